@@ -1,0 +1,45 @@
+"""memfold: one memory layer for agents, shared by LangChain, LangGraph and LlamaIndex.
+
+Example:
+    >>> import memfold
+    >>> store = memfold.open_store()
+    >>> _ = store.append("t1", memfold.Message(role="user", content="hello"))
+    >>> store.count("t1")
+    1
+"""
+
+from memfold.errors import (
+    BackendUnavailable,
+    Conflict,
+    InvalidInput,
+    MemfoldError,
+    NotFound,
+    UnsupportedOperation,
+)
+from memfold.model import Message, MessageHit, Part, ThreadInfo, ToolCall
+from memfold.open import aopen_store, create_memory, open_store
+from memfold.stores import DEFAULT_TENANT, BaseThreadStore, Capabilities, ThreadStore
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_TENANT",
+    "BackendUnavailable",
+    "BaseThreadStore",
+    "Capabilities",
+    "Conflict",
+    "InvalidInput",
+    "MemfoldError",
+    "Message",
+    "MessageHit",
+    "NotFound",
+    "Part",
+    "ThreadInfo",
+    "ThreadStore",
+    "ToolCall",
+    "UnsupportedOperation",
+    "__version__",
+    "aopen_store",
+    "create_memory",
+    "open_store",
+]

@@ -1,0 +1,1 @@
+"""Storage backends; open them by URL with :func:`memfold.open_store`."""

@@ -1,0 +1,206 @@
+"""The in-process backend (``memory://``): the default, fast, gone when the process exits.
+
+Bounded on request: ``max_threads`` and ``max_messages_per_thread`` evict oldest first (the least
+recently updated thread, the earliest messages), and ``ttl_seconds`` expires threads that have
+not been written for that long.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from memfold import ops
+from memfold.errors import Conflict, InvalidInput, NotFound
+from memfold.fulltext import tokenize
+from memfold.model import JSON, Message, MessageHit, ThreadInfo, utcnow
+from memfold.stores import BaseThreadStore, Capabilities
+
+__all__ = ["MemoryThreadStore"]
+
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class _Thread:
+    created_at: datetime
+    updated_at: datetime
+    messages: list[Message] = field(default_factory=list)
+    positions: dict[str, int] = field(default_factory=dict)
+    trimmed: int = 0
+    metadata: dict[str, JSON] = field(default_factory=dict)
+
+    def info(self, tenant: str, thread_id: str) -> ThreadInfo:
+        return ThreadInfo(
+            thread_id, tenant, self.created_at, self.updated_at, len(self.messages),
+            dict(self.metadata),
+        )  # fmt: skip
+
+
+def _positive(value: int | None, what: str) -> int | None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise InvalidInput(f"{what} must be a positive int or None, got {value!r}")
+    return value
+
+
+class MemoryThreadStore(BaseThreadStore):
+    """Threads held in a dict, guarded by a lock so background threads can share it.
+
+    Args:
+        max_threads: keep at most this many threads; the least recently updated go first.
+        max_messages_per_thread: keep at most this many messages per thread, dropping the oldest.
+        ttl_seconds: forget a thread this long after its last write.
+    """
+
+    name = "memory"
+
+    def __init__(
+        self,
+        *,
+        max_threads: int | None = None,
+        max_messages_per_thread: int | None = None,
+        ttl_seconds: float | None = None,
+    ) -> None:
+        super().__init__(Capabilities(transactions=True, full_text_search=True, ttl=True))
+        self.max_threads = _positive(max_threads, "max_threads")
+        self.max_messages_per_thread = _positive(max_messages_per_thread, "max_messages_per_thread")
+        if ttl_seconds is not None and not ttl_seconds > 0:
+            raise InvalidInput(f"ttl_seconds must be positive or None, got {ttl_seconds!r}")
+        self.ttl = None if ttl_seconds is None else timedelta(seconds=ttl_seconds)
+        # Ordered least recently updated first, so eviction pops from the front.
+        self._threads: OrderedDict[tuple[str, str], _Thread] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def execute(self, op: ops.Op[T]) -> T:
+        """Run one operation under the store's lock."""
+        with self._lock:
+            self._expire()
+            result: Any = self._run(op)
+        return result  # type: ignore[no-any-return]
+
+    async def aexecute(self, op: ops.Op[T]) -> T:
+        """Run one operation; nothing here waits on I/O, so it never blocks the loop for long."""
+        return self.execute(op)
+
+    def _expire(self) -> None:
+        if self.ttl is None:
+            return
+        cutoff = utcnow() - self.ttl
+        while self._threads:
+            key, thread = next(iter(self._threads.items()))
+            if thread.updated_at >= cutoff:
+                break
+            del self._threads[key]
+
+    def _touch(self, key: tuple[str, str]) -> _Thread:
+        now = utcnow()
+        thread = self._threads.get(key)
+        if thread is None:
+            thread = self._threads[key] = _Thread(now, now)
+            if self.max_threads is not None and len(self._threads) > self.max_threads:
+                self._threads.popitem(last=False)
+        else:
+            thread.updated_at = now
+            self._threads.move_to_end(key)
+        return thread
+
+    def _run(self, op: ops.Op[Any]) -> Any:
+        match op:
+            case ops.AppendMessages(tenant, thread_id, messages):
+                return self._append((tenant, thread_id), messages)
+            case ops.LoadThread(tenant, thread_id, last, before):
+                return self._load((tenant, thread_id), last, before)
+            case ops.CountMessages(tenant, thread_id):
+                thread = self._threads.get((tenant, thread_id))
+                return 0 if thread is None else len(thread.messages)
+            case ops.GetThread(tenant, thread_id):
+                thread = self._threads.get((tenant, thread_id))
+                if thread is None:
+                    raise NotFound(f"no thread {thread_id!r} for tenant {tenant!r}")
+                return thread.info(tenant, thread_id)
+            case ops.ListThreads(tenant, limit, offset):
+                mine = [(k, t) for k, t in reversed(self._threads.items()) if k[0] == tenant]
+                return [t.info(*k) for k, t in mine[offset : offset + limit]]
+            case ops.SetThreadMetadata(tenant, thread_id, metadata):
+                thread = self._touch((tenant, thread_id))
+                thread.metadata = dict(metadata)
+                return thread.info(tenant, thread_id)
+            case ops.ClearThread(tenant, thread_id):
+                thread = self._threads.get((tenant, thread_id))
+                if thread is None:
+                    return 0
+                removed = len(thread.messages)
+                thread.messages, thread.positions, thread.trimmed = [], {}, 0
+                self._touch((tenant, thread_id))
+                return removed
+            case ops.DeleteThread(tenant, thread_id):
+                return self._threads.pop((tenant, thread_id), None) is not None
+            case ops.ClearTenant(tenant):
+                doomed = [k for k in self._threads if k[0] == tenant]
+                for key in doomed:
+                    del self._threads[key]
+                return len(doomed)
+            case ops.SearchMessages(tenant, query, thread_id, limit):
+                return self._search(tenant, query, thread_id, limit)
+        raise InvalidInput(f"the memory backend cannot run {type(op).__name__}")
+
+    def _append(self, key: tuple[str, str], messages: tuple[Message, ...]) -> None:
+        existing = self._threads.get(key)
+        if existing is not None:
+            for m in messages:
+                if m.id in existing.positions:
+                    raise _duplicate(m.id, key[1])
+        thread = self._touch(key)
+        for m in messages:
+            thread.positions[m.id or ""] = thread.trimmed + len(thread.messages)
+            thread.messages.append(m)
+        cap = self.max_messages_per_thread
+        if cap is not None and len(thread.messages) > cap:
+            drop = len(thread.messages) - cap
+            for m in thread.messages[:drop]:
+                del thread.positions[m.id or ""]
+            del thread.messages[:drop]
+            thread.trimmed += drop
+
+    def _load(self, key: tuple[str, str], last: int | None, before: str | None) -> list[Message]:
+        thread = self._threads.get(key)
+        if thread is None:
+            if before is not None:
+                raise NotFound(f"no message {before!r} in thread {key[1]!r}")
+            return []
+        end = len(thread.messages)
+        if before is not None:
+            position = thread.positions.get(before)
+            if position is None:
+                raise NotFound(f"no message {before!r} in thread {key[1]!r}")
+            end = position - thread.trimmed
+        start = 0 if last is None else max(0, end - last)
+        return thread.messages[start:end]
+
+    def _search(
+        self, tenant: str, query: str, thread_id: str | None, limit: int
+    ) -> list[MessageHit]:
+        terms = set(tokenize(query))
+        if not terms:
+            return []
+        hits: list[MessageHit] = []
+        for (owner, tid), thread in self._threads.items():
+            if owner != tenant or (thread_id is not None and tid != thread_id):
+                continue
+            for m in thread.messages:
+                words = tokenize(m.text)
+                if terms.issubset(words):
+                    score = sum(words.count(t) for t in terms) / (1 + len(words)) ** 0.5
+                    hits.append(MessageHit(tid, m, score))
+        hits.sort(key=lambda h: h.score, reverse=True)
+        return hits[:limit]
+
+
+def _duplicate(message_id: str | None, thread_id: str) -> Conflict:
+    return Conflict(
+        f"message id {message_id!r} is already in thread {thread_id!r}: "
+        "append new messages with new ids (or leave id empty to have one assigned)"
+    )

@@ -1,0 +1,103 @@
+"""Numbered schema steps, recorded with checksums in ``<prefix>schema_versions``.
+
+A released step never changes: :func:`migrate` refuses a database whose recorded checksum differs
+from the step's, and a database newer than this memfold. Steps run inside the caller's write
+transaction, so two processes running ``setup()`` at once apply each step exactly once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import Dialect, bindparam, insert, select, text
+from sqlalchemy.schema import CreateIndex, CreateTable
+
+from memfold.backends.sql.plans import Plan
+from memfold.backends.sql.schema import Tables
+from memfold.errors import Conflict
+
+__all__ = ["COMPONENT", "STEPS", "Step", "migrate"]
+
+COMPONENT = "threads"
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One schema change: its version number and the DDL it runs for a dialect."""
+
+    version: int
+    description: str
+    ddl: Callable[[Tables, Dialect], list[str]]
+
+    def checksum(self, tables: Tables, dialect: Dialect) -> str:
+        """A hash of the step's DDL, so an edited released step is caught."""
+        return hashlib.sha256("\n".join(self.ddl(tables, dialect)).encode()).hexdigest()
+
+
+def _threads_and_messages(tables: Tables, dialect: Dialect) -> list[str]:
+    ddl = []
+    for table in (tables.threads, tables.messages):
+        ddl.append(str(CreateTable(table, if_not_exists=True).compile(dialect=dialect)))
+        ddl += [
+            str(CreateIndex(index, if_not_exists=True).compile(dialect=dialect))
+            for index in sorted(table.indexes, key=lambda i: str(i.name))
+        ]
+    if dialect.name == "sqlite":
+        fts, m = tables.messages_fts, tables.messages.name
+        ddl += [
+            f"CREATE VIRTUAL TABLE IF NOT EXISTS {fts} USING fts5("
+            f"search_text, content='{m}', content_rowid='seq', tokenize='unicode61')",
+            f"CREATE TRIGGER IF NOT EXISTS {m}_fts_insert AFTER INSERT ON {m} BEGIN "
+            f"INSERT INTO {fts}(rowid, search_text) VALUES (new.seq, new.search_text); END",
+            f"CREATE TRIGGER IF NOT EXISTS {m}_fts_delete AFTER DELETE ON {m} BEGIN "
+            f"INSERT INTO {fts}({fts}, rowid, search_text) "
+            f"VALUES ('delete', old.seq, old.search_text); END",
+        ]
+    return ddl
+
+
+STEPS: tuple[Step, ...] = (
+    Step(1, "threads and messages, with full-text search", _threads_and_messages),
+)
+"""Append-only: a new schema change is a new step at the end."""
+
+
+def migrate(tables: Tables, dialect: Dialect) -> Plan:
+    """Plan that applies the missing steps and returns the schema version afterwards."""
+    v = tables.schema_versions
+    yield CreateTable(v, if_not_exists=True), None
+    result = yield (
+        select(v.c.version, v.c.checksum).where(v.c.component == bindparam("component")),
+        {"component": COMPONENT},
+    )
+    applied = dict(result.all())
+    known = {step.version for step in STEPS}
+    if newer := sorted(set(applied) - known):
+        raise Conflict(
+            f"the database has {COMPONENT} schema version {newer[-1]}, newer than this memfold "
+            f"knows ({max(known)}): upgrade memfold to use it"
+        )
+    for step in STEPS:
+        checksum = step.checksum(tables, dialect)
+        if step.version in applied:
+            if applied[step.version] != checksum:
+                raise Conflict(
+                    f"{COMPONENT} schema step {step.version} recorded in the database differs "
+                    "from this memfold's: the database was made by a modified memfold"
+                )
+            continue
+        for statement in step.ddl(tables, dialect):
+            yield text(statement), None
+        yield (
+            insert(v),
+            {
+                "component": COMPONENT,
+                "version": step.version,
+                "checksum": checksum,
+                "applied_at": time.time(),
+            },
+        )
+    return STEPS[-1].version

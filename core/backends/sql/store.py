@@ -1,0 +1,218 @@
+"""The SQL thread store: runs :mod:`~memfold.backends.sql.plans` on a sync or an async engine.
+
+SQLite files are opened in WAL mode with a busy timeout; writes take the lock up front
+(``BEGIN IMMEDIATE``), so concurrent writers queue instead of failing half-way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from memfold import ops
+from memfold.backends.sql.migrations import migrate
+from memfold.backends.sql.plans import Plan, ThreadPlans
+from memfold.backends.sql.schema import build_tables
+from memfold.errors import BackendUnavailable, Conflict, InvalidInput, MemfoldError
+from memfold.stores import BaseThreadStore, Capabilities
+
+__all__ = ["SQLThreadStore"]
+
+T = TypeVar("T")
+
+_WRITE = "memfold_write"
+
+
+def _sqlite_urls(url: URL) -> tuple[URL, URL]:
+    if not url.database or url.database == ":memory:":
+        raise InvalidInput(
+            "an SQLite store needs a file path (sqlite:///path/to/memory.db); "
+            "for a store that lives only in this process use memory://"
+        )
+    return url.set(drivername="sqlite+pysqlite"), url.set(drivername="sqlite+aiosqlite")
+
+
+def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
+    """WAL, a busy timeout, and transactions that memfold begins itself."""
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        immediate = conn.get_execution_options().get(_WRITE, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+@contextmanager
+def _translated(where: str) -> Iterator[None]:
+    """Turn driver errors into :mod:`memfold.errors`, saying what to do."""
+    try:
+        yield
+    except MemfoldError:
+        raise
+    except IntegrityError as exc:
+        raise Conflict(
+            f"the write clashes with stored data in {where} (a message id already in the "
+            f"thread?): use new ids. Driver said: {exc.orig}"
+        ) from exc
+    except UnicodeEncodeError as exc:
+        raise InvalidInput(f"text is not valid Unicode: {exc.reason}") from exc
+    except (DBAPIError, sqlite3.Error) as exc:
+        detail = str(getattr(exc, "orig", exc))
+        if "no such table" in detail:
+            hint = "the memfold schema is missing: call store.setup() once"
+        elif "not a database" in detail or "malformed" in detail:
+            hint = "the file is not a valid SQLite database (corrupted?): restore it from a backup"
+        elif "locked" in detail or "busy" in detail:
+            hint = "another writer held the lock past the busy timeout: retry, or raise it"
+        else:
+            hint = "check that the database is reachable and the path is writable"
+        raise BackendUnavailable(f"{where}: {hint}. Driver said: {detail}") from exc
+    except StatementError as exc:
+        if isinstance(exc.orig, UnicodeEncodeError):
+            raise InvalidInput(f"text is not valid Unicode: {exc.orig.reason}") from exc
+        raise InvalidInput(f"{where} rejected a value: {exc.orig}") from exc
+
+
+def _drive(conn: Connection, plan: Plan) -> Any:
+    try:
+        statement, params = next(plan)
+        while True:
+            statement, params = plan.send(conn.execute(statement, params))
+    except StopIteration as done:
+        return done.value
+
+
+async def _adrive(conn: AsyncConnection, plan: Plan) -> Any:
+    try:
+        statement, params = next(plan)
+        while True:
+            statement, params = plan.send(await conn.execute(statement, params))
+    except StopIteration as done:
+        return done.value
+
+
+class SQLThreadStore(BaseThreadStore):
+    """Threads in SQL tables, one row per message.
+
+    Args:
+        url: ``sqlite:///path/to/file.db``, or a SQLAlchemy ``Engine`` you own.
+        async_engine: an ``AsyncEngine`` to use for the async API (made from ``url`` if omitted).
+        table_prefix: prefix of every table name, so several stores can share one database.
+        busy_timeout_ms: how long an SQLite writer waits for the lock before failing.
+    """
+
+    def __init__(
+        self,
+        url: str | URL | Engine,
+        *,
+        async_engine: AsyncEngine | None = None,
+        table_prefix: str = "memfold_",
+        busy_timeout_ms: int = 5_000,
+    ) -> None:
+        self.tables = build_tables(table_prefix)
+        self._owns_engine = not isinstance(url, Engine)
+        if isinstance(url, Engine):
+            self._engine = url
+            self._async_url = url.url.set(drivername="sqlite+aiosqlite")
+        else:
+            try:
+                parsed = make_url(url)
+            except Exception as exc:  # SQLAlchemy raises several types for a bad URL
+                raise InvalidInput(f"not a database URL: {url!r}") from exc
+            if parsed.get_backend_name() != "sqlite":
+                raise InvalidInput(f"SQLThreadStore opens sqlite:/// URLs, not {url!r}")
+            sync_url, self._async_url = _sqlite_urls(parsed)
+            self._engine = create_engine(sync_url)
+            _configure_sqlite(self._engine, busy_timeout_ms)
+        self.name = self._engine.dialect.name
+        self._busy_timeout_ms = busy_timeout_ms
+        self._given_async_engine = async_engine
+        self._async_engines: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncEngine] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._plans = ThreadPlans(self.tables, self.name)
+        super().__init__(
+            Capabilities(persistent=True, shared=True, transactions=True, full_text_search=True)
+        )
+
+    @property
+    def engine(self) -> Engine:
+        """The sync SQLAlchemy engine."""
+        return self._engine
+
+    def _async_engine(self) -> AsyncEngine:
+        """The async engine for the running loop (async drivers are bound to one loop)."""
+        if self._given_async_engine is not None:
+            return self._given_async_engine
+        loop = asyncio.get_running_loop()
+        engine = self._async_engines.get(loop)
+        if engine is None:
+            engine = create_async_engine(self._async_url)
+            _configure_sqlite(engine.sync_engine, self._busy_timeout_ms)
+            self._async_engines[loop] = engine
+        return engine
+
+    def _run(self, plan: Plan, write: bool) -> Any:
+        with _translated(f"{self.name} store"), self._engine.connect() as conn:
+            conn.execution_options(**{_WRITE: write})
+            with conn.begin():
+                return _drive(conn, plan)
+
+    async def _arun(self, plan: Plan, write: bool) -> Any:
+        with _translated(f"{self.name} store"):
+            async with self._async_engine().connect() as conn:
+                await conn.execution_options(**{_WRITE: write})
+                async with conn.begin():
+                    return await _adrive(conn, plan)
+
+    def execute(self, op: ops.Op[T]) -> T:
+        """Run one operation in one transaction."""
+        result: T = self._run(self._plans.plan(op), self._plans.writes(op))
+        return result
+
+    async def aexecute(self, op: ops.Op[T]) -> T:
+        """Run one operation in one transaction on the async engine."""
+        result: T = await self._arun(self._plans.plan(op), self._plans.writes(op))
+        return result
+
+    def setup(self) -> int:
+        """Create or upgrade the schema (idempotent); returns the schema version."""
+        version: int = self._run(migrate(self.tables, self._engine.dialect), write=True)
+        return version
+
+    async def asetup(self) -> int:
+        """Async :meth:`setup`."""
+        version: int = await self._arun(migrate(self.tables, self._engine.dialect), write=True)
+        return version
+
+    def close(self) -> None:
+        """Dispose of the engines this store made (an engine you passed in stays open)."""
+        if self._owns_engine:
+            self._engine.dispose()
+        for engine in list(self._async_engines.values()):
+            engine.sync_engine.dispose()
+        self._async_engines.clear()
+
+    async def aclose(self) -> None:
+        """Async :meth:`close`."""
+        for engine in list(self._async_engines.values()):
+            await engine.dispose()
+        self._async_engines.clear()
+        if self._owns_engine:
+            self._engine.dispose()

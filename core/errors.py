@@ -1,0 +1,49 @@
+"""Every error memfold raises, in one tree.
+
+```
+MemfoldError
+ ├── NotFound               (also a LookupError)
+ ├── Conflict               (also a RuntimeError)
+ ├── UnsupportedOperation   (also a NotImplementedError)
+ ├── InvalidInput           (also a ValueError)
+ └── BackendUnavailable     (also a ConnectionError)
+```
+
+Each leaf also subclasses the matching builtin, so code that already catches ``ValueError`` or
+``LookupError`` keeps working. Every message says what to do instead.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BackendUnavailable",
+    "Conflict",
+    "InvalidInput",
+    "MemfoldError",
+    "NotFound",
+    "UnsupportedOperation",
+]
+
+
+class MemfoldError(Exception):
+    """Root of every error memfold raises: ``except MemfoldError`` catches them all."""
+
+
+class NotFound(MemfoldError, LookupError):
+    """The thing asked for does not exist (a thread, a message id, a record)."""
+
+
+class Conflict(MemfoldError, RuntimeError):
+    """The write clashes with stored state (a duplicate id, a concurrent writer)."""
+
+
+class UnsupportedOperation(MemfoldError, NotImplementedError):
+    """The backend does not declare the capability this call needs."""
+
+
+class InvalidInput(MemfoldError, ValueError):
+    """An argument is malformed; nothing was stored."""
+
+
+class BackendUnavailable(MemfoldError, ConnectionError):
+    """The storage engine cannot be reached or its files are unreadable."""

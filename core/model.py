@@ -1,0 +1,270 @@
+"""The host-free data model: plain frozen dataclasses that round-trip through JSON without loss.
+
+Example:
+    >>> m = Message(role="user", content="hi")
+    >>> Message.from_dict(m.to_dict()) == m
+    True
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final, TypeAlias
+
+from memfold.errors import InvalidInput
+
+__all__ = [
+    "JSON",
+    "ROLES",
+    "Message",
+    "MessageHit",
+    "Part",
+    "ThreadInfo",
+    "ToolCall",
+]
+
+JSON: TypeAlias = bool | int | float | str | list["JSON"] | dict[str, "JSON"] | None
+"""A value that survives ``json.dumps``/``json.loads`` unchanged."""
+
+ROLES: Final = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+"""The roles a message may have."""
+
+
+def _ts(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _parse_ts(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One typed piece of multi-part content.
+
+    ``type`` is ``"text"``, ``"image"``, ``"audio"``, ``"file"`` or a host's own block type;
+    ``text``, ``url``, ``data`` (base64) and ``mime_type`` hold the common fields and ``extra``
+    keeps anything else so that host blocks survive a round trip.
+    """
+
+    type: str
+    text: str | None = None
+    url: str | None = None
+    data: str | None = None
+    mime_type: str | None = None
+    extra: Mapping[str, JSON] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, JSON]:
+        """The part as a JSON object, leaving out empty fields."""
+        out: dict[str, JSON] = {"type": self.type}
+        for key in ("text", "url", "data", "mime_type"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        if self.extra:
+            out["extra"] = dict(self.extra)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Part:
+        """Rebuild a part from :meth:`to_dict` output."""
+        return cls(
+            type=data["type"],
+            text=data.get("text"),
+            url=data.get("url"),
+            data=data.get("data"),
+            mime_type=data.get("mime_type"),
+            extra=data.get("extra", {}),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A model's request to run a tool."""
+
+    id: str
+    name: str
+    arguments: Mapping[str, JSON] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, JSON]:
+        """The call as a JSON object."""
+        return {"id": self.id, "name": self.name, "arguments": dict(self.arguments)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ToolCall:
+        """Rebuild a call from :meth:`to_dict` output."""
+        return cls(id=data["id"], name=data["name"], arguments=data.get("arguments", {}))
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One chat message.
+
+    ``content`` is plain text or a tuple of :class:`Part`. ``id`` and ``created_at`` may be left
+    empty: a store fills them in when the message is appended. Treat ``metadata`` as read-only.
+    """
+
+    role: str
+    content: str | tuple[Part, ...] = ""
+    name: str | None = None
+    id: str | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+    created_at: datetime | None = None
+    metadata: Mapping[str, JSON] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise InvalidInput(
+                f"invalid message role {self.role!r}: use one of {', '.join(sorted(ROLES))}"
+            )
+        content: object = self.content
+        if isinstance(content, list):
+            object.__setattr__(self, "content", content := tuple(content))
+        if not isinstance(content, str) and not (
+            isinstance(content, tuple) and all(isinstance(p, Part) for p in content)
+        ):
+            raise InvalidInput("message content must be a str or a sequence of memfold.Part")
+        calls: object = self.tool_calls
+        if isinstance(calls, list):
+            object.__setattr__(self, "tool_calls", calls := tuple(calls))
+        if not (isinstance(calls, tuple) and all(isinstance(c, ToolCall) for c in calls)):
+            raise InvalidInput("tool_calls must be a sequence of memfold.ToolCall")
+        if not isinstance(self.metadata, Mapping):
+            raise InvalidInput("message metadata must be a mapping of str to JSON values")
+        if self.created_at is not None and self.created_at.tzinfo is None:
+            raise InvalidInput("created_at must be timezone-aware: use datetime.now(UTC)")
+
+    @property
+    def text(self) -> str:
+        """The message's text: the content itself, or its text parts joined by newlines."""
+        if isinstance(self.content, str):
+            return self.content
+        return "\n".join(p.text for p in self.content if p.text)
+
+    def to_dict(self) -> dict[str, JSON]:
+        """The message as a JSON object, leaving out empty fields."""
+        out: dict[str, JSON] = {"role": self.role}
+        if isinstance(self.content, str):
+            out["content"] = self.content
+        else:
+            out["content"] = [p.to_dict() for p in self.content]
+        if self.name is not None:
+            out["name"] = self.name
+        if self.id is not None:
+            out["id"] = self.id
+        if self.tool_calls:
+            out["tool_calls"] = [c.to_dict() for c in self.tool_calls]
+        if self.tool_call_id is not None:
+            out["tool_call_id"] = self.tool_call_id
+        if self.created_at is not None:
+            out["created_at"] = _ts(self.created_at)
+        if self.metadata:
+            out["metadata"] = dict(self.metadata)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Message:
+        """Rebuild a message from :meth:`to_dict` output.
+
+        Raises:
+            InvalidInput: ``data`` is not a message object.
+        """
+        try:
+            content = data.get("content", "")
+            return cls(
+                role=data["role"],
+                content=content
+                if isinstance(content, str)
+                else tuple(Part.from_dict(p) for p in content),
+                name=data.get("name"),
+                id=data.get("id"),
+                tool_calls=tuple(ToolCall.from_dict(c) for c in data.get("tool_calls", ())),
+                tool_call_id=data.get("tool_call_id"),
+                created_at=_parse_ts(data.get("created_at")),
+                metadata=data.get("metadata", {}),
+            )
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            if isinstance(exc, InvalidInput):
+                raise
+            raise InvalidInput(f"not a memfold message object: {exc!r}") from exc
+
+    def to_json(self) -> str:
+        """The message as compact JSON text."""
+        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Message:
+        """Rebuild a message from :meth:`to_json` output."""
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise InvalidInput(f"not valid JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise InvalidInput("a message must be a JSON object")
+        return cls.from_dict(data)
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadInfo:
+    """What a store knows about one conversation thread."""
+
+    thread_id: str
+    tenant: str
+    created_at: datetime
+    updated_at: datetime
+    message_count: int
+    metadata: Mapping[str, JSON] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, JSON]:
+        """The thread summary as a JSON object."""
+        return {
+            "thread_id": self.thread_id,
+            "tenant": self.tenant,
+            "created_at": _ts(self.created_at),
+            "updated_at": _ts(self.updated_at),
+            "message_count": self.message_count,
+            "metadata": dict(self.metadata),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ThreadInfo:
+        """Rebuild a thread summary from :meth:`to_dict` output."""
+        return cls(
+            thread_id=data["thread_id"],
+            tenant=data["tenant"],
+            created_at=datetime.fromisoformat(data["created_at"]),
+            updated_at=datetime.fromisoformat(data["updated_at"]),
+            message_count=data["message_count"],
+            metadata=data.get("metadata", {}),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class MessageHit:
+    """A message found by full-text search; higher ``score`` ranks first."""
+
+    thread_id: str
+    message: Message
+    score: float
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware, in UTC."""
+    return datetime.now(UTC)
+
+
+def ensure_sequence(messages: Message | Sequence[Message]) -> tuple[Message, ...]:
+    """Accept one message or many; anything else is an :class:`InvalidInput`."""
+    if isinstance(messages, Message):
+        return (messages,)
+    if isinstance(messages, str | bytes) or not isinstance(messages, Sequence):
+        raise InvalidInput("expected a memfold.Message or a sequence of them")
+    out = tuple(messages)
+    for m in out:
+        if not isinstance(m, Message):
+            raise InvalidInput(f"expected memfold.Message, got {type(m).__name__}")
+    return out

@@ -1,0 +1,85 @@
+"""Open any store by URL: ``memory://`` (the default) or ``sqlite:///path.db``.
+
+Example:
+    >>> from memfold import open_store
+    >>> store = open_store("memory://?max_threads=100")
+    >>> store.capabilities.persistent
+    False
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from memfold.backends.memory import MemoryThreadStore
+from memfold.backends.sql import SQLThreadStore
+from memfold.errors import InvalidInput
+from memfold.stores import BaseThreadStore
+
+__all__ = ["aopen_store", "create_memory", "open_store"]
+
+_MEMORY_OPTIONS = {"max_threads": int, "max_messages_per_thread": int, "ttl_seconds": float}
+
+
+def _memory_options(query: str) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        kind = _MEMORY_OPTIONS.get(key)
+        if kind is None:
+            raise InvalidInput(f"unknown memory:// option {key!r}: use {sorted(_MEMORY_OPTIONS)}")
+        try:
+            options[key] = kind(value)
+        except ValueError as exc:
+            raise InvalidInput(f"memory:// option {key}={value!r} is not a number") from exc
+    return options
+
+
+def _build(url: str, options: dict[str, Any]) -> BaseThreadStore:
+    if not isinstance(url, str):
+        raise InvalidInput(f"a store URL must be a str, got {type(url).__name__}")
+    scheme = urlsplit(url).scheme.split("+")[0]
+    if scheme == "memory":
+        return MemoryThreadStore(**{**_memory_options(urlsplit(url).query), **options})
+    if scheme == "sqlite":
+        return SQLThreadStore(url, **options)
+    raise InvalidInput(f"unknown store URL {url!r}: use memory:// or sqlite:///path/to/file.db")
+
+
+def open_store(url: str = "memory://", *, setup: bool = True, **options: Any) -> BaseThreadStore:
+    """Open the thread store at ``url`` and (unless ``setup=False``) create its schema.
+
+    Options are the backend's keyword arguments (see :class:`MemoryThreadStore` and
+    :class:`SQLThreadStore`).
+    """
+    store = _build(url, options)
+    if setup:
+        store.setup()
+    return store
+
+
+async def aopen_store(
+    url: str = "memory://", *, setup: bool = True, **options: Any
+) -> BaseThreadStore:
+    """Async :func:`open_store`: the schema is created without blocking the event loop."""
+    store = _build(url, options)
+    if setup:
+        await store.asetup()
+    return store
+
+
+def create_memory(
+    kind: str = "memory", *, db_path: str | Path | None = None, **options: Any
+) -> BaseThreadStore:
+    """Open a store by kind, in the style of other memory kits.
+
+    ``create_memory("sqlite", db_path="chat.db")`` is ``open_store("sqlite:///chat.db")``.
+    """
+    if kind == "memory":
+        return open_store("memory://", **options)
+    if kind == "sqlite":
+        if db_path is None:
+            raise InvalidInput('create_memory("sqlite") needs db_path="path/to/file.db"')
+        return open_store(f"sqlite:///{Path(db_path)}", **options)
+    raise InvalidInput(f"unknown memory kind {kind!r}: use 'memory' or 'sqlite'")

@@ -1,0 +1,124 @@
+"""Store operations as data.
+
+A public store method validates its arguments, builds one of these frozen operations and hands it
+to the backend's ``execute`` (sync) or ``aexecute`` (async). Backends implement only those two
+entry points, so the public API is written once, in :mod:`memfold.stores`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from memfold.model import JSON, Message, MessageHit, ThreadInfo
+
+__all__ = [
+    "AppendMessages",
+    "ClearTenant",
+    "ClearThread",
+    "CountMessages",
+    "DeleteThread",
+    "GetThread",
+    "ListThreads",
+    "LoadThread",
+    "Op",
+    "SearchMessages",
+    "SetThreadMetadata",
+]
+
+T = TypeVar("T")
+
+
+class Op(Generic[T]):
+    """An operation whose result has type ``T``."""
+
+    __slots__ = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AppendMessages(Op[None]):
+    """Append messages (ids and times already assigned) with their JSON encodings."""
+
+    tenant: str
+    thread_id: str
+    messages: tuple[Message, ...]
+    bodies: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LoadThread(Op[list[Message]]):
+    """Read a thread in order: all of it, its last ``last`` messages, or those before ``before``."""
+
+    tenant: str
+    thread_id: str
+    last: int | None = None
+    before: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CountMessages(Op[int]):
+    """Count the messages of a thread."""
+
+    tenant: str
+    thread_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class GetThread(Op[ThreadInfo]):
+    """Describe one thread."""
+
+    tenant: str
+    thread_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ListThreads(Op[list[ThreadInfo]]):
+    """List a tenant's threads, most recently updated first."""
+
+    tenant: str
+    limit: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class SetThreadMetadata(Op[ThreadInfo]):
+    """Replace a thread's metadata, creating the thread if needed."""
+
+    tenant: str
+    thread_id: str
+    metadata: Mapping[str, JSON]
+    encoded: str
+
+
+@dataclass(frozen=True, slots=True)
+class ClearThread(Op[int]):
+    """Remove a thread's messages but keep the thread; returns how many were removed."""
+
+    tenant: str
+    thread_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteThread(Op[bool]):
+    """Remove a thread and its messages; returns whether it existed."""
+
+    tenant: str
+    thread_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ClearTenant(Op[int]):
+    """Remove every thread of a tenant; returns how many threads were removed."""
+
+    tenant: str
+
+
+@dataclass(frozen=True, slots=True)
+class SearchMessages(Op[list[MessageHit]]):
+    """Full-text search in one thread, or across a tenant when ``thread_id`` is None."""
+
+    tenant: str
+    query: str
+    thread_id: str | None
+    limit: int

@@ -1,0 +1,456 @@
+"""Store protocols, capabilities, and the public thread API written once over operations.
+
+A backend subclasses :class:`BaseThreadStore` and implements two methods, ``execute(op)`` and
+``aexecute(op)``; everything public (validation, id assignment, sync and async twins) lives here.
+
+Example:
+    >>> from memfold import Message, open_store
+    >>> store = open_store("memory://")
+    >>> _ = store.append("t1", [Message(role="user", content="hello")])
+    >>> [m.content for m in store.load("t1")]
+    ['hello']
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields, replace
+from types import TracebackType
+from typing import Final, Protocol, Self, TypeVar, runtime_checkable
+
+from memfold import ops
+from memfold.errors import InvalidInput, UnsupportedOperation
+from memfold.model import JSON, Message, MessageHit, ThreadInfo, ensure_sequence, utcnow
+
+__all__ = [
+    "DEFAULT_TENANT",
+    "MAX_ID_LENGTH",
+    "BaseThreadStore",
+    "Capabilities",
+    "ThreadStore",
+    "check_id",
+]
+
+T = TypeVar("T")
+
+DEFAULT_TENANT: Final = "default"
+"""The tenant used when a call names none (single-tenant apps)."""
+
+MAX_ID_LENGTH: Final = 512
+"""The longest thread id, tenant or message id accepted, in characters."""
+
+MAX_PAGE: Final = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a backend can do; a call that needs a missing capability raises
+    :class:`~memfold.errors.UnsupportedOperation`."""
+
+    persistent: bool = False
+    """Data outlives the process."""
+    shared: bool = False
+    """Several processes can use the same data at once."""
+    transactions: bool = False
+    """Multi-row writes are atomic."""
+    full_text_search: bool = False
+    """``search`` ranks messages by their words."""
+    ttl: bool = False
+    """Threads can expire."""
+
+    def require(self, name: str, backend: str) -> None:
+        """Raise :class:`UnsupportedOperation` unless capability ``name`` is declared."""
+        if name not in {f.name for f in fields(self)}:
+            raise InvalidInput(f"unknown capability {name!r}")
+        if not getattr(self, name):
+            raise UnsupportedOperation(
+                f"the {backend} backend does not support {name.replace('_', ' ')}: "
+                "check store.capabilities first, or open a backend that declares it"
+            )
+
+
+def check_id(value: object, what: str) -> str:
+    """Return ``value`` if it is a usable id, else raise :class:`InvalidInput`."""
+    if not isinstance(value, str):
+        raise InvalidInput(f"{what} must be a str, got {type(value).__name__}")
+    if not value:
+        raise InvalidInput(f"{what} must not be empty")
+    if len(value) > MAX_ID_LENGTH:
+        raise InvalidInput(f"{what} is {len(value)} characters; the limit is {MAX_ID_LENGTH}")
+    if "\x00" in value:
+        raise InvalidInput(f"{what} must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInput(f"{what} is not valid Unicode text: {exc.reason}") from exc
+    return value
+
+
+def _check_count(value: object, what: str, *, low: int = 0, high: int = MAX_PAGE) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidInput(f"{what} must be an int from {low} to {high}, got {value!r}")
+    return value
+
+
+def encode_json(value: object, what: str) -> str:
+    """JSON text for ``value``, or :class:`InvalidInput` naming what could not be encoded."""
+    try:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise InvalidInput(f"{what} is not JSON-serialisable: {exc}") from exc
+
+
+def _prepare(messages: Message | Sequence[Message]) -> tuple[tuple[Message, ...], tuple[str, ...]]:
+    """Give each message an id and a time, check it encodes, and encode it."""
+    now = utcnow()
+    ready: list[Message] = []
+    seen: set[str] = set()
+    for m in ensure_sequence(messages):
+        message_id = check_id(m.id or uuid.uuid4().hex, "message id")
+        if m.id is None or m.created_at is None:
+            m = replace(m, id=message_id, created_at=m.created_at or now)
+        if message_id in seen:
+            raise InvalidInput(f"message id {message_id!r} appears twice in one append")
+        seen.add(message_id)
+        ready.append(m)
+    bodies = tuple(encode_json(m.to_dict(), f"message {m.id!r}") for m in ready)
+    return tuple(ready), bodies
+
+
+@runtime_checkable
+class ThreadStore(Protocol):
+    """Conversation threads scoped by ``(tenant, thread_id)``, with sync and async methods."""
+
+    @property
+    def capabilities(self) -> Capabilities: ...
+
+    def setup(self) -> int: ...
+    async def asetup(self) -> int: ...
+    def close(self) -> None: ...
+    async def aclose(self) -> None: ...
+
+    def append(
+        self, thread_id: str, messages: Message | Sequence[Message], *, tenant: str = ...
+    ) -> list[Message]: ...
+    async def aappend(
+        self, thread_id: str, messages: Message | Sequence[Message], *, tenant: str = ...
+    ) -> list[Message]: ...
+    def load(
+        self,
+        thread_id: str,
+        *,
+        last: int | None = None,
+        before: str | None = None,
+        tenant: str = ...,
+    ) -> list[Message]: ...
+    async def aload(
+        self,
+        thread_id: str,
+        *,
+        last: int | None = None,
+        before: str | None = None,
+        tenant: str = ...,
+    ) -> list[Message]: ...
+    def count(self, thread_id: str, *, tenant: str = ...) -> int: ...
+    async def acount(self, thread_id: str, *, tenant: str = ...) -> int: ...
+    def get_thread(self, thread_id: str, *, tenant: str = ...) -> ThreadInfo: ...
+    async def aget_thread(self, thread_id: str, *, tenant: str = ...) -> ThreadInfo: ...
+    def list_threads(
+        self, *, tenant: str = ..., limit: int = 50, offset: int = 0
+    ) -> list[ThreadInfo]: ...
+    async def alist_threads(
+        self, *, tenant: str = ..., limit: int = 50, offset: int = 0
+    ) -> list[ThreadInfo]: ...
+    def set_thread_metadata(
+        self, thread_id: str, metadata: Mapping[str, JSON], *, tenant: str = ...
+    ) -> ThreadInfo: ...
+    async def aset_thread_metadata(
+        self, thread_id: str, metadata: Mapping[str, JSON], *, tenant: str = ...
+    ) -> ThreadInfo: ...
+    def clear(self, thread_id: str, *, tenant: str = ...) -> int: ...
+    async def aclear(self, thread_id: str, *, tenant: str = ...) -> int: ...
+    def delete_thread(self, thread_id: str, *, tenant: str = ...) -> bool: ...
+    async def adelete_thread(self, thread_id: str, *, tenant: str = ...) -> bool: ...
+    def clear_tenant(self, tenant: str) -> int: ...
+    async def aclear_tenant(self, tenant: str) -> int: ...
+    def search(
+        self, query: str, *, thread_id: str | None = None, tenant: str = ..., limit: int = 10
+    ) -> list[MessageHit]: ...
+    async def asearch(
+        self, query: str, *, thread_id: str | None = None, tenant: str = ..., limit: int = 10
+    ) -> list[MessageHit]: ...
+
+
+class BaseThreadStore(ABC):
+    """The public :class:`ThreadStore` API, written once over ``execute``/``aexecute``."""
+
+    name: str = "base"
+    """The backend's URL scheme, used in error messages."""
+
+    def __init__(self, capabilities: Capabilities) -> None:
+        self._capabilities = capabilities
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What this backend can do."""
+        return self._capabilities
+
+    @abstractmethod
+    def execute(self, op: ops.Op[T]) -> T:
+        """Run one operation (backends implement this)."""
+
+    @abstractmethod
+    async def aexecute(self, op: ops.Op[T]) -> T:
+        """Run one operation without blocking the event loop (backends implement this)."""
+
+    def setup(self) -> int:
+        """Create or upgrade the backend's schema (safe to call again); returns its version."""
+        return 0
+
+    async def asetup(self) -> int:
+        """Async :meth:`setup`."""
+        return 0
+
+    def close(self) -> None:
+        """Release connections and files."""
+
+    async def aclose(self) -> None:
+        """Async :meth:`close`."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # Building operations: pure, shared by the sync and async twins.
+
+    def _append_op(
+        self, thread_id: str, messages: Message | Sequence[Message], tenant: str
+    ) -> ops.AppendMessages:
+        ready, bodies = _prepare(messages)
+        return ops.AppendMessages(
+            check_id(tenant, "tenant"), check_id(thread_id, "thread id"), ready, bodies
+        )
+
+    def _load_op(
+        self, thread_id: str, last: int | None, before: str | None, tenant: str
+    ) -> ops.LoadThread:
+        return ops.LoadThread(
+            check_id(tenant, "tenant"),
+            check_id(thread_id, "thread id"),
+            None if last is None else _check_count(last, "last", high=10**9),
+            None if before is None else check_id(before, "before"),
+        )
+
+    def _search_op(
+        self, query: str, thread_id: str | None, tenant: str, limit: int
+    ) -> ops.SearchMessages:
+        self._capabilities.require("full_text_search", self.name)
+        if not isinstance(query, str) or not query.strip():
+            raise InvalidInput("search query must be a non-empty str")
+        return ops.SearchMessages(
+            check_id(tenant, "tenant"),
+            query,
+            None if thread_id is None else check_id(thread_id, "thread id"),
+            _check_count(limit, "limit", low=1),
+        )
+
+    def _list_op(self, tenant: str, limit: int, offset: int) -> ops.ListThreads:
+        return ops.ListThreads(
+            check_id(tenant, "tenant"),
+            _check_count(limit, "limit", low=1),
+            _check_count(offset, "offset", high=10**12),
+        )
+
+    def _metadata_op(
+        self, thread_id: str, metadata: Mapping[str, JSON], tenant: str
+    ) -> ops.SetThreadMetadata:
+        if not isinstance(metadata, Mapping):
+            raise InvalidInput("thread metadata must be a mapping of str to JSON values")
+        return ops.SetThreadMetadata(
+            check_id(tenant, "tenant"),
+            check_id(thread_id, "thread id"),
+            dict(metadata),
+            encode_json(dict(metadata), "thread metadata"),
+        )
+
+    def _thread_key(self, thread_id: str, tenant: str) -> tuple[str, str]:
+        return check_id(tenant, "tenant"), check_id(thread_id, "thread id")
+
+    # Sync API.
+
+    def append(
+        self,
+        thread_id: str,
+        messages: Message | Sequence[Message],
+        *,
+        tenant: str = DEFAULT_TENANT,
+    ) -> list[Message]:
+        """Append messages to a thread, creating it if needed.
+
+        Returns the messages as stored, each with an ``id`` and ``created_at``.
+
+        Raises:
+            InvalidInput: a bad id, a duplicate message id, or metadata that is not JSON.
+            Conflict: a message id already in the thread.
+        """
+        op = self._append_op(thread_id, messages, tenant)
+        self.execute(op)
+        return list(op.messages)
+
+    def load(
+        self,
+        thread_id: str,
+        *,
+        last: int | None = None,
+        before: str | None = None,
+        tenant: str = DEFAULT_TENANT,
+    ) -> list[Message]:
+        """A thread's messages, oldest first.
+
+        With ``last=n``, only the newest ``n``; with ``before=message_id``, only the messages
+        before that one (combine both to page backwards). An unknown thread is empty.
+
+        Raises:
+            NotFound: ``before`` names no message of the thread.
+        """
+        return self.execute(self._load_op(thread_id, last, before, tenant))
+
+    def count(self, thread_id: str, *, tenant: str = DEFAULT_TENANT) -> int:
+        """How many messages a thread holds (0 for an unknown thread)."""
+        return self.execute(ops.CountMessages(*self._thread_key(thread_id, tenant)))
+
+    def get_thread(self, thread_id: str, *, tenant: str = DEFAULT_TENANT) -> ThreadInfo:
+        """Describe a thread.
+
+        Raises:
+            NotFound: no such thread.
+        """
+        return self.execute(ops.GetThread(*self._thread_key(thread_id, tenant)))
+
+    def list_threads(
+        self, *, tenant: str = DEFAULT_TENANT, limit: int = 50, offset: int = 0
+    ) -> list[ThreadInfo]:
+        """A page of a tenant's threads, most recently updated first."""
+        return self.execute(self._list_op(tenant, limit, offset))
+
+    def set_thread_metadata(
+        self, thread_id: str, metadata: Mapping[str, JSON], *, tenant: str = DEFAULT_TENANT
+    ) -> ThreadInfo:
+        """Replace a thread's metadata (creating an empty thread if needed)."""
+        return self.execute(self._metadata_op(thread_id, metadata, tenant))
+
+    def clear(self, thread_id: str, *, tenant: str = DEFAULT_TENANT) -> int:
+        """Remove a thread's messages, keeping the thread; returns how many were removed."""
+        return self.execute(ops.ClearThread(*self._thread_key(thread_id, tenant)))
+
+    def delete_thread(self, thread_id: str, *, tenant: str = DEFAULT_TENANT) -> bool:
+        """Remove a thread and its messages; returns whether it existed."""
+        return self.execute(ops.DeleteThread(*self._thread_key(thread_id, tenant)))
+
+    def clear_tenant(self, tenant: str) -> int:
+        """Remove every thread of ``tenant``; returns how many threads were removed."""
+        return self.execute(ops.ClearTenant(check_id(tenant, "tenant")))
+
+    def search(
+        self,
+        query: str,
+        *,
+        thread_id: str | None = None,
+        tenant: str = DEFAULT_TENANT,
+        limit: int = 10,
+    ) -> list[MessageHit]:
+        """Messages matching ``query``'s words, best first, in one thread or a whole tenant.
+
+        Raises:
+            UnsupportedOperation: the backend has no full-text search.
+        """
+        return self.execute(self._search_op(query, thread_id, tenant, limit))
+
+    # Async API: the same operations, awaited.
+
+    async def aappend(
+        self,
+        thread_id: str,
+        messages: Message | Sequence[Message],
+        *,
+        tenant: str = DEFAULT_TENANT,
+    ) -> list[Message]:
+        """Async :meth:`append`."""
+        op = self._append_op(thread_id, messages, tenant)
+        await self.aexecute(op)
+        return list(op.messages)
+
+    async def aload(
+        self,
+        thread_id: str,
+        *,
+        last: int | None = None,
+        before: str | None = None,
+        tenant: str = DEFAULT_TENANT,
+    ) -> list[Message]:
+        """Async :meth:`load`."""
+        return await self.aexecute(self._load_op(thread_id, last, before, tenant))
+
+    async def acount(self, thread_id: str, *, tenant: str = DEFAULT_TENANT) -> int:
+        """Async :meth:`count`."""
+        return await self.aexecute(ops.CountMessages(*self._thread_key(thread_id, tenant)))
+
+    async def aget_thread(self, thread_id: str, *, tenant: str = DEFAULT_TENANT) -> ThreadInfo:
+        """Async :meth:`get_thread`."""
+        return await self.aexecute(ops.GetThread(*self._thread_key(thread_id, tenant)))
+
+    async def alist_threads(
+        self, *, tenant: str = DEFAULT_TENANT, limit: int = 50, offset: int = 0
+    ) -> list[ThreadInfo]:
+        """Async :meth:`list_threads`."""
+        return await self.aexecute(self._list_op(tenant, limit, offset))
+
+    async def aset_thread_metadata(
+        self, thread_id: str, metadata: Mapping[str, JSON], *, tenant: str = DEFAULT_TENANT
+    ) -> ThreadInfo:
+        """Async :meth:`set_thread_metadata`."""
+        return await self.aexecute(self._metadata_op(thread_id, metadata, tenant))
+
+    async def aclear(self, thread_id: str, *, tenant: str = DEFAULT_TENANT) -> int:
+        """Async :meth:`clear`."""
+        return await self.aexecute(ops.ClearThread(*self._thread_key(thread_id, tenant)))
+
+    async def adelete_thread(self, thread_id: str, *, tenant: str = DEFAULT_TENANT) -> bool:
+        """Async :meth:`delete_thread`."""
+        return await self.aexecute(ops.DeleteThread(*self._thread_key(thread_id, tenant)))
+
+    async def aclear_tenant(self, tenant: str) -> int:
+        """Async :meth:`clear_tenant`."""
+        return await self.aexecute(ops.ClearTenant(check_id(tenant, "tenant")))
+
+    async def asearch(
+        self,
+        query: str,
+        *,
+        thread_id: str | None = None,
+        tenant: str = DEFAULT_TENANT,
+        limit: int = 10,
+    ) -> list[MessageHit]:
+        """Async :meth:`search`."""
+        return await self.aexecute(self._search_op(query, thread_id, tenant, limit))
