@@ -98,9 +98,13 @@ def _check_count(value: object, what: str, *, low: int = 0, high: int = MAX_PAGE
 def encode_json(value: object, what: str) -> str:
     """JSON text for ``value``, or :class:`InvalidInput` naming what could not be encoded."""
     try:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        encoded = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        encoded.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInput(f"{what} holds text that is not valid Unicode") from exc
     except (TypeError, ValueError, RecursionError) as exc:
         raise InvalidInput(f"{what} is not JSON-serialisable: {exc}") from exc
+    return encoded
 
 
 def _prepare(messages: Message | Sequence[Message]) -> tuple[tuple[Message, ...], tuple[str, ...]]:

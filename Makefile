@@ -1,0 +1,42 @@
+# The two set-up commands on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+EDITABLE := --config-settings editable_mode=strict
+
+.PHONY: demo test lint types bench clean
+
+# A venv with the core and the two adapters the demo uses.
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -U pip
+
+$(VENV)/.demo: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e ".[langchain,llamaindex]" $(EDITABLE)
+	touch $@
+
+# Everything: every extra plus the dev group. torch first, as the CPU build on disk,
+# so the embeddings extra does not pull a CUDA build.
+$(VENV)/.all: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q "torch==2.13.0"
+	$(BIN)/pip install -q -e ".[all]" --group dev $(EDITABLE)
+	touch $@ $(VENV)/.demo
+
+demo: $(VENV)/.demo
+	$(BIN)/python examples/demo.py
+
+lint: $(VENV)/.all
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+types: $(VENV)/.all
+	$(BIN)/mypy
+
+test: lint types
+	$(BIN)/pytest -q
+
+bench: $(VENV)/.all
+	$(BIN)/python benchmarks/chat_history.py
+
+clean:
+	rm -rf $(VENV) build dist site .mypy_cache .ruff_cache .pytest_cache

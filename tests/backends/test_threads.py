@@ -1,0 +1,199 @@
+"""The thread-store behaviour every backend shares, through sync and async APIs."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from memfold import Conflict, InvalidInput, Message, NotFound, Part, ToolCall
+from tests.support import Api
+
+
+def conversation(n: int, prefix: str = "message") -> list[Message]:
+    return [
+        Message(role="user" if i % 2 == 0 else "assistant", content=f"{prefix} {i}")
+        for i in range(n)
+    ]
+
+
+async def test_append_then_load_returns_the_messages_in_order(api: Api) -> None:
+    """Messages come back in the order they were appended, with ids and times assigned."""
+    stored = await api.append("t", conversation(3))
+    stored += await api.append("t", conversation(2, "later"))
+    loaded = await api.load("t")
+    assert [m.content for m in loaded] == [
+        "message 0", "message 1", "message 2", "later 0", "later 1",
+    ]  # fmt: skip
+    assert loaded == stored
+    assert all(m.id and m.created_at for m in loaded)
+
+
+async def test_rich_messages_round_trip_exactly(api: Api) -> None:
+    """Parts, tool calls, names, ids, times and metadata are stored without loss."""
+    when = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+    message = Message(
+        role="assistant",
+        content=(Part(type="text", text="see"), Part(type="image", url="http://x/y.png")),
+        name="bot",
+        id="m-1",
+        tool_calls=(ToolCall(id="c1", name="lookup", arguments={"q": "é", "n": [1, 2.5]}),),
+        created_at=when,
+        metadata={"usage": {"input_tokens": 3}, "nested": [None, True, "\x00"]},
+    )
+    tool = Message(role="tool", content="42", tool_call_id="c1", id="m-2", created_at=when)
+    await api.append("t", [message, tool])
+    assert await api.load("t") == [message, tool]
+
+
+async def test_last_n_returns_the_newest_messages(api: Api) -> None:
+    """``last=n`` returns the newest n messages, oldest first."""
+    await api.append("t", conversation(10))
+    assert [m.content for m in await api.load("t", last=3)] == [
+        "message 7", "message 8", "message 9",
+    ]  # fmt: skip
+    assert await api.load("t", last=0) == []
+    assert len(await api.load("t", last=50)) == 10
+
+
+async def test_before_pages_backwards_through_a_thread(api: Api) -> None:
+    """``before=id`` with ``last=n`` returns the n messages preceding that message."""
+    stored = await api.append("t", conversation(10))
+    page = await api.load("t", before=stored[5].id, last=2)
+    assert [m.content for m in page] == ["message 3", "message 4"]
+    assert [m.content for m in await api.load("t", before=stored[2].id)] == [
+        "message 0", "message 1",
+    ]  # fmt: skip
+    assert await api.load("t", before=stored[0].id) == []
+
+
+async def test_before_an_unknown_message_is_not_found(api: Api) -> None:
+    """Paging from a message id the thread does not hold raises NotFound."""
+    await api.append("t", conversation(2))
+    with pytest.raises(NotFound):
+        await api.load("t", before="nope")
+
+
+async def test_unknown_thread_is_empty(api: Api) -> None:
+    """An unknown thread loads as empty and counts zero, but has no ThreadInfo."""
+    assert await api.load("missing") == []
+    assert await api.count("missing") == 0
+    with pytest.raises(NotFound):
+        await api.get_thread("missing")
+
+
+async def test_count_and_thread_info_track_appends(api: Api) -> None:
+    """The message count and update time follow each append."""
+    await api.append("t", conversation(4))
+    first = await api.get_thread("t")
+    await api.append("t", conversation(3))
+    info = await api.get_thread("t")
+    assert await api.count("t") == 7
+    assert info.message_count == 7
+    assert info.created_at == first.created_at
+    assert info.updated_at >= first.updated_at
+
+
+async def test_threads_are_isolated_by_tenant(api: Api) -> None:
+    """The same thread id under two tenants holds two separate conversations."""
+    await api.append("t", conversation(2, "alice"), tenant="alice")
+    await api.append("t", conversation(3, "bob"), tenant="bob")
+    assert [m.content for m in await api.load("t", tenant="alice")] == ["alice 0", "alice 1"]
+    assert await api.count("t", tenant="bob") == 3
+    assert await api.load("t") == []
+    assert [t.thread_id for t in await api.list_threads(tenant="alice")] == ["t"]
+    assert await api.search("alice", tenant="bob") == []
+
+
+async def test_list_threads_pages_newest_first(api: Api) -> None:
+    """Threads are listed most recently updated first, in pages."""
+    for name in ["a", "b", "c", "d"]:
+        await api.append(name, conversation(1))
+    await api.append("b", conversation(1))
+    listed = [t.thread_id for t in await api.list_threads()]
+    assert listed == ["b", "d", "c", "a"]
+    assert [t.thread_id for t in await api.list_threads(limit=2, offset=1)] == ["d", "c"]
+
+
+async def test_thread_metadata_is_replaced_and_kept(api: Api) -> None:
+    """Thread metadata is stored, replaced on update and kept across appends."""
+    await api.set_thread_metadata("t", {"title": "first"})
+    await api.append("t", conversation(1))
+    info = await api.set_thread_metadata("t", {"title": "second", "tags": ["x"]})
+    assert info.metadata == {"title": "second", "tags": ["x"]}
+    await api.append("t", conversation(1))
+    assert (await api.get_thread("t")).metadata == {"title": "second", "tags": ["x"]}
+
+
+async def test_clear_removes_messages_but_keeps_the_thread(api: Api) -> None:
+    """Clearing a thread empties it and reports how many messages went."""
+    await api.append("t", conversation(3))
+    await api.append("other", conversation(2))
+    assert await api.clear("t") == 3
+    assert await api.load("t") == []
+    assert (await api.get_thread("t")).message_count == 0
+    assert await api.count("other") == 2
+    assert await api.clear("missing") == 0
+
+
+async def test_delete_thread_removes_it_entirely(api: Api) -> None:
+    """A deleted thread is gone from listings and loads; deleting again reports False."""
+    await api.append("t", conversation(3))
+    await api.append("keep", conversation(1))
+    assert await api.delete_thread("t") is True
+    assert await api.delete_thread("t") is False
+    assert await api.load("t") == []
+    assert [t.thread_id for t in await api.list_threads()] == ["keep"]
+
+
+async def test_clear_tenant_removes_only_that_tenant(api: Api) -> None:
+    """Clearing a tenant removes all its threads and nothing of other tenants."""
+    await api.append("a", conversation(1), tenant="gone")
+    await api.append("b", conversation(1), tenant="gone")
+    await api.append("a", conversation(1), tenant="kept")
+    assert await api.clear_tenant("gone") == 2
+    assert await api.list_threads(tenant="gone") == []
+    assert await api.count("a", tenant="kept") == 1
+
+
+async def test_search_finds_messages_by_their_words(api: Api) -> None:
+    """Search matches every word of the query, in one thread or across the tenant."""
+    await api.append("food", [Message(role="user", content="I love Pizza with olives")])
+    await api.append("food", [Message(role="assistant", content="Olives are salty")])
+    await api.append("travel", [Message(role="user", content="pizza in Naples?")])
+    hits = await api.search("pizza")
+    assert sorted(h.thread_id for h in hits) == ["food", "travel"]
+    in_thread = await api.search("olives", thread_id="food")
+    assert {h.message.content for h in in_thread} == {
+        "I love Pizza with olives", "Olives are salty",
+    }  # fmt: skip
+    assert [h.message.content for h in await api.search("pizza olives")] == [
+        "I love Pizza with olives"
+    ]
+    assert await api.search("sushi") == []
+    assert len(await api.search("olives", limit=1)) == 1
+
+
+async def test_search_reads_text_parts(api: Api) -> None:
+    """Search sees the text inside multi-part content."""
+    await api.append("t", [Message(role="user", content=(Part(type="text", text="red fox"),))])
+    assert len(await api.search("fox")) == 1
+
+
+async def test_search_query_syntax_is_not_interpreted(api: Api) -> None:
+    """Quotes, operators and SQL in a query are matched as plain words, never executed."""
+    await api.append("t", [Message(role="user", content="drop table now OR never")])
+    assert len(await api.search('"drop" OR table; DROP TABLE memfold_messages; --')) == 0
+    assert len(await api.search("drop table*")) == 1
+    assert await api.count("t") == 1
+
+
+async def test_duplicate_message_id_is_a_conflict_and_stores_nothing(api: Api) -> None:
+    """Re-appending a stored message id raises Conflict and leaves the thread unchanged."""
+    stored = await api.append("t", conversation(2))
+    with pytest.raises(Conflict):
+        await api.append("t", [Message(role="user", content="new"), stored[0]])
+    assert await api.load("t") == stored
+    with pytest.raises(InvalidInput):
+        await api.append("t", [Message(role="user", id="x"), Message(role="user", id="x")])
+    assert await api.count("t") == 2

@@ -1,0 +1,33 @@
+"""Shared fixtures: every thread-store behaviour runs on each backend, through sync and async."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from memfold.stores import BaseThreadStore
+from tests.support import BACKENDS, Api, make_store
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """The name of the backend under test."""
+    return str(request.param)
+
+
+@pytest.fixture
+def store(backend: str, tmp_path: Path) -> Iterator[BaseThreadStore]:
+    """A fresh, set-up store of each backend."""
+    s = make_store(backend, tmp_path)
+    yield s
+    s.close()
+
+
+@pytest.fixture(params=["sync", "async"])
+async def api(request: pytest.FixtureRequest, store: BaseThreadStore) -> AsyncIterator[Api]:
+    """The store under test, driven through its sync or its async API."""
+    yield Api(store, request.param == "async")
+    if request.param == "async":
+        await store.aclose()

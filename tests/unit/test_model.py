@@ -1,0 +1,94 @@
+"""The data model: validation and lossless JSON round trips."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from memfold import InvalidInput, Message, Part, ThreadInfo, ToolCall
+from memfold.model import ROLES
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=10,
+)
+json_objects = st.dictionaries(st.text(), json_values, max_size=4)
+parts = st.builds(
+    Part,
+    type=st.sampled_from(["text", "image", "audio", "file", "custom"]),
+    text=st.none() | st.text(),
+    url=st.none() | st.text(),
+    data=st.none() | st.text(),
+    mime_type=st.none() | st.text(),
+    extra=json_objects,
+)
+tool_calls = st.builds(
+    ToolCall, id=st.text(min_size=1), name=st.text(min_size=1), arguments=json_objects
+)
+times = st.datetimes(timezones=st.sampled_from([UTC, timezone(timedelta(hours=-5))]))
+messages = st.builds(
+    Message,
+    role=st.sampled_from(sorted(ROLES)),
+    content=st.text() | st.lists(parts, max_size=3).map(tuple),
+    name=st.none() | st.text(),
+    id=st.none() | st.text(min_size=1),
+    tool_calls=st.lists(tool_calls, max_size=3).map(tuple),
+    tool_call_id=st.none() | st.text(),
+    created_at=st.none() | times,
+    metadata=json_objects,
+)
+
+
+@given(messages)
+def test_messages_round_trip_through_json(message: Message) -> None:
+    """Any message survives to_json/from_json unchanged."""
+    assert Message.from_json(message.to_json()) == message
+    assert Message.from_dict(message.to_dict()) == message
+
+
+def test_thread_info_round_trips() -> None:
+    """A ThreadInfo survives to_dict/from_dict unchanged."""
+    now = datetime.now(UTC)
+    info = ThreadInfo("t", "tenant", now, now, 3, {"a": [1]})
+    assert ThreadInfo.from_dict(info.to_dict()) == info
+
+
+def test_lists_become_tuples() -> None:
+    """Content parts and tool calls given as lists are stored as tuples (the model is frozen)."""
+    m = Message(
+        role="assistant", content=[Part(type="text", text="a")], tool_calls=[ToolCall("1", "f")]
+    )
+    assert isinstance(m.content, tuple)
+    assert isinstance(m.tool_calls, tuple)
+    with pytest.raises(AttributeError):
+        m.role = "user"  # type: ignore[misc]
+
+
+def test_text_joins_text_parts() -> None:
+    """A message's text is its text parts joined by newlines."""
+    m = Message(
+        role="user",
+        content=(Part("text", text="a"), Part("image", url="u"), Part("text", text="b")),
+    )
+    assert m.text == "a\nb"
+
+
+def test_naive_times_are_refused() -> None:
+    """created_at must carry a timezone."""
+    with pytest.raises(InvalidInput, match="timezone"):
+        Message(role="user", created_at=datetime(2026, 1, 1))
+
+
+@pytest.mark.parametrize("text", ["not json", "[1]", '{"content": "no role"}', '{"role": "alien"}'])
+def test_from_json_refuses_non_messages(text: str) -> None:
+    """Malformed JSON or objects that are not messages raise InvalidInput."""
+    with pytest.raises(InvalidInput):
+        Message.from_json(text)
