@@ -1,0 +1,38 @@
+"""Several processes appending to one SQLite file lose and duplicate nothing."""
+
+from __future__ import annotations
+
+import multiprocessing
+from pathlib import Path
+
+import memfold
+from memfold import Message
+
+
+def writer(url: str, name: str, count: int) -> None:
+    store = memfold.open_store(url)
+    for i in range(count):
+        store.append("shared", Message(role="user", content=f"{name} {i}"))
+        store.append(f"own-{name}", Message(role="user", content=str(i)))
+    store.close()
+
+
+def test_concurrent_writers_keep_every_message_in_per_writer_order(tmp_path: Path) -> None:
+    """Four processes append at once: every message lands once, each writer's in its order."""
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    memfold.open_store(url).close()
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=writer, args=(url, f"w{n}", 50)) for n in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    store = memfold.open_store(url)
+    shared = [m.content for m in store.load("shared")]
+    assert len(shared) == len(set(shared)) == 200
+    for n in range(4):
+        mine = [int(str(c).split()[1]) for c in shared if str(c).startswith(f"w{n} ")]
+        assert mine == list(range(50))
+        assert store.count(f"own-w{n}") == 50
+    assert store.get_thread("shared").message_count == 200
