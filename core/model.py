@@ -117,23 +117,26 @@ class Message:
     metadata: Mapping[str, JSON] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        # Cheap checks only: this runs for every message loaded from a store.
         if self.role not in ROLES:
             raise InvalidInput(
                 f"invalid message role {self.role!r}: use one of {', '.join(sorted(ROLES))}"
             )
         content: object = self.content
-        if isinstance(content, list):
-            object.__setattr__(self, "content", content := tuple(content))
-        if not isinstance(content, str) and not (
-            isinstance(content, tuple) and all(isinstance(p, Part) for p in content)
-        ):
-            raise InvalidInput("message content must be a str or a sequence of memfold.Part")
+        if type(content) is not str:
+            if isinstance(content, list):
+                object.__setattr__(self, "content", content := tuple(content))
+            if not (isinstance(content, tuple) and all(isinstance(p, Part) for p in content)):
+                raise InvalidInput("message content must be a str or a sequence of memfold.Part")
         calls: object = self.tool_calls
-        if isinstance(calls, list):
-            object.__setattr__(self, "tool_calls", calls := tuple(calls))
-        if not (isinstance(calls, tuple) and all(isinstance(c, ToolCall) for c in calls)):
-            raise InvalidInput("tool_calls must be a sequence of memfold.ToolCall")
-        if not isinstance(self.metadata, Mapping):
+        if calls:
+            if isinstance(calls, list):
+                object.__setattr__(self, "tool_calls", calls := tuple(calls))
+            if not (isinstance(calls, tuple) and all(isinstance(c, ToolCall) for c in calls)):
+                raise InvalidInput("tool_calls must be a sequence of memfold.ToolCall")
+        elif type(calls) is not tuple:
+            object.__setattr__(self, "tool_calls", ())
+        if type(self.metadata) is not dict and not isinstance(self.metadata, Mapping):
             raise InvalidInput("message metadata must be a mapping of str to JSON values")
         if self.created_at is not None and self.created_at.tzinfo is None:
             raise InvalidInput("created_at must be timezone-aware: use datetime.now(UTC)")
@@ -175,17 +178,17 @@ class Message:
         """
         try:
             content = data.get("content", "")
+            calls = data.get("tool_calls")
+            created = data.get("created_at")
             return cls(
-                role=data["role"],
-                content=content
-                if isinstance(content, str)
-                else tuple(Part.from_dict(p) for p in content),
-                name=data.get("name"),
-                id=data.get("id"),
-                tool_calls=tuple(ToolCall.from_dict(c) for c in data.get("tool_calls", ())),
-                tool_call_id=data.get("tool_call_id"),
-                created_at=_parse_ts(data.get("created_at")),
-                metadata=data.get("metadata", {}),
+                data["role"],
+                content if type(content) is str else tuple([Part.from_dict(p) for p in content]),
+                data.get("name"),
+                data.get("id"),
+                tuple([ToolCall.from_dict(c) for c in calls]) if calls else (),
+                data.get("tool_call_id"),
+                None if created is None else datetime.fromisoformat(created),
+                data.get("metadata") or {},
             )
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
             if isinstance(exc, InvalidInput):

@@ -14,6 +14,8 @@ Example:
 from __future__ import annotations
 
 import json
+import os
+import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -32,6 +34,7 @@ __all__ = [
     "Capabilities",
     "ThreadStore",
     "check_id",
+    "new_id",
 ]
 
 T = TypeVar("T")
@@ -107,13 +110,26 @@ def encode_json(value: object, what: str) -> str:
     return encoded
 
 
+def new_id() -> str:
+    """A UUIDv7 as 32 hex digits: random, but sorting by creation time, so indexes stay local."""
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (
+        (time.time_ns() // 1_000_000) << 80
+        | 0x7 << 76
+        | (rand >> 62 & 0xFFF) << 64
+        | 0b10 << 62
+        | rand & ((1 << 62) - 1)
+    )
+    return uuid.UUID(int=value).hex
+
+
 def _prepare(messages: Message | Sequence[Message]) -> tuple[tuple[Message, ...], tuple[str, ...]]:
     """Give each message an id and a time, check it encodes, and encode it."""
     now = utcnow()
     ready: list[Message] = []
     seen: set[str] = set()
     for m in ensure_sequence(messages):
-        message_id = check_id(m.id or uuid.uuid4().hex, "message id")
+        message_id = check_id(m.id or new_id(), "message id")
         if m.id is None or m.created_at is None:
             m = replace(m, id=message_id, created_at=m.created_at or now)
         if message_id in seen:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
+import uuid
 from datetime import UTC, datetime
 
 import pytest
 
 from memfold import Conflict, InvalidInput, Message, NotFound, Part, ToolCall
+from memfold.stores import new_id
 from tests.support import Api
 
 
@@ -197,3 +200,28 @@ async def test_duplicate_message_id_is_a_conflict_and_stores_nothing(api: Api) -
     with pytest.raises(InvalidInput):
         await api.append("t", [Message(role="user", id="x"), Message(role="user", id="x")])
     assert await api.count("t") == 2
+
+
+async def test_search_forgets_deleted_and_cleared_messages(api: Api) -> None:
+    """Deleted, cleared and re-added messages are found exactly as they now stand."""
+    await api.append("a", [Message(role="user", content="alpha beta")])
+    assert len(await api.search("alpha")) == 1
+    await api.delete_thread("a")
+    await api.append("a", [Message(role="user", content="gamma")])
+    await api.append("b", [Message(role="user", content="alpha again")])
+    assert [h.thread_id for h in await api.search("alpha")] == ["b"]
+    assert [h.message.content for h in await api.search("gamma")] == ["gamma"]
+    await api.clear("b")
+    await api.clear_tenant("other")
+    assert await api.search("alpha") == []
+    assert len(await api.search("gamma")) == 1
+
+
+def test_assigned_ids_sort_by_creation_time() -> None:
+    """Ids memfold assigns are UUIDv7: unique, and later ids sort after earlier ones."""
+    first = new_id()
+    time.sleep(0.002)
+    later = [new_id() for _ in range(1000)]
+    assert all(first < x for x in later)
+    assert len(set(later)) == 1000
+    assert uuid.UUID(first).version == 7

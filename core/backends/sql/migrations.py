@@ -46,13 +46,17 @@ def _threads_and_messages(tables: Tables, dialect: Dialect) -> list[str]:
             for index in sorted(table.indexes, key=lambda i: str(i.name))
         ]
     if dialect.name == "sqlite":
-        fts, m = tables.messages_fts, tables.messages.name
+        # The FTS5 index is brought up to date by the next search, not by each append, so
+        # appends stay cheap; `indexed_upto` is the last message seq the index holds.
+        fts, m, state = tables.messages_fts, tables.messages.name, tables.fts_state
         ddl += [
             f"CREATE VIRTUAL TABLE IF NOT EXISTS {fts} USING fts5("
             f"search_text, content='{m}', content_rowid='seq', tokenize='unicode61')",
-            f"CREATE TRIGGER IF NOT EXISTS {m}_fts_insert AFTER INSERT ON {m} BEGIN "
-            f"INSERT INTO {fts}(rowid, search_text) VALUES (new.seq, new.search_text); END",
-            f"CREATE TRIGGER IF NOT EXISTS {m}_fts_delete AFTER DELETE ON {m} BEGIN "
+            f"CREATE TABLE IF NOT EXISTS {state} ("
+            "id INTEGER PRIMARY KEY CHECK (id = 1), indexed_upto INTEGER NOT NULL)",
+            f"INSERT OR IGNORE INTO {state} (id, indexed_upto) VALUES (1, 0)",
+            f"CREATE TRIGGER IF NOT EXISTS {m}_fts_delete AFTER DELETE ON {m} "
+            f"WHEN old.seq <= (SELECT indexed_upto FROM {state}) BEGIN "
             f"INSERT INTO {fts}({fts}, rowid, search_text) "
             f"VALUES ('delete', old.seq, old.search_text); END",
         ]

@@ -25,7 +25,8 @@ __all__ = ["Plan", "ThreadPlans"]
 Statement: TypeAlias = tuple[Executable, Any]
 Plan: TypeAlias = Generator[Statement, Any, Any]
 
-_READS = (ops.LoadThread, ops.CountMessages, ops.GetThread, ops.ListThreads, ops.SearchMessages)
+# Search is not a read on SQLite: it first brings the full-text index up to date.
+_READS = (ops.LoadThread, ops.CountMessages, ops.GetThread, ops.ListThreads)
 
 
 def _time(value: float) -> datetime:
@@ -210,7 +211,21 @@ class ThreadPlans:
         match = fts5_query(op.query)
         if not match:
             return []
-        fts, m = self.tables.messages_fts, self.tables.messages.name
+        fts, m, state = self.tables.messages_fts, self.tables.messages.name, self.tables.fts_state
+        yield (
+            text(
+                f"INSERT INTO {fts}(rowid, search_text) SELECT seq, search_text FROM {m} "
+                f"WHERE seq > (SELECT indexed_upto FROM {state})"
+            ),
+            None,
+        )
+        yield (
+            text(
+                f"UPDATE {state} SET indexed_upto = (SELECT max(seq) FROM {m}) "
+                f"WHERE indexed_upto < (SELECT max(seq) FROM {m})"
+            ),
+            None,
+        )
         scope = "" if op.thread_id is None else " AND m.thread_id = :thread_id"
         result = yield (
             text(

@@ -40,6 +40,11 @@ class Tables:
         """Name of the SQLite FTS5 index over ``messages.search_text``."""
         return f"{self.prefix}messages_fts"
 
+    @property
+    def fts_state(self) -> str:
+        """Name of the SQLite table recording how far the FTS5 index has caught up."""
+        return f"{self.prefix}fts_state"
+
 
 def build_tables(prefix: str = "memfold_") -> Tables:
     """Declare memfold's tables with names starting ``prefix`` (lower-case letters, digits, _)."""

@@ -7,7 +7,9 @@ SQLite files are opened in WAL mode with a busy timeout; writes take the lock up
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
+import threading
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -147,6 +149,12 @@ class SQLThreadStore(BaseThreadStore):
             weakref.WeakKeyDictionary()
         )
         self._plans = ThreadPlans(self.tables, self.name)
+        # One open connection per thread: checking one out of the pool for every call would
+        # cost more than the statements themselves.
+        self._local = threading.local()
+        self._connections: list[Connection] = []
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
         super().__init__(
             Capabilities(persistent=True, shared=True, transactions=True, full_text_search=True)
         )
@@ -168,8 +176,21 @@ class SQLThreadStore(BaseThreadStore):
             self._async_engines[loop] = engine
         return engine
 
+    def _connection(self) -> Connection:
+        """This thread's connection, opened on first use (and anew in a forked child)."""
+        if os.getpid() != self._pid:
+            self._local, self._connections, self._pid = threading.local(), [], os.getpid()
+            self._engine.dispose(close=False)
+        conn: Connection | None = getattr(self._local, "conn", None)
+        if conn is None or conn.closed or conn.invalidated:
+            conn = self._local.conn = self._engine.connect()
+            with self._lock:
+                self._connections.append(conn)
+        return conn
+
     def _run(self, plan: Plan, write: bool) -> Any:
-        with _translated(f"{self.name} store"), self._engine.connect() as conn:
+        with _translated(f"{self.name} store"):
+            conn = self._connection()
             conn.execution_options(**{_WRITE: write})
             with conn.begin():
                 return _drive(conn, plan)
@@ -201,8 +222,16 @@ class SQLThreadStore(BaseThreadStore):
         version: int = await self._arun(migrate(self.tables, self._engine.dialect), write=True)
         return version
 
+    def _close_connections(self) -> None:
+        with self._lock:
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            conn.close()
+        self._local = threading.local()
+
     def close(self) -> None:
         """Dispose of the engines this store made (an engine you passed in stays open)."""
+        self._close_connections()
         if self._owns_engine:
             self._engine.dispose()
         for engine in list(self._async_engines.values()):
@@ -214,5 +243,6 @@ class SQLThreadStore(BaseThreadStore):
         for engine in list(self._async_engines.values()):
             await engine.dispose()
         self._async_engines.clear()
+        self._close_connections()
         if self._owns_engine:
             self._engine.dispose()
