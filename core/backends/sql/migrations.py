@@ -77,7 +77,7 @@ def migrate(tables: Tables, dialect: Dialect) -> Plan:
         select(v.c.version, v.c.checksum).where(v.c.component == bindparam("component")),
         {"component": COMPONENT},
     )
-    applied = dict(result.all())
+    applied = dict(result.rows)
     known = {step.version for step in STEPS}
     if newer := sorted(set(applied) - known):
         raise Conflict(

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
-from sqlalchemy import Executable, Row, bindparam, delete, insert, select, text, update
+from sqlalchemy import ClauseElement, bindparam, delete, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from memfold import ops
@@ -22,11 +23,24 @@ from memfold.model import Message, MessageHit, ThreadInfo
 
 __all__ = ["Plan", "ThreadPlans"]
 
-Statement: TypeAlias = tuple[Executable, Any]
-Plan: TypeAlias = Generator[Statement, Any, Any]
+Statement: TypeAlias = tuple[ClauseElement, Any]
+"""A statement and its parameters: a dict, a list of dicts (run once per dict), or None."""
+Plan: TypeAlias = Generator[Statement, "Rows", Any]
 
 # Search is not a read on SQLite: it first brings the full-text index up to date.
 _READS = (ops.LoadThread, ops.CountMessages, ops.GetThread, ops.ListThreads)
+
+
+@dataclass(frozen=True, slots=True)
+class Rows:
+    """What a statement gave back: its rows as tuples, and how many rows it changed."""
+
+    rows: Sequence[Any]
+    rowcount: int
+
+    def scalar(self) -> Any:
+        """The first column of the first row, or None."""
+        return self.rows[0][0] if self.rows else None
 
 
 def _time(value: float) -> datetime:
@@ -37,8 +51,19 @@ def _search_text(message: Message) -> str:
     return message.text.replace("\x00", " ")
 
 
+def _info(row: tuple[Any, ...]) -> ThreadInfo:
+    tenant, thread_id, created_at, updated_at, count, metadata = row
+    return ThreadInfo(
+        thread_id, tenant, _time(created_at), _time(updated_at), count, json.loads(metadata)
+    )
+
+
 class ThreadPlans:
-    """Plans for the thread operations on one set of tables and one SQL dialect."""
+    """Plans for the thread operations on one set of tables and one SQL dialect.
+
+    Every statement is built once, here, with bound parameters, so a driver can compile each
+    once and reuse the SQL text (see :attr:`prepared`).
+    """
 
     def __init__(self, tables: Tables, dialect: str) -> None:
         self.tables = tables
@@ -64,13 +89,69 @@ class ThreadPlans:
             index_elements=[t.c.tenant, t.c.thread_id],
             set_={"updated_at": touch.excluded.updated_at, "metadata": touch.excluded.metadata},
         )
-        self._insert_messages = insert(m)
-        self._thread_row = select(t).where(
-            t.c.tenant == bindparam("tenant"), t.c.thread_id == bindparam("thread_id")
+        self._insert_message = insert(m).values(
+            tenant=bindparam("tenant"),
+            thread_id=bindparam("thread_id"),
+            message_id=bindparam("message_id"),
+            body=bindparam("body"),
+            search_text=bindparam("search_text"),
         )
-        self._in_thread = (m.c.tenant == bindparam("tenant")) & (
-            m.c.thread_id == bindparam("thread_id")
+        is_thread = (t.c.tenant == bindparam("k_tenant")) & (t.c.thread_id == bindparam("k_thread"))
+        in_thread = (m.c.tenant == bindparam("k_tenant")) & (m.c.thread_id == bindparam("k_thread"))
+        info = (t.c.tenant, t.c.thread_id, t.c.created_at, t.c.updated_at, t.c.message_count,
+                t.c.metadata)  # fmt: skip
+        self._thread_row = select(*info).where(is_thread)
+        self._count = select(t.c.message_count).where(is_thread)
+        self._list = (
+            select(*info)
+            .where(t.c.tenant == bindparam("k_tenant"))
+            .order_by(t.c.updated_at.desc(), t.c.thread_id)
+            .limit(bindparam("limit"))
+            .offset(bindparam("offset"))
         )
+        self._seq_of = select(m.c.seq).where(in_thread, m.c.message_id == bindparam("before"))
+        bodies = select(m.c.body).where(in_thread)
+        before = bodies.where(m.c.seq < bindparam("seq"))
+        self._load = {
+            (False, False): bodies.order_by(m.c.seq),
+            (False, True): before.order_by(m.c.seq),
+            (True, False): bodies.order_by(m.c.seq.desc()).limit(bindparam("last")),
+            (True, True): before.order_by(m.c.seq.desc()).limit(bindparam("last")),
+        }
+        self._clear = delete(m).where(in_thread)
+        self._reset = (
+            update(t).where(is_thread).values(message_count=0, updated_at=bindparam("now"))
+        )
+        self._delete = delete(t).where(is_thread)
+        self._clear_tenant_messages = delete(m).where(m.c.tenant == bindparam("k_tenant"))
+        self._clear_tenant_threads = delete(t).where(t.c.tenant == bindparam("k_tenant"))
+        fts, state = tables.messages_fts, tables.fts_state
+        self._fts_catch_up = text(
+            f"INSERT INTO {fts}(rowid, search_text) SELECT seq, search_text FROM {m.name} "
+            f"WHERE seq > (SELECT indexed_upto FROM {state})"
+        )
+        self._fts_mark = text(
+            f"UPDATE {state} SET indexed_upto = (SELECT max(seq) FROM {m.name}) "
+            f"WHERE indexed_upto < (SELECT max(seq) FROM {m.name})"
+        )
+        self._fts_search = {
+            scoped: text(
+                f"SELECT m.thread_id, m.body, bm25({fts}) AS rank FROM {fts} "
+                f"JOIN {m.name} AS m ON m.seq = {fts}.rowid "
+                f"WHERE {fts} MATCH :match AND m.tenant = :k_tenant"
+                + (" AND m.thread_id = :k_thread" if scoped else "")
+                + " ORDER BY rank LIMIT :limit"
+            )
+            for scoped in (False, True)
+        }
+
+    @property
+    def prepared(self) -> list[ClauseElement]:
+        """Every statement the plans yield, for a driver to compile once."""
+        return [v for v in vars(self).values() if isinstance(v, ClauseElement)] + [
+            *self._load.values(),
+            *self._fts_search.values(),
+        ]
 
     def writes(self, op: ops.Op[Any]) -> bool:
         """Whether ``op`` changes data (and so needs a write transaction)."""
@@ -82,34 +163,24 @@ class ThreadPlans:
             case ops.AppendMessages():
                 return self._append(op)
             case ops.LoadThread():
-                return self._load(op)
+                return self._load_plan(op)
             case ops.CountMessages(tenant, thread_id):
-                return self._count(tenant, thread_id)
+                return self._count_plan(tenant, thread_id)
             case ops.GetThread(tenant, thread_id):
                 return self._get(tenant, thread_id)
             case ops.ListThreads():
-                return self._list(op)
+                return self._list_plan(op)
             case ops.SetThreadMetadata():
                 return self._metadata(op)
             case ops.ClearThread(tenant, thread_id):
-                return self._clear(tenant, thread_id)
+                return self._clear_plan(tenant, thread_id)
             case ops.DeleteThread(tenant, thread_id):
-                return self._delete(tenant, thread_id)
+                return self._delete_plan(tenant, thread_id)
             case ops.ClearTenant(tenant):
-                return self._clear_tenant(tenant)
+                return self._clear_tenant_plan(tenant)
             case ops.SearchMessages():
                 return self._search(op)
         raise InvalidInput(f"the SQL backend cannot run {type(op).__name__}")
-
-    def _info(self, row: Row[Any]) -> ThreadInfo:
-        return ThreadInfo(
-            thread_id=row.thread_id,
-            tenant=row.tenant,
-            created_at=_time(row.created_at),
-            updated_at=_time(row.updated_at),
-            message_count=row.message_count,
-            metadata=json.loads(row.metadata),
-        )
 
     def _append(self, op: ops.AppendMessages) -> Plan:
         key = {"tenant": op.tenant, "thread_id": op.thread_id}
@@ -118,92 +189,55 @@ class ThreadPlans:
             {**key, "message_id": m.id, "body": body, "search_text": _search_text(m)}
             for m, body in zip(op.messages, op.bodies, strict=True)
         ]
-        yield self._insert_messages, rows
+        yield self._insert_message, rows
 
-    def _load(self, op: ops.LoadThread) -> Plan:
-        m = self.tables.messages
-        key = {"tenant": op.tenant, "thread_id": op.thread_id}
-        query = select(m.c.body).where(self._in_thread)
+    def _load_plan(self, op: ops.LoadThread) -> Plan:
+        key: dict[str, Any] = {"k_tenant": op.tenant, "k_thread": op.thread_id}
         if op.before is not None:
-            found = yield (
-                select(m.c.seq).where(self._in_thread, m.c.message_id == bindparam("before")),
-                {**key, "before": op.before},
-            )
-            seq = found.scalar()
+            seq = (yield self._seq_of, {**key, "before": op.before}).scalar()
             if seq is None:
                 raise NotFound(f"no message {op.before!r} in thread {op.thread_id!r}")
-            query = query.where(m.c.seq < seq)
-        if op.last is None:
-            result = yield query.order_by(m.c.seq), key
-            bodies = result.scalars().all()
-        else:
-            result = yield query.order_by(m.c.seq.desc()).limit(op.last), key
-            bodies = result.scalars().all()[::-1]
-        return [Message.from_json(b) for b in bodies]
+            key["seq"] = seq
+        if op.last is not None:
+            key["last"] = op.last
+        rows = (yield self._load[op.last is not None, op.before is not None], key).rows
+        if op.last is not None:
+            rows = rows[::-1]
+        return [Message.from_json(body) for (body,) in rows]
 
-    def _count(self, tenant: str, thread_id: str) -> Plan:
-        t = self.tables.threads
-        result = yield (
-            select(t.c.message_count).where(
-                t.c.tenant == bindparam("tenant"), t.c.thread_id == bindparam("thread_id")
-            ),
-            {"tenant": tenant, "thread_id": thread_id},
-        )
-        return result.scalar() or 0
+    def _count_plan(self, tenant: str, thread_id: str) -> Plan:
+        rows = yield self._count, {"k_tenant": tenant, "k_thread": thread_id}
+        return rows.scalar() or 0
 
     def _get(self, tenant: str, thread_id: str) -> Plan:
-        result = yield self._thread_row, {"tenant": tenant, "thread_id": thread_id}
-        row = result.first()
-        if row is None:
+        rows = (yield self._thread_row, {"k_tenant": tenant, "k_thread": thread_id}).rows
+        if not rows:
             raise NotFound(f"no thread {thread_id!r} for tenant {tenant!r}")
-        return self._info(row)
+        return _info(rows[0])
 
-    def _list(self, op: ops.ListThreads) -> Plan:
-        t = self.tables.threads
-        result = yield (
-            select(t)
-            .where(t.c.tenant == bindparam("tenant"))
-            .order_by(t.c.updated_at.desc(), t.c.thread_id)
-            .limit(op.limit)
-            .offset(op.offset),
-            {"tenant": op.tenant},
-        )
-        return [self._info(row) for row in result]
+    def _list_plan(self, op: ops.ListThreads) -> Plan:
+        params = {"k_tenant": op.tenant, "limit": op.limit, "offset": op.offset}
+        return [_info(row) for row in (yield self._list, params).rows]
 
     def _metadata(self, op: ops.SetThreadMetadata) -> Plan:
         key = {"tenant": op.tenant, "thread_id": op.thread_id}
         yield self._set_metadata, {**key, "now": time.time(), "added": 0, "metadata": op.encoded}
         return (yield from self._get(op.tenant, op.thread_id))
 
-    def _clear(self, tenant: str, thread_id: str) -> Plan:
-        t, m = self.tables.threads, self.tables.messages
-        key = {"tenant": tenant, "thread_id": thread_id}
-        result = yield delete(m).where(self._in_thread), key
-        yield (
-            update(t)
-            .where(t.c.tenant == tenant, t.c.thread_id == thread_id)
-            .values(message_count=0, updated_at=time.time()),
-            None,
-        )
-        return int(result.rowcount)
+    def _clear_plan(self, tenant: str, thread_id: str) -> Plan:
+        key = {"k_tenant": tenant, "k_thread": thread_id}
+        removed = (yield self._clear, key).rowcount
+        yield self._reset, {**key, "now": time.time()}
+        return removed
 
-    def _delete(self, tenant: str, thread_id: str) -> Plan:
-        t, m = self.tables.threads, self.tables.messages
-        key = {"tenant": tenant, "thread_id": thread_id}
-        yield delete(m).where(self._in_thread), key
-        result = yield (
-            delete(t).where(
-                t.c.tenant == bindparam("tenant"), t.c.thread_id == bindparam("thread_id")
-            ),
-            key,
-        )
-        return result.rowcount > 0
+    def _delete_plan(self, tenant: str, thread_id: str) -> Plan:
+        key = {"k_tenant": tenant, "k_thread": thread_id}
+        yield self._clear, key
+        return (yield self._delete, key).rowcount > 0
 
-    def _clear_tenant(self, tenant: str) -> Plan:
-        t, m = self.tables.threads, self.tables.messages
-        yield delete(m).where(m.c.tenant == bindparam("tenant")), {"tenant": tenant}
-        result = yield delete(t).where(t.c.tenant == bindparam("tenant")), {"tenant": tenant}
-        return int(result.rowcount)
+    def _clear_tenant_plan(self, tenant: str) -> Plan:
+        yield self._clear_tenant_messages, {"k_tenant": tenant}
+        return (yield self._clear_tenant_threads, {"k_tenant": tenant}).rowcount
 
     def _search(self, op: ops.SearchMessages) -> Plan:
         if self.dialect != "sqlite":
@@ -211,29 +245,9 @@ class ThreadPlans:
         match = fts5_query(op.query)
         if not match:
             return []
-        fts, m, state = self.tables.messages_fts, self.tables.messages.name, self.tables.fts_state
-        yield (
-            text(
-                f"INSERT INTO {fts}(rowid, search_text) SELECT seq, search_text FROM {m} "
-                f"WHERE seq > (SELECT indexed_upto FROM {state})"
-            ),
-            None,
-        )
-        yield (
-            text(
-                f"UPDATE {state} SET indexed_upto = (SELECT max(seq) FROM {m}) "
-                f"WHERE indexed_upto < (SELECT max(seq) FROM {m})"
-            ),
-            None,
-        )
-        scope = "" if op.thread_id is None else " AND m.thread_id = :thread_id"
-        result = yield (
-            text(
-                f"SELECT m.thread_id, m.body, bm25({fts}) AS rank FROM {fts} "
-                f"JOIN {m} AS m ON m.seq = {fts}.rowid "
-                f"WHERE {fts} MATCH :match AND m.tenant = :tenant{scope} "
-                "ORDER BY rank LIMIT :limit"
-            ),
-            {"match": match, "tenant": op.tenant, "thread_id": op.thread_id, "limit": op.limit},
-        )
-        return [MessageHit(row[0], Message.from_json(row[1]), -float(row[2])) for row in result]
+        yield self._fts_catch_up, None
+        yield self._fts_mark, None
+        params = {"match": match, "k_tenant": op.tenant, "k_thread": op.thread_id,
+                  "limit": op.limit}  # fmt: skip
+        rows = (yield self._fts_search[op.thread_id is not None], params).rows
+        return [MessageHit(tid, Message.from_json(body), -float(rank)) for tid, body, rank in rows]

@@ -1,5 +1,9 @@
 """The SQL thread store: runs :mod:`~memfold.backends.sql.plans` on a sync or an async engine.
 
+SQLAlchemy declares the tables, builds and compiles the statements, and owns the connection
+pools; the statements run on the pooled driver connection itself, each compiled once, because
+SQLAlchemy's per-execution machinery would cost more than SQLite's own work on a hot append.
+
 SQLite files are opened in WAL mode with a busy timeout; writes take the lock up front
 (``BEGIN IMMEDIATE``), so concurrent writers queue instead of failing half-way.
 """
@@ -15,13 +19,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy import URL, ClauseElement, Dialect, Engine, create_engine, event, make_url
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import PoolProxiedConnection
+from sqlalchemy.sql.compiler import Compiled, SQLCompiler
 
 from memfold import ops
 from memfold.backends.sql.migrations import migrate
-from memfold.backends.sql.plans import Plan, ThreadPlans
+from memfold.backends.sql.plans import Plan, Rows, ThreadPlans
 from memfold.backends.sql.schema import build_tables
 from memfold.errors import BackendUnavailable, Conflict, InvalidInput, MemfoldError
 from memfold.stores import BaseThreadStore, Capabilities
@@ -29,8 +36,6 @@ from memfold.stores import BaseThreadStore, Capabilities
 __all__ = ["SQLThreadStore"]
 
 T = TypeVar("T")
-
-_WRITE = "memfold_write"
 
 
 def _sqlite_urls(url: URL) -> tuple[URL, URL]:
@@ -43,7 +48,7 @@ def _sqlite_urls(url: URL) -> tuple[URL, URL]:
 
 
 def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
-    """WAL, a busy timeout, and transactions that memfold begins itself."""
+    """WAL, a busy timeout, and no implicit transactions: memfold begins its own."""
 
     @event.listens_for(engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:
@@ -54,11 +59,6 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.close()
 
-    @event.listens_for(engine, "begin")
-    def _begin(conn: Connection) -> None:
-        immediate = conn.get_execution_options().get(_WRITE, False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
 
 @contextmanager
 def _translated(where: str) -> Iterator[None]:
@@ -67,13 +67,15 @@ def _translated(where: str) -> Iterator[None]:
         yield
     except MemfoldError:
         raise
-    except IntegrityError as exc:
+    except sqlite3.IntegrityError as exc:
         raise Conflict(
             f"the write clashes with stored data in {where} (a message id already in the "
-            f"thread?): use new ids. Driver said: {exc.orig}"
+            f"thread?): use new ids. Driver said: {exc}"
         ) from exc
     except UnicodeEncodeError as exc:
         raise InvalidInput(f"text is not valid Unicode: {exc.reason}") from exc
+    except (sqlite3.InterfaceError, sqlite3.ProgrammingError) as exc:
+        raise InvalidInput(f"{where} rejected a value: {exc}") from exc
     except (DBAPIError, sqlite3.Error) as exc:
         detail = str(getattr(exc, "orig", exc))
         if "no such table" in detail:
@@ -85,28 +87,30 @@ def _translated(where: str) -> Iterator[None]:
         else:
             hint = "check that the database is reachable and the path is writable"
         raise BackendUnavailable(f"{where}: {hint}. Driver said: {detail}") from exc
-    except StatementError as exc:
-        if isinstance(exc.orig, UnicodeEncodeError):
-            raise InvalidInput(f"text is not valid Unicode: {exc.orig.reason}") from exc
-        raise InvalidInput(f"{where} rejected a value: {exc.orig}") from exc
 
 
-def _drive(conn: Connection, plan: Plan) -> Any:
-    try:
-        statement, params = next(plan)
-        while True:
-            statement, params = plan.send(conn.execute(statement, params))
-    except StopIteration as done:
-        return done.value
+class _Statements:
+    """SQL text and driver parameters for SQLAlchemy statements, compiled once per statement."""
 
+    def __init__(self, dialect: Dialect, prepared: list[ClauseElement]) -> None:
+        self.dialect = dialect
+        self.positional = dialect.paramstyle in ("qmark", "numeric", "format")
+        self._cache: dict[int, Compiled] = {id(s): s.compile(dialect=dialect) for s in prepared}
 
-async def _adrive(conn: AsyncConnection, plan: Plan) -> Any:
-    try:
-        statement, params = next(plan)
-        while True:
-            statement, params = plan.send(await conn.execute(statement, params))
-    except StopIteration as done:
-        return done.value
+    def bind(self, statement: ClauseElement, params: Any) -> tuple[str, Any, bool]:
+        """``(sql, parameters, many)`` ready for ``cursor.execute`` or ``executemany``."""
+        compiled = self._cache.get(id(statement)) or statement.compile(dialect=self.dialect)
+        if not isinstance(compiled, SQLCompiler):  # DDL: no parameters
+            return compiled.string, (), False
+        if isinstance(params, list):
+            return compiled.string, [self._args(compiled, p) for p in params], True
+        return compiled.string, self._args(compiled, params or {}), False
+
+    def _args(self, compiled: SQLCompiler, params: dict[str, Any]) -> Any:
+        values = compiled.construct_params(params)
+        if self.positional:
+            return tuple(values[name] for name in compiled.positiontup or ())
+        return values
 
 
 class SQLThreadStore(BaseThreadStore):
@@ -149,10 +153,10 @@ class SQLThreadStore(BaseThreadStore):
             weakref.WeakKeyDictionary()
         )
         self._plans = ThreadPlans(self.tables, self.name)
-        # One open connection per thread: checking one out of the pool for every call would
-        # cost more than the statements themselves.
+        self._statements = _Statements(self._engine.dialect, self._plans.prepared)
+        # One connection per thread: a pool checkout per call would cost more than the SQL.
         self._local = threading.local()
-        self._connections: list[Connection] = []
+        self._connections: list[PoolProxiedConnection] = []
         self._lock = threading.Lock()
         self._pid = os.getpid()
         super().__init__(
@@ -176,31 +180,64 @@ class SQLThreadStore(BaseThreadStore):
             self._async_engines[loop] = engine
         return engine
 
-    def _connection(self) -> Connection:
-        """This thread's connection, opened on first use (and anew in a forked child)."""
+    def _connection(self) -> DBAPIConnection:
+        """This thread's driver connection, opened on first use (and anew in a forked child)."""
         if os.getpid() != self._pid:
             self._local, self._connections, self._pid = threading.local(), [], os.getpid()
             self._engine.dispose(close=False)
-        conn: Connection | None = getattr(self._local, "conn", None)
-        if conn is None or conn.closed or conn.invalidated:
-            conn = self._local.conn = self._engine.connect()
+        conn: PoolProxiedConnection | None = getattr(self._local, "conn", None)
+        if conn is None or not conn.is_valid:
+            conn = self._local.conn = self._engine.raw_connection()
             with self._lock:
                 self._connections.append(conn)
-        return conn
+        return conn.driver_connection  # type: ignore[return-value]
 
     def _run(self, plan: Plan, write: bool) -> Any:
         with _translated(f"{self.name} store"):
             conn = self._connection()
-            conn.execution_options(**{_WRITE: write})
-            with conn.begin():
-                return _drive(conn, plan)
+            cursor = conn.cursor()
+            cursor.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            try:
+                statement, params = next(plan)
+                while True:
+                    sql, args, many = self._statements.bind(statement, params)
+                    if many:
+                        cursor.executemany(sql, args)
+                    else:
+                        cursor.execute(sql, args)
+                    rows = cursor.fetchall() if cursor.description else []
+                    statement, params = plan.send(Rows(rows, cursor.rowcount))
+            except StopIteration as done:
+                cursor.execute("COMMIT")
+                return done.value
+            except BaseException:
+                cursor.execute("ROLLBACK")
+                raise
+            finally:
+                cursor.close()
 
     async def _arun(self, plan: Plan, write: bool) -> Any:
         with _translated(f"{self.name} store"):
-            async with self._async_engine().connect() as conn:
-                await conn.execution_options(**{_WRITE: write})
-                async with conn.begin():
-                    return await _adrive(conn, plan)
+            async with self._async_engine().connect() as sa_conn:
+                conn: Any = (await sa_conn.get_raw_connection()).driver_connection
+                await conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                try:
+                    statement, params = next(plan)
+                    while True:
+                        sql, args, many = self._statements.bind(statement, params)
+                        if many:
+                            cursor = await conn.executemany(sql, args)
+                        else:
+                            cursor = await conn.execute(sql, args)
+                        rows = await cursor.fetchall() if cursor.description else []
+                        await cursor.close()
+                        statement, params = plan.send(Rows(rows, cursor.rowcount))
+                except StopIteration as done:
+                    await conn.execute("COMMIT")
+                    return done.value
+                except BaseException:
+                    await conn.execute("ROLLBACK")
+                    raise
 
     def execute(self, op: ops.Op[T]) -> T:
         """Run one operation in one transaction."""
