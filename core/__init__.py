@@ -1,6 +1,6 @@
-"""memfold: one memory layer for agents, shared by LangChain, LangGraph and LlamaIndex.
+"""memfold: one memory layer for agents, shared by LangChain and LlamaIndex.
 
-Example:
+Examples:
     >>> import memfold
     >>> store = memfold.open_store()
     >>> _ = store.append("t1", memfold.Message(role="user", content="hello"))

@@ -3,10 +3,13 @@
 Every command takes ``--url`` (default: ``$MEMFOLD_URL``, else ``sqlite:///memfold.db``) and
 ``--tenant``. A memfold error is printed as one red line and exits with status 1.
 
-Example:
-    $ memfold threads --url sqlite:///chat.db
-    $ memfold export --output backup.jsonl
-    $ memfold import backup.jsonl --url sqlite:///copy.db
+For example:
+
+```console
+$ memfold threads --url sqlite:///chat.db
+$ memfold export --output backup.jsonl
+$ memfold import backup.jsonl --url sqlite:///copy.db
+```
 """
 
 from __future__ import annotations

@@ -2,17 +2,19 @@
 
 The format (``version`` 1) is UTF-8 text with one JSON object per line. The first line is a
 header; then each thread is one ``thread`` line followed by exactly ``message_count`` ``message``
-lines, oldest first::
+lines, oldest first:
 
-    {"format": "memfold", "version": 1, "kind": "threads", "tenant": "default",
-     "exported_at": "2026-01-01T00:00:00+00:00", "memfold_version": "0.1.0"}
-    {"type": "thread", "thread_id": "t1", "tenant": "default", "created_at": "...",
-     "updated_at": "...", "message_count": 1, "metadata": {"topic": "demo"}}
-    {"type": "message", "thread_id": "t1", "tenant": "default",
-     "message": {"role": "user", "content": "hi", "id": "m1", "created_at": "..."}}
+```text
+{"format": "memfold", "version": 1, "kind": "threads", "tenant": "default",
+ "exported_at": "2026-01-01T00:00:00+00:00", "memfold_version": "0.1.0"}
+{"type": "thread", "thread_id": "t1", "tenant": "default", "created_at": "...",
+ "updated_at": "...", "message_count": 1, "metadata": {"topic": "demo"}}
+{"type": "message", "thread_id": "t1", "tenant": "default",
+ "message": {"role": "user", "content": "hi", "id": "m1", "created_at": "..."}}
+```
 
 (Each object above is one line in a real file.) ``thread`` lines hold
-:meth:`memfold.ThreadInfo.to_dict` and ``message`` lines hold :meth:`memfold.Message.to_dict`, so
+`memfold.ThreadInfo.to_dict` and ``message`` lines hold `memfold.Message.to_dict`, so
 ids, times, metadata, tool calls and multi-part content survive exactly. Every message line must
 carry an ``id`` and a ``created_at``. A thread's ``created_at`` and ``updated_at`` are for
 information only: the importing store stamps its own. Blank lines are ignored; a header with a
@@ -23,7 +25,7 @@ id is already stored; only then does the second pass write, one thread at a time
 metadata and appending its messages in batches. So a malformed line or a clash raises before
 anything is stored (a non-seekable source such as stdin is spooled to a temporary file first).
 
-Example:
+Examples:
     >>> import io
     >>> from memfold import Message, open_store
     >>> source = open_store("memory://")
@@ -151,7 +153,7 @@ def iter_threads(
 async def aiter_threads(
     store: BaseThreadStore, *, tenant: str = DEFAULT_TENANT, page_size: int = PAGE_SIZE
 ) -> AsyncIterator[ThreadInfo]:
-    """Async :func:`iter_threads`."""
+    """Async `iter_threads`."""
     seen: set[str] = set()
     offset = 0
     while True:
@@ -199,7 +201,7 @@ async def aexport_threads(
     thread_ids: Iterable[str] | None = None,
     progress: Progress | None = None,
 ) -> int:
-    """Async :func:`export_threads` (writes to ``out`` are ordinary file writes)."""
+    """Async `export_threads` (writes to ``out`` are ordinary file writes)."""
     check_id(tenant, "tenant")
     chosen: list[ThreadInfo] | None = None
     if thread_ids is not None:
@@ -524,7 +526,7 @@ async def aimport_threads(
     tenant: str | None = None,
     progress: Progress | None = None,
 ) -> int:
-    """Async :func:`import_threads` (reads from ``source`` are ordinary file reads)."""
+    """Async `import_threads` (reads from ``source`` are ordinary file reads)."""
     target = _import_tenant(tenant)
     with _rewindable(source) as rewindable:
         flow = _import_flow(rewindable, target, progress)

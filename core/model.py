@@ -1,6 +1,6 @@
 """The host-free data model: plain frozen dataclasses that round-trip through JSON without loss.
 
-Example:
+Examples:
     >>> m = Message(role="user", content="hi")
     >>> Message.from_dict(m.to_dict()) == m
     True
@@ -70,7 +70,7 @@ class Part:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Part:
-        """Rebuild a part from :meth:`to_dict` output."""
+        """Rebuild a part from `to_dict` output."""
         return cls(
             type=data["type"],
             text=data.get("text"),
@@ -95,7 +95,7 @@ class ToolCall:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ToolCall:
-        """Rebuild a call from :meth:`to_dict` output."""
+        """Rebuild a call from `to_dict` output."""
         return cls(id=data["id"], name=data["name"], arguments=data.get("arguments", {}))
 
 
@@ -103,7 +103,7 @@ class ToolCall:
 class Message:
     """One chat message.
 
-    ``content`` is plain text or a tuple of :class:`Part`. ``id`` and ``created_at`` may be left
+    ``content`` is plain text or a tuple of `Part`. ``id`` and ``created_at`` may be left
     empty: a store fills them in when the message is appended. Treat ``metadata`` as read-only.
     """
 
@@ -171,7 +171,7 @@ class Message:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Message:
-        """Rebuild a message from :meth:`to_dict` output.
+        """Rebuild a message from `to_dict` output.
 
         Raises:
             InvalidInput: ``data`` is not a message object.
@@ -201,7 +201,7 @@ class Message:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Message:
-        """Rebuild a message from :meth:`to_json` output."""
+        """Rebuild a message from `to_json` output."""
         try:
             data = json.loads(text)
         except ValueError as exc:
@@ -235,7 +235,7 @@ class ThreadInfo:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ThreadInfo:
-        """Rebuild a thread summary from :meth:`to_dict` output."""
+        """Rebuild a thread summary from `to_dict` output."""
         return cls(
             thread_id=data["thread_id"],
             tenant=data["tenant"],
@@ -261,7 +261,7 @@ def utcnow() -> datetime:
 
 
 def ensure_sequence(messages: Message | Sequence[Message]) -> tuple[Message, ...]:
-    """Accept one message or many; anything else is an :class:`InvalidInput`."""
+    """Accept one message or many; anything else is an `InvalidInput`."""
     if isinstance(messages, Message):
         return (messages,)
     if isinstance(messages, str | bytes) or not isinstance(messages, Sequence):

@@ -1,6 +1,6 @@
 """Open any store by URL: ``memory://`` (the default) or ``sqlite:///path.db``.
 
-Example:
+Examples:
     >>> from memfold import open_store
     >>> store = open_store("memory://?max_threads=100")
     >>> store.capabilities.persistent
@@ -50,8 +50,8 @@ def _build(url: str, options: dict[str, Any]) -> BaseThreadStore:
 def open_store(url: str = "memory://", *, setup: bool = True, **options: Any) -> BaseThreadStore:
     """Open the thread store at ``url`` and (unless ``setup=False``) create its schema.
 
-    Options are the backend's keyword arguments (see :class:`MemoryThreadStore` and
-    :class:`SQLThreadStore`).
+    Options are the backend's keyword arguments (see `MemoryThreadStore` and
+    `SQLThreadStore`).
     """
     store = _build(url, options)
     if setup:
@@ -62,7 +62,7 @@ def open_store(url: str = "memory://", *, setup: bool = True, **options: Any) ->
 async def aopen_store(
     url: str = "memory://", *, setup: bool = True, **options: Any
 ) -> BaseThreadStore:
-    """Async :func:`open_store`: the schema is created without blocking the event loop."""
+    """Async `open_store`: the schema is created without blocking the event loop."""
     store = _build(url, options)
     if setup:
         await store.asetup()

@@ -2,7 +2,7 @@
 
 A public store method validates its arguments, builds one of these frozen operations and hands it
 to the backend's ``execute`` (sync) or ``aexecute`` (async). Backends implement only those two
-entry points, so the public API is written once, in :mod:`memfold.stores`.
+entry points, so the public API is written once, in `memfold.stores`.
 """
 
 from __future__ import annotations

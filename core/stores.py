@@ -1,9 +1,9 @@
 """Store protocols, capabilities, and the public thread API written once over operations.
 
-A backend subclasses :class:`BaseThreadStore` and implements two methods, ``execute(op)`` and
+A backend subclasses `BaseThreadStore` and implements two methods, ``execute(op)`` and
 ``aexecute(op)``; everything public (validation, id assignment, sync and async twins) lives here.
 
-Example:
+Examples:
     >>> from memfold import Message, open_store
     >>> store = open_store("memory://")
     >>> _ = store.append("t1", [Message(role="user", content="hello")])
@@ -51,7 +51,7 @@ MAX_PAGE: Final = 10_000
 @dataclass(frozen=True, slots=True)
 class Capabilities:
     """What a backend can do; a call that needs a missing capability raises
-    :class:`~memfold.errors.UnsupportedOperation`."""
+    `memfold.errors.UnsupportedOperation`."""
 
     persistent: bool = False
     """Data outlives the process."""
@@ -65,7 +65,7 @@ class Capabilities:
     """Threads can expire."""
 
     def require(self, name: str, backend: str) -> None:
-        """Raise :class:`UnsupportedOperation` unless capability ``name`` is declared."""
+        """Raise `UnsupportedOperation` unless capability ``name`` is declared."""
         if name not in {f.name for f in fields(self)}:
             raise InvalidInput(f"unknown capability {name!r}")
         if not getattr(self, name):
@@ -76,7 +76,7 @@ class Capabilities:
 
 
 def check_id(value: object, what: str) -> str:
-    """Return ``value`` if it is a usable id, else raise :class:`InvalidInput`."""
+    """Return ``value`` if it is a usable id, else raise `InvalidInput`."""
     if not isinstance(value, str):
         raise InvalidInput(f"{what} must be a str, got {type(value).__name__}")
     if not value:
@@ -99,7 +99,7 @@ def _check_count(value: object, what: str, *, low: int = 0, high: int = MAX_PAGE
 
 
 def encode_json(value: object, what: str) -> str:
-    """JSON text for ``value``, or :class:`InvalidInput` naming what could not be encoded."""
+    """JSON text for ``value``, or `InvalidInput` naming what could not be encoded."""
     try:
         encoded = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
         encoded.encode("utf-8")
@@ -205,7 +205,7 @@ class ThreadStore(Protocol):
 
 
 class BaseThreadStore(ABC):
-    """The public :class:`ThreadStore` API, written once over ``execute``/``aexecute``."""
+    """The public `ThreadStore` API, written once over ``execute``/``aexecute``."""
 
     name: str = "base"
     """The backend's URL scheme, used in error messages."""
@@ -231,14 +231,14 @@ class BaseThreadStore(ABC):
         return 0
 
     async def asetup(self) -> int:
-        """Async :meth:`setup`."""
+        """Async `setup`."""
         return 0
 
     def close(self) -> None:
         """Release connections and files."""
 
     async def aclose(self) -> None:
-        """Async :meth:`close`."""
+        """Async `close`."""
 
     def __enter__(self) -> Self:
         return self
@@ -416,7 +416,7 @@ class BaseThreadStore(ABC):
         *,
         tenant: str = DEFAULT_TENANT,
     ) -> list[Message]:
-        """Async :meth:`append`."""
+        """Async `append`."""
         op = self._append_op(thread_id, messages, tenant)
         await self.aexecute(op)
         return list(op.messages)
@@ -429,39 +429,39 @@ class BaseThreadStore(ABC):
         before: str | None = None,
         tenant: str = DEFAULT_TENANT,
     ) -> list[Message]:
-        """Async :meth:`load`."""
+        """Async `load`."""
         return await self.aexecute(self._load_op(thread_id, last, before, tenant))
 
     async def acount(self, thread_id: str, *, tenant: str = DEFAULT_TENANT) -> int:
-        """Async :meth:`count`."""
+        """Async `count`."""
         return await self.aexecute(ops.CountMessages(*self._thread_key(thread_id, tenant)))
 
     async def aget_thread(self, thread_id: str, *, tenant: str = DEFAULT_TENANT) -> ThreadInfo:
-        """Async :meth:`get_thread`."""
+        """Async `get_thread`."""
         return await self.aexecute(ops.GetThread(*self._thread_key(thread_id, tenant)))
 
     async def alist_threads(
         self, *, tenant: str = DEFAULT_TENANT, limit: int = 50, offset: int = 0
     ) -> list[ThreadInfo]:
-        """Async :meth:`list_threads`."""
+        """Async `list_threads`."""
         return await self.aexecute(self._list_op(tenant, limit, offset))
 
     async def aset_thread_metadata(
         self, thread_id: str, metadata: Mapping[str, JSON], *, tenant: str = DEFAULT_TENANT
     ) -> ThreadInfo:
-        """Async :meth:`set_thread_metadata`."""
+        """Async `set_thread_metadata`."""
         return await self.aexecute(self._metadata_op(thread_id, metadata, tenant))
 
     async def aclear(self, thread_id: str, *, tenant: str = DEFAULT_TENANT) -> int:
-        """Async :meth:`clear`."""
+        """Async `clear`."""
         return await self.aexecute(ops.ClearThread(*self._thread_key(thread_id, tenant)))
 
     async def adelete_thread(self, thread_id: str, *, tenant: str = DEFAULT_TENANT) -> bool:
-        """Async :meth:`delete_thread`."""
+        """Async `delete_thread`."""
         return await self.aexecute(ops.DeleteThread(*self._thread_key(thread_id, tenant)))
 
     async def aclear_tenant(self, tenant: str) -> int:
-        """Async :meth:`clear_tenant`."""
+        """Async `clear_tenant`."""
         return await self.aexecute(ops.ClearTenant(check_id(tenant, "tenant")))
 
     async def asearch(
@@ -472,5 +472,5 @@ class BaseThreadStore(ABC):
         tenant: str = DEFAULT_TENANT,
         limit: int = 10,
     ) -> list[MessageHit]:
-        """Async :meth:`search`."""
+        """Async `search`."""
         return await self.aexecute(self._search_op(query, thread_id, tenant, limit))

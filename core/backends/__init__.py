@@ -1,1 +1,1 @@
-"""Storage backends; open them by URL with :func:`memfold.open_store`."""
+"""Storage backends; open them by URL with `memfold.open_store`."""

@@ -1,6 +1,6 @@
 """Numbered schema steps, recorded with checksums in ``<prefix>schema_versions``.
 
-A released step never changes: :func:`migrate` refuses a database whose recorded checksum differs
+A released step never changes: `migrate` refuses a database whose recorded checksum differs
 from the step's, and a database newer than this memfold. Steps run inside the caller's write
 transaction, so two processes running ``setup()`` at once apply each step exactly once.
 """

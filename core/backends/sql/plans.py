@@ -1,6 +1,6 @@
 """Each operation as a *plan*: a generator that yields ``(statement, params)`` and is sent back
 each statement's result. The plans hold all the SQL logic and do no I/O, so the sync and the
-async driver in :mod:`memfold.backends.sql.store` are a few lines each.
+async driver in `memfold.backends.sql.store` are a few lines each.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ class ThreadPlans:
     """Plans for the thread operations on one set of tables and one SQL dialect.
 
     Every statement is built once, here, with bound parameters, so a driver can compile each
-    once and reuse the SQL text (see :attr:`prepared`).
+    once and reuse the SQL text (see `prepared`).
     """
 
     def __init__(self, tables: Tables, dialect: str) -> None:

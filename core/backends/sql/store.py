@@ -1,4 +1,4 @@
-"""The SQL thread store: runs :mod:`~memfold.backends.sql.plans` on a sync or an async engine.
+"""The SQL thread store: runs `memfold.backends.sql.plans` on a sync or an async engine.
 
 SQLAlchemy declares the tables, builds and compiles the statements, and owns the connection
 pools; the statements run on the pooled driver connection itself, each compiled once, because
@@ -10,11 +10,9 @@ SQLite files are opened in WAL mode with a busy timeout; writes take the lock up
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sqlite3
 import threading
-import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -23,7 +21,7 @@ from sqlalchemy import URL, ClauseElement, Dialect, Engine, create_engine, event
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.pool import PoolProxiedConnection
+from sqlalchemy.pool import NullPool, PoolProxiedConnection
 from sqlalchemy.sql.compiler import Compiled, SQLCompiler
 
 from memfold import ops
@@ -62,7 +60,7 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
 
 @contextmanager
 def _translated(where: str) -> Iterator[None]:
-    """Turn driver errors into :mod:`memfold.errors`, saying what to do."""
+    """Turn driver errors into `memfold.errors`, saying what to do."""
     try:
         yield
     except MemfoldError:
@@ -148,10 +146,9 @@ class SQLThreadStore(BaseThreadStore):
             _configure_sqlite(self._engine, busy_timeout_ms)
         self.name = self._engine.dialect.name
         self._busy_timeout_ms = busy_timeout_ms
-        self._given_async_engine = async_engine
-        self._async_engines: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncEngine] = (
-            weakref.WeakKeyDictionary()
-        )
+        # Without a pool, async connections never outlive the event loop that opened them, so
+        # one engine serves every loop (LlamaIndex's sync wrappers start a new loop per call).
+        self._aengine = async_engine
         self._plans = ThreadPlans(self.tables, self.name)
         self._statements = _Statements(self._engine.dialect, self._plans.prepared)
         # One connection per thread: a pool checkout per call would cost more than the SQL.
@@ -169,16 +166,11 @@ class SQLThreadStore(BaseThreadStore):
         return self._engine
 
     def _async_engine(self) -> AsyncEngine:
-        """The async engine for the running loop (async drivers are bound to one loop)."""
-        if self._given_async_engine is not None:
-            return self._given_async_engine
-        loop = asyncio.get_running_loop()
-        engine = self._async_engines.get(loop)
-        if engine is None:
-            engine = create_async_engine(self._async_url)
-            _configure_sqlite(engine.sync_engine, self._busy_timeout_ms)
-            self._async_engines[loop] = engine
-        return engine
+        """The async engine, made on first use."""
+        if self._aengine is None:
+            self._aengine = create_async_engine(self._async_url, poolclass=NullPool)
+            _configure_sqlite(self._aengine.sync_engine, self._busy_timeout_ms)
+        return self._aengine
 
     def _connection(self) -> DBAPIConnection:
         """This thread's driver connection, opened on first use (and anew in a forked child)."""
@@ -255,7 +247,7 @@ class SQLThreadStore(BaseThreadStore):
         return version
 
     async def asetup(self) -> int:
-        """Async :meth:`setup`."""
+        """Async `setup`."""
         version: int = await self._arun(migrate(self.tables, self._engine.dialect), write=True)
         return version
 
@@ -271,15 +263,7 @@ class SQLThreadStore(BaseThreadStore):
         self._close_connections()
         if self._owns_engine:
             self._engine.dispose()
-        for engine in list(self._async_engines.values()):
-            engine.sync_engine.dispose()
-        self._async_engines.clear()
 
     async def aclose(self) -> None:
-        """Async :meth:`close`."""
-        for engine in list(self._async_engines.values()):
-            await engine.dispose()
-        self._async_engines.clear()
-        self._close_connections()
-        if self._owns_engine:
-            self._engine.dispose()
+        """Async `close`."""
+        self.close()

@@ -1,0 +1,128 @@
+"""memfold in one minute: write a thread with LangChain, read it with LlamaIndex in another process.
+
+Run it (no server, no network, no model):
+
+    python examples/demo.py                 # uses ./demo-memfold.db, recreated on each run
+    python examples/demo.py /tmp/memo.db    # or any path you like
+
+What it does, step by step:
+
+1. Stores a short support conversation (system, user, an assistant tool call, the tool's result
+   and the final answer) through LangChain's chat-history interface into an SQLite file.
+2. Starts a second Python process (this script again, with ``--read``) that opens the same file
+   through LlamaIndex's chat-store interface and prints the messages: the thread persisted, and
+   a different framework reads it back with the tool call intact.
+3. Runs a full-text search over the file with memfold's core API.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+THREAD = "support-42"
+DEFAULT_PATH = Path("demo-memfold.db")
+console = Console()
+
+
+def url_for(path: Path) -> str:
+    """The memfold store URL of an SQLite file."""
+    return f"sqlite:///{path}"
+
+
+def write(path: Path) -> None:
+    """Step 1: store the conversation through the LangChain adapter."""
+    from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
+
+    from memfold.integrations.langchain import MemfoldChatMessageHistory
+
+    conversation = [
+        SystemMessage("You are a support agent for an online shop."),
+        HumanMessage("Where is my order 42?"),
+        AIMessage(
+            "",
+            tool_calls=[{"id": "call-1", "name": "lookup_order", "args": {"order_id": 42}}],
+        ),
+        ToolMessage(
+            '{"order_id": 42, "status": "shipped", "eta": "Friday"}', tool_call_id="call-1"
+        ),
+        AIMessage("Order 42 has shipped and should arrive on Friday."),
+    ]
+    console.rule("[bold]1. LangChain writes")
+    history = MemfoldChatMessageHistory(url_for(path), THREAD)  # a URL: it opens its own store
+    history.add_messages(conversation)  # one append, in one transaction
+    history.store.close()
+    console.print(
+        f"Process {os.getpid()} stored {len(conversation)} LangChain messages in thread "
+        f"[cyan]{THREAD}[/] of [cyan]{escape(url_for(path))}[/] with MemfoldChatMessageHistory."
+    )
+
+
+def read(path: Path) -> None:
+    """Step 2 (runs in a second process): read the thread back through the LlamaIndex adapter."""
+    from llama_index.core.base.llms.types import ToolCallBlock
+
+    from memfold.integrations.llama_index import MemfoldChatStore
+
+    messages = MemfoldChatStore(url_for(path)).get_messages(THREAD)
+    table = Table(title=f"Thread {THREAD} as LlamaIndex ChatMessages (reader pid {os.getpid()})")
+    table.add_column("role")
+    table.add_column("content", overflow="fold")
+    table.add_column("tool call", overflow="fold")
+    for message in messages:
+        # Tool calls arrive as ToolCallBlocks; a tool result names its call in additional_kwargs.
+        calls = [b for b in message.blocks if isinstance(b, ToolCallBlock)]
+        call_text = ", ".join(f"{c.tool_name}({c.tool_kwargs}) [{c.tool_call_id}]" for c in calls)
+        if "tool_call_id" in message.additional_kwargs:
+            call_text = f"result of {message.additional_kwargs['tool_call_id']}"
+        table.add_row(message.role.value, Text(message.content or ""), Text(call_text))
+    console.print(table)
+    console.print(f"{len(messages)} messages read back by a second process.", markup=False)
+
+
+def search(path: Path, query: str) -> None:
+    """Step 3: full-text search with the core API."""
+    from memfold import open_store
+
+    with open_store(url_for(path)) as store:
+        hits = store.search(query)
+    console.rule(f"[bold]3. Full-text search for {query!r}")
+    console.print("A message matches when it holds every word of the query; best first.")
+    for hit in hits:
+        m = hit.message
+        console.print(f"{hit.score:6.2f}  {hit.thread_id}  {m.role:<9}  {m.text}", markup=False)
+    console.print(f"{len(hits)} hits.")
+
+
+def main(argv: list[str]) -> int:
+    """Run the three steps on a fresh file, or (with ``--read PATH``) only the reading step."""
+    if argv[:1] == ["--read"]:
+        read(Path(argv[1]))
+        return 0
+    path = Path(argv[0]) if argv else DEFAULT_PATH
+    for leftover in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        leftover.unlink(missing_ok=True)  # start fresh on each run
+
+    write(path)
+
+    console.rule("[bold]2. LlamaIndex reads, in a second process")
+    command = [sys.executable, __file__, "--read", str(path)]
+    console.print(
+        f"Starting {Path(sys.executable).name} {Path(__file__).name} --read {path}", markup=False
+    )
+    sys.stdout.flush()  # keep this process's lines ahead of the child's
+    subprocess.run(command, check=True)
+
+    search(path, "shipped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

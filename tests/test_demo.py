@@ -1,0 +1,68 @@
+"""The demo script runs offline, quickly, and shows a second process reading the thread back."""
+
+from __future__ import annotations
+
+import os
+import re
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+import memfold
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO = ROOT / "examples" / "demo.py"
+
+
+def run_demo(db: Path) -> tuple[subprocess.CompletedProcess[str], float]:
+    """Run the demo on ``db``; return the result and the CPU seconds it and its child used."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result = subprocess.run(
+        [sys.executable, str(DEMO), str(db)],
+        capture_output=True,
+        text=True,
+        cwd=db.parent,
+        env={**os.environ, "COLUMNS": "200"},
+        timeout=120,
+        check=False,
+    )
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return result, cpu
+
+
+def test_demo_round_trips_through_a_second_process(tmp_path: Path) -> None:
+    """The demo exits 0, and a process other than the writer prints every message it stored."""
+    result, cpu = run_demo(tmp_path / "demo.db")
+    assert result.returncode == 0, result.stdout + result.stderr
+    # CPU time, not wall time, so a busy test machine cannot make this flaky.
+    assert cpu < 10, f"the demo used {cpu:.1f} s of CPU"
+    out = result.stdout
+    writer = re.search(r"Process (\d+) stored 5 LangChain messages", out)
+    reader = re.search(r"reader pid (\d+)", out)
+    assert writer, out
+    assert reader, out
+    assert writer.group(1) != reader.group(1), "the thread must be read by a second process"
+    read_back = out[reader.end() :]
+    for text in (
+        "You are a support agent",
+        "Where is my order 42?",
+        "lookup_order",
+        '"status": "shipped"',
+        "Order 42 has shipped",
+        "5 messages read back",
+    ):
+        assert text in read_back, f"{text!r} not printed by the reading process:\n{out}"
+
+
+def test_demo_starts_fresh(tmp_path: Path) -> None:
+    """The demo replaces an existing database file instead of adding to the thread in it."""
+    db = tmp_path / "demo.db"
+    with memfold.open_store(f"sqlite:///{db}") as store:
+        store.append("support-42", memfold.Message(role="user", content="left over"))
+    result, _ = run_demo(db)
+    assert result.returncode == 0, result.stdout + result.stderr
+    with memfold.open_store(f"sqlite:///{db}") as store:
+        assert store.count("support-42") == 5
+        assert store.search("left over") == []
