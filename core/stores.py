@@ -98,10 +98,13 @@ def _check_count(value: object, what: str, *, low: int = 0, high: int = MAX_PAGE
     return value
 
 
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+
 def encode_json(value: object, what: str) -> str:
     """JSON text for ``value``, or `InvalidInput` naming what could not be encoded."""
     try:
-        encoded = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        encoded = _encode(value)
         encoded.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise InvalidInput(f"{what} holds text that is not valid Unicode") from exc

@@ -43,6 +43,10 @@ class Rows:
         return self.rows[0][0] if self.rows else None
 
 
+_decode = json.JSONDecoder().raw_decode
+"""Parses JSON the store wrote itself (no surrounding whitespace to skip)."""
+
+
 def _time(value: float) -> datetime:
     return datetime.fromtimestamp(value, UTC)
 
@@ -189,7 +193,7 @@ class ThreadPlans:
             {**key, "message_id": m.id, "body": body, "search_text": _search_text(m)}
             for m, body in zip(op.messages, op.bodies, strict=True)
         ]
-        yield self._insert_message, rows
+        yield self._insert_message, rows[0] if len(rows) == 1 else rows
 
     def _load_plan(self, op: ops.LoadThread) -> Plan:
         key: dict[str, Any] = {"k_tenant": op.tenant, "k_thread": op.thread_id}
@@ -203,7 +207,7 @@ class ThreadPlans:
         rows = (yield self._load[op.last is not None, op.before is not None], key).rows
         if op.last is not None:
             rows = rows[::-1]
-        return [Message.from_json(body) for (body,) in rows]
+        return [Message.from_dict(_decode(body)[0]) for (body,) in rows]
 
     def _count_plan(self, tenant: str, thread_id: str) -> Plan:
         rows = yield self._count, {"k_tenant": tenant, "k_thread": thread_id}

@@ -22,7 +22,7 @@ from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool, PoolProxiedConnection
-from sqlalchemy.sql.compiler import Compiled, SQLCompiler
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from memfold import ops
 from memfold.backends.sql.migrations import migrate
@@ -93,22 +93,32 @@ class _Statements:
     def __init__(self, dialect: Dialect, prepared: list[ClauseElement]) -> None:
         self.dialect = dialect
         self.positional = dialect.paramstyle in ("qmark", "numeric", "format")
-        self._cache: dict[int, Compiled] = {id(s): s.compile(dialect=dialect) for s in prepared}
+        self._cache = {id(s): self._compile(s) for s in prepared}
+
+    def _compile(self, statement: ClauseElement) -> tuple[str, tuple[str, ...], dict[str, Any]]:
+        compiled = statement.compile(dialect=self.dialect)
+        if not isinstance(compiled, SQLCompiler):  # DDL: no parameters
+            return compiled.string, (), {}
+        names = tuple(compiled.positiontup or ()) if self.positional else tuple(compiled.binds)
+        values = {name: bind.value for name, bind in compiled.binds.items() if not bind.required}
+        return compiled.string, names, values
 
     def bind(self, statement: ClauseElement, params: Any) -> tuple[str, Any, bool]:
         """``(sql, parameters, many)`` ready for ``cursor.execute`` or ``executemany``."""
-        compiled = self._cache.get(id(statement)) or statement.compile(dialect=self.dialect)
-        if not isinstance(compiled, SQLCompiler):  # DDL: no parameters
-            return compiled.string, (), False
+        sql, names, values = self._cache.get(id(statement)) or self._compile(statement)
         if isinstance(params, list):
-            return compiled.string, [self._args(compiled, p) for p in params], True
-        return compiled.string, self._args(compiled, params or {}), False
+            return sql, [self._args(names, values, p) for p in params], True
+        return sql, self._args(names, values, params or {}), False
 
-    def _args(self, compiled: SQLCompiler, params: dict[str, Any]) -> Any:
-        values = compiled.construct_params(params)
-        if self.positional:
-            return tuple(values[name] for name in compiled.positiontup or ())
-        return values
+    def _args(self, names: tuple[str, ...], values: dict[str, Any], params: dict[str, Any]) -> Any:
+        if values:
+            params = {**values, **params}
+        try:
+            if self.positional:
+                return tuple([params[name] for name in names])
+            return {name: params[name] for name in names}
+        except KeyError as exc:
+            raise InvalidInput(f"statement parameter {exc} was not given") from exc
 
 
 class SQLThreadStore(BaseThreadStore):

@@ -1,0 +1,16 @@
+"""LangChain adapters: a chat message history and message converters.
+
+Examples:
+    >>> from memfold.integrations.langchain import MemfoldChatMessageHistory
+    >>> MemfoldChatMessageHistory("memory://", "t1").messages
+    []
+"""
+
+from memfold.integrations._require import require_extra
+
+require_extra("langchain", "langchain_core")
+
+from memfold.integrations.langchain.chat_history import MemfoldChatMessageHistory  # noqa: E402
+from memfold.integrations.langchain.messages import to_langchain, to_memfold  # noqa: E402
+
+__all__ = ["MemfoldChatMessageHistory", "to_langchain", "to_memfold"]

@@ -1,0 +1,17 @@
+"""LlamaIndex adapters: chat stores for chat memory buffers and ``Memory``, and converters.
+
+Examples:
+    >>> from memfold.integrations.llama_index import MemfoldChatStore
+    >>> MemfoldChatStore("memory://").get_keys()
+    []
+"""
+
+from memfold.integrations._require import require_extra
+
+require_extra("llamaindex", "llama_index.core")
+
+from memfold.integrations.llama_index.chat_store import MemfoldChatStore  # noqa: E402
+from memfold.integrations.llama_index.db_chat_store import MemfoldDBChatStore  # noqa: E402
+from memfold.integrations.llama_index.messages import to_llama_index, to_memfold  # noqa: E402
+
+__all__ = ["MemfoldChatStore", "MemfoldDBChatStore", "to_llama_index", "to_memfold"]

@@ -1,0 +1,151 @@
+"""Convert LlamaIndex chat messages to memfold messages and back, without loss.
+
+``TextBlock`` becomes a ``text`` `memfold.Part` (a lone text block becomes plain string
+content), ``ImageBlock`` an ``image`` part (``url``, base64 ``image`` -> ``data``,
+``image_mimetype`` -> ``mime_type``; ``detail`` and ``path`` in ``extra``), and any other block a
+part of its ``block_type`` with its fields in ``extra``. Each ``ToolCallBlock`` becomes a
+`memfold.ToolCall` (id ``None`` is stored as ``""``). ``additional_kwargs["name"]``
+and ``["tool_call_id"]`` map to the memfold fields; the rest of ``additional_kwargs`` and the
+``chatbot``/``model`` roles go into ``Message.metadata`` under the ``llama_index.*`` keys below.
+Parts that LlamaIndex cannot represent (another host's block types) are left out of the
+``ChatMessage``; LlamaIndex has no message id or timestamp, so those are not carried.
+
+Examples:
+    >>> from llama_index.core.llms import ChatMessage
+    >>> chat = ChatMessage(role="tool", content="3", additional_kwargs={"tool_call_id": "c1"})
+    >>> m = to_memfold(chat)
+    >>> (m.role, m.content, m.tool_call_id, to_llama_index(m) == chat)
+    ('tool', '3', 'c1', True)
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any, Final
+
+from llama_index.core.base.llms.types import ContentBlock, TextBlock, ToolCallBlock
+from llama_index.core.llms import ChatMessage
+from pydantic import TypeAdapter, ValidationError
+from pydantic_core import PydanticSerializationError
+
+from memfold import InvalidInput, Message, Part, ToolCall
+from memfold.model import ROLES
+
+__all__ = [
+    "ADDITIONAL_KWARGS",
+    "RAW_TOOL_KWARGS",
+    "ROLE",
+    "TOOL_CALL_POSITIONS",
+    "to_llama_index",
+    "to_memfold",
+]
+
+ADDITIONAL_KWARGS: Final = "llama_index.additional_kwargs"
+ROLE: Final = "llama_index.role"
+"""A role memfold has no name for (``chatbot``, ``model``); the message is an ``assistant``."""
+TOOL_CALL_POSITIONS: Final = "llama_index.tool_call_positions"
+"""Where the tool-call blocks sat among the blocks, kept only when not all at the end."""
+RAW_TOOL_KWARGS: Final = "llama_index.raw_tool_kwargs"
+"""Per tool call, its ``tool_kwargs`` when they were an unparsed string (else ``None``)."""
+
+_BLOCK: TypeAdapter[Any] = TypeAdapter(ContentBlock)
+_PROMOTED: Final = ("name", "tool_call_id")
+_IMAGE: Final = {"url": "url", "image": "data", "image_mimetype": "mime_type"}
+
+
+def _to_part(block: dict[str, Any]) -> Part:
+    kind = block.pop("block_type")
+    if kind == "text":
+        return Part(type="text", text=block["text"])
+    if kind == "image":
+        fields = {f: block.pop(k) for k, f in _IMAGE.items()}
+        return Part(type="image", extra={k: v for k, v in block.items() if v is not None}, **fields)
+    return Part(type=kind, extra=block)
+
+
+def _to_block(part: Part) -> Any:
+    if part.type == "text" and part.text is not None:
+        return TextBlock(text=part.text)
+    data: dict[str, Any] = {"block_type": part.type, **copy.deepcopy(dict(part.extra))}
+    if part.type == "image":
+        data.update(
+            {k: getattr(part, f) for k, f in _IMAGE.items() if getattr(part, f) is not None}
+        )
+    try:
+        return _BLOCK.validate_python(data)
+    except ValidationError:
+        return None  # another host's block: LlamaIndex has no type for it
+
+
+def to_memfold(message: ChatMessage) -> Message:
+    """The `memfold.Message` for a LlamaIndex ``ChatMessage``.
+
+    Raises:
+        InvalidInput: ``additional_kwargs`` or a block holds a value that is not JSON.
+    """
+    try:
+        dumped = message.model_dump(mode="json")
+    except PydanticSerializationError as exc:
+        raise InvalidInput(f"a LlamaIndex message field is not JSON-serialisable: {exc}") from exc
+    kwargs: dict[str, Any] = dumped["additional_kwargs"]
+    promoted = {k: kwargs.pop(k) for k in _PROMOTED if isinstance(kwargs.get(k), str)}
+    parts: list[Part] = []
+    calls: list[ToolCall] = []
+    positions: list[int] = []
+    raw: list[str | None] = []
+    for i, block in enumerate(dumped["blocks"]):
+        if block["block_type"] != "tool_call":
+            parts.append(_to_part(block))
+            continue
+        args = block["tool_kwargs"]
+        calls.append(
+            ToolCall(
+                block["tool_call_id"] or "",
+                block["tool_name"],
+                {} if isinstance(args, str) else args,
+            )
+        )
+        positions.append(i)
+        raw.append(args if isinstance(args, str) else None)
+    meta: dict[str, Any] = {ADDITIONAL_KWARGS: kwargs}
+    if positions != list(range(len(parts), len(parts) + len(calls))):
+        meta[TOOL_CALL_POSITIONS] = positions
+    if any(r is not None for r in raw):
+        meta[RAW_TOOL_KWARGS] = raw
+    role = dumped["role"]
+    if role not in ROLES:
+        role, meta[ROLE] = "assistant", role
+    single_text = len(parts) == 1 and parts[0].type == "text" and not parts[0].extra
+    return Message(
+        role=role,
+        content=(parts[0].text or "") if single_text else tuple(parts),
+        tool_calls=tuple(calls),
+        metadata={k: v for k, v in meta.items() if v},
+        **promoted,
+    )
+
+
+def to_llama_index(message: Message) -> ChatMessage:
+    """The LlamaIndex ``ChatMessage`` for a `memfold.Message` (a fresh object)."""
+    meta: Mapping[str, Any] = message.metadata
+    kwargs: dict[str, Any] = copy.deepcopy(dict(meta.get(ADDITIONAL_KWARGS) or {}))
+    kwargs.update({k: getattr(message, k) for k in _PROMOTED if getattr(message, k) is not None})
+    content = message.content
+    blocks = (
+        [TextBlock(text=content)] if isinstance(content, str) else [_to_block(p) for p in content]
+    )
+    blocks = [b for b in blocks if b is not None]
+    raw = meta.get(RAW_TOOL_KWARGS) or [None] * len(message.tool_calls)
+    calls = [
+        ToolCallBlock(
+            tool_call_id=c.id or None,
+            tool_name=c.name,
+            tool_kwargs=r if isinstance(r, str) else copy.deepcopy(dict(c.arguments)),
+        )
+        for c, r in zip(message.tool_calls, raw, strict=False)
+    ]
+    positions = meta.get(TOOL_CALL_POSITIONS) or range(len(blocks), len(blocks) + len(calls))
+    for position, call in zip(positions, calls, strict=False):
+        blocks.insert(position, call)
+    return ChatMessage(role=meta.get(ROLE, message.role), blocks=blocks, additional_kwargs=kwargs)

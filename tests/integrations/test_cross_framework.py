@@ -1,0 +1,176 @@
+"""One memfold thread, written by LangChain and read by LlamaIndex, and the other way round."""
+
+from __future__ import annotations
+
+import pytest
+from langchain_core.messages import (
+    AIMessage,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+)
+from llama_index.core.base.llms.types import ImageBlock, TextBlock, ToolCallBlock
+from llama_index.core.llms import ChatMessage
+from llama_index.core.memory import Memory
+
+from memfold.integrations.langchain import MemfoldChatMessageHistory
+from memfold.integrations.llama_index import MemfoldChatStore, MemfoldDBChatStore
+from memfold.stores import BaseThreadStore
+
+LANGCHAIN_THREAD: list[BaseMessage] = [
+    SystemMessage("You are a calculator."),
+    HumanMessage("What are 2 + 3 and 2 * 3?", name="ann"),
+    AIMessage(
+        "Let me compute.",
+        tool_calls=[
+            {"name": "add", "args": {"a": 2, "b": 3}, "id": "call-add"},
+            {"name": "mul", "args": {"a": 2, "b": 3}, "id": "call-mul"},
+        ],
+    ),
+    ToolMessage("5", tool_call_id="call-add", name="add"),
+    ToolMessage("6", tool_call_id="call-mul", name="mul"),
+    AIMessage("5 and 6."),
+]
+
+LLAMA_INDEX_THREAD = [
+    ChatMessage(role="system", content="You are a calculator."),
+    ChatMessage(role="user", content="What are 2 + 3 and 2 * 3?"),
+    ChatMessage(
+        role="assistant",
+        blocks=[
+            TextBlock(text="Let me compute."),
+            ToolCallBlock(tool_call_id="call-add", tool_name="add", tool_kwargs={"a": 2, "b": 3}),
+            ToolCallBlock(tool_call_id="call-mul", tool_name="mul", tool_kwargs={"a": 2, "b": 3}),
+        ],
+    ),
+    ChatMessage(role="tool", content="5", additional_kwargs={"tool_call_id": "call-add"}),
+    ChatMessage(role="tool", content="6", additional_kwargs={"tool_call_id": "call-mul"}),
+    ChatMessage(role="assistant", content="5 and 6."),
+]
+TEXTS = ["You are a calculator.", "What are 2 + 3 and 2 * 3?", "Let me compute.", "5", "6"]
+
+
+def check_llama_index_view(read: list[ChatMessage]) -> None:
+    """The calculator thread as LlamaIndex sees it: roles, text, tool calls and results."""
+    assert [m.role.value for m in read] == [
+        "system",
+        "user",
+        "assistant",
+        "tool",
+        "tool",
+        "assistant",
+    ]
+    assert [m.content for m in read] == [*TEXTS, "5 and 6."]
+    calls = [b for b in read[2].blocks if isinstance(b, ToolCallBlock)]
+    assert [(c.tool_call_id, c.tool_name, c.tool_kwargs) for c in calls] == [
+        ("call-add", "add", {"a": 2, "b": 3}),
+        ("call-mul", "mul", {"a": 2, "b": 3}),
+    ]
+    assert [m.additional_kwargs["tool_call_id"] for m in read[3:5]] == ["call-add", "call-mul"]
+
+
+def check_langchain_view(read: list[BaseMessage]) -> None:
+    """The calculator thread as LangChain sees it: types, text, tool calls and results."""
+    assert [type(m) for m in read] == [
+        SystemMessage,
+        HumanMessage,
+        AIMessage,
+        ToolMessage,
+        ToolMessage,
+        AIMessage,
+    ]
+    assert [m.content for m in read] == [*TEXTS, "5 and 6."]
+    assert isinstance(read[2], AIMessage)
+    assert [(c["id"], c["name"], c["args"]) for c in read[2].tool_calls] == [
+        ("call-add", "add", {"a": 2, "b": 3}),
+        ("call-mul", "mul", {"a": 2, "b": 3}),
+    ]
+    assert [m.tool_call_id for m in read[3:5] if isinstance(m, ToolMessage)] == [
+        "call-add",
+        "call-mul",
+    ]
+    assert all(m.id for m in read)
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
+async def test_langchain_thread_reads_in_llama_index(
+    store: BaseThreadStore, use_async: bool
+) -> None:
+    """A thread with parallel tool calls written through LangChain reads right in LlamaIndex."""
+    history = MemfoldChatMessageHistory(store, "t1")
+    chat_store = MemfoldChatStore(store)
+    if use_async:
+        await history.aadd_messages(LANGCHAIN_THREAD)
+        read = await chat_store.aget_messages("t1")
+    else:
+        history.add_messages(LANGCHAIN_THREAD)
+        read = chat_store.get_messages("t1")
+    check_llama_index_view(read)
+    assert read[1].additional_kwargs == {"name": "ann"}
+    assert read[3].additional_kwargs == {"tool_call_id": "call-add", "name": "add"}
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
+async def test_llama_index_thread_reads_in_langchain(
+    store: BaseThreadStore, use_async: bool
+) -> None:
+    """A thread with parallel tool calls written through LlamaIndex reads right in LangChain."""
+    history = MemfoldChatMessageHistory(store, "t1")
+    chat_store = MemfoldChatStore(store)
+    if use_async:
+        await chat_store.aset_messages("t1", LLAMA_INDEX_THREAD)
+        read = await history.aget_messages()
+    else:
+        chat_store.set_messages("t1", LLAMA_INDEX_THREAD)
+        read = history.messages
+    check_langchain_view(read)
+
+
+def test_both_hosts_append_to_one_thread_without_disturbing_each_other(
+    store: BaseThreadStore,
+) -> None:
+    """Each host's messages keep their host-only fields while the other host appends."""
+    history = MemfoldChatMessageHistory(store, "t1")
+    chat_store = MemfoldChatStore(store)
+    history.add_messages(LANGCHAIN_THREAD)
+    saved = history.messages
+    chat_store.add_message("t1", ChatMessage(role="user", content="And 2 - 3?"))
+    history.add_messages(
+        [
+            AIMessage(
+                "-1.", usage_metadata={"input_tokens": 1, "output_tokens": 1, "total_tokens": 2}
+            )
+        ]
+    )
+    read = history.messages
+    assert read[:6] == saved
+    assert [m.content for m in read[6:]] == ["And 2 - 3?", "-1."]
+    assert [m.content for m in chat_store.get_messages("t1")[6:]] == ["And 2 - 3?", "-1."]
+
+
+def test_images_cross_hosts(store: BaseThreadStore) -> None:
+    """An image block by URL written in LangChain is an ImageBlock with that URL in LlamaIndex."""
+    history = MemfoldChatMessageHistory(store, "t1")
+    history.add_messages(
+        [
+            HumanMessage(
+                [
+                    {"type": "text", "text": "What is this?"},
+                    {"type": "image", "url": "https://example.com/cat.png"},
+                ]
+            )
+        ]
+    )
+    [read] = MemfoldChatStore(store).get_messages("t1")
+    assert isinstance(read.blocks[0], TextBlock)
+    assert isinstance(read.blocks[1], ImageBlock)
+    assert str(read.blocks[1].url) == "https://example.com/cat.png"
+    assert read.blocks[1].image_mimetype == "image/png"
+
+
+async def test_memory_reads_a_langchain_thread(store: BaseThreadStore) -> None:
+    """LlamaIndex Memory over a thread LangChain wrote sees every message as active history."""
+    await MemfoldChatMessageHistory(store, "s1").aadd_messages(LANGCHAIN_THREAD)
+    memory = Memory.from_defaults(session_id="s1", chat_store=MemfoldDBChatStore(store))
+    check_llama_index_view(await memory.aget())
