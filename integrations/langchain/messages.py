@@ -133,15 +133,22 @@ def to_memfold(message: BaseMessage) -> Message:
 
 def to_langchain(message: Message) -> BaseMessage:
     """The LangChain message for a `memfold.Message` (a fresh object)."""
-    meta: dict[str, JSON] = copy.deepcopy(dict(message.metadata))
+    # Copy only what is there: building LangChain objects dominates a long thread's load.
+    meta: dict[str, JSON] = copy.deepcopy(dict(message.metadata)) if message.metadata else {}
     content = message.content
     common: dict[str, Any] = {
-        "content": content if isinstance(content, str) else [_from_part(p) for p in content],
-        "name": message.name,
-        "id": message.id,
-        "additional_kwargs": meta.get(ADDITIONAL_KWARGS) or {},
-        "response_metadata": meta.get(RESPONSE_METADATA) or {},
+        "content": content if isinstance(content, str) else [_from_part(p) for p in content]
     }
+    if message.name is not None:
+        common["name"] = message.name
+    if message.id is not None:
+        common["id"] = message.id
+    for key, meta_key in (
+        ("additional_kwargs", ADDITIONAL_KWARGS),
+        ("response_metadata", RESPONSE_METADATA),
+    ):
+        if meta.get(meta_key):
+            common[key] = meta[meta_key]
     if CHAT_ROLE in meta:
         return ChatMessage(role=str(meta[CHAT_ROLE]), **common)
     match message.role:
@@ -149,19 +156,19 @@ def to_langchain(message: Message) -> BaseMessage:
             return HumanMessage(**common)
         case "system" | "developer":
             if message.role == "developer":
-                common["additional_kwargs"].setdefault(_OPENAI_ROLE, "developer")
+                common.setdefault("additional_kwargs", {}).setdefault(_OPENAI_ROLE, "developer")
             return SystemMessage(**common)
         case "assistant":
-            calls = [
-                {"id": c.id or None, "name": c.name, "args": copy.deepcopy(dict(c.arguments))}
-                for c in message.tool_calls
-            ]
-            return AIMessage(
-                tool_calls=calls,
-                invalid_tool_calls=meta.get(INVALID_TOOL_CALLS) or [],
-                usage_metadata=meta.get(USAGE_METADATA),
-                **common,
-            )
+            if message.tool_calls:
+                common["tool_calls"] = [
+                    {"id": c.id or None, "name": c.name, "args": copy.deepcopy(dict(c.arguments))}
+                    for c in message.tool_calls
+                ]
+            if INVALID_TOOL_CALLS in meta:
+                common["invalid_tool_calls"] = meta[INVALID_TOOL_CALLS]
+            if USAGE_METADATA in meta:
+                common["usage_metadata"] = meta[USAGE_METADATA]
+            return AIMessage(**common)
         case "tool":
             return ToolMessage(
                 tool_call_id=message.tool_call_id or "",

@@ -129,7 +129,8 @@ def to_memfold(message: ChatMessage) -> Message:
 def to_llama_index(message: Message) -> ChatMessage:
     """The LlamaIndex ``ChatMessage`` for a `memfold.Message` (a fresh object)."""
     meta: Mapping[str, Any] = message.metadata
-    kwargs: dict[str, Any] = copy.deepcopy(dict(meta.get(ADDITIONAL_KWARGS) or {}))
+    extra = meta.get(ADDITIONAL_KWARGS)
+    kwargs: dict[str, Any] = copy.deepcopy(dict(extra)) if extra else {}
     kwargs.update({k: getattr(message, k) for k in _PROMOTED if getattr(message, k) is not None})
     content = message.content
     blocks = (
