@@ -33,7 +33,7 @@ types: $(VENV)/.all
 	$(BIN)/mypy
 
 test: lint types
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n auto
 
 bench: $(VENV)/.all
 	$(BIN)/python benchmarks/chat_history.py
