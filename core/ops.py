@@ -18,13 +18,16 @@ __all__ = [
     "ClearTenant",
     "ClearThread",
     "CountMessages",
+    "DeleteMessages",
     "DeleteThread",
     "GetThread",
     "ListThreads",
     "LoadThread",
     "Op",
+    "ReplaceThread",
     "SearchMessages",
     "SetThreadMetadata",
+    "UpdateMessages",
 ]
 
 T = TypeVar("T")
@@ -44,6 +47,35 @@ class AppendMessages(Op[None]):
     thread_id: str
     messages: tuple[Message, ...]
     bodies: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ReplaceThread(Op[None]):
+    """Atomically swap a thread's messages for ``messages`` (created if missing)."""
+
+    tenant: str
+    thread_id: str
+    messages: tuple[Message, ...]
+    bodies: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateMessages(Op[None]):
+    """Rewrite stored messages in place, matched by id; every id must be in the thread."""
+
+    tenant: str
+    thread_id: str
+    messages: tuple[Message, ...]
+    bodies: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteMessages(Op[list[Message]]):
+    """Remove messages by id; returns the ones that were there, oldest first."""
+
+    tenant: str
+    thread_id: str
+    message_ids: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)

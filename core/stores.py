@@ -161,6 +161,24 @@ class ThreadStore(Protocol):
     async def aappend(
         self, thread_id: str, messages: Message | Sequence[Message], *, tenant: str = ...
     ) -> list[Message]: ...
+    def replace(
+        self, thread_id: str, messages: Message | Sequence[Message], *, tenant: str = ...
+    ) -> list[Message]: ...
+    async def areplace(
+        self, thread_id: str, messages: Message | Sequence[Message], *, tenant: str = ...
+    ) -> list[Message]: ...
+    def update_messages(
+        self, thread_id: str, messages: Message | Sequence[Message], *, tenant: str = ...
+    ) -> list[Message]: ...
+    async def aupdate_messages(
+        self, thread_id: str, messages: Message | Sequence[Message], *, tenant: str = ...
+    ) -> list[Message]: ...
+    def delete_messages(
+        self, thread_id: str, message_ids: Sequence[str], *, tenant: str = ...
+    ) -> list[Message]: ...
+    async def adelete_messages(
+        self, thread_id: str, message_ids: Sequence[str], *, tenant: str = ...
+    ) -> list[Message]: ...
     def load(
         self,
         thread_id: str,
@@ -275,6 +293,29 @@ class BaseThreadStore(ABC):
             check_id(tenant, "tenant"), check_id(thread_id, "thread id"), ready, bodies
         )
 
+    def _replace_op(
+        self, thread_id: str, messages: Message | Sequence[Message], tenant: str
+    ) -> ops.ReplaceThread:
+        ready, bodies = _prepare(messages)
+        return ops.ReplaceThread(*self._thread_key(thread_id, tenant), ready, bodies)
+
+    def _update_op(
+        self, thread_id: str, messages: Message | Sequence[Message], tenant: str
+    ) -> ops.UpdateMessages:
+        found = ensure_sequence(messages)
+        if any(m.id is None for m in found):
+            raise InvalidInput("update_messages needs the id of each message to rewrite")
+        ready, bodies = _prepare(found)
+        return ops.UpdateMessages(*self._thread_key(thread_id, tenant), ready, bodies)
+
+    def _delete_messages_op(
+        self, thread_id: str, message_ids: Sequence[str], tenant: str
+    ) -> ops.DeleteMessages:
+        if isinstance(message_ids, str) or not isinstance(message_ids, Sequence):
+            raise InvalidInput("message_ids must be a sequence of message id strings")
+        ids = tuple(dict.fromkeys(check_id(i, "message id") for i in message_ids))
+        return ops.DeleteMessages(*self._thread_key(thread_id, tenant), ids)
+
     def _load_op(
         self, thread_id: str, last: int | None, before: str | None, tenant: str
     ) -> ops.LoadThread:
@@ -340,6 +381,44 @@ class BaseThreadStore(ABC):
         op = self._append_op(thread_id, messages, tenant)
         self.execute(op)
         return list(op.messages)
+
+    def replace(
+        self,
+        thread_id: str,
+        messages: Message | Sequence[Message],
+        *,
+        tenant: str = DEFAULT_TENANT,
+    ) -> list[Message]:
+        """Swap a thread's messages for ``messages`` in one transaction (readers see either
+        the old thread or the new one); returns them as stored."""
+        op = self._replace_op(thread_id, messages, tenant)
+        self.execute(op)
+        return list(op.messages)
+
+    def update_messages(
+        self,
+        thread_id: str,
+        messages: Message | Sequence[Message],
+        *,
+        tenant: str = DEFAULT_TENANT,
+    ) -> list[Message]:
+        """Rewrite stored messages in place, matched by id, keeping their positions.
+
+        Raises:
+            NotFound: an id is not in the thread (then nothing is changed).
+        """
+        op = self._update_op(thread_id, messages, tenant)
+        self.execute(op)
+        return list(op.messages)
+
+    def delete_messages(
+        self, thread_id: str, message_ids: Sequence[str], *, tenant: str = DEFAULT_TENANT
+    ) -> list[Message]:
+        """Remove messages by id in one transaction; returns those removed, oldest first.
+
+        Ids not in the thread are ignored.
+        """
+        return self.execute(self._delete_messages_op(thread_id, message_ids, tenant))
 
     def load(
         self,
@@ -423,6 +502,36 @@ class BaseThreadStore(ABC):
         op = self._append_op(thread_id, messages, tenant)
         await self.aexecute(op)
         return list(op.messages)
+
+    async def areplace(
+        self,
+        thread_id: str,
+        messages: Message | Sequence[Message],
+        *,
+        tenant: str = DEFAULT_TENANT,
+    ) -> list[Message]:
+        """Async `replace`."""
+        op = self._replace_op(thread_id, messages, tenant)
+        await self.aexecute(op)
+        return list(op.messages)
+
+    async def aupdate_messages(
+        self,
+        thread_id: str,
+        messages: Message | Sequence[Message],
+        *,
+        tenant: str = DEFAULT_TENANT,
+    ) -> list[Message]:
+        """Async `update_messages`."""
+        op = self._update_op(thread_id, messages, tenant)
+        await self.aexecute(op)
+        return list(op.messages)
+
+    async def adelete_messages(
+        self, thread_id: str, message_ids: Sequence[str], *, tenant: str = DEFAULT_TENANT
+    ) -> list[Message]:
+        """Async `delete_messages`."""
+        return await self.aexecute(self._delete_messages_op(thread_id, message_ids, tenant))
 
     async def aload(
         self,

@@ -111,6 +111,14 @@ class MemoryThreadStore(BaseThreadStore):
         match op:
             case ops.AppendMessages(tenant, thread_id, messages):
                 return self._append((tenant, thread_id), messages)
+            case ops.ReplaceThread(tenant, thread_id, messages):
+                emptied = self._touch((tenant, thread_id))
+                emptied.messages, emptied.positions, emptied.trimmed = [], {}, 0
+                return self._append((tenant, thread_id), messages)
+            case ops.UpdateMessages(tenant, thread_id, messages):
+                return self._update((tenant, thread_id), messages)
+            case ops.DeleteMessages(tenant, thread_id, message_ids):
+                return self._delete_messages((tenant, thread_id), set(message_ids))
             case ops.LoadThread(tenant, thread_id, last, before):
                 return self._load((tenant, thread_id), last, before)
             case ops.CountMessages(tenant, thread_id):
@@ -164,6 +172,30 @@ class MemoryThreadStore(BaseThreadStore):
                 del thread.positions[m.id or ""]
             del thread.messages[:drop]
             thread.trimmed += drop
+
+    def _update(self, key: tuple[str, str], messages: tuple[Message, ...]) -> None:
+        found = self._threads.get(key)
+        positions = found.positions if found is not None else {}
+        missing = [m.id for m in messages if m.id not in positions]
+        if found is None or missing:
+            raise NotFound(f"no message {missing[0]!r} in thread {key[1]!r}: nothing changed")
+        for m in messages:
+            found.messages[positions[m.id or ""] - found.trimmed] = m
+        self._touch(key)
+
+    def _delete_messages(self, key: tuple[str, str], ids: set[str]) -> list[Message]:
+        found = self._threads.get(key)
+        if found is None:
+            return []
+        removed = [m for m in found.messages if m.id in ids]
+        if removed:
+            kept = [m for m in found.messages if m.id not in ids]
+            found.messages, found.positions, found.trimmed = [], {}, 0
+            for m in kept:
+                found.positions[m.id or ""] = len(found.messages)
+                found.messages.append(m)
+            self._touch(key)
+        return removed
 
     def _load(self, key: tuple[str, str], last: int | None, before: str | None) -> list[Message]:
         thread = self._threads.get(key)

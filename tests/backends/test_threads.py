@@ -225,3 +225,61 @@ def test_assigned_ids_sort_by_creation_time() -> None:
     assert all(first < x for x in later)
     assert len(set(later)) == 1000
     assert uuid.UUID(first).version == 7
+
+
+async def test_replace_swaps_the_whole_thread(api: Api) -> None:
+    """replace() leaves exactly the new messages, counted, searchable and in order."""
+    await api.append("t", conversation(5, "old"))
+    await api.search("old")
+    new = await api.replace("t", conversation(2, "new"))
+    assert await api.load("t") == new
+    assert await api.count("t") == 2
+    assert await api.search("old") == []
+    assert len(await api.search("new")) == 2
+    assert await api.replace("fresh", []) == []
+    assert (await api.get_thread("fresh")).message_count == 0
+
+
+async def test_replace_is_all_or_nothing(api: Api) -> None:
+    """A replace that fails part-way (a repeated id) leaves the old thread intact."""
+    old = await api.append("t", conversation(3))
+    with pytest.raises(InvalidInput):
+        await api.replace("t", [Message(role="user", id="x"), Message(role="user", id="x")])
+    assert await api.load("t") == old
+
+
+async def test_update_messages_rewrites_in_place(api: Api) -> None:
+    """Messages rewritten by id keep their positions; search sees the new text."""
+    stored = await api.append("t", conversation(3))
+    await api.search("message")
+    edited = Message(role="user", content="edited words", id=stored[1].id, metadata={"x": 1})
+    await api.update_messages("t", [edited])
+    loaded = await api.load("t")
+    assert [m.content for m in loaded] == ["message 0", "edited words", "message 2"]
+    assert loaded[1].metadata == {"x": 1}
+    assert [h.message.id for h in await api.search("edited")] == [stored[1].id]
+    assert await api.count("t") == 3
+
+
+async def test_update_of_an_unknown_message_changes_nothing(api: Api) -> None:
+    """Rewriting a message id the thread lacks raises NotFound and changes no message."""
+    stored = await api.append("t", conversation(2))
+    with pytest.raises(NotFound):
+        await api.update_messages(
+            "t", [Message(role="user", content="x", id=stored[0].id), Message(role="user", id="no")]
+        )
+    with pytest.raises(InvalidInput):
+        await api.update_messages("t", [Message(role="user", content="no id")])
+    assert await api.load("t") == stored
+
+
+async def test_delete_messages_removes_only_those_ids(api: Api) -> None:
+    """Deleting by id returns what was removed, oldest first, and keeps the rest in order."""
+    stored = await api.append("t", conversation(5))
+    removed = await api.delete_messages("t", [stored[3].id, "missing", stored[1].id])
+    assert removed == [stored[1], stored[3]]
+    assert await api.load("t") == [stored[0], stored[2], stored[4]]
+    assert await api.count("t") == 3
+    assert await api.load("t", before=stored[4].id, last=1) == [stored[2]]
+    assert await api.delete_messages("t", []) == []
+    assert await api.delete_messages("nothing", ["a"]) == []

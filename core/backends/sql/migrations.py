@@ -59,6 +59,11 @@ def _threads_and_messages(tables: Tables, dialect: Dialect) -> list[str]:
             f"WHEN old.seq <= (SELECT indexed_upto FROM {state}) BEGIN "
             f"INSERT INTO {fts}({fts}, rowid, search_text) "
             f"VALUES ('delete', old.seq, old.search_text); END",
+            f"CREATE TRIGGER IF NOT EXISTS {m}_fts_update AFTER UPDATE OF search_text ON {m} "
+            f"WHEN old.seq <= (SELECT indexed_upto FROM {state}) BEGIN "
+            f"INSERT INTO {fts}({fts}, rowid, search_text) "
+            f"VALUES ('delete', old.seq, old.search_text); "
+            f"INSERT INTO {fts}(rowid, search_text) VALUES (new.seq, new.search_text); END",
         ]
     return ddl
 

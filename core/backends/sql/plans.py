@@ -114,6 +114,22 @@ class ThreadPlans:
             .offset(bindparam("offset"))
         )
         self._seq_of = select(m.c.seq).where(in_thread, m.c.message_id == bindparam("before"))
+        is_message = in_thread & (m.c.message_id == bindparam("k_message"))
+        self._message = select(m.c.seq, m.c.body).where(is_message)
+        self._delete_message = delete(m).where(is_message)
+        self._rewrite_message = (
+            update(m)
+            .where(is_message)
+            .values(body=bindparam("new_body"), search_text=bindparam("new_text"))
+        )
+        self._shrink = (
+            update(t)
+            .where(is_thread)
+            .values(
+                message_count=t.c.message_count - bindparam("removed"),
+                updated_at=bindparam("now"),
+            )
+        )
         bodies = select(m.c.body).where(in_thread)
         before = bodies.where(m.c.seq < bindparam("seq"))
         self._load = {
@@ -166,6 +182,12 @@ class ThreadPlans:
         match op:
             case ops.AppendMessages():
                 return self._append(op)
+            case ops.ReplaceThread(tenant, thread_id, messages, bodies):
+                return self._replace(ops.AppendMessages(tenant, thread_id, messages, bodies))
+            case ops.UpdateMessages():
+                return self._update(op)
+            case ops.DeleteMessages():
+                return self._delete_messages(op)
             case ops.LoadThread():
                 return self._load_plan(op)
             case ops.CountMessages(tenant, thread_id):
@@ -194,6 +216,35 @@ class ThreadPlans:
             for m, body in zip(op.messages, op.bodies, strict=True)
         ]
         yield self._insert_message, rows[0] if len(rows) == 1 else rows
+
+    def _replace(self, op: ops.AppendMessages) -> Plan:
+        yield from self._clear_plan(op.tenant, op.thread_id)
+        yield from self._append(op)
+
+    def _update(self, op: ops.UpdateMessages) -> Plan:
+        key = {"k_tenant": op.tenant, "k_thread": op.thread_id}
+        rows = [
+            {**key, "k_message": m.id, "new_body": body, "new_text": _search_text(m)}
+            for m, body in zip(op.messages, op.bodies, strict=True)
+        ]
+        changed = (yield self._rewrite_message, rows).rowcount
+        if changed != len(rows):
+            raise NotFound(
+                f"update_messages named messages not in thread {op.thread_id!r}: nothing changed"
+            )
+        yield self._shrink, {**key, "removed": 0, "now": time.time()}
+
+    def _delete_messages(self, op: ops.DeleteMessages) -> Plan:
+        key = {"k_tenant": op.tenant, "k_thread": op.thread_id}
+        removed: list[tuple[int, str]] = []
+        for message_id in op.message_ids:
+            rows = (yield self._message, {**key, "k_message": message_id}).rows
+            if rows:
+                removed.append(rows[0])
+                yield self._delete_message, {**key, "k_message": message_id}
+        if removed:
+            yield self._shrink, {**key, "removed": len(removed), "now": time.time()}
+        return [Message.from_dict(_decode(body)[0]) for _, body in sorted(removed)]
 
     def _load_plan(self, op: ops.LoadThread) -> Plan:
         key: dict[str, Any] = {"k_tenant": op.tenant, "k_thread": op.thread_id}
