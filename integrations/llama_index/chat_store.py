@@ -12,37 +12,32 @@ from llama_index.core.llms import ChatMessage
 from llama_index.core.storage.chat_store import BaseChatStore
 from pydantic import PrivateAttr
 
-from memfold import DEFAULT_TENANT, Message, ThreadStore, open_store
+from memfold import DEFAULT_TENANT, Message, ThreadInfo, ThreadStore, open_store
 from memfold.integrations.llama_index.messages import to_llama_index, to_memfold
 
-__all__ = ["MemfoldChatStore", "all_keys", "split_at"]
+__all__ = ["MemfoldChatStore", "all_threads", "message_id_at"]
 
 _PAGE = 1000
 
 
-def split_at(stored: Sequence[Message], idx: int) -> tuple[list[Message], Message] | None:
-    """``stored`` without the message at list position ``idx``, and that message (or None)."""
-    if not -len(stored) <= idx < len(stored):
-        return None
-    kept = list(stored)
-    return kept, kept.pop(idx)
+def message_id_at(stored: Sequence[Message], idx: int) -> str | None:
+    """The id of the message at list position ``idx`` of ``stored`` (None if out of range)."""
+    return stored[idx].id if -len(stored) <= idx < len(stored) else None
 
 
-async def all_keys(store: ThreadStore, tenant: str) -> list[str]:
-    """Every thread id of ``tenant``, read page by page with the async API."""
-    keys: list[str] = []
-    while page := await store.alist_threads(tenant=tenant, limit=_PAGE, offset=len(keys)):
-        keys += [t.thread_id for t in page]
-    return keys
+async def all_threads(store: ThreadStore, tenant: str) -> list[ThreadInfo]:
+    """Every thread of ``tenant``, read page by page with the async API."""
+    threads: list[ThreadInfo] = []
+    while page := await store.alist_threads(tenant=tenant, limit=_PAGE, offset=len(threads)):
+        threads += page
+    return threads
 
 
 class MemfoldChatStore(BaseChatStore):
     """Chat keys are memfold thread ids; every read returns fresh ``ChatMessage`` objects.
 
-    ``delete_message(key, idx)`` takes a list position, as ``SimpleChatStore`` does. The core has
-    no atomic replace or single-message delete yet, so ``set_messages`` and the single-message
-    deletes clear the thread and append the kept messages (ids and times are kept): a reader in
-    between sees an empty thread.
+    ``delete_message(key, idx)`` takes a list position, as ``SimpleChatStore`` does.
+    ``set_messages`` replaces a thread in one transaction.
 
     Args:
         store: a memfold store, or a URL for `memfold.open_store`.
@@ -74,8 +69,8 @@ class MemfoldChatStore(BaseChatStore):
         return self._store
 
     def set_messages(self, key: str, messages: list[ChatMessage]) -> None:
-        """Replace the messages of ``key`` (not atomic, see the class notes)."""
-        self._replace(key, [to_memfold(m) for m in messages])
+        """Replace the messages of ``key`` in one transaction."""
+        self._store.replace(key, [to_memfold(m) for m in messages], tenant=self.tenant)
 
     def get_messages(self, key: str) -> list[ChatMessage]:
         """The messages of ``key``, oldest first."""
@@ -92,11 +87,11 @@ class MemfoldChatStore(BaseChatStore):
 
     def delete_message(self, key: str, idx: int) -> ChatMessage | None:
         """Delete and return the message at list position ``idx`` (None if out of range)."""
-        found = split_at(self._store.load(key, tenant=self.tenant), idx)
-        if found is None:
+        message_id = message_id_at(self._store.load(key, tenant=self.tenant), idx)
+        if message_id is None:
             return None
-        self._replace(key, found[0])
-        return to_llama_index(found[1])
+        removed = self._store.delete_messages(key, [message_id], tenant=self.tenant)
+        return to_llama_index(removed[0]) if removed else None
 
     def delete_last_message(self, key: str) -> ChatMessage | None:
         """Delete and return the newest message of ``key`` (None if it has none)."""
@@ -109,14 +104,9 @@ class MemfoldChatStore(BaseChatStore):
             keys += [t.thread_id for t in page]
         return keys
 
-    def _replace(self, key: str, messages: list[Message]) -> None:
-        self._store.clear(key, tenant=self.tenant)
-        if messages:
-            self._store.append(key, messages, tenant=self.tenant)
-
     async def aset_messages(self, key: str, messages: list[ChatMessage]) -> None:
         """Async `set_messages`."""
-        await self._areplace(key, [to_memfold(m) for m in messages])
+        await self._store.areplace(key, [to_memfold(m) for m in messages], tenant=self.tenant)
 
     async def aget_messages(self, key: str) -> list[ChatMessage]:
         """Async `get_messages`."""
@@ -133,11 +123,11 @@ class MemfoldChatStore(BaseChatStore):
 
     async def adelete_message(self, key: str, idx: int) -> ChatMessage | None:
         """Async `delete_message`."""
-        found = split_at(await self._store.aload(key, tenant=self.tenant), idx)
-        if found is None:
+        message_id = message_id_at(await self._store.aload(key, tenant=self.tenant), idx)
+        if message_id is None:
             return None
-        await self._areplace(key, found[0])
-        return to_llama_index(found[1])
+        removed = await self._store.adelete_messages(key, [message_id], tenant=self.tenant)
+        return to_llama_index(removed[0]) if removed else None
 
     async def adelete_last_message(self, key: str) -> ChatMessage | None:
         """Async `delete_last_message`."""
@@ -145,9 +135,4 @@ class MemfoldChatStore(BaseChatStore):
 
     async def aget_keys(self) -> list[str]:
         """Async `get_keys`."""
-        return await all_keys(self._store, self.tenant)
-
-    async def _areplace(self, key: str, messages: list[Message]) -> None:
-        await self._store.aclear(key, tenant=self.tenant)
-        if messages:
-            await self._store.aappend(key, messages, tenant=self.tenant)
+        return [t.thread_id for t in await all_threads(self._store, self.tenant)]

@@ -16,7 +16,7 @@ from llama_index.core.storage.chat_store.base_db import AsyncDBChatStore, Messag
 from pydantic import PrivateAttr
 
 from memfold import DEFAULT_TENANT, Message, ThreadStore, open_store
-from memfold.integrations.llama_index.chat_store import all_keys, split_at
+from memfold.integrations.llama_index.chat_store import all_threads, message_id_at
 from memfold.integrations.llama_index.messages import to_llama_index, to_memfold
 
 __all__ = ["STATUS", "MemfoldDBChatStore"]
@@ -46,9 +46,8 @@ class MemfoldDBChatStore(AsyncDBChatStore):
     """Pass it to ``Memory.from_defaults(chat_store=...)``; the session id is the thread id.
 
     Reads return fresh ``ChatMessage`` objects, ordered as the thread is. ``delete_message(key,
-    idx)`` takes a position among all of the key's messages (any status). The core has no
-    per-message update yet, so archiving, deleting and ``set_messages`` rewrite the thread
-    (clear, then append with ids and times kept): not atomic.
+    idx)`` takes a position among all of the key's messages (any status). Archiving, deleting
+    and ``set_messages`` each change the thread in one transaction.
 
     Args:
         store: a memfold store, or a URL for `memfold.open_store`.
@@ -116,20 +115,28 @@ class MemfoldDBChatStore(AsyncDBChatStore):
         self, key: str, messages: list[ChatMessage], status: MessageStatus = ACTIVE
     ) -> None:
         """Replace every message of ``key`` with ``messages``, all with ``status``."""
-        await self._replace(key, [_with_status(to_memfold(m), status) for m in messages])
+        converted = [_with_status(to_memfold(m), status) for m in messages]
+        if converted:
+            await self._store.areplace(key, converted, tenant=self.tenant)
+        else:  # a key without messages is no key, as in SQLAlchemyChatStore
+            await self._store.adelete_thread(key, tenant=self.tenant)
 
     async def delete_message(self, key: str, idx: int) -> ChatMessage | None:
         """Delete and return the message at position ``idx`` (None if out of range)."""
-        found = split_at(await self._store.aload(key, tenant=self.tenant), idx)
-        if found is None:
+        message_id = message_id_at(await self._store.aload(key, tenant=self.tenant), idx)
+        if message_id is None:
             return None
-        await self._replace(key, found[0])
-        return to_llama_index(found[1])
+        removed = await self._store.adelete_messages(key, [message_id], tenant=self.tenant)
+        return to_llama_index(removed[0]) if removed else None
 
     async def delete_messages(self, key: str, status: MessageStatus | None = None) -> None:
         """Delete the messages of ``key`` with ``status`` (None: the whole key)."""
-        stored = [] if status is None else await self._store.aload(key, tenant=self.tenant)
-        await self._replace(key, [m for m in stored if _status_of(m) != status])
+        if status is None:
+            await self._store.adelete_thread(key, tenant=self.tenant)
+            return
+        stored = await self._store.aload(key, tenant=self.tenant)
+        doomed = [m.id or "" for m in stored if _status_of(m) == status]
+        await self._store.adelete_messages(key, doomed, tenant=self.tenant)
 
     async def delete_oldest_messages(self, key: str, n: int) -> list[ChatMessage]:
         """Delete and return the oldest ``n`` active messages."""
@@ -140,24 +147,18 @@ class MemfoldDBChatStore(AsyncDBChatStore):
         return await self._take_oldest(key, n, archive=True)
 
     async def get_keys(self) -> list[str]:
-        """Every key (thread id) of the tenant, most recently updated first."""
-        return await all_keys(self._store, self.tenant)
+        """Every key (thread id) of the tenant that holds messages, most recently updated first."""
+        threads = await all_threads(self._store, self.tenant)
+        return [t.thread_id for t in threads if t.message_count]
 
     async def _take_oldest(self, key: str, n: int, *, archive: bool) -> list[ChatMessage]:
         stored = await self._store.aload(key, tenant=self.tenant)
-        taken = {m.id for m in _chosen(stored, ACTIVE)[: max(n, 0)]}
+        taken = _chosen(stored, ACTIVE)[: max(n, 0)]
         if not taken:
             return []
         if archive:
-            rest = [_with_status(m, ARCHIVED) if m.id in taken else m for m in stored]
+            marked = [_with_status(m, ARCHIVED) for m in taken]
+            await self._store.aupdate_messages(key, marked, tenant=self.tenant)
         else:
-            rest = [m for m in stored if m.id not in taken]
-        await self._replace(key, rest)
-        return [to_llama_index(m) for m in stored if m.id in taken]
-
-    async def _replace(self, key: str, messages: list[Message]) -> None:
-        if not messages:  # a key without messages is no key, as in SQLAlchemyChatStore
-            await self._store.adelete_thread(key, tenant=self.tenant)
-            return
-        await self._store.aclear(key, tenant=self.tenant)
-        await self._store.aappend(key, messages, tenant=self.tenant)
+            await self._store.adelete_messages(key, [m.id or "" for m in taken], tenant=self.tenant)
+        return [to_llama_index(m) for m in taken]
