@@ -16,10 +16,9 @@ from __future__ import annotations
 import json
 import os
 import time
-import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from types import TracebackType
 from typing import Final, Protocol, Self, TypeVar, runtime_checkable
 
@@ -123,24 +122,28 @@ def new_id() -> str:
         | 0b10 << 62
         | rand & ((1 << 62) - 1)
     )
-    return uuid.UUID(int=value).hex
+    return f"{value:032x}"
 
 
 def _prepare(messages: Message | Sequence[Message]) -> tuple[tuple[Message, ...], tuple[str, ...]]:
     """Give each message an id and a time, check it encodes, and encode it."""
     now = utcnow()
     ready: list[Message] = []
+    bodies: list[str] = []
     seen: set[str] = set()
     for m in ensure_sequence(messages):
         message_id = check_id(m.id or new_id(), "message id")
-        if m.id is None or m.created_at is None:
-            m = replace(m, id=message_id, created_at=m.created_at or now)
         if message_id in seen:
             raise InvalidInput(f"message id {message_id!r} appears twice in one append")
         seen.add(message_id)
+        if m.id is None or m.created_at is None:
+            m = Message(
+                m.role, m.content, m.name, message_id, m.tool_calls, m.tool_call_id,
+                m.created_at or now, m.metadata,
+            )  # fmt: skip
         ready.append(m)
-    bodies = tuple(encode_json(m.to_dict(), f"message {m.id!r}") for m in ready)
-    return tuple(ready), bodies
+        bodies.append(encode_json(m.to_dict(), f"message {message_id!r}"))
+    return tuple(ready), tuple(bodies)
 
 
 @runtime_checkable
