@@ -11,7 +11,7 @@ Parts that LlamaIndex cannot represent (another host's block types) are left out
 ``ChatMessage``; LlamaIndex has no message id or timestamp, so those are not carried.
 
 Examples:
-    >>> from llama_index.core.llms import ChatMessage, MessageRole
+    >>> from llama_index.core.llms import ChatMessage
     >>> chat = ChatMessage(role="tool", content="3", additional_kwargs={"tool_call_id": "c1"})
     >>> m = to_memfold(chat)
     >>> (m.role, m.content, m.tool_call_id, to_llama_index(m) == chat)
@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from llama_index.core.base.llms.types import ContentBlock, TextBlock, ToolCallBlock
-from llama_index.core.llms import ChatMessage, MessageRole
+from llama_index.core.llms import ChatMessage
 from pydantic import TypeAdapter, ValidationError
 from pydantic_core import PydanticSerializationError
 
@@ -66,7 +66,7 @@ def _to_part(block: dict[str, Any]) -> Part:
 
 def _to_block(part: Part) -> Any:
     if part.type == "text" and part.text is not None:
-        return TextBlock.model_construct(text=part.text)
+        return TextBlock(text=part.text)
     data: dict[str, Any] = {"block_type": part.type, **copy.deepcopy(dict(part.extra))}
     if part.type == "image":
         data.update(
@@ -133,12 +133,8 @@ def to_llama_index(message: Message) -> ChatMessage:
     kwargs: dict[str, Any] = copy.deepcopy(dict(extra)) if extra else {}
     kwargs.update({k: getattr(message, k) for k in _PROMOTED if getattr(message, k) is not None})
     content = message.content
-    # Built without re-validation: every value came out of a validated message. Building
-    # LlamaIndex objects is most of the cost of loading a long thread.
     blocks = (
-        [TextBlock.model_construct(text=content)]
-        if isinstance(content, str)
-        else [_to_block(p) for p in content]
+        [TextBlock(text=content)] if isinstance(content, str) else [_to_block(p) for p in content]
     )
     blocks = [b for b in blocks if b is not None]
     raw = meta.get(RAW_TOOL_KWARGS) or [None] * len(message.tool_calls)
@@ -153,5 +149,4 @@ def to_llama_index(message: Message) -> ChatMessage:
     positions = meta.get(TOOL_CALL_POSITIONS) or range(len(blocks), len(blocks) + len(calls))
     for position, call in zip(positions, calls, strict=False):
         blocks.insert(position, call)
-    role = MessageRole(meta.get(ROLE, message.role))
-    return ChatMessage.model_construct(role=role, blocks=blocks, additional_kwargs=kwargs)
+    return ChatMessage(role=meta.get(ROLE, message.role), blocks=blocks, additional_kwargs=kwargs)
