@@ -133,6 +133,10 @@ def to_llama_index(message: Message) -> ChatMessage:
     kwargs: dict[str, Any] = copy.deepcopy(dict(extra)) if extra else {}
     kwargs.update({k: getattr(message, k) for k in _PROMOTED if getattr(message, k) is not None})
     content = message.content
+    if isinstance(content, str) and not message.tool_calls:  # the common case, kept cheap
+        return ChatMessage(
+            role=meta.get(ROLE, message.role), content=content, additional_kwargs=kwargs
+        )
     blocks = (
         [TextBlock(text=content)] if isinstance(content, str) else [_to_block(p) for p in content]
     )
