@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 EDITABLE := --config-settings editable_mode=strict
 
-.PHONY: demo test lint types bench clean
+.PHONY: demo test lint types bench clean services
 
 # A venv with the core and the two adapters the demo uses.
 $(BIN)/python:
@@ -32,7 +32,11 @@ lint: $(VENV)/.all
 types: $(VENV)/.all
 	$(BIN)/mypy
 
-test: lint types
+# PostgreSQL 15 with pgvector, and Redis 7, for the suite: checked, or installed and started (root).
+services:
+	bash scripts/services.sh
+
+test: lint types services
 	$(BIN)/pytest -q -n auto
 
 bench: $(VENV)/.all
