@@ -42,9 +42,16 @@ def _build(url: str, options: dict[str, Any]) -> BaseThreadStore:
     scheme = urlsplit(url).scheme.split("+")[0]
     if scheme == "memory":
         return MemoryThreadStore(**{**_memory_options(urlsplit(url).query), **options})
-    if scheme == "sqlite":
-        return SQLThreadStore(url, **options)
-    raise InvalidInput(f"unknown store URL {url!r}: use memory:// or sqlite:///path/to/file.db")
+    if scheme in ("sqlite", "postgresql", "postgres"):
+        return SQLThreadStore(url, **options)  # postgresql needs the postgres extra
+    if scheme in ("redis", "rediss"):
+        from memfold.backends.redis import RedisThreadStore  # needs the redis extra
+
+        return RedisThreadStore.from_url(url, **options)
+    raise InvalidInput(
+        f"unknown store URL {url!r}: use memory://, sqlite:///path/to/file.db, "
+        "postgresql://host/db or redis://host"
+    )
 
 
 def open_store(url: str = "memory://", *, setup: bool = True, **options: Any) -> BaseThreadStore:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from memfold.stores import BaseThreadStore
-from tests.support import BACKENDS, Api, make_store
+from tests.support import BACKENDS, Api, drop_store, make_store
 
 
 @pytest.fixture(params=BACKENDS)
@@ -22,6 +22,7 @@ def store(backend: str, tmp_path: Path) -> Iterator[BaseThreadStore]:
     """A fresh, set-up store of each backend."""
     s = make_store(backend, tmp_path)
     yield s
+    drop_store(s)
     s.close()
 
 

@@ -14,7 +14,7 @@ from langchain_core.runnables import Runnable
 from pydantic import Field
 
 from memfold.stores import BaseThreadStore
-from tests.support import make_store
+from tests.support import drop_store, make_store
 
 SYNC_METHODS = ("load", "append", "clear", "count", "delete_thread", "list_threads")
 
@@ -39,6 +39,7 @@ async def store(backend: str, tmp_path: Path) -> AsyncIterator[BaseThreadStore]:
     opened = make_store(backend, tmp_path)
     yield opened
     await opened.aclose()
+    drop_store(opened)
 
 
 @pytest.fixture

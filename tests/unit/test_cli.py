@@ -375,7 +375,7 @@ def test_import_of_a_missing_file_fails_without_touching_the_database(tmp_path: 
 @pytest.mark.parametrize(
     ("url", "fragment"),
     [
-        ("postgres://nowhere/db", "unknown store URL 'postgres://nowhere/db'"),
+        ("nosuch://nowhere/db", "unknown store URL 'nosuch://nowhere/db'"),
         ("sqlite:///", "needs a file path"),
         ("sqlite:////no/such/directory/x.db", "unable to open database file"),
     ],
@@ -390,7 +390,7 @@ def test_import_with_a_bad_url_fails_cleanly(db: str, tmp_path: Path) -> None:
     """`import` with an unusable --url exits 1 with the store's message."""
     backup = tmp_path / "backup.jsonl"
     run("export", "--url", db, "-o", str(backup))
-    assert_failed_cleanly(run("import", str(backup), "--url", "redis://x"), "unknown store URL")
+    assert_failed_cleanly(run("import", str(backup), "--url", "nosuch://x"), "unknown store URL")
 
 
 def test_invalid_option_values_are_reported_by_the_store(db: str) -> None:

@@ -1,4 +1,5 @@
-"""SQL backends on SQLAlchemy 2 Core: one schema, one set of statements, sync and async drivers."""
+"""SQL backends on SQLAlchemy 2 Core: SQLite and PostgreSQL share one schema, one set of
+statements, and sync and async drivers."""
 
 from memfold.backends.sql.store import SQLThreadStore
 

@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
-from sqlalchemy import ClauseElement, bindparam, delete, insert, select, text, update
+from sqlalchemy import ClauseElement, bindparam, cast, delete, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from memfold import ops
+from memfold.backends.sql import words
 from memfold.backends.sql.schema import Tables
 from memfold.errors import InvalidInput, NotFound
 from memfold.fulltext import fts5_query
@@ -27,8 +28,9 @@ Statement: TypeAlias = tuple[ClauseElement, Any]
 """A statement and its parameters: a dict, a list of dicts (run once per dict), or None."""
 Plan: TypeAlias = Generator[Statement, "Rows", Any]
 
-# Search is not a read on SQLite: it first brings the full-text index up to date.
 _READS = (ops.LoadThread, ops.CountMessages, ops.GetThread, ops.ListThreads)
+# Search is not a read on SQLite: it first brings the full-text index up to date.
+_PURE_READS = (*_READS, ops.SearchMessages)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,8 +53,13 @@ def _time(value: float) -> datetime:
     return datetime.fromtimestamp(value, UTC)
 
 
-def _search_text(message: Message) -> str:
+def _raw_text(message: Message) -> str:
+    """SQLite's FTS5 tokenizes the text itself; NUL would end it early."""
     return message.text.replace("\x00", " ")
+
+
+def _words(message: Message) -> str:
+    return words.document(message.text)
 
 
 def _info(row: tuple[Any, ...]) -> ThreadInfo:
@@ -67,11 +74,19 @@ class ThreadPlans:
 
     Every statement is built once, here, with bound parameters, so a driver can compile each
     once and reuse the SQL text (see `prepared`).
+
+    Every write that changes a thread locks its thread row first (an upsert, an update or
+    ``SELECT ... FOR UPDATE``), then its message rows. Under PostgreSQL's READ COMMITTED the
+    statements after the lock see every write that committed before it, so counts never drift,
+    and the one lock order means no deadlocks. SQLite serializes writers anyway.
     """
 
     def __init__(self, tables: Tables, dialect: str) -> None:
+        if dialect not in ("sqlite", "postgresql"):
+            raise InvalidInput(f"the SQL backend runs on sqlite and postgresql, not {dialect}")
         self.tables = tables
         self.dialect = dialect
+        self._search_text = _raw_text if dialect == "sqlite" else _words
         t, m = tables.threads, tables.messages
         upsert = (sqlite if dialect == "sqlite" else postgresql).insert
         touch = upsert(t).values(
@@ -93,12 +108,23 @@ class ThreadPlans:
             index_elements=[t.c.tenant, t.c.thread_id],
             set_={"updated_at": touch.excluded.updated_at, "metadata": touch.excluded.metadata},
         )
-        self._insert_message = insert(m).values(
-            tenant=bindparam("tenant"),
-            thread_id=bindparam("thread_id"),
-            message_id=bindparam("message_id"),
-            body=bindparam("body"),
-            search_text=bindparam("search_text"),
+        self._insert_message = (
+            insert(m)
+            .values(
+                tenant=bindparam("tenant"),
+                thread_id=bindparam("thread_id"),
+                message_id=bindparam("message_id"),
+                body=bindparam("body"),
+                search_text=bindparam("search_text"),
+            )
+            .inline()  # no RETURNING of the new seq: nothing reads it
+        )
+        # PostgreSQL appends one message in one statement (the hot path: one round trip
+        # fewer); SQLite has no INSERT inside WITH.
+        self._append_one = (
+            self._insert_message.add_cte(self._touch.cte("touched"))
+            if dialect == "postgresql"
+            else None
         )
         is_thread = (t.c.tenant == bindparam("k_tenant")) & (t.c.thread_id == bindparam("k_thread"))
         in_thread = (m.c.tenant == bindparam("k_tenant")) & (m.c.thread_id == bindparam("k_thread"))
@@ -106,6 +132,7 @@ class ThreadPlans:
                 t.c.metadata)  # fmt: skip
         self._thread_row = select(*info).where(is_thread)
         self._count = select(t.c.message_count).where(is_thread)
+        self._lock_thread = self._count.with_for_update()  # plain SELECT on SQLite
         self._list = (
             select(*info)
             .where(t.c.tenant == bindparam("k_tenant"))
@@ -145,7 +172,13 @@ class ThreadPlans:
         self._delete = delete(t).where(is_thread)
         self._clear_tenant_messages = delete(m).where(m.c.tenant == bindparam("k_tenant"))
         self._clear_tenant_threads = delete(t).where(t.c.tenant == bindparam("k_tenant"))
-        fts, state = tables.messages_fts, tables.fts_state
+        if dialect == "sqlite":
+            self._sqlite_search(tables)
+        else:
+            self._postgres_search(tables, is_thread_message=in_thread)
+
+    def _sqlite_search(self, tables: Tables) -> None:
+        fts, state, m = tables.messages_fts, tables.fts_state, tables.messages
         self._fts_catch_up = text(
             f"INSERT INTO {fts}(rowid, search_text) SELECT seq, search_text FROM {m.name} "
             f"WHERE seq > (SELECT indexed_upto FROM {state})"
@@ -154,7 +187,7 @@ class ThreadPlans:
             f"UPDATE {state} SET indexed_upto = (SELECT max(seq) FROM {m.name}) "
             f"WHERE indexed_upto < (SELECT max(seq) FROM {m.name})"
         )
-        self._fts_search = {
+        self._fts_search: dict[bool, ClauseElement] = {
             scoped: text(
                 f"SELECT m.thread_id, m.body, bm25({fts}) AS rank FROM {fts} "
                 f"JOIN {m.name} AS m ON m.seq = {fts}.rowid "
@@ -163,6 +196,23 @@ class ThreadPlans:
                 + " ORDER BY rank LIMIT :limit"
             )
             for scoped in (False, True)
+        }
+
+    def _postgres_search(self, tables: Tables, is_thread_message: Any) -> None:
+        m = tables.messages
+        vector = words.tsvector(m.c.search_text)
+        # Every hit holds every query word once (the row stores distinct words), so the
+        # fewer other words a message has, the better it matches (as on the memory backend).
+        length = func.length(vector)
+        found = (
+            select(m.c.thread_id, m.c.body, length)
+            .where(vector.bool_op("@@")(cast(bindparam("match"), postgresql.TSQUERY)))
+            .order_by(length, m.c.seq)
+            .limit(bindparam("limit"))
+        )
+        self._fts_search = {
+            False: found.where(m.c.tenant == bindparam("k_tenant")),
+            True: found.where(is_thread_message),
         }
 
     @property
@@ -175,7 +225,15 @@ class ThreadPlans:
 
     def writes(self, op: ops.Op[Any]) -> bool:
         """Whether ``op`` changes data (and so needs a write transaction)."""
-        return not isinstance(op, _READS)
+        return not isinstance(op, _READS if self.dialect == "sqlite" else _PURE_READS)
+
+    def single_statement(self, op: ops.Op[Any]) -> bool:
+        """Whether ``op``'s plan is one statement, atomic without a transaction around it."""
+        return (
+            self._append_one is not None
+            and isinstance(op, ops.AppendMessages)
+            and len(op.messages) == 1
+        )
 
     def plan(self, op: ops.Op[Any]) -> Plan:
         """The plan that runs ``op``."""
@@ -210,38 +268,48 @@ class ThreadPlans:
 
     def _append(self, op: ops.AppendMessages) -> Plan:
         key = {"tenant": op.tenant, "thread_id": op.thread_id}
-        yield self._touch, {**key, "now": time.time(), "added": len(op.messages), "metadata": "{}"}
+        touch = {**key, "now": time.time(), "added": len(op.messages), "metadata": "{}"}
         rows = [
-            {**key, "message_id": m.id, "body": body, "search_text": _search_text(m)}
+            {**key, "message_id": m.id, "body": body, "search_text": self._search_text(m)}
             for m, body in zip(op.messages, op.bodies, strict=True)
         ]
+        if len(rows) == 1 and self._append_one is not None:
+            yield self._append_one, {**touch, **rows[0]}
+            return
+        yield self._touch, touch
         yield self._insert_message, rows[0] if len(rows) == 1 else rows
 
     def _replace(self, op: ops.AppendMessages) -> Plan:
+        # Create and lock the thread row first, so a concurrent append waits for the swap.
+        key = {"tenant": op.tenant, "thread_id": op.thread_id}
+        yield self._touch, {**key, "now": time.time(), "added": 0, "metadata": "{}"}
         yield from self._clear_plan(op.tenant, op.thread_id)
-        yield from self._append(op)
+        if op.messages:
+            yield from self._append(op)
 
     def _update(self, op: ops.UpdateMessages) -> Plan:
         key = {"k_tenant": op.tenant, "k_thread": op.thread_id}
         rows = [
-            {**key, "k_message": m.id, "new_body": body, "new_text": _search_text(m)}
+            {**key, "k_message": m.id, "new_body": body, "new_text": self._search_text(m)}
             for m, body in zip(op.messages, op.bodies, strict=True)
         ]
+        yield self._shrink, {**key, "removed": 0, "now": time.time()}  # locks the thread row
         changed = (yield self._rewrite_message, rows).rowcount
         if changed != len(rows):
             raise NotFound(
                 f"update_messages named messages not in thread {op.thread_id!r}: nothing changed"
             )
-        yield self._shrink, {**key, "removed": 0, "now": time.time()}
 
     def _delete_messages(self, op: ops.DeleteMessages) -> Plan:
         key = {"k_tenant": op.tenant, "k_thread": op.thread_id}
         removed: list[tuple[int, str]] = []
+        if op.message_ids:
+            yield self._lock_thread, key
         for message_id in op.message_ids:
             rows = (yield self._message, {**key, "k_message": message_id}).rows
-            if rows:
+            # Count only what this transaction deleted: a concurrent delete may win the row.
+            if rows and (yield self._delete_message, {**key, "k_message": message_id}).rowcount:
                 removed.append(rows[0])
-                yield self._delete_message, {**key, "k_message": message_id}
         if removed:
             yield self._shrink, {**key, "removed": len(removed), "now": time.time()}
         return [Message.from_dict(_decode(body)[0]) for _, body in sorted(removed)]
@@ -281,28 +349,40 @@ class ThreadPlans:
 
     def _clear_plan(self, tenant: str, thread_id: str) -> Plan:
         key = {"k_tenant": tenant, "k_thread": thread_id}
-        removed = (yield self._clear, key).rowcount
         yield self._reset, {**key, "now": time.time()}
-        return removed
+        return (yield self._clear, key).rowcount
 
     def _delete_plan(self, tenant: str, thread_id: str) -> Plan:
         key = {"k_tenant": tenant, "k_thread": thread_id}
+        existed = (yield self._delete, key).rowcount > 0
         yield self._clear, key
-        return (yield self._delete, key).rowcount > 0
+        return existed
 
     def _clear_tenant_plan(self, tenant: str) -> Plan:
+        removed = (yield self._clear_tenant_threads, {"k_tenant": tenant}).rowcount
         yield self._clear_tenant_messages, {"k_tenant": tenant}
-        return (yield self._clear_tenant_threads, {"k_tenant": tenant}).rowcount
+        return removed
 
     def _search(self, op: ops.SearchMessages) -> Plan:
-        if self.dialect != "sqlite":
-            raise InvalidInput(f"full-text search is not built for {self.dialect} yet")
-        match = fts5_query(op.query)
-        if not match:
+        params: dict[str, Any] = {"k_tenant": op.tenant, "limit": op.limit}
+        if op.thread_id is not None:
+            params["k_thread"] = op.thread_id
+        if self.dialect == "sqlite":
+            params["match"] = fts5_query(op.query)
+            if not params["match"]:
+                return []
+            yield self._fts_catch_up, None
+            yield self._fts_mark, None
+            rows = (yield self._fts_search[op.thread_id is not None], params).rows
+            return [
+                MessageHit(tid, Message.from_json(body), -float(rank)) for tid, body, rank in rows
+            ]
+        terms = words.terms(op.query)
+        if not terms:
             return []
-        yield self._fts_catch_up, None
-        yield self._fts_mark, None
-        params = {"match": match, "k_tenant": op.tenant, "k_thread": op.thread_id,
-                  "limit": op.limit}  # fmt: skip
+        params["match"] = words.query(terms)
         rows = (yield self._fts_search[op.thread_id is not None], params).rows
-        return [MessageHit(tid, Message.from_json(body), -float(rank)) for tid, body, rank in rows]
+        return [
+            MessageHit(tid, Message.from_json(body), len(terms) / (1 + length) ** 0.5)
+            for tid, body, length in rows
+        ]

@@ -1,4 +1,4 @@
-"""The SQL tables, declared once; names carry a validated, configurable prefix."""
+"""The SQL tables, declared once; names carry a validated, configurable prefix and schema."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     Float,
     Index,
@@ -20,9 +21,10 @@ from sqlalchemy import (
 
 from memfold.errors import InvalidInput
 
-__all__ = ["Tables", "build_tables"]
+__all__ = ["Tables", "build_tables", "check_schema_name"]
 
 _PREFIX = re.compile(r"[a-z][a-z0-9_]{0,30}")
+_SCHEMA = re.compile(r"[a-z][a-z0-9_]{0,62}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +33,7 @@ class Tables:
 
     metadata: MetaData
     prefix: str
+    schema: str | None
     schema_versions: Table
     threads: Table
     messages: Table
@@ -45,15 +48,38 @@ class Tables:
         """Name of the SQLite table recording how far the FTS5 index has caught up."""
         return f"{self.prefix}fts_state"
 
+    @property
+    def messages_words(self) -> str:
+        """Name of the PostgreSQL GIN index over the words of ``messages.search_text``."""
+        return f"{self.prefix}messages_words"
 
-def build_tables(prefix: str = "memfold_") -> Tables:
-    """Declare memfold's tables with names starting ``prefix`` (lower-case letters, digits, _)."""
+
+def check_schema_name(schema: object) -> str:
+    """Return ``schema`` if it is a usable PostgreSQL schema name, else raise `InvalidInput`."""
+    if (
+        not isinstance(schema, str)
+        or not _SCHEMA.fullmatch(schema)
+        or schema.startswith("pg_")
+        or schema == "information_schema"
+    ):
+        raise InvalidInput(
+            f"schema {schema!r} must start with a letter and use only a-z, 0-9 and _ "
+            "(at most 63 characters, not pg_* or information_schema)"
+        )
+    return schema
+
+
+def build_tables(prefix: str = "memfold_", schema: str | None = None) -> Tables:
+    """Declare memfold's tables with names starting ``prefix`` (lower-case letters, digits, _),
+    in ``schema`` (the connection's default schema when None)."""
     if not isinstance(prefix, str) or not _PREFIX.fullmatch(prefix):
         raise InvalidInput(
             f"table prefix {prefix!r} must start with a letter and use only a-z, 0-9 and _ "
             "(at most 31 characters)"
         )
-    md = MetaData()
+    if schema is not None:
+        check_schema_name(schema)
+    md = MetaData(schema=schema)
     schema_versions = Table(
         f"{prefix}schema_versions",
         md,
@@ -78,7 +104,13 @@ def build_tables(prefix: str = "memfold_") -> Tables:
     messages = Table(
         f"{prefix}messages",
         md,
-        Column("seq", Integer, primary_key=True, autoincrement=True),
+        # INTEGER on SQLite (the rowid alias), BIGINT elsewhere: a busy store outgrows 2**31.
+        Column(
+            "seq",
+            BigInteger().with_variant(Integer(), "sqlite"),
+            primary_key=True,
+            autoincrement=True,
+        ),
         Column("tenant", String(512), nullable=False),
         Column("thread_id", String(512), nullable=False),
         Column("message_id", String(512), nullable=False),
@@ -88,4 +120,4 @@ def build_tables(prefix: str = "memfold_") -> Tables:
         Index(f"{prefix}messages_order", "tenant", "thread_id", "seq"),
         sqlite_autoincrement=True,
     )
-    return Tables(md, prefix, schema_versions, threads, messages)
+    return Tables(md, prefix, schema, schema_versions, threads, messages)

@@ -1,34 +1,30 @@
-"""The SQL thread store: runs `memfold.backends.sql.plans` on a sync or an async engine.
+"""The SQL thread store: runs `memfold.backends.sql.plans` on SQLite or PostgreSQL, sync or async.
 
 SQLAlchemy declares the tables, builds and compiles the statements, and owns the connection
 pools; the statements run on the pooled driver connection itself, each compiled once, because
-SQLAlchemy's per-execution machinery would cost more than SQLite's own work on a hot append.
-
-SQLite files are opened in WAL mode with a busy timeout; writes take the lock up front
-(``BEGIN IMMEDIATE``), so concurrent writers queue instead of failing half-way.
+SQLAlchemy's per-execution machinery would cost more than the database's own work on a hot
+append. What differs between databases (engines, connections, transactions, errors) lives in a
+`memfold.backends.sql.driver.Driver`: `memfold.backends.sql.sqlite` and
+`memfold.backends.sql.postgres`.
 """
 
 from __future__ import annotations
 
-import os
-import sqlite3
-import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from sqlalchemy import URL, ClauseElement, Dialect, Engine, create_engine, event, make_url
-from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy import URL, ClauseElement, Dialect, Engine, make_url
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.pool import NullPool, PoolProxiedConnection
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from memfold import ops
+from memfold.backends.sql.driver import Driver
 from memfold.backends.sql.migrations import migrate
 from memfold.backends.sql.plans import Plan, Rows, ThreadPlans
 from memfold.backends.sql.schema import build_tables
-from memfold.errors import BackendUnavailable, Conflict, InvalidInput, MemfoldError
+from memfold.errors import BackendUnavailable, InvalidInput, MemfoldError
 from memfold.stores import BaseThreadStore, Capabilities
 
 __all__ = ["SQLThreadStore"]
@@ -36,55 +32,39 @@ __all__ = ["SQLThreadStore"]
 T = TypeVar("T")
 
 
-def _sqlite_urls(url: URL) -> tuple[URL, URL]:
-    if not url.database or url.database == ":memory:":
-        raise InvalidInput(
-            "an SQLite store needs a file path (sqlite:///path/to/memory.db); "
-            "for a store that lives only in this process use memory://"
-        )
-    return url.set(drivername="sqlite+pysqlite"), url.set(drivername="sqlite+aiosqlite")
+class _Dropped(Exception):
+    """The connection died under an operation; ``unknown`` if a write may have committed."""
 
-
-def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
-    """WAL, a busy timeout, and no implicit transactions: memfold begins its own."""
-
-    @event.listens_for(engine, "connect")
-    def _connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-        cursor.execute("PRAGMA journal_mode = WAL")
-        cursor.execute("PRAGMA synchronous = NORMAL")
-        cursor.close()
+    def __init__(self, error: BaseException, unknown: bool) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.unknown = unknown
 
 
 @contextmanager
-def _translated(where: str) -> Iterator[None]:
+def _translated(driver: Driver, where: str) -> Iterator[None]:
     """Turn driver errors into `memfold.errors`, saying what to do."""
     try:
         yield
     except MemfoldError:
         raise
-    except sqlite3.IntegrityError as exc:
-        raise Conflict(
-            f"the write clashes with stored data in {where} (a message id already in the "
-            f"thread?): use new ids. Driver said: {exc}"
-        ) from exc
+    except _Dropped as dropped:
+        error = dropped.error
+        if dropped.unknown:
+            raise BackendUnavailable(
+                f"{where}: the connection dropped while the write was committing, so it may "
+                f"or may not be stored: check before retrying it. Driver said: {error}"
+            ) from error
+        raise driver.translate(error, where) or BackendUnavailable(str(error)) from error
     except UnicodeEncodeError as exc:
         raise InvalidInput(f"text is not valid Unicode: {exc.reason}") from exc
-    except (sqlite3.InterfaceError, sqlite3.ProgrammingError) as exc:
-        raise InvalidInput(f"{where} rejected a value: {exc}") from exc
-    except (DBAPIError, sqlite3.Error) as exc:
-        detail = str(getattr(exc, "orig", exc))
-        if "no such table" in detail:
-            hint = "the memfold schema is missing: call store.setup() once"
-        elif "not a database" in detail or "malformed" in detail:
-            hint = "the file is not a valid SQLite database (corrupted?): restore it from a backup"
-        elif "locked" in detail or "busy" in detail:
-            hint = "another writer held the lock past the busy timeout: retry, or raise it"
-        else:
-            hint = "check that the database is reachable and the path is writable"
-        raise BackendUnavailable(f"{where}: {hint}. Driver said: {detail}") from exc
+    except Exception as exc:
+        # SQLAlchemy wraps the errors raised while it opens a connection.
+        error = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+        translated = driver.translate(error, where)
+        if translated is None:
+            raise
+        raise translated from exc
 
 
 class _Statements:
@@ -121,51 +101,115 @@ class _Statements:
             raise InvalidInput(f"statement parameter {exc} was not given") from exc
 
 
+_SQLITE_OPTIONS: dict[str, float] = {"busy_timeout_ms": 5_000}
+_POSTGRES_OPTIONS: dict[str, float] = {"pool_size": 5, "max_overflow": 10, "connect_timeout": 10}
+
+
+def _options(backend: str, given: dict[str, Any]) -> dict[str, Any]:
+    """The driver's options: its defaults, overridden by those given; another database's
+    options are refused rather than ignored."""
+    mine = _SQLITE_OPTIONS if backend == "sqlite" else _POSTGRES_OPTIONS
+    options: dict[str, Any] = dict(mine)
+    for name, value in given.items():
+        if value is None:
+            continue
+        if name not in mine:
+            raise InvalidInput(f"{name} is not an option of the {backend} backend")
+        kind = int | float if name == "connect_timeout" else int
+        if isinstance(value, bool) or not isinstance(value, kind) or value < 0:
+            raise InvalidInput(f"{name} must be a non-negative number, got {value!r}")
+        options[name] = value
+    return options
+
+
+def _driver(
+    url: str | URL | Engine | AsyncEngine,
+    async_engine: AsyncEngine | None,
+    schema: str | None,
+    given: dict[str, Any],
+) -> Driver:
+    """The driver for ``url``'s database (imported only when used: psycopg is an extra)."""
+    if isinstance(url, AsyncEngine):
+        async_engine = async_engine or url
+        url = url.url
+    if isinstance(url, Engine):
+        backend = url.dialect.name
+    else:
+        try:
+            url = make_url(url)
+        except Exception as exc:  # SQLAlchemy raises several types for a bad URL
+            raise InvalidInput(f"not a database URL: {url!r}") from exc
+        backend = url.get_backend_name()
+    if backend == "sqlite":
+        if schema is not None:
+            raise InvalidInput("SQLite has no schemas: use table_prefix to share one file")
+        from memfold.backends.sql.sqlite import SQLiteDriver
+
+        return SQLiteDriver(url, async_engine=async_engine, **_options(backend, given))
+    if backend in ("postgresql", "postgres"):
+        from memfold.backends.sql.postgres import PostgresDriver
+
+        return PostgresDriver(url, async_engine=async_engine, **_options("postgresql", given))
+    shown = url if isinstance(url, Engine) else url.render_as_string(hide_password=True)
+    raise InvalidInput(
+        f"SQLThreadStore opens sqlite:/// and postgresql:// URLs (or engines), not {shown!r}"
+    )
+
+
 class SQLThreadStore(BaseThreadStore):
-    """Threads in SQL tables, one row per message.
+    """Threads in SQL tables, one row per message, on SQLite or PostgreSQL.
 
     Args:
-        url: ``sqlite:///path/to/file.db``, or a SQLAlchemy ``Engine`` you own.
-        async_engine: an ``AsyncEngine`` to use for the async API (made from ``url`` if omitted).
+        url: ``sqlite:///path/to/file.db``, ``postgresql://user@host/db`` (psycopg 3), or a
+            SQLAlchemy ``Engine`` or ``AsyncEngine`` you own (``postgresql+psycopg``).
+        async_engine: an ``AsyncEngine`` to use for the async API (made from ``url`` if
+            omitted: for PostgreSQL, one pool per event loop).
+        schema: PostgreSQL schema holding the tables (created by `setup`); by default the
+            connection's first ``search_path`` schema.
         table_prefix: prefix of every table name, so several stores can share one database.
-        busy_timeout_ms: how long an SQLite writer waits for the lock before failing.
+        busy_timeout_ms: SQLite only: how long a writer waits for the lock before failing
+            (default 5000).
+        pool_size: PostgreSQL only: connections each pool keeps open (default 5).
+        max_overflow: PostgreSQL only: connections a pool may open on top of ``pool_size``
+            (default 10).
+        connect_timeout: PostgreSQL only: seconds to wait for a new connection (default 10).
+
+    Examples:
+        >>> import tempfile, pathlib
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "memory.db"
+        >>> store = SQLThreadStore(f"sqlite:///{path}")
+        >>> store.setup()
+        1
     """
 
     def __init__(
         self,
-        url: str | URL | Engine,
+        url: str | URL | Engine | AsyncEngine,
         *,
         async_engine: AsyncEngine | None = None,
+        schema: str | None = None,
         table_prefix: str = "memfold_",
-        busy_timeout_ms: int = 5_000,
+        busy_timeout_ms: int | None = None,
+        pool_size: int | None = None,
+        max_overflow: int | None = None,
+        connect_timeout: float | None = None,
     ) -> None:
-        self.tables = build_tables(table_prefix)
-        self._owns_engine = not isinstance(url, Engine)
-        if isinstance(url, Engine):
-            self._engine = url
-            self._async_url = url.url.set(drivername="sqlite+aiosqlite")
-        else:
-            try:
-                parsed = make_url(url)
-            except Exception as exc:  # SQLAlchemy raises several types for a bad URL
-                raise InvalidInput(f"not a database URL: {url!r}") from exc
-            if parsed.get_backend_name() != "sqlite":
-                raise InvalidInput(f"SQLThreadStore opens sqlite:/// URLs, not {url!r}")
-            sync_url, self._async_url = _sqlite_urls(parsed)
-            self._engine = create_engine(sync_url)
-            _configure_sqlite(self._engine, busy_timeout_ms)
-        self.name = self._engine.dialect.name
-        self._busy_timeout_ms = busy_timeout_ms
-        # Without a pool, async connections never outlive the event loop that opened them, so
-        # one engine serves every loop (LlamaIndex's sync wrappers start a new loop per call).
-        self._aengine = async_engine
+        self.tables = build_tables(table_prefix, schema)
+        self._driver = _driver(
+            url,
+            async_engine,
+            schema,
+            {
+                "busy_timeout_ms": busy_timeout_ms,
+                "pool_size": pool_size,
+                "max_overflow": max_overflow,
+                "connect_timeout": connect_timeout,
+            },
+        )
+        self.name = self._driver.name
+        self._where = f"{self.name} store"
         self._plans = ThreadPlans(self.tables, self.name)
-        self._statements = _Statements(self._engine.dialect, self._plans.prepared)
-        # One connection per thread: a pool checkout per call would cost more than the SQL.
-        self._local = threading.local()
-        self._connections: list[PoolProxiedConnection] = []
-        self._lock = threading.Lock()
-        self._pid = os.getpid()
+        self._statements = _Statements(self._driver.engine.dialect, self._plans.prepared)
         super().__init__(
             Capabilities(persistent=True, shared=True, transactions=True, full_text_search=True)
         )
@@ -173,32 +217,34 @@ class SQLThreadStore(BaseThreadStore):
     @property
     def engine(self) -> Engine:
         """The sync SQLAlchemy engine."""
-        return self._engine
+        return self._driver.engine
 
-    def _async_engine(self) -> AsyncEngine:
-        """The async engine, made on first use."""
-        if self._aengine is None:
-            self._aengine = create_async_engine(self._async_url, poolclass=NullPool)
-            _configure_sqlite(self._aengine.sync_engine, self._busy_timeout_ms)
-        return self._aengine
+    def _run(self, plan: Callable[[], Plan], write: bool, alone: bool = False) -> Any:
+        """Run a fresh ``plan()`` in one transaction, once more if the connection dropped
+        before anything could have been stored."""
+        with _translated(self._driver, self._where):
+            try:
+                return self._attempt(plan(), write, alone)
+            except _Dropped as dropped:
+                if dropped.unknown or not self._driver.retries_dropped_connections:
+                    raise
+            return self._attempt(plan(), write, alone)
 
-    def _connection(self) -> DBAPIConnection:
-        """This thread's driver connection, opened on first use (and anew in a forked child)."""
-        if os.getpid() != self._pid:
-            self._local, self._connections, self._pid = threading.local(), [], os.getpid()
-            self._engine.dispose(close=False)
-        conn: PoolProxiedConnection | None = getattr(self._local, "conn", None)
-        if conn is None or not conn.is_valid:
-            conn = self._local.conn = self._engine.raw_connection()
-            with self._lock:
-                self._connections.append(conn)
-        return conn.driver_connection  # type: ignore[return-value]
-
-    def _run(self, plan: Plan, write: bool) -> Any:
-        with _translated(f"{self.name} store"):
-            conn = self._connection()
+    def _attempt(self, plan: Plan, write: bool, alone: bool) -> Any:
+        driver = self._driver
+        lease = driver.checkout()
+        conn = lease.connection
+        broken: BaseException | None = None
+        begin = driver.begin(write, alone)
+        # A write outside BEGIN commits with its statement: a drop then leaves it unknown.
+        unknown = write and not begin
+        in_transaction = False
+        cursor = None
+        try:
             cursor = conn.cursor()
-            cursor.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            if begin:
+                cursor.execute(begin)
+                in_transaction = True
             try:
                 statement, params = next(plan)
                 while True:
@@ -210,70 +256,118 @@ class SQLThreadStore(BaseThreadStore):
                     rows = cursor.fetchall() if cursor.description else []
                     statement, params = plan.send(Rows(rows, cursor.rowcount))
             except StopIteration as done:
+                result = done.value
+            if in_transaction:
+                in_transaction, unknown = False, write
                 cursor.execute("COMMIT")
-                return done.value
-            except BaseException:
-                cursor.execute("ROLLBACK")
-                raise
-            finally:
-                cursor.close()
-
-    async def _arun(self, plan: Plan, write: bool) -> Any:
-        with _translated(f"{self.name} store"):
-            async with self._async_engine().connect() as sa_conn:
-                conn: Any = (await sa_conn.get_raw_connection()).driver_connection
-                await conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            return result
+        except BaseException as exc:
+            if driver.dropped(exc, conn):
+                broken = exc
+                raise _Dropped(exc, unknown) from exc
+            if in_transaction and cursor is not None:
                 try:
-                    statement, params = next(plan)
-                    while True:
-                        sql, args, many = self._statements.bind(statement, params)
-                        if many:
-                            cursor = await conn.executemany(sql, args)
-                        else:
-                            cursor = await conn.execute(sql, args)
-                        rows = await cursor.fetchall() if cursor.description else []
-                        await cursor.close()
-                        statement, params = plan.send(Rows(rows, cursor.rowcount))
-                except StopIteration as done:
-                    await conn.execute("COMMIT")
-                    return done.value
-                except BaseException:
-                    await conn.execute("ROLLBACK")
+                    cursor.execute("ROLLBACK")
+                except BaseException as rollback_failed:
+                    broken = rollback_failed
+            raise
+        finally:
+            try:
+                if cursor is not None:
+                    cursor.close()
+            finally:
+                driver.checkin(lease, broken)
+
+    async def _arun(self, plan: Callable[[], Plan], write: bool, alone: bool = False) -> Any:
+        """Async `_run`."""
+        with _translated(self._driver, self._where):
+            try:
+                return await self._aattempt(plan(), write, alone)
+            except _Dropped as dropped:
+                if dropped.unknown or not self._driver.retries_dropped_connections:
                     raise
+            return await self._aattempt(plan(), write, alone)
+
+    async def _aattempt(self, plan: Plan, write: bool, alone: bool) -> Any:
+        driver = self._driver
+        lease = await driver.acheckout()
+        conn = lease.connection
+        broken: BaseException | None = None
+        begin = driver.begin(write, alone)
+        # A write outside BEGIN commits with its statement: a drop then leaves it unknown.
+        unknown = write and not begin
+        in_transaction = False
+        cursor = None
+        try:
+            cursor = await driver.acursor(conn)
+            if begin:
+                await cursor.execute(begin)
+                in_transaction = True
+            try:
+                statement, params = next(plan)
+                while True:
+                    sql, args, many = self._statements.bind(statement, params)
+                    if many:
+                        await cursor.executemany(sql, args)
+                    else:
+                        await cursor.execute(sql, args)
+                    rows = await cursor.fetchall() if cursor.description else []
+                    statement, params = plan.send(Rows(rows, cursor.rowcount))
+            except StopIteration as done:
+                result = done.value
+            if in_transaction:
+                in_transaction, unknown = False, write
+                await cursor.execute("COMMIT")
+            return result
+        except BaseException as exc:
+            if driver.dropped(exc, conn):
+                broken = exc
+                raise _Dropped(exc, unknown) from exc
+            if in_transaction and cursor is not None:
+                try:
+                    await cursor.execute("ROLLBACK")
+                except BaseException as rollback_failed:
+                    broken = rollback_failed
+            raise
+        finally:
+            try:
+                if cursor is not None:
+                    await cursor.close()
+            finally:
+                await driver.acheckin(lease, broken)
 
     def execute(self, op: ops.Op[T]) -> T:
         """Run one operation in one transaction."""
-        result: T = self._run(self._plans.plan(op), self._plans.writes(op))
+        plans = self._plans
+        result: T = self._run(lambda: plans.plan(op), plans.writes(op), plans.single_statement(op))
         return result
 
     async def aexecute(self, op: ops.Op[T]) -> T:
         """Run one operation in one transaction on the async engine."""
-        result: T = await self._arun(self._plans.plan(op), self._plans.writes(op))
+        plans = self._plans
+        result: T = await self._arun(
+            lambda: plans.plan(op), plans.writes(op), plans.single_statement(op)
+        )
         return result
 
     def setup(self) -> int:
-        """Create or upgrade the schema (idempotent); returns the schema version."""
-        version: int = self._run(migrate(self.tables, self._engine.dialect), write=True)
+        """Create or upgrade the schema (idempotent, safe from several processes at once);
+        returns the schema version."""
+        dialect = self._driver.engine.dialect
+        version: int = self._run(lambda: migrate(self.tables, dialect), write=True)
         return version
 
     async def asetup(self) -> int:
         """Async `setup`."""
-        version: int = await self._arun(migrate(self.tables, self._engine.dialect), write=True)
+        dialect = self._driver.engine.dialect
+        version: int = await self._arun(lambda: migrate(self.tables, dialect), write=True)
         return version
 
-    def _close_connections(self) -> None:
-        with self._lock:
-            connections, self._connections = self._connections, []
-        for conn in connections:
-            conn.close()
-        self._local = threading.local()
-
     def close(self) -> None:
-        """Dispose of the engines this store made (an engine you passed in stays open)."""
-        self._close_connections()
-        if self._owns_engine:
-            self._engine.dispose()
+        """Close this store's connections and the engines it made (an engine you passed in
+        stays open)."""
+        self._driver.close()
 
     async def aclose(self) -> None:
         """Async `close`."""
-        self.close()
+        await self._driver.aclose()

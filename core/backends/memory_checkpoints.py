@@ -1,0 +1,448 @@
+"""The in-process checkpoint store (``memory://``): dicts behind one lock, gone at exit.
+
+Examples:
+    >>> from memfold.checkpoints import Blob
+    >>> store = MemoryCheckpointStore()
+    >>> store.put("t", "c1", Blob("json", b"{}"), versions={"x": 1},
+    ...           values={"x": Blob("json", b"7")})
+    >>> store.get("t").values["x"]
+    Blob(tag='json', data=b'7')
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from memfold import checkpoint_ops as ops
+from memfold.checkpoint_deltas import (
+    BlobKey,
+    DeltaPolicy,
+    StoredBlob,
+    channel_key,
+    plan_put,
+    reachable,
+    rebuild,
+)
+from memfold.checkpoint_model import (
+    Blob,
+    Checkpoint,
+    PendingWrite,
+    RetentionPolicy,
+    SequenceBlob,
+    StorageStats,
+    SweepResult,
+    Version,
+)
+from memfold.checkpoints import BaseCheckpointStore, claim_lease, matches_filter
+from memfold.errors import Conflict, InvalidInput
+from memfold.model import JSON
+from memfold.ops import Op
+from memfold.stores import Capabilities
+
+__all__ = ["MemoryCheckpointStore"]
+
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class _Record:
+    parent_id: str | None
+    created_at: datetime
+    metadata: dict[str, JSON]
+    metadata_json: str
+    body: Blob
+    versions: dict[str, Version]
+    versions_json: str
+    refs: dict[str, str]
+
+    @property
+    def size(self) -> int:
+        return len(self.body.data) + len(self.metadata_json) + len(self.versions_json)
+
+    def roots(self) -> Iterable[BlobKey]:
+        return (channel_key(ch, v, self.refs) for ch, v in self.versions.items())
+
+
+@dataclass(slots=True)
+class _Namespace:
+    ids: list[str] = field(default_factory=list)  # ascending
+    records: dict[str, _Record] = field(default_factory=dict)
+    blobs: dict[BlobKey, StoredBlob] = field(default_factory=dict)
+    writes: dict[str, dict[tuple[str, int], PendingWrite]] = field(default_factory=dict)
+
+    def copy(self) -> _Namespace:
+        return _Namespace(
+            list(self.ids),
+            dict(self.records),
+            dict(self.blobs),
+            {cid: dict(w) for cid, w in self.writes.items()},
+        )
+
+
+@dataclass(slots=True)
+class _Thread:
+    updated_at: datetime
+    ttl: float | None = None
+    holder: str | None = None
+    lease_until: datetime | None = None
+    spaces: dict[str, _Namespace] = field(default_factory=dict)
+
+    def count(self) -> int:
+        return sum(len(s.ids) for s in self.spaces.values())
+
+
+@dataclass(slots=True)
+class _Removed:
+    checkpoints: int = 0
+    blobs: int = 0
+    writes: int = 0
+
+
+def _no_blob(_key: BlobKey) -> StoredBlob | None:
+    return None
+
+
+class MemoryCheckpointStore(BaseCheckpointStore):
+    """Checkpoints held in dicts, guarded by a lock so background threads can share the store.
+
+    Args:
+        delta_policy: when list values are stored whole (see `memfold.checkpoints.DeltaPolicy`).
+        retention: what `sweep` removes by default (see `memfold.checkpoints.RetentionPolicy`).
+    """
+
+    name = "memory"
+
+    def __init__(
+        self,
+        *,
+        delta_policy: DeltaPolicy | None = None,
+        retention: RetentionPolicy | None = None,
+    ) -> None:
+        super().__init__(
+            Capabilities(transactions=True, ttl=True),
+            delta_policy=delta_policy,
+            retention=retention,
+        )
+        self._threads: dict[tuple[str, str], _Thread] = {}
+        self._lock = threading.Lock()
+
+    def execute(self, op: Op[T]) -> T:
+        """Run one operation under the store's lock."""
+        with self._lock:
+            result: Any = self._run(op)
+        return result  # type: ignore[no-any-return]
+
+    async def aexecute(self, op: Op[T]) -> T:
+        """Run one operation; nothing here waits on I/O, so it never blocks the loop for long."""
+        return self.execute(op)
+
+    def _run(self, op: Op[Any]) -> Any:
+        match op:
+            case ops.PutCheckpoint():
+                return self._put(op)
+            case ops.PutCheckpointWrites():
+                return self._put_writes(op)
+            case ops.GetCheckpoint(tenant, thread_id, namespace, checkpoint_id):
+                return self._get(tenant, thread_id, namespace, checkpoint_id)
+            case ops.ListCheckpoints():
+                return self._list(op)
+            case ops.DeleteCheckpointThread(tenant, thread_id):
+                thread = self._threads.pop((tenant, thread_id), None)
+                return 0 if thread is None else thread.count()
+            case ops.DeleteCheckpointRuns(tenant, run_ids):
+                return self._delete_runs(tenant, set(run_ids))
+            case ops.CopyCheckpointThread(tenant, source, target, now):
+                return self._copy(tenant, source, target, now)
+            case ops.PruneCheckpointThreads(tenant, thread_ids, keep_latest):
+                return self._prune(tenant, thread_ids, keep_latest)
+            case ops.SetCheckpointThreadTTL(tenant, thread_id, ttl_seconds):
+                thread = self._threads.get((tenant, thread_id))
+                if thread is not None:
+                    thread.ttl = ttl_seconds
+                return thread is not None
+            case ops.ReleaseThread(tenant, thread_id, writer):
+                thread = self._threads.get((tenant, thread_id))
+                if thread is None or thread.holder != writer:
+                    return False
+                thread.holder = thread.lease_until = None
+                return True
+            case ops.SweepCheckpoints(tenant, policy, now):
+                return self._sweep(tenant, policy, now)
+            case ops.CheckpointStats(tenant, thread_id):
+                return self._stats(tenant, thread_id)
+        raise InvalidInput(f"the memory checkpoint store cannot run {type(op).__name__}")
+
+    # Writes.
+
+    def _put(self, op: ops.PutCheckpoint) -> None:
+        key = (op.tenant, op.thread_id)
+        thread = self._threads.get(key)
+        space = None if thread is None else thread.spaces.get(op.namespace)
+        until = None
+        if op.lease is not None:
+            head = space.ids[-1] if space is not None and space.ids else None
+            until = claim_lease(
+                op.thread_id,
+                None if thread is None else thread.holder,
+                None if thread is None else thread.lease_until,
+                op.lease,
+                op.created_at,
+                continues_head=op.parent_id is not None and op.parent_id == head,
+            )
+        parent = None
+        if space is not None and op.parent_id is not None:
+            found = space.records.get(op.parent_id)
+            parent = None if found is None else (found.versions, found.refs)
+        lookup = _no_blob if space is None else space.blobs.get
+        rows, refs = plan_put(
+            op.checkpoint_id, op.versions, op.new_values, parent, lookup, self.delta_policy
+        )
+        # Everything is checked: commit.
+        if thread is None:
+            thread = self._threads[key] = _Thread(op.created_at)
+        if space is None:
+            space = thread.spaces[op.namespace] = _Namespace()
+        for row in rows:
+            space.blobs[row.key] = row
+        if op.checkpoint_id not in space.records:
+            bisect.insort(space.ids, op.checkpoint_id)
+        space.records[op.checkpoint_id] = _Record(
+            op.parent_id, op.created_at, json.loads(op.metadata_json), op.metadata_json,
+            op.body, dict(op.versions), op.versions_json, refs,
+        )  # fmt: skip
+        self._touch(thread, op.created_at, None if op.lease is None else op.lease.writer, until)
+
+    def _put_writes(self, op: ops.PutCheckpointWrites) -> None:
+        key = (op.tenant, op.thread_id)
+        thread = self._threads.get(key)
+        until = None
+        if op.lease is not None:
+            space = None if thread is None else thread.spaces.get(op.namespace)
+            until = claim_lease(
+                op.thread_id,
+                None if thread is None else thread.holder,
+                None if thread is None else thread.lease_until,
+                op.lease,
+                op.written_at,
+                continues_head=space is not None
+                and bool(space.ids)
+                and space.ids[-1] == op.checkpoint_id,
+            )
+        if thread is None:
+            thread = self._threads[key] = _Thread(op.written_at)
+        space = thread.spaces.setdefault(op.namespace, _Namespace())
+        stored = space.writes.setdefault(op.checkpoint_id, {})
+        for write in op.writes:
+            slot = (write.task_id, write.idx)
+            if write.idx >= 0 and slot in stored:
+                continue
+            stored[slot] = write
+        self._touch(thread, op.written_at, None if op.lease is None else op.lease.writer, until)
+
+    @staticmethod
+    def _touch(thread: _Thread, now: datetime, writer: str | None, until: datetime | None) -> None:
+        thread.updated_at = now
+        if writer is not None:
+            thread.holder, thread.lease_until = writer, until
+
+    # Reads.
+
+    def _checkpoint(
+        self, thread_id: str, namespace: str, checkpoint_id: str, space: _Namespace
+    ) -> Checkpoint:
+        record = space.records[checkpoint_id]
+        values: dict[str, Blob | SequenceBlob] = {}
+        for channel, version in record.versions.items():
+            row = space.blobs.get(channel_key(channel, version, record.refs))
+            if row is not None:
+                value = rebuild(row, space.blobs.get)
+                if value is not None:
+                    values[channel] = value
+        writes = space.writes.get(checkpoint_id, {})
+        return Checkpoint(
+            thread_id,
+            namespace,
+            checkpoint_id,
+            record.parent_id,
+            record.created_at,
+            json.loads(record.metadata_json),
+            record.body,
+            dict(record.versions),
+            values,
+            tuple(sorted(writes.values(), key=lambda w: (w.task_path, w.task_id, w.idx))),
+        )
+
+    def _get(
+        self, tenant: str, thread_id: str, namespace: str, checkpoint_id: str | None
+    ) -> Checkpoint | None:
+        thread = self._threads.get((tenant, thread_id))
+        space = None if thread is None else thread.spaces.get(namespace)
+        if space is None or not space.ids:
+            return None
+        if checkpoint_id is None:
+            checkpoint_id = space.ids[-1]
+        elif checkpoint_id not in space.records:
+            return None
+        return self._checkpoint(thread_id, namespace, checkpoint_id, space)
+
+    def _list(self, op: ops.ListCheckpoints) -> list[Checkpoint]:
+        if op.thread_id is not None:
+            found = self._threads.get((op.tenant, op.thread_id))
+            threads = [] if found is None else [(op.thread_id, found)]
+        else:
+            threads = [(t, th) for (owner, t), th in self._threads.items() if owner == op.tenant]
+        hits: list[tuple[str, str, str, _Namespace]] = []
+        for thread_id, thread in threads:
+            for namespace, space in thread.spaces.items():
+                if op.namespace is not None and namespace != op.namespace:
+                    continue
+                ids: Iterable[str] = space.ids
+                if op.checkpoint_id is not None:
+                    ids = [op.checkpoint_id] if op.checkpoint_id in space.records else []
+                for checkpoint_id in ids:
+                    if op.before is not None and checkpoint_id >= op.before:
+                        continue
+                    if op.filter and not matches_filter(
+                        space.records[checkpoint_id].metadata, op.filter
+                    ):
+                        continue
+                    hits.append((checkpoint_id, thread_id, namespace, space))
+        hits.sort(key=lambda h: h[0], reverse=True)
+        if op.limit is not None:
+            hits = hits[: op.limit]
+        return [self._checkpoint(t, ns, cid, space) for cid, t, ns, space in hits]
+
+    def _stats(self, tenant: str, thread_id: str | None) -> StorageStats:
+        threads = [
+            th
+            for (owner, t), th in self._threads.items()
+            if owner == tenant and (thread_id is None or t == thread_id)
+        ]
+        spaces = [s for th in threads for s in th.spaces.values()]
+        writes = [w for s in spaces for ws in s.writes.values() for w in ws.values()]
+        return StorageStats(
+            threads=len(threads),
+            checkpoints=sum(len(s.records) for s in spaces),
+            blobs=sum(len(s.blobs) for s in spaces),
+            writes=len(writes),
+            checkpoint_bytes=sum(r.size for s in spaces for r in s.records.values()),
+            value_bytes=sum(b.size for s in spaces for b in s.blobs.values()),
+            write_bytes=sum(len(w.value.data) for w in writes),
+        )
+
+    # Deletion and retention.
+
+    def _drop(self, space: _Namespace, doomed: Iterable[str], removed: _Removed) -> None:
+        """Remove checkpoints and their writes, then every row no remaining checkpoint needs."""
+        gone = set(doomed) & space.records.keys()
+        if not gone:
+            return
+        for checkpoint_id in gone:
+            del space.records[checkpoint_id]
+            removed.writes += len(space.writes.pop(checkpoint_id, {}))
+        space.ids = [i for i in space.ids if i not in gone]
+        removed.checkpoints += len(gone)
+        self._collect(space, removed)
+
+    @staticmethod
+    def _collect(space: _Namespace, removed: _Removed) -> None:
+        """Drop every value row no checkpoint of the namespace reads, directly or in a chain."""
+        live = reachable((k for r in space.records.values() for k in r.roots()), space.blobs.get)
+        dead = [k for k in space.blobs if k not in live]
+        for k in dead:
+            del space.blobs[k]
+        removed.blobs += len(dead)
+
+    def _tidy(self, key: tuple[str, str]) -> None:
+        """Forget a thread once none of its namespaces holds a checkpoint."""
+        thread = self._threads.get(key)
+        if thread is not None and not any(s.ids for s in thread.spaces.values()):
+            del self._threads[key]
+
+    def _each_space(
+        self, keys: Iterable[tuple[str, str]], action: Callable[[_Namespace], None]
+    ) -> None:
+        for key in list(keys):
+            thread = self._threads.get(key)
+            if thread is None:
+                continue
+            before = thread.count()
+            for space in thread.spaces.values():
+                action(space)
+            if thread.count() < before:
+                self._tidy(key)
+
+    def _delete_runs(self, tenant: str, run_ids: set[str]) -> int:
+        removed = _Removed()
+
+        def drop_runs(space: _Namespace) -> None:
+            doomed = [
+                cid
+                for cid, record in space.records.items()
+                if isinstance(run := record.metadata.get("run_id"), str) and run in run_ids
+            ]
+            self._drop(space, doomed, removed)
+
+        if run_ids:
+            self._each_space((k for k in self._threads if k[0] == tenant), drop_runs)
+        return removed.checkpoints
+
+    def _copy(self, tenant: str, source: str, target: str, now: datetime) -> int:
+        found = self._threads.get((tenant, source))
+        if found is None or source == target:
+            return 0
+        existing = self._threads.get((tenant, target))
+        if existing is not None and existing.count():
+            raise Conflict(
+                f"thread {target!r} already has checkpoints: copy into a new thread id, or "
+                "delete_thread the target first"
+            )
+        copied = _Thread(now, spaces={ns: s.copy() for ns, s in found.spaces.items()})
+        self._threads[(tenant, target)] = copied
+        return copied.count()
+
+    def _prune(self, tenant: str, thread_ids: tuple[str, ...], keep_latest: bool) -> int:
+        removed = _Removed()
+        keys = [(tenant, t) for t in thread_ids]
+        if not keep_latest:
+            for key in keys:
+                thread = self._threads.pop(key, None)
+                removed.checkpoints += 0 if thread is None else thread.count()
+            return removed.checkpoints
+        self._each_space(keys, lambda space: self._drop(space, space.ids[:-1], removed))
+        return removed.checkpoints
+
+    def _sweep(self, tenant: str | None, policy: RetentionPolicy, now: datetime) -> SweepResult:
+        removed = _Removed()
+        threads = 0
+        keys = [k for k in self._threads if tenant is None or k[0] == tenant]
+        for key in keys:
+            thread = self._threads[key]
+            ttl = thread.ttl if thread.ttl is not None else policy.ttl_seconds
+            if ttl is not None and thread.updated_at + timedelta(seconds=ttl) <= now:
+                del self._threads[key]
+                threads += 1
+                removed.checkpoints += thread.count()
+                for space in thread.spaces.values():
+                    removed.blobs += len(space.blobs)
+                    removed.writes += sum(len(w) for w in space.writes.values())
+                continue
+            for space in thread.spaces.values():
+                doomed: set[str] = set()
+                if policy.keep_last is not None:
+                    doomed.update(space.ids[: -policy.keep_last])
+                if policy.max_age_seconds is not None:
+                    cutoff = now - timedelta(seconds=policy.max_age_seconds)
+                    doomed.update(
+                        cid for cid in space.ids[:-1] if space.records[cid].created_at < cutoff
+                    )
+                self._drop(space, doomed, removed)
+                if not doomed:
+                    self._collect(space, removed)  # rows left behind by re-put checkpoints
+        return SweepResult(threads, removed.checkpoints, removed.blobs, removed.writes)

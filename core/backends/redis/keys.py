@@ -1,0 +1,109 @@
+"""Where a thread lives in Redis: the key layout, with ids escaped so that no two collide.
+
+For key prefix ``P``, tenant ``T`` and thread ``H`` (both escaped, see `escape`)::
+
+    P{T}:threads     sorted set: H -> update time (µs), newest last; list_threads reads it
+    P{T}:t:H:m       list: the thread's messages, oldest first (`memfold.backends.redis.elements`)
+    P{T}:t:H:i       hash: message id -> sequence number, for ``before=`` and duplicate checks
+    P{T}:t:H:h       hash: c (created, µs), m (metadata JSON),
+                     n (the next sequence number: the newest message's plus one)
+    Playout          string: the key layout's version, written by ``setup()``
+
+Escaping leaves no ``:``, ``{`` or ``}`` in an id, so each key names exactly one tenant and
+thread. All of a tenant's keys share the Redis Cluster hash tag ``{T}``.
+
+Examples:
+    >>> keys = thread_keys("memfold:", "acme", "a:b{c}")
+    >>> keys.messages
+    'memfold:{acme}:t:a%3Ab%7Bc%7D:m'
+    >>> unescape(keys.member)
+    'a:b{c}'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Final
+from urllib.parse import unquote
+
+from memfold.errors import InvalidInput
+
+__all__ = [
+    "LAYOUT_VERSION",
+    "ThreadKeys",
+    "check_prefix",
+    "escape",
+    "layout_key",
+    "tenant_base",
+    "tenant_index",
+    "thread_keys",
+    "unescape",
+]
+
+LAYOUT_VERSION: Final = 1
+"""The version of the key layout and element format above; ``setup()`` records it."""
+
+
+def escape(value: str) -> str:
+    """``value`` with ``%``, ``:``, ``{`` and ``}`` percent-escaped: injective, and readable."""
+    if "%" in value or ":" in value or "{" in value or "}" in value:
+        return value.replace("%", "%25").replace(":", "%3A").replace("{", "%7B").replace("}", "%7D")
+    return value
+
+
+def unescape(value: str | bytes) -> str:
+    """The id that `escape` turned into ``value``."""
+    text = value.decode() if isinstance(value, bytes) else value
+    return unquote(text) if "%" in text else text
+
+
+def check_prefix(prefix: object) -> str:
+    """Return ``prefix`` if it can start memfold's keys, else raise `InvalidInput`."""
+    if not isinstance(prefix, str) or not 0 < len(prefix) <= 256:
+        raise InvalidInput(f"key_prefix must be a str of 1 to 256 characters, got {prefix!r}")
+    if "{" in prefix or "}" in prefix:
+        raise InvalidInput(
+            f"key_prefix {prefix!r} holds a brace: memfold puts each tenant in its own "
+            "{hash tag}, so leave braces out of the prefix"
+        )
+    return prefix
+
+
+def layout_key(prefix: str) -> str:
+    """The key holding the layout version."""
+    return f"{prefix}layout"
+
+
+def tenant_base(prefix: str, tenant: str) -> str:
+    """The start of every key of ``tenant``'s threads (a thread's keys add ``H:m``, ...)."""
+    return f"{prefix}{{{escape(tenant)}}}:t:"
+
+
+def tenant_index(prefix: str, tenant: str) -> str:
+    """The sorted set of ``tenant``'s threads."""
+    return f"{prefix}{{{escape(tenant)}}}:threads"
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadKeys:
+    """The keys of one thread, and its member name in the tenant's index."""
+
+    messages: str
+    ids: str
+    info: str
+    index: str
+    member: str
+
+    @property
+    def all(self) -> tuple[str, str, str, str]:
+        """The keys in the order every write script takes them."""
+        return self.messages, self.ids, self.info, self.index
+
+
+@lru_cache(maxsize=4096)
+def thread_keys(prefix: str, tenant: str, thread_id: str) -> ThreadKeys:
+    """The keys of thread ``thread_id`` of ``tenant`` (cached: hot threads are written often)."""
+    member = escape(thread_id)
+    base = tenant_base(prefix, tenant) + member
+    return ThreadKeys(f"{base}:m", f"{base}:i", f"{base}:h", tenant_index(prefix, tenant), member)

@@ -1,0 +1,320 @@
+"""The Lua scripts that make each multi-key write (and each multi-key read) one atomic step.
+
+Redis runs a script to completion before any other command, so a reader sees a thread either
+before or after a write, never half-way. A script cannot roll back, so each one checks
+everything that could fail (duplicate ids, unknown ids) before its first write.
+
+Write scripts take ``KEYS = messages, ids, info, index`` (`ThreadKeys.all`) and
+``ARGV = member, ttl_ms, ...``; each ends in ``touch()``, which stamps the thread's update time
+(the server's ``TIME`` in µs: scripts run one at a time, so each write gets a later stamp) as its
+score in the tenant's index, records the creation time of a thread new to the index, and with a
+TTL refreshes every key's expiry and drops expired threads from the index.
+
+A message's sequence number (in the ids hash) is its list index plus ``n - LLEN``, where ``n``
+(in the info hash) is the next number to give out: trimming the oldest messages needs no
+renumbering, and neither does an append.
+
+A list element is ``flag .. id .. "\\0" .. payload`` (`memfold.backends.redis.elements`), so a
+script reads a message's id without decoding JSON or zstd.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+__all__ = [
+    "ALL",
+    "APPEND",
+    "CLEAR",
+    "CLEAR_TENANT",
+    "DELETE_MESSAGES",
+    "DELETE_THREAD",
+    "GET",
+    "LIST",
+    "LOAD_BEFORE",
+    "SET_METADATA",
+    "UPDATE",
+    "Script",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Script:
+    """Lua source and its SHA1, the name ``EVALSHA`` runs it by once ``SCRIPT LOAD`` has seen it."""
+
+    source: str
+    sha: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sha", hashlib.sha1(self.source.encode()).hexdigest())
+
+
+_HELPERS = """
+local function id_of(element)
+  return string.sub(element, 2, string.find(element, '\\0', 2, true) - 1)
+end
+
+local function chunked(command, key, items)
+  for i = 1, #items, 1000 do
+    redis.call(command, key, unpack(items, i, math.min(i + 999, #items)))
+  end
+end
+"""
+
+_WRITE = (
+    _HELPERS
+    + """
+local messages, ids, info, index = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local member, ttl = ARGV[1], tonumber(ARGV[2])
+
+local function base()
+  return tonumber(redis.call('HGET', info, 'n') or '0') - redis.call('LLEN', messages)
+end
+
+local function touch()
+  local clock = redis.call('TIME')
+  local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+  if ttl > 0 then
+    redis.call('ZREMRANGEBYSCORE', index, '-inf', string.format('(%.0f', now - ttl * 1000))
+  end
+  if redis.call('ZADD', index, now, member) == 1 then redis.call('HSETNX', info, 'c', now) end
+  if ttl > 0 then
+    for _, key in ipairs(KEYS) do redis.call('PEXPIRE', key, ttl) end
+  end
+  return now
+end
+"""
+)
+
+APPEND = Script(
+    _WRITE
+    + """
+-- ARGV[3] max messages (0: no cap), ARGV[4] '1' to replace the thread, then id, element pairs.
+-- Returns nil once appended, or the first id already in the thread (then nothing changed).
+local cap, count = tonumber(ARGV[3]), (#ARGV - 4) / 2
+local elements, positions = {}, {}
+for i = 5, #ARGV, 2 do
+  elements[#elements + 1] = ARGV[i + 1]
+end
+local length
+if ARGV[4] == '1' then
+  redis.call('DEL', messages, ids)
+  redis.call('HSET', info, 'n', count)
+  for i = 5, #ARGV, 2 do
+    positions[#positions + 1] = ARGV[i]
+    positions[#positions + 1] = (i - 5) / 2
+  end
+  chunked('HSET', ids, positions)
+else
+  local first = redis.call('HINCRBY', info, 'n', count) - count
+  for i = 5, #ARGV, 2 do
+    if redis.call('HSETNX', ids, ARGV[i], first + (i - 5) / 2) == 0 then
+      for j = 5, i - 2, 2 do redis.call('HDEL', ids, ARGV[j]) end
+      redis.call('HINCRBY', info, 'n', -count)
+      return ARGV[i]
+    end
+  end
+end
+for i = 1, #elements, 1000 do
+  length = redis.call('RPUSH', messages, unpack(elements, i, math.min(i + 999, #elements)))
+end
+local drop = cap > 0 and length and length - cap or 0
+if drop > 0 then
+  local dead = {}
+  for _, element in ipairs(redis.call('LPOP', messages, drop)) do
+    dead[#dead + 1] = id_of(element)
+  end
+  chunked('HDEL', ids, dead)
+end
+touch()
+return false
+"""
+)
+
+UPDATE = Script(
+    _WRITE
+    + """
+-- ARGV[3..]: id, element pairs. Returns the first id not in the thread, or nil once written.
+if #ARGV < 3 then return false end
+if redis.call('EXISTS', info) == 0 then return ARGV[3] end
+local offset, at = base(), {}
+for i = 3, #ARGV, 2 do
+  local seq = redis.call('HGET', ids, ARGV[i])
+  if not seq then return ARGV[i] end
+  at[#at + 1] = tonumber(seq) - offset
+end
+for j, position in ipairs(at) do redis.call('LSET', messages, position, ARGV[2 * j + 2]) end
+touch()
+return false
+"""
+)
+
+DELETE_MESSAGES = Script(
+    _WRITE
+    + """
+-- ARGV[3..]: message ids. Returns the removed elements, oldest first. The messages after the
+-- first removed one move up, and are renumbered.
+local offset, doomed, lowest = base(), {}, nil
+for i = 3, #ARGV do
+  local seq = redis.call('HGET', ids, ARGV[i])
+  if seq then
+    local position = tonumber(seq) - offset
+    doomed[position] = true
+    if not lowest or position < lowest then lowest = position end
+  end
+end
+if not lowest then return {} end
+local tail = redis.call('LRANGE', messages, lowest, -1)
+if lowest == 0 then
+  redis.call('DEL', messages)
+else
+  redis.call('LTRIM', messages, 0, lowest - 1)
+end
+local removed, dead, kept, positions = {}, {}, {}, {}
+for j, element in ipairs(tail) do
+  if doomed[lowest + j - 1] then
+    removed[#removed + 1] = element
+    dead[#dead + 1] = id_of(element)
+  else
+    kept[#kept + 1] = element
+    positions[#positions + 1] = id_of(element)
+    positions[#positions + 1] = offset + lowest + #kept - 1
+  end
+end
+chunked('RPUSH', messages, kept)
+chunked('HDEL', ids, dead)
+chunked('HSET', ids, positions)
+redis.call('HSET', info, 'n', offset + lowest + #kept)
+touch()
+return removed
+"""
+)
+
+_INFO = """
+local function info_of(key, messages, updated)
+  local f = redis.call('HMGET', key, 'c', 'm')
+  if not f[1] then return nil end
+  return {f[1], updated or f[1], f[2] or '{}', redis.call('LLEN', messages)}
+end
+"""
+
+SET_METADATA = Script(
+    _WRITE
+    + _INFO
+    + """
+-- ARGV[3]: metadata JSON. Returns created, updated, metadata, message count.
+redis.call('HSET', info, 'm', ARGV[3])
+return info_of(info, messages, touch())
+"""
+)
+
+CLEAR = Script(
+    _WRITE
+    + """
+-- Returns how many messages went (0, and nothing created, for an unknown thread).
+if redis.call('EXISTS', info) == 0 then return 0 end
+local removed = redis.call('LLEN', messages)
+redis.call('DEL', messages, ids)
+redis.call('HSET', info, 'n', 0)
+touch()
+return removed
+"""
+)
+
+DELETE_THREAD = Script(
+    """
+-- KEYS: messages, ids, info, index; ARGV[1]: member. Returns 1 if the thread existed.
+local existed = redis.call('DEL', KEYS[3])
+redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('ZREM', KEYS[4], ARGV[1])
+return existed
+"""
+)
+
+CLEAR_TENANT = Script(
+    """
+-- KEYS[1]: the tenant's index; ARGV[1]: the tenant's key base. Returns how many threads went.
+local removed = 0
+for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  local key = ARGV[1] .. member
+  removed = removed + redis.call('DEL', key .. ':h')
+  redis.call('DEL', key .. ':m', key .. ':i')
+end
+redis.call('DEL', KEYS[1])
+return removed
+"""
+)
+
+GET = Script(
+    _INFO
+    + """
+-- KEYS: info, messages, index; ARGV[1]: member. Returns created, updated, metadata, message
+-- count; nil if there is no such thread.
+return info_of(KEYS[1], KEYS[2], redis.call('ZSCORE', KEYS[3], ARGV[1])) or false
+"""
+)
+
+LIST = Script(
+    _HELPERS
+    + _INFO
+    + """
+-- KEYS[1]: the tenant's index; ARGV: key base, offset, limit. Returns member, created,
+-- updated, metadata, count for each thread of the page, newest first. Threads whose keys have
+-- expired or been evicted are skipped, and dropped from the index.
+local offset, limit = tonumber(ARGV[2]), tonumber(ARGV[3])
+local page, stale, skipped, found, start = {}, {}, 0, 0, 0
+local batch = math.min(offset + limit, 1000)
+while found < limit do
+  local members = redis.call('ZREVRANGE', KEYS[1], start, start + batch - 1, 'WITHSCORES')
+  if #members == 0 then break end
+  for i = 1, #members, 2 do
+    local member = members[i]
+    local key = ARGV[1] .. member
+    local row = info_of(key .. ':h', key .. ':m', members[i + 1])
+    if not row then
+      stale[#stale + 1] = member
+    elseif skipped < offset then
+      skipped = skipped + 1
+    elseif found < limit then
+      found = found + 1
+      page[#page + 1] = member
+      for _, value in ipairs(row) do page[#page + 1] = value end
+    end
+  end
+  start = start + batch
+end
+chunked('ZREM', KEYS[1], stale)
+return page
+"""
+)
+
+LOAD_BEFORE = Script(
+    """
+-- KEYS: messages, ids, info; ARGV: message id, how many (-1: all). Returns the elements
+-- before that message, oldest first; nil if the thread has no such message.
+local seq = redis.call('HGET', KEYS[2], ARGV[1])
+if not seq then return false end
+local length = redis.call('LLEN', KEYS[1])
+local stop = tonumber(seq) - tonumber(redis.call('HGET', KEYS[3], 'n') or '0') + length - 1
+local last = tonumber(ARGV[2])
+if stop < 0 or last == 0 then return {} end
+local start = 0
+if last > 0 then start = math.max(0, stop - last + 1) end
+return redis.call('LRANGE', KEYS[1], start, stop)
+"""
+)
+
+ALL = (
+    APPEND,
+    UPDATE,
+    DELETE_MESSAGES,
+    SET_METADATA,
+    CLEAR,
+    DELETE_THREAD,
+    CLEAR_TENANT,
+    GET,
+    LIST,
+    LOAD_BEFORE,
+)
+"""Every script, for ``setup()`` to load up front."""

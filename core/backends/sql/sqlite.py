@@ -1,0 +1,140 @@
+"""SQLite through ``sqlite3`` (sync) and ``aiosqlite`` (async).
+
+Files are opened in WAL mode with a busy timeout; writes take the lock up front
+(``BEGIN IMMEDIATE``), so concurrent writers queue instead of failing half-way. Each thread
+keeps one connection: a pool checkout per call would cost more than SQLite's own work.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from typing import Any
+
+from sqlalchemy import URL, Engine, create_engine, event
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool, PoolProxiedConnection
+from sqlalchemy.util import greenlet_spawn
+
+from memfold.backends.sql.driver import Driver, Lease
+from memfold.errors import BackendUnavailable, Conflict, InvalidInput, MemfoldError
+
+__all__ = ["SQLiteDriver"]
+
+
+def _configure(engine: Engine, busy_timeout_ms: int) -> None:
+    """WAL, a busy timeout, and no implicit transactions: memfold begins its own."""
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.close()
+
+
+class SQLiteDriver(Driver):
+    """SQLite files: one connection per thread for sync calls, one per call for async ones.
+
+    Args:
+        url: an ``sqlite:///path`` URL, or an ``Engine`` you own (then ``busy_timeout_ms`` and
+            WAL are yours to set).
+        async_engine: an ``AsyncEngine`` for the async API (made from the URL if omitted).
+    """
+
+    name = "sqlite"
+
+    def __init__(
+        self, url: URL | Engine, *, async_engine: AsyncEngine | None, busy_timeout_ms: int
+    ) -> None:
+        if isinstance(url, Engine):
+            self.engine, self._owns_engine = url, False
+            url = url.url
+        else:
+            if not url.database or url.database == ":memory:":
+                raise InvalidInput(
+                    "an SQLite store needs a file path (sqlite:///path/to/memory.db); "
+                    "for a store that lives only in this process use memory://"
+                )
+            self.engine, self._owns_engine = create_engine(url.set(drivername="sqlite")), True
+            _configure(self.engine, busy_timeout_ms)
+        self._async_url = url.set(drivername="sqlite+aiosqlite")
+        self._busy_timeout_ms = busy_timeout_ms
+        # Without a pool, async connections never outlive the event loop that opened them, so
+        # one engine serves every loop (LlamaIndex's sync wrappers start a new loop per call).
+        self._aengine = async_engine
+        self._local = threading.local()
+        self._connections: list[PoolProxiedConnection] = []
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+
+    def begin(self, write: bool, single_statement: bool) -> str:
+        return "BEGIN IMMEDIATE" if write else "BEGIN"
+
+    def checkout(self) -> Lease:
+        """This thread's connection, opened on first use (and anew in a forked child)."""
+        if os.getpid() != self._pid:
+            self._local, self._connections, self._pid = threading.local(), [], os.getpid()
+            self.engine.dispose(close=False)
+        conn: PoolProxiedConnection | None = getattr(self._local, "conn", None)
+        if conn is None or not conn.is_valid:
+            conn = self._local.conn = self.engine.raw_connection()
+            with self._lock:
+                self._connections.append(conn)
+        return Lease(conn.driver_connection)
+
+    def checkin(self, lease: Lease, dropped: BaseException | None) -> None:
+        """The connection stays with its thread."""
+
+    def _async_engine(self) -> AsyncEngine:
+        if self._aengine is None:
+            self._aengine = create_async_engine(self._async_url, poolclass=NullPool)
+            _configure(self._aengine.sync_engine, self._busy_timeout_ms)
+        return self._aengine
+
+    async def acheckout(self) -> Lease:
+        proxy = await self._async_engine().raw_connection()
+        return Lease(proxy.driver_connection, proxy)
+
+    async def acheckin(self, lease: Lease, dropped: BaseException | None) -> None:
+        if lease.proxy is not None:
+            await greenlet_spawn(lease.proxy.close)
+
+    async def acursor(self, connection: Any) -> Any:
+        return await connection.cursor()
+
+    def translate(self, error: BaseException, where: str) -> MemfoldError | None:
+        if isinstance(error, sqlite3.IntegrityError):
+            return Conflict(
+                f"the write clashes with stored data in {where} (a message id already in the "
+                f"thread?): use new ids. Driver said: {error}"
+            )
+        if isinstance(error, (sqlite3.InterfaceError, sqlite3.ProgrammingError)):
+            return InvalidInput(f"{where} rejected a value: {error}")
+        if not isinstance(error, sqlite3.Error):
+            return None
+        detail = str(error)
+        if "no such table" in detail:
+            hint = "the memfold schema is missing: call store.setup() once"
+        elif "not a database" in detail or "malformed" in detail:
+            hint = "the file is not a valid SQLite database (corrupted?): restore it from a backup"
+        elif "locked" in detail or "busy" in detail:
+            hint = "another writer held the lock past the busy timeout: retry, or raise it"
+        else:
+            hint = "check that the database is reachable and the path is writable"
+        return BackendUnavailable(f"{where}: {hint}. Driver said: {detail}")
+
+    def close(self) -> None:
+        with self._lock:
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            conn.close()
+        self._local = threading.local()
+        if self._owns_engine:
+            self.engine.dispose()
+
+    async def aclose(self) -> None:
+        self.close()

@@ -1,0 +1,374 @@
+"""How channel values are laid out in storage: one row per (channel, version), and list values as
+appended suffixes over periodic snapshots.
+
+Every backend stores `StoredBlob` rows keyed by ``(thread, namespace, channel, version, owner)``
+and runs the pure functions here, so the layout is the same everywhere:
+
+- A plain value (a `Blob`) or "no value" is one ``value`` or ``empty`` row per version. A
+  checkpoint that leaves a channel unchanged stores nothing for it and refers to the older row.
+- A list value (a `SequenceBlob`) whose items start with all the items of the parent
+  checkpoint's version is a ``delta`` row holding only the appended items, pointing at that
+  base row; otherwise it is a ``snapshot`` row holding every item. Items are compared by a
+  digest of the prefix, so a backend needs only the base row's ``length`` and ``digest``.
+- Every delta row names the snapshot its chain starts from (``snapshot_version``/``owner``), so
+  an SQL backend fetches a whole chain with one indexed query and `rebuild` joins it.
+- ``owner`` is ``""`` except after a fork: when a host reuses a version number for different
+  content (LangGraph's integer versions do so when a run forks from an older checkpoint), the
+  row is stored under the new checkpoint's id and the checkpoint records that in its ``refs``.
+
+Examples:
+    >>> from memfold.checkpoint_model import SequenceBlob
+    >>> policy = DeltaPolicy()
+    >>> first = plan_blob("messages", 1, SequenceBlob("msgpack", (b"a", b"b")), None, policy)
+    >>> second = plan_blob("messages", 2, SequenceBlob("msgpack", (b"a", b"b", b"c")), first,
+    ...                    policy)
+    >>> first.kind, second.kind, second.items
+    ('snapshot', 'delta', (b'c',))
+    >>> rows = {r.key: r for r in (first, second)}
+    >>> rebuild(second, rows.get)
+    SequenceBlob(tag='msgpack', items=(b'a', b'b', b'c'))
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from itertools import chain
+from typing import Final, Literal, TypeAlias
+
+from memfold.checkpoint_model import Blob, ChannelValue, SequenceBlob, Version
+from memfold.errors import Conflict, InvalidInput, NotFound
+
+__all__ = [
+    "BlobKey",
+    "DeltaPolicy",
+    "StoredBlob",
+    "channel_key",
+    "pack_items",
+    "plan_blob",
+    "plan_put",
+    "reachable",
+    "rebuild",
+    "unpack_items",
+    "version_key",
+]
+
+BlobKey: TypeAlias = tuple[str, str, str]
+"""``(channel, version_key(version), owner)``: a row's key inside one thread namespace."""
+
+BlobKind: TypeAlias = Literal["value", "empty", "snapshot", "delta"]
+
+_EMPTY_DIGEST: Final = hashlib.blake2b(b"e", digest_size=16).digest()
+
+
+def version_key(version: Version) -> str:
+    """A version as text that keeps its type: ``1``, ``1.0`` and ``"1"`` all differ.
+
+    Examples:
+        >>> version_key(3), version_key(3.0), version_key("3")
+        ('3', '3.0', '"3"')
+    """
+    if type(version) is int:
+        return str(version)
+    if isinstance(version, bool) or not isinstance(version, str | int | float):
+        raise InvalidInput(f"a channel version must be a str, int or float, got {version!r}")
+    return json.dumps(version)
+
+
+def channel_key(channel: str, version: Version, refs: Mapping[str, str]) -> BlobKey:
+    """The key of the row a checkpoint reads for ``channel`` at ``version``."""
+    return (channel, version_key(version), refs.get(channel, ""))
+
+
+@dataclass(frozen=True, slots=True)
+class DeltaPolicy:
+    """When a list value is written whole instead of as its appended items.
+
+    A list that does not start with the previous version's items is always a snapshot. One that
+    does is a delta until its chain holds ``snapshot_every - 1`` deltas; from then on the next
+    version is a snapshot once the list has grown by ``min_growth`` times the last snapshot's
+    length. With the default ``min_growth=3.0`` snapshots land at lengths four times apart, so
+    all snapshots together cost about a third of the list and the bytes stored per step follow
+    the new items, not the history. ``min_growth=0`` snapshots strictly every
+    ``snapshot_every`` versions; ``DeltaPolicy(1, 0.0)`` stores the whole list every time (the
+    layout of LangGraph's own savers).
+    """
+
+    snapshot_every: int = 16
+    min_growth: float = 3.0
+
+    def __post_init__(self) -> None:
+        every: object = self.snapshot_every
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise InvalidInput(f"snapshot_every must be an int >= 1, got {every!r}")
+        if not self.min_growth >= 0:
+            raise InvalidInput(f"min_growth must be >= 0, got {self.min_growth!r}")
+
+    def wants_snapshot(self, base: StoredBlob, new_length: int) -> bool:
+        """Whether a value extending ``base`` to ``new_length`` items should be a snapshot."""
+        if base.depth + 1 < self.snapshot_every:
+            return False
+        grown = new_length - base.snapshot_length
+        return grown >= self.min_growth * base.snapshot_length
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBlob:
+    """One stored channel value row.
+
+    ``data`` holds a ``value`` row's bytes; ``items`` a snapshot's items or a delta's appended
+    items. ``length`` is the item count of the whole list, ``depth`` the number of deltas since
+    the snapshot, and ``digest`` identifies the whole content (for a list: all its items).
+    """
+
+    channel: str
+    version: Version
+    kind: BlobKind
+    digest: bytes
+    tag: str = ""
+    data: bytes = b""
+    items: tuple[bytes, ...] = ()
+    owner: str = ""
+    length: int = 0
+    depth: int = 0
+    base_version: Version | None = None
+    base_owner: str = ""
+    snapshot_version: Version | None = None
+    snapshot_owner: str = ""
+    snapshot_length: int = 0
+
+    @property
+    def key(self) -> BlobKey:
+        """This row's key inside its thread namespace."""
+        return (self.channel, version_key(self.version), self.owner)
+
+    @property
+    def base_key(self) -> BlobKey | None:
+        """The key of the row a delta extends (None for any other row)."""
+        if self.kind != "delta" or self.base_version is None:
+            return None
+        return (self.channel, version_key(self.base_version), self.base_owner)
+
+    @property
+    def snapshot_key(self) -> BlobKey | None:
+        """The key of the snapshot a list row's chain starts from (itself for a snapshot): an
+        SQL backend fetches a whole chain as the rows sharing it."""
+        if self.snapshot_version is None:
+            return None
+        return (self.channel, version_key(self.snapshot_version), self.snapshot_owner)
+
+    @property
+    def size(self) -> int:
+        """Payload bytes held by this row."""
+        return len(self.data) + sum(map(len, self.items))
+
+
+def _fold(data: hashlib.blake2b, lengths: hashlib.blake2b) -> bytes:
+    return hashlib.blake2b(data.digest() + lengths.digest(), digest_size=16).digest()
+
+
+def _sequence_digests(
+    tag: str, items: tuple[bytes, ...], prefix_at: int | None
+) -> tuple[bytes, bytes | None]:
+    """The digest of all ``items`` and (if asked) of the first ``prefix_at`` items.
+
+    The content and the item lengths are hashed as two streams, so a prefix digest costs one
+    hash copy rather than a loop over items.
+    """
+    count = len(items)
+    lengths = struct.pack(f"<{count}I", *map(len, items))
+    data = hashlib.blake2b(b"s" + tag.encode("utf-8", "surrogatepass") + b"\x00", digest_size=16)
+    sizes = hashlib.blake2b(digest_size=16)
+    prefix = None
+    if prefix_at is not None and 0 <= prefix_at <= count:
+        data.update(b"".join(items[:prefix_at]))
+        sizes.update(lengths[: 4 * prefix_at])
+        prefix = _fold(data, sizes)
+        data.update(b"".join(items[prefix_at:]))
+        sizes.update(lengths[4 * prefix_at :])
+    else:
+        data.update(b"".join(items))
+        sizes.update(lengths)
+    return _fold(data, sizes), prefix
+
+
+def _value_digest(blob: Blob) -> bytes:
+    head = b"v" + blob.tag.encode("utf-8", "surrogatepass") + b"\x00"
+    return hashlib.blake2b(head + blob.data, digest_size=16).digest()
+
+
+def plan_blob(
+    channel: str,
+    version: Version,
+    value: ChannelValue,
+    base: StoredBlob | None,
+    policy: DeltaPolicy,
+) -> StoredBlob:
+    """The row to store for ``channel`` at ``version``, given the parent checkpoint's row.
+
+    ``base`` is the row the parent checkpoint reads for this channel (None if there is none).
+    """
+    if value is None:
+        return StoredBlob(channel, version, "empty", _EMPTY_DIGEST)
+    if isinstance(value, Blob):
+        return StoredBlob(channel, version, "value", _value_digest(value), value.tag, value.data)
+    if not value.items:
+        raise InvalidInput("a SequenceBlob needs at least one item: store an empty list as a Blob")
+    extends = (
+        base is not None
+        and base.kind in ("snapshot", "delta")
+        and base.tag == value.tag
+        and base.length <= len(value.items)
+    )
+    full, prefix = _sequence_digests(
+        value.tag, value.items, base.length if base is not None and extends else None
+    )
+    if (
+        base is not None
+        and extends
+        and prefix == base.digest
+        and not policy.wants_snapshot(base, len(value.items))
+    ):
+        return StoredBlob(
+            channel, version, "delta", full, value.tag, b"", value.items[base.length :],
+            length=len(value.items), depth=base.depth + 1,
+            base_version=base.version, base_owner=base.owner,
+            snapshot_version=base.snapshot_version, snapshot_owner=base.snapshot_owner,
+            snapshot_length=base.snapshot_length,
+        )  # fmt: skip
+    return StoredBlob(
+        channel, version, "snapshot", full, value.tag, b"", value.items,
+        length=len(value.items), snapshot_version=version, snapshot_length=len(value.items),
+    )  # fmt: skip
+
+
+def plan_put(
+    checkpoint_id: str,
+    versions: Mapping[str, Version],
+    new_values: Iterable[tuple[str, Version, ChannelValue]],
+    parent: tuple[Mapping[str, Version], Mapping[str, str]] | None,
+    lookup: Callable[[BlobKey], StoredBlob | None],
+    policy: DeltaPolicy,
+) -> tuple[list[StoredBlob], dict[str, str]]:
+    """The rows a checkpoint put must insert, and the checkpoint's ``refs``.
+
+    ``parent`` is the parent checkpoint's ``(versions, refs)``; ``lookup`` reads a stored row.
+    A row whose key is taken by the same content is not stored again; one whose key is taken
+    by other content (a fork reusing a version number) is stored under ``checkpoint_id``.
+
+    Raises:
+        Conflict: this checkpoint id was already stored with other content for a channel.
+    """
+    parent_versions, parent_refs = parent if parent is not None else ({}, {})
+    refs = {
+        ch: owner
+        for ch, owner in parent_refs.items()
+        if ch in versions
+        and ch in parent_versions
+        and version_key(versions[ch]) == version_key(parent_versions[ch])
+    }
+    rows: list[StoredBlob] = []
+    for channel, version, value in new_values:
+        base = None
+        if isinstance(value, SequenceBlob) and channel in parent_versions:
+            base = lookup(channel_key(channel, parent_versions[channel], parent_refs))
+        row = plan_blob(channel, version, value, base, policy)
+        existing = lookup(row.key)
+        if existing is not None and existing.digest != row.digest:
+            row = replace(row, owner=checkpoint_id)
+            if row.kind == "snapshot":
+                row = replace(row, snapshot_owner=checkpoint_id)
+            existing = lookup(row.key)
+            if existing is not None and existing.digest != row.digest:
+                raise Conflict(
+                    f"checkpoint {checkpoint_id!r} was already stored with other content for "
+                    f"channel {channel!r}: give a changed checkpoint a new id"
+                )
+        if existing is None:
+            rows.append(row)
+        if channel in versions and version_key(versions[channel]) == version_key(version):
+            if row.owner:
+                refs[channel] = row.owner
+            else:
+                refs.pop(channel, None)
+    return rows, refs
+
+
+def rebuild(
+    target: StoredBlob, lookup: Callable[[BlobKey], StoredBlob | None]
+) -> Blob | SequenceBlob | None:
+    """The value a row stands for: a delta is joined onto its chain back to the snapshot.
+
+    Raises:
+        NotFound: a row of the chain is missing (the store lost data it should have kept).
+    """
+    if target.kind == "value":
+        return Blob(target.tag, target.data)
+    if target.kind == "empty":
+        return None
+    parts = [target.items]
+    row = target
+    while (base_key := row.base_key) is not None:
+        found = lookup(base_key)
+        if found is None:
+            raise NotFound(
+                f"channel {target.channel!r} version {target.version!r} is missing its base "
+                f"version {base_key[1]}: the store dropped a row a checkpoint still needs"
+            )
+        row = found
+        parts.append(row.items)
+    items = tuple(chain.from_iterable(reversed(parts)))
+    if len(items) != target.length:
+        raise NotFound(
+            f"channel {target.channel!r} version {target.version!r} rebuilt to {len(items)} "
+            f"items, not {target.length}: its chain is damaged"
+        )
+    return SequenceBlob(target.tag, items)
+
+
+def reachable(
+    roots: Iterable[BlobKey], lookup: Callable[[BlobKey], StoredBlob | None]
+) -> set[BlobKey]:
+    """Every row key that ``roots`` (the rows live checkpoints read) need, chains included."""
+    seen: set[BlobKey] = set()
+    for key in roots:
+        current: BlobKey | None = key
+        while current is not None and current not in seen:
+            row = lookup(current)
+            if row is None:
+                break
+            seen.add(current)
+            current = row.base_key
+    return seen
+
+
+_COUNT = struct.Struct("<I")
+
+
+def pack_items(items: tuple[bytes, ...]) -> bytes:
+    """Items as one ``bytes`` (a count, the lengths, then the items), for one database column.
+
+    Examples:
+        >>> unpack_items(pack_items((b"ab", b"", b"c")))
+        (b'ab', b'', b'c')
+    """
+    count = len(items)
+    return b"".join((_COUNT.pack(count), struct.pack(f"<{count}I", *map(len, items)), *items))
+
+
+def unpack_items(packed: bytes) -> tuple[bytes, ...]:
+    """The inverse of `pack_items`."""
+    view = memoryview(packed)
+    (count,) = _COUNT.unpack_from(view, 0)
+    lengths = struct.unpack_from(f"<{count}I", view, 4)
+    out: list[bytes] = []
+    offset = 4 + 4 * count
+    for size in lengths:
+        out.append(bytes(view[offset : offset + size]))
+        offset += size
+    if offset != len(packed):
+        raise InvalidInput("packed items are damaged: their lengths do not add up")
+    return tuple(out)

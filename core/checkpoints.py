@@ -1,0 +1,882 @@
+"""Checkpoint stores: graph state by ``(tenant, thread, namespace, checkpoint id)``, host-free.
+
+A backend subclasses `BaseCheckpointStore` and implements ``execute(op)`` and ``aexecute(op)``;
+validation and the sync and async twins live here. Values are typed bytes from the host's
+serializer (`Blob`); a list value may come as a `SequenceBlob`, and then only the items appended
+since the parent checkpoint are stored (see `memfold.checkpoint_deltas`).
+
+One writer per thread: ``put`` and ``put_writes`` take a `Lease` naming the writer. While a
+writer's lease is live (``Lease.seconds`` after its last write) another writer's write raises
+`memfold.errors.Conflict`, unless it continues from the namespace's newest checkpoint, which
+hands the lease over (a new process picking up a finished or interrupted run). Either way two
+writers can never both extend a thread: whoever writes from a stale checkpoint is refused,
+while the lease holder itself may fork from any older checkpoint (time travel).
+
+Examples:
+    >>> from memfold.checkpoints import Blob, SequenceBlob, open_checkpoint_store
+    >>> store = open_checkpoint_store("memory://")
+    >>> store.put("t1", "c1", Blob("json", b"{}"), versions={"messages": 1},
+    ...           values={"messages": SequenceBlob("json", (b'"hi"',))})
+    >>> store.put("t1", "c2", Blob("json", b"{}"), parent_id="c1", versions={"messages": 2},
+    ...           values={"messages": SequenceBlob("json", (b'"hi"', b'"hello"'))})
+    >>> store.get("t1").values["messages"].items
+    (b'"hi"', b'"hello"')
+    >>> [c.checkpoint_id for c in store.list_checkpoints("t1")]
+    ['c2', 'c1']
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Any, Literal, Protocol, Self, TypeVar, runtime_checkable
+from urllib.parse import parse_qsl, urlsplit
+
+from memfold import checkpoint_ops as ops
+from memfold.checkpoint_deltas import DeltaPolicy
+from memfold.checkpoint_model import (
+    Blob,
+    ChannelValue,
+    Checkpoint,
+    Lease,
+    PendingWrite,
+    RetentionPolicy,
+    SequenceBlob,
+    StorageStats,
+    SweepResult,
+    Version,
+)
+from memfold.errors import Conflict, InvalidInput
+from memfold.model import JSON, utcnow
+from memfold.ops import Op
+from memfold.stores import DEFAULT_TENANT, Capabilities, check_id, encode_json
+
+__all__ = [
+    "BaseCheckpointStore",
+    "Blob",
+    "ChannelValue",
+    "Checkpoint",
+    "CheckpointStore",
+    "DeltaPolicy",
+    "Lease",
+    "PendingWrite",
+    "PruneStrategy",
+    "RetentionPolicy",
+    "SequenceBlob",
+    "StorageStats",
+    "SweepResult",
+    "Version",
+    "aopen_checkpoint_store",
+    "open_checkpoint_store",
+]
+
+T = TypeVar("T")
+
+PruneStrategy = Literal["keep_latest", "delete"]
+
+
+def check_namespace(value: object) -> str:
+    """Return ``value`` if it is a usable checkpoint namespace (``""`` is the root)."""
+    if not isinstance(value, str):
+        raise InvalidInput(f"checkpoint namespace must be a str, got {type(value).__name__}")
+    return check_id(value, "checkpoint namespace") if value else value
+
+
+def _check_limit(value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidInput(f"limit must be None or an int >= 0, got {value!r}")
+    return value
+
+
+def _check_seconds(value: object, what: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise InvalidInput(f"{what} must be a positive number of seconds or None, got {value!r}")
+    return float(value)
+
+
+def _check_blob(value: object, what: str) -> Blob:
+    if not isinstance(value, Blob):
+        raise InvalidInput(f"{what} must be a memfold Blob, got {type(value).__name__}")
+    if not isinstance(value.tag, str) or not isinstance(value.data, bytes):
+        raise InvalidInput(f"{what} needs a str tag and bytes data")
+    return value
+
+
+def _check_value(value: object, channel: str) -> ChannelValue:
+    if value is None:
+        return None
+    if isinstance(value, SequenceBlob):
+        if not isinstance(value.tag, str) or not isinstance(value.items, tuple):
+            raise InvalidInput(f"channel {channel!r}: a SequenceBlob needs a str tag and a tuple")
+        if not value.items or not all(type(item) is bytes for item in value.items):
+            raise InvalidInput(
+                f"channel {channel!r}: a SequenceBlob needs one or more bytes items "
+                "(store an empty list as a Blob)"
+            )
+        return value
+    return _check_blob(value, f"the value of channel {channel!r}")
+
+
+def _check_write(write: object) -> PendingWrite:
+    if not isinstance(write, PendingWrite):
+        raise InvalidInput(f"writes must be memfold PendingWrite, got {type(write).__name__}")
+    check_id(write.task_id, "task id")
+    if isinstance(write.idx, bool) or not isinstance(write.idx, int):
+        raise InvalidInput(f"write idx must be an int, got {write.idx!r}")
+    check_id(write.channel, "write channel")
+    if not isinstance(write.task_path, str) or "\x00" in write.task_path:
+        raise InvalidInput("task_path must be a str without NUL characters")
+    _check_blob(write.value, f"the value of write {write.channel!r}")
+    return write
+
+
+def _check_lease(lease: object) -> Lease | None:
+    if lease is None:
+        return None
+    if not isinstance(lease, Lease):
+        raise InvalidInput(f"lease must be a memfold Lease or None, got {type(lease).__name__}")
+    check_id(lease.writer, "lease writer")
+    _check_seconds(lease.seconds, "lease seconds")
+    return lease
+
+
+def _check_ids(values: object, what: str) -> tuple[str, ...]:
+    if isinstance(values, str) or not isinstance(values, Sequence):
+        raise InvalidInput(f"{what} must be a sequence of str")
+    return tuple(dict.fromkeys(check_id(v, what.rstrip("s")) for v in values))
+
+
+@runtime_checkable
+class CheckpointStore(Protocol):
+    """Checkpoints of graph threads, scoped by ``(tenant, thread_id)``, sync and async."""
+
+    @property
+    def capabilities(self) -> Capabilities: ...
+
+    def setup(self) -> int: ...
+    async def asetup(self) -> int: ...
+    def close(self) -> None: ...
+    async def aclose(self) -> None: ...
+
+    def put(
+        self,
+        thread_id: str,
+        checkpoint_id: str,
+        body: Blob,
+        *,
+        namespace: str = "",
+        parent_id: str | None = None,
+        metadata: Mapping[str, JSON] | None = None,
+        versions: Mapping[str, Version] | None = None,
+        values: Mapping[str, ChannelValue] | None = None,
+        lease: Lease | None = None,
+        tenant: str = ...,
+    ) -> None: ...
+    async def aput(
+        self,
+        thread_id: str,
+        checkpoint_id: str,
+        body: Blob,
+        *,
+        namespace: str = "",
+        parent_id: str | None = None,
+        metadata: Mapping[str, JSON] | None = None,
+        versions: Mapping[str, Version] | None = None,
+        values: Mapping[str, ChannelValue] | None = None,
+        lease: Lease | None = None,
+        tenant: str = ...,
+    ) -> None: ...
+    def put_writes(
+        self,
+        thread_id: str,
+        checkpoint_id: str,
+        writes: Sequence[PendingWrite],
+        *,
+        namespace: str = "",
+        lease: Lease | None = None,
+        tenant: str = ...,
+    ) -> None: ...
+    async def aput_writes(
+        self,
+        thread_id: str,
+        checkpoint_id: str,
+        writes: Sequence[PendingWrite],
+        *,
+        namespace: str = "",
+        lease: Lease | None = None,
+        tenant: str = ...,
+    ) -> None: ...
+    def get(
+        self,
+        thread_id: str,
+        *,
+        namespace: str = "",
+        checkpoint_id: str | None = None,
+        tenant: str = ...,
+    ) -> Checkpoint | None: ...
+    async def aget(
+        self,
+        thread_id: str,
+        *,
+        namespace: str = "",
+        checkpoint_id: str | None = None,
+        tenant: str = ...,
+    ) -> Checkpoint | None: ...
+    def list_checkpoints(
+        self,
+        thread_id: str | None = None,
+        *,
+        namespace: str | None = None,
+        checkpoint_id: str | None = None,
+        filter: Mapping[str, JSON] | None = None,
+        before: str | None = None,
+        limit: int | None = None,
+        tenant: str = ...,
+    ) -> list[Checkpoint]: ...
+    async def alist_checkpoints(
+        self,
+        thread_id: str | None = None,
+        *,
+        namespace: str | None = None,
+        checkpoint_id: str | None = None,
+        filter: Mapping[str, JSON] | None = None,
+        before: str | None = None,
+        limit: int | None = None,
+        tenant: str = ...,
+    ) -> list[Checkpoint]: ...
+    def delete_thread(self, thread_id: str, *, tenant: str = ...) -> int: ...
+    async def adelete_thread(self, thread_id: str, *, tenant: str = ...) -> int: ...
+    def delete_for_runs(self, run_ids: Sequence[str], *, tenant: str = ...) -> int: ...
+    async def adelete_for_runs(self, run_ids: Sequence[str], *, tenant: str = ...) -> int: ...
+    def copy_thread(self, source: str, target: str, *, tenant: str = ...) -> int: ...
+    async def acopy_thread(self, source: str, target: str, *, tenant: str = ...) -> int: ...
+    def prune(
+        self, thread_ids: Sequence[str], *, strategy: PruneStrategy = ..., tenant: str = ...
+    ) -> int: ...
+    async def aprune(
+        self, thread_ids: Sequence[str], *, strategy: PruneStrategy = ..., tenant: str = ...
+    ) -> int: ...
+    def set_thread_ttl(
+        self, thread_id: str, ttl_seconds: float | None, *, tenant: str = ...
+    ) -> bool: ...
+    async def aset_thread_ttl(
+        self, thread_id: str, ttl_seconds: float | None, *, tenant: str = ...
+    ) -> bool: ...
+    def release(self, thread_id: str, writer: str, *, tenant: str = ...) -> bool: ...
+    async def arelease(self, thread_id: str, writer: str, *, tenant: str = ...) -> bool: ...
+    def sweep(
+        self, policy: RetentionPolicy | None = None, *, tenant: str | None = None
+    ) -> SweepResult: ...
+    async def asweep(
+        self, policy: RetentionPolicy | None = None, *, tenant: str | None = None
+    ) -> SweepResult: ...
+    def stats(self, thread_id: str | None = None, *, tenant: str = ...) -> StorageStats: ...
+    async def astats(self, thread_id: str | None = None, *, tenant: str = ...) -> StorageStats: ...
+
+
+class BaseCheckpointStore(ABC):
+    """The public `CheckpointStore` API, written once over ``execute``/``aexecute``.
+
+    Args:
+        capabilities: what the backend can do.
+        delta_policy: when list values are stored whole (see `DeltaPolicy`).
+        retention: what `sweep` removes when called without a policy.
+    """
+
+    name: str = "base"
+    """The backend's URL scheme, used in error messages."""
+
+    def __init__(
+        self,
+        capabilities: Capabilities,
+        *,
+        delta_policy: DeltaPolicy | None = None,
+        retention: RetentionPolicy | None = None,
+    ) -> None:
+        self._capabilities = capabilities
+        self.delta_policy = delta_policy or DeltaPolicy()
+        self.retention = _check_policy(retention or RetentionPolicy())
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What this backend can do."""
+        return self._capabilities
+
+    @abstractmethod
+    def execute(self, op: Op[T]) -> T:
+        """Run one operation (backends implement this)."""
+
+    @abstractmethod
+    async def aexecute(self, op: Op[T]) -> T:
+        """Run one operation without blocking the event loop (backends implement this)."""
+
+    def setup(self) -> int:
+        """Create or upgrade the backend's schema (safe to call again); returns its version."""
+        return 0
+
+    async def asetup(self) -> int:
+        """Async `setup`."""
+        return 0
+
+    def close(self) -> None:
+        """Release connections and files."""
+
+    async def aclose(self) -> None:
+        """Async `close`."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # Building operations: pure, shared by the sync and async twins.
+
+    def _put_op(
+        self,
+        thread_id: str,
+        checkpoint_id: str,
+        body: Blob,
+        namespace: str,
+        parent_id: str | None,
+        metadata: Mapping[str, JSON] | None,
+        versions: Mapping[str, Version] | None,
+        values: Mapping[str, ChannelValue] | None,
+        lease: Lease | None,
+        tenant: str,
+    ) -> ops.PutCheckpoint:
+        metadata = {} if metadata is None else metadata
+        versions = {} if versions is None else versions
+        values = {} if values is None else values
+        if not isinstance(metadata, Mapping) or not all(isinstance(k, str) for k in metadata):
+            raise InvalidInput("checkpoint metadata must be a mapping of str to JSON values")
+        if not isinstance(versions, Mapping) or not isinstance(values, Mapping):
+            raise InvalidInput("versions and values must be mappings keyed by channel name")
+        new_values: list[tuple[str, Version, ChannelValue]] = []
+        for channel, value in values.items():
+            if channel not in versions:
+                raise InvalidInput(
+                    f"channel {channel!r} has a value but no version: add it to versions"
+                )
+            new_values.append((channel, versions[channel], _check_value(value, channel)))
+        for channel, version in versions.items():
+            check_id(channel, "channel name")
+            if isinstance(version, bool) or not isinstance(version, str | int | float):
+                raise InvalidInput(f"channel {channel!r} version must be a str, int or float")
+        return ops.PutCheckpoint(
+            check_id(tenant, "tenant"),
+            check_id(thread_id, "thread id"),
+            check_namespace(namespace),
+            check_id(checkpoint_id, "checkpoint id"),
+            None if parent_id is None else check_id(parent_id, "parent checkpoint id"),
+            _check_blob(body, "the checkpoint body"),
+            dict(metadata),
+            encode_json(dict(metadata), "checkpoint metadata"),
+            dict(versions),
+            encode_json(dict(versions), "channel versions"),
+            tuple(new_values),
+            utcnow(),
+            _check_lease(lease),
+        )
+
+    def _writes_op(
+        self,
+        thread_id: str,
+        checkpoint_id: str,
+        writes: Sequence[PendingWrite],
+        namespace: str,
+        lease: Lease | None,
+        tenant: str,
+    ) -> ops.PutCheckpointWrites:
+        if isinstance(writes, str | bytes) or not isinstance(writes, Sequence):
+            raise InvalidInput("writes must be a sequence of memfold PendingWrite")
+        return ops.PutCheckpointWrites(
+            check_id(tenant, "tenant"),
+            check_id(thread_id, "thread id"),
+            check_namespace(namespace),
+            check_id(checkpoint_id, "checkpoint id"),
+            tuple(_check_write(w) for w in writes),
+            _check_lease(lease),
+            utcnow(),
+        )
+
+    def _get_op(
+        self, thread_id: str, namespace: str, checkpoint_id: str | None, tenant: str
+    ) -> ops.GetCheckpoint:
+        return ops.GetCheckpoint(
+            check_id(tenant, "tenant"),
+            check_id(thread_id, "thread id"),
+            check_namespace(namespace),
+            None if checkpoint_id is None else check_id(checkpoint_id, "checkpoint id"),
+        )
+
+    def _list_op(
+        self,
+        thread_id: str | None,
+        namespace: str | None,
+        checkpoint_id: str | None,
+        filter: Mapping[str, JSON] | None,
+        before: str | None,
+        limit: int | None,
+        tenant: str,
+    ) -> ops.ListCheckpoints:
+        if filter is not None and not isinstance(filter, Mapping):
+            raise InvalidInput("filter must be a mapping of metadata keys to JSON values")
+        pairs = tuple(
+            (check_id(k, "filter key"), encode_json(v, f"filter value for {k!r}"))
+            for k, v in (filter or {}).items()
+        )
+        return ops.ListCheckpoints(
+            check_id(tenant, "tenant"),
+            None if thread_id is None else check_id(thread_id, "thread id"),
+            None if namespace is None else check_namespace(namespace),
+            None if checkpoint_id is None else check_id(checkpoint_id, "checkpoint id"),
+            pairs,
+            None if before is None else check_id(before, "before"),
+            _check_limit(limit),
+        )
+
+    def _prune_op(
+        self, thread_ids: Sequence[str], strategy: str, tenant: str
+    ) -> ops.PruneCheckpointThreads:
+        if strategy not in ("keep_latest", "delete"):
+            raise InvalidInput(
+                f"unknown prune strategy {strategy!r}: use 'keep_latest' or 'delete'"
+            )
+        return ops.PruneCheckpointThreads(
+            check_id(tenant, "tenant"),
+            _check_ids(thread_ids, "thread ids"),
+            strategy == "keep_latest",
+        )
+
+    def _ttl_op(
+        self, thread_id: str, ttl_seconds: float | None, tenant: str
+    ) -> ops.SetCheckpointThreadTTL:
+        return ops.SetCheckpointThreadTTL(
+            check_id(tenant, "tenant"),
+            check_id(thread_id, "thread id"),
+            _check_seconds(ttl_seconds, "ttl_seconds"),
+        )
+
+    def _sweep_op(self, policy: RetentionPolicy | None, tenant: str | None) -> ops.SweepCheckpoints:
+        return ops.SweepCheckpoints(
+            None if tenant is None else check_id(tenant, "tenant"),
+            self.retention if policy is None else _check_policy(policy),
+            utcnow(),
+        )
+
+    def _key(self, thread_id: str, tenant: str) -> tuple[str, str]:
+        return check_id(tenant, "tenant"), check_id(thread_id, "thread id")
+
+    # Sync API.
+
+    def put(
+        self,
+        thread_id: str,
+        checkpoint_id: str,
+        body: Blob,
+        *,
+        namespace: str = "",
+        parent_id: str | None = None,
+        metadata: Mapping[str, JSON] | None = None,
+        versions: Mapping[str, Version] | None = None,
+        values: Mapping[str, ChannelValue] | None = None,
+        lease: Lease | None = None,
+        tenant: str = DEFAULT_TENANT,
+    ) -> None:
+        """Store a checkpoint in one transaction.
+
+        ``versions`` holds every channel's version; ``values`` the channels whose version is
+        new (a channel left out keeps the row of its version stored earlier, and ``None``
+        means "no value"). Storing the same checkpoint id again replaces its record.
+
+        Raises:
+            InvalidInput: a bad id, a value without a version, metadata that is not JSON.
+            Conflict: another writer holds the thread's lease (see `Lease`).
+        """
+        op = self._put_op(
+            thread_id, checkpoint_id, body, namespace, parent_id, metadata, versions, values,
+            lease, tenant,
+        )  # fmt: skip
+        self.execute(op)
+
+    def put_writes(
+        self,
+        thread_id: str,
+        checkpoint_id: str,
+        writes: Sequence[PendingWrite],
+        *,
+        namespace: str = "",
+        lease: Lease | None = None,
+        tenant: str = DEFAULT_TENANT,
+    ) -> None:
+        """Attach pending writes to a checkpoint: a write with ``idx >= 0`` is kept only if
+        its ``(task_id, idx)`` is new, a negative ``idx`` replaces.
+
+        Raises:
+            Conflict: another writer holds the thread's lease.
+        """
+        self.execute(self._writes_op(thread_id, checkpoint_id, writes, namespace, lease, tenant))
+
+    def get(
+        self,
+        thread_id: str,
+        *,
+        namespace: str = "",
+        checkpoint_id: str | None = None,
+        tenant: str = DEFAULT_TENANT,
+    ) -> Checkpoint | None:
+        """A checkpoint by id, or the namespace's newest; None if there is no such checkpoint."""
+        return self.execute(self._get_op(thread_id, namespace, checkpoint_id, tenant))
+
+    def list_checkpoints(
+        self,
+        thread_id: str | None = None,
+        *,
+        namespace: str | None = None,
+        checkpoint_id: str | None = None,
+        filter: Mapping[str, JSON] | None = None,
+        before: str | None = None,
+        limit: int | None = None,
+        tenant: str = DEFAULT_TENANT,
+    ) -> list[Checkpoint]:
+        """Checkpoints newest first (by id), across threads when ``thread_id`` is None.
+
+        ``filter`` keeps those whose metadata has each key equal to the given JSON value;
+        ``before`` keeps ids strictly lower; ``limit`` counts after filtering.
+        """
+        return self.execute(
+            self._list_op(thread_id, namespace, checkpoint_id, filter, before, limit, tenant)
+        )
+
+    def delete_thread(self, thread_id: str, *, tenant: str = DEFAULT_TENANT) -> int:
+        """Remove a thread's checkpoints (all namespaces), values, writes and lease; returns
+        how many checkpoints were removed."""
+        return self.execute(ops.DeleteCheckpointThread(*self._key(thread_id, tenant)))
+
+    def delete_for_runs(self, run_ids: Sequence[str], *, tenant: str = DEFAULT_TENANT) -> int:
+        """Remove the checkpoints whose metadata ``run_id`` is one of ``run_ids``, with their
+        writes; values other checkpoints still read are kept. Returns checkpoints removed."""
+        return self.execute(
+            ops.DeleteCheckpointRuns(check_id(tenant, "tenant"), _check_ids(run_ids, "run ids"))
+        )
+
+    def copy_thread(self, source: str, target: str, *, tenant: str = DEFAULT_TENANT) -> int:
+        """Copy every checkpoint of ``source`` (ids, parents, values, writes) to ``target``.
+
+        Returns how many checkpoints were copied (0 for an unknown source).
+
+        Raises:
+            Conflict: ``target`` already has checkpoints.
+        """
+        src, dst = self._key(source, tenant)[1], self._key(target, tenant)[1]
+        return self.execute(
+            ops.CopyCheckpointThread(check_id(tenant, "tenant"), src, dst, utcnow())
+        )
+
+    def prune(
+        self,
+        thread_ids: Sequence[str],
+        *,
+        strategy: PruneStrategy = "keep_latest",
+        tenant: str = DEFAULT_TENANT,
+    ) -> int:
+        """Keep only each namespace's newest checkpoint (and its writes), or delete the
+        threads outright (``strategy="delete"``); returns checkpoints removed."""
+        return self.execute(self._prune_op(thread_ids, strategy, tenant))
+
+    def set_thread_ttl(
+        self, thread_id: str, ttl_seconds: float | None, *, tenant: str = DEFAULT_TENANT
+    ) -> bool:
+        """Let `sweep` delete this thread ``ttl_seconds`` after its last write (None clears
+        it); returns whether the thread exists."""
+        return self.execute(self._ttl_op(thread_id, ttl_seconds, tenant))
+
+    def release(self, thread_id: str, writer: str, *, tenant: str = DEFAULT_TENANT) -> bool:
+        """End ``writer``'s lease on a thread early; returns whether it held one."""
+        tenant, thread_id = self._key(thread_id, tenant)
+        return self.execute(ops.ReleaseThread(tenant, thread_id, check_id(writer, "writer")))
+
+    def sweep(
+        self, policy: RetentionPolicy | None = None, *, tenant: str | None = None
+    ) -> SweepResult:
+        """Apply a retention policy (the store's own by default) to one tenant or all, leaving
+        no values or writes that no checkpoint needs; returns what was removed."""
+        return self.execute(self._sweep_op(policy, tenant))
+
+    def stats(self, thread_id: str | None = None, *, tenant: str = DEFAULT_TENANT) -> StorageStats:
+        """Rows and payload bytes of one thread, or of the whole tenant."""
+        return self.execute(
+            ops.CheckpointStats(
+                check_id(tenant, "tenant"),
+                None if thread_id is None else check_id(thread_id, "thread id"),
+            )
+        )
+
+    # Async API: the same operations, awaited.
+
+    async def aput(
+        self,
+        thread_id: str,
+        checkpoint_id: str,
+        body: Blob,
+        *,
+        namespace: str = "",
+        parent_id: str | None = None,
+        metadata: Mapping[str, JSON] | None = None,
+        versions: Mapping[str, Version] | None = None,
+        values: Mapping[str, ChannelValue] | None = None,
+        lease: Lease | None = None,
+        tenant: str = DEFAULT_TENANT,
+    ) -> None:
+        """Async `put`."""
+        op = self._put_op(
+            thread_id, checkpoint_id, body, namespace, parent_id, metadata, versions, values,
+            lease, tenant,
+        )  # fmt: skip
+        await self.aexecute(op)
+
+    async def aput_writes(
+        self,
+        thread_id: str,
+        checkpoint_id: str,
+        writes: Sequence[PendingWrite],
+        *,
+        namespace: str = "",
+        lease: Lease | None = None,
+        tenant: str = DEFAULT_TENANT,
+    ) -> None:
+        """Async `put_writes`."""
+        await self.aexecute(
+            self._writes_op(thread_id, checkpoint_id, writes, namespace, lease, tenant)
+        )
+
+    async def aget(
+        self,
+        thread_id: str,
+        *,
+        namespace: str = "",
+        checkpoint_id: str | None = None,
+        tenant: str = DEFAULT_TENANT,
+    ) -> Checkpoint | None:
+        """Async `get`."""
+        return await self.aexecute(self._get_op(thread_id, namespace, checkpoint_id, tenant))
+
+    async def alist_checkpoints(
+        self,
+        thread_id: str | None = None,
+        *,
+        namespace: str | None = None,
+        checkpoint_id: str | None = None,
+        filter: Mapping[str, JSON] | None = None,
+        before: str | None = None,
+        limit: int | None = None,
+        tenant: str = DEFAULT_TENANT,
+    ) -> list[Checkpoint]:
+        """Async `list_checkpoints`."""
+        return await self.aexecute(
+            self._list_op(thread_id, namespace, checkpoint_id, filter, before, limit, tenant)
+        )
+
+    async def adelete_thread(self, thread_id: str, *, tenant: str = DEFAULT_TENANT) -> int:
+        """Async `delete_thread`."""
+        return await self.aexecute(ops.DeleteCheckpointThread(*self._key(thread_id, tenant)))
+
+    async def adelete_for_runs(
+        self, run_ids: Sequence[str], *, tenant: str = DEFAULT_TENANT
+    ) -> int:
+        """Async `delete_for_runs`."""
+        return await self.aexecute(
+            ops.DeleteCheckpointRuns(check_id(tenant, "tenant"), _check_ids(run_ids, "run ids"))
+        )
+
+    async def acopy_thread(self, source: str, target: str, *, tenant: str = DEFAULT_TENANT) -> int:
+        """Async `copy_thread`."""
+        src, dst = self._key(source, tenant)[1], self._key(target, tenant)[1]
+        return await self.aexecute(
+            ops.CopyCheckpointThread(check_id(tenant, "tenant"), src, dst, utcnow())
+        )
+
+    async def aprune(
+        self,
+        thread_ids: Sequence[str],
+        *,
+        strategy: PruneStrategy = "keep_latest",
+        tenant: str = DEFAULT_TENANT,
+    ) -> int:
+        """Async `prune`."""
+        return await self.aexecute(self._prune_op(thread_ids, strategy, tenant))
+
+    async def aset_thread_ttl(
+        self, thread_id: str, ttl_seconds: float | None, *, tenant: str = DEFAULT_TENANT
+    ) -> bool:
+        """Async `set_thread_ttl`."""
+        return await self.aexecute(self._ttl_op(thread_id, ttl_seconds, tenant))
+
+    async def arelease(self, thread_id: str, writer: str, *, tenant: str = DEFAULT_TENANT) -> bool:
+        """Async `release`."""
+        tenant, thread_id = self._key(thread_id, tenant)
+        return await self.aexecute(ops.ReleaseThread(tenant, thread_id, check_id(writer, "writer")))
+
+    async def asweep(
+        self, policy: RetentionPolicy | None = None, *, tenant: str | None = None
+    ) -> SweepResult:
+        """Async `sweep`."""
+        return await self.aexecute(self._sweep_op(policy, tenant))
+
+    async def astats(
+        self, thread_id: str | None = None, *, tenant: str = DEFAULT_TENANT
+    ) -> StorageStats:
+        """Async `stats`."""
+        return await self.aexecute(
+            ops.CheckpointStats(
+                check_id(tenant, "tenant"),
+                None if thread_id is None else check_id(thread_id, "thread id"),
+            )
+        )
+
+
+def _check_policy(policy: RetentionPolicy) -> RetentionPolicy:
+    if not isinstance(policy, RetentionPolicy):
+        raise InvalidInput(f"expected a RetentionPolicy, got {type(policy).__name__}")
+    keep: object = policy.keep_last
+    if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 1):
+        raise InvalidInput(f"keep_last must be an int >= 1 or None, got {keep!r}")
+    _check_seconds(policy.max_age_seconds, "max_age_seconds")
+    _check_seconds(policy.ttl_seconds, "ttl_seconds")
+    return policy
+
+
+_MEMORY_OPTIONS: dict[str, type] = {
+    "snapshot_every": int,
+    "min_growth": float,
+    "keep_last": int,
+    "max_age_seconds": float,
+    "ttl_seconds": float,
+}
+
+
+def _options(url: str, query: str) -> dict[str, Any]:
+    parsed: dict[str, Any] = {}
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        kind = _MEMORY_OPTIONS.get(key)
+        if kind is None:
+            raise InvalidInput(f"unknown option {key!r} in {url!r}: use {sorted(_MEMORY_OPTIONS)}")
+        try:
+            parsed[key] = kind(value)
+        except ValueError as exc:
+            raise InvalidInput(f"option {key}={value!r} in {url!r} is not a number") from exc
+    policy = DeltaPolicy(
+        **{k: parsed.pop(k) for k in ("snapshot_every", "min_growth") if k in parsed}
+    )
+    return {"delta_policy": policy, "retention": RetentionPolicy(**parsed)}
+
+
+def _build(url: str, options: Mapping[str, Any]) -> BaseCheckpointStore:
+    if not isinstance(url, str):
+        raise InvalidInput(f"a store URL must be a str, got {type(url).__name__}")
+    parts = urlsplit(url)
+    if parts.scheme == "memory":
+        from memfold.backends.memory_checkpoints import MemoryCheckpointStore
+
+        return MemoryCheckpointStore(**{**_options(url, parts.query), **options})
+    raise InvalidInput(f"unknown checkpoint store URL {url!r}: use memory://")
+
+
+def open_checkpoint_store(
+    url: str = "memory://", *, setup: bool = True, **options: Any
+) -> BaseCheckpointStore:
+    """Open the checkpoint store at ``url`` and (unless ``setup=False``) create its schema.
+
+    ``memory://`` takes ``snapshot_every`` and ``min_growth`` (see `DeltaPolicy`) and
+    ``keep_last``, ``max_age_seconds`` and ``ttl_seconds`` (see `RetentionPolicy`) as query
+    options, e.g. ``memory://?snapshot_every=32&keep_last=100``; keyword ``options`` go to the
+    backend's constructor.
+    """
+    store = _build(url, options)
+    if setup:
+        store.setup()
+    return store
+
+
+async def aopen_checkpoint_store(
+    url: str = "memory://", *, setup: bool = True, **options: Any
+) -> BaseCheckpointStore:
+    """Async `open_checkpoint_store`: the schema is created without blocking the event loop."""
+    store = _build(url, options)
+    if setup:
+        await store.asetup()
+    return store
+
+
+def _json_equal(stored: JSON | None, wanted_json: str) -> bool:
+    """Whether a stored metadata value equals a filter value given as JSON text."""
+    wanted = json.loads(wanted_json)
+    return _same(stored, wanted)
+
+
+def _same(a: object, b: object) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return a == b
+
+
+def claim_lease(
+    thread_id: str,
+    holder: str | None,
+    until: datetime | None,
+    lease: Lease,
+    now: datetime,
+    *,
+    continues_head: bool,
+) -> datetime:
+    """Check that ``lease.writer`` may write now; returns the lease's new expiry.
+
+    ``holder``/``until`` describe the thread's current lease; ``continues_head`` says the write
+    continues from its namespace's newest checkpoint (a checkpoint whose parent it is, or
+    pending writes attached to it): with ``lease.handover`` that takes the lease over.
+
+    Raises:
+        Conflict: another writer's lease is live and the write may not take it over.
+    """
+    taken = holder is not None and holder != lease.writer
+    if taken and until is not None and until > now and not (lease.handover and continues_head):
+        raise Conflict(
+            f"thread {thread_id!r} has another live writer (its lease runs until "
+            f"{until.isoformat()}): run one writer per thread, continue from the thread's "
+            "newest checkpoint, or wait for the lease to end"
+        )
+    return now + timedelta(seconds=lease.seconds)
+
+
+def matches_filter(metadata: Mapping[str, JSON], pairs: tuple[tuple[str, str], ...]) -> bool:
+    """Whether ``metadata`` has every ``(key, JSON text)`` of a list filter (JSON equality:
+    ``true`` does not equal ``1``)."""
+    return all(key in metadata and _json_equal(metadata[key], text) for key, text in pairs)

@@ -1,0 +1,16 @@
+"""LangGraph adapters: a checkpoint saver backed by a memfold checkpoint store.
+
+Examples:
+    >>> from memfold.integrations.langgraph import MemfoldSaver
+    >>> with MemfoldSaver.from_url("memory://") as saver:
+    ...     print(saver.get_tuple({"configurable": {"thread_id": "t1"}}))
+    None
+"""
+
+from memfold.integrations._require import require_extra
+
+require_extra("langgraph", "langgraph.checkpoint.base")
+
+from memfold.integrations.langgraph.checkpointer import MemfoldSaver  # noqa: E402
+
+__all__ = ["MemfoldSaver"]

@@ -1,0 +1,363 @@
+"""A LangGraph checkpoint saver backed by a memfold `CheckpointStore`.
+
+The saver only translates: LangGraph's checkpoints, metadata and writes go through the saver's
+``serde`` (never pickle; the type tag is kept beside the bytes) and into the store, which owns
+the layout (list channels such as ``messages`` stored as their appended items), retention and
+the one-writer-per-thread rule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any, cast
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    WRITES_IDX_MAP,
+    BaseCheckpointSaver,
+    ChannelVersions,
+    CheckpointMetadata,
+    CheckpointTuple,
+    get_checkpoint_id,
+    get_checkpoint_metadata,
+)
+from langgraph.checkpoint.base import Checkpoint as LGCheckpoint
+from langgraph.checkpoint.serde.base import SerializerProtocol
+
+from memfold.checkpoints import (
+    Blob,
+    ChannelValue,
+    Checkpoint,
+    CheckpointStore,
+    Lease,
+    PendingWrite,
+    PruneStrategy,
+    SequenceBlob,
+    aopen_checkpoint_store,
+    open_checkpoint_store,
+)
+from memfold.model import JSON
+from memfold.stores import DEFAULT_TENANT, new_id
+
+__all__ = ["MemfoldSaver"]
+
+_NOT_IN_BODY = ("id", "channel_values", "channel_versions")  # the store keeps these
+
+
+class MemfoldSaver(BaseCheckpointSaver[int]):
+    """LangGraph checkpoints in a memfold store, with every method real in sync and async form.
+
+    A list channel (``messages``) is handed to the store item by item, so each step stores only
+    the messages it appended. One writer per thread: this saver holds a lease on each thread it
+    writes (renewed on every write, ``lease_seconds`` long); another saver writing the same
+    thread meanwhile gets `memfold.errors.Conflict`, unless it continues from the thread's
+    newest checkpoint (``handover``: another process picking up a finished or interrupted run),
+    in which case this saver's next write from an older checkpoint is refused instead. Time
+    travel and forks by this saver always work; `release` ends its lease early, and
+    ``lease_seconds=None`` turns leases off.
+
+    Args:
+        store: a memfold checkpoint store or its URL (default: a new ``memory://`` store).
+        tenant: the tenant every thread of this saver belongs to.
+        serde: LangGraph serializer (default ``JsonPlusSerializer``).
+        lease_seconds: how long a thread stays claimed after this saver's last write.
+        handover: let another writer take the lease by continuing from the newest checkpoint.
+        writer_id: this writer's identity (default: a new random id).
+
+    Examples:
+        >>> from langgraph.graph import START, StateGraph
+        >>> builder = StateGraph(int)
+        >>> _ = builder.add_node("add_one", lambda x: x + 1).add_edge(START, "add_one")
+        >>> with MemfoldSaver.from_url("memory://") as saver:
+        ...     graph = builder.compile(checkpointer=saver)
+        ...     graph.invoke(1, {"configurable": {"thread_id": "t1"}})
+        2
+    """
+
+    def __init__(
+        self,
+        store: CheckpointStore | str | None = None,
+        *,
+        tenant: str = DEFAULT_TENANT,
+        serde: SerializerProtocol | None = None,
+        lease_seconds: float | None = 300.0,
+        handover: bool = True,
+        writer_id: str | None = None,
+    ) -> None:
+        super().__init__(serde=serde)
+        if store is None or isinstance(store, str):
+            store = open_checkpoint_store(store or "memory://")
+        self.store: CheckpointStore = store
+        self.tenant = tenant
+        self.writer_id = writer_id or new_id()
+        self.lease = (
+            None if lease_seconds is None else Lease(self.writer_id, lease_seconds, handover)
+        )
+
+    @classmethod
+    @contextmanager
+    def from_url(cls, url: str = "memory://", **kwargs: Any) -> Iterator[MemfoldSaver]:
+        """A saver on the store at ``url``, closed on exit (keywords go to the constructor)."""
+        store = open_checkpoint_store(url)
+        try:
+            yield cls(store, **kwargs)
+        finally:
+            store.close()
+
+    @classmethod
+    @asynccontextmanager
+    async def afrom_url(cls, url: str = "memory://", **kwargs: Any) -> AsyncIterator[MemfoldSaver]:
+        """Async `from_url`."""
+        store = await aopen_checkpoint_store(url)
+        try:
+            yield cls(store, **kwargs)
+        finally:
+            await store.aclose()
+
+    # Translation, shared by the sync and async twins.
+
+    def _encode(self, value: Any) -> Blob | SequenceBlob:
+        if type(value) is list and value:
+            typed = [self.serde.dumps_typed(item) for item in value]
+            tag = typed[0][0]
+            if all(t == tag for t, _ in typed):
+                return SequenceBlob(tag, tuple(data for _, data in typed))
+        return Blob(*self.serde.dumps_typed(value))
+
+    def _decode(self, value: Blob | SequenceBlob) -> Any:
+        if isinstance(value, SequenceBlob):
+            return [self.serde.loads_typed((value.tag, item)) for item in value.items]
+        return self.serde.loads_typed((value.tag, value.data))
+
+    def _put_args(
+        self,
+        config: RunnableConfig,
+        checkpoint: LGCheckpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> dict[str, Any]:
+        conf = config["configurable"]
+        versions, present = checkpoint["channel_versions"], checkpoint["channel_values"]
+        values: dict[str, ChannelValue] = {
+            ch: self._encode(present[ch]) if ch in present else None
+            for ch in new_versions
+            if ch in versions
+        }
+        body = {k: v for k, v in checkpoint.items() if k not in _NOT_IN_BODY}
+        return {
+            "thread_id": str(conf["thread_id"]),
+            "checkpoint_id": checkpoint["id"],
+            "body": Blob(*self.serde.dumps_typed(body)),
+            "namespace": conf.get("checkpoint_ns", ""),
+            "parent_id": conf.get("checkpoint_id"),
+            "metadata": cast(Mapping[str, JSON], get_checkpoint_metadata(config, metadata)),
+            "versions": versions,
+            "values": values,
+            "lease": self.lease,
+            "tenant": self.tenant,
+        }
+
+    def _writes_args(
+        self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, path: str
+    ) -> dict[str, Any]:
+        conf = config["configurable"]
+        return {
+            "thread_id": str(conf["thread_id"]),
+            "checkpoint_id": conf["checkpoint_id"],
+            "writes": [
+                PendingWrite(
+                    task_id, WRITES_IDX_MAP.get(ch, i), ch, Blob(*self.serde.dumps_typed(v)), path
+                )
+                for i, (ch, v) in enumerate(writes)
+            ],
+            "namespace": conf.get("checkpoint_ns", ""),
+            "lease": self.lease,
+            "tenant": self.tenant,
+        }
+
+    def _get_args(self, config: RunnableConfig) -> dict[str, Any]:
+        conf = config["configurable"]
+        return {
+            "thread_id": str(conf["thread_id"]),
+            "namespace": conf.get("checkpoint_ns", ""),
+            "checkpoint_id": get_checkpoint_id(config),
+            "tenant": self.tenant,
+        }
+
+    def _list_args(
+        self,
+        config: RunnableConfig | None,
+        filter: dict[str, Any] | None,
+        before: RunnableConfig | None,
+        limit: int | None,
+    ) -> dict[str, Any]:
+        conf = (config or {}).get("configurable", {})
+        return {
+            "thread_id": None if conf.get("thread_id") is None else str(conf["thread_id"]),
+            "namespace": conf.get("checkpoint_ns"),
+            "checkpoint_id": conf.get("checkpoint_id"),
+            "filter": filter,
+            "before": None if before is None else get_checkpoint_id(before),
+            "limit": limit,
+            "tenant": self.tenant,
+        }
+
+    def _tuple(self, stored: Checkpoint) -> CheckpointTuple:
+        def config(checkpoint_id: str) -> RunnableConfig:
+            return {
+                "configurable": {
+                    "thread_id": stored.thread_id,
+                    "checkpoint_ns": stored.namespace,
+                    "checkpoint_id": checkpoint_id,
+                }
+            }
+
+        body = self.serde.loads_typed((stored.body.tag, stored.body.data))
+        body["id"] = stored.checkpoint_id
+        body["channel_versions"] = dict(stored.versions)
+        body["channel_values"] = {ch: self._decode(v) for ch, v in stored.values.items()}
+        return CheckpointTuple(
+            config(stored.checkpoint_id),
+            body,
+            cast(CheckpointMetadata, stored.metadata),
+            None if stored.parent_id is None else config(stored.parent_id),
+            [(w.task_id, w.channel, self._decode(w.value)) for w in stored.writes],
+        )
+
+    # Sync API.
+
+    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        """The checkpoint named by ``config`` (its newest when no ``checkpoint_id``), or None."""
+        stored = self.store.get(**self._get_args(config))
+        return None if stored is None else self._tuple(stored)
+
+    def list(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> Iterator[CheckpointTuple]:
+        """Checkpoints newest first, filtered by metadata equality, ``before`` and ``limit``."""
+        for stored in self.store.list_checkpoints(**self._list_args(config, filter, before, limit)):
+            yield self._tuple(stored)
+
+    def put(
+        self,
+        config: RunnableConfig,
+        checkpoint: LGCheckpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        """Store a checkpoint (values of changed channels only); returns its config."""
+        args = self._put_args(config, checkpoint, metadata, new_versions)
+        self.store.put(**args)
+        return _saved(config, args)
+
+    def put_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        """Store a task's pending writes on the checkpoint in ``config``."""
+        self.store.put_writes(**self._writes_args(config, writes, task_id, task_path))
+
+    def delete_thread(self, thread_id: str) -> None:
+        """Remove every checkpoint and write of a thread."""
+        self.store.delete_thread(str(thread_id), tenant=self.tenant)
+
+    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        """Remove the checkpoints and writes made by the given runs."""
+        self.store.delete_for_runs(run_ids, tenant=self.tenant)
+
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        """Copy a thread's whole history (same checkpoint ids) to a new thread."""
+        self.store.copy_thread(str(source_thread_id), str(target_thread_id), tenant=self.tenant)
+
+    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        """Keep only each namespace's newest checkpoint, or delete (``strategy="delete"``)."""
+        threads = [str(t) for t in thread_ids]
+        self.store.prune(threads, strategy=cast(PruneStrategy, strategy), tenant=self.tenant)
+
+    def release(self, thread_id: str) -> bool:
+        """End this saver's lease on a thread now, so another writer may fork it at once."""
+        return self.store.release(str(thread_id), self.writer_id, tenant=self.tenant)
+
+    # Async API: the same translation over the store's async methods.
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        """Async `get_tuple`."""
+        stored = await self.store.aget(**self._get_args(config))
+        return None if stored is None else self._tuple(stored)
+
+    async def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        """Async `list`."""
+        args = self._list_args(config, filter, before, limit)
+        for stored in await self.store.alist_checkpoints(**args):
+            yield self._tuple(stored)
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: LGCheckpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        """Async `put`."""
+        args = self._put_args(config, checkpoint, metadata, new_versions)
+        await self.store.aput(**args)
+        return _saved(config, args)
+
+    async def aput_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        """Async `put_writes`."""
+        await self.store.aput_writes(**self._writes_args(config, writes, task_id, task_path))
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        """Async `delete_thread`."""
+        await self.store.adelete_thread(str(thread_id), tenant=self.tenant)
+
+    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        """Async `delete_for_runs`."""
+        await self.store.adelete_for_runs(run_ids, tenant=self.tenant)
+
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        """Async `copy_thread`."""
+        await self.store.acopy_thread(
+            str(source_thread_id), str(target_thread_id), tenant=self.tenant
+        )
+
+    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        """Async `prune`."""
+        threads = [str(t) for t in thread_ids]
+        await self.store.aprune(threads, strategy=cast(PruneStrategy, strategy), tenant=self.tenant)
+
+    async def arelease(self, thread_id: str) -> bool:
+        """Async `release`."""
+        return await self.store.arelease(str(thread_id), self.writer_id, tenant=self.tenant)
+
+
+def _saved(config: RunnableConfig, args: Mapping[str, Any]) -> RunnableConfig:
+    return {
+        "configurable": {
+            "thread_id": config["configurable"]["thread_id"],
+            "checkpoint_ns": args["namespace"],
+            "checkpoint_id": args["checkpoint_id"],
+        }
+    }

@@ -1,0 +1,510 @@
+"""PostgreSQL-only behaviours: URLs and engines, schemas, dropped connections, PgBouncer safety,
+concurrent setup, full-text search that matches the other backends, and NUL bytes."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import multiprocessing
+import re
+import threading
+import time
+import uuid
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+import memfold
+from memfold import BackendUnavailable, InvalidInput, Message, Part, ToolCall
+from memfold.backends.sql import SQLThreadStore
+from memfold.backends.sql import postgres as pg_driver
+from memfold.stores import BaseThreadStore
+from tests.support import PG_URL, drop_store, postgres_store
+
+
+def new_schema() -> str:
+    return f"memfold_test_{uuid.uuid4().hex}"
+
+
+@pytest.fixture
+def admin() -> Iterator[psycopg.Connection[Any]]:
+    """A connection of the test's own, outside every store."""
+    try:
+        conn = psycopg.connect(PG_URL, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"PostgreSQL at {PG_URL} is unreachable: {exc}\n"
+                    "start the servers with `sudo scripts/services.sh`", pytrace=False)  # fmt: skip
+    with conn:
+        yield conn
+
+
+@pytest.fixture
+def schema(admin: psycopg.Connection[Any]) -> Iterator[str]:
+    """A fresh schema name, dropped afterwards (stores create it in setup)."""
+    name = new_schema()
+    yield name
+    admin.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def pg() -> Iterator[BaseThreadStore]:
+    """A set-up PostgreSQL store in a fresh schema."""
+    store = postgres_store()
+    yield store
+    drop_store(store)
+    store.close()
+
+
+def named(schema: str, url: str = PG_URL) -> str:
+    """``url`` with ``application_name`` set, so the server lists the store's connections."""
+    return url + ("&" if "?" in url else "?") + f"application_name={schema}"
+
+
+def kill_connections(admin: psycopg.Connection[Any], schema: str) -> list[int]:
+    """Terminate every connection opened with `named` ``schema``, and wait until they are
+    gone."""
+    pids = [
+        pid
+        for (pid,) in admin.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = %s", (schema,)
+        )
+    ]
+    admin.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", (pids,))
+    deadline = time.monotonic() + 10
+    while admin.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", (pids,)
+    ).fetchone() != (0,):
+        assert time.monotonic() < deadline, "terminated backends did not exit"
+        time.sleep(0.01)
+    return pids
+
+
+def user(text: str, **kwargs: Any) -> Message:
+    return Message(role="user", content=text, **kwargs)
+
+
+# URLs, engines, schemas and prefixes.
+
+
+@pytest.mark.parametrize("scheme", ["postgresql", "postgres", "postgresql+psycopg"])
+def test_postgres_urls_open_the_sql_store(scheme: str, schema: str) -> None:
+    """postgresql://, postgres:// and postgresql+psycopg:// all open the PostgreSQL store."""
+    url = PG_URL.replace("postgresql://", f"{scheme}://", 1)
+    with memfold.open_store(url, schema=schema) as store:
+        assert store.name == "postgresql"
+        assert store.capabilities.full_text_search
+        store.append("t", user("hi"))
+        assert store.count("t") == 1
+
+
+@pytest.mark.parametrize("url", ["postgresql+asyncpg://x/y", "postgresql+psycopg2://x/y"])
+def test_other_postgres_drivers_are_refused(url: str) -> None:
+    """memfold runs its statements through psycopg 3 only, and says so."""
+    with pytest.raises(InvalidInput, match="psycopg 3"):
+        SQLThreadStore(url)
+
+
+@pytest.mark.parametrize("bad", ["Upper", "x; DROP TABLE y", "pg_catalog", "a" * 64, "", 5])
+def test_bad_schema_names_are_refused(bad: Any) -> None:
+    """A schema name that is not a plain lower-case identifier raises InvalidInput."""
+    with pytest.raises(InvalidInput, match="schema"):
+        SQLThreadStore(PG_URL, schema=bad)
+
+
+def test_options_of_another_database_are_refused(tmp_path: Any) -> None:
+    """SQLite has no schema or pool, PostgreSQL no busy timeout: asking is an error, not
+    silently ignored; so is a pool size that is not a count."""
+    sqlite_url = f"sqlite:///{tmp_path / 'x.db'}"
+    with pytest.raises(InvalidInput, match="no schemas"):
+        SQLThreadStore(sqlite_url, schema="s")
+    with pytest.raises(InvalidInput, match="pool_size is not an option of the sqlite"):
+        SQLThreadStore(sqlite_url, pool_size=3)
+    with pytest.raises(InvalidInput, match="busy_timeout_ms"):
+        SQLThreadStore(PG_URL, busy_timeout_ms=10)
+    for bad in (-1, 2.5, True, "5"):
+        with pytest.raises(InvalidInput, match="pool_size"):
+            SQLThreadStore(PG_URL, pool_size=bad)
+
+
+def test_schema_and_prefix_keep_stores_apart(admin: psycopg.Connection[Any]) -> None:
+    """Stores in one schema with different prefixes, and a schema named by a reserved word
+    (quoted by the dialect), hold separate threads in their own tables."""
+    schema = "user"  # reserved: only works if quoted
+    admin.execute('DROP SCHEMA IF EXISTS "user" CASCADE')
+    try:
+        a = memfold.open_store(PG_URL, schema=schema, table_prefix="a_")
+        b = memfold.open_store(PG_URL, schema=schema, table_prefix="b_")
+        a.append("t", user("in a"))
+        b.append("t", [user("in b"), user("again")])
+        assert [m.content for m in a.load("t")] == ["in a"]
+        assert b.count("t") == 2
+        tables = {
+            name
+            for (name,) in admin.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'user'"
+            )
+        }
+        assert {"a_messages", "a_threads", "b_messages", "b_threads"} <= tables
+        a.close()
+        b.close()
+    finally:
+        admin.execute('DROP SCHEMA IF EXISTS "user" CASCADE')
+
+
+def test_engines_you_pass_in_are_used_and_left_open(schema: str) -> None:
+    """A store on your Engine and AsyncEngine runs on them, and close() leaves them usable."""
+    url = PG_URL.replace("postgresql://", "postgresql+psycopg://", 1)
+    engine = create_engine(url)
+    aengine = create_async_engine(url)
+    store = SQLThreadStore(engine, async_engine=aengine, schema=schema)
+    store.setup()
+
+    async def use_async() -> int:
+        await store.aappend("t", user("async"))
+        count = await store.acount("t")
+        await store.aclose()
+        async with aengine.connect() as conn:
+            assert (await conn.execute(text("SELECT 1"))).scalar() == 1
+        await aengine.dispose()
+        return count
+
+    store.append("t", user("sync"))
+    assert asyncio.run(use_async()) == 2
+    store.close()
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT 1")).scalar() == 1
+    engine.dispose()
+
+
+def test_an_async_engine_alone_opens_a_store(schema: str) -> None:
+    """SQLThreadStore(async_engine) serves async calls on it and sync calls on its URL."""
+    aengine = create_async_engine(PG_URL.replace("postgresql://", "postgresql+psycopg://", 1))
+    store = SQLThreadStore(aengine, schema=schema)
+    store.setup()
+    store.append("t", user("sync"))
+
+    async def use() -> list[str]:
+        await store.aappend("t", user("async"))
+        loaded = [str(m.content) for m in await store.aload("t")]
+        await aengine.dispose()
+        return loaded
+
+    assert asyncio.run(use()) == ["sync", "async"]
+    store.close()
+
+
+def test_an_unreachable_server_is_backend_unavailable() -> None:
+    """A server that refuses connections raises BackendUnavailable saying what to check."""
+    url = re.sub(r"@[^/]*/", "@127.0.0.1:1/", PG_URL)
+    with pytest.raises(BackendUnavailable, match="running"):
+        memfold.open_store(url, connect_timeout=2)
+
+
+def test_a_store_without_setup_says_to_call_setup(schema: str) -> None:
+    """Using a PostgreSQL store before its schema exists says to call setup()."""
+    store = memfold.open_store(PG_URL, schema=schema, setup=False)
+    with pytest.raises(BackendUnavailable, match=r"setup\(\)"):
+        store.load("t")
+    assert store.setup() == store.setup() == 1
+    assert store.load("t") == []
+    store.close()
+
+
+# Dropped and idle-killed connections.
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
+def test_terminated_connections_are_replaced(
+    admin: psycopg.Connection[Any], schema: str, use_async: bool
+) -> None:
+    """After pg_terminate_backend kills every connection of the store, reads and writes go on
+    on new connections, and each write lands exactly once."""
+    store = memfold.open_store(named(schema), schema=schema)
+
+    async def scenario() -> None:
+        api = store if not use_async else None
+        for round_ in range(3):
+            if api is not None:
+                api.append("t", user(f"m{round_}"))
+                api.append("t", [user("x"), user("y")])
+            else:
+                await store.aappend("t", user(f"m{round_}"))
+                await store.aappend("t", [user("x"), user("y")])
+            assert kill_connections(admin, schema)
+            count = store.count("t") if api else await store.acount("t")
+            assert count == 3 * (round_ + 1)
+            assert kill_connections(admin, schema)
+        loaded = store.load("t") if api else await store.aload("t")
+        assert [m.content for m in loaded][::3] == ["m0", "m1", "m2"]
+        if not api:
+            await store.aclose()
+
+    asyncio.run(scenario())
+    store.close()
+
+
+def test_a_connection_lost_mid_operation_is_retried_only_when_safe(
+    admin: psycopg.Connection[Any], schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the liveness check misses a dead connection: reads and transactions (which never
+    reached COMMIT) run once more; a one-statement write is reported as maybe stored."""
+    store = memfold.open_store(named(schema), schema=schema)
+    store.append("t", user("first"))
+    monkeypatch.setattr(pg_driver, "_alive", lambda conn: True)
+    kill_connections(admin, schema)
+    assert store.count("t") == 1
+    kill_connections(admin, schema)
+    store.append("t", [user("two"), user("three")])
+    assert store.count("t") == 3
+    kill_connections(admin, schema)
+    with pytest.raises(BackendUnavailable, match="may or may not be stored"):
+        store.append("t", user("unknown"))
+    assert store.count("t") == 3  # it was not stored: the server was gone before it arrived
+    store.append("t", user("after"))
+    assert [m.content for m in store.load("t")][-1] == "after"
+    store.close()
+
+
+def test_idle_killed_connections_recover(schema: str) -> None:
+    """Connections the server closes for idling (idle_session_timeout) are replaced."""
+    url = PG_URL + ("&" if "?" in PG_URL else "?") + "options=-c%20idle_session_timeout%3D200"
+    store = memfold.open_store(url, schema=schema)
+    for i in range(3):
+        store.append("t", user(str(i)))
+        time.sleep(0.5)
+    assert [m.content for m in store.load("t")] == ["0", "1", "2"]
+    store.close()
+
+
+# PgBouncer (transaction mode) safety.
+
+
+def test_no_session_state_outlives_a_transaction(schema: str) -> None:
+    """Every statement memfold sends is plain SQL: no SET, PREPARE, LISTEN or session lock;
+    nothing is prepared server-side; your engine's connections get their settings back."""
+    seen: list[str] = []
+
+    class Recording(psycopg.Cursor[Any]):
+        def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
+            seen.append(str(query))
+            return super().execute(query, params, **kwargs)
+
+        def executemany(self, query: Any, params_seq: Any, **kwargs: Any) -> None:
+            seen.append(str(query))
+            super().executemany(query, params_seq, **kwargs)
+
+    url = PG_URL.replace("postgresql://", "postgresql+psycopg://", 1)
+    engine = create_engine(url, pool_size=1, max_overflow=0)  # psycopg's default prepare_threshold
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.cursor_factory = Recording
+
+    store = SQLThreadStore(engine, schema=schema)
+    store.setup()
+    for i in range(12):  # past psycopg's prepare threshold of 5
+        stored = store.append("t", [user(f"hello {i}"), user("x")])
+        store.append("t", user(f"one {i}"))
+        store.load("t", last=3)
+        store.search("hello")
+        store.update_messages("t", [user("edited", id=stored[1].id)])
+        store.delete_messages("t", [stored[0].id])
+    assert store.count("t") == 24
+    kinds = {q.split(None, 1)[0].upper() for q in seen}
+    assert kinds <= {"BEGIN", "COMMIT", "SELECT", "INSERT", "UPDATE", "DELETE", "WITH",
+                     "CREATE"}, kinds  # fmt: skip
+    assert all("pg_advisory_lock" not in q for q in seen)
+    assert any("pg_advisory_xact_lock" in q for q in seen)
+    with engine.connect() as conn:
+        driver: Any = conn.connection.driver_connection
+        assert driver.prepare_threshold == 5
+        assert driver.autocommit is False
+        assert conn.execute(text("SELECT count(*) FROM pg_prepared_statements")).scalar() == 0
+        locks = (
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
+        )
+        assert conn.execute(text(locks)).scalar() == 0
+        conn.rollback()
+    store.close()
+    engine.dispose()
+
+
+def _setup_in_process(url: str, schema: str, barrier: Any, results: Any) -> None:
+    store = SQLThreadStore(url, schema=schema)
+    barrier.wait(30)
+    results.put(store.setup())
+    store.close()
+
+
+def test_concurrent_setup_from_processes_is_safe(
+    admin: psycopg.Connection[Any], schema: str
+) -> None:
+    """Four processes running setup() on a new schema at the same moment all succeed, and
+    each schema step is applied once."""
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(4), ctx.Queue()
+    procs = [
+        ctx.Process(target=_setup_in_process, args=(PG_URL, schema, barrier, results))
+        for _ in range(4)
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    assert sorted(results.get(timeout=5) for _ in procs) == [1, 1, 1, 1]
+    rows = admin.execute(
+        sql.SQL("SELECT component, version FROM {}.memfold_schema_versions").format(
+            sql.Identifier(schema)
+        )
+    ).fetchall()
+    assert rows == [("threads", 1)]
+
+
+# Search and text.
+
+
+TEXTS = [
+    "visit example.com today",
+    "foo_bar and foo-bar",
+    "Café ÉCOLE naïve",
+    "日本語のテキスト and ελληνικά",
+    "version 1.5 or v2, 3rd",
+    "x" * 300 + " long",
+    "drop table; --",
+    "tab\tnew\nline",
+    "NUL\x00separated",
+]
+QUERIES = ["example", "example.com", "com today", "foo_bar", "bar", "foo", "café", "école",
+           "NAÏVE", "日本語のテキスト", "ελληνικά", "1", "5", "1.5", "v2", "3rd", "x" * 300,
+           "long", "table", "new line", "nul", "separated", "visit sushi"]  # fmt: skip
+
+
+def test_search_matches_the_same_words_as_the_memory_backend(pg: BaseThreadStore) -> None:
+    """For tricky text (hosts, _ and -, accents, scripts, numbers, long words, NUL), every
+    query finds exactly the messages it finds on the memory backend."""
+    memory = memfold.open_store("memory://")
+    for i, content in enumerate(TEXTS):
+        message = user(content, id=f"m{i}")
+        pg.append("t", message)
+        memory.append("t", message)
+    for query in QUERIES:
+        expected = {h.message.id for h in memory.search(query, limit=100)}
+        assert {h.message.id for h in pg.search(query, limit=100)} == expected, query
+        assert {h.message.id for h in pg.search(query, thread_id="t")} == expected, query
+
+
+def test_hits_rank_messages_with_fewer_other_words_first(pg: BaseThreadStore) -> None:
+    """Of messages holding every query word, the one with fewer other words ranks first."""
+    pg.append("t", [user("pizza " + "filler " * 20 + "words " * 5), user("pizza tonight")])
+    hits = pg.search("pizza")
+    assert len(hits) == 2
+    assert hits[0].message.content == "pizza tonight"
+    assert hits[0].score > hits[1].score
+
+
+def test_search_uses_the_gin_index(pg: BaseThreadStore, admin: psycopg.Connection[Any]) -> None:
+    """The full-text query is answered from the GIN index over the stored words."""
+    assert isinstance(pg, SQLThreadStore)
+    pg.append("t", [user(f"word{i} common") for i in range(3000)])
+    table = sql.Identifier(pg.tables.schema or "", pg.tables.messages.name)
+    admin.execute(sql.SQL("ANALYZE {}").format(table))
+    compiled = pg._plans._fts_search[False].compile(dialect=pg.engine.dialect)
+    params = {"match": "'word7'", "k_tenant": "default", "limit": 10}
+    explained = admin.execute("EXPLAIN " + compiled.string, params).fetchall()
+    plan = "\n".join(row[0] for row in explained)
+    assert "memfold_messages_words" in plan, plan
+
+
+def test_huge_messages_are_stored_and_found(pg: BaseThreadStore) -> None:
+    """A message with megabytes of distinct words (more than a tsvector holds) is stored
+    exactly; its early words are searchable."""
+    words = " ".join(f"w{i}x" for i in range(400_000))
+    [stored] = pg.append("t", user(words))
+    assert pg.load("t")[0].content == words
+    assert [h.message.id for h in pg.search("w0x w1000x")] == [stored.id]
+
+
+def test_nul_bytes_are_stored_exactly_everywhere(pg: BaseThreadStore) -> None:
+    """NUL in content, parts, tool arguments, metadata and thread metadata round-trips, and
+    the words on both sides of it are searchable (PostgreSQL text itself cannot hold NUL)."""
+    message = Message(
+        role="assistant",
+        content=(Part(type="text", text="left\x00right"),),
+        tool_calls=(ToolCall(id="c\x001", name="n\x00", arguments={"k\x00": "v\x00"}),),
+        metadata={"m\x00": ["\x00"]},
+    )
+    [stored] = pg.append("t", message)
+    assert pg.load("t") == [stored]
+    info = pg.set_thread_metadata("t", {"title\x00": "a\x00b"})
+    assert info.metadata == {"title\x00": "a\x00b"}
+    assert pg.get_thread("t").metadata == {"title\x00": "a\x00b"}
+    assert [h.message.id for h in pg.search("left right")] == [stored.id]
+    edited = Message(role="user", content="new\x00text", id=stored.id)
+    pg.update_messages("t", [edited])
+    assert pg.load("t")[0].content == "new\x00text"
+    assert pg.search("left") == []
+
+
+# Concurrency and event loops.
+
+
+def test_concurrent_writers_keep_counts_exact(pg: BaseThreadStore) -> None:
+    """Appends, deletes of the same ids from two threads, and a replace, all racing on one
+    thread, leave the message count equal to the messages stored."""
+    seeded = pg.append("t", [user(f"seed {i}") for i in range(40)])
+    errors: list[BaseException] = []
+
+    def run(work: Any) -> None:
+        try:
+            work()
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    def appender(name: str) -> None:
+        for i in range(25):
+            pg.append("t", user(f"{name} {i}"))
+
+    def deleter() -> None:
+        for m in seeded:
+            pg.delete_messages("t", [str(m.id)])
+
+    def replacer() -> None:
+        time.sleep(0.05)
+        pg.replace("t", [user("replaced")])
+
+    work = [lambda: appender("a"), lambda: appender("b"), deleter, deleter, replacer]
+    workers = [threading.Thread(target=run, args=(w,)) for w in work]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(60)
+    assert not errors, errors
+    assert pg.count("t") == len(pg.load("t")) == pg.get_thread("t").message_count
+    assert not {m.id for m in pg.load("t")} & {m.id for m in seeded}
+
+
+def test_a_store_survives_its_event_loops(schema: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Each asyncio.run, and a loop in another thread, gets a working store; close() then
+    leaves no open connection behind and logs no error."""
+    store = memfold.open_store(PG_URL, schema=schema)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ResourceWarning)
+        for i in range(3):
+            asyncio.run(store.aappend("t", user(str(i))))
+        results: list[int] = []
+        worker = threading.Thread(target=lambda: results.append(asyncio.run(store.acount("t"))))
+        worker.start()
+        worker.join()
+        store.close()
+        gc.collect()
+    assert results == [3]
+    assert [m.content for m in store.load("t")] == ["0", "1", "2"]
+    store.close()
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "WARNING")]

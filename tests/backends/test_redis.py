@@ -1,0 +1,399 @@
+"""What only the Redis backend does: key layout, TTL, trimming, compression, clients, scripts."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+import redis.asyncio
+from redis.exceptions import NoScriptError
+
+import memfold
+from memfold import BackendUnavailable, Conflict, InvalidInput, Message, Part
+from memfold.backends.redis import RedisThreadStore
+from memfold.backends.redis.keys import LAYOUT_VERSION, layout_key, thread_keys
+from tests.support import REDIS_URL, drop_store, redis_store
+
+MakeStore = Callable[..., RedisThreadStore]
+
+
+@pytest.fixture
+def make() -> Iterator[MakeStore]:
+    """Opens Redis stores under fresh key prefixes, and deletes their keys afterwards."""
+    made: list[RedisThreadStore] = []
+
+    def open_one(**options: Any) -> RedisThreadStore:
+        store = redis_store(**options)
+        assert isinstance(store, RedisThreadStore)
+        made.append(store)
+        return store
+
+    yield open_one
+    for store in made:
+        drop_store(store)
+        store.close()
+
+
+@pytest.fixture
+def raw() -> Iterator[redis.Redis]:
+    """A plain client of the test server, to look at what the store wrote."""
+    client = redis.Redis.from_url(REDIS_URL)
+    yield client
+    client.close()
+
+
+def msgs(*texts: str) -> list[Message]:
+    return [Message(role="user", content=t) for t in texts]
+
+
+def test_ids_with_separators_and_braces_never_collide(make: MakeStore) -> None:
+    """Tenants and threads whose ids hold ':', '{', '}' or '%' stay apart."""
+    store = make()
+    pairs = [("a:b", "c"), ("a", "b:c"), ("a", "b%3Ac"), ("{a}", "b"), ("a}", "{b"), ("%", "%25")]
+    for n, (tenant, thread) in enumerate(pairs):
+        store.append(thread, msgs(str(n)), tenant=tenant)
+    for n, (tenant, thread) in enumerate(pairs):
+        assert [m.content for m in store.load(thread, tenant=tenant)] == [str(n)]
+        listed = {t.thread_id for t in store.list_threads(tenant=tenant)}
+        assert listed == {h for t, h in pairs if t == tenant}
+    assert store.clear_tenant("a") == 2
+    assert store.count("c", tenant="a:b") == 1
+
+
+def test_every_key_starts_with_the_prefix(make: MakeStore, raw: redis.Redis) -> None:
+    """A store writes only keys under its key_prefix, one hash tag per tenant."""
+    store = make()
+    store.append("t", msgs("x"), tenant="acme")
+    store.set_thread_metadata("u", {"k": 1}, tenant="acme")
+    keys = sorted(k.decode() for k in raw.scan_iter(match=f"{store.key_prefix}*"))
+    p = store.key_prefix
+    assert keys == [
+        f"{p}layout",
+        f"{p}{{acme}}:t:t:h",
+        f"{p}{{acme}}:t:t:i",
+        f"{p}{{acme}}:t:t:m",
+        f"{p}{{acme}}:t:u:h",
+        f"{p}{{acme}}:threads",
+    ]
+
+
+def test_prefixes_keep_stores_apart(make: MakeStore) -> None:
+    """Two stores on one database with different key prefixes share nothing."""
+    first, second = make(), make()
+    first.append("t", msgs("one"))
+    assert second.load("t") == []
+    assert second.list_threads() == []
+
+
+def test_a_second_store_on_the_same_prefix_sees_the_data(make: MakeStore) -> None:
+    """Stores on the same prefix share threads: the data lives in Redis, not in the process."""
+    store = make()
+    stored = store.append("t", msgs("shared"))
+    other = RedisThreadStore.from_url(REDIS_URL, key_prefix=store.key_prefix)
+    try:
+        assert other.load("t") == stored
+        assert other.capabilities.shared
+        assert other.capabilities.persistent
+    finally:
+        other.close()
+
+
+@pytest.mark.parametrize("prefix", ["", "a{b}:", "x}", 5])
+def test_bad_key_prefixes_are_refused(prefix: Any) -> None:
+    """Empty, non-str and brace-bearing prefixes raise InvalidInput."""
+    with pytest.raises(InvalidInput):
+        RedisThreadStore(REDIS_URL, key_prefix=prefix)
+
+
+def test_ttl_expires_threads_and_each_write_restarts_it(make: MakeStore, raw: redis.Redis) -> None:
+    """A thread not written for ttl_seconds is gone from loads and listings; writes renew it."""
+    store = make(ttl_seconds=1.0)
+    store.append("old", msgs("x"))
+    store.append("kept", msgs("x"))
+    keys = thread_keys(store.key_prefix, "default", "kept")
+    assert all(0 < raw.pttl(k) <= 1000 for k in keys.all)
+    time.sleep(0.6)
+    store.append("kept", msgs("y"))
+    assert all(raw.pttl(k) > 700 for k in keys.all)
+    time.sleep(0.6)
+    assert store.load("old") == []
+    assert store.count("kept") == 2
+    assert [t.thread_id for t in store.list_threads()] == ["kept"]
+    assert raw.zcard(keys.index) == 1
+    time.sleep(1.0)
+    assert store.list_threads() == []
+    assert not list(raw.scan_iter(match=f"{store.key_prefix}{{*"))
+
+
+def test_reads_do_not_restart_the_ttl(make: MakeStore, raw: redis.Redis) -> None:
+    """Loading a thread leaves its expiry where the last write put it."""
+    store = make(ttl_seconds=30)
+    store.append("t", msgs("x"))
+    info_key = thread_keys(store.key_prefix, "default", "t").info
+    raw.pexpire(info_key, 5_000)
+    store.load("t")
+    store.get_thread("t")
+    assert raw.pttl(info_key) <= 5_000
+
+
+def test_max_messages_drops_the_oldest(make: MakeStore) -> None:
+    """Past max_messages the earliest messages go; paging and duplicate checks follow."""
+    store = make(max_messages=3)
+    stored = store.append("t", msgs("1", "2", "3"))
+    stored += store.append("t", msgs("4", "5"))
+    assert [m.content for m in store.load("t")] == ["3", "4", "5"]
+    assert store.count("t") == 3
+    assert [m.content for m in store.load("t", before=stored[4].id)] == ["3", "4"]
+    with pytest.raises(memfold.NotFound):
+        store.load("t", before=stored[0].id)
+    store.append("t", [stored[0]])
+    assert [m.content for m in store.load("t")] == ["4", "5", "1"]
+    assert [m.content for m in store.replace("t", msgs("a", "b", "c", "d", "e"))] == list("abcde")
+    assert [m.content for m in store.load("t")] == ["c", "d", "e"]
+
+
+def test_deletes_and_updates_keep_paging_right(make: MakeStore) -> None:
+    """After trimming and deleting from the middle, before= and updates find the right slots."""
+    store = make(max_messages=6)
+    stored = store.append("t", msgs(*"abcdefgh"))
+    assert store.delete_messages("t", [stored[4].id, stored[6].id]) == [stored[4], stored[6]]
+    assert [m.content for m in store.load("t")] == ["c", "d", "f", "h"]
+    assert [m.content for m in store.load("t", before=stored[7].id, last=2)] == ["d", "f"]
+    store.update_messages("t", [Message(role="user", content="F", id=stored[5].id)])
+    assert [m.content for m in store.load("t")] == ["c", "d", "F", "h"]
+    assert store.delete_messages("t", [stored[2].id]) == [stored[2]]
+    assert [m.content for m in store.load("t", before=stored[5].id)] == ["d"]
+    with pytest.raises(Conflict):
+        store.append("t", [stored[3]])
+
+
+def _elements(raw: redis.Redis, store: RedisThreadStore, thread: str) -> list[bytes]:
+    elements: list[bytes] = raw.lrange(
+        thread_keys(store.key_prefix, "default", thread).messages, 0, -1
+    )
+    return elements
+
+
+def test_large_messages_are_compressed_small_ones_not(make: MakeStore, raw: redis.Redis) -> None:
+    """Bodies past compress_min_bytes are stored zstd-compressed beside plain ones."""
+    store = make(compress_min_bytes=200)
+    big = Message(role="user", content="the same words again " * 100, id="big")
+    parts = Message(role="user", content=(Part(type="text", text="y" * 500, extra={"id": 1}),))
+    stored = store.append("t", [Message(role="user", content="small", id="s"), big, parts])
+    small_el, big_el, parts_el = _elements(raw, store, "t")
+    assert small_el.startswith(b"js\x00{")
+    assert b'"id"' not in small_el
+    assert big_el.startswith(b"zbig\x00")
+    assert len(big_el) < len(big.content) / 5
+    assert parts_el[0:1] == b"z"
+    assert store.load("t") == stored
+    assert store.delete_messages("t", ["big"]) == [stored[1]]
+
+
+def test_compression_can_be_turned_off(make: MakeStore, raw: redis.Redis) -> None:
+    """With compress_min_bytes=None every body is plain JSON."""
+    store = make(compress_min_bytes=None)
+    store.append("t", [Message(role="user", content="z" * 10_000)])
+    assert _elements(raw, store, "t")[0][0:1] == b"j"
+
+
+def test_an_append_is_one_round_trip(make: MakeStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """append, load and count each send exactly one command."""
+    store = make()
+    store.append("t", msgs("warm"))
+    sent: list[Any] = []
+    real = store.client.execute_command
+    monkeypatch.setattr(
+        store.client, "execute_command", lambda *a, **k: sent.append(a) or real(*a, **k)
+    )
+    store.append("t", msgs("a", "b"))
+    store.load("t", last=2)
+    store.load("t", before=store.load("t")[-1].id)
+    store.count("t")
+    assert [a[0] for a in sent] == ["EVALSHA", "LRANGE", "LRANGE", "EVALSHA", "LLEN"]
+
+
+def test_forgotten_scripts_are_loaded_again(
+    make: MakeStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the server has lost the scripts (restart, SCRIPT FLUSH) a call loads and retries."""
+    store = make()
+    real = store.client.execute_command
+    failed: list[bool] = []
+
+    def once(*args: Any, **kwargs: Any) -> Any:
+        if args[0] == "EVALSHA" and not failed:
+            failed.append(True)
+            raise NoScriptError("NOSCRIPT No matching script")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(store.client, "execute_command", once)
+    store.append("t", msgs("x"))
+    assert failed == [True]
+    assert store.count("t") == 1
+
+
+def test_hiredis_parses_replies_when_installed(make: MakeStore) -> None:
+    """redis-py picks the hiredis parser by itself; memfold does not get in its way."""
+    pytest.importorskip("hiredis")
+    store = make()
+    connection = store.client.connection_pool.get_connection()
+    try:
+        assert type(connection._parser).__name__ == "_HiredisParser"
+    finally:
+        store.client.connection_pool.release(connection)
+
+
+def test_url_options_configure_the_store(make: MakeStore) -> None:
+    """key_prefix, ttl_seconds, max_messages and compress_min_bytes come from the URL query."""
+    url = f"{REDIS_URL}?key_prefix=memfold-test-url:&ttl_seconds=60&max_messages=5"
+    store = memfold.open_store(url + "&compress_min_bytes=100&socket_timeout=5")
+    try:
+        assert isinstance(store, RedisThreadStore)
+        assert (store.key_prefix, store.ttl_seconds, store.max_messages) == (
+            "memfold-test-url:", 60.0, 5,
+        )  # fmt: skip
+        assert store.codec.compress_min_bytes == 100
+        assert store.client.connection_pool.connection_kwargs["socket_timeout"] == 5.0
+    finally:
+        drop_store(store)
+        store.close()
+
+
+@pytest.mark.parametrize(
+    "query", ["nope=1", "ttl_seconds=soon", "max_messages=0", "decode_responses=true"]
+)
+def test_bad_url_options_are_refused(query: str) -> None:
+    """Unknown or malformed options raise InvalidInput before anything is stored."""
+    with pytest.raises(InvalidInput):
+        memfold.open_store(f"{REDIS_URL}?{query}", setup=False)
+
+
+def test_decoding_clients_are_refused() -> None:
+    """A client that decodes replies to str cannot carry compressed bodies: InvalidInput."""
+    client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
+    with pytest.raises(InvalidInput, match="decode_responses"):
+        RedisThreadStore(client=client)
+    client.close()
+
+
+async def test_clients_passed_in_are_used_and_left_open(make: MakeStore) -> None:
+    """A store on your own sync and async clients uses them and does not close them."""
+    prefix = make().key_prefix
+    client = redis.Redis.from_url(REDIS_URL)
+    aclient = redis.asyncio.Redis.from_url(REDIS_URL)
+    store = RedisThreadStore(client=client, async_client=aclient, key_prefix=prefix)
+    store.append("t", msgs("sync"))
+    await store.aappend("t", msgs("async"))
+    assert [m.content for m in await store.aload("t")] == ["sync", "async"]
+    await store.aclose()
+    assert client.ping()
+    assert await aclient.ping()
+    client.close()
+    await aclient.aclose()
+
+
+async def test_a_store_with_one_client_says_which_to_pass() -> None:
+    """Calling the async API of a sync-only store (or the reverse) says what to pass."""
+    client = redis.Redis.from_url(REDIS_URL)
+    with pytest.raises(InvalidInput, match="async_client"):
+        await RedisThreadStore(client=client).acount("t")
+    client.close()
+    aclient = redis.asyncio.Redis.from_url(REDIS_URL)
+    with pytest.raises(InvalidInput, match="client="):
+        RedisThreadStore(async_client=aclient).count("t")
+    await aclient.aclose()
+
+
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A loopback port that refuses connections: bound, never listening."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
+
+
+async def test_an_unreachable_server_is_backend_unavailable(closed_port: int) -> None:
+    """Sync and async calls to a server that is not there raise BackendUnavailable."""
+    store = RedisThreadStore(f"redis://127.0.0.1:{closed_port}/0")
+    with pytest.raises(BackendUnavailable, match="server is running"):
+        store.setup()
+    with pytest.raises(BackendUnavailable, match=f"127.0.0.1:{closed_port}"):
+        await store.aappend("t", msgs("x"))
+    await store.aclose()
+
+
+def test_foreign_data_under_the_prefix_is_a_conflict(make: MakeStore, raw: redis.Redis) -> None:
+    """A key of the wrong type where a thread should be raises Conflict, naming the prefix."""
+    store = make()
+    raw.set(thread_keys(store.key_prefix, "default", "t").messages, b"not a list")
+    with pytest.raises(Conflict, match="key_prefix"):
+        store.append("t", msgs("x"))
+
+
+def test_setup_records_the_layout_and_refuses_newer_ones(make: MakeStore, raw: redis.Redis) -> None:
+    """setup() is idempotent and refuses data written in a newer layout."""
+    store = make()
+    assert store.setup() == store.setup() == LAYOUT_VERSION
+    raw.set(layout_key(store.key_prefix), LAYOUT_VERSION + 1)
+    with pytest.raises(BackendUnavailable, match="upgrade memfold"):
+        store.setup()
+
+
+def test_concurrent_writers_lose_and_duplicate_nothing(make: MakeStore) -> None:
+    """Four threads with their own stores append to one thread: all land, each in order."""
+    prefix = make().key_prefix
+
+    def writer(name: str) -> None:
+        own = RedisThreadStore.from_url(REDIS_URL, key_prefix=prefix)
+        for i in range(50):
+            own.append("shared", Message(role="user", content=f"{name} {i}"))
+        own.close()
+
+    workers = [threading.Thread(target=writer, args=(f"w{n}",)) for n in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    store = RedisThreadStore.from_url(REDIS_URL, key_prefix=prefix)
+    shared = [str(m.content) for m in store.load("shared")]
+    assert len(shared) == len(set(shared)) == 200
+    for n in range(4):
+        assert [int(c.split()[1]) for c in shared if c.startswith(f"w{n} ")] == list(range(50))
+    assert store.get_thread("shared").message_count == 200
+    store.close()
+
+
+def test_a_store_serves_several_event_loops(make: MakeStore, raw: redis.Redis) -> None:
+    """Each asyncio.run gets a working async client of its own, closed when its loop ends."""
+    name = f"memfold-test-{uuid.uuid4().hex}"
+    url = f"{REDIS_URL}?client_name={name}"
+    store = RedisThreadStore.from_url(url, key_prefix=make().key_prefix)
+    for i in range(3):
+        asyncio.run(store.aappend("t", msgs(str(i))))
+    worker = threading.Thread(target=lambda: asyncio.run(store.aappend("t", msgs("3"))))
+    worker.start()
+    worker.join()
+    assert asyncio.run(store.acount("t")) == 4
+    store.close()
+    assert [c for c in raw.client_list() if c["name"] == name] == []
+
+
+def test_list_threads_skips_threads_evicted_behind_its_back(
+    make: MakeStore, raw: redis.Redis
+) -> None:
+    """A thread whose keys vanished (evicted, deleted by hand) drops out of listings."""
+    store = make()
+    for name in ["a", "b", "c"]:
+        store.append(name, msgs("x"))
+    raw.delete(*thread_keys(store.key_prefix, "default", "b").all[:3])
+    assert [t.thread_id for t in store.list_threads()] == ["c", "a"]
+    assert [t.thread_id for t in store.list_threads(offset=1)] == ["a"]
+    assert store.clear_tenant("default") == 2

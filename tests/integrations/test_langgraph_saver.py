@@ -1,0 +1,448 @@
+"""MemfoldSaver under real LangGraph graphs, sync and async: resume, history, time travel, forks,
+interrupts, growth that follows new messages, and one writer per thread."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from typing import Annotated, Any, TypedDict
+
+import pytest
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import empty_checkpoint
+from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.message import add_messages
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import Command, interrupt
+
+from memfold import Conflict
+from memfold.checkpoints import (
+    BaseCheckpointStore,
+    DeltaPolicy,
+    SequenceBlob,
+    open_checkpoint_store,
+)
+from memfold.integrations.langgraph import MemfoldSaver
+
+
+class State(TypedDict):
+    messages: Annotated[list[AnyMessage], add_messages]
+
+
+def reply(state: State) -> dict[str, Any]:
+    last = state["messages"][-1]
+    return {"messages": [AIMessage(f"echo: {last.content}")]}
+
+
+def chat_graph(saver: MemfoldSaver, node: Any = reply) -> CompiledStateGraph[Any]:
+    builder = StateGraph(State)
+    builder.add_node("reply", node)
+    builder.add_edge(START, "reply")
+    builder.add_edge("reply", END)
+    return builder.compile(checkpointer=saver)
+
+
+def approval_graph(saver: MemfoldSaver) -> CompiledStateGraph[Any]:
+    def ask(state: State) -> dict[str, Any]:
+        answer = interrupt("approve?")
+        return {"messages": [AIMessage(f"approved: {answer}")]}
+
+    builder = StateGraph(State)
+    builder.add_node("reply", reply)
+    builder.add_node("ask", ask)
+    builder.add_edge(START, "reply")
+    builder.add_edge("reply", "ask")
+    builder.add_edge("ask", END)
+    return builder.compile(checkpointer=saver)
+
+
+def thread(thread_id: str = "t") -> RunnableConfig:
+    return {"configurable": {"thread_id": thread_id}}
+
+
+class Runner:
+    """Drives a graph through its sync or its async API."""
+
+    def __init__(self, use_async: bool) -> None:
+        self.use_async = use_async
+
+    async def invoke(self, graph: Any, value: Any, config: RunnableConfig, **kw: Any) -> Any:
+        if self.use_async:
+            return await graph.ainvoke(value, config, **kw)
+        return graph.invoke(value, config, **kw)
+
+    async def state(self, graph: Any, config: RunnableConfig) -> Any:
+        return await graph.aget_state(config) if self.use_async else graph.get_state(config)
+
+    async def history(self, graph: Any, config: RunnableConfig) -> list[Any]:
+        if self.use_async:
+            return [s async for s in graph.aget_state_history(config)]
+        return list(graph.get_state_history(config))
+
+    async def update(self, graph: Any, config: RunnableConfig, values: Any) -> RunnableConfig:
+        if self.use_async:
+            return await graph.aupdate_state(config, values)  # type: ignore[no-any-return]
+        return graph.update_state(config, values)  # type: ignore[no-any-return]
+
+
+@pytest.fixture(params=["sync", "async"])
+def run(request: pytest.FixtureRequest) -> Runner:
+    """The graph API under test: invoke/get_state or their async twins."""
+    return Runner(request.param == "async")
+
+
+@pytest.fixture
+def cstore() -> Iterator[BaseCheckpointStore]:
+    """A fresh memory checkpoint store shared by the savers of one test."""
+    store = open_checkpoint_store("memory://")
+    yield store
+    store.close()
+
+
+def texts(state: Any) -> list[str]:
+    return [m.content for m in state.values["messages"]]
+
+
+async def chat(run: Runner, graph: Any, turns: int, config: RunnableConfig | None = None) -> None:
+    for i in range(turns):
+        await run.invoke(graph, {"messages": [HumanMessage(f"hi {i}")]}, config or thread())
+
+
+# Resume, state and history.
+
+
+async def test_a_thread_resumes_across_savers(run: Runner, cstore: BaseCheckpointStore) -> None:
+    """A conversation continues where it stopped, even from a new saver on the same store."""
+    await chat(run, chat_graph(MemfoldSaver(cstore)), 2)
+    later = chat_graph(MemfoldSaver(cstore))
+    await run.invoke(later, {"messages": [HumanMessage("again")]}, thread())
+    assert texts(await run.state(later, thread())) == [
+        "hi 0", "echo: hi 0", "hi 1", "echo: hi 1", "again", "echo: again",
+    ]  # fmt: skip
+
+
+async def test_history_holds_every_step_and_each_reads_exactly(
+    run: Runner, cstore: BaseCheckpointStore
+) -> None:
+    """get_state_history lists every checkpoint newest first, and each one's messages are
+    exactly the prefix of the conversation at that step."""
+    graph = chat_graph(MemfoldSaver(cstore))
+    await chat(run, graph, 20)
+    final = texts(await run.state(graph, thread()))
+    history = await run.history(graph, thread())
+    assert len(history) == 3 * 20
+    steps = [s.metadata["step"] for s in history]
+    assert steps == sorted(steps, reverse=True)
+    for snapshot in history:
+        got = texts(snapshot) if "messages" in snapshot.values else []
+        assert got == final[: len(got)]
+    assert [len(texts(s)) for s in history[:3]] == [40, 39, 38]
+
+
+async def test_time_travel_and_forks_leave_the_original_branch_intact(
+    run: Runner, cstore: BaseCheckpointStore
+) -> None:
+    """Invoking from an older checkpoint, or updating one, starts a branch; the original
+    branch's checkpoints still read their own messages."""
+    graph = chat_graph(MemfoldSaver(cstore))
+    await chat(run, graph, 3)
+    history = await run.history(graph, thread())
+    after_first = next(s for s in history if len(s.values.get("messages", [])) == 2)
+    await run.invoke(graph, {"messages": [HumanMessage("branch")]}, after_first.config)
+    assert texts(await run.state(graph, thread())) == ["hi 0", "echo: hi 0", "branch",
+                                                       "echo: branch"]  # fmt: skip
+    fork = await run.update(graph, after_first.config, {"messages": [AIMessage("edited")]})
+    assert texts(await run.state(graph, fork)) == ["hi 0", "echo: hi 0", "edited"]
+    await run.invoke(graph, {"messages": [HumanMessage("on fork")]}, fork)
+    assert texts(await run.state(graph, thread()))[-2:] == ["on fork", "echo: on fork"]
+    for snapshot in history:  # the first branch, read again after both forks
+        again = await run.state(graph, snapshot.config)
+        assert again.values == snapshot.values
+
+
+async def test_an_interrupted_run_resumes_in_a_new_saver(
+    run: Runner, cstore: BaseCheckpointStore
+) -> None:
+    """A run waiting for approval keeps its interrupt in pending writes, and a new saver (a new
+    process) resumes it with Command(resume=...)."""
+    first = approval_graph(MemfoldSaver(cstore))
+    await run.invoke(first, {"messages": [HumanMessage("refund me")]}, thread())
+    waiting = await run.state(first, thread())
+    assert waiting.next == ("ask",)
+    assert [i.value for t in waiting.tasks for i in t.interrupts] == ["approve?"]
+    second = approval_graph(MemfoldSaver(cstore))
+    await run.invoke(second, Command(resume="yes"), thread())
+    done = await run.state(second, thread())
+    assert texts(done) == ["refund me", "echo: refund me", "approved: yes"]
+    assert done.next == ()
+
+
+# Growth that follows new content.
+
+
+async def test_bytes_per_turn_stay_flat_as_the_thread_grows(run: Runner) -> None:
+    """Over 100 turns (200 messages) the bytes a turn adds stay about constant, and the message
+    channel costs under 2x the messages' own bytes; re-storing the whole list every step (the
+    peers' layout) costs over 30x."""
+
+    async def grow(policy: DeltaPolicy) -> tuple[list[int], int, int]:
+        store = open_checkpoint_store("memory://", delta_policy=policy)
+        saver = MemfoldSaver(store)
+        graph = chat_graph(saver)
+        totals = []
+        for i in range(100):
+            text = f"message {i} " + "lorem ipsum " * 10
+            await run.invoke(graph, {"messages": [HumanMessage(text)]}, thread())
+            totals.append(store.stats("t").total_bytes)
+        final = (await run.state(graph, thread())).values["messages"]
+        floor = sum(len(saver.serde.dumps_typed(m)[1]) for m in final)
+        return totals, store.stats("t").value_bytes, floor
+
+    totals, values, floor = await grow(DeltaPolicy())
+    per_turn_first, per_turn_last = totals[49] / 50, (totals[99] - totals[49]) / 50
+    assert per_turn_last < 1.3 * per_turn_first
+    assert values < 2 * floor + 100 * 300  # messages under 2x, plus the small input channel
+    whole, whole_values, _ = await grow(DeltaPolicy(1, 0.0))
+    assert whole_values > 30 * floor
+    assert whole[-1] > 10 * totals[-1]
+
+
+async def test_every_checkpoint_of_a_long_thread_rebuilds_its_messages(
+    cstore: BaseCheckpointStore,
+) -> None:
+    """Reading any checkpoint of a 200-message thread returns exactly the messages it had."""
+    saver = MemfoldSaver(cstore)
+    graph = chat_graph(saver)
+    for i in range(100):
+        graph.invoke({"messages": [HumanMessage(f"m{i}")]}, thread())
+    final = graph.get_state(thread()).values["messages"]
+    for stored in saver.list(thread()):
+        messages = stored.checkpoint["channel_values"].get("messages", [])
+        assert messages == final[: len(messages)]
+    assert len(list(saver.list(thread()))) == 300
+
+
+# One writer per thread.
+
+
+async def test_a_second_saver_cannot_fork_while_the_first_holds_the_thread(
+    run: Runner, cstore: BaseCheckpointStore
+) -> None:
+    """Time travel by another writer while the lease is live raises Conflict; the lease holder
+    itself may time travel."""
+    owner = chat_graph(MemfoldSaver(cstore))
+    await chat(run, owner, 2)
+    oldest = (await run.history(owner, thread()))[-1].config
+    intruder = chat_graph(MemfoldSaver(cstore))
+    with pytest.raises(Conflict):
+        await run.invoke(intruder, {"messages": [HumanMessage("fork")]}, oldest)
+    await run.invoke(owner, {"messages": [HumanMessage("own fork")]}, oldest)
+    assert texts(await run.state(owner, thread())) == ["own fork", "echo: own fork"]
+
+
+async def test_two_live_writers_never_both_extend_a_thread(
+    run: Runner, cstore: BaseCheckpointStore
+) -> None:
+    """If B runs the thread while A is mid-run, B continues from A's newest checkpoint and A's
+    next write is refused with Conflict, so the thread stays one line of history."""
+    b_graph = chat_graph(MemfoldSaver(cstore))
+
+    def a_node(state: State) -> dict[str, Any]:
+        b_graph.invoke({"messages": [HumanMessage("from B")]}, thread())  # B: another process
+        return {"messages": [AIMessage("from A")]}
+
+    a_graph = chat_graph(MemfoldSaver(cstore), a_node)
+    await chat(run, chat_graph(MemfoldSaver(cstore)), 1)
+    with pytest.raises(Conflict):  # durability="sync": A's step is stored before B reads
+        await run.invoke(
+            a_graph, {"messages": [HumanMessage("A starts")]}, thread(), durability="sync"
+        )
+    assert texts(await run.state(b_graph, thread())) == [
+        "hi 0", "echo: hi 0", "A starts", "from B", "echo: from B",
+    ]  # fmt: skip
+    history = await run.history(b_graph, thread())
+    parents = [s.parent_config["configurable"]["checkpoint_id"] for s in history[:-1]]
+    assert parents == [s.config["configurable"]["checkpoint_id"] for s in history[1:]]
+
+
+async def test_strict_leases_refuse_even_a_hand_over(
+    run: Runner, cstore: BaseCheckpointStore
+) -> None:
+    """With handover=False a second saver is refused while the first's lease is live."""
+    await chat(run, chat_graph(MemfoldSaver(cstore, handover=False)), 1)
+    late = chat_graph(MemfoldSaver(cstore, handover=False))
+    with pytest.raises(Conflict):
+        await chat(run, late, 1)
+
+
+async def test_an_expired_or_released_lease_lets_another_saver_fork(
+    run: Runner, cstore: BaseCheckpointStore
+) -> None:
+    """Once the holder's lease runs out (lease_seconds) or is released, anyone may fork."""
+    holder = MemfoldSaver(cstore, lease_seconds=0.2)
+    await chat(run, chat_graph(holder), 2)
+    oldest = (await run.history(chat_graph(holder), thread()))[-1].config
+    other = MemfoldSaver(cstore, lease_seconds=60)
+    await asyncio.sleep(0.3)
+    await run.invoke(chat_graph(other), {"messages": [HumanMessage("fork")]}, oldest)
+    assert other.release("t")
+    assert not holder.release("t")
+    await run.invoke(chat_graph(holder), {"messages": [HumanMessage("again")]}, oldest)
+
+
+# The saver's own contract, beyond what the conformance suite checks.
+
+
+def put_one(saver: MemfoldSaver, config: RunnableConfig, **values: Any) -> RunnableConfig:
+    checkpoint = empty_checkpoint()
+    checkpoint["channel_values"] = values
+    checkpoint["channel_versions"] = dict.fromkeys(values, 1)
+    full: RunnableConfig = {"configurable": {"checkpoint_ns": "", **config["configurable"]}}
+    return saver.put(full, checkpoint, {"source": "loop", "step": 0}, dict.fromkeys(values, 1))
+
+
+async def test_values_keep_their_type_tags_and_never_pickle(cstore: BaseCheckpointStore) -> None:
+    """None, bytes, pydantic messages, nested data, empty and mixed lists round-trip; a list of
+    like items is stored item by item; tags are stored, and none is pickle."""
+    saver = MemfoldSaver(cstore)
+    values = {"none": None, "raw": b"\x00\xff", "msgs": [HumanMessage("x", id="1")],
+              "nested": {"a": [1, 2.5, "s"]}, "empty": [], "mixed": [None, 1]}  # fmt: skip
+    saved = put_one(saver, thread(), **values)
+    got = saver.get_tuple(saved)
+    assert got is not None
+    assert got.checkpoint["channel_values"] == values
+    stored = cstore.get("t")
+    assert stored is not None
+    assert isinstance(stored.values["msgs"], SequenceBlob)
+    tags = {v.tag for v in stored.values.values()}
+    assert "pickle" not in tags
+    assert {"null", "bytes", "msgpack"} <= tags
+
+
+class XorCipher:
+    """A toy cipher: enough to show the cipher name travels in the type tag."""
+
+    def encrypt(self, plaintext: bytes) -> tuple[str, bytes]:
+        return "xor", bytes(b ^ 0x5A for b in plaintext)
+
+    def decrypt(self, ciphername: str, ciphertext: bytes) -> bytes:
+        assert ciphername == "xor"
+        return bytes(b ^ 0x5A for b in ciphertext)
+
+
+async def test_an_encrypting_serde_is_used_for_everything(cstore: BaseCheckpointStore) -> None:
+    """With EncryptedSerializer every stored tag names the cipher, and the graph still works."""
+    saver = MemfoldSaver(cstore, serde=EncryptedSerializer(XorCipher(), JsonPlusSerializer()))
+    graph = chat_graph(saver)
+    graph.invoke({"messages": [HumanMessage("secret")]}, thread())
+    assert texts(graph.get_state(thread())) == ["secret", "echo: secret"]
+    for stored in cstore.list_checkpoints("t"):
+        assert stored.body.tag.endswith("+xor")
+        assert all(v.tag.endswith("+xor") for v in stored.values.values())
+        assert all(w.value.tag.endswith("+xor") for w in stored.writes)
+        assert b"secret" not in stored.body.data
+
+
+async def test_config_metadata_is_merged_and_filterable(cstore: BaseCheckpointStore) -> None:
+    """Scalar config metadata (user_id) lands in checkpoint metadata, and list filters on it."""
+    saver = MemfoldSaver(cstore)
+    graph = chat_graph(saver)
+    config: RunnableConfig = {"configurable": {"thread_id": "t"}, "metadata": {"user_id": "ana"}}
+    graph.invoke({"messages": [HumanMessage("hi")]}, config)
+    graph.invoke({"messages": [HumanMessage("hi")]}, thread("other"))
+    mine = list(saver.list(None, filter={"user_id": "ana"}))
+    assert len(mine) == 3
+    assert {t.config["configurable"]["thread_id"] for t in mine} == {"t"}
+    assert len(list(saver.list(None))) == 6
+
+
+async def test_pending_writes_sort_and_special_channels_replace(
+    cstore: BaseCheckpointStore,
+) -> None:
+    """Writes come back in (task_path, task_id, idx) order; a re-sent regular write is ignored
+    while a re-sent __interrupt__ replaces."""
+    saver = MemfoldSaver(cstore)
+    saved = put_one(saver, thread(), x=1)
+    saver.put_writes(saved, [("a", 1), ("b", 2)], "task-2", "~1")
+    saver.put_writes(saved, [("a", 0)], "task-1", "~0")
+    saver.put_writes(saved, [("__interrupt__", "first")], "task-1", "~0")
+    saver.put_writes(saved, [("a", 99), ("__interrupt__", "second")], "task-1", "~0")
+    got = saver.get_tuple(saved)
+    assert got is not None
+    assert got.pending_writes == [
+        ("task-1", "__interrupt__", "second"), ("task-1", "a", 0),
+        ("task-2", "a", 1), ("task-2", "b", 2),
+    ]  # fmt: skip
+
+
+async def test_concurrent_writes_from_many_threads_all_land(cstore: BaseCheckpointStore) -> None:
+    """put_writes from 16 threads at once (LangGraph's async durability) loses nothing."""
+    saver = MemfoldSaver(cstore)
+    saved = put_one(saver, thread(), x=1)
+
+    def task(n: int) -> None:
+        for i in range(20):
+            saver.put_writes(saved, [("c", (n, i))], f"task-{n:02d}-{i:02d}")
+
+    workers = [threading.Thread(target=task, args=(n,)) for n in range(16)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    got = saver.get_tuple(saved)
+    assert got is not None
+    assert len(got.pending_writes or []) == 16 * 20
+
+
+async def test_lookups_and_maintenance_through_the_saver(run: Runner) -> None:
+    """An unknown checkpoint id is None; copy_thread, prune and delete_for_runs (which spans the
+    tenant, copies included) work on graph threads through both APIs; the thread stays usable."""
+    async with MemfoldSaver.afrom_url("memory://") as saver:
+        graph = chat_graph(saver)
+        config: RunnableConfig = {"configurable": {"thread_id": "t"}, "metadata": {"run_id": "r1"}}
+        await run.invoke(graph, {"messages": [HumanMessage("one")]}, config)
+        missing: RunnableConfig = {"configurable": {"thread_id": "t", "checkpoint_id": "nope"}}
+        assert saver.get_tuple(missing) is None
+        assert await saver.aget_tuple(missing) is None
+        if run.use_async:
+            await saver.acopy_thread("t", "copy")
+        else:
+            saver.copy_thread("t", "copy")
+        assert texts(await run.state(graph, thread("copy"))) == ["one", "echo: one"]
+        if run.use_async:
+            await saver.aprune(["t"])
+        else:
+            saver.prune(["t"])
+        assert len(await run.history(graph, thread())) == 1
+        if run.use_async:
+            await saver.adelete_for_runs(["r1"])
+        else:
+            saver.delete_for_runs(["r1"])
+        assert saver.get_tuple(thread()) is None  # its only run was deleted, in the copy too
+        assert saver.get_tuple(thread("copy")) is None
+        await run.invoke(graph, {"messages": [HumanMessage("two")]}, thread("t"))
+        assert texts(await run.state(graph, thread("t"))) == ["two", "echo: two"]
+
+
+async def test_prune_then_continue_keeps_the_conversation(run: Runner) -> None:
+    """After keep_latest pruning a thread still reads and continues its whole conversation."""
+    with MemfoldSaver.from_url("memory://") as saver:
+        graph = chat_graph(saver)
+        await chat(run, graph, 30)
+        saver.prune(["t"])
+        assert len(await run.history(graph, thread())) == 1
+        await run.invoke(graph, {"messages": [HumanMessage("more")]}, thread())
+        assert len(texts(await run.state(graph, thread()))) == 62
+
+
+def test_a_saver_clone_shares_store_and_writer() -> None:
+    """with_allowlist's shallow copy (used by compile) writes as the same writer, same store."""
+    saver = MemfoldSaver("memory://", serde=JsonPlusSerializer())
+    clone = saver.with_allowlist([("my_module", "MyType")])
+    assert isinstance(clone, MemfoldSaver)
+    assert clone.store is saver.store
+    assert clone.writer_id == saver.writer_id
