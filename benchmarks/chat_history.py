@@ -2,15 +2,19 @@
 
 One process run measures, for every system, the same three operations through its standard
 interface: append one message (each append its own transaction), load a whole 10,000-message
-thread, and load that thread's last 20 messages. It prints the timings, memfold-vs-peer ratios
-and a PASS/MISS line per target, and exits 0 whatever the outcome (a benchmark is not a test).
+thread, and load that thread's last 20 messages. It prints the timings, memfold-vs-peer ratios,
+the bytes each store keeps per message, and a PASS/MISS line per target, and exits 0 whatever
+the outcome (a benchmark is not a test).
+
+The PostgreSQL and Redis rows use the servers at MEMFOLD_PG_URL and MEMFOLD_REDIS_URL (loopback
+defaults), each system in a schema, table or key prefix of its own, dropped at the end.
 
 Run:
     .venv/bin/python benchmarks/chat_history.py            # full run, a few minutes
     .venv/bin/python benchmarks/chat_history.py --quick    # CI smoke run, well under a minute
     .venv/bin/python benchmarks/chat_history.py --json results.json
 
-Peers that are not installed (or adapters not written yet) are reported as skipped.
+Peers that are not installed, or cannot run here, are reported as skipped with the reason.
 """
 
 from __future__ import annotations
@@ -79,6 +83,14 @@ LI_BUILD = "LlamaIndex ChatMessage(...)"
 LI_CONVERT = "memfold to_llama_index (adapter conversion)"
 DIAG_REPLAY = "sqlite3 replaying memfold's append SQL"
 DIAG_MODEL = "sqlite3 floor + Message.from_json"
+PG_FLOOR = "psycopg floor"
+MEMFOLD_PG = "memfold postgresql"
+REDIS_FLOOR = "redis-py floor"
+MEMFOLD_REDIS = "memfold redis"
+MEMFOLD_TIERED = "memfold tiered (redis + postgresql)"
+LC_PG = "PostgresChatMessageHistory (langchain-postgres)"
+LI_PG = "PostgresChatStore (llama-index-storage-chat-store-postgres)"
+LI_REDIS = "RedisChatStore (llama-index-storage-chat-store-redis)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +160,8 @@ class Subject:
     load_all: Callable[[], Sized] | None = None
     load_last: Callable[[], Sized] | None = None
     close: Callable[[], object] = lambda: None
+    size: Callable[[], int] | None = None
+    """Bytes the seeded 10k-message thread added to the store (measured before any append)."""
 
 
 @dataclass(slots=True)
@@ -157,6 +171,7 @@ class Run:
     config: Config
     results: dict[tuple[str, str], Result] = field(default_factory=dict)
     skipped: list[tuple[str, str, str]] = field(default_factory=list)
+    bytes_per_message: dict[str, float] = field(default_factory=dict)
 
     def add(self, result: Result) -> None:
         self.results[(result.system, result.op)] = result
@@ -248,6 +263,8 @@ def measure(run: Run, subject: Subject) -> None:
         got = len(subject.load_last())
         if got != LAST_N:
             raise RuntimeError(f"{subject.system} loaded {got} last messages, not {LAST_N}")
+    if subject.size is not None:
+        run.bytes_per_message[subject.system] = subject.size() / THREAD_SIZE
     plan = (
         (APPEND, subject.append, cfg.appends, cfg.warmup_appends, False),
         (LOAD_ALL, subject.load_all, cfg.loads, cfg.warmup_loads, True),
@@ -287,6 +304,7 @@ def floor_subject(path: Path, seed: list[tuple[str, str]], extra: list[tuple[str
         "thread_id TEXT NOT NULL, body TEXT NOT NULL);"
         "CREATE INDEX messages_order ON messages (thread_id, seq);"
     )
+    empty = _sqlite_bytes(path)
     conn.execute("BEGIN IMMEDIATE")
     conn.executemany(
         "INSERT INTO messages (thread_id, body) VALUES (?, ?)",
@@ -313,14 +331,37 @@ def floor_subject(path: Path, seed: list[tuple[str, str]], extra: list[tuple[str
         ).fetchall()
         return [json.loads(body) for (body,) in reversed(rows)]
 
-    return Subject(CORE, FLOOR, append, load_all, load_last, conn.close)
+    return Subject(
+        CORE, FLOOR, append, load_all, load_last, conn.close, lambda: _sqlite_bytes(path) - empty
+    )
+
+
+def _sqlite_bytes(path: Path) -> int:
+    """The size of the SQLite file at ``path`` once its WAL is checkpointed into it."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()
+    return path.stat().st_size
 
 
 def memfold_subject(
-    system: str, url: str, seed: list[tuple[str, str]], extra: list[tuple[str, str]]
+    system: str,
+    url: str,
+    seed: list[tuple[str, str]],
+    extra: list[tuple[str, str]],
+    *,
+    size_of: Callable[[], int] | None = None,
+    **options: Any,
 ) -> Subject:
-    """memfold's core store: ``append`` one :class:`Message`, ``load`` all or ``last=20``."""
-    store = open_store(url)
+    """memfold's core store: ``append`` one :class:`Message`, ``load`` all or ``last=20``.
+
+    With ``size_of`` (the store's bytes), ``size`` is what the seeded thread added to it.
+    """
+    store = open_store(url, **options)
+    empty = 0 if size_of is None else size_of()
     store.append(THREAD, [Message(role=role, content=text) for role, text in seed])
     nxt = feeder([Message(role=role, content=text) for role, text in extra])
     return Subject(
@@ -330,6 +371,7 @@ def memfold_subject(
         load_all=lambda: store.load(THREAD),
         load_last=lambda: store.load(THREAD, last=LAST_N),
         close=store.close,
+        size=None if size_of is None else lambda: size_of() - empty,
     )
 
 
@@ -580,6 +622,7 @@ def _li_subject(
     *,
     close: Callable[[], object] = lambda: None,
     aclose: Callable[[], Awaitable[object]] | None = None,
+    keys: tuple[str, str] = (THREAD, APPEND_THREAD),
 ) -> Subject:
     """Drive a LlamaIndex chat store through whichever interface it implements.
 
@@ -587,14 +630,15 @@ def _li_subject(
     behind ``Memory``) is async-only and reads the last n as ``count`` then ``limit``/``offset``,
     each call run to completion on one private event loop.
     """
+    thread, append_thread = keys
     if not inspect.iscoroutinefunction(type(chat_store).get_messages):
-        chat_store.set_messages(THREAD, _li_messages(seed))
+        chat_store.set_messages(thread, _li_messages(seed))
         nxt = feeder(_li_messages(extra))
         return Subject(
             LLAMAINDEX,
             system,
-            append=lambda: chat_store.add_message(APPEND_THREAD, nxt()),
-            load_all=lambda: chat_store.get_messages(THREAD),
+            append=lambda: chat_store.add_message(append_thread, nxt()),
+            load_all=lambda: chat_store.get_messages(thread),
             close=close,
         )
     loop = asyncio.new_event_loop()
@@ -691,6 +735,317 @@ def li_builders(
     return builders
 
 
+# PostgreSQL and Redis: memfold's core stores, the raw-driver floors, and the peers.
+# Every system gets its own schema, table or key prefix (unique per run), dropped at close.
+
+PG_URL = os.environ.get("MEMFOLD_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("MEMFOLD_REDIS_URL", "redis://127.0.0.1:6379/0")
+RUN_TAG = uuid.uuid4().hex[:10]
+
+
+def _pg_connect() -> Any:
+    import psycopg
+
+    return psycopg.connect(PG_URL)
+
+
+def _pg_schema_bytes(schema: str) -> int:
+    """``pg_total_relation_size`` (heap, TOAST and indexes) summed over ``schema``'s tables."""
+    with _pg_connect() as conn:
+        row = conn.execute(
+            "SELECT coalesce(sum(pg_total_relation_size("
+            "(quote_ident(schemaname) || '.' || quote_ident(tablename))::regclass)), 0) "
+            "FROM pg_tables WHERE schemaname = %s",
+            (schema,),
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _pg_drop_schema(schema: str) -> None:
+    with _pg_connect() as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def _redis_client() -> Any:
+    import redis
+
+    return redis.Redis.from_url(REDIS_URL)
+
+
+def _redis_bytes(client: Any, pattern: str) -> int:
+    """``MEMORY USAGE`` (exact: ``SAMPLES 0``) summed over the keys matching ``pattern``."""
+    return sum(
+        int(client.memory_usage(key, samples=0) or 0) for key in client.scan_iter(match=pattern)
+    )
+
+
+def _redis_drop(client: Any, pattern: str) -> None:
+    keys = list(client.scan_iter(match=pattern))
+    if keys:
+        client.delete(*keys)
+
+
+def cleanup_servers() -> None:
+    """Drop whatever this run left on the servers (a subject whose setup failed never closes)."""
+    try:
+        with _pg_connect() as conn:
+            found = conn.execute(
+                "SELECT nspname FROM pg_namespace WHERE nspname LIKE %s", (f"bench_%_{RUN_TAG}",)
+            ).fetchall()
+            for (schema,) in found:
+                conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            conn.execute(f'DROP TABLE IF EXISTS "bench_lc_{RUN_TAG}"')
+    except Exception:
+        pass
+    try:
+        client = _redis_client()
+        _redis_drop(client, f"bench:{RUN_TAG}:*")
+        client.close()
+    except Exception:
+        pass
+
+
+def pg_floor_subject(seed: list[tuple[str, str]], extra: list[tuple[str, str]]) -> Subject:
+    """Raw psycopg 3: one row per message with a ``jsonb`` body; bodies come back through
+    psycopg's ``jsonb`` loader, which is ``json.loads``."""
+    schema = f"bench_floor_{RUN_TAG}"
+    conn = _pg_connect()
+    conn.execute(f'CREATE SCHEMA "{schema}"')
+    conn.execute(
+        f'CREATE TABLE "{schema}".messages (seq bigserial PRIMARY KEY, '
+        "thread_id text NOT NULL, body jsonb NOT NULL)"
+    )
+    conn.execute(f'CREATE INDEX messages_order ON "{schema}".messages (thread_id, seq)')
+    conn.commit()
+    empty = _pg_schema_bytes(schema)
+    insert = f'INSERT INTO "{schema}".messages (thread_id, body) VALUES (%s, %s::jsonb)'
+    with conn.cursor() as cur:
+        cur.executemany(insert, [(THREAD, body_json(role, text)) for role, text in seed])
+    conn.commit()
+    nxt = feeder(extra)
+
+    def append() -> None:
+        role, text = nxt()
+        conn.execute(insert, (APPEND_THREAD, body_json(role, text)))
+        conn.commit()
+
+    def load_all() -> list[Any]:
+        rows = conn.execute(
+            f'SELECT body FROM "{schema}".messages WHERE thread_id = %s ORDER BY seq', (THREAD,)
+        ).fetchall()
+        conn.commit()
+        return [body for (body,) in rows]
+
+    def load_last() -> list[Any]:
+        rows = conn.execute(
+            f'SELECT body FROM "{schema}".messages WHERE thread_id = %s ORDER BY seq DESC LIMIT %s',
+            (THREAD, LAST_N),
+        ).fetchall()
+        conn.commit()
+        return [body for (body,) in reversed(rows)]
+
+    def close() -> None:
+        conn.close()
+        _pg_drop_schema(schema)
+
+    return Subject(
+        CORE,
+        PG_FLOOR,
+        append,
+        load_all,
+        load_last,
+        close,
+        size=lambda: _pg_schema_bytes(schema) - empty,
+    )
+
+
+def memfold_pg_subject(seed: list[tuple[str, str]], extra: list[tuple[str, str]]) -> Subject:
+    """memfold's core store on PostgreSQL, in a schema of its own."""
+    schema = f"bench_memfold_{RUN_TAG}"
+    subject = memfold_subject(
+        MEMFOLD_PG, PG_URL, seed, extra, size_of=lambda: _pg_schema_bytes(schema), schema=schema
+    )
+    close = subject.close
+
+    def shutdown() -> None:
+        close()
+        _pg_drop_schema(schema)
+
+    subject.close = shutdown
+    return subject
+
+
+def redis_floor_subject(seed: list[tuple[str, str]], extra: list[tuple[str, str]]) -> Subject:
+    """Raw redis-py: ``RPUSH`` a JSON body per message; ``LRANGE`` and ``json.loads``."""
+    client = _redis_client()
+    base = f"bench:{RUN_TAG}:floor:"
+    thread, append_thread = base + THREAD, base + APPEND_THREAD
+    bodies = [body_json(role, text) for role, text in seed]
+    for i in range(0, len(bodies), 1_000):
+        client.rpush(thread, *bodies[i : i + 1_000])
+    nxt = feeder(extra)
+
+    def append() -> None:
+        role, text = nxt()
+        client.rpush(append_thread, body_json(role, text))
+
+    def close() -> None:
+        _redis_drop(client, base + "*")
+        client.close()
+
+    return Subject(
+        CORE,
+        REDIS_FLOOR,
+        append=append,
+        load_all=lambda: [json.loads(b) for b in client.lrange(thread, 0, -1)],
+        load_last=lambda: [json.loads(b) for b in client.lrange(thread, -LAST_N, -1)],
+        close=close,
+        size=lambda: int(client.memory_usage(thread, samples=0) or 0),
+    )
+
+
+def memfold_redis_subject(seed: list[tuple[str, str]], extra: list[tuple[str, str]]) -> Subject:
+    """memfold's core store on Redis, under a key prefix of its own (default options:
+    messages of 1 KiB or more are zstd-compressed)."""
+    prefix = f"bench:{RUN_TAG}:memfold:"
+    client = _redis_client()
+    subject = memfold_subject(
+        MEMFOLD_REDIS,
+        REDIS_URL,
+        seed,
+        extra,
+        size_of=lambda: _redis_bytes(client, prefix + "*"),
+        key_prefix=prefix,
+    )
+    close = subject.close
+
+    def shutdown() -> None:
+        close()
+        _redis_drop(client, prefix + "*")
+        client.close()
+
+    subject.close = shutdown
+    return subject
+
+
+def li_postgres_subject(seed: list[tuple[str, str]], extra: list[tuple[str, str]]) -> Subject:
+    """``llama-index-storage-chat-store-postgres``: a ``BaseChatStore``, one row per key
+    holding the whole conversation as a JSON array."""
+    from llama_index.storage.chat_store.postgres import PostgresChatStore
+    from sqlalchemy import make_url
+
+    schema = f"bench_li_{RUN_TAG}"
+    url = make_url(PG_URL)
+    chat_store = PostgresChatStore.from_params(
+        connection_string=url.set(drivername="postgresql+psycopg").render_as_string(False),
+        async_connection_string=url.set(drivername="postgresql+asyncpg").render_as_string(False),
+        table_name="chatstore",
+        schema_name=schema,
+    )
+    empty = _pg_schema_bytes(schema)
+
+    def close() -> None:
+        for session in (chat_store._session, chat_store._async_session):
+            bind = None if session is None else session.kw.get("bind")
+            if bind is not None and hasattr(bind, "sync_engine"):
+                asyncio.run(bind.dispose())
+            elif bind is not None:
+                bind.dispose()
+        _pg_drop_schema(schema)
+
+    subject = _li_subject(LI_PG, chat_store, seed, extra, close=close)
+    subject.size = lambda: _pg_schema_bytes(schema) - empty
+    return subject
+
+
+def li_redis_subject(seed: list[tuple[str, str]], extra: list[tuple[str, str]]) -> Subject:
+    """``llama-index-storage-chat-store-redis``: a ``BaseChatStore`` on one Redis list per key
+    (plain ``RPUSH``/``LRANGE``: no Redis Stack needed)."""
+    from llama_index.storage.chat_store.redis import RedisChatStore
+
+    base = f"bench:{RUN_TAG}:li:"
+    chat_store = RedisChatStore(redis_url=REDIS_URL)
+    client = _redis_client()
+
+    def close() -> None:
+        _redis_drop(client, base + "*")
+        client.close()
+
+    subject = _li_subject(
+        LI_REDIS, chat_store, seed, extra, close=close, keys=(base + THREAD, base + APPEND_THREAD)
+    )
+    subject.size = lambda: int(client.memory_usage(base + THREAD, samples=0) or 0)
+    return subject
+
+
+def lc_postgres_subject(seed: list[tuple[str, str]], extra: list[tuple[str, str]]) -> Subject:
+    """``langchain-postgres``'s ``PostgresChatMessageHistory`` on one psycopg connection, in a
+    table of its own (its ``messages`` returns the whole thread; there is no "last n")."""
+    from langchain_postgres import PostgresChatMessageHistory
+
+    table = f"bench_lc_{RUN_TAG}"
+    conn = _pg_connect()
+
+    def table_bytes() -> int:
+        row = conn.execute("SELECT pg_total_relation_size(%s)", (table,)).fetchone()
+        conn.commit()
+        return int(row[0]) if row else 0
+
+    PostgresChatMessageHistory.create_tables(conn, table)
+    empty = table_bytes()
+    history = PostgresChatMessageHistory(table, str(uuid.uuid4()), sync_connection=conn)
+    history.add_messages(_lc_messages(seed))
+    appender = PostgresChatMessageHistory(table, str(uuid.uuid4()), sync_connection=conn)
+    nxt = feeder(_lc_messages(extra))
+
+    def close() -> None:
+        PostgresChatMessageHistory.drop_table(conn, table)
+        conn.close()
+
+    return Subject(
+        LANGCHAIN,
+        LC_PG,
+        append=lambda: appender.add_message(nxt()),
+        load_all=lambda: history.messages,
+        close=close,
+        size=lambda: table_bytes() - empty,
+    )
+
+
+def tiered_subject(seed: list[tuple[str, str]], extra: list[tuple[str, str]]) -> Subject:
+    """memfold's tiered store: Redis in front of PostgreSQL, write-through (a write commits to
+    PostgreSQL, then Redis); reads come from Redis when it is warm."""
+    try:
+        from memfold.backends.tiered import TieredThreadStore
+    except ImportError as exc:
+        raise ImportError(f"memfold has no tiered backend in this build ({exc})") from exc
+    schema, prefix = f"bench_tiered_{RUN_TAG}", f"bench:{RUN_TAG}:tiered:"
+    hot = open_store(REDIS_URL, key_prefix=prefix)
+    durable = open_store(PG_URL, schema=schema)
+    store = TieredThreadStore(hot, durable)
+    store.setup()
+    store.append(THREAD, [Message(role=role, content=text) for role, text in seed])
+    nxt = feeder([Message(role=role, content=text) for role, text in extra])
+    client = _redis_client()
+
+    def close() -> None:
+        store.close()
+        hot.close()
+        durable.close()
+        _pg_drop_schema(schema)
+        _redis_drop(client, prefix + "*")
+        client.close()
+
+    return Subject(
+        CORE,
+        MEMFOLD_TIERED,
+        append=lambda: store.append(APPEND_THREAD, nxt()),
+        load_all=lambda: store.load(THREAD),
+        load_last=lambda: store.load(THREAD, last=LAST_N),
+        close=close,
+    )
+
+
 # Reporting.
 
 
@@ -731,6 +1086,12 @@ RATIO_PAIRS = (
     (LI_MEMFOLD, LI_SIMPLE),
     (LI_MEMFOLD, LI_SQLITE),
     (LI_DB_MEMFOLD, LI_SQLALCHEMY),
+    (MEMFOLD_PG, PG_FLOOR),
+    (MEMFOLD_PG, LI_PG),
+    (MEMFOLD_PG, LC_PG),
+    (MEMFOLD_TIERED, PG_FLOOR),
+    (MEMFOLD_REDIS, REDIS_FLOOR),
+    (MEMFOLD_REDIS, LI_REDIS),
 )
 
 
@@ -817,6 +1178,55 @@ def targets(run: Run) -> list[Target]:
                     f"peer/{factor} =",
                 )
             )
+    out.append(
+        _at_most(
+            "postgresql core append <= 2x psycopg floor",
+            m(MEMFOLD_PG, APPEND),
+            scaled(m(PG_FLOOR, APPEND), 2),
+            "2x floor",
+        )
+    )
+    out.append(
+        _at_most(
+            f"postgresql core append >= 5x faster than {LI_PG}",
+            m(MEMFOLD_PG, APPEND),
+            scaled(m(LI_PG, APPEND), 1 / 5),
+            "peer/5 =",
+        )
+    )
+    for mine, floor in ((MEMFOLD_PG, PG_FLOOR), (MEMFOLD_REDIS, REDIS_FLOOR)):
+        out.append(
+            _at_most(
+                f"{mine} full load (10k) <= 2x {floor}",
+                m(mine, LOAD_ALL),
+                scaled(m(floor, LOAD_ALL), 2),
+                "2x floor",
+            )
+        )
+    out.append(
+        _at_most(
+            "redis core append <= 1.5x redis-py floor",
+            m(MEMFOLD_REDIS, APPEND),
+            scaled(m(REDIS_FLOOR, APPEND), 1.5),
+            "1.5x floor",
+        )
+    )
+    sizes = run.bytes_per_message
+    for mine, floor in (
+        (MEMFOLD_SQLITE, FLOOR),
+        (MEMFOLD_PG, PG_FLOOR),
+        (MEMFOLD_REDIS, REDIS_FLOOR),
+    ):
+        mine_b, floor_b = sizes.get(mine), sizes.get(floor)
+        name = f"{mine} bytes/message <= 1.5x {floor}"
+        if mine_b is None or floor_b is None:
+            out.append(Target(name, "SKIP", "not measured in this run"))
+        else:
+            status = "PASS" if mine_b <= 1.5 * floor_b else "MISS"
+            detail = (
+                f"{mine_b:,.0f} B vs 1.5x floor {1.5 * floor_b:,.0f} B ({mine_b / floor_b:.2f}x)"
+            )
+            out.append(Target(name, status, detail))
     build = m(LC_BUILD, BUILD)
     for adapter, core in ((LC_SQLITE, MEMFOLD_SQLITE), (LC_MEMORY, MEMFOLD_MEMORY)):
         core_load = m(core, LOAD_ALL)
@@ -830,6 +1240,27 @@ def targets(run: Run) -> list[Target]:
             )
         )
     return out
+
+
+def bytes_table(run: Run) -> Table:
+    table = Table(title=f"bytes stored per message ({THREAD_SIZE:,}-message thread)")
+    table.add_column("system")
+    table.add_column("bytes/message", justify="right")
+    table.add_column("how measured")
+    how = {
+        FLOOR: "file growth, WAL checkpointed",
+        MEMFOLD_SQLITE: "file growth, WAL checkpointed",
+        PG_FLOOR: "pg_total_relation_size growth",
+        MEMFOLD_PG: "pg_total_relation_size growth, all tables",
+        LI_PG: "pg_total_relation_size growth",
+        LC_PG: "pg_total_relation_size growth",
+        REDIS_FLOOR: "MEMORY USAGE SAMPLES 0",
+        MEMFOLD_REDIS: "MEMORY USAGE SAMPLES 0, all keys",
+        LI_REDIS: "MEMORY USAGE SAMPLES 0",
+    }
+    for system, value in run.bytes_per_message.items():
+        table.add_row(system, f"{value:,.0f}", how.get(system, ""))
+    return table
 
 
 def targets_table(rows: list[Target]) -> Table:
@@ -858,6 +1289,11 @@ def environment() -> dict[str, str]:
         "langchain-core",
         "llama-index-core",
         "llama-index-storage-chat-store-sqlite",
+        "psycopg",
+        "redis",
+        "langchain-postgres",
+        "llama-index-storage-chat-store-postgres",
+        "llama-index-storage-chat-store-redis",
     ):
         try:
             env[dist] = metadata.version(dist)
@@ -881,9 +1317,18 @@ def collect(run: Run, workdir: Path, console: Console) -> None:
             CORE,
             MEMFOLD_SQLITE,
             lambda: memfold_subject(
-                MEMFOLD_SQLITE, f"sqlite:///{workdir / 'core.db'}", seed, extra
+                MEMFOLD_SQLITE,
+                f"sqlite:///{workdir / 'core.db'}",
+                seed,
+                extra,
+                size_of=lambda: _sqlite_bytes(workdir / "core.db"),
             ),
         ),
+        (CORE, PG_FLOOR, lambda: pg_floor_subject(seed, extra)),
+        (CORE, MEMFOLD_PG, lambda: memfold_pg_subject(seed, extra)),
+        (CORE, REDIS_FLOOR, lambda: redis_floor_subject(seed, extra)),
+        (CORE, MEMFOLD_REDIS, lambda: memfold_redis_subject(seed, extra)),
+        (CORE, MEMFOLD_TIERED, lambda: tiered_subject(seed, extra)),
         (DIAG, DIAG_REPLAY, lambda: replay_diagnostic(workdir / "replay.db", seed, extra)),
         (DIAG, DIAG_MODEL, lambda: model_diagnostic(workdir / "model.db", seed)),
         (LANGCHAIN, LC_INMEMORY, lambda: lc_inmemory_subject(seed, extra)),
@@ -899,6 +1344,7 @@ def collect(run: Run, workdir: Path, console: Console) -> None:
                 LC_SQLITE, open_store(f"sqlite:///{workdir / 'lc.db'}"), seed, extra
             ),
         ),
+        (LANGCHAIN, LC_PG, lambda: lc_postgres_subject(seed, extra)),
         (LLAMAINDEX, LI_SIMPLE, lambda: li_simple_subject(seed, extra)),
         (LLAMAINDEX, LI_SQLITE, lambda: li_sqlite_subject(workdir / "li_sqlite.db", seed, extra)),
         (
@@ -916,18 +1362,20 @@ def collect(run: Run, workdir: Path, console: Console) -> None:
             LI_DB_MEMFOLD,
             lambda: li_db_memfold_subject(workdir / "li_db_memfold.db", seed, extra),
         ),
+        (LLAMAINDEX, LI_PG, lambda: li_postgres_subject(seed, extra)),
+        (LLAMAINDEX, LI_REDIS, lambda: li_redis_subject(seed, extra)),
     ]
     for level, system, build in builders:
         started = time.perf_counter()
         try:
             subject = build()
         except ImportError as exc:
-            run.skipped.append((level, system, f"not installed: {exc}"))
-            console.print(f"[yellow]skip[/] {system}: not installed ({exc})")
+            run.skipped.append((level, system, f"not runnable here: not installed ({exc})"))
+            console.print(f"[yellow]skip[/] {system}: not runnable here: not installed ({exc})")
             continue
         except Exception as exc:  # a peer or an adapter that breaks must not stop the others
-            run.skipped.append((level, system, f"setup failed: {exc!r}"))
-            console.print(f"[red]fail[/] {system}: setup failed: {exc!r}")
+            run.skipped.append((level, system, f"not runnable here: setup failed: {exc!r}"))
+            console.print(f"[red]fail[/] {system}: not runnable here: setup failed: {exc!r}")
             continue
         try:
             measure(run, subject)
@@ -974,12 +1422,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="memfold-bench-") as tmp:
-        collect(run, Path(tmp), console)
+        try:
+            collect(run, Path(tmp), console)
+        finally:
+            cleanup_servers()
     elapsed = time.perf_counter() - started
     ratio_rows = ratios(run)
     target_rows = targets(run)
     console.print(results_table(run))
     console.print(ratios_table(ratio_rows))
+    console.print(bytes_table(run))
     console.print(targets_table(target_rows))
     for level, system, reason in run.skipped:
         console.print(f"[yellow]skipped[/] {level} / {system}: {reason}")
@@ -998,6 +1450,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 {**r, "peer_over_memfold": round(r["peer_over_memfold"], 3)} for r in ratio_rows
             ],
             "targets": [t.to_dict() for t in target_rows],
+            "bytes_per_message": {k: round(v, 1) for k, v in run.bytes_per_message.items()},
             "skipped": [{"level": a, "system": b, "reason": c} for a, b, c in run.skipped],
         }
         args.json.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")

@@ -16,6 +16,7 @@ from memfold.errors import (
     NotFound,
     UnsupportedOperation,
 )
+from memfold.migrate import MigrationResult, amigrate, migrate
 from memfold.model import Message, MessageHit, Part, ThreadInfo, ToolCall
 from memfold.open import aopen_store, create_memory, open_store
 from memfold.stores import DEFAULT_TENANT, BaseThreadStore, Capabilities, ThreadStore
@@ -32,6 +33,7 @@ __all__ = [
     "MemfoldError",
     "Message",
     "MessageHit",
+    "MigrationResult",
     "NotFound",
     "Part",
     "ThreadInfo",
@@ -39,7 +41,9 @@ __all__ = [
     "ToolCall",
     "UnsupportedOperation",
     "__version__",
+    "amigrate",
     "aopen_store",
     "create_memory",
+    "migrate",
     "open_store",
 ]

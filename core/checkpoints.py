@@ -803,7 +803,15 @@ def _build(url: str, options: Mapping[str, Any]) -> BaseCheckpointStore:
         from memfold.backends.memory_checkpoints import MemoryCheckpointStore
 
         return MemoryCheckpointStore(**{**_options(url, parts.query), **options})
-    raise InvalidInput(f"unknown checkpoint store URL {url!r}: use memory://")
+    scheme = parts.scheme.split("+")[0]
+    if scheme in ("sqlite", "postgresql", "postgres"):
+        from memfold.backends.sql.checkpoint_store import SQLCheckpointStore
+
+        base, _, query = url.partition("?")
+        return SQLCheckpointStore(base, **{**_options(url, query), **options})
+    raise InvalidInput(
+        f"unknown checkpoint store URL {url!r}: use memory://, sqlite:/// or postgresql://"
+    )
 
 
 def open_checkpoint_store(
@@ -811,10 +819,11 @@ def open_checkpoint_store(
 ) -> BaseCheckpointStore:
     """Open the checkpoint store at ``url`` and (unless ``setup=False``) create its schema.
 
-    ``memory://`` takes ``snapshot_every`` and ``min_growth`` (see `DeltaPolicy`) and
-    ``keep_last``, ``max_age_seconds`` and ``ttl_seconds`` (see `RetentionPolicy`) as query
-    options, e.g. ``memory://?snapshot_every=32&keep_last=100``; keyword ``options`` go to the
-    backend's constructor.
+    ``memory://``, ``sqlite:///path`` and ``postgresql://...`` take ``snapshot_every`` and
+    ``min_growth`` (see `DeltaPolicy`) and ``keep_last``, ``max_age_seconds`` and
+    ``ttl_seconds`` (see `RetentionPolicy`) as query options, e.g.
+    ``memory://?snapshot_every=32&keep_last=100``; keyword ``options`` go to the backend's
+    constructor (``schema``, ``table_prefix`` and the driver options for SQL URLs).
     """
     store = _build(url, options)
     if setup:

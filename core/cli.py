@@ -9,6 +9,7 @@ For example:
 $ memfold threads --url sqlite:///chat.db
 $ memfold export --output backup.jsonl
 $ memfold import backup.jsonl --url sqlite:///copy.db
+$ memfold migrate sqlite:///chat.db postgresql://localhost/chat
 ```
 """
 
@@ -26,12 +27,20 @@ from typing import IO, Annotated, NoReturn
 
 import typer
 from rich.console import Console
-from rich.progress import MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 from rich.text import Text
 
 from memfold.errors import MemfoldError
 from memfold.export import export_threads, import_threads, iter_threads
+from memfold.migrate import migrate
 from memfold.model import Message
 from memfold.open import open_store
 from memfold.stores import DEFAULT_TENANT
@@ -285,3 +294,41 @@ def import_(
         imported = import_threads(store, source, tenant=tenant, progress=tally)
     summary = f"Imported {_count(imported, 'thread')} ({_count(tally.messages, 'message')})."
     _out().print(summary, markup=False)
+
+
+@app.command("migrate")
+def migrate_(
+    source_url: Annotated[str, typer.Argument(metavar="SRC_URL", help="Store to copy from.")],
+    target_url: Annotated[str, typer.Argument(metavar="DST_URL", help="Store to copy into.")],
+    tenant: Tenant = DEFAULT_TENANT,
+    thread: Annotated[
+        list[str] | None, typer.Option(help="Migrate only this thread (repeatable).")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="Messages read and written at a time.")] = 500,
+) -> None:
+    """Copy threads from SRC_URL to DST_URL; safe to re-run (messages already there are
+    skipped)."""
+    columns = (
+        TextColumn("Migrating"), BarColumn(), MofNCompleteColumn(), TextColumn("messages"),
+        TimeRemainingColumn(),
+    )  # fmt: skip
+    with _errors(), open_store(source_url) as source, open_store(target_url) as target:
+        if thread is None:
+            total = sum(info.message_count for info in iter_threads(source, tenant=tenant))
+        else:
+            total = sum(source.count(t, tenant=tenant) for t in thread)
+        with Progress(*columns, console=_err(), transient=True) as bar:
+            task = bar.add_task("migrate", total=total)
+            result = migrate(
+                source, target, thread_ids=thread, tenant=tenant, batch_size=batch_size,
+                progress=lambda _thread_id, _moved: bar.advance(task, _moved),
+            )  # fmt: skip
+    for thread_id, error in result.failed.items():
+        _err().print(Text(f"failed: thread {thread_id!r}: {error}", style="red"))
+    _out().print(
+        f"Migrated {_count(result.messages_moved, 'message')} in "
+        f"{_count(result.threads_moved, 'thread')} ({result.duration:.1f} s).",
+        markup=False,
+    )
+    if result.failed:
+        raise typer.Exit(1)

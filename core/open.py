@@ -1,4 +1,5 @@
-"""Open any store by URL: ``memory://`` (the default) or ``sqlite:///path.db``.
+"""Open any store by URL: ``memory://`` (the default), ``sqlite:///path.db``,
+``postgresql://``, ``redis://`` or ``tiered+redis://host?durable=<url-encoded durable URL>``.
 
 Examples:
     >>> from memfold import open_store
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from memfold.backends.memory import MemoryThreadStore
 from memfold.backends.sql import SQLThreadStore
@@ -40,6 +41,8 @@ def _build(url: str, options: dict[str, Any]) -> BaseThreadStore:
     if not isinstance(url, str):
         raise InvalidInput(f"a store URL must be a str, got {type(url).__name__}")
     scheme = urlsplit(url).scheme.split("+")[0]
+    if scheme == "tiered":
+        return _tiered(url, options)
     if scheme == "memory":
         return MemoryThreadStore(**{**_memory_options(urlsplit(url).query), **options})
     if scheme in ("sqlite", "postgresql", "postgres"):
@@ -50,7 +53,36 @@ def _build(url: str, options: dict[str, Any]) -> BaseThreadStore:
         return RedisThreadStore.from_url(url, **options)
     raise InvalidInput(
         f"unknown store URL {url!r}: use memory://, sqlite:///path/to/file.db, "
-        "postgresql://host/db or redis://host"
+        "postgresql://host/db, redis://host or tiered+redis://host?durable=..."
+    )
+
+
+def _tiered(url: str, options: dict[str, Any]) -> BaseThreadStore:
+    """``tiered+redis://host/0?durable=<url-encoded durable URL>``: Redis in front of SQL.
+
+    The options ``hot_options`` and ``durable_options`` (dicts) go to each tier's backend; the
+    rest to `TieredThreadStore`.
+    """
+    from memfold.backends.tiered import TieredThreadStore
+
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    durable = [value for key, value in query if key == "durable"]
+    if len(durable) != 1 or not parts.scheme.startswith("tiered+"):
+        raise InvalidInput(
+            f"a tiered URL looks like tiered+redis://host:6379/0?durable=<url-encoded "
+            f"postgresql:// or sqlite:// URL>, not {url!r}"
+        )
+    hot_url = parts._replace(
+        scheme=parts.scheme.removeprefix("tiered+"),
+        query=urlencode([(key, value) for key, value in query if key != "durable"]),
+    ).geturl()
+    if urlsplit(durable[0]).scheme.startswith("tiered"):
+        raise InvalidInput("the durable store of a tiered URL cannot itself be tiered")
+    rest = dict(options)
+    hot = _build(hot_url, dict(rest.pop("hot_options", None) or {}))
+    return TieredThreadStore(
+        hot, _build(durable[0], dict(rest.pop("durable_options", None) or {})), **rest
     )
 
 

@@ -12,9 +12,10 @@ import pytest
 
 import memfold
 from memfold import BackendUnavailable, UnsupportedOperation
+from memfold.checkpoints import BaseCheckpointStore, open_checkpoint_store
 from memfold.stores import BaseThreadStore
 
-BACKENDS = ["memory", "sqlite", "postgresql", "redis"]
+BACKENDS = ["memory", "sqlite", "postgresql", "redis", "tiered"]
 
 REDIS_URL = os.environ.get("MEMFOLD_REDIS_URL", "redis://127.0.0.1:6379/0")
 PG_URL = os.environ.get("MEMFOLD_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -30,6 +31,10 @@ def make_store(backend: str, tmp_path: Path, **options: Any) -> BaseThreadStore:
         return redis_store(**options)
     if backend == "postgresql":
         return postgres_store(**options)
+    if backend == "tiered":
+        from memfold.backends.tiered import TieredThreadStore
+
+        return TieredThreadStore(redis_store(), postgres_store(**options))
     return memfold.open_store(f"sqlite:///{tmp_path / 'memfold.db'}", **options)
 
 
@@ -66,8 +71,37 @@ def postgres_store(**options: Any) -> BaseThreadStore:
     )
 
 
+def postgres_checkpoint_store(**options: Any) -> BaseCheckpointStore:
+    """A PostgreSQL checkpoint store in a fresh schema, dropped by `drop_checkpoint_store`;
+    fails the test if the server is unreachable."""
+    options.setdefault("schema", f"memfold_test_{uuid.uuid4().hex}")
+    try:
+        return open_checkpoint_store(PG_URL, **options)
+    except BackendUnavailable as exc:
+        error = str(exc).strip()
+    pytest.fail(
+        f"PostgreSQL at {PG_URL} (MEMFOLD_PG_URL) is unreachable: {error}\n{HOW_TO_START}",
+        pytrace=False,
+    )
+
+
+def drop_checkpoint_store(store: BaseCheckpointStore) -> None:
+    """Delete the schema a PostgreSQL test checkpoint store made (nothing for files and
+    memory)."""
+    schema = getattr(getattr(store, "tables", None), "schema", None)
+    if store.name == "postgresql" and schema and schema.startswith("memfold_test_"):
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
 def drop_store(store: BaseThreadStore) -> None:
     """Delete what a test store left on its server (nothing to do for files and memory)."""
+    for tier in ("hot", "durable"):
+        if store.name == "tiered":
+            drop_store(getattr(store, tier))
     schema = getattr(getattr(store, "tables", None), "schema", None)
     if store.name == "postgresql" and schema and schema.startswith("memfold_test_"):
         import psycopg

@@ -135,9 +135,9 @@ def test_public_api_is_pinned() -> None:
     assert sorted(memfold.__all__) == sorted(
         [
             "DEFAULT_TENANT", "BackendUnavailable", "BaseThreadStore", "Capabilities", "Conflict",
-            "InvalidInput", "MemfoldError", "Message", "MessageHit", "NotFound", "Part",
-            "ThreadInfo", "ThreadStore", "ToolCall", "UnsupportedOperation", "__version__",
-            "aopen_store", "create_memory", "open_store",
+            "InvalidInput", "MemfoldError", "Message", "MessageHit", "MigrationResult", "NotFound",
+            "Part", "ThreadInfo", "ThreadStore", "ToolCall", "UnsupportedOperation", "__version__",
+            "amigrate", "aopen_store", "create_memory", "migrate", "open_store",
         ]
     )  # fmt: skip
     for name in memfold.__all__:

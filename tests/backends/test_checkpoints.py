@@ -25,9 +25,9 @@ from memfold.checkpoints import (
     SequenceBlob,
     open_checkpoint_store,
 )
-from tests.support import Api
+from tests.support import Api, drop_checkpoint_store, postgres_checkpoint_store
 
-CHECKPOINT_BACKENDS = ["memory"]
+CHECKPOINT_BACKENDS = ["memory", "sqlite", "postgresql"]
 
 BODY = Blob("json", b'{"v":4}')
 
@@ -36,6 +36,10 @@ def make_checkpoint_store(backend: str, tmp_path: Path, **options: Any) -> BaseC
     """A fresh checkpoint store of ``backend`` whose files live in ``tmp_path``."""
     if backend == "memory":
         return open_checkpoint_store("memory://", **options)
+    if backend == "sqlite":
+        return open_checkpoint_store(f"sqlite:///{tmp_path / 'checkpoints.db'}", **options)
+    if backend == "postgresql":
+        return postgres_checkpoint_store(**options)
     raise ValueError(f"no checkpoint backend {backend!r}")
 
 
@@ -51,6 +55,7 @@ async def cstore(checkpoint_backend: str, tmp_path: Path) -> AsyncIterator[BaseC
     store = make_checkpoint_store(checkpoint_backend, tmp_path)
     yield store
     await store.aclose()
+    drop_checkpoint_store(store)
 
 
 @pytest.fixture(params=["sync", "async"])

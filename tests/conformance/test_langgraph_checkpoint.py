@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from langgraph.checkpoint.conformance import checkpointer_test, validate
 from langgraph.checkpoint.conformance.initializer import RegisteredCheckpointer
 from langgraph.checkpoint.conformance.report import ProgressCallbacks
 
+from memfold.checkpoints import aopen_checkpoint_store
 from memfold.integrations.langgraph import MemfoldSaver
+from tests.support import drop_checkpoint_store, postgres_checkpoint_store
 
 EXTENDED = ("delete_for_runs", "copy_thread", "prune")
 
@@ -21,7 +26,32 @@ async def memory_saver() -> AsyncIterator[MemfoldSaver]:
         yield saver
 
 
-SAVERS = [memory_saver]
+@checkpointer_test(name="MemfoldSaver[sqlite]")
+async def sqlite_saver() -> AsyncIterator[MemfoldSaver]:
+    """A saver on a fresh SQLite file."""
+    folder = Path(tempfile.mkdtemp(prefix="memfold-conformance-"))
+    try:
+        store = await aopen_checkpoint_store(f"sqlite:///{folder / 'checkpoints.db'}")
+        try:
+            yield MemfoldSaver(store)
+        finally:
+            await store.aclose()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@checkpointer_test(name="MemfoldSaver[postgresql]")
+async def postgresql_saver() -> AsyncIterator[MemfoldSaver]:
+    """A saver on a fresh PostgreSQL schema, dropped afterwards."""
+    store = postgres_checkpoint_store()
+    try:
+        yield MemfoldSaver(store)
+    finally:
+        await store.aclose()
+        drop_checkpoint_store(store)
+
+
+SAVERS = [memory_saver, sqlite_saver, postgresql_saver]
 
 
 @pytest.mark.parametrize("registered", SAVERS, ids=lambda r: r.name)

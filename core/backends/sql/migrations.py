@@ -13,16 +13,26 @@ import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import BigInteger, Dialect, bindparam, insert, literal_column, select, text
 from sqlalchemy.schema import CreateIndex, CreateTable
 
 from memfold.backends.sql import words
+from memfold.backends.sql.checkpoint_schema import CheckpointTables
 from memfold.backends.sql.plans import Plan
 from memfold.backends.sql.schema import Tables
 from memfold.errors import Conflict
 
-__all__ = ["COMPONENT", "STEPS", "Step", "lock_key", "migrate"]
+__all__ = [
+    "CHECKPOINT_STEPS",
+    "COMPONENT",
+    "STEPS",
+    "Step",
+    "lock_key",
+    "migrate",
+    "migrate_checkpoints",
+]
 
 COMPONENT = "threads"
 
@@ -33,9 +43,9 @@ class Step:
 
     version: int
     description: str
-    ddl: Callable[[Tables, Dialect], list[str]]
+    ddl: Callable[[Any, Dialect], list[str]]
 
-    def checksum(self, tables: Tables, dialect: Dialect) -> str:
+    def checksum(self, tables: Any, dialect: Dialect) -> str:
         """A hash of the step's DDL, so an edited released step is caught."""
         return hashlib.sha256("\n".join(self.ddl(tables, dialect)).encode()).hexdigest()
 
@@ -95,8 +105,36 @@ def lock_key(tables: Tables) -> int:
     return int.from_bytes(hashlib.sha256(name).digest()[:8], "big", signed=True)
 
 
+def _checkpoint_tables(tables: CheckpointTables, dialect: Dialect) -> list[str]:
+    ddl = []
+    for table in (tables.threads, tables.checkpoints, tables.values, tables.writes):
+        ddl.append(str(CreateTable(table, if_not_exists=True).compile(dialect=dialect)))
+        ddl += [
+            str(CreateIndex(index, if_not_exists=True).compile(dialect=dialect))
+            for index in sorted(table.indexes, key=lambda i: str(i.name))
+        ]
+    return ddl
+
+
+CHECKPOINT_STEPS: tuple[Step, ...] = (
+    Step(1, "checkpoint threads, checkpoints, values and writes", _checkpoint_tables),
+)
+"""The ``checkpoints`` component's steps; append-only like `STEPS`."""
+
+
 def migrate(tables: Tables, dialect: Dialect) -> Plan:
     """Plan that applies the missing steps and returns the schema version afterwards."""
+    return _migrate(tables, tables, dialect, COMPONENT, STEPS)
+
+
+def migrate_checkpoints(tables: CheckpointTables, dialect: Dialect) -> Plan:
+    """Plan that applies the missing ``checkpoints`` steps; returns that component's version."""
+    return _migrate(tables.base, tables, dialect, "checkpoints", CHECKPOINT_STEPS)
+
+
+def _migrate(
+    tables: Tables, target: Any, dialect: Dialect, component: str, steps: tuple[Step, ...]
+) -> Plan:
     v = tables.schema_versions
     if dialect.name == "postgresql":
         lock = text("SELECT pg_advisory_xact_lock(:key)").bindparams(
@@ -109,33 +147,33 @@ def migrate(tables: Tables, dialect: Dialect) -> Plan:
     yield CreateTable(v, if_not_exists=True), None
     result = yield (
         select(v.c.version, v.c.checksum).where(v.c.component == bindparam("component")),
-        {"component": COMPONENT},
+        {"component": component},
     )
     applied = dict(result.rows)
-    known = {step.version for step in STEPS}
+    known = {step.version for step in steps}
     if newer := sorted(set(applied) - known):
         raise Conflict(
-            f"the database has {COMPONENT} schema version {newer[-1]}, newer than this memfold "
+            f"the database has {component} schema version {newer[-1]}, newer than this memfold "
             f"knows ({max(known)}): upgrade memfold to use it"
         )
-    for step in STEPS:
-        checksum = step.checksum(tables, dialect)
+    for step in steps:
+        checksum = step.checksum(target, dialect)
         if step.version in applied:
             if applied[step.version] != checksum:
                 raise Conflict(
-                    f"{COMPONENT} schema step {step.version} recorded in the database differs "
+                    f"{component} schema step {step.version} recorded in the database differs "
                     "from this memfold's: the database was made by a modified memfold"
                 )
             continue
-        for statement in step.ddl(tables, dialect):
+        for statement in step.ddl(target, dialect):
             yield text(statement), None
         yield (
             insert(v),
             {
-                "component": COMPONENT,
+                "component": component,
                 "version": step.version,
                 "checksum": checksum,
                 "applied_at": time.time(),
             },
         )
-    return STEPS[-1].version
+    return steps[-1].version

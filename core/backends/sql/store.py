@@ -156,6 +156,133 @@ def _driver(
     )
 
 
+class _Runner:
+    """Runs plans in one transaction each on a driver's connections, sync or async (shared by
+    the SQL thread and checkpoint stores)."""
+
+    def __init__(self, driver: Driver, statements: _Statements, where: str) -> None:
+        self.driver = driver
+        self.statements = statements
+        self.where = where
+
+    def _run(self, plan: Callable[[], Plan], write: bool, alone: bool = False) -> Any:
+        """Run a fresh ``plan()`` in one transaction, once more if the connection dropped
+        before anything could have been stored."""
+        with _translated(self.driver, self.where):
+            try:
+                return self._attempt(plan(), write, alone)
+            except _Dropped as dropped:
+                if dropped.unknown or not self.driver.retries_dropped_connections:
+                    raise
+            return self._attempt(plan(), write, alone)
+
+    def _attempt(self, plan: Plan, write: bool, alone: bool) -> Any:
+        driver = self.driver
+        lease = driver.checkout()
+        conn = lease.connection
+        broken: BaseException | None = None
+        begin = driver.begin(write, alone)
+        # A write outside BEGIN commits with its statement: a drop then leaves it unknown.
+        unknown = write and not begin
+        in_transaction = False
+        cursor = None
+        try:
+            cursor = conn.cursor()
+            if begin:
+                cursor.execute(begin)
+                in_transaction = True
+            try:
+                statement, params = next(plan)
+                while True:
+                    sql, args, many = self.statements.bind(statement, params)
+                    if many:
+                        cursor.executemany(sql, args)
+                    else:
+                        cursor.execute(sql, args)
+                    rows = cursor.fetchall() if cursor.description else []
+                    statement, params = plan.send(Rows(rows, cursor.rowcount))
+            except StopIteration as done:
+                result = done.value
+            if in_transaction:
+                in_transaction, unknown = False, write
+                cursor.execute("COMMIT")
+            return result
+        except BaseException as exc:
+            if driver.dropped(exc, conn):
+                broken = exc
+                raise _Dropped(exc, unknown) from exc
+            if in_transaction and cursor is not None:
+                try:
+                    cursor.execute("ROLLBACK")
+                except BaseException as rollback_failed:
+                    broken = rollback_failed
+            raise
+        finally:
+            try:
+                if cursor is not None:
+                    cursor.close()
+            finally:
+                driver.checkin(lease, broken)
+
+    async def _arun(self, plan: Callable[[], Plan], write: bool, alone: bool = False) -> Any:
+        """Async `_run`."""
+        with _translated(self.driver, self.where):
+            try:
+                return await self._aattempt(plan(), write, alone)
+            except _Dropped as dropped:
+                if dropped.unknown or not self.driver.retries_dropped_connections:
+                    raise
+            return await self._aattempt(plan(), write, alone)
+
+    async def _aattempt(self, plan: Plan, write: bool, alone: bool) -> Any:
+        driver = self.driver
+        lease = await driver.acheckout()
+        conn = lease.connection
+        broken: BaseException | None = None
+        begin = driver.begin(write, alone)
+        # A write outside BEGIN commits with its statement: a drop then leaves it unknown.
+        unknown = write and not begin
+        in_transaction = False
+        cursor = None
+        try:
+            cursor = await driver.acursor(conn)
+            if begin:
+                await cursor.execute(begin)
+                in_transaction = True
+            try:
+                statement, params = next(plan)
+                while True:
+                    sql, args, many = self.statements.bind(statement, params)
+                    if many:
+                        await cursor.executemany(sql, args)
+                    else:
+                        await cursor.execute(sql, args)
+                    rows = await cursor.fetchall() if cursor.description else []
+                    statement, params = plan.send(Rows(rows, cursor.rowcount))
+            except StopIteration as done:
+                result = done.value
+            if in_transaction:
+                in_transaction, unknown = False, write
+                await cursor.execute("COMMIT")
+            return result
+        except BaseException as exc:
+            if driver.dropped(exc, conn):
+                broken = exc
+                raise _Dropped(exc, unknown) from exc
+            if in_transaction and cursor is not None:
+                try:
+                    await cursor.execute("ROLLBACK")
+                except BaseException as rollback_failed:
+                    broken = rollback_failed
+            raise
+        finally:
+            try:
+                if cursor is not None:
+                    await cursor.close()
+            finally:
+                await driver.acheckin(lease, broken)
+
+
 class SQLThreadStore(BaseThreadStore):
     """Threads in SQL tables, one row per message, on SQLite or PostgreSQL.
 
@@ -210,6 +337,7 @@ class SQLThreadStore(BaseThreadStore):
         self._where = f"{self.name} store"
         self._plans = ThreadPlans(self.tables, self.name)
         self._statements = _Statements(self._driver.engine.dialect, self._plans.prepared)
+        self._runner = _Runner(self._driver, self._statements, self._where)
         super().__init__(
             Capabilities(persistent=True, shared=True, transactions=True, full_text_search=True)
         )
@@ -220,121 +348,10 @@ class SQLThreadStore(BaseThreadStore):
         return self._driver.engine
 
     def _run(self, plan: Callable[[], Plan], write: bool, alone: bool = False) -> Any:
-        """Run a fresh ``plan()`` in one transaction, once more if the connection dropped
-        before anything could have been stored."""
-        with _translated(self._driver, self._where):
-            try:
-                return self._attempt(plan(), write, alone)
-            except _Dropped as dropped:
-                if dropped.unknown or not self._driver.retries_dropped_connections:
-                    raise
-            return self._attempt(plan(), write, alone)
-
-    def _attempt(self, plan: Plan, write: bool, alone: bool) -> Any:
-        driver = self._driver
-        lease = driver.checkout()
-        conn = lease.connection
-        broken: BaseException | None = None
-        begin = driver.begin(write, alone)
-        # A write outside BEGIN commits with its statement: a drop then leaves it unknown.
-        unknown = write and not begin
-        in_transaction = False
-        cursor = None
-        try:
-            cursor = conn.cursor()
-            if begin:
-                cursor.execute(begin)
-                in_transaction = True
-            try:
-                statement, params = next(plan)
-                while True:
-                    sql, args, many = self._statements.bind(statement, params)
-                    if many:
-                        cursor.executemany(sql, args)
-                    else:
-                        cursor.execute(sql, args)
-                    rows = cursor.fetchall() if cursor.description else []
-                    statement, params = plan.send(Rows(rows, cursor.rowcount))
-            except StopIteration as done:
-                result = done.value
-            if in_transaction:
-                in_transaction, unknown = False, write
-                cursor.execute("COMMIT")
-            return result
-        except BaseException as exc:
-            if driver.dropped(exc, conn):
-                broken = exc
-                raise _Dropped(exc, unknown) from exc
-            if in_transaction and cursor is not None:
-                try:
-                    cursor.execute("ROLLBACK")
-                except BaseException as rollback_failed:
-                    broken = rollback_failed
-            raise
-        finally:
-            try:
-                if cursor is not None:
-                    cursor.close()
-            finally:
-                driver.checkin(lease, broken)
+        return self._runner._run(plan, write, alone)
 
     async def _arun(self, plan: Callable[[], Plan], write: bool, alone: bool = False) -> Any:
-        """Async `_run`."""
-        with _translated(self._driver, self._where):
-            try:
-                return await self._aattempt(plan(), write, alone)
-            except _Dropped as dropped:
-                if dropped.unknown or not self._driver.retries_dropped_connections:
-                    raise
-            return await self._aattempt(plan(), write, alone)
-
-    async def _aattempt(self, plan: Plan, write: bool, alone: bool) -> Any:
-        driver = self._driver
-        lease = await driver.acheckout()
-        conn = lease.connection
-        broken: BaseException | None = None
-        begin = driver.begin(write, alone)
-        # A write outside BEGIN commits with its statement: a drop then leaves it unknown.
-        unknown = write and not begin
-        in_transaction = False
-        cursor = None
-        try:
-            cursor = await driver.acursor(conn)
-            if begin:
-                await cursor.execute(begin)
-                in_transaction = True
-            try:
-                statement, params = next(plan)
-                while True:
-                    sql, args, many = self._statements.bind(statement, params)
-                    if many:
-                        await cursor.executemany(sql, args)
-                    else:
-                        await cursor.execute(sql, args)
-                    rows = await cursor.fetchall() if cursor.description else []
-                    statement, params = plan.send(Rows(rows, cursor.rowcount))
-            except StopIteration as done:
-                result = done.value
-            if in_transaction:
-                in_transaction, unknown = False, write
-                await cursor.execute("COMMIT")
-            return result
-        except BaseException as exc:
-            if driver.dropped(exc, conn):
-                broken = exc
-                raise _Dropped(exc, unknown) from exc
-            if in_transaction and cursor is not None:
-                try:
-                    await cursor.execute("ROLLBACK")
-                except BaseException as rollback_failed:
-                    broken = rollback_failed
-            raise
-        finally:
-            try:
-                if cursor is not None:
-                    await cursor.close()
-            finally:
-                await driver.acheckin(lease, broken)
+        return await self._runner._arun(plan, write, alone)
 
     def execute(self, op: ops.Op[T]) -> T:
         """Run one operation in one transaction."""

@@ -1,0 +1,1127 @@
+"""Each checkpoint operation as a plan (see `memfold.backends.sql.plans`): pure generators that
+yield ``(statement, params)`` and receive `Rows`, run by the SQL runner sync or async.
+
+The semantics are those of `memfold.backends.memory_checkpoints`, on the layout of
+`memfold.checkpoint_deltas`:
+
+- A put or put_writes runs in one transaction with its thread row locked first (SQLite: the
+  runner's ``BEGIN IMMEDIATE``; PostgreSQL: ``SELECT ... FOR UPDATE`` after an insert-if-absent),
+  so lease checks and delta planning see a stable thread.
+- A read costs two queries: the checkpoint joined with its writes, then every value row it reads
+  together with the rest of each delta chain (the rows sharing the root row's snapshot key).
+  The wanted row keys travel as one JSON parameter (``json_each`` / ``jsonb_to_recordset``).
+- Metadata filters compare JSON values with bound parameters only (``json_each`` on SQLite,
+  ``jsonb`` equality on PostgreSQL).
+- Retention finds its work through indexes (expiry, idle time, age, per-namespace counts, the
+  ``dirty`` flag), then drops checkpoints and collects unreachable value rows per namespace.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    ClauseElement,
+    Dialect,
+    Integer,
+    String,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.elements import ColumnElement
+
+from memfold import checkpoint_ops as ops
+from memfold.backends.sql.checkpoint_schema import CheckpointTables
+from memfold.backends.sql.plans import Plan
+from memfold.checkpoint_deltas import (
+    BlobKey,
+    DeltaPolicy,
+    StoredBlob,
+    channel_key,
+    pack_items,
+    plan_put,
+    reachable,
+    rebuild,
+    unpack_items,
+    version_key,
+)
+from memfold.checkpoint_model import (
+    Blob,
+    Checkpoint,
+    PendingWrite,
+    SequenceBlob,
+    StorageStats,
+    SweepResult,
+    Version,
+)
+from memfold.checkpoints import claim_lease, matches_filter
+from memfold.errors import Conflict, InvalidInput
+from memfold.model import JSON
+from memfold.ops import Op
+
+__all__ = ["CheckpointPlans"]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+_READS = (ops.GetCheckpoint, ops.ListCheckpoints, ops.CheckpointStats)
+_SINGLE = (ops.SetCheckpointThreadTTL, ops.ReleaseThread)
+
+
+def _us(moment: datetime) -> int:
+    return (moment - _EPOCH) // _US
+
+
+def _time(us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=int(us))
+
+
+def _version(key: str | None) -> Version | None:
+    return None if key is None else _version_of(key)
+
+
+def _version_of(key: str) -> Version:
+    """The inverse of `version_key` (integers, the common case, without the JSON parser)."""
+    if key.isdigit():
+        return int(key)
+    value: Version = json.loads(key)
+    return value
+
+
+@dataclass(slots=True)
+class _Removed:
+    checkpoints: int = 0
+    blobs: int = 0
+    writes: int = 0
+
+
+@dataclass(slots=True)
+class _Space:
+    """What retention needs of one thread namespace: checkpoint ids (ascending) with their
+    versions, refs and age; value row keys and chain links; write counts per checkpoint."""
+
+    ids: list[str]
+    records: dict[str, tuple[dict[str, Version], dict[str, str], int]]
+    rows: dict[BlobKey, StoredBlob]
+    writes: dict[str, int]
+
+    def roots(self) -> Iterable[BlobKey]:
+        for versions, refs, _ in self.records.values():
+            for channel, version in versions.items():
+                yield channel_key(channel, version, refs)
+
+
+_CP = [
+    "tenant",
+    "thread_id",
+    "namespace",
+    "checkpoint_id",
+    "parent_id",
+    "created_us",
+    "metadata",
+    "body_tag",
+    "body",
+    "versions",
+    "refs",
+]
+_VALUE = [
+    "thread_id",
+    "namespace",
+    "channel",
+    "version",
+    "owner",
+    "kind",
+    "digest",
+    "tag",
+    "data",
+    "length",
+    "depth",
+    "base_version",
+    "base_owner",
+    "snapshot_version",
+    "snapshot_owner",
+    "snapshot_length",
+]
+_WRITE = ["task_id", "idx", "channel", "tag", "data", "task_path"]
+
+
+class CheckpointPlans:
+    """Plans for the checkpoint operations on one set of tables and one SQL dialect; the
+    statements of the hot paths (put, put_writes, get) are built once here (see `prepared`)."""
+
+    def __init__(self, tables: CheckpointTables, dialect: Dialect) -> None:
+        self.tables = tables
+        self.dialect = dialect.name
+        self._quote = dialect.identifier_preparer
+        t, c, v, w = tables.threads, tables.checkpoints, tables.values, tables.writes
+        ins = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        self._cache: dict[Any, ClauseElement] = {}
+
+        thread_key = and_(
+            t.c.tenant == bindparam("tenant"), t.c.thread_id == bindparam("thread_id")
+        )
+        self._ensure_thread = (
+            ins(t)
+            .values(
+                tenant=bindparam("tenant"),
+                thread_id=bindparam("thread_id"),
+                updated_us=bindparam("now"),
+                dirty=0,
+            )
+            .on_conflict_do_nothing()
+        )
+        lock = select(t.c.holder, t.c.lease_until_us).where(thread_key)
+        self._lock_thread = lock.with_for_update() if self.dialect == "postgresql" else lock
+        self._touch = (
+            update(t)
+            .where(thread_key)
+            .values(
+                updated_us=bindparam("now"),
+                expires_us=t.c.ttl * 1_000_000 + bindparam("now_f"),
+                dirty=t.c.dirty + bindparam("dirty", type_=Integer),
+            )
+        )
+        self._touch_lease = self._touch.values(
+            holder=bindparam("writer"), lease_until_us=bindparam("until")
+        )
+        space = self._space_where(c)
+        self._head = select(func.max(c.c.checkpoint_id)).where(space)
+        self._put_info = select(
+            self._head.scalar_subquery(),
+            select(c.c.versions)
+            .where(space, c.c.checkpoint_id == bindparam("parent_id"))
+            .scalar_subquery(),
+            select(c.c.refs)
+            .where(space, c.c.checkpoint_id == bindparam("parent_id"))
+            .scalar_subquery(),
+            select(c.c.checkpoint_id)
+            .where(space, c.c.checkpoint_id == bindparam("checkpoint_id"))
+            .scalar_subquery(),
+        )
+        self._insert_value = insert(v).values({col.name: bindparam(col.name) for col in v.c})
+        cp_values: dict[str, Any] = {col.name: bindparam(col.name) for col in c.c}
+        upsert = ins(c).values(cp_values)
+        self._upsert_checkpoint = upsert.on_conflict_do_update(
+            index_elements=[c.c.tenant, c.c.thread_id, c.c.namespace, c.c.checkpoint_id],
+            set_={
+                name: upsert.excluded[name]
+                for name in (
+                    "parent_id",
+                    "created_us",
+                    "run_id",
+                    "metadata",
+                    "body_tag",
+                    "body",
+                    "versions",
+                    "refs",
+                )
+            },
+        )
+        write_insert = ins(w).values({col.name: bindparam(col.name) for col in w.c})
+        self._insert_write = write_insert.on_conflict_do_nothing()
+        self._replace_write = write_insert.on_conflict_do_update(
+            index_elements=[
+                w.c.tenant,
+                w.c.thread_id,
+                w.c.namespace,
+                w.c.checkpoint_id,
+                w.c.task_id,
+                w.c.idx,
+            ],
+            set_={n: write_insert.excluded[n] for n in ("channel", "tag", "data", "task_path")},
+        )
+        joined = self._with_writes(c)
+        self._get_by_id = joined.where(space, c.c.checkpoint_id == bindparam("checkpoint_id"))
+        newest = select(c).where(space).order_by(c.c.checkpoint_id.desc()).limit(1).subquery("c")
+        self._get_newest = self._with_writes(newest)
+        self._values_by_key = text(self._values_sql(chains=False))
+        self._values_with_chains = text(self._values_sql(chains=True))
+        self._set_ttl = (
+            update(t)
+            .where(thread_key)
+            .values(
+                ttl=bindparam("ttl"),
+                expires_us=t.c.updated_us + bindparam("ttl_us"),
+            )
+        )
+        self._release = (
+            update(t)
+            .where(thread_key, t.c.holder == bindparam("writer"))
+            .values(holder=None, lease_until_us=None)
+        )
+
+    # Statement builders.
+
+    @staticmethod
+    def _space_where(table: Any) -> ColumnElement[bool]:
+        return and_(
+            table.c.tenant == bindparam("tenant"),
+            table.c.thread_id == bindparam("thread_id"),
+            table.c.namespace == bindparam("namespace"),
+        )
+
+    def _with_writes(self, source: Any) -> Any:
+        w = self.tables.writes
+        on = and_(
+            w.c.tenant == source.c.tenant,
+            w.c.thread_id == source.c.thread_id,
+            w.c.namespace == source.c.namespace,
+            w.c.checkpoint_id == source.c.checkpoint_id,
+        )
+        return select(*(source.c[n] for n in _CP), *(w.c[n] for n in _WRITE)).select_from(
+            source.outerjoin(w, on)
+        )
+
+    def _values_sql(self, chains: bool) -> str:
+        """Value rows by key (``:roots``, a JSON list of ``{t, n, c, v, o}``) in one query;
+        with ``chains``, also every row sharing each row's snapshot (its delta chain), each
+        half an index lookup per root (SQLite's ``CROSS JOIN`` keeps the roots outermost)."""
+        table = self._quote.format_table(self.tables.values)
+        if self.dialect == "postgresql":
+            source = (
+                "jsonb_to_recordset(CAST(:roots AS jsonb)) AS j(t text, n text, c text, "
+                "v text, o text)"
+            )
+            fields = {k: f"j.{k}" for k in "tncvo"}
+            join = "JOIN"
+        else:
+            source = "json_each(:roots) AS j"
+            fields = {k: f"json_extract(j.value, '$.{k}')" for k in "tncvo"}
+            join = "CROSS JOIN"
+        columns = "SELECT " + ", ".join(f"x.{n}" for n in _VALUE)
+
+        def by_key(alias: str) -> str:
+            return (
+                f"FROM {source} {join} {table} AS {alias} ON {alias}.tenant = :tenant "
+                f"AND {alias}.thread_id = {fields['t']} AND {alias}.namespace = {fields['n']} "
+                f"AND {alias}.channel = {fields['c']} AND {alias}.version = {fields['v']} "
+                f"AND {alias}.owner = {fields['o']}"
+            )
+
+        roots = f"{columns} {by_key('x')}"
+        if not chains:
+            return roots
+        return (
+            f"{roots} UNION ALL {columns} {by_key('r')} "
+            f"{join} {table} AS x ON x.tenant = r.tenant AND x.thread_id = r.thread_id "
+            "AND x.namespace = r.namespace AND x.channel = r.channel "
+            "AND x.snapshot_version = r.snapshot_version AND x.snapshot_owner = r.snapshot_owner "
+            "AND x.depth < r.depth"
+        )
+
+    @property
+    def prepared(self) -> list[ClauseElement]:
+        """The statements built once, for a runner to compile once."""
+        return [s for s in vars(self).values() if isinstance(s, ClauseElement)]
+
+    def writes(self, op: Op[Any]) -> bool:
+        """Whether ``op`` changes data (and so needs a write transaction)."""
+        return not isinstance(op, _READS)
+
+    def single_statement(self, op: Op[Any]) -> bool:
+        """Whether ``op``'s plan is one statement, atomic without a transaction around it."""
+        return isinstance(op, _SINGLE)
+
+    def plan(self, op: Op[Any], policy: DeltaPolicy) -> Plan:
+        """The plan that runs ``op``."""
+        match op:
+            case ops.PutCheckpoint():
+                return self._put(op, policy)
+            case ops.PutCheckpointWrites():
+                return self._put_writes(op)
+            case ops.GetCheckpoint():
+                return self._get(op)
+            case ops.ListCheckpoints():
+                return self._list(op)
+            case ops.DeleteCheckpointThread(tenant, thread_id):
+                return self._delete_thread(tenant, thread_id)
+            case ops.DeleteCheckpointRuns(tenant, run_ids):
+                return self._delete_runs(tenant, run_ids)
+            case ops.CopyCheckpointThread():
+                return self._copy(op)
+            case ops.PruneCheckpointThreads(tenant, thread_ids, keep_latest):
+                return self._prune(tenant, thread_ids, keep_latest)
+            case ops.SetCheckpointThreadTTL(tenant, thread_id, ttl):
+                return self._ttl(tenant, thread_id, ttl)
+            case ops.ReleaseThread(tenant, thread_id, writer):
+                return self._release_plan(tenant, thread_id, writer)
+            case ops.SweepCheckpoints():
+                return self._sweep(op)
+            case ops.CheckpointStats(tenant, thread_id):
+                return self._stats(tenant, thread_id)
+        raise InvalidInput(f"the SQL checkpoint store cannot run {type(op).__name__}")
+
+    # Writes.
+
+    def _lock(self, tenant: str, thread_id: str, now: int) -> Plan:
+        """Create the thread row if absent and lock it; returns ``(holder, lease_until)``."""
+        key = {"tenant": tenant, "thread_id": thread_id}
+        yield self._ensure_thread, {**key, "now": now}
+        found = yield self._lock_thread, key
+        holder, until = found.rows[0]
+        return holder, None if until is None else _time(until)
+
+    def _touched(self, key: Mapping[str, str], now: int, writer: str | None, until: Any) -> Any:
+        params = {
+            "tenant": key["tenant"],
+            "thread_id": key["thread_id"],
+            "now": now,
+            "now_f": float(now),
+            "dirty": 0,
+        }
+        if writer is None:
+            return self._touch, params
+        return self._touch_lease, {**params, "writer": writer, "until": _us(until)}
+
+    def _put(self, op: ops.PutCheckpoint, policy: DeltaPolicy) -> Plan:
+        key = {"tenant": op.tenant, "thread_id": op.thread_id, "namespace": op.namespace}
+        now = _us(op.created_at)
+        holder, lease_until = yield from self._lock(op.tenant, op.thread_id, now)
+        info = yield (
+            self._put_info,
+            {**key, "parent_id": op.parent_id or "", "checkpoint_id": op.checkpoint_id},
+        )
+        head, parent_versions, parent_refs, existing = info.rows[0]
+        until = None
+        if op.lease is not None:
+            until = claim_lease(
+                op.thread_id,
+                holder,
+                lease_until,
+                op.lease,
+                op.created_at,
+                continues_head=op.parent_id is not None and op.parent_id == head,
+            )
+        parent = None
+        if parent_versions is not None:
+            parent = (json.loads(parent_versions), json.loads(parent_refs))
+        found: dict[BlobKey, StoredBlob] = {}
+        if op.new_values:
+            pv, pr = parent if parent is not None else ({}, {})
+            wanted: list[BlobKey] = []
+            for channel, version, value in op.new_values:
+                vk = version_key(version)
+                wanted += [(channel, vk, ""), (channel, vk, op.checkpoint_id)]
+                if isinstance(value, SequenceBlob) and channel in pv:
+                    wanted.append(channel_key(channel, pv[channel], pr))
+            roots = [(op.thread_id, op.namespace, k) for k in dict.fromkeys(wanted)]
+            rows = yield self._values_by_key, self._roots(op.tenant, roots)
+            found = {row.key: row for _, _, row in map(_stored, rows.rows)}
+        new_rows, refs = plan_put(
+            op.checkpoint_id, op.versions, op.new_values, parent, found.get, policy
+        )
+        if new_rows:
+            yield self._insert_value, [{**key, **_row_params(row)} for row in new_rows]
+        run_id = op.metadata.get("run_id")
+        yield (
+            self._upsert_checkpoint,
+            {
+                **key,
+                "checkpoint_id": op.checkpoint_id,
+                "parent_id": op.parent_id,
+                "created_us": now,
+                "run_id": run_id if isinstance(run_id, str) else None,
+                "metadata": op.metadata_json,
+                "body_tag": op.body.tag,
+                "body": op.body.data,
+                "versions": op.versions_json,
+                "refs": json.dumps(refs, separators=(",", ":")),
+            },
+        )
+        statement, params = self._touched(
+            key, now, None if op.lease is None else op.lease.writer, until
+        )
+        yield statement, {**params, "dirty": 0 if existing is None else 1}
+
+    def _put_writes(self, op: ops.PutCheckpointWrites) -> Plan:
+        key = {"tenant": op.tenant, "thread_id": op.thread_id, "namespace": op.namespace}
+        now = _us(op.written_at)
+        holder, lease_until = yield from self._lock(op.tenant, op.thread_id, now)
+        until = None
+        if op.lease is not None:
+            head = (yield self._head, key).scalar()
+            until = claim_lease(
+                op.thread_id,
+                holder,
+                lease_until,
+                op.lease,
+                op.written_at,
+                continues_head=head is not None and head == op.checkpoint_id,
+            )
+        rows: list[dict[str, Any]] = [
+            {
+                **key,
+                "checkpoint_id": op.checkpoint_id,
+                "task_id": write.task_id,
+                "idx": write.idx,
+                "channel": write.channel,
+                "tag": write.value.tag,
+                "data": write.value.data,
+                "task_path": write.task_path,
+            }
+            for write in op.writes
+        ]
+        if kept := [r for r in rows if r["idx"] >= 0]:
+            yield self._insert_write, kept
+        if replaced := [r for r in rows if r["idx"] < 0]:
+            yield self._replace_write, replaced
+        yield self._touched(key, now, None if op.lease is None else op.lease.writer, until)
+
+    # Reads.
+
+    @staticmethod
+    def _roots(tenant: str, roots: Iterable[tuple[str, str, BlobKey]]) -> dict[str, Any]:
+        keys = [{"t": t, "n": n, "c": k[0], "v": k[1], "o": k[2]} for t, n, k in roots]
+        return {"tenant": tenant, "roots": json.dumps(keys, separators=(",", ":"))}
+
+    def _assemble(self, tenant: str, headers: list[tuple[Any, ...]], writes: Any) -> Plan:
+        """Checkpoints from their rows (in order) and their writes, reading all their value
+        rows and chains in one query."""
+        roots: list[tuple[str, str, BlobKey]] = []
+        parsed = []
+        for row in headers:
+            _, thread_id, namespace, cid, parent, created, meta, tag, body, versions, refs = row
+            versions_map: dict[str, Version] = json.loads(versions)
+            refs_map: dict[str, str] = json.loads(refs)
+            parsed.append((row, versions_map, refs_map))
+            for channel, version in versions_map.items():
+                roots.append((thread_id, namespace, channel_key(channel, version, refs_map)))
+        rows: dict[tuple[str, str], dict[BlobKey, StoredBlob]] = {}
+        if roots:
+            found = yield self._values_with_chains, self._roots(tenant, roots)
+            for thread_id, namespace, stored in map(_stored, found.rows):
+                rows.setdefault((thread_id, namespace), {})[stored.key] = stored
+        out = []
+        for row, versions_map, refs_map in parsed:
+            _, thread_id, namespace, cid, parent, created, meta, tag, body, _, _ = row
+            space = rows.get((thread_id, namespace), {})
+            values: dict[str, Blob | SequenceBlob] = {}
+            for channel, version in versions_map.items():
+                root = space.get(channel_key(channel, version, refs_map))
+                if root is not None:
+                    value = rebuild(root, space.get)
+                    if value is not None:
+                        values[channel] = value
+            own = sorted(
+                writes.get((thread_id, namespace, cid), ()),
+                key=lambda w: (w.task_path, w.task_id, w.idx),
+            )
+            out.append(
+                Checkpoint(
+                    thread_id,
+                    namespace,
+                    cid,
+                    parent,
+                    _time(created),
+                    json.loads(meta),
+                    Blob(tag, bytes(body)),
+                    versions_map,
+                    values,
+                    tuple(own),
+                )
+            )
+        return out
+
+    def _get(self, op: ops.GetCheckpoint) -> Plan:
+        key = {"tenant": op.tenant, "thread_id": op.thread_id, "namespace": op.namespace}
+        if op.checkpoint_id is None:
+            found = yield self._get_newest, key
+        else:
+            found = yield self._get_by_id, {**key, "checkpoint_id": op.checkpoint_id}
+        if not found.rows:
+            return None
+        header = found.rows[0][: len(_CP)]
+        writes = [_write(r[len(_CP) :]) for r in found.rows if r[len(_CP)] is not None]
+        result = yield from self._assemble(
+            op.tenant, [header], {(op.thread_id, op.namespace, header[3]): writes}
+        )
+        return result[0]
+
+    def _list_statement(self, op: ops.ListCheckpoints) -> tuple[Any, Any, dict[str, Any], bool]:
+        """The list query for ``op``'s shape (cached), its parameters, and whether the filter
+        must be checked again here (object or array values on SQLite); the second statement
+        reads the writes of the listed checkpoints."""
+        c = self.tables.checkpoints
+        kinds = tuple(_kind(json.loads(text)) for _, text in op.filter)
+        post = self.dialect == "sqlite" and any(k in ("object", "array") for k in kinds)
+        shape = (
+            op.thread_id is None,
+            op.namespace is None,
+            op.checkpoint_id is None,
+            op.before is None,
+            op.limit is None or post,
+            kinds,
+        )
+        params: dict[str, Any] = {"tenant": op.tenant}
+        for i, (key, encoded) in enumerate(op.filter):
+            params[f"fk{i}"] = key
+            wanted = json.loads(encoded)
+            params[f"fv{i}"] = encoded if self.dialect == "postgresql" else wanted
+        for name in ("thread_id", "namespace", "checkpoint_id", "before", "limit"):
+            if getattr(op, name) is not None:
+                params[name] = getattr(op, name)
+        if ("list", shape) not in self._cache:
+            where: list[Any] = [c.c.tenant == bindparam("tenant")]
+            if op.thread_id is not None:
+                where.append(c.c.thread_id == bindparam("thread_id"))
+            if op.namespace is not None:
+                where.append(c.c.namespace == bindparam("namespace"))
+            if op.checkpoint_id is not None:
+                where.append(c.c.checkpoint_id == bindparam("checkpoint_id"))
+            if op.before is not None:
+                where.append(c.c.checkpoint_id < bindparam("before"))
+            where += [self._filter(i, kind) for i, kind in enumerate(kinds)]
+            query = select(*(c.c[n] for n in _CP)).where(*where)
+            query = query.order_by(c.c.checkpoint_id.desc(), c.c.thread_id, c.c.namespace)
+            if op.limit is not None and not post:
+                query = query.limit(bindparam("limit", type_=Integer))
+            sub = query.subquery("c")
+            w = self.tables.writes
+            writes = select(
+                sub.c.thread_id, sub.c.namespace, sub.c.checkpoint_id, *(w.c[n] for n in _WRITE)
+            ).select_from(
+                sub.join(
+                    w,
+                    and_(
+                        w.c.tenant == sub.c.tenant,
+                        w.c.thread_id == sub.c.thread_id,
+                        w.c.namespace == sub.c.namespace,
+                        w.c.checkpoint_id == sub.c.checkpoint_id,
+                    ),
+                )
+            )
+            self._cache[("list", shape)] = query
+            self._cache[("list writes", shape)] = writes
+        return self._cache[("list", shape)], self._cache[("list writes", shape)], params, post
+
+    def _filter(self, i: int, kind: str) -> Any:
+        """Metadata key ``:fk<i>`` equals the JSON value ``:fv<i>``."""
+        table = self._quote.format_table(self.tables.checkpoints)
+        if self.dialect == "postgresql":
+            return text(
+                f"CAST({table}.metadata AS jsonb) -> CAST(:fk{i} AS text) = CAST(:fv{i} AS jsonb)"
+            ).bindparams(bindparam(f"fk{i}", type_=String), bindparam(f"fv{i}", type_=String))
+        m = f"m{i}"
+        match kind:
+            case "true" | "false" | "null" | "object" | "array":
+                test = f"{m}.type = '{kind}'"
+            case "number":
+                test = f"{m}.type IN ('integer', 'real') AND {m}.value = :fv{i}"
+            case _:
+                test = f"{m}.type = 'text' AND {m}.value = :fv{i}"
+        names = [f"fk{i}"] + ([f"fv{i}"] if ":fv" in test else [])
+        return text(
+            f"EXISTS (SELECT 1 FROM json_each({table}.metadata) AS {m} "
+            f"WHERE {m}.key = :fk{i} AND {test})"
+        ).bindparams(*(bindparam(n) for n in names))
+
+    def _list(self, op: ops.ListCheckpoints) -> Plan:
+        statement, writes_statement, params, post = self._list_statement(op)
+        found = yield statement, params
+        headers = list(found.rows)
+        if post:
+            headers = [h for h in headers if matches_filter(json.loads(h[6]), op.filter)]
+            if op.limit is not None:
+                headers = headers[: op.limit]
+        if not headers:
+            return []
+        writes: dict[tuple[str, str, str], list[PendingWrite]] = {}
+        found = yield writes_statement, params
+        for row in found.rows:
+            writes.setdefault((row[0], row[1], row[2]), []).append(_write(row[3:]))
+        result: list[Checkpoint] = yield from self._assemble(op.tenant, headers, writes)
+        return result
+
+    def _stats(self, tenant: str, thread_id: str | None) -> Plan:
+        t, c, v, w = (
+            self.tables.threads,
+            self.tables.checkpoints,
+            self.tables.values,
+            self.tables.writes,
+        )
+        params: dict[str, Any] = {"tenant": tenant}
+        if thread_id is not None:
+            params["thread_id"] = thread_id
+
+        def where(table: Table) -> list[Any]:
+            out = [table.c.tenant == bindparam("tenant")]
+            if thread_id is not None:
+                out.append(table.c.thread_id == bindparam("thread_id"))
+            return out
+
+        zero = literal(0)
+        statement = select(
+            select(func.count()).select_from(t).where(*where(t)).scalar_subquery(),
+            select(func.count()).select_from(c).where(*where(c)).scalar_subquery(),
+            select(
+                func.coalesce(
+                    func.sum(
+                        func.length(c.c.body)
+                        + func.length(c.c.metadata)
+                        + func.length(c.c.versions)
+                    ),
+                    zero,
+                )
+            )
+            .where(*where(c))
+            .scalar_subquery(),
+            select(func.count()).select_from(v).where(*where(v)).scalar_subquery(),
+            select(func.coalesce(func.sum(v.c.size), zero)).where(*where(v)).scalar_subquery(),
+            select(func.count()).select_from(w).where(*where(w)).scalar_subquery(),
+            select(func.coalesce(func.sum(func.length(w.c.data)), zero))
+            .where(*where(w))
+            .scalar_subquery(),
+        )
+        found = yield self._cached(("stats", thread_id is None), statement), params
+        threads, checkpoints, cbytes, blobs, vbytes, writes, wbytes = found.rows[0]
+        return StorageStats(
+            threads=int(threads),
+            checkpoints=int(checkpoints),
+            blobs=int(blobs),
+            writes=int(writes),
+            checkpoint_bytes=int(cbytes),
+            value_bytes=int(vbytes),
+            write_bytes=int(wbytes),
+        )
+
+    def _cached(self, key: Any, statement: Any) -> Any:
+        return self._cache.setdefault(key, statement)
+
+    # Thread-level operations.
+
+    def _thread_params(self, tenant: str, thread_id: str) -> dict[str, Any]:
+        return {"tenant": tenant, "thread_id": thread_id}
+
+    def _thread_where(self, table: Table) -> ColumnElement[bool]:
+        return and_(
+            table.c.tenant == bindparam("tenant"), table.c.thread_id == bindparam("thread_id")
+        )
+
+    def _delete_thread(self, tenant: str, thread_id: str) -> Plan:
+        c = self.tables.checkpoints
+        key = self._thread_params(tenant, thread_id)
+        count = yield (
+            self._cached(
+                "count thread", select(func.count()).select_from(c).where(self._thread_where(c))
+            ),
+            key,
+        )
+        for table in (self.tables.writes, self.tables.values, c, self.tables.threads):
+            yield (
+                self._cached(
+                    ("delete thread", table.name), delete(table).where(self._thread_where(table))
+                ),
+                key,
+            )
+        return int(count.scalar())
+
+    def _ttl(self, tenant: str, thread_id: str, ttl: float | None) -> Plan:
+        found = yield (
+            self._set_ttl,
+            {
+                **self._thread_params(tenant, thread_id),
+                "ttl": ttl,
+                "ttl_us": None if ttl is None else ttl * 1_000_000,
+            },
+        )
+        return found.rowcount > 0
+
+    def _release_plan(self, tenant: str, thread_id: str, writer: str) -> Plan:
+        found = yield self._release, {**self._thread_params(tenant, thread_id), "writer": writer}
+        return found.rowcount > 0
+
+    def _copy(self, op: ops.CopyCheckpointThread) -> Plan:
+        t, c = self.tables.threads, self.tables.checkpoints
+        source = self._thread_params(op.tenant, op.source)
+        exists = yield (
+            self._cached("thread exists", select(t.c.thread_id).where(self._thread_where(t))),
+            source,
+        )
+        if not exists.rows or op.source == op.target:
+            return 0
+        target = self._thread_params(op.tenant, op.target)
+        count = self._cached(
+            "count thread", select(func.count()).select_from(c).where(self._thread_where(c))
+        )
+        if (yield count, target).scalar():
+            raise Conflict(
+                f"thread {op.target!r} already has checkpoints: copy into a new thread id, or "
+                "delete_thread the target first"
+            )
+        for table in (self.tables.writes, self.tables.values, c, t):
+            yield (
+                self._cached(
+                    ("delete thread", table.name), delete(table).where(self._thread_where(table))
+                ),
+                target,
+            )
+        copied = 0
+        for table in (c, self.tables.values, self.tables.writes):
+            names = list([col.name for col in table.c])
+            columns = [
+                bindparam("target", type_=String) if n == "thread_id" else table.c[n] for n in names
+            ]
+            statement = self._cached(
+                ("copy", table.name),
+                insert(table).from_select(names, select(*columns).where(self._thread_where(table))),
+            )
+            found = yield statement, {**source, "target": op.target}
+            if table is c:
+                copied = found.rowcount
+        yield (
+            self._ensure_thread,
+            {"tenant": op.tenant, "thread_id": op.target, "now": _us(op.now)},
+        )
+        return copied
+
+    # Retention.
+
+    def _load(self, tenant: str, thread_id: str, namespace: str) -> Plan:
+        c, v, w = self.tables.checkpoints, self.tables.values, self.tables.writes
+        key = {"tenant": tenant, "thread_id": thread_id, "namespace": namespace}
+        found = yield (
+            self._cached(
+                "load checkpoints",
+                select(c.c.checkpoint_id, c.c.versions, c.c.refs, c.c.created_us)
+                .where(self._space_where(c))
+                .order_by(c.c.checkpoint_id),
+            ),
+            key,
+        )
+        records = {
+            cid: (json.loads(versions), json.loads(refs), int(created))
+            for cid, versions, refs, created in found.rows
+        }
+        found = yield (
+            self._cached(
+                "load values",
+                select(
+                    v.c.channel, v.c.version, v.c.owner, v.c.kind, v.c.base_version, v.c.base_owner
+                ).where(self._space_where(v)),
+            ),
+            key,
+        )
+        rows = {}
+        for channel, version, owner, kind, base_version, base_owner in found.rows:
+            stored = StoredBlob(
+                channel,
+                _version_of(version),
+                kind,
+                b"",
+                owner=owner,
+                base_version=_version(base_version),
+                base_owner=base_owner,
+            )
+            rows[(channel, version, owner)] = stored
+        found = yield (
+            self._cached(
+                "load writes",
+                select(w.c.checkpoint_id, func.count())
+                .where(self._space_where(w))
+                .group_by(w.c.checkpoint_id),
+            ),
+            key,
+        )
+        writes = {cid: int(n) for cid, n in found.rows}
+        return _Space(list(records), records, rows, writes)
+
+    def _drop(
+        self, key: dict[str, str], space: _Space, doomed: Iterable[str], removed: _Removed
+    ) -> Plan:
+        """Remove checkpoints and their writes, then every value row no checkpoint needs."""
+        gone = set(doomed) & space.records.keys()
+        if not gone:
+            return
+        c, w = self.tables.checkpoints, self.tables.writes
+        params = [{**key, "checkpoint_id": cid} for cid in sorted(gone)]
+        for table in (w, c):
+            yield (
+                self._cached(
+                    ("drop", table.name),
+                    delete(table).where(
+                        self._space_where(table),
+                        table.c.checkpoint_id == bindparam("checkpoint_id"),
+                    ),
+                ),
+                params,
+            )
+        for cid in gone:
+            del space.records[cid]
+            removed.writes += space.writes.pop(cid, 0)
+        space.ids = [i for i in space.ids if i not in gone]
+        removed.checkpoints += len(gone)
+        yield from self._collect(key, space, removed)
+
+    def _collect(self, key: dict[str, str], space: _Space, removed: _Removed) -> Plan:
+        """Drop every value row no checkpoint of the namespace reads, directly or in a chain."""
+        v = self.tables.values
+        live = reachable(space.roots(), space.rows.get)
+        dead = [k for k in space.rows if k not in live]
+        if dead:
+            yield (
+                self._cached(
+                    "drop value",
+                    delete(v).where(
+                        self._space_where(v),
+                        v.c.channel == bindparam("channel"),
+                        v.c.version == bindparam("version"),
+                        v.c.owner == bindparam("owner"),
+                    ),
+                ),
+                [{**key, "channel": k[0], "version": k[1], "owner": k[2]} for k in dead],
+            )
+            for k in dead:
+                del space.rows[k]
+        removed.blobs += len(dead)
+
+    def _namespaces(self, tenant: str, thread_id: str) -> Plan:
+        c = self.tables.checkpoints
+        found = yield (
+            self._cached(
+                "namespaces", select(c.c.namespace).distinct().where(self._thread_where(c))
+            ),
+            self._thread_params(tenant, thread_id),
+        )
+        return sorted(r[0] for r in found.rows)
+
+    def _tidy(self, tenant: str, thread_id: str) -> Plan:
+        """Forget a thread once none of its namespaces holds a checkpoint."""
+        c = self.tables.checkpoints
+        key = self._thread_params(tenant, thread_id)
+        count = yield (
+            self._cached(
+                "count thread", select(func.count()).select_from(c).where(self._thread_where(c))
+            ),
+            key,
+        )
+        if not count.scalar():
+            yield from self._delete_thread(tenant, thread_id)
+
+    def _delete_runs(self, tenant: str, run_ids: tuple[str, ...]) -> Plan:
+        c = self.tables.checkpoints
+        doomed: dict[tuple[str, str], set[str]] = {}
+        statement = self._cached(
+            "by run",
+            select(c.c.thread_id, c.c.namespace, c.c.checkpoint_id).where(
+                c.c.tenant == bindparam("tenant"), c.c.run_id == bindparam("run_id")
+            ),
+        )
+        for run_id in run_ids:
+            found = yield statement, {"tenant": tenant, "run_id": run_id}
+            for thread_id, namespace, cid in found.rows:
+                doomed.setdefault((thread_id, namespace), set()).add(cid)
+        removed = _Removed()
+        for (thread_id, namespace), ids in sorted(doomed.items()):
+            space = yield from self._load(tenant, thread_id, namespace)
+            key = {"tenant": tenant, "thread_id": thread_id, "namespace": namespace}
+            yield from self._drop(key, space, ids, removed)
+        for thread_id in sorted({t for t, _ in doomed}):
+            yield from self._tidy(tenant, thread_id)
+        return removed.checkpoints
+
+    def _prune(self, tenant: str, thread_ids: tuple[str, ...], keep_latest: bool) -> Plan:
+        removed = _Removed()
+        for thread_id in thread_ids:
+            if not keep_latest:
+                removed.checkpoints += yield from self._delete_thread(tenant, thread_id)
+                continue
+            before = removed.checkpoints
+            for namespace in (yield from self._namespaces(tenant, thread_id)):
+                space = yield from self._load(tenant, thread_id, namespace)
+                key = {"tenant": tenant, "thread_id": thread_id, "namespace": namespace}
+                yield from self._drop(key, space, space.ids[:-1], removed)
+            if removed.checkpoints > before:
+                yield from self._tidy(tenant, thread_id)
+        return removed.checkpoints
+
+    def _sweep(self, op: ops.SweepCheckpoints) -> Plan:
+        t, c = self.tables.threads, self.tables.checkpoints
+        policy, now = op.policy, _us(op.now)
+        removed = _Removed()
+        threads = 0
+        params: dict[str, Any] = {"now": float(now)}
+        tenant_t: list[Any] = []
+        tenant_c: list[Any] = []
+        if op.tenant is not None:
+            params["tenant"] = op.tenant
+            tenant_t = [t.c.tenant == bindparam("tenant")]
+            tenant_c = [c.c.tenant == bindparam("tenant")]
+        # 1. Whole threads past their own or the default TTL (indexed by expiry / idle time).
+        expired = [t.c.expires_us <= bindparam("now")]
+        if policy.ttl_seconds is not None:
+            params["idle"] = now - round(policy.ttl_seconds * 1_000_000)
+            expired.append(and_(t.c.ttl.is_(None), t.c.updated_us <= bindparam("idle")))
+        shape = (op.tenant is None, policy.ttl_seconds is None)
+        found = yield (
+            self._cached(
+                ("expired", shape),
+                select(t.c.tenant, t.c.thread_id).where(
+                    *tenant_t, expired[0] if len(expired) == 1 else expired[0] | expired[1]
+                ),
+            ),
+            params,
+        )
+        for tenant, thread_id in sorted(found.rows):
+            stats = yield from self._stats(tenant, thread_id)
+            yield from self._delete_thread(tenant, thread_id)
+            threads += 1
+            removed.checkpoints += stats.checkpoints
+            removed.blobs += stats.blobs
+            removed.writes += stats.writes
+        # 2. Namespaces over keep_last, or holding checkpoints older than max_age.
+        spaces: set[tuple[str, str, str]] = set()
+        if policy.keep_last is not None:
+            found = yield (
+                self._cached(
+                    ("over", shape[0]),
+                    select(c.c.tenant, c.c.thread_id, c.c.namespace)
+                    .where(*tenant_c)
+                    .group_by(c.c.tenant, c.c.thread_id, c.c.namespace)
+                    .having(func.count() > bindparam("keep", type_=Integer)),
+                ),
+                {**params, "keep": policy.keep_last},
+            )
+            spaces.update(found.rows)
+        cutoff = None
+        if policy.max_age_seconds is not None:
+            cutoff = now - round(policy.max_age_seconds * 1_000_000)
+            found = yield (
+                self._cached(
+                    ("old", shape[0]),
+                    select(c.c.tenant, c.c.thread_id, c.c.namespace)
+                    .distinct()
+                    .where(*tenant_c, c.c.created_us < bindparam("cutoff")),
+                ),
+                {**params, "cutoff": cutoff},
+            )
+            spaces.update(found.rows)
+        # 3. Threads where a re-put checkpoint may have left value rows behind.
+        found = yield (
+            self._cached(
+                ("dirty", shape[0]),
+                select(t.c.tenant, t.c.thread_id).where(*tenant_t, t.c.dirty > 0),
+            ),
+            params,
+        )
+        dirty = sorted(found.rows)
+        for tenant, thread_id in dirty:
+            for namespace in (yield from self._namespaces(tenant, thread_id)):
+                spaces.add((tenant, thread_id, namespace))
+        for tenant, thread_id, namespace in sorted(spaces):
+            key = {"tenant": tenant, "thread_id": thread_id, "namespace": namespace}
+            space = yield from self._load(tenant, thread_id, namespace)
+            doomed: set[str] = set()
+            if policy.keep_last is not None:
+                doomed.update(space.ids[: -policy.keep_last])
+            if cutoff is not None:
+                doomed.update(cid for cid in space.ids[:-1] if space.records[cid][2] < cutoff)
+            if doomed & space.records.keys():
+                yield from self._drop(key, space, doomed, removed)
+            else:
+                yield from self._collect(key, space, removed)
+        if dirty:
+            yield (
+                self._cached(
+                    "clean",
+                    update(t).where(self._thread_where(t)).values(dirty=0),
+                ),
+                [self._thread_params(tenant, thread_id) for tenant, thread_id in dirty],
+            )
+        return SweepResult(threads, removed.checkpoints, removed.blobs, removed.writes)
+
+
+def _kind(value: JSON) -> str:
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if value is None:
+        return "null"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, dict):
+        return "object"
+    if isinstance(value, list):
+        return "array"
+    return "text"
+
+
+def _row_params(row: StoredBlob) -> dict[str, Any]:
+    data = row.data if row.kind in ("value", "empty") else pack_items(row.items)
+    return {
+        "channel": row.channel,
+        "version": version_key(row.version),
+        "owner": row.owner,
+        "kind": row.kind,
+        "digest": row.digest,
+        "tag": row.tag,
+        "data": data,
+        "size": row.size,
+        "length": row.length,
+        "depth": row.depth,
+        "base_version": None if row.base_version is None else version_key(row.base_version),
+        "base_owner": row.base_owner,
+        "snapshot_version": (
+            None if row.snapshot_version is None else version_key(row.snapshot_version)
+        ),
+        "snapshot_owner": row.snapshot_owner,
+        "snapshot_length": row.snapshot_length,
+    }
+
+
+def _stored(row: Any) -> tuple[str, str, StoredBlob]:
+    (
+        thread_id,
+        namespace,
+        channel,
+        version,
+        owner,
+        kind,
+        digest,
+        tag,
+        data,
+        length,
+        depth,
+        base_version,
+        base_owner,
+        snapshot_version,
+        snapshot_owner,
+        snapshot_length,
+    ) = row
+    data = bytes(data)
+    listed = kind in ("snapshot", "delta")
+    stored = StoredBlob(
+        channel,
+        _version_of(version),
+        kind,
+        bytes(digest),
+        tag,
+        b"" if listed else data,
+        unpack_items(data) if listed else (),
+        owner,
+        length,
+        depth,
+        _version(base_version),
+        base_owner,
+        _version(snapshot_version),
+        snapshot_owner,
+        snapshot_length,
+    )
+    return thread_id, namespace, stored
+
+
+def _write(row: Any) -> PendingWrite:
+    task_id, idx, channel, tag, data, task_path = row
+    return PendingWrite(task_id, idx, channel, Blob(tag, bytes(data)), task_path)

@@ -1,0 +1,145 @@
+"""The SQL checkpoint tables, declared once, beside the thread tables (same prefix and schema).
+
+- ``<prefix>cp_threads``: one row per thread: last write, own TTL (``expires_us`` derived from
+  it, indexed for the sweep), the writer's lease, and whether a re-put may have left value rows
+  no checkpoint reads (``dirty``, cleared by the sweep).
+- ``<prefix>checkpoints``: one row per checkpoint; ``metadata`` is JSON text, ``run_id`` its
+  ``run_id`` copied out and indexed for ``delete_for_runs``.
+- ``<prefix>cp_values``: one row per `memfold.checkpoint_deltas.StoredBlob`, keyed by
+  ``(channel, version, owner)`` inside a thread namespace; indexed by snapshot key so a read
+  fetches whole delta chains with one query.
+- ``<prefix>cp_writes``: pending writes, keyed by ``(checkpoint, task_id, idx)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+)
+
+from memfold.backends.sql.schema import Tables, build_tables
+
+__all__ = ["CheckpointTables", "build_checkpoint_tables"]
+
+_ID = 512
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointTables:
+    """The checkpoint tables of one memfold schema (and its version table)."""
+
+    base: Tables
+    threads: Table
+    checkpoints: Table
+    values: Table
+    writes: Table
+
+    @property
+    def schema(self) -> str | None:
+        """The PostgreSQL schema holding the tables (None: the connection's default)."""
+        return self.base.schema
+
+
+def _key() -> list[Column[str]]:
+    return [
+        Column("tenant", String(_ID), nullable=False),
+        Column("thread_id", String(_ID), nullable=False),
+        Column("namespace", String(_ID), nullable=False),
+    ]
+
+
+def build_checkpoint_tables(
+    prefix: str = "memfold_", schema: str | None = None
+) -> CheckpointTables:
+    """Declare the checkpoint tables with names starting ``prefix``, in ``schema``."""
+    base = build_tables(prefix, schema)
+    md = base.metadata
+    threads = Table(
+        f"{prefix}cp_threads",
+        md,
+        Column("tenant", String(_ID), nullable=False),
+        Column("thread_id", String(_ID), nullable=False),
+        Column("updated_us", BigInteger, nullable=False),
+        Column("ttl", Float),
+        Column("expires_us", Float),
+        Column("holder", String(_ID)),
+        Column("lease_until_us", BigInteger),
+        Column("dirty", Integer, nullable=False),
+        PrimaryKeyConstraint("tenant", "thread_id"),
+        Index(f"{prefix}cp_threads_idle", "updated_us"),
+        Index(f"{prefix}cp_threads_expiry", "expires_us"),
+        Index(f"{prefix}cp_threads_dirty", "dirty"),
+    )
+    checkpoints = Table(
+        f"{prefix}checkpoints",
+        md,
+        *_key(),
+        Column("checkpoint_id", String(_ID), nullable=False),
+        Column("parent_id", String(_ID)),
+        Column("created_us", BigInteger, nullable=False),
+        Column("run_id", String(_ID)),
+        Column("metadata", Text, nullable=False),
+        Column("body_tag", String(_ID), nullable=False),
+        Column("body", LargeBinary, nullable=False),
+        Column("versions", Text, nullable=False),
+        Column("refs", Text, nullable=False),
+        PrimaryKeyConstraint("tenant", "thread_id", "namespace", "checkpoint_id"),
+        Index(f"{prefix}checkpoints_run", "tenant", "run_id"),
+        Index(f"{prefix}checkpoints_age", "created_us"),
+        Index(f"{prefix}checkpoints_recent", "tenant", "checkpoint_id"),
+    )
+    values = Table(
+        f"{prefix}cp_values",
+        md,
+        *_key(),
+        Column("channel", String(_ID), nullable=False),
+        Column("version", String(_ID), nullable=False),
+        Column("owner", String(_ID), nullable=False),
+        Column("kind", String(16), nullable=False),
+        Column("digest", LargeBinary, nullable=False),
+        Column("tag", String(_ID), nullable=False),
+        Column("data", LargeBinary, nullable=False),
+        Column("size", BigInteger, nullable=False),
+        Column("length", Integer, nullable=False),
+        Column("depth", Integer, nullable=False),
+        Column("base_version", String(_ID)),
+        Column("base_owner", String(_ID), nullable=False),
+        Column("snapshot_version", String(_ID)),
+        Column("snapshot_owner", String(_ID), nullable=False),
+        Column("snapshot_length", Integer, nullable=False),
+        PrimaryKeyConstraint("tenant", "thread_id", "namespace", "channel", "version", "owner"),
+        Index(
+            f"{prefix}cp_values_chain",
+            "tenant",
+            "thread_id",
+            "namespace",
+            "channel",
+            "snapshot_version",
+            "snapshot_owner",
+        ),
+    )
+    writes = Table(
+        f"{prefix}cp_writes",
+        md,
+        *_key(),
+        Column("checkpoint_id", String(_ID), nullable=False),
+        Column("task_id", String(_ID), nullable=False),
+        Column("idx", Integer, nullable=False),
+        Column("channel", String(_ID), nullable=False),
+        Column("tag", String(_ID), nullable=False),
+        Column("data", LargeBinary, nullable=False),
+        Column("task_path", Text, nullable=False),
+        PrimaryKeyConstraint("tenant", "thread_id", "namespace", "checkpoint_id", "task_id", "idx"),
+    )
+    return CheckpointTables(base, threads, checkpoints, values, writes)

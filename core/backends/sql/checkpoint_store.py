@@ -1,0 +1,151 @@
+"""The SQL checkpoint store: runs `memfold.backends.sql.checkpoint_plans` on SQLite or
+PostgreSQL, sync or async, with the thread store's driver and runner.
+
+Examples:
+    >>> import tempfile, pathlib
+    >>> from memfold.checkpoints import Blob
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "checkpoints.db"
+    >>> store = SQLCheckpointStore(f"sqlite:///{path}")
+    >>> store.setup()
+    1
+    >>> store.put("t", "c1", Blob("json", b"{}"), versions={"x": 1},
+    ...           values={"x": Blob("json", b"7")})
+    >>> store.get("t").values["x"]
+    Blob(tag='json', data=b'7')
+    >>> store.close()
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from sqlalchemy import URL, ClauseElement, Dialect, Engine
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from memfold.backends.sql.checkpoint_plans import CheckpointPlans
+from memfold.backends.sql.checkpoint_schema import build_checkpoint_tables
+from memfold.backends.sql.migrations import migrate_checkpoints
+from memfold.backends.sql.store import _driver, _Runner, _Statements
+from memfold.checkpoint_deltas import DeltaPolicy
+from memfold.checkpoint_model import RetentionPolicy
+from memfold.checkpoints import BaseCheckpointStore
+from memfold.ops import Op
+from memfold.stores import Capabilities
+
+__all__ = ["SQLCheckpointStore"]
+
+T = TypeVar("T")
+
+
+class _KeptStatements(_Statements):
+    """Compiles a statement built after start-up once too: the plans keep every statement
+    they build (one per query shape), so its id stays its own."""
+
+    def __init__(self, dialect: Dialect, prepared: list[ClauseElement]) -> None:
+        super().__init__(dialect, prepared)
+        self._kept: list[ClauseElement] = []
+
+    def bind(self, statement: ClauseElement, params: Any) -> tuple[str, Any, bool]:
+        if id(statement) not in self._cache:
+            self._cache[id(statement)] = self._compile(statement)
+            self._kept.append(statement)
+        return super().bind(statement, params)
+
+
+class SQLCheckpointStore(BaseCheckpointStore):
+    """Checkpoints in SQL tables on SQLite or PostgreSQL (see
+    `memfold.backends.sql.checkpoint_schema` for the layout).
+
+    Args:
+        url: ``sqlite:///path/to/file.db``, ``postgresql://user@host/db`` (psycopg 3), or a
+            SQLAlchemy ``Engine`` or ``AsyncEngine`` you own.
+        async_engine: an ``AsyncEngine`` for the async API (made from ``url`` if omitted).
+        schema: PostgreSQL schema holding the tables (created by `setup`).
+        table_prefix: prefix of every table name.
+        busy_timeout_ms: SQLite only: how long a writer waits for the lock (default 5000).
+        pool_size, max_overflow, connect_timeout: PostgreSQL only, as for the thread store.
+        delta_policy: when list values are stored whole (see `DeltaPolicy`).
+        retention: what `sweep` removes when called without a policy.
+    """
+
+    def __init__(
+        self,
+        url: str | URL | Engine | AsyncEngine,
+        *,
+        async_engine: AsyncEngine | None = None,
+        schema: str | None = None,
+        table_prefix: str = "memfold_",
+        busy_timeout_ms: int | None = None,
+        pool_size: int | None = None,
+        max_overflow: int | None = None,
+        connect_timeout: float | None = None,
+        delta_policy: DeltaPolicy | None = None,
+        retention: RetentionPolicy | None = None,
+    ) -> None:
+        self.tables = build_checkpoint_tables(table_prefix, schema)
+        self._driver = _driver(
+            url,
+            async_engine,
+            schema,
+            {
+                "busy_timeout_ms": busy_timeout_ms,
+                "pool_size": pool_size,
+                "max_overflow": max_overflow,
+                "connect_timeout": connect_timeout,
+            },
+        )
+        self.name = self._driver.name
+        dialect = self._driver.engine.dialect
+        self._plans = CheckpointPlans(self.tables, dialect)
+        statements = _KeptStatements(dialect, self._plans.prepared)
+        self._runner = _Runner(self._driver, statements, f"{self.name} checkpoint store")
+        super().__init__(
+            Capabilities(persistent=True, shared=True, transactions=True, ttl=True),
+            delta_policy=delta_policy,
+            retention=retention,
+        )
+
+    @property
+    def engine(self) -> Engine:
+        """The sync SQLAlchemy engine."""
+        return self._driver.engine
+
+    def execute(self, op: Op[T]) -> T:
+        """Run one operation in one transaction."""
+        plans, policy = self._plans, self.delta_policy
+        result: T = self._runner._run(
+            lambda: plans.plan(op, policy), plans.writes(op), plans.single_statement(op)
+        )
+        return result
+
+    async def aexecute(self, op: Op[T]) -> T:
+        """Run one operation in one transaction on the async engine."""
+        plans, policy = self._plans, self.delta_policy
+        result: T = await self._runner._arun(
+            lambda: plans.plan(op, policy), plans.writes(op), plans.single_statement(op)
+        )
+        return result
+
+    def setup(self) -> int:
+        """Create or upgrade the checkpoint tables (idempotent); returns their version."""
+        dialect = self._driver.engine.dialect
+        version: int = self._runner._run(
+            lambda: migrate_checkpoints(self.tables, dialect), write=True
+        )
+        return version
+
+    async def asetup(self) -> int:
+        """Async `setup`."""
+        dialect = self._driver.engine.dialect
+        version: int = await self._runner._arun(
+            lambda: migrate_checkpoints(self.tables, dialect), write=True
+        )
+        return version
+
+    def close(self) -> None:
+        """Close this store's connections and the engines it made."""
+        self._driver.close()
+
+    async def aclose(self) -> None:
+        """Async `close`."""
+        await self._driver.aclose()
