@@ -149,8 +149,8 @@ def test_the_cli_migrates_with_a_progress_bar(tmp_path: Path) -> None:
         assert target.count("t1") == 7
 
 
-SCRIPT = """
-import json, resource, sys, time
+FILL = """
+import sys
 import memfold
 from memfold import Message
 
@@ -159,8 +159,15 @@ for t in range(10):
     for start in range(0, 10_000, 2_000):
         source.append(f"t{t}", [Message(role="user", content=f"message {t}/{i} " + "x" * 200)
                                 for i in range(start, start + 2_000)])
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+"""
+
+# Run in a process of its own, so that its peak RSS is the migration's alone.
+MIGRATE = """
+import json, resource, sys, time
+import memfold
+
 started = time.monotonic()
+source = memfold.open_store(sys.argv[1])
 target = memfold.open_store(sys.argv[2], schema=sys.argv[3])
 result = memfold.migrate(source, target)
 print(json.dumps({
@@ -177,9 +184,10 @@ def test_100k_messages_sqlite_to_postgresql_in_bounded_memory(
 ) -> None:
     """A 100,000-message migration finishes with matching counts and peak RSS under 300 MB."""
     schema = getattr(pg, "tables").schema  # noqa: B009
+    source = f"sqlite:///{tmp_path / 'big.db'}"
+    subprocess.run([sys.executable, "-c", textwrap.dedent(FILL), source], timeout=300, check=True)
     out = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(SCRIPT), f"sqlite:///{tmp_path / 'big.db'}",
-         PG_URL, schema],
+        [sys.executable, "-c", textwrap.dedent(MIGRATE), source, PG_URL, schema],
         capture_output=True, text=True, timeout=300, check=True,
     )  # fmt: skip
     report = json.loads(out.stdout)
