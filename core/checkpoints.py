@@ -28,11 +28,9 @@ Examples:
 from __future__ import annotations
 
 import json
-from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from types import TracebackType
-from typing import Any, Literal, Protocol, Self, TypeVar, runtime_checkable
+from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 from urllib.parse import parse_qsl, urlsplit
 
 from memfold import checkpoint_ops as ops
@@ -51,8 +49,7 @@ from memfold.checkpoint_model import (
 )
 from memfold.errors import Conflict, InvalidInput
 from memfold.model import JSON, utcnow
-from memfold.ops import Op
-from memfold.stores import DEFAULT_TENANT, Capabilities, check_id, encode_json
+from memfold.stores import DEFAULT_TENANT, BaseStore, Capabilities, check_id, encode_json
 
 __all__ = [
     "BaseCheckpointStore",
@@ -281,7 +278,7 @@ class CheckpointStore(Protocol):
     async def astats(self, thread_id: str | None = None, *, tenant: str = ...) -> StorageStats: ...
 
 
-class BaseCheckpointStore(ABC):
+class BaseCheckpointStore(BaseStore):
     """The public `CheckpointStore` API, written once over ``execute``/``aexecute``.
 
     Args:
@@ -290,9 +287,6 @@ class BaseCheckpointStore(ABC):
         retention: what `sweep` removes when called without a policy.
     """
 
-    name: str = "base"
-    """The backend's URL scheme, used in error messages."""
-
     def __init__(
         self,
         capabilities: Capabilities,
@@ -300,58 +294,9 @@ class BaseCheckpointStore(ABC):
         delta_policy: DeltaPolicy | None = None,
         retention: RetentionPolicy | None = None,
     ) -> None:
-        self._capabilities = capabilities
+        super().__init__(capabilities)
         self.delta_policy = delta_policy or DeltaPolicy()
         self.retention = _check_policy(retention or RetentionPolicy())
-
-    @property
-    def capabilities(self) -> Capabilities:
-        """What this backend can do."""
-        return self._capabilities
-
-    @abstractmethod
-    def execute(self, op: Op[T]) -> T:
-        """Run one operation (backends implement this)."""
-
-    @abstractmethod
-    async def aexecute(self, op: Op[T]) -> T:
-        """Run one operation without blocking the event loop (backends implement this)."""
-
-    def setup(self) -> int:
-        """Create or upgrade the backend's schema (safe to call again); returns its version."""
-        return 0
-
-    async def asetup(self) -> int:
-        """Async `setup`."""
-        return 0
-
-    def close(self) -> None:
-        """Release connections and files."""
-
-    async def aclose(self) -> None:
-        """Async `close`."""
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     # Building operations: pure, shared by the sync and async twins.
 

@@ -29,6 +29,7 @@ from memfold.model import JSON, Message, MessageHit, ThreadInfo, ensure_sequence
 __all__ = [
     "DEFAULT_TENANT",
     "MAX_ID_LENGTH",
+    "BaseStore",
     "BaseThreadStore",
     "Capabilities",
     "ThreadStore",
@@ -228,8 +229,9 @@ class ThreadStore(Protocol):
     ) -> list[MessageHit]: ...
 
 
-class BaseThreadStore(ABC):
-    """The public `ThreadStore` API, written once over ``execute``/``aexecute``."""
+class BaseStore(ABC):
+    """What every store kind shares: capabilities, the two backend entry points ``execute``
+    and ``aexecute``, schema setup, and closing (also as a sync or async context manager)."""
 
     name: str = "base"
     """The backend's URL scheme, used in error messages."""
@@ -285,6 +287,10 @@ class BaseThreadStore(ABC):
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+class BaseThreadStore(BaseStore):
+    """The public `ThreadStore` API, written once over ``execute``/``aexecute``."""
 
     # Building operations: pure, shared by the sync and async twins.
 
