@@ -38,6 +38,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from memfold.checkpoints import RetentionPolicy, open_checkpoint_store
 from memfold.errors import MemfoldError
 from memfold.export import export_threads, import_threads, iter_threads
 from memfold.migrate import migrate
@@ -332,3 +333,38 @@ def migrate_(
     )
     if result.failed:
         raise typer.Exit(1)
+
+
+@app.command()
+def prune(
+    url: Url = DEFAULT_URL,
+    tenant: Annotated[
+        str | None, typer.Option("--tenant", help="Prune only this tenant (default: every one).")
+    ] = None,
+    keep_last: Annotated[
+        int | None, typer.Option(help="Keep the newest N checkpoints of each thread namespace.")
+    ] = None,
+    max_age: Annotated[
+        float | None,
+        typer.Option(help="Drop checkpoints older than this many seconds (the newest stays)."),
+    ] = None,
+    ttl: Annotated[
+        float | None,
+        typer.Option(
+            help="Delete threads not written for this many seconds (a thread's own TTL wins)."
+        ),
+    ] = None,
+) -> None:
+    """Sweep the checkpoints at URL by a retention policy (the store's own when no option is
+    given), leaving no orphaned values or writes."""
+    given = keep_last is not None or max_age is not None or ttl is not None
+    policy = RetentionPolicy(keep_last, max_age, ttl) if given else None
+    with _errors(), open_checkpoint_store(url) as store:
+        removed = store.sweep(policy, tenant=tenant)
+    counts = (
+        _count(removed.threads, "thread"),
+        _count(removed.checkpoints, "checkpoint"),
+        _count(removed.blobs, "value"),
+        _count(removed.writes, "pending write"),
+    )
+    _out().print("Removed {}, {}, {} and {}.".format(*counts), markup=False)

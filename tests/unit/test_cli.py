@@ -414,3 +414,33 @@ def test_export_into_a_missing_directory_fails_cleanly(db: str, tmp_path: Path) 
     """An --output in a directory that does not exist exits 1 naming the directory."""
     result = run("export", "--url", db, "-o", str(tmp_path / "no" / "backup.jsonl"))
     assert_failed_cleanly(result, "No such file or directory")
+
+
+def test_prune_keeps_the_newest_checkpoints_of_each_thread(tmp_path: Path) -> None:
+    """``memfold prune --keep-last`` sweeps every tenant, or only ``--tenant``, and says what
+    it removed."""
+    from memfold.checkpoints import Blob, open_checkpoint_store
+
+    url = sqlite_url(tmp_path / "graph.db")
+    with open_checkpoint_store(url) as store:
+        for tenant in ("default", "acme"):
+            for step in range(4):
+                parent = f"c{step - 1}" if step else None
+                store.put("run", f"c{step}", Blob("json", b"{}"), parent_id=parent, tenant=tenant)
+    result = run("prune", "--url", url, "--keep-last", "3", "--tenant", "acme")
+    assert result.exit_code == 0, result.output
+    assert "Removed 0 threads, 1 checkpoint, 0 values and 0 pending writes." in result.output
+    result = run("prune", "--url", url, "--keep-last", "1")
+    assert result.exit_code == 0, result.output
+    assert "Removed 0 threads, 5 checkpoints," in result.output
+    with open_checkpoint_store(url) as store:
+        for tenant in ("default", "acme"):
+            kept = [c.checkpoint_id for c in store.list_checkpoints("run", tenant=tenant)]
+            assert kept == ["c3"], tenant
+
+
+def test_prune_refuses_a_bad_policy(tmp_path: Path) -> None:
+    """A retention value the store refuses ends the command with one red line."""
+    result = run("prune", "--url", sqlite_url(tmp_path / "graph.db"), "--keep-last", "0")
+    assert result.exit_code == 1
+    assert "keep_last must be an int >= 1" in result.output
