@@ -6,13 +6,13 @@ EDITABLE := --config-settings editable_mode=strict
 
 .PHONY: demo test lint types bench clean services
 
-# A venv with the core and the two adapters the demo uses.
+# A venv with the core and the adapters the demo uses.
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -U pip
 
-$(VENV)/.demo: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e ".[langchain,llamaindex]" $(EDITABLE)
+$(VENV)/.demo: pyproject.toml Makefile | $(BIN)/python
+	$(BIN)/pip install -q -e ".[langchain,langgraph,llamaindex]" $(EDITABLE)
 	touch $@
 
 # Everything: every extra plus the dev group. torch first, as the CPU build on disk,

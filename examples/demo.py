@@ -13,6 +13,10 @@ What it does, step by step:
    through LlamaIndex's chat-store interface and prints the messages: the thread persisted, and
    a different framework reads it back with the tool call intact.
 3. Runs a full-text search over the file with memfold's core API.
+4. Runs a LangGraph graph with memfold's checkpoint saver on the same file: the graph proposes a
+   refund and pauses for a human's approval; a third process resumes it with the approval; then
+   this process travels back to the paused checkpoint and forks the run with a refusal instead.
+   Both branches stay in the file.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -28,6 +33,7 @@ from rich.table import Table
 from rich.text import Text
 
 THREAD = "support-42"
+RUN = "refund-42"  # the graph run's thread
 DEFAULT_PATH = Path("demo-memfold.db")
 console = Console()
 
@@ -101,10 +107,102 @@ def search(path: Path, query: str) -> None:
     console.print(f"{len(hits)} hits.")
 
 
+def refund_graph(saver: Any) -> Any:
+    """A graph that proposes a refund, pauses for a human's decision, then acts on it."""
+    from langchain_core.messages import AIMessage, HumanMessage
+    from langgraph.graph import START, MessagesState, StateGraph
+    from langgraph.types import interrupt
+
+    def propose(state: MessagesState) -> dict[str, list[Any]]:
+        return {"messages": [AIMessage("I can refund the $30 shipping fee of order 42.")]}
+
+    def review(state: MessagesState) -> dict[str, list[Any]]:
+        decision = interrupt("Refund $30 for order 42?")  # pauses here until resumed
+        return {"messages": [HumanMessage(f"Supervisor: {decision}")]}
+
+    def act(state: MessagesState) -> dict[str, list[Any]]:
+        approved = "approve" in str(state["messages"][-1].content)
+        text = "Refunded $30 to the card ending 4242." if approved else "No refund was made."
+        return {"messages": [AIMessage(text)]}
+
+    builder = StateGraph(MessagesState)
+    builder.add_node("propose", propose).add_node("review", review).add_node("act", act)
+    builder.add_edge(START, "propose").add_edge("propose", "review").add_edge("review", "act")
+    return builder.compile(checkpointer=saver)
+
+
+def start_run(path: Path) -> None:
+    """Step 4a: run the graph until it pauses for approval."""
+    from langchain_core.messages import HumanMessage
+
+    from memfold.integrations.langgraph import MemfoldSaver
+
+    console.rule("[bold]4. A LangGraph run paused for approval, resumed by another process")
+    with MemfoldSaver.from_url(url_for(path)) as saver:
+        graph = refund_graph(saver)
+        config: Any = {"configurable": {"thread_id": RUN}}
+        graph.invoke({"messages": [HumanMessage("My order 42 came late.")]}, config)
+        state = graph.get_state(config)
+        saver.release(RUN)  # hand the thread to whoever resumes it
+    question = state.tasks[0].interrupts[0].value
+    console.print(
+        f"Process {os.getpid()} paused run {RUN} at {state.next}: {question}", markup=False
+    )
+
+
+def approve(path: Path) -> None:
+    """Step 4b (runs in a third process): resume the paused run with an approval."""
+    from langgraph.types import Command
+
+    from memfold.integrations.langgraph import MemfoldSaver
+
+    with MemfoldSaver.from_url(url_for(path)) as saver:
+        config: Any = {"configurable": {"thread_id": RUN}}
+        result = refund_graph(saver).invoke(Command(resume="approved"), config)
+        saver.release(RUN)
+    console.print(f"Process {os.getpid()} resumed it with an approval:", markup=False)
+    for message in result["messages"]:
+        console.print(f"  {message.type:<6} {message.content}", markup=False)
+
+
+def time_travel(path: Path) -> None:
+    """Step 4c: go back to the paused checkpoint and fork the run with a refusal."""
+    from langchain_core.messages import HumanMessage
+
+    from memfold.integrations.langgraph import MemfoldSaver
+
+    with MemfoldSaver.from_url(url_for(path)) as saver:
+        graph = refund_graph(saver)
+        config: Any = {"configurable": {"thread_id": RUN}}
+        history = list(graph.get_state_history(config))
+        paused = next(s for s in history if s.next == ("review",))
+        # A new branch from the paused checkpoint, as if the supervisor had declined.
+        refusal = {"messages": [HumanMessage("Supervisor: declined")]}
+        branch = graph.update_state(paused.config, refusal, as_node="review")
+        fork = graph.invoke(None, branch)
+        endings = [
+            s.values["messages"][-1].content for s in graph.get_state_history(config) if not s.next
+        ]  # the checkpoints where a branch ended
+    console.print(
+        f"Time travel: {len(history)} checkpoints stored; forked the paused one "
+        f"({paused.config['configurable']['checkpoint_id'][:13]}...) with a refusal:",
+        markup=False,
+    )
+    console.print(f"  {fork['messages'][-1].type:<6} {fork['messages'][-1].content}", markup=False)
+    finished = [
+        e for e in endings if e in ("Refunded $30 to the card ending 4242.", "No refund was made.")
+    ]
+    console.print(f"Both endings are kept in the file: {finished}", markup=False)
+
+
 def main(argv: list[str]) -> int:
-    """Run the three steps on a fresh file, or (with ``--read PATH``) only the reading step."""
+    """Run every step on a fresh file, or (with ``--read PATH`` or ``--approve PATH``) only the
+    step a second process runs."""
     if argv[:1] == ["--read"]:
         read(Path(argv[1]))
+        return 0
+    if argv[:1] == ["--approve"]:
+        approve(Path(argv[1]))
         return 0
     path = Path(argv[0]) if argv else DEFAULT_PATH
     for leftover in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
@@ -121,6 +219,11 @@ def main(argv: list[str]) -> int:
     subprocess.run(command, check=True)
 
     search(path, "shipped")
+
+    start_run(path)
+    sys.stdout.flush()
+    subprocess.run([sys.executable, __file__, "--approve", str(path)], check=True)
+    time_travel(path)
     return 0
 
 

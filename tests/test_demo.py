@@ -66,3 +66,27 @@ def test_demo_starts_fresh(tmp_path: Path) -> None:
     with memfold.open_store(f"sqlite:///{db}") as store:
         assert store.count("support-42") == 5
         assert store.search("left over") == []
+
+
+def test_demo_resumes_a_paused_run_in_another_process_and_forks_it(tmp_path: Path) -> None:
+    """A graph run paused for approval is resumed by a different process, then forked from the
+    paused checkpoint with a refusal; both endings stay in the SQLite file."""
+    db = tmp_path / "demo.db"
+    result, _ = run_demo(db)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    paused = re.search(r"Process (\d+) paused run refund-42 at \('review',\)", out)
+    resumed = re.search(r"Process (\d+) resumed it with an approval", out)
+    assert paused, out
+    assert resumed, out
+    assert paused.group(1) != resumed.group(1), "the run must be resumed by another process"
+    assert "Refunded $30 to the card ending 4242." in out[resumed.end() :]
+    assert "with a refusal:\n  ai     No refund was made." in out
+
+    from memfold.checkpoints import open_checkpoint_store
+
+    with open_checkpoint_store(f"sqlite:///{db}") as store:
+        ids = [c.checkpoint_id for c in store.list_checkpoints("refund-42")]
+        parents = {c.parent_id for c in store.list_checkpoints("refund-42")}
+    assert len(ids) == 7, ids  # input, propose, paused, approved branch x2, refused branch x2
+    assert len(parents) < len(ids), "two checkpoints share the paused parent: a fork"
