@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 EDITABLE := --config-settings editable_mode=strict
 
-.PHONY: demo test lint types bench clean services
+.PHONY: demo test lint types bench bench-checkpoints clean services
 
 # A venv with the core and the adapters the demo uses.
 $(BIN)/python:
@@ -41,6 +41,10 @@ test: lint types services
 
 bench: $(VENV)/.all
 	$(BIN)/python benchmarks/chat_history.py
+	$(BIN)/python benchmarks/checkpoints.py
+
+bench-checkpoints: $(VENV)/.all
+	$(BIN)/python benchmarks/checkpoints.py
 
 clean:
 	rm -rf $(VENV) build dist site .mypy_cache .ruff_cache .pytest_cache

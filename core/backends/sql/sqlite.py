@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import weakref
 from typing import Any
 
 from sqlalchemy import URL, Engine, create_engine, event
@@ -34,6 +35,15 @@ def _configure(engine: Engine, busy_timeout_ms: int) -> None:
         cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.close()
+
+
+class _Held:
+    """A thread's connection; when the thread ends, its finalizer returns the connection."""
+
+    __slots__ = ("__weakref__", "conn")
+
+    def __init__(self, conn: PoolProxiedConnection) -> None:
+        self.conn = conn
 
 
 class SQLiteDriver(Driver):
@@ -71,7 +81,11 @@ class SQLiteDriver(Driver):
         self._lock = threading.Lock()
         self._pid = os.getpid()
 
-    def begin(self, write: bool, single_statement: bool) -> str:
+    def begin(self, write: bool, single_statement: bool) -> str | None:
+        # One statement is its own transaction, and a writing one takes the write lock (with
+        # the busy timeout) before it reads anything.
+        if single_statement:
+            return None
         return "BEGIN IMMEDIATE" if write else "BEGIN"
 
     def checkout(self) -> Lease:
@@ -79,12 +93,22 @@ class SQLiteDriver(Driver):
         if os.getpid() != self._pid:
             self._local, self._connections, self._pid = threading.local(), [], os.getpid()
             self.engine.dispose(close=False)
-        conn: PoolProxiedConnection | None = getattr(self._local, "conn", None)
-        if conn is None or not conn.is_valid:
-            conn = self._local.conn = self.engine.raw_connection()
+        held: _Held | None = getattr(self._local, "held", None)
+        if held is None or not held.conn.is_valid:
+            held = self._local.held = _Held(self.engine.raw_connection())
             with self._lock:
-                self._connections.append(conn)
-        return Lease(conn.driver_connection)
+                self._connections.append(held.conn)
+            # A thread that ends (LangGraph runs saver calls on short-lived worker threads)
+            # hands its connection back to the pool instead of leaking it.
+            weakref.finalize(held, self._release, held.conn)
+        return Lease(held.conn.driver_connection)
+
+    def _release(self, conn: PoolProxiedConnection) -> None:
+        with self._lock:
+            if conn not in self._connections:
+                return
+            self._connections.remove(conn)
+        conn.close()
 
     def checkin(self, lease: Lease, dropped: BaseException | None) -> None:
         """The connection stays with its thread."""
