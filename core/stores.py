@@ -63,6 +63,8 @@ class Capabilities:
     """``search`` ranks messages by their words."""
     ttl: bool = False
     """Threads can expire."""
+    effect_journal: bool = False
+    """The store keeps an effect journal of completed tool calls (see `memfold.journal`)."""
 
     def require(self, name: str, backend: str) -> None:
         """Raise `UnsupportedOperation` unless capability ``name`` is declared."""

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from memfold import checkpoint_ops as ops
+from memfold.backends.memory_journal import MemoryJournal
 from memfold.checkpoint_deltas import (
     BlobKey,
     DeltaPolicy,
@@ -41,6 +42,7 @@ from memfold.checkpoint_model import (
 )
 from memfold.checkpoints import BaseCheckpointStore, claim_lease, matches_filter
 from memfold.errors import Conflict, InvalidInput
+from memfold.journal import JOURNAL_OPS
 from memfold.model import JSON
 from memfold.ops import Op
 from memfold.stores import Capabilities
@@ -125,11 +127,12 @@ class MemoryCheckpointStore(BaseCheckpointStore):
         retention: RetentionPolicy | None = None,
     ) -> None:
         super().__init__(
-            Capabilities(transactions=True, ttl=True),
+            Capabilities(transactions=True, ttl=True, effect_journal=True),
             delta_policy=delta_policy,
             retention=retention,
         )
         self._threads: dict[tuple[str, str], _Thread] = {}
+        self._journal = MemoryJournal()
         self._lock = threading.Lock()
 
     def execute(self, op: Op[T]) -> T:
@@ -143,6 +146,8 @@ class MemoryCheckpointStore(BaseCheckpointStore):
         return self.execute(op)
 
     def _run(self, op: Op[Any]) -> Any:
+        if isinstance(op, JOURNAL_OPS):
+            return self._journal.run(op)
         match op:
             case ops.PutCheckpoint():
                 return self._put(op)
@@ -153,6 +158,7 @@ class MemoryCheckpointStore(BaseCheckpointStore):
             case ops.ListCheckpoints():
                 return self._list(op)
             case ops.DeleteCheckpointThread(tenant, thread_id):
+                self._journal.drop(tenant, thread_id)
                 thread = self._threads.pop((tenant, thread_id), None)
                 return 0 if thread is None else thread.count()
             case ops.DeleteCheckpointRuns(tenant, run_ids):
@@ -412,6 +418,7 @@ class MemoryCheckpointStore(BaseCheckpointStore):
         keys = [(tenant, t) for t in thread_ids]
         if not keep_latest:
             for key in keys:
+                self._journal.drop(*key)
                 thread = self._threads.pop(key, None)
                 removed.checkpoints += 0 if thread is None else thread.count()
             return removed.checkpoints
@@ -427,6 +434,7 @@ class MemoryCheckpointStore(BaseCheckpointStore):
             ttl = thread.ttl if thread.ttl is not None else policy.ttl_seconds
             if ttl is not None and thread.updated_at + timedelta(seconds=ttl) <= now:
                 del self._threads[key]
+                self._journal.drop(*key)
                 threads += 1
                 removed.checkpoints += thread.count()
                 for space in thread.spaces.values():

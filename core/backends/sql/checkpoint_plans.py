@@ -45,6 +45,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from memfold import checkpoint_ops as ops
 from memfold.backends.sql.checkpoint_schema import CheckpointTables
+from memfold.backends.sql.journal import JournalPlans
 from memfold.backends.sql.plans import Plan
 from memfold.checkpoint_deltas import (
     BlobKey,
@@ -69,6 +70,7 @@ from memfold.checkpoint_model import (
 )
 from memfold.checkpoints import claim_lease, matches_filter
 from memfold.errors import Conflict, InvalidInput
+from memfold.journal import JOURNAL_OPS
 from memfold.model import JSON
 from memfold.ops import Op
 
@@ -168,6 +170,7 @@ class CheckpointPlans:
         t, c, v, w = tables.threads, tables.checkpoints, tables.values, tables.writes
         ins = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
         self._cache: dict[Any, ClauseElement] = {}
+        self._journal = JournalPlans(tables.journal, dialect)
 
         thread_key = and_(
             t.c.tenant == bindparam("tenant"), t.c.thread_id == bindparam("thread_id")
@@ -328,6 +331,8 @@ class CheckpointPlans:
 
     def writes(self, op: Op[Any]) -> bool:
         """Whether ``op`` changes data (and so needs a write transaction)."""
+        if isinstance(op, JOURNAL_OPS):
+            return self._journal.writes(op)
         return not isinstance(op, _READS)
 
     def single_statement(self, op: Op[Any]) -> bool:
@@ -336,6 +341,8 @@ class CheckpointPlans:
 
     def plan(self, op: Op[Any], policy: DeltaPolicy) -> Plan:
         """The plan that runs ``op``."""
+        if isinstance(op, JOURNAL_OPS):
+            return self._journal.plan(op)
         match op:
             case ops.PutCheckpoint():
                 return self._put(op, policy)
@@ -725,6 +732,7 @@ class CheckpointPlans:
                 ),
                 key,
             )
+        yield from self._journal.delete_thread(tenant, thread_id)
         return int(count.scalar())
 
     def _ttl(self, tenant: str, thread_id: str, ttl: float | None) -> Plan:

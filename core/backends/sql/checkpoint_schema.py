@@ -9,6 +9,7 @@
   ``(channel, version, owner)`` inside a thread namespace; indexed by snapshot key so a read
   fetches whole delta chains with one query.
 - ``<prefix>cp_writes``: pending writes, keyed by ``(checkpoint, task_id, idx)``.
+- ``<prefix>cp_journal``: the effect journal (see `memfold.backends.sql.journal`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from sqlalchemy import (
     Text,
 )
 
+from memfold.backends.sql.journal import build_journal_table
 from memfold.backends.sql.schema import Tables, build_tables
 
 __all__ = ["CheckpointTables", "build_checkpoint_tables"]
@@ -44,6 +46,7 @@ class CheckpointTables:
     checkpoints: Table
     values: Table
     writes: Table
+    journal: Table
 
     @property
     def schema(self) -> str | None:
@@ -142,4 +145,5 @@ def build_checkpoint_tables(
         Column("task_path", Text, nullable=False),
         PrimaryKeyConstraint("tenant", "thread_id", "namespace", "checkpoint_id", "task_id", "idx"),
     )
-    return CheckpointTables(base, threads, checkpoints, values, writes)
+    journal = build_journal_table(md, prefix)
+    return CheckpointTables(base, threads, checkpoints, values, writes, journal)

@@ -7,7 +7,7 @@ Examples:
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "checkpoints.db"
     >>> store = SQLCheckpointStore(f"sqlite:///{path}")
     >>> store.setup()
-    1
+    2
     >>> store.put("t", "c1", Blob("json", b"{}"), versions={"x": 1},
     ...           values={"x": Blob("json", b"7")})
     >>> store.get("t").values["x"]
@@ -100,7 +100,9 @@ class SQLCheckpointStore(BaseCheckpointStore):
         statements = _KeptStatements(dialect, self._plans.prepared)
         self._runner = _Runner(self._driver, statements, f"{self.name} checkpoint store")
         super().__init__(
-            Capabilities(persistent=True, shared=True, transactions=True, ttl=True),
+            Capabilities(
+                persistent=True, shared=True, transactions=True, ttl=True, effect_journal=True
+            ),
             delta_policy=delta_policy,
             retention=retention,
         )

@@ -20,6 +20,7 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 
 from memfold.backends.sql import words
 from memfold.backends.sql.checkpoint_schema import CheckpointTables
+from memfold.backends.sql.journal import journal_ddl
 from memfold.backends.sql.plans import Plan
 from memfold.backends.sql.schema import Tables
 from memfold.errors import Conflict
@@ -118,6 +119,7 @@ def _checkpoint_tables(tables: CheckpointTables, dialect: Dialect) -> list[str]:
 
 CHECKPOINT_STEPS: tuple[Step, ...] = (
     Step(1, "checkpoint threads, checkpoints, values and writes", _checkpoint_tables),
+    Step(2, "the effect journal", lambda tables, dialect: journal_ddl(tables.journal, dialect)),
 )
 """The ``checkpoints`` component's steps; append-only like `STEPS`."""
 

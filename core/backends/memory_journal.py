@@ -1,0 +1,55 @@
+"""The in-process effect journal, kept by the ``memory://`` checkpoint store beside its threads.
+
+Examples:
+    >>> from memfold.journal import open_journal
+    >>> journal = open_journal("memory://")
+    >>> journal.record("t", "c1", "done").result
+    'done'
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from memfold.errors import InvalidInput
+from memfold.journal import (
+    DeleteEffects,
+    GetEffect,
+    JournalEntry,
+    ListEffects,
+    RecordEffect,
+    sort_key,
+)
+from memfold.ops import Op
+
+__all__ = ["MemoryJournal"]
+
+
+class MemoryJournal:
+    """Entries by ``(tenant, thread)`` then ``(namespace, tool_call_id)``; the owning store
+    runs it under its own lock."""
+
+    def __init__(self) -> None:
+        self._threads: dict[tuple[str, str], dict[tuple[str, str], JournalEntry]] = {}
+
+    def run(self, op: Op[Any]) -> Any:
+        """Run one journal operation."""
+        match op:
+            case RecordEffect(tenant, thread_id, namespace, tool_call_id):
+                entries = self._threads.setdefault((tenant, thread_id), {})
+                return entries.setdefault((namespace, tool_call_id), op.entry())
+            case GetEffect(tenant, thread_id, namespace, tool_call_id):
+                return self._threads.get((tenant, thread_id), {}).get((namespace, tool_call_id))
+            case ListEffects(tenant, thread_id, namespace):
+                found = self._threads.get((tenant, thread_id), {}).values()
+                return sorted(
+                    (e for e in found if namespace is None or e.namespace == namespace),
+                    key=sort_key,
+                )
+            case DeleteEffects(tenant, thread_id):
+                return self.drop(tenant, thread_id)
+        raise InvalidInput(f"the memory journal cannot run {type(op).__name__}")
+
+    def drop(self, tenant: str, thread_id: str) -> int:
+        """Forget a thread's journal; returns how many entries it held."""
+        return len(self._threads.pop((tenant, thread_id), {}))

@@ -1,0 +1,177 @@
+"""The effect journal on SQL: its table, beside the checkpoint tables, and its plans.
+
+``<prefix>cp_journal`` holds one row per completed tool call, keyed by ``(tenant, thread_id,
+namespace, tool_call_id)``; listing a thread reads a prefix of that key. A record is one
+insert-if-absent (``ON CONFLICT DO NOTHING``) and, only when the key was taken, one read of
+the stored row, in one transaction. Deleting a checkpoint thread deletes its rows too (see
+`memfold.backends.sql.checkpoint_plans`).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Dialect,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    select,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.schema import CreateTable
+
+from memfold.backends.sql.plans import Plan
+from memfold.checkpoint_model import Blob
+from memfold.errors import InvalidInput
+from memfold.journal import (
+    JOURNAL_READS,
+    DeleteEffects,
+    GetEffect,
+    JournalEntry,
+    ListEffects,
+    RecordEffect,
+)
+from memfold.ops import Op
+
+__all__ = ["JournalPlans", "build_journal_table", "journal_ddl"]
+
+_ID = 512
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+
+
+def build_journal_table(metadata: MetaData, prefix: str) -> Table:
+    """Declare ``<prefix>cp_journal`` in ``metadata`` (and its schema)."""
+    return Table(
+        f"{prefix}cp_journal",
+        metadata,
+        Column("tenant", String(_ID), nullable=False),
+        Column("thread_id", String(_ID), nullable=False),
+        Column("namespace", String(_ID), nullable=False),
+        Column("tool_call_id", String(_ID), nullable=False),
+        Column("tag", String(_ID), nullable=False),
+        Column("data", LargeBinary, nullable=False),
+        Column("recorded_us", BigInteger, nullable=False),
+        PrimaryKeyConstraint("tenant", "thread_id", "namespace", "tool_call_id"),
+    )
+
+
+def journal_ddl(table: Table, dialect: Dialect) -> list[str]:
+    """The DDL of the journal's schema step."""
+    return [str(CreateTable(table, if_not_exists=True).compile(dialect=dialect))]
+
+
+class JournalPlans:
+    """Plans for the journal operations on one table and one SQL dialect (statements built
+    once)."""
+
+    def __init__(self, table: Table, dialect: Dialect) -> None:
+        j = table
+        ins = postgresql.insert if dialect.name == "postgresql" else sqlite.insert
+        thread = and_(j.c.tenant == bindparam("tenant"), j.c.thread_id == bindparam("thread_id"))
+        key = and_(
+            thread,
+            j.c.namespace == bindparam("namespace"),
+            j.c.tool_call_id == bindparam("tool_call_id"),
+        )
+        self._record = (
+            ins(j).values({c.name: bindparam(c.name) for c in j.columns}).on_conflict_do_nothing()
+        )
+        self._get = select(j.c.tag, j.c.data, j.c.recorded_us).where(key)
+        columns = (j.c.namespace, j.c.tool_call_id, j.c.tag, j.c.data, j.c.recorded_us)
+        order = (j.c.recorded_us, j.c.namespace, j.c.tool_call_id)
+        self._list = select(*columns).where(thread).order_by(*order)
+        self._list_namespace = (
+            select(*columns).where(thread, j.c.namespace == bindparam("namespace")).order_by(*order)
+        )
+        self._delete = delete(j).where(thread)
+
+    def writes(self, op: Op[Any]) -> bool:
+        """Whether ``op`` changes data."""
+        return not isinstance(op, JOURNAL_READS)
+
+    def plan(self, op: Op[Any]) -> Plan:
+        """The plan that runs journal operation ``op``."""
+        match op:
+            case RecordEffect():
+                return self._record_plan(op)
+            case GetEffect():
+                return self._get_plan(op)
+            case ListEffects():
+                return self._list_plan(op)
+            case DeleteEffects():
+                return self._delete_plan(op)
+        raise InvalidInput(f"the SQL journal cannot run {type(op).__name__}")
+
+    def delete_thread(self, tenant: str, thread_id: str) -> Plan:
+        """Delete a thread's rows; returns how many there were."""
+        done = yield self._delete, {"tenant": tenant, "thread_id": thread_id}
+        return done.rowcount
+
+    def _record_plan(self, op: RecordEffect) -> Plan:
+        key = {
+            "tenant": op.tenant,
+            "thread_id": op.thread_id,
+            "namespace": op.namespace,
+            "tool_call_id": op.tool_call_id,
+        }
+        done = yield (
+            self._record,
+            {
+                **key,
+                "tag": op.value.tag,
+                "data": op.value.data,
+                "recorded_us": (op.recorded_at - _EPOCH) // _US,
+            },
+        )
+        if done.rowcount == 1:
+            return op.entry()
+        found = yield self._get, key
+        tag, data, recorded_us = found.rows[0]
+        return JournalEntry(
+            op.thread_id, op.namespace, op.tool_call_id, Blob(tag, bytes(data)), _time(recorded_us)
+        )
+
+    def _get_plan(self, op: GetEffect) -> Plan:
+        found = yield (
+            self._get,
+            {
+                "tenant": op.tenant,
+                "thread_id": op.thread_id,
+                "namespace": op.namespace,
+                "tool_call_id": op.tool_call_id,
+            },
+        )
+        if not found.rows:
+            return None
+        tag, data, recorded_us = found.rows[0]
+        return JournalEntry(
+            op.thread_id, op.namespace, op.tool_call_id, Blob(tag, bytes(data)), _time(recorded_us)
+        )
+
+    def _list_plan(self, op: ListEffects) -> Plan:
+        params = {"tenant": op.tenant, "thread_id": op.thread_id}
+        if op.namespace is None:
+            found = yield self._list, params
+        else:
+            found = yield self._list_namespace, {**params, "namespace": op.namespace}
+        return [
+            JournalEntry(op.thread_id, ns, call_id, Blob(tag, bytes(data)), _time(recorded_us))
+            for ns, call_id, tag, data, recorded_us in found.rows
+        ]
+
+    def _delete_plan(self, op: DeleteEffects) -> Plan:
+        return (yield from self.delete_thread(op.tenant, op.thread_id))
+
+
+def _time(us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=int(us))

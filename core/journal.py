@@ -1,0 +1,361 @@
+"""The effect journal: each completed tool call, recorded once, so a resumed run replays it.
+
+An agent run that crashes or is interrupted after a tool ran, but before the step's checkpoint
+was written, re-runs the whole step when it resumes; without a journal the tool's side effect
+(a refund, an email) happens twice. A tool wrapped with the journal (see
+`memfold.integrations.langchain.journaled` and `memfold.integrations.llama_index.journaled`)
+looks its call up first, by ``(tenant, thread_id, namespace, tool_call_id)``: a recorded call
+returns its recorded result without running; otherwise the tool runs and its result is
+recorded before it is returned.
+
+`record` is atomic and insert-if-absent: the first result recorded for a key wins, and every
+later `record` of that key returns the first one (so two racing workers return the same result).
+
+The journal lives in the checkpoint store: one URL opens both (`open_journal`, or
+`EffectJournal(saver.store)` for a LangGraph saver's store), and deleting a thread's checkpoints
+(``delete_thread``, ``prune(strategy="delete")``, a TTL sweep) deletes its journal too. Results
+are JSON, or a host serializer's typed bytes as a `Blob` (never pickle).
+
+Examples:
+    >>> from memfold.journal import open_journal
+    >>> journal = open_journal("memory://")
+    >>> journal.get("t1", "call-1") is None
+    True
+    >>> journal.record("t1", "call-1", {"refund": 42}).result
+    {'refund': 42}
+    >>> journal.record("t1", "call-1", {"refund": 99}).result  # the first result stays
+    {'refund': 42}
+    >>> [e.tool_call_id for e in journal.list_entries("t1")]
+    ['call-1']
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Final, Self, TypeVar
+from urllib.parse import urlsplit
+
+from memfold.checkpoint_model import Blob
+from memfold.errors import InvalidInput
+from memfold.model import JSON, utcnow
+from memfold.ops import Op
+from memfold.stores import DEFAULT_TENANT, BaseStore, check_id, encode_json
+
+__all__ = [
+    "JOURNAL_OPS",
+    "JOURNAL_READS",
+    "JSON_TAG",
+    "DeleteEffects",
+    "EffectJournal",
+    "GetEffect",
+    "JournalEntry",
+    "ListEffects",
+    "RecordEffect",
+    "aopen_journal",
+    "open_journal",
+    "sort_key",
+]
+
+T = TypeVar("T")
+
+JSON_TAG: Final = "json"
+"""The tag of a result recorded as JSON (UTF-8 text)."""
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEntry:
+    """One completed tool call: its key, its result as typed bytes, and when it was recorded."""
+
+    thread_id: str
+    namespace: str
+    tool_call_id: str
+    value: Blob
+    recorded_at: datetime
+
+    @property
+    def result(self) -> JSON | Blob:
+        """The result: decoded if it was recorded as JSON, else the `Blob` itself."""
+        if self.value.tag == JSON_TAG:
+            decoded: JSON = json.loads(self.value.data)
+            return decoded
+        return self.value
+
+
+# Operations as data: a store that declares the ``effect_journal`` capability runs them.
+
+
+@dataclass(frozen=True, slots=True)
+class RecordEffect(Op[JournalEntry]):
+    """Record a call's result unless its key is recorded; returns the entry stored (the first)."""
+
+    tenant: str
+    thread_id: str
+    namespace: str
+    tool_call_id: str
+    value: Blob
+    recorded_at: datetime
+
+    def entry(self) -> JournalEntry:
+        """The entry this operation stores if its key is new."""
+        return JournalEntry(
+            self.thread_id, self.namespace, self.tool_call_id, self.value, self.recorded_at
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class GetEffect(Op[JournalEntry | None]):
+    """The recorded entry of one call, or None."""
+
+    tenant: str
+    thread_id: str
+    namespace: str
+    tool_call_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ListEffects(Op[list[JournalEntry]]):
+    """A thread's entries (of one namespace, unless ``namespace`` is None), oldest first."""
+
+    tenant: str
+    thread_id: str
+    namespace: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteEffects(Op[int]):
+    """Remove a thread's whole journal; returns how many entries were removed."""
+
+    tenant: str
+    thread_id: str
+
+
+JOURNAL_OPS: Final = (RecordEffect, GetEffect, ListEffects, DeleteEffects)
+"""Every journal operation, for a backend's dispatch."""
+JOURNAL_READS: Final = (GetEffect, ListEffects)
+"""The journal operations that change nothing."""
+
+
+def sort_key(entry: JournalEntry) -> tuple[datetime, str, str]:
+    """The order of `EffectJournal.list_entries`: recording time, then namespace and call id."""
+    return entry.recorded_at, entry.namespace, entry.tool_call_id
+
+
+def _check_namespace(value: object) -> str:
+    if not isinstance(value, str):
+        raise InvalidInput(f"namespace must be a str, got {type(value).__name__}")
+    return check_id(value, "namespace") if value else value
+
+
+def _value(result: JSON | Blob) -> Blob:
+    if isinstance(result, Blob):
+        if not isinstance(result.tag, str) or not result.tag:
+            raise InvalidInput("a recorded Blob needs a non-empty str tag")
+        if not isinstance(result.data, bytes):
+            raise InvalidInput(
+                f"a recorded Blob needs bytes data, got {type(result.data).__name__}"
+            )
+        return result
+    return Blob(JSON_TAG, encode_json(result, "the tool result").encode())
+
+
+class EffectJournal:
+    """The journal API, sync and async, over a store that runs the journal operations (a
+    checkpoint store on ``memory://``, ``sqlite:///`` or ``postgresql://``, or the Redis journal
+    store on ``redis://``).
+
+    Args:
+        store: the store to keep the journal in (usually the checkpoint store of the run).
+
+    Raises:
+        UnsupportedOperation: the store does not declare the ``effect_journal`` capability.
+    """
+
+    def __init__(self, store: BaseStore) -> None:
+        if not isinstance(store, BaseStore):
+            raise InvalidInput(f"EffectJournal needs a memfold store, got {type(store).__name__}")
+        store.capabilities.require("effect_journal", store.name)
+        self.store = store
+
+    # Building operations: pure, shared by the sync and async twins.
+
+    @staticmethod
+    def _record_op(
+        thread_id: str, tool_call_id: str, result: JSON | Blob, namespace: str, tenant: str
+    ) -> RecordEffect:
+        return RecordEffect(
+            check_id(tenant, "tenant"),
+            check_id(thread_id, "thread id"),
+            _check_namespace(namespace),
+            check_id(tool_call_id, "tool call id"),
+            _value(result),
+            utcnow(),
+        )
+
+    @staticmethod
+    def _get_op(thread_id: str, tool_call_id: str, namespace: str, tenant: str) -> GetEffect:
+        return GetEffect(
+            check_id(tenant, "tenant"),
+            check_id(thread_id, "thread id"),
+            _check_namespace(namespace),
+            check_id(tool_call_id, "tool call id"),
+        )
+
+    @staticmethod
+    def _list_op(thread_id: str, namespace: str | None, tenant: str) -> ListEffects:
+        return ListEffects(
+            check_id(tenant, "tenant"),
+            check_id(thread_id, "thread id"),
+            None if namespace is None else _check_namespace(namespace),
+        )
+
+    @staticmethod
+    def _delete_op(thread_id: str, tenant: str) -> DeleteEffects:
+        return DeleteEffects(check_id(tenant, "tenant"), check_id(thread_id, "thread id"))
+
+    # Sync API.
+
+    def get(
+        self,
+        thread_id: str,
+        tool_call_id: str,
+        *,
+        namespace: str = "",
+        tenant: str = DEFAULT_TENANT,
+    ) -> JournalEntry | None:
+        """The recorded entry of a call, or None if it was never recorded."""
+        return self.store.execute(self._get_op(thread_id, tool_call_id, namespace, tenant))
+
+    def record(
+        self,
+        thread_id: str,
+        tool_call_id: str,
+        result: JSON | Blob,
+        *,
+        namespace: str = "",
+        tenant: str = DEFAULT_TENANT,
+    ) -> JournalEntry:
+        """Record a completed call's result (JSON, or a `Blob` of a host serializer's bytes)
+        unless the call is recorded already; returns the entry stored, which is the first one.
+
+        Raises:
+            InvalidInput: a bad id, or a result that is neither JSON nor a `Blob`.
+        """
+        return self.store.execute(
+            self._record_op(thread_id, tool_call_id, result, namespace, tenant)
+        )
+
+    def list_entries(
+        self, thread_id: str, *, namespace: str | None = None, tenant: str = DEFAULT_TENANT
+    ) -> list[JournalEntry]:
+        """A thread's entries, oldest first (of every namespace unless one is given)."""
+        return self.store.execute(self._list_op(thread_id, namespace, tenant))
+
+    def delete_thread(self, thread_id: str, *, tenant: str = DEFAULT_TENANT) -> int:
+        """Remove a thread's journal; returns how many entries were removed. (Deleting the
+        thread's checkpoints does this too.)"""
+        return self.store.execute(self._delete_op(thread_id, tenant))
+
+    # Async API: the same operations, awaited.
+
+    async def aget(
+        self,
+        thread_id: str,
+        tool_call_id: str,
+        *,
+        namespace: str = "",
+        tenant: str = DEFAULT_TENANT,
+    ) -> JournalEntry | None:
+        """Async `get`."""
+        return await self.store.aexecute(self._get_op(thread_id, tool_call_id, namespace, tenant))
+
+    async def arecord(
+        self,
+        thread_id: str,
+        tool_call_id: str,
+        result: JSON | Blob,
+        *,
+        namespace: str = "",
+        tenant: str = DEFAULT_TENANT,
+    ) -> JournalEntry:
+        """Async `record`."""
+        return await self.store.aexecute(
+            self._record_op(thread_id, tool_call_id, result, namespace, tenant)
+        )
+
+    async def alist_entries(
+        self, thread_id: str, *, namespace: str | None = None, tenant: str = DEFAULT_TENANT
+    ) -> list[JournalEntry]:
+        """Async `list_entries`."""
+        return await self.store.aexecute(self._list_op(thread_id, namespace, tenant))
+
+    async def adelete_thread(self, thread_id: str, *, tenant: str = DEFAULT_TENANT) -> int:
+        """Async `delete_thread`."""
+        return await self.store.aexecute(self._delete_op(thread_id, tenant))
+
+    # Lifecycle: the journal closes its store.
+
+    def close(self) -> None:
+        """Close the store."""
+        self.store.close()
+
+    async def aclose(self) -> None:
+        """Async `close`."""
+        await self.store.aclose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+def _build(url: str, options: Mapping[str, Any]) -> BaseStore:
+    if not isinstance(url, str):
+        raise InvalidInput(f"a journal URL must be a str, got {type(url).__name__}")
+    if urlsplit(url).scheme in ("redis", "rediss", "unix"):
+        from memfold.backends.redis.journal import RedisJournalStore  # needs the redis extra
+
+        return RedisJournalStore.from_url(url, **options)
+    from memfold.checkpoints import open_checkpoint_store
+
+    return open_checkpoint_store(url, setup=False, **options)
+
+
+def open_journal(url: str = "memory://", *, setup: bool = True, **options: Any) -> EffectJournal:
+    """Open the journal at ``url``: the checkpoint store of ``memory://``, ``sqlite:///path``
+    or ``postgresql://...`` (same URL and options as `memfold.checkpoints.open_checkpoint_store`),
+    or ``redis://...`` (a hash per thread); unless ``setup=False``, create its schema."""
+    store = _build(url, options)
+    if setup:
+        store.setup()
+    return EffectJournal(store)
+
+
+async def aopen_journal(
+    url: str = "memory://", *, setup: bool = True, **options: Any
+) -> EffectJournal:
+    """Async `open_journal`: the schema is created without blocking the event loop."""
+    store = _build(url, options)
+    if setup:
+        await store.asetup()
+    return EffectJournal(store)

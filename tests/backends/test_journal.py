@@ -1,0 +1,237 @@
+"""The effect journal on every backend, through the sync and async APIs."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from memfold import BackendUnavailable, InvalidInput, UnsupportedOperation, open_store
+from memfold.backends.sql import migrations
+from memfold.backends.sql.checkpoint_store import SQLCheckpointStore
+from memfold.checkpoints import BaseCheckpointStore, Blob, RetentionPolicy
+from memfold.journal import EffectJournal, open_journal
+from memfold.model import utcnow
+from tests.support import (
+    REDIS_URL,
+    Api,
+    drop_checkpoint_store,
+    drop_store,
+    postgres_checkpoint_store,
+)
+
+JOURNAL_BACKENDS = ["memory", "sqlite", "postgresql", "redis"]
+CHECKPOINT_BACKENDS = ["memory", "sqlite", "postgresql"]
+BODY = Blob("json", b"{}")
+
+
+def make_journal(backend: str, tmp_path: Path) -> EffectJournal:
+    """A fresh, set-up journal of ``backend``."""
+    if backend == "memory":
+        return open_journal("memory://")
+    if backend == "sqlite":
+        return open_journal(f"sqlite:///{tmp_path / 'journal.db'}")
+    if backend == "postgresql":
+        return EffectJournal(postgres_checkpoint_store())
+    return open_journal(REDIS_URL, key_prefix=f"memfold-test:{uuid.uuid4().hex}:")
+
+
+def drop_journal(journal: EffectJournal) -> None:
+    """Delete what a test journal left on its server."""
+    if journal.store.name == "redis":
+        drop_store(journal.store)  # type: ignore[arg-type]
+    else:
+        drop_checkpoint_store(journal.store)  # type: ignore[arg-type]
+
+
+@pytest.fixture(params=JOURNAL_BACKENDS)
+async def journal(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[EffectJournal]:
+    """A fresh journal of each backend."""
+    found = make_journal(str(request.param), tmp_path)
+    yield found
+    await found.aclose()
+    drop_journal(found)
+
+
+@pytest.fixture(params=["sync", "async"])
+def api(request: pytest.FixtureRequest, journal: EffectJournal) -> Api:
+    """The journal driven through its sync or its async API."""
+    return Api(journal, request.param == "async")  # type: ignore[arg-type]
+
+
+async def test_a_recorded_call_is_returned_by_get(api: Api) -> None:
+    """After record, get returns the result, its key and when it was recorded."""
+    assert await api.get("t1", "call-1") is None
+    before = utcnow()
+    entry = await api.record("t1", "call-1", {"refund": 42, "items": ["a", "é"]})
+    found = await api.get("t1", "call-1")
+    assert found == entry
+    assert found.result == {"refund": 42, "items": ["a", "é"]}
+    assert (found.thread_id, found.namespace, found.tool_call_id) == ("t1", "", "call-1")
+    assert before - timedelta(seconds=1) <= found.recorded_at <= utcnow() + timedelta(seconds=1)
+
+
+async def test_recording_a_call_twice_keeps_the_first_result(api: Api) -> None:
+    """A second record of the same key stores nothing and returns the first entry."""
+    first = await api.record("t1", "call-1", "first")
+    again = await api.record("t1", "call-1", "second")
+    assert again == first
+    assert again.result == "first"
+    assert (await api.get("t1", "call-1")).result == "first"
+    assert len(await api.list_entries("t1")) == 1
+
+
+async def test_typed_bytes_round_trip(api: Api) -> None:
+    """A Blob result comes back with its tag and exact bytes, NULs and colons included."""
+    blob = Blob("msgpack+aes:v1", b"\x00:\xff\x01:")
+    assert (await api.record("t1", "c", blob)).result == blob
+    assert (await api.get("t1", "c")).result == blob
+    assert (await api.get("t1", "c")).value == blob
+
+
+async def test_keys_are_isolated_by_tenant_thread_and_namespace(api: Api) -> None:
+    """The same tool call id in another tenant, thread or namespace is another entry."""
+    await api.record("t1", "c", 1)
+    await api.record("t1", "c", 2, tenant="other")
+    await api.record("t2", "c", 3)
+    await api.record("t1", "c", 4, namespace="tools:abc|x:1")
+    assert (await api.get("t1", "c")).result == 1
+    assert (await api.get("t1", "c", tenant="other")).result == 2
+    assert (await api.get("t2", "c")).result == 3
+    assert (await api.get("t1", "c", namespace="tools:abc|x:1")).result == 4
+    assert await api.get("t1", "c", tenant="nobody") is None
+    assert await api.get("t1", "c", namespace="tools:other") is None
+
+
+async def test_list_entries_in_recording_order_and_by_namespace(api: Api) -> None:
+    """A thread's entries list oldest first; a namespace narrows the list."""
+    for i, (namespace, call) in enumerate([("", "z"), ("n:1", "a"), ("", "m")]):
+        await api.record("t1", call, i, namespace=namespace)
+    await api.record("t2", "other", 9)
+    entries = await api.list_entries("t1")
+    assert [(e.namespace, e.tool_call_id, e.result) for e in entries] == [
+        ("", "z", 0),
+        ("n:1", "a", 1),
+        ("", "m", 2),
+    ]
+    assert [e.tool_call_id for e in await api.list_entries("t1", namespace="")] == ["z", "m"]
+    assert [e.tool_call_id for e in await api.list_entries("t1", namespace="n:1")] == ["a"]
+    assert await api.list_entries("nobody") == []
+
+
+async def test_delete_thread_removes_only_that_threads_journal(api: Api) -> None:
+    """Deleting a thread's journal removes its entries (every namespace) and nothing else."""
+    await api.record("t1", "a", 1)
+    await api.record("t1", "b", 2, namespace="n")
+    await api.record("t2", "a", 3)
+    await api.record("t1", "a", 4, tenant="other")
+    assert await api.delete_thread("t1") == 2
+    assert await api.list_entries("t1") == []
+    assert await api.get("t1", "a") is None
+    assert (await api.get("t2", "a")).result == 3
+    assert (await api.get("t1", "a", tenant="other")).result == 4
+    assert await api.delete_thread("t1") == 0
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda a: a.record("", "c", 1), "thread id"),
+        (lambda a: a.record("t", 7, 1), "tool call id"),
+        (lambda a: a.record("t", "c", 1, tenant=""), "tenant"),
+        (lambda a: a.record("t", "c", 1, namespace=3), "namespace"),
+        (lambda a: a.record("t", "c", float("nan")), "JSON"),
+        (lambda a: a.record("t", "c", object()), "JSON"),
+        (lambda a: a.record("t", "c", Blob("", b"x")), "tag"),
+        (lambda a: a.record("t", "c", Blob("json", "text")), "bytes"),  # type: ignore[arg-type]
+        (lambda a: a.get("t", "x" * 600), "limit"),
+        (lambda a: a.list_entries("t", namespace="\x00"), "NUL"),
+    ],
+)
+async def test_bad_input_is_refused(api: Api, call: Any, match: str) -> None:
+    """Malformed ids, namespaces and results raise InvalidInput and store nothing."""
+    with pytest.raises(InvalidInput, match=match):
+        await call(api)
+    assert await api.list_entries("t") == []
+
+
+async def test_concurrent_records_of_one_call_agree(journal: EffectJournal) -> None:
+    """Eight threads record one key at once with different results: all get the same one."""
+    results: list[Any] = []
+    barrier = threading.Barrier(8)
+
+    def record(i: int) -> None:
+        barrier.wait()
+        results.append(journal.record("t", "race", i).result)
+
+    workers = [threading.Thread(target=record, args=(i,)) for i in range(8)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert len(results) == 8
+    assert len(set(results)) == 1
+    assert journal.get("t", "race").result == results[0]  # type: ignore[union-attr]
+
+
+def test_a_store_without_a_journal_is_refused() -> None:
+    """A thread store has no journal: EffectJournal says so with UnsupportedOperation."""
+    with pytest.raises(UnsupportedOperation, match="effect journal"):
+        EffectJournal(open_store("memory://"))
+    with pytest.raises(InvalidInput, match="memfold store"):
+        EffectJournal("memory://")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("backend", CHECKPOINT_BACKENDS)
+async def test_deleting_checkpoint_threads_deletes_their_journal(
+    backend: str, tmp_path: Path
+) -> None:
+    """delete_thread, prune(strategy="delete") and a TTL sweep of the checkpoint store remove
+    the thread's journal with it; other threads keep theirs."""
+    journal = make_journal(backend, tmp_path)
+    store = journal.store
+    assert isinstance(store, BaseCheckpointStore)
+    try:
+        for thread in ("deleted", "pruned", "expired", "kept"):
+            store.put(thread, "c1", BODY)
+            journal.record(thread, "call", thread)
+        assert store.delete_thread("deleted") == 1
+        assert await store.aprune(["pruned"], strategy="delete") == 1
+        store.set_thread_ttl("expired", 0.001)
+        await asyncio.sleep(0.01)
+        assert store.sweep(RetentionPolicy()).threads == 1
+        assert [t for t in ("deleted", "pruned", "expired") if journal.get(t, "call")] == []
+        assert journal.get("kept", "call").result == "kept"  # type: ignore[union-attr]
+    finally:
+        await journal.aclose()
+        drop_checkpoint_store(store)
+
+
+def test_a_checkpoint_database_of_the_previous_schema_gains_the_journal(tmp_path: Path) -> None:
+    """A database made before the journal existed (checkpoint schema 1) upgrades to 2 on
+    setup(), keeping its checkpoints, and then records calls."""
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    old = SQLCheckpointStore(url)
+    dialect = old.engine.dialect
+    version = old._runner._run(
+        lambda: migrations._migrate(
+            old.tables.base, old.tables, dialect, "checkpoints", migrations.CHECKPOINT_STEPS[:1]
+        ),
+        write=True,
+    )
+    assert version == 1
+    old.put("t", "c1", BODY)
+    with pytest.raises(BackendUnavailable, match="setup"):
+        EffectJournal(old).get("t", "call")
+    old.close()
+    journal = open_journal(url)
+    assert journal.store.setup() == 2
+    assert journal.store.get("t").checkpoint_id == "c1"  # type: ignore[attr-defined]
+    assert journal.record("t", "call", "ok").result == "ok"
+    journal.close()
