@@ -63,6 +63,8 @@ class Capabilities:
     """``search`` ranks messages by their words."""
     ttl: bool = False
     """Threads can expire."""
+    vector_search: bool = False
+    """Memories can be stored with vectors and searched by them."""
     effect_journal: bool = False
     """The store keeps an effect journal of completed tool calls (see `memfold.journal`)."""
 

@@ -1,0 +1,1025 @@
+"""Long-term memory: records in namespaces, searched by words and meaning together.
+
+A `MemoryStore` keeps `MemoryRecord` s under namespace tuples such as ``(tenant, user_id,
+scope)``. Writes are atomic upserts (optionally merging near-duplicates and capping each
+namespace); reads name a namespace prefix of at least the tenant label, so tenants never see each
+other's records. ``search`` fuses BM25 over the text with cosine similarity over the vectors
+(`memfold.recall.hybrid`), applies recency decay and ``min_score``, and filters with the one
+filter language of `memfold.recall.filters`, returning ``k`` hits whenever ``k`` records match.
+
+A backend subclasses `BaseMemoryStore` and implements ``execute(op)``/``aexecute(op)`` over the
+operations in `memfold.memory_ops`; validation, embedding and the sync and async twins are here.
+
+Examples:
+    >>> from memfold.memories import open_memory_store
+    >>> from memfold.recall.embedders import HashingEmbedder
+    >>> store = open_memory_store("memory://", embedder=HashingEmbedder())
+    >>> ns = ("acme", "user-1", "prefs")
+    >>> _ = store.put(ns, "Prefers green tea in the morning", {"kind": "preference"})
+    >>> _ = store.put(ns, "Works on the billing service", {"kind": "fact"})
+    >>> [h.record.text for h in store.search(("acme", "user-1"), "what tea does she drink?", k=1)]
+    ['Prefers green tea in the morning']
+    >>> [r.text for r in store.list_records(("acme",), filter={"kind": {"$ne": "preference"}})]
+    ['Works on the billing service']
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any, Protocol, TypeVar, runtime_checkable
+from urllib.parse import parse_qsl, urlsplit
+
+from memfold import memory_ops as ops
+from memfold.errors import InvalidInput
+from memfold.memory_model import MemoryHit, MemoryRecord, Namespace
+from memfold.model import JSON, utcnow
+from memfold.recall.decay import check_decay, recency_factor
+from memfold.recall.dedupe import check_threshold
+from memfold.recall.embedders import Embedder
+from memfold.recall.filters import FilterSpec, parse_filter
+from memfold.recall.hybrid import (
+    DEFAULT_TEXT_WEIGHT,
+    DEFAULT_VECTOR_WEIGHT,
+    check_weights,
+    fuse,
+)
+from memfold.recall.text import terms as text_terms
+from memfold.recall.vectors import Matrix, unit
+from memfold.stores import BaseStore, Capabilities, check_id, encode_json, new_id
+
+__all__ = [
+    "BaseMemoryStore",
+    "MemoryHit",
+    "MemoryRecord",
+    "MemoryStore",
+    "Namespace",
+    "aopen_memory_store",
+    "namespace_key",
+    "open_memory_store",
+    "prefix_range",
+    "rank_hits",
+]
+
+T = TypeVar("T")
+
+SEP = "\x1f"
+"""Ends each label in a stored namespace key (labels may not contain it)."""
+MAX_K = 1_000
+
+
+def check_namespace(namespace: object, what: str = "namespace") -> Namespace:
+    """``namespace`` as a tuple of labels, or `InvalidInput`: a tuple (or list) of one or more
+    non-empty str labels, the first being the tenant."""
+    if isinstance(namespace, str) or not isinstance(namespace, Sequence) or not namespace:
+        raise InvalidInput(
+            f"{what} must be a non-empty tuple of str labels, e.g. (tenant, user_id), "
+            f"got {namespace!r}"
+        )
+    labels = tuple(check_id(label, f"{what} label") for label in namespace)
+    if any(SEP in label for label in labels):
+        raise InvalidInput(f"{what} labels must not contain the unit separator \\x1f")
+    return labels
+
+
+def namespace_key(namespace: Namespace) -> str:
+    """The stored form of a (checked) namespace: each label followed by ``\\x1f``, so a prefix
+    of labels is a prefix of the key and sorts as a contiguous range."""
+    return "".join(label + SEP for label in namespace)
+
+
+def split_key(key: str) -> Namespace:
+    """The namespace a `namespace_key` was made from."""
+    return tuple(key.split(SEP)[:-1])
+
+
+def prefix_range(prefix_key: str) -> tuple[str, str]:
+    """``(low, high)``: a namespace key starts with ``prefix_key`` iff ``low <= key < high``
+    (in code-point order; PostgreSQL columns use the "C" collation for it)."""
+    return prefix_key, prefix_key[:-1] + chr(ord(SEP) + 1)
+
+
+def _check_int(value: object, what: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidInput(f"{what} must be an int from {low} to {high}, got {value!r}")
+    return value
+
+
+def _check_unit_interval(value: object, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise InvalidInput(f"{what} must be a number from 0 to 1, got {value!r}")
+    return float(value)
+
+
+def _check_text(text: object) -> str:
+    if not isinstance(text, str):
+        raise InvalidInput(f"a memory's text must be a str, got {type(text).__name__}")
+    if "\x00" in text:
+        raise InvalidInput("a memory's text must not contain NUL characters")
+    return text
+
+
+def _check_ttl(ttl: object) -> float | None:
+    if ttl is None:
+        return None
+    if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 < ttl < math.inf:
+        raise InvalidInput(f"ttl_seconds must be a positive number or None, got {ttl!r}")
+    return float(ttl)
+
+
+def _check_ids(ids: object) -> tuple[str, ...]:
+    if isinstance(ids, str):
+        ids = (ids,)
+    if not isinstance(ids, Sequence):
+        raise InvalidInput("ids must be a str or a sequence of str")
+    return tuple(dict.fromkeys(check_id(i, "memory id") for i in ids))
+
+
+def expiry(now: datetime, ttl_seconds: float | None) -> datetime | None:
+    """When a record written (or touched) at ``now`` expires."""
+    return None if ttl_seconds is None else now + timedelta(seconds=ttl_seconds)
+
+
+def rank_hits(
+    op: ops.SearchMemories,
+    text_scores: Mapping[str, float] | None,
+    cosines: Mapping[str, float] | None,
+    records: Mapping[str, MemoryRecord],
+) -> list[MemoryHit]:
+    """The ``op.k`` best hits from each ranking's candidate scores (keys name ``records``):
+    fused, decayed, cut at ``min_score``; ties go to the newer record, then the lower id."""
+    fused = fuse(text_scores, cosines, op.text_weight, op.vector_weight)
+    hits = []
+    for key, score, t, v in fused:
+        record = records[key]
+        if op.half_life_seconds is not None and record.updated_at is not None:
+            age = (op.now - record.updated_at).total_seconds()
+            score *= recency_factor(age, op.half_life_seconds, op.decay_weight)
+        if op.min_score is not None and score < op.min_score:
+            continue
+        hits.append(MemoryHit(record, score, t, v))
+    hits.sort(key=lambda h: (-h.score, -(h.record.updated_at or op.now).timestamp(), h.record.id))
+    return hits[: op.k]
+
+
+@runtime_checkable
+class MemoryStore(Protocol):
+    """Long-term memories by namespace, searched by text and vector, with sync and async APIs."""
+
+    @property
+    def capabilities(self) -> Capabilities: ...
+
+    def setup(self) -> int: ...
+    async def asetup(self) -> int: ...
+    def close(self) -> None: ...
+    async def aclose(self) -> None: ...
+
+    def put(
+        self,
+        namespace: Namespace,
+        text: str = "",
+        value: Mapping[str, JSON] | None = None,
+        *,
+        id: str | None = None,
+        embedding: Sequence[float] | None = None,
+        importance: float = 0.5,
+        ttl_seconds: float | None = None,
+    ) -> MemoryRecord: ...
+    async def aput(
+        self,
+        namespace: Namespace,
+        text: str = "",
+        value: Mapping[str, JSON] | None = None,
+        *,
+        id: str | None = None,
+        embedding: Sequence[float] | None = None,
+        importance: float = 0.5,
+        ttl_seconds: float | None = None,
+    ) -> MemoryRecord: ...
+    def put_many(
+        self, records: Sequence[MemoryRecord], *, dedupe_threshold: float | None = ...
+    ) -> list[MemoryRecord]: ...
+    async def aput_many(
+        self, records: Sequence[MemoryRecord], *, dedupe_threshold: float | None = ...
+    ) -> list[MemoryRecord]: ...
+    def get(
+        self, namespace: Namespace, id: str, *, touch: bool = False, include_embedding: bool = False
+    ) -> MemoryRecord | None: ...
+    async def aget(
+        self, namespace: Namespace, id: str, *, touch: bool = False, include_embedding: bool = False
+    ) -> MemoryRecord | None: ...
+    def get_many(
+        self,
+        namespace: Namespace,
+        ids: Sequence[str],
+        *,
+        touch: bool = False,
+        include_embedding: bool = False,
+    ) -> list[MemoryRecord]: ...
+    async def aget_many(
+        self,
+        namespace: Namespace,
+        ids: Sequence[str],
+        *,
+        touch: bool = False,
+        include_embedding: bool = False,
+    ) -> list[MemoryRecord]: ...
+    def delete(self, namespace: Namespace, ids: str | Sequence[str]) -> int: ...
+    async def adelete(self, namespace: Namespace, ids: str | Sequence[str]) -> int: ...
+    def delete_where(self, prefix: Namespace, filter: FilterSpec | None = None) -> int: ...
+    async def adelete_where(self, prefix: Namespace, filter: FilterSpec | None = None) -> int: ...
+    def list_records(
+        self,
+        prefix: Namespace,
+        *,
+        filter: FilterSpec | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        include_embedding: bool = False,
+    ) -> list[MemoryRecord]: ...
+    async def alist_records(
+        self,
+        prefix: Namespace,
+        *,
+        filter: FilterSpec | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        include_embedding: bool = False,
+    ) -> list[MemoryRecord]: ...
+    def count(self, prefix: Namespace, *, filter: FilterSpec | None = None) -> int: ...
+    async def acount(self, prefix: Namespace, *, filter: FilterSpec | None = None) -> int: ...
+    def search(
+        self,
+        prefix: Namespace,
+        query: str | None = None,
+        *,
+        vector: Sequence[float] | None = None,
+        filter: FilterSpec | None = None,
+        k: int = 10,
+        text_weight: float = ...,
+        vector_weight: float = ...,
+        min_score: float | None = None,
+        half_life_seconds: float | None = None,
+        decay_weight: float = 0.5,
+        touch: bool = False,
+        include_embedding: bool = False,
+    ) -> list[MemoryHit]: ...
+    async def asearch(
+        self,
+        prefix: Namespace,
+        query: str | None = None,
+        *,
+        vector: Sequence[float] | None = None,
+        filter: FilterSpec | None = None,
+        k: int = 10,
+        text_weight: float = ...,
+        vector_weight: float = ...,
+        min_score: float | None = None,
+        half_life_seconds: float | None = None,
+        decay_weight: float = 0.5,
+        touch: bool = False,
+        include_embedding: bool = False,
+    ) -> list[MemoryHit]: ...
+    def list_namespaces(
+        self,
+        prefix: Namespace,
+        *,
+        suffix: Namespace = (),
+        max_depth: int | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Namespace]: ...
+    async def alist_namespaces(
+        self,
+        prefix: Namespace,
+        *,
+        suffix: Namespace = (),
+        max_depth: int | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Namespace]: ...
+    def sweep(self) -> int: ...
+    async def asweep(self) -> int: ...
+    def reembed(
+        self,
+        prefix: Namespace,
+        *,
+        batch_size: int = 64,
+        force: bool = False,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> int: ...
+    async def areembed(
+        self,
+        prefix: Namespace,
+        *,
+        batch_size: int = 64,
+        force: bool = False,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> int: ...
+
+
+class BaseMemoryStore(BaseStore):
+    """The public `MemoryStore` API, written once over ``execute``/``aexecute``.
+
+    Args:
+        capabilities: what the backend can do.
+        embedder: makes vectors for records written without one, and for text queries (None:
+            only vectors you pass are stored, and text queries rank by words alone).
+        dimensions: the vector length (default: the embedder's); vectors of another length are
+            refused with `InvalidInput`.
+        dedupe_threshold: default cosine similarity at which a write merges into an existing
+            record of its namespace (None: never merge).
+        capacity: keep at most this many records per namespace, evicting the least important,
+            then least recently used (None: no limit).
+        text_weight, vector_weight: default weights of the two rankings in ``search``.
+    """
+
+    def __init__(
+        self,
+        capabilities: Capabilities,
+        *,
+        embedder: Embedder | None = None,
+        dimensions: int | None = None,
+        dedupe_threshold: float | None = None,
+        capacity: int | None = None,
+        text_weight: float = DEFAULT_TEXT_WEIGHT,
+        vector_weight: float = DEFAULT_VECTOR_WEIGHT,
+    ) -> None:
+        super().__init__(capabilities)
+        if embedder is not None and not isinstance(embedder, Embedder):
+            raise InvalidInput("embedder must have model, dimensions, embed and aembed")
+        self.embedder = embedder
+        dims = dimensions if dimensions is not None else (embedder and embedder.dimensions)
+        self.dimensions: int | None = (
+            None if dims is None else _check_int(dims, "dimensions", 1, 16_000)
+        )
+        self.dedupe_threshold = check_threshold(dedupe_threshold)
+        self.capacity = None if capacity is None else _check_int(capacity, "capacity", 1, 10**9)
+        check_weights(text_weight, vector_weight)
+        self.text_weight = text_weight
+        self.vector_weight = vector_weight
+
+    # Building operations: pure, shared by the sync and async twins.
+
+    def _vector(self, vector: Sequence[float] | Matrix) -> Matrix:
+        if not self._capabilities.vector_search:
+            self._capabilities.require("vector_search", self.name)
+        return unit(vector, self.dimensions)
+
+    def _check_records(self, records: Sequence[MemoryRecord]) -> list[MemoryRecord]:
+        if isinstance(records, MemoryRecord) or not isinstance(records, Sequence):
+            raise InvalidInput("put_many takes a sequence of MemoryRecord")
+        seen: set[tuple[Namespace, str]] = set()
+        checked = []
+        for r in records:
+            if not isinstance(r, MemoryRecord):
+                raise InvalidInput(f"put_many takes MemoryRecord items, got {type(r).__name__}")
+            namespace = check_namespace(r.namespace)
+            record_id = check_id(r.id or new_id(), "memory id")
+            if (namespace, record_id) in seen:
+                raise InvalidInput(f"memory id {record_id!r} appears twice in one write")
+            seen.add((namespace, record_id))
+            if not isinstance(r.value, Mapping):
+                raise InvalidInput("a memory's value must be a JSON object (a dict)")
+            checked.append(
+                MemoryRecord(
+                    namespace,
+                    record_id,
+                    _check_text(r.text),
+                    dict(r.value),
+                    r.embedding,
+                    r.embedding_model,
+                    _check_unit_interval(r.importance, "importance"),
+                    _check_ttl(r.ttl_seconds),
+                )
+            )
+        return checked
+
+    def _to_embed(self, records: list[MemoryRecord]) -> list[int]:
+        """Positions of the records the embedder should make vectors for."""
+        if self.embedder is None or not self._capabilities.vector_search:
+            return []
+        return [i for i, r in enumerate(records) if r.embedding is None and r.text]
+
+    def _put_op(
+        self,
+        records: list[MemoryRecord],
+        made: Sequence[Sequence[float]],
+        positions: list[int],
+        dedupe_threshold: float | None,
+    ) -> ops.PutMemories:
+        now = utcnow()
+        model = self.embedder.model if self.embedder is not None else None
+        vectors: list[Matrix | None] = []
+        models: list[str | None] = []
+        fresh = dict(zip(positions, made, strict=True))
+        for i, r in enumerate(records):
+            if i in fresh:
+                vectors.append(self._vector(fresh[i]))
+                models.append(model)
+            elif r.embedding is not None:
+                vectors.append(self._vector(r.embedding))
+                models.append(r.embedding_model)
+            else:
+                vectors.append(None)
+                models.append(None)
+        stamped = tuple(
+            MemoryRecord(
+                r.namespace,
+                r.id,
+                r.text,
+                r.value,
+                None,
+                m,
+                r.importance,
+                r.ttl_seconds,
+                now,
+                now,
+                now,
+                expiry(now, r.ttl_seconds),
+            )
+            for r, m in zip(records, models, strict=True)
+        )
+        return ops.PutMemories(
+            stamped,
+            tuple(encode_json(r.value, f"the value of memory {r.id!r}") for r in stamped),
+            tuple(tuple(text_terms(r.text)) for r in stamped),
+            tuple(vectors),
+            now,
+            check_threshold(dedupe_threshold),
+            self.capacity,
+        )
+
+    def _search_op(
+        self,
+        prefix: Namespace,
+        query: str | None,
+        vector: Sequence[float] | None,
+        query_vector: Sequence[float] | None,
+        filter: FilterSpec | None,
+        k: int,
+        text_weight: float | None,
+        vector_weight: float | None,
+        min_score: float | None,
+        half_life_seconds: float | None,
+        decay_weight: float,
+        touch: bool,
+        include_embedding: bool,
+    ) -> ops.SearchMemories:
+        query_terms: tuple[str, ...] = ()
+        if query is not None:
+            query_terms = tuple(dict.fromkeys(text_terms(_check_text(query))))
+        wanted = vector if vector is not None else query_vector
+        tw, vw = check_weights(
+            self.text_weight if text_weight is None else text_weight,
+            self.vector_weight if vector_weight is None else vector_weight,
+        )
+        if query is not None and tw > 0 and not self._capabilities.full_text_search:
+            self._capabilities.require("full_text_search", self.name)
+        if min_score is not None and (
+            isinstance(min_score, bool) or not isinstance(min_score, int | float)
+        ):
+            raise InvalidInput(f"min_score must be a number or None, got {min_score!r}")
+        check_decay(half_life_seconds, decay_weight)
+        k = _check_int(k, "k", 1, MAX_K)
+        return ops.SearchMemories(
+            namespace_key(check_namespace(prefix, "namespace prefix")),
+            query_terms if tw > 0 else (),
+            None if wanted is None or vw == 0 else self._vector(wanted),
+            parse_filter(filter),
+            k,
+            utcnow(),
+            tw,
+            vw,
+            min_score,
+            half_life_seconds,
+            decay_weight,
+            max(100, 4 * k),
+            bool(touch),
+            bool(include_embedding),
+        )
+
+    def _query_text(self, query: str | None, vector: Sequence[float] | None) -> str | None:
+        """The text to embed for a search (None: no embedding needed)."""
+        if query is None and vector is None:
+            raise InvalidInput(
+                "search needs a query text or a vector: use list_records() to browse"
+            )
+        if vector is not None or query is None or self.embedder is None:
+            return None
+        if not self._capabilities.vector_search:
+            return None
+        return _check_text(query)
+
+    def _get_op(
+        self, namespace: Namespace, ids: Sequence[str], touch: bool, include_embedding: bool
+    ) -> ops.GetMemories:
+        return ops.GetMemories(
+            namespace_key(check_namespace(namespace)),
+            _check_ids(ids),
+            utcnow(),
+            bool(touch),
+            bool(include_embedding),
+        )
+
+    def _list_op(
+        self,
+        prefix: Namespace,
+        filter: FilterSpec | None,
+        limit: int,
+        offset: int,
+        include_embedding: bool,
+        stale_model: str | None = None,
+    ) -> ops.ListMemories:
+        return ops.ListMemories(
+            namespace_key(check_namespace(prefix, "namespace prefix")),
+            parse_filter(filter),
+            _check_int(limit, "limit", 1, 10_000),
+            _check_int(offset, "offset", 0, 10**12),
+            utcnow(),
+            bool(include_embedding),
+            stale_model,
+        )
+
+    def _namespaces_op(
+        self,
+        prefix: Namespace,
+        suffix: Namespace,
+        max_depth: int | None,
+        limit: int,
+        offset: int,
+    ) -> ops.ListMemoryNamespaces:
+        return ops.ListMemoryNamespaces(
+            namespace_key(check_namespace(prefix, "namespace prefix")),
+            check_namespace(suffix, "suffix") if suffix else (),
+            None if max_depth is None else _check_int(max_depth, "max_depth", 1, 1_000),
+            _check_int(limit, "limit", 1, 10_000),
+            _check_int(offset, "offset", 0, 10**12),
+            utcnow(),
+        )
+
+    def _reembed_ops(
+        self, prefix: Namespace, force: bool, batch_size: int
+    ) -> tuple[str, ops.CountMemories, Callable[[int], ops.ListMemories]]:
+        if self.embedder is None:
+            raise InvalidInput("reembed needs a store opened with an embedder")
+        self._capabilities.require("vector_search", self.name)
+        _check_int(batch_size, "batch_size", 1, 10_000)
+        model = self.embedder.model
+        # force: every record with text counts as stale (no model is named "").
+        stale = "" if force else model
+        count = ops.CountMemories(
+            namespace_key(check_namespace(prefix, "namespace prefix")), parse_filter(None),
+            utcnow(), stale,
+        )  # fmt: skip
+
+        def page(offset: int) -> ops.ListMemories:
+            return self._list_op(prefix, None, batch_size, offset, False, stale)
+
+        return model, count, page
+
+    def _embedding_ops(
+        self, batch: list[MemoryRecord], vectors: list[list[float]], model: str
+    ) -> list[ops.SetEmbeddings]:
+        """One `SetEmbeddings` per namespace of a reembed batch."""
+        by_namespace: dict[Namespace, list[int]] = {}
+        for i, r in enumerate(batch):
+            by_namespace.setdefault(r.namespace, []).append(i)
+        return [
+            ops.SetEmbeddings(
+                namespace_key(namespace),
+                tuple(str(batch[i].id) for i in positions),
+                tuple(self._vector(vectors[i]) for i in positions),
+                model,
+            )
+            for namespace, positions in by_namespace.items()
+        ]
+
+    @staticmethod
+    def _with_embeddings(stored: list[MemoryRecord], op: ops.PutMemories) -> list[MemoryRecord]:
+        out = []
+        for r, v in zip(stored, op.vectors, strict=True):
+            embedding = None if v is None else tuple(float(x) for x in v)
+            out.append(
+                MemoryRecord(
+                    r.namespace,
+                    r.id,
+                    r.text,
+                    r.value,
+                    embedding,
+                    r.embedding_model,
+                    r.importance,
+                    r.ttl_seconds,
+                    r.created_at,
+                    r.updated_at,
+                    r.last_used_at,
+                    r.expires_at,
+                )
+            )
+        return out
+
+    def _one(
+        self,
+        namespace: Namespace,
+        text: str,
+        value: Mapping[str, JSON] | None,
+        id: str | None,
+        embedding: Sequence[float] | None,
+        importance: float,
+        ttl_seconds: float | None,
+    ) -> MemoryRecord:
+        return MemoryRecord(
+            check_namespace(namespace), id, text, {} if value is None else value,
+            None if embedding is None else tuple(embedding), None, importance, ttl_seconds,
+        )  # fmt: skip
+
+    # Sync API.
+
+    def put(
+        self,
+        namespace: Namespace,
+        text: str = "",
+        value: Mapping[str, JSON] | None = None,
+        *,
+        id: str | None = None,
+        embedding: Sequence[float] | None = None,
+        importance: float = 0.5,
+        ttl_seconds: float | None = None,
+    ) -> MemoryRecord:
+        """Store one memory (replacing the record with the same ``id``, or merging into a
+        near-duplicate when the store has a ``dedupe_threshold``); returns it as stored.
+
+        Raises:
+            InvalidInput: a bad namespace, id or value, or an embedding that is NaN, infinite,
+                all zeros or of the wrong length.
+        """
+        record = self._one(namespace, text, value, id, embedding, importance, ttl_seconds)
+        return self.put_many([record])[0]
+
+    def put_many(
+        self, records: Sequence[MemoryRecord], *, dedupe_threshold: float | None = -1.0
+    ) -> list[MemoryRecord]:
+        """Store records in one atomic write (texts embedded in one batch); returns them as
+        stored, in order. ``dedupe_threshold`` overrides the store's default (None: no merge)."""
+        checked = self._check_records(records)
+        positions = self._to_embed(checked)
+        made = self._embed([checked[i].text for i in positions]) if positions else []
+        threshold = self.dedupe_threshold if dedupe_threshold == -1.0 else dedupe_threshold
+        op = self._put_op(checked, made, positions, threshold)
+        return self._with_embeddings(self.execute(op), op)
+
+    def _embed(self, texts: list[str], kind: Any = "document") -> list[list[float]]:
+        assert self.embedder is not None
+        vectors = self.embedder.embed(texts, kind=kind)
+        if len(vectors) != len(texts):
+            raise InvalidInput(f"the embedder returned {len(vectors)} vectors for {len(texts)}")
+        return vectors
+
+    async def _aembed(self, texts: list[str], kind: Any = "document") -> list[list[float]]:
+        assert self.embedder is not None
+        vectors = await self.embedder.aembed(texts, kind=kind)
+        if len(vectors) != len(texts):
+            raise InvalidInput(f"the embedder returned {len(vectors)} vectors for {len(texts)}")
+        return vectors
+
+    def get(
+        self, namespace: Namespace, id: str, *, touch: bool = False, include_embedding: bool = False
+    ) -> MemoryRecord | None:
+        """The live record ``id`` of ``namespace``, or None. ``touch`` marks it used now and
+        restarts its TTL."""
+        found = self.execute(self._get_op(namespace, (id,), touch, include_embedding))
+        return found[0] if found else None
+
+    def get_many(
+        self,
+        namespace: Namespace,
+        ids: Sequence[str],
+        *,
+        touch: bool = False,
+        include_embedding: bool = False,
+    ) -> list[MemoryRecord]:
+        """The live records of ``ids`` in ``namespace``, in that order; missing ids are skipped."""
+        return self.execute(self._get_op(namespace, ids, touch, include_embedding))
+
+    def delete(self, namespace: Namespace, ids: str | Sequence[str]) -> int:
+        """Delete records by id; returns how many existed."""
+        return self.execute(
+            ops.DeleteMemories(namespace_key(check_namespace(namespace)), _check_ids(ids))
+        )
+
+    def delete_where(self, prefix: Namespace, filter: FilterSpec | None = None) -> int:
+        """Delete every record under ``prefix`` passing ``filter`` (all of them when None) in
+        one transaction; returns how many."""
+        return self.execute(
+            ops.DeleteMemoriesWhere(
+                namespace_key(check_namespace(prefix, "namespace prefix")), parse_filter(filter)
+            )
+        )
+
+    def list_records(
+        self,
+        prefix: Namespace,
+        *,
+        filter: FilterSpec | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        include_embedding: bool = False,
+    ) -> list[MemoryRecord]:
+        """A page of the live records under ``prefix`` passing ``filter``, oldest first."""
+        return self.execute(self._list_op(prefix, filter, limit, offset, include_embedding))
+
+    def count(self, prefix: Namespace, *, filter: FilterSpec | None = None) -> int:
+        """How many live records under ``prefix`` pass ``filter``."""
+        return self.execute(
+            ops.CountMemories(
+                namespace_key(check_namespace(prefix, "namespace prefix")),
+                parse_filter(filter),
+                utcnow(),
+            )
+        )
+
+    def search(
+        self,
+        prefix: Namespace,
+        query: str | None = None,
+        *,
+        vector: Sequence[float] | None = None,
+        filter: FilterSpec | None = None,
+        k: int = 10,
+        text_weight: float | None = None,
+        vector_weight: float | None = None,
+        min_score: float | None = None,
+        half_life_seconds: float | None = None,
+        decay_weight: float = 0.5,
+        touch: bool = False,
+        include_embedding: bool = False,
+    ) -> list[MemoryHit]:
+        """The ``k`` best records under ``prefix`` for ``query`` (ranked by its words and, with
+        an embedder, its meaning) or for ``vector``, best first.
+
+        Only records passing ``filter`` are ranked, so ``k`` hits come back whenever ``k``
+        records match (and, with ``min_score``, score at least that). ``half_life_seconds``
+        turns on recency decay (``decay_weight`` of the score halves each half-life); weights
+        default to the store's. ``touch`` marks the hits used now.
+
+        Raises:
+            InvalidInput: neither ``query`` nor ``vector``, or a bad filter or vector.
+            UnsupportedOperation: the backend lacks the ranking asked for.
+        """
+        text = self._query_text(query, vector)
+        qv = self._embed([text], "query")[0] if text is not None else None
+        op = self._search_op(
+            prefix, query, vector, qv, filter, k, text_weight, vector_weight, min_score,
+            half_life_seconds, decay_weight, touch, include_embedding,
+        )  # fmt: skip
+        return self.execute(op)
+
+    def list_namespaces(
+        self,
+        prefix: Namespace,
+        *,
+        suffix: Namespace = (),
+        max_depth: int | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Namespace]:
+        """The namespaces holding live records under ``prefix`` (ending with ``suffix``), cut
+        to ``max_depth`` labels, sorted and de-duplicated."""
+        return self.execute(self._namespaces_op(prefix, suffix, max_depth, limit, offset))
+
+    def sweep(self) -> int:
+        """Delete the expired records (they are never returned even before this); returns how
+        many."""
+        return self.execute(ops.SweepMemories(utcnow()))
+
+    def reembed(
+        self,
+        prefix: Namespace,
+        *,
+        batch_size: int = 64,
+        force: bool = False,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> int:
+        """Re-embed the records under ``prefix`` whose vector is missing or was made by a
+        model other than the store's embedder (every record with text when ``force``);
+        returns how many. ``progress(done, total)`` is called after each batch."""
+        model, count, page = self._reembed_ops(prefix, force, batch_size)
+        total, done = self.execute(count), 0
+        while True:
+            # Re-embedded records stop being stale (unless forced), so the next page of stale
+            # records starts at 0 again; forced runs page through by offset.
+            batch = self.execute(page(done if force else 0))
+            if not batch:
+                return done
+            vectors = self._embed([r.text for r in batch])
+            for embedding_op in self._embedding_ops(batch, vectors, model):
+                self.execute(embedding_op)
+            done += len(batch)
+            if progress is not None:
+                progress(done, max(total, done))
+
+    # Async API: the same operations, awaited.
+
+    async def aput(
+        self,
+        namespace: Namespace,
+        text: str = "",
+        value: Mapping[str, JSON] | None = None,
+        *,
+        id: str | None = None,
+        embedding: Sequence[float] | None = None,
+        importance: float = 0.5,
+        ttl_seconds: float | None = None,
+    ) -> MemoryRecord:
+        """Async `put`."""
+        record = self._one(namespace, text, value, id, embedding, importance, ttl_seconds)
+        return (await self.aput_many([record]))[0]
+
+    async def aput_many(
+        self, records: Sequence[MemoryRecord], *, dedupe_threshold: float | None = -1.0
+    ) -> list[MemoryRecord]:
+        """Async `put_many`."""
+        checked = self._check_records(records)
+        positions = self._to_embed(checked)
+        made = await self._aembed([checked[i].text for i in positions]) if positions else []
+        threshold = self.dedupe_threshold if dedupe_threshold == -1.0 else dedupe_threshold
+        op = self._put_op(checked, made, positions, threshold)
+        return self._with_embeddings(await self.aexecute(op), op)
+
+    async def aget(
+        self, namespace: Namespace, id: str, *, touch: bool = False, include_embedding: bool = False
+    ) -> MemoryRecord | None:
+        """Async `get`."""
+        found = await self.aexecute(self._get_op(namespace, (id,), touch, include_embedding))
+        return found[0] if found else None
+
+    async def aget_many(
+        self,
+        namespace: Namespace,
+        ids: Sequence[str],
+        *,
+        touch: bool = False,
+        include_embedding: bool = False,
+    ) -> list[MemoryRecord]:
+        """Async `get_many`."""
+        return await self.aexecute(self._get_op(namespace, ids, touch, include_embedding))
+
+    async def adelete(self, namespace: Namespace, ids: str | Sequence[str]) -> int:
+        """Async `delete`."""
+        return await self.aexecute(
+            ops.DeleteMemories(namespace_key(check_namespace(namespace)), _check_ids(ids))
+        )
+
+    async def adelete_where(self, prefix: Namespace, filter: FilterSpec | None = None) -> int:
+        """Async `delete_where`."""
+        return await self.aexecute(
+            ops.DeleteMemoriesWhere(
+                namespace_key(check_namespace(prefix, "namespace prefix")), parse_filter(filter)
+            )
+        )
+
+    async def alist_records(
+        self,
+        prefix: Namespace,
+        *,
+        filter: FilterSpec | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        include_embedding: bool = False,
+    ) -> list[MemoryRecord]:
+        """Async `list_records`."""
+        return await self.aexecute(self._list_op(prefix, filter, limit, offset, include_embedding))
+
+    async def acount(self, prefix: Namespace, *, filter: FilterSpec | None = None) -> int:
+        """Async `count`."""
+        return await self.aexecute(
+            ops.CountMemories(
+                namespace_key(check_namespace(prefix, "namespace prefix")),
+                parse_filter(filter),
+                utcnow(),
+            )
+        )
+
+    async def asearch(
+        self,
+        prefix: Namespace,
+        query: str | None = None,
+        *,
+        vector: Sequence[float] | None = None,
+        filter: FilterSpec | None = None,
+        k: int = 10,
+        text_weight: float | None = None,
+        vector_weight: float | None = None,
+        min_score: float | None = None,
+        half_life_seconds: float | None = None,
+        decay_weight: float = 0.5,
+        touch: bool = False,
+        include_embedding: bool = False,
+    ) -> list[MemoryHit]:
+        """Async `search`."""
+        text = self._query_text(query, vector)
+        qv = (await self._aembed([text], "query"))[0] if text is not None else None
+        op = self._search_op(
+            prefix, query, vector, qv, filter, k, text_weight, vector_weight, min_score,
+            half_life_seconds, decay_weight, touch, include_embedding,
+        )  # fmt: skip
+        return await self.aexecute(op)
+
+    async def alist_namespaces(
+        self,
+        prefix: Namespace,
+        *,
+        suffix: Namespace = (),
+        max_depth: int | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Namespace]:
+        """Async `list_namespaces`."""
+        return await self.aexecute(self._namespaces_op(prefix, suffix, max_depth, limit, offset))
+
+    async def asweep(self) -> int:
+        """Async `sweep`."""
+        return await self.aexecute(ops.SweepMemories(utcnow()))
+
+    async def areembed(
+        self,
+        prefix: Namespace,
+        *,
+        batch_size: int = 64,
+        force: bool = False,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> int:
+        """Async `reembed`."""
+        model, count, page = self._reembed_ops(prefix, force, batch_size)
+        total, done = await self.aexecute(count), 0
+        while True:
+            batch = await self.aexecute(page(done if force else 0))
+            if not batch:
+                return done
+            vectors = await self._aembed([r.text for r in batch])
+            for embedding_op in self._embedding_ops(batch, vectors, model):
+                await self.aexecute(embedding_op)
+            done += len(batch)
+            if progress is not None:
+                progress(done, max(total, done))
+
+
+_OPTIONS: dict[str, Callable[[str], Any]] = {
+    "dimensions": int,
+    "dedupe_threshold": float,
+    "capacity": int,
+    "text_weight": float,
+    "vector_weight": float,
+}
+
+
+def _options(url: str, query: str) -> dict[str, Any]:
+    parsed: dict[str, Any] = {}
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        kind = _OPTIONS.get(key)
+        if kind is None:
+            raise InvalidInput(f"unknown option {key!r} in {url!r}: use {sorted(_OPTIONS)}")
+        try:
+            parsed[key] = kind(value)
+        except ValueError as exc:
+            raise InvalidInput(f"option {key}={value!r} in {url!r} is not a number") from exc
+    return parsed
+
+
+def _build(url: str, options: Mapping[str, Any]) -> BaseMemoryStore:
+    if not isinstance(url, str):
+        raise InvalidInput(f"a store URL must be a str, got {type(url).__name__}")
+    parts = urlsplit(url)
+    if parts.scheme == "memory":
+        from memfold.backends.memory_memories import MemoryMemoryStore
+
+        return MemoryMemoryStore(**{**_options(url, parts.query), **options})
+    raise InvalidInput(
+        f"unknown memory store URL {url!r}: use memory://, sqlite:///path.db or postgresql://..."
+    )
+
+
+def open_memory_store(
+    url: str = "memory://", *, setup: bool = True, **options: Any
+) -> BaseMemoryStore:
+    """Open the memory store at ``url`` and (unless ``setup=False``) create its schema.
+
+    URL query options: ``dimensions``, ``dedupe_threshold``, ``capacity``, ``text_weight``,
+    ``vector_weight`` (e.g. ``memory://?capacity=1000``); keyword ``options`` go to the
+    backend (``embedder=``, and ``schema``/``table_prefix`` and the driver options for SQL).
+    """
+    store = _build(url, options)
+    if setup:
+        store.setup()
+    return store
+
+
+async def aopen_memory_store(
+    url: str = "memory://", *, setup: bool = True, **options: Any
+) -> BaseMemoryStore:
+    """Async `open_memory_store`: the schema is created without blocking the event loop."""
+    store = _build(url, options)
+    if setup:
+        await store.asetup()
+    return store

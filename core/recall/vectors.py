@@ -1,0 +1,66 @@
+"""Vectors as memfold stores them: validated, unit length, float32.
+
+Every backend keeps unit vectors, so cosine similarity is a dot product and a stored vector
+is comparable across backends (pgvector's ``<=>`` gives the same ranking).
+
+Examples:
+    >>> unit([3.0, 4.0], 2).tolist()
+    [0.6000000238418579, 0.800000011920929]
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from memfold.errors import InvalidInput
+
+__all__ = ["Matrix", "from_blob", "to_blob", "top_k", "unit"]
+
+Matrix = npt.NDArray[np.float32]
+
+
+def unit(vector: Sequence[float] | Matrix, dimensions: int | None) -> Matrix:
+    """``vector`` scaled to length 1, as float32.
+
+    Raises:
+        InvalidInput: not a flat list of finite numbers, the wrong length, or all zeros.
+    """
+    try:
+        array = np.asarray(vector, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"an embedding must be a list of numbers: {exc}") from exc
+    if array.ndim != 1 or array.size == 0:
+        raise InvalidInput(f"an embedding must be a flat, non-empty list, got shape {array.shape}")
+    if dimensions is not None and array.size != dimensions:
+        raise InvalidInput(
+            f"an embedding has {array.size} dimensions but this store holds {dimensions}: "
+            "use the store's embedding model, or open another store for this one"
+        )
+    if not np.isfinite(array).all():
+        raise InvalidInput("an embedding holds NaN or infinity: check the embedding model")
+    norm = math.sqrt(float(array @ array))
+    if norm == 0.0:
+        raise InvalidInput("an embedding is all zeros, so it has no direction to compare")
+    return (array / norm).astype(np.float32)
+
+
+def to_blob(vector: Matrix) -> bytes:
+    """Little-endian float32 bytes (the SQLite storage format)."""
+    return vector.astype("<f4").tobytes()
+
+
+def from_blob(blob: bytes) -> Matrix:
+    """The vector `to_blob` wrote."""
+    return np.frombuffer(blob, dtype="<f4").astype(np.float32)
+
+
+def top_k(scores: npt.NDArray[np.float32], k: int) -> npt.NDArray[np.intp]:
+    """Indices of the ``k`` highest scores, best first (ties: lower index first)."""
+    if k >= scores.size:
+        return np.argsort(-scores, kind="stable")
+    part = np.argpartition(-scores, k)[:k]
+    return part[np.lexsort((part, -scores[part]))]
