@@ -27,16 +27,14 @@ from collections.abc import Iterable
 
 import zstandard
 
+from memfold.backends.bodies import without_id
 from memfold.errors import BackendUnavailable, InvalidInput
 from memfold.model import Message
-from memfold.stores import encode_json
 
 __all__ = ["ElementCodec"]
 
 PLAIN = ord("j")
 ZSTD = ord("z")
-
-_quote = json.JSONEncoder(ensure_ascii=False).encode
 
 
 class ElementCodec:
@@ -75,13 +73,41 @@ class ElementCodec:
     def encode(self, message: Message, body: str) -> bytes:
         """The element for ``message``, whose JSON (with its id) is ``body``."""
         message_id = message.id or ""
-        payload = _without_id(message, body).encode()
+        payload = without_id(message, body).encode()
         flag = PLAIN
         if self.compress_min_bytes is not None and len(payload) >= self.compress_min_bytes:
             packed = self._compressor().compress(payload)
             if len(packed) < len(payload):
                 payload, flag = packed, ZSTD
         return b"%c%s\x00%s" % (flag, message_id.encode(), payload)
+
+    def pack(self, payload: bytes) -> bytes:
+        """``payload`` behind a flag byte (``j`` or ``z``), zstd-compressed as `encode` would.
+
+        Examples:
+            >>> codec = ElementCodec(compress_min_bytes=8)
+            >>> codec.unpack(codec.pack(b"x" * 100)) == b"x" * 100, codec.pack(b"hi")
+            (True, b'jhi')
+        """
+        if self.compress_min_bytes is not None and len(payload) >= self.compress_min_bytes:
+            packed = self._compressor().compress(payload)
+            if len(packed) < len(payload):
+                return b"z" + packed
+        return b"j" + payload
+
+    def unpack(self, stored: bytes) -> bytes:
+        """The payload that `pack` stored as ``stored``."""
+        try:
+            if stored[:1] == b"z":
+                return self._decompressor().decompress(stored[1:])
+            if stored[:1] == b"j":
+                return stored[1:]
+            raise ValueError(f"unknown payload flag {stored[:1]!r}")
+        except (ValueError, zstandard.ZstdError) as exc:
+            raise BackendUnavailable(
+                "a stored value is not in memfold's Redis format (written by a newer memfold, "
+                f"or by something else under this key_prefix?): {exc}"
+            ) from exc
 
     def decode(self, element: bytes) -> Message:
         """The message stored as ``element``."""
@@ -105,20 +131,3 @@ class ElementCodec:
         """The messages stored as ``elements``, in order."""
         decode = self.decode
         return [decode(element) for element in elements]
-
-
-def _without_id(message: Message, body: str) -> str:
-    """``body`` without its top-level ``"id"`` member.
-
-    With text content the first ``,"id":`` in the JSON is the top-level key: the role and text
-    before it are JSON strings, in which every quote is escaped. Parts may hold an ``"id"`` key
-    of their own, so their messages are encoded again instead.
-    """
-    if isinstance(message.content, str) and message.id is not None:
-        pair = ',"id":' + _quote(message.id)
-        at = body.find(pair)
-        if at > 0:
-            return body[:at] + body[at + len(pair) :]
-    data = message.to_dict()
-    data.pop("id", None)
-    return encode_json(data, f"message {message.id!r}")

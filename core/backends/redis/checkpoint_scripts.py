@@ -1,0 +1,315 @@
+"""The Lua scripts of the Redis checkpoint store: each read or write is one atomic step.
+
+Every script takes ``KEYS`` = `CheckpointKeys.all` (the thread's eleven keys, then the tenant's
+thread index), plus extra keys after them where noted. Decisions that need memfold's own
+logic (the delta layout of `memfold.checkpoint_deltas`, retention) are made in Python from what
+a read script returned; the write is then applied by `APPLY`, which refuses it if the thread's
+version ``v`` moved in between (compare-and-set), so no change is ever lost to a race.
+
+The layout is in `memfold.backends.redis.checkpoint_keys`.
+"""
+
+from __future__ import annotations
+
+from memfold.backends.redis.scripts import Script
+
+__all__ = ["ALL", "APPLY", "COPY", "DELETE", "DUMP", "PUT_READ", "READ", "RELEASE", "SET_TTL"]
+
+_HELPERS = r"""
+local info, ids, ages, records = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local metadata, roots, payloads, headers = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local write_index, writes, runs = KEYS[9], KEYS[10], KEYS[11]
+
+-- The items of memfold.checkpoint_deltas.pack_items: a count, the lengths, then the items.
+local function items_of(packed)
+  local count = struct.unpack('<I4', packed)
+  local out, at = {}, 5 + 4 * count
+  for j = 1, count do
+    local size = struct.unpack('<I4', packed, 1 + 4 * j)
+    out[j] = string.sub(packed, at, at + size - 1)
+    at = at + size
+  end
+  return out
+end
+
+local function first_item(packed)
+  local count = struct.unpack('<I4', packed)
+  if count == 0 then return '' end
+  local size = struct.unpack('<I4', packed, 5)
+  local at = 5 + 4 * count
+  return string.sub(packed, at, at + size - 1)
+end
+
+local function chunked(command, key, list)
+  for j = 1, #list, 1000 do
+    redis.call(command, key, unpack(list, j, math.min(j + 999, #list)))
+  end
+end
+
+local function version()
+  return redis.call('HGET', info, 'v') or '0'
+end
+"""
+
+READ = Script(
+    _HELPERS
+    + r"""
+-- ARGV[1] mode: 'newest' (ARGV[2] namespace), 'range' (ARGV[2] namespace, ARGV[3] the id to
+-- list before, or '', ARGV[4] limit, -1 for all) or 'members' (ARGV[2..] members).
+-- Returns {rows, checkpoint...}: rows is field, header, payload for every row the checkpoints
+-- read (chains included, each once); each checkpoint is {member, record, metadata, writes},
+-- writes being field, value pairs.
+local members
+if ARGV[1] == 'members' then
+  members = {unpack(ARGV, 2)}
+else
+  local ns = ARGV[2]
+  local high, limit = '(' .. ns .. '\1', 1
+  if ARGV[1] == 'range' then
+    if ARGV[3] ~= '' then high = '(' .. ns .. '\0' .. ARGV[3] end
+    limit = tonumber(ARGV[4])
+  end
+  members = redis.call('ZREVRANGEBYLEX', ids, high, '[' .. ns .. '\0', 'LIMIT', 0, limit)
+end
+local rows, seen, out = {}, {}, {}
+out[1] = rows
+for _, member in ipairs(members) do
+  local record = redis.call('HGET', records, member)
+  if record then
+    local found = redis.call('HGET', roots, member)
+    if found then
+      for _, field in ipairs(items_of(found)) do
+        while field ~= '' and not seen[field] do
+          local header = redis.call('HGET', headers, field)
+          if not header then break end
+          seen[field] = true
+          rows[#rows + 1] = field
+          rows[#rows + 1] = header
+          rows[#rows + 1] = redis.call('HGET', payloads, field) or ''
+          field = first_item(header)
+        end
+      end
+    end
+    local pairs_ = {}
+    local low, high = '[' .. member .. '\0', '(' .. member .. '\1'
+    local fields = redis.call('ZRANGEBYLEX', write_index, low, high)
+    if #fields > 0 then
+      local values = redis.call('HMGET', writes, unpack(fields))
+      for j, field in ipairs(fields) do
+        if values[j] then
+          pairs_[#pairs_ + 1] = field
+          pairs_[#pairs_ + 1] = values[j]
+        end
+      end
+    end
+    out[#out + 1] = {member, record, redis.call('HGET', metadata, member) or '{}', pairs_}
+  end
+end
+return out
+"""
+)
+
+PUT_READ = Script(
+    _HELPERS
+    + r"""
+-- ARGV[1]: the parent's member, or ''; ARGV[2..]: row fields a new value may land on.
+-- Returns {v, parent record or '', {field, header} of each row the parent reads, the header
+-- (or '') of each ARGV[2..] field}.
+local parent, bases, found = '', {}, {}
+if ARGV[1] ~= '' then
+  parent = redis.call('HGET', records, ARGV[1]) or ''
+  local packed = redis.call('HGET', roots, ARGV[1])
+  if parent ~= '' and packed then
+    for _, field in ipairs(items_of(packed)) do
+      local header = redis.call('HGET', headers, field)
+      if header then
+        bases[#bases + 1] = field
+        bases[#bases + 1] = header
+      end
+    end
+  end
+end
+for j = 2, #ARGV do
+  found[#found + 1] = redis.call('HGET', headers, ARGV[j]) or ''
+end
+return {version(), parent, bases, found}
+"""
+)
+
+APPLY = Script(
+    _HELPERS
+    + r"""
+-- ARGV: 1 expected v ('' skips the check), 2 now (µs; '' for a removal, which neither
+-- stamps the thread's last write nor refreshes its expiry), 3 default TTL (ms, 0 for none),
+-- 4 lease writer ('' for none), 5 lease end (µs), 6 handover ('1'/'0'), 7 the member whose
+-- being the namespace's newest checkpoint hands the lease over ('' for none), 8 the thread's
+-- member in the tenant index, 9 '1' to bump v, then mutations:
+--   H key field value | N key field value (HSETNX) | D key field | Z key score member |
+--   R key member (ZREM) | S key member (SADD) | C member (drop a checkpoint and its writes)
+-- where key is an index into KEYS. Returns {'ok'}, {'stale'} (v moved: read again), or
+-- {'lease', holder, lease end} (another writer's lease is live: nothing changed).
+if ARGV[1] ~= '' and ARGV[1] ~= version() then return {'stale'} end
+local now = tonumber(ARGV[2]) or 0
+if ARGV[4] ~= '' then
+  local lease = redis.call('HMGET', info, 'w', 'l')
+  if lease[1] and lease[1] ~= ARGV[4] and tonumber(lease[2]) > now then
+    local continues = false
+    if ARGV[6] == '1' and ARGV[7] ~= '' then
+      local cut = string.find(ARGV[7], '\0', 1, true)
+      local ns = string.sub(ARGV[7], 1, cut - 1)
+      local head = redis.call(
+        'ZREVRANGEBYLEX', ids, '(' .. ns .. '\1', '[' .. ns .. '\0', 'LIMIT', 0, 1)
+      continues = head[1] == ARGV[7]
+    end
+    if not continues then return {'lease', lease[1], lease[2]} end
+  end
+  redis.call('HSET', info, 'w', ARGV[4], 'l', ARGV[5])
+end
+local function drop(member)
+  redis.call('ZREM', ids, member)
+  redis.call('ZREM', ages, member)
+  redis.call('HDEL', records, member)
+  redis.call('HDEL', metadata, member)
+  redis.call('HDEL', roots, member)
+  local low, high = '[' .. member .. '\0', '(' .. member .. '\1'
+  local fields = redis.call('ZRANGEBYLEX', write_index, low, high)
+  chunked('HDEL', writes, fields)
+  redis.call('ZREMRANGEBYLEX', write_index, low, high)
+end
+local j = 10
+while j <= #ARGV do
+  local op = ARGV[j]
+  if op == 'H' then
+    redis.call('HSET', KEYS[tonumber(ARGV[j + 1])], ARGV[j + 2], ARGV[j + 3])
+    j = j + 4
+  elseif op == 'N' then
+    redis.call('HSETNX', KEYS[tonumber(ARGV[j + 1])], ARGV[j + 2], ARGV[j + 3])
+    j = j + 4
+  elseif op == 'D' then
+    redis.call('HDEL', KEYS[tonumber(ARGV[j + 1])], ARGV[j + 2])
+    j = j + 3
+  elseif op == 'Z' then
+    redis.call('ZADD', KEYS[tonumber(ARGV[j + 1])], ARGV[j + 2], ARGV[j + 3])
+    j = j + 4
+  elseif op == 'R' then
+    redis.call('ZREM', KEYS[tonumber(ARGV[j + 1])], ARGV[j + 2])
+    j = j + 3
+  elseif op == 'S' then
+    redis.call('SADD', KEYS[tonumber(ARGV[j + 1])], ARGV[j + 2])
+    j = j + 3
+  elseif op == 'C' then
+    drop(ARGV[j + 1])
+    j = j + 2
+  else
+    return redis.error_reply('memfold: unknown checkpoint mutation ' .. tostring(op))
+  end
+end
+if ARGV[9] == '1' then redis.call('HINCRBY', info, 'v', 1) end
+if ARGV[2] == '' then return {'ok'} end
+redis.call('HSET', info, 'u', ARGV[2])
+redis.call('ZADD', KEYS[12], ARGV[2], ARGV[8])
+local ttl = tonumber(redis.call('HGET', info, 't') or ARGV[3])
+if ttl > 0 then
+  for k = 1, 11 do redis.call('PEXPIRE', KEYS[k], ttl) end
+end
+return {'ok'}
+"""
+)
+
+DUMP = Script(
+    _HELPERS
+    + r"""
+-- ARGV[1]: '1' to include payloads, records and write values. Returns {v, info, members with
+-- creation times, metadata, roots, headers, write fields, [payloads, records, writes]}, each
+-- hash as a flat field, value list.
+local out = {
+  version(), redis.call('HGETALL', info), redis.call('ZRANGE', ages, 0, -1, 'WITHSCORES'),
+  redis.call('HGETALL', metadata), redis.call('HGETALL', roots), redis.call('HGETALL', headers),
+  redis.call('ZRANGE', write_index, 0, -1),
+}
+if ARGV[1] == '1' then
+  out[8] = redis.call('HGETALL', payloads)
+  out[9] = redis.call('HGETALL', records)
+  out[10] = redis.call('HGETALL', writes)
+end
+return out
+"""
+)
+
+DELETE = Script(
+    _HELPERS
+    + r"""
+-- ARGV: the thread's member, the tenant's run-index key base. Deletes the thread; returns
+-- {checkpoints, rows, writes} it held.
+local removed = {redis.call('ZCARD', ids), redis.call('HLEN', headers), redis.call('HLEN', writes)}
+for _, run in ipairs(redis.call('SMEMBERS', runs)) do
+  redis.call('SREM', ARGV[2] .. run, ARGV[1])
+end
+for k = 1, 11 do redis.call('DEL', KEYS[k]) end
+redis.call('ZREM', KEYS[12], ARGV[1])
+return removed
+"""
+)
+
+COPY = Script(
+    _HELPERS
+    + r"""
+-- KEYS[13..23]: the target thread's own keys. ARGV: target member, now (µs), run-index key
+-- base, default TTL (ms). Returns how many checkpoints were copied, or -1 if the target
+-- already has checkpoints.
+local copied = redis.call('ZCARD', ids)
+if copied == 0 then return 0 end
+if redis.call('ZCARD', KEYS[14]) > 0 then return -1 end
+for k = 2, 11 do
+  if redis.call('EXISTS', KEYS[k]) == 1 then
+    redis.call('COPY', KEYS[k], KEYS[k + 12], 'REPLACE')
+  else
+    redis.call('DEL', KEYS[k + 12])
+  end
+end
+redis.call('DEL', KEYS[13])
+redis.call('HSET', KEYS[13], 'v', 1, 'u', ARGV[2])
+redis.call('ZADD', KEYS[12], ARGV[2], ARGV[1])
+for _, run in ipairs(redis.call('SMEMBERS', runs)) do
+  redis.call('SADD', ARGV[3] .. run, ARGV[1])
+end
+local ttl = tonumber(ARGV[4])
+if ttl > 0 then
+  for k = 13, 23 do redis.call('PEXPIRE', KEYS[k], ttl) end
+end
+return copied
+"""
+)
+
+SET_TTL = Script(
+    _HELPERS
+    + r"""
+-- ARGV: the thread's own TTL in ms ('' clears it), the default TTL (ms, 0 for none). Returns
+-- 1 if the thread exists (and its keys now expire that long from now), else 0.
+if redis.call('EXISTS', info) == 0 then return 0 end
+local ttl = tonumber(ARGV[2])
+if ARGV[1] == '' then
+  redis.call('HDEL', info, 't')
+else
+  redis.call('HSET', info, 't', ARGV[1])
+  ttl = tonumber(ARGV[1])
+end
+for k = 1, 11 do
+  if ttl > 0 then redis.call('PEXPIRE', KEYS[k], ttl) else redis.call('PERSIST', KEYS[k]) end
+end
+return 1
+"""
+)
+
+RELEASE = Script(
+    _HELPERS
+    + r"""
+-- ARGV[1]: the writer. Ends its lease; returns 1 if it held one.
+if redis.call('HGET', info, 'w') ~= ARGV[1] then return 0 end
+redis.call('HDEL', info, 'w', 'l')
+return 1
+"""
+)
+
+ALL = (READ, PUT_READ, APPLY, DUMP, DELETE, COPY, SET_TTL, RELEASE)
+"""Every script, for ``setup()`` to load up front."""

@@ -1,0 +1,741 @@
+"""The Redis checkpoint store (``redis://``): checkpoints in plain Redis 7, no modules needed.
+
+Each operation is written once as a generator that yields the Redis calls it needs and gets
+their replies back (`memfold.backends.redis.calls.Call`); a sync and an async driver run it.
+``get`` is one round trip (a Lua script rebuilds the reply from the checkpoint's rows, delta
+chains included); ``put_writes`` is one; ``put`` is two (read the parent's rows, plan the new
+rows with `memfold.checkpoint_deltas`, then apply them in one script that checks nothing moved in
+between, retrying if something did). Leases are checked inside that same script, so two writers
+never both pass. The key layout is in `memfold.backends.redis.checkpoint_keys`.
+
+Examples:
+    >>> import uuid
+    >>> from memfold.checkpoints import Blob
+    >>> store = RedisCheckpointStore("redis://127.0.0.1:6379/0",
+    ...                              key_prefix=f"doctest-{uuid.uuid4().hex}:")
+    >>> store.setup()
+    1
+    >>> store.put("t", "c1", Blob("json", b"{}"), versions={"x": 1},
+    ...           values={"x": Blob("json", b"7")})
+    >>> store.get("t").values["x"]
+    Blob(tag='json', data=b'7')
+    >>> store.delete_thread("t")
+    1
+    >>> store.close()
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Generator, Iterable
+from datetime import datetime, timedelta
+from typing import Any, Final, TypeAlias, TypeVar, cast
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+import redis
+import redis.asyncio
+
+from memfold import checkpoint_ops as ops
+from memfold.backends.redis import checkpoint_scripts as scripts
+from memfold.backends.redis.calls import Call
+from memfold.backends.redis.checkpoint_keys import (
+    CHECKPOINT_LAYOUT_VERSION,
+    CheckpointKeys,
+    checkpoint_keys,
+    decode_header,
+    decode_record,
+    decode_write,
+    encode_header,
+    encode_payload,
+    encode_record,
+    encode_write,
+    from_micros,
+    member,
+    micros,
+    row_field,
+    run_base,
+    split_member,
+    tenant_threads,
+    tenants_key,
+    write_field,
+)
+from memfold.backends.redis.keys import check_prefix, escape, unescape
+from memfold.backends.redis.scripts import Script
+from memfold.backends.redis.store import DEFAULT_PREFIX, RedisThreadStore, _translated
+from memfold.checkpoint_deltas import (
+    BlobKey,
+    DeltaPolicy,
+    StoredBlob,
+    channel_key,
+    pack_items,
+    plan_put,
+    reachable,
+    rebuild,
+    unpack_items,
+    version_key,
+)
+from memfold.checkpoint_model import (
+    Blob,
+    Checkpoint,
+    Lease,
+    RetentionPolicy,
+    SequenceBlob,
+    StorageStats,
+    SweepResult,
+)
+from memfold.checkpoints import BaseCheckpointStore, claim_lease, matches_filter
+from memfold.errors import BackendUnavailable, Conflict, InvalidInput
+from memfold.ops import Op
+from memfold.stores import Capabilities
+
+__all__ = ["RedisCheckpointStore"]
+
+T = TypeVar("T")
+
+Flow: TypeAlias = Generator[Call[Any], Any, T]
+"""An operation as the Redis calls it makes: each yielded call's reply is sent back in."""
+
+MAX_ATTEMPTS: Final = 20
+"""How often a write re-reads and re-plans when the thread changed under it."""
+
+_KEYS = {name: i + 1 for i, name in enumerate("hiarmkbpxwu")}
+"""The 1-based index in ``KEYS`` of each of a thread's keys (see `CheckpointKeys.all`)."""
+
+
+def _reply(value: Any) -> Any:
+    return value
+
+
+def _script(script: Script, keys: Iterable[str], *args: str | bytes | int) -> Call[Any]:
+    keys = tuple(keys)
+    return Call(("EVALSHA", script.sha, len(keys), *keys, *args), _reply, script)
+
+
+def _command(*command: str | bytes | int) -> Call[Any]:
+    return Call(command, _reply)
+
+
+def _key_of(field: bytes) -> BlobKey:
+    _ns, channel, version, owner = field.decode().split("\0")
+    return channel, version, owner
+
+
+def _pairs(flat: list[Any]) -> Iterable[tuple[Any, Any]]:
+    return zip(flat[::2], flat[1::2], strict=True)
+
+
+class _Dump:
+    """A thread as `scripts.DUMP` returned it, decoded as far as retention needs."""
+
+    def __init__(self, reply: list[Any]) -> None:
+        self.version: bytes = reply[0]
+        self.info = dict(_pairs(reply[1]))
+        created = list(_pairs(reply[2]))
+        self.created = {m: int(float(score)) for m, score in created}
+        self.members = sorted(self.created, key=lambda m: split_member(m))
+        self.metadata: dict[bytes, bytes] = dict(_pairs(reply[3]))
+        self.roots: dict[bytes, bytes] = dict(_pairs(reply[4]))
+        self.headers: dict[bytes, bytes] = dict(_pairs(reply[5]))
+        self.write_fields: list[bytes] = reply[6]
+        self.full = reply[7:]
+
+    def by_namespace(self) -> dict[str, list[bytes]]:
+        """Members grouped by namespace, each list in ascending id order."""
+        spaces: dict[str, list[bytes]] = {}
+        for m in self.members:
+            spaces.setdefault(split_member(m)[0], []).append(m)
+        return spaces
+
+    def dead_rows(self, kept: Iterable[bytes]) -> list[bytes]:
+        """The row fields no checkpoint in ``kept`` reads, directly or through a chain."""
+        rows: dict[str, dict[BlobKey, StoredBlob]] = {}
+        for field, header in self.headers.items():
+            namespace = field.split(b"\0", 1)[0].decode()
+            rows.setdefault(namespace, {})[_key_of(field)] = decode_header(field, header)
+        roots: dict[str, list[BlobKey]] = {}
+        for m in kept:
+            namespace = split_member(m)[0]
+            packed = self.roots.get(m)
+            if packed:
+                roots.setdefault(namespace, []).extend(map(_key_of, unpack_items(packed)))
+        live = {
+            row_field(ns, key)
+            for ns, space in rows.items()
+            for key in reachable(roots.get(ns, ()), space.get)
+        }
+        return [field for field in self.headers if field not in live]
+
+    def writes_of(self, doomed: set[bytes]) -> int:
+        """How many pending writes the ``doomed`` checkpoints hold."""
+        return sum(1 for f in self.write_fields if f.rsplit(b"\0", 2)[0] in doomed)
+
+
+class RedisCheckpointStore(BaseCheckpointStore):
+    """Checkpoints in plain Redis 7 (no modules), every write one atomic Lua script.
+
+    Args:
+        url: ``redis://[:password@]host:6379/0`` (or ``rediss://``, ``unix://``); its query may
+            hold redis-py connection options such as ``socket_timeout``.
+        client: a sync ``redis.Redis`` to use instead of one made from ``url``.
+        async_client: a ``redis.asyncio.Redis`` to use instead of one made from ``url``.
+        key_prefix: the start of every key, so several stores can share one database.
+        compress_min_bytes: zstd-compress values of at least this many bytes (None: never).
+        delta_policy: when list values are stored whole (see `DeltaPolicy`).
+        retention: what `sweep` removes by default; its ``ttl_seconds`` also makes Redis expire
+            a thread's keys that long after its last write (a thread's own TTL, set with
+            ``set_thread_ttl``, wins).
+    """
+
+    name = "redis"
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        client: redis.Redis | None = None,
+        async_client: redis.asyncio.Redis | None = None,
+        key_prefix: str = DEFAULT_PREFIX,
+        compress_min_bytes: int | None = 1024,
+        delta_policy: DeltaPolicy | None = None,
+        retention: RetentionPolicy | None = None,
+    ) -> None:
+        # The thread store's client handling: URL, per-loop async clients, script loading.
+        self._redis = RedisThreadStore(
+            url,
+            client=client,
+            async_client=async_client,
+            key_prefix=check_prefix(key_prefix),
+            compress_min_bytes=compress_min_bytes,
+        )
+        self.key_prefix = key_prefix
+        self.codec = self._redis.codec
+        super().__init__(
+            Capabilities(persistent=True, shared=True, transactions=True, ttl=True),
+            delta_policy=delta_policy,
+            retention=retention,
+        )
+        ttl = self.retention.ttl_seconds
+        self._default_ttl_ms = 0 if ttl is None else max(1, round(ttl * 1000))
+        self._tenants: set[str] = set()
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> RedisCheckpointStore:
+        """A store for ``url``, taking ``key_prefix`` and ``compress_min_bytes`` from its query
+        (keyword ``options`` win); other query options go to redis-py."""
+        parts = urlsplit(url)
+        ours: dict[str, Any] = {}
+        theirs: list[tuple[str, str]] = []
+        for key, value in parse_qsl(parts.query, keep_blank_values=True):
+            if key == "key_prefix":
+                ours[key] = value
+            elif key == "compress_min_bytes":
+                try:
+                    ours[key] = int(value)
+                except ValueError as exc:
+                    raise InvalidInput(f"compress_min_bytes={value!r} is not an int") from exc
+            else:
+                theirs.append((key, value))
+        return cls(parts._replace(query=urlencode(theirs)).geturl(), **{**ours, **options})
+
+    @property
+    def client(self) -> redis.Redis:
+        """The sync client."""
+        return self._redis.client
+
+    # Drivers.
+
+    def _drive(self, flow: Flow[T]) -> T:
+        try:
+            call = next(flow)
+            while True:
+                call = flow.send(self._redis._send(call))
+        except StopIteration as done:
+            return cast("T", done.value)
+
+    async def _adrive(self, flow: Flow[T]) -> T:
+        try:
+            call = next(flow)
+            while True:
+                call = flow.send(await self._redis._asend(call))
+        except StopIteration as done:
+            return cast("T", done.value)
+
+    def execute(self, op: Op[T]) -> T:
+        """Run one operation."""
+        result: T = self._drive(self._flow(op))
+        return result
+
+    async def aexecute(self, op: Op[T]) -> T:
+        """Run one operation on the async client."""
+        result: T = await self._adrive(self._flow(op))
+        return result
+
+    def _flow(self, op: Op[Any]) -> Flow[Any]:
+        match op:
+            case ops.PutCheckpoint():
+                return self._put(op)
+            case ops.PutCheckpointWrites():
+                return self._put_writes(op)
+            case ops.GetCheckpoint(tenant, thread_id, namespace, checkpoint_id):
+                return self._get(tenant, thread_id, namespace, checkpoint_id)
+            case ops.ListCheckpoints():
+                return self._list(op)
+            case ops.DeleteCheckpointThread(tenant, thread_id):
+                return self._delete_count(tenant, thread_id)
+            case ops.DeleteCheckpointRuns(tenant, run_ids):
+                return self._delete_runs(tenant, set(run_ids))
+            case ops.CopyCheckpointThread(tenant, source, target, now):
+                return self._copy(tenant, source, target, now)
+            case ops.PruneCheckpointThreads(tenant, thread_ids, keep_latest):
+                return self._prune(tenant, thread_ids, keep_latest)
+            case ops.SetCheckpointThreadTTL(tenant, thread_id, ttl_seconds):
+                return self._set_ttl(tenant, thread_id, ttl_seconds)
+            case ops.ReleaseThread(tenant, thread_id, writer):
+                keys = self._keys(tenant, thread_id)
+                return self._one(_script(scripts.RELEASE, keys.all, writer), bool)
+            case ops.SweepCheckpoints(tenant, policy, now):
+                return self._sweep(tenant, policy, now)
+            case ops.CheckpointStats(tenant, thread_id):
+                return self._stats(tenant, thread_id)
+        raise InvalidInput(f"the redis checkpoint store cannot run {type(op).__name__}")
+
+    @staticmethod
+    def _one(call: Call[Any], decode: Callable[[Any], T]) -> Flow[T]:
+        result: T = decode((yield call))
+        return result
+
+    def _keys(self, tenant: str, thread_id: str) -> CheckpointKeys:
+        return checkpoint_keys(self.key_prefix, tenant, thread_id)
+
+    # Writes.
+
+    def _register(self, tenant: str) -> Flow[None]:
+        if tenant not in self._tenants:
+            yield _command("SADD", tenants_key(self.key_prefix), escape(tenant))
+            self._tenants.add(tenant)
+
+    def _apply(
+        self,
+        keys: CheckpointKeys,
+        expected: bytes,
+        now: datetime | None,
+        mutations: list[str | bytes | int],
+        *,
+        lease: Lease | None = None,
+        head: bytes = b"",
+        bump: bool = True,
+        extra_keys: tuple[str, ...] = (),
+    ) -> Call[Any]:
+        until = b""
+        if lease is not None and now is not None:
+            until = b"%d" % micros(now + timedelta(seconds=lease.seconds))
+        return _script(
+            scripts.APPLY, (*keys.all, *extra_keys), expected, b"" if now is None else micros(now),
+            self._default_ttl_ms, "" if lease is None else lease.writer, until,
+            int(lease is not None and lease.handover), head, keys.member, int(bump), *mutations,
+        )  # fmt: skip
+
+    @staticmethod
+    def _refused(thread_id: str, reply: list[Any], lease: Lease | None, now: datetime) -> None:
+        """Raise for an `scripts.APPLY` reply that is not ``ok`` (``stale`` returns)."""
+        if reply[0] == b"lease" and lease is not None:
+            holder, until = reply[1].decode(), from_micros(reply[2])
+            claim_lease(thread_id, holder, until, lease, now, continues_head=False)
+            raise Conflict(f"thread {thread_id!r} is leased to {holder!r}")
+
+    def _put(self, op: ops.PutCheckpoint) -> Flow[None]:
+        yield from self._register(op.tenant)
+        keys, ns = self._keys(op.tenant, op.thread_id), op.namespace
+        me = member(ns, op.checkpoint_id)
+        parent = b"" if op.parent_id is None else member(ns, op.parent_id)
+        candidates: dict[bytes, None] = {}
+        for channel, version, _value in op.new_values:
+            for owner in ("", op.checkpoint_id):
+                candidates[row_field(ns, (channel, version_key(version), owner))] = None
+        run = op.metadata.get("run_id")
+        extra = (
+            ()
+            if not isinstance(run, str)
+            else (run_base(self.key_prefix, op.tenant) + escape(run),)
+        )
+        for _attempt in range(MAX_ATTEMPTS):
+            expected, parent_record, bases, found = yield _script(
+                scripts.PUT_READ, keys.all, parent, *candidates
+            )
+            known: dict[BlobKey, StoredBlob] = {}
+            for field, header in _pairs(bases):
+                known[_key_of(field)] = decode_header(field, header)
+            for field, header in zip(candidates, found, strict=True):
+                if header:
+                    known[_key_of(field)] = decode_header(field, header)
+            parent_state = None
+            if parent_record:
+                record = decode_record(self.codec, parent_record)
+                parent_state = (record.versions, record.refs)
+            rows, refs = plan_put(
+                op.checkpoint_id, op.versions, op.new_values, parent_state, known.get,
+                self.delta_policy,
+            )  # fmt: skip
+            mutations: list[str | bytes | int] = []
+            for row in rows:
+                field = row_field(ns, row.key)
+                mutations += ("H", _KEYS["p"], field, encode_header(ns, row))
+                mutations += ("H", _KEYS["b"], field, encode_payload(self.codec, row))
+            roots = pack_items(tuple(
+                row_field(ns, channel_key(ch, v, refs)) for ch, v in op.versions.items()
+            ))  # fmt: skip
+            record_bytes = encode_record(
+                self.codec, op.parent_id, op.created_at, op.body, op.versions_json, refs
+            )
+            mutations += ("H", _KEYS["r"], me, record_bytes, "H", _KEYS["m"], me, op.metadata_json)
+            mutations += ("H", _KEYS["k"], me, roots, "Z", _KEYS["i"], 0, me)
+            mutations += ("Z", _KEYS["a"], micros(op.created_at), me)
+            if extra:
+                mutations += ("S", _KEYS["u"], escape(cast(str, run)), "S", 13, keys.member)
+            reply = yield self._apply(
+                keys, expected, op.created_at, mutations, lease=op.lease, head=parent,
+                extra_keys=extra,
+            )  # fmt: skip
+            if reply[0] == b"ok":
+                return
+            self._refused(op.thread_id, reply, op.lease, op.created_at)
+        raise Conflict(
+            f"thread {op.thread_id!r} kept changing while checkpoint {op.checkpoint_id!r} was "
+            f"being stored ({MAX_ATTEMPTS} attempts): run one writer per thread"
+        )
+
+    def _put_writes(self, op: ops.PutCheckpointWrites) -> Flow[None]:
+        yield from self._register(op.tenant)
+        keys = self._keys(op.tenant, op.thread_id)
+        me = member(op.namespace, op.checkpoint_id)
+        mutations: list[str | bytes | int] = []
+        for write in op.writes:
+            field = write_field(me, write)
+            kind = "N" if write.idx >= 0 else "H"
+            mutations += (kind, _KEYS["w"], field, encode_write(self.codec, write))
+            mutations += ("Z", _KEYS["x"], 0, field)
+        reply = yield self._apply(
+            keys, b"", op.written_at, mutations, lease=op.lease, head=me, bump=False
+        )
+        if reply[0] != b"ok":
+            self._refused(op.thread_id, reply, op.lease, op.written_at)
+
+    # Reads.
+
+    def _checkpoints(self, thread_id: str, reply: list[Any]) -> list[Checkpoint]:
+        """The checkpoints of a `scripts.READ` reply, in its order."""
+        rows: dict[bytes, StoredBlob] = {}
+        flat = reply[0]
+        for i in range(0, len(flat), 3):
+            rows[flat[i]] = decode_header(flat[i], flat[i + 1], self.codec, flat[i + 2])
+        found = []
+        for m, record_bytes, metadata, writes in reply[1:]:
+            namespace, checkpoint_id = split_member(m)
+            record = decode_record(self.codec, record_bytes)
+
+            def lookup(key: BlobKey, ns: str = namespace) -> StoredBlob | None:
+                return rows.get(row_field(ns, key))
+
+            values: dict[str, Blob | SequenceBlob] = {}
+            for channel, version in record.versions.items():
+                row = lookup(channel_key(channel, version, record.refs))
+                if row is not None and (value := rebuild(row, lookup)) is not None:
+                    values[channel] = value
+            pending = [decode_write(self.codec, f, v) for f, v in _pairs(writes)]
+            pending.sort(key=lambda w: (w.task_path, w.task_id, w.idx))
+            found.append(
+                Checkpoint(
+                    thread_id,
+                    namespace,
+                    checkpoint_id,
+                    record.parent_id,
+                    record.created_at,
+                    json.loads(metadata),
+                    record.body,
+                    record.versions,
+                    values,
+                    tuple(pending),
+                )
+            )
+        return found
+
+    def _get(
+        self, tenant: str, thread_id: str, namespace: str, checkpoint_id: str | None
+    ) -> Flow[Checkpoint | None]:
+        keys = self._keys(tenant, thread_id)
+        if checkpoint_id is None:
+            call = _script(scripts.READ, keys.all, "newest", namespace)
+        else:
+            call = _script(scripts.READ, keys.all, "members", member(namespace, checkpoint_id))
+        found = self._checkpoints(thread_id, (yield call))
+        return found[0] if found else None
+
+    def _list(self, op: ops.ListCheckpoints) -> Flow[list[Checkpoint]]:
+        if op.thread_id is not None:
+            return (yield from self._list_thread(op, op.thread_id))
+        threads = yield _command("ZRANGE", tenant_threads(self.key_prefix, op.tenant), 0, -1)
+        found: list[Checkpoint] = []
+        for name in threads:
+            found += yield from self._list_thread(op, unescape(name))
+        found.sort(key=lambda c: c.checkpoint_id, reverse=True)
+        return found if op.limit is None else found[: op.limit]
+
+    def _list_thread(self, op: ops.ListCheckpoints, thread_id: str) -> Flow[list[Checkpoint]]:
+        keys = self._keys(op.tenant, thread_id)
+        if op.limit == 0:
+            return []
+        if op.namespace is not None and op.checkpoint_id is None and not op.filter:
+            limit = -1 if op.limit is None else op.limit
+            reply = yield _script(
+                scripts.READ, keys.all, "range", op.namespace, op.before or "", limit
+            )
+            return self._checkpoints(thread_id, reply)
+        members: list[bytes] = []
+        for m in (yield _command("ZRANGE", keys.ids, 0, -1)):
+            namespace, checkpoint_id = split_member(m)
+            if (
+                (op.namespace is None or namespace == op.namespace)
+                and (op.checkpoint_id is None or checkpoint_id == op.checkpoint_id)
+                and (op.before is None or checkpoint_id < op.before)
+            ):
+                members.append(m)
+        members.sort(key=lambda m: split_member(m)[1], reverse=True)
+        if op.filter and members:
+            metadata = yield _command("HMGET", keys.metadata, *members)
+            members = [
+                m
+                for m, meta in zip(members, metadata, strict=True)
+                if meta is not None and matches_filter(json.loads(meta), op.filter)
+            ]
+        if op.limit is not None:
+            members = members[: op.limit]
+        if not members:
+            return []
+        reply = yield _script(scripts.READ, keys.all, "members", *members)
+        return self._checkpoints(thread_id, reply)
+
+    # Deletion and retention.
+
+    def _delete(self, tenant: str, thread_id: str) -> Flow[list[int]]:
+        keys = self._keys(tenant, thread_id)
+        base = run_base(self.key_prefix, tenant)
+        removed: list[int] = yield _script(scripts.DELETE, keys.all, keys.member, base)
+        return removed
+
+    def _delete_count(self, tenant: str, thread_id: str) -> Flow[int]:
+        return (yield from self._delete(tenant, thread_id))[0]
+
+    def _drop(
+        self,
+        tenant: str,
+        thread_id: str,
+        choose: Callable[[_Dump], set[bytes]],
+        *,
+        collect: bool = False,
+    ) -> Flow[SweepResult]:
+        """Remove the checkpoints ``choose`` picks from a thread's dump, with their writes and
+        every row nothing else reads (all of the thread if no checkpoint is left).
+
+        With ``collect``, rows nothing reads are dropped even when no checkpoint is.
+        """
+        keys = self._keys(tenant, thread_id)
+        for _attempt in range(MAX_ATTEMPTS):
+            dump = _Dump((yield _script(scripts.DUMP, keys.all, 0)))
+            doomed = choose(dump) & set(dump.members)
+            if not doomed and not collect:
+                return SweepResult()
+            kept = [m for m in dump.members if m not in doomed]
+            if not kept and dump.members:
+                counts = yield from self._delete(tenant, thread_id)
+                return SweepResult(0, counts[0], counts[1], counts[2])
+            dead = dump.dead_rows(kept)
+            if not doomed and not dead:
+                return SweepResult()
+            mutations: list[str | bytes | int] = []
+            for m in doomed:
+                mutations += ("C", m)
+            for field in dead:
+                mutations += ("D", _KEYS["p"], field, "D", _KEYS["b"], field)
+            reply = yield self._apply(keys, dump.version, None, mutations)
+            if reply[0] == b"ok":
+                return SweepResult(0, len(doomed), len(dead), dump.writes_of(doomed))
+        raise Conflict(f"thread {thread_id!r} kept changing while being pruned: try again")
+
+    def _delete_runs(self, tenant: str, run_ids: set[str]) -> Flow[int]:
+        if not run_ids:
+            return 0
+        base = run_base(self.key_prefix, tenant)
+        threads = yield _command("SUNION", *(base + escape(r) for r in sorted(run_ids)))
+
+        def runs(dump: _Dump) -> set[bytes]:
+            return {
+                m
+                for m, meta in dump.metadata.items()
+                if isinstance(run := json.loads(meta).get("run_id"), str) and run in run_ids
+            }
+
+        removed = 0
+        for name in sorted(threads):
+            result = yield from self._drop(tenant, unescape(name), runs)
+            removed += result.checkpoints
+        return removed
+
+    def _copy(self, tenant: str, source: str, target: str, now: datetime) -> Flow[int]:
+        if source == target:
+            return 0
+        src, dst = self._keys(tenant, source), self._keys(tenant, target)
+        copied: int = yield _script(
+            scripts.COPY, (*src.all, *dst.all[:11]), dst.member, micros(now),
+            run_base(self.key_prefix, tenant), self._default_ttl_ms,
+        )  # fmt: skip
+        if copied < 0:
+            raise Conflict(
+                f"thread {target!r} already has checkpoints: copy into a new thread id, or "
+                "delete_thread the target first"
+            )
+        return copied
+
+    def _prune(self, tenant: str, thread_ids: tuple[str, ...], keep_latest: bool) -> Flow[int]:
+        removed = 0
+        for thread_id in thread_ids:
+            if not keep_latest:
+                removed += (yield from self._delete(tenant, thread_id))[0]
+                continue
+
+            def older(dump: _Dump) -> set[bytes]:
+                return {m for ms in dump.by_namespace().values() for m in ms[:-1]}
+
+            result = yield from self._drop(tenant, thread_id, older)
+            removed += result.checkpoints
+        return removed
+
+    def _set_ttl(self, tenant: str, thread_id: str, ttl_seconds: float | None) -> Flow[bool]:
+        keys = self._keys(tenant, thread_id)
+        ttl = "" if ttl_seconds is None else max(1, round(ttl_seconds * 1000))
+        return bool((yield _script(scripts.SET_TTL, keys.all, ttl, self._default_ttl_ms)))
+
+    def _sweep(
+        self, tenant: str | None, policy: RetentionPolicy, now: datetime
+    ) -> Flow[SweepResult]:
+        if tenant is None:
+            tenants = [
+                unescape(t) for t in (yield _command("SMEMBERS", tenants_key(self.key_prefix)))
+            ]
+        else:
+            tenants = [tenant]
+        total = SweepResult()
+        stamp = micros(now)
+
+        def doomed(dump: _Dump) -> set[bytes]:
+            picked: set[bytes] = set()
+            for members in dump.by_namespace().values():
+                if policy.keep_last is not None:
+                    picked.update(members[: -policy.keep_last])
+                if policy.max_age_seconds is not None:
+                    cutoff = stamp - policy.max_age_seconds * 1_000_000
+                    picked.update(m for m in members[:-1] if dump.created[m] < cutoff)
+            return picked
+
+        for name in sorted(tenants):
+            index = tenant_threads(self.key_prefix, name)
+            for thread in (yield _command("ZRANGE", index, 0, -1)):
+                thread_id = unescape(thread)
+                keys = self._keys(name, thread_id)
+                info = yield _command("HMGET", keys.info, "u", "t")
+                if info[0] is None:  # expired by Redis: forget it
+                    yield _command("ZREM", index, thread)
+                    continue
+                ttl = policy.ttl_seconds if info[1] is None else int(info[1]) / 1000
+                if ttl is not None and int(info[0]) + ttl * 1_000_000 <= stamp:
+                    counts = yield from self._delete(name, thread_id)
+                    total = _add(total, SweepResult(1, counts[0], counts[1], counts[2]))
+                    continue
+                result = yield from self._drop(name, thread_id, doomed, collect=True)
+                total = _add(total, result)
+        return total
+
+    def _stats(self, tenant: str, thread_id: str | None) -> Flow[StorageStats]:
+        if thread_id is None:
+            names = yield _command("ZRANGE", tenant_threads(self.key_prefix, tenant), 0, -1)
+            threads = [unescape(n) for n in names]
+        else:
+            threads = [thread_id]
+        stats = StorageStats()
+        for name in threads:
+            dump = _Dump((yield _script(scripts.DUMP, self._keys(tenant, name).all, 1)))
+            if not dump.info:
+                continue
+            payloads, records, writes = (dict(_pairs(part)) for part in dump.full)
+            checkpoint_bytes = 0
+            for m, raw in records.items():
+                record = decode_record(self.codec, raw)
+                checkpoint_bytes += len(record.body.data) + len(record.versions_json)
+                checkpoint_bytes += len(dump.metadata.get(m, b""))
+            value_bytes = sum(
+                decode_header(f, h, self.codec, payloads.get(f, b"j")).size
+                for f, h in dump.headers.items()
+            )
+            write_bytes = sum(
+                len(decode_write(self.codec, f, v).value.data) for f, v in writes.items()
+            )
+            stats = StorageStats(
+                stats.threads + 1,
+                stats.checkpoints + len(dump.members),
+                stats.blobs + len(dump.headers),
+                stats.writes + len(writes),
+                stats.checkpoint_bytes + checkpoint_bytes,
+                stats.value_bytes + value_bytes,
+                stats.write_bytes + write_bytes,
+            )
+        return stats
+
+    # Setup and lifecycle.
+
+    def _layout(self, found: bytes | None) -> int:
+        version = int(found or CHECKPOINT_LAYOUT_VERSION)
+        if version > CHECKPOINT_LAYOUT_VERSION:
+            raise BackendUnavailable(
+                f"the checkpoints under key_prefix {self.key_prefix!r} use memfold's Redis "
+                f"layout {version}, newer than this memfold's {CHECKPOINT_LAYOUT_VERSION}: "
+                "upgrade memfold"
+            )
+        return version
+
+    def setup(self) -> int:
+        """Record the key layout's version and load the scripts (idempotent); returns the
+        version."""
+        key = f"{self.key_prefix}c:layout"
+        with _translated(self._redis._where):
+            pipe = self.client.pipeline(transaction=False)
+            pipe.set(key, CHECKPOINT_LAYOUT_VERSION, nx=True)
+            pipe.get(key)
+            for script in scripts.ALL:
+                pipe.script_load(script.source)
+            replies = pipe.execute()
+        return self._layout(replies[1])
+
+    async def asetup(self) -> int:
+        """Async `setup`."""
+        key = f"{self.key_prefix}c:layout"
+        with _translated(self._redis._where):
+            pipe = (await self._redis._async_client()).pipeline(transaction=False)
+            pipe.set(key, CHECKPOINT_LAYOUT_VERSION, nx=True)
+            pipe.get(key)
+            for script in scripts.ALL:
+                pipe.script_load(script.source)
+            replies = await pipe.execute()
+        return self._layout(replies[1])
+
+    def close(self) -> None:
+        """Close the clients this store made (clients you passed in stay open)."""
+        self._redis.close()
+
+    async def aclose(self) -> None:
+        """Close the clients this store made, the async one of this event loop included."""
+        await self._redis.aclose()
+
+
+def _add(a: SweepResult, b: SweepResult) -> SweepResult:
+    return SweepResult(
+        a.threads + b.threads, a.checkpoints + b.checkpoints, a.blobs + b.blobs, a.writes + b.writes
+    )
