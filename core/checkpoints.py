@@ -31,7 +31,7 @@ import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from memfold import checkpoint_ops as ops
 from memfold.checkpoint_deltas import DeltaPolicy
@@ -748,6 +748,18 @@ def _build(url: str, options: Mapping[str, Any]) -> BaseCheckpointStore:
         from memfold.backends.memory_checkpoints import MemoryCheckpointStore
 
         return MemoryCheckpointStore(**{**_options(url, parts.query), **options})
+    if parts.scheme in ("redis", "rediss", "unix"):
+        from memfold.backends.redis.checkpoint_store import RedisCheckpointStore
+
+        pairs = parse_qsl(parts.query, keep_blank_values=True)
+        ours = urlencode([(k, v) for k, v in pairs if k in _MEMORY_OPTIONS])
+        rest = urlencode([(k, v) for k, v in pairs if k not in _MEMORY_OPTIONS])
+        plain = parts._replace(query=rest).geturl()
+        return RedisCheckpointStore.from_url(plain, **{**_options(url, ours), **options})
+    if parts.scheme.startswith("tiered+"):
+        from memfold.backends.tiered_checkpoints import open_tiered
+
+        return open_tiered(url, options, _build)
     scheme = parts.scheme.split("+")[0]
     if scheme in ("sqlite", "postgresql", "postgres"):
         from memfold.backends.sql.checkpoint_store import SQLCheckpointStore
@@ -755,7 +767,8 @@ def _build(url: str, options: Mapping[str, Any]) -> BaseCheckpointStore:
         base, _, query = url.partition("?")
         return SQLCheckpointStore(base, **{**_options(url, query), **options})
     raise InvalidInput(
-        f"unknown checkpoint store URL {url!r}: use memory://, sqlite:/// or postgresql://"
+        f"unknown checkpoint store URL {url!r}: use memory://, sqlite:///, postgresql://, "
+        "redis:// or tiered+redis://host?durable=..."
     )
 
 

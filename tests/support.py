@@ -85,9 +85,38 @@ def postgres_checkpoint_store(**options: Any) -> BaseCheckpointStore:
     )
 
 
+def redis_checkpoint_store(**options: Any) -> BaseCheckpointStore:
+    """A Redis checkpoint store under a fresh random key prefix, deleted by
+    `drop_checkpoint_store`; fails the test if Redis is unreachable."""
+    options.setdefault("key_prefix", f"memfold-test:{uuid.uuid4().hex}:")
+    try:
+        return open_checkpoint_store(REDIS_URL, **options)
+    except BackendUnavailable as exc:
+        error = str(exc)
+    pytest.fail(
+        f"Redis at {REDIS_URL} (MEMFOLD_REDIS_URL) is unreachable: {error}\n{HOW_TO_START}",
+        pytrace=False,
+    )
+
+
+def tiered_checkpoint_store(**options: Any) -> BaseCheckpointStore:
+    """A Redis checkpoint store in front of a PostgreSQL one, both fresh; `drop_checkpoint_store`
+    deletes what they leave."""
+    from memfold.backends.tiered_checkpoints import TieredCheckpointStore
+
+    hot = redis_checkpoint_store(**options)
+    return TieredCheckpointStore(hot, postgres_checkpoint_store(**options))
+
+
 def drop_checkpoint_store(store: BaseCheckpointStore) -> None:
-    """Delete the schema a PostgreSQL test checkpoint store made (nothing for files and
-    memory)."""
+    """Delete the schema a PostgreSQL test checkpoint store made, or the keys of a Redis one
+    (nothing for files and memory)."""
+    for tier in ("hot", "durable"):
+        if store.name == "tiered":
+            drop_checkpoint_store(getattr(store, tier))
+    prefix = getattr(store, "key_prefix", None)
+    if store.name == "redis" and prefix:
+        _drop_redis_prefix(prefix)
     schema = getattr(getattr(store, "tables", None), "schema", None)
     if store.name == "postgresql" and schema and schema.startswith("memfold_test_"):
         import psycopg
@@ -111,14 +140,18 @@ def drop_store(store: BaseThreadStore) -> None:
             conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
     prefix = getattr(store, "key_prefix", None)
     if store.name == "redis" and prefix:
-        import redis
+        _drop_redis_prefix(prefix)
 
-        client = redis.Redis.from_url(REDIS_URL)
-        try:
-            for batch in _batches(client.scan_iter(match=f"{prefix}*", count=1000)):
-                client.delete(*batch)
-        finally:
-            client.close()
+
+def _drop_redis_prefix(prefix: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        for batch in _batches(client.scan_iter(match=f"{prefix}*", count=1000)):
+            client.delete(*batch)
+    finally:
+        client.close()
 
 
 def _batches(items: Any, size: int = 500) -> Any:

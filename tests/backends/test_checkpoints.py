@@ -25,9 +25,15 @@ from memfold.checkpoints import (
     SequenceBlob,
     open_checkpoint_store,
 )
-from tests.support import Api, drop_checkpoint_store, postgres_checkpoint_store
+from tests.support import (
+    Api,
+    drop_checkpoint_store,
+    postgres_checkpoint_store,
+    redis_checkpoint_store,
+    tiered_checkpoint_store,
+)
 
-CHECKPOINT_BACKENDS = ["memory", "sqlite", "postgresql"]
+CHECKPOINT_BACKENDS = ["memory", "sqlite", "postgresql", "redis", "tiered"]
 
 BODY = Blob("json", b'{"v":4}')
 
@@ -40,6 +46,10 @@ def make_checkpoint_store(backend: str, tmp_path: Path, **options: Any) -> BaseC
         return open_checkpoint_store(f"sqlite:///{tmp_path / 'checkpoints.db'}", **options)
     if backend == "postgresql":
         return postgres_checkpoint_store(**options)
+    if backend == "redis":
+        return redis_checkpoint_store(**options)
+    if backend == "tiered":
+        return tiered_checkpoint_store(**options)
     raise ValueError(f"no checkpoint backend {backend!r}")
 
 

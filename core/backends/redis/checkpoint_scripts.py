@@ -13,7 +13,18 @@ from __future__ import annotations
 
 from memfold.backends.redis.scripts import Script
 
-__all__ = ["ALL", "APPLY", "COPY", "DELETE", "DUMP", "PUT_READ", "READ", "RELEASE", "SET_TTL"]
+__all__ = [
+    "ALL",
+    "APPLY",
+    "COPY",
+    "DELETE",
+    "DUMP",
+    "MARK_WHOLE",
+    "PUT_READ",
+    "READ",
+    "RELEASE",
+    "SET_TTL",
+]
 
 _HELPERS = r"""
 local info, ids, ages, records = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -311,5 +322,16 @@ return 1
 """
 )
 
-ALL = (READ, PUT_READ, APPLY, DUMP, DELETE, COPY, SET_TTL, RELEASE)
+MARK_WHOLE = Script(
+    _HELPERS
+    + r"""
+-- Marks the thread as held whole (see memfold.backends.tiered_checkpoints); returns 1 if it
+-- exists. Removals never copy the mark, and COPY starts the target without it.
+if redis.call('EXISTS', info) == 0 then return 0 end
+redis.call('HSET', info, 'whole', 1)
+return 1
+"""
+)
+
+ALL = (READ, PUT_READ, APPLY, DUMP, DELETE, COPY, SET_TTL, RELEASE, MARK_WHOLE)
 """Every script, for ``setup()`` to load up front."""

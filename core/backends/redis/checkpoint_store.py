@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Generator, Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final, TypeAlias, TypeVar, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -88,7 +89,7 @@ from memfold.errors import BackendUnavailable, Conflict, InvalidInput
 from memfold.ops import Op
 from memfold.stores import Capabilities
 
-__all__ = ["RedisCheckpointStore"]
+__all__ = ["IsWhole", "MarkWhole", "RedisCheckpointStore"]
 
 T = TypeVar("T")
 
@@ -100,6 +101,24 @@ MAX_ATTEMPTS: Final = 20
 
 _KEYS = {name: i + 1 for i, name in enumerate("hiarmkbpxwu")}
 """The 1-based index in ``KEYS`` of each of a thread's keys (see `CheckpointKeys.all`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MarkWhole(Op[bool]):
+    """Record that this store holds all of a thread (a tiered store's copy is complete);
+    the mark goes with the thread's keys (expiry, deletion). Returns whether the thread
+    exists."""
+
+    tenant: str
+    thread_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class IsWhole(Op[bool]):
+    """Whether `MarkWhole` marked the thread, and no deletion or expiry has dropped it since."""
+
+    tenant: str
+    thread_id: str
 
 
 def _reply(value: Any) -> Any:
@@ -297,6 +316,12 @@ class RedisCheckpointStore(BaseCheckpointStore):
                 return self._sweep(tenant, policy, now)
             case ops.CheckpointStats(tenant, thread_id):
                 return self._stats(tenant, thread_id)
+            case MarkWhole(tenant, thread_id):
+                keys = self._keys(tenant, thread_id)
+                return self._one(_script(scripts.MARK_WHOLE, keys.all), bool)
+            case IsWhole(tenant, thread_id):
+                keys = self._keys(tenant, thread_id)
+                return self._one(_command("HEXISTS", keys.info, "whole"), bool)
         raise InvalidInput(f"the redis checkpoint store cannot run {type(op).__name__}")
 
     @staticmethod

@@ -1,0 +1,312 @@
+"""A Redis checkpoint store in front of a durable one (SQL): write-through, reads served hot
+when the hot copy of a thread is whole.
+
+The design of `memfold.backends.tiered.TieredThreadStore`, for checkpoints:
+
+- Every write goes to the durable store first, so a checkpoint acknowledged is a checkpoint
+  committed there (leases are enforced there too); the same operation is then applied to the
+  hot store, without the lease.
+- ``get`` and ``list`` of one thread are served hot when the hot store holds the whole thread:
+  a mark (`memfold.backends.redis.checkpoint_store.MarkWhole`) that lives in the thread's own
+  keys, so a Redis restart, an eviction, an expiry or a deletion takes it away. A read of a
+  thread without the mark goes to the durable store and then copies the thread into the hot
+  store and marks it (re-warming it). Listings across threads, stats and sweeps read the
+  durable store; sweeps and other removals are applied to both.
+- When the hot store fails, reads and writes go on against the durable store and a warning is
+  logged (at most once every ``warn_every`` seconds). A thread whose hot write failed is
+  dropped from the hot store, or, if that fails too, remembered and dropped once it is back;
+  a failed removal across threads (a sweep, ``delete_for_runs``) is re-run then.
+
+Examples:
+    >>> import uuid
+    >>> from memfold.checkpoints import Blob, open_checkpoint_store
+    >>> hot = open_checkpoint_store("redis://127.0.0.1:6379/0",
+    ...                             key_prefix=f"doctest-{uuid.uuid4().hex}:")
+    >>> store = TieredCheckpointStore(hot, open_checkpoint_store("memory://"))
+    >>> store.put("t", "c1", Blob("json", b"{}"))
+    >>> store.get("t").checkpoint_id, store.durable.get("t").checkpoint_id
+    ('c1', 'c1')
+    >>> hot.execute(IsWhole("default", "t"))
+    True
+    >>> store.delete_thread("t")
+    1
+    >>> store.close()
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeAlias, TypeVar, cast
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from memfold import checkpoint_ops as ops
+from memfold.backends.redis.checkpoint_store import IsWhole, MarkWhole, RedisCheckpointStore
+from memfold.backends.tiered import MAX_DIRTY, log
+from memfold.checkpoint_model import Checkpoint
+from memfold.checkpoints import BaseCheckpointStore
+from memfold.errors import BackendUnavailable, InvalidInput, MemfoldError
+from memfold.ops import Op
+from memfold.stores import encode_json
+
+__all__ = ["TieredCheckpointStore", "open_tiered"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class _Step:
+    """Run ``op`` on ``store``; the flow gets the result back, or the `MemfoldError` thrown."""
+
+    store: BaseCheckpointStore
+    op: Op[Any]
+
+
+Flow: TypeAlias = Generator[_Step, Any, T]
+
+_THREAD_WRITES = (
+    ops.PutCheckpoint,
+    ops.PutCheckpointWrites,
+    ops.DeleteCheckpointThread,
+    ops.SetCheckpointThreadTTL,
+)
+_TENANT_WRITES = (ops.DeleteCheckpointRuns, ops.SweepCheckpoints)
+
+
+class TieredCheckpointStore(BaseCheckpointStore):
+    """``hot`` (a `RedisCheckpointStore`) in front of ``durable`` (usually `SQLCheckpointStore`).
+
+    Args:
+        hot: the fast store that serves reads of whole threads; may be unreachable at times.
+        durable: the store of record; every acknowledged write is committed here first.
+        warn_every: the least number of seconds between two "hot store unavailable" warnings.
+    """
+
+    name = "tiered"
+
+    def __init__(
+        self,
+        hot: RedisCheckpointStore,
+        durable: BaseCheckpointStore,
+        *,
+        warn_every: float = 30.0,
+    ) -> None:
+        if not isinstance(hot, RedisCheckpointStore):
+            raise InvalidInput(
+                f"the hot tier must be a RedisCheckpointStore, got {type(hot).__name__}"
+            )
+        super().__init__(
+            durable.capabilities, delta_policy=durable.delta_policy, retention=durable.retention
+        )
+        self.hot = hot
+        self.durable = durable
+        self.warn_every = warn_every
+        self._last_warning = -float("inf")
+        self._dirty: set[tuple[str, str]] = set()
+        self._replay: list[Op[Any]] = []
+        self._trusted = True
+
+    # Shared, pure bookkeeping.
+
+    def _hot_failed(self, error: MemfoldError) -> None:
+        now = time.monotonic()
+        if isinstance(error, BackendUnavailable) and now - self._last_warning >= self.warn_every:
+            self._last_warning = now
+            log.warning("hot store unavailable, using the durable store only: %s", error)
+        if len(self._dirty) + len(self._replay) > MAX_DIRTY and self._trusted:
+            self._trusted = False
+            log.error("hot store missed too many writes: tiered reads now go to the durable store")
+
+    @staticmethod
+    def _threads(op: Op[Any]) -> list[tuple[str, str]]:
+        """The threads a write changes (none for writes across threads)."""
+        if isinstance(op, _THREAD_WRITES):
+            return [(op.tenant, op.thread_id)]
+        if isinstance(op, ops.CopyCheckpointThread):
+            return [(op.tenant, op.target)]
+        if isinstance(op, ops.PruneCheckpointThreads):
+            return [(op.tenant, t) for t in op.thread_ids]
+        return []
+
+    def _flow(self, op: Op[Any]) -> Flow[Any]:
+        if isinstance(op, ops.GetCheckpoint | ops.ListCheckpoints) and op.thread_id is not None:
+            return self._read(op, op.tenant, op.thread_id)
+        return self._write(op)
+
+    def _purge(self) -> Flow[None]:
+        """Apply to the hot store what it missed while down (raises if it still is)."""
+        while self._replay:
+            yield _Step(self.hot, self._replay[0])
+            self._replay.pop(0)
+        for tenant, thread_id in list(self._dirty):
+            yield _Step(self.hot, ops.DeleteCheckpointThread(tenant, thread_id))
+            self._dirty.discard((tenant, thread_id))
+
+    def _write(self, op: Op[T]) -> Flow[T]:
+        result: T = yield _Step(self.durable, op)
+        if isinstance(op, ops.ReleaseThread | ops.CheckpointStats):
+            return result  # leases and stats are the durable store's alone
+        hot_op: Op[Any] = op
+        if isinstance(op, ops.PutCheckpoint | ops.PutCheckpointWrites):
+            hot_op = dataclasses.replace(op, lease=None)
+        try:
+            yield _Step(self.hot, hot_op)
+        except MemfoldError as error:
+            threads = self._threads(op)
+            try:  # the hot copy may now be wrong: drop it so the next read re-warms it
+                if not threads or isinstance(op, ops.DeleteCheckpointThread):
+                    raise
+                for tenant, thread_id in threads:
+                    yield _Step(self.hot, ops.DeleteCheckpointThread(tenant, thread_id))
+            except MemfoldError:
+                self._dirty.update(threads)
+                if isinstance(op, _TENANT_WRITES):
+                    self._replay.append(op)
+                self._hot_failed(error)
+        return result
+
+    def _read(self, op: Op[T], tenant: str, thread_id: str) -> Flow[T]:
+        try:
+            if self._trusted and (self._dirty or self._replay):
+                yield from self._purge()
+            if self._trusted and (yield _Step(self.hot, IsWhole(tenant, thread_id))):
+                hot: T = yield _Step(self.hot, op)
+                return hot
+        except MemfoldError as error:
+            self._hot_failed(error)
+            durable: T = yield _Step(self.durable, op)
+            return durable
+        result: T = yield _Step(self.durable, op)
+        try:
+            yield from self._warm(tenant, thread_id)
+        except MemfoldError as error:
+            self._hot_failed(error)
+        return result
+
+    def _warm(self, tenant: str, thread_id: str) -> Flow[None]:
+        """Copy a thread from the durable store into the hot one, and mark it whole."""
+        everything = ops.ListCheckpoints(tenant, thread_id, None, None, (), None, None)
+        found: list[Checkpoint] = yield _Step(self.durable, everything)
+        yield _Step(self.hot, ops.DeleteCheckpointThread(tenant, thread_id))
+        if not found:
+            return
+        for c in sorted(found, key=lambda c: (c.namespace, c.checkpoint_id)):
+            values = tuple((ch, v, c.values.get(ch)) for ch, v in c.versions.items())
+            yield _Step(
+                self.hot,
+                ops.PutCheckpoint(
+                    tenant, thread_id, c.namespace, c.checkpoint_id, c.parent_id, c.body,
+                    c.metadata, encode_json(dict(c.metadata), "checkpoint metadata"),
+                    c.versions, encode_json(dict(c.versions), "channel versions"), values,
+                    c.created_at, None,
+                ),
+            )  # fmt: skip
+            if c.writes:
+                yield _Step(
+                    self.hot,
+                    ops.PutCheckpointWrites(
+                        tenant, thread_id, c.namespace, c.checkpoint_id, c.writes, None,
+                        c.created_at,
+                    ),
+                )  # fmt: skip
+        yield _Step(self.hot, MarkWhole(tenant, thread_id))
+
+    # Drivers: the same flows, run sync or awaited.
+
+    def execute(self, op: Op[T]) -> T:
+        """Write durable then hot; serve a thread's reads hot when whole; else durable."""
+        flow = self._flow(op)
+        value: Any = None
+        error: MemfoldError | None = None
+        while True:
+            try:
+                step = flow.throw(error) if error is not None else flow.send(value)
+            except StopIteration as done:
+                return cast("T", done.value)
+            try:
+                value, error = step.store.execute(step.op), None
+            except MemfoldError as exc:
+                value, error = None, exc
+
+    async def aexecute(self, op: Op[T]) -> T:
+        """Async `execute`."""
+        flow = self._flow(op)
+        value: Any = None
+        error: MemfoldError | None = None
+        while True:
+            try:
+                step = flow.throw(error) if error is not None else flow.send(value)
+            except StopIteration as done:
+                return cast("T", done.value)
+            try:
+                value, error = await step.store.aexecute(step.op), None
+            except MemfoldError as exc:
+                value, error = None, exc
+
+    def setup(self) -> int:
+        """Set up both stores (an unreachable hot store is only warned about); returns the
+        durable store's schema version."""
+        version = self.durable.setup()
+        try:
+            self.hot.setup()
+        except BackendUnavailable as error:
+            self._hot_failed(error)
+        return version
+
+    async def asetup(self) -> int:
+        """Async `setup`."""
+        version = await self.durable.asetup()
+        try:
+            await self.hot.asetup()
+        except BackendUnavailable as error:
+            self._hot_failed(error)
+        return version
+
+    def close(self) -> None:
+        """Close both stores."""
+        try:
+            self.hot.close()
+        finally:
+            self.durable.close()
+
+    async def aclose(self) -> None:
+        """Async `close`."""
+        try:
+            await self.hot.aclose()
+        finally:
+            await self.durable.aclose()
+
+
+def open_tiered(
+    url: str,
+    options: Mapping[str, Any],
+    build: Callable[[str, Mapping[str, Any]], BaseCheckpointStore],
+) -> TieredCheckpointStore:
+    """The store for ``tiered+redis://host:6379/0?durable=<url-encoded durable URL>``.
+
+    The hot URL keeps the other query options; ``hot_options`` and ``durable_options``
+    (dicts) go to each tier's backend, the rest to `TieredCheckpointStore`. ``build`` opens a
+    plain URL (`memfold.checkpoints.open_checkpoint_store` passes its own).
+    """
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    durable = [value for key, value in query if key == "durable"]
+    if len(durable) != 1 or parts.scheme != "tiered+redis":
+        raise InvalidInput(
+            f"a tiered checkpoint URL looks like tiered+redis://host:6379/0?durable=<url-encoded "
+            f"postgresql:// or sqlite:// URL>, not {url!r}"
+        )
+    if urlsplit(durable[0]).scheme.startswith("tiered"):
+        raise InvalidInput("the durable store of a tiered URL cannot itself be tiered")
+    hot_url = parts._replace(
+        scheme="redis", query=urlencode([(k, v) for k, v in query if k != "durable"])
+    ).geturl()
+    rest = dict(options)
+    hot = build(hot_url, dict(rest.pop("hot_options", None) or {}))
+    if not isinstance(hot, RedisCheckpointStore):
+        raise InvalidInput(f"the hot tier of {url!r} must be redis://")
+    return TieredCheckpointStore(
+        hot, build(durable[0], dict(rest.pop("durable_options", None) or {})), **rest
+    )
