@@ -14,7 +14,12 @@ from langgraph.checkpoint.conformance.report import ProgressCallbacks
 
 from memfold.checkpoints import aopen_checkpoint_store
 from memfold.integrations.langgraph import MemfoldSaver
-from tests.support import drop_checkpoint_store, postgres_checkpoint_store
+from tests.support import (
+    drop_checkpoint_store,
+    postgres_checkpoint_store,
+    redis_checkpoint_store,
+    tiered_checkpoint_store,
+)
 
 EXTENDED = ("delete_for_runs", "copy_thread", "prune")
 
@@ -51,7 +56,29 @@ async def postgresql_saver() -> AsyncIterator[MemfoldSaver]:
         drop_checkpoint_store(store)
 
 
-SAVERS = [memory_saver, sqlite_saver, postgresql_saver]
+@checkpointer_test(name="MemfoldSaver[redis]")
+async def redis_saver() -> AsyncIterator[MemfoldSaver]:
+    """A saver on a fresh Redis key prefix, deleted afterwards."""
+    store = redis_checkpoint_store()
+    try:
+        yield MemfoldSaver(store)
+    finally:
+        await store.aclose()
+        drop_checkpoint_store(store)
+
+
+@checkpointer_test(name="MemfoldSaver[tiered]")
+async def tiered_saver() -> AsyncIterator[MemfoldSaver]:
+    """A saver on Redis in front of a fresh PostgreSQL schema, both deleted afterwards."""
+    store = tiered_checkpoint_store()
+    try:
+        yield MemfoldSaver(store)
+    finally:
+        await store.aclose()
+        drop_checkpoint_store(store)
+
+
+SAVERS = [memory_saver, sqlite_saver, postgresql_saver, redis_saver, tiered_saver]
 
 
 @pytest.mark.parametrize("registered", SAVERS, ids=lambda r: r.name)
