@@ -313,6 +313,8 @@ class CheckpointPlans:
                 f"AND {alias}.owner = {fields['o']}"
             )
 
+        if self.dialect == "postgresql":
+            return self._values_sql_postgres(source, table, columns, chains)
         roots = f"{columns} {by_key('x')}"
         if not chains:
             return roots
@@ -322,6 +324,27 @@ class CheckpointPlans:
             "AND x.namespace = r.namespace AND x.channel = r.channel "
             "AND x.snapshot_version = r.snapshot_version AND x.snapshot_owner = r.snapshot_owner "
             "AND x.depth < r.depth"
+        )
+
+    @staticmethod
+    def _values_sql_postgres(source: str, table: str, columns: str, chains: bool) -> str:
+        """PostgreSQL's `_values_sql`: each lookup is a ``LATERAL`` subquery behind
+        ``OFFSET 0``, so the planner runs index lookups per root instead of hashing the
+        tenant's whole value table (which it picks on fresh tables with no statistics)."""
+        space = "x.tenant = :tenant AND x.thread_id = j.t AND x.namespace = j.n AND x.channel = j.c"
+        by_key = f"{space} AND x.version = j.v AND x.owner = j.o"
+        roots = (
+            f"{columns} FROM {source} CROSS JOIN LATERAL "
+            f"(SELECT * FROM {table} AS x WHERE {by_key} OFFSET 0) AS x"
+        )
+        if not chains:
+            return roots
+        return (
+            f"{roots} UNION ALL {columns} FROM {source} CROSS JOIN LATERAL (SELECT "
+            f"x.snapshot_version, x.snapshot_owner, x.depth FROM {table} AS x WHERE {by_key} "
+            f"OFFSET 0) AS r CROSS JOIN LATERAL (SELECT * FROM {table} AS x WHERE {space} "
+            "AND x.snapshot_version = r.snapshot_version AND x.snapshot_owner = r.snapshot_owner "
+            "AND x.depth < r.depth OFFSET 0) AS x"
         )
 
     @property
