@@ -15,7 +15,25 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import BigInteger, Dialect, bindparam, insert, literal_column, select, text
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Dialect,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    bindparam,
+    insert,
+    literal_column,
+    select,
+    text,
+)
 from sqlalchemy.schema import CreateIndex, CreateTable
 
 from memfold.backends.sql import words
@@ -51,14 +69,55 @@ class Step:
         return hashlib.sha256("\n".join(self.ddl(tables, dialect)).encode()).hexdigest()
 
 
-def _threads_and_messages(tables: Tables, dialect: Dialect) -> list[str]:
+def _v1_tables(tables: Tables) -> tuple[Table, Table]:
+    """The threads and messages tables as step 1 made them (frozen: its checksum depends on it)."""
+    prefix, md = tables.prefix, MetaData(schema=tables.schema)
+    threads = Table(
+        f"{prefix}threads",
+        md,
+        Column("tenant", String(512), nullable=False),
+        Column("thread_id", String(512), nullable=False),
+        Column("created_at", Float, nullable=False),
+        Column("updated_at", Float, nullable=False),
+        Column("message_count", Integer, nullable=False),
+        Column("metadata", Text, nullable=False),
+        PrimaryKeyConstraint("tenant", "thread_id"),
+        Index(f"{prefix}threads_recent", "tenant", "updated_at"),
+    )
+    messages = Table(
+        f"{prefix}messages",
+        md,
+        Column(
+            "seq",
+            BigInteger().with_variant(Integer(), "sqlite"),
+            primary_key=True,
+            autoincrement=True,
+        ),
+        Column("tenant", String(512), nullable=False),
+        Column("thread_id", String(512), nullable=False),
+        Column("message_id", String(512), nullable=False),
+        Column("body", Text, nullable=False),
+        Column("search_text", Text, nullable=False),
+        UniqueConstraint("tenant", "thread_id", "message_id", name=f"{prefix}messages_id"),
+        Index(f"{prefix}messages_order", "tenant", "thread_id", "seq"),
+        sqlite_autoincrement=True,
+    )
+    return threads, messages
+
+
+def _create(tables: tuple[Table, ...], dialect: Dialect) -> list[str]:
     ddl = []
-    for table in (tables.threads, tables.messages):
+    for table in tables:
         ddl.append(str(CreateTable(table, if_not_exists=True).compile(dialect=dialect)))
         ddl += [
             str(CreateIndex(index, if_not_exists=True).compile(dialect=dialect))
             for index in sorted(table.indexes, key=lambda i: str(i.name))
         ]
+    return ddl
+
+
+def _threads_and_messages(tables: Tables, dialect: Dialect) -> list[str]:
+    ddl = _create(_v1_tables(tables), dialect)
     if dialect.name == "sqlite":
         # The FTS5 index is brought up to date by the next search, not by each append, so
         # appends stay cheap; `indexed_upto` is the last message seq the index holds.
@@ -94,8 +153,96 @@ def _threads_and_messages(tables: Tables, dialect: Dialect) -> list[str]:
     return ddl
 
 
+def _thread_keys(tables: Tables, dialect: Dialect) -> list[str]:
+    """Messages name their thread by a small integer key, not by two strings; bodies leave out
+    the id (a column holds it); SQLite indexes text it can read from the body, and appends one
+    message in one statement."""
+    quote = dialect.identifier_preparer
+    threads, messages = quote.format_table(tables.threads), quote.format_table(tables.messages)
+    schema = "" if tables.schema is None else quote.quote_schema(tables.schema) + "."
+    old_threads = f"{schema}{quote.quote(tables.prefix + 'threads_v1')}"
+    old_messages = f"{schema}{quote.quote(tables.prefix + 'messages_v1')}"
+    ddl = []
+    if dialect.name == "sqlite":
+        m = tables.messages.name
+        ddl += [
+            f"DROP TRIGGER IF EXISTS {m}_fts_delete",
+            f"DROP TRIGGER IF EXISTS {m}_fts_update",
+            f"DROP TABLE IF EXISTS {tables.messages_fts}",
+        ]
+    ddl += [
+        f"CREATE TABLE {old_threads} AS SELECT * FROM {threads}",
+        f"CREATE TABLE {old_messages} AS SELECT * FROM {messages}",
+        f"DROP TABLE {messages}",
+        f"DROP TABLE {threads}",
+        *_create((tables.threads, tables.messages), dialect),
+        f"INSERT INTO {threads} "
+        "(tenant, thread_id, created_at, updated_at, message_count, metadata) "
+        "SELECT tenant, thread_id, created_at, updated_at, message_count, metadata "
+        f"FROM {old_threads} ORDER BY created_at, tenant, thread_id",
+    ]
+    # Old bodies keep their id (a load sets it from the column anyway).
+    search_text = "o.search_text"
+    if dialect.name == "sqlite":
+        search_text = (
+            "CASE WHEN json_type(o.body, '$.content') = 'text' "
+            "AND json_extract(o.body, '$.content') = o.search_text THEN NULL "
+            "ELSE o.search_text END"
+        )
+    ddl += [
+        f"INSERT INTO {messages} (seq, thread, message_id, body, search_text) "
+        f"SELECT o.seq, t.id, o.message_id, o.body, {search_text} FROM {old_messages} AS o "
+        f"JOIN {threads} AS t ON t.tenant = o.tenant AND t.thread_id = o.thread_id "
+        "ORDER BY o.seq",
+        f"DROP TABLE {old_messages}",
+        f"DROP TABLE {old_threads}",
+    ]
+    if dialect.name == "postgresql":
+        ddl.append(
+            f"SELECT setval(pg_get_serial_sequence('{messages}', 'seq'), "
+            f"coalesce((SELECT max(seq) FROM {messages}), 0) + 1, false)"
+        )
+        vector = words.tsvector(literal_column("search_text")).compile(dialect=dialect)
+        ddl.append(
+            f"CREATE INDEX IF NOT EXISTS {quote.quote(tables.messages_words)} "
+            f"ON {messages} USING gin ({vector}) WITH (gin_pending_list_limit = 256)"
+        )
+        return ddl
+    # SQLite: a contentless FTS5 index of each message's text (its search_text, else the
+    # body's string content), caught up by the next search.
+    fts, state, m, view = tables.messages_fts, tables.fts_state, m, tables.append_view
+    indexed = "coalesce({0}.search_text, json_extract({0}.body, '$.content'))"
+    ddl += [
+        f"CREATE VIRTUAL TABLE {fts} USING fts5(search_text, content='', tokenize='unicode61')",
+        f"UPDATE {state} SET indexed_upto = 0",
+        f"CREATE TRIGGER {m}_fts_delete AFTER DELETE ON {m} "
+        f"WHEN old.seq <= (SELECT indexed_upto FROM {state}) BEGIN "
+        f"INSERT INTO {fts}({fts}, rowid, search_text) "
+        f"VALUES ('delete', old.seq, {indexed.format('old')}); END",
+        f"CREATE TRIGGER {m}_fts_update AFTER UPDATE OF body, search_text ON {m} "
+        f"WHEN old.seq <= (SELECT indexed_upto FROM {state}) BEGIN "
+        f"INSERT INTO {fts}({fts}, rowid, search_text) "
+        f"VALUES ('delete', old.seq, {indexed.format('old')}); "
+        f"INSERT INTO {fts}(rowid, search_text) VALUES (new.seq, {indexed.format('new')}); END",
+        # An append of one message is one INSERT into this view: no BEGIN/COMMIT round trips.
+        f"CREATE VIEW {view} (tenant, thread_id, now, message_id, body, search_text) "
+        "AS SELECT NULL, NULL, NULL, NULL, NULL, NULL",
+        f"CREATE TRIGGER {view}_insert INSTEAD OF INSERT ON {view} BEGIN "
+        f"INSERT INTO {threads} "
+        "(tenant, thread_id, created_at, updated_at, message_count, metadata) "
+        "VALUES (new.tenant, new.thread_id, new.now, new.now, 1, '{}') "
+        "ON CONFLICT (tenant, thread_id) DO UPDATE SET updated_at = excluded.updated_at, "
+        "message_count = message_count + 1; "
+        f"INSERT INTO {m} (thread, message_id, body, search_text) VALUES ("
+        f"(SELECT id FROM {threads} WHERE tenant = new.tenant AND thread_id = new.thread_id), "
+        "new.message_id, new.body, new.search_text); END",
+    ]
+    return ddl
+
+
 STEPS: tuple[Step, ...] = (
     Step(1, "threads and messages, with full-text search", _threads_and_messages),
+    Step(2, "integer thread keys, ids out of bodies, one-statement appends", _thread_keys),
 )
 """Append-only: a new schema change is a new step at the end."""
 

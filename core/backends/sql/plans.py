@@ -16,6 +16,7 @@ from sqlalchemy import ClauseElement, bindparam, cast, delete, func, insert, sel
 from sqlalchemy.dialects import postgresql, sqlite
 
 from memfold import ops
+from memfold.backends.bodies import without_id
 from memfold.backends.sql import words
 from memfold.backends.sql.schema import Tables
 from memfold.errors import InvalidInput, NotFound
@@ -53,13 +54,24 @@ def _time(value: float) -> datetime:
     return datetime.fromtimestamp(value, UTC)
 
 
-def _raw_text(message: Message) -> str:
-    """SQLite's FTS5 tokenizes the text itself; NUL would end it early."""
+def _raw_text(message: Message) -> str | None:
+    """SQLite's FTS5 tokenizes the text itself, read from the body when it is plain text
+    (None); NUL would end it early, so such text is stored apart."""
+    content = message.content
+    if isinstance(content, str) and "\x00" not in content:
+        return None
     return message.text.replace("\x00", " ")
 
 
-def _words(message: Message) -> str:
+def _words(message: Message) -> str | None:
     return words.document(message.text)
+
+
+def _message(message_id: str, body: str) -> Message:
+    """The message stored as ``body`` (its JSON, without the id since schema step 2)."""
+    data = _decode(body)[0]
+    data["id"] = message_id
+    return Message.from_dict(data)
 
 
 def _info(row: tuple[Any, ...]) -> ThreadInfo:
@@ -108,26 +120,48 @@ class ThreadPlans:
             index_elements=[t.c.tenant, t.c.thread_id],
             set_={"updated_at": touch.excluded.updated_at, "metadata": touch.excluded.metadata},
         )
+        key_of = (
+            select(t.c.id)
+            .where(t.c.tenant == bindparam("tenant"), t.c.thread_id == bindparam("thread_id"))
+            .scalar_subquery()
+        )
         self._insert_message = (
             insert(m)
             .values(
-                tenant=bindparam("tenant"),
-                thread_id=bindparam("thread_id"),
+                thread=key_of,
                 message_id=bindparam("message_id"),
                 body=bindparam("body"),
                 search_text=bindparam("search_text"),
             )
             .inline()  # no RETURNING of the new seq: nothing reads it
         )
-        # PostgreSQL appends one message in one statement (the hot path: one round trip
-        # fewer); SQLite has no INSERT inside WITH.
-        self._append_one = (
-            self._insert_message.add_cte(self._touch.cte("touched"))
-            if dialect == "postgresql"
-            else None
-        )
+        # One message is one statement: on PostgreSQL the upsert feeds the insert in a WITH;
+        # on SQLite an insert into a view whose trigger does both (schema step 2).
+        self._append_one: ClauseElement
+        if dialect == "postgresql":
+            touched = self._touch.returning(t.c.id).cte("touched")
+            self._append_one = insert(m).from_select(
+                ["thread", "message_id", "body", "search_text"],
+                select(
+                    touched.c.id,
+                    bindparam("message_id", type_=m.c.message_id.type),
+                    bindparam("body", type_=m.c.body.type),
+                    bindparam("search_text", type_=m.c.search_text.type),
+                ),
+            )
+        else:
+            self._append_one = text(
+                f"INSERT INTO {tables.append_view} "
+                "(tenant, thread_id, now, message_id, body, search_text) "
+                "VALUES (:tenant, :thread_id, :now, :message_id, :body, :search_text)"
+            )
         is_thread = (t.c.tenant == bindparam("k_tenant")) & (t.c.thread_id == bindparam("k_thread"))
-        in_thread = (m.c.tenant == bindparam("k_tenant")) & (m.c.thread_id == bindparam("k_thread"))
+        thread_key = (
+            select(t.c.id)
+            .where(t.c.tenant == bindparam("k_tenant"), t.c.thread_id == bindparam("k_thread"))
+            .scalar_subquery()
+        )
+        in_thread = m.c.thread == thread_key
         info = (t.c.tenant, t.c.thread_id, t.c.created_at, t.c.updated_at, t.c.message_count,
                 t.c.metadata)  # fmt: skip
         self._thread_row = select(*info).where(is_thread)
@@ -142,7 +176,7 @@ class ThreadPlans:
         )
         self._seq_of = select(m.c.seq).where(in_thread, m.c.message_id == bindparam("before"))
         is_message = in_thread & (m.c.message_id == bindparam("k_message"))
-        self._message = select(m.c.seq, m.c.body).where(is_message)
+        self._message = select(m.c.seq, m.c.message_id, m.c.body).where(is_message)
         self._delete_message = delete(m).where(is_message)
         self._rewrite_message = (
             update(m)
@@ -157,7 +191,7 @@ class ThreadPlans:
                 updated_at=bindparam("now"),
             )
         )
-        bodies = select(m.c.body).where(in_thread)
+        bodies = select(m.c.message_id, m.c.body).where(in_thread)
         before = bodies.where(m.c.seq < bindparam("seq"))
         self._load = {
             (False, False): bodies.order_by(m.c.seq),
@@ -170,18 +204,22 @@ class ThreadPlans:
             update(t).where(is_thread).values(message_count=0, updated_at=bindparam("now"))
         )
         self._delete = delete(t).where(is_thread)
-        self._clear_tenant_messages = delete(m).where(m.c.tenant == bindparam("k_tenant"))
+        self._clear_tenant_messages = delete(m).where(
+            m.c.thread.in_(select(t.c.id).where(t.c.tenant == bindparam("k_tenant")))
+        )
         self._clear_tenant_threads = delete(t).where(t.c.tenant == bindparam("k_tenant"))
         if dialect == "sqlite":
             self._sqlite_search(tables)
         else:
-            self._postgres_search(tables, is_thread_message=in_thread)
+            self._postgres_search(tables)
 
     def _sqlite_search(self, tables: Tables) -> None:
         fts, state, m = tables.messages_fts, tables.fts_state, tables.messages
+        t = tables.threads
         self._fts_catch_up = text(
-            f"INSERT INTO {fts}(rowid, search_text) SELECT seq, search_text FROM {m.name} "
-            f"WHERE seq > (SELECT indexed_upto FROM {state})"
+            f"INSERT INTO {fts}(rowid, search_text) SELECT seq, "
+            "coalesce(search_text, json_extract(body, '$.content')) "
+            f"FROM {m.name} WHERE seq > (SELECT indexed_upto FROM {state})"
         )
         self._fts_mark = text(
             f"UPDATE {state} SET indexed_upto = (SELECT max(seq) FROM {m.name}) "
@@ -189,30 +227,34 @@ class ThreadPlans:
         )
         self._fts_search: dict[bool, ClauseElement] = {
             scoped: text(
-                f"SELECT m.thread_id, m.body, bm25({fts}) AS rank FROM {fts} "
+                f"SELECT t.thread_id, m.message_id, m.body, bm25({fts}) AS rank FROM {fts} "
                 f"JOIN {m.name} AS m ON m.seq = {fts}.rowid "
-                f"WHERE {fts} MATCH :match AND m.tenant = :k_tenant"
-                + (" AND m.thread_id = :k_thread" if scoped else "")
+                f"JOIN {t.name} AS t ON t.id = m.thread "
+                f"WHERE {fts} MATCH :match AND t.tenant = :k_tenant"
+                + (" AND t.thread_id = :k_thread" if scoped else "")
                 + " ORDER BY rank LIMIT :limit"
             )
             for scoped in (False, True)
         }
 
-    def _postgres_search(self, tables: Tables, is_thread_message: Any) -> None:
-        m = tables.messages
+    def _postgres_search(self, tables: Tables) -> None:
+        m, t = tables.messages, tables.threads
         vector = words.tsvector(m.c.search_text)
         # Every hit holds every query word once (the row stores distinct words), so the
         # fewer other words a message has, the better it matches (as on the memory backend).
         length = func.length(vector)
         found = (
-            select(m.c.thread_id, m.c.body, length)
+            select(t.c.thread_id, m.c.message_id, m.c.body, length)
+            .select_from(m.join(t, t.c.id == m.c.thread))
             .where(vector.bool_op("@@")(cast(bindparam("match"), postgresql.TSQUERY)))
             .order_by(length, m.c.seq)
             .limit(bindparam("limit"))
         )
         self._fts_search = {
-            False: found.where(m.c.tenant == bindparam("k_tenant")),
-            True: found.where(is_thread_message),
+            False: found.where(t.c.tenant == bindparam("k_tenant")),
+            True: found.where(
+                t.c.tenant == bindparam("k_tenant"), t.c.thread_id == bindparam("k_thread")
+            ),
         }
 
     @property
@@ -229,11 +271,7 @@ class ThreadPlans:
 
     def single_statement(self, op: ops.Op[Any]) -> bool:
         """Whether ``op``'s plan is one statement, atomic without a transaction around it."""
-        return (
-            self._append_one is not None
-            and isinstance(op, ops.AppendMessages)
-            and len(op.messages) == 1
-        )
+        return isinstance(op, ops.AppendMessages) and len(op.messages) == 1
 
     def plan(self, op: ops.Op[Any]) -> Plan:
         """The plan that runs ``op``."""
@@ -270,10 +308,15 @@ class ThreadPlans:
         key = {"tenant": op.tenant, "thread_id": op.thread_id}
         touch = {**key, "now": time.time(), "added": len(op.messages), "metadata": "{}"}
         rows = [
-            {**key, "message_id": m.id, "body": body, "search_text": self._search_text(m)}
+            {
+                **key,
+                "message_id": m.id,
+                "body": without_id(m, body),
+                "search_text": self._search_text(m),
+            }
             for m, body in zip(op.messages, op.bodies, strict=True)
         ]
-        if len(rows) == 1 and self._append_one is not None:
+        if len(rows) == 1:
             yield self._append_one, {**touch, **rows[0]}
             return
         yield self._touch, touch
@@ -290,7 +333,12 @@ class ThreadPlans:
     def _update(self, op: ops.UpdateMessages) -> Plan:
         key = {"k_tenant": op.tenant, "k_thread": op.thread_id}
         rows = [
-            {**key, "k_message": m.id, "new_body": body, "new_text": self._search_text(m)}
+            {
+                **key,
+                "k_message": m.id,
+                "new_body": without_id(m, body),
+                "new_text": self._search_text(m),
+            }
             for m, body in zip(op.messages, op.bodies, strict=True)
         ]
         yield self._shrink, {**key, "removed": 0, "now": time.time()}  # locks the thread row
@@ -302,7 +350,7 @@ class ThreadPlans:
 
     def _delete_messages(self, op: ops.DeleteMessages) -> Plan:
         key = {"k_tenant": op.tenant, "k_thread": op.thread_id}
-        removed: list[tuple[int, str]] = []
+        removed: list[tuple[int, str, str]] = []
         if op.message_ids:
             yield self._lock_thread, key
         for message_id in op.message_ids:
@@ -312,7 +360,7 @@ class ThreadPlans:
                 removed.append(rows[0])
         if removed:
             yield self._shrink, {**key, "removed": len(removed), "now": time.time()}
-        return [Message.from_dict(_decode(body)[0]) for _, body in sorted(removed)]
+        return [_message(message_id, body) for _, message_id, body in sorted(removed)]
 
     def _load_plan(self, op: ops.LoadThread) -> Plan:
         key: dict[str, Any] = {"k_tenant": op.tenant, "k_thread": op.thread_id}
@@ -326,7 +374,7 @@ class ThreadPlans:
         rows = (yield self._load[op.last is not None, op.before is not None], key).rows
         if op.last is not None:
             rows = rows[::-1]
-        return [Message.from_dict(_decode(body)[0]) for (body,) in rows]
+        return [_message(message_id, body) for message_id, body in rows]
 
     def _count_plan(self, tenant: str, thread_id: str) -> Plan:
         rows = yield self._count, {"k_tenant": tenant, "k_thread": thread_id}
@@ -353,15 +401,15 @@ class ThreadPlans:
         return (yield self._clear, key).rowcount
 
     def _delete_plan(self, tenant: str, thread_id: str) -> Plan:
+        # Messages first: they find their thread by its row.
         key = {"k_tenant": tenant, "k_thread": thread_id}
-        existed = (yield self._delete, key).rowcount > 0
+        yield self._lock_thread, key
         yield self._clear, key
-        return existed
+        return (yield self._delete, key).rowcount > 0
 
     def _clear_tenant_plan(self, tenant: str) -> Plan:
-        removed = (yield self._clear_tenant_threads, {"k_tenant": tenant}).rowcount
         yield self._clear_tenant_messages, {"k_tenant": tenant}
-        return removed
+        return (yield self._clear_tenant_threads, {"k_tenant": tenant}).rowcount
 
     def _search(self, op: ops.SearchMessages) -> Plan:
         params: dict[str, Any] = {"k_tenant": op.tenant, "limit": op.limit}
@@ -375,7 +423,7 @@ class ThreadPlans:
             yield self._fts_mark, None
             rows = (yield self._fts_search[op.thread_id is not None], params).rows
             return [
-                MessageHit(tid, Message.from_json(body), -float(rank)) for tid, body, rank in rows
+                MessageHit(tid, _message(mid, body), -float(rank)) for tid, mid, body, rank in rows
             ]
         terms = words.terms(op.query)
         if not terms:
@@ -383,6 +431,6 @@ class ThreadPlans:
         params["match"] = words.query(terms)
         rows = (yield self._fts_search[op.thread_id is not None], params).rows
         return [
-            MessageHit(tid, Message.from_json(body), len(terms) / (1 + length) ** 0.5)
-            for tid, body, length in rows
+            MessageHit(tid, _message(mid, body), len(terms) / (1 + length) ** 0.5)
+            for tid, mid, body, length in rows
         ]

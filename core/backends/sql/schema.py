@@ -40,8 +40,13 @@ class Tables:
 
     @property
     def messages_fts(self) -> str:
-        """Name of the SQLite FTS5 index over ``messages.search_text``."""
+        """Name of the SQLite FTS5 index over each message's text."""
         return f"{self.prefix}messages_fts"
+
+    @property
+    def append_view(self) -> str:
+        """Name of the SQLite view an append inserts into (a trigger does the work)."""
+        return f"{self.prefix}append"
 
     @property
     def fts_state(self) -> str:
@@ -92,13 +97,20 @@ def build_tables(prefix: str = "memfold_", schema: str | None = None) -> Tables:
     threads = Table(
         f"{prefix}threads",
         md,
+        # The thread's key in the messages table: one small integer instead of two strings.
+        Column(
+            "id",
+            BigInteger().with_variant(Integer(), "sqlite"),
+            primary_key=True,
+            autoincrement=True,
+        ),
         Column("tenant", String(512), nullable=False),
         Column("thread_id", String(512), nullable=False),
         Column("created_at", Float, nullable=False),
         Column("updated_at", Float, nullable=False),
         Column("message_count", Integer, nullable=False),
         Column("metadata", Text, nullable=False),
-        PrimaryKeyConstraint("tenant", "thread_id"),
+        UniqueConstraint("tenant", "thread_id", name=f"{prefix}threads_key"),
         Index(f"{prefix}threads_recent", "tenant", "updated_at"),
     )
     messages = Table(
@@ -111,13 +123,15 @@ def build_tables(prefix: str = "memfold_", schema: str | None = None) -> Tables:
             primary_key=True,
             autoincrement=True,
         ),
-        Column("tenant", String(512), nullable=False),
-        Column("thread_id", String(512), nullable=False),
+        Column("thread", BigInteger().with_variant(Integer(), "sqlite"), nullable=False),
         Column("message_id", String(512), nullable=False),
+        # The message's JSON without its id (the column above holds it).
         Column("body", Text, nullable=False),
-        Column("search_text", Text, nullable=False),
-        UniqueConstraint("tenant", "thread_id", "message_id", name=f"{prefix}messages_id"),
-        Index(f"{prefix}messages_order", "tenant", "thread_id", "seq"),
+        # PostgreSQL: the message's distinct words (`memfold.backends.sql.words`). SQLite: NULL
+        # when the full-text index can read the text from the body itself (plain text).
+        Column("search_text", Text, nullable=True),
+        UniqueConstraint("thread", "message_id", name=f"{prefix}messages_id"),
+        Index(f"{prefix}messages_order", "thread", "seq"),
         sqlite_autoincrement=True,
     )
     return Tables(md, prefix, schema, schema_versions, threads, messages)

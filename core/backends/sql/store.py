@@ -306,7 +306,7 @@ class SQLThreadStore(BaseThreadStore):
         >>> path = pathlib.Path(tempfile.mkdtemp()) / "memory.db"
         >>> store = SQLThreadStore(f"sqlite:///{path}")
         >>> store.setup()
-        1
+        2
     """
 
     def __init__(
