@@ -8,6 +8,12 @@ Examples:
     1
 """
 
+from memfold.checkpoints import (
+    CheckpointStore,
+    RetentionPolicy,
+    aopen_checkpoint_store,
+    open_checkpoint_store,
+)
 from memfold.errors import (
     BackendUnavailable,
     Conflict,
@@ -28,6 +34,7 @@ __all__ = [
     "BackendUnavailable",
     "BaseThreadStore",
     "Capabilities",
+    "CheckpointStore",
     "Conflict",
     "InvalidInput",
     "MemfoldError",
@@ -36,14 +43,17 @@ __all__ = [
     "MigrationResult",
     "NotFound",
     "Part",
+    "RetentionPolicy",
     "ThreadInfo",
     "ThreadStore",
     "ToolCall",
     "UnsupportedOperation",
     "__version__",
     "amigrate",
+    "aopen_checkpoint_store",
     "aopen_store",
     "create_memory",
     "migrate",
+    "open_checkpoint_store",
     "open_store",
 ]

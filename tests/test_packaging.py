@@ -134,10 +134,11 @@ def test_public_api_is_pinned() -> None:
     """The names ``memfold`` exports change only on purpose."""
     assert sorted(memfold.__all__) == sorted(
         [
-            "DEFAULT_TENANT", "BackendUnavailable", "BaseThreadStore", "Capabilities", "Conflict",
-            "InvalidInput", "MemfoldError", "Message", "MessageHit", "MigrationResult", "NotFound",
-            "Part", "ThreadInfo", "ThreadStore", "ToolCall", "UnsupportedOperation", "__version__",
-            "amigrate", "aopen_store", "create_memory", "migrate", "open_store",
+            "DEFAULT_TENANT", "BackendUnavailable", "BaseThreadStore", "Capabilities",
+            "CheckpointStore", "Conflict", "InvalidInput", "MemfoldError", "Message", "MessageHit",
+            "MigrationResult", "NotFound", "Part", "RetentionPolicy", "ThreadInfo", "ThreadStore",
+            "ToolCall", "UnsupportedOperation", "__version__", "amigrate", "aopen_checkpoint_store",
+            "aopen_store", "create_memory", "migrate", "open_checkpoint_store", "open_store",
         ]
     )  # fmt: skip
     for name in memfold.__all__:
