@@ -1,0 +1,123 @@
+"""The tiered checkpoint store: Redis in front of PostgreSQL, surviving Redis going away.
+
+The behaviour suite runs on it too (``tiered`` in ``CHECKPOINT_BACKENDS``); these tests cover
+what only a tiered store does. They kill their own ``redis-server``, never the shared one.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from memfold.backends.redis.checkpoint_store import IsWhole, RedisCheckpointStore
+from memfold.backends.tiered_checkpoints import TieredCheckpointStore
+from memfold.checkpoints import BaseCheckpointStore, Blob, PendingWrite, SequenceBlob
+from tests.backends.test_tiered import OwnRedis
+from tests.support import drop_checkpoint_store, postgres_checkpoint_store
+
+BODY = Blob("json", b'{"v":4}')
+
+
+def messages(n: int) -> SequenceBlob:
+    return SequenceBlob("json", tuple(f'"message {i}"'.encode() for i in range(n)))
+
+
+def cid(i: int) -> str:
+    return f"ckpt-{i:04d}"
+
+
+@pytest.fixture
+def server() -> Iterator[OwnRedis]:
+    """A private redis-server the test may kill."""
+    own = OwnRedis()
+    own.start()
+    yield own
+    own.kill()
+
+
+@pytest.fixture
+def durable() -> Iterator[BaseCheckpointStore]:
+    """A fresh PostgreSQL checkpoint store."""
+    store = postgres_checkpoint_store()
+    yield store
+    store.close()
+    drop_checkpoint_store(store)
+
+
+def put(store: BaseCheckpointStore, i: int) -> None:
+    """Checkpoint i of thread t, one message longer than its parent, with one pending write."""
+    store.put(
+        "t", cid(i), BODY, parent_id=cid(i - 1) if i else None, metadata={"step": i},
+        versions={"messages": i + 1}, values={"messages": messages(i + 1)},
+    )  # fmt: skip
+    store.put_writes("t", cid(i), [PendingWrite("task", 0, "out", Blob("json", b"%d" % i))])
+
+
+def test_killing_redis_mid_run_loses_no_acknowledged_checkpoint(
+    server: OwnRedis, durable: BaseCheckpointStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every checkpoint acknowledged before, during and after Redis dies is in PostgreSQL with
+    its values and writes; reads keep working without Redis, and once Redis is back (empty) the
+    thread is warmed into it again and served from it."""
+    hot = RedisCheckpointStore.from_url(server.url, key_prefix=f"t-{uuid.uuid4().hex}:")
+    store = TieredCheckpointStore(hot, durable)
+    store.setup()
+    acknowledged: list[str] = []
+    with caplog.at_level(logging.WARNING, logger="memfold.tiered"):
+        for i in range(40):
+            if i == 15:
+                server.kill()
+            put(store, i)
+            acknowledged.append(cid(i))
+            if i % 5 == 0:
+                latest = store.get("t")
+                assert latest is not None
+                assert (latest.checkpoint_id, latest.values["messages"]) == (
+                    cid(i),
+                    messages(i + 1),
+                )
+    newest_first = acknowledged[::-1]
+    assert [c.checkpoint_id for c in durable.list_checkpoints("t")] == newest_first
+    assert [c.checkpoint_id for c in store.list_checkpoints("t")] == newest_first
+    for i in (0, 14, 15, 39):
+        got = durable.get("t", checkpoint_id=cid(i))
+        assert got is not None
+        assert got.values["messages"] == messages(i + 1)
+        assert [w.value.data for w in got.writes] == [b"%d" % i]
+    warnings = [r for r in caplog.records if "hot store unavailable" in r.getMessage()]
+    assert len(warnings) == 1  # rate-limited: one warning for dozens of failures
+
+    server.start()  # empty: the server keeps nothing on disk
+    assert not hot.execute(IsWhole("default", "t"))
+    assert [c.checkpoint_id for c in store.list_checkpoints("t")] == newest_first
+    assert hot.execute(IsWhole("default", "t"))  # warmed again
+    put(store, 40)
+    from_hot = hot.get("t")
+    assert from_hot is not None
+    assert (from_hot.checkpoint_id, from_hot.values["messages"]) == (cid(40), messages(41))
+    assert len(hot.list_checkpoints("t")) == len(durable.list_checkpoints("t")) == 41
+    store.close()
+
+
+async def test_async_reads_and_writes_survive_redis_dying(
+    server: OwnRedis, durable: BaseCheckpointStore
+) -> None:
+    """The async twin also commits to PostgreSQL first and reads on without Redis."""
+    hot = RedisCheckpointStore.from_url(server.url, key_prefix=f"t-{uuid.uuid4().hex}:")
+    store = TieredCheckpointStore(hot, durable)
+    await store.asetup()
+    for i in range(6):
+        if i == 3:
+            server.kill()
+        await store.aput(
+            "t", cid(i), BODY, parent_id=cid(i - 1) if i else None,
+            versions={"messages": i + 1}, values={"messages": messages(i + 1)},
+        )  # fmt: skip
+        latest = await store.aget("t")
+        assert latest is not None
+        assert latest.values["messages"] == messages(i + 1)
+    assert len(await durable.alist_checkpoints("t")) == 6
+    await store.aclose()
