@@ -1,0 +1,204 @@
+"""`Compactor`: running-summary views of stored threads, with the summary persisted.
+
+The raw thread is never changed. The latest `CompactionRecord` is saved in the thread's
+metadata under the reserved key `RECORD_KEY` (through ``set_thread_metadata``, so every thread
+backend stores it with no schema change), and the next view reads only the pinned system
+messages and the messages after the record's ``last_id``. `expand` returns the original
+messages a summary stands for.
+
+Examples:
+    >>> from memfold import Message, open_store
+    >>> from memfold.compaction import ApproximateCounter, RunningSummary
+    >>> store = open_store("memory://")
+    >>> _ = store.append("t1", [
+    ...     Message(role="user" if i % 2 == 0 else "assistant", content=f"Fact {i}: Bo is {i}.")
+    ...     for i in range(60)
+    ... ])
+    >>> compactor = Compactor(store, RunningSummary(200, counter=ApproximateCounter()))
+    >>> view = compactor.view("t1")
+    >>> covered = compactor.expand(view[0], "t1")
+    >>> covered[0].content, len(covered) + len(view) - 1
+    ('Fact 0: Bo is 0.', 60)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Final
+
+from memfold.compaction.summarizers import ExtractiveSummarizer, Summarizer
+from memfold.compaction.summary import (
+    SUMMARY_KEY,
+    Compacted,
+    CompactionRecord,
+    RunningSummary,
+    arun,
+    run,
+)
+from memfold.errors import InvalidInput, NotFound
+from memfold.model import JSON, Message, ThreadInfo
+from memfold.stores import DEFAULT_TENANT, ThreadStore
+
+__all__ = ["RECORD_KEY", "Compactor"]
+
+RECORD_KEY: Final = "memfold.compaction"
+"""The thread-metadata key that holds a thread's compaction record (reserved)."""
+
+
+def _record(info: ThreadInfo | None) -> CompactionRecord | None:
+    found = None if info is None else info.metadata.get(RECORD_KEY)
+    return CompactionRecord.from_dict(found) if isinstance(found, Mapping) else None
+
+
+def _covered_range(summary: Message | CompactionRecord) -> tuple[str, str]:
+    if isinstance(summary, CompactionRecord):
+        return summary.first_id, summary.last_id
+    found = summary.metadata.get(SUMMARY_KEY)
+    if not isinstance(found, Mapping) or not {"first_id", "last_id"} <= found.keys():
+        raise InvalidInput("not a memfold summary message: pass a message from a Compactor view")
+    return str(found["first_id"]), str(found["last_id"])
+
+
+def _slice(messages: list[Message], first_id: str, last_id: str) -> list[Message]:
+    ids = [m.id for m in messages]
+    if first_id not in ids or last_id not in ids:
+        raise NotFound("the messages this summary covers are no longer in the thread")
+    return messages[ids.index(first_id) : ids.index(last_id) + 1]
+
+
+def _with_metadata(info: ThreadInfo | None, record: CompactionRecord) -> dict[str, JSON]:
+    return {**(info.metadata if info else {}), RECORD_KEY: record.to_dict()}
+
+
+class Compactor:
+    """Views of a store's threads under a `RunningSummary`, persisting each new summary.
+
+    Args:
+        store: the thread store holding the raw threads.
+        strategy: the running summary's budgets and token counter.
+        summarizer: what writes summaries (default: `ExtractiveSummarizer`, no model).
+
+    Writing the record reads the thread's metadata and writes it back with the record added,
+    so do not change a thread's metadata concurrently with its compaction.
+    """
+
+    def __init__(
+        self,
+        store: ThreadStore,
+        strategy: RunningSummary,
+        summarizer: Summarizer | None = None,
+    ) -> None:
+        self.store = store
+        self.strategy = strategy
+        self.summarizer: Summarizer = summarizer or ExtractiveSummarizer()
+
+    # Sync API.
+
+    def _info(self, thread_id: str, tenant: str) -> ThreadInfo | None:
+        try:
+            return self.store.get_thread(thread_id, tenant=tenant)
+        except NotFound:
+            return None
+
+    def record(self, thread_id: str, *, tenant: str = DEFAULT_TENANT) -> CompactionRecord | None:
+        """The thread's saved compaction record, if it has been folded."""
+        return _record(self._info(thread_id, tenant))
+
+    def _load(
+        self, thread_id: str, tenant: str, info: ThreadInfo | None, record: CompactionRecord | None
+    ) -> tuple[list[Message], int]:
+        if record is not None and info is not None and info.message_count >= record.end:
+            tail = self.store.load(
+                thread_id, last=info.message_count - record.end + 1, tenant=tenant
+            )
+            if tail and tail[0].id == record.last_id:
+                pinned = self.store.load(thread_id, before=record.first_id, tenant=tenant)
+                return pinned + tail, record.end - 1 - len(pinned)
+        return self.store.load(thread_id, tenant=tenant), 0
+
+    def compact(self, thread_id: str, *, tenant: str = DEFAULT_TENANT) -> Compacted:
+        """Build the thread's view, folding (and saving the new record) if it is due."""
+        info = self._info(thread_id, tenant)
+        record = _record(info)
+        messages, shift = self._load(thread_id, tenant, info, record)
+        done = run(self.strategy.fold(messages, record), self.summarizer)
+        if done.folded and done.record is not None:
+            new = replace(done.record, end=done.record.end + shift)
+            self.store.set_thread_metadata(thread_id, _with_metadata(info, new), tenant=tenant)
+            done = replace(done, record=new)
+        return done
+
+    def view(self, thread_id: str, *, tenant: str = DEFAULT_TENANT) -> list[Message]:
+        """The messages to send to the model for this thread (see `compact`)."""
+        return self.compact(thread_id, tenant=tenant).view
+
+    def expand(
+        self,
+        summary: Message | CompactionRecord,
+        thread_id: str,
+        *,
+        tenant: str = DEFAULT_TENANT,
+    ) -> list[Message]:
+        """The original messages a summary message (or record) covers, oldest first.
+
+        Raises:
+            InvalidInput: ``summary`` is not a summary message.
+            NotFound: the covered messages were deleted from the thread.
+        """
+        first_id, last_id = _covered_range(summary)
+        return _slice(self.store.load(thread_id, tenant=tenant), first_id, last_id)
+
+    # Async API: the same steps, awaited.
+
+    async def _ainfo(self, thread_id: str, tenant: str) -> ThreadInfo | None:
+        try:
+            return await self.store.aget_thread(thread_id, tenant=tenant)
+        except NotFound:
+            return None
+
+    async def arecord(
+        self, thread_id: str, *, tenant: str = DEFAULT_TENANT
+    ) -> CompactionRecord | None:
+        """Async `record`."""
+        return _record(await self._ainfo(thread_id, tenant))
+
+    async def _aload(
+        self, thread_id: str, tenant: str, info: ThreadInfo | None, record: CompactionRecord | None
+    ) -> tuple[list[Message], int]:
+        store = self.store
+        if record is not None and info is not None and info.message_count >= record.end:
+            last = info.message_count - record.end + 1
+            tail = await store.aload(thread_id, last=last, tenant=tenant)
+            if tail and tail[0].id == record.last_id:
+                pinned = await store.aload(thread_id, before=record.first_id, tenant=tenant)
+                return pinned + tail, record.end - 1 - len(pinned)
+        return await store.aload(thread_id, tenant=tenant), 0
+
+    async def acompact(self, thread_id: str, *, tenant: str = DEFAULT_TENANT) -> Compacted:
+        """Async `compact`."""
+        info = await self._ainfo(thread_id, tenant)
+        record = _record(info)
+        messages, shift = await self._aload(thread_id, tenant, info, record)
+        done = await arun(self.strategy.fold(messages, record), self.summarizer)
+        if done.folded and done.record is not None:
+            new = replace(done.record, end=done.record.end + shift)
+            meta = _with_metadata(info, new)
+            await self.store.aset_thread_metadata(thread_id, meta, tenant=tenant)
+            done = replace(done, record=new)
+        return done
+
+    async def aview(self, thread_id: str, *, tenant: str = DEFAULT_TENANT) -> list[Message]:
+        """Async `view`."""
+        return (await self.acompact(thread_id, tenant=tenant)).view
+
+    async def aexpand(
+        self,
+        summary: Message | CompactionRecord,
+        thread_id: str,
+        *,
+        tenant: str = DEFAULT_TENANT,
+    ) -> list[Message]:
+        """Async `expand`."""
+        first_id, last_id = _covered_range(summary)
+        return _slice(await self.store.aload(thread_id, tenant=tenant), first_id, last_id)

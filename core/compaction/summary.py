@@ -1,0 +1,265 @@
+"""The running summary: a sans-I/O algorithm that folds evicted messages into one summary.
+
+`RunningSummary.fold` is a generator. It yields a `SummarizeRequest` whenever it needs a
+summary and receives the text back, then returns a `Compacted` view; `run` and `arun` drive it
+with a sync or an async `Summarizer` (the httpx ``auth_flow`` pattern). Each message is sent to
+the summarizer once: a later fold extends the previous summary with only the newly evicted
+messages, and a summary over its own budget is condensed (then cut, if the summarizer cannot).
+
+Examples:
+    >>> from memfold import Message
+    >>> from memfold.compaction import ApproximateCounter, ExtractiveSummarizer
+    >>> thread = [Message(role="system", content="be brief")] + [
+    ...     Message(role=r, content=f"Turn {i}: Ana paid 12 dollars.", id=f"{r}{i}")
+    ...     for i in range(40) for r in ("user", "assistant")
+    ... ]
+    >>> strategy = RunningSummary(300, counter=ApproximateCounter())
+    >>> out = run(strategy.fold(thread, None), ExtractiveSummarizer())
+    >>> out.folded, out.view[0].role, out.record.first_id
+    (True, 'system', 'user0')
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from memfold.compaction.summarizers import Summarizer, SummarizeRequest
+from memfold.compaction.tokens import REPLY_TOKENS, TokenCounter, default_counter
+from memfold.compaction.units import Unit, group, is_orphan, split
+from memfold.compaction.window import fitting_suffix
+from memfold.errors import InvalidInput
+from memfold.model import JSON, Message
+
+__all__ = [
+    "SUMMARY_KEY",
+    "Compacted",
+    "CompactionRecord",
+    "Fold",
+    "RunningSummary",
+    "arun",
+    "run",
+]
+
+SUMMARY_KEY: Final = "memfold.compaction"
+"""Metadata key of a summary message: the range it covers (``first_id``, ``last_id``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CompactionRecord:
+    """A running summary and the messages it covers: from ``first_id`` to ``last_id``
+    inclusive, ``end`` being the position just after ``last_id`` in the thread."""
+
+    summary: str
+    first_id: str
+    last_id: str
+    end: int
+    covered: int
+    folds: tuple[tuple[str, str], ...] = field(default=())
+    """The range each fold added, oldest first."""
+
+    def to_dict(self) -> dict[str, JSON]:
+        """The record as a JSON object."""
+        return {
+            "version": 1,
+            "summary": self.summary,
+            "first_id": self.first_id,
+            "last_id": self.last_id,
+            "end": self.end,
+            "covered": self.covered,
+            "folds": [list(f) for f in self.folds],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CompactionRecord:
+        """Rebuild a record from `to_dict` output.
+
+        Raises:
+            InvalidInput: ``data`` is not a compaction record.
+        """
+        try:
+            return cls(
+                str(data["summary"]),
+                str(data["first_id"]),
+                str(data["last_id"]),
+                int(data["end"]),
+                int(data["covered"]),
+                tuple((str(a), str(b)) for a, b in data.get("folds", ())),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidInput(f"not a memfold compaction record: {exc!r}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class Compacted:
+    """A view and the record it was built from; ``folded`` tells whether this call made a new
+    record (which then needs saving)."""
+
+    view: list[Message]
+    record: CompactionRecord | None
+    folded: bool
+
+
+Fold = Generator[SummarizeRequest, str, Compacted]
+"""What `RunningSummary.fold` returns: send it summary texts, get a `Compacted`."""
+
+
+def _flat(units: Sequence[Unit]) -> list[Message]:
+    return [m for u in units for m in u]
+
+
+class RunningSummary:
+    """Fold older messages into a summary once the view passes ``max_tokens``.
+
+    Args:
+        max_tokens: the budget of the view (the request, reply header included); passing it
+            triggers a fold.
+        keep_tokens: how many tokens of the newest messages a fold keeps verbatim
+            (default 40% of ``max_tokens``); the gap to ``max_tokens`` makes folds rare.
+        summary_tokens: the summary's own budget (default 20% of ``max_tokens``).
+        counter: the `TokenCounter` (default: `default_counter`).
+        role: the role of the summary message; ``"user"`` is accepted by every provider
+            after a system message, ``"system"`` suits those that allow several.
+        prefix: the text before the summary in its message.
+    """
+
+    def __init__(
+        self,
+        max_tokens: int,
+        *,
+        keep_tokens: int | None = None,
+        summary_tokens: int | None = None,
+        counter: TokenCounter | None = None,
+        role: str = "user",
+        prefix: str = "Summary of the conversation so far:\n",
+    ) -> None:
+        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+            raise InvalidInput(f"max_tokens must be a positive int, got {max_tokens!r}")
+        self.max_tokens = max_tokens
+        self.keep_tokens = int(max_tokens * 0.4) if keep_tokens is None else keep_tokens
+        self.summary_tokens = int(max_tokens * 0.2) if summary_tokens is None else summary_tokens
+        if self.keep_tokens < 0 or self.summary_tokens < 1:
+            raise InvalidInput("keep_tokens must be >= 0 and summary_tokens >= 1")
+        self.counter = default_counter() if counter is None else counter
+        self.role = role
+        self.prefix = prefix
+        overhead = self.counter.count_message(self._summary_message("", "x", "x"))
+        if self.keep_tokens + self.summary_tokens + overhead + REPLY_TOKENS > max_tokens:
+            raise InvalidInput(
+                f"keep_tokens ({self.keep_tokens}) + summary_tokens ({self.summary_tokens}) "
+                f"+ the summary message's {overhead} tokens of overhead must fit in "
+                f"max_tokens ({max_tokens}): lower one of them"
+            )
+
+    def _summary_message(self, text: str, first_id: str, last_id: str) -> Message:
+        return Message(
+            role=self.role,
+            content=self.prefix + text,
+            id=f"memfold-summary-{last_id}",
+            metadata={SUMMARY_KEY: {"first_id": first_id, "last_id": last_id}},
+        )
+
+    def summary_message(self, record: CompactionRecord) -> Message:
+        """The message that stands for the messages ``record`` covers."""
+        return self._summary_message(record.summary, record.first_id, record.last_id)
+
+    def _size(self, messages: Sequence[Message]) -> int:
+        count = self.counter.count_message
+        return sum(count(m) for m in messages)
+
+    def _tail(
+        self, messages: Sequence[Message], record: CompactionRecord | None
+    ) -> tuple[tuple[Message, ...], list[Unit], CompactionRecord | None, int]:
+        pinned, units = split(messages)
+        if record is None:
+            return pinned, units, None, len(pinned)
+        at = record.end - 1
+        if not (0 <= at < len(messages) and messages[at].id == record.last_id):
+            found = [i for i, m in enumerate(messages) if m.id == record.last_id]
+            if not found:  # the covered messages were edited away: start again
+                return pinned, units, None, len(pinned)
+            at = found[0]
+        return pinned, group(messages[at + 1 :]), record, at + 1
+
+    def fold(self, messages: Sequence[Message], record: CompactionRecord | None) -> Fold:
+        """Build the view of ``messages`` (the thread, or its pinned system messages followed
+        by the tail that starts at ``record.last_id``), folding if it is over budget.
+
+        Raises:
+            InvalidInput: the system messages, a summary and the newest message group cannot
+                fit in ``max_tokens`` together.
+        """
+        pinned, units, record, start = self._tail(messages, record)
+        shown = units[1:] if units and is_orphan(units[0]) else units
+        head = [*pinned] + ([self.summary_message(record)] if record else [])
+        view = head + _flat(shown)
+        if REPLY_TOKENS + self._size(view) <= self.max_tokens or not units:
+            return Compacted(view, record, False)
+        fixed = REPLY_TOKENS + self._size(pinned) + self.summary_tokens
+        fixed += self.counter.count_message(self._summary_message("", "x", "x"))
+        newest = self._size(units[-1])
+        if fixed + newest > self.max_tokens:
+            raise InvalidInput(
+                f"the system messages, a {self.summary_tokens}-token summary and the newest "
+                f"message group ({newest} tokens) exceed max_tokens={self.max_tokens}: raise "
+                "max_tokens, lower summary_tokens, or shorten the newest message"
+            )
+        cut = fitting_suffix(units, min(self.keep_tokens, self.max_tokens - fixed), self.counter)
+        cut = min(cut, len(units) - 1)
+        if is_orphan(units[cut]):  # only the first unit can be: it goes into the summary
+            cut += 1
+        evicted = _flat(units[:cut])
+        if not evicted:  # only an oversized newest group is left: it fits with a summary
+            return Compacted(head + _flat(units[cut:]), record, False)
+        previous = record.summary if record else None
+        text = (yield SummarizeRequest(tuple(evicted), previous, self.summary_tokens)).strip()
+        if self.counter.count_text(text) > self.summary_tokens:
+            text = (yield SummarizeRequest((), text, self.summary_tokens)).strip()
+            text = self._cut(text)
+        first, last = evicted[0].id, evicted[-1].id
+        if first is None or last is None:
+            raise InvalidInput("a running summary needs message ids: append to a store first")
+        new = CompactionRecord(
+            summary=text,
+            first_id=record.first_id if record else first,
+            last_id=last,
+            end=start + len(evicted),
+            covered=(record.covered if record else 0) + len(evicted),
+            folds=(record.folds if record else ()) + ((first, last),),
+        )
+        return Compacted([*pinned, self.summary_message(new), *_flat(units[cut:])], new, True)
+
+    def _cut(self, text: str) -> str:
+        """``text`` cut at a word boundary to fit ``summary_tokens``."""
+        words = text.split(" ")
+        low, high = 0, len(words)
+        while low < high:
+            mid = (low + high + 1) // 2
+            if self.counter.count_text(" ".join(words[:mid])) <= self.summary_tokens:
+                low = mid
+            else:
+                high = mid - 1
+        return " ".join(words[:low])
+
+
+def run(flow: Fold, summarizer: Summarizer) -> Compacted:
+    """Drive a fold with a sync summarizer."""
+    try:
+        request = next(flow)
+        while True:
+            request = flow.send(summarizer.summarize(request))
+    except StopIteration as done:
+        result: Compacted = done.value
+        return result
+
+
+async def arun(flow: Fold, summarizer: Summarizer) -> Compacted:
+    """Drive a fold with an async summarizer."""
+    try:
+        request = next(flow)
+        while True:
+            request = flow.send(await summarizer.asummarize(request))
+    except StopIteration as done:
+        result: Compacted = done.value
+        return result

@@ -1,0 +1,230 @@
+"""Property tests: every strategy's view keeps the system messages first, keeps tool calls with
+their results (parallel calls too), never starts with a tool result, and fits its budget; the
+running summary sends each message to the summarizer once and loses none."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from memfold import InvalidInput, Message, ToolCall
+from memfold.compaction import (
+    ApproximateCounter,
+    Compacted,
+    CompactionRecord,
+    ExtractiveSummarizer,
+    Fold,
+    RunningSummary,
+    SummarizeRequest,
+    arun,
+    run,
+    sliding_window,
+    split,
+    token_budget,
+)
+from memfold.compaction.tokens import REPLY_TOKENS
+
+COUNTER = ApproximateCounter()
+
+
+def _text(draw: st.DrawFn, high: int = 30) -> str:
+    return " ".join(draw(st.lists(st.sampled_from(WORDS_LIST), max_size=high)))
+
+
+WORDS_LIST = [
+    "Ana",
+    "paid",
+    "12",
+    "euros",
+    "in",
+    "Lisbon",
+    "on",
+    "May",
+    "3",
+    "for",
+    "the",
+    "blue",
+    "tram",
+    ".",
+]
+
+
+@st.composite
+def conversations(draw: st.DrawFn) -> list[Message]:
+    """Threads with system messages, tool calls (parallel ones, results in any order), orphan
+    leading tool results and the odd mid-thread system message."""
+    out: list[Message] = []
+    for _ in range(draw(st.integers(0, 2))):
+        out.append(Message(role="system", content=_text(draw, 12)))
+    if draw(st.booleans()) and draw(st.booleans()):
+        out.append(Message(role="tool", content=_text(draw, 5), tool_call_id="lost"))
+    calls = 0
+    for _ in range(draw(st.integers(0, 14))):
+        if draw(st.integers(0, 9)) == 0:
+            out.append(Message(role="system", content=_text(draw, 5)))
+        out.append(Message(role="user", content=_text(draw)))
+        for _ in range(draw(st.integers(0, 3))):
+            n = draw(st.integers(0, 3))
+            ids = [f"c{calls + i}" for i in range(n)]
+            calls += n
+            args = {"q": _text(draw, 6)}
+            out.append(
+                Message(
+                    role="assistant",
+                    content=_text(draw, 10),
+                    tool_calls=tuple(ToolCall(i, "lookup", args) for i in ids),
+                )
+            )
+            for i in draw(st.permutations(ids)):
+                out.append(Message(role="tool", content=_text(draw, 20), tool_call_id=i))
+    return [
+        Message(m.role, m.content, m.name, f"m{i:03}", m.tool_calls, m.tool_call_id)
+        for i, m in enumerate(out)
+    ]
+
+
+def check_view(thread: Sequence[Message], view: Sequence[Message], extra: int = 0) -> None:
+    """The invariants every view holds; ``extra`` messages (a summary) follow the pinned ones."""
+    pinned, _ = split(thread)
+    assert list(view[: len(pinned)]) == list(pinned), "system messages first"
+    rest = list(view[len(pinned) + extra :])
+    if rest:
+        assert rest[0].role not in {"tool", "function"}, "starts with a tool result"
+        assert rest == list(thread[len(thread) - len(rest) :]), "a suffix of the thread"
+    shown = {m.id for m in view}
+    callers = {c.id: m.id for m in thread for c in m.tool_calls}
+    for m in thread:
+        if m.role == "tool" and m.tool_call_id in callers and m.id in shown:
+            assert callers[m.tool_call_id] in shown, "a result without its call"
+        for c in m.tool_calls if m.id in shown else ():
+            results = [r.id for r in thread if r.role == "tool" and r.tool_call_id == c.id]
+            assert all(r in shown for r in results), "a call without its results"
+
+
+def _newest_unit_cost(thread: Sequence[Message]) -> int:
+    pinned, units = split(thread)
+    return (
+        REPLY_TOKENS
+        + sum(COUNTER.count_message(m) for m in pinned)
+        + (sum(COUNTER.count_message(m) for m in units[-1]) if units else 0)
+    )
+
+
+@settings(max_examples=100, deadline=None)
+@given(thread=conversations(), turns=st.integers(1, 6))
+def test_sliding_window_invariants(thread: list[Message], turns: int) -> None:
+    """The window is the system messages plus at most ``turns`` whole turns."""
+    view = sliding_window(thread, turns)
+    check_view(thread, view)
+    pinned, _ = split(thread)
+    assert sum(1 for m in view[len(pinned) :] if m.role == "user") <= turns
+
+
+@settings(max_examples=100, deadline=None)
+@given(thread=conversations(), budget=st.integers(20, 700))
+def test_token_budget_invariants(thread: list[Message], budget: int) -> None:
+    """The view fits the budget, or the newest group with the system messages cannot."""
+    try:
+        view = token_budget(thread, budget, COUNTER)
+    except InvalidInput:
+        assert _newest_unit_cost(thread) > budget
+        return
+    check_view(thread, view)
+    assert COUNTER.count_messages(view) <= budget
+    longer = token_budget(thread, budget + 200, COUNTER)
+    assert len(longer) >= len(view), "the largest suffix that fits"
+
+
+class Recording:
+    """The extractive summarizer, recording every request it is sent."""
+
+    def __init__(self) -> None:
+        self.requests: list[SummarizeRequest] = []
+        self.inner = ExtractiveSummarizer()
+
+    def summarize(self, request: SummarizeRequest) -> str:
+        self.requests.append(request)
+        return self.inner.summarize(request)
+
+    async def asummarize(self, request: SummarizeRequest) -> str:
+        self.requests.append(request)
+        return await self.inner.asummarize(request)
+
+
+def _drive(flow: Fold, summarizer: Recording, use_async: bool) -> Compacted:
+    return asyncio.run(arun(flow, summarizer)) if use_async else run(flow, summarizer)
+
+
+def _grow(thread: list[Message], max_tokens: int, use_async: bool) -> None:
+    strategy = RunningSummary(max_tokens, counter=COUNTER)
+    summarizer = Recording()
+    record: CompactionRecord | None = None
+    pinned, _ = split(thread)
+    for n in range(len(pinned) + 1, len(thread) + 1):
+        prefix = thread[:n]
+        flow = strategy.fold(prefix, record)
+        try:
+            done = _drive(flow, summarizer, use_async)
+        except InvalidInput:
+            assert _newest_unit_cost(prefix) + strategy.summary_tokens > max_tokens - 40
+            return
+        record = done.record
+        check_view(prefix, done.view, extra=1 if record else 0)
+        assert COUNTER.count_messages(done.view) <= max_tokens
+        if record is not None:
+            assert COUNTER.count_text(record.summary) <= strategy.summary_tokens
+            assert prefix[record.end - 1].id == record.last_id
+            rest = done.view[len(pinned) + 1 :]
+            assert [m.id for m in prefix[record.end : record.end + len(rest)]] == [
+                m.id for m in rest
+            ], "nothing between the summary and the kept messages is lost"
+    sent = [m.id for r in summarizer.requests for m in r.messages]
+    assert len(sent) == len(set(sent)), "a message was summarized twice"
+    if record is not None:
+        assert sent == [m.id for m in thread[len(pinned) : record.end]]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(thread=conversations(), max_tokens=st.integers(220, 600))
+def test_running_summary_invariants(thread: list[Message], max_tokens: int) -> None:
+    """Turn by turn, each view holds the invariants and the budget, each evicted message is
+    summarized exactly once, and the summary plus the view cover the whole thread."""
+    _grow(thread, max_tokens, use_async=False)
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+def test_running_summary_folds_incrementally(use_async: bool) -> None:
+    """A long thread folds several times; later folds extend the summary with only new
+    messages, and the sync and async drivers behave alike."""
+    thread = [Message(role="system", content="Be brief.", id="s")] + [
+        Message(
+            role=r, content=f"On May {i % 28 + 1} Ana paid {i} euros for tram {i}.", id=f"{r}{i}"
+        )
+        for i in range(80)
+        for r in ("user", "assistant")
+    ]
+    strategy = RunningSummary(300, counter=COUNTER)
+    summarizer = Recording()
+    record = None
+    folds = 0
+    for n in range(2, len(thread) + 1):
+        flow = strategy.fold(thread[:n], record)
+        done = _drive(flow, summarizer, use_async)
+        folds += done.folded
+        record = done.record
+    assert record is not None
+    assert folds >= 5
+    assert len(record.folds) == folds
+    extends = [r for r in summarizer.requests if r.messages and r.previous]
+    assert len(extends) == folds - 1
+    assert record.first_id == "user0"
+
+
+def test_running_summary_refuses_budgets_that_cannot_fit() -> None:
+    """keep_tokens plus summary_tokens over max_tokens is refused up front."""
+    with pytest.raises(InvalidInput, match="keep_tokens"):
+        RunningSummary(100, keep_tokens=80, summary_tokens=30, counter=COUNTER)
