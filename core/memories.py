@@ -995,6 +995,11 @@ def _build(url: str, options: Mapping[str, Any]) -> BaseMemoryStore:
         from memfold.backends.memory_memories import MemoryMemoryStore
 
         return MemoryMemoryStore(**{**_options(url, parts.query), **options})
+    if parts.scheme.split("+")[0] in ("sqlite", "postgresql", "postgres"):
+        from memfold.backends.sql.memory_store import SQLMemoryStore
+
+        base, _, query = url.partition("?")
+        return SQLMemoryStore(base, **{**_options(url, query), **options})
     raise InvalidInput(
         f"unknown memory store URL {url!r}: use memory://, sqlite:///path.db or postgresql://..."
     )

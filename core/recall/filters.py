@@ -170,7 +170,10 @@ class _Compare(Filter):
             test = jtype == "null"
         else:
             types = ("integer", "real") if kind == "number" else ("text",)
-            test = and_(jtype.in_(types), text_value.op(sql_op)(bindparam(None, self.value)))
+            test = and_(
+                or_(*(jtype == t for t in types)),
+                text_value.op(sql_op)(bindparam(None, self.value)),
+            )
         return func.coalesce(test, false())
 
 

@@ -1,0 +1,552 @@
+"""Each memory operation as a plan (see `memfold.backends.sql.plans`): pure generators that
+yield ``(statement, params)`` and receive `Rows`, run by the SQL runner sync or async.
+
+Semantics are those of `memfold.backends.memory_memories`:
+
+- A namespace prefix is a range over the ``ns`` key; expired rows are skipped by every read
+  (``expires_at`` compared with the op's ``now``); filters compile with
+  `memfold.recall.filters.Filter.to_sql`, so they select exactly what the Python predicate does.
+- Text search finds candidates through FTS5 (SQLite) or the GIN index (PostgreSQL) and scores
+  them with `memfold.recall.text.bm25` over the statistics of the rows passing the filter.
+- Vector search is exact on SQLite (numpy over the stored float32 blobs). On PostgreSQL it walks
+  the HNSW index with pgvector's iterative scan, and falls back to an exact scan when the
+  filter leaves the index short of the candidates that exist, so ``k`` matches give ``k`` hits.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import (
+    ClauseElement,
+    ColumnElement,
+    Float,
+    Integer,
+    Text,
+    and_,
+    bindparam,
+    case,
+    cast,
+    delete,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import JSONB
+
+from memfold import memory_ops as ops
+from memfold.backends.sql import words
+from memfold.backends.sql.memory_schema import MemoryTables
+from memfold.backends.sql.plans import Plan
+from memfold.memories import prefix_range, rank_hits, split_key
+from memfold.memory_model import MemoryHit, MemoryRecord, Namespace
+from memfold.ops import Op
+from memfold.recall.dedupe import nearest_duplicate
+from memfold.recall.filters import Filter, parse_filter
+from memfold.recall.text import bm25
+from memfold.recall.vectors import Matrix, from_blob, to_blob, top_k
+
+__all__ = ["MemoryPlans"]
+
+_READS = (
+    ops.GetMemories,
+    ops.ListMemories,
+    ops.CountMemories,
+    ops.SearchMemories,
+    ops.ListMemoryNamespaces,
+)
+
+
+def _ts(value: datetime | None) -> float | None:
+    return None if value is None else value.timestamp()
+
+
+def _time(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+class MemoryPlans:
+    """Plans for the memory operations on one memory table and one SQL dialect."""
+
+    def __init__(self, tables: MemoryTables, dialect: str) -> None:
+        self.tables = tables
+        self.dialect = dialect
+        self.pg = dialect == "postgresql"
+        m = tables.memories
+        self.m = m
+        embedding: Any = (
+            func.cast(m.c.embedding, Text) if self.pg else m.c.embedding  # vector as '[..]' text
+        )
+        self._columns = [
+            m.c.seq, m.c.ns, m.c.id, m.c.text, m.c.value, m.c.embedding_model, m.c.importance,
+            m.c.ttl, m.c.created_at, m.c.updated_at, m.c.last_used_at, m.c.expires_at,
+        ]  # fmt: skip
+        self._embedding = embedding
+
+    def writes(self, op: Op[Any]) -> bool:
+        """Whether ``op`` changes data (touching reads do)."""
+        if isinstance(op, ops.SearchMemories):
+            # PostgreSQL's index settings are SET LOCAL, which needs a transaction.
+            return op.touch or (self.pg and op.vector is not None)
+        if isinstance(op, ops.GetMemories):
+            return op.touch
+        return not isinstance(op, _READS)
+
+    # Shared pieces.
+
+    def _vector_param(self, vector: Matrix | None) -> Any:
+        if vector is None:
+            return None
+        if self.pg:
+            return "[" + ",".join(repr(float(x)) for x in vector) + "]"
+        return to_blob(vector)
+
+    def _vector_value(self, name: str | None = None) -> ColumnElement[Any]:
+        from pgvector.sqlalchemy import Vector  # type: ignore[import-untyped]
+
+        param = bindparam(name, type_=Text) if name else None
+        if self.pg:
+            return cast(param, Vector(self.tables.dimensions))
+        return bindparam(name)
+
+    def _live(self, now: datetime) -> ColumnElement[bool]:
+        m = self.m
+        return or_(m.c.expires_at.is_(None), m.c.expires_at > bindparam(None, now.timestamp()))
+
+    def _under(self, prefix: str) -> ColumnElement[bool]:
+        low, high = prefix_range(prefix)
+        return and_(self.m.c.ns >= bindparam(None, low), self.m.c.ns < bindparam(None, high))
+
+    def _where(self, prefix: str, now: datetime | None, where: Filter) -> list[Any]:
+        clauses: list[Any] = [self._under(prefix)]
+        if now is not None:
+            clauses.append(self._live(now))
+        if not where.always:
+            clauses.append(where.to_sql(self.m.c.value, self.dialect))
+        return clauses
+
+    def _stale(self, model: str | None) -> list[Any]:
+        if model is None:
+            return []
+        m = self.m
+        return [
+            m.c.text != "",
+            or_(
+                m.c.embedding.is_(None),
+                m.c.embedding_model.is_(None),
+                m.c.embedding_model != bindparam(None, model),
+            ),
+        ]
+
+    def _select(self, include_embedding: bool) -> Any:
+        columns = list(self._columns)
+        if include_embedding:
+            columns.append(self._embedding)
+        return select(*columns)
+
+    def _record(self, row: Sequence[Any], include_embedding: bool) -> MemoryRecord:
+        (_, ns, id_, text_, value, model, importance, ttl, created, updated, used, expires) = row[
+            :12
+        ]
+        embedding = None
+        if include_embedding and row[12] is not None:
+            embedding = tuple(float(x) for x in self._parse_vector(row[12]))
+        return MemoryRecord(
+            split_key(ns), id_, text_, value if isinstance(value, dict) else json.loads(value),
+            embedding, model, importance, ttl, _time(created), _time(updated), _time(used),
+            _time(expires),
+        )  # fmt: skip
+
+    def _parse_vector(self, raw: Any) -> Matrix:
+        if self.pg:
+            return np.asarray(json.loads(raw), dtype=np.float32)
+        return from_blob(raw)
+
+    def _touch(self, seqs: list[int], now: datetime) -> ClauseElement:
+        m = self.m
+        stamp = now.timestamp()
+        return (
+            update(m)
+            .where(m.c.seq.in_([bindparam(None, s) for s in seqs]))
+            .values(
+                last_used_at=bindparam(None, stamp),
+                expires_at=case((m.c.ttl.is_(None), None), else_=bindparam(None, stamp) + m.c.ttl),
+            )
+        )
+
+    @staticmethod
+    def _touched(record: MemoryRecord, now: datetime) -> MemoryRecord:
+        from dataclasses import replace
+
+        from memfold.memories import expiry
+
+        return replace(record, last_used_at=now, expires_at=expiry(now, record.ttl_seconds))
+
+    # Plans.
+
+    def plan(self, op: Op[Any]) -> Plan:
+        """The plan that runs ``op``."""
+        match op:
+            case ops.PutMemories():
+                return self._put(op)
+            case ops.GetMemories():
+                return self._get(op)
+            case ops.DeleteMemories():
+                return self._delete(op)
+            case ops.DeleteMemoriesWhere():
+                return self._delete_where(op)
+            case ops.ListMemories():
+                return self._list(op)
+            case ops.CountMemories():
+                return self._count(op)
+            case ops.SearchMemories():
+                return self._search(op)
+            case ops.ListMemoryNamespaces():
+                return self._namespaces(op)
+            case ops.SetEmbeddings():
+                return self._set_embeddings(op)
+            case ops.SweepMemories():
+                return self._sweep(op)
+        raise TypeError(f"the SQL memory store cannot run {type(op).__name__}")
+
+    def _put(self, op: ops.PutMemories) -> Plan:
+        m = self.m
+        upsert = (postgresql if self.pg else sqlite).insert(m)
+        value: Any = cast(bindparam("value", type_=Text), JSONB) if self.pg else bindparam("value")
+        names = (
+            "ns", "id", "text", "terms", "n_terms", "embedding_model", "importance", "ttl",
+            "created_at", "updated_at", "last_used_at", "expires_at",
+        )  # fmt: skip
+        statement = upsert.values(
+            **{name: bindparam(name) for name in names},
+            value=value,
+            embedding=self._vector_value("embedding"),
+        )
+        statement = statement.on_conflict_do_update(
+            index_elements=[m.c.ns, m.c.id],
+            set_={c: statement.excluded[c] for c in (*names, "value", "embedding") if c != "ns"},
+        )
+        stored: list[MemoryRecord] = []
+        written: set[str] = set()
+        now = op.now.timestamp()
+        for record, value_json, terms, vector in zip(
+            op.records, op.values, op.terms, op.vectors, strict=True
+        ):
+            ns = "".join(label + "\x1f" for label in record.namespace)
+            result = yield (
+                select(m.c.created_at).where(
+                    m.c.ns == bindparam(None, ns),
+                    m.c.id == bindparam(None, record.id),
+                    self._live(op.now),
+                ),
+                None,
+            )
+            created = result.scalar()
+            if created is None and vector is not None and op.dedupe_threshold is not None:
+                found = yield from self._duplicate(ns, vector, op)
+                if found is not None:
+                    record_id, created, importance = found
+                    record = MemoryRecord(
+                        record.namespace, record_id, record.text, record.value, None,
+                        record.embedding_model, max(record.importance, importance),
+                        record.ttl_seconds, None, record.updated_at, record.last_used_at,
+                        record.expires_at,
+                    )  # fmt: skip
+            created_at = op.now if created is None else _time(created)
+            record = MemoryRecord(
+                record.namespace, record.id, record.text, record.value, None,
+                record.embedding_model, record.importance, record.ttl_seconds, created_at,
+                record.updated_at, record.last_used_at, record.expires_at,
+            )  # fmt: skip
+            yield (
+                statement,
+                {
+                    "ns": ns, "id": record.id, "text": record.text, "value": value_json,
+                    "terms": " ".join(terms), "n_terms": len(terms),
+                    "embedding": self._vector_param(vector),
+                    "embedding_model": record.embedding_model, "importance": record.importance,
+                    "ttl": record.ttl_seconds, "created_at": _ts(created_at), "updated_at": now,
+                    "last_used_at": now, "expires_at": _ts(record.expires_at),
+                },
+            )  # fmt: skip
+            stored.append(record)
+            written.add(ns)
+        if op.capacity is not None:
+            for ns in sorted(written):
+                yield from self._evict(ns, op.capacity, op.now)
+        return stored
+
+    def _duplicate(self, ns: str, vector: Matrix, op: ops.PutMemories) -> Plan:
+        m = self.m
+        assert op.dedupe_threshold is not None
+        live = [m.c.ns == bindparam(None, ns), self._live(op.now), m.c.embedding.is_not(None)]
+        if self.pg:
+            distance = m.c.embedding.op("<=>", return_type=Float())(
+                cast(bindparam(None, self._vector_param(vector), Text), m.c.embedding.type)
+            )
+            result = yield (
+                select(m.c.id, m.c.created_at, m.c.importance, 1 - distance)
+                .where(*live)
+                .order_by(distance)
+                .limit(1),
+                None,
+            )
+            if result.rows and result.rows[0][3] >= op.dedupe_threshold:
+                row = result.rows[0]
+                return str(row[0]), float(row[1]), float(row[2])
+            return None
+        result = yield (
+            select(m.c.id, m.c.created_at, m.c.importance, m.c.embedding).where(*live),
+            None,
+        )
+        if not result.rows:
+            return None
+        matrix = np.stack([from_blob(row[3]) for row in result.rows])
+        best = nearest_duplicate(vector, matrix, op.dedupe_threshold)
+        if best is None:
+            return None
+        row = result.rows[best]
+        return str(row[0]), float(row[1]), float(row[2])
+
+    def _evict(self, ns: str, capacity: int, now: datetime) -> Plan:
+        m = self.m
+        result = yield select(func.count()).where(m.c.ns == bindparam(None, ns)), None
+        excess = int(result.scalar() or 0) - capacity
+        if excess <= 0:
+            return None
+        alive = case((self._live(now), 1), else_=0)
+        doomed = (
+            select(m.c.seq)
+            .where(m.c.ns == bindparam(None, ns))
+            .order_by(alive, m.c.importance, m.c.last_used_at, m.c.id)
+            .limit(bindparam(None, excess, Integer))
+        )
+        result = yield select(doomed.subquery().c.seq), None
+        seqs = [row[0] for row in result.rows]
+        yield delete(m).where(m.c.seq.in_([bindparam(None, s) for s in seqs])), None
+        return None
+
+    def _get(self, op: ops.GetMemories) -> Plan:
+        m = self.m
+        result = yield (
+            self._select(op.include_embedding).where(
+                m.c.ns == bindparam(None, op.namespace),
+                m.c.id.in_([bindparam(None, i) for i in op.ids]),
+                self._live(op.now),
+            ),
+            None,
+        )
+        by_id = {row[2]: row for row in result.rows}
+        rows = [by_id[i] for i in op.ids if i in by_id]
+        records = [self._record(row, op.include_embedding) for row in rows]
+        if op.touch and rows:
+            yield self._touch([row[0] for row in rows], op.now), None
+            records = [self._touched(r, op.now) for r in records]
+        return records
+
+    def _delete(self, op: ops.DeleteMemories) -> Plan:
+        m = self.m
+        result = yield (
+            delete(m).where(
+                m.c.ns == bindparam(None, op.namespace),
+                m.c.id.in_([bindparam(None, i) for i in op.ids]),
+            ),
+            None,
+        )
+        return result.rowcount
+
+    def _delete_where(self, op: ops.DeleteMemoriesWhere) -> Plan:
+        result = yield delete(self.m).where(*self._where(op.prefix, None, op.filter)), None
+        return result.rowcount
+
+    def _list(self, op: ops.ListMemories) -> Plan:
+        m = self.m
+        result = yield (
+            self._select(op.include_embedding)
+            .where(*self._where(op.prefix, op.now, op.filter), *self._stale(op.stale_model))
+            .order_by(m.c.created_at, m.c.id)
+            .limit(bindparam(None, op.limit, Integer))
+            .offset(bindparam(None, op.offset, Integer)),
+            None,
+        )
+        return [self._record(row, op.include_embedding) for row in result.rows]
+
+    def _count(self, op: ops.CountMemories) -> Plan:
+        result = yield (
+            select(func.count()).where(
+                *self._where(op.prefix, op.now, op.filter), *self._stale(op.stale_model)
+            ),
+            None,
+        )
+        return int(result.scalar() or 0)
+
+    def _namespaces(self, op: ops.ListMemoryNamespaces) -> Plan:
+        m = self.m
+        result = yield (
+            select(m.c.ns).where(*self._where(op.prefix, op.now, parse_filter(None))).distinct(),
+            None,
+        )
+        found: set[Namespace] = set()
+        for (key,) in result.rows:
+            namespace = split_key(key)
+            if op.suffix and namespace[-len(op.suffix) :] != op.suffix:
+                continue
+            found.add(namespace[: op.max_depth] if op.max_depth else namespace)
+        return sorted(found)[op.offset : op.offset + op.limit]
+
+    def _set_embeddings(self, op: ops.SetEmbeddings) -> Plan:
+        m = self.m
+        statement = (
+            update(m)
+            .where(m.c.ns == bindparam("ns"), m.c.id == bindparam("rid"))
+            .values(embedding=self._vector_value("vec"), embedding_model=bindparam("model"))
+        )
+        updated = 0
+        for record_id, vector in zip(op.ids, op.vectors, strict=True):
+            result = yield (
+                statement,
+                {
+                    "ns": op.namespace,
+                    "rid": record_id,
+                    "vec": self._vector_param(vector),
+                    "model": op.model,
+                },
+            )
+            updated += result.rowcount
+        return updated
+
+    def _sweep(self, op: ops.SweepMemories) -> Plan:
+        m = self.m
+        result = yield (
+            delete(m).where(m.c.expires_at <= bindparam(None, op.now.timestamp())),
+            None,
+        )
+        return result.rowcount
+
+    # Search.
+
+    def _search(self, op: ops.SearchMemories) -> Plan:
+        m = self.m
+        where = self._where(op.prefix, op.now, op.filter)
+        rows: dict[int, Sequence[Any]] = {}
+        text_scores: dict[str, float] | None = None
+        cosines: dict[str, float] | None = None
+        if op.terms:
+            result = yield (
+                select(func.count(), func.coalesce(func.sum(m.c.n_terms), 0)).where(*where),
+                None,
+            )
+            n_docs, total = result.rows[0]
+            if self.pg:
+                query = " | ".join(f"'{t}'" for t in op.terms)
+                match: Any = words.tsvector(m.c.terms).op("@@")(
+                    func.cast(bindparam(None, query, Text), postgresql.TSQUERY)
+                )
+            else:
+                fts = self.tables.fts
+                query = " OR ".join(f'"{t}"' for t in op.terms)
+                match = m.c.seq.in_(
+                    text(f"SELECT rowid FROM {fts} WHERE {fts} MATCH :q")
+                    .bindparams(q=query)
+                    .columns(rowid=Integer)
+                )
+            result = yield select(*self._columns, m.c.terms).where(*where, match), None
+            found = list(result.rows)
+            doc_terms = [row[12].split() for row in found]
+            df = {t: sum(1 for d in doc_terms if t in d) for t in op.terms}
+            scores = bm25(
+                op.terms, doc_terms, n_docs=int(n_docs),
+                avg_len=float(total) / n_docs if n_docs else 0.0, df=df,
+            )  # fmt: skip
+            best = sorted(zip(scores, found, strict=True), key=lambda s: -s[0])[: op.pool]
+            text_scores = {}
+            for score, row in best:
+                text_scores[str(row[0])] = score
+                rows[row[0]] = row
+        if op.vector is not None:
+            cosines = yield from self._nearest(op, where)
+            missing = [int(s) for s in cosines if int(s) not in rows]
+            missing += [s for s in rows if str(s) not in cosines]
+            if missing:
+                extra = yield (
+                    select(*self._columns, self._embedding).where(
+                        m.c.seq.in_([bindparam(None, s) for s in missing])
+                    ),
+                    None,
+                )
+                for row in extra.rows:
+                    rows.setdefault(row[0], row)
+                    if str(row[0]) not in cosines and row[12] is not None:
+                        cosines[str(row[0])] = float(self._parse_vector(row[12]) @ op.vector)
+        records = {str(seq): self._record(row, False) for seq, row in rows.items()}
+        hits = rank_hits(op, text_scores, cosines, records)
+        seq_of = {id(r): int(k) for k, r in records.items()}
+        if op.include_embedding and hits:
+            result = yield (
+                select(m.c.seq, self._embedding).where(
+                    m.c.seq.in_([bindparam(None, seq_of[id(h.record)]) for h in hits])
+                ),
+                None,
+            )
+            raw = {row[0]: row[1] for row in result.rows}
+            hits = [
+                _with_record(h, _embedded(h.record, self._parse_vector, raw[seq_of[id(h.record)]]))
+                for h in hits
+            ]
+        if op.touch and hits:
+            touched = [int(k) for k, r in records.items() if any(h.record.id == r.id and
+                       h.record.namespace == r.namespace for h in hits)]  # fmt: skip
+            yield self._touch(touched, op.now), None
+            hits = [_with_record(h, self._touched(h.record, op.now)) for h in hits]
+        return hits
+
+    def _nearest(self, op: ops.SearchMemories, where: list[Any]) -> Plan:
+        """Cosine similarity of the ``op.pool`` nearest rows passing ``where``, by seq."""
+        m = self.m
+        assert op.vector is not None
+        has_vector = m.c.embedding.is_not(None)
+        if not self.pg:
+            result = yield select(m.c.seq, m.c.embedding).where(*where, has_vector), None
+            if not result.rows:
+                return {}
+            matrix = np.frombuffer(b"".join(row[1] for row in result.rows), dtype="<f4")
+            sims = matrix.reshape(len(result.rows), -1) @ op.vector
+            return {str(result.rows[int(i)][0]): float(sims[i]) for i in top_k(sims, op.pool)}
+        vector = cast(bindparam(None, self._vector_param(op.vector), Text), m.c.embedding.type)
+        distance = m.c.embedding.op("<=>", return_type=Float())(vector)
+        nearest = (
+            select(m.c.seq, 1 - distance)
+            .where(*where, has_vector)
+            .order_by(distance)
+            .limit(bindparam(None, op.pool, Integer))
+        )
+        yield text("SET LOCAL hnsw.iterative_scan = relaxed_order"), None
+        yield text(f"SET LOCAL hnsw.ef_search = {max(40, min(op.pool, 1000))}"), None
+        result = yield nearest, None
+        if len(result.rows) < op.pool:
+            # The index may stop short under a selective filter: check, then scan exactly.
+            counted = yield select(func.count()).where(*where, has_vector), None
+            if int(counted.scalar() or 0) > len(result.rows):
+                yield text("SET LOCAL enable_indexscan = off"), None
+                result = yield nearest, None
+                yield text("SET LOCAL enable_indexscan = on"), None
+        return {str(row[0]): float(row[1]) for row in result.rows}
+
+
+def _with_record(hit: MemoryHit, record: MemoryRecord) -> MemoryHit:
+    return MemoryHit(record, hit.score, hit.text_score, hit.vector_score)
+
+
+def _embedded(record: MemoryRecord, parse: Any, raw: Any) -> MemoryRecord:
+    from dataclasses import replace
+
+    if raw is None:
+        return record
+    return replace(record, embedding=tuple(float(x) for x in parse(raw)))

@@ -1,0 +1,162 @@
+"""The SQL long-term memory table, declared once, and its numbered schema steps.
+
+``<prefix>memories``: one row per record. ``ns`` is `memfold.memories.namespace_key` (byte
+order, the "C" collation on PostgreSQL, so a namespace prefix is an index range); ``terms`` the
+record's search terms, space-separated; ``value`` JSON (TEXT on SQLite, JSONB on PostgreSQL);
+``embedding`` a float32 blob on SQLite, a pgvector ``vector(dimensions)`` on PostgreSQL (with an
+HNSW index for cosine distance); times are epoch seconds; ``expires_at`` is indexed for the sweep.
+
+Full text: an FTS5 table over ``terms`` kept in step by triggers on SQLite; a GIN index over
+``array_to_tsvector`` of the terms on PostgreSQL (see `memfold.backends.sql.words`). Both only
+find candidates: the score is BM25 computed by `memfold.recall.text`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Dialect,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    literal_column,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.schema import CreateIndex, CreateTable
+
+from memfold.backends.sql import words
+from memfold.backends.sql.migrations import Step, _migrate
+from memfold.backends.sql.plans import Plan
+from memfold.backends.sql.schema import Tables, build_tables
+
+__all__ = ["MEMORY_STEPS", "MemoryTables", "build_memory_tables", "migrate_memories"]
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryTables:
+    """The memory table of one memfold schema (beside the thread tables)."""
+
+    base: Tables
+    memories: Table
+    dimensions: int | None
+
+    @property
+    def schema(self) -> str | None:
+        """The PostgreSQL schema holding the table (None: the connection's default)."""
+        return self.base.schema
+
+    @property
+    def fts(self) -> str:
+        """Name of the SQLite FTS5 table over ``terms``."""
+        return f"{self.base.prefix}memories_fts"
+
+    @property
+    def words_index(self) -> str:
+        """Name of the PostgreSQL GIN index over the terms."""
+        return f"{self.base.prefix}memories_words"
+
+    @property
+    def vector_index(self) -> str:
+        """Name of the PostgreSQL HNSW index over the embeddings."""
+        return f"{self.base.prefix}memories_hnsw"
+
+
+def build_memory_tables(
+    prefix: str = "memfold_", schema: str | None = None, dimensions: int | None = None
+) -> MemoryTables:
+    """Declare the memory table (``dimensions`` sizes PostgreSQL's vector column)."""
+    from pgvector.sqlalchemy import Vector  # type: ignore[import-untyped]
+
+    base = build_tables(prefix, schema)
+    vector: Any = LargeBinary().with_variant(Vector(dimensions), "postgresql")
+    memories = Table(
+        f"{prefix}memories",
+        base.metadata,
+        Column(
+            "seq",
+            BigInteger().with_variant(Integer(), "sqlite"),
+            primary_key=True,
+            autoincrement=True,
+        ),
+        Column("ns", Text().with_variant(String(collation="C"), "postgresql"), nullable=False),
+        Column("id", String(512), nullable=False),
+        Column("text", Text, nullable=False),
+        Column("value", Text().with_variant(JSONB(), "postgresql"), nullable=False),
+        Column("terms", Text, nullable=False),
+        Column("n_terms", Integer, nullable=False),
+        Column("embedding", vector),
+        Column("embedding_model", String(512)),
+        Column("importance", Float, nullable=False),
+        Column("ttl", Float),
+        Column("created_at", Float, nullable=False),
+        Column("updated_at", Float, nullable=False),
+        Column("last_used_at", Float, nullable=False),
+        Column("expires_at", Float),
+        UniqueConstraint("ns", "id", name=f"{prefix}memories_key"),
+        Index(f"{prefix}memories_order", "ns", "created_at", "id"),
+        Index(f"{prefix}memories_expiry", "expires_at"),
+        sqlite_autoincrement=True,
+    )
+    return MemoryTables(base, memories, dimensions)
+
+
+def _memories(tables: MemoryTables, dialect: Dialect) -> list[str]:
+    m = tables.memories
+    ddl = [str(CreateTable(m, if_not_exists=True).compile(dialect=dialect))]
+    ddl += [
+        str(CreateIndex(index, if_not_exists=True).compile(dialect=dialect))
+        for index in sorted(m.indexes, key=lambda i: str(i.name))
+    ]
+    if dialect.name == "sqlite":
+        fts, name = tables.fts, m.name
+        ddl += [
+            f"CREATE VIRTUAL TABLE IF NOT EXISTS {fts} USING fts5(terms, content='{name}', "
+            "content_rowid='seq', tokenize=\"unicode61 tokenchars '_'\")",
+            f"CREATE TRIGGER IF NOT EXISTS {name}_fts_insert AFTER INSERT ON {name} BEGIN "
+            f"INSERT INTO {fts}(rowid, terms) VALUES (new.seq, new.terms); END",
+            f"CREATE TRIGGER IF NOT EXISTS {name}_fts_delete AFTER DELETE ON {name} BEGIN "
+            f"INSERT INTO {fts}({fts}, rowid, terms) VALUES ('delete', old.seq, old.terms); END",
+            f"CREATE TRIGGER IF NOT EXISTS {name}_fts_update AFTER UPDATE OF terms ON {name} "
+            f"BEGIN INSERT INTO {fts}({fts}, rowid, terms) VALUES ('delete', old.seq, old.terms);"
+            f" INSERT INTO {fts}(rowid, terms) VALUES (new.seq, new.terms); END",
+        ]
+    if dialect.name == "postgresql":
+        quote = dialect.identifier_preparer
+        table = quote.format_table(m)
+        vector = words.tsvector(literal_column("terms")).compile(dialect=dialect)
+        ddl += [
+            f"CREATE INDEX IF NOT EXISTS {quote.quote(tables.words_index)} "
+            f"ON {table} USING gin ({vector})",
+            f"CREATE INDEX IF NOT EXISTS {quote.quote(tables.vector_index)} "
+            f"ON {table} USING hnsw (embedding vector_cosine_ops)",
+        ]
+    return ddl
+
+
+MEMORY_STEPS: tuple[Step, ...] = (
+    Step(1, "long-term memories with full-text and vector indexes", _memories),
+)
+"""The ``memories`` component's steps; append-only."""
+
+
+def migrate_memories(tables: MemoryTables, dialect: Dialect) -> Plan:
+    """Plan that applies the missing ``memories`` steps; returns that component's version."""
+    if dialect.name == "postgresql":
+        return _with_extension(_migrate(tables.base, tables, dialect, "memories", MEMORY_STEPS))
+    return _migrate(tables.base, tables, dialect, "memories", MEMORY_STEPS)
+
+
+def _with_extension(plan: Plan) -> Plan:
+    from sqlalchemy import text
+
+    yield text("CREATE EXTENSION IF NOT EXISTS vector"), None
+    return (yield from plan)

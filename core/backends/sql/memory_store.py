@@ -1,0 +1,148 @@
+"""The SQL memory store: runs `memfold.backends.sql.memory_plans` on SQLite or PostgreSQL,
+sync or async, with the thread store's driver and runner.
+
+Examples:
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "memories.db"
+    >>> store = SQLMemoryStore(f"sqlite:///{path}", dimensions=2)
+    >>> store.setup()
+    1
+    >>> _ = store.put(("t", "u"), "north", embedding=[0.0, 1.0])
+    >>> [h.record.text for h in store.search(("t",), "north", k=1)]
+    ['north']
+    >>> store.close()
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from sqlalchemy import URL, Engine
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from memfold.backends.sql.memory_plans import MemoryPlans
+from memfold.backends.sql.memory_schema import build_memory_tables, migrate_memories
+from memfold.backends.sql.store import _driver, _Runner, _Statements
+from memfold.errors import InvalidInput
+from memfold.memories import BaseMemoryStore
+from memfold.ops import Op
+from memfold.recall.embedders import Embedder
+from memfold.stores import Capabilities
+
+__all__ = ["SQLMemoryStore"]
+
+T = TypeVar("T")
+
+
+class SQLMemoryStore(BaseMemoryStore):
+    """Long-term memories in one SQL table on SQLite or PostgreSQL (see
+    `memfold.backends.sql.memory_schema`; `BaseMemoryStore` for the memory arguments).
+
+    Args:
+        url: ``sqlite:///path/to/file.db``, ``postgresql://user@host/db`` (psycopg 3, with
+            the pgvector extension), or a SQLAlchemy ``Engine`` or ``AsyncEngine`` you own.
+        async_engine: an ``AsyncEngine`` for the async API (made from ``url`` if omitted).
+        schema: PostgreSQL schema holding the table (created by `setup`).
+        table_prefix: prefix of every table name.
+        busy_timeout_ms, pool_size, max_overflow, connect_timeout: the driver options, as for
+            the thread store.
+    """
+
+    def __init__(
+        self,
+        url: str | URL | Engine | AsyncEngine,
+        *,
+        async_engine: AsyncEngine | None = None,
+        schema: str | None = None,
+        table_prefix: str = "memfold_",
+        busy_timeout_ms: int | None = None,
+        pool_size: int | None = None,
+        max_overflow: int | None = None,
+        connect_timeout: float | None = None,
+        embedder: Embedder | None = None,
+        dimensions: int | None = None,
+        dedupe_threshold: float | None = None,
+        capacity: int | None = None,
+        text_weight: float | None = None,
+        vector_weight: float | None = None,
+    ) -> None:
+        self._driver = _driver(
+            url,
+            async_engine,
+            schema,
+            {
+                "busy_timeout_ms": busy_timeout_ms,
+                "pool_size": pool_size,
+                "max_overflow": max_overflow,
+                "connect_timeout": connect_timeout,
+            },
+        )
+        self.name = self._driver.name
+        weights = {
+            k: v
+            for k, v in (("text_weight", text_weight), ("vector_weight", vector_weight))
+            if v is not None
+        }
+        super().__init__(
+            Capabilities(
+                persistent=True,
+                shared=True,
+                transactions=True,
+                full_text_search=True,
+                ttl=True,
+                vector_search=True,
+            ),
+            embedder=embedder,
+            dimensions=dimensions,
+            dedupe_threshold=dedupe_threshold,
+            capacity=capacity,
+            **weights,
+        )
+        if self.name == "postgresql" and self.dimensions is None:
+            self._driver.close()
+            raise InvalidInput(
+                "a PostgreSQL memory store needs its vector length: pass dimensions=N or an "
+                "embedder that declares its dimensions"
+            )
+        self.tables = build_memory_tables(table_prefix, schema, self.dimensions)
+        dialect = self._driver.engine.dialect
+        self._plans = MemoryPlans(self.tables, self.name)
+        self._runner = _Runner(self._driver, _Statements(dialect, []), f"{self.name} memory store")
+
+    @property
+    def engine(self) -> Engine:
+        """The sync SQLAlchemy engine."""
+        return self._driver.engine
+
+    def execute(self, op: Op[T]) -> T:
+        """Run one operation in one transaction."""
+        plans = self._plans
+        result: T = self._runner._run(lambda: plans.plan(op), plans.writes(op))
+        return result
+
+    async def aexecute(self, op: Op[T]) -> T:
+        """Run one operation in one transaction on the async engine."""
+        plans = self._plans
+        result: T = await self._runner._arun(lambda: plans.plan(op), plans.writes(op))
+        return result
+
+    def _migrate(self) -> Any:
+        return migrate_memories(self.tables, self._driver.engine.dialect)
+
+    def setup(self) -> int:
+        """Create or upgrade the memory table (idempotent); returns its version."""
+        version: int = self._runner._run(self._migrate, write=True)
+        return version
+
+    async def asetup(self) -> int:
+        """Async `setup`."""
+        version: int = await self._runner._arun(self._migrate, write=True)
+        return version
+
+    def close(self) -> None:
+        """Close this store's connections and the engines it made."""
+        self._driver.close()
+
+    async def aclose(self) -> None:
+        """Async `close`."""
+        await self._driver.aclose()

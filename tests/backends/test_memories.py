@@ -1,0 +1,352 @@
+"""The long-term memory behaviour every backend shares, through the sync and async APIs.
+
+A backend joins the suite by adding its name to ``MEMORY_BACKENDS`` and a branch to
+``make_memory_store``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import memfold.memories
+from memfold import InvalidInput
+from memfold.memories import BaseMemoryStore, MemoryRecord, open_memory_store
+from memfold.recall.embedders import HashingEmbedder
+from memfold.recall.filters import parse_filter
+from tests.support import HOW_TO_START, PG_URL, Api, drop_checkpoint_store
+
+MEMORY_BACKENDS = ["memory", "sqlite", "postgresql"]
+DIMS = 64
+
+
+def make_memory_store(backend: str, tmp_path: Path, **options: Any) -> BaseMemoryStore:
+    """A fresh, set-up memory store of ``backend`` (files in ``tmp_path``, or a fresh
+    PostgreSQL schema that `drop_checkpoint_store` drops)."""
+    options.setdefault("embedder", HashingEmbedder(DIMS))
+    if backend == "memory":
+        return open_memory_store("memory://", **options)
+    if backend == "sqlite":
+        return open_memory_store(f"sqlite:///{tmp_path / 'memories.db'}", **options)
+    options.setdefault("schema", f"memfold_test_{uuid.uuid4().hex}")
+    try:
+        return open_memory_store(PG_URL, **options)
+    except memfold.BackendUnavailable as exc:
+        pytest.fail(f"PostgreSQL at {PG_URL} is unreachable: {exc}\n{HOW_TO_START}")
+
+
+@pytest.fixture(params=MEMORY_BACKENDS)
+def memory_backend(request: pytest.FixtureRequest) -> str:
+    """The name of the memory backend under test."""
+    return str(request.param)
+
+
+@pytest.fixture
+async def mstore(memory_backend: str, tmp_path: Path) -> AsyncIterator[BaseMemoryStore]:
+    """A fresh, set-up memory store of each backend."""
+    store = make_memory_store(memory_backend, tmp_path)
+    yield store
+    await store.aclose()
+    drop_checkpoint_store(store)  # type: ignore[arg-type]  # drops any test schema
+
+
+@pytest.fixture(params=["sync", "async"])
+def api(request: pytest.FixtureRequest, mstore: BaseMemoryStore) -> Api:
+    """The memory store driven through its sync or its async API."""
+    return Api(mstore, request.param == "async")  # type: ignore[arg-type]
+
+
+class Clock:
+    """A settable clock standing in for ``utcnow`` where operations are built."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    """Operations are stamped with a clock the test moves by hand."""
+    fake = Clock()
+    monkeypatch.setattr(memfold.memories, "utcnow", fake)
+    return fake
+
+
+NS = ("acme", "u1", "prefs")
+
+
+async def test_put_get_upsert(api: Api, clock: Clock) -> None:
+    """An upsert by id replaces text and value but keeps the creation time."""
+    first = await api.put(NS, "likes tea", {"kind": "pref"}, id="m1", importance=0.7)
+    clock.advance(10)
+    second = await api.put(NS, "likes coffee", {"kind": "pref", "n": 2}, id="m1")
+    got = await api.get(NS, "m1", include_embedding=True)
+    assert got.text == "likes coffee"
+    assert got.value == {"kind": "pref", "n": 2}
+    assert got.created_at == first.created_at
+    assert got.updated_at == second.updated_at
+    assert got.embedding is not None
+    assert len(got.embedding) == DIMS
+    assert got.embedding_model == "hashing-64"
+    assert await api.get(NS, "missing") is None
+    assert await api.get(("other", *NS[1:]), "m1") is None
+    assert await api.count(("acme",)) == 1
+
+
+async def test_delete_and_delete_where(api: Api) -> None:
+    """Deletes by id count what existed; delete_where removes only what the filter selects."""
+    for i in range(6):
+        await api.put(NS, f"note {i}", {"i": i}, id=f"n{i}")
+    assert await api.delete(NS, ["n0", "nope"]) == 1
+    assert await api.delete_where(("acme",), {"i": {"$gte": 4}}) == 2
+    assert sorted(r.id for r in await api.list_records(("acme",))) == ["n1", "n2", "n3"]
+    assert await api.delete_where(("acme", "u1")) == 3
+    assert await api.count(("acme",)) == 0
+
+
+async def test_list_pages_in_write_order_and_prefix(api: Api, clock: Clock) -> None:
+    """list_records returns records under the prefix oldest first, paged."""
+    for i in range(5):
+        clock.advance(1)
+        await api.put(("acme", f"u{i % 2}"), f"note {i}", id=f"n{i}")
+    await api.put(("acmex", "u0"), "another tenant", id="x")
+    page = await api.list_records(("acme",), limit=2, offset=1)
+    assert [r.id for r in page] == ["n1", "n2"]
+    assert [r.id for r in await api.list_records(("acme", "u1"))] == ["n1", "n3"]
+    assert await api.list_namespaces(("acme",)) == [("acme", "u0"), ("acme", "u1")]
+    assert await api.list_namespaces(("acme",), max_depth=1) == [("acme",)]
+    assert await api.list_namespaces(("acme",), suffix=("u1",)) == [("acme", "u1")]
+
+
+async def test_search_hybrid_text_and_vector(api: Api) -> None:
+    """Text, vector and fused search each put the matching memory first."""
+    texts = ["Prefers green tea in the morning", "Works on the billing service",
+             "Has a dog named Rex", "Visited Lisbon last spring"]  # fmt: skip
+    for i, t in enumerate(texts):
+        await api.put(NS, t, {"i": i}, id=f"m{i}")
+    hits = await api.search(("acme",), "which dogs does she have?", k=2)
+    assert hits[0].record.id == "m2"
+    assert len(hits) == 2
+    assert hits[0].score >= hits[1].score
+    text_only = await api.search(("acme",), "billing", k=1, vector_weight=0)
+    assert text_only[0].record.id == "m1"
+    assert text_only[0].vector_score is None
+    emb = HashingEmbedder(DIMS).embed(["Visited Lisbon last spring"])[0]
+    by_vector = await api.search(("acme",), vector=emb, k=1)
+    assert by_vector[0].record.id == "m3"
+    assert by_vector[0].vector_score == pytest.approx(1, 1e-5)
+    assert await api.search(("acme",), "tea", k=4, min_score=0.99) == [
+        h for h in await api.search(("acme",), "tea", k=4) if h.score >= 0.99
+    ]
+
+
+async def test_filtered_search_returns_k_when_k_match(api: Api) -> None:
+    """A selective filter still yields k hits when k records match, ranked among themselves."""
+    rng = np.random.default_rng(7)
+    base = rng.normal(size=DIMS)
+    records = [
+        MemoryRecord(NS, f"r{i}", value={"keep": i % 25 == 0},
+                     embedding=tuple(base + rng.normal(scale=0.1 if i % 25 else 2.0, size=DIMS)))
+        for i in range(300)
+    ]  # fmt: skip
+    await api.put_many(records)
+    hits = await api.search(("acme",), vector=base.tolist(), k=12, filter={"keep": True})
+    assert len(hits) == 12
+    assert all(h.record.value["keep"] for h in hits)
+    assert len(await api.search(("acme",), vector=base.tolist(), k=50, filter={"keep": True})) == 12
+
+
+VALUES: list[dict[str, Any]] = [
+    {"kind": "fact", "n": 1, "ok": True, "tag": "b"},
+    {"kind": "fact", "n": 1.5, "ok": False, "tag": "a", "sub": {"x": 3}},
+    {"kind": "pref", "n": "1", "ok": 1, "tag": None},
+    {"kind": "pref", "n": 10, "sub": {"x": "3"}},
+    {"kind": "é", "n": -2, "ok": None, "sub": {"y": [1, 2]}},
+    {"n": 0, "tag": "B"},
+    {},
+]
+FILTERS: list[dict[str, Any]] = [
+    {"kind": "fact"}, {"n": 1}, {"n": {"$gt": 1}}, {"n": {"$gte": 1, "$lt": 10}},
+    {"n": {"$lte": "1"}}, {"tag": {"$gt": "a"}}, {"ok": True}, {"ok": 1}, {"ok": None},
+    {"ok": {"$ne": True}}, {"tag": {"$in": ["a", "B", None]}}, {"kind": {"$nin": ["fact"]}},
+    {"sub.x": 3}, {"sub.x": {"$exists": True}}, {"sub": {"$exists": False}},
+    {"$or": [{"kind": "pref"}, {"n": {"$lt": 0}}]},
+    {"$and": [{"kind": {"$exists": True}}, {"tag": {"$ne": "b"}}]}, {"kind": {"$gt": "q"}},
+    {"sub.y": {"$exists": True}}, {"n": {"$eq": 1.0}}, {"$or": []},
+]  # fmt: skip
+
+
+async def test_filter_semantics_match_python_everywhere(api: Api) -> None:
+    """Every backend selects exactly what the Python predicate selects, for every filter."""
+    for i, value in enumerate(VALUES):
+        await api.put(NS, f"record {i}", value, id=f"v{i}")
+    for spec in FILTERS:
+        wanted = {f"v{i}" for i, v in enumerate(VALUES) if parse_filter(spec).matches(v)}
+        got = {r.id for r in await api.list_records(("acme",), filter=spec)}
+        assert got == wanted, spec
+        assert await api.count(("acme",), filter=spec) == len(wanted), spec
+        searched = await api.search(("acme",), "record", k=20, filter=spec)
+        assert {h.record.id for h in searched} == wanted, spec
+
+
+async def test_bad_filters_and_vectors_are_refused(api: Api) -> None:
+    """Bad filters and NaN, infinite, zero or wrong-length vectors raise InvalidInput."""
+    specs: list[Any] = [{"n": {"$regex": "x"}}, {"n": [1, 2]}, {"$not": {}}, {"n": {"$gt": True}},
+                 {"": 1}, {"a.0": 1}, {"n": float("nan")}]  # fmt: skip
+    for spec in specs:
+        with pytest.raises(InvalidInput):
+            await api.list_records(("acme",), filter=spec)
+    bad = ([float("nan")] * DIMS, [float("inf")] * DIMS, [0.0] * DIMS, [1.0] * (DIMS - 1))
+    for vector in bad:
+        with pytest.raises(InvalidInput):
+            await api.put(NS, "x", embedding=vector)
+        with pytest.raises(InvalidInput):
+            await api.search(("acme",), vector=vector)
+    with pytest.raises(InvalidInput):
+        await api.list_records(())
+    with pytest.raises(InvalidInput):
+        await api.put(("a\x1fb",), "x")
+    assert await api.count(("acme",)) == 0
+
+
+async def test_expired_records_are_hidden_then_swept(api: Api, clock: Clock) -> None:
+    """A record past its TTL is never returned, a touch restarts its TTL, and sweep deletes."""
+    await api.put(NS, "short lived", id="s", ttl_seconds=60)
+    await api.put(NS, "touched", id="t", ttl_seconds=60)
+    await api.put(NS, "forever", id="f")
+    clock.advance(50)
+    assert (await api.get(NS, "t", touch=True)).expires_at == clock.now + timedelta(seconds=60)
+    clock.advance(20)
+    assert await api.get(NS, "s") is None
+    assert {r.id for r in await api.list_records(("acme",))} == {"t", "f"}
+    assert {h.record.id for h in await api.search(("acme",), "short lived touched", k=5)} == {
+        "t", "f"
+    }  # fmt: skip
+    assert await api.sweep() == 1
+    clock.advance(100)
+    assert await api.sweep() == 1
+    assert [r.id for r in await api.list_records(("acme",))] == ["f"]
+
+
+async def test_near_duplicates_merge_and_capacity_evicts(
+    memory_backend: str, tmp_path: Path, clock: Clock
+) -> None:
+    """A near-duplicate write updates the existing record; a full namespace drops its least
+    important records."""
+    store = make_memory_store(memory_backend, tmp_path, dedupe_threshold=0.9, capacity=3)
+    try:
+        first = store.put(NS, "User prefers green tea", importance=0.9)
+        clock.advance(1)
+        merged = store.put(NS, "user prefers green tea!", {"v": 2}, importance=0.2)
+        assert merged.id == first.id
+        assert merged.created_at == first.created_at
+        assert merged.importance == 0.9
+        assert [r.text for r in store.list_records(("acme",))] == ["user prefers green tea!"]
+        for i, importance in enumerate([0.1, 0.5, 0.6]):
+            clock.advance(1)
+            store.put(NS, f"distinct fact number {i} about {i * 7}", id=f"f{i}",
+                      importance=importance)  # fmt: skip
+        kept = {r.id for r in store.list_records(("acme",))}
+        assert kept == {first.id, "f1", "f2"}
+        again = MemoryRecord(NS, text="user prefers green tea!", importance=1.0)
+        assert store.put_many([again], dedupe_threshold=None)[0].id != first.id
+    finally:
+        store.close()
+        drop_checkpoint_store(store)  # type: ignore[arg-type]
+
+
+async def test_recency_decay_prefers_newer(api: Api, clock: Clock) -> None:
+    """With a half-life, the newer of two equally matching memories ranks first."""
+    await api.put(NS, "meeting notes about budget", id="old")
+    clock.advance(86_400 * 30)
+    await api.put(NS, "meeting notes about budget", id="new")
+    clock.advance(60)
+    plain = await api.search(("acme",), "budget meeting", k=2)
+    assert plain[0].score == pytest.approx(plain[1].score)
+    hits = await api.search(
+        ("acme",), "budget meeting", k=2, half_life_seconds=86_400 * 7, decay_weight=1.0
+    )
+    assert [h.record.id for h in hits] == ["new", "old"]
+    assert hits[1].score < hits[0].score / 8
+
+
+async def test_reembed_redoes_vectors_of_other_models(api: Api) -> None:
+    """reembed re-embeds records made by another model (or none) and reports progress."""
+    store: BaseMemoryStore = api.store  # type: ignore[assignment]
+    for i in range(5):
+        await api.put(NS, f"fact number {i}", id=f"r{i}")
+    await api.put(NS, "", {"no": "text"}, id="empty")
+    store.embedder = HashingEmbedder(DIMS)
+    calls: list[tuple[int, int]] = []
+    assert (
+        await api.reembed(("acme",), batch_size=2, progress=lambda d, t: calls.append((d, t))) == 0
+    )
+    store.embedder = _Renamed(HashingEmbedder(DIMS))
+    assert (
+        await api.reembed(("acme",), batch_size=2, progress=lambda d, t: calls.append((d, t))) == 5
+    )
+    assert calls == [(2, 5), (4, 5), (5, 5)]
+    assert {r.embedding_model for r in await api.list_records(("acme",)) if r.text} == {"renamed"}
+    assert await api.reembed(("acme",), force=True) == 5
+
+
+class _Renamed:
+    """The hashing embedder under another model name."""
+
+    def __init__(self, inner: HashingEmbedder) -> None:
+        self.inner = inner
+        self.model = "renamed"
+        self.dimensions = inner.dimensions
+
+    def embed(self, texts: Any, *, kind: Any = "document") -> list[list[float]]:
+        return self.inner.embed(texts, kind=kind)
+
+    async def aembed(self, texts: Any, *, kind: Any = "document") -> list[list[float]]:
+        return self.inner.embed(texts, kind=kind)
+
+
+LABELS = st.sampled_from(["u1", "u2", "x"])
+WORDS = st.sampled_from(["tea", "coffee", "rex", "billing", "lisbon", "spring"])
+
+
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    writes=st.lists(
+        st.tuples(st.sampled_from(["t1", "t2"]), LABELS, st.lists(WORDS, min_size=1, max_size=4)),
+        min_size=1, max_size=12,
+    ),
+    query=st.lists(WORDS, min_size=1, max_size=3),
+    user=LABELS,
+)  # fmt: skip
+def test_no_read_crosses_tenants(
+    mstore: BaseMemoryStore, writes: list[tuple[str, str, list[str]]], query: list[str], user: str
+) -> None:
+    """No search, list, count or namespace listing under one tenant returns another's record."""
+    for tenant in ("t1", "t2"):
+        mstore.delete_where((tenant,))
+    for i, (tenant, label, words) in enumerate(writes):
+        mstore.put((tenant, label), " ".join(words), {"tenant": tenant}, id=f"w{i}")
+    for prefix in (("t1",), ("t1", user)):
+        found = [h.record for h in mstore.search(prefix, " ".join(query), k=50)]
+        found += mstore.list_records(prefix, limit=100)
+        found += [h.record for h in mstore.search(prefix, vector=[1.0] * DIMS, k=50)]
+        assert all(r.namespace[: len(prefix)] == prefix for r in found)
+        assert all(r.value["tenant"] == "t1" for r in found)
+        assert all(ns[0] == "t1" for ns in mstore.list_namespaces(prefix))
+    expected = sum(1 for t, _, _ in writes if t == "t1")
+    assert mstore.count(("t1",)) == expected
