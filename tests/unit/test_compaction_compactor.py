@@ -1,0 +1,129 @@
+"""Compactor on every thread backend, sync and async: the raw thread stays, each fold is
+persisted as a record in the thread's metadata, the next view reuses it, and `expand` returns
+the covered originals."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from memfold import InvalidInput, Message, ToolCall
+from memfold.compaction import (
+    RECORD_KEY,
+    ApproximateCounter,
+    Compactor,
+    ExtractiveSummarizer,
+    RunningSummary,
+    SummarizeRequest,
+)
+from memfold.stores import BaseThreadStore
+from tests.support import drop_store, make_store
+
+COUNTER = ApproximateCounter()
+
+
+class Counting(ExtractiveSummarizer):
+    """The extractive summarizer, counting the messages it is sent."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[str] = []
+
+    def summarize(self, request: SummarizeRequest) -> str:
+        self.sent += [m.id or "" for m in request.messages]
+        return super().summarize(request)
+
+
+@pytest.fixture
+async def tstore(backend: str, tmp_path: Path) -> AsyncIterator[BaseThreadStore]:
+    """A fresh store of each backend, closed through the async API."""
+    opened = make_store(backend, tmp_path)
+    yield opened
+    await opened.aclose()
+    drop_store(opened)
+
+
+def _turn(i: int) -> list[Message]:
+    ask = Message(role="user", content=f"Turn {i}: Ana booked flight TP{i} on May {i % 28 + 1}.")
+    if i % 3:
+        return [ask, Message(role="assistant", content=f"Noted flight TP{i} for Ana, {i} euros.")]
+    call = Message(
+        role="assistant",
+        tool_calls=(ToolCall(f"c{i}a", "price", {"f": f"TP{i}"}), ToolCall(f"c{i}b", "seat", {})),
+    )
+    return [
+        ask,
+        call,
+        Message(role="tool", content=f"{i * 10} euros", tool_call_id=f"c{i}b"),
+        Message(role="tool", content="12A", tool_call_id=f"c{i}a"),
+    ]
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+async def test_views_fold_persist_and_expand(tstore: BaseThreadStore, use_async: bool) -> None:
+    """Over a growing thread every view fits, folds are saved beside other metadata, a view
+    with nothing new sends nothing to the summarizer, and summary plus view cover the thread."""
+    summarizer = Counting()
+    strategy = RunningSummary(400, counter=COUNTER)
+    compactor = Compactor(tstore, strategy, summarizer)
+    if use_async:
+        await tstore.aappend("t", Message(role="system", content="You book travel."))
+        await tstore.aset_thread_metadata("t", {"owner": "ana"})
+    else:
+        tstore.append("t", Message(role="system", content="You book travel."))
+        tstore.set_thread_metadata("t", {"owner": "ana"})
+    folds = 0
+    for i in range(30):
+        if use_async:
+            await tstore.aappend("t", _turn(i))
+            done = await compactor.acompact("t")
+        else:
+            tstore.append("t", _turn(i))
+            done = compactor.compact("t")
+        folds += done.folded
+        assert COUNTER.count_messages(done.view) <= 400
+        assert done.view[0].content == "You book travel."
+    assert folds >= 3
+    before = list(summarizer.sent)
+    again = await compactor.aview("t") if use_async else compactor.view("t")
+    assert summarizer.sent == before, "a view with nothing new summarized again"
+    assert len(before) == len(set(before))
+    info = await tstore.aget_thread("t") if use_async else tstore.get_thread("t")
+    assert info.metadata["owner"] == "ana"
+    assert done.record is not None
+    assert info.metadata[RECORD_KEY] == done.record.to_dict()
+    fresh = Compactor(tstore, strategy, summarizer)
+    assert (await fresh.arecord("t") if use_async else fresh.record("t")) == done.record
+    summary = again[1]
+    covered = await fresh.aexpand(summary, "t") if use_async else fresh.expand(summary, "t")
+    thread = await tstore.aload("t") if use_async else tstore.load("t")
+    assert [m.id for m in thread] == [m.id for m in [thread[0], *covered, *again[2:]]]
+    assert [m.id for m in covered] == before
+
+
+async def test_edited_history_starts_the_summary_again(tstore: BaseThreadStore) -> None:
+    """If covered messages are deleted, the next view rebuilds the summary instead of failing,
+    and expanding the old summary says its messages are gone."""
+    compactor = Compactor(tstore, RunningSummary(300, counter=COUNTER))
+    for i in range(20):
+        await tstore.aappend("t", _turn(i))
+    old = await compactor.acompact("t")
+    assert old.record is not None
+    thread = await tstore.aload("t")
+    await tstore.adelete_messages("t", [m.id or "" for m in thread[: old.record.end]])
+    new = await compactor.acompact("t")
+    assert COUNTER.count_messages(new.view) <= 300
+    with pytest.raises(Exception, match="no longer in the thread"):
+        await compactor.aexpand(old.record, "t")
+    with pytest.raises(InvalidInput):
+        await compactor.aexpand(Message(role="user", content="not a summary"), "t")
+
+
+async def test_unknown_thread_has_an_empty_view(tstore: BaseThreadStore) -> None:
+    """A thread that does not exist yet has an empty view and no record."""
+    compactor = Compactor(tstore, RunningSummary(300, counter=COUNTER))
+    assert await compactor.aview("nope") == []
+    assert compactor.view("nope") == []
+    assert compactor.record("nope") is None
