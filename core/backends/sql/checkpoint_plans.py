@@ -185,8 +185,18 @@ class CheckpointPlans:
             )
             .on_conflict_do_nothing()
         )
-        lock = select(t.c.holder, t.c.lease_until_us).where(thread_key)
-        self._lock_thread = lock.with_for_update() if self.dialect == "postgresql" else lock
+        # Create-or-lock in one statement: the upsert's update locks an existing row on
+        # PostgreSQL (as SELECT ... FOR UPDATE would), and SQLite is locked by BEGIN IMMEDIATE.
+        claim = ins(t).values(
+            tenant=bindparam("tenant"),
+            thread_id=bindparam("thread_id"),
+            updated_us=bindparam("now"),
+            dirty=0,
+        )
+        self._lock_thread = claim.on_conflict_do_update(
+            index_elements=[t.c.tenant, t.c.thread_id],
+            set_={"updated_us": claim.excluded.updated_us},
+        ).returning(t.c.holder, t.c.lease_until_us)
         self._touch = (
             update(t)
             .where(thread_key)
@@ -397,9 +407,7 @@ class CheckpointPlans:
 
     def _lock(self, tenant: str, thread_id: str, now: int) -> Plan:
         """Create the thread row if absent and lock it; returns ``(holder, lease_until)``."""
-        key = {"tenant": tenant, "thread_id": thread_id}
-        yield self._ensure_thread, {**key, "now": now}
-        found = yield self._lock_thread, key
+        found = yield self._lock_thread, {"tenant": tenant, "thread_id": thread_id, "now": now}
         holder, until = found.rows[0]
         return holder, None if until is None else _time(until)
 
