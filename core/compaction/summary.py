@@ -182,6 +182,13 @@ class RunningSummary:
             at = found[0]
         return pinned, group(messages[at + 1 :]), record, at + 1
 
+    def view(self, messages: Sequence[Message], record: CompactionRecord | None) -> list[Message]:
+        """The view of ``messages`` under ``record`` as it stands, without folding (it may be
+        over budget if a fold is due: call `fold` first)."""
+        pinned, units, record, _ = self._tail(messages, record)
+        shown = units[1:] if units and is_orphan(units[0]) else units
+        return [*pinned, *([self.summary_message(record)] if record else []), *_flat(shown)]
+
     def fold(self, messages: Sequence[Message], record: CompactionRecord | None) -> Fold:
         """Build the view of ``messages`` (the thread, or its pinned system messages followed
         by the tail that starts at ``record.last_id``), folding if it is over budget.
