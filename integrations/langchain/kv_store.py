@@ -1,0 +1,114 @@
+"""A LangChain byte store (``BaseStore[str, bytes]``) over a memfold memory store.
+
+Each key is a record id in the store's namespace; the bytes live base64-encoded in the
+record's JSON value, with no text and no vector. Use it wherever LangChain takes a
+``ByteStore``: ``CacheBackedEmbeddings.from_bytes_store``, ``create_kv_docstore`` for a
+multi-vector retriever, or as a plain key-value cache.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator, Iterator, Sequence
+
+from langchain_core.stores import BaseStore
+
+from memfold.memories import MemoryRecord, MemoryStore, Namespace, open_memory_store
+from memfold.stores import DEFAULT_TENANT
+
+__all__ = ["MemfoldKVStore"]
+
+_PAGE = 1000
+
+
+def _bytes(record: MemoryRecord) -> bytes:
+    return base64.b64decode(str(record.value["b64"]))
+
+
+class MemfoldKVStore(BaseStore[str, bytes]):
+    """Bytes by key, in one namespace of a memfold memory store.
+
+    Args:
+        store: a memfold memory store, or its URL.
+        namespace: where the keys live, ``(tenant, ...)``.
+        ttl_seconds: let each key expire this long after it was last set (None: never).
+
+    Examples:
+        >>> kv = MemfoldKVStore("memory://")
+        >>> kv.mset([("a", b"1"), ("b", b"2")])
+        >>> kv.mget(["a", "missing"]), sorted(kv.yield_keys())
+        ([b'1', None], ['a', 'b'])
+    """
+
+    def __init__(
+        self,
+        store: MemoryStore | str = "memory://",
+        *,
+        namespace: Namespace = (DEFAULT_TENANT, "kv"),
+        ttl_seconds: float | None = None,
+    ) -> None:
+        self.store: MemoryStore = open_memory_store(store) if isinstance(store, str) else store
+        self.namespace = tuple(namespace)
+        self.ttl_seconds = ttl_seconds
+
+    def _records(self, pairs: Sequence[tuple[str, bytes]]) -> list[MemoryRecord]:
+        latest = dict(pairs)  # the last value of a key set twice wins
+        return [
+            MemoryRecord(
+                self.namespace,
+                key,
+                value={"b64": base64.b64encode(value).decode()},
+                ttl_seconds=self.ttl_seconds,
+            )
+            for key, value in latest.items()
+        ]
+
+    def mget(self, keys: Sequence[str]) -> list[bytes | None]:
+        """The values of ``keys`` (None for missing ones), in order."""
+        found = {r.id: _bytes(r) for r in self.store.get_many(self.namespace, keys)}
+        return [found.get(k) for k in keys]
+
+    async def amget(self, keys: Sequence[str]) -> list[bytes | None]:
+        """Async `mget`."""
+        found = {r.id: _bytes(r) for r in await self.store.aget_many(self.namespace, keys)}
+        return [found.get(k) for k in keys]
+
+    def mset(self, key_value_pairs: Sequence[tuple[str, bytes]]) -> None:
+        """Set the values of keys, in one atomic write."""
+        if key_value_pairs:
+            self.store.put_many(self._records(key_value_pairs), dedupe_threshold=None)
+
+    async def amset(self, key_value_pairs: Sequence[tuple[str, bytes]]) -> None:
+        """Async `mset`."""
+        if key_value_pairs:
+            await self.store.aput_many(self._records(key_value_pairs), dedupe_threshold=None)
+
+    def mdelete(self, keys: Sequence[str]) -> None:
+        """Delete keys (missing ones are fine)."""
+        if keys:
+            self.store.delete(self.namespace, keys)
+
+    async def amdelete(self, keys: Sequence[str]) -> None:
+        """Async `mdelete`."""
+        if keys:
+            await self.store.adelete(self.namespace, keys)
+
+    def _keys(self, records: list[MemoryRecord], prefix: str | None) -> list[str]:
+        # The namespace's records, oldest first; keys are ids, so a prefix is matched here.
+        ids = [str(r.id) for r in records if r.namespace == self.namespace]
+        return [i for i in ids if prefix is None or i.startswith(prefix)]
+
+    def yield_keys(self, *, prefix: str | None = None) -> Iterator[str]:
+        """The keys (starting with ``prefix``), oldest first."""
+        offset = 0
+        while records := self.store.list_records(self.namespace, limit=_PAGE, offset=offset):
+            yield from self._keys(records, prefix)
+            offset += len(records)
+
+    async def ayield_keys(self, *, prefix: str | None = None) -> AsyncIterator[str]:
+        """Async `yield_keys`."""
+        offset = 0
+        while records := await self.store.alist_records(self.namespace, limit=_PAGE, offset=offset):
+            for key in self._keys(records, prefix):
+                yield key
+            offset += len(records)
