@@ -27,7 +27,7 @@ from typing import Any, Final
 
 from memfold.compaction.summarizers import Summarizer, SummarizeRequest
 from memfold.compaction.tokens import REPLY_TOKENS, TokenCounter, default_counter
-from memfold.compaction.units import Unit, group, is_orphan, split
+from memfold.compaction.units import Unit, group, is_orphan, pinned_prefix, split
 from memfold.compaction.window import fitting_suffix
 from memfold.errors import InvalidInput
 from memfold.model import JSON, Message
@@ -171,14 +171,15 @@ class RunningSummary:
     def _tail(
         self, messages: Sequence[Message], record: CompactionRecord | None
     ) -> tuple[tuple[Message, ...], list[Unit], CompactionRecord | None, int]:
-        pinned, units = split(messages)
         if record is None:
+            pinned, units = split(messages)
             return pinned, units, None, len(pinned)
+        pinned = pinned_prefix(messages)
         at = record.end - 1
         if not (0 <= at < len(messages) and messages[at].id == record.last_id):
             found = [i for i, m in enumerate(messages) if m.id == record.last_id]
             if not found:  # the covered messages were edited away: start again
-                return pinned, units, None, len(pinned)
+                return pinned, group(messages[len(pinned) :]), None, len(pinned)
             at = found[0]
         return pinned, group(messages[at + 1 :]), record, at + 1
 

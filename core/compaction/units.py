@@ -25,7 +25,16 @@ from typing import Final
 
 from memfold.model import Message
 
-__all__ = ["PINNED_ROLES", "TOOL_ROLES", "Unit", "group", "is_orphan", "split", "turn_starts"]
+__all__ = [
+    "PINNED_ROLES",
+    "TOOL_ROLES",
+    "Unit",
+    "group",
+    "is_orphan",
+    "pinned_prefix",
+    "split",
+    "turn_starts",
+]
 
 PINNED_ROLES: Final = frozenset({"system", "developer"})
 """Roles of the leading messages every view keeps first."""
@@ -38,10 +47,16 @@ Unit = tuple[Message, ...]
 
 def split(messages: Sequence[Message]) -> tuple[tuple[Message, ...], list[Unit]]:
     """The leading system/developer messages, and the units of the rest, oldest first."""
+    pinned = pinned_prefix(messages)
+    return pinned, group(messages[len(pinned) :])
+
+
+def pinned_prefix(messages: Sequence[Message]) -> tuple[Message, ...]:
+    """The leading system/developer messages."""
     start = 0
     while start < len(messages) and messages[start].role in PINNED_ROLES:
         start += 1
-    return tuple(messages[:start]), group(messages[start:])
+    return tuple(messages[:start])
 
 
 def group(messages: Sequence[Message]) -> list[Unit]:
