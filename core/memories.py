@@ -1000,8 +1000,19 @@ def _build(url: str, options: Mapping[str, Any]) -> BaseMemoryStore:
 
         base, _, query = url.partition("?")
         return SQLMemoryStore(base, **{**_options(url, query), **options})
+    if parts.scheme in ("chroma", "chroma+http"):
+        from memfold.backends.chroma.store import ChromaMemoryStore
+
+        base, _, query = url.partition("?")
+        return ChromaMemoryStore(base, **{**_options(url, query), **options})
+    if parts.scheme in ("redis", "rediss", "unix"):
+        from memfold.backends.redis.memory_store import RedisMemoryStore
+
+        base, _, query = url.partition("?")
+        return RedisMemoryStore(base, **{**_options(url, query), **options})
     raise InvalidInput(
-        f"unknown memory store URL {url!r}: use memory://, sqlite:///path.db or postgresql://..."
+        f"unknown memory store URL {url!r}: use memory://, sqlite:///path.db, postgresql://..., "
+        "chroma:///dir, chroma+http://host:port or redis://host:port/0"
     )
 
 
