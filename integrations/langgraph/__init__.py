@@ -1,4 +1,4 @@
-"""LangGraph adapters: a checkpoint saver backed by a memfold checkpoint store.
+"""LangGraph adapters: a checkpoint saver and a long-term store backed by memfold stores.
 
 Examples:
     >>> from memfold.integrations.langgraph import MemfoldSaver
@@ -12,5 +12,6 @@ from memfold.integrations._require import require_extra
 require_extra("langgraph", "langgraph.checkpoint.base")
 
 from memfold.integrations.langgraph.checkpointer import MemfoldSaver  # noqa: E402
+from memfold.integrations.langgraph.store import MemfoldStore  # noqa: E402
 
-__all__ = ["MemfoldSaver"]
+__all__ = ["MemfoldSaver", "MemfoldStore"]

@@ -1,0 +1,219 @@
+"""A LangGraph long-term ``BaseStore`` over a memfold memory store.
+
+An item is a memory record: its namespace is ``(tenant, *namespace)``, its key the record id,
+its value the record's JSON value. With an ``IndexConfig``, the texts at the index's ``fields``
+(joined, one vector per item) become the record's text, so ``search(query=...)`` ranks by words
+and meaning together; ``index=False`` stores an item unsearchable by query but still gettable,
+listable and filterable. TTLs are in minutes, as in LangGraph, and reads refresh them unless
+``refresh_ttl=False``. Filters follow LangGraph's rules (plain values mean equality, a dict
+without ``$`` operators matches nested fields, ``$eq``/``$ne``/``$gt``/``$gte``/``$lt``/``$lte``)
+and run in the store, so ``limit`` results come back whenever that many match.
+
+Ops in a batch run in order, so a get after a put in the same batch sees the put.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from langgraph.store.base import (
+    BaseStore,
+    GetOp,
+    IndexConfig,
+    Item,
+    ListNamespacesOp,
+    Op,
+    PutOp,
+    Result,
+    SearchItem,
+    SearchOp,
+    TTLConfig,
+    ensure_embeddings,
+)
+from langgraph.store.base.embed import get_text_at_path
+
+from memfold.errors import InvalidInput, UnsupportedOperation
+from memfold.integrations.langchain.embeddings import EmbeddingsEmbedder
+from memfold.memories import MemoryHit, MemoryRecord, MemoryStore, open_memory_store
+from memfold.model import JSON
+from memfold.stores import DEFAULT_TENANT
+
+__all__ = ["MemfoldStore"]
+
+
+def _filter(spec: Mapping[str, Any], path: tuple[str, ...] = ()) -> dict[str, JSON]:
+    """LangGraph's filter as memfold's: nested partial matches become dotted paths."""
+    out: dict[str, JSON] = {}
+    for key, condition in spec.items():
+        field = (*path, key)
+        if isinstance(condition, Mapping) and not any(k.startswith("$") for k in condition):
+            out.update(_filter(condition, field))
+        elif isinstance(condition, list | tuple):
+            raise UnsupportedOperation(
+                f"filter on {'.'.join(field)!r}: list equality is not supported; "
+                "filter on scalar fields, or use {'$in': [...]} for one of several values"
+            )
+        else:
+            out[".".join(field)] = condition
+    return out
+
+
+class MemfoldStore(BaseStore):
+    """LangGraph's long-term memory store on memfold: every backend, hybrid search, TTL.
+
+    Args:
+        store: a memfold memory store, or its URL (opened with ``index["embed"]`` as its
+            embedder).
+        index: LangGraph's ``IndexConfig``: ``embed`` and ``dims`` (only with a URL; a store
+            object embeds with its own embedder) and ``fields`` (default ``["$"]``, the whole
+            value). Without it, ``query`` is ignored and search lists in insertion order.
+        ttl: LangGraph's ``TTLConfig`` (``default_ttl`` in minutes, ``refresh_on_read``).
+        tenant: the first label of every namespace this store touches.
+        options: passed to `memfold.memories.open_memory_store` with a URL.
+
+    Examples:
+        >>> from langchain_core.embeddings import DeterministicFakeEmbedding
+        >>> index = {"dims": 8, "embed": DeterministicFakeEmbedding(size=8), "fields": ["text"]}
+        >>> store = MemfoldStore("memory://", index=index)
+        >>> store.put(("users", "u1"), "tea", {"text": "likes green tea", "kind": "pref"})
+        >>> store.put(("users", "u1"), "job", {"text": "works on billing", "kind": "fact"})
+        >>> [i.key for i in store.search(("users",), query="green tea", limit=1)]
+        ['tea']
+        >>> [i.key for i in store.search(("users",), filter={"kind": "fact"})]
+        ['job']
+    """
+
+    supports_ttl = True
+
+    def __init__(
+        self,
+        store: MemoryStore | str = "memory://",
+        *,
+        index: IndexConfig | None = None,
+        ttl: TTLConfig | None = None,
+        tenant: str = DEFAULT_TENANT,
+        **options: Any,
+    ) -> None:
+        embed = (index or {}).get("embed")
+        if isinstance(store, str):
+            embedder = None
+            if embed is not None:
+                dims = (index or {}).get("dims")
+                embedder = EmbeddingsEmbedder(ensure_embeddings(embed), dimensions=dims)
+            store = open_memory_store(store, embedder=embedder, **options)
+        elif embed is not None or options:
+            raise InvalidInput(
+                "a store object embeds with its own embedder: give index only 'fields', "
+                "or pass a URL to open a store with index['embed']"
+            )
+        self.store: MemoryStore = store
+        self.index_config = index
+        self.ttl_config = ttl
+        self.tenant = tenant
+        self._fields: list[str] = list((index or {}).get("fields") or ["$"])
+
+    def _text(self, op: PutOp) -> str:
+        if self.index_config is None or op.index is False or op.value is None:
+            return ""
+        paths = self._fields if op.index is None else op.index
+        return "\n".join(t for path in paths for t in get_text_at_path(op.value, path))
+
+    def _record(self, op: PutOp) -> MemoryRecord:
+        ttl = None if op.ttl is None else op.ttl * 60
+        value = dict(op.value or {})
+        return MemoryRecord((self.tenant, *op.namespace), op.key, self._text(op), value, None,
+                            None, 0.5, ttl)  # fmt: skip
+
+    def _item(self, record: MemoryRecord) -> Item:
+        return Item(
+            value=dict(record.value), key=str(record.id), namespace=record.namespace[1:],
+            created_at=record.created_at, updated_at=record.updated_at,  # type: ignore[arg-type]
+        )  # fmt: skip
+
+    def _search_item(self, record: MemoryRecord, score: float | None) -> SearchItem:
+        item = self._item(record)
+        return SearchItem(item.namespace, item.key, item.value, item.created_at,
+                          item.updated_at, score)  # fmt: skip
+
+    def _hits(self, op: SearchOp, hits: list[MemoryHit]) -> list[SearchItem]:
+        return [self._search_item(h.record, h.score) for h in hits[op.offset :]]
+
+    def _listed(self, records: list[MemoryRecord]) -> list[SearchItem]:
+        return [self._search_item(r, None) for r in records]
+
+    def _namespaces_args(self, op: ListNamespacesOp) -> dict[str, Any]:
+        prefix: tuple[str, ...] = ()
+        suffix: tuple[str, ...] = ()
+        for condition in op.match_conditions or ():
+            if "*" in condition.path:
+                raise UnsupportedOperation(
+                    "'*' wildcards in list_namespaces are not supported: match a literal "
+                    "prefix or suffix, then filter the namespaces returned"
+                )
+            if condition.match_type == "prefix":
+                prefix = tuple(condition.path)
+            else:
+                suffix = tuple(condition.path)
+        return {
+            "prefix": (self.tenant, *prefix),
+            "suffix": suffix,
+            "max_depth": None if op.max_depth is None else op.max_depth + 1,
+            "limit": op.limit,
+            "offset": op.offset,
+        }
+
+    def _ranked(self, op: SearchOp) -> bool:
+        return op.query is not None and self.index_config is not None
+
+    def _run(self, op: Op) -> Result:
+        s = self.store
+        if isinstance(op, GetOp):
+            found = s.get((self.tenant, *op.namespace), op.key, touch=op.refresh_ttl)
+            return None if found is None else self._item(found)
+        if isinstance(op, PutOp):
+            if op.value is None:
+                s.delete((self.tenant, *op.namespace), op.key)
+            else:
+                s.put_many([self._record(op)], dedupe_threshold=None)
+            return None
+        if isinstance(op, SearchOp):
+            prefix, f = (self.tenant, *op.namespace_prefix), _filter(op.filter or {})
+            if self._ranked(op):
+                k, touch = op.offset + op.limit, op.refresh_ttl
+                return self._hits(op, s.search(prefix, op.query, filter=f, k=k, touch=touch))
+            return self._listed(s.list_records(prefix, filter=f, limit=op.limit, offset=op.offset))
+        if isinstance(op, ListNamespacesOp):
+            return [ns[1:] for ns in s.list_namespaces(**self._namespaces_args(op))]
+        raise InvalidInput(f"unknown LangGraph store operation {type(op).__name__}")
+
+    async def _arun(self, op: Op) -> Result:
+        s = self.store
+        if isinstance(op, GetOp):
+            found = await s.aget((self.tenant, *op.namespace), op.key, touch=op.refresh_ttl)
+            return None if found is None else self._item(found)
+        if isinstance(op, PutOp):
+            if op.value is None:
+                await s.adelete((self.tenant, *op.namespace), op.key)
+            else:
+                await s.aput_many([self._record(op)], dedupe_threshold=None)
+            return None
+        if isinstance(op, SearchOp):
+            prefix, f = (self.tenant, *op.namespace_prefix), _filter(op.filter or {})
+            if self._ranked(op):
+                k, touch = op.offset + op.limit, op.refresh_ttl
+                hits = await s.asearch(prefix, op.query, filter=f, k=k, touch=touch)
+                return self._hits(op, hits)
+            listed = await s.alist_records(prefix, filter=f, limit=op.limit, offset=op.offset)
+            return self._listed(listed)
+        if isinstance(op, ListNamespacesOp):
+            return [ns[1:] for ns in await s.alist_namespaces(**self._namespaces_args(op))]
+        raise InvalidInput(f"unknown LangGraph store operation {type(op).__name__}")
+
+    def batch(self, ops: Iterable[Op]) -> list[Result]:
+        """Run LangGraph store operations in order; results in the same order."""
+        return [self._run(op) for op in ops]
+
+    async def abatch(self, ops: Iterable[Op]) -> list[Result]:
+        """Async `batch`."""
+        return [await self._arun(op) for op in ops]

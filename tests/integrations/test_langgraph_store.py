@@ -1,0 +1,191 @@
+"""MemfoldStore behaves as LangGraph's long-term store on every memory backend, sync and async."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypedDict
+
+import pytest
+from langgraph.graph import START, StateGraph
+from langgraph.store.base import GetOp, PutOp, SearchOp
+
+import memfold.memories
+from memfold.errors import UnsupportedOperation
+from memfold.integrations.langgraph import MemfoldStore
+from memfold.memories import BaseMemoryStore
+from tests.backends.test_memories import MEMORY_BACKENDS, make_memory_store
+from tests.support import Api, drop_checkpoint_store
+
+USERS = ("users", "u1")
+
+
+@pytest.fixture(params=MEMORY_BACKENDS)
+def memory_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BaseMemoryStore]:
+    """A fresh memory store of each backend, with the hashing embedder."""
+    store = make_memory_store(str(request.param), tmp_path)
+    yield store
+    store.close()
+    drop_checkpoint_store(store)  # type: ignore[arg-type]  # drops any test schema
+
+
+@pytest.fixture(params=["sync", "async"])
+def lg(request: pytest.FixtureRequest, memory_store: BaseMemoryStore) -> Api:
+    """A MemfoldStore indexing the ``text`` field, driven through its sync or async API."""
+    store = MemfoldStore(memory_store, index={"fields": ["text"]}, tenant="acme")
+    return Api(store, request.param == "async")  # type: ignore[arg-type]
+
+
+class Note(TypedDict):
+    """A graph state: a user and a text."""
+
+    user: str
+    text: str
+
+
+class Clock:
+    """Stands in for ``utcnow`` where the memory store stamps its operations."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+async def test_put_get_delete_round_trip(lg: Api) -> None:
+    """An item comes back with its value, key, namespace (without the tenant) and times."""
+    await lg.put(USERS, "tea", {"text": "likes green tea", "n": 1})
+    item = await lg.get(USERS, "tea")
+    assert (item.key, item.namespace, item.value) == (
+        "tea",
+        USERS,
+        {"text": "likes green tea", "n": 1},
+    )
+    assert item.created_at <= item.updated_at
+    await lg.delete(USERS, "tea")
+    assert await lg.get(USERS, "tea") is None
+
+
+async def test_batch_runs_in_order(lg: Api) -> None:
+    """Results come in op order, and a get after a put in the same batch sees the put."""
+    results = await lg.batch(
+        [GetOp(USERS, "a"), PutOp(USERS, "a", {"text": "x"}), GetOp(USERS, "a"),
+         PutOp(USERS, "a", None), SearchOp(("users",))]
+    )  # fmt: skip
+    assert results[0] is None
+    assert results[1] is None
+    assert results[3] is None
+    assert results[2].value == {"text": "x"}
+    assert results[4] == []
+
+
+async def test_query_ranks_indexed_fields_and_skips_unindexed_items(lg: Api) -> None:
+    """A query ranks by the indexed field; index=False items are only listed and filtered."""
+    await lg.put(USERS, "tea", {"text": "likes green tea", "kind": "pref"})
+    await lg.put(USERS, "job", {"text": "works on the billing service", "kind": "fact"})
+    await lg.put(USERS, "secret", {"text": "green tea green tea", "kind": "pref"}, index=False)
+    hits = await lg.search(("users",), query="green tea", limit=5)
+    assert next(h.key for h in hits) == "tea"
+    assert "secret" not in [h.key for h in hits]
+    assert hits[0].score is not None
+    assert hits[0].score > 0
+    listed = await lg.search(("users",), filter={"kind": "pref"})
+    assert sorted(i.key for i in listed) == ["secret", "tea"]
+    assert all(i.score is None for i in listed)
+
+
+async def test_filters_follow_langgraph_semantics(lg: Api) -> None:
+    """Plain values mean equality, nested dicts match partially, operators compare."""
+    await lg.put(USERS, "a", {"text": "a", "meta": {"lang": "en", "stars": 5}, "n": 1})
+    await lg.put(USERS, "b", {"text": "b", "meta": {"lang": "fr", "stars": 2}, "n": 2})
+    await lg.put(("users", "u2"), "c", {"text": "c", "meta": {"lang": "en"}, "n": 3})
+
+    async def keys(**kwargs: Any) -> list[str]:
+        return sorted(i.key for i in await lg.search(("users",), **kwargs))
+
+    assert await keys(filter={"meta": {"lang": "en"}}) == ["a", "c"]
+    assert await keys(filter={"meta": {"lang": "en"}, "n": {"$gt": 1}}) == ["c"]
+    assert await keys(filter={"n": {"$ne": 2}}) == ["a", "c"]
+    assert await keys(filter={"meta": {"stars": {"$gte": 2}}}) == ["a", "b"]
+    assert await keys(filter={"n": 1}, limit=1, offset=0) == ["a"]
+    with pytest.raises(UnsupportedOperation, match=r"\$in"):
+        await lg.search(("users",), filter={"tags": ["x", "y"]})
+
+
+async def test_filtered_query_returns_limit_results_when_that_many_match(lg: Api) -> None:
+    """A filter runs inside the ranking, so a query returns ``limit`` matching items."""
+    for i in range(12):
+        kind = "pref" if i % 4 == 0 else "noise"
+        await lg.put(USERS, f"k{i}", {"text": f"green tea note {i}", "kind": kind})
+    hits = await lg.search(("users",), query="green tea", filter={"kind": "pref"}, limit=3)
+    assert sorted(h.key for h in hits) == ["k0", "k4", "k8"]
+
+
+async def test_list_namespaces(lg: Api) -> None:
+    """Namespaces list by prefix, suffix and depth, without the tenant; wildcards are refused."""
+    for ns in [("users", "u1", "prefs"), ("users", "u2", "prefs"), ("teams", "t1", "facts")]:
+        await lg.put(ns, "k", {"text": "x"})
+    assert await lg.list_namespaces() == [
+        ("teams", "t1", "facts"), ("users", "u1", "prefs"), ("users", "u2", "prefs")
+    ]  # fmt: skip
+    assert await lg.list_namespaces(prefix=("users",), max_depth=2) == [
+        ("users", "u1"), ("users", "u2")
+    ]  # fmt: skip
+    assert await lg.list_namespaces(suffix=("facts",)) == [("teams", "t1", "facts")]
+    assert await lg.list_namespaces(limit=1, offset=1) == [("users", "u1", "prefs")]
+    with pytest.raises(UnsupportedOperation, match="wildcards"):
+        await lg.list_namespaces(prefix=("users", "*"))
+
+
+async def test_ttl_expires_and_reads_refresh_it(lg: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An item expires ``ttl`` minutes after its last write or refreshing read."""
+    clock = Clock()
+    monkeypatch.setattr(memfold.memories, "utcnow", clock)
+    await lg.put(USERS, "kept", {"text": "x"}, ttl=10)
+    await lg.put(USERS, "gone", {"text": "y"}, ttl=10)
+    clock.now += timedelta(minutes=8)
+    assert (await lg.get(USERS, "kept")).key == "kept"  # refreshes: now expires at minute 18
+    assert (await lg.get(USERS, "gone", refresh_ttl=False)).key == "gone"
+    clock.now += timedelta(minutes=8)
+    assert await lg.get(USERS, "gone") is None
+    assert (await lg.get(USERS, "kept")).key == "kept"
+
+
+async def test_default_ttl_from_config(memory_store: BaseMemoryStore) -> None:
+    """``TTLConfig.default_ttl`` applies to puts that give no ttl."""
+    store = MemfoldStore(memory_store, ttl={"default_ttl": 1.0})
+    store.put(USERS, "k", {"a": 1})
+    record = memory_store.get(("default", *USERS), "k")
+    assert record is not None
+    assert record.ttl_seconds == 60.0
+
+
+async def test_tenants_are_isolated(memory_store: BaseMemoryStore) -> None:
+    """Two stores over one memory store with different tenants never see each other's items."""
+    acme = MemfoldStore(memory_store, index={"fields": ["text"]}, tenant="acme")
+    other = MemfoldStore(memory_store, index={"fields": ["text"]}, tenant="other")
+    acme.put(USERS, "tea", {"text": "likes green tea"})
+    assert other.get(USERS, "tea") is None
+    assert other.search((), query="green tea") == []
+    assert other.search(()) == []
+    assert other.list_namespaces() == []
+    assert [i.key for i in acme.search((), query="green tea")] == ["tea"]
+
+
+def test_a_graph_node_uses_the_store(memory_store: BaseMemoryStore) -> None:
+    """A LangGraph graph compiled with the store reads and writes it from a node."""
+    from langgraph.config import get_store
+
+    def remember(state: Note) -> dict[str, str]:
+        store = get_store()
+        store.put(("users", state["user"]), "last", {"text": state["text"]})
+        return {"text": str(len(store.search(("users",))))}
+
+    builder = StateGraph(Note)
+    builder.add_node("remember", remember).add_edge(START, "remember")
+    store = MemfoldStore(memory_store)
+    graph = builder.compile(store=store)
+    assert graph.invoke({"user": "u1", "text": "hi"})["text"] == "1"
+    assert store.get(("users", "u1"), "last").value == {"text": "hi"}  # type: ignore[union-attr]
