@@ -5,6 +5,8 @@ The server is started here on a free port, once per test process; if it does not
 tests fail with its log, never skip.
 """
 
+# ruff: noqa: F811  # tests take the suite's imported fixtures (api, clock, mstore) by name
+
 from __future__ import annotations
 
 import os
@@ -134,7 +136,7 @@ def memfold_unavailable() -> type[Exception]:
 
 
 async def test_search_pool_grows_past_a_selective_filter(
-    mstore: BaseMemoryStore,  # noqa: F811  # the suite's fixture
+    mstore: BaseMemoryStore,
 ) -> None:
     """A filter that Chroma cannot push down ($exists) still fills k, in both
     rankings, by asking Chroma for more candidates."""

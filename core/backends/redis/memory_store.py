@@ -92,7 +92,7 @@ for i = 5, #ARGV, 4 do
     local oc, oe = head(old)
     if live(oe, now) then
       c = oc
-      rec = oc .. string.sub(rec, string.find(rec, ',', 1, true))
+      rec = oc .. string.sub(rec, (string.find(rec, ',', 1, true)))
     end
   end
   created[#created + 1] = c
