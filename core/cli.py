@@ -41,9 +41,11 @@ from rich.text import Text
 from memfold.checkpoints import RetentionPolicy, open_checkpoint_store
 from memfold.errors import MemfoldError
 from memfold.export import export_threads, import_threads, iter_threads
+from memfold.memories import open_memory_store
 from memfold.migrate import migrate
 from memfold.model import Message
 from memfold.open import open_store
+from memfold.recall.embedders import Embedder, HashingEmbedder, LocalEmbedder
 from memfold.stores import DEFAULT_TENANT
 
 __all__ = ["app"]
@@ -368,3 +370,47 @@ def prune(
         _count(removed.writes, "pending write"),
     )
     _out().print("Removed {}, {}, {} and {}.".format(*counts), markup=False)
+
+
+def _embedder(spec: str) -> Embedder:
+    """``local`` (all-MiniLM-L6-v2, the embeddings extra) or ``hashing:<dimensions>``."""
+    if spec == "local":
+        return LocalEmbedder()
+    kind, _, size = spec.partition(":")
+    if kind == "hashing" and size.isdigit():
+        return HashingEmbedder(int(size))
+    _fail(f"unknown embedder {spec!r}: use 'local' or 'hashing:<dimensions>'")
+
+
+@app.command()
+def reembed(
+    namespace: Annotated[
+        list[str], typer.Argument(help="Namespace prefix, label by label (tenant first).")
+    ],
+    url: Url = DEFAULT_URL,
+    embedder: Annotated[
+        str, typer.Option(help="The model to embed with: 'local' or 'hashing:<dimensions>'.")
+    ] = "local",
+    force: Annotated[
+        bool, typer.Option(help="Re-embed every record, not only stale ones.")
+    ] = False,
+    batch_size: Annotated[int, typer.Option(help="Records embedded at a time.")] = 64,
+) -> None:
+    """Re-embed the long-term memories under NAMESPACE whose vectors are missing or were made
+    by another model (the store records which model made each vector)."""
+    model = _embedder(embedder)
+    columns = (
+        TextColumn("Re-embedding"), BarColumn(), MofNCompleteColumn(), TextColumn("memories"),
+        TimeRemainingColumn(),
+    )  # fmt: skip
+    with (
+        _errors(),
+        open_memory_store(url, embedder=model) as store,
+        Progress(*columns, console=_err(), transient=True) as bar,
+    ):
+        task = bar.add_task("reembed", total=None)
+        done = store.reembed(
+            tuple(namespace), batch_size=batch_size, force=force,
+            progress=lambda n, total: bar.update(task, completed=n, total=total),
+        )  # fmt: skip
+    _out().print(f"Re-embedded {_count(done, 'record')} with {model.model}.", markup=False)

@@ -350,3 +350,25 @@ def test_no_read_crosses_tenants(
         assert all(ns[0] == "t1" for ns in mstore.list_namespaces(prefix))
     expected = sum(1 for t, _, _ in writes if t == "t1")
     assert mstore.count(("t1",)) == expected
+
+
+def test_reembed_command(tmp_path: Path) -> None:
+    """``memfold reembed`` re-embeds a namespace with a new model and reports the count."""
+    from typer.testing import CliRunner
+
+    from memfold.cli import app
+
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    with open_memory_store(url, embedder=HashingEmbedder(32)) as store:
+        store.put_many([MemoryRecord(("acme", "u1"), text=f"fact {i}") for i in range(3)])
+        store.put(("other",), "not mine")
+    result = CliRunner().invoke(app, ["reembed", "acme", "--url", url, "--embedder", "hashing:32"])
+    assert result.exit_code == 0, result.output
+    assert "Re-embedded 0 records" in result.output
+    with open_memory_store(url, embedder=HashingEmbedder(32)) as store:
+        store.embedder = _Renamed(HashingEmbedder(32))
+        assert store.reembed(("acme",)) == 3
+    result = CliRunner().invoke(app, ["reembed", "acme", "--url", url, "--embedder", "hashing:32"])
+    assert "Re-embedded 3 records with hashing-32." in result.output
+    bad = CliRunner().invoke(app, ["reembed", "acme", "--url", url, "--embedder", "word2vec"])
+    assert bad.exit_code == 1
