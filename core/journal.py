@@ -40,6 +40,7 @@ from typing import Any, Final, Self, TypeVar
 from urllib.parse import urlsplit
 
 from memfold.checkpoint_model import Blob
+from memfold.checkpoints import CheckpointStore, open_checkpoint_store
 from memfold.errors import InvalidInput
 from memfold.model import JSON, utcnow
 from memfold.ops import Op
@@ -174,7 +175,7 @@ class EffectJournal:
         UnsupportedOperation: the store does not declare the ``effect_journal`` capability.
     """
 
-    def __init__(self, store: BaseStore) -> None:
+    def __init__(self, store: BaseStore | CheckpointStore) -> None:
         if not isinstance(store, BaseStore):
             raise InvalidInput(f"EffectJournal needs a memfold store, got {type(store).__name__}")
         store.capabilities.require("effect_journal", store.name)
@@ -336,8 +337,6 @@ def _build(url: str, options: Mapping[str, Any]) -> BaseStore:
         from memfold.backends.redis.journal import RedisJournalStore  # needs the redis extra
 
         return RedisJournalStore.from_url(url, **options)
-    from memfold.checkpoints import open_checkpoint_store
-
     return open_checkpoint_store(url, setup=False, **options)
 
 

@@ -1,4 +1,5 @@
-"""LlamaIndex adapters: chat stores for chat memory buffers and ``Memory``, and converters.
+"""LlamaIndex adapters: chat stores for chat memory buffers and ``Memory``, journaled tools,
+and converters.
 
 Examples:
     >>> from memfold.integrations.llama_index import MemfoldChatStore
@@ -12,6 +13,21 @@ require_extra("llamaindex", "llama_index.core")
 
 from memfold.integrations.llama_index.chat_store import MemfoldChatStore  # noqa: E402
 from memfold.integrations.llama_index.db_chat_store import MemfoldDBChatStore  # noqa: E402
+from memfold.integrations.llama_index.journal import (  # noqa: E402
+    JournaledTool,
+    JournalScope,
+    journal_scope,
+    journaled,
+)
 from memfold.integrations.llama_index.messages import to_llama_index, to_memfold  # noqa: E402
 
-__all__ = ["MemfoldChatStore", "MemfoldDBChatStore", "to_llama_index", "to_memfold"]
+__all__ = [
+    "JournalScope",
+    "JournaledTool",
+    "MemfoldChatStore",
+    "MemfoldDBChatStore",
+    "journal_scope",
+    "journaled",
+    "to_llama_index",
+    "to_memfold",
+]
