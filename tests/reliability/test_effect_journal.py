@@ -95,7 +95,7 @@ def build(saver: MemfoldSaver, use_journal: bool) -> CompiledStateGraph[Any, Any
     """The agent loop, with the tool journaled in the saver's store or not."""
     tools: list[BaseTool] = [increment]
     if use_journal:
-        tools = [journaled(increment, EffectJournal(saver.store))]  # type: ignore[arg-type]
+        tools = [journaled(increment, EffectJournal(saver.store))]
     builder = StateGraph(MessagesState)
     builder.add_node("model", model)
     builder.add_node("tools", ToolNode(tools))
