@@ -12,6 +12,7 @@ from langchain_core.chat_history import BaseChatMessageHistory
 from langchain_core.messages import BaseMessage
 
 from memfold import DEFAULT_TENANT, ThreadStore, open_store
+from memfold.integrations._convert import convert_all
 from memfold.integrations.langchain.messages import to_langchain, to_memfold
 
 __all__ = ["MemfoldChatMessageHistory"]
@@ -48,12 +49,12 @@ class MemfoldChatMessageHistory(BaseChatMessageHistory):
     @property
     def messages(self) -> list[BaseMessage]:  # type: ignore[override]  # base: plain attribute
         """The thread's messages, oldest first (a new list on every read)."""
-        return [to_langchain(m) for m in self.store.load(self.thread_id, tenant=self.tenant)]
+        return convert_all(self.store.load(self.thread_id, tenant=self.tenant), to_langchain)
 
     async def aget_messages(self) -> list[BaseMessage]:
         """Async `messages`."""
         loaded = await self.store.aload(self.thread_id, tenant=self.tenant)
-        return [to_langchain(m) for m in loaded]
+        return convert_all(loaded, to_langchain)
 
     def add_messages(self, messages: Sequence[BaseMessage]) -> None:
         """Append ``messages`` to the thread in one store call."""

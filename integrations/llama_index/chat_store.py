@@ -13,6 +13,7 @@ from llama_index.core.storage.chat_store import BaseChatStore
 from pydantic import PrivateAttr
 
 from memfold import DEFAULT_TENANT, Message, ThreadInfo, ThreadStore, open_store
+from memfold.integrations._convert import convert_all
 from memfold.integrations.llama_index.messages import to_llama_index, to_memfold
 
 __all__ = ["MemfoldChatStore", "all_threads", "message_id_at"]
@@ -74,7 +75,7 @@ class MemfoldChatStore(BaseChatStore):
 
     def get_messages(self, key: str) -> list[ChatMessage]:
         """The messages of ``key``, oldest first."""
-        return [to_llama_index(m) for m in self._store.load(key, tenant=self.tenant)]
+        return convert_all(self._store.load(key, tenant=self.tenant), to_llama_index)
 
     def add_message(self, key: str, message: ChatMessage) -> None:
         """Append one message to ``key``."""
@@ -110,7 +111,7 @@ class MemfoldChatStore(BaseChatStore):
 
     async def aget_messages(self, key: str) -> list[ChatMessage]:
         """Async `get_messages`."""
-        return [to_llama_index(m) for m in await self._store.aload(key, tenant=self.tenant)]
+        return convert_all(await self._store.aload(key, tenant=self.tenant), to_llama_index)
 
     async def async_add_message(self, key: str, message: ChatMessage) -> None:
         """Async `add_message` (LlamaIndex's name for it)."""

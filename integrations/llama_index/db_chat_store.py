@@ -16,6 +16,7 @@ from llama_index.core.storage.chat_store.base_db import AsyncDBChatStore, Messag
 from pydantic import PrivateAttr
 
 from memfold import DEFAULT_TENANT, Message, ThreadStore, open_store
+from memfold.integrations._convert import convert_all
 from memfold.integrations.llama_index.chat_store import all_threads, message_id_at
 from memfold.integrations.llama_index.messages import to_llama_index, to_memfold
 
@@ -86,10 +87,10 @@ class MemfoldDBChatStore(AsyncDBChatStore):
         offset: int | None = None,
     ) -> list[ChatMessage]:
         """The messages of ``key`` with ``status`` (None: any), oldest first, paged."""
-        chosen = _chosen(await self._store.aload(key, tenant=self.tenant), status)
         start = offset or 0
         end = None if limit is None else start + limit
-        return [to_llama_index(m) for m in chosen[start:end]]
+        chosen = _chosen(await self._store.aload(key, tenant=self.tenant), status)[start:end]
+        return convert_all(chosen, to_llama_index)
 
     async def count_messages(self, key: str, status: MessageStatus | None = ACTIVE) -> int:
         """How many messages of ``key`` have ``status`` (None: any)."""

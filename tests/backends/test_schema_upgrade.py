@@ -25,7 +25,7 @@ RELEASED_STEP_1 = {
 WHEN = datetime(2026, 3, 4, 5, 6, 7, 890123, tzinfo=UTC)
 
 
-@pytest.mark.parametrize("dialect", [sqlite.dialect(), postgresql.dialect()], ids=str)
+@pytest.mark.parametrize("dialect", [sqlite.dialect(), postgresql.dialect()], ids=lambda d: d.name)
 def test_released_step_1_is_unchanged(dialect: Dialect) -> None:
     """Schema step 1 still hashes to the checksum databases made by the first release hold."""
     tables = build_tables()

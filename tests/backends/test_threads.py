@@ -294,3 +294,16 @@ async def test_delete_messages_removes_only_those_ids(api: Api) -> None:
     assert await api.load("t", before=stored[4].id, last=1) == [stored[2]]
     assert await api.delete_messages("t", []) == []
     assert await api.delete_messages("nothing", ["a"]) == []
+
+
+async def test_search_finds_messages_appended_after_the_newest_was_deleted(api: Api) -> None:
+    """Deleting the newest searched message, then appending, leaves every message findable
+    (a store that reuses the freed position must still index the new message)."""
+    await needs(api, "full_text_search")
+    stored = await api.append("t", [Message(role="user", content=f"alpha {w}") for w in "ab"])
+    assert len(await api.search("alpha")) == 2
+    await api.delete_messages("t", [stored[1].id])
+    await api.append("t", Message(role="user", content="alpha c"))
+    await api.append("u", Message(role="user", content="alpha d"))
+    found = sorted(h.message.content for h in await api.search("alpha"))
+    assert found == ["alpha a", "alpha c", "alpha d"]

@@ -215,10 +215,14 @@ def _thread_keys(tables: Tables, dialect: Dialect) -> list[str]:
     ddl += [
         f"CREATE VIRTUAL TABLE {fts} USING fts5(search_text, content='', tokenize='unicode61')",
         f"UPDATE {state} SET indexed_upto = 0",
+        # A seq is reused only above the highest one left, so the mark drops to that: every
+        # new message then lies above it, and the next search indexes it.
         f"CREATE TRIGGER {m}_fts_delete AFTER DELETE ON {m} "
         f"WHEN old.seq <= (SELECT indexed_upto FROM {state}) BEGIN "
         f"INSERT INTO {fts}({fts}, rowid, search_text) "
-        f"VALUES ('delete', old.seq, {indexed.format('old')}); END",
+        f"VALUES ('delete', old.seq, {indexed.format('old')}); "
+        f"UPDATE {state} SET indexed_upto = (SELECT coalesce(max(seq), 0) FROM {m}) "
+        f"WHERE indexed_upto > (SELECT coalesce(max(seq), 0) FROM {m}); END",
         f"CREATE TRIGGER {m}_fts_update AFTER UPDATE OF body, search_text ON {m} "
         f"WHEN old.seq <= (SELECT indexed_upto FROM {state}) BEGIN "
         f"INSERT INTO {fts}({fts}, rowid, search_text) "

@@ -132,6 +132,7 @@ def build_tables(prefix: str = "memfold_", schema: str | None = None) -> Tables:
         Column("search_text", Text, nullable=True),
         UniqueConstraint("thread", "message_id", name=f"{prefix}messages_id"),
         Index(f"{prefix}messages_order", "thread", "seq"),
-        sqlite_autoincrement=True,
+        # No AUTOINCREMENT on SQLite (it costs a page write per append): a new seq is always
+        # above the full-text index's mark, which deletes lower to the highest seq left.
     )
     return Tables(md, prefix, schema, schema_versions, threads, messages)
