@@ -740,6 +740,16 @@ def _options(url: str, query: str) -> dict[str, Any]:
     return {"delta_policy": policy, "retention": RetentionPolicy(**parsed)}
 
 
+def _split(url: str) -> tuple[str, dict[str, Any]]:
+    """``url`` without memfold's own query options, and those options parsed; the rest of the
+    query (a driver's options, such as ``application_name``) stays in the URL."""
+    base, _, query = url.partition("?")
+    pairs = parse_qsl(query, keep_blank_values=True)
+    ours = urlencode([(k, v) for k, v in pairs if k in _MEMORY_OPTIONS])
+    rest = urlencode([(k, v) for k, v in pairs if k not in _MEMORY_OPTIONS])
+    return f"{base}?{rest}" if rest else base, _options(url, ours)
+
+
 def _build(url: str, options: Mapping[str, Any]) -> BaseCheckpointStore:
     if not isinstance(url, str):
         raise InvalidInput(f"a store URL must be a str, got {type(url).__name__}")
@@ -751,11 +761,8 @@ def _build(url: str, options: Mapping[str, Any]) -> BaseCheckpointStore:
     if parts.scheme in ("redis", "rediss", "unix"):
         from memfold.backends.redis.checkpoint_store import RedisCheckpointStore
 
-        pairs = parse_qsl(parts.query, keep_blank_values=True)
-        ours = urlencode([(k, v) for k, v in pairs if k in _MEMORY_OPTIONS])
-        rest = urlencode([(k, v) for k, v in pairs if k not in _MEMORY_OPTIONS])
-        plain = parts._replace(query=rest).geturl()
-        return RedisCheckpointStore.from_url(plain, **{**_options(url, ours), **options})
+        plain, ours = _split(url)
+        return RedisCheckpointStore.from_url(plain, **{**ours, **options})
     if parts.scheme.startswith("tiered+"):
         from memfold.backends.tiered_checkpoints import open_tiered
 
@@ -764,8 +771,8 @@ def _build(url: str, options: Mapping[str, Any]) -> BaseCheckpointStore:
     if scheme in ("sqlite", "postgresql", "postgres"):
         from memfold.backends.sql.checkpoint_store import SQLCheckpointStore
 
-        base, _, query = url.partition("?")
-        return SQLCheckpointStore(base, **{**_options(url, query), **options})
+        plain, ours = _split(url)
+        return SQLCheckpointStore(plain, **{**ours, **options})
     raise InvalidInput(
         f"unknown checkpoint store URL {url!r}: use memory://, sqlite:///, postgresql://, "
         "redis:// or tiered+redis://host?durable=..."
