@@ -13,13 +13,20 @@ require_extra("llamaindex", "llama_index.core")
 
 from memfold.integrations.llama_index.chat_store import MemfoldChatStore  # noqa: E402
 from memfold.integrations.llama_index.db_chat_store import MemfoldDBChatStore  # noqa: E402
+from memfold.integrations.llama_index.embeddings import (  # noqa: E402
+    LlamaIndexEmbedder,
+    MemfoldEmbedding,
+)
 from memfold.integrations.llama_index.journal import (  # noqa: E402
     JournaledTool,
     JournalScope,
     journal_scope,
     journaled,
 )
+from memfold.integrations.llama_index.memory_block import MemfoldMemoryBlock  # noqa: E402
 from memfold.integrations.llama_index.messages import to_llama_index, to_memfold  # noqa: E402
+from memfold.integrations.llama_index.tools import MemfoldToolSpec  # noqa: E402
+from memfold.integrations.llama_index.vector_store import MemfoldVectorStore  # noqa: E402
 
 __all__ = [
     "JournalScope",
@@ -31,3 +38,5 @@ __all__ = [
     "to_llama_index",
     "to_memfold",
 ]
+__all__ += ["LlamaIndexEmbedder", "MemfoldEmbedding", "MemfoldMemoryBlock", "MemfoldToolSpec"]
+__all__ += ["MemfoldVectorStore"]

@@ -1,0 +1,105 @@
+"""A LlamaIndex memory block for ``Memory``: long-term memories in a memfold store.
+
+Messages ``Memory`` flushes from its short-term queue become memory records (one per user or
+assistant message with text, near-duplicates merged when the store dedupes); on every read the
+block searches the namespace with the latest user message and hands ``Memory`` the best
+memories as text. Unlike ``FactExtractionMemoryBlock``, nothing lives only in the block: any
+session, process or framework using the same namespace sees the same memories.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from llama_index.core.base.llms.types import ChatMessage, MessageRole
+from llama_index.core.memory import BaseMemoryBlock
+from pydantic import Field, PrivateAttr
+
+from memfold.memories import MemoryRecord, MemoryStore, open_memory_store
+
+__all__ = ["MemfoldMemoryBlock"]
+
+_KEPT = (MessageRole.USER, MessageRole.ASSISTANT)
+
+
+class MemfoldMemoryBlock(BaseMemoryBlock[str]):
+    """Long-term memories for ``Memory(memory_blocks=[...])``, searched by the latest user
+    message.
+
+    Args:
+        store: a memfold memory store, or its URL.
+        namespace: where the memories live, ``(tenant, user_id, ...)``.
+        similarity_top_k: how many memories each read returns.
+
+    Examples:
+        >>> from llama_index.core.llms import ChatMessage
+        >>> from memfold.recall.embedders import HashingEmbedder
+        >>> block = MemfoldMemoryBlock(open_memory_store(embedder=HashingEmbedder()),
+        ...                            namespace=("acme", "u1"))
+        >>> block.put([ChatMessage(role="user", content="I drink green tea every morning")])
+        >>> print(block.get([ChatMessage(role="user", content="what tea do I like?")]))
+        - user: I drink green tea every morning
+    """
+
+    name: str = "LongTermMemory"
+    namespace: tuple[str, ...] = Field(description="Where the memories live: (tenant, ...).")
+    similarity_top_k: int = Field(default=5, ge=1, le=100)
+    _store: MemoryStore = PrivateAttr()
+
+    def __init__(self, store: MemoryStore | str, **data: Any) -> None:
+        super().__init__(**data)
+        self._store = open_memory_store(store) if isinstance(store, str) else store
+
+    def put(self, messages: list[ChatMessage]) -> None:
+        """Sync `aput` (``Memory`` itself only calls the async API)."""
+        records = self._records(messages)
+        if records:
+            self._store.put_many(records)
+
+    def get(self, messages: list[ChatMessage] | None = None) -> str:
+        """Sync `aget`."""
+        query = self._query(messages)
+        return (
+            ""
+            if query is None
+            else self._format(self._store.search(self.namespace, query, k=self.similarity_top_k))
+        )
+
+    def _records(self, messages: list[ChatMessage]) -> list[MemoryRecord]:
+        return [
+            MemoryRecord(
+                self.namespace,
+                text=f"{m.role.value}: {m.content}",
+                value={
+                    "role": m.role.value,
+                    **(
+                        {"session_id": sid}
+                        if (sid := m.additional_kwargs.get("session_id"))
+                        else {}
+                    ),
+                },
+            )
+            for m in messages
+            if m.role in _KEPT and m.content
+        ]
+
+    @staticmethod
+    def _query(messages: list[ChatMessage] | None) -> str | None:
+        users = [m.content for m in messages or [] if m.role == MessageRole.USER and m.content]
+        return users[-1] if users else None
+
+    @staticmethod
+    def _format(hits: list[Any]) -> str:
+        return "\n".join(f"- {h.record.text}" for h in hits)
+
+    async def _aput(self, messages: list[ChatMessage]) -> None:
+        records = self._records(messages)
+        if records:
+            await self._store.aput_many(records)
+
+    async def _aget(self, messages: list[ChatMessage] | None = None, **block_kwargs: Any) -> str:
+        query = self._query(messages)
+        if query is None:
+            return ""
+        hits = await self._store.asearch(self.namespace, query, k=self.similarity_top_k)
+        return self._format(hits)
