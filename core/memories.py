@@ -500,13 +500,17 @@ class BaseMemoryStore(BaseStore):
             bool(include_embedding),
         )
 
-    def _query_text(self, query: str | None, vector: Sequence[float] | None) -> str | None:
+    def _query_text(
+        self, query: str | None, vector: Sequence[float] | None, vector_weight: float | None
+    ) -> str | None:
         """The text to embed for a search (None: no embedding needed)."""
         if query is None and vector is None:
             raise InvalidInput(
                 "search needs a query text or a vector: use list_records() to browse"
             )
         if vector is not None or query is None or self.embedder is None:
+            return None
+        if (self.vector_weight if vector_weight is None else vector_weight) == 0:
             return None
         if not self._capabilities.vector_search:
             return None
@@ -767,7 +771,7 @@ class BaseMemoryStore(BaseStore):
             InvalidInput: neither ``query`` nor ``vector``, or a bad filter or vector.
             UnsupportedOperation: the backend lacks the ranking asked for.
         """
-        text = self._query_text(query, vector)
+        text = self._query_text(query, vector, vector_weight)
         qv = self._embed([text], "query")[0] if text is not None else None
         op = self._search_op(
             prefix, query, vector, qv, filter, k, text_weight, vector_weight, min_score,
@@ -918,7 +922,7 @@ class BaseMemoryStore(BaseStore):
         include_embedding: bool = False,
     ) -> list[MemoryHit]:
         """Async `search`."""
-        text = self._query_text(query, vector)
+        text = self._query_text(query, vector, vector_weight)
         qv = (await self._aembed([text], "query"))[0] if text is not None else None
         op = self._search_op(
             prefix, query, vector, qv, filter, k, text_weight, vector_weight, min_score,
