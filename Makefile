@@ -42,6 +42,7 @@ test: lint types services
 bench: $(VENV)/.all
 	$(BIN)/python benchmarks/chat_history.py
 	$(BIN)/python benchmarks/checkpoints.py
+	$(BIN)/python benchmarks/vectors.py
 
 bench-checkpoints: $(VENV)/.all
 	$(BIN)/python benchmarks/checkpoints.py
