@@ -17,6 +17,7 @@ from llama_index.core.vector_stores.types import (
     MetadataFilter,
     MetadataFilters,
     VectorStoreQuery,
+    VectorStoreQueryMode,
 )
 
 from memfold.errors import UnsupportedOperation
@@ -98,17 +99,21 @@ async def test_query_modes(memory_store: BaseMemoryStore) -> None:
     await vs.async_add(
         [TextNode(id_="a", text="espresso crema"), TextNode(id_="b", text="tea leaves")]
     )
-    text = VectorStoreQuery(query_str="tea", mode="text_search", similarity_top_k=2)
+    text = VectorStoreQuery(
+        query_str="tea", mode=VectorStoreQueryMode.TEXT_SEARCH, similarity_top_k=2
+    )
     assert (await vs.aquery(text)).ids == ["b"]
     assert memory_store.embedder is not None
     vector = memory_store.embedder.embed(["espresso"], kind="query")[0]
     hybrid = VectorStoreQuery(
-        query_str="espresso", query_embedding=vector, mode="hybrid", alpha=0.5
+        query_str="espresso", query_embedding=vector, mode=VectorStoreQueryMode.HYBRID, alpha=0.5
     )
     assert vs.query(hybrid).ids == ["a"]
     with pytest.raises(UnsupportedOperation, match="mode"):
-        vs.query(VectorStoreQuery(query_embedding=vector, mode="svm"))
-    bad = MetadataFilters(filters=[MetadataFilter(key="k", value="x", operator="text_match")])
+        vs.query(VectorStoreQuery(query_embedding=vector, mode=VectorStoreQueryMode.SVM))
+    bad = MetadataFilters(
+        filters=[MetadataFilter(key="k", value="x", operator=FilterOperator.TEXT_MATCH)]
+    )
     with pytest.raises(UnsupportedOperation, match="text_match"):
         vs.query(VectorStoreQuery(query_embedding=vector, filters=bad))
 
