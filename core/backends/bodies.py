@@ -14,7 +14,7 @@ import json
 from memfold.model import Message
 from memfold.stores import encode_json
 
-__all__ = ["without_id"]
+__all__ = ["without_id", "without_id_and_time"]
 
 _quote = json.JSONEncoder(ensure_ascii=False).encode
 
@@ -33,4 +33,32 @@ def without_id(message: Message, body: str) -> str:
             return body[:at] + body[at + len(pair) :]
     data = message.to_dict()
     data.pop("id", None)
+    return encode_json(data, f"message {message.id!r}")
+
+
+def without_id_and_time(message: Message, body: str) -> str:
+    """``body`` without its top-level ``"id"`` and ``"created_at"`` members.
+
+    With text content and no tool calls, the first ``,"created_at":"`` is the top-level key
+    (inside a JSON string every quote is escaped, and ``metadata`` comes after it).
+
+    Examples:
+        >>> from datetime import UTC, datetime
+        >>> when = datetime(2026, 1, 1, tzinfo=UTC)
+        >>> m = Message(role="user", content="hi", id="m1", created_at=when)
+        >>> without_id_and_time(m, m.to_json())
+        '{"role":"user","content":"hi"}'
+    """
+    if message.created_at is None:
+        return without_id(message, body)
+    if isinstance(message.content, str) and not message.tool_calls:
+        body = without_id(message, body)
+        at = body.find(',"created_at":"')
+        if at > 0:
+            end = body.index('"', at + 15)
+            return body[:at] + body[end + 1 :]
+        return body
+    data = message.to_dict()
+    data.pop("id", None)
+    data.pop("created_at", None)
     return encode_json(data, f"message {message.id!r}")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -20,6 +22,8 @@ from memfold import BackendUnavailable, Conflict, InvalidInput, Message, Part
 from memfold.backends.redis import RedisThreadStore
 from memfold.backends.redis.keys import LAYOUT_VERSION, layout_key, thread_keys
 from tests.support import REDIS_URL, drop_store, redis_store
+
+WHEN = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 
 MakeStore = Callable[..., RedisThreadStore]
 
@@ -188,11 +192,13 @@ def test_large_messages_are_compressed_small_ones_not(make: MakeStore, raw: redi
     parts = Message(role="user", content=(Part(type="text", text="y" * 500, extra={"id": 1}),))
     stored = store.append("t", [Message(role="user", content="small", id="s"), big, parts])
     small_el, big_el, parts_el = _elements(raw, store, "t")
-    assert small_el.startswith(b"js\x00{")
+    assert small_el.startswith(b"ts\x00")
+    assert small_el[11:12] == b"{"
     assert b'"id"' not in small_el
-    assert big_el.startswith(b"zbig\x00")
+    assert b"created_at" not in small_el
+    assert big_el.startswith(b"ubig\x00")
     assert len(big_el) < len(big.content) / 5
-    assert parts_el[0:1] == b"z"
+    assert parts_el[0:1] == b"c"  # an assigned id, stored as 16 bytes
     assert store.load("t") == stored
     assert store.delete_messages("t", ["big"]) == [stored[1]]
 
@@ -201,7 +207,38 @@ def test_compression_can_be_turned_off(make: MakeStore, raw: redis.Redis) -> Non
     """With compress_min_bytes=None every body is plain JSON."""
     store = make(compress_min_bytes=None)
     store.append("t", [Message(role="user", content="z" * 10_000)])
-    assert _elements(raw, store, "t")[0][0:1] == b"j"
+    assert _elements(raw, store, "t")[0][0:1] == b"b"
+
+
+def test_layout_1_elements_still_read_trim_and_delete(make: MakeStore, raw: redis.Redis) -> None:
+    """Elements written by layout 1 (id, NUL, JSON with the time) load, page, trim and delete
+    beside newer ones, and setup() records the upgrade to the current layout."""
+    store = make(max_messages=3, compress_min_bytes=None)
+    old = [Message(role="user", content=f"old {i}", id=f"o{i}", created_at=WHEN) for i in range(2)]
+    keys = thread_keys(store.key_prefix, "default", "t")
+    store.append("t", old)  # creates the thread's keys, then rewrite both as layout 1 wrote them
+    for i, m in enumerate(old):
+        body = m.to_dict()
+        del body["id"]
+        raw.lset(keys.messages, i, b"j" + m.id.encode() + b"\x00" + json.dumps(body).encode())
+    raw.set(layout_key(store.key_prefix), 1)
+    assert store.setup() == LAYOUT_VERSION == int(raw.get(layout_key(store.key_prefix)))
+    assert store.load("t") == old
+    new = store.append("t", msgs("n1", "n2"))
+    assert store.load("t") == old[1:] + new  # trimmed the oldest, layout 1 element
+    assert store.load("t", before=new[0].id) == old[1:]
+    assert store.delete_messages("t", ["o1", new[1].id]) == [old[1], new[1]]
+    assert store.load("t") == new[:1]
+
+
+def test_times_keep_their_zone(make: MakeStore) -> None:
+    """A creation time in another zone than UTC comes back with its own offset."""
+    store = make()
+    zoned = datetime(2026, 5, 6, 7, 8, 9, 123456, tzinfo=timezone(timedelta(hours=5, minutes=30)))
+    stored = store.append("t", Message(role="user", content="hi", created_at=zoned))
+    (loaded,) = store.load("t")
+    assert loaded == stored[0]
+    assert loaded.created_at.utcoffset() == zoned.utcoffset()
 
 
 def test_an_append_is_one_round_trip(make: MakeStore, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,20 +1,25 @@
-"""A message as one Redis list element, and back: ``flag``, the id, a NUL, then the payload.
+"""A message as one Redis list element, and back: a flag byte, the id, the creation time, then
+the payload, the message's JSON without its id and time (both stored once, up front, where a
+Lua script can read the id). The flag says how the element is laid out, so every kind coexists
+in one thread and a reader never guesses:
 
-The payload is the message's JSON without its ``id`` (the id is stored once, up front, where a
-Lua script can read it). The flag says how the payload is stored, so both kinds coexist in one
-thread and a reader never guesses:
+- ``b``/``c``: a 16-byte binary id (for ids of 32 lower-case hex digits, as memfold assigns),
+  the time, then UTF-8 JSON (``b``) or zstd-compressed UTF-8 JSON (``c``);
+- ``t``/``u``: the id as UTF-8 and a NUL, the time, then JSON (``t``) or zstd JSON (``u``);
+- ``j``/``z`` (layout 1, still read): the id, a NUL, then JSON or zstd JSON with the time in it.
 
-- ``j``: UTF-8 JSON;
-- ``z``: zstd-compressed UTF-8 JSON, used when the JSON is at least ``compress_min_bytes`` long
-  and compression actually shrinks it.
+The time is 8 bytes, big-endian: microseconds since the epoch (UTC), or -2**63 when the JSON
+holds it instead (a time in another zone keeps its offset that way). Payloads of at least
+``compress_min_bytes`` are compressed when compression actually shrinks them.
 
 Examples:
+    >>> from datetime import UTC, datetime
     >>> from memfold import Message
-    >>> m = Message(role="user", content="hi", id="m1")
+    >>> m = Message(role="user", content="hi", id="m1", created_at=datetime(2026, 1, 1, tzinfo=UTC))
     >>> codec = ElementCodec(compress_min_bytes=None)
     >>> element = codec.encode(m, m.to_json())
     >>> element
-    b'jm1\\x00{"role":"user","content":"hi"}'
+    b'tm1\\x00\\x00\\x06GHF @\\x00{"role":"user","content":"hi"}'
     >>> codec.decode(element) == m
     True
 """
@@ -22,19 +27,31 @@ Examples:
 from __future__ import annotations
 
 import json
+import re
+import struct
 import threading
 from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 
 import zstandard
 
-from memfold.backends.bodies import without_id
+from memfold.backends.bodies import without_id, without_id_and_time
 from memfold.errors import BackendUnavailable, InvalidInput
 from memfold.model import Message
 
 __all__ = ["ElementCodec"]
 
-PLAIN = ord("j")
-ZSTD = ord("z")
+PLAIN, ZSTD = ord("j"), ord("z")  # layout 1
+BINARY_ID, BINARY_ID_ZSTD = ord("b"), ord("c")
+TEXT_ID, TEXT_ID_ZSTD = ord("t"), ord("u")
+_COMPRESSED = frozenset((ZSTD, BINARY_ID_ZSTD, TEXT_ID_ZSTD))
+NO_TIME = -(2**63)
+"""The time field's value when the JSON holds the time (or there is none)."""
+
+_TIME = struct.Struct(">q")
+_HEX_ID = re.compile(r"[0-9a-f]{32}")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
 
 class ElementCodec:
@@ -73,13 +90,22 @@ class ElementCodec:
     def encode(self, message: Message, body: str) -> bytes:
         """The element for ``message``, whose JSON (with its id) is ``body``."""
         message_id = message.id or ""
-        payload = without_id(message, body).encode()
-        flag = PLAIN
+        created = message.created_at
+        if created is not None and created.tzinfo is UTC:
+            micros = (created - _EPOCH) // _MICROSECOND
+            payload = without_id_and_time(message, body).encode()
+        else:
+            micros, payload = NO_TIME, without_id(message, body).encode()
+        compressed = False
         if self.compress_min_bytes is not None and len(payload) >= self.compress_min_bytes:
             packed = self._compressor().compress(payload)
             if len(packed) < len(payload):
-                payload, flag = packed, ZSTD
-        return b"%c%s\x00%s" % (flag, message_id.encode(), payload)
+                payload, compressed = packed, True
+        if _HEX_ID.fullmatch(message_id):
+            flag = BINARY_ID_ZSTD if compressed else BINARY_ID
+            return b"%c%s%s%s" % (flag, bytes.fromhex(message_id), _TIME.pack(micros), payload)
+        flag = TEXT_ID_ZSTD if compressed else TEXT_ID
+        return b"%c%s\x00%s%s" % (flag, message_id.encode(), _TIME.pack(micros), payload)
 
     def pack(self, payload: bytes) -> bytes:
         """``payload`` behind a flag byte (``j`` or ``z``), zstd-compressed as `encode` would.
@@ -111,21 +137,34 @@ class ElementCodec:
 
     def decode(self, element: bytes) -> Message:
         """The message stored as ``element``."""
+        micros = NO_TIME
         try:
-            cut = element.index(b"\x00", 1)
-            flag, payload = element[0], element[cut + 1 :]
-            if flag == ZSTD:
+            flag = element[0]
+            if flag in (BINARY_ID, BINARY_ID_ZSTD):
+                message_id, start = element[1:17].hex(), 17
+            else:
+                cut = element.index(b"\x00", 1)
+                message_id, start = element[1:cut].decode(), cut + 1
+            if flag != PLAIN and flag != ZSTD:
+                if flag not in (BINARY_ID, BINARY_ID_ZSTD, TEXT_ID, TEXT_ID_ZSTD):
+                    raise ValueError(f"unknown element flag {flag!r}")
+                micros = _TIME.unpack_from(element, start)[0]
+                start += 8
+            payload = element[start:]
+            if flag in _COMPRESSED:
                 payload = self._decompressor().decompress(payload)
-            elif flag != PLAIN:
-                raise ValueError(f"unknown element flag {flag!r}")
             data = json.loads(payload)
-            data["id"] = element[1:cut].decode()
-        except (ValueError, TypeError, zstandard.ZstdError) as exc:
+            data["id"] = message_id
+        except (ValueError, TypeError, IndexError, struct.error, zstandard.ZstdError) as exc:
             raise BackendUnavailable(
                 "a stored message is not in memfold's Redis format (written by a newer "
                 f"memfold, or by something else under this key_prefix?): {exc}"
             ) from exc
-        return Message.from_dict(data)
+        message = Message.from_dict(data)
+        if micros != NO_TIME:
+            # Set once, on a message no one else has seen yet (as __post_init__ does).
+            object.__setattr__(message, "created_at", _EPOCH + micros * _MICROSECOND)
+        return message
 
     def decode_all(self, elements: Iterable[bytes]) -> list[Message]:
         """The messages stored as ``elements``, in order."""

@@ -41,8 +41,10 @@ __all__ = [
     "unescape",
 ]
 
-LAYOUT_VERSION: Final = 1
-"""The version of the key layout and element format above; ``setup()`` records it."""
+LAYOUT_VERSION: Final = 2
+"""The version of the key layout and element format above; ``setup()`` records it. Version 2
+added element kinds with binary ids and times (`memfold.backends.redis.elements`); it reads
+version 1 data as it is."""
 
 
 def escape(value: str) -> str:

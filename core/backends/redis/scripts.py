@@ -14,8 +14,9 @@ A message's sequence number (in the ids hash) is its list index plus ``n - LLEN`
 (in the info hash) is the next number to give out: trimming the oldest messages needs no
 renumbering, and neither does an append.
 
-A list element is ``flag .. id .. "\\0" .. payload`` (`memfold.backends.redis.elements`), so a
-script reads a message's id without decoding JSON or zstd.
+A list element starts with a flag byte and the message's id: 16 binary bytes for flags ``b``
+and ``c``, else the id's text up to a NUL (`memfold.backends.redis.elements`), so a script reads
+a message's id without decoding JSON or zstd.
 """
 
 from __future__ import annotations
@@ -52,6 +53,10 @@ class Script:
 
 _HELPERS = """
 local function id_of(element)
+  local flag = string.byte(element, 1)
+  if flag == 98 or flag == 99 then  -- 'b', 'c': a 16-byte binary id, shown as hex
+    return string.format(string.rep('%02x', 16), string.byte(element, 2, 17))
+  end
   return string.sub(element, 2, string.find(element, '\\0', 2, true) - 1)
 end
 

@@ -324,7 +324,10 @@ class RedisThreadStore(BaseThreadStore):
             for script in scripts.ALL:
                 pipe.script_load(script.source)
             replies = pipe.execute()
-        return self._check_layout(replies[1])
+            version = self._check_layout(replies[1])
+            if version < LAYOUT_VERSION:  # older data reads as it is: record the upgrade
+                self.client.set(layout_key(self.key_prefix), LAYOUT_VERSION)
+        return LAYOUT_VERSION
 
     async def asetup(self) -> int:
         """Async `setup`."""
@@ -335,7 +338,10 @@ class RedisThreadStore(BaseThreadStore):
             for script in scripts.ALL:
                 pipe.script_load(script.source)
             replies = await pipe.execute()
-        return self._check_layout(replies[1])
+            version = self._check_layout(replies[1])
+            if version < LAYOUT_VERSION:
+                await (await self._async_client()).set(layout_key(self.key_prefix), LAYOUT_VERSION)
+        return LAYOUT_VERSION
 
     def close(self) -> None:
         """Close the clients this store made (clients you passed in stay open).
