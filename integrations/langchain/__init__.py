@@ -1,4 +1,5 @@
-"""LangChain adapters: a chat message history, journaled tools and message converters.
+"""LangChain adapters: a chat message history, journaled tools, compaction middleware and
+message converters.
 
 Examples:
     >>> from memfold.integrations.langchain import MemfoldChatMessageHistory
@@ -18,6 +19,14 @@ from memfold.integrations.langchain.embeddings import (  # noqa: E402
 from memfold.integrations.langchain.journal import JournaledTool, journaled  # noqa: E402
 from memfold.integrations.langchain.kv_store import MemfoldKVStore  # noqa: E402
 from memfold.integrations.langchain.messages import to_langchain, to_memfold  # noqa: E402
+from memfold.integrations.langchain.middleware import (  # noqa: E402
+    RECORD_STATE_KEY,
+    CompactionState,
+    MemfoldCompactionMiddleware,
+    acompact_messages,
+    compact_messages,
+)
+from memfold.integrations.langchain.summarizer import ChatModelSummarizer  # noqa: E402
 from memfold.integrations.langchain.tools import (  # noqa: E402
     ForgetTool,
     RecallTool,
@@ -30,3 +39,11 @@ from memfold.integrations.langchain.vectorstore import MemfoldVectorStore  # noq
 __all__ = ["JournaledTool", "MemfoldChatMessageHistory", "journaled", "to_langchain", "to_memfold"]
 __all__ += ["EmbeddingsEmbedder", "MemfoldEmbeddings", "MemfoldKVStore", "MemfoldVectorStore"]
 __all__ += ["ForgetTool", "RecallTool", "RememberTool", "UpdateTool", "memory_tools"]
+__all__ += [
+    "RECORD_STATE_KEY",
+    "ChatModelSummarizer",
+    "CompactionState",
+    "MemfoldCompactionMiddleware",
+    "acompact_messages",
+    "compact_messages",
+]
