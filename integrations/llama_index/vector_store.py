@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from llama_index.core.schema import BaseNode, MetadataMode
+from llama_index.core.schema import BaseNode, MetadataMode, TextNode
 from llama_index.core.vector_stores.types import (
     BasePydanticVectorStore,
     FilterCondition,
@@ -69,6 +69,8 @@ def to_filter(filters: MetadataFilters | None) -> dict[str, JSON]:
 
 
 def _node(record: MemoryRecord) -> BaseNode:
+    if "_node_content" not in record.value:  # written by memfold or another framework
+        return TextNode(id_=str(record.id), text=record.text, metadata=dict(record.value))
     return metadata_dict_to_node(dict(record.value), text=record.text)
 
 

@@ -1,0 +1,88 @@
+"""One long-term memory, three frameworks: what LangChain writes, LlamaIndex and LangGraph find,
+and the LlamaIndex memory block carries memories from one session into the next."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from langchain_core.documents import Document
+from llama_index.core.llms import ChatMessage
+from llama_index.core.memory import Memory
+from llama_index.core.vector_stores.types import MetadataFilter, MetadataFilters, VectorStoreQuery
+
+from memfold.integrations.langchain import MemfoldVectorStore as LangChainVectorStore
+from memfold.integrations.langgraph import MemfoldStore
+from memfold.integrations.llama_index import MemfoldMemoryBlock
+from memfold.integrations.llama_index import MemfoldVectorStore as LlamaIndexVectorStore
+from memfold.memories import BaseMemoryStore
+from tests.backends.test_memories import MEMORY_BACKENDS, make_memory_store
+from tests.support import drop_checkpoint_store
+
+
+@pytest.fixture(params=MEMORY_BACKENDS)
+def memory_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BaseMemoryStore]:
+    """A fresh memory store of each backend, with the hashing embedder."""
+    store = make_memory_store(str(request.param), tmp_path)
+    yield store
+    store.close()
+    drop_checkpoint_store(store)  # type: ignore[arg-type]  # drops any test schema
+
+
+async def test_written_in_langchain_found_in_llama_index_and_langgraph(
+    memory_store: BaseMemoryStore,
+) -> None:
+    """A document added through LangChain is found by LlamaIndex and LangGraph searches."""
+    lc = LangChainVectorStore(memory_store, namespace=("acme", "u1", "notes"))
+    await lc.aadd_documents(
+        [
+            Document("Prefers window seats on long flights", metadata={"topic": "travel"}),
+            Document("Allergic to peanuts", metadata={"topic": "health"}),
+        ],
+        ids=["seat", "peanuts"],
+    )
+    li = LlamaIndexVectorStore(memory_store, namespace=("acme", "u1", "notes"))
+    query = VectorStoreQuery(
+        query_str="window seat on a flight", similarity_top_k=1, mode="text_search",  # type: ignore[arg-type]
+        filters=MetadataFilters(filters=[MetadataFilter(key="topic", value="travel")]),
+    )  # fmt: skip
+    result = await li.aquery(query)
+    assert result.ids == ["seat"]
+    assert result.nodes is not None
+    assert result.nodes[0].get_content() == "Prefers window seats on long flights"
+    lg = MemfoldStore(memory_store, index={"fields": ["topic"]}, tenant="acme")
+    found = lg.search(("u1",), query="window seats flights", filter={"topic": "health"})
+    assert [(i.namespace, i.key, i.value) for i in found] == [
+        (("u1", "notes"), "peanuts", {"topic": "health"})
+    ]
+
+
+async def test_memory_block_carries_memories_across_sessions(
+    memory_store: BaseMemoryStore,
+) -> None:
+    """Turns flushed from session one are recalled, by the block, in session two."""
+
+    def memory(session: str) -> Memory:
+        block = MemfoldMemoryBlock(memory_store, namespace=("acme", "u1"), similarity_top_k=2)
+        return Memory.from_defaults(
+            session_id=session, token_limit=50, chat_history_token_ratio=0.5,
+            token_flush_size=10, memory_blocks=[block],
+        )  # fmt: skip
+
+    first = memory("s1")
+    await first.aput_messages(
+        [
+            ChatMessage(role="user", content="I keep bees on my roof in Lisbon."),
+            ChatMessage(role="assistant", content="Rooftop bees in Lisbon, lovely."),
+            ChatMessage(role="user", content="Also, my daughter is called Inês."),
+            ChatMessage(role="assistant", content="Noted, Inês."),
+            ChatMessage(role="user", content="Thanks!"),
+        ]
+    )
+    assert memory_store.count(("acme", "u1")) >= 2
+    second = memory("s2")
+    await second.aput(ChatMessage(role="user", content="Where do I keep my bees?"))
+    messages = await second.aget()
+    assert "user: I keep bees on my roof in Lisbon." in str(messages[0].content)
+    assert len(messages) == 2  # the memory system message and session two's own turn
