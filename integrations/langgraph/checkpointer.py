@@ -8,7 +8,7 @@ the one-writer-per-thread rule.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, cast
 
@@ -125,10 +125,25 @@ class MemfoldSaver(BaseCheckpointSaver[int]):
                 return SequenceBlob(tag, tuple(data for _, data in typed))
         return Blob(*self.serde.dumps_typed(value))
 
-    def _decode(self, value: Blob | SequenceBlob) -> Any:
-        if isinstance(value, SequenceBlob):
-            return [self.serde.loads_typed((value.tag, item)) for item in value.items]
-        return self.serde.loads_typed((value.tag, value.data))
+    def _decoder(self) -> Callable[[Blob | SequenceBlob], Any]:
+        """A value decoder for one read that decodes each distinct list item once: the
+        checkpoints of one `list` call repeat most of their messages, so they share one
+        object per message."""
+        memo: dict[tuple[str, bytes], Any] = {}
+        loads = self.serde.loads_typed
+
+        def item(key: tuple[str, bytes]) -> Any:
+            found = memo.get(key, memo)
+            if found is memo:
+                found = memo[key] = loads(key)
+            return found
+
+        def decode(value: Blob | SequenceBlob) -> Any:
+            if isinstance(value, SequenceBlob):
+                return [item((value.tag, data)) for data in value.items]
+            return loads((value.tag, value.data))
+
+        return decode
 
     def _put_args(
         self,
@@ -203,7 +218,9 @@ class MemfoldSaver(BaseCheckpointSaver[int]):
             "tenant": self.tenant,
         }
 
-    def _tuple(self, stored: Checkpoint) -> CheckpointTuple:
+    def _tuple(
+        self, stored: Checkpoint, decode: Callable[[Blob | SequenceBlob], Any]
+    ) -> CheckpointTuple:
         def config(checkpoint_id: str) -> RunnableConfig:
             return {
                 "configurable": {
@@ -216,13 +233,13 @@ class MemfoldSaver(BaseCheckpointSaver[int]):
         body = self.serde.loads_typed((stored.body.tag, stored.body.data))
         body["id"] = stored.checkpoint_id
         body["channel_versions"] = dict(stored.versions)
-        body["channel_values"] = {ch: self._decode(v) for ch, v in stored.values.items()}
+        body["channel_values"] = {ch: decode(v) for ch, v in stored.values.items()}
         return CheckpointTuple(
             config(stored.checkpoint_id),
             body,
             cast(CheckpointMetadata, stored.metadata),
             None if stored.parent_id is None else config(stored.parent_id),
-            [(w.task_id, w.channel, self._decode(w.value)) for w in stored.writes],
+            [(w.task_id, w.channel, decode(w.value)) for w in stored.writes],
         )
 
     # Sync API.
@@ -230,7 +247,7 @@ class MemfoldSaver(BaseCheckpointSaver[int]):
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         """The checkpoint named by ``config`` (its newest when no ``checkpoint_id``), or None."""
         stored = self.store.get(**self._get_args(config))
-        return None if stored is None else self._tuple(stored)
+        return None if stored is None else self._tuple(stored, self._decoder())
 
     def list(
         self,
@@ -240,9 +257,13 @@ class MemfoldSaver(BaseCheckpointSaver[int]):
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> Iterator[CheckpointTuple]:
-        """Checkpoints newest first, filtered by metadata equality, ``before`` and ``limit``."""
+        """Checkpoints newest first, filtered by metadata equality, ``before`` and ``limit``.
+
+        A message that several listed checkpoints hold is decoded once and shared by them.
+        """
+        decode = self._decoder()
         for stored in self.store.list_checkpoints(**self._list_args(config, filter, before, limit)):
-            yield self._tuple(stored)
+            yield self._tuple(stored, decode)
 
     def put(
         self,
@@ -292,7 +313,7 @@ class MemfoldSaver(BaseCheckpointSaver[int]):
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         """Async `get_tuple`."""
         stored = await self.store.aget(**self._get_args(config))
-        return None if stored is None else self._tuple(stored)
+        return None if stored is None else self._tuple(stored, self._decoder())
 
     async def alist(
         self,
@@ -303,9 +324,9 @@ class MemfoldSaver(BaseCheckpointSaver[int]):
         limit: int | None = None,
     ) -> AsyncIterator[CheckpointTuple]:
         """Async `list`."""
-        args = self._list_args(config, filter, before, limit)
+        args, decode = self._list_args(config, filter, before, limit), self._decoder()
         for stored in await self.store.alist_checkpoints(**args):
-            yield self._tuple(stored)
+            yield self._tuple(stored, decode)
 
     async def aput(
         self,
