@@ -332,7 +332,8 @@ class BaseMemoryStore(BaseStore):
             record of its namespace (None: never merge).
         capacity: keep at most this many records per namespace, evicting the least important,
             then least recently used (None: no limit).
-        text_weight, vector_weight: default weights of the two rankings in ``search``.
+        text_weight: default weight of the text ranking in ``search``.
+        vector_weight: default weight of the vector ranking in ``search``.
     """
 
     def __init__(
