@@ -1,4 +1,5 @@
-"""LangGraph adapters: a checkpoint saver and a long-term store backed by memfold stores.
+"""LangGraph adapters: a checkpoint saver and a long-term store backed by memfold stores, and a
+compaction pre-model hook.
 
 Examples:
     >>> from memfold.integrations.langgraph import MemfoldSaver
@@ -12,6 +13,7 @@ from memfold.integrations._require import require_extra
 require_extra("langgraph", "langgraph.checkpoint.base")
 
 from memfold.integrations.langgraph.checkpointer import MemfoldSaver  # noqa: E402
+from memfold.integrations.langgraph.hooks import CompactionState, compaction_hook  # noqa: E402
 from memfold.integrations.langgraph.store import MemfoldStore  # noqa: E402
 
-__all__ = ["MemfoldSaver", "MemfoldStore"]
+__all__ = ["CompactionState", "MemfoldSaver", "MemfoldStore", "compaction_hook"]
