@@ -823,6 +823,7 @@ class CheckpointPlans:
             self._ensure_thread,
             {"tenant": op.tenant, "thread_id": op.target, "now": _us(op.now)},
         )
+        yield from self._journal.copy_thread(op.tenant, op.source, op.target)
         return copied
 
     # Retention.

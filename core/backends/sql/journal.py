@@ -3,8 +3,8 @@
 ``<prefix>cp_journal`` holds one row per completed tool call, keyed by ``(tenant, thread_id,
 namespace, tool_call_id)``; listing a thread reads a prefix of that key. A record is one
 insert-if-absent (``ON CONFLICT DO NOTHING``) and, only when the key was taken, one read of
-the stored row, in one transaction. Deleting a checkpoint thread deletes its rows too (see
-`memfold.backends.sql.checkpoint_plans`).
+the stored row, in one transaction. Deleting a checkpoint thread deletes its rows too, and
+copying one copies them (see `memfold.backends.sql.checkpoint_plans`).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     delete,
+    insert,
     select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -94,6 +95,12 @@ class JournalPlans:
             select(*columns).where(thread, j.c.namespace == bindparam("namespace")).order_by(*order)
         )
         self._delete = delete(j).where(thread)
+        names = [c.name for c in j.columns]
+        copied = [
+            bindparam("target", type_=j.c.thread_id.type) if n == "thread_id" else j.c[n]
+            for n in names
+        ]
+        self._copy = insert(j).from_select(names, select(*copied).where(thread))
 
     def writes(self, op: Op[Any]) -> bool:
         """Whether ``op`` changes data."""
@@ -116,6 +123,11 @@ class JournalPlans:
         """Delete a thread's rows; returns how many there were."""
         done = yield self._delete, {"tenant": tenant, "thread_id": thread_id}
         return done.rowcount
+
+    def copy_thread(self, tenant: str, source: str, target: str) -> Plan:
+        """Make ``target``'s journal a copy of ``source``'s (replacing what it held)."""
+        yield from self.delete_thread(tenant, target)
+        yield self._copy, {"tenant": tenant, "thread_id": source, "target": target}
 
     def _record_plan(self, op: RecordEffect) -> Plan:
         key = {
