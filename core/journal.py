@@ -37,7 +37,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Final, Self, TypeVar
-from urllib.parse import urlsplit
 
 from memfold.checkpoint_model import Blob
 from memfold.checkpoints import CheckpointStore, open_checkpoint_store
@@ -165,8 +164,8 @@ def _value(result: JSON | Blob) -> Blob:
 
 class EffectJournal:
     """The journal API, sync and async, over a store that runs the journal operations (a
-    checkpoint store on ``memory://``, ``sqlite:///`` or ``postgresql://``, or the Redis journal
-    store on ``redis://``).
+    checkpoint store on ``memory://``, ``sqlite:///``, ``postgresql://``, ``redis://`` or
+    ``tiered+redis://``).
 
     Args:
         store: the store to keep the journal in (usually the checkpoint store of the run).
@@ -333,17 +332,14 @@ class EffectJournal:
 def _build(url: str, options: Mapping[str, Any]) -> BaseStore:
     if not isinstance(url, str):
         raise InvalidInput(f"a journal URL must be a str, got {type(url).__name__}")
-    if urlsplit(url).scheme in ("redis", "rediss", "unix"):
-        from memfold.backends.redis.journal import RedisJournalStore  # needs the redis extra
-
-        return RedisJournalStore.from_url(url, **options)
     return open_checkpoint_store(url, setup=False, **options)
 
 
 def open_journal(url: str = "memory://", *, setup: bool = True, **options: Any) -> EffectJournal:
-    """Open the journal at ``url``: the checkpoint store of ``memory://``, ``sqlite:///path``
-    or ``postgresql://...`` (same URL and options as `memfold.checkpoints.open_checkpoint_store`),
-    or ``redis://...`` (a hash per thread); unless ``setup=False``, create its schema."""
+    """Open the journal at ``url``: the checkpoint store of that URL (``memory://``,
+    ``sqlite:///path``, ``postgresql://...``, ``redis://...`` or ``tiered+redis://...``, with
+    the options of `memfold.checkpoints.open_checkpoint_store`); unless ``setup=False``, create
+    its schema."""
     store = _build(url, options)
     if setup:
         store.setup()

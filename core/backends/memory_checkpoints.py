@@ -411,6 +411,7 @@ class MemoryCheckpointStore(BaseCheckpointStore):
             )
         copied = _Thread(now, spaces={ns: s.copy() for ns, s in found.spaces.items()})
         self._threads[(tenant, target)] = copied
+        self._journal.copy(tenant, source, target)
         return copied.count()
 
     def _prune(self, tenant: str, thread_ids: tuple[str, ...], keep_latest: bool) -> int:

@@ -9,6 +9,7 @@ Examples:
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from memfold.errors import InvalidInput
@@ -49,6 +50,15 @@ class MemoryJournal:
             case DeleteEffects(tenant, thread_id):
                 return self.drop(tenant, thread_id)
         raise InvalidInput(f"the memory journal cannot run {type(op).__name__}")
+
+    def copy(self, tenant: str, source: str, target: str) -> None:
+        """Make ``target``'s journal a copy of ``source``'s (replacing what it held)."""
+        self.drop(tenant, target)
+        found = self._threads.get((tenant, source))
+        if found:
+            self._threads[(tenant, target)] = {
+                key: replace(entry, thread_id=target) for key, entry in found.items()
+            }
 
     def drop(self, tenant: str, thread_id: str) -> int:
         """Forget a thread's journal; returns how many entries it held."""

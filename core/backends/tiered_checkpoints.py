@@ -12,6 +12,8 @@ The design of `memfold.backends.tiered.TieredThreadStore`, for checkpoints:
   thread without the mark goes to the durable store and then copies the thread into the hot
   store and marks it (re-warming it). Listings across threads, stats and sweeps read the
   durable store; sweeps and other removals are applied to both.
+- The effect journal (`memfold.journal`) is the durable store's alone: its operations, reads
+  included, run there only, and ``copy_thread`` and thread deletions carry it there.
 - When the hot store fails, reads and writes go on against the durable store and a warning is
   logged (at most once every ``warn_every`` seconds). A thread whose hot write failed is
   dropped from the hot store, or, if that fails too, remembered and dropped once it is back;
@@ -48,6 +50,7 @@ from memfold.backends.tiered import MAX_DIRTY, log
 from memfold.checkpoint_model import Checkpoint
 from memfold.checkpoints import BaseCheckpointStore
 from memfold.errors import BackendUnavailable, InvalidInput, MemfoldError
+from memfold.journal import JOURNAL_OPS
 from memfold.ops import Op
 from memfold.stores import encode_json
 
@@ -146,8 +149,8 @@ class TieredCheckpointStore(BaseCheckpointStore):
 
     def _write(self, op: Op[T]) -> Flow[T]:
         result: T = yield _Step(self.durable, op)
-        if isinstance(op, ops.ReleaseThread | ops.CheckpointStats):
-            return result  # leases and stats are the durable store's alone
+        if isinstance(op, (ops.ReleaseThread, ops.CheckpointStats, *JOURNAL_OPS)):
+            return result  # leases, stats and the effect journal are the durable store's alone
         hot_op: Op[Any] = op
         if isinstance(op, ops.PutCheckpoint | ops.PutCheckpointWrites):
             hot_op = dataclasses.replace(op, lease=None)

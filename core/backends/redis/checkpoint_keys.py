@@ -17,6 +17,8 @@ a thread has a fixed set of keys, ``P{T}:c:H:`` followed by (in `CheckpointKeys.
     x  sorted set, all scores 0: write fields ``member NUL task_id NUL idx``
     w  hash: write field -> the write (task path, channel, value)
     u  set: the run ids of the thread's checkpoints (escaped)
+    j  hash: the effect journal, ``namespace:tool_call_id`` (both escaped) -> ``recorded µs:
+       tag:bytes`` (see `memfold.backends.redis.journal`)
 
 plus, per tenant, ``P{T}:c:threads`` (sorted set of threads by last write) and
 ``P{T}:c:run:R`` (set of the threads holding run ``R``), and ``Pc:tenants`` (every tenant).
@@ -106,6 +108,7 @@ class CheckpointKeys:
     write_index: str
     writes: str
     runs: str
+    journal: str
     threads: str
     member: str
 
@@ -114,7 +117,8 @@ class CheckpointKeys:
         """The thread's own keys then the tenant index: the ``KEYS`` every script takes."""
         return (
             self.info, self.ids, self.ages, self.records, self.metadata, self.roots,
-            self.payloads, self.headers, self.write_index, self.writes, self.runs, self.threads,
+            self.payloads, self.headers, self.write_index, self.writes, self.runs, self.journal,
+            self.threads,
         )  # fmt: skip
 
 
@@ -138,8 +142,8 @@ def checkpoint_keys(prefix: str, tenant: str, thread_id: str) -> CheckpointKeys:
     """The keys of checkpoint thread ``thread_id`` of ``tenant`` (cached)."""
     name = escape(thread_id)
     base = f"{prefix}{{{escape(tenant)}}}:c:{name}:"
-    h, i, a, r, m, k, b, p, x, w, u = (base + part for part in "hiarmkbpxwu")
-    return CheckpointKeys(h, i, a, r, m, k, b, p, x, w, u, tenant_threads(prefix, tenant), name)
+    h, i, a, r, m, k, b, p, x, w, u, j = (base + part for part in "hiarmkbpxwuj")
+    return CheckpointKeys(h, i, a, r, m, k, b, p, x, w, u, j, tenant_threads(prefix, tenant), name)
 
 
 def member(namespace: str, checkpoint_id: str) -> bytes:

@@ -1,6 +1,6 @@
 """The Lua scripts of the Redis checkpoint store: each read or write is one atomic step.
 
-Every script takes ``KEYS`` = `CheckpointKeys.all` (the thread's eleven keys, then the tenant's
+Every script takes ``KEYS`` = `CheckpointKeys.all` (the thread's twelve keys, then the tenant's
 thread index), plus extra keys after them where noted. Decisions that need memfold's own
 logic (the delta layout of `memfold.checkpoint_deltas`, retention) are made in Python from what
 a read script returned; the write is then applied by `APPLY`, which refuses it if the thread's
@@ -18,10 +18,12 @@ __all__ = [
     "APPLY",
     "COPY",
     "DELETE",
+    "DELETE_EFFECTS",
     "DUMP",
     "MARK_WHOLE",
     "PUT_READ",
     "READ",
+    "RECORD_EFFECT",
     "RELEASE",
     "SET_TTL",
 ]
@@ -29,7 +31,8 @@ __all__ = [
 _HELPERS = r"""
 local info, ids, ages, records = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local metadata, roots, payloads, headers = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
-local write_index, writes, runs = KEYS[9], KEYS[10], KEYS[11]
+local write_index, writes, runs, journal = KEYS[9], KEYS[10], KEYS[11], KEYS[12]
+local own, threads = 12, KEYS[13]  -- how many keys a thread has; the tenant's thread index
 
 -- The items of memfold.checkpoint_deltas.pack_items: a count, the lengths, then the items.
 local function items_of(packed)
@@ -218,10 +221,10 @@ end
 if ARGV[9] == '1' then redis.call('HINCRBY', info, 'v', 1) end
 if ARGV[2] == '' then return {'ok'} end
 redis.call('HSET', info, 'u', ARGV[2])
-redis.call('ZADD', KEYS[12], ARGV[2], ARGV[8])
+redis.call('ZADD', threads, ARGV[2], ARGV[8])
 local ttl = tonumber(redis.call('HGET', info, 't') or ARGV[3])
 if ttl > 0 then
-  for k = 1, 11 do redis.call('PEXPIRE', KEYS[k], ttl) end
+  for k = 1, own do redis.call('PEXPIRE', KEYS[k], ttl) end
 end
 return {'ok'}
 """
@@ -256,8 +259,8 @@ local removed = {redis.call('ZCARD', ids), redis.call('HLEN', headers), redis.ca
 for _, run in ipairs(redis.call('SMEMBERS', runs)) do
   redis.call('SREM', ARGV[2] .. run, ARGV[1])
 end
-for k = 1, 11 do redis.call('DEL', KEYS[k]) end
-redis.call('ZREM', KEYS[12], ARGV[1])
+for k = 1, own do redis.call('DEL', KEYS[k]) end
+redis.call('ZREM', threads, ARGV[1])
 return removed
 """
 )
@@ -265,28 +268,30 @@ return removed
 COPY = Script(
     _HELPERS
     + r"""
--- KEYS[13..23]: the target thread's own keys. ARGV: target member, now (µs), run-index key
--- base, default TTL (ms). Returns how many checkpoints were copied, or -1 if the target
--- already has checkpoints.
+-- KEYS[14..25]: the target thread's own keys. ARGV: target member, now (µs), run-index key
+-- base, default TTL (ms). Copies every key but the info hash (the journal included, so a
+-- copied thread replays its tools' calls too). Returns how many checkpoints were copied, or -1
+-- if the target already has checkpoints.
 local copied = redis.call('ZCARD', ids)
 if copied == 0 then return 0 end
-if redis.call('ZCARD', KEYS[14]) > 0 then return -1 end
-for k = 2, 11 do
+local to = own + 1  -- KEYS[k + to] is the target's KEYS[k]
+if redis.call('ZCARD', KEYS[2 + to]) > 0 then return -1 end
+for k = 2, own do
   if redis.call('EXISTS', KEYS[k]) == 1 then
-    redis.call('COPY', KEYS[k], KEYS[k + 12], 'REPLACE')
+    redis.call('COPY', KEYS[k], KEYS[k + to], 'REPLACE')
   else
-    redis.call('DEL', KEYS[k + 12])
+    redis.call('DEL', KEYS[k + to])
   end
 end
-redis.call('DEL', KEYS[13])
-redis.call('HSET', KEYS[13], 'v', 1, 'u', ARGV[2])
-redis.call('ZADD', KEYS[12], ARGV[2], ARGV[1])
+redis.call('DEL', KEYS[1 + to])
+redis.call('HSET', KEYS[1 + to], 'v', 1, 'u', ARGV[2])
+redis.call('ZADD', threads, ARGV[2], ARGV[1])
 for _, run in ipairs(redis.call('SMEMBERS', runs)) do
   redis.call('SADD', ARGV[3] .. run, ARGV[1])
 end
 local ttl = tonumber(ARGV[4])
 if ttl > 0 then
-  for k = 13, 23 do redis.call('PEXPIRE', KEYS[k], ttl) end
+  for k = 1 + to, own + to do redis.call('PEXPIRE', KEYS[k], ttl) end
 end
 return copied
 """
@@ -305,7 +310,7 @@ else
   redis.call('HSET', info, 't', ARGV[1])
   ttl = tonumber(ARGV[1])
 end
-for k = 1, 11 do
+for k = 1, own do
   if ttl > 0 then redis.call('PEXPIRE', KEYS[k], ttl) else redis.call('PERSIST', KEYS[k]) end
 end
 return 1
@@ -333,5 +338,33 @@ return 1
 """
 )
 
-ALL = (READ, PUT_READ, APPLY, DUMP, DELETE, COPY, SET_TTL, RELEASE, MARK_WHOLE)
+RECORD_EFFECT = Script(
+    _HELPERS
+    + r"""
+-- ARGV: the entry's field in the journal, the entry, the default TTL (ms, 0 for none). Stores
+-- the entry unless the field holds one; a new entry makes the journal expire with its thread
+-- (or after the default TTL if the thread has no checkpoint yet). Returns the stored entry.
+if redis.call('HSETNX', journal, ARGV[1], ARGV[2]) == 1 then
+  local ttl = redis.call('PTTL', info)
+  if ttl == -2 then ttl = tonumber(ARGV[3]) end
+  if ttl > 0 then redis.call('PEXPIRE', journal, ttl) end
+end
+return redis.call('HGET', journal, ARGV[1])
+"""
+)
+
+DELETE_EFFECTS = Script(
+    _HELPERS
+    + r"""
+-- Deletes the thread's journal (its checkpoints stay); returns how many entries it held.
+local count = redis.call('HLEN', journal)
+redis.call('DEL', journal)
+return count
+"""
+)
+
+ALL = (
+    READ, PUT_READ, APPLY, DUMP, DELETE, COPY, SET_TTL, RELEASE, MARK_WHOLE, RECORD_EFFECT,
+    DELETE_EFFECTS,
+)  # fmt: skip
 """Every script, for ``setup()`` to load up front."""

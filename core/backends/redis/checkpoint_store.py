@@ -60,6 +60,7 @@ from memfold.backends.redis.checkpoint_keys import (
     tenants_key,
     write_field,
 )
+from memfold.backends.redis.journal import journal_call
 from memfold.backends.redis.keys import check_prefix, escape, unescape
 from memfold.backends.redis.scripts import Script
 from memfold.backends.redis.store import DEFAULT_PREFIX, RedisThreadStore, _translated
@@ -86,6 +87,7 @@ from memfold.checkpoint_model import (
 )
 from memfold.checkpoints import BaseCheckpointStore, claim_lease, matches_filter
 from memfold.errors import BackendUnavailable, Conflict, InvalidInput
+from memfold.journal import JOURNAL_OPS
 from memfold.ops import Op
 from memfold.stores import Capabilities
 
@@ -99,7 +101,7 @@ Flow: TypeAlias = Generator[Call[Any], Any, T]
 MAX_ATTEMPTS: Final = 20
 """How often a write re-reads and re-plans when the thread changed under it."""
 
-_KEYS = {name: i + 1 for i, name in enumerate("hiarmkbpxwu")}
+_KEYS = {name: i + 1 for i, name in enumerate("hiarmkbpxwuj")}
 """The 1-based index in ``KEYS`` of each of a thread's keys (see `CheckpointKeys.all`)."""
 
 
@@ -229,7 +231,9 @@ class RedisCheckpointStore(BaseCheckpointStore):
         self.key_prefix = key_prefix
         self.codec = self._redis.codec
         super().__init__(
-            Capabilities(persistent=True, shared=True, transactions=True, ttl=True),
+            Capabilities(
+                persistent=True, shared=True, transactions=True, ttl=True, effect_journal=True
+            ),
             delta_policy=delta_policy,
             retention=retention,
         )
@@ -290,6 +294,9 @@ class RedisCheckpointStore(BaseCheckpointStore):
         return result
 
     def _flow(self, op: Op[Any]) -> Flow[Any]:
+        if isinstance(op, JOURNAL_OPS):
+            keys = self._keys(op.tenant, op.thread_id)
+            return self._one(journal_call(op, keys, self._default_ttl_ms), _reply)
         match op:
             case ops.PutCheckpoint():
                 return self._put(op)
@@ -416,7 +423,8 @@ class RedisCheckpointStore(BaseCheckpointStore):
             mutations += ("H", _KEYS["k"], me, roots, "Z", _KEYS["i"], 0, me)
             mutations += ("Z", _KEYS["a"], micros(op.created_at), me)
             if extra:
-                mutations += ("S", _KEYS["u"], escape(cast(str, run)), "S", 13, keys.member)
+                mutations += ("S", _KEYS["u"], escape(cast(str, run)))
+                mutations += ("S", len(keys.all) + 1, keys.member)
             reply = yield self._apply(
                 keys, expected, op.created_at, mutations, lease=op.lease, head=parent,
                 extra_keys=extra,
@@ -610,7 +618,7 @@ class RedisCheckpointStore(BaseCheckpointStore):
             return 0
         src, dst = self._keys(tenant, source), self._keys(tenant, target)
         copied: int = yield _script(
-            scripts.COPY, (*src.all, *dst.all[:11]), dst.member, micros(now),
+            scripts.COPY, (*src.all, *dst.all[:-1]), dst.member, micros(now),
             run_base(self.key_prefix, tenant), self._default_ttl_ms,
         )  # fmt: skip
         if copied < 0:
