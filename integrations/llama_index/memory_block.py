@@ -30,6 +30,7 @@ class MemfoldMemoryBlock(BaseMemoryBlock[str]):
         store: a memfold memory store, or its URL.
         namespace: where the memories live, ``(tenant, user_id, ...)``.
         similarity_top_k: how many memories each read returns.
+        data: the other ``BaseMemoryBlock`` fields (``name``, ``priority``, ...).
 
     Examples:
         >>> from llama_index.core.llms import ChatMessage
@@ -46,8 +47,15 @@ class MemfoldMemoryBlock(BaseMemoryBlock[str]):
     similarity_top_k: int = Field(default=5, ge=1, le=100)
     _store: MemoryStore = PrivateAttr()
 
-    def __init__(self, store: MemoryStore | str, **data: Any) -> None:
-        super().__init__(**data)
+    def __init__(
+        self,
+        store: MemoryStore | str,
+        *,
+        namespace: tuple[str, ...],
+        similarity_top_k: int = 5,
+        **data: Any,
+    ) -> None:
+        super().__init__(namespace=namespace, similarity_top_k=similarity_top_k, **data)  # type: ignore[call-arg]
         self._store = open_memory_store(store) if isinstance(store, str) else store
 
     def put(self, messages: list[ChatMessage]) -> None:
