@@ -372,3 +372,15 @@ def test_reembed_command(tmp_path: Path) -> None:
     assert "Re-embedded 3 records with hashing-32." in result.output
     bad = CliRunner().invoke(app, ["reembed", "acme", "--url", url, "--embedder", "word2vec"])
     assert bad.exit_code == 1
+
+
+def test_sqlite_vector_cache_sees_other_writers(tmp_path: Path) -> None:
+    """A SQLite store's in-memory vector matrix is refreshed after another store writes."""
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    with open_memory_store(url, dimensions=2) as a, open_memory_store(url, dimensions=2) as b:
+        a.put(NS, "east", id="e", embedding=[1.0, 0.0])
+        assert [h.record.id for h in a.search(("acme",), vector=[0.0, 1.0], k=1)] == ["e"]
+        b.put(NS, "north", id="n", embedding=[0.0, 1.0])
+        assert [h.record.id for h in a.search(("acme",), vector=[0.0, 1.0], k=1)] == ["n"]
+        b.delete(NS, "n")
+        assert [h.record.id for h in a.search(("acme",), vector=[0.0, 1.0], k=2)] == ["e"]

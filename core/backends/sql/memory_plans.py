@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from sqlalchemy import (
     ClauseElement,
     ColumnElement,
@@ -54,6 +55,11 @@ from memfold.recall.text import bm25
 from memfold.recall.vectors import Matrix, from_blob, to_blob, top_k
 
 __all__ = ["MemoryPlans"]
+
+_CACHED_PREFIXES = 8
+"""How many namespace prefixes' vector matrices a SQLite store keeps in memory."""
+_CANDIDATE_ROUND = 2_000
+"""Past this many ranked candidates, the filter is checked over the whole prefix at once."""
 
 _READS = (
     ops.GetMemories,
@@ -89,6 +95,7 @@ class MemoryPlans:
             m.c.ttl, m.c.created_at, m.c.updated_at, m.c.last_used_at, m.c.expires_at,
         ]  # fmt: skip
         self._embedding = embedding
+        self._matrices: dict[str, _Matrix] = {}
 
     def writes(self, op: Op[Any]) -> bool:
         """Whether ``op`` changes data (touching reads do)."""
@@ -507,18 +514,62 @@ class MemoryPlans:
             hits = [_with_record(h, self._touched(h.record, op.now)) for h in hits]
         return hits
 
+    def _exact(self, op: ops.SearchMemories, where: list[Any]) -> Plan:
+        """SQLite: exact cosine over the prefix's vectors, kept in process memory while the
+        write counter (bumped by triggers, from any process) stays the same."""
+        m = self.m
+        assert op.vector is not None
+        counter = yield text(f"SELECT n FROM {self.tables.version} WHERE id = 1"), None
+        version = int(counter.scalar() or 0)
+        cached = self._matrices.get(op.prefix)
+        if cached is None or cached.version != version:
+            result = yield (
+                select(m.c.seq, m.c.embedding).where(
+                    self._under(op.prefix), m.c.embedding.is_not(None)
+                ),
+                None,
+            )
+            seqs = np.fromiter((row[0] for row in result.rows), dtype=np.int64)
+            blob = b"".join(row[1] for row in result.rows)
+            matrix = np.frombuffer(blob, dtype="<f4").reshape(len(seqs), -1) if blob else None
+            cached = _Matrix(
+                version, seqs, np.zeros((0, 1), np.float32) if matrix is None else matrix
+            )
+            while len(self._matrices) >= _CACHED_PREFIXES:
+                self._matrices.pop(next(iter(self._matrices)))
+            self._matrices[op.prefix] = cached
+        if not cached.seqs.size:
+            return {}
+        sims = cached.matrix @ op.vector
+        k = min(sims.size, max(op.pool, 16))
+        while True:
+            # Rank a few more each round; the database says which candidates are live and
+            # pass the filter, so a selective filter still fills the pool.
+            order = top_k(sims, k)
+            if k >= sims.size or k > _CANDIDATE_ROUND:
+                allowed = yield select(m.c.seq).where(*where, m.c.embedding.is_not(None)), None
+                ok = np.isin(cached.seqs[order], [row[0] for row in allowed.rows])
+            else:
+                wanted = [int(s) for s in cached.seqs[order]]
+                allowed = yield (
+                    select(m.c.seq).where(
+                        *where, m.c.seq.in_([bindparam(None, s) for s in wanted])
+                    ),
+                    None,
+                )
+                ok = np.isin(cached.seqs[order], [row[0] for row in allowed.rows])
+            picked = order[ok][: op.pool]
+            if len(picked) >= op.pool or k >= sims.size or k > _CANDIDATE_ROUND:
+                return {str(int(cached.seqs[i])): float(sims[i]) for i in picked}
+            k = min(sims.size, k * 4)
+
     def _nearest(self, op: ops.SearchMemories, where: list[Any]) -> Plan:
         """Cosine similarity of the ``op.pool`` nearest rows passing ``where``, by seq."""
         m = self.m
         assert op.vector is not None
         has_vector = m.c.embedding.is_not(None)
         if not self.pg:
-            result = yield select(m.c.seq, m.c.embedding).where(*where, has_vector), None
-            if not result.rows:
-                return {}
-            matrix = np.frombuffer(b"".join(row[1] for row in result.rows), dtype="<f4")
-            sims = matrix.reshape(len(result.rows), -1) @ op.vector
-            return {str(result.rows[int(i)][0]): float(sims[i]) for i in top_k(sims, op.pool)}
+            return (yield from self._exact(op, where))
         vector = cast(bindparam(None, self._vector_param(op.vector), Text), m.c.embedding.type)
         distance = m.c.embedding.op("<=>", return_type=Float())(vector)
         nearest = (
@@ -538,6 +589,15 @@ class MemoryPlans:
                 result = yield nearest, None
                 yield text("SET LOCAL enable_indexscan = on"), None
         return {str(row[0]): float(row[1]) for row in result.rows}
+
+
+class _Matrix:
+    """The vectors under one namespace prefix, as of one value of the write counter."""
+
+    __slots__ = ("matrix", "seqs", "version")
+
+    def __init__(self, version: int, seqs: npt.NDArray[np.int64], matrix: Matrix) -> None:
+        self.version, self.seqs, self.matrix = version, seqs, matrix
 
 
 def _with_record(hit: MemoryHit, record: MemoryRecord) -> MemoryHit:

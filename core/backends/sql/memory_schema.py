@@ -60,6 +60,12 @@ class MemoryTables:
         return f"{self.base.prefix}memories_fts"
 
     @property
+    def version(self) -> str:
+        """Name of the SQLite one-row table counting writes to the memories (bumped by triggers),
+        which tells a process whether its cached vector matrix is still current."""
+        return f"{self.base.prefix}memories_version"
+
+    @property
     def words_index(self) -> str:
         """Name of the PostgreSQL GIN index over the terms."""
         return f"{self.base.prefix}memories_words"
@@ -128,7 +134,14 @@ def _memories(tables: MemoryTables, dialect: Dialect) -> list[str]:
             f"CREATE TRIGGER IF NOT EXISTS {name}_fts_update AFTER UPDATE OF terms ON {name} "
             f"BEGIN INSERT INTO {fts}({fts}, rowid, terms) VALUES ('delete', old.seq, old.terms);"
             f" INSERT INTO {fts}(rowid, terms) VALUES (new.seq, new.terms); END",
+            f"CREATE TABLE IF NOT EXISTS {tables.version} ("
+            "id INTEGER PRIMARY KEY CHECK (id = 1), n INTEGER NOT NULL)",
+            f"INSERT OR IGNORE INTO {tables.version} (id, n) VALUES (1, 0)",
         ]
+        bump = f"BEGIN UPDATE {tables.version} SET n = n + 1 WHERE id = 1; END"
+        for event in ("INSERT", "DELETE", "UPDATE OF embedding"):
+            trigger = f"{name}_version_{event.split()[0].lower()}"
+            ddl.append(f"CREATE TRIGGER IF NOT EXISTS {trigger} AFTER {event} ON {name} {bump}")
     if dialect.name == "postgresql":
         quote = dialect.identifier_preparer
         table = quote.format_table(m)
