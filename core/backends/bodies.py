@@ -10,13 +10,16 @@ Examples:
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 
 from memfold.model import Message
 from memfold.stores import encode_json
 
-__all__ = ["without_id", "without_id_and_time"]
+__all__ = ["set_time", "split", "without_id", "without_id_and_time"]
 
 _quote = json.JSONEncoder(ensure_ascii=False).encode
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
 
 def without_id(message: Message, body: str) -> str:
@@ -62,3 +65,29 @@ def without_id_and_time(message: Message, body: str) -> str:
     data.pop("id", None)
     data.pop("created_at", None)
     return encode_json(data, f"message {message.id!r}")
+
+
+def split(message: Message, body: str) -> tuple[str, int | None]:
+    """What a backend that keeps the id and the time beside the body stores: the body without
+    its id, and, for a UTC time, without the time too, which is returned as microseconds
+    since the epoch (None: the body keeps its time, with its own zone's offset).
+
+    Examples:
+        >>> when = datetime(2026, 1, 1, tzinfo=UTC)
+        >>> m = Message(role="user", content="hi", id="m1", created_at=when)
+        >>> body, micros = split(m, m.to_json())
+        >>> body, set_time(Message.from_json(body), micros).created_at == when
+        ('{"role":"user","content":"hi"}', True)
+    """
+    created = message.created_at
+    if created is not None and created.tzinfo is UTC:
+        return without_id_and_time(message, body), (created - _EPOCH) // _MICROSECOND
+    return without_id(message, body), None
+
+
+def set_time(message: Message, micros: int | None) -> Message:
+    """``message`` (just decoded, seen by no one else yet) with the time `split` took out."""
+    if micros is not None:
+        # Set once, before anyone holds the message (as Message.__post_init__ does itself).
+        object.__setattr__(message, "created_at", _EPOCH + micros * _MICROSECOND)
+    return message

@@ -318,7 +318,7 @@ def test_no_session_state_outlives_a_transaction(schema: str) -> None:
     assert store.count("t") == 24
     kinds = {q.split(None, 1)[0].upper() for q in seen}
     assert kinds <= {"BEGIN", "COMMIT", "SELECT", "INSERT", "UPDATE", "DELETE", "WITH",
-                     "CREATE", "DROP"}, kinds  # fmt: skip
+                     "CREATE", "DROP", "ALTER"}, kinds  # fmt: skip
     assert all("pg_advisory_lock" not in q for q in seen)
     assert any("pg_advisory_xact_lock" in q for q in seen)
     with engine.connect() as conn:
@@ -420,6 +420,22 @@ def test_search_uses_the_gin_index(pg: BaseThreadStore, admin: psycopg.Connectio
     explained = admin.execute("EXPLAIN " + compiled.string, params).fetchall()
     plan = "\n".join(row[0] for row in explained)
     assert "memfold_messages_words" in plan, plan
+
+
+def test_plain_ascii_text_is_indexed_from_the_body(
+    pg: BaseThreadStore, admin: psycopg.Connection[Any]
+) -> None:
+    """Plain ASCII text keeps no copy of its words (the index reads the body); other text
+    does; both are found by their words."""
+    assert isinstance(pg, SQLThreadStore)
+    stored = pg.append("t", [user("Ship it to 10 Main St."), user("Café près d'ici")])
+    table = sql.Identifier(pg.tables.schema or "", pg.tables.messages.name)
+    copies = admin.execute(
+        sql.SQL("SELECT message_id, search_text FROM {} ORDER BY seq").format(table)
+    ).fetchall()
+    assert copies == [(stored[0].id, None), (stored[1].id, "café près d ici")]
+    assert [h.message for h in pg.search("main ship")] == stored[:1]
+    assert [h.message for h in pg.search("PRÈS")] == stored[1:]
 
 
 def test_huge_messages_are_stored_and_found(pg: BaseThreadStore) -> None:

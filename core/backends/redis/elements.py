@@ -31,11 +31,10 @@ import re
 import struct
 import threading
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
 
 import zstandard
 
-from memfold.backends.bodies import without_id, without_id_and_time
+from memfold.backends.bodies import set_time, split
 from memfold.errors import BackendUnavailable, InvalidInput
 from memfold.model import Message
 
@@ -50,8 +49,6 @@ NO_TIME = -(2**63)
 
 _TIME = struct.Struct(">q")
 _HEX_ID = re.compile(r"[0-9a-f]{32}")
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
 
 
 class ElementCodec:
@@ -90,12 +87,8 @@ class ElementCodec:
     def encode(self, message: Message, body: str) -> bytes:
         """The element for ``message``, whose JSON (with its id) is ``body``."""
         message_id = message.id or ""
-        created = message.created_at
-        if created is not None and created.tzinfo is UTC:
-            micros = (created - _EPOCH) // _MICROSECOND
-            payload = without_id_and_time(message, body).encode()
-        else:
-            micros, payload = NO_TIME, without_id(message, body).encode()
+        text, time = split(message, body)
+        payload, micros = text.encode(), NO_TIME if time is None else time
         compressed = False
         if self.compress_min_bytes is not None and len(payload) >= self.compress_min_bytes:
             packed = self._compressor().compress(payload)
@@ -160,11 +153,7 @@ class ElementCodec:
                 "a stored message is not in memfold's Redis format (written by a newer "
                 f"memfold, or by something else under this key_prefix?): {exc}"
             ) from exc
-        message = Message.from_dict(data)
-        if micros != NO_TIME:
-            # Set once, on a message no one else has seen yet (as __post_init__ does).
-            object.__setattr__(message, "created_at", _EPOCH + micros * _MICROSECOND)
-        return message
+        return set_time(Message.from_dict(data), None if micros == NO_TIME else micros)
 
     def decode_all(self, elements: Iterable[bytes]) -> list[Message]:
         """The messages stored as ``elements``, in order."""

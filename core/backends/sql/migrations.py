@@ -155,8 +155,8 @@ def _threads_and_messages(tables: Tables, dialect: Dialect) -> list[str]:
 
 def _thread_keys(tables: Tables, dialect: Dialect) -> list[str]:
     """Messages name their thread by a small integer key, not by two strings; bodies leave out
-    the id (a column holds it); SQLite indexes text it can read from the body, and appends one
-    message in one statement."""
+    the id and UTC times (columns hold them); both databases index text they can read from the
+    body instead of a copy; SQLite appends one message in one statement."""
     quote = dialect.identifier_preparer
     threads, messages = quote.format_table(tables.threads), quote.format_table(tables.messages)
     schema = "" if tables.schema is None else quote.quote_schema(tables.schema) + "."
@@ -202,7 +202,16 @@ def _thread_keys(tables: Tables, dialect: Dialect) -> list[str]:
             f"SELECT setval(pg_get_serial_sequence('{messages}', 'seq'), "
             f"coalesce((SELECT max(seq) FROM {messages}), 0) + 1, false)"
         )
-        vector = words.tsvector(literal_column("search_text")).compile(dialect=dialect)
+        # The thread's messages in order are the primary key: one index instead of two.
+        order = f"{schema}{quote.quote(tables.prefix + 'messages_order')}"
+        ddl += [
+            f"ALTER TABLE {messages} DROP CONSTRAINT {quote.quote(tables.messages.name + '_pkey')}",
+            f"ALTER TABLE {messages} ADD PRIMARY KEY (thread, seq)",
+            f"DROP INDEX {order}",
+        ]
+        vector = words.message_vector(
+            literal_column("search_text"), literal_column("body")
+        ).compile(dialect=dialect)
         ddl.append(
             f"CREATE INDEX IF NOT EXISTS {quote.quote(tables.messages_words)} "
             f"ON {messages} USING gin ({vector}) WITH (gin_pending_list_limit = 256)"
@@ -229,17 +238,17 @@ def _thread_keys(tables: Tables, dialect: Dialect) -> list[str]:
         f"VALUES ('delete', old.seq, {indexed.format('old')}); "
         f"INSERT INTO {fts}(rowid, search_text) VALUES (new.seq, {indexed.format('new')}); END",
         # An append of one message is one INSERT into this view: no BEGIN/COMMIT round trips.
-        f"CREATE VIEW {view} (tenant, thread_id, now, message_id, body, search_text) "
-        "AS SELECT NULL, NULL, NULL, NULL, NULL, NULL",
+        f"CREATE VIEW {view} (tenant, thread_id, now, message_id, body, created_us, "
+        "search_text) AS SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL",
         f"CREATE TRIGGER {view}_insert INSTEAD OF INSERT ON {view} BEGIN "
         f"INSERT INTO {threads} "
         "(tenant, thread_id, created_at, updated_at, message_count, metadata) "
         "VALUES (new.tenant, new.thread_id, new.now, new.now, 1, '{}') "
         "ON CONFLICT (tenant, thread_id) DO UPDATE SET updated_at = excluded.updated_at, "
         "message_count = message_count + 1; "
-        f"INSERT INTO {m} (thread, message_id, body, search_text) VALUES ("
+        f"INSERT INTO {m} (thread, message_id, body, created_us, search_text) VALUES ("
         f"(SELECT id FROM {threads} WHERE tenant = new.tenant AND thread_id = new.thread_id), "
-        "new.message_id, new.body, new.search_text); END",
+        "new.message_id, new.body, new.created_us, new.search_text); END",
     ]
     return ddl
 

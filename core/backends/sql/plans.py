@@ -16,7 +16,7 @@ from sqlalchemy import ClauseElement, bindparam, cast, delete, func, insert, sel
 from sqlalchemy.dialects import postgresql, sqlite
 
 from memfold import ops
-from memfold.backends.bodies import without_id
+from memfold.backends.bodies import set_time, split
 from memfold.backends.sql import words
 from memfold.backends.sql.schema import Tables
 from memfold.errors import InvalidInput, NotFound
@@ -64,14 +64,19 @@ def _raw_text(message: Message) -> str | None:
 
 
 def _words(message: Message) -> str | None:
+    """PostgreSQL reads the words of plain ASCII text from the body (None); others are stored."""
+    content = message.content
+    if isinstance(content, str) and words.derivable(content):
+        return None
     return words.document(message.text)
 
 
-def _message(message_id: str, body: str) -> Message:
-    """The message stored as ``body`` (its JSON, without the id since schema step 2)."""
+def _message(message_id: str, body: str, created_us: int | None) -> Message:
+    """The message stored as ``body`` (since schema step 2, its JSON without the id, and
+    without a UTC time, which ``created_us`` holds)."""
     data = _decode(body)[0]
     data["id"] = message_id
-    return Message.from_dict(data)
+    return set_time(Message.from_dict(data), created_us)
 
 
 def _info(row: tuple[Any, ...]) -> ThreadInfo:
@@ -131,6 +136,7 @@ class ThreadPlans:
                 thread=key_of,
                 message_id=bindparam("message_id"),
                 body=bindparam("body"),
+                created_us=bindparam("created_us"),
                 search_text=bindparam("search_text"),
             )
             .inline()  # no RETURNING of the new seq: nothing reads it
@@ -141,19 +147,20 @@ class ThreadPlans:
         if dialect == "postgresql":
             touched = self._touch.returning(t.c.id).cte("touched")
             self._append_one = insert(m).from_select(
-                ["thread", "message_id", "body", "search_text"],
+                ["thread", "message_id", "body", "created_us", "search_text"],
                 select(
                     touched.c.id,
                     bindparam("message_id", type_=m.c.message_id.type),
                     bindparam("body", type_=m.c.body.type),
+                    bindparam("created_us", type_=m.c.created_us.type),
                     bindparam("search_text", type_=m.c.search_text.type),
                 ),
             )
         else:
             self._append_one = text(
                 f"INSERT INTO {tables.append_view} "
-                "(tenant, thread_id, now, message_id, body, search_text) "
-                "VALUES (:tenant, :thread_id, :now, :message_id, :body, :search_text)"
+                "(tenant, thread_id, now, message_id, body, created_us, search_text) VALUES "
+                "(:tenant, :thread_id, :now, :message_id, :body, :created_us, :search_text)"
             )
         is_thread = (t.c.tenant == bindparam("k_tenant")) & (t.c.thread_id == bindparam("k_thread"))
         thread_key = (
@@ -176,12 +183,16 @@ class ThreadPlans:
         )
         self._seq_of = select(m.c.seq).where(in_thread, m.c.message_id == bindparam("before"))
         is_message = in_thread & (m.c.message_id == bindparam("k_message"))
-        self._message = select(m.c.seq, m.c.message_id, m.c.body).where(is_message)
+        self._message = select(m.c.seq, m.c.message_id, m.c.body, m.c.created_us).where(is_message)
         self._delete_message = delete(m).where(is_message)
         self._rewrite_message = (
             update(m)
             .where(is_message)
-            .values(body=bindparam("new_body"), search_text=bindparam("new_text"))
+            .values(
+                body=bindparam("new_body"),
+                created_us=bindparam("new_created_us"),
+                search_text=bindparam("new_text"),
+            )
         )
         self._shrink = (
             update(t)
@@ -191,7 +202,7 @@ class ThreadPlans:
                 updated_at=bindparam("now"),
             )
         )
-        bodies = select(m.c.message_id, m.c.body).where(in_thread)
+        bodies = select(m.c.message_id, m.c.body, m.c.created_us).where(in_thread)
         before = bodies.where(m.c.seq < bindparam("seq"))
         self._load = {
             (False, False): bodies.order_by(m.c.seq),
@@ -227,7 +238,8 @@ class ThreadPlans:
         )
         self._fts_search: dict[bool, ClauseElement] = {
             scoped: text(
-                f"SELECT t.thread_id, m.message_id, m.body, bm25({fts}) AS rank FROM {fts} "
+                f"SELECT t.thread_id, m.message_id, m.body, m.created_us, bm25({fts}) AS rank "
+                f"FROM {fts} "
                 f"JOIN {m.name} AS m ON m.seq = {fts}.rowid "
                 f"JOIN {t.name} AS t ON t.id = m.thread "
                 f"WHERE {fts} MATCH :match AND t.tenant = :k_tenant"
@@ -239,12 +251,12 @@ class ThreadPlans:
 
     def _postgres_search(self, tables: Tables) -> None:
         m, t = tables.messages, tables.threads
-        vector = words.tsvector(m.c.search_text)
+        vector = words.message_vector(m.c.search_text, m.c.body)
         # Every hit holds every query word once (the row stores distinct words), so the
         # fewer other words a message has, the better it matches (as on the memory backend).
         length = func.length(vector)
         found = (
-            select(t.c.thread_id, m.c.message_id, m.c.body, length)
+            select(t.c.thread_id, m.c.message_id, m.c.body, m.c.created_us, length)
             .select_from(m.join(t, t.c.id == m.c.thread))
             .where(vector.bool_op("@@")(cast(bindparam("match"), postgresql.TSQUERY)))
             .order_by(length, m.c.seq)
@@ -307,15 +319,18 @@ class ThreadPlans:
     def _append(self, op: ops.AppendMessages) -> Plan:
         key = {"tenant": op.tenant, "thread_id": op.thread_id}
         touch = {**key, "now": time.time(), "added": len(op.messages), "metadata": "{}"}
-        rows = [
-            {
-                **key,
-                "message_id": m.id,
-                "body": without_id(m, body),
-                "search_text": self._search_text(m),
-            }
-            for m, body in zip(op.messages, op.bodies, strict=True)
-        ]
+        rows = []
+        for m, body in zip(op.messages, op.bodies, strict=True):
+            text, created_us = split(m, body)
+            rows.append(
+                {
+                    **key,
+                    "message_id": m.id,
+                    "body": text,
+                    "created_us": created_us,
+                    "search_text": self._search_text(m),
+                }
+            )
         if len(rows) == 1:
             yield self._append_one, {**touch, **rows[0]}
             return
@@ -332,15 +347,18 @@ class ThreadPlans:
 
     def _update(self, op: ops.UpdateMessages) -> Plan:
         key = {"k_tenant": op.tenant, "k_thread": op.thread_id}
-        rows = [
-            {
-                **key,
-                "k_message": m.id,
-                "new_body": without_id(m, body),
-                "new_text": self._search_text(m),
-            }
-            for m, body in zip(op.messages, op.bodies, strict=True)
-        ]
+        rows = []
+        for m, body in zip(op.messages, op.bodies, strict=True):
+            text, created_us = split(m, body)
+            rows.append(
+                {
+                    **key,
+                    "k_message": m.id,
+                    "new_body": text,
+                    "new_created_us": created_us,
+                    "new_text": self._search_text(m),
+                }
+            )
         yield self._shrink, {**key, "removed": 0, "now": time.time()}  # locks the thread row
         changed = (yield self._rewrite_message, rows).rowcount
         if changed != len(rows):
@@ -350,7 +368,7 @@ class ThreadPlans:
 
     def _delete_messages(self, op: ops.DeleteMessages) -> Plan:
         key = {"k_tenant": op.tenant, "k_thread": op.thread_id}
-        removed: list[tuple[int, str, str]] = []
+        removed: list[tuple[int, str, str, int | None]] = []
         if op.message_ids:
             yield self._lock_thread, key
         for message_id in op.message_ids:
@@ -360,7 +378,7 @@ class ThreadPlans:
                 removed.append(rows[0])
         if removed:
             yield self._shrink, {**key, "removed": len(removed), "now": time.time()}
-        return [_message(message_id, body) for _, message_id, body in sorted(removed)]
+        return [_message(*row[1:]) for row in sorted(removed, key=lambda row: row[0])]
 
     def _load_plan(self, op: ops.LoadThread) -> Plan:
         key: dict[str, Any] = {"k_tenant": op.tenant, "k_thread": op.thread_id}
@@ -374,7 +392,7 @@ class ThreadPlans:
         rows = (yield self._load[op.last is not None, op.before is not None], key).rows
         if op.last is not None:
             rows = rows[::-1]
-        return [_message(message_id, body) for message_id, body in rows]
+        return [_message(message_id, body, created) for message_id, body, created in rows]
 
     def _count_plan(self, tenant: str, thread_id: str) -> Plan:
         rows = yield self._count, {"k_tenant": tenant, "k_thread": thread_id}
@@ -423,7 +441,8 @@ class ThreadPlans:
             yield self._fts_mark, None
             rows = (yield self._fts_search[op.thread_id is not None], params).rows
             return [
-                MessageHit(tid, _message(mid, body), -float(rank)) for tid, mid, body, rank in rows
+                MessageHit(tid, _message(mid, body, created), -float(rank))
+                for tid, mid, body, created, rank in rows
             ]
         terms = words.terms(op.query)
         if not terms:
@@ -431,6 +450,6 @@ class ThreadPlans:
         params["match"] = words.query(terms)
         rows = (yield self._fts_search[op.thread_id is not None], params).rows
         return [
-            MessageHit(tid, _message(mid, body), len(terms) / (1 + length) ** 0.5)
-            for tid, mid, body, length in rows
+            MessageHit(tid, _message(mid, body, created), len(terms) / (1 + length) ** 0.5)
+            for tid, mid, body, created, length in rows
         ]

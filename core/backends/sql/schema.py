@@ -124,11 +124,15 @@ def build_tables(prefix: str = "memfold_", schema: str | None = None) -> Tables:
             autoincrement=True,
         ),
         Column("thread", BigInteger().with_variant(Integer(), "sqlite"), nullable=False),
+        # The message's JSON (body) leaves out its id, and its time when that is UTC: then
+        # created_us holds it (microseconds since the epoch; 8-byte columns first, so no
+        # padding). Bodies written before schema step 2 keep both inside.
+        Column("created_us", BigInteger, nullable=True),
         Column("message_id", String(512), nullable=False),
-        # The message's JSON without its id (the column above holds it).
         Column("body", Text, nullable=False),
-        # PostgreSQL: the message's distinct words (`memfold.backends.sql.words`). SQLite: NULL
-        # when the full-text index can read the text from the body itself (plain text).
+        # The words to index, NULL when the index reads them from the body itself: on SQLite
+        # for plain text, on PostgreSQL for plain ASCII text (`words.derivable`); else the
+        # text (SQLite) or its distinct words (PostgreSQL, `memfold.backends.sql.words`).
         Column("search_text", Text, nullable=True),
         UniqueConstraint("thread", "message_id", name=f"{prefix}messages_id"),
         Index(f"{prefix}messages_order", "thread", "seq"),

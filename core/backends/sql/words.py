@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import hashlib
 
-from sqlalchemy import ColumnElement, func, literal_column
-from sqlalchemy.dialects.postgresql import TSVECTOR
+from sqlalchemy import ColumnElement, Text, cast, func, literal_column
+from sqlalchemy.dialects.postgresql import JSON, TSVECTOR
 
 from memfold.fulltext import tokenize
 
-__all__ = ["document", "query", "terms", "tsvector"]
+__all__ = ["derivable", "document", "message_vector", "query", "terms", "tsvector"]
 
 _LONG_WORD = 255
 """Words longer than this many UTF-8 bytes are indexed by a hash (a lexeme holds 2047 at most)."""
@@ -62,3 +62,33 @@ def tsvector(search_text: ColumnElement[str]) -> ColumnElement[str]:
     return func.array_to_tsvector(
         func.string_to_array(search_text, literal_column("' '")), type_=TSVECTOR
     )
+
+
+def derivable(text: str) -> bool:
+    """Whether PostgreSQL can split ``text`` into exactly its `document` words itself (see
+    `message_vector`), so no copy of them needs storing: plain ASCII (where lower-casing and
+    word characters mean the same to both), no NUL, no word long enough to be hashed.
+
+    Examples:
+        >>> derivable("Ship it to 10 Main St., please"), derivable("café"), derivable(chr(0))
+        (True, False, False)
+    """
+    return (
+        text.isascii()
+        and "\x00" not in text
+        and len(text) <= _MAX_BYTES
+        and all(len(word) <= _LONG_WORD for word in tokenize(text))
+    )
+
+
+def message_vector(search_text: ColumnElement[str], body: ColumnElement[str]) -> ColumnElement[str]:
+    """The indexed expression for a message: its stored words, or when none are stored (the
+    text is `derivable`) the words of the body's text content, split on non-word ASCII."""
+    # Literals, not bound parameters, so a query's expression matches the index's.
+    content = cast(body, JSON).op("->>")(literal_column("'content'"))
+    split = func.regexp_split_to_array(func.lower(content), literal_column("'[^a-z0-9_]+'"))
+    words = func.coalesce(
+        func.string_to_array(search_text, literal_column("' '")),
+        func.array_remove(split, cast(literal_column("''"), Text)),
+    )
+    return func.array_to_tsvector(words, type_=TSVECTOR)
