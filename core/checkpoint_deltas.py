@@ -36,7 +36,7 @@ import json
 import struct
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
-from itertools import chain
+from itertools import accumulate, pairwise
 from typing import Final, Literal, TypeAlias
 
 from memfold.checkpoint_model import Blob, ChannelValue, SequenceBlob, Version
@@ -298,9 +298,14 @@ def plan_put(
 
 
 def rebuild(
-    target: StoredBlob, lookup: Callable[[BlobKey], StoredBlob | None]
+    target: StoredBlob,
+    lookup: Callable[[BlobKey], StoredBlob | None],
+    memo: dict[BlobKey, tuple[bytes, ...]] | None = None,
 ) -> Blob | SequenceBlob | None:
     """The value a row stands for: a delta is joined onto its chain back to the snapshot.
+
+    ``memo`` (one per thread namespace, shared by the reads of one call) keeps the items of
+    every list row rebuilt on the way, so checkpoints of one chain walk it only once.
 
     Raises:
         NotFound: a row of the chain is missing (the store lost data it should have kept).
@@ -309,18 +314,22 @@ def rebuild(
         return Blob(target.tag, target.data)
     if target.kind == "empty":
         return None
-    parts = [target.items]
-    row = target
-    while (base_key := row.base_key) is not None:
-        found = lookup(base_key)
-        if found is None:
-            raise NotFound(
-                f"channel {target.channel!r} version {target.version!r} is missing its base "
-                f"version {base_key[1]}: the store dropped a row a checkpoint still needs"
-            )
-        row = found
-        parts.append(row.items)
-    items = tuple(chain.from_iterable(reversed(parts)))
+    memo = {} if memo is None else memo
+    items = memo.get(target.key)
+    if items is None:
+        path = [target]
+        while (key := path[-1].base_key) is not None and (items := memo.get(key)) is None:
+            found = lookup(key)
+            if found is None:
+                raise NotFound(
+                    f"channel {target.channel!r} version {target.version!r} is missing its "
+                    f"base version {key[1]}: the store dropped a row a checkpoint still needs"
+                )
+            path.append(found)
+        acc: tuple[bytes, ...] = () if items is None else items
+        for row in reversed(path):
+            acc = memo[row.key] = acc + row.items
+        items = acc
     if len(items) != target.length:
         raise NotFound(
             f"channel {target.channel!r} version {target.version!r} rebuilt to {len(items)} "
@@ -361,14 +370,8 @@ def pack_items(items: tuple[bytes, ...]) -> bytes:
 
 def unpack_items(packed: bytes) -> tuple[bytes, ...]:
     """The inverse of `pack_items`."""
-    view = memoryview(packed)
-    (count,) = _COUNT.unpack_from(view, 0)
-    lengths = struct.unpack_from(f"<{count}I", view, 4)
-    out: list[bytes] = []
-    offset = 4 + 4 * count
-    for size in lengths:
-        out.append(bytes(view[offset : offset + size]))
-        offset += size
-    if offset != len(packed):
+    (count,) = _COUNT.unpack_from(packed, 0)
+    ends = list(accumulate(struct.unpack_from(f"<{count}I", packed, 4), initial=4 + 4 * count))
+    if ends[-1] != len(packed):
         raise InvalidInput("packed items are damaged: their lengths do not add up")
-    return tuple(out)
+    return tuple(packed[start:end] for start, end in pairwise(ends))

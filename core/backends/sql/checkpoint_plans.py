@@ -329,11 +329,9 @@ class CheckpointPlans:
         if not chains:
             return roots
         return (
-            f"{roots} UNION ALL {columns} {by_key('r')} "
-            f"{join} {table} AS x ON x.tenant = r.tenant AND x.thread_id = r.thread_id "
-            "AND x.namespace = r.namespace AND x.channel = r.channel "
-            "AND x.snapshot_version = r.snapshot_version AND x.snapshot_owner = r.snapshot_owner "
-            "AND x.depth < r.depth"
+            f"{roots} UNION ALL {columns} FROM (SELECT {_CHAIN_TIPS.format('r')} {by_key('r')} "
+            f"WHERE r.depth > 0 GROUP BY {_CHAIN_GROUP.format('r')}) AS g {join} {table} AS x "
+            f"ON {_CHAIN_ROWS}"
         )
 
     @staticmethod
@@ -350,11 +348,10 @@ class CheckpointPlans:
         if not chains:
             return roots
         return (
-            f"{roots} UNION ALL {columns} FROM {source} CROSS JOIN LATERAL (SELECT "
-            f"x.snapshot_version, x.snapshot_owner, x.depth FROM {table} AS x WHERE {by_key} "
-            f"OFFSET 0) AS r CROSS JOIN LATERAL (SELECT * FROM {table} AS x WHERE {space} "
-            "AND x.snapshot_version = r.snapshot_version AND x.snapshot_owner = r.snapshot_owner "
-            "AND x.depth < r.depth OFFSET 0) AS x"
+            f"{roots} UNION ALL {columns} FROM (SELECT {_CHAIN_TIPS.format('r')} FROM {source} "
+            f"CROSS JOIN LATERAL (SELECT * FROM {table} AS x WHERE {by_key} OFFSET 0) AS r "
+            f"WHERE r.depth > 0 GROUP BY {_CHAIN_GROUP.format('r')}) AS g CROSS JOIN LATERAL "
+            f"(SELECT * FROM {table} AS x WHERE {_CHAIN_ROWS} OFFSET 0) AS x"
         )
 
     @property
@@ -521,7 +518,9 @@ class CheckpointPlans:
 
     @staticmethod
     def _roots(tenant: str, roots: Iterable[tuple[str, str, BlobKey]]) -> dict[str, Any]:
-        keys = [{"t": t, "n": n, "c": k[0], "v": k[1], "o": k[2]} for t, n, k in roots]
+        keys = [
+            {"t": t, "n": n, "c": k[0], "v": k[1], "o": k[2]} for t, n, k in dict.fromkeys(roots)
+        ]
         return {"tenant": tenant, "roots": json.dumps(keys, separators=(",", ":"))}
 
     def _assemble(self, tenant: str, headers: list[tuple[Any, ...]], writes: Any) -> Plan:
@@ -542,14 +541,16 @@ class CheckpointPlans:
             for thread_id, namespace, stored in map(_stored, found.rows):
                 rows.setdefault((thread_id, namespace), {})[stored.key] = stored
         out = []
+        memos: dict[tuple[str, str], dict[BlobKey, tuple[bytes, ...]]] = {}
         for row, versions_map, refs_map in parsed:
             _, thread_id, namespace, cid, parent, created, meta, tag, body, _, _ = row
             space = rows.get((thread_id, namespace), {})
+            memo = memos.setdefault((thread_id, namespace), {})
             values: dict[str, Blob | SequenceBlob] = {}
             for channel, version in versions_map.items():
                 root = space.get(channel_key(channel, version, refs_map))
                 if root is not None:
-                    value = rebuild(root, space.get)
+                    value = rebuild(root, space.get, memo)
                     if value is not None:
                         values[channel] = value
             own = sorted(
@@ -1080,6 +1081,19 @@ class CheckpointPlans:
                 [self._thread_params(tenant, thread_id) for tenant, thread_id in dirty],
             )
         return SweepResult(threads, removed.checkpoints, removed.blobs, removed.writes)
+
+
+# A read's delta chains: the deepest root of each chain (roots of one thread share chains),
+# then that chain's rows above it, so each row comes back once however many roots need it.
+_CHAIN_GROUP = "{0}.thread_id, {0}.namespace, {0}.channel, {0}.snapshot_version, {0}.snapshot_owner"
+_CHAIN_TIPS = (
+    "{0}.thread_id AS t, {0}.namespace AS n, {0}.channel AS c, {0}.snapshot_version AS sv, "
+    "{0}.snapshot_owner AS so, MAX({0}.depth) AS d"
+)
+_CHAIN_ROWS = (
+    "x.tenant = :tenant AND x.thread_id = g.t AND x.namespace = g.n AND x.channel = g.c "
+    "AND x.snapshot_version = g.sv AND x.snapshot_owner = g.so AND x.depth < g.d"
+)
 
 
 def _kind(value: JSON) -> str:
