@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
 import uuid
 from collections.abc import Awaitable, Callable
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +21,8 @@ import pytest
 import memfold
 from memfold import BackendUnavailable, UnsupportedOperation
 from memfold.checkpoints import BaseCheckpointStore, open_checkpoint_store
+from memfold.memories import BaseMemoryStore, open_memory_store
+from memfold.recall.embedders import HashingEmbedder
 from memfold.stores import BaseThreadStore
 
 BACKENDS = ["memory", "sqlite", "postgresql", "redis", "tiered"]
@@ -20,6 +30,12 @@ BACKENDS = ["memory", "sqlite", "postgresql", "redis", "tiered"]
 REDIS_URL = os.environ.get("MEMFOLD_REDIS_URL", "redis://127.0.0.1:6379/0")
 PG_URL = os.environ.get("MEMFOLD_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 HOW_TO_START = "start the servers with `sudo scripts/services.sh`"
+
+MEMORY_BACKENDS = ["memory", "sqlite", "postgresql"]
+"""The memory-store backends every long-term memory suite runs on (Chroma and Redis have their
+own suites in tests/backends; `make_memory_store` also opens ``chroma`` and ``chroma+http``)."""
+MEMORY_DIMS = 64
+CHROMA = Path(sys.executable).with_name("chroma")
 
 
 def make_store(backend: str, tmp_path: Path, **options: Any) -> BaseThreadStore:
@@ -36,6 +52,73 @@ def make_store(backend: str, tmp_path: Path, **options: Any) -> BaseThreadStore:
 
         return TieredThreadStore(redis_store(), postgres_store(**options))
     return memfold.open_store(f"sqlite:///{tmp_path / 'memfold.db'}", **options)
+
+
+def make_memory_store(backend: str, tmp_path: Path, **options: Any) -> BaseMemoryStore:
+    """A fresh, set-up memory store of ``backend`` embedding with a `HashingEmbedder` unless
+    ``embedder=`` is given: files in ``tmp_path``, a fresh collection on this process's
+    `chroma_server` (``chroma+http``) or a fresh PostgreSQL schema that `drop_checkpoint_store`
+    drops."""
+    options.setdefault("embedder", HashingEmbedder(MEMORY_DIMS))
+    if backend == "memory":
+        return open_memory_store("memory://", **options)
+    if backend == "sqlite":
+        return open_memory_store(f"sqlite:///{tmp_path / 'memories.db'}", **options)
+    if backend == "chroma":
+        return open_memory_store(f"chroma://{tmp_path / 'chroma'}", **options)
+    if backend == "chroma+http":
+        options.setdefault("collection", f"t-{uuid.uuid4().hex}")
+        return open_memory_store(chroma_server(), **options)
+    options.setdefault("schema", f"memfold_test_{uuid.uuid4().hex}")
+    try:
+        return open_memory_store(PG_URL, **options)
+    except BackendUnavailable as exc:
+        error = str(exc).strip()
+    pytest.fail(
+        f"PostgreSQL at {PG_URL} (MEMFOLD_PG_URL) is unreachable: {error}\n{HOW_TO_START}",
+        pytrace=False,
+    )
+
+
+@cache
+def chroma_server() -> str:
+    """``chroma+http://127.0.0.1:PORT`` of a ``chroma run`` server started on a free port once
+    per test process and stopped when it exits; fails the test with the server's log if it does
+    not come up."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    data = Path(tempfile.mkdtemp(prefix="memfold-chroma-"))
+    log = (data / "server.log").open("wb")
+    server = subprocess.Popen(
+        [str(CHROMA), "run", "--path", str(data / "db"), "--host", "127.0.0.1",
+         "--port", str(port)],
+        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "ANONYMIZED_TELEMETRY": "False"},
+    )  # fmt: skip
+
+    def stop() -> None:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+        shutil.rmtree(data, ignore_errors=True)
+
+    atexit.register(stop)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=1):
+                return f"chroma+http://127.0.0.1:{port}"
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                output = (data / "server.log").read_text(errors="replace")[-2000:]
+                pytest.fail(
+                    f"`{CHROMA} run --port {port}` did not start (the chroma extra installs it: "
+                    f"pip install 'memfold[chroma]'); its output:\n{output}",
+                    pytrace=False,
+                )
+            time.sleep(0.2)
 
 
 def redis_store(**options: Any) -> BaseThreadStore:

@@ -1,12 +1,11 @@
 """The long-term memory behaviour every backend shares, through the sync and async APIs.
 
-A backend joins the suite by adding its name to ``MEMORY_BACKENDS`` and a branch to
-``make_memory_store``.
+A backend joins the suite by adding its name to ``tests.support.MEMORY_BACKENDS`` and a branch
+to ``tests.support.make_memory_store``.
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,25 +21,8 @@ from memfold import InvalidInput
 from memfold.memories import BaseMemoryStore, MemoryRecord, open_memory_store
 from memfold.recall.embedders import HashingEmbedder
 from memfold.recall.filters import parse_filter
-from tests.support import HOW_TO_START, PG_URL, Api, drop_checkpoint_store
-
-MEMORY_BACKENDS = ["memory", "sqlite", "postgresql"]
-DIMS = 64
-
-
-def make_memory_store(backend: str, tmp_path: Path, **options: Any) -> BaseMemoryStore:
-    """A fresh, set-up memory store of ``backend`` (files in ``tmp_path``, or a fresh
-    PostgreSQL schema that `drop_checkpoint_store` drops)."""
-    options.setdefault("embedder", HashingEmbedder(DIMS))
-    if backend == "memory":
-        return open_memory_store("memory://", **options)
-    if backend == "sqlite":
-        return open_memory_store(f"sqlite:///{tmp_path / 'memories.db'}", **options)
-    options.setdefault("schema", f"memfold_test_{uuid.uuid4().hex}")
-    try:
-        return open_memory_store(PG_URL, **options)
-    except memfold.BackendUnavailable as exc:
-        pytest.fail(f"PostgreSQL at {PG_URL} is unreachable: {exc}\n{HOW_TO_START}")
+from tests.support import MEMORY_BACKENDS, Api, drop_checkpoint_store, make_memory_store
+from tests.support import MEMORY_DIMS as DIMS
 
 
 @pytest.fixture(params=MEMORY_BACKENDS)

@@ -1,22 +1,14 @@
 """The long-term memory behaviour suite (`tests.backends.test_memories`) on Chroma: embedded
 (``chroma:///dir``) and a ``chroma run`` server over HTTP (``chroma+http://``), sync and async.
 
-The server is started here on a free port, once per test process; if it does not come up the
-tests fail with its log, never skip.
+The server is started on a free port once per test process (`tests.support.chroma_server`); if
+it does not come up the tests fail with its log, never skip.
 """
 
 # ruff: noqa: F811  # tests take the suite's imported fixtures (api, clock, mstore) by name
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +17,7 @@ import pytest
 from memfold import InvalidInput, UnsupportedOperation
 from memfold.backends.chroma.store import ChromaMemoryStore
 from memfold.memories import BaseMemoryStore, open_memory_store
-from memfold.recall.embedders import HashingEmbedder
-from tests.backends import test_memories as suite
 from tests.backends.test_memories import (  # noqa: F401  # the suite's fixtures and tests
-    DIMS,
     api,
     clock,
     mstore,
@@ -45,72 +34,13 @@ from tests.backends.test_memories import (  # noqa: F401  # the suite's fixtures
     test_reembed_redoes_vectors_of_other_models,
     test_search_hybrid_text_and_vector,
 )
-
-CHROMA = Path(sys.executable).with_name("chroma")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="session")
-def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``chroma+http://127.0.0.1:PORT`` of a ``chroma run`` server started for this process."""
-    port = _free_port()
-    data = tmp_path_factory.mktemp("chroma-server")
-    log = (data / "server.log").open("wb")
-    env = {**os.environ, "ANONYMIZED_TELEMETRY": "False"}
-    server = subprocess.Popen(
-        [str(CHROMA), "run", "--path", str(data / "db"), "--host", "127.0.0.1",
-         "--port", str(port)],
-        stdout=log, stderr=subprocess.STDOUT, env=env,
-    )  # fmt: skip
-    deadline = time.monotonic() + 60
-    try:
-        while True:
-            try:
-                url = f"http://127.0.0.1:{port}/api/v2/heartbeat"
-                with urllib.request.urlopen(url, timeout=1):
-                    break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    output = (data / "server.log").read_text(errors="replace")[-2000:]
-                    pytest.fail(
-                        f"`{CHROMA} run --port {port}` did not start (the chroma extra installs "
-                        f"it: pip install 'memfold[chroma]'); its output:\n{output}",
-                        pytrace=False,
-                    )
-                time.sleep(0.2)
-        yield f"chroma+http://127.0.0.1:{port}"
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        log.close()
+from tests.support import MEMORY_DIMS as DIMS
 
 
 @pytest.fixture(params=["chroma", "chroma+http"])
 def memory_backend(request: pytest.FixtureRequest) -> str:
     """The Chroma deployment under test."""
     return str(request.param)
-
-
-@pytest.fixture(autouse=True)
-def chroma_factory(
-    request: pytest.FixtureRequest, memory_backend: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The suite's ``make_memory_store`` opens Chroma stores: a fresh directory, or a fresh
-    collection on the server."""
-    server = request.getfixturevalue("chroma_server") if memory_backend == "chroma+http" else ""
-
-    def make(backend: str, tmp_path: Path, **options: Any) -> BaseMemoryStore:
-        options.setdefault("embedder", HashingEmbedder(DIMS))
-        if backend == "chroma":
-            return open_memory_store(f"chroma://{tmp_path / 'chroma'}", **options)
-        return open_memory_store(server, collection=f"t-{uuid.uuid4().hex}", **options)
-
-    monkeypatch.setattr(suite, "make_memory_store", make)
 
 
 def test_urls_and_required_dimensions(tmp_path: Path) -> None:

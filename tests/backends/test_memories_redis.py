@@ -19,7 +19,6 @@ from memfold.backends.redis.memory_store import RedisMemoryStore
 from memfold.memories import BaseMemoryStore, open_memory_store
 from memfold.recall.embedders import HashingEmbedder
 from memfold.recall.filters import parse_filter
-from tests.backends import test_memories as suite
 from tests.backends.test_memories import (  # noqa: F401  # the suite's fixtures and tests
     FILTERS,
     NS,
@@ -30,13 +29,13 @@ from tests.backends.test_memories import (  # noqa: F401  # the suite's fixtures
     test_delete_and_delete_where,
     test_list_pages_in_write_order_and_prefix,
 )
-from tests.support import HOW_TO_START, REDIS_URL, Api, drop_checkpoint_store
+from tests.support import HOW_TO_START, MEMORY_DIMS, REDIS_URL, Api, drop_checkpoint_store
 
 
 def make_redis(**options: Any) -> BaseMemoryStore:
     """A Redis memory store under a fresh key prefix; fails the test if Redis is down."""
     options.setdefault("key_prefix", f"memfold-test:{uuid.uuid4().hex}:")
-    options.setdefault("embedder", HashingEmbedder(suite.DIMS))
+    options.setdefault("embedder", HashingEmbedder(MEMORY_DIMS))
     try:
         return open_memory_store(REDIS_URL, **options)
     except BackendUnavailable as exc:
@@ -70,9 +69,9 @@ async def test_capabilities_and_refused_search(api: Api) -> None:
     with pytest.raises(UnsupportedOperation):
         await api.search(("acme",), "tea")
     with pytest.raises(UnsupportedOperation):
-        await api.search(("acme",), vector=[1.0] * suite.DIMS)
+        await api.search(("acme",), vector=[1.0] * MEMORY_DIMS)
     with pytest.raises(UnsupportedOperation):
-        await api.put(NS, "x", embedding=[1.0] * suite.DIMS)
+        await api.put(NS, "x", embedding=[1.0] * MEMORY_DIMS)
     got = await api.get(NS, "m1")
     assert (got.text, got.value, got.embedding) == ("likes tea", {"k": 1}, None)
 

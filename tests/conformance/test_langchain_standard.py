@@ -29,8 +29,7 @@ from memfold.integrations.langchain import (
     UpdateTool,
 )
 from memfold.memories import BaseMemoryStore
-from tests.backends.test_memories import MEMORY_BACKENDS, make_memory_store
-from tests.support import drop_checkpoint_store
+from tests.support import MEMORY_BACKENDS, drop_checkpoint_store, make_memory_store
 
 NAMESPACE = ("acme", "user-1", "docs")
 

@@ -17,8 +17,7 @@ from memfold.integrations.langgraph import MemfoldStore
 from memfold.integrations.llama_index import MemfoldMemoryBlock
 from memfold.integrations.llama_index import MemfoldVectorStore as LlamaIndexVectorStore
 from memfold.memories import BaseMemoryStore
-from tests.backends.test_memories import MEMORY_BACKENDS, make_memory_store
-from tests.support import drop_checkpoint_store
+from tests.support import MEMORY_BACKENDS, drop_checkpoint_store, make_memory_store
 
 
 @pytest.fixture(params=MEMORY_BACKENDS)

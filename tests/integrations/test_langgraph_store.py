@@ -15,8 +15,7 @@ import memfold.memories
 from memfold.errors import UnsupportedOperation
 from memfold.integrations.langgraph import MemfoldStore
 from memfold.memories import BaseMemoryStore
-from tests.backends.test_memories import MEMORY_BACKENDS, make_memory_store
-from tests.support import Api, drop_checkpoint_store
+from tests.support import MEMORY_BACKENDS, Api, drop_checkpoint_store, make_memory_store
 
 USERS = ("users", "u1")
 

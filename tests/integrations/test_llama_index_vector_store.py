@@ -23,8 +23,7 @@ from llama_index.core.vector_stores.types import (
 from memfold.errors import UnsupportedOperation
 from memfold.integrations.llama_index import MemfoldEmbedding, MemfoldVectorStore
 from memfold.memories import BaseMemoryStore
-from tests.backends.test_memories import MEMORY_BACKENDS, make_memory_store
-from tests.support import drop_checkpoint_store
+from tests.support import MEMORY_BACKENDS, drop_checkpoint_store, make_memory_store
 
 NS = ("acme", "docs")
 DOCS = [

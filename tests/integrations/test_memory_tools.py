@@ -16,9 +16,8 @@ from memfold.errors import InvalidInput
 from memfold.integrations.langchain import memory_tools
 from memfold.integrations.llama_index import MemfoldToolSpec
 from memfold.memories import BaseMemoryStore
-from tests.backends.test_memories import MEMORY_BACKENDS, make_memory_store
 from tests.integrations.conftest import FakeToolModel
-from tests.support import drop_checkpoint_store
+from tests.support import MEMORY_BACKENDS, drop_checkpoint_store, make_memory_store
 
 TEMPLATE = ("acme", "{user_id}", "memories")
 
