@@ -31,9 +31,17 @@ from memfold.checkpoints import BaseCheckpointStore, open_checkpoint_store
 from memfold.integrations.langchain import journaled
 from memfold.integrations.langgraph import MemfoldSaver
 from memfold.journal import EffectJournal
-from tests.support import PG_URL, drop_checkpoint_store, postgres_checkpoint_store
+from tests.support import (
+    PG_URL,
+    REDIS_URL,
+    drop_checkpoint_store,
+    postgres_checkpoint_store,
+    redis_checkpoint_store,
+)
 
 CONFIG: Any = {"configurable": {"thread_id": "order-7"}}
+COPY: Any = {"configurable": {"thread_id": "order-7-copy"}}
+"""The thread `copy_thread` makes of ``order-7`` after the crash (when a test asks for it)."""
 SETTINGS: dict[str, Any] = {}
 """Set in each child process: the counter database, the marker file, whether to block."""
 
@@ -110,27 +118,32 @@ def build(saver: MemfoldSaver, use_journal: bool) -> CompiledStateGraph[Any, Any
 def child(
     url: str, options: dict[str, Any], settings: dict[str, Any], use_async: bool, results: Any
 ) -> None:
-    """Run the graph (first process: from the start; later: resume) and report its answer."""
+    """Run the graph (first process: from the start; later: resume each thread of
+    ``settings["configs"]``) and report each answer."""
     SETTINGS.update(settings)
     store = open_checkpoint_store(url, setup=False, **options)
     graph = build(CrashingSaver(store), settings["journal"])
     start = None if settings["resume"] else {"messages": [HumanMessage("refund order 7")]}
-    if use_async:
-        state = asyncio.run(graph.ainvoke(start, CONFIG, durability="sync"))
-    else:
-        state = graph.invoke(start, CONFIG, durability="sync")
-    results.put(state["messages"][-1].content)
+    for config in settings["configs"]:
+        if use_async:
+            state = asyncio.run(graph.ainvoke(start, config, durability="sync"))
+        else:
+            state = graph.invoke(start, config, durability="sync")
+        results.put(state["messages"][-1].content)
     store.close()
 
 
-@pytest.fixture(params=["sqlite-sync", "postgresql-async"])
+@pytest.fixture(params=["sqlite-sync", "postgresql-async", "redis-async"])
 def shared(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     """A checkpoint store URL and options that the processes of one run share (each backend
-    once: SQLite driven by invoke, PostgreSQL by ainvoke)."""
+    once: SQLite driven by invoke, PostgreSQL and Redis by ainvoke)."""
     store: BaseCheckpointStore
     if request.param == "sqlite-sync":
         url, options = f"sqlite:///{tmp_path / 'checkpoints.db'}", {}
         store = open_checkpoint_store(url)
+    elif request.param == "redis-async":
+        store = redis_checkpoint_store()
+        url, options = REDIS_URL, {"key_prefix": store.key_prefix}  # type: ignore[attr-defined]
     else:
         store = postgres_checkpoint_store()
         url, options = PG_URL, {"schema": store.tables.schema}  # type: ignore[attr-defined]
@@ -142,10 +155,17 @@ def shared(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str
 
 
 def crash_then_resume(
-    url: str, options: dict[str, Any], tmp_path: Path, *, use_journal: bool, use_async: bool
-) -> tuple[int, str]:
+    url: str,
+    options: dict[str, Any],
+    tmp_path: Path,
+    *,
+    use_journal: bool,
+    use_async: bool,
+    copy: bool = False,
+) -> tuple[int, list[str]]:
     """Run the graph in a process killed right after the tool committed, resume it in a second
-    process; returns the counter and the resumed run's answer."""
+    process (with ``copy``, also a `copy_thread` of it made after the crash); returns the
+    counter and the resumed runs' answers."""
     counter, marker = tmp_path / "counter.db", tmp_path / "tool-ran"
     with sqlite3.connect(counter) as db:
         db.execute("CREATE TABLE counter (n INTEGER NOT NULL)")
@@ -157,7 +177,13 @@ def crash_then_resume(
 
     first = ctx.Process(
         target=child,
-        args=(url, options, {**settings, "block": True, "resume": False}, use_async, results),
+        args=(
+            url,
+            options,
+            {**settings, "block": True, "resume": False, "configs": [CONFIG]},
+            use_async,
+            results,
+        ),
     )
     first.start()
     deadline = time.monotonic() + 120
@@ -177,19 +203,28 @@ def crash_then_resume(
         assert graph.get_state(CONFIG).next == ("tools",)
         recorded = EffectJournal(store).list_entries("order-7")
         assert [e.tool_call_id for e in recorded] == (["call-1"] if use_journal else [])
+        if copy:
+            assert store.copy_thread("order-7", "order-7-copy") > 0
     finally:
         store.close()
     assert _count(counter) == 1
 
+    configs = [CONFIG, COPY] if copy else [CONFIG]
     second = ctx.Process(
         target=child,
-        args=(url, options, {**settings, "block": False, "resume": True}, use_async, results),
+        args=(
+            url,
+            options,
+            {**settings, "block": False, "resume": True, "configs": configs},
+            use_async,
+            results,
+        ),
     )
     second.start()
-    answer = results.get(timeout=120)
+    answers = [results.get(timeout=120) for _ in configs]
     second.join(30)
     assert second.exitcode == 0
-    return _count(counter), answer
+    return _count(counter), answers
 
 
 def _count(path: Path) -> int:
@@ -202,13 +237,16 @@ def _count(path: Path) -> int:
 def test_a_resumed_run_replays_the_journaled_call(
     shared: tuple[str, dict[str, Any]], tmp_path: Path
 ) -> None:
-    """Killed after the tool committed and resumed in a new process, the run completes with
-    the recorded result and the counter was incremented exactly once."""
+    """Killed after the tool committed and resumed in a new process, the run and a copy of its
+    thread (`copy_thread` carries the journal) both complete with the recorded result, and the
+    counter was incremented exactly once."""
     url, options = shared
-    use_async = url.startswith("postgresql")
-    count, answer = crash_then_resume(url, options, tmp_path, use_journal=True, use_async=use_async)
+    use_async = not url.startswith("sqlite")
+    count, answers = crash_then_resume(
+        url, options, tmp_path, use_journal=True, use_async=use_async, copy=True
+    )
     assert count == 1
-    assert answer == "done: count=1"
+    assert answers == ["done: count=1", "done: count=1"]
 
 
 def test_without_the_journal_the_resumed_run_repeats_the_side_effect(tmp_path: Path) -> None:
@@ -216,6 +254,6 @@ def test_without_the_journal_the_resumed_run_repeats_the_side_effect(tmp_path: P
     journal is what prevents it."""
     url = f"sqlite:///{tmp_path / 'checkpoints.db'}"
     open_checkpoint_store(url).close()
-    count, answer = crash_then_resume(url, {}, tmp_path, use_journal=False, use_async=False)
+    count, answers = crash_then_resume(url, {}, tmp_path, use_journal=False, use_async=False)
     assert count == 2
-    assert answer == "done: count=2"
+    assert answers == ["done: count=2"]
