@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 
 from memfold import BackendUnavailable, InvalidInput, UnsupportedOperation, open_store
+from memfold.backends.redis.checkpoint_keys import checkpoint_keys
+from memfold.backends.redis.checkpoint_store import RedisCheckpointStore
 from memfold.backends.sql import migrations
 from memfold.backends.sql.checkpoint_store import SQLCheckpointStore
 from memfold.checkpoints import BaseCheckpointStore, Blob, RetentionPolicy
@@ -23,6 +25,7 @@ from tests.support import (
     Api,
     drop_checkpoint_store,
     postgres_checkpoint_store,
+    redis_checkpoint_store,
     tiered_checkpoint_store,
 )
 
@@ -265,6 +268,38 @@ async def test_copy_thread_copies_the_journal(backend: str, tmp_path: Path) -> N
         assert journal.delete_thread("src") == 2
         assert len(journal.list_entries("dst")) == 3
         assert journal.get("dst", "a", tenant="other") is None
+    finally:
+        await journal.aclose()
+        drop_checkpoint_store(store)
+
+
+async def test_a_redis_journal_expires_with_its_thread() -> None:
+    """On Redis a thread's journal is one of its keys: a record takes the thread's expiry (or
+    the default TTL before the first checkpoint), and TTL changes and writes carry it along."""
+    store = redis_checkpoint_store(retention=RetentionPolicy(ttl_seconds=60))
+    assert isinstance(store, RedisCheckpointStore)
+    journal, client = EffectJournal(store), store.client
+
+    def pttl(thread_id: str, key: str = "journal") -> int:
+        found: int = client.pttl(
+            getattr(checkpoint_keys(store.key_prefix, "default", thread_id), key)
+        )
+        return found
+
+    try:
+        await journal.arecord("early", "c", 1)  # no checkpoint yet: the default TTL
+        assert 59_000 < pttl("early") <= 60_000
+        store.put("t", "c1", BODY)
+        store.set_thread_ttl("t", 30)
+        journal.record("t", "c", 1)
+        assert 29_000 < pttl("t") <= 30_000
+        assert abs(pttl("t") - pttl("t", "info")) < 1_000
+        store.set_thread_ttl("t", None)  # back to the default
+        assert 59_000 < pttl("t") <= 60_000
+        client.pexpire(checkpoint_keys(store.key_prefix, "default", "t").journal, 5_000)
+        store.put("t", "c2", BODY, parent_id="c1")  # a write refreshes every key of the thread
+        assert 59_000 < pttl("t") <= 60_000
+        assert journal.get("t", "c") is not None
     finally:
         await journal.aclose()
         drop_checkpoint_store(store)
