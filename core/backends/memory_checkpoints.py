@@ -260,14 +260,20 @@ class MemoryCheckpointStore(BaseCheckpointStore):
     # Reads.
 
     def _checkpoint(
-        self, thread_id: str, namespace: str, checkpoint_id: str, space: _Namespace
+        self,
+        thread_id: str,
+        namespace: str,
+        checkpoint_id: str,
+        space: _Namespace,
+        memo: dict[BlobKey, tuple[bytes, ...]] | None = None,
     ) -> Checkpoint:
+        """One checkpoint rebuilt; ``memo`` shares chains between the checkpoints of a list."""
         record = space.records[checkpoint_id]
         values: dict[str, Blob | SequenceBlob] = {}
         for channel, version in record.versions.items():
             row = space.blobs.get(channel_key(channel, version, record.refs))
             if row is not None:
-                value = rebuild(row, space.blobs.get)
+                value = rebuild(row, space.blobs.get, memo)
                 if value is not None:
                     values[channel] = value
         writes = space.writes.get(checkpoint_id, {})
@@ -322,7 +328,11 @@ class MemoryCheckpointStore(BaseCheckpointStore):
         hits.sort(key=lambda h: h[0], reverse=True)
         if op.limit is not None:
             hits = hits[: op.limit]
-        return [self._checkpoint(t, ns, cid, space) for cid, t, ns, space in hits]
+        memos: dict[int, dict[BlobKey, tuple[bytes, ...]]] = {}
+        return [
+            self._checkpoint(t, ns, cid, space, memos.setdefault(id(space), {}))
+            for cid, t, ns, space in hits
+        ]
 
     def _stats(self, tenant: str, thread_id: str | None) -> StorageStats:
         threads = [

@@ -462,9 +462,11 @@ class RedisCheckpointStore(BaseCheckpointStore):
         for i in range(0, len(flat), 3):
             rows[flat[i]] = decode_header(flat[i], flat[i + 1], self.codec, flat[i + 2])
         found = []
+        memos: dict[str, dict[BlobKey, tuple[bytes, ...]]] = {}
         for m, record_bytes, metadata, writes in reply[1:]:
             namespace, checkpoint_id = split_member(m)
             record = decode_record(self.codec, record_bytes)
+            memo = memos.setdefault(namespace, {})
 
             def lookup(key: BlobKey, ns: str = namespace) -> StoredBlob | None:
                 return rows.get(row_field(ns, key))
@@ -472,7 +474,7 @@ class RedisCheckpointStore(BaseCheckpointStore):
             values: dict[str, Blob | SequenceBlob] = {}
             for channel, version in record.versions.items():
                 row = lookup(channel_key(channel, version, record.refs))
-                if row is not None and (value := rebuild(row, lookup)) is not None:
+                if row is not None and (value := rebuild(row, lookup, memo)) is not None:
                     values[channel] = value
             pending = [decode_write(self.codec, f, v) for f, v in _pairs(writes)]
             pending.sort(key=lambda w: (w.task_path, w.task_id, w.idx))
