@@ -40,10 +40,11 @@ def _configure(engine: Engine, busy_timeout_ms: int) -> None:
 class _Held:
     """A thread's connection; when the thread ends, its finalizer returns the connection."""
 
-    __slots__ = ("__weakref__", "conn")
+    __slots__ = ("__weakref__", "conn", "driver")
 
     def __init__(self, conn: PoolProxiedConnection) -> None:
         self.conn = conn
+        self.driver = conn.driver_connection
 
 
 class SQLiteDriver(Driver):
@@ -101,7 +102,7 @@ class SQLiteDriver(Driver):
             # A thread that ends (LangGraph runs saver calls on short-lived worker threads)
             # hands its connection back to the pool instead of leaking it.
             weakref.finalize(held, self._release, held.conn)
-        return Lease(held.conn.driver_connection)
+        return Lease(held.driver)
 
     def _release(self, conn: PoolProxiedConnection) -> None:
         with self._lock:

@@ -10,8 +10,7 @@ append. What differs between databases (engines, connections, transactions, erro
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from sqlalchemy import URL, ClauseElement, Dialect, Engine, make_url
@@ -41,30 +40,27 @@ class _Dropped(Exception):
         self.unknown = unknown
 
 
-@contextmanager
-def _translated(driver: Driver, where: str) -> Iterator[None]:
-    """Turn driver errors into `memfold.errors`, saying what to do."""
-    try:
-        yield
-    except MemfoldError:
-        raise
-    except _Dropped as dropped:
-        error = dropped.error
-        if dropped.unknown:
-            raise BackendUnavailable(
+def _translated(
+    driver: Driver, where: str, exc: Exception
+) -> tuple[Exception, BaseException] | None:
+    """The `memfold.errors` error to raise for ``exc``, saying what to do, and its cause
+    (None: raise ``exc`` itself)."""
+    if isinstance(exc, MemfoldError):
+        return None
+    if isinstance(exc, _Dropped):
+        error = exc.error
+        if exc.unknown:
+            return BackendUnavailable(
                 f"{where}: the connection dropped while the write was committing, so it may "
                 f"or may not be stored: check before retrying it. Driver said: {error}"
-            ) from error
-        raise driver.translate(error, where) or BackendUnavailable(str(error)) from error
-    except UnicodeEncodeError as exc:
-        raise InvalidInput(f"text is not valid Unicode: {exc.reason}") from exc
-    except Exception as exc:
-        # SQLAlchemy wraps the errors raised while it opens a connection.
-        error = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
-        translated = driver.translate(error, where)
-        if translated is None:
-            raise
-        raise translated from exc
+            ), error
+        return driver.translate(error, where) or BackendUnavailable(str(error)), error
+    if isinstance(exc, UnicodeEncodeError):
+        return InvalidInput(f"text is not valid Unicode: {exc.reason}"), exc
+    # SQLAlchemy wraps the errors raised while it opens a connection.
+    error = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    translated = driver.translate(error, where)
+    return None if translated is None else (translated, exc)
 
 
 class _Statements:
@@ -168,13 +164,18 @@ class _Runner:
     def _run(self, plan: Callable[[], Plan], write: bool, alone: bool = False) -> Any:
         """Run a fresh ``plan()`` in one transaction, once more if the connection dropped
         before anything could have been stored."""
-        with _translated(self.driver, self.where):
+        try:  # not a context manager: this is the hot path of every operation
             try:
                 return self._attempt(plan(), write, alone)
             except _Dropped as dropped:
                 if dropped.unknown or not self.driver.retries_dropped_connections:
                     raise
             return self._attempt(plan(), write, alone)
+        except Exception as exc:
+            found = _translated(self.driver, self.where, exc)
+            if found is None:
+                raise
+            raise found[0] from found[1]
 
     def _attempt(self, plan: Plan, write: bool, alone: bool) -> Any:
         driver = self.driver
@@ -226,13 +227,18 @@ class _Runner:
 
     async def _arun(self, plan: Callable[[], Plan], write: bool, alone: bool = False) -> Any:
         """Async `_run`."""
-        with _translated(self.driver, self.where):
+        try:
             try:
                 return await self._aattempt(plan(), write, alone)
             except _Dropped as dropped:
                 if dropped.unknown or not self.driver.retries_dropped_connections:
                     raise
             return await self._aattempt(plan(), write, alone)
+        except Exception as exc:
+            found = _translated(self.driver, self.where, exc)
+            if found is None:
+                raise
+            raise found[0] from found[1]
 
     async def _aattempt(self, plan: Plan, write: bool, alone: bool) -> Any:
         driver = self.driver
