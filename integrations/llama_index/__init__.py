@@ -1,5 +1,5 @@
-"""LlamaIndex adapters: chat stores for chat memory buffers and ``Memory``, journaled tools,
-and converters.
+"""LlamaIndex adapters: chat stores for chat memory buffers and ``Memory``, a compacting chat
+memory with its LLM summarizer, journaled tools, and converters.
 
 Examples:
     >>> from memfold.integrations.llama_index import MemfoldChatStore
@@ -23,8 +23,10 @@ from memfold.integrations.llama_index.journal import (  # noqa: E402
     journal_scope,
     journaled,
 )
+from memfold.integrations.llama_index.memory import MemfoldCompactionMemory  # noqa: E402
 from memfold.integrations.llama_index.memory_block import MemfoldMemoryBlock  # noqa: E402
 from memfold.integrations.llama_index.messages import to_llama_index, to_memfold  # noqa: E402
+from memfold.integrations.llama_index.summarizer import LLMSummarizer  # noqa: E402
 from memfold.integrations.llama_index.tools import MemfoldToolSpec  # noqa: E402
 from memfold.integrations.llama_index.vector_store import MemfoldVectorStore  # noqa: E402
 
@@ -40,3 +42,4 @@ __all__ = [
 ]
 __all__ += ["LlamaIndexEmbedder", "MemfoldEmbedding", "MemfoldMemoryBlock", "MemfoldToolSpec"]
 __all__ += ["MemfoldVectorStore"]
+__all__ += ["LLMSummarizer", "MemfoldCompactionMemory"]
