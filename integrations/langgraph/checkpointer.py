@@ -129,18 +129,15 @@ class MemfoldSaver(BaseCheckpointSaver[int]):
         """A value decoder for one read that decodes each distinct list item once: the
         checkpoints of one `list` call repeat most of their messages, so they share one
         object per message."""
-        memo: dict[tuple[str, bytes], Any] = {}
         loads = self.serde.loads_typed
-
-        def item(key: tuple[str, bytes]) -> Any:
-            found = memo.get(key, memo)
-            if found is memo:
-                found = memo[key] = loads(key)
-            return found
+        items: dict[str, _Decoded] = {}
 
         def decode(value: Blob | SequenceBlob) -> Any:
             if isinstance(value, SequenceBlob):
-                return [item((value.tag, data)) for data in value.items]
+                known = items.get(value.tag) or items.setdefault(
+                    value.tag, _Decoded(value.tag, loads)
+                )
+                return list(map(known.__getitem__, value.items))
             return loads((value.tag, value.data))
 
         return decode
@@ -372,6 +369,18 @@ class MemfoldSaver(BaseCheckpointSaver[int]):
     async def arelease(self, thread_id: str) -> bool:
         """Async `release`."""
         return await self.store.arelease(str(thread_id), self.writer_id, tenant=self.tenant)
+
+
+class _Decoded(dict[bytes, Any]):
+    """Items of one type tag, decoded on first use."""
+
+    def __init__(self, tag: str, loads: Callable[[tuple[str, bytes]], Any]) -> None:
+        super().__init__()
+        self.tag, self.loads = tag, loads
+
+    def __missing__(self, data: bytes) -> Any:
+        value = self[data] = self.loads((self.tag, data))
+        return value
 
 
 def _saved(config: RunnableConfig, args: Mapping[str, Any]) -> RunnableConfig:
