@@ -1,5 +1,6 @@
 """LangChain's standard suites (langchain-tests) against the memfold vector store, byte store
-and memory tools, on the memory, SQLite and PostgreSQL memory stores."""
+and memory tools, on the memory, SQLite and PostgreSQL memory stores (and on Chroma, embedded
+and over HTTP, for the vector store)."""
 
 from __future__ import annotations
 
@@ -35,11 +36,17 @@ NAMESPACE = ("acme", "user-1", "docs")
 
 
 @pytest.fixture(params=MEMORY_BACKENDS)
-def memory_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BaseMemoryStore]:
-    """A fresh memory store of each backend, embedding with langchain-tests' fake model."""
+def memory_backend(request: pytest.FixtureRequest) -> str:
+    """The memory backend under test."""
+    return str(request.param)
+
+
+@pytest.fixture
+def memory_store(memory_backend: str, tmp_path: Path) -> Iterator[BaseMemoryStore]:
+    """A fresh memory store of the backend, embedding with langchain-tests' fake model."""
     embeddings = VectorStoreIntegrationTests.get_embeddings()
     store = make_memory_store(
-        str(request.param), tmp_path, embedder=EmbeddingsEmbedder(embeddings, dimensions=6)
+        memory_backend, tmp_path, embedder=EmbeddingsEmbedder(embeddings, dimensions=6)
     )
     yield store
     store.close()
@@ -47,6 +54,11 @@ def memory_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Bas
 
 
 class TestVectorStore(VectorStoreIntegrationTests):
+    @pytest.fixture(params=[*MEMORY_BACKENDS, "chroma", "chroma+http"])
+    def memory_backend(self, request: pytest.FixtureRequest) -> str:
+        """Every memory backend with vector search: Chroma embedded and over HTTP too."""
+        return str(request.param)
+
     @pytest.fixture
     def vectorstore(self, memory_store: BaseMemoryStore) -> VectorStore:
         """An empty vector store in a fresh memory store."""

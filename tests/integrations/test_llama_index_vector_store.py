@@ -1,5 +1,6 @@
 """MemfoldVectorStore serves LlamaIndex's VectorStoreIndex and VectorMemoryBlock on every memory
-backend, with metadata filters run in the store."""
+backend with vector search (Chroma embedded and over HTTP too), with metadata filters run in the
+store."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ DOCS = [
 ]
 
 
-@pytest.fixture(params=MEMORY_BACKENDS)
+@pytest.fixture(params=[*MEMORY_BACKENDS, "chroma", "chroma+http"])
 def memory_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BaseMemoryStore]:
     """A fresh memory store of each backend, with the hashing embedder."""
     store = make_memory_store(str(request.param), tmp_path)
