@@ -6,6 +6,12 @@ backend stores it with no schema change), and the next view reads only the pinne
 messages and the messages after the record's ``last_id``. `expand` returns the original
 messages a summary stands for.
 
+Thread stores have no compare-and-set on metadata, so saving a record re-reads the metadata
+once the summarizer has returned and writes it back with the record added: a metadata change
+made while the summarizer runs is kept; one made by another writer between that read and the
+write (one store round trip) is lost. Of two concurrent folds of one thread, the record that
+covers more messages is kept.
+
 Examples:
     >>> from memfold import Message, open_store
     >>> from memfold.compaction import ApproximateCounter, RunningSummary
@@ -67,8 +73,13 @@ def _slice(messages: list[Message], first_id: str, last_id: str) -> list[Message
     return messages[ids.index(first_id) : ids.index(last_id) + 1]
 
 
-def _with_metadata(info: ThreadInfo | None, record: CompactionRecord) -> dict[str, JSON]:
-    return {**(info.metadata if info else {}), RECORD_KEY: record.to_dict()}
+def _with_record(fresh: ThreadInfo | None, record: CompactionRecord) -> dict[str, JSON] | None:
+    """The thread's current metadata with ``record`` added; None if a concurrent fold already
+    saved a record covering at least as many messages (keep that one)."""
+    current = _record(fresh)
+    if current is not None and current.covered >= record.covered:
+        return None
+    return {**(fresh.metadata if fresh else {}), RECORD_KEY: record.to_dict()}
 
 
 class Compactor:
@@ -79,8 +90,8 @@ class Compactor:
         strategy: the running summary's budgets and token counter.
         summarizer: what writes summaries (default: `ExtractiveSummarizer`, no model).
 
-    Writing the record reads the thread's metadata and writes it back with the record added,
-    so do not change a thread's metadata concurrently with its compaction.
+    Saving a record re-reads the thread's metadata after summarizing and writes it back with
+    the record added (see the module notes on concurrent metadata writes).
     """
 
     def __init__(
@@ -125,7 +136,9 @@ class Compactor:
         done = run(self.strategy.fold(messages, record), self.summarizer)
         if done.folded and done.record is not None:
             new = replace(done.record, end=done.record.end + shift)
-            self.store.set_thread_metadata(thread_id, _with_metadata(info, new), tenant=tenant)
+            meta = _with_record(self._info(thread_id, tenant), new)  # re-read after summarizing
+            if meta is not None:
+                self.store.set_thread_metadata(thread_id, meta, tenant=tenant)
             done = replace(done, record=new)
         return done
 
@@ -183,8 +196,9 @@ class Compactor:
         done = await arun(self.strategy.fold(messages, record), self.summarizer)
         if done.folded and done.record is not None:
             new = replace(done.record, end=done.record.end + shift)
-            meta = _with_metadata(info, new)
-            await self.store.aset_thread_metadata(thread_id, meta, tenant=tenant)
+            meta = _with_record(await self._ainfo(thread_id, tenant), new)
+            if meta is not None:
+                await self.store.aset_thread_metadata(thread_id, meta, tenant=tenant)
             done = replace(done, record=new)
         return done
 

@@ -127,3 +127,36 @@ async def test_unknown_thread_has_an_empty_view(tstore: BaseThreadStore) -> None
     assert await compactor.aview("nope") == []
     assert compactor.view("nope") == []
     assert compactor.record("nope") is None
+
+
+class EditsMetadata(ExtractiveSummarizer):
+    """The extractive summarizer, changing the thread's metadata while it runs (as another
+    writer would during a slow model call)."""
+
+    def __init__(self, store: BaseThreadStore) -> None:
+        super().__init__()
+        self.store = store
+
+    def summarize(self, request: SummarizeRequest) -> str:
+        self.store.set_thread_metadata("t", {"owner": "bo"})
+        return super().summarize(request)
+
+    async def asummarize(self, request: SummarizeRequest) -> str:
+        await self.store.aset_thread_metadata("t", {"owner": "bo"})
+        return super().summarize(request)
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+async def test_metadata_written_during_a_fold_is_kept(
+    tstore: BaseThreadStore, use_async: bool
+) -> None:
+    """A metadata change made while the summarizer runs survives the record's save."""
+    compactor = Compactor(tstore, RunningSummary(400, counter=COUNTER), EditsMetadata(tstore))
+    tstore.set_thread_metadata("t", {"owner": "ana"})
+    tstore.append("t", [m for i in range(20) for m in _turn(i)])
+    done = await compactor.acompact("t") if use_async else compactor.compact("t")
+    assert done.folded
+    info = await tstore.aget_thread("t") if use_async else tstore.get_thread("t")
+    assert info.metadata["owner"] == "bo"
+    assert done.record is not None
+    assert info.metadata[RECORD_KEY] == done.record.to_dict()
