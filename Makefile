@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 EDITABLE := --config-settings editable_mode=strict
+# LoCoMo conversations for the compaction benchmark (evaluation data, never shipped).
+LOCOMO ?= ../shared/data/locomo/locomo-dev.json
 
 .PHONY: demo test lint types bench bench-checkpoints clean services
 
@@ -43,6 +45,8 @@ bench: $(VENV)/.all
 	$(BIN)/python benchmarks/chat_history.py
 	$(BIN)/python benchmarks/checkpoints.py
 	$(BIN)/python benchmarks/vectors.py
+	@if [ -f "$(LOCOMO)" ]; then $(BIN)/python benchmarks/compaction.py "$(LOCOMO)"; \
+	else echo "skipping benchmarks/compaction.py: no LoCoMo data at $(LOCOMO) (make bench LOCOMO=path/to/locomo10.json)"; fi
 
 bench-checkpoints: $(VENV)/.all
 	$(BIN)/python benchmarks/checkpoints.py
