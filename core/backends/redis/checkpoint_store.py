@@ -6,7 +6,9 @@ their replies back (`memfold.backends.redis.calls.Call`); a sync and an async dr
 chains included); ``put_writes`` is one; ``put`` is two (read the parent's rows, plan the new
 rows with `memfold.checkpoint_deltas`, then apply them in one script that checks nothing moved in
 between, retrying if something did). Leases are checked inside that same script, so two writers
-never both pass. The key layout is in `memfold.backends.redis.checkpoint_keys`.
+never both pass. The key layout is in `memfold.backends.redis.checkpoint_keys`. The store also
+keeps each thread's effect journal, one round trip per operation
+(`memfold.backends.redis.journal`).
 
 Examples:
     >>> import uuid
