@@ -4,17 +4,18 @@ Each ranking proposes candidates; every candidate gets both parts:
 
 - ``text``: its BM25 score divided by the best BM25 score among the candidates (0..1; 0 when
   it shares no term with the query);
-- ``vector``: its cosine similarity to the query vector, rescaled over the candidates so the
-  best is 1 and the worst 0 (min-max), because raw cosines of one model crowd into a narrow band.
+- ``vector``: its cosine similarity to the query vector divided by the best among the
+  candidates (0..1; negative similarities count as 0), so both parts share one scale while each
+  keeps how far its candidates are from its best one.
 
 The fused score is ``text_weight * text + vector_weight * vector`` (weights are normalised to
-sum to 1), multiplied by the recency factor (`memfold.recall.decay`). Score normalisation keeps
+sum to 1), multiplied by the recency factor (`memfold.recall.decay`). Normalising scores keeps
 how far apart candidates are, which reciprocal-rank fusion throws away.
 
 Examples:
     >>> fused = fuse({"a": 4.0, "b": 2.0}, {"a": 0.2, "b": 0.6, "c": 0.4}, 0.5, 0.5)
     >>> [(key, round(score, 2)) for key, score, _, _ in fused]
-    [('a', 0.5), ('b', 0.75), ('c', 0.25)]
+    [('a', 0.67), ('b', 0.75), ('c', 0.33)]
 """
 
 from __future__ import annotations
@@ -59,13 +60,12 @@ def fuse(
     bm25 = text or {}
     cosines = vector or {}
     best_text = max(bm25.values(), default=0.0)
-    low = min(cosines.values(), default=0.0)
-    spread = max(cosines.values(), default=0.0) - low
+    best_cosine = max(cosines.values(), default=0.0)
     out = []
     for key in dict.fromkeys([*bm25, *cosines]):
         t = bm25.get(key, 0.0) / best_text if best_text > 0 else 0.0
         cosine = cosines.get(key)
-        v = 0.0 if cosine is None else ((cosine - low) / spread if spread > 0 else 1.0)
+        v = 0.0 if cosine is None or best_cosine <= 0 else max(cosine, 0.0) / best_cosine
         score = text_weight * t + vector_weight * v
         out.append((key, score, None if text is None else t, cosine))
     return out
