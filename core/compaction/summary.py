@@ -239,7 +239,9 @@ class RunningSummary:
         return Compacted([*pinned, self.summary_message(new), *_flat(units[cut:])], new, True)
 
     def _cut(self, text: str) -> str:
-        """``text`` cut at a word boundary to fit ``summary_tokens``."""
+        """``text`` cut to fit ``summary_tokens``: after its last whole sentence that fits, or
+        at a word boundary if not even the first sentence does (a broken sentence would
+        otherwise be carried into every later summary)."""
         words = text.split(" ")
         low, high = 0, len(words)
         while low < high:
@@ -248,7 +250,11 @@ class RunningSummary:
                 low = mid
             else:
                 high = mid - 1
-        return " ".join(words[:low])
+        cut = " ".join(words[:low])
+        if low == len(words) or cut.endswith((".", "!", "?")):
+            return cut
+        end = max(cut.rfind(". "), cut.rfind("! "), cut.rfind("? "), cut.rfind("\n"))
+        return cut[: end + 1].rstrip() if end > 0 else cut
 
 
 def run(flow: Fold, summarizer: Summarizer) -> Compacted:

@@ -228,3 +228,38 @@ def test_running_summary_refuses_budgets_that_cannot_fit() -> None:
     """keep_tokens plus summary_tokens over max_tokens is refused up front."""
     with pytest.raises(InvalidInput, match="keep_tokens"):
         RunningSummary(100, keep_tokens=80, summary_tokens=30, counter=COUNTER)
+
+
+class Verbose:
+    """A summarizer that ignores the budget: it always answers with ``text``."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def summarize(self, request: SummarizeRequest) -> str:
+        return self.text
+
+    async def asummarize(self, request: SummarizeRequest) -> str:
+        return self.text
+
+
+@pytest.mark.parametrize(
+    ("text", "ending"),
+    [(" ".join(f"Ana paid {i} euros on May {i}." for i in range(200)), "."), ("word " * 900, "")],
+    ids=["sentences", "one-long-sentence"],
+)
+def test_an_overlong_summary_is_cut_after_its_last_whole_sentence(text: str, ending: str) -> None:
+    """A summary still over budget after condensing is cut after the last sentence that fits
+    (at a word boundary when not even one sentence fits), within summary_tokens."""
+    thread = [
+        Message(role=r, content=f"Turn {i}: Ana paid {i} euros.", id=f"{r}{i}")
+        for i in range(60)
+        for r in ("user", "assistant")
+    ]
+    strategy = RunningSummary(300, summary_tokens=60, counter=COUNTER)
+    done = run(strategy.fold(thread, None), Verbose(text))
+    assert done.record is not None
+    summary = done.record.summary
+    assert 0 < COUNTER.count_text(summary) <= 60
+    assert text.startswith(summary)
+    assert summary.endswith(ending) if ending else summary.endswith("word")
