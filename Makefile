@@ -47,6 +47,8 @@ bench: $(VENV)/.all
 	$(BIN)/python benchmarks/vectors.py
 	@if [ -f "$(LOCOMO)" ]; then $(BIN)/python benchmarks/compaction.py "$(LOCOMO)"; \
 	else echo "skipping benchmarks/compaction.py: no LoCoMo data at $(LOCOMO) (make bench LOCOMO=path/to/locomo10.json)"; fi
+	@if [ -f "$(LOCOMO)" ]; then $(BIN)/python benchmarks/recall.py "$(LOCOMO)"; \
+	else echo "skipping benchmarks/recall.py: no LoCoMo data at $(LOCOMO) (make bench LOCOMO=path/to/locomo10.json)"; fi
 
 bench-checkpoints: $(VENV)/.all
 	$(BIN)/python benchmarks/checkpoints.py

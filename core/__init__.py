@@ -22,6 +22,13 @@ from memfold.errors import (
     NotFound,
     UnsupportedOperation,
 )
+from memfold.memories import (
+    MemoryHit,
+    MemoryRecord,
+    MemoryStore,
+    aopen_memory_store,
+    open_memory_store,
+)
 from memfold.migrate import MigrationResult, amigrate, migrate
 from memfold.model import Message, MessageHit, Part, ThreadInfo, ToolCall
 from memfold.open import aopen_store, create_memory, open_store
@@ -38,6 +45,9 @@ __all__ = [
     "Conflict",
     "InvalidInput",
     "MemfoldError",
+    "MemoryHit",
+    "MemoryRecord",
+    "MemoryStore",
     "Message",
     "MessageHit",
     "MigrationResult",
@@ -51,9 +61,11 @@ __all__ = [
     "__version__",
     "amigrate",
     "aopen_checkpoint_store",
+    "aopen_memory_store",
     "aopen_store",
     "create_memory",
     "migrate",
     "open_checkpoint_store",
+    "open_memory_store",
     "open_store",
 ]

@@ -135,10 +135,12 @@ def test_public_api_is_pinned() -> None:
     assert sorted(memfold.__all__) == sorted(
         [
             "DEFAULT_TENANT", "BackendUnavailable", "BaseThreadStore", "Capabilities",
-            "CheckpointStore", "Conflict", "InvalidInput", "MemfoldError", "Message", "MessageHit",
-            "MigrationResult", "NotFound", "Part", "RetentionPolicy", "ThreadInfo", "ThreadStore",
-            "ToolCall", "UnsupportedOperation", "__version__", "amigrate", "aopen_checkpoint_store",
-            "aopen_store", "create_memory", "migrate", "open_checkpoint_store", "open_store",
+            "CheckpointStore", "Conflict", "InvalidInput", "MemfoldError", "MemoryHit",
+            "MemoryRecord", "MemoryStore", "Message", "MessageHit", "MigrationResult", "NotFound",
+            "Part", "RetentionPolicy", "ThreadInfo", "ThreadStore", "ToolCall",
+            "UnsupportedOperation", "__version__", "amigrate", "aopen_checkpoint_store",
+            "aopen_memory_store", "aopen_store", "create_memory", "migrate",
+            "open_checkpoint_store", "open_memory_store", "open_store",
         ]
     )  # fmt: skip
     for name in memfold.__all__:
