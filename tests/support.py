@@ -185,9 +185,11 @@ def redis_checkpoint_store(**options: Any) -> BaseCheckpointStore:
 def tiered_checkpoint_store(**options: Any) -> BaseCheckpointStore:
     """A Redis checkpoint store in front of a PostgreSQL one, both fresh; `drop_checkpoint_store`
     deletes what they leave."""
+    from memfold.backends.redis.checkpoint_store import RedisCheckpointStore
     from memfold.backends.tiered_checkpoints import TieredCheckpointStore
 
     hot = redis_checkpoint_store(**options)
+    assert isinstance(hot, RedisCheckpointStore)
     return TieredCheckpointStore(hot, postgres_checkpoint_store(**options))
 
 
