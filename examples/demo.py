@@ -17,6 +17,10 @@ What it does, step by step:
    refund and pauses for a human's approval; a third process resumes it with the approval; then
    this process travels back to the paused checkpoint and forks the run with a refusal instead.
    Both branches stay in the file.
+5. Keeps a 300-turn conversation under a 2,000-token view: after each turn memfold's running
+   summary folds the older messages (offline, with the extractive summarizer) into a summary
+   saved beside the thread; every message stays in the file, and the summary is shown. Tokens
+   are counted by the approximate counter (no tokenizer to load).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from rich.text import Text
 
 THREAD = "support-42"
 RUN = "refund-42"  # the graph run's thread
+LONG = "customer-300"  # the 300-turn conversation of step 5
 DEFAULT_PATH = Path("demo-memfold.db")
 console = Console()
 
@@ -195,6 +200,50 @@ def time_travel(path: Path) -> None:
     console.print(f"Both endings are kept in the file: {finished}", markup=False)
 
 
+def long_chat(path: Path, turns: int = 300, budget: int = 2000) -> None:
+    """Step 5: a long conversation kept under a token budget by a persisted running summary."""
+    from memfold import Message, open_store
+    from memfold.compaction import ApproximateCounter, Compactor, RunningSummary
+
+    items = ["desk lamp", "office chair", "monitor arm", "keyboard", "standing desk"]
+    cities = ["Lisbon", "Porto", "Madrid", "Lyon", "Turin"]
+    days = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday"]
+    counter = ApproximateCounter()  # no tokenizer to load; overestimates English by ~10%
+    console.rule(f"[bold]5. A {turns}-turn conversation under a {budget:,}-token view")
+    with open_store(url_for(path)) as store:
+        compactor = Compactor(store, RunningSummary(budget, counter=counter))
+        largest = folds = 0
+        for i in range(turns):
+            item, city, day = items[i % 5], cities[i // 5 % 5], days[i // 25 % 5]
+            order = 1000 + i
+            store.append(
+                LONG,
+                [
+                    Message(role="user", content=f"Please send order {order}, the {item}, "
+                            f"to our {city} office by {day}; budget {40 + i % 60} euros."),
+                    Message(role="assistant", content=f"Order {order} ({item}) will reach "
+                            f"{city} on {day}, for {35 + i % 60} euros."),
+                ],
+            )  # fmt: skip
+            done = compactor.compact(LONG)  # the view sent to the model this turn
+            folds += done.folded
+            largest = max(largest, counter.count_messages(done.view))
+        stored = store.load(LONG)
+        record = compactor.record(LONG)
+    assert record is not None
+    console.print(
+        f"{turns} turns: {len(stored)} messages ({counter.count_messages(stored):,} tokens) kept "
+        f"in the file; {folds} folds; largest view {largest:,} tokens (budget {budget:,}).",
+        markup=False,
+    )
+    console.print(
+        f"The view: the summary of the first {record.covered} messages, then the "
+        f"{len(stored) - record.covered} newest. The summary:",
+        markup=False,
+    )
+    console.print(Text(record.summary), style="green")
+
+
 def main(argv: list[str]) -> int:
     """Run every step on a fresh file, or (with ``--read PATH`` or ``--approve PATH``) only the
     step a second process runs."""
@@ -224,6 +273,7 @@ def main(argv: list[str]) -> int:
     sys.stdout.flush()
     subprocess.run([sys.executable, __file__, "--approve", str(path)], check=True)
     time_travel(path)
+    long_chat(path)
     return 0
 
 

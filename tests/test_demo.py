@@ -8,6 +8,7 @@ import resource
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import memfold
 
@@ -90,3 +91,27 @@ def test_demo_resumes_a_paused_run_in_another_process_and_forks_it(tmp_path: Pat
         parents = {c.parent_id for c in store.list_checkpoints("refund-42")}
     assert len(ids) == 7, ids  # input, propose, paused, approved branch x2, refused branch x2
     assert len(parents) < len(ids), "two checkpoints share the paused parent: a fork"
+
+
+def test_demo_keeps_a_300_turn_conversation_under_a_2000_token_view(tmp_path: Path) -> None:
+    """Step 5 keeps every one of the 600 messages in the file, no view over 2,000 tokens, and
+    prints the summary saved with the thread."""
+    db = tmp_path / "demo.db"
+    result, _ = run_demo(db)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    line = re.search(
+        r"300 turns: 600 messages \(([\d,]+) tokens\) kept in the file; (\d+) folds; "
+        r"largest view ([\d,]+) tokens \(budget 2,000\)",
+        out,
+    )
+    assert line, out
+    total, folds, largest = (int(g.replace(",", "")) for g in line.groups())
+    assert largest <= 2000 < total
+    assert folds >= 1
+    with memfold.open_store(f"sqlite:///{db}") as store:
+        assert store.count("customer-300") == 600
+        record: Any = store.get_thread("customer-300").metadata["memfold.compaction"]
+    summary = str(record["summary"])
+    assert "Order" in summary
+    assert " ".join(summary.split()) in " ".join(out.split()), "the summary was not shown"
