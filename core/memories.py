@@ -484,10 +484,15 @@ class BaseMemoryStore(BaseStore):
             raise InvalidInput(f"min_score must be a number or None, got {min_score!r}")
         check_decay(half_life_seconds, decay_weight)
         k = _check_int(k, "k", 1, MAX_K)
+        terms = query_terms if tw > 0 else ()
+        qvec = None if wanted is None or vw == 0 else self._vector(wanted)
+        # One ranking, undecayed, orders the hits as it does its candidates: its best k are
+        # the answer. Fusion or decay can lift lower candidates, so they get a wider pool.
+        alone = (not terms or qvec is None) and half_life_seconds is None
         return ops.SearchMemories(
             namespace_key(check_namespace(prefix, "namespace prefix")),
-            query_terms if tw > 0 else (),
-            None if wanted is None or vw == 0 else self._vector(wanted),
+            terms,
+            qvec,
             parse_filter(filter),
             k,
             utcnow(),
@@ -496,7 +501,7 @@ class BaseMemoryStore(BaseStore):
             min_score,
             half_life_seconds,
             decay_weight,
-            max(100, 4 * k),
+            k if alone else max(100, 4 * k),
             bool(touch),
             bool(include_embedding),
         )

@@ -17,18 +17,22 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from sqlalchemy import (
+    BigInteger,
     ClauseElement,
     ColumnElement,
     Float,
     Integer,
+    String,
     Text,
     and_,
+    any_,
     bindparam,
     case,
     cast,
@@ -60,6 +64,8 @@ _CACHED_PREFIXES = 8
 """How many namespace prefixes' vector matrices a SQLite store keeps in memory."""
 _CANDIDATE_ROUND = 2_000
 """Past this many ranked candidates, the filter is checked over the whole prefix at once."""
+_EF_SEARCH = 40
+"""pgvector's ``hnsw.ef_search`` (its default) when the pool is smaller."""
 
 _READS = (
     ops.GetMemories,
@@ -96,6 +102,57 @@ class MemoryPlans:
         ]  # fmt: skip
         self._embedding = embedding
         self._matrices: dict[str, _Matrix] = {}
+        # The hot statements, built once with named parameters so the runner compiles them
+        # once (see `prepared`); the rest are built per call around their filter.
+        live = or_(m.c.expires_at.is_(None), m.c.expires_at > bindparam("now"))
+        under = and_(m.c.ns >= bindparam("low"), m.c.ns < bindparam("high"))
+        has_vector = m.c.embedding.is_not(None)
+        self._upsert = self._upsert_statement()
+        self._existing = select(m.c.id, m.c.created_at).where(
+            m.c.ns == bindparam("ns"), self._listed(m.c.id, "ids"), live
+        )
+        self._rows_of = select(*self._columns, self._embedding).where(self._listed(m.c.seq, "seqs"))
+        self._alive = select(m.c.seq).where(under, live, has_vector, self._listed(m.c.seq, "seqs"))
+        self._version = text(f"SELECT n FROM {tables.version} WHERE id = 1")
+        self._index_settings = text(
+            "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), "
+            "set_config('hnsw.ef_search', :ef, true)"
+        )
+        distance = self._distance(bindparam("vector", type_=Text))
+        self._nearest_all = (
+            select(m.c.seq, 1 - distance)
+            .where(under, live, has_vector)
+            .order_by(distance)
+            .limit(bindparam("pool", type_=Integer))
+        )
+
+    def prepared(self) -> list[ClauseElement]:
+        """The statements every plan may reuse, for the runner to compile once."""
+        return [
+            self._upsert, self._existing, self._rows_of, self._alive, self._version,
+            self._index_settings, self._nearest_all,
+        ]  # fmt: skip
+
+    def _listed(self, column: Any, name: str) -> ColumnElement[bool]:
+        """``column`` is one of the values of list parameter ``name`` (see `_list_param`): one
+        statement for any number of values."""
+        if self.pg:
+            kind = BigInteger if column.name == "seq" else String
+            listed: ColumnElement[bool] = column == any_(
+                bindparam(name, type_=postgresql.ARRAY(kind))
+            )
+        else:
+            values = text(f"SELECT value FROM json_each(:{name})").columns(value=column.type)
+            listed = column.in_(values)
+        return listed
+
+    def _list_param(self, values: Sequence[Any]) -> Any:
+        """The value of a `_listed` parameter."""
+        return list(values) if self.pg else json.dumps(list(values))
+
+    def _distance(self, vector: Any) -> ColumnElement[float]:
+        m = self.m
+        return m.c.embedding.op("<=>", return_type=Float())(cast(vector, m.c.embedding.type))
 
     def writes(self, op: Op[Any]) -> bool:
         """Whether ``op`` changes data (touching reads do)."""
@@ -190,8 +247,6 @@ class MemoryPlans:
 
     @staticmethod
     def _touched(record: MemoryRecord, now: datetime) -> MemoryRecord:
-        from dataclasses import replace
-
         from memfold.memories import expiry
 
         return replace(record, last_used_at=now, expires_at=expiry(now, record.ttl_seconds))
@@ -223,72 +278,93 @@ class MemoryPlans:
                 return self._sweep(op)
         raise TypeError(f"the SQL memory store cannot run {type(op).__name__}")
 
-    def _put(self, op: ops.PutMemories) -> Plan:
+    _PUT_COLUMNS = (
+        "ns", "id", "text", "terms", "n_terms", "embedding_model", "importance", "ttl",
+        "created_at", "updated_at", "last_used_at", "expires_at",
+    )  # fmt: skip
+
+    def _upsert_statement(self) -> Any:
         m = self.m
         upsert = (postgresql if self.pg else sqlite).insert(m)
         value: Any = cast(bindparam("value", type_=Text), JSONB) if self.pg else bindparam("value")
-        names = (
-            "ns", "id", "text", "terms", "n_terms", "embedding_model", "importance", "ttl",
-            "created_at", "updated_at", "last_used_at", "expires_at",
-        )  # fmt: skip
+        names = self._PUT_COLUMNS
         statement = upsert.values(
             **{name: bindparam(name) for name in names},
             value=value,
             embedding=self._vector_value("embedding"),
         )
-        statement = statement.on_conflict_do_update(
+        return statement.on_conflict_do_update(
             index_elements=[m.c.ns, m.c.id],
             set_={c: statement.excluded[c] for c in (*names, "value", "embedding") if c != "ns"},
         )
+
+    def _put(self, op: ops.PutMemories) -> Plan:
+        """Without de-duplication: one read of the batch's existing records per namespace
+        (they keep their creation time) and one batched upsert; with it, record by record,
+        as each may merge into one written before it."""
         stored: list[MemoryRecord] = []
-        written: set[str] = set()
-        now = op.now.timestamp()
-        for record, value_json, terms, vector in zip(
-            op.records, op.values, op.terms, op.vectors, strict=True
+        params: list[dict[str, Any]] = []
+        namespaces = ["".join(label + "\x1f" for label in r.namespace) for r in op.records]
+        created_at: dict[tuple[str, str], float] = {}
+        if op.dedupe_threshold is None:
+            by_ns: dict[str, list[str]] = {}
+            for ns, record in zip(namespaces, op.records, strict=True):
+                by_ns.setdefault(ns, []).append(str(record.id))
+            for ns, ids in by_ns.items():
+                result = yield (
+                    self._existing,
+                    {"ns": ns, "ids": self._list_param(ids), "now": op.now.timestamp()},
+                )
+                created_at.update({(ns, str(row[0])): float(row[1]) for row in result.rows})
+        for ns, record, value_json, terms, vector in zip(
+            namespaces, op.records, op.values, op.terms, op.vectors, strict=True
         ):
-            ns = "".join(label + "\x1f" for label in record.namespace)
-            result = yield (
-                select(m.c.created_at).where(
-                    m.c.ns == bindparam(None, ns),
-                    m.c.id == bindparam(None, record.id),
-                    self._live(op.now),
-                ),
-                None,
+            if op.dedupe_threshold is None:
+                created = created_at.get((ns, str(record.id)))
+            else:
+                result = yield (
+                    self._existing,
+                    {"ns": ns, "ids": self._list_param([record.id]), "now": op.now.timestamp()},
+                )
+                created = result.rows[0][1] if result.rows else None
+                if created is None and vector is not None:
+                    found = yield from self._duplicate(ns, vector, op)
+                    if found is not None:
+                        record_id, created, importance = found
+                        record = replace(
+                            record, id=record_id, importance=max(record.importance, importance)
+                        )
+            record = replace(
+                record, embedding=None, created_at=op.now if created is None else _time(created)
             )
-            created = result.scalar()
-            if created is None and vector is not None and op.dedupe_threshold is not None:
-                found = yield from self._duplicate(ns, vector, op)
-                if found is not None:
-                    record_id, created, importance = found
-                    record = MemoryRecord(
-                        record.namespace, record_id, record.text, record.value, None,
-                        record.embedding_model, max(record.importance, importance),
-                        record.ttl_seconds, None, record.updated_at, record.last_used_at,
-                        record.expires_at,
-                    )  # fmt: skip
-            created_at = op.now if created is None else _time(created)
-            record = MemoryRecord(
-                record.namespace, record.id, record.text, record.value, None,
-                record.embedding_model, record.importance, record.ttl_seconds, created_at,
-                record.updated_at, record.last_used_at, record.expires_at,
-            )  # fmt: skip
-            yield (
-                statement,
-                {
-                    "ns": ns, "id": record.id, "text": record.text, "value": value_json,
-                    "terms": " ".join(terms), "n_terms": len(terms),
-                    "embedding": self._vector_param(vector),
-                    "embedding_model": record.embedding_model, "importance": record.importance,
-                    "ttl": record.ttl_seconds, "created_at": _ts(created_at), "updated_at": now,
-                    "last_used_at": now, "expires_at": _ts(record.expires_at),
-                },
-            )  # fmt: skip
+            params.append(self._put_params(ns, record, value_json, terms, vector, op.now))
+            if op.dedupe_threshold is not None:
+                yield self._upsert, params.pop()
             stored.append(record)
-            written.add(ns)
+        if params:
+            yield self._upsert, params
         if op.capacity is not None:
-            for ns in sorted(written):
+            for ns in sorted(set(namespaces)):
                 yield from self._evict(ns, op.capacity, op.now)
         return stored
+
+    def _put_params(
+        self,
+        ns: str,
+        record: MemoryRecord,
+        value_json: str,
+        terms: Sequence[str],
+        vector: Matrix | None,
+        now: datetime,
+    ) -> dict[str, Any]:
+        return {
+            "ns": ns, "id": record.id, "text": record.text, "value": value_json,
+            "terms": " ".join(terms), "n_terms": len(terms),
+            "embedding": self._vector_param(vector), "embedding_model": record.embedding_model,
+            "importance": record.importance, "ttl": record.ttl_seconds,
+            "created_at": _ts(record.created_at), "updated_at": now.timestamp(),
+            "last_used_at": now.timestamp(), "expires_at": _ts(record.expires_at),
+        }  # fmt: skip
 
     def _duplicate(self, ns: str, vector: Matrix, op: ops.PutMemories) -> Plan:
         m = self.m
@@ -482,12 +558,7 @@ class MemoryPlans:
             missing = [int(s) for s in cosines if int(s) not in rows]
             missing += [s for s in rows if str(s) not in cosines]
             if missing:
-                extra = yield (
-                    select(*self._columns, self._embedding).where(
-                        m.c.seq.in_([bindparam(None, s) for s in missing])
-                    ),
-                    None,
-                )
+                extra = yield self._rows_of, {"seqs": self._list_param(missing)}
                 for row in extra.rows:
                     rows.setdefault(row[0], row)
                     if str(row[0]) not in cosines and row[12] is not None:
@@ -519,7 +590,7 @@ class MemoryPlans:
         write counter (bumped by triggers, from any process) stays the same."""
         m = self.m
         assert op.vector is not None
-        counter = yield text(f"SELECT n FROM {self.tables.version} WHERE id = 1"), None
+        counter = yield self._version, None
         version = int(counter.scalar() or 0)
         cached = self._matrices.get(op.prefix)
         if cached is None or cached.version != version:
@@ -542,22 +613,24 @@ class MemoryPlans:
             return {}
         sims = cached.matrix @ op.vector
         k = min(sims.size, max(op.pool, 16))
+        low, high = prefix_range(op.prefix)
         while True:
             # Rank a few more each round; the database says which candidates are live and
             # pass the filter, so a selective filter still fills the pool.
             order = top_k(sims, k)
             if k >= sims.size or k > _CANDIDATE_ROUND:
                 allowed = yield select(m.c.seq).where(*where, m.c.embedding.is_not(None)), None
-                ok = np.isin(cached.seqs[order], [row[0] for row in allowed.rows])
             else:
-                wanted = [int(s) for s in cached.seqs[order]]
-                allowed = yield (
-                    select(m.c.seq).where(
-                        *where, m.c.seq.in_([bindparam(None, s) for s in wanted])
-                    ),
-                    None,
-                )
-                ok = np.isin(cached.seqs[order], [row[0] for row in allowed.rows])
+                wanted = self._list_param([int(s) for s in cached.seqs[order]])
+                if op.filter.always:
+                    params = {"low": low, "high": high, "now": op.now.timestamp(), "seqs": wanted}
+                    allowed = yield self._alive, params
+                else:
+                    allowed = yield (
+                        select(m.c.seq).where(*where, self._listed(m.c.seq, "seqs")),
+                        {"seqs": wanted},
+                    )
+            ok = np.isin(cached.seqs[order], [row[0] for row in allowed.rows])
             picked = order[ok][: op.pool]
             if len(picked) >= op.pool or k >= sims.size or k > _CANDIDATE_ROUND:
                 return {str(int(cached.seqs[i])): float(sims[i]) for i in picked}
@@ -570,23 +643,33 @@ class MemoryPlans:
         has_vector = m.c.embedding.is_not(None)
         if not self.pg:
             return (yield from self._exact(op, where))
-        vector = cast(bindparam(None, self._vector_param(op.vector), Text), m.c.embedding.type)
-        distance = m.c.embedding.op("<=>", return_type=Float())(vector)
-        nearest = (
-            select(m.c.seq, 1 - distance)
-            .where(*where, has_vector)
-            .order_by(distance)
-            .limit(bindparam(None, op.pool, Integer))
-        )
-        yield text("SET LOCAL hnsw.iterative_scan = relaxed_order"), None
-        yield text(f"SET LOCAL hnsw.ef_search = {max(40, min(op.pool, 1000))}"), None
-        result = yield nearest, None
+        vector = self._vector_param(op.vector)
+        # One round trip sets the index's options for this transaction: pgvector's iterative
+        # scan keeps walking the graph until the filter lets ``pool`` rows through.
+        yield self._index_settings, {"ef": str(max(_EF_SEARCH, min(op.pool, 1000)))}
+        if op.filter.always:
+            low, high = prefix_range(op.prefix)
+            nearest: Any = self._nearest_all
+            params = {
+                "low": low, "high": high, "now": op.now.timestamp(), "vector": vector,
+                "pool": op.pool,
+            }  # fmt: skip
+        else:
+            distance = self._distance(bindparam("vector", type_=Text))
+            nearest = (
+                select(m.c.seq, 1 - distance)
+                .where(*where, has_vector)
+                .order_by(distance)
+                .limit(bindparam("pool", type_=Integer))
+            )
+            params = {"vector": vector, "pool": op.pool}
+        result = yield nearest, params
         if len(result.rows) < op.pool:
             # The index may stop short under a selective filter: check, then scan exactly.
             counted = yield select(func.count()).where(*where, has_vector), None
             if int(counted.scalar() or 0) > len(result.rows):
                 yield text("SET LOCAL enable_indexscan = off"), None
-                result = yield nearest, None
+                result = yield nearest, params
                 yield text("SET LOCAL enable_indexscan = on"), None
         return {str(row[0]): float(row[1]) for row in result.rows}
 
@@ -605,8 +688,6 @@ def _with_record(hit: MemoryHit, record: MemoryRecord) -> MemoryHit:
 
 
 def _embedded(record: MemoryRecord, parse: Any, raw: Any) -> MemoryRecord:
-    from dataclasses import replace
-
     if raw is None:
         return record
     return replace(record, embedding=tuple(float(x) for x in parse(raw)))

@@ -107,7 +107,9 @@ class SQLMemoryStore(BaseMemoryStore):
         self.tables = build_memory_tables(table_prefix, schema, self.dimensions)
         dialect = self._driver.engine.dialect
         self._plans = MemoryPlans(self.tables, self.name)
-        self._runner = _Runner(self._driver, _Statements(dialect, []), f"{self.name} memory store")
+        self._runner = _Runner(
+            self._driver, _Statements(dialect, self._plans.prepared()), f"{self.name} memory store"
+        )
 
     @property
     def engine(self) -> Engine:
