@@ -19,7 +19,6 @@ from memfold.compaction import (
     RunningSummary,
     SummarizeRequest,
 )
-from memfold.compaction.tokens import REPLY_TOKENS
 from memfold.integrations.langchain import to_memfold
 from memfold.integrations.langgraph import MemfoldSaver
 from memfold.integrations.langgraph.hooks import (
@@ -51,7 +50,7 @@ def turn(i: int) -> Any:
 
 
 def fits(seen: list[BaseMessage]) -> bool:
-    return REPLY_TOKENS + COUNTER.count_messages([to_memfold(m) for m in seen]) <= BUDGET
+    return COUNTER.count_messages([to_memfold(m) for m in seen]) <= BUDGET  # reply included
 
 
 @pytest.mark.parametrize("use_async", [False, True])
