@@ -6,10 +6,13 @@ cluster centres in a random 32-d subspace, projected to 384-d, plus isotropic no
 normalised (random normal vectors have no neighbourhoods and make every approximate index look
 broken). Queries are fresh points from the same mixture. For each system: insert rate, query
 p50/p99 at k=10, recall@10 against exact numpy search, and (for memfold) a filtered query that
-must return k hits when k records match.
+must return k hits when k records match. "x floor" divides a system's p50 by the p50 of numpy
+brute force timed on the same queries, each right before the system's (the machine may be
+shared, so a floor measured at another moment would not compare).
 
     .venv/bin/python benchmarks/vectors.py            # 10k and 100k vectors
     .venv/bin/python benchmarks/vectors.py --quick    # 10k only
+    .venv/bin/python benchmarks/vectors.py --size 100000 --only memfold
 """
 
 from __future__ import annotations
@@ -47,7 +50,8 @@ def dataset(n: int, seed: int = 0) -> tuple[Matrix, Matrix]:
         picks = centres[rng.integers(0, len(centres), count)]
         low = picks + rng.normal(scale=0.35, size=(count, 32))
         points = low @ basis.T + rng.normal(scale=0.02, size=(count, DIMS))
-        return (points / np.linalg.norm(points, axis=1, keepdims=True)).astype(np.float32)
+        out: Matrix = (points / np.linalg.norm(points, axis=1, keepdims=True)).astype(np.float32)
+        return out
 
     return draw(n), draw(QUERIES)
 
@@ -64,6 +68,7 @@ class Result:
     insert_per_s: float = 0.0
     p50_ms: float = 0.0
     p99_ms: float = 0.0
+    floor_p50_ms: float = 0.0
     recall: float = 0.0
     filtered: str = ""
     error: str = ""
@@ -97,7 +102,7 @@ class Numpy(System):
     def query(self, q: Matrix) -> list[int]:
         scores = self.data @ q
         top = np.argpartition(-scores, K)[:K]
-        return top[np.argsort(-scores[top])].tolist()
+        return [int(i) for i in top[np.argsort(-scores[top])]]
 
 
 class Memfold(System):
@@ -271,7 +276,9 @@ def systems(tmp: Path) -> list[System]:
     ]
 
 
-def run(system: System, n: int, data: Matrix, queries: Matrix, truth: list[set[int]]) -> Result:
+def run(
+    system: System, n: int, data: Matrix, queries: Matrix, truth: list[set[int]], floor: Numpy
+) -> Result:
     result = Result(system.name, n)
     try:
         started = time.perf_counter()
@@ -279,13 +286,17 @@ def run(system: System, n: int, data: Matrix, queries: Matrix, truth: list[set[i
         result.insert_per_s = n / (time.perf_counter() - started)
         for q in queries[:5]:
             system.query(q)  # warm-up
-        times, recalls = [], []
+        times, floors, recalls = [], [], []
         for q, true in zip(queries, truth, strict=True):
+            t0 = time.perf_counter_ns()
+            floor.query(q)
+            floors.append((time.perf_counter_ns() - t0) / 1e6)
             t0 = time.perf_counter_ns()
             got = system.query(q)
             times.append((time.perf_counter_ns() - t0) / 1e6)
             recalls.append(len(true & set(got)) / K)
         result.p50_ms = statistics.median(times)
+        result.floor_p50_ms = statistics.median(floors)
         result.p99_ms = float(np.percentile(times, 99))
         result.recall = float(np.mean(recalls))
         counts = [system.filtered(q) for q in queries[:20]]
@@ -308,15 +319,15 @@ def report(results: Sequence[Result]) -> None:
         if r.error:
             print(f"{r.system:34} {r.n:>7}  not runnable here: {r.error}")
             continue
-        ratio = r.p50_ms / floor[r.n] if floor.get(r.n) else float("nan")
+        ratio = r.p50_ms / r.floor_p50_ms if r.floor_p50_ms else float("nan")
         print(f"{r.system:34} {r.n:>7} {r.insert_per_s:>10.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} "
               f"{ratio:>8.1f} {r.recall:>9.3f}  {r.filtered}")  # fmt: skip
     print()
-    for n, base in floor.items():
+    for n in floor:
         by = {r.system: r for r in results if r.n == n and not r.error}
         for name in ("memfold memory (exact)", "memfold SQLite (exact)"):
             if name in by:
-                ratio = by[name].p50_ms / base
+                ratio = by[name].p50_ms / by[name].floor_p50_ms
                 print(f"{'PASS' if ratio <= 2 else 'MISS'} n={n}: {name} p50 is {ratio:.1f}x "
                       "the numpy floor (target: within 2x)")  # fmt: skip
         pg, peer = by.get("memfold PostgreSQL (pgvector HNSW)"), by.get(PGVectorPeer.name)
@@ -331,20 +342,23 @@ def report(results: Sequence[Result]) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="10k vectors only")
+    parser.add_argument("--size", type=int, action="append", help="vectors to load (repeatable)")
     parser.add_argument("--only", help="run only systems whose name contains this text")
     args = parser.parse_args(argv)
-    sizes = [10_000] if args.quick else [10_000, 100_000]
+    sizes = args.size or ([10_000] if args.quick else [10_000, 100_000])
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-vectors-") as tmp:
         try:
             for n in sizes:
                 data, queries = dataset(n)
                 truth = exact(data, queries)
+                floor = Numpy()
+                floor.load(data)
                 for system in systems(Path(tmp)):
                     wanted = not args.only or args.only.lower() in system.name.lower()
                     if not wanted and not system.name.startswith("numpy"):
                         continue
-                    result = run(system, n, data, queries, truth)
+                    result = run(system, n, data, queries, truth, floor)
                     print(f"  {system.name} at {n}: done", file=sys.stderr, flush=True)
                     results.append(result)
         finally:

@@ -169,7 +169,7 @@ class MemoryPlans:
         if vector is None:
             return None
         if self.pg:
-            return "[" + ",".join(repr(float(x)) for x in vector) + "]"
+            return "[" + ",".join(map(repr, vector.tolist())) + "]"
         return to_blob(vector)
 
     def _vector_value(self, name: str | None = None) -> ColumnElement[Any]:
@@ -517,7 +517,12 @@ class MemoryPlans:
 
     def _search(self, op: ops.SearchMemories) -> Plan:
         m = self.m
-        where = self._where(op.prefix, op.now, op.filter)
+        # Built only when needed: the unfiltered vector path runs prepared statements.
+        where = (
+            self._where(op.prefix, op.now, op.filter)
+            if op.terms or not op.filter.always or self.pg
+            else []
+        )
         rows: dict[int, Sequence[Any]] = {}
         text_scores: dict[str, float] | None = None
         cosines: dict[str, float] | None = None
@@ -619,6 +624,7 @@ class MemoryPlans:
             # pass the filter, so a selective filter still fills the pool.
             order = top_k(sims, k)
             if k >= sims.size or k > _CANDIDATE_ROUND:
+                where = where or self._where(op.prefix, op.now, op.filter)
                 allowed = yield select(m.c.seq).where(*where, m.c.embedding.is_not(None)), None
             else:
                 wanted = self._list_param([int(s) for s in cached.seqs[order]])
