@@ -366,3 +366,18 @@ def test_sqlite_vector_cache_sees_other_writers(tmp_path: Path) -> None:
         assert [h.record.id for h in a.search(("acme",), vector=[0.0, 1.0], k=1)] == ["n"]
         b.delete(NS, "n")
         assert [h.record.id for h in a.search(("acme",), vector=[0.0, 1.0], k=2)] == ["e"]
+
+
+async def test_filter_matching_only_the_farthest_records_still_fills_k(api: Api) -> None:
+    """Past thousands of ranked candidates a store checks the filter over the whole prefix:
+    the k matching records come back even when they are the farthest from the query."""
+    rng = np.random.default_rng(5)
+    near = rng.normal(scale=0.1, size=(4_990, DIMS)) + np.eye(DIMS)[0]
+    far = rng.normal(scale=0.1, size=(10, DIMS)) - np.eye(DIMS)[0]
+    records = [
+        MemoryRecord(NS, f"r{i}", value={"far": i >= len(near)}, embedding=tuple(v.tolist()))
+        for i, v in enumerate(np.vstack([near, far]))
+    ]
+    await api.put_many(records, dedupe_threshold=None)
+    hits = await api.search(("acme",), vector=np.eye(DIMS)[0].tolist(), k=10, filter={"far": True})
+    assert sorted(h.record.id for h in hits) == sorted(f"r{i}" for i in range(4_990, 5_000))

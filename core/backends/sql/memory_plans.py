@@ -620,25 +620,29 @@ class MemoryPlans:
         k = min(sims.size, max(op.pool, 16))
         low, high = prefix_range(op.prefix)
         while True:
+            if k >= sims.size or k > _CANDIDATE_ROUND:
+                # Many candidates: check the filter over the whole prefix at once, and rank
+                # exactly the rows that pass it.
+                where = where or self._where(op.prefix, op.now, op.filter)
+                allowed = yield select(m.c.seq).where(*where, m.c.embedding.is_not(None)), None
+                passing = np.flatnonzero(np.isin(cached.seqs, [row[0] for row in allowed.rows]))
+                best = passing[top_k(sims[passing], op.pool)]
+                return {str(int(cached.seqs[i])): float(sims[i]) for i in best}
             # Rank a few more each round; the database says which candidates are live and
             # pass the filter, so a selective filter still fills the pool.
             order = top_k(sims, k)
-            if k >= sims.size or k > _CANDIDATE_ROUND:
-                where = where or self._where(op.prefix, op.now, op.filter)
-                allowed = yield select(m.c.seq).where(*where, m.c.embedding.is_not(None)), None
+            wanted = self._list_param([int(s) for s in cached.seqs[order]])
+            if op.filter.always:
+                params = {"low": low, "high": high, "now": op.now.timestamp(), "seqs": wanted}
+                allowed = yield self._alive, params
             else:
-                wanted = self._list_param([int(s) for s in cached.seqs[order]])
-                if op.filter.always:
-                    params = {"low": low, "high": high, "now": op.now.timestamp(), "seqs": wanted}
-                    allowed = yield self._alive, params
-                else:
-                    allowed = yield (
-                        select(m.c.seq).where(*where, self._listed(m.c.seq, "seqs")),
-                        {"seqs": wanted},
-                    )
+                allowed = yield (
+                    select(m.c.seq).where(*where, self._listed(m.c.seq, "seqs")),
+                    {"seqs": wanted},
+                )
             ok = np.isin(cached.seqs[order], [row[0] for row in allowed.rows])
             picked = order[ok][: op.pool]
-            if len(picked) >= op.pool or k >= sims.size or k > _CANDIDATE_ROUND:
+            if len(picked) >= op.pool:
                 return {str(int(cached.seqs[i])): float(sims[i]) for i in picked}
             k = min(sims.size, k * 4)
 
