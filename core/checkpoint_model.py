@@ -118,6 +118,11 @@ class Lease:
     writes on it, as when resuming an interrupt): that writer read the latest state, so it
     takes the lease over, and the previous holder's next write from an older checkpoint is
     refused instead. The holder itself may always write, forks included.
+
+    Pending writes on a checkpoint that is not stored yet are accepted without checking or
+    touching the lease: LangGraph stores a step's writes and its checkpoint concurrently, and
+    the checkpoint's own ``put`` is what the lease checks (the writes of a refused ``put`` are
+    never read, and go with the thread when it is deleted).
     """
 
     writer: str

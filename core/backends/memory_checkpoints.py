@@ -228,17 +228,17 @@ class MemoryCheckpointStore(BaseCheckpointStore):
         key = (op.tenant, op.thread_id)
         thread = self._threads.get(key)
         until = None
-        if op.lease is not None:
-            space = None if thread is None else thread.spaces.get(op.namespace)
+        writer = None
+        space = None if thread is None else thread.spaces.get(op.namespace)
+        if op.lease is not None and space is not None and op.checkpoint_id in space.records:
+            writer = op.lease.writer  # writes on an unstored checkpoint: see Lease
             until = claim_lease(
                 op.thread_id,
                 None if thread is None else thread.holder,
                 None if thread is None else thread.lease_until,
                 op.lease,
                 op.written_at,
-                continues_head=space is not None
-                and bool(space.ids)
-                and space.ids[-1] == op.checkpoint_id,
+                continues_head=space.ids[-1] == op.checkpoint_id,
             )
         if thread is None:
             thread = self._threads[key] = _Thread(op.written_at)
@@ -249,7 +249,7 @@ class MemoryCheckpointStore(BaseCheckpointStore):
             if write.idx >= 0 and slot in stored:
                 continue
             stored[slot] = write
-        self._touch(thread, op.written_at, None if op.lease is None else op.lease.writer, until)
+        self._touch(thread, op.written_at, writer, until)
 
     @staticmethod
     def _touch(thread: _Thread, now: datetime, writer: str | None, until: datetime | None) -> None:

@@ -544,6 +544,22 @@ async def test_writes_on_the_newest_checkpoint_hand_the_lease_over(api: Api) -> 
     await api.put("t", cid(2), BODY, parent_id=cid(1), lease=B)
 
 
+async def test_writes_on_a_checkpoint_not_stored_yet_leave_the_lease_alone(api: Api) -> None:
+    """LangGraph stores a step's writes and its checkpoint concurrently: B's writes on a
+    checkpoint not stored yet are kept without a lease check, and do not take the lease (A may
+    still fork); B's put of that checkpoint from the newest one then hands the lease over."""
+    await grow(api, "t", 2, lease=A)
+    await api.put_writes("t", cid(2), [write("task-1", 0)], lease=B)
+    await api.put("t", "a-fork", BODY, parent_id=cid(0), lease=A)  # A still holds the lease
+    with pytest.raises(Conflict):  # B's put from a stale checkpoint is refused
+        await api.put("t", cid(2), BODY, parent_id=cid(0), lease=B)
+    await api.put("t", cid(2), BODY, parent_id=cid(1), lease=B)  # continuing the newest: B's
+    got = await api.get("t", checkpoint_id=cid(2))
+    assert [w.channel for w in got.writes] == ["messages"]
+    with pytest.raises(Conflict):
+        await api.put("t", "a-fork-2", BODY, parent_id=cid(0), lease=A)
+
+
 async def test_without_handover_the_second_writer_always_waits(api: Api) -> None:
     """A lease with handover=False refuses B even when B continues from the newest checkpoint."""
     await grow(api, "t", 2, lease=A)

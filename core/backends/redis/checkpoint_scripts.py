@@ -155,8 +155,9 @@ APPLY = Script(
     + r"""
 -- ARGV: 1 expected v ('' skips the check), 2 now (µs; '' for a removal, which neither
 -- stamps the thread's last write nor refreshes its expiry), 3 default TTL (ms, 0 for none),
--- 4 lease writer ('' for none), 5 lease end (µs), 6 handover ('1'/'0'), 7 the member whose
--- being the namespace's newest checkpoint hands the lease over ('' for none), 8 the thread's
+-- 4 lease writer ('' for none), 5 lease end (µs), 6 handover ('1'/'0'; plus 2 for pending
+-- writes, whose lease is neither checked nor taken while member 7 is not stored), 7 the member
+-- whose being the namespace's newest checkpoint hands the lease over ('' for none), 8 the thread's
 -- member in the tenant index, 9 '1' to bump v, then mutations:
 --   H key field value | N key field value (HSETNX) | D key field | Z key score member |
 --   R key member (ZREM) | S key member (SADD) | C member (drop a checkpoint and its writes)
@@ -164,11 +165,12 @@ APPLY = Script(
 -- {'lease', holder, lease end} (another writer's lease is live: nothing changed).
 if ARGV[1] ~= '' and ARGV[1] ~= version() then return {'stale'} end
 local now = tonumber(ARGV[2]) or 0
-if ARGV[4] ~= '' then
+local mode = tonumber(ARGV[6])
+if ARGV[4] ~= '' and (mode < 2 or redis.call('ZSCORE', ids, ARGV[7])) then
   local lease = redis.call('HMGET', info, 'w', 'l')
   if lease[1] and lease[1] ~= ARGV[4] and tonumber(lease[2]) > now then
     local continues = false
-    if ARGV[6] == '1' and ARGV[7] ~= '' then
+    if mode % 2 == 1 and ARGV[7] ~= '' then
       local cut = string.find(ARGV[7], '\0', 1, true)
       local ns = string.sub(ARGV[7], 1, cut - 1)
       local head = redis.call(

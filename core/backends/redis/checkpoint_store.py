@@ -358,15 +358,17 @@ class RedisCheckpointStore(BaseCheckpointStore):
         lease: Lease | None = None,
         head: bytes = b"",
         bump: bool = True,
+        writes: bool = False,
         extra_keys: tuple[str, ...] = (),
     ) -> Call[Any]:
         until = b""
         if lease is not None and now is not None:
             until = b"%d" % micros(now + timedelta(seconds=lease.seconds))
+        mode = int(lease is not None and lease.handover) + 2 * writes
         return _script(
             scripts.APPLY, (*keys.all, *extra_keys), expected, b"" if now is None else micros(now),
             self._default_ttl_ms, "" if lease is None else lease.writer, until,
-            int(lease is not None and lease.handover), head, keys.member, int(bump), *mutations,
+            mode, head, keys.member, int(bump), *mutations,
         )  # fmt: skip
 
     @staticmethod
@@ -450,7 +452,7 @@ class RedisCheckpointStore(BaseCheckpointStore):
             mutations += (kind, _KEYS["w"], field, encode_write(self.codec, write))
             mutations += ("Z", _KEYS["x"], 0, field)
         reply = yield self._apply(
-            keys, b"", op.written_at, mutations, lease=op.lease, head=me, bump=False
+            keys, b"", op.written_at, mutations, lease=op.lease, head=me, bump=False, writes=True
         )
         if reply[0] != b"ok":
             self._refused(op.thread_id, reply, op.lease, op.written_at)

@@ -211,6 +211,12 @@ class CheckpointPlans:
         )
         space = self._space_where(c)
         self._head = select(func.max(c.c.checkpoint_id)).where(space)
+        self._write_info = select(
+            self._head.scalar_subquery(),
+            select(c.c.checkpoint_id)
+            .where(space, c.c.checkpoint_id == bindparam("checkpoint_id"))
+            .scalar_subquery(),
+        )
         self._put_info = select(
             self._head.scalar_subquery(),
             select(c.c.versions)
@@ -485,16 +491,20 @@ class CheckpointPlans:
         now = _us(op.written_at)
         holder, lease_until = yield from self._lock(op.tenant, op.thread_id, now)
         until = None
+        writer = None
         if op.lease is not None:
-            head = (yield self._head, key).scalar()
-            until = claim_lease(
-                op.thread_id,
-                holder,
-                lease_until,
-                op.lease,
-                op.written_at,
-                continues_head=head is not None and head == op.checkpoint_id,
-            )
+            info = yield self._write_info, {**key, "checkpoint_id": op.checkpoint_id}
+            head, stored = info.rows[0]
+            if stored is not None:  # writes on an unstored checkpoint: see Lease
+                writer = op.lease.writer
+                until = claim_lease(
+                    op.thread_id,
+                    holder,
+                    lease_until,
+                    op.lease,
+                    op.written_at,
+                    continues_head=head == op.checkpoint_id,
+                )
         rows: list[dict[str, Any]] = [
             {
                 **key,
@@ -512,7 +522,7 @@ class CheckpointPlans:
             yield self._insert_write, kept
         if replaced := [r for r in rows if r["idx"] < 0]:
             yield self._replace_write, replaced
-        yield self._touched(key, now, None if op.lease is None else op.lease.writer, until)
+        yield self._touched(key, now, writer, until)
 
     # Reads.
 
