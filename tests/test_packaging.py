@@ -75,7 +75,7 @@ for name in modules:
         importlib.import_module(name)
     except ImportError as exc:
         extras = ("memfold.integrations.", "memfold.backends.redis",
-                  "memfold.backends.sql.postgres")
+                  "memfold.backends.sql.postgres", "memfold.backends.chroma")
         assert name.startswith(extras), (name, exc)
         assert "pip install 'memfold[" in str(exc), (name, exc)
 import memfold
