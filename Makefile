@@ -53,5 +53,9 @@ bench: $(VENV)/.all
 bench-checkpoints: $(VENV)/.all
 	$(BIN)/python benchmarks/checkpoints.py
 
+# The SIGKILL crash suite with 20 times the kill points of make test (about half an hour).
+soak: $(VENV)/.all services
+	MEMFOLD_CRASH_KILLS=2000 $(BIN)/pytest -q -n auto tests/reliability/test_crash.py
+
 clean:
 	rm -rf $(VENV) build dist site .mypy_cache .ruff_cache .pytest_cache
