@@ -6,7 +6,7 @@ EDITABLE := --config-settings editable_mode=strict
 # LoCoMo conversations for the compaction benchmark (evaluation data, never shipped).
 LOCOMO ?= ../shared/data/locomo/locomo-dev.json
 
-.PHONY: demo test lint types bench bench-checkpoints clean services
+.PHONY: demo test lint types bench bench-checkpoints soak clean services
 
 # A venv with the core and the adapters the demo uses.
 $(BIN)/python:
