@@ -75,7 +75,8 @@ for name in modules:
         importlib.import_module(name)
     except ImportError as exc:
         extras = ("memfold.integrations.", "memfold.backends.redis",
-                  "memfold.backends.sql.postgres", "memfold.backends.chroma")
+                  "memfold.backends.sql.postgres", "memfold.backends.chroma",
+                  "memfold.backends.tiered_checkpoints")
         assert name.startswith(extras), (name, exc)
         assert "pip install 'memfold[" in str(exc), (name, exc)
 import memfold

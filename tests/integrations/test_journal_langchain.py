@@ -25,9 +25,9 @@ JOURNALS: list[EffectJournal] = []
 
 @tool
 def refund(order: str, amount: int) -> str:
-    """Refund part of an order."""
+    """Refund part of an order; the result says how many times this order was refunded."""
     CALLS.append(order)
-    return f"refunded {amount} on {order} (#{len(CALLS)})"
+    return f"refunded {amount} on {order} (#{CALLS.count(order)})"
 
 
 @tool
