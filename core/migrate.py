@@ -26,7 +26,10 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
+from memfold.checkpoint_model import Checkpoint
+from memfold.checkpoints import BaseCheckpointStore
 from memfold.errors import InvalidInput, MemfoldError
+from memfold.journal import EffectJournal
 from memfold.model import Message, ThreadInfo
 from memfold.stores import DEFAULT_TENANT, MAX_PAGE, BaseThreadStore, check_id
 
@@ -50,6 +53,12 @@ class MigrationResult:
     """Seconds taken."""
     threads_seen: int = 0
     """Threads read from the source."""
+    checkpoints_moved: int = 0
+    """Checkpoints stored in the target (those it had already are not counted)."""
+    journal_entries_moved: int = 0
+    """Effect journal entries recorded in the target."""
+    checkpoint_threads_seen: int = 0
+    """Checkpoint threads read from the source."""
 
 
 @dataclass(slots=True)
@@ -57,6 +66,9 @@ class _Tally:
     threads: int = 0
     messages: int = 0
     seen: int = 0
+    checkpoints: int = 0
+    journal: int = 0
+    checkpoint_threads: int = 0
     failed: dict[str, str] = field(default_factory=dict)
 
 
@@ -260,12 +272,297 @@ async def _amigrate_threads(
         tally.messages += moved
 
 
+# Checkpoints: the sync mover. A thread's checkpoint keys are listed (newest first, a page at a
+# time, only keys kept), those the target lacks are copied oldest first, so each parent is
+# stored before its children. Pending writes go before their checkpoint: a copy interrupted
+# between the two is redone whole on the next run. The effect journal goes with the thread.
+
+_Key = tuple[str, str]
+"""A checkpoint's ``(namespace, checkpoint id)``."""
+
+
+def _key(checkpoint: Checkpoint) -> _Key:
+    return checkpoint.namespace, checkpoint.checkpoint_id
+
+
+def _newest_first(
+    store: BaseCheckpointStore, thread_id: str | None, tenant: str, size: int
+) -> Iterator[list[Checkpoint]]:
+    """Checkpoints newest first by id, a page at a time; the checkpoints sharing the id at a
+    page boundary (other threads or namespaces) are fetched whole so none is skipped."""
+    before: str | None = None
+    while True:
+        page = store.list_checkpoints(thread_id, before=before, limit=size, tenant=tenant)
+        if len(page) < size:
+            if page:
+                yield page
+            return
+        before = page[-1].checkpoint_id
+        tied = store.list_checkpoints(thread_id, checkpoint_id=before, tenant=tenant)
+        yield [c for c in page if c.checkpoint_id != before] + tied
+
+
+def _checkpoint_threads(
+    store: BaseCheckpointStore, thread_ids: Sequence[str] | None, tenant: str, size: int
+) -> list[str]:
+    if thread_ids is not None:
+        return list(thread_ids)
+    seen: dict[str, None] = {}
+    for page in _newest_first(store, None, tenant, size):
+        seen.update((c.thread_id, None) for c in page)
+    return list(seen)
+
+
+def _keys(store: BaseCheckpointStore, thread_id: str, tenant: str, size: int) -> list[_Key]:
+    return [_key(c) for page in _newest_first(store, thread_id, tenant, size) for c in page]
+
+
+def _copy_checkpoint(target: BaseCheckpointStore, c: Checkpoint, tenant: str) -> None:
+    if c.writes:
+        target.put_writes(
+            c.thread_id, c.checkpoint_id, c.writes, namespace=c.namespace, tenant=tenant
+        )
+    target.put(
+        c.thread_id, c.checkpoint_id, c.body, namespace=c.namespace, parent_id=c.parent_id,
+        metadata=c.metadata, versions=c.versions, values=c.values, tenant=tenant,
+    )  # fmt: skip
+
+
+def _move_journal(
+    source: BaseCheckpointStore, target: BaseCheckpointStore, thread_id: str, tenant: str
+) -> int:
+    if not (source.capabilities.effect_journal and target.capabilities.effect_journal):
+        return 0
+    there = {(e.namespace, e.tool_call_id) for e in EffectJournal(target).list_entries(
+        thread_id, tenant=tenant)}  # fmt: skip
+    moved = 0
+    for entry in EffectJournal(source).list_entries(thread_id, tenant=tenant):
+        if (entry.namespace, entry.tool_call_id) not in there:
+            EffectJournal(target).record(
+                thread_id, entry.tool_call_id, entry.value, namespace=entry.namespace,
+                tenant=tenant,
+            )  # fmt: skip
+            moved += 1
+    return moved
+
+
+def _move_checkpoints(
+    source: BaseCheckpointStore,
+    target: BaseCheckpointStore,
+    thread_id: str,
+    tenant: str,
+    size: int,
+    progress: Progress | None,
+) -> tuple[int, int]:
+    present = set(_keys(target, thread_id, tenant, size))
+    missing = [k for k in _keys(source, thread_id, tenant, size) if k not in present]
+    for start in range(len(missing) - 1, -1, -size):
+        batch = missing[max(0, start - size + 1) : start + 1]
+        for namespace, checkpoint_id in reversed(batch):
+            c = source.get(
+                thread_id, namespace=namespace, checkpoint_id=checkpoint_id, tenant=tenant
+            )
+            if c is not None:  # pruned since it was listed
+                _copy_checkpoint(target, c, tenant)
+        if progress is not None:
+            progress(f"checkpoints:{thread_id}", len(batch))
+    return len(missing), _move_journal(source, target, thread_id, tenant)
+
+
+def _migrate_checkpoints(
+    source: BaseCheckpointStore,
+    target: BaseCheckpointStore,
+    thread_ids: Sequence[str] | None,
+    tenant: str,
+    size: int,
+    progress: Progress | None,
+    tally: _Tally,
+) -> None:
+    for thread_id in _checkpoint_threads(source, thread_ids, tenant, size):
+        tally.checkpoint_threads += 1
+        try:
+            moved, journaled = _move_checkpoints(source, target, thread_id, tenant, size, progress)
+        except MemfoldError as exc:
+            tally.failed[f"checkpoints:{thread_id}"] = f"{type(exc).__name__}: {exc}"
+            continue
+        tally.checkpoints += moved
+        tally.journal += journaled
+
+
+# Checkpoints: the async mover, the same steps awaited.
+
+
+async def _anewest_first(
+    store: BaseCheckpointStore, thread_id: str | None, tenant: str, size: int
+) -> AsyncIterator[list[Checkpoint]]:
+    before: str | None = None
+    while True:
+        page = await store.alist_checkpoints(thread_id, before=before, limit=size, tenant=tenant)
+        if len(page) < size:
+            if page:
+                yield page
+            return
+        before = page[-1].checkpoint_id
+        tied = await store.alist_checkpoints(thread_id, checkpoint_id=before, tenant=tenant)
+        yield [c for c in page if c.checkpoint_id != before] + tied
+
+
+async def _acheckpoint_threads(
+    store: BaseCheckpointStore, thread_ids: Sequence[str] | None, tenant: str, size: int
+) -> list[str]:
+    if thread_ids is not None:
+        return list(thread_ids)
+    seen: dict[str, None] = {}
+    async for page in _anewest_first(store, None, tenant, size):
+        seen.update((c.thread_id, None) for c in page)
+    return list(seen)
+
+
+async def _akeys(store: BaseCheckpointStore, thread_id: str, tenant: str, size: int) -> list[_Key]:
+    return [_key(c) async for page in _anewest_first(store, thread_id, tenant, size) for c in page]
+
+
+async def _acopy_checkpoint(target: BaseCheckpointStore, c: Checkpoint, tenant: str) -> None:
+    if c.writes:
+        await target.aput_writes(
+            c.thread_id, c.checkpoint_id, c.writes, namespace=c.namespace, tenant=tenant
+        )
+    await target.aput(
+        c.thread_id, c.checkpoint_id, c.body, namespace=c.namespace, parent_id=c.parent_id,
+        metadata=c.metadata, versions=c.versions, values=c.values, tenant=tenant,
+    )  # fmt: skip
+
+
+async def _amove_journal(
+    source: BaseCheckpointStore, target: BaseCheckpointStore, thread_id: str, tenant: str
+) -> int:
+    if not (source.capabilities.effect_journal and target.capabilities.effect_journal):
+        return 0
+    there = {(e.namespace, e.tool_call_id) for e in await EffectJournal(target).alist_entries(
+        thread_id, tenant=tenant)}  # fmt: skip
+    moved = 0
+    for entry in await EffectJournal(source).alist_entries(thread_id, tenant=tenant):
+        if (entry.namespace, entry.tool_call_id) not in there:
+            await EffectJournal(target).arecord(
+                thread_id, entry.tool_call_id, entry.value, namespace=entry.namespace,
+                tenant=tenant,
+            )  # fmt: skip
+            moved += 1
+    return moved
+
+
+async def _amove_checkpoints(
+    source: BaseCheckpointStore,
+    target: BaseCheckpointStore,
+    thread_id: str,
+    tenant: str,
+    size: int,
+    progress: Progress | None,
+) -> tuple[int, int]:
+    present = set(await _akeys(target, thread_id, tenant, size))
+    missing = [k for k in await _akeys(source, thread_id, tenant, size) if k not in present]
+    for start in range(len(missing) - 1, -1, -size):
+        batch = missing[max(0, start - size + 1) : start + 1]
+        for namespace, checkpoint_id in reversed(batch):
+            c = await source.aget(
+                thread_id, namespace=namespace, checkpoint_id=checkpoint_id, tenant=tenant
+            )
+            if c is not None:  # pruned since it was listed
+                await _acopy_checkpoint(target, c, tenant)
+        if progress is not None:
+            progress(f"checkpoints:{thread_id}", len(batch))
+    return len(missing), await _amove_journal(source, target, thread_id, tenant)
+
+
+async def _amigrate_checkpoints(
+    source: BaseCheckpointStore,
+    target: BaseCheckpointStore,
+    thread_ids: Sequence[str] | None,
+    tenant: str,
+    size: int,
+    progress: Progress | None,
+    tally: _Tally,
+) -> None:
+    for thread_id in await _acheckpoint_threads(source, thread_ids, tenant, size):
+        tally.checkpoint_threads += 1
+        try:
+            moved, journaled = await _amove_checkpoints(
+                source, target, thread_id, tenant, size, progress
+            )
+        except MemfoldError as exc:
+            tally.failed[f"checkpoints:{thread_id}"] = f"{type(exc).__name__}: {exc}"
+            continue
+        tally.checkpoints += moved
+        tally.journal += journaled
+
+
 # The public entry points: every store kind, one after the other.
+
+Store = BaseThreadStore | BaseCheckpointStore
+"""A store `migrate` moves: each kind's records go to a store of the same kind."""
+
+
+def _open_all(url: str) -> list[Store]:
+    """Every store kind ``url`` opens (a URL some kind does not support opens the others)."""
+    from memfold.checkpoints import open_checkpoint_store
+    from memfold.open import open_store
+
+    stores: list[Store] = []
+    errors: list[InvalidInput] = []
+    for opener in (open_store, open_checkpoint_store):
+        try:
+            stores.append(opener(url))
+        except InvalidInput as exc:
+            errors.append(exc)
+    if not stores:
+        raise errors[0]
+    return stores
+
+
+def _kind(store: object, side: str) -> type[Store]:
+    for kind in (BaseThreadStore, BaseCheckpointStore):
+        if isinstance(store, kind):
+            return kind
+    raise InvalidInput(
+        f"the migration {side} must be a store URL, a thread store or a checkpoint store, "
+        f"got {type(store).__name__}"
+    )
+
+
+def _pairs(
+    source: str | Store, target: str | Store
+) -> tuple[list[tuple[Store, Store]], list[Store]]:
+    """The ``(source, target)`` store pairs to move, and the stores opened here (to close)."""
+    if isinstance(source, str) and isinstance(target, str):
+        sources = _open_all(source)
+        try:
+            targets = _open_all(target)
+        except BaseException:
+            for store in sources:
+                store.close()
+            raise
+        pairs = [(s, t) for s in sources for t in targets if _kind(s, "") is _kind(t, "")]
+        return pairs, sources + targets
+    if isinstance(source, str) or isinstance(target, str):
+        raise InvalidInput("migrate takes two store URLs or two stores, not one of each")
+    if _kind(source, "source") is not _kind(target, "target"):
+        raise InvalidInput(
+            f"cannot migrate a {type(source).__name__} into a {type(target).__name__}: "
+            "give two stores of the same kind, or two URLs"
+        )
+    return [(source, target)], []
+
+
+def _result(tally: _Tally, started: float) -> MigrationResult:
+    return MigrationResult(
+        tally.threads, tally.messages, tally.failed, time.monotonic() - started, tally.seen,
+        tally.checkpoints, tally.journal, tally.checkpoint_threads,
+    )  # fmt: skip
 
 
 def migrate(
-    source: BaseThreadStore,
-    target: BaseThreadStore,
+    source: str | Store,
+    target: str | Store,
     *,
     thread_ids: Sequence[str] | None = None,
     tenant: str = DEFAULT_TENANT,
@@ -274,37 +571,63 @@ def migrate(
 ) -> MigrationResult:
     """Copy ``tenant``'s threads (all, or ``thread_ids``) from ``source`` to ``target``.
 
+    ``source`` and ``target`` are two stores of the same kind (thread stores, or checkpoint
+    stores), or two URLs: then every kind both URLs open is moved, and the stores opened
+    are closed again.
+
     Messages keep their ids and times; those already in the target (by id) are skipped, so a
     re-run moves nothing. At most ``batch_size`` messages of one thread are held at a time
-    (plus the ids already in the target for that thread).
+    (plus the ids already in the target for that thread). Checkpoints keep their ids,
+    namespaces, parents, metadata, versions, channel values and pending writes (their
+    ``created_at`` becomes the copy's time); those already in the target are skipped, and the
+    thread's effect journal entries the target lacks are recorded. Thread TTLs are not
+    copied (the checkpoint API cannot read them): set them again on the target.
 
     Raises:
-        InvalidInput: a bad tenant, thread id or batch size. A thread that fails to copy is
-            listed in `MigrationResult.failed` instead.
+        InvalidInput: a bad tenant, thread id, batch size or URL, or stores of two kinds. A
+            thread that fails to copy is listed in `MigrationResult.failed` instead (a
+            checkpoint thread as ``"checkpoints:<thread id>"``).
     """
     _check(thread_ids, tenant, batch_size)
     started = time.monotonic()
     tally = _Tally()
-    _migrate_threads(source, target, thread_ids, tenant, batch_size, progress, tally)
-    return MigrationResult(
-        tally.threads, tally.messages, tally.failed, time.monotonic() - started, tally.seen
-    )
+    pairs, opened = _pairs(source, target)
+    try:
+        for src, dst in pairs:
+            if isinstance(src, BaseThreadStore) and isinstance(dst, BaseThreadStore):
+                _migrate_threads(src, dst, thread_ids, tenant, batch_size, progress, tally)
+            elif isinstance(src, BaseCheckpointStore) and isinstance(dst, BaseCheckpointStore):
+                _migrate_checkpoints(src, dst, thread_ids, tenant, batch_size, progress, tally)
+    finally:
+        for store in opened:
+            store.close()
+    return _result(tally, started)
 
 
 async def amigrate(
-    source: BaseThreadStore,
-    target: BaseThreadStore,
+    source: str | Store,
+    target: str | Store,
     *,
     thread_ids: Sequence[str] | None = None,
     tenant: str = DEFAULT_TENANT,
     batch_size: int = 500,
     progress: Progress | None = None,
 ) -> MigrationResult:
-    """Async `migrate`."""
+    """Async `migrate` (URLs are opened with the sync openers: give open stores from inside a
+    running service)."""
     _check(thread_ids, tenant, batch_size)
     started = time.monotonic()
     tally = _Tally()
-    await _amigrate_threads(source, target, thread_ids, tenant, batch_size, progress, tally)
-    return MigrationResult(
-        tally.threads, tally.messages, tally.failed, time.monotonic() - started, tally.seen
-    )
+    pairs, opened = _pairs(source, target)
+    try:
+        for src, dst in pairs:
+            if isinstance(src, BaseThreadStore) and isinstance(dst, BaseThreadStore):
+                await _amigrate_threads(src, dst, thread_ids, tenant, batch_size, progress, tally)
+            elif isinstance(src, BaseCheckpointStore) and isinstance(dst, BaseCheckpointStore):
+                await _amigrate_checkpoints(
+                    src, dst, thread_ids, tenant, batch_size, progress, tally
+                )
+    finally:
+        for store in opened:
+            await store.aclose()
+    return _result(tally, started)
