@@ -309,28 +309,35 @@ def migrate_(
     ] = None,
     batch_size: Annotated[int, typer.Option(help="Messages read and written at a time.")] = 500,
 ) -> None:
-    """Copy threads from SRC_URL to DST_URL; safe to re-run (messages already there are
-    skipped)."""
+    """Copy threads and graph checkpoints from SRC_URL to DST_URL (every kind both URLs
+    open); safe to re-run (what is already there is skipped)."""
     columns = (
         TextColumn("Migrating"), BarColumn(), MofNCompleteColumn(), TextColumn("messages"),
         TimeRemainingColumn(),
     )  # fmt: skip
-    with _errors(), open_store(source_url) as source, open_store(target_url) as target:
-        if thread is None:
-            total = sum(info.message_count for info in iter_threads(source, tenant=tenant))
-        else:
-            total = sum(source.count(t, tenant=tenant) for t in thread)
+    with _errors():
+        with open_store(source_url) as source:
+            if thread is None:
+                total = sum(info.message_count for info in iter_threads(source, tenant=tenant))
+            else:
+                total = sum(source.count(t, tenant=tenant) for t in thread)
         with Progress(*columns, console=_err(), transient=True) as bar:
             task = bar.add_task("migrate", total=total)
+
+            def advance(key: str, moved: int) -> None:
+                if not key.startswith("checkpoints:"):
+                    bar.advance(task, moved)
+
             result = migrate(
-                source, target, thread_ids=thread, tenant=tenant, batch_size=batch_size,
-                progress=lambda _thread_id, _moved: bar.advance(task, _moved),
+                source_url, target_url, thread_ids=thread, tenant=tenant, batch_size=batch_size,
+                progress=advance,
             )  # fmt: skip
     for thread_id, error in result.failed.items():
         _err().print(Text(f"failed: thread {thread_id!r}: {error}", style="red"))
     _out().print(
         f"Migrated {_count(result.messages_moved, 'message')} in "
-        f"{_count(result.threads_moved, 'thread')} ({result.duration:.1f} s).",
+        f"{_count(result.threads_moved, 'thread')} and "
+        f"{_count(result.checkpoints_moved, 'checkpoint')} ({result.duration:.1f} s).",
         markup=False,
     )
     if result.failed:

@@ -6,9 +6,10 @@ are appended, in order. Re-running a migration therefore moves nothing twice, an
 interrupted one resumes where it stopped. Thread metadata is copied too. A thread that fails is
 reported in the result and the migration goes on with the next.
 
-Store kinds are moved one after the other, each by its own sync and async mover (threads now:
-``_migrate_threads``; checkpoints, key-value and long-term memories get movers beside it as
-those stores gain backends on both sides).
+Store kinds are moved one after the other, each by its own sync and async mover: threads
+(``_migrate_threads``) and checkpoints with their pending writes and effect journal
+(``_migrate_checkpoints``). Give two stores of one kind, or two URLs to move every kind both
+open. Long-term memories are not moved yet.
 
 Examples:
     >>> from memfold import Message, migrate, open_store

@@ -3,22 +3,34 @@
 from __future__ import annotations
 
 import json
+import operator
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Annotated, Any, TypedDict, TypeVar
 
 import pytest
+from langgraph.graph import START, StateGraph
 from typer.testing import CliRunner
 
 import memfold
 from memfold import InvalidInput, Message, MigrationResult, amigrate, migrate, ops
 from memfold.backends.memory import MemoryThreadStore
+from memfold.checkpoints import BaseCheckpointStore, open_checkpoint_store
 from memfold.cli import app
+from memfold.integrations.langgraph import MemfoldSaver
+from memfold.journal import EffectJournal
 from memfold.stores import BaseThreadStore
-from tests.support import PG_URL, drop_store, postgres_store, redis_store
+from tests.support import (
+    PG_URL,
+    drop_checkpoint_store,
+    drop_store,
+    postgres_checkpoint_store,
+    postgres_store,
+    redis_store,
+)
 
 T = TypeVar("T")
 
@@ -205,3 +217,119 @@ def test_100k_messages_sqlite_to_postgresql_in_bounded_memory(
     assert report["failed"] == {}
     assert report["counts"] == [10_000] * 10
     assert report["peak_mb"] < 300, report
+
+
+# Checkpoints: a real LangGraph graph's history, read back through the saver after migration.
+
+
+class Items(TypedDict):
+    items: Annotated[list[str], operator.add]
+
+
+def failing_graph(saver: MemfoldSaver, fail: list[bool]) -> Any:
+    """Two parallel nodes; ``boom`` raises while ``fail[0]``, leaving ``ok``'s pending write."""
+
+    def boom(state: Items) -> Items:
+        if fail[0]:
+            raise RuntimeError("boom")
+        return {"items": ["boom"]}
+
+    builder = StateGraph(Items)
+    builder.add_node("ok", lambda state: {"items": [f"ok{len(state['items'])}"]})
+    builder.add_node("boom", boom)
+    builder.add_edge(START, "ok").add_edge(START, "boom")
+    return builder.compile(checkpointer=saver)
+
+
+def run_graph(store: BaseCheckpointStore) -> list[Any]:
+    """Two threads: one run to the end twice, one stopped by an error with a pending write."""
+    saver = MemfoldSaver(store, lease_seconds=None)
+    fail = [False]
+    graph = failing_graph(saver, fail)
+    for thread_id in ("g1", "g2"):
+        graph.invoke({"items": ["a"]}, {"configurable": {"thread_id": thread_id}})
+    fail[0] = True
+    with pytest.raises(RuntimeError, match="boom"):
+        graph.invoke({"items": ["b"]}, {"configurable": {"thread_id": "g2"}})
+    EffectJournal(store).record("g2", "call-1", {"refund": 42})
+    return history(store)
+
+
+def history(store: BaseCheckpointStore) -> list[Any]:
+    graph = failing_graph(MemfoldSaver(store, lease_seconds=None), [True])
+    return [list(graph.get_state_history({"configurable": {"thread_id": t}})) for t in ("g1", "g2")]
+
+
+@pytest.fixture
+def pg_checkpoints() -> Iterator[BaseCheckpointStore]:
+    store = postgres_checkpoint_store()
+    yield store
+    drop_checkpoint_store(store)
+    store.close()
+
+
+def test_checkpoints_sqlite_to_postgresql_keep_langgraph_history(
+    tmp_path: Path, pg_checkpoints: BaseCheckpointStore
+) -> None:
+    """Every checkpoint, its pending writes and the journal arrive; a re-run moves nothing."""
+    source = open_checkpoint_store(f"sqlite:///{tmp_path / 'src.db'}")
+    before = run_graph(source)
+    tasks = {task.name: task for task in before[1][0].tasks}  # the pending writes
+    assert tasks["ok"].result == {"items": ["ok4"]}
+    assert tasks["boom"].error is not None
+    result = migrate(source, pg_checkpoints, batch_size=2)
+    assert result.failed == {}
+    assert result.checkpoints_moved == sum(map(len, before))
+    assert (result.journal_entries_moved, result.checkpoint_threads_seen) == (1, 2)
+    assert history(pg_checkpoints) == before
+    assert EffectJournal(pg_checkpoints).get("g2", "call-1").result == {"refund": 42}  # type: ignore[union-attr]
+    again = migrate(source, pg_checkpoints, batch_size=2)
+    assert (again.checkpoints_moved, again.journal_entries_moved, again.failed) == (0, 0, {})
+    assert history(pg_checkpoints) == before
+    source.close()
+
+
+async def test_checkpoints_memory_to_sqlite_async_resume(tmp_path: Path) -> None:
+    """The async twin resumes a half-done copy: only the missing checkpoints are stored."""
+    source = open_checkpoint_store("memory://")
+    target = open_checkpoint_store(f"sqlite:///{tmp_path / 'dst.db'}")
+    before = run_graph(source)
+    first = await amigrate(source, target, thread_ids=["g1"])
+    assert (first.checkpoints_moved, first.checkpoint_threads_seen) == (len(before[0]), 1)
+    result = await amigrate(source, target, batch_size=3)
+    assert (result.checkpoints_moved, result.failed) == (len(before[1]), {})
+    assert history(target) == before
+    await target.aclose()
+
+
+def test_urls_move_threads_and_checkpoints_together(tmp_path: Path) -> None:
+    """Two URLs move every kind both open; the CLI does the same and reports both."""
+    src, dst = f"sqlite:///{tmp_path / 'a.db'}", f"sqlite:///{tmp_path / 'b.db'}"
+    with memfold.open_store(src) as threads:
+        fill(threads)
+    with open_checkpoint_store(src) as checkpoints:
+        before = run_graph(checkpoints)
+    result = migrate(src, dst)
+    assert (result.messages_moved, result.checkpoints_moved) == (21, sum(map(len, before)))
+    with open_checkpoint_store(dst) as checkpoints:
+        assert history(checkpoints) == before
+    cli = CliRunner().invoke(app, ["migrate", src, f"sqlite:///{tmp_path / 'c.db'}"])
+    assert cli.exit_code == 0, cli.output
+    assert f"and {sum(map(len, before))} checkpoints" in cli.stdout
+
+
+@pytest.mark.parametrize(
+    ("source", "target"),
+    [
+        (lambda: memfold.open_store(), lambda: open_checkpoint_store()),
+        (lambda: "memory://", lambda: open_checkpoint_store()),
+        (lambda: object(), lambda: object()),
+        (lambda: "nosuch://x", lambda: "memory://"),
+    ],
+)
+def test_mismatched_or_unknown_stores_are_refused(
+    source: Callable[[], Any], target: Callable[[], Any]
+) -> None:
+    """Stores of two kinds, a URL with a store, or an unknown URL raise InvalidInput."""
+    with pytest.raises(InvalidInput):
+        migrate(source(), target())
