@@ -31,7 +31,7 @@ import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import urlsplit
 
 from memfold import checkpoint_ops as ops
 from memfold.checkpoint_deltas import DeltaPolicy
@@ -50,6 +50,7 @@ from memfold.checkpoint_model import (
 from memfold.errors import Conflict, InvalidInput
 from memfold.model import JSON, utcnow
 from memfold.stores import DEFAULT_TENANT, BaseStore, Capabilities, check_id, encode_json
+from memfold.urls import split_options
 
 __all__ = [
     "BaseCheckpointStore",
@@ -724,30 +725,13 @@ _MEMORY_OPTIONS: dict[str, type] = {
 }
 
 
-def _options(url: str, query: str) -> dict[str, Any]:
-    parsed: dict[str, Any] = {}
-    for key, value in parse_qsl(query, keep_blank_values=True):
-        kind = _MEMORY_OPTIONS.get(key)
-        if kind is None:
-            raise InvalidInput(f"unknown option {key!r} in {url!r}: use {sorted(_MEMORY_OPTIONS)}")
-        try:
-            parsed[key] = kind(value)
-        except ValueError as exc:
-            raise InvalidInput(f"option {key}={value!r} in {url!r} is not a number") from exc
+def _split(url: str, *, strict: bool = False) -> tuple[str, dict[str, Any]]:
+    """``url`` without memfold's own query options, and those as backend keyword arguments."""
+    plain, parsed = split_options(url, _MEMORY_OPTIONS, strict=strict)
     policy = DeltaPolicy(
         **{k: parsed.pop(k) for k in ("snapshot_every", "min_growth") if k in parsed}
     )
-    return {"delta_policy": policy, "retention": RetentionPolicy(**parsed)}
-
-
-def _split(url: str) -> tuple[str, dict[str, Any]]:
-    """``url`` without memfold's own query options, and those options parsed; the rest of the
-    query (a driver's options, such as ``application_name``) stays in the URL."""
-    base, _, query = url.partition("?")
-    pairs = parse_qsl(query, keep_blank_values=True)
-    ours = urlencode([(k, v) for k, v in pairs if k in _MEMORY_OPTIONS])
-    rest = urlencode([(k, v) for k, v in pairs if k not in _MEMORY_OPTIONS])
-    return f"{base}?{rest}" if rest else base, _options(url, ours)
+    return plain, {"delta_policy": policy, "retention": RetentionPolicy(**parsed)}
 
 
 def _build(url: str, options: Mapping[str, Any]) -> BaseCheckpointStore:
@@ -757,7 +741,7 @@ def _build(url: str, options: Mapping[str, Any]) -> BaseCheckpointStore:
     if parts.scheme == "memory":
         from memfold.backends.memory_checkpoints import MemoryCheckpointStore
 
-        return MemoryCheckpointStore(**{**_options(url, parts.query), **options})
+        return MemoryCheckpointStore(**{**_split(url, strict=True)[1], **options})
     if parts.scheme in ("redis", "rediss", "unix"):
         from memfold.backends.redis.checkpoint_store import RedisCheckpointStore
 

@@ -29,7 +29,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar, runtime_checkable
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 from memfold import memory_ops as ops
 from memfold.errors import InvalidInput
@@ -48,6 +48,7 @@ from memfold.recall.hybrid import (
 from memfold.recall.text import terms as text_terms
 from memfold.recall.vectors import Matrix, unit
 from memfold.stores import BaseStore, Capabilities, check_id, encode_json, new_id
+from memfold.urls import split_options
 
 __all__ = [
     "BaseMemoryStore",
@@ -984,19 +985,6 @@ _OPTIONS: dict[str, Callable[[str], Any]] = {
 }
 
 
-def _options(url: str, query: str) -> dict[str, Any]:
-    parsed: dict[str, Any] = {}
-    for key, value in parse_qsl(query, keep_blank_values=True):
-        kind = _OPTIONS.get(key)
-        if kind is None:
-            raise InvalidInput(f"unknown option {key!r} in {url!r}: use {sorted(_OPTIONS)}")
-        try:
-            parsed[key] = kind(value)
-        except ValueError as exc:
-            raise InvalidInput(f"option {key}={value!r} in {url!r} is not a number") from exc
-    return parsed
-
-
 def _build(url: str, options: Mapping[str, Any]) -> BaseMemoryStore:
     if not isinstance(url, str):
         raise InvalidInput(f"a store URL must be a str, got {type(url).__name__}")
@@ -1004,22 +992,22 @@ def _build(url: str, options: Mapping[str, Any]) -> BaseMemoryStore:
     if parts.scheme == "memory":
         from memfold.backends.memory_memories import MemoryMemoryStore
 
-        return MemoryMemoryStore(**{**_options(url, parts.query), **options})
+        return MemoryMemoryStore(**{**split_options(url, _OPTIONS, strict=True)[1], **options})
     if parts.scheme.split("+")[0] in ("sqlite", "postgresql", "postgres"):
         from memfold.backends.sql.memory_store import SQLMemoryStore
 
-        base, _, query = url.partition("?")
-        return SQLMemoryStore(base, **{**_options(url, query), **options})
+        plain, ours = split_options(url, _OPTIONS, strict=False)
+        return SQLMemoryStore(plain, **{**ours, **options})
     if parts.scheme in ("chroma", "chroma+http"):
         from memfold.backends.chroma.store import ChromaMemoryStore
 
-        base, _, query = url.partition("?")
-        return ChromaMemoryStore(base, **{**_options(url, query), **options})
+        plain, ours = split_options(url, _OPTIONS, strict=True)
+        return ChromaMemoryStore(plain, **{**ours, **options})
     if parts.scheme in ("redis", "rediss", "unix"):
         from memfold.backends.redis.memory_store import RedisMemoryStore
 
-        base, _, query = url.partition("?")
-        return RedisMemoryStore(base, **{**_options(url, query), **options})
+        plain, ours = split_options(url, _OPTIONS, strict=False)
+        return RedisMemoryStore(plain, **{**ours, **options})
     raise InvalidInput(
         f"unknown memory store URL {url!r}: use memory://, sqlite:///path.db, postgresql://..., "
         "chroma:///dir, chroma+http://host:port or redis://host:port/0"

@@ -18,23 +18,11 @@ from memfold.backends.memory import MemoryThreadStore
 from memfold.backends.sql import SQLThreadStore
 from memfold.errors import InvalidInput
 from memfold.stores import BaseThreadStore
+from memfold.urls import split_options
 
 __all__ = ["aopen_store", "create_memory", "open_store"]
 
 _MEMORY_OPTIONS = {"max_threads": int, "max_messages_per_thread": int, "ttl_seconds": float}
-
-
-def _memory_options(query: str) -> dict[str, Any]:
-    options: dict[str, Any] = {}
-    for key, value in parse_qsl(query, keep_blank_values=True):
-        kind = _MEMORY_OPTIONS.get(key)
-        if kind is None:
-            raise InvalidInput(f"unknown memory:// option {key!r}: use {sorted(_MEMORY_OPTIONS)}")
-        try:
-            options[key] = kind(value)
-        except ValueError as exc:
-            raise InvalidInput(f"memory:// option {key}={value!r} is not a number") from exc
-    return options
 
 
 def _build(url: str, options: dict[str, Any]) -> BaseThreadStore:
@@ -44,7 +32,9 @@ def _build(url: str, options: dict[str, Any]) -> BaseThreadStore:
     if scheme == "tiered":
         return _tiered(url, options)
     if scheme == "memory":
-        return MemoryThreadStore(**{**_memory_options(urlsplit(url).query), **options})
+        return MemoryThreadStore(
+            **{**split_options(url, _MEMORY_OPTIONS, strict=True)[1], **options}
+        )
     if scheme in ("sqlite", "postgresql", "postgres"):
         return SQLThreadStore(url, **options)  # postgresql needs the postgres extra
     if scheme in ("redis", "rediss"):
