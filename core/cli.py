@@ -309,8 +309,8 @@ def migrate_(
     ] = None,
     batch_size: Annotated[int, typer.Option(help="Messages read and written at a time.")] = 500,
 ) -> None:
-    """Copy threads and graph checkpoints from SRC_URL to DST_URL (every kind both URLs
-    open); safe to re-run (what is already there is skipped)."""
+    """Copy threads, graph checkpoints and long-term memories from SRC_URL to DST_URL (every
+    kind both URLs open); safe to re-run (what is already there is skipped)."""
     columns = (
         TextColumn("Migrating"), BarColumn(), MofNCompleteColumn(), TextColumn("messages"),
         TimeRemainingColumn(),
@@ -325,19 +325,22 @@ def migrate_(
             task = bar.add_task("migrate", total=total)
 
             def advance(key: str, moved: int) -> None:
-                if not key.startswith("checkpoints:"):
+                if not key.startswith(("checkpoints:", "memories:")):
                     bar.advance(task, moved)
 
             result = migrate(
                 source_url, target_url, thread_ids=thread, tenant=tenant, batch_size=batch_size,
                 progress=advance,
             )  # fmt: skip
-    for thread_id, error in result.failed.items():
-        _err().print(Text(f"failed: thread {thread_id!r}: {error}", style="red"))
+    for key, error in result.failed.items():
+        what = "memory namespace" if key.startswith("memories:") else "thread"
+        _err().print(Text(f"failed: {what} {key!r}: {error}", style="red"))
     _out().print(
         f"Migrated {_count(result.messages_moved, 'message')} in "
-        f"{_count(result.threads_moved, 'thread')} and "
-        f"{_count(result.checkpoints_moved, 'checkpoint')} ({result.duration:.1f} s).",
+        f"{_count(result.threads_moved, 'thread')}, "
+        f"{_count(result.checkpoints_moved, 'checkpoint')} and "
+        f"{result.memories_moved} {'memory' if result.memories_moved == 1 else 'memories'} "
+        f"({result.duration:.1f} s).",
         markup=False,
     )
     if result.failed:

@@ -8,8 +8,8 @@ reported in the result and the migration goes on with the next.
 
 Store kinds are moved one after the other, each by its own sync and async mover: threads
 (``_migrate_threads``) and checkpoints with their pending writes and effect journal
-(``_migrate_checkpoints``). Give two stores of one kind, or two URLs to move every kind both
-open. Long-term memories are not moved yet.
+(``_migrate_checkpoints``) and long-term memories, namespace by namespace
+(``_migrate_memories``). Give two stores of one kind, or two URLs to move every kind both open.
 
 Examples:
     >>> from memfold import Message, migrate, open_store
@@ -31,6 +31,8 @@ from memfold.checkpoint_model import Checkpoint
 from memfold.checkpoints import BaseCheckpointStore
 from memfold.errors import InvalidInput, MemfoldError
 from memfold.journal import EffectJournal
+from memfold.memories import BaseMemoryStore
+from memfold.memory_model import MemoryRecord, Namespace
 from memfold.model import Message, ThreadInfo
 from memfold.stores import DEFAULT_TENANT, MAX_PAGE, BaseThreadStore, check_id
 
@@ -60,6 +62,10 @@ class MigrationResult:
     """Effect journal entries recorded in the target."""
     checkpoint_threads_seen: int = 0
     """Checkpoint threads read from the source."""
+    memories_moved: int = 0
+    """Long-term memory records written to the target (those it had already are not counted)."""
+    memory_namespaces_seen: int = 0
+    """Memory namespaces read from the source."""
 
 
 @dataclass(slots=True)
@@ -70,6 +76,8 @@ class _Tally:
     checkpoints: int = 0
     journal: int = 0
     checkpoint_threads: int = 0
+    memories: int = 0
+    memory_namespaces: int = 0
     failed: dict[str, str] = field(default_factory=dict)
 
 
@@ -497,20 +505,169 @@ async def _amigrate_checkpoints(
         tally.journal += journaled
 
 
+# Memories: the sync mover. The tenant's namespaces are listed a page at a time; each one's
+# live records are read a batch at a time (with their vectors; listing a namespace also returns
+# those under it, which are left to their own turn), the ids the target lacks are written with
+# their vector and its model, never embedded again, and without near-duplicate merging.
+
+
+def _label(namespace: Namespace) -> str:
+    return "memories:" + "/".join(namespace)
+
+
+def _copies(
+    target: BaseMemoryStore, page: list[MemoryRecord], present: set[str]
+) -> list[MemoryRecord]:
+    """The records of ``page`` the target lacks, as writes (vectors dropped for a target
+    without vector search)."""
+    keep = target.capabilities.vector_search
+    return [
+        MemoryRecord(
+            namespace=r.namespace,
+            id=r.id,
+            text=r.text,
+            value=r.value,
+            embedding=r.embedding if keep else None,
+            embedding_model=r.embedding_model if keep else None,
+            importance=r.importance,
+            ttl_seconds=r.ttl_seconds,
+        )
+        for r in page
+        if r.id not in present
+    ]
+
+
+def _memory_namespaces(store: BaseMemoryStore, tenant: str, size: int) -> Iterator[Namespace]:
+    offset = 0
+    while True:
+        page = store.list_namespaces((tenant,), limit=size, offset=offset)
+        yield from page
+        if len(page) < size:
+            return
+        offset += size
+
+
+def _move_memories(
+    source: BaseMemoryStore,
+    target: BaseMemoryStore,
+    namespace: Namespace,
+    size: int,
+    progress: Progress | None,
+) -> int:
+    moved = offset = 0
+    while True:
+        listed = source.list_records(namespace, limit=size, offset=offset, include_embedding=True)
+        page = [r for r in listed if r.namespace == namespace]
+        if page:
+            ids = [str(r.id) for r in page]
+            present = {str(r.id) for r in target.get_many(namespace, ids)}
+            missing = _copies(target, page, present)
+            if missing:
+                target.put_many(missing, dedupe_threshold=None)
+                moved += len(missing)
+            if progress is not None:
+                progress(_label(namespace), len(missing))
+        if len(listed) < size:
+            return moved
+        offset += size
+
+
+def _migrate_memories(
+    source: BaseMemoryStore,
+    target: BaseMemoryStore,
+    thread_ids: Sequence[str] | None,
+    tenant: str,
+    size: int,
+    progress: Progress | None,
+    tally: _Tally,
+) -> None:
+    if thread_ids is not None:  # only those threads were asked for
+        return
+    for namespace in _memory_namespaces(source, tenant, size):
+        tally.memory_namespaces += 1
+        try:
+            tally.memories += _move_memories(source, target, namespace, size, progress)
+        except MemfoldError as exc:
+            tally.failed[_label(namespace)] = f"{type(exc).__name__}: {exc}"
+
+
+# Memories: the async mover, the same steps awaited.
+
+
+async def _amemory_namespaces(
+    store: BaseMemoryStore, tenant: str, size: int
+) -> AsyncIterator[Namespace]:
+    offset = 0
+    while True:
+        page = await store.alist_namespaces((tenant,), limit=size, offset=offset)
+        for namespace in page:
+            yield namespace
+        if len(page) < size:
+            return
+        offset += size
+
+
+async def _amove_memories(
+    source: BaseMemoryStore,
+    target: BaseMemoryStore,
+    namespace: Namespace,
+    size: int,
+    progress: Progress | None,
+) -> int:
+    moved = offset = 0
+    while True:
+        listed = await source.alist_records(
+            namespace, limit=size, offset=offset, include_embedding=True
+        )
+        page = [r for r in listed if r.namespace == namespace]
+        if page:
+            ids = [str(r.id) for r in page]
+            present = {str(r.id) for r in await target.aget_many(namespace, ids)}
+            missing = _copies(target, page, present)
+            if missing:
+                await target.aput_many(missing, dedupe_threshold=None)
+                moved += len(missing)
+            if progress is not None:
+                progress(_label(namespace), len(missing))
+        if len(listed) < size:
+            return moved
+        offset += size
+
+
+async def _amigrate_memories(
+    source: BaseMemoryStore,
+    target: BaseMemoryStore,
+    thread_ids: Sequence[str] | None,
+    tenant: str,
+    size: int,
+    progress: Progress | None,
+    tally: _Tally,
+) -> None:
+    if thread_ids is not None:  # only those threads were asked for
+        return
+    async for namespace in _amemory_namespaces(source, tenant, size):
+        tally.memory_namespaces += 1
+        try:
+            tally.memories += await _amove_memories(source, target, namespace, size, progress)
+        except MemfoldError as exc:
+            tally.failed[_label(namespace)] = f"{type(exc).__name__}: {exc}"
+
+
 # The public entry points: every store kind, one after the other.
 
-Store = BaseThreadStore | BaseCheckpointStore
+Store = BaseThreadStore | BaseCheckpointStore | BaseMemoryStore
 """A store `migrate` moves: each kind's records go to a store of the same kind."""
 
 
 def _open_all(url: str) -> list[Store]:
     """Every store kind ``url`` opens (a URL some kind does not support opens the others)."""
     from memfold.checkpoints import open_checkpoint_store
+    from memfold.memories import open_memory_store
     from memfold.open import open_store
 
     stores: list[Store] = []
     errors: list[InvalidInput] = []
-    for opener in (open_store, open_checkpoint_store):
+    for opener in (open_store, open_checkpoint_store, open_memory_store):
         try:
             stores.append(opener(url))
         except InvalidInput as exc:
@@ -521,11 +678,11 @@ def _open_all(url: str) -> list[Store]:
 
 
 def _kind(store: object, side: str) -> type[Store]:
-    for kind in (BaseThreadStore, BaseCheckpointStore):
+    for kind in (BaseThreadStore, BaseCheckpointStore, BaseMemoryStore):
         if isinstance(store, kind):
             return kind
     raise InvalidInput(
-        f"the migration {side} must be a store URL, a thread store or a checkpoint store, "
+        f"the migration {side} must be a store URL, a thread, checkpoint or memory store, "
         f"got {type(store).__name__}"
     )
 
@@ -557,7 +714,8 @@ def _pairs(
 def _result(tally: _Tally, started: float) -> MigrationResult:
     return MigrationResult(
         tally.threads, tally.messages, tally.failed, time.monotonic() - started, tally.seen,
-        tally.checkpoints, tally.journal, tally.checkpoint_threads,
+        tally.checkpoints, tally.journal, tally.checkpoint_threads, tally.memories,
+        tally.memory_namespaces,
     )  # fmt: skip
 
 
@@ -572,7 +730,7 @@ def migrate(
 ) -> MigrationResult:
     """Copy ``tenant``'s threads (all, or ``thread_ids``) from ``source`` to ``target``.
 
-    ``source`` and ``target`` are two stores of the same kind (thread stores, or checkpoint
+    ``source`` and ``target`` are two stores of the same kind (thread, checkpoint or memory
     stores), or two URLs: then every kind both URLs open is moved, and the stores opened
     are closed again.
 
@@ -584,10 +742,17 @@ def migrate(
     thread's effect journal entries the target lacks are recorded. Thread TTLs are not
     copied (the checkpoint API cannot read them): set them again on the target.
 
+    Long-term memories (every namespace of ``tenant``; not when ``thread_ids`` is given) keep
+    their ids, namespaces, text, value, importance, TTL and embedding with its model (never
+    embedded again); those already in the target (by id) are skipped, and no near-duplicate
+    merge runs. Their times are the copy's, so a TTL restarts from the migration, and a target
+    opened with a ``capacity`` still evicts: open it without one to move full namespaces.
+
     Raises:
         InvalidInput: a bad tenant, thread id, batch size or URL, or stores of two kinds. A
             thread that fails to copy is listed in `MigrationResult.failed` instead (a
-            checkpoint thread as ``"checkpoints:<thread id>"``).
+            checkpoint thread as ``"checkpoints:<thread id>"``, a memory namespace as
+            ``"memories:<label>/<label>..."``).
     """
     _check(thread_ids, tenant, batch_size)
     started = time.monotonic()
@@ -599,6 +764,8 @@ def migrate(
                 _migrate_threads(src, dst, thread_ids, tenant, batch_size, progress, tally)
             elif isinstance(src, BaseCheckpointStore) and isinstance(dst, BaseCheckpointStore):
                 _migrate_checkpoints(src, dst, thread_ids, tenant, batch_size, progress, tally)
+            elif isinstance(src, BaseMemoryStore) and isinstance(dst, BaseMemoryStore):
+                _migrate_memories(src, dst, thread_ids, tenant, batch_size, progress, tally)
     finally:
         for store in opened:
             store.close()
@@ -628,6 +795,8 @@ async def amigrate(
                 await _amigrate_checkpoints(
                     src, dst, thread_ids, tenant, batch_size, progress, tally
                 )
+            elif isinstance(src, BaseMemoryStore) and isinstance(dst, BaseMemoryStore):
+                await _amigrate_memories(src, dst, thread_ids, tenant, batch_size, progress, tally)
     finally:
         for store in opened:
             await store.aclose()

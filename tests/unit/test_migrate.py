@@ -22,11 +22,14 @@ from memfold.checkpoints import BaseCheckpointStore, open_checkpoint_store
 from memfold.cli import app
 from memfold.integrations.langgraph import MemfoldSaver
 from memfold.journal import EffectJournal
+from memfold.memories import BaseMemoryStore, open_memory_store
+from memfold.memory_model import MemoryRecord
 from memfold.stores import BaseThreadStore
 from tests.support import (
     PG_URL,
     drop_checkpoint_store,
     drop_store,
+    make_memory_store,
     postgres_checkpoint_store,
     postgres_store,
     redis_store,
@@ -315,7 +318,7 @@ def test_urls_move_threads_and_checkpoints_together(tmp_path: Path) -> None:
         assert history(checkpoints) == before
     cli = CliRunner().invoke(app, ["migrate", src, f"sqlite:///{tmp_path / 'c.db'}"])
     assert cli.exit_code == 0, cli.output
-    assert f"and {sum(map(len, before))} checkpoints" in cli.stdout
+    assert f", {sum(map(len, before))} checkpoints and 0 memories" in cli.stdout
 
 
 @pytest.mark.parametrize(
@@ -333,3 +336,102 @@ def test_mismatched_or_unknown_stores_are_refused(
     """Stores of two kinds, a URL with a store, or an unknown URL raise InvalidInput."""
     with pytest.raises(InvalidInput):
         migrate(source(), target())
+
+
+def fill_memories(store: BaseMemoryStore, per_namespace: int = 5) -> None:
+    for user in ("ann", "bob"):
+        store.put_many(
+            [
+                MemoryRecord(
+                    ("default", user),
+                    f"m{i}",
+                    f"{user} likes topic {i} and tea",
+                    {"i": i},
+                    importance=i / 10,
+                    ttl_seconds=3600.0 if i % 2 else None,
+                )
+                for i in range(per_namespace)
+            ]
+        )
+    store.put(("default", "ann", "notes"), "ann keeps notes on tea", id="n1")
+
+
+def memories(store: BaseMemoryStore) -> list[tuple[object, ...]]:
+    """Every field but the times, by namespace and id (a copy's times are its own)."""
+    return sorted(
+        [
+            (
+                r.namespace,
+                r.id,
+                r.text,
+                dict(r.value),
+                r.embedding,
+                r.embedding_model,
+                r.importance,
+                r.ttl_seconds,
+                r.expires_at is None,
+            )
+            for r in store.list_records(("default",), limit=1000, include_embedding=True)
+        ],
+        key=repr,
+    )
+
+
+def test_memories_sqlite_to_postgresql_search_equal_and_rerun(tmp_path: Path) -> None:
+    """Records arrive with their vectors and models (the target has no embedder, so none is
+    made again); searches rank the same; a re-run moves nothing and duplicates nothing."""
+    source = make_memory_store("sqlite", tmp_path)
+    fill_memories(source)
+    target = make_memory_store(
+        "postgresql", tmp_path, embedder=None, dimensions=64, dedupe_threshold=0.5
+    )
+    try:
+        result = migrate(source, target, batch_size=2)
+        assert (result.memories_moved, result.memory_namespaces_seen, result.failed) == (11, 3, {})
+        assert memories(target) == memories(source)
+        assert source.embedder is not None
+        assert all(r[4] is not None and r[5] == source.embedder.model for r in memories(target))
+        for query in ("ann tea", "topic 3"):
+            vector = source.embedder.embed([query], kind="query")[0]
+            want = source.search(("default",), query, vector=vector, k=20)
+            got = target.search(("default",), query, vector=vector, k=20)
+            # equal scores tie-break by write time, which is the copy's: compare by record
+            scores = {(h.record.namespace, h.record.id): h.score for h in got}
+            assert scores == pytest.approx(
+                {(h.record.namespace, h.record.id): h.score for h in want}, abs=1e-4
+            )
+        again = migrate(source, target, batch_size=2)
+        assert (again.memories_moved, again.failed) == (0, {})
+        assert target.count(("default",)) == 11
+    finally:
+        drop_checkpoint_store(target)  # type: ignore[arg-type]  # drops the test schema
+        target.close()
+        source.close()
+
+
+async def test_memories_memory_to_sqlite_async(tmp_path: Path) -> None:
+    """The async twin copies what the target lacks, namespace by namespace, with progress."""
+    source = make_memory_store("memory", tmp_path)
+    fill_memories(source)
+    target = make_memory_store("sqlite", tmp_path, embedder=None)
+    await target.aput(("default", "bob"), "already here", id="m1")
+    seen: list[tuple[str, int]] = []
+    result = await amigrate(source, target, batch_size=3, progress=lambda k, n: seen.append((k, n)))
+    assert (result.memories_moved, result.failed) == (10, {})
+    assert sum(n for key, n in seen if key == "memories:default/bob") == 4
+    assert (await target.aget(("default", "bob"), "m1")).text == "already here"  # type: ignore[union-attr]
+    assert await target.acount(("default",)) == 11
+    assert (await amigrate(source, target)).memories_moved == 0
+    await target.aclose()
+
+
+def test_memory_urls_move_and_the_cli_says_so(tmp_path: Path) -> None:
+    """Two URLs move memories too, and the CLI counts them."""
+    src, dst = f"sqlite:///{tmp_path / 'a.db'}", f"sqlite:///{tmp_path / 'b.db'}"
+    with open_memory_store(src) as store:
+        fill_memories(store)
+    cli = CliRunner().invoke(app, ["migrate", src, dst])
+    assert cli.exit_code == 0, cli.output
+    assert "0 checkpoints and 11 memories" in cli.stdout
+    with open_memory_store(dst) as target:
+        assert target.count(("default",)) == 11
