@@ -21,6 +21,9 @@ What it does, step by step:
    summary folds the older messages (offline, with the extractive summarizer) into a summary
    saved beside the thread; every message stays in the file, and the summary is shown. Tokens
    are counted by the approximate counter (no tokenizer to load).
+6. Gives two users' agents long-term memory in the same file: LangChain memory tools remember
+   what Ana prefers, LlamaIndex's memory tool spec recalls it in another conversation, and Bo's
+   tools cannot see any of it (the namespace comes from the run, never from the model).
 """
 
 from __future__ import annotations
@@ -244,6 +247,35 @@ def long_chat(path: Path, turns: int = 300, budget: int = 2000) -> None:
     console.print(Text(record.summary), style="green")
 
 
+def long_term_memory(path: Path) -> None:
+    """Step 6: memories one framework writes and another recalls, kept per user."""
+    from memfold.integrations.langchain import memory_tools
+    from memfold.integrations.llama_index import MemfoldToolSpec
+    from memfold.memories import open_memory_store
+    from memfold.recall.embedders import HashingEmbedder
+
+    console.rule("[bold]6. Long-term memory across conversations, frameworks and users")
+    # A real app would embed with LocalEmbedder() or its framework's model; the hashing
+    # embedder keeps the demo offline and fast.
+    with open_memory_store(url_for(path), embedder=HashingEmbedder()) as store:
+        remember, recall, *_ = memory_tools(store, ("shop", "{user_id}", "memories"))
+        ana: Any = {"configurable": {"user_id": "ana"}}
+        for fact in (
+            "Ana prefers refunds to store credit.",
+            "Ana's orders go to the Turin office.",
+        ):
+            console.print(f"LangChain remember (ana): {remember.invoke({'content': fact}, ana)}")
+        bo: Any = {"configurable": {"user_id": "bo"}}
+        remember.invoke({"content": "Bo likes express shipping."}, bo)
+        spec = MemfoldToolSpec(store, ("shop", "ana", "memories"))
+        console.print("LlamaIndex recall (ana), another conversation, 'refund or credit?':")
+        console.print(spec.recall("refund or store credit?", limit=1), markup=False)
+        console.print(
+            "LangChain recall (bo), the same question: Bo's agent sees only Bo's memories"
+        )
+        console.print(recall.invoke({"query": "refund or store credit?"}, bo), markup=False)
+
+
 def main(argv: list[str]) -> int:
     """Run every step on a fresh file, or (with ``--read PATH`` or ``--approve PATH``) only the
     step a second process runs."""
@@ -274,6 +306,7 @@ def main(argv: list[str]) -> int:
     subprocess.run([sys.executable, __file__, "--approve", str(path)], check=True)
     time_travel(path)
     long_chat(path)
+    long_term_memory(path)
     return 0
 
 

@@ -1,10 +1,13 @@
-"""Fail early, naming the pip extra, when a host framework is not installed."""
+"""Fail early, naming the pip extra, when a host framework is not installed; import an
+integration's modules only when one of their names is first used."""
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Mapping
+from typing import Any
 
-__all__ = ["require_extra"]
+__all__ = ["lazy_exports", "require_extra"]
 
 
 def require_extra(name: str, module: str) -> None:
@@ -22,3 +25,21 @@ def require_extra(name: str, module: str) -> None:
         raise ImportError(
             f"this memfold integration needs {module}: pip install 'memfold[{name}]'"
         ) from exc
+
+
+def lazy_exports(package: str, exports: Mapping[str, str]) -> Callable[[str], Any]:
+    """A module ``__getattr__`` for ``package`` that imports ``exports[name]`` (a submodule)
+    on first use of ``name``, so importing the package costs only what is used.
+
+    Examples:
+        >>> getattr_ = lazy_exports("json", {"JSONDecoder": "decoder"})
+        >>> getattr_("JSONDecoder").__name__
+        'JSONDecoder'
+    """
+
+    def __getattr__(name: str) -> Any:
+        if name not in exports:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        return getattr(importlib.import_module(f"{package}.{exports[name]}"), name)
+
+    return __getattr__

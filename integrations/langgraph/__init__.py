@@ -8,12 +8,34 @@ Examples:
     None
 """
 
-from memfold.integrations._require import require_extra
+from typing import TYPE_CHECKING
+
+from memfold.integrations._require import lazy_exports, require_extra
 
 require_extra("langgraph", "langgraph.checkpoint.base")
 
-from memfold.integrations.langgraph.checkpointer import MemfoldSaver  # noqa: E402
-from memfold.integrations.langgraph.hooks import CompactionState, compaction_hook  # noqa: E402
-from memfold.integrations.langgraph.store import MemfoldStore  # noqa: E402
+if TYPE_CHECKING:
+    from memfold.integrations.langgraph.checkpointer import (
+        MemfoldSaver,
+    )
+    from memfold.integrations.langgraph.hooks import (
+        CompactionState,
+        compaction_hook,
+    )
+    from memfold.integrations.langgraph.store import (
+        MemfoldStore,
+    )
 
-__all__ = ["CompactionState", "MemfoldSaver", "MemfoldStore", "compaction_hook"]
+_EXPORTS = {
+    "MemfoldSaver": "checkpointer",
+    "CompactionState": "hooks",
+    "compaction_hook": "hooks",
+    "MemfoldStore": "store",
+}
+__all__ = [
+    "CompactionState",
+    "MemfoldSaver",
+    "MemfoldStore",
+    "compaction_hook",
+]
+__getattr__ = lazy_exports(__name__, _EXPORTS)

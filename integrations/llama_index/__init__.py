@@ -7,39 +7,81 @@ Examples:
     []
 """
 
-from memfold.integrations._require import require_extra
+from typing import TYPE_CHECKING
+
+from memfold.integrations._require import lazy_exports, require_extra
 
 require_extra("llamaindex", "llama_index.core")
 
-from memfold.integrations.llama_index.chat_store import MemfoldChatStore  # noqa: E402
-from memfold.integrations.llama_index.db_chat_store import MemfoldDBChatStore  # noqa: E402
-from memfold.integrations.llama_index.embeddings import (  # noqa: E402
-    LlamaIndexEmbedder,
-    MemfoldEmbedding,
-)
-from memfold.integrations.llama_index.journal import (  # noqa: E402
-    JournaledTool,
-    JournalScope,
-    journal_scope,
-    journaled,
-)
-from memfold.integrations.llama_index.memory import MemfoldCompactionMemory  # noqa: E402
-from memfold.integrations.llama_index.memory_block import MemfoldMemoryBlock  # noqa: E402
-from memfold.integrations.llama_index.messages import to_llama_index, to_memfold  # noqa: E402
-from memfold.integrations.llama_index.summarizer import LLMSummarizer  # noqa: E402
-from memfold.integrations.llama_index.tools import MemfoldToolSpec  # noqa: E402
-from memfold.integrations.llama_index.vector_store import MemfoldVectorStore  # noqa: E402
+if TYPE_CHECKING:
+    from memfold.integrations.llama_index.chat_store import (
+        MemfoldChatStore,
+    )
+    from memfold.integrations.llama_index.db_chat_store import (
+        MemfoldDBChatStore,
+    )
+    from memfold.integrations.llama_index.embeddings import (
+        LlamaIndexEmbedder,
+        MemfoldEmbedding,
+    )
+    from memfold.integrations.llama_index.journal import (
+        JournaledTool,
+        JournalScope,
+        journal_scope,
+        journaled,
+    )
+    from memfold.integrations.llama_index.memory import (
+        MemfoldCompactionMemory,
+    )
+    from memfold.integrations.llama_index.memory_block import (
+        MemfoldMemoryBlock,
+    )
+    from memfold.integrations.llama_index.messages import (
+        to_llama_index,
+        to_memfold,
+    )
+    from memfold.integrations.llama_index.summarizer import (
+        LLMSummarizer,
+    )
+    from memfold.integrations.llama_index.tools import (
+        MemfoldToolSpec,
+    )
+    from memfold.integrations.llama_index.vector_store import (
+        MemfoldVectorStore,
+    )
 
+_EXPORTS = {
+    "MemfoldChatStore": "chat_store",
+    "MemfoldDBChatStore": "db_chat_store",
+    "LlamaIndexEmbedder": "embeddings",
+    "MemfoldEmbedding": "embeddings",
+    "JournalScope": "journal",
+    "JournaledTool": "journal",
+    "journal_scope": "journal",
+    "journaled": "journal",
+    "MemfoldCompactionMemory": "memory",
+    "MemfoldMemoryBlock": "memory_block",
+    "to_llama_index": "messages",
+    "to_memfold": "messages",
+    "LLMSummarizer": "summarizer",
+    "MemfoldToolSpec": "tools",
+    "MemfoldVectorStore": "vector_store",
+}
 __all__ = [
     "JournalScope",
     "JournaledTool",
+    "LLMSummarizer",
+    "LlamaIndexEmbedder",
     "MemfoldChatStore",
+    "MemfoldCompactionMemory",
     "MemfoldDBChatStore",
+    "MemfoldEmbedding",
+    "MemfoldMemoryBlock",
+    "MemfoldToolSpec",
+    "MemfoldVectorStore",
     "journal_scope",
     "journaled",
     "to_llama_index",
     "to_memfold",
 ]
-__all__ += ["LlamaIndexEmbedder", "MemfoldEmbedding", "MemfoldMemoryBlock", "MemfoldToolSpec"]
-__all__ += ["MemfoldVectorStore"]
-__all__ += ["LLMSummarizer", "MemfoldCompactionMemory"]
+__getattr__ = lazy_exports(__name__, _EXPORTS)
