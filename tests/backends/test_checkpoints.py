@@ -481,10 +481,13 @@ async def test_sweep_uses_the_stores_own_policy_by_default(
     store = make_checkpoint_store(
         checkpoint_backend, tmp_path, retention=RetentionPolicy(keep_last=2)
     )
-    api = Api(store, False)
-    await grow(api, "t", 5)
-    assert store.sweep().checkpoints == 3
-    store.close()
+    try:
+        api = Api(store, False)
+        await grow(api, "t", 5)
+        assert store.sweep().checkpoints == 3
+    finally:
+        store.close()
+        drop_checkpoint_store(store)
 
 
 # One writer per thread.
