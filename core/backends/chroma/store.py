@@ -600,7 +600,9 @@ class ChromaMemoryStore(BaseMemoryStore):
         self, op: ops.SearchMemories, include: list[str]
     ) -> Flow[list[tuple[float, tuple[Any, ...]]]]:
         """The ``op.pool`` most similar live items passing the filter, best first: more are
-        asked for each round until enough pass, so a filter never cuts results short."""
+        asked for each round until enough pass, so a filter never cuts results short. Chroma's
+        filtered index search may also stop short of what matches; then the matching items
+        are ranked exactly."""
         assert op.vector is not None
         clause = m.all_of(m.under(op.prefix, op.now), m.to_where(op.filter),
                           {"_v": {"$eq": True}})  # fmt: skip
@@ -621,8 +623,20 @@ class ChromaMemoryStore(BaseMemoryStore):
                 row = (found["ids"][0][j], meta, found["documents"][0][j],
                        found["embeddings"][0][j])  # fmt: skip
                 rows.append((1.0 - float(found["distances"][0][j]), row))
-            if len(rows) >= wanted or got < n:
+            if len(rows) >= wanted:
                 return rows[:wanted]
+            if got < n:
+                every = yield from self._matching(
+                    op.prefix, op.now, op.filter, include, {"_v": {"$eq": True}}
+                )
+                if len(every) <= len(rows):
+                    return rows
+                query = np.asarray(op.vector, dtype=np.float64)
+                matrix = np.asarray([row[3] for row in every], dtype=np.float64)
+                norms = np.linalg.norm(matrix, axis=1) * np.linalg.norm(query)
+                sims = (matrix @ query) / np.where(norms == 0, 1.0, norms)
+                order = np.argsort(-sims, kind="stable")[:wanted]
+                return [(float(sims[i]), every[i]) for i in order]
             n *= 4
 
 
