@@ -333,8 +333,8 @@ class BaseMemoryStore(BaseStore):
             record of its namespace (None: never merge).
         capacity: keep at most this many records per namespace, evicting the least important,
             then least recently used (None: no limit).
-        text_weight: default weight of the text ranking in ``search``.
-        vector_weight: default weight of the vector ranking in ``search``.
+        text_weight: default weight of the text ranking in ``search`` (None: 0.5).
+        vector_weight: default weight of the vector ranking in ``search`` (None: 0.5).
     """
 
     def __init__(
@@ -345,8 +345,8 @@ class BaseMemoryStore(BaseStore):
         dimensions: int | None = None,
         dedupe_threshold: float | None = None,
         capacity: int | None = None,
-        text_weight: float = DEFAULT_TEXT_WEIGHT,
-        vector_weight: float = DEFAULT_VECTOR_WEIGHT,
+        text_weight: float | None = None,
+        vector_weight: float | None = None,
     ) -> None:
         super().__init__(capabilities)
         if embedder is not None and not isinstance(embedder, Embedder):
@@ -358,9 +358,9 @@ class BaseMemoryStore(BaseStore):
         )
         self.dedupe_threshold = check_threshold(dedupe_threshold)
         self.capacity = None if capacity is None else _check_int(capacity, "capacity", 1, 10**9)
-        check_weights(text_weight, vector_weight)
-        self.text_weight = text_weight
-        self.vector_weight = vector_weight
+        self.text_weight = DEFAULT_TEXT_WEIGHT if text_weight is None else text_weight
+        self.vector_weight = DEFAULT_VECTOR_WEIGHT if vector_weight is None else vector_weight
+        check_weights(self.text_weight, self.vector_weight)
 
     # Building operations: pure, shared by the sync and async twins.
 

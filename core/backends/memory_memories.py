@@ -110,18 +110,14 @@ class MemoryMemoryStore(BaseMemoryStore):
         text_weight: float | None = None,
         vector_weight: float | None = None,
     ) -> None:
-        weights = {
-            k: v
-            for k, v in (("text_weight", text_weight), ("vector_weight", vector_weight))
-            if v is not None
-        }
         super().__init__(
             Capabilities(transactions=True, full_text_search=True, ttl=True, vector_search=True),
             embedder=embedder,
             dimensions=dimensions,
             dedupe_threshold=dedupe_threshold,
             capacity=capacity,
-            **weights,
+            text_weight=text_weight,
+            vector_weight=vector_weight,
         )
         self._spaces: dict[str, _Namespace] = {}
         self._expiring: dict[tuple[str, str], datetime] = {}

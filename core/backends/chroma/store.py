@@ -170,11 +170,6 @@ class ChromaMemoryStore(BaseMemoryStore):
             raise InvalidInput(f"a Chroma URL must be a str, got {type(url).__name__}")
         self.path, self.host, self.port = parse_url(url.partition("?")[0])
         self.name = "chroma" if self.path is not None else "chroma+http"
-        weights = {
-            k: v
-            for k, v in (("text_weight", text_weight), ("vector_weight", vector_weight))
-            if v is not None
-        }
         super().__init__(
             Capabilities(
                 persistent=True,
@@ -187,7 +182,8 @@ class ChromaMemoryStore(BaseMemoryStore):
             dimensions=dimensions,
             dedupe_threshold=dedupe_threshold,
             capacity=capacity,
-            **weights,
+            text_weight=text_weight,
+            vector_weight=vector_weight,
         )
         if self.dimensions is None:
             raise InvalidInput(

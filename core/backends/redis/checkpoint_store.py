@@ -65,7 +65,7 @@ from memfold.backends.redis.checkpoint_keys import (
 from memfold.backends.redis.journal import journal_call
 from memfold.backends.redis.keys import check_prefix, escape, unescape
 from memfold.backends.redis.scripts import Script
-from memfold.backends.redis.store import DEFAULT_PREFIX, RedisThreadStore, _translated
+from memfold.backends.redis.store import DEFAULT_PREFIX, RedisThreadStore
 from memfold.checkpoint_deltas import (
     BlobKey,
     DeltaPolicy,
@@ -744,26 +744,13 @@ class RedisCheckpointStore(BaseCheckpointStore):
         """Record the key layout's version and load the scripts (idempotent); returns the
         version."""
         key = f"{self.key_prefix}c:layout"
-        with _translated(self._redis._where):
-            pipe = self.client.pipeline(transaction=False)
-            pipe.set(key, CHECKPOINT_LAYOUT_VERSION, nx=True)
-            pipe.get(key)
-            for script in scripts.ALL:
-                pipe.script_load(script.source)
-            replies = pipe.execute()
-        return self._layout(replies[1])
+        return self._layout(self._redis.claim_layout(key, CHECKPOINT_LAYOUT_VERSION, scripts.ALL))
 
     async def asetup(self) -> int:
         """Async `setup`."""
         key = f"{self.key_prefix}c:layout"
-        with _translated(self._redis._where):
-            pipe = (await self._redis._async_client()).pipeline(transaction=False)
-            pipe.set(key, CHECKPOINT_LAYOUT_VERSION, nx=True)
-            pipe.get(key)
-            for script in scripts.ALL:
-                pipe.script_load(script.source)
-            replies = await pipe.execute()
-        return self._layout(replies[1])
+        found = await self._redis.aclaim_layout(key, CHECKPOINT_LAYOUT_VERSION, scripts.ALL)
+        return self._layout(found)
 
     def close(self) -> None:
         """Close the clients this store made (clients you passed in stay open)."""

@@ -48,7 +48,7 @@ from memfold import memory_ops as ops
 from memfold.backends.redis.calls import Call
 from memfold.backends.redis.keys import check_prefix, escape, unescape
 from memfold.backends.redis.scripts import Script
-from memfold.backends.redis.store import DEFAULT_PREFIX, RedisThreadStore, _translated
+from memfold.backends.redis.store import DEFAULT_PREFIX, RedisThreadStore
 from memfold.errors import BackendUnavailable, UnsupportedOperation
 from memfold.memories import BaseMemoryStore, prefix_range, split_key
 from memfold.memory_model import MemoryRecord, Namespace
@@ -281,18 +281,14 @@ class RedisMemoryStore(BaseMemoryStore):
             url, client=client, async_client=async_client, key_prefix=check_prefix(key_prefix)
         )
         self.key_prefix = key_prefix
-        weights = {
-            k: v
-            for k, v in (("text_weight", text_weight), ("vector_weight", vector_weight))
-            if v is not None
-        }
         super().__init__(
             Capabilities(persistent=True, shared=True, transactions=True, ttl=True),
             embedder=embedder,
             dimensions=dimensions,
             dedupe_threshold=dedupe_threshold,
             capacity=capacity,
-            **weights,
+            text_weight=text_weight,
+            vector_weight=vector_weight,
         )
 
     @property
@@ -473,26 +469,12 @@ class RedisMemoryStore(BaseMemoryStore):
     def setup(self) -> int:
         """Record the key layout's version and load the scripts (idempotent); returns it."""
         key = f"{self.key_prefix}m:layout"
-        with _translated(self._redis._where):
-            pipe = self.client.pipeline(transaction=False)
-            pipe.set(key, MEMORY_LAYOUT_VERSION, nx=True)
-            pipe.get(key)
-            for script in SCRIPTS:
-                pipe.script_load(script.source)
-            replies = pipe.execute()
-        return self._layout(replies[1])
+        return self._layout(self._redis.claim_layout(key, MEMORY_LAYOUT_VERSION, SCRIPTS))
 
     async def asetup(self) -> int:
         """Async `setup`."""
         key = f"{self.key_prefix}m:layout"
-        with _translated(self._redis._where):
-            pipe = (await self._redis._async_client()).pipeline(transaction=False)
-            pipe.set(key, MEMORY_LAYOUT_VERSION, nx=True)
-            pipe.get(key)
-            for script in SCRIPTS:
-                pipe.script_load(script.source)
-            replies = await pipe.execute()
-        return self._layout(replies[1])
+        return self._layout(await self._redis.aclaim_layout(key, MEMORY_LAYOUT_VERSION, SCRIPTS))
 
     def close(self) -> None:
         """Close the clients this store made (clients you passed in stay open)."""

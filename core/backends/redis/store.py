@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import weakref
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import cache
 from typing import Any, Final, TypeVar
@@ -27,6 +27,7 @@ from memfold.backends.redis import scripts
 from memfold.backends.redis.calls import Call, Calls
 from memfold.backends.redis.elements import ElementCodec
 from memfold.backends.redis.keys import LAYOUT_VERSION, check_prefix, layout_key
+from memfold.backends.redis.scripts import Script
 from memfold.errors import BackendUnavailable, Conflict, InvalidInput, MemfoldError
 from memfold.stores import BaseThreadStore, Capabilities
 
@@ -314,33 +315,46 @@ class RedisThreadStore(BaseThreadStore):
             )
         return version
 
+    def claim_layout(self, key: str, version: int, loaded: Sequence[Script]) -> bytes | None:
+        """Record ``version`` at ``key`` unless a version is there, and load the ``loaded``
+        scripts, in one round trip; returns the version stored before (None: none was)."""
+        with _translated(self._where):
+            pipe = self.client.pipeline(transaction=False)
+            pipe.get(key)
+            pipe.set(key, version, nx=True)
+            for script in loaded:
+                pipe.script_load(script.source)
+            found: bytes | None = pipe.execute()[0]
+        return found
+
+    async def aclaim_layout(self, key: str, version: int, loaded: Sequence[Script]) -> bytes | None:
+        """Async `claim_layout`."""
+        with _translated(self._where):
+            pipe = (await self._async_client()).pipeline(transaction=False)
+            pipe.get(key)
+            pipe.set(key, version, nx=True)
+            for script in loaded:
+                pipe.script_load(script.source)
+            found: bytes | None = (await pipe.execute())[0]
+        return found
+
     def setup(self) -> int:
         """Record the key layout's version and load the scripts (idempotent); returns the
         version."""
-        with _translated(self._where):
-            pipe = self.client.pipeline(transaction=False)
-            pipe.set(layout_key(self.key_prefix), LAYOUT_VERSION, nx=True)
-            pipe.get(layout_key(self.key_prefix))
-            for script in scripts.ALL:
-                pipe.script_load(script.source)
-            replies = pipe.execute()
-            version = self._check_layout(replies[1])
-            if version < LAYOUT_VERSION:  # older data reads as it is: record the upgrade
-                self.client.set(layout_key(self.key_prefix), LAYOUT_VERSION)
+        key = layout_key(self.key_prefix)
+        version = self._check_layout(self.claim_layout(key, LAYOUT_VERSION, scripts.ALL))
+        if version < LAYOUT_VERSION:  # older data reads as it is: record the upgrade
+            with _translated(self._where):
+                self.client.set(key, LAYOUT_VERSION)
         return LAYOUT_VERSION
 
     async def asetup(self) -> int:
         """Async `setup`."""
-        with _translated(self._where):
-            pipe = (await self._async_client()).pipeline(transaction=False)
-            pipe.set(layout_key(self.key_prefix), LAYOUT_VERSION, nx=True)
-            pipe.get(layout_key(self.key_prefix))
-            for script in scripts.ALL:
-                pipe.script_load(script.source)
-            replies = await pipe.execute()
-            version = self._check_layout(replies[1])
-            if version < LAYOUT_VERSION:
-                await (await self._async_client()).set(layout_key(self.key_prefix), LAYOUT_VERSION)
+        key = layout_key(self.key_prefix)
+        found = await self.aclaim_layout(key, LAYOUT_VERSION, scripts.ALL)
+        if self._check_layout(found) < LAYOUT_VERSION:
+            with _translated(self._where):
+                await (await self._async_client()).set(key, LAYOUT_VERSION)
         return LAYOUT_VERSION
 
     def close(self) -> None:

@@ -78,11 +78,6 @@ class SQLMemoryStore(BaseMemoryStore):
             },
         )
         self.name = self._driver.name
-        weights = {
-            k: v
-            for k, v in (("text_weight", text_weight), ("vector_weight", vector_weight))
-            if v is not None
-        }
         super().__init__(
             Capabilities(
                 persistent=True,
@@ -96,7 +91,8 @@ class SQLMemoryStore(BaseMemoryStore):
             dimensions=dimensions,
             dedupe_threshold=dedupe_threshold,
             capacity=capacity,
-            **weights,
+            text_weight=text_weight,
+            vector_weight=vector_weight,
         )
         if self.name == "postgresql" and self.dimensions is None:
             self._driver.close()
