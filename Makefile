@@ -6,7 +6,7 @@ EDITABLE := --config-settings editable_mode=strict
 # LoCoMo conversations for the compaction benchmark (evaluation data, never shipped).
 LOCOMO ?= ../shared/data/locomo/locomo-dev.json
 
-.PHONY: demo test lint types bench bench-checkpoints soak clean services
+.PHONY: demo test lint types bench bench-checkpoints bench-load soak clean services
 
 # A venv with the core and the adapters the demo uses.
 $(BIN)/python:
@@ -52,6 +52,10 @@ bench: $(VENV)/.all
 
 bench-checkpoints: $(VENV)/.all
 	$(BIN)/python benchmarks/checkpoints.py
+
+# Mixed load from 1 to 64 concurrent clients on PostgreSQL and Redis (about two minutes).
+bench-load: $(VENV)/.all services
+	$(BIN)/python benchmarks/load.py
 
 # The SIGKILL crash suite with 20 times the kill points of make test (about half an hour).
 soak: $(VENV)/.all services
