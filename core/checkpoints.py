@@ -49,8 +49,8 @@ from memfold.checkpoint_model import (
 )
 from memfold.errors import Conflict, InvalidInput
 from memfold.model import JSON, utcnow
-from memfold.stores import DEFAULT_TENANT, BaseStore, Capabilities, check_id, encode_json
-from memfold.urls import split_options
+from memfold.stores import BaseStore, Capabilities, check_flag, check_id, encode_json
+from memfold.urls import flag, split_options, take_option
 
 __all__ = [
     "BaseCheckpointStore",
@@ -175,7 +175,7 @@ class CheckpointStore(Protocol):
         versions: Mapping[str, Version] | None = None,
         values: Mapping[str, ChannelValue] | None = None,
         lease: Lease | None = None,
-        tenant: str = ...,
+        tenant: str | None = ...,
     ) -> None: ...
     async def aput(
         self,
@@ -189,7 +189,7 @@ class CheckpointStore(Protocol):
         versions: Mapping[str, Version] | None = None,
         values: Mapping[str, ChannelValue] | None = None,
         lease: Lease | None = None,
-        tenant: str = ...,
+        tenant: str | None = ...,
     ) -> None: ...
     def put_writes(
         self,
@@ -199,7 +199,7 @@ class CheckpointStore(Protocol):
         *,
         namespace: str = "",
         lease: Lease | None = None,
-        tenant: str = ...,
+        tenant: str | None = ...,
     ) -> None: ...
     async def aput_writes(
         self,
@@ -209,7 +209,7 @@ class CheckpointStore(Protocol):
         *,
         namespace: str = "",
         lease: Lease | None = None,
-        tenant: str = ...,
+        tenant: str | None = ...,
     ) -> None: ...
     def get(
         self,
@@ -217,7 +217,7 @@ class CheckpointStore(Protocol):
         *,
         namespace: str = "",
         checkpoint_id: str | None = None,
-        tenant: str = ...,
+        tenant: str | None = ...,
     ) -> Checkpoint | None: ...
     async def aget(
         self,
@@ -225,7 +225,7 @@ class CheckpointStore(Protocol):
         *,
         namespace: str = "",
         checkpoint_id: str | None = None,
-        tenant: str = ...,
+        tenant: str | None = ...,
     ) -> Checkpoint | None: ...
     def list_checkpoints(
         self,
@@ -236,7 +236,7 @@ class CheckpointStore(Protocol):
         filter: Mapping[str, JSON] | None = None,
         before: str | None = None,
         limit: int | None = None,
-        tenant: str = ...,
+        tenant: str | None = ...,
     ) -> list[Checkpoint]: ...
     async def alist_checkpoints(
         self,
@@ -247,36 +247,40 @@ class CheckpointStore(Protocol):
         filter: Mapping[str, JSON] | None = None,
         before: str | None = None,
         limit: int | None = None,
-        tenant: str = ...,
+        tenant: str | None = ...,
     ) -> list[Checkpoint]: ...
-    def delete_thread(self, thread_id: str, *, tenant: str = ...) -> int: ...
-    async def adelete_thread(self, thread_id: str, *, tenant: str = ...) -> int: ...
-    def delete_for_runs(self, run_ids: Sequence[str], *, tenant: str = ...) -> int: ...
-    async def adelete_for_runs(self, run_ids: Sequence[str], *, tenant: str = ...) -> int: ...
-    def copy_thread(self, source: str, target: str, *, tenant: str = ...) -> int: ...
-    async def acopy_thread(self, source: str, target: str, *, tenant: str = ...) -> int: ...
+    def delete_thread(self, thread_id: str, *, tenant: str | None = ...) -> int: ...
+    async def adelete_thread(self, thread_id: str, *, tenant: str | None = ...) -> int: ...
+    def delete_for_runs(self, run_ids: Sequence[str], *, tenant: str | None = ...) -> int: ...
+    async def adelete_for_runs(
+        self, run_ids: Sequence[str], *, tenant: str | None = ...
+    ) -> int: ...
+    def copy_thread(self, source: str, target: str, *, tenant: str | None = ...) -> int: ...
+    async def acopy_thread(self, source: str, target: str, *, tenant: str | None = ...) -> int: ...
     def prune(
-        self, thread_ids: Sequence[str], *, strategy: PruneStrategy = ..., tenant: str = ...
+        self, thread_ids: Sequence[str], *, strategy: PruneStrategy = ..., tenant: str | None = ...
     ) -> int: ...
     async def aprune(
-        self, thread_ids: Sequence[str], *, strategy: PruneStrategy = ..., tenant: str = ...
+        self, thread_ids: Sequence[str], *, strategy: PruneStrategy = ..., tenant: str | None = ...
     ) -> int: ...
     def set_thread_ttl(
-        self, thread_id: str, ttl_seconds: float | None, *, tenant: str = ...
+        self, thread_id: str, ttl_seconds: float | None, *, tenant: str | None = ...
     ) -> bool: ...
     async def aset_thread_ttl(
-        self, thread_id: str, ttl_seconds: float | None, *, tenant: str = ...
+        self, thread_id: str, ttl_seconds: float | None, *, tenant: str | None = ...
     ) -> bool: ...
-    def release(self, thread_id: str, writer: str, *, tenant: str = ...) -> bool: ...
-    async def arelease(self, thread_id: str, writer: str, *, tenant: str = ...) -> bool: ...
+    def release(self, thread_id: str, writer: str, *, tenant: str | None = ...) -> bool: ...
+    async def arelease(self, thread_id: str, writer: str, *, tenant: str | None = ...) -> bool: ...
     def sweep(
         self, policy: RetentionPolicy | None = None, *, tenant: str | None = None
     ) -> SweepResult: ...
     async def asweep(
         self, policy: RetentionPolicy | None = None, *, tenant: str | None = None
     ) -> SweepResult: ...
-    def stats(self, thread_id: str | None = None, *, tenant: str = ...) -> StorageStats: ...
-    async def astats(self, thread_id: str | None = None, *, tenant: str = ...) -> StorageStats: ...
+    def stats(self, thread_id: str | None = None, *, tenant: str | None = ...) -> StorageStats: ...
+    async def astats(
+        self, thread_id: str | None = None, *, tenant: str | None = ...
+    ) -> StorageStats: ...
 
 
 class BaseCheckpointStore(BaseStore):
@@ -312,7 +316,7 @@ class BaseCheckpointStore(BaseStore):
         versions: Mapping[str, Version] | None,
         values: Mapping[str, ChannelValue] | None,
         lease: Lease | None,
-        tenant: str,
+        tenant: str | None,
     ) -> ops.PutCheckpoint:
         metadata = {} if metadata is None else metadata
         versions = {} if versions is None else versions
@@ -333,7 +337,7 @@ class BaseCheckpointStore(BaseStore):
             if isinstance(version, bool) or not isinstance(version, str | int | float):
                 raise InvalidInput(f"channel {channel!r} version must be a str, int or float")
         return ops.PutCheckpoint(
-            check_id(tenant, "tenant"),
+            self.resolve_tenant(tenant),
             check_id(thread_id, "thread id"),
             check_namespace(namespace),
             check_id(checkpoint_id, "checkpoint id"),
@@ -355,12 +359,12 @@ class BaseCheckpointStore(BaseStore):
         writes: Sequence[PendingWrite],
         namespace: str,
         lease: Lease | None,
-        tenant: str,
+        tenant: str | None,
     ) -> ops.PutCheckpointWrites:
         if isinstance(writes, str | bytes) or not isinstance(writes, Sequence):
             raise InvalidInput("writes must be a sequence of memfold PendingWrite")
         return ops.PutCheckpointWrites(
-            check_id(tenant, "tenant"),
+            self.resolve_tenant(tenant),
             check_id(thread_id, "thread id"),
             check_namespace(namespace),
             check_id(checkpoint_id, "checkpoint id"),
@@ -370,10 +374,10 @@ class BaseCheckpointStore(BaseStore):
         )
 
     def _get_op(
-        self, thread_id: str, namespace: str, checkpoint_id: str | None, tenant: str
+        self, thread_id: str, namespace: str, checkpoint_id: str | None, tenant: str | None
     ) -> ops.GetCheckpoint:
         return ops.GetCheckpoint(
-            check_id(tenant, "tenant"),
+            self.resolve_tenant(tenant),
             check_id(thread_id, "thread id"),
             check_namespace(namespace),
             None if checkpoint_id is None else check_id(checkpoint_id, "checkpoint id"),
@@ -387,7 +391,7 @@ class BaseCheckpointStore(BaseStore):
         filter: Mapping[str, JSON] | None,
         before: str | None,
         limit: int | None,
-        tenant: str,
+        tenant: str | None,
     ) -> ops.ListCheckpoints:
         if filter is not None and not isinstance(filter, Mapping):
             raise InvalidInput("filter must be a mapping of metadata keys to JSON values")
@@ -396,7 +400,7 @@ class BaseCheckpointStore(BaseStore):
             for k, v in (filter or {}).items()
         )
         return ops.ListCheckpoints(
-            check_id(tenant, "tenant"),
+            self.resolve_tenant(tenant),
             None if thread_id is None else check_id(thread_id, "thread id"),
             None if namespace is None else check_namespace(namespace),
             None if checkpoint_id is None else check_id(checkpoint_id, "checkpoint id"),
@@ -406,36 +410,36 @@ class BaseCheckpointStore(BaseStore):
         )
 
     def _prune_op(
-        self, thread_ids: Sequence[str], strategy: str, tenant: str
+        self, thread_ids: Sequence[str], strategy: str, tenant: str | None
     ) -> ops.PruneCheckpointThreads:
         if strategy not in ("keep_latest", "delete"):
             raise InvalidInput(
                 f"unknown prune strategy {strategy!r}: use 'keep_latest' or 'delete'"
             )
         return ops.PruneCheckpointThreads(
-            check_id(tenant, "tenant"),
+            self.resolve_tenant(tenant),
             _check_ids(thread_ids, "thread ids"),
             strategy == "keep_latest",
         )
 
     def _ttl_op(
-        self, thread_id: str, ttl_seconds: float | None, tenant: str
+        self, thread_id: str, ttl_seconds: float | None, tenant: str | None
     ) -> ops.SetCheckpointThreadTTL:
         return ops.SetCheckpointThreadTTL(
-            check_id(tenant, "tenant"),
+            self.resolve_tenant(tenant),
             check_id(thread_id, "thread id"),
             _check_seconds(ttl_seconds, "ttl_seconds"),
         )
 
     def _sweep_op(self, policy: RetentionPolicy | None, tenant: str | None) -> ops.SweepCheckpoints:
         return ops.SweepCheckpoints(
-            None if tenant is None else check_id(tenant, "tenant"),
+            None if tenant is None and not self.require_tenant else self.resolve_tenant(tenant),
             self.retention if policy is None else _check_policy(policy),
             utcnow(),
         )
 
-    def _key(self, thread_id: str, tenant: str) -> tuple[str, str]:
-        return check_id(tenant, "tenant"), check_id(thread_id, "thread id")
+    def _key(self, thread_id: str, tenant: str | None) -> tuple[str, str]:
+        return self.resolve_tenant(tenant), check_id(thread_id, "thread id")
 
     # Sync API.
 
@@ -451,7 +455,7 @@ class BaseCheckpointStore(BaseStore):
         versions: Mapping[str, Version] | None = None,
         values: Mapping[str, ChannelValue] | None = None,
         lease: Lease | None = None,
-        tenant: str = DEFAULT_TENANT,
+        tenant: str | None = None,
     ) -> None:
         """Store a checkpoint in one transaction.
 
@@ -477,7 +481,7 @@ class BaseCheckpointStore(BaseStore):
         *,
         namespace: str = "",
         lease: Lease | None = None,
-        tenant: str = DEFAULT_TENANT,
+        tenant: str | None = None,
     ) -> None:
         """Attach pending writes to a checkpoint: a write with ``idx >= 0`` is kept only if
         its ``(task_id, idx)`` is new, a negative ``idx`` replaces.
@@ -493,7 +497,7 @@ class BaseCheckpointStore(BaseStore):
         *,
         namespace: str = "",
         checkpoint_id: str | None = None,
-        tenant: str = DEFAULT_TENANT,
+        tenant: str | None = None,
     ) -> Checkpoint | None:
         """A checkpoint by id, or the namespace's newest; None if there is no such checkpoint."""
         return self.execute(self._get_op(thread_id, namespace, checkpoint_id, tenant))
@@ -507,7 +511,7 @@ class BaseCheckpointStore(BaseStore):
         filter: Mapping[str, JSON] | None = None,
         before: str | None = None,
         limit: int | None = None,
-        tenant: str = DEFAULT_TENANT,
+        tenant: str | None = None,
     ) -> list[Checkpoint]:
         """Checkpoints newest first (by id), across threads when ``thread_id`` is None.
 
@@ -518,19 +522,19 @@ class BaseCheckpointStore(BaseStore):
             self._list_op(thread_id, namespace, checkpoint_id, filter, before, limit, tenant)
         )
 
-    def delete_thread(self, thread_id: str, *, tenant: str = DEFAULT_TENANT) -> int:
+    def delete_thread(self, thread_id: str, *, tenant: str | None = None) -> int:
         """Remove a thread's checkpoints (all namespaces), values, writes and lease; returns
         how many checkpoints were removed."""
         return self.execute(ops.DeleteCheckpointThread(*self._key(thread_id, tenant)))
 
-    def delete_for_runs(self, run_ids: Sequence[str], *, tenant: str = DEFAULT_TENANT) -> int:
+    def delete_for_runs(self, run_ids: Sequence[str], *, tenant: str | None = None) -> int:
         """Remove the checkpoints whose metadata ``run_id`` is one of ``run_ids``, with their
         writes; values other checkpoints still read are kept. Returns checkpoints removed."""
         return self.execute(
-            ops.DeleteCheckpointRuns(check_id(tenant, "tenant"), _check_ids(run_ids, "run ids"))
+            ops.DeleteCheckpointRuns(self.resolve_tenant(tenant), _check_ids(run_ids, "run ids"))
         )
 
-    def copy_thread(self, source: str, target: str, *, tenant: str = DEFAULT_TENANT) -> int:
+    def copy_thread(self, source: str, target: str, *, tenant: str | None = None) -> int:
         """Copy every checkpoint of ``source`` (ids, parents, values, writes) to ``target``.
 
         Returns how many checkpoints were copied (0 for an unknown source).
@@ -540,7 +544,7 @@ class BaseCheckpointStore(BaseStore):
         """
         src, dst = self._key(source, tenant)[1], self._key(target, tenant)[1]
         return self.execute(
-            ops.CopyCheckpointThread(check_id(tenant, "tenant"), src, dst, utcnow())
+            ops.CopyCheckpointThread(self.resolve_tenant(tenant), src, dst, utcnow())
         )
 
     def prune(
@@ -548,20 +552,20 @@ class BaseCheckpointStore(BaseStore):
         thread_ids: Sequence[str],
         *,
         strategy: PruneStrategy = "keep_latest",
-        tenant: str = DEFAULT_TENANT,
+        tenant: str | None = None,
     ) -> int:
         """Keep only each namespace's newest checkpoint (and its writes), or delete the
         threads outright (``strategy="delete"``); returns checkpoints removed."""
         return self.execute(self._prune_op(thread_ids, strategy, tenant))
 
     def set_thread_ttl(
-        self, thread_id: str, ttl_seconds: float | None, *, tenant: str = DEFAULT_TENANT
+        self, thread_id: str, ttl_seconds: float | None, *, tenant: str | None = None
     ) -> bool:
         """Let `sweep` delete this thread ``ttl_seconds`` after its last write (None clears
         it); returns whether the thread exists."""
         return self.execute(self._ttl_op(thread_id, ttl_seconds, tenant))
 
-    def release(self, thread_id: str, writer: str, *, tenant: str = DEFAULT_TENANT) -> bool:
+    def release(self, thread_id: str, writer: str, *, tenant: str | None = None) -> bool:
         """End ``writer``'s lease on a thread early; returns whether it held one."""
         tenant, thread_id = self._key(thread_id, tenant)
         return self.execute(ops.ReleaseThread(tenant, thread_id, check_id(writer, "writer")))
@@ -569,15 +573,16 @@ class BaseCheckpointStore(BaseStore):
     def sweep(
         self, policy: RetentionPolicy | None = None, *, tenant: str | None = None
     ) -> SweepResult:
-        """Apply a retention policy (the store's own by default) to one tenant or all, leaving
-        no values or writes that no checkpoint needs; returns what was removed."""
+        """Apply a retention policy (the store's own by default) to one tenant or all (all
+        only if the store does not `require_tenant`), leaving no values or writes that no
+        checkpoint needs; returns what was removed."""
         return self.execute(self._sweep_op(policy, tenant))
 
-    def stats(self, thread_id: str | None = None, *, tenant: str = DEFAULT_TENANT) -> StorageStats:
+    def stats(self, thread_id: str | None = None, *, tenant: str | None = None) -> StorageStats:
         """Rows and payload bytes of one thread, or of the whole tenant."""
         return self.execute(
             ops.CheckpointStats(
-                check_id(tenant, "tenant"),
+                self.resolve_tenant(tenant),
                 None if thread_id is None else check_id(thread_id, "thread id"),
             )
         )
@@ -596,7 +601,7 @@ class BaseCheckpointStore(BaseStore):
         versions: Mapping[str, Version] | None = None,
         values: Mapping[str, ChannelValue] | None = None,
         lease: Lease | None = None,
-        tenant: str = DEFAULT_TENANT,
+        tenant: str | None = None,
     ) -> None:
         """Async `put`."""
         op = self._put_op(
@@ -613,7 +618,7 @@ class BaseCheckpointStore(BaseStore):
         *,
         namespace: str = "",
         lease: Lease | None = None,
-        tenant: str = DEFAULT_TENANT,
+        tenant: str | None = None,
     ) -> None:
         """Async `put_writes`."""
         await self.aexecute(
@@ -626,7 +631,7 @@ class BaseCheckpointStore(BaseStore):
         *,
         namespace: str = "",
         checkpoint_id: str | None = None,
-        tenant: str = DEFAULT_TENANT,
+        tenant: str | None = None,
     ) -> Checkpoint | None:
         """Async `get`."""
         return await self.aexecute(self._get_op(thread_id, namespace, checkpoint_id, tenant))
@@ -640,30 +645,28 @@ class BaseCheckpointStore(BaseStore):
         filter: Mapping[str, JSON] | None = None,
         before: str | None = None,
         limit: int | None = None,
-        tenant: str = DEFAULT_TENANT,
+        tenant: str | None = None,
     ) -> list[Checkpoint]:
         """Async `list_checkpoints`."""
         return await self.aexecute(
             self._list_op(thread_id, namespace, checkpoint_id, filter, before, limit, tenant)
         )
 
-    async def adelete_thread(self, thread_id: str, *, tenant: str = DEFAULT_TENANT) -> int:
+    async def adelete_thread(self, thread_id: str, *, tenant: str | None = None) -> int:
         """Async `delete_thread`."""
         return await self.aexecute(ops.DeleteCheckpointThread(*self._key(thread_id, tenant)))
 
-    async def adelete_for_runs(
-        self, run_ids: Sequence[str], *, tenant: str = DEFAULT_TENANT
-    ) -> int:
+    async def adelete_for_runs(self, run_ids: Sequence[str], *, tenant: str | None = None) -> int:
         """Async `delete_for_runs`."""
         return await self.aexecute(
-            ops.DeleteCheckpointRuns(check_id(tenant, "tenant"), _check_ids(run_ids, "run ids"))
+            ops.DeleteCheckpointRuns(self.resolve_tenant(tenant), _check_ids(run_ids, "run ids"))
         )
 
-    async def acopy_thread(self, source: str, target: str, *, tenant: str = DEFAULT_TENANT) -> int:
+    async def acopy_thread(self, source: str, target: str, *, tenant: str | None = None) -> int:
         """Async `copy_thread`."""
         src, dst = self._key(source, tenant)[1], self._key(target, tenant)[1]
         return await self.aexecute(
-            ops.CopyCheckpointThread(check_id(tenant, "tenant"), src, dst, utcnow())
+            ops.CopyCheckpointThread(self.resolve_tenant(tenant), src, dst, utcnow())
         )
 
     async def aprune(
@@ -671,18 +674,18 @@ class BaseCheckpointStore(BaseStore):
         thread_ids: Sequence[str],
         *,
         strategy: PruneStrategy = "keep_latest",
-        tenant: str = DEFAULT_TENANT,
+        tenant: str | None = None,
     ) -> int:
         """Async `prune`."""
         return await self.aexecute(self._prune_op(thread_ids, strategy, tenant))
 
     async def aset_thread_ttl(
-        self, thread_id: str, ttl_seconds: float | None, *, tenant: str = DEFAULT_TENANT
+        self, thread_id: str, ttl_seconds: float | None, *, tenant: str | None = None
     ) -> bool:
         """Async `set_thread_ttl`."""
         return await self.aexecute(self._ttl_op(thread_id, ttl_seconds, tenant))
 
-    async def arelease(self, thread_id: str, writer: str, *, tenant: str = DEFAULT_TENANT) -> bool:
+    async def arelease(self, thread_id: str, writer: str, *, tenant: str | None = None) -> bool:
         """Async `release`."""
         tenant, thread_id = self._key(thread_id, tenant)
         return await self.aexecute(ops.ReleaseThread(tenant, thread_id, check_id(writer, "writer")))
@@ -694,12 +697,12 @@ class BaseCheckpointStore(BaseStore):
         return await self.aexecute(self._sweep_op(policy, tenant))
 
     async def astats(
-        self, thread_id: str | None = None, *, tenant: str = DEFAULT_TENANT
+        self, thread_id: str | None = None, *, tenant: str | None = None
     ) -> StorageStats:
         """Async `stats`."""
         return await self.aexecute(
             ops.CheckpointStats(
-                check_id(tenant, "tenant"),
+                self.resolve_tenant(tenant),
                 None if thread_id is None else check_id(thread_id, "thread id"),
             )
         )
@@ -737,6 +740,14 @@ def _split(url: str, *, strict: bool = False) -> tuple[str, dict[str, Any]]:
 def _build(url: str, options: Mapping[str, Any]) -> BaseCheckpointStore:
     if not isinstance(url, str):
         raise InvalidInput(f"a store URL must be a str, got {type(url).__name__}")
+    url, rest, require = take_option(url, options, "require_tenant", flag)
+    require_tenant = check_flag(require, "require_tenant")
+    store = _backend(url, rest)
+    store.require_tenant = require_tenant
+    return store
+
+
+def _backend(url: str, options: Mapping[str, Any]) -> BaseCheckpointStore:
     parts = urlsplit(url)
     if parts.scheme == "memory":
         from memfold.backends.memory_checkpoints import MemoryCheckpointStore
@@ -772,7 +783,9 @@ def open_checkpoint_store(
     ``min_growth`` (see `DeltaPolicy`) and ``keep_last``, ``max_age_seconds`` and
     ``ttl_seconds`` (see `RetentionPolicy`) as query options, e.g.
     ``memory://?snapshot_every=32&keep_last=100``; keyword ``options`` go to the backend's
-    constructor (``schema``, ``table_prefix`` and the driver options for SQL URLs).
+    constructor (``schema``, ``table_prefix`` and the driver options for SQL URLs). Every URL
+    takes ``require_tenant=true`` (or the keyword ``require_tenant=True``): refuse every call
+    that names no ``tenant``.
     """
     store = _build(url, options)
     if setup:

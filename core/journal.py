@@ -43,7 +43,7 @@ from memfold.checkpoints import CheckpointStore, open_checkpoint_store
 from memfold.errors import InvalidInput
 from memfold.model import JSON, utcnow
 from memfold.ops import Op
-from memfold.stores import DEFAULT_TENANT, BaseStore, check_id, encode_json
+from memfold.stores import BaseStore, check_id, encode_json
 
 __all__ = [
     "JOURNAL_OPS",
@@ -182,12 +182,16 @@ class EffectJournal:
 
     # Building operations: pure, shared by the sync and async twins.
 
-    @staticmethod
     def _record_op(
-        thread_id: str, tool_call_id: str, result: JSON | Blob, namespace: str, tenant: str
+        self,
+        thread_id: str,
+        tool_call_id: str,
+        result: JSON | Blob,
+        namespace: str,
+        tenant: str | None,
     ) -> RecordEffect:
         return RecordEffect(
-            check_id(tenant, "tenant"),
+            self.store.resolve_tenant(tenant),
             check_id(thread_id, "thread id"),
             _check_namespace(namespace),
             check_id(tool_call_id, "tool call id"),
@@ -195,26 +199,25 @@ class EffectJournal:
             utcnow(),
         )
 
-    @staticmethod
-    def _get_op(thread_id: str, tool_call_id: str, namespace: str, tenant: str) -> GetEffect:
+    def _get_op(
+        self, thread_id: str, tool_call_id: str, namespace: str, tenant: str | None
+    ) -> GetEffect:
         return GetEffect(
-            check_id(tenant, "tenant"),
+            self.store.resolve_tenant(tenant),
             check_id(thread_id, "thread id"),
             _check_namespace(namespace),
             check_id(tool_call_id, "tool call id"),
         )
 
-    @staticmethod
-    def _list_op(thread_id: str, namespace: str | None, tenant: str) -> ListEffects:
+    def _list_op(self, thread_id: str, namespace: str | None, tenant: str | None) -> ListEffects:
         return ListEffects(
-            check_id(tenant, "tenant"),
+            self.store.resolve_tenant(tenant),
             check_id(thread_id, "thread id"),
             None if namespace is None else _check_namespace(namespace),
         )
 
-    @staticmethod
-    def _delete_op(thread_id: str, tenant: str) -> DeleteEffects:
-        return DeleteEffects(check_id(tenant, "tenant"), check_id(thread_id, "thread id"))
+    def _delete_op(self, thread_id: str, tenant: str | None) -> DeleteEffects:
+        return DeleteEffects(self.store.resolve_tenant(tenant), check_id(thread_id, "thread id"))
 
     # Sync API.
 
@@ -224,7 +227,7 @@ class EffectJournal:
         tool_call_id: str,
         *,
         namespace: str = "",
-        tenant: str = DEFAULT_TENANT,
+        tenant: str | None = None,
     ) -> JournalEntry | None:
         """The recorded entry of a call, or None if it was never recorded."""
         return self.store.execute(self._get_op(thread_id, tool_call_id, namespace, tenant))
@@ -236,7 +239,7 @@ class EffectJournal:
         result: JSON | Blob,
         *,
         namespace: str = "",
-        tenant: str = DEFAULT_TENANT,
+        tenant: str | None = None,
     ) -> JournalEntry:
         """Record a completed call's result (JSON, or a `Blob` of a host serializer's bytes)
         unless the call is recorded already; returns the entry stored, which is the first one.
@@ -249,12 +252,12 @@ class EffectJournal:
         )
 
     def list_entries(
-        self, thread_id: str, *, namespace: str | None = None, tenant: str = DEFAULT_TENANT
+        self, thread_id: str, *, namespace: str | None = None, tenant: str | None = None
     ) -> list[JournalEntry]:
         """A thread's entries, oldest first (of every namespace unless one is given)."""
         return self.store.execute(self._list_op(thread_id, namespace, tenant))
 
-    def delete_thread(self, thread_id: str, *, tenant: str = DEFAULT_TENANT) -> int:
+    def delete_thread(self, thread_id: str, *, tenant: str | None = None) -> int:
         """Remove a thread's journal; returns how many entries were removed. (Deleting the
         thread's checkpoints does this too.)"""
         return self.store.execute(self._delete_op(thread_id, tenant))
@@ -267,7 +270,7 @@ class EffectJournal:
         tool_call_id: str,
         *,
         namespace: str = "",
-        tenant: str = DEFAULT_TENANT,
+        tenant: str | None = None,
     ) -> JournalEntry | None:
         """Async `get`."""
         return await self.store.aexecute(self._get_op(thread_id, tool_call_id, namespace, tenant))
@@ -279,7 +282,7 @@ class EffectJournal:
         result: JSON | Blob,
         *,
         namespace: str = "",
-        tenant: str = DEFAULT_TENANT,
+        tenant: str | None = None,
     ) -> JournalEntry:
         """Async `record`."""
         return await self.store.aexecute(
@@ -287,12 +290,12 @@ class EffectJournal:
         )
 
     async def alist_entries(
-        self, thread_id: str, *, namespace: str | None = None, tenant: str = DEFAULT_TENANT
+        self, thread_id: str, *, namespace: str | None = None, tenant: str | None = None
     ) -> list[JournalEntry]:
         """Async `list_entries`."""
         return await self.store.aexecute(self._list_op(thread_id, namespace, tenant))
 
-    async def adelete_thread(self, thread_id: str, *, tenant: str = DEFAULT_TENANT) -> int:
+    async def adelete_thread(self, thread_id: str, *, tenant: str | None = None) -> int:
         """Async `delete_thread`."""
         return await self.store.aexecute(self._delete_op(thread_id, tenant))
 

@@ -47,8 +47,8 @@ from memfold.recall.hybrid import (
 )
 from memfold.recall.text import terms as text_terms
 from memfold.recall.vectors import Matrix, unit
-from memfold.stores import BaseStore, Capabilities, check_id, encode_json, new_id
-from memfold.urls import split_options
+from memfold.stores import BaseStore, Capabilities, check_flag, check_id, encode_json, new_id
+from memfold.urls import flag, split_options, take_option
 
 __all__ = [
     "BaseMemoryStore",
@@ -988,6 +988,15 @@ _OPTIONS: dict[str, Callable[[str], Any]] = {
 def _build(url: str, options: Mapping[str, Any]) -> BaseMemoryStore:
     if not isinstance(url, str):
         raise InvalidInput(f"a store URL must be a str, got {type(url).__name__}")
+    # Accepted so one URL opens every store kind: a namespace always names its tenant.
+    url, rest, require = take_option(url, options, "require_tenant", flag)
+    require_tenant = check_flag(require, "require_tenant")
+    store = _backend(url, rest)
+    store.require_tenant = require_tenant
+    return store
+
+
+def _backend(url: str, options: Mapping[str, Any]) -> BaseMemoryStore:
     parts = urlsplit(url)
     if parts.scheme == "memory":
         from memfold.backends.memory_memories import MemoryMemoryStore

@@ -17,8 +17,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 from memfold.backends.memory import MemoryThreadStore
 from memfold.backends.sql import SQLThreadStore
 from memfold.errors import InvalidInput
-from memfold.stores import BaseThreadStore
-from memfold.urls import split_options
+from memfold.stores import BaseThreadStore, check_flag
+from memfold.urls import flag, split_options, take_option
 
 __all__ = ["aopen_store", "create_memory", "open_store"]
 
@@ -28,6 +28,14 @@ _MEMORY_OPTIONS = {"max_threads": int, "max_messages_per_thread": int, "ttl_seco
 def _build(url: str, options: dict[str, Any]) -> BaseThreadStore:
     if not isinstance(url, str):
         raise InvalidInput(f"a store URL must be a str, got {type(url).__name__}")
+    url, options, require = take_option(url, options, "require_tenant", flag)
+    require_tenant = check_flag(require, "require_tenant")
+    store = _backend(url, options)
+    store.require_tenant = require_tenant
+    return store
+
+
+def _backend(url: str, options: dict[str, Any]) -> BaseThreadStore:
     scheme = urlsplit(url).scheme.split("+")[0]
     if scheme == "tiered":
         return _tiered(url, options)
@@ -80,7 +88,8 @@ def open_store(url: str = "memory://", *, setup: bool = True, **options: Any) ->
     """Open the thread store at ``url`` and (unless ``setup=False``) create its schema.
 
     Options are the backend's keyword arguments (see `MemoryThreadStore` and
-    `SQLThreadStore`).
+    `SQLThreadStore`), and ``require_tenant=True`` (or ``?require_tenant=true`` in the URL):
+    refuse every call that names no ``tenant`` (see `BaseStore.require_tenant`).
     """
     store = _build(url, options)
     if setup:

@@ -33,6 +33,7 @@ __all__ = [
     "BaseThreadStore",
     "Capabilities",
     "ThreadStore",
+    "check_flag",
     "check_id",
     "new_id",
 ]
@@ -93,6 +94,15 @@ def check_id(value: object, what: str) -> str:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise InvalidInput(f"{what} is not valid Unicode text: {exc.reason}") from exc
+    return value
+
+
+def check_flag(value: object, what: str) -> bool:
+    """``value`` as a bool (None is False), or `InvalidInput`."""
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise InvalidInput(f"{what} must be True or False, got {value!r}")
     return value
 
 
@@ -164,28 +174,28 @@ class ThreadStore(Protocol):
     async def aclose(self) -> None: ...
 
     def append(
-        self, thread_id: str, messages: Message | Sequence[Message], *, tenant: str = ...
+        self, thread_id: str, messages: Message | Sequence[Message], *, tenant: str | None = ...
     ) -> list[Message]: ...
     async def aappend(
-        self, thread_id: str, messages: Message | Sequence[Message], *, tenant: str = ...
+        self, thread_id: str, messages: Message | Sequence[Message], *, tenant: str | None = ...
     ) -> list[Message]: ...
     def replace(
-        self, thread_id: str, messages: Message | Sequence[Message], *, tenant: str = ...
+        self, thread_id: str, messages: Message | Sequence[Message], *, tenant: str | None = ...
     ) -> list[Message]: ...
     async def areplace(
-        self, thread_id: str, messages: Message | Sequence[Message], *, tenant: str = ...
+        self, thread_id: str, messages: Message | Sequence[Message], *, tenant: str | None = ...
     ) -> list[Message]: ...
     def update_messages(
-        self, thread_id: str, messages: Message | Sequence[Message], *, tenant: str = ...
+        self, thread_id: str, messages: Message | Sequence[Message], *, tenant: str | None = ...
     ) -> list[Message]: ...
     async def aupdate_messages(
-        self, thread_id: str, messages: Message | Sequence[Message], *, tenant: str = ...
+        self, thread_id: str, messages: Message | Sequence[Message], *, tenant: str | None = ...
     ) -> list[Message]: ...
     def delete_messages(
-        self, thread_id: str, message_ids: Sequence[str], *, tenant: str = ...
+        self, thread_id: str, message_ids: Sequence[str], *, tenant: str | None = ...
     ) -> list[Message]: ...
     async def adelete_messages(
-        self, thread_id: str, message_ids: Sequence[str], *, tenant: str = ...
+        self, thread_id: str, message_ids: Sequence[str], *, tenant: str | None = ...
     ) -> list[Message]: ...
     def load(
         self,
@@ -193,7 +203,7 @@ class ThreadStore(Protocol):
         *,
         last: int | None = None,
         before: str | None = None,
-        tenant: str = ...,
+        tenant: str | None = ...,
     ) -> list[Message]: ...
     async def aload(
         self,
@@ -201,35 +211,35 @@ class ThreadStore(Protocol):
         *,
         last: int | None = None,
         before: str | None = None,
-        tenant: str = ...,
+        tenant: str | None = ...,
     ) -> list[Message]: ...
-    def count(self, thread_id: str, *, tenant: str = ...) -> int: ...
-    async def acount(self, thread_id: str, *, tenant: str = ...) -> int: ...
-    def get_thread(self, thread_id: str, *, tenant: str = ...) -> ThreadInfo: ...
-    async def aget_thread(self, thread_id: str, *, tenant: str = ...) -> ThreadInfo: ...
+    def count(self, thread_id: str, *, tenant: str | None = ...) -> int: ...
+    async def acount(self, thread_id: str, *, tenant: str | None = ...) -> int: ...
+    def get_thread(self, thread_id: str, *, tenant: str | None = ...) -> ThreadInfo: ...
+    async def aget_thread(self, thread_id: str, *, tenant: str | None = ...) -> ThreadInfo: ...
     def list_threads(
-        self, *, tenant: str = ..., limit: int = 50, offset: int = 0
+        self, *, tenant: str | None = ..., limit: int = 50, offset: int = 0
     ) -> list[ThreadInfo]: ...
     async def alist_threads(
-        self, *, tenant: str = ..., limit: int = 50, offset: int = 0
+        self, *, tenant: str | None = ..., limit: int = 50, offset: int = 0
     ) -> list[ThreadInfo]: ...
     def set_thread_metadata(
-        self, thread_id: str, metadata: Mapping[str, JSON], *, tenant: str = ...
+        self, thread_id: str, metadata: Mapping[str, JSON], *, tenant: str | None = ...
     ) -> ThreadInfo: ...
     async def aset_thread_metadata(
-        self, thread_id: str, metadata: Mapping[str, JSON], *, tenant: str = ...
+        self, thread_id: str, metadata: Mapping[str, JSON], *, tenant: str | None = ...
     ) -> ThreadInfo: ...
-    def clear(self, thread_id: str, *, tenant: str = ...) -> int: ...
-    async def aclear(self, thread_id: str, *, tenant: str = ...) -> int: ...
-    def delete_thread(self, thread_id: str, *, tenant: str = ...) -> bool: ...
-    async def adelete_thread(self, thread_id: str, *, tenant: str = ...) -> bool: ...
+    def clear(self, thread_id: str, *, tenant: str | None = ...) -> int: ...
+    async def aclear(self, thread_id: str, *, tenant: str | None = ...) -> int: ...
+    def delete_thread(self, thread_id: str, *, tenant: str | None = ...) -> bool: ...
+    async def adelete_thread(self, thread_id: str, *, tenant: str | None = ...) -> bool: ...
     def clear_tenant(self, tenant: str) -> int: ...
     async def aclear_tenant(self, tenant: str) -> int: ...
     def search(
-        self, query: str, *, thread_id: str | None = None, tenant: str = ..., limit: int = 10
+        self, query: str, *, thread_id: str | None = None, tenant: str | None = ..., limit: int = 10
     ) -> list[MessageHit]: ...
     async def asearch(
-        self, query: str, *, thread_id: str | None = None, tenant: str = ..., limit: int = 10
+        self, query: str, *, thread_id: str | None = None, tenant: str | None = ..., limit: int = 10
     ) -> list[MessageHit]: ...
 
 
@@ -239,6 +249,10 @@ class BaseStore(ABC):
 
     name: str = "base"
     """The backend's URL scheme, used in error messages."""
+    require_tenant: bool = False
+    """Refuse a call that names no tenant, instead of running it for `DEFAULT_TENANT` (set by
+    ``require_tenant=True`` or ``?require_tenant=true`` when opening the store). A memory
+    namespace always starts with its tenant, so memory stores meet it anyway."""
 
     def __init__(self, capabilities: Capabilities) -> None:
         self._capabilities = capabilities
@@ -247,6 +261,21 @@ class BaseStore(ABC):
     def capabilities(self) -> Capabilities:
         """What this backend can do."""
         return self._capabilities
+
+    def resolve_tenant(self, tenant: str | None) -> str:
+        """The tenant a call acts for: ``tenant`` if it names one, else `DEFAULT_TENANT`.
+
+        Raises:
+            InvalidInput: a bad tenant, or none named while `require_tenant` is set.
+        """
+        if tenant is not None:
+            return check_id(tenant, "tenant")
+        if self.require_tenant:
+            raise InvalidInput(
+                f"this {self.name} store requires a tenant on every call (require_tenant): "
+                "pass tenant='<the tenant this call acts for>'"
+            )
+        return DEFAULT_TENANT
 
     @abstractmethod
     def execute(self, op: ops.Op[T]) -> T:
@@ -299,21 +328,21 @@ class BaseThreadStore(BaseStore):
     # Building operations: pure, shared by the sync and async twins.
 
     def _append_op(
-        self, thread_id: str, messages: Message | Sequence[Message], tenant: str
+        self, thread_id: str, messages: Message | Sequence[Message], tenant: str | None
     ) -> ops.AppendMessages:
         ready, bodies = _prepare(messages)
         return ops.AppendMessages(
-            check_id(tenant, "tenant"), check_id(thread_id, "thread id"), ready, bodies
+            self.resolve_tenant(tenant), check_id(thread_id, "thread id"), ready, bodies
         )
 
     def _replace_op(
-        self, thread_id: str, messages: Message | Sequence[Message], tenant: str
+        self, thread_id: str, messages: Message | Sequence[Message], tenant: str | None
     ) -> ops.ReplaceThread:
         ready, bodies = _prepare(messages)
         return ops.ReplaceThread(*self._thread_key(thread_id, tenant), ready, bodies)
 
     def _update_op(
-        self, thread_id: str, messages: Message | Sequence[Message], tenant: str
+        self, thread_id: str, messages: Message | Sequence[Message], tenant: str | None
     ) -> ops.UpdateMessages:
         found = ensure_sequence(messages)
         if any(m.id is None for m in found):
@@ -322,7 +351,7 @@ class BaseThreadStore(BaseStore):
         return ops.UpdateMessages(*self._thread_key(thread_id, tenant), ready, bodies)
 
     def _delete_messages_op(
-        self, thread_id: str, message_ids: Sequence[str], tenant: str
+        self, thread_id: str, message_ids: Sequence[str], tenant: str | None
     ) -> ops.DeleteMessages:
         if isinstance(message_ids, str) or not isinstance(message_ids, Sequence):
             raise InvalidInput("message_ids must be a sequence of message id strings")
@@ -330,49 +359,49 @@ class BaseThreadStore(BaseStore):
         return ops.DeleteMessages(*self._thread_key(thread_id, tenant), ids)
 
     def _load_op(
-        self, thread_id: str, last: int | None, before: str | None, tenant: str
+        self, thread_id: str, last: int | None, before: str | None, tenant: str | None
     ) -> ops.LoadThread:
         return ops.LoadThread(
-            check_id(tenant, "tenant"),
+            self.resolve_tenant(tenant),
             check_id(thread_id, "thread id"),
             None if last is None else _check_count(last, "last", high=10**9),
             None if before is None else check_id(before, "before"),
         )
 
     def _search_op(
-        self, query: str, thread_id: str | None, tenant: str, limit: int
+        self, query: str, thread_id: str | None, tenant: str | None, limit: int
     ) -> ops.SearchMessages:
         self._capabilities.require("full_text_search", self.name)
         if not isinstance(query, str) or not query.strip():
             raise InvalidInput("search query must be a non-empty str")
         return ops.SearchMessages(
-            check_id(tenant, "tenant"),
+            self.resolve_tenant(tenant),
             query,
             None if thread_id is None else check_id(thread_id, "thread id"),
             _check_count(limit, "limit", low=1),
         )
 
-    def _list_op(self, tenant: str, limit: int, offset: int) -> ops.ListThreads:
+    def _list_op(self, tenant: str | None, limit: int, offset: int) -> ops.ListThreads:
         return ops.ListThreads(
-            check_id(tenant, "tenant"),
+            self.resolve_tenant(tenant),
             _check_count(limit, "limit", low=1),
             _check_count(offset, "offset", high=10**12),
         )
 
     def _metadata_op(
-        self, thread_id: str, metadata: Mapping[str, JSON], tenant: str
+        self, thread_id: str, metadata: Mapping[str, JSON], tenant: str | None
     ) -> ops.SetThreadMetadata:
         if not isinstance(metadata, Mapping):
             raise InvalidInput("thread metadata must be a mapping of str to JSON values")
         return ops.SetThreadMetadata(
-            check_id(tenant, "tenant"),
+            self.resolve_tenant(tenant),
             check_id(thread_id, "thread id"),
             dict(metadata),
             encode_json(dict(metadata), "thread metadata"),
         )
 
-    def _thread_key(self, thread_id: str, tenant: str) -> tuple[str, str]:
-        return check_id(tenant, "tenant"), check_id(thread_id, "thread id")
+    def _thread_key(self, thread_id: str, tenant: str | None) -> tuple[str, str]:
+        return self.resolve_tenant(tenant), check_id(thread_id, "thread id")
 
     # Sync API.
 
@@ -381,7 +410,7 @@ class BaseThreadStore(BaseStore):
         thread_id: str,
         messages: Message | Sequence[Message],
         *,
-        tenant: str = DEFAULT_TENANT,
+        tenant: str | None = None,
     ) -> list[Message]:
         """Append messages to a thread, creating it if needed.
 
@@ -400,7 +429,7 @@ class BaseThreadStore(BaseStore):
         thread_id: str,
         messages: Message | Sequence[Message],
         *,
-        tenant: str = DEFAULT_TENANT,
+        tenant: str | None = None,
     ) -> list[Message]:
         """Swap a thread's messages for ``messages`` in one transaction (readers see either
         the old thread or the new one); returns them as stored."""
@@ -413,7 +442,7 @@ class BaseThreadStore(BaseStore):
         thread_id: str,
         messages: Message | Sequence[Message],
         *,
-        tenant: str = DEFAULT_TENANT,
+        tenant: str | None = None,
     ) -> list[Message]:
         """Rewrite stored messages in place, matched by id, keeping their positions.
 
@@ -425,7 +454,7 @@ class BaseThreadStore(BaseStore):
         return list(op.messages)
 
     def delete_messages(
-        self, thread_id: str, message_ids: Sequence[str], *, tenant: str = DEFAULT_TENANT
+        self, thread_id: str, message_ids: Sequence[str], *, tenant: str | None = None
     ) -> list[Message]:
         """Remove messages by id in one transaction; returns those removed, oldest first.
 
@@ -439,7 +468,7 @@ class BaseThreadStore(BaseStore):
         *,
         last: int | None = None,
         before: str | None = None,
-        tenant: str = DEFAULT_TENANT,
+        tenant: str | None = None,
     ) -> list[Message]:
         """A thread's messages, oldest first.
 
@@ -451,11 +480,11 @@ class BaseThreadStore(BaseStore):
         """
         return self.execute(self._load_op(thread_id, last, before, tenant))
 
-    def count(self, thread_id: str, *, tenant: str = DEFAULT_TENANT) -> int:
+    def count(self, thread_id: str, *, tenant: str | None = None) -> int:
         """How many messages a thread holds (0 for an unknown thread)."""
         return self.execute(ops.CountMessages(*self._thread_key(thread_id, tenant)))
 
-    def get_thread(self, thread_id: str, *, tenant: str = DEFAULT_TENANT) -> ThreadInfo:
+    def get_thread(self, thread_id: str, *, tenant: str | None = None) -> ThreadInfo:
         """Describe a thread.
 
         Raises:
@@ -464,22 +493,22 @@ class BaseThreadStore(BaseStore):
         return self.execute(ops.GetThread(*self._thread_key(thread_id, tenant)))
 
     def list_threads(
-        self, *, tenant: str = DEFAULT_TENANT, limit: int = 50, offset: int = 0
+        self, *, tenant: str | None = None, limit: int = 50, offset: int = 0
     ) -> list[ThreadInfo]:
         """A page of a tenant's threads, most recently updated first."""
         return self.execute(self._list_op(tenant, limit, offset))
 
     def set_thread_metadata(
-        self, thread_id: str, metadata: Mapping[str, JSON], *, tenant: str = DEFAULT_TENANT
+        self, thread_id: str, metadata: Mapping[str, JSON], *, tenant: str | None = None
     ) -> ThreadInfo:
         """Replace a thread's metadata (creating an empty thread if needed)."""
         return self.execute(self._metadata_op(thread_id, metadata, tenant))
 
-    def clear(self, thread_id: str, *, tenant: str = DEFAULT_TENANT) -> int:
+    def clear(self, thread_id: str, *, tenant: str | None = None) -> int:
         """Remove a thread's messages, keeping the thread; returns how many were removed."""
         return self.execute(ops.ClearThread(*self._thread_key(thread_id, tenant)))
 
-    def delete_thread(self, thread_id: str, *, tenant: str = DEFAULT_TENANT) -> bool:
+    def delete_thread(self, thread_id: str, *, tenant: str | None = None) -> bool:
         """Remove a thread and its messages; returns whether it existed."""
         return self.execute(ops.DeleteThread(*self._thread_key(thread_id, tenant)))
 
@@ -492,7 +521,7 @@ class BaseThreadStore(BaseStore):
         query: str,
         *,
         thread_id: str | None = None,
-        tenant: str = DEFAULT_TENANT,
+        tenant: str | None = None,
         limit: int = 10,
     ) -> list[MessageHit]:
         """Messages matching ``query``'s words, best first, in one thread or a whole tenant.
@@ -509,7 +538,7 @@ class BaseThreadStore(BaseStore):
         thread_id: str,
         messages: Message | Sequence[Message],
         *,
-        tenant: str = DEFAULT_TENANT,
+        tenant: str | None = None,
     ) -> list[Message]:
         """Async `append`."""
         op = self._append_op(thread_id, messages, tenant)
@@ -521,7 +550,7 @@ class BaseThreadStore(BaseStore):
         thread_id: str,
         messages: Message | Sequence[Message],
         *,
-        tenant: str = DEFAULT_TENANT,
+        tenant: str | None = None,
     ) -> list[Message]:
         """Async `replace`."""
         op = self._replace_op(thread_id, messages, tenant)
@@ -533,7 +562,7 @@ class BaseThreadStore(BaseStore):
         thread_id: str,
         messages: Message | Sequence[Message],
         *,
-        tenant: str = DEFAULT_TENANT,
+        tenant: str | None = None,
     ) -> list[Message]:
         """Async `update_messages`."""
         op = self._update_op(thread_id, messages, tenant)
@@ -541,7 +570,7 @@ class BaseThreadStore(BaseStore):
         return list(op.messages)
 
     async def adelete_messages(
-        self, thread_id: str, message_ids: Sequence[str], *, tenant: str = DEFAULT_TENANT
+        self, thread_id: str, message_ids: Sequence[str], *, tenant: str | None = None
     ) -> list[Message]:
         """Async `delete_messages`."""
         return await self.aexecute(self._delete_messages_op(thread_id, message_ids, tenant))
@@ -552,36 +581,36 @@ class BaseThreadStore(BaseStore):
         *,
         last: int | None = None,
         before: str | None = None,
-        tenant: str = DEFAULT_TENANT,
+        tenant: str | None = None,
     ) -> list[Message]:
         """Async `load`."""
         return await self.aexecute(self._load_op(thread_id, last, before, tenant))
 
-    async def acount(self, thread_id: str, *, tenant: str = DEFAULT_TENANT) -> int:
+    async def acount(self, thread_id: str, *, tenant: str | None = None) -> int:
         """Async `count`."""
         return await self.aexecute(ops.CountMessages(*self._thread_key(thread_id, tenant)))
 
-    async def aget_thread(self, thread_id: str, *, tenant: str = DEFAULT_TENANT) -> ThreadInfo:
+    async def aget_thread(self, thread_id: str, *, tenant: str | None = None) -> ThreadInfo:
         """Async `get_thread`."""
         return await self.aexecute(ops.GetThread(*self._thread_key(thread_id, tenant)))
 
     async def alist_threads(
-        self, *, tenant: str = DEFAULT_TENANT, limit: int = 50, offset: int = 0
+        self, *, tenant: str | None = None, limit: int = 50, offset: int = 0
     ) -> list[ThreadInfo]:
         """Async `list_threads`."""
         return await self.aexecute(self._list_op(tenant, limit, offset))
 
     async def aset_thread_metadata(
-        self, thread_id: str, metadata: Mapping[str, JSON], *, tenant: str = DEFAULT_TENANT
+        self, thread_id: str, metadata: Mapping[str, JSON], *, tenant: str | None = None
     ) -> ThreadInfo:
         """Async `set_thread_metadata`."""
         return await self.aexecute(self._metadata_op(thread_id, metadata, tenant))
 
-    async def aclear(self, thread_id: str, *, tenant: str = DEFAULT_TENANT) -> int:
+    async def aclear(self, thread_id: str, *, tenant: str | None = None) -> int:
         """Async `clear`."""
         return await self.aexecute(ops.ClearThread(*self._thread_key(thread_id, tenant)))
 
-    async def adelete_thread(self, thread_id: str, *, tenant: str = DEFAULT_TENANT) -> bool:
+    async def adelete_thread(self, thread_id: str, *, tenant: str | None = None) -> bool:
         """Async `delete_thread`."""
         return await self.aexecute(ops.DeleteThread(*self._thread_key(thread_id, tenant)))
 
@@ -594,7 +623,7 @@ class BaseThreadStore(BaseStore):
         query: str,
         *,
         thread_id: str | None = None,
-        tenant: str = DEFAULT_TENANT,
+        tenant: str | None = None,
         limit: int = 10,
     ) -> list[MessageHit]:
         """Async `search`."""

@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl, urlencode
 
 from memfold.errors import InvalidInput
 
-__all__ = ["split_options"]
+__all__ = ["flag", "split_options", "take_option"]
 
 
 def split_options(
@@ -42,5 +42,35 @@ def split_options(
         try:
             parsed[key] = kind(value)
         except ValueError as exc:
-            raise InvalidInput(f"option {key}={value!r} in {url!r} is not a number") from exc
+            what = "true or false" if kind is flag else "a number"
+            raise InvalidInput(f"option {key}={value!r} in {url!r} is not {what}") from exc
     return (f"{base}?{urlencode(rest)}" if rest else base), parsed
+
+
+def flag(value: str) -> bool:
+    """A yes/no query option: ``true``, ``1``, ``yes`` or ``on``; ``false``, ``0``, ``no`` or
+    ``off``."""
+    lowered = value.strip().lower()
+    if lowered in ("true", "1", "yes", "on"):
+        return True
+    if lowered in ("false", "0", "no", "off"):
+        return False
+    raise ValueError(f"{value!r} is neither true nor false")
+
+
+def take_option(
+    url: str, options: Mapping[str, Any], name: str, kind: Callable[[str], Any]
+) -> tuple[str, dict[str, Any], Any]:
+    """``url`` and ``options`` without the option ``name``, and its value: the keyword's if
+    given, else the URL's parsed by ``kind``, else None. Other query options stay in the URL.
+
+    Examples:
+        >>> take_option("memory://?require_tenant=true", {}, "require_tenant", flag)
+        ('memory://', {}, True)
+    """
+    rest = dict(options)
+    if "?" in url and name in url.partition("?")[2]:
+        url, parsed = split_options(url, {name: kind}, strict=False)
+    else:
+        parsed = {}
+    return url, rest, rest.pop(name, parsed.get(name))

@@ -44,7 +44,7 @@ from memfold.compaction.summary import (
 )
 from memfold.errors import InvalidInput, NotFound
 from memfold.model import JSON, Message, ThreadInfo
-from memfold.stores import DEFAULT_TENANT, ThreadStore
+from memfold.stores import ThreadStore
 
 __all__ = ["RECORD_KEY", "Compactor"]
 
@@ -106,18 +106,22 @@ class Compactor:
 
     # Sync API.
 
-    def _info(self, thread_id: str, tenant: str) -> ThreadInfo | None:
+    def _info(self, thread_id: str, tenant: str | None) -> ThreadInfo | None:
         try:
             return self.store.get_thread(thread_id, tenant=tenant)
         except NotFound:
             return None
 
-    def record(self, thread_id: str, *, tenant: str = DEFAULT_TENANT) -> CompactionRecord | None:
+    def record(self, thread_id: str, *, tenant: str | None = None) -> CompactionRecord | None:
         """The thread's saved compaction record, if it has been folded."""
         return _record(self._info(thread_id, tenant))
 
     def _load(
-        self, thread_id: str, tenant: str, info: ThreadInfo | None, record: CompactionRecord | None
+        self,
+        thread_id: str,
+        tenant: str | None,
+        info: ThreadInfo | None,
+        record: CompactionRecord | None,
     ) -> tuple[list[Message], int]:
         if record is not None and info is not None and info.message_count >= record.end:
             tail = self.store.load(
@@ -128,7 +132,7 @@ class Compactor:
                 return pinned + tail, record.end - 1 - len(pinned)
         return self.store.load(thread_id, tenant=tenant), 0
 
-    def compact(self, thread_id: str, *, tenant: str = DEFAULT_TENANT) -> Compacted:
+    def compact(self, thread_id: str, *, tenant: str | None = None) -> Compacted:
         """Build the thread's view, folding (and saving the new record) if it is due."""
         info = self._info(thread_id, tenant)
         record = _record(info)
@@ -142,7 +146,7 @@ class Compactor:
             done = replace(done, record=new)
         return done
 
-    def view(self, thread_id: str, *, tenant: str = DEFAULT_TENANT) -> list[Message]:
+    def view(self, thread_id: str, *, tenant: str | None = None) -> list[Message]:
         """The messages to send to the model for this thread (see `compact`)."""
         return self.compact(thread_id, tenant=tenant).view
 
@@ -151,7 +155,7 @@ class Compactor:
         summary: Message | CompactionRecord,
         thread_id: str,
         *,
-        tenant: str = DEFAULT_TENANT,
+        tenant: str | None = None,
     ) -> list[Message]:
         """The original messages a summary message (or record) covers, oldest first.
 
@@ -164,20 +168,24 @@ class Compactor:
 
     # Async API: the same steps, awaited.
 
-    async def _ainfo(self, thread_id: str, tenant: str) -> ThreadInfo | None:
+    async def _ainfo(self, thread_id: str, tenant: str | None) -> ThreadInfo | None:
         try:
             return await self.store.aget_thread(thread_id, tenant=tenant)
         except NotFound:
             return None
 
     async def arecord(
-        self, thread_id: str, *, tenant: str = DEFAULT_TENANT
+        self, thread_id: str, *, tenant: str | None = None
     ) -> CompactionRecord | None:
         """Async `record`."""
         return _record(await self._ainfo(thread_id, tenant))
 
     async def _aload(
-        self, thread_id: str, tenant: str, info: ThreadInfo | None, record: CompactionRecord | None
+        self,
+        thread_id: str,
+        tenant: str | None,
+        info: ThreadInfo | None,
+        record: CompactionRecord | None,
     ) -> tuple[list[Message], int]:
         store = self.store
         if record is not None and info is not None and info.message_count >= record.end:
@@ -188,7 +196,7 @@ class Compactor:
                 return pinned + tail, record.end - 1 - len(pinned)
         return await store.aload(thread_id, tenant=tenant), 0
 
-    async def acompact(self, thread_id: str, *, tenant: str = DEFAULT_TENANT) -> Compacted:
+    async def acompact(self, thread_id: str, *, tenant: str | None = None) -> Compacted:
         """Async `compact`."""
         info = await self._ainfo(thread_id, tenant)
         record = _record(info)
@@ -202,7 +210,7 @@ class Compactor:
             done = replace(done, record=new)
         return done
 
-    async def aview(self, thread_id: str, *, tenant: str = DEFAULT_TENANT) -> list[Message]:
+    async def aview(self, thread_id: str, *, tenant: str | None = None) -> list[Message]:
         """Async `view`."""
         return (await self.acompact(thread_id, tenant=tenant)).view
 
@@ -211,7 +219,7 @@ class Compactor:
         summary: Message | CompactionRecord,
         thread_id: str,
         *,
-        tenant: str = DEFAULT_TENANT,
+        tenant: str | None = None,
     ) -> list[Message]:
         """Async `expand`."""
         first_id, last_id = _covered_range(summary)

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from langchain_core.chat_history import BaseChatMessageHistory
 from langchain_core.messages import BaseMessage
 
-from memfold import DEFAULT_TENANT, ThreadStore, open_store
+from memfold import ThreadStore, open_store
 from memfold.integrations._convert import convert_all
 from memfold.integrations.langchain.messages import to_langchain, to_memfold
 
@@ -28,7 +28,8 @@ class MemfoldChatMessageHistory(BaseChatMessageHistory):
         store: a memfold store, or a URL for `memfold.open_store`. Pass a store object
             to share it: two histories opened on ``"memory://"`` get two separate stores.
         thread_id: the thread holding this conversation.
-        tenant: the tenant the thread belongs to.
+        tenant: the tenant the thread belongs to (None: the store's default tenant, which a
+            store opened with ``require_tenant`` refuses).
 
     Examples:
         >>> from langchain_core.messages import AIMessage, HumanMessage
@@ -39,7 +40,7 @@ class MemfoldChatMessageHistory(BaseChatMessageHistory):
     """
 
     def __init__(
-        self, store: ThreadStore | str, thread_id: str, *, tenant: str = DEFAULT_TENANT
+        self, store: ThreadStore | str, thread_id: str, *, tenant: str | None = None
     ) -> None:
         super().__init__()
         self.store: ThreadStore = open_store(store) if isinstance(store, str) else store

@@ -41,7 +41,7 @@ from memfold import InvalidInput, Message
 from memfold.checkpoint_model import Blob
 from memfold.integrations.langchain.messages import to_langchain, to_memfold
 from memfold.journal import JSON_TAG, EffectJournal, JournalEntry
-from memfold.stores import DEFAULT_TENANT, encode_json
+from memfold.stores import encode_json
 
 __all__ = ["JournaledTool", "journaled"]
 
@@ -102,7 +102,7 @@ class JournaledTool(BaseTool):
     """The wrapped tool."""
     journal: EffectJournal
     """Where completed calls are recorded."""
-    tenant: str = DEFAULT_TENANT
+    tenant: str | None = None
     """The tenant of the threads this tool runs in."""
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
@@ -139,7 +139,7 @@ class JournaledTool(BaseTool):
 
 
 def journaled(
-    tool: BaseTool, journal: EffectJournal, *, tenant: str = DEFAULT_TENANT
+    tool: BaseTool, journal: EffectJournal, *, tenant: str | None = None
 ) -> JournaledTool:
     """Wrap ``tool`` so that each of its calls in a thread runs at most once: a call recorded in
     ``journal`` returns its recorded output (a resumed run does not repeat the side effect).

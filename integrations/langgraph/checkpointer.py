@@ -38,7 +38,7 @@ from memfold.checkpoints import (
     open_checkpoint_store,
 )
 from memfold.model import JSON
-from memfold.stores import DEFAULT_TENANT, new_id
+from memfold.stores import new_id
 
 __all__ = ["MemfoldSaver"]
 
@@ -59,7 +59,9 @@ class MemfoldSaver(BaseCheckpointSaver[int]):
 
     Args:
         store: a memfold checkpoint store or its URL (default: a new ``memory://`` store).
-        tenant: the tenant every thread of this saver belongs to.
+        tenant: the tenant every thread of this saver belongs to, fixed here and never read
+            from a run's config (None: the store's default tenant, which a store opened with
+            ``require_tenant`` refuses).
         serde: LangGraph serializer (default ``JsonPlusSerializer``).
         lease_seconds: how long a thread stays claimed after this saver's last write.
         handover: let another writer take the lease by continuing from the newest checkpoint.
@@ -79,7 +81,7 @@ class MemfoldSaver(BaseCheckpointSaver[int]):
         self,
         store: CheckpointStore | str | None = None,
         *,
-        tenant: str = DEFAULT_TENANT,
+        tenant: str | None = None,
         serde: SerializerProtocol | None = None,
         lease_seconds: float | None = 300.0,
         handover: bool = True,

@@ -12,7 +12,7 @@ from llama_index.core.llms import ChatMessage
 from llama_index.core.storage.chat_store import BaseChatStore
 from pydantic import PrivateAttr
 
-from memfold import DEFAULT_TENANT, Message, ThreadInfo, ThreadStore, open_store
+from memfold import Message, ThreadInfo, ThreadStore, open_store
 from memfold.integrations._convert import convert_all
 from memfold.integrations.llama_index.messages import to_llama_index, to_memfold
 
@@ -26,7 +26,7 @@ def message_id_at(stored: Sequence[Message], idx: int) -> str | None:
     return stored[idx].id if -len(stored) <= idx < len(stored) else None
 
 
-async def all_threads(store: ThreadStore, tenant: str) -> list[ThreadInfo]:
+async def all_threads(store: ThreadStore, tenant: str | None) -> list[ThreadInfo]:
     """Every thread of ``tenant``, read page by page with the async API."""
     threads: list[ThreadInfo] = []
     while page := await store.alist_threads(tenant=tenant, limit=_PAGE, offset=len(threads)):
@@ -42,7 +42,8 @@ class MemfoldChatStore(BaseChatStore):
 
     Args:
         store: a memfold store, or a URL for `memfold.open_store`.
-        tenant: the tenant whose threads this chat store sees.
+        tenant: the tenant whose threads this chat store sees (None: the store's default
+            tenant, which a store opened with ``require_tenant`` refuses).
 
     Examples:
         >>> from llama_index.core.llms import ChatMessage
@@ -52,10 +53,10 @@ class MemfoldChatStore(BaseChatStore):
         ['user: hi']
     """
 
-    tenant: str = DEFAULT_TENANT
+    tenant: str | None = None
     _store: ThreadStore = PrivateAttr()
 
-    def __init__(self, store: ThreadStore | str, *, tenant: str = DEFAULT_TENANT) -> None:
+    def __init__(self, store: ThreadStore | str, *, tenant: str | None = None) -> None:
         super().__init__(tenant=tenant)  # type: ignore[call-arg]  # mypy sees only base fields
         self._store = open_store(store) if isinstance(store, str) else store
 

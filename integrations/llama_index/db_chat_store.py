@@ -15,7 +15,7 @@ from llama_index.core.llms import ChatMessage
 from llama_index.core.storage.chat_store.base_db import AsyncDBChatStore, MessageStatus
 from pydantic import PrivateAttr
 
-from memfold import DEFAULT_TENANT, Message, ThreadStore, open_store
+from memfold import Message, ThreadStore, open_store
 from memfold.integrations._convert import convert_all
 from memfold.integrations.llama_index.chat_store import all_threads, message_id_at
 from memfold.integrations.llama_index.messages import to_llama_index, to_memfold
@@ -52,7 +52,8 @@ class MemfoldDBChatStore(AsyncDBChatStore):
 
     Args:
         store: a memfold store, or a URL for `memfold.open_store`.
-        tenant: the tenant whose threads this chat store sees.
+        tenant: the tenant whose threads this chat store sees (None: the store's default
+            tenant, which a store opened with ``require_tenant`` refuses).
 
     Examples:
         >>> from llama_index.core.memory import Memory
@@ -62,10 +63,10 @@ class MemfoldDBChatStore(AsyncDBChatStore):
         ['hi']
     """
 
-    tenant: str = DEFAULT_TENANT
+    tenant: str | None = None
     _store: ThreadStore = PrivateAttr()
 
-    def __init__(self, store: ThreadStore | str, *, tenant: str = DEFAULT_TENANT) -> None:
+    def __init__(self, store: ThreadStore | str, *, tenant: str | None = None) -> None:
         super().__init__(tenant=tenant)  # type: ignore[call-arg]  # mypy sees only base fields
         self._store = open_store(store) if isinstance(store, str) else store
 

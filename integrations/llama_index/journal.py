@@ -42,7 +42,7 @@ from llama_index.core.tools.types import adapt_to_async_tool
 from memfold import InvalidInput
 from memfold.checkpoint_model import Blob
 from memfold.journal import JSON_TAG, EffectJournal, JournalEntry
-from memfold.stores import DEFAULT_TENANT, encode_json
+from memfold.stores import encode_json
 
 __all__ = ["JournalScope", "JournaledTool", "journal_scope", "journaled"]
 
@@ -94,7 +94,7 @@ class JournaledTool(AsyncBaseTool):
         journal: EffectJournal,
         *,
         thread_id: str | None = None,
-        tenant: str = DEFAULT_TENANT,
+        tenant: str | None = None,
     ) -> None:
         self.tool: AsyncBaseTool = adapt_to_async_tool(tool)
         self.journal = journal
@@ -152,7 +152,7 @@ def journaled(
     journal: EffectJournal,
     *,
     thread_id: str | None = None,
-    tenant: str = DEFAULT_TENANT,
+    tenant: str | None = None,
 ) -> JournaledTool:
     """Wrap a LlamaIndex tool so that each call named by `journal_scope` runs at most once.
 
