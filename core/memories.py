@@ -101,6 +101,15 @@ def prefix_range(prefix_key: str) -> tuple[str, str]:
     return prefix_key, prefix_key[:-1] + chr(ord(SEP) + 1)
 
 
+def _check_memory_id(value: object) -> str:
+    """``value`` if it is a usable memory id, else `InvalidInput`: an id holding the unit
+    separator could name a record of another namespace where a backend joins the two."""
+    record_id = check_id(value, "memory id")
+    if SEP in record_id:
+        raise InvalidInput("memory ids must not contain the unit separator \\x1f")
+    return record_id
+
+
 def _check_int(value: object, what: str, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise InvalidInput(f"{what} must be an int from {low} to {high}, got {value!r}")
@@ -134,7 +143,7 @@ def _check_ids(ids: object) -> tuple[str, ...]:
         ids = (ids,)
     if not isinstance(ids, Sequence):
         raise InvalidInput("ids must be a str or a sequence of str")
-    return tuple(dict.fromkeys(check_id(i, "memory id") for i in ids))
+    return tuple(dict.fromkeys(_check_memory_id(i) for i in ids))
 
 
 def expiry(now: datetime, ttl_seconds: float | None) -> datetime | None:
@@ -378,7 +387,7 @@ class BaseMemoryStore(BaseStore):
             if not isinstance(r, MemoryRecord):
                 raise InvalidInput(f"put_many takes MemoryRecord items, got {type(r).__name__}")
             namespace = check_namespace(r.namespace)
-            record_id = check_id(r.id or new_id(), "memory id")
+            record_id = _check_memory_id(r.id or new_id())
             if (namespace, record_id) in seen:
                 raise InvalidInput(f"memory id {record_id!r} appears twice in one write")
             seen.add((namespace, record_id))
