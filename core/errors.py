@@ -4,6 +4,7 @@
 MemfoldError
  ├── NotFound               (also a LookupError)
  ├── Conflict               (also a RuntimeError)
+ │    └── Erased            (the thread or namespace was erased: see `memfold.erase`)
  ├── UnsupportedOperation   (also a NotImplementedError)
  ├── InvalidInput           (also a ValueError)
  └── BackendUnavailable     (also a ConnectionError)
@@ -18,6 +19,7 @@ from __future__ import annotations
 __all__ = [
     "BackendUnavailable",
     "Conflict",
+    "Erased",
     "InvalidInput",
     "MemfoldError",
     "NotFound",
@@ -35,6 +37,11 @@ class NotFound(MemfoldError, LookupError):
 
 class Conflict(MemfoldError, RuntimeError):
     """The write clashes with stored state (a duplicate id, a concurrent writer)."""
+
+
+class Erased(Conflict):
+    """The write goes to a tenant, thread or memory namespace that `memfold.erase` erased; its
+    tombstone refuses writes until it expires or is lifted (`memfold.lift_erasure`)."""
 
 
 class UnsupportedOperation(MemfoldError, NotImplementedError):

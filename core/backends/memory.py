@@ -18,6 +18,14 @@ from memfold.errors import Conflict, InvalidInput, NotFound
 from memfold.fulltext import tokenize
 from memfold.model import JSON, Message, MessageHit, ThreadInfo, utcnow
 from memfold.stores import BaseThreadStore, Capabilities
+from memfold.tombstones import (
+    USER_KEY,
+    EraseSubject,
+    ErasureCounts,
+    FindThreads,
+    LiftTombstones,
+    TombstoneSet,
+)
 
 __all__ = ["MemoryThreadStore"]
 
@@ -72,6 +80,7 @@ class MemoryThreadStore(BaseThreadStore):
         self.ttl = None if ttl_seconds is None else timedelta(seconds=ttl_seconds)
         # Ordered least recently updated first, so eviction pops from the front.
         self._threads: OrderedDict[tuple[str, str], _Thread] = OrderedDict()
+        self._tombstones = TombstoneSet()
         self._lock = threading.Lock()
 
     def execute(self, op: ops.Op[T]) -> T:
@@ -108,6 +117,8 @@ class MemoryThreadStore(BaseThreadStore):
         return thread
 
     def _run(self, op: ops.Op[Any]) -> Any:
+        if isinstance(op, _REFUSED_WHEN_ERASED):
+            self._tombstones.refuse_thread(op.tenant, op.thread_id)
         match op:
             case ops.AppendMessages(tenant, thread_id, messages):
                 return self._append((tenant, thread_id), messages)
@@ -153,7 +164,32 @@ class MemoryThreadStore(BaseThreadStore):
                 return len(doomed)
             case ops.SearchMessages(tenant, query, thread_id, limit):
                 return self._search(tenant, query, thread_id, limit)
+            case FindThreads(tenant, user_id):
+                return sorted(
+                    k[1]
+                    for k, t in self._threads.items()
+                    if k[0] == tenant and t.metadata.get(USER_KEY) == user_id
+                )
+            case EraseSubject():
+                return self._erase(op)
+            case LiftTombstones():
+                return self._tombstones.lift(op)
         raise InvalidInput(f"the memory backend cannot run {type(op).__name__}")
+
+    def _erase(self, op: EraseSubject) -> ErasureCounts:
+        if op.whole_tenant:
+            doomed = [k for k in self._threads if k[0] == op.tenant]
+        else:
+            wanted = dict.fromkeys((op.tenant, t) for t in op.thread_ids)
+            doomed = [k for k in wanted if k in self._threads]
+        counts = ErasureCounts(
+            threads=len(doomed), messages=sum(len(self._threads[k].messages) for k in doomed)
+        )
+        if not op.dry_run:
+            self._tombstones.place(op.tombstones)
+            for key in doomed:
+                del self._threads[key]
+        return counts
 
     def _append(self, key: tuple[str, str], messages: tuple[Message, ...]) -> None:
         existing = self._threads.get(key)
@@ -229,6 +265,15 @@ class MemoryThreadStore(BaseThreadStore):
                     hits.append(MessageHit(tid, m, score))
         hits.sort(key=lambda h: h.score, reverse=True)
         return hits[:limit]
+
+
+_REFUSED_WHEN_ERASED = (
+    ops.AppendMessages,
+    ops.ReplaceThread,
+    ops.UpdateMessages,
+    ops.SetThreadMetadata,
+)
+"""The writes that could bring an erased thread back."""
 
 
 def _duplicate(message_id: str | None, thread_id: str) -> Conflict:

@@ -42,10 +42,18 @@ from memfold.checkpoint_model import (
 )
 from memfold.checkpoints import BaseCheckpointStore, claim_lease, matches_filter
 from memfold.errors import Conflict, InvalidInput
-from memfold.journal import JOURNAL_OPS
+from memfold.journal import JOURNAL_OPS, RecordEffect
 from memfold.model import JSON
 from memfold.ops import Op
 from memfold.stores import Capabilities
+from memfold.tombstones import (
+    USER_KEY,
+    EraseSubject,
+    ErasureCounts,
+    FindThreads,
+    LiftTombstones,
+    TombstoneSet,
+)
 
 __all__ = ["MemoryCheckpointStore"]
 
@@ -99,6 +107,10 @@ class _Thread:
         return sum(len(s.ids) for s in self.spaces.values())
 
 
+_REFUSED_WHEN_ERASED = (ops.PutCheckpoint, ops.PutCheckpointWrites, RecordEffect)
+"""The writes that could bring an erased thread back."""
+
+
 @dataclass(slots=True)
 class _Removed:
     checkpoints: int = 0
@@ -133,6 +145,7 @@ class MemoryCheckpointStore(BaseCheckpointStore):
         )
         self._threads: dict[tuple[str, str], _Thread] = {}
         self._journal = MemoryJournal()
+        self._tombstones = TombstoneSet()
         self._lock = threading.Lock()
 
     def execute(self, op: Op[T]) -> T:
@@ -146,6 +159,10 @@ class MemoryCheckpointStore(BaseCheckpointStore):
         return self.execute(op)
 
     def _run(self, op: Op[Any]) -> Any:
+        if isinstance(op, _REFUSED_WHEN_ERASED):
+            self._tombstones.refuse_thread(op.tenant, op.thread_id)
+        elif isinstance(op, ops.CopyCheckpointThread):
+            self._tombstones.refuse_thread(op.tenant, op.target)
         if isinstance(op, JOURNAL_OPS):
             return self._journal.run(op)
         match op:
@@ -182,6 +199,21 @@ class MemoryCheckpointStore(BaseCheckpointStore):
                 return self._sweep(tenant, policy, now)
             case ops.CheckpointStats(tenant, thread_id):
                 return self._stats(tenant, thread_id)
+            case FindThreads(tenant, user_id):
+                return sorted(
+                    t
+                    for (owner, t), thread in self._threads.items()
+                    if owner == tenant
+                    and any(
+                        r.metadata.get(USER_KEY) == user_id
+                        for space in thread.spaces.values()
+                        for r in space.records.values()
+                    )
+                )
+            case EraseSubject():
+                return self._erase(op)
+            case LiftTombstones():
+                return self._tombstones.lift(op)
         raise InvalidInput(f"the memory checkpoint store cannot run {type(op).__name__}")
 
     # Writes.
@@ -353,6 +385,27 @@ class MemoryCheckpointStore(BaseCheckpointStore):
         )
 
     # Deletion and retention.
+
+    def _erase(self, op: EraseSubject) -> ErasureCounts:
+        journals = self._journal.threads(op.tenant)
+        if op.whole_tenant:
+            doomed = {k for k in self._threads if k[0] == op.tenant} | journals
+        else:
+            doomed = {(op.tenant, t) for t in op.thread_ids}
+        stats = [self._stats(*key) for key in doomed if key in self._threads]
+        counts = ErasureCounts(
+            checkpoint_threads=len(stats),
+            checkpoints=sum(s.checkpoints for s in stats),
+            checkpoint_writes=sum(s.writes for s in stats),
+            checkpoint_blobs=sum(s.blobs for s in stats),
+            journal_entries=sum(self._journal.count(*key) for key in doomed),
+        )
+        if not op.dry_run:
+            self._tombstones.place(op.tombstones)
+            for key in doomed:
+                self._threads.pop(key, None)
+                self._journal.drop(*key)
+        return counts
 
     def _drop(self, space: _Namespace, doomed: Iterable[str], removed: _Removed) -> None:
         """Remove checkpoints and their writes, then every row no remaining checkpoint needs."""

@@ -60,6 +60,14 @@ class MemoryJournal:
                 key: replace(entry, thread_id=target) for key, entry in found.items()
             }
 
+    def threads(self, tenant: str) -> set[tuple[str, str]]:
+        """The keys of ``tenant``'s threads that have a journal."""
+        return {key for key in self._threads if key[0] == tenant}
+
+    def count(self, tenant: str, thread_id: str) -> int:
+        """How many entries a thread's journal holds."""
+        return len(self._threads.get((tenant, thread_id), {}))
+
     def drop(self, tenant: str, thread_id: str) -> int:
         """Forget a thread's journal; returns how many entries it held."""
         return len(self._threads.pop((tenant, thread_id), {}))

@@ -23,15 +23,16 @@ from typing import Any, TypeVar
 import numpy as np
 
 from memfold import memory_ops as ops
-from memfold.memories import BaseMemoryStore, expiry, rank_hits, split_key
+from memfold.memories import BaseMemoryStore, expiry, namespace_key, rank_hits, split_key
 from memfold.memory_model import MemoryHit, MemoryRecord, Namespace
 from memfold.ops import Op
 from memfold.recall.dedupe import nearest_duplicate
 from memfold.recall.embedders import Embedder
-from memfold.recall.filters import Filter
+from memfold.recall.filters import Filter, parse_filter
 from memfold.recall.text import bm25
 from memfold.recall.vectors import Matrix, top_k
 from memfold.stores import Capabilities
+from memfold.tombstones import EraseSubject, ErasureCounts, LiftTombstones, TombstoneSet
 
 __all__ = ["MemoryMemoryStore"]
 
@@ -121,6 +122,7 @@ class MemoryMemoryStore(BaseMemoryStore):
         )
         self._spaces: dict[str, _Namespace] = {}
         self._expiring: dict[tuple[str, str], datetime] = {}
+        self._tombstones = TombstoneSet()
         self._lock = threading.Lock()
 
     def execute(self, op: Op[T]) -> T:
@@ -136,6 +138,8 @@ class MemoryMemoryStore(BaseMemoryStore):
     def _run(self, op: Op[Any]) -> Any:
         match op:
             case ops.PutMemories():
+                for record in op.records:
+                    self._tombstones.refuse_namespace(record.namespace)
                 return self._put(op)
             case ops.GetMemories():
                 return self._get(op)
@@ -185,6 +189,10 @@ class MemoryMemoryStore(BaseMemoryStore):
             case ops.SweepMemories():
                 expired = [k for k, when in self._expiring.items() if when <= op.now]
                 return sum(self._remove(ns, self._spaces[ns], i) for ns, i in expired)
+            case EraseSubject():
+                return self._erase(op)
+            case LiftTombstones():
+                return self._tombstones.lift(op)
         raise TypeError(f"the memory store cannot run {type(op).__name__}")
 
     # Helpers.
@@ -241,6 +249,17 @@ class MemoryMemoryStore(BaseMemoryStore):
         return replace(entry.record, embedding=tuple(float(x) for x in vector))
 
     # Operations.
+
+    def _erase(self, op: EraseSubject) -> ErasureCounts:
+        prefix = op.memory_prefix
+        everything = parse_filter(None)
+        found = [] if prefix is None else self._scan(namespace_key(prefix), None, everything)
+        doomed = [(key, space, str(entry.record.id)) for key, space, entry in found]
+        if not op.dry_run:
+            self._tombstones.place(op.tombstones)
+            for key, space, record_id in doomed:
+                self._remove(key, space, record_id)
+        return ErasureCounts(memories=len(doomed))
 
     def _put(self, op: ops.PutMemories) -> list[MemoryRecord]:
         stored = []

@@ -173,6 +173,18 @@ class ExactCounter(_Counter):
         self.encoding = encoding
         self._cache: dict[tuple[str, str, str], int] = {}
 
+    @property
+    def cache_size(self) -> int:
+        """How many message counts the cache holds."""
+        return len(self._cache)
+
+    def clear_cache(self) -> int:
+        """Forget every cached message count (`memfold.erase` calls it: the keys hold message
+        text); returns how many there were."""
+        dropped = len(self._cache)
+        self._cache.clear()
+        return dropped
+
     def count_text(self, text: str) -> int:
         """Tokens of plain text; special-token strings count as ordinary text."""
         return len(self._encode(text)) if text else 0

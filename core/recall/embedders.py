@@ -177,6 +177,18 @@ class CachedEmbedder:
         """The wrapped embedder's dimensions."""
         return self.inner.dimensions
 
+    @property
+    def cache_size(self) -> int:
+        """How many vectors the cache holds."""
+        return len(self._cache)
+
+    def clear_cache(self) -> int:
+        """Forget every cached vector (`memfold.erase` calls it); returns how many there were."""
+        with self._lock:
+            dropped = len(self._cache)
+            self._cache.clear()
+        return dropped
+
     @staticmethod
     def _key(kind: str, text: str) -> bytes:
         return hashlib.sha256(f"{kind}\x00{text}".encode()).digest()
