@@ -29,6 +29,7 @@ from memfold.errors import (
     InvalidInput,
     MemfoldError,
     NotFound,
+    SchemaTooNew,
     UnsupportedOperation,
 )
 from memfold.memories import (
@@ -65,6 +66,7 @@ __all__ = [
     "NotFound",
     "Part",
     "RetentionPolicy",
+    "SchemaTooNew",
     "Subject",
     "ThreadInfo",
     "ThreadStore",

@@ -4,7 +4,8 @@
 MemfoldError
  ├── NotFound               (also a LookupError)
  ├── Conflict               (also a RuntimeError)
- │    └── Erased            (the thread or namespace was erased: see `memfold.erase`)
+ │    ├── Erased            (the thread or namespace was erased: see `memfold.erase`)
+ │    └── SchemaTooNew      (the stored schema is newer than this memfold)
  ├── UnsupportedOperation   (also a NotImplementedError)
  ├── InvalidInput           (also a ValueError)
  └── BackendUnavailable     (also a ConnectionError)
@@ -23,6 +24,7 @@ __all__ = [
     "InvalidInput",
     "MemfoldError",
     "NotFound",
+    "SchemaTooNew",
     "UnsupportedOperation",
 ]
 
@@ -42,6 +44,10 @@ class Conflict(MemfoldError, RuntimeError):
 class Erased(Conflict):
     """The write goes to a tenant, thread or memory namespace that `memfold.erase` erased; its
     tombstone refuses writes until it expires or is lifted (`memfold.lift_erasure`)."""
+
+
+class SchemaTooNew(Conflict):
+    """The stored schema was made by a newer memfold: upgrade memfold (nothing was changed)."""
 
 
 class UnsupportedOperation(MemfoldError, NotImplementedError):

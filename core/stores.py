@@ -25,6 +25,7 @@ from typing import Final, Protocol, Self, TypeVar, runtime_checkable
 from memfold import ops
 from memfold.errors import InvalidInput, UnsupportedOperation
 from memfold.model import JSON, Message, MessageHit, ThreadInfo, ensure_sequence, utcnow
+from memfold.schema_steps import SchemaSteps
 
 __all__ = [
     "DEFAULT_TENANT",
@@ -292,6 +293,11 @@ class BaseStore(ABC):
     async def asetup(self) -> int:
         """Async `setup`."""
         return 0
+
+    def schema_steps(self) -> list[SchemaSteps]:
+        """The numbered schema steps of this store's backends and the record of those applied
+        (see `memfold.schema_steps`); empty for a store that keeps no schema."""
+        return []
 
     def close(self) -> None:
         """Release connections and files."""

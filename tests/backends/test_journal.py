@@ -12,11 +12,9 @@ from typing import Any
 
 import pytest
 
-from memfold import BackendUnavailable, InvalidInput, UnsupportedOperation, open_store
+from memfold import InvalidInput, UnsupportedOperation, open_store
 from memfold.backends.redis.checkpoint_keys import checkpoint_keys
 from memfold.backends.redis.checkpoint_store import RedisCheckpointStore
-from memfold.backends.sql import migrations
-from memfold.backends.sql.checkpoint_store import SQLCheckpointStore
 from memfold.checkpoints import BaseCheckpointStore, Blob, RetentionPolicy
 from memfold.journal import EffectJournal, open_journal
 from memfold.model import utcnow
@@ -213,30 +211,6 @@ async def test_deleting_checkpoint_threads_deletes_their_journal(
     finally:
         await journal.aclose()
         drop_checkpoint_store(store)
-
-
-def test_a_checkpoint_database_of_the_previous_schema_gains_the_journal(tmp_path: Path) -> None:
-    """A database made before the journal existed (checkpoint schema 1) upgrades to 2 on
-    setup(), keeping its checkpoints, and then records calls."""
-    url = f"sqlite:///{tmp_path / 'old.db'}"
-    old = SQLCheckpointStore(url)
-    dialect = old.engine.dialect
-    version = old._runner._run(
-        lambda: migrations._migrate(
-            old.tables.base, old.tables, dialect, "checkpoints", migrations.CHECKPOINT_STEPS[:1]
-        ),
-        write=True,
-    )
-    assert version == 1
-    old.put("t", "c1", BODY)
-    with pytest.raises(BackendUnavailable, match="setup"):
-        EffectJournal(old).get("t", "call")
-    old.close()
-    journal = open_journal(url)
-    assert journal.store.setup() == 2
-    assert journal.store.get("t").checkpoint_id == "c1"  # type: ignore[attr-defined]
-    assert journal.record("t", "call", "ok").result == "ok"
-    journal.close()
 
 
 @pytest.mark.parametrize("backend", JOURNAL_BACKENDS)

@@ -1,57 +1,171 @@
-"""A database made by an older memfold upgrades in place with ``setup()``, its data intact."""
+"""A database made by the first release upgrades in place, its data intact, for every SQL store
+kind and backend: its schema is built from the frozen DDL in ``release_1.json`` (never from
+today's code), with the rows memfold wrote on it, then brought up to date."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import struct
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import Dialect, text
+from sqlalchemy import Dialect, Engine, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from memfold import Conflict, Message, Part
 from memfold.backends.sql import SQLThreadStore, migrations, words
+from memfold.backends.sql.checkpoint_schema import build_checkpoint_tables
+from memfold.backends.sql.checkpoint_store import SQLCheckpointStore
+from memfold.backends.sql.memory_schema import MEMORY_STEPS, build_memory_tables
+from memfold.backends.sql.memory_store import SQLMemoryStore
 from memfold.backends.sql.schema import build_tables
-from tests.support import PG_URL, drop_store
+from memfold.checkpoints import Blob, SequenceBlob
+from memfold.journal import EffectJournal
+from memfold.schema_steps import SchemaSteps
+from tests.support import PG_URL
 
-# Step 1's DDL as released, hashed: editing a released step would break every database on it.
-RELEASED_STEP_1 = {
-    "sqlite": "a71453450fcec56ffce0b7ee846b943f27f5629e4e0c745f755fe4251142bcc6",
-    "postgresql": "805d2e7d17cc3b8482a63e37e3d153f42f21921cefc1c5be50ecf36bc8f7a3bf",
-}
+RELEASE_1: dict[str, Any] = json.loads(
+    Path(__file__).with_name("release_1.json").read_text(encoding="utf-8")
+)
+DIMENSIONS = 4  # the frozen PostgreSQL memory table's vector length
 WHEN = datetime(2026, 3, 4, 5, 6, 7, 890123, tzinfo=UTC)
+DIALECTS = [sqlite.dialect(), postgresql.dialect()]
+
+# Every released step's DDL for the default prefix, hashed: editing a released step would break
+# every database made with it. A schema change is a new step (see docs/operations.md).
+RELEASED = {
+    ("threads", "sqlite"): [
+        "a71453450fcec56ffce0b7ee846b943f27f5629e4e0c745f755fe4251142bcc6",
+        "381533d2dcb3d73672ac2e4875b3617663ccdf42928c4b205f0275f344da85ae",
+    ],
+    ("threads", "postgresql"): [
+        "805d2e7d17cc3b8482a63e37e3d153f42f21921cefc1c5be50ecf36bc8f7a3bf",
+        "151a7db56a6e37271eb12dcd45cba78a19ed63e103a4abca216cd96727a764b6",
+    ],
+    ("checkpoints", "sqlite"): [
+        "61426ceab74aa6be50580e127e9705f897991933859ff15845c9298e89b5d6cc",
+        "95d74343eabdca1101219f9609f38a524326ed7cb5ee2068e7e1400d8cebb4e7",
+    ],
+    ("checkpoints", "postgresql"): [
+        "56fbcc879fa07925bc89835ec8dc2907477e87f25245c450945e04e765edea8f",
+        "d3027fb5495807c28a9053db2e80e38ca40156a305f291f118979039f1926baa",
+    ],
+    ("memories", "sqlite"): ["ef1c4dfb0e9f108d7d150db97280f42fc13cc9c4ee9a22f9b73f4a9a6199dce7"],
+    ("memories", "postgresql"): [
+        "e1f8b4b67fbbb3d73055a34df787282890f7e57994337245e7583761e3ce9cf1"
+    ],
+}
 
 
-@pytest.mark.parametrize("dialect", [sqlite.dialect(), postgresql.dialect()], ids=lambda d: d.name)
-def test_released_step_1_is_unchanged(dialect: Dialect) -> None:
-    """Schema step 1 still hashes to the checksum databases made by the first release hold."""
-    tables = build_tables()
-    assert migrations.STEPS[0].checksum(tables, dialect) == RELEASED_STEP_1[dialect.name]
+def _steps(kind: str, dialect: Dialect) -> tuple[list[migrations.Step], Any]:
+    """The kind's steps and the default tables they are built from."""
+    if kind == "threads":
+        return list(migrations.STEPS), build_tables()
+    if kind == "checkpoints":
+        return list(migrations.CHECKPOINT_STEPS), build_checkpoint_tables()
+    return list(MEMORY_STEPS), build_memory_tables(dimensions=DIMENSIONS)
+
+
+@pytest.mark.parametrize("dialect", DIALECTS, ids=lambda d: d.name)
+@pytest.mark.parametrize("kind", ["threads", "checkpoints", "memories"])
+def test_released_steps_are_unchanged(kind: str, dialect: Dialect) -> None:
+    """Every released step still hashes to the checksum databases made with it hold, and step
+    1 is still the frozen first release."""
+    steps, tables = _steps(kind, dialect)
+    checksums = [step.checksum(tables, dialect) for step in steps]
+    assert checksums == RELEASED[kind, dialect.name], (
+        f"a released {kind} step changed: freeze its tables as they were and add a new step"
+    )
+    frozen = [s.format(p="memfold_", s="") for s in RELEASE_1["ddl"][kind][dialect.name]]
+    assert hashlib.sha256("\n".join(frozen).encode()).hexdigest() == checksums[0]
+
+
+def _engine(url: str) -> Engine:
+    from sqlalchemy import create_engine
+
+    return create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+
+
+def create_release_1(url: str, schema: str | None, prefix: str = "memfold_") -> None:
+    """Make every SQL store kind's first released schema at ``url`` from the frozen DDL, record
+    it as the first release did, and store the frozen rows in it."""
+    engine = _engine(url)
+    dialect = engine.dialect.name
+    s = f"{schema}." if schema else ""
+    with engine.begin() as conn:
+        if schema:
+            conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+        if dialect == "postgresql":
+            conn.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS vector")
+        conn.exec_driver_sql(
+            f"CREATE TABLE {s}{prefix}schema_versions (component VARCHAR(64) NOT NULL, "
+            "version INTEGER NOT NULL, checksum VARCHAR(64) NOT NULL, "
+            "applied_at FLOAT NOT NULL, PRIMARY KEY (component, version))"
+        )
+        for kind in ("threads", "checkpoints", "memories"):
+            ddl = [x.format(p=prefix, s=s) for x in RELEASE_1["ddl"][kind][dialect]]
+            for statement in ddl:
+                conn.exec_driver_sql(statement)
+            conn.execute(
+                text(f"INSERT INTO {s}{prefix}schema_versions VALUES (:kind, 1, :sum, :now)"),
+                {
+                    "kind": kind,
+                    "sum": hashlib.sha256("\n".join(ddl).encode()).hexdigest(),
+                    "now": time.time(),
+                },
+            )
+        for table, rows in RELEASE_1["rows"].items():
+            for row in rows:
+                values = {k: bytes.fromhex(v["hex"]) if isinstance(v, dict) else v
+                          for k, v in row.items()}  # fmt: skip
+                slots = [f":{name}" for name in values]
+                if table == "memories":
+                    vector = values["embedding"]
+                    if dialect == "postgresql":
+                        values["embedding"] = str(vector)
+                        slots = [
+                            f"CAST(:{n} AS {'jsonb' if n == 'value' else 'vector'})"
+                            if n in ("value", "embedding") else f":{n}"
+                            for n in values
+                        ]  # fmt: skip
+                    else:
+                        values["embedding"] = struct.pack(f"<{len(vector)}f", *vector)
+                conn.execute(
+                    text(
+                        f"INSERT INTO {s}{prefix}{table} ({', '.join(values)}) "
+                        f"VALUES ({', '.join(slots)})"
+                    ),
+                    values,
+                )
+    engine.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def old_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SQLThreadStore]:
-    """A store whose database holds only schema step 1 (the first release's tables)."""
+def release_1(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The URL and store options of a database holding every SQL store kind's first released
+    schema and rows (a fresh PostgreSQL schema, dropped afterwards)."""
     if request.param == "sqlite":
-        store = SQLThreadStore(f"sqlite:///{tmp_path / 'release-1.db'}")
-    else:  # a fresh schema, which step 1 creates (and drop_store drops)
-        store = SQLThreadStore(PG_URL, schema=f"memfold_test_{uuid.uuid4().hex}")
-    dialect = store.engine.dialect
-    version = store._run(
-        lambda: migrations._migrate(
-            store.tables, store.tables, dialect, migrations.COMPONENT, migrations.STEPS[:1]
-        ),
-        write=True,
-    )
-    assert version == 1
+        url, options = f"sqlite:///{tmp_path / 'release-1.db'}", {}
+        create_release_1(url, None)
+        yield url, options
+        return
+    schema = f"memfold_test_{uuid.uuid4().hex}"
+    create_release_1(PG_URL, schema)
     try:
-        yield store
+        yield PG_URL, {"schema": schema}
     finally:
-        store.close()
-        drop_store(store)
+        engine = _engine(PG_URL)
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        engine.dispose()
 
 
 def _write_as_release_1(
@@ -97,10 +211,19 @@ def _write_as_release_1(
             )
 
 
-def test_a_release_1_database_upgrades_with_its_data(old_store: SQLThreadStore) -> None:
-    """setup() moves a first-release database to the current schema: every message, thread,
+def _only(store: SQLThreadStore | SQLCheckpointStore | SQLMemoryStore) -> SchemaSteps:
+    [steps] = store.schema_steps()
+    return steps
+
+
+def test_a_release_1_thread_schema_upgrades_with_its_data(
+    release_1: tuple[str, dict[str, Any]],
+) -> None:
+    """setup() moves first-release threads to the current schema: every message, thread,
     count, metadata and tenant boundary survives, search finds the old text, and the thread
     keeps growing in order afterwards."""
+    url, options = release_1
+    old_store = SQLThreadStore(url, **options)
     thread = [
         Message(role="user", content="hello wide world", id="m1", created_at=WHEN),
         Message(
@@ -117,9 +240,12 @@ def test_a_release_1_database_upgrades_with_its_data(old_store: SQLThreadStore) 
     secret = [Message(role="user", content="secret plans", id="m1", created_at=WHEN)]
     _write_as_release_1(old_store, "acme", "t1", thread, metadata='{"topic": "greeting"}')
     _write_as_release_1(old_store, "rival", "t1", secret)
+    before = _only(old_store).status()
+    assert (before.version, [p.version for p in before.pending]) == (1, [2])
 
     assert old_store.setup() == migrations.STEPS[-1].version == 2
     assert old_store.setup() == 2  # idempotent
+    assert _only(old_store).status().up_to_date
 
     assert old_store.load("t1", tenant="acme") == thread
     assert old_store.load("t1", tenant="rival") == secret
@@ -141,3 +267,73 @@ def test_a_release_1_database_upgrades_with_its_data(old_store: SQLThreadStore) 
     assert old_store.search("picture", tenant="acme") == []
     assert old_store.delete_thread("t1", tenant="rival")
     assert old_store.load("t1", tenant="rival") == []
+    old_store.close()
+
+
+async def test_a_release_1_checkpoint_schema_upgrades_with_its_data(
+    release_1: tuple[str, dict[str, Any]],
+) -> None:
+    """asetup() gives first-release checkpoints the effect journal (step 2): their chains of
+    values, pending writes and tenants read back as stored, and new checkpoints and journal
+    entries are recorded afterwards."""
+    url, options = release_1
+    store = SQLCheckpointStore(url, **options)
+    before = await _only(store).astatus()
+    assert (before.version, before.latest, [p.version for p in before.pending]) == (1, 2, [2])
+    found = await _only(store).aupgrade()
+    assert [p.version for p in found.pending] == [2]
+    assert (await _only(store).aupgrade()).pending == ()  # nothing left to apply
+
+    c2 = store.get("t1", tenant="acme")
+    assert c2 is not None
+    assert (c2.checkpoint_id, c2.parent_id, dict(c2.metadata)) == (
+        "c2",
+        "c1",
+        {"run_id": "r1", "step": 2},
+    )
+    assert dict(c2.values) == {
+        "messages": SequenceBlob("json", (b'"hi"', b'"hello"')),
+        "topic": Blob("json", b'"tea"'),
+    }
+    assert [(w.task_id, w.channel, w.value.data, w.task_path) for w in c2.writes] == [
+        ("task-1", "messages", b'"next"', "p")
+    ]
+    c1 = store.get("t1", checkpoint_id="c1", tenant="acme")
+    assert c1 is not None
+    assert c1.values["messages"] == SequenceBlob("json", (b'"hi"',))
+    assert [c.checkpoint_id for c in store.list_checkpoints("t1", tenant="acme")] == ["c2", "c1"]
+    rival = store.get("t1", tenant="rival")
+    assert rival is not None
+    assert (rival.checkpoint_id, rival.body) == ("other", Blob("json", b"{}"))
+
+    journal = EffectJournal(store)
+    assert (await journal.arecord("t1", "call-1", "refunded", tenant="acme")).result == "refunded"
+    store.put("t1", "c3", Blob("json", b"{}"), parent_id="c2", tenant="acme")
+    assert store.get("t1", tenant="acme").checkpoint_id == "c3"  # type: ignore[union-attr]
+    await store.aclose()
+
+
+def test_a_release_1_memory_schema_opens_with_its_data(
+    release_1: tuple[str, dict[str, Any]],
+) -> None:
+    """The first release's memory table is the current one: setup() finds nothing to apply,
+    and its records are read, found by words and by vector, and kept per tenant."""
+    url, options = release_1
+    store = SQLMemoryStore(url, dimensions=DIMENSIONS, **options)
+    assert _only(store).upgrade().pending == ()
+    assert store.setup() == MEMORY_STEPS[-1].version == 1
+    record = store.get(("acme", "u1"), "m1")
+    assert record is not None
+    assert (record.text, dict(record.value), record.importance) == (
+        "likes green tea",
+        {"kind": "pref"},
+        0.7,
+    )
+    assert [h.record.id for h in store.search(("acme",), "green tea", k=5)] == ["m1"]
+    assert [h.record.id for h in store.search(("rival",), vector=[0.4, 0.3, 0.2, 0.1], k=5)] == [
+        "m2"
+    ]
+    assert store.search(("acme",), "secret", k=5) == []
+    store.put(("acme", "u1"), "prefers mornings", id="m3", embedding=[1.0, 0.0, 0.0, 0.0])
+    assert store.count(("acme",)) == 2
+    store.close()

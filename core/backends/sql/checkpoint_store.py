@@ -24,12 +24,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from memfold.backends.sql.checkpoint_plans import CheckpointPlans
 from memfold.backends.sql.checkpoint_schema import build_checkpoint_tables
-from memfold.backends.sql.migrations import migrate_checkpoints
+from memfold.backends.sql.migrations import CHECKPOINT_STEPS, SQLSchemaSteps
 from memfold.backends.sql.store import _driver, _Runner, _Statements
 from memfold.checkpoint_deltas import DeltaPolicy
 from memfold.checkpoint_model import RetentionPolicy
 from memfold.checkpoints import BaseCheckpointStore
 from memfold.ops import Op
+from memfold.schema_steps import SchemaSteps
 from memfold.stores import Capabilities
 
 __all__ = ["SQLCheckpointStore"]
@@ -99,6 +100,9 @@ class SQLCheckpointStore(BaseCheckpointStore):
         self._plans = CheckpointPlans(self.tables, dialect)
         statements = _KeptStatements(dialect, self._plans.prepared)
         self._runner = _Runner(self._driver, statements, f"{self.name} checkpoint store")
+        self._schema = SQLSchemaSteps(
+            self._runner, self.tables.base, self.tables, "checkpoints", CHECKPOINT_STEPS
+        )
         super().__init__(
             Capabilities(
                 persistent=True, shared=True, transactions=True, ttl=True, effect_journal=True
@@ -130,19 +134,15 @@ class SQLCheckpointStore(BaseCheckpointStore):
 
     def setup(self) -> int:
         """Create or upgrade the checkpoint tables (idempotent); returns their version."""
-        dialect = self._driver.engine.dialect
-        version: int = self._runner._run(
-            lambda: migrate_checkpoints(self.tables, dialect), write=True
-        )
-        return version
+        return self._schema.upgrade().latest
 
     async def asetup(self) -> int:
         """Async `setup`."""
-        dialect = self._driver.engine.dialect
-        version: int = await self._runner._arun(
-            lambda: migrate_checkpoints(self.tables, dialect), write=True
-        )
-        return version
+        return (await self._schema.aupgrade()).latest
+
+    def schema_steps(self) -> list[SchemaSteps]:
+        """The checkpoint tables' steps."""
+        return [self._schema]
 
     def close(self) -> None:
         """Close this store's connections and the engines it made."""

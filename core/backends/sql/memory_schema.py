@@ -14,7 +14,7 @@ find candidates: the score is BM25 computed by `memfold.recall.text`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     BigInteger,
@@ -34,11 +34,13 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.schema import CreateIndex, CreateTable
 
 from memfold.backends.sql import words
-from memfold.backends.sql.migrations import Step, _migrate
-from memfold.backends.sql.plans import Plan
+from memfold.backends.sql.migrations import SQLSchemaSteps, Step
 from memfold.backends.sql.schema import Tables, build_tables
 
-__all__ = ["MEMORY_STEPS", "MemoryTables", "build_memory_tables", "migrate_memories"]
+if TYPE_CHECKING:
+    from memfold.backends.sql.store import _Runner
+
+__all__ = ["MEMORY_STEPS", "MemoryTables", "build_memory_tables", "memory_steps"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,15 +163,8 @@ MEMORY_STEPS: tuple[Step, ...] = (
 """The ``memories`` component's steps; append-only."""
 
 
-def migrate_memories(tables: MemoryTables, dialect: Dialect) -> Plan:
-    """Plan that applies the missing ``memories`` steps; returns that component's version."""
-    if dialect.name == "postgresql":
-        return _with_extension(_migrate(tables.base, tables, dialect, "memories", MEMORY_STEPS))
-    return _migrate(tables.base, tables, dialect, "memories", MEMORY_STEPS)
-
-
-def _with_extension(plan: Plan) -> Plan:
-    from sqlalchemy import text
-
-    yield text("CREATE EXTENSION IF NOT EXISTS vector"), None
-    return (yield from plan)
+def memory_steps(runner: _Runner, tables: MemoryTables) -> SQLSchemaSteps:
+    """The ``memories`` steps on ``runner``'s database (PostgreSQL also needs pgvector)."""
+    postgres = runner.driver.engine.dialect.name == "postgresql"
+    preamble = ("CREATE EXTENSION IF NOT EXISTS vector",) if postgres else ()
+    return SQLSchemaSteps(runner, tables.base, tables, "memories", MEMORY_STEPS, preamble)

@@ -15,18 +15,19 @@ Examples:
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from sqlalchemy import URL, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from memfold.backends.sql.memory_plans import MemoryPlans
-from memfold.backends.sql.memory_schema import build_memory_tables, migrate_memories
+from memfold.backends.sql.memory_schema import build_memory_tables, memory_steps
 from memfold.backends.sql.store import _driver, _Runner, _Statements
 from memfold.errors import InvalidInput
 from memfold.memories import BaseMemoryStore
 from memfold.ops import Op
 from memfold.recall.embedders import Embedder
+from memfold.schema_steps import SchemaSteps
 from memfold.stores import Capabilities
 
 __all__ = ["SQLMemoryStore"]
@@ -106,6 +107,7 @@ class SQLMemoryStore(BaseMemoryStore):
         self._runner = _Runner(
             self._driver, _Statements(dialect, self._plans.prepared()), f"{self.name} memory store"
         )
+        self._schema = memory_steps(self._runner, self.tables)
 
     @property
     def engine(self) -> Engine:
@@ -124,18 +126,17 @@ class SQLMemoryStore(BaseMemoryStore):
         result: T = await self._runner._arun(lambda: plans.plan(op), plans.writes(op))
         return result
 
-    def _migrate(self) -> Any:
-        return migrate_memories(self.tables, self._driver.engine.dialect)
-
     def setup(self) -> int:
         """Create or upgrade the memory table (idempotent); returns its version."""
-        version: int = self._runner._run(self._migrate, write=True)
-        return version
+        return self._schema.upgrade().latest
 
     async def asetup(self) -> int:
         """Async `setup`."""
-        version: int = await self._runner._arun(self._migrate, write=True)
-        return version
+        return (await self._schema.aupgrade()).latest
+
+    def schema_steps(self) -> list[SchemaSteps]:
+        """The memory table's steps."""
+        return [self._schema]
 
     def close(self) -> None:
         """Close this store's connections and the engines it made."""

@@ -1,10 +1,13 @@
-"""Numbered schema steps, recorded with checksums in ``<prefix>schema_versions``.
+"""The SQL schema steps of every store kind, recorded with checksums in ``<prefix>schema_versions``.
 
-A released step never changes: `migrate` refuses a database whose recorded checksum differs
-from the step's, and a database newer than this memfold. Steps run inside the caller's write
-transaction, so two processes running ``setup()`` at once apply each step exactly once: SQLite's
-write lock is taken by ``BEGIN IMMEDIATE``, PostgreSQL's by ``pg_advisory_xact_lock`` (released
-with the transaction, so it is safe behind PgBouncer in transaction mode).
+One table records the steps applied for each kind (its ``component``: ``threads``,
+``checkpoints``, ``memories``; see `memfold.schema_steps`). A released step never changes:
+`SQLSchemaSteps` refuses a database whose recorded checksum differs from the step's, and one
+newer than this memfold (`memfold.errors.SchemaTooNew`). An upgrade runs in one write
+transaction, so two processes upgrading at once apply each step exactly once: SQLite's write
+lock is taken by ``BEGIN IMMEDIATE``, PostgreSQL's by ``pg_advisory_xact_lock`` (released with
+the transaction, so it is safe behind PgBouncer in transaction mode). An up-to-date schema is
+only read. A status (and so a dry run) only reads, and creates nothing.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     BigInteger,
@@ -36,32 +39,26 @@ from sqlalchemy import (
 )
 from sqlalchemy.schema import CreateIndex, CreateTable
 
+from memfold import schema_steps
 from memfold.backends.sql import words
 from memfold.backends.sql.checkpoint_schema import CheckpointTables
 from memfold.backends.sql.journal import journal_ddl
 from memfold.backends.sql.plans import Plan
 from memfold.backends.sql.schema import Tables
 from memfold.errors import Conflict
+from memfold.schema_steps import SchemaStatus
 
-__all__ = [
-    "CHECKPOINT_STEPS",
-    "COMPONENT",
-    "STEPS",
-    "Step",
-    "lock_key",
-    "migrate",
-    "migrate_checkpoints",
-]
+if TYPE_CHECKING:
+    from memfold.backends.sql.store import _Runner
 
-COMPONENT = "threads"
+__all__ = ["CHECKPOINT_STEPS", "STEPS", "SQLSchemaSteps", "Step", "lock_key"]
 
 
 @dataclass(frozen=True, slots=True)
-class Step:
-    """One schema change: its version number and the DDL it runs for a dialect."""
+class Step(schema_steps.Step):
+    """One schema change: its version number and the DDL it runs for a dialect (statements
+    that move data are part of it too)."""
 
-    version: int
-    description: str
     ddl: Callable[[Any, Dialect], list[str]]
 
     def checksum(self, tables: Any, dialect: Dialect) -> str:
@@ -257,7 +254,7 @@ STEPS: tuple[Step, ...] = (
     Step(1, "threads and messages, with full-text search", _threads_and_messages),
     Step(2, "integer thread keys, ids out of bodies, one-statement appends", _thread_keys),
 )
-"""Append-only: a new schema change is a new step at the end."""
+"""The ``threads`` steps. Append-only: a new schema change is a new step at the end."""
 
 
 def lock_key(tables: Tables) -> int:
@@ -284,58 +281,124 @@ CHECKPOINT_STEPS: tuple[Step, ...] = (
 """The ``checkpoints`` component's steps; append-only like `STEPS`."""
 
 
-def migrate(tables: Tables, dialect: Dialect) -> Plan:
-    """Plan that applies the missing steps and returns the schema version afterwards."""
-    return _migrate(tables, tables, dialect, COMPONENT, STEPS)
+class SQLSchemaSteps(schema_steps.SchemaSteps):
+    """One store kind's steps on a SQL database, run by a store's runner.
 
+    Args:
+        runner: the store's runner (its connections and transactions).
+        tables: the thread tables of the schema (their prefix, schema and version table).
+        target: what the steps' DDL is built from (``tables``, or the kind's own tables).
+        kind: the ``component`` recorded in the version table.
+        steps: the kind's steps.
+        preamble: statements an upgrade runs before applying any step (idempotent).
+    """
 
-def migrate_checkpoints(tables: CheckpointTables, dialect: Dialect) -> Plan:
-    """Plan that applies the missing ``checkpoints`` steps; returns that component's version."""
-    return _migrate(tables.base, tables, dialect, "checkpoints", CHECKPOINT_STEPS)
+    def __init__(
+        self,
+        runner: _Runner,
+        tables: Tables,
+        target: Any,
+        kind: str,
+        steps: tuple[Step, ...],
+        preamble: tuple[str, ...] = (),
+    ) -> None:
+        self.runner = runner
+        self.tables, self.target = tables, target
+        self.dialect: Dialect = runner.driver.engine.dialect
+        self.kind, self.steps, self.preamble = kind, steps, preamble
+        self._numbered = {step.version: step for step in steps}
+        self.backend = self.dialect.name
+        self.where = f"(tables {tables.prefix}*)"
 
+    def _bookkeeping(self) -> tuple[str, ...]:
+        """What the first applied step needs first: the schema, extensions, version table."""
+        statements = []
+        if self.tables.schema is not None and self.dialect.name == "postgresql":
+            quoted = self.dialect.identifier_preparer.quote_schema(self.tables.schema)
+            statements.append(f"CREATE SCHEMA IF NOT EXISTS {quoted}")
+        version_table = CreateTable(self.tables.schema_versions, if_not_exists=True)
+        return (*statements, *self.preamble, str(version_table.compile(dialect=self.dialect)))
 
-def _migrate(
-    tables: Tables, target: Any, dialect: Dialect, component: str, steps: tuple[Step, ...]
-) -> Plan:
-    v = tables.schema_versions
-    if dialect.name == "postgresql":
-        lock = text("SELECT pg_advisory_xact_lock(:key)").bindparams(
-            bindparam("key", type_=BigInteger)
-        )
-        yield lock, {"key": lock_key(tables)}
-        if tables.schema is not None:
-            quoted = dialect.identifier_preparer.quote_schema(tables.schema)
-            yield text(f"CREATE SCHEMA IF NOT EXISTS {quoted}"), None
-    yield CreateTable(v, if_not_exists=True), None
-    result = yield (
-        select(v.c.version, v.c.checksum).where(v.c.component == bindparam("component")),
-        {"component": component},
-    )
-    applied = dict(result.rows)
-    known = {step.version for step in steps}
-    if newer := sorted(set(applied) - known):
-        raise Conflict(
-            f"the database has {component} schema version {newer[-1]}, newer than this memfold "
-            f"knows ({max(known)}): upgrade memfold to use it"
-        )
-    for step in steps:
-        checksum = step.checksum(target, dialect)
-        if step.version in applied:
-            if applied[step.version] != checksum:
+    def _found(self, applied: dict[int, str]) -> SchemaStatus:
+        """The status of a schema whose version table holds ``applied`` (version: checksum)."""
+        version = max(applied, default=0)
+        self.check(version)
+        steps = self._numbered
+        for number, checksum in applied.items():
+            if steps[number].checksum(self.target, self.dialect) != checksum:
                 raise Conflict(
-                    f"{component} schema step {step.version} recorded in the database differs "
-                    "from this memfold's: the database was made by a modified memfold"
+                    f"{self.kind} schema step {number} recorded in the database differs from "
+                    "this memfold's: the database was made by a modified memfold"
                 )
-            continue
-        for statement in step.ddl(target, dialect):
-            yield text(statement), None
-        yield (
-            insert(v),
-            {
-                "component": component,
-                "version": step.version,
-                "checksum": checksum,
-                "applied_at": time.time(),
-            },
+        first = min(set(steps) - set(applied), default=None)
+
+        def statements(step: schema_steps.Step) -> tuple[str, ...]:
+            ddl = tuple(steps[step.version].ddl(self.target, self.dialect))
+            return (*self._bookkeeping(), *ddl) if step.version == first else ddl
+
+        return self.status_at(version, lambda step: step.version in applied, statements)
+
+    def _applied(self) -> Plan:
+        """The version table's rows for this kind (none when the table does not exist)."""
+        v = self.tables.schema_versions
+        if self.dialect.name == "postgresql":
+            name = self.dialect.identifier_preparer.format_table(v)
+            exists = text("SELECT to_regclass(:name) IS NOT NULL").bindparams(name=name)
+        else:
+            exists = text(
+                "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = :name"
+            ).bindparams(name=v.name)
+        if not (yield exists, None).scalar():
+            return {}
+        result = yield (
+            select(v.c.version, v.c.checksum).where(v.c.component == bindparam("component")),
+            {"component": self.kind},
         )
-    return steps[-1].version
+        return dict(result.rows)
+
+    def status_plan(self) -> Plan:
+        """Plan that reads the status (no writes)."""
+        return self._found((yield from self._applied()))
+
+    def upgrade_plan(self) -> Plan:
+        """Plan that applies the pending steps under the lock; returns the status found."""
+        if self.dialect.name == "postgresql":
+            lock = text("SELECT pg_advisory_xact_lock(:key)").bindparams(
+                bindparam("key", type_=BigInteger)
+            )
+            yield lock, {"key": lock_key(self.tables)}
+        found = self._found((yield from self._applied()))
+        for pending in found.pending:
+            for statement in pending.statements:
+                yield text(statement), None
+            step = self._numbered[pending.version]
+            yield (
+                insert(self.tables.schema_versions),
+                {
+                    "component": self.kind,
+                    "version": step.version,
+                    "checksum": step.checksum(self.target, self.dialect),
+                    "applied_at": time.time(),
+                },
+            )
+        return found
+
+    def status(self) -> SchemaStatus:
+        """Read where the schema stands (changes nothing)."""
+        found: SchemaStatus = self.runner._run(self.status_plan, write=False)
+        return found
+
+    async def astatus(self) -> SchemaStatus:
+        """Async `status`."""
+        found: SchemaStatus = await self.runner._arun(self.status_plan, write=False)
+        return found
+
+    def upgrade(self) -> SchemaStatus:
+        """Apply the pending steps in one transaction under the lock."""
+        found: SchemaStatus = self.runner._run(self.upgrade_plan, write=True)
+        return found
+
+    async def aupgrade(self) -> SchemaStatus:
+        """Async `upgrade`."""
+        found: SchemaStatus = await self.runner._arun(self.upgrade_plan, write=True)
+        return found

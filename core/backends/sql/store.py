@@ -20,10 +20,11 @@ from sqlalchemy.sql.compiler import SQLCompiler
 
 from memfold import ops
 from memfold.backends.sql.driver import Driver
-from memfold.backends.sql.migrations import migrate
+from memfold.backends.sql.migrations import STEPS, SQLSchemaSteps
 from memfold.backends.sql.plans import Plan, Rows, ThreadPlans
 from memfold.backends.sql.schema import build_tables
 from memfold.errors import BackendUnavailable, InvalidInput, MemfoldError
+from memfold.schema_steps import SchemaSteps
 from memfold.stores import BaseThreadStore, Capabilities
 
 __all__ = ["SQLThreadStore"]
@@ -344,6 +345,7 @@ class SQLThreadStore(BaseThreadStore):
         self._plans = ThreadPlans(self.tables, self.name)
         self._statements = _Statements(self._driver.engine.dialect, self._plans.prepared)
         self._runner = _Runner(self._driver, self._statements, self._where)
+        self._schema = SQLSchemaSteps(self._runner, self.tables, self.tables, "threads", STEPS)
         super().__init__(
             Capabilities(persistent=True, shared=True, transactions=True, full_text_search=True)
         )
@@ -376,15 +378,15 @@ class SQLThreadStore(BaseThreadStore):
     def setup(self) -> int:
         """Create or upgrade the schema (idempotent, safe from several processes at once);
         returns the schema version."""
-        dialect = self._driver.engine.dialect
-        version: int = self._run(lambda: migrate(self.tables, dialect), write=True)
-        return version
+        return self._schema.upgrade().latest
 
     async def asetup(self) -> int:
         """Async `setup`."""
-        dialect = self._driver.engine.dialect
-        version: int = await self._arun(lambda: migrate(self.tables, dialect), write=True)
-        return version
+        return (await self._schema.aupgrade()).latest
+
+    def schema_steps(self) -> list[SchemaSteps]:
+        """The thread tables' steps."""
+        return [self._schema]
 
     def close(self) -> None:
         """Close this store's connections and the engines it made (an engine you passed in
