@@ -47,6 +47,7 @@ from memfold.recall.hybrid import (
 )
 from memfold.recall.text import terms as text_terms
 from memfold.recall.vectors import Matrix, unit
+from memfold.redaction import Redactor, check_redactor, take_redactor
 from memfold.stores import BaseStore, Capabilities, check_flag, check_id, encode_json, new_id
 from memfold.urls import flag, split_options, take_option
 
@@ -371,6 +372,18 @@ class BaseMemoryStore(BaseStore):
         self.vector_weight = DEFAULT_VECTOR_WEIGHT if vector_weight is None else vector_weight
         check_weights(self.text_weight, self.vector_weight)
 
+    _redactor: Redactor | None = None
+
+    @property
+    def redactor(self) -> Redactor | None:
+        """What redacts records (text and value) before they are embedded and stored (None, the
+        default: nothing does)."""
+        return self._redactor
+
+    @redactor.setter
+    def redactor(self, redactor: Redactor | None) -> None:
+        self._redactor = check_redactor(redactor)
+
     # Building operations: pure, shared by the sync and async twins.
 
     def _vector(self, vector: Sequence[float] | Matrix) -> Matrix:
@@ -393,18 +406,18 @@ class BaseMemoryStore(BaseStore):
             seen.add((namespace, record_id))
             if not isinstance(r.value, Mapping):
                 raise InvalidInput("a memory's value must be a JSON object (a dict)")
-            checked.append(
-                MemoryRecord(
-                    namespace,
-                    record_id,
-                    _check_text(r.text),
-                    dict(r.value),
-                    r.embedding,
-                    r.embedding_model,
-                    _check_unit_interval(r.importance, "importance"),
-                    _check_ttl(r.ttl_seconds),
-                )
+            record = MemoryRecord(
+                namespace,
+                record_id,
+                _check_text(r.text),
+                dict(r.value),
+                r.embedding,
+                r.embedding_model,
+                _check_unit_interval(r.importance, "importance"),
+                _check_ttl(r.ttl_seconds),
             )
+            redactor = self._redactor
+            checked.append(record if redactor is None else redactor.redact_record(record))
         return checked
 
     def _to_embed(self, records: list[MemoryRecord]) -> list[int]:
@@ -1000,8 +1013,10 @@ def _build(url: str, options: Mapping[str, Any]) -> BaseMemoryStore:
     # Accepted so one URL opens every store kind: a namespace always names its tenant.
     url, rest, require = take_option(url, options, "require_tenant", flag)
     require_tenant = check_flag(require, "require_tenant")
+    url, rest, redactor = take_redactor(url, rest)
     store = _backend(url, rest)
     store.require_tenant = require_tenant
+    store.redactor = redactor
     return store
 
 
@@ -1039,7 +1054,9 @@ def open_memory_store(
 
     URL query options: ``dimensions``, ``dedupe_threshold``, ``capacity``, ``text_weight``,
     ``vector_weight`` (e.g. ``memory://?capacity=1000``); keyword ``options`` go to the
-    backend (``embedder=``, and ``schema``/``table_prefix`` and the driver options for SQL).
+    backend (``embedder=``, and ``schema``/``table_prefix`` and the driver options for SQL),
+    except ``redactor=`` (or ``?redact=default``), which redacts records before they are
+    embedded and stored (see `memfold.redaction`).
     """
     store = _build(url, options)
     if setup:

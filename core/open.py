@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 from memfold.backends.memory import MemoryThreadStore
 from memfold.backends.sql import SQLThreadStore
 from memfold.errors import InvalidInput
+from memfold.redaction import take_redactor
 from memfold.stores import BaseThreadStore, check_flag
 from memfold.urls import flag, split_options, take_option
 
@@ -30,8 +31,10 @@ def _build(url: str, options: dict[str, Any]) -> BaseThreadStore:
         raise InvalidInput(f"a store URL must be a str, got {type(url).__name__}")
     url, options, require = take_option(url, options, "require_tenant", flag)
     require_tenant = check_flag(require, "require_tenant")
+    url, options, redactor = take_redactor(url, options)
     store = _backend(url, options)
     store.require_tenant = require_tenant
+    store.redactor = redactor
     return store
 
 
@@ -88,8 +91,10 @@ def open_store(url: str = "memory://", *, setup: bool = True, **options: Any) ->
     """Open the thread store at ``url`` and (unless ``setup=False``) create its schema.
 
     Options are the backend's keyword arguments (see `MemoryThreadStore` and
-    `SQLThreadStore`), and ``require_tenant=True`` (or ``?require_tenant=true`` in the URL):
-    refuse every call that names no ``tenant`` (see `BaseStore.require_tenant`).
+    `SQLThreadStore`), ``require_tenant=True`` (or ``?require_tenant=true`` in the URL):
+    refuse every call that names no ``tenant`` (see `BaseStore.require_tenant`), and
+    ``redactor=`` (or ``?redact=default``): redact messages before they are stored (see
+    `memfold.redaction`).
     """
     store = _build(url, options)
     if setup:

@@ -25,6 +25,7 @@ from typing import Final, Protocol, Self, TypeVar, runtime_checkable
 from memfold import ops
 from memfold.errors import InvalidInput, UnsupportedOperation
 from memfold.model import JSON, Message, MessageHit, ThreadInfo, ensure_sequence, utcnow
+from memfold.redaction import Redactor, check_redactor
 from memfold.schema_steps import SchemaSteps
 
 __all__ = [
@@ -141,8 +142,11 @@ def new_id() -> str:
     return f"{value:032x}"
 
 
-def _prepare(messages: Message | Sequence[Message]) -> tuple[tuple[Message, ...], tuple[str, ...]]:
-    """Give each message an id and a time, check it encodes, and encode it."""
+def _prepare(
+    messages: Message | Sequence[Message], redactor: Redactor | None
+) -> tuple[tuple[Message, ...], tuple[str, ...]]:
+    """Give each message an id and a time, redact it (with a ``redactor``), check it encodes,
+    and encode it."""
     now = utcnow()
     ready: list[Message] = []
     bodies: list[str] = []
@@ -157,6 +161,8 @@ def _prepare(messages: Message | Sequence[Message]) -> tuple[tuple[Message, ...]
                 m.role, m.content, m.name, message_id, m.tool_calls, m.tool_call_id,
                 m.created_at or now, m.metadata,
             )  # fmt: skip
+        if redactor is not None:
+            m = redactor.redact_message(m)
         ready.append(m)
         bodies.append(encode_json(m.to_dict(), f"message {message_id!r}"))
     return tuple(ready), tuple(bodies)
@@ -331,12 +337,23 @@ class BaseStore(ABC):
 class BaseThreadStore(BaseStore):
     """The public `ThreadStore` API, written once over ``execute``/``aexecute``."""
 
+    _redactor: Redactor | None = None
+
+    @property
+    def redactor(self) -> Redactor | None:
+        """What redacts messages before they are stored (None, the default: nothing does)."""
+        return self._redactor
+
+    @redactor.setter
+    def redactor(self, redactor: Redactor | None) -> None:
+        self._redactor = check_redactor(redactor)
+
     # Building operations: pure, shared by the sync and async twins.
 
     def _append_op(
         self, thread_id: str, messages: Message | Sequence[Message], tenant: str | None
     ) -> ops.AppendMessages:
-        ready, bodies = _prepare(messages)
+        ready, bodies = _prepare(messages, self._redactor)
         return ops.AppendMessages(
             self.resolve_tenant(tenant), check_id(thread_id, "thread id"), ready, bodies
         )
@@ -344,7 +361,7 @@ class BaseThreadStore(BaseStore):
     def _replace_op(
         self, thread_id: str, messages: Message | Sequence[Message], tenant: str | None
     ) -> ops.ReplaceThread:
-        ready, bodies = _prepare(messages)
+        ready, bodies = _prepare(messages, self._redactor)
         return ops.ReplaceThread(*self._thread_key(thread_id, tenant), ready, bodies)
 
     def _update_op(
@@ -353,7 +370,7 @@ class BaseThreadStore(BaseStore):
         found = ensure_sequence(messages)
         if any(m.id is None for m in found):
             raise InvalidInput("update_messages needs the id of each message to rewrite")
-        ready, bodies = _prepare(found)
+        ready, bodies = _prepare(found, self._redactor)
         return ops.UpdateMessages(*self._thread_key(thread_id, tenant), ready, bodies)
 
     def _delete_messages_op(

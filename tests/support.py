@@ -57,8 +57,8 @@ def make_store(backend: str, tmp_path: Path, **options: Any) -> BaseThreadStore:
 def make_memory_store(backend: str, tmp_path: Path, **options: Any) -> BaseMemoryStore:
     """A fresh, set-up memory store of ``backend`` embedding with a `HashingEmbedder` unless
     ``embedder=`` is given: files in ``tmp_path``, a fresh collection on this process's
-    `chroma_server` (``chroma+http``) or a fresh PostgreSQL schema that `drop_checkpoint_store`
-    drops."""
+    `chroma_server` (``chroma+http``), or a fresh PostgreSQL schema or Redis key prefix that
+    `drop_checkpoint_store` drops."""
     options.setdefault("embedder", HashingEmbedder(MEMORY_DIMS))
     if backend == "memory":
         return open_memory_store("memory://", **options)
@@ -69,6 +69,13 @@ def make_memory_store(backend: str, tmp_path: Path, **options: Any) -> BaseMemor
     if backend == "chroma+http":
         options.setdefault("collection", f"t-{uuid.uuid4().hex}")
         return open_memory_store(chroma_server(), **options)
+    if backend == "redis":
+        options.setdefault("key_prefix", f"memfold-test:{uuid.uuid4().hex}:")
+        try:
+            return open_memory_store(REDIS_URL, **options)
+        except BackendUnavailable as exc:
+            error = str(exc)
+        pytest.fail(f"Redis at {REDIS_URL} is unreachable: {error}\n{HOW_TO_START}", pytrace=False)
     options.setdefault("schema", f"memfold_test_{uuid.uuid4().hex}")
     try:
         return open_memory_store(PG_URL, **options)
