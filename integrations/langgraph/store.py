@@ -37,7 +37,6 @@ from memfold.errors import InvalidInput, UnsupportedOperation
 from memfold.integrations.langchain.embeddings import EmbeddingsEmbedder
 from memfold.memories import MemoryHit, MemoryRecord, MemoryStore, open_memory_store
 from memfold.model import JSON
-from memfold.stores import DEFAULT_TENANT
 
 __all__ = ["MemfoldStore"]
 
@@ -69,7 +68,9 @@ class MemfoldStore(BaseStore):
             object embeds with its own embedder) and ``fields`` (default ``["$"]``, the whole
             value). Without it, ``query`` is ignored and search lists in insertion order.
         ttl: LangGraph's ``TTLConfig`` (``default_ttl`` in minutes, ``refresh_on_read``).
-        tenant: the first label of every namespace this store touches.
+        tenant: the first label of every namespace this store touches, fixed here: no
+            namespace or key a caller (or a model's tool call) passes can leave it (None: the
+            default tenant, which a store opened with ``require_tenant`` refuses).
         options: passed to `memfold.memories.open_memory_store` with a URL.
 
     Examples:
@@ -92,7 +93,7 @@ class MemfoldStore(BaseStore):
         *,
         index: IndexConfig | None = None,
         ttl: TTLConfig | None = None,
-        tenant: str = DEFAULT_TENANT,
+        tenant: str | None = None,
         **options: Any,
     ) -> None:
         embed = (index or {}).get("embed")
@@ -110,7 +111,7 @@ class MemfoldStore(BaseStore):
         self.store: MemoryStore = store
         self.index_config = index
         self.ttl_config = ttl
-        self.tenant = tenant
+        self.tenant = store.resolve_tenant(tenant)
         self._fields: list[str] = list((index or {}).get("fields") or ["$"])
 
     def _text(self, op: PutOp) -> str:

@@ -19,7 +19,7 @@ from langgraph.graph.message import add_messages
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, interrupt
 
-from memfold import Conflict
+from memfold import Conflict, InvalidInput
 from memfold.checkpoints import (
     BaseCheckpointStore,
     DeltaPolicy,
@@ -303,6 +303,22 @@ def put_one(saver: MemfoldSaver, config: RunnableConfig, **values: Any) -> Runna
     checkpoint["channel_versions"] = dict.fromkeys(values, 1)
     full: RunnableConfig = {"configurable": {"checkpoint_ns": "", **config["configurable"]}}
     return saver.put(full, checkpoint, {"source": "loop", "step": 0}, dict.fromkeys(values, 1))
+
+
+async def test_the_tenant_comes_from_the_saver_never_the_run_config(run: Runner) -> None:
+    """A run whose config names another tenant still reads and writes the saver's own tenant;
+    on a store requiring tenants, a saver built without one is refused."""
+    store = open_checkpoint_store("memory://?require_tenant=true")
+    await chat(run, chat_graph(MemfoldSaver(store, tenant="victim")), 1)
+    acme = chat_graph(MemfoldSaver(store, tenant="acme"))
+    hostile: RunnableConfig = {"configurable": {"thread_id": "t", "tenant": "victim"}}
+    assert (await run.state(acme, hostile)).values == {}
+    await run.invoke(acme, {"messages": [HumanMessage("mine")]}, hostile)
+    assert texts(await run.state(acme, thread())) == ["mine", "echo: mine"]
+    assert len(store.list_checkpoints("t", tenant="victim")) == 3
+    with pytest.raises(InvalidInput, match="require_tenant"):
+        await chat(run, chat_graph(MemfoldSaver(store)), 1)
+    assert [c.thread_id for c in store.list_checkpoints(tenant="victim")] == ["t"] * 3
 
 
 async def test_values_keep_their_type_tags_and_never_pickle(cstore: BaseCheckpointStore) -> None:

@@ -12,7 +12,7 @@ from langgraph.graph import START, StateGraph
 from langgraph.store.base import GetOp, PutOp, SearchOp
 
 import memfold.memories
-from memfold.errors import UnsupportedOperation
+from memfold.errors import InvalidInput, UnsupportedOperation
 from memfold.integrations.langgraph import MemfoldStore
 from memfold.memories import BaseMemoryStore
 from tests.support import MEMORY_BACKENDS, Api, drop_checkpoint_store, make_memory_store
@@ -171,6 +171,37 @@ async def test_tenants_are_isolated(memory_store: BaseMemoryStore) -> None:
     assert other.search(()) == []
     assert other.list_namespaces() == []
     assert [i.key for i in acme.search((), query="green tea")] == ["tea"]
+
+
+async def test_no_namespace_or_key_leaves_the_tenant(
+    lg: Api, memory_store: BaseMemoryStore
+) -> None:
+    """A namespace naming another tenant stays under the store's tenant, a key crafted to name a
+    deeper namespace is refused, and the other tenant's records are never read or changed."""
+    victim = memory_store.put(("victim", "u1"), "victim's note", {"text": "secret"}, id="k")
+    await lg.put(("users", "sub"), "x", {"text": "kept"})
+    assert await lg.get(("victim", "u1"), "k") is None
+    assert await lg.search(("victim",)) == []
+    await lg.put(("victim", "u1"), "k", {"text": "written by acme"})
+    await lg.delete(("victim", "u1"), "k")
+    with pytest.raises(InvalidInput, match="separator"):
+        await lg.get(("users",), "sub\x1fx")
+    with pytest.raises(InvalidInput, match="separator"):
+        await lg.delete(("users",), "sub\x1fx")
+    assert memory_store.get(("victim", "u1"), "k").value == victim.value  # type: ignore[union-attr]
+    assert {ns[0] for ns in memory_store.list_namespaces(("acme",))} == {"acme"}
+    assert await lg.list_namespaces() == [("users", "sub")]
+    assert (await lg.get(("users", "sub"), "x")).value == {"text": "kept"}
+
+
+def test_a_store_requiring_tenants_needs_one_for_the_langgraph_store() -> None:
+    """Over a memory store opened with ``require_tenant``, the LangGraph store must be given
+    its tenant: it never falls back to the default one."""
+    memories = memfold.memories.open_memory_store("memory://?require_tenant=true")
+    with pytest.raises(InvalidInput, match="require_tenant"):
+        MemfoldStore(memories)
+    MemfoldStore(memories, tenant="acme").put(USERS, "k", {"a": 1})
+    assert memories.count(("acme",)) == 1
 
 
 def test_a_graph_node_uses_the_store(memory_store: BaseMemoryStore) -> None:

@@ -128,3 +128,66 @@ async def test_llama_index_tool_spec(memory_store: BaseMemoryStore) -> None:
     assert "cashews" in (await tools["recall"].acall(query="cashews")).content
     assert (await tools["forget"].acall(id=memory_id)).content == f"Forgot memory {memory_id}."
     assert memory_store.count(("acme",)) == 0
+
+
+@pytest.fixture(params=["memory", "chroma"])
+def keyed_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BaseMemoryStore]:
+    """A memory store of the in-process backend and of Chroma, whose item ids join the
+    namespace key and the record id."""
+    store = make_memory_store(str(request.param), tmp_path)
+    yield store
+    store.close()
+
+
+def _tool_call(name: str, args: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "tool_call", "id": f"call-{name}", "name": name, "args": args}
+
+
+async def test_langchain_tool_arguments_cannot_leave_the_configured_namespace(
+    keyed_store: BaseMemoryStore,
+) -> None:
+    """A model's ``config`` argument does not replace the run's config, and ids crafted to name
+    a record of a deeper namespace are refused: other users' and deeper records stay intact."""
+    theirs = keyed_store.put(("acme", "u1", "memories"), "u1 secret: blue whale")
+    deeper = keyed_store.put(("acme", "u2", "memories", "deep"), "u2 deep secret", id="pin")
+    remember, recall, update, forget = memory_tools(keyed_store, TEMPLATE)
+    config = _config("t", "u2")
+    hostile_config = {"configurable": {"user_id": "u1"}}
+    await remember.ainvoke(
+        _tool_call("remember", {"content": "u2 likes blue", "config": hostile_config}), config
+    )
+    assert keyed_store.count(("acme", "u1")) == 1
+    assert [r.text for r in keyed_store.list_records(("acme", "u2", "memories"))] == [
+        "u2 deep secret",
+        "u2 likes blue",
+    ]
+    found = recall.invoke(_tool_call("recall", {"query": "secret blue whale"}), config).content
+    assert "u1 secret" not in found
+    crafted = "deep\x1fpin"
+    for tool, args in ((update, {"id": crafted, "content": "hacked"}), (forget, {"id": crafted})):
+        with pytest.raises(InvalidInput, match="separator"):
+            await tool.ainvoke(_tool_call(tool.name, args), config)
+    assert keyed_store.get(("acme", "u2", "memories", "deep"), "pin").text == deeper.text
+    assert keyed_store.get(("acme", "u1", "memories"), str(theirs.id)).text == theirs.text
+
+
+async def test_llama_index_tools_take_no_namespace_and_no_crafted_id(
+    keyed_store: BaseMemoryStore,
+) -> None:
+    """A LlamaIndex tool call naming a namespace fails without writing; crafted ids are
+    refused; the deeper record stays."""
+    deeper = keyed_store.put(("acme", "u2", "memories", "deep"), "u2 deep secret", id="pin")
+    tools = {
+        t.metadata.name: t
+        for t in MemfoldToolSpec(keyed_store, ("acme", "u2", "memories")).to_tool_list()
+    }
+    with pytest.raises(TypeError, match="namespace"):
+        tools["remember"].call(content="x", namespace=("acme", "u1"))
+    with pytest.raises(TypeError, match="namespace"):
+        await tools["recall"].acall(query="secret", namespace=("acme",))
+    with pytest.raises(InvalidInput, match="separator"):
+        tools["update_memory"].call(id="deep\x1fpin", content="hacked")
+    with pytest.raises(InvalidInput, match="separator"):
+        await tools["forget"].acall(id="deep\x1fpin")
+    assert keyed_store.count(("acme",)) == 1
+    assert keyed_store.get(("acme", "u2", "memories", "deep"), "pin").text == deeper.text
