@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 from urllib.parse import urlsplit
@@ -49,7 +50,7 @@ from memfold.checkpoint_model import (
 )
 from memfold.errors import Conflict, InvalidInput
 from memfold.model import JSON, utcnow
-from memfold.stores import BaseStore, Capabilities, check_flag, check_id, encode_json
+from memfold.stores import BaseStore, Capabilities, check_flag, check_id, check_time, encode_json
 from memfold.urls import flag, split_options, take_option
 
 __all__ = [
@@ -438,6 +439,23 @@ class BaseCheckpointStore(BaseStore):
             utcnow(),
         )
 
+    def _restore_ops(
+        self, checkpoint: Checkpoint, tenant: str | None
+    ) -> tuple[ops.PutCheckpointWrites | None, ops.PutCheckpoint]:
+        """The writes (if any) and the put that store ``checkpoint`` at its own time."""
+        if not isinstance(checkpoint, Checkpoint):
+            raise InvalidInput(f"restore takes a Checkpoint, got {type(checkpoint).__name__}")
+        c = checkpoint
+        when = check_time(c.created_at, "a checkpoint's created_at")
+        put = self._put_op(
+            c.thread_id, c.checkpoint_id, c.body, c.namespace, c.parent_id, c.metadata,
+            c.versions, c.values, None, tenant,
+        )  # fmt: skip
+        if not c.writes:
+            return None, replace(put, created_at=when)
+        writes = self._writes_op(c.thread_id, c.checkpoint_id, c.writes, c.namespace, None, tenant)
+        return replace(writes, written_at=when), replace(put, created_at=when)
+
     def _key(self, thread_id: str, tenant: str | None) -> tuple[str, str]:
         return self.resolve_tenant(tenant), check_id(thread_id, "thread id")
 
@@ -521,6 +539,19 @@ class BaseCheckpointStore(BaseStore):
         return self.execute(
             self._list_op(thread_id, namespace, checkpoint_id, filter, before, limit, tenant)
         )
+
+    def restore(self, checkpoint: Checkpoint, *, tenant: str | None = None) -> None:
+        """Store ``checkpoint`` as another store (or an export) held it: ids, parent, metadata,
+        versions, values and pending writes, and its ``created_at`` (so ages, retention and
+        the thread's last write carry on from the original). No lease is checked or taken.
+
+        For imports and migrations, oldest checkpoint first so each parent is stored before
+        its children; a running graph writes with `put`.
+        """
+        writes, put = self._restore_ops(checkpoint, tenant)
+        if writes is not None:
+            self.execute(writes)
+        self.execute(put)
 
     def delete_thread(self, thread_id: str, *, tenant: str | None = None) -> int:
         """Remove a thread's checkpoints (all namespaces), values, writes and lease; returns
@@ -651,6 +682,13 @@ class BaseCheckpointStore(BaseStore):
         return await self.aexecute(
             self._list_op(thread_id, namespace, checkpoint_id, filter, before, limit, tenant)
         )
+
+    async def arestore(self, checkpoint: Checkpoint, *, tenant: str | None = None) -> None:
+        """Async `restore`."""
+        writes, put = self._restore_ops(checkpoint, tenant)
+        if writes is not None:
+            await self.aexecute(writes)
+        await self.aexecute(put)
 
     async def adelete_thread(self, thread_id: str, *, tenant: str | None = None) -> int:
         """Async `delete_thread`."""

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Final, Self, TypeVar
@@ -43,7 +43,7 @@ from memfold.checkpoints import CheckpointStore, open_checkpoint_store
 from memfold.errors import InvalidInput
 from memfold.model import JSON, utcnow
 from memfold.ops import Op
-from memfold.stores import BaseStore, check_id, encode_json
+from memfold.stores import BaseStore, check_id, check_time, encode_json
 
 __all__ = [
     "JOURNAL_OPS",
@@ -199,6 +199,14 @@ class EffectJournal:
             utcnow(),
         )
 
+    def _restore_op(self, entry: JournalEntry, tenant: str | None) -> RecordEffect:
+        if not isinstance(entry, JournalEntry):
+            raise InvalidInput(f"restore takes a JournalEntry, got {type(entry).__name__}")
+        op = self._record_op(
+            entry.thread_id, entry.tool_call_id, entry.value, entry.namespace, tenant
+        )
+        return replace(op, recorded_at=check_time(entry.recorded_at, "recorded_at"))
+
     def _get_op(
         self, thread_id: str, tool_call_id: str, namespace: str, tenant: str | None
     ) -> GetEffect:
@@ -251,6 +259,12 @@ class EffectJournal:
             self._record_op(thread_id, tool_call_id, result, namespace, tenant)
         )
 
+    def restore(self, entry: JournalEntry, *, tenant: str | None = None) -> JournalEntry:
+        """Record ``entry`` as another store (or an export) held it, its ``recorded_at``
+        included, unless its call is recorded already; returns the entry stored. For imports
+        and migrations: a tool's own result is recorded with `record`."""
+        return self.store.execute(self._restore_op(entry, tenant))
+
     def list_entries(
         self, thread_id: str, *, namespace: str | None = None, tenant: str | None = None
     ) -> list[JournalEntry]:
@@ -288,6 +302,10 @@ class EffectJournal:
         return await self.store.aexecute(
             self._record_op(thread_id, tool_call_id, result, namespace, tenant)
         )
+
+    async def arestore(self, entry: JournalEntry, *, tenant: str | None = None) -> JournalEntry:
+        """Async `restore`."""
+        return await self.store.aexecute(self._restore_op(entry, tenant))
 
     async def alist_entries(
         self, thread_id: str, *, namespace: str | None = None, tenant: str | None = None

@@ -46,9 +46,17 @@ from memfold.recall.hybrid import (
     fuse,
 )
 from memfold.recall.text import terms as text_terms
-from memfold.recall.vectors import Matrix, unit
+from memfold.recall.vectors import Matrix, kept_unit, unit
 from memfold.redaction import Redactor, check_redactor, take_redactor
-from memfold.stores import BaseStore, Capabilities, check_flag, check_id, encode_json, new_id
+from memfold.stores import (
+    BaseStore,
+    Capabilities,
+    check_flag,
+    check_id,
+    check_time,
+    encode_json,
+    new_id,
+)
 from memfold.urls import flag, split_options, take_option
 
 __all__ = [
@@ -466,15 +474,58 @@ class BaseMemoryStore(BaseStore):
             )
             for r, m in zip(records, models, strict=True)
         )
+        return self._write_op(stamped, vectors, now, check_threshold(dedupe_threshold))
+
+    def _write_op(
+        self,
+        stamped: tuple[MemoryRecord, ...],
+        vectors: Sequence[Matrix | None],
+        now: datetime,
+        dedupe_threshold: float | None,
+        *,
+        keep_times: bool = False,
+    ) -> ops.PutMemories:
+        """The write of ``stamped`` (checked records, times filled) with their vectors."""
         return ops.PutMemories(
             stamped,
             tuple(encode_json(r.value, f"the value of memory {r.id!r}") for r in stamped),
             tuple(tuple(text_terms(r.text)) for r in stamped),
             tuple(vectors),
             now,
-            check_threshold(dedupe_threshold),
-            self.capacity,
+            dedupe_threshold,
+            None if keep_times else self.capacity,
+            keep_times,
         )
+
+    def _restore_op(self, records: Sequence[MemoryRecord]) -> ops.PutMemories:
+        if isinstance(records, MemoryRecord) or not isinstance(records, Sequence):
+            raise InvalidInput("restore_many takes a sequence of MemoryRecord")
+        for r in records:
+            if isinstance(r, MemoryRecord) and r.id is None:
+                raise InvalidInput("restore_many needs each record's id: use put to add new ones")
+        checked = self._check_records(records)
+        stamped = []
+        vectors: list[Matrix | None] = []
+        for c, r in zip(checked, records, strict=True):
+            vector = None if r.embedding is None else self._kept_vector(r.embedding)
+            if c.text != r.text:  # redacted here: the vector was made from the words removed
+                vector = None
+            vectors.append(vector)
+            record = MemoryRecord(
+                c.namespace, c.id, c.text, c.value, None,
+                None if vector is None else r.embedding_model, c.importance, c.ttl_seconds,
+                check_time(r.created_at, "a memory's created_at"),
+                check_time(r.updated_at, "a memory's updated_at"),
+                check_time(r.last_used_at, "a memory's last_used_at"),
+                None if r.expires_at is None else check_time(r.expires_at, "expires_at"),
+            )  # fmt: skip
+            stamped.append(record)
+        return self._write_op(tuple(stamped), vectors, utcnow(), None, keep_times=True)
+
+    def _kept_vector(self, vector: Sequence[float]) -> Matrix:
+        if not self._capabilities.vector_search:
+            self._capabilities.require("vector_search", self.name)
+        return kept_unit(vector, self.dimensions)
 
     def _search_op(
         self,
@@ -703,6 +754,20 @@ class BaseMemoryStore(BaseStore):
         op = self._put_op(checked, made, positions, threshold)
         return self._with_embeddings(self.execute(op), op)
 
+    def restore_many(self, records: Sequence[MemoryRecord]) -> list[MemoryRecord]:
+        """Store records as another store (or an export) held them, in one atomic write: ids,
+        times, expiry and vectors with their model kept, nothing embedded, merged or evicted;
+        a live record with the same id is replaced. Returns them as stored.
+
+        For imports and migrations: new memories go through `put`, which stamps the time.
+
+        Raises:
+            InvalidInput: a record without an id or one of its times, or a bad vector.
+            UnsupportedOperation: a record has a vector and the backend lacks vector search.
+        """
+        op = self._restore_op(records)
+        return self._with_embeddings(self.execute(op), op)
+
     def _embed(self, texts: list[str], kind: Any = "document") -> list[list[float]]:
         assert self.embedder is not None
         vectors = self.embedder.embed(texts, kind=kind)
@@ -879,6 +944,11 @@ class BaseMemoryStore(BaseStore):
         made = await self._aembed([checked[i].text for i in positions]) if positions else []
         threshold = self.dedupe_threshold if dedupe_threshold == -1.0 else dedupe_threshold
         op = self._put_op(checked, made, positions, threshold)
+        return self._with_embeddings(await self.aexecute(op), op)
+
+    async def arestore_many(self, records: Sequence[MemoryRecord]) -> list[MemoryRecord]:
+        """Async `restore_many`."""
+        op = self._restore_op(records)
         return self._with_embeddings(await self.aexecute(op), op)
 
     async def aget(

@@ -39,6 +39,8 @@ class PutMemories(Op[list[MemoryRecord]]):
     With ``dedupe_threshold``, a record with a vector whose id is new merges into the most similar
     record of its namespace at or above that cosine similarity. With ``capacity``, each namespace
     written keeps that many records, evicting the least important (then least recently used).
+    With ``keep_times`` (a restore), every record is stored with the four times it carries, a
+    live record with its id keeping nothing of its own.
     """
 
     records: tuple[MemoryRecord, ...]
@@ -48,6 +50,7 @@ class PutMemories(Op[list[MemoryRecord]]):
     now: datetime
     dedupe_threshold: float | None = None
     capacity: int | None = None
+    keep_times: bool = False
 
 
 @dataclass(frozen=True, slots=True)

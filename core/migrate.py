@@ -4,7 +4,8 @@ Each thread is streamed a batch at a time: the source is paged backwards once to
 boundaries, then read forwards page by page, and only the messages whose ids the target lacks
 are appended, in order. Re-running a migration therefore moves nothing twice, and an
 interrupted one resumes where it stopped. Thread metadata is copied too. A thread that fails is
-reported in the result and the migration goes on with the next.
+reported in the result and the migration goes on with the next. Every record keeps its times
+(the stores' ``restore`` methods write them as they were).
 
 Store kinds are moved one after the other, each by its own sync and async mover: threads
 (``_migrate_threads``) and checkpoints with their pending writes and effect journal
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from memfold.checkpoint_model import Checkpoint
 from memfold.checkpoints import BaseCheckpointStore
@@ -140,6 +141,15 @@ def _info(store: BaseThreadStore, thread_id: str, tenant: str) -> ThreadInfo | N
         return None
 
 
+def _same_thread(there: ThreadInfo | None, info: ThreadInfo) -> bool:
+    """Whether the target's thread already has the source's metadata and times."""
+    return there is not None and (
+        dict(there.metadata) == dict(info.metadata)
+        and there.created_at == info.created_at
+        and there.updated_at == info.updated_at
+    )
+
+
 def _move_thread(
     source: BaseThreadStore,
     target: BaseThreadStore,
@@ -152,9 +162,6 @@ def _move_thread(
     if info is None:
         raise LookupError(f"thread {thread_id!r} is not in the source store")
     there = _info(target, thread_id, tenant)
-    changed = there is None or dict(there.metadata) != dict(info.metadata)
-    if changed:
-        target.set_thread_metadata(thread_id, info.metadata, tenant=tenant)
     present: set[str] = set()
     if there is not None and there.message_count:
         for page in _pages(target, thread_id, tenant, size):
@@ -167,7 +174,10 @@ def _move_thread(
             moved += len(missing)
         if progress is not None:
             progress(thread_id, len(missing))
-    return changed or moved > 0, moved
+    changed = moved > 0 or not _same_thread(there, info)
+    if changed:
+        target.restore_thread(info)
+    return changed, moved
 
 
 def _migrate_threads(
@@ -243,9 +253,6 @@ async def _amove_thread(
     if info is None:
         raise LookupError(f"thread {thread_id!r} is not in the source store")
     there = await _ainfo(target, thread_id, tenant)
-    changed = there is None or dict(there.metadata) != dict(info.metadata)
-    if changed:
-        await target.aset_thread_metadata(thread_id, info.metadata, tenant=tenant)
     present: set[str] = set()
     if there is not None and there.message_count:
         async for page in _apages(target, thread_id, tenant, size):
@@ -258,7 +265,10 @@ async def _amove_thread(
             moved += len(missing)
         if progress is not None:
             progress(thread_id, len(missing))
-    return changed or moved > 0, moved
+    changed = moved > 0 or not _same_thread(there, info)
+    if changed:
+        await target.arestore_thread(info)
+    return changed, moved
 
 
 async def _amigrate_threads(
@@ -326,17 +336,6 @@ def _keys(store: BaseCheckpointStore, thread_id: str, tenant: str, size: int) ->
     return [_key(c) for page in _newest_first(store, thread_id, tenant, size) for c in page]
 
 
-def _copy_checkpoint(target: BaseCheckpointStore, c: Checkpoint, tenant: str) -> None:
-    if c.writes:
-        target.put_writes(
-            c.thread_id, c.checkpoint_id, c.writes, namespace=c.namespace, tenant=tenant
-        )
-    target.put(
-        c.thread_id, c.checkpoint_id, c.body, namespace=c.namespace, parent_id=c.parent_id,
-        metadata=c.metadata, versions=c.versions, values=c.values, tenant=tenant,
-    )  # fmt: skip
-
-
 def _move_journal(
     source: BaseCheckpointStore, target: BaseCheckpointStore, thread_id: str, tenant: str
 ) -> int:
@@ -347,10 +346,7 @@ def _move_journal(
     moved = 0
     for entry in EffectJournal(source).list_entries(thread_id, tenant=tenant):
         if (entry.namespace, entry.tool_call_id) not in there:
-            EffectJournal(target).record(
-                thread_id, entry.tool_call_id, entry.value, namespace=entry.namespace,
-                tenant=tenant,
-            )  # fmt: skip
+            EffectJournal(target).restore(entry, tenant=tenant)
             moved += 1
     return moved
 
@@ -372,7 +368,7 @@ def _move_checkpoints(
                 thread_id, namespace=namespace, checkpoint_id=checkpoint_id, tenant=tenant
             )
             if c is not None:  # pruned since it was listed
-                _copy_checkpoint(target, c, tenant)
+                target.restore(c, tenant=tenant)
         if progress is not None:
             progress(f"checkpoints:{thread_id}", len(batch))
     return len(missing), _move_journal(source, target, thread_id, tenant)
@@ -431,17 +427,6 @@ async def _akeys(store: BaseCheckpointStore, thread_id: str, tenant: str, size: 
     return [_key(c) async for page in _anewest_first(store, thread_id, tenant, size) for c in page]
 
 
-async def _acopy_checkpoint(target: BaseCheckpointStore, c: Checkpoint, tenant: str) -> None:
-    if c.writes:
-        await target.aput_writes(
-            c.thread_id, c.checkpoint_id, c.writes, namespace=c.namespace, tenant=tenant
-        )
-    await target.aput(
-        c.thread_id, c.checkpoint_id, c.body, namespace=c.namespace, parent_id=c.parent_id,
-        metadata=c.metadata, versions=c.versions, values=c.values, tenant=tenant,
-    )  # fmt: skip
-
-
 async def _amove_journal(
     source: BaseCheckpointStore, target: BaseCheckpointStore, thread_id: str, tenant: str
 ) -> int:
@@ -452,10 +437,7 @@ async def _amove_journal(
     moved = 0
     for entry in await EffectJournal(source).alist_entries(thread_id, tenant=tenant):
         if (entry.namespace, entry.tool_call_id) not in there:
-            await EffectJournal(target).arecord(
-                thread_id, entry.tool_call_id, entry.value, namespace=entry.namespace,
-                tenant=tenant,
-            )  # fmt: skip
+            await EffectJournal(target).arestore(entry, tenant=tenant)
             moved += 1
     return moved
 
@@ -477,7 +459,7 @@ async def _amove_checkpoints(
                 thread_id, namespace=namespace, checkpoint_id=checkpoint_id, tenant=tenant
             )
             if c is not None:  # pruned since it was listed
-                await _acopy_checkpoint(target, c, tenant)
+                await target.arestore(c, tenant=tenant)
         if progress is not None:
             progress(f"checkpoints:{thread_id}", len(batch))
     return len(missing), await _amove_journal(source, target, thread_id, tenant)
@@ -507,8 +489,8 @@ async def _amigrate_checkpoints(
 
 # Memories: the sync mover. The tenant's namespaces are listed a page at a time; each one's
 # live records are read a batch at a time (with their vectors; listing a namespace also returns
-# those under it, which are left to their own turn), the ids the target lacks are written with
-# their vector and its model, never embedded again, and without near-duplicate merging.
+# those under it, which are left to their own turn), the ids the target lacks are restored with
+# their times and their vector and its model, never embedded again, and never merged.
 
 
 def _label(namespace: Namespace) -> str:
@@ -518,20 +500,11 @@ def _label(namespace: Namespace) -> str:
 def _copies(
     target: BaseMemoryStore, page: list[MemoryRecord], present: set[str]
 ) -> list[MemoryRecord]:
-    """The records of ``page`` the target lacks, as writes (vectors dropped for a target
-    without vector search)."""
+    """The records of ``page`` the target lacks (vectors dropped for a target without vector
+    search)."""
     keep = target.capabilities.vector_search
     return [
-        MemoryRecord(
-            namespace=r.namespace,
-            id=r.id,
-            text=r.text,
-            value=r.value,
-            embedding=r.embedding if keep else None,
-            embedding_model=r.embedding_model if keep else None,
-            importance=r.importance,
-            ttl_seconds=r.ttl_seconds,
-        )
+        r if keep else replace(r, embedding=None, embedding_model=None)
         for r in page
         if r.id not in present
     ]
@@ -563,7 +536,7 @@ def _move_memories(
             present = {str(r.id) for r in target.get_many(namespace, ids)}
             missing = _copies(target, page, present)
             if missing:
-                target.put_many(missing, dedupe_threshold=None)
+                target.restore_many(missing)
                 moved += len(missing)
             if progress is not None:
                 progress(_label(namespace), len(missing))
@@ -625,7 +598,7 @@ async def _amove_memories(
             present = {str(r.id) for r in await target.aget_many(namespace, ids)}
             missing = _copies(target, page, present)
             if missing:
-                await target.aput_many(missing, dedupe_threshold=None)
+                await target.arestore_many(missing)
                 moved += len(missing)
             if progress is not None:
                 progress(_label(namespace), len(missing))
@@ -734,19 +707,19 @@ def migrate(
     stores), or two URLs: then every kind both URLs open is moved, and the stores opened
     are closed again.
 
-    Messages keep their ids and times; those already in the target (by id) are skipped, so a
-    re-run moves nothing. At most ``batch_size`` messages of one thread are held at a time
-    (plus the ids already in the target for that thread). Checkpoints keep their ids,
-    namespaces, parents, metadata, versions, channel values and pending writes (their
-    ``created_at`` becomes the copy's time); those already in the target are skipped, and the
-    thread's effect journal entries the target lacks are recorded. Thread TTLs are not
-    copied (the checkpoint API cannot read them): set them again on the target.
+    Messages keep their ids and times, and threads their metadata and creation and update
+    times; messages already in the target (by id) are skipped, so a re-run moves nothing. At
+    most ``batch_size`` messages of one thread are held at a time (plus the ids already in the
+    target for that thread). Checkpoints keep their ids, namespaces, parents, metadata,
+    versions, channel values, pending writes and ``created_at``; those already in the target
+    are skipped, and the thread's effect journal entries the target lacks are recorded with
+    their times. Thread TTLs are not copied (the checkpoint API cannot read them): set them
+    again on the target.
 
     Long-term memories (every namespace of ``tenant``; not when ``thread_ids`` is given) keep
-    their ids, namespaces, text, value, importance, TTL and embedding with its model (never
-    embedded again); those already in the target (by id) are skipped, and no near-duplicate
-    merge runs. Their times are the copy's, so a TTL restarts from the migration, and a target
-    opened with a ``capacity`` still evicts: open it without one to move full namespaces.
+    their ids, namespaces, text, value, importance, TTL, times and expiry, and embedding with
+    its model (never embedded again); those already in the target (by id) are skipped, and no
+    near-duplicate merge or ``capacity`` eviction runs.
 
     Raises:
         InvalidInput: a bad tenant, thread id, batch size or URL, or stores of two kinds. A

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Generic, TypeVar
 
 from memfold.model import JSON, Message, MessageHit, ThreadInfo
@@ -25,6 +26,7 @@ __all__ = [
     "LoadThread",
     "Op",
     "ReplaceThread",
+    "RestoreThread",
     "SearchMessages",
     "SetThreadMetadata",
     "UpdateMessages",
@@ -121,6 +123,19 @@ class SetThreadMetadata(Op[ThreadInfo]):
     thread_id: str
     metadata: Mapping[str, JSON]
     encoded: str
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreThread(Op[ThreadInfo]):
+    """Give a thread the metadata and the creation and update times it was exported with,
+    creating it if needed (the last step of an import or a migration)."""
+
+    tenant: str
+    thread_id: str
+    metadata: Mapping[str, JSON]
+    encoded: str
+    created_at: datetime
+    updated_at: datetime
 
 
 @dataclass(frozen=True, slots=True)

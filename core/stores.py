@@ -19,6 +19,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
+from datetime import datetime
 from types import TracebackType
 from typing import Final, Protocol, Self, TypeVar, runtime_checkable
 
@@ -37,6 +38,7 @@ __all__ = [
     "ThreadStore",
     "check_flag",
     "check_id",
+    "check_time",
     "new_id",
 ]
 
@@ -105,6 +107,15 @@ def check_flag(value: object, what: str) -> bool:
         return False
     if not isinstance(value, bool):
         raise InvalidInput(f"{what} must be True or False, got {value!r}")
+    return value
+
+
+def check_time(value: object, what: str) -> datetime:
+    """Return ``value`` if it is a timezone-aware datetime, else raise `InvalidInput`."""
+    if not isinstance(value, datetime):
+        raise InvalidInput(f"{what} must be a datetime, got {type(value).__name__}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidInput(f"{what} must be timezone-aware: use datetime.now(UTC)")
     return value
 
 
@@ -423,6 +434,19 @@ class BaseThreadStore(BaseStore):
             encode_json(dict(metadata), "thread metadata"),
         )
 
+    def _restore_op(self, info: ThreadInfo) -> ops.RestoreThread:
+        if not isinstance(info, ThreadInfo):
+            raise InvalidInput(f"restore_thread takes a ThreadInfo, got {type(info).__name__}")
+        metadata = self._metadata_op(info.thread_id, info.metadata, info.tenant)
+        return ops.RestoreThread(
+            metadata.tenant,
+            metadata.thread_id,
+            metadata.metadata,
+            metadata.encoded,
+            check_time(info.created_at, "a thread's created_at"),
+            check_time(info.updated_at, "a thread's updated_at"),
+        )
+
     def _thread_key(self, thread_id: str, tenant: str | None) -> tuple[str, str]:
         return self.resolve_tenant(tenant), check_id(thread_id, "thread id")
 
@@ -527,6 +551,15 @@ class BaseThreadStore(BaseStore):
         """Replace a thread's metadata (creating an empty thread if needed)."""
         return self.execute(self._metadata_op(thread_id, metadata, tenant))
 
+    def restore_thread(self, info: ThreadInfo) -> ThreadInfo:
+        """Give thread ``info.thread_id`` of ``info.tenant`` the metadata and the creation and
+        update times of ``info`` (creating it if needed); returns it as stored.
+
+        The last step of restoring an exported or migrated thread, after its messages are
+        appended (an append stamps the current time). ``message_count`` is not used.
+        """
+        return self.execute(self._restore_op(info))
+
     def clear(self, thread_id: str, *, tenant: str | None = None) -> int:
         """Remove a thread's messages, keeping the thread; returns how many were removed."""
         return self.execute(ops.ClearThread(*self._thread_key(thread_id, tenant)))
@@ -628,6 +661,10 @@ class BaseThreadStore(BaseStore):
     ) -> ThreadInfo:
         """Async `set_thread_metadata`."""
         return await self.aexecute(self._metadata_op(thread_id, metadata, tenant))
+
+    async def arestore_thread(self, info: ThreadInfo) -> ThreadInfo:
+        """Async `restore_thread`."""
+        return await self.aexecute(self._restore_op(info))
 
     async def aclear(self, thread_id: str, *, tenant: str | None = None) -> int:
         """Async `clear`."""

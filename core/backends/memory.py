@@ -116,6 +116,19 @@ class MemoryThreadStore(BaseThreadStore):
             self._threads.move_to_end(key)
         return thread
 
+    def _settle(self, key: tuple[str, str]) -> None:
+        """Move ``key`` (last, just touched) to its place in update order, as its restored
+        update time may be older than others': first when oldest, as an import in export
+        order makes it, else after the last thread not updated later."""
+        when = self._threads[key].updated_at
+        first = next(iter(self._threads.values()))
+        if when <= first.updated_at:
+            self._threads.move_to_end(key, last=False)
+            return
+        later = [k for k, t in self._threads.items() if t.updated_at > when and k != key]
+        for k in later:
+            self._threads.move_to_end(k)
+
     def _run(self, op: ops.Op[Any]) -> Any:
         if isinstance(op, _REFUSED_WHEN_ERASED):
             self._tombstones.refuse_thread(op.tenant, op.thread_id)
@@ -146,6 +159,12 @@ class MemoryThreadStore(BaseThreadStore):
             case ops.SetThreadMetadata(tenant, thread_id, metadata):
                 thread = self._touch((tenant, thread_id))
                 thread.metadata = dict(metadata)
+                return thread.info(tenant, thread_id)
+            case ops.RestoreThread(tenant, thread_id, metadata, _, created_at, updated_at):
+                thread = self._touch((tenant, thread_id))
+                thread.metadata = dict(metadata)
+                thread.created_at, thread.updated_at = created_at, updated_at
+                self._settle((tenant, thread_id))
                 return thread.info(tenant, thread_id)
             case ops.ClearThread(tenant, thread_id):
                 thread = self._threads.get((tenant, thread_id))
@@ -272,6 +291,7 @@ _REFUSED_WHEN_ERASED = (
     ops.ReplaceThread,
     ops.UpdateMessages,
     ops.SetThreadMetadata,
+    ops.RestoreThread,
 )
 """The writes that could bring an erased thread back."""
 

@@ -156,13 +156,13 @@ class MemoryMemoryStore(BaseMemoryStore):
                 return sum(self._remove(key, space, str(i)) for key, space, i in doomed)
             case ops.ListMemories():
                 found = [
-                    e
-                    for _, _, e in self._scan(op.prefix, op.now, op.filter)
+                    (key, e)
+                    for key, _, e in self._scan(op.prefix, op.now, op.filter)
                     if _stale(e, op.stale_model)
                 ]
-                found.sort(key=lambda e: (e.record.created_at, e.record.id))
+                found.sort(key=lambda pair: (pair[1].record.created_at, pair[1].record.id))
                 page = found[op.offset : op.offset + op.limit]
-                return [self._out(op.prefix, e, op.include_embedding) for e in page]
+                return [self._out(key, e, op.include_embedding) for key, e in page]
             case ops.CountMemories():
                 return sum(
                     1
@@ -279,7 +279,7 @@ class MemoryMemoryStore(BaseMemoryStore):
                         record, id=old.record.id,
                         importance=max(record.importance, old.record.importance),
                     )  # fmt: skip
-            if old is not None:
+            if old is not None and not op.keep_times:
                 record = replace(record, created_at=old.record.created_at)
             self._store(key, record, list(terms), vector)
             stored.append(record)

@@ -48,6 +48,7 @@ _WRITES: Final = (
     ops.UpdateMessages,
     ops.DeleteMessages,
     ops.SetThreadMetadata,
+    ops.RestoreThread,
     ops.ClearThread,
     ops.DeleteThread,
 )

@@ -18,7 +18,7 @@ import numpy.typing as npt
 
 from memfold.errors import InvalidInput
 
-__all__ = ["Matrix", "from_blob", "to_blob", "top_k", "unit"]
+__all__ = ["Matrix", "from_blob", "kept_unit", "to_blob", "top_k", "unit"]
 
 Matrix = npt.NDArray[np.float32]
 
@@ -46,6 +46,20 @@ def unit(vector: Sequence[float] | Matrix, dimensions: int | None) -> Matrix:
     if norm == 0.0:
         raise InvalidInput("an embedding is all zeros, so it has no direction to compare")
     return (array / norm).astype(np.float32)
+
+
+def kept_unit(vector: Sequence[float] | Matrix, dimensions: int | None) -> Matrix:
+    """``vector`` checked as `unit` checks it, and kept float for float when it has unit length
+    already (a vector read back from a store), so that a copy holds the very same floats.
+
+    Examples:
+        >>> stored = unit([3.0, 4.0], 2)
+        >>> bool((kept_unit(stored.tolist(), 2) == stored).all())
+        True
+    """
+    scaled = unit(vector, dimensions)
+    kept = np.asarray(vector, dtype=np.float32)
+    return kept if np.allclose(kept, scaled, rtol=0.0, atol=1e-6) else scaled
 
 
 def to_blob(vector: Matrix) -> bytes:

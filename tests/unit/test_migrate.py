@@ -62,7 +62,7 @@ def same(source: BaseThreadStore, target: BaseThreadStore, tenant: str = "defaul
         assert target.load(info.thread_id, tenant=tenant) == source.load(
             info.thread_id, tenant=tenant
         )
-        assert target.get_thread(info.thread_id, tenant=tenant).metadata == info.metadata
+        assert target.get_thread(info.thread_id, tenant=tenant) == info  # times included
 
 
 @pytest.fixture
@@ -285,6 +285,9 @@ def test_checkpoints_sqlite_to_postgresql_keep_langgraph_history(
     assert result.checkpoints_moved == sum(map(len, before))
     assert (result.journal_entries_moved, result.checkpoint_threads_seen) == (1, 2)
     assert history(pg_checkpoints) == before
+    assert pg_checkpoints.list_checkpoints() == source.list_checkpoints()  # times included
+    journals = [EffectJournal(s).list_entries("g2") for s in (source, pg_checkpoints)]
+    assert journals[1] == journals[0]
     assert EffectJournal(pg_checkpoints).get("g2", "call-1").result == {"refund": 42}  # type: ignore[union-attr]
     again = migrate(source, pg_checkpoints, batch_size=2)
     assert (again.checkpoints_moved, again.journal_entries_moved, again.failed) == (0, 0, {})
@@ -357,7 +360,7 @@ def fill_memories(store: BaseMemoryStore, per_namespace: int = 5) -> None:
 
 
 def memories(store: BaseMemoryStore) -> list[tuple[object, ...]]:
-    """Every field but the times, by namespace and id (a copy's times are its own)."""
+    """Every field, times included, by namespace and id."""
     return sorted(
         [
             (
@@ -369,7 +372,10 @@ def memories(store: BaseMemoryStore) -> list[tuple[object, ...]]:
                 r.embedding_model,
                 r.importance,
                 r.ttl_seconds,
-                r.expires_at is None,
+                r.created_at,
+                r.updated_at,
+                r.last_used_at,
+                r.expires_at,
             )
             for r in store.list_records(("default",), limit=1000, include_embedding=True)
         ],
@@ -395,11 +401,8 @@ def test_memories_sqlite_to_postgresql_search_equal_and_rerun(tmp_path: Path) ->
             vector = source.embedder.embed([query], kind="query")[0]
             want = source.search(("default",), query, vector=vector, k=20)
             got = target.search(("default",), query, vector=vector, k=20)
-            # equal scores tie-break by write time, which is the copy's: compare by record
-            scores = {(h.record.namespace, h.record.id): h.score for h in got}
-            assert scores == pytest.approx(
-                {(h.record.namespace, h.record.id): h.score for h in want}, abs=1e-4
-            )
+            assert [h.record for h in got] == [h.record for h in want]
+            assert [h.score for h in got] == pytest.approx([h.score for h in want], abs=1e-4)
         again = migrate(source, target, batch_size=2)
         assert (again.memories_moved, again.failed) == (0, {})
         assert target.count(("default",)) == 11

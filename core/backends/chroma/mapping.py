@@ -76,9 +76,12 @@ def item_id(ns_key: str, record_id: str) -> str:
     return ns_key + record_id
 
 
-def placeholder(dimensions: int) -> list[float]:
-    """The vector stored for a record without one (never searched: ``_v`` is False)."""
-    return [1.0] + [0.0] * (dimensions - 1)
+def placeholder(dimensions: int) -> Matrix:
+    """The vector stored for a record without one (never searched: ``_v`` is False); an
+    array like the real vectors, as Chroma refuses a batch mixing lists and arrays."""
+    vector = np.zeros(dimensions, dtype=np.float32)
+    vector[0] = 1.0
+    return vector
 
 
 def _flatten(value: Mapping[str, Any], path: str, out: dict[str, Any]) -> None:

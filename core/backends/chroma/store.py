@@ -390,7 +390,7 @@ class ChromaMemoryStore(BaseMemoryStore):
                     head = _head(found)
                     record = replace(record, id=head[0], importance=max(record.importance, head[2]))
                     item = m.item_id(key, str(record.id))
-            if prev is not None:
+            if prev is not None and not op.keep_times:
                 record = replace(record, created_at=m.record(prev, None).created_at)
             meta = m.metadata(record, value, terms, vector is not None)
             batch.pop(item, None)

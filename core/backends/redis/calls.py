@@ -15,6 +15,7 @@ from typing import Any, Generic, TypeAlias, TypeVar, cast
 
 from memfold import ops
 from memfold.backends.redis import scripts
+from memfold.backends.redis.checkpoint_keys import micros
 from memfold.backends.redis.elements import ElementCodec
 from memfold.backends.redis.keys import tenant_base, tenant_index, thread_keys, unescape
 from memfold.errors import Conflict, InvalidInput, NotFound, UnsupportedOperation
@@ -86,6 +87,8 @@ class Calls:
                 call = self._list(op)
             case ops.SetThreadMetadata():
                 call = self._metadata(op)
+            case ops.RestoreThread():
+                call = self._restore(op)
             case ops.ClearThread(tenant, thread_id):
                 keys = thread_keys(self.prefix, tenant, thread_id)
                 call = self._write(scripts.CLEAR, keys.all, keys.member, decode=int)
@@ -208,6 +211,18 @@ class Calls:
 
         command = _evalsha(scripts.LIST, (index,), base, op.offset, op.limit)
         return Call(command, decode, scripts.LIST)
+
+    def _restore(self, op: ops.RestoreThread) -> Call[ThreadInfo]:
+        keys = thread_keys(self.prefix, op.tenant, op.thread_id)
+        return self._write(
+            scripts.RESTORE,
+            keys.all,
+            keys.member,
+            op.encoded,
+            micros(op.created_at),
+            micros(op.updated_at),
+            decode=lambda row: _info(op.tenant, op.thread_id, row),
+        )
 
     def _metadata(self, op: ops.SetThreadMetadata) -> Call[ThreadInfo]:
         keys = thread_keys(self.prefix, op.tenant, op.thread_id)

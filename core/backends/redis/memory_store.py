@@ -78,17 +78,18 @@ local function live(e, now) return e == '0' or tonumber(e) > now end
 PUT = Script(
     _HEAD
     + """
--- KEYS: namespaces, expiries, tenants. ARGV: base, now, capacity (0: none), tenant, then
--- (namespace, id, record, expiry) per record. Returns each record's creation time.
+-- KEYS: namespaces, expiries, tenants. ARGV: base, now, capacity (0: none), tenant, keep
+-- ('1': a live record's creation time is not kept), then (namespace, id, record, expiry) per
+-- record. Returns each record's creation time.
 local nsidx, expz = KEYS[1], KEYS[2]
 local base, now, cap = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local created, written = {}, {}
-for i = 5, #ARGV, 4 do
+for i = 6, #ARGV, 4 do
   local ns, id, rec, exp = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local key = base .. ns
   local old = redis.call('HGET', key, id)
   local c = string.match(rec, '^(%d+),')
-  if old then
+  if old and ARGV[5] ~= '1' then
     local oc, oe = head(old)
     if live(oe, now) then
       c = oc
@@ -374,7 +375,7 @@ class RedisMemoryStore(BaseMemoryStore):
             reply = yield self._script(
                 PUT, (*self._index_keys(key), f"{self.key_prefix}mtenants"),
                 self._base(key), _micros(op.now), op.capacity or 0,
-                escape(op.records[positions[0]].namespace[0]), *args,
+                escape(op.records[positions[0]].namespace[0]), int(op.keep_times), *args,
             )  # fmt: skip
             created.update(zip(positions, (int(c) for c in reply), strict=True))
         return [replace(r, created_at=_time(created[i])) for i, r in enumerate(op.records)]

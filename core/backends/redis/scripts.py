@@ -34,6 +34,7 @@ __all__ = [
     "GET",
     "LIST",
     "LOAD_BEFORE",
+    "RESTORE",
     "SET_METADATA",
     "UPDATE",
     "Script",
@@ -214,6 +215,19 @@ return info_of(info, messages, touch())
 """
 )
 
+RESTORE = Script(
+    _WRITE
+    + _INFO
+    + """
+-- ARGV[3]: metadata JSON, ARGV[4]: creation time, ARGV[5]: update time (µs). Returns created,
+-- updated, metadata, message count.
+touch()
+redis.call('HSET', info, 'm', ARGV[3], 'c', ARGV[4])
+redis.call('ZADD', index, ARGV[5], member)
+return info_of(info, messages, ARGV[5])
+"""
+)
+
 CLEAR = Script(
     _WRITE
     + """
@@ -315,6 +329,7 @@ ALL = (
     UPDATE,
     DELETE_MESSAGES,
     SET_METADATA,
+    RESTORE,
     CLEAR,
     DELETE_THREAD,
     CLEAR_TENANT,

@@ -306,7 +306,7 @@ class MemoryPlans:
         params: list[dict[str, Any]] = []
         namespaces = ["".join(label + "\x1f" for label in r.namespace) for r in op.records]
         created_at: dict[tuple[str, str], float] = {}
-        if op.dedupe_threshold is None:
+        if op.dedupe_threshold is None and not op.keep_times:
             by_ns: dict[str, list[str]] = {}
             for ns, record in zip(namespaces, op.records, strict=True):
                 by_ns.setdefault(ns, []).append(str(record.id))
@@ -319,7 +319,9 @@ class MemoryPlans:
         for ns, record, value_json, terms, vector in zip(
             namespaces, op.records, op.values, op.terms, op.vectors, strict=True
         ):
-            if op.dedupe_threshold is None:
+            if op.keep_times:
+                created = _ts(record.created_at)
+            elif op.dedupe_threshold is None:
                 created = created_at.get((ns, str(record.id)))
             else:
                 result = yield (
@@ -337,7 +339,7 @@ class MemoryPlans:
             record = replace(
                 record, embedding=None, created_at=op.now if created is None else _time(created)
             )
-            params.append(self._put_params(ns, record, value_json, terms, vector, op.now))
+            params.append(self._put_params(ns, record, value_json, terms, vector))
             if op.dedupe_threshold is not None:
                 yield self._upsert, params.pop()
             stored.append(record)
@@ -355,15 +357,14 @@ class MemoryPlans:
         value_json: str,
         terms: Sequence[str],
         vector: Matrix | None,
-        now: datetime,
     ) -> dict[str, Any]:
         return {
             "ns": ns, "id": record.id, "text": record.text, "value": value_json,
             "terms": " ".join(terms), "n_terms": len(terms),
             "embedding": self._vector_param(vector), "embedding_model": record.embedding_model,
             "importance": record.importance, "ttl": record.ttl_seconds,
-            "created_at": _ts(record.created_at), "updated_at": now.timestamp(),
-            "last_used_at": now.timestamp(), "expires_at": _ts(record.expires_at),
+            "created_at": _ts(record.created_at), "updated_at": _ts(record.updated_at),
+            "last_used_at": _ts(record.last_used_at), "expires_at": _ts(record.expires_at),
         }  # fmt: skip
 
     def _duplicate(self, ns: str, vector: Matrix, op: ops.PutMemories) -> Plan:

@@ -125,6 +125,22 @@ class ThreadPlans:
             index_elements=[t.c.tenant, t.c.thread_id],
             set_={"updated_at": touch.excluded.updated_at, "metadata": touch.excluded.metadata},
         )
+        restore = upsert(t).values(
+            tenant=bindparam("tenant"),
+            thread_id=bindparam("thread_id"),
+            created_at=bindparam("created"),
+            updated_at=bindparam("updated"),
+            message_count=0,
+            metadata=bindparam("metadata"),
+        )
+        self._restore = restore.on_conflict_do_update(
+            index_elements=[t.c.tenant, t.c.thread_id],
+            set_={
+                "created_at": restore.excluded.created_at,
+                "updated_at": restore.excluded.updated_at,
+                "metadata": restore.excluded.metadata,
+            },
+        )
         key_of = (
             select(t.c.id)
             .where(t.c.tenant == bindparam("tenant"), t.c.thread_id == bindparam("thread_id"))
@@ -306,6 +322,8 @@ class ThreadPlans:
                 return self._list_plan(op)
             case ops.SetThreadMetadata():
                 return self._metadata(op)
+            case ops.RestoreThread():
+                return self._restore_plan(op)
             case ops.ClearThread(tenant, thread_id):
                 return self._clear_plan(tenant, thread_id)
             case ops.DeleteThread(tenant, thread_id):
@@ -411,6 +429,17 @@ class ThreadPlans:
     def _metadata(self, op: ops.SetThreadMetadata) -> Plan:
         key = {"tenant": op.tenant, "thread_id": op.thread_id}
         yield self._set_metadata, {**key, "now": time.time(), "added": 0, "metadata": op.encoded}
+        return (yield from self._get(op.tenant, op.thread_id))
+
+    def _restore_plan(self, op: ops.RestoreThread) -> Plan:
+        params = {
+            "tenant": op.tenant,
+            "thread_id": op.thread_id,
+            "created": op.created_at.timestamp(),
+            "updated": op.updated_at.timestamp(),
+            "metadata": op.encoded,
+        }
+        yield self._restore, params
         return (yield from self._get(op.tenant, op.thread_id))
 
     def _clear_plan(self, tenant: str, thread_id: str) -> Plan:
