@@ -31,6 +31,7 @@ from typing import Any, Final, TypeVar
 from memfold import ops
 from memfold.errors import BackendUnavailable, MemfoldError
 from memfold.model import JSON, Message
+from memfold.schema_steps import SchemaSteps
 from memfold.stores import BaseThreadStore, encode_json
 
 __all__ = ["TieredThreadStore"]
@@ -241,6 +242,10 @@ class TieredThreadStore(BaseThreadStore):
             self._hot_failed(ops.ClearTenant("\x00setup"), error)
             self._dirty_tenants.discard("\x00setup")
         return version
+
+    def schema_steps(self) -> list[SchemaSteps]:
+        """The durable store's steps, then the hot store's."""
+        return [*self.durable.schema_steps(), *self.hot.schema_steps()]
 
     def close(self) -> None:
         """Close both stores."""

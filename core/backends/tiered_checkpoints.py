@@ -52,6 +52,7 @@ from memfold.checkpoints import BaseCheckpointStore
 from memfold.errors import BackendUnavailable, InvalidInput, MemfoldError
 from memfold.journal import JOURNAL_OPS
 from memfold.ops import Op
+from memfold.schema_steps import SchemaSteps
 from memfold.stores import encode_json
 
 __all__ = ["TieredCheckpointStore", "open_tiered"]
@@ -266,6 +267,10 @@ class TieredCheckpointStore(BaseCheckpointStore):
         except BackendUnavailable as error:
             self._hot_failed(error)
         return version
+
+    def schema_steps(self) -> list[SchemaSteps]:
+        """The durable store's steps, then the hot store's."""
+        return [*self.durable.schema_steps(), *self.hot.schema_steps()]
 
     def close(self) -> None:
         """Close both stores."""

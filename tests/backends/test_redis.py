@@ -18,7 +18,7 @@ import redis.asyncio
 from redis.exceptions import NoScriptError
 
 import memfold
-from memfold import BackendUnavailable, Conflict, InvalidInput, Message, Part
+from memfold import BackendUnavailable, Conflict, InvalidInput, Message, Part, SchemaTooNew
 from memfold.backends.redis import RedisThreadStore
 from memfold.backends.redis.keys import LAYOUT_VERSION, layout_key, thread_keys
 from tests.support import REDIS_URL, drop_store, redis_store
@@ -380,8 +380,9 @@ def test_setup_records_the_layout_and_refuses_newer_ones(make: MakeStore, raw: r
     store = make()
     assert store.setup() == store.setup() == LAYOUT_VERSION
     raw.set(layout_key(store.key_prefix), LAYOUT_VERSION + 1)
-    with pytest.raises(BackendUnavailable, match="upgrade memfold"):
+    with pytest.raises(SchemaTooNew, match="upgrade memfold"):
         store.setup()
+    assert int(raw.get(layout_key(store.key_prefix))) == LAYOUT_VERSION + 1  # left as it was
 
 
 def test_concurrent_writers_lose_and_duplicate_nothing(make: MakeStore) -> None:

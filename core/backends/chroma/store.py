@@ -44,7 +44,7 @@ from chromadb.api import AsyncClientAPI, ClientAPI
 from chromadb.api.models.AsyncCollection import AsyncCollection
 from chromadb.api.models.Collection import Collection
 from chromadb.config import Settings
-from chromadb.errors import ChromaError, InvalidArgumentError
+from chromadb.errors import ChromaError, InvalidArgumentError, NotFoundError
 
 from memfold import memory_ops as ops
 from memfold.backends.chroma import mapping as m
@@ -56,14 +56,19 @@ from memfold.recall.embedders import Embedder
 from memfold.recall.filters import Filter
 from memfold.recall.text import bm25
 from memfold.recall.vectors import Matrix
+from memfold.schema_steps import SchemaStatus, SchemaSteps, Step
 from memfold.stores import Capabilities, encode_json
 
 __all__ = ["ChromaMemoryStore"]
 
 T = TypeVar("T")
 
-LAYOUT_VERSION: Final = 1
-"""The version of the item layout in `memfold.backends.chroma.mapping`."""
+LAYOUT_STEPS: Final = (
+    Step(1, "one item per record: its words, namespace, times and value in the metadata"),
+)
+"""The steps of the item layout in `memfold.backends.chroma.mapping`; the collection's metadata
+records the last (``memfold_layout``)."""
+LAYOUT_VERSION: Final = LAYOUT_STEPS[-1].version
 
 DEFAULT_COLLECTION: Final = "memfold_memories"
 
@@ -199,6 +204,7 @@ class ChromaMemoryStore(BaseMemoryStore):
         ] = weakref.WeakKeyDictionary()
         self._batch = 1000
         self._lock = threading.Lock()
+        self._layout = ChromaLayout(self)
 
     # Clients and collections.
 
@@ -232,15 +238,19 @@ class ChromaMemoryStore(BaseMemoryStore):
                 self._collection = self._open(client)
         return self._collection
 
+    async def _new_async_client(self) -> AsyncClientAPI:
+        client: AsyncClientAPI = await chromadb.AsyncHttpClient(
+            str(self.host), int(self.port or 8000), settings=self._settings()
+        )
+        self._batch = await client.get_max_batch_size()
+        return client
+
     async def _async_collection(self) -> AsyncCollection:
         loop = asyncio.get_running_loop()
         found = self._acollections.get(loop)
         if found is None:
             with _translated(self._where):
-                client: AsyncClientAPI = await chromadb.AsyncHttpClient(
-                    str(self.host), int(self.port or 8000), settings=self._settings()
-                )
-                self._batch = await client.get_max_batch_size()
+                client = await self._new_async_client()
                 found = await client.get_or_create_collection(
                     self.collection_name,
                     configuration={"hnsw": {"space": "cosine"}},
@@ -250,24 +260,39 @@ class ChromaMemoryStore(BaseMemoryStore):
             self._acollections[loop] = found
         return found
 
-    def _check_layout(self, meta: dict[str, Any] | None) -> int:
-        version = int((meta or {}).get("memfold_layout", LAYOUT_VERSION))
-        if version > LAYOUT_VERSION:
-            raise BackendUnavailable(
-                f"collection {self.collection_name!r} uses memfold's Chroma layout {version}, "
-                f"newer than this memfold's {LAYOUT_VERSION}: upgrade memfold"
-            )
-        return version
+    def _stored_layout(self) -> int:
+        """The layout version the collection's metadata records (0: no collection yet)."""
+        client = self._sync_client()
+        with _translated(self._where):
+            try:
+                found = client.get_collection(self.collection_name, embedding_function=None)
+            except NotFoundError:
+                return 0
+        return int((found.metadata or {}).get("memfold_layout", LAYOUT_VERSION))
+
+    async def _astored_layout(self) -> int:
+        """Async `_stored_layout`."""
+        if self.path is not None:
+            return await asyncio.to_thread(self._stored_layout)
+        with _translated(self._where):
+            client = await self._new_async_client()
+            try:
+                found = await client.get_collection(self.collection_name, embedding_function=None)
+            except NotFoundError:
+                return 0
+        return int((found.metadata or {}).get("memfold_layout", LAYOUT_VERSION))
 
     def setup(self) -> int:
         """Create the collection (idempotent); returns the layout version."""
-        return self._check_layout(self._sync_collection().metadata)
+        return self._layout.upgrade().latest
 
     async def asetup(self) -> int:
         """Async `setup`."""
-        if self.path is not None:
-            return await asyncio.to_thread(self.setup)
-        return self._check_layout((await self._async_collection()).metadata)
+        return (await self._layout.aupgrade()).latest
+
+    def schema_steps(self) -> list[SchemaSteps]:
+        """The item layout's steps."""
+        return [self._layout]
 
     def close(self) -> None:
         """Drop this store's client (an embedded database stays open for other clients of
@@ -657,3 +682,44 @@ def _evict_key(meta: dict[str, Any], now: datetime) -> tuple[bool, float, dateti
         record.last_used_at or now,
         str(record.id),
     )
+
+
+class ChromaLayout(SchemaSteps):
+    """The item layout's steps for one collection, recorded in its metadata.
+
+    Chroma has no lock: its one step, creating the collection, is atomic in Chroma
+    (``get_or_create_collection``), so two processes upgrading at once are safe; a later step
+    must be safe to apply twice.
+    """
+
+    backend = "chroma"
+    kind = "memories"
+    steps = LAYOUT_STEPS
+
+    def __init__(self, store: ChromaMemoryStore) -> None:
+        self.store = store
+        self.where = f"in collection {store.collection_name!r}"
+
+    def status(self) -> SchemaStatus:
+        """Read the collection's layout version (changes nothing)."""
+        return self.status_at(self.store._stored_layout())
+
+    async def astatus(self) -> SchemaStatus:
+        """Async `status`."""
+        return self.status_at(await self.store._astored_layout())
+
+    def upgrade(self) -> SchemaStatus:
+        """Create the collection if it does not exist."""
+        found = self.status()
+        if found.pending:
+            self.store._sync_collection()
+        return found
+
+    async def aupgrade(self) -> SchemaStatus:
+        """Async `upgrade`."""
+        if self.store.path is not None:
+            return await asyncio.to_thread(self.upgrade)
+        found = await self.astatus()
+        if found.pending:
+            await self.store._async_collection()
+        return found

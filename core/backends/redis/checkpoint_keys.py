@@ -52,9 +52,10 @@ from memfold.checkpoint_deltas import (
 )
 from memfold.checkpoint_model import Blob, PendingWrite, Version
 from memfold.errors import BackendUnavailable
+from memfold.schema_steps import Step
 
 __all__ = [
-    "CHECKPOINT_LAYOUT_VERSION",
+    "CHECKPOINT_LAYOUT_STEPS",
     "CheckpointKeys",
     "Record",
     "checkpoint_keys",
@@ -76,8 +77,11 @@ __all__ = [
     "write_field",
 ]
 
-CHECKPOINT_LAYOUT_VERSION: Final = 1
-"""The version of the checkpoint key layout above; ``setup()`` records it."""
+CHECKPOINT_LAYOUT_STEPS: Final = (
+    Step(1, "per thread an info hash, checkpoint, value, write and journal keys; indexes"),
+)
+"""The steps of the checkpoint key layout above (`memfold.backends.redis.layout`); ``setup()``
+records the last."""
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 

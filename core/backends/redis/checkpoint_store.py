@@ -42,7 +42,7 @@ from memfold import checkpoint_ops as ops
 from memfold.backends.redis import checkpoint_scripts as scripts
 from memfold.backends.redis.calls import Call
 from memfold.backends.redis.checkpoint_keys import (
-    CHECKPOINT_LAYOUT_VERSION,
+    CHECKPOINT_LAYOUT_STEPS,
     CheckpointKeys,
     checkpoint_keys,
     decode_header,
@@ -64,6 +64,7 @@ from memfold.backends.redis.checkpoint_keys import (
 )
 from memfold.backends.redis.journal import journal_call
 from memfold.backends.redis.keys import check_prefix, escape, unescape
+from memfold.backends.redis.layout import RedisLayout
 from memfold.backends.redis.scripts import Script
 from memfold.backends.redis.store import DEFAULT_PREFIX, RedisThreadStore
 from memfold.checkpoint_deltas import (
@@ -88,9 +89,10 @@ from memfold.checkpoint_model import (
     SweepResult,
 )
 from memfold.checkpoints import BaseCheckpointStore, claim_lease, matches_filter
-from memfold.errors import BackendUnavailable, Conflict, InvalidInput
+from memfold.errors import Conflict, InvalidInput
 from memfold.journal import JOURNAL_OPS
 from memfold.ops import Op
+from memfold.schema_steps import SchemaSteps
 from memfold.stores import Capabilities
 
 __all__ = ["IsWhole", "MarkWhole", "RedisCheckpointStore"]
@@ -232,6 +234,10 @@ class RedisCheckpointStore(BaseCheckpointStore):
         )
         self.key_prefix = key_prefix
         self.codec = self._redis.codec
+        self._layout = RedisLayout(
+            self._redis, "checkpoints", f"{key_prefix}c:layout", CHECKPOINT_LAYOUT_STEPS,
+            scripts.ALL,
+        )  # fmt: skip
         super().__init__(
             Capabilities(
                 persistent=True, shared=True, transactions=True, ttl=True, effect_journal=True
@@ -730,27 +736,18 @@ class RedisCheckpointStore(BaseCheckpointStore):
 
     # Setup and lifecycle.
 
-    def _layout(self, found: bytes | None) -> int:
-        version = int(found or CHECKPOINT_LAYOUT_VERSION)
-        if version > CHECKPOINT_LAYOUT_VERSION:
-            raise BackendUnavailable(
-                f"the checkpoints under key_prefix {self.key_prefix!r} use memfold's Redis "
-                f"layout {version}, newer than this memfold's {CHECKPOINT_LAYOUT_VERSION}: "
-                "upgrade memfold"
-            )
-        return version
-
     def setup(self) -> int:
         """Record the key layout's version and load the scripts (idempotent); returns the
         version."""
-        key = f"{self.key_prefix}c:layout"
-        return self._layout(self._redis.claim_layout(key, CHECKPOINT_LAYOUT_VERSION, scripts.ALL))
+        return self._layout.upgrade().latest
 
     async def asetup(self) -> int:
         """Async `setup`."""
-        key = f"{self.key_prefix}c:layout"
-        found = await self._redis.aclaim_layout(key, CHECKPOINT_LAYOUT_VERSION, scripts.ALL)
-        return self._layout(found)
+        return (await self._layout.aupgrade()).latest
+
+    def schema_steps(self) -> list[SchemaSteps]:
+        """The checkpoint key layout's steps."""
+        return [self._layout]
 
     def close(self) -> None:
         """Close the clients this store made (clients you passed in stay open)."""

@@ -28,8 +28,10 @@ from typing import Final
 from urllib.parse import unquote
 
 from memfold.errors import InvalidInput
+from memfold.schema_steps import Step
 
 __all__ = [
+    "LAYOUT_STEPS",
     "LAYOUT_VERSION",
     "ThreadKeys",
     "check_prefix",
@@ -41,10 +43,14 @@ __all__ = [
     "unescape",
 ]
 
-LAYOUT_VERSION: Final = 2
-"""The version of the key layout and element format above; ``setup()`` records it. Version 2
-added element kinds with binary ids and times (`memfold.backends.redis.elements`); it reads
-version 1 data as it is."""
+LAYOUT_STEPS: Final = (
+    Step(1, "a list, an id hash and an info hash per thread; an index of threads per tenant"),
+    Step(2, "message elements with binary ids and times (version 1 elements read as they are)"),
+)
+"""The steps of the key layout and element format above (`memfold.backends.redis.layout`);
+``setup()`` records the last. Version 2 added element kinds with binary ids and times
+(`memfold.backends.redis.elements`)."""
+LAYOUT_VERSION: Final = LAYOUT_STEPS[-1].version
 
 
 def escape(value: str) -> str:

@@ -47,14 +47,16 @@ import redis.asyncio
 from memfold import memory_ops as ops
 from memfold.backends.redis.calls import Call
 from memfold.backends.redis.keys import check_prefix, escape, unescape
+from memfold.backends.redis.layout import RedisLayout
 from memfold.backends.redis.scripts import Script
 from memfold.backends.redis.store import DEFAULT_PREFIX, RedisThreadStore
-from memfold.errors import BackendUnavailable, UnsupportedOperation
+from memfold.errors import UnsupportedOperation
 from memfold.memories import BaseMemoryStore, prefix_range, split_key
 from memfold.memory_model import MemoryRecord, Namespace
 from memfold.ops import Op
 from memfold.recall.embedders import Embedder
 from memfold.recall.filters import Filter, parse_filter
+from memfold.schema_steps import SchemaSteps, Step
 from memfold.stores import Capabilities
 
 __all__ = ["RedisMemoryStore"]
@@ -64,7 +66,10 @@ T = TypeVar("T")
 Flow: TypeAlias = Generator[Call[Any], Any, T]
 """An operation as the Redis calls it makes: each yielded call's reply is sent back in."""
 
-MEMORY_LAYOUT_VERSION: Final = 1
+MEMORY_LAYOUT_STEPS: Final = (
+    Step(1, "a hash of records per namespace; namespace, expiry and tenant indexes"),
+)
+"""The steps of the key layout above (`memfold.backends.redis.layout`)."""
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -282,6 +287,9 @@ class RedisMemoryStore(BaseMemoryStore):
             url, client=client, async_client=async_client, key_prefix=check_prefix(key_prefix)
         )
         self.key_prefix = key_prefix
+        self._layout = RedisLayout(
+            self._redis, "memories", f"{key_prefix}m:layout", MEMORY_LAYOUT_STEPS, SCRIPTS
+        )
         super().__init__(
             Capabilities(persistent=True, shared=True, transactions=True, ttl=True),
             embedder=embedder,
@@ -458,24 +466,17 @@ class RedisMemoryStore(BaseMemoryStore):
 
     # Setup and lifecycle.
 
-    def _layout(self, found: bytes | None) -> int:
-        version = int(found or MEMORY_LAYOUT_VERSION)
-        if version > MEMORY_LAYOUT_VERSION:
-            raise BackendUnavailable(
-                f"the memories under key_prefix {self.key_prefix!r} use memfold's Redis layout "
-                f"{version}, newer than this memfold's {MEMORY_LAYOUT_VERSION}: upgrade memfold"
-            )
-        return version
-
     def setup(self) -> int:
         """Record the key layout's version and load the scripts (idempotent); returns it."""
-        key = f"{self.key_prefix}m:layout"
-        return self._layout(self._redis.claim_layout(key, MEMORY_LAYOUT_VERSION, SCRIPTS))
+        return self._layout.upgrade().latest
 
     async def asetup(self) -> int:
         """Async `setup`."""
-        key = f"{self.key_prefix}m:layout"
-        return self._layout(await self._redis.aclaim_layout(key, MEMORY_LAYOUT_VERSION, SCRIPTS))
+        return (await self._layout.aupgrade()).latest
+
+    def schema_steps(self) -> list[SchemaSteps]:
+        """The memory key layout's steps."""
+        return [self._layout]
 
     def close(self) -> None:
         """Close the clients this store made (clients you passed in stay open)."""

@@ -26,9 +26,11 @@ from memfold import ops
 from memfold.backends.redis import scripts
 from memfold.backends.redis.calls import Call, Calls
 from memfold.backends.redis.elements import ElementCodec
-from memfold.backends.redis.keys import LAYOUT_VERSION, check_prefix, layout_key
+from memfold.backends.redis.keys import LAYOUT_STEPS, check_prefix, layout_key
+from memfold.backends.redis.layout import UPGRADE, RedisLayout
 from memfold.backends.redis.scripts import Script
 from memfold.errors import BackendUnavailable, Conflict, InvalidInput, MemfoldError
+from memfold.schema_steps import SchemaSteps
 from memfold.stores import BaseThreadStore, Capabilities
 
 __all__ = ["RedisThreadStore"]
@@ -209,6 +211,9 @@ class RedisThreadStore(BaseThreadStore):
         ] = weakref.WeakKeyDictionary()
         source = self._client if self._client is not None else async_client
         self._where = "" if source is None else _where(source)
+        self._layout = RedisLayout(
+            self, "threads", layout_key(self.key_prefix), LAYOUT_STEPS, scripts.ALL
+        )
         super().__init__(Capabilities(persistent=True, shared=True, transactions=True, ttl=True))
 
     @staticmethod
@@ -306,56 +311,40 @@ class RedisThreadStore(BaseThreadStore):
 
     # Setup: record the layout version and load the scripts.
 
-    def _check_layout(self, found: bytes | None) -> int:
-        version = int(found or LAYOUT_VERSION)
-        if version > LAYOUT_VERSION:
-            raise BackendUnavailable(
-                f"the data under key_prefix {self.key_prefix!r} uses memfold's Redis layout "
-                f"{version}, newer than this memfold's {LAYOUT_VERSION}: upgrade memfold"
-            )
-        return version
-
-    def claim_layout(self, key: str, version: int, loaded: Sequence[Script]) -> bytes | None:
-        """Record ``version`` at ``key`` unless a version is there, and load the ``loaded``
-        scripts, in one round trip; returns the version stored before (None: none was)."""
+    def claim_layout(self, key: str, version: int, loaded: Sequence[Script]) -> int:
+        """Record ``version`` at ``key`` unless a version at least as new is there (atomic, see
+        `memfold.backends.redis.layout`) and load the ``loaded`` scripts, in one round trip;
+        returns the version found (0: none)."""
         with _translated(self._where):
             pipe = self.client.pipeline(transaction=False)
-            pipe.get(key)
-            pipe.set(key, version, nx=True)
+            pipe.eval(UPGRADE.source, 1, key, version)
             for script in loaded:
                 pipe.script_load(script.source)
-            found: bytes | None = pipe.execute()[0]
-        return found
+            found = pipe.execute()[0]
+        return int(found)
 
-    async def aclaim_layout(self, key: str, version: int, loaded: Sequence[Script]) -> bytes | None:
+    async def aclaim_layout(self, key: str, version: int, loaded: Sequence[Script]) -> int:
         """Async `claim_layout`."""
         with _translated(self._where):
             pipe = (await self._async_client()).pipeline(transaction=False)
-            pipe.get(key)
-            pipe.set(key, version, nx=True)
+            pipe.eval(UPGRADE.source, 1, key, version)
             for script in loaded:
                 pipe.script_load(script.source)
-            found: bytes | None = (await pipe.execute())[0]
-        return found
+            found = (await pipe.execute())[0]
+        return int(found)
 
     def setup(self) -> int:
         """Record the key layout's version and load the scripts (idempotent); returns the
         version."""
-        key = layout_key(self.key_prefix)
-        version = self._check_layout(self.claim_layout(key, LAYOUT_VERSION, scripts.ALL))
-        if version < LAYOUT_VERSION:  # older data reads as it is: record the upgrade
-            with _translated(self._where):
-                self.client.set(key, LAYOUT_VERSION)
-        return LAYOUT_VERSION
+        return self._layout.upgrade().latest
 
     async def asetup(self) -> int:
         """Async `setup`."""
-        key = layout_key(self.key_prefix)
-        found = await self.aclaim_layout(key, LAYOUT_VERSION, scripts.ALL)
-        if self._check_layout(found) < LAYOUT_VERSION:
-            with _translated(self._where):
-                await (await self._async_client()).set(key, LAYOUT_VERSION)
-        return LAYOUT_VERSION
+        return (await self._layout.aupgrade()).latest
+
+    def schema_steps(self) -> list[SchemaSteps]:
+        """The thread key layout's steps."""
+        return [self._layout]
 
     def close(self) -> None:
         """Close the clients this store made (clients you passed in stay open).
