@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar, runtime_checkable
 from urllib.parse import urlsplit
@@ -35,6 +36,7 @@ from memfold import memory_ops as ops
 from memfold.errors import InvalidInput
 from memfold.memory_model import MemoryHit, MemoryRecord, Namespace
 from memfold.model import JSON, utcnow
+from memfold.recall import feedback
 from memfold.recall.decay import check_decay, recency_factor
 from memfold.recall.dedupe import check_threshold
 from memfold.recall.embedders import Embedder
@@ -182,6 +184,23 @@ def rank_hits(
     return hits[: op.k]
 
 
+def _first_pass(op: ops.SearchMemories) -> ops.SearchMemories:
+    """The search whose hits pick a query's expansion terms: at least `feedback.DEPTH` hits,
+    none touched (the hits of the final search are)."""
+    depth = max(op.k, feedback.DEPTH)
+    return replace(op, k=depth, pool=max(op.pool, depth), touch=op.touch and op.k >= depth)
+
+
+def _expanded(op: ops.SearchMemories, first: list[MemoryHit]) -> ops.SearchMemories | None:
+    """``op`` with the expansion terms ``first`` suggests, or None when it suggests none and
+    ``first`` already answers ``op``."""
+    extra = feedback.expansion_terms(op.terms, [text_terms(h.record.text) for h in first])
+    if extra:
+        weights = (1.0,) * len(op.terms) + (feedback.WEIGHT,) * len(extra)
+        return replace(op, terms=op.terms + extra, term_weights=weights)
+    return None if not op.touch or op.k >= feedback.DEPTH else op
+
+
 @runtime_checkable
 class MemoryStore(Protocol):
     """Long-term memories by namespace, searched by text and vector, with sync and async APIs."""
@@ -284,6 +303,7 @@ class MemoryStore(Protocol):
         decay_weight: float = 0.5,
         touch: bool = False,
         include_embedding: bool = False,
+        expand_query: bool = True,
     ) -> list[MemoryHit]: ...
     async def asearch(
         self,
@@ -300,6 +320,7 @@ class MemoryStore(Protocol):
         decay_weight: float = 0.5,
         touch: bool = False,
         include_embedding: bool = False,
+        expand_query: bool = True,
     ) -> list[MemoryHit]: ...
     def list_namespaces(
         self,
@@ -853,6 +874,7 @@ class BaseMemoryStore(BaseStore):
         decay_weight: float = 0.5,
         touch: bool = False,
         include_embedding: bool = False,
+        expand_query: bool = True,
     ) -> list[MemoryHit]:
         """The ``k`` best records under ``prefix`` for ``query`` (ranked by its words and, with
         an embedder, its meaning) or for ``vector``, best first.
@@ -860,7 +882,9 @@ class BaseMemoryStore(BaseStore):
         Only records passing ``filter`` are ranked, so ``k`` hits come back whenever ``k``
         records match (and, with ``min_score``, score at least that). ``half_life_seconds``
         turns on recency decay (``decay_weight`` of the score halves each half-life); weights
-        default to the store's. ``touch`` marks the hits used now.
+        default to the store's. ``touch`` marks the hits used now. ``expand_query`` adds the
+        words the best hits of a first search share to a text query and searches again
+        (`memfold.recall.feedback`).
 
         Raises:
             InvalidInput: neither ``query`` nor ``vector``, or a bad filter or vector.
@@ -872,7 +896,11 @@ class BaseMemoryStore(BaseStore):
             prefix, query, vector, qv, filter, k, text_weight, vector_weight, min_score,
             half_life_seconds, decay_weight, touch, include_embedding,
         )  # fmt: skip
-        return self.execute(op)
+        if not (expand_query and op.terms):
+            return self.execute(op)
+        first = self.execute(_first_pass(op))
+        second = _expanded(op, first)
+        return first[: op.k] if second is None else self.execute(second)
 
     def list_namespaces(
         self,
@@ -1020,6 +1048,7 @@ class BaseMemoryStore(BaseStore):
         decay_weight: float = 0.5,
         touch: bool = False,
         include_embedding: bool = False,
+        expand_query: bool = True,
     ) -> list[MemoryHit]:
         """Async `search`."""
         text = self._query_text(query, vector, vector_weight)
@@ -1028,7 +1057,11 @@ class BaseMemoryStore(BaseStore):
             prefix, query, vector, qv, filter, k, text_weight, vector_weight, min_score,
             half_life_seconds, decay_weight, touch, include_embedding,
         )  # fmt: skip
-        return await self.aexecute(op)
+        if not (expand_query and op.terms):
+            return await self.aexecute(op)
+        first = await self.aexecute(_first_pass(op))
+        second = _expanded(op, first)
+        return first[: op.k] if second is None else await self.aexecute(second)
 
     async def alist_namespaces(
         self,

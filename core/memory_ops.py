@@ -131,6 +131,8 @@ class SearchMemories(Op[list[MemoryHit]]):
     pool: int = 100
     touch: bool = False
     include_embedding: bool = False
+    term_weights: tuple[float, ...] = ()
+    """One BM25 weight per term (empty: all 1), for terms added by query expansion."""
 
 
 @dataclass(frozen=True, slots=True)

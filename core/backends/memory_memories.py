@@ -350,7 +350,7 @@ class MemoryMemoryStore(BaseMemoryStore):
             df = {t: sum(1 for _, e in found if t in e.terms) for t in op.terms}
             scores = bm25(
                 op.terms, [e.terms for _, e in found], n_docs=n_docs,
-                avg_len=total / n_docs if n_docs else 0.0, df=df,
+                avg_len=total / n_docs if n_docs else 0.0, df=df, weights=op.term_weights,
             )  # fmt: skip
             for score, (key, entry) in sorted(zip(scores, found, strict=True), key=lambda s: -s[0])[
                 : op.pool

@@ -80,11 +80,14 @@ def bm25(
     df: Mapping[str, int],
     k1: float = 1.2,
     b: float = 0.75,
+    weights: Sequence[float] = (),
 ) -> list[float]:
-    """Okapi BM25 of each document (a list of terms) for ``query`` (distinct terms), given the
-    collection's size, average length and document frequencies."""
+    """Okapi BM25 of each document (a list of terms) for ``query`` (distinct terms, each
+    weighted by ``weights`` when given), given the collection's size, average length and
+    document frequencies."""
+    weight = dict(zip(query, weights, strict=True)) if weights else {}
     idf = {
-        t: math.log(1 + (n_docs - df.get(t, 0) + 0.5) / (df.get(t, 0) + 0.5))
+        t: weight.get(t, 1.0) * math.log(1 + (n_docs - df.get(t, 0) + 0.5) / (df.get(t, 0) + 0.5))
         for t in dict.fromkeys(query)
     }
     avg = avg_len or 1.0

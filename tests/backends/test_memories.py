@@ -135,6 +135,25 @@ async def test_search_hybrid_text_and_vector(api: Api) -> None:
     ]
 
 
+async def test_query_expansion_finds_a_memory_without_the_query_words(api: Api) -> None:
+    """The words the best hits share join the query: a memory sharing none of the query's
+    words is found, and ``expand_query=False`` turns that off."""
+    texts = ["Caroline researched adoption agencies all week",
+             "Caroline said the adoption agencies were kind",
+             "Caroline phoned adoption agencies again",
+             "Two agencies called back about the adoption papers"]  # fmt: skip
+    texts += [f"Caroline painted lake number {i} at sunrise" for i in range(10)]
+    for i, t in enumerate(texts):
+        await api.put(NS, t, id=f"m{i}")
+    expanded = await api.search(("acme",), "What did Caroline research?", k=5, vector_weight=0)
+    assert "m3" in [h.record.id for h in expanded]
+    plain = await api.search(
+        ("acme",), "What did Caroline research?", k=5, vector_weight=0, expand_query=False
+    )
+    assert "m3" not in [h.record.id for h in plain]
+    assert expanded[0].record.id == plain[0].record.id == "m0"
+
+
 async def test_filtered_search_returns_k_when_k_match(api: Api) -> None:
     """A selective filter still yields k hits when k records match, ranked among themselves."""
     rng = np.random.default_rng(7)

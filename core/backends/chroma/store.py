@@ -591,7 +591,7 @@ class ChromaMemoryStore(BaseMemoryStore):
             found.sort(key=lambda r: r[0])
             terms = [_terms(r[1]) for r in found]
             df = {t: sum(1 for doc in terms if t in doc) for t in op.terms}
-            scores = bm25(op.terms, terms, n_docs=n_docs, df=df,
+            scores = bm25(op.terms, terms, n_docs=n_docs, df=df, weights=op.term_weights,
                           avg_len=total / n_docs if n_docs else 0.0)  # fmt: skip
             ranked = sorted(zip(scores, found, strict=True), key=lambda s: -s[0])[: op.pool]
             text_scores = {row[0]: score for score, row in ranked}

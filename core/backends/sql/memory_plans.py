@@ -553,6 +553,7 @@ class MemoryPlans:
             scores = bm25(
                 op.terms, doc_terms, n_docs=int(n_docs),
                 avg_len=float(total) / n_docs if n_docs else 0.0, df=df,
+                weights=op.term_weights,
             )  # fmt: skip
             best = sorted(zip(scores, found, strict=True), key=lambda s: -s[0])[: op.pool]
             text_scores = {}
