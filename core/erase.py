@@ -285,6 +285,9 @@ def erase(
             store, op = steps.send(store.execute(op))
     except StopIteration as done:
         thread_ids, counts, placed = done.value
+    if not dry_run:
+        for store in ordered:
+            store.purge_deleted()
     return ErasureReport(
         subject, dry_run, thread_ids, counts + _clear(caches, dry_run), placed, now
     )
@@ -309,6 +312,9 @@ async def aerase(
             store, op = steps.send(await store.aexecute(op))
     except StopIteration as done:
         thread_ids, counts, placed = done.value
+    if not dry_run:
+        for store in ordered:
+            await store.apurge_deleted()
     return ErasureReport(
         subject, dry_run, thread_ids, counts + _clear(caches, dry_run), placed, now
     )

@@ -316,6 +316,13 @@ class BaseStore(ABC):
         (see `memfold.schema_steps`); empty for a store that keeps no schema."""
         return []
 
+    def purge_deleted(self) -> None:
+        """Make the storage engine drop what it still keeps of deleted data outside its tables
+        (`memfold.erase` calls it; SQLite truncates its write-ahead log; elsewhere nothing)."""
+
+    async def apurge_deleted(self) -> None:
+        """Async `purge_deleted`."""
+
     def close(self) -> None:
         """Release connections and files."""
 

@@ -173,7 +173,7 @@ def test_a_store_without_setup_says_to_call_setup(tmp_path: Path) -> None:
     store = memfold.open_store(f"sqlite:///{tmp_path / 'fresh.db'}", setup=False)
     with pytest.raises(BackendUnavailable, match=r"setup\(\)"):
         store.load("t")
-    assert store.setup() == store.setup() == 2
+    assert store.setup() == store.setup() == 3
     assert store.load("t") == []
 
 

@@ -37,10 +37,10 @@ from tests.support import (
     redis_checkpoint_store,
 )
 
-ERASE_BACKENDS = ["memory"]
+ERASE_BACKENDS = ["memory", "sqlite", "postgresql"]
 TENANT = "acme"
 ANN, BOB = "ann", "bob"
-SECRET = "ann-secret"
+SECRET = "annsecret"
 """Every piece of Ann's content carries this marker; none may be left anywhere after erase."""
 ANN_THREADS = ("ann-chat", "ann-graph", "ann-tools")
 
@@ -55,7 +55,8 @@ class World:
     raw: Callable[[], list[tuple[str, bytes]]]
     """Every stored item as ``(where, bytes)``: table rows, Redis keys and values, dict state."""
     tombstone_places: tuple[str, ...] = ()
-    """Where tombstones live (they keep thread ids and the user id, by design)."""
+    """Where tombstones live (they keep thread ids and the user id, by design): their table,
+    Redis hash, or the database file holding that table."""
     cleanup: list[Callable[[], None]] = field(default_factory=list)
 
     @property
@@ -78,6 +79,8 @@ def _sqlite_raw(path: Path) -> Callable[[], list[tuple[str, bytes]]]:
             for table in tables:
                 for row in conn.execute(f'SELECT * FROM "{table}"'):  # test names
                     found.append((table, repr(row).encode()))
+        for file in path.parent.glob(path.name + "*"):  # the database, its WAL and SHM
+            found.append((file.name, file.read_bytes()))
         return found
 
     return read
@@ -175,11 +178,11 @@ def make_world(backend: str, tmp_path: Path) -> World:
             def raw() -> list[tuple[str, bytes]]:
                 return sql() + _chroma_raw(memories)
 
-            return World(
-                threads, checkpoints, memories, raw, ("memfold_tombstones", "chroma:tombstones")
-            )
+            return World(threads, checkpoints, memories, raw, ("memfold_tombstones", "memfold.db"))
         memories = open_memory_store(f"sqlite:///{path}", embedder=embedder)
-        return World(threads, checkpoints, memories, _sqlite_raw(path), ("memfold_tombstones",))
+        return World(
+            threads, checkpoints, memories, _sqlite_raw(path), ("memfold_tombstones", "memfold.db")
+        )
     if backend == "postgresql":
         schema = f"memfold_test_{uuid.uuid4().hex}"
         threads = make_store("postgresql", tmp_path, schema=schema)
@@ -301,6 +304,7 @@ def fill(world: World, user: str, marker: str) -> tuple[str, ...]:
         [MemoryRecord((TENANT, user, "kv"), f"k{i}", "", {"v": f"{marker} {i}"}) for i in range(3)]
     )
     memories.search((TENANT, user), f"{marker} tea", k=2)  # fills the embedding cache
+    threads.search(marker, tenant=TENANT)  # brings the full-text index up to date
     return chat, graph, tools
 
 

@@ -211,7 +211,7 @@ def test_a_store_without_setup_says_to_call_setup(schema: str) -> None:
     store = memfold.open_store(PG_URL, schema=schema, setup=False)
     with pytest.raises(BackendUnavailable, match=r"setup\(\)"):
         store.load("t")
-    assert store.setup() == store.setup() == 2
+    assert store.setup() == store.setup() == 3
     assert store.load("t") == []
     store.close()
 
@@ -358,13 +358,13 @@ def test_concurrent_setup_from_processes_is_safe(
     for p in procs:
         p.join(120)
         assert p.exitcode == 0
-    assert sorted(results.get(timeout=5) for _ in procs) == [2, 2, 2, 2]
+    assert sorted(results.get(timeout=5) for _ in procs) == [3, 3, 3, 3]
     rows = admin.execute(
         sql.SQL("SELECT component, version FROM {}.memfold_schema_versions").format(
             sql.Identifier(schema)
         )
     ).fetchall()
-    assert sorted(rows) == [("threads", 1), ("threads", 2)]
+    assert sorted(rows) == [("threads", 1), ("threads", 2), ("threads", 3)]
 
 
 # Search and text.

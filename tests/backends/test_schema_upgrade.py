@@ -43,22 +43,30 @@ RELEASED = {
     ("threads", "sqlite"): [
         "a71453450fcec56ffce0b7ee846b943f27f5629e4e0c745f755fe4251142bcc6",
         "381533d2dcb3d73672ac2e4875b3617663ccdf42928c4b205f0275f344da85ae",
+        "ca48be5a0507a816066d3ed2c6d6e38dd31c0d50d99015185f5f589f4eced600",
     ],
     ("threads", "postgresql"): [
         "805d2e7d17cc3b8482a63e37e3d153f42f21921cefc1c5be50ecf36bc8f7a3bf",
         "151a7db56a6e37271eb12dcd45cba78a19ed63e103a4abca216cd96727a764b6",
+        "3d9d0efde5ecd27af647e6a841b5dc7d409cd4811d4e7ce9716cf3b20112c6f2",
     ],
     ("checkpoints", "sqlite"): [
         "61426ceab74aa6be50580e127e9705f897991933859ff15845c9298e89b5d6cc",
         "95d74343eabdca1101219f9609f38a524326ed7cb5ee2068e7e1400d8cebb4e7",
+        "7dde4be558705eab8eb9ad78e68abfcf1c22e022fc456fa67e5b5a54fb90ce23",
     ],
     ("checkpoints", "postgresql"): [
         "56fbcc879fa07925bc89835ec8dc2907477e87f25245c450945e04e765edea8f",
         "d3027fb5495807c28a9053db2e80e38ca40156a305f291f118979039f1926baa",
+        "4a218632415152c9315b2efa0cc28956ecbedd3ac91ce5f2043aee684bf380c2",
     ],
-    ("memories", "sqlite"): ["ef1c4dfb0e9f108d7d150db97280f42fc13cc9c4ee9a22f9b73f4a9a6199dce7"],
+    ("memories", "sqlite"): [
+        "ef1c4dfb0e9f108d7d150db97280f42fc13cc9c4ee9a22f9b73f4a9a6199dce7",
+        "f679f8f0cd83767389e69deb38d7926ba31bbb4c8aede7e8c7131441549d8aff",
+    ],
     ("memories", "postgresql"): [
-        "e1f8b4b67fbbb3d73055a34df787282890f7e57994337245e7583761e3ce9cf1"
+        "e1f8b4b67fbbb3d73055a34df787282890f7e57994337245e7583761e3ce9cf1",
+        "13cc00831794093adf8309da28dd3366a037d21bb67c138d372105d50589c925",
     ],
 }
 
@@ -241,10 +249,10 @@ def test_a_release_1_thread_schema_upgrades_with_its_data(
     _write_as_release_1(old_store, "acme", "t1", thread, metadata='{"topic": "greeting"}')
     _write_as_release_1(old_store, "rival", "t1", secret)
     before = _only(old_store).status()
-    assert (before.version, [p.version for p in before.pending]) == (1, [2])
+    assert (before.version, [p.version for p in before.pending]) == (1, [2, 3])
 
-    assert old_store.setup() == migrations.STEPS[-1].version == 2
-    assert old_store.setup() == 2  # idempotent
+    assert old_store.setup() == migrations.STEPS[-1].version == 3
+    assert old_store.setup() == 3  # idempotent
     assert _only(old_store).status().up_to_date
 
     assert old_store.load("t1", tenant="acme") == thread
@@ -273,15 +281,15 @@ def test_a_release_1_thread_schema_upgrades_with_its_data(
 async def test_a_release_1_checkpoint_schema_upgrades_with_its_data(
     release_1: tuple[str, dict[str, Any]],
 ) -> None:
-    """asetup() gives first-release checkpoints the effect journal (step 2): their chains of
-    values, pending writes and tenants read back as stored, and new checkpoints and journal
-    entries are recorded afterwards."""
+    """asetup() gives first-release checkpoints the effect journal (step 2) and tombstones
+    (step 3): their chains of values, pending writes and tenants read back as stored, and new
+    checkpoints and journal entries are recorded afterwards."""
     url, options = release_1
     store = SQLCheckpointStore(url, **options)
     before = await _only(store).astatus()
-    assert (before.version, before.latest, [p.version for p in before.pending]) == (1, 2, [2])
+    assert (before.version, before.latest, [p.version for p in before.pending]) == (1, 3, [2, 3])
     found = await _only(store).aupgrade()
-    assert [p.version for p in found.pending] == [2]
+    assert [p.version for p in found.pending] == [2, 3]
     assert (await _only(store).aupgrade()).pending == ()  # nothing left to apply
 
     c2 = store.get("t1", tenant="acme")
@@ -316,12 +324,12 @@ async def test_a_release_1_checkpoint_schema_upgrades_with_its_data(
 def test_a_release_1_memory_schema_opens_with_its_data(
     release_1: tuple[str, dict[str, Any]],
 ) -> None:
-    """The first release's memory table is the current one: setup() finds nothing to apply,
-    and its records are read, found by words and by vector, and kept per tenant."""
+    """The first release's memory table gains only tombstones (step 2): its records are read,
+    found by words and by vector, and kept per tenant."""
     url, options = release_1
     store = SQLMemoryStore(url, dimensions=DIMENSIONS, **options)
-    assert _only(store).upgrade().pending == ()
-    assert store.setup() == MEMORY_STEPS[-1].version == 1
+    assert [p.version for p in _only(store).upgrade().pending] == [2]
+    assert store.setup() == MEMORY_STEPS[-1].version == 2
     record = store.get(("acme", "u1"), "m1")
     assert record is not None
     assert (record.text, dict(record.value), record.importance) == (

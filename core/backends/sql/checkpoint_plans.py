@@ -47,6 +47,7 @@ from memfold import checkpoint_ops as ops
 from memfold.backends.sql.checkpoint_schema import CheckpointTables
 from memfold.backends.sql.journal import JournalPlans
 from memfold.backends.sql.plans import Plan
+from memfold.backends.sql.tombstones import TombstonePlans, user_params, user_where
 from memfold.checkpoint_deltas import (
     BlobKey,
     DeltaPolicy,
@@ -73,12 +74,13 @@ from memfold.errors import Conflict, InvalidInput
 from memfold.journal import JOURNAL_OPS
 from memfold.model import JSON
 from memfold.ops import Op
+from memfold.tombstones import EraseSubject, ErasureCounts, FindThreads, LiftTombstones
 
 __all__ = ["CheckpointPlans"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
-_READS = (ops.GetCheckpoint, ops.ListCheckpoints, ops.CheckpointStats)
+_READS = (ops.GetCheckpoint, ops.ListCheckpoints, ops.CheckpointStats, FindThreads)
 _SINGLE = (ops.SetCheckpointThreadTTL, ops.ReleaseThread)
 
 
@@ -171,6 +173,7 @@ class CheckpointPlans:
         ins = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
         self._cache: dict[Any, ClauseElement] = {}
         self._journal = JournalPlans(tables.journal, dialect)
+        self._tombstones = TombstonePlans(tables.base.tombstones, self.dialect)
 
         thread_key = and_(
             t.c.tenant == bindparam("tenant"), t.c.thread_id == bindparam("thread_id")
@@ -404,6 +407,12 @@ class CheckpointPlans:
                 return self._sweep(op)
             case ops.CheckpointStats(tenant, thread_id):
                 return self._stats(tenant, thread_id)
+            case FindThreads(tenant, user_id):
+                return self._find_threads(tenant, user_id)
+            case EraseSubject():
+                return self._erase(op)
+            case LiftTombstones():
+                return self._tombstones.lift(op)
         raise InvalidInput(f"the SQL checkpoint store cannot run {type(op).__name__}")
 
     # Writes.
@@ -776,6 +785,70 @@ class CheckpointPlans:
             )
         yield from self._journal.delete_thread(tenant, thread_id)
         return int(count.scalar())
+
+    # Erasure (see `memfold.erase`).
+
+    def _find_threads(self, tenant: str, user_id: str) -> Plan:
+        c = self.tables.checkpoints
+        statement = self._cached(
+            "user threads",
+            select(c.c.thread_id)
+            .distinct()
+            .where(c.c.tenant == bindparam("tenant"), user_where(c.c.metadata, self.dialect))
+            .order_by(c.c.thread_id),
+        )
+        found = yield statement, {"tenant": tenant, **user_params(user_id)}
+        return [row[0] for row in found.rows]
+
+    def _erase(self, op: EraseSubject) -> Plan:
+        # Tombstones first; then each thread row is locked before its rows are counted and
+        # deleted, so a concurrent put either commits first (and goes too) or is refused.
+        if not op.dry_run:
+            yield from self._tombstones.place(op.tenant, op.tombstones)
+        tables = self.tables
+        scopes: list[str | None] = [None] if op.whole_tenant else list(op.thread_ids)
+        total = ErasureCounts()
+        for thread_id in scopes:
+            whole = thread_id is None
+            key = (
+                {"tenant": op.tenant}
+                if thread_id is None
+                else self._thread_params(op.tenant, thread_id)
+            )
+
+            def rows(table: Table, whole: bool = whole) -> ColumnElement[bool]:
+                return table.c.tenant == bindparam("tenant") if whole else self._thread_where(table)
+
+            lock = select(tables.threads.c.thread_id).where(rows(tables.threads))
+            yield self._cached(("erase lock", whole), lock.with_for_update()), key
+            stats = yield from self._stats(op.tenant, thread_id)
+            journal = select(func.count()).select_from(tables.journal)
+            found = yield (
+                self._cached(("erase journal", whole), journal.where(rows(tables.journal))),
+                key,
+            )
+            counts = ErasureCounts(
+                checkpoint_threads=stats.threads,
+                checkpoints=stats.checkpoints,
+                checkpoint_writes=stats.writes,
+                checkpoint_blobs=stats.blobs,
+                journal_entries=int(found.scalar()),
+            )
+            total += counts
+            if op.dry_run or not counts.total:
+                continue
+            for table in (
+                tables.writes,
+                tables.values,
+                tables.checkpoints,
+                tables.threads,
+                tables.journal,
+            ):
+                yield (
+                    self._cached(("erase", table.name, whole), delete(table).where(rows(table))),
+                    key,
+                )
+        return total
 
     def _ttl(self, tenant: str, thread_id: str, ttl: float | None) -> Plan:
         found = yield (

@@ -7,7 +7,7 @@ Examples:
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "checkpoints.db"
     >>> store = SQLCheckpointStore(f"sqlite:///{path}")
     >>> store.setup()
-    2
+    3
     >>> store.put("t", "c1", Blob("json", b"{}"), versions={"x": 1},
     ...           values={"x": Blob("json", b"7")})
     >>> store.get("t").values["x"]
@@ -143,6 +143,14 @@ class SQLCheckpointStore(BaseCheckpointStore):
     def schema_steps(self) -> list[SchemaSteps]:
         """The checkpoint tables' steps."""
         return [self._schema]
+
+    def purge_deleted(self) -> None:
+        """SQLite: truncate the write-ahead log (see `memfold.erase`)."""
+        self._runner.purge_deleted()
+
+    async def apurge_deleted(self) -> None:
+        """Async `purge_deleted`."""
+        await self._runner.apurge_deleted()
 
     def close(self) -> None:
         """Close this store's connections and the engines it made."""

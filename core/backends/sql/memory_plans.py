@@ -50,13 +50,15 @@ from memfold import memory_ops as ops
 from memfold.backends.sql import words
 from memfold.backends.sql.memory_schema import MemoryTables
 from memfold.backends.sql.plans import Plan
-from memfold.memories import prefix_range, rank_hits, split_key
+from memfold.backends.sql.tombstones import TombstonePlans, scrubbed
+from memfold.memories import namespace_key, prefix_range, rank_hits, split_key
 from memfold.memory_model import MemoryHit, MemoryRecord, Namespace
 from memfold.ops import Op
 from memfold.recall.dedupe import nearest_duplicate
 from memfold.recall.filters import Filter, parse_filter
 from memfold.recall.text import bm25
 from memfold.recall.vectors import Matrix, from_blob, to_blob, top_k
+from memfold.tombstones import EraseSubject, ErasureCounts, LiftTombstones
 
 __all__ = ["MemoryPlans"]
 
@@ -102,6 +104,7 @@ class MemoryPlans:
         ]  # fmt: skip
         self._embedding = embedding
         self._matrices: dict[str, _Matrix] = {}
+        self._tombstones = TombstonePlans(tables.base.tombstones, dialect)
         # The hot statements, built once with named parameters so the runner compiles them
         # once (see `prepared`); the rest are built per call around their filter.
         live = or_(m.c.expires_at.is_(None), m.c.expires_at > bindparam("now"))
@@ -276,7 +279,28 @@ class MemoryPlans:
                 return self._set_embeddings(op)
             case ops.SweepMemories():
                 return self._sweep(op)
+            case EraseSubject():
+                return self._erase(op)
+            case LiftTombstones():
+                return self._tombstones.lift(op)
         raise TypeError(f"the SQL memory store cannot run {type(op).__name__}")
+
+    def _erase(self, op: EraseSubject) -> Plan:
+        if not op.dry_run:
+            yield from self._tombstones.place(op.tenant, op.tombstones)
+        prefix = op.memory_prefix
+        if prefix is None:
+            return ErasureCounts()
+        under = self._under(namespace_key(prefix))
+        found = int((yield select(func.count()).select_from(self.m).where(under), None).scalar())
+        if found and not op.dry_run:
+            deletes = self._delete_under(under)
+            yield from scrubbed(deletes, self.tables.fts) if not self.pg else deletes
+            self._matrices.clear()  # cached vectors, the erased ones among them
+        return ErasureCounts(memories=found)
+
+    def _delete_under(self, under: ColumnElement[bool]) -> Plan:
+        yield delete(self.m).where(under), None
 
     _PUT_COLUMNS = (
         "ns", "id", "text", "terms", "n_terms", "embedding_model", "importance", "ttl",

@@ -36,6 +36,7 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 from memfold.backends.sql import words
 from memfold.backends.sql.migrations import SQLSchemaSteps, Step
 from memfold.backends.sql.schema import Tables, build_tables
+from memfold.backends.sql.tombstones import namespace_guard_ddl, tombstone_ddl
 
 if TYPE_CHECKING:
     from memfold.backends.sql.store import _Runner
@@ -157,8 +158,17 @@ def _memories(tables: MemoryTables, dialect: Dialect) -> list[str]:
     return ddl
 
 
+def _memory_tombstones(tables: MemoryTables, dialect: Dialect) -> list[str]:
+    """Tombstones, and a trigger refusing memory writes under erased tenants and users."""
+    stones = tables.base.tombstones
+    return tombstone_ddl(stones, dialect) + namespace_guard_ddl(
+        tables.memories, stones, tables.base.prefix, dialect
+    )
+
+
 MEMORY_STEPS: tuple[Step, ...] = (
     Step(1, "long-term memories with full-text and vector indexes", _memories),
+    Step(2, "tombstones refuse writes under erased tenants and users", _memory_tombstones),
 )
 """The ``memories`` component's steps; append-only."""
 

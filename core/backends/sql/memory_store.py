@@ -6,7 +6,7 @@ Examples:
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "memories.db"
     >>> store = SQLMemoryStore(f"sqlite:///{path}", dimensions=2)
     >>> store.setup()
-    1
+    2
     >>> _ = store.put(("t", "u"), "north", embedding=[0.0, 1.0])
     >>> [h.record.text for h in store.search(("t",), "north", k=1)]
     ['north']
@@ -137,6 +137,14 @@ class SQLMemoryStore(BaseMemoryStore):
     def schema_steps(self) -> list[SchemaSteps]:
         """The memory table's steps."""
         return [self._schema]
+
+    def purge_deleted(self) -> None:
+        """SQLite: truncate the write-ahead log (see `memfold.erase`)."""
+        self._runner.purge_deleted()
+
+    async def apurge_deleted(self) -> None:
+        """Async `purge_deleted`."""
+        await self._runner.apurge_deleted()
 
     def close(self) -> None:
         """Close this store's connections and the engines it made."""

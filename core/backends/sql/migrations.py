@@ -45,6 +45,7 @@ from memfold.backends.sql.checkpoint_schema import CheckpointTables
 from memfold.backends.sql.journal import journal_ddl
 from memfold.backends.sql.plans import Plan
 from memfold.backends.sql.schema import Tables
+from memfold.backends.sql.tombstones import thread_guard_ddl, tombstone_ddl
 from memfold.errors import Conflict
 from memfold.schema_steps import SchemaStatus
 
@@ -250,9 +251,17 @@ def _thread_keys(tables: Tables, dialect: Dialect) -> list[str]:
     return ddl
 
 
+def _thread_tombstones(tables: Tables, dialect: Dialect) -> list[str]:
+    """Tombstones, and a trigger refusing thread writes to erased tenants and threads."""
+    return tombstone_ddl(tables.tombstones, dialect) + thread_guard_ddl(
+        tables.threads, tables.tombstones, tables.prefix, dialect
+    )
+
+
 STEPS: tuple[Step, ...] = (
     Step(1, "threads and messages, with full-text search", _threads_and_messages),
     Step(2, "integer thread keys, ids out of bodies, one-statement appends", _thread_keys),
+    Step(3, "tombstones refuse writes to erased tenants and threads", _thread_tombstones),
 )
 """The ``threads`` steps. Append-only: a new schema change is a new step at the end."""
 
@@ -274,9 +283,21 @@ def _checkpoint_tables(tables: CheckpointTables, dialect: Dialect) -> list[str]:
     return ddl
 
 
+def _checkpoint_tombstones(tables: CheckpointTables, dialect: Dialect) -> list[str]:
+    """Tombstones, and triggers refusing checkpoint and journal writes to erased tenants and
+    threads."""
+    stones, prefix = tables.base.tombstones, tables.base.prefix
+    return (
+        tombstone_ddl(stones, dialect)
+        + thread_guard_ddl(tables.threads, stones, prefix, dialect)
+        + thread_guard_ddl(tables.journal, stones, prefix, dialect)
+    )
+
+
 CHECKPOINT_STEPS: tuple[Step, ...] = (
     Step(1, "checkpoint threads, checkpoints, values and writes", _checkpoint_tables),
     Step(2, "the effect journal", lambda tables, dialect: journal_ddl(tables.journal, dialect)),
+    Step(3, "tombstones refuse writes to erased tenants and threads", _checkpoint_tombstones),
 )
 """The ``checkpoints`` component's steps; append-only like `STEPS`."""
 

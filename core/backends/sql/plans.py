@@ -19,9 +19,11 @@ from memfold import ops
 from memfold.backends.bodies import set_time, split
 from memfold.backends.sql import words
 from memfold.backends.sql.schema import Tables
+from memfold.backends.sql.tombstones import TombstonePlans, scrubbed, user_params, user_where
 from memfold.errors import InvalidInput, NotFound
 from memfold.fulltext import fts5_query
 from memfold.model import Message, MessageHit, ThreadInfo
+from memfold.tombstones import EraseSubject, ErasureCounts, FindThreads, LiftTombstones
 
 __all__ = ["Plan", "ThreadPlans"]
 
@@ -29,7 +31,7 @@ Statement: TypeAlias = tuple[ClauseElement, Any]
 """A statement and its parameters: a dict, a list of dicts (run once per dict), or None."""
 Plan: TypeAlias = Generator[Statement, "Rows", Any]
 
-_READS = (ops.LoadThread, ops.CountMessages, ops.GetThread, ops.ListThreads)
+_READS = (ops.LoadThread, ops.CountMessages, ops.GetThread, ops.ListThreads, FindThreads)
 # Search is not a read on SQLite: it first brings the full-text index up to date.
 _PURE_READS = (*_READS, ops.SearchMessages)
 
@@ -235,6 +237,15 @@ class ThreadPlans:
             m.c.thread.in_(select(t.c.id).where(t.c.tenant == bindparam("k_tenant")))
         )
         self._clear_tenant_threads = delete(t).where(t.c.tenant == bindparam("k_tenant"))
+        self._lock_tenant = (
+            select(t.c.message_count).where(t.c.tenant == bindparam("k_tenant")).with_for_update()
+        )
+        self._of_user = (
+            select(t.c.thread_id)
+            .where(t.c.tenant == bindparam("k_tenant"), user_where(t.c.metadata, dialect))
+            .order_by(t.c.thread_id)
+        )
+        self._tombstones = TombstonePlans(tables.tombstones, dialect)
         if dialect == "sqlite":
             self._sqlite_search(tables)
         else:
@@ -291,6 +302,7 @@ class ThreadPlans:
         return [v for v in vars(self).values() if isinstance(v, ClauseElement)] + [
             *self._load.values(),
             *self._fts_search.values(),
+            *self._tombstones.prepared,
         ]
 
     def writes(self, op: ops.Op[Any]) -> bool:
@@ -332,6 +344,12 @@ class ThreadPlans:
                 return self._clear_tenant_plan(tenant)
             case ops.SearchMessages():
                 return self._search(op)
+            case FindThreads(tenant, user_id):
+                return self._find(tenant, user_id)
+            case EraseSubject():
+                return self._erase(op)
+            case LiftTombstones():
+                return self._tombstones.lift(op)
         raise InvalidInput(f"the SQL backend cannot run {type(op).__name__}")
 
     def _append(self, op: ops.AppendMessages) -> Plan:
@@ -457,6 +475,44 @@ class ThreadPlans:
     def _clear_tenant_plan(self, tenant: str) -> Plan:
         yield self._clear_tenant_messages, {"k_tenant": tenant}
         return (yield self._clear_tenant_threads, {"k_tenant": tenant}).rowcount
+
+    def _find(self, tenant: str, user_id: str) -> Plan:
+        rows = (yield self._of_user, {"k_tenant": tenant, **user_params(user_id)}).rows
+        return [row[0] for row in rows]
+
+    def _erase(self, op: EraseSubject) -> Plan:
+        # Tombstones first (on PostgreSQL under the tenant's erasure lock, which the write
+        # triggers wait for), then the threads' rows, counted as they go.
+        if not op.dry_run:
+            yield from self._tombstones.place(op.tenant, op.tombstones)
+        tenant = {"k_tenant": op.tenant}
+        if op.whole_tenant:
+            counts = [row[0] for row in (yield self._lock_tenant, tenant).rows]
+            doomed = [tenant] if counts else []
+        else:
+            counts, doomed = [], []
+            for thread_id in op.thread_ids:
+                key = {**tenant, "k_thread": thread_id}
+                found = (yield self._lock_thread, key).rows
+                if found:
+                    counts.append(found[0][0])
+                    doomed.append(key)
+        if doomed and not op.dry_run:
+            deletes = self._delete_rows(doomed, op.whole_tenant)
+            if self.dialect == "sqlite":
+                deletes = scrubbed(deletes, self.tables.messages_fts)
+            yield from deletes
+        return ErasureCounts(threads=len(counts), messages=sum(counts))
+
+    def _delete_rows(self, keys: list[dict[str, str]], whole_tenant: bool) -> Plan:
+        """Delete threads with their messages (each key names one, or the whole tenant)."""
+        for key in keys:
+            if whole_tenant:
+                yield self._clear_tenant_messages, key
+                yield self._clear_tenant_threads, key
+            else:
+                yield self._clear, key
+                yield self._delete, key
 
     def _search(self, op: ops.SearchMessages) -> Plan:
         params: dict[str, Any] = {"k_tenant": op.tenant, "limit": op.limit}

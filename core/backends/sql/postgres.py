@@ -37,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.util import greenlet_spawn
 
 from memfold.backends.sql.driver import Driver, Lease
+from memfold.backends.sql.tombstones import erased
 from memfold.errors import BackendUnavailable, Conflict, InvalidInput, MemfoldError
 
 __all__ = ["PostgresDriver", "psycopg_url"]
@@ -218,6 +219,8 @@ class PostgresDriver(Driver):
         if not isinstance(error, psycopg.Error):
             return None
         detail = str(error).strip()
+        if isinstance(error, pg_errors.RaiseException) and (found := erased(detail)):
+            return found
         if isinstance(error, pg_errors.IntegrityError):
             return Conflict(
                 f"the write clashes with stored data in {where} (a message id already in the "

@@ -37,6 +37,8 @@ class Tables:
     schema_versions: Table
     threads: Table
     messages: Table
+    tombstones: Table
+    """Tombstones of erased tenants, threads and users (`memfold.backends.sql.tombstones`)."""
 
     @property
     def messages_fts(self) -> str:
@@ -139,4 +141,15 @@ def build_tables(prefix: str = "memfold_", schema: str | None = None) -> Tables:
         # No AUTOINCREMENT on SQLite (it costs a page write per append): a new seq is always
         # above the full-text index's mark, which deletes lower to the highest seq left.
     )
-    return Tables(md, prefix, schema, schema_versions, threads, messages)
+    tombstones = Table(
+        f"{prefix}tombstones",
+        md,
+        Column("tenant", String(512), nullable=False),
+        Column("kind", String(16), nullable=False),  # tenant, thread or user
+        Column("name", String(512), nullable=False),  # "", the thread id or the user id
+        Column("subject", String(512), nullable=False),  # the erased user's id, or ""
+        Column("erased_at", Float, nullable=False),
+        Column("expires_at", Float),  # epoch seconds; NULL: until lifted
+        PrimaryKeyConstraint("tenant", "kind", "name"),
+    )
+    return Tables(md, prefix, schema, schema_versions, threads, messages, tombstones)

@@ -19,6 +19,7 @@ from sqlalchemy.pool import NullPool, PoolProxiedConnection
 from sqlalchemy.util import greenlet_spawn
 
 from memfold.backends.sql.driver import Driver, Lease
+from memfold.backends.sql.tombstones import erased
 from memfold.errors import BackendUnavailable, Conflict, InvalidInput, MemfoldError
 
 __all__ = ["SQLiteDriver"]
@@ -132,6 +133,8 @@ class SQLiteDriver(Driver):
         return await connection.cursor()
 
     def translate(self, error: BaseException, where: str) -> MemfoldError | None:
+        if isinstance(error, sqlite3.IntegrityError) and (found := erased(str(error))):
+            return found
         if isinstance(error, sqlite3.IntegrityError):
             return Conflict(
                 f"the write clashes with stored data in {where} (a message id already in the "

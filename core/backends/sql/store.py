@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from sqlalchemy import URL, ClauseElement, Dialect, Engine, make_url
+from sqlalchemy import URL, ClauseElement, Dialect, Engine, make_url, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -153,6 +153,10 @@ def _driver(
     )
 
 
+def _truncate_log() -> Plan:
+    yield text("PRAGMA wal_checkpoint(TRUNCATE)"), None
+
+
 class _Runner:
     """Runs plans in one transaction each on a driver's connections, sync or async (shared by
     the SQL thread and checkpoint stores)."""
@@ -225,6 +229,18 @@ class _Runner:
                     cursor.close()
             finally:
                 driver.checkin(lease, broken)
+
+    def purge_deleted(self) -> None:
+        """SQLite: move the write-ahead log into the database and truncate it, so the log
+        keeps no page images of deleted rows (best effort: a long reader elsewhere can keep
+        it from finishing)."""
+        if self.driver.name == "sqlite":
+            self._run(_truncate_log, write=False, alone=True)
+
+    async def apurge_deleted(self) -> None:
+        """Async `purge_deleted`."""
+        if self.driver.name == "sqlite":
+            await self._arun(_truncate_log, write=False, alone=True)
 
     async def _arun(self, plan: Callable[[], Plan], write: bool, alone: bool = False) -> Any:
         """Async `_run`."""
@@ -313,7 +329,7 @@ class SQLThreadStore(BaseThreadStore):
         >>> path = pathlib.Path(tempfile.mkdtemp()) / "memory.db"
         >>> store = SQLThreadStore(f"sqlite:///{path}")
         >>> store.setup()
-        2
+        3
     """
 
     def __init__(
@@ -387,6 +403,14 @@ class SQLThreadStore(BaseThreadStore):
     def schema_steps(self) -> list[SchemaSteps]:
         """The thread tables' steps."""
         return [self._schema]
+
+    def purge_deleted(self) -> None:
+        """SQLite: truncate the write-ahead log (see `memfold.erase`)."""
+        self._runner.purge_deleted()
+
+    async def apurge_deleted(self) -> None:
+        """Async `purge_deleted`."""
+        await self._runner.apurge_deleted()
 
     def close(self) -> None:
         """Close this store's connections and the engines it made (an engine you passed in
