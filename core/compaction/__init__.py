@@ -4,7 +4,8 @@ Token counting (`ExactCounter`, `ApproximateCounter`), pure trimming strategies
 (`sliding_window`, `token_budget`), the running summary (`RunningSummary` with the `run`/`arun`
 drivers), summarizers (`ExtractiveSummarizer`, or a host model through the integrations), and
 `Compactor`, which keeps the raw thread in a store and persists each summary as a record of the
-messages it covers.
+messages it covers (and, given a memory store, keeps the facts of folded messages as long-term
+memories: `ExtractiveFacts`).
 
 Examples:
     >>> from memfold import Message, open_store
@@ -17,6 +18,7 @@ Examples:
 """
 
 from memfold.compaction.compactor import RECORD_KEY, Compactor
+from memfold.compaction.facts import ExtractiveFacts, Fact, FactExtractor
 from memfold.compaction.summarizers import (
     CONDENSE_PROMPT,
     EXTEND_PROMPT,
@@ -57,7 +59,10 @@ __all__ = [
     "CompactionRecord",
     "Compactor",
     "ExactCounter",
+    "ExtractiveFacts",
     "ExtractiveSummarizer",
+    "Fact",
+    "FactExtractor",
     "Fold",
     "RunningSummary",
     "SummarizeRequest",

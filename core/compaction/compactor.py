@@ -33,6 +33,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Final
 
+from memfold.compaction.facts import ExtractiveFacts, FactExtractor, fact_records
 from memfold.compaction.summarizers import ExtractiveSummarizer, Summarizer
 from memfold.compaction.summary import (
     SUMMARY_KEY,
@@ -43,6 +44,8 @@ from memfold.compaction.summary import (
     run,
 )
 from memfold.errors import InvalidInput, NotFound
+from memfold.memories import MemoryStore, check_namespace
+from memfold.memory_model import Namespace
 from memfold.model import JSON, Message, ThreadInfo
 from memfold.stores import ThreadStore
 
@@ -89,6 +92,11 @@ class Compactor:
         store: the thread store holding the raw threads.
         strategy: the running summary's budgets and token counter.
         summarizer: what writes summaries (default: `ExtractiveSummarizer`, no model).
+        memories: a long-term memory store to keep facts from folded messages in (see
+            `memfold.compaction.facts`); None keeps none.
+        namespace: where those facts go, e.g. ``(tenant, user_id, "facts")``; needed with
+            ``memories``.
+        facts: what finds the facts (default: `ExtractiveFacts`, no model).
 
     Saving a record re-reads the thread's metadata after summarizing and writes it back with
     the record added (see the module notes on concurrent metadata writes).
@@ -99,10 +107,28 @@ class Compactor:
         store: ThreadStore,
         strategy: RunningSummary,
         summarizer: Summarizer | None = None,
+        *,
+        memories: MemoryStore | None = None,
+        namespace: Namespace | None = None,
+        facts: FactExtractor | None = None,
     ) -> None:
         self.store = store
         self.strategy = strategy
         self.summarizer: Summarizer = summarizer or ExtractiveSummarizer()
+        if memories is not None and namespace is None:
+            raise InvalidInput("pass namespace= with memories=, e.g. (tenant, user_id, 'facts')")
+        self.memories = memories
+        self.namespace = None if namespace is None else check_namespace(namespace)
+        self.facts: FactExtractor = facts or ExtractiveFacts()
+
+    def _evicted(
+        self, messages: list[Message], old: CompactionRecord | None, new: CompactionRecord
+    ) -> list[Message]:
+        """The messages the folds after ``old`` added to ``new``'s summary."""
+        if self.memories is None:
+            return []
+        ranges = new.folds[len(old.folds) if old else 0 :]
+        return [m for first, last in ranges for m in _slice(messages, first, last)]
 
     # Sync API.
 
@@ -143,6 +169,10 @@ class Compactor:
             meta = _with_record(self._info(thread_id, tenant), new)  # re-read after summarizing
             if meta is not None:
                 self.store.set_thread_metadata(thread_id, meta, tenant=tenant)
+            evicted = self._evicted(messages, record, new)
+            if evicted and self.memories is not None and self.namespace is not None:
+                found = self.facts.extract(evicted)
+                self.memories.put_many(fact_records(found, self.namespace, thread_id, tenant))
             done = replace(done, record=new)
         return done
 
@@ -207,6 +237,11 @@ class Compactor:
             meta = _with_record(await self._ainfo(thread_id, tenant), new)
             if meta is not None:
                 await self.store.aset_thread_metadata(thread_id, meta, tenant=tenant)
+            evicted = self._evicted(messages, record, new)
+            if evicted and self.memories is not None and self.namespace is not None:
+                found = await self.facts.aextract(evicted)
+                records = fact_records(found, self.namespace, thread_id, tenant)
+                await self.memories.aput_many(records)
             done = replace(done, record=new)
         return done
 

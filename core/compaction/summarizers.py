@@ -35,8 +35,10 @@ __all__ = [
     "ExtractiveSummarizer",
     "SummarizeRequest",
     "Summarizer",
+    "informativeness",
     "render_prompt",
     "render_transcript",
+    "sentences_of",
 ]
 
 
@@ -243,6 +245,32 @@ _STOP: Final = frozenset(
 )
 
 
+def informativeness(sentences: Sequence[str]) -> list[float]:
+    """A score per ``"speaker: text"`` sentence: its words' rarity among ``sentences``, with
+    names, numbers and dates weighted up, over the square root of its length."""
+    words = [[w.lower() for w in _WORD.findall(s.split(": ", 1)[-1])] for s in sentences]
+    df = Counter(w for ws in words for w in set(ws))
+    n = len(sentences)
+    scores = []
+    for s, ws in zip(sentences, words, strict=True):
+        raw = _WORD.findall(s.split(": ", 1)[-1])
+        score = sum(math.log(1 + n / df[w]) for w in ws if w not in _STOP)
+        score += 2.0 * sum(1 for w in raw[1:] if w[0].isupper())
+        score += 2.5 * sum(1 for w in raw if w[0].isdigit() or w.lower() in _MONTHS)
+        scores.append(score / math.sqrt(1 + len(ws)))
+    return scores
+
+
+def sentences_of(messages: Sequence[Message]) -> list[str]:
+    """``"speaker: sentence"`` for every sentence of ``messages``' text, in order."""
+    out = []
+    for m in messages:
+        who = m.name or m.role
+        body = render_transcript([m]).split(": ", 1)[1]
+        out += [f"{who}: {s}" for s in _SENTENCE.split(body) if s.strip()]
+    return out
+
+
 class ExtractiveSummarizer:
     """A summary made of the conversation's own most informative sentences; no model needed.
 
@@ -258,32 +286,18 @@ class ExtractiveSummarizer:
     def summarize(self, request: SummarizeRequest) -> str:
         """The most informative sentences of ``request``, within its budget."""
         sentences = [s for s in _SENTENCE.split(request.previous or "") if s.strip()]
-        for m in request.messages:
-            who = m.name or m.role
-            body = render_transcript([m]).split(": ", 1)[1]
-            sentences += [f"{who}: {s}" for s in _SENTENCE.split(body) if s.strip()]
-        return self._select(sentences, request.max_tokens)
+        return self._select(sentences + sentences_of(request.messages), request.max_tokens)
 
     async def asummarize(self, request: SummarizeRequest) -> str:
         """Async `summarize` (pure computation, no I/O)."""
         return self.summarize(request)
 
     def _select(self, sentences: list[str], max_tokens: int) -> str:
-        words = [[w.lower() for w in _WORD.findall(s.split(": ", 1)[-1])] for s in sentences]
-        df = Counter(w for ws in words for w in set(ws))
-        n = len(sentences)
-        scored = []
-        for i, (s, ws) in enumerate(zip(sentences, words, strict=True)):
-            body = s.split(": ", 1)[-1]
-            raw = _WORD.findall(body)
-            score = sum(math.log(1 + n / df[w]) for w in ws if w not in _STOP)
-            score += 2.0 * sum(1 for w in raw[1:] if w[0].isupper())
-            score += 2.5 * sum(1 for w in raw if w[0].isdigit() or w.lower() in _MONTHS)
-            scored.append((score / math.sqrt(1 + len(ws)), i))
+        scored = sorted(((score, i) for i, score in enumerate(informativeness(sentences))))
         budget = max_tokens * self.chars_per_token
         chosen: list[int] = []
         spent = 0.0
-        for _, i in sorted(scored, reverse=True):
+        for _, i in reversed(scored):
             cost = len(sentences[i]) + 1
             if spent + cost <= budget:
                 chosen.append(i)

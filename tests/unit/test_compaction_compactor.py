@@ -18,6 +18,7 @@ from memfold.compaction import (
     RunningSummary,
     SummarizeRequest,
 )
+from memfold.memories import open_memory_store
 from memfold.stores import BaseThreadStore
 from tests.support import drop_store, make_store
 
@@ -160,3 +161,48 @@ async def test_metadata_written_during_a_fold_is_kept(
     assert info.metadata["owner"] == "bo"
     assert done.record is not None
     assert info.metadata[RECORD_KEY] == done.record.to_dict()
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+async def test_folded_facts_become_long_term_memories(
+    tstore: BaseThreadStore, tmp_path: Path, use_async: bool
+) -> None:
+    """Each fold's user facts are kept once in the memory store, named by their source, and
+    found later by search; re-folding from scratch writes the same records, not duplicates."""
+    memories = open_memory_store(f"sqlite:///{tmp_path / 'facts.db'}")
+    namespace = ("default", "ana", "facts")
+    compactor = Compactor(
+        tstore, RunningSummary(300, counter=COUNTER), memories=memories, namespace=namespace
+    )
+    for i in range(20):
+        await tstore.aappend("t", _turn(i))
+        done = await compactor.acompact("t") if use_async else compactor.compact("t")
+    assert done.record is not None
+    kept = memories.list_records(namespace, limit=1000)
+    by_id = {m.id: m for m in await tstore.aload("t")}
+    assert kept, "no fact was kept"
+    covered = {m.id for m in await compactor.aexpand(done.record, "t")}
+    for record in kept:
+        source = by_id[str(record.value["message_id"])]
+        assert source.role == "user"
+        assert source.id in covered
+        assert record.text in str(source.content)
+        assert record.value["thread_id"] == "t"
+    hits = memories.search(namespace, "flight TP4", k=3, vector_weight=0)
+    assert any("TP4" in h.record.text for h in hits)
+    await tstore.aset_thread_metadata("t", {})  # forget the record: fold everything again
+    await compactor.acompact("t") if use_async else compactor.compact("t")
+    again = memories.list_records(namespace, limit=1000)
+    assert {r.id for r in kept} <= {r.id for r in again}
+    assert len({(r.value["message_id"], r.text) for r in again}) == len(again)
+    memories.close()
+
+
+def test_memories_need_a_namespace() -> None:
+    """A memory store with no namespace for its facts is refused up front."""
+    with pytest.raises(InvalidInput, match="namespace"):
+        Compactor(
+            make_store("memory", Path(".")),
+            RunningSummary(300, counter=COUNTER),
+            memories=open_memory_store("memory://"),
+        )
