@@ -1,128 +1,84 @@
-"""Export threads to, and import them from, a versioned JSON-lines file.
+"""Export stores to a versioned JSON-lines file: threads, checkpoints and long-term memories.
 
-The format (``version`` 1) is UTF-8 text with one JSON object per line. The first line is a
-header; then each thread is one ``thread`` line followed by exactly ``message_count`` ``message``
-lines, oldest first:
+`export_data` writes one tenant's records of every store kind it is given (or that a URL
+opens) in the format of `memfold.export_format`, narrowed by user and time if asked, and
+`memfold.importer.import_data` reads them back into stores of any backend, times included.
 
-```text
-{"format": "memfold", "version": 1, "kind": "threads", "tenant": "default",
- "exported_at": "2026-01-01T00:00:00+00:00", "memfold_version": "0.1.0"}
-{"type": "thread", "thread_id": "t1", "tenant": "default", "created_at": "...",
- "updated_at": "...", "message_count": 1, "metadata": {"topic": "demo"}}
-{"type": "message", "thread_id": "t1", "tenant": "default",
- "message": {"role": "user", "content": "hi", "id": "m1", "created_at": "..."}}
-```
-
-(Each object above is one line in a real file.) ``thread`` lines hold
-`memfold.ThreadInfo.to_dict` and ``message`` lines hold `memfold.Message.to_dict`, so
-ids, times, metadata, tool calls and multi-part content survive exactly. Every message line must
-carry an ``id`` and a ``created_at``. A thread's ``created_at`` and ``updated_at`` are for
-information only: the importing store stamps its own. Blank lines are ignored; a header with a
-newer ``version`` is refused rather than half-understood.
-
-An import reads its source twice. The first pass validates every line and checks that no message
-id is already stored; only then does the second pass write, one thread at a time, restoring its
-metadata and appending its messages in batches. So a malformed line or a clash raises before
-anything is stored (a non-seekable source such as stdin is spooled to a temporary file first).
+The export streams: threads, checkpoint threads and memory namespaces are listed a page at a
+time, and a thread's messages are read a page at a time (twice: backwards to count and find
+the pages, then forwards to write), so memory holds a page, a checkpoint, and the ids of one
+thread's checkpoints, never the whole store. The algorithm is one `memfold.flows` flow, run
+by `export_data` with sync calls and by `aexport_data` with async ones.
 
 Examples:
     >>> import io
     >>> from memfold import Message, open_store
+    >>> from memfold.importer import import_data
     >>> source = open_store("memory://")
     >>> _ = source.append("t1", Message(role="user", content="hello"))
     >>> buffer = io.StringIO()
-    >>> export_threads(source, buffer)
+    >>> export_data(source, buffer).messages
     1
     >>> _ = buffer.seek(0)
     >>> target = open_store("memory://")
-    >>> import_threads(target, buffer)
+    >>> import_data(target, buffer).threads
     1
-    >>> target.load("t1") == source.load("t1")
+    >>> target.get_thread("t1") == source.get_thread("t1")
     True
 """
 
 from __future__ import annotations
 
-import json
-import shutil
-import tempfile
-from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
-from typing import IO, Any, Final, Literal, TypeAlias
+from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import IO, Final, TypeAlias
 
 from memfold import __version__
-from memfold.errors import Conflict, InvalidInput
+from memfold.checkpoints import BaseCheckpointStore
+from memfold.errors import InvalidInput
+from memfold.export_format import (
+    KINDS,
+    Counts,
+    Selection,
+    check_kinds,
+    checkpoint_line,
+    dumps,
+    end_line,
+    header_line,
+    journal_line,
+    memory_line,
+    message_line,
+    thread_line,
+)
+from memfold.flows import Call, Flow, arun, run
+from memfold.journal import EffectJournal
+from memfold.memories import BaseMemoryStore
+from memfold.memory_model import Namespace
 from memfold.model import JSON, Message, ThreadInfo, utcnow
-from memfold.stores import DEFAULT_TENANT, BaseThreadStore, check_id, encode_json
+from memfold.open import AnyStore, open_stores
+from memfold.stores import DEFAULT_TENANT, BaseThreadStore, check_id
 
 __all__ = [
-    "BATCH_SIZE",
-    "FORMAT_VERSION",
     "PAGE_SIZE",
     "Progress",
-    "aexport_threads",
-    "aimport_threads",
+    "StoreSet",
+    "aexport_data",
     "aiter_threads",
-    "export_threads",
-    "import_threads",
+    "checkpoint_keys",
+    "export_data",
     "iter_threads",
 ]
 
-FORMAT_VERSION: Final = 1
-"""The export format version this memfold writes and reads."""
-
 PAGE_SIZE: Final = 200
-"""How many threads one ``list_threads`` call fetches while exporting."""
+"""How many threads, messages, checkpoints, namespaces or memories one read fetches."""
 
-BATCH_SIZE: Final = 500
-"""The most messages one ``append`` call writes while importing."""
-
-Progress: TypeAlias = Callable[[int], None]
-"""Called with how many messages were just exported or imported (to advance a progress bar)."""
+Progress: TypeAlias = Callable[[str, int], None]
+"""Called with a `memfold.export_format.Counts` field name (``"messages"``, ``"checkpoints"``,
+...) and how many such records were just exported or imported."""
 
 
-def _line(obj: dict[str, JSON]) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False) + "\n"
-
-
-# Export.
-
-
-def _header(tenant: str) -> str:
-    return _line(
-        {
-            "format": "memfold",
-            "version": FORMAT_VERSION,
-            "kind": "threads",
-            "tenant": tenant,
-            "exported_at": utcnow().isoformat(),
-            "memfold_version": __version__,
-        }
-    )
-
-
-def _write_thread(
-    out: IO[str], info: ThreadInfo, messages: Sequence[Message], progress: Progress | None
-) -> None:
-    """Write one thread block; its ``message_count`` is what was read, so the block is whole."""
-    out.write(_line({"type": "thread", **replace(info, message_count=len(messages)).to_dict()}))
-    for m in messages:
-        record: dict[str, JSON] = {
-            "type": "message",
-            "thread_id": info.thread_id,
-            "tenant": info.tenant,
-            "message": m.to_dict(),
-        }
-        out.write(_line(record))
-        if progress is not None:
-            progress(1)
-
-
-def _unique_ids(thread_ids: Iterable[str]) -> list[str]:
-    if isinstance(thread_ids, str):
-        raise InvalidInput("thread_ids must be a list of thread ids, not one str")
-    return list(dict.fromkeys(check_id(t, "thread id") for t in thread_ids))
+# Listing a tenant's threads (also used by the CLI and `memfold.migrate`).
 
 
 def _fresh(page: list[ThreadInfo], seen: set[str]) -> list[ThreadInfo]:
@@ -165,378 +121,329 @@ async def aiter_threads(
         offset += len(page)
 
 
-def export_threads(
-    store: BaseThreadStore,
-    out: IO[str],
-    *,
-    tenant: str = DEFAULT_TENANT,
-    thread_ids: Iterable[str] | None = None,
-    progress: Progress | None = None,
-) -> int:
-    """Write the threads of ``tenant`` (or only ``thread_ids``) to ``out``; returns how many.
-
-    Threads are read one at a time, so memory holds one thread, never the whole store.
-
-    Raises:
-        NotFound: a thread of ``thread_ids`` does not exist (checked before anything is written).
-    """
-    check_id(tenant, "tenant")
-    if thread_ids is None:
-        threads: Iterable[ThreadInfo] = iter_threads(store, tenant=tenant)
-    else:
-        threads = [store.get_thread(t, tenant=tenant) for t in _unique_ids(thread_ids)]
-    out.write(_header(tenant))
-    written = 0
-    for info in threads:
-        _write_thread(out, info, store.load(info.thread_id, tenant=tenant), progress)
-        written += 1
-    return written
-
-
-async def aexport_threads(
-    store: BaseThreadStore,
-    out: IO[str],
-    *,
-    tenant: str = DEFAULT_TENANT,
-    thread_ids: Iterable[str] | None = None,
-    progress: Progress | None = None,
-) -> int:
-    """Async `export_threads` (writes to ``out`` are ordinary file writes)."""
-    check_id(tenant, "tenant")
-    chosen: list[ThreadInfo] | None = None
-    if thread_ids is not None:
-        chosen = [await store.aget_thread(t, tenant=tenant) for t in _unique_ids(thread_ids)]
-    out.write(_header(tenant))
-    threads = aiter_threads(store, tenant=tenant) if chosen is None else _aiter(chosen)
-    written = 0
-    async for info in threads:
-        _write_thread(out, info, await store.aload(info.thread_id, tenant=tenant), progress)
-        written += 1
-    return written
-
-
-async def _aiter(items: Iterable[ThreadInfo]) -> AsyncIterator[ThreadInfo]:
-    for item in items:
-        yield item
-
-
-# Import: a pure parser turns lines into events; one flow, driven sync or async, acts on them.
-
-
-def _bad(number: int, problem: str) -> InvalidInput:
-    return InvalidInput(f"line {number}: {problem}")
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-@dataclass(frozen=True, slots=True)
-class _ThreadStart:
-    line: int
-    tenant: str
-    thread_id: str
-    metadata: dict[str, JSON]
-
-
-@dataclass(frozen=True, slots=True)
-class _Batch:
-    line: int
-    tenant: str
-    thread_id: str
-    messages: tuple[Message, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class _ThreadEnd:
-    line: int
-    tenant: str
-    thread_id: str
-    ids: frozenset[str]
-
-
-_Event: TypeAlias = _ThreadStart | _Batch | _ThreadEnd
+# Which stores to use.
 
 
 @dataclass(slots=True)
-class _Open:
-    """The thread block being read."""
+class StoreSet:
+    """The store of each kind an export or import uses, and those it opened (to close)."""
 
-    line: int
-    source_tenant: str
+    threads: BaseThreadStore | None = None
+    checkpoints: BaseCheckpointStore | None = None
+    memories: BaseMemoryStore | None = None
+    opened: list[AnyStore] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, stores: str | AnyStore | Sequence[AnyStore]) -> StoreSet:
+        """The stores given: a URL (every kind it opens is opened here), one store, or a
+        sequence of stores of different kinds."""
+        if isinstance(stores, str):
+            opened = open_stores(stores)
+            found = cls.of(opened)
+            found.opened = opened
+            return found
+        found = cls()
+        for store in [stores] if not isinstance(stores, Sequence) else list(stores):
+            kind = _kind(store)
+            if getattr(found, kind) is not None:
+                raise InvalidInput(f"two {kind} stores given: give at most one of each kind")
+            setattr(found, kind, store)
+        return found
+
+    def kinds(self) -> tuple[str, ...]:
+        """The kinds there is a store for, in file order."""
+        return tuple(k for k in KINDS if getattr(self, k) is not None)
+
+    def choose(self, kinds: str | Collection[str] | None) -> tuple[str, ...]:
+        """``kinds`` checked against the stores (None: every kind there is a store for)."""
+        if kinds is None:
+            return self.kinds()
+        chosen = check_kinds(kinds)
+        for kind in chosen:
+            if getattr(self, kind) is None:
+                raise InvalidInput(f"no {kind} store given (or opened by the URL) to use")
+        return chosen
+
+    def tenant(self, tenant: str | None) -> str:
+        """The tenant every store acts for (refused when a store requires one and none is
+        named)."""
+        stores = [s for s in (self.threads, self.checkpoints, self.memories) if s is not None]
+        resolved = {s.resolve_tenant(tenant) for s in stores}
+        return resolved.pop() if resolved else check_id(tenant or DEFAULT_TENANT, "tenant")
+
+    def close(self) -> None:
+        """Close the stores opened here."""
+        for store in self.opened:
+            store.close()
+
+    async def aclose(self) -> None:
+        """Async `close`."""
+        for store in self.opened:
+            await store.aclose()
+
+
+def _kind(store: object) -> str:
+    for kind, base in zip(
+        KINDS, (BaseThreadStore, BaseCheckpointStore, BaseMemoryStore), strict=True
+    ):
+        if isinstance(store, base):
+            return kind
+    raise InvalidInput(
+        f"expected a store URL or thread, checkpoint or memory stores, got {type(store).__name__}"
+    )
+
+
+# The export flow: yields store calls (see memfold.flows), writes lines to ``out``.
+
+
+@dataclass(slots=True)
+class _Writer:
+    """Where lines go, what has been written, and who hears of it."""
+
+    out: IO[str]
     tenant: str
-    thread_id: str
-    declared: int
-    ids: set[str] = field(default_factory=set)
-    pending: list[Message] = field(default_factory=list)
-    pending_line: int = 0
+    selection: Selection
+    progress: Progress | None
+    tally: dict[str, int] = field(default_factory=dict)
+
+    def write(self, line: Mapping[str, JSON], kind: str) -> None:
+        self.out.write(dumps(line))
+        self.tally[kind] = self.tally.get(kind, 0) + 1
+        if self.progress is not None:
+            self.progress(kind, 1)
 
 
-def _numbered(source: IO[str]) -> Iterator[tuple[int, dict[str, Any]]]:
-    """The non-blank lines of ``source`` as JSON objects, with their 1-based line numbers."""
-    number = 0
-    lines = iter(source)
+def _export_thread(store: BaseThreadStore, info: ThreadInfo, w: _Writer) -> Flow[None]:
+    """One thread's line and its selected messages: the pages are found (and the messages
+    counted) newest first, then written oldest first; a thread of one page is read once."""
+    key = {"tenant": w.tenant}
+    cursors: list[str | None] = [None]
+    newest: list[Message] = []
+    count = 0
     while True:
-        try:
-            raw = next(lines)
-        except StopIteration:
-            return
-        except UnicodeDecodeError as exc:
-            raise _bad(number + 1, f"not UTF-8 text ({exc.reason})") from exc
-        number += 1
-        if not raw.strip():
-            continue
-        try:
-            data = json.loads(raw, parse_constant=_reject_constant)
-        except (ValueError, RecursionError) as exc:
-            raise _bad(number, f"not valid JSON ({exc})") from exc
-        if not isinstance(data, dict):
-            raise _bad(number, f"expected a JSON object, got {type(data).__name__}")
-        yield number, data
-
-
-def _check_header(number: int, data: dict[str, Any]) -> None:
-    if data.get("format") != "memfold":
-        raise _bad(number, 'expected the header {"format": "memfold", ...}: not a memfold export')
-    version = data.get("version")
-    if isinstance(version, bool) or not isinstance(version, int):
-        raise _bad(number, f"the header's version must be an int, got {version!r}")
-    if version > FORMAT_VERSION:
-        raise _bad(
-            number,
-            f"this file uses export format version {version}, but this memfold reads version "
-            f"{FORMAT_VERSION}: upgrade memfold to import it",
+        page: list[Message] = yield Call(
+            store, "load", (info.thread_id,), {**key, "last": PAGE_SIZE, "before": cursors[-1]}
         )
-    if version < 1:
-        raise _bad(number, f"unknown export format version {version}")
-    if data.get("kind") != "threads":
-        raise _bad(number, f"this export holds {data.get('kind')!r}, not 'threads'")
-
-
-def _utf8_json(value: object, number: int, what: str) -> None:
-    """Check that ``value`` is storable: JSON-serialisable and valid Unicode."""
-    try:
-        encode_json(value, what).encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise _bad(number, f"{what} is not valid Unicode text ({exc.reason})") from exc
-    except InvalidInput as exc:
-        raise _bad(number, str(exc)) from exc
-
-
-def _open_thread(
-    number: int, data: dict[str, Any], tenant: str | None, seen: set[tuple[str, str]]
-) -> _Open:
-    try:
-        info = ThreadInfo.from_dict(data)
-        source_tenant = check_id(info.tenant, "tenant")
-        thread_id = check_id(info.thread_id, "thread id")
-        count = info.message_count
-        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-            raise InvalidInput(f"message_count must be an int >= 0, got {count!r}")
-        if not isinstance(info.metadata, dict):
-            raise InvalidInput("thread metadata must be a JSON object")
-    except (KeyError, TypeError, ValueError) as exc:
-        problem = str(exc) if isinstance(exc, InvalidInput) else f"not a thread line ({exc!r})"
-        raise _bad(number, problem) from exc
-    _utf8_json(info.metadata, number, "thread metadata")
-    key = (tenant or source_tenant, thread_id)
-    if key in seen:
-        raise _bad(number, f"thread {thread_id!r} of tenant {key[0]!r} appears twice in the file")
-    seen.add(key)
-    return _Open(number, source_tenant, key[0], thread_id, count)
-
-
-def _message(number: int, data: dict[str, Any], thread: _Open) -> Message:
-    if data.get("thread_id") != thread.thread_id or data.get("tenant") != thread.source_tenant:
-        raise _bad(
-            number,
-            f"message of thread {data.get('thread_id')!r} (tenant {data.get('tenant')!r}) "
-            f"inside the block of thread {thread.thread_id!r} (tenant {thread.source_tenant!r})",
-        )
-    body = data.get("message")
-    if not isinstance(body, dict):
-        raise _bad(number, "a message line needs a 'message' object")
-    try:
-        message = Message.from_dict(body)
-        for key in ("id", "created_at"):
-            if getattr(message, key) is None:
-                raise InvalidInput(f"an exported message needs {key!r}; this one has none")
-        check_id(message.id, "message id")
-        _ = message.text  # every text part must be a str
-        stored = message.to_dict()
-    except (InvalidInput, TypeError, ValueError, AttributeError) as exc:
-        problem = str(exc) if isinstance(exc, InvalidInput) else f"{type(exc).__name__}: {exc}"
-        raise _bad(number, f"not a valid message: {problem}") from exc
-    _utf8_json(stored, number, f"message {message.id!r}")
-    if message.id in thread.ids:
-        raise _bad(
-            number, f"message id {message.id!r} appears twice in thread {thread.thread_id!r}"
-        )
-    return message
-
-
-def _flush(thread: _Open) -> Iterator[_Event]:
-    if thread.pending:
-        yield _Batch(thread.pending_line, thread.tenant, thread.thread_id, tuple(thread.pending))
-        thread.pending = []
-
-
-def _close(thread: _Open) -> Iterator[_Event]:
-    if len(thread.ids) != thread.declared:
-        raise _bad(
-            thread.line,
-            f"thread {thread.thread_id!r} declares {thread.declared} messages but "
-            f"{len(thread.ids)} follow"
-            + (" (is the file truncated?)" if len(thread.ids) < thread.declared else ""),
-        )
-    yield from _flush(thread)
-    yield _ThreadEnd(thread.line, thread.tenant, thread.thread_id, frozenset(thread.ids))
-
-
-def _events(source: IO[str], tenant: str | None) -> Iterator[_Event]:
-    """Validate ``source`` line by line and describe what importing it would write."""
-    lines = _numbered(source)
-    first = next(lines, None)
-    if first is None:
-        raise _bad(1, "the input is empty: expected a memfold export header")
-    _check_header(*first)
-    seen: set[tuple[str, str]] = set()
-    thread: _Open | None = None
-    for number, data in lines:
-        kind = data.get("type")
-        if kind == "thread":
-            if thread is not None:
-                yield from _close(thread)
-            thread = _open_thread(number, data, tenant, seen)
-            yield _ThreadStart(number, thread.tenant, thread.thread_id, data.get("metadata", {}))
-        elif kind == "message":
-            if thread is None:
-                raise _bad(number, "a message line before any thread line")
-            message = _message(number, data, thread)
-            thread.ids.add(message.id or "")
-            if not thread.pending:
-                thread.pending_line = number
-            thread.pending.append(message)
-            if len(thread.pending) >= BATCH_SIZE:
-                yield from _flush(thread)
-        else:
-            raise _bad(number, f"unknown line type {kind!r}: expected 'thread' or 'message'")
-    if thread is not None:
-        yield from _close(thread)
-
-
-_Method: TypeAlias = Literal["count", "load", "set_thread_metadata", "append"]
-
-
-@dataclass(frozen=True, slots=True)
-class _Call:
-    """One public store call, named by its sync method; the async driver awaits ``a`` + name."""
-
-    method: _Method
-    args: tuple[object, ...]
-    tenant: str
-
-
-_Flow: TypeAlias = Generator[_Call, Any, int]
-
-
-def _import_flow(source: IO[str], tenant: str | None, progress: Progress | None) -> _Flow:
-    """Validate everything and check for clashes, then write; returns the threads imported."""
-    start = source.tell()
-    for event in _events(source, tenant):
-        if isinstance(event, _ThreadEnd) and event.ids:
-            held = yield _Call("count", (event.thread_id,), event.tenant)
-            if held:
-                stored: list[Message] = yield _Call("load", (event.thread_id,), event.tenant)
-                clash = sorted(event.ids.intersection(m.id for m in stored if m.id))
-                if clash:
-                    raise Conflict(
-                        f"line {event.line}: thread {event.thread_id!r} of tenant "
-                        f"{event.tenant!r} already holds message id(s) {', '.join(clash[:3])}"
-                        f"{' ...' if len(clash) > 3 else ''}: import into a fresh store or "
-                        "another tenant. Nothing was imported"
-                    )
-    source.seek(start)
-    imported = 0
-    for event in _events(source, tenant):
-        if isinstance(event, _ThreadStart):
-            yield _Call("set_thread_metadata", (event.thread_id, event.metadata), event.tenant)
-            imported += 1
-        elif isinstance(event, _Batch):
-            yield _Call("append", (event.thread_id, event.messages), event.tenant)
-            if progress is not None:
-                progress(len(event.messages))
-    return imported
-
-
-@contextmanager
-def _rewindable(source: IO[str]) -> Iterator[IO[str]]:
-    """``source`` itself if it can seek, else a temporary copy of it (for stdin and pipes)."""
-    if source.seekable():
-        yield source
+        newest = newest or page
+        count += sum(w.selection.covers(m.created_at) for m in page)
+        if len(page) < PAGE_SIZE:
+            if not page and len(cursors) > 1:
+                cursors.pop()
+            break
+        cursors.append(page[0].id)
+    if not count and not w.selection.covers(info.updated_at):
         return
-    with tempfile.TemporaryFile("w+", encoding="utf-8", newline="") as copy:
-        try:
-            shutil.copyfileobj(source, copy)
-        except UnicodeDecodeError as exc:
-            raise InvalidInput(f"the input is not UTF-8 text ({exc.reason})") from exc
-        copy.seek(0)
-        yield copy
+    w.write(thread_line(info, count), "threads")
+    for cursor in reversed(cursors):
+        if cursor is not None:
+            page = yield Call(store, "load", (info.thread_id,), {**key, "last": PAGE_SIZE,
+                                                                 "before": cursor})  # fmt: skip
+        else:
+            page = newest
+        for m in page:
+            if w.selection.covers(m.created_at):
+                w.write(message_line(w.tenant, info.thread_id, m), "messages")
 
 
-def _import_tenant(tenant: str | None) -> str | None:
-    return None if tenant is None else check_id(tenant, "tenant")
+def _export_threads(
+    store: BaseThreadStore, infos: list[ThreadInfo] | None, w: _Writer
+) -> Flow[None]:
+    if infos is not None:
+        for info in infos:
+            if w.selection.owns(info.metadata):
+                yield from _export_thread(store, info, w)
+        return
+    seen: set[str] = set()
+    offset = 0
+    while True:
+        page: list[ThreadInfo] = yield Call(
+            store, "list_threads", (), {"tenant": w.tenant, "limit": PAGE_SIZE, "offset": offset}
+        )
+        for info in _fresh(page, seen):
+            if w.selection.owns(info.metadata):
+                yield from _export_thread(store, info, w)
+        if len(page) < PAGE_SIZE:
+            return
+        offset += len(page)
 
 
-def import_threads(
-    store: BaseThreadStore,
-    source: IO[str],
+def checkpoint_keys(
+    store: BaseCheckpointStore, thread_id: str | None, tenant: str
+) -> Flow[list[tuple[str, str, str]]]:
+    """The ``(thread, namespace, checkpoint id)`` of every checkpoint (of one thread, or of the
+    tenant), newest first by id, read a page at a time; the checkpoints sharing the id at a
+    page boundary (other threads or namespaces) are fetched whole so none is skipped."""
+    keys: list[tuple[str, str, str]] = []
+    before: str | None = None
+    where = {"tenant": tenant, "limit": PAGE_SIZE}
+    while True:
+        page = yield Call(store, "list_checkpoints", (thread_id,), {**where, "before": before})
+        if len(page) < PAGE_SIZE:
+            keys += [(c.thread_id, c.namespace, c.checkpoint_id) for c in page]
+            return keys
+        before = page[-1].checkpoint_id
+        tied = yield Call(
+            store, "list_checkpoints", (thread_id,), {"tenant": tenant, "checkpoint_id": before}
+        )
+        for c in [c for c in page if c.checkpoint_id != before] + tied:
+            keys.append((c.thread_id, c.namespace, c.checkpoint_id))
+
+
+def _export_checkpoints(
+    store: BaseCheckpointStore, thread_ids: list[str] | None, w: _Writer
+) -> Flow[None]:
+    """Each checkpoint thread's checkpoints, oldest first, then its journal entries."""
+    if thread_ids is None:
+        everything = yield from checkpoint_keys(store, None, w.tenant)
+        thread_ids = list(dict.fromkeys(thread for thread, _, _ in everything))
+    journal = EffectJournal(store) if store.capabilities.effect_journal else None
+    key = {"tenant": w.tenant}
+    for thread_id in thread_ids:
+        if w.selection.user is not None:
+            owned = {"filter": {"user_id": w.selection.user}, "limit": 1}
+            mine = yield Call(store, "list_checkpoints", (thread_id,), {**key, **owned})
+            if not mine:
+                continue
+        keys = yield from checkpoint_keys(store, thread_id, w.tenant)
+        for _, namespace, checkpoint_id in reversed(keys):
+            where = {**key, "namespace": namespace, "checkpoint_id": checkpoint_id}
+            c = yield Call(store, "get", (thread_id,), where)
+            if c is not None and w.selection.covers(c.created_at):  # None: pruned meanwhile
+                w.write(checkpoint_line(w.tenant, c), "checkpoints")
+        if journal is not None:
+            entries = yield Call(journal, "list_entries", (thread_id,), key)
+            for entry in entries:
+                if w.selection.covers(entry.recorded_at):
+                    w.write(journal_line(w.tenant, entry), "journal_entries")
+
+
+def _export_namespace(store: BaseMemoryStore, namespace: Namespace, w: _Writer) -> Flow[None]:
+    offset = 0
+    while True:
+        listed = yield Call(store, "list_records", (namespace,), {
+            "limit": PAGE_SIZE, "offset": offset, "include_embedding": True})  # fmt: skip
+        for record in listed:
+            # listing a namespace also returns those under it, which get their own turn
+            if record.namespace == namespace and w.selection.covers(record.updated_at):
+                w.write(memory_line(record), "memories")
+        if len(listed) < PAGE_SIZE:
+            return
+        offset += PAGE_SIZE
+
+
+def _export_memories(store: BaseMemoryStore, w: _Writer) -> Flow[None]:
+    user = w.selection.user
+    prefix = (w.tenant,) if user is None else (w.tenant, user)
+    offset = 0
+    while True:
+        page = yield Call(store, "list_namespaces", (prefix,), {"limit": PAGE_SIZE,
+                                                                "offset": offset})  # fmt: skip
+        for namespace in page:
+            yield from _export_namespace(store, namespace, w)
+        if len(page) < PAGE_SIZE:
+            return
+        offset += PAGE_SIZE
+
+
+def _export_flow(
+    stores: StoreSet,
+    kinds: tuple[str, ...],
+    thread_ids: list[str] | None,
+    w: _Writer,
+) -> Flow[Counts]:
+    infos: list[ThreadInfo] | None = None
+    if thread_ids is not None and stores.threads is not None and "threads" in kinds:
+        infos = []  # every named thread is checked before anything is written
+        for thread_id in thread_ids:
+            infos.append((yield Call(stores.threads, "get_thread", (thread_id,),
+                                     {"tenant": w.tenant})))  # fmt: skip
+    w.out.write(dumps(header_line(kinds, w.tenant, w.selection, utcnow(), __version__)))
+    if stores.threads is not None and "threads" in kinds:
+        yield from _export_threads(stores.threads, infos, w)
+    if stores.checkpoints is not None and "checkpoints" in kinds:
+        yield from _export_checkpoints(stores.checkpoints, thread_ids, w)
+    if stores.memories is not None and "memories" in kinds:
+        yield from _export_memories(stores.memories, w)
+    counts = Counts.of(w.tally)
+    w.out.write(dumps(end_line(counts)))
+    return counts
+
+
+def _thread_ids(thread_ids: Sequence[str] | None) -> list[str] | None:
+    if thread_ids is None:
+        return None
+    if isinstance(thread_ids, str):
+        raise InvalidInput("thread_ids must be a list of thread ids, not one str")
+    return list(dict.fromkeys(check_id(t, "thread id") for t in thread_ids))
+
+
+def _prepare(
+    stores: StoreSet,
+    out: IO[str],
+    kinds: str | Collection[str] | None,
+    tenant: str | None,
+    selection: Selection,
+    thread_ids: Sequence[str] | None,
+    progress: Progress | None,
+) -> Flow[Counts]:
+    named = _thread_ids(thread_ids)
+    if kinds is None and named is not None:
+        kinds = [k for k in stores.kinds() if k != "memories"]
+    chosen = stores.choose(kinds)
+    writer = _Writer(out, stores.tenant(tenant), selection, progress)
+    return _export_flow(stores, chosen, named, writer)
+
+
+def export_data(
+    stores: str | AnyStore | Sequence[AnyStore],
+    out: IO[str],
     *,
+    kinds: str | Collection[str] | None = None,
     tenant: str | None = None,
+    user: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    thread_ids: Sequence[str] | None = None,
     progress: Progress | None = None,
-) -> int:
-    """Import an export into ``store``; returns how many threads were imported.
+) -> Counts:
+    """Write ``tenant``'s records (the default tenant's when None) to ``out``; returns how
+    many of each kind were written.
 
-    Threads go to the tenant named in the file, or all to ``tenant`` if given. A thread that
-    already exists keeps its messages and gains the imported ones; its metadata is replaced.
+    ``stores`` is a URL (every store kind it opens is exported, and closed again), one store,
+    or stores of different kinds; ``kinds`` picks some of ``threads``, ``checkpoints`` and
+    ``memories`` (a list, or a comma-separated str). ``user``, ``since`` and ``until`` narrow
+    what is written (see `memfold.export_format.Selection`); ``thread_ids`` limits threads and
+    checkpoint threads to those (memories are then left out unless ``kinds`` names them).
 
     Raises:
-        InvalidInput: a malformed line (the message names its number); nothing was imported.
-        Conflict: a message id is already stored in its thread; nothing was imported.
+        InvalidInput: a bad argument, or a kind with no store (before anything is written).
+        NotFound: a thread of ``thread_ids`` does not exist (before anything is written).
     """
-    target = _import_tenant(tenant)
-    with _rewindable(source) as rewindable:
-        flow = _import_flow(rewindable, target, progress)
-        try:
-            call = next(flow)
-            while True:
-                method = getattr(store, call.method)
-                call = flow.send(method(*call.args, tenant=call.tenant))
-        except StopIteration as done:
-            imported: int = done.value
-            return imported
-        finally:
-            flow.close()
+    selection = Selection(user, since, until)
+    found = StoreSet.of(stores)
+    try:
+        return run(_prepare(found, out, kinds, tenant, selection, thread_ids, progress))
+    finally:
+        found.close()
 
 
-async def aimport_threads(
-    store: BaseThreadStore,
-    source: IO[str],
+async def aexport_data(
+    stores: str | AnyStore | Sequence[AnyStore],
+    out: IO[str],
     *,
+    kinds: str | Collection[str] | None = None,
     tenant: str | None = None,
+    user: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    thread_ids: Sequence[str] | None = None,
     progress: Progress | None = None,
-) -> int:
-    """Async `import_threads` (reads from ``source`` are ordinary file reads)."""
-    target = _import_tenant(tenant)
-    with _rewindable(source) as rewindable:
-        flow = _import_flow(rewindable, target, progress)
-        try:
-            call = next(flow)
-            while True:
-                method = getattr(store, "a" + call.method)
-                call = flow.send(await method(*call.args, tenant=call.tenant))
-        except StopIteration as done:
-            imported: int = done.value
-            return imported
-        finally:
-            flow.close()
+) -> Counts:
+    """Async `export_data` (a URL is opened with the sync openers; writes to ``out`` are
+    ordinary file writes)."""
+    selection = Selection(user, since, until)
+    found = StoreSet.of(stores)
+    try:
+        return await arun(_prepare(found, out, kinds, tenant, selection, thread_ids, progress))
+    finally:
+        await found.aclose()

@@ -35,6 +35,7 @@ from memfold.journal import EffectJournal
 from memfold.memories import BaseMemoryStore
 from memfold.memory_model import MemoryRecord, Namespace
 from memfold.model import Message, ThreadInfo
+from memfold.open import AnyStore, open_stores
 from memfold.stores import DEFAULT_TENANT, MAX_PAGE, BaseThreadStore, check_id
 
 __all__ = ["MigrationResult", "amigrate", "migrate"]
@@ -628,26 +629,8 @@ async def _amigrate_memories(
 
 # The public entry points: every store kind, one after the other.
 
-Store = BaseThreadStore | BaseCheckpointStore | BaseMemoryStore
+Store = AnyStore
 """A store `migrate` moves: each kind's records go to a store of the same kind."""
-
-
-def _open_all(url: str) -> list[Store]:
-    """Every store kind ``url`` opens (a URL some kind does not support opens the others)."""
-    from memfold.checkpoints import open_checkpoint_store
-    from memfold.memories import open_memory_store
-    from memfold.open import open_store
-
-    stores: list[Store] = []
-    errors: list[InvalidInput] = []
-    for opener in (open_store, open_checkpoint_store, open_memory_store):
-        try:
-            stores.append(opener(url))
-        except InvalidInput as exc:
-            errors.append(exc)
-    if not stores:
-        raise errors[0]
-    return stores
 
 
 def _kind(store: object, side: str) -> type[Store]:
@@ -665,9 +648,9 @@ def _pairs(
 ) -> tuple[list[tuple[Store, Store]], list[Store]]:
     """The ``(source, target)`` store pairs to move, and the stores opened here (to close)."""
     if isinstance(source, str) and isinstance(target, str):
-        sources = _open_all(source)
+        sources = open_stores(source)
         try:
-            targets = _open_all(target)
+            targets = open_stores(target)
         except BaseException:
             for store in sources:
                 store.close()

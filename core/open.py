@@ -11,17 +11,22 @@ Examples:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from memfold.backends.memory import MemoryThreadStore
 from memfold.backends.sql import SQLThreadStore
+from memfold.checkpoints import BaseCheckpointStore, open_checkpoint_store
 from memfold.errors import InvalidInput
+from memfold.memories import BaseMemoryStore, open_memory_store
 from memfold.redaction import take_redactor
 from memfold.stores import BaseThreadStore, check_flag
 from memfold.urls import flag, split_options, take_option
 
-__all__ = ["aopen_store", "create_memory", "open_store"]
+__all__ = ["AnyStore", "aopen_store", "create_memory", "open_store", "open_stores"]
+
+AnyStore: TypeAlias = BaseThreadStore | BaseCheckpointStore | BaseMemoryStore
+"""A store of any kind: threads, checkpoints or long-term memories."""
 
 _MEMORY_OPTIONS = {"max_threads": int, "max_messages_per_thread": int, "ttl_seconds": float}
 
@@ -110,6 +115,25 @@ async def aopen_store(
     if setup:
         await store.asetup()
     return store
+
+
+def open_stores(url: str) -> list[AnyStore]:
+    """A store of every kind ``url`` opens (thread, checkpoint and memory stores, in that
+    order; a kind the URL does not support is left out), each set up.
+
+    Raises:
+        InvalidInput: no kind opens ``url``.
+    """
+    stores: list[AnyStore] = []
+    errors: list[InvalidInput] = []
+    for opener in (open_store, open_checkpoint_store, open_memory_store):
+        try:
+            stores.append(opener(url))
+        except InvalidInput as exc:
+            errors.append(exc)
+    if not stores:
+        raise errors[0]
+    return stores
 
 
 def create_memory(

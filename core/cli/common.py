@@ -114,15 +114,16 @@ def when(value: datetime | None) -> str:
 
 
 class Tally:
-    """A ``progress`` callback that counts messages and advances a rich progress bar if given."""
+    """A ``progress(kind, n)`` callback that counts records and advances a rich progress bar if
+    given."""
 
     def __init__(self, bar: Progress | None) -> None:
-        self.messages = 0
+        self.records = 0
         self._bar = bar
         self._task = None if bar is None else bar.add_task("", total=None)
 
-    def __call__(self, n: int) -> None:
-        self.messages += n
+    def __call__(self, kind: str, n: int) -> None:
+        self.records += n
         if self._bar is not None and self._task is not None:
             self._bar.advance(self._task, n)
 
@@ -132,6 +133,6 @@ def tally(label: str, *, show: bool) -> Iterator[Tally]:
     if not show:
         yield Tally(None)
         return
-    columns = (SpinnerColumn(), TextColumn(label), MofNCompleteColumn(), TextColumn("messages"))
+    columns = (SpinnerColumn(), TextColumn(label), MofNCompleteColumn(), TextColumn("records"))
     with Progress(*columns, console=err(), transient=True) as bar:
         yield Tally(bar)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
@@ -15,18 +16,61 @@ from memfold.cli.common import (
     app,
     err,
     errors,
+    fail,
     input_file,
     out,
     output_file,
     plural,
     tally,
 )
-from memfold.export import export_threads, import_threads, iter_threads
+from memfold.export import export_data, iter_threads
+from memfold.export_format import Counts
+from memfold.importer import import_data
 from memfold.migrate import migrate
 from memfold.open import open_store
 from memfold.stores import DEFAULT_TENANT
 
 __all__ = ["export_", "import_", "migrate_"]
+
+
+Kinds = Annotated[
+    str | None,
+    typer.Option(
+        "--kind",
+        help="Store kinds, comma-separated: threads, checkpoints, memories (default: all the "
+        "URL opens).",
+    ),
+]
+User = Annotated[
+    str | None,
+    typer.Option(help="Only this user's records (metadata user_id; memory namespace label)."),
+]
+Since = Annotated[
+    str | None, typer.Option(help="Only records from this ISO time or date on (UTC if no zone).")
+]
+Until = Annotated[
+    str | None, typer.Option(help="Only records before this ISO time or date (UTC if no zone).")
+]
+
+
+def _time(value: str | None, option: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        fail(f"{option} {value!r} is not an ISO date or time, e.g. 2026-01-31 or 2026-01-31T12:00")
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def _summary(counts: Counts) -> str:
+    memories = "memory" if counts.memories == 1 else "memories"
+    entries = "journal entry" if counts.journal_entries == 1 else "journal entries"
+    return (
+        f"{plural(counts.threads, 'thread')} ({plural(counts.messages, 'message')}), "
+        f"{plural(counts.checkpoints, 'checkpoint')} ({counts.journal_entries} {entries}) "
+        f"and {counts.memories} {memories}"
+    )
 
 
 @app.command("export")
@@ -36,24 +80,28 @@ def export_(
     output: Annotated[
         str, typer.Option("--output", "-o", help="File to write, or - for stdout.")
     ] = "-",
+    kind: Kinds = None,
+    user: User = None,
+    since: Since = None,
+    until: Until = None,
     thread: Annotated[
-        list[str] | None, typer.Option(help="Export only this thread (repeatable).")
+        list[str] | None,
+        typer.Option(help="Export only this thread and its checkpoints (repeatable)."),
     ] = None,
 ) -> None:
-    """Export threads as memfold JSON lines (the format is described in memfold.export)."""
+    """Export a tenant's threads, checkpoints and memories as memfold JSON lines (the format is
+    described in memfold.export_format)."""
     to_stdout = output == "-"
-    with (
-        errors(),
-        open_store(url) as store,
-        output_file(output) as sink,
-        tally("Exporting", show=not to_stdout) as counter,
-    ):
-        written = export_threads(store, sink, tenant=tenant, thread_ids=thread, progress=counter)
-    summary = f"Exported {plural(written, 'thread')} ({plural(counter.messages, 'message')})"
+    first, last = _time(since, "--since"), _time(until, "--until")
+    with errors(), output_file(output) as sink, tally("Exporting", show=not to_stdout) as counter:
+        counts = export_data(
+            url, sink, kinds=kind, tenant=tenant, user=user, since=first, until=last,
+            thread_ids=thread, progress=counter,
+        )  # fmt: skip
     if to_stdout:
-        err().print(summary + ".", markup=False)
+        err().print(f"Exported {_summary(counts)}.", markup=False)
     else:
-        out().print(f"{summary} to {output}.", markup=False)
+        out().print(f"Exported {_summary(counts)} to {output}.", markup=False)
 
 
 @app.command("import")
@@ -62,19 +110,21 @@ def import_(
     url: Url = DEFAULT_URL,
     tenant: Annotated[
         str | None,
-        typer.Option(help="Import every thread into this tenant (default: as in the file)."),
+        typer.Option(help="Import every record into this tenant (default: as in the file)."),
     ] = None,
+    kind: Kinds = None,
+    user: User = None,
+    since: Since = None,
+    until: Until = None,
 ) -> None:
-    """Import an export file; a bad line or a clashing message id imports nothing."""
-    with (
-        errors(),
-        input_file(file) as source,
-        open_store(url) as store,
-        tally("Importing", show=True) as counter,
-    ):
-        imported = import_threads(store, source, tenant=tenant, progress=counter)
-    summary = f"Imported {plural(imported, 'thread')} ({plural(counter.messages, 'message')})."
-    out().print(summary, markup=False)
+    """Import an export file; a bad line or a record already stored imports nothing."""
+    first, last = _time(since, "--since"), _time(until, "--until")
+    with errors(), input_file(file) as source, tally("Importing", show=True) as counter:
+        counts = import_data(
+            url, source, kinds=kind, tenant=tenant, user=user, since=first, until=last,
+            progress=counter,
+        )  # fmt: skip
+    out().print(f"Imported {_summary(counts)}.", markup=False)
 
 
 @app.command("migrate")

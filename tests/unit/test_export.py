@@ -1,4 +1,5 @@
-"""Export and import of threads: the JSON-lines format, exact round trips, and bad input."""
+"""Export and import: the JSON-lines format, exact round trips of every store kind, filters,
+and bad input (threads in memory stores here; other backends in tests/backends)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 
 import pytest
 
-import memfold.export as export_module
+import memfold.importer as importer_module
 from memfold import (
     Conflict,
     InvalidInput,
@@ -22,14 +23,20 @@ from memfold import (
     ToolCall,
     open_store,
 )
-from memfold.export import (
-    FORMAT_VERSION,
-    aexport_threads,
-    aimport_threads,
-    export_threads,
-    import_threads,
-    iter_threads,
+from memfold.checkpoints import (
+    BaseCheckpointStore,
+    Blob,
+    Checkpoint,
+    PendingWrite,
+    SequenceBlob,
+    open_checkpoint_store,
 )
+from memfold.export import aexport_data, export_data, iter_threads
+from memfold.export_format import FORMAT_VERSION, Counts
+from memfold.importer import aimport_data, import_data
+from memfold.journal import EffectJournal, JournalEntry
+from memfold.memories import BaseMemoryStore, MemoryRecord, open_memory_store
+from memfold.recall.embedders import HashingEmbedder
 from memfold.stores import BaseThreadStore
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
@@ -77,10 +84,14 @@ def source() -> Iterator[BaseThreadStore]:
     store.close()
 
 
-def exported(store: BaseThreadStore, **kwargs: Any) -> str:
+def exported(store: Any, **kwargs: Any) -> str:
     out = io.StringIO()
-    export_threads(store, out, **kwargs)
+    export_data(store, out, **kwargs)
     return out.getvalue()
+
+
+def imported(store: Any, text: str, **kwargs: Any) -> Counts:
+    return import_data(store, io.StringIO(text), **kwargs)
 
 
 def snapshot(store: BaseThreadStore, tenant: str = "default") -> Snapshot:
@@ -92,16 +103,8 @@ def snapshot(store: BaseThreadStore, tenant: str = "default") -> Snapshot:
 
 
 def assert_same_threads(a: BaseThreadStore, b: BaseThreadStore, tenant: str = "default") -> None:
-    """Both stores hold the same threads, metadata and messages (field for field)."""
-    left = {info.thread_id: info for info in iter_threads(a, tenant=tenant)}
-    right = {info.thread_id: info for info in iter_threads(b, tenant=tenant)}
-    assert left.keys() == right.keys()
-    for thread_id, info in left.items():
-        assert right[thread_id].metadata == info.metadata
-        assert right[thread_id].message_count == info.message_count
-        mine = [m.to_dict() for m in a.load(thread_id, tenant=tenant)]
-        theirs = [m.to_dict() for m in b.load(thread_id, tenant=tenant)]
-        assert theirs == mine
+    """Both stores hold the same threads (times and metadata) and messages, field for field."""
+    assert snapshot(b, tenant) == snapshot(a, tenant)
 
 
 def test_export_writes_a_header_then_each_thread_followed_by_its_messages(
@@ -111,12 +114,14 @@ def test_export_writes_a_header_then_each_thread_followed_by_its_messages(
     lines = [json.loads(line) for line in exported(source).splitlines()]
     header = lines[0]
     assert header["format"] == "memfold"
-    assert header["version"] == FORMAT_VERSION == 1
-    assert header["kind"] == "threads"
+    assert header["version"] == FORMAT_VERSION == 2
+    assert header["kinds"] == ["threads"]
     assert header["tenant"] == "default"
+    counts = {"threads": 2, "messages": 5, "checkpoints": 0, "journal_entries": 0, "memories": 0}
+    assert lines[-1] == {"type": "end", "counts": counts}
     blocks: dict[str, list[dict[str, Any]]] = {}
     current = ""
-    for line in lines[1:]:
+    for line in lines[1:-1]:
         assert line["tenant"] == "default"
         if line["type"] == "thread":
             current = line["thread_id"]
@@ -140,7 +145,7 @@ def test_round_trip_restores_every_thread_exactly(
     url = f"sqlite:///{tmp_path / 'copy.db'}" if target_url == "sqlite" else target_url
     text = exported(source)
     with open_store(url) as target:
-        assert import_threads(target, io.StringIO(text)) == 2
+        assert imported(target, text) == Counts(threads=2, messages=5)
         assert_same_threads(source, target)
         assert target.list_threads(tenant="acme") == []
 
@@ -148,14 +153,14 @@ def test_round_trip_restores_every_thread_exactly(
 async def test_async_twins_round_trip_through_sqlite(
     source: BaseThreadStore, tmp_path: Path
 ) -> None:
-    """aexport_threads and aimport_threads round-trip exactly, on the async engine."""
+    """aexport_data and aimport_data round-trip exactly, on the async engine."""
     out = io.StringIO()
-    assert await aexport_threads(source, out, tenant="acme") == 1
+    assert (await aexport_data(source, out, tenant="acme")).threads == 1
     assert out.getvalue().splitlines()[1:] == exported(source, tenant="acme").splitlines()[1:]
     out.seek(0)
     target = open_store(f"sqlite:///{tmp_path / 'copy.db'}")
     try:
-        assert await aimport_threads(target, out) == 1
+        assert (await aimport_data(target, out)).threads == 1
         assert_same_threads(source, target, tenant="acme")
     finally:
         await target.aclose()
@@ -163,9 +168,9 @@ async def test_async_twins_round_trip_through_sqlite(
 
 
 async def test_async_export_of_named_threads_matches_sync(source: BaseThreadStore) -> None:
-    """aexport_threads with thread_ids writes the same blocks as export_threads."""
+    """aexport_data with thread_ids writes the same blocks as export_data."""
     out = io.StringIO()
-    assert await aexport_threads(source, out, thread_ids=["empty"]) == 1
+    assert (await aexport_data(source, out, thread_ids=["empty"])).threads == 1
     assert (
         out.getvalue().splitlines()[1:] == exported(source, thread_ids=["empty"]).splitlines()[1:]
     )
@@ -177,14 +182,14 @@ def test_export_of_named_threads_writes_only_those(source: BaseThreadStore) -> N
     lines = [json.loads(line) for line in text.splitlines()]
     threads = [line["thread_id"] for line in lines if line.get("type") == "thread"]
     assert threads == ["empty", "chat"]
-    assert len(lines) == 1 + 2 + len(chat_messages())
+    assert len(lines) == 1 + 2 + len(chat_messages()) + 1
 
 
 def test_export_of_an_unknown_thread_raises_before_writing(source: BaseThreadStore) -> None:
     """A missing thread id raises NotFound and nothing is written."""
     out = io.StringIO()
     with pytest.raises(NotFound, match="nope"):
-        export_threads(source, out, thread_ids=["chat", "nope"])
+        export_data(source, out, thread_ids=["chat", "nope"])
     assert out.getvalue() == ""
 
 
@@ -192,9 +197,17 @@ def test_export_arguments_are_checked_before_writing(source: BaseThreadStore) ->
     """A bare str for thread_ids or an invalid tenant raises InvalidInput and writes nothing."""
     out = io.StringIO()
     with pytest.raises(InvalidInput, match="not one str"):
-        export_threads(source, out, thread_ids="chat")
+        export_data(source, out, thread_ids="chat")
     with pytest.raises(InvalidInput, match="tenant must not be empty"):
-        export_threads(source, out, tenant="")
+        export_data(source, out, tenant="")
+    with pytest.raises(InvalidInput, match="kinds must name"):
+        export_data(source, out, kinds="threads,notes")
+    with pytest.raises(InvalidInput, match="no checkpoints store"):
+        export_data(source, out, kinds=["checkpoints"])
+    with pytest.raises(InvalidInput, match=r"since .* must be before until"):
+        export_data(source, out, since=T0, until=T0)
+    with pytest.raises(InvalidInput, match="timezone-aware"):
+        export_data(source, out, since=datetime(2026, 1, 1))
     assert out.getvalue() == ""
 
 
@@ -209,28 +222,28 @@ def test_iter_threads_pages_through_every_thread_once() -> None:
 
 
 def test_progress_is_advanced_once_per_exported_message(source: BaseThreadStore) -> None:
-    """The export progress callback adds up to the number of messages written."""
-    calls: list[int] = []
-    export_threads(source, io.StringIO(), progress=calls.append)
-    assert calls == [1] * len(chat_messages())
+    """The export progress callback hears of every thread and message written."""
+    calls: list[tuple[str, int]] = []
+    export_data(source, io.StringIO(), progress=lambda *call: calls.append(call))
+    assert sorted(calls) == [("messages", 1)] * len(chat_messages()) + [("threads", 1)] * 2
 
 
 def test_import_appends_in_batches_and_reports_each(monkeypatch: pytest.MonkeyPatch) -> None:
     """A long thread is appended BATCH_SIZE messages at a time, each batch reported."""
-    monkeypatch.setattr(export_module, "BATCH_SIZE", 2)
+    monkeypatch.setattr(importer_module, "BATCH_SIZE", 2)
     store = open_store("memory://")
     store.append("long", [Message(role="user", content=str(i)) for i in range(5)])
     target = open_store("memory://")
-    calls: list[int] = []
-    import_threads(target, io.StringIO(exported(store)), progress=calls.append)
-    assert calls == [2, 2, 1]
+    calls: list[tuple[str, int]] = []
+    imported(target, exported(store), progress=lambda *call: calls.append(call))
+    assert calls == [("messages", 2), ("messages", 2), ("messages", 1), ("threads", 1)]
     assert_same_threads(store, target)
 
 
 def test_import_into_another_tenant(source: BaseThreadStore) -> None:
     """tenant= puts every imported thread under that tenant."""
     target = open_store("memory://")
-    import_threads(target, io.StringIO(exported(source)), tenant="copy")
+    imported(target, exported(source), tenant="copy")
     assert target.list_threads() == []
     assert {info.thread_id for info in target.list_threads(tenant="copy")} == {"chat", "empty"}
     assert target.load("chat", tenant="copy") == source.load("chat")
@@ -243,7 +256,7 @@ def test_import_into_an_existing_thread_adds_messages_and_replaces_metadata(
     target = open_store("memory://")
     earlier = target.append("chat", Message(role="user", content="already here"))
     target.set_thread_metadata("chat", {"old": 1})
-    import_threads(target, io.StringIO(exported(source)))
+    imported(target, exported(source))
     assert target.load("chat") == earlier + source.load("chat")
     assert target.get_thread("chat").metadata == {"topic": "pets", "nested": {"k": [1, 2]}}
 
@@ -262,7 +275,7 @@ def test_import_of_a_stored_message_id_conflicts_and_imports_nothing(
         if '"type":"thread","thread_id":"chat"' in line
     )
     with pytest.raises(Conflict, match=f"line {thread_line}: .*'chat'.*m-tool"):
-        import_threads(target, io.StringIO(text))
+        imported(target, text)
     assert snapshot(target) == before
     with pytest.raises(NotFound):
         target.get_thread("empty")
@@ -284,7 +297,7 @@ class Unseekable(io.StringIO):
 def test_import_reads_a_source_that_cannot_seek(source: BaseThreadStore) -> None:
     """A pipe-like source is spooled, so the two passes still work."""
     target = open_store("memory://")
-    assert import_threads(target, Unseekable(exported(source))) == 2
+    assert import_data(target, Unseekable(exported(source))).threads == 2
     assert_same_threads(source, target)
 
 
@@ -292,16 +305,16 @@ def test_import_ignores_blank_lines(source: BaseThreadStore) -> None:
     """Blank lines between records are skipped."""
     text = "\n\n".join(exported(source).splitlines()) + "\n\n  \n"
     target = open_store("memory://")
-    assert import_threads(target, io.StringIO(text)) == 2
+    assert imported(target, text).threads == 2
     assert_same_threads(source, target)
 
 
 def test_an_export_with_no_threads_imports_nothing() -> None:
-    """The header alone is a valid, empty export."""
+    """A header and an end line are a valid, empty export."""
     text = exported(open_store("memory://"))
-    assert len(text.splitlines()) == 1
+    assert len(text.splitlines()) == 2
     target = open_store("memory://")
-    assert import_threads(target, io.StringIO(text)) == 0
+    assert imported(target, text) == Counts()
     assert target.list_threads() == []
 
 
@@ -347,7 +360,7 @@ def _set(number: int, record: dict[str, Any] | str) -> Callable[[list[str]], lis
 BAD_INPUTS: list[tuple[str, Callable[[list[str]], list[str]], str]] = [
     ("empty input", lambda lines: [], "line 1: the input is empty"),
     ("no header", lambda lines: lines[1:], "line 1: .*not a memfold export"),
-    ("newer version", _set(1, {**HEADER, "version": 2}), "line 1: .*version 2.*upgrade memfold"),
+    ("newer version", _set(1, {**HEADER, "version": 3}), "line 1: .*version 3.*upgrade memfold"),
     ("version not int", _set(1, {**HEADER, "version": "1"}), "line 1: .*must be an int"),
     ("wrong kind", _set(1, {**HEADER, "kind": "memories"}), "line 1: .*'memories'"),
     ("not JSON", _set(5, '{"type": "message", oops'), "line 5: not valid JSON"),
@@ -401,15 +414,17 @@ def test_malformed_input_raises_naming_the_line_and_imports_nothing(
     target.append("keep", Message(role="user", content="untouched"))
     before = snapshot(target)
     with pytest.raises(InvalidInput, match=error):
-        import_threads(target, io.StringIO("\n".join(edit(base_lines())) + "\n"))
+        imported(target, "\n".join(edit(base_lines())) + "\n")
     assert snapshot(target) == before
 
 
 def test_the_base_file_of_the_malformed_cases_is_valid() -> None:
-    """Unedited, the file the malformed cases start from imports both threads."""
+    """Unedited, the version-1 file the malformed cases start from imports both threads, with
+    the times it gives them."""
     target = open_store("memory://")
-    assert import_threads(target, io.StringIO("\n".join(base_lines()))) == 2
+    assert imported(target, "\n".join(base_lines())) == Counts(threads=2, messages=3)
     assert [m.id for m in target.load("b")] == ["b1", "b2"]
+    assert target.get_thread("b") == ThreadInfo("b", "default", T0, T0, 2, {})
 
 
 def test_text_that_is_not_utf8_is_invalid_input() -> None:
@@ -418,12 +433,494 @@ def test_text_that_is_not_utf8_is_invalid_input() -> None:
     target = open_store("memory://")
     seekable = io.TextIOWrapper(io.BytesIO(raw), encoding="utf-8")
     with pytest.raises(InvalidInput, match="UTF-8"):
-        import_threads(target, seekable)
+        import_data(target, seekable)
 
     class Pipe(io.TextIOWrapper):
         def seekable(self) -> bool:
             return False
 
     with pytest.raises(InvalidInput, match="UTF-8"):
-        import_threads(target, Pipe(io.BytesIO(raw), encoding="utf-8"))
+        import_data(target, Pipe(io.BytesIO(raw), encoding="utf-8"))
     assert target.list_threads() == []
+
+
+# Every store kind. `Stores` holds one store of each kind; `fill` writes two users' records
+# with times spread over three days (T0, T0 + 1 day, T0 + 2 days).
+
+
+DAY = timedelta(days=1)
+T_ACME = "acme"
+Stores = tuple[BaseThreadStore, BaseCheckpointStore, BaseMemoryStore]
+
+
+def graph_run(thread_id: str, user: str, start: datetime) -> list[Checkpoint]:
+    """Three checkpoints a day apart: a growing list, a plain value, forks and writes."""
+    meta = {"user_id": user, "source": "loop"}
+    items = (b"\x91\xa1a", b"\x91\xa1b", b"\x91\xa1c")
+    return [
+        Checkpoint(
+            thread_id,
+            "",
+            "c1",
+            None,
+            start,
+            {**meta, "step": 0},
+            Blob("msgpack", b"\x01"),
+            {"messages": 1, "mode": "x"},
+            {"messages": SequenceBlob("msgpack", items[:1]), "mode": Blob("json", b"1")},
+        ),
+        Checkpoint(
+            thread_id,
+            "",
+            "c2",
+            "c1",
+            start + DAY,
+            {**meta, "step": 1},
+            Blob("msgpack", b"\x02"),
+            {"messages": 2, "mode": "x"},
+            {"messages": SequenceBlob("msgpack", items[:2]), "mode": Blob("json", b"1")},
+            (PendingWrite("task", 0, "messages", Blob("msgpack", b"\xc0"), "~p"),),
+        ),
+        Checkpoint(
+            thread_id,
+            "sub",
+            "c3",
+            None,
+            start + 2 * DAY,
+            {**meta, "step": 2},
+            Blob("msgpack", b"\x03"),
+            {"messages": 3.5},
+            {"messages": SequenceBlob("msgpack", items)},
+            (PendingWrite("t2", -1, "__error__", Blob("json", b'"boom"')),),
+        ),
+    ]
+
+
+def memories_of(user: str, start: datetime) -> list[MemoryRecord]:
+    """A kept fact with a vector, a key-value entry without text, and a deeper namespace."""
+    embedder = HashingEmbedder(16)
+    vector = tuple(embedder.embed([f"{user} likes tea"])[0])
+    return [
+        MemoryRecord(
+            (T_ACME, user),
+            "fact",
+            f"{user} likes tea",
+            {"kind": "pref"},
+            vector,
+            embedder.model,
+            0.75,
+            None,
+            start,
+            start,
+            start + DAY,
+            None,
+        ),
+        MemoryRecord(
+            (T_ACME, user),
+            "kv:theme",
+            "",
+            {"theme": "dark"},
+            None,
+            None,
+            0.5,
+            86400.0 * 3650,
+            start,
+            start + DAY,
+            start + DAY,
+            start + DAY * 3651,
+        ),
+        MemoryRecord(
+            (T_ACME, user, "notes"),
+            "n1",
+            "a deeper note",
+            {},
+            None,
+            None,
+            0.1,
+            None,
+            start + 2 * DAY,
+            start + 2 * DAY,
+            start + 2 * DAY,
+            None,
+        ),
+    ]
+
+
+def fill(stores: Stores) -> None:
+    """Users ann and bob, in tenant acme, in every store kind; a record of another tenant."""
+    threads, checkpoints, memories = stores
+    for offset, user in enumerate(("ann", "bob")):
+        start = T0 + offset * DAY
+        thread_id = f"chat-{user}"
+        threads.append(
+            thread_id,
+            [
+                Message(role="user", content=f"hi from {user}", id=f"{user}-1", created_at=start),
+                Message(role="assistant", content="hello", id=f"{user}-2", created_at=start + DAY),
+            ],
+            tenant=T_ACME,
+        )
+        threads.restore_thread(
+            ThreadInfo(thread_id, T_ACME, start, start + DAY, 0, {"user_id": user})
+        )
+        for c in graph_run(f"graph-{user}", user, start):
+            checkpoints.restore(c, tenant=T_ACME)
+        entry = JournalEntry(
+            f"graph-{user}", "", "call-1", Blob("json", b'{"refund":42}'), start + DAY
+        )
+        EffectJournal(checkpoints).restore(entry, tenant=T_ACME)
+        memories.restore_many(memories_of(user, start))
+    threads.append("elsewhere", Message(role="user", content="other tenant"), tenant="beta")
+    memories.put(("beta", "ann"), "other tenant")
+
+
+def memory_stores() -> Stores:
+    return (
+        open_store("memory://"),
+        open_checkpoint_store("memory://"),
+        open_memory_store("memory://", embedder=HashingEmbedder(16)),
+    )
+
+
+@pytest.fixture
+def full() -> Stores:
+    stores = memory_stores()
+    fill(stores)
+    return stores
+
+
+def everything(stores: Stores, tenant: str = T_ACME) -> dict[str, Any]:
+    """Everything a tenant holds in each kind, times included, in a comparable form."""
+    threads, checkpoints, memories = stores
+    graph_threads = sorted({c.thread_id for c in checkpoints.list_checkpoints(tenant=tenant)})
+    journal = EffectJournal(checkpoints)
+    return {
+        "threads": snapshot(threads, tenant),
+        "checkpoints": checkpoints.list_checkpoints(tenant=tenant),
+        "journal": [journal.list_entries(t, tenant=tenant) for t in graph_threads],
+        "memories": memories.list_records((tenant,), limit=1000, include_embedding=True),
+    }
+
+
+def test_every_kind_round_trips_exactly(full: Stores) -> None:
+    """Threads, checkpoints with values and writes, journal entries and memories (vectors,
+    models, expiry) come back identical, every time included."""
+    text = exported(list(full), tenant=T_ACME)
+    types = [json.loads(line).get("type") for line in text.splitlines()]
+    assert types == [
+        None,
+        *(["thread", "message", "message"] * 2),
+        *(["checkpoint"] * 3 + ["journal"]) * 2,
+        *["memory"] * 6,
+        "end",
+    ]
+    target = memory_stores()
+    counts = imported(list(target), text)
+    assert counts == Counts(threads=2, messages=4, checkpoints=6, journal_entries=2, memories=6)
+    assert everything(target) == everything(full)
+    assert target[0].list_threads(tenant="beta") == []
+
+
+async def test_async_round_trip_of_every_kind_into_sqlite(full: Stores, tmp_path: Path) -> None:
+    """The async twins write the same file and restore the same records."""
+    out = io.StringIO()
+    counts = await aexport_data(list(full), out, tenant=T_ACME)
+    assert out.getvalue().splitlines()[1:] == exported(list(full), tenant=T_ACME).splitlines()[1:]
+    out.seek(0)
+    url = f"sqlite:///{tmp_path / 'copy.db'}"
+    target: Stores = (open_store(url), open_checkpoint_store(url), open_memory_store(url))
+    assert await aimport_data(list(target), out) == counts
+    assert everything(target) == everything(full)
+    for store in target:
+        await store.aclose()
+
+
+def test_a_url_exports_and_imports_every_kind_it_opens(full: Stores, tmp_path: Path) -> None:
+    """Given a URL, every kind it opens is exported or imported, and the stores are closed."""
+    source_url, target_url = (f"sqlite:///{tmp_path / name}" for name in ("a.db", "b.db"))
+    imported(source_url, exported(list(full), tenant=T_ACME))
+    text = exported(source_url, tenant=T_ACME)
+    assert imported(target_url, text).memories == 6
+    opened: Stores = (
+        open_store(target_url),
+        open_checkpoint_store(target_url),
+        open_memory_store(target_url),
+    )
+    assert everything(opened) == everything(full)
+
+
+def test_kinds_choose_what_is_exported_and_imported(full: Stores) -> None:
+    """kinds= leaves the other kinds out of a file, or out of an import."""
+    only = exported(list(full), tenant=T_ACME, kinds="memories,checkpoints")
+    header = json.loads(only.splitlines()[0])
+    assert header["kinds"] == ["checkpoints", "memories"]
+    assert {json.loads(line)["type"] for line in only.splitlines()[1:]} == {
+        "checkpoint",
+        "journal",
+        "memory",
+        "end",
+    }
+    text = exported(list(full), tenant=T_ACME)
+    target = memory_stores()
+    assert imported(list(target), text, kinds=["threads"]) == Counts(threads=2, messages=4)
+    assert everything(target)["threads"] == everything(full)["threads"]
+    assert everything(target)["checkpoints"] == everything(target)["memories"] == []
+
+
+def test_a_kind_without_a_store_is_refused_before_writing(full: Stores) -> None:
+    """A file holding checkpoints imported into a thread store alone raises InvalidInput."""
+    target = open_store("memory://")
+    with pytest.raises(InvalidInput, match="holds checkpoints, but no checkpoints store"):
+        imported(target, exported(list(full), tenant=T_ACME))
+    assert target.list_threads(tenant=T_ACME) == []
+    assert imported(target, exported(list(full), tenant=T_ACME), kinds="threads").threads == 2
+
+
+def test_import_into_another_tenant_moves_every_kind(full: Stores) -> None:
+    """tenant= puts threads, checkpoints, journal entries and memory namespaces in that tenant."""
+    target = memory_stores()
+    imported(list(target), exported(list(full), tenant=T_ACME), tenant="copy")
+    moved = everything(target, "copy")
+    original = everything(full)
+    assert [(i.thread_id, m) for i, m in moved["threads"]] == [
+        (i.thread_id, m) for i, m in original["threads"]
+    ]
+    assert moved["checkpoints"] == original["checkpoints"]
+    assert moved["journal"] == original["journal"]
+    assert [(r.namespace[1:], r.id, r.created_at) for r in moved["memories"]] == [
+        (r.namespace[1:], r.id, r.created_at) for r in original["memories"]
+    ]
+    assert everything(target)["memories"] == []
+
+
+# Filters: the same selection on export, or on import of a full export, gives the same records.
+
+
+def by_user(records: dict[str, Any], user: str) -> dict[str, Any]:
+    return {
+        "threads": [t for t in records["threads"] if t[0].metadata["user_id"] == user],
+        "checkpoints": [c for c in records["checkpoints"] if c.metadata["user_id"] == user],
+        "journal": [e for e in records["journal"] if e[0].thread_id == f"graph-{user}"],
+        "memories": [r for r in records["memories"] if r.namespace[1] == user],
+    }
+
+
+@pytest.mark.parametrize("side", ["export", "import"])
+def test_user_selects_that_users_records_in_every_kind(full: Stores, side: str) -> None:
+    """user= keeps threads and checkpoint threads whose metadata names the user, and memories
+    of namespaces (tenant, user, ...)."""
+    target = memory_stores()
+    if side == "export":
+        counts = imported(list(target), exported(list(full), tenant=T_ACME, user="bob"))
+    else:
+        counts = imported(list(target), exported(list(full), tenant=T_ACME), user="bob")
+    assert counts == Counts(threads=1, messages=2, checkpoints=3, journal_entries=1, memories=3)
+    assert everything(target) == by_user(everything(full), "bob")
+
+
+@pytest.mark.parametrize("side", ["export", "import"])
+def test_since_and_until_select_records_by_their_time(full: Stores, side: str) -> None:
+    """The window [T0 + 1 day, T0 + 2 days) keeps the messages, checkpoints, journal entries and
+    memories stamped in it; threads come with only those messages."""
+    window = {"since": T0 + DAY, "until": T0 + 2 * DAY}
+    target = memory_stores()
+    if side == "export":
+        imported(list(target), exported(list(full), tenant=T_ACME, **window))
+    else:
+        imported(list(target), exported(list(full), tenant=T_ACME), **window)
+    got = everything(target)
+    assert [(i.thread_id, [m["id"] for m in ms]) for i, ms in got["threads"]] == [
+        ("chat-bob", ["bob-1"]),
+        ("chat-ann", ["ann-2"]),
+    ]
+    inside = [c for c in everything(full)["checkpoints"] if T0 + DAY <= c.created_at < T0 + 2 * DAY]
+    assert [(c.thread_id, c.checkpoint_id) for c in got["checkpoints"]] == [
+        (c.thread_id, c.checkpoint_id) for c in inside
+    ]
+    assert got["checkpoints"] == inside
+    assert [[e.thread_id for e in entries] for entries in got["journal"]] == [["graph-ann"], []]
+    assert {(r.namespace, r.id) for r in got["memories"]} == {
+        ((T_ACME, "ann"), "kv:theme"),
+        ((T_ACME, "bob"), "fact"),
+    }
+
+
+def test_a_thread_whose_metadata_changed_in_the_window_comes_without_messages() -> None:
+    """A thread updated inside the window but with no message in it is exported empty."""
+    store = open_store("memory://")
+    store.append("t", Message(role="user", content="old", created_at=T0))
+    store.restore_thread(ThreadInfo("t", "default", T0, T0 + 5 * DAY, 0, {"pinned": True}))
+    text = exported(store, since=T0 + DAY)
+    target = open_store("memory://")
+    assert imported(target, text) == Counts(threads=1)
+    assert target.get_thread("t") == ThreadInfo(
+        "t", "default", T0, T0 + 5 * DAY, 0, {"pinned": True}
+    )
+    assert imported(open_store("memory://"), exported(store, until=T0)) == Counts()
+
+
+# Clashes: a record already stored stops the import before it writes anything.
+
+
+@pytest.mark.parametrize("kind", ["checkpoint", "journal", "memory"])
+def test_a_stored_record_conflicts_and_nothing_is_imported(full: Stores, kind: str) -> None:
+    """A checkpoint id, a journal call or a memory id already in the target raises Conflict
+    naming its line, and the target is unchanged."""
+    text = exported(list(full), tenant=T_ACME)
+    target = memory_stores()
+    if kind == "checkpoint":
+        target[1].restore(graph_run("graph-bob", "bob", T0)[1], tenant=T_ACME)
+    elif kind == "journal":
+        EffectJournal(target[1]).record("graph-bob", "call-1", "mine", tenant=T_ACME)
+    else:
+        target[2].put((T_ACME, "bob"), "mine", id="kv:theme")
+    before = everything(target)
+    with pytest.raises(Conflict, match=r"line \d+: .*'graph-bob'|line \d+: .*kv:theme"):
+        imported(list(target), text)
+    assert everything(target) == before
+
+
+# Malformed files of version 2: each edit of a valid export raises InvalidInput naming the line,
+# and nothing is imported.
+
+
+def v2_lines(full: Stores) -> list[str]:
+    return exported(list(full), tenant=T_ACME).splitlines()
+
+
+def first(lines: list[str], kind: str) -> int:
+    """The index of the first line of ``kind``."""
+    return next(i for i, line in enumerate(lines) if json.loads(line).get("type") == kind)
+
+
+def edited(kind: str, **changes: Any) -> Callable[[list[str]], list[str]]:
+    """Change fields of the first line of ``kind``."""
+
+    def edit(lines: list[str]) -> list[str]:
+        i = first(lines, kind)
+        lines[i] = json.dumps({**json.loads(lines[i]), **changes})
+        return lines
+
+    return edit
+
+
+def moved_last(kind: str) -> Callable[[list[str]], list[str]]:
+    """Move the first line of ``kind`` to just before the end line."""
+
+    def edit(lines: list[str]) -> list[str]:
+        line = lines.pop(first(lines, kind))
+        return [*lines[:-1], line, lines[-1]]
+
+    return edit
+
+
+def header(**changes: Any) -> Callable[[list[str]], list[str]]:
+    """Change fields of the header."""
+
+    def edit(lines: list[str]) -> list[str]:
+        return [json.dumps({**json.loads(lines[0]), **changes}), *lines[1:]]
+
+    return edit
+
+
+def duplicated(kind: str) -> Callable[[list[str]], list[str]]:
+    def edit(lines: list[str]) -> list[str]:
+        i = first(lines, kind)
+        return [*lines[: i + 1], lines[i], *lines[i + 1 :]]
+
+    return edit
+
+
+V2_CASES: list[tuple[str, Callable[[list[str]], list[str]], str]] = [
+    ("no end line", lambda lines: lines[:-1], "ends without its end line .*truncated"),
+    ("after end", lambda lines: [*lines, lines[1]], "a line after the end line"),
+    ("end counts", edited("end", counts={"threads": 1}), "the end line needs counts"),
+    (
+        "wrong count",
+        lambda lines: [
+            *lines[:-1],
+            json.dumps(
+                {
+                    "type": "end",
+                    "counts": {
+                        "threads": 2,
+                        "messages": 4,
+                        "checkpoints": 6,
+                        "journal_entries": 2,
+                        "memories": 5,
+                    },
+                }
+            ),
+        ],
+        "the end line counts .*memories=5.* but the file holds .*memories=6",
+    ),
+    ("unknown kind", header(kinds=["threads", "notes"]), "header's kinds"),
+    ("kind not in header", header(kinds=["threads", "memories"]), "a checkpoint line, but"),
+    ("no tenant", header(tenant=""), "the header's tenant must not be empty"),
+    ("other tenant", edited("checkpoint", tenant="beta"), "tenant 'beta', but the header"),
+    (
+        "bad base64",
+        edited("checkpoint", body={"tag": "msgpack", "data": "not base64!"}),
+        "the body is not valid base64",
+    ),
+    ("no body tag", edited("checkpoint", body={"data": "AA=="}), "body must be an object"),
+    (
+        "value list",
+        edited("checkpoint", values={"messages": {"tag": "x", "items": "AA=="}}),
+        "items",
+    ),
+    ("naive time", edited("checkpoint", created_at="2026-01-01T00:00:00"), "timezone-aware"),
+    ("no versions", edited("checkpoint", versions=None), "versions and values must be"),
+    ("bad write", edited("checkpoint", writes=[{"task_id": "t"}]), "not a valid checkpoint"),
+    (
+        "write idx",
+        edited(
+            "checkpoint",
+            writes=[
+                {
+                    "task_id": "t",
+                    "idx": "0",
+                    "channel": "c",
+                    "task_path": "",
+                    "value": {"tag": "j", "data": ""},
+                }
+            ],
+        ),
+        "write idx must be an int",
+    ),
+    ("value no version", edited("checkpoint", versions={}), "has a value but no version"),
+    ("empty checkpoint id", edited("checkpoint", checkpoint_id=""), "checkpoint id must not"),
+    ("twice", duplicated("checkpoint"), "checkpoint 'c1' .* appears twice"),
+    ("thread split", moved_last("checkpoint"), "checkpoint thread 'graph-ann' .* two places"),
+    ("journal twice", duplicated("journal"), "journal entry 'call-1' .* appears twice"),
+    ("journal value", edited("journal", value="x"), "entry's value must be an object"),
+    ("journal time", edited("journal", recorded_at=None), "recorded_at must be a string"),
+    ("memory twice", duplicated("memory"), "memory id 'fact' appears twice"),
+    ("namespace split", moved_last("memory"), "namespace .* appears in two places"),
+    ("memory tenant", edited("memory", namespace=["beta", "ann"]), "tenant 'beta', but"),
+    ("no namespace", edited("memory", namespace=[]), "at least the tenant label"),
+    ("label", edited("memory", namespace=["acme", ""]), "namespace label must not be empty"),
+    ("vector bytes", edited("memory", embedding="AAA="), "whole float32 numbers"),
+    ("vector length", edited("memory", embedding="AACAPw=="), "1 dimensions but this store"),
+    ("importance", edited("memory", importance=2), "importance must be a number from 0 to 1"),
+    ("importance str", edited("memory", importance="high"), "importance must be a number"),
+    ("memory value", edited("memory", value=[1]), "a memory's value must be a JSON object"),
+    ("no last use", edited("memory", last_used_at=None), "last_used_at must be a string"),
+    ("memory text", edited("memory", text=None), "text must be a string"),
+    ("unknown type", edited("journal", type="note"), "unknown line type 'note'"),
+]
+
+
+@pytest.mark.parametrize(
+    ("edit", "error"), [case[1:] for case in V2_CASES], ids=[case[0] for case in V2_CASES]
+)
+def test_malformed_v2_input_raises_naming_the_line_and_imports_nothing(
+    full: Stores, edit: Callable[[list[str]], list[str]], error: str
+) -> None:
+    """A bad line raises InvalidInput naming its number; no store is changed."""
+    target = memory_stores()
+    target[0].append("keep", Message(role="user", content="untouched"), tenant=T_ACME)
+    before = everything(target)
+    with pytest.raises(InvalidInput, match=rf"line \d+: .*{error}"):
+        imported(list(target), "\n".join(edit(v2_lines(full))) + "\n")
+    assert everything(target) == before
