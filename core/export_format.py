@@ -528,7 +528,7 @@ def read_memory(number: int, data: Mapping[str, Any]) -> MemoryRecord:
             raw = _bytes(embedding, "embedding")
             if not raw or len(raw) % 4:
                 raise InvalidInput("embedding must hold whole float32 numbers")
-            vector = tuple(float(x) for x in np.frombuffer(raw, dtype="<f4"))
+            vector = tuple(np.frombuffer(raw, dtype="<f4").tolist())
         model = data["embedding_model"]
         importance, ttl = data["importance"], data["ttl_seconds"]
         for name, number_value in (("importance", importance), ("ttl_seconds", ttl)):

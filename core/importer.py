@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Generator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -184,6 +184,13 @@ class _Space:
     kept: list[MemoryRecord] = field(default_factory=list)
 
 
+def _once(seen: set[tuple[str, str]], key: tuple[str, str], number: int, what: str) -> None:
+    """Add ``(namespace, id)`` to the keys of its block, or refuse a second one."""
+    if key in seen:
+        raise bad(number, f"{what} {key[1]!r} (namespace {key[0]!r}) appears twice")
+    seen.add(key)
+
+
 @dataclass(slots=True)
 class _Reader:
     """Turns checked lines into events; remembers only the open block and the keys of the
@@ -284,10 +291,13 @@ class _Reader:
 
     # Checkpoint threads.
 
-    def enter_block(self, number: int, tenant: str, thread_id: str) -> Iterator[_Event]:
+    def enter_block(
+        self, number: int, tenant: str, thread_id: str
+    ) -> Generator[_Event, None, _Block]:
+        """The checkpoint thread a line belongs to: the open one, or a new one."""
         key = (self.target(tenant), thread_id)
         if self.block is not None and (self.block.tenant, self.block.thread_id) == key:
-            return
+            return self.block
         yield from self.close_all()
         if key in self.blocks_seen:
             raise bad(
@@ -297,6 +307,7 @@ class _Reader:
             )
         self.blocks_seen.add(key)
         self.block = _Block(number, key[0], thread_id)
+        return self.block
 
     def wanted(self, block: _Block) -> bool:
         """Whether a checkpoint thread's records are imported (in the second pass, when the
@@ -307,28 +318,19 @@ class _Reader:
 
     def checkpoint(self, number: int, data: Mapping[str, Any]) -> Iterator[_Event]:
         tenant, checkpoint = read_checkpoint(number, data)
-        self.check_tenant(number, tenant)
-        yield from self.enter_block(number, tenant, checkpoint.thread_id)
-        block = self.block
-        assert block is not None  # entered above
+        tenant = self.check_tenant(number, tenant)
+        block = yield from self.enter_block(number, tenant, checkpoint.thread_id)
         key = (checkpoint.namespace, checkpoint.checkpoint_id)
-        if key in block.checkpoints:
-            raise bad(number, f"checkpoint {key[1]!r} (namespace {key[0]!r}) appears twice")
-        block.checkpoints.add(key)
+        _once(block.checkpoints, key, number, "checkpoint")
         block.owned = block.owned or self.selection.owns(checkpoint.metadata)
         if self.wanted(block) and self.selection.covers(checkpoint.created_at):
             yield _Checkpoint(number, block.tenant, checkpoint)
 
     def journal(self, number: int, data: Mapping[str, Any]) -> Iterator[_Event]:
         tenant, entry = read_journal(number, data)
-        self.check_tenant(number, tenant)
-        yield from self.enter_block(number, tenant, entry.thread_id)
-        block = self.block
-        assert block is not None  # entered above
-        key = (entry.namespace, entry.tool_call_id)
-        if key in block.calls:
-            raise bad(number, f"journal entry {key[1]!r} (namespace {key[0]!r}) appears twice")
-        block.calls.add(key)
+        tenant = self.check_tenant(number, tenant)
+        block = yield from self.enter_block(number, tenant, entry.thread_id)
+        _once(block.calls, (entry.namespace, entry.tool_call_id), number, "journal entry")
         if self.wanted(block) and self.selection.covers(entry.recorded_at):
             yield _Entry(number, block.tenant, entry)
 
@@ -529,9 +531,13 @@ def _check_memories(stores: StoreSet, event: _Memories) -> Flow[None]:
     records = event.records
     if not store.capabilities.vector_search:
         records = _without_vectors(records)
-    for line, record in zip(event.lines, records, strict=True):
-        with _checked(line):
-            store._restore_op([record])  # the store's own checks (the op is not run)
+    try:
+        store._restore_op(records)  # the store's own checks (the op is not run)
+    except InvalidInput:
+        for line, record in zip(event.lines, records, strict=True):  # which line is it?
+            with _checked(line):
+                store._restore_op([record])
+        raise
     held = yield Call(store, "get_many", (event.namespace, [str(r.id) for r in records]))
     if held:
         where = f"namespace {list(event.namespace)!r}"

@@ -59,7 +59,7 @@ def kept_unit(vector: Sequence[float] | Matrix, dimensions: int | None) -> Matri
     """
     scaled = unit(vector, dimensions)
     kept = np.asarray(vector, dtype=np.float32)
-    return kept if np.allclose(kept, scaled, rtol=0.0, atol=1e-6) else scaled
+    return kept if float(np.max(np.abs(kept - scaled))) <= 1e-6 else scaled
 
 
 def to_blob(vector: Matrix) -> bytes:
