@@ -24,6 +24,9 @@ What it does, step by step:
 6. Gives two users' agents long-term memory in the same file: LangChain memory tools remember
    what Ana prefers, LlamaIndex's memory tool spec recalls it in another conversation, and Bo's
    tools cannot see any of it (the namespace comes from the run, never from the model).
+7. Erases Ana everywhere in the file (her memories, and any thread or checkpoint that names her
+   as its user): a dry run first for the audit log, then the erase; Bo's memories stay, and a
+   late write for Ana is refused by the tombstone erase leaves.
 """
 
 from __future__ import annotations
@@ -276,6 +279,34 @@ def long_term_memory(path: Path) -> None:
         console.print(recall.invoke({"query": "refund or store credit?"}, bo), markup=False)
 
 
+def erase_user(path: Path) -> None:
+    """Step 7: erase one user from every store kind in the file."""
+    from memfold import Erased, Subject, erase, open_store
+    from memfold.checkpoints import open_checkpoint_store
+    from memfold.memories import open_memory_store
+
+    console.rule("[bold]7. Erasing a user everywhere")
+    url = url_for(path)
+    with (
+        open_store(url) as threads,
+        open_checkpoint_store(url) as checkpoints,
+        open_memory_store(url) as memories,
+    ):
+        stores = [threads, checkpoints, memories]
+        ana = Subject("shop", "ana")
+        preview = erase(ana, stores, dry_run=True).as_dict()["counts"]
+        console.print(f"Dry run for ana: {preview['memories']} memories would go.")
+        counts = erase(ana, stores).as_dict()["counts"]
+        erased = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in counts.items() if n)
+        console.print(f"Erased ana: {erased or 'nothing'}.", markup=False)
+        left = [r.text for r in memories.list_records(("shop",))]
+        console.print(f"Left in tenant 'shop': {left}", markup=False)
+        try:
+            memories.put(("shop", "ana", "memories"), "a late write from a run in flight")
+        except Erased:
+            console.print("A late write for ana was refused: her tombstone keeps her erased.")
+
+
 def main(argv: list[str]) -> int:
     """Run every step on a fresh file, or (with ``--read PATH`` or ``--approve PATH``) only the
     step a second process runs."""
@@ -307,6 +338,7 @@ def main(argv: list[str]) -> int:
     time_travel(path)
     long_chat(path)
     long_term_memory(path)
+    erase_user(path)
     return 0
 
 
