@@ -10,10 +10,11 @@ $ memfold threads --url sqlite:///chat.db
 $ memfold export --output backup.jsonl
 $ memfold import backup.jsonl --url sqlite:///copy.db
 $ memfold migrate sqlite:///chat.db postgresql://localhost/chat
+$ memfold db upgrade --url postgresql://localhost/chat --dry-run
 ```
 """
 
-from memfold.cli import maintenance, threads, transfer
+from memfold.cli import db, maintenance, threads, transfer
 from memfold.cli.common import app
 
-__all__ = ["app", "maintenance", "threads", "transfer"]
+__all__ = ["app", "db", "maintenance", "threads", "transfer"]

@@ -29,19 +29,27 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     literal_column,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.schema import CreateIndex, CreateTable
 
 from memfold.backends.sql import words
 from memfold.backends.sql.migrations import SQLSchemaSteps, Step
+from memfold.backends.sql.plans import Plan
 from memfold.backends.sql.schema import Tables, build_tables
 from memfold.backends.sql.tombstones import namespace_guard_ddl, tombstone_ddl
 
 if TYPE_CHECKING:
     from memfold.backends.sql.store import _Runner
 
-__all__ = ["MEMORY_STEPS", "MemoryTables", "build_memory_tables", "memory_steps"]
+__all__ = [
+    "MEMORY_STEPS",
+    "MemoryTables",
+    "build_memory_tables",
+    "memory_steps",
+    "stored_dimensions",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,3 +186,17 @@ def memory_steps(runner: _Runner, tables: MemoryTables) -> SQLSchemaSteps:
     postgres = runner.driver.engine.dialect.name == "postgresql"
     preamble = ("CREATE EXTENSION IF NOT EXISTS vector",) if postgres else ()
     return SQLSchemaSteps(runner, tables.base, tables, "memories", MEMORY_STEPS, preamble)
+
+
+def stored_dimensions(tables: MemoryTables, dialect: Dialect) -> Plan:
+    """Plan that reads the vector length of an existing PostgreSQL memory table (None: there is
+    no such table)."""
+    name = dialect.identifier_preparer.format_table(tables.memories)
+    found = yield (
+        text(
+            "SELECT atttypmod FROM pg_attribute WHERE attrelid = to_regclass(:name) "
+            "AND attname = 'embedding' AND NOT attisdropped"
+        ),
+        {"name": name},
+    )
+    return found.scalar()

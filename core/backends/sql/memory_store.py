@@ -15,11 +15,13 @@ Examples:
 
 from __future__ import annotations
 
-from typing import TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from sqlalchemy import URL, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from memfold.backends.sql import memory_schema
 from memfold.backends.sql.memory_plans import MemoryPlans
 from memfold.backends.sql.memory_schema import build_memory_tables, memory_steps
 from memfold.backends.sql.store import _driver, _Runner, _Statements
@@ -30,7 +32,7 @@ from memfold.recall.embedders import Embedder
 from memfold.schema_steps import SchemaSteps
 from memfold.stores import Capabilities
 
-__all__ = ["SQLMemoryStore"]
+__all__ = ["SQLMemoryStore", "astored_dimensions", "stored_dimensions"]
 
 T = TypeVar("T")
 
@@ -153,3 +155,38 @@ class SQLMemoryStore(BaseMemoryStore):
     async def aclose(self) -> None:
         """Async `close`."""
         await self._driver.aclose()
+
+
+def _dimensions_reader(
+    url: str, schema: str | None, table_prefix: str
+) -> tuple[_Runner, Callable[[], Any]]:
+    driver = _driver(url, None, schema, {})
+    dialect = driver.engine.dialect
+    tables = build_memory_tables(table_prefix, schema)
+    runner = _Runner(driver, _Statements(dialect, []), f"{driver.name} memory store")
+    return runner, lambda: memory_schema.stored_dimensions(tables, dialect)
+
+
+def stored_dimensions(
+    url: str, *, schema: str | None = None, table_prefix: str = "memfold_"
+) -> int | None:
+    """The vector length of the PostgreSQL memory table at ``url`` (None: it has none yet), so
+    its schema can be inspected without knowing the embedder."""
+    runner, plan = _dimensions_reader(url, schema, table_prefix)
+    try:
+        found: int | None = runner._run(plan, write=False)
+        return found
+    finally:
+        runner.driver.close()
+
+
+async def astored_dimensions(
+    url: str, *, schema: str | None = None, table_prefix: str = "memfold_"
+) -> int | None:
+    """Async `stored_dimensions`."""
+    runner, plan = _dimensions_reader(url, schema, table_prefix)
+    try:
+        found: int | None = await runner._arun(plan, write=False)
+        return found
+    finally:
+        await runner.driver.aclose()
