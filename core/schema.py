@@ -18,11 +18,11 @@ Examples:
     >>> from memfold import schema
     >>> url = f"sqlite:///{pathlib.Path(tempfile.mkdtemp()) / 'chat.db'}"
     >>> [(s.kind, s.version, [p.version for p in s.pending]) for s in schema.status(url)]
-    [('threads', 0, [1, 2]), ('checkpoints', 0, [1, 2]), ('memories', 0, [1])]
+    [('threads', 0, [1, 2, 3]), ('checkpoints', 0, [1, 2, 3]), ('memories', 0, [1, 2])]
     >>> [len(s.pending) for s in schema.upgrade(url, dry_run=True)]  # changes nothing
-    [2, 2, 1]
+    [3, 3, 2]
     >>> [len(s.pending) for s in schema.upgrade(url)]
-    [2, 2, 1]
+    [3, 3, 2]
     >>> all(s.up_to_date for s in schema.status(url))
     True
 """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from textwrap import indent
 from typing import Annotated
 
 import typer
@@ -64,7 +65,7 @@ def upgrade(
                 markup=False,
             )
             for statement in step.statements if dry_run else ():
-                out().print(Text(f"    {statement.strip()};", style="dim"))
+                out().print(Text(indent(f"{statement.strip()};", "    "), style="dim"))
     applied = sum(len(kind.pending) for kind in found)
     if dry_run:
         out().print(f"Dry run: {plural(applied, 'step')} pending, nothing changed.", markup=False)

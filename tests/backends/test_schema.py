@@ -20,11 +20,16 @@ from chromadb.config import Settings
 from sqlalchemy import text
 
 from memfold import Message, SchemaTooNew, open_store, schema
+from memfold.backends.sql.memory_schema import MEMORY_STEPS
+from memfold.backends.sql.migrations import CHECKPOINT_STEPS, STEPS
 from memfold.checkpoints import Blob, open_checkpoint_store
 from memfold.memories import open_memory_store
 from memfold.schema_steps import SchemaStatus
 from tests.backends.release_1 import DIMENSIONS, engine_for, release_1_database
 from tests.support import PG_URL, REDIS_URL
+
+THREADS, CHECKPOINTS, MEMORIES = (s[-1].version for s in (STEPS, CHECKPOINT_STEPS, MEMORY_STEPS))
+"""The latest SQL schema version of each store kind."""
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -93,9 +98,9 @@ async def test_status_dry_run_and_upgrade_of_a_release_1_database(
         found = schema.status(url, **options)
         dry = schema.upgrade(url, dry_run=True, **options)
     assert _summary(found) == [
-        ("threads", backend, 1, 2, [2]),
-        ("checkpoints", backend, 1, 2, [2]),
-        ("memories", backend, 1, 1, []),
+        ("threads", backend, 1, THREADS, list(range(2, THREADS + 1))),
+        ("checkpoints", backend, 1, CHECKPOINTS, list(range(2, CHECKPOINTS + 1))),
+        ("memories", backend, 1, MEMORIES, list(range(2, MEMORIES + 1))),
     ]
     assert dry == found
     assert any("messages_v1" in statement for statement in dry[0].pending[0].statements)
@@ -108,7 +113,9 @@ async def test_status_dry_run_and_upgrade_of_a_release_1_database(
     else:
         applied = schema.upgrade(url, **options)
         again = schema.upgrade(url, **options)
-    assert [[p.version for p in s.pending] for s in applied] == [[2], [2], []]
+    assert [[p.version for p in s.pending] for s in applied] == [
+        [p.version for p in s.pending] for s in found
+    ]
     assert [s.pending for s in again] == [(), (), ()]
     assert all(s.up_to_date and s.version == s.latest for s in schema.status(url, **options))
     assert _catalog(url, options) != before
@@ -132,7 +139,9 @@ def test_a_fresh_postgresql_database_leaves_memories_out_unless_dimensions_are_g
         assert [s.kind for s in schema.upgrade(PG_URL, schema=db, dimensions=8)] == [
             "threads", "checkpoints", "memories",
         ]  # fmt: skip
-        assert _summary(schema.status(PG_URL, schema=db))[2] == ("memories", "postgresql", 1, 1, [])
+        assert _summary(schema.status(PG_URL, schema=db))[2] == (
+            "memories", "postgresql", MEMORIES, MEMORIES, [],
+        )  # fmt: skip
     finally:
         engine = engine_for(PG_URL)
         with engine.begin() as conn:
@@ -197,8 +206,8 @@ def _bump(url: str, options: dict[str, Any], key_prefix: str, backend: str) -> N
     table = f"{options['schema']}.memfold_schema_versions" if options else "memfold_schema_versions"
     with engine.begin() as conn:
         conn.execute(
-            text(f"INSERT INTO {table} VALUES ('checkpoints', 3, 'from the future', :now)"),
-            {"now": time.time()},
+            text(f"INSERT INTO {table} VALUES ('checkpoints', :next, 'from the future', :now)"),
+            {"next": CHECKPOINTS + 1, "now": time.time()},
         )
     engine.dispose()
 

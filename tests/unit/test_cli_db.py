@@ -9,7 +9,13 @@ from pathlib import Path
 from typer.testing import CliRunner, Result
 
 from memfold import open_store
+from memfold.backends.sql.memory_schema import MEMORY_STEPS
+from memfold.backends.sql.migrations import CHECKPOINT_STEPS, STEPS
 from memfold.cli import app
+
+LATEST = [str(steps[-1].version) for steps in (STEPS, CHECKPOINT_STEPS, MEMORY_STEPS)]
+"""The latest SQL schema version of threads, checkpoints and memories."""
+STEP_COUNT = sum(len(steps) for steps in (STEPS, CHECKPOINT_STEPS, MEMORY_STEPS))
 
 
 def run(*args: str) -> Result:
@@ -35,34 +41,30 @@ def test_status_dry_run_and_upgrade_of_a_new_database(tmp_path: Path) -> None:
     status = run("db", "status", "--url", url)
     assert status.exit_code == 0, status.output
     assert [row[:4] for row in rows(status.stdout) if row[0]] == [
-        ["threads", "sqlite", "0", "2"],
-        ["checkpoints", "sqlite", "0", "2"],
-        ["memories", "sqlite", "0", "1"],
+        ["threads", "sqlite", "0", LATEST[0]],
+        ["checkpoints", "sqlite", "0", LATEST[1]],
+        ["memories", "sqlite", "0", LATEST[2]],
     ]
-    assert "5 steps pending: run `memfold db upgrade`." in status.stdout
+    assert f"{STEP_COUNT} steps pending: run `memfold db upgrade`." in status.stdout
 
     dry = run("db", "upgrade", "--url", url, "--dry-run")
     assert dry.exit_code == 0, dry.output
     assert "Would apply checkpoints step 2 on sqlite: the effect journal" in dry.stdout
     assert "CREATE TABLE IF NOT EXISTS memfold_cp_journal (" in dry.stdout
-    assert "Dry run: 5 steps pending, nothing changed." in dry.stdout
+    assert f"Dry run: {STEP_COUNT} steps pending, nothing changed." in dry.stdout
     assert tables(path) == []
 
     applied = run("db", "upgrade", "--url", url)
     assert applied.exit_code == 0, applied.output
     assert "Applied threads step 2 on sqlite" in applied.stdout
     assert "CREATE TABLE" not in applied.stdout
-    assert "Applied 5 steps; every schema is up to date." in applied.stdout
+    assert f"Applied {STEP_COUNT} steps; every schema is up to date." in applied.stdout
     assert {"memfold_messages", "memfold_cp_journal", "memfold_memories"} <= set(tables(path))
     assert run("db", "upgrade", "--url", url).stdout.strip() == (
         "Every schema was already up to date."
     )
     status = run("db", "status", "--url", url)
-    assert [row[2:] for row in rows(status.stdout)] == [
-        ["2", "2", ""],
-        ["2", "2", ""],
-        ["1", "1", ""],
-    ]
+    assert [row[2:] for row in rows(status.stdout)] == [[v, v, ""] for v in LATEST]
     assert "Every schema is up to date." in status.stdout
 
 
@@ -73,7 +75,7 @@ def test_a_database_made_by_a_newer_memfold_fails_cleanly(tmp_path: Path) -> Non
     open_store(f"sqlite:///{path}").close()
     with sqlite3.connect(path) as conn:
         conn.execute(
-            "INSERT INTO memfold_schema_versions VALUES ('threads', 3, 'future', ?)", (time.time(),)
+            "INSERT INTO memfold_schema_versions VALUES ('threads', 9, 'future', ?)", (time.time(),)
         )
     for command in (["status"], ["upgrade"], ["upgrade", "--dry-run"]):
         result = run("db", *command, "--url", f"sqlite:///{path}")
@@ -81,4 +83,4 @@ def test_a_database_made_by_a_newer_memfold_fails_cleanly(tmp_path: Path) -> Non
         assert result.stdout == ""
         [line] = result.stderr.strip().splitlines()
         assert line.startswith("error: the sqlite threads schema")
-        assert "at version 3, newer than this memfold knows (2): upgrade memfold" in line
+        assert f"at version 9, newer than this memfold knows ({LATEST[0]}): upgrade memfold" in line
