@@ -32,7 +32,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import IO, Final, TypeAlias
+from typing import IO, TypeAlias
 
 from memfold import __version__
 from memfold.checkpoints import BaseCheckpointStore
@@ -57,21 +57,17 @@ from memfold.memories import BaseMemoryStore
 from memfold.memory_model import Namespace
 from memfold.model import JSON, Message, ThreadInfo, utcnow
 from memfold.open import AnyStore, open_stores
+from memfold.paging import PAGE_SIZE, checkpoint_keys, fresh, load_page, message_cursors
 from memfold.stores import DEFAULT_TENANT, BaseThreadStore, check_id
 
 __all__ = [
-    "PAGE_SIZE",
     "Progress",
     "StoreSet",
     "aexport_data",
     "aiter_threads",
-    "checkpoint_keys",
     "export_data",
     "iter_threads",
 ]
-
-PAGE_SIZE: Final = 200
-"""How many threads, messages, checkpoints, namespaces or memories one read fetches."""
 
 Progress: TypeAlias = Callable[[str, int], None]
 """Called with a `memfold.export_format.Counts` field name (``"messages"``, ``"checkpoints"``,
@@ -79,13 +75,6 @@ Progress: TypeAlias = Callable[[str, int], None]
 
 
 # Listing a tenant's threads (also used by the CLI and `memfold.migrate`).
-
-
-def _fresh(page: list[ThreadInfo], seen: set[str]) -> list[ThreadInfo]:
-    """The threads of ``page`` not yet listed (a concurrent write can shift later pages)."""
-    out = [info for info in page if info.thread_id not in seen]
-    seen.update(info.thread_id for info in out)
-    return out
 
 
 def iter_threads(
@@ -100,7 +89,7 @@ def iter_threads(
     offset = 0
     while True:
         page = store.list_threads(tenant=tenant, limit=page_size, offset=offset)
-        yield from _fresh(page, seen)
+        yield from fresh(page, seen)
         if len(page) < page_size:
             return
         offset += len(page)
@@ -114,7 +103,7 @@ async def aiter_threads(
     offset = 0
     while True:
         page = await store.alist_threads(tenant=tenant, limit=page_size, offset=offset)
-        for info in _fresh(page, seen):
+        for info in fresh(page, seen):
             yield info
         if len(page) < page_size:
             return
@@ -216,30 +205,22 @@ class _Writer:
 def _export_thread(store: BaseThreadStore, info: ThreadInfo, w: _Writer) -> Flow[None]:
     """One thread's line and its selected messages: the pages are found (and the messages
     counted) newest first, then written oldest first; a thread of one page is read once."""
-    key = {"tenant": w.tenant}
-    cursors: list[str | None] = [None]
-    newest: list[Message] = []
     count = 0
-    while True:
-        page: list[Message] = yield Call(
-            store, "load", (info.thread_id,), {**key, "last": PAGE_SIZE, "before": cursors[-1]}
-        )
-        newest = newest or page
+
+    def counted(page: list[Message]) -> None:
+        nonlocal count
         count += sum(w.selection.covers(m.created_at) for m in page)
-        if len(page) < PAGE_SIZE:
-            if not page and len(cursors) > 1:
-                cursors.pop()
-            break
-        cursors.append(page[0].id)
+
+    cursors, newest = yield from message_cursors(
+        store, info.thread_id, w.tenant, PAGE_SIZE, counted
+    )
     if not count and not w.selection.covers(info.updated_at):
         return
     w.write(thread_line(info, count), "threads")
     for cursor in reversed(cursors):
+        page = newest
         if cursor is not None:
-            page = yield Call(store, "load", (info.thread_id,), {**key, "last": PAGE_SIZE,
-                                                                 "before": cursor})  # fmt: skip
-        else:
-            page = newest
+            page = yield load_page(store, info.thread_id, w.tenant, PAGE_SIZE, cursor)
         for m in page:
             if w.selection.covers(m.created_at):
                 w.write(message_line(w.tenant, info.thread_id, m), "messages")
@@ -259,7 +240,7 @@ def _export_threads(
         page: list[ThreadInfo] = yield Call(
             store, "list_threads", (), {"tenant": w.tenant, "limit": PAGE_SIZE, "offset": offset}
         )
-        for info in _fresh(page, seen):
+        for info in fresh(page, seen):
             if w.selection.owns(info.metadata):
                 yield from _export_thread(store, info, w)
         if len(page) < PAGE_SIZE:
@@ -267,34 +248,12 @@ def _export_threads(
         offset += len(page)
 
 
-def checkpoint_keys(
-    store: BaseCheckpointStore, thread_id: str | None, tenant: str
-) -> Flow[list[tuple[str, str, str]]]:
-    """The ``(thread, namespace, checkpoint id)`` of every checkpoint (of one thread, or of the
-    tenant), newest first by id, read a page at a time; the checkpoints sharing the id at a
-    page boundary (other threads or namespaces) are fetched whole so none is skipped."""
-    keys: list[tuple[str, str, str]] = []
-    before: str | None = None
-    where = {"tenant": tenant, "limit": PAGE_SIZE}
-    while True:
-        page = yield Call(store, "list_checkpoints", (thread_id,), {**where, "before": before})
-        if len(page) < PAGE_SIZE:
-            keys += [(c.thread_id, c.namespace, c.checkpoint_id) for c in page]
-            return keys
-        before = page[-1].checkpoint_id
-        tied = yield Call(
-            store, "list_checkpoints", (thread_id,), {"tenant": tenant, "checkpoint_id": before}
-        )
-        for c in [c for c in page if c.checkpoint_id != before] + tied:
-            keys.append((c.thread_id, c.namespace, c.checkpoint_id))
-
-
 def _export_checkpoints(
     store: BaseCheckpointStore, thread_ids: list[str] | None, w: _Writer
 ) -> Flow[None]:
     """Each checkpoint thread's checkpoints, oldest first, then its journal entries."""
     if thread_ids is None:
-        everything = yield from checkpoint_keys(store, None, w.tenant)
+        everything = yield from checkpoint_keys(store, None, w.tenant, PAGE_SIZE)
         thread_ids = list(dict.fromkeys(thread for thread, _, _ in everything))
     journal = EffectJournal(store) if store.capabilities.effect_journal else None
     key = {"tenant": w.tenant}
@@ -304,7 +263,7 @@ def _export_checkpoints(
             mine = yield Call(store, "list_checkpoints", (thread_id,), {**key, **owned})
             if not mine:
                 continue
-        keys = yield from checkpoint_keys(store, thread_id, w.tenant)
+        keys = yield from checkpoint_keys(store, thread_id, w.tenant, PAGE_SIZE)
         for _, namespace, checkpoint_id in reversed(keys):
             where = {**key, "namespace": namespace, "checkpoint_id": checkpoint_id}
             c = yield Call(store, "get", (thread_id,), where)
@@ -320,8 +279,12 @@ def _export_checkpoints(
 def _export_namespace(store: BaseMemoryStore, namespace: Namespace, w: _Writer) -> Flow[None]:
     offset = 0
     while True:
-        listed = yield Call(store, "list_records", (namespace,), {
-            "limit": PAGE_SIZE, "offset": offset, "include_embedding": True})  # fmt: skip
+        listed = yield Call(
+            store,
+            "list_records",
+            (namespace,),
+            {"limit": PAGE_SIZE, "offset": offset, "include_embedding": True},
+        )
         for record in listed:
             # listing a namespace also returns those under it, which get their own turn
             if record.namespace == namespace and w.selection.covers(record.updated_at):
@@ -336,8 +299,9 @@ def _export_memories(store: BaseMemoryStore, w: _Writer) -> Flow[None]:
     prefix = (w.tenant,) if user is None else (w.tenant, user)
     offset = 0
     while True:
-        page = yield Call(store, "list_namespaces", (prefix,), {"limit": PAGE_SIZE,
-                                                                "offset": offset})  # fmt: skip
+        page = yield Call(
+            store, "list_namespaces", (prefix,), {"limit": PAGE_SIZE, "offset": offset}
+        )
         for namespace in page:
             yield from _export_namespace(store, namespace, w)
         if len(page) < PAGE_SIZE:
@@ -355,8 +319,9 @@ def _export_flow(
     if thread_ids is not None and stores.threads is not None and "threads" in kinds:
         infos = []  # every named thread is checked before anything is written
         for thread_id in thread_ids:
-            infos.append((yield Call(stores.threads, "get_thread", (thread_id,),
-                                     {"tenant": w.tenant})))  # fmt: skip
+            infos.append(
+                (yield Call(stores.threads, "get_thread", (thread_id,), {"tenant": w.tenant}))
+            )
     w.out.write(dumps(header_line(kinds, w.tenant, w.selection, utcnow(), __version__)))
     if stores.threads is not None and "threads" in kinds:
         yield from _export_threads(stores.threads, infos, w)

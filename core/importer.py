@@ -47,7 +47,7 @@ from typing import IO, Any, Final, TypeAlias
 
 from memfold.checkpoint_model import Checkpoint
 from memfold.errors import Conflict, InvalidInput, NotFound
-from memfold.export import Progress, StoreSet, checkpoint_keys
+from memfold.export import Progress, StoreSet
 from memfold.export_format import (
     Counts,
     Header,
@@ -68,6 +68,7 @@ from memfold.journal import EffectJournal, JournalEntry
 from memfold.memory_model import MemoryRecord, Namespace
 from memfold.model import Message, ThreadInfo
 from memfold.open import AnyStore
+from memfold.paging import checkpoint_keys
 from memfold.stores import check_id
 
 __all__ = ["BATCH_SIZE", "aimport_data", "import_data"]
@@ -265,8 +266,9 @@ class _Reader:
     def flush(self) -> Iterator[_Event]:
         thread = self.thread
         if thread is not None and thread.kept:
-            yield _Messages(thread.kept_line, thread.tenant, thread.info.thread_id,
-                            tuple(thread.kept))  # fmt: skip
+            yield _Messages(
+                thread.kept_line, thread.tenant, thread.info.thread_id, tuple(thread.kept)
+            )
             thread.kept = []
 
     def close_thread(self) -> Iterator[_Event]:
@@ -509,16 +511,18 @@ def _check_block(stores: StoreSet, event: _BlockEnd, plan: _Plan) -> Flow[None]:
     plan.owned.add((event.tenant, event.thread_id))
     where = f"checkpoint thread {event.thread_id!r} of tenant {event.tenant!r}"
     if event.checkpoints:
-        some = yield Call(store, "list_checkpoints", (event.thread_id,),
-                          {"tenant": event.tenant, "limit": 1})  # fmt: skip
+        some = yield Call(
+            store, "list_checkpoints", (event.thread_id,), {"tenant": event.tenant, "limit": 1}
+        )
         if some:
-            stored = yield from checkpoint_keys(store, event.thread_id, event.tenant)
+            stored = yield from checkpoint_keys(store, event.thread_id, event.tenant, BATCH_SIZE)
             clash = event.checkpoints.intersection((ns, c) for _, ns, c in stored)
             if clash:
                 raise _clash(event.line, "checkpoint(s)", where, {c for _, c in clash})
     if event.calls:
-        entries = yield Call(EffectJournal(store), "list_entries", (event.thread_id,),
-                             {"tenant": event.tenant})  # fmt: skip
+        entries = yield Call(
+            EffectJournal(store), "list_entries", (event.thread_id,), {"tenant": event.tenant}
+        )
         clash = event.calls.intersection((e.namespace, e.tool_call_id) for e in entries)
         if clash:
             raise _clash(event.line, "journal entries for call(s)", where, {c for _, c in clash})
@@ -566,8 +570,9 @@ def _write(
     """The second pass on one event: write it."""
     kind, n = "", 0
     if isinstance(event, _Messages) and stores.threads is not None:
-        yield Call(stores.threads, "append", (event.thread_id, event.messages),
-                   {"tenant": event.tenant})  # fmt: skip
+        yield Call(
+            stores.threads, "append", (event.thread_id, event.messages), {"tenant": event.tenant}
+        )
         kind, n = "messages", len(event.messages)
     elif isinstance(event, _ThreadEnd) and stores.threads is not None and event.selected:
         key = (event.tenant, event.info.thread_id)

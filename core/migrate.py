@@ -7,10 +7,11 @@ interrupted one resumes where it stopped. Thread metadata is copied too. A threa
 reported in the result and the migration goes on with the next. Every record keeps its times
 (the stores' ``restore`` methods write them as they were).
 
-Store kinds are moved one after the other, each by its own sync and async mover: threads
-(``_migrate_threads``) and checkpoints with their pending writes and effect journal
-(``_migrate_checkpoints``) and long-term memories, namespace by namespace
-(``_migrate_memories``). Give two stores of one kind, or two URLs to move every kind both open.
+Store kinds are moved one after the other: threads (``_migrate_threads``), checkpoints with
+their pending writes and effect journal (``_migrate_checkpoints``) and long-term memories,
+namespace by namespace (``_migrate_memories``). Each mover is a `memfold.flows` flow, run by
+`migrate` with sync calls and by `amigrate` with async ones. Give two stores of one kind, or
+two URLs to move every kind both open.
 
 Examples:
     >>> from memfold import Message, migrate, open_store
@@ -25,17 +26,18 @@ Examples:
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
-from memfold.checkpoint_model import Checkpoint
 from memfold.checkpoints import BaseCheckpointStore
 from memfold.errors import InvalidInput, MemfoldError
+from memfold.flows import Call, Flow, arun, run
 from memfold.journal import EffectJournal
 from memfold.memories import BaseMemoryStore
 from memfold.memory_model import MemoryRecord, Namespace
-from memfold.model import Message, ThreadInfo
+from memfold.model import ThreadInfo
 from memfold.open import AnyStore, open_stores
+from memfold.paging import PAGE_SIZE, checkpoint_keys, fresh, load_page, message_cursors
 from memfold.stores import DEFAULT_TENANT, MAX_PAGE, BaseThreadStore, check_id
 
 __all__ = ["MigrationResult", "amigrate", "migrate"]
@@ -96,50 +98,16 @@ def _check(thread_ids: Sequence[str] | None, tenant: str, batch_size: int) -> No
             check_id(thread_id, "thread id")
 
 
-def _page_start(page: list[Message]) -> str:
-    first = page[0].id
-    if first is None:  # stored messages always have ids
-        raise InvalidInput("a stored message has no id")
-    return first
+# Threads: each thread's source is paged backwards once (only ids kept) to find the pages,
+# then read forwards page by page, and the messages whose ids the target lacks are appended.
 
 
-# Threads: the sync mover.
-
-
-def _threads(
-    source: BaseThreadStore, thread_ids: Sequence[str] | None, tenant: str
-) -> Iterator[str]:
-    if thread_ids is None:
-        from memfold.export import iter_threads  # export imports memfold.__version__
-
-        yield from (info.thread_id for info in iter_threads(source, tenant=tenant))
-    else:
-        yield from thread_ids
-
-
-def _cursors(store: BaseThreadStore, thread_id: str, tenant: str, size: int) -> list[str | None]:
-    """The ``before`` cursor of each page, newest page first (only ids are kept)."""
-    cursors: list[str | None] = [None]
-    while True:
-        page = store.load(thread_id, last=size, before=cursors[-1], tenant=tenant)
-        if len(page) < size:
-            return cursors if page else cursors[:-1]
-        cursors.append(_page_start(page))
-
-
-def _pages(
-    store: BaseThreadStore, thread_id: str, tenant: str, size: int
-) -> Iterator[list[Message]]:
-    """A thread's messages, oldest first, a page of at most ``size`` at a time."""
-    for cursor in reversed(_cursors(store, thread_id, tenant, size)):
-        yield store.load(thread_id, last=size, before=cursor, tenant=tenant)
-
-
-def _info(store: BaseThreadStore, thread_id: str, tenant: str) -> ThreadInfo | None:
+def _info(store: BaseThreadStore, thread_id: str, tenant: str) -> Flow[ThreadInfo | None]:
     try:
-        return store.get_thread(thread_id, tenant=tenant)
+        info: ThreadInfo = yield Call(store, "get_thread", (thread_id,), {"tenant": tenant})
     except LookupError:
         return None
+    return info
 
 
 def _same_thread(there: ThreadInfo | None, info: ThreadInfo) -> bool:
@@ -158,26 +126,31 @@ def _move_thread(
     tenant: str,
     size: int,
     progress: Progress | None,
-) -> tuple[bool, int]:
-    info = _info(source, thread_id, tenant)
+) -> Flow[tuple[bool, int]]:
+    info = yield from _info(source, thread_id, tenant)
     if info is None:
         raise LookupError(f"thread {thread_id!r} is not in the source store")
-    there = _info(target, thread_id, tenant)
+    there = yield from _info(target, thread_id, tenant)
     present: set[str] = set()
     if there is not None and there.message_count:
-        for page in _pages(target, thread_id, tenant, size):
-            present.update(m.id for m in page if m.id is not None)
+        yield from message_cursors(
+            target, thread_id, tenant, size, lambda page: present.update(str(m.id) for m in page)
+        )
+    cursors, newest = yield from message_cursors(source, thread_id, tenant, size, lambda _: None)
     moved = 0
-    for page in _pages(source, thread_id, tenant, size):
+    for cursor in reversed(cursors):
+        page = newest
+        if cursor is not None:
+            page = yield load_page(source, thread_id, tenant, size, cursor)
         missing = [m for m in page if m.id not in present]
         if missing:
-            target.append(thread_id, missing, tenant=tenant)
+            yield Call(target, "append", (thread_id, missing), {"tenant": tenant})
             moved += len(missing)
         if progress is not None:
             progress(thread_id, len(missing))
     changed = moved > 0 or not _same_thread(there, info)
     if changed:
-        target.restore_thread(info)
+        yield Call(target, "restore_thread", (info,))
     return changed, moved
 
 
@@ -189,165 +162,54 @@ def _migrate_threads(
     size: int,
     progress: Progress | None,
     tally: _Tally,
-) -> None:
-    for thread_id in _threads(source, thread_ids, tenant):
+) -> Flow[None]:
+    def one(thread_id: str) -> Flow[None]:
         tally.seen += 1
         try:
-            changed, moved = _move_thread(source, target, thread_id, tenant, size, progress)
+            changed, moved = yield from _move_thread(
+                source, target, thread_id, tenant, size, progress
+            )
         except (MemfoldError, LookupError) as exc:
             tally.failed[thread_id] = f"{type(exc).__name__}: {exc}"
-            continue
-        tally.threads += changed
-        tally.messages += moved
-
-
-# Threads: the async mover, the same steps awaited.
-
-
-async def _athreads(
-    source: BaseThreadStore, thread_ids: Sequence[str] | None, tenant: str
-) -> AsyncIterator[str]:
-    if thread_ids is None:
-        from memfold.export import aiter_threads  # export imports memfold.__version__
-
-        async for info in aiter_threads(source, tenant=tenant):
-            yield info.thread_id
-    else:
-        for thread_id in thread_ids:
-            yield thread_id
-
-
-async def _acursors(
-    store: BaseThreadStore, thread_id: str, tenant: str, size: int
-) -> list[str | None]:
-    cursors: list[str | None] = [None]
-    while True:
-        page = await store.aload(thread_id, last=size, before=cursors[-1], tenant=tenant)
-        if len(page) < size:
-            return cursors if page else cursors[:-1]
-        cursors.append(_page_start(page))
-
-
-async def _apages(
-    store: BaseThreadStore, thread_id: str, tenant: str, size: int
-) -> AsyncIterator[list[Message]]:
-    for cursor in reversed(await _acursors(store, thread_id, tenant, size)):
-        yield await store.aload(thread_id, last=size, before=cursor, tenant=tenant)
-
-
-async def _ainfo(store: BaseThreadStore, thread_id: str, tenant: str) -> ThreadInfo | None:
-    try:
-        return await store.aget_thread(thread_id, tenant=tenant)
-    except LookupError:
-        return None
-
-
-async def _amove_thread(
-    source: BaseThreadStore,
-    target: BaseThreadStore,
-    thread_id: str,
-    tenant: str,
-    size: int,
-    progress: Progress | None,
-) -> tuple[bool, int]:
-    info = await _ainfo(source, thread_id, tenant)
-    if info is None:
-        raise LookupError(f"thread {thread_id!r} is not in the source store")
-    there = await _ainfo(target, thread_id, tenant)
-    present: set[str] = set()
-    if there is not None and there.message_count:
-        async for page in _apages(target, thread_id, tenant, size):
-            present.update(m.id for m in page if m.id is not None)
-    moved = 0
-    async for page in _apages(source, thread_id, tenant, size):
-        missing = [m for m in page if m.id not in present]
-        if missing:
-            await target.aappend(thread_id, missing, tenant=tenant)
-            moved += len(missing)
-        if progress is not None:
-            progress(thread_id, len(missing))
-    changed = moved > 0 or not _same_thread(there, info)
-    if changed:
-        await target.arestore_thread(info)
-    return changed, moved
-
-
-async def _amigrate_threads(
-    source: BaseThreadStore,
-    target: BaseThreadStore,
-    thread_ids: Sequence[str] | None,
-    tenant: str,
-    size: int,
-    progress: Progress | None,
-    tally: _Tally,
-) -> None:
-    async for thread_id in _athreads(source, thread_ids, tenant):
-        tally.seen += 1
-        try:
-            changed, moved = await _amove_thread(source, target, thread_id, tenant, size, progress)
-        except (MemfoldError, LookupError) as exc:
-            tally.failed[thread_id] = f"{type(exc).__name__}: {exc}"
-            continue
-        tally.threads += changed
-        tally.messages += moved
-
-
-# Checkpoints: the sync mover. A thread's checkpoint keys are listed (newest first, a page at a
-# time, only keys kept), those the target lacks are copied oldest first, so each parent is
-# stored before its children. Pending writes go before their checkpoint: a copy interrupted
-# between the two is redone whole on the next run. The effect journal goes with the thread.
-
-_Key = tuple[str, str]
-"""A checkpoint's ``(namespace, checkpoint id)``."""
-
-
-def _key(checkpoint: Checkpoint) -> _Key:
-    return checkpoint.namespace, checkpoint.checkpoint_id
-
-
-def _newest_first(
-    store: BaseCheckpointStore, thread_id: str | None, tenant: str, size: int
-) -> Iterator[list[Checkpoint]]:
-    """Checkpoints newest first by id, a page at a time; the checkpoints sharing the id at a
-    page boundary (other threads or namespaces) are fetched whole so none is skipped."""
-    before: str | None = None
-    while True:
-        page = store.list_checkpoints(thread_id, before=before, limit=size, tenant=tenant)
-        if len(page) < size:
-            if page:
-                yield page
             return
-        before = page[-1].checkpoint_id
-        tied = store.list_checkpoints(thread_id, checkpoint_id=before, tenant=tenant)
-        yield [c for c in page if c.checkpoint_id != before] + tied
+        tally.threads += changed
+        tally.messages += moved
 
-
-def _checkpoint_threads(
-    store: BaseCheckpointStore, thread_ids: Sequence[str] | None, tenant: str, size: int
-) -> list[str]:
     if thread_ids is not None:
-        return list(thread_ids)
-    seen: dict[str, None] = {}
-    for page in _newest_first(store, None, tenant, size):
-        seen.update((c.thread_id, None) for c in page)
-    return list(seen)
+        for thread_id in thread_ids:
+            yield from one(thread_id)
+        return
+    seen: set[str] = set()
+    offset = 0
+    while True:
+        page = yield Call(
+            source, "list_threads", (), {"tenant": tenant, "limit": PAGE_SIZE, "offset": offset}
+        )
+        for info in fresh(page, seen):
+            yield from one(info.thread_id)
+        if len(page) < PAGE_SIZE:
+            return
+        offset += len(page)
 
 
-def _keys(store: BaseCheckpointStore, thread_id: str, tenant: str, size: int) -> list[_Key]:
-    return [_key(c) for page in _newest_first(store, thread_id, tenant, size) for c in page]
+# Checkpoints: a thread's checkpoint keys are listed (newest first, a page at a time, only keys
+# kept), those the target lacks are restored oldest first, so each parent is stored before its
+# children. Pending writes go before their checkpoint: a copy interrupted between the two is
+# redone whole on the next run. The effect journal goes with the thread.
 
 
 def _move_journal(
     source: BaseCheckpointStore, target: BaseCheckpointStore, thread_id: str, tenant: str
-) -> int:
+) -> Flow[int]:
     if not (source.capabilities.effect_journal and target.capabilities.effect_journal):
         return 0
-    there = {(e.namespace, e.tool_call_id) for e in EffectJournal(target).list_entries(
-        thread_id, tenant=tenant)}  # fmt: skip
+    key = {"tenant": tenant}
+    there = yield Call(EffectJournal(target), "list_entries", (thread_id,), key)
+    held = {(e.namespace, e.tool_call_id) for e in there}
     moved = 0
-    for entry in EffectJournal(source).list_entries(thread_id, tenant=tenant):
-        if (entry.namespace, entry.tool_call_id) not in there:
-            EffectJournal(target).restore(entry, tenant=tenant)
+    for entry in (yield Call(EffectJournal(source), "list_entries", (thread_id,), key)):
+        if (entry.namespace, entry.tool_call_id) not in held:
+            yield Call(EffectJournal(target), "restore", (entry,), key)
             moved += 1
     return moved
 
@@ -359,20 +221,22 @@ def _move_checkpoints(
     tenant: str,
     size: int,
     progress: Progress | None,
-) -> tuple[int, int]:
-    present = set(_keys(target, thread_id, tenant, size))
-    missing = [k for k in _keys(source, thread_id, tenant, size) if k not in present]
+) -> Flow[tuple[int, int]]:
+    present = {
+        (ns, c) for _, ns, c in (yield from checkpoint_keys(target, thread_id, tenant, size))
+    }
+    keys = yield from checkpoint_keys(source, thread_id, tenant, size)
+    missing = [(ns, c) for _, ns, c in keys if (ns, c) not in present]
     for start in range(len(missing) - 1, -1, -size):
         batch = missing[max(0, start - size + 1) : start + 1]
         for namespace, checkpoint_id in reversed(batch):
-            c = source.get(
-                thread_id, namespace=namespace, checkpoint_id=checkpoint_id, tenant=tenant
-            )
+            where = {"tenant": tenant, "namespace": namespace, "checkpoint_id": checkpoint_id}
+            c = yield Call(source, "get", (thread_id,), where)
             if c is not None:  # pruned since it was listed
-                target.restore(c, tenant=tenant)
+                yield Call(target, "restore", (c,), {"tenant": tenant})
         if progress is not None:
             progress(f"checkpoints:{thread_id}", len(batch))
-    return len(missing), _move_journal(source, target, thread_id, tenant)
+    return len(missing), (yield from _move_journal(source, target, thread_id, tenant))
 
 
 def _migrate_checkpoints(
@@ -383,102 +247,14 @@ def _migrate_checkpoints(
     size: int,
     progress: Progress | None,
     tally: _Tally,
-) -> None:
-    for thread_id in _checkpoint_threads(source, thread_ids, tenant, size):
+) -> Flow[None]:
+    if thread_ids is None:
+        keys = yield from checkpoint_keys(source, None, tenant, size)
+        thread_ids = list(dict.fromkeys(thread for thread, _, _ in keys))
+    for thread_id in thread_ids:
         tally.checkpoint_threads += 1
         try:
-            moved, journaled = _move_checkpoints(source, target, thread_id, tenant, size, progress)
-        except MemfoldError as exc:
-            tally.failed[f"checkpoints:{thread_id}"] = f"{type(exc).__name__}: {exc}"
-            continue
-        tally.checkpoints += moved
-        tally.journal += journaled
-
-
-# Checkpoints: the async mover, the same steps awaited.
-
-
-async def _anewest_first(
-    store: BaseCheckpointStore, thread_id: str | None, tenant: str, size: int
-) -> AsyncIterator[list[Checkpoint]]:
-    before: str | None = None
-    while True:
-        page = await store.alist_checkpoints(thread_id, before=before, limit=size, tenant=tenant)
-        if len(page) < size:
-            if page:
-                yield page
-            return
-        before = page[-1].checkpoint_id
-        tied = await store.alist_checkpoints(thread_id, checkpoint_id=before, tenant=tenant)
-        yield [c for c in page if c.checkpoint_id != before] + tied
-
-
-async def _acheckpoint_threads(
-    store: BaseCheckpointStore, thread_ids: Sequence[str] | None, tenant: str, size: int
-) -> list[str]:
-    if thread_ids is not None:
-        return list(thread_ids)
-    seen: dict[str, None] = {}
-    async for page in _anewest_first(store, None, tenant, size):
-        seen.update((c.thread_id, None) for c in page)
-    return list(seen)
-
-
-async def _akeys(store: BaseCheckpointStore, thread_id: str, tenant: str, size: int) -> list[_Key]:
-    return [_key(c) async for page in _anewest_first(store, thread_id, tenant, size) for c in page]
-
-
-async def _amove_journal(
-    source: BaseCheckpointStore, target: BaseCheckpointStore, thread_id: str, tenant: str
-) -> int:
-    if not (source.capabilities.effect_journal and target.capabilities.effect_journal):
-        return 0
-    there = {(e.namespace, e.tool_call_id) for e in await EffectJournal(target).alist_entries(
-        thread_id, tenant=tenant)}  # fmt: skip
-    moved = 0
-    for entry in await EffectJournal(source).alist_entries(thread_id, tenant=tenant):
-        if (entry.namespace, entry.tool_call_id) not in there:
-            await EffectJournal(target).arestore(entry, tenant=tenant)
-            moved += 1
-    return moved
-
-
-async def _amove_checkpoints(
-    source: BaseCheckpointStore,
-    target: BaseCheckpointStore,
-    thread_id: str,
-    tenant: str,
-    size: int,
-    progress: Progress | None,
-) -> tuple[int, int]:
-    present = set(await _akeys(target, thread_id, tenant, size))
-    missing = [k for k in await _akeys(source, thread_id, tenant, size) if k not in present]
-    for start in range(len(missing) - 1, -1, -size):
-        batch = missing[max(0, start - size + 1) : start + 1]
-        for namespace, checkpoint_id in reversed(batch):
-            c = await source.aget(
-                thread_id, namespace=namespace, checkpoint_id=checkpoint_id, tenant=tenant
-            )
-            if c is not None:  # pruned since it was listed
-                await target.arestore(c, tenant=tenant)
-        if progress is not None:
-            progress(f"checkpoints:{thread_id}", len(batch))
-    return len(missing), await _amove_journal(source, target, thread_id, tenant)
-
-
-async def _amigrate_checkpoints(
-    source: BaseCheckpointStore,
-    target: BaseCheckpointStore,
-    thread_ids: Sequence[str] | None,
-    tenant: str,
-    size: int,
-    progress: Progress | None,
-    tally: _Tally,
-) -> None:
-    for thread_id in await _acheckpoint_threads(source, thread_ids, tenant, size):
-        tally.checkpoint_threads += 1
-        try:
-            moved, journaled = await _amove_checkpoints(
+            moved, journaled = yield from _move_checkpoints(
                 source, target, thread_id, tenant, size, progress
             )
         except MemfoldError as exc:
@@ -488,10 +264,10 @@ async def _amigrate_checkpoints(
         tally.journal += journaled
 
 
-# Memories: the sync mover. The tenant's namespaces are listed a page at a time; each one's
-# live records are read a batch at a time (with their vectors; listing a namespace also returns
-# those under it, which are left to their own turn), the ids the target lacks are restored with
-# their times and their vector and its model, never embedded again, and never merged.
+# Memories: the tenant's namespaces are listed a page at a time; each one's live records are
+# read a batch at a time (with their vectors; listing a namespace also returns those under it,
+# which are left to their own turn), the ids the target lacks are restored with their times and
+# their vector and its model, never embedded again, and never merged.
 
 
 def _label(namespace: Namespace) -> str:
@@ -511,33 +287,27 @@ def _copies(
     ]
 
 
-def _memory_namespaces(store: BaseMemoryStore, tenant: str, size: int) -> Iterator[Namespace]:
-    offset = 0
-    while True:
-        page = store.list_namespaces((tenant,), limit=size, offset=offset)
-        yield from page
-        if len(page) < size:
-            return
-        offset += size
-
-
 def _move_memories(
     source: BaseMemoryStore,
     target: BaseMemoryStore,
     namespace: Namespace,
     size: int,
     progress: Progress | None,
-) -> int:
+) -> Flow[int]:
     moved = offset = 0
     while True:
-        listed = source.list_records(namespace, limit=size, offset=offset, include_embedding=True)
+        listed = yield Call(
+            source,
+            "list_records",
+            (namespace,),
+            {"limit": size, "offset": offset, "include_embedding": True},
+        )
         page = [r for r in listed if r.namespace == namespace]
         if page:
-            ids = [str(r.id) for r in page]
-            present = {str(r.id) for r in target.get_many(namespace, ids)}
-            missing = _copies(target, page, present)
+            held = yield Call(target, "get_many", (namespace, [str(r.id) for r in page]))
+            missing = _copies(target, page, {str(r.id) for r in held})
             if missing:
-                target.restore_many(missing)
+                yield Call(target, "restore_many", (missing,))
                 moved += len(missing)
             if progress is not None:
                 progress(_label(namespace), len(missing))
@@ -554,77 +324,25 @@ def _migrate_memories(
     size: int,
     progress: Progress | None,
     tally: _Tally,
-) -> None:
+) -> Flow[None]:
     if thread_ids is not None:  # only those threads were asked for
         return
-    for namespace in _memory_namespaces(source, tenant, size):
-        tally.memory_namespaces += 1
-        try:
-            tally.memories += _move_memories(source, target, namespace, size, progress)
-        except MemfoldError as exc:
-            tally.failed[_label(namespace)] = f"{type(exc).__name__}: {exc}"
-
-
-# Memories: the async mover, the same steps awaited.
-
-
-async def _amemory_namespaces(
-    store: BaseMemoryStore, tenant: str, size: int
-) -> AsyncIterator[Namespace]:
     offset = 0
     while True:
-        page = await store.alist_namespaces((tenant,), limit=size, offset=offset)
+        page = yield Call(
+            source, "list_namespaces", ((tenant,),), {"limit": size, "offset": offset}
+        )
         for namespace in page:
-            yield namespace
+            tally.memory_namespaces += 1
+            try:
+                tally.memories += yield from _move_memories(
+                    source, target, namespace, size, progress
+                )
+            except MemfoldError as exc:
+                tally.failed[_label(namespace)] = f"{type(exc).__name__}: {exc}"
         if len(page) < size:
             return
         offset += size
-
-
-async def _amove_memories(
-    source: BaseMemoryStore,
-    target: BaseMemoryStore,
-    namespace: Namespace,
-    size: int,
-    progress: Progress | None,
-) -> int:
-    moved = offset = 0
-    while True:
-        listed = await source.alist_records(
-            namespace, limit=size, offset=offset, include_embedding=True
-        )
-        page = [r for r in listed if r.namespace == namespace]
-        if page:
-            ids = [str(r.id) for r in page]
-            present = {str(r.id) for r in await target.aget_many(namespace, ids)}
-            missing = _copies(target, page, present)
-            if missing:
-                await target.arestore_many(missing)
-                moved += len(missing)
-            if progress is not None:
-                progress(_label(namespace), len(missing))
-        if len(listed) < size:
-            return moved
-        offset += size
-
-
-async def _amigrate_memories(
-    source: BaseMemoryStore,
-    target: BaseMemoryStore,
-    thread_ids: Sequence[str] | None,
-    tenant: str,
-    size: int,
-    progress: Progress | None,
-    tally: _Tally,
-) -> None:
-    if thread_ids is not None:  # only those threads were asked for
-        return
-    async for namespace in _amemory_namespaces(source, tenant, size):
-        tally.memory_namespaces += 1
-        try:
-            tally.memories += await _amove_memories(source, target, namespace, size, progress)
-        except MemfoldError as exc:
-            tally.failed[_label(namespace)] = f"{type(exc).__name__}: {exc}"
 
 
 # The public entry points: every store kind, one after the other.
@@ -675,6 +393,24 @@ def _result(tally: _Tally, started: float) -> MigrationResult:
     )  # fmt: skip
 
 
+def _migrate_flow(
+    pairs: list[tuple[Store, Store]],
+    thread_ids: Sequence[str] | None,
+    tenant: str,
+    size: int,
+    progress: Progress | None,
+) -> Flow[_Tally]:
+    tally = _Tally()
+    for src, dst in pairs:
+        if isinstance(src, BaseThreadStore) and isinstance(dst, BaseThreadStore):
+            yield from _migrate_threads(src, dst, thread_ids, tenant, size, progress, tally)
+        elif isinstance(src, BaseCheckpointStore) and isinstance(dst, BaseCheckpointStore):
+            yield from _migrate_checkpoints(src, dst, thread_ids, tenant, size, progress, tally)
+        elif isinstance(src, BaseMemoryStore) and isinstance(dst, BaseMemoryStore):
+            yield from _migrate_memories(src, dst, thread_ids, tenant, size, progress, tally)
+    return tally
+
+
 def migrate(
     source: str | Store,
     target: str | Store,
@@ -712,16 +448,9 @@ def migrate(
     """
     _check(thread_ids, tenant, batch_size)
     started = time.monotonic()
-    tally = _Tally()
     pairs, opened = _pairs(source, target)
     try:
-        for src, dst in pairs:
-            if isinstance(src, BaseThreadStore) and isinstance(dst, BaseThreadStore):
-                _migrate_threads(src, dst, thread_ids, tenant, batch_size, progress, tally)
-            elif isinstance(src, BaseCheckpointStore) and isinstance(dst, BaseCheckpointStore):
-                _migrate_checkpoints(src, dst, thread_ids, tenant, batch_size, progress, tally)
-            elif isinstance(src, BaseMemoryStore) and isinstance(dst, BaseMemoryStore):
-                _migrate_memories(src, dst, thread_ids, tenant, batch_size, progress, tally)
+        tally = run(_migrate_flow(pairs, thread_ids, tenant, batch_size, progress))
     finally:
         for store in opened:
             store.close()
@@ -741,18 +470,9 @@ async def amigrate(
     running service)."""
     _check(thread_ids, tenant, batch_size)
     started = time.monotonic()
-    tally = _Tally()
     pairs, opened = _pairs(source, target)
     try:
-        for src, dst in pairs:
-            if isinstance(src, BaseThreadStore) and isinstance(dst, BaseThreadStore):
-                await _amigrate_threads(src, dst, thread_ids, tenant, batch_size, progress, tally)
-            elif isinstance(src, BaseCheckpointStore) and isinstance(dst, BaseCheckpointStore):
-                await _amigrate_checkpoints(
-                    src, dst, thread_ids, tenant, batch_size, progress, tally
-                )
-            elif isinstance(src, BaseMemoryStore) and isinstance(dst, BaseMemoryStore):
-                await _amigrate_memories(src, dst, thread_ids, tenant, batch_size, progress, tally)
+        tally = await arun(_migrate_flow(pairs, thread_ids, tenant, batch_size, progress))
     finally:
         for store in opened:
             await store.aclose()
