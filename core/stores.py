@@ -290,7 +290,7 @@ class BaseStore(ABC):
             return check_id(tenant, "tenant")
         if self.require_tenant:
             raise InvalidInput(
-                f"this {self.name} store requires a tenant on every call (require_tenant): "
+                "this store was opened with require_tenant, so every call names its tenant: "
                 "pass tenant='<the tenant this call acts for>'"
             )
         return DEFAULT_TENANT

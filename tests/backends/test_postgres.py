@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 import memfold
 from memfold import BackendUnavailable, InvalidInput, Message, Part, ToolCall
-from memfold.backends.sql import SQLThreadStore
+from memfold.backends.sql import SQLThreadStore, migrations
 from memfold.backends.sql import postgres as pg_driver
 from memfold.stores import BaseThreadStore
 from tests.support import PG_URL, drop_store, postgres_store
@@ -211,7 +211,7 @@ def test_a_store_without_setup_says_to_call_setup(schema: str) -> None:
     store = memfold.open_store(PG_URL, schema=schema, setup=False)
     with pytest.raises(BackendUnavailable, match=r"setup\(\)"):
         store.load("t")
-    assert store.setup() == store.setup() == 3
+    assert store.setup() == store.setup() == migrations.STEPS[-1].version
     assert store.load("t") == []
     store.close()
 
@@ -358,13 +358,14 @@ def test_concurrent_setup_from_processes_is_safe(
     for p in procs:
         p.join(120)
         assert p.exitcode == 0
-    assert sorted(results.get(timeout=5) for _ in procs) == [3, 3, 3, 3]
+    latest = migrations.STEPS[-1].version
+    assert sorted(results.get(timeout=5) for _ in procs) == [latest] * 4
     rows = admin.execute(
         sql.SQL("SELECT component, version FROM {}.memfold_schema_versions").format(
             sql.Identifier(schema)
         )
     ).fetchall()
-    assert sorted(rows) == [("threads", 1), ("threads", 2), ("threads", 3)]
+    assert sorted(rows) == [("threads", v) for v in range(1, latest + 1)]
 
 
 # Search and text.

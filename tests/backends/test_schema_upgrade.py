@@ -37,11 +37,13 @@ RELEASED = {
         "a71453450fcec56ffce0b7ee846b943f27f5629e4e0c745f755fe4251142bcc6",
         "381533d2dcb3d73672ac2e4875b3617663ccdf42928c4b205f0275f344da85ae",
         "ca48be5a0507a816066d3ed2c6d6e38dd31c0d50d99015185f5f589f4eced600",
+        "ff4c702e211067d94c906312219a38d197083b469d9716497150fa5d21014be4",
     ],
     ("threads", "postgresql"): [
         "805d2e7d17cc3b8482a63e37e3d153f42f21921cefc1c5be50ecf36bc8f7a3bf",
         "151a7db56a6e37271eb12dcd45cba78a19ed63e103a4abca216cd96727a764b6",
         "3d9d0efde5ecd27af647e6a841b5dc7d409cd4811d4e7ce9716cf3b20112c6f2",
+        "f151e0205e4e6a4cdf20f0d6a069f62ee2512e6fb04982eab090eba0ab470377",
     ],
     ("checkpoints", "sqlite"): [
         "61426ceab74aa6be50580e127e9705f897991933859ff15845c9298e89b5d6cc",
@@ -56,10 +58,12 @@ RELEASED = {
     ("memories", "sqlite"): [
         "ef1c4dfb0e9f108d7d150db97280f42fc13cc9c4ee9a22f9b73f4a9a6199dce7",
         "f679f8f0cd83767389e69deb38d7926ba31bbb4c8aede7e8c7131441549d8aff",
+        "a6ae6f60b0bf862714625345eeadf4e1e8cbce4c4d66cbf04a0d249f6ac988b3",
     ],
     ("memories", "postgresql"): [
         "e1f8b4b67fbbb3d73055a34df787282890f7e57994337245e7583761e3ce9cf1",
         "13cc00831794093adf8309da28dd3366a037d21bb67c138d372105d50589c925",
+        "50ae149dcbce1a8de05648a21c2c776344ecbbc5d4fca4ed558d9de755a158a8",
     ],
 }
 
@@ -140,6 +144,23 @@ def _write_as_release_1(
             )
 
 
+def _tenant_columns(
+    store: SQLThreadStore | SQLMemoryStore, table: str, key: str
+) -> set[tuple[str, str, str]]:
+    """``(tenant, thread or namespace key, id)`` of every row of ``table``, as stored."""
+    schema = "" if store.tables.schema is None else f'"{store.tables.schema}".'
+    name = f"{schema}{store.tables.base.prefix if table == 'memories' else store.tables.prefix}"
+    if table == "messages":
+        query = (
+            f"SELECT m.tenant, t.{key}, m.message_id FROM {name}messages AS m "
+            f"JOIN {name}threads AS t ON t.id = m.thread"
+        )
+    else:
+        query = f"SELECT tenant, {key}, id FROM {name}memories"
+    with store.engine.connect() as conn:
+        return {tuple(row) for row in conn.execute(text(query))}  # type: ignore[misc]
+
+
 def _only(store: SQLThreadStore | SQLCheckpointStore | SQLMemoryStore) -> SchemaSteps:
     [steps] = store.schema_steps()
     return steps
@@ -170,11 +191,14 @@ def test_a_release_1_thread_schema_upgrades_with_its_data(
     _write_as_release_1(old_store, "acme", "t1", thread, metadata='{"topic": "greeting"}')
     _write_as_release_1(old_store, "rival", "t1", secret)
     before = _only(old_store).status()
-    assert (before.version, [p.version for p in before.pending]) == (1, [2, 3])
+    assert (before.version, [p.version for p in before.pending]) == (1, [2, 3, 4])
 
-    assert old_store.setup() == migrations.STEPS[-1].version == 3
-    assert old_store.setup() == 3  # idempotent
+    assert old_store.setup() == migrations.STEPS[-1].version == 4
+    assert old_store.setup() == 4  # idempotent
     assert _only(old_store).status().up_to_date
+    assert _tenant_columns(old_store, "messages", "thread_id") == {
+        ("acme", "t1", "m1"), ("acme", "t1", "m2"), ("acme", "t1", "m3"), ("rival", "t1", "m1"),
+    }  # fmt: skip
 
     assert old_store.load("t1", tenant="acme") == thread
     assert old_store.load("t1", tenant="rival") == secret
@@ -245,12 +269,16 @@ async def test_a_release_1_checkpoint_schema_upgrades_with_its_data(
 def test_a_release_1_memory_schema_opens_with_its_data(
     release_1: tuple[str, dict[str, Any]],
 ) -> None:
-    """The first release's memory table gains only tombstones (step 2): its records are read,
-    found by words and by vector, and kept per tenant."""
+    """setup() gives the first release's memory table tombstones (step 2) and a tenant column
+    filled from each namespace (step 3); its records are read, found by words and by vector,
+    and kept per tenant."""
     url, options = release_1
     store = SQLMemoryStore(url, dimensions=DIMENSIONS, **options)
-    assert [p.version for p in _only(store).upgrade().pending] == [2]
-    assert store.setup() == MEMORY_STEPS[-1].version == 2
+    assert [p.version for p in _only(store).upgrade().pending] == [2, 3]
+    assert store.setup() == MEMORY_STEPS[-1].version == 3
+    assert _tenant_columns(store, "memories", "ns") == {
+        ("acme", "acme\x1fu1\x1f", "m1"), ("rival", "rival\x1fu2\x1f", "m2"),
+    }  # fmt: skip
     record = store.get(("acme", "u1"), "m1")
     assert record is not None
     assert (record.text, dict(record.value), record.importance) == (

@@ -19,13 +19,14 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from sqlalchemy import URL, ClauseElement, Dialect, Engine
+from sqlalchemy import URL, ClauseElement, Dialect, Engine, Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from memfold.backends.sql.checkpoint_plans import CheckpointPlans
 from memfold.backends.sql.checkpoint_schema import build_checkpoint_tables
 from memfold.backends.sql.migrations import CHECKPOINT_STEPS, SQLSchemaSteps
 from memfold.backends.sql.store import _driver, _Runner, _Statements
+from memfold.backends.sql.tenancy import row_level_security_option
 from memfold.checkpoint_deltas import DeltaPolicy
 from memfold.checkpoint_model import RetentionPolicy
 from memfold.checkpoints import BaseCheckpointStore
@@ -67,6 +68,8 @@ class SQLCheckpointStore(BaseCheckpointStore):
         pool_size, max_overflow, connect_timeout: PostgreSQL only, as for the thread store.
         delta_policy: when list values are stored whole (see `DeltaPolicy`).
         retention: what `sweep` removes when called without a policy.
+        row_level_security: PostgreSQL only: set each transaction's tenant for row-level
+            security policies (see `memfold.backends.sql.tenancy`); also a URL option.
     """
 
     def __init__(
@@ -82,8 +85,10 @@ class SQLCheckpointStore(BaseCheckpointStore):
         connect_timeout: float | None = None,
         delta_policy: DeltaPolicy | None = None,
         retention: RetentionPolicy | None = None,
+        row_level_security: bool | None = None,
     ) -> None:
         self.tables = build_checkpoint_tables(table_prefix, schema)
+        url, rls = row_level_security_option(url, row_level_security)
         self._driver = _driver(
             url,
             async_engine,
@@ -94,12 +99,13 @@ class SQLCheckpointStore(BaseCheckpointStore):
                 "max_overflow": max_overflow,
                 "connect_timeout": connect_timeout,
             },
+            rls,
         )
         self.name = self._driver.name
         dialect = self._driver.engine.dialect
         self._plans = CheckpointPlans(self.tables, dialect)
         statements = _KeptStatements(dialect, self._plans.prepared)
-        self._runner = _Runner(self._driver, statements, f"{self.name} checkpoint store")
+        self._runner = _Runner(self._driver, statements, f"{self.name} checkpoint store", rls)
         self._schema = SQLSchemaSteps(
             self._runner, self.tables.base, self.tables, "checkpoints", CHECKPOINT_STEPS
         )
@@ -116,20 +122,28 @@ class SQLCheckpointStore(BaseCheckpointStore):
         """The sync SQLAlchemy engine."""
         return self._driver.engine
 
+    @property
+    def tenant_tables(self) -> tuple[Table, ...]:
+        """The tables whose rows carry a tenant (for `memfold.backends.sql.tenancy.policies`)."""
+        t = self.tables
+        return (t.threads, t.checkpoints, t.values, t.writes, t.journal, t.base.tombstones)
+
     def execute(self, op: Op[T]) -> T:
         """Run one operation in one transaction."""
-        plans, policy = self._plans, self.delta_policy
-        result: T = self._runner._run(
-            lambda: plans.plan(op, policy), plans.writes(op), plans.single_statement(op)
-        )
+        plans, policy, runner = self._plans, self.delta_policy, self._runner
+        result: T = runner._run(
+            lambda: plans.plan(op, policy), plans.writes(op), plans.single_statement(op),
+            runner.tenant_of(op),
+        )  # fmt: skip
         return result
 
     async def aexecute(self, op: Op[T]) -> T:
         """Run one operation in one transaction on the async engine."""
-        plans, policy = self._plans, self.delta_policy
-        result: T = await self._runner._arun(
-            lambda: plans.plan(op, policy), plans.writes(op), plans.single_statement(op)
-        )
+        plans, policy, runner = self._plans, self.delta_policy, self._runner
+        result: T = await runner._arun(
+            lambda: plans.plan(op, policy), plans.writes(op), plans.single_statement(op),
+            runner.tenant_of(op),
+        )  # fmt: skip
         return result
 
     def setup(self) -> int:

@@ -303,8 +303,8 @@ class MemoryPlans:
         yield delete(self.m).where(under), None
 
     _PUT_COLUMNS = (
-        "ns", "id", "text", "terms", "n_terms", "embedding_model", "importance", "ttl",
-        "created_at", "updated_at", "last_used_at", "expires_at",
+        "ns", "tenant", "id", "text", "terms", "n_terms", "embedding_model", "importance",
+        "ttl", "created_at", "updated_at", "last_used_at", "expires_at",
     )  # fmt: skip
 
     def _upsert_statement(self) -> Any:
@@ -319,7 +319,11 @@ class MemoryPlans:
         )
         return statement.on_conflict_do_update(
             index_elements=[m.c.ns, m.c.id],
-            set_={c: statement.excluded[c] for c in (*names, "value", "embedding") if c != "ns"},
+            set_={
+                c: statement.excluded[c]
+                for c in (*names, "value", "embedding")
+                if c not in ("ns", "tenant")
+            },
         )
 
     def _put(self, op: ops.PutMemories) -> Plan:
@@ -383,7 +387,8 @@ class MemoryPlans:
         vector: Matrix | None,
     ) -> dict[str, Any]:
         return {
-            "ns": ns, "id": record.id, "text": record.text, "value": value_json,
+            "ns": ns, "tenant": record.namespace[0], "id": record.id, "text": record.text,
+            "value": value_json,
             "terms": " ".join(terms), "n_terms": len(terms),
             "embedding": self._vector_param(vector), "embedding_model": record.embedding_model,
             "importance": record.importance, "ttl": record.ttl_seconds,

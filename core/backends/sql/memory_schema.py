@@ -24,6 +24,7 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
+    MetaData,
     String,
     Table,
     Text,
@@ -35,7 +36,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.schema import CreateIndex, CreateTable
 
 from memfold.backends.sql import words
-from memfold.backends.sql.migrations import SQLSchemaSteps, Step
+from memfold.backends.sql.migrations import SQLSchemaSteps, Step, add_tenant_column
 from memfold.backends.sql.plans import Plan
 from memfold.backends.sql.schema import Tables, build_tables
 from memfold.backends.sql.tombstones import namespace_guard_ddl, tombstone_ddl
@@ -91,13 +92,21 @@ def build_memory_tables(
     prefix: str = "memfold_", schema: str | None = None, dimensions: int | None = None
 ) -> MemoryTables:
     """Declare the memory table (``dimensions`` sizes PostgreSQL's vector column)."""
+    base = build_tables(prefix, schema)
+    memories = _v1_table(base.metadata, prefix, dimensions)
+    # The namespace's first label, for row-level security policies (schema step 2).
+    memories.append_column(Column("tenant", String(512), nullable=False))
+    return MemoryTables(base, memories, dimensions)
+
+
+def _v1_table(metadata: MetaData, prefix: str, dimensions: int | None) -> Table:
+    """The memory table as step 1 made it (frozen: its checksum depends on it)."""
     from pgvector.sqlalchemy import Vector  # type: ignore[import-untyped]
 
-    base = build_tables(prefix, schema)
     vector: Any = LargeBinary().with_variant(Vector(dimensions), "postgresql")
-    memories = Table(
+    return Table(
         f"{prefix}memories",
-        base.metadata,
+        metadata,
         Column(
             "seq",
             BigInteger().with_variant(Integer(), "sqlite"),
@@ -123,11 +132,10 @@ def build_memory_tables(
         Index(f"{prefix}memories_expiry", "expires_at"),
         sqlite_autoincrement=True,
     )
-    return MemoryTables(base, memories, dimensions)
 
 
 def _memories(tables: MemoryTables, dialect: Dialect) -> list[str]:
-    m = tables.memories
+    m = _v1_table(MetaData(schema=tables.schema), tables.base.prefix, tables.dimensions)
     ddl = [str(CreateTable(m, if_not_exists=True).compile(dialect=dialect))]
     ddl += [
         str(CreateIndex(index, if_not_exists=True).compile(dialect=dialect))
@@ -174,9 +182,21 @@ def _memory_tombstones(tables: MemoryTables, dialect: Dialect) -> list[str]:
     )
 
 
+def _tenants(tables: MemoryTables, dialect: Dialect) -> list[str]:
+    """Each record carries its tenant (its namespace's first label), so a row-level security
+    policy can test it."""
+    table = dialect.identifier_preparer.format_table(tables.memories)
+    if dialect.name == "sqlite":
+        first_label = "substr(ns, 1, instr(ns, char(31)) - 1)"
+    else:
+        first_label = "split_part(ns, chr(31), 1)"
+    return add_tenant_column(table, first_label, dialect)
+
+
 MEMORY_STEPS: tuple[Step, ...] = (
     Step(1, "long-term memories with full-text and vector indexes", _memories),
     Step(2, "tombstones refuse writes under erased tenants and users", _memory_tombstones),
+    Step(3, "a tenant column, for row-level security", _tenants),
 )
 """The ``memories`` component's steps; append-only."""
 

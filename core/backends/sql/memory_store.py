@@ -6,7 +6,7 @@ Examples:
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "memories.db"
     >>> store = SQLMemoryStore(f"sqlite:///{path}", dimensions=2)
     >>> store.setup()
-    2
+    3
     >>> _ = store.put(("t", "u"), "north", embedding=[0.0, 1.0])
     >>> [h.record.text for h in store.search(("t",), "north", k=1)]
     ['north']
@@ -18,13 +18,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from sqlalchemy import URL, Engine
+from sqlalchemy import URL, Engine, Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from memfold.backends.sql import memory_schema
 from memfold.backends.sql.memory_plans import MemoryPlans
 from memfold.backends.sql.memory_schema import build_memory_tables, memory_steps
 from memfold.backends.sql.store import _driver, _Runner, _Statements
+from memfold.backends.sql.tenancy import row_level_security_option
 from memfold.errors import InvalidInput
 from memfold.memories import BaseMemoryStore
 from memfold.ops import Op
@@ -49,6 +50,9 @@ class SQLMemoryStore(BaseMemoryStore):
         table_prefix: prefix of every table name.
         busy_timeout_ms, pool_size, max_overflow, connect_timeout: the driver options, as for
             the thread store.
+        row_level_security: PostgreSQL only: set each transaction's tenant (its namespace's
+            first label) for row-level security policies (see
+            `memfold.backends.sql.tenancy`); also a URL option.
     """
 
     def __init__(
@@ -68,7 +72,9 @@ class SQLMemoryStore(BaseMemoryStore):
         capacity: int | None = None,
         text_weight: float | None = None,
         vector_weight: float | None = None,
+        row_level_security: bool | None = None,
     ) -> None:
+        url, rls = row_level_security_option(url, row_level_security)
         self._driver = _driver(
             url,
             async_engine,
@@ -79,6 +85,7 @@ class SQLMemoryStore(BaseMemoryStore):
                 "max_overflow": max_overflow,
                 "connect_timeout": connect_timeout,
             },
+            rls,
         )
         self.name = self._driver.name
         super().__init__(
@@ -107,7 +114,10 @@ class SQLMemoryStore(BaseMemoryStore):
         dialect = self._driver.engine.dialect
         self._plans = MemoryPlans(self.tables, self.name)
         self._runner = _Runner(
-            self._driver, _Statements(dialect, self._plans.prepared()), f"{self.name} memory store"
+            self._driver,
+            _Statements(dialect, self._plans.prepared()),
+            f"{self.name} memory store",
+            rls,
         )
         self._schema = memory_steps(self._runner, self.tables)
 
@@ -116,16 +126,23 @@ class SQLMemoryStore(BaseMemoryStore):
         """The sync SQLAlchemy engine."""
         return self._driver.engine
 
+    @property
+    def tenant_tables(self) -> tuple[Table, ...]:
+        """The tables whose rows carry a tenant (for `memfold.backends.sql.tenancy.policies`)."""
+        return (self.tables.memories, self.tables.base.tombstones)
+
     def execute(self, op: Op[T]) -> T:
         """Run one operation in one transaction."""
-        plans = self._plans
-        result: T = self._runner._run(lambda: plans.plan(op), plans.writes(op))
+        plans, runner = self._plans, self._runner
+        tenant = runner.tenant_of(op)
+        result: T = runner._run(lambda: plans.plan(op), plans.writes(op), False, tenant)
         return result
 
     async def aexecute(self, op: Op[T]) -> T:
         """Run one operation in one transaction on the async engine."""
-        plans = self._plans
-        result: T = await self._runner._arun(lambda: plans.plan(op), plans.writes(op))
+        plans, runner = self._plans, self._runner
+        tenant = runner.tenant_of(op)
+        result: T = await runner._arun(lambda: plans.plan(op), plans.writes(op), False, tenant)
         return result
 
     def setup(self) -> int:

@@ -52,7 +52,14 @@ from memfold.schema_steps import SchemaStatus
 if TYPE_CHECKING:
     from memfold.backends.sql.store import _Runner
 
-__all__ = ["CHECKPOINT_STEPS", "STEPS", "SQLSchemaSteps", "Step", "lock_key"]
+__all__ = [
+    "CHECKPOINT_STEPS",
+    "STEPS",
+    "SQLSchemaSteps",
+    "Step",
+    "add_tenant_column",
+    "lock_key",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +106,38 @@ def _v1_tables(tables: Tables) -> tuple[Table, Table]:
         UniqueConstraint("tenant", "thread_id", "message_id", name=f"{prefix}messages_id"),
         Index(f"{prefix}messages_order", "tenant", "thread_id", "seq"),
         sqlite_autoincrement=True,
+    )
+    return threads, messages
+
+
+def _v2_tables(tables: Tables) -> tuple[Table, Table]:
+    """The threads and messages tables as step 2 made them (frozen: its checksum depends on it)."""
+    prefix, md = tables.prefix, MetaData(schema=tables.schema)
+    key = BigInteger().with_variant(Integer(), "sqlite")
+    threads = Table(
+        f"{prefix}threads",
+        md,
+        Column("id", key, primary_key=True, autoincrement=True),
+        Column("tenant", String(512), nullable=False),
+        Column("thread_id", String(512), nullable=False),
+        Column("created_at", Float, nullable=False),
+        Column("updated_at", Float, nullable=False),
+        Column("message_count", Integer, nullable=False),
+        Column("metadata", Text, nullable=False),
+        UniqueConstraint("tenant", "thread_id", name=f"{prefix}threads_key"),
+        Index(f"{prefix}threads_recent", "tenant", "updated_at"),
+    )
+    messages = Table(
+        f"{prefix}messages",
+        md,
+        Column("seq", key, primary_key=True, autoincrement=True),
+        Column("thread", key, nullable=False),
+        Column("created_us", BigInteger, nullable=True),
+        Column("message_id", String(512), nullable=False),
+        Column("body", Text, nullable=False),
+        Column("search_text", Text, nullable=True),
+        UniqueConstraint("thread", "message_id", name=f"{prefix}messages_id"),
+        Index(f"{prefix}messages_order", "thread", "seq"),
     )
     return threads, messages
 
@@ -173,7 +212,7 @@ def _thread_keys(tables: Tables, dialect: Dialect) -> list[str]:
         f"CREATE TABLE {old_messages} AS SELECT * FROM {messages}",
         f"DROP TABLE {messages}",
         f"DROP TABLE {threads}",
-        *_create((tables.threads, tables.messages), dialect),
+        *_create(_v2_tables(tables), dialect),
         f"INSERT INTO {threads} "
         "(tenant, thread_id, created_at, updated_at, message_count, metadata) "
         "SELECT tenant, thread_id, created_at, updated_at, message_count, metadata "
@@ -258,10 +297,50 @@ def _thread_tombstones(tables: Tables, dialect: Dialect) -> list[str]:
     )
 
 
+def add_tenant_column(table: str, tenant: str, dialect: Dialect) -> list[str]:
+    """Add a ``tenant`` column (for row-level security policies) to ``table`` (quoted), filled
+    from the SQL expression ``tenant`` over its rows."""
+    if dialect.name == "sqlite":  # no ALTER COLUMN: the default stands in for NOT NULL's filler
+        return [
+            f"ALTER TABLE {table} ADD COLUMN tenant VARCHAR(512) NOT NULL DEFAULT ''",
+            f"UPDATE {table} SET tenant = {tenant}",
+        ]
+    return [
+        f"ALTER TABLE {table} ADD COLUMN tenant VARCHAR(512)",
+        f"UPDATE {table} SET tenant = {tenant}",
+        f"ALTER TABLE {table} ALTER COLUMN tenant SET NOT NULL",
+    ]
+
+
+def _message_tenants(tables: Tables, dialect: Dialect) -> list[str]:
+    """Each message carries its thread's tenant, so a row-level security policy can test it."""
+    quote = dialect.identifier_preparer
+    threads, messages = quote.format_table(tables.threads), quote.format_table(tables.messages)
+    of_thread = f"(SELECT t.tenant FROM {threads} AS t WHERE t.id = {messages}.thread)"
+    ddl = add_tenant_column(messages, of_thread, dialect)
+    if dialect.name == "sqlite":  # the one-statement append writes the tenant too
+        m, view = tables.messages.name, tables.append_view
+        ddl += [
+            f"DROP TRIGGER {view}_insert",
+            f"CREATE TRIGGER {view}_insert INSTEAD OF INSERT ON {view} BEGIN "
+            f"INSERT INTO {threads} "
+            "(tenant, thread_id, created_at, updated_at, message_count, metadata) "
+            "VALUES (new.tenant, new.thread_id, new.now, new.now, 1, '{}') "
+            "ON CONFLICT (tenant, thread_id) DO UPDATE SET updated_at = excluded.updated_at, "
+            "message_count = message_count + 1; "
+            f"INSERT INTO {m} (thread, tenant, message_id, body, created_us, search_text) "
+            f"VALUES ((SELECT id FROM {threads} WHERE tenant = new.tenant "
+            "AND thread_id = new.thread_id), new.tenant, new.message_id, new.body, "
+            "new.created_us, new.search_text); END",
+        ]
+    return ddl
+
+
 STEPS: tuple[Step, ...] = (
     Step(1, "threads and messages, with full-text search", _threads_and_messages),
     Step(2, "integer thread keys, ids out of bodies, one-statement appends", _thread_keys),
     Step(3, "tombstones refuse writes to erased tenants and threads", _thread_tombstones),
+    Step(4, "a tenant column on messages, for row-level security", _message_tenants),
 )
 """The ``threads`` steps. Append-only: a new schema change is a new step at the end."""
 

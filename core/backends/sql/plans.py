@@ -152,6 +152,7 @@ class ThreadPlans:
             insert(m)
             .values(
                 thread=key_of,
+                tenant=bindparam("tenant"),
                 message_id=bindparam("message_id"),
                 body=bindparam("body"),
                 created_us=bindparam("created_us"),
@@ -163,11 +164,12 @@ class ThreadPlans:
         # on SQLite an insert into a view whose trigger does both (schema step 2).
         self._append_one: ClauseElement
         if dialect == "postgresql":
-            touched = self._touch.returning(t.c.id).cte("touched")
+            touched = self._touch.returning(t.c.id, t.c.tenant).cte("touched")
             self._append_one = insert(m).from_select(
-                ["thread", "message_id", "body", "created_us", "search_text"],
+                ["thread", "tenant", "message_id", "body", "created_us", "search_text"],
                 select(
                     touched.c.id,
+                    touched.c.tenant,
                     bindparam("message_id", type_=m.c.message_id.type),
                     bindparam("body", type_=m.c.body.type),
                     bindparam("created_us", type_=m.c.created_us.type),

@@ -136,6 +136,8 @@ def build_tables(prefix: str = "memfold_", schema: str | None = None) -> Tables:
         # for plain text, on PostgreSQL for plain ASCII text (`words.derivable`); else the
         # text (SQLite) or its distinct words (PostgreSQL, `memfold.backends.sql.words`).
         Column("search_text", Text, nullable=True),
+        # The thread's tenant again, for row-level security policies (schema step 3).
+        Column("tenant", String(512), nullable=False),
         UniqueConstraint("thread", "message_id", name=f"{prefix}messages_id"),
         Index(f"{prefix}messages_order", "thread", "seq"),
         # No AUTOINCREMENT on SQLite (it costs a page write per append): a new seq is always

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from sqlalchemy import URL, ClauseElement, Dialect, Engine, make_url, text
+from sqlalchemy import URL, ClauseElement, Dialect, Engine, Table, make_url, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -23,6 +23,7 @@ from memfold.backends.sql.driver import Driver
 from memfold.backends.sql.migrations import STEPS, SQLSchemaSteps
 from memfold.backends.sql.plans import Plan, Rows, ThreadPlans
 from memfold.backends.sql.schema import build_tables
+from memfold.backends.sql.tenancy import SET_TENANT, op_tenant, row_level_security_option
 from memfold.errors import BackendUnavailable, InvalidInput, MemfoldError
 from memfold.schema_steps import SchemaSteps
 from memfold.stores import BaseThreadStore, Capabilities
@@ -80,6 +81,10 @@ class _Statements:
         values = {name: bind.value for name, bind in compiled.binds.items() if not bind.required}
         return compiled.string, names, values
 
+    def prepare(self, statement: ClauseElement) -> None:
+        """Compile ``statement`` once now (it must live as long as this object)."""
+        self._cache[id(statement)] = self._compile(statement)
+
     def bind(self, statement: ClauseElement, params: Any) -> tuple[str, Any, bool]:
         """``(sql, parameters, many)`` ready for ``cursor.execute`` or ``executemany``."""
         sql, names, values = self._cache.get(id(statement)) or self._compile(statement)
@@ -124,6 +129,7 @@ def _driver(
     async_engine: AsyncEngine | None,
     schema: str | None,
     given: dict[str, Any],
+    row_level_security: bool = False,
 ) -> Driver:
     """The driver for ``url``'s database (imported only when used: psycopg is an extra)."""
     if isinstance(url, AsyncEngine):
@@ -140,6 +146,11 @@ def _driver(
     if backend == "sqlite":
         if schema is not None:
             raise InvalidInput("SQLite has no schemas: use table_prefix to share one file")
+        if row_level_security:
+            raise InvalidInput(
+                "row-level security is PostgreSQL's: SQLite has no policies (keep one SQLite "
+                "file per tenant instead, or use postgresql://)"
+            )
         from memfold.backends.sql.sqlite import SQLiteDriver
 
         return SQLiteDriver(url, async_engine=async_engine, **_options(backend, given))
@@ -159,35 +170,54 @@ def _truncate_log() -> Plan:
 
 class _Runner:
     """Runs plans in one transaction each on a driver's connections, sync or async (shared by
-    the SQL thread and checkpoint stores)."""
+    the SQL thread, checkpoint and memory stores).
 
-    def __init__(self, driver: Driver, statements: _Statements, where: str) -> None:
+    With ``row_level_security``, an operation's transaction first sets its tenant (see
+    `memfold.backends.sql.tenancy`)."""
+
+    def __init__(
+        self,
+        driver: Driver,
+        statements: _Statements,
+        where: str,
+        row_level_security: bool = False,
+    ) -> None:
         self.driver = driver
         self.statements = statements
         self.where = where
+        self.row_level_security = row_level_security
+        statements.prepare(SET_TENANT)
 
-    def _run(self, plan: Callable[[], Plan], write: bool, alone: bool = False) -> Any:
-        """Run a fresh ``plan()`` in one transaction, once more if the connection dropped
-        before anything could have been stored."""
+    def tenant_of(self, op: Any) -> str | None:
+        """The tenant an operation's transaction sets (None: none to set)."""
+        return op_tenant(op) if self.row_level_security else None
+
+    def _run(
+        self, plan: Callable[[], Plan], write: bool, alone: bool = False, tenant: str | None = None
+    ) -> Any:
+        """Run a fresh ``plan()`` in one transaction (that first sets ``tenant``, if given),
+        once more if the connection dropped before anything could have been stored."""
         try:  # not a context manager: this is the hot path of every operation
             try:
-                return self._attempt(plan(), write, alone)
+                return self._attempt(plan(), write, alone, tenant)
             except _Dropped as dropped:
                 if dropped.unknown or not self.driver.retries_dropped_connections:
                     raise
-            return self._attempt(plan(), write, alone)
+            return self._attempt(plan(), write, alone, tenant)
         except Exception as exc:
             found = _translated(self.driver, self.where, exc)
             if found is None:
                 raise
             raise found[0] from found[1]
 
-    def _attempt(self, plan: Plan, write: bool, alone: bool) -> Any:
+    def _attempt(self, plan: Plan, write: bool, alone: bool, tenant: str | None) -> Any:
         driver = self.driver
         lease = driver.checkout()
         conn = lease.connection
         broken: BaseException | None = None
-        begin = driver.begin(write, alone)
+        # A tenant is set for one transaction, reads included (row-level security is
+        # PostgreSQL's, where BEGIN opens one).
+        begin = "BEGIN" if tenant is not None else driver.begin(write, alone)
         # A write outside BEGIN commits with its statement: a drop then leaves it unknown.
         unknown = write and not begin
         in_transaction = False
@@ -197,6 +227,8 @@ class _Runner:
             if begin:
                 cursor.execute(begin)
                 in_transaction = True
+            if tenant is not None:
+                cursor.execute(*self.statements.bind(SET_TENANT, {"tenant": tenant})[:2])
             try:
                 statement, params = next(plan)
                 while True:
@@ -242,27 +274,29 @@ class _Runner:
         if self.driver.name == "sqlite":
             await self._arun(_truncate_log, write=False, alone=True)
 
-    async def _arun(self, plan: Callable[[], Plan], write: bool, alone: bool = False) -> Any:
+    async def _arun(
+        self, plan: Callable[[], Plan], write: bool, alone: bool = False, tenant: str | None = None
+    ) -> Any:
         """Async `_run`."""
         try:
             try:
-                return await self._aattempt(plan(), write, alone)
+                return await self._aattempt(plan(), write, alone, tenant)
             except _Dropped as dropped:
                 if dropped.unknown or not self.driver.retries_dropped_connections:
                     raise
-            return await self._aattempt(plan(), write, alone)
+            return await self._aattempt(plan(), write, alone, tenant)
         except Exception as exc:
             found = _translated(self.driver, self.where, exc)
             if found is None:
                 raise
             raise found[0] from found[1]
 
-    async def _aattempt(self, plan: Plan, write: bool, alone: bool) -> Any:
+    async def _aattempt(self, plan: Plan, write: bool, alone: bool, tenant: str | None) -> Any:
         driver = self.driver
         lease = await driver.acheckout()
         conn = lease.connection
         broken: BaseException | None = None
-        begin = driver.begin(write, alone)
+        begin = "BEGIN" if tenant is not None else driver.begin(write, alone)
         # A write outside BEGIN commits with its statement: a drop then leaves it unknown.
         unknown = write and not begin
         in_transaction = False
@@ -272,6 +306,8 @@ class _Runner:
             if begin:
                 await cursor.execute(begin)
                 in_transaction = True
+            if tenant is not None:
+                await cursor.execute(*self.statements.bind(SET_TENANT, {"tenant": tenant})[:2])
             try:
                 statement, params = next(plan)
                 while True:
@@ -323,13 +359,16 @@ class SQLThreadStore(BaseThreadStore):
         max_overflow: PostgreSQL only: connections a pool may open on top of ``pool_size``
             (default 10).
         connect_timeout: PostgreSQL only: seconds to wait for a new connection (default 10).
+        row_level_security: PostgreSQL only: set each transaction's tenant for row-level
+            security policies (see `memfold.backends.sql.tenancy`); also
+            ``?row_level_security=true`` in the URL.
 
     Examples:
         >>> import tempfile, pathlib
         >>> path = pathlib.Path(tempfile.mkdtemp()) / "memory.db"
         >>> store = SQLThreadStore(f"sqlite:///{path}")
         >>> store.setup()
-        3
+        4
     """
 
     def __init__(
@@ -343,8 +382,10 @@ class SQLThreadStore(BaseThreadStore):
         pool_size: int | None = None,
         max_overflow: int | None = None,
         connect_timeout: float | None = None,
+        row_level_security: bool | None = None,
     ) -> None:
         self.tables = build_tables(table_prefix, schema)
+        url, rls = row_level_security_option(url, row_level_security)
         self._driver = _driver(
             url,
             async_engine,
@@ -355,12 +396,13 @@ class SQLThreadStore(BaseThreadStore):
                 "max_overflow": max_overflow,
                 "connect_timeout": connect_timeout,
             },
+            rls,
         )
         self.name = self._driver.name
         self._where = f"{self.name} store"
         self._plans = ThreadPlans(self.tables, self.name)
         self._statements = _Statements(self._driver.engine.dialect, self._plans.prepared)
-        self._runner = _Runner(self._driver, self._statements, self._where)
+        self._runner = _Runner(self._driver, self._statements, self._where, rls)
         self._schema = SQLSchemaSteps(self._runner, self.tables, self.tables, "threads", STEPS)
         super().__init__(
             Capabilities(persistent=True, shared=True, transactions=True, full_text_search=True)
@@ -371,6 +413,11 @@ class SQLThreadStore(BaseThreadStore):
         """The sync SQLAlchemy engine."""
         return self._driver.engine
 
+    @property
+    def tenant_tables(self) -> tuple[Table, ...]:
+        """The tables whose rows carry a tenant (for `memfold.backends.sql.tenancy.policies`)."""
+        return (self.tables.threads, self.tables.messages, self.tables.tombstones)
+
     def _run(self, plan: Callable[[], Plan], write: bool, alone: bool = False) -> Any:
         return self._runner._run(plan, write, alone)
 
@@ -379,16 +426,20 @@ class SQLThreadStore(BaseThreadStore):
 
     def execute(self, op: ops.Op[T]) -> T:
         """Run one operation in one transaction."""
-        plans = self._plans
-        result: T = self._run(lambda: plans.plan(op), plans.writes(op), plans.single_statement(op))
+        plans, runner = self._plans, self._runner
+        result: T = runner._run(
+            lambda: plans.plan(op), plans.writes(op), plans.single_statement(op),
+            runner.tenant_of(op),
+        )  # fmt: skip
         return result
 
     async def aexecute(self, op: ops.Op[T]) -> T:
         """Run one operation in one transaction on the async engine."""
-        plans = self._plans
-        result: T = await self._arun(
-            lambda: plans.plan(op), plans.writes(op), plans.single_statement(op)
-        )
+        plans, runner = self._plans, self._runner
+        result: T = await runner._arun(
+            lambda: plans.plan(op), plans.writes(op), plans.single_statement(op),
+            runner.tenant_of(op),
+        )  # fmt: skip
         return result
 
     def setup(self) -> int:
