@@ -27,11 +27,13 @@ from memfold.errors import (
     Conflict,
     Erased,
     InvalidInput,
+    LimitExceeded,
     MemfoldError,
     NotFound,
     SchemaTooNew,
     UnsupportedOperation,
 )
+from memfold.limits import Limits
 from memfold.memories import (
     MemoryHit,
     MemoryRecord,
@@ -56,6 +58,8 @@ __all__ = [
     "Erased",
     "ErasureReport",
     "InvalidInput",
+    "LimitExceeded",
+    "Limits",
     "MemfoldError",
     "MemoryHit",
     "MemoryRecord",

@@ -49,6 +49,7 @@ from memfold.checkpoint_model import (
     Version,
 )
 from memfold.errors import Conflict, InvalidInput
+from memfold.limits import MAX_SECONDS, Limits, check_limits
 from memfold.model import JSON, utcnow
 from memfold.stores import BaseStore, Capabilities, check_flag, check_id, check_time, encode_json
 from memfold.urls import flag, split_options, take_option
@@ -95,20 +96,29 @@ def _check_limit(value: object) -> int | None:
 def _check_seconds(value: object, what: str) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise InvalidInput(f"{what} must be a positive number of seconds or None, got {value!r}")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not 0 < value <= MAX_SECONDS
+    ):
+        raise InvalidInput(
+            f"{what} must be a number of seconds from 0 (excluded) to {MAX_SECONDS:,} "
+            f"(MAX_SECONDS, 100 years) or None, got {value!r}"
+        )
     return float(value)
 
 
-def _check_blob(value: object, what: str) -> Blob:
+def _check_blob(value: object, what: str, limits: Limits) -> Blob:
     if not isinstance(value, Blob):
         raise InvalidInput(f"{what} must be a memfold Blob, got {type(value).__name__}")
     if not isinstance(value.tag, str) or not isinstance(value.data, bytes):
         raise InvalidInput(f"{what} needs a str tag and bytes data")
+    check_id(value.tag, f"the type tag of {what}")
+    limits.check("max_blob_bytes", what, value.size)
     return value
 
 
-def _check_value(value: object, channel: str) -> ChannelValue:
+def _check_value(value: object, channel: str, limits: Limits) -> ChannelValue:
     if value is None:
         return None
     if isinstance(value, SequenceBlob):
@@ -119,11 +129,21 @@ def _check_value(value: object, channel: str) -> ChannelValue:
                 f"channel {channel!r}: a SequenceBlob needs one or more bytes items "
                 "(store an empty list as a Blob)"
             )
+        check_id(value.tag, f"the type tag of channel {channel!r}")
+        limits.check("max_blob_bytes", f"the value of channel {channel!r}", value.size)
         return value
-    return _check_blob(value, f"the value of channel {channel!r}")
+    return _check_blob(value, f"the value of channel {channel!r}", limits)
 
 
-def _check_write(write: object) -> PendingWrite:
+def _check_version(channel: object, version: object) -> None:
+    check_id(channel, "channel name")
+    if isinstance(version, bool) or not isinstance(version, str | int | float):
+        raise InvalidInput(f"channel {channel!r} version must be a str, int or float")
+    if isinstance(version, str):
+        check_id(version, f"the version of channel {channel!r}")
+
+
+def _check_write(write: object, limits: Limits) -> PendingWrite:
     if not isinstance(write, PendingWrite):
         raise InvalidInput(f"writes must be memfold PendingWrite, got {type(write).__name__}")
     check_id(write.task_id, "task id")
@@ -132,7 +152,7 @@ def _check_write(write: object) -> PendingWrite:
     check_id(write.channel, "write channel")
     if not isinstance(write.task_path, str) or "\x00" in write.task_path:
         raise InvalidInput("task_path must be a str without NUL characters")
-    _check_blob(write.value, f"the value of write {write.channel!r}")
+    _check_blob(write.value, f"the value of write {write.channel!r}", limits)
     return write
 
 
@@ -142,7 +162,8 @@ def _check_lease(lease: object) -> Lease | None:
     if not isinstance(lease, Lease):
         raise InvalidInput(f"lease must be a memfold Lease or None, got {type(lease).__name__}")
     check_id(lease.writer, "lease writer")
-    _check_seconds(lease.seconds, "lease seconds")
+    if _check_seconds(lease.seconds, "lease seconds") is None:
+        raise InvalidInput("a lease needs its seconds: how long the writer's claim lasts")
     return lease
 
 
@@ -319,6 +340,7 @@ class BaseCheckpointStore(BaseStore):
         lease: Lease | None,
         tenant: str | None,
     ) -> ops.PutCheckpoint:
+        limits = self.limits
         metadata = {} if metadata is None else metadata
         versions = {} if versions is None else versions
         values = {} if values is None else values
@@ -332,20 +354,21 @@ class BaseCheckpointStore(BaseStore):
                 raise InvalidInput(
                     f"channel {channel!r} has a value but no version: add it to versions"
                 )
-            new_values.append((channel, versions[channel], _check_value(value, channel)))
+            new_values.append((channel, versions[channel], _check_value(value, channel, limits)))
         for channel, version in versions.items():
-            check_id(channel, "channel name")
-            if isinstance(version, bool) or not isinstance(version, str | int | float):
-                raise InvalidInput(f"channel {channel!r} version must be a str, int or float")
+            _check_version(channel, version)
+        run_id = metadata.get("run_id")
+        if isinstance(run_id, str) and run_id:
+            check_id(run_id, "the run_id in checkpoint metadata")
         return ops.PutCheckpoint(
             self.resolve_tenant(tenant),
             check_id(thread_id, "thread id"),
             check_namespace(namespace),
             check_id(checkpoint_id, "checkpoint id"),
             None if parent_id is None else check_id(parent_id, "parent checkpoint id"),
-            _check_blob(body, "the checkpoint body"),
+            _check_blob(body, "the checkpoint body", limits),
             dict(metadata),
-            encode_json(dict(metadata), "checkpoint metadata"),
+            encode_json(dict(metadata), "checkpoint metadata", limits, "max_metadata_bytes"),
             dict(versions),
             encode_json(dict(versions), "channel versions"),
             tuple(new_values),
@@ -369,7 +392,7 @@ class BaseCheckpointStore(BaseStore):
             check_id(thread_id, "thread id"),
             check_namespace(namespace),
             check_id(checkpoint_id, "checkpoint id"),
-            tuple(_check_write(w) for w in writes),
+            tuple(_check_write(w, self.limits) for w in writes),
             _check_lease(lease),
             utcnow(),
         )
@@ -813,7 +836,7 @@ def _backend(url: str, options: Mapping[str, Any]) -> BaseCheckpointStore:
 
 
 def open_checkpoint_store(
-    url: str = "memory://", *, setup: bool = True, **options: Any
+    url: str = "memory://", *, setup: bool = True, limits: Limits | None = None, **options: Any
 ) -> BaseCheckpointStore:
     """Open the checkpoint store at ``url`` and (unless ``setup=False``) create its schema.
 
@@ -823,19 +846,22 @@ def open_checkpoint_store(
     ``memory://?snapshot_every=32&keep_last=100``; keyword ``options`` go to the backend's
     constructor (``schema``, ``table_prefix`` and the driver options for SQL URLs). Every URL
     takes ``require_tenant=true`` (or the keyword ``require_tenant=True``): refuse every call
-    that names no ``tenant``.
+    that names no ``tenant``. ``limits`` caps the size of what the store accepts
+    (`memfold.limits.Limits`; None: the defaults).
     """
     store = _build(url, options)
+    store.limits = check_limits(limits)
     if setup:
         store.setup()
     return store
 
 
 async def aopen_checkpoint_store(
-    url: str = "memory://", *, setup: bool = True, **options: Any
+    url: str = "memory://", *, setup: bool = True, limits: Limits | None = None, **options: Any
 ) -> BaseCheckpointStore:
     """Async `open_checkpoint_store`: the schema is created without blocking the event loop."""
     store = _build(url, options)
+    store.limits = check_limits(limits)
     if setup:
         await store.asetup()
     return store

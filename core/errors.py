@@ -8,6 +8,7 @@ MemfoldError
  │    └── SchemaTooNew      (the stored schema is newer than this memfold)
  ├── UnsupportedOperation   (also a NotImplementedError)
  ├── InvalidInput           (also a ValueError)
+ │    └── LimitExceeded     (a value is over one of the store's `memfold.limits.Limits`)
  └── BackendUnavailable     (also a ConnectionError)
 ```
 
@@ -22,6 +23,7 @@ __all__ = [
     "Conflict",
     "Erased",
     "InvalidInput",
+    "LimitExceeded",
     "MemfoldError",
     "NotFound",
     "SchemaTooNew",
@@ -56,6 +58,11 @@ class UnsupportedOperation(MemfoldError, NotImplementedError):
 
 class InvalidInput(MemfoldError, ValueError):
     """An argument is malformed; nothing was stored."""
+
+
+class LimitExceeded(InvalidInput):
+    """A value is larger or deeper than the store's limits allow (see `memfold.limits`); the
+    message names the limit and how to raise it, and nothing was stored."""
 
 
 class BackendUnavailable(MemfoldError, ConnectionError):

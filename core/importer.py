@@ -470,7 +470,7 @@ def _checked(line: int) -> Iterator[None]:
     try:
         yield
     except InvalidInput as exc:
-        raise bad(line, str(exc)) from exc
+        raise type(exc)(f"line {line}: {exc}") from exc  # a LimitExceeded stays one
 
 
 def _without_vectors(records: Sequence[MemoryRecord]) -> tuple[MemoryRecord, ...]:
@@ -550,7 +550,10 @@ def _check_memories(stores: StoreSet, event: _Memories) -> Flow[None]:
 
 def _check(stores: StoreSet, event: _Event, plan: _Plan) -> Flow[None]:
     """The first pass on one event: the store's own validation, then clashes."""
-    if isinstance(event, _ThreadEnd):
+    if isinstance(event, _Messages) and stores.threads is not None:
+        with _checked(event.line):  # the store's own checks and limits (the op is not run)
+            stores.threads._append_op(event.thread_id, event.messages, event.tenant)
+    elif isinstance(event, _ThreadEnd):
         yield from _check_thread(stores, event, plan)
     elif isinstance(event, _BlockEnd):
         yield from _check_block(stores, event, plan)

@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 
 from memfold import memory_ops as ops
 from memfold.errors import InvalidInput
+from memfold.limits import MAX_NAMESPACE_BYTES, MAX_SECONDS, Limits, check_limits
 from memfold.memory_model import MemoryHit, MemoryRecord, Namespace
 from memfold.model import JSON, utcnow
 from memfold.recall import feedback
@@ -92,6 +93,13 @@ def check_namespace(namespace: object, what: str = "namespace") -> Namespace:
     labels = tuple(check_id(label, f"{what} label") for label in namespace)
     if any(SEP in label for label in labels):
         raise InvalidInput(f"{what} labels must not contain the unit separator \\x1f")
+    size = sum(len(label.encode()) + 1 for label in labels)
+    if size > MAX_NAMESPACE_BYTES:
+        raise InvalidInput(
+            f"{what} is {size} bytes of UTF-8 with a separator per label; the limit is "
+            f"{MAX_NAMESPACE_BYTES} (MAX_NAMESPACE_BYTES, fixed by the key columns): use fewer "
+            "or shorter labels"
+        )
     return labels
 
 
@@ -133,19 +141,28 @@ def _check_unit_interval(value: object, what: str) -> float:
     return float(value)
 
 
-def _check_text(text: object) -> str:
+def _check_text(text: object, limits: Limits, what: str = "a memory's text") -> str:
     if not isinstance(text, str):
-        raise InvalidInput(f"a memory's text must be a str, got {type(text).__name__}")
+        raise InvalidInput(f"{what} must be a str, got {type(text).__name__}")
     if "\x00" in text:
-        raise InvalidInput("a memory's text must not contain NUL characters")
+        raise InvalidInput(f"{what} must not contain NUL characters")
+    limits.check("max_memory_text_bytes", what, len(text), "characters or more")
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        raise InvalidInput(f"{what} is not valid Unicode text: {exc.reason}") from exc
+    limits.check("max_memory_text_bytes", what, size, "bytes of UTF-8")
     return text
 
 
 def _check_ttl(ttl: object) -> float | None:
     if ttl is None:
         return None
-    if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 < ttl < math.inf:
-        raise InvalidInput(f"ttl_seconds must be a positive number or None, got {ttl!r}")
+    if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 < ttl <= MAX_SECONDS:
+        raise InvalidInput(
+            f"ttl_seconds must be a number of seconds from 0 (excluded) to {MAX_SECONDS:,} "
+            f"(MAX_SECONDS, 100 years) or None, got {ttl!r}"
+        )
     return float(ttl)
 
 
@@ -419,6 +436,8 @@ class BaseMemoryStore(BaseStore):
     def _vector(self, vector: Sequence[float] | Matrix) -> Matrix:
         if not self._capabilities.vector_search:
             self._capabilities.require("vector_search", self.name)
+        if hasattr(vector, "__len__"):
+            self.limits.check("max_vector_dimensions", "an embedding", len(vector), "dimensions")
         return unit(vector, self.dimensions)
 
     def _check_records(self, records: Sequence[MemoryRecord]) -> list[MemoryRecord]:
@@ -439,7 +458,7 @@ class BaseMemoryStore(BaseStore):
             record = MemoryRecord(
                 namespace,
                 record_id,
-                _check_text(r.text),
+                _check_text(r.text, self.limits, f"the text of memory {record_id!r}"),
                 dict(r.value),
                 r.embedding,
                 r.embedding_model,
@@ -509,7 +528,16 @@ class BaseMemoryStore(BaseStore):
         """The write of ``stamped`` (checked records, times filled) with their vectors."""
         return ops.PutMemories(
             stamped,
-            tuple(encode_json(r.value, f"the value of memory {r.id!r}") for r in stamped),
+            tuple(
+                encode_json(
+                    r.value,
+                    f"the value of memory {r.id!r}",
+                    self.limits,
+                    "max_memory_value_bytes",
+                    nul=False,
+                )
+                for r in stamped
+            ),
             tuple(tuple(text_terms(r.text)) for r in stamped),
             tuple(vectors),
             now,
@@ -566,7 +594,7 @@ class BaseMemoryStore(BaseStore):
     ) -> ops.SearchMemories:
         query_terms: tuple[str, ...] = ()
         if query is not None:
-            query_terms = tuple(dict.fromkeys(text_terms(_check_text(query))))
+            query_terms = tuple(dict.fromkeys(text_terms(_check_text(query, self.limits, "query"))))
         wanted = vector if vector is not None else query_vector
         tw, vw = check_weights(
             self.text_weight if text_weight is None else text_weight,
@@ -575,9 +603,11 @@ class BaseMemoryStore(BaseStore):
         if query is not None and tw > 0 and not self._capabilities.full_text_search:
             self._capabilities.require("full_text_search", self.name)
         if min_score is not None and (
-            isinstance(min_score, bool) or not isinstance(min_score, int | float)
+            isinstance(min_score, bool)
+            or not isinstance(min_score, int | float)
+            or not math.isfinite(min_score)
         ):
-            raise InvalidInput(f"min_score must be a number or None, got {min_score!r}")
+            raise InvalidInput(f"min_score must be a finite number or None, got {min_score!r}")
         check_decay(half_life_seconds, decay_weight)
         k = _check_int(k, "k", 1, MAX_K)
         terms = query_terms if tw > 0 else ()
@@ -616,7 +646,7 @@ class BaseMemoryStore(BaseStore):
             return None
         if not self._capabilities.vector_search:
             return None
-        return _check_text(query)
+        return _check_text(query, self.limits, "query")
 
     def _get_op(
         self, namespace: Namespace, ids: Sequence[str], touch: bool, include_embedding: bool
@@ -1152,7 +1182,7 @@ def _backend(url: str, options: Mapping[str, Any]) -> BaseMemoryStore:
 
 
 def open_memory_store(
-    url: str = "memory://", *, setup: bool = True, **options: Any
+    url: str = "memory://", *, setup: bool = True, limits: Limits | None = None, **options: Any
 ) -> BaseMemoryStore:
     """Open the memory store at ``url`` and (unless ``setup=False``) create its schema.
 
@@ -1160,19 +1190,22 @@ def open_memory_store(
     ``vector_weight`` (e.g. ``memory://?capacity=1000``); keyword ``options`` go to the
     backend (``embedder=``, and ``schema``/``table_prefix`` and the driver options for SQL),
     except ``redactor=`` (or ``?redact=default``), which redacts records before they are
-    embedded and stored (see `memfold.redaction`).
+    embedded and stored (see `memfold.redaction`). ``limits`` caps the size of what the store
+    accepts (`memfold.limits.Limits`; None: the defaults).
     """
     store = _build(url, options)
+    store.limits = check_limits(limits)
     if setup:
         store.setup()
     return store
 
 
 async def aopen_memory_store(
-    url: str = "memory://", *, setup: bool = True, **options: Any
+    url: str = "memory://", *, setup: bool = True, limits: Limits | None = None, **options: Any
 ) -> BaseMemoryStore:
     """Async `open_memory_store`: the schema is created without blocking the event loop."""
     store = _build(url, options)
+    store.limits = check_limits(limits)
     if setup:
         await store.asetup()
     return store

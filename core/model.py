@@ -57,6 +57,16 @@ class Part:
     mime_type: str | None = None
     extra: Mapping[str, JSON] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.type, str) or not all(
+            value is None or isinstance(value, str)
+            for value in (self.text, self.url, self.data, self.mime_type)
+        ):
+            raise InvalidInput("a Part's type must be a str, and its text, url, data and "
+                               "mime_type each a str or None")  # fmt: skip
+        if not isinstance(self.extra, Mapping):
+            raise InvalidInput("a Part's extra must be a mapping of str to JSON values")
+
     def to_dict(self) -> dict[str, JSON]:
         """The part as a JSON object, leaving out empty fields."""
         out: dict[str, JSON] = {"type": self.type}
@@ -88,6 +98,12 @@ class ToolCall:
     id: str
     name: str
     arguments: Mapping[str, JSON] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.id, str) or not isinstance(self.name, str):
+            raise InvalidInput("a ToolCall's id and name must be str")
+        if not isinstance(self.arguments, Mapping):
+            raise InvalidInput("a ToolCall's arguments must be a mapping of str to JSON values")
 
     def to_dict(self) -> dict[str, JSON]:
         """The call as a JSON object."""
@@ -138,6 +154,11 @@ class Message:
             object.__setattr__(self, "tool_calls", ())
         if type(self.metadata) is not dict and not isinstance(self.metadata, Mapping):
             raise InvalidInput("message metadata must be a mapping of str to JSON values")
+        for value in (self.name, self.id, self.tool_call_id):
+            if value is not None and not isinstance(value, str):
+                raise InvalidInput(
+                    "a message's name, id and tool_call_id must each be a str or None"
+                )
         if self.created_at is not None and self.created_at.tzinfo is None:
             raise InvalidInput("created_at must be timezone-aware: use datetime.now(UTC)")
 

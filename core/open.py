@@ -18,6 +18,7 @@ from memfold.backends.memory import MemoryThreadStore
 from memfold.backends.sql import SQLThreadStore
 from memfold.checkpoints import BaseCheckpointStore, open_checkpoint_store
 from memfold.errors import InvalidInput
+from memfold.limits import Limits, check_limits
 from memfold.memories import BaseMemoryStore, open_memory_store
 from memfold.redaction import take_redactor
 from memfold.stores import BaseThreadStore, check_flag
@@ -92,26 +93,31 @@ def _tiered(url: str, options: dict[str, Any]) -> BaseThreadStore:
     )
 
 
-def open_store(url: str = "memory://", *, setup: bool = True, **options: Any) -> BaseThreadStore:
+def open_store(
+    url: str = "memory://", *, setup: bool = True, limits: Limits | None = None, **options: Any
+) -> BaseThreadStore:
     """Open the thread store at ``url`` and (unless ``setup=False``) create its schema.
 
     Options are the backend's keyword arguments (see `MemoryThreadStore` and
     `SQLThreadStore`), ``require_tenant=True`` (or ``?require_tenant=true`` in the URL):
     refuse every call that names no ``tenant`` (see `BaseStore.require_tenant`), and
     ``redactor=`` (or ``?redact=default``): redact messages before they are stored (see
-    `memfold.redaction`).
+    `memfold.redaction`). ``limits`` caps the size of what the store accepts
+    (`memfold.limits.Limits`; None: the defaults).
     """
     store = _build(url, options)
+    store.limits = check_limits(limits)
     if setup:
         store.setup()
     return store
 
 
 async def aopen_store(
-    url: str = "memory://", *, setup: bool = True, **options: Any
+    url: str = "memory://", *, setup: bool = True, limits: Limits | None = None, **options: Any
 ) -> BaseThreadStore:
     """Async `open_store`: the schema is created without blocking the event loop."""
     store = _build(url, options)
+    store.limits = check_limits(limits)
     if setup:
         await store.asetup()
     return store

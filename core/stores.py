@@ -25,6 +25,7 @@ from typing import Final, Protocol, Self, TypeVar, runtime_checkable
 
 from memfold import ops
 from memfold.errors import InvalidInput, UnsupportedOperation
+from memfold.limits import DEFAULT_LIMITS, Limits, check_tree
 from memfold.model import JSON, Message, MessageHit, ThreadInfo, ensure_sequence, utcnow
 from memfold.redaction import Redactor, check_redactor
 from memfold.schema_steps import SchemaSteps
@@ -48,7 +49,9 @@ DEFAULT_TENANT: Final = "default"
 """The tenant used when a call names none (single-tenant apps)."""
 
 MAX_ID_LENGTH: Final = 512
-"""The longest thread id, tenant or message id accepted, in characters."""
+"""The longest id accepted (thread, tenant, message, memory, checkpoint), in UTF-8 bytes: 512
+ASCII characters, fewer of others (PostgreSQL indexes keys of a few ids together, and one index
+entry holds at most 2,704 bytes)."""
 
 MAX_PAGE: Final = 10_000
 
@@ -91,13 +94,18 @@ def check_id(value: object, what: str) -> str:
     if not value:
         raise InvalidInput(f"{what} must not be empty")
     if len(value) > MAX_ID_LENGTH:
-        raise InvalidInput(f"{what} is {len(value)} characters; the limit is {MAX_ID_LENGTH}")
+        raise InvalidInput(f"{what} is {len(value)} characters; the limit is {MAX_ID_LENGTH} bytes")
     if "\x00" in value:
         raise InvalidInput(f"{what} must not contain NUL characters")
     try:
-        value.encode("utf-8")
+        size = len(value.encode("utf-8"))
     except UnicodeEncodeError as exc:
         raise InvalidInput(f"{what} is not valid Unicode text: {exc.reason}") from exc
+    if size > MAX_ID_LENGTH:
+        raise InvalidInput(
+            f"{what} is {size} bytes of UTF-8; the limit is {MAX_ID_LENGTH} (MAX_ID_LENGTH, fixed "
+            "by the key columns): use a shorter id, such as a hash of this one"
+        )
     return value
 
 
@@ -128,16 +136,37 @@ def _check_count(value: object, what: str, *, low: int = 0, high: int = MAX_PAGE
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
 
-def encode_json(value: object, what: str) -> str:
-    """JSON text for ``value``, or `InvalidInput` naming what could not be encoded."""
+def encode_json(
+    value: object,
+    what: str,
+    limits: Limits | None = None,
+    size_limit: str | None = None,
+    *,
+    nul: bool = True,
+) -> str:
+    """JSON text for ``value``, or `InvalidInput` naming what could not be encoded.
+
+    With ``limits``, ``value`` is first checked with `memfold.limits.check_tree` (depth, str
+    keys, and NUL characters unless ``nul``), and its UTF-8 size against the limit named
+    ``size_limit``.
+    """
+    if limits is not None:
+        check_tree(value, what, limits, nul=nul)
+    encoded, size = _encoded(value, what)
+    if limits is not None and size_limit is not None:
+        limits.check(size_limit, what, size, "bytes of JSON")
+    return encoded
+
+
+def _encoded(value: object, what: str) -> tuple[str, int]:
+    """JSON text for ``value`` and its size in UTF-8 bytes."""
     try:
         encoded = _encode(value)
-        encoded.encode("utf-8")
+        return encoded, len(encoded.encode("utf-8"))
     except UnicodeEncodeError as exc:
         raise InvalidInput(f"{what} holds text that is not valid Unicode") from exc
     except (TypeError, ValueError, RecursionError) as exc:
         raise InvalidInput(f"{what} is not JSON-serialisable: {exc}") from exc
-    return encoded
 
 
 def new_id() -> str:
@@ -153,11 +182,39 @@ def new_id() -> str:
     return f"{value:032x}"
 
 
+def _rough_size(message: Message) -> int:
+    """A cheap lower bound of a message's JSON size: the characters of its content."""
+    if isinstance(message.content, str):
+        return len(message.content)
+    fields = [f for p in message.content for f in (p.text, p.data, p.url)]
+    return sum(len(f) for f in fields if isinstance(f, str))
+
+
+def check_message(message: Message, what: str, limits: Limits) -> str:
+    """The JSON of ``message`` (its id and time filled in), checked against ``limits``.
+
+    Raises:
+        LimitExceeded: the message is too large, or its metadata, tool-call arguments or
+            part extras nest too deeply.
+        InvalidInput: something in it JSON cannot hold exactly.
+    """
+    limits.check("max_message_bytes", what, _rough_size(message), "bytes or more")
+    check_tree(message.metadata, f"the metadata of {what}", limits)
+    for call in message.tool_calls:
+        check_tree(call.arguments, f"the arguments of a tool call in {what}", limits)
+    if not isinstance(message.content, str):
+        for part in message.content:
+            check_tree(part.extra, f"a part of {what}", limits)
+    body, size = _encoded(message.to_dict(), what)
+    limits.check("max_message_bytes", what, size, "bytes of JSON")
+    return body
+
+
 def _prepare(
-    messages: Message | Sequence[Message], redactor: Redactor | None
+    messages: Message | Sequence[Message], redactor: Redactor | None, limits: Limits
 ) -> tuple[tuple[Message, ...], tuple[str, ...]]:
-    """Give each message an id and a time, redact it (with a ``redactor``), check it encodes,
-    and encode it."""
+    """Give each message an id and a time, redact it (with a ``redactor``), check it against
+    ``limits``, and encode it."""
     now = utcnow()
     ready: list[Message] = []
     bodies: list[str] = []
@@ -175,7 +232,7 @@ def _prepare(
         if redactor is not None:
             m = redactor.redact_message(m)
         ready.append(m)
-        bodies.append(encode_json(m.to_dict(), f"message {message_id!r}"))
+        bodies.append(check_message(m, f"message {message_id!r}", limits))
     return tuple(ready), tuple(bodies)
 
 
@@ -271,6 +328,9 @@ class BaseStore(ABC):
     """Refuse a call that names no tenant, instead of running it for `DEFAULT_TENANT` (set by
     ``require_tenant=True`` or ``?require_tenant=true`` when opening the store). A memory
     namespace always starts with its tenant, so memory stores meet it anyway."""
+    limits: Limits = DEFAULT_LIMITS
+    """The size limits enforced before anything reaches the backend (see `memfold.limits`);
+    set by ``limits=`` when the store is opened, or assign another `memfold.limits.Limits`."""
 
     def __init__(self, capabilities: Capabilities) -> None:
         self._capabilities = capabilities
@@ -371,7 +431,7 @@ class BaseThreadStore(BaseStore):
     def _append_op(
         self, thread_id: str, messages: Message | Sequence[Message], tenant: str | None
     ) -> ops.AppendMessages:
-        ready, bodies = _prepare(messages, self._redactor)
+        ready, bodies = _prepare(messages, self._redactor, self.limits)
         return ops.AppendMessages(
             self.resolve_tenant(tenant), check_id(thread_id, "thread id"), ready, bodies
         )
@@ -379,7 +439,7 @@ class BaseThreadStore(BaseStore):
     def _replace_op(
         self, thread_id: str, messages: Message | Sequence[Message], tenant: str | None
     ) -> ops.ReplaceThread:
-        ready, bodies = _prepare(messages, self._redactor)
+        ready, bodies = _prepare(messages, self._redactor, self.limits)
         return ops.ReplaceThread(*self._thread_key(thread_id, tenant), ready, bodies)
 
     def _update_op(
@@ -388,7 +448,7 @@ class BaseThreadStore(BaseStore):
         found = ensure_sequence(messages)
         if any(m.id is None for m in found):
             raise InvalidInput("update_messages needs the id of each message to rewrite")
-        ready, bodies = _prepare(found, self._redactor)
+        ready, bodies = _prepare(found, self._redactor, self.limits)
         return ops.UpdateMessages(*self._thread_key(thread_id, tenant), ready, bodies)
 
     def _delete_messages_op(
@@ -438,7 +498,7 @@ class BaseThreadStore(BaseStore):
             self.resolve_tenant(tenant),
             check_id(thread_id, "thread id"),
             dict(metadata),
-            encode_json(dict(metadata), "thread metadata"),
+            encode_json(dict(metadata), "thread metadata", self.limits, "max_metadata_bytes"),
         )
 
     def _restore_op(self, info: ThreadInfo) -> ops.RestoreThread:

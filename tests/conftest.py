@@ -6,9 +6,14 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from memfold.stores import BaseThreadStore
 from tests.support import BACKENDS, Api, drop_store, make_store
+
+# No example database: hypothesis would otherwise write .hypothesis/ into the repository.
+settings.register_profile("memfold", database=None)
+settings.load_profile("memfold")
 
 
 @pytest.fixture(params=BACKENDS)

@@ -137,11 +137,12 @@ def test_public_api_is_pinned() -> None:
         [
             "DEFAULT_TENANT", "BackendUnavailable", "BaseThreadStore", "Capabilities",
             "CheckpointStore", "Conflict", "Erased", "ErasureReport", "InvalidInput",
-            "MemfoldError", "MemoryHit", "MemoryRecord", "MemoryStore", "Message", "MessageHit",
-            "MigrationResult", "NotFound", "Part", "RetentionPolicy", "SchemaTooNew", "Subject",
-            "ThreadInfo", "ThreadStore", "ToolCall", "UnsupportedOperation", "__version__",
-            "aerase", "alift_erasure", "amigrate", "aopen_checkpoint_store", "aopen_memory_store",
-            "aopen_store", "create_memory", "erase", "lift_erasure", "migrate",
+            "LimitExceeded", "Limits", "MemfoldError", "MemoryHit", "MemoryRecord",
+            "MemoryStore", "Message", "MessageHit", "MigrationResult", "NotFound", "Part",
+            "RetentionPolicy", "SchemaTooNew", "Subject", "ThreadInfo", "ThreadStore", "ToolCall",
+            "UnsupportedOperation", "__version__", "aerase", "alift_erasure", "amigrate",
+            "aopen_checkpoint_store", "aopen_memory_store", "aopen_store", "create_memory",
+            "erase", "lift_erasure", "migrate",
             "open_checkpoint_store", "open_memory_store", "open_store",
         ]
     )  # fmt: skip

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from memfold import ops
 from memfold.errors import Conflict, InvalidInput, NotFound
 from memfold.fulltext import tokenize
+from memfold.limits import MAX_SECONDS
 from memfold.model import JSON, Message, MessageHit, ThreadInfo, utcnow
 from memfold.stores import BaseThreadStore, Capabilities
 from memfold.tombstones import (
@@ -75,8 +76,11 @@ class MemoryThreadStore(BaseThreadStore):
         super().__init__(Capabilities(transactions=True, full_text_search=True, ttl=True))
         self.max_threads = _positive(max_threads, "max_threads")
         self.max_messages_per_thread = _positive(max_messages_per_thread, "max_messages_per_thread")
-        if ttl_seconds is not None and not ttl_seconds > 0:
-            raise InvalidInput(f"ttl_seconds must be positive or None, got {ttl_seconds!r}")
+        if ttl_seconds is not None and not 0 < ttl_seconds <= MAX_SECONDS:
+            raise InvalidInput(
+                f"ttl_seconds must be from 0 (excluded) to {MAX_SECONDS:,} (MAX_SECONDS) or None, "
+                f"got {ttl_seconds!r}"
+            )
         self.ttl = None if ttl_seconds is None else timedelta(seconds=ttl_seconds)
         # Ordered least recently updated first, so eviction pops from the front.
         self._threads: OrderedDict[tuple[str, str], _Thread] = OrderedDict()
@@ -232,8 +236,10 @@ class MemoryThreadStore(BaseThreadStore):
         found = self._threads.get(key)
         positions = found.positions if found is not None else {}
         missing = [m.id for m in messages if m.id not in positions]
-        if found is None or missing:
+        if missing:
             raise NotFound(f"no message {missing[0]!r} in thread {key[1]!r}: nothing changed")
+        if found is None:
+            return
         for m in messages:
             found.messages[positions[m.id or ""] - found.trimmed] = m
         self._touch(key)

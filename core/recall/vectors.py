@@ -42,10 +42,13 @@ def unit(vector: Sequence[float] | Matrix, dimensions: int | None) -> Matrix:
         )
     if not np.isfinite(array).all():
         raise InvalidInput("an embedding holds NaN or infinity: check the embedding model")
-    norm = math.sqrt(float(array @ array))
-    if norm == 0.0:
+    # Scaled by its largest component first, so that squaring neither overflows to infinity
+    # (1e200) nor underflows to zero (1e-200).
+    largest = float(np.abs(array).max())
+    if largest == 0.0:
         raise InvalidInput("an embedding is all zeros, so it has no direction to compare")
-    return (array / norm).astype(np.float32)
+    array = array / largest
+    return (array / math.sqrt(float(array @ array))).astype(np.float32)
 
 
 def kept_unit(vector: Sequence[float] | Matrix, dimensions: int | None) -> Matrix:

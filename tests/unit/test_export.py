@@ -393,12 +393,12 @@ BAD_INPUTS: list[tuple[str, Callable[[list[str]], list[str]], str]] = [
     (
         "arguments list",
         _set(5, _message("b", "b1", tool_calls=[{"id": "c", "name": "f", "arguments": [1]}])),
-        "line 5: not a valid message: TypeError",
+        "line 5: not a valid message: a ToolCall's arguments must be a mapping",
     ),
     (
         "part text not str",
         _set(5, _message("b", "b1", content=[{"type": "text", "text": 5}])),
-        "line 5: not a valid message: TypeError",
+        "line 5: not a valid message: a Part's type must be a str, and its text",
     ),
 ]
 

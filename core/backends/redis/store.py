@@ -30,6 +30,7 @@ from memfold.backends.redis.keys import LAYOUT_STEPS, check_prefix, layout_key
 from memfold.backends.redis.layout import UPGRADE, RedisLayout
 from memfold.backends.redis.scripts import Script
 from memfold.errors import BackendUnavailable, Conflict, InvalidInput, MemfoldError
+from memfold.limits import MAX_SECONDS
 from memfold.schema_steps import SchemaSteps
 from memfold.stores import BaseThreadStore, Capabilities
 
@@ -183,9 +184,12 @@ class RedisThreadStore(BaseThreadStore):
         if ttl_seconds is not None and (
             isinstance(ttl_seconds, bool)
             or not isinstance(ttl_seconds, int | float)
-            or not ttl_seconds >= 0.001
+            or not 0.001 <= ttl_seconds <= MAX_SECONDS
         ):
-            raise InvalidInput(f"ttl_seconds must be at least 0.001 or None, got {ttl_seconds!r}")
+            raise InvalidInput(
+                f"ttl_seconds must be from 0.001 to {MAX_SECONDS:,} (MAX_SECONDS) or None, "
+                f"got {ttl_seconds!r}"
+            )
         if max_messages is not None and (
             isinstance(max_messages, bool) or not isinstance(max_messages, int) or max_messages < 1
         ):

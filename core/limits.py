@@ -1,0 +1,150 @@
+"""Size limits: what a store refuses before anything reaches its backend.
+
+Every store enforces one `Limits` (the defaults unless it was opened with ``limits=``): a value
+over a limit raises `memfold.errors.LimitExceeded`, which names the limit and how to raise it,
+and nothing is stored. Sizes count the UTF-8 bytes of a value's JSON, so they mean the same on
+every backend. Ids and namespaces have fixed limits instead, set by the widths of the SQL
+schema's key columns (`memfold.stores.MAX_ID_LENGTH`, `MAX_NAMESPACE_BYTES`), and durations
+have a fixed ceiling (`MAX_SECONDS`).
+
+Examples:
+    >>> from memfold import LimitExceeded, Limits, Message, open_store
+    >>> store = open_store("memory://", limits=Limits(max_message_bytes=1_000))
+    >>> try:
+    ...     store.append("t1", Message(role="user", content="x" * 2_000, id="m1"))
+    ... except LimitExceeded as exc:
+    ...     print(exc)  # doctest: +ELLIPSIS
+    message 'm1' is 2,000 bytes or more; the limit is 1,000 (max_message_bytes): ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any, Final
+
+from memfold.errors import InvalidInput, LimitExceeded
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "MAX_JSON_DEPTH",
+    "MAX_NAMESPACE_BYTES",
+    "MAX_SECONDS",
+    "MAX_VECTOR_DIMENSIONS",
+    "Limits",
+    "check_limits",
+    "check_tree",
+]
+
+MiB: Final = 1 << 20
+
+MAX_NAMESPACE_BYTES: Final = 1_024
+"""The longest long-term memory namespace: its labels' UTF-8 bytes plus one per label."""
+
+MAX_SECONDS: Final = 100 * 365 * 86_400
+"""The longest TTL, lease or age accepted, in seconds (100 years: later instants overflow the
+date types of Python and the backends)."""
+
+MAX_JSON_DEPTH: Final = 500
+"""The deepest nesting `Limits.max_json_depth` may allow (JSON codecs recurse per level)."""
+
+MAX_VECTOR_DIMENSIONS: Final = 16_000
+"""The most dimensions `Limits.max_vector_dimensions` may allow (pgvector's ``vector`` type)."""
+
+_CEILINGS = {"max_json_depth": MAX_JSON_DEPTH, "max_vector_dimensions": MAX_VECTOR_DIMENSIONS}
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The largest values a store accepts; every field is a positive int.
+
+    Pass one when opening a store (``open_store(url, limits=Limits(max_message_bytes=...))``,
+    likewise ``open_checkpoint_store`` and ``open_memory_store``) or assign ``store.limits``.
+    """
+
+    max_message_bytes: int = 32 * MiB
+    """One message as JSON: its content, parts, tool calls and metadata together."""
+    max_metadata_bytes: int = 1 * MiB
+    """A thread's or a checkpoint's metadata as JSON."""
+    max_memory_text_bytes: int = 1 * MiB
+    """A long-term memory's text."""
+    max_memory_value_bytes: int = 4 * MiB
+    """A long-term memory's value as JSON."""
+    max_blob_bytes: int = 64 * MiB
+    """One serialized checkpoint body, channel value or pending write."""
+    max_json_depth: int = 64
+    """How deeply metadata, values and tool-call arguments may nest lists and objects (at
+    most `MAX_JSON_DEPTH`)."""
+    max_vector_dimensions: int = 8_192
+    """The longest embedding accepted (at most `MAX_VECTOR_DIMENSIONS`); a store that knows its
+    dimensions also refuses every other length."""
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            ceiling = _CEILINGS.get(f.name, 1 << 40)
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= ceiling:
+                raise InvalidInput(f"Limits.{f.name} must be an int from 1 to {ceiling}")
+
+    def exceeded(self, name: str, what: str, size: int, unit: str = "bytes") -> LimitExceeded:
+        """The error for ``what`` being ``size`` ``unit`` against limit ``name``."""
+        limit = getattr(self, name)
+        return LimitExceeded(
+            f"{what} is {size:,} {unit}; the limit is {limit:,} ({name}): store less, or raise "
+            f"the limit by opening the store with limits=Limits({name}=...)"
+        )
+
+    def check(self, name: str, what: str, size: int, unit: str = "bytes") -> None:
+        """Raise `LimitExceeded` if ``size`` is over limit ``name``."""
+        if size > getattr(self, name):
+            raise self.exceeded(name, what, size, unit)
+
+
+DEFAULT_LIMITS: Final = Limits()
+"""The limits of a store opened without ``limits=``."""
+
+
+def check_limits(limits: object) -> Limits:
+    """``limits`` if it is a `Limits` (None: the defaults), else `InvalidInput`."""
+    if limits is None:
+        return DEFAULT_LIMITS
+    if not isinstance(limits, Limits):
+        raise InvalidInput(f"limits must be a memfold Limits, got {type(limits).__name__}")
+    return limits
+
+
+def check_tree(value: Any, what: str, limits: Limits, *, nul: bool = True) -> None:
+    """Check that ``value`` nests no deeper than ``limits.max_json_depth`` and that every
+    object key is a str (JSON would turn ``1`` into ``"1"``, and merge it with a real ``"1"``);
+    with ``nul=False``, no key or string holds a NUL character either. The values themselves
+    are checked by the JSON encoder.
+
+    Raises:
+        LimitExceeded: nested too deeply.
+        InvalidInput: a key that is not a str, or a NUL where none may be.
+    """
+    if not isinstance(value, Mapping | list | tuple):
+        return
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                raise InvalidInput(f"{what} holds a NUL character, which JSONB cannot: drop it")
+            continue
+        if depth > limits.max_json_depth:
+            raise limits.exceeded("max_json_depth", f"{what} nesting", depth, "levels")
+        children: Any = item
+        if isinstance(item, Mapping):
+            for key in item:
+                if not isinstance(key, str):
+                    raise InvalidInput(
+                        f"{what} has the key {key!r}, a {type(key).__name__}: JSON object keys "
+                        "are str, so write it as one"
+                    )
+                if not nul and "\x00" in key:
+                    raise InvalidInput(f"{what} has a key with a NUL character: drop it")
+            children = item.values()
+        for child in children:
+            if isinstance(child, Mapping | list | tuple) or (not nul and isinstance(child, str)):
+                stack.append((child, depth + 1))

@@ -1,0 +1,299 @@
+"""Hostile input to every checkpoint-store method, on memory, SQLite, PostgreSQL and Redis,
+sync and async: a checkpoint or pending write is stored and read back exactly or refused with a
+`memfold.errors` error, every other call answers or raises one, and a canary thread's
+checkpoints written before are unchanged."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from memfold import MemfoldError
+from memfold.checkpoints import (
+    BaseCheckpointStore,
+    Blob,
+    Lease,
+    PendingWrite,
+    RetentionPolicy,
+    SequenceBlob,
+)
+from tests.backends.test_checkpoints import make_checkpoint_store
+from tests.reliability.fuzzing import (
+    FUZZ,
+    as_json,
+    call,
+    hostile_ids,
+    hostile_keys,
+    hostile_text,
+    json_objects,
+)
+from tests.support import drop_checkpoint_store
+
+CANARY = "memfold-canary"
+FUZZ_TENANT = "fuzz"
+BODY = Blob("json", b'{"v": 1}')
+
+NUMBERS = st.one_of(
+    st.integers(-3, 30), st.integers(), st.floats(), st.booleans(), st.none(), st.just("3")
+)
+TAGS = st.sampled_from(["msgpack", "json", "null", "bytes"]) | hostile_ids()
+
+
+def blobs() -> st.SearchStrategy[Any]:
+    """Blobs with hostile tags and any bytes, and things that are not blobs."""
+    return st.one_of(
+        st.builds(Blob, TAGS, st.binary(max_size=64)),
+        st.builds(Blob, TAGS, st.binary(max_size=64)),
+        st.sampled_from([b"raw", "text", None, Blob("json", "not bytes")]),  # type: ignore[arg-type]
+    )
+
+
+def channel_values() -> st.SearchStrategy[Any]:
+    """A channel's value: a blob, a sequence blob, None, or something else."""
+    items = st.lists(st.binary(max_size=16), max_size=4).map(tuple)
+    return st.one_of(
+        st.none(),
+        blobs(),
+        st.builds(SequenceBlob, TAGS, items),
+        st.sampled_from([SequenceBlob("msgpack", ("x",)), SequenceBlob("msgpack", [b"x"])]),  # type: ignore[arg-type]
+    )
+
+
+def versions() -> st.SearchStrategy[Any]:
+    """A channel version: an int, a float, a str, or not a version."""
+    return st.one_of(
+        st.integers(0, 10**6), st.floats(), hostile_text(max_size=20), st.sampled_from([None, True])
+    )
+
+
+def metadata() -> st.SearchStrategy[Any]:
+    """Checkpoint metadata, with run ids and steps as LangGraph writes them, made hostile."""
+    langgraph = st.fixed_dictionaries(
+        {"source": hostile_text(max_size=8), "step": NUMBERS, "run_id": hostile_ids()}
+    )
+    return st.none() | langgraph | json_objects()
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgresql", "redis"])
+async def cstore(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[BaseCheckpointStore]:
+    """A fresh checkpoint store of each backend."""
+    store = make_checkpoint_store(request.param, tmp_path)
+    yield store
+    await store.aclose()
+    drop_checkpoint_store(store)
+
+
+@pytest.fixture(params=["sync", "async"])
+def use_async(request: pytest.FixtureRequest) -> bool:
+    """Whether the store is driven through its async twins."""
+    return request.param == "async"
+
+
+class Canary:
+    """A thread with two checkpoints, channel values and pending writes, written before the
+    fuzzing; `check` fails if any of it changed."""
+
+    def __init__(self, store: BaseCheckpointStore) -> None:
+        self.store = store
+        store.put(
+            CANARY, "c1", BODY, metadata={"step": 1, "run_id": "r1"},
+            versions={"messages": 1, "topic": 1},
+            values={"messages": SequenceBlob("msgpack", (b"a", b"b")), "topic": Blob("json", b"1")},
+        )  # fmt: skip
+        store.put(
+            CANARY, "c2", BODY, parent_id="c1", metadata={"step": 2},
+            versions={"messages": 2, "topic": 1},
+            values={"messages": SequenceBlob("msgpack", (b"a", b"b", b"c"))},
+        )  # fmt: skip
+        store.put_writes(CANARY, "c2", [PendingWrite("task", 0, "messages", Blob("json", b"2"))])
+        self.initial = self.snapshot()
+
+    def snapshot(self) -> Any:
+        return (self.store.list_checkpoints(CANARY), self.store.stats(CANARY))
+
+    def check(self) -> None:
+        assert self.snapshot() == self.initial
+
+
+@pytest.fixture
+def canary(cstore: BaseCheckpointStore) -> Canary:
+    """The canary thread, in the store under test."""
+    return Canary(cstore)
+
+
+def readable(store: BaseCheckpointStore, thread_id: Any, namespace: Any, checkpoint_id: Any) -> Any:
+    """The stored checkpoint, or an error marker if its key is refused."""
+    try:
+        return store.get(thread_id, namespace=namespace, checkpoint_id=checkpoint_id)
+    except MemfoldError:
+        return "refused"
+
+
+@FUZZ
+@given(
+    thread_id=hostile_ids(),
+    checkpoint_id=hostile_ids(),
+    namespace=st.just("") | hostile_ids(),
+    parent_id=st.none() | hostile_ids(),
+    body=blobs(),
+    metadata=metadata(),
+    channels=st.dictionaries(
+        st.sampled_from(["messages", "topic"]) | hostile_keys(),
+        st.tuples(versions(), channel_values()),
+        max_size=3,
+    ),
+)
+async def test_put_stores_exactly_or_refuses(
+    cstore: BaseCheckpointStore,
+    canary: Canary,
+    use_async: bool,
+    thread_id: Any,
+    checkpoint_id: Any,
+    namespace: Any,
+    parent_id: Any,
+    body: Any,
+    metadata: Any,
+    channels: dict[Any, tuple[Any, Any]],
+) -> None:
+    """A checkpoint with hostile ids, tags, bytes, metadata, channel names and versions is read
+    back exactly, or refused with a memfold error leaving the key as it was."""
+    before = readable(cstore, thread_id, namespace, checkpoint_id)
+    versions = {channel: version for channel, (version, _) in channels.items()}
+    values = {channel: value for channel, (_, value) in channels.items()}
+    try:
+        await call(
+            use_async, cstore, "put", thread_id, checkpoint_id, body, namespace=namespace,
+            parent_id=parent_id, metadata=metadata, versions=versions, values=values,
+        )  # fmt: skip
+    except MemfoldError:
+        assert readable(cstore, thread_id, namespace, checkpoint_id) == before
+    else:
+        got = cstore.get(thread_id, namespace=namespace, checkpoint_id=checkpoint_id)
+        assert got is not None
+        assert (got.thread_id, got.namespace, got.checkpoint_id, got.parent_id) == (
+            thread_id, namespace, checkpoint_id, parent_id,
+        )  # fmt: skip
+        assert (got.body, got.metadata, got.versions) == (body, as_json(metadata or {}), versions)
+        assert got.values == {c: v for c, v in values.items() if v is not None}
+    canary.check()
+
+
+@FUZZ
+@given(
+    thread_id=hostile_ids(),
+    checkpoint_id=hostile_ids(),
+    writes=st.lists(
+        st.builds(
+            PendingWrite,
+            task_id=hostile_ids(),
+            idx=NUMBERS,
+            channel=hostile_ids(),
+            value=blobs(),
+            task_path=st.just("") | hostile_ids(),
+        ),
+        max_size=3,
+    ),
+)
+async def test_pending_writes_store_exactly_or_refuse(
+    cstore: BaseCheckpointStore,
+    canary: Canary,
+    use_async: bool,
+    thread_id: Any,
+    checkpoint_id: Any,
+    writes: list[PendingWrite],
+) -> None:
+    """Pending writes with hostile task ids, channels, paths, indexes and blobs are attached to
+    their checkpoint exactly, or refused with a memfold error."""
+    try:
+        await call(use_async, cstore, "delete_thread", thread_id)  # no writes of earlier examples
+        await call(use_async, cstore, "put", thread_id, checkpoint_id, BODY)
+    except MemfoldError:
+        return
+    try:
+        await call(use_async, cstore, "put_writes", thread_id, checkpoint_id, writes)
+    except MemfoldError:
+        stored = cstore.get(thread_id, checkpoint_id=checkpoint_id)
+        assert stored is not None
+        assert stored.writes == ()
+    else:
+        stored = cstore.get(thread_id, checkpoint_id=checkpoint_id)
+        assert stored is not None
+        kept = {(w.task_id, w.idx): w for w in writes if w.idx < 0}
+        for w in writes:
+            if w.idx >= 0:
+                kept.setdefault((w.task_id, w.idx), w)
+        assert sorted(stored.writes, key=repr) == sorted(kept.values(), key=repr)
+    canary.check()
+
+
+@FUZZ
+@given(
+    lease=st.none() | st.builds(Lease, hostile_ids(), NUMBERS, st.booleans()),
+    op=st.sampled_from(
+        ["list", "delete_thread", "delete_for_runs", "copy_thread", "prune", "set_thread_ttl",
+         "release", "sweep", "stats", "get"]
+    ),
+    thread_id=hostile_ids(),
+    other=hostile_ids(),
+    namespace=st.none() | hostile_ids(),
+    filter=st.none() | json_objects(),
+    number=NUMBERS,
+    policy=st.builds(RetentionPolicy, NUMBERS, NUMBERS, NUMBERS) | st.sampled_from([None, "x"]),
+    strategy=st.sampled_from(["keep_latest", "delete"]) | hostile_text(),
+)  # fmt: skip
+async def test_every_call_answers_or_refuses(
+    cstore: BaseCheckpointStore,
+    canary: Canary,
+    use_async: bool,
+    lease: Any,
+    op: str,
+    thread_id: Any,
+    other: Any,
+    namespace: Any,
+    filter: Any,
+    number: Any,
+    policy: Any,
+    strategy: Any,
+) -> None:
+    """Listing, deleting, copying, pruning, leases, sweeps and stats with hostile ids, filters,
+    numbers and policies, on a thread just written with a hostile lease, answer or raise a
+    memfold error, and never touch another thread."""
+    with contextlib.suppress(MemfoldError):
+        await call(use_async, cstore, "put", thread_id, "c1", BODY, lease=lease, tenant=FUZZ_TENANT)
+    try:
+        if op == "list":
+            await call(
+                use_async, cstore, "list_checkpoints", thread_id, namespace=namespace,
+                filter=filter, before=other, limit=number, tenant=FUZZ_TENANT,
+            )  # fmt: skip
+        elif op == "delete_for_runs":
+            await call(use_async, cstore, "delete_for_runs", [thread_id, other], tenant=FUZZ_TENANT)
+        elif op == "copy_thread":
+            await call(use_async, cstore, "copy_thread", thread_id, other, tenant=FUZZ_TENANT)
+        elif op == "prune":
+            await call(
+                use_async, cstore, "prune", [thread_id], strategy=strategy, tenant=FUZZ_TENANT
+            )
+        elif op == "set_thread_ttl":
+            await call(use_async, cstore, "set_thread_ttl", thread_id, number, tenant=FUZZ_TENANT)
+        elif op == "release":
+            await call(use_async, cstore, "release", thread_id, other, tenant=FUZZ_TENANT)
+        elif op == "sweep":
+            await call(use_async, cstore, "sweep", policy, tenant=FUZZ_TENANT)
+        elif op == "get":
+            await call(
+                use_async, cstore, "get", thread_id, namespace=namespace or "", tenant=FUZZ_TENANT
+            )
+        else:
+            await call(use_async, cstore, op, thread_id, tenant=FUZZ_TENANT)
+    except MemfoldError:
+        pass
+    canary.check()
