@@ -113,25 +113,27 @@ def check_limits(limits: object) -> Limits:
     return limits
 
 
-def check_tree(value: Any, what: str, limits: Limits, *, nul: bool = True) -> None:
+def check_tree(value: Any, what: str, limits: Limits, *, nul: bool = True) -> int:
     """Check that ``value`` nests no deeper than ``limits.max_json_depth`` and that every
     object key is a str (JSON would turn ``1`` into ``"1"``, and merge it with a real ``"1"``);
     with ``nul=False``, no key or string holds a NUL character either. The values themselves
     are checked by the JSON encoder.
 
+    Returns the characters of its keys and strings: a lower bound of its JSON's size in bytes,
+    known before encoding it.
+
     Raises:
         LimitExceeded: nested too deeply.
         InvalidInput: a key that is not a str, or a NUL where none may be.
     """
+    if isinstance(value, str):
+        return len(value)
     if not isinstance(value, Mapping | list | tuple):
-        return
+        return 0
+    size = 0
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                raise InvalidInput(f"{what} holds a NUL character, which JSONB cannot: drop it")
-            continue
         if depth > limits.max_json_depth:
             raise limits.exceeded("max_json_depth", f"{what} nesting", depth, "levels")
         children: Any = item
@@ -144,7 +146,13 @@ def check_tree(value: Any, what: str, limits: Limits, *, nul: bool = True) -> No
                     )
                 if not nul and "\x00" in key:
                     raise InvalidInput(f"{what} has a key with a NUL character: drop it")
+                size += len(key)
             children = item.values()
         for child in children:
-            if isinstance(child, Mapping | list | tuple) or (not nul and isinstance(child, str)):
+            if isinstance(child, str):
+                if not nul and "\x00" in child:
+                    raise InvalidInput(f"{what} holds a NUL character, which JSONB cannot: drop it")
+                size += len(child)
+            elif isinstance(child, Mapping | list | tuple):
                 stack.append((child, depth + 1))
+    return size

@@ -436,9 +436,12 @@ class BaseMemoryStore(BaseStore):
     def _vector(self, vector: Sequence[float] | Matrix) -> Matrix:
         if not self._capabilities.vector_search:
             self._capabilities.require("vector_search", self.name)
+        self._check_length(vector)
+        return unit(vector, self.dimensions)
+
+    def _check_length(self, vector: object) -> None:
         if hasattr(vector, "__len__"):
             self.limits.check("max_vector_dimensions", "an embedding", len(vector), "dimensions")
-        return unit(vector, self.dimensions)
 
     def _check_records(self, records: Sequence[MemoryRecord]) -> list[MemoryRecord]:
         if isinstance(records, MemoryRecord) or not isinstance(records, Sequence):
@@ -574,6 +577,7 @@ class BaseMemoryStore(BaseStore):
     def _kept_vector(self, vector: Sequence[float]) -> Matrix:
         if not self._capabilities.vector_search:
             self._capabilities.require("vector_search", self.name)
+        self._check_length(vector)
         return kept_unit(vector, self.dimensions)
 
     def _search_op(

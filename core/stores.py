@@ -151,7 +151,9 @@ def encode_json(
     ``size_limit``.
     """
     if limits is not None:
-        check_tree(value, what, limits, nul=nul)
+        rough = check_tree(value, what, limits, nul=nul)
+        if size_limit is not None:
+            limits.check(size_limit, what, rough, "bytes or more")
     encoded, size = _encoded(value, what)
     if limits is not None and size_limit is not None:
         limits.check(size_limit, what, size, "bytes of JSON")
@@ -198,13 +200,15 @@ def check_message(message: Message, what: str, limits: Limits) -> str:
             part extras nest too deeply.
         InvalidInput: something in it JSON cannot hold exactly.
     """
-    limits.check("max_message_bytes", what, _rough_size(message), "bytes or more")
-    check_tree(message.metadata, f"the metadata of {what}", limits)
+    rough = _rough_size(message)
+    limits.check("max_message_bytes", what, rough, "bytes or more")
+    rough += check_tree(message.metadata, f"the metadata of {what}", limits)
     for call in message.tool_calls:
-        check_tree(call.arguments, f"the arguments of a tool call in {what}", limits)
+        rough += check_tree(call.arguments, f"the arguments of a tool call in {what}", limits)
     if not isinstance(message.content, str):
         for part in message.content:
-            check_tree(part.extra, f"a part of {what}", limits)
+            rough += check_tree(part.extra, f"a part of {what}", limits)
+    limits.check("max_message_bytes", what, rough, "bytes or more")
     body, size = _encoded(message.to_dict(), what)
     limits.check("max_message_bytes", what, size, "bytes of JSON")
     return body
