@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from langchain_core.stores import BaseStore
 
 from memfold.memories import MemoryRecord, MemoryStore, Namespace, open_memory_store
-from memfold.stores import DEFAULT_TENANT
 
 __all__ = ["MemfoldKVStore"]
 
@@ -30,7 +29,8 @@ class MemfoldKVStore(BaseStore[str, bytes]):
 
     Args:
         store: a memfold memory store, or its URL.
-        namespace: where the keys live, ``(tenant, ...)``.
+        namespace: where the keys live, ``(tenant, ...)`` (None: ``(default tenant, "kv")``,
+            which a store opened with ``require_tenant`` refuses).
         ttl_seconds: let each key expire this long after it was last set (None: never).
 
     Examples:
@@ -44,11 +44,13 @@ class MemfoldKVStore(BaseStore[str, bytes]):
         self,
         store: MemoryStore | str = "memory://",
         *,
-        namespace: Namespace = (DEFAULT_TENANT, "kv"),
+        namespace: Namespace | None = None,
         ttl_seconds: float | None = None,
     ) -> None:
         self.store: MemoryStore = open_memory_store(store) if isinstance(store, str) else store
-        self.namespace = tuple(namespace)
+        self.namespace = (
+            (self.store.resolve_tenant(None), "kv") if namespace is None else tuple(namespace)
+        )
         self.ttl_seconds = ttl_seconds
 
     def _records(self, pairs: Sequence[tuple[str, bytes]]) -> list[MemoryRecord]:

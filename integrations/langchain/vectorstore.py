@@ -21,7 +21,7 @@ from langchain_core.vectorstores.utils import maximal_marginal_relevance
 from memfold.errors import InvalidInput
 from memfold.integrations.langchain.embeddings import EmbeddingsEmbedder, MemfoldEmbeddings
 from memfold.memories import MemoryHit, MemoryRecord, MemoryStore, Namespace, open_memory_store
-from memfold.stores import DEFAULT_TENANT, new_id
+from memfold.stores import new_id
 
 __all__ = ["MemfoldVectorStore"]
 
@@ -42,7 +42,8 @@ class MemfoldVectorStore(VectorStore):
         embedding: the LangChain embedding model, when ``store`` is a URL; a store object
             embeds with its own embedder.
         namespace: where the documents live, ``(tenant, ...)``; searches cover it and the
-            namespaces under it.
+            namespaces under it (None: ``(default tenant, "documents")``, which a store opened
+            with ``require_tenant`` refuses).
         options: passed to `memfold.memories.open_memory_store` with a URL.
 
     Examples:
@@ -60,7 +61,7 @@ class MemfoldVectorStore(VectorStore):
         store: MemoryStore | str = "memory://",
         *,
         embedding: Embeddings | None = None,
-        namespace: Namespace = (DEFAULT_TENANT, "documents"),
+        namespace: Namespace | None = None,
         **options: Any,
     ) -> None:
         if isinstance(store, str):
@@ -72,7 +73,9 @@ class MemfoldVectorStore(VectorStore):
                 "embedder=EmbeddingsEmbedder(embedding), or pass a URL here"
             )
         self.store: MemoryStore = store
-        self.namespace = tuple(namespace)
+        self.namespace = (
+            (store.resolve_tenant(None), "documents") if namespace is None else tuple(namespace)
+        )
         self._embedding = embedding
 
     @property
@@ -230,7 +233,7 @@ class MemfoldVectorStore(VectorStore):
         *,
         ids: list[str] | None = None,
         store: str = "memory://",
-        namespace: Namespace = (DEFAULT_TENANT, "documents"),
+        namespace: Namespace | None = None,
         **kwargs: Any,
     ) -> Self:
         """A vector store at the URL ``store`` holding ``texts``."""
@@ -247,7 +250,7 @@ class MemfoldVectorStore(VectorStore):
         *,
         ids: list[str] | None = None,
         store: str = "memory://",
-        namespace: Namespace = (DEFAULT_TENANT, "documents"),
+        namespace: Namespace | None = None,
         **kwargs: Any,
     ) -> Self:
         """Async `from_texts` (the store's schema is created without blocking the loop)."""

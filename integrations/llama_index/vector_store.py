@@ -80,7 +80,8 @@ class MemfoldVectorStore(BasePydanticVectorStore):
     Args:
         store: a memfold memory store, or its URL.
         namespace: where the nodes live, ``(tenant, ...)``; queries cover it and the
-            namespaces under it.
+            namespaces under it (None: ``(default tenant, "nodes")``, which a store opened with
+            ``require_tenant`` refuses).
         options: passed to `memfold.memories.open_memory_store` with a URL.
 
     Examples:
@@ -101,11 +102,14 @@ class MemfoldVectorStore(BasePydanticVectorStore):
         self,
         store: MemoryStore | str = "memory://",
         *,
-        namespace: tuple[str, ...] = (DEFAULT_TENANT, "nodes"),
+        namespace: tuple[str, ...] | None = None,
         **options: Any,
     ) -> None:
+        opened = open_memory_store(store, **options) if isinstance(store, str) else store
+        if namespace is None:
+            namespace = (opened.resolve_tenant(None), "nodes")
         super().__init__(stores_text=True, namespace=tuple(namespace))  # type: ignore[call-arg]
-        self._store = open_memory_store(store, **options) if isinstance(store, str) else store
+        self._store = opened
 
     @property
     def client(self) -> MemoryStore:

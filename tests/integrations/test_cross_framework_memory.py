@@ -85,3 +85,23 @@ async def test_memory_block_carries_memories_across_sessions(
     messages = await second.aget()
     assert "user: I keep bees on my roof in Lisbon." in str(messages[0].content)
     assert len(messages) == 2  # the memory system message and session two's own turn
+
+
+def test_default_namespaces_need_a_tenant_where_one_is_required() -> None:
+    """Vector and key-value stores built without a namespace use the default tenant's, unless
+    the memory store requires tenants: then they must be given a namespace."""
+    from memfold import InvalidInput
+    from memfold.integrations.langchain import MemfoldKVStore
+    from memfold.memories import open_memory_store
+
+    plain = open_memory_store("memory://?dimensions=4")
+    assert LangChainVectorStore(plain).namespace == ("default", "documents")
+    assert MemfoldKVStore(plain).namespace == ("default", "kv")
+    assert LlamaIndexVectorStore(plain).namespace == ("default", "nodes")
+    strict = open_memory_store("memory://?dimensions=4&require_tenant=true")
+    for build in (LangChainVectorStore, MemfoldKVStore, LlamaIndexVectorStore):
+        with pytest.raises(InvalidInput, match="require_tenant"):
+            build(strict)
+    kv = MemfoldKVStore(strict, namespace=("acme", "kv"))
+    kv.mset([("k", b"v")])
+    assert strict.count(("acme",)) == 1
