@@ -24,7 +24,10 @@ What it does, step by step:
 6. Gives two users' agents long-term memory in the same file: LangChain memory tools remember
    what Ana prefers, LlamaIndex's memory tool spec recalls it in another conversation, and Bo's
    tools cannot see any of it (the namespace comes from the run, never from the model).
-7. Erases Ana everywhere in the file (her memories, and any thread or checkpoint that names her
+7. Answers Ana's request for her data: everything the file records for her (her memories, and
+   any thread or checkpoint that names her as its user) is exported to ``ana-export.jsonl``,
+   versioned JSON lines that import into any backend with their ids and times.
+8. Erases Ana everywhere in the file (her memories, and any thread or checkpoint that names her
    as its user): a dry run first for the audit log, then the erase; Bo's memories stay, and a
    late write for Ana is refused by the tombstone erase leaves.
 """
@@ -279,13 +282,28 @@ def long_term_memory(path: Path) -> None:
         console.print(recall.invoke({"query": "refund or store credit?"}, bo), markup=False)
 
 
+def export_user(path: Path) -> None:
+    """Step 7: export everything recorded for one user."""
+    from memfold.export import export_data
+
+    console.rule("[bold]7. Exporting a user's data")
+    target = path.with_name("ana-export.jsonl")
+    with target.open("w", encoding="utf-8") as out:
+        counts = export_data(url_for(path), out, tenant="shop", user="ana")
+    console.print(
+        f"Exported ana's data to {target.name}: {counts.threads} threads, "
+        f"{counts.checkpoints} checkpoints and {counts.memories} memories.",
+        markup=False,
+    )
+
+
 def erase_user(path: Path) -> None:
-    """Step 7: erase one user from every store kind in the file."""
+    """Step 8: erase one user from every store kind in the file."""
     from memfold import Erased, Subject, erase, open_store
     from memfold.checkpoints import open_checkpoint_store
     from memfold.memories import open_memory_store
 
-    console.rule("[bold]7. Erasing a user everywhere")
+    console.rule("[bold]8. Erasing a user everywhere")
     url = url_for(path)
     with (
         open_store(url) as threads,
@@ -338,6 +356,7 @@ def main(argv: list[str]) -> int:
     time_travel(path)
     long_chat(path)
     long_term_memory(path)
+    export_user(path)
     erase_user(path)
     return 0
 

@@ -130,3 +130,26 @@ def test_demo_keeps_each_users_memories_apart_across_frameworks(tmp_path: Path) 
     bo = out[out.index("LangChain recall (bo)") :]
     assert "- Bo likes express shipping." in bo
     assert "Ana" not in bo.split("\n", 1)[1]
+
+
+def test_demo_exports_a_users_data_before_erasing_it(tmp_path: Path) -> None:
+    """Step 7 writes Ana's memories, and nothing of Bo's, to a file that still imports them
+    (times included) after step 8 erased her from the database."""
+    from memfold.importer import import_data
+    from memfold.memories import open_memory_store
+
+    db = tmp_path / "demo.db"
+    result, _ = run_demo(db)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Exported ana's data to ana-export.jsonl: 0 threads, 0 checkpoints and 2 memories" in (
+        result.stdout
+    )
+    export = (tmp_path / "ana-export.jsonl").read_text(encoding="utf-8")
+    assert "Ana prefers refunds" in export
+    assert "Bo likes" not in export
+    copy = f"sqlite:///{tmp_path / 'copy.db'}"
+    with (tmp_path / "ana-export.jsonl").open(encoding="utf-8") as source:
+        assert import_data(copy, source).memories == 2
+    with open_memory_store(copy) as restored:
+        texts = sorted(r.text for r in restored.list_records(("shop", "ana")))
+    assert texts == ["Ana prefers refunds to store credit.", "Ana's orders go to the Turin office."]
