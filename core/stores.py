@@ -368,12 +368,16 @@ class BaseStore(ABC):
         """Run one operation without blocking the event loop (backends implement this)."""
 
     def setup(self) -> int:
-        """Create or upgrade the backend's schema (safe to call again); returns its version."""
-        return 0
+        """Create or upgrade the backend's schema: apply the pending `schema_steps` (safe to
+        call again, and from several processes at once); returns the schema version (0: the
+        store keeps no schema)."""
+        versions = [steps.upgrade().latest for steps in self.schema_steps()]
+        return versions[0] if versions else 0
 
     async def asetup(self) -> int:
         """Async `setup`."""
-        return 0
+        versions = [(await steps.aupgrade()).latest for steps in self.schema_steps()]
+        return versions[0] if versions else 0
 
     def schema_steps(self) -> list[SchemaSteps]:
         """The numbered schema steps of this store's backends and the record of those applied

@@ -282,14 +282,6 @@ class ChromaMemoryStore(BaseMemoryStore):
                 return 0
         return int((found.metadata or {}).get("memfold_layout", LAYOUT_VERSION))
 
-    def setup(self) -> int:
-        """Create the collection (idempotent); returns the layout version."""
-        return self._layout.upgrade().latest
-
-    async def asetup(self) -> int:
-        """Async `setup`."""
-        return (await self._layout.aupgrade()).latest
-
     def schema_steps(self) -> list[SchemaSteps]:
         """The item layout's steps."""
         return [self._layout]

@@ -736,15 +736,6 @@ class RedisCheckpointStore(BaseCheckpointStore):
 
     # Setup and lifecycle.
 
-    def setup(self) -> int:
-        """Record the key layout's version and load the scripts (idempotent); returns the
-        version."""
-        return self._layout.upgrade().latest
-
-    async def asetup(self) -> int:
-        """Async `setup`."""
-        return (await self._layout.aupgrade()).latest
-
     def schema_steps(self) -> list[SchemaSteps]:
         """The checkpoint key layout's steps."""
         return [self._layout]

@@ -466,14 +466,6 @@ class RedisMemoryStore(BaseMemoryStore):
 
     # Setup and lifecycle.
 
-    def setup(self) -> int:
-        """Record the key layout's version and load the scripts (idempotent); returns it."""
-        return self._layout.upgrade().latest
-
-    async def asetup(self) -> int:
-        """Async `setup`."""
-        return (await self._layout.aupgrade()).latest
-
     def schema_steps(self) -> list[SchemaSteps]:
         """The memory key layout's steps."""
         return [self._layout]

@@ -337,15 +337,6 @@ class RedisThreadStore(BaseThreadStore):
             found = (await pipe.execute())[0]
         return int(found)
 
-    def setup(self) -> int:
-        """Record the key layout's version and load the scripts (idempotent); returns the
-        version."""
-        return self._layout.upgrade().latest
-
-    async def asetup(self) -> int:
-        """Async `setup`."""
-        return (await self._layout.aupgrade()).latest
-
     def schema_steps(self) -> list[SchemaSteps]:
         """The thread key layout's steps."""
         return [self._layout]

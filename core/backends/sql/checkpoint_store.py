@@ -146,14 +146,6 @@ class SQLCheckpointStore(BaseCheckpointStore):
         )  # fmt: skip
         return result
 
-    def setup(self) -> int:
-        """Create or upgrade the checkpoint tables (idempotent); returns their version."""
-        return self._schema.upgrade().latest
-
-    async def asetup(self) -> int:
-        """Async `setup`."""
-        return (await self._schema.aupgrade()).latest
-
     def schema_steps(self) -> list[SchemaSteps]:
         """The checkpoint tables' steps."""
         return [self._schema]

@@ -145,14 +145,6 @@ class SQLMemoryStore(BaseMemoryStore):
         result: T = await runner._arun(lambda: plans.plan(op), plans.writes(op), False, tenant)
         return result
 
-    def setup(self) -> int:
-        """Create or upgrade the memory table (idempotent); returns its version."""
-        return self._schema.upgrade().latest
-
-    async def asetup(self) -> int:
-        """Async `setup`."""
-        return (await self._schema.aupgrade()).latest
-
     def schema_steps(self) -> list[SchemaSteps]:
         """The memory table's steps."""
         return [self._schema]

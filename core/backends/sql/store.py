@@ -442,15 +442,6 @@ class SQLThreadStore(BaseThreadStore):
         )  # fmt: skip
         return result
 
-    def setup(self) -> int:
-        """Create or upgrade the schema (idempotent, safe from several processes at once);
-        returns the schema version."""
-        return self._schema.upgrade().latest
-
-    async def asetup(self) -> int:
-        """Async `setup`."""
-        return (await self._schema.aupgrade()).latest
-
     def schema_steps(self) -> list[SchemaSteps]:
         """The thread tables' steps."""
         return [self._schema]
