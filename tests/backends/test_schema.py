@@ -26,7 +26,7 @@ from memfold.checkpoints import Blob, open_checkpoint_store
 from memfold.memories import open_memory_store
 from memfold.schema_steps import SchemaStatus
 from tests.backends.release_1 import DIMENSIONS, engine_for, release_1_database
-from tests.support import PG_URL, REDIS_URL
+from tests.support import PG_URL, REDIS_URL, chroma_server
 
 THREADS, CHECKPOINTS, MEMORIES = (s[-1].version for s in (STEPS, CHECKPOINT_STEPS, MEMORY_STEPS))
 """The latest SQL schema version of each store kind."""
@@ -182,6 +182,17 @@ def test_a_chroma_status_creates_no_collection_and_upgrade_does(tmp_path: Path) 
     assert _summary(schema.upgrade(url, dimensions=4)) == [("memories", "chroma", 0, 1, [1])]
     assert _summary(schema.status(url, dimensions=4)) == [("memories", "chroma", 1, 1, [])]
     assert [c.name for c in client.list_collections()] == ["memfold_memories"]
+
+
+async def test_a_chroma_server_collection_is_inspected_and_created_async() -> None:
+    """On a Chroma server, astatus reads a missing collection as version 0 without creating it,
+    and aupgrade creates it."""
+    url, name = chroma_server(), f"t-{uuid.uuid4().hex}"
+    options: dict[str, Any] = {"dimensions": 4, "collection": name}
+    assert _summary(await schema.astatus(url, **options)) == [("memories", "chroma", 0, 1, [1])]
+    assert _summary(await schema.astatus(url, **options))[0][2] == 0  # still not created
+    assert [p.version for p in (await schema.aupgrade(url, **options))[0].pending] == [1]
+    assert _summary(await schema.astatus(url, **options)) == [("memories", "chroma", 1, 1, [])]
 
 
 def test_stores_without_a_schema_and_tiered_stores(tmp_path: Path, key_prefix: str) -> None:
