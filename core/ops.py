@@ -43,12 +43,19 @@ class Op(Generic[T]):
 
 @dataclass(frozen=True, slots=True)
 class AppendMessages(Op[None]):
-    """Append messages (ids and times already assigned) with their JSON encodings."""
+    """Append messages (ids and times already assigned) with their JSON encodings.
+
+    With ``follows``, append only if the thread's last message has that id (``""``: only if
+    the thread has no message), else raise `memfold.errors.Conflict` and change nothing. A
+    tiered store appends to its hot tier this way, so the hot copy never holds a thread's
+    messages in another order than the durable store.
+    """
 
     tenant: str
     thread_id: str
     messages: tuple[Message, ...]
     bodies: tuple[str, ...]
+    follows: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ from types import TracebackType
 from typing import Final, Protocol, Self, TypeVar, runtime_checkable
 
 from memfold import ops
-from memfold.errors import InvalidInput, UnsupportedOperation
+from memfold.errors import Conflict, InvalidInput, UnsupportedOperation
 from memfold.limits import DEFAULT_LIMITS, Limits, check_tree
 from memfold.model import JSON, Message, MessageHit, ThreadInfo, ensure_sequence, utcnow
 from memfold.redaction import Redactor, check_redactor
@@ -41,6 +41,7 @@ __all__ = [
     "check_id",
     "check_time",
     "new_id",
+    "not_following",
 ]
 
 T = TypeVar("T")
@@ -125,6 +126,15 @@ def check_time(value: object, what: str) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise InvalidInput(f"{what} must be timezone-aware: use datetime.now(UTC)")
     return value
+
+
+def not_following(thread_id: str, follows: str, last: str | None) -> Conflict:
+    """The error for an `ops.AppendMessages` whose ``follows`` is not the thread's last
+    message (``last``; None or ``""``: the thread has none)."""
+    return Conflict(
+        f"thread {thread_id!r} ends with message {last or None!r}, not {follows or None!r}, so "
+        "nothing was appended: read the thread again and append after its last message"
+    )
 
 
 def _check_count(value: object, what: str, *, low: int = 0, high: int = MAX_PAGE) -> int:

@@ -18,7 +18,7 @@ from memfold.errors import Conflict, InvalidInput, NotFound
 from memfold.fulltext import tokenize
 from memfold.limits import MAX_SECONDS
 from memfold.model import JSON, Message, MessageHit, ThreadInfo, utcnow
-from memfold.stores import BaseThreadStore, Capabilities
+from memfold.stores import BaseThreadStore, Capabilities, not_following
 from memfold.tombstones import (
     USER_KEY,
     EraseSubject,
@@ -137,7 +137,12 @@ class MemoryThreadStore(BaseThreadStore):
         if isinstance(op, _REFUSED_WHEN_ERASED):
             self._tombstones.refuse_thread(op.tenant, op.thread_id)
         match op:
-            case ops.AppendMessages(tenant, thread_id, messages):
+            case ops.AppendMessages(tenant, thread_id, messages, _bodies, follows):
+                if follows is not None:
+                    found = self._threads.get((tenant, thread_id))
+                    last = found.messages[-1].id if found and found.messages else ""
+                    if last != follows:
+                        raise not_following(thread_id, follows, last)
                 return self._append((tenant, thread_id), messages)
             case ops.ReplaceThread(tenant, thread_id, messages):
                 emptied = self._touch((tenant, thread_id))

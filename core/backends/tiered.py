@@ -1,9 +1,11 @@
 """A hot store (Redis) in front of a durable one (SQL): write-through, reads served hot when warm.
 
 Writes go to the durable store first, so a message acknowledged is a message committed there;
-the same operation is then applied to the hot store. Only full or partial thread loads are
-served hot; counts, thread listings, metadata and search always come from the durable store
-(so ``capabilities`` are the durable store's).
+the same operation is then applied to the hot store. An append goes to the hot store only
+right after the message it follows in the durable store (else the hot copy is dropped), so
+writers appending at once, from any number of processes, never leave the hot copy in another
+order. Only full or partial thread loads are served hot; counts, thread listings, metadata and
+search always come from the durable store (so ``capabilities`` are the durable store's).
 
 A thread is *warm* when the hot store holds exactly as many of its messages as the durable
 store and this process has no unapplied write for it. A cold read loads the thread from the
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from typing import Any, Final, TypeVar
 
 from memfold import ops
@@ -113,6 +116,19 @@ class TieredThreadStore(BaseThreadStore):
     def _full(op: ops.LoadThread) -> ops.LoadThread:
         return ops.LoadThread(op.tenant, op.thread_id)
 
+    @staticmethod
+    def _before(op: ops.AppendMessages) -> ops.LoadThread:
+        """The durable read of the message an append landed after (its order is fixed once
+        the append is committed, whatever other writers append meanwhile)."""
+        return ops.LoadThread(op.tenant, op.thread_id, last=1, before=op.messages[0].id)
+
+    @staticmethod
+    def _hot_append(op: ops.AppendMessages, before: list[Message]) -> ops.AppendMessages:
+        """``op`` for the hot store: appended only right after the same message as in the
+        durable store, so concurrent writers can never leave the hot copy in another order
+        (a refused append drops the hot copy; the next read warms it again)."""
+        return replace(op, follows=str(before[0].id) if before else "")
+
     # Sync driver.
 
     def _purge(self) -> None:
@@ -164,8 +180,14 @@ class TieredThreadStore(BaseThreadStore):
         if isinstance(op, ops.LoadThread):
             return self._load(op)  # type: ignore[return-value]
         result = self.durable.execute(op)
-        if isinstance(op, (*_WRITES, ops.ClearTenant)):
-            self._write_hot(op)
+        hot_op: ops.Op[Any] = op
+        if isinstance(op, ops.AppendMessages) and op.messages:
+            try:
+                hot_op = self._hot_append(op, self.durable.execute(self._before(op)))
+            except MemfoldError:  # stored, but where is unknown here: drop the hot copy
+                hot_op = ops.DeleteThread(op.tenant, op.thread_id)
+        if isinstance(hot_op, (*_WRITES, ops.ClearTenant)):
+            self._write_hot(hot_op)
         return result
 
     # Async driver: the same steps, awaited.
@@ -218,8 +240,14 @@ class TieredThreadStore(BaseThreadStore):
         if isinstance(op, ops.LoadThread):
             return await self._aload(op)  # type: ignore[return-value]
         result = await self.durable.aexecute(op)
-        if isinstance(op, (*_WRITES, ops.ClearTenant)):
-            await self._awrite_hot(op)
+        hot_op: ops.Op[Any] = op
+        if isinstance(op, ops.AppendMessages) and op.messages:
+            try:
+                hot_op = self._hot_append(op, await self.durable.aexecute(self._before(op)))
+            except MemfoldError:
+                hot_op = ops.DeleteThread(op.tenant, op.thread_id)
+        if isinstance(hot_op, (*_WRITES, ops.ClearTenant)):
+            await self._awrite_hot(hot_op)
         return result
 
     def setup(self) -> int:

@@ -8,9 +8,11 @@ The design of `memfold.backends.tiered.TieredThreadStore`, for checkpoints:
   hot store, without the lease.
 - ``get`` and ``list`` of one thread are served hot when the hot store holds the whole thread:
   a mark (`memfold.backends.redis.checkpoint_store.MarkWhole`) that lives in the thread's own
-  keys, so a Redis restart, an eviction, an expiry or a deletion takes it away. A read of a
-  thread without the mark goes to the durable store and then copies the thread into the hot
-  store and marks it (re-warming it). Listings across threads, stats and sweeps read the
+  keys, so a Redis restart, an eviction, an expiry or a deletion takes it away, and that must
+  be the same before and after the hot read. A read of a thread without the mark goes to the
+  durable store and then copies the thread into the hot store and marks it (re-warming it);
+  concurrent warm-ups and writes, from any number of processes, cannot leave a marked copy
+  incomplete (see ``_warm``). Listings across threads, stats and sweeps read the
   durable store; sweeps and other removals are applied to both.
 - The effect journal (`memfold.journal`) is the durable store's alone: its operations, reads
   included, run there only, and ``copy_thread`` and thread deletions carry it there.
@@ -28,7 +30,7 @@ Examples:
     >>> store.put("t", "c1", Blob("json", b"{}"))
     >>> store.get("t").checkpoint_id, store.durable.get("t").checkpoint_id
     ('c1', 'c1')
-    >>> hot.execute(IsWhole("default", "t"))
+    >>> hot.execute(IsWhole("default", "t")) is not None
     True
     >>> store.delete_thread("t")
     1
@@ -39,13 +41,19 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import uuid
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeAlias, TypeVar, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from memfold import checkpoint_ops as ops
-from memfold.backends.redis.checkpoint_store import IsWhole, MarkWhole, RedisCheckpointStore
+from memfold.backends.redis.checkpoint_store import (
+    ClaimWhole,
+    IsWhole,
+    MarkWhole,
+    RedisCheckpointStore,
+)
 from memfold.backends.tiered import MAX_DIRTY, log
 from memfold.checkpoint_model import Checkpoint
 from memfold.checkpoints import BaseCheckpointStore
@@ -175,9 +183,12 @@ class TieredCheckpointStore(BaseCheckpointStore):
         try:
             if self._trusted and (self._dirty or self._replay):
                 yield from self._purge()
-            if self._trusted and (yield _Step(self.hot, IsWhole(tenant, thread_id))):
+            token = (yield _Step(self.hot, IsWhole(tenant, thread_id))) if self._trusted else None
+            if token is not None:
                 hot: T = yield _Step(self.hot, op)
-                return hot
+                # Still marked by the same warm-up: no deletion or re-warm-up came in between.
+                if (yield _Step(self.hot, IsWhole(tenant, thread_id))) == token:
+                    return hot
         except MemfoldError as error:
             self._hot_failed(error)
             durable: T = yield _Step(self.durable, op)
@@ -190,11 +201,18 @@ class TieredCheckpointStore(BaseCheckpointStore):
         return result
 
     def _warm(self, tenant: str, thread_id: str) -> Flow[None]:
-        """Copy a thread from the durable store into the hot one, and mark it whole."""
+        """Copy a thread from the durable store into the hot one, and mark it whole.
+
+        The hot copy is claimed (emptied, under a token of this warm-up's) before the durable
+        store is read, so a write committed after that read reaches the hot copy after the
+        claim, and the mark is set only if no other warm-up or deletion claimed it since.
+        """
+        token = uuid.uuid4().hex
+        yield _Step(self.hot, ClaimWhole(tenant, thread_id, token))
         everything = ops.ListCheckpoints(tenant, thread_id, None, None, (), None, None)
         found: list[Checkpoint] = yield _Step(self.durable, everything)
-        yield _Step(self.hot, ops.DeleteCheckpointThread(tenant, thread_id))
         if not found:
+            yield _Step(self.hot, ops.DeleteCheckpointThread(tenant, thread_id))
             return
         for c in sorted(found, key=lambda c: (c.namespace, c.checkpoint_id)):
             values = tuple((ch, v, c.values.get(ch)) for ch, v in c.versions.items())
@@ -215,7 +233,7 @@ class TieredCheckpointStore(BaseCheckpointStore):
                         c.created_at,
                     ),
                 )  # fmt: skip
-        yield _Step(self.hot, MarkWhole(tenant, thread_id))
+        yield _Step(self.hot, MarkWhole(tenant, thread_id, token))
 
     # Drivers: the same flows, run sync or awaited.
 

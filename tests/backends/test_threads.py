@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -307,3 +308,26 @@ async def test_search_finds_messages_appended_after_the_newest_was_deleted(api: 
     await api.append("u", Message(role="user", content="alpha d"))
     found = sorted(h.message.content for h in await api.search("alpha"))
     assert found == ["alpha a", "alpha c", "alpha d"]
+
+
+async def test_an_append_that_follows_a_message_lands_only_right_after_it(api: Api) -> None:
+    """An append naming the message it must follow (a tiered store's hot writes) is refused
+    with Conflict, changing nothing, unless the thread ends with that message ("": has none)."""
+    store = api.store
+
+    async def append(messages: list[Message], follows: str) -> list[str]:
+        op = replace(store._append_op("t", messages, None), follows=follows)
+        await api.execute(op)
+        return [str(m.id) for m in op.messages]
+
+    with pytest.raises(Conflict, match="nothing was appended"):
+        await append(conversation(1), "m-none")
+    first = await append(conversation(1), "")
+    with pytest.raises(Conflict, match="nothing was appended"):
+        await append(conversation(1), "")
+    second = await append(conversation(2, "later"), first[-1])
+    for stale in ("", first[-1], second[0]):
+        with pytest.raises(Conflict, match="nothing was appended"):
+            await append(conversation(3, "stale"), stale)
+    assert [m.id for m in await api.load("t")] == first + second
+    assert await api.count("t") == 3

@@ -7,16 +7,23 @@ what only a tiered store does. They kill their own ``redis-server``, never the s
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from collections.abc import Iterator
+from typing import TypeVar
 
 import pytest
 
+from memfold import checkpoint_ops
+from memfold.backends.memory_checkpoints import MemoryCheckpointStore
 from memfold.backends.redis.checkpoint_store import IsWhole, RedisCheckpointStore
 from memfold.backends.tiered_checkpoints import TieredCheckpointStore
 from memfold.checkpoints import BaseCheckpointStore, Blob, PendingWrite, SequenceBlob
+from memfold.ops import Op
 from tests.backends.test_tiered import OwnRedis
-from tests.support import drop_checkpoint_store, postgres_checkpoint_store
+from tests.support import drop_checkpoint_store, postgres_checkpoint_store, redis_checkpoint_store
+
+T = TypeVar("T")
 
 BODY = Blob("json", b'{"v":4}')
 
@@ -121,3 +128,48 @@ async def test_async_reads_and_writes_survive_redis_dying(
         assert latest.values["messages"] == messages(i + 1)
     assert len(await durable.alist_checkpoints("t")) == 6
     await store.aclose()
+
+
+class PausedAfterList(MemoryCheckpointStore):
+    """A durable store that, once armed, holds the thread that next lists a thread's
+    checkpoints until released (a warm-up slowed down after reading the durable store)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.armed = False
+        self.listed = threading.Event()
+        self.release = threading.Event()
+
+    def execute(self, op: Op[T]) -> T:
+        result = super().execute(op)
+        if self.armed and isinstance(op, checkpoint_ops.ListCheckpoints):
+            self.armed = False
+            self.listed.set()
+            self.release.wait(10)
+        return result
+
+
+def test_a_checkpoint_stored_during_a_warm_up_stays_in_the_hot_copy() -> None:
+    """A checkpoint committed while another process copies the thread into Redis is in the
+    copy once it is marked whole: reads never go back to an older newest checkpoint."""
+    hot, durable = redis_checkpoint_store(), PausedAfterList()
+    assert isinstance(hot, RedisCheckpointStore)
+    reader, writer = TieredCheckpointStore(hot, durable), TieredCheckpointStore(hot, durable)
+    try:
+        writer.put("t", "c1", BODY)
+        durable.armed = True
+        warming = threading.Thread(target=reader.get, args=("t",))
+        warming.start()
+        assert durable.listed.wait(10)
+        writer.put("t", "c2", BODY, parent_id="c1")
+        durable.release.set()
+        warming.join()
+        assert hot.execute(IsWhole("default", "t")) is not None
+        for store in (reader, writer, hot):
+            newest = store.get("t")
+            assert newest is not None
+            assert newest.checkpoint_id == "c2"
+            assert [c.checkpoint_id for c in store.list_checkpoints("t")] == ["c2", "c1"]
+    finally:
+        drop_checkpoint_store(hot)
+        hot.close()

@@ -20,6 +20,7 @@ from memfold.backends.redis.elements import ElementCodec
 from memfold.backends.redis.keys import tenant_base, tenant_index, thread_keys, unescape
 from memfold.errors import Conflict, InvalidInput, NotFound, UnsupportedOperation
 from memfold.model import Message, ThreadInfo
+from memfold.stores import not_following
 
 __all__ = ["Call", "Calls"]
 
@@ -69,8 +70,8 @@ class Calls:
         """The call that runs ``op``."""
         call: Call[Any]
         match op:
-            case ops.AppendMessages(tenant, thread_id, messages, bodies):
-                call = self._append(tenant, thread_id, messages, bodies, replace=False)
+            case ops.AppendMessages(tenant, thread_id, messages, bodies, follows):
+                call = self._append(tenant, thread_id, messages, bodies, follows=follows)
             case ops.ReplaceThread(tenant, thread_id, messages, bodies):
                 call = self._append(tenant, thread_id, messages, bodies, replace=True)
             case ops.UpdateMessages():
@@ -126,16 +127,19 @@ class Calls:
         messages: tuple[Message, ...],
         bodies: tuple[str, ...],
         *,
-        replace: bool,
+        replace: bool = False,
+        follows: str | None = None,
     ) -> Call[None]:
         keys = thread_keys(self.prefix, tenant, thread_id)
         encode = self.codec.encode
         command: list[Arg] = ["EVALSHA", scripts.APPEND.sha, 4, *keys.all, keys.member]
-        command += (self.ttl, self.cap, int(replace))
+        command += (self.ttl, self.cap, int(replace), "" if follows is None else "=" + follows)
         for m, body in zip(messages, bodies, strict=True):
             command += (m.id or "", encode(m, body))
 
-        def decode(reply: bytes | None) -> None:
+        def decode(reply: bytes | list[bytes] | None) -> None:
+            if isinstance(reply, list):
+                raise not_following(thread_id, follows or "", reply[0].decode())
             if reply is not None:
                 raise Conflict(
                     f"message id {reply.decode()!r} is already in thread {thread_id!r}: "

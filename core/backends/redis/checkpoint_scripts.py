@@ -332,10 +332,12 @@ return 1
 MARK_WHOLE = Script(
     _HELPERS
     + r"""
--- Marks the thread as held whole (see memfold.backends.tiered_checkpoints); returns 1 if it
--- exists. Removals never copy the mark, and COPY starts the target without it.
-if redis.call('EXISTS', info) == 0 then return 0 end
-redis.call('HSET', info, 'whole', 1)
+-- ARGV[1]: a warm-up's token. Marks the thread as held whole (see
+-- memfold.backends.tiered_checkpoints) if that warm-up claimed it last and nothing deleted it
+-- since; returns 1 if it did. Removals never copy the mark, and COPY starts the target without it.
+if redis.call('HGET', info, 'warming') ~= ARGV[1] then return 0 end
+redis.call('HDEL', info, 'warming')
+redis.call('HSET', info, 'whole', ARGV[1])
 return 1
 """
 )

@@ -95,7 +95,7 @@ from memfold.ops import Op
 from memfold.schema_steps import SchemaSteps
 from memfold.stores import Capabilities
 
-__all__ = ["IsWhole", "MarkWhole", "RedisCheckpointStore"]
+__all__ = ["ClaimWhole", "IsWhole", "MarkWhole", "RedisCheckpointStore"]
 
 T = TypeVar("T")
 
@@ -110,18 +110,31 @@ _KEYS = {name: i + 1 for i, name in enumerate("hiarmkbpxwuj")}
 
 
 @dataclass(frozen=True, slots=True)
-class MarkWhole(Op[bool]):
-    """Record that this store holds all of a thread (a tiered store's copy is complete);
-    the mark goes with the thread's keys (expiry, deletion). Returns whether the thread
-    exists."""
+class ClaimWhole(Op[None]):
+    """Drop this store's copy of a thread and start copying it in, as warm-up ``token`` (a
+    tiered store's): `MarkWhole` with the same token then marks the copy complete, unless a
+    deletion or another warm-up came in between."""
 
     tenant: str
     thread_id: str
+    token: str
 
 
 @dataclass(frozen=True, slots=True)
-class IsWhole(Op[bool]):
-    """Whether `MarkWhole` marked the thread, and no deletion or expiry has dropped it since."""
+class MarkWhole(Op[bool]):
+    """Record that this store holds all of a thread (a tiered store's copy is complete), if
+    the warm-up ``token`` claimed it last; the mark goes with the thread's keys (expiry,
+    deletion). Returns whether it marked the thread."""
+
+    tenant: str
+    thread_id: str
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class IsWhole(Op[str | None]):
+    """The token of the warm-up that marked the thread whole (None: not marked, or a
+    deletion or expiry has dropped the mark since)."""
 
     tenant: str
     thread_id: str
@@ -129,6 +142,10 @@ class IsWhole(Op[bool]):
 
 def _reply(value: Any) -> Any:
     return value
+
+
+def _text(value: bytes | None) -> str | None:
+    return None if value is None else value.decode()
 
 
 def _script(script: Script, keys: Iterable[str], *args: str | bytes | int) -> Call[Any]:
@@ -331,12 +348,14 @@ class RedisCheckpointStore(BaseCheckpointStore):
                 return self._sweep(tenant, policy, now)
             case ops.CheckpointStats(tenant, thread_id):
                 return self._stats(tenant, thread_id)
-            case MarkWhole(tenant, thread_id):
+            case ClaimWhole(tenant, thread_id, token):
+                return self._claim_whole(tenant, thread_id, token)
+            case MarkWhole(tenant, thread_id, token):
                 keys = self._keys(tenant, thread_id)
-                return self._one(_script(scripts.MARK_WHOLE, keys.all), bool)
+                return self._one(_script(scripts.MARK_WHOLE, keys.all, token), bool)
             case IsWhole(tenant, thread_id):
                 keys = self._keys(tenant, thread_id)
-                return self._one(_command("HEXISTS", keys.info, "whole"), bool)
+                return self._one(_command("HGET", keys.info, "whole"), _text)
         raise InvalidInput(f"the redis checkpoint store cannot run {type(op).__name__}")
 
     @staticmethod
@@ -569,6 +588,10 @@ class RedisCheckpointStore(BaseCheckpointStore):
 
     def _delete_count(self, tenant: str, thread_id: str) -> Flow[int]:
         return (yield from self._delete(tenant, thread_id))[0]
+
+    def _claim_whole(self, tenant: str, thread_id: str, token: str) -> Flow[None]:
+        yield from self._delete(tenant, thread_id)
+        yield _command("HSET", self._keys(tenant, thread_id).info, "warming", token)
 
     def _drop(
         self,

@@ -96,27 +96,34 @@ end
 APPEND = Script(
     _WRITE
     + """
--- ARGV[3] max messages (0: no cap), ARGV[4] '1' to replace the thread, then id, element pairs.
--- Returns nil once appended, or the first id already in the thread (then nothing changed).
-local cap, count = tonumber(ARGV[3]), (#ARGV - 4) / 2
+-- ARGV[3] max messages (0: no cap), ARGV[4] '1' to replace the thread, ARGV[5] '' or '='
+-- and the id the thread's last message must have ('=' alone: the thread must have none),
+-- then id, element pairs. Returns nil once appended, else (and nothing changed) the first
+-- id already in the thread, or {the last message's id} when it is not the one ARGV[5] names.
+local cap, count = tonumber(ARGV[3]), (#ARGV - 5) / 2
+if ARGV[5] ~= '' then
+  local last = redis.call('LINDEX', messages, -1)
+  last = last and id_of(last) or ''
+  if '=' .. last ~= ARGV[5] then return {last} end
+end
 local elements, positions = {}, {}
-for i = 5, #ARGV, 2 do
+for i = 6, #ARGV, 2 do
   elements[#elements + 1] = ARGV[i + 1]
 end
 local length
 if ARGV[4] == '1' then
   redis.call('DEL', messages, ids)
   redis.call('HSET', info, 'n', count)
-  for i = 5, #ARGV, 2 do
+  for i = 6, #ARGV, 2 do
     positions[#positions + 1] = ARGV[i]
-    positions[#positions + 1] = (i - 5) / 2
+    positions[#positions + 1] = (i - 6) / 2
   end
   chunked('HSET', ids, positions)
 else
   local first = redis.call('HINCRBY', info, 'n', count) - count
-  for i = 5, #ARGV, 2 do
-    if redis.call('HSETNX', ids, ARGV[i], first + (i - 5) / 2) == 0 then
-      for j = 5, i - 2, 2 do redis.call('HDEL', ids, ARGV[j]) end
+  for i = 6, #ARGV, 2 do
+    if redis.call('HSETNX', ids, ARGV[i], first + (i - 6) / 2) == 0 then
+      for j = 6, i - 2, 2 do redis.call('HDEL', ids, ARGV[j]) end
       redis.call('HINCRBY', info, 'n', -count)
       return ARGV[i]
     end

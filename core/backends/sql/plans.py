@@ -23,6 +23,7 @@ from memfold.backends.sql.tombstones import TombstonePlans, scrubbed, user_param
 from memfold.errors import InvalidInput, NotFound
 from memfold.fulltext import fts5_query
 from memfold.model import Message, MessageHit, ThreadInfo
+from memfold.stores import not_following
 from memfold.tombstones import EraseSubject, ErasureCounts, FindThreads, LiftTombstones
 
 __all__ = ["Plan", "ThreadPlans"]
@@ -313,7 +314,7 @@ class ThreadPlans:
 
     def single_statement(self, op: ops.Op[Any]) -> bool:
         """Whether ``op``'s plan is one statement, atomic without a transaction around it."""
-        return isinstance(op, ops.AppendMessages) and len(op.messages) == 1
+        return isinstance(op, ops.AppendMessages) and len(op.messages) == 1 and op.follows is None
 
     def plan(self, op: ops.Op[Any]) -> Plan:
         """The plan that runs ``op``."""
@@ -369,10 +370,14 @@ class ThreadPlans:
                     "search_text": self._search_text(m),
                 }
             )
-        if len(rows) == 1:
+        if len(rows) == 1 and op.follows is None:
             yield self._append_one, {**touch, **rows[0]}
             return
-        yield self._touch, touch
+        yield self._touch, touch  # locks the thread row
+        if op.follows is not None:
+            last = yield from self._load_plan(ops.LoadThread(op.tenant, op.thread_id, last=1))
+            if (last[0].id if last else "") != op.follows:
+                raise not_following(op.thread_id, op.follows, last[0].id if last else None)
         yield self._insert_message, rows[0] if len(rows) == 1 else rows
 
     def _replace(self, op: ops.AppendMessages) -> Plan:
