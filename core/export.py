@@ -57,7 +57,14 @@ from memfold.memories import BaseMemoryStore
 from memfold.memory_model import Namespace
 from memfold.model import JSON, Message, ThreadInfo, utcnow
 from memfold.open import AnyStore, open_stores
-from memfold.paging import PAGE_SIZE, checkpoint_keys, fresh, load_page, message_cursors
+from memfold.paging import (
+    PAGE_SIZE,
+    checkpoint_keys,
+    checkpoint_threads,
+    fresh,
+    load_page,
+    message_cursors,
+)
 from memfold.stores import DEFAULT_TENANT, BaseThreadStore, check_id
 
 __all__ = [
@@ -253,8 +260,7 @@ def _export_checkpoints(
 ) -> Flow[None]:
     """Each checkpoint thread's checkpoints, oldest first, then its journal entries."""
     if thread_ids is None:
-        everything = yield from checkpoint_keys(store, None, w.tenant, PAGE_SIZE)
-        thread_ids = list(dict.fromkeys(thread for thread, _, _ in everything))
+        thread_ids = yield from checkpoint_threads(store, w.tenant, PAGE_SIZE)
     journal = EffectJournal(store) if store.capabilities.effect_journal else None
     key = {"tenant": w.tenant}
     for thread_id in thread_ids:
@@ -264,7 +270,7 @@ def _export_checkpoints(
             if not mine:
                 continue
         keys = yield from checkpoint_keys(store, thread_id, w.tenant, PAGE_SIZE)
-        for _, namespace, checkpoint_id in reversed(keys):
+        for namespace, checkpoint_id in reversed(keys):
             where = {**key, "namespace": namespace, "checkpoint_id": checkpoint_id}
             c = yield Call(store, "get", (thread_id,), where)
             if c is not None and w.selection.covers(c.created_at):  # None: pruned meanwhile

@@ -516,7 +516,7 @@ def _check_block(stores: StoreSet, event: _BlockEnd, plan: _Plan) -> Flow[None]:
         )
         if some:
             stored = yield from checkpoint_keys(store, event.thread_id, event.tenant, BATCH_SIZE)
-            clash = event.checkpoints.intersection((ns, c) for _, ns, c in stored)
+            clash = event.checkpoints.intersection(stored)
             if clash:
                 raise _clash(event.line, "checkpoint(s)", where, {c for _, c in clash})
     if event.calls:

@@ -37,7 +37,14 @@ from memfold.memories import BaseMemoryStore
 from memfold.memory_model import MemoryRecord, Namespace
 from memfold.model import ThreadInfo
 from memfold.open import AnyStore, open_stores
-from memfold.paging import PAGE_SIZE, checkpoint_keys, fresh, load_page, message_cursors
+from memfold.paging import (
+    PAGE_SIZE,
+    checkpoint_keys,
+    checkpoint_threads,
+    fresh,
+    load_page,
+    message_cursors,
+)
 from memfold.stores import DEFAULT_TENANT, MAX_PAGE, BaseThreadStore, check_id
 
 __all__ = ["MigrationResult", "amigrate", "migrate"]
@@ -222,11 +229,9 @@ def _move_checkpoints(
     size: int,
     progress: Progress | None,
 ) -> Flow[tuple[int, int]]:
-    present = {
-        (ns, c) for _, ns, c in (yield from checkpoint_keys(target, thread_id, tenant, size))
-    }
+    present = set((yield from checkpoint_keys(target, thread_id, tenant, size)))
     keys = yield from checkpoint_keys(source, thread_id, tenant, size)
-    missing = [(ns, c) for _, ns, c in keys if (ns, c) not in present]
+    missing = [key for key in keys if key not in present]
     for start in range(len(missing) - 1, -1, -size):
         batch = missing[max(0, start - size + 1) : start + 1]
         for namespace, checkpoint_id in reversed(batch):
@@ -249,8 +254,7 @@ def _migrate_checkpoints(
     tally: _Tally,
 ) -> Flow[None]:
     if thread_ids is None:
-        keys = yield from checkpoint_keys(source, None, tenant, size)
-        thread_ids = list(dict.fromkeys(thread for thread, _, _ in keys))
+        thread_ids = yield from checkpoint_threads(source, tenant, size)
     for thread_id in thread_ids:
         tally.checkpoint_threads += 1
         try:

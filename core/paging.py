@@ -16,13 +16,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Final
 
-from memfold.checkpoints import BaseCheckpointStore
+from memfold.checkpoints import BaseCheckpointStore, Checkpoint
 from memfold.errors import InvalidInput
 from memfold.flows import Call, Flow
 from memfold.model import Message, ThreadInfo
 from memfold.stores import BaseThreadStore
 
-__all__ = ["PAGE_SIZE", "checkpoint_keys", "fresh", "load_page", "message_cursors"]
+__all__ = [
+    "PAGE_SIZE",
+    "checkpoint_keys",
+    "checkpoint_threads",
+    "fresh",
+    "load_page",
+    "message_cursors",
+]
 
 PAGE_SIZE: Final = 200
 """How many threads, messages, checkpoints, namespaces or memories one read fetches, unless a
@@ -69,23 +76,48 @@ def message_cursors(
         cursors.append(page[0].id)
 
 
-def checkpoint_keys(
-    store: BaseCheckpointStore, thread_id: str | None, tenant: str, size: int
-) -> Flow[list[tuple[str, str, str]]]:
-    """The ``(thread, namespace, checkpoint id)`` of every checkpoint (of one thread, or of the
-    tenant), newest first by id, read ``size`` at a time; the checkpoints sharing the id at a
-    page boundary (other threads or namespaces) are fetched whole so none is skipped."""
-    keys: list[tuple[str, str, str]] = []
+def _each_checkpoint(
+    store: BaseCheckpointStore,
+    thread_id: str | None,
+    tenant: str,
+    size: int,
+    visit: Callable[[Checkpoint], None],
+) -> Flow[None]:
+    """Call ``visit`` on every checkpoint (of one thread, or of the tenant), newest first by
+    id, read ``size`` at a time; the checkpoints sharing the id at a page boundary (other
+    threads or namespaces) are fetched whole so none is skipped."""
     before: str | None = None
     where = {"tenant": tenant, "limit": size}
     while True:
         page = yield Call(store, "list_checkpoints", (thread_id,), {**where, "before": before})
         if len(page) < size:
-            keys += [(c.thread_id, c.namespace, c.checkpoint_id) for c in page]
-            return keys
+            for c in page:
+                visit(c)
+            return
         before = page[-1].checkpoint_id
         tied = yield Call(
             store, "list_checkpoints", (thread_id,), {"tenant": tenant, "checkpoint_id": before}
         )
         for c in [c for c in page if c.checkpoint_id != before] + tied:
-            keys.append((c.thread_id, c.namespace, c.checkpoint_id))
+            visit(c)
+
+
+def checkpoint_keys(
+    store: BaseCheckpointStore, thread_id: str, tenant: str, size: int
+) -> Flow[list[tuple[str, str]]]:
+    """The ``(namespace, checkpoint id)`` of every checkpoint of a thread, newest first."""
+    keys: list[tuple[str, str]] = []
+    yield from _each_checkpoint(
+        store, thread_id, tenant, size, lambda c: keys.append((c.namespace, c.checkpoint_id))
+    )
+    return keys
+
+
+def checkpoint_threads(store: BaseCheckpointStore, tenant: str, size: int) -> Flow[list[str]]:
+    """The tenant's checkpoint threads, the most recent checkpoint's first (only their ids are
+    kept)."""
+    threads: dict[str, None] = {}
+    yield from _each_checkpoint(
+        store, None, tenant, size, lambda c: threads.setdefault(c.thread_id)
+    )
+    return list(threads)
