@@ -25,6 +25,7 @@ from memfold.erase import (
 from memfold.errors import (
     BackendUnavailable,
     Conflict,
+    EncryptionError,
     Erased,
     InvalidInput,
     LimitExceeded,
@@ -55,6 +56,7 @@ __all__ = [
     "Capabilities",
     "CheckpointStore",
     "Conflict",
+    "EncryptionError",
     "Erased",
     "ErasureReport",
     "InvalidInput",

@@ -66,7 +66,11 @@ class PutCheckpoint(Op[None]):
 
 @dataclass(frozen=True, slots=True)
 class PutCheckpointWrites(Op[None]):
-    """Attach pending writes to a checkpoint (which need not be stored yet)."""
+    """Attach pending writes to a checkpoint (which need not be stored yet).
+
+    With ``replace`` every write overwrites the one stored under its ``(task_id, idx)`` (key
+    rotation re-encrypts writes so); otherwise only writes with a negative ``idx`` do.
+    """
 
     tenant: str
     thread_id: str
@@ -75,6 +79,7 @@ class PutCheckpointWrites(Op[None]):
     writes: tuple[PendingWrite, ...]
     lease: Lease | None
     written_at: datetime
+    replace: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,9 +48,11 @@ from memfold.checkpoint_model import (
     SweepResult,
     Version,
 )
+from memfold.encryption import open_checkpoints, seal_blob, seal_value, seal_write, take_keyring
 from memfold.errors import Conflict, InvalidInput
 from memfold.limits import MAX_SECONDS, Limits, check_limits
 from memfold.model import JSON, utcnow
+from memfold.rotation import Progress, adrive, drive, rotate_checkpoints
 from memfold.stores import BaseStore, Capabilities, check_flag, check_id, check_time, encode_json
 from memfold.urls import flag, split_options, take_option
 
@@ -360,13 +362,17 @@ class BaseCheckpointStore(BaseStore):
         run_id = metadata.get("run_id")
         if isinstance(run_id, str) and run_id:
             check_id(run_id, "the run_id in checkpoint metadata")
+        body = _check_blob(body, "the checkpoint body", limits)
+        if self._keyring is not None:
+            body = seal_blob(self._keyring, body)
+            new_values = [(ch, v, seal_value(self._keyring, x)) for ch, v, x in new_values]
         return ops.PutCheckpoint(
             self.resolve_tenant(tenant),
             check_id(thread_id, "thread id"),
             check_namespace(namespace),
             check_id(checkpoint_id, "checkpoint id"),
             None if parent_id is None else check_id(parent_id, "parent checkpoint id"),
-            _check_blob(body, "the checkpoint body", limits),
+            body,
             dict(metadata),
             encode_json(dict(metadata), "checkpoint metadata", limits, "max_metadata_bytes"),
             dict(versions),
@@ -387,12 +393,15 @@ class BaseCheckpointStore(BaseStore):
     ) -> ops.PutCheckpointWrites:
         if isinstance(writes, str | bytes) or not isinstance(writes, Sequence):
             raise InvalidInput("writes must be a sequence of memfold PendingWrite")
+        checked = tuple(_check_write(w, self.limits) for w in writes)
+        if self._keyring is not None:
+            checked = tuple(seal_write(self._keyring, w) for w in checked)
         return ops.PutCheckpointWrites(
             self.resolve_tenant(tenant),
             check_id(thread_id, "thread id"),
             check_namespace(namespace),
             check_id(checkpoint_id, "checkpoint id"),
-            tuple(_check_write(w, self.limits) for w in writes),
+            checked,
             _check_lease(lease),
             utcnow(),
         )
@@ -541,7 +550,8 @@ class BaseCheckpointStore(BaseStore):
         tenant: str | None = None,
     ) -> Checkpoint | None:
         """A checkpoint by id, or the namespace's newest; None if there is no such checkpoint."""
-        return self.execute(self._get_op(thread_id, namespace, checkpoint_id, tenant))
+        found = self.execute(self._get_op(thread_id, namespace, checkpoint_id, tenant))
+        return None if found is None else open_checkpoints(self._keyring, [found])[0]
 
     def list_checkpoints(
         self,
@@ -559,9 +569,10 @@ class BaseCheckpointStore(BaseStore):
         ``filter`` keeps those whose metadata has each key equal to the given JSON value;
         ``before`` keeps ids strictly lower; ``limit`` counts after filtering.
         """
-        return self.execute(
+        found = self.execute(
             self._list_op(thread_id, namespace, checkpoint_id, filter, before, limit, tenant)
         )
+        return open_checkpoints(self._keyring, found)
 
     def restore(self, checkpoint: Checkpoint, *, tenant: str | None = None) -> None:
         """Store ``checkpoint`` as another store (or an export) held it: ids, parent, metadata,
@@ -688,7 +699,8 @@ class BaseCheckpointStore(BaseStore):
         tenant: str | None = None,
     ) -> Checkpoint | None:
         """Async `get`."""
-        return await self.aexecute(self._get_op(thread_id, namespace, checkpoint_id, tenant))
+        found = await self.aexecute(self._get_op(thread_id, namespace, checkpoint_id, tenant))
+        return None if found is None else open_checkpoints(self._keyring, [found])[0]
 
     async def alist_checkpoints(
         self,
@@ -702,9 +714,10 @@ class BaseCheckpointStore(BaseStore):
         tenant: str | None = None,
     ) -> list[Checkpoint]:
         """Async `list_checkpoints`."""
-        return await self.aexecute(
+        found = await self.aexecute(
             self._list_op(thread_id, namespace, checkpoint_id, filter, before, limit, tenant)
         )
+        return open_checkpoints(self._keyring, found)
 
     async def arestore(self, checkpoint: Checkpoint, *, tenant: str | None = None) -> None:
         """Async `restore`."""
@@ -768,6 +781,30 @@ class BaseCheckpointStore(BaseStore):
             )
         )
 
+    # Key rotation.
+
+    def rotate_key(self, *, tenant: str | None = None, progress: Progress | None = None) -> int:
+        """Re-encrypt the tenant's checkpoints (bodies, values, pending writes) under the
+        keyring's active key (plain ones too), each thread namespace parent first so list
+        values stay deltas; returns how many checkpoints were rewritten. Ids, parents, times
+        and metadata are kept; rows only the old key could read are swept; a rotated thread
+        counts as written now (for its TTL). Idempotent. ``progress(done, total)`` counts
+        checkpoints read.
+
+        Raises:
+            InvalidInput: the store has no keyring.
+            EncryptionError: a checkpoint's key is not in the keyring.
+        """
+        flow = rotate_checkpoints(self, self.resolve_tenant(tenant), 1, progress)
+        return drive(flow, self.execute)
+
+    async def arotate_key(
+        self, *, tenant: str | None = None, progress: Progress | None = None
+    ) -> int:
+        """Async `rotate_key`."""
+        flow = rotate_checkpoints(self, self.resolve_tenant(tenant), 1, progress)
+        return await adrive(flow, self.aexecute)
+
 
 def _check_policy(policy: RetentionPolicy) -> RetentionPolicy:
     if not isinstance(policy, RetentionPolicy):
@@ -803,8 +840,20 @@ def _build(url: str, options: Mapping[str, Any]) -> BaseCheckpointStore:
         raise InvalidInput(f"a store URL must be a str, got {type(url).__name__}")
     url, rest, require = take_option(url, options, "require_tenant", flag)
     require_tenant = check_flag(require, "require_tenant")
+    # Accepted so one URL opens every store kind; a checkpoint's values are a host's bytes,
+    # which memfold never reads, so there is nothing to redact.
+    url, rest, _ = take_option(url, rest, "redact", str)
+    if rest.get("redactor") is not None:
+        raise InvalidInput(
+            "checkpoint stores cannot redact: their values are a host's serialized bytes, "
+            "which memfold never reads. Redact threads and memories; encrypt checkpoints "
+            "with keyring="
+        )
+    rest.pop("redactor", None)
+    url, rest, keyring = take_keyring(url, rest)
     store = _backend(url, rest)
     store.require_tenant = require_tenant
+    store.keyring = keyring
     return store
 
 
@@ -846,8 +895,9 @@ def open_checkpoint_store(
     ``memory://?snapshot_every=32&keep_last=100``; keyword ``options`` go to the backend's
     constructor (``schema``, ``table_prefix`` and the driver options for SQL URLs). Every URL
     takes ``require_tenant=true`` (or the keyword ``require_tenant=True``): refuse every call
-    that names no ``tenant``. ``limits`` caps the size of what the store accepts
-    (`memfold.limits.Limits`; None: the defaults).
+    that names no ``tenant``; ``keyring=env`` (or ``keyring=Keyring(...)``): encrypt bodies,
+    values and pending writes at rest (see `memfold.encryption`). ``limits`` caps the size of
+    what the store accepts (`memfold.limits.Limits`; None: the defaults).
     """
     store = _build(url, options)
     store.limits = check_limits(limits)

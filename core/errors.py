@@ -9,6 +9,7 @@ MemfoldError
  ├── UnsupportedOperation   (also a NotImplementedError)
  ├── InvalidInput           (also a ValueError)
  │    └── LimitExceeded     (a value is over one of the store's `memfold.limits.Limits`)
+ ├── EncryptionError        (also a RuntimeError)
  └── BackendUnavailable     (also a ConnectionError)
 ```
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 __all__ = [
     "BackendUnavailable",
     "Conflict",
+    "EncryptionError",
     "Erased",
     "InvalidInput",
     "LimitExceeded",
@@ -63,6 +65,12 @@ class InvalidInput(MemfoldError, ValueError):
 class LimitExceeded(InvalidInput):
     """A value is larger or deeper than the store's limits allow (see `memfold.limits`); the
     message names the limit and how to raise it, and nothing was stored."""
+
+
+class EncryptionError(MemfoldError, RuntimeError):
+    """Stored data cannot be decrypted: its key id is not in the store's keyring (or the store
+    has none), the key under that id is not the one it was encrypted with, or the data was
+    altered. The message names the key id needed."""
 
 
 class BackendUnavailable(MemfoldError, ConnectionError):

@@ -33,7 +33,8 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 from urllib.parse import urlsplit
 
 from memfold import memory_ops as ops
-from memfold.errors import InvalidInput
+from memfold.encryption import open_memory_hits, open_records, seal_record, take_keyring
+from memfold.errors import InvalidInput, UnsupportedOperation
 from memfold.limits import MAX_NAMESPACE_BYTES, MAX_SECONDS, Limits, check_limits
 from memfold.memory_model import MemoryHit, MemoryRecord, Namespace
 from memfold.model import JSON, utcnow
@@ -41,7 +42,7 @@ from memfold.recall import feedback
 from memfold.recall.decay import check_decay, recency_factor
 from memfold.recall.dedupe import check_threshold
 from memfold.recall.embedders import Embedder
-from memfold.recall.filters import FilterSpec, parse_filter
+from memfold.recall.filters import Filter, FilterSpec, parse_filter
 from memfold.recall.hybrid import (
     DEFAULT_TEXT_WEIGHT,
     DEFAULT_VECTOR_WEIGHT,
@@ -51,6 +52,7 @@ from memfold.recall.hybrid import (
 from memfold.recall.text import terms as text_terms
 from memfold.recall.vectors import Matrix, kept_unit, unit
 from memfold.redaction import Redactor, check_redactor, take_redactor
+from memfold.rotation import Progress, adrive, drive, rotate_memories
 from memfold.stores import (
     BaseStore,
     Capabilities,
@@ -472,6 +474,20 @@ class BaseMemoryStore(BaseStore):
             checked.append(record if redactor is None else redactor.redact_record(record))
         return checked
 
+    def _default_weights(self) -> tuple[float, float]:
+        """The store's text and vector weights, or vectors alone when it encrypts the text."""
+        return (0.0, 1.0) if self._keyring is not None else (self.text_weight, self.vector_weight)
+
+    def _filter(self, filter: FilterSpec | None) -> Filter:
+        parsed = parse_filter(filter)
+        if self._keyring is not None and not parsed.always:
+            raise UnsupportedOperation(
+                "this store encrypts memory values (it has a keyring), so filters over them "
+                "cannot run: filter the records after reading them, or keep what you filter "
+                "on in the namespace"
+            )
+        return parsed
+
     def _to_embed(self, records: list[MemoryRecord]) -> list[int]:
         """Positions of the records the embedder should make vectors for."""
         if self.embedder is None or not self._capabilities.vector_search:
@@ -528,20 +544,26 @@ class BaseMemoryStore(BaseStore):
         *,
         keep_times: bool = False,
     ) -> ops.PutMemories:
-        """The write of ``stamped`` (checked records, times filled) with their vectors."""
+        """The write of ``stamped`` (checked records, times filled) with their vectors,
+        encrypted with the store's keyring."""
+        values = tuple(
+            encode_json(
+                r.value,
+                f"the value of memory {r.id!r}",
+                self.limits,
+                "max_memory_value_bytes",
+                nul=False,
+            )
+            for r in stamped
+        )
+        keyring = self._keyring
+        if keyring is not None:  # the limits are on what was written, not on its ciphertext
+            stamped = tuple(seal_record(keyring, r) for r in stamped)
+            values = tuple(encode_json(r.value, f"memory {r.id!r}") for r in stamped)
         return ops.PutMemories(
             stamped,
-            tuple(
-                encode_json(
-                    r.value,
-                    f"the value of memory {r.id!r}",
-                    self.limits,
-                    "max_memory_value_bytes",
-                    nul=False,
-                )
-                for r in stamped
-            ),
-            tuple(tuple(text_terms(r.text)) for r in stamped),
+            values,
+            tuple(() if keyring else tuple(text_terms(r.text)) for r in stamped),  # no words
             tuple(vectors),
             now,
             dedupe_threshold,
@@ -600,12 +622,13 @@ class BaseMemoryStore(BaseStore):
         if query is not None:
             query_terms = tuple(dict.fromkeys(text_terms(_check_text(query, self.limits, "query"))))
         wanted = vector if vector is not None else query_vector
+        default_tw, default_vw = self._default_weights()
         tw, vw = check_weights(
-            self.text_weight if text_weight is None else text_weight,
-            self.vector_weight if vector_weight is None else vector_weight,
+            default_tw if text_weight is None else text_weight,
+            default_vw if vector_weight is None else vector_weight,
         )
-        if query is not None and tw > 0 and not self._capabilities.full_text_search:
-            self._capabilities.require("full_text_search", self.name)
+        if query is not None and tw > 0 and not self.capabilities.full_text_search:
+            self.capabilities.require("full_text_search", self.name)
         if min_score is not None and (
             isinstance(min_score, bool)
             or not isinstance(min_score, int | float)
@@ -623,7 +646,7 @@ class BaseMemoryStore(BaseStore):
             namespace_key(check_namespace(prefix, "namespace prefix")),
             terms,
             qvec,
-            parse_filter(filter),
+            self._filter(filter),
             k,
             utcnow(),
             tw,
@@ -646,7 +669,7 @@ class BaseMemoryStore(BaseStore):
             )
         if vector is not None or query is None or self.embedder is None:
             return None
-        if (self.vector_weight if vector_weight is None else vector_weight) == 0:
+        if (self._default_weights()[1] if vector_weight is None else vector_weight) == 0:
             return None
         if not self._capabilities.vector_search:
             return None
@@ -674,7 +697,7 @@ class BaseMemoryStore(BaseStore):
     ) -> ops.ListMemories:
         return ops.ListMemories(
             namespace_key(check_namespace(prefix, "namespace prefix")),
-            parse_filter(filter),
+            self._filter(filter),
             _check_int(limit, "limit", 1, 10_000),
             _check_int(offset, "offset", 0, 10**12),
             utcnow(),
@@ -807,7 +830,7 @@ class BaseMemoryStore(BaseStore):
         made = self._embed([checked[i].text for i in positions]) if positions else []
         threshold = self.dedupe_threshold if dedupe_threshold == -1.0 else dedupe_threshold
         op = self._put_op(checked, made, positions, threshold)
-        return self._with_embeddings(self.execute(op), op)
+        return open_records(self._keyring, self._with_embeddings(self.execute(op), op))
 
     def restore_many(self, records: Sequence[MemoryRecord]) -> list[MemoryRecord]:
         """Store records as another store (or an export) held them, in one atomic write: ids,
@@ -821,7 +844,7 @@ class BaseMemoryStore(BaseStore):
             UnsupportedOperation: a record has a vector and the backend lacks vector search.
         """
         op = self._restore_op(records)
-        return self._with_embeddings(self.execute(op), op)
+        return open_records(self._keyring, self._with_embeddings(self.execute(op), op))
 
     def _embed(self, texts: list[str], kind: Any = "document") -> list[list[float]]:
         assert self.embedder is not None
@@ -842,7 +865,7 @@ class BaseMemoryStore(BaseStore):
     ) -> MemoryRecord | None:
         """The live record ``id`` of ``namespace``, or None. ``touch`` marks it used now and
         restarts its TTL."""
-        found = self.execute(self._get_op(namespace, (id,), touch, include_embedding))
+        found = self.get_many(namespace, (id,), touch=touch, include_embedding=include_embedding)
         return found[0] if found else None
 
     def get_many(
@@ -854,7 +877,8 @@ class BaseMemoryStore(BaseStore):
         include_embedding: bool = False,
     ) -> list[MemoryRecord]:
         """The live records of ``ids`` in ``namespace``, in that order; missing ids are skipped."""
-        return self.execute(self._get_op(namespace, ids, touch, include_embedding))
+        found = self.execute(self._get_op(namespace, ids, touch, include_embedding))
+        return open_records(self._keyring, found)
 
     def delete(self, namespace: Namespace, ids: str | Sequence[str]) -> int:
         """Delete records by id; returns how many existed."""
@@ -867,7 +891,7 @@ class BaseMemoryStore(BaseStore):
         one transaction; returns how many."""
         return self.execute(
             ops.DeleteMemoriesWhere(
-                namespace_key(check_namespace(prefix, "namespace prefix")), parse_filter(filter)
+                namespace_key(check_namespace(prefix, "namespace prefix")), self._filter(filter)
             )
         )
 
@@ -881,14 +905,15 @@ class BaseMemoryStore(BaseStore):
         include_embedding: bool = False,
     ) -> list[MemoryRecord]:
         """A page of the live records under ``prefix`` passing ``filter``, oldest first."""
-        return self.execute(self._list_op(prefix, filter, limit, offset, include_embedding))
+        found = self.execute(self._list_op(prefix, filter, limit, offset, include_embedding))
+        return open_records(self._keyring, found)
 
     def count(self, prefix: Namespace, *, filter: FilterSpec | None = None) -> int:
         """How many live records under ``prefix`` pass ``filter``."""
         return self.execute(
             ops.CountMemories(
                 namespace_key(check_namespace(prefix, "namespace prefix")),
-                parse_filter(filter),
+                self._filter(filter),
                 utcnow(),
             )
         )
@@ -931,10 +956,11 @@ class BaseMemoryStore(BaseStore):
             half_life_seconds, decay_weight, touch, include_embedding,
         )  # fmt: skip
         if not (expand_query and op.terms):
-            return self.execute(op)
+            return open_memory_hits(self._keyring, self.execute(op))
         first = self.execute(_first_pass(op))
         second = _expanded(op, first)
-        return first[: op.k] if second is None else self.execute(second)
+        hits = first[: op.k] if second is None else self.execute(second)
+        return open_memory_hits(self._keyring, hits)
 
     def list_namespaces(
         self,
@@ -970,7 +996,7 @@ class BaseMemoryStore(BaseStore):
         while True:
             # Re-embedded records stop being stale (unless forced), so the next page of stale
             # records starts at 0 again; forced runs page through by offset.
-            batch = self.execute(page(done if force else 0))
+            batch = open_records(self._keyring, self.execute(page(done if force else 0)))
             if not batch:
                 return done
             vectors = self._embed([r.text for r in batch])
@@ -1006,18 +1032,20 @@ class BaseMemoryStore(BaseStore):
         made = await self._aembed([checked[i].text for i in positions]) if positions else []
         threshold = self.dedupe_threshold if dedupe_threshold == -1.0 else dedupe_threshold
         op = self._put_op(checked, made, positions, threshold)
-        return self._with_embeddings(await self.aexecute(op), op)
+        return open_records(self._keyring, self._with_embeddings(await self.aexecute(op), op))
 
     async def arestore_many(self, records: Sequence[MemoryRecord]) -> list[MemoryRecord]:
         """Async `restore_many`."""
         op = self._restore_op(records)
-        return self._with_embeddings(await self.aexecute(op), op)
+        return open_records(self._keyring, self._with_embeddings(await self.aexecute(op), op))
 
     async def aget(
         self, namespace: Namespace, id: str, *, touch: bool = False, include_embedding: bool = False
     ) -> MemoryRecord | None:
         """Async `get`."""
-        found = await self.aexecute(self._get_op(namespace, (id,), touch, include_embedding))
+        found = await self.aget_many(
+            namespace, (id,), touch=touch, include_embedding=include_embedding
+        )
         return found[0] if found else None
 
     async def aget_many(
@@ -1029,7 +1057,8 @@ class BaseMemoryStore(BaseStore):
         include_embedding: bool = False,
     ) -> list[MemoryRecord]:
         """Async `get_many`."""
-        return await self.aexecute(self._get_op(namespace, ids, touch, include_embedding))
+        found = await self.aexecute(self._get_op(namespace, ids, touch, include_embedding))
+        return open_records(self._keyring, found)
 
     async def adelete(self, namespace: Namespace, ids: str | Sequence[str]) -> int:
         """Async `delete`."""
@@ -1041,7 +1070,7 @@ class BaseMemoryStore(BaseStore):
         """Async `delete_where`."""
         return await self.aexecute(
             ops.DeleteMemoriesWhere(
-                namespace_key(check_namespace(prefix, "namespace prefix")), parse_filter(filter)
+                namespace_key(check_namespace(prefix, "namespace prefix")), self._filter(filter)
             )
         )
 
@@ -1055,14 +1084,15 @@ class BaseMemoryStore(BaseStore):
         include_embedding: bool = False,
     ) -> list[MemoryRecord]:
         """Async `list_records`."""
-        return await self.aexecute(self._list_op(prefix, filter, limit, offset, include_embedding))
+        found = await self.aexecute(self._list_op(prefix, filter, limit, offset, include_embedding))
+        return open_records(self._keyring, found)
 
     async def acount(self, prefix: Namespace, *, filter: FilterSpec | None = None) -> int:
         """Async `count`."""
         return await self.aexecute(
             ops.CountMemories(
                 namespace_key(check_namespace(prefix, "namespace prefix")),
-                parse_filter(filter),
+                self._filter(filter),
                 utcnow(),
             )
         )
@@ -1092,10 +1122,11 @@ class BaseMemoryStore(BaseStore):
             half_life_seconds, decay_weight, touch, include_embedding,
         )  # fmt: skip
         if not (expand_query and op.terms):
-            return await self.aexecute(op)
+            return open_memory_hits(self._keyring, await self.aexecute(op))
         first = await self.aexecute(_first_pass(op))
         second = _expanded(op, first)
-        return first[: op.k] if second is None else await self.aexecute(second)
+        hits = first[: op.k] if second is None else await self.aexecute(second)
+        return open_memory_hits(self._keyring, hits)
 
     async def alist_namespaces(
         self,
@@ -1125,7 +1156,7 @@ class BaseMemoryStore(BaseStore):
         model, count, page = self._reembed_ops(prefix, force, batch_size)
         total, done = await self.aexecute(count), 0
         while True:
-            batch = await self.aexecute(page(done if force else 0))
+            batch = open_records(self._keyring, await self.aexecute(page(done if force else 0)))
             if not batch:
                 return done
             vectors = await self._aembed([r.text for r in batch])
@@ -1134,6 +1165,38 @@ class BaseMemoryStore(BaseStore):
             done += len(batch)
             if progress is not None:
                 progress(done, max(total, done))
+
+    # Key rotation.
+
+    def rotate_key(
+        self,
+        prefix: Namespace,
+        *,
+        batch_size: int = 500,
+        progress: Progress | None = None,
+    ) -> int:
+        """Re-encrypt the live records under ``prefix`` (text and value) under the keyring's
+        active key (plain ones too), ``batch_size`` at a time, keeping their times, vectors and
+        TTLs; returns how many were rewritten. Expired records are swept first. Idempotent.
+        ``progress(done, total)`` counts records read.
+
+        Raises:
+            InvalidInput: the store has no keyring, or a bad prefix.
+            EncryptionError: a record's key is not in the keyring.
+        """
+        key = namespace_key(check_namespace(prefix, "namespace prefix"))
+        return drive(rotate_memories(self, key, batch_size, progress), self.execute)
+
+    async def arotate_key(
+        self,
+        prefix: Namespace,
+        *,
+        batch_size: int = 500,
+        progress: Progress | None = None,
+    ) -> int:
+        """Async `rotate_key`."""
+        key = namespace_key(check_namespace(prefix, "namespace prefix"))
+        return await adrive(rotate_memories(self, key, batch_size, progress), self.aexecute)
 
 
 _OPTIONS: dict[str, Callable[[str], Any]] = {
@@ -1152,9 +1215,11 @@ def _build(url: str, options: Mapping[str, Any]) -> BaseMemoryStore:
     url, rest, require = take_option(url, options, "require_tenant", flag)
     require_tenant = check_flag(require, "require_tenant")
     url, rest, redactor = take_redactor(url, rest)
+    url, rest, keyring = take_keyring(url, rest)
     store = _backend(url, rest)
     store.require_tenant = require_tenant
     store.redactor = redactor
+    store.keyring = keyring
     return store
 
 
@@ -1194,8 +1259,9 @@ def open_memory_store(
     ``vector_weight`` (e.g. ``memory://?capacity=1000``); keyword ``options`` go to the
     backend (``embedder=``, and ``schema``/``table_prefix`` and the driver options for SQL),
     except ``redactor=`` (or ``?redact=default``), which redacts records before they are
-    embedded and stored (see `memfold.redaction`). ``limits`` caps the size of what the store
-    accepts (`memfold.limits.Limits`; None: the defaults).
+    embedded and stored (see `memfold.redaction`), and ``keyring=`` (or ``?keyring=env``),
+    which encrypts their text and value at rest (see `memfold.encryption`). ``limits`` caps
+    the size of what the store accepts (`memfold.limits.Limits`; None: the defaults).
     """
     store = _build(url, options)
     store.limits = check_limits(limits)

@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 from memfold.backends.memory import MemoryThreadStore
 from memfold.backends.sql import SQLThreadStore
 from memfold.checkpoints import BaseCheckpointStore, open_checkpoint_store
+from memfold.encryption import take_keyring
 from memfold.errors import InvalidInput
 from memfold.limits import Limits, check_limits
 from memfold.memories import BaseMemoryStore, open_memory_store
@@ -38,9 +39,11 @@ def _build(url: str, options: dict[str, Any]) -> BaseThreadStore:
     url, options, require = take_option(url, options, "require_tenant", flag)
     require_tenant = check_flag(require, "require_tenant")
     url, options, redactor = take_redactor(url, options)
+    url, options, keyring = take_keyring(url, options)
     store = _backend(url, options)
     store.require_tenant = require_tenant
     store.redactor = redactor
+    store.keyring = keyring
     return store
 
 
@@ -102,7 +105,8 @@ def open_store(
     `SQLThreadStore`), ``require_tenant=True`` (or ``?require_tenant=true`` in the URL):
     refuse every call that names no ``tenant`` (see `BaseStore.require_tenant`), and
     ``redactor=`` (or ``?redact=default``): redact messages before they are stored (see
-    `memfold.redaction`). ``limits`` caps the size of what the store accepts
+    `memfold.redaction`), ``keyring=`` (or ``?keyring=env``): encrypt them at rest (see
+    `memfold.encryption`). ``limits`` caps the size of what the store accepts
     (`memfold.limits.Limits`; None: the defaults).
     """
     store = _build(url, options)
@@ -123,9 +127,9 @@ async def aopen_store(
     return store
 
 
-def open_stores(url: str) -> list[AnyStore]:
+def open_stores(url: str, **options: Any) -> list[AnyStore]:
     """A store of every kind ``url`` opens (thread, checkpoint and memory stores, in that
-    order; a kind the URL does not support is left out), each set up.
+    order; a kind the URL does not support is left out), each set up with ``options``.
 
     Raises:
         InvalidInput: no kind opens ``url``.
@@ -134,7 +138,7 @@ def open_stores(url: str) -> list[AnyStore]:
     errors: list[InvalidInput] = []
     for opener in (open_store, open_checkpoint_store, open_memory_store):
         try:
-            stores.append(opener(url))
+            stores.append(opener(url, **options))
         except InvalidInput as exc:
             errors.append(exc)
     if not stores:

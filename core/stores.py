@@ -18,16 +18,18 @@ import os
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from types import TracebackType
 from typing import Final, Protocol, Self, TypeVar, runtime_checkable
 
 from memfold import ops
+from memfold.encryption import Keyring, check_keyring, open_hits, open_messages, seal_message
 from memfold.errors import Conflict, InvalidInput, UnsupportedOperation
 from memfold.limits import DEFAULT_LIMITS, Limits, check_tree
 from memfold.model import JSON, Message, MessageHit, ThreadInfo, ensure_sequence, utcnow
 from memfold.redaction import Redactor, check_redactor
+from memfold.rotation import Progress, adrive, drive, rotate_threads
 from memfold.schema_steps import SchemaSteps
 
 __all__ = [
@@ -76,6 +78,9 @@ class Capabilities:
     """Memories can be stored with vectors and searched by them."""
     effect_journal: bool = False
     """The store keeps an effect journal of completed tool calls (see `memfold.journal`)."""
+    encrypted: bool = False
+    """Content is encrypted at rest (see `memfold.encryption`), which turns full-text search
+    off; vector search, listing and metadata keep working."""
 
     def require(self, name: str, backend: str) -> None:
         """Raise `UnsupportedOperation` unless capability ``name`` is declared."""
@@ -225,12 +230,17 @@ def check_message(message: Message, what: str, limits: Limits) -> str:
 
 
 def _prepare(
-    messages: Message | Sequence[Message], redactor: Redactor | None, limits: Limits
-) -> tuple[tuple[Message, ...], tuple[str, ...]]:
+    messages: Message | Sequence[Message],
+    redactor: Redactor | None,
+    limits: Limits,
+    keyring: Keyring | None,
+) -> tuple[tuple[Message, ...], tuple[Message, ...], tuple[str, ...]]:
     """Give each message an id and a time, redact it (with a ``redactor``), check it against
-    ``limits``, and encode it."""
+    ``limits``, and encrypt it (with a ``keyring``). Returns the messages as the caller gets
+    them back, as they are stored, and the stored ones encoded."""
     now = utcnow()
     ready: list[Message] = []
+    stored: list[Message] = []
     bodies: list[str] = []
     seen: set[str] = set()
     for m in ensure_sequence(messages):
@@ -246,8 +256,13 @@ def _prepare(
         if redactor is not None:
             m = redactor.redact_message(m)
         ready.append(m)
-        bodies.append(check_message(m, f"message {message_id!r}", limits))
-    return tuple(ready), tuple(bodies)
+        body = check_message(m, f"message {message_id!r}", limits)
+        if keyring is not None:  # the limits are on what was written, not on its ciphertext
+            m = seal_message(keyring, m)
+            body = encode_json(m.to_dict(), f"message {message_id!r}")
+        stored.append(m)
+        bodies.append(body)
+    return tuple(ready), tuple(stored), tuple(bodies)
 
 
 @runtime_checkable
@@ -346,13 +361,28 @@ class BaseStore(ABC):
     """The size limits enforced before anything reaches the backend (see `memfold.limits`);
     set by ``limits=`` when the store is opened, or assign another `memfold.limits.Limits`."""
 
+    _keyring: Keyring | None = None
+
     def __init__(self, capabilities: Capabilities) -> None:
         self._capabilities = capabilities
 
     @property
     def capabilities(self) -> Capabilities:
-        """What this backend can do."""
-        return self._capabilities
+        """What this backend can do (with a `keyring`: ``encrypted``, and no full-text
+        search)."""
+        if self._keyring is None:
+            return self._capabilities
+        return replace(self._capabilities, full_text_search=False, encrypted=True)
+
+    @property
+    def keyring(self) -> Keyring | None:
+        """The keys content is encrypted under at rest (None, the default: stored as
+        written). See `memfold.encryption`."""
+        return self._keyring
+
+    @keyring.setter
+    def keyring(self, keyring: Keyring | None) -> None:
+        self._keyring = check_keyring(keyring)
 
     def resolve_tenant(self, tenant: str | None) -> str:
         """The tenant a call acts for: ``tenant`` if it names one, else `DEFAULT_TENANT`.
@@ -448,26 +478,25 @@ class BaseThreadStore(BaseStore):
 
     def _append_op(
         self, thread_id: str, messages: Message | Sequence[Message], tenant: str | None
-    ) -> ops.AppendMessages:
-        ready, bodies = _prepare(messages, self._redactor, self.limits)
-        return ops.AppendMessages(
-            self.resolve_tenant(tenant), check_id(thread_id, "thread id"), ready, bodies
-        )
+    ) -> tuple[ops.AppendMessages, tuple[Message, ...]]:
+        ready, stored, bodies = _prepare(messages, self._redactor, self.limits, self._keyring)
+        tenant = self.resolve_tenant(tenant)
+        return ops.AppendMessages(tenant, check_id(thread_id, "thread id"), stored, bodies), ready
 
     def _replace_op(
         self, thread_id: str, messages: Message | Sequence[Message], tenant: str | None
-    ) -> ops.ReplaceThread:
-        ready, bodies = _prepare(messages, self._redactor, self.limits)
-        return ops.ReplaceThread(*self._thread_key(thread_id, tenant), ready, bodies)
+    ) -> tuple[ops.ReplaceThread, tuple[Message, ...]]:
+        ready, stored, bodies = _prepare(messages, self._redactor, self.limits, self._keyring)
+        return ops.ReplaceThread(*self._thread_key(thread_id, tenant), stored, bodies), ready
 
     def _update_op(
         self, thread_id: str, messages: Message | Sequence[Message], tenant: str | None
-    ) -> ops.UpdateMessages:
+    ) -> tuple[ops.UpdateMessages, tuple[Message, ...]]:
         found = ensure_sequence(messages)
         if any(m.id is None for m in found):
             raise InvalidInput("update_messages needs the id of each message to rewrite")
-        ready, bodies = _prepare(found, self._redactor, self.limits)
-        return ops.UpdateMessages(*self._thread_key(thread_id, tenant), ready, bodies)
+        ready, stored, bodies = _prepare(found, self._redactor, self.limits, self._keyring)
+        return ops.UpdateMessages(*self._thread_key(thread_id, tenant), stored, bodies), ready
 
     def _delete_messages_op(
         self, thread_id: str, message_ids: Sequence[str], tenant: str | None
@@ -490,7 +519,7 @@ class BaseThreadStore(BaseStore):
     def _search_op(
         self, query: str, thread_id: str | None, tenant: str | None, limit: int
     ) -> ops.SearchMessages:
-        self._capabilities.require("full_text_search", self.name)
+        self.capabilities.require("full_text_search", self.name)
         if not isinstance(query, str) or not query.strip():
             raise InvalidInput("search query must be a non-empty str")
         return ops.SearchMessages(
@@ -552,9 +581,9 @@ class BaseThreadStore(BaseStore):
             InvalidInput: a bad id, a duplicate message id, or metadata that is not JSON.
             Conflict: a message id already in the thread.
         """
-        op = self._append_op(thread_id, messages, tenant)
+        op, ready = self._append_op(thread_id, messages, tenant)
         self.execute(op)
-        return list(op.messages)
+        return list(ready)
 
     def replace(
         self,
@@ -565,9 +594,9 @@ class BaseThreadStore(BaseStore):
     ) -> list[Message]:
         """Swap a thread's messages for ``messages`` in one transaction (readers see either
         the old thread or the new one); returns them as stored."""
-        op = self._replace_op(thread_id, messages, tenant)
+        op, ready = self._replace_op(thread_id, messages, tenant)
         self.execute(op)
-        return list(op.messages)
+        return list(ready)
 
     def update_messages(
         self,
@@ -581,9 +610,9 @@ class BaseThreadStore(BaseStore):
         Raises:
             NotFound: an id is not in the thread (then nothing is changed).
         """
-        op = self._update_op(thread_id, messages, tenant)
+        op, ready = self._update_op(thread_id, messages, tenant)
         self.execute(op)
-        return list(op.messages)
+        return list(ready)
 
     def delete_messages(
         self, thread_id: str, message_ids: Sequence[str], *, tenant: str | None = None
@@ -592,7 +621,8 @@ class BaseThreadStore(BaseStore):
 
         Ids not in the thread are ignored.
         """
-        return self.execute(self._delete_messages_op(thread_id, message_ids, tenant))
+        removed = self.execute(self._delete_messages_op(thread_id, message_ids, tenant))
+        return open_messages(self._keyring, removed)
 
     def load(
         self,
@@ -610,7 +640,8 @@ class BaseThreadStore(BaseStore):
         Raises:
             NotFound: ``before`` names no message of the thread.
         """
-        return self.execute(self._load_op(thread_id, last, before, tenant))
+        loaded = self.execute(self._load_op(thread_id, last, before, tenant))
+        return open_messages(self._keyring, loaded)
 
     def count(self, thread_id: str, *, tenant: str | None = None) -> int:
         """How many messages a thread holds (0 for an unknown thread)."""
@@ -670,7 +701,8 @@ class BaseThreadStore(BaseStore):
         Raises:
             UnsupportedOperation: the backend has no full-text search.
         """
-        return self.execute(self._search_op(query, thread_id, tenant, limit))
+        hits = self.execute(self._search_op(query, thread_id, tenant, limit))
+        return open_hits(self._keyring, hits)
 
     # Async API: the same operations, awaited.
 
@@ -682,9 +714,9 @@ class BaseThreadStore(BaseStore):
         tenant: str | None = None,
     ) -> list[Message]:
         """Async `append`."""
-        op = self._append_op(thread_id, messages, tenant)
+        op, ready = self._append_op(thread_id, messages, tenant)
         await self.aexecute(op)
-        return list(op.messages)
+        return list(ready)
 
     async def areplace(
         self,
@@ -694,9 +726,9 @@ class BaseThreadStore(BaseStore):
         tenant: str | None = None,
     ) -> list[Message]:
         """Async `replace`."""
-        op = self._replace_op(thread_id, messages, tenant)
+        op, ready = self._replace_op(thread_id, messages, tenant)
         await self.aexecute(op)
-        return list(op.messages)
+        return list(ready)
 
     async def aupdate_messages(
         self,
@@ -706,15 +738,16 @@ class BaseThreadStore(BaseStore):
         tenant: str | None = None,
     ) -> list[Message]:
         """Async `update_messages`."""
-        op = self._update_op(thread_id, messages, tenant)
+        op, ready = self._update_op(thread_id, messages, tenant)
         await self.aexecute(op)
-        return list(op.messages)
+        return list(ready)
 
     async def adelete_messages(
         self, thread_id: str, message_ids: Sequence[str], *, tenant: str | None = None
     ) -> list[Message]:
         """Async `delete_messages`."""
-        return await self.aexecute(self._delete_messages_op(thread_id, message_ids, tenant))
+        removed = await self.aexecute(self._delete_messages_op(thread_id, message_ids, tenant))
+        return open_messages(self._keyring, removed)
 
     async def aload(
         self,
@@ -725,7 +758,8 @@ class BaseThreadStore(BaseStore):
         tenant: str | None = None,
     ) -> list[Message]:
         """Async `load`."""
-        return await self.aexecute(self._load_op(thread_id, last, before, tenant))
+        loaded = await self.aexecute(self._load_op(thread_id, last, before, tenant))
+        return open_messages(self._keyring, loaded)
 
     async def acount(self, thread_id: str, *, tenant: str | None = None) -> int:
         """Async `count`."""
@@ -772,4 +806,36 @@ class BaseThreadStore(BaseStore):
         limit: int = 10,
     ) -> list[MessageHit]:
         """Async `search`."""
-        return await self.aexecute(self._search_op(query, thread_id, tenant, limit))
+        hits = await self.aexecute(self._search_op(query, thread_id, tenant, limit))
+        return open_hits(self._keyring, hits)
+
+    # Key rotation.
+
+    def rotate_key(
+        self,
+        *,
+        tenant: str | None = None,
+        batch_size: int = 500,
+        progress: Progress | None = None,
+    ) -> int:
+        """Re-encrypt the tenant's messages under the keyring's active key (plain ones too),
+        ``batch_size`` messages at a time; returns how many were rewritten. Idempotent: run it
+        again to finish one that stopped. ``progress(done, total)`` counts messages read.
+
+        Raises:
+            InvalidInput: the store has no keyring.
+            EncryptionError: a message's key is not in the keyring.
+        """
+        flow = rotate_threads(self, self.resolve_tenant(tenant), batch_size, progress)
+        return drive(flow, self.execute)
+
+    async def arotate_key(
+        self,
+        *,
+        tenant: str | None = None,
+        batch_size: int = 500,
+        progress: Progress | None = None,
+    ) -> int:
+        """Async `rotate_key`."""
+        flow = rotate_threads(self, self.resolve_tenant(tenant), batch_size, progress)
+        return await adrive(flow, self.aexecute)

@@ -136,8 +136,8 @@ def test_public_api_is_pinned() -> None:
     assert sorted(memfold.__all__) == sorted(
         [
             "DEFAULT_TENANT", "BackendUnavailable", "BaseThreadStore", "Capabilities",
-            "CheckpointStore", "Conflict", "Erased", "ErasureReport", "InvalidInput",
-            "LimitExceeded", "Limits", "MemfoldError", "MemoryHit", "MemoryRecord",
+            "CheckpointStore", "Conflict", "EncryptionError", "Erased", "ErasureReport",
+            "InvalidInput", "LimitExceeded", "Limits", "MemfoldError", "MemoryHit", "MemoryRecord",
             "MemoryStore", "Message", "MessageHit", "MigrationResult", "NotFound", "Part",
             "RetentionPolicy", "SchemaTooNew", "Subject", "ThreadInfo", "ThreadStore", "ToolCall",
             "UnsupportedOperation", "__version__", "aerase", "alift_erasure", "amigrate",

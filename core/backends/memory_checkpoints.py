@@ -278,7 +278,7 @@ class MemoryCheckpointStore(BaseCheckpointStore):
         stored = space.writes.setdefault(op.checkpoint_id, {})
         for write in op.writes:
             slot = (write.task_id, write.idx)
-            if write.idx >= 0 and slot in stored:
+            if write.idx >= 0 and slot in stored and not op.replace:
                 continue
             stored[slot] = write
         self._touch(thread, op.written_at, writer, until)

@@ -11,10 +11,11 @@ $ memfold export --output backup.jsonl
 $ memfold import backup.jsonl --url sqlite:///copy.db
 $ memfold migrate sqlite:///chat.db postgresql://localhost/chat
 $ memfold db upgrade --url postgresql://localhost/chat --dry-run
+$ MEMFOLD_KEYS=k2:...,k1:... memfold rotate-key --url sqlite:///chat.db
 ```
 """
 
-from memfold.cli import db, maintenance, threads, transfer
+from memfold.cli import db, maintenance, privacy, threads, transfer
 from memfold.cli.common import app
 
-__all__ = ["app", "db", "maintenance", "threads", "transfer"]
+__all__ = ["app", "db", "maintenance", "privacy", "threads", "transfer"]

@@ -473,7 +473,7 @@ class RedisCheckpointStore(BaseCheckpointStore):
         mutations: list[str | bytes | int] = []
         for write in op.writes:
             field = write_field(me, write)
-            kind = "N" if write.idx >= 0 else "H"
+            kind = "N" if write.idx >= 0 and not op.replace else "H"
             mutations += (kind, _KEYS["w"], field, encode_write(self.codec, write))
             mutations += ("Z", _KEYS["x"], 0, field)
         reply = yield self._apply(

@@ -527,9 +527,9 @@ class CheckpointPlans:
             }
             for write in op.writes
         ]
-        if kept := [r for r in rows if r["idx"] >= 0]:
+        if kept := [r for r in rows if r["idx"] >= 0 and not op.replace]:
             yield self._insert_write, kept
-        if replaced := [r for r in rows if r["idx"] < 0]:
+        if replaced := [r for r in rows if r["idx"] < 0 or op.replace]:
             yield self._replace_write, replaced
         yield self._touched(key, now, writer, until)
 
