@@ -14,8 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from memfold.checkpoints import BaseCheckpointStore
 from memfold.cli.common import DEFAULT_URL, Tenant, Url, app, err, errors, out
 from memfold.encryption import KEYS_ENV, Keyring
-from memfold.memories import BaseMemoryStore
-from memfold.open import open_every_kind
+from memfold.open import AnyStore, open_stores
 from memfold.stores import DEFAULT_TENANT, BaseThreadStore
 
 __all__ = ["rotate_key"]
@@ -41,7 +40,7 @@ def rotate_key(
     done: dict[str, int] = {}
     with errors():
         keyring = Keyring.from_env() if keys_file is None else Keyring.from_file(keys_file)
-        stores = open_every_kind(url, keyring=keyring)
+        stores = open_stores(url, keyring=keyring)
         try:
             with Progress(*columns, console=err(), transient=True) as bar:
                 for store in stores:
@@ -76,7 +75,7 @@ def rotate_key(
 _ONE = {"messages": "message", "checkpoints": "checkpoint", "memories": "memory"}
 
 
-def _kind(store: BaseThreadStore | BaseCheckpointStore | BaseMemoryStore) -> str:
+def _kind(store: AnyStore) -> str:
     if isinstance(store, BaseThreadStore):
         return "messages"
     if isinstance(store, BaseCheckpointStore):
