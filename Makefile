@@ -57,7 +57,7 @@ bench-checkpoints: $(VENV)/.all
 bench-load: $(VENV)/.all services
 	$(BIN)/python benchmarks/load.py
 
-# The SIGKILL crash suite with 20 times the kill points of make test (about half an hour).
+# The SIGKILL crash suite with 2,000 kill points per store kind and backend (make test: 70).
 soak: $(VENV)/.all services
 	MEMFOLD_CRASH_KILLS=2000 $(BIN)/pytest -q -n auto tests/reliability/test_crash.py
 

@@ -11,7 +11,7 @@ SQLite, passes ``PRAGMA integrity_check``.
 Writers are forked from a *zygote*: a single-threaded process that opened the store once
 (imports and compiled statements, but no connection), so a kill point costs a fork, a
 connection and the writes rather than a new interpreter. ``MEMFOLD_CRASH_KILLS`` sets the kills
-per store kind and backend (``make soak`` runs many more).
+per store kind and backend: 70 by default, so 210 per backend (``make soak`` runs 2,000).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from memfold.memories import open_memory_store
 from memfold.recall.embedders import HashingEmbedder
 from tests.support import MEMORY_DIMS, PG_URL, drop_store, postgres_store
 
-KILLS = int(os.environ.get("MEMFOLD_CRASH_KILLS", "100"))
+KILLS = int(os.environ.get("MEMFOLD_CRASH_KILLS", "70"))
 MAX_DELAY = 0.025  # seconds between the writer's first write and its kill, at most
 CHAIN = 25  # kills per checkpoint thread, so that the checkpointed list stays short
 LEASE = Lease("crash-writer", 60)  # every writer process is the same logical writer
@@ -381,15 +381,17 @@ def test_killed_memory_writers_lose_no_acknowledged_write(
             if found != memories_after(done):
                 assert found == memories_after(done + 1), "not what the acknowledged writes made"
                 done += 1
-            touched = {memory_write(i)[0] for i in range(stored, done)} & found.keys()
-            for record_id in touched:
+            touched = [memory_write(i)[0] for i in range(stored, done)]
+            present = [record_id for record_id in touched if record_id in found]
+            for record_id in present:
                 record = reader.get(NAMESPACE, record_id, include_embedding=True)
                 assert record is not None
                 assert record.embedding is not None
                 expected = embedder.embed([record.text])[0]
                 assert np.allclose(record.embedding, expected, atol=1e-6), record_id
-                hits = reader.search(NAMESPACE, record.text, k=1)
-                assert [h.record.id for h in hits] == [record_id]
+            if present:  # the newest write is found by its text
+                hits = reader.search(NAMESPACE, found[present[-1]][0], k=1)
+                assert [h.record.id for h in hits] == present[-1:]
             stored = done
     assert acknowledged >= KILLS // 2, "most writers should get a write in before the kill"
     check_integrity(url)
