@@ -45,7 +45,9 @@ def expansion_terms(query: Sequence[str], hits: Sequence[Sequence[str]]) -> tupl
         return ()
     asked = set(query)
     spread = Counter(t for doc in hits for t in set(doc))
-    shared = Counter(t for doc in hits[:FEEDBACK_HITS] for t in set(doc) if t not in asked)
+    shared = Counter(
+        t for doc in hits[:FEEDBACK_HITS] for t in dict.fromkeys(doc) if t not in asked
+    )
     limit = MAX_SPREAD * len(hits)
     ranked = [t for t, n in shared.most_common() if n >= MIN_SHARED and spread[t] < limit]
     return tuple(ranked[:MAX_TERMS])
