@@ -24,6 +24,7 @@ from datetime import datetime
 from typing import TypeAlias
 
 from memfold.model import JSON
+from memfold.retention import RetentionPolicy, SweepResult
 
 __all__ = [
     "Blob",
@@ -128,31 +129,6 @@ class Lease:
     writer: str
     seconds: float
     handover: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class RetentionPolicy:
-    """What a sweep removes.
-
-    ``keep_last`` keeps the newest N checkpoints of each thread namespace; ``max_age_seconds``
-    drops older checkpoints (the newest of each namespace always stays); ``ttl_seconds``
-    deletes whole threads not written for that long (a thread's own TTL, set with
-    ``set_thread_ttl``, wins).
-    """
-
-    keep_last: int | None = None
-    max_age_seconds: float | None = None
-    ttl_seconds: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class SweepResult:
-    """What one sweep removed."""
-
-    threads: int = 0
-    checkpoints: int = 0
-    blobs: int = 0
-    writes: int = 0
 
 
 @dataclass(frozen=True, slots=True)

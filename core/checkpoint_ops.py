@@ -163,11 +163,13 @@ class ReleaseThread(Op[bool]):
 
 @dataclass(frozen=True, slots=True)
 class SweepCheckpoints(Op[SweepResult]):
-    """Apply a retention policy to one tenant, or to all when ``tenant`` is None."""
+    """Apply a retention policy to one tenant, or to all when ``tenant`` is None; with
+    ``dry_run``, only count."""
 
     tenant: str | None
     policy: RetentionPolicy
     now: datetime
+    dry_run: bool = False
 
 
 @dataclass(frozen=True, slots=True)

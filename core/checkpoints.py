@@ -28,7 +28,7 @@ Examples:
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
@@ -50,8 +50,9 @@ from memfold.checkpoint_model import (
 )
 from memfold.encryption import open_checkpoints, seal_blob, seal_value, seal_write, take_keyring
 from memfold.errors import Conflict, InvalidInput
-from memfold.limits import MAX_SECONDS, Limits, check_limits
+from memfold.limits import Limits, check_limits
 from memfold.model import JSON, utcnow
+from memfold.retention import POLICY_OPTIONS, check_policy, check_seconds, policy_from_options
 from memfold.rotation import Progress, adrive, drive, rotate_checkpoints
 from memfold.stores import BaseStore, Capabilities, check_flag, check_id, check_time, encode_json
 from memfold.urls import flag, split_options, take_option
@@ -93,21 +94,6 @@ def _check_limit(value: object) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise InvalidInput(f"limit must be None or an int >= 0, got {value!r}")
     return value
-
-
-def _check_seconds(value: object, what: str) -> float | None:
-    if value is None:
-        return None
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not 0 < value <= MAX_SECONDS
-    ):
-        raise InvalidInput(
-            f"{what} must be a number of seconds from 0 (excluded) to {MAX_SECONDS:,} "
-            f"(MAX_SECONDS, 100 years) or None, got {value!r}"
-        )
-    return float(value)
 
 
 def _check_blob(value: object, what: str, limits: Limits) -> Blob:
@@ -164,7 +150,7 @@ def _check_lease(lease: object) -> Lease | None:
     if not isinstance(lease, Lease):
         raise InvalidInput(f"lease must be a memfold Lease or None, got {type(lease).__name__}")
     check_id(lease.writer, "lease writer")
-    if _check_seconds(lease.seconds, "lease seconds") is None:
+    if check_seconds(lease.seconds, "lease seconds") is None:
         raise InvalidInput("a lease needs its seconds: how long the writer's claim lasts")
     return lease
 
@@ -296,10 +282,18 @@ class CheckpointStore(Protocol):
     def release(self, thread_id: str, writer: str, *, tenant: str | None = ...) -> bool: ...
     async def arelease(self, thread_id: str, writer: str, *, tenant: str | None = ...) -> bool: ...
     def sweep(
-        self, policy: RetentionPolicy | None = None, *, tenant: str | None = None
+        self,
+        policy: RetentionPolicy | None = None,
+        *,
+        tenant: str | None = None,
+        dry_run: bool = False,
     ) -> SweepResult: ...
     async def asweep(
-        self, policy: RetentionPolicy | None = None, *, tenant: str | None = None
+        self,
+        policy: RetentionPolicy | None = None,
+        *,
+        tenant: str | None = None,
+        dry_run: bool = False,
     ) -> SweepResult: ...
     def stats(self, thread_id: str | None = None, *, tenant: str | None = ...) -> StorageStats: ...
     async def astats(
@@ -461,14 +455,19 @@ class BaseCheckpointStore(BaseStore):
         return ops.SetCheckpointThreadTTL(
             self.resolve_tenant(tenant),
             check_id(thread_id, "thread id"),
-            _check_seconds(ttl_seconds, "ttl_seconds"),
+            check_seconds(ttl_seconds, "ttl_seconds"),
         )
 
-    def _sweep_op(self, policy: RetentionPolicy | None, tenant: str | None) -> ops.SweepCheckpoints:
+    def _sweep_op(
+        self, policy: RetentionPolicy | None, tenant: str | None, dry_run: bool
+    ) -> ops.SweepCheckpoints:
+        if not isinstance(dry_run, bool):
+            raise InvalidInput(f"dry_run must be a bool, got {dry_run!r}")
         return ops.SweepCheckpoints(
             None if tenant is None and not self.require_tenant else self.resolve_tenant(tenant),
             self.retention if policy is None else _check_policy(policy),
             utcnow(),
+            dry_run,
         )
 
     def _restore_ops(
@@ -636,12 +635,17 @@ class BaseCheckpointStore(BaseStore):
         return self.execute(ops.ReleaseThread(tenant, thread_id, check_id(writer, "writer")))
 
     def sweep(
-        self, policy: RetentionPolicy | None = None, *, tenant: str | None = None
+        self,
+        policy: RetentionPolicy | None = None,
+        *,
+        tenant: str | None = None,
+        dry_run: bool = False,
     ) -> SweepResult:
         """Apply a retention policy (the store's own by default) to one tenant or all (all
         only if the store does not `require_tenant`), leaving no values or writes that no
-        checkpoint needs; returns what was removed."""
-        return self.execute(self._sweep_op(policy, tenant))
+        checkpoint needs; returns what was removed. With ``dry_run``, count what would go
+        and change nothing."""
+        return self.execute(self._sweep_op(policy, tenant, dry_run))
 
     def stats(self, thread_id: str | None = None, *, tenant: str | None = None) -> StorageStats:
         """Rows and payload bytes of one thread, or of the whole tenant."""
@@ -765,10 +769,14 @@ class BaseCheckpointStore(BaseStore):
         return await self.aexecute(ops.ReleaseThread(tenant, thread_id, check_id(writer, "writer")))
 
     async def asweep(
-        self, policy: RetentionPolicy | None = None, *, tenant: str | None = None
+        self,
+        policy: RetentionPolicy | None = None,
+        *,
+        tenant: str | None = None,
+        dry_run: bool = False,
     ) -> SweepResult:
         """Async `sweep`."""
-        return await self.aexecute(self._sweep_op(policy, tenant))
+        return await self.aexecute(self._sweep_op(policy, tenant, dry_run))
 
     async def astats(
         self, thread_id: str | None = None, *, tenant: str | None = None
@@ -806,23 +814,21 @@ class BaseCheckpointStore(BaseStore):
         return await adrive(flow, self.aexecute)
 
 
-def _check_policy(policy: RetentionPolicy) -> RetentionPolicy:
-    if not isinstance(policy, RetentionPolicy):
-        raise InvalidInput(f"expected a RetentionPolicy, got {type(policy).__name__}")
-    keep: object = policy.keep_last
-    if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 1):
-        raise InvalidInput(f"keep_last must be an int >= 1 or None, got {keep!r}")
-    _check_seconds(policy.max_age_seconds, "max_age_seconds")
-    _check_seconds(policy.ttl_seconds, "ttl_seconds")
-    return policy
+def _check_policy(policy: object) -> RetentionPolicy:
+    """``policy`` if it is a `RetentionPolicy` a checkpoint store can apply."""
+    checked = check_policy(policy)
+    if checked.max_threads is not None:
+        raise InvalidInput(
+            "max_threads is for thread stores: give a checkpoint store keep_last, "
+            "max_age_seconds and ttl_seconds (policy.for_kind('checkpoints'))"
+        )
+    return checked
 
 
-_MEMORY_OPTIONS: dict[str, type] = {
+_MEMORY_OPTIONS: dict[str, Callable[[str], Any]] = {
     "snapshot_every": int,
     "min_growth": float,
-    "keep_last": int,
-    "max_age_seconds": float,
-    "ttl_seconds": float,
+    **POLICY_OPTIONS,
 }
 
 
@@ -832,7 +838,8 @@ def _split(url: str, *, strict: bool = False) -> tuple[str, dict[str, Any]]:
     policy = DeltaPolicy(
         **{k: parsed.pop(k) for k in ("snapshot_every", "min_growth") if k in parsed}
     )
-    return plain, {"delta_policy": policy, "retention": RetentionPolicy(**parsed)}
+    retention = policy_from_options(parsed).for_kind("checkpoints")
+    return plain, {"delta_policy": policy, "retention": retention}
 
 
 def _build(url: str, options: Mapping[str, Any]) -> BaseCheckpointStore:

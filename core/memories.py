@@ -52,6 +52,13 @@ from memfold.recall.hybrid import (
 from memfold.recall.text import terms as text_terms
 from memfold.recall.vectors import Matrix, kept_unit, unit
 from memfold.redaction import Redactor, check_redactor, take_redactor
+from memfold.retention import (
+    POLICY_OPTIONS,
+    RetentionPolicy,
+    SweepResult,
+    check_policy,
+    policy_from_options,
+)
 from memfold.rotation import Progress, adrive, drive, rotate_memories
 from memfold.stores import (
     BaseStore,
@@ -174,6 +181,17 @@ def _check_ids(ids: object) -> tuple[str, ...]:
     if not isinstance(ids, Sequence):
         raise InvalidInput("ids must be a str or a sequence of str")
     return tuple(dict.fromkeys(_check_memory_id(i) for i in ids))
+
+
+def _check_policy(policy: object) -> RetentionPolicy:
+    """``policy`` if it is a `RetentionPolicy` a memory store can apply."""
+    checked = check_policy(policy)
+    if checked.ttl_seconds is not None or checked.max_threads is not None:
+        raise InvalidInput(
+            "memories have no threads, and each record carries its own ttl_seconds: give a "
+            "memory store only keep_last and max_age_seconds (policy.for_kind('memories'))"
+        )
+    return checked
 
 
 def expiry(now: datetime, ttl_seconds: float | None) -> datetime | None:
@@ -359,8 +377,20 @@ class MemoryStore(Protocol):
         limit: int = 100,
         offset: int = 0,
     ) -> list[Namespace]: ...
-    def sweep(self) -> int: ...
-    async def asweep(self) -> int: ...
+    def sweep(
+        self,
+        policy: RetentionPolicy | None = None,
+        *,
+        tenant: str | None = None,
+        dry_run: bool = False,
+    ) -> SweepResult: ...
+    async def asweep(
+        self,
+        policy: RetentionPolicy | None = None,
+        *,
+        tenant: str | None = None,
+        dry_run: bool = False,
+    ) -> SweepResult: ...
     def reembed(
         self,
         prefix: Namespace,
@@ -394,6 +424,8 @@ class BaseMemoryStore(BaseStore):
             then least recently used (None: no limit).
         text_weight: default weight of the text ranking in ``search`` (None: 0.5).
         vector_weight: default weight of the vector ranking in ``search`` (None: 0.5).
+        retention: what `sweep` removes besides expired records when called without a policy
+            (``keep_last`` and ``max_age_seconds``; see `memfold.retention`).
     """
 
     def __init__(
@@ -406,8 +438,10 @@ class BaseMemoryStore(BaseStore):
         capacity: int | None = None,
         text_weight: float | None = None,
         vector_weight: float | None = None,
+        retention: RetentionPolicy | None = None,
     ) -> None:
         super().__init__(capabilities)
+        self.retention = _check_policy(retention or RetentionPolicy())
         if embedder is not None and not isinstance(embedder, Embedder):
             raise InvalidInput("embedder must have model, dimensions, embed and aembed")
         self.embedder = embedder
@@ -975,10 +1009,33 @@ class BaseMemoryStore(BaseStore):
         to ``max_depth`` labels, sorted and de-duplicated."""
         return self.execute(self._namespaces_op(prefix, suffix, max_depth, limit, offset))
 
-    def sweep(self) -> int:
-        """Delete the expired records (they are never returned even before this); returns how
-        many."""
-        return self.execute(ops.SweepMemories(utcnow()))
+    def _sweep_op(
+        self, policy: RetentionPolicy | None, tenant: str | None, dry_run: bool
+    ) -> ops.SweepMemories:
+        if not isinstance(dry_run, bool):
+            raise InvalidInput(f"dry_run must be a bool, got {dry_run!r}")
+        policy = self.retention if policy is None else _check_policy(policy)
+        if tenant is None and not self.require_tenant:
+            prefix = ""
+        else:
+            prefix = namespace_key((self.resolve_tenant(tenant),))
+        return ops.SweepMemories(utcnow(), policy, prefix, dry_run)
+
+    def sweep(
+        self,
+        policy: RetentionPolicy | None = None,
+        *,
+        tenant: str | None = None,
+        dry_run: bool = False,
+    ) -> SweepResult:
+        """Delete the expired records (they are never returned even before this), then what a
+        retention policy (the store's own by default) removes: records created more than
+        ``max_age_seconds`` ago, and all but the newest ``keep_last`` of each namespace.
+
+        ``tenant`` limits it to the namespaces starting with that label; with ``dry_run``,
+        count what would go and change nothing. Returns the records removed.
+        """
+        return SweepResult(records=self.execute(self._sweep_op(policy, tenant, dry_run)))
 
     def reembed(
         self,
@@ -1140,9 +1197,16 @@ class BaseMemoryStore(BaseStore):
         """Async `list_namespaces`."""
         return await self.aexecute(self._namespaces_op(prefix, suffix, max_depth, limit, offset))
 
-    async def asweep(self) -> int:
+    async def asweep(
+        self,
+        policy: RetentionPolicy | None = None,
+        *,
+        tenant: str | None = None,
+        dry_run: bool = False,
+    ) -> SweepResult:
         """Async `sweep`."""
-        return await self.aexecute(ops.SweepMemories(utcnow()))
+        found = await self.aexecute(self._sweep_op(policy, tenant, dry_run))
+        return SweepResult(records=found)
 
     async def areembed(
         self,
@@ -1205,7 +1269,16 @@ _OPTIONS: dict[str, Callable[[str], Any]] = {
     "capacity": int,
     "text_weight": float,
     "vector_weight": float,
+    **POLICY_OPTIONS,
 }
+
+
+def _with_policy(options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` with its retention options (`POLICY_OPTIONS`) made into ``retention``; a
+    URL shared with threads may name their options too, which memories have no use for."""
+    if any(k in options for k in POLICY_OPTIONS):
+        options["retention"] = policy_from_options(options).for_kind("memories")
+    return options
 
 
 def _build(url: str, options: Mapping[str, Any]) -> BaseMemoryStore:
@@ -1228,22 +1301,23 @@ def _backend(url: str, options: Mapping[str, Any]) -> BaseMemoryStore:
     if parts.scheme == "memory":
         from memfold.backends.memory_memories import MemoryMemoryStore
 
-        return MemoryMemoryStore(**{**split_options(url, _OPTIONS, strict=True)[1], **options})
+        ours = _with_policy(split_options(url, _OPTIONS, strict=True)[1])
+        return MemoryMemoryStore(**{**ours, **options})
     if parts.scheme.split("+")[0] in ("sqlite", "postgresql", "postgres"):
         from memfold.backends.sql.memory_store import SQLMemoryStore
 
         plain, ours = split_options(url, _OPTIONS, strict=False)
-        return SQLMemoryStore(plain, **{**ours, **options})
+        return SQLMemoryStore(plain, **{**_with_policy(ours), **options})
     if parts.scheme in ("chroma", "chroma+http"):
         from memfold.backends.chroma.store import ChromaMemoryStore
 
         plain, ours = split_options(url, _OPTIONS, strict=True)
-        return ChromaMemoryStore(plain, **{**ours, **options})
+        return ChromaMemoryStore(plain, **{**_with_policy(ours), **options})
     if parts.scheme in ("redis", "rediss", "unix"):
         from memfold.backends.redis.memory_store import RedisMemoryStore
 
         plain, ours = split_options(url, _OPTIONS, strict=False)
-        return RedisMemoryStore(plain, **{**ours, **options})
+        return RedisMemoryStore(plain, **{**_with_policy(ours), **options})
     raise InvalidInput(
         f"unknown memory store URL {url!r}: use memory://, sqlite:///path.db, postgresql://..., "
         "chroma:///dir, chroma+http://host:port or redis://host:port/0"
@@ -1256,7 +1330,9 @@ def open_memory_store(
     """Open the memory store at ``url`` and (unless ``setup=False``) create its schema.
 
     URL query options: ``dimensions``, ``dedupe_threshold``, ``capacity``, ``text_weight``,
-    ``vector_weight`` (e.g. ``memory://?capacity=1000``); keyword ``options`` go to the
+    ``vector_weight``, and the retention options ``keep_last`` and ``max_age_seconds`` (see
+    `memfold.retention`; ``ttl_seconds`` and ``max_threads`` are the threads', left out here)
+    (e.g. ``memory://?capacity=1000``); keyword ``options`` go to the
     backend (``embedder=``, and ``schema``/``table_prefix`` and the driver options for SQL),
     except ``redactor=`` (or ``?redact=default``), which redacts records before they are
     embedded and stored (see `memfold.redaction`), and ``keyring=`` (or ``?keyring=env``),

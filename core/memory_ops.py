@@ -7,13 +7,14 @@ Namespaces travel as `memfold.memories.namespace_key` strings; vectors as unit f
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from memfold.memory_model import MemoryHit, MemoryRecord, Namespace
 from memfold.ops import Op
 from memfold.recall.filters import Filter
 from memfold.recall.vectors import Matrix
+from memfold.retention import RetentionPolicy
 
 __all__ = [
     "CountMemories",
@@ -161,6 +162,12 @@ class SetEmbeddings(Op[int]):
 
 @dataclass(frozen=True, slots=True)
 class SweepMemories(Op[int]):
-    """Delete every record expired at ``now`` (through the expiry index); returns how many."""
+    """Delete every record under ``prefix`` (a namespace key prefix; "" for all) expired at
+    ``now`` (through the expiry index), then those ``policy`` removes: records created more
+    than ``max_age_seconds`` ago, and all but the newest ``keep_last`` of each namespace. With
+    ``dry_run``, only count. Returns how many records went."""
 
     now: datetime
+    policy: RetentionPolicy = field(default_factory=RetentionPolicy)
+    prefix: str = ""
+    dry_run: bool = False

@@ -10,27 +10,43 @@ Examples:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeAlias
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from memfold.backends.memory import MemoryThreadStore
 from memfold.backends.sql import SQLThreadStore
-from memfold.checkpoints import BaseCheckpointStore, open_checkpoint_store
+from memfold.checkpoints import (
+    BaseCheckpointStore,
+    aopen_checkpoint_store,
+    open_checkpoint_store,
+)
 from memfold.encryption import take_keyring
 from memfold.errors import InvalidInput
 from memfold.limits import Limits, check_limits
-from memfold.memories import BaseMemoryStore, open_memory_store
+from memfold.memories import BaseMemoryStore, aopen_memory_store, open_memory_store
 from memfold.redaction import take_redactor
+from memfold.retention import KINDS, POLICY_OPTIONS, check_kinds, policy_from_options
 from memfold.stores import BaseThreadStore, check_flag
 from memfold.urls import flag, split_options, take_option
 
-__all__ = ["AnyStore", "aopen_store", "create_memory", "open_store", "open_stores"]
+__all__ = [
+    "AnyStore",
+    "aopen_store",
+    "aopen_stores",
+    "create_memory",
+    "open_store",
+    "open_stores",
+]
 
 AnyStore: TypeAlias = BaseThreadStore | BaseCheckpointStore | BaseMemoryStore
 """A store of any kind: threads, checkpoints or long-term memories."""
 
-_MEMORY_OPTIONS = {"max_threads": int, "max_messages_per_thread": int, "ttl_seconds": float}
+_MEMORY_OPTIONS: dict[str, Callable[[str], Any]] = {
+    **POLICY_OPTIONS,
+    "max_messages_per_thread": int,
+}
 
 
 def _build(url: str, options: dict[str, Any]) -> BaseThreadStore:
@@ -56,7 +72,10 @@ def _backend(url: str, options: dict[str, Any]) -> BaseThreadStore:
             **{**split_options(url, _MEMORY_OPTIONS, strict=True)[1], **options}
         )
     if scheme in ("sqlite", "postgresql", "postgres"):
-        return SQLThreadStore(url, **options)  # postgresql needs the postgres extra
+        plain, ours = split_options(url, POLICY_OPTIONS, strict=False)
+        if ours:
+            options = {"retention": policy_from_options(ours), **options}
+        return SQLThreadStore(plain, **options)  # postgresql needs the postgres extra
     if scheme in ("redis", "rediss"):
         from memfold.backends.redis import RedisThreadStore  # needs the redis extra
 
@@ -107,7 +126,9 @@ def open_store(
     ``redactor=`` (or ``?redact=default``): redact messages before they are stored (see
     `memfold.redaction`), ``keyring=`` (or ``?keyring=env``): encrypt them at rest (see
     `memfold.encryption`). ``limits`` caps the size of what the store accepts
-    (`memfold.limits.Limits`; None: the defaults).
+    (`memfold.limits.Limits`; None: the defaults). Every URL takes the store's retention
+    policy as query options (``keep_last``, ``max_age_seconds``, ``ttl_seconds``,
+    ``max_threads``; see `memfold.retention`), e.g. ``sqlite:///chat.db?ttl_seconds=2592000``.
     """
     store = _build(url, options)
     store.limits = check_limits(limits)
@@ -127,22 +148,53 @@ async def aopen_store(
     return store
 
 
-def open_stores(url: str, **options: Any) -> list[AnyStore]:
+_OPENERS: dict[str, tuple[Callable[..., Any], Callable[..., Any]]] = {
+    "threads": (open_store, aopen_store),
+    "checkpoints": (open_checkpoint_store, aopen_checkpoint_store),
+    "memories": (open_memory_store, aopen_memory_store),
+}
+
+
+def open_stores(
+    url: str, *, kinds: Iterable[str] = KINDS, setup: bool = True, **options: Any
+) -> list[AnyStore]:
     """A store of every kind ``url`` opens (thread, checkpoint and memory stores, in that
-    order; a kind the URL does not support is left out), each set up with ``options``.
+    order; a kind the URL does not support is left out), each opened with ``options``.
+
+    Args:
+        url: the store URL.
+        kinds: only these kinds (``"threads"``, ``"checkpoints"``, ``"memories"``).
+        setup: create or upgrade each store's schema.
+        options: each kind's open options (``keyring=``, ``redactor=``, ...).
 
     Raises:
-        InvalidInput: no kind opens ``url``.
+        InvalidInput: no kind opens ``url``, or an unknown kind.
     """
     stores: list[AnyStore] = []
     errors: list[InvalidInput] = []
-    for opener in (open_store, open_checkpoint_store, open_memory_store):
+    for kind in check_kinds(kinds):
         try:
-            stores.append(opener(url, **options))
+            stores.append(_OPENERS[kind][0](url, setup=setup, **options))
         except InvalidInput as exc:
             errors.append(exc)
     if not stores:
-        raise errors[0]
+        raise errors[0] if errors else InvalidInput("no store kind was asked for")
+    return stores
+
+
+async def aopen_stores(
+    url: str, *, kinds: Iterable[str] = KINDS, setup: bool = True, **options: Any
+) -> list[AnyStore]:
+    """Async `open_stores`: schemas are set up without blocking the event loop."""
+    stores: list[AnyStore] = []
+    errors: list[InvalidInput] = []
+    for kind in check_kinds(kinds):
+        try:
+            stores.append(await _OPENERS[kind][1](url, setup=setup, **options))
+        except InvalidInput as exc:
+            errors.append(exc)
+    if not stores:
+        raise errors[0] if errors else InvalidInput("no store kind was asked for")
     return stores
 
 

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Generic, TypeVar
 
 from memfold.model import JSON, Message, MessageHit, ThreadInfo
+from memfold.retention import RetentionPolicy, SweepResult
 
 __all__ = [
     "AppendMessages",
@@ -29,6 +30,9 @@ __all__ = [
     "RestoreThread",
     "SearchMessages",
     "SetThreadMetadata",
+    "SetThreadTTL",
+    "SweepThreads",
+    "ThreadSweep",
     "UpdateMessages",
 ]
 
@@ -176,3 +180,32 @@ class SearchMessages(Op[list[MessageHit]]):
     query: str
     thread_id: str | None
     limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class SetThreadTTL(Op[bool]):
+    """Set or clear a thread's own time to live; returns whether the thread exists."""
+
+    tenant: str
+    thread_id: str
+    ttl_seconds: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadSweep:
+    """What a thread sweep removed, and the ``(tenant, thread_id)`` of every thread it changed
+    or deleted (a tiered store drops those from its hot tier)."""
+
+    removed: SweepResult
+    changed: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SweepThreads(Op[ThreadSweep]):
+    """Apply a retention policy to one tenant's threads, or every tenant's when ``tenant`` is
+    None; with ``dry_run``, only count."""
+
+    tenant: str | None
+    policy: RetentionPolicy
+    now: datetime
+    dry_run: bool = False

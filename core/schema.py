@@ -18,11 +18,11 @@ Examples:
     >>> from memfold import schema
     >>> url = f"sqlite:///{pathlib.Path(tempfile.mkdtemp()) / 'chat.db'}"
     >>> [(s.kind, s.version, [p.version for p in s.pending]) for s in schema.status(url)]
-    [('threads', 0, [1, 2, 3, 4]), ('checkpoints', 0, [1, 2, 3]), ('memories', 0, [1, 2, 3])]
+    [('threads', 0, [1, 2, 3, 4, 5]), ('checkpoints', 0, [1, 2, 3]), ('memories', 0, [1, 2, 3, 4])]
     >>> [len(s.pending) for s in schema.upgrade(url, dry_run=True)]  # changes nothing
-    [4, 3, 3]
+    [5, 3, 4]
     >>> [len(s.pending) for s in schema.upgrade(url)]
-    [4, 3, 3]
+    [5, 3, 4]
     >>> all(s.up_to_date for s in schema.status(url))
     True
 """

@@ -17,7 +17,7 @@ Examples:
     >>> store = open_store(f"sqlite:///{pathlib.Path(tempfile.mkdtemp()) / 'x.db'}")
     >>> [(s.kind, s.backend, s.version, s.latest) for s in
     ...  (steps.status() for steps in store.schema_steps())]
-    [('threads', 'sqlite', 4, 4)]
+    [('threads', 'sqlite', 5, 5)]
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ from memfold.errors import Conflict, InvalidInput, UnsupportedOperation
 from memfold.limits import DEFAULT_LIMITS, Limits, check_tree
 from memfold.model import JSON, Message, MessageHit, ThreadInfo, ensure_sequence, utcnow
 from memfold.redaction import Redactor, check_redactor
+from memfold.retention import RetentionPolicy, SweepResult, check_policy, check_seconds
 from memfold.rotation import Progress, adrive, drive, rotate_threads
 from memfold.schema_steps import SchemaSteps
 
@@ -345,6 +346,26 @@ class ThreadStore(Protocol):
     async def asearch(
         self, query: str, *, thread_id: str | None = None, tenant: str | None = ..., limit: int = 10
     ) -> list[MessageHit]: ...
+    def set_thread_ttl(
+        self, thread_id: str, ttl_seconds: float | None, *, tenant: str | None = ...
+    ) -> bool: ...
+    async def aset_thread_ttl(
+        self, thread_id: str, ttl_seconds: float | None, *, tenant: str | None = ...
+    ) -> bool: ...
+    def sweep(
+        self,
+        policy: RetentionPolicy | None = None,
+        *,
+        tenant: str | None = None,
+        dry_run: bool = False,
+    ) -> SweepResult: ...
+    async def asweep(
+        self,
+        policy: RetentionPolicy | None = None,
+        *,
+        tenant: str | None = None,
+        dry_run: bool = False,
+    ) -> SweepResult: ...
 
 
 class BaseStore(ABC):
@@ -461,7 +482,18 @@ class BaseStore(ABC):
 
 
 class BaseThreadStore(BaseStore):
-    """The public `ThreadStore` API, written once over ``execute``/``aexecute``."""
+    """The public `ThreadStore` API, written once over ``execute``/``aexecute``.
+
+    Args:
+        capabilities: what the backend can do.
+        retention: what `sweep` removes when called without a policy.
+    """
+
+    def __init__(
+        self, capabilities: Capabilities, *, retention: RetentionPolicy | None = None
+    ) -> None:
+        super().__init__(capabilities)
+        self.retention = check_policy(retention or RetentionPolicy())
 
     _redactor: Redactor | None = None
 
@@ -563,6 +595,25 @@ class BaseThreadStore(BaseStore):
 
     def _thread_key(self, thread_id: str, tenant: str | None) -> tuple[str, str]:
         return self.resolve_tenant(tenant), check_id(thread_id, "thread id")
+
+    def _ttl_op(
+        self, thread_id: str, ttl_seconds: float | None, tenant: str | None
+    ) -> ops.SetThreadTTL:
+        return ops.SetThreadTTL(
+            *self._thread_key(thread_id, tenant), check_seconds(ttl_seconds, "ttl_seconds")
+        )
+
+    def _sweep_op(
+        self, policy: RetentionPolicy | None, tenant: str | None, dry_run: bool
+    ) -> ops.SweepThreads:
+        if not isinstance(dry_run, bool):
+            raise InvalidInput(f"dry_run must be a bool, got {dry_run!r}")
+        return ops.SweepThreads(
+            None if tenant is None and not self.require_tenant else self.resolve_tenant(tenant),
+            self.retention if policy is None else check_policy(policy),
+            utcnow(),
+            dry_run,
+        )
 
     # Sync API.
 
@@ -704,6 +755,29 @@ class BaseThreadStore(BaseStore):
         hits = self.execute(self._search_op(query, thread_id, tenant, limit))
         return open_hits(self._keyring, hits)
 
+    def set_thread_ttl(
+        self, thread_id: str, ttl_seconds: float | None, *, tenant: str | None = None
+    ) -> bool:
+        """Let `sweep` delete this thread ``ttl_seconds`` after its last write, whatever the
+        policy's TTL (None clears it); returns whether the thread exists."""
+        return self.execute(self._ttl_op(thread_id, ttl_seconds, tenant))
+
+    def sweep(
+        self,
+        policy: RetentionPolicy | None = None,
+        *,
+        tenant: str | None = None,
+        dry_run: bool = False,
+    ) -> SweepResult:
+        """Apply a retention policy (the store's own by default) to one tenant or all (all
+        only if the store does not `require_tenant`), oldest first, never leaving a tool
+        result without its call (see `memfold.retention`).
+
+        With ``dry_run``, count what would go and change nothing. Returns the threads and
+        messages removed (a thread deleted whole counts its messages too).
+        """
+        return self.execute(self._sweep_op(policy, tenant, dry_run)).removed
+
     # Async API: the same operations, awaited.
 
     async def aappend(
@@ -839,3 +913,19 @@ class BaseThreadStore(BaseStore):
         """Async `rotate_key`."""
         flow = rotate_threads(self, self.resolve_tenant(tenant), batch_size, progress)
         return await adrive(flow, self.aexecute)
+
+    async def aset_thread_ttl(
+        self, thread_id: str, ttl_seconds: float | None, *, tenant: str | None = None
+    ) -> bool:
+        """Async `set_thread_ttl`."""
+        return await self.aexecute(self._ttl_op(thread_id, ttl_seconds, tenant))
+
+    async def asweep(
+        self,
+        policy: RetentionPolicy | None = None,
+        *,
+        tenant: str | None = None,
+        dry_run: bool = False,
+    ) -> SweepResult:
+        """Async `sweep`."""
+        return (await self.aexecute(self._sweep_op(policy, tenant, dry_run))).removed

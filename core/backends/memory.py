@@ -1,8 +1,10 @@
 """The in-process backend (``memory://``): the default, fast, gone when the process exits.
 
-Bounded on request: ``max_threads`` and ``max_messages_per_thread`` evict oldest first (the least
-recently updated thread, the earliest messages), and ``ttl_seconds`` expires threads that have
-not been written for that long.
+Bounded on request, on every write: ``max_threads`` and ``max_messages_per_thread`` evict oldest
+first (a tenant's least recently updated thread, a thread's earliest messages, never leaving a
+tool result without its call), and ``ttl_seconds`` expires threads that have not been written
+for that long (unless they have a TTL of their own). The same bounds are the store's retention
+policy, which `sweep` applies too, with ``max_age_seconds`` and each thread's own TTL.
 """
 
 from __future__ import annotations
@@ -10,14 +12,15 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from dataclasses import replace as with_fields
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from memfold import ops
 from memfold.errors import Conflict, InvalidInput, NotFound
 from memfold.fulltext import tokenize
-from memfold.limits import MAX_SECONDS
 from memfold.model import JSON, Message, MessageHit, ThreadInfo, utcnow
+from memfold.retention import RetentionPolicy, SweepResult, check_policy, tool_safe_cut
 from memfold.stores import BaseThreadStore, Capabilities, not_following
 from memfold.tombstones import (
     USER_KEY,
@@ -41,6 +44,7 @@ class _Thread:
     positions: dict[str, int] = field(default_factory=dict)
     trimmed: int = 0
     metadata: dict[str, JSON] = field(default_factory=dict)
+    ttl: float | None = None
 
     def info(self, tenant: str, thread_id: str) -> ThreadInfo:
         return ThreadInfo(
@@ -49,19 +53,27 @@ class _Thread:
         )  # fmt: skip
 
 
-def _positive(value: int | None, what: str) -> int | None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-        raise InvalidInput(f"{what} must be a positive int or None, got {value!r}")
-    return value
+def _first_newer(messages: list[Message], cutoff: datetime) -> int:
+    """How many of the oldest ``messages`` were created before ``cutoff``, in a row."""
+    for i, m in enumerate(messages):
+        if m.created_at is None or m.created_at >= cutoff:
+            return i
+    return len(messages)
 
 
 class MemoryThreadStore(BaseThreadStore):
     """Threads held in a dict, guarded by a lock so background threads can share it.
 
     Args:
-        max_threads: keep at most this many threads; the least recently updated go first.
-        max_messages_per_thread: keep at most this many messages per thread, dropping the oldest.
+        retention: what `sweep` removes by default; its ``max_threads``, ``keep_last`` and
+            ``ttl_seconds`` also apply on every write. The other arguments set its fields.
+        max_threads: keep at most this many threads per tenant; the least recently updated go
+            first.
+        max_messages_per_thread: keep at most this many messages per thread, dropping the
+            oldest (the policy's ``keep_last``).
         ttl_seconds: forget a thread this long after its last write.
+        keep_last: the same as ``max_messages_per_thread``.
+        max_age_seconds: let `sweep` remove messages older than this.
     """
 
     name = "memory"
@@ -69,22 +81,36 @@ class MemoryThreadStore(BaseThreadStore):
     def __init__(
         self,
         *,
+        retention: RetentionPolicy | None = None,
         max_threads: int | None = None,
         max_messages_per_thread: int | None = None,
         ttl_seconds: float | None = None,
+        keep_last: int | None = None,
+        max_age_seconds: float | None = None,
     ) -> None:
-        super().__init__(Capabilities(transactions=True, full_text_search=True, ttl=True))
-        self.max_threads = _positive(max_threads, "max_threads")
-        self.max_messages_per_thread = _positive(max_messages_per_thread, "max_messages_per_thread")
-        if ttl_seconds is not None and not 0 < ttl_seconds <= MAX_SECONDS:
-            raise InvalidInput(
-                f"ttl_seconds must be from 0 (excluded) to {MAX_SECONDS:,} (MAX_SECONDS) or None, "
-                f"got {ttl_seconds!r}"
+        bounds: dict[str, Any] = {
+            "max_threads": max_threads,
+            "keep_last": keep_last if max_messages_per_thread is None else max_messages_per_thread,
+            "ttl_seconds": ttl_seconds,
+            "max_age_seconds": max_age_seconds,
+        }
+        policy = check_policy(
+            with_fields(
+                retention or RetentionPolicy(),
+                **{k: v for k, v in bounds.items() if v is not None},
             )
-        self.ttl = None if ttl_seconds is None else timedelta(seconds=ttl_seconds)
+        )
+        super().__init__(
+            Capabilities(transactions=True, full_text_search=True, ttl=True), retention=policy
+        )
+        self.max_threads = policy.max_threads
+        self.max_messages_per_thread = policy.keep_last
+        self.ttl = None if policy.ttl_seconds is None else timedelta(seconds=policy.ttl_seconds)
         # Ordered least recently updated first, so eviction pops from the front.
         self._threads: OrderedDict[tuple[str, str], _Thread] = OrderedDict()
         self._tombstones = TombstoneSet()
+        # Each tenant's thread ids, in the same order, for max_threads.
+        self._tenants: dict[str, OrderedDict[str, None]] = {}
         self._lock = threading.Lock()
 
     def execute(self, op: ops.Op[T]) -> T:
@@ -99,25 +125,42 @@ class MemoryThreadStore(BaseThreadStore):
         return self.execute(op)
 
     def _expire(self) -> None:
+        """Forget the threads past the store's TTL (those with a TTL of their own are left to
+        `sweep`)."""
         if self.ttl is None:
             return
         cutoff = utcnow() - self.ttl
-        while self._threads:
-            key, thread = next(iter(self._threads.items()))
+        doomed = []
+        for key, thread in self._threads.items():
             if thread.updated_at >= cutoff:
                 break
-            del self._threads[key]
+            if thread.ttl is None:
+                doomed.append(key)
+        for key in doomed:
+            self._forget(key)
+
+    def _forget(self, key: tuple[str, str]) -> _Thread | None:
+        thread = self._threads.pop(key, None)
+        if thread is not None:
+            order = self._tenants[key[0]]
+            del order[key[1]]
+            if not order:
+                del self._tenants[key[0]]
+        return thread
 
     def _touch(self, key: tuple[str, str]) -> _Thread:
         now = utcnow()
         thread = self._threads.get(key)
+        order = self._tenants.setdefault(key[0], OrderedDict())
         if thread is None:
             thread = self._threads[key] = _Thread(now, now)
-            if self.max_threads is not None and len(self._threads) > self.max_threads:
-                self._threads.popitem(last=False)
+            order[key[1]] = None
+            if self.max_threads is not None and len(order) > self.max_threads:
+                self._forget((key[0], next(iter(order))))
         else:
             thread.updated_at = now
             self._threads.move_to_end(key)
+            order.move_to_end(key[1])
         return thread
 
     def _settle(self, key: tuple[str, str]) -> None:
@@ -128,10 +171,11 @@ class MemoryThreadStore(BaseThreadStore):
         first = next(iter(self._threads.values()))
         if when <= first.updated_at:
             self._threads.move_to_end(key, last=False)
-            return
-        later = [k for k, t in self._threads.items() if t.updated_at > when and k != key]
-        for k in later:
-            self._threads.move_to_end(k)
+        else:
+            later = [k for k, t in self._threads.items() if t.updated_at > when and k != key]
+            for k in later:
+                self._threads.move_to_end(k)
+        self._tenants[key[0]] = OrderedDict((k[1], None) for k in self._threads if k[0] == key[0])
 
     def _run(self, op: ops.Op[Any]) -> Any:
         if isinstance(op, _REFUSED_WHEN_ERASED):
@@ -163,8 +207,8 @@ class MemoryThreadStore(BaseThreadStore):
                     raise NotFound(f"no thread {thread_id!r} for tenant {tenant!r}")
                 return thread.info(tenant, thread_id)
             case ops.ListThreads(tenant, limit, offset):
-                mine = [(k, t) for k, t in reversed(self._threads.items()) if k[0] == tenant]
-                return [t.info(*k) for k, t in mine[offset : offset + limit]]
+                mine = list(reversed(self._tenants.get(tenant, {})))[offset : offset + limit]
+                return [self._threads[tenant, tid].info(tenant, tid) for tid in mine]
             case ops.SetThreadMetadata(tenant, thread_id, metadata):
                 thread = self._touch((tenant, thread_id))
                 thread.metadata = dict(metadata)
@@ -184,11 +228,11 @@ class MemoryThreadStore(BaseThreadStore):
                 self._touch((tenant, thread_id))
                 return removed
             case ops.DeleteThread(tenant, thread_id):
-                return self._threads.pop((tenant, thread_id), None) is not None
+                return self._forget((tenant, thread_id)) is not None
             case ops.ClearTenant(tenant):
-                doomed = [k for k in self._threads if k[0] == tenant]
-                for key in doomed:
-                    del self._threads[key]
+                doomed = list(self._tenants.get(tenant, ()))
+                for thread_id in doomed:
+                    self._forget((tenant, thread_id))
                 return len(doomed)
             case ops.SearchMessages(tenant, query, thread_id, limit):
                 return self._search(tenant, query, thread_id, limit)
@@ -202,6 +246,13 @@ class MemoryThreadStore(BaseThreadStore):
                 return self._erase(op)
             case LiftTombstones():
                 return self._tombstones.lift(op)
+            case ops.SetThreadTTL(tenant, thread_id, ttl):
+                thread = self._threads.get((tenant, thread_id))
+                if thread is not None:
+                    thread.ttl = ttl
+                return thread is not None
+            case ops.SweepThreads():
+                return self._sweep(op)
         raise InvalidInput(f"the memory backend cannot run {type(op).__name__}")
 
     def _erase(self, op: EraseSubject) -> ErasureCounts:
@@ -216,7 +267,7 @@ class MemoryThreadStore(BaseThreadStore):
         if not op.dry_run:
             self._tombstones.place(op.tombstones)
             for key in doomed:
-                del self._threads[key]
+                self._forget(key)
         return counts
 
     def _append(self, key: tuple[str, str], messages: tuple[Message, ...]) -> None:
@@ -232,10 +283,60 @@ class MemoryThreadStore(BaseThreadStore):
         cap = self.max_messages_per_thread
         if cap is not None and len(thread.messages) > cap:
             drop = len(thread.messages) - cap
-            for m in thread.messages[:drop]:
-                del thread.positions[m.id or ""]
-            del thread.messages[:drop]
-            thread.trimmed += drop
+            _trim(thread, tool_safe_cut(drop, thread.messages[drop:]))
+
+    def _sweep(self, op: ops.SweepThreads) -> ops.ThreadSweep:
+        """Pick what ``op``'s policy removes (see `memfold.retention`), then remove it unless
+        this is a dry run."""
+        policy, now = op.policy, op.now
+        tenants = list(self._tenants) if op.tenant is None else [op.tenant]
+        doomed: list[tuple[str, str]] = []
+        for tenant in tenants:
+            order = list(self._tenants.get(tenant, ()))
+            kept = []
+            for thread_id in order:  # least recently updated first
+                thread = self._threads[tenant, thread_id]
+                ttl = thread.ttl if thread.ttl is not None else policy.ttl_seconds
+                if ttl is not None and thread.updated_at + timedelta(seconds=ttl) <= now:
+                    doomed.append((tenant, thread_id))
+                else:
+                    kept.append(thread_id)
+            if policy.max_threads is not None and len(kept) > policy.max_threads:
+                excess = len(kept) - policy.max_threads
+                doomed += [(tenant, thread_id) for thread_id in kept[:excess]]
+        removed = SweepResult(threads=len(doomed))
+        removed += SweepResult(messages=sum(len(self._threads[k].messages) for k in doomed))
+        cuts: dict[tuple[str, str], int] = {}
+        gone = set(doomed)
+        cutoff = None
+        if policy.max_age_seconds is not None:
+            cutoff = now - timedelta(seconds=policy.max_age_seconds)
+        if policy.keep_last is not None or cutoff is not None:
+            for tenant in tenants:
+                for thread_id in self._tenants.get(tenant, ()):
+                    key = (tenant, thread_id)
+                    if key in gone:
+                        continue
+                    thread = self._threads[key]
+                    messages = thread.messages
+                    cut = 0 if policy.keep_last is None else len(messages) - policy.keep_last
+                    if cutoff is not None:
+                        cut = max(cut, _first_newer(messages, cutoff))
+                    cut = tool_safe_cut(cut, messages[max(cut, 0) :])
+                    if cut <= 0:
+                        continue
+                    if cut == len(messages) and cutoff is not None and thread.updated_at < cutoff:
+                        doomed.append(key)  # emptied, and not written within max_age
+                        removed += SweepResult(threads=1, messages=cut)
+                    else:
+                        cuts[key] = cut
+                        removed += SweepResult(messages=cut)
+        if not op.dry_run:
+            for key in doomed:
+                self._forget(key)
+            for key, cut in cuts.items():
+                _trim(self._threads[key], cut)
+        return ops.ThreadSweep(removed, (*doomed, *cuts))
 
     def _update(self, key: tuple[str, str], messages: tuple[Message, ...]) -> None:
         found = self._threads.get(key)
@@ -295,6 +396,14 @@ class MemoryThreadStore(BaseThreadStore):
                     hits.append(MessageHit(tid, m, score))
         hits.sort(key=lambda h: h.score, reverse=True)
         return hits[:limit]
+
+
+def _trim(thread: _Thread, drop: int) -> None:
+    """Remove ``thread``'s oldest ``drop`` messages (its update time stays)."""
+    for m in thread.messages[:drop]:
+        del thread.positions[m.id or ""]
+    del thread.messages[:drop]
+    thread.trimmed += drop
 
 
 _REFUSED_WHEN_ERASED = (

@@ -195,8 +195,8 @@ class MemoryCheckpointStore(BaseCheckpointStore):
                     return False
                 thread.holder = thread.lease_until = None
                 return True
-            case ops.SweepCheckpoints(tenant, policy, now):
-                return self._sweep(tenant, policy, now)
+            case ops.SweepCheckpoints(tenant, policy, now, dry_run):
+                return self._sweep(tenant, policy, now, dry_run)
             case ops.CheckpointStats(tenant, thread_id):
                 return self._stats(tenant, thread_id)
             case FindThreads(tenant, user_id):
@@ -489,7 +489,10 @@ class MemoryCheckpointStore(BaseCheckpointStore):
         self._each_space(keys, lambda space: self._drop(space, space.ids[:-1], removed))
         return removed.checkpoints
 
-    def _sweep(self, tenant: str | None, policy: RetentionPolicy, now: datetime) -> SweepResult:
+    def _sweep(
+        self, tenant: str | None, policy: RetentionPolicy, now: datetime, dry_run: bool
+    ) -> SweepResult:
+        """Apply ``policy``; a dry run works on copies of the namespaces and deletes nothing."""
         removed = _Removed()
         threads = 0
         keys = [k for k in self._threads if tenant is None or k[0] == tenant]
@@ -497,15 +500,17 @@ class MemoryCheckpointStore(BaseCheckpointStore):
             thread = self._threads[key]
             ttl = thread.ttl if thread.ttl is not None else policy.ttl_seconds
             if ttl is not None and thread.updated_at + timedelta(seconds=ttl) <= now:
-                del self._threads[key]
-                self._journal.drop(*key)
+                if not dry_run:
+                    del self._threads[key]
+                    self._journal.drop(*key)
                 threads += 1
                 removed.checkpoints += thread.count()
                 for space in thread.spaces.values():
                     removed.blobs += len(space.blobs)
                     removed.writes += sum(len(w) for w in space.writes.values())
                 continue
-            for space in thread.spaces.values():
+            for original in thread.spaces.values():
+                space = original.copy() if dry_run else original
                 doomed: set[str] = set()
                 if policy.keep_last is not None:
                     doomed.update(space.ids[: -policy.keep_last])

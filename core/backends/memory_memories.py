@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import numpy as np
@@ -31,6 +31,7 @@ from memfold.recall.embedders import Embedder
 from memfold.recall.filters import Filter, parse_filter
 from memfold.recall.text import bm25
 from memfold.recall.vectors import Matrix, top_k
+from memfold.retention import RetentionPolicy
 from memfold.stores import Capabilities
 from memfold.tombstones import EraseSubject, ErasureCounts, LiftTombstones, TombstoneSet
 
@@ -110,6 +111,7 @@ class MemoryMemoryStore(BaseMemoryStore):
         capacity: int | None = None,
         text_weight: float | None = None,
         vector_weight: float | None = None,
+        retention: RetentionPolicy | None = None,
     ) -> None:
         super().__init__(
             Capabilities(transactions=True, full_text_search=True, ttl=True, vector_search=True),
@@ -119,6 +121,7 @@ class MemoryMemoryStore(BaseMemoryStore):
             capacity=capacity,
             text_weight=text_weight,
             vector_weight=vector_weight,
+            retention=retention,
         )
         self._spaces: dict[str, _Namespace] = {}
         self._expiring: dict[tuple[str, str], datetime] = {}
@@ -187,8 +190,7 @@ class MemoryMemoryStore(BaseMemoryStore):
                     updated += 1
                 return updated
             case ops.SweepMemories():
-                expired = [k for k, when in self._expiring.items() if when <= op.now]
-                return sum(self._remove(ns, self._spaces[ns], i) for ns, i in expired)
+                return self._sweep(op)
             case EraseSubject():
                 return self._erase(op)
             case LiftTombstones():
@@ -209,6 +211,35 @@ class MemoryMemoryStore(BaseMemoryStore):
                     continue
                 if where.matches(entry.record.value):
                     yield key, space, entry
+
+    def _sweep(self, op: ops.SweepMemories) -> int:
+        """Remove (or, in a dry run, count) the records ``op`` sweeps."""
+        doomed = {
+            (key, record_id)
+            for (key, record_id), when in self._expiring.items()
+            if when <= op.now and key.startswith(op.prefix)
+        }
+        keep, max_age = op.policy.keep_last, op.policy.max_age_seconds
+        if keep is not None or max_age is not None:
+            cutoff = None if max_age is None else op.now - timedelta(seconds=max_age)
+            for key, space in self._spaces.items():
+                if not key.startswith(op.prefix):
+                    continue
+                live = sorted(
+                    (e.record for e in space.entries.values() if (key, e.record.id) not in doomed),
+                    key=lambda r: (r.created_at, r.id),
+                )
+                old = [] if keep is None else live[:-keep]
+                if cutoff is not None:
+                    old += [r for r in live if r.created_at is not None and r.created_at < cutoff]
+                doomed.update((key, str(r.id)) for r in old)
+        if op.dry_run:
+            return len(doomed)
+        removed = 0
+        for key, record_id in sorted(doomed):
+            found = self._spaces.get(key)
+            removed += 0 if found is None else self._remove(key, found, record_id)
+        return removed
 
     def _remove(self, key: str, space: _Namespace, record_id: str) -> int:
         entry = space.entries.pop(record_id, None)

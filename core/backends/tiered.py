@@ -6,6 +6,8 @@ right after the message it follows in the durable store (else the hot copy is dr
 writers appending at once, from any number of processes, never leave the hot copy in another
 order. Only full or partial thread loads are served hot; counts, thread listings, metadata and
 search always come from the durable store (so ``capabilities`` are the durable store's).
+Retention sweeps run on the durable store (with its policy by default), and every thread a
+sweep changed is dropped from the hot store.
 
 A thread is *warm* when the hot store holds exactly as many of its messages as the durable
 store and this process has no unapplied write for it. A cold read loads the thread from the
@@ -29,7 +31,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import replace
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeVar, cast
 
 from memfold import ops
 from memfold.errors import BackendUnavailable, MemfoldError
@@ -73,7 +75,7 @@ class TieredThreadStore(BaseThreadStore):
     def __init__(
         self, hot: BaseThreadStore, durable: BaseThreadStore, *, warn_every: float = 30.0
     ) -> None:
-        super().__init__(durable.capabilities)
+        super().__init__(durable.capabilities, retention=durable.retention)
         self.hot = hot
         self.durable = durable
         self.warn_every = warn_every
@@ -188,6 +190,9 @@ class TieredThreadStore(BaseThreadStore):
                 hot_op = ops.DeleteThread(op.tenant, op.thread_id)
         if isinstance(hot_op, (*_WRITES, ops.ClearTenant)):
             self._write_hot(hot_op)
+        elif isinstance(op, ops.SweepThreads) and not op.dry_run:
+            for tenant, thread_id in cast("ops.ThreadSweep", result).changed:
+                self._write_hot(ops.DeleteThread(tenant, thread_id))
         return result
 
     # Async driver: the same steps, awaited.
@@ -248,6 +253,9 @@ class TieredThreadStore(BaseThreadStore):
                 hot_op = ops.DeleteThread(op.tenant, op.thread_id)
         if isinstance(hot_op, (*_WRITES, ops.ClearTenant)):
             await self._awrite_hot(hot_op)
+        elif isinstance(op, ops.SweepThreads) and not op.dry_run:
+            for tenant, thread_id in cast("ops.ThreadSweep", result).changed:
+                await self._awrite_hot(ops.DeleteThread(tenant, thread_id))
         return result
 
     def setup(self) -> int:

@@ -160,6 +160,8 @@ class TieredCheckpointStore(BaseCheckpointStore):
         result: T = yield _Step(self.durable, op)
         if isinstance(op, (ops.ReleaseThread, ops.CheckpointStats, *JOURNAL_OPS)):
             return result  # leases, stats and the effect journal are the durable store's alone
+        if isinstance(op, ops.SweepCheckpoints) and op.dry_run:
+            return result  # the durable store's count is the answer
         hot_op: Op[Any] = op
         if isinstance(op, ops.PutCheckpoint | ops.PutCheckpointWrites):
             hot_op = dataclasses.replace(op, lease=None)

@@ -236,9 +236,9 @@ async def test_expired_records_are_hidden_then_swept(api: Api, clock: Clock) -> 
     assert {h.record.id for h in await api.search(("acme",), "short lived touched", k=5)} == {
         "t", "f"
     }  # fmt: skip
-    assert await api.sweep() == 1
+    assert (await api.sweep()).records == 1
     clock.advance(100)
-    assert await api.sweep() == 1
+    assert (await api.sweep()).records == 1
     assert [r.id for r in await api.list_records(("acme",))] == ["f"]
 
 

@@ -116,9 +116,9 @@ async def test_ttl_touch_and_sweep(api: Api, clock: Clock) -> None:
     assert await api.get(NS, "s") is None
     assert {r.id for r in await api.list_records(("acme",))} == {"t", "f"}
     assert await api.list_namespaces(("other",)) == []
-    assert await api.sweep() == 2
+    assert (await api.sweep()).records == 2
     clock.advance(100)
-    assert await api.sweep() == 1
+    assert (await api.sweep()).records == 1
     assert [r.id for r in await api.list_records(("acme",))] == ["f"]
 
 

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import Dialect, text
 from sqlalchemy.dialects import postgresql, sqlite
 
-from memfold import Conflict, Message, Part
+from memfold import Conflict, Message, Part, RetentionPolicy
 from memfold.backends.sql import SQLThreadStore, migrations, words
 from memfold.backends.sql.checkpoint_schema import build_checkpoint_tables
 from memfold.backends.sql.checkpoint_store import SQLCheckpointStore
@@ -38,12 +38,14 @@ RELEASED = {
         "381533d2dcb3d73672ac2e4875b3617663ccdf42928c4b205f0275f344da85ae",
         "ca48be5a0507a816066d3ed2c6d6e38dd31c0d50d99015185f5f589f4eced600",
         "ff4c702e211067d94c906312219a38d197083b469d9716497150fa5d21014be4",
+        "f87db61acf9c23909162151e3302787ecde1ece02c0a458086b5ecb4e33905e0",
     ],
     ("threads", "postgresql"): [
         "805d2e7d17cc3b8482a63e37e3d153f42f21921cefc1c5be50ecf36bc8f7a3bf",
         "151a7db56a6e37271eb12dcd45cba78a19ed63e103a4abca216cd96727a764b6",
         "3d9d0efde5ecd27af647e6a841b5dc7d409cd4811d4e7ce9716cf3b20112c6f2",
         "f151e0205e4e6a4cdf20f0d6a069f62ee2512e6fb04982eab090eba0ab470377",
+        "fc2408b719b870d911bbe56b22e71a05ee5b3d71ad6d68d670ca4a89decb4161",
     ],
     ("checkpoints", "sqlite"): [
         "61426ceab74aa6be50580e127e9705f897991933859ff15845c9298e89b5d6cc",
@@ -59,11 +61,13 @@ RELEASED = {
         "ef1c4dfb0e9f108d7d150db97280f42fc13cc9c4ee9a22f9b73f4a9a6199dce7",
         "f679f8f0cd83767389e69deb38d7926ba31bbb4c8aede7e8c7131441549d8aff",
         "a6ae6f60b0bf862714625345eeadf4e1e8cbce4c4d66cbf04a0d249f6ac988b3",
+        "7ad762a213d157a3064085c06b33b6d97650f66a48c18a46464935489f185b00",
     ],
     ("memories", "postgresql"): [
         "e1f8b4b67fbbb3d73055a34df787282890f7e57994337245e7583761e3ce9cf1",
         "13cc00831794093adf8309da28dd3366a037d21bb67c138d372105d50589c925",
         "50ae149dcbce1a8de05648a21c2c776344ecbbc5d4fca4ed558d9de755a158a8",
+        "7ad762a213d157a3064085c06b33b6d97650f66a48c18a46464935489f185b00",
     ],
 }
 
@@ -191,10 +195,10 @@ def test_a_release_1_thread_schema_upgrades_with_its_data(
     _write_as_release_1(old_store, "acme", "t1", thread, metadata='{"topic": "greeting"}')
     _write_as_release_1(old_store, "rival", "t1", secret)
     before = _only(old_store).status()
-    assert (before.version, [p.version for p in before.pending]) == (1, [2, 3, 4])
+    assert (before.version, [p.version for p in before.pending]) == (1, [2, 3, 4, 5])
 
-    assert old_store.setup() == migrations.STEPS[-1].version == 4
-    assert old_store.setup() == 4  # idempotent
+    assert old_store.setup() == migrations.STEPS[-1].version == 5
+    assert old_store.setup() == 5  # idempotent
     assert _only(old_store).status().up_to_date
     assert _tenant_columns(old_store, "messages", "thread_id") == {
         ("acme", "t1", "m1"), ("acme", "t1", "m2"), ("acme", "t1", "m3"), ("rival", "t1", "m1"),
@@ -220,6 +224,10 @@ def test_a_release_1_thread_schema_upgrades_with_its_data(
     assert old_store.search("picture", tenant="acme") == []
     assert old_store.delete_thread("t1", tenant="rival")
     assert old_store.load("t1", tenant="rival") == []
+    # Retention works on the upgraded schema (step 5): a thread's own TTL, and a sweep.
+    assert old_store.set_thread_ttl("t1", 3600, tenant="acme")
+    assert old_store.sweep(RetentionPolicy(keep_last=1), tenant="acme").messages == 2
+    assert old_store.load("t1", tenant="acme") == added
     old_store.close()
 
 
@@ -269,13 +277,13 @@ async def test_a_release_1_checkpoint_schema_upgrades_with_its_data(
 def test_a_release_1_memory_schema_opens_with_its_data(
     release_1: tuple[str, dict[str, Any]],
 ) -> None:
-    """setup() gives the first release's memory table tombstones (step 2) and a tenant column
-    filled from each namespace (step 3); its records are read, found by words and by vector,
-    and kept per tenant."""
+    """setup() gives the first release's memory table tombstones (step 2), a tenant column
+    filled from each namespace (step 3) and a creation-time index (step 4); its records are
+    read, found by words and by vector, kept per tenant, and swept."""
     url, options = release_1
     store = SQLMemoryStore(url, dimensions=DIMENSIONS, **options)
-    assert [p.version for p in _only(store).upgrade().pending] == [2, 3]
-    assert store.setup() == MEMORY_STEPS[-1].version == 3
+    assert [p.version for p in _only(store).upgrade().pending] == [2, 3, 4]
+    assert store.setup() == MEMORY_STEPS[-1].version == 4
     assert _tenant_columns(store, "memories", "ns") == {
         ("acme", "acme\x1fu1\x1f", "m1"), ("rival", "rival\x1fu2\x1f", "m2"),
     }  # fmt: skip
@@ -293,4 +301,6 @@ def test_a_release_1_memory_schema_opens_with_its_data(
     assert store.search(("acme",), "secret", k=5) == []
     store.put(("acme", "u1"), "prefers mornings", id="m3", embedding=[1.0, 0.0, 0.0, 0.0])
     assert store.count(("acme",)) == 2
+    assert store.sweep(RetentionPolicy(keep_last=1), tenant="acme").records == 1
+    assert [r.id for r in store.list_records(("acme",))] == ["m3"]
     store.close()

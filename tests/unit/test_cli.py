@@ -245,7 +245,7 @@ def test_stats_counts_threads_and_messages_and_names_the_backend(db: str) -> Non
         "threads": "2",
         "messages": "5",
         "backend": "sqlite",
-        "capabilities": "persistent, shared, transactions, full_text_search",
+        "capabilities": "persistent, shared, transactions, full_text_search, ttl",
     }
 
 

@@ -56,6 +56,7 @@ from memfold.recall.embedders import Embedder
 from memfold.recall.filters import Filter
 from memfold.recall.text import bm25
 from memfold.recall.vectors import Matrix
+from memfold.retention import RetentionPolicy
 from memfold.schema_steps import SchemaStatus, SchemaSteps, Step
 from memfold.stores import Capabilities, encode_json
 
@@ -170,6 +171,7 @@ class ChromaMemoryStore(BaseMemoryStore):
         capacity: int | None = None,
         text_weight: float | None = None,
         vector_weight: float | None = None,
+        retention: RetentionPolicy | None = None,
     ) -> None:
         if not isinstance(url, str):
             raise InvalidInput(f"a Chroma URL must be a str, got {type(url).__name__}")
@@ -189,6 +191,7 @@ class ChromaMemoryStore(BaseMemoryStore):
             capacity=capacity,
             text_weight=text_weight,
             vector_weight=vector_weight,
+            retention=retention,
         )
         if self.dimensions is None:
             raise InvalidInput(
@@ -346,8 +349,8 @@ class ChromaMemoryStore(BaseMemoryStore):
                 return self._namespaces(op)
             case ops.SetEmbeddings():
                 return self._set_embeddings(op)
-            case ops.SweepMemories(now):
-                return self._sweep(now)
+            case ops.SweepMemories():
+                return self._sweep(op)
         raise TypeError(f"the Chroma memory store cannot run {type(op).__name__}")
 
     # Reading helpers.
@@ -561,11 +564,32 @@ class ChromaMemoryStore(BaseMemoryStore):
         )  # fmt: skip
         return len(found["ids"])
 
-    def _sweep(self, now: datetime) -> Flow[int]:
-        found = yield Call("get", {"where": {"_exp": {"$lte": m.micros(now)}}, "include": []})
-        for chunk in _chunks(found["ids"], self._batch):
-            yield Call("delete", {"ids": list(chunk)})
-        return len(found["ids"])
+    def _sweep(self, op: ops.SweepMemories) -> Flow[int]:
+        """Expired records and records older than the policy's max age are found by ``where``
+        on ``_exp`` and ``_created``; for ``keep_last`` each record's namespace and creation
+        time are read (Chroma cannot count or order items by metadata)."""
+        policy, scope = op.policy, [m.under(op.prefix, None)] if op.prefix else []
+        tests: list[m.Where] = [{"_exp": {"$lte": m.micros(op.now)}}]
+        if policy.max_age_seconds is not None:
+            cutoff = m.micros(op.now) - round(policy.max_age_seconds * 1_000_000)
+            tests.append({"_created": {"$lt": cutoff}})
+        where = m.all_of(*scope, m.any_of(tests))
+        found = yield Call("get", {"where": where, "include": []})
+        doomed = set(found["ids"])
+        if policy.keep_last is not None:
+            listed = yield Call("get", {"where": m.all_of(*scope), "include": ["metadatas"]})
+            spaces: dict[str, list[tuple[int, str, str]]] = {}
+            for item, meta in zip(listed["ids"], listed["metadatas"], strict=True):
+                if item not in doomed:
+                    record_id = item[len(str(meta["_ns"])) :]
+                    entry = (int(meta["_created"]), record_id, item)
+                    spaces.setdefault(str(meta["_ns"]), []).append(entry)
+            for records in spaces.values():
+                doomed.update(item for *_, item in sorted(records)[: -policy.keep_last])
+        if not op.dry_run:
+            for chunk in _chunks(sorted(doomed), self._batch):
+                yield Call("delete", {"ids": list(chunk)})
+        return len(doomed)
 
     def _search(self, op: ops.SearchMemories) -> Flow[list[MemoryHit]]:
         if not op.terms and op.vector is None:

@@ -344,8 +344,8 @@ class RedisCheckpointStore(BaseCheckpointStore):
             case ops.ReleaseThread(tenant, thread_id, writer):
                 keys = self._keys(tenant, thread_id)
                 return self._one(_script(scripts.RELEASE, keys.all, writer), bool)
-            case ops.SweepCheckpoints(tenant, policy, now):
-                return self._sweep(tenant, policy, now)
+            case ops.SweepCheckpoints(tenant, policy, now, dry_run):
+                return self._sweep(tenant, policy, now, dry_run)
             case ops.CheckpointStats(tenant, thread_id):
                 return self._stats(tenant, thread_id)
             case ClaimWhole(tenant, thread_id, token):
@@ -600,11 +600,13 @@ class RedisCheckpointStore(BaseCheckpointStore):
         choose: Callable[[_Dump], set[bytes]],
         *,
         collect: bool = False,
+        dry_run: bool = False,
     ) -> Flow[SweepResult]:
         """Remove the checkpoints ``choose`` picks from a thread's dump, with their writes and
         every row nothing else reads (all of the thread if no checkpoint is left).
 
-        With ``collect``, rows nothing reads are dropped even when no checkpoint is.
+        With ``collect``, rows nothing reads are dropped even when no checkpoint is; with
+        ``dry_run``, only counted.
         """
         keys = self._keys(tenant, thread_id)
         for _attempt in range(MAX_ATTEMPTS):
@@ -614,11 +616,15 @@ class RedisCheckpointStore(BaseCheckpointStore):
                 return SweepResult()
             kept = [m for m in dump.members if m not in doomed]
             if not kept and dump.members:
+                if dry_run:
+                    return _whole(dump)
                 counts = yield from self._delete(tenant, thread_id)
                 return SweepResult(0, counts[0], counts[1], counts[2])
             dead = dump.dead_rows(kept)
             if not doomed and not dead:
                 return SweepResult()
+            if dry_run:
+                return SweepResult(0, len(doomed), len(dead), dump.writes_of(doomed))
             mutations: list[str | bytes | int] = []
             for m in doomed:
                 mutations += ("C", m)
@@ -683,7 +689,7 @@ class RedisCheckpointStore(BaseCheckpointStore):
         return bool((yield _script(scripts.SET_TTL, keys.all, ttl, self._default_ttl_ms)))
 
     def _sweep(
-        self, tenant: str | None, policy: RetentionPolicy, now: datetime
+        self, tenant: str | None, policy: RetentionPolicy, now: datetime, dry_run: bool
     ) -> Flow[SweepResult]:
         if tenant is None:
             tenants = [
@@ -711,14 +717,21 @@ class RedisCheckpointStore(BaseCheckpointStore):
                 keys = self._keys(name, thread_id)
                 info = yield _command("HMGET", keys.info, "u", "t")
                 if info[0] is None:  # expired by Redis: forget it
-                    yield _command("ZREM", index, thread)
+                    if not dry_run:
+                        yield _command("ZREM", index, thread)
                     continue
                 ttl = policy.ttl_seconds if info[1] is None else int(info[1]) / 1000
                 if ttl is not None and int(info[0]) + ttl * 1_000_000 <= stamp:
+                    if dry_run:
+                        whole = _whole(_Dump((yield _script(scripts.DUMP, keys.all, 0))))
+                        total = _add(total, SweepResult(1) + whole)
+                        continue
                     counts = yield from self._delete(name, thread_id)
                     total = _add(total, SweepResult(1, counts[0], counts[1], counts[2]))
                     continue
-                result = yield from self._drop(name, thread_id, doomed, collect=True)
+                result = yield from self._drop(
+                    name, thread_id, doomed, collect=True, dry_run=dry_run
+                )
                 total = _add(total, result)
         return total
 
@@ -770,6 +783,11 @@ class RedisCheckpointStore(BaseCheckpointStore):
     async def aclose(self) -> None:
         """Close the clients this store made, the async one of this event loop included."""
         await self._redis.aclose()
+
+
+def _whole(dump: _Dump) -> SweepResult:
+    """What deleting the whole thread of ``dump`` removes."""
+    return SweepResult(0, len(dump.members), len(dump.headers), len(dump.write_fields))
 
 
 def _add(a: SweepResult, b: SweepResult) -> SweepResult:

@@ -56,6 +56,7 @@ from memfold.memory_model import MemoryRecord, Namespace
 from memfold.ops import Op
 from memfold.recall.embedders import Embedder
 from memfold.recall.filters import Filter, parse_filter
+from memfold.retention import RetentionPolicy
 from memfold.schema_steps import SchemaSteps, Step
 from memfold.stores import Capabilities
 
@@ -220,6 +221,28 @@ return count
 SCRIPTS: Final = (PUT, GET, SCAN, DELETE, SWEEP)
 
 
+def _swept(found: list[tuple[str, MemoryRecord]], op: ops.SweepMemories) -> list[tuple[str, str]]:
+    """The ``(namespace key, id)`` of the ``found`` records ``op`` sweeps."""
+    policy = op.policy
+    cutoff = None
+    if policy.max_age_seconds is not None:
+        cutoff = op.now - timedelta(seconds=policy.max_age_seconds)
+    doomed: list[tuple[str, str]] = []
+    spaces: dict[str, list[MemoryRecord]] = {}
+    for key, r in found:
+        if (r.expires_at is not None and r.expires_at <= op.now) or (
+            cutoff is not None and r.created_at is not None and r.created_at < cutoff
+        ):
+            doomed.append((key, str(r.id)))
+        else:
+            spaces.setdefault(key, []).append(r)
+    if policy.keep_last is not None:
+        for key, records in spaces.items():
+            records.sort(key=lambda r: (r.created_at, r.id))
+            doomed += [(key, str(r.id)) for r in records[: -policy.keep_last]]
+    return doomed
+
+
 def _micros(when: datetime | None) -> int:
     return 0 if when is None else (when - _EPOCH) // timedelta(microseconds=1)
 
@@ -281,6 +304,7 @@ class RedisMemoryStore(BaseMemoryStore):
         capacity: int | None = None,
         text_weight: float | None = None,
         vector_weight: float | None = None,
+        retention: RetentionPolicy | None = None,
     ) -> None:
         # The thread store's client handling: URL, per-loop async clients, script loading.
         self._redis = RedisThreadStore(
@@ -298,6 +322,7 @@ class RedisMemoryStore(BaseMemoryStore):
             capacity=capacity,
             text_weight=text_weight,
             vector_weight=vector_weight,
+            retention=retention,
         )
 
     @property
@@ -355,8 +380,8 @@ class RedisMemoryStore(BaseMemoryStore):
                 return self._count(prefix, where, now, stale_model)
             case ops.ListMemoryNamespaces():
                 return self._namespaces(op)
-            case ops.SweepMemories(now):
-                return self._sweep(now)
+            case ops.SweepMemories():
+                return self._sweep(op)
         raise UnsupportedOperation(
             f"the redis memory store cannot run {type(op).__name__}: plain Redis has no vector "
             "or ranked full-text index, so use list_records(filter=...) here, or a memory, "
@@ -455,13 +480,27 @@ class RedisMemoryStore(BaseMemoryStore):
             spaces.add(namespace[: op.max_depth] if op.max_depth else namespace)
         return sorted(spaces)[op.offset : op.offset + op.limit]
 
-    def _sweep(self, now: datetime) -> Flow[int]:
-        tenants = yield Call(("SMEMBERS", f"{self.key_prefix}mtenants"), _same)
+    def _sweep(self, op: ops.SweepMemories) -> Flow[int]:
+        """Expired records through each tenant's expiry index; with a policy or a dry run,
+        the tenant's records are read and picked here (plain Redis has no index to order
+        records by creation time)."""
+        if op.prefix:
+            tenants = [escape(split_key(op.prefix)[0]).encode()]
+        else:
+            tenants = yield Call(("SMEMBERS", f"{self.key_prefix}mtenants"), _same)
+        policy = op.policy
         count = 0
         for tenant in sorted(tenants):
             key = unescape(tenant) + "\x1f"
-            count += yield self._script(SWEEP, self._index_keys(key), self._base(key),
-                                        _micros(now))  # fmt: skip
+            if policy.empty and not op.dry_run:
+                count += yield self._script(SWEEP, self._index_keys(key), self._base(key),
+                                            _micros(op.now))  # fmt: skip
+                continue
+            found = yield from self._scan(op.prefix or key, None, parse_filter(None))
+            doomed = _swept(found, op)
+            if not op.dry_run:
+                yield from self._delete(doomed)
+            count += len(doomed)
         return count
 
     # Setup and lifecycle.

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from sqlalchemy import URL, ClauseElement, Dialect, Engine, Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from memfold import checkpoint_ops as ops
 from memfold.backends.sql.checkpoint_plans import CheckpointPlans
 from memfold.backends.sql.checkpoint_schema import build_checkpoint_tables
 from memfold.backends.sql.migrations import CHECKPOINT_STEPS, SQLSchemaSteps
@@ -129,20 +130,22 @@ class SQLCheckpointStore(BaseCheckpointStore):
         return (t.threads, t.checkpoints, t.values, t.writes, t.journal, t.base.tombstones)
 
     def execute(self, op: Op[T]) -> T:
-        """Run one operation in one transaction."""
+        """Run one operation in one transaction (rolled back for a dry-run sweep)."""
         plans, policy, runner = self._plans, self.delta_policy, self._runner
+        dry_run = isinstance(op, ops.SweepCheckpoints) and op.dry_run
         result: T = runner._run(
             lambda: plans.plan(op, policy), plans.writes(op), plans.single_statement(op),
-            runner.tenant_of(op),
+            runner.tenant_of(op), dry_run,
         )  # fmt: skip
         return result
 
     async def aexecute(self, op: Op[T]) -> T:
         """Run one operation in one transaction on the async engine."""
         plans, policy, runner = self._plans, self.delta_policy, self._runner
+        dry_run = isinstance(op, ops.SweepCheckpoints) and op.dry_run
         result: T = await runner._arun(
             lambda: plans.plan(op, policy), plans.writes(op), plans.single_statement(op),
-            runner.tenant_of(op),
+            runner.tenant_of(op), dry_run,
         )  # fmt: skip
         return result
 

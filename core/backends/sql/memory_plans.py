@@ -536,12 +536,59 @@ class MemoryPlans:
         return updated
 
     def _sweep(self, op: ops.SweepMemories) -> Plan:
-        m = self.m
+        """Expired records (``memories_expiry``), records older than the policy's max age
+        (``memories_age``), then each namespace's records past ``keep_last``: namespaces one
+        by one (the next key after the last, on ``memories_key``), each cut at its
+        ``keep_last``-th newest record (``memories_order`` read backwards). Index searches
+        only; a namespace under the limit costs two of them."""
+        m, policy = self.m, op.policy
+        in_prefix: list[ColumnElement[bool]] = []
+        high = None
+        if op.prefix:
+            low, high = prefix_range(op.prefix)
+            in_prefix = [m.c.ns >= bindparam(None, low), m.c.ns < bindparam(None, high)]
         result = yield (
-            delete(m).where(m.c.expires_at <= bindparam(None, op.now.timestamp())),
+            delete(m).where(m.c.expires_at <= bindparam(None, op.now.timestamp()), *in_prefix),
             None,
         )
-        return result.rowcount
+        removed = result.rowcount
+        if policy.max_age_seconds is not None:
+            cutoff = op.now.timestamp() - policy.max_age_seconds
+            result = yield (
+                delete(m).where(m.c.created_at < bindparam(None, cutoff), *in_prefix),
+                None,
+            )
+            removed += result.rowcount
+        if policy.keep_last is None:
+            return removed
+        upper = [] if high is None else [m.c.ns < bindparam(None, high)]
+        ns = op.prefix
+        first = True
+        while True:
+            after = m.c.ns >= bindparam(None, ns) if first else m.c.ns > bindparam(None, ns)
+            result = yield select(m.c.ns).where(after, *upper).order_by(m.c.ns).limit(1), None
+            if not result.rows:
+                return removed
+            ns, first = result.scalar(), False
+            edge = (
+                select(m.c.created_at, m.c.id)
+                .where(m.c.ns == bindparam(None, ns))
+                .order_by(m.c.created_at.desc(), m.c.id.desc())
+                .limit(1)
+                .offset(bindparam(None, policy.keep_last, Integer))
+            )
+            found = (yield edge, None).rows
+            if found:
+                created, record_id = found[0]
+                older = or_(
+                    m.c.created_at < bindparam(None, created),
+                    and_(
+                        m.c.created_at == bindparam(None, created),
+                        m.c.id <= bindparam(None, record_id),
+                    ),
+                )
+                result = yield delete(m).where(m.c.ns == bindparam(None, ns), older), None
+                removed += result.rowcount
 
     # Search.
 

@@ -4,7 +4,8 @@
 order, the "C" collation on PostgreSQL, so a namespace prefix is an index range); ``terms`` the
 record's search terms, space-separated; ``value`` JSON (TEXT on SQLite, JSONB on PostgreSQL);
 ``embedding`` a float32 blob on SQLite, a pgvector ``vector(dimensions)`` on PostgreSQL (with an
-HNSW index for cosine distance); times are epoch seconds; ``expires_at`` is indexed for the sweep.
+HNSW index for cosine distance); times are epoch seconds; ``expires_at`` and ``created_at`` are
+indexed for sweeps.
 
 Full text: an FTS5 table over ``terms`` kept in step by triggers on SQLite; a GIN index over
 ``array_to_tsvector`` of the terms on PostgreSQL (see `memfold.backends.sql.words`). Both only
@@ -96,6 +97,8 @@ def build_memory_tables(
     memories = _v1_table(base.metadata, prefix, dimensions)
     # The namespace's first label, for row-level security policies (schema step 2).
     memories.append_column(Column("tenant", String(512), nullable=False))
+    # For max-age sweeps (schema step 4).
+    Index(f"{prefix}memories_age", memories.c.created_at)
     return MemoryTables(base, memories, dimensions)
 
 
@@ -193,10 +196,17 @@ def _tenants(tables: MemoryTables, dialect: Dialect) -> list[str]:
     return add_tenant_column(table, first_label, dialect)
 
 
+def _ages(tables: MemoryTables, dialect: Dialect) -> list[str]:
+    """Records indexed by creation time, for max-age sweeps."""
+    age = next(i for i in tables.memories.indexes if i.name == f"{tables.base.prefix}memories_age")
+    return [str(CreateIndex(age).compile(dialect=dialect))]
+
+
 MEMORY_STEPS: tuple[Step, ...] = (
     Step(1, "long-term memories with full-text and vector indexes", _memories),
     Step(2, "tombstones refuse writes under erased tenants and users", _memory_tombstones),
     Step(3, "a tenant column, for row-level security", _tenants),
+    Step(4, "records indexed by creation time, for retention sweeps", _ages),
 )
 """The ``memories`` component's steps; append-only."""
 

@@ -6,7 +6,7 @@ Examples:
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "memories.db"
     >>> store = SQLMemoryStore(f"sqlite:///{path}", dimensions=2)
     >>> store.setup()
-    3
+    4
     >>> _ = store.put(("t", "u"), "north", embedding=[0.0, 1.0])
     >>> [h.record.text for h in store.search(("t",), "north", k=1)]
     ['north']
@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from sqlalchemy import URL, Engine, Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from memfold import memory_ops as ops
 from memfold.backends.sql import memory_schema
 from memfold.backends.sql.memory_plans import MemoryPlans
 from memfold.backends.sql.memory_schema import build_memory_tables, memory_steps
@@ -30,6 +31,7 @@ from memfold.errors import InvalidInput
 from memfold.memories import BaseMemoryStore
 from memfold.ops import Op
 from memfold.recall.embedders import Embedder
+from memfold.retention import RetentionPolicy
 from memfold.schema_steps import SchemaSteps
 from memfold.stores import Capabilities
 
@@ -73,6 +75,7 @@ class SQLMemoryStore(BaseMemoryStore):
         text_weight: float | None = None,
         vector_weight: float | None = None,
         row_level_security: bool | None = None,
+        retention: RetentionPolicy | None = None,
     ) -> None:
         url, rls = row_level_security_option(url, row_level_security)
         self._driver = _driver(
@@ -103,6 +106,7 @@ class SQLMemoryStore(BaseMemoryStore):
             capacity=capacity,
             text_weight=text_weight,
             vector_weight=vector_weight,
+            retention=retention,
         )
         if self.name == "postgresql" and self.dimensions is None:
             self._driver.close()
@@ -132,17 +136,19 @@ class SQLMemoryStore(BaseMemoryStore):
         return (self.tables.memories, self.tables.base.tombstones)
 
     def execute(self, op: Op[T]) -> T:
-        """Run one operation in one transaction."""
+        """Run one operation in one transaction (rolled back for a dry-run sweep)."""
         plans, runner = self._plans, self._runner
-        tenant = runner.tenant_of(op)
-        result: T = runner._run(lambda: plans.plan(op), plans.writes(op), False, tenant)
+        tenant, dry_run = runner.tenant_of(op), isinstance(op, ops.SweepMemories) and op.dry_run
+        result: T = runner._run(lambda: plans.plan(op), plans.writes(op), False, tenant, dry_run)
         return result
 
     async def aexecute(self, op: Op[T]) -> T:
         """Run one operation in one transaction on the async engine."""
         plans, runner = self._plans, self._runner
-        tenant = runner.tenant_of(op)
-        result: T = await runner._arun(lambda: plans.plan(op), plans.writes(op), False, tenant)
+        tenant, dry_run = runner.tenant_of(op), isinstance(op, ops.SweepMemories) and op.dry_run
+        result: T = await runner._arun(
+            lambda: plans.plan(op), plans.writes(op), False, tenant, dry_run
+        )
         return result
 
     def schema_steps(self) -> list[SchemaSteps]:

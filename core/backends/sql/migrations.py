@@ -336,11 +336,28 @@ def _message_tenants(tables: Tables, dialect: Dialect) -> list[str]:
     return ddl
 
 
+def _thread_ttls(tables: Tables, dialect: Dialect) -> list[str]:
+    """Threads get a TTL of their own, and the indexes retention sweeps search: threads by
+    message count, and threads with a TTL by when it is due."""
+    quote = dialect.identifier_preparer
+    threads = quote.format_table(tables.threads)
+    ttl = tables.threads.c.ttl.type.compile(dialect=dialect)
+    indexes = {str(index.name): index for index in tables.threads.indexes}
+    return [
+        f"ALTER TABLE {threads} ADD COLUMN ttl {ttl}",
+        *(
+            str(CreateIndex(indexes[tables.prefix + name]).compile(dialect=dialect))
+            for name in ("threads_size", "threads_ttl")
+        ),
+    ]
+
+
 STEPS: tuple[Step, ...] = (
     Step(1, "threads and messages, with full-text search", _threads_and_messages),
     Step(2, "integer thread keys, ids out of bodies, one-statement appends", _thread_keys),
     Step(3, "tombstones refuse writes to erased tenants and threads", _thread_tombstones),
     Step(4, "a tenant column on messages, for row-level security", _message_tenants),
+    Step(5, "thread TTLs, and indexes for retention sweeps", _thread_ttls),
 )
 """The ``threads`` steps. Append-only: a new schema change is a new step at the end."""
 

@@ -253,6 +253,9 @@ class ThreadPlans:
             self._sqlite_search(tables)
         else:
             self._postgres_search(tables)
+        from memfold.backends.sql.thread_sweep import ThreadSweepPlans
+
+        self._retention = ThreadSweepPlans(tables)
 
     def _sqlite_search(self, tables: Tables) -> None:
         fts, state, m = tables.messages_fts, tables.fts_state, tables.messages
@@ -306,6 +309,7 @@ class ThreadPlans:
             *self._load.values(),
             *self._fts_search.values(),
             *self._tombstones.prepared,
+            *self._retention.prepared,
         ]
 
     def writes(self, op: ops.Op[Any]) -> bool:
@@ -353,6 +357,10 @@ class ThreadPlans:
                 return self._erase(op)
             case LiftTombstones():
                 return self._tombstones.lift(op)
+            case ops.SetThreadTTL():
+                return self._retention.set_ttl(op)
+            case ops.SweepThreads():
+                return self._retention.sweep(op)
         raise InvalidInput(f"the SQL backend cannot run {type(op).__name__}")
 
     def _append(self, op: ops.AppendMessages) -> Plan:

@@ -112,8 +112,21 @@ def build_tables(prefix: str = "memfold_", schema: str | None = None) -> Tables:
         Column("updated_at", Float, nullable=False),
         Column("message_count", Integer, nullable=False),
         Column("metadata", Text, nullable=False),
+        # The thread's own time to live in seconds (`set_thread_ttl`; schema step 5).
+        Column("ttl", Float, nullable=True),
         UniqueConstraint("tenant", "thread_id", name=f"{prefix}threads_key"),
         Index(f"{prefix}threads_recent", "tenant", "updated_at"),
+    )
+    # For sweeps (schema step 5): threads over a message count, and threads whose own TTL is
+    # due (only threads with one are in that index).
+    Index(f"{prefix}threads_size", threads.c.tenant, threads.c.message_count)
+    has_ttl = threads.c.ttl.is_not(None)
+    Index(
+        f"{prefix}threads_ttl",
+        threads.c.tenant,
+        threads.c.updated_at + threads.c.ttl,
+        sqlite_where=has_ttl,
+        postgresql_where=has_ttl,
     )
     messages = Table(
         f"{prefix}messages",

@@ -25,6 +25,7 @@ from memfold.backends.sql.plans import Plan, Rows, ThreadPlans
 from memfold.backends.sql.schema import build_tables
 from memfold.backends.sql.tenancy import SET_TENANT, op_tenant, row_level_security_option
 from memfold.errors import BackendUnavailable, InvalidInput, MemfoldError
+from memfold.retention import RetentionPolicy
 from memfold.schema_steps import SchemaSteps
 from memfold.stores import BaseThreadStore, Capabilities
 
@@ -193,24 +194,32 @@ class _Runner:
         return op_tenant(op) if self.row_level_security else None
 
     def _run(
-        self, plan: Callable[[], Plan], write: bool, alone: bool = False, tenant: str | None = None
+        self,
+        plan: Callable[[], Plan],
+        write: bool,
+        alone: bool = False,
+        tenant: str | None = None,
+        dry_run: bool = False,
     ) -> Any:
         """Run a fresh ``plan()`` in one transaction (that first sets ``tenant``, if given),
-        once more if the connection dropped before anything could have been stored."""
+        once more if the connection dropped before anything could have been stored; a
+        ``dry_run`` rolls the transaction back."""
         try:  # not a context manager: this is the hot path of every operation
             try:
-                return self._attempt(plan(), write, alone, tenant)
+                return self._attempt(plan(), write, alone, tenant, dry_run)
             except _Dropped as dropped:
                 if dropped.unknown or not self.driver.retries_dropped_connections:
                     raise
-            return self._attempt(plan(), write, alone, tenant)
+            return self._attempt(plan(), write, alone, tenant, dry_run)
         except Exception as exc:
             found = _translated(self.driver, self.where, exc)
             if found is None:
                 raise
             raise found[0] from found[1]
 
-    def _attempt(self, plan: Plan, write: bool, alone: bool, tenant: str | None) -> Any:
+    def _attempt(
+        self, plan: Plan, write: bool, alone: bool, tenant: str | None, dry_run: bool = False
+    ) -> Any:
         driver = self.driver
         lease = driver.checkout()
         conn = lease.connection
@@ -242,8 +251,8 @@ class _Runner:
             except StopIteration as done:
                 result = done.value
             if in_transaction:
-                in_transaction, unknown = False, write
-                cursor.execute("COMMIT")
+                in_transaction, unknown = False, write and not dry_run
+                cursor.execute("ROLLBACK" if dry_run else "COMMIT")
             return result
         except BaseException as exc:
             if driver.dropped(exc, conn):
@@ -275,23 +284,30 @@ class _Runner:
             await self._arun(_truncate_log, write=False, alone=True)
 
     async def _arun(
-        self, plan: Callable[[], Plan], write: bool, alone: bool = False, tenant: str | None = None
+        self,
+        plan: Callable[[], Plan],
+        write: bool,
+        alone: bool = False,
+        tenant: str | None = None,
+        dry_run: bool = False,
     ) -> Any:
         """Async `_run`."""
         try:
             try:
-                return await self._aattempt(plan(), write, alone, tenant)
+                return await self._aattempt(plan(), write, alone, tenant, dry_run)
             except _Dropped as dropped:
                 if dropped.unknown or not self.driver.retries_dropped_connections:
                     raise
-            return await self._aattempt(plan(), write, alone, tenant)
+            return await self._aattempt(plan(), write, alone, tenant, dry_run)
         except Exception as exc:
             found = _translated(self.driver, self.where, exc)
             if found is None:
                 raise
             raise found[0] from found[1]
 
-    async def _aattempt(self, plan: Plan, write: bool, alone: bool, tenant: str | None) -> Any:
+    async def _aattempt(
+        self, plan: Plan, write: bool, alone: bool, tenant: str | None, dry_run: bool = False
+    ) -> Any:
         driver = self.driver
         lease = await driver.acheckout()
         conn = lease.connection
@@ -321,8 +337,8 @@ class _Runner:
             except StopIteration as done:
                 result = done.value
             if in_transaction:
-                in_transaction, unknown = False, write
-                await cursor.execute("COMMIT")
+                in_transaction, unknown = False, write and not dry_run
+                await cursor.execute("ROLLBACK" if dry_run else "COMMIT")
             return result
         except BaseException as exc:
             if driver.dropped(exc, conn):
@@ -362,13 +378,15 @@ class SQLThreadStore(BaseThreadStore):
         row_level_security: PostgreSQL only: set each transaction's tenant for row-level
             security policies (see `memfold.backends.sql.tenancy`); also
             ``?row_level_security=true`` in the URL.
+        retention: what `sweep` removes when called without a policy (see
+            `memfold.retention`).
 
     Examples:
         >>> import tempfile, pathlib
         >>> path = pathlib.Path(tempfile.mkdtemp()) / "memory.db"
         >>> store = SQLThreadStore(f"sqlite:///{path}")
         >>> store.setup()
-        4
+        5
     """
 
     def __init__(
@@ -383,6 +401,7 @@ class SQLThreadStore(BaseThreadStore):
         max_overflow: int | None = None,
         connect_timeout: float | None = None,
         row_level_security: bool | None = None,
+        retention: RetentionPolicy | None = None,
     ) -> None:
         self.tables = build_tables(table_prefix, schema)
         url, rls = row_level_security_option(url, row_level_security)
@@ -405,7 +424,10 @@ class SQLThreadStore(BaseThreadStore):
         self._runner = _Runner(self._driver, self._statements, self._where, rls)
         self._schema = SQLSchemaSteps(self._runner, self.tables, self.tables, "threads", STEPS)
         super().__init__(
-            Capabilities(persistent=True, shared=True, transactions=True, full_text_search=True)
+            Capabilities(
+                persistent=True, shared=True, transactions=True, full_text_search=True, ttl=True
+            ),
+            retention=retention,
         )
 
     @property
@@ -425,20 +447,22 @@ class SQLThreadStore(BaseThreadStore):
         return await self._runner._arun(plan, write, alone)
 
     def execute(self, op: ops.Op[T]) -> T:
-        """Run one operation in one transaction."""
+        """Run one operation in one transaction (rolled back for a dry-run sweep)."""
         plans, runner = self._plans, self._runner
+        dry_run = isinstance(op, ops.SweepThreads) and op.dry_run
         result: T = runner._run(
             lambda: plans.plan(op), plans.writes(op), plans.single_statement(op),
-            runner.tenant_of(op),
+            runner.tenant_of(op), dry_run,
         )  # fmt: skip
         return result
 
     async def aexecute(self, op: ops.Op[T]) -> T:
         """Run one operation in one transaction on the async engine."""
         plans, runner = self._plans, self._runner
+        dry_run = isinstance(op, ops.SweepThreads) and op.dry_run
         result: T = await runner._arun(
             lambda: plans.plan(op), plans.writes(op), plans.single_statement(op),
-            runner.tenant_of(op),
+            runner.tenant_of(op), dry_run,
         )  # fmt: skip
         return result
 

@@ -1,0 +1,233 @@
+"""Retention sweeps of SQL threads as plans (see `memfold.backends.sql.plans`): pure, no I/O.
+
+Every statement is an index search, never a scan of a table (schema step 5 adds the indexes):
+
+- tenants, one at a time: the next tenant after the last (``threads_key``);
+- threads past their own TTL: ``threads_ttl``, on ``(tenant, updated_at + ttl)`` for the threads
+  that have one; past the policy's TTL: ``threads_recent`` ``(tenant, updated_at)``;
+- threads past ``max_threads``: ``threads_recent`` read newest first, past the first N;
+- threads over ``keep_last`` messages: ``threads_size`` ``(tenant, message_count)``;
+- threads that may hold messages older than ``max_age_seconds``: the threads created before
+  then, read in key order (keys grow with creation time) and stopped at the first newer one;
+- a thread's oldest messages: the primary key ``(thread, seq)`` (on SQLite, the thread's seq
+  index), read from the front.
+
+The cut never leaves a tool result without its call: it moves past the tool results that would
+start what stays (`memfold.retention`). A sweep runs in one transaction; a dry run is the same
+sweep rolled back, so it counts exactly what the sweep would remove.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from sqlalchemy import ClauseElement, Integer, bindparam, delete, select, update
+
+from memfold import ops
+from memfold.backends.sql.plans import Plan
+from memfold.backends.sql.plans import _message as message_of
+from memfold.backends.sql.schema import Tables
+from memfold.compaction.units import TOOL_ROLES
+from memfold.retention import SweepResult
+
+__all__ = ["ThreadSweepPlans"]
+
+PAGE: Final = 200
+"""Messages read at a time from the front of a thread."""
+WALK: Final = 500
+"""Threads read at a time when looking for old ones."""
+
+
+class ThreadSweepPlans:
+    """The plans for ``set_thread_ttl`` and ``sweep`` on one set of thread tables."""
+
+    def __init__(self, tables: Tables) -> None:
+        t, m = tables.threads, tables.messages
+        row = (t.c.id, t.c.thread_id, t.c.message_count)
+        in_tenant = t.c.tenant == bindparam("tenant")
+        self._set_ttl = (
+            update(t)
+            .where(t.c.tenant == bindparam("k_tenant"), t.c.thread_id == bindparam("k_thread"))
+            .values(ttl=bindparam("ttl"))
+        )
+        self._next_tenant = (
+            select(t.c.tenant).where(t.c.tenant > bindparam("after")).order_by(t.c.tenant).limit(1)
+        )
+        self._own_ttl_due = select(*row).where(
+            in_tenant, t.c.ttl.is_not(None), t.c.updated_at + t.c.ttl <= bindparam("now")
+        )
+        self._idle = select(*row).where(
+            in_tenant, t.c.updated_at <= bindparam("idle"), t.c.ttl.is_(None)
+        )
+        self._past_max_threads = (
+            select(*row)
+            .where(in_tenant)
+            .order_by(t.c.updated_at.desc())
+            .offset(bindparam("max_threads", type_=Integer))
+        )
+        self._over_count = select(*row).where(
+            in_tenant, t.c.message_count > bindparam("keep", type_=Integer)
+        )
+        self._walk = (
+            select(*row, t.c.tenant, t.c.created_at)
+            .where(t.c.id > bindparam("after"))
+            .order_by(t.c.id)
+            .limit(WALK)
+        )
+        self._lock = (
+            select(t.c.message_count, t.c.updated_at)
+            .where(t.c.id == bindparam("id"))
+            .with_for_update()
+        )  # a plain SELECT on SQLite, whose writers hold the whole database
+        self._front = (
+            select(m.c.seq, m.c.message_id, m.c.body, m.c.created_us)
+            .where(m.c.thread == bindparam("id"))
+            .order_by(m.c.seq)
+            .limit(PAGE)
+            .offset(bindparam("offset", type_=Integer))
+        )
+        self._drop_front = delete(m).where(
+            m.c.thread == bindparam("id"), m.c.seq <= bindparam("last")
+        )
+        self._shrink = (
+            update(t)
+            .where(t.c.id == bindparam("id"))
+            .values(message_count=t.c.message_count - bindparam("removed"))
+        )
+        self._drop_messages = delete(m).where(m.c.thread == bindparam("id"))
+        self._drop_thread = delete(t).where(t.c.id == bindparam("id"))
+
+    @property
+    def prepared(self) -> list[ClauseElement]:
+        """Every statement the plans yield, for a driver to compile once."""
+        return [v for v in vars(self).values() if isinstance(v, ClauseElement)]
+
+    def set_ttl(self, op: ops.SetThreadTTL) -> Plan:
+        """Set or clear one thread's own TTL; returns whether the thread exists."""
+        params = {"k_tenant": op.tenant, "k_thread": op.thread_id, "ttl": op.ttl_seconds}
+        return (yield self._set_ttl, params).rowcount > 0
+
+    def sweep(self, op: ops.SweepThreads) -> Plan:
+        """Remove what ``op``'s policy says, tenant by tenant; returns what went."""
+        policy, now = op.policy, op.now.timestamp()
+        sweep = _Sweep()
+        tenant = op.tenant
+        if tenant is None:
+            tenant = (yield self._next_tenant, {"after": ""}).scalar()
+        while tenant is not None:
+            key = {"tenant": tenant}
+            doomed = list((yield self._own_ttl_due, {**key, "now": now}).rows)
+            if policy.ttl_seconds is not None:
+                idle = now - policy.ttl_seconds
+                doomed += (yield self._idle, {**key, "idle": idle}).rows
+            for thread, thread_id, count in doomed:
+                yield from self._delete(sweep, tenant, thread, thread_id, count)
+            if policy.max_threads is not None:
+                params = {**key, "max_threads": policy.max_threads}
+                for thread, thread_id, count in (yield self._past_max_threads, params).rows:
+                    yield from self._delete(sweep, tenant, thread, thread_id, count)
+            if policy.keep_last is not None:
+                params = {**key, "keep": policy.keep_last}
+                for thread, thread_id, _count in (yield self._over_count, params).rows:
+                    yield from self._trim(sweep, tenant, thread, thread_id, policy.keep_last, None)
+            if op.tenant is not None:
+                break
+            tenant = (yield self._next_tenant, {"after": tenant}).scalar()
+        if policy.max_age_seconds is not None:
+            yield from self._old(sweep, op.tenant, now - policy.max_age_seconds)
+        return ops.ThreadSweep(sweep.removed, tuple(sweep.changed))
+
+    def _delete(self, sweep: _Sweep, tenant: str, thread: int, thread_id: str, count: int) -> Plan:
+        yield self._drop_messages, {"id": thread}
+        if (yield self._drop_thread, {"id": thread}).rowcount:
+            sweep.removed += SweepResult(threads=1, messages=count)
+            sweep.changed.append((tenant, thread_id))
+
+    def _old(self, sweep: _Sweep, tenant: str | None, cutoff: float) -> Plan:
+        """Cut the messages older than ``cutoff`` from the threads created before it."""
+        after = 0
+        while True:
+            rows = (yield self._walk, {"after": after}).rows
+            for thread, thread_id, _count, owner, created_at in rows:
+                if created_at >= cutoff:
+                    return
+                if tenant is None or owner == tenant:
+                    yield from self._trim(sweep, owner, thread, thread_id, None, cutoff)
+            if len(rows) < WALK:
+                return
+            after = rows[-1][0]
+
+    def _trim(
+        self,
+        sweep: _Sweep,
+        tenant: str,
+        thread: int,
+        thread_id: str,
+        keep: int | None,
+        cutoff: float | None,
+    ) -> Plan:
+        """Remove a thread's oldest messages past ``keep`` or older than ``cutoff``; a thread
+        left empty by ``cutoff`` and not written since goes too."""
+        found = (yield self._lock, {"id": thread}).rows
+        if not found:
+            return
+        count, updated_at = found[0]
+        cut = 0 if keep is None else count - keep
+        if cutoff is not None:
+            cut = max(cut, (yield from self._older(thread, cutoff)))
+        if cut <= 0:
+            return
+        cut, last = yield from self._boundary(thread, cut)
+        if last is None:
+            return
+        removed = (yield self._drop_front, {"id": thread, "last": last}).rowcount
+        if removed == count and cutoff is not None and updated_at < cutoff:
+            yield self._drop_thread, {"id": thread}
+            sweep.removed += SweepResult(threads=1)
+        else:
+            yield self._shrink, {"id": thread, "removed": removed}
+        sweep.removed += SweepResult(messages=removed)
+        sweep.changed.append((tenant, thread_id))
+
+    def _older(self, thread: int, cutoff: float) -> Plan:
+        """How many of a thread's oldest messages, in a row, were created before ``cutoff``."""
+        offset = 0
+        while True:
+            rows = (yield self._front, {"id": thread, "offset": offset}).rows
+            for i, row in enumerate(rows):
+                created = message_of(*row[1:]).created_at
+                if created is None or created.timestamp() >= cutoff:
+                    return offset + i
+            offset += len(rows)
+            if len(rows) < PAGE:
+                return offset
+
+    def _boundary(self, thread: int, cut: int) -> Plan:
+        """The tool-safe cut at or after ``cut``, and the seq of its last message (None: the
+        thread has fewer messages than that)."""
+        offset = cut - 1
+        rows = (yield self._front, {"id": thread, "offset": offset}).rows
+        if not rows:
+            return cut, None
+        last = rows[0][0]
+        following = rows[1:]
+        while True:
+            for seq, message_id, body, created_us in following:
+                if message_of(message_id, body, created_us).role not in TOOL_ROLES:
+                    return cut, last
+                cut, last = cut + 1, seq
+            if len(rows) < PAGE:
+                return cut, last
+            offset += len(rows)
+            rows = (yield self._front, {"id": thread, "offset": offset}).rows
+            following = rows
+
+
+class _Sweep:
+    """What a sweep has removed so far, and the threads it touched."""
+
+    __slots__ = ("changed", "removed")
+
+    def __init__(self) -> None:
+        self.removed = SweepResult()
+        self.changed: list[tuple[str, str]] = []
