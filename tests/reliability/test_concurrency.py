@@ -14,7 +14,6 @@ machine, so the last rule is checked across processes too.
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import threading
 import time
 from collections.abc import Iterator
@@ -29,6 +28,7 @@ from memfold import Conflict, Message, open_store
 from memfold.checkpoints import BaseCheckpointStore, Blob, Lease, open_checkpoint_store
 from memfold.stores import BaseThreadStore
 from tests.backends.test_checkpoints import make_checkpoint_store
+from tests.reliability.processes import context
 from tests.support import (
     BACKENDS,
     PG_URL,
@@ -42,10 +42,8 @@ from tests.support import (
 WRITERS = 4
 APPENDS = 24  # appends per writer to the shared thread (and as many to its own)
 BATCH = 3  # every fourth append to the shared thread carries this many messages
-STEPS = 12  # checkpoints each relay writer gets stored
+STEPS = 8  # checkpoints each writer gets stored
 
-_context = multiprocessing.get_context("forkserver")
-_context.set_forkserver_preload([__name__])
 
 SHARED_BACKENDS = [b for b in BACKENDS if b != "memory"]
 """Backends several processes can open at once."""
@@ -71,9 +69,8 @@ def batch(writer: int, k: int) -> list[Message]:
     ]
 
 
-async def append_all(api: Api, writer: int, start_at: float) -> list[Append]:
+async def append_all(api: Api, writer: int) -> list[Append]:
     """Append `APPENDS` times to the shared thread and to the writer's own, alternately."""
-    await asyncio.sleep(max(0.0, start_at - time.monotonic()))
     done: list[Append] = []
     for k in range(APPENDS):
         messages = batch(writer, k)
@@ -134,11 +131,12 @@ def reopen(store: Any, tmp_path: Path) -> tuple[str, dict[str, Any]]:
 
 
 def appender_process(
-    url: str, options: dict[str, Any], writer: int, start_at: float, results: Any
+    url: str, options: dict[str, Any], writer: int, ready: Any, results: Any
 ) -> None:
     store = open_store(url, setup=False, **options)
     try:
-        results.put((writer, asyncio.run(append_all(Api(store, False), writer, start_at))))
+        ready.wait(60)  # every writer has its store open: go
+        results.put((writer, asyncio.run(append_all(Api(store, False), writer))))
     finally:
         store.close()
 
@@ -157,10 +155,9 @@ def test_processes_appending_at_once_keep_every_message_in_order(
 ) -> None:
     """Processes, each with its own store, append to one thread and their own at once."""
     url, options = reopen(threads_store, tmp_path)
-    results = _context.Queue()
-    start_at = time.monotonic() + 3  # once every process is up
+    results, ready = context.Queue(), context.Barrier(WRITERS)
     processes = [
-        _context.Process(target=appender_process, args=(url, options, w, start_at, results))
+        context.Process(target=appender_process, args=(url, options, w, ready, results))
         for w in range(WRITERS)
     ]
     for p in processes:
@@ -177,10 +174,7 @@ async def test_tasks_appending_at_once_keep_every_message_in_order(
     threads_store: BaseThreadStore,
 ) -> None:
     """Tasks on one event loop append through one store's async API at once."""
-    start_at = time.monotonic()
-    done = await asyncio.gather(
-        *(append_all(Api(threads_store, True), w, start_at) for w in range(WRITERS))
-    )
+    done = await asyncio.gather(*(append_all(Api(threads_store, True), w) for w in range(WRITERS)))
     await threads_store.aclose()
     check_appends(threads_store, [a for appends in done for a in appends], WRITERS)
 
@@ -190,11 +184,12 @@ def test_threads_appending_at_once_keep_every_message_in_order(
     threads_store: BaseThreadStore,
 ) -> None:
     """OS threads append through one in-process store's sync API at once."""
-    start_at = time.monotonic() + 0.2
     done: list[list[Append]] = [[] for _ in range(WRITERS)]
+    ready = threading.Barrier(WRITERS)
 
     def run(w: int) -> None:
-        done[w] = asyncio.run(append_all(Api(threads_store, False), w, start_at))
+        ready.wait(10)
+        done[w] = asyncio.run(append_all(Api(threads_store, False), w))
 
     workers = [threading.Thread(target=run, args=(w,)) for w in range(WRITERS)]
     for t in workers:
@@ -220,10 +215,9 @@ def put_args(
     return args, kwargs
 
 
-async def race(api: Api, writer: str, start_at: float) -> tuple[str, int, str | None]:
+async def race(api: Api, writer: str) -> tuple[str, int, str | None]:
     """Extend the thread from ``0000`` in a chain of the writer's own; returns how many puts
     were stored and the Conflict that stopped the writer, if one did."""
-    await asyncio.sleep(max(0.0, start_at - time.monotonic()))
     parent, done = "0000", 0
     try:
         for step in range(1, STEPS + 1):
@@ -235,11 +229,10 @@ async def race(api: Api, writer: str, start_at: float) -> tuple[str, int, str | 
     return writer, done, None
 
 
-async def relay(api: Api, writer: str, start_at: float) -> tuple[str, list[str], int]:
+async def relay(api: Api, writer: str) -> tuple[str, list[str], int]:
     """Get `STEPS` checkpoints stored, each from the writer's last one, or, after a Conflict,
     from the thread's newest (which takes the lease over); returns them and the refusals.
     Checkpoint ids grow with time, as LangGraph's do, so the newest is the last stored."""
-    await asyncio.sleep(max(0.0, start_at - time.monotonic()))
     newest = await api.get("shared")
     parent, refused = newest.checkpoint_id, 0
     stored: list[str] = []
@@ -277,12 +270,13 @@ def chain(store: BaseCheckpointStore) -> list[str]:
 
 
 def checkpoint_process(
-    url: str, options: dict[str, Any], job: str, writer: str, start_at: float, results: Any
+    url: str, options: dict[str, Any], job: str, writer: str, ready: Any, results: Any
 ) -> None:
     store = open_checkpoint_store(url, setup=False, **options)
     try:
         work = race if job == "race" else relay
-        results.put(asyncio.run(work(Api(store, False), writer, start_at)))  # type: ignore[arg-type]
+        ready.wait(60)  # every writer has its store open: go
+        results.put(asyncio.run(work(Api(store, False), writer)))  # type: ignore[arg-type]
     finally:
         store.close()
 
@@ -302,13 +296,11 @@ async def run_writers(store: BaseCheckpointStore, job: str, tmp_path: Path) -> l
     names = [chr(ord("A") + w) for w in range(WRITERS)]
     if store.name == "memory":
         work = race if job == "race" else relay
-        start_at = time.monotonic()
-        return list(await asyncio.gather(*(work(Api(store, True), n, start_at) for n in names)))  # type: ignore[arg-type]
+        return list(await asyncio.gather(*(work(Api(store, True), n) for n in names)))  # type: ignore[arg-type]
     url, options = reopen(store, tmp_path)
-    results = _context.Queue()
-    start_at = time.monotonic() + 3
+    results, ready = context.Queue(), context.Barrier(WRITERS)
     processes = [
-        _context.Process(target=checkpoint_process, args=(url, options, job, n, start_at, results))
+        context.Process(target=checkpoint_process, args=(url, options, job, n, ready, results))
         for n in names
     ]
     for p in processes:

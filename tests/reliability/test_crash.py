@@ -17,7 +17,6 @@ per store kind and backend: 70 by default, so 210 per backend (``make soak`` run
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import random
 import signal
@@ -38,6 +37,7 @@ from memfold import Message, open_store
 from memfold.checkpoints import Blob, Lease, SequenceBlob, open_checkpoint_store
 from memfold.memories import open_memory_store
 from memfold.recall.embedders import HashingEmbedder
+from tests.reliability.processes import context
 from tests.support import MEMORY_DIMS, PG_URL, drop_store, postgres_store
 
 KILLS = int(os.environ.get("MEMFOLD_CRASH_KILLS", "70"))
@@ -46,8 +46,6 @@ CHAIN = 25  # kills per checkpoint thread, so that the checkpointed list stays s
 LEASE = Lease("crash-writer", 60)  # every writer process is the same logical writer
 NAMESPACE = ("crash", "user")
 
-_context = multiprocessing.get_context("forkserver")
-_context.set_forkserver_preload(["__main__", __name__])
 
 Ack = Callable[[int], None]
 
@@ -183,8 +181,8 @@ class Writers:
 
     def __init__(self, kind: str, url: str, options: dict[str, Any]) -> None:
         self.url = url
-        self._conn, theirs = _context.Pipe()
-        self._process = _context.Process(
+        self._conn, theirs = context.Pipe()
+        self._process = context.Process(
             target=zygote, args=(kind, url, options, theirs), daemon=True
         )
         self._process.start()
