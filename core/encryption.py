@@ -6,14 +6,16 @@ decrypt under whichever key a ciphertext names. A store opened with ``keyring=``
 ``?keyring=env``, which reads `KEYS_ENV`) encrypts, in its base class and so on every backend:
 
 - thread messages: the content (text or parts) and the tool-call arguments, together as one
-  ciphertext in a single content part of type `ENCRYPTED_PART` (the arguments are emptied);
+  ciphertext in a single content part of type `ENCRYPTED_PART` (the arguments are emptied),
+  and the compaction summary kept in thread metadata (`ENCRYPTED_METADATA`);
 - long-term memories: the text and the value (the value becomes ``{ENCRYPTED_KEY: ...}``);
 - checkpoints: the body, every channel value and every pending write (the tag gets
   `ENCRYPTED_TAG` appended).
 
-Roles, names, ids, tool names, times, thread and message metadata (where redaction counts go),
-checkpoint metadata and versions, memory namespaces, importance, TTLs and embeddings stay as
-they are, so listing, paging, filters on checkpoint metadata and vector search keep working.
+Roles, names, ids, tool names, times, the other thread and message metadata (where redaction
+counts go), checkpoint metadata and versions, memory namespaces, importance, TTLs and
+embeddings stay as they are, so listing, paging, filters on checkpoint metadata and vector
+search keep working.
 Embeddings are made from the plaintext before it is encrypted and are stored unencrypted (a
 vector leaks something about its text: keep vector search off an encrypted store if that
 matters). Full-text search needs the words, so an encrypted store declares
@@ -60,13 +62,14 @@ from typing import TYPE_CHECKING, Any, Final
 from memfold.checkpoint_model import Blob, ChannelValue, Checkpoint, PendingWrite, SequenceBlob
 from memfold.errors import EncryptionError, InvalidInput
 from memfold.memory_model import MemoryHit, MemoryRecord
-from memfold.model import JSON, Message, MessageHit, Part, ToolCall
+from memfold.model import JSON, Message, MessageHit, Part, ThreadInfo, ToolCall
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 __all__ = [
     "ENCRYPTED_KEY",
+    "ENCRYPTED_METADATA",
     "ENCRYPTED_PART",
     "ENCRYPTED_TAG",
     "KEYS_ENV",
@@ -76,8 +79,10 @@ __all__ = [
     "check_keyring",
     "checkpoint_key_ids",
     "key_id",
+    "metadata_key_ids",
     "open_checkpoints",
     "open_hits",
+    "open_infos",
     "open_memory_hits",
     "open_messages",
     "open_records",
@@ -86,6 +91,7 @@ __all__ = [
     "reseal_record",
     "seal_blob",
     "seal_message",
+    "seal_metadata",
     "seal_record",
     "seal_value",
     "seal_write",
@@ -103,6 +109,9 @@ ENCRYPTED_KEY: Final = "memfold.encrypted"
 """The only key of an encrypted memory value."""
 ENCRYPTED_TAG: Final = "+memfold.aes"
 """Appended to the type tag of an encrypted checkpoint body, value or write."""
+ENCRYPTED_METADATA: Final = frozenset({"memfold.compaction"})
+"""Thread metadata keys whose values memfold derives from the messages (the compaction
+summary of `memfold.compaction`): encrypted like the messages, as ``{ENCRYPTED_KEY: ...}``."""
 ENCRYPTED_TEXT: Final = "\x01memfold.encrypted:"
 """Starts an encrypted memory text."""
 OVERHEAD: Final = 1 + 1 + 12 + 16
@@ -112,6 +121,7 @@ _VERSION: Final = 1
 _NONCE: Final = 12
 _KEY_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _MESSAGE: Final = b"message"
+_METADATA: Final = b"thread metadata"
 _MEMORY_TEXT: Final = b"memory text"
 _MEMORY_VALUE: Final = b"memory value"
 _json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
@@ -464,6 +474,65 @@ def open_hits(keyring: Keyring | None, hits: list[MessageHit]) -> list[MessageHi
     """Search hits with their messages as `open_messages` returns them."""
     opened = open_messages(keyring, [h.message for h in hits])
     return [MessageHit(h.thread_id, m, h.score) for h, m in zip(hits, opened, strict=True)]
+
+
+# Thread metadata.
+
+
+def seal_metadata(keyring: Keyring, metadata: Mapping[str, JSON]) -> dict[str, JSON]:
+    """Thread metadata with the values of `ENCRYPTED_METADATA` keys encrypted under the active
+    key (or re-encrypted, if they already are); the other keys stay as they are."""
+    out = dict(metadata)
+    for key in ENCRYPTED_METADATA.intersection(metadata):
+        value = metadata[key]
+        what = f"thread metadata {key!r}"
+        token = _sealed_value(value)
+        out[key] = {
+            ENCRYPTED_KEY: keyring.seal_text(_json_bytes(value, what), _METADATA)
+            if token is None
+            else keyring.reseal_text(token, _METADATA, what)
+        }
+    return out
+
+
+def _sealed_value(value: object) -> str | None:
+    """The base64 ciphertext of an encrypted JSON value (None for a plain one)."""
+    if isinstance(value, dict) and len(value) == 1 and ENCRYPTED_KEY in value:
+        return str(value[ENCRYPTED_KEY])
+    return None
+
+
+def open_infos(keyring: Keyring | None, infos: list[ThreadInfo]) -> list[ThreadInfo]:
+    """Thread summaries with their metadata as it was before `seal_metadata`.
+
+    Raises:
+        EncryptionError: a value is encrypted and ``keyring`` cannot decrypt it (or is None).
+    """
+    opened = []
+    for info in infos:
+        found = {k: t for k in ENCRYPTED_METADATA if (t := _sealed_value(info.metadata.get(k)))}
+        if not found:
+            opened.append(info)
+            continue
+        metadata = dict(info.metadata)
+        for key, token in found.items():
+            what = f"thread metadata {key!r} of thread {info.thread_id!r}"
+            if keyring is None:
+                raise _no_keyring(what, key_id(_unbase64(token, what), what))
+            metadata[key] = json.loads(keyring.open_text(token, _METADATA, what))
+        opened.append(replace(info, metadata=metadata))
+    return opened
+
+
+def metadata_key_ids(metadata: Mapping[str, JSON]) -> set[str | None]:
+    """The key ids the `ENCRYPTED_METADATA` values of thread metadata are encrypted with
+    (None stands for a plain one)."""
+    found: set[str | None] = set()
+    for key in ENCRYPTED_METADATA.intersection(metadata):
+        token = _sealed_value(metadata[key])
+        what = f"thread metadata {key!r}"
+        found.add(None if token is None else key_id(_unbase64(token, what), what))
+    return found
 
 
 # Long-term memories.

@@ -4,7 +4,7 @@ Each store kind rotates through its own operations, so every backend rotates the
 
 - threads: each thread of the tenant is read a page at a time, newest first, and the messages
   not under the active key (or not encrypted at all) are rewritten in place (ids, order, times
-  and metadata kept);
+  and metadata kept), as is the compaction summary kept in thread metadata;
 - long-term memories: the live records under a namespace prefix are read a page at a time and
   rewritten with their times, vectors and TTLs kept (expired records are swept first);
 - checkpoints: each thread namespace is rewritten parent first, each checkpoint under its own
@@ -45,17 +45,19 @@ from memfold.checkpoint_model import ChannelValue, Checkpoint, RetentionPolicy, 
 from memfold.encryption import (
     Keyring,
     checkpoint_key_ids,
+    metadata_key_ids,
     open_checkpoints,
     record_key_ids,
     reseal_message,
     reseal_record,
     seal_blob,
+    seal_metadata,
     seal_value,
     seal_write,
     sealed_key_ids,
 )
 from memfold.errors import InvalidInput
-from memfold.model import utcnow
+from memfold.model import ThreadInfo, utcnow
 from memfold.recall.filters import parse_filter
 from memfold.recall.vectors import Matrix
 
@@ -137,17 +139,21 @@ def rotate_threads(
     keyring, size = check_rotation(store.keyring, batch_size, progress)
     from memfold.stores import encode_json
 
-    threads: list[str] = []
-    total = 0
+    infos: list[ThreadInfo] = []
     while True:
-        page = yield ops.ListThreads(tenant, LIST_PAGE, len(threads))
-        threads.extend(t.thread_id for t in page)
-        total += sum(t.message_count for t in page)
+        page = yield ops.ListThreads(tenant, LIST_PAGE, len(infos))
+        infos.extend(page)
         if len(page) < LIST_PAGE:
             break
+    total = sum(t.message_count for t in infos)
     wanted = {keyring.active}
+    for info in infos:  # the compaction summaries memfold keeps in thread metadata
+        if metadata_key_ids(info.metadata) - wanted:
+            metadata = seal_metadata(keyring, info.metadata)
+            encoded = encode_json(metadata, "thread metadata")
+            yield ops.SetThreadMetadata(tenant, info.thread_id, metadata, encoded)
     done = rewritten = 0
-    for thread_id in dict.fromkeys(threads):
+    for thread_id in dict.fromkeys(t.thread_id for t in infos):
         before: str | None = None
         while True:
             messages = yield ops.LoadThread(tenant, thread_id, size, before)

@@ -24,7 +24,16 @@ from types import TracebackType
 from typing import Final, Protocol, Self, TypeVar, runtime_checkable
 
 from memfold import ops
-from memfold.encryption import Keyring, check_keyring, open_hits, open_messages, seal_message
+from memfold.encryption import (
+    ENCRYPTED_METADATA,
+    Keyring,
+    check_keyring,
+    open_hits,
+    open_infos,
+    open_messages,
+    seal_message,
+    seal_metadata,
+)
 from memfold.errors import Conflict, InvalidInput, UnsupportedOperation
 from memfold.limits import DEFAULT_LIMITS, Limits, check_tree
 from memfold.model import JSON, Message, MessageHit, ThreadInfo, ensure_sequence, utcnow
@@ -573,11 +582,13 @@ class BaseThreadStore(BaseStore):
     ) -> ops.SetThreadMetadata:
         if not isinstance(metadata, Mapping):
             raise InvalidInput("thread metadata must be a mapping of str to JSON values")
+        stored = dict(metadata)
+        encoded = encode_json(stored, "thread metadata", self.limits, "max_metadata_bytes")
+        if self._keyring is not None and ENCRYPTED_METADATA.intersection(stored):
+            stored = seal_metadata(self._keyring, stored)
+            encoded = encode_json(stored, "thread metadata")
         return ops.SetThreadMetadata(
-            self.resolve_tenant(tenant),
-            check_id(thread_id, "thread id"),
-            dict(metadata),
-            encode_json(dict(metadata), "thread metadata", self.limits, "max_metadata_bytes"),
+            self.resolve_tenant(tenant), check_id(thread_id, "thread id"), stored, encoded
         )
 
     def _restore_op(self, info: ThreadInfo) -> ops.RestoreThread:
@@ -704,19 +715,21 @@ class BaseThreadStore(BaseStore):
         Raises:
             NotFound: no such thread.
         """
-        return self.execute(ops.GetThread(*self._thread_key(thread_id, tenant)))
+        info = self.execute(ops.GetThread(*self._thread_key(thread_id, tenant)))
+        return open_infos(self._keyring, [info])[0]
 
     def list_threads(
         self, *, tenant: str | None = None, limit: int = 50, offset: int = 0
     ) -> list[ThreadInfo]:
         """A page of a tenant's threads, most recently updated first."""
-        return self.execute(self._list_op(tenant, limit, offset))
+        return open_infos(self._keyring, self.execute(self._list_op(tenant, limit, offset)))
 
     def set_thread_metadata(
         self, thread_id: str, metadata: Mapping[str, JSON], *, tenant: str | None = None
     ) -> ThreadInfo:
         """Replace a thread's metadata (creating an empty thread if needed)."""
-        return self.execute(self._metadata_op(thread_id, metadata, tenant))
+        info = self.execute(self._metadata_op(thread_id, metadata, tenant))
+        return open_infos(self._keyring, [info])[0]
 
     def restore_thread(self, info: ThreadInfo) -> ThreadInfo:
         """Give thread ``info.thread_id`` of ``info.tenant`` the metadata and the creation and
@@ -725,7 +738,7 @@ class BaseThreadStore(BaseStore):
         The last step of restoring an exported or migrated thread, after its messages are
         appended (an append stamps the current time). ``message_count`` is not used.
         """
-        return self.execute(self._restore_op(info))
+        return open_infos(self._keyring, [self.execute(self._restore_op(info))])[0]
 
     def clear(self, thread_id: str, *, tenant: str | None = None) -> int:
         """Remove a thread's messages, keeping the thread; returns how many were removed."""
@@ -841,23 +854,26 @@ class BaseThreadStore(BaseStore):
 
     async def aget_thread(self, thread_id: str, *, tenant: str | None = None) -> ThreadInfo:
         """Async `get_thread`."""
-        return await self.aexecute(ops.GetThread(*self._thread_key(thread_id, tenant)))
+        info = await self.aexecute(ops.GetThread(*self._thread_key(thread_id, tenant)))
+        return open_infos(self._keyring, [info])[0]
 
     async def alist_threads(
         self, *, tenant: str | None = None, limit: int = 50, offset: int = 0
     ) -> list[ThreadInfo]:
         """Async `list_threads`."""
-        return await self.aexecute(self._list_op(tenant, limit, offset))
+        infos = await self.aexecute(self._list_op(tenant, limit, offset))
+        return open_infos(self._keyring, infos)
 
     async def aset_thread_metadata(
         self, thread_id: str, metadata: Mapping[str, JSON], *, tenant: str | None = None
     ) -> ThreadInfo:
         """Async `set_thread_metadata`."""
-        return await self.aexecute(self._metadata_op(thread_id, metadata, tenant))
+        info = await self.aexecute(self._metadata_op(thread_id, metadata, tenant))
+        return open_infos(self._keyring, [info])[0]
 
     async def arestore_thread(self, info: ThreadInfo) -> ThreadInfo:
         """Async `restore_thread`."""
-        return await self.aexecute(self._restore_op(info))
+        return open_infos(self._keyring, [await self.aexecute(self._restore_op(info))])[0]
 
     async def aclear(self, thread_id: str, *, tenant: str | None = None) -> int:
         """Async `clear`."""

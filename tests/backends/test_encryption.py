@@ -402,3 +402,31 @@ async def test_checkpoint_rotation_rewrites_values_and_writes_under_the_new_key(
     assert await api.stats("t") == stats
     items = await put_run(api, "t", 2, first=12)  # continues as deltas under k2
     assert (await api.get("t")).values["messages"].items == tuple(items)
+
+
+async def test_compaction_summaries_are_encrypted_and_rotated(api: Api, tmp_path: Path) -> None:
+    """The running summary a Compactor keeps in thread metadata is derived from the messages,
+    so it is encrypted like them: the compacted view reads back, raw storage holds none of it,
+    other metadata stays readable, and rotation re-encrypts it."""
+    from memfold.compaction import RECORD_KEY, ApproximateCounter, Compactor, RunningSummary
+
+    store: BaseThreadStore = api.store
+    store.keyring = keyring("k1")
+    await api.set_thread_metadata("t", {"user_id": "ana"})
+    words = "the vault code lives in the blue ledger on the third shelf"
+    await api.append("t", [Message(role="user", content=f"{words} {i}") for i in range(40)])
+    compactor = Compactor(store, RunningSummary(120, counter=ApproximateCounter()))
+    view = compactor.view("t") if not api.use_async else await compactor.aview("t")
+    summary = view[0].text
+    assert "ledger" in summary
+    info = await api.get_thread("t")
+    assert info.metadata["user_id"] == "ana"
+    assert RECORD_KEY in info.metadata
+    raw_info = store.execute(thread_ops.GetThread("default", "t"))
+    assert raw_info.metadata["user_id"] == "ana"
+    assert "ledger" not in repr(raw_info.metadata)
+    assert not holds(raw_storage(store, tmp_path), "blue ledger")
+    store.keyring = keyring("k2", "k1")
+    await api.rotate_key()
+    store.keyring = keyring("k2")
+    assert (await api.get_thread("t")).metadata == info.metadata
