@@ -316,7 +316,7 @@ async def test_an_append_that_follows_a_message_lands_only_right_after_it(api: A
     store = api.store
 
     async def append(messages: list[Message], follows: str) -> list[str]:
-        op = replace(store._append_op("t", messages, None), follows=follows)
+        op = replace(store._append_op("t", messages, None)[0], follows=follows)
         await api.execute(op)
         return [str(m.id) for m in op.messages]
 
