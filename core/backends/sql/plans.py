@@ -224,7 +224,7 @@ class ThreadPlans:
             )
         )
         bodies = select(m.c.message_id, m.c.body, m.c.created_us).where(in_thread)
-        before = bodies.where(m.c.seq < bindparam("seq"))
+        before = bodies.where(m.c.seq < self._seq_of.scalar_subquery())
         self._load = {
             (False, False): bodies.order_by(m.c.seq),
             (False, True): before.order_by(m.c.seq),
@@ -434,13 +434,13 @@ class ThreadPlans:
     def _load_plan(self, op: ops.LoadThread) -> Plan:
         key: dict[str, Any] = {"k_tenant": op.tenant, "k_thread": op.thread_id}
         if op.before is not None:
-            seq = (yield self._seq_of, {**key, "before": op.before}).scalar()
-            if seq is None:
-                raise NotFound(f"no message {op.before!r} in thread {op.thread_id!r}")
-            key["seq"] = seq
+            key["before"] = op.before
         if op.last is not None:
             key["last"] = op.last
         rows = (yield self._load[op.last is not None, op.before is not None], key).rows
+        # Nothing before ``before``: it is the first message, or not in the thread at all.
+        if not rows and op.before is not None and not (yield self._seq_of, key).rows:
+            raise NotFound(f"no message {op.before!r} in thread {op.thread_id!r}")
         if op.last is not None:
             rows = rows[::-1]
         return [_message(message_id, body, created) for message_id, body, created in rows]
