@@ -10,8 +10,8 @@ Retention sweeps run on the durable store (with its policy by default), and ever
 sweep changed is dropped from the hot store.
 
 A thread is *warm* when the hot store holds exactly as many of its messages as the durable
-store and this process has no unapplied write for it. A cold read loads the thread from the
-durable store and copies it into the hot store (re-warming it).
+store, before and after the hot read, and this process has no unapplied write for it. A cold
+read loads the thread from the durable store and copies it into the hot store (re-warming it).
 
 When the hot store raises `BackendUnavailable`, reads and writes go on against the durable
 store and a warning is logged (at most once every ``warn_every`` seconds). Threads written while
@@ -119,6 +119,15 @@ class TieredThreadStore(BaseThreadStore):
         return ops.LoadThread(op.tenant, op.thread_id)
 
     @staticmethod
+    def _whole(op: ops.LoadThread, loaded: list[Message], count: int) -> bool:
+        """Whether a hot load of a whole thread returned all ``count`` messages. A partial
+        load is checked by counting the hot copy again instead: a warm-up that read the
+        durable store before the last append and lands late leaves it short, and a hot copy
+        only ever grows by appends that follow the durable order, so an unchanged count means
+        unchanged messages."""
+        return op.last is None and op.before is None and len(loaded) == count
+
+    @staticmethod
     def _before(op: ops.AppendMessages) -> ops.LoadThread:
         """The durable read of the message an append landed after (its order is fixed once
         the append is committed, whatever other writers append meanwhile)."""
@@ -159,10 +168,12 @@ class TieredThreadStore(BaseThreadStore):
             if self._trusted and (self._dirty or self._dirty_tenants):
                 self._purge()
             if not self._is_dirty(op.tenant, op.thread_id):
-                count = self.durable.execute(ops.CountMessages(op.tenant, op.thread_id))
-                hot_count = self.hot.execute(ops.CountMessages(op.tenant, op.thread_id))
-                if count and count == hot_count:
-                    return self.hot.execute(op)
+                counting = ops.CountMessages(op.tenant, op.thread_id)
+                count = self.durable.execute(counting)
+                if count and count == self.hot.execute(counting):
+                    loaded = self.hot.execute(op)
+                    if self._whole(op, loaded, count) or self.hot.execute(counting) == count:
+                        return loaded
         except BackendUnavailable as error:
             self._hot_failed(op, error)
             return self.durable.execute(op)
@@ -222,10 +233,12 @@ class TieredThreadStore(BaseThreadStore):
             if self._trusted and (self._dirty or self._dirty_tenants):
                 await self._apurge()
             if not self._is_dirty(op.tenant, op.thread_id):
-                count = await self.durable.aexecute(ops.CountMessages(op.tenant, op.thread_id))
-                hot_count = await self.hot.aexecute(ops.CountMessages(op.tenant, op.thread_id))
-                if count and count == hot_count:
-                    return await self.hot.aexecute(op)
+                counting = ops.CountMessages(op.tenant, op.thread_id)
+                count = await self.durable.aexecute(counting)
+                if count and count == await self.hot.aexecute(counting):
+                    loaded = await self.hot.aexecute(op)
+                    if self._whole(op, loaded, count) or await self.hot.aexecute(counting) == count:
+                        return loaded
         except BackendUnavailable as error:
             self._hot_failed(op, error)
             return await self.durable.aexecute(op)

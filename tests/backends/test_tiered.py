@@ -263,3 +263,33 @@ def test_a_late_hot_append_never_reorders_the_hot_copy() -> None:
     assert [m.content for m in fast.load("t")] == ["a", "b", "c"]
     assert [m.content for m in slow.load("t")] == ["a", "b", "c"]
     assert [m.content for m in hot.load("t")] == ["a", "b", "c"]  # warmed again, in order
+
+
+class LateWarmUp(MemoryThreadStore):
+    """A hot store where, once armed, a slow warm-up's stale copy of a thread lands right after
+    the next count of it (between a reader's check and its read)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stale: list[Message] | None = None
+
+    def execute(self, op: ops.Op[T]) -> T:
+        result = super().execute(op)
+        if self.stale is not None and isinstance(op, ops.CountMessages):
+            stale, self.stale = self.stale, None
+            self.replace(op.thread_id, stale)
+        return result
+
+
+@pytest.mark.parametrize("last", [None, 1])
+def test_a_late_warm_up_never_serves_a_stale_copy(last: int | None) -> None:
+    """A warm-up that read the durable store before the last append and writes its copy
+    between a reader's warmth check and its read does not hide that append from the reader."""
+    hot, durable = LateWarmUp(), MemoryThreadStore()
+    store = TieredThreadStore(hot, durable)
+    first = store.append("t", msg("a"))
+    assert [m.content for m in store.load("t")] == ["a"]  # warm
+    store.append("t", msg("b"))
+    hot.stale = first
+    assert [m.content for m in store.load("t", last=last)] == ["a", "b"][-(last or 2) :]
+    assert [m.content for m in hot.load("t")] == ["a", "b"]  # warmed again
