@@ -10,7 +10,7 @@ transaction that first sets ``memfold.tenant`` to the operation's tenant, with
 keeps every statement of the transaction to that tenant's rows, whatever the statement says.
 The setting is local to the transaction (``SET LOCAL``): it ends with the COMMIT or ROLLBACK and
 nothing outlives it on the connection, so it is safe behind PgBouncer in transaction mode. An
-operation that spans tenants (a sweep of every tenant, a memory TTL sweep) sets nothing, and
+operation that spans tenants (a sweep of every tenant) sets nothing, and
 under the policy sees no rows: run those as a role the policy does not bind.
 
 `policies` gives the statements that enable the policy on a store's tables.
