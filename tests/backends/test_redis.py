@@ -20,7 +20,8 @@ from redis.exceptions import NoScriptError
 import memfold
 from memfold import BackendUnavailable, Conflict, InvalidInput, Message, Part, SchemaTooNew
 from memfold.backends.redis import RedisThreadStore
-from memfold.backends.redis.keys import LAYOUT_VERSION, layout_key, thread_keys
+from memfold.backends.redis.keys import LAYOUT_VERSION, layout_key, tenant_keys, thread_keys
+from memfold.retention import RetentionPolicy
 from tests.support import REDIS_URL, drop_store, redis_store
 
 WHEN = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
@@ -80,6 +81,9 @@ def test_every_key_starts_with_the_prefix(make: MakeStore, raw: redis.Redis) -> 
     p = store.key_prefix
     assert keys == [
         f"{p}layout",
+        f"{p}tenants",
+        f"{p}{{acme}}:firsts",
+        f"{p}{{acme}}:sizes",
         f"{p}{{acme}}:t:t:h",
         f"{p}{{acme}}:t:t:i",
         f"{p}{{acme}}:t:t:m",
@@ -122,10 +126,10 @@ def test_ttl_expires_threads_and_each_write_restarts_it(make: MakeStore, raw: re
     store.append("old", msgs("x"))
     store.append("kept", msgs("x"))
     keys = thread_keys(store.key_prefix, "default", "kept")
-    assert all(0 < raw.pttl(k) <= 1000 for k in keys.all)
+    assert all(0 < raw.pttl(k) <= 1000 for k in keys.all if raw.exists(k))
     time.sleep(0.6)
     store.append("kept", msgs("y"))
-    assert all(raw.pttl(k) > 700 for k in keys.all)
+    assert all(raw.pttl(k) > 700 for k in keys.all if raw.exists(k))
     time.sleep(0.6)
     assert store.load("old") == []
     assert store.count("kept") == 2
@@ -229,6 +233,52 @@ def test_layout_1_elements_still_read_trim_and_delete(make: MakeStore, raw: redi
     assert store.load("t", before=new[0].id) == old[1:]
     assert store.delete_messages("t", ["o1", new[1].id]) == [old[1], new[1]]
     assert store.load("t") == new[:1]
+
+
+def test_an_upgrade_to_layout_3_indexes_the_threads_written_before(
+    make: MakeStore, raw: redis.Redis
+) -> None:
+    """Threads written before layout 3 (no set of tenants, no size or first-message index)
+    are found by no sweep until setup() fills the indexes in; then a sweep of every tenant
+    finds them."""
+    store = make()
+    for tenant in ("acme", "a:b"):
+        store.append("t", msgs("a", "b", "c"), tenant=tenant)
+    p = store.key_prefix
+    indexes = [k for tenant in ("acme", "a:b") for k in tenant_keys(p, tenant).all[1:3]]
+    raw.delete(f"{p}tenants", *indexes)
+    raw.set(layout_key(p), 2)
+    assert store.sweep(RetentionPolicy(keep_last=1)).messages == 0
+    assert store.setup() == LAYOUT_VERSION
+    assert raw.smembers(f"{p}tenants") == {b"acme", b"a%3Ab"}
+    assert store.sweep(RetentionPolicy(keep_last=1)).messages == 4
+    assert [m.content for m in store.load("t", tenant="a:b")] == ["c"]
+
+
+def test_a_sweep_skips_and_unindexes_threads_evicted_behind_its_back(
+    make: MakeStore, raw: redis.Redis
+) -> None:
+    """A thread whose keys vanished is neither counted nor trimmed, and leaves the indexes."""
+    store = make()
+    store.append("a", msgs("1", "2", "3"))
+    store.append("b", msgs("1", "2", "3"))
+    raw.delete(*thread_keys(store.key_prefix, "default", "b").all[:3])
+    assert store.sweep(RetentionPolicy(keep_last=1)).messages == 2
+    assert raw.zrange(tenant_keys(store.key_prefix, "default").sizes, 0, -1) == [b"a"]
+
+
+def test_retention_options_in_the_url_make_the_stores_policy() -> None:
+    """keep_last, max_age_seconds and max_threads in the URL make the retention policy;
+    ttl_seconds and max_messages (applied by Redis on every write) fill it in too."""
+    url = f"{REDIS_URL}?keep_last=3&max_age_seconds=60&max_threads=10&socket_timeout=5"
+    store = RedisThreadStore.from_url(url)
+    assert store.retention == RetentionPolicy(keep_last=3, max_age_seconds=60, max_threads=10)
+    store.close()
+    store = RedisThreadStore.from_url(f"{REDIS_URL}?ttl_seconds=5&max_messages=7")
+    assert store.retention == RetentionPolicy(keep_last=7, ttl_seconds=5)
+    store.close()
+    with pytest.raises(InvalidInput):
+        RedisThreadStore.from_url(f"{REDIS_URL}?keep_last=0")
 
 
 def test_times_keep_their_zone(make: MakeStore) -> None:

@@ -150,21 +150,21 @@ def test_a_fresh_postgresql_database_leaves_memories_out_unless_dimensions_are_g
 
 
 def test_redis_layouts_report_and_record_their_steps(key_prefix: str) -> None:
-    """A Redis prefix written by thread layout 1 and nothing else has thread step 2 and the
-    first checkpoint and memory steps pending; upgrade records them, and a dry run nothing."""
+    """A Redis prefix written by thread layout 1 and nothing else has thread steps 2 and 3 and
+    the first checkpoint and memory steps pending; upgrade records them, and a dry run nothing."""
     raw = redis.Redis.from_url(REDIS_URL)
     raw.set(f"{key_prefix}layout", 1)
     assert _summary(schema.status(REDIS_URL, key_prefix=key_prefix)) == [
-        ("threads", "redis", 1, 2, [2]),
+        ("threads", "redis", 1, 3, [2, 3]),
         ("checkpoints", "redis", 0, 1, [1]),
         ("memories", "redis", 0, 1, [1]),
     ]
     schema.upgrade(REDIS_URL, key_prefix=key_prefix, dry_run=True)
     assert sorted(raw.keys(f"{key_prefix}*")) == [f"{key_prefix}layout".encode()]
     applied = schema.upgrade(REDIS_URL, key_prefix=key_prefix)
-    assert [[p.version for p in s.pending] for s in applied] == [[2], [1], [1]]
+    assert [[p.version for p in s.pending] for s in applied] == [[2, 3], [1], [1]]
     assert [int(raw.get(f"{key_prefix}{k}") or 0) for k in ("layout", "c:layout", "m:layout")] == [
-        2, 1, 1,
+        3, 1, 1,
     ]  # fmt: skip
     assert all(s.up_to_date for s in schema.status(REDIS_URL, key_prefix=key_prefix))
     raw.close()

@@ -17,7 +17,13 @@ from memfold import ops
 from memfold.backends.redis import scripts
 from memfold.backends.redis.checkpoint_keys import micros
 from memfold.backends.redis.elements import ElementCodec
-from memfold.backends.redis.keys import tenant_base, tenant_index, thread_keys, unescape
+from memfold.backends.redis.keys import (
+    tenant_base,
+    tenant_index,
+    tenant_keys,
+    thread_keys,
+    unescape,
+)
 from memfold.errors import Conflict, InvalidInput, NotFound, UnsupportedOperation
 from memfold.model import Message, ThreadInfo
 from memfold.stores import not_following
@@ -98,9 +104,14 @@ class Calls:
                 command = _evalsha(scripts.DELETE_THREAD, keys.all, keys.member)
                 call = Call(command, bool, scripts.DELETE_THREAD)
             case ops.ClearTenant(tenant):
-                index, base = tenant_index(self.prefix, tenant), tenant_base(self.prefix, tenant)
-                command = _evalsha(scripts.CLEAR_TENANT, (index,), base)
+                t = tenant_keys(self.prefix, tenant)
+                command = _evalsha(scripts.CLEAR_TENANT, t.all, t.base)
                 call = Call(command, int, scripts.CLEAR_TENANT)
+            case ops.SetThreadTTL(tenant, thread_id, ttl_seconds):
+                keys = thread_keys(self.prefix, tenant, thread_id)
+                ttl = "" if ttl_seconds is None else repr(ttl_seconds)
+                command = _evalsha(scripts.SET_TTL, (keys.info, keys.ttls), keys.member, ttl)
+                call = Call(command, bool, scripts.SET_TTL)
             case ops.SearchMessages():
                 raise UnsupportedOperation(
                     "the redis backend has no full-text search (plain Redis has no index for "
@@ -132,7 +143,7 @@ class Calls:
     ) -> Call[None]:
         keys = thread_keys(self.prefix, tenant, thread_id)
         encode = self.codec.encode
-        command: list[Arg] = ["EVALSHA", scripts.APPEND.sha, 4, *keys.all, keys.member]
+        command: list[Arg] = ["EVALSHA", scripts.APPEND.sha, len(keys.all), *keys.all, keys.member]
         command += (self.ttl, self.cap, int(replace), "" if follows is None else "=" + follows)
         for m, body in zip(messages, bodies, strict=True):
             command += (m.id or "", encode(m, body))

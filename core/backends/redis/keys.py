@@ -7,6 +7,11 @@ For key prefix ``P``, tenant ``T`` and thread ``H`` (both escaped, see `escape`)
     P{T}:t:H:i       hash: message id -> sequence number, for ``before=`` and duplicate checks
     P{T}:t:H:h       hash: c (created, µs), m (metadata JSON),
                      n (the next sequence number: the newest message's plus one)
+    P{T}:sizes       sorted set: H -> message count (threads with messages), for sweeps
+    P{T}:firsts      sorted set: H -> its first message's creation time (µs; 0 when the
+                     element does not say), for max-age sweeps
+    P{T}:ttls        sorted set: H -> the thread's own TTL (seconds, `set_thread_ttl`)
+    Ptenants         set: every tenant with threads (escaped), for sweeps of all tenants
     Playout          string: the key layout's version, written by ``setup()``
 
 Escaping leaves no ``:``, ``{`` or ``}`` in an id, so each key names exactly one tenant and
@@ -33,12 +38,15 @@ from memfold.schema_steps import Step
 __all__ = [
     "LAYOUT_STEPS",
     "LAYOUT_VERSION",
+    "TenantKeys",
     "ThreadKeys",
     "check_prefix",
     "escape",
     "layout_key",
     "tenant_base",
     "tenant_index",
+    "tenant_keys",
+    "tenants_key",
     "thread_keys",
     "unescape",
 ]
@@ -46,10 +54,12 @@ __all__ = [
 LAYOUT_STEPS: Final = (
     Step(1, "a list, an id hash and an info hash per thread; an index of threads per tenant"),
     Step(2, "message elements with binary ids and times (version 1 elements read as they are)"),
+    Step(3, "threads indexed by size, first message time and own TTL; a set of tenants"),
 )
 """The steps of the key layout and element format above (`memfold.backends.redis.layout`);
 ``setup()`` records the last. Version 2 added element kinds with binary ids and times
-(`memfold.backends.redis.elements`)."""
+(`memfold.backends.redis.elements`); version 3 the indexes retention sweeps search, which its
+upgrade fills in for the threads written before."""
 LAYOUT_VERSION: Final = LAYOUT_STEPS[-1].version
 
 
@@ -93,25 +103,60 @@ def tenant_index(prefix: str, tenant: str) -> str:
     return f"{prefix}{{{escape(tenant)}}}:threads"
 
 
+def tenants_key(prefix: str) -> str:
+    """The set of every tenant with threads."""
+    return f"{prefix}tenants"
+
+
+@dataclass(frozen=True, slots=True)
+class TenantKeys:
+    """A tenant's thread indexes (by update time, size, first message time and own TTL), and
+    the start of its threads' keys."""
+
+    index: str
+    sizes: str
+    firsts: str
+    ttls: str
+    base: str
+
+    @property
+    def all(self) -> tuple[str, str, str, str]:
+        """The indexes, in the order the tenant-wide scripts take them."""
+        return self.index, self.sizes, self.firsts, self.ttls
+
+
+@lru_cache(maxsize=1024)
+def tenant_keys(prefix: str, tenant: str) -> TenantKeys:
+    """The indexes of ``tenant``'s threads."""
+    tag = f"{prefix}{{{escape(tenant)}}}:"
+    return TenantKeys(f"{tag}threads", f"{tag}sizes", f"{tag}firsts", f"{tag}ttls", f"{tag}t:")
+
+
 @dataclass(frozen=True, slots=True)
 class ThreadKeys:
-    """The keys of one thread, and its member name in the tenant's index."""
+    """The keys of one thread, its tenant's indexes, and its member name in them."""
 
     messages: str
     ids: str
     info: str
     index: str
+    sizes: str
+    firsts: str
+    ttls: str
     member: str
 
     @property
-    def all(self) -> tuple[str, str, str, str]:
+    def all(self) -> tuple[str, str, str, str, str, str, str]:
         """The keys in the order every write script takes them."""
-        return self.messages, self.ids, self.info, self.index
+        return self.messages, self.ids, self.info, self.index, self.sizes, self.firsts, self.ttls
 
 
 @lru_cache(maxsize=4096)
 def thread_keys(prefix: str, tenant: str, thread_id: str) -> ThreadKeys:
     """The keys of thread ``thread_id`` of ``tenant`` (cached: hot threads are written often)."""
     member = escape(thread_id)
-    base = tenant_base(prefix, tenant) + member
-    return ThreadKeys(f"{base}:m", f"{base}:i", f"{base}:h", tenant_index(prefix, tenant), member)
+    t = tenant_keys(prefix, tenant)
+    base = t.base + member
+    return ThreadKeys(
+        f"{base}:m", f"{base}:i", f"{base}:h", t.index, t.sizes, t.firsts, t.ttls, member
+    )

@@ -3,15 +3,18 @@
 The thread store records its layout at ``Playout``, the checkpoint store at ``Pc:layout`` and
 the memory store at ``Pm:layout`` (for key prefix ``P``; see `memfold.schema_steps`). Every step
 so far changes only what new writes look like, and memfold reads the data of every earlier step
-as it is, so applying a step is recording its number. That happens in one Lua script, which
-Redis runs alone (the lock): it compares the version found with this memfold's and raises it,
-never lowers it, so two processes upgrading at once record each step once. A version newer
-than this memfold's is left as it is and raises `memfold.errors.SchemaTooNew`.
+as it is, so applying a step is recording its number; a kind whose step adds an index gives a
+*backfill*, which fills it in for the data of earlier steps (idempotently) before the number is
+recorded. Recording happens in one Lua script, which Redis runs alone (the lock): it compares
+the version found with this memfold's and raises it, never lowers it, so two processes
+upgrading at once record each step once. A version newer than this memfold's is left as it is
+and raises `memfold.errors.SchemaTooNew`.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final
+from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING, Any, Final
 
 from memfold.backends.redis.calls import Call
 from memfold.backends.redis.scripts import Script
@@ -46,6 +49,8 @@ class RedisLayout(SchemaSteps):
         key: the key holding the version.
         steps: the kind's layout steps.
         scripts: the store's scripts, loaded by each upgrade in the same round trip.
+        backfill: makes the flow that fills in the indexes of the latest step for data written
+            by an earlier one (run by an upgrade from a version between 1 and the latest).
     """
 
     backend = "redis"
@@ -57,8 +62,11 @@ class RedisLayout(SchemaSteps):
         key: str,
         steps: tuple[Step, ...],
         scripts: tuple[Script, ...],
+        *,
+        backfill: Callable[[], Generator[Call[Any], Any, Any]] | None = None,
     ) -> None:
         self.redis, self.kind, self.key, self.steps, self.scripts = redis, kind, key, steps, scripts
+        self.backfill = backfill
         self.where = f"under key_prefix {redis.key_prefix!r}"
 
     def status(self) -> SchemaStatus:
@@ -70,10 +78,15 @@ class RedisLayout(SchemaSteps):
         return self.status_at(await self.redis._asend(Call(("GET", self.key), _version)))
 
     def upgrade(self) -> SchemaStatus:
-        """Record the latest version and load the scripts, in one round trip."""
+        """Fill in what the latest step indexes (if it has a backfill and older data is
+        there), then record the latest version and load the scripts in one round trip."""
+        if self.backfill is not None and 0 < self.status().version < self.latest:
+            self.redis.drive(self.backfill())
         return self.status_at(self.redis.claim_layout(self.key, self.latest, self.scripts))
 
     async def aupgrade(self) -> SchemaStatus:
         """Async `upgrade`."""
+        if self.backfill is not None and 0 < (await self.astatus()).version < self.latest:
+            await self.redis.adrive(self.backfill())
         found = await self.redis.aclaim_layout(self.key, self.latest, self.scripts)
         return self.status_at(found)

@@ -4,11 +4,12 @@ Redis runs a script to completion before any other command, so a reader sees a t
 before or after a write, never half-way. A script cannot roll back, so each one checks
 everything that could fail (duplicate ids, unknown ids) before its first write.
 
-Write scripts take ``KEYS = messages, ids, info, index`` (`ThreadKeys.all`) and
-``ARGV = member, ttl_ms, ...``; each ends in ``touch()``, which stamps the thread's update time
-(the server's ``TIME`` in µs: scripts run one at a time, so each write gets a later stamp) as its
-score in the tenant's index, records the creation time of a thread new to the index, and with a
-TTL refreshes every key's expiry and drops expired threads from the index.
+Write scripts take ``KEYS = messages, ids, info, index, sizes, firsts, ttls`` (`ThreadKeys.all`)
+and ``ARGV = member, ttl_ms, ...``; each ends in ``touch()``, which stamps the thread's update
+time (the server's ``TIME`` in µs: scripts run one at a time, so each write gets a later stamp)
+as its score in the tenant's index, records the creation time of a thread new to the index,
+scores it by message count and first message time in the indexes retention sweeps search, and
+with a TTL refreshes every key's expiry and drops expired threads from the index.
 
 A message's sequence number (in the ids hash) is its list index plus ``n - LLEN``, where ``n``
 (in the info hash) is the next number to give out: trimming the oldest messages needs no
@@ -27,15 +28,20 @@ from dataclasses import dataclass, field
 __all__ = [
     "ALL",
     "APPEND",
+    "BACKFILL",
     "CLEAR",
     "CLEAR_TENANT",
     "DELETE_MESSAGES",
     "DELETE_THREAD",
+    "DROP_THREADS",
     "GET",
     "LIST",
     "LOAD_BEFORE",
     "RESTORE",
+    "SELECT_DOOMED",
     "SET_METADATA",
+    "SET_TTL",
+    "TRIM_FRONT",
     "UPDATE",
     "Script",
 ]
@@ -66,12 +72,39 @@ local function chunked(command, key, items)
     redis.call(command, key, unpack(items, i, math.min(i + 999, #items)))
   end
 end
+
+local function time_of(element)
+  -- A message's creation time (µs) from its element; 0 when the element does not hold it.
+  local flag, at = string.byte(element, 1), nil
+  if flag == 98 or flag == 99 then
+    at = 18
+  elseif flag == 116 or flag == 117 then
+    at = string.find(element, '\0', 2, true) + 1
+  end
+  if not at or #element < at + 7 then return 0 end
+  local micros = struct.unpack('>i8', element, at)
+  if micros < -9e18 then return 0 end
+  return micros
+end
+
+local function index_size(messages, sizes, firsts, member)
+  -- Score the thread by message count and first message time, or drop it from both.
+  local length = redis.call('LLEN', messages)
+  if length > 0 then
+    redis.call('ZADD', sizes, length, member)
+    redis.call('ZADD', firsts, time_of(redis.call('LINDEX', messages, 0)), member)
+  else
+    redis.call('ZREM', sizes, member)
+    redis.call('ZREM', firsts, member)
+  end
+end
 """
 
 _WRITE = (
     _HELPERS
     + """
-local messages, ids, info, index = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local messages, ids, info, index, sizes, firsts = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5],
+  KEYS[6]
 local member, ttl = ARGV[1], tonumber(ARGV[2])
 
 local function base()
@@ -85,6 +118,7 @@ local function touch()
     redis.call('ZREMRANGEBYSCORE', index, '-inf', string.format('(%.0f', now - ttl * 1000))
   end
   if redis.call('ZADD', index, now, member) == 1 then redis.call('HSETNX', info, 'c', now) end
+  index_size(messages, sizes, firsts, member)
   if ttl > 0 then
     for _, key in ipairs(KEYS) do redis.call('PEXPIRE', key, ttl) end
   end
@@ -250,25 +284,161 @@ return removed
 
 DELETE_THREAD = Script(
     """
--- KEYS: messages, ids, info, index; ARGV[1]: member. Returns 1 if the thread existed.
+-- KEYS: `ThreadKeys.all`; ARGV[1]: member. Returns 1 if the thread existed.
 local existed = redis.call('DEL', KEYS[3])
 redis.call('DEL', KEYS[1], KEYS[2])
-redis.call('ZREM', KEYS[4], ARGV[1])
+for i = 4, 7 do redis.call('ZREM', KEYS[i], ARGV[1]) end
 return existed
 """
 )
 
 CLEAR_TENANT = Script(
     """
--- KEYS[1]: the tenant's index; ARGV[1]: the tenant's key base. Returns how many threads went.
+-- KEYS: the tenant's indexes (`TenantKeys.all`); ARGV[1]: the tenant's key base. Returns how
+-- many threads went.
 local removed = 0
 for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
   local key = ARGV[1] .. member
   removed = removed + redis.call('DEL', key .. ':h')
   redis.call('DEL', key .. ':m', key .. ':i')
 end
-redis.call('DEL', KEYS[1])
+redis.call('DEL', unpack(KEYS))
 return removed
+"""
+)
+
+SET_TTL = Script(
+    """
+-- KEYS: info, ttls; ARGV: member, the thread's own TTL in seconds ('' clears it). Returns 1 if
+-- the thread exists (nothing is set otherwise).
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if ARGV[2] == '' then
+  redis.call('ZREM', KEYS[2], ARGV[1])
+else
+  redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+end
+return 1
+"""
+)
+
+SELECT_DOOMED = Script(
+    """
+-- KEYS: the tenant's indexes (`TenantKeys.all`); ARGV: key base, now (µs), the policy's TTL
+-- (µs, '' for none), max threads ('' for none). Reads only: returns member, update time and
+-- message count of each thread a sweep deletes whole, in order: those past their own TTL, those
+-- not written for the policy's TTL (and without one of their own), then the least recently
+-- updated beyond the newest max threads of the rest. Threads whose keys are gone (evicted)
+-- are left out.
+local index, ttls, base, now = KEYS[1], KEYS[4], ARGV[1], tonumber(ARGV[2])
+local idle, most = tonumber(ARGV[3]), tonumber(ARGV[4])
+local picked, seen, reply = 0, {}, {}
+local function pick(member, updated)
+  if seen[member] then return end
+  seen[member] = true
+  picked = picked + 1
+  if redis.call('EXISTS', base .. member .. ':h') == 1 then
+    reply[#reply + 1] = member
+    reply[#reply + 1] = updated
+    reply[#reply + 1] = redis.call('LLEN', base .. member .. ':m')
+  end
+end
+local own = redis.call('ZRANGE', ttls, 0, -1, 'WITHSCORES')
+for i = 1, #own, 2 do
+  local updated = redis.call('ZSCORE', index, own[i])
+  if updated and tonumber(updated) + tonumber(own[i + 1]) * 1000000 <= now then
+    pick(own[i], updated)
+  end
+end
+if idle then
+  local found = redis.call('ZRANGEBYSCORE', index, '-inf', string.format('%.0f', now - idle),
+                           'WITHSCORES')
+  for i = 1, #found, 2 do
+    if not redis.call('ZSCORE', ttls, found[i]) then pick(found[i], found[i + 1]) end
+  end
+end
+if most then
+  local excess = redis.call('ZCARD', index) - picked - most
+  if excess > 0 then
+    local oldest = redis.call('ZRANGE', index, 0, excess + picked - 1, 'WITHSCORES')
+    for i = 1, #oldest, 2 do
+      if excess == 0 then break end
+      if not seen[oldest[i]] then
+        pick(oldest[i], oldest[i + 1])
+        excess = excess - 1
+      end
+    end
+  end
+end
+return reply
+"""
+)
+
+DROP_THREADS = Script(
+    """
+-- KEYS: the tenant's indexes (`TenantKeys.all`); ARGV: key base, then member, update time
+-- pairs. Deletes each thread not written since that update time. Returns, for each thread
+-- deleted, its member and how many messages it held.
+local base, reply = ARGV[1], {}
+for i = 2, #ARGV, 2 do
+  local member = ARGV[i]
+  if redis.call('ZSCORE', KEYS[1], member) == ARGV[i + 1] then
+    local key = base .. member
+    if redis.call('DEL', key .. ':h') == 1 then
+      reply[#reply + 1] = member
+      reply[#reply + 1] = redis.call('LLEN', key .. ':m')
+    end
+    redis.call('DEL', key .. ':m', key .. ':i')
+    for k = 1, 4 do redis.call('ZREM', KEYS[k], member) end
+  end
+end
+return reply
+"""
+)
+
+TRIM_FRONT = Script(
+    _HELPERS
+    + """
+-- KEYS: `ThreadKeys.all`; ARGV: member, how many of the oldest messages to remove, the id of
+-- the last of them, the id of the message after it ('' when none is), and an update time (µs,
+-- '' for none): a thread emptied by the cut and not written since that time is deleted.
+-- Returns {messages removed, 1 if the thread was deleted else 0}; {-1, 0} (and nothing
+-- changed) when the thread's front is not what the caller read. The update time stays.
+local messages, ids, info, index = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local member, cut = ARGV[1], tonumber(ARGV[2])
+local last, after = redis.call('LINDEX', messages, cut - 1), redis.call('LINDEX', messages, cut)
+if not last or id_of(last) ~= ARGV[3] then return {-1, 0} end
+if (after and id_of(after) or '') ~= ARGV[4] then return {-1, 0} end
+if not after and ARGV[5] ~= '' then
+  local updated = redis.call('ZSCORE', index, member)
+  if updated and tonumber(updated) < tonumber(ARGV[5]) then
+    redis.call('DEL', messages, ids, info)
+    for i = 4, 7 do redis.call('ZREM', KEYS[i], member) end
+    return {cut, 1}
+  end
+end
+local dead = {}
+for _, element in ipairs(redis.call('LRANGE', messages, 0, cut - 1)) do
+  dead[#dead + 1] = id_of(element)
+end
+chunked('HDEL', ids, dead)
+redis.call('LTRIM', messages, cut, -1)
+index_size(messages, KEYS[5], KEYS[6], member)
+return {cut, 0}
+"""
+)
+
+BACKFILL = Script(
+    _HELPERS
+    + """
+-- KEYS: the tenant's indexes (`TenantKeys.all`); ARGV: key base, start, count. Scores that page
+-- of the tenant's threads (by update time) by size and first message time, as writes since
+-- layout 3 do; returns how many threads the page held.
+local start = tonumber(ARGV[2])
+local page = redis.call('ZRANGE', KEYS[1], start, start + tonumber(ARGV[3]) - 1)
+for _, member in ipairs(page) do
+  index_size(ARGV[1] .. member .. ':m', KEYS[2], KEYS[3], member)
+end
+return #page
 """
 )
 
@@ -343,5 +513,10 @@ ALL = (
     GET,
     LIST,
     LOAD_BEFORE,
+    SET_TTL,
+    SELECT_DOOMED,
+    DROP_THREADS,
+    TRIM_FRONT,
+    BACKFILL,
 )
 """Every script, for ``setup()`` to load up front."""

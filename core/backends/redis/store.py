@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import inspect
 import weakref
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from functools import cache
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeAlias, TypeVar, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
@@ -29,23 +30,35 @@ from memfold.backends.redis.elements import ElementCodec
 from memfold.backends.redis.keys import LAYOUT_STEPS, check_prefix, layout_key
 from memfold.backends.redis.layout import UPGRADE, RedisLayout
 from memfold.backends.redis.scripts import Script
+from memfold.backends.redis.thread_sweep import ThreadSweeps, register
 from memfold.errors import BackendUnavailable, Conflict, InvalidInput, MemfoldError
 from memfold.limits import MAX_SECONDS
+from memfold.retention import POLICY_OPTIONS, RetentionPolicy, check_policy, policy_from_options
 from memfold.schema_steps import SchemaSteps
 from memfold.stores import BaseThreadStore, Capabilities
 
 __all__ = ["RedisThreadStore"]
 
 T = TypeVar("T")
+Flow: TypeAlias = Generator[Call[Any], Any, T]
 
 DEFAULT_PREFIX: Final = "memfold:"
 
-_OPTIONS: Final = {
+_OPTIONS: Final[dict[str, Callable[[str], Any]]] = {
+    **POLICY_OPTIONS,
     "key_prefix": str,
     "ttl_seconds": float,
     "max_messages": int,
     "compress_min_bytes": int,
 }
+
+_CREATING: Final = (
+    ops.AppendMessages,
+    ops.ReplaceThread,
+    ops.SetThreadMetadata,
+    ops.RestoreThread,
+)
+"""The writes that may create a thread (and so a tenant)."""
 
 
 @cache
@@ -152,9 +165,13 @@ class RedisThreadStore(BaseThreadStore):
         client: a sync ``redis.Redis`` to use instead of one made from ``url``.
         async_client: a ``redis.asyncio.Redis`` to use instead of one made from ``url``.
         key_prefix: the start of every key, so several stores can share one database.
-        ttl_seconds: expire a thread this long after its last write (every write restarts it).
-        max_messages: keep at most this many messages per thread, dropping the oldest.
+        ttl_seconds: expire a thread this long after its last write (every write restarts it);
+            also the retention policy's ``ttl_seconds``.
+        max_messages: keep at most this many messages per thread, dropping the oldest; also the
+            retention policy's ``keep_last``.
         compress_min_bytes: zstd-compress messages whose JSON is at least this long (None: never).
+        retention: what `sweep` removes when called without a policy (see `memfold.retention`);
+            ``ttl_seconds`` and ``max_messages`` set its fields of the same meaning.
 
     Examples:
         >>> store = RedisThreadStore("redis://127.0.0.1:6379/0", ttl_seconds=3600)
@@ -176,6 +193,7 @@ class RedisThreadStore(BaseThreadStore):
         ttl_seconds: float | None = None,
         max_messages: int | None = None,
         compress_min_bytes: int | None = 1024,
+        retention: RetentionPolicy | None = None,
     ) -> None:
         if url is not None and not isinstance(url, str):
             raise InvalidInput(f"a Redis URL must be a str, got {type(url).__name__}")
@@ -215,10 +233,21 @@ class RedisThreadStore(BaseThreadStore):
         ] = weakref.WeakKeyDictionary()
         source = self._client if self._client is not None else async_client
         self._where = "" if source is None else _where(source)
+        self._sweeps = ThreadSweeps(self.key_prefix, self.codec)
+        self._tenants: set[str] = set()
         self._layout = RedisLayout(
-            self, "threads", layout_key(self.key_prefix), LAYOUT_STEPS, scripts.ALL
+            self, "threads", layout_key(self.key_prefix), LAYOUT_STEPS, scripts.ALL,
+            backfill=self._sweeps.backfill,
+        )  # fmt: skip
+        policy = check_policy(retention or RetentionPolicy())
+        if ttl_seconds is not None:
+            policy = replace(policy, ttl_seconds=ttl_seconds)
+        if max_messages is not None:
+            policy = replace(policy, keep_last=max_messages)
+        super().__init__(
+            Capabilities(persistent=True, shared=True, transactions=True, ttl=True),
+            retention=policy,
         )
-        super().__init__(Capabilities(persistent=True, shared=True, transactions=True, ttl=True))
 
     @staticmethod
     def _connect_url(url: str) -> str:
@@ -232,8 +261,16 @@ class RedisThreadStore(BaseThreadStore):
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisThreadStore:
-        """A store for ``url``, taking memfold's options from its query (``options`` win)."""
+        """A store for ``url``, taking memfold's options from its query (``options`` win); the
+        query's retention options (``keep_last``, ``max_age_seconds``, ``max_threads``) make
+        its ``retention`` policy unless one is given."""
         plain, from_query = split_url(url)
+        policy: dict[str, Any] = {
+            k: from_query.pop(k) for k in ("keep_last", "max_age_seconds", "max_threads")
+            if k in from_query
+        }  # fmt: skip
+        if policy:
+            options = {"retention": policy_from_options(policy), **options}
         return cls(plain, **{**from_query, **options})
 
     @property
@@ -305,13 +342,44 @@ class RedisThreadStore(BaseThreadStore):
             raise _translate(exc, self._where) from exc
         return call.decode(reply)
 
+    def drive(self, flow: Flow[T]) -> T:
+        """Run a flow of calls (an operation of several round trips) on the sync client."""
+        try:
+            call = next(flow)
+            while True:
+                call = flow.send(self._send(call))
+        except StopIteration as done:
+            return cast("T", done.value)
+
+    async def adrive(self, flow: Flow[T]) -> T:
+        """Async `drive`."""
+        try:
+            call = next(flow)
+            while True:
+                call = flow.send(await self._asend(call))
+        except StopIteration as done:
+            return cast("T", done.value)
+
     def execute(self, op: ops.Op[T]) -> T:
-        """Run one operation in one round trip."""
-        return self._send(self._calls.build(op))
+        """Run one operation in one round trip (a sweep, and a tenant's first write in this
+        process, take more)."""
+        if isinstance(op, ops.SweepThreads):
+            return cast("T", self.drive(self._sweeps.sweep(op)))
+        call = self._calls.build(op)
+        if isinstance(op, _CREATING) and op.tenant not in self._tenants:
+            self._send(register(self.key_prefix, op.tenant))
+            self._tenants.add(op.tenant)
+        return self._send(call)
 
     async def aexecute(self, op: ops.Op[T]) -> T:
         """Run one operation in one round trip on the async client."""
-        return await self._asend(self._calls.build(op))
+        if isinstance(op, ops.SweepThreads):
+            return cast("T", await self.adrive(self._sweeps.sweep(op)))
+        call = self._calls.build(op)
+        if isinstance(op, _CREATING) and op.tenant not in self._tenants:
+            await self._asend(register(self.key_prefix, op.tenant))
+            self._tenants.add(op.tenant)
+        return await self._asend(call)
 
     # Setup: record the layout version and load the scripts.
 
