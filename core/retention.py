@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "KINDS",
+    "KIND_COUNTS",
     "POLICY_OPTIONS",
     "Kind",
     "PruneReport",
@@ -67,6 +68,19 @@ __all__ = [
 Kind = Literal["threads", "checkpoints", "memories"]
 KINDS: Final[tuple[Kind, ...]] = ("threads", "checkpoints", "memories")
 """The store kinds, in the order `prune` sweeps them."""
+
+KIND_COUNTS: Final[Mapping[str, tuple[tuple[str, str], ...]]] = {
+    "threads": (("threads", "threads"), ("messages", "messages")),
+    "checkpoints": (
+        ("threads", "threads"),
+        ("checkpoints", "checkpoints"),
+        ("values", "blobs"),
+        ("writes", "writes"),
+    ),
+    "memories": (("records", "records"),),
+}
+"""The counts each kind's sweep fills: ``(name in reports, SweepResult field)`` pairs
+(checkpoints' ``blobs`` are their stored channel values)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +136,15 @@ class SweepResult:
         """Every item counted, whatever its kind."""
         return sum(getattr(self, f.name) for f in fields(self))
 
+    def counts(self, kind: str) -> dict[str, int]:
+        """The counts a sweep of ``kind`` fills, by their report names (`KIND_COUNTS`).
+
+        Examples:
+            >>> SweepResult(checkpoints=3, blobs=2).counts("checkpoints")
+            {'threads': 0, 'checkpoints': 3, 'values': 2, 'writes': 0}
+        """
+        return {name: getattr(self, field) for name, field in KIND_COUNTS[kind]}
+
 
 @dataclass(frozen=True, slots=True)
 class PruneReport:
@@ -132,7 +155,9 @@ class PruneReport:
     only the kinds swept appear."""
     dry_run: bool = False
     seconds: float = 0.0
-    """How long the sweeps took."""
+    """How long the sweeps took, opening and closing the stores included."""
+    kind_seconds: Mapping[str, float] = field(default_factory=dict)
+    """How long each kind's sweep took."""
 
     @property
     def total(self) -> SweepResult:
@@ -141,6 +166,23 @@ class PruneReport:
         for result in self.kinds.values():
             total += result
         return total
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as plain JSON values: ``dry_run``, ``seconds``, and per kind swept its
+        counts (`SweepResult.counts`) and ``seconds``.
+
+        Examples:
+            >>> report = PruneReport({"memories": SweepResult(records=2)}, True, 0.5,
+            ...                      {"memories": 0.25})
+            >>> report.to_dict()["kinds"]
+            {'memories': {'records': 2, 'seconds': 0.25}}
+        """
+        kinds = {
+            kind: {**result.counts(kind), "seconds": self.kind_seconds.get(kind, 0.0)}
+            for kind, result in self.kinds.items()
+            if kind in KIND_COUNTS
+        }
+        return {"dry_run": self.dry_run, "seconds": self.seconds, "kinds": kinds}
 
 
 def check_seconds(value: object, what: str) -> float | None:
@@ -285,16 +327,18 @@ def prune(
         check_policy(policy)
     started = time.monotonic()
     pairs, opened = _stores(target, wanted)
+    results: dict[str, SweepResult] = {}
+    timings: dict[str, float] = {}
     try:
-        results: dict[str, SweepResult] = {}
         for kind, store in pairs:
             own = None if policy is None else policy.for_kind(kind)
+            began = time.monotonic()
             found = store.sweep(own, tenant=tenant, dry_run=dry_run)
-            results[kind] = results.get(kind, SweepResult()) + found
+            _tally(results, timings, kind, found, time.monotonic() - began)
     finally:
         for store in opened:
             store.close()
-    return PruneReport(results, dry_run, time.monotonic() - started)
+    return PruneReport(results, dry_run, time.monotonic() - started, timings)
 
 
 async def aprune(
@@ -317,13 +361,27 @@ async def aprune(
         pairs = [(_kind_of(s), s) for s in opened]
     else:
         pairs, opened = _stores(target, wanted)
+    results: dict[str, SweepResult] = {}
+    timings: dict[str, float] = {}
     try:
-        results: dict[str, SweepResult] = {}
         for kind, store in pairs:
             own = None if policy is None else policy.for_kind(kind)
+            began = time.monotonic()
             found = await store.asweep(own, tenant=tenant, dry_run=dry_run)
-            results[kind] = results.get(kind, SweepResult()) + found
+            _tally(results, timings, kind, found, time.monotonic() - began)
     finally:
         for store in opened:
             await store.aclose()
-    return PruneReport(results, dry_run, time.monotonic() - started)
+    return PruneReport(results, dry_run, time.monotonic() - started, timings)
+
+
+def _tally(
+    results: dict[str, SweepResult],
+    timings: dict[str, float],
+    kind: str,
+    found: SweepResult,
+    seconds: float,
+) -> None:
+    """Add one store's sweep to its kind's counts and time."""
+    results[kind] = results.get(kind, SweepResult()) + found
+    timings[kind] = timings.get(kind, 0.0) + seconds

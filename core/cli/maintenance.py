@@ -1,16 +1,19 @@
-"""Maintenance commands: ``prune`` checkpoints and ``reembed`` long-term memories."""
+"""Maintenance commands: ``prune`` every store kind by a retention policy, and ``reembed``
+long-term memories."""
 
 from __future__ import annotations
 
+import json
 from typing import Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from memfold.checkpoints import RetentionPolicy, open_checkpoint_store
+import memfold.retention
 from memfold.cli.common import DEFAULT_URL, Url, app, err, errors, fail, out, plural
 from memfold.memories import open_memory_store
 from memfold.recall.embedders import Embedder, HashingEmbedder, LocalEmbedder
+from memfold.retention import RetentionPolicy
 
 __all__ = ["prune", "reembed"]
 
@@ -18,15 +21,30 @@ __all__ = ["prune", "reembed"]
 @app.command()
 def prune(
     url: Url = DEFAULT_URL,
+    kind: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--kind",
+            help="Sweep only this store kind: threads, checkpoints or memories (repeatable; "
+            "default: every kind the URL opens).",
+        ),
+    ] = None,
     tenant: Annotated[
         str | None, typer.Option("--tenant", help="Prune only this tenant (default: every one).")
     ] = None,
     keep_last: Annotated[
-        int | None, typer.Option(help="Keep the newest N checkpoints of each thread namespace.")
+        int | None,
+        typer.Option(
+            help="Keep the newest N messages of each thread, checkpoints of each thread "
+            "namespace and memories of each namespace."
+        ),
     ] = None,
     max_age: Annotated[
         float | None,
-        typer.Option(help="Drop checkpoints older than this many seconds (the newest stays)."),
+        typer.Option(
+            help="Drop messages, checkpoints (the newest stays) and memories older than this "
+            "many seconds."
+        ),
     ] = None,
     ttl: Annotated[
         float | None,
@@ -34,20 +52,45 @@ def prune(
             help="Delete threads not written for this many seconds (a thread's own TTL wins)."
         ),
     ] = None,
+    max_threads: Annotated[
+        int | None,
+        typer.Option(help="Keep the N most recently updated threads of each tenant."),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count what would go and change nothing.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
-    """Sweep the checkpoints at URL by a retention policy (the store's own when no option is
-    given), leaving no orphaned values or writes."""
-    given = keep_last is not None or max_age is not None or ttl is not None
-    policy = RetentionPolicy(keep_last, max_age, ttl) if given else None
-    with errors(), open_checkpoint_store(url) as store:
-        removed = store.sweep(policy, tenant=tenant)
-    counts = (
-        plural(removed.threads, "thread"),
-        plural(removed.checkpoints, "checkpoint"),
-        plural(removed.blobs, "value"),
-        plural(removed.writes, "pending write"),
-    )
-    out().print("Removed {}, {}, {} and {}.".format(*counts), markup=False)
+    """Sweep every store kind at URL (threads, graph checkpoints, long-term memories) by a
+    retention policy (each store's own when no option is given), and report what went."""
+    given = (keep_last, max_age, ttl, max_threads)
+    policy = None
+    if any(value is not None for value in given):
+        policy = RetentionPolicy(keep_last, max_age, ttl, max_threads)
+    with errors():
+        report = memfold.retention.prune(url, policy, kinds=kind, tenant=tenant, dry_run=dry_run)
+    if as_json:
+        typer.echo(json.dumps(report.to_dict()))
+        return
+    console = out()
+    console.print("Would remove (dry run):" if dry_run else "Removed:", markup=False)
+    for name, result in report.kinds.items():
+        counts = result.counts(name)
+        parts = ", ".join(plural(n, _ONE[what]) for what, n in counts.items())
+        took = report.kind_seconds.get(name, 0.0)
+        console.print(f"  {name}: {parts} ({took:.3f} s)", markup=False)
+    console.print(f"Took {report.seconds:.3f} s.", markup=False)
+
+
+_ONE = {
+    "threads": "thread",
+    "messages": "message",
+    "checkpoints": "checkpoint",
+    "values": "value",
+    "writes": "pending write",
+    "records": "record",
+}
+"""The singular of each count's name, as the report prints it."""
 
 
 def _embedder(spec: str) -> Embedder:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -423,8 +424,8 @@ def test_export_into_a_missing_directory_fails_cleanly(db: str, tmp_path: Path) 
 
 
 def test_prune_keeps_the_newest_checkpoints_of_each_thread(tmp_path: Path) -> None:
-    """``memfold prune --keep-last`` sweeps every tenant, or only ``--tenant``, and says what
-    it removed."""
+    """``memfold prune --kind checkpoints --keep-last`` sweeps every tenant, or only
+    ``--tenant``, and says what it removed."""
     from memfold.checkpoints import Blob, open_checkpoint_store
 
     url = sqlite_url(tmp_path / "graph.db")
@@ -433,16 +434,110 @@ def test_prune_keeps_the_newest_checkpoints_of_each_thread(tmp_path: Path) -> No
             for step in range(4):
                 parent = f"c{step - 1}" if step else None
                 store.put("run", f"c{step}", Blob("json", b"{}"), parent_id=parent, tenant=tenant)
-    result = run("prune", "--url", url, "--keep-last", "3", "--tenant", "acme")
+    result = run(
+        "prune", "--url", url, "--kind", "checkpoints", "--keep-last", "3", "--tenant", "acme"
+    )
     assert result.exit_code == 0, result.output
-    assert "Removed 0 threads, 1 checkpoint, 0 values and 0 pending writes." in result.output
-    result = run("prune", "--url", url, "--keep-last", "1")
+    assert "  checkpoints: 0 threads, 1 checkpoint, 0 values, 0 pending writes (" in result.output
+    assert "messages" not in result.output
+    result = run("prune", "--url", url, "--kind", "checkpoints", "--keep-last", "1")
     assert result.exit_code == 0, result.output
-    assert "Removed 0 threads, 5 checkpoints," in result.output
+    assert "  checkpoints: 0 threads, 5 checkpoints," in result.output
     with open_checkpoint_store(url) as store:
         for tenant in ("default", "acme"):
             kept = [c.checkpoint_id for c in store.list_checkpoints("run", tenant=tenant)]
             assert kept == ["c3"], tenant
+
+
+def _every_kind(url: str) -> None:
+    """Five messages in a thread, four checkpoints of one graph run and three memories."""
+    from memfold.checkpoints import Blob, open_checkpoint_store
+    from memfold.memories import open_memory_store
+
+    with open_store(url) as threads:
+        threads.append("chat", [Message(role="user", content=f"m{i}") for i in range(5)])
+        threads.append("other", Message(role="user", content="hi"))
+    with open_checkpoint_store(url) as checkpoints:
+        for step in range(4):
+            parent = f"c{step - 1}" if step else None
+            checkpoints.put("run", f"c{step}", Blob("json", b"{}"), parent_id=parent)
+    with open_memory_store(url) as memories:
+        for i in range(3):
+            memories.put(("default", "u1"), f"fact {i}")
+
+
+def _sizes(url: str) -> tuple[int, int, int]:
+    from memfold.checkpoints import open_checkpoint_store
+    from memfold.memories import open_memory_store
+
+    with (
+        open_store(url) as threads,
+        open_checkpoint_store(url) as checkpoints,
+        open_memory_store(url) as memories,
+    ):
+        return (
+            threads.count("chat"),
+            len(checkpoints.list_checkpoints("run")),
+            memories.count(("default",)),
+        )
+
+
+def test_prune_sweeps_every_kind_the_url_opens_and_a_dry_run_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    """``memfold prune`` sweeps threads, checkpoints and memories alike; ``--dry-run`` prints
+    what would go, per kind, and leaves it all; ``--kind`` limits the kinds."""
+    url = sqlite_url(tmp_path / "all.db")
+    _every_kind(url)
+    result = run("prune", "--url", url, "--keep-last", "2", "--dry-run")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == "Would remove (dry run):"
+    assert lines[1].startswith("  threads: 0 threads, 3 messages (")
+    assert lines[2].startswith("  checkpoints: 0 threads, 2 checkpoints, 0 values, 0 pending ")
+    assert lines[3].startswith("  memories: 1 record (")
+    assert re.fullmatch(r"Took \d+\.\d{3} s\.", lines[4])
+    assert _sizes(url) == (5, 4, 3)
+    result = run("prune", "--url", url, "--keep-last", "2", "--kind", "threads", "--kind",
+                 "memories")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("Removed:\n  threads: 0 threads, 3 messages (")
+    assert "checkpoints" not in result.output
+    assert _sizes(url) == (2, 4, 2)
+    result = run("prune", "--url", url, "--max-threads", "1", "--kind", "threads")
+    assert result.exit_code == 0, result.output
+    assert "  threads: 1 thread, 2 messages (" in result.output
+
+
+def test_prune_json_reports_counts_and_times_per_kind(tmp_path: Path) -> None:
+    """``--json`` prints one JSON object: dry_run, seconds, and per kind its counts and
+    seconds; the counts match what the sweep then removes."""
+    url = sqlite_url(tmp_path / "all.db")
+    _every_kind(url)
+    planned = run("prune", "--url", url, "--keep-last", "1", "--dry-run", "--json")
+    assert planned.exit_code == 0, planned.output
+    report = json.loads(planned.output)
+    assert report["dry_run"] is True
+    assert report["seconds"] >= sum(k["seconds"] for k in report["kinds"].values()) > 0
+    counts = {kind: {k: v for k, v in c.items() if k != "seconds"}
+              for kind, c in report["kinds"].items()}  # fmt: skip
+    assert counts == {
+        "threads": {"threads": 0, "messages": 4},
+        "checkpoints": {"threads": 0, "checkpoints": 3, "values": 0, "writes": 0},
+        "memories": {"records": 2},
+    }
+    done = json.loads(run("prune", "--url", url, "--keep-last", "1", "--json").output)
+    assert done["dry_run"] is False
+    assert {kind: {k: v for k, v in c.items() if k != "seconds"}
+            for kind, c in done["kinds"].items()} == counts  # fmt: skip
+    assert _sizes(url) == (1, 1, 1)
+
+
+def test_prune_refuses_an_unknown_kind(tmp_path: Path) -> None:
+    """An unknown ``--kind`` ends the command with one red line naming the kinds."""
+    result = run("prune", "--url", sqlite_url(tmp_path / "x.db"), "--kind", "caches")
+    assert result.exit_code == 1
+    assert "unknown store kind 'caches': use threads, checkpoints, memories" in result.output
 
 
 def test_prune_refuses_a_bad_policy(tmp_path: Path) -> None:
