@@ -15,6 +15,7 @@ Run:
     .venv/bin/python benchmarks/chat_history.py            # full run, a few minutes
     .venv/bin/python benchmarks/chat_history.py --quick    # CI smoke run, well under a minute
     .venv/bin/python benchmarks/chat_history.py --json results.json
+    .venv/bin/python benchmarks/chat_history.py --only "memfold sqlite" --only floor
 
 Peers that are not installed, or cannot run here, are reported as skipped with the reason.
 """
@@ -1307,8 +1308,9 @@ def environment() -> dict[str, str]:
 # Main.
 
 
-def collect(run: Run, workdir: Path, console: Console) -> None:
-    """Build each subject, measure it and close it, one at a time."""
+def collect(run: Run, workdir: Path, console: Console, only: Sequence[str] = ()) -> None:
+    """Build each subject, measure it and close it, one at a time (with ``only``, just the
+    systems whose name holds one of its strings, case-insensitive)."""
     cfg = run.config
     seed = conversation(THREAD_SIZE, seed=1)
     extra = conversation(cfg.appends + cfg.warmup_appends + 1, seed=2)  # +1: replay's sample
@@ -1367,7 +1369,10 @@ def collect(run: Run, workdir: Path, console: Console) -> None:
         (LLAMAINDEX, LI_PG, lambda: li_postgres_subject(seed, extra)),
         (LLAMAINDEX, LI_REDIS, lambda: li_redis_subject(seed, extra)),
     ]
+    wanted = [word.lower() for word in only]
     for level, system, build in builders:
+        if wanted and not any(word in system.lower() for word in wanted):
+            continue
         started = time.perf_counter()
         try:
             subject = build()
@@ -1395,6 +1400,8 @@ def collect(run: Run, workdir: Path, console: Console) -> None:
         ("LlamaIndex objects", lambda: li_builders(seed, core_messages)),
     ]
     for name, host_builders in hosts:
+        if wanted and not any(word in name.lower() for word in wanted):
+            continue
         try:
             found = host_builders()
         except ImportError as exc:
@@ -1409,6 +1416,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="few repetitions (CI smoke run)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write results as JSON")
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="run only the systems whose name contains TEXT (case-insensitive; repeatable), "
+        "e.g. --only sqlite --only floor",
+    )
     args = parser.parse_args(argv)
     console = Console(width=None if sys.stdout.isatty() else 160)
     run = Run(QUICK if args.quick else FULL)
@@ -1425,7 +1440,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="memfold-bench-") as tmp:
         try:
-            collect(run, Path(tmp), console)
+            collect(run, Path(tmp), console, args.only)
         finally:
             cleanup_servers()
     elapsed = time.perf_counter() - started
