@@ -31,6 +31,7 @@ from memfold.model import utcnow
 from memfold.ops import Op
 
 __all__ = [
+    "ERASED_MARK",
     "TENANT",
     "THREAD",
     "USER",
@@ -42,6 +43,7 @@ __all__ = [
     "LiftTombstones",
     "Tombstone",
     "TombstoneSet",
+    "erased",
     "lifted",
     "namespace_erased",
     "thread_erased",
@@ -166,6 +168,23 @@ def lifted(stone: Tombstone, op: LiftTombstones) -> bool:
         return True
     return op.user_id is not None and (
         stone.subject == op.user_id or (stone.kind == USER and stone.name == op.user_id)
+    )
+
+
+ERASED_MARK = "memfold-erased"
+"""How the error of every tombstone check (an SQL trigger, a Redis script) starts, so a driver
+can tell it from other errors."""
+
+
+def erased(detail: str) -> Erased | None:
+    """The `Erased` error for a driver's error message, if a tombstone trigger raised it."""
+    if ERASED_MARK not in detail:
+        return None
+    what = detail.split(ERASED_MARK, 1)[1].split("\n", 1)[0].strip(" :")
+    return Erased(
+        f"{what or 'the thread or memory namespace'} was erased: the write is refused so the "
+        "erased data stays gone; write elsewhere, or lift the erasure with "
+        "memfold.lift_erasure first"
     )
 
 

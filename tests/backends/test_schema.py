@@ -20,6 +20,9 @@ from chromadb.config import Settings
 from sqlalchemy import text
 
 from memfold import Message, SchemaTooNew, open_store, schema
+from memfold.backends.redis.checkpoint_keys import CHECKPOINT_LAYOUT_STEPS
+from memfold.backends.redis.keys import LAYOUT_STEPS
+from memfold.backends.redis.memory_store import MEMORY_LAYOUT_STEPS
 from memfold.backends.sql.memory_schema import MEMORY_STEPS
 from memfold.backends.sql.migrations import CHECKPOINT_STEPS, STEPS
 from memfold.checkpoints import Blob, open_checkpoint_store
@@ -30,6 +33,10 @@ from tests.support import PG_URL, REDIS_URL, chroma_server
 
 THREADS, CHECKPOINTS, MEMORIES = (s[-1].version for s in (STEPS, CHECKPOINT_STEPS, MEMORY_STEPS))
 """The latest SQL schema version of each store kind."""
+REDIS_LAYOUTS = [
+    s[-1].version for s in (LAYOUT_STEPS, CHECKPOINT_LAYOUT_STEPS, MEMORY_LAYOUT_STEPS)
+]
+"""The latest thread, checkpoint and memory layouts on Redis."""
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -150,22 +157,27 @@ def test_a_fresh_postgresql_database_leaves_memories_out_unless_dimensions_are_g
 
 
 def test_redis_layouts_report_and_record_their_steps(key_prefix: str) -> None:
-    """A Redis prefix written by thread layout 1 and nothing else has thread steps 2 and 3 and
-    the first checkpoint and memory steps pending; upgrade records them, and a dry run nothing."""
+    """A Redis prefix written by thread layout 1 and nothing else has the later thread steps and
+    every checkpoint and memory step pending; upgrade records them, and a dry run nothing."""
     raw = redis.Redis.from_url(REDIS_URL)
     raw.set(f"{key_prefix}layout", 1)
+    threads, checkpoints, memories = REDIS_LAYOUTS
+    pending = [
+        list(range(2, threads + 1)),
+        list(range(1, checkpoints + 1)),
+        list(range(1, memories + 1)),
+    ]
     assert _summary(schema.status(REDIS_URL, key_prefix=key_prefix)) == [
-        ("threads", "redis", 1, 3, [2, 3]),
-        ("checkpoints", "redis", 0, 1, [1]),
-        ("memories", "redis", 0, 1, [1]),
+        ("threads", "redis", 1, threads, pending[0]),
+        ("checkpoints", "redis", 0, checkpoints, pending[1]),
+        ("memories", "redis", 0, memories, pending[2]),
     ]
     schema.upgrade(REDIS_URL, key_prefix=key_prefix, dry_run=True)
     assert sorted(raw.keys(f"{key_prefix}*")) == [f"{key_prefix}layout".encode()]
     applied = schema.upgrade(REDIS_URL, key_prefix=key_prefix)
-    assert [[p.version for p in s.pending] for s in applied] == [[2, 3], [1], [1]]
-    assert [int(raw.get(f"{key_prefix}{k}") or 0) for k in ("layout", "c:layout", "m:layout")] == [
-        3, 1, 1,
-    ]  # fmt: skip
+    assert [[p.version for p in s.pending] for s in applied] == pending
+    layouts = [int(raw.get(f"{key_prefix}{k}") or 0) for k in ("layout", "c:layout", "m:layout")]
+    assert layouts == REDIS_LAYOUTS
     assert all(s.up_to_date for s in schema.status(REDIS_URL, key_prefix=key_prefix))
     raw.close()
 
@@ -211,7 +223,7 @@ def test_stores_without_a_schema_and_tiered_stores(tmp_path: Path, key_prefix: s
 def _bump(url: str, options: dict[str, Any], key_prefix: str, backend: str) -> None:
     """Record a checkpoint schema one step newer than this memfold's."""
     if backend == "redis":
-        redis.Redis.from_url(REDIS_URL).set(f"{key_prefix}c:layout", 2)
+        redis.Redis.from_url(REDIS_URL).set(f"{key_prefix}c:layout", REDIS_LAYOUTS[1] + 1)
         return
     engine = engine_for(url)
     table = f"{options['schema']}.memfold_schema_versions" if options else "memfold_schema_versions"
@@ -270,7 +282,8 @@ def _refused(url: str, options: dict[str, Any], backend: str, key_prefix: str) -
     with open_store(url, **options) as threads:  # other kinds are not affected
         threads.append("t", Message(role="user", content="threads still work"))
     if backend == "redis":
-        assert redis.Redis.from_url(REDIS_URL).get(f"{key_prefix}c:layout") == b"2"
+        found = redis.Redis.from_url(REDIS_URL).get(f"{key_prefix}c:layout")
+        assert found == b"%d" % (REDIS_LAYOUTS[1] + 1)
     else:
         assert _catalog(url, options) == before
 

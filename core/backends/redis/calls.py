@@ -8,7 +8,7 @@ only send `Call.command` and hand the reply to `Call.decode`.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeAlias, TypeVar, cast
@@ -28,7 +28,7 @@ from memfold.errors import Conflict, InvalidInput, NotFound, UnsupportedOperatio
 from memfold.model import Message, ThreadInfo
 from memfold.stores import not_following
 
-__all__ = ["Call", "Calls"]
+__all__ = ["Call", "Calls", "Flow", "same"]
 
 T = TypeVar("T")
 
@@ -44,6 +44,15 @@ class Call(Generic[T]):
     command: tuple[Arg, ...]
     decode: Callable[[Any], T]
     script: scripts.Script | None = None
+
+
+Flow: TypeAlias = Generator[Call[Any], Any, T]
+"""An operation as the Redis calls it makes: each yielded call's reply is sent back in."""
+
+
+def same(reply: Any) -> Any:
+    """A reply as it came (the decoder of a call whose reply needs none)."""
+    return reply
 
 
 def _evalsha(script: scripts.Script, keys: tuple[str, ...], *args: Arg) -> tuple[Arg, ...]:
@@ -98,7 +107,7 @@ class Calls:
                 call = self._restore(op)
             case ops.ClearThread(tenant, thread_id):
                 keys = thread_keys(self.prefix, tenant, thread_id)
-                call = self._write(scripts.CLEAR, keys.all, keys.member, decode=int)
+                call = self._write(scripts.CLEAR, keys.guarded, keys.member, decode=int)
             case ops.DeleteThread(tenant, thread_id):
                 keys = thread_keys(self.prefix, tenant, thread_id)
                 command = _evalsha(scripts.DELETE_THREAD, keys.all, keys.member)
@@ -143,7 +152,8 @@ class Calls:
     ) -> Call[None]:
         keys = thread_keys(self.prefix, tenant, thread_id)
         encode = self.codec.encode
-        command: list[Arg] = ["EVALSHA", scripts.APPEND.sha, len(keys.all), *keys.all, keys.member]
+        command: list[Arg] = ["EVALSHA", scripts.APPEND.sha, len(keys.guarded), *keys.guarded]
+        command.append(keys.member)
         command += (self.ttl, self.cap, int(replace), "" if follows is None else "=" + follows)
         for m, body in zip(messages, bodies, strict=True):
             command += (m.id or "", encode(m, body))
@@ -171,7 +181,7 @@ class Calls:
                     f"no message {reply.decode()!r} in thread {op.thread_id!r}: nothing changed"
                 )
 
-        return self._write(scripts.UPDATE, keys.all, keys.member, *pairs, decode=decode)
+        return self._write(scripts.UPDATE, keys.guarded, keys.member, *pairs, decode=decode)
 
     def _delete_messages(self, op: ops.DeleteMessages) -> Call[list[Message]]:
         keys = thread_keys(self.prefix, op.tenant, op.thread_id)
@@ -179,7 +189,7 @@ class Calls:
             return Call((), lambda _reply: [])
         return self._write(
             scripts.DELETE_MESSAGES,
-            keys.all,
+            keys.guarded,
             keys.member,
             *op.message_ids,
             decode=self.codec.decode_all,
@@ -231,7 +241,7 @@ class Calls:
         keys = thread_keys(self.prefix, op.tenant, op.thread_id)
         return self._write(
             scripts.RESTORE,
-            keys.all,
+            keys.guarded,
             keys.member,
             op.encoded,
             micros(op.created_at),
@@ -243,7 +253,7 @@ class Calls:
         keys = thread_keys(self.prefix, op.tenant, op.thread_id)
         return self._write(
             scripts.SET_METADATA,
-            keys.all,
+            keys.guarded,
             keys.member,
             op.encoded,
             decode=lambda row: _info(op.tenant, op.thread_id, row),

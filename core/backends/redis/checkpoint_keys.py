@@ -20,8 +20,9 @@ a thread has a fixed set of keys, ``P{T}:c:H:`` followed by (in `CheckpointKeys.
     j  hash: the effect journal, ``namespace:tool_call_id`` (both escaped) -> ``recorded µs:
        tag:bytes`` (see `memfold.backends.redis.journal`)
 
-plus, per tenant, ``P{T}:c:threads`` (sorted set of threads by last write) and
-``P{T}:c:run:R`` (set of the threads holding run ``R``), and ``Pc:tenants`` (every tenant).
+plus, per tenant, ``P{T}:c:threads`` (sorted set of threads by last write),
+``P{T}:c:run:R`` (set of the threads holding run ``R``) and ``P{T}:erased`` (the tenant's
+tombstones, `memfold.backends.redis.tombstones`), and ``Pc:tenants`` (every tenant).
 A row field is ``namespace NUL channel NUL version_key NUL owner``. Ids cannot hold NUL, so
 fields never collide and a checkpoint's writes are the lexical range after ``member NUL``.
 
@@ -42,7 +43,7 @@ from functools import lru_cache
 from typing import Final, cast
 
 from memfold.backends.redis.elements import ElementCodec
-from memfold.backends.redis.keys import escape
+from memfold.backends.redis.keys import escape, tombstone_key
 from memfold.checkpoint_deltas import (
     BlobKey,
     StoredBlob,
@@ -79,6 +80,7 @@ __all__ = [
 
 CHECKPOINT_LAYOUT_STEPS: Final = (
     Step(1, "per thread an info hash, checkpoint, value, write and journal keys; indexes"),
+    Step(2, "tombstones: a hash per tenant whose erased threads refuse writes"),
 )
 """The steps of the checkpoint key layout above (`memfold.backends.redis.layout`); ``setup()``
 records the last."""
@@ -114,16 +116,22 @@ class CheckpointKeys:
     runs: str
     journal: str
     threads: str
+    stones: str
     member: str
 
     @property
-    def all(self) -> tuple[str, ...]:
-        """The thread's own keys then the tenant index: the ``KEYS`` every script takes."""
+    def own(self) -> tuple[str, ...]:
+        """The thread's own keys."""
         return (
             self.info, self.ids, self.ages, self.records, self.metadata, self.roots,
             self.payloads, self.headers, self.write_index, self.writes, self.runs, self.journal,
-            self.threads,
         )  # fmt: skip
+
+    @property
+    def all(self) -> tuple[str, ...]:
+        """The thread's own keys, the tenant index, then the tenant's tombstones: the ``KEYS``
+        every script takes."""
+        return (*self.own, self.threads, self.stones)
 
 
 def tenant_threads(prefix: str, tenant: str) -> str:
@@ -147,7 +155,8 @@ def checkpoint_keys(prefix: str, tenant: str, thread_id: str) -> CheckpointKeys:
     name = escape(thread_id)
     base = f"{prefix}{{{escape(tenant)}}}:c:{name}:"
     h, i, a, r, m, k, b, p, x, w, u, j = (base + part for part in "hiarmkbpxwuj")
-    return CheckpointKeys(h, i, a, r, m, k, b, p, x, w, u, j, tenant_threads(prefix, tenant), name)
+    threads, stones = tenant_threads(prefix, tenant), tombstone_key(prefix, tenant)
+    return CheckpointKeys(h, i, a, r, m, k, b, p, x, w, u, j, threads, stones, name)
 
 
 def member(namespace: str, checkpoint_id: str) -> bytes:

@@ -1,7 +1,10 @@
 """The Lua scripts of the Redis checkpoint store: each read or write is one atomic step.
 
-Every script takes ``KEYS`` = `CheckpointKeys.all` (the thread's twelve keys, then the tenant's
-thread index), plus extra keys after them where noted. Decisions that need memfold's own
+Every script takes ``KEYS`` = `CheckpointKeys.all` (the thread's twelve keys, the tenant's
+thread index, then its tombstones), plus extra keys after them where noted. The writes that
+could bring an erased thread back (a checkpoint, pending writes, a copy's target, a journal
+entry) are refused if the tombstones (`memfold.backends.redis.tombstones`) name the tenant or
+the thread. Decisions that need memfold's own
 logic (the delta layout of `memfold.checkpoint_deltas`, retention) are made in Python from what
 a read script returned; the write is then applied by `APPLY`, which refuses it if the thread's
 version ``v`` moved in between (compare-and-set), so no change is ever lost to a race.
@@ -11,7 +14,7 @@ The layout is in `memfold.backends.redis.checkpoint_keys`.
 
 from __future__ import annotations
 
-from memfold.backends.redis.scripts import Script
+from memfold.backends.redis.scripts import TOMBSTONED, Script
 
 __all__ = [
     "ALL",
@@ -28,11 +31,19 @@ __all__ = [
     "SET_TTL",
 ]
 
-_HELPERS = r"""
+_HELPERS = (
+    TOMBSTONED
+    + r"""
 local info, ids, ages, records = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local metadata, roots, payloads, headers = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local write_index, writes, runs, journal = KEYS[9], KEYS[10], KEYS[11], KEYS[12]
-local own, threads = 12, KEYS[13]  -- how many keys a thread has; the tenant's thread index
+-- how many keys a thread has; the tenant's thread index and tombstones
+local own, threads, stones = 12, KEYS[13], KEYS[14]
+
+-- Whether the tenant, or its thread whose member is `member`, is erased.
+local function erased(member)
+  return tombstoned(stones, 't:', 'h:' .. member)
+end
 
 -- The items of memfold.checkpoint_deltas.pack_items: a count, the lengths, then the items.
 local function items_of(packed)
@@ -64,6 +75,7 @@ local function version()
   return redis.call('HGET', info, 'v') or '0'
 end
 """
+)
 
 READ = Script(
     _HELPERS
@@ -162,7 +174,9 @@ APPLY = Script(
 --   H key field value | N key field value (HSETNX) | D key field | Z key score member |
 --   R key member (ZREM) | S key member (SADD) | C member (drop a checkpoint and its writes)
 -- where key is an index into KEYS. Returns {'ok'}, {'stale'} (v moved: read again), or
--- {'lease', holder, lease end} (another writer's lease is live: nothing changed).
+-- {'lease', holder, lease end} (another writer's lease is live: nothing changed); a write
+-- (not a removal) to an erased thread fails with memfold-erased.
+if ARGV[2] ~= '' and erased(ARGV[8]) then return redis.error_reply('memfold-erased') end
 if ARGV[1] ~= '' and ARGV[1] ~= version() then return {'stale'} end
 local now = tonumber(ARGV[2]) or 0
 local mode = tonumber(ARGV[6])
@@ -270,13 +284,14 @@ return removed
 COPY = Script(
     _HELPERS
     + r"""
--- KEYS[14..25]: the target thread's own keys. ARGV: target member, now (µs), run-index key
+-- KEYS[15..26]: the target thread's own keys. ARGV: target member, now (µs), run-index key
 -- base, default TTL (ms). Copies every key but the info hash (the journal included, so a
 -- copied thread replays its tools' calls too). Returns how many checkpoints were copied, or -1
--- if the target already has checkpoints.
+-- if the target already has checkpoints; fails with memfold-erased if the target is erased.
 local copied = redis.call('ZCARD', ids)
 if copied == 0 then return 0 end
-local to = own + 1  -- KEYS[k + to] is the target's KEYS[k]
+if erased(ARGV[1]) then return redis.error_reply('memfold-erased') end
+local to = own + 2  -- KEYS[k + to] is the target's KEYS[k]
 if redis.call('ZCARD', KEYS[2 + to]) > 0 then return -1 end
 for k = 2, own do
   if redis.call('EXISTS', KEYS[k]) == 1 then
@@ -345,9 +360,11 @@ return 1
 RECORD_EFFECT = Script(
     _HELPERS
     + r"""
--- ARGV: the entry's field in the journal, the entry, the default TTL (ms, 0 for none). Stores
--- the entry unless the field holds one; a new entry makes the journal expire with its thread
--- (or after the default TTL if the thread has no checkpoint yet). Returns the stored entry.
+-- ARGV: the entry's field in the journal, the entry, the default TTL (ms, 0 for none), the
+-- thread's member. Stores the entry unless the field holds one; a new entry makes the journal
+-- expire with its thread (or after the default TTL if the thread has no checkpoint yet).
+-- Returns the stored entry; fails with memfold-erased if the thread is erased.
+if erased(ARGV[4]) then return redis.error_reply('memfold-erased') end
 if redis.call('HSETNX', journal, ARGV[1], ARGV[2]) == 1 then
   local ttl = redis.call('PTTL', info)
   if ttl == -2 then ttl = tonumber(ARGV[3]) end

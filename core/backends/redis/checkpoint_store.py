@@ -16,7 +16,7 @@ Examples:
     >>> store = RedisCheckpointStore("redis://127.0.0.1:6379/0",
     ...                              key_prefix=f"doctest-{uuid.uuid4().hex}:")
     >>> store.setup()
-    1
+    2
     >>> store.put("t", "c1", Blob("json", b"{}"), versions={"x": 1},
     ...           values={"x": Blob("json", b"7")})
     >>> store.get("t").values["x"]
@@ -62,11 +62,13 @@ from memfold.backends.redis.checkpoint_keys import (
     tenants_key,
     write_field,
 )
+from memfold.backends.redis.erasure import erase_checkpoints, find_checkpoint_threads
 from memfold.backends.redis.journal import journal_call
 from memfold.backends.redis.keys import check_prefix, escape, unescape
 from memfold.backends.redis.layout import RedisLayout
 from memfold.backends.redis.scripts import Script
 from memfold.backends.redis.store import DEFAULT_PREFIX, RedisThreadStore
+from memfold.backends.redis.tombstones import lift, named
 from memfold.checkpoint_deltas import (
     BlobKey,
     DeltaPolicy,
@@ -94,6 +96,7 @@ from memfold.journal import JOURNAL_OPS
 from memfold.ops import Op
 from memfold.schema_steps import SchemaSteps
 from memfold.stores import Capabilities
+from memfold.tombstones import EraseSubject, FindThreads, LiftTombstones
 
 __all__ = ["ClaimWhole", "IsWhole", "MarkWhole", "RedisCheckpointStore"]
 
@@ -292,30 +295,16 @@ class RedisCheckpointStore(BaseCheckpointStore):
 
     # Drivers.
 
-    def _drive(self, flow: Flow[T]) -> T:
-        try:
-            call = next(flow)
-            while True:
-                call = flow.send(self._redis._send(call))
-        except StopIteration as done:
-            return cast("T", done.value)
-
-    async def _adrive(self, flow: Flow[T]) -> T:
-        try:
-            call = next(flow)
-            while True:
-                call = flow.send(await self._redis._asend(call))
-        except StopIteration as done:
-            return cast("T", done.value)
-
     def execute(self, op: Op[T]) -> T:
         """Run one operation."""
-        result: T = self._drive(self._flow(op))
+        with named(op):
+            result: T = self._redis.drive(self._flow(op))
         return result
 
     async def aexecute(self, op: Op[T]) -> T:
         """Run one operation on the async client."""
-        result: T = await self._adrive(self._flow(op))
+        with named(op):
+            result: T = await self._redis.adrive(self._flow(op))
         return result
 
     def _flow(self, op: Op[Any]) -> Flow[Any]:
@@ -356,6 +345,12 @@ class RedisCheckpointStore(BaseCheckpointStore):
             case IsWhole(tenant, thread_id):
                 keys = self._keys(tenant, thread_id)
                 return self._one(_command("HGET", keys.info, "whole"), _text)
+            case FindThreads():
+                return find_checkpoint_threads(self.key_prefix, op)
+            case EraseSubject():
+                return erase_checkpoints(self.key_prefix, op)
+            case LiftTombstones():
+                return lift(self.key_prefix, op)
         raise InvalidInput(f"the redis checkpoint store cannot run {type(op).__name__}")
 
     @staticmethod
@@ -659,7 +654,7 @@ class RedisCheckpointStore(BaseCheckpointStore):
             return 0
         src, dst = self._keys(tenant, source), self._keys(tenant, target)
         copied: int = yield _script(
-            scripts.COPY, (*src.all, *dst.all[:-1]), dst.member, micros(now),
+            scripts.COPY, (*src.all, *dst.own), dst.member, micros(now),
             run_base(self.key_prefix, tenant), self._default_ttl_ms,
         )  # fmt: skip
         if copied < 0:

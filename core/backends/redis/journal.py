@@ -83,7 +83,7 @@ def journal_call(op: Op[Any], keys: CheckpointKeys, default_ttl_ms: int) -> Call
         case RecordEffect():
             field = _field(op.namespace, op.tool_call_id)
             return Call(
-                _script(scripts.RECORD_EFFECT, keys, field, _pack(op), default_ttl_ms),
+                _script(scripts.RECORD_EFFECT, keys, field, _pack(op), default_ttl_ms, keys.member),
                 partial(_entry, op.thread_id, op.namespace, op.tool_call_id),
                 scripts.RECORD_EFFECT,
             )

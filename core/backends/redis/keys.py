@@ -12,6 +12,8 @@ For key prefix ``P``, tenant ``T`` and thread ``H`` (both escaped, see `escape`)
                      element does not say), for max-age sweeps
     P{T}:ttls        sorted set: H -> the thread's own TTL (seconds, `set_thread_ttl`)
     Ptenants         set: every tenant with threads (escaped), for sweeps of all tenants
+    P{T}:erased      hash: the tenant's tombstones, shared by every store kind under the
+                     prefix (`memfold.backends.redis.tombstones`)
     Playout          string: the key layout's version, written by ``setup()``
 
 Escaping leaves no ``:``, ``{`` or ``}`` in an id, so each key names exactly one tenant and
@@ -48,6 +50,7 @@ __all__ = [
     "tenant_keys",
     "tenants_key",
     "thread_keys",
+    "tombstone_key",
     "unescape",
 ]
 
@@ -55,6 +58,7 @@ LAYOUT_STEPS: Final = (
     Step(1, "a list, an id hash and an info hash per thread; an index of threads per tenant"),
     Step(2, "message elements with binary ids and times (version 1 elements read as they are)"),
     Step(3, "threads indexed by size, first message time and own TTL; a set of tenants"),
+    Step(4, "tombstones: a hash per tenant whose erased threads refuse writes"),
 )
 """The steps of the key layout and element format above (`memfold.backends.redis.layout`);
 ``setup()`` records the last. Version 2 added element kinds with binary ids and times
@@ -132,9 +136,14 @@ def tenant_keys(prefix: str, tenant: str) -> TenantKeys:
     return TenantKeys(f"{tag}threads", f"{tag}sizes", f"{tag}firsts", f"{tag}ttls", f"{tag}t:")
 
 
+def tombstone_key(prefix: str, tenant: str) -> str:
+    """The hash of ``tenant``'s tombstones."""
+    return f"{prefix}{{{escape(tenant)}}}:erased"
+
+
 @dataclass(frozen=True, slots=True)
 class ThreadKeys:
-    """The keys of one thread, its tenant's indexes, and its member name in them."""
+    """The keys of one thread, its tenant's indexes and tombstones, and its member name."""
 
     messages: str
     ids: str
@@ -144,11 +153,17 @@ class ThreadKeys:
     firsts: str
     ttls: str
     member: str
+    stones: str
 
     @property
     def all(self) -> tuple[str, str, str, str, str, str, str]:
-        """The keys in the order every write script takes them."""
+        """The thread's keys and its tenant's indexes (every key a write may expire)."""
         return self.messages, self.ids, self.info, self.index, self.sizes, self.firsts, self.ttls
+
+    @property
+    def guarded(self) -> tuple[str, ...]:
+        """The keys in the order every write script takes them: `all`, then the tombstones."""
+        return (*self.all, self.stones)
 
 
 @lru_cache(maxsize=4096)
@@ -158,5 +173,13 @@ def thread_keys(prefix: str, tenant: str, thread_id: str) -> ThreadKeys:
     t = tenant_keys(prefix, tenant)
     base = t.base + member
     return ThreadKeys(
-        f"{base}:m", f"{base}:i", f"{base}:h", t.index, t.sizes, t.firsts, t.ttls, member
+        f"{base}:m",
+        f"{base}:i",
+        f"{base}:h",
+        t.index,
+        t.sizes,
+        t.firsts,
+        t.ttls,
+        member,
+        tombstone_key(prefix, tenant),
     )

@@ -11,20 +11,23 @@ For key prefix ``P`` and tenant ``T`` (escaped, `memfold.backends.redis.keys.esc
     P{T}:mr:<namespace key>   hash: record id -> record (a header the scripts read, then JSON)
     P{T}:mns                  sorted set: the tenant's namespace keys (lexical prefix ranges)
     P{T}:mexp                 sorted set: namespace key + id -> expiry (µs), for sweeps
+    P{T}:erased               hash: the tenant's tombstones (`memfold.backends.redis.tombstones`)
     Pmtenants                 set: tenants with records, for sweeps
     Pm:layout                 the layout version, written by ``setup()``
 
 A record is ``created,expires,importance,used,ttl,`` (µs integers; expires and ttl 0 for none)
 followed by the JSON ``[text, model, updated, ttl_seconds, value]``. Every write is one Lua
 script (atomic): an upsert keeps the creation time of a live record, a touch rewrites only the
-header, and a full namespace evicts its least important, then least recently used records.
+header, and a full namespace evicts its least important, then least recently used records. A
+put under an erased tenant or user (a tombstone names it) writes nothing and raises
+`memfold.errors.Erased`.
 
 Examples:
     >>> import uuid
     >>> store = RedisMemoryStore("redis://127.0.0.1:6379/0",
     ...                          key_prefix=f"doctest-{uuid.uuid4().hex}:")
     >>> store.setup()
-    1
+    2
     >>> _ = store.put(("acme", "u1"), "likes tea", {"kind": "pref"}, id="m1", ttl_seconds=60)
     >>> [r.text for r in store.list_records(("acme",), filter={"kind": "pref"})]
     ['likes tea']
@@ -39,17 +42,19 @@ import json
 from collections.abc import Generator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, TypeAlias, TypeVar, cast
+from typing import Any, Final, TypeAlias, TypeVar
 
 import redis
 import redis.asyncio
 
 from memfold import memory_ops as ops
 from memfold.backends.redis.calls import Call
-from memfold.backends.redis.keys import check_prefix, escape, unescape
+from memfold.backends.redis.erasure import erase_memories
+from memfold.backends.redis.keys import check_prefix, escape, tombstone_key, unescape
 from memfold.backends.redis.layout import RedisLayout
-from memfold.backends.redis.scripts import Script
+from memfold.backends.redis.scripts import TOMBSTONED, Script
 from memfold.backends.redis.store import DEFAULT_PREFIX, RedisThreadStore
+from memfold.backends.redis.tombstones import lift
 from memfold.errors import UnsupportedOperation
 from memfold.memories import BaseMemoryStore, prefix_range, split_key
 from memfold.memory_model import MemoryRecord, Namespace
@@ -59,6 +64,7 @@ from memfold.recall.filters import Filter, parse_filter
 from memfold.retention import RetentionPolicy
 from memfold.schema_steps import SchemaSteps, Step
 from memfold.stores import Capabilities
+from memfold.tombstones import EraseSubject, LiftTombstones, namespace_erased
 
 __all__ = ["RedisMemoryStore"]
 
@@ -69,6 +75,7 @@ Flow: TypeAlias = Generator[Call[Any], Any, T]
 
 MEMORY_LAYOUT_STEPS: Final = (
     Step(1, "a hash of records per namespace; namespace, expiry and tenant indexes"),
+    Step(2, "tombstones: a hash per tenant whose erased users refuse writes"),
 )
 """The steps of the key layout above (`memfold.backends.redis.layout`)."""
 
@@ -83,10 +90,18 @@ local function live(e, now) return e == '0' or tonumber(e) > now end
 
 PUT = Script(
     _HEAD
+    + TOMBSTONED
     + """
--- KEYS: namespaces, expiries, tenants. ARGV: base, now, capacity (0: none), tenant, keep
--- ('1': a live record's creation time is not kept), then (namespace, id, record, expiry) per
--- record. Returns each record's creation time.
+-- KEYS: namespaces, expiries, tenants, tombstones. ARGV: base, now, capacity (0: none), tenant,
+-- keep ('1': a live record's creation time is not kept), then (namespace, id, record, expiry)
+-- per record. Returns each record's creation time, or {'erased', n} (and writes nothing) if
+-- the tenant or the user (second label) of the n-th record's namespace is erased.
+for i = 6, #ARGV, 4 do
+  local user = string.match(ARGV[i], '^[^\\31]*\\31([^\\31]+)\\31')
+  if tombstoned(KEYS[4], 't:', user and 'u:' .. user or 't:') then
+    return {'erased', (i - 2) / 4}
+  end
+end
 local nsidx, expz = KEYS[1], KEYS[2]
 local base, now, cap = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local created, written = {}, {}
@@ -346,23 +361,13 @@ class RedisMemoryStore(BaseMemoryStore):
 
     def execute(self, op: Op[T]) -> T:
         """Run one operation (one script per tenant it touches)."""
-        flow = self._flow(op)
-        try:
-            call = next(flow)
-            while True:
-                call = flow.send(self._redis._send(call))
-        except StopIteration as done:
-            return cast("T", done.value)
+        result: T = self._redis.drive(self._flow(op))
+        return result
 
     async def aexecute(self, op: Op[T]) -> T:
         """Run one operation on the async client."""
-        flow = self._flow(op)
-        try:
-            call = next(flow)
-            while True:
-                call = flow.send(await self._redis._asend(call))
-        except StopIteration as done:
-            return cast("T", done.value)
+        result: T = await self._redis.adrive(self._flow(op))
+        return result
 
     def _flow(self, op: Op[Any]) -> Flow[Any]:
         match op:
@@ -382,6 +387,10 @@ class RedisMemoryStore(BaseMemoryStore):
                 return self._namespaces(op)
             case ops.SweepMemories():
                 return self._sweep(op)
+            case EraseSubject():
+                return erase_memories(self.key_prefix, op)
+            case LiftTombstones():
+                return lift(self.key_prefix, op)
         raise UnsupportedOperation(
             f"the redis memory store cannot run {type(op).__name__}: plain Redis has no vector "
             "or ranked full-text index, so use list_records(filter=...) here, or a memory, "
@@ -398,7 +407,7 @@ class RedisMemoryStore(BaseMemoryStore):
         for i, r in enumerate(op.records):
             by_tenant.setdefault(r.namespace[0], []).append(i)
         created: dict[int, int] = {}
-        for positions in by_tenant.values():
+        for tenant, positions in by_tenant.items():
             key = "".join(label + "\x1f" for label in op.records[positions[0]].namespace)
             args: list[str | bytes | int] = []
             for i in positions:
@@ -406,10 +415,13 @@ class RedisMemoryStore(BaseMemoryStore):
                 ns = "".join(label + "\x1f" for label in r.namespace)
                 args += [ns, str(r.id), _encode(r, op.values[i]), _micros(r.expires_at)]
             reply = yield self._script(
-                PUT, (*self._index_keys(key), f"{self.key_prefix}mtenants"),
-                self._base(key), _micros(op.now), op.capacity or 0,
-                escape(op.records[positions[0]].namespace[0]), int(op.keep_times), *args,
+                PUT, (*self._index_keys(key), f"{self.key_prefix}mtenants",
+                      tombstone_key(self.key_prefix, tenant)),
+                self._base(key), _micros(op.now), op.capacity or 0, escape(tenant),
+                int(op.keep_times), *args,
             )  # fmt: skip
+            if reply and reply[0] == b"erased":
+                raise namespace_erased(op.records[positions[int(reply[1]) - 1]].namespace)
             created.update(zip(positions, (int(c) for c in reply), strict=True))
         return [replace(r, created_at=_time(created[i])) for i, r in enumerate(op.records)]
 

@@ -4,12 +4,15 @@ Redis runs a script to completion before any other command, so a reader sees a t
 before or after a write, never half-way. A script cannot roll back, so each one checks
 everything that could fail (duplicate ids, unknown ids) before its first write.
 
-Write scripts take ``KEYS = messages, ids, info, index, sizes, firsts, ttls`` (`ThreadKeys.all`)
-and ``ARGV = member, ttl_ms, ...``; each ends in ``touch()``, which stamps the thread's update
-time (the server's ``TIME`` in µs: scripts run one at a time, so each write gets a later stamp)
-as its score in the tenant's index, records the creation time of a thread new to the index,
-scores it by message count and first message time in the indexes retention sweeps search, and
-with a TTL refreshes every key's expiry and drops expired threads from the index.
+Write scripts take ``KEYS = messages, ids, info, index, sizes, firsts, ttls, tombstones``
+(`ThreadKeys.guarded`) and ``ARGV = member, ttl_ms, ...``. Those that could bring an erased
+thread back (append, replace, update, metadata, restore) first refuse the write if the tenant's
+tombstones (`memfold.backends.redis.tombstones`) name the tenant or the thread. Each ends in
+``touch()``, which stamps the thread's update time (the server's ``TIME`` in µs: scripts run one
+at a time, so each write gets a later stamp) as its score in the tenant's index, records the
+creation time of a thread new to the index, scores it by message count and first message time
+in the indexes retention sweeps search, and with a TTL refreshes the expiry of every key but the
+tombstones and drops expired threads from the index.
 
 A message's sequence number (in the ids hash) is its list index plus ``n - LLEN``, where ``n``
 (in the info hash) is the next number to give out: trimming the oldest messages needs no
@@ -41,6 +44,7 @@ __all__ = [
     "SELECT_DOOMED",
     "SET_METADATA",
     "SET_TTL",
+    "TOMBSTONED",
     "TRIM_FRONT",
     "UPDATE",
     "Script",
@@ -57,6 +61,27 @@ class Script:
     def __post_init__(self) -> None:
         object.__setattr__(self, "sha", hashlib.sha1(self.source.encode()).hexdigest())
 
+
+TOMBSTONED = """
+-- Whether hash `key` (a tenant's tombstones) holds a live tombstone under any of the fields
+-- given: a value starts with its expiry in µs since the epoch, 0 for never.
+local function tombstoned(key, ...)
+  local now
+  for _, value in ipairs(redis.call('HMGET', key, ...)) do
+    if value then
+      local expires = tonumber(string.match(value, '^(%d+)'))
+      if expires == 0 then return true end
+      if not now then
+        local clock = redis.call('TIME')
+        now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+      end
+      if expires > now then return true end
+    end
+  end
+  return false
+end
+"""
+"""A Lua helper for every store kind's write scripts (`memfold.backends.redis.tombstones`)."""
 
 _HELPERS = """
 local function id_of(element)
@@ -102,10 +127,16 @@ end
 
 _WRITE = (
     _HELPERS
+    + TOMBSTONED
     + """
 local messages, ids, info, index, sizes, firsts = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5],
   KEYS[6]
+local stones = KEYS[8]
 local member, ttl = ARGV[1], tonumber(ARGV[2])
+
+local function erased()
+  return tombstoned(stones, 't:', 'h:' .. member)
+end
 
 local function base()
   return tonumber(redis.call('HGET', info, 'n') or '0') - redis.call('LLEN', messages)
@@ -120,7 +151,7 @@ local function touch()
   if redis.call('ZADD', index, now, member) == 1 then redis.call('HSETNX', info, 'c', now) end
   index_size(messages, sizes, firsts, member)
   if ttl > 0 then
-    for _, key in ipairs(KEYS) do redis.call('PEXPIRE', key, ttl) end
+    for k = 1, 7 do redis.call('PEXPIRE', KEYS[k], ttl) end
   end
   return now
 end
@@ -134,6 +165,7 @@ APPEND = Script(
 -- and the id the thread's last message must have ('=' alone: the thread must have none),
 -- then id, element pairs. Returns nil once appended, else (and nothing changed) the first
 -- id already in the thread, or {the last message's id} when it is not the one ARGV[5] names.
+if erased() then return redis.error_reply('memfold-erased') end
 local cap, count = tonumber(ARGV[3]), (#ARGV - 5) / 2
 if ARGV[5] ~= '' then
   local last = redis.call('LINDEX', messages, -1)
@@ -183,6 +215,7 @@ UPDATE = Script(
     _WRITE
     + """
 -- ARGV[3..]: id, element pairs. Returns the first id not in the thread, or nil once written.
+if erased() then return redis.error_reply('memfold-erased') end
 if #ARGV < 3 then return false end
 if redis.call('EXISTS', info) == 0 then return ARGV[3] end
 local offset, at = base(), {}
@@ -251,6 +284,7 @@ SET_METADATA = Script(
     + _INFO
     + """
 -- ARGV[3]: metadata JSON. Returns created, updated, metadata, message count.
+if erased() then return redis.error_reply('memfold-erased') end
 redis.call('HSET', info, 'm', ARGV[3])
 return info_of(info, messages, touch())
 """
@@ -262,6 +296,7 @@ RESTORE = Script(
     + """
 -- ARGV[3]: metadata JSON, ARGV[4]: creation time, ARGV[5]: update time (µs). Returns created,
 -- updated, metadata, message count.
+if erased() then return redis.error_reply('memfold-erased') end
 touch()
 redis.call('HSET', info, 'm', ARGV[3], 'c', ARGV[4])
 redis.call('ZADD', index, ARGV[5], member)

@@ -11,11 +11,11 @@ from __future__ import annotations
 import asyncio
 import inspect
 import weakref
-from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterator, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from functools import cache
-from typing import Any, Final, TypeAlias, TypeVar, cast
+from typing import Any, Final, TypeVar, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
@@ -25,22 +25,24 @@ from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from memfold import ops
 from memfold.backends.redis import scripts
-from memfold.backends.redis.calls import Call, Calls
+from memfold.backends.redis.calls import Call, Calls, Flow
 from memfold.backends.redis.elements import ElementCodec
+from memfold.backends.redis.erasure import erase_threads, find_threads
 from memfold.backends.redis.keys import LAYOUT_STEPS, check_prefix, layout_key
 from memfold.backends.redis.layout import UPGRADE, RedisLayout
 from memfold.backends.redis.scripts import Script
 from memfold.backends.redis.thread_sweep import ThreadSweeps, register
+from memfold.backends.redis.tombstones import lift, named
 from memfold.errors import BackendUnavailable, Conflict, InvalidInput, MemfoldError
 from memfold.limits import MAX_SECONDS
 from memfold.retention import POLICY_OPTIONS, RetentionPolicy, check_policy, policy_from_options
 from memfold.schema_steps import SchemaSteps
 from memfold.stores import BaseThreadStore, Capabilities
+from memfold.tombstones import EraseSubject, FindThreads, LiftTombstones, erased
 
 __all__ = ["RedisThreadStore"]
 
 T = TypeVar("T")
-Flow: TypeAlias = Generator[Call[Any], Any, T]
 
 DEFAULT_PREFIX: Final = "memfold:"
 
@@ -120,6 +122,9 @@ def _translate(exc: RedisError, where: str) -> MemfoldError:
     """The `memfold.errors` error for a redis-py error, saying what to do."""
     if isinstance(exc, ResponseError):
         detail = str(exc)
+        refused = erased(detail)
+        if refused is not None:  # a tombstone refused the write (see `tombstones.named`)
+            return refused
         if detail.startswith("WRONGTYPE"):
             return Conflict(
                 f"a key under this key_prefix at Redis {where} holds data memfold did not write: "
@@ -360,26 +365,43 @@ class RedisThreadStore(BaseThreadStore):
         except StopIteration as done:
             return cast("T", done.value)
 
+    def _flow(self, op: ops.Op[Any]) -> Flow[Any] | None:
+        """The flow of an operation of several round trips (a sweep, an erasure), else None."""
+        match op:
+            case ops.SweepThreads():
+                return self._sweeps.sweep(op)
+            case FindThreads():
+                return find_threads(self.key_prefix, op)
+            case EraseSubject():
+                return erase_threads(self.key_prefix, op)
+            case LiftTombstones():
+                return lift(self.key_prefix, op)
+        return None
+
     def execute(self, op: ops.Op[T]) -> T:
-        """Run one operation in one round trip (a sweep, and a tenant's first write in this
-        process, take more)."""
-        if isinstance(op, ops.SweepThreads):
-            return cast("T", self.drive(self._sweeps.sweep(op)))
+        """Run one operation in one round trip (a sweep, an erasure, and a tenant's first write
+        in this process, take more)."""
+        flow = self._flow(op)
+        if flow is not None:
+            return cast("T", self.drive(flow))
         call = self._calls.build(op)
         if isinstance(op, _CREATING) and op.tenant not in self._tenants:
             self._send(register(self.key_prefix, op.tenant))
             self._tenants.add(op.tenant)
-        return self._send(call)
+        with named(op):
+            return self._send(call)
 
     async def aexecute(self, op: ops.Op[T]) -> T:
         """Run one operation in one round trip on the async client."""
-        if isinstance(op, ops.SweepThreads):
-            return cast("T", await self.adrive(self._sweeps.sweep(op)))
+        flow = self._flow(op)
+        if flow is not None:
+            return cast("T", await self.adrive(flow))
         call = self._calls.build(op)
         if isinstance(op, _CREATING) and op.tenant not in self._tenants:
             await self._asend(register(self.key_prefix, op.tenant))
             self._tenants.add(op.tenant)
-        return await self._asend(call)
+        with named(op):
+            return await self._asend(call)
 
     # Setup: record the layout version and load the scripts.
 

@@ -37,8 +37,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.util import greenlet_spawn
 
 from memfold.backends.sql.driver import Driver, Lease
-from memfold.backends.sql.tombstones import erased
 from memfold.errors import BackendUnavailable, Conflict, InvalidInput, MemfoldError
+from memfold.tombstones import erased
 
 __all__ = ["PostgresDriver", "psycopg_url"]
 

@@ -19,8 +19,8 @@ from sqlalchemy.pool import NullPool, PoolProxiedConnection
 from sqlalchemy.util import greenlet_spawn
 
 from memfold.backends.sql.driver import Driver, Lease
-from memfold.backends.sql.tombstones import erased
 from memfold.errors import BackendUnavailable, Conflict, InvalidInput, MemfoldError
+from memfold.tombstones import erased
 
 __all__ = ["SQLiteDriver"]
 

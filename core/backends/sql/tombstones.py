@@ -44,16 +44,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.schema import CreateTable
 
-from memfold.errors import Erased
-from memfold.tombstones import USER_KEY, LiftTombstones, Tombstone, lifted
+from memfold.tombstones import ERASED_MARK, USER_KEY, LiftTombstones, Tombstone, lifted
 
 if TYPE_CHECKING:  # plans.py imports this module
     from memfold.backends.sql.plans import Plan
 
 __all__ = [
-    "ERASED_MARK",
     "TombstonePlans",
-    "erased",
     "namespace_guard_ddl",
     "scrubbed",
     "thread_guard_ddl",
@@ -61,21 +58,6 @@ __all__ = [
     "user_params",
     "user_where",
 ]
-
-ERASED_MARK = "memfold-erased"
-"""How every trigger's error message starts, so a driver can tell it from other errors."""
-
-
-def erased(detail: str) -> Erased | None:
-    """The `Erased` error for a driver's error message, if a tombstone trigger raised it."""
-    if ERASED_MARK not in detail:
-        return None
-    what = detail.split(ERASED_MARK, 1)[1].split("\n", 1)[0].strip(" :")
-    return Erased(
-        f"{what or 'the thread or memory namespace'} was erased: the write is refused so the "
-        "erased data stays gone; write elsewhere, or lift the erasure with "
-        "memfold.lift_erasure first"
-    )
 
 
 def tombstone_ddl(table: Table, dialect: Dialect) -> list[str]:
