@@ -55,7 +55,7 @@ from memfold.model import JSON, utcnow
 from memfold.retention import POLICY_OPTIONS, check_policy, check_seconds, policy_from_options
 from memfold.rotation import Progress, adrive, drive, rotate_checkpoints
 from memfold.stores import BaseStore, Capabilities, check_flag, check_id, check_time, encode_json
-from memfold.urls import flag, split_options, take_option
+from memfold.urls import drop_other_kinds, flag, split_options, take_option
 
 __all__ = [
     "BaseCheckpointStore",
@@ -845,6 +845,7 @@ def _split(url: str, *, strict: bool = False) -> tuple[str, dict[str, Any]]:
 def _build(url: str, options: Mapping[str, Any]) -> BaseCheckpointStore:
     if not isinstance(url, str):
         raise InvalidInput(f"a store URL must be a str, got {type(url).__name__}")
+    url = drop_other_kinds(url, "checkpoints")
     url, rest, require = take_option(url, options, "require_tenant", flag)
     require_tenant = check_flag(require, "require_tenant")
     # Accepted so one URL opens every store kind; a checkpoint's values are a host's bytes,

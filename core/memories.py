@@ -69,7 +69,7 @@ from memfold.stores import (
     encode_json,
     new_id,
 )
-from memfold.urls import flag, split_options, take_option
+from memfold.urls import drop_other_kinds, flag, split_options, take_option
 
 __all__ = [
     "BaseMemoryStore",
@@ -1284,6 +1284,7 @@ def _with_policy(options: dict[str, Any]) -> dict[str, Any]:
 def _build(url: str, options: Mapping[str, Any]) -> BaseMemoryStore:
     if not isinstance(url, str):
         raise InvalidInput(f"a store URL must be a str, got {type(url).__name__}")
+    url = drop_other_kinds(url, "memories")
     # Accepted so one URL opens every store kind: a namespace always names its tenant.
     url, rest, require = take_option(url, options, "require_tenant", flag)
     require_tenant = check_flag(require, "require_tenant")
@@ -1316,7 +1317,7 @@ def _backend(url: str, options: Mapping[str, Any]) -> BaseMemoryStore:
     if parts.scheme in ("redis", "rediss", "unix"):
         from memfold.backends.redis.memory_store import RedisMemoryStore
 
-        plain, ours = split_options(url, _OPTIONS, strict=False)
+        plain, ours = split_options(url, {**_OPTIONS, "key_prefix": str}, strict=False)
         return RedisMemoryStore(plain, **{**_with_policy(ours), **options})
     raise InvalidInput(
         f"unknown memory store URL {url!r}: use memory://, sqlite:///path.db, postgresql://..., "

@@ -1,20 +1,53 @@
 """Store URLs: memfold's own query options, split from the ones a driver reads.
 
+One URL may open every store kind (`memfold.open.open_stores`), so it may carry options that
+only one kind takes (`KIND_OPTIONS`); each kind's opener drops the others' with
+`drop_other_kinds` before it reads its own, so they never reach its driver.
+
 Examples:
     >>> from memfold.urls import split_options
     >>> split_options("sqlite:///x.db?keep_last=3&mode=ro", {"keep_last": int}, strict=False)
     ('sqlite:///x.db?mode=ro', {'keep_last': 3})
+    >>> drop_other_kinds("memory://?max_messages_per_thread=5&capacity=3", "memories")
+    'memory://?capacity=3'
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Final
 from urllib.parse import parse_qsl, urlencode
 
 from memfold.errors import InvalidInput
 
-__all__ = ["flag", "split_options", "take_option"]
+__all__ = ["KIND_OPTIONS", "drop_other_kinds", "flag", "split_options", "take_option"]
+
+KIND_OPTIONS: Final[Mapping[str, frozenset[str]]] = {
+    "threads": frozenset(
+        {"max_messages_per_thread", "max_messages", "compress_min_bytes", "key_prefix"}
+    ),
+    "checkpoints": frozenset({"snapshot_every", "min_growth", "compress_min_bytes", "key_prefix"}),
+    "memories": frozenset(
+        {"dimensions", "dedupe_threshold", "capacity", "text_weight", "vector_weight", "key_prefix"}
+    ),
+}
+"""The URL query options of each store kind that not every kind takes (on some backend).
+Options every kind takes (``require_tenant``, ``redact``, ``keyring`` and the retention policy's)
+are not listed."""
+
+
+def drop_other_kinds(url: str, kind: str) -> str:
+    """``url`` without the query options that only store kinds other than ``kind`` take."""
+    base, _, query = url.partition("?")
+    if not query:
+        return url
+    foreign = frozenset().union(*(v for k, v in KIND_OPTIONS.items() if k != kind))
+    foreign -= KIND_OPTIONS[kind]
+    pairs = parse_qsl(query, keep_blank_values=True)
+    kept = [(key, value) for key, value in pairs if key not in foreign]
+    if len(kept) == len(pairs):
+        return url
+    return f"{base}?{urlencode(kept)}" if kept else base
 
 
 def split_options(

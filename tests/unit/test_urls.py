@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import uuid
+import warnings
+from pathlib import Path
+
+import psycopg
 import pytest
+import redis
+from psycopg import sql
 
 from memfold import InvalidInput, open_checkpoint_store, open_memory_store, open_store
+from memfold.checkpoints import BaseCheckpointStore
+from memfold.memories import BaseMemoryStore
+from memfold.open import open_stores
+from memfold.stores import BaseThreadStore
 from memfold.urls import split_options
 from tests.support import PG_URL, REDIS_URL
 
@@ -43,3 +54,64 @@ def test_every_store_kind_passes_driver_options_through() -> None:
     memories.close()
     with pytest.raises(InvalidInput, match="unknown option"):
         open_memory_store("memory://?socket_timeout=5")
+
+
+@pytest.mark.parametrize("backend", ["memory", "sqlite", "postgresql", "redis"])
+def test_one_url_gives_each_kind_its_own_options_and_no_driver_sees_the_others(
+    backend: str, tmp_path: Path
+) -> None:
+    """A URL opened for every kind may hold options only one kind takes (a thread cap, a
+    checkpoint delta policy, memory dimensions and capacity): that kind applies them, the
+    others drop them before their driver (no warning, no refusal), and every kind opens."""
+    common = "snapshot_every=3&dimensions=8&capacity=4&redact=default&keep_last=9"
+    options: dict[str, str] = {}
+    if backend == "memory":
+        url = f"memory://?{common}&max_messages_per_thread=7"
+    elif backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'all.db'}?{common}"
+    elif backend == "redis":
+        url = f"{REDIS_URL}?{common}&max_messages=7&compress_min_bytes=64"
+        options["key_prefix"] = f"memfold-test:{uuid.uuid4().hex}:"
+    else:
+        url = f"{PG_URL}?{common}&application_name=memfold-url-test"
+        options["schema"] = f"memfold_test_{uuid.uuid4().hex}"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        stores = open_stores(url, **options)
+    try:
+        threads, checkpoints, memories = stores
+        assert isinstance(threads, BaseThreadStore)
+        assert isinstance(checkpoints, BaseCheckpointStore)
+        assert isinstance(memories, BaseMemoryStore)
+        assert threads.redactor is not None
+        thread_cap = 7 if backend in ("memory", "redis") else 9  # the thread cap wins
+        assert threads.retention.keep_last == thread_cap
+        assert checkpoints.retention.keep_last == memories.retention.keep_last == 9
+        assert checkpoints.delta_policy.snapshot_every == 3
+        assert (memories.dimensions, memories.capacity) == (8, 4)
+        if backend == "memory":
+            assert getattr(threads, "max_messages_per_thread", None) == 7
+        if backend == "redis":
+            assert getattr(threads, "max_messages", None) == 7
+            assert getattr(checkpoints, "codec", None) is not None
+    finally:
+        for store in stores:
+            store.close()
+        _drop(backend, options)
+
+
+def _drop(backend: str, options: dict[str, str]) -> None:
+    """Delete the schema or the keys a test of ``backend`` made under ``options``."""
+    if backend == "redis":
+        client = redis.Redis.from_url(REDIS_URL)
+        keys = list(client.scan_iter(match=f"{options['key_prefix']}*"))
+        if keys:
+            client.delete(*keys)
+        client.close()
+    elif backend == "postgresql":
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
+                    sql.Identifier(options["schema"])
+                )
+            )
