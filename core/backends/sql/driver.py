@@ -8,6 +8,7 @@ connection dropped, and how driver errors become `memfold.errors`.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +55,11 @@ class Driver(ABC):
     @abstractmethod
     def checkin(self, lease: Lease, dropped: BaseException | None) -> None:
         """Give the connection back; ``dropped`` is the error that broke it, if one did."""
+
+    def workers(self) -> Executor | None:
+        """Where async operations run whole on sync connections, one thread hop per operation
+        (None: they use the async driver's connections)."""
+        return None
 
     @abstractmethod
     async def acheckout(self) -> Lease:

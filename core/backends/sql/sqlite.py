@@ -1,8 +1,13 @@
-"""SQLite through ``sqlite3`` (sync) and ``aiosqlite`` (async).
+"""SQLite through ``sqlite3``, for sync and async calls alike.
 
 Files are opened in WAL mode with a busy timeout; writes take the lock up front
 (``BEGIN IMMEDIATE``), so concurrent writers queue instead of failing half-way. Each thread
 keeps one connection: a pool checkout per call would cost more than SQLite's own work.
+
+``sqlite3`` has no async I/O (``aiosqlite`` runs each statement on a thread of its own), so an
+async operation runs whole, every statement of its transaction, on one of the driver's worker
+threads: one hop between the event loop and a thread per operation, not one per statement. An
+``AsyncEngine`` you pass (``sqlite+aiosqlite``) is used as given instead.
 """
 
 from __future__ import annotations
@@ -11,11 +16,12 @@ import os
 import sqlite3
 import threading
 import weakref
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
 from sqlalchemy import URL, Engine, create_engine, event
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.pool import NullPool, PoolProxiedConnection
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.util import greenlet_spawn
 
 from memfold.backends.sql.driver import Driver, Lease
@@ -23,6 +29,10 @@ from memfold.errors import BackendUnavailable, Conflict, InvalidInput, MemfoldEr
 from memfold.tombstones import erased
 
 __all__ = ["SQLiteDriver"]
+
+_WORKERS = 4
+"""Worker threads (and so connections) per store for async calls: SQLite writes one at a time,
+so more would only wait for the file's lock."""
 
 
 def _configure(engine: Engine, busy_timeout_ms: int) -> None:
@@ -49,12 +59,13 @@ class _Held:
 
 
 class SQLiteDriver(Driver):
-    """SQLite files: one connection per thread for sync calls, one per call for async ones.
+    """SQLite files: one connection per thread; async calls run on worker threads.
 
     Args:
         url: an ``sqlite:///path`` URL, or an ``Engine`` you own (then ``busy_timeout_ms`` and
             WAL are yours to set).
-        async_engine: an ``AsyncEngine`` for the async API (made from the URL if omitted).
+        async_engine: an ``AsyncEngine`` (``sqlite+aiosqlite``) for the async API, used as
+            given: one connection per call (if omitted, async calls run on worker threads).
     """
 
     name = "sqlite"
@@ -64,7 +75,6 @@ class SQLiteDriver(Driver):
     ) -> None:
         if isinstance(url, Engine):
             self.engine, self._owns_engine = url, False
-            url = url.url
         else:
             if not url.database or url.database == ":memory:":
                 raise InvalidInput(
@@ -73,11 +83,8 @@ class SQLiteDriver(Driver):
                 )
             self.engine, self._owns_engine = create_engine(url.set(drivername="sqlite")), True
             _configure(self.engine, busy_timeout_ms)
-        self._async_url = url.set(drivername="sqlite+aiosqlite")
-        self._busy_timeout_ms = busy_timeout_ms
-        # Without a pool, async connections never outlive the event loop that opened them, so
-        # one engine serves every loop (LlamaIndex's sync wrappers start a new loop per call).
         self._aengine = async_engine
+        self._workers: ThreadPoolExecutor | None = None
         self._local = threading.local()
         self._connections: list[PoolProxiedConnection] = []
         self._lock = threading.Lock()
@@ -90,11 +97,16 @@ class SQLiteDriver(Driver):
             return None
         return "BEGIN IMMEDIATE" if write else "BEGIN"
 
-    def checkout(self) -> Lease:
-        """This thread's connection, opened on first use (and anew in a forked child)."""
+    def _forked(self) -> None:
+        """In a forked child, forget the parent's connections and worker threads."""
         if os.getpid() != self._pid:
             self._local, self._connections, self._pid = threading.local(), [], os.getpid()
+            self._workers = None
             self.engine.dispose(close=False)
+
+    def checkout(self) -> Lease:
+        """This thread's connection, opened on first use (and anew in a forked child)."""
+        self._forked()
         held: _Held | None = getattr(self._local, "held", None)
         if held is None or not held.conn.is_valid:
             held = self._local.held = _Held(self.engine.raw_connection())
@@ -115,14 +127,25 @@ class SQLiteDriver(Driver):
     def checkin(self, lease: Lease, dropped: BaseException | None) -> None:
         """The connection stays with its thread."""
 
-    def _async_engine(self) -> AsyncEngine:
-        if self._aengine is None:
-            self._aengine = create_async_engine(self._async_url, poolclass=NullPool)
-            _configure(self._aengine.sync_engine, self._busy_timeout_ms)
-        return self._aengine
+    def workers(self) -> Executor | None:
+        """The worker threads async calls run on (None with an ``AsyncEngine`` of yours)."""
+        if self._aengine is not None:
+            return None
+        self._forked()
+        workers = self._workers
+        if workers is None:
+            with self._lock:
+                workers = self._workers
+                if workers is None:
+                    workers = self._workers = ThreadPoolExecutor(
+                        _WORKERS, thread_name_prefix="memfold-sqlite"
+                    )
+        return workers
 
     async def acheckout(self) -> Lease:
-        proxy = await self._async_engine().raw_connection()
+        if self._aengine is None:  # pragma: no cover - the runner uses workers() then
+            raise RuntimeError("async calls on this SQLite driver run on its worker threads")
+        proxy = await self._aengine.raw_connection()
         return Lease(proxy.driver_connection, proxy)
 
     async def acheckin(self, lease: Lease, dropped: BaseException | None) -> None:
@@ -158,6 +181,9 @@ class SQLiteDriver(Driver):
     def close(self) -> None:
         with self._lock:
             connections, self._connections = self._connections, []
+            workers, self._workers = self._workers, None
+        if workers is not None:
+            workers.shutdown(wait=True)
         for conn in connections:
             conn.close()
         self._local = threading.local()

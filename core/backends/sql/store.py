@@ -10,6 +10,7 @@ append. What differs between databases (engines, connections, transactions, erro
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -291,7 +292,14 @@ class _Runner:
         tenant: str | None = None,
         dry_run: bool = False,
     ) -> Any:
-        """Async `_run`."""
+        """Async `_run`: on a driver without async I/O (SQLite), the whole `_run` on one of
+        its worker threads (a cancelled call may still finish there)."""
+        workers = self.driver.workers()
+        if workers is not None:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(
+                workers, self._run, plan, write, alone, tenant, dry_run
+            )
         try:
             try:
                 return await self._aattempt(plan(), write, alone, tenant, dry_run)
