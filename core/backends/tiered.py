@@ -38,8 +38,9 @@ from memfold.errors import BackendUnavailable, MemfoldError
 from memfold.model import JSON, Message
 from memfold.schema_steps import SchemaSteps
 from memfold.stores import BaseThreadStore, encode_json
+from memfold.tombstones import EraseSubject, FindThreads, LiftTombstones
 
-__all__ = ["TieredThreadStore"]
+__all__ = ["TieredThreadStore", "hot_erasure_failed"]
 
 T = TypeVar("T")
 
@@ -59,6 +60,23 @@ _WRITES: Final = (
     ops.DeleteThread,
 )
 """The writes to one thread (`ops.ClearTenant` is the one write to a whole tenant)."""
+
+
+def hot_erasure_failed(error: MemfoldError, lifting: bool) -> MemfoldError:
+    """The error to raise when a tiered store's hot store failed an erasure (or, with
+    ``lifting``, the lifting of one) that its durable store has not run (has run)."""
+    if not isinstance(error, BackendUnavailable):
+        return error
+    if lifting:
+        return BackendUnavailable(
+            "the erasure was lifted in the durable store but not in the hot store, which is "
+            f"unreachable: run lift_erasure again once it is back. {error}"
+        )
+    return BackendUnavailable(
+        "nothing was erased from this tiered store: its hot store is unreachable, and erasing "
+        "only the durable store would leave the hot copy in Redis. Run erase again once it is "
+        f"back. {error}"
+    )
 
 
 class TieredThreadStore(BaseThreadStore):
@@ -188,10 +206,30 @@ class TieredThreadStore(BaseThreadStore):
                 self._hot_failed(op, error)
         return full if op == self._full(op) else self.durable.execute(op)
 
+    def _erase(self, op: EraseSubject | LiftTombstones) -> Any:
+        if isinstance(op, LiftTombstones):
+            lifted = self.durable.execute(op)
+            try:
+                self.hot.execute(op)
+            except MemfoldError as error:
+                raise hot_erasure_failed(error, lifting=True) from error
+            return lifted
+        if not op.dry_run:
+            try:
+                self.hot.execute(op)
+            except MemfoldError as error:
+                raise hot_erasure_failed(error, lifting=False) from error
+        return self.durable.execute(op)
+
     def execute(self, op: ops.Op[T]) -> T:
-        """Write durable then hot; serve loads hot when warm; everything else durable."""
+        """Write durable then hot; serve loads hot when warm; everything else durable (an
+        erasure: see the module's docstring)."""
         if isinstance(op, ops.LoadThread):
             return self._load(op)  # type: ignore[return-value]
+        if isinstance(op, EraseSubject | LiftTombstones):
+            return cast("T", self._erase(op))
+        if isinstance(op, FindThreads):
+            return cast("T", self.durable.execute(op))
         result = self.durable.execute(op)
         hot_op: ops.Op[Any] = op
         if isinstance(op, ops.AppendMessages) and op.messages:
@@ -253,10 +291,29 @@ class TieredThreadStore(BaseThreadStore):
                 self._hot_failed(op, error)
         return full if op == self._full(op) else await self.durable.aexecute(op)
 
+    async def _aerase(self, op: EraseSubject | LiftTombstones) -> Any:
+        if isinstance(op, LiftTombstones):
+            lifted = await self.durable.aexecute(op)
+            try:
+                await self.hot.aexecute(op)
+            except MemfoldError as error:
+                raise hot_erasure_failed(error, lifting=True) from error
+            return lifted
+        if not op.dry_run:
+            try:
+                await self.hot.aexecute(op)
+            except MemfoldError as error:
+                raise hot_erasure_failed(error, lifting=False) from error
+        return await self.durable.aexecute(op)
+
     async def aexecute(self, op: ops.Op[T]) -> T:
         """Async `execute`."""
         if isinstance(op, ops.LoadThread):
             return await self._aload(op)  # type: ignore[return-value]
+        if isinstance(op, EraseSubject | LiftTombstones):
+            return cast("T", await self._aerase(op))
+        if isinstance(op, FindThreads):
+            return cast("T", await self.durable.aexecute(op))
         result = await self.durable.aexecute(op)
         hot_op: ops.Op[Any] = op
         if isinstance(op, ops.AppendMessages) and op.messages:
@@ -295,6 +352,16 @@ class TieredThreadStore(BaseThreadStore):
     def schema_steps(self) -> list[SchemaSteps]:
         """The durable store's steps, then the hot store's."""
         return [*self.durable.schema_steps(), *self.hot.schema_steps()]
+
+    def purge_deleted(self) -> None:
+        """Purge deleted data in both stores."""
+        self.durable.purge_deleted()
+        self.hot.purge_deleted()
+
+    async def apurge_deleted(self) -> None:
+        """Async `purge_deleted`."""
+        await self.durable.apurge_deleted()
+        await self.hot.apurge_deleted()
 
     def close(self) -> None:
         """Close both stores."""

@@ -20,6 +20,11 @@ The design of `memfold.backends.tiered.TieredThreadStore`, for checkpoints:
   logged (at most once every ``warn_every`` seconds). A thread whose hot write failed is
   dropped from the hot store, or, if that fails too, remembered and dropped once it is back;
   a failed removal across threads (a sweep, ``delete_for_runs``) is re-run then.
+- Erasure (`memfold.erase`) runs on the hot store first, then on the durable one, as in
+  `memfold.backends.tiered.TieredThreadStore`: once the hot tombstones are placed no warm-up
+  can mark an erased thread whole again, and if the hot store is unreachable nothing is erased
+  (a whole-marked hot copy left behind would be served once Redis is back); run the erasure
+  again then. The effect journal is the durable store's, so it goes with the durable erasure.
 
 Examples:
     >>> import uuid
@@ -54,7 +59,7 @@ from memfold.backends.redis.checkpoint_store import (
     MarkWhole,
     RedisCheckpointStore,
 )
-from memfold.backends.tiered import MAX_DIRTY, log
+from memfold.backends.tiered import MAX_DIRTY, hot_erasure_failed, log
 from memfold.checkpoint_model import Checkpoint
 from memfold.checkpoints import BaseCheckpointStore
 from memfold.errors import BackendUnavailable, InvalidInput, MemfoldError
@@ -62,6 +67,7 @@ from memfold.journal import JOURNAL_OPS
 from memfold.ops import Op
 from memfold.schema_steps import SchemaSteps
 from memfold.stores import encode_json
+from memfold.tombstones import EraseSubject, FindThreads, LiftTombstones
 
 __all__ = ["TieredCheckpointStore", "open_tiered"]
 
@@ -145,7 +151,25 @@ class TieredCheckpointStore(BaseCheckpointStore):
     def _flow(self, op: Op[Any]) -> Flow[Any]:
         if isinstance(op, ops.GetCheckpoint | ops.ListCheckpoints) and op.thread_id is not None:
             return self._read(op, op.tenant, op.thread_id)
+        if isinstance(op, EraseSubject | LiftTombstones | FindThreads):
+            return self._erasure(op)
         return self._write(op)
+
+    def _erasure(self, op: EraseSubject | LiftTombstones | FindThreads) -> Flow[Any]:
+        """Find threads in the durable store; erase from the hot store, then the durable one;
+        lift in the durable store, then the hot one (see the module's docstring)."""
+        if isinstance(op, EraseSubject) and not op.dry_run:
+            try:
+                yield _Step(self.hot, op)
+            except MemfoldError as error:
+                raise hot_erasure_failed(error, lifting=False) from error
+        result = yield _Step(self.durable, op)
+        if isinstance(op, LiftTombstones):
+            try:
+                yield _Step(self.hot, op)
+            except MemfoldError as error:
+                raise hot_erasure_failed(error, lifting=True) from error
+        return result
 
     def _purge(self) -> Flow[None]:
         """Apply to the hot store what it missed while down (raises if it still is)."""
@@ -291,6 +315,16 @@ class TieredCheckpointStore(BaseCheckpointStore):
     def schema_steps(self) -> list[SchemaSteps]:
         """The durable store's steps, then the hot store's."""
         return [*self.durable.schema_steps(), *self.hot.schema_steps()]
+
+    def purge_deleted(self) -> None:
+        """Purge deleted data in both stores."""
+        self.durable.purge_deleted()
+        self.hot.purge_deleted()
+
+    async def apurge_deleted(self) -> None:
+        """Async `purge_deleted`."""
+        await self.durable.apurge_deleted()
+        await self.hot.apurge_deleted()
 
     def close(self) -> None:
         """Close both stores."""

@@ -37,7 +37,7 @@ from tests.support import (
     redis_checkpoint_store,
 )
 
-ERASE_BACKENDS = ["memory", "sqlite", "postgresql", "redis"]
+ERASE_BACKENDS = ["memory", "sqlite", "postgresql", "redis", "tiered"]
 TENANT = "acme"
 ANN, BOB = "ann", "bob"
 SECRET = "annsecret"
@@ -58,6 +58,8 @@ class World:
     """Where tombstones live (they keep thread ids and the user id, by design): their table,
     Redis hash, or the database file holding that table."""
     cleanup: list[Callable[[], None]] = field(default_factory=list)
+    hot: Callable[[], list[tuple[str, bytes]]] | None = None
+    """A tiered world's reader of the Redis keys alone (the hot copies)."""
 
     @property
     def journal(self) -> EffectJournal:
@@ -219,6 +221,7 @@ def make_world(backend: str, tmp_path: Path) -> World:
         threads, checkpoints, memories, lambda: pg() + rd(), ("memfold_tombstones", ":erased")
     )
     world.cleanup.append(lambda: drop_store(threads))
+    world.hot = rd
     return world
 
 
@@ -352,6 +355,8 @@ async def test_erase_removes_one_user_everywhere_and_keeps_the_other(world: Worl
     fill(world, BOB, "bob-keeps")
     bob_before = snapshot(world, BOB)
     assert leftovers(world, SECRET)  # the raw readers see the data they must later miss
+    if world.hot is not None:  # and a tiered world's Redis holds hot copies of it
+        assert any(SECRET.encode() in data for _, data in world.hot())
     cache = world.memories.embedder
     assert isinstance(cache, CachedEmbedder)
     assert cache.cache_size > 0
@@ -519,3 +524,73 @@ def test_bad_input_is_refused() -> None:
         erase(Subject(TENANT), threads)  # type: ignore[arg-type]
     with pytest.raises(InvalidInput):
         erase(Subject(TENANT), [threads], tombstone_ttl=-1)
+
+
+def test_redis_down_while_erasing_a_tiered_store_erases_it_only_once_redis_is_back() -> None:
+    """With its Redis unreachable, erasing a tiered store raises BackendUnavailable and erases
+    nothing there, so the hot copy, back with Redis, never outlives the durable data; erasing
+    again once Redis is back removes the user from both tiers, as a fresh process sees."""
+    import redis
+
+    from memfold import open_store
+    from memfold.backends.redis.checkpoint_store import RedisCheckpointStore
+    from memfold.backends.redis.store import RedisThreadStore
+    from memfold.backends.tiered import TieredThreadStore
+    from memfold.backends.tiered_checkpoints import TieredCheckpointStore
+    from memfold.errors import BackendUnavailable
+    from tests.reliability.servers import PrivateRedis
+    from tests.support import postgres_store
+
+    server = PrivateRedis()
+    server.start()
+    schema, prefix = f"memfold_test_{uuid.uuid4().hex}", "memfold-test:"
+
+    def stores(durable: BaseThreadStore) -> tuple[TieredThreadStore, TieredCheckpointStore]:
+        threads = TieredThreadStore(RedisThreadStore(server.url, key_prefix=prefix), durable)
+        checkpoints = TieredCheckpointStore(
+            RedisCheckpointStore(server.url, key_prefix=prefix),
+            postgres_checkpoint_store(schema=schema),
+        )
+        threads.setup()
+        checkpoints.setup()
+        return threads, checkpoints
+
+    def secret_in_redis() -> bool:
+        raw = redis.Redis.from_url(server.url)
+        try:
+            return any(SECRET.encode() in (raw.dump(k) or b"") for k in raw.scan_iter("*"))
+        finally:
+            raw.close()
+
+    threads, checkpoints = stores(postgres_store(schema=schema))
+    try:
+        threads.append("chat", Message(role="user", content=f"{SECRET} hi"), tenant=TENANT)
+        threads.set_thread_metadata("chat", {"user_id": ANN}, tenant=TENANT)
+        checkpoints.put(
+            "graph", "c1", Blob("json", f'"{SECRET}"'.encode()), metadata={"user_id": ANN},
+            tenant=TENANT,
+        )  # fmt: skip
+        assert threads.load("chat", tenant=TENANT)  # warm: the hot copies are made
+        assert checkpoints.get("graph", tenant=TENANT)
+        server.kill()
+        with pytest.raises(BackendUnavailable, match="Run erase again once it is back"):
+            erase(Subject(TENANT, ANN), [threads, checkpoints])
+        assert threads.durable.count("chat", tenant=TENANT) == 1  # nothing erased
+        assert checkpoints.durable.get("graph", tenant=TENANT) is not None
+        server.start()  # with the hot copies: the server replays its append-only file
+        assert secret_in_redis()
+        report = erase(Subject(TENANT, ANN), [threads, checkpoints])
+        assert (report.counts.threads, report.counts.checkpoints) == (1, 1)
+        assert not secret_in_redis()
+        fresh_threads, fresh_checkpoints = stores(open_store(PG_URL, schema=schema))
+        assert fresh_threads.load("chat", tenant=TENANT) == []
+        assert fresh_checkpoints.get("graph", tenant=TENANT) is None
+        with pytest.raises(Erased):
+            fresh_threads.append("chat", Message(role="user", content="late"), tenant=TENANT)
+        fresh_threads.close()
+        fresh_checkpoints.close()
+    finally:
+        threads.close()
+        checkpoints.close()
+        drop_store(threads.durable)
+        server.destroy()
