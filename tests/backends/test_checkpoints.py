@@ -474,6 +474,38 @@ async def test_sweep_expires_threads_by_their_own_or_the_default_ttl(
         assert await api.get(kept) is not None
 
 
+async def test_a_dry_run_sweep_counts_what_a_sweep_removes_and_changes_nothing(
+    api: Api, clock: Clock
+) -> None:
+    """A dry run counts the threads, checkpoints, values and pending writes the same sweep
+    removes (TTL, keep_last and max_age together) and changes nothing; a sweep naming a tenant
+    leaves the other tenants alone."""
+    tenants = ("acme", "globex")
+    for tenant in tenants:
+        await grow(api, "idle", 3, tenant=tenant)
+        await api.put_writes("idle", cid(2), [write("a", 0)], tenant=tenant)
+    clock.advance(100)
+    for tenant in tenants:
+        await grow(api, "busy", 6, tenant=tenant)
+        await api.put_writes("busy", cid(1), [write("a", 0), write("a", 1)], tenant=tenant)
+    clock.advance(50)
+    policy = RetentionPolicy(keep_last=3, max_age_seconds=1000, ttl_seconds=120)
+    planned = await api.sweep(policy, tenant="acme", dry_run=True)
+    assert (planned.threads, planned.checkpoints, planned.writes) == (1, 3 + 3, 1 + 2)
+    assert planned.blobs > 0
+    before = [c.checkpoint_id for c in await api.list_checkpoints("busy", tenant="acme")]
+    assert len(before) == 6
+    assert await api.get("idle", tenant="acme") is not None
+    assert await api.sweep(policy, tenant="acme") == planned
+    assert await api.get("idle", tenant="acme") is None
+    kept = await api.list_checkpoints("busy", tenant="acme")
+    assert [c.checkpoint_id for c in kept] == [cid(5), cid(4), cid(3)]
+    assert (await api.get("busy", tenant="acme")).values["messages"] == messages(6)
+    assert len(await api.list_checkpoints("busy", tenant="globex")) == 6
+    assert await api.get("idle", tenant="globex") is not None
+    assert await api.sweep(policy, dry_run=True) == planned  # globex now matches acme before
+
+
 async def test_sweep_uses_the_stores_own_policy_by_default(
     checkpoint_backend: str, tmp_path: Path
 ) -> None:
