@@ -50,12 +50,12 @@ from memfold.checkpoint_model import (
 )
 from memfold.encryption import open_checkpoints, seal_blob, seal_value, seal_write, take_keyring
 from memfold.errors import Conflict, InvalidInput
-from memfold.limits import Limits, check_limits
+from memfold.limits import MAX_COUNT, Limits, check_limits
 from memfold.model import JSON, utcnow
 from memfold.retention import POLICY_OPTIONS, check_policy, check_seconds, policy_from_options
 from memfold.rotation import Progress, adrive, drive, rotate_checkpoints
 from memfold.stores import BaseStore, Capabilities, check_flag, check_id, check_time, encode_json
-from memfold.urls import drop_other_kinds, flag, split_options, take_option
+from memfold.urls import check_url, drop_other_kinds, flag, split_options, take_option
 
 __all__ = [
     "BaseCheckpointStore",
@@ -91,8 +91,8 @@ def check_namespace(value: object) -> str:
 def _check_limit(value: object) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InvalidInput(f"limit must be None or an int >= 0, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_COUNT:
+        raise InvalidInput(f"limit must be None or an int from 0 to {MAX_COUNT:,}, got {value!r}")
     return value
 
 
@@ -135,8 +135,9 @@ def _check_write(write: object, limits: Limits) -> PendingWrite:
     if not isinstance(write, PendingWrite):
         raise InvalidInput(f"writes must be memfold PendingWrite, got {type(write).__name__}")
     check_id(write.task_id, "task id")
-    if isinstance(write.idx, bool) or not isinstance(write.idx, int):
-        raise InvalidInput(f"write idx must be an int, got {write.idx!r}")
+    idx = write.idx
+    if isinstance(idx, bool) or not isinstance(idx, int) or not -(2**31) <= idx < 2**31:
+        raise InvalidInput(f"write idx must be a 32-bit int, got {idx!r}")
     check_id(write.channel, "write channel")
     if not isinstance(write.task_path, str) or "\x00" in write.task_path:
         raise InvalidInput("task_path must be a str without NUL characters")
@@ -843,8 +844,7 @@ def _split(url: str, *, strict: bool = False) -> tuple[str, dict[str, Any]]:
 
 
 def _build(url: str, options: Mapping[str, Any]) -> BaseCheckpointStore:
-    if not isinstance(url, str):
-        raise InvalidInput(f"a store URL must be a str, got {type(url).__name__}")
+    check_url(url)
     url = drop_other_kinds(url, "checkpoints")
     url, rest, require = take_option(url, options, "require_tenant", flag)
     require_tenant = check_flag(require, "require_tenant")

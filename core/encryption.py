@@ -258,11 +258,18 @@ class Keyring:
         the file readable by its owner only.
 
         Raises:
-            InvalidInput: the file is not in the form `parse` reads.
+            InvalidInput: the file is not UTF-8 text in the form `parse` reads, or ``path``
+                cannot name a file (a NUL character).
             OSError: the file cannot be read.
         """
-        with open(path, encoding="utf-8") as source:
-            return cls.parse(source.read().strip())
+        try:
+            with open(path, encoding="utf-8") as source:
+                text = source.read()
+        except UnicodeDecodeError as exc:
+            raise InvalidInput(f"the key file {path!s} is not UTF-8 text") from exc
+        except ValueError as exc:  # a NUL, or a lone surrogate the file system cannot encode
+            raise InvalidInput(f"{path!r} cannot name a key file: {exc}") from exc
+        return cls.parse(text.strip())
 
     @classmethod
     def from_option(cls, value: str) -> Keyring | None:

@@ -44,6 +44,7 @@ from memfold.errors import InvalidInput
 from memfold.model import JSON, utcnow
 from memfold.ops import Op
 from memfold.stores import BaseStore, check_id, check_time, encode_json
+from memfold.urls import check_url
 
 __all__ = [
     "JOURNAL_OPS",
@@ -351,8 +352,7 @@ class EffectJournal:
 
 
 def _build(url: str, options: Mapping[str, Any]) -> BaseStore:
-    if not isinstance(url, str):
-        raise InvalidInput(f"a journal URL must be a str, got {type(url).__name__}")
+    check_url(url, "a journal URL")
     return open_checkpoint_store(url, setup=False, **options)
 
 

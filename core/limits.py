@@ -27,6 +27,7 @@ from memfold.errors import InvalidInput, LimitExceeded
 
 __all__ = [
     "DEFAULT_LIMITS",
+    "MAX_COUNT",
     "MAX_JSON_DEPTH",
     "MAX_NAMESPACE_BYTES",
     "MAX_SECONDS",
@@ -40,6 +41,10 @@ MiB: Final = 1 << 20
 
 MAX_NAMESPACE_BYTES: Final = 1_024
 """The longest long-term memory namespace: its labels' UTF-8 bytes plus one per label."""
+
+MAX_COUNT: Final = 2**63 - 1
+"""The largest count, limit or index accepted (a signed 64-bit integer: SQL's ``BIGINT``;
+larger ones overflowed SQLite and PostgreSQL)."""
 
 MAX_SECONDS: Final = 100 * 365 * 86_400
 """The longest TTL, lease or age accepted, in seconds (100 years: later instants overflow the

@@ -69,7 +69,7 @@ from memfold.stores import (
     encode_json,
     new_id,
 )
-from memfold.urls import drop_other_kinds, flag, split_options, take_option
+from memfold.urls import check_url, drop_other_kinds, flag, split_options, take_option
 
 __all__ = [
     "BaseMemoryStore",
@@ -1282,8 +1282,7 @@ def _with_policy(options: dict[str, Any]) -> dict[str, Any]:
 
 
 def _build(url: str, options: Mapping[str, Any]) -> BaseMemoryStore:
-    if not isinstance(url, str):
-        raise InvalidInput(f"a store URL must be a str, got {type(url).__name__}")
+    check_url(url)
     url = drop_other_kinds(url, "memories")
     # Accepted so one URL opens every store kind: a namespace always names its tenant.
     url, rest, require = take_option(url, options, "require_tenant", flag)

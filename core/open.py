@@ -29,7 +29,7 @@ from memfold.memories import BaseMemoryStore, aopen_memory_store, open_memory_st
 from memfold.redaction import take_redactor
 from memfold.retention import KINDS, POLICY_OPTIONS, check_kinds, policy_from_options
 from memfold.stores import BaseThreadStore, check_flag
-from memfold.urls import drop_other_kinds, flag, split_options, take_option
+from memfold.urls import check_url, drop_other_kinds, flag, split_options, take_option
 
 __all__ = [
     "AnyStore",
@@ -50,8 +50,7 @@ _MEMORY_OPTIONS: dict[str, Callable[[str], Any]] = {
 
 
 def _build(url: str, options: dict[str, Any]) -> BaseThreadStore:
-    if not isinstance(url, str):
-        raise InvalidInput(f"a store URL must be a str, got {type(url).__name__}")
+    check_url(url)
     url = drop_other_kinds(url, "threads")
     url, options, require = take_option(url, options, "require_tenant", flag)
     require_tenant = check_flag(require, "require_tenant")

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from memfold.errors import InvalidInput
-from memfold.limits import MAX_SECONDS
+from memfold.limits import MAX_COUNT, MAX_SECONDS
 
 if TYPE_CHECKING:
     from memfold.model import Message
@@ -199,8 +199,10 @@ def check_seconds(value: object, what: str) -> float | None:
 
 
 def _check_count(value: object, what: str) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-        raise InvalidInput(f"{what} must be an int >= 1 or None, got {value!r}")
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_COUNT:
+        raise InvalidInput(f"{what} must be an int >= 1 or None, got {value!r} (at most 2**63 - 1)")
 
 
 def check_policy(policy: object) -> RetentionPolicy:

@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 from memfold.errors import InvalidInput
 from memfold.schema_steps import PendingStep, SchemaStatus, SchemaSteps
 from memfold.stores import BaseStore
+from memfold.urls import check_url
 
 __all__ = ["PendingStep", "SchemaStatus", "astatus", "aupgrade", "status", "upgrade"]
 
@@ -50,8 +51,7 @@ def _open(url: str, dimensions: int | None, options: dict[str, Any]) -> list[Bas
     from memfold.memories import open_memory_store
     from memfold.open import open_store
 
-    if not isinstance(url, str):
-        raise InvalidInput(f"a store URL must be a str, got {type(url).__name__}")
+    check_url(url)
     stores: list[BaseStore] = []
     errors: list[InvalidInput] = []
     sized = options if dimensions is None else {**options, "dimensions": dimensions}

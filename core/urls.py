@@ -20,7 +20,14 @@ from urllib.parse import parse_qsl, urlencode
 
 from memfold.errors import InvalidInput
 
-__all__ = ["KIND_OPTIONS", "drop_other_kinds", "flag", "split_options", "take_option"]
+__all__ = [
+    "KIND_OPTIONS",
+    "check_url",
+    "drop_other_kinds",
+    "flag",
+    "split_options",
+    "take_option",
+]
 
 KIND_OPTIONS: Final[Mapping[str, frozenset[str]]] = {
     "threads": frozenset(
@@ -48,6 +55,20 @@ def drop_other_kinds(url: str, kind: str) -> str:
     if len(kept) == len(pairs):
         return url
     return f"{base}?{urlencode(kept)}" if kept else base
+
+
+def check_url(url: object, what: str = "a store URL") -> str:
+    """``url`` if it is a str of valid Unicode without NUL characters, else `InvalidInput`
+    (drivers and the URL parser fail on those in ways of their own)."""
+    if not isinstance(url, str):
+        raise InvalidInput(f"{what} must be a str, got {type(url).__name__}")
+    if "\x00" in url:
+        raise InvalidInput(f"{what} must not contain a NUL character, got {url!r}")
+    try:
+        url.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInput(f"{what} is not valid Unicode (a lone surrogate): {url!r}") from exc
+    return url
 
 
 def split_options(

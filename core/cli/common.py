@@ -76,6 +76,17 @@ def errors() -> Iterator[None]:
         fail(f"{exc.filename}: {exc.strerror}" if exc.filename else str(exc))
 
 
+def _file_name(path: str) -> str:
+    """``path`` if the OS can name a file with it (no NUL, encodable), else `fail`."""
+    try:
+        os.fsencode(path)
+    except UnicodeEncodeError:
+        fail(f"{path!r} is not a file name this system can encode")
+    if "\x00" in path:
+        fail(f"{path!r} is not a file name: it holds a NUL character")
+    return path
+
+
 @contextmanager
 def output_file(path: str) -> Iterator[IO[str]]:
     """stdout for ``-``; else a temporary file beside ``path``, moved there only on success."""
@@ -84,7 +95,9 @@ def output_file(path: str) -> Iterator[IO[str]]:
         yield stdout
         stdout.flush()
         return
-    target = Path(path)
+    target = Path(_file_name(path))
+    if target.is_dir():
+        fail(f"{path}: is a directory; name a file to write")
     fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         with open(fd, "w", encoding="utf-8", newline="\n") as out:
@@ -101,7 +114,7 @@ def input_file(path: str) -> Iterator[IO[str]]:
     if path == "-":
         yield typer.get_text_stream("stdin", encoding="utf-8")
         return
-    with open(path, encoding="utf-8") as source:
+    with open(_file_name(path), encoding="utf-8") as source:
         yield source
 
 

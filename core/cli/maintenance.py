@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 import memfold.retention
 from memfold.cli.common import DEFAULT_URL, Url, app, err, errors, fail, out, plural
+from memfold.limits import MAX_VECTOR_DIMENSIONS
 from memfold.memories import open_memory_store
 from memfold.recall.embedders import Embedder, HashingEmbedder, LocalEmbedder
 from memfold.retention import RetentionPolicy
@@ -98,9 +99,12 @@ def _embedder(spec: str) -> Embedder:
     if spec == "local":
         return LocalEmbedder()
     kind, _, size = spec.partition(":")
-    if kind == "hashing" and size.isdigit():
+    if kind == "hashing" and size.isdecimal() and int(size) <= MAX_VECTOR_DIMENSIONS:
         return HashingEmbedder(int(size))
-    fail(f"unknown embedder {spec!r}: use 'local' or 'hashing:<dimensions>'")
+    fail(
+        f"unknown embedder {spec!r}: use 'local' or 'hashing:<dimensions>' (2 to "
+        f"{MAX_VECTOR_DIMENSIONS:,})"
+    )
 
 
 @app.command()
@@ -119,11 +123,12 @@ def reembed(
 ) -> None:
     """Re-embed the long-term memories under NAMESPACE whose vectors are missing or were made
     by another model (the store records which model made each vector)."""
-    model = _embedder(embedder)
     columns = (
         TextColumn("Re-embedding"), BarColumn(), MofNCompleteColumn(), TextColumn("memories"),
         TimeRemainingColumn(),
     )  # fmt: skip
+    with errors():
+        model = _embedder(embedder)
     with (
         errors(),
         open_memory_store(url, embedder=model) as store,

@@ -32,6 +32,9 @@ settings.register_profile(
 )
 FUZZ = settings(settings.get_profile(os.environ.get("MEMFOLD_FUZZ_PROFILE", "fuzz")))
 """The settings every fuzz test uses."""
+FUZZ_SLOW = settings(FUZZ, max_examples=max(FUZZ.max_examples // 2, 1))
+"""`FUZZ` with half the examples, for tests whose every example opens stores afresh (a CLI
+command, an import); ``make fuzz-soak`` still runs hundreds."""
 
 INJECTIONS = [
     "'; DROP TABLE memfold_messages; --",

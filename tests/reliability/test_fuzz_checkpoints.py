@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from memfold import MemfoldError
+from memfold import InvalidInput, MemfoldError
 from memfold.checkpoints import (
     BaseCheckpointStore,
     Blob,
@@ -297,3 +297,22 @@ async def test_every_call_answers_or_refuses(
     except MemfoldError:
         pass
     canary.check()
+
+
+def test_counts_past_their_columns_are_refused(cstore: BaseCheckpointStore, canary: Canary) -> None:
+    """Regression: a pending write's idx past 32 bits, and a listing's limit or a retention
+    policy's keep_last past 64 bits, are InvalidInput on every backend (SQLite raised
+    OverflowError, PostgreSQL refused what memory and SQLite stored)."""
+    for idx in (2**31, -(2**31) - 1, 2**63):
+        with pytest.raises(InvalidInput, match="idx"):
+            cstore.put_writes(CANARY, "c2", [PendingWrite("task", idx, "messages", BODY)])
+    with pytest.raises(InvalidInput, match="limit"):
+        cstore.list_checkpoints(CANARY, limit=2**63)
+    with pytest.raises(InvalidInput, match="keep_last"):
+        cstore.sweep(RetentionPolicy(keep_last=2**63))
+    canary.check()
+    edges = [PendingWrite("task", i, "topic", BODY) for i in (2**31 - 1, -(2**31))]
+    cstore.put_writes(CANARY, "c1", edges)
+    stored = cstore.get(CANARY, checkpoint_id="c1")
+    assert stored is not None
+    assert sorted(w.idx for w in stored.writes) == [-(2**31), 2**31 - 1]

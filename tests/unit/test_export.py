@@ -894,7 +894,7 @@ V2_CASES: list[tuple[str, Callable[[list[str]], list[str]], str]] = [
                 }
             ],
         ),
-        "write idx must be an int",
+        "write idx must be a 32-bit int",
     ),
     ("value no version", edited("checkpoint", versions={}), "has a value but no version"),
     ("empty checkpoint id", edited("checkpoint", checkpoint_id=""), "checkpoint id must not"),

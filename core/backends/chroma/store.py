@@ -59,6 +59,7 @@ from memfold.recall.vectors import Matrix
 from memfold.retention import RetentionPolicy
 from memfold.schema_steps import SchemaStatus, SchemaSteps, Step
 from memfold.stores import Capabilities, encode_json
+from memfold.urls import check_url
 
 __all__ = ["ChromaMemoryStore"]
 
@@ -173,8 +174,7 @@ class ChromaMemoryStore(BaseMemoryStore):
         vector_weight: float | None = None,
         retention: RetentionPolicy | None = None,
     ) -> None:
-        if not isinstance(url, str):
-            raise InvalidInput(f"a Chroma URL must be a str, got {type(url).__name__}")
+        check_url(url, "a Chroma URL")
         self.path, self.host, self.port = parse_url(url.partition("?")[0])
         self.name = "chroma" if self.path is not None else "chroma+http"
         super().__init__(

@@ -89,6 +89,10 @@ def check_prefix(prefix: object) -> str:
             f"key_prefix {prefix!r} holds a brace: memfold puts each tenant in its own "
             "{hash tag}, so leave braces out of the prefix"
         )
+    try:
+        prefix.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInput(f"key_prefix {prefix!r} is not valid Unicode (lone surrogate)") from exc
     return prefix
 
 

@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
 import redis.asyncio
-from redis.connection import URL_QUERY_ARGUMENT_PARSERS
+from redis.connection import URL_QUERY_ARGUMENT_PARSERS, parse_url
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from memfold import ops
@@ -39,6 +39,7 @@ from memfold.retention import POLICY_OPTIONS, RetentionPolicy, check_policy, pol
 from memfold.schema_steps import SchemaSteps
 from memfold.stores import BaseThreadStore, Capabilities
 from memfold.tombstones import EraseSubject, FindThreads, LiftTombstones, erased
+from memfold.urls import check_url
 
 __all__ = ["RedisThreadStore"]
 
@@ -200,8 +201,8 @@ class RedisThreadStore(BaseThreadStore):
         compress_min_bytes: int | None = 1024,
         retention: RetentionPolicy | None = None,
     ) -> None:
-        if url is not None and not isinstance(url, str):
-            raise InvalidInput(f"a Redis URL must be a str, got {type(url).__name__}")
+        if url is not None:
+            check_url(url, "a Redis URL")
         if url is None and client is None and async_client is None:
             raise InvalidInput("RedisThreadStore needs a redis:// URL, a client or an async_client")
         if ttl_seconds is not None and (
@@ -262,6 +263,10 @@ class RedisThreadStore(BaseThreadStore):
                 f"pass memfold options to RedisThreadStore as keyword arguments, or open the "
                 f"URL with memfold.open_store: {sorted(options)}"
             )
+        try:
+            parse_url(plain)  # type: ignore[no-untyped-call]
+        except ValueError as exc:  # a scheme, port, host or option redis-py cannot read
+            raise InvalidInput(f"{plain!r} is not a Redis URL: {exc}") from exc
         return plain
 
     @classmethod
