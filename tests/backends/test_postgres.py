@@ -423,6 +423,27 @@ def test_search_uses_the_gin_index(pg: BaseThreadStore, admin: psycopg.Connectio
     assert "memfold_messages_words" in plan, plan
 
 
+def test_the_last_messages_are_read_from_the_end_of_the_index(
+    pg: BaseThreadStore, admin: psycopg.Connection[Any]
+) -> None:
+    """Reading the last few messages (before a message or not) touches a few pages, not the
+    whole thread, even on a table the server has no statistics for yet: as one statement the
+    planner would guess a few rows for the thread and scan and sort all of them."""
+    assert isinstance(pg, SQLThreadStore)
+    stored = pg.append("t", [user(f"message {i} " + "word " * 20) for i in range(3000)])
+    for before in (None, stored[-10].id):
+        compiled = pg._plans._load[True, before is not None].compile(dialect=pg.engine.dialect)
+        params = {"k_tenant": "default", "k_thread": "t", "before": before, "last": 20}
+        for _ in range(8):  # past the plan cache's first custom plans
+            admin.execute(compiled.string, params)
+        query = "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + compiled.string
+        plan = admin.execute(query, params).fetchone()[0][0]["Plan"]  # type: ignore[index]
+        pages = plan["Shared Hit Blocks"] + plan["Shared Read Blocks"]
+        assert pages < 20, plan
+    assert pg.load("t", last=20) == stored[-20:]
+    assert pg.load("t", before=stored[-10].id, last=20) == stored[-30:-10]
+
+
 def test_plain_ascii_text_is_indexed_from_the_body(
     pg: BaseThreadStore, admin: psycopg.Connection[Any]
 ) -> None:

@@ -352,12 +352,49 @@ def _thread_ttls(tables: Tables, dialect: Dialect) -> list[str]:
     ]
 
 
+def _last_messages(tables: Tables, dialect: Dialect) -> list[str]:
+    """PostgreSQL reads a thread's last messages through a function that walks the primary key
+    backwards: the planner cannot pick a plan that reads the whole thread to keep its last few.
+
+    It would, as one statement: the thread's key comes from a subquery, so the planner guesses
+    its row count, and with few rows guessed (no statistics yet, or many small threads) a scan
+    of every row of the thread and a sort look as cheap as reading the index from the end. The
+    function turns bitmap and sequential scans and sorts off for its own queries, and caches
+    their plans per connection."""
+    if dialect.name != "postgresql":
+        return []
+    quote = dialect.identifier_preparer
+    threads, messages = quote.format_table(tables.threads), quote.format_table(tables.messages)
+    newest = (
+        f"RETURN QUERY SELECT m.message_id, m.body, m.created_us FROM {messages} AS m "
+        "WHERE m.thread = k{} ORDER BY m.seq DESC LIMIT p_last;"
+    )
+    before = (
+        f" AND m.seq < (SELECT b.seq FROM {messages} AS b "
+        "WHERE b.thread = k AND b.message_id = p_before)"
+    )
+    return [
+        f"CREATE OR REPLACE FUNCTION {tables.last_messages}(p_tenant varchar, "
+        "p_thread varchar, p_before varchar, p_last bigint) "
+        "RETURNS TABLE (message_id varchar, body text, created_us bigint) "
+        "LANGUAGE plpgsql STABLE "
+        "SET enable_bitmapscan = off SET enable_seqscan = off SET enable_sort = off "
+        "AS $$ DECLARE k bigint; BEGIN "
+        f"SELECT t.id INTO k FROM {threads} AS t "
+        "WHERE t.tenant = p_tenant AND t.thread_id = p_thread; "
+        "IF k IS NULL THEN RETURN; END IF; "
+        f"IF p_before IS NULL THEN {newest.format('')} "
+        f"ELSE {newest.format(before)} END IF; END $$"
+    ]
+
+
 STEPS: tuple[Step, ...] = (
     Step(1, "threads and messages, with full-text search", _threads_and_messages),
     Step(2, "integer thread keys, ids out of bodies, one-statement appends", _thread_keys),
     Step(3, "tombstones refuse writes to erased tenants and threads", _thread_tombstones),
     Step(4, "a tenant column on messages, for row-level security", _message_tenants),
     Step(5, "thread TTLs, and indexes for retention sweeps", _thread_ttls),
+    Step(6, "PostgreSQL reads a thread's last messages by its primary key", _last_messages),
 )
 """The ``threads`` steps. Append-only: a new schema change is a new step at the end."""
 

@@ -225,12 +225,18 @@ class ThreadPlans:
         )
         bodies = select(m.c.message_id, m.c.body, m.c.created_us).where(in_thread)
         before = bodies.where(m.c.seq < self._seq_of.scalar_subquery())
-        self._load = {
+        self._load: dict[tuple[bool, bool], ClauseElement] = {
             (False, False): bodies.order_by(m.c.seq),
             (False, True): before.order_by(m.c.seq),
             (True, False): bodies.order_by(m.c.seq.desc()).limit(bindparam("last")),
             (True, True): before.order_by(m.c.seq.desc()).limit(bindparam("last")),
         }
+        if dialect == "postgresql":  # see migrations._last_messages
+            newest = text(
+                f"SELECT message_id, body, created_us FROM {tables.last_messages}"
+                "(:k_tenant, :k_thread, :before, :last)"
+            )
+            self._load[True, False] = self._load[True, True] = newest
         self._clear = delete(m).where(in_thread)
         self._reset = (
             update(t).where(is_thread).values(message_count=0, updated_at=bindparam("now"))
@@ -433,7 +439,7 @@ class ThreadPlans:
 
     def _load_plan(self, op: ops.LoadThread) -> Plan:
         key: dict[str, Any] = {"k_tenant": op.tenant, "k_thread": op.thread_id}
-        if op.before is not None:
+        if op.before is not None or self.dialect == "postgresql":
             key["before"] = op.before
         if op.last is not None:
             key["last"] = op.last

@@ -60,6 +60,13 @@ class Tables:
         """Name of the PostgreSQL GIN index over the words of ``messages.search_text``."""
         return f"{self.prefix}messages_words"
 
+    @property
+    def last_messages(self) -> str:
+        """The PostgreSQL function returning a thread's last messages, newest first (schema
+        step 6), schema-qualified."""
+        name = f"{self.prefix}last_messages"
+        return name if self.schema is None else f'"{self.schema}"."{name}"'
+
 
 def check_schema_name(schema: object) -> str:
     """Return ``schema`` if it is a usable PostgreSQL schema name, else raise `InvalidInput`."""
