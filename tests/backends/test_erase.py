@@ -37,7 +37,7 @@ from tests.support import (
     redis_checkpoint_store,
 )
 
-ERASE_BACKENDS = ["memory", "sqlite", "postgresql", "redis", "tiered"]
+ERASE_BACKENDS = ["memory", "sqlite", "postgresql", "redis", "tiered", "chroma"]
 TENANT = "acme"
 ANN, BOB = "ann", "bob"
 SECRET = "annsecret"

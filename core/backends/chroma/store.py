@@ -11,7 +11,9 @@ of each record are stored as a ``_terms`` list, Chroma's ``$contains`` finds the
 a query term, and BM25 is computed here (`memfold.recall.text.bm25`), as on every backend. Filters
 are pushed down where Chroma can express them, and the core's predicate decides
 (`memfold.backends.chroma.mapping`). Chroma has no transactions: a write of many records is
-several calls, so ``capabilities.transactions`` is False.
+several calls, so ``capabilities.transactions`` is False. Tombstones of erased tenants and users
+live in a collection of their own, checked before and after every put
+(`memfold.backends.chroma.tombstones`).
 
 Examples:
     >>> import tempfile
@@ -48,6 +50,7 @@ from chromadb.errors import ChromaError, InvalidArgumentError, NotFoundError
 
 from memfold import memory_ops as ops
 from memfold.backends.chroma import mapping as m
+from memfold.backends.chroma import tombstones as stones
 from memfold.errors import BackendUnavailable, InvalidInput, MemfoldError
 from memfold.memories import BaseMemoryStore, expiry, namespace_key, rank_hits, split_key
 from memfold.memory_model import MemoryHit, MemoryRecord, Namespace
@@ -59,6 +62,13 @@ from memfold.recall.vectors import Matrix
 from memfold.retention import RetentionPolicy
 from memfold.schema_steps import SchemaStatus, SchemaSteps, Step
 from memfold.stores import Capabilities, encode_json
+from memfold.tombstones import (
+    EraseSubject,
+    ErasureCounts,
+    LiftTombstones,
+    lifted,
+    namespace_erased,
+)
 from memfold.urls import check_url
 
 __all__ = ["ChromaMemoryStore"]
@@ -78,10 +88,11 @@ DEFAULT_COLLECTION: Final = "memfold_memories"
 @dataclass(frozen=True, slots=True)
 class Call:
     """One collection method call: ``method`` (get, query, upsert, update, delete) and its
-    keyword arguments."""
+    keyword arguments, on the records' collection or, with ``tombstones``, on the tombstones'."""
 
     method: str
     kwargs: dict[str, Any] = field(default_factory=dict)
+    tombstones: bool = False
 
 
 Flow: TypeAlias = Generator[Call, Any, T]
@@ -202,9 +213,13 @@ class ChromaMemoryStore(BaseMemoryStore):
         self._where = self.path or f"{self.host}:{self.port}"
         self._client: ClientAPI | None = None
         self._collection: Collection | None = None
+        self._stones: Collection | None = None
         self._acollections: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, AsyncCollection
         ] = weakref.WeakKeyDictionary()
+        self._astones: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncCollection] = (
+            weakref.WeakKeyDictionary()
+        )
         self._batch = 1000
         self._lock = threading.Lock()
         self._layout = ChromaLayout(self)
@@ -241,6 +256,15 @@ class ChromaMemoryStore(BaseMemoryStore):
                 self._collection = self._open(client)
         return self._collection
 
+    def _sync_tombstones(self) -> Collection:
+        if self._stones is None:
+            client = self._sync_client()
+            with _translated(self._where):
+                self._stones = client.get_or_create_collection(
+                    self.collection_name + stones.SUFFIX, embedding_function=None
+                )
+        return self._stones
+
     async def _new_async_client(self) -> AsyncClientAPI:
         client: AsyncClientAPI = await chromadb.AsyncHttpClient(
             str(self.host), int(self.port or 8000), settings=self._settings()
@@ -248,19 +272,26 @@ class ChromaMemoryStore(BaseMemoryStore):
         self._batch = await client.get_max_batch_size()
         return client
 
-    async def _async_collection(self) -> AsyncCollection:
+    async def _async_collection(self, tombstones: bool = False) -> AsyncCollection:
+        """The records' collection (or the tombstones') on this event loop's client."""
         loop = asyncio.get_running_loop()
-        found = self._acollections.get(loop)
+        opened = self._astones if tombstones else self._acollections
+        found = opened.get(loop)
         if found is None:
             with _translated(self._where):
                 client = await self._new_async_client()
-                found = await client.get_or_create_collection(
-                    self.collection_name,
-                    configuration={"hnsw": {"space": "cosine"}},
-                    metadata={"memfold_layout": LAYOUT_VERSION},
-                    embedding_function=None,
-                )
-            self._acollections[loop] = found
+                if tombstones:
+                    found = await client.get_or_create_collection(
+                        self.collection_name + stones.SUFFIX, embedding_function=None
+                    )
+                else:
+                    found = await client.get_or_create_collection(
+                        self.collection_name,
+                        configuration={"hnsw": {"space": "cosine"}},
+                        metadata={"memfold_layout": LAYOUT_VERSION},
+                        embedding_function=None,
+                    )
+            opened[loop] = found
         return found
 
     def _stored_layout(self) -> int:
@@ -293,11 +324,13 @@ class ChromaMemoryStore(BaseMemoryStore):
         """Drop this store's client (an embedded database stays open for other clients of
         the same directory in this process)."""
         self._collection = None
+        self._stones = None
         self._client = None
 
     async def aclose(self) -> None:
         """Async `close`."""
         self._acollections.pop(asyncio.get_running_loop(), None)
+        self._astones.pop(asyncio.get_running_loop(), None)
         self.close()
 
     # Drivers.
@@ -310,7 +343,8 @@ class ChromaMemoryStore(BaseMemoryStore):
             try:
                 call = next(flow)
                 while True:
-                    call = flow.send(getattr(collection, call.method)(**call.kwargs))
+                    target = self._sync_tombstones() if call.tombstones else collection
+                    call = flow.send(getattr(target, call.method)(**call.kwargs))
             except StopIteration as done:
                 return cast("T", done.value)
 
@@ -319,13 +353,13 @@ class ChromaMemoryStore(BaseMemoryStore):
         store (chromadb has no async in-process client)."""
         if self.path is not None:
             return await asyncio.to_thread(self.execute, op)
-        collection = await self._async_collection()
         flow = self._flow(op)
         with _translated(self._where):
             try:
                 call = next(flow)
                 while True:
-                    call = flow.send(await getattr(collection, call.method)(**call.kwargs))
+                    target = await self._async_collection(call.tombstones)
+                    call = flow.send(await getattr(target, call.method)(**call.kwargs))
             except StopIteration as done:
                 return cast("T", done.value)
 
@@ -351,6 +385,10 @@ class ChromaMemoryStore(BaseMemoryStore):
                 return self._set_embeddings(op)
             case ops.SweepMemories():
                 return self._sweep(op)
+            case EraseSubject():
+                return self._erase(op)
+            case LiftTombstones():
+                return self._lift(op)
         raise TypeError(f"the Chroma memory store cannot run {type(op).__name__}")
 
     # Reading helpers.
@@ -387,7 +425,23 @@ class ChromaMemoryStore(BaseMemoryStore):
 
     # Operations.
 
+    def _erased(self, records: Sequence[MemoryRecord], now: datetime) -> Flow[set[str]]:
+        """The ids of the live tombstones that refuse writing ``records``."""
+        wanted = {i for r in records for i in stones.stone_ids(r.namespace)}
+        found = yield Call(
+            "get", {"ids": sorted(wanted), "include": ["metadatas"]}, tombstones=True
+        )
+        return {
+            i
+            for i, meta in zip(found["ids"], found["metadatas"], strict=True)
+            if stones.decode(meta).live(now)
+        }
+
     def _put(self, op: ops.PutMemories) -> Flow[list[MemoryRecord]]:
+        blocked = yield from self._erased(op.records, op.now)
+        for record in op.records:  # refused before anything is written
+            if blocked.intersection(stones.stone_ids(record.namespace)):
+                raise namespace_erased(record.namespace)
         now_us = m.micros(op.now)
         keys = [namespace_key(r.namespace) for r in op.records]
         ids = [m.item_id(k, str(r.id)) for k, r in zip(keys, op.records, strict=True)]
@@ -428,10 +482,59 @@ class ChromaMemoryStore(BaseMemoryStore):
                     "documents": [text for _, (_, _, _, text) in chunk],
                 },
             )
+        # An erasure that placed its tombstones after the check above may have read the
+        # namespace before these items landed: take back what it would have deleted.
+        blocked = yield from self._erased(op.records, op.now)
+        if blocked:
+            doomed = [
+                (item, record.namespace)
+                for item, (record, *_) in items
+                if blocked.intersection(stones.stone_ids(record.namespace))
+            ]
+            for chunk in _chunks(doomed, self._batch):
+                yield Call("delete", {"ids": [item for item, _ in chunk]})
+            raise namespace_erased(doomed[0][1])
         if op.capacity is not None:
             for key in dict.fromkeys(keys):
                 yield from self._evict(key, op.capacity, op.now)
         return stored
+
+    def _erase(self, op: EraseSubject) -> Flow[ErasureCounts]:
+        """Place the tombstones, then delete the records under ``(tenant,)`` or
+        ``(tenant, user_id)`` (a dry run only counts them)."""
+        wanted = op.memory_prefix
+        if wanted is None:
+            return ErasureCounts()
+        if op.tombstones and not op.dry_run:
+            yield Call(
+                "upsert",
+                {
+                    "ids": [stones.stone_id(s.tenant, s.kind, s.name) for s in op.tombstones],
+                    "embeddings": [list(stones.EMBEDDING) for _ in op.tombstones],
+                    "metadatas": [stones.metadata(s) for s in op.tombstones],
+                },
+                tombstones=True,
+            )
+        found = yield Call("get", {"where": m.under(namespace_key(wanted), None), "include": []})
+        if not op.dry_run:
+            for chunk in _chunks(found["ids"], self._batch):
+                yield Call("delete", {"ids": list(chunk)})
+        return ErasureCounts(memories=len(found["ids"]))
+
+    def _lift(self, op: LiftTombstones) -> Flow[int]:
+        """Delete the tombstones ``op`` lifts; returns how many live ones went."""
+        found = yield Call(
+            "get", {"where": {"tenant": {"$eq": op.tenant}}, "include": ["metadatas"]},
+            tombstones=True,
+        )  # fmt: skip
+        doomed = {
+            i: stone
+            for i, meta in zip(found["ids"], found["metadatas"], strict=True)
+            if lifted(stone := stones.decode(meta), op)
+        }
+        if doomed:
+            yield Call("delete", {"ids": list(doomed)}, tombstones=True)
+        return sum(stone.live(op.now) for stone in doomed.values())
 
     def _duplicate(
         self,
