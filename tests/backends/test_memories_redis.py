@@ -13,12 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from memfold import BackendUnavailable, UnsupportedOperation
 from memfold.backends.redis.memory_store import RedisMemoryStore
 from memfold.memories import BaseMemoryStore, open_memory_store
 from memfold.recall.embedders import HashingEmbedder
 from memfold.recall.filters import parse_filter
+from memfold.retention import RetentionPolicy
 from tests.backends.test_memories import (  # noqa: F401  # the suite's fixtures and tests
     FILTERS,
     NS,
@@ -164,3 +166,31 @@ def test_url_opens_redis(tmp_path: Path) -> None:
         assert store.capacity == 5
     finally:
         store.close()
+
+
+def test_an_upgrade_to_layout_3_indexes_the_records_written_before(clock: Clock) -> None:
+    """Records written before layout 3 (no age or size index) are indexed by setup(), so
+    keep_last and max_age sweeps find them; deletes keep the indexes in step."""
+    store = make_redis()
+    try:
+        raw = redis.Redis.from_url(REDIS_URL)
+        for i in range(4):
+            store.put(("acme", "u1"), f"fact {i}", id=f"r{i}")
+            clock.advance(10)
+        p = store.key_prefix  # type: ignore[attr-defined]
+        raw.delete(f"{p}{{acme}}:mage", f"{p}{{acme}}:msize")
+        raw.set(f"{p}m:layout", 2)
+        assert store.sweep(RetentionPolicy(keep_last=1, max_age_seconds=25)).records == 0
+        store.setup()
+        assert raw.zcard(f"{p}{{acme}}:mage") == 4
+        assert raw.zscore(f"{p}{{acme}}:msize", "acme\x1fu1\x1f") == 4
+        assert store.sweep(RetentionPolicy(max_age_seconds=25), dry_run=True).records == 2
+        assert store.sweep(RetentionPolicy(keep_last=1)).records == 3
+        assert [r.id for r in store.list_records(("acme",))] == ["r3"]
+        assert raw.zcard(f"{p}{{acme}}:mage") == 1
+        assert store.delete(("acme", "u1"), "r3") == 1
+        assert raw.exists(f"{p}{{acme}}:mage", f"{p}{{acme}}:msize") == 0
+        raw.close()
+    finally:
+        store.close()
+        drop_checkpoint_store(store)  # type: ignore[arg-type]

@@ -136,7 +136,7 @@ return counts
 
 ERASE_MEMORIES: Final = Script(
     """
--- KEYS: the tenant's namespace index, its expiry index. ARGV: the tenant's record key base,
+-- KEYS: the tenant's namespace, expiry, age and size indexes. ARGV: the tenant's record key base,
 -- low, high, '1' for a dry run. Deletes the records of every namespace key from low
 -- (inclusive) to high (exclusive) (a dry run only counts); returns how many there were.
 local count = 0
@@ -149,9 +149,11 @@ for _, ns in ipairs(redis.call('ZRANGEBYLEX', KEYS[1], '[' .. ARGV[2], '(' .. AR
       local members = {}
       for k = j, math.min(j + 999, #ids) do members[#members + 1] = ns .. ids[k] end
       redis.call('ZREM', KEYS[2], unpack(members))
+      redis.call('ZREM', KEYS[3], unpack(members))
     end
     redis.call('DEL', key)
     redis.call('ZREM', KEYS[1], ns)
+    redis.call('ZREM', KEYS[4], ns)
   end
 end
 return count
@@ -295,8 +297,9 @@ def erase_memories(prefix: str, op: EraseSubject) -> Flow[ErasureCounts]:
         yield from place(prefix, op.tenant, op.tombstones)
     tenant = f"{prefix}{{{escape(op.tenant)}}}"
     low, high = prefix_range(namespace_key(wanted))
-    keys = (f"{tenant}:mns", f"{tenant}:mexp")
-    command = ("EVALSHA", ERASE_MEMORIES.sha, 2, *keys, f"{tenant}:mr:", low, high, int(op.dry_run))
+    keys = (f"{tenant}:mns", f"{tenant}:mexp", f"{tenant}:mage", f"{tenant}:msize")
+    command = ("EVALSHA", ERASE_MEMORIES.sha, len(keys), *keys, f"{tenant}:mr:", low, high,
+               int(op.dry_run))  # fmt: skip
     count = yield Call(command, same, ERASE_MEMORIES)
     if op.whole_tenant and not op.dry_run:
         left: list[bytes | str] = [*(yield from scan(f"{tenant}:mr:")), *keys]

@@ -11,6 +11,8 @@ For key prefix ``P`` and tenant ``T`` (escaped, `memfold.backends.redis.keys.esc
     P{T}:mr:<namespace key>   hash: record id -> record (a header the scripts read, then JSON)
     P{T}:mns                  sorted set: the tenant's namespace keys (lexical prefix ranges)
     P{T}:mexp                 sorted set: namespace key + id -> expiry (µs), for sweeps
+    P{T}:mage                 sorted set: namespace key + id -> creation time (µs), for sweeps
+    P{T}:msize                sorted set: namespace key -> how many records it holds, for sweeps
     P{T}:erased               hash: the tenant's tombstones (`memfold.backends.redis.tombstones`)
     Pmtenants                 set: tenants with records, for sweeps
     Pm:layout                 the layout version, written by ``setup()``
@@ -27,7 +29,7 @@ Examples:
     >>> store = RedisMemoryStore("redis://127.0.0.1:6379/0",
     ...                          key_prefix=f"doctest-{uuid.uuid4().hex}:")
     >>> store.setup()
-    2
+    3
     >>> _ = store.put(("acme", "u1"), "likes tea", {"kind": "pref"}, id="m1", ttl_seconds=60)
     >>> [r.text for r in store.list_records(("acme",), filter={"kind": "pref"})]
     ['likes tea']
@@ -76,8 +78,10 @@ Flow: TypeAlias = Generator[Call[Any], Any, T]
 MEMORY_LAYOUT_STEPS: Final = (
     Step(1, "a hash of records per namespace; namespace, expiry and tenant indexes"),
     Step(2, "tombstones: a hash per tenant whose erased users refuse writes"),
+    Step(3, "records indexed by creation time and namespaces by size, for retention sweeps"),
 )
-"""The steps of the key layout above (`memfold.backends.redis.layout`)."""
+"""The steps of the key layout above (`memfold.backends.redis.layout`); step 3's upgrade fills
+its indexes in for the records written before (`BACKFILL`)."""
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -92,7 +96,8 @@ PUT = Script(
     _HEAD
     + TOMBSTONED
     + """
--- KEYS: namespaces, expiries, tenants, tombstones. ARGV: base, now, capacity (0: none), tenant,
+-- KEYS: namespaces, expiries, tenants, tombstones, ages, sizes. ARGV: base, now, capacity (0:
+-- none), tenant,
 -- keep ('1': a live record's creation time is not kept), then (namespace, id, record, expiry)
 -- per record. Returns each record's creation time, or {'erased', n} (and writes nothing) if
 -- the tenant or the user (second label) of the n-th record's namespace is erased.
@@ -119,6 +124,7 @@ for i = 6, #ARGV, 4 do
   end
   created[#created + 1] = c
   redis.call('HSET', key, id, rec)
+  redis.call('ZADD', KEYS[5], c, ns .. id)
   redis.call('ZADD', nsidx, 0, ns)
   if exp == '0' then
     redis.call('ZREM', expz, ns .. id)
@@ -145,10 +151,12 @@ if cap > 0 then
       for j = 1, n - cap do
         redis.call('HDEL', key, rows[j][4])
         redis.call('ZREM', expz, ns .. rows[j][4])
+        redis.call('ZREM', KEYS[5], ns .. rows[j][4])
       end
     end
   end
 end
+for ns in pairs(written) do redis.call('ZADD', KEYS[6], redis.call('HLEN', base .. ns), ns) end
 return created
 """
 )
@@ -195,16 +203,31 @@ return out
 """
 )
 
+_RESIZE = """
+-- Record a namespace's new size, or drop it from the namespace and size indexes once empty.
+local function resize(namespaces, sizes, base, ns)
+  local n = redis.call('HLEN', base .. ns)
+  if n == 0 then
+    redis.call('ZREM', namespaces, ns)
+    redis.call('ZREM', sizes, ns)
+  else
+    redis.call('ZADD', sizes, n, ns)
+  end
+end
+"""
+
 DELETE = Script(
-    """
--- KEYS: namespaces, expiries. ARGV: base, then (namespace, id) pairs. Returns how many existed.
+    _RESIZE
+    + """
+-- KEYS: namespaces, expiries, ages, sizes. ARGV: base, then (namespace, id) pairs. Returns how
+-- many existed.
 local count = 0
 for i = 2, #ARGV, 2 do
   local ns, id = ARGV[i], ARGV[i + 1]
-  local key = ARGV[1] .. ns
-  count = count + redis.call('HDEL', key, id)
+  count = count + redis.call('HDEL', ARGV[1] .. ns, id)
   redis.call('ZREM', KEYS[2], ns .. id)
-  if redis.call('EXISTS', key) == 0 then redis.call('ZREM', KEYS[1], ns) end
+  redis.call('ZREM', KEYS[3], ns .. id)
+  resize(KEYS[1], KEYS[4], ARGV[1], ns)
 end
 return count
 """
@@ -212,50 +235,94 @@ return count
 
 SWEEP = Script(
     _HEAD
+    + _RESIZE
     + """
--- KEYS: namespaces, expiries. ARGV: base, now. Deletes what expired by now; returns how many.
-local count = 0
-for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[2])) do
+-- KEYS: namespaces, expiries, ages, sizes. ARGV: base, now (µs), the max-age cut-off (µs, ''
+-- for none), keep last ('' for none), '1' for a dry run. Picks, through the indexes, the
+-- records expired by now, those created before the cut-off, and in each namespace holding more
+-- than keep last, all but its newest keep last of the rest; deletes them unless this is a dry
+-- run. Returns how many were picked.
+local base, now = ARGV[1], tonumber(ARGV[2])
+local cutoff, keep, dry = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5] == '1'
+local doomed, count = {}, 0
+local function split(member)
   local cut = string.find(member, '\\31[^\\31]*$')
-  local ns, id = string.sub(member, 1, cut), string.sub(member, cut + 1)
-  local key = ARGV[1] .. ns
-  local rec = redis.call('HGET', key, id)
-  if rec then
-    local _, e = head(rec)
-    if not live(e, tonumber(ARGV[2])) then
-      count = count + redis.call('HDEL', key, id)
-      if redis.call('EXISTS', key) == 0 then redis.call('ZREM', KEYS[1], ns) end
+  return string.sub(member, 1, cut), string.sub(member, cut + 1)
+end
+local function pick(ns, id)
+  if not doomed[ns] then doomed[ns] = {} end
+  if not doomed[ns][id] then
+    doomed[ns][id] = true
+    count = count + 1
+  end
+end
+local stale_exp, stale_age = {}, {}
+for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[2])) do
+  local ns, id = split(member)
+  local rec = redis.call('HGET', base .. ns, id)
+  local _, e
+  if rec then _, e = head(rec) end
+  if rec and not live(e, now) then pick(ns, id) else stale_exp[#stale_exp + 1] = member end
+end
+if cutoff then
+  for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', '(' .. ARGV[3])) do
+    local ns, id = split(member)
+    local rec = redis.call('HGET', base .. ns, id)
+    if rec and tonumber((head(rec))) < cutoff then
+      pick(ns, id)
+    elseif not rec then
+      stale_age[#stale_age + 1] = member
     end
   end
 end
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[2])
+if keep then
+  for _, ns in ipairs(redis.call('ZRANGEBYSCORE', KEYS[4], '(' .. ARGV[4], '+inf')) do
+    local flat, rows = redis.call('HGETALL', base .. ns), {}
+    local gone = doomed[ns] or {}
+    for j = 1, #flat, 2 do
+      if not gone[flat[j]] then rows[#rows + 1] = {tonumber((head(flat[j + 1]))), flat[j]} end
+    end
+    table.sort(rows, function(a, b)
+      if a[1] ~= b[1] then return a[1] < b[1] end
+      return a[2] < b[2]
+    end)
+    for j = 1, #rows - keep do pick(ns, rows[j][2]) end
+  end
+end
+if dry then return count end
+for ns, ids in pairs(doomed) do
+  for id in pairs(ids) do
+    redis.call('HDEL', base .. ns, id)
+    redis.call('ZREM', KEYS[2], ns .. id)
+    redis.call('ZREM', KEYS[3], ns .. id)
+  end
+  resize(KEYS[1], KEYS[4], base, ns)
+end
+for j = 1, #stale_exp, 1000 do
+  redis.call('ZREM', KEYS[2], unpack(stale_exp, j, math.min(j + 999, #stale_exp)))
+end
+for j = 1, #stale_age, 1000 do
+  redis.call('ZREM', KEYS[3], unpack(stale_age, j, math.min(j + 999, #stale_age)))
+end
 return count
 """
 )
 
-SCRIPTS: Final = (PUT, GET, SCAN, DELETE, SWEEP)
+BACKFILL = Script(
+    _HEAD
+    + """
+-- KEYS: ages, sizes. ARGV: base, namespace. Indexes the namespace's records by creation time
+-- and the namespace by size, as writes since layout 3 do.
+local flat = redis.call('HGETALL', ARGV[1] .. ARGV[2])
+for j = 1, #flat, 2 do
+  redis.call('ZADD', KEYS[1], (head(flat[j + 1])), ARGV[2] .. flat[j])
+end
+if #flat > 0 then redis.call('ZADD', KEYS[2], #flat / 2, ARGV[2]) end
+return #flat / 2
+"""
+)
 
-
-def _swept(found: list[tuple[str, MemoryRecord]], op: ops.SweepMemories) -> list[tuple[str, str]]:
-    """The ``(namespace key, id)`` of the ``found`` records ``op`` sweeps."""
-    policy = op.policy
-    cutoff = None
-    if policy.max_age_seconds is not None:
-        cutoff = op.now - timedelta(seconds=policy.max_age_seconds)
-    doomed: list[tuple[str, str]] = []
-    spaces: dict[str, list[MemoryRecord]] = {}
-    for key, r in found:
-        if (r.expires_at is not None and r.expires_at <= op.now) or (
-            cutoff is not None and r.created_at is not None and r.created_at < cutoff
-        ):
-            doomed.append((key, str(r.id)))
-        else:
-            spaces.setdefault(key, []).append(r)
-    if policy.keep_last is not None:
-        for key, records in spaces.items():
-            records.sort(key=lambda r: (r.created_at, r.id))
-            doomed += [(key, str(r.id)) for r in records[: -policy.keep_last]]
-    return doomed
+SCRIPTS: Final = (PUT, GET, SCAN, DELETE, SWEEP, BACKFILL)
 
 
 def _micros(when: datetime | None) -> int:
@@ -327,7 +394,12 @@ class RedisMemoryStore(BaseMemoryStore):
         )
         self.key_prefix = key_prefix
         self._layout = RedisLayout(
-            self._redis, "memories", f"{key_prefix}m:layout", MEMORY_LAYOUT_STEPS, SCRIPTS
+            self._redis,
+            "memories",
+            f"{key_prefix}m:layout",
+            MEMORY_LAYOUT_STEPS,
+            SCRIPTS,
+            backfill=self._backfill,
         )
         super().__init__(
             Capabilities(persistent=True, shared=True, transactions=True, ttl=True),
@@ -353,9 +425,10 @@ class RedisMemoryStore(BaseMemoryStore):
     def _base(self, key: str) -> str:
         return self._tenant(key) + ":mr:"
 
-    def _index_keys(self, key: str) -> tuple[str, str]:
+    def _index_keys(self, key: str) -> tuple[str, str, str, str]:
+        """The namespace, expiry, age and size indexes of the tenant of ``key``."""
         tenant = self._tenant(key)
-        return f"{tenant}:mns", f"{tenant}:mexp"
+        return f"{tenant}:mns", f"{tenant}:mexp", f"{tenant}:mage", f"{tenant}:msize"
 
     # Drivers.
 
@@ -415,8 +488,8 @@ class RedisMemoryStore(BaseMemoryStore):
                 ns = "".join(label + "\x1f" for label in r.namespace)
                 args += [ns, str(r.id), _encode(r, op.values[i]), _micros(r.expires_at)]
             reply = yield self._script(
-                PUT, (*self._index_keys(key), f"{self.key_prefix}mtenants",
-                      tombstone_key(self.key_prefix, tenant)),
+                PUT, (*self._index_keys(key)[:2], f"{self.key_prefix}mtenants",
+                      tombstone_key(self.key_prefix, tenant), *self._index_keys(key)[2:]),
                 self._base(key), _micros(op.now), op.capacity or 0, escape(tenant),
                 int(op.keep_times), *args,
             )  # fmt: skip
@@ -493,27 +566,35 @@ class RedisMemoryStore(BaseMemoryStore):
         return sorted(spaces)[op.offset : op.offset + op.limit]
 
     def _sweep(self, op: ops.SweepMemories) -> Flow[int]:
-        """Expired records through each tenant's expiry index; with a policy or a dry run,
-        the tenant's records are read and picked here (plain Redis has no index to order
-        records by creation time)."""
+        """One script per tenant, reading its expiry, age and size indexes (see `SWEEP`)."""
         if op.prefix:
             tenants = [escape(split_key(op.prefix)[0]).encode()]
         else:
             tenants = yield Call(("SMEMBERS", f"{self.key_prefix}mtenants"), _same)
-        policy = op.policy
+        policy, now = op.policy, _micros(op.now)
+        cutoff = ""
+        if policy.max_age_seconds is not None:
+            cutoff = str(now - round(policy.max_age_seconds * 1_000_000))
+        keep = "" if policy.keep_last is None else policy.keep_last
         count = 0
         for tenant in sorted(tenants):
             key = unescape(tenant) + "\x1f"
-            if policy.empty and not op.dry_run:
-                count += yield self._script(SWEEP, self._index_keys(key), self._base(key),
-                                            _micros(op.now))  # fmt: skip
-                continue
-            found = yield from self._scan(op.prefix or key, None, parse_filter(None))
-            doomed = _swept(found, op)
-            if not op.dry_run:
-                yield from self._delete(doomed)
-            count += len(doomed)
+            count += yield self._script(
+                SWEEP, self._index_keys(key), self._base(key), now, cutoff, keep,
+                int(op.dry_run),
+            )  # fmt: skip
         return count
+
+    def _backfill(self) -> Flow[int]:
+        """Index the records written before layout 3 (its upgrade; idempotent); returns how
+        many records were indexed."""
+        indexed = 0
+        for tenant in (yield Call(("SMEMBERS", f"{self.key_prefix}mtenants"), _same)):
+            key = unescape(tenant) + "\x1f"
+            namespaces, _, ages, sizes = self._index_keys(key)
+            for ns in (yield Call(("ZRANGE", namespaces, 0, -1), _same)):
+                indexed += yield self._script(BACKFILL, (ages, sizes), self._base(key), ns)
+        return indexed
 
     # Setup and lifecycle.
 

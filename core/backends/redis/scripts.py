@@ -104,7 +104,7 @@ local function time_of(element)
   if flag == 98 or flag == 99 then
     at = 18
   elseif flag == 116 or flag == 117 then
-    at = string.find(element, '\0', 2, true) + 1
+    at = string.find(element, '\\0', 2, true) + 1
   end
   if not at or #element < at + 7 then return 0 end
   local micros = struct.unpack('>i8', element, at)
