@@ -6,7 +6,7 @@ EDITABLE := --config-settings editable_mode=strict
 # LoCoMo conversations for the compaction benchmark (evaluation data, never shipped).
 LOCOMO ?= ../shared/data/locomo/locomo-dev.json
 
-.PHONY: demo test lint types bench bench-checkpoints bench-load soak clean services
+.PHONY: demo test lint types bench bench-checkpoints bench-load soak clean services record-cassettes
 
 # A venv with the core and the adapters the demo uses.
 $(BIN)/python:
@@ -60,6 +60,13 @@ bench-load: $(VENV)/.all services
 # The SIGKILL crash suite with 2,000 kill points per store kind and backend (make test: 70).
 soak: $(VENV)/.all services
 	MEMFOLD_CRASH_KILLS=2000 $(BIN)/pytest -q -n auto tests/reliability/test_crash.py
+
+# Re-record the LLM cassettes in tests/cassettes/ against Gemma 3 270M on llama-cpp-python's
+# server (scripts/llm_server.sh: the first run compiles llama.cpp, several minutes), then replay
+# them. `make test` only replays.
+record-cassettes: $(VENV)/.all
+	bash scripts/llm_server.sh run $(BIN)/pytest -q -p no:xdist -m vcr --record-mode=rewrite tests/cassettes
+	$(BIN)/pytest -q tests/cassettes
 
 clean:
 	rm -rf $(VENV) build dist site .mypy_cache .ruff_cache .pytest_cache
