@@ -46,7 +46,8 @@ def _message(sent: dict[str, Any]) -> Message:
 
 
 @pytest.mark.vcr
-def test_agent_with_a_real_model(vcr: Cassette) -> None:
+@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
+async def test_agent_with_a_real_model(use_async: bool, vcr: Cassette) -> None:
     """Caroline's twelve lines of the chat, one agent turn each."""
     middleware = MemfoldCompactionMiddleware(
         strategy(), ChatModelSummarizer(chat_openai(SUMMARY_REPLY_TOKENS), **PROMPTS)
@@ -59,7 +60,7 @@ def test_agent_with_a_real_model(vcr: Cassette) -> None:
     records: list[CompactionRecord] = []
     for line in lines:
         state: Any = {"messages": [HumanMessage(line.text, name="Caroline")]}
-        result = agent.invoke(state, config)
+        result = await agent.ainvoke(state, config) if use_async else agent.invoke(state, config)
         found = result.get(RECORD_STATE_KEY)
         if found is not None and (not records or found != records[-1].to_dict()):
             records.append(CompactionRecord.from_dict(found))
