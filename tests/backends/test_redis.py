@@ -485,3 +485,50 @@ def test_list_threads_skips_threads_evicted_behind_its_back(
     assert [t.thread_id for t in store.list_threads()] == ["c", "a"]
     assert [t.thread_id for t in store.list_threads(offset=1)] == ["a"]
     assert store.clear_tenant("default") == 2
+
+
+def test_checkpoint_sweeps_read_indexes_an_upgrade_fills_in(
+    raw: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Checkpoint writes score each thread by its largest namespace and oldest removable
+    checkpoint (a re-put marks it dirty); a sweep scores what it keeps exactly. Threads written
+    before layout 3 are found by no sweep until setup() fills the indexes in."""
+    import memfold.checkpoints
+    from memfold.backends.redis.checkpoint_keys import tenant_indexes
+    from memfold.checkpoints import Blob
+    from tests.support import drop_checkpoint_store, redis_checkpoint_store
+
+    now = [WHEN]
+    monkeypatch.setattr(memfold.checkpoints, "utcnow", lambda: now[0])
+    store = redis_checkpoint_store()
+    try:
+        for i in range(5):
+            store.put("big", f"c{i}", Blob("json", b"{}"), parent_id=f"c{i - 1}" if i else None)
+            now[0] += timedelta(seconds=1)
+        store.put("big", "k0", Blob("json", b"{}"), namespace="child")
+        store.put("small", "c0", Blob("json", b"{}"), values={"x": Blob("json", b"1")},
+                  versions={"x": 1})  # fmt: skip
+        store.put("small", "c0", Blob("json", b"{}"), values={"x": Blob("json", b"2")},
+                  versions={"x": 2})  # fmt: skip
+        t = tenant_indexes(store.key_prefix, "default")  # type: ignore[attr-defined]
+        assert raw.zrange(t.sizes, 0, -1, withscores=True) == [(b"small", 1), (b"big", 5)]
+        assert raw.zrange(t.firsts, 0, -1, withscores=True) == [(b"big", WHEN.timestamp() * 1e6)]
+        assert raw.zrange(t.dirty, 0, -1) == [b"small"]
+        raw.delete(t.sizes, t.firsts, t.dirty)
+        raw.set(f"{store.key_prefix}c:layout", 2)  # type: ignore[attr-defined]
+        assert store.sweep(RetentionPolicy(keep_last=2)).total == 0
+        store.setup()
+        assert raw.zrange(t.dirty, 0, -1) == [b"big", b"small"]
+        result = store.sweep(RetentionPolicy(keep_last=2))
+        assert (result.checkpoints, result.blobs) == (3, 1)
+        assert raw.zrange(t.sizes, 0, -1, withscores=True) == [(b"small", 1), (b"big", 2)]
+        second = (WHEN + timedelta(seconds=3)).timestamp() * 1e6
+        assert raw.zrange(t.firsts, 0, -1, withscores=True) == [(b"big", second)]
+        assert raw.zrange(t.dirty, 0, -1) == []
+        assert store.set_thread_ttl("small", 10)
+        assert raw.zrange(t.ttls, 0, -1, withscores=True) == [(b"small", 10_000)]
+        assert store.delete_thread("small") == 1
+        assert all(raw.zscore(k, "small") is None for k in t.all)
+    finally:
+        store.close()
+        drop_checkpoint_store(store)

@@ -21,8 +21,11 @@ a thread has a fixed set of keys, ``P{T}:c:H:`` followed by (in `CheckpointKeys.
        tag:bytes`` (see `memfold.backends.redis.journal`)
 
 plus, per tenant, ``P{T}:c:threads`` (sorted set of threads by last write),
-``P{T}:c:run:R`` (set of the threads holding run ``R``) and ``P{T}:erased`` (the tenant's
-tombstones, `memfold.backends.redis.tombstones`), and ``Pc:tenants`` (every tenant).
+``P{T}:c:run:R`` (set of the threads holding run ``R``), ``P{T}:erased`` (the tenant's
+tombstones, `memfold.backends.redis.tombstones`), the indexes retention sweeps search
+(`TenantIndexes`: threads by their largest namespace's checkpoint count, by the creation time
+of their oldest checkpoint that is not its namespace's newest, by their own TTL, and the
+threads a re-put may have left unread rows in), and ``Pc:tenants`` (every tenant).
 A row field is ``namespace NUL channel NUL version_key NUL owner``. Ids cannot hold NUL, so
 fields never collide and a checkpoint's writes are the lexical range after ``member NUL``.
 
@@ -59,6 +62,7 @@ __all__ = [
     "CHECKPOINT_LAYOUT_STEPS",
     "CheckpointKeys",
     "Record",
+    "TenantIndexes",
     "checkpoint_keys",
     "decode_header",
     "decode_record",
@@ -73,6 +77,7 @@ __all__ = [
     "row_field",
     "run_base",
     "split_member",
+    "tenant_indexes",
     "tenant_threads",
     "tenants_key",
     "write_field",
@@ -81,9 +86,10 @@ __all__ = [
 CHECKPOINT_LAYOUT_STEPS: Final = (
     Step(1, "per thread an info hash, checkpoint, value, write and journal keys; indexes"),
     Step(2, "tombstones: a hash per tenant whose erased threads refuse writes"),
+    Step(3, "threads indexed by namespace size, oldest removable checkpoint, own TTL, dirt"),
 )
 """The steps of the checkpoint key layout above (`memfold.backends.redis.layout`); ``setup()``
-records the last."""
+records the last, after filling step 3's indexes in for threads written before."""
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -117,6 +123,10 @@ class CheckpointKeys:
     journal: str
     threads: str
     stones: str
+    sizes: str
+    firsts: str
+    ttls: str
+    dirty: str
     member: str
 
     @property
@@ -129,9 +139,43 @@ class CheckpointKeys:
 
     @property
     def all(self) -> tuple[str, ...]:
-        """The thread's own keys, the tenant index, then the tenant's tombstones: the ``KEYS``
-        every script takes."""
-        return (*self.own, self.threads, self.stones)
+        """The thread's own keys, the tenant index, the tenant's tombstones, then its retention
+        indexes (`TenantIndexes`): the ``KEYS`` every script takes."""
+        return (*self.own, self.threads, self.stones, self.sizes, self.firsts, self.ttls,
+                self.dirty)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class TenantIndexes:
+    """A tenant's checkpoint thread indexes, and the start of its threads' keys.
+
+    ``threads`` scores each thread by its last write (µs), ``sizes`` by the checkpoint count of
+    its largest namespace (at least), ``firsts`` by the creation time (µs) of its oldest
+    checkpoint that is not the newest of its namespace (at most), ``ttls`` by its own TTL
+    (ms); ``dirty`` holds the threads where a re-put may have left rows no checkpoint reads.
+    Writes keep ``sizes`` and ``firsts`` on the safe side; a sweep sets them exactly.
+    """
+
+    threads: str
+    sizes: str
+    firsts: str
+    ttls: str
+    dirty: str
+    base: str
+
+    @property
+    def all(self) -> tuple[str, str, str, str, str]:
+        """The indexes, in the order the tenant-wide scripts take them."""
+        return self.threads, self.sizes, self.firsts, self.ttls, self.dirty
+
+
+@lru_cache(maxsize=1024)
+def tenant_indexes(prefix: str, tenant: str) -> TenantIndexes:
+    """The checkpoint indexes of ``tenant``."""
+    base = f"{prefix}{{{escape(tenant)}}}:c:"
+    return TenantIndexes(
+        f"{base}threads", f"{base}sizes", f"{base}firsts", f"{base}ttls", f"{base}dirty", base
+    )
 
 
 def tenant_threads(prefix: str, tenant: str) -> str:
@@ -155,8 +199,12 @@ def checkpoint_keys(prefix: str, tenant: str, thread_id: str) -> CheckpointKeys:
     name = escape(thread_id)
     base = f"{prefix}{{{escape(tenant)}}}:c:{name}:"
     h, i, a, r, m, k, b, p, x, w, u, j = (base + part for part in "hiarmkbpxwuj")
-    threads, stones = tenant_threads(prefix, tenant), tombstone_key(prefix, tenant)
-    return CheckpointKeys(h, i, a, r, m, k, b, p, x, w, u, j, threads, stones, name)
+    t = tenant_indexes(prefix, tenant)
+    stones = tombstone_key(prefix, tenant)
+    return CheckpointKeys(
+        h, i, a, r, m, k, b, p, x, w, u, j, t.threads, stones, t.sizes, t.firsts, t.ttls,
+        t.dirty, name,
+    )  # fmt: skip
 
 
 def member(namespace: str, checkpoint_id: str) -> bytes:

@@ -1,7 +1,11 @@
 """The Lua scripts of the Redis checkpoint store: each read or write is one atomic step.
 
 Every script takes ``KEYS`` = `CheckpointKeys.all` (the thread's twelve keys, the tenant's
-thread index, then its tombstones), plus extra keys after them where noted. The writes that
+thread index, its tombstones, then its four retention indexes), plus extra keys after them
+where noted. A write that adds a checkpoint keeps the retention indexes on the safe side (a
+namespace's count can only raise ``sizes``, the checkpoint it makes removable can only lower
+``firsts``, a re-put marks the thread ``dirty``); a sweep sets them exactly, in the same
+compare-and-set step as its removals. The writes that
 could bring an erased thread back (a checkpoint, pending writes, a copy's target, a journal
 entry) are refused if the tombstones (`memfold.backends.redis.tombstones`) name the tenant or
 the thread. Decisions that need memfold's own
@@ -19,6 +23,7 @@ from memfold.backends.redis.scripts import TOMBSTONED, Script
 __all__ = [
     "ALL",
     "APPLY",
+    "BACKFILL",
     "COPY",
     "DELETE",
     "DELETE_EFFECTS",
@@ -39,6 +44,9 @@ local metadata, roots, payloads, headers = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local write_index, writes, runs, journal = KEYS[9], KEYS[10], KEYS[11], KEYS[12]
 -- how many keys a thread has; the tenant's thread index and tombstones
 local own, threads, stones = 12, KEYS[13], KEYS[14]
+-- the tenant's retention indexes (checkpoint_keys.TenantIndexes), and how many tenant keys
+-- follow a thread's own
+local sizes, firsts, ttls, dirty, shared = KEYS[15], KEYS[16], KEYS[17], KEYS[18], 6
 
 -- Whether the tenant, or its thread whose member is `member`, is erased.
 local function erased(member)
@@ -206,6 +214,7 @@ local function drop(member)
   chunked('HDEL', writes, fields)
   redis.call('ZREMRANGEBYLEX', write_index, low, high)
 end
+local checkpoints = {}  -- members added to ids: 1 if new, 0 if put again
 local j = 10
 while j <= #ARGV do
   local op = ARGV[j]
@@ -219,7 +228,8 @@ while j <= #ARGV do
     redis.call('HDEL', KEYS[tonumber(ARGV[j + 1])], ARGV[j + 2])
     j = j + 3
   elseif op == 'Z' then
-    redis.call('ZADD', KEYS[tonumber(ARGV[j + 1])], ARGV[j + 2], ARGV[j + 3])
+    local added = redis.call('ZADD', KEYS[tonumber(ARGV[j + 1])], ARGV[j + 2], ARGV[j + 3])
+    if KEYS[tonumber(ARGV[j + 1])] == ids then checkpoints[ARGV[j + 3]] = added end
     j = j + 4
   elseif op == 'R' then
     redis.call('ZREM', KEYS[tonumber(ARGV[j + 1])], ARGV[j + 2])
@@ -235,6 +245,17 @@ while j <= #ARGV do
   end
 end
 if ARGV[9] == '1' then redis.call('HINCRBY', info, 'v', 1) end
+for m, new in pairs(checkpoints) do
+  if new == 0 then redis.call('ZADD', dirty, 0, ARGV[8]) end
+  local ns = string.sub(m, 1, string.find(m, '\0', 1, true) - 1)
+  local low, high = '[' .. ns .. '\0', '(' .. ns .. '\1'
+  redis.call('ZADD', sizes, 'GT', redis.call('ZLEXCOUNT', ids, low, high), ARGV[8])
+  local top = redis.call('ZREVRANGEBYLEX', ids, high, low, 'LIMIT', 0, 2)
+  local older = m
+  if top[1] == m then older = top[2] end
+  local created = older and redis.call('ZSCORE', ages, older)
+  if created then redis.call('ZADD', firsts, 'LT', created, ARGV[8]) end
+end
 if ARGV[2] == '' then return {'ok'} end
 redis.call('HSET', info, 'u', ARGV[2])
 redis.call('ZADD', threads, ARGV[2], ARGV[8])
@@ -276,7 +297,9 @@ for _, run in ipairs(redis.call('SMEMBERS', runs)) do
   redis.call('SREM', ARGV[2] .. run, ARGV[1])
 end
 for k = 1, own do redis.call('DEL', KEYS[k]) end
-redis.call('ZREM', threads, ARGV[1])
+for _, index in ipairs({threads, sizes, firsts, ttls, dirty}) do
+  redis.call('ZREM', index, ARGV[1])
+end
 return removed
 """
 )
@@ -284,14 +307,15 @@ return removed
 COPY = Script(
     _HELPERS
     + r"""
--- KEYS[15..26]: the target thread's own keys. ARGV: target member, now (µs), run-index key
--- base, default TTL (ms). Copies every key but the info hash (the journal included, so a
--- copied thread replays its tools' calls too). Returns how many checkpoints were copied, or -1
--- if the target already has checkpoints; fails with memfold-erased if the target is erased.
+-- KEYS[19..30]: the target thread's own keys. ARGV: target member, now (µs), run-index key
+-- base, default TTL (ms), the source's member (whose retention index scores the target takes).
+-- Copies every key but the info hash (the journal included, so a copied thread replays its
+-- tools' calls too). Returns how many checkpoints were copied, or -1 if the target already has
+-- checkpoints; fails with memfold-erased if the target is erased.
 local copied = redis.call('ZCARD', ids)
 if copied == 0 then return 0 end
 if erased(ARGV[1]) then return redis.error_reply('memfold-erased') end
-local to = own + 2  -- KEYS[k + to] is the target's KEYS[k]
+local to = own + shared  -- KEYS[k + to] is the target's KEYS[k]
 if redis.call('ZCARD', KEYS[2 + to]) > 0 then return -1 end
 for k = 2, own do
   if redis.call('EXISTS', KEYS[k]) == 1 then
@@ -303,6 +327,10 @@ end
 redis.call('DEL', KEYS[1 + to])
 redis.call('HSET', KEYS[1 + to], 'v', 1, 'u', ARGV[2])
 redis.call('ZADD', threads, ARGV[2], ARGV[1])
+for _, index in ipairs({sizes, firsts, dirty}) do
+  local score = redis.call('ZSCORE', index, ARGV[5])
+  if score then redis.call('ZADD', index, score, ARGV[1]) end
+end
 for _, run in ipairs(redis.call('SMEMBERS', runs)) do
   redis.call('SADD', ARGV[3] .. run, ARGV[1])
 end
@@ -317,14 +345,17 @@ return copied
 SET_TTL = Script(
     _HELPERS
     + r"""
--- ARGV: the thread's own TTL in ms ('' clears it), the default TTL (ms, 0 for none). Returns
--- 1 if the thread exists (and its keys now expire that long from now), else 0.
+-- ARGV: the thread's own TTL in ms ('' clears it), the default TTL (ms, 0 for none), the
+-- thread's member. Returns 1 if the thread exists (and its keys now expire that long from
+-- now), else 0.
 if redis.call('EXISTS', info) == 0 then return 0 end
 local ttl = tonumber(ARGV[2])
 if ARGV[1] == '' then
   redis.call('HDEL', info, 't')
+  redis.call('ZREM', ttls, ARGV[3])
 else
   redis.call('HSET', info, 't', ARGV[1])
+  redis.call('ZADD', ttls, ARGV[1], ARGV[3])
   ttl = tonumber(ARGV[1])
 end
 for k = 1, own do
@@ -384,8 +415,45 @@ return count
 """
 )
 
+BACKFILL = Script(
+    r"""
+-- KEYS: the tenant's indexes (`TenantIndexes.all`); ARGV: the tenant's checkpoint key base,
+-- start, count. Indexes that page of the tenant's threads (by last write) exactly, and marks
+-- them dirty (rows a re-put left behind before layout 3 are unknown); returns how many
+-- threads the page held.
+local start = tonumber(ARGV[2])
+local page = redis.call('ZRANGE', KEYS[1], start, start + tonumber(ARGV[3]) - 1)
+for _, member in ipairs(page) do
+  local key = ARGV[1] .. member .. ':'
+  local largest, oldest, ns, count, previous = 0, nil, nil, 0, nil
+  local function close()
+    if count > largest then largest = count end
+  end
+  for _, m in ipairs(redis.call('ZRANGE', key .. 'i', 0, -1)) do
+    local here = string.sub(m, 1, string.find(m, '\0', 1, true) - 1)
+    if here == ns then
+      local created = tonumber(redis.call('ZSCORE', key .. 'a', previous))
+      if created and (not oldest or created < oldest) then oldest = created end
+      count = count + 1
+    else
+      close()
+      ns, count = here, 1
+    end
+    previous = m
+  end
+  close()
+  if largest > 0 then redis.call('ZADD', KEYS[2], largest, member) end
+  if oldest then redis.call('ZADD', KEYS[3], string.format('%.0f', oldest), member) end
+  local ttl = redis.call('HGET', key .. 'h', 't')
+  if ttl then redis.call('ZADD', KEYS[4], ttl, member) end
+  if largest > 0 then redis.call('ZADD', KEYS[5], 0, member) end
+end
+return #page
+"""
+)
+
 ALL = (
     READ, PUT_READ, APPLY, DUMP, DELETE, COPY, SET_TTL, RELEASE, MARK_WHOLE, RECORD_EFFECT,
-    DELETE_EFFECTS,
+    DELETE_EFFECTS, BACKFILL,
 )  # fmt: skip
 """Every script, for ``setup()`` to load up front."""

@@ -16,7 +16,7 @@ Examples:
     >>> store = RedisCheckpointStore("redis://127.0.0.1:6379/0",
     ...                              key_prefix=f"doctest-{uuid.uuid4().hex}:")
     >>> store.setup()
-    2
+    3
     >>> store.put("t", "c1", Blob("json", b"{}"), versions={"x": 1},
     ...           values={"x": Blob("json", b"7")})
     >>> store.get("t").values["x"]
@@ -58,6 +58,7 @@ from memfold.backends.redis.checkpoint_keys import (
     row_field,
     run_base,
     split_member,
+    tenant_indexes,
     tenant_threads,
     tenants_key,
     write_field,
@@ -110,6 +111,10 @@ MAX_ATTEMPTS: Final = 20
 
 _KEYS = {name: i + 1 for i, name in enumerate("hiarmkbpxwuj")}
 """The 1-based index in ``KEYS`` of each of a thread's keys (see `CheckpointKeys.all`)."""
+_SIZES, _FIRSTS, _DIRTY = 15, 16, 18
+"""The 1-based index in ``KEYS`` of the tenant's retention indexes a sweep scores exactly."""
+_PAGE: Final = 200
+"""Threads indexed per call by the layout 3 backfill."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,7 +261,7 @@ class RedisCheckpointStore(BaseCheckpointStore):
         self.codec = self._redis.codec
         self._layout = RedisLayout(
             self._redis, "checkpoints", f"{key_prefix}c:layout", CHECKPOINT_LAYOUT_STEPS,
-            scripts.ALL,
+            scripts.ALL, backfill=self._backfill,
         )  # fmt: skip
         super().__init__(
             Capabilities(
@@ -596,18 +601,20 @@ class RedisCheckpointStore(BaseCheckpointStore):
         *,
         collect: bool = False,
         dry_run: bool = False,
+        index: bool = False,
     ) -> Flow[SweepResult]:
         """Remove the checkpoints ``choose`` picks from a thread's dump, with their writes and
         every row nothing else reads (all of the thread if no checkpoint is left).
 
         With ``collect``, rows nothing reads are dropped even when no checkpoint is; with
-        ``dry_run``, only counted.
+        ``index``, the thread's retention index scores are set exactly in the same step (and
+        with ``collect`` its dirty mark cleared); with ``dry_run``, only counted.
         """
         keys = self._keys(tenant, thread_id)
         for _attempt in range(MAX_ATTEMPTS):
             dump = _Dump((yield _script(scripts.DUMP, keys.all, 0)))
             doomed = choose(dump) & set(dump.members)
-            if not doomed and not collect:
+            if not doomed and not collect and not index:
                 return SweepResult()
             kept = [m for m in dump.members if m not in doomed]
             if not kept and dump.members:
@@ -615,17 +622,21 @@ class RedisCheckpointStore(BaseCheckpointStore):
                     return _whole(dump)
                 counts = yield from self._delete(tenant, thread_id)
                 return SweepResult(0, counts[0], counts[1], counts[2])
-            dead = dump.dead_rows(kept)
-            if not doomed and not dead:
-                return SweepResult()
+            dead = dump.dead_rows(kept) if doomed or collect else []
             if dry_run:
                 return SweepResult(0, len(doomed), len(dead), dump.writes_of(doomed))
+            if not doomed and not dead and not index:
+                return SweepResult()
             mutations: list[str | bytes | int] = []
             for m in doomed:
                 mutations += ("C", m)
             for field in dead:
                 mutations += ("D", _KEYS["p"], field, "D", _KEYS["b"], field)
-            reply = yield self._apply(keys, dump.version, None, mutations)
+            if index:
+                mutations += _exact(dump, kept, keys.member, clean=collect)
+            reply = yield self._apply(
+                keys, dump.version, None, mutations, bump=bool(doomed or dead)
+            )
             if reply[0] == b"ok":
                 return SweepResult(0, len(doomed), len(dead), dump.writes_of(doomed))
         raise Conflict(f"thread {thread_id!r} kept changing while being pruned: try again")
@@ -655,7 +666,7 @@ class RedisCheckpointStore(BaseCheckpointStore):
         src, dst = self._keys(tenant, source), self._keys(tenant, target)
         copied: int = yield _script(
             scripts.COPY, (*src.all, *dst.own), dst.member, micros(now),
-            run_base(self.key_prefix, tenant), self._default_ttl_ms,
+            run_base(self.key_prefix, tenant), self._default_ttl_ms, src.member,
         )  # fmt: skip
         if copied < 0:
             raise Conflict(
@@ -681,11 +692,17 @@ class RedisCheckpointStore(BaseCheckpointStore):
     def _set_ttl(self, tenant: str, thread_id: str, ttl_seconds: float | None) -> Flow[bool]:
         keys = self._keys(tenant, thread_id)
         ttl = "" if ttl_seconds is None else max(1, round(ttl_seconds * 1000))
-        return bool((yield _script(scripts.SET_TTL, keys.all, ttl, self._default_ttl_ms)))
+        return bool(
+            (yield _script(scripts.SET_TTL, keys.all, ttl, self._default_ttl_ms, keys.member))
+        )
 
     def _sweep(
         self, tenant: str | None, policy: RetentionPolicy, now: datetime, dry_run: bool
     ) -> Flow[SweepResult]:
+        """Find what to remove through each tenant's indexes (`TenantIndexes`): whole threads
+        past their own TTL or idle past the policy's, then the threads whose largest namespace
+        holds more than ``keep_last``, whose oldest removable checkpoint is older than
+        ``max_age_seconds``, or that a re-put left dirty."""
         if tenant is None:
             tenants = [
                 unescape(t) for t in (yield _command("SMEMBERS", tenants_key(self.key_prefix)))
@@ -694,41 +711,79 @@ class RedisCheckpointStore(BaseCheckpointStore):
             tenants = [tenant]
         total = SweepResult()
         stamp = micros(now)
+        cutoff = None
+        if policy.max_age_seconds is not None:
+            cutoff = stamp - round(policy.max_age_seconds * 1_000_000)
 
         def doomed(dump: _Dump) -> set[bytes]:
             picked: set[bytes] = set()
             for members in dump.by_namespace().values():
                 if policy.keep_last is not None:
                     picked.update(members[: -policy.keep_last])
-                if policy.max_age_seconds is not None:
-                    cutoff = stamp - policy.max_age_seconds * 1_000_000
+                if cutoff is not None:
                     picked.update(m for m in members[:-1] if dump.created[m] < cutoff)
             return picked
 
         for name in sorted(tenants):
-            index = tenant_threads(self.key_prefix, name)
-            for thread in (yield _command("ZRANGE", index, 0, -1)):
-                thread_id = unescape(thread)
-                keys = self._keys(name, thread_id)
-                info = yield _command("HMGET", keys.info, "u", "t")
-                if info[0] is None:  # expired by Redis: forget it
-                    if not dry_run:
-                        yield _command("ZREM", index, thread)
-                    continue
-                ttl = policy.ttl_seconds if info[1] is None else int(info[1]) / 1000
-                if ttl is not None and int(info[0]) + ttl * 1_000_000 <= stamp:
-                    if dry_run:
-                        whole = _whole(_Dump((yield _script(scripts.DUMP, keys.all, 0))))
-                        total = _add(total, SweepResult(1) + whole)
-                        continue
-                    counts = yield from self._delete(name, thread_id)
-                    total = _add(total, SweepResult(1, counts[0], counts[1], counts[2]))
-                    continue
-                result = yield from self._drop(
-                    name, thread_id, doomed, collect=True, dry_run=dry_run
+            t = tenant_indexes(self.key_prefix, name)
+            idle: set[bytes] = set()
+            owned = yield _command("ZRANGE", t.ttls, 0, -1)
+            if owned:
+                ttls = yield _command("ZMSCORE", t.ttls, *owned)
+                updated = yield _command("ZMSCORE", t.threads, *owned)
+                idle.update(
+                    m for m, ttl, u in zip(owned, ttls, updated, strict=True)
+                    if ttl is not None and u is not None and float(u) + float(ttl) * 1000 <= stamp
+                )  # fmt: skip
+            if policy.ttl_seconds is not None:
+                since = stamp - round(policy.ttl_seconds * 1_000_000)
+                idle.update((yield _command("ZRANGEBYSCORE", t.threads, "-inf", since)))
+            for thread in sorted(idle):
+                total += yield from self._expire(name, unescape(thread), policy, stamp, dry_run)
+            candidates: set[bytes] = set((yield _command("ZRANGE", t.dirty, 0, -1)))
+            if policy.keep_last is not None:
+                over = ("ZRANGEBYSCORE", t.sizes, f"({policy.keep_last}", "+inf")
+                candidates.update((yield _command(*over)))
+            if cutoff is not None:
+                candidates.update((yield _command("ZRANGEBYSCORE", t.firsts, "-inf", f"({cutoff}")))
+            for thread in sorted(candidates - idle):
+                total += yield from self._drop(
+                    name, unescape(thread), doomed, collect=True, dry_run=dry_run, index=True
                 )
-                total = _add(total, result)
         return total
+
+    def _expire(
+        self, tenant: str, thread_id: str, policy: RetentionPolicy, stamp: int, dry_run: bool
+    ) -> Flow[SweepResult]:
+        """Delete a thread picked as idle if it is past its own TTL, or, without one, the
+        policy's (a thread Redis has expired already just leaves the indexes)."""
+        keys = self._keys(tenant, thread_id)
+        updated, own = yield _command("HMGET", keys.info, "u", "t")
+        if updated is None:
+            if not dry_run:
+                yield from self._delete(tenant, thread_id)
+            return SweepResult()
+        ttl = policy.ttl_seconds if own is None else int(own) / 1000
+        if ttl is None or int(updated) + ttl * 1_000_000 > stamp:
+            return SweepResult()
+        if dry_run:
+            return SweepResult(1) + _whole(_Dump((yield _script(scripts.DUMP, keys.all, 0))))
+        counts = yield from self._delete(tenant, thread_id)
+        return SweepResult(1, counts[0], counts[1], counts[2])
+
+    def _backfill(self) -> Flow[int]:
+        """Fill the retention indexes in for the threads written before layout 3 (its
+        upgrade; idempotent); returns how many threads were indexed."""
+        indexed = 0
+        for name in (yield _command("SMEMBERS", tenants_key(self.key_prefix))):
+            t = tenant_indexes(self.key_prefix, unescape(name))
+            start = 0
+            while True:
+                found = yield _script(scripts.BACKFILL, t.all, t.base, start, _PAGE)
+                indexed, start = indexed + found, start + _PAGE
+                if found < _PAGE:
+                    break
+        return indexed
 
     def _stats(self, tenant: str, thread_id: str | None) -> Flow[StorageStats]:
         if thread_id is None:
@@ -778,6 +833,25 @@ class RedisCheckpointStore(BaseCheckpointStore):
     async def aclose(self) -> None:
         """Close the clients this store made, the async one of this event loop included."""
         await self._redis.aclose()
+
+
+def _exact(dump: _Dump, kept: list[bytes], thread: str, *, clean: bool) -> list[str | bytes | int]:
+    """The mutations that score a thread in its tenant's retention indexes by the checkpoints
+    it keeps (and, if ``clean``, drop its dirty mark)."""
+    spaces: dict[str, list[bytes]] = {}
+    for m in kept:
+        spaces.setdefault(split_member(m)[0], []).append(m)
+    largest = max((len(ms) for ms in spaces.values()), default=0)
+    removable = [dump.created[m] for ms in spaces.values() for m in ms[:-1]]
+    mutations: list[str | bytes | int] = []
+    mutations += ("Z", _SIZES, largest, thread) if largest else ("R", _SIZES, thread)
+    if removable:
+        mutations += ("Z", _FIRSTS, min(removable), thread)
+    else:
+        mutations += ("R", _FIRSTS, thread)
+    if clean:
+        mutations += ("R", _DIRTY, thread)
+    return mutations
 
 
 def _whole(dump: _Dump) -> SweepResult:

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from typing import Final
 
 from memfold.backends.redis.calls import Call, Flow, same
-from memfold.backends.redis.checkpoint_keys import run_base, tenant_threads
+from memfold.backends.redis.checkpoint_keys import run_base, tenant_indexes, tenant_threads
 from memfold.backends.redis.keys import escape, tenant_base, tenant_index, tenant_keys, unescape
 from memfold.backends.redis.scripts import Script
 from memfold.backends.redis.tombstones import place
@@ -110,9 +110,10 @@ return {threads, messages}
 
 ERASE_CHECKPOINTS: Final = Script(
     """
--- KEYS[1]: the tenant's checkpoint thread index; ARGV: the tenant's checkpoint key base, its
--- run-index key base, '1' for a dry run, then thread members. Deletes those threads' keys (the
--- journal included) and their entries in the run indexes (a dry run only counts); returns
+-- KEYS: the tenant's checkpoint thread indexes (`TenantIndexes.all`); ARGV: the tenant's
+-- checkpoint key base, its run-index key base, '1' for a dry run, then thread members. Deletes
+-- those threads' keys (the journal included) and their entries in the run and thread indexes
+-- (a dry run only counts); returns
 -- {threads, checkpoints, pending writes, value rows, journal entries} they held.
 local counts = {0, 0, 0, 0, 0}
 for i = 4, #ARGV do
@@ -127,7 +128,7 @@ for i = 4, #ARGV do
       redis.call('SREM', ARGV[2] .. run, ARGV[i])
     end
     for part in string.gmatch('hiarmkbpxwuj', '.') do redis.call('DEL', key .. part) end
-    redis.call('ZREM', KEYS[1], ARGV[i])
+    for _, index in ipairs(KEYS) do redis.call('ZREM', index, ARGV[i]) end
   end
 end
 return counts
@@ -270,7 +271,9 @@ def erase_checkpoints(prefix: str, op: EraseSubject) -> Flow[ErasureCounts]:
     members = yield from _members(op, base, index, found)
     counts = [0, 0, 0, 0, 0]
     for batch in _batches(members):
-        command = ("EVALSHA", ERASE_CHECKPOINTS.sha, 1, index, base, runs, int(op.dry_run), *batch)
+        indexes = tenant_indexes(prefix, op.tenant).all
+        command = ("EVALSHA", ERASE_CHECKPOINTS.sha, len(indexes), *indexes, base, runs,
+                   int(op.dry_run), *batch)  # fmt: skip
         reply = yield Call(command, same, ERASE_CHECKPOINTS)
         counts = [a + int(b) for a, b in zip(counts, reply, strict=True)]
     if op.whole_tenant and not op.dry_run:
