@@ -6,8 +6,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from llama_index.core.llms import ChatMessage
 from llama_index.core.storage.chat_store import BaseChatStore
 from pydantic import PrivateAttr
@@ -16,14 +14,33 @@ from memfold import Message, ThreadInfo, ThreadStore, open_store
 from memfold.integrations._convert import convert_all
 from memfold.integrations.llama_index.messages import to_llama_index, to_memfold
 
-__all__ = ["MemfoldChatStore", "all_threads", "message_id_at"]
+__all__ = ["MemfoldChatStore", "all_threads", "amessage_at", "message_at"]
 
 _PAGE = 1000
 
 
-def message_id_at(stored: Sequence[Message], idx: int) -> str | None:
-    """The id of the message at list position ``idx`` of ``stored`` (None if out of range)."""
-    return stored[idx].id if -len(stored) <= idx < len(stored) else None
+def message_at(store: ThreadStore, key: str, idx: int, tenant: str | None) -> Message | None:
+    """The message at list position ``idx`` of thread ``key`` (None if out of range), read
+    from the end of the thread: only the messages from it on are loaded."""
+    total = None if idx < 0 else store.count(key, tenant=tenant)
+    span = _span(idx, total)
+    return _at(store.load(key, last=span, tenant=tenant) if span else [], idx, total)
+
+
+async def amessage_at(store: ThreadStore, key: str, idx: int, tenant: str | None) -> Message | None:
+    """Async `message_at`."""
+    total = None if idx < 0 else await store.acount(key, tenant=tenant)
+    span = _span(idx, total)
+    return _at(await store.aload(key, last=span, tenant=tenant) if span else [], idx, total)
+
+
+def _span(idx: int, total: int | None) -> int:
+    """How many messages from the end of the thread reach position ``idx`` (0: none do)."""
+    return -idx if total is None else max(total - idx, 0)
+
+
+def _at(tail: list[Message], idx: int, total: int | None) -> Message | None:
+    return tail[0] if tail and len(tail) == _span(idx, total) else None
 
 
 async def all_threads(store: ThreadStore, tenant: str | None) -> list[ThreadInfo]:
@@ -89,10 +106,10 @@ class MemfoldChatStore(BaseChatStore):
 
     def delete_message(self, key: str, idx: int) -> ChatMessage | None:
         """Delete and return the message at list position ``idx`` (None if out of range)."""
-        message_id = message_id_at(self._store.load(key, tenant=self.tenant), idx)
-        if message_id is None:
+        found = message_at(self._store, key, idx, self.tenant)
+        if found is None:
             return None
-        removed = self._store.delete_messages(key, [message_id], tenant=self.tenant)
+        removed = self._store.delete_messages(key, [found.id or ""], tenant=self.tenant)
         return to_llama_index(removed[0]) if removed else None
 
     def delete_last_message(self, key: str) -> ChatMessage | None:
@@ -125,10 +142,10 @@ class MemfoldChatStore(BaseChatStore):
 
     async def adelete_message(self, key: str, idx: int) -> ChatMessage | None:
         """Async `delete_message`."""
-        message_id = message_id_at(await self._store.aload(key, tenant=self.tenant), idx)
-        if message_id is None:
+        found = await amessage_at(self._store, key, idx, self.tenant)
+        if found is None:
             return None
-        removed = await self._store.adelete_messages(key, [message_id], tenant=self.tenant)
+        removed = await self._store.adelete_messages(key, [found.id or ""], tenant=self.tenant)
         return to_llama_index(removed[0]) if removed else None
 
     async def adelete_last_message(self, key: str) -> ChatMessage | None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from llama_index.core.base.llms.types import TextBlock
 from llama_index.core.llms import ChatMessage
 from llama_index.core.memory import BaseMemoryBlock, Memory, StaticMemoryBlock
@@ -13,6 +15,7 @@ from llama_index.core.storage.chat_store.sql import SQLAlchemyChatStore
 from pydantic import Field
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from memfold import Message
 from memfold.integrations.llama_index import MemfoldDBChatStore
 from memfold.integrations.llama_index.db_chat_store import STATUS
 from memfold.stores import BaseThreadStore
@@ -188,3 +191,85 @@ async def test_memory_sync_methods_work_inside_a_running_loop(store: BaseThreadS
     memory.put(turn(1)[0])
     assert [m.text for m in store.load("s1")] == [m.content for m in [*turn(0), turn(1)[0]]]
     assert len(memory.get_all()) == 3
+
+
+def _loaded(store: BaseThreadStore, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many messages each ``aload`` of ``store`` returns, from now on."""
+    sizes: list[int] = []
+    aload = store.aload
+
+    async def counting(*args: Any, **kwargs: Any) -> list[Message]:
+        found = await aload(*args, **kwargs)
+        sizes.append(len(found))
+        return found
+
+    monkeypatch.setattr(store, "aload", counting)
+    return sizes
+
+
+async def test_reads_cost_the_messages_they_return(
+    store: BaseThreadStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Counting a key, and reading its last page or its active messages, loads about as many
+    messages as the answer holds, not the whole thread: before anything is archived, and after
+    Memory-style archiving of the oldest messages."""
+    chat_store = MemfoldDBChatStore(store)
+    history = [m for i in range(150) for m in turn(i)]
+    await chat_store.add_messages("k1", history)
+    loaded = _loaded(store, monkeypatch)
+    assert await chat_store.count_messages("k1") == 300
+    assert await chat_store.get_messages("k1", limit=20, offset=280) == history[280:]
+    assert await chat_store.get_messages("k1", None, limit=5, offset=290) == history[290:295]
+    assert await chat_store.delete_message("k1", 299) == history[299]
+    assert sum(loaded) <= 40, loaded
+
+    assert await chat_store.archive_oldest_messages("k1", 280) == history[:280]
+    loaded.clear()
+    assert await chat_store.count_messages("k1") == 19
+    assert await chat_store.get_messages("k1") == history[280:299]
+    assert await chat_store.archive_oldest_messages("k1", 4) == history[280:284]
+    assert await chat_store.get_messages("k1") == history[284:299]
+    assert await chat_store.count_messages("k1", ARCHIVED) == 284
+    assert sum(loaded) <= 5 * 50, loaded
+
+
+@pytest.mark.parametrize("seed", range(3))
+async def test_random_operations_match_sqlalchemy_chat_store(
+    store: BaseThreadStore, seed: int
+) -> None:
+    """Any mix of adds (active or archived), archiving, deleting and paged reads answers as
+    LlamaIndex's own SQLAlchemyChatStore does."""
+    engine = create_async_engine("sqlite+aiosqlite:///:memory:")
+    reference = SQLAlchemyChatStore(table_name="reference", async_engine=engine)
+    ours = MemfoldDBChatStore(store)
+    rng = random.Random(seed)
+    made = 0
+
+    async def both(name: str, *args: Any) -> None:
+        got = await getattr(ours, name)(*args)
+        expected = await getattr(reference, name)(*args)
+        assert got == expected, (name, args)
+
+    try:
+        for _ in range(40):
+            status = rng.choice([ACTIVE, ACTIVE, ARCHIVED, None])
+            action = rng.randrange(7)
+            if action <= 1:
+                count = rng.randint(1, 4)
+                added = [m for i in range(made, made + count) for m in turn(i)][:count]
+                made += count
+                await both("add_messages", "k", added, status or ACTIVE)
+            elif action == 2:
+                await both("archive_oldest_messages", "k", rng.randint(0, 5))
+            elif action == 3:
+                await both("delete_oldest_messages", "k", rng.randint(0, 2))
+            elif action == 4:
+                total = await reference.count_messages("k", status)
+                offset = rng.randint(0, total + 1)
+                await both("get_messages", "k", status, rng.choice([None, 1, 3]), offset)
+            elif action == 5 and rng.random() < 0.2:
+                await both("delete_messages", "k", status)
+            await both("count_messages", "k", status)
+            await both("get_messages", "k", status)
+    finally:
+        await engine.dispose()
