@@ -11,6 +11,7 @@ $ memfold export --output backup.jsonl
 $ memfold import backup.jsonl --url sqlite:///copy.db
 $ memfold migrate sqlite:///chat.db postgresql://localhost/chat
 $ memfold db upgrade --url postgresql://localhost/chat --dry-run
+$ memfold erase --url sqlite:///chat.db --tenant acme --user ann --dry-run
 $ MEMFOLD_KEYS=k2:...,k1:... memfold rotate-key --url sqlite:///chat.db
 ```
 """
