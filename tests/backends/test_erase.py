@@ -594,3 +594,19 @@ def test_redis_down_while_erasing_a_tiered_store_erases_it_only_once_redis_is_ba
         checkpoints.close()
         drop_store(threads.durable)
         server.destroy()
+
+
+async def test_a_tenant_whose_id_looks_like_a_pattern_is_erased_alone(world: World) -> None:
+    """Erasing tenant ``a*c`` (a glob pattern to Redis' SCAN) leaves tenant ``abc`` whole."""
+    for tenant in ("a*c", "abc"):
+        world.threads.append("t", Message(role="user", content=f"{tenant} text"), tenant=tenant)
+        world.checkpoints.put("t", "c1", Blob("json", b"{}"), tenant=tenant)
+        world.journal.record("t", "call-1", "done", tenant=tenant)
+        world.memories.put((tenant, "u"), f"{tenant} memory")
+    report = await aerase(Subject("a*c"), world.stores)
+    assert (report.counts.threads, report.counts.checkpoints, report.counts.memories) == (1, 1, 1)
+    assert [m.content for m in world.threads.load("t", tenant="abc")] == ["abc text"]
+    assert world.checkpoints.get("t", tenant="abc") is not None
+    assert [e.result for e in world.journal.list_entries("t", tenant="abc")] == ["done"]
+    assert [r.text for r in world.memories.list_records(("abc",))] == ["abc memory"]
+    assert leftovers(world, "a*c text") == []
