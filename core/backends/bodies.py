@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from memfold.model import Message
+from memfold.errors import InvalidInput
+from memfold.model import Message, Part, ToolCall
 from memfold.stores import encode_json
 
-__all__ = ["set_time", "split", "without_id", "without_id_and_time"]
+__all__ = ["split", "stored_message", "without_id", "without_id_and_time"]
 
 _quote = json.JSONEncoder(ensure_ascii=False).encode
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -76,7 +78,7 @@ def split(message: Message, body: str) -> tuple[str, int | None]:
         >>> when = datetime(2026, 1, 1, tzinfo=UTC)
         >>> m = Message(role="user", content="hi", id="m1", created_at=when)
         >>> body, micros = split(m, m.to_json())
-        >>> body, set_time(Message.from_json(body), micros).created_at == when
+        >>> body, stored_message(json.loads(body), "m1", micros).created_at == when
         ('{"role":"user","content":"hi"}', True)
     """
     created = message.created_at
@@ -85,9 +87,40 @@ def split(message: Message, body: str) -> tuple[str, int | None]:
     return without_id(message, body), None
 
 
-def set_time(message: Message, micros: int | None) -> Message:
-    """``message`` (just decoded, seen by no one else yet) with the time `split` took out."""
-    if micros is not None:
-        # Set once, before anyone holds the message (as Message.__post_init__ does itself).
-        object.__setattr__(message, "created_at", _EPOCH + micros * _MICROSECOND)
-    return message
+def stored_message(data: dict[str, Any], message_id: str, micros: int | None) -> Message:
+    """The message whose body decoded to ``data``, with the id and time `split` took out
+    (``micros`` None: the body keeps its time, or it has none): what `Message.from_dict` gives
+    for the whole JSON, built in one step for the loads of long threads.
+
+    Raises:
+        InvalidInput: ``data`` is not a message body.
+
+    Examples:
+        >>> when = datetime(2026, 1, 1, tzinfo=UTC)
+        >>> m = Message(role="user", content="hi", id="m1", created_at=when)
+        >>> body, micros = split(m, m.to_json())
+        >>> stored_message(json.loads(body), "m1", micros) == m
+        True
+    """
+    try:
+        content = data.get("content", "")
+        calls = data.get("tool_calls")
+        if micros is not None:
+            created: datetime | None = _EPOCH + micros * _MICROSECOND
+        else:
+            at = data.get("created_at")
+            created = None if at is None else datetime.fromisoformat(at)
+        return Message(
+            data["role"],
+            content if type(content) is str else tuple([Part.from_dict(p) for p in content]),
+            data.get("name"),
+            message_id,
+            tuple([ToolCall.from_dict(c) for c in calls]) if calls else (),
+            data.get("tool_call_id"),
+            created,
+            data.get("metadata") or {},
+        )
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        if isinstance(exc, InvalidInput):
+            raise
+        raise InvalidInput(f"not a memfold message object: {exc!r}") from exc

@@ -34,7 +34,7 @@ from collections.abc import Iterable
 
 import zstandard
 
-from memfold.backends.bodies import set_time, split
+from memfold.backends.bodies import split, stored_message
 from memfold.errors import BackendUnavailable, InvalidInput
 from memfold.model import Message
 
@@ -48,6 +48,8 @@ NO_TIME = -(2**63)
 """The time field's value when the JSON holds the time (or there is none)."""
 
 _TIME = struct.Struct(">q")
+_decode = json.JSONDecoder().raw_decode
+"""Parses JSON the store wrote itself (no surrounding whitespace to skip)."""
 _HEX_ID = re.compile(r"[0-9a-f]{32}")
 
 
@@ -133,27 +135,32 @@ class ElementCodec:
         micros = NO_TIME
         try:
             flag = element[0]
-            if flag in (BINARY_ID, BINARY_ID_ZSTD):
+            if flag == BINARY_ID:  # what memfold writes for its own ids: skip the checks below
+                message_id, micros, start = (
+                    element[1:17].hex(),
+                    _TIME.unpack_from(element, 17)[0],
+                    25,
+                )
+            elif flag == BINARY_ID_ZSTD:
                 message_id, start = element[1:17].hex(), 17
             else:
                 cut = element.index(b"\x00", 1)
                 message_id, start = element[1:cut].decode(), cut + 1
-            if flag != PLAIN and flag != ZSTD:
-                if flag not in (BINARY_ID, BINARY_ID_ZSTD, TEXT_ID, TEXT_ID_ZSTD):
+            if flag != BINARY_ID and flag != PLAIN and flag != ZSTD:
+                if flag not in (BINARY_ID_ZSTD, TEXT_ID, TEXT_ID_ZSTD):
                     raise ValueError(f"unknown element flag {flag!r}")
                 micros = _TIME.unpack_from(element, start)[0]
                 start += 8
             payload = element[start:]
             if flag in _COMPRESSED:
                 payload = self._decompressor().decompress(payload)
-            data = json.loads(payload)
-            data["id"] = message_id
+            data = _decode(payload.decode())[0]
         except (ValueError, TypeError, IndexError, struct.error, zstandard.ZstdError) as exc:
             raise BackendUnavailable(
                 "a stored message is not in memfold's Redis format (written by a newer "
                 f"memfold, or by something else under this key_prefix?): {exc}"
             ) from exc
-        return set_time(Message.from_dict(data), None if micros == NO_TIME else micros)
+        return stored_message(data, message_id, None if micros == NO_TIME else micros)
 
     def decode_all(self, elements: Iterable[bytes]) -> list[Message]:
         """The messages stored as ``elements``, in order."""

@@ -16,7 +16,7 @@ from sqlalchemy import ClauseElement, bindparam, cast, delete, func, insert, sel
 from sqlalchemy.dialects import postgresql, sqlite
 
 from memfold import ops
-from memfold.backends.bodies import set_time, split
+from memfold.backends.bodies import split, stored_message
 from memfold.backends.sql import words
 from memfold.backends.sql.schema import Tables
 from memfold.backends.sql.tombstones import TombstonePlans, scrubbed, user_params, user_where
@@ -77,9 +77,7 @@ def _words(message: Message) -> str | None:
 def _message(message_id: str, body: str, created_us: int | None) -> Message:
     """The message stored as ``body`` (since schema step 2, its JSON without the id, and
     without a UTC time, which ``created_us`` holds)."""
-    data = _decode(body)[0]
-    data["id"] = message_id
-    return set_time(Message.from_dict(data), created_us)
+    return stored_message(_decode(body)[0], message_id, created_us)
 
 
 def _info(row: tuple[Any, ...]) -> ThreadInfo:
