@@ -111,7 +111,8 @@ class Checkpoint:
 
 @dataclass(frozen=True, slots=True)
 class Lease:
-    """Who is writing, and for how long their claim on a thread lasts after each write.
+    """Who is writing, and for how long their claim on a thread lasts: ``seconds`` after each
+    checkpoint put, and at least half of that after pending writes.
 
     A thread has at most one writer at a time. A write by another writer while the lease is
     live raises `memfold.errors.Conflict`, except (with ``handover``) a write that continues

@@ -50,12 +50,13 @@ class MemfoldSaver(BaseCheckpointSaver[int]):
 
     A list channel (``messages``) is handed to the store item by item, so each step stores only
     the messages it appended. One writer per thread: this saver holds a lease on each thread it
-    writes (renewed on every write, ``lease_seconds`` long); another saver writing the same
-    thread meanwhile gets `memfold.errors.Conflict`, unless it continues from the thread's
-    newest checkpoint (``handover``: another process picking up a finished or interrupted run),
-    in which case this saver's next write from an older checkpoint is refused instead. Time
-    travel and forks by this saver always work; `release` ends its lease early, and
-    ``lease_seconds=None`` turns leases off.
+    writes (``lease_seconds`` long, renewed by each checkpoint it stores, and by pending writes
+    once half of it has run); another saver writing the same thread meanwhile gets
+    `memfold.errors.Conflict`, unless it continues from the thread's newest checkpoint
+    (``handover``: another process picking up a finished or interrupted run), in which case
+    this saver's next write from an older checkpoint is refused instead. Time travel and forks
+    by this saver always work; `release` ends its lease early, and ``lease_seconds=None`` turns
+    leases off.
 
     Args:
         store: a memfold checkpoint store or its URL (default: a new ``memory://`` store).

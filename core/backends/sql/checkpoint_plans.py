@@ -4,24 +4,23 @@ yield ``(statement, params)`` and receive `Rows`, run by the SQL runner sync or 
 The semantics are those of `memfold.backends.memory_checkpoints`, on the layout of
 `memfold.checkpoint_deltas`:
 
-- A put or put_writes runs in one transaction with its thread row locked first (SQLite: the
-  runner's ``BEGIN IMMEDIATE``; PostgreSQL: ``SELECT ... FOR UPDATE`` after an insert-if-absent),
-  so lease checks and delta planning see a stable thread.
+- Puts and pending writes are `memfold.backends.sql.checkpoint_writes`' (a fast form that
+  reads nothing, and a full one that reads under the thread's lock).
 - A read costs two queries: the checkpoint joined with its writes, then every value row it reads
   together with the rest of each delta chain (the rows sharing the root row's snapshot key).
   The wanted row keys travel as one JSON parameter (``json_each`` / ``jsonb_to_recordset``).
 - Metadata filters compare JSON values with bound parameters only (``json_each`` on SQLite,
   ``jsonb`` equality on PostgreSQL).
 - Retention finds its work through indexes (expiry, idle time, age, per-namespace counts, the
-  ``dirty`` flag), then drops checkpoints and collects unreachable value rows per namespace.
+  ``dirty`` flag), then drops checkpoints and collects unreachable value rows per namespace,
+  giving the thread a new stamp so no writer plans from what it remembers of them.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -44,7 +43,16 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.elements import ColumnElement
 
 from memfold import checkpoint_ops as ops
+from memfold.backends.sql.checkpoint_heads import new_stamp
+from memfold.backends.sql.checkpoint_rows import (
+    VALUE_COLUMNS,
+    from_us,
+    parse_value,
+    to_us,
+    version_of,
+)
 from memfold.backends.sql.checkpoint_schema import CheckpointTables
+from memfold.backends.sql.checkpoint_writes import CheckpointWrites, roots_params
 from memfold.backends.sql.journal import JournalPlans
 from memfold.backends.sql.plans import Plan
 from memfold.backends.sql.tombstones import TombstonePlans, user_params, user_where
@@ -53,12 +61,8 @@ from memfold.checkpoint_deltas import (
     DeltaPolicy,
     StoredBlob,
     channel_key,
-    pack_items,
-    plan_put,
     reachable,
     rebuild,
-    unpack_items,
-    version_key,
 )
 from memfold.checkpoint_model import (
     Blob,
@@ -69,7 +73,7 @@ from memfold.checkpoint_model import (
     SweepResult,
     Version,
 )
-from memfold.checkpoints import claim_lease, matches_filter
+from memfold.checkpoints import matches_filter
 from memfold.errors import Conflict, InvalidInput
 from memfold.journal import JOURNAL_OPS
 from memfold.model import JSON
@@ -78,30 +82,8 @@ from memfold.tombstones import EraseSubject, ErasureCounts, FindThreads, LiftTom
 
 __all__ = ["CheckpointPlans"]
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_US = timedelta(microseconds=1)
 _READS = (ops.GetCheckpoint, ops.ListCheckpoints, ops.CheckpointStats, FindThreads)
 _SINGLE = (ops.SetCheckpointThreadTTL, ops.ReleaseThread)
-
-
-def _us(moment: datetime) -> int:
-    return (moment - _EPOCH) // _US
-
-
-def _time(us: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=int(us))
-
-
-def _version(key: str | None) -> Version | None:
-    return None if key is None else _version_of(key)
-
-
-def _version_of(key: str) -> Version:
-    """The inverse of `version_key` (integers, the common case, without the JSON parser)."""
-    if key.isdigit():
-        return int(key)
-    value: Version = json.loads(key)
-    return value
 
 
 @dataclass(slots=True)
@@ -140,24 +122,6 @@ _CP = [
     "versions",
     "refs",
 ]
-_VALUE = [
-    "thread_id",
-    "namespace",
-    "channel",
-    "version",
-    "owner",
-    "kind",
-    "digest",
-    "tag",
-    "data",
-    "length",
-    "depth",
-    "base_version",
-    "base_owner",
-    "snapshot_version",
-    "snapshot_owner",
-    "snapshot_length",
-]
 _WRITE = ["task_id", "idx", "channel", "tag", "data", "task_path"]
 
 
@@ -169,7 +133,7 @@ class CheckpointPlans:
         self.tables = tables
         self.dialect = dialect.name
         self._quote = dialect.identifier_preparer
-        t, c, v, w = tables.threads, tables.checkpoints, tables.values, tables.writes
+        t, c = tables.threads, tables.checkpoints
         ins = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
         self._cache: dict[Any, ClauseElement] = {}
         self._journal = JournalPlans(tables.journal, dialect)
@@ -188,88 +152,15 @@ class CheckpointPlans:
             )
             .on_conflict_do_nothing()
         )
-        # Create-or-lock in one statement: the upsert's update locks an existing row on
-        # PostgreSQL (as SELECT ... FOR UPDATE would), and SQLite is locked by BEGIN IMMEDIATE.
-        claim = ins(t).values(
-            tenant=bindparam("tenant"),
-            thread_id=bindparam("thread_id"),
-            updated_us=bindparam("now"),
-            dirty=0,
-        )
-        self._lock_thread = claim.on_conflict_do_update(
-            index_elements=[t.c.tenant, t.c.thread_id],
-            set_={"updated_us": claim.excluded.updated_us},
-        ).returning(t.c.holder, t.c.lease_until_us)
-        self._touch = (
-            update(t)
-            .where(thread_key)
-            .values(
-                updated_us=bindparam("now"),
-                expires_us=t.c.ttl * 1_000_000 + bindparam("now_f"),
-                dirty=t.c.dirty + bindparam("dirty", type_=Integer),
-            )
-        )
-        self._touch_lease = self._touch.values(
-            holder=bindparam("writer"), lease_until_us=bindparam("until")
-        )
         space = self._space_where(c)
-        self._head = select(func.max(c.c.checkpoint_id)).where(space)
-        self._write_info = select(
-            self._head.scalar_subquery(),
-            select(c.c.checkpoint_id)
-            .where(space, c.c.checkpoint_id == bindparam("checkpoint_id"))
-            .scalar_subquery(),
-        )
-        self._put_info = select(
-            self._head.scalar_subquery(),
-            select(c.c.versions)
-            .where(space, c.c.checkpoint_id == bindparam("parent_id"))
-            .scalar_subquery(),
-            select(c.c.refs)
-            .where(space, c.c.checkpoint_id == bindparam("parent_id"))
-            .scalar_subquery(),
-            select(c.c.checkpoint_id)
-            .where(space, c.c.checkpoint_id == bindparam("checkpoint_id"))
-            .scalar_subquery(),
-        )
-        self._insert_value = insert(v).values({col.name: bindparam(col.name) for col in v.c})
-        cp_values: dict[str, Any] = {col.name: bindparam(col.name) for col in c.c}
-        upsert = ins(c).values(cp_values)
-        self._upsert_checkpoint = upsert.on_conflict_do_update(
-            index_elements=[c.c.tenant, c.c.thread_id, c.c.namespace, c.c.checkpoint_id],
-            set_={
-                name: upsert.excluded[name]
-                for name in (
-                    "parent_id",
-                    "created_us",
-                    "run_id",
-                    "metadata",
-                    "body_tag",
-                    "body",
-                    "versions",
-                    "refs",
-                )
-            },
-        )
-        write_insert = ins(w).values({col.name: bindparam(col.name) for col in w.c})
-        self._insert_write = write_insert.on_conflict_do_nothing()
-        self._replace_write = write_insert.on_conflict_do_update(
-            index_elements=[
-                w.c.tenant,
-                w.c.thread_id,
-                w.c.namespace,
-                w.c.checkpoint_id,
-                w.c.task_id,
-                w.c.idx,
-            ],
-            set_={n: write_insert.excluded[n] for n in ("channel", "tag", "data", "task_path")},
-        )
         joined = self._with_writes(c)
         self._get_by_id = joined.where(space, c.c.checkpoint_id == bindparam("checkpoint_id"))
         newest = select(c).where(space).order_by(c.c.checkpoint_id.desc()).limit(1).subquery("c")
         self._get_newest = self._with_writes(newest)
         self._values_by_key = text(self._values_sql(chains=False))
         self._values_with_chains = text(self._values_sql(chains=True))
+        self.puts = CheckpointWrites(tables, dialect, self._values_by_key)
+        self._new_stamp = update(t).where(thread_key).values(stamp=bindparam("stamp"))
         self._set_ttl = (
             update(t)
             .where(thread_key)
@@ -322,7 +213,7 @@ class CheckpointPlans:
             source = "json_each(:roots) AS j"
             fields = {k: f"json_extract(j.value, '$.{k}')" for k in "tncvo"}
             join = "CROSS JOIN"
-        columns = "SELECT " + ", ".join(f"x.{n}" for n in _VALUE)
+        columns = "SELECT " + ", ".join(f"x.{n}" for n in VALUE_COLUMNS)
 
         def by_key(alias: str) -> str:
             return (
@@ -366,7 +257,8 @@ class CheckpointPlans:
     @property
     def prepared(self) -> list[ClauseElement]:
         """The statements built once, for a runner to compile once."""
-        return [s for s in vars(self).values() if isinstance(s, ClauseElement)]
+        mine = [s for s in vars(self).values() if isinstance(s, ClauseElement)]
+        return mine + self.puts.prepared
 
     def writes(self, op: Op[Any]) -> bool:
         """Whether ``op`` changes data (and so needs a write transaction)."""
@@ -379,14 +271,10 @@ class CheckpointPlans:
         return isinstance(op, _SINGLE)
 
     def plan(self, op: Op[Any], policy: DeltaPolicy) -> Plan:
-        """The plan that runs ``op``."""
+        """The plan that runs ``op`` (puts and pending writes: see `puts`)."""
         if isinstance(op, JOURNAL_OPS):
             return self._journal.plan(op)
         match op:
-            case ops.PutCheckpoint():
-                return self._put(op, policy)
-            case ops.PutCheckpointWrites():
-                return self._put_writes(op)
             case ops.GetCheckpoint():
                 return self._get(op)
             case ops.ListCheckpoints():
@@ -415,132 +303,7 @@ class CheckpointPlans:
                 return self._tombstones.lift(op)
         raise InvalidInput(f"the SQL checkpoint store cannot run {type(op).__name__}")
 
-    # Writes.
-
-    def _lock(self, tenant: str, thread_id: str, now: int) -> Plan:
-        """Create the thread row if absent and lock it; returns ``(holder, lease_until)``."""
-        found = yield self._lock_thread, {"tenant": tenant, "thread_id": thread_id, "now": now}
-        holder, until = found.rows[0]
-        return holder, None if until is None else _time(until)
-
-    def _touched(self, key: Mapping[str, str], now: int, writer: str | None, until: Any) -> Any:
-        params = {
-            "tenant": key["tenant"],
-            "thread_id": key["thread_id"],
-            "now": now,
-            "now_f": float(now),
-            "dirty": 0,
-        }
-        if writer is None:
-            return self._touch, params
-        return self._touch_lease, {**params, "writer": writer, "until": _us(until)}
-
-    def _put(self, op: ops.PutCheckpoint, policy: DeltaPolicy) -> Plan:
-        key = {"tenant": op.tenant, "thread_id": op.thread_id, "namespace": op.namespace}
-        now = _us(op.created_at)
-        holder, lease_until = yield from self._lock(op.tenant, op.thread_id, now)
-        info = yield (
-            self._put_info,
-            {**key, "parent_id": op.parent_id or "", "checkpoint_id": op.checkpoint_id},
-        )
-        head, parent_versions, parent_refs, existing = info.rows[0]
-        until = None
-        if op.lease is not None:
-            until = claim_lease(
-                op.thread_id,
-                holder,
-                lease_until,
-                op.lease,
-                op.created_at,
-                continues_head=op.parent_id is not None and op.parent_id == head,
-            )
-        parent = None
-        if parent_versions is not None:
-            parent = (json.loads(parent_versions), json.loads(parent_refs))
-        found: dict[BlobKey, StoredBlob] = {}
-        if op.new_values:
-            pv, pr = parent if parent is not None else ({}, {})
-            wanted: list[BlobKey] = []
-            for channel, version, value in op.new_values:
-                vk = version_key(version)
-                wanted += [(channel, vk, ""), (channel, vk, op.checkpoint_id)]
-                if isinstance(value, SequenceBlob) and channel in pv:
-                    wanted.append(channel_key(channel, pv[channel], pr))
-            roots = [(op.thread_id, op.namespace, k) for k in dict.fromkeys(wanted)]
-            rows = yield self._values_by_key, self._roots(op.tenant, roots)
-            found = {row.key: row for _, _, row in map(_stored, rows.rows)}
-        new_rows, refs = plan_put(
-            op.checkpoint_id, op.versions, op.new_values, parent, found.get, policy
-        )
-        if new_rows:
-            yield self._insert_value, [{**key, **_row_params(row)} for row in new_rows]
-        run_id = op.metadata.get("run_id")
-        yield (
-            self._upsert_checkpoint,
-            {
-                **key,
-                "checkpoint_id": op.checkpoint_id,
-                "parent_id": op.parent_id,
-                "created_us": now,
-                "run_id": run_id if isinstance(run_id, str) else None,
-                "metadata": op.metadata_json,
-                "body_tag": op.body.tag,
-                "body": op.body.data,
-                "versions": op.versions_json,
-                "refs": json.dumps(refs, separators=(",", ":")),
-            },
-        )
-        statement, params = self._touched(
-            key, now, None if op.lease is None else op.lease.writer, until
-        )
-        yield statement, {**params, "dirty": 0 if existing is None else 1}
-
-    def _put_writes(self, op: ops.PutCheckpointWrites) -> Plan:
-        key = {"tenant": op.tenant, "thread_id": op.thread_id, "namespace": op.namespace}
-        now = _us(op.written_at)
-        holder, lease_until = yield from self._lock(op.tenant, op.thread_id, now)
-        until = None
-        writer = None
-        if op.lease is not None:
-            info = yield self._write_info, {**key, "checkpoint_id": op.checkpoint_id}
-            head, stored = info.rows[0]
-            if stored is not None:  # writes on an unstored checkpoint: see Lease
-                writer = op.lease.writer
-                until = claim_lease(
-                    op.thread_id,
-                    holder,
-                    lease_until,
-                    op.lease,
-                    op.written_at,
-                    continues_head=head == op.checkpoint_id,
-                )
-        rows: list[dict[str, Any]] = [
-            {
-                **key,
-                "checkpoint_id": op.checkpoint_id,
-                "task_id": write.task_id,
-                "idx": write.idx,
-                "channel": write.channel,
-                "tag": write.value.tag,
-                "data": write.value.data,
-                "task_path": write.task_path,
-            }
-            for write in op.writes
-        ]
-        if kept := [r for r in rows if r["idx"] >= 0 and not op.replace]:
-            yield self._insert_write, kept
-        if replaced := [r for r in rows if r["idx"] < 0 or op.replace]:
-            yield self._replace_write, replaced
-        yield self._touched(key, now, writer, until)
-
     # Reads.
-
-    @staticmethod
-    def _roots(tenant: str, roots: Iterable[tuple[str, str, BlobKey]]) -> dict[str, Any]:
-        keys = [
-            {"t": t, "n": n, "c": k[0], "v": k[1], "o": k[2]} for t, n, k in dict.fromkeys(roots)
-        ]
-        return {"tenant": tenant, "roots": json.dumps(keys, separators=(",", ":"))}
 
     def _assemble(self, tenant: str, headers: list[tuple[Any, ...]], writes: Any) -> Plan:
         """Checkpoints from their rows (in order) and their writes, reading all their value
@@ -556,8 +319,8 @@ class CheckpointPlans:
                 roots.append((thread_id, namespace, channel_key(channel, version, refs_map)))
         rows: dict[tuple[str, str], dict[BlobKey, StoredBlob]] = {}
         if roots:
-            found = yield self._values_with_chains, self._roots(tenant, roots)
-            for thread_id, namespace, stored in map(_stored, found.rows):
+            found = yield self._values_with_chains, roots_params(tenant, roots)
+            for thread_id, namespace, stored in map(parse_value, found.rows):
                 rows.setdefault((thread_id, namespace), {})[stored.key] = stored
         out = []
         memos: dict[tuple[str, str], dict[BlobKey, tuple[bytes, ...]]] = {}
@@ -582,7 +345,7 @@ class CheckpointPlans:
                     namespace,
                     cid,
                     parent,
-                    _time(created),
+                    from_us(created),
                     json.loads(meta),
                     Blob(tag, bytes(body)),
                     versions_map,
@@ -905,7 +668,7 @@ class CheckpointPlans:
                 copied = found.rowcount
         yield (
             self._ensure_thread,
-            {"tenant": op.tenant, "thread_id": op.target, "now": _us(op.now)},
+            {"tenant": op.tenant, "thread_id": op.target, "now": to_us(op.now)},
         )
         yield from self._journal.copy_thread(op.tenant, op.source, op.target)
         return copied
@@ -941,11 +704,11 @@ class CheckpointPlans:
         for channel, version, owner, kind, base_version, base_owner in found.rows:
             stored = StoredBlob(
                 channel,
-                _version_of(version),
+                version_of(version),
                 kind,
                 b"",
                 owner=owner,
-                base_version=_version(base_version),
+                base_version=None if base_version is None else version_of(base_version),
                 base_owner=base_owner,
             )
             rows[(channel, version, owner)] = stored
@@ -986,6 +749,7 @@ class CheckpointPlans:
             removed.writes += space.writes.pop(cid, 0)
         space.ids = [i for i in space.ids if i not in gone]
         removed.checkpoints += len(gone)
+        yield self._new_stamp, {**key, "stamp": new_stamp()}
         yield from self._collect(key, space, removed)
 
     def _collect(self, key: dict[str, str], space: _Space, removed: _Removed) -> Plan:
@@ -1008,6 +772,7 @@ class CheckpointPlans:
             )
             for k in dead:
                 del space.rows[k]
+            yield self._new_stamp, {**key, "stamp": new_stamp()}
         removed.blobs += len(dead)
 
     def _namespaces(self, tenant: str, thread_id: str) -> Plan:
@@ -1072,7 +837,7 @@ class CheckpointPlans:
 
     def _sweep(self, op: ops.SweepCheckpoints) -> Plan:
         t, c = self.tables.threads, self.tables.checkpoints
-        policy, now = op.policy, _us(op.now)
+        policy, now = op.policy, to_us(op.now)
         removed = _Removed()
         threads = 0
         params: dict[str, Any] = {"now": float(now)}
@@ -1193,70 +958,6 @@ def _kind(value: JSON) -> str:
     if isinstance(value, list):
         return "array"
     return "text"
-
-
-def _row_params(row: StoredBlob) -> dict[str, Any]:
-    data = row.data if row.kind in ("value", "empty") else pack_items(row.items)
-    return {
-        "channel": row.channel,
-        "version": version_key(row.version),
-        "owner": row.owner,
-        "kind": row.kind,
-        "digest": row.digest,
-        "tag": row.tag,
-        "data": data,
-        "size": row.size,
-        "length": row.length,
-        "depth": row.depth,
-        "base_version": None if row.base_version is None else version_key(row.base_version),
-        "base_owner": row.base_owner,
-        "snapshot_version": (
-            None if row.snapshot_version is None else version_key(row.snapshot_version)
-        ),
-        "snapshot_owner": row.snapshot_owner,
-        "snapshot_length": row.snapshot_length,
-    }
-
-
-def _stored(row: Any) -> tuple[str, str, StoredBlob]:
-    (
-        thread_id,
-        namespace,
-        channel,
-        version,
-        owner,
-        kind,
-        digest,
-        tag,
-        data,
-        length,
-        depth,
-        base_version,
-        base_owner,
-        snapshot_version,
-        snapshot_owner,
-        snapshot_length,
-    ) = row
-    data = bytes(data)
-    listed = kind in ("snapshot", "delta")
-    stored = StoredBlob(
-        channel,
-        _version_of(version),
-        kind,
-        bytes(digest),
-        tag,
-        b"" if listed else data,
-        unpack_items(data) if listed else (),
-        owner,
-        length,
-        depth,
-        _version(base_version),
-        base_owner,
-        _version(snapshot_version),
-        snapshot_owner,
-        snapshot_length,
-    )
-    return thread_id, namespace, stored
 
 
 def _write(row: Any) -> PendingWrite:

@@ -1,8 +1,9 @@
 """The SQL checkpoint tables, declared once, beside the thread tables (same prefix and schema).
 
 - ``<prefix>cp_threads``: one row per thread: last write, own TTL (``expires_us`` derived from
-  it, indexed for the sweep), the writer's lease, and whether a re-put may have left value rows
-  no checkpoint reads (``dirty``, cleared by the sweep).
+  it, indexed for the sweep), the writer's lease, whether a re-put may have left value rows
+  no checkpoint reads (``dirty``, cleared by the sweep), and a stamp that each put, and each
+  removal of checkpoints or values, renews (see `memfold.backends.sql.checkpoint_heads`).
 - ``<prefix>checkpoints``: one row per checkpoint; ``metadata`` is JSON text, ``run_id`` its
   ``run_id`` copied out and indexed for ``delete_for_runs``.
 - ``<prefix>cp_values``: one row per `memfold.checkpoint_deltas.StoredBlob`, keyed by
@@ -79,6 +80,7 @@ def build_checkpoint_tables(
         Column("holder", String(_ID)),
         Column("lease_until_us", BigInteger),
         Column("dirty", Integer, nullable=False),
+        Column("stamp", BigInteger),
         PrimaryKeyConstraint("tenant", "thread_id"),
         Index(f"{prefix}cp_threads_idle", "updated_us"),
         Index(f"{prefix}cp_threads_expiry", "expires_us"),

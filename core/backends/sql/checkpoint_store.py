@@ -7,7 +7,7 @@ Examples:
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "checkpoints.db"
     >>> store = SQLCheckpointStore(f"sqlite:///{path}")
     >>> store.setup()
-    3
+    4
     >>> store.put("t", "c1", Blob("json", b"{}"), versions={"x": 1},
     ...           values={"x": Blob("json", b"7")})
     >>> store.get("t").values["x"]
@@ -23,8 +23,10 @@ from sqlalchemy import URL, ClauseElement, Dialect, Engine, Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from memfold import checkpoint_ops as ops
+from memfold.backends.sql.checkpoint_heads import Heads
 from memfold.backends.sql.checkpoint_plans import CheckpointPlans
 from memfold.backends.sql.checkpoint_schema import build_checkpoint_tables
+from memfold.backends.sql.checkpoint_writes import PutDone
 from memfold.backends.sql.migrations import CHECKPOINT_STEPS, SQLSchemaSteps
 from memfold.backends.sql.store import _driver, _Runner, _Statements
 from memfold.backends.sql.tenancy import row_level_security_option
@@ -110,6 +112,7 @@ class SQLCheckpointStore(BaseCheckpointStore):
         self._schema = SQLSchemaSteps(
             self._runner, self.tables.base, self.tables, "checkpoints", CHECKPOINT_STEPS
         )
+        self._heads = Heads()
         super().__init__(
             Capabilities(
                 persistent=True, shared=True, transactions=True, ttl=True, effect_journal=True
@@ -131,6 +134,12 @@ class SQLCheckpointStore(BaseCheckpointStore):
 
     def execute(self, op: Op[T]) -> T:
         """Run one operation in one transaction (rolled back for a dry-run sweep)."""
+        if isinstance(op, ops.PutCheckpoint):
+            self._put(op)
+            return None  # type: ignore[return-value]
+        if isinstance(op, ops.PutCheckpointWrites):
+            self._put_writes(op)
+            return None  # type: ignore[return-value]
         plans, policy, runner = self._plans, self.delta_policy, self._runner
         dry_run = isinstance(op, ops.SweepCheckpoints) and op.dry_run
         result: T = runner._run(
@@ -141,6 +150,12 @@ class SQLCheckpointStore(BaseCheckpointStore):
 
     async def aexecute(self, op: Op[T]) -> T:
         """Run one operation in one transaction on the async engine."""
+        if isinstance(op, ops.PutCheckpoint):
+            await self._aput(op)
+            return None  # type: ignore[return-value]
+        if isinstance(op, ops.PutCheckpointWrites):
+            await self._aput_writes(op)
+            return None  # type: ignore[return-value]
         plans, policy, runner = self._plans, self.delta_policy, self._runner
         dry_run = isinstance(op, ops.SweepCheckpoints) and op.dry_run
         result: T = await runner._arun(
@@ -148,6 +163,48 @@ class SQLCheckpointStore(BaseCheckpointStore):
             runner.tenant_of(op), dry_run,
         )  # fmt: skip
         return result
+
+    # Puts and pending writes: the fast form first, the full one if it did not hold (see
+    # `memfold.backends.sql.checkpoint_writes`).
+
+    def _put(self, op: ops.PutCheckpoint) -> None:
+        writes, runner, tenant = self._plans.puts, self._runner, self._runner.tenant_of(op)
+        stamp, head = self._heads.get(op.tenant, op.thread_id, op.namespace)
+        fast = writes.put_fast(op, self.delta_policy, stamp, head)
+        if fast is not None and runner._run(fast.plan, True, writes.postgres, tenant):
+            self._remember(op, fast.stamp, fast.head, True)
+            return
+        done: PutDone = runner._run(
+            lambda: writes.put(op, self.delta_policy, head), True, False, tenant
+        )
+        self._remember(op, done.stamp, done.head, stamp is not None and done.seen == stamp)
+
+    async def _aput(self, op: ops.PutCheckpoint) -> None:
+        writes, runner, tenant = self._plans.puts, self._runner, self._runner.tenant_of(op)
+        stamp, head = self._heads.get(op.tenant, op.thread_id, op.namespace)
+        fast = writes.put_fast(op, self.delta_policy, stamp, head)
+        if fast is not None and await runner._arun(fast.plan, True, writes.postgres, tenant):
+            self._remember(op, fast.stamp, fast.head, True)
+            return
+        done: PutDone = await runner._arun(
+            lambda: writes.put(op, self.delta_policy, head), True, False, tenant
+        )
+        self._remember(op, done.stamp, done.head, stamp is not None and done.seen == stamp)
+
+    def _remember(self, op: ops.PutCheckpoint, stamp: int, head: Any, keep: bool) -> None:
+        self._heads.remember(op.tenant, op.thread_id, op.namespace, stamp, head, keep)
+
+    def _put_writes(self, op: ops.PutCheckpointWrites) -> None:
+        writes, runner, tenant = self._plans.puts, self._runner, self._runner.tenant_of(op)
+        fast, alone = writes.put_writes_fast(op)
+        if not runner._run(fast, True, alone, tenant):
+            runner._run(lambda: writes.put_writes(op), True, False, tenant)
+
+    async def _aput_writes(self, op: ops.PutCheckpointWrites) -> None:
+        writes, runner, tenant = self._plans.puts, self._runner, self._runner.tenant_of(op)
+        fast, alone = writes.put_writes_fast(op)
+        if not await runner._arun(fast, True, alone, tenant):
+            await runner._arun(lambda: writes.put_writes(op), True, False, tenant)
 
     def schema_steps(self) -> list[SchemaSteps]:
         """The checkpoint tables' steps."""

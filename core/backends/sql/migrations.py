@@ -405,9 +405,31 @@ def lock_key(tables: Tables) -> int:
     return int.from_bytes(hashlib.sha256(name).digest()[:8], "big", signed=True)
 
 
+def _v1_checkpoint_threads(tables: CheckpointTables) -> Table:
+    """The checkpoint threads table as step 1 made it (frozen: its checksum depends on it)."""
+    prefix, md = tables.base.prefix, MetaData(schema=tables.schema)
+    return Table(
+        f"{prefix}cp_threads",
+        md,
+        Column("tenant", String(512), nullable=False),
+        Column("thread_id", String(512), nullable=False),
+        Column("updated_us", BigInteger, nullable=False),
+        Column("ttl", Float),
+        Column("expires_us", Float),
+        Column("holder", String(512)),
+        Column("lease_until_us", BigInteger),
+        Column("dirty", Integer, nullable=False),
+        PrimaryKeyConstraint("tenant", "thread_id"),
+        Index(f"{prefix}cp_threads_idle", "updated_us"),
+        Index(f"{prefix}cp_threads_expiry", "expires_us"),
+        Index(f"{prefix}cp_threads_dirty", "dirty"),
+    )
+
+
 def _checkpoint_tables(tables: CheckpointTables, dialect: Dialect) -> list[str]:
     ddl = []
-    for table in (tables.threads, tables.checkpoints, tables.values, tables.writes):
+    threads = _v1_checkpoint_threads(tables)
+    for table in (threads, tables.checkpoints, tables.values, tables.writes):
         ddl.append(str(CreateTable(table, if_not_exists=True).compile(dialect=dialect)))
         ddl += [
             str(CreateIndex(index, if_not_exists=True).compile(dialect=dialect))
@@ -427,10 +449,19 @@ def _checkpoint_tombstones(tables: CheckpointTables, dialect: Dialect) -> list[s
     )
 
 
+def _checkpoint_stamps(tables: CheckpointTables, dialect: Dialect) -> list[str]:
+    """Each checkpoint thread carries the stamp of its last put (see
+    `memfold.backends.sql.checkpoint_heads`); a thread without one is read in full once."""
+    threads = dialect.identifier_preparer.format_table(tables.threads)
+    stamp = tables.threads.c.stamp.type.compile(dialect=dialect)
+    return [f"ALTER TABLE {threads} ADD COLUMN stamp {stamp}"]
+
+
 CHECKPOINT_STEPS: tuple[Step, ...] = (
     Step(1, "checkpoint threads, checkpoints, values and writes", _checkpoint_tables),
     Step(2, "the effect journal", lambda tables, dialect: journal_ddl(tables.journal, dialect)),
     Step(3, "tombstones refuse writes to erased tenants and threads", _checkpoint_tombstones),
+    Step(4, "a stamp per thread, so a writer's next put reads nothing back", _checkpoint_stamps),
 )
 """The ``checkpoints`` component's steps; append-only like `STEPS`."""
 

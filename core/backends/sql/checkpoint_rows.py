@@ -1,0 +1,125 @@
+"""How checkpoint data travels to and from the SQL tables: times as microseconds since the
+epoch, versions as their `memfold.checkpoint_deltas.version_key` text, and value rows as
+statement parameters and back."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from memfold.checkpoint_deltas import StoredBlob, pack_items, unpack_items, version_key
+from memfold.checkpoint_model import Version
+
+__all__ = ["VALUE_COLUMNS", "from_us", "parse_value", "row_params", "to_us", "version_of"]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+
+VALUE_COLUMNS = [
+    "thread_id",
+    "namespace",
+    "channel",
+    "version",
+    "owner",
+    "kind",
+    "digest",
+    "tag",
+    "data",
+    "length",
+    "depth",
+    "base_version",
+    "base_owner",
+    "snapshot_version",
+    "snapshot_owner",
+    "snapshot_length",
+]
+"""The value columns a read selects, in the order `parse_value` takes them."""
+
+
+def to_us(moment: datetime) -> int:
+    """``moment`` as whole microseconds since the epoch."""
+    return (moment - _EPOCH) // _US
+
+
+def from_us(us: int) -> datetime:
+    """The inverse of `to_us`."""
+    return _EPOCH + timedelta(microseconds=int(us))
+
+
+def _optional(key: str | None) -> Version | None:
+    return None if key is None else version_of(key)
+
+
+def version_of(key: str) -> Version:
+    """The inverse of `version_key` (integers, the common case, without the JSON parser)."""
+    if key.isdigit():
+        return int(key)
+    value: Version = json.loads(key)
+    return value
+
+
+def row_params(row: StoredBlob) -> dict[str, Any]:
+    """The column values of a value row (its thread namespace key aside)."""
+    data = row.data if row.kind in ("value", "empty") else pack_items(row.items)
+    return {
+        "channel": row.channel,
+        "version": version_key(row.version),
+        "owner": row.owner,
+        "kind": row.kind,
+        "digest": row.digest,
+        "tag": row.tag,
+        "data": data,
+        "size": row.size,
+        "length": row.length,
+        "depth": row.depth,
+        "base_version": None if row.base_version is None else version_key(row.base_version),
+        "base_owner": row.base_owner,
+        "snapshot_version": (
+            None if row.snapshot_version is None else version_key(row.snapshot_version)
+        ),
+        "snapshot_owner": row.snapshot_owner,
+        "snapshot_length": row.snapshot_length,
+    }
+
+
+def parse_value(row: Any) -> tuple[str, str, StoredBlob]:
+    """``(thread_id, namespace, row)`` from the `VALUE_COLUMNS` of a value row."""
+    (
+        thread_id,
+        namespace,
+        channel,
+        version,
+        owner,
+        kind,
+        digest,
+        tag,
+        data,
+        length,
+        depth,
+        base_version,
+        base_owner,
+        snapshot_version,
+        snapshot_owner,
+        snapshot_length,
+    ) = row
+    data = bytes(data)
+    listed = kind in ("snapshot", "delta")
+    stored = StoredBlob(
+        channel,
+        version_of(version),
+        kind,
+        bytes(digest),
+        tag,
+        b"" if listed else data,
+        unpack_items(data) if listed else (),
+        owner,
+        length,
+        depth,
+        _optional(base_version),
+        base_owner,
+        _optional(snapshot_version),
+        snapshot_owner,
+        snapshot_length,
+    )
+    return thread_id, namespace, stored

@@ -1,0 +1,628 @@
+"""Checkpoint puts and pending writes as plans (see `memfold.backends.sql.plans`), each in a fast
+form that reads nothing and a full form that reads under the thread's lock.
+
+- A *fast put* continues from the checkpoint this store put last in the namespace (see
+  `memfold.backends.sql.checkpoint_heads`): its rows are planned from memory, and one write
+  (on PostgreSQL a single statement) stores them if the thread's row still carries the
+  remembered stamp, the writer still holds the lease, and neither the checkpoint id nor a new
+  row key is taken; else nothing is written and the store runs the full put.
+- A *full put* locks the thread's row (``SELECT ... FOR NO KEY UPDATE`` on PostgreSQL, the
+  runner's ``BEGIN IMMEDIATE`` on SQLite; the row is created on the thread's first write),
+  reading in the same statement the newest checkpoint id, the parent's versions and refs and
+  whether the checkpoint exists; then the value rows planning needs; then it checks the lease
+  and writes as the fast put does.
+- *Fast pending writes* are stored without writing the thread's row when the thread's last
+  write is recorded within the last minute and the writer's lease (if it has one) has more
+  than half of its time left: on PostgreSQL in one statement, whose ``FOR KEY SHARE`` read of
+  the row waits for an erasure but not for a put of the same thread. Otherwise the *full* form
+  locks the row, checks the lease (handing it over, or leaving it alone for a checkpoint not
+  stored yet), renews it and records the write.
+
+Every put writes a new stamp into the thread's row; a put or a lease renewal also records the
+thread's last write (``updated_us``, and ``expires_us`` from its TTL).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ClauseElement, Dialect, and_, bindparam, insert, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from memfold import checkpoint_ops as ops
+from memfold.backends.sql.checkpoint_heads import Head, head_after, new_stamp
+from memfold.backends.sql.checkpoint_rows import from_us, parse_value, row_params, to_us
+from memfold.backends.sql.checkpoint_schema import CheckpointTables
+from memfold.backends.sql.plans import Plan
+from memfold.checkpoint_deltas import (
+    BlobKey,
+    DeltaPolicy,
+    StoredBlob,
+    channel_key,
+    plan_put,
+    version_key,
+)
+from memfold.checkpoint_model import SequenceBlob
+from memfold.checkpoints import claim_lease
+from memfold.errors import Conflict
+
+__all__ = ["CheckpointWrites", "FastPut", "PutDone", "roots_params"]
+
+_RECORDED_WITHIN = 60_000_000
+"""Pending writes record the thread's last write (for its TTL) when the recorded one is older
+than this many microseconds (one minute)."""
+
+# Value row columns after the thread namespace key, with their PostgreSQL array types.
+_VALUE_ARRAYS = (
+    ("channel", "text"),
+    ("version", "text"),
+    ("owner", "text"),
+    ("kind", "text"),
+    ("digest", "bytea"),
+    ("tag", "text"),
+    ("data", "bytea"),
+    ("size", "bigint"),
+    ("length", "integer"),
+    ("depth", "integer"),
+    ("base_version", "text"),
+    ("base_owner", "text"),
+    ("snapshot_version", "text"),
+    ("snapshot_owner", "text"),
+    ("snapshot_length", "integer"),
+)
+_WRITE_ARRAYS = (
+    ("task_id", "text"),
+    ("idx", "integer"),
+    ("channel", "text"),
+    ("tag", "text"),
+    ("data", "bytea"),
+    ("task_path", "text"),
+)
+_CHECKPOINT = (
+    "checkpoint_id",
+    "parent_id",
+    "created_us",
+    "run_id",
+    "metadata",
+    "body_tag",
+    "body",
+    "versions",
+    "refs",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FastPut:
+    """A fast put ready to run: its plan (True if it stored the checkpoint), the stamp it
+    writes, and the head it leaves."""
+
+    plan: Callable[[], Plan]
+    stamp: int
+    head: Head
+
+
+@dataclass(frozen=True, slots=True)
+class PutDone:
+    """What a full put found and left: the thread's stamp under the lock, the stamp it wrote,
+    and the namespace's new head."""
+
+    seen: int | None
+    stamp: int
+    head: Head
+
+
+class CheckpointWrites:
+    """The put and pending-write plans on one set of tables and one SQL dialect.
+
+    Args:
+        tables: the checkpoint tables.
+        dialect: the database's dialect.
+        values_by_key: the statement reading value rows by key (``:tenant``, ``:roots``).
+    """
+
+    def __init__(
+        self, tables: CheckpointTables, dialect: Dialect, values_by_key: ClauseElement
+    ) -> None:
+        self.tables = tables
+        self.postgres = dialect.name == "postgresql"
+        self._quote = dialect.identifier_preparer
+        self._values_by_key = values_by_key
+        self._cache: dict[Any, ClauseElement] = {}
+        t, c, w = tables.threads, tables.checkpoints, tables.writes
+        ins = postgresql.insert if self.postgres else sqlite.insert
+        thread_key = and_(
+            t.c.tenant == bindparam("tenant"), t.c.thread_id == bindparam("thread_id")
+        )
+        space = and_(
+            c.c.tenant == bindparam("tenant"),
+            c.c.thread_id == bindparam("thread_id"),
+            c.c.namespace == bindparam("namespace"),
+        )
+        self._create_thread = (
+            ins(t)
+            .values(
+                tenant=bindparam("tenant"),
+                thread_id=bindparam("thread_id"),
+                updated_us=bindparam("now"),
+                dirty=0,
+            )
+            .on_conflict_do_nothing()
+        )
+        head = select(c.c.checkpoint_id).where(space).order_by(c.c.checkpoint_id.desc()).limit(1)
+
+        def of(column: str, checkpoint: str) -> Any:
+            found = select(c.c[column]).where(space, c.c.checkpoint_id == bindparam(checkpoint))
+            return found.scalar_subquery()
+
+        # The row's own columns come from the row as locked; the subqueries from the
+        # statement's snapshot, taken before any wait for the lock: the stamp read both ways
+        # tells whether a writer committed in between (then the read runs again).
+        self._read_thread = (
+            select(
+                t.c.holder,
+                t.c.lease_until_us,
+                t.c.stamp,
+                select(t.c.stamp).where(thread_key).scalar_subquery(),
+                head.scalar_subquery(),
+                of("versions", "parent_id"),
+                of("refs", "parent_id"),
+                of("checkpoint_id", "checkpoint_id"),
+            )
+            .where(thread_key)
+            .with_for_update(key_share=True)  # FOR NO KEY UPDATE; SQLite: BEGIN IMMEDIATE
+        )
+        # Pending writes' full form: the lock (created if absent) and the lease's facts.
+        claim = ins(t).values(
+            tenant=bindparam("tenant"),
+            thread_id=bindparam("thread_id"),
+            updated_us=bindparam("now"),
+            dirty=0,
+        )
+        self._lock_thread = claim.on_conflict_do_update(
+            index_elements=[t.c.tenant, t.c.thread_id],
+            set_={"updated_us": claim.excluded.updated_us},
+        ).returning(t.c.holder, t.c.lease_until_us)
+        self._write_info = select(head.scalar_subquery(), of("checkpoint_id", "checkpoint_id"))
+        self._touch = (
+            update(t)
+            .where(thread_key)
+            .values(
+                updated_us=bindparam("now"), expires_us=t.c.ttl * 1_000_000 + bindparam("now_f")
+            )
+        )
+        self._renew = self._touch.values(
+            holder=bindparam("writer"), lease_until_us=bindparam("until")
+        )
+        write_insert = ins(w).values({col.name: bindparam(col.name) for col in w.c})
+        self._insert_write = write_insert.on_conflict_do_nothing()
+        self._replace_write = write_insert.on_conflict_do_update(
+            index_elements=[w.c[n] for n in ("tenant", "thread_id", "namespace")]
+            + [w.c.checkpoint_id, w.c.task_id, w.c.idx],
+            set_={n: write_insert.excluded[n] for n in ("channel", "tag", "data", "task_path")},
+        )
+        recent = t.c.updated_us >= bindparam("recent")
+        lease_live = and_(
+            t.c.holder == bindparam("writer"), t.c.lease_until_us >= bindparam("fresh")
+        )
+        self._lease_check = select(t.c.thread_id).where(thread_key, recent, lease_live)
+        self._thread_check = select(t.c.thread_id).where(thread_key, recent)
+
+    @property
+    def prepared(self) -> list[ClauseElement]:
+        """The statements built once, for a runner to compile once."""
+        return [s for s in vars(self).values() if isinstance(s, ClauseElement)]
+
+    def _cached(self, key: Any, build: Callable[[], ClauseElement]) -> ClauseElement:
+        found = self._cache.get(key)
+        if found is None:
+            found = self._cache[key] = build()
+        return found
+
+    # Puts.
+
+    def put_fast(
+        self, op: ops.PutCheckpoint, policy: DeltaPolicy, stamp: int | None, head: Head | None
+    ) -> FastPut | None:
+        """The fast put of ``op`` from the remembered ``stamp`` and ``head`` (None: ``op``
+        does not continue from that head, or a row it extends is not remembered)."""
+        if stamp is None or head is None or op.parent_id != head.checkpoint_id:
+            return None
+        bases = head.bases(op.new_values)
+        if bases is None:
+            return None
+        try:
+            rows, refs = plan_put(
+                op.checkpoint_id, op.versions, op.new_values, (head.versions, head.refs),
+                bases.get, policy,
+            )  # fmt: skip
+        except Conflict:  # the full put reports it, with what is stored
+            return None
+        written = new_stamp()
+        after = head_after(op.checkpoint_id, op.versions, refs, {**head.rows, **_keyed(rows)})
+        args = self._put_params(op, refs, rows, stamp, written, existing=False)
+
+        def plan() -> Plan:
+            done: bool = yield from self._write_put(op, rows, args, fast=True, existing=False)
+            return done
+
+        return FastPut(plan, written, after)
+
+    def put(self, op: ops.PutCheckpoint, policy: DeltaPolicy, head: Head | None) -> Plan:
+        """The full put of ``op``; returns a `PutDone` (``head``: the namespace's remembered
+        head, whose rows spare a read when it is the parent)."""
+        key = {"tenant": op.tenant, "thread_id": op.thread_id, "namespace": op.namespace}
+        now = to_us(op.created_at)
+        params = {**key, "parent_id": op.parent_id or "", "checkpoint_id": op.checkpoint_id}
+        while True:
+            found = yield self._read_thread, params
+            if not found.rows:  # the thread's first write
+                yield self._create_thread, {**key, "now": now}
+                continue
+            holder, until, seen, before, newest, parent_versions, parent_refs, existing = (
+                found.rows[0]
+            )
+            if seen == before:
+                break
+        if op.lease is not None:
+            claim_lease(
+                op.thread_id,
+                holder,
+                None if until is None else from_us(until),
+                op.lease,
+                op.created_at,
+                continues_head=op.parent_id is not None and op.parent_id == newest,
+            )
+        parent = None
+        if parent_versions is not None:
+            parent = (json.loads(parent_versions), json.loads(parent_refs))
+        known: dict[BlobKey, StoredBlob] = {}
+        if head is not None and parent is not None and op.parent_id == head.checkpoint_id:
+            known.update(head.rows)
+        if op.new_values:
+            pv, pr = parent if parent is not None else ({}, {})
+            wanted: list[BlobKey] = []
+            for channel, version, value in op.new_values:
+                vk = version_key(version)
+                wanted += [(channel, vk, ""), (channel, vk, op.checkpoint_id)]
+                if isinstance(value, SequenceBlob) and channel in pv:
+                    wanted.append(channel_key(channel, pv[channel], pr))
+            roots = [(op.thread_id, op.namespace, k) for k in dict.fromkeys(wanted)]
+            rows = yield self._values_by_key, roots_params(op.tenant, roots)
+            known.update({row.key: row for _, _, row in map(parse_value, rows.rows)})
+        new_rows, refs = plan_put(
+            op.checkpoint_id, op.versions, op.new_values, parent, known.get, policy
+        )
+        written = new_stamp()
+        args = self._put_params(op, refs, new_rows, seen, written, existing=existing is not None)
+        done = yield from self._write_put(
+            op, new_rows, args, fast=False, existing=existing is not None
+        )
+        if not done:  # the row is locked, so this cannot happen
+            raise Conflict(f"thread {op.thread_id!r} changed under its lock: retry the put")
+        after = head_after(op.checkpoint_id, op.versions, refs, {**known, **_keyed(new_rows)})
+        return PutDone(seen, written, after)
+
+    def _put_params(
+        self,
+        op: ops.PutCheckpoint,
+        refs: Mapping[str, str],
+        rows: list[StoredBlob],
+        stamp: int | None,
+        written: int,
+        existing: bool,
+    ) -> dict[str, Any]:
+        now = to_us(op.created_at)
+        run_id = op.metadata.get("run_id")
+        params: dict[str, Any] = {
+            "tenant": op.tenant,
+            "thread_id": op.thread_id,
+            "namespace": op.namespace,
+            "checkpoint_id": op.checkpoint_id,
+            "parent_id": op.parent_id,
+            "created_us": now,
+            "run_id": run_id if isinstance(run_id, str) else None,
+            "metadata": op.metadata_json,
+            "body_tag": op.body.tag,
+            "body": op.body.data,
+            "versions": op.versions_json,
+            "refs": json.dumps(refs, separators=(",", ":")),
+            "stamp": stamp,
+            "new_stamp": written,
+            "now": now,
+            "now_f": float(now),
+            "dirty": 1 if existing else 0,
+        }
+        if op.lease is not None:
+            params["writer"] = op.lease.writer
+            params["until"] = to_us(op.created_at) + round(op.lease.seconds * 1_000_000)
+        if self.postgres:
+            columns = [row_params(row) for row in rows]
+            for name, _ in _VALUE_ARRAYS:
+                params[name] = [c[name] for c in columns]
+        return params
+
+    def _write_put(
+        self,
+        op: ops.PutCheckpoint,
+        rows: list[StoredBlob],
+        params: dict[str, Any],
+        fast: bool,
+        existing: bool,
+    ) -> Plan:
+        """Claim the thread's row (stamp and, when ``fast``, lease and free keys checked),
+        then store the rows and the checkpoint; returns whether the claim held."""
+        lease = op.lease is not None
+        if self.postgres:
+            statement = self._cached(
+                ("put", fast, lease, existing), lambda: self._postgres_put(fast, lease, existing)
+            )
+            found = yield statement, params
+            return bool(found.scalar())
+        claim = self._cached(("claim", fast, lease), lambda: self._sqlite_claim(fast, lease))
+        args = params
+        if fast:
+            keys = [{"c": r.channel, "v": version_key(r.version), "o": r.owner} for r in rows]
+            args = {**params, "keys": json.dumps(keys, separators=(",", ":"))}
+        found = yield claim, args
+        if found.rowcount != 1:
+            return False
+        key = {"tenant": op.tenant, "thread_id": op.thread_id, "namespace": op.namespace}
+        if rows:
+            yield self._insert_value(), [{**key, **row_params(row)} for row in rows]
+        yield self._insert_checkpoint(existing), params
+        return True
+
+    def _claim_sets(self, table: str, lease: bool) -> str:
+        sets = [
+            "stamp = :new_stamp",
+            "updated_us = :now",
+            f"expires_us = {table}.ttl * 1000000 + :now_f",
+            f"dirty = {table}.dirty + :dirty",
+        ]
+        if lease:
+            sets += ["holder = :writer", "lease_until_us = :until"]
+        return ", ".join(sets)
+
+    def _postgres_put(self, fast: bool, lease: bool, existing: bool) -> ClauseElement:
+        """The whole put as one statement: the claim, then (if it held) the value rows and the
+        checkpoint; returns the claim's row count."""
+        t = self._quote.format_table(self.tables.threads)
+        c = self._quote.format_table(self.tables.checkpoints)
+        v = self._quote.format_table(self.tables.values)
+        where = [f"{t}.tenant = :tenant", f"{t}.thread_id = :thread_id"]
+        where.append(f"{t}.stamp IS NOT DISTINCT FROM CAST(:stamp AS bigint)")
+        if fast:
+            if lease:
+                where.append(f"{t}.holder = :writer")
+            where.append(
+                f"NOT EXISTS (SELECT 1 FROM {c} AS c WHERE c.tenant = :tenant AND "
+                "c.thread_id = :thread_id AND c.namespace = :namespace AND "
+                "c.checkpoint_id = :checkpoint_id)"
+            )
+            where.append(
+                "NOT EXISTS (SELECT 1 FROM unnest(CAST(:channel AS text[]), "
+                "CAST(:version AS text[]), CAST(:owner AS text[])) AS k(c, v, o) "
+                f"JOIN {v} AS x ON x.tenant = :tenant AND x.thread_id = :thread_id AND "
+                "x.namespace = :namespace AND x.channel = k.c AND x.version = k.v AND "
+                "x.owner = k.o)"
+            )
+        claim = (
+            f"UPDATE {t} SET {self._claim_sets(t, lease)} WHERE {' AND '.join(where)} RETURNING 1"
+        )
+        arrays = ", ".join(f"CAST(:{n} AS {kind}[])" for n, kind in _VALUE_ARRAYS)
+        names = ", ".join(n for n, _ in _VALUE_ARRAYS)
+        value_rows = (
+            f"INSERT INTO {v} (tenant, thread_id, namespace, {names}) SELECT :tenant, "
+            f":thread_id, :namespace, k.* FROM unnest({arrays}) AS k "
+            "WHERE EXISTS (SELECT 1 FROM claim)"
+        )
+        checkpoint = (
+            f"INSERT INTO {c} (tenant, thread_id, namespace, {', '.join(_CHECKPOINT)}) "
+            "SELECT :tenant, :thread_id, :namespace, :checkpoint_id, :parent_id, "
+            "CAST(:created_us AS bigint), :run_id, :metadata, :body_tag, :body, :versions, "
+            ":refs WHERE EXISTS (SELECT 1 FROM claim)"
+        )
+        if existing:
+            checkpoint += (
+                " ON CONFLICT (tenant, thread_id, namespace, checkpoint_id) DO UPDATE SET "
+                + ", ".join(f"{n} = excluded.{n}" for n in _CHECKPOINT[1:])
+            )
+        return text(
+            f"WITH claim AS ({claim}), v AS ({value_rows}), c AS ({checkpoint}) "
+            "SELECT count(*) FROM claim"
+        )
+
+    def _sqlite_claim(self, fast: bool, lease: bool) -> ClauseElement:
+        """The claim of the thread's row on SQLite (its row count tells whether it held)."""
+        t = self._quote.format_table(self.tables.threads)
+        c = self._quote.format_table(self.tables.checkpoints)
+        v = self._quote.format_table(self.tables.values)
+        where = [f"{t}.tenant = :tenant", f"{t}.thread_id = :thread_id", f"{t}.stamp IS :stamp"]
+        if fast:
+            if lease:
+                where.append(f"{t}.holder = :writer")
+            where.append(
+                f"NOT EXISTS (SELECT 1 FROM {c} AS c WHERE c.tenant = :tenant AND "
+                "c.thread_id = :thread_id AND c.namespace = :namespace AND "
+                "c.checkpoint_id = :checkpoint_id)"
+            )
+            where.append(
+                f"NOT EXISTS (SELECT 1 FROM json_each(:keys) AS j CROSS JOIN {v} AS x ON "
+                "x.tenant = :tenant AND x.thread_id = :thread_id AND x.namespace = :namespace "
+                "AND x.channel = json_extract(j.value, '$.c') AND "
+                "x.version = json_extract(j.value, '$.v') AND "
+                "x.owner = json_extract(j.value, '$.o'))"
+            )
+        return text(f"UPDATE {t} SET {self._claim_sets(t, lease)} WHERE {' AND '.join(where)}")
+
+    def _insert_value(self) -> ClauseElement:
+        v = self.tables.values
+        return self._cached(
+            "insert value", lambda: insert(v).values({c.name: bindparam(c.name) for c in v.c})
+        )
+
+    def _insert_checkpoint(self, existing: bool) -> ClauseElement:
+        c = self.tables.checkpoints
+
+        def build() -> ClauseElement:
+            names = ("tenant", "thread_id", "namespace", *_CHECKPOINT)
+            statement = sqlite.insert(c).values({n: bindparam(n) for n in names})
+            if not existing:
+                return statement
+            return statement.on_conflict_do_update(
+                index_elements=[c.c[n] for n in names[:4]],
+                set_={n: statement.excluded[n] for n in _CHECKPOINT[1:]},
+            )
+
+        return self._cached(("insert checkpoint", existing), build)
+
+    # Pending writes.
+
+    def put_writes_fast(self, op: ops.PutCheckpointWrites) -> tuple[Callable[[], Plan], bool]:
+        """The fast pending writes of ``op`` (the plan returns whether they were stored), and
+        whether the plan is one statement."""
+        kept, replaced = _split_writes(op)
+        key = {
+            "tenant": op.tenant,
+            "thread_id": op.thread_id,
+            "namespace": op.namespace,
+            "checkpoint_id": op.checkpoint_id,
+        }
+        lease = op.lease is not None
+        check: dict[str, Any] = {**key, "recent": to_us(op.written_at) - _RECORDED_WITHIN}
+        if op.lease is not None:
+            check["writer"] = op.lease.writer
+            check["fresh"] = to_us(op.written_at) + round(op.lease.seconds * 500_000)
+        if self.postgres:
+            params = dict(check)
+            for prefix, rows in (("k_", kept), ("r_", replaced)):
+                for name, _ in _WRITE_ARRAYS:
+                    params[prefix + name] = [row[name] for row in rows]
+            shape = ("writes", lease, bool(kept), bool(replaced))
+            statement = self._cached(
+                shape, lambda: self._postgres_writes(lease, bool(kept), bool(replaced))
+            )
+
+            def one() -> Plan:
+                found = yield statement, params
+                return bool(found.scalar())
+
+            return one, True
+
+        def plan() -> Plan:
+            found = yield (self._lease_check if lease else self._thread_check), check
+            if not found.rows:
+                return False
+            yield from self._insert_writes(key, kept, replaced)
+            return True
+
+        return plan, False
+
+    def _postgres_writes(self, lease: bool, kept: bool, replaced: bool) -> ClauseElement:
+        t = self._quote.format_table(self.tables.threads)
+        w = self._quote.format_table(self.tables.writes)
+        where = "tenant = :tenant AND thread_id = :thread_id AND updated_us >= :recent"
+        if lease:
+            where += " AND holder = :writer AND lease_until_us >= CAST(:fresh AS bigint)"
+        parts = [f"ok AS (SELECT 1 FROM {t} WHERE {where} FOR KEY SHARE)"]
+        names = ", ".join(n for n, _ in _WRITE_ARRAYS)
+        for prefix, wanted, conflict in (
+            ("k_", kept, "DO NOTHING"),
+            (
+                "r_",
+                replaced,
+                "(tenant, thread_id, namespace, checkpoint_id, task_id, idx) DO UPDATE SET "
+                + ", ".join(f"{n} = excluded.{n}" for n in ("channel", "tag", "data", "task_path")),
+            ),
+        ):
+            if not wanted:
+                continue
+            arrays = ", ".join(f"CAST(:{prefix}{n} AS {kind}[])" for n, kind in _WRITE_ARRAYS)
+            parts.append(
+                f"{prefix}w AS (INSERT INTO {w} (tenant, thread_id, namespace, checkpoint_id, "
+                f"{names}) SELECT :tenant, :thread_id, :namespace, :checkpoint_id, k.* FROM "
+                f"unnest({arrays}) AS k WHERE EXISTS (SELECT 1 FROM ok) ON CONFLICT {conflict})"
+            )
+        return text(f"WITH {', '.join(parts)} SELECT count(*) FROM ok")
+
+    def put_writes(self, op: ops.PutCheckpointWrites) -> Plan:
+        """The full form: lock the thread's row (created if absent), check and renew the lease
+        (see `memfold.checkpoint_model.Lease` for writes on a checkpoint not stored yet), then
+        store the writes."""
+        key = {
+            "tenant": op.tenant,
+            "thread_id": op.thread_id,
+            "namespace": op.namespace,
+            "checkpoint_id": op.checkpoint_id,
+        }
+        now = to_us(op.written_at)
+        found = yield self._lock_thread, {**key, "now": now}
+        holder, lease_until = found.rows[0]
+        touch: tuple[ClauseElement, dict[str, Any]] = (
+            self._touch,
+            {**key, "now": now, "now_f": float(now)},
+        )
+        if op.lease is not None:
+            info = yield self._write_info, key
+            newest, stored = info.rows[0]
+            if stored is not None:
+                until = claim_lease(
+                    op.thread_id,
+                    holder,
+                    None if lease_until is None else from_us(lease_until),
+                    op.lease,
+                    op.written_at,
+                    continues_head=newest == op.checkpoint_id,
+                )
+                touch = (
+                    self._renew,
+                    {**touch[1], "writer": op.lease.writer, "until": to_us(until)},
+                )
+        kept, replaced = _split_writes(op)
+        yield from self._insert_writes(key, kept, replaced)
+        yield touch
+
+    def _insert_writes(
+        self, key: Mapping[str, Any], kept: list[dict[str, Any]], replaced: list[dict[str, Any]]
+    ) -> Plan:
+        if kept:
+            yield self._insert_write, [{**key, **row} for row in kept]
+        if replaced:
+            yield self._replace_write, [{**key, **row} for row in replaced]
+
+
+def roots_params(tenant: str, roots: Iterable[tuple[str, str, BlobKey]]) -> dict[str, Any]:
+    """The parameters of a read of value rows by key (``:tenant`` and ``:roots``, a JSON list
+    of ``{t, n, c, v, o}``)."""
+    keys = [{"t": t, "n": n, "c": k[0], "v": k[1], "o": k[2]} for t, n, k in dict.fromkeys(roots)]
+    return {"tenant": tenant, "roots": json.dumps(keys, separators=(",", ":"))}
+
+
+def _keyed(rows: Iterable[StoredBlob]) -> dict[BlobKey, StoredBlob]:
+    return {row.key: row for row in rows}
+
+
+def _split_writes(
+    op: ops.PutCheckpointWrites,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The writes kept only if new (the first of a repeated key wins) and those replacing
+    what is stored (the last wins), as column values."""
+    kept: dict[tuple[str, int], dict[str, Any]] = {}
+    replaced: dict[tuple[str, int], dict[str, Any]] = {}
+    for write in op.writes:
+        row = {
+            "task_id": write.task_id,
+            "idx": write.idx,
+            "channel": write.channel,
+            "tag": write.value.tag,
+            "data": write.value.data,
+            "task_path": write.task_path,
+        }
+        if write.idx < 0 or op.replace:
+            replaced[write.task_id, write.idx] = row
+        else:
+            kept.setdefault((write.task_id, write.idx), row)
+    return list(kept.values()), list(replaced.values())
