@@ -189,7 +189,8 @@ def _encoded(value: object, what: str) -> tuple[str, int]:
     """JSON text for ``value`` and its size in UTF-8 bytes."""
     try:
         encoded = _encode(value)
-        return encoded, len(encoded.encode("utf-8"))
+        # ASCII is its own UTF-8; other text is encoded, which also finds lone surrogates.
+        return encoded, len(encoded) if encoded.isascii() else len(encoded.encode("utf-8"))
     except UnicodeEncodeError as exc:
         raise InvalidInput(f"{what} holds text that is not valid Unicode") from exc
     except (TypeError, ValueError, RecursionError) as exc:
@@ -227,7 +228,8 @@ def check_message(message: Message, what: str, limits: Limits) -> str:
     """
     rough = _rough_size(message)
     limits.check("max_message_bytes", what, rough, "bytes or more")
-    rough += check_tree(message.metadata, f"the metadata of {what}", limits)
+    if message.metadata:
+        rough += check_tree(message.metadata, f"the metadata of {what}", limits)
     for call in message.tool_calls:
         rough += check_tree(call.arguments, f"the arguments of a tool call in {what}", limits)
     if not isinstance(message.content, str):
@@ -254,7 +256,7 @@ def _prepare(
     bodies: list[str] = []
     seen: set[str] = set()
     for m in ensure_sequence(messages):
-        message_id = check_id(m.id or new_id(), "message id")
+        message_id = check_id(m.id, "message id") if m.id else new_id()
         if message_id in seen:
             raise InvalidInput(f"message id {message_id!r} appears twice in one append")
         seen.add(message_id)

@@ -368,6 +368,24 @@ class ThreadPlans:
         raise InvalidInput(f"the SQL backend cannot run {type(op).__name__}")
 
     def _append(self, op: ops.AppendMessages) -> Plan:
+        if len(op.messages) == 1 and op.follows is None:  # the hot path: one statement
+            m = op.messages[0]
+            text, created_us = split(m, op.bodies[0])
+            yield (
+                self._append_one,
+                {
+                    "tenant": op.tenant,
+                    "thread_id": op.thread_id,
+                    "now": time.time(),
+                    "added": 1,
+                    "metadata": "{}",
+                    "message_id": m.id,
+                    "body": text,
+                    "created_us": created_us,
+                    "search_text": self._search_text(m),
+                },
+            )
+            return
         key = {"tenant": op.tenant, "thread_id": op.thread_id}
         touch = {**key, "now": time.time(), "added": len(op.messages), "metadata": "{}"}
         rows = []
@@ -382,9 +400,6 @@ class ThreadPlans:
                     "search_text": self._search_text(m),
                 }
             )
-        if len(rows) == 1 and op.follows is None:
-            yield self._append_one, {**touch, **rows[0]}
-            return
         yield self._touch, touch  # locks the thread row
         if op.follows is not None:
             last = yield from self._load_plan(ops.LoadThread(op.tenant, op.thread_id, last=1))
