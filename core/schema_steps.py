@@ -15,9 +15,9 @@ Examples:
     >>> import tempfile, pathlib
     >>> from memfold import open_store
     >>> store = open_store(f"sqlite:///{pathlib.Path(tempfile.mkdtemp()) / 'x.db'}")
-    >>> [(s.kind, s.backend, s.version, s.latest) for s in
+    >>> [(s.kind, s.backend, s.version == s.latest, s.pending) for s in
     ...  (steps.status() for steps in store.schema_steps())]
-    [('threads', 'sqlite', 5, 5)]
+    [('threads', 'sqlite', True, ())]
 """
 
 from __future__ import annotations
