@@ -40,6 +40,7 @@ RELEASED = {
         "ff4c702e211067d94c906312219a38d197083b469d9716497150fa5d21014be4",
         "f87db61acf9c23909162151e3302787ecde1ece02c0a458086b5ecb4e33905e0",
         "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+        "2360236fa3f702c77af1457d7a99b1857eb7f607e06cbd546b40c874e311d815",
     ],
     ("threads", "postgresql"): [
         "805d2e7d17cc3b8482a63e37e3d153f42f21921cefc1c5be50ecf36bc8f7a3bf",
@@ -48,6 +49,7 @@ RELEASED = {
         "f151e0205e4e6a4cdf20f0d6a069f62ee2512e6fb04982eab090eba0ab470377",
         "fc2408b719b870d911bbe56b22e71a05ee5b3d71ad6d68d670ca4a89decb4161",
         "abdf8116c61f4d811a75817350ba469d2a282a0c1740478703a781d484870b59",
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
     ],
     ("checkpoints", "sqlite"): [
         "61426ceab74aa6be50580e127e9705f897991933859ff15845c9298e89b5d6cc",
@@ -199,10 +201,10 @@ def test_a_release_1_thread_schema_upgrades_with_its_data(
     _write_as_release_1(old_store, "acme", "t1", thread, metadata='{"topic": "greeting"}')
     _write_as_release_1(old_store, "rival", "t1", secret)
     before = _only(old_store).status()
-    assert (before.version, [p.version for p in before.pending]) == (1, [2, 3, 4, 5, 6])
+    assert (before.version, [p.version for p in before.pending]) == (1, [2, 3, 4, 5, 6, 7])
 
-    assert old_store.setup() == migrations.STEPS[-1].version == 6
-    assert old_store.setup() == 6  # idempotent
+    assert old_store.setup() == migrations.STEPS[-1].version == 7
+    assert old_store.setup() == 7  # idempotent
     assert _only(old_store).status().up_to_date
     assert _tenant_columns(old_store, "messages", "thread_id") == {
         ("acme", "t1", "m1"), ("acme", "t1", "m2"), ("acme", "t1", "m3"), ("rival", "t1", "m1"),

@@ -388,6 +388,15 @@ def _last_messages(tables: Tables, dialect: Dialect) -> list[str]:
     ]
 
 
+def _sqlite_sizes(tables: Tables, dialect: Dialect) -> list[str]:
+    """SQLite drops the index of threads by message count: every append moved the thread's
+    entry in it, one more page written per append (about 4 us of 35), while a sweep of threads
+    over ``keep_last`` reads the tenant's threads through ``threads_key`` instead."""
+    if dialect.name != "sqlite":
+        return []
+    return [f"DROP INDEX IF EXISTS {tables.prefix}threads_size"]
+
+
 STEPS: tuple[Step, ...] = (
     Step(1, "threads and messages, with full-text search", _threads_and_messages),
     Step(2, "integer thread keys, ids out of bodies, one-statement appends", _thread_keys),
@@ -395,6 +404,7 @@ STEPS: tuple[Step, ...] = (
     Step(4, "a tenant column on messages, for row-level security", _message_tenants),
     Step(5, "thread TTLs, and indexes for retention sweeps", _thread_ttls),
     Step(6, "PostgreSQL reads a thread's last messages by its primary key", _last_messages),
+    Step(7, "SQLite appends no longer move a thread in an index by size", _sqlite_sizes),
 )
 """The ``threads`` steps. Append-only: a new schema change is a new step at the end."""
 

@@ -124,8 +124,8 @@ def build_tables(prefix: str = "memfold_", schema: str | None = None) -> Tables:
         UniqueConstraint("tenant", "thread_id", name=f"{prefix}threads_key"),
         Index(f"{prefix}threads_recent", "tenant", "updated_at"),
     )
-    # For sweeps (schema step 5): threads over a message count, and threads whose own TTL is
-    # due (only threads with one are in that index).
+    # For sweeps (schema step 5): threads over a message count (PostgreSQL only since step 7),
+    # and threads whose own TTL is due (only threads with one are in that index).
     Index(f"{prefix}threads_size", threads.c.tenant, threads.c.message_count)
     has_ttl = threads.c.ttl.is_not(None)
     Index(

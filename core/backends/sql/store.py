@@ -394,7 +394,7 @@ class SQLThreadStore(BaseThreadStore):
         >>> path = pathlib.Path(tempfile.mkdtemp()) / "memory.db"
         >>> store = SQLThreadStore(f"sqlite:///{path}")
         >>> store.setup()
-        6
+        7
     """
 
     def __init__(

@@ -6,7 +6,9 @@ Every statement is an index search, never a scan of a table (schema step 5 adds 
 - threads past their own TTL: ``threads_ttl``, on ``(tenant, updated_at + ttl)`` for the threads
   that have one; past the policy's TTL: ``threads_recent`` ``(tenant, updated_at)``;
 - threads past ``max_threads``: ``threads_recent`` read newest first, past the first N;
-- threads over ``keep_last`` messages: ``threads_size`` ``(tenant, message_count)``;
+- threads over ``keep_last`` messages: ``threads_size`` ``(tenant, message_count)`` on
+  PostgreSQL; on SQLite, the tenant's threads through ``threads_key`` (schema step 7 dropped
+  ``threads_size`` there: each append moved its thread in it, a page written per append);
 - threads that may hold messages older than ``max_age_seconds``: the threads created before
   then, read in key order (keys grow with creation time) and stopped at the first newer one;
 - a thread's oldest messages: the primary key ``(thread, seq)`` (on SQLite, the thread's seq
