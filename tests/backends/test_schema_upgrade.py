@@ -56,12 +56,14 @@ RELEASED = {
         "95d74343eabdca1101219f9609f38a524326ed7cb5ee2068e7e1400d8cebb4e7",
         "7dde4be558705eab8eb9ad78e68abfcf1c22e022fc456fa67e5b5a54fb90ce23",
         "a6fd4e31a5076cfcdfc085cbdc4d613308735020c86ba54423b9a8574e7c7e5c",
+        "282c170d491aa0dca0749436faf140fc462155ff307453880464ff77d4598f68",
     ],
     ("checkpoints", "postgresql"): [
         "56fbcc879fa07925bc89835ec8dc2907477e87f25245c450945e04e765edea8f",
         "d3027fb5495807c28a9053db2e80e38ca40156a305f291f118979039f1926baa",
         "4a218632415152c9315b2efa0cc28956ecbedd3ac91ce5f2043aee684bf380c2",
         "a6fd4e31a5076cfcdfc085cbdc4d613308735020c86ba54423b9a8574e7c7e5c",
+        "282c170d491aa0dca0749436faf140fc462155ff307453880464ff77d4598f68",
     ],
     ("memories", "sqlite"): [
         "ef1c4dfb0e9f108d7d150db97280f42fc13cc9c4ee9a22f9b73f4a9a6199dce7",
@@ -240,15 +242,20 @@ def test_a_release_1_thread_schema_upgrades_with_its_data(
 async def test_a_release_1_checkpoint_schema_upgrades_with_its_data(
     release_1: tuple[str, dict[str, Any]],
 ) -> None:
-    """asetup() gives first-release checkpoints the effect journal (step 2), tombstones (step 3)
-    and thread stamps (step 4): their chains of values, pending writes and tenants read back
-    as stored, and new checkpoints and journal entries are recorded afterwards."""
+    """asetup() gives first-release checkpoints the effect journal (step 2), tombstones (step 3),
+    thread stamps (step 4) and payload codecs (step 5): their chains of values, pending writes
+    and tenants read back as stored, and new checkpoints (compressed payloads among them) and
+    journal entries are recorded afterwards."""
     url, options = release_1
     store = SQLCheckpointStore(url, **options)
     before = await _only(store).astatus()
-    assert (before.version, before.latest, [p.version for p in before.pending]) == (1, 4, [2, 3, 4])
+    assert (before.version, before.latest, [p.version for p in before.pending]) == (
+        1,
+        5,
+        [2, 3, 4, 5],
+    )
     found = await _only(store).aupgrade()
-    assert [p.version for p in found.pending] == [2, 3, 4]
+    assert [p.version for p in found.pending] == [2, 3, 4, 5]
     assert (await _only(store).aupgrade()).pending == ()  # nothing left to apply
 
     c2 = store.get("t1", tenant="acme")
@@ -277,6 +284,12 @@ async def test_a_release_1_checkpoint_schema_upgrades_with_its_data(
     assert (await journal.arecord("t1", "call-1", "refunded", tenant="acme")).result == "refunded"
     store.put("t1", "c3", Blob("json", b"{}"), parent_id="c2", tenant="acme")
     assert store.get("t1", tenant="acme").checkpoint_id == "c3"  # type: ignore[union-attr]
+    long = SequenceBlob("json", (b'"hi"', b'"hello"', b'"%s"' % (b"la " * 200)))
+    store.put(
+        "t1", "c4", Blob("json", b"{}"), parent_id="c3", tenant="acme",
+        versions={"messages": 3}, values={"messages": long},
+    )  # fmt: skip
+    assert store.get("t1", tenant="acme").values["messages"] == long  # type: ignore[union-attr]
     await store.aclose()
 
 

@@ -22,6 +22,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
+from memfold.backends.sql.checkpoint_rows import NO_VALUE
 from memfold.checkpoint_deltas import BlobKey, StoredBlob, channel_key
 from memfold.checkpoint_model import ChannelValue, SequenceBlob, Version
 
@@ -55,6 +56,8 @@ class Head:
         for channel, _, value in new_values:
             if isinstance(value, SequenceBlob) and channel in self.versions:
                 key = channel_key(channel, self.versions[channel], self.refs)
+                if key[2] == NO_VALUE:  # nothing to extend
+                    continue
                 row = self.rows.get(key)
                 if row is None:
                     return None

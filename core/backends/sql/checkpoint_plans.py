@@ -45,7 +45,9 @@ from sqlalchemy.sql.elements import ColumnElement
 from memfold import checkpoint_ops as ops
 from memfold.backends.sql.checkpoint_heads import new_stamp
 from memfold.backends.sql.checkpoint_rows import (
+    NO_VALUE,
     VALUE_COLUMNS,
+    decompress,
     from_us,
     parse_value,
     to_us,
@@ -122,7 +124,7 @@ _CP = [
     "versions",
     "refs",
 ]
-_WRITE = ["task_id", "idx", "channel", "tag", "data", "task_path"]
+_WRITE = ["task_id", "idx", "channel", "tag", "data", "task_path", "codec"]
 
 
 class CheckpointPlans:
@@ -316,7 +318,9 @@ class CheckpointPlans:
             refs_map: dict[str, str] = json.loads(refs)
             parsed.append((row, versions_map, refs_map))
             for channel, version in versions_map.items():
-                roots.append((thread_id, namespace, channel_key(channel, version, refs_map)))
+                key = channel_key(channel, version, refs_map)
+                if key[2] != NO_VALUE:
+                    roots.append((thread_id, namespace, key))
         rows: dict[tuple[str, str], dict[BlobKey, StoredBlob]] = {}
         if roots:
             found = yield self._values_with_chains, roots_params(tenant, roots)
@@ -961,5 +965,5 @@ def _kind(value: JSON) -> str:
 
 
 def _write(row: Any) -> PendingWrite:
-    task_id, idx, channel, tag, data, task_path = row
-    return PendingWrite(task_id, idx, channel, Blob(tag, bytes(data)), task_path)
+    task_id, idx, channel, tag, data, task_path, codec = row
+    return PendingWrite(task_id, idx, channel, Blob(tag, decompress(bytes(data), codec)), task_path)

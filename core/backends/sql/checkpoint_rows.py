@@ -1,17 +1,41 @@
 """How checkpoint data travels to and from the SQL tables: times as microseconds since the
-epoch, versions as their `memfold.checkpoint_deltas.version_key` text, and value rows as
-statement parameters and back."""
+epoch, versions as their `memfold.checkpoint_deltas.version_key` text, value rows as statement
+parameters and back, and payloads (value rows' data, pending writes' values) compressed with
+zlib when that saves a fifth or more (``codec`` says so; NULL: stored as given).
+
+A channel with a version but no value has no row: its checkpoint's refs name `NO_VALUE` as the
+owner, a key no row ever has.
+"""
 
 from __future__ import annotations
 
 import json
+import zlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from memfold.checkpoint_deltas import StoredBlob, pack_items, unpack_items, version_key
 from memfold.checkpoint_model import Version
+from memfold.errors import NotFound
 
-__all__ = ["VALUE_COLUMNS", "from_us", "parse_value", "row_params", "to_us", "version_of"]
+__all__ = [
+    "NO_VALUE",
+    "VALUE_COLUMNS",
+    "compress",
+    "decompress",
+    "from_us",
+    "parse_value",
+    "row_params",
+    "to_us",
+    "version_of",
+]
+
+NO_VALUE = "\x00"
+"""The owner refs name for a channel without a value (ids never hold NUL)."""
+
+_ZLIB = "zlib"
+_COMPRESS_FROM = 200
+"""Payloads shorter than this many bytes are stored as given."""
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
@@ -33,8 +57,28 @@ VALUE_COLUMNS = [
     "snapshot_version",
     "snapshot_owner",
     "snapshot_length",
+    "codec",
 ]
 """The value columns a read selects, in the order `parse_value` takes them."""
+
+
+def compress(data: bytes) -> tuple[bytes, str | None]:
+    """``data`` as stored, and its codec: zlib (level 1, fast) if that saves a fifth or more."""
+    if len(data) < _COMPRESS_FROM:
+        return data, None
+    packed = zlib.compress(data, 1)
+    if len(packed) * 5 > len(data) * 4:
+        return data, None
+    return packed, _ZLIB
+
+
+def decompress(data: bytes, codec: str | None) -> bytes:
+    """The inverse of `compress`."""
+    if codec is None:
+        return data
+    if codec == _ZLIB:
+        return zlib.decompress(data)
+    raise NotFound(f"a stored checkpoint payload has codec {codec!r}, unknown to this memfold")
 
 
 def to_us(moment: datetime) -> int:
@@ -61,7 +105,7 @@ def version_of(key: str) -> Version:
 
 def row_params(row: StoredBlob) -> dict[str, Any]:
     """The column values of a value row (its thread namespace key aside)."""
-    data = row.data if row.kind in ("value", "empty") else pack_items(row.items)
+    data, codec = compress(row.data if row.kind in ("value", "empty") else pack_items(row.items))
     return {
         "channel": row.channel,
         "version": version_key(row.version),
@@ -80,6 +124,7 @@ def row_params(row: StoredBlob) -> dict[str, Any]:
         ),
         "snapshot_owner": row.snapshot_owner,
         "snapshot_length": row.snapshot_length,
+        "codec": codec,
     }
 
 
@@ -102,8 +147,9 @@ def parse_value(row: Any) -> tuple[str, str, StoredBlob]:
         snapshot_version,
         snapshot_owner,
         snapshot_length,
+        codec,
     ) = row
-    data = bytes(data)
+    data = decompress(bytes(data), codec)
     listed = kind in ("snapshot", "delta")
     stored = StoredBlob(
         channel,

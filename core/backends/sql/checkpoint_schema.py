@@ -6,10 +6,12 @@
   removal of checkpoints or values, renews (see `memfold.backends.sql.checkpoint_heads`).
 - ``<prefix>checkpoints``: one row per checkpoint; ``metadata`` is JSON text, ``run_id`` its
   ``run_id`` copied out and indexed for ``delete_for_runs``.
-- ``<prefix>cp_values``: one row per `memfold.checkpoint_deltas.StoredBlob`, keyed by
-  ``(channel, version, owner)`` inside a thread namespace; indexed by snapshot key so a read
-  fetches whole delta chains with one query.
+- ``<prefix>cp_values``: one row per `memfold.checkpoint_deltas.StoredBlob` (none for "no
+  value"), keyed by ``(channel, version, owner)`` inside a thread namespace; indexed by
+  snapshot key so a read fetches whole delta chains with one query.
 - ``<prefix>cp_writes``: pending writes, keyed by ``(checkpoint, task_id, idx)``.
+
+Payloads may be compressed (``codec``; see `memfold.backends.sql.checkpoint_rows`).
 - ``<prefix>cp_journal``: the effect journal (see `memfold.backends.sql.journal`).
 """
 
@@ -123,6 +125,7 @@ def build_checkpoint_tables(
         Column("snapshot_version", String(_ID)),
         Column("snapshot_owner", String(_ID), nullable=False),
         Column("snapshot_length", Integer, nullable=False),
+        Column("codec", String(16)),
         PrimaryKeyConstraint("tenant", "thread_id", "namespace", "channel", "version", "owner"),
         Index(
             f"{prefix}cp_values_chain",
@@ -145,6 +148,7 @@ def build_checkpoint_tables(
         Column("tag", String(_ID), nullable=False),
         Column("data", LargeBinary, nullable=False),
         Column("task_path", Text, nullable=False),
+        Column("codec", String(16)),
         PrimaryKeyConstraint("tenant", "thread_id", "namespace", "checkpoint_id", "task_id", "idx"),
     )
     journal = build_journal_table(md, prefix)

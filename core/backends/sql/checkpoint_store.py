@@ -7,7 +7,7 @@ Examples:
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "checkpoints.db"
     >>> store = SQLCheckpointStore(f"sqlite:///{path}")
     >>> store.setup()
-    4
+    5
     >>> store.put("t", "c1", Blob("json", b"{}"), versions={"x": 1},
     ...           values={"x": Blob("json", b"7")})
     >>> store.get("t").values["x"]

@@ -34,7 +34,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from memfold import checkpoint_ops as ops
 from memfold.backends.sql.checkpoint_heads import Head, head_after, new_stamp
-from memfold.backends.sql.checkpoint_rows import from_us, parse_value, row_params, to_us
+from memfold.backends.sql.checkpoint_rows import (
+    NO_VALUE,
+    compress,
+    from_us,
+    parse_value,
+    row_params,
+    to_us,
+)
 from memfold.backends.sql.checkpoint_schema import CheckpointTables
 from memfold.backends.sql.plans import Plan
 from memfold.checkpoint_deltas import (
@@ -45,7 +52,7 @@ from memfold.checkpoint_deltas import (
     plan_put,
     version_key,
 )
-from memfold.checkpoint_model import SequenceBlob
+from memfold.checkpoint_model import SequenceBlob, Version
 from memfold.checkpoints import claim_lease
 from memfold.errors import Conflict
 
@@ -72,6 +79,7 @@ _VALUE_ARRAYS = (
     ("snapshot_version", "text"),
     ("snapshot_owner", "text"),
     ("snapshot_length", "integer"),
+    ("codec", "text"),
 )
 _WRITE_ARRAYS = (
     ("task_id", "text"),
@@ -80,6 +88,7 @@ _WRITE_ARRAYS = (
     ("tag", "text"),
     ("data", "bytea"),
     ("task_path", "text"),
+    ("codec", "text"),
 )
 _CHECKPOINT = (
     "checkpoint_id",
@@ -234,9 +243,12 @@ class CheckpointWrites:
         if bases is None:
             return None
         try:
-            rows, refs = plan_put(
-                op.checkpoint_id, op.versions, op.new_values, (head.versions, head.refs),
-                bases.get, policy,
+            rows, refs = _valued(
+                op.versions,
+                *plan_put(
+                    op.checkpoint_id, op.versions, op.new_values, (head.versions, head.refs),
+                    bases.get, policy,
+                ),
             )  # fmt: skip
         except Conflict:  # the full put reports it, with what is stored
             return None
@@ -290,10 +302,12 @@ class CheckpointWrites:
                 if isinstance(value, SequenceBlob) and channel in pv:
                     wanted.append(channel_key(channel, pv[channel], pr))
             roots = [(op.thread_id, op.namespace, k) for k in dict.fromkeys(wanted)]
+            roots = [root for root in roots if root[2][2] != NO_VALUE]
             rows = yield self._values_by_key, roots_params(op.tenant, roots)
             known.update({row.key: row for _, _, row in map(parse_value, rows.rows)})
-        new_rows, refs = plan_put(
-            op.checkpoint_id, op.versions, op.new_values, parent, known.get, policy
+        new_rows, refs = _valued(
+            op.versions,
+            *plan_put(op.checkpoint_id, op.versions, op.new_values, parent, known.get, policy),
         )
         written = new_stamp()
         args = self._put_params(op, refs, new_rows, seen, written, existing=existing is not None)
@@ -601,6 +615,22 @@ def roots_params(tenant: str, roots: Iterable[tuple[str, str, BlobKey]]) -> dict
     return {"tenant": tenant, "roots": json.dumps(keys, separators=(",", ":"))}
 
 
+def _valued(
+    versions: Mapping[str, Version], rows: list[StoredBlob], refs: dict[str, str]
+) -> tuple[list[StoredBlob], dict[str, str]]:
+    """A put's rows and refs with no row for "no value": the checkpoint's refs name
+    `NO_VALUE` for such a channel instead."""
+    kept = []
+    for row in rows:
+        if row.kind != "empty":
+            kept.append(row)
+        elif row.channel in versions and version_key(versions[row.channel]) == version_key(
+            row.version
+        ):
+            refs[row.channel] = NO_VALUE
+    return kept, refs
+
+
 def _keyed(rows: Iterable[StoredBlob]) -> dict[BlobKey, StoredBlob]:
     return {row.key: row for row in rows}
 
@@ -613,13 +643,15 @@ def _split_writes(
     kept: dict[tuple[str, int], dict[str, Any]] = {}
     replaced: dict[tuple[str, int], dict[str, Any]] = {}
     for write in op.writes:
+        data, codec = compress(write.value.data)
         row = {
             "task_id": write.task_id,
             "idx": write.idx,
             "channel": write.channel,
             "tag": write.value.tag,
-            "data": write.value.data,
+            "data": data,
             "task_path": write.task_path,
+            "codec": codec,
         }
         if write.idx < 0 or op.replace:
             replaced[write.task_id, write.idx] = row

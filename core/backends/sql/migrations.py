@@ -25,6 +25,7 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
     String,
@@ -436,10 +437,67 @@ def _v1_checkpoint_threads(tables: CheckpointTables) -> Table:
     )
 
 
+def _v1_checkpoint_payloads(tables: CheckpointTables) -> tuple[Table, Table]:
+    """The value and pending-write tables as step 1 made them (frozen, like the threads)."""
+    prefix, md = tables.base.prefix, MetaData(schema=tables.schema)
+
+    def key() -> list[Column[str]]:
+        return [
+            Column(name, String(512), nullable=False)
+            for name in ("tenant", "thread_id", "namespace")
+        ]
+
+    values = Table(
+        f"{prefix}cp_values",
+        md,
+        *key(),
+        Column("channel", String(512), nullable=False),
+        Column("version", String(512), nullable=False),
+        Column("owner", String(512), nullable=False),
+        Column("kind", String(16), nullable=False),
+        Column("digest", LargeBinary, nullable=False),
+        Column("tag", String(512), nullable=False),
+        Column("data", LargeBinary, nullable=False),
+        Column("size", BigInteger, nullable=False),
+        Column("length", Integer, nullable=False),
+        Column("depth", Integer, nullable=False),
+        Column("base_version", String(512)),
+        Column("base_owner", String(512), nullable=False),
+        Column("snapshot_version", String(512)),
+        Column("snapshot_owner", String(512), nullable=False),
+        Column("snapshot_length", Integer, nullable=False),
+        PrimaryKeyConstraint("tenant", "thread_id", "namespace", "channel", "version", "owner"),
+        Index(
+            f"{prefix}cp_values_chain",
+            "tenant",
+            "thread_id",
+            "namespace",
+            "channel",
+            "snapshot_version",
+            "snapshot_owner",
+        ),
+    )
+    writes = Table(
+        f"{prefix}cp_writes",
+        md,
+        *key(),
+        Column("checkpoint_id", String(512), nullable=False),
+        Column("task_id", String(512), nullable=False),
+        Column("idx", Integer, nullable=False),
+        Column("channel", String(512), nullable=False),
+        Column("tag", String(512), nullable=False),
+        Column("data", LargeBinary, nullable=False),
+        Column("task_path", Text, nullable=False),
+        PrimaryKeyConstraint("tenant", "thread_id", "namespace", "checkpoint_id", "task_id", "idx"),
+    )
+    return values, writes
+
+
 def _checkpoint_tables(tables: CheckpointTables, dialect: Dialect) -> list[str]:
     ddl = []
     threads = _v1_checkpoint_threads(tables)
-    for table in (threads, tables.checkpoints, tables.values, tables.writes):
+    values, writes = _v1_checkpoint_payloads(tables)
+    for table in (threads, tables.checkpoints, values, writes):
         ddl.append(str(CreateTable(table, if_not_exists=True).compile(dialect=dialect)))
         ddl += [
             str(CreateIndex(index, if_not_exists=True).compile(dialect=dialect))
@@ -467,11 +525,22 @@ def _checkpoint_stamps(tables: CheckpointTables, dialect: Dialect) -> list[str]:
     return [f"ALTER TABLE {threads} ADD COLUMN stamp {stamp}"]
 
 
+def _checkpoint_codecs(tables: CheckpointTables, dialect: Dialect) -> list[str]:
+    """Value rows and pending writes say how their payload is stored (NULL: as given)."""
+    quote = dialect.identifier_preparer
+    codec = tables.values.c.codec.type.compile(dialect=dialect)
+    return [
+        f"ALTER TABLE {quote.format_table(table)} ADD COLUMN codec {codec}"
+        for table in (tables.values, tables.writes)
+    ]
+
+
 CHECKPOINT_STEPS: tuple[Step, ...] = (
     Step(1, "checkpoint threads, checkpoints, values and writes", _checkpoint_tables),
     Step(2, "the effect journal", lambda tables, dialect: journal_ddl(tables.journal, dialect)),
     Step(3, "tombstones refuse writes to erased tenants and threads", _checkpoint_tombstones),
     Step(4, "a stamp per thread, so a writer's next put reads nothing back", _checkpoint_stamps),
+    Step(5, "compressed values and pending writes", _checkpoint_codecs),
 )
 """The ``checkpoints`` component's steps; append-only like `STEPS`."""
 

@@ -1,0 +1,94 @@
+"""How SQL checkpoint stores keep payloads (see `memfold.backends.sql.checkpoint_rows`): large
+compressible ones zlib-compressed, others as given, and no row at all for "no value"."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from memfold.checkpoints import (
+    BaseCheckpointStore,
+    Blob,
+    PendingWrite,
+    SequenceBlob,
+    open_checkpoint_store,
+)
+from tests.support import Api, drop_checkpoint_store, postgres_checkpoint_store
+
+BODY = Blob("json", b"{}")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[BaseCheckpointStore]:
+    """A fresh SQL checkpoint store."""
+    if request.param == "sqlite":
+        found = open_checkpoint_store(f"sqlite:///{tmp_path / 'checkpoints.db'}")
+    else:
+        found = postgres_checkpoint_store()
+    yield found
+    await found.aclose()
+    drop_checkpoint_store(found)
+
+
+@pytest.fixture(params=["sync", "async"])
+def api(request: pytest.FixtureRequest, store: BaseCheckpointStore) -> Api:
+    """The store through its sync or async API."""
+    return Api(store, request.param == "async")
+
+
+def stored(store: BaseCheckpointStore, table: str) -> list[tuple[int, str | None]]:
+    """``(length of data, codec)`` of every row of the store's ``table`` (values or writes)."""
+    found = getattr(store.tables, table)  # type: ignore[attr-defined]
+    with store.engine.connect() as conn:  # type: ignore[attr-defined]
+        rows = conn.execute(select(func.length(found.c.data), found.c.codec)).all()
+    return sorted((int(n), codec) for n, codec in rows)
+
+
+async def test_compressible_payloads_are_stored_compressed_and_read_back_whole(
+    store: BaseCheckpointStore, api: Api
+) -> None:
+    """A long repetitive list item and pending write are stored zlib-compressed, a random one
+    and a short one as given; all read back byte for byte."""
+    talk = b'"%s"' % (b"the parcel never arrived, please reship it " * 40)
+    noise = os.urandom(2000)
+    messages = SequenceBlob("json", (b'"hi"', talk))
+    await api.put("t", "c1", BODY, versions={"m": 1, "n": 1},
+                  values={"m": messages, "n": Blob("bytes", noise)})  # fmt: skip
+    await api.put_writes("t", "c1", [
+        PendingWrite("task", 0, "m", Blob("json", talk)),
+        PendingWrite("task", 1, "n", Blob("bytes", noise)),
+        PendingWrite("task", 2, "n", Blob("json", b"7")),
+    ])  # fmt: skip
+    found = await api.get("t")
+    assert found.values == {"m": messages, "n": Blob("bytes", noise)}
+    assert [w.value for w in found.writes] == [
+        Blob("json", talk), Blob("bytes", noise), Blob("json", b"7"),
+    ]  # fmt: skip
+    values, writes = stored(store, "values"), stored(store, "writes")
+    assert [codec for _, codec in values] == ["zlib", None]
+    assert values[0][0] < len(talk) // 5
+    assert writes[0] == (1, None) and writes[1][1] == "zlib" and writes[2] == (2000, None)
+    assert writes[1][0] < len(talk) // 5
+    assert [c.values["m"] for c in await api.list_checkpoints("t")] == [messages]
+
+
+async def test_a_channel_without_a_value_has_no_row(store: BaseCheckpointStore, api: Api) -> None:
+    """A channel with a version but no value stores nothing; the checkpoint reads back without
+    it, even after a fork gives the same version a value."""
+    await api.put("t", "c1", BODY, versions={"x": 1, "y": 1},
+                  values={"x": None, "y": Blob("json", b"1")})  # fmt: skip
+    assert len(stored(store, "values")) == 1
+    await api.put("t", "c2", BODY, versions={"x": 1, "y": 1},
+                  values={"x": Blob("json", b"2"), "y": Blob("json", b"1")})  # fmt: skip
+    await api.put("t", "c3", BODY, parent_id="c1", versions={"x": 2, "y": 1},
+                  values={"x": SequenceBlob("json", (b"3",))})  # fmt: skip
+    assert (await api.get("t", checkpoint_id="c1")).values == {"y": Blob("json", b"1")}
+    assert (await api.get("t", checkpoint_id="c2")).values["x"] == Blob("json", b"2")
+    assert (await api.get("t", checkpoint_id="c3")).values["x"] == SequenceBlob("json", (b"3",))
+    assert [sorted(c.values) for c in await api.list_checkpoints("t")] == [
+        ["x", "y"], ["x", "y"], ["y"],
+    ]  # fmt: skip
