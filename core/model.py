@@ -169,8 +169,9 @@ class Message:
             return self.content
         return "\n".join(p.text for p in self.content if p.text)
 
-    def to_dict(self) -> dict[str, JSON]:
-        """The message as a JSON object, leaving out empty fields."""
+    def to_dict(self, *, stored: bool = False) -> dict[str, JSON]:
+        """The message as a JSON object, leaving out empty fields; with ``stored``, also its id
+        and a UTC time, which backends keep beside it (see `memfold.backends.bodies`)."""
         out: dict[str, JSON] = {"role": self.role}
         if isinstance(self.content, str):
             out["content"] = self.content
@@ -178,13 +179,13 @@ class Message:
             out["content"] = [p.to_dict() for p in self.content]
         if self.name is not None:
             out["name"] = self.name
-        if self.id is not None:
+        if self.id is not None and not stored:
             out["id"] = self.id
         if self.tool_calls:
             out["tool_calls"] = [c.to_dict() for c in self.tool_calls]
         if self.tool_call_id is not None:
             out["tool_call_id"] = self.tool_call_id
-        if self.created_at is not None:
+        if self.created_at is not None and not (stored and self.created_at.tzinfo is UTC):
             out["created_at"] = _ts(self.created_at)
         if self.metadata:
             out["metadata"] = dict(self.metadata)

@@ -47,7 +47,8 @@ class Op(Generic[T]):
 
 @dataclass(frozen=True, slots=True)
 class AppendMessages(Op[None]):
-    """Append messages (ids and times already assigned) with their JSON encodings.
+    """Append messages (ids and times already assigned) with their stored bodies (their
+    JSON without the id and a UTC time: see `memfold.backends.bodies`).
 
     With ``follows``, append only if the thread's last message has that id (``""``: only if
     the thread has no message), else raise `memfold.errors.Conflict` and change nothing. A

@@ -160,7 +160,9 @@ def rotate_threads(
             stale = [m for m in messages if sealed_key_ids((m,)) != wanted]
             if stale:
                 sealed = tuple(reseal_message(keyring, m) for m in stale)
-                bodies = tuple(encode_json(m.to_dict(), f"message {m.id!r}") for m in sealed)
+                bodies = tuple(
+                    encode_json(m.to_dict(stored=True), f"message {m.id!r}") for m in sealed
+                )
                 yield ops.UpdateMessages(tenant, thread_id, sealed, bodies)
             done += len(messages)
             rewritten += len(stale)

@@ -159,6 +159,7 @@ def _check_count(value: object, what: str, *, low: int = 0, high: int = MAX_PAGE
 
 
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+_quote = json.JSONEncoder(ensure_ascii=False).encode
 
 
 def encode_json(
@@ -219,7 +220,9 @@ def _rough_size(message: Message) -> int:
 
 
 def check_message(message: Message, what: str, limits: Limits) -> str:
-    """The JSON of ``message`` (its id and time filled in), checked against ``limits``.
+    """The stored body of ``message`` (its id and time filled in; see
+    `memfold.backends.bodies`), checked against ``limits``, which count the whole JSON of the
+    message, id and time included.
 
     Raises:
         LimitExceeded: the message is too large, or its metadata, tool-call arguments or
@@ -236,9 +239,24 @@ def check_message(message: Message, what: str, limits: Limits) -> str:
         for part in message.content:
             rough += check_tree(part.extra, f"a part of {what}", limits)
     limits.check("max_message_bytes", what, rough, "bytes or more")
-    body, size = _encoded(message.to_dict(), what)
+    data = message.to_dict(stored=True)
+    body, size = _encoded(data, what)
+    size += _left_out(message, data)
     limits.check("max_message_bytes", what, size, "bytes of JSON")
     return body
+
+
+def _left_out(message: Message, stored: Mapping[str, JSON]) -> int:
+    """The bytes the id and time of ``message`` add to its JSON beyond its stored body
+    (``,"id":"..."`` and ``,"created_at":"..."``, ISO 8601 with a ``+00:00`` offset)."""
+    size = 0
+    if message.id is not None:
+        quoted = _quote(message.id)
+        size += 6 + (len(quoted) if quoted.isascii() else len(quoted.encode("utf-8")))
+    created = message.created_at
+    if created is not None and "created_at" not in stored:
+        size += 16 + (32 if created.microsecond else 25)
+    return size
 
 
 def _prepare(
@@ -260,7 +278,7 @@ def _prepare(
         if message_id in seen:
             raise InvalidInput(f"message id {message_id!r} appears twice in one append")
         seen.add(message_id)
-        if m.id is None or m.created_at is None:
+        if m.id != message_id or m.created_at is None:
             m = Message(
                 m.role, m.content, m.name, message_id, m.tool_calls, m.tool_call_id,
                 m.created_at or now, m.metadata,
@@ -271,7 +289,7 @@ def _prepare(
         body = check_message(m, f"message {message_id!r}", limits)
         if keyring is not None:  # the limits are on what was written, not on its ciphertext
             m = seal_message(keyring, m)
-            body = encode_json(m.to_dict(), f"message {message_id!r}")
+            body = encode_json(m.to_dict(stored=True), f"message {message_id!r}")
         stored.append(m)
         bodies.append(body)
     return tuple(ready), tuple(stored), tuple(bodies)

@@ -124,7 +124,7 @@ class TieredThreadStore(BaseThreadStore):
     def _warm_ops(
         self, op: ops.LoadThread, messages: list[Message], metadata: dict[str, JSON]
     ) -> tuple[ops.ReplaceThread, ops.SetThreadMetadata]:
-        bodies = tuple(encode_json(m.to_dict(), f"message {m.id!r}") for m in messages)
+        bodies = tuple(encode_json(m.to_dict(stored=True), f"message {m.id!r}") for m in messages)
         return (
             ops.ReplaceThread(op.tenant, op.thread_id, tuple(messages), bodies),
             ops.SetThreadMetadata(

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from memfold import InvalidInput, Message, Part, ThreadInfo, ToolCall
+from memfold import InvalidInput, LimitExceeded, Limits, Message, Part, ThreadInfo, ToolCall
+from memfold.backends.bodies import stored_message, stored_time
 from memfold.model import ROLES
+from memfold.stores import check_message
 
 json_values = st.recursive(
     st.none()
@@ -52,6 +55,18 @@ def test_messages_round_trip_through_json(message: Message) -> None:
     """Any message survives to_json/from_json unchanged."""
     assert Message.from_json(message.to_json()) == message
     assert Message.from_dict(message.to_dict()) == message
+
+
+@given(messages.filter(lambda m: m.id is not None))
+def test_messages_round_trip_through_their_stored_form(message: Message) -> None:
+    """A stored body, the id and the stored time give the message back; the limit on a
+    message's size counts its whole JSON, id and time included, to the byte."""
+    size = len(message.to_json().encode("utf-8"))
+    body = check_message(message, "m", Limits(max_message_bytes=size))
+    assert json.loads(body) == message.to_dict(stored=True)
+    assert stored_message(json.loads(body), message.id or "", stored_time(message)) == message
+    with pytest.raises(LimitExceeded):
+        check_message(message, "m", Limits(max_message_bytes=size - 1))
 
 
 def test_thread_info_round_trips() -> None:

@@ -17,7 +17,7 @@ Examples:
     >>> from memfold import Message
     >>> m = Message(role="user", content="hi", id="m1", created_at=datetime(2026, 1, 1, tzinfo=UTC))
     >>> codec = ElementCodec(compress_min_bytes=None)
-    >>> element = codec.encode(m, m.to_json())
+    >>> element = codec.encode(m, json.dumps(m.to_dict(stored=True), separators=(",", ":")))
     >>> element
     b'tm1\\x00\\x00\\x06GHF @\\x00{"role":"user","content":"hi"}'
     >>> codec.decode(element) == m
@@ -34,7 +34,7 @@ from collections.abc import Iterable
 
 import zstandard
 
-from memfold.backends.bodies import split, stored_message
+from memfold.backends.bodies import stored_message, stored_time
 from memfold.errors import BackendUnavailable, InvalidInput
 from memfold.model import Message
 
@@ -87,10 +87,11 @@ class ElementCodec:
         return found
 
     def encode(self, message: Message, body: str) -> bytes:
-        """The element for ``message``, whose JSON (with its id) is ``body``."""
+        """The element for ``message``, whose stored body (`memfold.backends.bodies`) is
+        ``body``."""
         message_id = message.id or ""
-        text, time = split(message, body)
-        payload, micros = text.encode(), NO_TIME if time is None else time
+        time = stored_time(message)
+        payload, micros = body.encode(), NO_TIME if time is None else time
         compressed = False
         if self.compress_min_bytes is not None and len(payload) >= self.compress_min_bytes:
             packed = self._compressor().compress(payload)

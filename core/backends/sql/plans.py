@@ -16,7 +16,7 @@ from sqlalchemy import ClauseElement, bindparam, cast, delete, func, insert, sel
 from sqlalchemy.dialects import postgresql, sqlite
 
 from memfold import ops
-from memfold.backends.bodies import split, stored_message
+from memfold.backends.bodies import stored_message, stored_time
 from memfold.backends.sql import words
 from memfold.backends.sql.schema import Tables
 from memfold.backends.sql.tombstones import TombstonePlans, scrubbed, user_params, user_where
@@ -370,7 +370,6 @@ class ThreadPlans:
     def _append(self, op: ops.AppendMessages) -> Plan:
         if len(op.messages) == 1 and op.follows is None:  # the hot path: one statement
             m = op.messages[0]
-            text, created_us = split(m, op.bodies[0])
             yield (
                 self._append_one,
                 {
@@ -380,8 +379,8 @@ class ThreadPlans:
                     "added": 1,
                     "metadata": "{}",
                     "message_id": m.id,
-                    "body": text,
-                    "created_us": created_us,
+                    "body": op.bodies[0],
+                    "created_us": stored_time(m),
                     "search_text": self._search_text(m),
                 },
             )
@@ -390,13 +389,12 @@ class ThreadPlans:
         touch = {**key, "now": time.time(), "added": len(op.messages), "metadata": "{}"}
         rows = []
         for m, body in zip(op.messages, op.bodies, strict=True):
-            text, created_us = split(m, body)
             rows.append(
                 {
                     **key,
                     "message_id": m.id,
-                    "body": text,
-                    "created_us": created_us,
+                    "body": body,
+                    "created_us": stored_time(m),
                     "search_text": self._search_text(m),
                 }
             )
@@ -419,13 +417,12 @@ class ThreadPlans:
         key = {"k_tenant": op.tenant, "k_thread": op.thread_id}
         rows = []
         for m, body in zip(op.messages, op.bodies, strict=True):
-            text, created_us = split(m, body)
             rows.append(
                 {
                     **key,
                     "k_message": m.id,
-                    "new_body": text,
-                    "new_created_us": created_us,
+                    "new_body": body,
+                    "new_created_us": stored_time(m),
                     "new_text": self._search_text(m),
                 }
             )
