@@ -36,30 +36,45 @@ SUMMARY = 400
 EXACT = ExactCounter()
 
 
-def conversation(path: Path, turns: int) -> list[tuple[str, str]]:
-    """(user, assistant) text pairs from the LoCoMo conversations, in order."""
-    texts = []
+def conversation(path: Path, turns: int) -> tuple[list[tuple[str, str]], list[tuple[str, int]]]:
+    """(user, assistant) text pairs from the LoCoMo conversations, in order, and the QA
+    answers found word for word in their evidence messages within those turns, each with the
+    position of its last evidence message."""
+    texts: list[str] = []
+    answers = []
     for sample in json.loads(path.read_text()):
-        conv = sample["conversation"]
-        for key, value in conv.items():
+        at = {}
+        for key, value in sample["conversation"].items():
             if key.startswith("session_") and isinstance(value, list):
-                texts += [f"{t['speaker']}: {t['text']}" for t in value]
+                for t in value:
+                    at[t["dia_id"]] = len(texts)
+                    texts.append(f"{t['speaker']}: {t['text']}")
+        for qa in sample["qa"]:
+            found = [at[e] for e in qa.get("evidence", ()) if e in at]
+            answer = str(qa.get("answer", "")).lower()
+            if answer and found and any(answer in texts[i].lower() for i in found):
+                answers.append((answer, max(found)))
     if len(texts) < 2 * turns:
         raise SystemExit(f"{path} holds {len(texts)} messages; {2 * turns} are needed")
-    return [(texts[2 * i], texts[2 * i + 1]) for i in range(turns)]
+    pairs = [(texts[2 * i], texts[2 * i + 1]) for i in range(turns)]
+    return pairs, [(a, i) for a, i in answers if i < 2 * turns]
 
 
 class Counting:
-    """The extractive summarizer, counting the tokens of the LLM prompt for each request."""
+    """The extractive summarizer, counting the tokens of the LLM prompt for each request and
+    keeping the prompts' text."""
 
     def __init__(self) -> None:
         self.sent = 0
         self.calls = 0
+        self.prompts: list[str] = []
         self.inner = ExtractiveSummarizer()
 
     def summarize(self, request: SummarizeRequest) -> str:
-        self.sent += EXACT.count_text(render_prompt(request))
+        prompt = render_prompt(request)
+        self.sent += EXACT.count_text(prompt)
         self.calls += 1
+        self.prompts.append(prompt.lower())
         return self.inner.summarize(request)
 
     async def asummarize(self, request: SummarizeRequest) -> str:
@@ -72,9 +87,17 @@ def fake_summary(prompt: str) -> str:
     return prompt[-SUMMARY * 4 :]
 
 
-def run_memfold(pairs: list[tuple[str, str]]) -> dict[str, Any]:
-    strategy = RunningSummary(BUDGET, keep_tokens=KEEP, summary_tokens=SUMMARY, counter=EXACT)
+def run_memfold(
+    pairs: list[tuple[str, str]], answers: list[tuple[str, int]], **options: Any
+) -> dict[str, Any]:
+    """memfold's running summary over ``pairs``, and how many of ``answers`` (text, position of
+    its evidence) reach the summarizer, are in the summary just after their evidence is folded,
+    and are in the last view."""
+    strategy = RunningSummary(
+        BUDGET, keep_tokens=KEEP, summary_tokens=SUMMARY, counter=EXACT, **options
+    )
     summarizer = Counting()
+    folded: dict[int, str] = {}
     thread: list[Message] = [
         Message(role="system", content="You are a friendly companion.", id="s")
     ]
@@ -92,10 +115,24 @@ def run_memfold(pairs: list[tuple[str, str]]) -> dict[str, Any]:
         times.append(elapsed)
         if not done.folded:
             quiet.append(elapsed)
+        elif record is not None:
+            folded[record.end - 1] = record.summary.lower()
         views.append(EXACT.count_messages(done.view))
     total = EXACT.count_messages(thread)
+    prompts = "\n".join(summarizer.prompts)
+    last = "\n".join(m.text for m in done.view).lower()
+    evicted = [(a, i) for a, i in answers if record is not None and i + 1 < record.end]
+    after = sorted(folded)
+    kept = sum(a in folded[next(e for e in after if e >= i + 1)] for a, i in evicted)
+    quality = {
+        "answers": len(answers),
+        "evicted": len(evicted),
+        "reached": sum(a in prompts for a, _ in evicted),
+        "kept": kept,
+        "last view": sum(a in last for a, _ in answers),
+    }
     return {"sent": summarizer.sent, "calls": summarizer.calls, "views": views,
-            "times": times, "quiet": quiet, "conversation": total}  # fmt: skip
+            "times": times, "quiet": quiet, "conversation": total, "quality": quality}  # fmt: skip
 
 
 def run_langchain(pairs: list[tuple[str, str]]) -> dict[str, Any]:
@@ -167,13 +204,18 @@ def run_llama_index(pairs: list[tuple[str, str]]) -> dict[str, Any]:
     return {"sent": sent[0], "calls": sent[1], "views": views, "times": times}
 
 
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("locomo", type=Path, help="path to locomo-dev.json")
     parser.add_argument("--turns", type=int, default=600)
     args = parser.parse_args()
-    pairs = conversation(args.locomo, args.turns)
-    ours = run_memfold(pairs)
+    pairs, answers = conversation(args.locomo, args.turns)
+    ours = run_memfold(pairs, answers)
+    every_word = run_memfold(pairs, answers, input_tokens=None)
     peers = {"langchain SummarizationMiddleware": run_langchain(pairs),
              "llama_index ChatSummaryMemoryBuffer": run_llama_index(pairs)}  # fmt: skip
     conv = ours["conversation"]
@@ -181,23 +223,36 @@ def main() -> None:
           f"summary {SUMMARY}")  # fmt: skip
     row = "{:<38} {:>10} {:>6} {:>9} {:>9} {:>10} {:>10}"
     print(row.format("", "to summ.", "calls", "view max", "view p50", "turn p50", "turn max"))
-    for name, r in [("memfold RunningSummary", ours), *peers.items()]:
+    mine = {"memfold RunningSummary": ours, "memfold, input_tokens=None": every_word}
+    for name, r in [*mine.items(), *peers.items()]:
         print(row.format(name, r["sent"], r["calls"], max(r["views"]),
                          int(statistics.median(r["views"])),
                          f"{statistics.median(r['times']) * 1e3:.2f}ms",
                          f"{max(r['times']) * 1e3:.1f}ms"))  # fmt: skip
-    print(f"memfold sent / conversation: {ours['sent'] / conv:.2f}x (target <= 2x)")
+    ratio = ours["sent"] / conv
+    print(f"memfold sent / conversation: {ratio:.2f}x (target <= 2x) {verdict(ratio <= 2)}")
     for name, r in peers.items():
-        print(f"{name} sent / memfold sent: {r['sent'] / ours['sent']:.1f}x (target >= 5x)")
+        ratio = r["sent"] / ours["sent"]
+        print(f"{name} sent / memfold sent: {ratio:.1f}x (target >= 5x) {verdict(ratio >= 5)}")
     quiet = sorted(ours["quiet"])
+    p99 = quiet[int(len(quiet) * 0.99)]
     print(f"memfold view with no fold due: p50 {quiet[len(quiet) // 2] * 1e3:.2f} ms, "
-          f"p99 {quiet[int(len(quiet) * 0.99)] * 1e3:.2f} ms (target < 5 ms)")  # fmt: skip
+          f"p99 {p99 * 1e3:.2f} ms (target < 5 ms) {verdict(p99 < 0.005)}")  # fmt: skip
+    print(f"LoCoMo QA answers found word for word in their evidence: "
+          f"{ours['quality']['answers']}; with the extractive summarizer, of those whose "
+          "evidence was folded:")  # fmt: skip
+    for name, r in mine.items():
+        q = r["quality"]
+        print(f"{name}: sent to the summarizer {q['reached']}/{q['evicted']}, in the summary "
+              f"after their fold {q['kept']}/{q['evicted']}, in the last view "
+              f"{q['last view']}/{q['answers']}")  # fmt: skip
     approx = ApproximateCounter()
     thread = [
         Message(role=r, content=t) for u, a in pairs for r, t in (("user", u), ("assistant", a))
     ]
     e, a = EXACT.count_messages(thread), approx.count_messages(thread)
-    print(f"approximate counter vs exact: {a} vs {e} ({(a - e) / e:+.1%}, target within 15%)")
+    print(f"approximate counter vs exact: {a} vs {e} ({(a - e) / e:+.1%}, target within 15%) "
+          f"{verdict(abs(a - e) <= 0.15 * e)}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import memfold
+from memfold.compaction import CompactionRecord
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "examples" / "demo.py"
@@ -113,7 +114,7 @@ def test_demo_keeps_a_300_turn_conversation_under_a_2000_token_view(tmp_path: Pa
     with memfold.open_store(f"sqlite:///{db}") as store:
         assert store.count("customer-300") == 600
         record: Any = store.get_thread("customer-300").metadata["memfold.compaction"]
-    summary = str(record["summary"])
+    summary = CompactionRecord.from_dict(record).summary
     assert "Order" in summary
     assert " ".join(summary.split()) in " ".join(out.split()), "the summary was not shown"
 

@@ -18,6 +18,7 @@ Examples:
 """
 
 from memfold.compaction.compactor import RECORD_KEY, Compactor
+from memfold.compaction.excerpts import excerpt
 from memfold.compaction.facts import ExtractiveFacts, Fact, FactExtractor
 from memfold.compaction.summarizers import (
     CONDENSE_PROMPT,
@@ -30,6 +31,7 @@ from memfold.compaction.summarizers import (
     render_transcript,
 )
 from memfold.compaction.summary import (
+    SEGMENT_SEPARATOR,
     SUMMARY_KEY,
     Compacted,
     CompactionRecord,
@@ -52,6 +54,7 @@ __all__ = [
     "CONDENSE_PROMPT",
     "EXTEND_PROMPT",
     "RECORD_KEY",
+    "SEGMENT_SEPARATOR",
     "SUMMARIZE_PROMPT",
     "SUMMARY_KEY",
     "ApproximateCounter",
@@ -70,6 +73,7 @@ __all__ = [
     "TokenCounter",
     "arun",
     "default_counter",
+    "excerpt",
     "render_chat",
     "render_prompt",
     "render_transcript",

@@ -3,8 +3,11 @@
 `RunningSummary.fold` is a generator. It yields a `SummarizeRequest` whenever it needs a
 summary and receives the text back, then returns a `Compacted` view; `run` and `arun` drive it
 with a sync or an async `Summarizer` (the httpx ``auth_flow`` pattern). Each message is sent to
-the summarizer once: a later fold extends the previous summary with only the newly evicted
-messages, and a summary over its own budget is condensed (then cut, if the summarizer cannot).
+the summarizer at most once, and by default as an `excerpt` (its most informative sentences, up
+to ``input_tokens`` a fold). A fold's summary is added to the record as a segment; only when one
+more segment would not fit in the summary's budget does a fold send the summary so far with its
+messages, to merge them into one segment. An answer over its budget is condensed (then cut, if
+the summarizer cannot).
 
 Examples:
     >>> from memfold import Message
@@ -21,10 +24,12 @@ Examples:
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from memfold.compaction.excerpts import excerpt
 from memfold.compaction.summarizers import Summarizer, SummarizeRequest
 from memfold.compaction.tokens import REPLY_TOKENS, TokenCounter, default_counter
 from memfold.compaction.units import Unit, group, is_orphan, pinned_prefix, split
@@ -33,6 +38,7 @@ from memfold.errors import InvalidInput
 from memfold.model import JSON, Message
 
 __all__ = [
+    "SEGMENT_SEPARATOR",
     "SUMMARY_KEY",
     "Compacted",
     "CompactionRecord",
@@ -45,13 +51,19 @@ __all__ = [
 SUMMARY_KEY: Final = "memfold.compaction"
 """Metadata key of a summary message: the range it covers (``first_id``, ``last_id``)."""
 
+SEGMENT_SEPARATOR: Final = "\n"
+"""What joins a summary's segments into its text."""
+
 
 @dataclass(frozen=True, slots=True)
 class CompactionRecord:
     """A running summary and the messages it covers: from ``first_id`` to ``last_id``
-    inclusive, ``end`` being the position just after ``last_id`` in the thread."""
+    inclusive, ``end`` being the position just after ``last_id`` in the thread.
 
-    summary: str
+    The summary is kept in ``segments``, oldest first: one per fold since the last merge, the
+    first of them possibly the merge of all that came before."""
+
+    segments: tuple[str, ...]
     first_id: str
     last_id: str
     end: int
@@ -59,11 +71,16 @@ class CompactionRecord:
     folds: tuple[tuple[str, str], ...] = field(default=())
     """The range each fold added, oldest first."""
 
+    @property
+    def summary(self) -> str:
+        """The summary text: the segments, one per line."""
+        return SEGMENT_SEPARATOR.join(self.segments)
+
     def to_dict(self) -> dict[str, JSON]:
         """The record as a JSON object."""
         return {
-            "version": 1,
-            "summary": self.summary,
+            "version": 2,
+            "segments": list(self.segments),
             "first_id": self.first_id,
             "last_id": self.last_id,
             "end": self.end,
@@ -73,14 +90,16 @@ class CompactionRecord:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CompactionRecord:
-        """Rebuild a record from `to_dict` output.
+        """Rebuild a record from `to_dict` output (a version 1 record's ``summary`` becomes
+        its one segment).
 
         Raises:
             InvalidInput: ``data`` is not a compaction record.
         """
         try:
+            found = data["segments"] if "segments" in data else [data["summary"]]
             return cls(
-                str(data["summary"]),
+                tuple(str(s) for s in found),
                 str(data["first_id"]),
                 str(data["last_id"]),
                 int(data["end"]),
@@ -105,6 +124,13 @@ Fold = Generator[SummarizeRequest, str, Compacted]
 """What `RunningSummary.fold` returns: send it summary texts, get a `Compacted`."""
 
 
+class _Default(enum.Enum):
+    TOKEN = 0
+
+
+_DEFAULT: Final = _Default.TOKEN
+
+
 def _flat(units: Sequence[Unit]) -> list[Message]:
     return [m for u in units for m in u]
 
@@ -118,6 +144,13 @@ class RunningSummary:
         keep_tokens: how many tokens of the newest messages a fold keeps verbatim
             (default 40% of ``max_tokens``); the gap to ``max_tokens`` makes folds rare.
         summary_tokens: the summary's own budget (default 20% of ``max_tokens``).
+        segment_tokens: the budget of one fold's summary (default a quarter of
+            ``summary_tokens``), added to the summary as a new segment; when it would not
+            fit, the fold sends the summary so far with its messages instead and gets one
+            merged segment of this size.
+        input_tokens: the most tokens of messages one fold sends the summarizer (default
+            three quarters of ``summary_tokens``): past it the evicted messages are cut to
+            their most informative sentences (`excerpt`); None sends every word.
         counter: the `TokenCounter` (default: `default_counter`).
         role: the role of the summary message; ``"user"`` is accepted by every provider
             after a system message, ``"system"`` suits those that allow several.
@@ -130,6 +163,8 @@ class RunningSummary:
         *,
         keep_tokens: int | None = None,
         summary_tokens: int | None = None,
+        segment_tokens: int | None = None,
+        input_tokens: int | _Default | None = _DEFAULT,
         counter: TokenCounter | None = None,
         role: str = "user",
         prefix: str = "Summary of the conversation so far:\n",
@@ -141,6 +176,16 @@ class RunningSummary:
         self.summary_tokens = int(max_tokens * 0.2) if summary_tokens is None else summary_tokens
         if self.keep_tokens < 0 or self.summary_tokens < 1:
             raise InvalidInput("keep_tokens must be >= 0 and summary_tokens >= 1")
+        if segment_tokens is None:
+            segment_tokens = max(1, self.summary_tokens // 4)
+        if not 1 <= segment_tokens <= self.summary_tokens:
+            raise InvalidInput("segment_tokens must be between 1 and summary_tokens")
+        self.segment_tokens = segment_tokens
+        if isinstance(input_tokens, _Default):
+            input_tokens = max(1, self.summary_tokens * 3 // 4)
+        if input_tokens is not None and input_tokens < 1:
+            raise InvalidInput("input_tokens must be >= 1, or None to send every word")
+        self.input_tokens = input_tokens
         self.counter = default_counter() if counter is None else counter
         self.role = role
         self.prefix = prefix
@@ -194,6 +239,10 @@ class RunningSummary:
         """Build the view of ``messages`` (the thread, or its pinned system messages followed
         by the tail that starts at ``record.last_id``), folding if it is over budget.
 
+        A fold asks for a summary of the evicted messages (or of their `excerpt`) alone and
+        adds it to the record as a segment; when the segment would not fit beside the summary
+        so far, it asks for one summary of both instead.
+
         Raises:
             InvalidInput: the system messages, a summary and the newest message group cannot
                 fit in ``max_tokens`` together.
@@ -220,16 +269,12 @@ class RunningSummary:
         evicted = _flat(units[:cut])
         if not evicted:  # only an oversized newest group is left: it fits with a summary
             return Compacted(head + _flat(units[cut:]), record, False)
-        previous = record.summary if record else None
-        text = (yield SummarizeRequest(tuple(evicted), previous, self.summary_tokens)).strip()
-        if self.counter.count_text(text) > self.summary_tokens:
-            text = (yield SummarizeRequest((), text, self.summary_tokens)).strip()
-            text = self._cut(text)
         first, last = evicted[0].id, evicted[-1].id
         if first is None or last is None:
             raise InvalidInput("a running summary needs message ids: append to a store first")
+        segments = yield from self._segments(record.segments if record else (), evicted)
         new = CompactionRecord(
-            summary=text,
+            segments=segments,
             first_id=record.first_id if record else first,
             last_id=last,
             end=start + len(evicted),
@@ -238,15 +283,45 @@ class RunningSummary:
         )
         return Compacted([*pinned, self.summary_message(new), *_flat(units[cut:])], new, True)
 
-    def _cut(self, text: str) -> str:
-        """``text`` cut to fit ``summary_tokens``: after its last whole sentence that fits, or
+    def _segments(
+        self, segments: tuple[str, ...], evicted: list[Message]
+    ) -> Generator[SummarizeRequest, str, tuple[str, ...]]:
+        """The summary's segments once ``evicted`` is folded in."""
+        sent = tuple(
+            evicted
+            if self.input_tokens is None
+            else excerpt(evicted, self.input_tokens, self.counter)
+        )
+        so_far = SEGMENT_SEPARATOR.join(segments)
+        room = self.summary_tokens - self.counter.count_text(so_far + SEGMENT_SEPARATOR)
+        if segments and self.segment_tokens > room:
+            merged = yield from self._ask(SummarizeRequest(sent, so_far, self.segment_tokens))
+            segments = (merged,)
+        elif sent:
+            text = yield from self._ask(SummarizeRequest(sent, None, self.segment_tokens))
+            segments = (*segments, text)
+        if self.counter.count_text(SEGMENT_SEPARATOR.join(segments)) > self.summary_tokens:
+            request = SummarizeRequest((), SEGMENT_SEPARATOR.join(segments), self.segment_tokens)
+            segments = ((yield from self._ask(request)),)
+        return segments
+
+    def _ask(self, request: SummarizeRequest) -> Generator[SummarizeRequest, str, str]:
+        """The summarizer's answer to ``request``, condensed (then cut) if over its budget."""
+        text = (yield request).strip()
+        if self.counter.count_text(text) > request.max_tokens:
+            text = (yield SummarizeRequest((), text, request.max_tokens)).strip()
+            text = self._cut(text, request.max_tokens)
+        return text
+
+    def _cut(self, text: str, max_tokens: int) -> str:
+        """``text`` cut to fit ``max_tokens``: after its last whole sentence that fits, or
         at a word boundary if not even the first sentence does (a broken sentence would
         otherwise be carried into every later summary)."""
         words = text.split(" ")
         low, high = 0, len(words)
         while low < high:
             mid = (low + high + 1) // 2
-            if self.counter.count_text(" ".join(words[:mid])) <= self.summary_tokens:
+            if self.counter.count_text(" ".join(words[:mid])) <= max_tokens:
                 low = mid
             else:
                 high = mid - 1

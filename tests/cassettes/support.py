@@ -16,10 +16,12 @@ from vcr.request import Request
 
 from memfold import Message
 from memfold.compaction import (
+    SEGMENT_SEPARATOR,
     ApproximateCounter,
     CompactionRecord,
     RunningSummary,
     SummarizeRequest,
+    excerpt,
     render_prompt,
 )
 
@@ -115,9 +117,15 @@ def conversation() -> list[Message]:
 
 
 def strategy() -> RunningSummary:
-    """Small budgets, so the conversation folds several times."""
+    """Small budgets, so the conversation folds several times; segments of two thirds of the
+    summary, so the second fold merges; an input budget that still cuts each fold's messages."""
     return RunningSummary(
-        MAX_TOKENS, keep_tokens=120, summary_tokens=SUMMARY_TOKENS, counter=COUNTER
+        MAX_TOKENS,
+        keep_tokens=120,
+        summary_tokens=SUMMARY_TOKENS,
+        segment_tokens=40,
+        input_tokens=100,
+        counter=COUNTER,
     )
 
 
@@ -182,29 +190,41 @@ def check_folds(
     cassette: Cassette, thread: Sequence[Message], records: Sequence[CompactionRecord]
 ) -> None:
     """The recorded summarizer calls are exactly what the folds behind ``records`` (each new
-    record, oldest first) had to send for ``thread``: each fold the previous summary and only
-    the newly evicted messages, in the configured prompts; a reply over the summary budget is
-    condensed; and every summary fits its budget."""
+    record, oldest first) had to send for ``thread``, in the configured prompts: each fold an
+    excerpt of only its newly evicted messages, alone, or with the summary so far when one more
+    segment would not fit beside it (a merge); a reply over its budget is condensed; and every
+    summary fits its budget."""
+    folding = strategy()
     at = {m.id: i for i, m in enumerate(thread)}
     expected = []
     for k, record in enumerate(records):
         assert len(record.folds) == k + 1, "a view folded more than once, or a fold was lost"
         first, last = record.folds[k]
+        so_far = records[k - 1].summary if k else ""
         if k:
             assert at[first] == at[records[k - 1].last_id] + 1, "folds overlap or leave a gap"
-        evicted = tuple(thread[at[first] : at[last] + 1])
-        previous = records[k - 1].summary if k else None
-        request = SummarizeRequest(evicted, previous, SUMMARY_TOKENS)
+        evicted = thread[at[first] : at[last] + 1]
+        assert folding.input_tokens is not None
+        sent = tuple(excerpt(evicted, folding.input_tokens, COUNTER))
+        assert len(sent) < len(evicted), "the excerpt left nothing out"
+        room = SUMMARY_TOKENS - COUNTER.count_text(so_far + SEGMENT_SEPARATOR)
+        merge = bool(k) and folding.segment_tokens > room
+        request = SummarizeRequest(sent, so_far if merge else None, folding.segment_tokens)
         expected.append(render_prompt(request, **PROMPTS))
+        if k and not merge:
+            assert record.segments[:-1] == records[k - 1].segments, "a fold changed old segments"
         assert COUNTER.count_text(record.summary) <= SUMMARY_TOKENS
+    assert any(p.startswith(PROMPTS["extend"].split("{", 1)[0]) for p in expected), "no merge"
     calls = summarizer_calls(cassette)
     condense = PROMPTS["condense"].split("{", 1)[0]
     assert [p for p, _ in calls if not p.startswith(condense)] == expected
     for (prompt, reply), after in zip(calls, [*calls[1:], None], strict=True):
         if prompt.startswith(condense):
             continue
-        asked = PROMPTS["condense"].format(previous=reply.strip(), max_tokens=SUMMARY_TOKENS)
-        if COUNTER.count_text(reply.strip()) > SUMMARY_TOKENS:
+        asked = PROMPTS["condense"].format(
+            previous=reply.strip(), max_tokens=folding.segment_tokens
+        )
+        if COUNTER.count_text(reply.strip()) > folding.segment_tokens:
             assert after is not None, "an oversized summary was kept"
             assert after[0] == asked, "an oversized summary was kept"
         else:

@@ -68,8 +68,8 @@ async def test_agent_sees_a_view_and_keeps_its_history(
 
 
 def test_chat_model_summarizer_extends_its_summary() -> None:
-    """With a chat model as summarizer, later folds send the previous summary and only the
-    newly evicted messages."""
+    """With a chat model as summarizer, each fold sends only its newly evicted messages; the
+    summary so far goes along only when a fold merges it with them."""
     summaries = iter([AIMessage(f"Summary {i}: Ana flies.") for i in range(50)])
     model = GenericFakeChatModel(messages=summaries)
     sent: list[str] = []
@@ -80,15 +80,23 @@ def test_chat_model_summarizer_extends_its_summary() -> None:
         return original(messages, *args, **kwargs)
 
     object.__setattr__(model, "_generate", spy)
-    summarizer = ChatModelSummarizer(model, extend="PREV={previous} NEW={messages}")
+    summarizer = ChatModelSummarizer(
+        model, summarize="NEW={messages}", extend="PREV={previous} NEW={messages}"
+    )
     strategy = RunningSummary(200, counter=COUNTER)
     history: list[Any] = []
     record = None
-    for i in range(40):
+    for i in range(60):
         history += [HumanMessage(f"Fact {i}: Bo is {i}.", id=f"h{i}"), AIMessage("ok", id=f"a{i}")]
         view, record = compact_messages(history, strategy, summarizer, record)
     assert record is not None
-    assert len(sent) == len(record.folds) >= 3
-    assert sent[1].startswith("PREV=Summary 0: Ana flies. NEW=")
+    assert len(sent) == len(record.folds) >= 4
+    assert sent[1].startswith("NEW=")
     assert "Fact 0:" not in sent[1]
+    merges = [i for i, prompt in enumerate(sent) if prompt.startswith("PREV=")]
+    assert merges, "the summary never filled up"
+    first = merges[0]
+    assert sent[first].startswith(
+        "PREV=" + "\n".join(f"Summary {i}: Ana flies." for i in range(first))
+    )
     assert view[0].content == "Summary of the conversation so far:\n" + record.summary

@@ -170,7 +170,7 @@ async def test_from_defaults_with_an_llm_summarizes_with_it(store: BaseThreadSto
     )
     view = await memory.aget()
     assert view[0].content == "Summary of the conversation so far:\ntext text text text text"
-    assert question(0) in str(llm.seen[0][0].content)
+    assert any(question(i) in str(llm.seen[0][0].content) for i in range(40))
     assert len(await memory.aget_all()) == 40
 
 

@@ -65,9 +65,10 @@ def _turn(i: int) -> list[Message]:
 @pytest.mark.parametrize("use_async", [False, True])
 async def test_views_fold_persist_and_expand(tstore: BaseThreadStore, use_async: bool) -> None:
     """Over a growing thread every view fits, folds are saved beside other metadata, a view
-    with nothing new sends nothing to the summarizer, and summary plus view cover the thread."""
+    with nothing new sends nothing to the summarizer, and summary plus view cover the thread
+    (every word of it sent once, with input_tokens=None)."""
     summarizer = Counting()
-    strategy = RunningSummary(400, counter=COUNTER)
+    strategy = RunningSummary(400, counter=COUNTER, input_tokens=None)
     compactor = Compactor(tstore, strategy, summarizer)
     if use_async:
         await tstore.aappend("t", Message(role="system", content="You book travel."))

@@ -21,6 +21,7 @@ from memfold.compaction import (
     RunningSummary,
     SummarizeRequest,
     arun,
+    render_transcript,
     run,
     sliding_window,
     split,
@@ -159,8 +160,10 @@ def _drive(flow: Fold, summarizer: Recording, use_async: bool) -> Compacted:
     return asyncio.run(arun(flow, summarizer)) if use_async else run(flow, summarizer)
 
 
-def _grow(thread: list[Message], max_tokens: int, use_async: bool) -> None:
-    strategy = RunningSummary(max_tokens, counter=COUNTER)
+def _grow(
+    thread: list[Message], max_tokens: int, use_async: bool, input_tokens: int | None
+) -> None:
+    strategy = RunningSummary(max_tokens, counter=COUNTER, input_tokens=input_tokens)
     summarizer = Recording()
     record: CompactionRecord | None = None
     pinned, _ = split(thread)
@@ -182,24 +185,40 @@ def _grow(thread: list[Message], max_tokens: int, use_async: bool) -> None:
             assert [m.id for m in prefix[record.end : record.end + len(rest)]] == [
                 m.id for m in rest
             ], "nothing between the summary and the kept messages is lost"
+            assert record.summary == "\n".join(record.segments)
     sent = [m.id for r in summarizer.requests for m in r.messages]
     assert len(sent) == len(set(sent)), "a message was summarized twice"
-    if record is not None:
-        assert sent == [m.id for m in thread[len(pinned) : record.end]]
+    if record is None:
+        return
+    evicted = [m.id for m in thread[len(pinned) : record.end]]
+    if input_tokens is None:
+        assert sent == evicted, "every word of every evicted message is sent"
+        return
+    assert sent == [i for i in evicted if i in set(sent)], "excerpts keep the order"
+    for r in summarizer.requests:
+        assert COUNTER.count_text(render_transcript(r.messages)) <= input_tokens
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(thread=conversations(), max_tokens=st.integers(220, 600))
-def test_running_summary_invariants(thread: list[Message], max_tokens: int) -> None:
+@given(
+    thread=conversations(),
+    max_tokens=st.integers(220, 600),
+    input_tokens=st.one_of(st.none(), st.integers(5, 150)),
+)
+def test_running_summary_invariants(
+    thread: list[Message], max_tokens: int, input_tokens: int | None
+) -> None:
     """Turn by turn, each view holds the invariants and the budget, each evicted message is
-    summarized exactly once, and the summary plus the view cover the whole thread."""
-    _grow(thread, max_tokens, use_async=False)
+    sent to the summarizer at most once (exactly once, whole, with ``input_tokens=None``;
+    else within that budget), and the summary plus the view cover the whole thread."""
+    _grow(thread, max_tokens, use_async=False, input_tokens=input_tokens)
 
 
 @pytest.mark.parametrize("use_async", [False, True])
 def test_running_summary_folds_incrementally(use_async: bool) -> None:
-    """A long thread folds several times; later folds extend the summary with only new
-    messages, and the sync and async drivers behave alike."""
+    """A long thread folds several times; each fold sends only its new messages, alone while
+    their summary fits as one more segment and with the summary so far when it must be
+    merged, and the sync and async drivers behave alike."""
     thread = [Message(role="system", content="Be brief.", id="s")] + [
         Message(
             role=r, content=f"On May {i % 28 + 1} Ana paid {i} euros for tram {i}.", id=f"{r}{i}"
@@ -219,15 +238,70 @@ def test_running_summary_folds_incrementally(use_async: bool) -> None:
     assert record is not None
     assert folds >= 5
     assert len(record.folds) == folds
-    extends = [r for r in summarizer.requests if r.messages and r.previous]
-    assert len(extends) == folds - 1
+    merges = [r for r in summarizer.requests if r.messages and r.previous]
+    alone = [r for r in summarizer.requests if r.messages and not r.previous]
+    assert len(merges) + len(alone) == folds
+    assert 0 < len(merges) < len(alone), "the summary so far is sent only to merge it"
+    assert all(r.max_tokens == strategy.segment_tokens for r in summarizer.requests)
+    assert record.segments
     assert record.first_id == "user0"
 
 
 def test_running_summary_refuses_budgets_that_cannot_fit() -> None:
-    """keep_tokens plus summary_tokens over max_tokens is refused up front."""
+    """keep_tokens plus summary_tokens over max_tokens, a segment larger than the summary and
+    an input budget under one token are refused up front."""
     with pytest.raises(InvalidInput, match="keep_tokens"):
         RunningSummary(100, keep_tokens=80, summary_tokens=30, counter=COUNTER)
+    with pytest.raises(InvalidInput, match="segment_tokens"):
+        RunningSummary(1000, summary_tokens=100, segment_tokens=101, counter=COUNTER)
+    with pytest.raises(InvalidInput, match="input_tokens"):
+        RunningSummary(1000, input_tokens=0, counter=COUNTER)
+    strategy = RunningSummary(1000, counter=COUNTER)
+    assert (strategy.summary_tokens, strategy.segment_tokens, strategy.input_tokens) == (
+        200,
+        50,
+        150,
+    )
+
+
+def test_a_fold_sends_an_excerpt_of_its_messages() -> None:
+    """Past input_tokens a fold sends the evicted messages' most informative sentences (the
+    names, dates and numbers, not the small talk); with None it sends every word."""
+    thread = [Message(role="system", content="Be brief.", id="s")]
+    for i in range(30):
+        thread += [
+            Message(role="user", content=f"Hi! Ana flew to Lisbon on May {i}.", id=f"u{i}"),
+            Message(role="assistant", content="Oh, that sounds lovely, tell me more!", id=f"a{i}"),
+        ]
+    for input_tokens in (60, None):
+        summarizer = Recording()
+        strategy = RunningSummary(
+            400, summary_tokens=80, counter=COUNTER, input_tokens=input_tokens
+        )
+        run(strategy.fold(thread, None), summarizer)
+        [request] = summarizer.requests
+        text = render_transcript(request.messages)
+        if input_tokens is None:
+            assert list(request.messages) == thread[1 : 1 + len(request.messages)]
+            assert len(request.messages) > 20
+        else:
+            assert COUNTER.count_text(text) <= input_tokens
+            assert "lovely" not in text
+            assert "Hi!" not in text
+            assert text.count("user: Ana flew to Lisbon on May") >= 3
+
+
+def test_records_of_version_1_still_load() -> None:
+    """A record saved before summaries had segments loads with its summary as one segment;
+    a record round-trips through to_dict."""
+    old = {"version": 1, "summary": "Ana paid.", "first_id": "a", "last_id": "b", "end": 3,
+           "covered": 2, "folds": [["a", "b"]]}  # fmt: skip
+    record = CompactionRecord.from_dict(old)
+    assert record.segments == ("Ana paid.",)
+    assert record.summary == "Ana paid."
+    assert CompactionRecord.from_dict(record.to_dict()) == record
+    with pytest.raises(InvalidInput):
+        CompactionRecord.from_dict({"version": 2, "first_id": "a"})
 
 
 class Verbose:
