@@ -25,10 +25,15 @@ from typing import Any
 from memfold.errors import InvalidInput
 from memfold.model import Message, Part, ToolCall
 
-__all__ = ["stored_message", "stored_time"]
+__all__ = ["micros", "stored_message", "stored_time"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
+
+
+def micros(when: datetime | None) -> int | None:
+    """``when`` as microseconds since the epoch (None stays None)."""
+    return None if when is None else (when - _EPOCH) // _MICROSECOND
 
 
 def stored_time(message: Message) -> int | None:

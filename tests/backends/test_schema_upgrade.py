@@ -5,23 +5,26 @@ today's code), with the rows memfold wrote on it, then brought up to date."""
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Dialect, text
+from sqlalchemy import Dialect, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from memfold import Conflict, Message, Part, RetentionPolicy
+from memfold.backends.bodies import micros, stored_time
 from memfold.backends.sql import SQLThreadStore, migrations, words
 from memfold.backends.sql.checkpoint_schema import build_checkpoint_tables
 from memfold.backends.sql.checkpoint_store import SQLCheckpointStore
 from memfold.backends.sql.memory_schema import MEMORY_STEPS, build_memory_tables
 from memfold.backends.sql.memory_store import SQLMemoryStore
-from memfold.backends.sql.schema import build_tables
+from memfold.backends.sql.schema import UNKNOWN_FIRST_US, build_tables
 from memfold.checkpoints import Blob, SequenceBlob
 from memfold.journal import EffectJournal
 from memfold.schema_steps import SchemaSteps
@@ -41,6 +44,7 @@ RELEASED = {
         "f87db61acf9c23909162151e3302787ecde1ece02c0a458086b5ecb4e33905e0",
         "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
         "2360236fa3f702c77af1457d7a99b1857eb7f607e06cbd546b40c874e311d815",
+        "646dd393f66eb843eb6780634a2a4e80597613ef1a0823c1f133406f50f460e3",
     ],
     ("threads", "postgresql"): [
         "805d2e7d17cc3b8482a63e37e3d153f42f21921cefc1c5be50ecf36bc8f7a3bf",
@@ -50,6 +54,7 @@ RELEASED = {
         "fc2408b719b870d911bbe56b22e71a05ee5b3d71ad6d68d670ca4a89decb4161",
         "abdf8116c61f4d811a75817350ba469d2a282a0c1740478703a781d484870b59",
         "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+        "5705ee1e6c9892100dbbc9602c7227149d44b81671a42310f6e51da5d8380479",
     ],
     ("checkpoints", "sqlite"): [
         "61426ceab74aa6be50580e127e9705f897991933859ff15845c9298e89b5d6cc",
@@ -203,10 +208,10 @@ def test_a_release_1_thread_schema_upgrades_with_its_data(
     _write_as_release_1(old_store, "acme", "t1", thread, metadata='{"topic": "greeting"}')
     _write_as_release_1(old_store, "rival", "t1", secret)
     before = _only(old_store).status()
-    assert (before.version, [p.version for p in before.pending]) == (1, [2, 3, 4, 5, 6, 7])
+    assert (before.version, [p.version for p in before.pending]) == (1, [2, 3, 4, 5, 6, 7, 8])
 
-    assert old_store.setup() == migrations.STEPS[-1].version == 7
-    assert old_store.setup() == 7  # idempotent
+    assert old_store.setup() == migrations.STEPS[-1].version == 8
+    assert old_store.setup() == 8  # idempotent
     assert _only(old_store).status().up_to_date
     assert _tenant_columns(old_store, "messages", "thread_id") == {
         ("acme", "t1", "m1"), ("acme", "t1", "m2"), ("acme", "t1", "m3"), ("rival", "t1", "m1"),
@@ -237,6 +242,82 @@ def test_a_release_1_thread_schema_upgrades_with_its_data(
     assert old_store.sweep(RetentionPolicy(keep_last=1), tenant="acme").messages == 2
     assert old_store.load("t1", tenant="acme") == added
     old_store.close()
+
+
+def _write_as_step_7(store: SQLThreadStore, thread_id: str, messages: list[Message]) -> None:
+    """Store a thread the way schema step 7 did: no first message time on the thread row."""
+    schema = "" if store.tables.schema is None else f'"{store.tables.schema}".'
+    prefix, now = f"{schema}{store.tables.prefix}", time.time()
+    with store.engine.begin() as conn:
+        key = conn.execute(
+            text(
+                f"INSERT INTO {prefix}threads (tenant, thread_id, created_at, updated_at, "
+                "message_count, metadata) VALUES ('acme', :thread, :now, :now, :n, '{}') "
+                "RETURNING id"
+            ),
+            {"thread": thread_id, "now": now, "n": len(messages)},
+        ).scalar_one()
+        for m in messages:
+            body, created_us = json.dumps(m.to_dict(stored=True)), stored_time(m)
+            conn.execute(
+                text(
+                    f"INSERT INTO {prefix}messages (thread, tenant, message_id, body, "
+                    "created_us) VALUES (:key, 'acme', :id, :body, :us)"
+                ),
+                {"key": key, "id": m.id, "body": body, "us": created_us},
+            )
+
+
+def _first_times(store: SQLThreadStore) -> dict[str, int | None]:
+    """Each thread's recorded first message time (schema step 7's ``first_us``)."""
+    t = store.tables.threads
+    with store.engine.connect() as conn:
+        return {row[0]: row[1] for row in conn.execute(select(t.c.thread_id, t.c.first_us))}
+
+
+def test_a_step_7_thread_schema_gets_first_message_times(
+    release_1: tuple[str, dict[str, Any]],
+) -> None:
+    """Step 8 records when each thread's first message was created, from the message's column
+    (or, for a time only its body holds, a time before any, so a sweep reads the body): a
+    max-age sweep then finds old messages in every thread, whenever it was created, and
+    leaves the times exact; appends keep them."""
+    url, options = release_1
+    store = SQLThreadStore(url, **options)
+    old, new = WHEN, datetime.now(UTC)
+    legacy = [
+        Message(role="user", content="old", id="m1", created_at=old),
+        Message(role="user", content="new", id="m2", created_at=new),
+    ]
+    _write_as_release_1(store, "acme", "legacy", legacy)
+    tables, first_seven = store.tables, migrations.STEPS[:7]
+    steps = migrations.SQLSchemaSteps(store._runner, tables, tables, "threads", first_seven)
+    assert [p.version for p in steps.upgrade().pending] == [2, 3, 4, 5, 6, 7]
+    _write_as_step_7(store, "utc", [replace(m, id=f"u{m.id}") for m in legacy])
+    zoned = [replace(m, created_at=m.created_at.astimezone(timezone(timedelta(hours=2))))  # type: ignore[union-attr]
+             for m in legacy]  # fmt: skip
+    _write_as_step_7(store, "zoned", zoned)
+    _write_as_step_7(store, "empty", [])
+    assert [p.version for p in _only(store).status().pending] == [8]
+
+    assert store.setup() == 8
+    unknown = UNKNOWN_FIRST_US
+    assert _first_times(store) == {
+        "legacy": unknown, "utc": micros(old), "zoned": unknown, "empty": None,
+    }  # fmt: skip
+    policy = RetentionPolicy(max_age_seconds=86_400)
+    planned = store.sweep(policy, dry_run=True)
+    assert (planned.threads, planned.messages) == (0, 3)
+    assert store.sweep(policy) == planned
+    assert _first_times(store) == {
+        "legacy": micros(new), "utc": micros(new), "zoned": micros(new), "empty": None,
+    }  # fmt: skip
+    assert [m.id for m in store.load("legacy", tenant="acme")] == ["m2"]
+    assert [m.id for m in store.load("zoned", tenant="acme")] == ["m2"]
+    store.append("empty", replace(legacy[0], id="e1"), tenant="acme")
+    assert _first_times(store)["empty"] == micros(old)
+    assert store.sweep(policy).messages == 1
+    store.close()
 
 
 async def test_a_release_1_checkpoint_schema_upgrades_with_its_data(

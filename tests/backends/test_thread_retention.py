@@ -4,6 +4,7 @@ by a dry run that changes nothing."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -158,3 +159,47 @@ async def test_a_sweep_without_a_policy_applies_the_stores_own(
     finally:
         drop_store(store)
         store.close()
+
+
+def aged(n: int, seconds_ago: float, clock: Clock, prefix: str = "old") -> list[Message]:
+    """``n`` messages created ``seconds_ago`` (and a second apart), as an import keeps them."""
+    start = clock.now - timedelta(seconds=seconds_ago)
+    return [
+        Message(role="user", content=f"{prefix}{i}", created_at=start + timedelta(seconds=i))
+        for i in range(n)
+    ]
+
+
+async def test_max_age_finds_old_messages_in_threads_created_since(api: Api, clock: Clock) -> None:
+    """Messages keep their own creation time (an import or a restore): a max-age sweep trims
+    exactly the ones older than max_age from threads created after them, whatever was written
+    to the thread before (cleared, deleted, replaced, updated to an older time), and a dry run
+    counts the same."""
+    day = 86_400.0
+    await api.append("imported", aged(3, 10 * day, clock) + aged(2, 60, clock, "new"))
+    await api.append("cleared", chat(2, "new"))
+    await api.clear("cleared")
+    await api.append("cleared", aged(2, 5 * day, clock) + chat(1, "new"))
+    await api.append("deleted", chat(2, "new"))
+    await api.delete_messages("deleted", [m.id for m in await api.load("deleted")])
+    await api.append("deleted", aged(1, 5 * day, clock))
+    await api.append("replaced", chat(2, "new"))
+    await api.replace("replaced", aged(1, 5 * day, clock) + chat(1, "new"))
+    [first, *_] = await api.append("updated", chat(3, "new"))
+    older = replace(first, created_at=clock.now - timedelta(days=2))
+    await api.update_messages("updated", [older])
+    await api.append("recent", aged(2, 60, clock, "new"))
+    policy = RetentionPolicy(max_age_seconds=day)
+    planned = await api.sweep(policy, dry_run=True)
+    assert (planned.threads, planned.messages) == (0, 3 + 2 + 1 + 1 + 1)
+    assert await contents(api, "imported") == ["old0", "old1", "old2", "new0", "new1"]
+    assert await api.sweep(policy) == planned
+    assert await contents(api, "imported") == ["new0", "new1"]
+    assert await contents(api, "cleared") == ["new0"]
+    assert await api.count("deleted") == 0  # emptied, but written within max_age: kept
+    assert await contents(api, "replaced") == ["new0"]
+    assert await contents(api, "updated") == ["new1", "new2"]
+    assert await contents(api, "recent") == ["new0", "new1"]
+    assert (await api.sweep(policy)).total == 0
+    await api.append("deleted", aged(1, 3 * day, clock))
+    assert (await api.sweep(policy)).messages == 1

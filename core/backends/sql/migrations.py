@@ -45,7 +45,7 @@ from memfold.backends.sql import words
 from memfold.backends.sql.checkpoint_schema import CheckpointTables
 from memfold.backends.sql.journal import journal_ddl
 from memfold.backends.sql.plans import Plan
-from memfold.backends.sql.schema import Tables
+from memfold.backends.sql.schema import UNKNOWN_FIRST_US, Tables
 from memfold.backends.sql.tombstones import thread_guard_ddl, tombstone_ddl
 from memfold.errors import Conflict
 from memfold.schema_steps import SchemaStatus
@@ -398,6 +398,55 @@ def _sqlite_sizes(tables: Tables, dialect: Dialect) -> list[str]:
     return [f"DROP INDEX IF EXISTS {tables.prefix}threads_size"]
 
 
+def _first_times(tables: Tables, dialect: Dialect) -> list[str]:
+    """Threads record when their first message was created (``first_us``), indexed by tenant,
+    so a max-age sweep reads only the threads that start with a message older than its cut-off;
+    existing threads are filled in from their first message (on PostgreSQL 10,000 threads at
+    a time), and SQLite's one-statement append sets it for a thread's first message."""
+    quote = dialect.identifier_preparer
+    threads, messages = quote.format_table(tables.threads), quote.format_table(tables.messages)
+    index = {str(i.name): i for i in tables.threads.indexes}[tables.prefix + "threads_first"]
+    first = (
+        f"(SELECT coalesce(m.created_us, {UNKNOWN_FIRST_US}) FROM {messages} AS m "
+        f"WHERE m.thread = {threads}.id ORDER BY m.seq LIMIT 1)"
+    )
+    ddl = [f"ALTER TABLE {threads} ADD COLUMN first_us {BigInteger().compile(dialect=dialect)}"]
+    if dialect.name == "postgresql":
+        ddl.append(
+            "DO $$ DECLARE lo bigint := 0; hi bigint; BEGIN LOOP "
+            f"SELECT max(b.id) INTO hi FROM (SELECT id FROM {threads} "
+            "WHERE id > lo ORDER BY id LIMIT 10000) AS b; "
+            "EXIT WHEN hi IS NULL; "
+            f"UPDATE {threads} SET first_us = {first} WHERE id > lo AND id <= hi; "
+            "lo := hi; END LOOP; END $$"
+        )
+        return [*ddl, str(CreateIndex(index).compile(dialect=dialect))]
+    m, view = tables.messages.name, tables.append_view
+    return [
+        *ddl,
+        f"UPDATE {threads} SET first_us = {first}",
+        str(CreateIndex(index).compile(dialect=dialect)),
+        f"DROP TRIGGER {view}_insert",
+        f"DROP VIEW {view}",
+        f"CREATE VIEW {view} (tenant, thread_id, now, first_us, message_id, body, created_us, "
+        "search_text) AS SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL",
+        f"CREATE TRIGGER {view}_insert INSTEAD OF INSERT ON {view} BEGIN "
+        f"INSERT INTO {threads} "
+        "(tenant, thread_id, created_at, updated_at, message_count, metadata, first_us) "
+        "VALUES (new.tenant, new.thread_id, new.now, new.now, 1, '{}', new.first_us) "
+        "ON CONFLICT (tenant, thread_id) DO UPDATE SET updated_at = excluded.updated_at, "
+        "message_count = message_count + 1; "
+        # Apart, and only for an empty thread: setting the indexed column in the upsert would
+        # rewrite its index entry on every append.
+        f"UPDATE {threads} SET first_us = new.first_us WHERE tenant = new.tenant "
+        "AND thread_id = new.thread_id AND first_us IS NULL; "
+        f"INSERT INTO {m} (thread, tenant, message_id, body, created_us, search_text) "
+        f"VALUES ((SELECT id FROM {threads} WHERE tenant = new.tenant "
+        "AND thread_id = new.thread_id), new.tenant, new.message_id, new.body, "
+        "new.created_us, new.search_text); END",
+    ]
+
+
 STEPS: tuple[Step, ...] = (
     Step(1, "threads and messages, with full-text search", _threads_and_messages),
     Step(2, "integer thread keys, ids out of bodies, one-statement appends", _thread_keys),
@@ -406,6 +455,7 @@ STEPS: tuple[Step, ...] = (
     Step(5, "thread TTLs, and indexes for retention sweeps", _thread_ttls),
     Step(6, "PostgreSQL reads a thread's last messages by its primary key", _last_messages),
     Step(7, "SQLite appends no longer move a thread in an index by size", _sqlite_sizes),
+    Step(8, "threads indexed by their first message's time, for max-age sweeps", _first_times),
 )
 """The ``threads`` steps. Append-only: a new schema change is a new step at the end."""
 

@@ -12,13 +12,24 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
-from sqlalchemy import ClauseElement, bindparam, cast, delete, func, insert, select, text, update
+from sqlalchemy import (
+    ClauseElement,
+    bindparam,
+    case,
+    cast,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from memfold import ops
-from memfold.backends.bodies import stored_message, stored_time
+from memfold.backends.bodies import micros, stored_message, stored_time
 from memfold.backends.sql import words
-from memfold.backends.sql.schema import Tables
+from memfold.backends.sql.schema import UNKNOWN_FIRST_US, Tables
 from memfold.backends.sql.tombstones import TombstonePlans, scrubbed, user_params, user_where
 from memfold.errors import InvalidInput, NotFound
 from memfold.fulltext import fts5_query
@@ -115,11 +126,13 @@ class ThreadPlans:
             message_count=bindparam("added"),
             metadata=bindparam("metadata"),
         )
-        self._touch = touch.on_conflict_do_update(
+        appended = touch.values(first_us=bindparam("first_us"))
+        self._touch = appended.on_conflict_do_update(
             index_elements=[t.c.tenant, t.c.thread_id],
             set_={
-                "updated_at": touch.excluded.updated_at,
-                "message_count": t.c.message_count + touch.excluded.message_count,
+                "updated_at": appended.excluded.updated_at,
+                "message_count": t.c.message_count + appended.excluded.message_count,
+                "first_us": func.coalesce(t.c.first_us, appended.excluded.first_us),
             },
         )
         self._set_metadata = touch.on_conflict_do_update(
@@ -177,9 +190,9 @@ class ThreadPlans:
             )
         else:
             self._append_one = text(
-                f"INSERT INTO {tables.append_view} "
-                "(tenant, thread_id, now, message_id, body, created_us, search_text) VALUES "
-                "(:tenant, :thread_id, :now, :message_id, :body, :created_us, :search_text)"
+                f"INSERT INTO {tables.append_view} (tenant, thread_id, now, first_us, "
+                "message_id, body, created_us, search_text) VALUES (:tenant, :thread_id, :now, "
+                ":first_us, :message_id, :body, :created_us, :search_text)"
             )
         is_thread = (t.c.tenant == bindparam("k_tenant")) & (t.c.thread_id == bindparam("k_thread"))
         thread_key = (
@@ -213,12 +226,23 @@ class ThreadPlans:
                 search_text=bindparam("new_text"),
             )
         )
+        # The first message's time; no later than ``earliest`` (the time of an updated message,
+        # which this statement, locking the thread row, runs before).
+        first = (
+            select(func.coalesce(m.c.created_us, UNKNOWN_FIRST_US))
+            .where(m.c.thread == t.c.id)
+            .order_by(m.c.seq)
+            .limit(1)
+            .scalar_subquery()
+        )
+        earliest = bindparam("earliest", type_=m.c.created_us.type)
         self._shrink = (
             update(t)
             .where(is_thread)
             .values(
                 message_count=t.c.message_count - bindparam("removed"),
                 updated_at=bindparam("now"),
+                first_us=case((first > earliest, earliest), else_=first),
             )
         )
         bodies = select(m.c.message_id, m.c.body, m.c.created_us).where(in_thread)
@@ -237,7 +261,9 @@ class ThreadPlans:
             self._load[True, False] = self._load[True, True] = newest
         self._clear = delete(m).where(in_thread)
         self._reset = (
-            update(t).where(is_thread).values(message_count=0, updated_at=bindparam("now"))
+            update(t)
+            .where(is_thread)
+            .values(message_count=0, updated_at=bindparam("now"), first_us=None)
         )
         self._delete = delete(t).where(is_thread)
         self._clear_tenant_messages = delete(m).where(
@@ -382,11 +408,13 @@ class ThreadPlans:
                     "body": op.bodies[0],
                     "created_us": stored_time(m),
                     "search_text": self._search_text(m),
+                    "first_us": micros(m.created_at),
                 },
             )
             return
         key = {"tenant": op.tenant, "thread_id": op.thread_id}
         touch = {**key, "now": time.time(), "added": len(op.messages), "metadata": "{}"}
+        touch["first_us"] = micros(op.messages[0].created_at) if op.messages else None
         rows = []
         for m, body in zip(op.messages, op.bodies, strict=True):
             rows.append(
@@ -408,7 +436,8 @@ class ThreadPlans:
     def _replace(self, op: ops.AppendMessages) -> Plan:
         # Create and lock the thread row first, so a concurrent append waits for the swap.
         key = {"tenant": op.tenant, "thread_id": op.thread_id}
-        yield self._touch, {**key, "now": time.time(), "added": 0, "metadata": "{}"}
+        touch = {**key, "now": time.time(), "added": 0, "metadata": "{}", "first_us": None}
+        yield self._touch, touch
         yield from self._clear_plan(op.tenant, op.thread_id)
         if op.messages:
             yield from self._append(op)
@@ -426,7 +455,10 @@ class ThreadPlans:
                     "new_text": self._search_text(m),
                 }
             )
-        yield self._shrink, {**key, "removed": 0, "now": time.time()}  # locks the thread row
+        times = [micros(m.created_at) for m in op.messages]
+        earliest = min((us for us in times if us is not None), default=None)
+        params = {**key, "removed": 0, "now": time.time(), "earliest": earliest}
+        yield self._shrink, params  # locks the thread row
         changed = (yield self._rewrite_message, rows).rowcount
         if changed != len(rows):
             raise NotFound(
@@ -444,7 +476,8 @@ class ThreadPlans:
             if rows and (yield self._delete_message, {**key, "k_message": message_id}).rowcount:
                 removed.append(rows[0])
         if removed:
-            yield self._shrink, {**key, "removed": len(removed), "now": time.time()}
+            params = {**key, "removed": len(removed), "now": time.time(), "earliest": None}
+            yield self._shrink, params
         return [_message(*row[1:]) for row in sorted(removed, key=lambda row: row[0])]
 
     def _load_plan(self, op: ops.LoadThread) -> Plan:

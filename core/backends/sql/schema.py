@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Final
 
 from sqlalchemy import (
     BigInteger,
@@ -21,10 +22,14 @@ from sqlalchemy import (
 
 from memfold.errors import InvalidInput
 
-__all__ = ["Tables", "build_tables", "check_schema_name"]
+__all__ = ["UNKNOWN_FIRST_US", "Tables", "build_tables", "check_schema_name"]
 
 _PREFIX = re.compile(r"[a-z][a-z0-9_]{0,30}")
 _SCHEMA = re.compile(r"[a-z][a-z0-9_]{0,62}")
+
+UNKNOWN_FIRST_US: Final = -(2**62)
+"""A thread's ``first_us`` when SQL cannot read its first message's time (the body holds a
+time that is not UTC): before any time, so a max-age sweep reads that message itself."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,12 +126,17 @@ def build_tables(prefix: str = "memfold_", schema: str | None = None) -> Tables:
         Column("metadata", Text, nullable=False),
         # The thread's own time to live in seconds (`set_thread_ttl`; schema step 5).
         Column("ttl", Float, nullable=True),
+        # When its first message was created (µs since the epoch; NULL: no messages), for
+        # max-age sweeps (schema step 8; see `memfold.backends.sql.thread_sweep`).
+        Column("first_us", BigInteger, nullable=True),
         UniqueConstraint("tenant", "thread_id", name=f"{prefix}threads_key"),
         Index(f"{prefix}threads_recent", "tenant", "updated_at"),
     )
     # For sweeps (schema step 5): threads over a message count (PostgreSQL only since step 7),
-    # and threads whose own TTL is due (only threads with one are in that index).
+    # and threads whose own TTL is due (only threads with one are in that index); step 8:
+    # threads by first message time.
     Index(f"{prefix}threads_size", threads.c.tenant, threads.c.message_count)
+    Index(f"{prefix}threads_first", threads.c.tenant, threads.c.first_us)
     has_ttl = threads.c.ttl.is_not(None)
     Index(
         f"{prefix}threads_ttl",

@@ -394,7 +394,7 @@ class SQLThreadStore(BaseThreadStore):
         >>> path = pathlib.Path(tempfile.mkdtemp()) / "memory.db"
         >>> store = SQLThreadStore(f"sqlite:///{path}")
         >>> store.setup()
-        7
+        8
     """
 
     def __init__(

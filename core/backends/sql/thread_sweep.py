@@ -9,8 +9,9 @@ Every statement is an index search, never a scan of a table (schema step 5 adds 
 - threads over ``keep_last`` messages: ``threads_size`` ``(tenant, message_count)`` on
   PostgreSQL; on SQLite, the tenant's threads through ``threads_key`` (schema step 7 dropped
   ``threads_size`` there: each append moved its thread in it, a page written per append);
-- threads that may hold messages older than ``max_age_seconds``: the threads created before
-  then, read in key order (keys grow with creation time) and stopped at the first newer one;
+- threads whose first message is older than ``max_age_seconds``: ``threads_first``
+  ``(tenant, first_us)`` (schema step 8), which every write keeps at or before the first
+  message's time (a sweep that reads it sets it exactly);
 - a thread's oldest messages: the primary key ``(thread, seq)`` (on SQLite, the thread's seq
   index), read from the front.
 
@@ -21,11 +22,13 @@ sweep rolled back, so it counts exactly what the sweep would remove.
 
 from __future__ import annotations
 
+import math
 from typing import Final
 
-from sqlalchemy import ClauseElement, Integer, bindparam, delete, select, update
+from sqlalchemy import BigInteger, ClauseElement, Integer, bindparam, delete, select, update
 
 from memfold import ops
+from memfold.backends.bodies import micros
 from memfold.backends.sql.plans import Plan
 from memfold.backends.sql.plans import _message as message_of
 from memfold.backends.sql.schema import Tables
@@ -36,8 +39,6 @@ __all__ = ["ThreadSweepPlans"]
 
 PAGE: Final = 200
 """Messages read at a time from the front of a thread."""
-WALK: Final = 500
-"""Threads read at a time when looking for old ones."""
 
 
 class ThreadSweepPlans:
@@ -70,11 +71,8 @@ class ThreadSweepPlans:
         self._over_count = select(*row).where(
             in_tenant, t.c.message_count > bindparam("keep", type_=Integer)
         )
-        self._walk = (
-            select(*row, t.c.tenant, t.c.created_at)
-            .where(t.c.id > bindparam("after"))
-            .order_by(t.c.id)
-            .limit(WALK)
+        self._aged = select(*row).where(
+            in_tenant, t.c.first_us < bindparam("cutoff_us", type_=BigInteger)
         )
         self._lock = (
             select(t.c.message_count, t.c.updated_at)
@@ -91,10 +89,19 @@ class ThreadSweepPlans:
         self._drop_front = delete(m).where(
             m.c.thread == bindparam("id"), m.c.seq <= bindparam("last")
         )
+        self._first = (
+            select(m.c.message_id, m.c.body, m.c.created_us)
+            .where(m.c.thread == bindparam("id"))
+            .order_by(m.c.seq)
+            .limit(1)
+        )
         self._shrink = (
             update(t)
             .where(t.c.id == bindparam("id"))
-            .values(message_count=t.c.message_count - bindparam("removed"))
+            .values(
+                message_count=t.c.message_count - bindparam("removed"),
+                first_us=bindparam("first_us", type_=BigInteger),
+            )
         )
         self._drop_messages = delete(m).where(m.c.thread == bindparam("id"))
         self._drop_thread = delete(t).where(t.c.id == bindparam("id"))
@@ -132,11 +139,15 @@ class ThreadSweepPlans:
                 params = {**key, "keep": policy.keep_last}
                 for thread, thread_id, _count in (yield self._over_count, params).rows:
                     yield from self._trim(sweep, tenant, thread, thread_id, policy.keep_last, None)
+            if policy.max_age_seconds is not None:
+                cutoff = now - policy.max_age_seconds
+                # Every thread whose first message is older: a microsecond to spare for rounding.
+                params = {**key, "cutoff_us": math.ceil(cutoff * 1_000_000) + 1}
+                for thread, thread_id, _count in (yield self._aged, params).rows:
+                    yield from self._trim(sweep, tenant, thread, thread_id, None, cutoff)
             if op.tenant is not None:
                 break
             tenant = (yield self._next_tenant, {"after": tenant}).scalar()
-        if policy.max_age_seconds is not None:
-            yield from self._old(sweep, op.tenant, now - policy.max_age_seconds)
         return ops.ThreadSweep(sweep.removed, tuple(sweep.changed))
 
     def _delete(self, sweep: _Sweep, tenant: str, thread: int, thread_id: str, count: int) -> Plan:
@@ -144,20 +155,6 @@ class ThreadSweepPlans:
         if (yield self._drop_thread, {"id": thread}).rowcount:
             sweep.removed += SweepResult(threads=1, messages=count)
             sweep.changed.append((tenant, thread_id))
-
-    def _old(self, sweep: _Sweep, tenant: str | None, cutoff: float) -> Plan:
-        """Cut the messages older than ``cutoff`` from the threads created before it."""
-        after = 0
-        while True:
-            rows = (yield self._walk, {"after": after}).rows
-            for thread, thread_id, _count, owner, created_at in rows:
-                if created_at >= cutoff:
-                    return
-                if tenant is None or owner == tenant:
-                    yield from self._trim(sweep, owner, thread, thread_id, None, cutoff)
-            if len(rows) < WALK:
-                return
-            after = rows[-1][0]
 
     def _trim(
         self,
@@ -169,7 +166,9 @@ class ThreadSweepPlans:
         cutoff: float | None,
     ) -> Plan:
         """Remove a thread's oldest messages past ``keep`` or older than ``cutoff``; a thread
-        left empty by ``cutoff`` and not written since goes too."""
+        left empty by ``cutoff`` and not written since goes too. The thread's ``first_us``
+        becomes exact (a thread a max-age sweep finds nothing to cut from holds a message whose
+        time only its body has, or was updated to a later time)."""
         found = (yield self._lock, {"id": thread}).rows
         if not found:
             return
@@ -177,19 +176,28 @@ class ThreadSweepPlans:
         cut = 0 if keep is None else count - keep
         if cutoff is not None:
             cut = max(cut, (yield from self._older(thread, cutoff)))
-        if cut <= 0:
-            return
-        cut, last = yield from self._boundary(thread, cut)
+        last = None
+        if cut > 0:
+            cut, last = yield from self._boundary(thread, cut)
         if last is None:
+            if cutoff is not None:
+                first = yield from self._first_us(thread)
+                yield self._shrink, {"id": thread, "removed": 0, "first_us": first}
             return
         removed = (yield self._drop_front, {"id": thread, "last": last}).rowcount
         if removed == count and cutoff is not None and updated_at < cutoff:
             yield self._drop_thread, {"id": thread}
             sweep.removed += SweepResult(threads=1)
         else:
-            yield self._shrink, {"id": thread, "removed": removed}
+            first = yield from self._first_us(thread)
+            yield self._shrink, {"id": thread, "removed": removed, "first_us": first}
         sweep.removed += SweepResult(messages=removed)
         sweep.changed.append((tenant, thread_id))
+
+    def _first_us(self, thread: int) -> Plan:
+        """When the thread's first message was created (µs; None: no messages, or no time)."""
+        rows = (yield self._first, {"id": thread}).rows
+        return micros(message_of(*rows[0]).created_at) if rows else None
 
     def _older(self, thread: int, cutoff: float) -> Plan:
         """How many of a thread's oldest messages, in a row, were created before ``cutoff``."""
