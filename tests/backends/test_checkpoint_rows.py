@@ -23,7 +23,9 @@ BODY = Blob("json", b"{}")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[BaseCheckpointStore]:
+async def store(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[BaseCheckpointStore]:
     """A fresh SQL checkpoint store."""
     if request.param == "sqlite":
         found = open_checkpoint_store(f"sqlite:///{tmp_path / 'checkpoints.db'}")
@@ -71,7 +73,9 @@ async def test_compressible_payloads_are_stored_compressed_and_read_back_whole(
     values, writes = stored(store, "values"), stored(store, "writes")
     assert [codec for _, codec in values] == ["zlib", None]
     assert values[0][0] < len(talk) // 5
-    assert writes[0] == (1, None) and writes[1][1] == "zlib" and writes[2] == (2000, None)
+    assert writes[0] == (1, None)
+    assert writes[1][1] == "zlib"
+    assert writes[2] == (2000, None)
     assert writes[1][0] < len(talk) // 5
     assert [c.values["m"] for c in await api.list_checkpoints("t")] == [messages]
 
