@@ -29,7 +29,15 @@ Examples:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Callable,
+    Collection,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, TypeAlias
@@ -345,6 +353,8 @@ def _thread_ids(thread_ids: Sequence[str] | None) -> list[str] | None:
         return None
     if isinstance(thread_ids, str):
         raise InvalidInput("thread_ids must be a list of thread ids, not one str")
+    if isinstance(thread_ids, bytes) or not isinstance(thread_ids, Iterable):
+        raise InvalidInput(f"thread_ids must be a list of thread ids, got {thread_ids!r}")
     return list(dict.fromkeys(check_id(t, "thread id") for t in thread_ids))
 
 

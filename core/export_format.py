@@ -110,6 +110,8 @@ def check_kinds(kinds: str | Collection[str]) -> tuple[str, ...]:
         >>> check_kinds("memories,threads")
         ('threads', 'memories')
     """
+    if not isinstance(kinds, str | Collection):
+        raise InvalidInput(f"kinds must name some of {', '.join(KINDS)}, got {kinds!r}")
     names = kinds.split(",") if isinstance(kinds, str) else list(kinds)
     chosen = {name.strip() for name in names if isinstance(name, str)}
     unknown = sorted(chosen - set(KINDS)) + [repr(n) for n in names if not isinstance(n, str)]
@@ -199,8 +201,15 @@ class Header:
 
 
 def dumps(line: Mapping[str, JSON]) -> str:
-    """One line of the file: compact JSON and a newline."""
-    return json.dumps(line, ensure_ascii=False, separators=(",", ":"), allow_nan=False) + "\n"
+    """One line of the file: compact JSON and a newline.
+
+    Raises:
+        InvalidInput: the line holds something JSON cannot (a set, bytes, NaN, a cycle).
+    """
+    try:
+        return json.dumps(line, ensure_ascii=False, separators=(",", ":"), allow_nan=False) + "\n"
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise InvalidInput(f"the line is not JSON: {exc}") from exc
 
 
 def header_line(

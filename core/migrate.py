@@ -26,7 +26,7 @@ Examples:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 from memfold.checkpoints import BaseCheckpointStore
@@ -101,6 +101,8 @@ def _check(thread_ids: Sequence[str] | None, tenant: str, batch_size: int) -> No
     if thread_ids is not None:
         if isinstance(thread_ids, str):
             raise InvalidInput("thread_ids must be a sequence of thread ids, not one str")
+        if isinstance(thread_ids, bytes) or not isinstance(thread_ids, Iterable):
+            raise InvalidInput(f"thread_ids must be a sequence of thread ids, got {thread_ids!r}")
         for thread_id in thread_ids:
             check_id(thread_id, "thread id")
 

@@ -97,6 +97,9 @@ COMMANDS: dict[str, list[Any]] = {
     "rotate-key --keys-file": ["rotate-key", "--url", URL, "--tenant", "fuzz", "--keys-file", V],
     "rotate-key --tenant": ["rotate-key", "--url", URL, "--tenant", V, "--keys-file", "keys.txt",
                             "--batch-size", V],
+    "erase --user": ["erase", "--url", URL, "--tenant", "fuzz", "--user", V, "--thread", V],
+    "erase --tenant": ["erase", "--url", URL, "--tenant", V, "--whole-tenant", "--tombstone-ttl",
+                       V, "--json"],
     "db status": ["db", "status", "--url", URL, "--dimensions", V],
     "db upgrade": ["db", "upgrade", "--url", URL, "--dimensions", V, "--dry-run"],
 }  # fmt: skip
@@ -112,6 +115,7 @@ URL_COMMANDS: dict[str, list[Any]] = {
     "prune": ["prune", "--tenant", "fuzz"],
     "reembed": ["reembed", "fuzz"],
     "rotate-key": ["rotate-key", "--tenant", "fuzz", "--keys-file", "keys.txt"],
+    "erase": ["erase", "--tenant", "fuzz", "--user", "ann", "--dry-run"],
     "db status": ["db", "status"],
     "db upgrade": ["db", "upgrade", "--dry-run"],
     "migrate from": ["migrate", V, URL, "--tenant", "fuzz"],
