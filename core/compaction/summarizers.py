@@ -302,4 +302,9 @@ class ExtractiveSummarizer:
             if spent + cost <= budget:
                 chosen.append(i)
                 spent += cost
+        if not chosen and scored:  # no whole sentence fits: the best one, cut at a word
+            words = sentences[scored[-1][1]].split()
+            while words and len(" ".join(words)) + 1 > budget:
+                words.pop()
+            return " ".join(words)
         return " ".join(sentences[i] for i in sorted(chosen))

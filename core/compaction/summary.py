@@ -53,6 +53,10 @@ SUMMARY_KEY: Final = "memfold.compaction"
 
 SEGMENT_SEPARATOR: Final = "\n"
 """What joins a summary's segments into its text."""
+MIN_SEGMENT: Final = 32
+"""The smallest default segment budget: a quarter of a small summary holds no sentence."""
+MIN_INPUT: Final = 64
+"""The smallest default fold input: room for a few whole sentences."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,12 +149,12 @@ class RunningSummary:
             (default 40% of ``max_tokens``); the gap to ``max_tokens`` makes folds rare.
         summary_tokens: the summary's own budget (default 20% of ``max_tokens``).
         segment_tokens: the budget of one fold's summary (default a quarter of
-            ``summary_tokens``), added to the summary as a new segment; when it would not
-            fit, the fold sends the summary so far with its messages instead and gets one
-            merged segment of this size.
+            ``summary_tokens``, at least 32 tokens or all of it), added to the summary as a
+            new segment; when it would not fit, the fold sends the summary so far with its
+            messages instead and gets one merged segment of this size.
         input_tokens: the most tokens of messages one fold sends the summarizer (default
-            three quarters of ``summary_tokens``): past it the evicted messages are cut to
-            their most informative sentences (`excerpt`); None sends every word.
+            three quarters of ``summary_tokens``, at least 64): past it the evicted messages
+            are cut to their most informative sentences (`excerpt`); None sends every word.
         counter: the `TokenCounter` (default: `default_counter`).
         role: the role of the summary message; ``"user"`` is accepted by every provider
             after a system message, ``"system"`` suits those that allow several.
@@ -177,12 +181,12 @@ class RunningSummary:
         if self.keep_tokens < 0 or self.summary_tokens < 1:
             raise InvalidInput("keep_tokens must be >= 0 and summary_tokens >= 1")
         if segment_tokens is None:
-            segment_tokens = max(1, self.summary_tokens // 4)
+            segment_tokens = max(self.summary_tokens // 4, min(self.summary_tokens, MIN_SEGMENT))
         if not 1 <= segment_tokens <= self.summary_tokens:
             raise InvalidInput("segment_tokens must be between 1 and summary_tokens")
         self.segment_tokens = segment_tokens
         if isinstance(input_tokens, _Default):
-            input_tokens = max(1, self.summary_tokens * 3 // 4)
+            input_tokens = max(self.summary_tokens * 3 // 4, MIN_INPUT)
         if input_tokens is not None and input_tokens < 1:
             raise InvalidInput("input_tokens must be >= 1, or None to send every word")
         self.input_tokens = input_tokens

@@ -207,3 +207,21 @@ def test_memories_need_a_namespace() -> None:
             RunningSummary(300, counter=COUNTER),
             memories=open_memory_store("memory://"),
         )
+
+
+def test_extractive_summary_is_never_empty_when_no_sentence_fits() -> None:
+    """With a budget smaller than any sentence, the most informative one is cut at a word."""
+    long = "Ana moved to Lisbon on 3 May 2021 with her two cats and a piano."
+    request = SummarizeRequest((Message(role="user", content=long),), None, 4)
+    summary = ExtractiveSummarizer().summarize(request)
+    assert summary
+    assert f"user: {long}".startswith(summary)  # sentences keep their speaker
+    assert len(summary) + 1 <= 4 * 4
+
+
+def test_small_summaries_get_segments_that_hold_a_sentence() -> None:
+    """A quarter of a small summary budget holds no sentence: the defaults have floors."""
+    small = RunningSummary(120)
+    assert (small.summary_tokens, small.segment_tokens, small.input_tokens) == (24, 24, 64)
+    large = RunningSummary(2000, keep_tokens=800, summary_tokens=400)
+    assert (large.segment_tokens, large.input_tokens) == (100, 300)
