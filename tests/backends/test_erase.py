@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -495,14 +496,17 @@ async def test_tombstones_expire(world: World) -> None:
 
     world.threads.append("t1", Message(role="user", content="hi"), tenant=TENANT)
     world.memories.put((TENANT, ANN), "hi")
-    erase(Subject(TENANT, ANN, thread_ids=("t1",)), world.stores, tombstone_ttl=0.5)
+    # Long enough that erasing every store and the refused writes end before it, under load.
+    ttl = 2.0
+    erase(Subject(TENANT, ANN, thread_ids=("t1",)), world.stores, tombstone_ttl=ttl)
+    erased_at = time.monotonic()  # every tombstone was placed by now
     with pytest.raises(Erased):
         world.threads.append("t1", Message(role="user", content="late"), tenant=TENANT)
     with pytest.raises(Erased):
         world.journal.record("t1", "call-1", "late", tenant=TENANT)
     with pytest.raises(Erased):
         world.memories.put((TENANT, ANN), "late")
-    await asyncio.sleep(0.6)
+    await asyncio.sleep(max(0.0, erased_at + ttl + 0.1 - time.monotonic()))
     world.threads.append("t1", Message(role="user", content="after"), tenant=TENANT)
     world.journal.record("t1", "call-1", "after", tenant=TENANT)
     world.memories.put((TENANT, ANN), "after")
