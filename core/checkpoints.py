@@ -52,7 +52,13 @@ from memfold.encryption import open_checkpoints, seal_blob, seal_value, seal_wri
 from memfold.errors import Conflict, InvalidInput
 from memfold.limits import MAX_COUNT, Limits, check_limits
 from memfold.model import JSON, utcnow
-from memfold.retention import POLICY_OPTIONS, check_policy, check_seconds, policy_from_options
+from memfold.retention import (
+    POLICY_OPTIONS,
+    Sweepable,
+    check_policy,
+    check_seconds,
+    policy_from_options,
+)
 from memfold.rotation import Progress, adrive, drive, rotate_checkpoints
 from memfold.stores import BaseStore, Capabilities, check_flag, check_id, check_time, encode_json
 from memfold.urls import check_url, drop_other_kinds, flag, split_options, take_option
@@ -163,7 +169,7 @@ def _check_ids(values: object, what: str) -> tuple[str, ...]:
 
 
 @runtime_checkable
-class CheckpointStore(Protocol):
+class CheckpointStore(Sweepable, Protocol):
     """Checkpoints of graph threads, scoped by ``(tenant, thread_id)``, sync and async."""
 
     @property
@@ -282,20 +288,6 @@ class CheckpointStore(Protocol):
     ) -> bool: ...
     def release(self, thread_id: str, writer: str, *, tenant: str | None = ...) -> bool: ...
     async def arelease(self, thread_id: str, writer: str, *, tenant: str | None = ...) -> bool: ...
-    def sweep(
-        self,
-        policy: RetentionPolicy | None = None,
-        *,
-        tenant: str | None = None,
-        dry_run: bool = False,
-    ) -> SweepResult: ...
-    async def asweep(
-        self,
-        policy: RetentionPolicy | None = None,
-        *,
-        tenant: str | None = None,
-        dry_run: bool = False,
-    ) -> SweepResult: ...
     def stats(self, thread_id: str | None = None, *, tenant: str | None = ...) -> StorageStats: ...
     async def astats(
         self, thread_id: str | None = None, *, tenant: str | None = ...

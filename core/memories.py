@@ -55,6 +55,7 @@ from memfold.redaction import Redactor, check_redactor, take_redactor
 from memfold.retention import (
     POLICY_OPTIONS,
     RetentionPolicy,
+    Sweepable,
     SweepResult,
     check_policy,
     policy_from_options,
@@ -239,7 +240,7 @@ def _expanded(op: ops.SearchMemories, first: list[MemoryHit]) -> ops.SearchMemor
 
 
 @runtime_checkable
-class MemoryStore(Protocol):
+class MemoryStore(Sweepable, Protocol):
     """Long-term memories by namespace, searched by text and vector, with sync and async APIs."""
 
     @property
@@ -377,20 +378,6 @@ class MemoryStore(Protocol):
         limit: int = 100,
         offset: int = 0,
     ) -> list[Namespace]: ...
-    def sweep(
-        self,
-        policy: RetentionPolicy | None = None,
-        *,
-        tenant: str | None = None,
-        dry_run: bool = False,
-    ) -> SweepResult: ...
-    async def asweep(
-        self,
-        policy: RetentionPolicy | None = None,
-        *,
-        tenant: str | None = None,
-        dry_run: bool = False,
-    ) -> SweepResult: ...
     def reembed(
         self,
         prefix: Namespace,

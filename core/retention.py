@@ -40,7 +40,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
 from memfold.errors import InvalidInput
 from memfold.limits import MAX_COUNT, MAX_SECONDS
@@ -56,6 +56,7 @@ __all__ = [
     "PruneReport",
     "RetentionPolicy",
     "SweepResult",
+    "Sweepable",
     "aprune",
     "check_kinds",
     "check_policy",
@@ -144,6 +145,25 @@ class SweepResult:
             {'threads': 0, 'checkpoints': 3, 'values': 2, 'writes': 0}
         """
         return {name: getattr(self, field) for name, field in KIND_COUNTS[kind]}
+
+
+class Sweepable(Protocol):
+    """What every store kind's protocol shares: a retention sweep, sync and async."""
+
+    def sweep(
+        self,
+        policy: RetentionPolicy | None = None,
+        *,
+        tenant: str | None = None,
+        dry_run: bool = False,
+    ) -> SweepResult: ...
+    async def asweep(
+        self,
+        policy: RetentionPolicy | None = None,
+        *,
+        tenant: str | None = None,
+        dry_run: bool = False,
+    ) -> SweepResult: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,7 +38,13 @@ from memfold.errors import Conflict, InvalidInput, UnsupportedOperation
 from memfold.limits import DEFAULT_LIMITS, Limits, check_tree
 from memfold.model import JSON, Message, MessageHit, ThreadInfo, ensure_sequence, utcnow
 from memfold.redaction import Redactor, check_redactor
-from memfold.retention import RetentionPolicy, SweepResult, check_policy, check_seconds
+from memfold.retention import (
+    RetentionPolicy,
+    Sweepable,
+    SweepResult,
+    check_policy,
+    check_seconds,
+)
 from memfold.rotation import Progress, adrive, drive, rotate_threads
 from memfold.schema_steps import SchemaSteps
 
@@ -296,7 +302,7 @@ def _prepare(
 
 
 @runtime_checkable
-class ThreadStore(Protocol):
+class ThreadStore(Sweepable, Protocol):
     """Conversation threads scoped by ``(tenant, thread_id)``, with sync and async methods."""
 
     @property
@@ -381,20 +387,6 @@ class ThreadStore(Protocol):
     async def aset_thread_ttl(
         self, thread_id: str, ttl_seconds: float | None, *, tenant: str | None = ...
     ) -> bool: ...
-    def sweep(
-        self,
-        policy: RetentionPolicy | None = None,
-        *,
-        tenant: str | None = None,
-        dry_run: bool = False,
-    ) -> SweepResult: ...
-    async def asweep(
-        self,
-        policy: RetentionPolicy | None = None,
-        *,
-        tenant: str | None = None,
-        dry_run: bool = False,
-    ) -> SweepResult: ...
 
 
 class BaseStore(ABC):
