@@ -61,7 +61,14 @@ from memfold.retention import (
 )
 from memfold.rotation import Progress, adrive, drive, rotate_checkpoints
 from memfold.stores import BaseStore, Capabilities, check_flag, check_id, check_time, encode_json
-from memfold.urls import check_url, drop_other_kinds, flag, split_options, take_option
+from memfold.urls import (
+    check_url,
+    drop_other_kinds,
+    flag,
+    split_options,
+    take_option,
+    take_sql_options,
+)
 
 __all__ = [
     "BaseCheckpointStore",
@@ -876,7 +883,8 @@ def _backend(url: str, options: Mapping[str, Any]) -> BaseCheckpointStore:
     if scheme in ("sqlite", "postgresql", "postgres"):
         from memfold.backends.sql.checkpoint_store import SQLCheckpointStore
 
-        plain, ours = _split(url)
+        plain, options = take_sql_options(url, options)
+        plain, ours = _split(plain)
         return SQLCheckpointStore(plain, **{**ours, **options})
     raise InvalidInput(
         f"unknown checkpoint store URL {url!r}: use memory://, sqlite:///, postgresql://, "

@@ -70,7 +70,14 @@ from memfold.stores import (
     encode_json,
     new_id,
 )
-from memfold.urls import check_url, drop_other_kinds, flag, split_options, take_option
+from memfold.urls import (
+    check_url,
+    drop_other_kinds,
+    flag,
+    split_options,
+    take_option,
+    take_sql_options,
+)
 
 __all__ = [
     "BaseMemoryStore",
@@ -1293,7 +1300,8 @@ def _backend(url: str, options: Mapping[str, Any]) -> BaseMemoryStore:
     if parts.scheme.split("+")[0] in ("sqlite", "postgresql", "postgres"):
         from memfold.backends.sql.memory_store import SQLMemoryStore
 
-        plain, ours = split_options(url, _OPTIONS, strict=False)
+        plain, options = take_sql_options(url, options)
+        plain, ours = split_options(plain, _OPTIONS, strict=False)
         return SQLMemoryStore(plain, **{**_with_policy(ours), **options})
     if parts.scheme in ("chroma", "chroma+http"):
         from memfold.backends.chroma.store import ChromaMemoryStore

@@ -29,7 +29,14 @@ from memfold.memories import BaseMemoryStore, aopen_memory_store, open_memory_st
 from memfold.redaction import take_redactor
 from memfold.retention import KINDS, POLICY_OPTIONS, check_kinds, policy_from_options
 from memfold.stores import BaseThreadStore, check_flag
-from memfold.urls import check_url, drop_other_kinds, flag, split_options, take_option
+from memfold.urls import (
+    check_url,
+    drop_other_kinds,
+    flag,
+    split_options,
+    take_option,
+    take_sql_options,
+)
 
 __all__ = [
     "AnyStore",
@@ -72,7 +79,8 @@ def _backend(url: str, options: dict[str, Any]) -> BaseThreadStore:
             **{**split_options(url, _MEMORY_OPTIONS, strict=True)[1], **options}
         )
     if scheme in ("sqlite", "postgresql", "postgres"):
-        plain, ours = split_options(url, POLICY_OPTIONS, strict=False)
+        plain, options = take_sql_options(url, options)
+        plain, ours = split_options(plain, POLICY_OPTIONS, strict=False)
         if ours:
             options = {"retention": policy_from_options(ours), **options}
         return SQLThreadStore(plain, **options)  # postgresql needs the postgres extra

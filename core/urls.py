@@ -22,11 +22,13 @@ from memfold.errors import InvalidInput
 
 __all__ = [
     "KIND_OPTIONS",
+    "SQL_OPTIONS",
     "check_url",
     "drop_other_kinds",
     "flag",
     "split_options",
     "take_option",
+    "take_sql_options",
 ]
 
 KIND_OPTIONS: Final[Mapping[str, frozenset[str]]] = {
@@ -41,6 +43,11 @@ KIND_OPTIONS: Final[Mapping[str, frozenset[str]]] = {
 """The URL query options of each store kind that not every kind takes (on some backend).
 Options every kind takes (``require_tenant``, ``redact``, ``keyring`` and the retention policy's)
 are not listed."""
+
+
+SQL_OPTIONS: Final[Mapping[str, Callable[[str], Any]]] = {"schema": str, "table_prefix": str}
+"""The query options of ``sqlite://`` and ``postgresql://`` URLs that say where memfold's tables
+live, so that a URL alone (as the CLI takes) reaches any schema; the driver never sees them."""
 
 
 def drop_other_kinds(url: str, kind: str) -> str:
@@ -128,3 +135,14 @@ def take_option(
     else:
         parsed = {}
     return url, rest, rest.pop(name, parsed.get(name))
+
+
+def take_sql_options(url: str, options: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """``url`` without its `SQL_OPTIONS`, and ``options`` with them added (a keyword wins).
+
+    Examples:
+        >>> take_sql_options("postgresql://h/db?schema=agents&sslmode=disable", {})
+        ('postgresql://h/db?sslmode=disable', {'schema': 'agents'})
+    """
+    plain, parsed = split_options(url, SQL_OPTIONS, strict=False)
+    return plain, {**parsed, **options}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 import warnings
 from pathlib import Path
@@ -14,6 +15,7 @@ from psycopg import sql
 from memfold import InvalidInput, open_checkpoint_store, open_memory_store, open_store
 from memfold.checkpoints import BaseCheckpointStore
 from memfold.memories import BaseMemoryStore
+from memfold.model import Message
 from memfold.open import open_stores
 from memfold.stores import BaseThreadStore
 from memfold.urls import split_options
@@ -98,6 +100,54 @@ def test_one_url_gives_each_kind_its_own_options_and_no_driver_sees_the_others(
         for store in stores:
             store.close()
         _drop(backend, options)
+
+
+def test_a_url_alone_reaches_any_schema_and_table_prefix() -> None:
+    """``schema`` and ``table_prefix`` in a SQL URL place every kind's tables (as the CLI's
+    ``--url`` needs); psycopg never sees them, and a keyword wins over the URL."""
+    schema = f"memfold_test_{uuid.uuid4().hex}"
+    url = f"{PG_URL}?schema={schema}&table_prefix=url_&dimensions=8"
+    stores = open_stores(url)
+    try:
+        for store in stores:
+            store.close()
+        with psycopg.connect(PG_URL) as conn:
+            tables = {
+                name
+                for (name,) in conn.execute(
+                    "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
+                    (schema,),
+                )
+            }
+        assert {"url_messages", "url_checkpoints", "url_memories"} <= tables
+        assert all(name.startswith("url_") for name in tables)
+        with open_store(url, table_prefix="kw_") as threads:
+            threads.append("t", [Message(role="user", content="hi")])
+        with psycopg.connect(PG_URL) as conn:
+            found = conn.execute(
+                sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, "kw_messages"))
+            ).fetchone()
+        assert found == (1,)
+    finally:
+        _drop("postgresql", {"schema": schema})
+
+
+def test_a_sqlite_url_takes_a_table_prefix_and_refuses_a_schema(tmp_path: Path) -> None:
+    """SQLite reads ``table_prefix`` from the URL too, and has no schemas to put tables in."""
+    path = tmp_path / "prefixed.db"
+    with open_store(f"sqlite:///{path}?table_prefix=url_") as threads:
+        threads.append("t", [Message(role="user", content="hi")])
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT count(*) FROM url_messages").fetchone() == (1,)
+    with pytest.raises(InvalidInput, match="no schemas"):
+        open_store(f"sqlite:///{path}?schema=elsewhere")
+
+
+def test_an_option_the_driver_refuses_is_invalid_input_not_an_outage() -> None:
+    """A query option psycopg does not know fails before any connection, as the caller's
+    mistake (InvalidInput), never as an unreachable server (BackendUnavailable)."""
+    with pytest.raises(InvalidInput, match=r"refused the URL.*colour"):
+        open_store(f"{PG_URL}?colour=red")
 
 
 def _drop(backend: str, options: dict[str, str]) -> None:

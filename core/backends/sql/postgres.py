@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import select
 import threading
 import weakref
@@ -53,6 +54,10 @@ def psycopg_url(url: URL) -> URL:
             f"postgresql+psycopg:// URLs, not {url.drivername}://"
         )
     return url.set(drivername="postgresql+psycopg")
+
+
+_REFUSED_URL = re.compile(r"invalid (URI query parameter|connection option|dsn)", re.I)
+"""What libpq says of a URL it refuses before connecting (a client-side ProgrammingError)."""
 
 
 class PostgresDriver(Driver):
@@ -230,6 +235,11 @@ class PostgresDriver(Driver):
             return Conflict(
                 f"a concurrent transaction clashed with this one in {where}: retry. "
                 f"Driver said: {detail}"
+            )
+        if isinstance(error, psycopg.ProgrammingError) and _REFUSED_URL.search(detail):
+            return InvalidInput(
+                f"{where}: the driver refused the URL before reaching the server (memfold's own "
+                f"query options are listed in docs/backends/postgresql.md). Driver said: {detail}"
             )
         if isinstance(error, pg_errors.DataError):
             return InvalidInput(f"{where} rejected a value: {detail}")
