@@ -699,7 +699,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="4 threads x 10 turns")
     parser.add_argument("--json", type=Path, help="also write the numbers to this file")
-    parser.add_argument("--only", help="run only savers whose name contains this text")
+    parser.add_argument(
+        "--only",
+        action="append",
+        help="run only savers whose name contains this text (any case; repeatable)",
+    )
     args = parser.parse_args()
     settings = (
         Settings(threads=4, turns=10, direct_steps=20, repeats=2)
@@ -720,7 +724,9 @@ def main() -> None:
             except Exception as exc:  # a missing server is reported, not fatal
                 console.print(f"[red]PostgreSQL floor not runnable: {exc}[/red]")
             for subject in subjects():
-                if args.only and args.only not in subject.name and subject.family != "baseline":
+                wanted = [w.lower() for w in args.only or []]
+                name = subject.name.lower()
+                if wanted and subject.family != "baseline" and not any(w in name for w in wanted):
                     continue
                 result = Result(
                     subject.name, subject.backend, subject.family, subject.delta, subject.is_async
