@@ -1,15 +1,18 @@
-"""How SQL checkpoint stores keep payloads (see `memfold.backends.sql.checkpoint_rows`): large
-compressible ones zlib-compressed, others as given, and no row at all for "no value"."""
+"""How SQL checkpoint stores keep their rows (see `memfold.backends.sql.checkpoint_rows` and
+`memfold.backends.sql.checkpoint_schema`): large compressible payloads zlib-compressed, others
+as given, no row at all for "no value", and puts that leave the thread's indexed times alone."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
+import memfold.checkpoints
 from memfold.checkpoints import (
     BaseCheckpointStore,
     Blob,
@@ -96,3 +99,32 @@ async def test_a_channel_without_a_value_has_no_row(store: BaseCheckpointStore, 
     assert [sorted(c.values) for c in await api.list_checkpoints("t")] == [
         ["x", "y"], ["x", "y"], ["y"],
     ]  # fmt: skip
+
+
+def thread_times(store: BaseCheckpointStore) -> tuple[int, float, int]:
+    """``(updated_us, expires_us, last_us)`` of the store's one checkpoint thread."""
+    t = store.tables.threads  # type: ignore[attr-defined]
+    with store.engine.connect() as conn:  # type: ignore[attr-defined]
+        row = conn.execute(select(t.c.updated_us, t.c.expires_us, t.c.last_us)).one()
+    return int(row[0]), float(row[1]), int(row[2])
+
+
+async def test_puts_renew_the_indexed_thread_times_only_once_they_lag(
+    api: Api, store: BaseCheckpointStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A put 10 s after the last records its time exactly but leaves the indexed lower bounds
+    of the last write and the expiry as they were (so PostgreSQL updates the row in place);
+    a put 40 s later renews them."""
+    now = [datetime(2026, 1, 1, tzinfo=UTC)]
+    monkeypatch.setattr(memfold.checkpoints, "utcnow", lambda: now[0])
+    await api.put("t", "c1", BODY)
+    assert await api.set_thread_ttl("t", 3600)
+    updated, expires, last = thread_times(store)
+    assert (expires, last) == (updated + 3600e6, updated)
+    now[0] += timedelta(seconds=10)
+    await api.put("t", "c2", BODY, parent_id="c1")
+    assert thread_times(store) == (updated, expires, last + 10_000_000)
+    now[0] += timedelta(seconds=40)
+    await api.put("t", "c3", BODY, parent_id="c2")
+    last = last + 50_000_000
+    assert thread_times(store) == (last, last + 3600e6, last)

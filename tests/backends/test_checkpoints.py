@@ -474,6 +474,25 @@ async def test_sweep_expires_threads_by_their_own_or_the_default_ttl(
         assert await api.get(kept) is not None
 
 
+async def test_a_ttl_counts_from_the_last_put(api: Api, clock: Clock) -> None:
+    """A put 20 s after the previous one keeps its thread for a whole TTL from then, with its
+    own TTL and with the default one."""
+    for thread in ("own", "default"):
+        await grow(api, thread, 2)
+    assert await api.set_thread_ttl("own", 60)
+    clock.advance(20)
+    for thread in ("own", "default"):
+        await grow(api, thread, 3, start=2)
+    clock.advance(50)
+    policy = RetentionPolicy(ttl_seconds=60)
+    assert (await api.sweep(policy)).threads == 0
+    assert (await api.get("own")).checkpoint_id == cid(2)  # type: ignore[union-attr]
+    clock.advance(15)
+    assert (await api.sweep(policy)).threads == 2
+    assert await api.get("own") is None
+    assert await api.get("default") is None
+
+
 async def test_a_dry_run_sweep_counts_what_a_sweep_removes_and_changes_nothing(
     api: Api, clock: Clock
 ) -> None:

@@ -62,6 +62,7 @@ RELEASED = {
         "7dde4be558705eab8eb9ad78e68abfcf1c22e022fc456fa67e5b5a54fb90ce23",
         "a6fd4e31a5076cfcdfc085cbdc4d613308735020c86ba54423b9a8574e7c7e5c",
         "282c170d491aa0dca0749436faf140fc462155ff307453880464ff77d4598f68",
+        "2202e33c03703a04442d0b8f96a75b0937453ecf525220560ed170c41baec2c3",
     ],
     ("checkpoints", "postgresql"): [
         "56fbcc879fa07925bc89835ec8dc2907477e87f25245c450945e04e765edea8f",
@@ -69,6 +70,7 @@ RELEASED = {
         "4a218632415152c9315b2efa0cc28956ecbedd3ac91ce5f2043aee684bf380c2",
         "a6fd4e31a5076cfcdfc085cbdc4d613308735020c86ba54423b9a8574e7c7e5c",
         "282c170d491aa0dca0749436faf140fc462155ff307453880464ff77d4598f68",
+        "2202e33c03703a04442d0b8f96a75b0937453ecf525220560ed170c41baec2c3",
     ],
     ("memories", "sqlite"): [
         "ef1c4dfb0e9f108d7d150db97280f42fc13cc9c4ee9a22f9b73f4a9a6199dce7",
@@ -324,20 +326,30 @@ async def test_a_release_1_checkpoint_schema_upgrades_with_its_data(
     release_1: tuple[str, dict[str, Any]],
 ) -> None:
     """asetup() gives first-release checkpoints the effect journal (step 2), tombstones (step 3),
-    thread stamps (step 4) and payload codecs (step 5): their chains of values, pending writes
-    and tenants read back as stored, and new checkpoints (compressed payloads among them) and
-    journal entries are recorded afterwards."""
+    thread stamps (step 4), payload codecs (step 5) and exact last writes (step 6, copied from
+    the indexed time, so the TTL sweep finds idle threads as before): their chains of values,
+    pending writes and tenants read back as stored, and new checkpoints (compressed payloads
+    among them) and journal entries are recorded afterwards."""
     url, options = release_1
     store = SQLCheckpointStore(url, **options)
     before = await _only(store).astatus()
     assert (before.version, before.latest, [p.version for p in before.pending]) == (
         1,
-        5,
-        [2, 3, 4, 5],
+        6,
+        [2, 3, 4, 5, 6],
     )
     found = await _only(store).aupgrade()
-    assert [p.version for p in found.pending] == [2, 3, 4, 5]
+    assert [p.version for p in found.pending] == [2, 3, 4, 5, 6]
     assert (await _only(store).aupgrade()).pending == ()  # nothing left to apply
+    t = store.tables.threads
+    with store.engine.connect() as conn:
+        times = conn.execute(select(t.c.tenant, t.c.updated_us, t.c.last_us)).all()
+    assert sorted(times) == [
+        (row["tenant"], row["updated_us"], row["updated_us"])
+        for row in RELEASE_1["rows"]["cp_threads"]
+    ]
+    idle = await store.asweep(RetentionPolicy(ttl_seconds=60), tenant="rival", dry_run=True)
+    assert idle.threads == 1
 
     c2 = store.get("t1", tenant="acme")
     assert c2 is not None

@@ -35,6 +35,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    or_,
     select,
     text,
     update,
@@ -150,6 +151,7 @@ class CheckpointPlans:
                 tenant=bindparam("tenant"),
                 thread_id=bindparam("thread_id"),
                 updated_us=bindparam("now"),
+                last_us=bindparam("now"),
                 dirty=0,
             )
             .on_conflict_do_nothing()
@@ -851,18 +853,20 @@ class CheckpointPlans:
             params["tenant"] = op.tenant
             tenant_t = [t.c.tenant == bindparam("tenant")]
             tenant_c = [c.c.tenant == bindparam("tenant")]
-        # 1. Whole threads past their own or the default TTL (indexed by expiry / idle time).
+        # 1. Whole threads past their own or the default TTL: found by the indexed lower bounds
+        # of expiry and idle time, then checked against the exact last write.
+        last = func.coalesce(t.c.last_us, t.c.updated_us)
         expired = [t.c.expires_us <= bindparam("now")]
+        exact = [t.c.ttl * 1_000_000 + last <= bindparam("now")]
         if policy.ttl_seconds is not None:
             params["idle"] = now - round(policy.ttl_seconds * 1_000_000)
             expired.append(and_(t.c.ttl.is_(None), t.c.updated_us <= bindparam("idle")))
+            exact.append(and_(t.c.ttl.is_(None), last <= bindparam("idle")))
         shape = (op.tenant is None, policy.ttl_seconds is None)
         found = yield (
             self._cached(
                 ("expired", shape),
-                select(t.c.tenant, t.c.thread_id).where(
-                    *tenant_t, expired[0] if len(expired) == 1 else expired[0] | expired[1]
-                ),
+                select(t.c.tenant, t.c.thread_id).where(*tenant_t, or_(*expired), or_(*exact)),
             ),
             params,
         )

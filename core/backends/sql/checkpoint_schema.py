@@ -1,9 +1,13 @@
 """The SQL checkpoint tables, declared once, beside the thread tables (same prefix and schema).
 
-- ``<prefix>cp_threads``: one row per thread: last write, own TTL (``expires_us`` derived from
-  it, indexed for the sweep), the writer's lease, whether a re-put may have left value rows
-  no checkpoint reads (``dirty``, cleared by the sweep), and a stamp that each put, and each
-  removal of checkpoints or values, renews (see `memfold.backends.sql.checkpoint_heads`).
+- ``<prefix>cp_threads``: one row per thread: last write (``last_us``), own TTL, the
+  writer's lease, whether a re-put may have left value rows no checkpoint reads (``dirty``,
+  cleared by the sweep), and a stamp that each put, and each removal of checkpoints or values,
+  renews (see `memfold.backends.sql.checkpoint_heads`). The sweep finds idle and expired
+  threads through two indexed lower bounds of the last write and of the expiry
+  (``updated_us``, ``expires_us``) that writes renew only once they lag by
+  `REFRESH_AFTER_US`, so most puts change no indexed column (PostgreSQL then updates the row
+  in place, adding no index entries); the sweep checks ``last_us`` before removing a thread.
 - ``<prefix>checkpoints``: one row per checkpoint; ``metadata`` is JSON text, ``run_id`` its
   ``run_id`` copied out and indexed for ``delete_for_runs``.
 - ``<prefix>cp_values``: one row per `memfold.checkpoint_deltas.StoredBlob` (none for "no
@@ -35,9 +39,13 @@ from sqlalchemy import (
 from memfold.backends.sql.journal import build_journal_table
 from memfold.backends.sql.schema import Tables, build_tables
 
-__all__ = ["CheckpointTables", "build_checkpoint_tables"]
+__all__ = ["REFRESH_AFTER_US", "CheckpointTables", "build_checkpoint_tables"]
 
 _ID = 512
+
+REFRESH_AFTER_US = 30_000_000
+"""A write renews a thread's indexed times once they lag its own time by this many microseconds
+(30 s)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +91,7 @@ def build_checkpoint_tables(
         Column("lease_until_us", BigInteger),
         Column("dirty", Integer, nullable=False),
         Column("stamp", BigInteger),
+        Column("last_us", BigInteger),
         PrimaryKeyConstraint("tenant", "thread_id"),
         Index(f"{prefix}cp_threads_idle", "updated_us"),
         Index(f"{prefix}cp_threads_expiry", "expires_us"),

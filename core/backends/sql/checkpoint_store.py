@@ -6,8 +6,8 @@ Examples:
     >>> from memfold.checkpoints import Blob
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "checkpoints.db"
     >>> store = SQLCheckpointStore(f"sqlite:///{path}")
-    >>> store.setup()
-    5
+    >>> store.setup() == store.schema_steps()[0].status().latest
+    True
     >>> store.put("t", "c1", Blob("json", b"{}"), versions={"x": 1},
     ...           values={"x": Blob("json", b"7")})
     >>> store.get("t").values["x"]

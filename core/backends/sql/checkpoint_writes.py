@@ -19,7 +19,9 @@ form that reads nothing and a full form that reads under the thread's lock.
   stored yet), renews it and records the write.
 
 Every put writes a new stamp into the thread's row; a put or a lease renewal also records the
-thread's last write (``updated_us``, and ``expires_us`` from its TTL).
+thread's last write (``last_us``), renewing the indexed lower bounds of it and of the thread's
+expiry (``updated_us``, ``expires_us``) only once they lag by
+`memfold.backends.sql.checkpoint_schema.REFRESH_AFTER_US`.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ClauseElement, Dialect, and_, bindparam, insert, select, text, update
+from sqlalchemy import ClauseElement, Dialect, and_, bindparam, case, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from memfold import checkpoint_ops as ops
@@ -42,7 +44,7 @@ from memfold.backends.sql.checkpoint_rows import (
     row_params,
     to_us,
 )
-from memfold.backends.sql.checkpoint_schema import CheckpointTables
+from memfold.backends.sql.checkpoint_schema import REFRESH_AFTER_US, CheckpointTables
 from memfold.backends.sql.plans import Plan
 from memfold.checkpoint_deltas import (
     BlobKey,
@@ -156,6 +158,7 @@ class CheckpointWrites:
                 tenant=bindparam("tenant"),
                 thread_id=bindparam("thread_id"),
                 updated_us=bindparam("now"),
+                last_us=bindparam("now"),
                 dirty=0,
             )
             .on_conflict_do_nothing()
@@ -188,18 +191,24 @@ class CheckpointWrites:
             tenant=bindparam("tenant"),
             thread_id=bindparam("thread_id"),
             updated_us=bindparam("now"),
+            last_us=bindparam("now"),
             dirty=0,
         )
         self._lock_thread = claim.on_conflict_do_update(
             index_elements=[t.c.tenant, t.c.thread_id],
-            set_={"updated_us": claim.excluded.updated_us},
+            set_={"last_us": claim.excluded.last_us},
         ).returning(t.c.holder, t.c.lease_until_us)
         self._write_info = select(head.scalar_subquery(), of("checkpoint_id", "checkpoint_id"))
+        lags = t.c.updated_us < bindparam("stale")
         self._touch = (
             update(t)
             .where(thread_key)
             .values(
-                updated_us=bindparam("now"), expires_us=t.c.ttl * 1_000_000 + bindparam("now_f")
+                last_us=bindparam("now"),
+                updated_us=case((lags, bindparam("now")), else_=t.c.updated_us),
+                expires_us=case(
+                    (lags, t.c.ttl * 1_000_000 + bindparam("now_f")), else_=t.c.expires_us
+                ),
             )
         )
         self._renew = self._touch.values(
@@ -347,6 +356,7 @@ class CheckpointWrites:
             "new_stamp": written,
             "now": now,
             "now_f": float(now),
+            "stale": now - REFRESH_AFTER_US,
             "dirty": 1 if existing else 0,
         }
         if op.lease is not None:
@@ -390,10 +400,13 @@ class CheckpointWrites:
         return True
 
     def _claim_sets(self, table: str, lease: bool) -> str:
+        lags = f"{table}.updated_us < :stale"
         sets = [
             "stamp = :new_stamp",
-            "updated_us = :now",
-            f"expires_us = {table}.ttl * 1000000 + :now_f",
+            "last_us = :now",
+            f"updated_us = CASE WHEN {lags} THEN :now ELSE {table}.updated_us END",
+            f"expires_us = CASE WHEN {lags} THEN {table}.ttl * 1000000 + :now_f "
+            f"ELSE {table}.expires_us END",
             f"dirty = {table}.dirty + :dirty",
         ]
         if lease:
@@ -577,7 +590,7 @@ class CheckpointWrites:
         holder, lease_until = found.rows[0]
         touch: tuple[ClauseElement, dict[str, Any]] = (
             self._touch,
-            {**key, "now": now, "now_f": float(now)},
+            {**key, "now": now, "now_f": float(now), "stale": now - REFRESH_AFTER_US},
         )
         if op.lease is not None:
             info = yield self._write_info, key

@@ -585,12 +585,24 @@ def _checkpoint_codecs(tables: CheckpointTables, dialect: Dialect) -> list[str]:
     ]
 
 
+def _checkpoint_last_writes(tables: CheckpointTables, dialect: Dialect) -> list[str]:
+    """Each checkpoint thread records its last write exactly in an unindexed column
+    (``last_us``), so that puts leave the indexed times alone until they lag (see
+    `memfold.backends.sql.checkpoint_schema`)."""
+    threads = dialect.identifier_preparer.format_table(tables.threads)
+    return [
+        f"ALTER TABLE {threads} ADD COLUMN last_us {BigInteger().compile(dialect=dialect)}",
+        f"UPDATE {threads} SET last_us = updated_us",
+    ]
+
+
 CHECKPOINT_STEPS: tuple[Step, ...] = (
     Step(1, "checkpoint threads, checkpoints, values and writes", _checkpoint_tables),
     Step(2, "the effect journal", lambda tables, dialect: journal_ddl(tables.journal, dialect)),
     Step(3, "tombstones refuse writes to erased tenants and threads", _checkpoint_tombstones),
     Step(4, "a stamp per thread, so a writer's next put reads nothing back", _checkpoint_stamps),
     Step(5, "compressed values and pending writes", _checkpoint_codecs),
+    Step(6, "puts stop changing indexed thread columns", _checkpoint_last_writes),
 )
 """The ``checkpoints`` component's steps; append-only like `STEPS`."""
 
