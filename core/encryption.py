@@ -61,6 +61,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from memfold.checkpoint_model import Blob, ChannelValue, Checkpoint, PendingWrite, SequenceBlob
 from memfold.errors import EncryptionError, InvalidInput
+from memfold.limits import MAX_JSON_DEPTH, Limits, check_tree
 from memfold.memory_model import MemoryHit, MemoryRecord
 from memfold.model import JSON, Message, MessageHit, Part, ThreadInfo, ToolCall
 
@@ -124,6 +125,8 @@ _MESSAGE: Final = b"message"
 _METADATA: Final = b"thread metadata"
 _MEMORY_TEXT: Final = b"memory text"
 _MEMORY_VALUE: Final = b"memory value"
+_DEEPEST: Final = Limits(max_json_depth=MAX_JSON_DEPTH)
+"""What `_json_bytes` checks: the store checked its own (lower) limits before sealing."""
 _json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
 
@@ -210,8 +213,12 @@ class Keyring:
 
     @classmethod
     def generate(cls, key_id: str = "k1") -> Keyring:
-        """A keyring holding one new random key, active."""
-        return cls({key_id: cls.generate_key()})
+        """A keyring holding one new random key, active.
+
+        Raises:
+            InvalidInput: ``key_id`` is not a valid key id.
+        """
+        return cls({_check_key_id(key_id): cls.generate_key()})
 
     @classmethod
     def parse(cls, text: str) -> Keyring:
@@ -243,7 +250,12 @@ class Keyring:
         Raises:
             InvalidInput: the variable is unset or not in the form `parse` reads.
         """
-        text = os.environ.get(name)
+        if not isinstance(name, str):
+            raise InvalidInput(f"the keys' variable name must be a str, got {type(name).__name__}")
+        try:
+            text = os.environ.get(name)
+        except UnicodeEncodeError as exc:  # a lone surrogate cannot name a variable
+            raise InvalidInput(f"{name!r} cannot name an environment variable") from exc
         if not text:
             raise InvalidInput(
                 f"${name} is not set: set it to id:base64key[,id:base64key...], the first key "
@@ -258,10 +270,12 @@ class Keyring:
         the file readable by its owner only.
 
         Raises:
-            InvalidInput: the file is not UTF-8 text in the form `parse` reads, or ``path``
-                cannot name a file (a NUL character).
-            OSError: the file cannot be read.
+            InvalidInput: the file cannot be read (missing, unreadable, not a file), is not
+                UTF-8 text in the form `parse` reads, or ``path`` cannot name a file (a NUL
+                character, a name too long, not a path).
         """
+        if not isinstance(path, str | os.PathLike):  # open() would take an int as a descriptor
+            raise InvalidInput(f"the key file must be a path, got {type(path).__name__}")
         try:
             with open(path, encoding="utf-8") as source:
                 text = source.read()
@@ -269,12 +283,16 @@ class Keyring:
             raise InvalidInput(f"the key file {path!s} is not UTF-8 text") from exc
         except ValueError as exc:  # a NUL, or a lone surrogate the file system cannot encode
             raise InvalidInput(f"{path!r} cannot name a key file: {exc}") from exc
+        except OSError as exc:
+            raise InvalidInput(f"cannot read the key file {path!s}: {exc.strerror}") from exc
         return cls.parse(text.strip())
 
     @classmethod
     def from_option(cls, value: str) -> Keyring | None:
         """The keyring a URL option names: ``env`` (`KEYS_ENV`), ``env:NAME`` (another
         variable) or ``off`` (None). Keys themselves never go in a URL."""
+        if not isinstance(value, str):
+            raise InvalidInput(f"keyring= must be env, env:NAME or off, got {value!r}")
         value = value.strip()
         if value in ("off", "none", ""):
             return None
@@ -294,14 +312,24 @@ class Keyring:
         return ",".join(f"{k}:{base64.b64encode(self._secrets[k]).decode()}" for k in order)
 
     def with_active(self, key_id: str) -> Keyring:
-        """The same keys with ``key_id`` active."""
-        return Keyring(self._secrets, key_id)
+        """The same keys with ``key_id`` active.
+
+        Raises:
+            InvalidInput: ``key_id`` is not one of the keyring's ids.
+        """
+        return Keyring(self._secrets, _check_key_id(key_id))
 
     # Bytes in, bytes out.
 
     def seal(self, data: bytes, purpose: bytes, *, deterministic: bool = False) -> bytes:
         """``data`` encrypted under the active key, bound to ``purpose``; with
-        ``deterministic`` equal data gives an equal ciphertext (a synthetic IV)."""
+        ``deterministic`` equal data gives an equal ciphertext (a synthetic IV).
+
+        Raises:
+            InvalidInput: ``data`` or ``purpose`` is not bytes.
+        """
+        _check_bytes(data, "the data to encrypt")
+        _check_bytes(purpose, "purpose")
         key = self._keys[self._active]
         aad = key.header + b"\x00" + purpose
         if deterministic:
@@ -316,7 +344,9 @@ class Keyring:
         Raises:
             EncryptionError: the key ``token`` names is not in this keyring, is not the key it
                 was made with, or ``token`` was altered; ``what`` names the data in the message.
+            InvalidInput: ``token`` or ``purpose`` is not bytes.
         """
+        _check_bytes(purpose, "purpose")
         kid = key_id(token, what)
         key = self._keys.get(kid)
         if key is None:
@@ -355,7 +385,9 @@ def key_id(token: bytes, what: str = "the data") -> str:
 
     Raises:
         EncryptionError: ``token`` is not a memfold ciphertext.
+        InvalidInput: ``token`` is not bytes.
     """
+    _check_bytes(token, what)
     if len(token) < 2 or token[0] != _VERSION or len(token) < 2 + token[1] + _NONCE + 16:
         raise EncryptionError(f"{what} is not a memfold ciphertext (damaged, or a newer format)")
     try:
@@ -386,13 +418,21 @@ def take_keyring(
 
 
 def _unbase64(text: str, what: str) -> bytes:
+    if not isinstance(text, str):
+        raise InvalidInput(f"{what} must be base64 text, got {type(text).__name__}")
     try:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise EncryptionError(f"{what} is not a memfold ciphertext (bad base64)") from exc
 
 
+def _check_bytes(value: object, what: str) -> None:
+    if not isinstance(value, bytes | bytearray):
+        raise InvalidInput(f"{what} must be bytes, got {type(value).__name__}")
+
+
 def _json_bytes(value: object, what: str) -> bytes:
+    check_tree(value, what, _DEEPEST)  # str keys only: JSON would turn 1 into "1"
     try:
         return _json(value).encode("utf-8")
     except UnicodeEncodeError as exc:
@@ -551,7 +591,7 @@ def seal_record(keyring: Keyring, record: MemoryRecord) -> MemoryRecord:
     what = f"memory {record.id!r}"
     text = record.text
     if text:
-        text = ENCRYPTED_TEXT + keyring.seal_text(text.encode("utf-8"), _MEMORY_TEXT)
+        text = ENCRYPTED_TEXT + keyring.seal_text(_text_bytes(text, what), _MEMORY_TEXT)
     value: dict[str, JSON] = {}
     if record.value:
         value[ENCRYPTED_KEY] = keyring.seal_text(
@@ -569,13 +609,20 @@ def reseal_record(keyring: Keyring, record: MemoryRecord) -> MemoryRecord:
         sealed = keyring.reseal_text(text[len(ENCRYPTED_TEXT) :], _MEMORY_TEXT, what)
         text = ENCRYPTED_TEXT + sealed
     elif text:
-        text = ENCRYPTED_TEXT + keyring.seal_text(text.encode("utf-8"), _MEMORY_TEXT)
+        text = ENCRYPTED_TEXT + keyring.seal_text(_text_bytes(text, what), _MEMORY_TEXT)
     value: Mapping[str, JSON] = record.value
     if ENCRYPTED_KEY in value:
         value = {ENCRYPTED_KEY: keyring.reseal_text(str(value[ENCRYPTED_KEY]), _MEMORY_VALUE, what)}
     elif value:
         value = {ENCRYPTED_KEY: keyring.seal_text(_json_bytes(dict(value), what), _MEMORY_VALUE)}
     return replace(record, text=text, value=value)
+
+
+def _text_bytes(text: str, what: str) -> bytes:
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInput(f"the text of {what} is not valid Unicode (a lone surrogate)") from exc
 
 
 def _open_record(keyring: Keyring | None, record: MemoryRecord) -> MemoryRecord:

@@ -124,11 +124,15 @@ def take_option(
 ) -> tuple[str, dict[str, Any], Any]:
     """``url`` and ``options`` without the option ``name``, and its value: the keyword's if
     given, else the URL's parsed by ``kind``, else None. Other query options stay in the URL.
+    A ``url`` that `check_url` refuses or ``options`` that is not a mapping is `InvalidInput`.
 
     Examples:
         >>> take_option("memory://?require_tenant=true", {}, "require_tenant", flag)
         ('memory://', {}, True)
     """
+    check_url(url)
+    if not isinstance(options, Mapping):
+        raise InvalidInput(f"store options must be a mapping, got {type(options).__name__}")
     rest = dict(options)
     if "?" in url and name in url.partition("?")[2]:
         url, parsed = split_options(url, {name: kind}, strict=False)
