@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from memfold import Conflict
+from memfold.backends.sql.checkpoint_heads import Head, Heads
 from memfold.checkpoints import (
     BaseCheckpointStore,
     Blob,
@@ -171,3 +172,59 @@ async def test_pending_writes_renew_the_lease_once_half_of_it_has_run(
         await put(other, 2, 0, lease=Lease("other", 30))
     clock.advance(31)
     await put(other, 2, 0, lease=Lease("other", 30))
+
+
+async def test_a_read_of_the_stores_own_last_checkpoint_reads_no_value_rows(
+    stores: tuple[BaseCheckpointStore, BaseCheckpointStore],
+    use_async: bool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A read of the checkpoint this store put last takes its values from memory (one
+    statement), channels left unchanged by the put included, and returns exactly what a
+    store that remembers nothing reads."""
+    mine, other = (Api(s, use_async) for s in stores)
+    await put(mine, 0, None)
+    await put(mine, 1, 0, versions={"messages": 2, "step": 1}, values={"messages": messages(2)})
+    await mine.put_writes("t", cid(1), [PendingWrite("task", 0, "x", Blob("json", b"1"))])
+    seen = statements(stores[0], monkeypatch)
+    newest = await mine.get("t")
+    by_id = await mine.get("t", checkpoint_id=cid(1))
+    assert len(seen) == 2, seen
+    assert newest == by_id == await other.get("t")
+    assert newest.values == {"messages": messages(2), "step": Blob("json", b"0")}
+    assert [w.task_id for w in newest.writes] == ["task"]
+
+
+async def test_a_read_after_another_writer_reads_the_rows(
+    stores: tuple[BaseCheckpointStore, BaseCheckpointStore], use_async: bool
+) -> None:
+    """Once another writer stored the same checkpoint id again with other values, or
+    removed rows, this store's read of it returns what is stored, not what it remembers."""
+    mine, other = (Api(s, use_async) for s in stores)
+    for i in range(3):
+        await put(mine, i, i - 1 if i else None)
+    changed = SequenceBlob("json", (msg(7), msg(8)))
+    await other.put("t", cid(2), BODY, parent_id=cid(1), versions={"messages": 3, "step": 3},
+                    values={"messages": changed, "step": Blob("json", b"9")})  # fmt: skip
+    found = await mine.get("t", checkpoint_id=cid(2))
+    assert found.values == {"messages": changed, "step": Blob("json", b"9")}
+    await put(mine, 3, 2)
+    assert await other.prune(["t"]) == 3
+    assert (await mine.get("t")).values["messages"] == messages(4)
+
+
+def test_heads_keep_payloads_within_their_budget() -> None:
+    """Past the payload budget the least recently written threads' heads lose their payload
+    (reads of them then read the rows) but keep the rest, so puts stay fast."""
+    heads = Heads(payload_budget=10)
+    for thread in ("a", "b"):
+        head = Head(cid(0), {"x": 1}, {}, {}, {"x": Blob("json", b"123456")})
+        heads.remember("", thread, "", 1, head, keep=True)
+    stamp, a = heads.get("", "a", "")
+    assert stamp == 1
+    assert a is not None
+    assert a.payload is None
+    assert a.checkpoint_id == cid(0)
+    b = heads.get("", "b", "")[1]
+    assert b is not None
+    assert b.payload == {"x": Blob("json", b"123456")}

@@ -12,6 +12,11 @@ removed anything of the thread meanwhile), the writer still holds the lease, and
 checkpoint id nor a new row key is stored yet. Otherwise it writes nothing, and the put reads
 what it needs under the thread's lock instead; if that shows the thread changed since the
 remembered stamp, the thread's other namespaces are forgotten too.
+
+A head may also keep the checkpoint's values as stored (its *payload*, up to `PAYLOAD_BUDGET`
+bytes over all threads, the least recently written dropped first): a read of that checkpoint
+whose query finds the thread's row still carrying the stamp takes its values from memory
+instead of reading and rebuilding the value rows.
 """
 
 from __future__ import annotations
@@ -24,12 +29,18 @@ from dataclasses import dataclass, replace
 
 from memfold.backends.sql.checkpoint_rows import NO_VALUE
 from memfold.checkpoint_deltas import BlobKey, StoredBlob, channel_key
-from memfold.checkpoint_model import ChannelValue, SequenceBlob, Version
+from memfold.checkpoint_model import Blob, ChannelValue, SequenceBlob, Version
 
-__all__ = ["Head", "Heads", "head_after", "new_stamp"]
+__all__ = ["Head", "Heads", "Payload", "head_after", "new_stamp", "payload_after"]
 
 CAPACITY = 1024
 """Threads remembered per store (the least recently written forgotten first)."""
+
+PAYLOAD_BUDGET = 64 * 1024 * 1024
+"""Payload bytes kept in heads per store (the least recently written threads' dropped first)."""
+
+Payload = Mapping[str, Blob | SequenceBlob]
+"""A checkpoint's values as stored, by channel (a channel without a value is absent)."""
 
 
 def new_stamp() -> int:
@@ -47,6 +58,13 @@ class Head:
     refs: Mapping[str, str]
     rows: Mapping[BlobKey, StoredBlob]
     """The rows the checkpoint reads, by key, without their payload."""
+    payload: Payload | None = None
+    """The checkpoint's values as stored (None: not kept)."""
+
+    @property
+    def payload_size(self) -> int:
+        """Payload bytes this head keeps."""
+        return 0 if self.payload is None else sum(v.size for v in self.payload.values())
 
     def bases(
         self, new_values: tuple[tuple[str, Version, ChannelValue], ...]
@@ -70,25 +88,61 @@ def head_after(
     versions: Mapping[str, Version],
     refs: Mapping[str, str],
     known: Mapping[BlobKey, StoredBlob],
+    payload: Payload | None = None,
 ) -> Head:
     """The head a put leaves: for each channel, the row its checkpoint reads if ``known``
-    holds it (rows just planned, found, or read by the parent), payload dropped."""
+    holds it (rows just planned, found, or read by the parent), payload dropped; ``payload``
+    is the checkpoint's values (see `payload_after`)."""
     rows: dict[BlobKey, StoredBlob] = {}
     for channel, version in versions.items():
         key = channel_key(channel, version, refs)
         row = known.get(key)
         if row is not None:
             rows[key] = replace(row, data=b"", items=()) if row.items or row.data else row
-    return Head(checkpoint_id, dict(versions), dict(refs), rows)
+    return Head(checkpoint_id, dict(versions), dict(refs), rows, payload)
+
+
+def payload_after(
+    parent: Head | None,
+    versions: Mapping[str, Version],
+    refs: Mapping[str, str],
+    new_values: tuple[tuple[str, Version, ChannelValue], ...],
+) -> Payload | None:
+    """The values of a checkpoint put with ``new_values`` (as stored) over ``parent``, the
+    remembered head of its parent checkpoint: a channel without a new value reads the
+    parent's row if its version and owner are the parent's. None if a channel's value is not
+    known (no parent payload, or a channel that reads a row of neither)."""
+    values: dict[str, Blob | SequenceBlob] = {}
+    given = {channel: value for channel, _, value in new_values}
+    for channel, version in versions.items():
+        if channel in given:
+            value = given[channel]
+        elif (
+            parent is not None
+            and parent.payload is not None
+            and channel in parent.versions
+            and channel_key(channel, version, refs)
+            == channel_key(channel, parent.versions[channel], parent.refs)
+        ):
+            value = parent.payload.get(channel)
+        else:
+            return None
+        if value is not None:
+            values[channel] = value
+    return values
 
 
 class Heads:
     """The stamps and namespace heads of recently written threads; safe to share between
     threads."""
 
-    def __init__(self, capacity: int = CAPACITY) -> None:
+    def __init__(self, capacity: int = CAPACITY, payload_budget: int = PAYLOAD_BUDGET) -> None:
         self._capacity = capacity
+        self._budget = payload_budget
         self._threads: OrderedDict[tuple[str, str], tuple[int, dict[str, Head]]] = OrderedDict()
+        self._payloads: OrderedDict[tuple[str, str], int] = OrderedDict()
+        """Payload bytes kept per thread, least recently written first."""
+        self._payload_bytes = 0
         self._lock = threading.Lock()
 
     def get(self, tenant: str, thread_id: str, namespace: str) -> tuple[int | None, Head | None]:
@@ -110,5 +164,17 @@ class Heads:
             heads = dict(found[1]) if keep and found is not None else {}
             heads[namespace] = head
             self._threads[key] = (stamp, heads)
+            self._payload_bytes -= self._payloads.pop(key, 0)
+            size = sum(h.payload_size for h in heads.values())
+            if size:
+                self._payloads[key] = size
+                self._payload_bytes += size
             while len(self._threads) > self._capacity:
-                self._threads.popitem(last=False)
+                dropped, _ = self._threads.popitem(last=False)
+                self._payload_bytes -= self._payloads.pop(dropped, 0)
+            while self._payload_bytes > self._budget and self._payloads:
+                dropped, size = self._payloads.popitem(last=False)
+                self._payload_bytes -= size
+                kept_stamp, kept = self._threads[dropped]
+                bare = {ns: replace(h, payload=None) for ns, h in kept.items()}
+                self._threads[dropped] = (kept_stamp, bare)

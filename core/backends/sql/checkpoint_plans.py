@@ -44,7 +44,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.elements import ColumnElement
 
 from memfold import checkpoint_ops as ops
-from memfold.backends.sql.checkpoint_heads import new_stamp
+from memfold.backends.sql.checkpoint_heads import Head, new_stamp
 from memfold.backends.sql.checkpoint_rows import (
     NO_VALUE,
     VALUE_COLUMNS,
@@ -190,16 +190,20 @@ class CheckpointPlans:
         )
 
     def _with_writes(self, source: Any) -> Any:
-        w = self.tables.writes
+        """A checkpoint's columns, its writes' and (last) its thread's stamp."""
+        t, w = self.tables.threads, self.tables.writes
         on = and_(
             w.c.tenant == source.c.tenant,
             w.c.thread_id == source.c.thread_id,
             w.c.namespace == source.c.namespace,
             w.c.checkpoint_id == source.c.checkpoint_id,
         )
-        return select(*(source.c[n] for n in _CP), *(w.c[n] for n in _WRITE)).select_from(
-            source.outerjoin(w, on)
+        stamp = select(t.c.stamp).where(
+            t.c.tenant == bindparam("tenant"), t.c.thread_id == bindparam("thread_id")
         )
+        return select(
+            *(source.c[n] for n in _CP), *(w.c[n] for n in _WRITE), stamp.scalar_subquery()
+        ).select_from(source.outerjoin(w, on))
 
     def _values_sql(self, chains: bool) -> str:
         """Value rows by key (``:roots``, a JSON list of ``{t, n, c, v, o}``) in one query;
@@ -280,7 +284,7 @@ class CheckpointPlans:
             return self._journal.plan(op)
         match op:
             case ops.GetCheckpoint():
-                return self._get(op)
+                return self.get(op, None, None)
             case ops.ListCheckpoints():
                 return self._list(op)
             case ops.DeleteCheckpointThread(tenant, thread_id):
@@ -361,7 +365,10 @@ class CheckpointPlans:
             )
         return out
 
-    def _get(self, op: ops.GetCheckpoint) -> Plan:
+    def get(self, op: ops.GetCheckpoint, stamp: int | None, head: Head | None) -> Plan:
+        """Read one checkpoint; its values come from ``head`` (the namespace's remembered head,
+        see `memfold.backends.sql.checkpoint_heads`) when that is the checkpoint read, it
+        kept the payload, and the thread's row still carries the remembered ``stamp``."""
         key = {"tenant": op.tenant, "thread_id": op.thread_id, "namespace": op.namespace}
         if op.checkpoint_id is None:
             found = yield self._get_newest, key
@@ -369,8 +376,30 @@ class CheckpointPlans:
             found = yield self._get_by_id, {**key, "checkpoint_id": op.checkpoint_id}
         if not found.rows:
             return None
+        end = len(_CP) + len(_WRITE)
         header = found.rows[0][: len(_CP)]
-        writes = [_write(r[len(_CP) :]) for r in found.rows if r[len(_CP)] is not None]
+        writes = [_write(r[len(_CP) : end]) for r in found.rows if r[len(_CP)] is not None]
+        if (
+            head is not None
+            and head.payload is not None
+            and stamp is not None
+            and found.rows[0][end] == stamp
+            and header[3] == head.checkpoint_id
+            and json.loads(header[9]) == head.versions
+        ):
+            _, thread_id, namespace, cid, parent, created, meta, tag, body, _, _ = header
+            return Checkpoint(
+                thread_id,
+                namespace,
+                cid,
+                parent,
+                from_us(created),
+                json.loads(meta),
+                Blob(tag, bytes(body)),
+                dict(head.versions),
+                dict(head.payload),
+                tuple(sorted(writes, key=lambda w: (w.task_path, w.task_id, w.idx))),
+            )
         result = yield from self._assemble(
             op.tenant, [header], {(op.thread_id, op.namespace, header[3]): writes}
         )

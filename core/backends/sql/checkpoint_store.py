@@ -141,6 +141,12 @@ class SQLCheckpointStore(BaseCheckpointStore):
             self._put_writes(op)
             return None  # type: ignore[return-value]
         plans, policy, runner = self._plans, self.delta_policy, self._runner
+        if isinstance(op, ops.GetCheckpoint):
+            stamp, head = self._heads.get(op.tenant, op.thread_id, op.namespace)
+            found: T = runner._run(
+                lambda: plans.get(op, stamp, head), False, False, runner.tenant_of(op)
+            )
+            return found
         dry_run = isinstance(op, ops.SweepCheckpoints) and op.dry_run
         result: T = runner._run(
             lambda: plans.plan(op, policy), plans.writes(op), plans.single_statement(op),
@@ -157,6 +163,12 @@ class SQLCheckpointStore(BaseCheckpointStore):
             await self._aput_writes(op)
             return None  # type: ignore[return-value]
         plans, policy, runner = self._plans, self.delta_policy, self._runner
+        if isinstance(op, ops.GetCheckpoint):
+            stamp, head = self._heads.get(op.tenant, op.thread_id, op.namespace)
+            found: T = await runner._arun(
+                lambda: plans.get(op, stamp, head), False, False, runner.tenant_of(op)
+            )
+            return found
         dry_run = isinstance(op, ops.SweepCheckpoints) and op.dry_run
         result: T = await runner._arun(
             lambda: plans.plan(op, policy), plans.writes(op), plans.single_statement(op),
@@ -175,7 +187,7 @@ class SQLCheckpointStore(BaseCheckpointStore):
             self._remember(op, fast.stamp, fast.head, True)
             return
         done: PutDone = runner._run(
-            lambda: writes.put(op, self.delta_policy, head), True, False, tenant
+            lambda: writes.put(op, self.delta_policy, head, stamp), True, False, tenant
         )
         self._remember(op, done.stamp, done.head, stamp is not None and done.seen == stamp)
 
@@ -187,7 +199,7 @@ class SQLCheckpointStore(BaseCheckpointStore):
             self._remember(op, fast.stamp, fast.head, True)
             return
         done: PutDone = await runner._arun(
-            lambda: writes.put(op, self.delta_policy, head), True, False, tenant
+            lambda: writes.put(op, self.delta_policy, head, stamp), True, False, tenant
         )
         self._remember(op, done.stamp, done.head, stamp is not None and done.seen == stamp)
 

@@ -35,7 +35,7 @@ from sqlalchemy import ClauseElement, Dialect, and_, bindparam, case, insert, se
 from sqlalchemy.dialects import postgresql, sqlite
 
 from memfold import checkpoint_ops as ops
-from memfold.backends.sql.checkpoint_heads import Head, head_after, new_stamp
+from memfold.backends.sql.checkpoint_heads import Head, head_after, new_stamp, payload_after
 from memfold.backends.sql.checkpoint_rows import (
     NO_VALUE,
     compress,
@@ -262,7 +262,9 @@ class CheckpointWrites:
         except Conflict:  # the full put reports it, with what is stored
             return None
         written = new_stamp()
-        after = head_after(op.checkpoint_id, op.versions, refs, {**head.rows, **_keyed(rows)})
+        payload = payload_after(head, op.versions, refs, op.new_values)
+        known = {**head.rows, **_keyed(rows)}
+        after = head_after(op.checkpoint_id, op.versions, refs, known, payload)
         args = self._put_params(op, refs, rows, stamp, written, existing=False)
 
         def plan() -> Plan:
@@ -271,9 +273,12 @@ class CheckpointWrites:
 
         return FastPut(plan, written, after)
 
-    def put(self, op: ops.PutCheckpoint, policy: DeltaPolicy, head: Head | None) -> Plan:
+    def put(
+        self, op: ops.PutCheckpoint, policy: DeltaPolicy, head: Head | None, stamp: int | None
+    ) -> Plan:
         """The full put of ``op``; returns a `PutDone` (``head``: the namespace's remembered
-        head, whose rows spare a read when it is the parent)."""
+        head, whose rows spare a read when it is the parent, and whose payload the new head
+        builds on if the thread still carries the remembered ``stamp``)."""
         key = {"tenant": op.tenant, "thread_id": op.thread_id, "namespace": op.namespace}
         now = to_us(op.created_at)
         params = {**key, "parent_id": op.parent_id or "", "checkpoint_id": op.checkpoint_id}
@@ -325,7 +330,12 @@ class CheckpointWrites:
         )
         if not done:  # the row is locked, so this cannot happen
             raise Conflict(f"thread {op.thread_id!r} changed under its lock: retry the put")
-        after = head_after(op.checkpoint_id, op.versions, refs, {**known, **_keyed(new_rows)})
+        parent_head = head if stamp is not None and seen == stamp else None
+        if parent_head is not None and parent_head.checkpoint_id != op.parent_id:
+            parent_head = None
+        payload = payload_after(parent_head, op.versions, refs, op.new_values)
+        known.update(_keyed(new_rows))
+        after = head_after(op.checkpoint_id, op.versions, refs, known, payload)
         return PutDone(seen, written, after)
 
     def _put_params(
