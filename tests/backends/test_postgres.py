@@ -1,5 +1,6 @@
 """PostgreSQL-only behaviours: URLs and engines, schemas, dropped connections, PgBouncer safety,
-concurrent setup, full-text search that matches the other backends, and NUL bytes."""
+concurrent setup, full-text search that matches the other backends, NUL bytes, and checkpoint
+reads in one statement."""
 
 from __future__ import annotations
 
@@ -24,8 +25,17 @@ import memfold
 from memfold import BackendUnavailable, InvalidInput, Message, Part, ToolCall
 from memfold.backends.sql import SQLThreadStore, migrations
 from memfold.backends.sql import postgres as pg_driver
+from memfold.checkpoints import Blob, PendingWrite, SequenceBlob
 from memfold.stores import BaseThreadStore
-from tests.support import PG_URL, drop_store, postgres_store
+from tests.backends.test_checkpoint_heads import BODY, statements
+from tests.backends.test_checkpoints import cid, messages, msg
+from tests.support import (
+    PG_URL,
+    drop_checkpoint_store,
+    drop_store,
+    postgres_checkpoint_store,
+    postgres_store,
+)
 
 
 def new_schema() -> str:
@@ -546,3 +556,44 @@ def test_a_store_survives_its_event_loops(schema: str, caplog: pytest.LogCapture
     assert [m.content for m in store.load("t")] == ["0", "1", "2"]
     store.close()
     assert not [r for r in caplog.records if r.levelname in ("ERROR", "WARNING")]
+
+
+# Checkpoint reads.
+
+
+def test_a_checkpoint_is_read_in_one_statement(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A checkpoint (the newest, or by id) is read whole in one statement: its writes, a delta
+    chain, a channel with no value, and a fork's own rows; a version the statement cannot
+    name (non-ASCII text) costs a second query, and still reads back."""
+    store = postgres_checkpoint_store()
+    try:
+        for i in range(5):
+            store.put("t", cid(i), BODY, parent_id=cid(i - 1) if i else None,
+                      versions={"messages": i + 1, "none": 1}, values={
+                          "messages": messages(i + 1), **({} if i else {"none": None}),
+                      })  # fmt: skip
+        fork = SequenceBlob("json", (*messages(2).items, msg(99)))
+        store.put("t", cid(9), BODY, parent_id=cid(1), versions={"messages": 3, "none": 1},
+                  values={"messages": fork})  # fmt: skip
+        write = PendingWrite("task", 0, "messages", Blob("json", b"[1]"))
+        store.put_writes("t", cid(4), [write])
+        store.put("u", cid(0), BODY, versions={"note": "vé"}, values={"note": Blob("json", b"1")})
+        seen = statements(store, monkeypatch)
+        newest = store.get("t")
+        assert newest is not None
+        assert newest.checkpoint_id == cid(9)
+        assert newest.values == {"messages": fork}
+        older = store.get("t", checkpoint_id=cid(4))
+        assert older is not None
+        assert older.values == {"messages": messages(5)}
+        assert older.writes == (write,)
+        assert len(seen) == 2  # one statement a read
+        assert store.get("t", checkpoint_id=cid(8)) is None
+        assert len(seen) == 3
+        odd = store.get("u")
+        assert odd is not None
+        assert odd.values == {"note": Blob("json", b"1")}
+        assert len(seen) == 5
+    finally:
+        store.close()
+        drop_checkpoint_store(store)

@@ -9,6 +9,8 @@ The semantics are those of `memfold.backends.memory_checkpoints`, on the layout 
 - A read costs two queries: the checkpoint joined with its writes, then every value row it reads
   together with the rest of each delta chain (the rows sharing the root row's snapshot key).
   The wanted row keys travel as one JSON parameter (``json_each`` / ``jsonb_to_recordset``).
+  On PostgreSQL, reading one checkpoint is one statement: it finds the row keys from the
+  checkpoint's stored versions and refs itself (a second query reads any it could not find).
 - Metadata filters compare JSON values with bound parameters only (``json_each`` on SQLite,
   ``jsonb`` equality on PostgreSQL).
 - Retention finds its work through indexes (expiry, idle time, age, per-namespace counts, the
@@ -161,6 +163,9 @@ class CheckpointPlans:
         self._get_by_id = joined.where(space, c.c.checkpoint_id == bindparam("checkpoint_id"))
         newest = select(c).where(space).order_by(c.c.checkpoint_id.desc()).limit(1).subquery("c")
         self._get_newest = self._with_writes(newest)
+        if self.dialect == "postgresql":
+            self._get_whole_newest = text(self._get_whole_sql(by_id=False))
+            self._get_whole_by_id = text(self._get_whole_sql(by_id=True))
         self._values_by_key = text(self._values_sql(chains=False))
         self._values_with_chains = text(self._values_sql(chains=True))
         self.puts = CheckpointWrites(tables, dialect, self._values_by_key)
@@ -262,6 +267,50 @@ class CheckpointPlans:
             f"(SELECT * FROM {table} AS x WHERE {_CHAIN_ROWS} OFFSET 0) AS x"
         )
 
+    def _get_whole_sql(self, by_id: bool) -> str:
+        """PostgreSQL: one checkpoint (the newest, or ``:checkpoint_id``) with its writes and
+        every value row it reads, in one statement. Rows start with 0 (the checkpoint's
+        `_CP` columns and one write's `_WRITE` columns, as `_with_writes` reads them) or 1
+        (a value row's `VALUE_COLUMNS` after as many nulls). The row keys come from the
+        stored JSON as written (``json``, not ``jsonb``, keeps each version's text as
+        `version_key` wrote it, non-ASCII text aside); refs naming `NO_VALUE` are skipped.
+        The keys only choose what to prefetch: `_assemble` reads any row it wants that
+        did not come back."""
+        q = self._quote
+        cp, w = q.format_table(self.tables.checkpoints), q.format_table(self.tables.writes)
+        where = "tenant = :tenant AND thread_id = :thread_id AND namespace = :namespace"
+        if by_id:
+            where += " AND checkpoint_id = :checkpoint_id"
+        head = (
+            f"SELECT {', '.join(_CP)} FROM {cp} WHERE {where} ORDER BY checkpoint_id DESC LIMIT 1"
+        )
+        # PostgreSQL's JSON functions refuse a NUL anywhere in the text, so `NO_VALUE` is read
+        # as \u0001 (an id never holds either).
+        nul = json.dumps(NO_VALUE)[1:-1]
+        keys = (
+            "SELECT t, n, c, v, o FROM (SELECT h.thread_id AS t, h.namespace AS n, e.key AS c, "
+            "CAST(e.value AS text) AS v, COALESCE(CAST(replace(h.refs, "
+            f"'{nul}', '{nul[:-1]}1') AS json) ->> e.key, '') AS o "
+            "FROM h CROSS JOIN json_each(CAST(h.versions AS json)) AS e) AS k "
+            "WHERE o <> chr(1)"
+        )
+        values = self._values_sql_postgres(
+            "j", q.format_table(self.tables.values), "SELECT " + ", ".join(
+                f"x.{n}" for n in VALUE_COLUMNS
+            ), chains=True,
+        )  # fmt: skip
+        on = " AND ".join(
+            f"w.{n} = h.{n}" for n in ("tenant", "thread_id", "namespace", "checkpoint_id")
+        )
+        nulls = ", ".join(["NULL"] * len(VALUE_COLUMNS))
+        return (
+            f"WITH h AS ({head}), j AS ({keys}), v AS ({values}) "
+            f"SELECT 0, {', '.join(f'h.{n}' for n in _CP)}, "
+            f"{', '.join(f'w.{n}' for n in _WRITE)}, {nulls} "
+            f"FROM h LEFT JOIN {w} AS w ON {on} "
+            f"UNION ALL SELECT 1, {', '.join(['NULL'] * (len(_CP) + len(_WRITE)))}, v.* FROM v"
+        )
+
     @property
     def prepared(self) -> list[ClauseElement]:
         """The statements built once, for a runner to compile once."""
@@ -313,9 +362,16 @@ class CheckpointPlans:
 
     # Reads.
 
-    def _assemble(self, tenant: str, headers: list[tuple[Any, ...]], writes: Any) -> Plan:
+    def _assemble(
+        self,
+        tenant: str,
+        headers: list[tuple[Any, ...]],
+        writes: Any,
+        fetched: Iterable[Any] | None = None,
+    ) -> Plan:
         """Checkpoints from their rows (in order) and their writes, reading all their value
-        rows and chains in one query."""
+        rows and chains in one query (only those missing from ``fetched`` value rows, if
+        given)."""
         roots: list[tuple[str, str, BlobKey]] = []
         parsed = []
         for row in headers:
@@ -328,6 +384,10 @@ class CheckpointPlans:
                 if key[2] != NO_VALUE:
                     roots.append((thread_id, namespace, key))
         rows: dict[tuple[str, str], dict[BlobKey, StoredBlob]] = {}
+        if fetched is not None:
+            for thread_id, namespace, stored in map(parse_value, fetched):
+                rows.setdefault((thread_id, namespace), {})[stored.key] = stored
+            roots = [r for r in roots if r[2] not in rows.get((r[0], r[1]), {})]
         if roots:
             found = yield self._values_with_chains, roots_params(tenant, roots)
             for thread_id, namespace, stored in map(parse_value, found.rows):
@@ -370,6 +430,8 @@ class CheckpointPlans:
         see `memfold.backends.sql.checkpoint_heads`) when that is the checkpoint read, it
         kept the payload, and the thread's row still carries the remembered ``stamp``."""
         key = {"tenant": op.tenant, "thread_id": op.thread_id, "namespace": op.namespace}
+        if self.dialect == "postgresql":
+            return (yield from self._get_whole(op, key))
         if op.checkpoint_id is None:
             found = yield self._get_newest, key
         else:
@@ -402,6 +464,24 @@ class CheckpointPlans:
             )
         result = yield from self._assemble(
             op.tenant, [header], {(op.thread_id, op.namespace, header[3]): writes}
+        )
+        return result[0]
+
+    def _get_whole(self, op: ops.GetCheckpoint, key: dict[str, Any]) -> Plan:
+        """PostgreSQL's `_get`: one statement (see `_get_whole_sql`)."""
+        if op.checkpoint_id is None:
+            found = yield self._get_whole_newest, key
+        else:
+            found = yield self._get_whole_by_id, {**key, "checkpoint_id": op.checkpoint_id}
+        split = 1 + len(_CP) + len(_WRITE)
+        heads = [r[1:split] for r in found.rows if r[0] == 0]
+        if not heads:
+            return None
+        header = heads[0][: len(_CP)]
+        writes = [_write(r[len(_CP) :]) for r in heads if r[len(_CP)] is not None]
+        fetched = [r[split:] for r in found.rows if r[0] == 1]
+        result = yield from self._assemble(
+            op.tenant, [header], {(op.thread_id, op.namespace, header[3]): writes}, fetched
         )
         return result[0]
 

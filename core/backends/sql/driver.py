@@ -73,6 +73,10 @@ class Driver(ABC):
     async def acursor(self, connection: Any) -> Any:
         """A cursor of an async driver connection."""
 
+    def returns_rows(self, cursor: Any) -> bool:
+        """Whether the statement just run on ``cursor`` returned a result set."""
+        return cursor.description is not None
+
     def dropped(self, error: BaseException, connection: Any) -> bool:
         """Whether ``error`` means the connection itself is gone (so a transaction never
         committed unless the error came from its COMMIT)."""

@@ -27,7 +27,7 @@ from typing import Any
 try:
     import psycopg
     from psycopg import errors as pg_errors
-    from psycopg.pq import ConnStatus, TransactionStatus
+    from psycopg.pq import ConnStatus, ExecStatus, TransactionStatus
 except ImportError as exc:  # pragma: no cover - depends on what is installed
     raise ImportError(
         f"the postgresql backend needs {exc.name}: pip install 'memfold[postgres]'"
@@ -211,6 +211,11 @@ class PostgresDriver(Driver):
 
     async def acursor(self, connection: Any) -> Any:
         return connection.cursor()
+
+    def returns_rows(self, cursor: Any) -> bool:
+        # Not ``cursor.description``: psycopg builds a new column description at each access.
+        result = cursor.pgresult
+        return result is not None and result.status == ExecStatus.TUPLES_OK
 
     def dropped(self, error: BaseException, connection: Any) -> bool:
         return isinstance(error, psycopg.Error) and bool(connection.closed)

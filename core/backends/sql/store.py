@@ -247,7 +247,7 @@ class _Runner:
                         cursor.executemany(sql, args)
                     else:
                         cursor.execute(sql, args)
-                    rows = cursor.fetchall() if cursor.description else []
+                    rows = cursor.fetchall() if driver.returns_rows(cursor) else []
                     statement, params = plan.send(Rows(rows, cursor.rowcount))
             except StopIteration as done:
                 result = done.value
@@ -340,7 +340,7 @@ class _Runner:
                         await cursor.executemany(sql, args)
                     else:
                         await cursor.execute(sql, args)
-                    rows = await cursor.fetchall() if cursor.description else []
+                    rows = await cursor.fetchall() if driver.returns_rows(cursor) else []
                     statement, params = plan.send(Rows(rows, cursor.rowcount))
             except StopIteration as done:
                 result = done.value
