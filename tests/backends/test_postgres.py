@@ -25,7 +25,7 @@ import memfold
 from memfold import BackendUnavailable, InvalidInput, Message, Part, ToolCall
 from memfold.backends.sql import SQLThreadStore, migrations
 from memfold.backends.sql import postgres as pg_driver
-from memfold.checkpoints import Blob, PendingWrite, SequenceBlob
+from memfold.checkpoints import Blob, PendingWrite, SequenceBlob, open_checkpoint_store
 from memfold.stores import BaseThreadStore
 from tests.backends.test_checkpoint_heads import BODY, statements
 from tests.backends.test_checkpoints import cid, messages, msg
@@ -562,22 +562,25 @@ def test_a_store_survives_its_event_loops(schema: str, caplog: pytest.LogCapture
 
 
 def test_a_checkpoint_is_read_in_one_statement(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A checkpoint (the newest, or by id) is read whole in one statement: its writes, a delta
-    chain, a channel with no value, and a fork's own rows; a version the statement cannot
-    name (non-ASCII text) costs a second query, and still reads back."""
-    store = postgres_checkpoint_store()
+    """A checkpoint this store does not remember writing (the newest, or by id) is read whole
+    in one statement: its writes, a delta chain, a channel with no value, and a fork's own
+    rows; a version the statement cannot name (non-ASCII text) costs a second query, and
+    still reads back."""
+    writer = postgres_checkpoint_store()
+    schema = writer.tables.schema  # type: ignore[attr-defined]
+    store = open_checkpoint_store(PG_URL, schema=schema, setup=False)
     try:
         for i in range(5):
-            store.put("t", cid(i), BODY, parent_id=cid(i - 1) if i else None,
-                      versions={"messages": i + 1, "none": 1}, values={
-                          "messages": messages(i + 1), **({} if i else {"none": None}),
-                      })  # fmt: skip
+            writer.put("t", cid(i), BODY, parent_id=cid(i - 1) if i else None,
+                       versions={"messages": i + 1, "none": 1}, values={
+                           "messages": messages(i + 1), **({} if i else {"none": None}),
+                       })  # fmt: skip
         fork = SequenceBlob("json", (*messages(2).items, msg(99)))
-        store.put("t", cid(9), BODY, parent_id=cid(1), versions={"messages": 3, "none": 1},
-                  values={"messages": fork})  # fmt: skip
+        writer.put("t", cid(9), BODY, parent_id=cid(1), versions={"messages": 3, "none": 1},
+                   values={"messages": fork})  # fmt: skip
         write = PendingWrite("task", 0, "messages", Blob("json", b"[1]"))
-        store.put_writes("t", cid(4), [write])
-        store.put("u", cid(0), BODY, versions={"note": "vé"}, values={"note": Blob("json", b"1")})
+        writer.put_writes("t", cid(4), [write])
+        writer.put("u", cid(0), BODY, versions={"note": "vé"}, values={"note": Blob("json", b"1")})
         seen = statements(store, monkeypatch)
         newest = store.get("t")
         assert newest is not None
@@ -596,4 +599,5 @@ def test_a_checkpoint_is_read_in_one_statement(monkeypatch: pytest.MonkeyPatch) 
         assert len(seen) == 5
     finally:
         store.close()
-        drop_checkpoint_store(store)
+        writer.close()
+        drop_checkpoint_store(writer)

@@ -428,9 +428,17 @@ class CheckpointPlans:
     def get(self, op: ops.GetCheckpoint, stamp: int | None, head: Head | None) -> Plan:
         """Read one checkpoint; its values come from ``head`` (the namespace's remembered head,
         see `memfold.backends.sql.checkpoint_heads`) when that is the checkpoint read, it
-        kept the payload, and the thread's row still carries the remembered ``stamp``."""
+        kept the payload, and the thread's row still carries the remembered ``stamp``.
+        Without such a head, PostgreSQL reads the checkpoint and its values in one statement
+        (`_get_whole`)."""
         key = {"tenant": op.tenant, "thread_id": op.thread_id, "namespace": op.namespace}
-        if self.dialect == "postgresql":
+        remembered = (
+            head is not None
+            and head.payload is not None
+            and stamp is not None
+            and op.checkpoint_id in (None, head.checkpoint_id)
+        )
+        if self.dialect == "postgresql" and not remembered:
             return (yield from self._get_whole(op, key))
         if op.checkpoint_id is None:
             found = yield self._get_newest, key
@@ -468,7 +476,8 @@ class CheckpointPlans:
         return result[0]
 
     def _get_whole(self, op: ops.GetCheckpoint, key: dict[str, Any]) -> Plan:
-        """PostgreSQL's `_get`: one statement (see `_get_whole_sql`)."""
+        """PostgreSQL's read of a checkpoint no head holds: one statement (see
+        `_get_whole_sql`)."""
         if op.checkpoint_id is None:
             found = yield self._get_whole_newest, key
         else:
