@@ -255,6 +255,79 @@ def test_an_upgrade_to_layout_3_indexes_the_threads_written_before(
     assert [m.content for m in store.load("t", tenant="a:b")] == ["c"]
 
 
+def _texts(n: int) -> list[Message]:
+    return msgs(*(str(i) for i in range(n)))
+
+
+def test_the_size_index_scores_size_classes_and_keep_last_sweeps_stay_exact(
+    make: MakeStore, raw: redis.Redis
+) -> None:
+    """The size index holds a thread's count rounded up to its size class (exact to 16, then 8
+    classes per doubling), moved only when an append changes the class; a keep_last sweep
+    trims exactly the threads over keep_last, those just under it in the same class too."""
+    store = make()
+    sizes = tenant_keys(store.key_prefix, "default").sizes
+    expected = {1: 1, 16: 16, 17: 18, 18: 18, 19: 20, 33: 36, 64: 64, 65: 72, 1000: 1024}
+    for count, size_class in expected.items():
+        store.append(f"t{count}", _texts(count))
+        assert raw.zscore(sizes, f"t{count}") == size_class
+    store.append("grows", _texts(17))
+    raw.zadd(sizes, {"grows": 1})  # an append within the class leaves the score alone...
+    store.append("grows", msgs("18th"))
+    assert raw.zscore(sizes, "grows") == 1
+    store.append("grows", msgs("19th"))  # ...one into the next class moves it
+    assert raw.zscore(sizes, "grows") == 20
+    store.append("under", _texts(19))
+    store.append("over", _texts(20))
+    result = store.sweep(RetentionPolicy(keep_last=19), tenant="default")
+    assert store.count("under") == store.count("over") == 19
+    assert store.count("t1000") == store.count("t64") == 19
+    assert result.messages == (1000 - 19) + (65 - 19) + (64 - 19) + (33 - 19) + (20 - 19)
+    assert raw.zscore(sizes, "over") == raw.zscore(sizes, "t1000") == 20
+
+
+def test_appends_index_a_new_front_and_leave_an_unchanged_one(
+    make: MakeStore, raw: redis.Redis
+) -> None:
+    """The first-message index holds the time of each thread's oldest message: set by its first
+    append, left alone by later ones, and moved when max_messages drops the oldest (one at a
+    time, or a batch larger than the cap)."""
+    store = make(max_messages=2)
+    firsts = tenant_keys(store.key_prefix, "default").firsts
+    at = [WHEN + timedelta(seconds=i) for i in range(6)]
+
+    def stamped(*indices: int) -> list[Message]:
+        return [Message(role="user", content=str(i), created_at=at[i]) for i in indices]
+
+    def first() -> float | None:
+        return raw.zscore(firsts, "t")
+
+    store.append("t", stamped(0))
+    assert first() == at[0].timestamp() * 1e6
+    raw.zadd(firsts, {"t": 7})  # an append that keeps the front leaves the score alone
+    store.append("t", stamped(1))
+    assert first() == 7
+    store.append("t", stamped(2))  # the cap drops message 0: message 1 is the front
+    assert first() == at[1].timestamp() * 1e6
+    store.append("t", stamped(3, 4, 5))  # all of the old messages go
+    assert first() == at[4].timestamp() * 1e6
+    assert [m.content for m in store.load("t")] == ["4", "5"]
+
+
+def test_an_upgrade_to_layout_5_rescores_the_size_index(make: MakeStore, raw: redis.Redis) -> None:
+    """Layout 4 scored threads by their exact count; setup() rescores them by size class, so
+    that appends within the class keep the score at or above the count."""
+    store = make()
+    store.append("t", _texts(17))
+    sizes = tenant_keys(store.key_prefix, "default").sizes
+    raw.zadd(sizes, {"t": 17})
+    raw.set(layout_key(store.key_prefix), 4)
+    assert store.setup() == LAYOUT_VERSION == 5
+    assert raw.zscore(sizes, "t") == 18
+    store.append("t", msgs("18th"))
+    assert store.sweep(RetentionPolicy(keep_last=17)).messages == 1
+
+
 def test_a_sweep_skips_and_unindexes_threads_evicted_behind_its_back(
     make: MakeStore, raw: redis.Redis
 ) -> None:

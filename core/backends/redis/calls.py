@@ -18,6 +18,7 @@ from memfold.backends.redis import scripts
 from memfold.backends.redis.checkpoint_keys import micros
 from memfold.backends.redis.elements import ElementCodec
 from memfold.backends.redis.keys import (
+    ThreadKeys,
     tenant_base,
     tenant_index,
     tenant_keys,
@@ -107,7 +108,7 @@ class Calls:
                 call = self._restore(op)
             case ops.ClearThread(tenant, thread_id):
                 keys = thread_keys(self.prefix, tenant, thread_id)
-                call = self._write(scripts.CLEAR, keys.guarded, keys.member, decode=int)
+                call = self._write(scripts.CLEAR, keys, decode=int)
             case ops.DeleteThread(tenant, thread_id):
                 keys = thread_keys(self.prefix, tenant, thread_id)
                 command = _evalsha(scripts.DELETE_THREAD, keys.all, keys.member)
@@ -131,14 +132,11 @@ class Calls:
         return cast("Call[T]", call)
 
     def _write(
-        self,
-        script: scripts.Script,
-        keys: tuple[str, ...],
-        member: str,
-        *args: Arg,
-        decode: Callable[[Any], T],
+        self, script: scripts.Script, keys: ThreadKeys, *args: Arg, decode: Callable[[Any], T]
     ) -> Call[T]:
-        return Call(_evalsha(script, keys, member, self.ttl, *args), decode, script)
+        """A write script's call: it takes the thread's list as its one key (`scripts`)."""
+        command = ("EVALSHA", script.sha, 1, keys.messages, keys.member, self.ttl, *args)
+        return Call(command, decode, script)
 
     def _append(
         self,
@@ -152,8 +150,7 @@ class Calls:
     ) -> Call[None]:
         keys = thread_keys(self.prefix, tenant, thread_id)
         encode = self.codec.encode
-        command: list[Arg] = ["EVALSHA", scripts.APPEND.sha, len(keys.guarded), *keys.guarded]
-        command.append(keys.member)
+        command: list[Arg] = ["EVALSHA", scripts.APPEND.sha, 1, keys.messages, keys.member]
         command += (self.ttl, self.cap, int(replace), "" if follows is None else "=" + follows)
         for m, body in zip(messages, bodies, strict=True):
             command += (m.id or "", encode(m, body))
@@ -181,18 +178,14 @@ class Calls:
                     f"no message {reply.decode()!r} in thread {op.thread_id!r}: nothing changed"
                 )
 
-        return self._write(scripts.UPDATE, keys.guarded, keys.member, *pairs, decode=decode)
+        return self._write(scripts.UPDATE, keys, *pairs, decode=decode)
 
     def _delete_messages(self, op: ops.DeleteMessages) -> Call[list[Message]]:
         keys = thread_keys(self.prefix, op.tenant, op.thread_id)
         if not op.message_ids:
             return Call((), lambda _reply: [])
         return self._write(
-            scripts.DELETE_MESSAGES,
-            keys.guarded,
-            keys.member,
-            *op.message_ids,
-            decode=self.codec.decode_all,
+            scripts.DELETE_MESSAGES, keys, *op.message_ids, decode=self.codec.decode_all
         )
 
     def _load(self, op: ops.LoadThread) -> Call[list[Message]]:
@@ -241,8 +234,7 @@ class Calls:
         keys = thread_keys(self.prefix, op.tenant, op.thread_id)
         return self._write(
             scripts.RESTORE,
-            keys.guarded,
-            keys.member,
+            keys,
             op.encoded,
             micros(op.created_at),
             micros(op.updated_at),
@@ -253,8 +245,7 @@ class Calls:
         keys = thread_keys(self.prefix, op.tenant, op.thread_id)
         return self._write(
             scripts.SET_METADATA,
-            keys.guarded,
-            keys.member,
+            keys,
             op.encoded,
             decode=lambda row: _info(op.tenant, op.thread_id, row),
         )

@@ -7,7 +7,9 @@ For key prefix ``P``, tenant ``T`` and thread ``H`` (both escaped, see `escape`)
     P{T}:t:H:i       hash: message id -> sequence number, for ``before=`` and duplicate checks
     P{T}:t:H:h       hash: c (created, µs), m (metadata JSON),
                      n (the next sequence number: the newest message's plus one)
-    P{T}:sizes       sorted set: H -> message count (threads with messages), for sweeps
+    P{T}:sizes       sorted set: H -> the size class of its message count (threads with
+                     messages; the count rounded up, exact to 16, then 8 classes per
+                     doubling: `memfold.backends.redis.scripts`), for keep-last sweeps
     P{T}:firsts      sorted set: H -> its first message's creation time (µs; 0 when the
                      element does not say), for max-age sweeps
     P{T}:ttls        sorted set: H -> the thread's own TTL (seconds, `set_thread_ttl`)
@@ -59,11 +61,13 @@ LAYOUT_STEPS: Final = (
     Step(2, "message elements with binary ids and times (version 1 elements read as they are)"),
     Step(3, "threads indexed by size, first message time and own TTL; a set of tenants"),
     Step(4, "tombstones: a hash per tenant whose erased threads refuse writes"),
+    Step(5, "the size index scores a thread by size class, so appends seldom move it"),
 )
 """The steps of the key layout and element format above (`memfold.backends.redis.layout`);
 ``setup()`` records the last. Version 2 added element kinds with binary ids and times
 (`memfold.backends.redis.elements`); version 3 the indexes retention sweeps search, which its
-upgrade fills in for the threads written before."""
+upgrade fills in for the threads written before; version 5 scores the size index by size
+class, which its upgrade (the same backfill) rescores."""
 LAYOUT_VERSION: Final = LAYOUT_STEPS[-1].version
 
 
@@ -147,7 +151,7 @@ def tombstone_key(prefix: str, tenant: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class ThreadKeys:
-    """The keys of one thread, its tenant's indexes and tombstones, and its member name."""
+    """The keys of one thread and its tenant's indexes, and its member name."""
 
     messages: str
     ids: str
@@ -157,17 +161,11 @@ class ThreadKeys:
     firsts: str
     ttls: str
     member: str
-    stones: str
 
     @property
     def all(self) -> tuple[str, str, str, str, str, str, str]:
         """The thread's keys and its tenant's indexes (every key a write may expire)."""
         return self.messages, self.ids, self.info, self.index, self.sizes, self.firsts, self.ttls
-
-    @property
-    def guarded(self) -> tuple[str, ...]:
-        """The keys in the order every write script takes them: `all`, then the tombstones."""
-        return (*self.all, self.stones)
 
 
 @lru_cache(maxsize=4096)
@@ -185,5 +183,4 @@ def thread_keys(prefix: str, tenant: str, thread_id: str) -> ThreadKeys:
         t.firsts,
         t.ttls,
         member,
-        tombstone_key(prefix, tenant),
     )

@@ -4,15 +4,18 @@ Redis runs a script to completion before any other command, so a reader sees a t
 before or after a write, never half-way. A script cannot roll back, so each one checks
 everything that could fail (duplicate ids, unknown ids) before its first write.
 
-Write scripts take ``KEYS = messages, ids, info, index, sizes, firsts, ttls, tombstones``
-(`ThreadKeys.guarded`) and ``ARGV = member, ttl_ms, ...``. Those that could bring an erased
-thread back (append, replace, update, metadata, restore) first refuse the write if the tenant's
-tombstones (`memfold.backends.redis.tombstones`) name the tenant or the thread. Each ends in
-``touch()``, which stamps the thread's update time (the server's ``TIME`` in µs: scripts run one
-at a time, so each write gets a later stamp) as its score in the tenant's index, records the
-creation time of a thread new to the index, scores it by message count and first message time
-in the indexes retention sweeps search, and with a TTL refreshes the expiry of every key but the
-tombstones and drops expired threads from the index.
+Write scripts take ``KEYS = messages`` (the thread's list: it carries the tenant's hash tag,
+so a cluster routes the script right) and ``ARGV = member, ttl_ms, ...``; they name the thread's
+and tenant's other keys from it (`memfold.backends.redis.keys`), so a call sends one key, not
+eight. Those that could bring an erased thread back (append, replace, update, metadata,
+restore) first refuse the write if the tenant's tombstones (`memfold.backends.redis.tombstones`)
+name the tenant or the thread. Each ends in ``touch()``, which stamps the thread's update time
+(the server's ``TIME`` in µs: scripts run one at a time, so each write gets a later stamp) as
+its score in the tenant's index, records the creation time of a thread new to the index,
+scores it by size class and first message time in the indexes retention sweeps search, and
+with a TTL refreshes the expiry of every key but the tombstones and drops expired threads from
+the index. An append touches only what it changes: the size index when the thread moves to
+another size class (`size_class`), the first-message index when the thread's front changes.
 
 A message's sequence number (in the ids hash) is its list index plus ``n - LLEN``, where ``n``
 (in the info hash) is the next number to give out: trimming the oldest messages needs no
@@ -64,8 +67,10 @@ class Script:
 
 TOMBSTONED = """
 -- Whether hash `key` (a tenant's tombstones) holds a live tombstone under any of the fields
--- given: a value starts with its expiry in µs since the epoch, 0 for never.
+-- given: a value starts with its expiry in µs since the epoch, 0 for never. Most tenants have
+-- none, and EXISTS of a missing key is the cheapest read.
 local function tombstoned(key, ...)
+  if redis.call('EXISTS', key) == 0 then return false end
   local now
   for _, value in ipairs(redis.call('HMGET', key, ...)) do
     if value then
@@ -112,11 +117,21 @@ local function time_of(element)
   return micros
 end
 
+local function size_class(n)
+  -- n rounded up to its size class: exact to 16, then 8 classes per doubling (18, 20, ..., 32,
+  -- 36, ..., 64, ...). The size index scores a thread by the class of its message count, never
+  -- below the count, so an append moves it there only when the thread changes class.
+  if n <= 16 then return n end
+  local _, e = math.frexp(n - 1)
+  local step = 2 ^ (e - 4)
+  return math.ceil(n / step) * step
+end
+
 local function index_size(messages, sizes, firsts, member)
-  -- Score the thread by message count and first message time, or drop it from both.
+  -- Score the thread by size class and first message time, or drop it from both.
   local length = redis.call('LLEN', messages)
   if length > 0 then
-    redis.call('ZADD', sizes, length, member)
+    redis.call('ZADD', sizes, size_class(length), member)
     redis.call('ZADD', firsts, time_of(redis.call('LINDEX', messages, 0)), member)
   else
     redis.call('ZREM', sizes, member)
@@ -129,34 +144,49 @@ _WRITE = (
     _HELPERS
     + TOMBSTONED
     + """
-local messages, ids, info, index, sizes, firsts = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5],
-  KEYS[6]
-local stones = KEYS[8]
-local member, ttl = ARGV[1], tonumber(ARGV[2])
+-- Functions first, taking what they need, and locals after: a closure over the script's
+-- locals costs an upvalue each on every call.
 
-local function erased()
-  return tombstoned(stones, 't:', 'h:' .. member)
+local function thread_of(messages, member)
+  -- The start of the thread's keys and of its tenant's, from its list and member.
+  return string.sub(messages, 1, -2), string.sub(messages, 1, -#member - 5)
 end
 
-local function base()
+local function base(info, messages)
   return tonumber(redis.call('HGET', info, 'n') or '0') - redis.call('LLEN', messages)
 end
 
-local function touch()
+local function touch(indexed)
+  -- Stamp the update time; score the size and first-message indexes unless `indexed` (the
+  -- caller did); with a TTL, refresh the expiry of the thread's and the tenant's keys.
+  local messages, member, ttl = KEYS[1], ARGV[1], tonumber(ARGV[2])
+  local thread, tag = thread_of(messages, member)
+  local index, info = tag .. 'threads', thread .. 'h'
   local clock = redis.call('TIME')
   local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
   if ttl > 0 then
     redis.call('ZREMRANGEBYSCORE', index, '-inf', string.format('(%.0f', now - ttl * 1000))
   end
   if redis.call('ZADD', index, now, member) == 1 then redis.call('HSETNX', info, 'c', now) end
-  index_size(messages, sizes, firsts, member)
+  if not indexed then index_size(messages, tag .. 'sizes', tag .. 'firsts', member) end
   if ttl > 0 then
-    for k = 1, 7 do redis.call('PEXPIRE', KEYS[k], ttl) end
+    for _, key in ipairs({messages, thread .. 'i', info, index}) do
+      redis.call('PEXPIRE', key, ttl)
+    end
+    for _, name in ipairs({'sizes', 'firsts', 'ttls'}) do
+      redis.call('PEXPIRE', tag .. name, ttl)
+    end
   end
   return now
 end
+
+local member, messages = ARGV[1], KEYS[1]
+local thread, tag = thread_of(messages, member)
+local ids, info, stones = thread .. 'i', thread .. 'h', tag .. 'erased'
 """
 )
+"""The start of every write script. Those that refuse writes to erased threads check
+``tombstoned(stones, 't:', 'h:' .. member)`` themselves (a helper would close over both)."""
 
 APPEND = Script(
     _WRITE
@@ -165,7 +195,7 @@ APPEND = Script(
 -- and the id the thread's last message must have ('=' alone: the thread must have none),
 -- then id, element pairs. Returns nil once appended, else (and nothing changed) the first
 -- id already in the thread, or {the last message's id} when it is not the one ARGV[5] names.
-if erased() then return redis.error_reply('memfold-erased') end
+if tombstoned(stones, 't:', 'h:' .. member) then return redis.error_reply('memfold-erased') end
 local cap, count = tonumber(ARGV[3]), (#ARGV - 5) / 2
 if ARGV[5] ~= '' then
   local last = redis.call('LINDEX', messages, -1)
@@ -206,7 +236,22 @@ if drop > 0 then
   end
   chunked('HDEL', ids, dead)
 end
-touch()
+if ARGV[4] == '1' or not length then
+  touch()
+  return false
+end
+-- An append: `before` messages were there, `after` are; score only what changed.
+drop = math.max(drop, 0)
+local before, after = length - count, length - drop
+if size_class(after) ~= size_class(before) then
+  redis.call('ZADD', tag .. 'sizes', size_class(after), member)
+end
+if before == 0 or drop > 0 then  -- a new front: ours unless the cut left an older message
+  local front = drop >= before and elements[drop - before + 1]
+  local at = time_of(front or redis.call('LINDEX', messages, 0))
+  redis.call('ZADD', tag .. 'firsts', at, member)
+end
+touch(true)
 return false
 """
 )
@@ -215,10 +260,10 @@ UPDATE = Script(
     _WRITE
     + """
 -- ARGV[3..]: id, element pairs. Returns the first id not in the thread, or nil once written.
-if erased() then return redis.error_reply('memfold-erased') end
+if tombstoned(stones, 't:', 'h:' .. member) then return redis.error_reply('memfold-erased') end
 if #ARGV < 3 then return false end
 if redis.call('EXISTS', info) == 0 then return ARGV[3] end
-local offset, at = base(), {}
+local offset, at = base(info, messages), {}
 for i = 3, #ARGV, 2 do
   local seq = redis.call('HGET', ids, ARGV[i])
   if not seq then return ARGV[i] end
@@ -235,7 +280,7 @@ DELETE_MESSAGES = Script(
     + """
 -- ARGV[3..]: message ids. Returns the removed elements, oldest first. The messages after the
 -- first removed one move up, and are renumbered.
-local offset, doomed, lowest = base(), {}, nil
+local offset, doomed, lowest = base(info, messages), {}, nil
 for i = 3, #ARGV do
   local seq = redis.call('HGET', ids, ARGV[i])
   if seq then
@@ -284,7 +329,7 @@ SET_METADATA = Script(
     + _INFO
     + """
 -- ARGV[3]: metadata JSON. Returns created, updated, metadata, message count.
-if erased() then return redis.error_reply('memfold-erased') end
+if tombstoned(stones, 't:', 'h:' .. member) then return redis.error_reply('memfold-erased') end
 redis.call('HSET', info, 'm', ARGV[3])
 return info_of(info, messages, touch())
 """
@@ -296,10 +341,10 @@ RESTORE = Script(
     + """
 -- ARGV[3]: metadata JSON, ARGV[4]: creation time, ARGV[5]: update time (µs). Returns created,
 -- updated, metadata, message count.
-if erased() then return redis.error_reply('memfold-erased') end
+if tombstoned(stones, 't:', 'h:' .. member) then return redis.error_reply('memfold-erased') end
 touch()
 redis.call('HSET', info, 'm', ARGV[3], 'c', ARGV[4])
-redis.call('ZADD', index, ARGV[5], member)
+redis.call('ZADD', tag .. 'threads', ARGV[5], member)
 return info_of(info, messages, ARGV[5])
 """
 )
@@ -466,8 +511,8 @@ BACKFILL = Script(
     _HELPERS
     + """
 -- KEYS: the tenant's indexes (`TenantKeys.all`); ARGV: key base, start, count. Scores that page
--- of the tenant's threads (by update time) by size and first message time, as writes since
--- layout 3 do; returns how many threads the page held.
+-- of the tenant's threads (by update time) by size class and first message time, as writes
+-- since layout 5 do; returns how many threads the page held.
 local start = tonumber(ARGV[2])
 local page = redis.call('ZRANGE', KEYS[1], start, start + tonumber(ARGV[3]) - 1)
 for _, member in ipairs(page) do

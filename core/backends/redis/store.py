@@ -33,7 +33,7 @@ from memfold.backends.redis.layout import UPGRADE, RedisLayout
 from memfold.backends.redis.scripts import Script
 from memfold.backends.redis.thread_sweep import ThreadSweeps, register
 from memfold.backends.redis.tombstones import lift, named
-from memfold.errors import BackendUnavailable, Conflict, InvalidInput, MemfoldError
+from memfold.errors import BackendUnavailable, Conflict, Erased, InvalidInput, MemfoldError
 from memfold.limits import MAX_SECONDS
 from memfold.retention import POLICY_OPTIONS, RetentionPolicy, check_policy, policy_from_options
 from memfold.schema_steps import SchemaSteps
@@ -393,8 +393,11 @@ class RedisThreadStore(BaseThreadStore):
         if isinstance(op, _CREATING) and op.tenant not in self._tenants:
             self._send(register(self.key_prefix, op.tenant))
             self._tenants.add(op.tenant)
-        with named(op):
+        try:
             return self._send(call)
+        except Erased:  # `named` only on a refusal: it costs a generator per use
+            with named(op):
+                raise
 
     async def aexecute(self, op: ops.Op[T]) -> T:
         """Run one operation in one round trip on the async client."""
@@ -405,8 +408,11 @@ class RedisThreadStore(BaseThreadStore):
         if isinstance(op, _CREATING) and op.tenant not in self._tenants:
             await self._asend(register(self.key_prefix, op.tenant))
             self._tenants.add(op.tenant)
-        with named(op):
+        try:
             return await self._asend(call)
+        except Erased:
+            with named(op):
+                raise
 
     # Setup: record the layout version and load the scripts.
 

@@ -7,7 +7,9 @@ indexes are the key layout's step 3, `memfold.backends.redis.keys`):
 - whole threads (`scripts.SELECT_DOOMED`): past their own TTL (the tenant's TTL index), not
   written for the policy's TTL (the update-time index, read up to the cut-off), and the least
   recently updated beyond ``max_threads`` (the same index, read from the oldest);
-- threads over ``keep_last`` messages: the size index, read from ``keep_last + 1`` up;
+- threads over ``keep_last`` messages: the size index, read from ``keep_last + 1`` up (it
+  scores a thread by size class, at least its count: a thread just under ``keep_last`` may be
+  read too, and is left as it is);
 - threads that hold messages older than ``max_age_seconds``: the first-message-time index,
   read up to the cut-off;
 - a thread's oldest messages: its list, read from the front a page at a time.
@@ -199,8 +201,9 @@ class ThreadSweeps:
             page = following = yield from self._page(keys, position)
 
     def backfill(self) -> Flow[int]:
-        """Register every tenant and index every thread written before layout 3 (the upgrade
-        to it; idempotent). Returns how many tenants were found."""
+        """Register every tenant and index every thread written before layout 5 (the upgrade
+        to it: layout 3 added the indexes, 5 scores sizes by class; idempotent). Returns how
+        many tenants were found."""
         pattern = _glob(self.prefix) + "{*}:threads"
         head, tail = len(self.prefix) + 1, len("}:threads")
         cursor, tenants = b"0", 0
