@@ -37,7 +37,7 @@ import struct
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from itertools import accumulate, pairwise
-from typing import Final, Literal, TypeAlias
+from typing import Any, Final, Literal, TypeAlias
 
 from memfold.checkpoint_model import Blob, ChannelValue, SequenceBlob, Version
 from memfold.errors import Conflict, InvalidInput, NotFound
@@ -45,6 +45,9 @@ from memfold.errors import Conflict, InvalidInput, NotFound
 __all__ = [
     "BlobKey",
     "DeltaPolicy",
+    "Digester",
+    "ListDigests",
+    "ListState",
     "StoredBlob",
     "channel_key",
     "pack_items",
@@ -166,33 +169,93 @@ class StoredBlob:
         return len(self.data) + sum(map(len, self.items))
 
 
-def _fold(data: hashlib.blake2b, lengths: hashlib.blake2b) -> bytes:
+def _fold(data: Any, lengths: Any) -> bytes:
     return hashlib.blake2b(data.digest() + lengths.digest(), digest_size=16).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class ListState:
+    """A list value's items with the state of its digest after them, so that the digest of a
+    list extending it costs only the appended items.
+
+    The content and the item lengths are hashed as two streams (``data`` and ``sizes``).
+    """
+
+    tag: str
+    items: tuple[bytes, ...]
+    data: Any
+    sizes: Any
+
+    @classmethod
+    def empty(cls, tag: str) -> ListState:
+        """The state of an empty list of ``tag`` items."""
+        head = b"s" + tag.encode("utf-8", "surrogatepass") + b"\x00"
+        return cls(tag, (), hashlib.blake2b(head, digest_size=16), hashlib.blake2b(digest_size=16))
+
+    @property
+    def digest(self) -> bytes:
+        """The digest of the whole list (what a row's ``digest`` holds)."""
+        return _fold(self.data, self.sizes)
+
+    def extend(self, items: tuple[bytes, ...]) -> ListState:
+        """The state of ``items``, which must start with this state's items."""
+        rest = items[len(self.items) :]
+        data, sizes = self.data.copy(), self.sizes.copy()
+        data.update(b"".join(rest))
+        sizes.update(struct.pack(f"<{len(rest)}I", *map(len, rest)))
+        return ListState(self.tag, items, data, sizes)
+
+
+Digester: TypeAlias = Callable[[str, tuple[bytes, ...], int | None], tuple[bytes, bytes | None]]
+"""``(tag, items, prefix_at) -> (digest of all items, digest of the first prefix_at or None)``."""
 
 
 def _sequence_digests(
     tag: str, items: tuple[bytes, ...], prefix_at: int | None
 ) -> tuple[bytes, bytes | None]:
-    """The digest of all ``items`` and (if asked) of the first ``prefix_at`` items.
+    """The digest of all ``items`` and (if asked) of the first ``prefix_at`` items."""
+    state, prefix = _list_state(tag, items, prefix_at)
+    return state.digest, prefix
 
-    The content and the item lengths are hashed as two streams, so a prefix digest costs one
-    hash copy rather than a loop over items.
+
+def _list_state(
+    tag: str, items: tuple[bytes, ...], prefix_at: int | None
+) -> tuple[ListState, bytes | None]:
+    start = ListState.empty(tag)
+    if prefix_at is not None and 0 <= prefix_at <= len(items):
+        head = start.extend(items[:prefix_at])
+        return head.extend(items), head.digest
+    return start.extend(items), None
+
+
+class ListDigests:
+    """A `Digester` that reuses known `ListState` objects: a list starting with the items of a known
+    state of the asked prefix length (compared item by item, not assumed) is hashed from its
+    new items only. The state of every list it digests is kept in ``made``.
+
+    Examples:
+        >>> digests = ListDigests()
+        >>> first, _ = digests("t", (b"a", b"b"), None)
+        >>> again = ListDigests(digests.made)
+        >>> again("t", (b"a", b"b", b"c"), 2) == _sequence_digests("t", (b"a", b"b", b"c"), 2)
+        True
     """
-    count = len(items)
-    lengths = struct.pack(f"<{count}I", *map(len, items))
-    data = hashlib.blake2b(b"s" + tag.encode("utf-8", "surrogatepass") + b"\x00", digest_size=16)
-    sizes = hashlib.blake2b(digest_size=16)
-    prefix = None
-    if prefix_at is not None and 0 <= prefix_at <= count:
-        data.update(b"".join(items[:prefix_at]))
-        sizes.update(lengths[: 4 * prefix_at])
-        prefix = _fold(data, sizes)
-        data.update(b"".join(items[prefix_at:]))
-        sizes.update(lengths[4 * prefix_at :])
-    else:
-        data.update(b"".join(items))
-        sizes.update(lengths)
-    return _fold(data, sizes), prefix
+
+    def __init__(self, known: Iterable[ListState] = ()) -> None:
+        self._known = {(state.tag, len(state.items)): state for state in known}
+        self.made: list[ListState] = []
+
+    def __call__(
+        self, tag: str, items: tuple[bytes, ...], prefix_at: int | None
+    ) -> tuple[bytes, bytes | None]:
+        base = None if prefix_at is None else self._known.get((tag, prefix_at))
+        prefix: bytes | None
+        if base is not None and items[: len(base.items)] == base.items:
+            state, prefix = base.extend(items), base.digest
+        else:
+            state, prefix = _list_state(tag, items, prefix_at)
+        self.made.append(state)
+        return state.digest, prefix
 
 
 def _value_digest(blob: Blob) -> bytes:
@@ -206,10 +269,12 @@ def plan_blob(
     value: ChannelValue,
     base: StoredBlob | None,
     policy: DeltaPolicy,
+    digests: Digester = _sequence_digests,
 ) -> StoredBlob:
     """The row to store for ``channel`` at ``version``, given the parent checkpoint's row.
 
-    ``base`` is the row the parent checkpoint reads for this channel (None if there is none).
+    ``base`` is the row the parent checkpoint reads for this channel (None if there is none);
+    ``digests`` hashes list values (see `ListDigests`).
     """
     if value is None:
         return StoredBlob(channel, version, "empty", _EMPTY_DIGEST)
@@ -223,7 +288,7 @@ def plan_blob(
         and base.tag == value.tag
         and base.length <= len(value.items)
     )
-    full, prefix = _sequence_digests(
+    full, prefix = digests(
         value.tag, value.items, base.length if base is not None and extends else None
     )
     if (
@@ -252,10 +317,12 @@ def plan_put(
     parent: tuple[Mapping[str, Version], Mapping[str, str]] | None,
     lookup: Callable[[BlobKey], StoredBlob | None],
     policy: DeltaPolicy,
+    digests: Digester = _sequence_digests,
 ) -> tuple[list[StoredBlob], dict[str, str]]:
     """The rows a checkpoint put must insert, and the checkpoint's ``refs``.
 
-    ``parent`` is the parent checkpoint's ``(versions, refs)``; ``lookup`` reads a stored row.
+    ``parent`` is the parent checkpoint's ``(versions, refs)``; ``lookup`` reads a stored row;
+    ``digests`` hashes list values.
     A row whose key is taken by the same content is not stored again; one whose key is taken
     by other content (a fork reusing a version number) is stored under ``checkpoint_id``.
 
@@ -275,7 +342,7 @@ def plan_put(
         base = None
         if isinstance(value, SequenceBlob) and channel in parent_versions:
             base = lookup(channel_key(channel, parent_versions[channel], parent_refs))
-        row = plan_blob(channel, version, value, base, policy)
+        row = plan_blob(channel, version, value, base, policy, digests)
         existing = lookup(row.key)
         if existing is not None and existing.digest != row.digest:
             row = replace(row, owner=checkpoint_id)

@@ -14,6 +14,7 @@ from memfold import Conflict, InvalidInput, NotFound
 from memfold.checkpoint_deltas import (
     BlobKey,
     DeltaPolicy,
+    ListDigests,
     StoredBlob,
     channel_key,
     pack_items,
@@ -343,3 +344,23 @@ def test_policy_rejects_nonsense() -> None:
     for bad in ({"snapshot_every": 0}, {"snapshot_every": 1.5}, {"min_growth": -1.0}):
         with pytest.raises(InvalidInput):
             DeltaPolicy(**bad)
+
+
+@given(
+    st.lists(st.binary(max_size=6), max_size=5),
+    st.lists(st.binary(max_size=6), max_size=5),
+    st.lists(st.binary(max_size=6), min_size=1, max_size=5),
+)
+def test_list_digests_equal_a_digest_from_scratch(
+    known: list[bytes], head: list[bytes], tail: list[bytes]
+) -> None:
+    """Digests built on a known list's state equal digests computed from scratch, whether
+    the list starts with the known items or only has as many (then it is hashed whole)."""
+    first = plan_blob("m", 1, seq(*known, b"k"), None, DeltaPolicy())
+    digests = ListDigests()
+    assert plan_blob("m", 1, seq(*known, b"k"), None, DeltaPolicy(), digests) == first
+    again = ListDigests(digests.made)
+    value = seq(*(head if len(head) == len(known) else known), b"k", *tail)
+    expected = plan_blob("m", 2, value, first, DeltaPolicy())
+    assert plan_blob("m", 2, value, first, DeltaPolicy(), again) == expected
+    assert again.made[0].digest == expected.digest

@@ -24,12 +24,13 @@ from __future__ import annotations
 import secrets
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 
 from memfold.backends.sql.checkpoint_rows import NO_VALUE
-from memfold.checkpoint_deltas import BlobKey, StoredBlob, channel_key
+from memfold.checkpoint_deltas import BlobKey, ListState, StoredBlob, channel_key
 from memfold.checkpoint_model import Blob, ChannelValue, SequenceBlob, Version
+from memfold.checkpoint_ops import PutCheckpoint
 
 __all__ = ["Head", "Heads", "Payload", "head_after", "new_stamp", "payload_after"]
 
@@ -60,6 +61,9 @@ class Head:
     """The rows the checkpoint reads, by key, without their payload."""
     payload: Payload | None = None
     """The checkpoint's values as stored (None: not kept)."""
+    lists: Mapping[str, ListState] = field(default_factory=dict)
+    """The digest states of the payload's list values, by channel (see
+    `memfold.checkpoint_deltas.ListDigests`)."""
 
     @property
     def payload_size(self) -> int:
@@ -84,22 +88,37 @@ class Head:
 
 
 def head_after(
-    checkpoint_id: str,
-    versions: Mapping[str, Version],
+    op: PutCheckpoint,
     refs: Mapping[str, str],
     known: Mapping[BlobKey, StoredBlob],
-    payload: Payload | None = None,
+    parent: Head | None,
+    made: Iterable[ListState],
 ) -> Head:
     """The head a put leaves: for each channel, the row its checkpoint reads if ``known``
-    holds it (rows just planned, found, or read by the parent), payload dropped; ``payload``
-    is the checkpoint's values (see `payload_after`)."""
+    holds it (rows just planned, found, or read by the parent), payload dropped; and the
+    checkpoint's values (see `payload_after`) with the digest states of its lists (``made``
+    by the put, or the parent's).
+
+    ``parent`` is the remembered head of the put's parent, if the thread is as remembered."""
     rows: dict[BlobKey, StoredBlob] = {}
-    for channel, version in versions.items():
+    for channel, version in op.versions.items():
         key = channel_key(channel, version, refs)
         row = known.get(key)
         if row is not None:
             rows[key] = replace(row, data=b"", items=()) if row.items or row.data else row
-    return Head(checkpoint_id, dict(versions), dict(refs), rows, payload)
+    payload = payload_after(parent, op.versions, refs, op.new_values)
+    lists: dict[str, ListState] = {}
+    if payload is not None:
+        states = {id(state.items): state for state in made}
+        for channel, value in payload.items():
+            if not isinstance(value, SequenceBlob):
+                continue
+            state = states.get(id(value.items))
+            if state is None and parent is not None:
+                state = parent.lists.get(channel)
+            if state is not None and state.items is value.items:
+                lists[channel] = state
+    return Head(op.checkpoint_id, dict(op.versions), dict(refs), rows, payload, lists)
 
 
 def payload_after(
@@ -176,5 +195,5 @@ class Heads:
                 dropped, size = self._payloads.popitem(last=False)
                 self._payload_bytes -= size
                 kept_stamp, kept = self._threads[dropped]
-                bare = {ns: replace(h, payload=None) for ns, h in kept.items()}
+                bare = {ns: replace(h, payload=None, lists={}) for ns, h in kept.items()}
                 self._threads[dropped] = (kept_stamp, bare)

@@ -35,7 +35,7 @@ from sqlalchemy import ClauseElement, Dialect, and_, bindparam, case, insert, se
 from sqlalchemy.dialects import postgresql, sqlite
 
 from memfold import checkpoint_ops as ops
-from memfold.backends.sql.checkpoint_heads import Head, head_after, new_stamp, payload_after
+from memfold.backends.sql.checkpoint_heads import Head, head_after, new_stamp
 from memfold.backends.sql.checkpoint_rows import (
     NO_VALUE,
     compress,
@@ -49,6 +49,7 @@ from memfold.backends.sql.plans import Plan
 from memfold.checkpoint_deltas import (
     BlobKey,
     DeltaPolicy,
+    ListDigests,
     StoredBlob,
     channel_key,
     plan_put,
@@ -251,20 +252,20 @@ class CheckpointWrites:
         bases = head.bases(op.new_values)
         if bases is None:
             return None
+        digests = ListDigests(head.lists.values())
         try:
             rows, refs = _valued(
                 op.versions,
                 *plan_put(
                     op.checkpoint_id, op.versions, op.new_values, (head.versions, head.refs),
-                    bases.get, policy,
+                    bases.get, policy, digests,
                 ),
             )  # fmt: skip
         except Conflict:  # the full put reports it, with what is stored
             return None
         written = new_stamp()
-        payload = payload_after(head, op.versions, refs, op.new_values)
         known = {**head.rows, **_keyed(rows)}
-        after = head_after(op.checkpoint_id, op.versions, refs, known, payload)
+        after = head_after(op, refs, known, head, digests.made)
         args = self._put_params(op, refs, rows, stamp, written, existing=False)
 
         def plan() -> Plan:
@@ -319,9 +320,16 @@ class CheckpointWrites:
             roots = [root for root in roots if root[2][2] != NO_VALUE]
             rows = yield self._values_by_key, roots_params(op.tenant, roots)
             known.update({row.key: row for _, _, row in map(parse_value, rows.rows)})
+        # The remembered head is the parent as stored only if the thread did not change since.
+        parent_head = head if stamp is not None and seen == stamp else None
+        if parent_head is not None and parent_head.checkpoint_id != op.parent_id:
+            parent_head = None
+        digests = ListDigests(() if parent_head is None else parent_head.lists.values())
         new_rows, refs = _valued(
             op.versions,
-            *plan_put(op.checkpoint_id, op.versions, op.new_values, parent, known.get, policy),
+            *plan_put(
+                op.checkpoint_id, op.versions, op.new_values, parent, known.get, policy, digests
+            ),
         )
         written = new_stamp()
         args = self._put_params(op, refs, new_rows, seen, written, existing=existing is not None)
@@ -330,12 +338,8 @@ class CheckpointWrites:
         )
         if not done:  # the row is locked, so this cannot happen
             raise Conflict(f"thread {op.thread_id!r} changed under its lock: retry the put")
-        parent_head = head if stamp is not None and seen == stamp else None
-        if parent_head is not None and parent_head.checkpoint_id != op.parent_id:
-            parent_head = None
-        payload = payload_after(parent_head, op.versions, refs, op.new_values)
         known.update(_keyed(new_rows))
-        after = head_after(op.checkpoint_id, op.versions, refs, known, payload)
+        after = head_after(op, refs, known, parent_head, digests.made)
         return PutDone(seen, written, after)
 
     def _put_params(
