@@ -601,3 +601,34 @@ def test_a_checkpoint_is_read_in_one_statement(monkeypatch: pytest.MonkeyPatch) 
         store.close()
         writer.close()
         drop_checkpoint_store(writer)
+
+
+@pytest.mark.parametrize("n", [1, 8, 9, 20])
+def test_puts_and_writes_of_any_size_read_back(n: int) -> None:
+    """A put's value rows and a task's pending writes are sent one parameter per value when
+    few and as arrays when many: either way a first put (the full form), the next one (the
+    fast form) and new and replacing writes read back exactly."""
+    store = postgres_checkpoint_store()
+    try:
+        channels = [f"ch{i}" for i in range(n)]
+        for step in range(2):
+            store.put("t", cid(step), BODY, parent_id=cid(0) if step else None,
+                      versions={ch: step + 1 for ch in channels},
+                      values={ch: Blob("json", b"%d" % (i + 10 * step))
+                              for i, ch in enumerate(channels)})  # fmt: skip
+        kept = [PendingWrite("task", i, "messages", Blob("json", b"%d" % i)) for i in range(n)]
+        special = [PendingWrite("task", -1 - i, "error", Blob("json", b"0")) for i in range(n)]
+        store.put_writes("t", cid(1), [*kept, *special])
+        replaced = [
+            PendingWrite("task", -1 - i, "error", Blob("json", b"%d" % i)) for i in range(n)
+        ]
+        store.put_writes("t", cid(1), replaced)
+        found = store.get("t")
+        assert found is not None
+        assert found.values == {ch: Blob("json", b"%d" % (i + 10)) for i, ch in enumerate(channels)}
+        assert sorted(found.writes, key=lambda w: w.idx) == sorted(
+            [*kept, *replaced], key=lambda w: w.idx
+        )
+    finally:
+        store.close()
+        drop_checkpoint_store(store)

@@ -65,7 +65,11 @@ _RECORDED_WITHIN = 60_000_000
 """Pending writes record the thread's last write (for its TTL) when the recorded one is older
 than this many microseconds (one minute)."""
 
-# Value row columns after the thread namespace key, with their PostgreSQL array types.
+_INLINE_ROWS = 8
+"""PostgreSQL: up to this many value rows or writes travel as one parameter per column value
+(a statement per row count, cheap for the driver to send); more as one array per column."""
+
+# Value row columns after the thread namespace key, with their PostgreSQL types.
 _VALUE_ARRAYS = (
     ("channel", "text"),
     ("version", "text"),
@@ -377,9 +381,7 @@ class CheckpointWrites:
             params["writer"] = op.lease.writer
             params["until"] = to_us(op.created_at) + round(op.lease.seconds * 1_000_000)
         if self.postgres:
-            columns = [row_params(row) for row in rows]
-            for name, _ in _VALUE_ARRAYS:
-                params[name] = [c[name] for c in columns]
+            params.update(_rows_params("", _VALUE_ARRAYS, [row_params(row) for row in rows]))
         return params
 
     def _write_put(
@@ -394,8 +396,10 @@ class CheckpointWrites:
         then store the rows and the checkpoint; returns whether the claim held."""
         lease = op.lease is not None
         if self.postgres:
+            n = _shape(len(rows))
             statement = self._cached(
-                ("put", fast, lease, existing), lambda: self._postgres_put(fast, lease, existing)
+                ("put", fast, lease, existing, n),
+                lambda: self._postgres_put(fast, lease, existing, n),
             )
             found = yield statement, params
             return bool(found.scalar())
@@ -427,9 +431,9 @@ class CheckpointWrites:
             sets += ["holder = :writer", "lease_until_us = :until"]
         return ", ".join(sets)
 
-    def _postgres_put(self, fast: bool, lease: bool, existing: bool) -> ClauseElement:
-        """The whole put as one statement: the claim, then (if it held) the value rows and the
-        checkpoint; returns the claim's row count."""
+    def _postgres_put(self, fast: bool, lease: bool, existing: bool, n: int) -> ClauseElement:
+        """The whole put as one statement: the claim, then (if it held) the value rows (``n``
+        of them, see `_rows_source`) and the checkpoint; returns the claim's row count."""
         t = self._quote.format_table(self.tables.threads)
         c = self._quote.format_table(self.tables.checkpoints)
         v = self._quote.format_table(self.tables.values)
@@ -443,22 +447,23 @@ class CheckpointWrites:
                 "c.thread_id = :thread_id AND c.namespace = :namespace AND "
                 "c.checkpoint_id = :checkpoint_id)"
             )
-            where.append(
-                "NOT EXISTS (SELECT 1 FROM unnest(CAST(:channel AS text[]), "
-                "CAST(:version AS text[]), CAST(:owner AS text[])) AS k(c, v, o) "
-                f"JOIN {v} AS x ON x.tenant = :tenant AND x.thread_id = :thread_id AND "
-                "x.namespace = :namespace AND x.channel = k.c AND x.version = k.v AND "
-                "x.owner = k.o)"
-            )
+            if n:
+                keys = _rows_source("", _VALUE_ARRAYS[:3], n)
+                where.append(
+                    f"NOT EXISTS (SELECT 1 FROM {keys} JOIN {v} AS x ON x.tenant = :tenant "
+                    "AND x.thread_id = :thread_id AND x.namespace = :namespace AND "
+                    "x.channel = k.channel AND x.version = k.version AND x.owner = k.owner)"
+                )
         claim = (
             f"UPDATE {t} SET {self._claim_sets(t, lease)} WHERE {' AND '.join(where)} RETURNING 1"
         )
-        arrays = ", ".join(f"CAST(:{n} AS {kind}[])" for n, kind in _VALUE_ARRAYS)
-        names = ", ".join(n for n, _ in _VALUE_ARRAYS)
+        names = ", ".join(name for name, _ in _VALUE_ARRAYS)
         value_rows = (
-            f"INSERT INTO {v} (tenant, thread_id, namespace, {names}) SELECT :tenant, "
-            f":thread_id, :namespace, k.* FROM unnest({arrays}) AS k "
-            "WHERE EXISTS (SELECT 1 FROM claim)"
+            f", v AS (INSERT INTO {v} (tenant, thread_id, namespace, {names}) SELECT :tenant, "
+            f":thread_id, :namespace, k.* FROM {_rows_source('', _VALUE_ARRAYS, n)} "
+            "WHERE EXISTS (SELECT 1 FROM claim))"
+            if n
+            else ""
         )
         checkpoint = (
             f"INSERT INTO {c} (tenant, thread_id, namespace, {', '.join(_CHECKPOINT)}) "
@@ -472,8 +477,7 @@ class CheckpointWrites:
                 + ", ".join(f"{n} = excluded.{n}" for n in _CHECKPOINT[1:])
             )
         return text(
-            f"WITH claim AS ({claim}), v AS ({value_rows}), c AS ({checkpoint}) "
-            "SELECT count(*) FROM claim"
+            f"WITH claim AS ({claim}){value_rows}, c AS ({checkpoint}) SELECT count(*) FROM claim"
         )
 
     def _sqlite_claim(self, fast: bool, lease: bool) -> ClauseElement:
@@ -539,12 +543,11 @@ class CheckpointWrites:
             check["fresh"] = to_us(op.written_at) + round(op.lease.seconds * 500_000)
         if self.postgres:
             params = dict(check)
-            for prefix, rows in (("k_", kept), ("r_", replaced)):
-                for name, _ in _WRITE_ARRAYS:
-                    params[prefix + name] = [row[name] for row in rows]
-            shape = ("writes", lease, bool(kept), bool(replaced))
+            params.update(_rows_params("k_", _WRITE_ARRAYS, kept))
+            params.update(_rows_params("r_", _WRITE_ARRAYS, replaced))
+            counts = (_shape(len(kept)), _shape(len(replaced)))
             statement = self._cached(
-                shape, lambda: self._postgres_writes(lease, bool(kept), bool(replaced))
+                ("writes", lease, counts), lambda: self._postgres_writes(lease, *counts)
             )
 
             def one() -> Plan:
@@ -562,7 +565,9 @@ class CheckpointWrites:
 
         return plan, False
 
-    def _postgres_writes(self, lease: bool, kept: bool, replaced: bool) -> ClauseElement:
+    def _postgres_writes(self, lease: bool, kept: int, replaced: int) -> ClauseElement:
+        """Fast pending writes in one statement: ``kept`` writes stored only if new, and
+        ``replaced`` ones replacing what is stored (counts as `_rows_source` takes them)."""
         t = self._quote.format_table(self.tables.threads)
         w = self._quote.format_table(self.tables.writes)
         where = "tenant = :tenant AND thread_id = :thread_id AND updated_us >= :recent"
@@ -581,11 +586,11 @@ class CheckpointWrites:
         ):
             if not wanted:
                 continue
-            arrays = ", ".join(f"CAST(:{prefix}{n} AS {kind}[])" for n, kind in _WRITE_ARRAYS)
+            rows = _rows_source(prefix, _WRITE_ARRAYS, wanted)
             parts.append(
                 f"{prefix}w AS (INSERT INTO {w} (tenant, thread_id, namespace, checkpoint_id, "
                 f"{names}) SELECT :tenant, :thread_id, :namespace, :checkpoint_id, k.* FROM "
-                f"unnest({arrays}) AS k WHERE EXISTS (SELECT 1 FROM ok) ON CONFLICT {conflict})"
+                f"{rows} WHERE EXISTS (SELECT 1 FROM ok) ON CONFLICT {conflict})"
             )
         return text(f"WITH {', '.join(parts)} SELECT count(*) FROM ok")
 
@@ -640,6 +645,35 @@ def roots_params(tenant: str, roots: Iterable[tuple[str, str, BlobKey]]) -> dict
     of ``{t, n, c, v, o}``)."""
     keys = [{"t": t, "n": n, "c": k[0], "v": k[1], "o": k[2]} for t, n, k in dict.fromkeys(roots)]
     return {"tenant": tenant, "roots": json.dumps(keys, separators=(",", ":"))}
+
+
+def _shape(count: int) -> int:
+    """The row count a statement is built for: ``count`` up to `_INLINE_ROWS`, else -1 (one
+    statement taking arrays, whatever their length)."""
+    return count if count <= _INLINE_ROWS else -1
+
+
+def _rows_source(prefix: str, columns: tuple[tuple[str, str], ...], n: int) -> str:
+    """A ``FROM`` item ``k`` of ``n`` rows (`_shape`) of ``columns`` from the parameters
+    `_rows_params` names: ``VALUES`` of one parameter per value, or ``unnest`` of arrays."""
+    names = ", ".join(name for name, _ in columns)
+    if n < 0:
+        arrays = ", ".join(f"CAST(:{prefix}{name} AS {kind}[])" for name, kind in columns)
+        return f"unnest({arrays}) AS k({names})"
+    rows = ", ".join(
+        "(" + ", ".join(f"CAST(:{prefix}{name}_{i} AS {kind})" for name, kind in columns) + ")"
+        for i in range(n)
+    )
+    return f"(VALUES {rows}) AS k({names})"
+
+
+def _rows_params(
+    prefix: str, columns: tuple[tuple[str, str], ...], rows: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The parameters of `_rows_source` for ``rows`` (column values by name)."""
+    if _shape(len(rows)) < 0:
+        return {prefix + name: [row[name] for row in rows] for name, _ in columns}
+    return {f"{prefix}{name}_{i}": row[name] for i, row in enumerate(rows) for name, _ in columns}
 
 
 def _valued(
