@@ -63,6 +63,9 @@ _CREATING: Final = (
 )
 """The writes that may create a thread (and so a tenant)."""
 
+_FLOWS: Final = (ops.SweepThreads, FindThreads, EraseSubject, LiftTombstones)
+"""The operations that take several round trips (`RedisThreadStore._flow`)."""
+
 
 @cache
 def _client_options() -> frozenset[str]:
@@ -372,6 +375,8 @@ class RedisThreadStore(BaseThreadStore):
 
     def _flow(self, op: ops.Op[Any]) -> Flow[Any] | None:
         """The flow of an operation of several round trips (a sweep, an erasure), else None."""
+        if not isinstance(op, _FLOWS):  # one check on the hot path (appends, loads)
+            return None
         match op:
             case ops.SweepThreads():
                 return self._sweeps.sweep(op)
