@@ -293,3 +293,22 @@ def ensure_sequence(messages: Message | Sequence[Message]) -> tuple[Message, ...
         if not isinstance(m, Message):
             raise InvalidInput(f"expected memfold.Message, got {type(m).__name__}")
     return out
+
+
+_set = object.__setattr__
+
+
+def stamped(message: Message, message_id: str, created_at: datetime) -> Message:
+    """``message`` with ``id`` and ``created_at`` set, its fields not checked again: they were
+    when ``message`` was made, and the caller checks the two it sets (every append copies its
+    messages so, which makes this a hot path)."""
+    copy = object.__new__(Message)
+    _set(copy, "role", message.role)
+    _set(copy, "content", message.content)
+    _set(copy, "name", message.name)
+    _set(copy, "id", message_id)
+    _set(copy, "tool_calls", message.tool_calls)
+    _set(copy, "tool_call_id", message.tool_call_id)
+    _set(copy, "created_at", created_at)
+    _set(copy, "metadata", message.metadata)
+    return copy

@@ -17,7 +17,7 @@ import json
 import os
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from types import TracebackType
@@ -36,7 +36,15 @@ from memfold.encryption import (
 )
 from memfold.errors import Conflict, InvalidInput, UnsupportedOperation
 from memfold.limits import DEFAULT_LIMITS, Limits, check_tree
-from memfold.model import JSON, Message, MessageHit, ThreadInfo, ensure_sequence, utcnow
+from memfold.model import (
+    JSON,
+    Message,
+    MessageHit,
+    ThreadInfo,
+    ensure_sequence,
+    stamped,
+    utcnow,
+)
 from memfold.redaction import Redactor, check_redactor
 from memfold.retention import (
     RetentionPolicy,
@@ -164,8 +172,27 @@ def _check_count(value: object, what: str, *, low: int = 0, high: int = MAX_PAGE
     return value
 
 
-_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
-_quote = json.JSONEncoder(ensure_ascii=False).encode
+def _compact_encoder() -> Callable[[object], str]:
+    """Compact JSON encoding (no NaN), by the C encoder built once when the interpreter has
+    one: ``JSONEncoder.encode`` builds it anew on every call. Cycles are not looked for (a
+    cyclic value fails with `RecursionError`; `check_tree` refuses such depth first)."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # pragma: no cover - CPython has the C encoder
+        return json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+    def default(value: object) -> object:
+        raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+    # markers (None: no cycle check), default, str encoder, indent, separators, sort_keys,
+    # skipkeys, allow_nan: as JSONEncoder(ensure_ascii=False, separators=(",", ":"),
+    # allow_nan=False, check_circular=False) passes them.
+    chunks = make(None, default, json.encoder.encode_basestring, None, ":", ",", *(False,) * 3)
+    return lambda value: "".join(chunks(value, 0))
+
+
+_encode = _compact_encoder()
+_quote = json.encoder.encode_basestring
+"""A str as a JSON string (as `_encode` writes it)."""
 
 
 def encode_json(
@@ -206,15 +233,10 @@ def _encoded(value: object, what: str) -> tuple[str, int]:
 
 def new_id() -> str:
     """A UUIDv7 as 32 hex digits: random, but sorting by creation time, so indexes stay local."""
-    rand = int.from_bytes(os.urandom(10), "big")
-    value = (
-        (time.time_ns() // 1_000_000) << 80
-        | 0x7 << 76
-        | (rand >> 62 & 0xFFF) << 64
-        | 0b10 << 62
-        | rand & ((1 << 62) - 1)
-    )
-    return f"{value:032x}"
+    r = os.urandom(10)
+    # 48 bits of milliseconds, version 7 and 12 random bits, variant 0b10 and 62 random bits.
+    head = (time.time_ns() // 1_000_000).to_bytes(6, "big")
+    return (head + bytes((0x70 | r[0] & 0x0F, r[1], 0x80 | r[2] & 0x3F)) + r[3:]).hex()
 
 
 def _rough_size(message: Message) -> int:
@@ -285,10 +307,7 @@ def _prepare(
             raise InvalidInput(f"message id {message_id!r} appears twice in one append")
         seen.add(message_id)
         if m.id != message_id or m.created_at is None:
-            m = Message(
-                m.role, m.content, m.name, message_id, m.tool_calls, m.tool_call_id,
-                m.created_at or now, m.metadata,
-            )  # fmt: skip
+            m = stamped(m, message_id, m.created_at or now)
         if redactor is not None:
             m = redactor.redact_message(m)
         ready.append(m)

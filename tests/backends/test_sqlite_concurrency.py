@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 from pathlib import Path
 
 import memfold
@@ -36,3 +37,27 @@ def test_concurrent_writers_keep_every_message_in_per_writer_order(tmp_path: Pat
         assert mine == list(range(50))
         assert store.count(f"own-w{n}") == 50
     assert store.get_thread("shared").message_count == 200
+
+
+def test_a_forked_child_opens_its_own_connection(tmp_path: Path) -> None:
+    """A child forked from a process whose store has a connection open writes through a
+    connection of its own, never the parent's (which sharing a SQLite handle would corrupt)."""
+    store = memfold.open_store(f"sqlite:///{tmp_path / 'fork.db'}")
+    store.append("t", Message(role="user", content="parent"))
+    parents = store._driver.checkout().connection  # type: ignore[attr-defined]
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report, then leave without running the parent's cleanup
+        ok = store._driver.checkout().connection is not parents  # type: ignore[attr-defined]
+        store.append("t", Message(role="user", content="child"))
+        os.write(write, b"1" if ok else b"0")
+        os._exit(0)
+    os.close(write)
+    _, status = os.waitpid(pid, 0)
+    assert os.read(read, 1) == b"1"
+    os.close(read)
+    assert status == 0
+    assert store._driver.checkout().connection is parents  # type: ignore[attr-defined]
+    store.append("t", Message(role="user", content="parent again"))
+    assert [m.content for m in store.load("t")] == ["parent", "child", "parent again"]
+    store.close()

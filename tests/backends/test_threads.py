@@ -230,7 +230,8 @@ def test_assigned_ids_sort_by_creation_time() -> None:
     later = [new_id() for _ in range(1000)]
     assert all(first < x for x in later)
     assert len(set(later)) == 1000
-    assert uuid.UUID(first).version == 7
+    assert {uuid.UUID(x).version for x in [first, *later]} == {7}
+    assert {uuid.UUID(x).variant for x in [first, *later]} == {uuid.RFC_4122}
 
 
 async def test_replace_swaps_the_whole_thread(api: Api) -> None:

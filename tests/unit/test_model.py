@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from memfold import InvalidInput, LimitExceeded, Limits, Message, Part, ThreadInfo, ToolCall
 from memfold.backends.bodies import stored_message, stored_time
-from memfold.model import ROLES
-from memfold.stores import check_message
+from memfold.model import ROLES, stamped
+from memfold.stores import check_message, encode_json
 
 json_values = st.recursive(
     st.none()
@@ -67,6 +67,30 @@ def test_messages_round_trip_through_their_stored_form(message: Message) -> None
     assert stored_message(json.loads(body), message.id or "", stored_time(message)) == message
     with pytest.raises(LimitExceeded):
         check_message(message, "m", Limits(max_message_bytes=size - 1))
+
+
+@given(json_values)
+def test_stored_json_is_compact_json(value: object) -> None:
+    """What memfold writes is exactly the standard library's compact JSON of the value."""
+    assert encode_json(value, "v") == json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), {"x": object()}, {1j: 1}])
+def test_what_json_cannot_hold_is_invalid_input(value: object) -> None:
+    with pytest.raises(InvalidInput, match="not JSON-serialisable"):
+        encode_json(value, "v")
+
+
+@given(messages, st.text(min_size=1), times)
+def test_a_stamped_copy_is_the_message_with_its_id_and_time(
+    message: Message, message_id: str, when: datetime
+) -> None:
+    copy = stamped(message, message_id, when)
+    assert type(copy) is Message
+    assert copy == Message(
+        message.role, message.content, message.name, message_id, message.tool_calls,
+        message.tool_call_id, when, message.metadata,
+    )  # fmt: skip
 
 
 def test_thread_info_round_trips() -> None:

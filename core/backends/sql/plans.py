@@ -48,7 +48,7 @@ _READS = (ops.LoadThread, ops.CountMessages, ops.GetThread, ops.ListThreads, Fin
 _PURE_READS = (*_READS, ops.SearchMessages)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one is made per statement run, and frozen ones are slower
 class Rows:
     """What a statement gave back: its rows as tuples, and how many rows it changed."""
 
@@ -396,6 +396,7 @@ class ThreadPlans:
     def _append(self, op: ops.AppendMessages) -> Plan:
         if len(op.messages) == 1 and op.follows is None:  # the hot path: one statement
             m = op.messages[0]
+            created_us = stored_time(m)
             yield (
                 self._append_one,
                 {
@@ -406,9 +407,9 @@ class ThreadPlans:
                     "metadata": "{}",
                     "message_id": m.id,
                     "body": op.bodies[0],
-                    "created_us": stored_time(m),
+                    "created_us": created_us,
                     "search_text": self._search_text(m),
-                    "first_us": micros(m.created_at),
+                    "first_us": micros(m.created_at) if created_us is None else created_us,
                 },
             )
             return

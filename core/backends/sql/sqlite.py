@@ -49,13 +49,26 @@ def _configure(engine: Engine, busy_timeout_ms: int) -> None:
 
 
 class _Held:
-    """A thread's connection; when the thread ends, its finalizer returns the connection."""
+    """A thread's connection, lent as one `Lease` to all of its operations; when the thread
+    ends, its finalizer returns the connection."""
 
-    __slots__ = ("__weakref__", "conn", "driver")
+    __slots__ = ("__weakref__", "conn", "lease")
 
     def __init__(self, conn: PoolProxiedConnection) -> None:
         self.conn = conn
-        self.driver = conn.driver_connection
+        self.lease = Lease(conn.driver_connection)
+
+
+_DRIVERS: weakref.WeakSet[SQLiteDriver] = weakref.WeakSet()
+"""The open drivers, which a forked child makes forget their parent's connections."""
+
+
+def _after_fork() -> None:
+    for driver in list(_DRIVERS):
+        driver._forked()
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 class SQLiteDriver(Driver):
@@ -89,6 +102,7 @@ class SQLiteDriver(Driver):
         self._connections: list[PoolProxiedConnection] = []
         self._lock = threading.Lock()
         self._pid = os.getpid()
+        _DRIVERS.add(self)
 
     def begin(self, write: bool, single_statement: bool) -> str | None:
         # One statement is its own transaction, and a writing one takes the write lock (with
@@ -105,8 +119,8 @@ class SQLiteDriver(Driver):
             self.engine.dispose(close=False)
 
     def checkout(self) -> Lease:
-        """This thread's connection, opened on first use (and anew in a forked child)."""
-        self._forked()
+        """This thread's connection, opened on first use (and anew in a forked child: the
+        fork hook has the child forget the parent's)."""
         held: _Held | None = getattr(self._local, "held", None)
         if held is None or not held.conn.is_valid:
             held = self._local.held = _Held(self.engine.raw_connection())
@@ -115,7 +129,7 @@ class SQLiteDriver(Driver):
             # A thread that ends (LangGraph runs saver calls on short-lived worker threads)
             # hands its connection back to the pool instead of leaking it.
             weakref.finalize(held, self._release, held.conn)
-        return Lease(held.driver)
+        return held.lease
 
     def _release(self, conn: PoolProxiedConnection) -> None:
         with self._lock:

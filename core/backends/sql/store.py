@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from operator import itemgetter
 from typing import Any, TypeVar
 
 from sqlalchemy import URL, ClauseElement, Dialect, Engine, Table, make_url, text
@@ -75,13 +76,15 @@ class _Statements:
         self.positional = dialect.paramstyle in ("qmark", "numeric", "format")
         self._cache = {id(s): self._compile(s) for s in prepared}
 
-    def _compile(self, statement: ClauseElement) -> tuple[str, tuple[str, ...], dict[str, Any]]:
+    def _compile(
+        self, statement: ClauseElement
+    ) -> tuple[str, tuple[str, ...], dict[str, Any], Callable[[dict[str, Any]], tuple[Any, ...]]]:
         compiled = statement.compile(dialect=self.dialect)
         if not isinstance(compiled, SQLCompiler):  # DDL: no parameters
-            return compiled.string, (), {}
+            return compiled.string, (), {}, _no_values
         names = tuple(compiled.positiontup or ()) if self.positional else tuple(compiled.binds)
         values = {name: bind.value for name, bind in compiled.binds.items() if not bind.required}
-        return compiled.string, names, values
+        return compiled.string, names, values, _values_of(names)
 
     def prepare(self, statement: ClauseElement) -> None:
         """Compile ``statement`` once now (it must live as long as this object)."""
@@ -89,20 +92,41 @@ class _Statements:
 
     def bind(self, statement: ClauseElement, params: Any) -> tuple[str, Any, bool]:
         """``(sql, parameters, many)`` ready for ``cursor.execute`` or ``executemany``."""
-        sql, names, values = self._cache.get(id(statement)) or self._compile(statement)
-        if isinstance(params, list):
-            return sql, [self._args(names, values, p) for p in params], True
-        return sql, self._args(names, values, params or {}), False
-
-    def _args(self, names: tuple[str, ...], values: dict[str, Any], params: dict[str, Any]) -> Any:
-        if values:
-            params = {**values, **params}
+        sql, names, values, pick = self._cache.get(id(statement)) or self._compile(statement)
         try:
-            if self.positional:
-                return tuple([params[name] for name in names])
-            return {name: params[name] for name in names}
+            if isinstance(params, list):
+                return sql, [self._args(names, values, pick, p) for p in params], True
+            return sql, self._args(names, values, pick, params or {}), False
         except KeyError as exc:
             raise InvalidInput(f"statement parameter {exc} was not given") from exc
+
+    def _args(
+        self,
+        names: tuple[str, ...],
+        values: dict[str, Any],
+        pick: Callable[[dict[str, Any]], tuple[Any, ...]],
+        params: dict[str, Any],
+    ) -> Any:
+        if values:
+            params = {**values, **params}
+        if self.positional:
+            return pick(params)
+        return {name: params[name] for name in names}
+
+
+def _no_values(params: dict[str, Any]) -> tuple[Any, ...]:
+    return ()
+
+
+def _values_of(names: tuple[str, ...]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+    """What picks the values of ``names``, in order, out of a dict of parameters."""
+    if not names:
+        return _no_values
+    if len(names) == 1:
+        name = names[0]
+        return lambda params: (params[name],)
+    pick: Callable[[dict[str, Any]], tuple[Any, ...]] = itemgetter(*names)
+    return pick
 
 
 _SQLITE_OPTIONS: dict[str, float] = {"busy_timeout_ms": 5_000}
