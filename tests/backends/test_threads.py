@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from dataclasses import replace
@@ -232,6 +233,23 @@ def test_assigned_ids_sort_by_creation_time() -> None:
     assert len(set(later)) == 1000
     assert {uuid.UUID(x).version for x in [first, *later]} == {7}
     assert {uuid.UUID(x).variant for x in [first, *later]} == {uuid.RFC_4122}
+
+
+def test_a_forked_child_assigns_ids_of_its_own() -> None:
+    """A child process forked after its parent assigned ids never repeats the parent's next
+    ones (the random part of an id: the time part alone could differ by chance)."""
+    new_id()  # the parent now holds random bytes for its next ids
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.write(write, new_id().encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    assert len(child) == 32
+    assert child[12:] != new_id()[12:]
 
 
 async def test_replace_swaps_the_whole_thread(api: Api) -> None:
