@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, Protocol, runtime_checkable
 
+from memfold.errors import InvalidInput
 from memfold.model import Message
 
 __all__ = [
@@ -109,7 +110,10 @@ def render_transcript(messages: Sequence[Message]) -> str:
             who = f"{who} [result of {m.tool_call_id}]"
         text = m.text
         for c in m.tool_calls:
-            args = json.dumps(c.arguments, ensure_ascii=False, separators=(",", ":"))
+            try:
+                args = json.dumps(c.arguments, ensure_ascii=False, separators=(",", ":"))
+            except (TypeError, ValueError, RecursionError) as exc:
+                raise InvalidInput(f"tool call {c.id!r} has arguments that are not JSON") from exc
             text += f"{chr(10) if text else ''}[call {c.id}] {c.name}({args})"
         lines.append(f"{who}: {text}")
     return "\n".join(lines)
@@ -128,9 +132,14 @@ def render_prompt(
         "previous": request.previous or "",
         "max_tokens": request.max_tokens,
     }
-    if request.condense:
-        return condense.format_map(fields)
-    return (extend if request.previous else summarize).format_map(fields)
+    template = condense if request.condense else extend if request.previous else summarize
+    try:
+        return template.format_map(fields)
+    except (KeyError, IndexError, ValueError, AttributeError, TypeError) as exc:
+        raise InvalidInput(
+            f"a summary prompt may use only {{messages}}, {{previous}} and {{max_tokens}} "
+            f"(write a literal brace as {{{{ or }}}}): {exc!r} in {template!r}"
+        ) from exc
 
 
 _SENTENCE: Final = re.compile(r"(?<=[.!?])\s+|\n+")

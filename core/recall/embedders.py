@@ -26,10 +26,45 @@ from typing import Any, Literal, Protocol, runtime_checkable
 from memfold.errors import InvalidInput, MemfoldError
 from memfold.recall.text import terms
 
-__all__ = ["CachedEmbedder", "Embedder", "HashingEmbedder", "Kind", "LocalEmbedder"]
+__all__ = [
+    "CachedEmbedder",
+    "Embedder",
+    "HashingEmbedder",
+    "Kind",
+    "LocalEmbedder",
+    "check_embed_args",
+]
 
 Kind = Literal["document", "query"]
 """What a text is: stored (``document``) or searched for (``query``); some models differ."""
+
+
+KINDS: tuple[Kind, ...] = ("document", "query")
+
+
+def check_embed_args(texts: object, kind: object = "document") -> list[str]:
+    """``texts`` as a list, or `InvalidInput`: a sequence (not a str) of valid Unicode str,
+    and ``kind`` one of `Kind`. Adapters check what their hosts hand an embedder with it.
+
+    Examples:
+        >>> check_embed_args(("tea",), "query")
+        ['tea']
+        >>> check_embed_args("tea")
+        Traceback (most recent call last):
+        memfold.errors.InvalidInput: texts must be a list of str, got str
+    """
+    if kind not in KINDS:
+        raise InvalidInput(f"kind must be 'document' or 'query', got {kind!r}")
+    if isinstance(texts, str) or not isinstance(texts, Sequence):
+        raise InvalidInput(f"texts must be a list of str, got {type(texts).__name__}")
+    for text in texts:
+        if not isinstance(text, str):
+            raise InvalidInput(f"each text to embed must be a str, got {type(text).__name__}")
+        try:
+            text.encode()
+        except UnicodeEncodeError as exc:
+            raise InvalidInput(f"a text to embed is not valid Unicode: {exc.reason}") from exc
+    return list(texts)
 
 
 @runtime_checkable
@@ -89,7 +124,7 @@ class HashingEmbedder:
 
     def embed(self, texts: Sequence[str], *, kind: Kind = "document") -> list[list[float]]:
         """One vector per text."""
-        return [self._one(t) for t in texts]
+        return [self._one(t) for t in check_embed_args(texts, kind)]
 
     async def aembed(self, texts: Sequence[str], *, kind: Kind = "document") -> list[list[float]]:
         """Async `embed` (pure arithmetic, no I/O)."""

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from langchain_core.embeddings import Embeddings
 
-from memfold.recall.embedders import Embedder, Kind
+from memfold.recall.embedders import Embedder, Kind, check_embed_args
 
 __all__ = ["EmbeddingsEmbedder", "MemfoldEmbeddings"]
 
@@ -56,15 +56,17 @@ class EmbeddingsEmbedder:
 
     def embed(self, texts: Sequence[str], *, kind: Kind = "document") -> list[list[float]]:
         """One vector per text."""
+        texts = check_embed_args(texts, kind)
         if kind == "query":
             return [self.embeddings.embed_query(t) for t in texts]
-        return self.embeddings.embed_documents(list(texts))
+        return self.embeddings.embed_documents(texts)
 
     async def aembed(self, texts: Sequence[str], *, kind: Kind = "document") -> list[list[float]]:
         """Async `embed`."""
+        texts = check_embed_args(texts, kind)
         if kind == "query":
             return [await self.embeddings.aembed_query(t) for t in texts]
-        return await self.embeddings.aembed_documents(list(texts))
+        return await self.embeddings.aembed_documents(texts)
 
 
 class MemfoldEmbeddings(Embeddings):
@@ -75,16 +77,16 @@ class MemfoldEmbeddings(Embeddings):
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         """One vector per text."""
-        return self.embedder.embed(texts)
+        return self.embedder.embed(check_embed_args(texts))
 
     def embed_query(self, text: str) -> list[float]:
         """The vector of a search text."""
-        return self.embedder.embed([text], kind="query")[0]
+        return self.embedder.embed(check_embed_args([text], "query"), kind="query")[0]
 
     async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
         """Async `embed_documents`."""
-        return await self.embedder.aembed(texts)
+        return await self.embedder.aembed(check_embed_args(texts))
 
     async def aembed_query(self, text: str) -> list[float]:
         """Async `embed_query`."""
-        return (await self.embedder.aembed([text], kind="query"))[0]
+        return (await self.embedder.aembed(check_embed_args([text], "query"), kind="query"))[0]

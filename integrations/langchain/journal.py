@@ -41,7 +41,7 @@ from memfold import InvalidInput, Message
 from memfold.checkpoint_model import Blob
 from memfold.integrations.langchain.messages import to_langchain, to_memfold
 from memfold.journal import JSON_TAG, EffectJournal, JournalEntry
-from memfold.stores import encode_json
+from memfold.stores import check_id, encode_json
 
 __all__ = ["JournaledTool", "journaled"]
 
@@ -104,6 +104,15 @@ class JournaledTool(BaseTool):
     """Where completed calls are recorded."""
     tenant: str | None = None
     """The tenant of the threads this tool runs in."""
+
+    def __init__(self, **data: Any) -> None:
+        if not isinstance(data.get("tool"), BaseTool):
+            raise InvalidInput("a journaled tool wraps a LangChain BaseTool")
+        if not isinstance(data.get("journal"), EffectJournal):
+            raise InvalidInput("a journaled tool needs an EffectJournal (memfold.journal)")
+        if data.get("tenant") is not None:
+            check_id(data["tenant"], "tenant")
+        super().__init__(**data)
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         """Return the call's recorded output, or run the tool and record its output first."""

@@ -87,8 +87,18 @@ def to_memfold(message: BaseMessage) -> Message:
     """The `memfold.Message` for a LangChain message.
 
     Raises:
-        InvalidInput: a message type memfold cannot store (such as ``RemoveMessage``).
+        InvalidInput: a message type memfold cannot store (such as ``RemoveMessage``), or one
+            nested too deeply to copy.
     """
+    if not isinstance(message, BaseMessage):
+        raise InvalidInput(f"to_memfold takes a LangChain message, got {type(message).__name__}")
+    try:
+        return _to_memfold(message)
+    except RecursionError as exc:
+        raise InvalidInput("the LangChain message nests too deeply to copy") from exc
+
+
+def _to_memfold(message: BaseMessage) -> Message:
     if isinstance(message, BaseMessageChunk):
         message = message_chunk_to_message(message)
     meta: dict[str, Any] = {
@@ -132,7 +142,20 @@ def to_memfold(message: BaseMessage) -> Message:
 
 
 def to_langchain(message: Message) -> BaseMessage:
-    """The LangChain message for a `memfold.Message` (a fresh object)."""
+    """The LangChain message for a `memfold.Message` (a fresh object).
+
+    Raises:
+        InvalidInput: ``message`` is not a `memfold.Message`, or nests too deeply to copy.
+    """
+    if not isinstance(message, Message):
+        raise InvalidInput(f"to_langchain takes a memfold Message, got {type(message).__name__}")
+    try:
+        return _to_langchain(message)
+    except RecursionError as exc:
+        raise InvalidInput("the message nests too deeply to copy") from exc
+
+
+def _to_langchain(message: Message) -> BaseMessage:
     # Copy only what is there: building LangChain objects dominates a long thread's load.
     meta: dict[str, JSON] = copy.deepcopy(dict(message.metadata)) if message.metadata else {}
     content = message.content

@@ -27,7 +27,7 @@ from langchain.agents.middleware import AgentMiddleware, AgentState, ModelReques
 from langchain_core.messages import AnyMessage, BaseMessage
 from langgraph.runtime import Runtime
 
-from memfold import Message
+from memfold import InvalidInput, Message
 from memfold.compaction import (
     CompactionRecord,
     ExtractiveSummarizer,
@@ -68,6 +68,12 @@ def _record(found: Mapping[str, Any] | CompactionRecord | None) -> CompactionRec
     return CompactionRecord.from_dict(found)
 
 
+def _converted(messages: object) -> list[Message]:
+    if isinstance(messages, str) or not isinstance(messages, Sequence):
+        raise InvalidInput(f"messages must be a list of messages, got {type(messages).__name__}")
+    return [to_memfold(m) for m in messages]
+
+
 def compact_messages(
     messages: Sequence[BaseMessage],
     strategy: RunningSummary,
@@ -77,7 +83,7 @@ def compact_messages(
     """The view of ``messages`` and the (possibly new) record; keep the record for the next
     call. Messages need ids (LangGraph's ``add_messages`` assigns them)."""
     done = run(
-        strategy.fold([to_memfold(m) for m in messages], _record(record)),
+        strategy.fold(_converted(messages), _record(record)),
         summarizer or ExtractiveSummarizer(),
     )
     return _back(done.view, messages), done.record
@@ -91,7 +97,7 @@ async def acompact_messages(
 ) -> tuple[list[BaseMessage], CompactionRecord | None]:
     """Async `compact_messages`."""
     done = await arun(
-        strategy.fold([to_memfold(m) for m in messages], _record(record)),
+        strategy.fold(_converted(messages), _record(record)),
         summarizer or ExtractiveSummarizer(),
     )
     return _back(done.view, messages), done.record
@@ -109,6 +115,8 @@ class MemfoldCompactionMiddleware(AgentMiddleware[CompactionState, Any]):
     state_schema = CompactionState
 
     def __init__(self, strategy: RunningSummary, summarizer: Summarizer | None = None) -> None:
+        if not isinstance(strategy, RunningSummary):
+            raise InvalidInput(f"strategy must be a RunningSummary, got {type(strategy).__name__}")
         super().__init__()
         self.strategy = strategy
         self.summarizer: Summarizer = summarizer or ExtractiveSummarizer()
@@ -137,7 +145,7 @@ class MemfoldCompactionMiddleware(AgentMiddleware[CompactionState, Any]):
     def _view(self, request: ModelRequest[Any]) -> ModelRequest[Any]:
         found: Any = request.state.get(RECORD_STATE_KEY)
         record = _record(found)
-        view = self.strategy.view([to_memfold(m) for m in request.messages], record)
+        view = self.strategy.view(_converted(request.messages), record)
         messages: list[AnyMessage] = _back(view, request.messages)  # type: ignore[assignment]
         return request.override(messages=messages)
 

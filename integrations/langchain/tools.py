@@ -8,12 +8,19 @@ are dropped), so a prompt cannot steer one user's agent into another user's memo
 
 from __future__ import annotations
 
+from typing import Any
+
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool
 from pydantic import BaseModel, ConfigDict, Field
 
 from memfold.errors import InvalidInput
-from memfold.memories import MemoryHit, MemoryStore, Namespace
+from memfold.memories import (
+    MemoryHit,
+    MemoryStore,
+    Namespace,
+    check_namespace,
+)
 
 __all__ = ["ForgetTool", "RecallTool", "RememberTool", "UpdateTool", "memory_tools"]
 
@@ -51,6 +58,12 @@ class _MemoryTool(BaseTool):
     """The memfold memory store the tool uses."""
     namespace: tuple[str, ...]
     """``(tenant, ...)``; a ``"{key}"`` label is filled from ``config["configurable"][key]``."""
+
+    def __init__(self, **data: Any) -> None:
+        if not isinstance(data.get("store"), MemoryStore):
+            raise InvalidInput("a memory tool needs a memfold memory store")
+        data["namespace"] = check_namespace(data.get("namespace"), "a memory tool's namespace")
+        super().__init__(**data)
 
     def _ns(self, config: RunnableConfig) -> Namespace:
         configurable = config.get("configurable") or {}
@@ -149,6 +162,6 @@ def memory_tools(store: MemoryStore, namespace: Namespace) -> list[BaseTool]:
         True
     """
     return [
-        cls(store=store, namespace=tuple(namespace))
+        cls(store=store, namespace=namespace)
         for cls in (RememberTool, RecallTool, UpdateTool, ForgetTool)
     ]

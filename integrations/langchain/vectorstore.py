@@ -20,7 +20,14 @@ from langchain_core.vectorstores.utils import maximal_marginal_relevance
 
 from memfold.errors import InvalidInput
 from memfold.integrations.langchain.embeddings import EmbeddingsEmbedder, MemfoldEmbeddings
-from memfold.memories import MemoryHit, MemoryRecord, MemoryStore, Namespace, open_memory_store
+from memfold.memories import (
+    MemoryHit,
+    MemoryRecord,
+    MemoryStore,
+    Namespace,
+    check_namespace,
+    open_memory_store,
+)
 from memfold.stores import new_id
 
 __all__ = ["MemfoldVectorStore"]
@@ -74,7 +81,9 @@ class MemfoldVectorStore(VectorStore):
             )
         self.store: MemoryStore = store
         self.namespace = (
-            (store.resolve_tenant(None), "documents") if namespace is None else tuple(namespace)
+            (store.resolve_tenant(None), "documents")
+            if namespace is None
+            else check_namespace(namespace)
         )
         self._embedding = embedding
 
@@ -86,24 +95,53 @@ class MemfoldVectorStore(VectorStore):
             return self._embedding
         return MemfoldEmbeddings(embedder)
 
-    def _records(self, documents: list[Document], ids: list[str | None] | None) -> list[Any]:
+    def _records(self, documents: list[Document], ids: Sequence[str | None] | None) -> list[Any]:
+        if not isinstance(documents, Sequence) or not all(
+            isinstance(d, Document) for d in documents
+        ):
+            raise InvalidInput("documents must be a list of LangChain Document")
+        if ids is not None and (isinstance(ids, str) or not isinstance(ids, Sequence)):
+            raise InvalidInput(f"ids must be a list of str or None, got {type(ids).__name__}")
         if ids is not None and len(ids) != len(documents):
             raise InvalidInput(f"got {len(ids)} ids for {len(documents)} documents")
         chosen = ids or [d.id for d in documents]
         return [
-            MemoryRecord(self.namespace, i or new_id(), d.page_content, d.metadata)
+            MemoryRecord(self.namespace, new_id() if i in (None, "") else i, d.page_content,
+                         d.metadata)
             for d, i in zip(documents, chosen, strict=True)
-        ]
+        ]  # fmt: skip
+
+    def add_texts(
+        self,
+        texts: Iterable[str],
+        metadatas: list[dict[Any, Any]] | None = None,
+        *,
+        ids: list[str] | None = None,
+        **kwargs: Any,
+    ) -> list[str]:
+        """Upsert ``texts`` (with ``metadatas`` and ``ids``, if given) as documents."""
+        return self.add_documents(_documents(texts, metadatas), ids=ids)
+
+    async def aadd_texts(
+        self,
+        texts: Iterable[str],
+        metadatas: list[dict[Any, Any]] | None = None,
+        *,
+        ids: list[str] | None = None,
+        **kwargs: Any,
+    ) -> list[str]:
+        """Async `add_texts`."""
+        return await self.aadd_documents(_documents(texts, metadatas), ids=ids)
 
     def add_documents(
-        self, documents: list[Document], ids: list[str | None] | None = None, **kwargs: Any
+        self, documents: list[Document], ids: Sequence[str | None] | None = None, **kwargs: Any
     ) -> list[str]:
         """Upsert documents (by id; new ids for those without); returns their ids."""
         stored = self.store.put_many(self._records(documents, ids), dedupe_threshold=None)
         return [str(r.id) for r in stored]
 
     async def aadd_documents(
-        self, documents: list[Document], ids: list[str | None] | None = None, **kwargs: Any
+        self, documents: list[Document], ids: Sequence[str | None] | None = None, **kwargs: Any
     ) -> list[str]:
         """Async `add_documents`."""
         records = self._records(documents, ids)
@@ -179,6 +217,7 @@ class MemfoldVectorStore(VectorStore):
     ) -> list[Document]:
         """``k`` documents near ``embedding`` and unlike each other, from the ``fetch_k``
         nearest."""
+        _check_mmr(k, lambda_mult)
         hits = self.store.search(
             self.namespace, vector=embedding, k=fetch_k, include_embedding=True, **kwargs
         )
@@ -193,6 +232,7 @@ class MemfoldVectorStore(VectorStore):
         **kwargs: Any,
     ) -> list[Document]:
         """Async `max_marginal_relevance_search_by_vector`."""
+        _check_mmr(k, lambda_mult)
         hits = await self.store.asearch(
             self.namespace, vector=embedding, k=fetch_k, include_embedding=True, **kwargs
         )
@@ -237,8 +277,9 @@ class MemfoldVectorStore(VectorStore):
         **kwargs: Any,
     ) -> Self:
         """A vector store at the URL ``store`` holding ``texts``."""
+        documents = _documents(texts, metadatas)
         vs = cls(store, embedding=embedding, namespace=namespace, **kwargs)
-        vs.add_texts(texts, metadatas, ids=ids)
+        vs.add_documents(documents, ids=ids)
         return vs
 
     @classmethod
@@ -256,11 +297,39 @@ class MemfoldVectorStore(VectorStore):
         """Async `from_texts` (the store's schema is created without blocking the loop)."""
         from memfold.memories import aopen_memory_store
 
+        documents = _documents(texts, metadatas)
         opened = await aopen_memory_store(store, embedder=EmbeddingsEmbedder(embedding), **kwargs)
         vs = cls(opened, namespace=namespace)
         vs._embedding = embedding
-        await vs.aadd_texts(texts, metadatas, ids=ids)
+        await vs.aadd_documents(documents, ids=ids)
         return vs
+
+
+def _documents(texts: object, metadatas: object) -> list[Document]:
+    """Documents of ``texts`` and ``metadatas``, or `InvalidInput`."""
+    if isinstance(texts, str) or not isinstance(texts, Iterable):
+        raise InvalidInput(f"texts must be a list of str, got {type(texts).__name__}")
+    texts = list(texts)
+    if not all(isinstance(t, str) for t in texts):
+        raise InvalidInput("each text must be a str")
+    if metadatas is None:
+        metadatas = [{}] * len(texts)
+    if not isinstance(metadatas, Sequence) or len(metadatas) != len(texts):
+        raise InvalidInput("metadatas must be a list of dicts, one per text")
+    if not all(isinstance(m, dict) for m in metadatas):
+        raise InvalidInput("each of metadatas must be a dict")
+    return [Document(page_content=t, metadata=m) for t, m in zip(texts, metadatas, strict=True)]
+
+
+def _check_mmr(k: object, lambda_mult: object) -> None:
+    if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+        raise InvalidInput(f"k must be an int >= 0, got {k!r}")
+    if (
+        isinstance(lambda_mult, bool)
+        or not isinstance(lambda_mult, int | float)
+        or not 0 <= lambda_mult <= 1
+    ):
+        raise InvalidInput(f"lambda_mult must be a number from 0 to 1, got {lambda_mult!r}")
 
 
 def _diverse(

@@ -22,7 +22,7 @@ from typing import Any
 from llama_index.core.base.embeddings.base import BaseEmbedding
 from pydantic import PrivateAttr
 
-from memfold.recall.embedders import Embedder, Kind
+from memfold.recall.embedders import Embedder, Kind, check_embed_args
 
 __all__ = ["LlamaIndexEmbedder", "MemfoldEmbedding"]
 
@@ -52,15 +52,17 @@ class LlamaIndexEmbedder:
 
     def embed(self, texts: Sequence[str], *, kind: Kind = "document") -> list[list[float]]:
         """One vector per text."""
+        texts = check_embed_args(texts, kind)
         if kind == "query":
             return [self.embed_model.get_query_embedding(t) for t in texts]
-        return self.embed_model.get_text_embedding_batch(list(texts))
+        return self.embed_model.get_text_embedding_batch(texts)
 
     async def aembed(self, texts: Sequence[str], *, kind: Kind = "document") -> list[list[float]]:
         """Async `embed`."""
+        texts = check_embed_args(texts, kind)
         if kind == "query":
             return [await self.embed_model.aget_query_embedding(t) for t in texts]
-        return await self.embed_model.aget_text_embedding_batch(list(texts))
+        return await self.embed_model.aget_text_embedding_batch(texts)
 
 
 class MemfoldEmbedding(BaseEmbedding):
@@ -73,19 +75,19 @@ class MemfoldEmbedding(BaseEmbedding):
         self._embedder = embedder
 
     def _get_query_embedding(self, query: str) -> list[float]:
-        return self._embedder.embed([query], kind="query")[0]
+        return self._embedder.embed(check_embed_args([query], "query"), kind="query")[0]
 
     async def _aget_query_embedding(self, query: str) -> list[float]:
-        return (await self._embedder.aembed([query], kind="query"))[0]
+        return (await self._embedder.aembed(check_embed_args([query], "query"), kind="query"))[0]
 
     def _get_text_embedding(self, text: str) -> list[float]:
-        return self._embedder.embed([text])[0]
+        return self._embedder.embed(check_embed_args([text]))[0]
 
     def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
-        return self._embedder.embed(texts)
+        return self._embedder.embed(check_embed_args(texts))
 
     async def _aget_text_embedding(self, text: str) -> list[float]:
-        return (await self._embedder.aembed([text]))[0]
+        return (await self._embedder.aembed(check_embed_args([text])))[0]
 
     async def _aget_text_embeddings(self, texts: list[str]) -> list[list[float]]:
-        return await self._embedder.aembed(texts)
+        return await self._embedder.aembed(check_embed_args(texts))
