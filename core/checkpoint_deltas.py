@@ -43,6 +43,7 @@ from memfold.checkpoint_model import Blob, ChannelValue, SequenceBlob, Version
 from memfold.errors import Conflict, InvalidInput, NotFound
 
 __all__ = [
+    "ITEMS_TAG",
     "BlobKey",
     "DeltaPolicy",
     "Digester",
@@ -51,11 +52,13 @@ __all__ = [
     "StoredBlob",
     "channel_key",
     "pack_items",
+    "pack_sequence",
     "plan_blob",
     "plan_put",
     "reachable",
     "rebuild",
     "unpack_items",
+    "unpack_sequence",
     "version_key",
 ]
 
@@ -442,3 +445,29 @@ def unpack_items(packed: bytes) -> tuple[bytes, ...]:
     if ends[-1] != len(packed):
         raise InvalidInput("packed items are damaged: their lengths do not add up")
     return tuple(packed[start:end] for start, end in pairwise(ends))
+
+
+ITEMS_TAG: Final = "memfold-items:"
+"""The type tag prefix of a `Blob` holding a list as `pack_items` (see `pack_sequence`)."""
+
+
+def pack_sequence(value: SequenceBlob) -> Blob:
+    """A list as one `Blob` whose bytes are the list row a store would write for the same
+    items (`pack_items`), so a pending write of a list that becomes a checkpoint's appended
+    items can be stored once (see `memfold.backends.sql.checkpoint_writes`).
+
+    Examples:
+        >>> blob = pack_sequence(SequenceBlob("msgpack", (b"a", b"bc")))
+        >>> blob.tag, unpack_sequence(blob)
+        ('memfold-items:msgpack', SequenceBlob(tag='msgpack', items=(b'a', b'bc')))
+        >>> unpack_sequence(Blob("msgpack", b"a")) is None
+        True
+    """
+    return Blob(ITEMS_TAG + value.tag, pack_items(value.items))
+
+
+def unpack_sequence(blob: Blob) -> SequenceBlob | None:
+    """The list a `pack_sequence` blob holds (None for any other blob)."""
+    if not blob.tag.startswith(ITEMS_TAG):
+        return None
+    return SequenceBlob(blob.tag[len(ITEMS_TAG) :], unpack_items(blob.data))

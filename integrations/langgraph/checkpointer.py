@@ -25,6 +25,7 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.base import Checkpoint as LGCheckpoint
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
+from memfold.checkpoint_deltas import pack_sequence, unpack_sequence
 from memfold.checkpoints import (
     Blob,
     ChannelValue,
@@ -128,6 +129,12 @@ class MemfoldSaver(BaseCheckpointSaver[int]):
                 return SequenceBlob(tag, tuple(data for _, data in typed))
         return Blob(*self.serde.dumps_typed(value))
 
+    def _write_value(self, value: Any) -> Blob:
+        """A pending write's value: a list item by item (`pack_sequence`), so that a store can
+        keep one copy of what the next checkpoint appends to a list channel."""
+        encoded = self._encode(value)
+        return pack_sequence(encoded) if isinstance(encoded, SequenceBlob) else encoded
+
     def _decoder(self) -> Callable[[Blob | SequenceBlob], Any]:
         """A value decoder for one read that decodes each distinct list item once: the
         checkpoints of one `list` call repeat most of their messages, so they share one
@@ -181,9 +188,7 @@ class MemfoldSaver(BaseCheckpointSaver[int]):
             "thread_id": str(conf["thread_id"]),
             "checkpoint_id": conf["checkpoint_id"],
             "writes": [
-                PendingWrite(
-                    task_id, WRITES_IDX_MAP.get(ch, i), ch, Blob(*self.serde.dumps_typed(v)), path
-                )
+                PendingWrite(task_id, WRITES_IDX_MAP.get(ch, i), ch, self._write_value(v), path)
                 for i, (ch, v) in enumerate(writes)
             ],
             "namespace": conf.get("checkpoint_ns", ""),
@@ -239,7 +244,10 @@ class MemfoldSaver(BaseCheckpointSaver[int]):
             body,
             cast(CheckpointMetadata, stored.metadata),
             None if stored.parent_id is None else config(stored.parent_id),
-            [(w.task_id, w.channel, decode(w.value)) for w in stored.writes],
+            [
+                (w.task_id, w.channel, decode(unpack_sequence(w.value) or w.value))
+                for w in stored.writes
+            ],
         )
 
     # Sync API.

@@ -1,10 +1,12 @@
 """How SQL checkpoint stores keep their rows (see `memfold.backends.sql.checkpoint_rows` and
 `memfold.backends.sql.checkpoint_schema`): large compressible payloads zlib-compressed, others
-as given, no row at all for "no value", and puts that leave the thread's indexed times alone."""
+as given, no row at all for "no value", one copy of what a pending write and the next
+checkpoint both hold, and puts that leave the thread's indexed times alone."""
 
 from __future__ import annotations
 
 import os
+import random
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,6 +15,8 @@ import pytest
 from sqlalchemy import func, select
 
 import memfold.checkpoints
+from memfold.checkpoint_deltas import pack_sequence
+from memfold.checkpoint_ops import PutCheckpointWrites
 from memfold.checkpoints import (
     BaseCheckpointStore,
     Blob,
@@ -20,7 +24,7 @@ from memfold.checkpoints import (
     SequenceBlob,
     open_checkpoint_store,
 )
-from tests.support import Api, drop_checkpoint_store, postgres_checkpoint_store
+from tests.support import PG_URL, Api, drop_checkpoint_store, postgres_checkpoint_store
 
 BODY = Blob("json", b"{}")
 
@@ -128,3 +132,77 @@ async def test_puts_renew_the_indexed_thread_times_only_once_they_lag(
     await api.put("t", "c3", BODY, parent_id="c2")
     last = last + 50_000_000
     assert thread_times(store) == (last, last + 3600e6, last)
+
+
+def talk(seed: int, words: int = 60) -> bytes:
+    """A JSON string of random words: compresses, but stays hundreds of bytes."""
+    rng = random.Random(seed)
+    return b'"%s"' % " ".join(f"w{rng.randrange(10_000)}" for _ in range(words)).encode()
+
+
+def items(*values: bytes) -> SequenceBlob:
+    return SequenceBlob("json", values)
+
+
+def shared(store: BaseCheckpointStore) -> dict[tuple[str, str], tuple[str, str] | None]:
+    """``(channel, version): (checkpoint, task) of the write whose payload it shares`` (None:
+    it holds its own) for every value row; a sharing row holds no bytes."""
+    v = store.tables.values  # type: ignore[attr-defined]
+    query = select(
+        v.c.channel, v.c.version, func.length(v.c.data), v.c.link_checkpoint, v.c.link_task
+    )
+    with store.engine.connect() as conn:  # type: ignore[attr-defined]
+        rows = conn.execute(query).all()
+    assert all((size == 0) == (cid is not None) for _, _, size, cid, _ in rows)
+    return {(ch, v): None if cid is None else (cid, task) for ch, v, _, cid, task in rows}
+
+
+def reader(store: BaseCheckpointStore) -> BaseCheckpointStore:
+    """Another store on the same tables."""
+    if store.name == "sqlite":
+        url = store.engine.url.render_as_string(hide_password=False)  # type: ignore[attr-defined]
+        return open_checkpoint_store(url, setup=False)
+    return open_checkpoint_store(PG_URL, schema=store.tables.schema, setup=False)  # type: ignore[attr-defined]
+
+
+async def test_a_list_a_pending_write_of_the_parent_holds_is_stored_once(
+    store: BaseCheckpointStore, api: Api
+) -> None:
+    """A checkpoint appending exactly the items of a pending write (`pack_sequence`) on its
+    parent keeps no copy of them but the write's key, and reads them from the write; a short
+    write is not shared. Replacing the write, or removing the parent, first copies the payload
+    back, so the checkpoint still reads whole."""
+    first, new, hi = talk(0), (talk(1), talk(2)), b'"hi"'
+    await api.put("t", "c1", BODY, versions={"m": 1, "n": 1},
+                  values={"m": items(first), "n": items(first)})  # fmt: skip
+    await api.put_writes("t", "c1", [
+        PendingWrite("task", 0, "m", pack_sequence(items(*new))),
+        PendingWrite("task", 1, "n", pack_sequence(items(hi))),
+    ])  # fmt: skip
+    grown = {"m": items(first, *new), "n": items(first, hi)}
+    await api.put("t", "c2", BODY, parent_id="c1", versions={"m": 2, "n": 2}, values=grown)
+    assert shared(store) == {
+        ("m", "1"): None, ("n", "1"): None, ("m", "2"): ("c1", "task"), ("n", "2"): None,
+    }  # fmt: skip
+    assert (await api.get("t")).values == grown  # type: ignore[union-attr]
+    with reader(store) as other:  # remembers no head: reads as another process would
+        assert other.get("t").values == grown  # type: ignore[union-attr]
+        assert other.list_checkpoints("t")[0].values == grown
+    parent = await api.get("t", checkpoint_id="c1")
+    assert parent.writes[0].value == pack_sequence(items(*new))  # type: ignore[union-attr]
+
+    rotated = PendingWrite("task", 0, "m", Blob("json", talk(3)))
+    when = datetime.now(UTC)
+    store.execute(PutCheckpointWrites("default", "t", "", "c1", (rotated,), None, when, True))
+    assert set(shared(store).values()) == {None}
+    assert (await api.get("t")).values == grown  # type: ignore[union-attr]
+
+    await api.put("t", "c3", BODY, parent_id="c2", versions={"m": 3, "n": 2},
+                  values={"m": items(first, *new, talk(4))})  # fmt: skip
+    await api.put_writes("t", "c3", [PendingWrite("task", 0, "m", pack_sequence(items(talk(5))))])
+    final = items(first, *new, talk(4), talk(5))
+    await api.put("t", "c4", BODY, parent_id="c3", versions={"m": 4, "n": 2}, values={"m": final})
+    assert shared(store)["m", "4"] == ("c3", "task")
+    await api.prune(["t"])
+    assert set(shared(store).values()) == {None}
+    assert (await api.get("t")).values == {"m": final, "n": grown["n"]}  # type: ignore[union-attr]

@@ -63,6 +63,7 @@ RELEASED = {
         "a6fd4e31a5076cfcdfc085cbdc4d613308735020c86ba54423b9a8574e7c7e5c",
         "282c170d491aa0dca0749436faf140fc462155ff307453880464ff77d4598f68",
         "2202e33c03703a04442d0b8f96a75b0937453ecf525220560ed170c41baec2c3",
+        "2968133341886f614e607db67b4ca23553fe154c3a2ea07fcd4d70fc8b68603d",
     ],
     ("checkpoints", "postgresql"): [
         "56fbcc879fa07925bc89835ec8dc2907477e87f25245c450945e04e765edea8f",
@@ -71,6 +72,7 @@ RELEASED = {
         "a6fd4e31a5076cfcdfc085cbdc4d613308735020c86ba54423b9a8574e7c7e5c",
         "282c170d491aa0dca0749436faf140fc462155ff307453880464ff77d4598f68",
         "2202e33c03703a04442d0b8f96a75b0937453ecf525220560ed170c41baec2c3",
+        "2968133341886f614e607db67b4ca23553fe154c3a2ea07fcd4d70fc8b68603d",
     ],
     ("memories", "sqlite"): [
         "ef1c4dfb0e9f108d7d150db97280f42fc13cc9c4ee9a22f9b73f4a9a6199dce7",
@@ -326,20 +328,21 @@ async def test_a_release_1_checkpoint_schema_upgrades_with_its_data(
     release_1: tuple[str, dict[str, Any]],
 ) -> None:
     """asetup() gives first-release checkpoints the effect journal (step 2), tombstones (step 3),
-    thread stamps (step 4), payload codecs (step 5) and exact last writes (step 6, copied from
-    the indexed time, so the TTL sweep finds idle threads as before): their chains of values,
-    pending writes and tenants read back as stored, and new checkpoints (compressed payloads
-    among them) and journal entries are recorded afterwards."""
+    thread stamps (step 4), payload codecs (step 5), exact last writes (step 6, copied from
+    the indexed time, so the TTL sweep finds idle threads as before) and shared payloads
+    (step 7): their chains of values, pending writes and tenants read back as stored, and new
+    checkpoints (compressed payloads among them) and journal entries are recorded
+    afterwards."""
     url, options = release_1
     store = SQLCheckpointStore(url, **options)
     before = await _only(store).astatus()
     assert (before.version, before.latest, [p.version for p in before.pending]) == (
         1,
-        6,
-        [2, 3, 4, 5, 6],
+        7,
+        [2, 3, 4, 5, 6, 7],
     )
     found = await _only(store).aupgrade()
-    assert [p.version for p in found.pending] == [2, 3, 4, 5, 6]
+    assert [p.version for p in found.pending] == [2, 3, 4, 5, 6, 7]
     assert (await _only(store).aupgrade()).pending == ()  # nothing left to apply
     t = store.tables.threads
     with store.engine.connect() as conn:

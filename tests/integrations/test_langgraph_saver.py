@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
 import pytest
@@ -18,8 +19,10 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, interrupt
+from sqlalchemy import select
 
 from memfold import Conflict, InvalidInput
+from memfold.checkpoint_deltas import ITEMS_TAG
 from memfold.checkpoints import (
     BaseCheckpointStore,
     DeltaPolicy,
@@ -337,6 +340,35 @@ async def test_values_keep_their_type_tags_and_never_pickle(cstore: BaseCheckpoi
     tags = {v.tag for v in stored.values.values()}
     assert "pickle" not in tags
     assert {"null", "bytes", "msgpack"} <= tags
+
+
+async def test_a_list_write_reaches_the_store_item_by_item(tmp_path: Path) -> None:
+    """A pending write of messages is stored as its items (`pack_sequence`) and reads back as
+    the list; on SQLite the checkpoint appending exactly those messages shares its payload."""
+    store = open_checkpoint_store(f"sqlite:///{tmp_path / 'saver.db'}")
+    saver = MemfoldSaver(store)
+    said = [AIMessage(f"answer {i}: " + "the parcel is on its way " * 12, id=f"a{i}")
+            for i in range(2)]  # fmt: skip
+    first = put_one(saver, thread(), messages=[HumanMessage("where is it?", id="h")])
+    saver.put_writes(first, [("messages", said)], "task-1")
+    stored = store.get("t")
+    assert stored is not None
+    assert stored.writes[0].value.tag == ITEMS_TAG + "msgpack"
+    checkpoint = empty_checkpoint()
+    checkpoint["channel_values"] = {"messages": [HumanMessage("where is it?", id="h"), *said]}
+    checkpoint["channel_versions"] = {"messages": 2}
+    second = saver.put(first, checkpoint, {"source": "loop", "step": 1}, {"messages": 2})
+    values = store.tables.values  # type: ignore[attr-defined]
+    with store.engine.connect() as conn:  # type: ignore[attr-defined]
+        links = conn.execute(select(values.c.version, values.c.link_task)).all()
+    assert sorted(links) == [("1", None), ("2", "task-1")]
+    got = saver.get_tuple(first)
+    assert got is not None
+    assert got.pending_writes == [("task-1", "messages", said)]
+    latest = saver.get_tuple(second)
+    assert latest is not None
+    assert latest.checkpoint["channel_values"]["messages"][1:] == said
+    store.close()
 
 
 class XorCipher:

@@ -226,7 +226,7 @@ class CheckpointPlans:
             source = "json_each(:roots) AS j"
             fields = {k: f"json_extract(j.value, '$.{k}')" for k in "tncvo"}
             join = "CROSS JOIN"
-        columns = "SELECT " + ", ".join(f"x.{n}" for n in VALUE_COLUMNS)
+        columns, shared = self._value_columns()
 
         def by_key(alias: str) -> str:
             return (
@@ -237,18 +237,36 @@ class CheckpointPlans:
             )
 
         if self.dialect == "postgresql":
-            return self._values_sql_postgres(source, table, columns, chains)
-        roots = f"{columns} {by_key('x')}"
+            return self._values_sql_postgres(source, table, columns, shared, chains)
+        roots = f"{columns} {by_key('x')} {shared}"
         if not chains:
             return roots
         return (
             f"{roots} UNION ALL {columns} FROM (SELECT {_CHAIN_TIPS.format('r')} {by_key('r')} "
             f"WHERE r.depth > 0 GROUP BY {_CHAIN_GROUP.format('r')}) AS g {join} {table} AS x "
-            f"ON {_CHAIN_ROWS}"
+            f"ON {_CHAIN_ROWS} {shared}"
         )
 
+    def _value_columns(self) -> tuple[str, str]:
+        """The select list of a value row read (alias ``x``), with the payload of the pending
+        write a row shares (alias ``w``), and the join that finds that write."""
+        payload = {
+            n: f"CASE WHEN x.link_task IS NULL THEN x.{n} ELSE w.{n} END AS {n}"
+            for n in ("data", "codec")
+        }
+        columns = "SELECT " + ", ".join(payload.get(n, f"x.{n}") for n in VALUE_COLUMNS)
+        writes = self._quote.format_table(self.tables.writes)
+        shared = (
+            f"LEFT JOIN {writes} AS w ON w.tenant = x.tenant AND w.thread_id = x.thread_id "
+            "AND w.namespace = x.namespace AND w.checkpoint_id = x.link_checkpoint "
+            "AND w.task_id = x.link_task AND w.idx = x.link_idx"
+        )
+        return columns, shared
+
     @staticmethod
-    def _values_sql_postgres(source: str, table: str, columns: str, chains: bool) -> str:
+    def _values_sql_postgres(
+        source: str, table: str, columns: str, shared: str, chains: bool
+    ) -> str:
         """PostgreSQL's `_values_sql`: each lookup is a ``LATERAL`` subquery behind
         ``OFFSET 0``, so the planner runs index lookups per root instead of hashing the
         tenant's whole value table (which it picks on fresh tables with no statistics)."""
@@ -256,7 +274,7 @@ class CheckpointPlans:
         by_key = f"{space} AND x.version = j.v AND x.owner = j.o"
         roots = (
             f"{columns} FROM {source} CROSS JOIN LATERAL "
-            f"(SELECT * FROM {table} AS x WHERE {by_key} OFFSET 0) AS x"
+            f"(SELECT * FROM {table} AS x WHERE {by_key} OFFSET 0) AS x {shared}"
         )
         if not chains:
             return roots
@@ -264,7 +282,7 @@ class CheckpointPlans:
             f"{roots} UNION ALL {columns} FROM (SELECT {_CHAIN_TIPS.format('r')} FROM {source} "
             f"CROSS JOIN LATERAL (SELECT * FROM {table} AS x WHERE {by_key} OFFSET 0) AS r "
             f"WHERE r.depth > 0 GROUP BY {_CHAIN_GROUP.format('r')}) AS g CROSS JOIN LATERAL "
-            f"(SELECT * FROM {table} AS x WHERE {_CHAIN_ROWS} OFFSET 0) AS x"
+            f"(SELECT * FROM {table} AS x WHERE {_CHAIN_ROWS} OFFSET 0) AS x {shared}"
         )
 
     def _get_whole_sql(self, by_id: bool) -> str:
@@ -294,11 +312,10 @@ class CheckpointPlans:
             "FROM h CROSS JOIN json_each(CAST(h.versions AS json)) AS e) AS k "
             "WHERE o <> chr(1)"
         )
+        columns, shared = self._value_columns()
         values = self._values_sql_postgres(
-            "j", q.format_table(self.tables.values), "SELECT " + ", ".join(
-                f"x.{n}" for n in VALUE_COLUMNS
-            ), chains=True,
-        )  # fmt: skip
+            "j", q.format_table(self.tables.values), columns, shared, chains=True
+        )
         on = " AND ".join(
             f"w.{n} = h.{n}" for n in ("tenant", "thread_id", "namespace", "checkpoint_id")
         )
@@ -857,6 +874,7 @@ class CheckpointPlans:
             return
         c, w = self.tables.checkpoints, self.tables.writes
         params = [{**key, "checkpoint_id": cid} for cid in sorted(gone)]
+        yield self.puts.unshare, params
         for table in (w, c):
             yield (
                 self._cached(

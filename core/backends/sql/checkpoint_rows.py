@@ -149,6 +149,11 @@ def parse_value(row: Any) -> tuple[str, str, StoredBlob]:
         snapshot_length,
         codec,
     ) = row
+    if data is None:
+        raise NotFound(
+            f"channel {channel!r} version {version!r} shares the payload of a pending write "
+            "that is gone: the store dropped a row a checkpoint still needs"
+        )
     data = decompress(bytes(data), codec)
     listed = kind in ("snapshot", "delta")
     stored = StoredBlob(

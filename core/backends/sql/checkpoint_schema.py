@@ -12,7 +12,10 @@
   ``run_id`` copied out and indexed for ``delete_for_runs``.
 - ``<prefix>cp_values``: one row per `memfold.checkpoint_deltas.StoredBlob` (none for "no
   value"), keyed by ``(channel, version, owner)`` inside a thread namespace; indexed by
-  snapshot key so a read fetches whole delta chains with one query.
+  snapshot key so a read fetches whole delta chains with one query. A row whose payload is
+  byte for byte a pending write of the checkpoint it was put from holds no payload of its own
+  but the key of that write (``link_checkpoint``, ``link_task``, ``link_idx``), and reads take
+  the write's; a removal of the write first copies it back into the row.
 - ``<prefix>cp_writes``: pending writes, keyed by ``(checkpoint, task_id, idx)``.
 
 Payloads may be compressed (``codec``; see `memfold.backends.sql.checkpoint_rows`).
@@ -135,6 +138,9 @@ def build_checkpoint_tables(
         Column("snapshot_owner", String(_ID), nullable=False),
         Column("snapshot_length", Integer, nullable=False),
         Column("codec", String(16)),
+        Column("link_checkpoint", String(_ID)),
+        Column("link_task", String(_ID)),
+        Column("link_idx", Integer),
         PrimaryKeyConstraint("tenant", "thread_id", "namespace", "channel", "version", "owner"),
         Index(
             f"{prefix}cp_values_chain",

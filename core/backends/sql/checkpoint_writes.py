@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ClauseElement, Dialect, and_, bindparam, case, insert, select, text, update
+from sqlalchemy import ClauseElement, Dialect, and_, bindparam, case, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from memfold import checkpoint_ops as ops
@@ -61,6 +61,11 @@ from memfold.errors import Conflict
 
 __all__ = ["CheckpointWrites", "FastPut", "PutDone", "roots_params"]
 
+_SHARE_FROM = 128
+"""A value row shares a pending write's payload (see
+`memfold.backends.sql.checkpoint_schema`) only from this many stored bytes: a shorter one costs
+less than the write's key."""
+
 _RECORDED_WITHIN = 60_000_000
 """Pending writes record the thread's last write (for its TTL) when the recorded one is older
 than this many microseconds (one minute)."""
@@ -88,6 +93,8 @@ _VALUE_ARRAYS = (
     ("snapshot_length", "integer"),
     ("codec", "text"),
 )
+_LINKED_VALUES = (*_VALUE_ARRAYS, ("link_parent", "text"))
+"""A put's value rows, each with the checkpoint whose pending write it may share."""
 _WRITE_ARRAYS = (
     ("task_id", "text"),
     ("idx", "integer"),
@@ -232,6 +239,40 @@ class CheckpointWrites:
         )
         self._lease_check = select(t.c.thread_id).where(thread_key, recent, lease_live)
         self._thread_check = select(t.c.thread_id).where(thread_key, recent)
+        v = tables.values
+
+        def shared(column: str) -> Any:
+            return (
+                select(w.c[column])
+                .where(
+                    w.c.tenant == v.c.tenant,
+                    w.c.thread_id == v.c.thread_id,
+                    w.c.namespace == v.c.namespace,
+                    w.c.checkpoint_id == v.c.link_checkpoint,
+                    w.c.task_id == v.c.link_task,
+                    w.c.idx == v.c.link_idx,
+                )
+                .scalar_subquery()
+            )
+
+        self.unshare = (
+            update(v)
+            .where(
+                v.c.tenant == bindparam("tenant"),
+                v.c.thread_id == bindparam("thread_id"),
+                v.c.namespace == bindparam("namespace"),
+                v.c.link_checkpoint == bindparam("checkpoint_id"),
+            )
+            .values(
+                data=shared("data"),
+                codec=shared("codec"),
+                link_checkpoint=None,
+                link_task=None,
+                link_idx=None,
+            )
+        )
+        """Copy the pending writes of a checkpoint (``:checkpoint_id``) back into the value
+        rows sharing their payload, before the writes are removed or replaced."""
 
     @property
     def prepared(self) -> list[ClauseElement]:
@@ -381,7 +422,16 @@ class CheckpointWrites:
             params["writer"] = op.lease.writer
             params["until"] = to_us(op.created_at) + round(op.lease.seconds * 1_000_000)
         if self.postgres:
-            params.update(_rows_params("", _VALUE_ARRAYS, [row_params(row) for row in rows]))
+            rows_params = [self._value_params(row, op.parent_id) for row in rows]
+            params.update(_rows_params("", _LINKED_VALUES, rows_params))
+        return params
+
+    @staticmethod
+    def _value_params(row: StoredBlob, parent_id: str | None) -> dict[str, Any]:
+        """A value row's column values, and the checkpoint whose pending write of the same
+        payload it may share (``link_parent``; None: too short to be worth it)."""
+        params = row_params(row)
+        params["link_parent"] = parent_id if len(params["data"]) >= _SHARE_FROM else None
         return params
 
     def _write_put(
@@ -413,7 +463,10 @@ class CheckpointWrites:
             return False
         key = {"tenant": op.tenant, "thread_id": op.thread_id, "namespace": op.namespace}
         if rows:
-            yield self._insert_value(), [{**key, **row_params(row)} for row in rows]
+            yield (
+                self._insert_value(),
+                [{**key, **self._value_params(row, op.parent_id)} for row in rows],
+            )
         yield self._insert_checkpoint(existing), params
         return True
 
@@ -457,11 +510,12 @@ class CheckpointWrites:
         claim = (
             f"UPDATE {t} SET {self._claim_sets(t, lease)} WHERE {' AND '.join(where)} RETURNING 1"
         )
-        names = ", ".join(name for name, _ in _VALUE_ARRAYS)
+        names = [name for name, _ in _VALUE_ARRAYS]
         value_rows = (
-            f", v AS (INSERT INTO {v} (tenant, thread_id, namespace, {names}) SELECT :tenant, "
-            f":thread_id, :namespace, k.* FROM {_rows_source('', _VALUE_ARRAYS, n)} "
-            "WHERE EXISTS (SELECT 1 FROM claim))"
+            f", v AS (INSERT INTO {v} (tenant, thread_id, namespace, {', '.join(names)}, "
+            f"link_checkpoint, link_task, link_idx) SELECT :tenant, :thread_id, :namespace, "
+            f"{self._shared_values('k', names)} FROM {_rows_source('', _LINKED_VALUES, n)} "
+            f"{self._shared_write('k')} WHERE EXISTS (SELECT 1 FROM claim))"
             if n
             else ""
         )
@@ -504,10 +558,50 @@ class CheckpointWrites:
         return text(f"UPDATE {t} SET {self._claim_sets(t, lease)} WHERE {' AND '.join(where)}")
 
     def _insert_value(self) -> ClauseElement:
-        v = self.tables.values
-        return self._cached(
-            "insert value", lambda: insert(v).values({c.name: bindparam(c.name) for c in v.c})
+        """SQLite's insert of one value row (sharing a pending write's payload if it can)."""
+
+        def build() -> ClauseElement:
+            v = self._quote.format_table(self.tables.values)
+            names = [c.name for c in self.tables.values.c if not c.name.startswith("link_")]
+            return text(
+                f"INSERT INTO {v} ({', '.join(names)}, link_checkpoint, link_task, link_idx) "
+                f"SELECT {self._shared_values('', names)} FROM (SELECT 1) AS k "
+                f"{self._shared_write('')}"
+            )
+
+        return self._cached("insert value", build)
+
+    def _shared_values(self, source: str, names: list[str]) -> str:
+        """The select list of a value row insert from ``source`` (a table alias, or "" for
+        bound parameters): the row's columns, with no payload of its own when it shares the
+        payload of the pending write ``s`` found by `_shared_write`, whose key it records."""
+        field = f"{source}." if source else ":"
+        empty = "CAST('' AS bytea)" if self.postgres else "CAST('' AS BLOB)"
+        listed = [
+            f"CASE WHEN s.task_id IS NULL THEN {field}data ELSE {empty} END"
+            if n == "data"
+            else f"{field}{n}"
+            for n in names
+        ]
+        return ", ".join([*listed, "s.checkpoint_id", "s.task_id", "s.idx"])
+
+    def _shared_write(self, source: str) -> str:
+        """The join finding a pending write of the put's parent (``link_parent``) on the
+        row's channel with the row's very payload (writes that a later write may replace,
+        with a negative ``idx``, are never shared)."""
+        w = self._quote.format_table(self.tables.writes)
+        field = f"{source}." if source else ":"
+        same_codec = "IS NOT DISTINCT FROM" if self.postgres else "IS"
+        found = (
+            f"SELECT checkpoint_id, task_id, idx FROM {w} AS w WHERE w.tenant = :tenant "
+            "AND w.thread_id = :thread_id AND w.namespace = :namespace "
+            f"AND w.checkpoint_id = {field}link_parent AND w.channel = {field}channel "
+            f"AND w.idx >= 0 AND w.data = {field}data AND w.codec {same_codec} {field}codec "
+            "LIMIT 1"
         )
+        if self.postgres:
+            return f"LEFT JOIN LATERAL ({found}) AS s ON true"
+        return f"LEFT JOIN ({found}) AS s ON 1"
 
     def _insert_checkpoint(self, existing: bool) -> ClauseElement:
         c = self.tables.checkpoints
@@ -537,6 +631,8 @@ class CheckpointWrites:
             "checkpoint_id": op.checkpoint_id,
         }
         lease = op.lease is not None
+        if op.replace:  # the full form first copies shared payloads back (see `unshare`)
+            return _refused, True
         check: dict[str, Any] = {**key, "recent": to_us(op.written_at) - _RECORDED_WITHIN}
         if op.lease is not None:
             check["writer"] = op.lease.writer
@@ -628,6 +724,8 @@ class CheckpointWrites:
                     {**touch[1], "writer": op.lease.writer, "until": to_us(until)},
                 )
         kept, replaced = _split_writes(op)
+        if op.replace:
+            yield self.unshare, key
         yield from self._insert_writes(key, kept, replaced)
         yield touch
 
@@ -638,6 +736,12 @@ class CheckpointWrites:
             yield self._insert_write, [{**key, **row} for row in kept]
         if replaced:
             yield self._replace_write, [{**key, **row} for row in replaced]
+
+
+def _refused() -> Plan:
+    """A plan that stores nothing and says so."""
+    return False
+    yield
 
 
 def roots_params(tenant: str, roots: Iterable[tuple[str, str, BlobKey]]) -> dict[str, Any]:

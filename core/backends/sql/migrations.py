@@ -596,6 +596,18 @@ def _checkpoint_last_writes(tables: CheckpointTables, dialect: Dialect) -> list[
     ]
 
 
+def _checkpoint_links(tables: CheckpointTables, dialect: Dialect) -> list[str]:
+    """A value row may hold the key of the pending write whose payload it shares instead of a
+    copy of it (see `memfold.backends.sql.checkpoint_schema`)."""
+    values = dialect.identifier_preparer.format_table(tables.values)
+    text_type = String(512).compile(dialect=dialect)
+    return [
+        f"ALTER TABLE {values} ADD COLUMN link_checkpoint {text_type}",
+        f"ALTER TABLE {values} ADD COLUMN link_task {text_type}",
+        f"ALTER TABLE {values} ADD COLUMN link_idx {Integer().compile(dialect=dialect)}",
+    ]
+
+
 CHECKPOINT_STEPS: tuple[Step, ...] = (
     Step(1, "checkpoint threads, checkpoints, values and writes", _checkpoint_tables),
     Step(2, "the effect journal", lambda tables, dialect: journal_ddl(tables.journal, dialect)),
@@ -603,6 +615,7 @@ CHECKPOINT_STEPS: tuple[Step, ...] = (
     Step(4, "a stamp per thread, so a writer's next put reads nothing back", _checkpoint_stamps),
     Step(5, "compressed values and pending writes", _checkpoint_codecs),
     Step(6, "puts stop changing indexed thread columns", _checkpoint_last_writes),
+    Step(7, "a list value shares the payload of the pending write it came from", _checkpoint_links),
 )
 """The ``checkpoints`` component's steps; append-only like `STEPS`."""
 
