@@ -18,6 +18,12 @@ form that reads nothing and a full form that reads under the thread's lock.
   locks the row, checks the lease (handing it over, or leaving it alone for a checkpoint not
   stored yet), renews it and records the write.
 
+A put's value row whose payload a pending write of the parent checkpoint holds byte for byte
+(a list write that the saver handed over as `memfold.checkpoint_deltas.pack_sequence`) stores
+that write's key instead of a copy, in the same insert (see
+`memfold.backends.sql.checkpoint_schema`); `CheckpointWrites.unshare` copies it back before
+the write goes.
+
 Every put writes a new stamp into the thread's row; a put or a lease renewal also records the
 thread's last write (``last_us``), renewing the indexed lower bounds of it and of the thread's
 expiry (``updated_us``, ``expires_us``) only once they lag by
@@ -239,6 +245,8 @@ class CheckpointWrites:
         )
         self._lease_check = select(t.c.thread_id).where(thread_key, recent, lease_live)
         self._thread_check = select(t.c.thread_id).where(thread_key, recent)
+        # Copies the pending writes of a checkpoint (``:checkpoint_id``) back into the value
+        # rows sharing their payload, before the writes are removed or replaced.
         v = tables.values
 
         def shared(column: str) -> Any:
@@ -271,8 +279,6 @@ class CheckpointWrites:
                 link_idx=None,
             )
         )
-        """Copy the pending writes of a checkpoint (``:checkpoint_id``) back into the value
-        rows sharing their payload, before the writes are removed or replaced."""
 
     @property
     def prepared(self) -> list[ClauseElement]:
