@@ -10,11 +10,14 @@ import random
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
 import memfold.checkpoints
+from memfold.backends.sql import checkpoint_plans
+from memfold.backends.sql.checkpoint_rows import parse_value
 from memfold.checkpoint_deltas import pack_sequence
 from memfold.checkpoint_ops import PutCheckpointWrites
 from memfold.checkpoints import (
@@ -206,3 +209,28 @@ async def test_a_list_a_pending_write_of_the_parent_holds_is_stored_once(
     await api.prune(["t"])
     assert set(shared(store).values()) == {None}
     assert (await api.get("t")).values == {"m": final, "n": grown["n"]}  # type: ignore[union-attr]
+
+
+async def test_a_list_parses_each_value_row_once(
+    store: BaseCheckpointStore, api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Listing checkpoints of one delta chain parses each stored value row once, though the read
+    returns a chain's rows once per checkpoint that needs them; values read back whole."""
+    chain: tuple[bytes, ...] = ()
+    parent = None
+    for step in range(1, 9):
+        chain += (b'"m%d"' % step,)
+        await api.put("t", f"c{step}", BODY, parent_id=parent, versions={"m": step},
+                      values={"m": SequenceBlob("json", chain)})  # fmt: skip
+        parent = f"c{step}"
+    parsed: list[Any] = []
+
+    def counting(row: Any) -> Any:
+        parsed.append(row)
+        return parse_value(row)
+
+    monkeypatch.setattr(checkpoint_plans, "parse_value", counting)
+    listed = await api.list_checkpoints("t")
+    assert [len(c.values["m"].items) for c in listed] == list(range(8, 0, -1))
+    assert listed[0].values["m"] == SequenceBlob("json", chain)
+    assert len(parsed) == (await api.stats("t")).blobs

@@ -388,36 +388,40 @@ class CheckpointPlans:
     ) -> Plan:
         """Checkpoints from their rows (in order) and their writes, reading all their value
         rows and chains in one query (only those missing from ``fetched`` value rows, if
-        given)."""
-        roots: list[tuple[str, str, BlobKey]] = []
+        given). Each distinct value row is parsed once and each chain joined once, however
+        many of the checkpoints read it."""
         parsed = []
+        wanted: dict[tuple[str, str, BlobKey], None] = {}
         for row in headers:
-            _, thread_id, namespace, cid, parent, created, meta, tag, body, versions, refs = row
-            versions_map: dict[str, Version] = json.loads(versions)
-            refs_map: dict[str, str] = json.loads(refs)
-            parsed.append((row, versions_map, refs_map))
-            for channel, version in versions_map.items():
-                key = channel_key(channel, version, refs_map)
+            thread_id, namespace, refs = row[1], row[2], row[10]
+            versions_map: dict[str, Version] = json.loads(row[9])
+            refs_map: dict[str, str] = {} if refs == "{}" else json.loads(refs)
+            keys = [
+                (channel, channel_key(channel, version, refs_map))
+                for channel, version in versions_map.items()
+            ]
+            parsed.append((row, versions_map, keys))
+            for _, key in keys:
                 if key[2] != NO_VALUE:
-                    roots.append((thread_id, namespace, key))
+                    wanted[(thread_id, namespace, key)] = None
         rows: dict[tuple[str, str], dict[BlobKey, StoredBlob]] = {}
         if fetched is not None:
-            for thread_id, namespace, stored in map(parse_value, fetched):
-                rows.setdefault((thread_id, namespace), {})[stored.key] = stored
-            roots = [r for r in roots if r[2] not in rows.get((r[0], r[1]), {})]
+            _parse_rows(fetched, rows)
+            roots = [r for r in wanted if r[2] not in rows.get((r[0], r[1]), {})]
+        else:
+            roots = list(wanted)
         if roots:
             found = yield self._values_with_chains, roots_params(tenant, roots)
-            for thread_id, namespace, stored in map(parse_value, found.rows):
-                rows.setdefault((thread_id, namespace), {})[stored.key] = stored
+            _parse_rows(found.rows, rows)
         out = []
         memos: dict[tuple[str, str], dict[BlobKey, tuple[bytes, ...]]] = {}
-        for row, versions_map, refs_map in parsed:
+        for row, versions_map, keys in parsed:
             _, thread_id, namespace, cid, parent, created, meta, tag, body, _, _ = row
             space = rows.get((thread_id, namespace), {})
             memo = memos.setdefault((thread_id, namespace), {})
             values: dict[str, Blob | SequenceBlob] = {}
-            for channel, version in versions_map.items():
-                root = space.get(channel_key(channel, version, refs_map))
+            for channel, key in keys:
+                root = space.get(key)
                 if root is not None:
                     value = rebuild(root, space.get, memo)
                     if value is not None:
@@ -1102,6 +1106,18 @@ def _kind(value: JSON) -> str:
     if isinstance(value, list):
         return "array"
     return "text"
+
+
+def _parse_rows(
+    found: Iterable[Any], into: dict[tuple[str, str], dict[BlobKey, StoredBlob]]
+) -> None:
+    """Parse value rows (`VALUE_COLUMNS`) into ``into``, by thread namespace and key, skipping
+    the rows already there (a read returns a chain row once per root that needs it)."""
+    for row in found:
+        space = into.setdefault((row[0], row[1]), {})
+        if (row[2], row[3], row[4]) not in space:
+            stored = parse_value(row)[2]
+            space[stored.key] = stored
 
 
 def _write(row: Any) -> PendingWrite:
