@@ -632,3 +632,27 @@ def test_puts_and_writes_of_any_size_read_back(n: int) -> None:
     finally:
         store.close()
         drop_checkpoint_store(store)
+
+
+def test_a_checkpoint_read_does_not_depend_on_string_escaping(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The one-statement read of a checkpoint with a channel that has no value holds on a
+    server whose ``standard_conforming_strings`` is off (backslashes in plain literals are
+    escapes there)."""
+    writer = postgres_checkpoint_store()
+    schema = writer.tables.schema  # type: ignore[attr-defined]
+    url = f"{PG_URL}?options=-cstandard_conforming_strings%3Doff"
+    reader = open_checkpoint_store(url, schema=schema, setup=False)
+    try:
+        writer.put("t", cid(0), BODY, versions={"a": 1, "none": 1},
+                   values={"a": Blob("json", b"1"), "none": None})  # fmt: skip
+        seen = statements(reader, monkeypatch)
+        found = reader.get("t")
+        assert found is not None
+        assert found.values == {"a": Blob("json", b"1")}
+        assert len(seen) == 1
+    finally:
+        reader.close()
+        writer.close()
+        drop_checkpoint_store(writer)

@@ -303,12 +303,13 @@ class CheckpointPlans:
             f"SELECT {', '.join(_CP)} FROM {cp} WHERE {where} ORDER BY checkpoint_id DESC LIMIT 1"
         )
         # PostgreSQL's JSON functions refuse a NUL anywhere in the text, so `NO_VALUE` is read
-        # as \u0001 (an id never holds either).
-        nul = json.dumps(NO_VALUE)[1:-1]
+        # as \u0001 (an id never holds either); E'' strings read the same whatever
+        # standard_conforming_strings says.
+        nul = json.dumps(NO_VALUE)[1:-1].replace("\\", "\\\\")
         keys = (
             "SELECT t, n, c, v, o FROM (SELECT h.thread_id AS t, h.namespace AS n, e.key AS c, "
             "CAST(e.value AS text) AS v, COALESCE(CAST(replace(h.refs, "
-            f"'{nul}', '{nul[:-1]}1') AS json) ->> e.key, '') AS o "
+            f"E'{nul}', E'{nul[:-1]}1') AS json) ->> e.key, '') AS o "
             "FROM h CROSS JOIN json_each(CAST(h.versions AS json)) AS e) AS k "
             "WHERE o <> chr(1)"
         )
