@@ -63,6 +63,8 @@ def _record(info: ThreadInfo | None) -> CompactionRecord | None:
 def _covered_range(summary: Message | CompactionRecord) -> tuple[str, str]:
     if isinstance(summary, CompactionRecord):
         return summary.first_id, summary.last_id
+    if not isinstance(summary, Message):
+        raise InvalidInput("not a memfold summary message: pass a message from a Compactor view")
     found = summary.metadata.get(SUMMARY_KEY)
     if not isinstance(found, Mapping) or not {"first_id", "last_id"} <= found.keys():
         raise InvalidInput("not a memfold summary message: pass a message from a Compactor view")
@@ -112,6 +114,8 @@ class Compactor:
         namespace: Namespace | None = None,
         facts: FactExtractor | None = None,
     ) -> None:
+        if not isinstance(strategy, RunningSummary):
+            raise InvalidInput(f"strategy must be a RunningSummary, got {type(strategy).__name__}")
         self.store = store
         self.strategy = strategy
         self.summarizer: Summarizer = summarizer or ExtractiveSummarizer()

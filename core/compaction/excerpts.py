@@ -21,8 +21,9 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from memfold.compaction.summarizers import informativeness, render_transcript, sentences_of
-from memfold.compaction.tokens import TokenCounter
-from memfold.model import Message
+from memfold.compaction.tokens import TokenCounter, check_counter
+from memfold.errors import InvalidInput
+from memfold.model import Message, ensure_sequence
 
 __all__ = ["excerpt"]
 
@@ -35,7 +36,15 @@ def excerpt(messages: Sequence[Message], max_tokens: int, counter: TokenCounter)
     role, name, id and tool call id (each of its tool calls is one sentence,
     ``[call id] name(arguments)``); one with none is left out. If every message fits, they
     are returned unchanged.
+
+    Raises:
+        InvalidInput: ``messages`` is not a sequence of `Message`, ``max_tokens`` not an int
+            of at least 0, or ``counter`` not a `TokenCounter`.
     """
+    check_counter(counter)
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 0:
+        raise InvalidInput(f"max_tokens must be an int of at least 0, got {max_tokens!r}")
+    messages = ensure_sequence(messages)
     if counter.count_text(render_transcript(messages)) <= max_tokens:
         return list(messages)
     owners: list[int] = []

@@ -23,13 +23,14 @@ Examples:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from memfold.compaction.summarizers import informativeness, sentences_of
+from memfold.errors import InvalidInput
 from memfold.memory_model import MemoryRecord, Namespace
-from memfold.model import Message
+from memfold.model import Message, ensure_sequence
 
 __all__ = ["ExtractiveFacts", "Fact", "FactExtractor", "fact_records"]
 
@@ -55,14 +56,24 @@ class ExtractiveFacts:
     at most ``max_facts`` per call, most informative first; no model needed."""
 
     def __init__(self, *, roles: Sequence[str] = ("user",), max_facts: int = 5) -> None:
+        if isinstance(roles, str) or not isinstance(roles, Collection):
+            raise InvalidInput(f"roles must be a collection of role names, got {roles!r}")
+        if not all(isinstance(role, str) for role in roles):
+            raise InvalidInput(f"roles must be str, got {roles!r}")
+        if isinstance(max_facts, bool) or not isinstance(max_facts, int) or max_facts < 0:
+            raise InvalidInput(f"max_facts must be an int of at least 0, got {max_facts!r}")
         self.roles = frozenset(roles)
         self.max_facts = max_facts
 
     def extract(self, messages: Sequence[Message]) -> list[Fact]:
-        """Facts from ``messages``, most informative first."""
+        """Facts from ``messages``, most informative first.
+
+        Raises:
+            InvalidInput: ``messages`` is not a sequence of `Message`.
+        """
         found = [
             (sentence, m.id)
-            for m in messages
+            for m in ensure_sequence(messages)
             if m.role in self.roles and m.id is not None
             for sentence in sentences_of([m])
         ]

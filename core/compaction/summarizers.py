@@ -18,7 +18,6 @@ Examples:
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections import Counter
@@ -26,8 +25,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, Protocol, runtime_checkable
 
+from memfold.compaction.tokens import check_ratio, json_line
 from memfold.errors import InvalidInput
-from memfold.model import Message
+from memfold.model import Message, ensure_sequence
 
 __all__ = [
     "CONDENSE_PROMPT",
@@ -55,6 +55,14 @@ class SummarizeRequest:
     messages: tuple[Message, ...]
     previous: str | None
     max_tokens: int
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "messages", ensure_sequence(self.messages))
+        if self.previous is not None and not isinstance(self.previous, str):
+            raise InvalidInput(f"previous must be a str or None, got {self.previous!r}")
+        tokens = self.max_tokens
+        if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 1:
+            raise InvalidInput(f"max_tokens must be a positive int, got {tokens!r}")
 
     @property
     def condense(self) -> bool:
@@ -104,16 +112,13 @@ def render_transcript(messages: Sequence[Message]) -> str:
     """``role: text`` lines for ``messages``, tool calls as ``name(arguments)`` and tool results
     labelled with their call id."""
     lines = []
-    for m in messages:
+    for m in ensure_sequence(messages):
         who = f"{m.role} ({m.name})" if m.name else m.role
         if m.tool_call_id is not None:
             who = f"{who} [result of {m.tool_call_id}]"
         text = m.text
         for c in m.tool_calls:
-            try:
-                args = json.dumps(c.arguments, ensure_ascii=False, separators=(",", ":"))
-            except (TypeError, ValueError, RecursionError) as exc:
-                raise InvalidInput(f"tool call {c.id!r} has arguments that are not JSON") from exc
+            args = json_line(c.arguments, f"the arguments of tool call {c.id!r}")
             text += f"{chr(10) if text else ''}[call {c.id}] {c.name}({args})"
         lines.append(f"{who}: {text}")
     return "\n".join(lines)
@@ -126,19 +131,29 @@ def render_prompt(
     extend: str = EXTEND_PROMPT,
     condense: str = CONDENSE_PROMPT,
 ) -> str:
-    """The prompt text for ``request``: one of the three templates, filled in."""
+    """The prompt text for ``request``: one of the three templates, filled in.
+
+    Raises:
+        InvalidInput: ``request`` is not a `SummarizeRequest`, or the template used is not a
+            str whose only fields are ``{messages}``, ``{previous}`` and ``{max_tokens}``
+            (write a literal brace twice).
+    """
+    if not isinstance(request, SummarizeRequest):
+        raise InvalidInput(f"expected a SummarizeRequest, got {type(request).__name__}")
     fields = {
         "messages": render_transcript(request.messages),
         "previous": request.previous or "",
         "max_tokens": request.max_tokens,
     }
     template = condense if request.condense else extend if request.previous else summarize
+    if not isinstance(template, str):
+        raise InvalidInput(f"a prompt template must be a str, got {type(template).__name__}")
     try:
         return template.format_map(fields)
     except (KeyError, IndexError, ValueError, AttributeError, TypeError) as exc:
         raise InvalidInput(
-            f"a summary prompt may use only {{messages}}, {{previous}} and {{max_tokens}} "
-            f"(write a literal brace as {{{{ or }}}}): {exc!r} in {template!r}"
+            f"the prompt template {template[:60]!r} does not fill in: use only {{messages}}, "
+            f"{{previous}} and {{max_tokens}}, and write literal braces twice ({exc!r})"
         ) from exc
 
 
@@ -290,10 +305,16 @@ class ExtractiveSummarizer:
     """
 
     def __init__(self, chars_per_token: float = 4.0) -> None:
-        self.chars_per_token = chars_per_token
+        self.chars_per_token = check_ratio(chars_per_token)
 
     def summarize(self, request: SummarizeRequest) -> str:
-        """The most informative sentences of ``request``, within its budget."""
+        """The most informative sentences of ``request``, within its budget.
+
+        Raises:
+            InvalidInput: ``request`` is not a `SummarizeRequest`.
+        """
+        if not isinstance(request, SummarizeRequest):
+            raise InvalidInput(f"expected a SummarizeRequest, got {type(request).__name__}")
         sentences = [s for s in _SENTENCE.split(request.previous or "") if s.strip()]
         return self._select(sentences + sentences_of(request.messages), request.max_tokens)
 

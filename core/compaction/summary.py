@@ -31,11 +31,11 @@ from typing import Any, Final
 
 from memfold.compaction.excerpts import excerpt
 from memfold.compaction.summarizers import Summarizer, SummarizeRequest
-from memfold.compaction.tokens import REPLY_TOKENS, TokenCounter, default_counter
+from memfold.compaction.tokens import REPLY_TOKENS, TokenCounter, check_counter, default_counter
 from memfold.compaction.units import Unit, group, is_orphan, pinned_prefix, split
 from memfold.compaction.window import fitting_suffix
 from memfold.errors import InvalidInput
-from memfold.model import JSON, Message
+from memfold.model import JSON, Message, ensure_sequence
 
 __all__ = [
     "SEGMENT_SEPARATOR",
@@ -100,18 +100,31 @@ class CompactionRecord:
         Raises:
             InvalidInput: ``data`` is not a compaction record.
         """
+        if not isinstance(data, Mapping):
+            raise InvalidInput(f"not a memfold compaction record: {type(data).__name__}")
         try:
             found = data["segments"] if "segments" in data else [data["summary"]]
-            return cls(
-                tuple(str(s) for s in found),
-                str(data["first_id"]),
-                str(data["last_id"]),
-                int(data["end"]),
-                int(data["covered"]),
-                tuple((str(a), str(b)) for a, b in data.get("folds", ())),
-            )
+            folds = data.get("folds", [])
+            record = cls(
+                tuple(found), data["first_id"], data["last_id"], data["end"], data["covered"],
+                tuple(tuple(f) for f in folds) if isinstance(folds, list | tuple) else folds,
+            )  # fmt: skip
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidInput(f"not a memfold compaction record: {exc!r}") from exc
+        if not (
+            isinstance(found, list | tuple)
+            and all(isinstance(s, str) for s in record.segments)
+            and isinstance(record.first_id, str)
+            and isinstance(record.last_id, str)
+            and all(_count(n) for n in (record.end, record.covered))
+            and isinstance(folds, list | tuple)
+            and all(len(f) == 2 and all(isinstance(i, str) for i in f) for f in record.folds)
+        ):
+            raise InvalidInput(
+                "not a memfold compaction record: segments must be a list of str, first_id and "
+                "last_id str, end and covered ints of at least 0, folds pairs of str"
+            )
+        return record
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,11 +141,25 @@ Fold = Generator[SummarizeRequest, str, Compacted]
 """What `RunningSummary.fold` returns: send it summary texts, get a `Compacted`."""
 
 
+def _check_record(record: object) -> None:
+    if record is not None and not isinstance(record, CompactionRecord):
+        raise InvalidInput(f"expected a CompactionRecord or None, got {type(record).__name__}")
+
+
 class _Default(enum.Enum):
     TOKEN = 0
 
 
 _DEFAULT: Final = _Default.TOKEN
+
+
+def _count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _tokens(value: object, what: str, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise InvalidInput(f"{what} must be an int of at least {low}, got {value!r}")
 
 
 def _flat(units: Sequence[Unit]) -> list[Message]:
@@ -173,8 +200,18 @@ class RunningSummary:
         role: str = "user",
         prefix: str = "Summary of the conversation so far:\n",
     ) -> None:
-        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
-            raise InvalidInput(f"max_tokens must be a positive int, got {max_tokens!r}")
+        _tokens(max_tokens, "max_tokens", 1)
+        for name, value, low in (
+            ("keep_tokens", keep_tokens, 0), ("summary_tokens", summary_tokens, 1),
+            ("segment_tokens", segment_tokens, 1),
+            ("input_tokens", None if input_tokens is _DEFAULT else input_tokens, 1),
+        ):  # fmt: skip
+            if value is not None:
+                _tokens(value, name, low)
+        if counter is not None:
+            check_counter(counter)
+        if not isinstance(prefix, str):
+            raise InvalidInput(f"prefix must be a str, got {type(prefix).__name__}")
         self.max_tokens = max_tokens
         self.keep_tokens = int(max_tokens * 0.4) if keep_tokens is None else keep_tokens
         self.summary_tokens = int(max_tokens * 0.2) if summary_tokens is None else summary_tokens
@@ -210,7 +247,12 @@ class RunningSummary:
         )
 
     def summary_message(self, record: CompactionRecord) -> Message:
-        """The message that stands for the messages ``record`` covers."""
+        """The message that stands for the messages ``record`` covers.
+
+        Raises:
+            InvalidInput: ``record`` is not a `CompactionRecord`.
+        """
+        _check_record(record)
         return self._summary_message(record.summary, record.first_id, record.last_id)
 
     def _size(self, messages: Sequence[Message]) -> int:
@@ -220,9 +262,11 @@ class RunningSummary:
     def _tail(
         self, messages: Sequence[Message], record: CompactionRecord | None
     ) -> tuple[tuple[Message, ...], list[Unit], CompactionRecord | None, int]:
+        _check_record(record)
         if record is None:
             pinned, units = split(messages)
             return pinned, units, None, len(pinned)
+        messages = ensure_sequence(messages)
         pinned = pinned_prefix(messages)
         at = record.end - 1
         if not (0 <= at < len(messages) and messages[at].id == record.last_id):

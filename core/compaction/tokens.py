@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from typing import Final, Protocol, runtime_checkable
 
 from memfold.errors import InvalidInput
-from memfold.model import Message
+from memfold.model import Message, ensure_sequence
 
 __all__ = [
     "MEDIA_TOKENS",
@@ -32,6 +32,8 @@ __all__ = [
     "ApproximateCounter",
     "ExactCounter",
     "TokenCounter",
+    "check_counter",
+    "check_ratio",
     "default_counter",
     "render_chat",
     "render_message",
@@ -46,6 +48,10 @@ REPLY_TOKENS: Final = 3
 MEDIA_TOKENS: Final = 85
 """What one image, audio or file part costs (OpenAI's low-detail image price)."""
 
+MIN_RATIO: Final = 0.01
+"""The fewest characters per token an estimate may assume."""
+MAX_RATIO: Final = 1000.0
+"""The most characters per token an estimate may assume."""
 _START, _SEP, _END = "<|im_start|>", "<|im_sep|>", "<|im_end|>"
 
 
@@ -66,9 +72,57 @@ class TokenCounter(Protocol):
         ...
 
 
+def check_ratio(chars_per_token: object) -> float:
+    """``chars_per_token`` if it is a number from `MIN_RATIO` to `MAX_RATIO`, else
+    `InvalidInput`."""
+    if (
+        isinstance(chars_per_token, bool)
+        or not isinstance(chars_per_token, int | float)
+        or not MIN_RATIO <= chars_per_token <= MAX_RATIO
+    ):
+        raise InvalidInput(
+            f"chars_per_token must be a number from {MIN_RATIO} to {MAX_RATIO}, "
+            f"got {chars_per_token!r}"
+        )
+    return float(chars_per_token)
+
+
+def check_text(text: object) -> str:
+    """``text`` if it is a str, else `InvalidInput`."""
+    if not isinstance(text, str):
+        raise InvalidInput(f"expected text (a str), got {type(text).__name__}")
+    return text
+
+
+def check_counter(counter: object) -> TokenCounter:
+    """``counter`` if it is a `TokenCounter`, else `InvalidInput`."""
+    if not isinstance(counter, TokenCounter):
+        raise InvalidInput(f"counter must be a TokenCounter, got {type(counter).__name__}")
+    return counter
+
+
+def json_line(value: object, what: str) -> str:
+    """``value`` as one line of compact JSON, as the model would see it.
+
+    Raises:
+        InvalidInput: ``value`` holds something JSON cannot (a set, bytes, a cycle, deep
+            nesting).
+    """
+    try:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise InvalidInput(f"{what} is not JSON: {exc}") from exc
+
+
 def render_message(message: Message) -> tuple[str, str, int]:
     """The header and body text of ``message`` in the chat rendering, and how many media parts
-    it holds (counted at `MEDIA_TOKENS` each, outside the text)."""
+    it holds (counted at `MEDIA_TOKENS` each, outside the text).
+
+    Raises:
+        InvalidInput: ``message`` is not a `Message`, or its tool-call arguments are not JSON.
+    """
+    if not isinstance(message, Message):
+        raise InvalidInput(f"expected a memfold.Message, got {type(message).__name__}")
     header = message.role
     if message.name:
         header += ":" + message.name
@@ -80,10 +134,9 @@ def render_message(message: Message) -> tuple[str, str, int]:
         texts = [p.text for p in message.content if p.text is not None]
         body, media = "\n".join(texts), sum(1 for p in message.content if p.text is None)
     for call in message.tool_calls:
-        line = json.dumps(
+        line = json_line(
             {"id": call.id, "name": call.name, "arguments": call.arguments},
-            ensure_ascii=False,
-            separators=(",", ":"),
+            f"the arguments of tool call {call.id!r}",
         )
         body = f"{body}\n{line}" if body else line
     return header, body, media
@@ -93,7 +146,7 @@ def render_chat(messages: Sequence[Message]) -> str:
     """The text a tokenizer with the three ChatML markers as special tokens counts exactly as
     `ExactCounter.count_messages` does (media parts aside)."""
     out = []
-    for m in messages:
+    for m in ensure_sequence(messages):
         header, body, _ = render_message(m)
         out.append(f"{_START}{header}{_SEP}{body}{_END}")
     return "".join(out) + f"{_START}assistant{_SEP}"
@@ -113,7 +166,7 @@ class _Counter:
 
     def count_messages(self, messages: Sequence[Message]) -> int:
         count = self.count_message
-        return REPLY_TOKENS + sum(count(m) for m in messages)
+        return REPLY_TOKENS + sum(count(m) for m in ensure_sequence(messages))
 
 
 class ApproximateCounter(_Counter):
@@ -124,17 +177,16 @@ class ApproximateCounter(_Counter):
     other languages, which take more tokens per character.
 
     Args:
-        chars_per_token: average characters per token of the target model's tokenizer.
+        chars_per_token: average characters per token of the target model's tokenizer (from
+            `MIN_RATIO` to `MAX_RATIO`).
     """
 
     def __init__(self, chars_per_token: float = 4.2) -> None:
-        if not chars_per_token > 0:
-            raise InvalidInput(f"chars_per_token must be positive, got {chars_per_token!r}")
-        self.chars_per_token = chars_per_token
+        self.chars_per_token = check_ratio(chars_per_token)
 
     def count_text(self, text: str) -> int:
         """Tokens of plain text, estimated from its length."""
-        return math.ceil(len(text) / self.chars_per_token)
+        return math.ceil(len(check_text(text)) / self.chars_per_token)
 
 
 class ExactCounter(_Counter):
@@ -187,13 +239,18 @@ class ExactCounter(_Counter):
 
     def count_text(self, text: str) -> int:
         """Tokens of plain text; special-token strings count as ordinary text."""
-        return len(self._encode(text)) if text else 0
+        return len(self._encode(text)) if check_text(text) else 0
 
     def count_message(self, message: Message) -> int:
         """Tokens of one rendered message (cached when it has an id)."""
-        if message.id is None:
-            return super().count_message(message)
         header, body, media = render_message(message)
+        if message.id is None:
+            return (
+                MESSAGE_TOKENS
+                + self.count_text(header)
+                + self.count_text(body)
+                + (media * MEDIA_TOKENS)
+            )
         key = (message.id, header, body)
         found = self._cache.get(key)
         if found is None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final
 
-from memfold.model import Message
+from memfold.model import Message, ensure_sequence
 
 __all__ = [
     "PINNED_ROLES",
@@ -46,7 +46,12 @@ Unit = tuple[Message, ...]
 
 
 def split(messages: Sequence[Message]) -> tuple[tuple[Message, ...], list[Unit]]:
-    """The leading system/developer messages, and the units of the rest, oldest first."""
+    """The leading system/developer messages, and the units of the rest, oldest first.
+
+    Raises:
+        InvalidInput: ``messages`` is not a sequence of `Message`.
+    """
+    messages = ensure_sequence(messages)
     pinned = pinned_prefix(messages)
     return pinned, group(messages[len(pinned) :])
 

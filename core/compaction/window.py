@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from memfold.compaction.tokens import REPLY_TOKENS, TokenCounter
+from memfold.compaction.tokens import REPLY_TOKENS, TokenCounter, check_counter
 from memfold.compaction.units import Unit, is_orphan, split, turn_starts
 from memfold.errors import InvalidInput
 from memfold.model import Message
@@ -70,6 +70,7 @@ def token_budget(
     """
     if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
         raise InvalidInput(f"max_tokens must be a positive int, got {max_tokens!r}")
+    check_counter(counter)
     pinned, units = split(messages)
     fixed = REPLY_TOKENS + sum(counter.count_message(m) for m in pinned)
     if fixed > max_tokens:
