@@ -38,12 +38,53 @@ from memfold.checkpoints import (
     aopen_checkpoint_store,
     open_checkpoint_store,
 )
+from memfold.errors import InvalidInput
 from memfold.model import JSON
 from memfold.stores import new_id
 
 __all__ = ["MemfoldSaver"]
 
 _NOT_IN_BODY = ("id", "channel_values", "channel_versions")  # the store keeps these
+
+
+def _configurable(config: object, *, required: bool = True) -> Mapping[str, Any]:
+    """``config["configurable"]``, or `InvalidInput` when ``config`` is not a run config (an
+    absent one is empty unless ``required``)."""
+    if config is None and not required:
+        return {}
+    conf = config.get("configurable") if isinstance(config, Mapping) else None
+    if conf is None and not required and isinstance(config, Mapping):
+        return {}
+    extra = config.get("metadata") if isinstance(config, Mapping) else None
+    if not isinstance(conf, Mapping) or not isinstance(extra, Mapping | None):
+        raise InvalidInput(
+            "a LangGraph config is a dict with a 'configurable' dict, e.g. "
+            f"{{'configurable': {{'thread_id': 't1'}}}}, got {config!r:.200}"
+        )
+    if not all(isinstance(k, str) for k in (*conf, *(extra or ()))):
+        raise InvalidInput("a config's 'configurable' and 'metadata' keys must be str")
+    return conf
+
+
+def _thread(value: object) -> str:
+    """A LangGraph thread id (any value, as LangGraph keys threads by its str), or
+    `InvalidInput` for None."""
+    if value is None:
+        raise InvalidInput("the config needs configurable['thread_id']")
+    return str(value)
+
+
+def _threads(thread_ids: object) -> list[str]:
+    """LangGraph thread ids (a list, not a str) as memfold's, or `InvalidInput`."""
+    if isinstance(thread_ids, str) or not isinstance(thread_ids, Sequence):
+        raise InvalidInput(f"thread_ids must be a list, got {type(thread_ids).__name__}")
+    return [_thread(t) for t in thread_ids]
+
+
+def _mapping(value: object, what: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise InvalidInput(f"{what} must be a dict, got {type(value).__name__}")
+    return value
 
 
 class MemfoldSaver(BaseCheckpointSaver[int]):
@@ -121,13 +162,20 @@ class MemfoldSaver(BaseCheckpointSaver[int]):
 
     # Translation, shared by the sync and async twins.
 
+    def _dumps(self, value: Any) -> tuple[str, bytes]:
+        """``serde.dumps_typed(value)``, or `InvalidInput` when the serializer cannot."""
+        try:
+            return self.serde.dumps_typed(value)
+        except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+            raise InvalidInput(f"LangGraph's serializer cannot encode a value: {exc}") from exc
+
     def _encode(self, value: Any) -> Blob | SequenceBlob:
         if type(value) is list and value:
-            typed = [self.serde.dumps_typed(item) for item in value]
+            typed = [self._dumps(item) for item in value]
             tag = typed[0][0]
             if all(t == tag for t, _ in typed):
                 return SequenceBlob(tag, tuple(data for _, data in typed))
-        return Blob(*self.serde.dumps_typed(value))
+        return Blob(*self._dumps(value))
 
     def _write_value(self, value: Any) -> Blob:
         """A pending write's value: a list item by item (`pack_sequence`), so that a store can
@@ -159,18 +207,22 @@ class MemfoldSaver(BaseCheckpointSaver[int]):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> dict[str, Any]:
-        conf = config["configurable"]
-        versions, present = checkpoint["channel_versions"], checkpoint["channel_values"]
+        conf = _configurable(config)
+        checkpoint = cast(LGCheckpoint, _mapping(checkpoint, "checkpoint"))
+        versions = _mapping(checkpoint.get("channel_versions"), "checkpoint['channel_versions']")
+        present = _mapping(checkpoint.get("channel_values"), "checkpoint['channel_values']")
+        changed = _mapping(new_versions, "new_versions")
+        metadata = cast(CheckpointMetadata, _mapping(metadata, "metadata"))
         values: dict[str, ChannelValue] = {
             ch: self._encode(present[ch]) if ch in present else None
-            for ch in new_versions
+            for ch in changed
             if ch in versions
         }
         body = {k: v for k, v in checkpoint.items() if k not in _NOT_IN_BODY}
         return {
-            "thread_id": str(conf["thread_id"]),
-            "checkpoint_id": checkpoint["id"],
-            "body": Blob(*self.serde.dumps_typed(body)),
+            "thread_id": _thread(conf.get("thread_id")),
+            "checkpoint_id": checkpoint.get("id"),
+            "body": Blob(*self._dumps(body)),
             "namespace": conf.get("checkpoint_ns", ""),
             "parent_id": conf.get("checkpoint_id"),
             "metadata": cast(Mapping[str, JSON], get_checkpoint_metadata(config, metadata)),
@@ -183,10 +235,15 @@ class MemfoldSaver(BaseCheckpointSaver[int]):
     def _writes_args(
         self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, path: str
     ) -> dict[str, Any]:
-        conf = config["configurable"]
+        conf = _configurable(config)
+        if isinstance(writes, str) or not isinstance(writes, Sequence):
+            raise InvalidInput(f"writes must be a list of (channel, value), got {writes!r:.100}")
+        if not all(isinstance(w, tuple | list) and len(w) == 2 and isinstance(w[0], str)
+                   for w in writes):  # fmt: skip
+            raise InvalidInput("each write must be a (str channel, value) pair")
         return {
-            "thread_id": str(conf["thread_id"]),
-            "checkpoint_id": conf["checkpoint_id"],
+            "thread_id": _thread(conf.get("thread_id")),
+            "checkpoint_id": conf.get("checkpoint_id"),
             "writes": [
                 PendingWrite(task_id, WRITES_IDX_MAP.get(ch, i), ch, self._write_value(v), path)
                 for i, (ch, v) in enumerate(writes)
@@ -197,9 +254,9 @@ class MemfoldSaver(BaseCheckpointSaver[int]):
         }
 
     def _get_args(self, config: RunnableConfig) -> dict[str, Any]:
-        conf = config["configurable"]
+        conf = _configurable(config)
         return {
-            "thread_id": str(conf["thread_id"]),
+            "thread_id": _thread(conf.get("thread_id")),
             "namespace": conf.get("checkpoint_ns", ""),
             "checkpoint_id": get_checkpoint_id(config),
             "tenant": self.tenant,
@@ -212,7 +269,9 @@ class MemfoldSaver(BaseCheckpointSaver[int]):
         before: RunnableConfig | None,
         limit: int | None,
     ) -> dict[str, Any]:
-        conf = (config or {}).get("configurable", {})
+        conf = _configurable(config, required=False)
+        if before is not None:
+            _configurable(before)
         return {
             "thread_id": None if conf.get("thread_id") is None else str(conf["thread_id"]),
             "namespace": conf.get("checkpoint_ns"),
@@ -297,7 +356,7 @@ class MemfoldSaver(BaseCheckpointSaver[int]):
 
     def delete_thread(self, thread_id: str) -> None:
         """Remove every checkpoint and write of a thread."""
-        self.store.delete_thread(str(thread_id), tenant=self.tenant)
+        self.store.delete_thread(_thread(thread_id), tenant=self.tenant)
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
         """Remove the checkpoints and writes made by the given runs."""
@@ -305,16 +364,18 @@ class MemfoldSaver(BaseCheckpointSaver[int]):
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """Copy a thread's whole history (same checkpoint ids) to a new thread."""
-        self.store.copy_thread(str(source_thread_id), str(target_thread_id), tenant=self.tenant)
+        self.store.copy_thread(
+            _thread(source_thread_id), _thread(target_thread_id), tenant=self.tenant
+        )
 
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         """Keep only each namespace's newest checkpoint, or delete (``strategy="delete"``)."""
-        threads = [str(t) for t in thread_ids]
+        threads = _threads(thread_ids)
         self.store.prune(threads, strategy=cast(PruneStrategy, strategy), tenant=self.tenant)
 
     def release(self, thread_id: str) -> bool:
         """End this saver's lease on a thread now, so another writer may fork it at once."""
-        return self.store.release(str(thread_id), self.writer_id, tenant=self.tenant)
+        return self.store.release(_thread(thread_id), self.writer_id, tenant=self.tenant)
 
     # Async API: the same translation over the store's async methods.
 
@@ -360,7 +421,7 @@ class MemfoldSaver(BaseCheckpointSaver[int]):
 
     async def adelete_thread(self, thread_id: str) -> None:
         """Async `delete_thread`."""
-        await self.store.adelete_thread(str(thread_id), tenant=self.tenant)
+        await self.store.adelete_thread(_thread(thread_id), tenant=self.tenant)
 
     async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
         """Async `delete_for_runs`."""
@@ -369,17 +430,17 @@ class MemfoldSaver(BaseCheckpointSaver[int]):
     async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """Async `copy_thread`."""
         await self.store.acopy_thread(
-            str(source_thread_id), str(target_thread_id), tenant=self.tenant
+            _thread(source_thread_id), _thread(target_thread_id), tenant=self.tenant
         )
 
     async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         """Async `prune`."""
-        threads = [str(t) for t in thread_ids]
+        threads = _threads(thread_ids)
         await self.store.aprune(threads, strategy=cast(PruneStrategy, strategy), tenant=self.tenant)
 
     async def arelease(self, thread_id: str) -> bool:
         """Async `release`."""
-        return await self.store.arelease(str(thread_id), self.writer_id, tenant=self.tenant)
+        return await self.store.arelease(_thread(thread_id), self.writer_id, tenant=self.tenant)
 
 
 class _Decoded(dict[bytes, Any]):

@@ -33,6 +33,7 @@ from langgraph.graph.message import add_messages
 from langgraph.managed import RemainingSteps
 
 from memfold.compaction import CompactionRecord, RunningSummary, Summarizer
+from memfold.errors import InvalidInput
 from memfold.integrations.langchain.middleware import (
     RECORD_STATE_KEY,
     acompact_messages,
@@ -62,6 +63,12 @@ def _update(
     return update
 
 
+def _state(state: object) -> Mapping[str, Any]:
+    if not isinstance(state, Mapping) or "messages" not in state:
+        raise InvalidInput("the compaction hook runs on a graph state with 'messages'")
+    return state
+
+
 def compaction_hook(
     strategy: RunningSummary, summarizer: Summarizer | None = None
 ) -> RunnableLambda[Any, dict[str, Any]]:
@@ -75,13 +82,16 @@ def compaction_hook(
             `memfold.integrations.langchain.ChatModelSummarizer`).
     """
 
+    if not isinstance(strategy, RunningSummary):
+        raise InvalidInput(f"strategy must be a RunningSummary, got {type(strategy).__name__}")
+
     def hook(state: Mapping[str, Any]) -> dict[str, Any]:
-        record = state.get(RECORD_STATE_KEY)
+        record = _state(state).get(RECORD_STATE_KEY)
         view, new = compact_messages(state["messages"], strategy, summarizer, record)
         return _update(view, new, state)
 
     async def ahook(state: Mapping[str, Any]) -> dict[str, Any]:
-        record = state.get(RECORD_STATE_KEY)
+        record = _state(state).get(RECORD_STATE_KEY)
         view, new = await acompact_messages(state["messages"], strategy, summarizer, record)
         return _update(view, new, state)
 

@@ -41,12 +41,69 @@ from memfold.model import JSON
 __all__ = ["MemfoldStore"]
 
 
+def _labels(value: object, what: str) -> tuple[str, ...]:
+    """A namespace (or path) of str labels as a tuple, or `InvalidInput`."""
+    if not isinstance(value, tuple | list) or not all(isinstance(v, str) for v in value):
+        raise InvalidInput(f"{what} must be a tuple of str, got {value!r:.100}")
+    return tuple(value)
+
+
+def _count(value: object, what: str, *, optional: bool = False) -> int | None:
+    """A non-negative int (or None when ``optional``), or `InvalidInput`."""
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidInput(f"{what} must be an int >= 0, got {value!r:.100}")
+    return value
+
+
+def _checked(op: object) -> Op:
+    """``op`` if its fields have the types LangGraph declares, or `InvalidInput`: the store
+    runs nothing of a batch holding a malformed op."""
+    if isinstance(op, GetOp | PutOp):
+        _labels(op.namespace, "namespace")
+        if not isinstance(op.key, str):
+            raise InvalidInput(f"key must be a str, got {op.key!r:.100}")
+    if isinstance(op, PutOp):
+        if op.value is not None and not isinstance(op.value, Mapping):
+            raise InvalidInput(f"a put's value must be a dict or None, got {op.value!r:.100}")
+        if op.index not in (None, False):
+            _labels(op.index, "index")
+        if op.ttl is not None and (isinstance(op.ttl, bool) or not isinstance(op.ttl, int | float)):
+            raise InvalidInput(f"ttl must be a number of minutes or None, got {op.ttl!r:.100}")
+    elif isinstance(op, SearchOp):
+        _labels(op.namespace_prefix, "namespace_prefix")
+        if op.filter is not None and not isinstance(op.filter, Mapping):
+            raise InvalidInput(f"filter must be a dict or None, got {op.filter!r:.100}")
+        _count(op.limit, "limit")
+        _count(op.offset, "offset")
+        if op.query is not None and not isinstance(op.query, str):
+            raise InvalidInput(f"query must be a str or None, got {op.query!r:.100}")
+    elif isinstance(op, ListNamespacesOp):
+        for condition in op.match_conditions or ():
+            if condition.match_type not in ("prefix", "suffix"):
+                raise InvalidInput(
+                    f"match_type must be 'prefix' or 'suffix', got {condition!r:.100}"
+                )
+            _labels(condition.path, "a match condition's path")
+        _count(op.max_depth, "max_depth", optional=True)
+        _count(op.limit, "limit")
+        _count(op.offset, "offset")
+    elif not isinstance(op, GetOp):
+        raise InvalidInput(f"unknown LangGraph store operation {type(op).__name__}")
+    return op
+
+
 def _filter(spec: Mapping[str, Any], path: tuple[str, ...] = ()) -> dict[str, JSON]:
     """LangGraph's filter as memfold's: nested partial matches become dotted paths."""
     out: dict[str, JSON] = {}
     for key, condition in spec.items():
+        if not isinstance(key, str):
+            raise InvalidInput(f"filter keys must be str, got {key!r:.100}")
         field = (*path, key)
-        if isinstance(condition, Mapping) and not any(k.startswith("$") for k in condition):
+        if isinstance(condition, Mapping) and not any(
+            isinstance(k, str) and k.startswith("$") for k in condition
+        ):
             out.update(_filter(condition, field))
         elif isinstance(condition, list | tuple):
             raise UnsupportedOperation(
@@ -213,8 +270,8 @@ class MemfoldStore(BaseStore):
 
     def batch(self, ops: Iterable[Op]) -> list[Result]:
         """Run LangGraph store operations in order; results in the same order."""
-        return [self._run(op) for op in ops]
+        return [self._run(op) for op in [_checked(op) for op in ops]]
 
     async def abatch(self, ops: Iterable[Op]) -> list[Result]:
         """Async `batch`."""
-        return [await self._arun(op) for op in ops]
+        return [await self._arun(op) for op in [_checked(op) for op in ops]]
