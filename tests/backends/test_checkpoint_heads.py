@@ -228,3 +228,27 @@ def test_heads_keep_payloads_within_their_budget() -> None:
     b = heads.get("", "b", "")[1]
     assert b is not None
     assert b.payload == {"x": Blob("json", b"123456")}
+
+
+async def test_a_tasks_pending_writes_are_one_statement(
+    stores: tuple[BaseCheckpointStore, BaseCheckpointStore],
+    use_async: bool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A task's new pending writes on a recently written thread are one statement; writes
+    stored already keep their first value (the full form finds them), and a writer whose
+    lease was taken over is refused on an older checkpoint."""
+    mine, other = (Api(s, use_async) for s in stores)
+    await put(mine, 0, None, lease=Lease("me", 30))
+    first = [PendingWrite("task", i, "x", Blob("json", b"%d" % i)) for i in range(2)]
+    seen = statements(stores[0], monkeypatch)
+    await mine.put_writes("t", cid(0), first, lease=Lease("me", 30))
+    assert len(seen) == 1, seen
+    again = [PendingWrite("task", i, "x", Blob("json", b"9")) for i in range(2)]
+    await mine.put_writes("t", cid(0), again, lease=Lease("me", 30))
+    assert (await other.get("t")).writes == tuple(first)
+    await put(other, 1, 0, lease=Lease("other", 30))  # continues the newest: takes over
+    with pytest.raises(Conflict):
+        await mine.put_writes(
+            "t", cid(0), [PendingWrite("late", 0, "x", BODY)], lease=Lease("me", 30)
+        )

@@ -14,7 +14,10 @@ form that reads nothing and a full form that reads under the thread's lock.
 - *Fast pending writes* are stored without writing the thread's row when the thread's last
   write is recorded within the last minute and the writer's lease (if it has one) has more
   than half of its time left: on PostgreSQL in one statement, whose ``FOR KEY SHARE`` read of
-  the row waits for an erasure but not for a put of the same thread. Otherwise the *full* form
+  the row waits for an erasure but not for a put of the same thread; on SQLite in one statement
+  too when they are up to 8 writes with a ``idx >= 0`` (an insert that stores none of them
+  leaves it to the full form to tell a failed check from writes stored already). Otherwise the
+  *full* form
   locks the row, checks the lease (handing it over, or leaving it alone for a checkpoint not
   stored yet), renews it and records the write.
 
@@ -78,7 +81,8 @@ than this many microseconds (one minute)."""
 
 _INLINE_ROWS = 8
 """PostgreSQL: up to this many value rows or writes travel as one parameter per column value
-(a statement per row count, cheap for the driver to send); more as one array per column."""
+(a statement per row count, cheap for the driver to send); more as one array per column.
+SQLite: up to this many new pending writes are stored in one statement."""
 
 # Value row columns after the thread namespace key, with their PostgreSQL types.
 _VALUE_ARRAYS = (
@@ -658,6 +662,20 @@ class CheckpointWrites:
 
             return one, True
 
+        if kept and not replaced and len(kept) <= _INLINE_ROWS:
+            args = {**check, **_rows_params("k_", _WRITE_ARRAYS, kept)}
+            statement = self._cached(
+                ("sqlite writes", lease, len(kept)), lambda: self._sqlite_writes(lease, len(kept))
+            )
+
+            def single() -> Plan:
+                # No row inserted: the check failed, or every write was stored already; the
+                # full form tells which (and stores nothing twice).
+                found = yield statement, args
+                return found.rowcount > 0
+
+            return single, True
+
         def plan() -> Plan:
             found = yield (self._lease_check if lease else self._thread_check), check
             if not found.rows:
@@ -666,6 +684,26 @@ class CheckpointWrites:
             return True
 
         return plan, False
+
+    def _sqlite_writes(self, lease: bool, count: int) -> ClauseElement:
+        """SQLite's fast pending writes as one statement: ``count`` new writes inserted if the
+        thread's row passes the fast check (its row count tells how many were)."""
+        t = self._quote.format_table(self.tables.threads)
+        w = self._quote.format_table(self.tables.writes)
+        where = "tenant = :tenant AND thread_id = :thread_id AND updated_us >= :recent"
+        if lease:
+            where += " AND holder = :writer AND lease_until_us >= :fresh"
+        key = ":tenant, :thread_id, :namespace, :checkpoint_id"
+        rows = ", ".join(
+            f"({key}, " + ", ".join(f":k_{name}_{i}" for name, _ in _WRITE_ARRAYS) + ")"
+            for i in range(count)
+        )
+        names = ", ".join(name for name, _ in _WRITE_ARRAYS)
+        return text(
+            f"INSERT INTO {w} (tenant, thread_id, namespace, checkpoint_id, {names}) "
+            f"SELECT * FROM (VALUES {rows}) WHERE EXISTS (SELECT 1 FROM {t} WHERE {where}) "
+            "ON CONFLICT DO NOTHING"
+        )
 
     def _postgres_writes(self, lease: bool, kept: int, replaced: int) -> ClauseElement:
         """Fast pending writes in one statement: ``kept`` writes stored only if new, and
