@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import random
@@ -467,7 +468,9 @@ def run_sync(subject: Subject, settings: Settings, tmp: Path, result: Result) ->
                 assert len(state.values["messages"]) == 4 * settings.turns
         result.get_state_ms = _median_ms(samples)
         samples = []
+        list(saver.list(None, limit=LIST_N))  # warm-up: statement caches, first imports
         for _ in range(settings.repeats):
+            gc.collect()  # no saver pays for garbage an earlier one left
             t0 = CLOCK()
             listed = list(saver.list(None, limit=LIST_N))
             samples.append(CLOCK() - t0)
@@ -498,7 +501,9 @@ async def run_async(subject: Subject, settings: Settings, tmp: Path, result: Res
                 assert len(state.values["messages"]) == 4 * settings.turns
         result.get_state_ms = _median_ms(samples)
         samples = []
+        _ = [c async for c in saver.alist(None, limit=LIST_N)]  # warm-up, as in run_sync
         for _ in range(settings.repeats):
+            gc.collect()
             t0 = CLOCK()
             listed = [c async for c in saver.alist(None, limit=LIST_N)]
             samples.append(CLOCK() - t0)
@@ -718,7 +723,7 @@ def main() -> None:
     if args.cpu:
         CLOCK = time.process_time
     settings = (
-        Settings(threads=4, turns=10, direct_steps=20, repeats=2)
+        Settings(threads=4, turns=10, direct_steps=20, repeats=5)
         if args.quick
         else Settings(threads=20, turns=50, direct_steps=50, repeats=3)
     )
