@@ -9,7 +9,7 @@ Examples:
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, TypeAlias
@@ -295,20 +295,30 @@ def ensure_sequence(messages: Message | Sequence[Message]) -> tuple[Message, ...
     return out
 
 
-_set = object.__setattr__
-
-
 def stamped(message: Message, message_id: str, created_at: datetime) -> Message:
     """``message`` with ``id`` and ``created_at`` set, its fields not checked again: they were
     when ``message`` was made, and the caller checks the two it sets (every append copies its
-    messages so, which makes this a hot path)."""
-    copy = object.__new__(Message)
-    _set(copy, "role", message.role)
-    _set(copy, "content", message.content)
-    _set(copy, "name", message.name)
-    _set(copy, "id", message_id)
-    _set(copy, "tool_calls", message.tool_calls)
-    _set(copy, "tool_call_id", message.tool_call_id)
-    _set(copy, "created_at", created_at)
-    _set(copy, "metadata", message.metadata)
+    messages so, which makes this a hot path: the slots are set through their descriptors,
+    about half the cost of ``object.__setattr__``)."""
+    copy = _new(Message)
+    _role(copy, message.role)
+    _content(copy, message.content)
+    _name(copy, message.name)
+    _id(copy, message_id)
+    _tool_calls(copy, message.tool_calls)
+    _tool_call_id(copy, message.tool_call_id)
+    _created_at(copy, created_at)
+    _metadata(copy, message.metadata)
     return copy
+
+
+def _setter(name: str) -> Callable[[Message, object], None]:
+    """The ``__set__`` of `Message`'s slot ``name``."""
+    setter: Callable[[Message, object], None] = vars(Message)[name].__set__
+    return setter
+
+
+_new = object.__new__
+_role, _content, _name = _setter("role"), _setter("content"), _setter("name")
+_id, _created_at, _metadata = _setter("id"), _setter("created_at"), _setter("metadata")
+_tool_calls, _tool_call_id = _setter("tool_calls"), _setter("tool_call_id")

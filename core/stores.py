@@ -20,9 +20,9 @@ from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from types import TracebackType
-from typing import Final, Protocol, Self, TypeVar, runtime_checkable
+from typing import Final, Protocol, Self, TypeVar, cast, runtime_checkable
 
 from memfold import ops
 from memfold.encryption import (
@@ -39,6 +39,7 @@ from memfold.errors import Conflict, InvalidInput, UnsupportedOperation
 from memfold.limits import DEFAULT_LIMITS, Limits, check_tree
 from memfold.model import (
     JSON,
+    ROLES,
     Message,
     MessageHit,
     ThreadInfo,
@@ -224,12 +225,11 @@ def _encoded(value: object, what: str) -> tuple[str, int]:
     """JSON text for ``value`` and its size in UTF-8 bytes."""
     try:
         encoded = _encode(value)
-        # ASCII is its own UTF-8; other text is encoded, which also finds lone surrogates.
-        return encoded, len(encoded) if encoded.isascii() else len(encoded.encode("utf-8"))
     except UnicodeEncodeError as exc:
         raise InvalidInput(f"{what} holds text that is not valid Unicode") from exc
     except (TypeError, ValueError, RecursionError) as exc:
         raise InvalidInput(f"{what} is not JSON-serialisable: {exc}") from exc
+    return encoded, _utf8_size(encoded, what)
 
 
 _RANDOM: deque[bytes] = deque()
@@ -274,14 +274,22 @@ def check_message(message: Message, what: str, limits: Limits) -> str:
             part extras nest too deeply.
         InvalidInput: something in it JSON cannot hold exactly.
     """
+    content = message.content
+    head = _PLAIN_HEAD.get(message.role)
+    if head is not None and type(content) is str and _plain(message):
+        limits.check("max_message_bytes", what, len(content), "bytes or more")
+        body = head + _quote(content) + "}"
+        size = _utf8_size(body, what) + _left_out(message, None)
+        limits.check("max_message_bytes", what, size, "bytes of JSON")
+        return body
     rough = _rough_size(message)
     limits.check("max_message_bytes", what, rough, "bytes or more")
     if message.metadata:
         rough += check_tree(message.metadata, f"the metadata of {what}", limits)
     for call in message.tool_calls:
         rough += check_tree(call.arguments, f"the arguments of a tool call in {what}", limits)
-    if not isinstance(message.content, str):
-        for part in message.content:
+    if not isinstance(content, str):
+        for part in content:
             rough += check_tree(part.extra, f"a part of {what}", limits)
     limits.check("max_message_bytes", what, rough, "bytes or more")
     data = message.to_dict(stored=True)
@@ -291,15 +299,44 @@ def check_message(message: Message, what: str, limits: Limits) -> str:
     return body
 
 
-def _left_out(message: Message, stored: Mapping[str, JSON]) -> int:
+_PLAIN_HEAD: Final = {role: f'{{"role":{_quote(role)},"content":' for role in ROLES}
+"""The start of a plain message's stored body, by role: `Message.to_dict` with ``stored=True``
+as `_encode` writes it, for a message that has only a role, text content and a UTC time."""
+
+
+def _plain(message: Message) -> bool:
+    """Whether ``message``'s stored body holds only its role and content (which must be a
+    str): no name, tool calls, tool call id, metadata, or time outside UTC."""
+    created = message.created_at
+    return (
+        message.name is None
+        and not message.tool_calls
+        and message.tool_call_id is None
+        and not message.metadata
+        and (created is None or created.tzinfo is UTC)
+    )
+
+
+def _utf8_size(text: str, what: str) -> int:
+    """The UTF-8 size of JSON ``text``, or `InvalidInput` if it holds a lone surrogate."""
+    if text.isascii():  # ASCII is its own UTF-8
+        return len(text)
+    try:
+        return len(text.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        raise InvalidInput(f"{what} holds text that is not valid Unicode") from exc
+
+
+def _left_out(message: Message, stored: Mapping[str, JSON] | None) -> int:
     """The bytes the id and time of ``message`` add to its JSON beyond its stored body
-    (``,"id":"..."`` and ``,"created_at":"..."``, ISO 8601 with a ``+00:00`` offset)."""
+    (``,"id":"..."`` and ``,"created_at":"..."``, ISO 8601 with a ``+00:00`` offset);
+    ``stored`` None: a body without a time."""
     size = 0
     if message.id is not None:
         quoted = _quote(message.id)
         size += 6 + (len(quoted) if quoted.isascii() else len(quoted.encode("utf-8")))
     created = message.created_at
-    if created is not None and "created_at" not in stored:
+    if created is not None and (stored is None or "created_at" not in stored):
         size += 16 + (32 if created.microsecond else 25)
     return size
 
@@ -314,17 +351,19 @@ def _prepare(
     ``limits``, and encrypt it (with a ``keyring``). Returns the messages as the caller gets
     them back, as they are stored, and the stored ones encoded."""
     now = utcnow()
+    if type(messages) is Message and redactor is None and keyring is None:  # the hot path
+        m = _stamped(messages, now)
+        return (m,), (m,), (check_message(m, f"message {m.id!r}", limits),)
     ready: list[Message] = []
     stored: list[Message] = []
     bodies: list[str] = []
     seen: set[str] = set()
     for m in ensure_sequence(messages):
-        message_id = check_id(m.id, "message id") if m.id else new_id()
+        m = _stamped(m, now)
+        message_id = cast(str, m.id)
         if message_id in seen:
             raise InvalidInput(f"message id {message_id!r} appears twice in one append")
         seen.add(message_id)
-        if m.id != message_id or m.created_at is None:
-            m = stamped(m, message_id, m.created_at or now)
         if redactor is not None:
             m = redactor.redact_message(m)
         ready.append(m)
@@ -335,6 +374,15 @@ def _prepare(
         stored.append(m)
         bodies.append(body)
     return tuple(ready), tuple(stored), tuple(bodies)
+
+
+def _stamped(message: Message, now: datetime) -> Message:
+    """``message`` with a checked id (a new one if it has none) and a time (``now`` if it
+    has none)."""
+    message_id = check_id(message.id, "message id") if message.id else new_id()
+    if message.id != message_id or message.created_at is None:
+        return stamped(message, message_id, message.created_at or now)
+    return message
 
 
 @runtime_checkable

@@ -69,6 +69,39 @@ def test_messages_round_trip_through_their_stored_form(message: Message) -> None
         check_message(message, "m", Limits(max_message_bytes=size - 1))
 
 
+plain_messages = st.builds(
+    Message,
+    role=st.sampled_from(sorted(ROLES)),
+    content=st.text(),
+    id=st.none() | st.text(min_size=1),
+    created_at=st.none() | st.datetimes(timezones=st.just(UTC)),
+)
+
+
+@given(plain_messages | messages)
+def test_a_stored_body_is_the_compact_json_of_the_stored_dict(message: Message) -> None:
+    """Plain messages (role, text and a UTC time: most appends) take a shorter way to their
+    body; it is byte for byte what the encoder writes for any message, limits counted alike."""
+    expected = json.dumps(message.to_dict(stored=True), ensure_ascii=False, separators=(",", ":"))
+    assert check_message(message, "m", Limits()) == expected
+    size = len(message.to_json().encode("utf-8"))
+    check_message(message, "m", Limits(max_message_bytes=size))
+    with pytest.raises(LimitExceeded, match=r"bytes of JSON|bytes or more"):
+        check_message(message, "m", Limits(max_message_bytes=size - 1))
+
+
+@pytest.mark.parametrize("content", ["\ud800", "caf\u00e9 \udfff", ("x" * 10) + "\ud83d"])
+def test_a_lone_surrogate_is_invalid_input(content: str) -> None:
+    """Text UTF-8 cannot hold is refused, in plain messages and in others."""
+    for message in (
+        Message(role="user", content=content),
+        Message(role="user", content=content, metadata={"k": 1}),
+        Message(role="user", content="ok", name=content),
+    ):
+        with pytest.raises(InvalidInput, match="not valid Unicode"):
+            check_message(message, "m", Limits())
+
+
 @given(json_values)
 def test_stored_json_is_compact_json(value: object) -> None:
     """What memfold writes is exactly the standard library's compact JSON of the value."""
