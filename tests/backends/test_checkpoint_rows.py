@@ -211,26 +211,37 @@ async def test_a_list_a_pending_write_of_the_parent_holds_is_stored_once(
     assert (await api.get("t")).values == {"m": final, "n": grown["n"]}  # type: ignore[union-attr]
 
 
-async def test_a_list_parses_each_value_row_once(
+async def test_a_list_reads_and_parses_each_value_row_once(
     store: BaseCheckpointStore, api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Listing checkpoints of one delta chain parses each stored value row once, though the read
-    returns a chain's rows once per checkpoint that needs them; values read back whole."""
+    """Listing checkpoints of one delta chain, and of a plain value channel, reads each stored
+    value row once (not once per checkpoint whose chain holds it) and parses it once; values
+    read back whole."""
     chain: tuple[bytes, ...] = ()
     parent = None
     for step in range(1, 9):
         chain += (b'"m%d"' % step,)
-        await api.put("t", f"c{step}", BODY, parent_id=parent, versions={"m": step},
-                      values={"m": SequenceBlob("json", chain)})  # fmt: skip
+        values = {"m": SequenceBlob("json", chain), "v": Blob("json", b"%d" % step)}
+        await api.put("t", f"c{step}", BODY, parent_id=parent,
+                      versions={"m": step, "v": step}, values=values)  # fmt: skip
         parent = f"c{step}"
+    fetched: list[Any] = []
     parsed: list[Any] = []
+    read_rows = checkpoint_plans._parse_rows
 
-    def counting(row: Any) -> Any:
+    def reading(found: Any, into: Any) -> None:
+        fetched.extend(found)
+        read_rows(fetched[len(fetched) - len(found) :], into)
+
+    def parsing(row: Any) -> Any:
         parsed.append(row)
         return parse_value(row)
 
-    monkeypatch.setattr(checkpoint_plans, "parse_value", counting)
+    monkeypatch.setattr(checkpoint_plans, "_parse_rows", reading)
+    monkeypatch.setattr(checkpoint_plans, "parse_value", parsing)
     listed = await api.list_checkpoints("t")
     assert [len(c.values["m"].items) for c in listed] == list(range(8, 0, -1))
     assert listed[0].values["m"] == SequenceBlob("json", chain)
-    assert len(parsed) == (await api.stats("t")).blobs
+    assert [c.values["v"] for c in listed[::3]] == [Blob("json", b"%d" % s) for s in (8, 5, 2)]
+    rows = (await api.stats("t")).blobs
+    assert len(fetched) == len(parsed) == rows

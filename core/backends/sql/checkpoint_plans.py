@@ -212,8 +212,9 @@ class CheckpointPlans:
 
     def _values_sql(self, chains: bool) -> str:
         """Value rows by key (``:roots``, a JSON list of ``{t, n, c, v, o}``) in one query;
-        with ``chains``, also every row sharing each row's snapshot (its delta chain), each
-        half an index lookup per root (SQLite's ``CROSS JOIN`` keeps the roots outermost)."""
+        with ``chains``, a list row's whole delta chain instead (every row sharing its
+        snapshot, each row once however many roots need it), each half an index lookup per
+        root (SQLite's ``CROSS JOIN`` keeps the roots outermost)."""
         table = self._quote.format_table(self.tables.values)
         if self.dialect == "postgresql":
             source = (
@@ -242,9 +243,9 @@ class CheckpointPlans:
         if not chains:
             return roots
         return (
-            f"{roots} UNION ALL {columns} FROM (SELECT {_CHAIN_TIPS.format('r')} {by_key('r')} "
-            f"WHERE r.depth > 0 GROUP BY {_CHAIN_GROUP.format('r')}) AS g {join} {table} AS x "
-            f"ON {_CHAIN_ROWS} {shared}"
+            f"{roots} WHERE {_NOT_LISTED} UNION ALL {columns} FROM (SELECT "
+            f"{_CHAIN_TIPS.format('r')} {by_key('r')} WHERE r.{_LISTED} GROUP BY "
+            f"{_CHAIN_GROUP.format('r')}) AS g {join} {table} AS x ON {_CHAIN_ROWS} {shared}"
         )
 
     def _value_columns(self) -> tuple[str, str]:
@@ -279,9 +280,10 @@ class CheckpointPlans:
         if not chains:
             return roots
         return (
-            f"{roots} UNION ALL {columns} FROM (SELECT {_CHAIN_TIPS.format('r')} FROM {source} "
-            f"CROSS JOIN LATERAL (SELECT * FROM {table} AS x WHERE {by_key} OFFSET 0) AS r "
-            f"WHERE r.depth > 0 GROUP BY {_CHAIN_GROUP.format('r')}) AS g CROSS JOIN LATERAL "
+            f"{roots} WHERE {_NOT_LISTED} UNION ALL {columns} FROM (SELECT "
+            f"{_CHAIN_TIPS.format('r')} FROM {source} CROSS JOIN LATERAL (SELECT * FROM {table} "
+            f"AS x WHERE {by_key} OFFSET 0) AS r WHERE r.{_LISTED} GROUP BY "
+            f"{_CHAIN_GROUP.format('r')}) AS g CROSS JOIN LATERAL "
             f"(SELECT * FROM {table} AS x WHERE {_CHAIN_ROWS} OFFSET 0) AS x {shared}"
         )
 
@@ -1081,7 +1083,10 @@ class CheckpointPlans:
 
 
 # A read's delta chains: the deepest root of each chain (roots of one thread share chains),
-# then that chain's rows above it, so each row comes back once however many roots need it.
+# then that chain's rows up to it, so each row comes back once however many roots need it;
+# the other roots (no chain: plain values) are read by key.
+_LISTED = "snapshot_version IS NOT NULL"
+_NOT_LISTED = "x.snapshot_version IS NULL"
 _CHAIN_GROUP = "{0}.thread_id, {0}.namespace, {0}.channel, {0}.snapshot_version, {0}.snapshot_owner"
 _CHAIN_TIPS = (
     "{0}.thread_id AS t, {0}.namespace AS n, {0}.channel AS c, {0}.snapshot_version AS sv, "
@@ -1089,7 +1094,7 @@ _CHAIN_TIPS = (
 )
 _CHAIN_ROWS = (
     "x.tenant = :tenant AND x.thread_id = g.t AND x.namespace = g.n AND x.channel = g.c "
-    "AND x.snapshot_version = g.sv AND x.snapshot_owner = g.so AND x.depth < g.d"
+    "AND x.snapshot_version = g.sv AND x.snapshot_owner = g.so AND x.depth <= g.d"
 )
 
 
