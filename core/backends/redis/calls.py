@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Generic, TypeAlias, TypeVar, cast
+from typing import Any, Generic, NamedTuple, TypeAlias, TypeVar, cast
 
 from memfold import ops
 from memfold.backends.redis import scripts
@@ -37,10 +36,10 @@ Arg: TypeAlias = str | bytes | int
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-@dataclass(frozen=True, slots=True)
-class Call(Generic[T]):
+class Call(NamedTuple, Generic[T]):
     """One command to send (none when the answer is known without asking), the script it
-    runs (if any), and how to read its reply."""
+    runs (if any), and how to read its reply (a named tuple: every operation builds one, and
+    a tuple is built in half the time of a frozen dataclass)."""
 
     command: tuple[Arg, ...]
     decode: Callable[[Any], T]
@@ -151,10 +150,16 @@ class Calls:
     ) -> Call[None]:
         keys = thread_keys(self.prefix, tenant, thread_id)
         encode = self.codec.encode
-        command: list[Arg] = ["EVALSHA", scripts.APPEND.sha, 1, keys.messages, keys.member]
-        command += (self.ttl, self.cap, int(replace), "" if follows is None else "=" + follows)
-        for m, body in zip(messages, bodies, strict=True):
-            command += (m.id or "", encode(m, body))
+        head = ("EVALSHA", scripts.APPEND.sha, 1, keys.messages, keys.member, self.ttl, self.cap)
+        command: tuple[Arg, ...]
+        if len(messages) == 1 and not replace and follows is None:  # the hot path
+            m = messages[0]
+            command = (*head, 0, "", m.id or "", encode(m, bodies[0]))
+        else:
+            pairs: list[Arg] = []
+            for m, body in zip(messages, bodies, strict=True):
+                pairs += (m.id or "", encode(m, body))
+            command = (*head, int(replace), "" if follows is None else "=" + follows, *pairs)
 
         def decode(reply: bytes | list[bytes] | None) -> None:
             if isinstance(reply, list):
@@ -165,7 +170,7 @@ class Calls:
                     "append new messages with new ids (or leave id empty to have one assigned)"
                 )
 
-        return Call(tuple(command), decode, scripts.APPEND)
+        return Call(command, decode, scripts.APPEND)
 
     def _update(self, op: ops.UpdateMessages) -> Call[None]:
         keys = thread_keys(self.prefix, op.tenant, op.thread_id)
