@@ -91,20 +91,31 @@ class Limits:
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= ceiling:
                 raise InvalidInput(f"Limits.{f.name} must be an int from 1 to {ceiling}")
 
+    def _limit(self, name: object) -> int:
+        if not isinstance(name, str) or name not in _NAMES:
+            raise InvalidInput(f"{name!r} is not a limit: use one of {', '.join(_NAMES)}")
+        value: int = getattr(self, name)
+        return value
+
     def exceeded(self, name: str, what: str, size: int, unit: str = "bytes") -> LimitExceeded:
-        """The error for ``what`` being ``size`` ``unit`` against limit ``name``."""
-        limit = getattr(self, name)
+        """The error for ``what`` being ``size`` ``unit`` against limit ``name`` (`InvalidInput`
+        if ``name`` is not a limit)."""
+        limit = self._limit(name)
         return LimitExceeded(
             f"{what} is {size:,} {unit}; the limit is {limit:,} ({name}): store less, or raise "
             f"the limit by opening the store with limits=Limits({name}=...)"
         )
 
     def check(self, name: str, what: str, size: int, unit: str = "bytes") -> None:
-        """Raise `LimitExceeded` if ``size`` is over limit ``name``."""
-        if size > getattr(self, name):
+        """Raise `LimitExceeded` if ``size`` is over limit ``name`` (`InvalidInput` if ``name``
+        is not a limit or ``size`` not an int)."""
+        if isinstance(size, bool) or not isinstance(size, int):
+            raise InvalidInput(f"a size must be an int, got {size!r}")
+        if size > self._limit(name):
             raise self.exceeded(name, what, size, unit)
 
 
+_NAMES: Final = tuple(f.name for f in fields(Limits))
 DEFAULT_LIMITS: Final = Limits()
 """The limits of a store opened without ``limits=``."""
 

@@ -9,12 +9,14 @@ Examples:
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, TypeAlias
 
 from memfold.errors import InvalidInput
+from memfold.limits import MAX_JSON_DEPTH, Limits, check_tree
 
 __all__ = [
     "JSON",
@@ -35,6 +37,20 @@ ROLES: Final = frozenset({"system", "developer", "user", "assistant", "tool", "f
 
 def _ts(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
+
+
+_DEEPEST: Final = Limits(max_json_depth=MAX_JSON_DEPTH)
+
+
+@contextmanager
+def _reading(what: str) -> Iterator[None]:
+    """Turn the errors of reading a malformed ``what`` object into `InvalidInput`."""
+    try:
+        yield
+    except InvalidInput:
+        raise
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise InvalidInput(f"not a memfold {what} object: {exc!r}") from exc
 
 
 def _parse_ts(value: str | None) -> datetime | None:
@@ -80,15 +96,20 @@ class Part:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Part:
-        """Rebuild a part from `to_dict` output."""
-        return cls(
-            type=data["type"],
-            text=data.get("text"),
-            url=data.get("url"),
-            data=data.get("data"),
-            mime_type=data.get("mime_type"),
-            extra=data.get("extra", {}),
-        )
+        """Rebuild a part from `to_dict` output.
+
+        Raises:
+            InvalidInput: ``data`` is not a part object.
+        """
+        with _reading("part"):
+            return cls(
+                type=data["type"],
+                text=data.get("text"),
+                url=data.get("url"),
+                data=data.get("data"),
+                mime_type=data.get("mime_type"),
+                extra=data.get("extra", {}),
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,8 +132,13 @@ class ToolCall:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ToolCall:
-        """Rebuild a call from `to_dict` output."""
-        return cls(id=data["id"], name=data["name"], arguments=data.get("arguments", {}))
+        """Rebuild a call from `to_dict` output.
+
+        Raises:
+            InvalidInput: ``data`` is not a tool-call object.
+        """
+        with _reading("tool call"):
+            return cls(id=data["id"], name=data["name"], arguments=data.get("arguments", {}))
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,15 +244,25 @@ class Message:
             raise InvalidInput(f"not a memfold message object: {exc!r}") from exc
 
     def to_json(self) -> str:
-        """The message as compact JSON text."""
-        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
+        """The message as compact JSON text.
+
+        Raises:
+            InvalidInput: the message holds something JSON cannot keep exactly (a set, bytes,
+                a key that is not a str, deep nesting).
+        """
+        data = self.to_dict()
+        check_tree(data, f"message {self.id!r}", _DEEPEST)
+        try:
+            return json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise InvalidInput(f"message {self.id!r} is not JSON-serialisable: {exc}") from exc
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Message:
         """Rebuild a message from `to_json` output."""
         try:
             data = json.loads(text)
-        except ValueError as exc:
+        except (ValueError, TypeError, RecursionError) as exc:
             raise InvalidInput(f"not valid JSON: {exc}") from exc
         if not isinstance(data, dict):
             raise InvalidInput("a message must be a JSON object")
@@ -257,15 +293,31 @@ class ThreadInfo:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ThreadInfo:
-        """Rebuild a thread summary from `to_dict` output."""
-        return cls(
-            thread_id=data["thread_id"],
-            tenant=data["tenant"],
-            created_at=datetime.fromisoformat(data["created_at"]),
-            updated_at=datetime.fromisoformat(data["updated_at"]),
-            message_count=data["message_count"],
-            metadata=data.get("metadata", {}),
-        )
+        """Rebuild a thread summary from `to_dict` output.
+
+        Raises:
+            InvalidInput: ``data`` is not a thread object.
+        """
+        with _reading("thread"):
+            info = cls(
+                thread_id=data["thread_id"],
+                tenant=data["tenant"],
+                created_at=datetime.fromisoformat(data["created_at"]),
+                updated_at=datetime.fromisoformat(data["updated_at"]),
+                message_count=data["message_count"],
+                metadata=data.get("metadata", {}),
+            )
+        count = info.message_count
+        if not (
+            isinstance(info.thread_id, str) and isinstance(info.tenant, str)
+            and isinstance(count, int) and not isinstance(count, bool) and count >= 0
+            and isinstance(info.metadata, Mapping)
+        ):  # fmt: skip
+            raise InvalidInput(
+                "not a memfold thread object: thread_id and tenant must be str, message_count "
+                "an int of at least 0, metadata an object"
+            )
+        return info
 
 
 @dataclass(frozen=True, slots=True)

@@ -103,7 +103,13 @@ class RetentionPolicy:
 
     def for_kind(self, kind: Kind) -> RetentionPolicy:
         """This policy without the fields ``kind`` has no use for: ``max_threads`` is for
-        thread stores, and memories have no threads (their records carry their own TTL)."""
+        thread stores, and memories have no threads (their records carry their own TTL).
+
+        Raises:
+            InvalidInput: ``kind`` is not ``"threads"``, ``"checkpoints"`` or ``"memories"``.
+        """
+        if kind not in ("threads", "checkpoints", "memories"):
+            raise InvalidInput(f"kind must be threads, checkpoints or memories, got {kind!r}")
         if kind == "memories":
             return replace(self, ttl_seconds=None, max_threads=None)
         if kind == "checkpoints":

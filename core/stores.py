@@ -108,9 +108,15 @@ class Capabilities:
     """Content is encrypted at rest (see `memfold.encryption`), which turns full-text search
     off; vector search, listing and metadata keep working."""
 
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            if not isinstance(getattr(self, f.name), bool):
+                raise InvalidInput(f"Capabilities.{f.name} must be True or False")
+
     def require(self, name: str, backend: str) -> None:
-        """Raise `UnsupportedOperation` unless capability ``name`` is declared."""
-        if name not in {f.name for f in fields(self)}:
+        """Raise `UnsupportedOperation` unless capability ``name`` is declared (`InvalidInput`
+        for a name that is no capability)."""
+        if not isinstance(name, str) or name not in {f.name for f in fields(self)}:
             raise InvalidInput(f"unknown capability {name!r}")
         if not getattr(self, name):
             raise UnsupportedOperation(

@@ -96,7 +96,7 @@ class MemoryThreadStore(BaseThreadStore):
         }
         policy = check_policy(
             with_fields(
-                retention or RetentionPolicy(),
+                RetentionPolicy() if retention is None else check_policy(retention),
                 **{k: v for k, v in bounds.items() if v is not None},
             )
         )
