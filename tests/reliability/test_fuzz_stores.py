@@ -290,7 +290,7 @@ async def test_thread_store_calls_answer_or_refuse(
         if call == "execute":
             await api.execute(info)
         elif call == "resolve_tenant":
-            assert store.resolve_tenant(tenant) == tenant
+            assert store.resolve_tenant(tenant) == ("default" if tenant is None else tenant)
         elif call == "restore_thread":
             restored = await api.restore_thread(info)
             assert restored.thread_id == info.thread_id
