@@ -7,7 +7,7 @@ entry points, so the public API is written once, in `memfold.stores`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, TypeVar
@@ -34,6 +34,7 @@ __all__ = [
     "SweepThreads",
     "ThreadSweep",
     "UpdateMessages",
+    "appended",
 ]
 
 T = TypeVar("T")
@@ -61,6 +62,32 @@ class AppendMessages(Op[None]):
     messages: tuple[Message, ...]
     bodies: tuple[str, ...]
     follows: str | None = None
+
+
+def appended(
+    tenant: str, thread_id: str, messages: tuple[Message, ...], bodies: tuple[str, ...]
+) -> AppendMessages:
+    """``AppendMessages(tenant, thread_id, messages, bodies)``, its slots set through their
+    descriptors: every append builds one, in about half the time of the frozen dataclass's
+    ``__init__`` (which has no checks to skip)."""
+    op = _new(AppendMessages)
+    _tenant(op, tenant)
+    _thread_id(op, thread_id)
+    _messages(op, messages)
+    _bodies(op, bodies)
+    _follows(op, None)
+    return op
+
+
+def _setter(name: str) -> Callable[[AppendMessages, object], None]:
+    """The ``__set__`` of `AppendMessages`'s slot ``name``."""
+    setter: Callable[[AppendMessages, object], None] = vars(AppendMessages)[name].__set__
+    return setter
+
+
+_new = object.__new__
+_tenant, _thread_id, _messages = _setter("tenant"), _setter("thread_id"), _setter("messages")
+_bodies, _follows = _setter("bodies"), _setter("follows")
 
 
 @dataclass(frozen=True, slots=True)

@@ -624,7 +624,7 @@ class BaseThreadStore(BaseStore):
     ) -> tuple[ops.AppendMessages, tuple[Message, ...]]:
         ready, stored, bodies = _prepare(messages, self._redactor, self.limits, self._keyring)
         tenant = self.resolve_tenant(tenant)
-        return ops.AppendMessages(tenant, check_id(thread_id, "thread id"), stored, bodies), ready
+        return ops.appended(tenant, check_id(thread_id, "thread id"), stored, bodies), ready
 
     def _replace_op(
         self, thread_id: str, messages: Message | Sequence[Message], tenant: str | None

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from memfold import InvalidInput, LimitExceeded, Limits, Message, Part, ThreadInfo, ToolCall
+from memfold import InvalidInput, LimitExceeded, Limits, Message, Part, ThreadInfo, ToolCall, ops
 from memfold.backends.bodies import stored_message, stored_time
 from memfold.model import ROLES, stamped
 from memfold.stores import check_message, encode_json
@@ -164,3 +164,14 @@ def test_from_json_refuses_non_messages(text: str) -> None:
     """Malformed JSON or objects that are not messages raise InvalidInput."""
     with pytest.raises(InvalidInput):
         Message.from_json(text)
+
+
+@given(st.lists(messages, max_size=2).map(tuple), st.text(min_size=1), st.text(min_size=1))
+def test_an_appended_op_is_the_one_its_constructor_builds(
+    found: tuple[Message, ...], tenant: str, thread_id: str
+) -> None:
+    """`ops.appended` (the hot path's way to build an append) sets every field."""
+    bodies = tuple(m.to_json() for m in found)
+    op = ops.appended(tenant, thread_id, found, bodies)
+    assert type(op) is ops.AppendMessages
+    assert op == ops.AppendMessages(tenant, thread_id, found, bodies)
