@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import random
+import zlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -229,13 +230,13 @@ async def test_a_list_reads_and_parses_each_value_row_once(
     parsed: list[Any] = []
     read_rows = checkpoint_plans._parse_rows
 
-    def reading(found: Any, into: Any) -> None:
+    def reading(found: Any, into: Any, seen: Any = None) -> None:
         fetched.extend(found)
-        read_rows(fetched[len(fetched) - len(found) :], into)
+        read_rows(fetched[len(fetched) - len(found) :], into, seen)
 
-    def parsing(row: Any) -> Any:
+    def parsing(row: Any, seen: Any = None) -> Any:
         parsed.append(row)
-        return parse_value(row)
+        return parse_value(row, seen)
 
     monkeypatch.setattr(checkpoint_plans, "_parse_rows", reading)
     monkeypatch.setattr(checkpoint_plans, "parse_value", parsing)
@@ -245,3 +246,28 @@ async def test_a_list_reads_and_parses_each_value_row_once(
     assert [c.values["v"] for c in listed[::3]] == [Blob("json", b"%d" % s) for s in (8, 5, 2)]
     rows = (await api.stats("t")).blobs
     assert len(fetched) == len(parsed) == rows
+
+
+async def test_a_list_inflates_a_payload_a_value_row_shares_with_a_write_once(
+    store: BaseCheckpointStore, api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A checkpoint's appended items that share its parent's pending write come back twice in
+    a list (as the write and as the value row) but are decompressed once."""
+    first, new = talk(10), (talk(11), talk(12))
+    await api.put("t", "c1", BODY, versions={"m": 1}, values={"m": items(first)})
+    await api.put_writes("t", "c1", [PendingWrite("task", 0, "m", pack_sequence(items(*new)))])
+    await api.put("t", "c2", BODY, parent_id="c1", versions={"m": 2},
+                  values={"m": items(first, *new)})  # fmt: skip
+    assert shared(store)["m", "2"] == ("c1", "task")
+    inflated: list[bytes] = []
+    inflate = zlib.decompress
+
+    def counting(data: bytes) -> bytes:
+        inflated.append(data)
+        return inflate(data)
+
+    monkeypatch.setattr(zlib, "decompress", counting)
+    listed = await api.list_checkpoints("t")
+    assert [c.values["m"] for c in listed] == [items(first, *new), items(first)]
+    assert listed[1].writes[0].value == pack_sequence(items(*new))
+    assert len(inflated) == len(set(inflated)) == 2

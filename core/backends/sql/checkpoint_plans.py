@@ -388,17 +388,22 @@ class CheckpointPlans:
         headers: list[tuple[Any, ...]],
         writes: Any,
         fetched: Iterable[Any] | None = None,
+        seen: dict[bytes, bytes] | None = None,
     ) -> Plan:
         """Checkpoints from their rows (in order) and their writes, reading all their value
         rows and chains in one query (only those missing from ``fetched`` value rows, if
         given). Each distinct value row is parsed once and each chain joined once, however
-        many of the checkpoints read it."""
+        many of the checkpoints read it; ``seen`` holds the payloads the read already
+        decompressed (its writes')."""
         parsed = []
         wanted: dict[tuple[str, str, BlobKey], None] = {}
+        refs_read: dict[str, dict[str, str]] = {"{}": {}}  # read only: shared by the headers
         for row in headers:
             thread_id, namespace, refs = row[1], row[2], row[10]
             versions_map: dict[str, Version] = json.loads(row[9])
-            refs_map: dict[str, str] = {} if refs == "{}" else json.loads(refs)
+            refs_map = refs_read.get(refs)
+            if refs_map is None:
+                refs_map = refs_read[refs] = json.loads(refs)
             keys = [
                 (channel, channel_key(channel, version, refs_map))
                 for channel, version in versions_map.items()
@@ -409,13 +414,13 @@ class CheckpointPlans:
                     wanted[(thread_id, namespace, key)] = None
         rows: dict[tuple[str, str], dict[BlobKey, StoredBlob]] = {}
         if fetched is not None:
-            _parse_rows(fetched, rows)
+            _parse_rows(fetched, rows, seen)
             roots = [r for r in wanted if r[2] not in rows.get((r[0], r[1]), {})]
         else:
             roots = list(wanted)
         if roots:
             found = yield self._values_with_chains, roots_params(tenant, roots)
-            _parse_rows(found.rows, rows)
+            _parse_rows(found.rows, rows, seen)
         out = []
         memos: dict[tuple[str, str], dict[BlobKey, tuple[bytes, ...]]] = {}
         for row, versions_map, keys in parsed:
@@ -607,10 +612,11 @@ class CheckpointPlans:
         if not headers:
             return []
         writes: dict[tuple[str, str, str], list[PendingWrite]] = {}
+        seen: dict[bytes, bytes] = {}
         found = yield writes_statement, params
         for row in found.rows:
-            writes.setdefault((row[0], row[1], row[2]), []).append(_write(row[3:]))
-        result: list[Checkpoint] = yield from self._assemble(op.tenant, headers, writes)
+            writes.setdefault((row[0], row[1], row[2]), []).append(_write(row[3:], seen))
+        result: list[Checkpoint] = yield from self._assemble(op.tenant, headers, writes, seen=seen)
         return result
 
     def _stats(self, tenant: str, thread_id: str | None) -> Plan:
@@ -1115,17 +1121,20 @@ def _kind(value: JSON) -> str:
 
 
 def _parse_rows(
-    found: Iterable[Any], into: dict[tuple[str, str], dict[BlobKey, StoredBlob]]
+    found: Iterable[Any],
+    into: dict[tuple[str, str], dict[BlobKey, StoredBlob]],
+    seen: dict[bytes, bytes] | None = None,
 ) -> None:
     """Parse value rows (`VALUE_COLUMNS`) into ``into``, by thread namespace and key, skipping
-    the rows already there (a read returns a chain row once per root that needs it)."""
+    the rows already there (``seen``: see `decompress`)."""
     for row in found:
         space = into.setdefault((row[0], row[1]), {})
         if (row[2], row[3], row[4]) not in space:
-            stored = parse_value(row)[2]
+            stored = parse_value(row, seen)[2]
             space[stored.key] = stored
 
 
-def _write(row: Any) -> PendingWrite:
+def _write(row: Any, seen: dict[bytes, bytes] | None = None) -> PendingWrite:
     task_id, idx, channel, tag, data, task_path, codec = row
-    return PendingWrite(task_id, idx, channel, Blob(tag, decompress(bytes(data), codec)), task_path)
+    value = Blob(tag, decompress(bytes(data), codec, seen))
+    return PendingWrite(task_id, idx, channel, value, task_path)

@@ -72,12 +72,18 @@ def compress(data: bytes) -> tuple[bytes, str | None]:
     return packed, _ZLIB
 
 
-def decompress(data: bytes, codec: str | None) -> bytes:
-    """The inverse of `compress`."""
+def decompress(data: bytes, codec: str | None, seen: dict[bytes, bytes] | None = None) -> bytes:
+    """The inverse of `compress`; ``seen`` (one per read) keeps what it decompressed, so a
+    payload that comes back twice (a value row sharing a pending write's) is inflated once."""
     if codec is None:
         return data
     if codec == _ZLIB:
-        return zlib.decompress(data)
+        if seen is None:
+            return zlib.decompress(data)
+        found = seen.get(data)
+        if found is None:
+            found = seen[data] = zlib.decompress(data)
+        return found
     raise NotFound(f"a stored checkpoint payload has codec {codec!r}, unknown to this memfold")
 
 
@@ -128,8 +134,9 @@ def row_params(row: StoredBlob) -> dict[str, Any]:
     }
 
 
-def parse_value(row: Any) -> tuple[str, str, StoredBlob]:
-    """``(thread_id, namespace, row)`` from the `VALUE_COLUMNS` of a value row."""
+def parse_value(row: Any, seen: dict[bytes, bytes] | None = None) -> tuple[str, str, StoredBlob]:
+    """``(thread_id, namespace, row)`` from the `VALUE_COLUMNS` of a value row (``seen``: see
+    `decompress`)."""
     (
         thread_id,
         namespace,
@@ -154,7 +161,7 @@ def parse_value(row: Any) -> tuple[str, str, StoredBlob]:
             f"channel {channel!r} version {version!r} shares the payload of a pending write "
             "that is gone: the store dropped a row a checkpoint still needs"
         )
-    data = decompress(bytes(data), codec)
+    data = decompress(bytes(data), codec, seen)
     listed = kind in ("snapshot", "delta")
     stored = StoredBlob(
         channel,
