@@ -192,8 +192,14 @@ class CachedEmbedder:
     ``max_entries`` vectors by a hash of (kind, text), so repeated texts are embedded once."""
 
     def __init__(self, inner: Embedder, *, batch_size: int = 64, max_entries: int = 10_000) -> None:
-        if batch_size < 1 or max_entries < 0:
-            raise InvalidInput("batch_size must be >= 1 and max_entries >= 0")
+        if not all(
+            isinstance(n, int) and not isinstance(n, bool) and n >= low
+            for n, low in ((batch_size, 1), (max_entries, 0))
+        ):
+            raise InvalidInput(
+                f"batch_size must be an int >= 1 and max_entries an int >= 0, got {batch_size!r} "
+                f"and {max_entries!r}"
+            )
         self.inner = inner
         self.batch_size = batch_size
         self.max_entries = max_entries
@@ -269,13 +275,19 @@ class CachedEmbedder:
         return [texts[i : i + self.batch_size] for i in range(0, len(texts), self.batch_size)]
 
     def embed(self, texts: Sequence[str], *, kind: Kind = "document") -> list[list[float]]:
-        """One vector per text, from the cache or the wrapped embedder."""
+        """One vector per text, from the cache or the wrapped embedder.
+
+        Raises:
+            InvalidInput: see `check_embed_args`.
+        """
+        texts = check_embed_args(texts, kind)
         found, missing, keys = self._split(texts, kind)
         made = [v for batch in self._batches(missing) for v in self.inner.embed(batch, kind=kind)]
         return self._merge(texts, kind, found, keys, made)
 
     async def aembed(self, texts: Sequence[str], *, kind: Kind = "document") -> list[list[float]]:
         """Async `embed`."""
+        texts = check_embed_args(texts, kind)
         found, missing, keys = self._split(texts, kind)
         made = []
         for batch in self._batches(missing):

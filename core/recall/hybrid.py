@@ -20,6 +20,7 @@ Examples:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 from memfold.errors import InvalidInput
@@ -52,7 +53,19 @@ def fuse(
 
     ``text`` maps candidates to BM25 scores, ``vector`` to cosine similarities; a ranking that
     was not run is None, and then the other gets all the weight (its part in the hit is None).
+
+    Raises:
+        InvalidInput: a ranking is not a mapping of keys to finite numbers.
     """
+    for name, scores in (("text", text), ("vector", vector)):
+        if scores is not None and not (
+            isinstance(scores, Mapping)
+            and all(
+                isinstance(s, int | float) and not isinstance(s, bool) and math.isfinite(s)
+                for s in scores.values()
+            )
+        ):
+            raise InvalidInput(f"the {name} ranking must map keys to finite numbers")
     if text is None:
         text_weight, vector_weight = 0.0, 1.0
     elif vector is None:
