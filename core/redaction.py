@@ -185,18 +185,27 @@ class Redactor:
     ) -> None:
         if not isinstance(mask, str):
             raise InvalidInput(f"mask must be a str, got {type(mask).__name__}")
+        try:
+            mask.format(label="label")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise InvalidInput(
+                f"mask {mask!r} may use only {{label}} (write a literal brace twice): {exc!r}"
+            ) from exc
+        for name, rules_given in (("patterns", patterns), ("functions", functions)):
+            if rules_given is not None and not isinstance(rules_given, Mapping):
+                raise InvalidInput(f"{name} must map labels to rules, got {rules_given!r}")
         self.mask = mask
         rules: list[_Rule] = []
         if defaults is True:
             rules.extend(_DEFAULTS)
         elif defaults is not False:
-            if isinstance(defaults, str):
+            if isinstance(defaults, str) or not isinstance(defaults, Iterable):
                 raise InvalidInput("defaults takes True, False or a list of labels")
-            wanted = set(defaults)
-            unknown = wanted.difference(DEFAULT_LABELS)
+            wanted = list(defaults)
+            unknown = [label for label in wanted if label not in DEFAULT_LABELS]
             if unknown:
                 raise InvalidInput(
-                    f"unknown default redaction labels {sorted(unknown)}: use some of "
+                    f"unknown default redaction labels {unknown!r}: use some of "
                     f"{', '.join(DEFAULT_LABELS)}"
                 )
             rules.extend(rule for rule in _DEFAULTS if rule.label in wanted)
@@ -217,6 +226,8 @@ class Redactor:
     def from_option(cls, value: str) -> Redactor | None:
         """The redactor a URL option names: ``default`` (every default rule), a comma list of
         default labels (``email,phone``), or ``off``/``none`` (None: no redaction)."""
+        if not isinstance(value, str):
+            raise InvalidInput(f"redact= must be default, off or a list of labels, got {value!r}")
         value = value.strip()
         if value in ("off", "none", ""):
             return None
@@ -230,7 +241,13 @@ class Redactor:
         return tuple(rule.label for rule in self._rules)
 
     def redact(self, text: str) -> Redacted:
-        """``text`` with every match replaced, and the counts per label."""
+        """``text`` with every match replaced, and the counts per label.
+
+        Raises:
+            InvalidInput: ``text`` is not a str.
+        """
+        if not isinstance(text, str):
+            raise InvalidInput(f"only text can be redacted, got {type(text).__name__}")
         counts: dict[str, int] = {}
         for rule in self._rules:
             text, n = rule.apply(text, self._masks[rule.label])
@@ -240,20 +257,38 @@ class Redactor:
 
     def redact_json(self, value: JSON, counts: Counter[str]) -> JSON:
         """``value`` with every string in it redacted (object keys are kept); adds what was
-        found to ``counts``."""
+        found to ``counts``.
+
+        Raises:
+            InvalidInput: ``counts`` is not a Counter, or ``value`` nests too deeply.
+        """
+        if not isinstance(counts, Counter):
+            raise InvalidInput(f"counts must be a collections.Counter, got {counts!r}")
+        try:
+            return self._json(value, counts)
+        except RecursionError as exc:
+            raise InvalidInput("the value nests too deeply to redact") from exc
+
+    def _json(self, value: JSON, counts: Counter[str]) -> JSON:
         if isinstance(value, str):
             found = self.redact(value)
             counts.update(found.counts)
             return found.text
         if isinstance(value, list):
-            return [self.redact_json(v, counts) for v in value]
+            return [self._json(v, counts) for v in value]
         if isinstance(value, dict):
-            return {k: self.redact_json(v, counts) for k, v in value.items()}
+            return {k: self._json(v, counts) for k, v in value.items()}
         return value
 
     def redact_message(self, message: Message) -> Message:
         """``message`` with its text, text parts and tool-call arguments redacted, and the
-        counts added to its metadata under `REDACTED_KEY` (unchanged if nothing matched)."""
+        counts added to its metadata under `REDACTED_KEY` (unchanged if nothing matched).
+
+        Raises:
+            InvalidInput: ``message`` is not a `Message`, or its arguments nest too deeply.
+        """
+        if not isinstance(message, Message):
+            raise InvalidInput(f"expected a memfold.Message, got {type(message).__name__}")
         counts: Counter[str] = Counter()
         content: str | tuple[Part, ...]
         if isinstance(message.content, str):
@@ -272,7 +307,14 @@ class Redactor:
 
     def redact_record(self, record: MemoryRecord) -> MemoryRecord:
         """``record`` with its text and the strings of its value redacted, and the counts
-        added to its value under `REDACTED_KEY` (unchanged if nothing matched)."""
+        added to its value under `REDACTED_KEY` (unchanged if nothing matched).
+
+        Raises:
+            InvalidInput: ``record`` is not a `MemoryRecord`, its value is not a mapping or
+                nests too deeply.
+        """
+        if not isinstance(record, MemoryRecord) or not isinstance(record.value, Mapping):
+            raise InvalidInput("expected a MemoryRecord with a mapping as its value")
         counts: Counter[str] = Counter()
         found = self.redact(record.text)
         counts.update(found.counts)
