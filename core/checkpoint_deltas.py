@@ -110,11 +110,20 @@ class DeltaPolicy:
         every: object = self.snapshot_every
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise InvalidInput(f"snapshot_every must be an int >= 1, got {every!r}")
-        if not self.min_growth >= 0:
-            raise InvalidInput(f"min_growth must be >= 0, got {self.min_growth!r}")
+        growth: object = self.min_growth
+        if isinstance(growth, bool) or not isinstance(growth, int | float) or not growth >= 0:
+            raise InvalidInput(f"min_growth must be a number >= 0, got {growth!r}")
 
     def wants_snapshot(self, base: StoredBlob, new_length: int) -> bool:
-        """Whether a value extending ``base`` to ``new_length`` items should be a snapshot."""
+        """Whether a value extending ``base`` to ``new_length`` items should be a snapshot.
+
+        Raises:
+            InvalidInput: ``base`` is not a `StoredBlob` or ``new_length`` not an int.
+        """
+        if not isinstance(base, StoredBlob):
+            raise InvalidInput(f"base must be a StoredBlob, got {type(base).__name__}")
+        if isinstance(new_length, bool) or not isinstance(new_length, int):
+            raise InvalidInput(f"new_length must be an int, got {new_length!r}")
         if base.depth + 1 < self.snapshot_every:
             return False
         grown = new_length - base.snapshot_length

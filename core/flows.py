@@ -23,6 +23,8 @@ from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias, TypeVar
 
+from memfold.errors import InvalidInput
+
 __all__ = ["Call", "Flow", "arun", "run"]
 
 T = TypeVar("T")
@@ -38,19 +40,49 @@ class Call:
     args: tuple[object, ...] = ()
     kwargs: Mapping[str, object] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        method = self.method
+        if not isinstance(method, str) or not method.isidentifier() or method.startswith("_"):
+            raise InvalidInput(f"a Call's method must be a public method name, got {method!r}")
+        if not isinstance(self.args, tuple) or not isinstance(self.kwargs, Mapping):
+            raise InvalidInput("a Call's args must be a tuple and its kwargs a mapping")
+
 
 Flow: TypeAlias = Generator[Call, Any, T]
 """A generator that yields calls, is sent their results, and returns a ``T``."""
 
 
+def _check_flow(flow: object) -> None:
+    if not isinstance(flow, Generator):
+        raise InvalidInput(f"a flow is a generator of Calls, got {type(flow).__name__}")
+
+
+def _check_call(call: object) -> None:
+    if not isinstance(call, Call):
+        raise InvalidInput(f"a flow must yield memfold.flows.Call, got {type(call).__name__}")
+
+
+def _method(target: object, name: str) -> Any:
+    method = getattr(target, name, None)
+    if not callable(method):
+        raise InvalidInput(f"{type(target).__name__} has no method {name!r}")
+    return method
+
+
 def run(flow: Flow[T]) -> T:
     """Drive ``flow`` with sync calls; returns what it returns. A call's error is raised inside
-    the flow, at its ``yield``, so the flow may catch it."""
+    the flow, at its ``yield``, so the flow may catch it.
+
+    Raises:
+        InvalidInput: ``flow`` is not a generator, or yields something that is not a `Call`.
+    """
+    _check_flow(flow)
     try:
         call = next(flow)
         while True:
+            _check_call(call)
             try:
-                result = getattr(call.target, call.method)(*call.args, **call.kwargs)
+                result = _method(call.target, call.method)(*call.args, **call.kwargs)
             except Exception as exc:
                 call = flow.throw(exc)
             else:
@@ -64,11 +96,14 @@ def run(flow: Flow[T]) -> T:
 
 async def arun(flow: Flow[T]) -> T:
     """Async `run`: each call is the awaited async twin of the method named."""
+    _check_flow(flow)
     try:
         call = next(flow)
         while True:
+            _check_call(call)
             try:
-                result = await getattr(call.target, "a" + call.method)(*call.args, **call.kwargs)
+                method = _method(call.target, "a" + call.method)
+                result = await method(*call.args, **call.kwargs)
             except Exception as exc:
                 call = flow.throw(exc)
             else:

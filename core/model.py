@@ -307,15 +307,15 @@ class ThreadInfo:
                 message_count=data["message_count"],
                 metadata=data.get("metadata", {}),
             )
+        for name, value in (("tenant", info.tenant), ("thread id", info.thread_id)):
+            if not isinstance(value, str):
+                raise InvalidInput(f"{name} must be a str, got {type(value).__name__}")
         count = info.message_count
-        if not (
-            isinstance(info.thread_id, str) and isinstance(info.tenant, str)
-            and isinstance(count, int) and not isinstance(count, bool) and count >= 0
-            and isinstance(info.metadata, Mapping)
-        ):  # fmt: skip
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise InvalidInput(f"message_count must be an int >= 0, got {count!r}")
+        if not isinstance(info.metadata, Mapping):
             raise InvalidInput(
-                "not a memfold thread object: thread_id and tenant must be str, message_count "
-                "an int of at least 0, metadata an object"
+                f"thread metadata must be an object, got {type(info.metadata).__name__}"
             )
         return info
 
