@@ -6,13 +6,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from llama_index.core.llms import ChatMessage
 from llama_index.core.storage.chat_store import BaseChatStore
 from pydantic import PrivateAttr
 
-from memfold import Message, ThreadInfo, ThreadStore, open_store
+from memfold import InvalidInput, Message, ThreadInfo, ThreadStore, open_store
 from memfold.integrations._convert import convert_all
 from memfold.integrations.llama_index.messages import to_llama_index, to_memfold
+from memfold.stores import check_id
 
 __all__ = ["MemfoldChatStore", "all_threads", "amessage_at", "message_at"]
 
@@ -22,16 +25,29 @@ _PAGE = 1000
 def message_at(store: ThreadStore, key: str, idx: int, tenant: str | None) -> Message | None:
     """The message at list position ``idx`` of thread ``key`` (None if out of range), read
     from the end of the thread: only the messages from it on are loaded."""
-    total = None if idx < 0 else store.count(key, tenant=tenant)
+    total = None if _check_idx(idx) < 0 else store.count(key, tenant=tenant)
     span = _span(idx, total)
     return _at(store.load(key, last=span, tenant=tenant) if span else [], idx, total)
 
 
 async def amessage_at(store: ThreadStore, key: str, idx: int, tenant: str | None) -> Message | None:
     """Async `message_at`."""
-    total = None if idx < 0 else await store.acount(key, tenant=tenant)
+    total = None if _check_idx(idx) < 0 else await store.acount(key, tenant=tenant)
     span = _span(idx, total)
     return _at(await store.aload(key, last=span, tenant=tenant) if span else [], idx, total)
+
+
+def _converted(messages: object) -> list[Message]:
+    """LlamaIndex messages (a list) as memfold's, or `InvalidInput`."""
+    if isinstance(messages, str) or not isinstance(messages, Sequence):
+        raise InvalidInput(f"messages must be a list of ChatMessage, got {type(messages).__name__}")
+    return [to_memfold(m) for m in messages]
+
+
+def _check_idx(idx: object) -> int:
+    if isinstance(idx, bool) or not isinstance(idx, int):
+        raise InvalidInput(f"a message position must be an int, got {idx!r:.100}")
+    return idx
 
 
 def _span(idx: int, total: int | None) -> int:
@@ -74,6 +90,8 @@ class MemfoldChatStore(BaseChatStore):
     _store: ThreadStore = PrivateAttr()
 
     def __init__(self, store: ThreadStore | str, *, tenant: str | None = None) -> None:
+        if tenant is not None:
+            check_id(tenant, "tenant")
         super().__init__(tenant=tenant)  # type: ignore[call-arg]  # mypy sees only base fields
         self._store = open_store(store) if isinstance(store, str) else store
 
@@ -89,7 +107,7 @@ class MemfoldChatStore(BaseChatStore):
 
     def set_messages(self, key: str, messages: list[ChatMessage]) -> None:
         """Replace the messages of ``key`` in one transaction."""
-        self._store.replace(key, [to_memfold(m) for m in messages], tenant=self.tenant)
+        self._store.replace(key, _converted(messages), tenant=self.tenant)
 
     def get_messages(self, key: str) -> list[ChatMessage]:
         """The messages of ``key``, oldest first."""
@@ -125,7 +143,7 @@ class MemfoldChatStore(BaseChatStore):
 
     async def aset_messages(self, key: str, messages: list[ChatMessage]) -> None:
         """Async `set_messages`."""
-        await self._store.areplace(key, [to_memfold(m) for m in messages], tenant=self.tenant)
+        await self._store.areplace(key, _converted(messages), tenant=self.tenant)
 
     async def aget_messages(self, key: str) -> list[ChatMessage]:
         """Async `get_messages`."""

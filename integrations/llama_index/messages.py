@@ -82,11 +82,16 @@ def to_memfold(message: ChatMessage) -> Message:
     """The `memfold.Message` for a LlamaIndex ``ChatMessage``.
 
     Raises:
-        InvalidInput: ``additional_kwargs`` or a block holds a value that is not JSON.
+        InvalidInput: ``message`` is not a ``ChatMessage``, or its ``additional_kwargs`` or a
+            block holds a value that is not JSON (or nests too deeply to copy).
     """
+    if not isinstance(message, ChatMessage):
+        raise InvalidInput(
+            f"to_memfold takes a LlamaIndex ChatMessage, got {type(message).__name__}"
+        )
     try:
         dumped = message.model_dump(mode="json")
-    except PydanticSerializationError as exc:
+    except (PydanticSerializationError, ValueError, RecursionError) as exc:  # depth, surrogates
         raise InvalidInput(f"a LlamaIndex message field is not JSON-serialisable: {exc}") from exc
     kwargs: dict[str, Any] = dumped["additional_kwargs"]
     promoted = {k: kwargs.pop(k) for k in _PROMOTED if isinstance(kwargs.get(k), str)}
@@ -127,7 +132,20 @@ def to_memfold(message: ChatMessage) -> Message:
 
 
 def to_llama_index(message: Message) -> ChatMessage:
-    """The LlamaIndex ``ChatMessage`` for a `memfold.Message` (a fresh object)."""
+    """The LlamaIndex ``ChatMessage`` for a `memfold.Message` (a fresh object).
+
+    Raises:
+        InvalidInput: ``message`` is not a `memfold.Message`, or nests too deeply to copy.
+    """
+    if not isinstance(message, Message):
+        raise InvalidInput(f"to_llama_index takes a memfold Message, got {type(message).__name__}")
+    try:
+        return _to_llama_index(message)
+    except RecursionError as exc:
+        raise InvalidInput("the message nests too deeply to copy") from exc
+
+
+def _to_llama_index(message: Message) -> ChatMessage:
     meta: Mapping[str, Any] = message.metadata
     extra = meta.get(ADDITIONAL_KWARGS)
     kwargs: dict[str, Any] = copy.deepcopy(dict(extra)) if extra else {}

@@ -1,0 +1,210 @@
+"""Hostile input to the LlamaIndex adapter's entry points (so far the chat store and the message
+converters; the rest are listed in `tests.reliability.coverage.GAPS`), on memory and SQLite
+stores, sync and async: each call returns (and what it stores reads back exactly) or raises a
+`memfold.errors` error, and canary data written before is unchanged."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, reject
+from hypothesis import strategies as st
+from llama_index.core.llms import ChatMessage
+
+from memfold import InvalidInput, MemfoldError, Message
+from memfold.integrations.llama_index import MemfoldChatStore, to_llama_index, to_memfold
+from memfold.stores import BaseThreadStore
+from tests.reliability.fuzzing import (
+    FUZZ,
+    as_json,
+    hostile_ids,
+    hostile_text,
+    json_values,
+    messages,
+)
+from tests.reliability.test_fuzz_langchain import _plain_json
+from tests.reliability.test_fuzz_threads import Canary as ThreadCanary
+from tests.support import Api, drop_store
+from tests.support import make_store as make_thread_store
+
+NUMBERS = st.one_of(
+    st.integers(-5, 5), st.integers(), st.floats(), st.booleans(), st.none(), st.just("3")
+)
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """The backends the adapter is fuzzed on (the core fuzz tests cover the others)."""
+    return str(request.param)
+
+
+@pytest.fixture(params=["sync", "async"])
+def use_async(request: pytest.FixtureRequest) -> bool:
+    """Whether the adapter is driven through its async twins."""
+    return request.param == "async"
+
+
+@pytest.fixture
+async def tstore(backend: str, tmp_path: Path) -> AsyncIterator[BaseThreadStore]:
+    """A fresh thread store of each backend."""
+    store = make_thread_store(backend, tmp_path)
+    yield store
+    await store.aclose()
+    drop_store(store)
+
+
+@st.composite
+def li_messages(draw: st.DrawFn) -> ChatMessage:
+    """LlamaIndex chat messages with hostile roles, content and keyword arguments (those
+    LlamaIndex itself accepts), and ones made from hostile memfold messages."""
+    try:
+        if draw(st.booleans()):
+            return to_llama_index(draw(messages()))
+        return ChatMessage(
+            role=draw(st.sampled_from(["user", "assistant", "system", "tool", "chatbot",
+                                       "model", "developer", "function"])),
+            content=draw(st.none() | hostile_text(max_size=40)),
+            additional_kwargs=draw(st.dictionaries(hostile_text(max_size=8),
+                                                   json_values(max_leaves=4), max_size=3)),
+        )  # fmt: skip
+    except Exception:  # LlamaIndex (or the converter) refuses it before a store sees it
+        reject()
+
+
+def _utf8_json(value: Any) -> bool:
+    """Whether ``value`` is plain JSON (see `_plain_json`) of valid Unicode."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode()
+    except (TypeError, ValueError, RecursionError):
+        return False
+    return _plain_json(value)
+
+
+def _plain_host(message: ChatMessage) -> bool:
+    """Whether a LlamaIndex message's fields are plain JSON of valid Unicode."""
+    try:
+        dumped = message.model_dump()
+    except (ValueError, RecursionError):  # pydantic cannot dump it either
+        return False
+    return _utf8_json(dumped)
+
+
+def _same(read: ChatMessage, written: ChatMessage) -> bool:
+    """Whether a message read back is the one written (memfold's id and time aside)."""
+    sent = as_json(to_memfold(written).to_dict())
+    return {k: v for k, v in to_memfold(read).to_dict().items() if k in sent} == sent
+
+
+@FUZZ
+@given(
+    message=messages() | st.sampled_from([None, "hi", {"role": "user"}, 1]),
+    host=li_messages() | st.sampled_from([None, "hi", {"role": "user"}, 1]),
+)
+def test_converters_round_trip_or_refuse(message: Any, host: Any) -> None:
+    """`to_memfold` then `to_llama_index` gives back the LlamaIndex message, and
+    `to_llama_index` of any memfold message gives one `to_memfold` takes; a value that is not
+    a message raises `InvalidInput`."""
+    try:
+        assert isinstance(to_memfold(to_llama_index(message)), Message)
+    except InvalidInput:
+        assert not isinstance(message, Message) or not _utf8_json(message.to_dict())
+    try:
+        again = to_llama_index(to_memfold(host))
+    except InvalidInput:
+        assert not isinstance(host, ChatMessage) or not _plain_host(host)
+    else:
+        if _plain_host(host):
+            assert _same(again, host)
+
+
+@FUZZ
+@given(
+    op=st.sampled_from(["set_messages", "add_message", "get_messages", "delete_messages",
+                        "delete_message", "delete_last_message"]),
+    key=hostile_ids(),
+    tenant=st.none() | hostile_ids(),
+    batch=st.lists(li_messages(), max_size=3) | st.sampled_from([None, "hi", [None]]),
+    idx=NUMBERS,
+)  # fmt: skip
+async def test_chat_store_answers_or_refuses(
+    tstore: BaseThreadStore,
+    use_async: bool,
+    op: str,
+    key: Any,
+    tenant: Any,
+    batch: Any,
+    idx: Any,
+) -> None:
+    """`MemfoldChatStore` built with hostile tenants, and ``set_messages``, ``add_message``,
+    ``get_messages``, ``delete_messages``, ``delete_message`` and ``delete_last_message`` (and
+    their async twins) with hostile keys, messages and positions: what is set reads back
+    exactly, every call answers or raises a memfold error, and the canary threads are
+    unchanged."""
+    canary = ThreadCanary(Api(tstore, use_async))
+    await canary.seed()
+    try:
+        chat = MemfoldChatStore(tstore, tenant=tenant)
+        if op == "set_messages":
+            if use_async:
+                await chat.aset_messages(key, batch)
+            else:
+                chat.set_messages(key, batch)
+            got = chat.get_messages(key)
+            assert len(got) == len(batch)
+            assert all(_same(r, w) for r, w in zip(got, batch, strict=True))
+        elif op == "add_message":
+            one = batch[0] if isinstance(batch, list) and batch else batch
+            before = len(chat.get_messages(key))
+            if use_async:
+                await chat.async_add_message(key, one)
+            else:
+                chat.add_message(key, one)
+            got = chat.get_messages(key)
+            assert len(got) == before + 1
+            assert _same(got[-1], one)
+        elif op == "get_messages":
+            got = await chat.aget_messages(key) if use_async else chat.get_messages(key)
+            assert isinstance(got, list)
+        elif op == "delete_messages":
+            await chat.adelete_messages(key) if use_async else chat.delete_messages(key)
+            assert chat.get_messages(key) == []
+        elif op == "delete_message":
+            await chat.adelete_message(key, idx) if use_async else chat.delete_message(key, idx)
+        elif use_async:
+            await chat.adelete_last_message(key)
+        else:
+            chat.delete_last_message(key)
+    except MemfoldError:
+        pass
+    await canary.check()
+
+
+SURROGATE_KEY = ChatMessage(role="user", content="x", additional_kwargs={"\ud800": 1})
+
+REGRESSIONS: list[tuple[str, Any]] = [
+    ("to_memfold of None", lambda s: to_memfold(None)),
+    ("to_llama_index of a str", lambda s: to_llama_index("hi")),
+    ("to_memfold of a lone surrogate key", lambda s: to_memfold(SURROGATE_KEY)),
+    ("set_messages of None", lambda s: MemfoldChatStore(s).set_messages("t", None)),
+    ("set_messages of a str", lambda s: MemfoldChatStore(s).set_messages("t", "hi")),
+    ("delete_message at a str position", lambda s: MemfoldChatStore(s).delete_message("t", "3")),
+    ("a tenant that is not a str", lambda s: MemfoldChatStore(s, tenant=("t",))),
+]
+"""Calls that raised a builtin or pydantic error before the fuzz suite found them."""
+
+
+@pytest.mark.parametrize(("case", "call"), REGRESSIONS, ids=[c for c, _ in REGRESSIONS])
+async def test_found_bugs_raise_invalid_input(
+    tstore: BaseThreadStore, case: str, call: Any
+) -> None:
+    """Each input the fuzzing found crashing the adapter now raises `InvalidInput`, and the
+    canary threads are unchanged."""
+    canary = ThreadCanary(Api(tstore, False))
+    await canary.seed()
+    with pytest.raises(InvalidInput):
+        call(tstore)
+    await canary.check()
