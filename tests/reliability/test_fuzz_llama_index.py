@@ -6,6 +6,7 @@ stores, sync and async: each call returns (and what it stores reads back exactly
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -13,10 +14,19 @@ from typing import Any
 import pytest
 from hypothesis import given, reject
 from hypothesis import strategies as st
+from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.llms import ChatMessage
 
 from memfold import InvalidInput, MemfoldError, Message
-from memfold.integrations.llama_index import MemfoldChatStore, to_llama_index, to_memfold
+from memfold.integrations.llama_index import (
+    LlamaIndexEmbedder,
+    MemfoldChatStore,
+    MemfoldEmbedding,
+    to_llama_index,
+    to_memfold,
+)
+from memfold.memories import open_memory_store
+from memfold.recall.embedders import HashingEmbedder
 from memfold.stores import BaseThreadStore
 from tests.reliability.fuzzing import (
     FUZZ,
@@ -25,10 +35,11 @@ from tests.reliability.fuzzing import (
     hostile_text,
     json_values,
     messages,
+    vectors,
 )
 from tests.reliability.test_fuzz_langchain import _plain_json
 from tests.reliability.test_fuzz_threads import Canary as ThreadCanary
-from tests.support import Api, drop_store
+from tests.support import MEMORY_DIMS, Api, drop_store
 from tests.support import make_store as make_thread_store
 
 NUMBERS = st.one_of(
@@ -193,6 +204,14 @@ REGRESSIONS: list[tuple[str, Any]] = [
     ("set_messages of a str", lambda s: MemfoldChatStore(s).set_messages("t", "hi")),
     ("delete_message at a str position", lambda s: MemfoldChatStore(s).delete_message("t", "3")),
     ("a tenant that is not a str", lambda s: MemfoldChatStore(s, tenant=("t",))),
+    (
+        "a query that is not a str",
+        lambda s: MemfoldEmbedding(HashingEmbedder(8)).get_query_embedding(1),
+    ),
+    (
+        "an unknown kind",
+        lambda s: LlamaIndexEmbedder(MemfoldEmbedding(HashingEmbedder(8))).embed(["a"], kind="x"),
+    ),
 ]
 """Calls that raised a builtin or pydantic error before the fuzz suite found them."""
 
@@ -208,3 +227,62 @@ async def test_found_bugs_raise_invalid_input(
     with pytest.raises(InvalidInput):
         call(tstore)
     await canary.check()
+
+
+class HostileEmbedding(BaseEmbedding):
+    """A LlamaIndex model that answers with the vector it is given (good or not)."""
+
+    vector: Any = None
+
+    def _get_query_embedding(self, query: str) -> list[float]:
+        return self.vector  # type: ignore[no-any-return]
+
+    async def _aget_query_embedding(self, query: str) -> list[float]:
+        return self.vector  # type: ignore[no-any-return]
+
+    def _get_text_embedding(self, text: str) -> list[float]:
+        return self.vector  # type: ignore[no-any-return]
+
+
+@FUZZ
+@given(
+    texts=st.lists(hostile_text(), max_size=3) | hostile_ids(),
+    kind=st.sampled_from(["document", "query"]) | hostile_ids(),
+    vector=vectors(MEMORY_DIMS),
+)
+async def test_embeddings_embed_or_refuse(
+    use_async: bool, texts: Any, kind: Any, vector: Any
+) -> None:
+    """`MemfoldEmbedding` over a memfold embedder, and a store embedding through
+    `LlamaIndexEmbedder` (its ``embed``/``aembed``) whose LlamaIndex model returns hostile
+    vectors: each returns one vector per text or raises a memfold error, and a store keeps a
+    record only with a finite vector."""
+    li = MemfoldEmbedding(HashingEmbedder(MEMORY_DIMS))
+    batch = texts if isinstance(texts, list) else [texts]  # LlamaIndex iterates it first
+    try:
+        if use_async:
+            got = await li.aget_text_embedding_batch(batch)
+            query = await li.aget_query_embedding(texts)
+        else:
+            got = li.get_text_embedding_batch(batch)
+            query = li.get_query_embedding(texts)
+        assert len(got) == len(batch)
+        assert len(query) == MEMORY_DIMS
+    except MemfoldError:
+        pass
+    try:
+        embedder = LlamaIndexEmbedder(HostileEmbedding(vector=vector))
+        store = open_memory_store("memory://", embedder=embedder)
+        if use_async:
+            out = await embedder.aembed(texts, kind=kind)
+            record = await store.aput(("fuzz",), "text")
+        else:
+            out = embedder.embed(texts, kind=kind)
+            record = store.put(("fuzz",), "text")
+        assert len(out) == len(texts)
+        stored = store.get(("fuzz",), record.id, include_embedding=True)
+        assert stored is not None
+        assert stored.embedding is not None
+        assert all(math.isfinite(x) for x in stored.embedding)
+    except MemfoldError:
+        pass
