@@ -17,7 +17,14 @@ from memfold.integrations._convert import convert_all
 from memfold.integrations.llama_index.messages import to_llama_index, to_memfold
 from memfold.stores import check_id
 
-__all__ = ["MemfoldChatStore", "all_threads", "amessage_at", "message_at"]
+__all__ = [
+    "MemfoldChatStore",
+    "all_threads",
+    "amessage_at",
+    "check_position",
+    "converted_messages",
+    "message_at",
+]
 
 _PAGE = 1000
 
@@ -25,28 +32,29 @@ _PAGE = 1000
 def message_at(store: ThreadStore, key: str, idx: int, tenant: str | None) -> Message | None:
     """The message at list position ``idx`` of thread ``key`` (None if out of range), read
     from the end of the thread: only the messages from it on are loaded."""
-    total = None if _check_idx(idx) < 0 else store.count(key, tenant=tenant)
+    total = None if check_position(idx) < 0 else store.count(key, tenant=tenant)
     span = _span(idx, total)
     return _at(store.load(key, last=span, tenant=tenant) if span else [], idx, total)
 
 
 async def amessage_at(store: ThreadStore, key: str, idx: int, tenant: str | None) -> Message | None:
     """Async `message_at`."""
-    total = None if _check_idx(idx) < 0 else await store.acount(key, tenant=tenant)
+    total = None if check_position(idx) < 0 else await store.acount(key, tenant=tenant)
     span = _span(idx, total)
     return _at(await store.aload(key, last=span, tenant=tenant) if span else [], idx, total)
 
 
-def _converted(messages: object) -> list[Message]:
+def converted_messages(messages: object) -> list[Message]:
     """LlamaIndex messages (a list) as memfold's, or `InvalidInput`."""
     if isinstance(messages, str) or not isinstance(messages, Sequence):
         raise InvalidInput(f"messages must be a list of ChatMessage, got {type(messages).__name__}")
     return [to_memfold(m) for m in messages]
 
 
-def _check_idx(idx: object) -> int:
+def check_position(idx: object, what: str = "a message position") -> int:
+    """``idx`` if it is an int (not a bool), else `InvalidInput` naming ``what`` it is."""
     if isinstance(idx, bool) or not isinstance(idx, int):
-        raise InvalidInput(f"a message position must be an int, got {idx!r:.100}")
+        raise InvalidInput(f"{what} must be an int, got {idx!r:.100}")
     return idx
 
 
@@ -107,7 +115,7 @@ class MemfoldChatStore(BaseChatStore):
 
     def set_messages(self, key: str, messages: list[ChatMessage]) -> None:
         """Replace the messages of ``key`` in one transaction."""
-        self._store.replace(key, _converted(messages), tenant=self.tenant)
+        self._store.replace(key, converted_messages(messages), tenant=self.tenant)
 
     def get_messages(self, key: str) -> list[ChatMessage]:
         """The messages of ``key``, oldest first."""
@@ -143,7 +151,7 @@ class MemfoldChatStore(BaseChatStore):
 
     async def aset_messages(self, key: str, messages: list[ChatMessage]) -> None:
         """Async `set_messages`."""
-        await self._store.areplace(key, _converted(messages), tenant=self.tenant)
+        await self._store.areplace(key, converted_messages(messages), tenant=self.tenant)
 
     async def aget_messages(self, key: str) -> list[ChatMessage]:
         """Async `get_messages`."""

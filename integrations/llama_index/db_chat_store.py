@@ -24,10 +24,16 @@ from llama_index.core.llms import ChatMessage
 from llama_index.core.storage.chat_store.base_db import AsyncDBChatStore, MessageStatus
 from pydantic import PrivateAttr
 
-from memfold import Message, NotFound, ThreadInfo, ThreadStore, open_store
+from memfold import InvalidInput, Message, NotFound, ThreadInfo, ThreadStore, open_store
 from memfold.integrations._convert import convert_all
-from memfold.integrations.llama_index.chat_store import all_threads, amessage_at
-from memfold.integrations.llama_index.messages import to_llama_index, to_memfold
+from memfold.integrations.llama_index.chat_store import (
+    all_threads,
+    amessage_at,
+    check_position,
+    converted_messages,
+)
+from memfold.integrations.llama_index.messages import to_llama_index
+from memfold.stores import check_id
 
 __all__ = ["ARCHIVES", "SETTLED", "STATUS", "MemfoldDBChatStore"]
 
@@ -54,6 +60,28 @@ def _with_status(message: Message, status: MessageStatus, settled: bool = False)
         if settled:
             metadata[SETTLED] = True
     return replace(message, metadata=metadata)
+
+
+def _check_status(status: object) -> MessageStatus:
+    """``status`` as a `MessageStatus` (its value, a str, is taken too), else `InvalidInput`."""
+    if isinstance(status, str) and status in {s.value for s in MessageStatus}:
+        return MessageStatus(status)
+    raise InvalidInput(f"a message status must be a LlamaIndex MessageStatus, got {status!r:.100}")
+
+
+def _check_any_status(status: object) -> MessageStatus | None:
+    """`_check_status`, where None (any status) is taken too."""
+    return None if status is None else _check_status(status)
+
+
+def _check_page(value: object, what: str) -> int | None:
+    """A page's ``limit`` or ``offset``: None or an int >= 0, else `InvalidInput`."""
+    if value is None:
+        return None
+    checked = check_position(value, what)
+    if checked < 0:
+        raise InvalidInput(f"{what} must be >= 0, got {checked}")
+    return checked
 
 
 def _chosen(stored: Sequence[Message], status: MessageStatus | None) -> list[Message]:
@@ -89,6 +117,8 @@ class MemfoldDBChatStore(AsyncDBChatStore):
     _store: ThreadStore = PrivateAttr()
 
     def __init__(self, store: ThreadStore | str, *, tenant: str | None = None) -> None:
+        if tenant is not None:
+            check_id(tenant, "tenant")
         super().__init__(tenant=tenant)  # type: ignore[call-arg]  # mypy sees only base fields
         self._store = open_store(store) if isinstance(store, str) else store
 
@@ -110,6 +140,8 @@ class MemfoldDBChatStore(AsyncDBChatStore):
         offset: int | None = None,
     ) -> list[ChatMessage]:
         """The messages of ``key`` with ``status`` (None: any), oldest first, paged."""
+        status = _check_any_status(status)
+        limit, offset = _check_page(limit, "limit"), _check_page(offset, "offset")
         info = await self._thread(key)
         if info is None:
             return []
@@ -127,6 +159,7 @@ class MemfoldDBChatStore(AsyncDBChatStore):
 
     async def count_messages(self, key: str, status: MessageStatus | None = ACTIVE) -> int:
         """How many messages of ``key`` have ``status`` (None: any)."""
+        status = _check_any_status(status)
         info = await self._thread(key)
         if info is None:
             return 0
@@ -145,24 +178,27 @@ class MemfoldDBChatStore(AsyncDBChatStore):
         self, key: str, messages: list[ChatMessage], status: MessageStatus = ACTIVE
     ) -> None:
         """Append messages with ``status`` in one store call."""
-        if messages:
+        status = _check_status(status)
+        if converted := converted_messages(messages):
             if status is not ACTIVE:
                 await self._mark_archives(key)
-            converted = [_with_status(to_memfold(m), status) for m in messages]
+            converted = [_with_status(m, status) for m in converted]
             await self._store.aappend(key, converted, tenant=self.tenant)
 
     async def set_messages(
         self, key: str, messages: list[ChatMessage], status: MessageStatus = ACTIVE
     ) -> None:
         """Replace every message of ``key`` with ``messages``, all with ``status``."""
-        if not messages:  # a key without messages is no key, as in SQLAlchemyChatStore
+        status = _check_status(status)
+        converted = converted_messages(messages)
+        if not converted:  # a key without messages is no key, as in SQLAlchemyChatStore
             await self._store.adelete_thread(key, tenant=self.tenant)
             return
         if status is not ACTIVE:
             await self._mark_archives(key)
         # All one status: an archived message has only archived ones before it.
-        converted = [_with_status(to_memfold(m), status, settled=True) for m in messages]
-        await self._store.areplace(key, converted, tenant=self.tenant)
+        marked = [_with_status(m, status, settled=True) for m in converted]
+        await self._store.areplace(key, marked, tenant=self.tenant)
 
     async def delete_message(self, key: str, idx: int) -> ChatMessage | None:
         """Delete and return the message at position ``idx`` (None if out of range)."""
@@ -174,6 +210,7 @@ class MemfoldDBChatStore(AsyncDBChatStore):
 
     async def delete_messages(self, key: str, status: MessageStatus | None = None) -> None:
         """Delete the messages of ``key`` with ``status`` (None: the whole key)."""
+        status = _check_any_status(status)
         if status is None:
             await self._store.adelete_thread(key, tenant=self.tenant)
             return
@@ -201,7 +238,7 @@ class MemfoldDBChatStore(AsyncDBChatStore):
         return [t.thread_id for t in threads if t.message_count]
 
     async def _take_oldest(self, key: str, n: int, *, archive: bool) -> list[ChatMessage]:
-        if n <= 0:
+        if check_position(n, "a message count") <= 0:
             return []
         if await self._archives(key):
             taken = (await self._active(key))[:n]

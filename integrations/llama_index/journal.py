@@ -73,7 +73,13 @@ def journal_scope(
 
 
 def _encode(output: ToolOutput) -> Blob:
-    return Blob(JSON_TAG, encode_json(output.model_dump(mode="json", fallback=str), "").encode())
+    """The output as memfold JSON, or `InvalidInput` if pydantic cannot dump it (nested too
+    deeply)."""
+    try:
+        dumped = output.model_dump(mode="json", fallback=str)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidInput(f"the output of the journaled tool cannot be recorded: {exc}") from exc
+    return Blob(JSON_TAG, encode_json(dumped, "the tool output").encode())
 
 
 def _decode(entry: JournalEntry) -> ToolOutput:
