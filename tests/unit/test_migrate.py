@@ -7,6 +7,7 @@ import operator
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, TypedDict, TypeVar
@@ -229,11 +230,29 @@ class Items(TypedDict):
     items: Annotated[list[str], operator.add]
 
 
+class _SignallingSaver(MemfoldSaver):
+    """A saver that says when a task's pending writes are stored (before ``boom`` raises,
+    only ``ok``'s can be)."""
+
+    ok_written: threading.Event
+
+    def put_writes(self, config: Any, writes: Any, task_id: str, task_path: str = "") -> None:
+        super().put_writes(config, writes, task_id, task_path)
+        self.ok_written.set()
+
+
 def failing_graph(saver: MemfoldSaver, fail: list[bool]) -> Any:
-    """Two parallel nodes; ``boom`` raises while ``fail[0]``, leaving ``ok``'s pending write."""
+    """Two parallel nodes; ``boom`` raises while ``fail[0]``, leaving ``ok``'s pending write.
+
+    ``boom`` raises only once ``ok``'s write is stored (or after 10 s): LangGraph drops the
+    writes of a task that finishes after another one's error has shut its executor down."""
+    ok_written = threading.Event()
+    if isinstance(saver, _SignallingSaver):
+        saver.ok_written = ok_written
 
     def boom(state: Items) -> Items:
         if fail[0]:
+            ok_written.wait(10)
             raise RuntimeError("boom")
         return {"items": ["boom"]}
 
@@ -246,7 +265,7 @@ def failing_graph(saver: MemfoldSaver, fail: list[bool]) -> Any:
 
 def run_graph(store: BaseCheckpointStore) -> list[Any]:
     """Two threads: one run to the end twice, one stopped by an error with a pending write."""
-    saver = MemfoldSaver(store, lease_seconds=None)
+    saver = _SignallingSaver(store, lease_seconds=None)
     fail = [False]
     graph = failing_graph(saver, fail)
     for thread_id in ("g1", "g2"):
