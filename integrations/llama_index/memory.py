@@ -33,9 +33,10 @@ from pydantic import PrivateAttr, SerializeAsAny
 
 from memfold.compaction import Compactor, RunningSummary, Summarizer
 from memfold.integrations._convert import convert_all
-from memfold.integrations.llama_index.chat_store import MemfoldChatStore
-from memfold.integrations.llama_index.messages import to_llama_index, to_memfold
+from memfold.integrations.llama_index.chat_store import MemfoldChatStore, converted_messages
+from memfold.integrations.llama_index.messages import to_llama_index
 from memfold.integrations.llama_index.summarizer import LLMSummarizer
+from memfold.stores import check_id
 
 __all__ = ["MemfoldCompactionMemory"]
 
@@ -66,6 +67,7 @@ class MemfoldCompactionMemory(BaseChatStoreMemory):
         *,
         chat_store_key: str = DEFAULT_CHAT_STORE_KEY,
     ) -> None:
+        check_id(chat_store_key, "chat_store_key")
         super().__init__(chat_store=chat_store, chat_store_key=chat_store_key)
         self._compactor = Compactor(chat_store.store, strategy, summarizer)
 
@@ -110,11 +112,11 @@ class MemfoldCompactionMemory(BaseChatStoreMemory):
 
     def put_messages(self, messages: list[ChatMessage]) -> None:
         """Append ``messages`` in one write."""
-        converted = [to_memfold(m) for m in messages]
+        converted = converted_messages(messages)
         self.chat_store.store.append(self.chat_store_key, converted, tenant=self.chat_store.tenant)
 
     async def aput_messages(self, messages: list[ChatMessage]) -> None:
         """Async `put_messages`."""
-        converted = [to_memfold(m) for m in messages]
+        converted = converted_messages(messages)
         store = self.chat_store
         await store.store.aappend(self.chat_store_key, converted, tenant=store.tenant)

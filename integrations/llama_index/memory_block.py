@@ -9,17 +9,31 @@ session, process or framework using the same namespace sees the same memories.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
 from llama_index.core.memory import BaseMemoryBlock
 from pydantic import Field, PrivateAttr
 
-from memfold.memories import MemoryRecord, MemoryStore, open_memory_store
+from memfold.errors import InvalidInput
+from memfold.memories import MemoryRecord, MemoryStore, check_namespace, open_memory_store
 
 __all__ = ["MemfoldMemoryBlock"]
 
 _KEPT = (MessageRole.USER, MessageRole.ASSISTANT)
+
+
+def _checked(messages: object) -> Sequence[ChatMessage]:
+    """``messages`` (None: none) if it is a list of ``ChatMessage``, else `InvalidInput`."""
+    if messages is None:
+        return []
+    if isinstance(messages, str) or not isinstance(messages, Sequence):
+        raise InvalidInput(f"messages must be a list of ChatMessage, got {type(messages).__name__}")
+    for m in messages:
+        if not isinstance(m, ChatMessage):
+            raise InvalidInput(f"messages must be ChatMessage objects, got {type(m).__name__}")
+    return messages
 
 
 class MemfoldMemoryBlock(BaseMemoryBlock[str]):
@@ -55,6 +69,11 @@ class MemfoldMemoryBlock(BaseMemoryBlock[str]):
         similarity_top_k: int = 5,
         **data: Any,
     ) -> None:
+        if isinstance(similarity_top_k, bool) or not isinstance(similarity_top_k, int):
+            raise InvalidInput(f"similarity_top_k must be an int, got {similarity_top_k!r:.100}")
+        if not 1 <= similarity_top_k <= 100:
+            raise InvalidInput(f"similarity_top_k must be from 1 to 100, got {similarity_top_k}")
+        namespace = check_namespace(namespace)
         super().__init__(namespace=namespace, similarity_top_k=similarity_top_k, **data)  # type: ignore[call-arg]
         self._store = open_memory_store(store) if isinstance(store, str) else store
 
@@ -87,13 +106,13 @@ class MemfoldMemoryBlock(BaseMemoryBlock[str]):
                     ),
                 },
             )
-            for m in messages
+            for m in _checked(messages)
             if m.role in _KEPT and m.content
         ]
 
     @staticmethod
     def _query(messages: list[ChatMessage] | None) -> str | None:
-        users = [m.content for m in messages or [] if m.role == MessageRole.USER and m.content]
+        users = [m.content for m in _checked(messages) if m.role == MessageRole.USER and m.content]
         return users[-1] if users else None
 
     @staticmethod

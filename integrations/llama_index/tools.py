@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from llama_index.core.tools.tool_spec.base import SPEC_FUNCTION_TYPE, BaseToolSpec
 
-from memfold.memories import MemoryHit, MemoryStore, Namespace
+from memfold.memories import MemoryHit, MemoryStore, Namespace, check_namespace
 
 __all__ = ["MemfoldToolSpec"]
 
@@ -40,7 +40,7 @@ class MemfoldToolSpec(BaseToolSpec):
 
     def __init__(self, store: MemoryStore, namespace: Namespace) -> None:
         self.store = store
-        self.namespace = tuple(namespace)
+        self.namespace = check_namespace(namespace)
 
     def remember(self, content: str) -> str:
         """Save a lasting fact or preference about the user, as one sentence."""

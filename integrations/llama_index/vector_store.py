@@ -29,9 +29,16 @@ from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_
 from pydantic import PrivateAttr
 
 from memfold.errors import InvalidInput, UnsupportedOperation
-from memfold.memories import MemoryHit, MemoryRecord, MemoryStore, open_memory_store
+from memfold.limits import DEFAULT_LIMITS
+from memfold.memories import (
+    MemoryHit,
+    MemoryRecord,
+    MemoryStore,
+    check_namespace,
+    open_memory_store,
+)
 from memfold.model import JSON
-from memfold.stores import DEFAULT_TENANT
+from memfold.stores import DEFAULT_TENANT, encode_json
 
 __all__ = ["MemfoldVectorStore"]
 
@@ -108,7 +115,7 @@ class MemfoldVectorStore(BasePydanticVectorStore):
         opened = open_memory_store(store, **options) if isinstance(store, str) else store
         if namespace is None:
             namespace = (opened.resolve_tenant(None), "nodes")
-        super().__init__(stores_text=True, namespace=tuple(namespace))  # type: ignore[call-arg]
+        super().__init__(stores_text=True, namespace=check_namespace(namespace))  # type: ignore[call-arg]
         self._store = opened
 
     @property
@@ -117,16 +124,28 @@ class MemfoldVectorStore(BasePydanticVectorStore):
         return self._store
 
     def _records(self, nodes: Sequence[BaseNode]) -> list[MemoryRecord]:
-        return [
-            MemoryRecord(
-                self.namespace,
-                n.node_id,
-                n.get_content(metadata_mode=MetadataMode.NONE),
-                node_to_metadata_dict(n, remove_text=True, flat_metadata=False),
-                None if n.embedding is None else tuple(n.embedding),
-            )
-            for n in nodes
-        ]
+        if isinstance(nodes, str) or not isinstance(nodes, Sequence):
+            raise InvalidInput(f"nodes must be a list of BaseNode, got {type(nodes).__name__}")
+        return [self._record(n) for n in nodes]
+
+    def _record(self, node: object) -> MemoryRecord:
+        """``node`` as a record, or `InvalidInput` if it is not a node or its metadata is not
+        JSON (LlamaIndex would store a set as a list, and fails on deep nesting)."""
+        if not isinstance(node, BaseNode):
+            raise InvalidInput(f"nodes must be BaseNode objects, got {type(node).__name__}")
+        limits = getattr(self._store, "limits", DEFAULT_LIMITS)  # a store's raised limits hold
+        encode_json(node.metadata, "a node's metadata", limits)
+        try:
+            value = node_to_metadata_dict(node, remove_text=True, flat_metadata=False)
+        except (ValueError, RecursionError) as exc:  # pydantic nests less deeply than memfold
+            raise InvalidInput(f"LlamaIndex cannot serialise node {node.node_id!r}: {exc}") from exc
+        return MemoryRecord(
+            self.namespace,
+            node.node_id,
+            node.get_content(metadata_mode=MetadataMode.NONE),
+            value,
+            None if node.embedding is None else tuple(node.embedding),
+        )
 
     def _search(self, q: VectorStoreQuery) -> dict[str, Any]:
         if q.node_ids:
