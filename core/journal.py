@@ -41,6 +41,7 @@ from typing import Any, Final, Self, TypeVar
 from memfold.checkpoint_model import Blob
 from memfold.checkpoints import CheckpointStore, open_checkpoint_store
 from memfold.errors import InvalidInput
+from memfold.limits import Limits
 from memfold.model import JSON, utcnow
 from memfold.ops import Op
 from memfold.stores import BaseStore, check_id, check_time, encode_json
@@ -86,6 +87,18 @@ class JournalEntry:
         return self.value
 
 
+def _check_key(
+    tenant: object, thread_id: object, namespace: object = None, tool_call_id: object = None
+) -> None:
+    """`InvalidInput` unless an operation's key fields are usable (None: not in its key)."""
+    check_id(tenant, "tenant")
+    check_id(thread_id, "thread id")
+    if namespace is not None:
+        _check_namespace(namespace)
+    if tool_call_id is not None:
+        check_id(tool_call_id, "tool call id")
+
+
 # Operations as data: a store that declares the ``effect_journal`` capability runs them.
 
 
@@ -99,6 +112,12 @@ class RecordEffect(Op[JournalEntry]):
     tool_call_id: str
     value: Blob
     recorded_at: datetime
+
+    def __post_init__(self) -> None:
+        _check_key(self.tenant, self.thread_id, self.namespace, self.tool_call_id)
+        if not isinstance(self.value, Blob):
+            raise InvalidInput(f"a recorded value is a Blob, got {type(self.value).__name__}")
+        check_time(self.recorded_at, "recorded_at")
 
     def entry(self) -> JournalEntry:
         """The entry this operation stores if its key is new."""
@@ -116,6 +135,9 @@ class GetEffect(Op[JournalEntry | None]):
     namespace: str
     tool_call_id: str
 
+    def __post_init__(self) -> None:
+        _check_key(self.tenant, self.thread_id, self.namespace, self.tool_call_id)
+
 
 @dataclass(frozen=True, slots=True)
 class ListEffects(Op[list[JournalEntry]]):
@@ -125,6 +147,9 @@ class ListEffects(Op[list[JournalEntry]]):
     thread_id: str
     namespace: str | None
 
+    def __post_init__(self) -> None:
+        _check_key(self.tenant, self.thread_id, self.namespace)
+
 
 @dataclass(frozen=True, slots=True)
 class DeleteEffects(Op[int]):
@@ -132,6 +157,9 @@ class DeleteEffects(Op[int]):
 
     tenant: str
     thread_id: str
+
+    def __post_init__(self) -> None:
+        _check_key(self.tenant, self.thread_id)
 
 
 JOURNAL_OPS: Final = (RecordEffect, GetEffect, ListEffects, DeleteEffects)
@@ -142,6 +170,8 @@ JOURNAL_READS: Final = (GetEffect, ListEffects)
 
 def sort_key(entry: JournalEntry) -> tuple[datetime, str, str]:
     """The order of `EffectJournal.list_entries`: recording time, then namespace and call id."""
+    if not isinstance(entry, JournalEntry):
+        raise InvalidInput(f"sort_key takes a JournalEntry, got {type(entry).__name__}")
     return entry.recorded_at, entry.namespace, entry.tool_call_id
 
 
@@ -151,7 +181,7 @@ def _check_namespace(value: object) -> str:
     return check_id(value, "namespace") if value else value
 
 
-def _value(result: JSON | Blob) -> Blob:
+def _value(result: JSON | Blob, limits: Limits) -> Blob:
     if isinstance(result, Blob):
         if not isinstance(result.tag, str) or not result.tag:
             raise InvalidInput("a recorded Blob needs a non-empty str tag")
@@ -160,7 +190,8 @@ def _value(result: JSON | Blob) -> Blob:
                 f"a recorded Blob needs bytes data, got {type(result.data).__name__}"
             )
         return result
-    return Blob(JSON_TAG, encode_json(result, "the tool result").encode())
+    encoded = encode_json(result, "the tool result", limits, "max_blob_bytes")
+    return Blob(JSON_TAG, encoded.encode())
 
 
 class EffectJournal:
@@ -196,7 +227,7 @@ class EffectJournal:
             check_id(thread_id, "thread id"),
             _check_namespace(namespace),
             check_id(tool_call_id, "tool call id"),
-            _value(result),
+            _value(result, self.store.limits),
             utcnow(),
         )
 

@@ -123,7 +123,7 @@ def check_namespace(namespace: object, what: str = "namespace") -> Namespace:
 def namespace_key(namespace: Namespace) -> str:
     """The stored form of a (checked) namespace: each label followed by ``\\x1f``, so a prefix
     of labels is a prefix of the key and sorts as a contiguous range."""
-    return "".join(label + SEP for label in namespace)
+    return "".join(label + SEP for label in check_namespace(namespace))
 
 
 def split_key(key: str) -> Namespace:
@@ -134,6 +134,8 @@ def split_key(key: str) -> Namespace:
 def prefix_range(prefix_key: str) -> tuple[str, str]:
     """``(low, high)``: a namespace key starts with ``prefix_key`` iff ``low <= key < high``
     (in code-point order; PostgreSQL columns use the "C" collation for it)."""
+    if not isinstance(prefix_key, str) or not prefix_key.endswith(SEP):
+        raise InvalidInput(f"a namespace key prefix is a namespace_key, got {prefix_key!r}")
     return prefix_key, prefix_key[:-1] + chr(ord(SEP) + 1)
 
 
@@ -215,10 +217,14 @@ def rank_hits(
 ) -> list[MemoryHit]:
     """The ``op.k`` best hits from each ranking's candidate scores (keys name ``records``):
     fused, decayed, cut at ``min_score``; ties go to the newer record, then the lower id."""
+    if not isinstance(op, ops.SearchMemories):
+        raise InvalidInput(f"rank_hits ranks for a SearchMemories, got {type(op).__name__}")
     fused = fuse(text_scores, cosines, op.text_weight, op.vector_weight)
     hits = []
     for key, score, t, v in fused:
-        record = records[key]
+        record = records.get(key)
+        if not isinstance(record, MemoryRecord):
+            raise InvalidInput(f"rank_hits has a score for {key!r} but no record of it")
         if op.half_life_seconds is not None and record.updated_at is not None:
             age = (op.now - record.updated_at).total_seconds()
             score *= recency_factor(age, op.half_life_seconds, op.decay_weight)

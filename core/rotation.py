@@ -89,8 +89,14 @@ Progress: TypeAlias = Callable[[int, int], None]
 LIST_PAGE = 1_000
 
 
+def _check_flow(flow: object) -> None:
+    if not isinstance(flow, Generator):
+        raise InvalidInput(f"drive runs a generator of operations, got {type(flow).__name__}")
+
+
 def drive(flow: Flow[T], execute: Callable[[ops.Op[Any]], Any]) -> T:
     """Run ``flow`` with a store's ``execute``."""
+    _check_flow(flow)
     try:
         op = next(flow)
         while True:
@@ -102,6 +108,7 @@ def drive(flow: Flow[T], execute: Callable[[ops.Op[Any]], Any]) -> T:
 
 async def adrive(flow: Flow[T], aexecute: Callable[[ops.Op[Any]], Awaitable[Any]]) -> T:
     """Run ``flow`` with a store's ``aexecute``."""
+    _check_flow(flow)
     try:
         op = next(flow)
         while True:
@@ -137,7 +144,9 @@ def rotate_threads(
 ) -> Flow[int]:
     """Rewrite the tenant's messages that are not under the active key; returns how many."""
     keyring, size = check_rotation(store.keyring, batch_size, progress)
-    from memfold.stores import encode_json
+    from memfold.stores import check_id, encode_json
+
+    check_id(tenant, "tenant")
 
     infos: list[ThreadInfo] = []
     while True:
@@ -179,8 +188,10 @@ def rotate_memories(
     """Rewrite the live records under a namespace key prefix that are not under the active
     key; returns how many."""
     keyring, size = check_rotation(store.keyring, batch_size, progress)
+    from memfold.memories import prefix_range
     from memfold.stores import encode_json
 
+    prefix_range(prefix)  # refuses anything but a namespace key
     everything = parse_filter(None)
     yield memory_ops.SweepMemories(utcnow())
     total = yield memory_ops.CountMemories(prefix, everything, utcnow())
@@ -262,7 +273,9 @@ def rotate_checkpoints(
     """Rewrite the tenant's checkpoints (bodies, values, pending writes) that are not all under
     the active key; returns how many checkpoints were rewritten."""
     keyring, _size = check_rotation(store.keyring, batch_size, progress)
-    from memfold.stores import encode_json
+    from memfold.stores import check_id, encode_json
+
+    check_id(tenant, "tenant")
 
     spaces = yield from _checkpoint_spaces(tenant)
     total = sum(len(s) for s in spaces.values())

@@ -140,6 +140,10 @@ class LocalEmbedder:
     """
 
     def __init__(self, *, batch_size: int = 64, device: str = "cpu") -> None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InvalidInput(f"batch_size must be an int >= 1, got {batch_size!r}")
+        if not isinstance(device, str) or not device.isprintable() or not device.strip():
+            raise InvalidInput(f"device must be a torch device name such as 'cpu', got {device!r}")
         self.batch_size = batch_size
         self.device = device
         self._model: Any = None
@@ -171,10 +175,11 @@ class LocalEmbedder:
 
     def embed(self, texts: Sequence[str], *, kind: Kind = "document") -> list[list[float]]:
         """One vector per text (unit length)."""
+        checked = check_embed_args(texts, kind)
         with self._lock:
             model = self._load()
             vectors = model.encode(
-                list(texts),
+                checked,
                 batch_size=self.batch_size,
                 normalize_embeddings=True,
                 convert_to_numpy=True,
