@@ -14,7 +14,7 @@ operators (ANDed):
 - ``$exists``: the field is present (``true``), even if null, or absent (``false``).
 
 ``{"$and": [f, ...]}`` and ``{"$or": [f, ...]}`` combine filters. Values are str, int, float,
-bool or None; anything else is `memfold.errors.InvalidInput`.
+bool or None (an int within 64 bits); anything else is `memfold.errors.InvalidInput`.
 
 Examples:
     >>> f = parse_filter({"kind": "fact", "score": {"$gte": 3}})
@@ -35,6 +35,7 @@ from sqlalchemy import ColumnElement, Text, and_, bindparam, false, func, not_, 
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 from memfold.errors import InvalidInput
+from memfold.limits import MAX_COUNT
 from memfold.model import JSON
 
 __all__ = ["Filter", "FilterSpec", "parse_filter"]
@@ -59,6 +60,11 @@ def _check_scalar(value: object, where: str) -> Scalar:
     if value is None or isinstance(value, str | bool | int):
         if isinstance(value, str) and "\x00" in value:
             raise InvalidInput(f"filter value for {where} must not contain NUL")
+        if isinstance(value, int) and not -MAX_COUNT - 1 <= value <= MAX_COUNT:
+            raise InvalidInput(
+                f"filter value for {where} must be an int of 64 bits (SQL compares no wider), "
+                f"got {value}: compare with a float instead"
+            )
         return value
     if isinstance(value, float):
         if not math.isfinite(value):

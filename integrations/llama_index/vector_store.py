@@ -78,7 +78,9 @@ def to_filter(filters: MetadataFilters | None) -> dict[str, JSON]:
 def _node(record: MemoryRecord) -> BaseNode:
     if "_node_content" not in record.value:  # written by memfold or another framework
         return TextNode(id_=str(record.id), text=record.text, metadata=dict(record.value))
-    return metadata_dict_to_node(dict(record.value), text=record.text)
+    node = metadata_dict_to_node(dict(record.value), text=record.text)
+    node.id_ = str(record.id)  # the store gave a node with an empty id one of its own
+    return node
 
 
 class MemfoldVectorStore(BasePydanticVectorStore):
@@ -151,15 +153,24 @@ class MemfoldVectorStore(BasePydanticVectorStore):
         if q.node_ids:
             raise UnsupportedOperation("query by node_ids is not supported: use get_nodes")
         f = to_filter(q.filters)
+        if q.doc_ids is not None and (
+            isinstance(q.doc_ids, str) or not isinstance(q.doc_ids, Sequence)
+        ):
+            raise InvalidInput(f"doc_ids must be a list of str, got {q.doc_ids!r:.100}")
         if q.doc_ids:
             docs: dict[str, JSON] = {"ref_doc_id": {"$in": list(q.doc_ids)}}
             f = {"$and": [f, docs]} if f else docs
         args: dict[str, Any] = {"filter": f, "k": q.similarity_top_k}
-        mode = VectorStoreQueryMode(q.mode)
+        try:
+            mode = VectorStoreQueryMode(q.mode)
+        except ValueError as exc:
+            raise InvalidInput(f"unknown query mode {q.mode!r:.100}") from exc
         if mode in _TEXT_MODES or q.query_embedding is None:
             return {**args, "query": q.query_str, "vector_weight": 0}
         if mode == VectorStoreQueryMode.HYBRID:
             alpha = 0.5 if q.alpha is None else q.alpha
+            if isinstance(alpha, bool) or not isinstance(alpha, int | float):
+                raise InvalidInput(f"alpha must be a number from 0 to 1, got {alpha!r:.100}")
             weights = {"text_weight": 1 - alpha, "vector_weight": alpha}
             return {**args, "query": q.query_str, "vector": q.query_embedding, **weights}
         if mode == VectorStoreQueryMode.DEFAULT:

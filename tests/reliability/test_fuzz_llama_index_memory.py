@@ -398,6 +398,14 @@ REGRESSIONS: list[tuple[str, Any]] = [
     ("add of a non-node", lambda m, t: MemfoldVectorStore(m).add([USER])),
     ("add of a node with a set in its metadata",
      lambda m, t: MemfoldVectorStore(m).add([_node({"k": {1, 2}})])),
+    ("query with doc_ids that are not a list",
+     lambda m, t: MemfoldVectorStore(m).query(VectorStoreQuery(doc_ids=True))),  # type: ignore[arg-type]
+    ("a hybrid query with a str alpha",
+     lambda m, t: MemfoldVectorStore(m).query(VectorStoreQuery(
+         query_embedding=[1.0] * MEMORY_DIMS, mode=VectorStoreQueryMode.HYBRID, alpha="3"))),  # type: ignore[arg-type]
+    ("delete_nodes by a filter on an int past 64 bits",
+     lambda m, t: MemfoldVectorStore(m).delete_nodes(
+         filters=MetadataFilters(filters=[MetadataFilter(key="n", value=2**63)]))),
     ("add of a node with deeply nested metadata",
      lambda m, t: MemfoldVectorStore(m).add([_node({"k": nested(3_000)})])),
 ]  # fmt: skip
@@ -419,3 +427,17 @@ async def test_found_bugs_raise_invalid_input(
     assert mstore.list_records(("a",)) + mstore.list_records((DEFAULT_TENANT,)) == before
     canary.check()
     await threads.check()
+
+
+async def test_node_with_empty_id_reads_back_under_its_stored_id(
+    mstore: BaseMemoryStore, use_async: bool
+) -> None:
+    """A node added with an empty id gets one from the store, and reads back under it (it read
+    back with the empty id, so ``get_nodes`` of the returned id found a node it did not ask
+    for)."""
+    vs = MemfoldVectorStore(mstore)
+    node = TextNode(id_="", text="green tea", metadata={"n": 1})
+    (added,) = await vs.async_add([node]) if use_async else vs.add([node])
+    (got,) = await vs.aget_nodes([added]) if use_async else vs.get_nodes([added])
+    assert (got.node_id, got.get_content(), got.metadata) == (added, "green tea", {"n": 1})
+    assert added
