@@ -521,6 +521,5 @@ NOT_ENTRY_POINTS: Final[dict[str, str]] = {
 """Public callables that are not entry points, with the reason: results the library returns
 and callers never pass back in."""
 
-GAPS: Final[tuple[str, ...]] = (
-)
+GAPS: Final[tuple[str, ...]] = ()
 """Entry points with no fuzz test yet (each named in the report; the list only shrinks)."""
