@@ -45,7 +45,6 @@ Examples:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -57,6 +56,7 @@ from memfold.journal import EffectJournal
 from memfold.memories import BaseMemoryStore
 from memfold.model import utcnow
 from memfold.ops import Op
+from memfold.retention import check_seconds
 from memfold.stores import BaseStore, BaseThreadStore, check_id
 from memfold.tombstones import (
     TENANT,
@@ -186,13 +186,7 @@ def _sorted_stores(stores: Sequence[object]) -> tuple[list[BaseStore], list[Clea
 
 
 def _check_ttl(ttl: object) -> float | None:
-    if ttl is None:
-        return None
-    if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 < ttl < math.inf:
-        raise InvalidInput(
-            f"tombstone_ttl must be a positive number of seconds or None, got {ttl!r}"
-        )
-    return float(ttl)
+    return check_seconds(ttl, "tombstone_ttl")
 
 
 def _tombstones(

@@ -627,3 +627,13 @@ def test_local_embedder_checks_its_arguments_before_loading() -> None:
     with pytest.raises(InvalidInput, match="kind"):
         embedder.embed(["tea"], kind="both")  # type: ignore[arg-type]
     assert embedder._model is None
+
+
+def test_a_tombstone_ttl_past_the_calendar_is_refused(stores: Stores) -> None:
+    """erase with tombstone_ttl=2.5e11 seconds raised OverflowError placing the tombstones:
+    it is refused now like any TTL past MAX_SECONDS, and nothing is erased."""
+    stores.threads.append("t", [Message(role="user", content="x", id="m")], tenant="fuzz")
+    with pytest.raises(InvalidInput, match="tombstone_ttl"):
+        erase(Subject("fuzz"), stores.all(), tombstone_ttl=251606280816.0)
+    assert len(stores.threads.load("t", tenant="fuzz")) == 1
+    stores.check()
