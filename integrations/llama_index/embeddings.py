@@ -20,8 +20,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from llama_index.core.base.embeddings.base import BaseEmbedding
-from pydantic import PrivateAttr
+from pydantic import PrivateAttr, ValidationError
 
+from memfold.errors import InvalidInput
 from memfold.recall.embedders import Embedder, Kind, check_embed_args
 
 __all__ = ["LlamaIndexEmbedder", "MemfoldEmbedding"]
@@ -51,18 +52,33 @@ class LlamaIndexEmbedder:
         return self._dimensions
 
     def embed(self, texts: Sequence[str], *, kind: Kind = "document") -> list[list[float]]:
-        """One vector per text."""
+        """One vector per text (`InvalidInput` when LlamaIndex refuses what its model made)."""
         texts = check_embed_args(texts, kind)
-        if kind == "query":
-            return [self.embed_model.get_query_embedding(t) for t in texts]
-        return self.embed_model.get_text_embedding_batch(texts)
+        try:
+            if kind == "query":
+                return [self.embed_model.get_query_embedding(t) for t in texts]
+            return self.embed_model.get_text_embedding_batch(texts)
+        except ValidationError as exc:
+            raise _refused(self.model, exc) from exc
 
     async def aembed(self, texts: Sequence[str], *, kind: Kind = "document") -> list[list[float]]:
         """Async `embed`."""
         texts = check_embed_args(texts, kind)
-        if kind == "query":
-            return [await self.embed_model.aget_query_embedding(t) for t in texts]
-        return await self.embed_model.aget_text_embedding_batch(texts)
+        try:
+            if kind == "query":
+                return [await self.embed_model.aget_query_embedding(t) for t in texts]
+            return await self.embed_model.aget_text_embedding_batch(texts)
+        except ValidationError as exc:
+            raise _refused(self.model, exc) from exc
+
+
+def _refused(model: str, error: ValidationError) -> InvalidInput:
+    """What to raise when LlamaIndex's own events refuse its model's output (a vector that is
+    not a list of numbers)."""
+    return InvalidInput(
+        f"the LlamaIndex embedding model {model!r} returned something that is not one list of "
+        f"numbers per text: fix the model. LlamaIndex said: {error.errors()[0]['msg']}"
+    )
 
 
 class MemfoldEmbedding(BaseEmbedding):

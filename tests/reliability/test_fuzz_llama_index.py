@@ -244,6 +244,28 @@ class HostileEmbedding(BaseEmbedding):
         return self.vector  # type: ignore[no-any-return]
 
 
+@pytest.mark.parametrize("kind", ["document", "query"])
+async def test_a_model_answer_llama_index_refuses_is_invalid_input(
+    use_async: bool, kind: Any
+) -> None:
+    """A LlamaIndex model answering a nested list (which LlamaIndex's own events refuse with
+    a pydantic error, found by the fuzzing) raises `InvalidInput`, and the store keeps nothing."""
+    embedder = LlamaIndexEmbedder(HostileEmbedding(vector=[[1.0] * MEMORY_DIMS]))
+    store = open_memory_store("memory://", embedder=embedder)
+    refused = pytest.raises(InvalidInput, match="not one list of numbers per text")
+    if use_async:
+        with refused:
+            await embedder.aembed(["text"], kind=kind)
+        with pytest.raises(InvalidInput):
+            await store.aput(("fuzz",), "text")
+    else:
+        with refused:
+            embedder.embed(["text"], kind=kind)
+        with pytest.raises(InvalidInput):
+            store.put(("fuzz",), "text")
+    assert store.count(("fuzz",)) == 0
+
+
 @FUZZ
 @given(
     texts=st.lists(hostile_text(), max_size=3) | hostile_ids(),
