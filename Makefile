@@ -6,7 +6,7 @@ EDITABLE := --config-settings editable_mode=strict
 # LoCoMo conversations for the compaction benchmark (evaluation data, never shipped).
 LOCOMO ?= ../shared/data/locomo/locomo-dev.json
 
-.PHONY: demo test lint types bench bench-checkpoints bench-load soak clean services record-cassettes
+.PHONY: demo test lint types bench bench-checkpoints bench-load soak fuzz-soak clean services record-cassettes
 
 # A venv with the core and the adapters the demo uses.
 $(BIN)/python:
@@ -60,6 +60,10 @@ bench-load: $(VENV)/.all services
 # The SIGKILL crash suite with 2,000 kill points per store kind and backend (make test: 70).
 soak: $(VENV)/.all services
 	MEMFOLD_CRASH_KILLS=2000 $(BIN)/pytest -q -n auto tests/reliability/test_crash.py
+
+# The fuzz suite with fresh random examples, 1,000 per test (make test: 20, the same every run).
+fuzz-soak: $(VENV)/.all services
+	MEMFOLD_FUZZ_PROFILE=fuzz-soak $(BIN)/pytest -q -n auto tests/reliability -k fuzz
 
 # Re-record the LLM cassettes in tests/cassettes/ against Gemma 3 270M on llama-cpp-python's
 # server (scripts/llm_server.sh: the first run compiles llama.cpp, several minutes), then replay
