@@ -31,24 +31,11 @@ from tests.reliability.fuzzing import (
 )
 from tests.reliability.test_fuzz_langchain import _plain_json, lc_messages
 from tests.reliability.test_fuzz_memories import Canary, filters, namespaces
-from tests.support import drop_checkpoint_store, make_memory_store
 
 NUMBERS = st.one_of(
     st.integers(-3, 30), st.integers(), st.floats(), st.booleans(), st.none(), st.just("3")
 )
 CANARY_CONFIG = {"configurable": {"thread_id": "memfold-canary", "checkpoint_ns": ""}}
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-def backend(request: pytest.FixtureRequest) -> str:
-    """The backends the adapters are fuzzed on (the core fuzz tests cover the others)."""
-    return str(request.param)
-
-
-@pytest.fixture(params=["sync", "async"])
-def use_async(request: pytest.FixtureRequest) -> bool:
-    """Whether the adapter is driven through its async twins."""
-    return request.param == "async"
 
 
 @pytest.fixture
@@ -277,21 +264,6 @@ async def test_saver_opens_or_refuses(
 
 
 # -- Long-term store ----------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def mstore(backend: str, tmp_path: Path) -> AsyncIterator[BaseMemoryStore]:
-    """A fresh memory store of each backend, embedding with a `HashingEmbedder`."""
-    store = make_memory_store(backend, tmp_path)
-    yield store
-    await store.aclose()
-    drop_checkpoint_store(store)  # type: ignore[arg-type]
-
-
-@pytest.fixture
-def canary(mstore: BaseMemoryStore) -> Canary:
-    """Canary records, in the memory store under test."""
-    return Canary(mstore)
 
 
 def lg_namespaces() -> st.SearchStrategy[Any]:

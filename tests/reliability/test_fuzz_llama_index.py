@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -39,33 +37,11 @@ from tests.reliability.fuzzing import (
 )
 from tests.reliability.test_fuzz_langchain import _plain_json
 from tests.reliability.test_fuzz_threads import Canary as ThreadCanary
-from tests.support import MEMORY_DIMS, Api, drop_store
-from tests.support import make_store as make_thread_store
+from tests.support import MEMORY_DIMS, Api
 
 NUMBERS = st.one_of(
     st.integers(-5, 5), st.integers(), st.floats(), st.booleans(), st.none(), st.just("3")
 )
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-def backend(request: pytest.FixtureRequest) -> str:
-    """The backends the adapter is fuzzed on (the core fuzz tests cover the others)."""
-    return str(request.param)
-
-
-@pytest.fixture(params=["sync", "async"])
-def use_async(request: pytest.FixtureRequest) -> bool:
-    """Whether the adapter is driven through its async twins."""
-    return request.param == "async"
-
-
-@pytest.fixture
-async def tstore(backend: str, tmp_path: Path) -> AsyncIterator[BaseThreadStore]:
-    """A fresh thread store of each backend."""
-    store = make_thread_store(backend, tmp_path)
-    yield store
-    await store.aclose()
-    drop_store(store)
 
 
 @st.composite

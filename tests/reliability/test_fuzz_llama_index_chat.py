@@ -36,14 +36,7 @@ from tests.reliability.fuzzing import (
     messages,
     nested,
 )
-from tests.reliability.test_fuzz_llama_index import (  # noqa: F401  # fixtures
-    NUMBERS,
-    _same,
-    backend,
-    li_messages,
-    tstore,
-    use_async,
-)
+from tests.reliability.test_fuzz_llama_index import NUMBERS, _same, li_messages
 from tests.reliability.test_fuzz_threads import CANARY
 from tests.reliability.test_fuzz_threads import Canary as ThreadCanary
 from tests.support import Api
@@ -76,7 +69,7 @@ PLAIN = st.builds(
     page=st.tuples(st.none() | st.integers(-1, 5) | NUMBERS, st.none() | st.integers(-1, 5)),
 )  # fmt: skip
 async def test_db_chat_store_answers_or_refuses(
-    tstore: BaseThreadStore,  # noqa: F811
+    tstore: BaseThreadStore,
     op: str,
     key: Any,
     tenant: Any,
@@ -172,9 +165,9 @@ def _printable(output: Any) -> bool:
     scoped=st.booleans() | st.just(True),
 )
 async def test_journaled_tool_replays_exactly_or_refuses(
-    backend: str,  # noqa: F811
+    backend: str,
     tmp_path: Path,
-    use_async: bool,  # noqa: F811
+    use_async: bool,
     thread_id: Any,
     fixed_thread: Any,
     call_id: Any,
@@ -236,7 +229,7 @@ async def test_journaled_tool_replays_exactly_or_refuses(
     prompt=st.none() | hostile_text(max_size=30) | st.sampled_from(["{0}", "{x.y}", "{", "}", 1]),
 )
 async def test_llm_summarizer_answers_or_refuses(
-    use_async: bool,  # noqa: F811
+    use_async: bool,
     batch: Any,
     previous: Any,
     max_tokens: Any,
@@ -292,7 +285,7 @@ found them; each returns an awaitable."""
 
 @pytest.mark.parametrize(("case", "call"), REGRESSIONS, ids=[c for c, _ in REGRESSIONS])
 async def test_found_bugs_raise_invalid_input(
-    tstore: BaseThreadStore,  # noqa: F811
+    tstore: BaseThreadStore,
     case: str,
     call: Any,
 ) -> None:

@@ -5,8 +5,6 @@ and canary data written before is unchanged."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -49,52 +47,12 @@ from tests.reliability.test_fuzz_threads import Canary as ThreadCanary
 from tests.support import (
     MEMORY_DIMS,
     Api,
-    drop_checkpoint_store,
-    drop_store,
-    make_memory_store,
 )
-from tests.support import make_store as make_thread_store
 
 NUMBERS = st.one_of(
     st.integers(-3, 30), st.integers(), st.floats(), st.booleans(), st.none(), st.just("3")
 )
 BATCHES = st.lists(li_messages(), max_size=3) | st.sampled_from([None, "hi", [None], [1]])
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-def backend(request: pytest.FixtureRequest) -> str:
-    """The backends the adapter is fuzzed on (the core fuzz tests cover the others)."""
-    return str(request.param)
-
-
-@pytest.fixture(params=["sync", "async"])
-def use_async(request: pytest.FixtureRequest) -> bool:
-    """Whether the adapter is driven through its async twins."""
-    return request.param == "async"
-
-
-@pytest.fixture
-async def mstore(backend: str, tmp_path: Path) -> AsyncIterator[BaseMemoryStore]:
-    """A fresh memory store of each backend, embedding with a `HashingEmbedder`."""
-    store = make_memory_store(backend, tmp_path)
-    yield store
-    await store.aclose()
-    drop_checkpoint_store(store)  # type: ignore[arg-type]
-
-
-@pytest.fixture
-def canary(mstore: BaseMemoryStore) -> Canary:
-    """Canary records, in the memory store under test."""
-    return Canary(mstore)
-
-
-@pytest.fixture
-async def tstore(backend: str, tmp_path: Path) -> AsyncIterator[BaseThreadStore]:
-    """A fresh thread store of each backend."""
-    store = make_thread_store(backend, tmp_path)
-    yield store
-    await store.aclose()
-    drop_store(store)
 
 
 def _stored_texts(messages: list[ChatMessage]) -> list[Any]:
