@@ -2,7 +2,9 @@
 
 Files are opened in WAL mode with a busy timeout; writes take the lock up front
 (``BEGIN IMMEDIATE``), so concurrent writers queue instead of failing half-way. Each thread
-keeps one connection: a pool checkout per call would cost more than SQLite's own work.
+keeps one connection: a pool checkout per call would cost more than SQLite's own work. A thread
+that ends leaves its connection to the next new one (LangGraph runs each saver call on a
+short-lived thread), which keeps its statement and page caches.
 
 ``sqlite3`` has no async I/O (``aiosqlite`` runs each statement on a thread of its own), so an
 async operation runs whole, every statement of its transaction, on one of the driver's worker
@@ -33,6 +35,10 @@ __all__ = ["SQLiteDriver"]
 _WORKERS = 4
 """Worker threads (and so connections) per store for async calls: SQLite writes one at a time,
 so more would only wait for the file's lock."""
+
+
+_IDLE = 8
+"""Connections of ended threads kept for new ones; more are closed."""
 
 
 def _configure(engine: Engine, busy_timeout_ms: int) -> None:
@@ -100,6 +106,7 @@ class SQLiteDriver(Driver):
         self._workers: ThreadPoolExecutor | None = None
         self._local = threading.local()
         self._connections: list[PoolProxiedConnection] = []
+        self._idle: list[PoolProxiedConnection] = []
         self._lock = threading.Lock()
         self._pid = os.getpid()
         _DRIVERS.add(self)
@@ -115,27 +122,37 @@ class SQLiteDriver(Driver):
         """In a forked child, forget the parent's connections and worker threads."""
         if os.getpid() != self._pid:
             self._local, self._connections, self._pid = threading.local(), [], os.getpid()
+            self._idle = []
             self._workers = None
             self.engine.dispose(close=False)
 
     def checkout(self) -> Lease:
-        """This thread's connection, opened on first use (and anew in a forked child: the
-        fork hook has the child forget the parent's)."""
+        """This thread's connection, taken on first use from the ones ended threads left
+        (or opened; anew in a forked child: the fork hook has the child forget the parent's)."""
         held: _Held | None = getattr(self._local, "held", None)
         if held is None or not held.conn.is_valid:
-            held = self._local.held = _Held(self.engine.raw_connection())
             with self._lock:
-                self._connections.append(held.conn)
+                conn = self._idle.pop() if self._idle else None
+            if conn is None:
+                conn = self.engine.raw_connection()
+                with self._lock:
+                    self._connections.append(conn)
+            held = self._local.held = _Held(conn)
             # A thread that ends (LangGraph runs saver calls on short-lived worker threads)
-            # hands its connection back to the pool instead of leaking it.
-            weakref.finalize(held, self._release, held.conn)
+            # leaves its connection to the next new thread instead of leaking it.
+            weakref.finalize(held, self._park, conn)
         return held.lease
 
-    def _release(self, conn: PoolProxiedConnection) -> None:
+    def _park(self, conn: PoolProxiedConnection) -> None:
+        """Keep an ended thread's connection for the next new thread (at most `_IDLE`)."""
         with self._lock:
-            if conn not in self._connections:
+            sqlite = conn.driver_connection
+            clean = conn.is_valid and sqlite is not None and not sqlite.in_transaction
+            if clean and len(self._idle) < _IDLE and conn in self._connections:
+                self._idle.append(conn)
                 return
-            self._connections.remove(conn)
+            if conn in self._connections:
+                self._connections.remove(conn)
         conn.close()
 
     def checkin(self, lease: Lease, dropped: BaseException | None) -> None:
@@ -194,7 +211,7 @@ class SQLiteDriver(Driver):
 
     def close(self) -> None:
         with self._lock:
-            connections, self._connections = self._connections, []
+            connections, self._connections, self._idle = self._connections, [], []
             workers, self._workers = self._workers, None
         if workers is not None:
             workers.shutdown(wait=True)
