@@ -9,7 +9,7 @@ the one-writer-per-thread rule.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, contextmanager, suppress
 from typing import Any, cast
 
 from langchain_core.runnables import RunnableConfig
@@ -24,6 +24,7 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.base import Checkpoint as LGCheckpoint
 from langgraph.checkpoint.serde.base import SerializerProtocol
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
 from memfold.checkpoint_deltas import pack_sequence, unpack_sequence
 from memfold.checkpoints import (
@@ -186,17 +187,23 @@ class MemfoldSaver(BaseCheckpointSaver[int]):
     def _decoder(self) -> Callable[[Blob | SequenceBlob], Any]:
         """A value decoder for one read that decodes each distinct list item once: the
         checkpoints of one `list` call repeat most of their messages, so they share one
-        object per message."""
+        object per message. The new items of a list are decoded together (`_load_items`)."""
         loads = self.serde.loads_typed
-        items: dict[str, _Decoded] = {}
+        framed = type(self.serde) is JsonPlusSerializer
+        known: dict[str, dict[bytes, Any]] = {}
 
         def decode(value: Blob | SequenceBlob) -> Any:
-            if isinstance(value, SequenceBlob):
-                known = items.get(value.tag) or items.setdefault(
-                    value.tag, _Decoded(value.tag, loads)
-                )
-                return list(map(known.__getitem__, value.items))
-            return loads((value.tag, value.data))
+            if isinstance(value, Blob):
+                return loads((value.tag, value.data))
+            items = known.get(value.tag)
+            if items is None:
+                items = known[value.tag] = {}
+            try:
+                return list(map(items.__getitem__, value.items))
+            except KeyError:  # items not decoded yet: decode them all at once
+                new = [data for data in dict.fromkeys(value.items) if data not in items]
+                items.update(zip(new, _load_items(loads, value.tag, new, framed), strict=True))
+                return list(map(items.__getitem__, value.items))
 
         return decode
 
@@ -443,16 +450,24 @@ class MemfoldSaver(BaseCheckpointSaver[int]):
         return await self.store.arelease(_thread(thread_id), self.writer_id, tenant=self.tenant)
 
 
-class _Decoded(dict[bytes, Any]):
-    """Items of one type tag, decoded on first use."""
-
-    def __init__(self, tag: str, loads: Callable[[tuple[str, bytes]], Any]) -> None:
-        super().__init__()
-        self.tag, self.loads = tag, loads
-
-    def __missing__(self, data: bytes) -> Any:
-        value = self[data] = self.loads((self.tag, data))
-        return value
+def _load_items(
+    loads: Callable[[tuple[str, bytes]], Any], tag: str, items: list[bytes], framed: bool
+) -> list[Any]:
+    """Decode list items. With ``framed`` (LangGraph's ``JsonPlusSerializer``), ``msgpack``
+    items are decoded in one call as the msgpack array they make together (an array header
+    before the items: the same objects, as each item is one msgpack value), and one by one if
+    that fails, so that a bad item raises as it would alone."""
+    if framed and tag == "msgpack" and len(items) > 1:
+        count = len(items)
+        if count < 16:
+            header = bytes((0x90 | count,))
+        else:
+            header = b"\xdc" + count.to_bytes(2) if count < 1 << 16 else b"\xdd" + count.to_bytes(4)
+        with suppress(Exception):
+            values = loads((tag, header + b"".join(items)))
+            if type(values) is list and len(values) == count:
+                return values
+    return [loads((tag, data)) for data in items]
 
 
 def _saved(config: RunnableConfig, args: Mapping[str, Any]) -> RunnableConfig:

@@ -25,6 +25,7 @@ from memfold import Conflict, InvalidInput
 from memfold.checkpoint_deltas import ITEMS_TAG
 from memfold.checkpoints import (
     BaseCheckpointStore,
+    Blob,
     DeltaPolicy,
     SequenceBlob,
     open_checkpoint_store,
@@ -340,6 +341,41 @@ async def test_values_keep_their_type_tags_and_never_pickle(cstore: BaseCheckpoi
     tags = {v.tag for v in stored.values.values()}
     assert "pickle" not in tags
     assert {"null", "bytes", "msgpack"} <= tags
+
+
+@pytest.mark.parametrize("count", [2, 15, 16, 65_535, 65_536])
+async def test_list_items_read_back_as_decoded_one_by_one(
+    cstore: BaseCheckpointStore, count: int
+) -> None:
+    """A list's items, decoded together (each msgpack array header size), read back exactly as
+    the serializer decodes each alone; the checkpoints of one `list` share each message."""
+    saver = MemfoldSaver(cstore)
+    values = [HumanMessage(f"m{i}", id=str(i)) if i % 3 else {"n": i, "k": [i]}
+              for i in range(count)]  # fmt: skip
+    first = put_one(saver, thread(), items=values)
+    got = saver.get_tuple(first)
+    assert got is not None
+    assert got.checkpoint["channel_values"]["items"] == values
+    put_one(saver, {"configurable": {**first["configurable"]}}, items=[*values, "last"])
+    newer, older = saver.list(thread())
+    assert newer.checkpoint["channel_values"]["items"] == [*values, "last"]
+    shared = zip(newer.checkpoint["channel_values"]["items"],
+                 older.checkpoint["channel_values"]["items"], strict=False)  # fmt: skip
+    assert all(a is b for a, b in shared)
+
+
+async def test_list_items_that_do_not_decode_together_are_decoded_one_by_one(
+    cstore: BaseCheckpointStore,
+) -> None:
+    """Items that are not one msgpack value each (not as LangGraph's serializer writes them)
+    read back as the serializer decodes each alone."""
+    serde = JsonPlusSerializer()
+    items = (b"\xc0\xc1", b"\x01")  # nil then an invalid byte, which alone is ignored
+    cstore.put("t", "c1", Blob(*serde.dumps_typed({})), versions={"items": 1},
+               values={"items": SequenceBlob("msgpack", items)})  # fmt: skip
+    got = MemfoldSaver(cstore).get_tuple(thread())
+    assert got is not None
+    assert got.checkpoint["channel_values"]["items"] == [None, 1]
 
 
 async def test_a_list_write_reaches_the_store_item_by_item(tmp_path: Path) -> None:
