@@ -9,14 +9,15 @@
   `REFRESH_AFTER_US`, so most puts change no indexed column (PostgreSQL then updates the row
   in place, adding no index entries); the sweep checks ``last_us`` before removing a thread.
 - ``<prefix>checkpoints``: one row per checkpoint; ``metadata`` is JSON text, ``run_id`` its
-  ``run_id`` copied out and indexed for ``delete_for_runs``.
+  ``run_id`` copied out and indexed (where set) for ``delete_for_runs``.
 - ``<prefix>cp_values``: one row per `memfold.checkpoint_deltas.StoredBlob` (none for "no
   value"), keyed by ``(channel, version, owner)`` inside a thread namespace; indexed by
   snapshot key so a read fetches whole delta chains with one query. A row whose payload is
   byte for byte a pending write of the checkpoint it was put from holds no payload of its own
   but the key of that write (``link_checkpoint``, ``link_task``, ``link_idx``), and reads take
   the write's; a removal of the write first copies it back into the row.
-- ``<prefix>cp_writes``: pending writes, keyed by ``(checkpoint, task_id, idx)``.
+- ``<prefix>cp_writes``: pending writes, keyed by ``(checkpoint, task_id, idx)``; SQLite stores
+  them in that key's order (``WITHOUT ROWID``), so the key is not kept a second time in an index.
 
 Payloads may be compressed (``codec``; see `memfold.backends.sql.checkpoint_rows`).
 - ``<prefix>cp_journal``: the effect journal (see `memfold.backends.sql.journal`).
@@ -37,6 +38,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 
 from memfold.backends.sql.journal import build_journal_table
@@ -114,7 +116,13 @@ def build_checkpoint_tables(
         Column("versions", Text, nullable=False),
         Column("refs", Text, nullable=False),
         PrimaryKeyConstraint("tenant", "thread_id", "namespace", "checkpoint_id"),
-        Index(f"{prefix}checkpoints_run", "tenant", "run_id"),
+        Index(
+            f"{prefix}checkpoints_run",
+            "tenant",
+            "run_id",
+            sqlite_where=text("run_id IS NOT NULL"),
+            postgresql_where=text("run_id IS NOT NULL"),
+        ),
         Index(f"{prefix}checkpoints_age", "created_us"),
         Index(f"{prefix}checkpoints_recent", "tenant", "checkpoint_id"),
     )
@@ -165,6 +173,7 @@ def build_checkpoint_tables(
         Column("task_path", Text, nullable=False),
         Column("codec", String(16)),
         PrimaryKeyConstraint("tenant", "thread_id", "namespace", "checkpoint_id", "task_id", "idx"),
+        sqlite_with_rowid=False,
     )
     journal = build_journal_table(md, prefix)
     return CheckpointTables(base, threads, checkpoints, values, writes, journal)

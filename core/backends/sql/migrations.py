@@ -543,11 +543,35 @@ def _v1_checkpoint_payloads(tables: CheckpointTables) -> tuple[Table, Table]:
     return values, writes
 
 
+def _v1_checkpoints(tables: CheckpointTables, md: MetaData | None = None) -> Table:
+    """The checkpoints table as step 1 made it (frozen, like the threads)."""
+    prefix, md = tables.base.prefix, md or MetaData(schema=tables.schema)
+    return Table(
+        f"{prefix}checkpoints",
+        md,
+        *(Column(name, String(512), nullable=False) for name in ("tenant", "thread_id")),
+        Column("namespace", String(512), nullable=False),
+        Column("checkpoint_id", String(512), nullable=False),
+        Column("parent_id", String(512)),
+        Column("created_us", BigInteger, nullable=False),
+        Column("run_id", String(512)),
+        Column("metadata", Text, nullable=False),
+        Column("body_tag", String(512), nullable=False),
+        Column("body", LargeBinary, nullable=False),
+        Column("versions", Text, nullable=False),
+        Column("refs", Text, nullable=False),
+        PrimaryKeyConstraint("tenant", "thread_id", "namespace", "checkpoint_id"),
+        Index(f"{prefix}checkpoints_run", "tenant", "run_id"),
+        Index(f"{prefix}checkpoints_age", "created_us"),
+        Index(f"{prefix}checkpoints_recent", "tenant", "checkpoint_id"),
+    )
+
+
 def _checkpoint_tables(tables: CheckpointTables, dialect: Dialect) -> list[str]:
     ddl = []
     threads = _v1_checkpoint_threads(tables)
     values, writes = _v1_checkpoint_payloads(tables)
-    for table in (threads, tables.checkpoints, values, writes):
+    for table in (threads, _v1_checkpoints(tables), values, writes):
         ddl.append(str(CreateTable(table, if_not_exists=True).compile(dialect=dialect)))
         ddl += [
             str(CreateIndex(index, if_not_exists=True).compile(dialect=dialect))
@@ -608,6 +632,47 @@ def _checkpoint_links(tables: CheckpointTables, dialect: Dialect) -> list[str]:
     ]
 
 
+def _v8_checkpoint_writes(tables: CheckpointTables) -> Table:
+    """The pending-write table as step 8 made it (frozen): stored in its primary key's order
+    on SQLite (``WITHOUT ROWID``)."""
+    _, writes = _v1_checkpoint_payloads(tables)
+    return Table(
+        writes.name,
+        MetaData(schema=tables.schema),
+        *(Column(c.name, c.type, nullable=c.nullable) for c in writes.columns),
+        Column("codec", String(16)),
+        PrimaryKeyConstraint(*writes.primary_key.columns.keys()),
+        sqlite_with_rowid=False,
+    )
+
+
+def _checkpoint_compact(tables: CheckpointTables, dialect: Dialect) -> list[str]:
+    """Run ids are indexed only where a checkpoint has one; SQLite rebuilds the pending writes
+    keyed by their primary key: one B-tree instead of a table and an index repeating its key
+    (values and checkpoints keep their rowid: their secondary indexes would repeat the key)."""
+    quote = dialect.identifier_preparer
+    schema = "" if tables.schema is None else quote.quote_schema(tables.schema) + "."
+    run = f"{tables.base.prefix}checkpoints_run"
+    ddl = [
+        f"DROP INDEX {schema}{quote.quote(run)}",
+        f"CREATE INDEX {quote.quote(run)} ON {quote.format_table(tables.checkpoints)} "
+        "(tenant, run_id) WHERE run_id IS NOT NULL",
+    ]
+    if dialect.name == "postgresql":
+        return ddl
+    writes = _v8_checkpoint_writes(tables)
+    name, old = quote.format_table(writes), quote.quote(f"{writes.name}_v7")
+    columns = ", ".join(quote.quote(c.name) for c in writes.columns)
+    order = ", ".join(quote.quote(c.name) for c in writes.primary_key.columns)
+    return [
+        *ddl,
+        f"ALTER TABLE {name} RENAME TO {old}",
+        *_create((writes,), dialect),
+        f"INSERT INTO {name} ({columns}) SELECT {columns} FROM {old} ORDER BY {order}",
+        f"DROP TABLE {old}",
+    ]
+
+
 CHECKPOINT_STEPS: tuple[Step, ...] = (
     Step(1, "checkpoint threads, checkpoints, values and writes", _checkpoint_tables),
     Step(2, "the effect journal", lambda tables, dialect: journal_ddl(tables.journal, dialect)),
@@ -616,6 +681,7 @@ CHECKPOINT_STEPS: tuple[Step, ...] = (
     Step(5, "compressed values and pending writes", _checkpoint_codecs),
     Step(6, "puts stop changing indexed thread columns", _checkpoint_last_writes),
     Step(7, "a list value shares the payload of the pending write it came from", _checkpoint_links),
+    Step(8, "a sparse run index; SQLite keeps pending writes in key order", _checkpoint_compact),
 )
 """The ``checkpoints`` component's steps; append-only like `STEPS`."""
 
