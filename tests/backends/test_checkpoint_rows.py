@@ -5,8 +5,12 @@ checkpoint both hold, and puts that leave the thread's indexed times alone."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
+import sqlite3
+import threading
+import time
 import zlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -210,6 +214,64 @@ async def test_a_list_a_pending_write_of_the_parent_holds_is_stored_once(
     await api.prune(["t"])
     assert set(shared(store).values()) == {None}
     assert (await api.get("t")).values == {"m": final, "n": grown["n"]}  # type: ignore[union-attr]
+
+
+def held_writes(
+    tmp_path: Path,
+) -> tuple[BaseCheckpointStore, list[PendingWrite], dict[str, Any], sqlite3.Connection]:
+    """A SQLite store with checkpoint c1, writes on c1 and the values of its child c2 that
+    append exactly those writes, and a connection holding the database's write lock (so the
+    writes wait for it)."""
+    path = tmp_path / "checkpoints.db"
+    store = open_checkpoint_store(f"sqlite:///{path}")
+    store.put("t", "c1", BODY, versions={"m": 1}, values={"m": items(talk(0))})
+    new = (talk(1), talk(2))
+    writes = [PendingWrite("task", 0, "m", pack_sequence(items(*new)))]
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    return store, writes, {"m": items(talk(0), *new)}, blocker
+
+
+def test_a_put_waits_for_the_pending_writes_of_its_parent_being_stored(tmp_path: Path) -> None:
+    """LangGraph stores a step's pending writes and the next checkpoint at the same time: a put
+    started while the store is storing its parent's writes waits for them, so it shares their
+    payload instead of storing a copy."""
+    store, writes, grown, blocker = held_writes(tmp_path)
+    child = {"parent_id": "c1", "versions": {"m": 2}, "values": grown}
+    threads = [
+        threading.Thread(target=store.put_writes, args=("t", "c1", writes)),
+        threading.Thread(target=store.put, args=("t", "c2", BODY), kwargs=child),
+    ]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.2)
+    blocker.execute("COMMIT")
+    for thread in threads:
+        thread.join()
+    blocker.close()
+    assert shared(store)[("m", "2")] == ("c1", "task")
+    assert store.get("t").values == grown  # type: ignore[union-attr]
+    store.close()
+
+
+async def test_an_async_put_waits_for_the_pending_writes_of_its_parent_being_stored(
+    tmp_path: Path,
+) -> None:
+    """The async twin of the test above, on one event loop."""
+    store, writes, grown, blocker = held_writes(tmp_path)
+    stored_writes = asyncio.create_task(store.aput_writes("t", "c1", writes))
+    await asyncio.sleep(0.2)
+    put = asyncio.create_task(
+        store.aput("t", "c2", BODY, parent_id="c1", versions={"m": 2}, values=grown)
+    )
+    await asyncio.sleep(0.2)
+    blocker.execute("COMMIT")
+    await asyncio.gather(stored_writes, put)
+    blocker.close()
+    assert shared(store)[("m", "2")] == ("c1", "task")
+    assert (await store.aget("t")).values == grown  # type: ignore[union-attr]
+    await store.aclose()
+    store.close()
 
 
 async def test_a_list_reads_and_parses_each_value_row_once(

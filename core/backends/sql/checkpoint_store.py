@@ -17,6 +17,10 @@ Examples:
 
 from __future__ import annotations
 
+import asyncio
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
 
 from sqlalchemy import URL, ClauseElement, Dialect, Engine, Table
@@ -40,6 +44,55 @@ from memfold.stores import Capabilities
 __all__ = ["SQLCheckpointStore"]
 
 T = TypeVar("T")
+
+_WAIT_S = 2.0
+"""How long a put waits at most for pending writes of its parent that this store is storing."""
+
+_Key = tuple[str, str, str, str]
+
+
+class _WritesInFlight:
+    """The pending writes this store is storing, by checkpoint, so that a put waits for those
+    of its parent: LangGraph stores a step's pending writes and the next checkpoint at the same
+    time, and a put that comes second shares the writes' payload (see
+    `memfold.backends.sql.checkpoint_writes`) instead of storing a copy. Sync puts wait for sync
+    writes, async puts for async writes of their event loop."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._events: dict[_Key, list[tuple[Any, Any]]] = {}
+
+    @contextmanager
+    def storing(self, key: _Key, loop: asyncio.AbstractEventLoop | None = None) -> Iterator[None]:
+        """Mark the pending writes of ``key`` as being stored, by sync code or (``loop``) by
+        async code on that event loop."""
+        entry = (loop, threading.Event() if loop is None else asyncio.Event())
+        with self._lock:
+            self._events.setdefault(key, []).append(entry)
+        try:
+            yield
+        finally:
+            with self._lock:
+                entries = self._events[key]
+                entries.remove(entry)
+                if not entries:
+                    del self._events[key]
+            entry[1].set()
+
+    def _found(self, key: _Key, loop: Any) -> list[Any]:
+        with self._lock:
+            return [event for owner, event in self._events.get(key, ()) if owner is loop]
+
+    def wait(self, key: _Key) -> None:
+        """Wait (at most `_WAIT_S`) for the sync pending writes of ``key`` being stored."""
+        for event in self._found(key, None):
+            event.wait(_WAIT_S)
+
+    async def await_(self, key: _Key) -> None:
+        """Async `wait`, for async pending writes stored on the running event loop."""
+        for event in self._found(key, asyncio.get_running_loop()):
+            with suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), _WAIT_S)
 
 
 class _KeptStatements(_Statements):
@@ -113,6 +166,7 @@ class SQLCheckpointStore(BaseCheckpointStore):
             self._runner, self.tables.base, self.tables, "checkpoints", CHECKPOINT_STEPS
         )
         self._heads = Heads()
+        self._in_flight = _WritesInFlight()
         super().__init__(
             Capabilities(
                 persistent=True, shared=True, transactions=True, ttl=True, effect_journal=True
@@ -180,6 +234,8 @@ class SQLCheckpointStore(BaseCheckpointStore):
     # `memfold.backends.sql.checkpoint_writes`).
 
     def _put(self, op: ops.PutCheckpoint) -> None:
+        if op.parent_id is not None:
+            self._in_flight.wait((op.tenant, op.thread_id, op.namespace, op.parent_id))
         writes, runner, tenant = self._plans.puts, self._runner, self._runner.tenant_of(op)
         stamp, head = self._heads.get(op.tenant, op.thread_id, op.namespace)
         fast = writes.put_fast(op, self.delta_policy, stamp, head)
@@ -192,6 +248,8 @@ class SQLCheckpointStore(BaseCheckpointStore):
         self._remember(op, done.stamp, done.head, stamp is not None and done.seen == stamp)
 
     async def _aput(self, op: ops.PutCheckpoint) -> None:
+        if op.parent_id is not None:
+            await self._in_flight.await_((op.tenant, op.thread_id, op.namespace, op.parent_id))
         writes, runner, tenant = self._plans.puts, self._runner, self._runner.tenant_of(op)
         stamp, head = self._heads.get(op.tenant, op.thread_id, op.namespace)
         fast = writes.put_fast(op, self.delta_policy, stamp, head)
@@ -208,15 +266,19 @@ class SQLCheckpointStore(BaseCheckpointStore):
 
     def _put_writes(self, op: ops.PutCheckpointWrites) -> None:
         writes, runner, tenant = self._plans.puts, self._runner, self._runner.tenant_of(op)
-        fast, alone = writes.put_writes_fast(op)
-        if not runner._run(fast, True, alone, tenant):
-            runner._run(lambda: writes.put_writes(op), True, False, tenant)
+        key = (op.tenant, op.thread_id, op.namespace, op.checkpoint_id)
+        with self._in_flight.storing(key):
+            fast, alone = writes.put_writes_fast(op)
+            if not runner._run(fast, True, alone, tenant):
+                runner._run(lambda: writes.put_writes(op), True, False, tenant)
 
     async def _aput_writes(self, op: ops.PutCheckpointWrites) -> None:
         writes, runner, tenant = self._plans.puts, self._runner, self._runner.tenant_of(op)
-        fast, alone = writes.put_writes_fast(op)
-        if not await runner._arun(fast, True, alone, tenant):
-            await runner._arun(lambda: writes.put_writes(op), True, False, tenant)
+        key = (op.tenant, op.thread_id, op.namespace, op.checkpoint_id)
+        with self._in_flight.storing(key, asyncio.get_running_loop()):
+            fast, alone = writes.put_writes_fast(op)
+            if not await runner._arun(fast, True, alone, tenant):
+                await runner._arun(lambda: writes.put_writes(op), True, False, tenant)
 
     def schema_steps(self) -> list[SchemaSteps]:
         """The checkpoint tables' steps."""
