@@ -21,8 +21,8 @@ import pytest
 from sqlalchemy import func, select
 
 import memfold.checkpoints
-from memfold.backends.sql import checkpoint_plans
-from memfold.backends.sql.checkpoint_rows import parse_value
+from memfold.backends.sql import checkpoint_plans, checkpoint_rows
+from memfold.backends.sql.checkpoint_rows import ParsedRows, parse_value
 from memfold.checkpoint_deltas import pack_sequence
 from memfold.checkpoint_ops import PutCheckpointWrites
 from memfold.checkpoints import (
@@ -292,22 +292,47 @@ async def test_a_list_reads_and_parses_each_value_row_once(
     parsed: list[Any] = []
     read_rows = checkpoint_plans._parse_rows
 
-    def reading(found: Any, into: Any, seen: Any = None) -> None:
+    def reading(found: Any, into: Any, kept: Any, seen: Any = None) -> None:
         fetched.extend(found)
-        read_rows(fetched[len(fetched) - len(found) :], into, seen)
+        read_rows(fetched[len(fetched) - len(found) :], into, kept, seen)
 
     def parsing(row: Any, seen: Any = None) -> Any:
         parsed.append(row)
         return parse_value(row, seen)
 
     monkeypatch.setattr(checkpoint_plans, "_parse_rows", reading)
-    monkeypatch.setattr(checkpoint_plans, "parse_value", parsing)
+    monkeypatch.setattr(checkpoint_rows, "parse_value", parsing)
     listed = await api.list_checkpoints("t")
     assert [len(c.values["m"].items) for c in listed] == list(range(8, 0, -1))
     assert listed[0].values["m"] == SequenceBlob("json", chain)
     assert [c.values["v"] for c in listed[::3]] == [Blob("json", b"%d" % s) for s in (8, 5, 2)]
     rows = (await api.stats("t")).blobs
     assert len(fetched) == len(parsed) == rows
+    assert await api.list_checkpoints("t") == listed  # read again: the rows parsed are kept
+    assert await api.get("t", checkpoint_id="c5") == listed[3]
+    assert len(parsed) == rows
+
+
+def test_parsed_rows_are_kept_by_every_column_within_their_budget() -> None:
+    """A row equal in every column to one parsed before gives the kept parse, one that differs
+    in its payload alone is parsed anew; past the budget the least recently read rows go."""
+
+    def row(data: bytes) -> tuple[Any, ...]:
+        return ("t", "", "v", "1", "", "value", b"d" * 16, "json", data, 0, 0, None, "", None, "",
+                0, None)  # fmt: skip
+
+    kept = ParsedRows(budget=100)  # a row of 20 payload bytes counts 40 (as read and parsed)
+    first = kept.parse(row(b"1" * 20))
+    assert kept.parse(row(b"1" * 20)) is first
+    second = kept.parse(row(b"2" * 20))
+    assert second[2].data == b"2" * 20
+    assert kept.parse(row(b"1" * 20)) is first  # now the most recently read
+    kept.parse(row(b"3" * 20))
+    assert len(kept) == 2
+    assert kept.parse(row(b"1" * 20)) is first
+    assert kept.parse(row(b"2" * 20)) is not second
+    assert kept.parse(row(b"4" * 200))[2].data == b"4" * 200  # larger than the budget: not kept
+    assert len(kept) == 2
 
 
 async def test_a_list_inflates_a_payload_a_value_row_shares_with_a_write_once(

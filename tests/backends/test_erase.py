@@ -361,8 +361,12 @@ async def test_erase_removes_one_user_everywhere_and_keeps_the_other(world: Worl
     cache = world.memories.embedder
     assert isinstance(cache, CachedEmbedder)
     assert cache.cache_size > 0
+    parsed = getattr(getattr(world.checkpoints, "_plans", None), "parsed", None)
+    snapshot(world, ANN)  # a SQL store keeps the value rows it read parsed
 
     report = erase(Subject(TENANT, ANN, thread_ids=(f"{ANN}-tools",)), world.stores)
+
+    assert parsed is None or len(parsed) == 0
 
     assert sorted(report.thread_ids) == sorted(ANN_THREADS)
     counts = report.counts

@@ -50,9 +50,9 @@ from memfold.backends.sql.checkpoint_heads import Head, new_stamp
 from memfold.backends.sql.checkpoint_rows import (
     NO_VALUE,
     VALUE_COLUMNS,
+    ParsedRows,
     decompress,
     from_us,
-    parse_value,
     to_us,
     version_of,
 )
@@ -141,6 +141,7 @@ class CheckpointPlans:
         t, c = tables.threads, tables.checkpoints
         ins = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
         self._cache: dict[Any, ClauseElement] = {}
+        self.parsed = ParsedRows()
         self._journal = JournalPlans(tables.journal, dialect)
         self._tombstones = TombstonePlans(tables.base.tombstones, self.dialect)
 
@@ -414,13 +415,13 @@ class CheckpointPlans:
                     wanted[(thread_id, namespace, key)] = None
         rows: dict[tuple[str, str], dict[BlobKey, StoredBlob]] = {}
         if fetched is not None:
-            _parse_rows(fetched, rows, seen)
+            _parse_rows(fetched, rows, self.parsed, seen)
             roots = [r for r in wanted if r[2] not in rows.get((r[0], r[1]), {})]
         else:
             roots = list(wanted)
         if roots:
             found = yield self._values_with_chains, roots_params(tenant, roots)
-            _parse_rows(found.rows, rows, seen)
+            _parse_rows(found.rows, rows, self.parsed, seen)
         out = []
         memos: dict[tuple[str, str], dict[BlobKey, tuple[bytes, ...]]] = {}
         for row, versions_map, keys in parsed:
@@ -1123,14 +1124,15 @@ def _kind(value: JSON) -> str:
 def _parse_rows(
     found: Iterable[Any],
     into: dict[tuple[str, str], dict[BlobKey, StoredBlob]],
+    parsed: ParsedRows,
     seen: dict[bytes, bytes] | None = None,
 ) -> None:
-    """Parse value rows (`VALUE_COLUMNS`) into ``into``, by thread namespace and key, skipping
-    the rows already there (``seen``: see `decompress`)."""
+    """Parse value rows (`VALUE_COLUMNS`) into ``into`` (through ``parsed``), by thread
+    namespace and key, skipping the rows already there (``seen``: see `decompress`)."""
     for row in found:
         space = into.setdefault((row[0], row[1]), {})
         if (row[2], row[3], row[4]) not in space:
-            stored = parse_value(row, seen)[2]
+            stored = parsed.parse(row, seen)[2]
             space[stored.key] = stored
 
 

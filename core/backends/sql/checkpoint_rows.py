@@ -10,7 +10,9 @@ owner, a key no row ever has.
 from __future__ import annotations
 
 import json
+import threading
 import zlib
+from collections import OrderedDict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,7 +22,9 @@ from memfold.errors import NotFound
 
 __all__ = [
     "NO_VALUE",
+    "PARSED_BUDGET",
     "VALUE_COLUMNS",
+    "ParsedRows",
     "compress",
     "decompress",
     "from_us",
@@ -36,6 +40,9 @@ NO_VALUE = "\x00"
 _ZLIB = "zlib"
 _COMPRESS_FROM = 200
 """Payloads shorter than this many bytes are stored as given."""
+
+PARSED_BUDGET = 32 * 1024 * 1024
+"""Bytes of value rows a store keeps parsed (see `ParsedRows`)."""
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
@@ -181,3 +188,48 @@ def parse_value(row: Any, seen: dict[bytes, bytes] | None = None) -> tuple[str, 
         snapshot_length,
     )
     return thread_id, namespace, stored
+
+
+class ParsedRows:
+    """Value rows as `parse_value` gives them, kept by the row as read (every column, the
+    payload included, so a kept row is exactly what parsing it again would give) up to
+    ``budget`` bytes, the least recently read dropped first: reads that meet the rows of a
+    delta chain again (the checkpoints of a thread, a listing read twice) skip inflating and
+    splitting them. Safe to share between threads."""
+
+    def __init__(self, budget: int = PARSED_BUDGET) -> None:
+        self._budget = budget
+        self._rows: OrderedDict[tuple[Any, ...], tuple[tuple[str, str, StoredBlob], int]] = (
+            OrderedDict()
+        )
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def parse(
+        self, row: Any, seen: dict[bytes, bytes] | None = None
+    ) -> tuple[str, str, StoredBlob]:
+        """`parse_value` of ``row``, or what it gave for an equal row before."""
+        key = tuple(row)
+        with self._lock:
+            found = self._rows.get(key)
+            if found is not None:
+                self._rows.move_to_end(key)
+                return found[0]
+        parsed = parse_value(row, seen)
+        size = len(row[8]) + parsed[2].size
+        if size <= self._budget:
+            with self._lock:
+                if self._rows.setdefault(key, (parsed, size))[0] is parsed:
+                    self._bytes += size
+                while self._bytes > self._budget:
+                    self._bytes -= self._rows.popitem(last=False)[1][1]
+        return parsed
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def clear(self) -> None:
+        """Forget every row (an erasure leaves no copy of what it erased in memory)."""
+        with self._lock:
+            self._rows.clear()
+            self._bytes = 0

@@ -40,6 +40,7 @@ from memfold.checkpoints import BaseCheckpointStore
 from memfold.ops import Op
 from memfold.schema_steps import SchemaSteps
 from memfold.stores import Capabilities
+from memfold.tombstones import EraseSubject
 
 __all__ = ["SQLCheckpointStore"]
 
@@ -206,6 +207,7 @@ class SQLCheckpointStore(BaseCheckpointStore):
             lambda: plans.plan(op, policy), plans.writes(op), plans.single_statement(op),
             runner.tenant_of(op), dry_run,
         )  # fmt: skip
+        self._forget_erased(op)
         return result
 
     async def aexecute(self, op: Op[T]) -> T:
@@ -228,7 +230,13 @@ class SQLCheckpointStore(BaseCheckpointStore):
             lambda: plans.plan(op, policy), plans.writes(op), plans.single_statement(op),
             runner.tenant_of(op), dry_run,
         )  # fmt: skip
+        self._forget_erased(op)
         return result
+
+    def _forget_erased(self, op: Op[Any]) -> None:
+        """After an erasure, keep no parsed copy of what it erased (nor of anything else)."""
+        if isinstance(op, EraseSubject) and not op.dry_run:
+            self._plans.parsed.clear()
 
     # Puts and pending writes: the fast form first, the full one if it did not hold (see
     # `memfold.backends.sql.checkpoint_writes`).
