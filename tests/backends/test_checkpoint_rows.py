@@ -1,5 +1,5 @@
 """How SQL checkpoint stores keep their rows (see `memfold.backends.sql.checkpoint_rows` and
-`memfold.backends.sql.checkpoint_schema`): large compressible payloads zlib-compressed, others
+`memfold.backends.sql.checkpoint_schema`): large compressible payloads deflate-compressed, others
 as given, no row at all for "no value", one copy of what a pending write and the next
 checkpoint both hold, and puts that leave the thread's indexed times alone."""
 
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 import memfold.checkpoints
 from memfold.backends.sql import checkpoint_plans, checkpoint_rows
@@ -68,8 +68,9 @@ def stored(store: BaseCheckpointStore, table: str) -> list[tuple[int, str | None
 async def test_compressible_payloads_are_stored_compressed_and_read_back_whole(
     store: BaseCheckpointStore, api: Api
 ) -> None:
-    """A long repetitive list item and pending write are stored zlib-compressed, a random one
-    and a short one as given; all read back byte for byte."""
+    """A long repetitive list item and pending write are stored deflate-compressed, a random
+    one and a short one as given; all read back byte for byte, as does a payload an earlier
+    release stored in the zlib format."""
     talk = b'"%s"' % (b"the parcel never arrived, please reship it " * 40)
     noise = os.urandom(2000)
     messages = SequenceBlob("json", (b'"hi"', talk))
@@ -86,13 +87,17 @@ async def test_compressible_payloads_are_stored_compressed_and_read_back_whole(
         Blob("json", talk), Blob("bytes", noise), Blob("json", b"7"),
     ]  # fmt: skip
     values, writes = stored(store, "values"), stored(store, "writes")
-    assert [codec for _, codec in values] == ["zlib", None]
+    assert [codec for _, codec in values] == ["deflate", None]
     assert values[0][0] < len(talk) // 5
     assert writes[0] == (1, None)
-    assert writes[1][1] == "zlib"
+    assert writes[1][1] == "deflate"
     assert writes[2] == (2000, None)
     assert writes[1][0] < len(talk) // 5
     assert [c.values["m"] for c in await api.list_checkpoints("t")] == [messages]
+    w = store.tables.writes  # type: ignore[attr-defined]
+    with store.engine.begin() as conn:  # type: ignore[attr-defined]
+        conn.execute(update(w).where(w.c.idx == 0).values(data=zlib.compress(talk), codec="zlib"))
+    assert (await api.get("t")).writes[0].value == Blob("json", talk)  # type: ignore[union-attr]
 
 
 async def test_a_channel_without_a_value_has_no_row(store: BaseCheckpointStore, api: Api) -> None:
@@ -349,9 +354,9 @@ async def test_a_list_inflates_a_payload_a_value_row_shares_with_a_write_once(
     inflated: list[bytes] = []
     inflate = zlib.decompress
 
-    def counting(data: bytes) -> bytes:
+    def counting(data: bytes, wbits: int = zlib.MAX_WBITS) -> bytes:
         inflated.append(data)
-        return inflate(data)
+        return inflate(data, wbits)
 
     monkeypatch.setattr(zlib, "decompress", counting)
     listed = await api.list_checkpoints("t")

@@ -1,7 +1,7 @@
 """How checkpoint data travels to and from the SQL tables: times as microseconds since the
 epoch, versions as their `memfold.checkpoint_deltas.version_key` text, value rows as statement
-parameters and back, and payloads (value rows' data, pending writes' values) compressed with
-zlib when that saves a fifth or more (``codec`` says so; NULL: stored as given).
+parameters and back, and payloads (value rows' data, pending writes' values) compressed (raw
+deflate) when that saves a fifth or more (``codec`` says so; NULL: stored as given).
 
 A channel with a version but no value has no row: its checkpoint's refs name `NO_VALUE` as the
 owner, a key no row ever has.
@@ -37,7 +37,10 @@ __all__ = [
 NO_VALUE = "\x00"
 """The owner refs name for a channel without a value (ids never hold NUL)."""
 
-_ZLIB = "zlib"
+_DEFLATE = "deflate"
+_LEVEL = 6
+_WBITS = {_DEFLATE: -zlib.MAX_WBITS, "zlib": zlib.MAX_WBITS}
+"""zlib's window bits per codec: raw deflate, and the zlib format earlier releases stored."""
 _COMPRESS_FROM = 200
 """Payloads shorter than this many bytes are stored as given."""
 
@@ -70,13 +73,15 @@ VALUE_COLUMNS = [
 
 
 def compress(data: bytes) -> tuple[bytes, str | None]:
-    """``data`` as stored, and its codec: zlib (level 1, fast) if that saves a fifth or more."""
+    """``data`` as stored, and its codec: raw deflate (level 6, no zlib header or checksum)
+    if that saves a fifth or more."""
     if len(data) < _COMPRESS_FROM:
         return data, None
-    packed = zlib.compress(data, 1)
+    packer = zlib.compressobj(_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
+    packed = packer.compress(data) + packer.flush()
     if len(packed) * 5 > len(data) * 4:
         return data, None
-    return packed, _ZLIB
+    return packed, _DEFLATE
 
 
 def decompress(data: bytes, codec: str | None, seen: dict[bytes, bytes] | None = None) -> bytes:
@@ -84,12 +89,12 @@ def decompress(data: bytes, codec: str | None, seen: dict[bytes, bytes] | None =
     payload that comes back twice (a value row sharing a pending write's) is inflated once."""
     if codec is None:
         return data
-    if codec == _ZLIB:
+    if codec in _WBITS:
         if seen is None:
-            return zlib.decompress(data)
+            return zlib.decompress(data, _WBITS[codec])
         found = seen.get(data)
         if found is None:
-            found = seen[data] = zlib.decompress(data)
+            found = seen[data] = zlib.decompress(data, _WBITS[codec])
         return found
     raise NotFound(f"a stored checkpoint payload has codec {codec!r}, unknown to this memfold")
 
