@@ -295,19 +295,27 @@ def test_idle_killed_connections_recover(schema: str) -> None:
 # PgBouncer (transaction mode) safety.
 
 
-def test_no_session_state_outlives_a_transaction(schema: str) -> None:
+def test_no_session_state_outlives_a_transaction(
+    schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Every statement memfold sends is plain SQL: no SET, PREPARE, LISTEN or session lock;
     nothing is prepared server-side; your engine's connections get their settings back."""
     seen: list[str] = []
 
-    class Recording(psycopg.Cursor[Any]):
-        def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
-            seen.append(str(query))
-            return super().execute(query, params, **kwargs)
+    def recording(cursor: type[Any]) -> type[Any]:
+        class Recording(cursor):  # type: ignore[misc, valid-type]
+            def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
+                seen.append(str(query))
+                return super().execute(query, params, **kwargs)
 
-        def executemany(self, query: Any, params_seq: Any, **kwargs: Any) -> None:
-            seen.append(str(query))
-            super().executemany(query, params_seq, **kwargs)
+            def executemany(self, query: Any, params_seq: Any, **kwargs: Any) -> None:
+                seen.append(str(query))
+                super().executemany(query, params_seq, **kwargs)
+
+        return Recording
+
+    Recording = recording(psycopg.Cursor)
+    monkeypatch.setattr(psycopg, "RawCursor", recording(psycopg.RawCursor))  # memfold's own
 
     url = PG_URL.replace("postgresql://", "postgresql+psycopg://", 1)
     engine = create_engine(url, pool_size=1, max_overflow=0)  # psycopg's default prepare_threshold

@@ -161,7 +161,7 @@ class SQLCheckpointStore(BaseCheckpointStore):
         self.name = self._driver.name
         dialect = self._driver.engine.dialect
         self._plans = CheckpointPlans(self.tables, dialect)
-        statements = _KeptStatements(dialect, self._plans.prepared)
+        statements = _KeptStatements(self._driver.statement_dialect, self._plans.prepared)
         self._runner = _Runner(self._driver, statements, f"{self.name} checkpoint store", rls)
         self._schema = SQLSchemaSteps(
             self._runner, self.tables.base, self.tables, "checkpoints", CHECKPOINT_STEPS

@@ -12,7 +12,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Dialect, Engine
 from sqlalchemy.pool import Pool, PoolProxiedConnection
 
 from memfold.errors import MemfoldError
@@ -68,6 +68,15 @@ class Driver(ABC):
     @abstractmethod
     async def acheckin(self, lease: Lease, dropped: BaseException | None) -> None:
         """Async `checkin`."""
+
+    @property
+    def statement_dialect(self) -> Dialect:
+        """The dialect statements are compiled in for this driver's cursors (`cursor`)."""
+        return self.engine.dialect
+
+    def cursor(self, connection: Any) -> Any:
+        """A cursor of a sync driver connection."""
+        return connection.cursor()
 
     @abstractmethod
     async def acursor(self, connection: Any) -> Any:

@@ -115,11 +115,10 @@ class SQLMemoryStore(BaseMemoryStore):
                 "embedder that declares its dimensions"
             )
         self.tables = build_memory_tables(table_prefix, schema, self.dimensions)
-        dialect = self._driver.engine.dialect
         self._plans = MemoryPlans(self.tables, self.name)
         self._runner = _Runner(
             self._driver,
-            _Statements(dialect, self._plans.prepared()),
+            _Statements(self._driver.statement_dialect, self._plans.prepared()),
             f"{self.name} memory store",
             rls,
         )
@@ -178,7 +177,8 @@ def _dimensions_reader(
     driver = _driver(url, None, schema, {})
     dialect = driver.engine.dialect
     tables = build_memory_tables(table_prefix, schema)
-    runner = _Runner(driver, _Statements(dialect, []), f"{driver.name} memory store")
+    statements = _Statements(driver.statement_dialect, [])
+    runner = _Runner(driver, statements, f"{driver.name} memory store")
     return runner, lambda: memory_schema.stored_dimensions(tables, dialect)
 
 

@@ -17,6 +17,7 @@ Needs the ``postgres`` extra: ``pip install 'memfold[postgres]'``.
 from __future__ import annotations
 
 import asyncio
+import copy
 import os
 import re
 import select
@@ -32,7 +33,7 @@ except ImportError as exc:  # pragma: no cover - depends on what is installed
     raise ImportError(
         f"the postgresql backend needs {exc.name}: pip install 'memfold[postgres]'"
     ) from exc
-from sqlalchemy import URL, Engine, create_engine, event
+from sqlalchemy import URL, Dialect, Engine, create_engine, event
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.util import greenlet_spawn
@@ -108,6 +109,7 @@ class PostgresDriver(Driver):
         self._aconnections: weakref.WeakSet[psycopg.AsyncConnection[Any]] = weakref.WeakSet()
         self._lock = threading.Lock()
         self._pid = os.getpid()
+        self._numbered: Dialect | None = None
 
     def begin(self, write: bool, single_statement: bool) -> str | None:
         # READ COMMITTED gives a read no more inside BEGIN than outside it, and one statement
@@ -209,8 +211,23 @@ class PostgresDriver(Driver):
         if lease.proxy is not None:
             await greenlet_spawn(lease.proxy.close)
 
+    @property
+    def statement_dialect(self) -> Dialect:
+        """The engine's dialect with ``$1``-style parameters, for `cursor`'s raw cursors."""
+        dialect = self._numbered
+        if dialect is None:
+            dialect = self._numbered = copy.copy(self.engine.dialect)
+            dialect.paramstyle, dialect.positional = "numeric_dollar", True
+        return dialect
+
+    def cursor(self, connection: Any) -> Any:
+        # A raw cursor takes the statement as compiled ($1, $2, ...); a plain one would parse
+        # each statement for %(name)s anew (psycopg caches that only below 4 KB, and a put
+        # with several value rows is longer).
+        return psycopg.RawCursor(connection)
+
     async def acursor(self, connection: Any) -> Any:
-        return connection.cursor()
+        return psycopg.AsyncRawCursor(connection)
 
     def returns_rows(self, cursor: Any) -> bool:
         # Not ``cursor.description``: psycopg builds a new column description at each access.

@@ -73,7 +73,7 @@ class _Statements:
 
     def __init__(self, dialect: Dialect, prepared: list[ClauseElement]) -> None:
         self.dialect = dialect
-        self.positional = dialect.paramstyle in ("qmark", "numeric", "format")
+        self.positional = dialect.paramstyle in ("qmark", "numeric", "numeric_dollar", "format")
         self._cache = {id(s): self._compile(s) for s in prepared}
 
     def _compile(
@@ -257,7 +257,7 @@ class _Runner:
         in_transaction = False
         cursor = None
         try:
-            cursor = conn.cursor()
+            cursor = driver.cursor(conn)
             if begin:
                 cursor.execute(begin)
                 in_transaction = True
@@ -452,7 +452,7 @@ class SQLThreadStore(BaseThreadStore):
         self.name = self._driver.name
         self._where = f"{self.name} store"
         self._plans = ThreadPlans(self.tables, self.name)
-        self._statements = _Statements(self._driver.engine.dialect, self._plans.prepared)
+        self._statements = _Statements(self._driver.statement_dialect, self._plans.prepared)
         self._runner = _Runner(self._driver, self._statements, self._where, rls)
         self._schema = SQLSchemaSteps(self._runner, self.tables, self.tables, "threads", STEPS)
         super().__init__(
