@@ -21,6 +21,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 import memfold.checkpoints
+from memfold import RetentionPolicy
 from memfold.backends.sql import checkpoint_plans, checkpoint_rows
 from memfold.backends.sql.checkpoint_rows import ParsedRows, parse_value
 from memfold.checkpoint_deltas import pack_sequence
@@ -116,6 +117,33 @@ async def test_a_channel_without_a_value_has_no_row(store: BaseCheckpointStore, 
     assert [sorted(c.values) for c in await api.list_checkpoints("t")] == [
         ["x", "y"], ["x", "y"], ["y"],
     ]  # fmt: skip
+
+
+async def test_a_value_of_empty_bytes_has_no_row(store: BaseCheckpointStore, api: Api) -> None:
+    """A channel whose value is empty bytes (LangGraph's branch channels) stores no row: its
+    checkpoint's refs hold the tag. It reads back with its tag, from this store and from
+    another (no remembered head), after a copy and after a sweep; a fork giving the same
+    version other content stores a row that the first checkpoint does not read."""
+    empty = Blob("null", b"")
+    await api.put("t", "c1", BODY, versions={"b": 1, "y": 1},
+                  values={"b": empty, "y": Blob("json", b"1")})  # fmt: skip
+    await api.put("t", "c2", BODY, parent_id="c1", versions={"b": 1, "y": 2},
+                  values={"y": Blob("json", b"2")})  # fmt: skip
+    assert len(stored(store, "values")) == 2
+    assert (await api.get("t")).values == {"b": empty, "y": Blob("json", b"2")}
+    await api.put("t", "c3", BODY, versions={"b": 1}, values={"b": Blob("json", b"9")})
+    assert len(stored(store, "values")) == 3
+    with reader(store) as other:
+        assert other.get("t", checkpoint_id="c2").values["b"] == empty  # type: ignore[union-attr]
+        assert other.get("t", checkpoint_id="c3").values["b"] == Blob("json", b"9")  # type: ignore[union-attr]
+        assert [c.values.get("b") for c in other.list_checkpoints("t")] == [
+            Blob("json", b"9"), empty, empty,
+        ]  # fmt: skip
+    assert await api.copy_thread("t", "u") == 3
+    assert (await api.get("u", checkpoint_id="c1")).values["b"] == empty  # type: ignore[union-attr]
+    await api.sweep(RetentionPolicy(keep_last=1))
+    assert [c.checkpoint_id for c in await api.list_checkpoints("t")] == ["c3"]
+    assert len(stored(store, "values")) == 2  # c3's row in each thread
 
 
 def thread_times(store: BaseCheckpointStore) -> tuple[int, float, int]:

@@ -27,7 +27,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
-from memfold.backends.sql.checkpoint_rows import NO_VALUE
+from memfold.backends.sql.checkpoint_rows import has_row
 from memfold.checkpoint_deltas import BlobKey, ListState, StoredBlob, channel_key
 from memfold.checkpoint_model import Blob, ChannelValue, SequenceBlob, Version
 from memfold.checkpoint_ops import PutCheckpoint
@@ -78,7 +78,7 @@ class Head:
         for channel, _, value in new_values:
             if isinstance(value, SequenceBlob) and channel in self.versions:
                 key = channel_key(channel, self.versions[channel], self.refs)
-                if key[2] == NO_VALUE:  # nothing to extend
+                if not has_row(key[2]):  # nothing to extend
                     continue
                 row = self.rows.get(key)
                 if row is None:

@@ -53,6 +53,8 @@ from memfold.backends.sql.checkpoint_rows import (
     ParsedRows,
     decompress,
     from_us,
+    has_row,
+    inline_value,
     to_us,
     version_of,
 )
@@ -294,7 +296,8 @@ class CheckpointPlans:
         `_CP` columns and one write's `_WRITE` columns, as `_with_writes` reads them) or 1
         (a value row's `VALUE_COLUMNS` after as many nulls). The row keys come from the
         stored JSON as written (``json``, not ``jsonb``, keeps each version's text as
-        `version_key` wrote it, non-ASCII text aside); refs naming `NO_VALUE` are skipped.
+        `version_key` wrote it, non-ASCII text aside); refs naming no row (`NO_VALUE`, an
+        `EMPTY_VALUE`) are skipped.
         The keys only choose what to prefetch: `_assemble` reads any row it wants that
         did not come back."""
         q = self._quote
@@ -305,16 +308,16 @@ class CheckpointPlans:
         head = (
             f"SELECT {', '.join(_CP)} FROM {cp} WHERE {where} ORDER BY checkpoint_id DESC LIMIT 1"
         )
-        # PostgreSQL's JSON functions refuse a NUL anywhere in the text, so `NO_VALUE` is read
-        # as \u0001 (an id never holds either); E'' strings read the same whatever
-        # standard_conforming_strings says.
+        # PostgreSQL's JSON functions refuse a NUL anywhere in the text, so the NUL starting
+        # what names no row is read as \u0001 (an id never holds either); E'' strings read the
+        # same whatever standard_conforming_strings says.
         nul = json.dumps(NO_VALUE)[1:-1].replace("\\", "\\\\")
         keys = (
             "SELECT t, n, c, v, o FROM (SELECT h.thread_id AS t, h.namespace AS n, e.key AS c, "
             "CAST(e.value AS text) AS v, COALESCE(CAST(replace(h.refs, "
             f"E'{nul}', E'{nul[:-1]}1') AS json) ->> e.key, '') AS o "
             "FROM h CROSS JOIN json_each(CAST(h.versions AS json)) AS e) AS k "
-            "WHERE o <> chr(1)"
+            "WHERE left(o, 1) <> chr(1)"
         )
         columns, shared = self._value_columns()
         values = self._values_sql_postgres(
@@ -411,7 +414,7 @@ class CheckpointPlans:
             ]
             parsed.append((row, versions_map, keys))
             for _, key in keys:
-                if key[2] != NO_VALUE:
+                if has_row(key[2]):
                     wanted[(thread_id, namespace, key)] = None
         rows: dict[tuple[str, str], dict[BlobKey, StoredBlob]] = {}
         if fetched is not None:
@@ -435,6 +438,8 @@ class CheckpointPlans:
                     value = rebuild(root, space.get, memo)
                     if value is not None:
                         values[channel] = value
+                elif (inline := inline_value(key[2])) is not None:
+                    values[channel] = inline
             own = sorted(
                 writes.get((thread_id, namespace, cid), ()),
                 key=lambda w: (w.task_path, w.task_id, w.idx),

@@ -4,7 +4,8 @@ parameters and back, and payloads (value rows' data, pending writes' values) com
 deflate) when that saves a fifth or more (``codec`` says so; NULL: stored as given).
 
 A channel with a version but no value has no row: its checkpoint's refs name `NO_VALUE` as the
-owner, a key no row ever has.
+owner, a key no row ever has; nor does one whose value is empty bytes (LangGraph's branch
+channels): the refs name `EMPTY_VALUE` and its tag instead (see `inline_value`).
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from memfold.checkpoint_deltas import StoredBlob, pack_items, unpack_items, version_key
-from memfold.checkpoint_model import Version
+from memfold.checkpoint_model import Blob, Version
 from memfold.errors import NotFound
 
 __all__ = [
+    "EMPTY_VALUE",
     "NO_VALUE",
     "PARSED_BUDGET",
     "VALUE_COLUMNS",
@@ -28,6 +30,8 @@ __all__ = [
     "compress",
     "decompress",
     "from_us",
+    "has_row",
+    "inline_value",
     "parse_value",
     "row_params",
     "to_us",
@@ -36,6 +40,10 @@ __all__ = [
 
 NO_VALUE = "\x00"
 """The owner refs name for a channel without a value (ids never hold NUL)."""
+
+EMPTY_VALUE = NO_VALUE
+"""What the owner refs name for a channel whose value is empty bytes starts with (its tag, never
+empty, follows: `NO_VALUE` alone names no value)."""
 
 _DEFLATE = "deflate"
 _LEVEL = 6
@@ -97,6 +105,18 @@ def decompress(data: bytes, codec: str | None, seen: dict[bytes, bytes] | None =
             found = seen[data] = zlib.decompress(data, _WBITS[codec])
         return found
     raise NotFound(f"a stored checkpoint payload has codec {codec!r}, unknown to this memfold")
+
+
+def has_row(owner: str) -> bool:
+    """Whether an owner refs name is a row's (not `NO_VALUE` nor an `EMPTY_VALUE`)."""
+    return not owner.startswith(NO_VALUE)
+
+
+def inline_value(owner: str) -> Blob | None:
+    """The value of empty bytes an owner refs name holds (None: not an `EMPTY_VALUE`)."""
+    if owner == NO_VALUE or not owner.startswith(EMPTY_VALUE):
+        return None
+    return Blob(owner[len(EMPTY_VALUE) :], b"")
 
 
 def to_us(moment: datetime) -> int:

@@ -46,9 +46,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from memfold import checkpoint_ops as ops
 from memfold.backends.sql.checkpoint_heads import Head, head_after, new_stamp
 from memfold.backends.sql.checkpoint_rows import (
+    EMPTY_VALUE,
     NO_VALUE,
     compress,
     from_us,
+    has_row,
     parse_value,
     row_params,
     to_us,
@@ -372,7 +374,7 @@ class CheckpointWrites:
                 if isinstance(value, SequenceBlob) and channel in pv:
                     wanted.append(channel_key(channel, pv[channel], pr))
             roots = [(op.thread_id, op.namespace, k) for k in dict.fromkeys(wanted)]
-            roots = [root for root in roots if root[2][2] != NO_VALUE]
+            roots = [root for root in roots if has_row(root[2][2])]
             rows = yield self._values_by_key, roots_params(op.tenant, roots)
             known.update({row.key: row for _, _, row in map(parse_value, rows.rows)})
         # The remembered head is the parent as stored only if the thread did not change since.
@@ -827,16 +829,20 @@ def _rows_params(
 def _valued(
     versions: Mapping[str, Version], rows: list[StoredBlob], refs: dict[str, str]
 ) -> tuple[list[StoredBlob], dict[str, str]]:
-    """A put's rows and refs with no row for "no value": the checkpoint's refs name
-    `NO_VALUE` for such a channel instead."""
+    """A put's rows and refs with no row for "no value" nor for a value of empty bytes: the
+    checkpoint's refs name `NO_VALUE`, or `EMPTY_VALUE` and the tag, for such a channel
+    instead."""
     kept = []
     for row in rows:
-        if row.kind != "empty":
+        inline = row.kind == "empty" or (row.kind == "value" and not row.data)
+        if not inline:
             kept.append(row)
         elif row.channel in versions and version_key(versions[row.channel]) == version_key(
             row.version
         ):
-            refs[row.channel] = NO_VALUE
+            refs[row.channel] = NO_VALUE if row.kind == "empty" else EMPTY_VALUE + row.tag
+        elif row.kind == "value":
+            kept.append(row)
     return kept, refs
 
 
