@@ -367,6 +367,8 @@ async def test_erase_removes_one_user_everywhere_and_keeps_the_other(world: Worl
     report = erase(Subject(TENANT, ANN, thread_ids=(f"{ANN}-tools",)), world.stores)
 
     assert parsed is None or len(parsed) == 0
+    heads = getattr(world.checkpoints, "_heads", None)  # what a SQL store remembers of its puts
+    assert heads is None or all(heads.get(TENANT, t, "") == (None, None) for t in ANN_THREADS)
 
     assert sorted(report.thread_ids) == sorted(ANN_THREADS)
     counts = report.counts

@@ -172,6 +172,13 @@ class Heads:
             return None, None
         return found[0], found[1].get(namespace)
 
+    def clear(self) -> None:
+        """Forget every thread (the next put of each reads what it needs back)."""
+        with self._lock:
+            self._threads.clear()
+            self._payloads.clear()
+            self._payload_bytes = 0
+
     def remember(
         self, tenant: str, thread_id: str, namespace: str, stamp: int, head: Head, keep: bool
     ) -> None:

@@ -234,9 +234,11 @@ class SQLCheckpointStore(BaseCheckpointStore):
         return result
 
     def _forget_erased(self, op: Op[Any]) -> None:
-        """After an erasure, keep no parsed copy of what it erased (nor of anything else)."""
+        """After an erasure, keep no copy in memory of what it erased (nor of anything else):
+        no parsed row, no head's payload."""
         if isinstance(op, EraseSubject) and not op.dry_run:
             self._plans.parsed.clear()
+            self._heads.clear()
 
     # Puts and pending writes: the fast form first, the full one if it did not hold (see
     # `memfold.backends.sql.checkpoint_writes`).
