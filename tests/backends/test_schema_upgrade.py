@@ -65,6 +65,7 @@ RELEASED = {
         "2202e33c03703a04442d0b8f96a75b0937453ecf525220560ed170c41baec2c3",
         "2968133341886f614e607db67b4ca23553fe154c3a2ea07fcd4d70fc8b68603d",
         "60ccfba670c14c0778e231c52d94a332195dfd41b71e20263b6d89dc5dc34687",
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
     ],
     ("checkpoints", "postgresql"): [
         "56fbcc879fa07925bc89835ec8dc2907477e87f25245c450945e04e765edea8f",
@@ -75,6 +76,7 @@ RELEASED = {
         "2202e33c03703a04442d0b8f96a75b0937453ecf525220560ed170c41baec2c3",
         "2968133341886f614e607db67b4ca23553fe154c3a2ea07fcd4d70fc8b68603d",
         "8b3be379e7d513b9ed6d81b77ccd9eaf6e7cf37c5cb6ab02ae677a57b0730530",
+        "846f240d4f9cc78c634f5536e88cdc8c7e9ef50ce37a051eac62f717ed5311f4",
     ],
     ("memories", "sqlite"): [
         "ef1c4dfb0e9f108d7d150db97280f42fc13cc9c4ee9a22f9b73f4a9a6199dce7",
@@ -332,20 +334,20 @@ async def test_a_release_1_checkpoint_schema_upgrades_with_its_data(
     """asetup() gives first-release checkpoints the effect journal (step 2), tombstones (step 3),
     thread stamps (step 4), payload codecs (step 5), exact last writes (step 6, copied from
     the indexed time, so the TTL sweep finds idle threads as before), shared payloads
-    (step 7) and a sparse run index with SQLite's pending writes in key order (step 8): their
-    chains of values, pending writes and tenants read back as stored, and new
-    checkpoints (compressed payloads among them) and journal entries are recorded
-    afterwards."""
+    (step 7), a sparse run index with SQLite's pending writes in key order (step 8) and
+    PostgreSQL's chain index on chain rows only (step 9): their chains of values, pending
+    writes and tenants read back as stored, and new checkpoints (compressed payloads among
+    them) and journal entries are recorded afterwards."""
     url, options = release_1
     store = SQLCheckpointStore(url, **options)
     before = await _only(store).astatus()
     assert (before.version, before.latest, [p.version for p in before.pending]) == (
         1,
-        8,
-        [2, 3, 4, 5, 6, 7, 8],
+        9,
+        [2, 3, 4, 5, 6, 7, 8, 9],
     )
     found = await _only(store).aupgrade()
-    assert [p.version for p in found.pending] == [2, 3, 4, 5, 6, 7, 8]
+    assert [p.version for p in found.pending] == [2, 3, 4, 5, 6, 7, 8, 9]
     assert (await _only(store).aupgrade()).pending == ()  # nothing left to apply
     t = store.tables.threads
     with store.engine.connect() as conn:

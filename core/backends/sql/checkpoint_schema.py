@@ -158,6 +158,7 @@ def build_checkpoint_tables(
             "channel",
             "snapshot_version",
             "snapshot_owner",
+            postgresql_where=text("snapshot_version IS NOT NULL"),
         ),
     )
     writes = Table(

@@ -673,6 +673,25 @@ def _checkpoint_compact(tables: CheckpointTables, dialect: Dialect) -> list[str]
     ]
 
 
+def _checkpoint_chain_index(tables: CheckpointTables, dialect: Dialect) -> list[str]:
+    """PostgreSQL indexes by snapshot key only the value rows of delta chains, so a lookup by a
+    row's own key has the primary key alone to use. Without statistics (a new table, or
+    autovacuum off) the planner took the smaller chain index for it, matching four of the six
+    key columns and filtering every row of the channel: a listing of 250 checkpoints of 20
+    threads read 23,000 index entries (10 ms) where 270 would do (3.8 ms)."""
+    if dialect.name != "postgresql":
+        return []
+    quote = dialect.identifier_preparer
+    schema = "" if tables.schema is None else quote.quote_schema(tables.schema) + "."
+    chain = f"{tables.base.prefix}cp_values_chain"
+    return [
+        f"DROP INDEX {schema}{quote.quote(chain)}",
+        f"CREATE INDEX {quote.quote(chain)} ON {quote.format_table(tables.values)} (tenant, "
+        "thread_id, namespace, channel, snapshot_version, snapshot_owner) "
+        "WHERE snapshot_version IS NOT NULL",
+    ]
+
+
 CHECKPOINT_STEPS: tuple[Step, ...] = (
     Step(1, "checkpoint threads, checkpoints, values and writes", _checkpoint_tables),
     Step(2, "the effect journal", lambda tables, dialect: journal_ddl(tables.journal, dialect)),
@@ -682,6 +701,7 @@ CHECKPOINT_STEPS: tuple[Step, ...] = (
     Step(6, "puts stop changing indexed thread columns", _checkpoint_last_writes),
     Step(7, "a list value shares the payload of the pending write it came from", _checkpoint_links),
     Step(8, "a sparse run index; SQLite keeps pending writes in key order", _checkpoint_compact),
+    Step(9, "PostgreSQL reads value rows by key through the primary key", _checkpoint_chain_index),
 )
 """The ``checkpoints`` component's steps; append-only like `STEPS`."""
 
