@@ -529,10 +529,10 @@ class CheckpointPlans:
         )
         return result[0]
 
-    def _list_statement(self, op: ops.ListCheckpoints) -> tuple[Any, Any, dict[str, Any], bool]:
-        """The list query for ``op``'s shape (cached), its parameters, and whether the filter
-        must be checked again here (object or array values on SQLite); the second statement
-        reads the writes of the listed checkpoints."""
+    def _list_statement(self, op: ops.ListCheckpoints) -> tuple[Any, dict[str, Any], bool]:
+        """The list query for ``op``'s shape (cached: the listed checkpoints, newest first,
+        each joined with its writes as `_with_writes` reads them), its parameters, and whether
+        the filter must be checked again here (object or array values on SQLite)."""
         c = self.tables.checkpoints
         kinds = tuple(_kind(json.loads(text)) for _, text in op.filter)
         post = self.dialect == "sqlite" and any(k in ("object", "array") for k in kinds)
@@ -569,22 +569,18 @@ class CheckpointPlans:
                 query = query.limit(bindparam("limit", type_=Integer))
             sub = query.subquery("c")
             w = self.tables.writes
-            writes = select(
-                sub.c.thread_id, sub.c.namespace, sub.c.checkpoint_id, *(w.c[n] for n in _WRITE)
-            ).select_from(
-                sub.join(
-                    w,
-                    and_(
-                        w.c.tenant == sub.c.tenant,
-                        w.c.thread_id == sub.c.thread_id,
-                        w.c.namespace == sub.c.namespace,
-                        w.c.checkpoint_id == sub.c.checkpoint_id,
-                    ),
-                )
+            on = and_(
+                w.c.tenant == sub.c.tenant,
+                w.c.thread_id == sub.c.thread_id,
+                w.c.namespace == sub.c.namespace,
+                w.c.checkpoint_id == sub.c.checkpoint_id,
             )
-            self._cache[("list", shape)] = query
-            self._cache[("list writes", shape)] = writes
-        return self._cache[("list", shape)], self._cache[("list writes", shape)], params, post
+            self._cache[("list", shape)] = (
+                select(*(sub.c[n] for n in _CP), *(w.c[n] for n in _WRITE))
+                .select_from(sub.outerjoin(w, on))
+                .order_by(sub.c.checkpoint_id.desc(), sub.c.thread_id, sub.c.namespace)
+            )
+        return self._cache[("list", shape)], params, post
 
     def _filter(self, i: int, kind: str) -> Any:
         """Metadata key ``:fk<i>`` equals the JSON value ``:fv<i>``."""
@@ -608,20 +604,25 @@ class CheckpointPlans:
         ).bindparams(*(bindparam(n) for n in names))
 
     def _list(self, op: ops.ListCheckpoints) -> Plan:
-        statement, writes_statement, params, post = self._list_statement(op)
+        statement, params, post = self._list_statement(op)
         found = yield statement, params
-        headers = list(found.rows)
+        split = len(_CP)
+        listed: dict[tuple[str, str, str], tuple[Any, ...]] = {}
+        writes: dict[tuple[str, str, str], list[PendingWrite]] = {}
+        seen: dict[bytes, bytes] = {}
+        for row in found.rows:
+            key = (row[1], row[2], row[3])
+            if key not in listed:
+                listed[key] = row[:split]
+            if row[split] is not None:
+                writes.setdefault(key, []).append(_write(row[split:], seen))
+        headers = list(listed.values())
         if post:
             headers = [h for h in headers if matches_filter(json.loads(h[6]), op.filter)]
             if op.limit is not None:
                 headers = headers[: op.limit]
         if not headers:
             return []
-        writes: dict[tuple[str, str, str], list[PendingWrite]] = {}
-        seen: dict[bytes, bytes] = {}
-        found = yield writes_statement, params
-        for row in found.rows:
-            writes.setdefault((row[0], row[1], row[2]), []).append(_write(row[3:], seen))
         result: list[Checkpoint] = yield from self._assemble(op.tenant, headers, writes, seen=seen)
         return result
 
