@@ -159,6 +159,8 @@ class SQLCheckpointStore(BaseCheckpointStore):
             rls,
         )
         self.name = self._driver.name
+        # Text, numbers and bytes only: payloads come back as bytes, not hex text to decode.
+        self._driver.binary_results = True
         dialect = self._driver.engine.dialect
         self._plans = CheckpointPlans(self.tables, dialect)
         statements = _KeptStatements(self._driver.statement_dialect, self._plans.prepared)

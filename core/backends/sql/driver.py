@@ -43,6 +43,10 @@ class Driver(ABC):
     """The sync engine (the store's statements are compiled for its dialect)."""
     retries_dropped_connections: bool = False
     """Whether an operation whose connection dropped is run once more on a new connection."""
+    binary_results: bool = False
+    """Whether statements fetch their results in the binary format, where the driver has one
+    (PostgreSQL: ``bytea`` then arrives as its bytes, not as hex text to decode). For stores
+    whose columns the driver loads alike in both formats (text, numbers, bytes)."""
 
     @abstractmethod
     def begin(self, write: bool, single_statement: bool) -> str | None:

@@ -28,7 +28,7 @@ from typing import Any
 try:
     import psycopg
     from psycopg import errors as pg_errors
-    from psycopg.pq import ConnStatus, ExecStatus, TransactionStatus
+    from psycopg.pq import ConnStatus, ExecStatus, Format, TransactionStatus
 except ImportError as exc:  # pragma: no cover - depends on what is installed
     raise ImportError(
         f"the postgresql backend needs {exc.name}: pip install 'memfold[postgres]'"
@@ -224,10 +224,16 @@ class PostgresDriver(Driver):
         # A raw cursor takes the statement as compiled ($1, $2, ...); a plain one would parse
         # each statement for %(name)s anew (psycopg caches that only below 4 KB, and a put
         # with several value rows is longer).
-        return psycopg.RawCursor(connection)
+        cursor = psycopg.RawCursor(connection)
+        if self.binary_results:
+            cursor.format = Format.BINARY
+        return cursor
 
     async def acursor(self, connection: Any) -> Any:
-        return psycopg.AsyncRawCursor(connection)
+        cursor = psycopg.AsyncRawCursor(connection)
+        if self.binary_results:
+            cursor.format = Format.BINARY
+        return cursor
 
     def returns_rows(self, cursor: Any) -> bool:
         # Not ``cursor.description``: psycopg builds a new column description at each access.
