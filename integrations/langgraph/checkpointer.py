@@ -184,10 +184,10 @@ class MemfoldSaver(BaseCheckpointSaver[int]):
         encoded = self._encode(value)
         return pack_sequence(encoded) if isinstance(encoded, SequenceBlob) else encoded
 
-    def _decoder(self) -> Callable[[Blob | SequenceBlob], Any]:
-        """A value decoder for one read that decodes each distinct list item once: the
-        checkpoints of one `list` call repeat most of their messages, so they share one
-        object per message. The new items of a list are decoded together (`_load_items`)."""
+    def _decoder(self, *, shared: bool = True) -> Callable[[Blob | SequenceBlob], Any]:
+        """A value decoder for one read. ``shared`` (for `list`) decodes each distinct list
+        item once: the checkpoints of one `list` call repeat most of their messages, so they
+        share one object per message. A list's new items are decoded together (`_load_items`)."""
         loads = self.serde.loads_typed
         framed = type(self.serde) is JsonPlusSerializer
         known: dict[str, dict[bytes, Any]] = {}
@@ -195,6 +195,8 @@ class MemfoldSaver(BaseCheckpointSaver[int]):
         def decode(value: Blob | SequenceBlob) -> Any:
             if isinstance(value, Blob):
                 return loads((value.tag, value.data))
+            if not shared:  # one checkpoint: nothing to share, so no need to hash the items
+                return _load_items(loads, value.tag, list(value.items), framed)
             items = known.get(value.tag)
             if items is None:
                 items = known[value.tag] = {}
@@ -321,7 +323,7 @@ class MemfoldSaver(BaseCheckpointSaver[int]):
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         """The checkpoint named by ``config`` (its newest when no ``checkpoint_id``), or None."""
         stored = self.store.get(**self._get_args(config))
-        return None if stored is None else self._tuple(stored, self._decoder())
+        return None if stored is None else self._tuple(stored, self._decoder(shared=False))
 
     def list(
         self,
@@ -389,7 +391,7 @@ class MemfoldSaver(BaseCheckpointSaver[int]):
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         """Async `get_tuple`."""
         stored = await self.store.aget(**self._get_args(config))
-        return None if stored is None else self._tuple(stored, self._decoder())
+        return None if stored is None else self._tuple(stored, self._decoder(shared=False))
 
     async def alist(
         self,
