@@ -7,6 +7,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from sqlalchemy import event
 
 import memfold
 from memfold import Message
@@ -38,6 +39,8 @@ def test_a_new_thread_takes_the_connection_an_ended_thread_left(tmp_path: Path) 
     the last ended thread left; one left inside a transaction is rolled back first."""
     store = memfold.open_store(f"sqlite:///{tmp_path / 'threads.db'}")
     seen: list[tuple[object, bool]] = []
+    returned: list[object] = []  # connections handed back to SQLAlchemy's pool
+    event.listen(store._driver.engine, "checkin", lambda conn, _record: returned.append(conn))
 
     def call(leave_open: bool) -> None:
         connection = store._driver.checkout().connection
@@ -52,6 +55,7 @@ def test_a_new_thread_takes_the_connection_an_ended_thread_left(tmp_path: Path) 
         worker.start()
         worker.join()
     assert seen[0][0] is seen[1][0] is seen[2][0]  # handed on while each thread ended cleanly
+    assert returned == [seen[2][0]]  # only the one left in a transaction went to the pool
     assert [in_transaction for _, in_transaction in seen] == [False] * 4
     assert store.count("t") == 4  # the third thread's open DELETE was never committed
     store.close()

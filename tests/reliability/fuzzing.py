@@ -18,7 +18,9 @@ from typing import Any
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-from memfold import Message, Part, ToolCall
+from memfold import MemfoldError, Message, Part, ToolCall
+from memfold.memories import open_memory_store
+from memfold.recall.embedders import Embedder
 
 settings.register_profile(
     "fuzz",
@@ -174,6 +176,14 @@ def nested(depth: int) -> Any:
     return value
 
 
+def numbers(low: int, high: int, *, booleans: bool = True) -> st.SearchStrategy[Any]:
+    """Counts and sizes: small ints from ``low`` to ``high``, any int or float, None, a numeric
+    str, and (unless ``booleans`` is False) bools, which Python counts as ints."""
+    kinds = [st.integers(low, high), st.integers(), st.floats()]
+    kinds += [st.booleans()] if booleans else []
+    return st.one_of(*kinds, st.none(), st.just("3"))
+
+
 def vectors(dimensions: int) -> st.SearchStrategy[Any]:
     """Embeddings: good ones, and NaN, infinite, huge, tiny, zero, wrong-length, nested or
     non-numeric ones."""
@@ -248,3 +258,23 @@ async def call(use_async: bool, target: Any, name: str, *args: Any, **kwargs: An
         return await getattr(target, "a" + name)(*args, **kwargs)
     method: Callable[..., Any] = getattr(target, name)
     return method(*args, **kwargs)
+
+
+async def embeds_or_refuses(
+    make: Callable[[], Embedder], texts: Any, kind: Any, use_async: bool
+) -> None:
+    """The embedder ``make()`` returns (or refuses to build) gives one vector per text or
+    raises a memfold error, and a memory store embedding through it keeps a record only with a
+    finite vector."""
+    try:
+        embedder = make()
+        store = open_memory_store("memory://", embedder=embedder)
+        got = await call(use_async, embedder, "embed", texts, kind=kind)
+        record = await call(use_async, store, "put", ("fuzz",), "text")
+        assert len(got) == len(texts)
+        stored = store.get(("fuzz",), record.id, include_embedding=True)
+        assert stored is not None
+        assert stored.embedding is not None
+        assert all(math.isfinite(x) for x in stored.embedding)
+    except MemfoldError:
+        pass

@@ -32,6 +32,7 @@ from tests.reliability.fuzzing import (
     hostile_keys,
     hostile_text,
     json_objects,
+    numbers,
 )
 from tests.support import drop_checkpoint_store
 
@@ -39,9 +40,7 @@ CANARY = "memfold-canary"
 FUZZ_TENANT = "fuzz"
 BODY = Blob("json", b'{"v": 1}')
 
-NUMBERS = st.one_of(
-    st.integers(-3, 30), st.integers(), st.floats(), st.booleans(), st.none(), st.just("3")
-)
+NUMBERS = numbers(-3, 30)
 TAGS = st.sampled_from(["msgpack", "json", "null", "bytes"]) | hostile_ids()
 
 

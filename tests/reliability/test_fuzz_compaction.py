@@ -47,12 +47,11 @@ from tests.reliability.fuzzing import (
     hostile_text,
     json_values,
     messages,
+    numbers,
 )
 from tests.support import Api, drop_store, make_store
 
-NUMBERS = st.one_of(
-    st.integers(-5, 400), st.integers(), st.floats(), st.booleans(), st.none(), st.just("3")
-)
+NUMBERS = numbers(-5, 400)
 COUNTER = ApproximateCounter()
 CANARY = "memfold-canary"
 

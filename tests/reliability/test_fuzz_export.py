@@ -58,12 +58,13 @@ from tests.reliability.fuzzing import (
     json_objects,
     json_values,
     messages,
+    numbers,
 )
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 CANARY = "memfold-canary"
 DIMS = 8
-NUMBERS = st.one_of(st.integers(-3, 30), st.integers(), st.floats(), st.none(), st.just("3"))
+NUMBERS = numbers(-3, 30, booleans=False)
 TIMES = st.one_of(
     st.none(),
     st.datetimes(timezones=st.just(UTC)),

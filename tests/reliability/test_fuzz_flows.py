@@ -16,11 +16,9 @@ from hypothesis import strategies as st
 from memfold import InvalidInput, MemfoldError, Message, open_store
 from memfold.checkpoint_deltas import DeltaPolicy, StoredBlob
 from memfold.flows import Call, arun, run
-from tests.reliability.fuzzing import FUZZ, hostile_ids
+from tests.reliability.fuzzing import FUZZ, hostile_ids, numbers
 
-NUMBERS = st.one_of(
-    st.integers(-3, 40), st.integers(), st.floats(), st.booleans(), st.none(), st.just("3")
-)
+NUMBERS = numbers(-3, 40)
 
 
 @FUZZ

@@ -28,13 +28,12 @@ from tests.reliability.fuzzing import (
     hostile_text,
     json_objects,
     json_values,
+    numbers,
 )
 from tests.reliability.test_fuzz_langchain import _plain_json, lc_messages
 from tests.reliability.test_fuzz_memories import Canary, filters, namespaces
 
-NUMBERS = st.one_of(
-    st.integers(-3, 30), st.integers(), st.floats(), st.booleans(), st.none(), st.just("3")
-)
+NUMBERS = numbers(-3, 30)
 CANARY_CONFIG = {"configurable": {"thread_id": "memfold-canary", "checkpoint_ns": ""}}
 
 

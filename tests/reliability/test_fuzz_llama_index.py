@@ -6,7 +6,6 @@ stores, sync and async: each call returns (and what it stores reads back exactly
 from __future__ import annotations
 
 import json
-import math
 from typing import Any
 
 import pytest
@@ -29,19 +28,19 @@ from memfold.stores import BaseThreadStore
 from tests.reliability.fuzzing import (
     FUZZ,
     as_json,
+    embeds_or_refuses,
     hostile_ids,
     hostile_text,
     json_values,
     messages,
+    numbers,
     vectors,
 )
 from tests.reliability.test_fuzz_langchain import _plain_json
 from tests.reliability.test_fuzz_threads import Canary as ThreadCanary
 from tests.support import MEMORY_DIMS, Api
 
-NUMBERS = st.one_of(
-    st.integers(-5, 5), st.integers(), st.floats(), st.booleans(), st.none(), st.just("3")
-)
+NUMBERS = numbers(-5, 5)
 
 
 @st.composite
@@ -268,19 +267,6 @@ async def test_embeddings_embed_or_refuse(
         assert len(query) == MEMORY_DIMS
     except MemfoldError:
         pass
-    try:
-        embedder = LlamaIndexEmbedder(HostileEmbedding(vector=vector))
-        store = open_memory_store("memory://", embedder=embedder)
-        if use_async:
-            out = await embedder.aembed(texts, kind=kind)
-            record = await store.aput(("fuzz",), "text")
-        else:
-            out = embedder.embed(texts, kind=kind)
-            record = store.put(("fuzz",), "text")
-        assert len(out) == len(texts)
-        stored = store.get(("fuzz",), record.id, include_embedding=True)
-        assert stored is not None
-        assert stored.embedding is not None
-        assert all(math.isfinite(x) for x in stored.embedding)
-    except MemfoldError:
-        pass
+    await embeds_or_refuses(
+        lambda: LlamaIndexEmbedder(HostileEmbedding(vector=vector)), texts, kind, use_async
+    )

@@ -39,6 +39,7 @@ from tests.reliability.fuzzing import (
     json_scalars,
     json_values,
     nested,
+    numbers,
     vectors,
 )
 from tests.reliability.test_fuzz_llama_index import _same, li_messages
@@ -49,9 +50,7 @@ from tests.support import (
     Api,
 )
 
-NUMBERS = st.one_of(
-    st.integers(-3, 30), st.integers(), st.floats(), st.booleans(), st.none(), st.just("3")
-)
+NUMBERS = numbers(-3, 30)
 BATCHES = st.lists(li_messages(), max_size=3) | st.sampled_from([None, "hi", [None], [1]])
 
 

@@ -22,12 +22,17 @@ from memfold import InvalidInput
 from memfold.recall.embedders import CachedEmbedder, HashingEmbedder
 from memfold.recall.filters import Filter, parse_filter
 from memfold.recall.hybrid import check_weights, fuse
-from tests.reliability.fuzzing import FUZZ, hostile_ids, hostile_keys, hostile_text, json_objects
+from tests.reliability.fuzzing import (
+    FUZZ,
+    hostile_ids,
+    hostile_keys,
+    hostile_text,
+    json_objects,
+    numbers,
+)
 from tests.reliability.test_fuzz_memories import filters
 
-NUMBERS = st.one_of(
-    st.integers(-3, 64), st.integers(), st.floats(), st.booleans(), st.none(), st.just("3")
-)
+NUMBERS = numbers(-3, 64)
 SCORES = st.none() | st.dictionaries(hostile_keys(), st.floats() | st.integers() | hostile_ids())
 TABLE = Table("fuzz", MetaData(), Column("sqlite_value", Text), Column("pg_value", JSONB))
 

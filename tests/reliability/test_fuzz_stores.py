@@ -43,13 +43,12 @@ from tests.reliability.fuzzing import (
     json_values,
     messages,
     nested,
+    numbers,
 )
 from tests.reliability.test_fuzz_threads import Canary
 from tests.support import Api
 
-NUMBERS = st.one_of(
-    st.integers(-5, 20), st.integers(), st.floats(), st.booleans(), st.none(), st.just("3")
-)
+NUMBERS = numbers(-5, 20)
 TIMES = st.one_of(
     st.datetimes(timezones=st.just(UTC)),
     st.datetimes(),

@@ -18,6 +18,7 @@ from tests.reliability.fuzzing import (
     hostile_text,
     json_objects,
     messages,
+    numbers,
     same_messages,
 )
 from tests.support import Api
@@ -25,9 +26,7 @@ from tests.support import Api
 CANARY = "memfold-canary"
 CANARY_TENANT = "memfold-canary-tenant"
 
-NUMBERS = st.one_of(
-    st.integers(-5, 20), st.integers(), st.floats(), st.booleans(), st.none(), st.just("3")
-)
+NUMBERS = numbers(-5, 20)
 
 
 @pytest.fixture(params=["memory", "sqlite", "postgresql", "redis"])
