@@ -1,11 +1,13 @@
 """How SQL checkpoint stores keep their rows (see `memfold.backends.sql.checkpoint_rows` and
-`memfold.backends.sql.checkpoint_schema`): large compressible payloads deflate-compressed, others
-as given, no row at all for "no value", one copy of what a pending write and the next
-checkpoint both hold, and puts that leave the thread's indexed times alone."""
+`memfold.backends.sql.checkpoint_schema`): compressible payloads and bodies deflate-compressed
+with a preset dictionary, others as given, no row at all for "no value", one copy of what a
+pending write and the next checkpoint both hold, and puts that leave the thread's indexed
+times alone."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import random
 import sqlite3
@@ -23,6 +25,7 @@ from sqlalchemy import func, select, update
 import memfold.checkpoints
 from memfold import RetentionPolicy
 from memfold.backends.sql import checkpoint_plans, checkpoint_rows
+from memfold.backends.sql.checkpoint_dictionary import DICTIONARY, DICTIONARY_SHA256
 from memfold.backends.sql.checkpoint_rows import ParsedRows, parse_value
 from memfold.checkpoint_deltas import pack_sequence
 from memfold.checkpoint_ops import PutCheckpointWrites
@@ -70,8 +73,8 @@ async def test_compressible_payloads_are_stored_compressed_and_read_back_whole(
     store: BaseCheckpointStore, api: Api
 ) -> None:
     """A long repetitive list item and pending write are stored deflate-compressed, a random
-    one and a short one as given; all read back byte for byte, as does a payload an earlier
-    release stored in the zlib format."""
+    one and a short one as given; all read back byte for byte, as do payloads earlier releases
+    stored in the zlib format and as raw deflate without the dictionary."""
     talk = b'"%s"' % (b"the parcel never arrived, please reship it " * 40)
     noise = os.urandom(2000)
     messages = SequenceBlob("json", (b'"hi"', talk))
@@ -88,17 +91,49 @@ async def test_compressible_payloads_are_stored_compressed_and_read_back_whole(
         Blob("json", talk), Blob("bytes", noise), Blob("json", b"7"),
     ]  # fmt: skip
     values, writes = stored(store, "values"), stored(store, "writes")
-    assert [codec for _, codec in values] == ["deflate", None]
+    assert [codec for _, codec in values] == ["deflate-d1", None]
     assert values[0][0] < len(talk) // 5
     assert writes[0] == (1, None)
-    assert writes[1][1] == "deflate"
+    assert writes[1][1] == "deflate-d1"
     assert writes[2] == (2000, None)
     assert writes[1][0] < len(talk) // 5
     assert [c.values["m"] for c in await api.list_checkpoints("t")] == [messages]
     w = store.tables.writes  # type: ignore[attr-defined]
     with store.engine.begin() as conn:  # type: ignore[attr-defined]
         conn.execute(update(w).where(w.c.idx == 0).values(data=zlib.compress(talk), codec="zlib"))
-    assert (await api.get("t")).writes[0].value == Blob("json", talk)  # type: ignore[union-attr]
+        packer = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+        raw = packer.compress(talk) + packer.flush()
+        conn.execute(update(w).where(w.c.idx == 1).values(data=raw, codec="deflate"))
+    found_writes = (await api.get("t")).writes  # type: ignore[union-attr]
+    assert [w.value for w in found_writes[:2]] == [Blob("json", talk), Blob("bytes", talk)]
+
+
+async def test_bodies_are_stored_compressed_with_the_preset_dictionary(
+    store: BaseCheckpointStore, api: Api
+) -> None:
+    """A LangGraph-like checkpoint body takes a fraction of its size (the dictionary holds its
+    keys), reads back byte for byte, and a body stored as given (an earlier release's) too."""
+    body = Blob("msgpack", DICTIONARY[:120].replace(b"2026-01-01", b"2026-11-30"))
+    await api.put("t", "c1", body, versions={})
+    await api.put("t", "c2", BODY, versions={})
+    c = store.tables.checkpoints  # type: ignore[attr-defined]
+    with store.engine.begin() as conn:  # type: ignore[attr-defined]
+        rows = conn.execute(
+            select(c.c.checkpoint_id, func.length(c.c.body), c.c.body_codec).order_by(
+                c.c.checkpoint_id
+            )
+        ).all()
+    assert rows[0][2] == "deflate-d1"
+    assert rows[0][1] < 40
+    assert rows[1][1:] == (2, None)
+    assert (await api.get("t", checkpoint_id="c1")).body == body
+    assert [x.body for x in await api.list_checkpoints("t")] == [BODY, body]
+
+
+def test_the_preset_dictionary_never_changes() -> None:
+    """Stored payloads name the dictionary by codec, so its bytes are fixed for good."""
+    assert hashlib.sha256(DICTIONARY).hexdigest() == DICTIONARY_SHA256
+    assert DICTIONARY_SHA256 == "5f47e3b3650e10f1ad9410a6caf4ff2dc6527448ec8b4d981f7227012b7de6b6"
 
 
 async def test_a_channel_without_a_value_has_no_row(store: BaseCheckpointStore, api: Api) -> None:
@@ -380,13 +415,13 @@ async def test_a_list_inflates_a_payload_a_value_row_shares_with_a_write_once(
                   values={"m": items(first, *new)})  # fmt: skip
     assert shared(store)["m", "2"] == ("c1", "task")
     inflated: list[bytes] = []
-    inflate = zlib.decompress
+    inflate = checkpoint_rows._inflate
 
-    def counting(data: bytes, wbits: int = zlib.MAX_WBITS) -> bytes:
+    def counting(data: bytes, codec: str) -> bytes:
         inflated.append(data)
-        return inflate(data, wbits)
+        return inflate(data, codec)
 
-    monkeypatch.setattr(zlib, "decompress", counting)
+    monkeypatch.setattr(checkpoint_rows, "_inflate", counting)
     listed = await api.list_checkpoints("t")
     assert [c.values["m"] for c in listed] == [items(first, *new), items(first)]
     assert listed[1].writes[0].value == pack_sequence(items(*new))

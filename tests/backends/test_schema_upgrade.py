@@ -66,6 +66,7 @@ RELEASED = {
         "2968133341886f614e607db67b4ca23553fe154c3a2ea07fcd4d70fc8b68603d",
         "60ccfba670c14c0778e231c52d94a332195dfd41b71e20263b6d89dc5dc34687",
         "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+        "cd699194fcaa872c919d06362d798483db5367190ee997b3ee238d8df85a64d6",
     ],
     ("checkpoints", "postgresql"): [
         "56fbcc879fa07925bc89835ec8dc2907477e87f25245c450945e04e765edea8f",
@@ -77,6 +78,7 @@ RELEASED = {
         "2968133341886f614e607db67b4ca23553fe154c3a2ea07fcd4d70fc8b68603d",
         "8b3be379e7d513b9ed6d81b77ccd9eaf6e7cf37c5cb6ab02ae677a57b0730530",
         "846f240d4f9cc78c634f5536e88cdc8c7e9ef50ce37a051eac62f717ed5311f4",
+        "cd699194fcaa872c919d06362d798483db5367190ee997b3ee238d8df85a64d6",
     ],
     ("memories", "sqlite"): [
         "ef1c4dfb0e9f108d7d150db97280f42fc13cc9c4ee9a22f9b73f4a9a6199dce7",
@@ -334,20 +336,21 @@ async def test_a_release_1_checkpoint_schema_upgrades_with_its_data(
     """asetup() gives first-release checkpoints the effect journal (step 2), tombstones (step 3),
     thread stamps (step 4), payload codecs (step 5), exact last writes (step 6, copied from
     the indexed time, so the TTL sweep finds idle threads as before), shared payloads
-    (step 7), a sparse run index with SQLite's pending writes in key order (step 8) and
-    PostgreSQL's chain index on chain rows only (step 9): their chains of values, pending
-    writes and tenants read back as stored, and new checkpoints (compressed payloads among
-    them) and journal entries are recorded afterwards."""
+    (step 7), a sparse run index with SQLite's pending writes in key order (step 8),
+    PostgreSQL's chain index on chain rows only (step 9) and body codecs (step 10): their
+    chains of values, pending writes, bodies and tenants read back as stored, and new
+    checkpoints (compressed payloads and bodies among them) and journal entries are recorded
+    afterwards."""
     url, options = release_1
     store = SQLCheckpointStore(url, **options)
     before = await _only(store).astatus()
     assert (before.version, before.latest, [p.version for p in before.pending]) == (
         1,
-        9,
-        [2, 3, 4, 5, 6, 7, 8, 9],
+        10,
+        [2, 3, 4, 5, 6, 7, 8, 9, 10],
     )
     found = await _only(store).aupgrade()
-    assert [p.version for p in found.pending] == [2, 3, 4, 5, 6, 7, 8, 9]
+    assert [p.version for p in found.pending] == [2, 3, 4, 5, 6, 7, 8, 9, 10]
     assert (await _only(store).aupgrade()).pending == ()  # nothing left to apply
     t = store.tables.threads
     with store.engine.connect() as conn:
@@ -383,8 +386,11 @@ async def test_a_release_1_checkpoint_schema_upgrades_with_its_data(
 
     journal = EffectJournal(store)
     assert (await journal.arecord("t1", "call-1", "refunded", tenant="acme")).result == "refunded"
-    store.put("t1", "c3", Blob("json", b"{}"), parent_id="c2", tenant="acme")
-    assert store.get("t1", tenant="acme").checkpoint_id == "c3"  # type: ignore[union-attr]
+    body = Blob("json", b'{"note": "%s"}' % (b"la " * 50))
+    store.put("t1", "c3", body, parent_id="c2", tenant="acme")
+    c3 = store.get("t1", tenant="acme")
+    assert c3 is not None
+    assert (c3.checkpoint_id, c3.body) == ("c3", body)
     long = SequenceBlob("json", (b'"hi"', b'"hello"', b'"%s"' % (b"la " * 200)))
     store.put(
         "t1", "c4", Blob("json", b"{}"), parent_id="c3", tenant="acme",

@@ -4,6 +4,7 @@ interrupts, growth that follows new messages, and one writer per thread."""
 from __future__ import annotations
 
 import asyncio
+import random
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -383,7 +384,7 @@ async def test_a_list_write_reaches_the_store_item_by_item(tmp_path: Path) -> No
     the list; on SQLite the checkpoint appending exactly those messages shares its payload."""
     store = open_checkpoint_store(f"sqlite:///{tmp_path / 'saver.db'}")
     saver = MemfoldSaver(store)
-    said = [AIMessage(f"answer {i}: " + "the parcel is on its way " * 12, id=f"a{i}")
+    said = [AIMessage(f"answer {i}: " + random.Random(i).randbytes(150).hex(), id=f"a{i}")
             for i in range(2)]  # fmt: skip
     first = put_one(saver, thread(), messages=[HumanMessage("where is it?", id="h")])
     saver.put_writes(first, [("messages", said)], "task-1")

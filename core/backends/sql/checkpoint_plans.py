@@ -128,6 +128,7 @@ _CP = [
     "body",
     "versions",
     "refs",
+    "body_codec",
 ]
 _WRITE = ["task_id", "idx", "channel", "tag", "data", "task_path", "codec"]
 
@@ -428,7 +429,7 @@ class CheckpointPlans:
         out = []
         memos: dict[tuple[str, str], dict[BlobKey, tuple[bytes, ...]]] = {}
         for row, versions_map, keys in parsed:
-            _, thread_id, namespace, cid, parent, created, meta, tag, body, _, _ = row
+            _, thread_id, namespace, cid, parent, created, meta, tag, body, _, _, codec = row
             space = rows.get((thread_id, namespace), {})
             memo = memos.setdefault((thread_id, namespace), {})
             values: dict[str, Blob | SequenceBlob] = {}
@@ -452,7 +453,7 @@ class CheckpointPlans:
                     parent,
                     from_us(created),
                     json.loads(meta),
-                    Blob(tag, bytes(body)),
+                    Blob(tag, decompress(bytes(body), codec)),
                     versions_map,
                     values,
                     tuple(own),
@@ -492,7 +493,7 @@ class CheckpointPlans:
             and header[3] == head.checkpoint_id
             and json.loads(header[9]) == head.versions
         ):
-            _, thread_id, namespace, cid, parent, created, meta, tag, body, _, _ = header
+            _, thread_id, namespace, cid, parent, created, meta, tag, body, _, _, codec = header
             return Checkpoint(
                 thread_id,
                 namespace,
@@ -500,7 +501,7 @@ class CheckpointPlans:
                 parent,
                 from_us(created),
                 json.loads(meta),
-                Blob(tag, bytes(body)),
+                Blob(tag, decompress(bytes(body), codec)),
                 dict(head.versions),
                 dict(head.payload),
                 tuple(sorted(writes, key=lambda w: (w.task_path, w.task_id, w.idx))),

@@ -1,7 +1,10 @@
 """How checkpoint data travels to and from the SQL tables: times as microseconds since the
 epoch, versions as their `memfold.checkpoint_deltas.version_key` text, value rows as statement
-parameters and back, and payloads (value rows' data, pending writes' values) compressed (raw
-deflate) when that saves a fifth or more (``codec`` says so; NULL: stored as given).
+parameters and back, and payloads (value rows' data, pending writes' values, checkpoint bodies)
+compressed when that saves a fifth or more (``codec`` says so; NULL: stored as given): raw
+deflate whose window starts with a preset dictionary of the strings every payload repeats
+(``deflate-d1``, see `memfold.backends.sql.checkpoint_dictionary`); earlier releases stored
+plain raw deflate (``deflate``) and zlib (``zlib``), which reads still take.
 
 A channel with a version but no value has no row: its checkpoint's refs name `NO_VALUE` as the
 owner, a key no row ever has; nor does one whose value is empty bytes (LangGraph's branch
@@ -17,6 +20,7 @@ from collections import OrderedDict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from memfold.backends.sql.checkpoint_dictionary import DICTIONARY
 from memfold.checkpoint_deltas import StoredBlob, pack_items, unpack_items, version_key
 from memfold.checkpoint_model import Blob, Version
 from memfold.errors import NotFound
@@ -45,11 +49,12 @@ EMPTY_VALUE = NO_VALUE
 """What the owner refs name for a channel whose value is empty bytes starts with (its tag, never
 empty, follows: `NO_VALUE` alone names no value)."""
 
-_DEFLATE = "deflate"
+_CODEC = "deflate-d1"
 _LEVEL = 6
-_WBITS = {_DEFLATE: -zlib.MAX_WBITS, "zlib": zlib.MAX_WBITS}
-"""zlib's window bits per codec: raw deflate, and the zlib format earlier releases stored."""
-_COMPRESS_FROM = 200
+_WBITS = {_CODEC: -zlib.MAX_WBITS, "deflate": -zlib.MAX_WBITS, "zlib": zlib.MAX_WBITS}
+"""zlib's window bits per codec: raw deflate (with and without the preset dictionary), and the
+zlib format earlier releases stored."""
+_COMPRESS_FROM = 64
 """Payloads shorter than this many bytes are stored as given."""
 
 PARSED_BUDGET = 32 * 1024 * 1024
@@ -81,15 +86,25 @@ VALUE_COLUMNS = [
 
 
 def compress(data: bytes) -> tuple[bytes, str | None]:
-    """``data`` as stored, and its codec: raw deflate (level 6, no zlib header or checksum)
-    if that saves a fifth or more."""
+    """``data`` as stored, and its codec: raw deflate (level 6, no zlib header or checksum,
+    the preset dictionary in the window) if that saves a fifth or more."""
     if len(data) < _COMPRESS_FROM:
         return data, None
-    packer = zlib.compressobj(_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
+    packer = zlib.compressobj(_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS, zdict=DICTIONARY)
     packed = packer.compress(data) + packer.flush()
     if len(packed) * 5 > len(data) * 4:
         return data, None
-    return packed, _DEFLATE
+    return packed, _CODEC
+
+
+def _inflate(data: bytes, codec: str) -> bytes:
+    if codec != _CODEC:
+        return zlib.decompress(data, _WBITS[codec])
+    inflater = zlib.decompressobj(_WBITS[codec], zdict=DICTIONARY)
+    out = inflater.decompress(data)
+    if not inflater.eof:
+        raise zlib.error("incomplete or truncated stream")  # as zlib.decompress says it
+    return out
 
 
 def decompress(data: bytes, codec: str | None, seen: dict[bytes, bytes] | None = None) -> bytes:
@@ -99,10 +114,10 @@ def decompress(data: bytes, codec: str | None, seen: dict[bytes, bytes] | None =
         return data
     if codec in _WBITS:
         if seen is None:
-            return zlib.decompress(data, _WBITS[codec])
+            return _inflate(data, codec)
         found = seen.get(data)
         if found is None:
-            found = seen[data] = zlib.decompress(data, _WBITS[codec])
+            found = seen[data] = _inflate(data, codec)
         return found
     raise NotFound(f"a stored checkpoint payload has codec {codec!r}, unknown to this memfold")
 

@@ -19,7 +19,8 @@
 - ``<prefix>cp_writes``: pending writes, keyed by ``(checkpoint, task_id, idx)``; SQLite stores
   them in that key's order (``WITHOUT ROWID``), so the key is not kept a second time in an index.
 
-Payloads may be compressed (``codec``; see `memfold.backends.sql.checkpoint_rows`).
+Payloads and checkpoint bodies may be compressed (``codec``, ``body_codec``; see
+`memfold.backends.sql.checkpoint_rows`).
 - ``<prefix>cp_journal``: the effect journal (see `memfold.backends.sql.journal`).
 """
 
@@ -115,6 +116,7 @@ def build_checkpoint_tables(
         Column("body", LargeBinary, nullable=False),
         Column("versions", Text, nullable=False),
         Column("refs", Text, nullable=False),
+        Column("body_codec", String(16)),
         PrimaryKeyConstraint("tenant", "thread_id", "namespace", "checkpoint_id"),
         Index(
             f"{prefix}checkpoints_run",

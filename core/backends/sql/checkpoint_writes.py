@@ -126,6 +126,7 @@ _CHECKPOINT = (
     "body",
     "versions",
     "refs",
+    "body_codec",
 )
 
 
@@ -410,6 +411,7 @@ class CheckpointWrites:
     ) -> dict[str, Any]:
         now = to_us(op.created_at)
         run_id = op.metadata.get("run_id")
+        body, body_codec = compress(op.body.data)
         params: dict[str, Any] = {
             "tenant": op.tenant,
             "thread_id": op.thread_id,
@@ -420,7 +422,8 @@ class CheckpointWrites:
             "run_id": run_id if isinstance(run_id, str) else None,
             "metadata": op.metadata_json,
             "body_tag": op.body.tag,
-            "body": op.body.data,
+            "body": body,
+            "body_codec": body_codec,
             "versions": op.versions_json,
             "refs": json.dumps(refs, separators=(",", ":")),
             "stamp": stamp,
@@ -535,7 +538,7 @@ class CheckpointWrites:
             f"INSERT INTO {c} (tenant, thread_id, namespace, {', '.join(_CHECKPOINT)}) "
             "SELECT :tenant, :thread_id, :namespace, :checkpoint_id, :parent_id, "
             "CAST(:created_us AS bigint), :run_id, :metadata, :body_tag, :body, :versions, "
-            ":refs WHERE EXISTS (SELECT 1 FROM claim)"
+            ":refs, :body_codec WHERE EXISTS (SELECT 1 FROM claim)"
         )
         if existing:
             checkpoint += (

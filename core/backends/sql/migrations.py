@@ -692,6 +692,13 @@ def _checkpoint_chain_index(tables: CheckpointTables, dialect: Dialect) -> list[
     ]
 
 
+def _checkpoint_body_codecs(tables: CheckpointTables, dialect: Dialect) -> list[str]:
+    """Checkpoint bodies may be compressed too (``body_codec``; NULL: stored as given)."""
+    checkpoints = dialect.identifier_preparer.format_table(tables.checkpoints)
+    codec = tables.checkpoints.c.body_codec.type.compile(dialect=dialect)
+    return [f"ALTER TABLE {checkpoints} ADD COLUMN body_codec {codec}"]
+
+
 CHECKPOINT_STEPS: tuple[Step, ...] = (
     Step(1, "checkpoint threads, checkpoints, values and writes", _checkpoint_tables),
     Step(2, "the effect journal", lambda tables, dialect: journal_ddl(tables.journal, dialect)),
@@ -702,6 +709,7 @@ CHECKPOINT_STEPS: tuple[Step, ...] = (
     Step(7, "a list value shares the payload of the pending write it came from", _checkpoint_links),
     Step(8, "a sparse run index; SQLite keeps pending writes in key order", _checkpoint_compact),
     Step(9, "PostgreSQL reads value rows by key through the primary key", _checkpoint_chain_index),
+    Step(10, "compressed checkpoint bodies", _checkpoint_body_codecs),
 )
 """The ``checkpoints`` component's steps; append-only like `STEPS`."""
 
