@@ -13,6 +13,7 @@ import random
 import sqlite3
 import threading
 import time
+import uuid
 import zlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -26,7 +27,7 @@ import memfold.checkpoints
 from memfold import RetentionPolicy
 from memfold.backends.sql import checkpoint_plans, checkpoint_rows
 from memfold.backends.sql.checkpoint_dictionary import DICTIONARY, DICTIONARY_SHA256
-from memfold.backends.sql.checkpoint_rows import ParsedRows, parse_value
+from memfold.backends.sql.checkpoint_rows import ParsedRows, id_text, parse_value
 from memfold.checkpoint_deltas import pack_sequence
 from memfold.checkpoint_ops import PutCheckpointWrites
 from memfold.checkpoints import (
@@ -230,7 +231,10 @@ def shared(store: BaseCheckpointStore) -> dict[tuple[str, str], tuple[str, str] 
     with store.engine.connect() as conn:  # type: ignore[attr-defined]
         rows = conn.execute(query).all()
     assert all((size == 0) == (cid is not None) for _, _, size, cid, _ in rows)
-    return {(ch, v): None if cid is None else (cid, task) for ch, v, _, cid, task in rows}
+    return {
+        (ch, v): None if cid is None else (id_text(cid), id_text(task))
+        for ch, v, _, cid, task in rows
+    }
 
 
 def reader(store: BaseCheckpointStore) -> BaseCheckpointStore:
@@ -426,3 +430,34 @@ async def test_a_list_inflates_a_payload_a_value_row_shares_with_a_write_once(
     assert [c.values["m"] for c in listed] == [items(first, *new), items(first)]
     assert listed[1].writes[0].value == pack_sequence(items(*new))
     assert len(inflated) == len(set(inflated)) == 2
+
+
+def test_an_id_is_stored_as_uuid_bytes_or_as_text_that_never_reads_as_one() -> None:
+    """A canonical UUID takes its 16 bytes; any other id (one that merely looks like a UUID,
+    15 or 16 bytes of UTF-8) is stored in another length; each reads back as given, and byte
+    order is text order among ids of one form."""
+    made = "1ef0c2a4-5b6d-6e7f-8a9b-0c1d2e3f4a5b"
+    assert checkpoint_rows.id_bytes(made) == uuid.UUID(made).bytes
+    others = [
+        "a", "x" * 15, "y" * 16, "\u00e9" * 7 + "z", made.upper(), made + "\n", f"{{{made}}}",
+        made.replace("-", ""), made[:-1] + "g", made.replace("-", "_"),
+    ]  # fmt: skip
+    for given in [made, *others]:
+        stored = checkpoint_rows.id_bytes(given)
+        assert (len(stored) == 16) == (given == made)
+        assert checkpoint_rows.id_text(stored) == given
+    uuids = sorted(str(uuid.uuid4()) for _ in range(200))
+    assert sorted(uuids, key=checkpoint_rows.id_bytes) == uuids
+    texts = ["a", "ab", "a\u00e9", "b", "x" * 14, "x" * 15, "x" * 15 + "y", "\U0001f600", "~"]
+    assert sorted(texts, key=checkpoint_rows.id_bytes) == sorted(texts)
+
+
+async def test_a_thread_mixing_uuid_and_other_ids_is_ordered_by_stored_bytes(api: Api) -> None:
+    """UUIDs and other ids in one thread are ordered by their stored bytes (documented): a
+    UUID starting with byte 0 sorts before ``"a"``, though its text sorts after."""
+    low = str(uuid.UUID(int=1))
+    await api.put("t", "a", BODY)
+    await api.put("t", low, BODY, parent_id="a")
+    assert [c.checkpoint_id for c in await api.list_checkpoints("t")] == ["a", low]
+    assert (await api.get("t")).checkpoint_id == "a"  # type: ignore[union-attr]
+    assert [c.checkpoint_id for c in await api.list_checkpoints("t", before="a")] == [low]

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
@@ -14,21 +16,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Dialect, select, text
+from sqlalchemy import Dialect, Table, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from memfold import Conflict, Message, Part, RetentionPolicy
 from memfold.backends.bodies import micros, stored_time
 from memfold.backends.sql import SQLThreadStore, migrations, words
+from memfold.backends.sql.checkpoint_rows import id_text
 from memfold.backends.sql.checkpoint_schema import build_checkpoint_tables
 from memfold.backends.sql.checkpoint_store import SQLCheckpointStore
 from memfold.backends.sql.memory_schema import MEMORY_STEPS, build_memory_tables
 from memfold.backends.sql.memory_store import SQLMemoryStore
 from memfold.backends.sql.schema import UNKNOWN_FIRST_US, build_tables
-from memfold.checkpoints import Blob, SequenceBlob
+from memfold.checkpoint_deltas import pack_sequence
+from memfold.checkpoints import Blob, PendingWrite, SequenceBlob
 from memfold.journal import EffectJournal
 from memfold.schema_steps import SchemaSteps
 from tests.backends.release_1 import DIMENSIONS, RELEASE_1, release_1_database
+from tests.support import PG_URL, drop_checkpoint_store
 
 WHEN = datetime(2026, 3, 4, 5, 6, 7, 890123, tzinfo=UTC)
 DIALECTS = [sqlite.dialect(), postgresql.dialect()]
@@ -67,6 +72,7 @@ RELEASED = {
         "60ccfba670c14c0778e231c52d94a332195dfd41b71e20263b6d89dc5dc34687",
         "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
         "cd699194fcaa872c919d06362d798483db5367190ee997b3ee238d8df85a64d6",
+        "b80e9a0d48048f9778e1315ce0b0076571a86b16dd13d7d8235716cabb3f16af",
     ],
     ("checkpoints", "postgresql"): [
         "56fbcc879fa07925bc89835ec8dc2907477e87f25245c450945e04e765edea8f",
@@ -79,6 +85,7 @@ RELEASED = {
         "8b3be379e7d513b9ed6d81b77ccd9eaf6e7cf37c5cb6ab02ae677a57b0730530",
         "846f240d4f9cc78c634f5536e88cdc8c7e9ef50ce37a051eac62f717ed5311f4",
         "cd699194fcaa872c919d06362d798483db5367190ee997b3ee238d8df85a64d6",
+        "f86ecf0650b7e190677494c7bb546695b38307acdf5ec33e79b688be91e9ff8c",
     ],
     ("memories", "sqlite"): [
         "ef1c4dfb0e9f108d7d150db97280f42fc13cc9c4ee9a22f9b73f4a9a6199dce7",
@@ -337,20 +344,20 @@ async def test_a_release_1_checkpoint_schema_upgrades_with_its_data(
     thread stamps (step 4), payload codecs (step 5), exact last writes (step 6, copied from
     the indexed time, so the TTL sweep finds idle threads as before), shared payloads
     (step 7), a sparse run index with SQLite's pending writes in key order (step 8),
-    PostgreSQL's chain index on chain rows only (step 9) and body codecs (step 10): their
-    chains of values, pending writes, bodies and tenants read back as stored, and new
-    checkpoints (compressed payloads and bodies among them) and journal entries are recorded
-    afterwards."""
+    PostgreSQL's chain index on chain rows only (step 9), body codecs (step 10) and ids
+    stored as bytes (step 11): their chains of values, pending writes, bodies and tenants read
+    back as stored, and new checkpoints (compressed payloads and bodies among them) and
+    journal entries are recorded afterwards."""
     url, options = release_1
     store = SQLCheckpointStore(url, **options)
     before = await _only(store).astatus()
     assert (before.version, before.latest, [p.version for p in before.pending]) == (
         1,
-        10,
-        [2, 3, 4, 5, 6, 7, 8, 9, 10],
+        11,
+        [2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
     )
     found = await _only(store).aupgrade()
-    assert [p.version for p in found.pending] == [2, 3, 4, 5, 6, 7, 8, 9, 10]
+    assert [p.version for p in found.pending] == [2, 3, 4, 5, 6, 7, 8, 9, 10, 11]
     assert (await _only(store).aupgrade()).pending == ()  # nothing left to apply
     t = store.tables.threads
     with store.engine.connect() as conn:
@@ -433,3 +440,129 @@ def test_a_release_1_memory_schema_opens_with_its_data(
     assert store.sweep(RetentionPolicy(keep_last=1), tenant="acme").records == 1
     assert [r.id for r in store.list_records(("acme",))] == ["m3"]
     store.close()
+
+
+def _shared_talk(seed: int) -> bytes:
+    """A JSON string of random words: hundreds of bytes even compressed, so a value row shares
+    it rather than keep a copy."""
+    rng = random.Random(seed)
+    return b'"%s"' % " ".join(f"w{rng.randrange(10_000)}" for _ in range(60)).encode()
+
+
+UUIDS = [str(uuid.UUID(int=(n << 64) + 7)) for n in (1, 2, 3)]
+"""Canonical UUIDs as LangGraph makes them, in creation (and text) order."""
+TEXT_IDS = ["a", "fifteen-bytes-x", "\u00e9-third"]
+"""Other ids, in text order: one of 15 UTF-8 bytes (stored with two NULs), one non-ASCII."""
+
+
+def _fill(store: SQLCheckpointStore) -> None:
+    """Thread ``t``, ids all UUIDs, with list values sharing pending writes' payloads; thread
+    ``u`` the same with other ids, its task id 16 bytes of text."""
+    said = (_shared_talk(1), _shared_talk(2))
+    for thread_id, ids, task in (("t", UUIDS, UUIDS[0]), ("u", TEXT_IDS, "sixteen-bytes-xx")):
+        parent = None
+        for n, cid in enumerate(ids):
+            store.put(
+                thread_id, cid, Blob("json", b"{}"), parent_id=parent, versions={"m": n + 1},
+                values={"m": SequenceBlob("json", (b'"hi"', *said[:n]))},
+            )  # fmt: skip
+            if n < 2:
+                grown = pack_sequence(SequenceBlob("json", said[n : n + 1]))
+                store.put_writes(thread_id, cid, [PendingWrite(task, 0, "m", grown)])
+            parent = cid
+
+
+def _id_tables(store: SQLCheckpointStore) -> dict[str, Table]:
+    """The tables holding checkpoint and task ids, by name after the prefix."""
+    tables = store.tables
+    return {
+        "checkpoints": tables.checkpoints,
+        "cp_values": tables.values,
+        "cp_writes": tables.writes,
+    }
+
+
+def _rows(store: SQLCheckpointStore, ids_as_text: bool = False) -> dict[str, list[dict[str, Any]]]:
+    """Every row of the tables holding ids (those ids as text if asked)."""
+    found = {}
+    with store.engine.connect() as conn:
+        for name, table in _id_tables(store).items():
+            rows = [dict(r._mapping) for r in conn.execute(select(table))]
+            for row in rows if ids_as_text else ():
+                ids = migrations._BINARY_IDS[name]
+                row.update({k: None if row[k] is None else id_text(row[k]) for k in ids})
+            found[name] = sorted(rows, key=repr)
+    return found
+
+
+def _insert(conn: Any, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Insert ``rows`` (column values by name) as given, whatever ``table`` declares."""
+    name = conn.dialect.identifier_preparer.format_table(table)
+    for row in rows:
+        slots = ", ".join(f":{k}" for k in row)
+        conn.execute(text(f"INSERT INTO {name} ({', '.join(row)}) VALUES ({slots})"), row)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def step_10(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SQLCheckpointStore]:
+    """A checkpoint store whose tables stand at step 10 (the last with text ids)."""
+    if request.param == "sqlite":
+        store = SQLCheckpointStore(f"sqlite:///{tmp_path / 'step-10.db'}")
+    else:
+        store = SQLCheckpointStore(PG_URL, schema=f"memfold_test_{uuid.uuid4().hex}")
+    steps = migrations.SQLSchemaSteps(
+        store._runner, store.tables.base, store.tables, "checkpoints",
+        migrations.CHECKPOINT_STEPS[:10],
+    )  # fmt: skip
+    assert steps.upgrade().pending[-1].version == 10
+    yield store
+    store.close()
+    drop_checkpoint_store(store)
+
+
+def test_text_ids_become_bytes_and_read_back_as_stored(
+    step_10: SQLCheckpointStore, tmp_path: Path
+) -> None:
+    """Step 11 turns the ids of a step-10 database into bytes exactly as memfold stores them
+    now: UUIDs in 16, other ids (non-ASCII, 15 and 16 bytes of text) as text, and the links
+    of shared payloads; checkpoints, writes, order, ``before=`` and new puts work after."""
+    source = SQLCheckpointStore(f"sqlite:///{tmp_path / 'now.db'}")
+    source.setup()
+    _fill(source)
+    old = step_10
+    with old.engine.begin() as conn, source.engine.connect() as read:
+        for name, rows in _rows(source, ids_as_text=True).items():
+            _insert(conn, _id_tables(old)[name], rows)
+        threads = [dict(r._mapping) for r in read.execute(select(source.tables.threads))]
+        _insert(conn, old.tables.threads, threads)
+    assert [p.version for p in _only(old).upgrade().pending] == [11]
+    stored = _rows(old)
+    assert stored == _rows(source)
+    assert {len(r["checkpoint_id"]) for r in stored["checkpoints"] if r["thread_id"] == "t"} == {16}
+    assert {r["link_task"] for r in stored["cp_values"]} == {
+        None, bytes.fromhex(UUIDS[0].replace("-", "")), b"sixteen-bytes-xx\x00"
+    }  # fmt: skip
+    for thread_id, ids in (("t", UUIDS), ("u", TEXT_IDS)):
+        listed = old.list_checkpoints(thread_id)
+        assert listed == source.list_checkpoints(thread_id)
+        assert [c.checkpoint_id for c in listed] == ids[::-1]
+        before = old.list_checkpoints(thread_id, before=ids[2])
+        assert [c.checkpoint_id for c in before] == [ids[1], ids[0]]
+        assert old.get(thread_id, checkpoint_id=ids[1]) == source.get(
+            thread_id, checkpoint_id=ids[1]
+        )
+    longer = SequenceBlob("json", (b'"hi"', _shared_talk(1), _shared_talk(2), b'"bye"'))
+    child = str(uuid.UUID(int=(4 << 64) + 7))
+    old.put(
+        "t", child, Blob("json", b"{}"), parent_id=UUIDS[2], versions={"m": 4},
+        values={"m": longer},
+    )  # fmt: skip
+    newest = old.get("t")
+    assert newest is not None
+    assert (newest.checkpoint_id, newest.parent_id, newest.values["m"]) == (
+        child,
+        UUIDS[2],
+        longer,
+    )
+    assert old.delete_thread("u") == 3
+    source.close()

@@ -23,6 +23,7 @@ from langgraph.types import Command, interrupt
 from sqlalchemy import select
 
 from memfold import Conflict, InvalidInput
+from memfold.backends.sql.checkpoint_rows import id_text
 from memfold.checkpoint_deltas import ITEMS_TAG
 from memfold.checkpoints import (
     BaseCheckpointStore,
@@ -398,7 +399,7 @@ async def test_a_list_write_reaches_the_store_item_by_item(tmp_path: Path) -> No
     values = store.tables.values  # type: ignore[attr-defined]
     with store.engine.connect() as conn:  # type: ignore[attr-defined]
         links = conn.execute(select(values.c.version, values.c.link_task)).all()
-    assert sorted(links) == [("1", None), ("2", "task-1")]
+    assert sorted((v, t and id_text(t)) for v, t in links) == [("1", None), ("2", "task-1")]
     got = saver.get_tuple(first)
     assert got is not None
     assert got.pending_writes == [("task-1", "messages", said)]

@@ -54,6 +54,8 @@ from memfold.backends.sql.checkpoint_rows import (
     decompress,
     from_us,
     has_row,
+    id_bytes,
+    id_text,
     inline_value,
     to_us,
     version_of,
@@ -102,8 +104,9 @@ class _Removed:
 
 @dataclass(slots=True)
 class _Space:
-    """What retention needs of one thread namespace: checkpoint ids (ascending) with their
-    versions, refs and age; value row keys and chain links; write counts per checkpoint."""
+    """What retention needs of one thread namespace: checkpoint ids (oldest first, in the
+    column's order) with their versions, refs and age; value row keys and chain links; write
+    counts per checkpoint."""
 
     ids: list[str]
     records: dict[str, tuple[dict[str, Version], dict[str, str], int]]
@@ -395,11 +398,11 @@ class CheckpointPlans:
         fetched: Iterable[Any] | None = None,
         seen: dict[bytes, bytes] | None = None,
     ) -> Plan:
-        """Checkpoints from their rows (in order) and their writes, reading all their value
-        rows and chains in one query (only those missing from ``fetched`` value rows, if
-        given). Each distinct value row is parsed once and each chain joined once, however
-        many of the checkpoints read it; ``seen`` holds the payloads the read already
-        decompressed (its writes')."""
+        """Checkpoints from their rows (in order) and their writes (by thread, namespace and
+        stored checkpoint id), reading all their value rows and chains in one query (only those
+        missing from ``fetched`` value rows, if given). Each distinct value row is parsed once
+        and each chain joined once, however many of the checkpoints read it; ``seen`` holds the
+        payloads the read already decompressed (its writes')."""
         parsed = []
         wanted: dict[tuple[str, str, BlobKey], None] = {}
         refs_read: dict[str, dict[str, str]] = {"{}": {}}  # read only: shared by the headers
@@ -429,7 +432,7 @@ class CheckpointPlans:
         out = []
         memos: dict[tuple[str, str], dict[BlobKey, tuple[bytes, ...]]] = {}
         for row, versions_map, keys in parsed:
-            _, thread_id, namespace, cid, parent, created, meta, tag, body, _, _, codec = row
+            _, thread_id, namespace, stored, parent, created, meta, tag, body, _, _, codec = row
             space = rows.get((thread_id, namespace), {})
             memo = memos.setdefault((thread_id, namespace), {})
             values: dict[str, Blob | SequenceBlob] = {}
@@ -442,15 +445,15 @@ class CheckpointPlans:
                 elif (inline := inline_value(key[2])) is not None:
                     values[channel] = inline
             own = sorted(
-                writes.get((thread_id, namespace, cid), ()),
+                writes.get((thread_id, namespace, stored), ()),
                 key=lambda w: (w.task_path, w.task_id, w.idx),
             )
             out.append(
                 Checkpoint(
                     thread_id,
                     namespace,
-                    cid,
-                    parent,
+                    id_text(stored),
+                    None if parent is None else id_text(parent),
                     from_us(created),
                     json.loads(meta),
                     Blob(tag, decompress(bytes(body), codec)),
@@ -479,7 +482,7 @@ class CheckpointPlans:
         if op.checkpoint_id is None:
             found = yield self._get_newest, key
         else:
-            found = yield self._get_by_id, {**key, "checkpoint_id": op.checkpoint_id}
+            found = yield self._get_by_id, {**key, "checkpoint_id": id_bytes(op.checkpoint_id)}
         if not found.rows:
             return None
         end = len(_CP) + len(_WRITE)
@@ -490,15 +493,15 @@ class CheckpointPlans:
             and head.payload is not None
             and stamp is not None
             and found.rows[0][end] == stamp
-            and header[3] == head.checkpoint_id
+            and id_text(header[3]) == head.checkpoint_id
             and json.loads(header[9]) == head.versions
         ):
-            _, thread_id, namespace, cid, parent, created, meta, tag, body, _, _, codec = header
+            _, thread_id, namespace, _, parent, created, meta, tag, body, _, _, codec = header
             return Checkpoint(
                 thread_id,
                 namespace,
-                cid,
-                parent,
+                head.checkpoint_id,
+                None if parent is None else id_text(parent),
                 from_us(created),
                 json.loads(meta),
                 Blob(tag, decompress(bytes(body), codec)),
@@ -517,7 +520,10 @@ class CheckpointPlans:
         if op.checkpoint_id is None:
             found = yield self._get_whole_newest, key
         else:
-            found = yield self._get_whole_by_id, {**key, "checkpoint_id": op.checkpoint_id}
+            found = yield (
+                self._get_whole_by_id,
+                {**key, "checkpoint_id": id_bytes(op.checkpoint_id)},
+            )
         split = 1 + len(_CP) + len(_WRITE)
         heads = [r[1:split] for r in found.rows if r[0] == 0]
         if not heads:
@@ -550,9 +556,12 @@ class CheckpointPlans:
             params[f"fk{i}"] = key
             wanted = json.loads(encoded)
             params[f"fv{i}"] = encoded if self.dialect == "postgresql" else wanted
-        for name in ("thread_id", "namespace", "checkpoint_id", "before", "limit"):
+        for name in ("thread_id", "namespace", "limit"):
             if getattr(op, name) is not None:
                 params[name] = getattr(op, name)
+        for name in ("checkpoint_id", "before"):
+            if getattr(op, name) is not None:
+                params[name] = id_bytes(getattr(op, name))
         if ("list", shape) not in self._cache:
             where: list[Any] = [c.c.tenant == bindparam("tenant")]
             if op.thread_id is not None:
@@ -853,7 +862,7 @@ class CheckpointPlans:
             key,
         )
         records = {
-            cid: (json.loads(versions), json.loads(refs), int(created))
+            id_text(cid): (json.loads(versions), json.loads(refs), int(created))
             for cid, versions, refs, created in found.rows
         }
         found = yield (
@@ -886,7 +895,7 @@ class CheckpointPlans:
             ),
             key,
         )
-        writes = {cid: int(n) for cid, n in found.rows}
+        writes = {id_text(cid): int(n) for cid, n in found.rows}
         return _Space(list(records), records, rows, writes)
 
     def _drop(
@@ -897,7 +906,7 @@ class CheckpointPlans:
         if not gone:
             return
         c, w = self.tables.checkpoints, self.tables.writes
-        params = [{**key, "checkpoint_id": cid} for cid in sorted(gone)]
+        params = [{**key, "checkpoint_id": id_bytes(cid)} for cid in sorted(gone)]
         yield self.puts.unshare, params
         for table in (w, c):
             yield (
@@ -976,7 +985,7 @@ class CheckpointPlans:
         for run_id in run_ids:
             found = yield statement, {"tenant": tenant, "run_id": run_id}
             for thread_id, namespace, cid in found.rows:
-                doomed.setdefault((thread_id, namespace), set()).add(cid)
+                doomed.setdefault((thread_id, namespace), set()).add(id_text(cid))
         removed = _Removed()
         for (thread_id, namespace), ids in sorted(doomed.items()):
             space = yield from self._load(tenant, thread_id, namespace)
@@ -1149,4 +1158,4 @@ def _parse_rows(
 def _write(row: Any, seen: dict[bytes, bytes] | None = None) -> PendingWrite:
     task_id, idx, channel, tag, data, task_path, codec = row
     value = Blob(tag, decompress(bytes(data), codec, seen))
-    return PendingWrite(task_id, idx, channel, value, task_path)
+    return PendingWrite(id_text(task_id), idx, channel, value, task_path)

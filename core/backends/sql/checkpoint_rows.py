@@ -6,6 +6,13 @@ deflate whose window starts with a preset dictionary of the strings every payloa
 (``deflate-d1``, see `memfold.backends.sql.checkpoint_dictionary`); earlier releases stored
 plain raw deflate (``deflate``) and zlib (``zlib``), which reads still take.
 
+Checkpoint and task ids are stored as bytes (see `id_bytes`): a canonical UUID (lowercase,
+hyphenated, as LangGraph makes them) as its 16 bytes, any other id as its UTF-8 followed by a
+NUL, two when that would make 16 bytes, so no other id is ever read back as a UUID (ids hold no
+NUL of their own: `memfold.stores.check_id` refuses them). Byte order is text order among ids
+of one form, so ordering by the column (newest first, ``before=``) is as before; a thread that
+mixes both forms has them ordered by those bytes, not by text.
+
 A channel with a version but no value has no row: its checkpoint's refs name `NO_VALUE` as the
 owner, a key no row ever has; nor does one whose value is empty bytes (LangGraph's branch
 channels): the refs name `EMPTY_VALUE` and its tag instead (see `inline_value`).
@@ -14,6 +21,7 @@ channels): the refs name `EMPTY_VALUE` and its tag instead (see `inline_value`).
 from __future__ import annotations
 
 import json
+import re
 import threading
 import zlib
 from collections import OrderedDict
@@ -35,6 +43,8 @@ __all__ = [
     "decompress",
     "from_us",
     "has_row",
+    "id_bytes",
+    "id_text",
     "inline_value",
     "parse_value",
     "row_params",
@@ -120,6 +130,26 @@ def decompress(data: bytes, codec: str | None, seen: dict[bytes, bytes] | None =
             found = seen[data] = _inflate(data, codec)
         return found
     raise NotFound(f"a stored checkpoint payload has codec {codec!r}, unknown to this memfold")
+
+
+_UUID = re.compile("[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def id_bytes(value: str) -> bytes:
+    """A checkpoint or task id as stored: a canonical UUID's 16 bytes, else the id's UTF-8
+    and a NUL (two if one would make 16 bytes)."""
+    if len(value) == 36 and _UUID.fullmatch(value):
+        return bytes.fromhex(value.replace("-", ""))
+    data = value.encode()
+    return data + (b"\x00\x00" if len(data) == 15 else b"\x00")
+
+
+def id_text(stored: bytes) -> str:
+    """The inverse of `id_bytes`."""
+    if len(stored) == 16:
+        h = stored.hex()
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    return bytes(stored).rstrip(b"\x00").decode()
 
 
 def has_row(owner: str) -> bool:

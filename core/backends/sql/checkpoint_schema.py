@@ -22,6 +22,12 @@
 Payloads and checkpoint bodies may be compressed (``codec``, ``body_codec``; see
 `memfold.backends.sql.checkpoint_rows`).
 - ``<prefix>cp_journal``: the effect journal (see `memfold.backends.sql.journal`).
+
+Checkpoint and task ids (``checkpoint_id``, ``parent_id``, ``task_id``, ``link_checkpoint``,
+``link_task``) are binary: a UUID's 16 bytes, or another id's UTF-8 and a NUL terminator (see
+`memfold.backends.sql.checkpoint_rows.id_bytes`), ordered as text among ids of one form; thread
+ids, namespaces and value rows' owners (which checkpoints' refs name in JSON) are text.
+Payloads may be compressed (``codec``; see `memfold.backends.sql.checkpoint_rows`).
 """
 
 from __future__ import annotations
@@ -107,8 +113,8 @@ def build_checkpoint_tables(
         f"{prefix}checkpoints",
         md,
         *_key(),
-        Column("checkpoint_id", String(_ID), nullable=False),
-        Column("parent_id", String(_ID)),
+        Column("checkpoint_id", LargeBinary, nullable=False),
+        Column("parent_id", LargeBinary),
         Column("created_us", BigInteger, nullable=False),
         Column("run_id", String(_ID)),
         Column("metadata", Text, nullable=False),
@@ -148,8 +154,8 @@ def build_checkpoint_tables(
         Column("snapshot_owner", String(_ID), nullable=False),
         Column("snapshot_length", Integer, nullable=False),
         Column("codec", String(16)),
-        Column("link_checkpoint", String(_ID)),
-        Column("link_task", String(_ID)),
+        Column("link_checkpoint", LargeBinary),
+        Column("link_task", LargeBinary),
         Column("link_idx", Integer),
         PrimaryKeyConstraint("tenant", "thread_id", "namespace", "channel", "version", "owner"),
         Index(
@@ -167,8 +173,8 @@ def build_checkpoint_tables(
         f"{prefix}cp_writes",
         md,
         *_key(),
-        Column("checkpoint_id", String(_ID), nullable=False),
-        Column("task_id", String(_ID), nullable=False),
+        Column("checkpoint_id", LargeBinary, nullable=False),
+        Column("task_id", LargeBinary, nullable=False),
         Column("idx", Integer, nullable=False),
         Column("channel", String(_ID), nullable=False),
         Column("tag", String(_ID), nullable=False),

@@ -51,6 +51,8 @@ from memfold.backends.sql.checkpoint_rows import (
     compress,
     from_us,
     has_row,
+    id_bytes,
+    id_text,
     parse_value,
     row_params,
     to_us,
@@ -105,10 +107,10 @@ _VALUE_ARRAYS = (
     ("snapshot_length", "integer"),
     ("codec", "text"),
 )
-_LINKED_VALUES = (*_VALUE_ARRAYS, ("link_parent", "text"))
+_LINKED_VALUES = (*_VALUE_ARRAYS, ("link_parent", "bytea"))
 """A put's value rows, each with the checkpoint whose pending write it may share."""
 _WRITE_ARRAYS = (
-    ("task_id", "text"),
+    ("task_id", "bytea"),
     ("idx", "integer"),
     ("channel", "text"),
     ("tag", "text"),
@@ -340,7 +342,11 @@ class CheckpointWrites:
         builds on if the thread still carries the remembered ``stamp``)."""
         key = {"tenant": op.tenant, "thread_id": op.thread_id, "namespace": op.namespace}
         now = to_us(op.created_at)
-        params = {**key, "parent_id": op.parent_id or "", "checkpoint_id": op.checkpoint_id}
+        params = {
+            **key,
+            "parent_id": b"" if op.parent_id is None else id_bytes(op.parent_id),
+            "checkpoint_id": id_bytes(op.checkpoint_id),
+        }
         while True:
             found = yield self._read_thread, params
             if not found.rows:  # the thread's first write
@@ -358,7 +364,11 @@ class CheckpointWrites:
                 None if until is None else from_us(until),
                 op.lease,
                 op.created_at,
-                continues_head=op.parent_id is not None and op.parent_id == newest,
+                continues_head=(
+                    op.parent_id is not None
+                    and newest is not None
+                    and op.parent_id == id_text(newest)
+                ),
             )
         parent = None
         if parent_versions is not None:
@@ -412,12 +422,13 @@ class CheckpointWrites:
         now = to_us(op.created_at)
         run_id = op.metadata.get("run_id")
         body, body_codec = compress(op.body.data)
+        parent = None if op.parent_id is None else id_bytes(op.parent_id)
         params: dict[str, Any] = {
             "tenant": op.tenant,
             "thread_id": op.thread_id,
             "namespace": op.namespace,
-            "checkpoint_id": op.checkpoint_id,
-            "parent_id": op.parent_id,
+            "checkpoint_id": id_bytes(op.checkpoint_id),
+            "parent_id": parent,
             "created_us": now,
             "run_id": run_id if isinstance(run_id, str) else None,
             "metadata": op.metadata_json,
@@ -437,14 +448,14 @@ class CheckpointWrites:
             params["writer"] = op.lease.writer
             params["until"] = to_us(op.created_at) + round(op.lease.seconds * 1_000_000)
         if self.postgres:
-            rows_params = [self._value_params(row, op.parent_id) for row in rows]
+            rows_params = [self._value_params(row, parent) for row in rows]
             params.update(_rows_params("", _LINKED_VALUES, rows_params))
         return params
 
     @staticmethod
-    def _value_params(row: StoredBlob, parent_id: str | None) -> dict[str, Any]:
-        """A value row's column values, and the checkpoint whose pending write of the same
-        payload it may share (``link_parent``; None: too short to be worth it)."""
+    def _value_params(row: StoredBlob, parent_id: bytes | None) -> dict[str, Any]:
+        """A value row's column values, and the checkpoint (its stored id) whose pending write
+        of the same payload it may share (``link_parent``; None: too short to be worth it)."""
         params = row_params(row)
         params["link_parent"] = parent_id if len(params["data"]) >= _SHARE_FROM else None
         return params
@@ -480,7 +491,7 @@ class CheckpointWrites:
         if rows:
             yield (
                 self._insert_value(),
-                [{**key, **self._value_params(row, op.parent_id)} for row in rows],
+                [{**key, **self._value_params(row, params["parent_id"])} for row in rows],
             )
         yield self._insert_checkpoint(existing), params
         return True
@@ -643,7 +654,7 @@ class CheckpointWrites:
             "tenant": op.tenant,
             "thread_id": op.thread_id,
             "namespace": op.namespace,
-            "checkpoint_id": op.checkpoint_id,
+            "checkpoint_id": id_bytes(op.checkpoint_id),
         }
         lease = op.lease is not None
         if op.replace:  # the full form first copies shared payloads back (see `unshare`)
@@ -747,7 +758,7 @@ class CheckpointWrites:
             "tenant": op.tenant,
             "thread_id": op.thread_id,
             "namespace": op.namespace,
-            "checkpoint_id": op.checkpoint_id,
+            "checkpoint_id": id_bytes(op.checkpoint_id),
         }
         now = to_us(op.written_at)
         found = yield self._lock_thread, {**key, "now": now}
@@ -766,7 +777,7 @@ class CheckpointWrites:
                     None if lease_until is None else from_us(lease_until),
                     op.lease,
                     op.written_at,
-                    continues_head=newest == op.checkpoint_id,
+                    continues_head=newest is not None and id_text(newest) == op.checkpoint_id,
                 )
                 touch = (
                     self._renew,
@@ -863,7 +874,7 @@ def _split_writes(
     for write in op.writes:
         data, codec = compress(write.value.data)
         row = {
-            "task_id": write.task_id,
+            "task_id": id_bytes(write.task_id),
             "idx": write.idx,
             "channel": write.channel,
             "tag": write.value.tag,

@@ -143,13 +143,17 @@ def _v2_tables(tables: Tables) -> tuple[Table, Table]:
     return threads, messages
 
 
+def _sorted(indexes: set[Index]) -> list[Index]:
+    return sorted(indexes, key=lambda i: str(i.name))
+
+
 def _create(tables: tuple[Table, ...], dialect: Dialect) -> list[str]:
     ddl = []
     for table in tables:
         ddl.append(str(CreateTable(table, if_not_exists=True).compile(dialect=dialect)))
         ddl += [
             str(CreateIndex(index, if_not_exists=True).compile(dialect=dialect))
-            for index in sorted(table.indexes, key=lambda i: str(i.name))
+            for index in _sorted(table.indexes)
         ]
     return ddl
 
@@ -699,6 +703,124 @@ def _checkpoint_body_codecs(tables: CheckpointTables, dialect: Dialect) -> list[
     return [f"ALTER TABLE {checkpoints} ADD COLUMN body_codec {codec}"]
 
 
+_UUID_GROUPS = (8, 4, 4, 4, 12)
+"""Hex digits per group of a canonical UUID's text."""
+_BINARY_IDS = {
+    "checkpoints": ("checkpoint_id", "parent_id"),
+    "cp_values": ("link_checkpoint", "link_task"),
+    "cp_writes": ("checkpoint_id", "task_id"),
+}
+"""The id columns step 11 makes binary, by table (after the prefix)."""
+
+
+def _v11_checkpoint_tables(tables: CheckpointTables) -> tuple[Table, Table, Table]:
+    """The checkpoints, values and pending-write tables as step 11 rebuilds them on SQLite
+    (frozen): the tables of steps 1 to 10, their id columns binary."""
+    prefix, md = tables.base.prefix, MetaData(schema=tables.schema)
+
+    def binary(old: Table, *extra: Any, **options: Any) -> Table:
+        ids = _BINARY_IDS[old.name.removeprefix(prefix)]
+        columns = [
+            Column(c.name, LargeBinary if c.name in ids else c.type, nullable=c.nullable)
+            for c in old.columns
+        ]
+        key = PrimaryKeyConstraint(*old.primary_key.columns.keys())
+        return Table(old.name, md, *columns, *extra, key, **options)
+
+    checkpoints = binary(
+        _v1_checkpoints(tables, MetaData()),
+        Column("body_codec", String(16)),
+        Index(
+            f"{prefix}checkpoints_run", "tenant", "run_id", sqlite_where=text("run_id IS NOT NULL")
+        ),
+        Index(f"{prefix}checkpoints_age", "created_us"),
+        Index(f"{prefix}checkpoints_recent", "tenant", "checkpoint_id"),
+    )
+    v1_values, _ = _v1_checkpoint_payloads(tables)
+    values = binary(
+        v1_values,
+        Column("codec", String(16)),
+        Column("link_checkpoint", LargeBinary),
+        Column("link_task", LargeBinary),
+        Column("link_idx", Integer),
+        Index(
+            f"{prefix}cp_values_chain",
+            "tenant",
+            "thread_id",
+            "namespace",
+            "channel",
+            "snapshot_version",
+            "snapshot_owner",
+        ),
+    )
+    writes = binary(_v8_checkpoint_writes(tables), sqlite_with_rowid=False)
+    return checkpoints, values, writes
+
+
+def _checkpoint_binary_ids(tables: CheckpointTables, dialect: Dialect) -> list[str]:
+    """Checkpoint and task ids are stored as bytes (see
+    `memfold.backends.sql.checkpoint_rows.id_bytes`): a canonical UUID's 16 bytes, another
+    id's UTF-8 and a NUL (two if one would make 16 bytes). PostgreSQL converts the columns in
+    place; SQLite rebuilds the three tables, decoding hex through a temporary table of the 256
+    bytes (its ``unhex`` is newer than the SQLite memfold supports)."""
+    quote = dialect.identifier_preparer
+    prefix = tables.base.prefix
+    if dialect.name == "postgresql":
+        uuid = "-".join(f"[0-9a-f]{{{n}}}" for n in _UUID_GROUPS)
+
+        def altered(column: str) -> str:
+            utf8 = f"convert_to({column}, 'UTF8')"
+            return (
+                f"ALTER COLUMN {column} TYPE bytea USING CASE WHEN {column} ~ '^{uuid}$' "
+                f"THEN decode(replace({column}, '-', ''), 'hex') ELSE {utf8} || CASE WHEN "
+                f"octet_length({utf8}) = 15 THEN decode('0000', 'hex') ELSE decode('00', 'hex') "
+                "END END"
+            )
+
+        return [
+            f"ALTER TABLE {quote.format_table(table)} "
+            + ", ".join(altered(c) for c in _BINARY_IDS[table.name.removeprefix(prefix)])
+            for table in (tables.checkpoints, tables.values, tables.writes)
+        ]
+    hexes = quote.quote(f"{prefix}id_hex")
+    pattern = "-".join("[0-9a-f]" * n for n in _UUID_GROUPS)
+    starts = (1, 3, 5, 7, 10, 12, 15, 17, 20, 22, 25, 27, 29, 31, 33, 35)  # each byte's hex
+
+    def converted(column: str) -> str:
+        octets = " || ".join(
+            f"(SELECT b FROM temp.{hexes} WHERE h = substr({column}, {i}, 2))" for i in starts
+        )
+        text_id = f"CAST({column} AS BLOB)"
+        return (
+            f"CASE WHEN {column} GLOB '{pattern}' THEN CAST({octets} AS BLOB) ELSE "
+            f"CAST({text_id} || CASE WHEN length({text_id}) = 15 THEN x'0000' ELSE x'00' END "
+            "AS BLOB) END"
+        )
+
+    ddl = [
+        f"CREATE TEMP TABLE {hexes} (h TEXT PRIMARY KEY, b BLOB NOT NULL) WITHOUT ROWID",
+        f"INSERT INTO temp.{hexes} (h, b) VALUES "
+        + ", ".join(f"('{i:02x}', x'{i:02x}')" for i in range(256)),
+    ]
+    for table in _v11_checkpoint_tables(tables):
+        ids = _BINARY_IDS[table.name.removeprefix(prefix)]
+        name, old = quote.format_table(table), quote.quote(f"{table.name}_v10")
+        names = [quote.quote(c.name) for c in table.columns]
+        values = [
+            converted(c.name) if c.name in ids else quote.quote(c.name) for c in table.columns
+        ]
+        order = ", ".join(quote.quote(c.name) for c in table.primary_key.columns)
+        ddl += [
+            *(f"DROP INDEX {quote.quote(str(i.name))}" for i in _sorted(table.indexes)),
+            f"ALTER TABLE {name} RENAME TO {old}",
+            *_create((table,), dialect),
+            f"INSERT INTO {name} ({', '.join(names)}) SELECT {', '.join(values)} FROM {old} "
+            f"ORDER BY {order}",
+            f"DROP TABLE {old}",
+        ]
+    return [*ddl, f"DROP TABLE temp.{hexes}"]
+
+
 CHECKPOINT_STEPS: tuple[Step, ...] = (
     Step(1, "checkpoint threads, checkpoints, values and writes", _checkpoint_tables),
     Step(2, "the effect journal", lambda tables, dialect: journal_ddl(tables.journal, dialect)),
@@ -710,6 +832,7 @@ CHECKPOINT_STEPS: tuple[Step, ...] = (
     Step(8, "a sparse run index; SQLite keeps pending writes in key order", _checkpoint_compact),
     Step(9, "PostgreSQL reads value rows by key through the primary key", _checkpoint_chain_index),
     Step(10, "compressed checkpoint bodies", _checkpoint_body_codecs),
+    Step(11, "checkpoint and task ids stored as bytes (a UUID in 16)", _checkpoint_binary_ids),
 )
 """The ``checkpoints`` component's steps; append-only like `STEPS`."""
 
