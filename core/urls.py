@@ -45,9 +45,25 @@ Options every kind takes (``require_tenant``, ``redact``, ``keyring`` and the re
 are not listed."""
 
 
-SQL_OPTIONS: Final[Mapping[str, Callable[[str], Any]]] = {"schema": str, "table_prefix": str}
+def flag(value: str) -> bool:
+    """A yes/no query option: ``true``, ``1``, ``yes`` or ``on``; ``false``, ``0``, ``no`` or
+    ``off``."""
+    lowered = value.strip().lower()
+    if lowered in ("true", "1", "yes", "on"):
+        return True
+    if lowered in ("false", "0", "no", "off"):
+        return False
+    raise ValueError(f"{value!r} is neither true nor false")
+
+
+SQL_OPTIONS: Final[Mapping[str, Callable[[str], Any]]] = {
+    "schema": str,
+    "table_prefix": str,
+    "prepared_statements": flag,
+}
 """The query options of ``sqlite://`` and ``postgresql://`` URLs that say where memfold's tables
-live, so that a URL alone (as the CLI takes) reaches any schema; the driver never sees them."""
+live (so that a URL alone, as the CLI takes, reaches any schema) and whether PostgreSQL prepares
+statements; the driver never sees them as URL options."""
 
 
 def drop_other_kinds(url: str, kind: str) -> str:
@@ -106,17 +122,6 @@ def split_options(
             what = "true or false" if kind is flag else "a number"
             raise InvalidInput(f"option {key}={value!r} in {url!r} is not {what}") from exc
     return (f"{base}?{urlencode(rest)}" if rest else base), parsed
-
-
-def flag(value: str) -> bool:
-    """A yes/no query option: ``true``, ``1``, ``yes`` or ``on``; ``false``, ``0``, ``no`` or
-    ``off``."""
-    lowered = value.strip().lower()
-    if lowered in ("true", "1", "yes", "on"):
-        return True
-    if lowered in ("false", "0", "no", "off"):
-        return False
-    raise ValueError(f"{value!r} is neither true nor false")
 
 
 def take_option(

@@ -353,6 +353,52 @@ def test_no_session_state_outlives_a_transaction(
     engine.dispose()
 
 
+async def test_prepared_statements_are_opt_in(tmp_path: Any) -> None:
+    """With ``prepared_statements`` (a keyword, or the URL option) the server prepares the
+    statements of a checkpoint store's connections, and its checkpoints read back as a default
+    store's do, sync and async; a default store prepares nothing; SQLite and a non-flag value
+    are refused."""
+    sep = "&" if "?" in PG_URL else "?"
+    url = f"{PG_URL}{sep}prepared_statements=true"
+    schemas = [new_schema(), new_schema()]
+    prepared = open_checkpoint_store(url, schema=schemas[0], pool_size=1, max_overflow=0)
+    plain = open_checkpoint_store(PG_URL, schema=schemas[1], pool_size=1, max_overflow=0)
+    try:
+        read = []
+        for store in (prepared, plain):
+            for i in range(1, 8):
+                parent = None if i == 1 else cid(i - 1)
+                values = {"m": messages(i)}
+                if i % 2:
+                    store.put("t", cid(i), BODY, parent_id=parent, versions={"m": i}, values=values)
+                else:
+                    await store.aput(
+                        "t", cid(i), BODY, parent_id=parent, versions={"m": i}, values=values
+                    )
+                write = PendingWrite("task", 0, "m", Blob("json", msg(i)))
+                store.put_writes("t", cid(i), [write])
+            found = [store.get("t"), await store.aget("t", checkpoint_id=cid(3))]
+            found += await store.alist_checkpoints("t")
+            read.append([(c.checkpoint_id, c.parent_id, c.values, c.writes) for c in found if c])
+        assert len(read[0]) == 9
+        assert read[0] == read[1]
+        counts = []
+        for store in (prepared, plain):
+            with store.engine.connect() as conn:  # type: ignore[attr-defined]
+                query = text("SELECT count(*) FROM pg_prepared_statements")
+                counts.append(conn.execute(query).scalar())
+        assert counts[0] > 3
+        assert counts[1] == 0
+    finally:
+        for store in (prepared, plain):
+            await store.aclose()
+            drop_checkpoint_store(store)
+    with pytest.raises(InvalidInput, match="prepared_statements is not an option of the sqlite"):
+        open_checkpoint_store(f"sqlite:///{tmp_path}/c.db", prepared_statements=True)
+    with pytest.raises(InvalidInput, match="prepared_statements must be True or False"):
+        open_checkpoint_store(PG_URL, prepared_statements="yes")
+
+
 def _setup_in_process(url: str, schema: str, barrier: Any, results: Any) -> None:
     store = SQLThreadStore(url, schema=schema)
     barrier.wait(30)

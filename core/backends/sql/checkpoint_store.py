@@ -122,7 +122,8 @@ class SQLCheckpointStore(BaseCheckpointStore):
         schema: PostgreSQL schema holding the tables (created by `setup`).
         table_prefix: prefix of every table name.
         busy_timeout_ms: SQLite only: how long a writer waits for the lock (default 5000).
-        pool_size, max_overflow, connect_timeout: PostgreSQL only, as for the thread store.
+        pool_size, max_overflow, connect_timeout, prepared_statements: PostgreSQL only, as for
+            the thread store.
         delta_policy: when list values are stored whole (see `DeltaPolicy`).
         retention: what `sweep` removes when called without a policy.
         row_level_security: PostgreSQL only: set each transaction's tenant for row-level
@@ -140,6 +141,7 @@ class SQLCheckpointStore(BaseCheckpointStore):
         pool_size: int | None = None,
         max_overflow: int | None = None,
         connect_timeout: float | None = None,
+        prepared_statements: bool | None = None,
         delta_policy: DeltaPolicy | None = None,
         retention: RetentionPolicy | None = None,
         row_level_security: bool | None = None,
@@ -155,6 +157,7 @@ class SQLCheckpointStore(BaseCheckpointStore):
                 "pool_size": pool_size,
                 "max_overflow": max_overflow,
                 "connect_timeout": connect_timeout,
+                "prepared_statements": prepared_statements,
             },
             rls,
         )

@@ -31,7 +31,8 @@ class Lease:
     pool: Pool | None = None
     """The pool the connection came from."""
     restore_autocommit: bool | None = None
-    restore_prepare_threshold: int | None = None
+    restore_prepare_threshold: tuple[int | None] | None = None
+    """psycopg's ``prepare_threshold`` as the connection had it, when the driver changed it."""
 
 
 class Driver(ABC):

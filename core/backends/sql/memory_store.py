@@ -50,8 +50,8 @@ class SQLMemoryStore(BaseMemoryStore):
         async_engine: an ``AsyncEngine`` for the async API (made from ``url`` if omitted).
         schema: PostgreSQL schema holding the table (created by `setup`).
         table_prefix: prefix of every table name.
-        busy_timeout_ms, pool_size, max_overflow, connect_timeout: the driver options, as for
-            the thread store.
+        busy_timeout_ms, pool_size, max_overflow, connect_timeout, prepared_statements: the
+            driver options, as for the thread store.
         row_level_security: PostgreSQL only: set each transaction's tenant (its namespace's
             first label) for row-level security policies (see
             `memfold.backends.sql.tenancy`); also a URL option.
@@ -68,6 +68,7 @@ class SQLMemoryStore(BaseMemoryStore):
         pool_size: int | None = None,
         max_overflow: int | None = None,
         connect_timeout: float | None = None,
+        prepared_statements: bool | None = None,
         embedder: Embedder | None = None,
         dimensions: int | None = None,
         dedupe_threshold: float | None = None,
@@ -87,6 +88,7 @@ class SQLMemoryStore(BaseMemoryStore):
                 "pool_size": pool_size,
                 "max_overflow": max_overflow,
                 "connect_timeout": connect_timeout,
+                "prepared_statements": prepared_statements,
             },
             rls,
         )

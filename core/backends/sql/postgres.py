@@ -1,9 +1,9 @@
 """PostgreSQL through psycopg 3, sync and async, on SQLAlchemy's connection pools.
 
 Safe behind PgBouncer in transaction mode: no session state outlives a transaction. Statements
-are never prepared server-side (``prepare_threshold=None``), nothing is ``SET``, and setup's
-lock is ``pg_advisory_xact_lock``. Reads run as single statements in autocommit; writes run
-between ``BEGIN`` and ``COMMIT``.
+are not prepared server-side (``prepare_threshold=None``) unless ``prepared_statements`` asks
+for it, nothing is ``SET``, and setup's lock is ``pg_advisory_xact_lock``. Reads run as single
+statements in autocommit; writes run between ``BEGIN`` and ``COMMIT``.
 
 Pools are not pre-pinged (that would cost a round trip per call). A connection that turns out
 dead (server restart, ``pg_terminate_backend``, an idle timeout) makes the pool drop every
@@ -71,6 +71,11 @@ class PostgresDriver(Driver):
         pool_size: connections each pool memfold makes keeps open.
         max_overflow: connections such a pool may open on top of ``pool_size``.
         connect_timeout: seconds to wait for a new connection (unless the URL sets it).
+        prepared_statements: prepare each statement server-side on a connection's first use
+            of it (psycopg's ``prepare_threshold=0``), so the server parses and plans it once
+            per connection. Not for PgBouncer in transaction mode before 1.21 (nor later ones
+            without ``max_prepared_statements``), where a prepared statement outlives the
+            transaction on a server connection another client gets next.
     """
 
     name = "postgresql"
@@ -84,8 +89,10 @@ class PostgresDriver(Driver):
         pool_size: int,
         max_overflow: int,
         connect_timeout: float,
+        prepared_statements: bool = False,
     ) -> None:
-        connect_args: dict[str, Any] = {"prepare_threshold": None}
+        self.prepare_threshold = 0 if prepared_statements else None
+        connect_args: dict[str, Any] = {"prepare_threshold": self.prepare_threshold}
         if isinstance(url, Engine):
             check_engine(url)
             self.engine, self._owns_engine = url, False
@@ -129,9 +136,9 @@ class PostgresDriver(Driver):
                 break
             _invalidate(lease, ConnectionError("the server closed the connection"))
         conn: psycopg.Connection[Any] = lease.connection
-        if conn.prepare_threshold is not None:  # an engine of yours: restored at checkin
-            lease.restore_prepare_threshold = conn.prepare_threshold
-            conn.prepare_threshold = None
+        if conn.prepare_threshold != self.prepare_threshold:  # yours: restored at checkin
+            lease.restore_prepare_threshold = (conn.prepare_threshold,)
+            conn.prepare_threshold = self.prepare_threshold
         if not conn.autocommit:
             lease.restore_autocommit = False
             conn.autocommit = True
@@ -146,7 +153,7 @@ class PostgresDriver(Driver):
             lease.proxy.invalidate()  # interrupted mid-statement: its state is unknown
             return
         if lease.restore_prepare_threshold is not None:
-            conn.prepare_threshold = lease.restore_prepare_threshold
+            conn.prepare_threshold = lease.restore_prepare_threshold[0]
         if lease.restore_autocommit is not None:
             conn.autocommit = lease.restore_autocommit
         if lease.proxy is not None:
@@ -188,9 +195,9 @@ class PostgresDriver(Driver):
             closed = ConnectionError("the server closed the connection")
             await greenlet_spawn(_invalidate, lease, closed)
         conn: psycopg.AsyncConnection[Any] = lease.connection
-        if conn.prepare_threshold is not None:
-            lease.restore_prepare_threshold = conn.prepare_threshold
-            conn.prepare_threshold = None
+        if conn.prepare_threshold != self.prepare_threshold:
+            lease.restore_prepare_threshold = (conn.prepare_threshold,)
+            conn.prepare_threshold = self.prepare_threshold
         if not conn.autocommit:
             lease.restore_autocommit = False
             await conn.set_autocommit(True)
@@ -205,7 +212,7 @@ class PostgresDriver(Driver):
             await greenlet_spawn(lease.proxy.invalidate)  # cancelled mid-statement
             return
         if lease.restore_prepare_threshold is not None:
-            conn.prepare_threshold = lease.restore_prepare_threshold
+            conn.prepare_threshold = lease.restore_prepare_threshold[0]
         if lease.restore_autocommit is not None:
             await conn.set_autocommit(lease.restore_autocommit)
         if lease.proxy is not None:

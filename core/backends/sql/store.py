@@ -29,7 +29,7 @@ from memfold.backends.sql.tenancy import SET_TENANT, op_tenant, row_level_securi
 from memfold.errors import BackendUnavailable, InvalidInput, MemfoldError
 from memfold.retention import RetentionPolicy
 from memfold.schema_steps import SchemaSteps
-from memfold.stores import BaseThreadStore, Capabilities
+from memfold.stores import BaseThreadStore, Capabilities, check_flag
 
 __all__ = ["SQLThreadStore"]
 
@@ -130,7 +130,12 @@ def _values_of(names: tuple[str, ...]) -> Callable[[dict[str, Any]], tuple[Any, 
 
 
 _SQLITE_OPTIONS: dict[str, float] = {"busy_timeout_ms": 5_000}
-_POSTGRES_OPTIONS: dict[str, float] = {"pool_size": 5, "max_overflow": 10, "connect_timeout": 10}
+_POSTGRES_OPTIONS: dict[str, float] = {
+    "pool_size": 5,
+    "max_overflow": 10,
+    "connect_timeout": 10,
+    "prepared_statements": False,
+}
 
 
 def _options(backend: str, given: dict[str, Any]) -> dict[str, Any]:
@@ -143,6 +148,9 @@ def _options(backend: str, given: dict[str, Any]) -> dict[str, Any]:
             continue
         if name not in mine:
             raise InvalidInput(f"{name} is not an option of the {backend} backend")
+        if name == "prepared_statements":
+            options[name] = check_flag(value, name)
+            continue
         kind = int | float if name == "connect_timeout" else int
         if isinstance(value, bool) or not isinstance(value, kind) or value < 0:
             raise InvalidInput(f"{name} must be a non-negative number, got {value!r}")
@@ -407,6 +415,9 @@ class SQLThreadStore(BaseThreadStore):
         max_overflow: PostgreSQL only: connections a pool may open on top of ``pool_size``
             (default 10).
         connect_timeout: PostgreSQL only: seconds to wait for a new connection (default 10).
+        prepared_statements: PostgreSQL only: have the server parse and plan each statement
+            once per connection (default False: safe behind PgBouncer in transaction mode; see
+            `memfold.backends.sql.postgres.PostgresDriver`); also a URL option.
         row_level_security: PostgreSQL only: set each transaction's tenant for row-level
             security policies (see `memfold.backends.sql.tenancy`); also
             ``?row_level_security=true`` in the URL.
@@ -432,6 +443,7 @@ class SQLThreadStore(BaseThreadStore):
         pool_size: int | None = None,
         max_overflow: int | None = None,
         connect_timeout: float | None = None,
+        prepared_statements: bool | None = None,
         row_level_security: bool | None = None,
         retention: RetentionPolicy | None = None,
     ) -> None:
@@ -446,6 +458,7 @@ class SQLThreadStore(BaseThreadStore):
                 "pool_size": pool_size,
                 "max_overflow": max_overflow,
                 "connect_timeout": connect_timeout,
+                "prepared_statements": prepared_statements,
             },
             rls,
         )
