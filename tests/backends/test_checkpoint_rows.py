@@ -25,8 +25,8 @@ from sqlalchemy import func, select, update
 
 import memfold.checkpoints
 from memfold import RetentionPolicy
+from memfold.backends.checkpoint_dictionary import DICTIONARY, DICTIONARY_SHA256
 from memfold.backends.sql import checkpoint_plans, checkpoint_rows
-from memfold.backends.sql.checkpoint_dictionary import DICTIONARY, DICTIONARY_SHA256
 from memfold.backends.sql.checkpoint_rows import ParsedRows, id_text, parse_value
 from memfold.checkpoint_deltas import pack_sequence
 from memfold.checkpoint_ops import PutCheckpointWrites

@@ -605,3 +605,65 @@ def test_checkpoint_sweeps_read_indexes_an_upgrade_fills_in(
     finally:
         store.close()
         drop_checkpoint_store(store)
+
+
+def test_checkpoint_payloads_are_zstd_compressed_with_the_preset_dictionary(
+    raw: redis.Redis,
+) -> None:
+    """Checkpoint values, pending writes and bodies as short as a chat message are stored
+    compressed with the preset dictionary (flag ``d``), in well under the bytes the same
+    checkpoints take uncompressed, and read back the same; payloads stored plain or with zstd
+    alone (earlier releases) still read."""
+    from memfold.backends.checkpoint_dictionary import DICTIONARY
+    from memfold.backends.redis.elements import ElementCodec
+    from memfold.checkpoints import Blob, PendingWrite, SequenceBlob
+    from tests.support import drop_checkpoint_store, redis_checkpoint_store
+
+    human = DICTIONARY[-140:]
+    said = [human.replace(b"\xa0\xb1", b"\xbc%s\xb1" % f"where is order {i}?".encode(), 1)
+            for i in range(6)]  # fmt: skip
+    body = Blob("msgpack", DICTIONARY[:120])
+    stores = [redis_checkpoint_store(), redis_checkpoint_store(compress_min_bytes=None)]
+    try:
+        for store in stores:
+            for i in range(1, 4):
+                values = {"m": SequenceBlob("msgpack", tuple(said[: 2 * i]))}
+                store.put("t", f"c{i}", body, parent_id=f"c{i - 1}" if i > 1 else None,
+                          versions={"m": i}, values=values)  # fmt: skip
+                write = PendingWrite("task", 0, "m", Blob("msgpack", said[2 * i - 1]))
+                store.put_writes("t", f"c{i}", [write])
+        sizes = []
+        for store in stores:
+            prefix = store.key_prefix  # type: ignore[attr-defined]
+            total = 0
+            for key in raw.scan_iter(match=f"{prefix}*"):
+                if raw.type(key) == b"hash":
+                    for value in raw.hvals(key):
+                        total += len(value)
+            sizes.append(total)
+            found = [store.get("t", checkpoint_id=f"c{i}") for i in range(1, 4)]
+            assert (
+                [c.values["m"].items for c in found if c]
+                == [  # type: ignore[union-attr]
+                    tuple(said[:2]),
+                    tuple(said[:4]),
+                    tuple(said[:6]),
+                ]
+            )
+            assert [c.body for c in found if c] == [body] * 3
+            assert [c.writes[0].value.data for c in found if c] == [said[1], said[3], said[5]]
+        assert sizes[0] < sizes[1] * 0.6
+        codec = ElementCodec(compress_min_bytes=64, preset_dictionary=True)
+        packed = codec.pack(said[0])
+        assert packed[:1] == b"d"
+        assert len(packed) < len(said[0]) // 2
+        assert ElementCodec().unpack(packed) == said[0]
+        older = ElementCodec(compress_min_bytes=64)
+        assert [codec.unpack(older.pack(said[0] * 20)), codec.unpack(b"j" + said[0])] == [
+            said[0] * 20,
+            said[0],
+        ]
+    finally:
+        for store in stores:
+            store.close()
+            drop_checkpoint_store(store)

@@ -63,6 +63,7 @@ from memfold.backends.redis.checkpoint_keys import (
     tenants_key,
     write_field,
 )
+from memfold.backends.redis.elements import ElementCodec
 from memfold.backends.redis.erasure import erase_checkpoints, find_checkpoint_threads
 from memfold.backends.redis.journal import journal_call
 from memfold.backends.redis.keys import check_prefix, escape, unescape
@@ -229,7 +230,9 @@ class RedisCheckpointStore(BaseCheckpointStore):
         client: a sync ``redis.Redis`` to use instead of one made from ``url``.
         async_client: a ``redis.asyncio.Redis`` to use instead of one made from ``url``.
         key_prefix: the start of every key, so several stores can share one database.
-        compress_min_bytes: zstd-compress values of at least this many bytes (None: never).
+        compress_min_bytes: zstd-compress values, pending writes and bodies of at least this many
+            bytes (None: never), with the preset dictionary of checkpoint payloads
+            (`memfold.backends.checkpoint_dictionary`), so that short ones shrink too.
         delta_policy: when list values are stored whole (see `DeltaPolicy`).
         retention: what `sweep` removes by default; its ``ttl_seconds`` also makes Redis expire
             a thread's keys that long after its last write (a thread's own TTL, set with
@@ -245,7 +248,7 @@ class RedisCheckpointStore(BaseCheckpointStore):
         client: redis.Redis | None = None,
         async_client: redis.asyncio.Redis | None = None,
         key_prefix: str = DEFAULT_PREFIX,
-        compress_min_bytes: int | None = 1024,
+        compress_min_bytes: int | None = 64,
         delta_policy: DeltaPolicy | None = None,
         retention: RetentionPolicy | None = None,
     ) -> None:
@@ -258,7 +261,7 @@ class RedisCheckpointStore(BaseCheckpointStore):
             compress_min_bytes=compress_min_bytes,
         )
         self.key_prefix = key_prefix
-        self.codec = self._redis.codec
+        self.codec = ElementCodec(compress_min_bytes=compress_min_bytes, preset_dictionary=True)
         self._layout = RedisLayout(
             self._redis, "checkpoints", f"{key_prefix}c:layout", CHECKPOINT_LAYOUT_STEPS,
             scripts.ALL, backfill=self._backfill,

@@ -35,6 +35,7 @@ from collections.abc import Iterable
 import zstandard
 
 from memfold.backends.bodies import stored_message, stored_time
+from memfold.backends.checkpoint_dictionary import DICTIONARY
 from memfold.errors import BackendUnavailable, InvalidInput
 from memfold.model import Message
 
@@ -51,6 +52,9 @@ _TIME = struct.Struct(">q")
 _decode = json.JSONDecoder().raw_decode
 """Parses JSON the store wrote itself (no surrounding whitespace to skip)."""
 _HEX_ID = re.compile(r"[0-9a-f]{32}")
+_PRESET = zstandard.ZstdCompressionDict(DICTIONARY, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
+"""The checkpoint payloads' preset dictionary, as zstd takes it (raw content: no dictionary id
+in the frames, whose ``d`` flag names it)."""
 
 
 class ElementCodec:
@@ -59,9 +63,18 @@ class ElementCodec:
     Args:
         compress_min_bytes: compress payloads of at least this many bytes; None never compresses.
         level: the zstd compression level.
+        preset_dictionary: `pack` compresses with the checkpoint payloads' preset dictionary
+            (`memfold.backends.checkpoint_dictionary`; flag ``d``), which short payloads gain
+            most from; `unpack` reads such payloads either way.
     """
 
-    def __init__(self, *, compress_min_bytes: int | None = 1024, level: int = 3) -> None:
+    def __init__(
+        self,
+        *,
+        compress_min_bytes: int | None = 1024,
+        level: int = 3,
+        preset_dictionary: bool = False,
+    ) -> None:
         if compress_min_bytes is not None and (
             isinstance(compress_min_bytes, bool)
             or not isinstance(compress_min_bytes, int)
@@ -72,12 +85,27 @@ class ElementCodec:
             )
         self.compress_min_bytes = compress_min_bytes
         self.level = level
+        self.preset_dictionary = preset_dictionary
         self._local = threading.local()
 
     def _compressor(self) -> zstandard.ZstdCompressor:
         found: zstandard.ZstdCompressor | None = getattr(self._local, "compressor", None)
         if found is None:
             found = self._local.compressor = zstandard.ZstdCompressor(level=self.level)
+        return found
+
+    def _preset_compressor(self) -> zstandard.ZstdCompressor:
+        found: zstandard.ZstdCompressor | None = getattr(self._local, "preset", None)
+        if found is None:
+            found = self._local.preset = zstandard.ZstdCompressor(
+                level=self.level, dict_data=_PRESET, write_content_size=False
+            )
+        return found
+
+    def _preset_decompressor(self) -> zstandard.ZstdDecompressor:
+        found: zstandard.ZstdDecompressor | None = getattr(self._local, "unpreset", None)
+        if found is None:
+            found = self._local.unpreset = zstandard.ZstdDecompressor(dict_data=_PRESET)
         return found
 
     def _decompressor(self) -> zstandard.ZstdDecompressor:
@@ -112,14 +140,19 @@ class ElementCodec:
             (True, b'jhi')
         """
         if self.compress_min_bytes is not None and len(payload) >= self.compress_min_bytes:
-            packed = self._compressor().compress(payload)
+            if self.preset_dictionary:
+                packed, flag = self._preset_compressor().compress(payload), b"d"
+            else:
+                packed, flag = self._compressor().compress(payload), b"z"
             if len(packed) < len(payload):
-                return b"z" + packed
+                return flag + packed
         return b"j" + payload
 
     def unpack(self, stored: bytes) -> bytes:
         """The payload that `pack` stored as ``stored``."""
         try:
+            if stored[:1] == b"d":  # no size in the frame: read it whole, however long
+                return self._preset_decompressor().decompressobj().decompress(stored[1:])
             if stored[:1] == b"z":
                 return self._decompressor().decompress(stored[1:])
             if stored[:1] == b"j":

@@ -3,7 +3,7 @@ epoch, versions as their `memfold.checkpoint_deltas.version_key` text, value row
 parameters and back, and payloads (value rows' data, pending writes' values, checkpoint bodies)
 compressed when that saves a fifth or more (``codec`` says so; NULL: stored as given): raw
 deflate whose window starts with a preset dictionary of the strings every payload repeats
-(``deflate-d1``, see `memfold.backends.sql.checkpoint_dictionary`); earlier releases stored
+(``deflate-d1``, see `memfold.backends.checkpoint_dictionary`); earlier releases stored
 plain raw deflate (``deflate``) and zlib (``zlib``), which reads still take.
 
 Checkpoint and task ids are stored as bytes (see `id_bytes`): a canonical UUID (lowercase,
@@ -28,7 +28,7 @@ from collections import OrderedDict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from memfold.backends.sql.checkpoint_dictionary import DICTIONARY
+from memfold.backends.checkpoint_dictionary import DICTIONARY
 from memfold.checkpoint_deltas import StoredBlob, pack_items, unpack_items, version_key
 from memfold.checkpoint_model import Blob, Version
 from memfold.errors import NotFound

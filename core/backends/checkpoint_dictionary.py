@@ -1,16 +1,19 @@
-"""The preset dictionary of the ``deflate-d1`` payload codec (see
-`memfold.backends.sql.checkpoint_rows`).
+"""The preset dictionary of checkpoint payloads: SQL stores deflate with it (codec
+``deflate-d1``, see `memfold.backends.sql.checkpoint_rows`), Redis zstd (flag ``d``, see
+`memfold.backends.redis.elements`).
 
 Raw deflate starts every payload with an empty window, so a short payload pays in full for
 strings every payload repeats: a LangChain message's class path and field names, a LangGraph
 checkpoint body's keys. A preset dictionary puts them in the window first. It holds structure
 only (no content): a checkpoint body's keys and LangGraph's reserved channel names, then the
 msgpack form `JsonPlusSerializer` gives an empty system, tool, AI and human message, the most
-common last (deflate codes nearer strings in fewer bits). On the benchmark workload it stores
-pending writes and value rows in 23% fewer bytes than plain deflate, and bodies in a third.
+common last (deflate codes nearer strings in fewer bits). On the benchmark workload deflate
+stores pending writes and value rows in 23% fewer bytes with it than without, and bodies in a
+third.
 
 Stored payloads name the dictionary they were compressed with, so these bytes never change: a
-better dictionary is a new codec beside this one (`DICTIONARY_SHA256` pins them in the tests).
+better dictionary is a new codec (and flag) beside this one (`DICTIONARY_SHA256` pins them in
+the tests).
 """
 
 from __future__ import annotations
