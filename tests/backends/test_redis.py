@@ -658,6 +658,8 @@ def test_checkpoint_payloads_are_zstd_compressed_with_the_preset_dictionary(
         assert packed[:1] == b"d"
         assert len(packed) < len(said[0]) // 2
         assert ElementCodec().unpack(packed) == said[0]
+        with pytest.raises(BackendUnavailable):
+            codec.unpack(packed[:-3])  # a cut frame is refused, not read short
         older = ElementCodec(compress_min_bytes=64)
         assert [codec.unpack(older.pack(said[0] * 20)), codec.unpack(b"j" + said[0])] == [
             said[0] * 20,

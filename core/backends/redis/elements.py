@@ -98,7 +98,7 @@ class ElementCodec:
         found: zstandard.ZstdCompressor | None = getattr(self._local, "preset", None)
         if found is None:
             found = self._local.preset = zstandard.ZstdCompressor(
-                level=self.level, dict_data=_PRESET, write_content_size=False
+                level=self.level, dict_data=_PRESET
             )
         return found
 
@@ -151,8 +151,8 @@ class ElementCodec:
     def unpack(self, stored: bytes) -> bytes:
         """The payload that `pack` stored as ``stored``."""
         try:
-            if stored[:1] == b"d":  # no size in the frame: read it whole, however long
-                return self._preset_decompressor().decompressobj().decompress(stored[1:])
+            if stored[:1] == b"d":
+                return self._preset_decompressor().decompress(stored[1:])
             if stored[:1] == b"z":
                 return self._decompressor().decompress(stored[1:])
             if stored[:1] == b"j":

@@ -19,15 +19,14 @@
 - ``<prefix>cp_writes``: pending writes, keyed by ``(checkpoint, task_id, idx)``; SQLite stores
   them in that key's order (``WITHOUT ROWID``), so the key is not kept a second time in an index.
 
-Payloads and checkpoint bodies may be compressed (``codec``, ``body_codec``; see
-`memfold.backends.sql.checkpoint_rows`).
 - ``<prefix>cp_journal``: the effect journal (see `memfold.backends.sql.journal`).
 
-Checkpoint and task ids (``checkpoint_id``, ``parent_id``, ``task_id``, ``link_checkpoint``,
-``link_task``) are binary: a UUID's 16 bytes, or another id's UTF-8 and a NUL terminator (see
-`memfold.backends.sql.checkpoint_rows.id_bytes`), ordered as text among ids of one form; thread
-ids, namespaces and value rows' owners (which checkpoints' refs name in JSON) are text.
-Payloads may be compressed (``codec``; see `memfold.backends.sql.checkpoint_rows`).
+Payloads and checkpoint bodies may be compressed (``codec``, ``body_codec``; see
+`memfold.backends.sql.checkpoint_rows`). Checkpoint and task ids (``checkpoint_id``,
+``parent_id``, ``task_id``, ``link_checkpoint``, ``link_task``) are binary: a UUID's 16 bytes,
+or another id's UTF-8 and a NUL terminator (see `memfold.backends.sql.checkpoint_rows.id_bytes`),
+ordered as text among ids of one form; thread ids, namespaces and value rows' owners (which
+checkpoints' refs name in JSON) are text.
 """
 
 from __future__ import annotations

@@ -743,15 +743,7 @@ def _v11_checkpoint_tables(tables: CheckpointTables) -> tuple[Table, Table, Tabl
         Column("link_checkpoint", LargeBinary),
         Column("link_task", LargeBinary),
         Column("link_idx", Integer),
-        Index(
-            f"{prefix}cp_values_chain",
-            "tenant",
-            "thread_id",
-            "namespace",
-            "channel",
-            "snapshot_version",
-            "snapshot_owner",
-        ),
+        *(Index(i.name, *i.columns.keys()) for i in _sorted(v1_values.indexes)),
     )
     writes = binary(_v8_checkpoint_writes(tables), sqlite_with_rowid=False)
     return checkpoints, values, writes
