@@ -379,6 +379,11 @@ class Settings:
     turns: int
     direct_steps: int
     repeats: int
+    uuid_threads: bool = False
+
+    def thread_id(self, th: int) -> str:
+        """Thread ``th``'s id: ``t0``, ``t1``, ... or (``--uuid-threads``) a UUID, as apps use."""
+        return str(uuid.uuid5(uuid.NAMESPACE_OID, f"t{th}")) if self.uuid_threads else f"t{th}"
 
 
 @dataclass
@@ -470,7 +475,7 @@ def run_sync(subject: Subject, settings: Settings, tmp: Path, result: Result) ->
         start = CLOCK()
         for turn in work:
             for th, (human, node) in enumerate(turn):
-                graph.invoke({"messages": [human]}, _config(f"t{th}", node))
+                graph.invoke({"messages": [human]}, _config(settings.thread_id(th), node))
         elapsed = CLOCK() - start
         result.turn_ms = elapsed * 1000 / (settings.threads * settings.turns)
         size = used()
@@ -479,7 +484,7 @@ def run_sync(subject: Subject, settings: Settings, tmp: Path, result: Result) ->
         for _ in range(settings.repeats):
             for th in range(settings.threads):
                 t0 = CLOCK()
-                state = graph.get_state(_config(f"t{th}"))
+                state = graph.get_state(_config(settings.thread_id(th)))
                 samples.append(CLOCK() - t0)
                 assert len(state.values["messages"]) == 4 * settings.turns
         result.get_state_ms = _median_ms(samples)
@@ -503,7 +508,7 @@ async def run_async(subject: Subject, settings: Settings, tmp: Path, result: Res
         start = CLOCK()
         for turn in work:
             for th, (human, node) in enumerate(turn):
-                await graph.ainvoke({"messages": [human]}, _config(f"t{th}", node))
+                await graph.ainvoke({"messages": [human]}, _config(settings.thread_id(th), node))
         elapsed = CLOCK() - start
         result.turn_ms = elapsed * 1000 / (settings.threads * settings.turns)
         size = used()
@@ -512,7 +517,7 @@ async def run_async(subject: Subject, settings: Settings, tmp: Path, result: Res
         for _ in range(settings.repeats):
             for th in range(settings.threads):
                 t0 = CLOCK()
-                state = await graph.aget_state(_config(f"t{th}"))
+                state = await graph.aget_state(_config(settings.thread_id(th)))
                 samples.append(CLOCK() - t0)
                 assert len(state.values["messages"]) == 4 * settings.turns
         result.get_state_ms = _median_ms(samples)
@@ -554,7 +559,7 @@ def floor_sqlite(settings: Settings, tmp: Path) -> dict[str, float]:
 
     for turn, row in enumerate(_workload(settings)):
         for th, (human, node) in enumerate(row):
-            write(f"t{th}", 4 * turn, [human, *node])
+            write(settings.thread_id(th), 4 * turn, [human, *node])
     size = (sqlite_used_bytes(path) - empty) / settings.threads
     steps = _direct_steps(settings.direct_steps)
     start = CLOCK()
@@ -587,7 +592,7 @@ def floor_postgres(settings: Settings) -> dict[str, float]:
 
         for turn, row in enumerate(_workload(settings)):
             for th, (human, node) in enumerate(row):
-                write(f"t{th}", 4 * turn, [human, *node])
+                write(settings.thread_id(th), 4 * turn, [human, *node])
         size = (pg_schema_bytes(schema) - empty) / settings.threads
         steps = _direct_steps(settings.direct_steps)
         start = CLOCK()
@@ -728,6 +733,11 @@ def main() -> None:
         help="time columns in process CPU time (all threads) instead of wall time",
     )
     parser.add_argument(
+        "--uuid-threads",
+        action="store_true",
+        help="UUID thread ids (36 characters, as apps use) instead of t0, t1, ...",
+    )
+    parser.add_argument(
         "--only",
         action="append",
         help="run only savers whose name contains this text (any case; repeatable)",
@@ -737,13 +747,14 @@ def main() -> None:
     if args.cpu:
         CLOCK = time.process_time
     settings = (
-        Settings(threads=4, turns=10, direct_steps=20, repeats=5)
+        Settings(4, 10, direct_steps=20, repeats=5, uuid_threads=args.uuid_threads)
         if args.quick
-        else Settings(threads=20, turns=50, direct_steps=50, repeats=3)
+        else Settings(20, 50, direct_steps=50, repeats=3, uuid_threads=args.uuid_threads)
     )
     report = Report(settings)
     console.print(
         f"{settings.threads} threads x {settings.turns} turns, 4 messages a turn; "
+        f"{'UUID' if settings.uuid_threads else 'short (t0, t1, ...)'} thread ids; "
         f"{'process CPU' if args.cpu else 'wall'} time; "
         f"LangGraph DeltaChannel: {'found' if HAS_DELTA else 'NOT in the installed langgraph'}"
     )
