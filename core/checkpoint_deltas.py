@@ -45,6 +45,7 @@ from memfold.errors import Conflict, InvalidInput, NotFound
 __all__ = [
     "ITEMS_TAG",
     "BlobKey",
+    "ChainMemo",
     "DeltaPolicy",
     "Digester",
     "ListDigests",
@@ -66,6 +67,10 @@ BlobKey: TypeAlias = tuple[str, str, str]
 """``(channel, version_key(version), owner)``: a row's key inside one thread namespace."""
 
 BlobKind: TypeAlias = Literal["value", "empty", "snapshot", "delta"]
+
+ChainMemo: TypeAlias = dict[BlobKey, tuple[list[bytes], int]]
+"""What `rebuild` keeps of the list rows it joined: each row's items are the first ``n`` of a
+list that rows after it on the same path extend in place (a fork copies the prefix it needs)."""
 
 _EMPTY_DIGEST: Final = hashlib.blake2b(b"e", digest_size=16).digest()
 
@@ -379,12 +384,14 @@ def plan_put(
 def rebuild(
     target: StoredBlob,
     lookup: Callable[[BlobKey], StoredBlob | None],
-    memo: dict[BlobKey, tuple[bytes, ...]] | None = None,
+    memo: ChainMemo | None = None,
 ) -> Blob | SequenceBlob | None:
     """The value a row stands for: a delta is joined onto its chain back to the snapshot.
 
-    ``memo`` (one per thread namespace, shared by the reads of one call) keeps the items of
-    every list row rebuilt on the way, so checkpoints of one chain walk it only once.
+    ``memo`` (one per thread namespace, shared by the reads of one call) keeps every list row
+    joined on the way, so checkpoints of one chain walk it only once. Joining costs time in
+    proportion to the items, not to the rows times the items: a long chain is extended in
+    place rather than copied at each row.
 
     Raises:
         NotFound: a row of the chain is missing (the store lost data it should have kept).
@@ -394,27 +401,32 @@ def rebuild(
     if target.kind == "empty":
         return None
     memo = {} if memo is None else memo
-    items = memo.get(target.key)
-    if items is None:
+    found = memo.get(target.key)
+    if found is None:
         path = [target]
-        while (key := path[-1].base_key) is not None and (items := memo.get(key)) is None:
-            found = lookup(key)
-            if found is None:
+        while (key := path[-1].base_key) is not None and (found := memo.get(key)) is None:
+            row = lookup(key)
+            if row is None:
                 raise NotFound(
                     f"channel {target.channel!r} version {target.version!r} is missing its "
                     f"base version {key[1]}: the store dropped a row a checkpoint still needs"
                 )
-            path.append(found)
-        acc: tuple[bytes, ...] = () if items is None else items
+            path.append(row)
+        items: list[bytes] = []
+        if found is not None:  # extend the memoized list in place only at its end
+            shared, length = found
+            items = shared if len(shared) == length else shared[:length]
         for row in reversed(path):
-            acc = memo[row.key] = acc + row.items
-        items = acc
-    if len(items) != target.length:
+            items.extend(row.items)
+            memo[row.key] = (items, len(items))
+        found = items, len(items)
+    shared, length = found
+    if length != target.length:
         raise NotFound(
-            f"channel {target.channel!r} version {target.version!r} rebuilt to {len(items)} "
+            f"channel {target.channel!r} version {target.version!r} rebuilt to {length} "
             f"items, not {target.length}: its chain is damaged"
         )
-    return SequenceBlob(target.tag, items)
+    return SequenceBlob(target.tag, tuple(shared[:length]))
 
 
 def reachable(

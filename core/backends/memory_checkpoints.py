@@ -23,6 +23,7 @@ from memfold import checkpoint_ops as ops
 from memfold.backends.memory_journal import MemoryJournal
 from memfold.checkpoint_deltas import (
     BlobKey,
+    ChainMemo,
     DeltaPolicy,
     StoredBlob,
     channel_key,
@@ -297,7 +298,7 @@ class MemoryCheckpointStore(BaseCheckpointStore):
         namespace: str,
         checkpoint_id: str,
         space: _Namespace,
-        memo: dict[BlobKey, tuple[bytes, ...]] | None = None,
+        memo: ChainMemo | None = None,
     ) -> Checkpoint:
         """One checkpoint rebuilt; ``memo`` shares chains between the checkpoints of a list."""
         record = space.records[checkpoint_id]
@@ -360,7 +361,7 @@ class MemoryCheckpointStore(BaseCheckpointStore):
         hits.sort(key=lambda h: h[0], reverse=True)
         if op.limit is not None:
             hits = hits[: op.limit]
-        memos: dict[int, dict[BlobKey, tuple[bytes, ...]]] = {}
+        memos: dict[int, ChainMemo] = {}
         return [
             self._checkpoint(t, ns, cid, space, memos.setdefault(id(space), {}))
             for cid, t, ns, space in hits

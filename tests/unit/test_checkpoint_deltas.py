@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from memfold import Conflict, InvalidInput, NotFound
 from memfold.checkpoint_deltas import (
     BlobKey,
+    ChainMemo,
     DeltaPolicy,
     ListDigests,
     StoredBlob,
@@ -183,9 +184,31 @@ def test_a_shared_memo_reads_each_chain_row_once() -> None:
             looked.append(key)
             return chain.rows.get(key)
 
-        memo: dict[BlobKey, tuple[bytes, ...]] = {}
+        memo: ChainMemo = {}
         assert [rebuild(r, lookup, memo) for r in order] == [chain.read(r) for r in order]
         assert len(looked) == len(set(looked)) <= len(rows)
+
+
+def test_forks_sharing_a_memo_keep_their_own_items() -> None:
+    """Two versions that extend the same base differently (a fork), and versions that extend
+    each of them, rebuild to their own items through one memo, in any order."""
+    chain = Chain(DeltaPolicy(snapshot_every=100))
+    base = [chain.add(seq(*(bytes([i]) for i in range(n)))) for n in range(1, 6)][-1]
+    prefix = tuple(bytes([i]) for i in range(5))
+    forks: list[StoredBlob] = []
+    for version, tail in ((10, b"x"), (20, b"y")):
+        parent = base
+        for step in range(3):
+            value = seq(*prefix, *[tail] * (step + 1))
+            row = plan_blob("messages", version + step, value, parent, chain.policy)
+            chain.rows[row.key] = row
+            forks.append(parent := row)
+    every = [base, *forks]
+    for order in (every, every[::-1], [forks[0], forks[3], base, forks[5], forks[2]]):
+        memo: ChainMemo = {}
+        assert [rebuild(r, chain.rows.get, memo) for r in order] == [chain.read(r) for r in order]
+    assert chain.read(forks[2]) == seq(*prefix, b"x", b"x", b"x")
+    assert chain.read(forks[5]) == seq(*prefix, b"y", b"y", b"y")
 
 
 def test_plan_put_skips_rows_stored_with_the_same_content() -> None:

@@ -73,6 +73,7 @@ from memfold.backends.redis.store import DEFAULT_PREFIX, RedisThreadStore
 from memfold.backends.redis.tombstones import lift, named
 from memfold.checkpoint_deltas import (
     BlobKey,
+    ChainMemo,
     DeltaPolicy,
     StoredBlob,
     channel_key,
@@ -494,7 +495,7 @@ class RedisCheckpointStore(BaseCheckpointStore):
         for i in range(0, len(flat), 3):
             rows[flat[i]] = decode_header(flat[i], flat[i + 1], self.codec, flat[i + 2])
         found = []
-        memos: dict[str, dict[BlobKey, tuple[bytes, ...]]] = {}
+        memos: dict[str, ChainMemo] = {}
         for m, record_bytes, metadata, writes in reply[1:]:
             namespace, checkpoint_id = split_member(m)
             record = decode_record(self.codec, record_bytes)

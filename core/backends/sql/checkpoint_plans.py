@@ -67,6 +67,7 @@ from memfold.backends.sql.plans import Plan
 from memfold.backends.sql.tombstones import TombstonePlans, user_params, user_where
 from memfold.checkpoint_deltas import (
     BlobKey,
+    ChainMemo,
     DeltaPolicy,
     StoredBlob,
     channel_key,
@@ -430,7 +431,7 @@ class CheckpointPlans:
             found = yield self._values_with_chains, roots_params(tenant, roots)
             _parse_rows(found.rows, rows, self.parsed, seen)
         out = []
-        memos: dict[tuple[str, str], dict[BlobKey, tuple[bytes, ...]]] = {}
+        memos: dict[tuple[str, str], ChainMemo] = {}
         for row, versions_map, keys in parsed:
             _, thread_id, namespace, stored, parent, created, meta, tag, body, _, _, codec = row
             space = rows.get((thread_id, namespace), {})
