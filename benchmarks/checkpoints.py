@@ -329,9 +329,13 @@ def subjects() -> list[Subject]:
         Subject("memfold memory", "memory", "memfold", False, False, memfold("memory")),
         Subject("memfold sqlite", "sqlite", "memfold", False, False, memfold("sqlite")),
         Subject("memfold sqlite async", "sqlite", "memfold", False, True, amemfold("sqlite")),
+        Subject("memfold sqlite +delta", "sqlite", "memfold", True, False, memfold("sqlite")),
         Subject("memfold postgres", "postgresql", "memfold", False, False, memfold("postgresql")),
         Subject(
             "memfold postgres async", "postgresql", "memfold", False, True, amemfold("postgresql")
+        ),
+        Subject(
+            "memfold postgres +delta", "postgresql", "memfold", True, False, memfold("postgresql")
         ),
         Subject(
             "memfold postgres prepared",
@@ -668,7 +672,7 @@ def targets(report: Report) -> list[str]:
     for backend in ("sqlite", "postgresql"):
         floor = report.floors.get(backend)
         for is_async in (False, True):
-            mine = _find(report, backend=backend, family="memfold", is_async=is_async)
+            mine = _find(report, backend=backend, family="memfold", is_async=is_async, delta=False)
             peers = _find(report, backend=backend, family="langgraph", is_async=is_async)
             for me in mine:
                 for peer in peers:

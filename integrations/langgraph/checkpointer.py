@@ -27,6 +27,7 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
 from memfold.checkpoint_deltas import pack_sequence, unpack_sequence
+from memfold.checkpoint_history import ChannelHistory, channel_history
 from memfold.checkpoints import (
     Blob,
     ChannelValue,
@@ -40,6 +41,7 @@ from memfold.checkpoints import (
     open_checkpoint_store,
 )
 from memfold.errors import InvalidInput
+from memfold.flows import arun, run
 from memfold.model import JSON
 from memfold.stores import new_id
 
@@ -312,11 +314,19 @@ class MemfoldSaver(BaseCheckpointSaver[int]):
             body,
             cast(CheckpointMetadata, stored.metadata),
             None if stored.parent_id is None else config(stored.parent_id),
-            [
-                (w.task_id, w.channel, decode(unpack_sequence(w.value) or w.value))
-                for w in stored.writes
-            ],
+            [_pending(w, decode) for w in stored.writes],
         )
+
+    def _histories(self, found: Mapping[str, ChannelHistory]) -> dict[str, Any]:
+        """`channel_history`'s result as LangGraph's ``DeltaChannelHistory`` entries."""
+        decode = self._decoder(shared=False)
+        out: dict[str, Any] = {}
+        for channel, history in found.items():
+            entry: dict[str, Any] = {"writes": [_pending(w, decode) for w in history.writes]}
+            if history.seed is not None:
+                entry["seed"] = decode(history.seed)
+            out[channel] = entry
+        return out
 
     # Sync API.
 
@@ -377,6 +387,16 @@ class MemfoldSaver(BaseCheckpointSaver[int]):
             _thread(source_thread_id), _thread(target_thread_id), tenant=self.tenant
         )
 
+    def get_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, Any]:
+        """For LangGraph's delta channels: each channel's pending writes along the ancestors of
+        the checkpoint, oldest first, and the nearest stored value (``seed``), read a page of
+        checkpoints at a time rather than one ``get_tuple`` per ancestor (see
+        `memfold.checkpoint_history`)."""
+        found = run(channel_history(self.store, channels=channels, **self._get_args(config)))
+        return self._histories(found)
+
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         """Keep only each namespace's newest checkpoint, or delete (``strategy="delete"``)."""
         threads = _threads(thread_ids)
@@ -392,6 +412,13 @@ class MemfoldSaver(BaseCheckpointSaver[int]):
         """Async `get_tuple`."""
         stored = await self.store.aget(**self._get_args(config))
         return None if stored is None else self._tuple(stored, self._decoder(shared=False))
+
+    async def aget_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, Any]:
+        """Async `get_delta_channel_history`."""
+        flow = channel_history(self.store, channels=channels, **self._get_args(config))
+        return self._histories(await arun(flow))
 
     async def alist(
         self,
@@ -470,6 +497,13 @@ def _load_items(
             if type(values) is list and len(values) == count:
                 return values
     return [loads((tag, data)) for data in items]
+
+
+def _pending(
+    write: PendingWrite, decode: Callable[[Blob | SequenceBlob], Any]
+) -> tuple[str, str, Any]:
+    """A stored pending write as LangGraph's ``(task_id, channel, value)``."""
+    return write.task_id, write.channel, decode(unpack_sequence(write.value) or write.value)
 
 
 def _saved(config: RunnableConfig, args: Mapping[str, Any]) -> RunnableConfig:

@@ -15,6 +15,7 @@ import pytest
 
 import memfold.checkpoints
 from memfold import Conflict, InvalidInput
+from memfold.checkpoint_history import ChannelHistory, channel_history
 from memfold.checkpoints import (
     BaseCheckpointStore,
     Blob,
@@ -25,6 +26,7 @@ from memfold.checkpoints import (
     SequenceBlob,
     open_checkpoint_store,
 )
+from memfold.flows import arun, run
 from tests.support import (
     Api,
     drop_checkpoint_store,
@@ -274,6 +276,75 @@ async def test_writes_belong_to_one_checkpoint_and_namespace(api: Api) -> None:
     await api.put_writes("t", cid(0), [write("b", 0)], namespace="child:1")
     assert len((await api.get("t", checkpoint_id=cid(0))).writes) == 1
     assert (await api.get("t")).writes == ()
+
+
+# Delta-channel history.
+
+
+async def history(api: Api, *args: Any, **kwargs: Any) -> dict[str, ChannelHistory]:
+    """`channel_history` run through the store's sync or async API."""
+    flow = channel_history(api.store, *args, **kwargs)
+    return await arun(flow) if api.use_async else run(flow)
+
+
+async def delta_chain(api: Api, ids: list[str], seed_every: int, namespace: str = "") -> None:
+    """Checkpoints of one delta channel ``d`` in a line: a stored value at every
+    ``seed_every``-th, and on each a write to ``d`` (its index as data) and one to ``other``."""
+    for i, checkpoint_id in enumerate(ids):
+        seeded = i % seed_every == 0
+        await api.put(
+            "t", checkpoint_id, BODY, namespace=namespace,
+            parent_id=ids[i - 1] if i else None, versions={"d": i + 1, "other": i + 1},
+            values={"d": Blob("json", f'"seed {i}"'.encode())} if seeded else None,
+        )  # fmt: skip
+        writes = [write("task", 0, "d", str(i).encode()), write("task", 1, "other")]
+        await api.put_writes("t", checkpoint_id, writes, namespace=namespace)
+
+
+async def test_channel_history_walks_the_parents_back_to_the_seed(api: Api) -> None:
+    """The writes before a checkpoint come oldest first, from its parent back to the nearest
+    ancestor storing the channel's value (whose own writes count), with that value as seed;
+    the checkpoint's own writes and other channels' writes are left out."""
+    ids = [cid(i) for i in range(7)]
+    await delta_chain(api, ids, seed_every=3)
+    found = await history(api, "t", ["d"], checkpoint_id=cid(5))
+    assert [w.value.data for w in found["d"].writes] == [b"3", b"4"]
+    assert found["d"].seed == Blob("json", b'"seed 3"')
+    newest = await history(api, "t", ["d", "missing", "d"])
+    assert list(newest) == ["d", "missing"]
+    assert [w.value.data for w in newest["d"].writes] == [b"3", b"4", b"5"]
+    assert newest["d"].seed == Blob("json", b'"seed 3"')
+    assert newest["missing"] == ChannelHistory()
+    assert await history(api, "t", []) == {}
+    assert await history(api, "t", ["d"], checkpoint_id="nope") == {"d": ChannelHistory()}
+    assert await history(api, "t", ["d"], namespace="child:1") == {"d": ChannelHistory()}
+
+
+async def test_channel_history_of_a_fork_holds_only_its_own_branch(api: Api) -> None:
+    """A fork from an older checkpoint sees its own ancestors, not the newer checkpoints of
+    the branch it left, though they are listed between them."""
+    ids = [cid(i) for i in range(5)]
+    await delta_chain(api, ids, seed_every=100)
+    await api.put("t", "ckpt-0009-fork", BODY, parent_id=cid(2), versions={"d": 9})
+    await api.put_writes("t", "ckpt-0009-fork", [write("task", 0, "d", b"fork")])
+    await api.put("t", "ckpt-0010-fork", BODY, parent_id="ckpt-0009-fork", versions={"d": 10})
+    found = await history(api, "t", ["d"], checkpoint_id="ckpt-0010-fork")
+    assert [w.value.data for w in found["d"].writes] == [b"0", b"1", b"2", b"fork"]
+    assert found["d"].seed == Blob("json", b'"seed 0"')
+
+
+async def test_channel_history_reads_long_walks_and_unordered_ids(api: Api) -> None:
+    """A walk longer than several pages, and one whose ids do not grow with each checkpoint
+    (the parent listed after its child), give every write in order."""
+    for namespace, ids in (("", [cid(i) for i in range(90)]), ("x", [f"c{i}" for i in range(30)])):
+        await delta_chain(api, ids, seed_every=1000, namespace=namespace)
+        found = await history(api, "t", ["d"], namespace=namespace, checkpoint_id=ids[-1])
+        assert [w.value.data for w in found["d"].writes] == [
+            str(i).encode() for i in range(len(ids) - 1)
+        ]
+        assert found["d"].seed == Blob("json", b'"seed 0"')
+    # The newest checkpoint (the default) comes with its first page of ancestors.
+    assert await history(api, "t", ["d"]) == await history(api, "t", ["d"], checkpoint_id=cid(89))
 
 
 # Listing.
