@@ -40,12 +40,15 @@ from memfold.checkpoints import (
     aopen_checkpoint_store,
     open_checkpoint_store,
 )
-from memfold.errors import InvalidInput
+from memfold.errors import InvalidInput, UnsupportedOperation
 from memfold.flows import arun, run
 from memfold.model import JSON
 from memfold.stores import new_id
 
 __all__ = ["MemfoldSaver"]
+
+_DELTA_METADATA = frozenset({"counters_since_delta_snapshot", "delta_writes_versioned"})
+"""Metadata keys of the checkpoints of a graph that uses LangGraph's delta channels."""
 
 _NOT_IN_BODY = ("id", "channel_values", "channel_versions")  # the store keeps these
 
@@ -317,6 +320,18 @@ class MemfoldSaver(BaseCheckpointSaver[int]):
             [_pending(w, decode) for w in stored.writes],
         )
 
+    def _refuse_delta_threads(self, newest: Sequence[Checkpoint | None]) -> None:
+        """`UnsupportedOperation` if a thread's newest checkpoint has the metadata LangGraph
+        gives a graph with delta channels (``counters_since_delta_snapshot``, or
+        ``delta_writes_versioned``)."""
+        for stored in newest:
+            if stored is not None and _DELTA_METADATA.intersection(stored.metadata):
+                raise UnsupportedOperation(
+                    f"thread {stored.thread_id!r} uses LangGraph's delta channel, whose value "
+                    "is rebuilt from older checkpoints that keep_latest would delete: nothing "
+                    "was pruned (use strategy='delete', or a sweep that keeps more checkpoints)"
+                )
+
     def _histories(self, found: Mapping[str, ChannelHistory]) -> dict[str, Any]:
         """`channel_history`'s result as LangGraph's ``DeltaChannelHistory`` entries."""
         decode = self._decoder(shared=False)
@@ -398,8 +413,16 @@ class MemfoldSaver(BaseCheckpointSaver[int]):
         return self._histories(found)
 
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        """Keep only each namespace's newest checkpoint, or delete (``strategy="delete"``)."""
+        """Keep only each namespace's newest checkpoint, or delete (``strategy="delete"``).
+
+        Raises:
+            UnsupportedOperation: ``keep_latest`` on a thread whose graph uses LangGraph's
+                delta channel, which rebuilds its value from older checkpoints (as
+                ``PostgresSaver`` does, nothing is pruned then).
+        """
         threads = _threads(thread_ids)
+        if strategy == "keep_latest":
+            self._refuse_delta_threads([self.store.get(t, tenant=self.tenant) for t in threads])
         self.store.prune(threads, strategy=cast(PruneStrategy, strategy), tenant=self.tenant)
 
     def release(self, thread_id: str) -> bool:
@@ -472,6 +495,9 @@ class MemfoldSaver(BaseCheckpointSaver[int]):
     async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         """Async `prune`."""
         threads = _threads(thread_ids)
+        if strategy == "keep_latest":
+            newest = [await self.store.aget(t, tenant=self.tenant) for t in threads]
+            self._refuse_delta_threads(newest)
         await self.store.aprune(threads, strategy=cast(PruneStrategy, strategy), tenant=self.tenant)
 
     async def arelease(self, thread_id: str) -> bool:

@@ -23,7 +23,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, interrupt
 from sqlalchemy import select
 
-from memfold import Conflict, InvalidInput
+from memfold import Conflict, InvalidInput, UnsupportedOperation
 from memfold.backends.sql.checkpoint_rows import id_text
 from memfold.checkpoint_deltas import ITEMS_TAG
 from memfold.checkpoints import (
@@ -221,6 +221,30 @@ async def test_delta_channel_history_matches_langgraphs_own_walk(
             replayed |= len(walked["messages"]["writes"]) >= 2
         assert seeded  # some walks ended at a stored value,
         assert replayed  # and some replayed several writes
+
+
+async def test_keep_latest_refuses_delta_channel_threads_and_prunes_nothing(
+    run: Runner, cstore: BaseCheckpointStore
+) -> None:
+    """prune(keep_latest) would leave a delta channel nothing to rebuild from, so it refuses
+    (before touching any thread of the call); delete still works, and so does keep_latest on
+    a thread without delta channels."""
+    saver = MemfoldSaver(cstore)
+    await chat(run, delta_chat_graph(saver), 2, thread("delta"))
+    await chat(run, chat_graph(saver), 2, thread("plain"))
+    before = len(cstore.list_checkpoints("plain"))
+    prune = saver.aprune if run.use_async else saver.prune
+    with pytest.raises(UnsupportedOperation, match="delta channel"):
+        await _maybe(prune(["plain", "delta"]))
+    assert len(cstore.list_checkpoints("plain")) == before > 1
+    await _maybe(prune(["plain"]))
+    assert len(cstore.list_checkpoints("plain")) == 1
+    await _maybe(prune(["delta"], strategy="delete"))
+    assert cstore.list_checkpoints("delta") == []
+
+
+async def _maybe(value: Any) -> Any:
+    return await value if asyncio.iscoroutine(value) else value
 
 
 async def test_an_interrupted_run_resumes_in_a_new_saver(
