@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from memfold.checkpoint_model import Blob, Checkpoint, PendingWrite, SequenceBlob
+from memfold.checkpoints import Blob, Checkpoint, CheckpointStore, PendingWrite, SequenceBlob
 from memfold.flows import Call, Flow
 
 __all__ = ["ChannelHistory", "channel_history"]
@@ -45,7 +45,7 @@ class ChannelHistory:
 
 
 def channel_history(
-    store: object,
+    store: CheckpointStore,
     thread_id: str,
     channels: Sequence[str],
     *,
@@ -58,7 +58,7 @@ def channel_history(
     the nearest ancestor that stores the channel's value (included), and that value. A
     missing checkpoint, or a missing ancestor, ends the walk there.
 
-    ``store`` is a checkpoint store (its ``get`` and ``list_checkpoints``). Ancestors are
+    Only the store's ``get`` and ``list_checkpoints`` are used. Ancestors are
     read a page at a time, newest first, in pages that grow fourfold (the newest checkpoint
     comes with its first page), so a walk costs a few reads however long it is; an ancestor
     that the pages do not hold (a thread whose ids do not grow) is read alone.
