@@ -23,9 +23,11 @@ Examples:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 from memfold.checkpoints import Blob, Checkpoint, CheckpointStore, PendingWrite, SequenceBlob
+from memfold.errors import InvalidInput
 from memfold.flows import Call, Flow
 
 __all__ = ["ChannelHistory", "channel_history"]
@@ -58,12 +60,20 @@ def channel_history(
     the nearest ancestor that stores the channel's value (included), and that value. A
     missing checkpoint, or a missing ancestor, ends the walk there.
 
+    Raises:
+        InvalidInput: ``channels`` is not a list of strings (or what the store refuses).
+
     Only the store's ``get`` and ``list_checkpoints`` are used. Ancestors are
     read a page at a time, newest first, in pages that grow fourfold (the newest checkpoint
     comes with its first page), so a walk costs a few reads however long it is; an ancestor
     that the pages do not hold (a thread whose ids do not grow) is read alone.
     """
-    wanted = list(dict.fromkeys(channels))
+    if isinstance(channels, str | bytes) or not isinstance(channels, Sequence | AbstractSet):
+        raise InvalidInput(f"channels must be a list of channel names, not {channels!r}")
+    names = list(channels)
+    if not all(isinstance(name, str) for name in names):
+        raise InvalidInput(f"channel names must be strings, got {names!r}")
+    wanted = list(dict.fromkeys(names))
     if not wanted:
         return {}
     where = {"namespace": namespace, "tenant": tenant}

@@ -49,6 +49,8 @@ COVERAGE: Final[dict[str, tuple[str, ...]]] = {
         "checkpoints.BaseCheckpointStore.put_writes",
     ),
     "test_fuzz_checkpoints.py::test_every_call_answers_or_refuses": (
+        "checkpoint_history.ChannelHistory",
+        "checkpoint_history.channel_history",
         "checkpoint_model.Lease",
         "checkpoints.BaseCheckpointStore.copy_thread",
         "checkpoints.BaseCheckpointStore.delete_for_runs",
@@ -366,6 +368,7 @@ COVERAGE: Final[dict[str, tuple[str, ...]]] = {
         "integrations.langgraph.checkpointer.MemfoldSaver.copy_thread",
         "integrations.langgraph.checkpointer.MemfoldSaver.delete_for_runs",
         "integrations.langgraph.checkpointer.MemfoldSaver.delete_thread",
+        "integrations.langgraph.checkpointer.MemfoldSaver.get_delta_channel_history",
         "integrations.langgraph.checkpointer.MemfoldSaver.get_tuple",
         "integrations.langgraph.checkpointer.MemfoldSaver.list",
         "integrations.langgraph.checkpointer.MemfoldSaver.prune",

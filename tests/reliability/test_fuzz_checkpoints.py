@@ -15,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from memfold import InvalidInput, MemfoldError
+from memfold.checkpoint_history import ChannelHistory, channel_history
 from memfold.checkpoints import (
     BaseCheckpointStore,
     Blob,
@@ -23,6 +24,7 @@ from memfold.checkpoints import (
     RetentionPolicy,
     SequenceBlob,
 )
+from memfold.flows import arun, run
 from tests.backends.test_checkpoints import make_checkpoint_store
 from tests.reliability.fuzzing import (
     FUZZ,
@@ -238,7 +240,7 @@ async def test_pending_writes_store_exactly_or_refuse(
     lease=st.none() | st.builds(Lease, hostile_ids(), NUMBERS, st.booleans()),
     op=st.sampled_from(
         ["list", "delete_thread", "delete_for_runs", "copy_thread", "prune", "set_thread_ttl",
-         "release", "sweep", "stats", "get"]
+         "release", "sweep", "stats", "get", "channel_history"]
     ),
     thread_id=hostile_ids(),
     other=hostile_ids(),
@@ -247,6 +249,7 @@ async def test_pending_writes_store_exactly_or_refuse(
     number=NUMBERS,
     policy=st.builds(RetentionPolicy, NUMBERS, NUMBERS, NUMBERS) | st.sampled_from([None, "x"]),
     strategy=st.sampled_from(["keep_latest", "delete"]) | hostile_text(),
+    newest=st.booleans(),
 )  # fmt: skip
 async def test_every_call_answers_or_refuses(
     cstore: BaseCheckpointStore,
@@ -261,10 +264,11 @@ async def test_every_call_answers_or_refuses(
     number: Any,
     policy: Any,
     strategy: Any,
+    newest: bool,
 ) -> None:
-    """Listing, deleting, copying, pruning, leases, sweeps and stats with hostile ids, filters,
-    numbers and policies, on a thread just written with a hostile lease, answer or raise a
-    memfold error, and never touch another thread."""
+    """Listing, deleting, copying, pruning, leases, sweeps, stats and channel histories with
+    hostile ids, channels, filters, numbers and policies, on a thread just written with a
+    hostile lease, answer or raise a memfold error, and never touch another thread."""
     with contextlib.suppress(MemfoldError):
         await call(use_async, cstore, "put", thread_id, "c1", BODY, lease=lease, tenant=FUZZ_TENANT)
     try:
@@ -291,6 +295,13 @@ async def test_every_call_answers_or_refuses(
             await call(
                 use_async, cstore, "get", thread_id, namespace=namespace or "", tenant=FUZZ_TENANT
             )
+        elif op == "channel_history":
+            flow = channel_history(
+                cstore, thread_id, [other, "x"] if newest else other, namespace=namespace or "",
+                checkpoint_id=None if newest else other, tenant=FUZZ_TENANT,
+            )  # fmt: skip
+            found: dict[str, ChannelHistory] = await arun(flow) if use_async else run(flow)
+            assert all(h == ChannelHistory() for h in found.values())  # nothing before c1
         else:
             await call(use_async, cstore, op, thread_id, tenant=FUZZ_TENANT)
     except MemfoldError:

@@ -162,7 +162,7 @@ async def test_saver_puts_exactly_or_refuses(
 @FUZZ
 @given(
     op=st.sampled_from(["get_tuple", "list", "delete_thread", "delete_for_runs", "copy_thread",
-                        "prune", "release"]),
+                        "prune", "release", "get_delta_channel_history"]),
     config=configs(),
     filter=st.none() | json_objects(max_leaves=3),
     before=st.none() | configs(),
@@ -185,9 +185,9 @@ async def test_saver_reads_and_deletes_answer_or_refuse(
     strategy: Any,
 ) -> None:
     """``get_tuple``, ``list``, ``delete_thread``, ``delete_for_runs``, ``copy_thread``,
-    ``prune`` and ``release`` (and their ``a`` twins) with hostile configs, filters, limits,
-    thread ids and strategies answer or raise a memfold error, and never touch the canary
-    thread (no hostile id names it)."""
+    ``prune``, ``release`` and ``get_delta_channel_history`` (and their ``a`` twins) with
+    hostile configs, filters, limits, thread ids, channels and strategies answer or raise a
+    memfold error, and never touch the canary thread (no hostile id names it)."""
     first = thread_ids[0] if isinstance(thread_ids, list) and thread_ids else thread_ids
     try:
         if op == "list":
@@ -209,6 +209,13 @@ async def test_saver_reads_and_deletes_answer_or_refuse(
         elif op == "prune":
             await (saver.aprune(thread_ids, strategy=strategy) if use_async
                    else _done(saver.prune(thread_ids, strategy=strategy)))  # fmt: skip
+        elif op == "get_delta_channel_history":
+            channels = thread_ids  # hostile names, or not a list at all
+            found = await (
+                saver.aget_delta_channel_history(config=config, channels=channels) if use_async
+                else _done(saver.get_delta_channel_history(config=config, channels=channels))
+            )  # fmt: skip
+            assert set(found) <= set(channels)
         else:
             await (saver.adelete_for_runs(thread_ids) if use_async
                    else _done(saver.delete_for_runs(thread_ids)))  # fmt: skip
