@@ -27,7 +27,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 from memfold.checkpoints import Blob, Checkpoint, CheckpointStore, PendingWrite, SequenceBlob
-from memfold.errors import InvalidInput
+from memfold.errors import InvalidInput, NotFound
 from memfold.flows import Call, Flow
 
 __all__ = ["ChannelHistory", "channel_history"]
@@ -62,6 +62,7 @@ def channel_history(
 
     Raises:
         InvalidInput: ``channels`` is not a list of strings (or what the store refuses).
+        NotFound: the parents loop back to a checkpoint already walked (damaged data).
 
     Only the store's ``get`` and ``list_checkpoints`` are used. Ancestors are
     read a page at a time, newest first, in pages that grow fourfold (the newest checkpoint
@@ -96,7 +97,10 @@ def channel_history(
     seeds: dict[str, Blob | SequenceBlob] = {}
     remaining = set(wanted)
     cursor = None if target is None else target.parent_id
+    visited = set() if target is None else {target.checkpoint_id}
     while cursor is not None and remaining:
+        if cursor in visited:
+            raise NotFound(f"thread {thread_id!r}: checkpoint {cursor!r} is its own ancestor")
         found = paged.pop(cursor, None)
         if found is None and not exhausted and before is not None and cursor < before:
             page = yield Call(
@@ -111,6 +115,7 @@ def channel_history(
             found = yield Call(store, "get", (thread_id,), {**where, "checkpoint_id": cursor})
             if found is None:
                 break
+        visited.add(cursor)
         for write in reversed(found.writes):
             if write.channel in remaining:
                 writes[write.channel].append(write)

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 import memfold.checkpoints
-from memfold import Conflict, InvalidInput
+from memfold import Conflict, InvalidInput, NotFound
 from memfold.checkpoint_history import ChannelHistory, channel_history
 from memfold.checkpoints import (
     BaseCheckpointStore,
@@ -331,6 +331,15 @@ async def test_channel_history_of_a_fork_holds_only_its_own_branch(api: Api) -> 
     found = await history(api, "t", ["d"], checkpoint_id="ckpt-0010-fork")
     assert [w.value.data for w in found["d"].writes] == [b"0", b"1", b"2", b"fork"]
     assert found["d"].seed == Blob("json", b'"seed 0"')
+
+
+async def test_channel_history_stops_at_parents_that_loop(api: Api) -> None:
+    """Parents that lead back to a checkpoint already walked raise NotFound, not a walk that
+    never ends."""
+    await api.put("t", "a", BODY, parent_id="b", versions={"d": 1})
+    await api.put("t", "b", BODY, parent_id="a", versions={"d": 2})
+    with pytest.raises(NotFound, match="own ancestor"):
+        await history(api, "t", ["d"], checkpoint_id="b")
 
 
 async def test_channel_history_reads_long_walks_and_unordered_ids(api: Api) -> None:
