@@ -60,14 +60,14 @@ def channel_history(
     the nearest ancestor that stores the channel's value (included), and that value. A
     missing checkpoint, or a missing ancestor, ends the walk there.
 
+    Only the store's ``get`` and ``list_checkpoints`` are used. Ancestors are read a page at a
+    time, newest first, in pages that grow fourfold (the newest checkpoint comes with its first
+    page), so a walk costs a few reads however long it is; an ancestor that the pages do not
+    hold (a thread whose ids do not grow) is read alone.
+
     Raises:
         InvalidInput: ``channels`` is not a list of strings (or what the store refuses).
         NotFound: the parents loop back to a checkpoint already walked (damaged data).
-
-    Only the store's ``get`` and ``list_checkpoints`` are used. Ancestors are
-    read a page at a time, newest first, in pages that grow fourfold (the newest checkpoint
-    comes with its first page), so a walk costs a few reads however long it is; an ancestor
-    that the pages do not hold (a thread whose ids do not grow) is read alone.
     """
     if isinstance(channels, str | bytes) or not isinstance(channels, Sequence | AbstractSet):
         raise InvalidInput(f"channels must be a list of channel names, not {channels!r}")

@@ -321,9 +321,9 @@ class MemfoldSaver(BaseCheckpointSaver[int]):
         )
 
     def _refuse_delta_threads(self, newest: Sequence[Checkpoint | None]) -> None:
-        """`UnsupportedOperation` if a thread's newest checkpoint has the metadata LangGraph
-        gives a graph with delta channels (``counters_since_delta_snapshot``, or
-        ``delta_writes_versioned``)."""
+        """`UnsupportedOperation` if a thread's newest root-namespace checkpoint has the
+        metadata LangGraph gives a graph with delta channels (``counters_since_delta_snapshot``
+        or ``delta_writes_versioned``; a subgraph's own namespaces are not checked)."""
         for stored in newest:
             if stored is not None and _DELTA_METADATA.intersection(stored.metadata):
                 raise UnsupportedOperation(

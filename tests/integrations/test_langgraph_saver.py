@@ -191,11 +191,11 @@ async def test_time_travel_and_forks_leave_the_original_branch_intact(
 
 @pytest.mark.parametrize("backend", ["memory", "sqlite"])
 async def test_delta_channel_history_matches_langgraphs_own_walk(
-    run: Runner, backend: str, tmp_path: Path
+    run: Runner, backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Under a delta channel, the saver's paged history gives exactly what LangGraph's
-    default one-checkpoint-at-a-time walk gives, for every checkpoint of a forked thread, and
-    the graph reads each branch's messages back."""
+    default one-checkpoint-at-a-time walk gives, for every checkpoint of a forked thread, in
+    fewer store reads, and the graph reads each branch's messages back."""
     url = "memory://" if backend == "memory" else f"sqlite:///{tmp_path / 'delta.db'}"
     with MemfoldSaver.from_url(url) as saver:
         graph = delta_chat_graph(saver)
@@ -221,6 +221,25 @@ async def test_delta_channel_history_matches_langgraphs_own_walk(
             replayed |= len(walked["messages"]["writes"]) >= 2
         assert seeded  # some walks ended at a stored value,
         assert replayed  # and some replayed several writes
+        reads: list[str] = []
+        for name in ("get", "list_checkpoints"):
+            monkeypatch.setattr(saver.store, name, _counting(getattr(saver.store, name), reads))
+        BaseCheckpointSaver.get_delta_channel_history(saver, config=thread(), channels=["messages"])
+        walk_reads = len(reads)
+        reads.clear()
+        saver.get_delta_channel_history(config=thread(), channels=["messages"])
+        assert reads == ["list_checkpoints"]  # one page holds this short walk
+        assert walk_reads > 1
+
+
+def _counting(read: Any, reads: list[str]) -> Any:
+    """``read``, recording its name in ``reads`` at each call."""
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        reads.append(read.__name__)
+        return read(*args, **kwargs)
+
+    return counted
 
 
 async def test_keep_latest_refuses_delta_channel_threads_and_prunes_nothing(
