@@ -7,6 +7,10 @@ parent chain of a checkpoint (not the listing order, so a fork sees only its own
 page of the namespace's checkpoints at a time instead of one read per ancestor, and stops for
 each channel at the nearest ancestor that stores a value for it.
 
+Retention must keep that history: `history_depth` reads from a checkpoint's metadata how many
+ancestors rebuilding it needs, and `spare_history` takes those ancestors out of what a sweep or
+a prune would remove.
+
 Examples:
     >>> from memfold.checkpoints import Blob, PendingWrite, open_checkpoint_store
     >>> from memfold.flows import run
@@ -22,15 +26,22 @@ Examples:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Hashable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from memfold.checkpoints import Blob, Checkpoint, CheckpointStore, PendingWrite, SequenceBlob
 from memfold.errors import InvalidInput, NotFound
 from memfold.flows import Call, Flow
 
-__all__ = ["ChannelHistory", "channel_history"]
+__all__ = ["DELTA_METADATA", "ChannelHistory", "channel_history", "history_depth", "spare_history"]
+
+DELTA_METADATA = frozenset({"counters_since_delta_snapshot", "delta_writes_versioned"})
+"""The metadata keys LangGraph gives the checkpoints of a graph with delta channels."""
+
+K = TypeVar("K", bound=Hashable)
 
 _FIRST_PAGE = 16
 _LAST_PAGE = 1024
@@ -124,3 +135,59 @@ def channel_history(
             remaining.discard(channel)
         cursor = found.parent_id
     return {ch: ChannelHistory(tuple(reversed(writes[ch])), seeds.get(ch)) for ch in wanted}
+
+
+def history_depth(metadata: Mapping[str, Any]) -> float:
+    """How many nearest ancestors rebuilding a checkpoint with this ``metadata`` reads: the
+    most supersteps any of LangGraph's delta channels has gone since it last stored its value
+    (``counters_since_delta_snapshot``: channel -> ``[updates, supersteps]``), 0 without delta
+    channels, and all of them (infinity) when the metadata gives no count it can read
+    (LangGraph.js's ``delta_writes_versioned``, or a damaged counter).
+
+    Examples:
+        >>> history_depth({"counters_since_delta_snapshot": {"messages": [2, 3]}})
+        3
+        >>> history_depth({"step": 4}), history_depth({"delta_writes_versioned": True})
+        (0, inf)
+    """
+    counters = metadata.get("counters_since_delta_snapshot")
+    if counters is None:
+        return math.inf if "delta_writes_versioned" in metadata else 0
+    try:
+        return max((max(int(c[1]), 0) for c in counters.values()), default=0)
+    except (AttributeError, TypeError, ValueError, OverflowError, IndexError, KeyError):
+        return math.inf
+
+
+def spare_history(
+    doomed: AbstractSet[K], lineage: Mapping[K, tuple[K | None, Mapping[str, Any]]]
+) -> set[K]:
+    """``doomed`` less the ancestors that the checkpoints it leaves rebuild their delta channels
+    from. ``lineage`` maps each checkpoint of a namespace to its parent and metadata: a kept
+    checkpoint keeps its `history_depth` nearest ancestors, and each ancestor kept so keeps its
+    own (a parent missing from ``lineage`` ends the walk).
+
+    Examples:
+        >>> line = {"c1": (None, {}), "c2": ("c1", {}), "c3": ("c2", {})}
+        >>> counted = {"counters_since_delta_snapshot": {"messages": [1, 1]}}
+        >>> sorted(spare_history({"c1", "c2"}, {**line, "c3": ("c2", counted)}))
+        ['c1']
+    """
+    need: dict[K, float] = {}
+    todo = [
+        (checkpoint, depth)
+        for checkpoint, (_, metadata) in lineage.items()
+        if checkpoint not in doomed and (depth := history_depth(metadata)) > 0
+    ]
+    while todo:
+        child, left = todo.pop()
+        parent = lineage[child][0]
+        if parent is None or parent not in lineage:
+            continue
+        left = max(left - 1, history_depth(lineage[parent][1]))
+        if need.get(parent, -1) >= left:  # walked already, at least as far (parents may loop)
+            continue
+        need[parent] = left
+        if left > 0:
+            todo.append((parent, left))
+    return set(doomed) - need.keys()

@@ -31,6 +31,7 @@ from memfold.checkpoint_deltas import (
     reachable,
     rebuild,
 )
+from memfold.checkpoint_history import spare_history
 from memfold.checkpoint_model import (
     Blob,
     Checkpoint,
@@ -86,6 +87,10 @@ class _Namespace:
     records: dict[str, _Record] = field(default_factory=dict)
     blobs: dict[BlobKey, StoredBlob] = field(default_factory=dict)
     writes: dict[str, dict[tuple[str, int], PendingWrite]] = field(default_factory=dict)
+
+    def lineage(self) -> dict[str, tuple[str | None, dict[str, JSON]]]:
+        """Each checkpoint's parent and metadata (for `spare_history`)."""
+        return {cid: (r.parent_id, r.metadata) for cid, r in self.records.items()}
 
     def copy(self) -> _Namespace:
         return _Namespace(
@@ -520,6 +525,8 @@ class MemoryCheckpointStore(BaseCheckpointStore):
                     doomed.update(
                         cid for cid in space.ids[:-1] if space.records[cid].created_at < cutoff
                     )
+                if doomed:
+                    doomed = spare_history(doomed, space.lineage())
                 self._drop(space, doomed, removed)
                 if not doomed:
                     self._collect(space, removed)  # rows left behind by re-put checkpoints

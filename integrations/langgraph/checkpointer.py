@@ -27,7 +27,7 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
 from memfold.checkpoint_deltas import pack_sequence, unpack_sequence
-from memfold.checkpoint_history import ChannelHistory, channel_history
+from memfold.checkpoint_history import DELTA_METADATA, ChannelHistory, channel_history
 from memfold.checkpoints import (
     Blob,
     ChannelValue,
@@ -46,9 +46,6 @@ from memfold.model import JSON
 from memfold.stores import new_id
 
 __all__ = ["MemfoldSaver"]
-
-_DELTA_METADATA = frozenset({"counters_since_delta_snapshot", "delta_writes_versioned"})
-"""Metadata keys of the checkpoints of a graph that uses LangGraph's delta channels."""
 
 _NOT_IN_BODY = ("id", "channel_values", "channel_versions")  # the store keeps these
 
@@ -325,7 +322,7 @@ class MemfoldSaver(BaseCheckpointSaver[int]):
         metadata LangGraph gives a graph with delta channels (``counters_since_delta_snapshot``
         or ``delta_writes_versioned``; a subgraph's own namespaces are not checked)."""
         for stored in newest:
-            if stored is not None and _DELTA_METADATA.intersection(stored.metadata):
+            if stored is not None and DELTA_METADATA.intersection(stored.metadata):
                 raise UnsupportedOperation(
                     f"thread {stored.thread_id!r} uses LangGraph's delta channel, whose value "
                     "is rebuilt from older checkpoints that keep_latest would delete: nothing "

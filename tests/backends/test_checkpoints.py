@@ -514,6 +514,44 @@ async def test_sweep_keeps_the_last_n_per_namespace(api: Api) -> None:
     assert (await api.sweep(RetentionPolicy(keep_last=5))).checkpoints == 0
 
 
+async def test_sweep_keeps_the_history_delta_channels_are_rebuilt_from(
+    api: Api, clock: Clock
+) -> None:
+    """A kept checkpoint whose metadata counts the supersteps since its delta channels stored a
+    value (LangGraph's ``counters_since_delta_snapshot``) keeps that many ancestors along its
+    parents, so its channel history reads the same after a sweep; one that gives no count
+    (``delta_writes_versioned``) keeps all of them."""
+    ids = [cid(i) for i in range(10)]
+    await grow(api, "js", 4)
+    for i, checkpoint_id in enumerate(ids):
+        if i == 5:
+            clock.advance(100)  # 0-4 are old
+        since = i % 5  # a stored value at 0 and 5
+        await api.put(
+            "t", checkpoint_id, BODY, parent_id=ids[i - 1] if i else None,
+            versions={"d": i + 1},
+            values=None if since else {"d": Blob("json", f'"seed {i}"'.encode())},
+            metadata={"counters_since_delta_snapshot": {"d": [since, since]}} if since else {},
+        )  # fmt: skip
+        await api.put_writes("t", checkpoint_id, [write("task", 0, "d", str(i).encode())])
+    fork = cid(20)  # from checkpoint 2: it needs 2, 1 and 0, not 9 back to 5
+    await api.put(
+        "t", fork, BODY, parent_id=cid(2), versions={"d": 30},
+        metadata={"counters_since_delta_snapshot": {"d": [3, 3], "e": [1, 1]}},
+    )  # fmt: skip
+    await api.put("js", cid(4), BODY, parent_id=cid(3), metadata={"delta_writes_versioned": True})
+    before = {c: await history(api, "t", ["d"], checkpoint_id=c) for c in (cid(9), fork)}
+    assert (await api.sweep(RetentionPolicy(max_age_seconds=50))).checkpoints == 2
+    assert (await api.sweep(RetentionPolicy(keep_last=2))).checkpoints == 0
+    assert [c.checkpoint_id for c in await api.list_checkpoints("t")] == [
+        fork, *(cid(i) for i in (9, 8, 7, 6, 5, 2, 1, 0))
+    ]  # fmt: skip
+    assert {c: await history(api, "t", ["d"], checkpoint_id=c) for c in before} == before
+    assert len(await api.list_checkpoints("js")) == 5
+    await api.put("t", cid(21), BODY, parent_id=fork, versions={"d": 31})  # a snapshot
+    assert (await api.sweep(RetentionPolicy(keep_last=1))).checkpoints == 9
+
+
 async def test_sweep_drops_checkpoints_older_than_max_age_but_keeps_the_newest(
     api: Api, clock: Clock
 ) -> None:

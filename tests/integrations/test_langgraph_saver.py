@@ -30,6 +30,7 @@ from memfold.checkpoints import (
     BaseCheckpointStore,
     Blob,
     DeltaPolicy,
+    RetentionPolicy,
     SequenceBlob,
     open_checkpoint_store,
 )
@@ -120,7 +121,7 @@ async def chat(run: Runner, graph: Any, turns: int, config: RunnableConfig | Non
 
 
 class DeltaState(TypedDict):
-    messages: Annotated[list[Any], DeltaChannel(_messages_delta_reducer, 3)]
+    messages: Annotated[list[Any], DeltaChannel(_messages_delta_reducer, snapshot_frequency=3)]
 
 
 def delta_chat_graph(saver: MemfoldSaver) -> CompiledStateGraph[Any]:
@@ -230,6 +231,31 @@ async def test_delta_channel_history_matches_langgraphs_own_walk(
         saver.get_delta_channel_history(config=thread(), channels=["messages"])
         assert reads == ["list_checkpoints"]  # one page holds this short walk
         assert walk_reads > 1
+
+
+@pytest.mark.parametrize("backend", ["memory", "sqlite"])
+async def test_a_sweep_leaves_delta_channel_threads_reading_the_same(
+    run: Runner, backend: str, tmp_path: Path
+) -> None:
+    """Retention keeps what LangGraph's delta channel rebuilds each kept checkpoint from: after
+    a keep-last-2 sweep, the thread and every checkpoint left read as before, fewer remain,
+    and the conversation goes on."""
+    url = "memory://" if backend == "memory" else f"sqlite:///{tmp_path / 'delta.db'}"
+    with MemfoldSaver.from_url(url) as saver:
+        graph = delta_chat_graph(saver)
+        await chat(run, graph, 7)  # the newest checkpoint is 3 supersteps past a stored value
+        before = {s.config["configurable"]["checkpoint_id"]: s.values
+                  for s in await run.history(graph, thread())}  # fmt: skip
+        result = saver.store.sweep(RetentionPolicy(keep_last=2))
+        assert 0 < result.checkpoints < len(before) - 2
+        left = await run.history(graph, thread())
+        assert len(left) == len(before) - result.checkpoints
+        for snapshot in left:
+            assert snapshot.values == before[snapshot.config["configurable"]["checkpoint_id"]]
+        await chat(run, graph, 1)
+        assert texts(await run.state(graph, thread()))[-4:] == [
+            "hi 6", "echo: hi 6", "hi 0", "echo: hi 0",
+        ]  # fmt: skip
 
 
 def _counting(read: Any, reads: list[str]) -> Any:

@@ -48,6 +48,10 @@ COVERAGE: Final[dict[str, tuple[str, ...]]] = {
         "checkpoint_model.PendingWrite",
         "checkpoints.BaseCheckpointStore.put_writes",
     ),
+    "test_fuzz_checkpoints.py::test_retention_spares_the_history_of_any_metadata_and_parents": (
+        "checkpoint_history.history_depth",
+        "checkpoint_history.spare_history",
+    ),
     "test_fuzz_checkpoints.py::test_every_call_answers_or_refuses": (
         "checkpoint_history.ChannelHistory",
         "checkpoint_history.channel_history",

@@ -11,11 +11,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from memfold import InvalidInput, MemfoldError
-from memfold.checkpoint_history import ChannelHistory, channel_history
+from memfold.checkpoint_history import (
+    ChannelHistory,
+    channel_history,
+    history_depth,
+    spare_history,
+)
 from memfold.checkpoints import (
     BaseCheckpointStore,
     Blob,
@@ -326,3 +331,53 @@ def test_counts_past_their_columns_are_refused(cstore: BaseCheckpointStore, cana
     stored = cstore.get(CANARY, checkpoint_id="c1")
     assert stored is not None
     assert sorted(w.idx for w in stored.writes) == [-(2**31), 2**31 - 1]
+
+
+COUNTERS = st.one_of(
+    st.dictionaries(
+        hostile_text(max_size=8),
+        st.lists(NUMBERS, max_size=3) | NUMBERS | hostile_text(max_size=8),
+        max_size=3,
+    ),
+    st.sampled_from([None, [], "counters", 3]),
+)
+
+
+@FUZZ
+@given(
+    metadata=st.lists(
+        st.fixed_dictionaries(
+            {},
+            optional={"counters_since_delta_snapshot": COUNTERS, "delta_writes_versioned": NUMBERS},
+        )
+        | json_objects().filter(lambda m: isinstance(m, dict)),
+        min_size=8,
+        max_size=8,
+    ),
+    parents=st.lists(st.none() | st.integers(0, 11), min_size=8, max_size=8),
+    doomed=st.sets(st.integers(0, 9)),
+)
+@example(  # a count JSON can hold but int() cannot
+    metadata=[{"counters_since_delta_snapshot": {"d": [1, float("inf")]}}] * 8,
+    parents=[None, 0, 1, 2, 3, 4, 5, 6],
+    doomed={0, 1, 2},
+)
+def test_retention_spares_the_history_of_any_metadata_and_parents(
+    metadata: list[dict[str, Any]], parents: list[int | None], doomed: set[int]
+) -> None:
+    """Whatever the metadata and parents (missing, looping), `history_depth` is a count or
+    infinity, and `spare_history` returns part of ``doomed`` that leaves each kept checkpoint
+    its `history_depth` nearest ancestors."""
+    lineage = dict(enumerate(zip(parents, metadata, strict=True)))
+    spared = spare_history(doomed, lineage)
+    assert spared <= doomed
+    for checkpoint, (_, md) in lineage.items():
+        depth = history_depth(md)
+        assert depth >= 0
+        if checkpoint in spared:
+            continue
+        cursor, seen = lineage[checkpoint][0], set()
+        while depth > 0 and cursor in lineage and cursor not in seen:
+            assert cursor not in spared
+            seen.add(cursor)
+            cursor, depth = lineage[cursor][0], depth - 1

@@ -84,6 +84,7 @@ from memfold.checkpoint_deltas import (
     unpack_items,
     version_key,
 )
+from memfold.checkpoint_history import spare_history
 from memfold.checkpoint_model import (
     Blob,
     Checkpoint,
@@ -216,6 +217,22 @@ class _Dump:
             for key in reachable(roots.get(ns, ()), space.get)
         }
         return [field for field in self.headers if field not in live]
+
+    def lineage(
+        self, records: list[bytes | None]
+    ) -> dict[bytes, tuple[bytes | None, dict[str, Any]]]:
+        """Each member's parent member and (when it names delta channels) metadata, for
+        `spare_history`, from the members' ``records`` in order (the parent is a record's
+        first item)."""
+        lineage: dict[bytes, tuple[bytes | None, dict[str, Any]]] = {}
+        for m, record in zip(self.members, records, strict=True):
+            parent = unpack_items(record)[0].decode() if record else ""
+            metadata = self.metadata.get(m, b"")
+            lineage[m] = (
+                member(split_member(m)[0], parent) if parent else None,
+                json.loads(metadata) if b"delta_" in metadata else {},
+            )
+        return lineage
 
     def writes_of(self, doomed: set[bytes]) -> int:
         """How many pending writes the ``doomed`` checkpoints hold."""
@@ -606,18 +623,24 @@ class RedisCheckpointStore(BaseCheckpointStore):
         collect: bool = False,
         dry_run: bool = False,
         index: bool = False,
+        spare: bool = False,
     ) -> Flow[SweepResult]:
         """Remove the checkpoints ``choose`` picks from a thread's dump, with their writes and
         every row nothing else reads (all of the thread if no checkpoint is left).
 
         With ``collect``, rows nothing reads are dropped even when no checkpoint is; with
         ``index``, the thread's retention index scores are set exactly in the same step (and
-        with ``collect`` its dirty mark cleared); with ``dry_run``, only counted.
+        with ``collect`` its dirty mark cleared); with ``spare``, the history the checkpoints
+        left rebuild delta channels from is kept (`spare_history`); with ``dry_run``, only
+        counted.
         """
         keys = self._keys(tenant, thread_id)
         for _attempt in range(MAX_ATTEMPTS):
             dump = _Dump((yield _script(scripts.DUMP, keys.all, 0)))
             doomed = choose(dump) & set(dump.members)
+            if doomed and spare and any(b"delta_" in m for m in dump.metadata.values()):
+                records = yield _command("HMGET", keys.records, *dump.members)
+                doomed = spare_history(doomed, dump.lineage(records))
             if not doomed and not collect and not index:
                 return SweepResult()
             kept = [m for m in dump.members if m not in doomed]
@@ -752,8 +775,9 @@ class RedisCheckpointStore(BaseCheckpointStore):
                 candidates.update((yield _command("ZRANGEBYSCORE", t.firsts, "-inf", f"({cutoff}")))
             for thread in sorted(candidates - idle):
                 total += yield from self._drop(
-                    name, unescape(thread), doomed, collect=True, dry_run=dry_run, index=True
-                )
+                    name, unescape(thread), doomed,
+                    collect=True, dry_run=dry_run, index=True, spare=True,
+                )  # fmt: skip
         return total
 
     def _expire(

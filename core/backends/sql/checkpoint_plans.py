@@ -74,6 +74,7 @@ from memfold.checkpoint_deltas import (
     reachable,
     rebuild,
 )
+from memfold.checkpoint_history import spare_history
 from memfold.checkpoint_model import (
     Blob,
     Checkpoint,
@@ -899,6 +900,25 @@ class CheckpointPlans:
         writes = {id_text(cid): int(n) for cid, n in found.rows}
         return _Space(list(records), records, rows, writes)
 
+    def _lineage(self, key: dict[str, str]) -> Plan:
+        """Each checkpoint of a namespace: its parent and (when it names delta channels) its
+        metadata, for `spare_history`."""
+        c = self.tables.checkpoints
+        found = yield (
+            self._cached(
+                "load lineage",
+                select(c.c.checkpoint_id, c.c.parent_id, c.c.metadata).where(self._space_where(c)),
+            ),
+            key,
+        )
+        return {
+            id_text(cid): (
+                None if parent is None else id_text(parent),
+                json.loads(metadata) if "delta_" in metadata else {},
+            )
+            for cid, parent, metadata in found.rows
+        }
+
     def _drop(
         self, key: dict[str, str], space: _Space, doomed: Iterable[str], removed: _Removed
     ) -> Plan:
@@ -1094,6 +1114,8 @@ class CheckpointPlans:
                 doomed.update(space.ids[: -policy.keep_last])
             if cutoff is not None:
                 doomed.update(cid for cid in space.ids[:-1] if space.records[cid][2] < cutoff)
+            if doomed:
+                doomed = spare_history(doomed, (yield from self._lineage(key)))
             if doomed & space.records.keys():
                 yield from self._drop(key, space, doomed, removed)
             else:
