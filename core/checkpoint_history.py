@@ -36,10 +36,7 @@ from memfold.checkpoints import Blob, Checkpoint, CheckpointStore, PendingWrite,
 from memfold.errors import InvalidInput, NotFound
 from memfold.flows import Call, Flow
 
-__all__ = ["DELTA_METADATA", "ChannelHistory", "channel_history", "history_depth", "spare_history"]
-
-DELTA_METADATA = frozenset({"counters_since_delta_snapshot", "delta_writes_versioned"})
-"""The metadata keys LangGraph gives the checkpoints of a graph with delta channels."""
+__all__ = ["ChannelHistory", "channel_history", "history_depth", "spare_history"]
 
 K = TypeVar("K", bound=Hashable)
 

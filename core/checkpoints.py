@@ -618,8 +618,9 @@ class BaseCheckpointStore(BaseStore):
         strategy: PruneStrategy = "keep_latest",
         tenant: str | None = None,
     ) -> int:
-        """Keep only each namespace's newest checkpoint (and its writes), or delete the
-        threads outright (``strategy="delete"``); returns checkpoints removed."""
+        """Keep only each namespace's newest checkpoint (and its writes, and the ancestors
+        LangGraph's delta channels rebuild it from: see `memfold.checkpoint_history`), or delete
+        the threads outright (``strategy="delete"``); returns checkpoints removed."""
         return self.execute(self._prune_op(thread_ids, strategy, tenant))
 
     def set_thread_ttl(

@@ -492,7 +492,12 @@ class MemoryCheckpointStore(BaseCheckpointStore):
                 thread = self._threads.pop(key, None)
                 removed.checkpoints += 0 if thread is None else thread.count()
             return removed.checkpoints
-        self._each_space(keys, lambda space: self._drop(space, space.ids[:-1], removed))
+        self._each_space(
+            keys,
+            lambda space: self._drop(
+                space, spare_history(set(space.ids[:-1]), space.lineage()), removed
+            ),
+        )
         return removed.checkpoints
 
     def _sweep(

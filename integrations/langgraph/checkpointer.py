@@ -27,7 +27,7 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
 from memfold.checkpoint_deltas import pack_sequence, unpack_sequence
-from memfold.checkpoint_history import DELTA_METADATA, ChannelHistory, channel_history
+from memfold.checkpoint_history import ChannelHistory, channel_history
 from memfold.checkpoints import (
     Blob,
     ChannelValue,
@@ -40,7 +40,7 @@ from memfold.checkpoints import (
     aopen_checkpoint_store,
     open_checkpoint_store,
 )
-from memfold.errors import InvalidInput, UnsupportedOperation
+from memfold.errors import InvalidInput
 from memfold.flows import arun, run
 from memfold.model import JSON
 from memfold.stores import new_id
@@ -317,18 +317,6 @@ class MemfoldSaver(BaseCheckpointSaver[int]):
             [_pending(w, decode) for w in stored.writes],
         )
 
-    def _refuse_delta_threads(self, newest: Sequence[Checkpoint | None]) -> None:
-        """`UnsupportedOperation` if a thread's newest root-namespace checkpoint has the
-        metadata LangGraph gives a graph with delta channels (``counters_since_delta_snapshot``
-        or ``delta_writes_versioned``; a subgraph's own namespaces are not checked)."""
-        for stored in newest:
-            if stored is not None and DELTA_METADATA.intersection(stored.metadata):
-                raise UnsupportedOperation(
-                    f"thread {stored.thread_id!r} uses LangGraph's delta channel, whose value "
-                    "is rebuilt from older checkpoints that keep_latest would delete: nothing "
-                    "was pruned (use strategy='delete', or a sweep that keeps more checkpoints)"
-                )
-
     def _histories(self, found: Mapping[str, ChannelHistory]) -> dict[str, Any]:
         """`channel_history`'s result as LangGraph's ``DeltaChannelHistory`` entries."""
         decode = self._decoder(shared=False)
@@ -411,15 +399,9 @@ class MemfoldSaver(BaseCheckpointSaver[int]):
 
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         """Keep only each namespace's newest checkpoint, or delete (``strategy="delete"``).
-
-        Raises:
-            UnsupportedOperation: ``keep_latest`` on a thread whose graph uses LangGraph's
-                delta channel, which rebuilds its value from older checkpoints (as
-                ``PostgresSaver`` does, nothing is pruned then).
-        """
+        A graph on LangGraph's delta channel also keeps the ancestors the channel is rebuilt
+        from (where ``PostgresSaver`` refuses to prune it)."""
         threads = _threads(thread_ids)
-        if strategy == "keep_latest":
-            self._refuse_delta_threads([self.store.get(t, tenant=self.tenant) for t in threads])
         self.store.prune(threads, strategy=cast(PruneStrategy, strategy), tenant=self.tenant)
 
     def release(self, thread_id: str) -> bool:
@@ -492,9 +474,6 @@ class MemfoldSaver(BaseCheckpointSaver[int]):
     async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         """Async `prune`."""
         threads = _threads(thread_ids)
-        if strategy == "keep_latest":
-            newest = [await self.store.aget(t, tenant=self.tenant) for t in threads]
-            self._refuse_delta_threads(newest)
         await self.store.aprune(threads, strategy=cast(PruneStrategy, strategy), tenant=self.tenant)
 
     async def arelease(self, thread_id: str) -> bool:

@@ -488,6 +488,27 @@ async def test_prune_keep_latest_per_namespace_leaves_no_orphans(api: Api) -> No
     assert await api.prune([]) == 0
 
 
+async def test_prune_keep_latest_keeps_the_history_delta_channels_are_rebuilt_from(
+    api: Api,
+) -> None:
+    """keep_latest also keeps the ancestors the newest checkpoint's metadata counts (see the
+    sweep's test below), so its channel history reads the same."""
+    ids = [cid(i) for i in range(6)]
+    for i, checkpoint_id in enumerate(ids):
+        since = i % 3  # a stored value at 0 and 3
+        await api.put(
+            "t", checkpoint_id, BODY, parent_id=ids[i - 1] if i else None,
+            versions={"d": i + 1},
+            values=None if since else {"d": Blob("json", f'"seed {i}"'.encode())},
+            metadata={"counters_since_delta_snapshot": {"d": [since, since]}} if since else {},
+        )  # fmt: skip
+        await api.put_writes("t", checkpoint_id, [write("task", 0, "d", str(i).encode())])
+    before = await history(api, "t", ["d"])
+    assert await api.prune(["t"]) == 3
+    assert [c.checkpoint_id for c in await api.list_checkpoints("t")] == [cid(5), cid(4), cid(3)]
+    assert await history(api, "t", ["d"]) == before
+
+
 async def test_prune_delete_removes_the_threads(api: Api) -> None:
     """The delete strategy removes the listed threads entirely."""
     await grow(api, "t", 3)

@@ -23,7 +23,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, interrupt
 from sqlalchemy import select
 
-from memfold import Conflict, InvalidInput, UnsupportedOperation
+from memfold import Conflict, InvalidInput
 from memfold.backends.sql.checkpoint_rows import id_text
 from memfold.checkpoint_deltas import ITEMS_TAG
 from memfold.checkpoints import (
@@ -268,22 +268,22 @@ def _counting(read: Any, reads: list[str]) -> Any:
     return counted
 
 
-async def test_keep_latest_refuses_delta_channel_threads_and_prunes_nothing(
+async def test_keep_latest_keeps_what_a_delta_channel_is_rebuilt_from(
     run: Runner, cstore: BaseCheckpointStore
 ) -> None:
-    """prune(keep_latest) would leave a delta channel nothing to rebuild from, so it refuses
-    (before touching any thread of the call); delete still works, and so does keep_latest on
-    a thread without delta channels."""
+    """prune(keep_latest) leaves a thread without delta channels its newest checkpoint, and
+    one with a delta channel also the ancestors the channel is rebuilt from, so it reads the
+    same; delete removes either."""
     saver = MemfoldSaver(cstore)
-    await chat(run, delta_chat_graph(saver), 2, thread("delta"))
+    delta = delta_chat_graph(saver)
+    await chat(run, delta, 7, thread("delta"))  # the newest is 3 supersteps past a stored value
     await chat(run, chat_graph(saver), 2, thread("plain"))
-    before = len(cstore.list_checkpoints("plain"))
+    before = await run.state(delta, thread("delta"))
     prune = saver.aprune if run.use_async else saver.prune
-    with pytest.raises(UnsupportedOperation, match="delta channel"):
-        await _maybe(prune(["plain", "delta"]))
-    assert len(cstore.list_checkpoints("plain")) == before > 1
-    await _maybe(prune(["plain"]))
+    await _maybe(prune(["plain", "delta"]))
     assert len(cstore.list_checkpoints("plain")) == 1
+    assert len(cstore.list_checkpoints("delta")) == 1 + 3
+    assert (await run.state(delta, thread("delta"))).values == before.values
     await _maybe(prune(["delta"], strategy="delete"))
     assert cstore.list_checkpoints("delta") == []
 

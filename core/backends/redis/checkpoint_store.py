@@ -712,7 +712,7 @@ class RedisCheckpointStore(BaseCheckpointStore):
             def older(dump: _Dump) -> set[bytes]:
                 return {m for ms in dump.by_namespace().values() for m in ms[:-1]}
 
-            result = yield from self._drop(tenant, thread_id, older)
+            result = yield from self._drop(tenant, thread_id, older, spare=True)
             removed += result.checkpoints
         return removed
 

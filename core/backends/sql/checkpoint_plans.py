@@ -1026,7 +1026,11 @@ class CheckpointPlans:
             for namespace in (yield from self._namespaces(tenant, thread_id)):
                 space = yield from self._load(tenant, thread_id, namespace)
                 key = {"tenant": tenant, "thread_id": thread_id, "namespace": namespace}
-                yield from self._drop(key, space, space.ids[:-1], removed)
+                if len(space.ids) > 1:
+                    lineage = yield from self._lineage(key)
+                    yield from self._drop(
+                        key, space, spare_history(set(space.ids[:-1]), lineage), removed
+                    )
             if removed.checkpoints > before:
                 yield from self._tidy(tenant, thread_id)
         return removed.checkpoints
