@@ -29,9 +29,9 @@ from __future__ import annotations
 import math
 from collections.abc import Hashable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from memfold.checkpoint_model import ChannelHistory
 from memfold.checkpoints import Blob, Checkpoint, CheckpointStore, PendingWrite, SequenceBlob
 from memfold.errors import InvalidInput, NotFound
 from memfold.flows import Call, Flow
@@ -42,16 +42,6 @@ K = TypeVar("K", bound=Hashable)
 
 _FIRST_PAGE = 16
 _LAST_PAGE = 1024
-
-
-@dataclass(frozen=True, slots=True)
-class ChannelHistory:
-    """One channel's pending writes along the ancestors, oldest first (each checkpoint's in its
-    stored order), and the value of the nearest ancestor that stores one (None: no ancestor
-    does, so the channel starts empty)."""
-
-    writes: tuple[PendingWrite, ...] = ()
-    seed: Blob | SequenceBlob | None = None
 
 
 def channel_history(
@@ -68,8 +58,10 @@ def channel_history(
     the nearest ancestor that stores the channel's value (included), and that value. A
     missing checkpoint, or a missing ancestor, ends the walk there.
 
-    Only the store's ``get`` and ``list_checkpoints`` are used. Ancestors are read a page at a
-    time, newest first, in pages that grow fourfold (the newest checkpoint comes with its first
+    A store that reads the history in one operation does so (SQL: see
+    `memfold.checkpoints.BaseCheckpointStore.read_channel_history`). Elsewhere, only the
+    store's ``get`` and ``list_checkpoints`` are used: ancestors are read a page at a time,
+    newest first, in pages that grow fourfold (the newest checkpoint comes with its first
     page), so a walk costs a few reads however long it is; an ancestor that the pages do not
     hold (a thread whose ids do not grow) is read alone.
 
@@ -86,6 +78,15 @@ def channel_history(
     if not wanted:
         return {}
     where = {"namespace": namespace, "tenant": tenant}
+    if callable(getattr(store, "read_channel_history", None)):  # one read, where it can
+        read: dict[str, ChannelHistory] | None = yield Call(
+            store,
+            "read_channel_history",
+            (thread_id, wanted),
+            {**where, "checkpoint_id": checkpoint_id},
+        )
+        if read is not None:
+            return read
     paged: dict[str, Checkpoint] = {}
     size, exhausted = _FIRST_PAGE, False
     target: Checkpoint | None

@@ -28,6 +28,7 @@ from memfold.retention import RetentionPolicy, SweepResult
 
 __all__ = [
     "Blob",
+    "ChannelHistory",
     "ChannelValue",
     "Checkpoint",
     "Lease",
@@ -87,6 +88,16 @@ class PendingWrite:
     channel: str
     value: Blob
     task_path: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelHistory:
+    """One channel's pending writes along a checkpoint's ancestors, oldest first (each
+    checkpoint's in its stored order), and the value of the nearest ancestor that stores one
+    (None: no ancestor does, so the channel starts empty); see `memfold.checkpoint_history`."""
+
+    writes: tuple[PendingWrite, ...] = ()
+    seed: Blob | SequenceBlob | None = None
 
 
 @dataclass(frozen=True, slots=True)

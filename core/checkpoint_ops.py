@@ -13,6 +13,7 @@ from datetime import datetime
 
 from memfold.checkpoint_model import (
     Blob,
+    ChannelHistory,
     ChannelValue,
     Checkpoint,
     Lease,
@@ -35,6 +36,7 @@ __all__ = [
     "PruneCheckpointThreads",
     "PutCheckpoint",
     "PutCheckpointWrites",
+    "ReadChannelHistory",
     "ReleaseThread",
     "SetCheckpointThreadTTL",
     "SweepCheckpoints",
@@ -106,6 +108,19 @@ class ListCheckpoints(Op[list[Checkpoint]]):
     filter: tuple[tuple[str, str], ...]
     before: str | None
     limit: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReadChannelHistory(Op[dict[str, ChannelHistory] | None]):
+    """The history of ``channels`` before a checkpoint (the namespace's newest when
+    ``checkpoint_id`` is None), as `memfold.checkpoint_history.channel_history` defines it;
+    None when the read meets what only that function's paged walk handles."""
+
+    tenant: str
+    thread_id: str
+    namespace: str
+    checkpoint_id: str | None
+    channels: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)

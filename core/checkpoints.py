@@ -38,6 +38,7 @@ from memfold import checkpoint_ops as ops
 from memfold.checkpoint_deltas import DeltaPolicy
 from memfold.checkpoint_model import (
     Blob,
+    ChannelHistory,
     ChannelValue,
     Checkpoint,
     Lease,
@@ -48,7 +49,14 @@ from memfold.checkpoint_model import (
     SweepResult,
     Version,
 )
-from memfold.encryption import open_checkpoints, seal_blob, seal_value, seal_write, take_keyring
+from memfold.encryption import (
+    ENCRYPTED_TAG,
+    open_checkpoints,
+    seal_blob,
+    seal_value,
+    seal_write,
+    take_keyring,
+)
 from memfold.errors import Conflict, InvalidInput
 from memfold.limits import MAX_COUNT, Limits, check_limits
 from memfold.model import JSON, utcnow
@@ -310,6 +318,9 @@ class BaseCheckpointStore(BaseStore):
         retention: what `sweep` removes when called without a policy.
     """
 
+    reads_channel_history: bool = False
+    """Whether the backend runs `memfold.checkpoint_ops.ReadChannelHistory` (SQL)."""
+
     def __init__(
         self,
         capabilities: Capabilities,
@@ -408,6 +419,24 @@ class BaseCheckpointStore(BaseStore):
             check_id(thread_id, "thread id"),
             check_namespace(namespace),
             None if checkpoint_id is None else check_id(checkpoint_id, "checkpoint id"),
+        )
+
+    def _history_op(
+        self,
+        thread_id: str,
+        channels: Sequence[str],
+        namespace: str,
+        checkpoint_id: str | None,
+        tenant: str | None,
+    ) -> ops.ReadChannelHistory:
+        if isinstance(channels, str | bytes) or not isinstance(channels, Sequence):
+            raise InvalidInput(f"channels must be a list of channel names, not {channels!r}")
+        if not all(isinstance(ch, str) for ch in channels):
+            raise InvalidInput(f"channel names must be strings, got {channels!r}")
+        get = self._get_op(thread_id, namespace, checkpoint_id, tenant)
+        names = tuple(dict.fromkeys(channels))
+        return ops.ReadChannelHistory(
+            get.tenant, get.thread_id, get.namespace, get.checkpoint_id, names
         )
 
     def _list_op(
@@ -551,6 +580,23 @@ class BaseCheckpointStore(BaseStore):
         """A checkpoint by id, or the namespace's newest; None if there is no such checkpoint."""
         found = self.execute(self._get_op(thread_id, namespace, checkpoint_id, tenant))
         return None if found is None else open_checkpoints(self._keyring, [found])[0]
+
+    def read_channel_history(
+        self,
+        thread_id: str,
+        channels: Sequence[str],
+        *,
+        namespace: str = "",
+        checkpoint_id: str | None = None,
+        tenant: str | None = None,
+    ) -> dict[str, ChannelHistory] | None:
+        """The history of ``channels`` before a checkpoint, read in one operation by a backend
+        that can (`reads_channel_history`); None on other backends, or when the read meets
+        what only `memfold.checkpoint_history.channel_history`'s paged walk handles (parents
+        that loop, encrypted bytes, a value it cannot rebuild). Use that function: it calls
+        this first."""
+        op = self._history_op(thread_id, channels, namespace, checkpoint_id, tenant)
+        return _plain(self.execute(op)) if self.reads_channel_history else None
 
     def list_checkpoints(
         self,
@@ -706,6 +752,19 @@ class BaseCheckpointStore(BaseStore):
         """Async `get`."""
         found = await self.aexecute(self._get_op(thread_id, namespace, checkpoint_id, tenant))
         return None if found is None else open_checkpoints(self._keyring, [found])[0]
+
+    async def aread_channel_history(
+        self,
+        thread_id: str,
+        channels: Sequence[str],
+        *,
+        namespace: str = "",
+        checkpoint_id: str | None = None,
+        tenant: str | None = None,
+    ) -> dict[str, ChannelHistory] | None:
+        """Async `read_channel_history`."""
+        op = self._history_op(thread_id, channels, namespace, checkpoint_id, tenant)
+        return _plain(await self.aexecute(op)) if self.reads_channel_history else None
 
     async def alist_checkpoints(
         self,
@@ -924,6 +983,19 @@ async def aopen_checkpoint_store(
     if setup:
         await store.asetup()
     return store
+
+
+def _plain(found: dict[str, ChannelHistory] | None) -> dict[str, ChannelHistory] | None:
+    """``found``, or None if it holds encrypted bytes (the paged walk opens or refuses them)."""
+    if found is None:
+        return None
+    for history in found.values():
+        tags = [w.value.tag for w in history.writes]
+        if history.seed is not None:
+            tags.append(history.seed.tag)
+        if any(tag.endswith(ENCRYPTED_TAG) for tag in tags):
+            return None
+    return found
 
 
 def _json_equal(stored: JSON | None, wanted_json: str) -> bool:

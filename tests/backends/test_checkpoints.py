@@ -356,6 +356,64 @@ async def test_channel_history_reads_long_walks_and_unordered_ids(api: Api) -> N
     assert await history(api, "t", ["d"]) == await history(api, "t", ["d"], checkpoint_id=cid(89))
 
 
+class _Paged:
+    """A store as the paged walk of `channel_history` reads it: its gets and listings only."""
+
+    def __init__(self, store: BaseCheckpointStore) -> None:
+        self.store = store
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in ("get", "aget", "list_checkpoints", "alist_checkpoints"):
+            raise AttributeError(name)
+        return getattr(self.store, name)
+
+
+async def test_sql_stores_read_a_channel_history_in_one_operation(
+    api: Api, checkpoint_backend: str
+) -> None:
+    """SQL stores answer `read_channel_history` themselves (what `channel_history` returns),
+    and leave to the paged walk (None) parents that loop, and a value they would have to look
+    for past a checkpoint that names none (stored without its channels' values); other
+    backends always answer None."""
+    ids = [cid(i) for i in range(200)]
+    for i, checkpoint_id in enumerate(ids):  # as LangGraph stores them: no value is None
+        seeded = i % 150 == 0
+        await api.put(
+            "t", checkpoint_id, BODY, parent_id=ids[i - 1] if i else None,
+            versions={"d": i + 1, "other": i + 1},
+            values={"d": Blob("json", f'"seed {i}"'.encode()) if seeded else None, "other": None},
+        )  # fmt: skip
+        writes = [write("task", 0, "d", str(i).encode()), write("task", 1, "other")]
+        await api.put_writes("t", checkpoint_id, writes)
+    store = api.store
+
+    async def read(*args: Any, **kwargs: Any) -> Any:
+        if api.use_async:
+            return await store.aread_channel_history(*args, **kwargs)
+        return store.read_channel_history(*args, **kwargs)
+
+    sql = checkpoint_backend in ("sqlite", "postgresql")
+    for at in (None, cid(199), cid(150), cid(149), cid(5), "missing"):
+        found = await read("t", ["d", "other"], checkpoint_id=at)
+        assert (found is not None) == sql
+        if sql:
+            paged = channel_history(_Paged(store), "t", ["d", "other"], checkpoint_id=at)
+            assert found == (await arun(paged) if api.use_async else run(paged))
+    assert [w.value.data for w in (await history(api, "t", ["d"]))["d"].writes] == [
+        str(i).encode() for i in range(150, 199)
+    ]
+    await api.put("t", "a", BODY, parent_id="b", versions={"d": 1}, values={"d": None})
+    await api.put("t", "b", BODY, parent_id="a", versions={"d": 2}, values={"d": None})
+    assert await read("t", ["d"], checkpoint_id="b") is None
+    await api.put("u", "c1", BODY, versions={"d": 1}, values={"d": Blob("json", b'"seed"')})
+    await api.put("u", "c2", BODY, parent_id="c1", versions={"d": 2})  # names no value
+    await api.put("u", "c3", BODY, parent_id="c2", versions={"d": 3}, values={"d": None})
+    assert await read("u", ["d"]) is None
+    assert (await history(api, "u", ["d"]))["d"].seed == Blob("json", b'"seed"')
+    with pytest.raises(InvalidInput):
+        await read("t", "d")
+
+
 # Listing.
 
 

@@ -53,8 +53,8 @@ COVERAGE: Final[dict[str, tuple[str, ...]]] = {
         "checkpoint_history.spare_history",
     ),
     "test_fuzz_checkpoints.py::test_every_call_answers_or_refuses": (
-        "checkpoint_history.ChannelHistory",
         "checkpoint_history.channel_history",
+        "checkpoint_model.ChannelHistory",
         "checkpoint_model.Lease",
         "checkpoints.BaseCheckpointStore.copy_thread",
         "checkpoints.BaseCheckpointStore.delete_for_runs",
@@ -62,6 +62,7 @@ COVERAGE: Final[dict[str, tuple[str, ...]]] = {
         "checkpoints.BaseCheckpointStore.get",
         "checkpoints.BaseCheckpointStore.list_checkpoints",
         "checkpoints.BaseCheckpointStore.prune",
+        "checkpoints.BaseCheckpointStore.read_channel_history",
         "checkpoints.BaseCheckpointStore.release",
         "checkpoints.BaseCheckpointStore.set_thread_ttl",
         "checkpoints.BaseCheckpointStore.stats",

@@ -245,7 +245,7 @@ async def test_pending_writes_store_exactly_or_refuse(
     lease=st.none() | st.builds(Lease, hostile_ids(), NUMBERS, st.booleans()),
     op=st.sampled_from(
         ["list", "delete_thread", "delete_for_runs", "copy_thread", "prune", "set_thread_ttl",
-         "release", "sweep", "stats", "get", "channel_history"]
+         "release", "sweep", "stats", "get", "channel_history", "read_channel_history"]
     ),
     thread_id=hostile_ids(),
     other=hostile_ids(),
@@ -307,6 +307,13 @@ async def test_every_call_answers_or_refuses(
             )  # fmt: skip
             found: dict[str, ChannelHistory] = await arun(flow) if use_async else run(flow)
             assert all(h == ChannelHistory() for h in found.values())  # nothing before c1
+        elif op == "read_channel_history":
+            read = await call(
+                use_async, cstore, op, thread_id, [other, "x"] if newest else other,
+                namespace=namespace or "", checkpoint_id=None if newest else other,
+                tenant=FUZZ_TENANT,
+            )  # fmt: skip
+            assert read is None or all(h == ChannelHistory() for h in read.values())
         else:
             await call(use_async, cstore, op, thread_id, tenant=FUZZ_TENANT)
     except MemfoldError:

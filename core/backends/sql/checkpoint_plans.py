@@ -77,6 +77,7 @@ from memfold.checkpoint_deltas import (
 from memfold.checkpoint_history import spare_history
 from memfold.checkpoint_model import (
     Blob,
+    ChannelHistory,
     Checkpoint,
     PendingWrite,
     SequenceBlob,
@@ -93,7 +94,15 @@ from memfold.tombstones import EraseSubject, ErasureCounts, FindThreads, LiftTom
 
 __all__ = ["CheckpointPlans"]
 
-_READS = (ops.GetCheckpoint, ops.ListCheckpoints, ops.CheckpointStats, FindThreads)
+_READS = (
+    ops.GetCheckpoint,
+    ops.ListCheckpoints,
+    ops.ReadChannelHistory,
+    ops.CheckpointStats,
+    FindThreads,
+)
+_HISTORY_PAGES = (32, 128, 512, 2048)
+"""Depths of the successive pages of `CheckpointPlans._history` (the last repeats)."""
 _SINGLE = (ops.SetCheckpointThreadTTL, ops.ReleaseThread)
 
 
@@ -175,6 +184,7 @@ class CheckpointPlans:
         if self.dialect == "postgresql":
             self._get_whole_newest = text(self._get_whole_sql(by_id=False))
             self._get_whole_by_id = text(self._get_whole_sql(by_id=True))
+        self._history_page = text(self._history_sql())
         self._values_by_key = text(self._values_sql(chains=False))
         self._values_with_chains = text(self._values_sql(chains=True))
         self.puts = CheckpointWrites(tables, dialect, self._values_by_key)
@@ -296,6 +306,34 @@ class CheckpointPlans:
             f"(SELECT * FROM {table} AS x WHERE {_CHAIN_ROWS} OFFSET 0) AS x {shared}"
         )
 
+    def _history_sql(self) -> str:
+        """A page of `_history`: checkpoint ``:start`` (depth 0) and up to ``:limit`` of its
+        ancestors along parents, each with its versions, refs and pending writes (`_WRITE`
+        columns, nulls for none; the start's own only if ``:own`` is above 0), by depth."""
+        q = self._quote
+        cp, w = q.format_table(self.tables.checkpoints), q.format_table(self.tables.writes)
+        space = "{0}.tenant = :tenant AND {0}.thread_id = :thread_id AND {0}.namespace = :namespace"
+        by_key = f"{space.format('c')} AND c.checkpoint_id = chain.parent_id"
+        # PostgreSQL plans the join from a thread's row estimate, and can scan the thread at
+        # each step; a lateral lookup by primary key cannot.
+        parent = (
+            f"CROSS JOIN LATERAL (SELECT * FROM {cp} AS c WHERE {by_key} LIMIT 1) AS c"
+            if self.dialect == "postgresql"
+            else f"JOIN {cp} AS c ON {by_key}"
+        )
+        return (
+            "WITH RECURSIVE chain(checkpoint_id, parent_id, versions, refs, depth) AS ("
+            f"SELECT checkpoint_id, parent_id, versions, refs, 0 FROM {cp} AS c "
+            f"WHERE {space.format('c')} AND c.checkpoint_id = :start "
+            "UNION ALL SELECT c.checkpoint_id, c.parent_id, c.versions, c.refs, chain.depth + 1 "
+            f"FROM chain {parent} WHERE chain.depth < :limit) "
+            "SELECT chain.depth, chain.checkpoint_id, chain.parent_id, chain.versions, chain.refs, "
+            f"{', '.join(f'w.{n}' for n in _WRITE)} FROM chain LEFT JOIN {w} AS w "
+            f"ON {space.format('w')} AND w.checkpoint_id = chain.checkpoint_id "
+            "AND (chain.depth > 0 OR :own > 0) "
+            "ORDER BY chain.depth"
+        )
+
     def _get_whole_sql(self, by_id: bool) -> str:
         """PostgreSQL: one checkpoint (the newest, or ``:checkpoint_id``) with its writes and
         every value row it reads, in one statement. Rows start with 0 (the checkpoint's
@@ -366,6 +404,8 @@ class CheckpointPlans:
                 return self.get(op, None, None)
             case ops.ListCheckpoints():
                 return self._list(op)
+            case ops.ReadChannelHistory():
+                return self._history(op)
             case ops.DeleteCheckpointThread(tenant, thread_id):
                 return self._delete_thread(tenant, thread_id)
             case ops.DeleteCheckpointRuns(tenant, run_ids):
@@ -640,6 +680,89 @@ class CheckpointPlans:
             return []
         result: list[Checkpoint] = yield from self._assemble(op.tenant, headers, writes, seen=seen)
         return result
+
+    def _history(self, op: ops.ReadChannelHistory) -> Plan:
+        """`ReadChannelHistory`: the ancestry a page at a time (`_history_sql`, pages of
+        `_HISTORY_PAGES`), then each seed's checkpoint read as `get` reads it; None when the
+        parents loop or a seed's value is not there (the paged walk reports or skips them)."""
+        c = self.tables.checkpoints
+        key = {"tenant": op.tenant, "thread_id": op.thread_id, "namespace": op.namespace}
+        start: bytes | None
+        if op.checkpoint_id is None:
+            found = yield (
+                self._cached(
+                    "newest id",
+                    select(c.c.checkpoint_id)
+                    .where(self._space_where(c))
+                    .order_by(c.c.checkpoint_id.desc())
+                    .limit(1),
+                ),
+                key,
+            )
+            start = bytes(found.rows[0][0]) if found.rows else None
+        else:
+            start = id_bytes(op.checkpoint_id)
+        wanted = set(op.channels)
+        writes: dict[str, list[PendingWrite]] = {ch: [] for ch in op.channels}
+        seeds: dict[str, bytes] = {}
+        remaining = set(wanted)
+        visited: set[bytes] = set()
+        maps: dict[str, dict[str, Any]] = {}
+
+        def mapping(text: str) -> dict[str, Any]:
+            found = maps.get(text)
+            if found is None:
+                found = maps[text] = json.loads(text)
+            return found
+
+        for page in range(1 << 30):
+            if start is None or not remaining:
+                break
+            limit = _HISTORY_PAGES[min(page, len(_HISTORY_PAGES) - 1)]
+            found = yield self._history_page, {**key, "start": start, "limit": limit, "own": page}
+            chain: dict[int, tuple[bytes, Any, str, str, list[PendingWrite]]] = {}
+            for depth, cid, parent, versions, refs, *write in found.rows:
+                if depth not in chain:
+                    chain[depth] = (bytes(cid), parent, versions, refs, [])
+                if write[0] is not None and write[2] in wanted:
+                    chain[depth][4].append(_write(write))
+            full, start = len(chain) > limit, None
+            walked = list(chain.values())
+            if page == 0 and walked:  # the checkpoint itself: only its parent is walked
+                visited.add(walked[0][0])
+                start = None if walked[0][1] is None else bytes(walked[0][1])
+                walked = walked[1:]
+            for cid, parent, versions, refs, own in walked:
+                if cid in visited:
+                    return None  # parents that loop: the paged walk raises NotFound
+                visited.add(cid)
+                own.sort(key=lambda w: (w.task_path, w.task_id, w.idx))
+                for write in reversed(own):
+                    if write.channel in remaining:
+                        writes[write.channel].append(write)
+                versions_map, refs_map = mapping(versions), mapping(refs)
+                for channel in [ch for ch in remaining if ch in versions_map]:
+                    if refs_map.get(channel, "") != NO_VALUE:
+                        seeds[channel] = cid
+                        remaining.discard(channel)
+                if not remaining:
+                    break
+                start = None if parent is None else bytes(parent)
+            if not full:
+                start = None  # the chain ended inside the page: no ancestor left to read
+        values: dict[str, Blob | SequenceBlob] = {}
+        for cid in dict.fromkeys(seeds.values()):
+            found = yield self._get_by_id, {**key, "checkpoint_id": cid}
+            stored = yield from self._assemble(
+                op.tenant, [r[: len(_CP)] for r in found.rows[:1]], {}
+            )
+            for channel in [ch for ch, seed in seeds.items() if seed == cid]:
+                if not stored or channel not in stored[0].values:
+                    return None  # a value that does not rebuild: the paged walk goes past it
+                values[channel] = stored[0].values[channel]
+        return {
+            ch: ChannelHistory(tuple(reversed(writes[ch])), values.get(ch)) for ch in op.channels
+        }
 
     def _stats(self, tenant: str, thread_id: str | None) -> Plan:
         t, c, v, w = (

@@ -181,6 +181,8 @@ class SQLCheckpointStore(BaseCheckpointStore):
             retention=retention,
         )
 
+    reads_channel_history = True
+
     @property
     def engine(self) -> Engine:
         """The sync SQLAlchemy engine."""
