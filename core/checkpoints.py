@@ -421,6 +421,11 @@ class BaseCheckpointStore(BaseStore):
             None if checkpoint_id is None else check_id(checkpoint_id, "checkpoint id"),
         )
 
+    def _reads_history(self) -> bool:
+        """Whether to read a history in one operation: the backend can, and no keyring seals
+        what it would read (the paged walk opens it)."""
+        return self.reads_channel_history and self._keyring is None
+
     def _history_op(
         self,
         thread_id: str,
@@ -591,12 +596,12 @@ class BaseCheckpointStore(BaseStore):
         tenant: str | None = None,
     ) -> dict[str, ChannelHistory] | None:
         """The history of ``channels`` before a checkpoint, read in one operation by a backend
-        that can (`reads_channel_history`); None on other backends, or when the read meets
-        what only `memfold.checkpoint_history.channel_history`'s paged walk handles (parents
-        that loop, encrypted bytes, a value it cannot rebuild). Use that function: it calls
-        this first."""
+        that can (`reads_channel_history`, and no keyring set); None on other backends, or
+        when the read meets what only `memfold.checkpoint_history.channel_history`'s paged
+        walk handles (parents that loop, encrypted bytes, a value it cannot rebuild). Use
+        that function: it calls this first."""
         op = self._history_op(thread_id, channels, namespace, checkpoint_id, tenant)
-        return _plain(self.execute(op)) if self.reads_channel_history else None
+        return _plain(self.execute(op)) if self._reads_history() else None
 
     def list_checkpoints(
         self,
@@ -764,7 +769,7 @@ class BaseCheckpointStore(BaseStore):
     ) -> dict[str, ChannelHistory] | None:
         """Async `read_channel_history`."""
         op = self._history_op(thread_id, channels, namespace, checkpoint_id, tenant)
-        return _plain(await self.aexecute(op)) if self.reads_channel_history else None
+        return _plain(await self.aexecute(op)) if self._reads_history() else None
 
     async def alist_checkpoints(
         self,

@@ -14,8 +14,10 @@ import pytest
 
 from memfold import EncryptionError, Message, Part, ToolCall, UnsupportedOperation
 from memfold import ops as thread_ops
+from memfold.checkpoint_history import channel_history
 from memfold.checkpoints import BaseCheckpointStore, Blob, PendingWrite, SequenceBlob
 from memfold.encryption import Keyring, sealed_key_ids
+from memfold.flows import arun, run
 from memfold.memories import BaseMemoryStore
 from memfold.redaction import Redactor
 from memfold.stores import BaseThreadStore
@@ -348,6 +350,10 @@ async def test_checkpoints_round_trip_encrypted_and_stay_deltas(
     assert latest.values["config"] == Blob("json", f'"{SECRET}"'.encode())
     assert latest.body == Blob("json", f'{{"step":23,"s":"{SECRET}"}}'.encode())
     assert [w.value.data for w in latest.writes] == [SECRET.encode()]
+    flow = channel_history(sealed_checkpoints, "t", ["messages"], checkpoint_id="c0005")
+    history = (await arun(flow) if use_async else run(flow))["messages"]
+    assert [w.value for w in history.writes] == [Blob("json", SECRET.encode())]
+    assert history.seed == SequenceBlob("json", tuple(items[:5]))
     listed = await api.list_checkpoints("t")
     assert [c.metadata["step"] for c in listed] == list(range(23, -1, -1))
     assert listed[5].values["messages"].items == tuple(items[:19])
@@ -371,6 +377,8 @@ async def test_checkpoints_refuse_to_read_without_the_right_key(
     sealed_checkpoints.keyring = None
     with pytest.raises(EncryptionError, match=r"'k1'.*no keyring"):
         await api.get("t")
+    with pytest.raises(EncryptionError, match=r"'k1'.*no keyring"):  # not the sealed bytes
+        run(channel_history(sealed_checkpoints, "t", ["messages"]))
     sealed_checkpoints.keyring = keyring("k2")
     with pytest.raises(EncryptionError, match="which this keyring lacks"):
         await api.list_checkpoints("t")
