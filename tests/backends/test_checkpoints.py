@@ -546,21 +546,27 @@ async def test_prune_keep_latest_per_namespace_leaves_no_orphans(api: Api) -> No
     assert await api.prune([]) == 0
 
 
+async def counted_chain(api: Api, ids: list[str], seed_every: int, start: int = 0) -> None:
+    """Checkpoints ``ids[start:]`` of one delta channel ``d`` in a line, as LangGraph stores a
+    delta graph's: a value at every ``seed_every``-th, metadata counting the supersteps since
+    (``counters_since_delta_snapshot``), and one write to ``d`` (its index) on each."""
+    for i in range(start, len(ids)):
+        since = i % seed_every
+        await api.put(
+            "t", ids[i], BODY, parent_id=ids[i - 1] if i else None, versions={"d": i + 1},
+            values=None if since else {"d": Blob("json", f'"seed {i}"'.encode())},
+            metadata={"counters_since_delta_snapshot": {"d": [since, since]}} if since else {},
+        )  # fmt: skip
+        await api.put_writes("t", ids[i], [write("task", 0, "d", str(i).encode())])
+
+
 async def test_prune_keep_latest_keeps_the_history_delta_channels_are_rebuilt_from(
     api: Api,
 ) -> None:
     """keep_latest also keeps the ancestors the newest checkpoint's metadata counts (see the
     sweep's test below), so its channel history reads the same."""
     ids = [cid(i) for i in range(6)]
-    for i, checkpoint_id in enumerate(ids):
-        since = i % 3  # a stored value at 0 and 3
-        await api.put(
-            "t", checkpoint_id, BODY, parent_id=ids[i - 1] if i else None,
-            versions={"d": i + 1},
-            values=None if since else {"d": Blob("json", f'"seed {i}"'.encode())},
-            metadata={"counters_since_delta_snapshot": {"d": [since, since]}} if since else {},
-        )  # fmt: skip
-        await api.put_writes("t", checkpoint_id, [write("task", 0, "d", str(i).encode())])
+    await counted_chain(api, ids, seed_every=3)
     before = await history(api, "t", ["d"])
     assert await api.prune(["t"]) == 3
     assert [c.checkpoint_id for c in await api.list_checkpoints("t")] == [cid(5), cid(4), cid(3)]
@@ -602,17 +608,9 @@ async def test_sweep_keeps_the_history_delta_channels_are_rebuilt_from(
     (``delta_writes_versioned``) keeps all of them."""
     ids = [cid(i) for i in range(10)]
     await grow(api, "js", 4)
-    for i, checkpoint_id in enumerate(ids):
-        if i == 5:
-            clock.advance(100)  # 0-4 are old
-        since = i % 5  # a stored value at 0 and 5
-        await api.put(
-            "t", checkpoint_id, BODY, parent_id=ids[i - 1] if i else None,
-            versions={"d": i + 1},
-            values=None if since else {"d": Blob("json", f'"seed {i}"'.encode())},
-            metadata={"counters_since_delta_snapshot": {"d": [since, since]}} if since else {},
-        )  # fmt: skip
-        await api.put_writes("t", checkpoint_id, [write("task", 0, "d", str(i).encode())])
+    await counted_chain(api, ids[:5], seed_every=5)
+    clock.advance(100)  # 0-4 are old
+    await counted_chain(api, ids, seed_every=5, start=5)
     fork = cid(20)  # from checkpoint 2: it needs 2, 1 and 0, not 9 back to 5
     await api.put(
         "t", fork, BODY, parent_id=cid(2), versions={"d": 30},
