@@ -720,23 +720,23 @@ class CheckpointPlans:
                 break
             limit = _HISTORY_PAGES[min(page, len(_HISTORY_PAGES) - 1)]
             found = yield self._history_page, {**key, "start": start, "limit": limit, "own": page}
-            chain: dict[int, tuple[bytes, Any, str, str, list[PendingWrite]]] = {}
+            chain: dict[int, tuple[bytes, Any, str, str, list[Any]]] = {}
             for depth, cid, parent, versions, refs, *write in found.rows:
                 if depth not in chain:
                     chain[depth] = (bytes(cid), parent, versions, refs, [])
                 if write[0] is not None and write[2] in wanted:
-                    chain[depth][4].append(_write(write))
+                    chain[depth][4].append(write)  # parsed only if walked
             full, start = len(chain) > limit, None
             walked = list(chain.values())
             if page == 0 and walked:  # the checkpoint itself: only its parent is walked
                 visited.add(walked[0][0])
                 start = None if walked[0][1] is None else bytes(walked[0][1])
                 walked = walked[1:]
-            for cid, parent, versions, refs, own in walked:
+            for cid, parent, versions, refs, stored in walked:
                 if cid in visited:
                     return None  # parents that loop: the paged walk raises NotFound
                 visited.add(cid)
-                own.sort(key=lambda w: (w.task_path, w.task_id, w.idx))
+                own = sorted(map(_write, stored), key=lambda w: (w.task_path, w.task_id, w.idx))
                 for write in reversed(own):
                     if write.channel in remaining:
                         writes[write.channel].append(write)
