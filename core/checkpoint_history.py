@@ -58,7 +58,7 @@ def channel_history(
     the nearest ancestor that stores the channel's value (included), and that value. A
     missing checkpoint, or a missing ancestor, ends the walk there.
 
-    A store that reads the history in one operation does so (SQL: see
+    A store that reads the history in one operation does so (SQL and Redis: see
     `memfold.checkpoints.BaseCheckpointStore.read_channel_history`). Elsewhere, only the
     store's ``get`` and ``list_checkpoints`` are used: ancestors are read a page at a time,
     newest first, in pages that grow fourfold (the newest checkpoint comes with its first

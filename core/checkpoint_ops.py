@@ -27,6 +27,7 @@ from memfold.model import JSON
 from memfold.ops import Op
 
 __all__ = [
+    "HISTORY_PAGES",
     "CheckpointStats",
     "CopyCheckpointThread",
     "DeleteCheckpointRuns",
@@ -108,6 +109,10 @@ class ListCheckpoints(Op[list[Checkpoint]]):
     filter: tuple[tuple[str, str], ...]
     before: str | None
     limit: int | None
+
+
+HISTORY_PAGES = (32, 128, 512, 2048)
+"""How many ancestors each successive read of a `ReadChannelHistory` takes (the last repeats)."""
 
 
 @dataclass(frozen=True, slots=True)

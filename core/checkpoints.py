@@ -319,7 +319,7 @@ class BaseCheckpointStore(BaseStore):
     """
 
     reads_channel_history: bool = False
-    """Whether the backend runs `memfold.checkpoint_ops.ReadChannelHistory` (SQL)."""
+    """Whether the backend runs `memfold.checkpoint_ops.ReadChannelHistory` (SQL, Redis)."""
 
     def __init__(
         self,

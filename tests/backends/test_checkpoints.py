@@ -368,13 +368,13 @@ class _Paged:
         return getattr(self.store, name)
 
 
-async def test_sql_stores_read_a_channel_history_in_one_operation(
+async def test_sql_and_redis_stores_read_a_channel_history_in_one_operation(
     api: Api, checkpoint_backend: str
 ) -> None:
-    """SQL stores answer `read_channel_history` themselves (what `channel_history` returns),
-    and leave to the paged walk (None) parents that loop, and a value they would have to look
-    for past a checkpoint that names none (stored without its channels' values); other
-    backends always answer None."""
+    """SQL and Redis stores answer `read_channel_history` themselves (what `channel_history`
+    returns), and leave to the paged walk (None) parents that loop; SQL stores also a value
+    they would have to look for past a checkpoint that names none (stored without its
+    channels' values), which Redis finds. Other backends always answer None."""
     ids = [cid(i) for i in range(200)]
     for i, checkpoint_id in enumerate(ids):  # as LangGraph stores them: no value is None
         seeded = i % 150 == 0
@@ -392,7 +392,7 @@ async def test_sql_stores_read_a_channel_history_in_one_operation(
             return await store.aread_channel_history(*args, **kwargs)
         return store.read_channel_history(*args, **kwargs)
 
-    sql = checkpoint_backend in ("sqlite", "postgresql")
+    sql = checkpoint_backend in ("sqlite", "postgresql", "redis")
     for at in (None, cid(199), cid(150), cid(149), cid(5), "missing"):
         found = await read("t", ["d", "other"], checkpoint_id=at)
         assert (found is not None) == sql
@@ -408,8 +408,9 @@ async def test_sql_stores_read_a_channel_history_in_one_operation(
     await api.put("u", "c1", BODY, versions={"d": 1}, values={"d": Blob("json", b'"seed"')})
     await api.put("u", "c2", BODY, parent_id="c1", versions={"d": 2})  # names no value
     await api.put("u", "c3", BODY, parent_id="c2", versions={"d": 3}, values={"d": None})
-    assert await read("u", ["d"]) is None
-    assert (await history(api, "u", ["d"]))["d"].seed == Blob("json", b'"seed"')
+    walked = await history(api, "u", ["d"])
+    assert walked["d"].seed == Blob("json", b'"seed"')
+    assert await read("u", ["d"]) == (walked if checkpoint_backend == "redis" else None)
     with pytest.raises(InvalidInput):
         await read("t", "d")
 

@@ -34,6 +34,7 @@ __all__ = [
     "RECORD_EFFECT",
     "RELEASE",
     "SET_TTL",
+    "WALK",
 ]
 
 _HELPERS = (
@@ -138,6 +139,53 @@ for _, member in ipairs(members) do
     end
     out[#out + 1] = {member, record, redis.call('HGET', metadata, member) or '{}', pairs_}
   end
+end
+return out
+"""
+)
+
+WALK = Script(
+    _HELPERS
+    + r"""
+-- ARGV: namespace, the checkpoint id to start from, how many of its ancestors to read at most.
+-- Returns {member, parent id, versions, refs, rows, writes} for that checkpoint and its
+-- ancestors along parents, nearest first (rows: the fields of the value rows it reads that
+-- exist and hold a value; writes as READ gives them), until a parent is missing or the limit
+-- is reached; a parent already walked ends it with {member} alone.
+local ns, id, left = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local out, seen = {}, {}
+while id ~= '' and left >= 0 do
+  local member = ns .. '\0' .. id
+  if seen[member] then
+    out[#out + 1] = {member}
+    break
+  end
+  seen[member] = true
+  local record = redis.call('HGET', records, member)
+  if not record then break end
+  local pairs_ = {}
+  local low, high = '[' .. member .. '\0', '(' .. member .. '\1'
+  local fields = redis.call('ZRANGEBYLEX', write_index, low, high)
+  if #fields > 0 then
+    local values = redis.call('HMGET', writes, unpack(fields))
+    for j, field in ipairs(fields) do
+      if values[j] then
+        pairs_[#pairs_ + 1] = field
+        pairs_[#pairs_ + 1] = values[j]
+      end
+    end
+  end
+  local held = {}
+  local found = redis.call('HGET', roots, member)
+  if found then
+    for _, field in ipairs(items_of(found)) do
+      local header = redis.call('HGET', headers, field)
+      if header and items_of(header)[2] ~= 'empty' then held[#held + 1] = field end
+    end
+  end
+  local fields_ = items_of(record)
+  out[#out + 1] = {member, fields_[1], fields_[5], fields_[6], held, pairs_}
+  id, left = fields_[1], left - 1
 end
 return out
 """

@@ -87,8 +87,10 @@ from memfold.checkpoint_deltas import (
 from memfold.checkpoint_history import spare_history
 from memfold.checkpoint_model import (
     Blob,
+    ChannelHistory,
     Checkpoint,
     Lease,
+    PendingWrite,
     RetentionPolicy,
     SequenceBlob,
     StorageStats,
@@ -258,6 +260,7 @@ class RedisCheckpointStore(BaseCheckpointStore):
     """
 
     name = "redis"
+    reads_channel_history = True
 
     def __init__(
         self,
@@ -346,6 +349,8 @@ class RedisCheckpointStore(BaseCheckpointStore):
                 return self._get(tenant, thread_id, namespace, checkpoint_id)
             case ops.ListCheckpoints():
                 return self._list(op)
+            case ops.ReadChannelHistory():
+                return self._history(op)
             case ops.DeleteCheckpointThread(tenant, thread_id):
                 return self._delete_count(tenant, thread_id)
             case ops.DeleteCheckpointRuns(tenant, run_ids):
@@ -554,6 +559,66 @@ class RedisCheckpointStore(BaseCheckpointStore):
             call = _script(scripts.READ, keys.all, "members", member(namespace, checkpoint_id))
         found = self._checkpoints(thread_id, (yield call))
         return found[0] if found else None
+
+    def _history(self, op: ops.ReadChannelHistory) -> Flow[dict[str, ChannelHistory] | None]:
+        """`ReadChannelHistory`: the ancestry a page at a time (`scripts.WALK`, pages of
+        `ops.HISTORY_PAGES`), a checkpoint holding a channel's value when the row of the
+        channel's version exists; then each seed's checkpoint read as `get` reads it. None
+        when the parents loop or a seed's value does not rebuild (the paged walk reports or
+        skips them)."""
+        keys, ns = self._keys(op.tenant, op.thread_id), op.namespace
+        start = op.checkpoint_id
+        if start is None:
+            newest = yield _command(
+                "ZREVRANGEBYLEX", keys.ids, b"(" + ns.encode() + b"\x01", b"[" + member(ns, ""),
+                "LIMIT", 0, 1,
+            )  # fmt: skip
+            start = split_member(newest[0])[1] if newest else None
+        writes: dict[str, list[PendingWrite]] = {ch: [] for ch in op.channels}
+        seeds: dict[str, str] = {}
+        remaining = set(op.channels)
+        visited: set[bytes] = set()
+        for page in range(1 << 30):
+            if start is None or not remaining:
+                break
+            limit = ops.HISTORY_PAGES[min(page, len(ops.HISTORY_PAGES) - 1)]
+            walked = yield _script(scripts.WALK, keys.all, ns, start, limit)
+            full, start = len(walked) > limit, None
+            if page == 0 and walked:  # the checkpoint itself: only its parent is walked
+                visited.add(walked[0][0])
+                start = walked[0][1].decode() or None
+                walked = walked[1:]
+            for entry in walked:
+                if len(entry) == 1 or entry[0] in visited:
+                    return None  # parents that loop: the paged walk raises NotFound
+                m, parent, versions_json, refs_json, rows, pairs = entry
+                visited.add(m)
+                versions, refs = json.loads(versions_json), json.loads(refs_json)
+                own = [decode_write(self.codec, f, v) for f, v in _pairs(pairs)]
+                own.sort(key=lambda w: (w.task_path, w.task_id, w.idx))
+                for write in reversed(own):
+                    if write.channel in remaining:
+                        writes[write.channel].append(write)
+                held = set(rows)
+                for channel in [ch for ch in remaining if ch in versions]:
+                    if row_field(ns, channel_key(channel, versions[channel], refs)) in held:
+                        seeds[channel] = split_member(m)[1]
+                        remaining.discard(channel)
+                if not remaining:
+                    break
+                start = parent.decode() or None
+            if not full:
+                start = None  # the chain ended inside the page: no ancestor left to read
+        values: dict[str, Blob | SequenceBlob] = {}
+        for checkpoint_id in dict.fromkeys(seeds.values()):
+            stored = yield from self._get(op.tenant, op.thread_id, ns, checkpoint_id)
+            for channel in [ch for ch, seed in seeds.items() if seed == checkpoint_id]:
+                if stored is None or channel not in stored.values:
+                    return None  # a value that does not rebuild: the paged walk goes past it
+                values[channel] = stored.values[channel]
+        return {
+            ch: ChannelHistory(tuple(reversed(writes[ch])), values.get(ch)) for ch in op.channels
+        }
 
     def _list(self, op: ops.ListCheckpoints) -> Flow[list[Checkpoint]]:
         if op.thread_id is not None:

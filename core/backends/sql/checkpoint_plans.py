@@ -101,8 +101,7 @@ _READS = (
     ops.CheckpointStats,
     FindThreads,
 )
-_HISTORY_PAGES = (32, 128, 512, 2048)
-"""Depths of the successive pages of `CheckpointPlans._history` (the last repeats)."""
+
 _SINGLE = (ops.SetCheckpointThreadTTL, ops.ReleaseThread)
 
 
@@ -683,7 +682,7 @@ class CheckpointPlans:
 
     def _history(self, op: ops.ReadChannelHistory) -> Plan:
         """`ReadChannelHistory`: the ancestry a page at a time (`_history_sql`, pages of
-        `_HISTORY_PAGES`), then each seed's checkpoint read as `get` reads it; None when the
+        `ops.HISTORY_PAGES`), then each seed's checkpoint read as `get` reads it; None when the
         parents loop or a seed's value is not there (the paged walk reports or skips them)."""
         c = self.tables.checkpoints
         key = {"tenant": op.tenant, "thread_id": op.thread_id, "namespace": op.namespace}
@@ -718,7 +717,7 @@ class CheckpointPlans:
         for page in range(1 << 30):
             if start is None or not remaining:
                 break
-            limit = _HISTORY_PAGES[min(page, len(_HISTORY_PAGES) - 1)]
+            limit = ops.HISTORY_PAGES[min(page, len(ops.HISTORY_PAGES) - 1)]
             found = yield self._history_page, {**key, "start": start, "limit": limit, "own": page}
             chain: dict[int, tuple[bytes, Any, str, str, list[Any]]] = {}
             for depth, cid, parent, versions, refs, *write in found.rows:
