@@ -27,7 +27,7 @@ Examples:
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from typing import Any, TypeVar
 
@@ -42,6 +42,56 @@ K = TypeVar("K", bound=Hashable)
 
 _FIRST_PAGE = 16
 _LAST_PAGE = 1024
+
+
+class AncestorWalk:
+    """The histories of some channels gathered from a checkpoint's ancestors, handed over one
+    at a time from the parent back (`visit`), for `channel_history` and the backends that read
+    a history in one operation (`memfold.checkpoint_ops.ReadChannelHistory`)."""
+
+    def __init__(self, thread_id: str, channels: Sequence[str], start: str) -> None:
+        self.thread_id = thread_id
+        self.channels = tuple(channels)
+        self.remaining = set(channels)
+        self.writes: dict[str, list[PendingWrite]] = {ch: [] for ch in channels}
+        self.seeds: dict[str, str] = {}
+        """Each channel whose walk ended: the ancestor that holds its value."""
+        self._visited = {start}
+
+    @property
+    def done(self) -> bool:
+        """Whether every channel's walk has ended at an ancestor holding its value."""
+        return not self.remaining
+
+    def visit(
+        self, checkpoint_id: str, writes: Iterable[PendingWrite], holds: Callable[[str], bool]
+    ) -> list[str]:
+        """Take the next ancestor: its writes in stored order, and whether it ``holds`` a
+        channel's value; returns the channels whose walk ends here (their value is here).
+
+        Raises:
+            NotFound: the ancestor was walked already (the parents loop).
+        """
+        if checkpoint_id in self._visited:
+            raise NotFound(
+                f"thread {self.thread_id!r}: checkpoint {checkpoint_id!r} is its own ancestor"
+            )
+        self._visited.add(checkpoint_id)
+        for write in reversed(list(writes)):
+            if write.channel in self.remaining:
+                self.writes[write.channel].append(write)
+        ended = [ch for ch in self.channels if ch in self.remaining and holds(ch)]
+        for channel in ended:
+            self.seeds[channel] = checkpoint_id
+            self.remaining.discard(channel)
+        return ended
+
+    def result(self, values: Mapping[str, Blob | SequenceBlob]) -> dict[str, ChannelHistory]:
+        """Each channel's writes, oldest first, with ``values`` (by channel) as seeds."""
+        return {
+            ch: ChannelHistory(tuple(reversed(self.writes[ch])), values.get(ch))
+            for ch in self.channels
+        }
 
 
 def channel_history(
@@ -102,14 +152,12 @@ def channel_history(
     else:
         target = yield Call(store, "get", (thread_id,), {**where, "checkpoint_id": checkpoint_id})
         before = None if target is None else target.checkpoint_id
-    writes: dict[str, list[PendingWrite]] = {ch: [] for ch in wanted}
+    if target is None:
+        return {ch: ChannelHistory() for ch in wanted}
+    walk = AncestorWalk(thread_id, wanted, target.checkpoint_id)
     seeds: dict[str, Blob | SequenceBlob] = {}
-    remaining = set(wanted)
-    cursor = None if target is None else target.parent_id
-    visited = set() if target is None else {target.checkpoint_id}
-    while cursor is not None and remaining:
-        if cursor in visited:
-            raise NotFound(f"thread {thread_id!r}: checkpoint {cursor!r} is its own ancestor")
+    cursor = target.parent_id
+    while cursor is not None and not walk.done:
         found = paged.pop(cursor, None)
         if found is None and not exhausted and before is not None and cursor < before:
             page = yield Call(
@@ -124,15 +172,10 @@ def channel_history(
             found = yield Call(store, "get", (thread_id,), {**where, "checkpoint_id": cursor})
             if found is None:
                 break
-        visited.add(cursor)
-        for write in reversed(found.writes):
-            if write.channel in remaining:
-                writes[write.channel].append(write)
-        for channel in [ch for ch in remaining if ch in found.values]:
+        for channel in walk.visit(cursor, found.writes, found.values.__contains__):
             seeds[channel] = found.values[channel]
-            remaining.discard(channel)
         cursor = found.parent_id
-    return {ch: ChannelHistory(tuple(reversed(writes[ch])), seeds.get(ch)) for ch in wanted}
+    return walk.result(seeds)
 
 
 def history_depth(metadata: Mapping[str, Any]) -> float:

@@ -74,6 +74,23 @@ local function first_item(packed)
   return string.sub(packed, at, at + size - 1)
 end
 
+-- A checkpoint's pending writes, as field, value pairs.
+local function writes_of(member)
+  local pairs_ = {}
+  local low, high = '[' .. member .. '\0', '(' .. member .. '\1'
+  local fields = redis.call('ZRANGEBYLEX', write_index, low, high)
+  if #fields > 0 then
+    local values = redis.call('HMGET', writes, unpack(fields))
+    for j, field in ipairs(fields) do
+      if values[j] then
+        pairs_[#pairs_ + 1] = field
+        pairs_[#pairs_ + 1] = values[j]
+      end
+    end
+  end
+  return pairs_
+end
+
 local function chunked(command, key, list)
   for j = 1, #list, 1000 do
     redis.call(command, key, unpack(list, j, math.min(j + 999, #list)))
@@ -125,19 +142,8 @@ for _, member in ipairs(members) do
         end
       end
     end
-    local pairs_ = {}
-    local low, high = '[' .. member .. '\0', '(' .. member .. '\1'
-    local fields = redis.call('ZRANGEBYLEX', write_index, low, high)
-    if #fields > 0 then
-      local values = redis.call('HMGET', writes, unpack(fields))
-      for j, field in ipairs(fields) do
-        if values[j] then
-          pairs_[#pairs_ + 1] = field
-          pairs_[#pairs_ + 1] = values[j]
-        end
-      end
-    end
-    out[#out + 1] = {member, record, redis.call('HGET', metadata, member) or '{}', pairs_}
+    local meta = redis.call('HGET', metadata, member) or '{}'
+    out[#out + 1] = {member, record, meta, writes_of(member)}
   end
 end
 return out
@@ -150,31 +156,14 @@ WALK = Script(
 -- ARGV: namespace, the checkpoint id to start from, how many of its ancestors to read at most.
 -- Returns {member, parent id, versions, refs, rows, writes} for that checkpoint and its
 -- ancestors along parents, nearest first (rows: the fields of the value rows it reads that
--- exist and hold a value; writes as READ gives them), until a parent is missing or the limit
--- is reached; a parent already walked ends it with {member} alone.
+-- exist and hold a value; writes: field, value pairs), until a parent is missing or the limit
+-- is reached (parents that loop are walked round again: the caller finds them).
 local ns, id, left = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local out, seen = {}, {}
+local out = {}
 while id ~= '' and left >= 0 do
   local member = ns .. '\0' .. id
-  if seen[member] then
-    out[#out + 1] = {member}
-    break
-  end
-  seen[member] = true
   local record = redis.call('HGET', records, member)
   if not record then break end
-  local pairs_ = {}
-  local low, high = '[' .. member .. '\0', '(' .. member .. '\1'
-  local fields = redis.call('ZRANGEBYLEX', write_index, low, high)
-  if #fields > 0 then
-    local values = redis.call('HMGET', writes, unpack(fields))
-    for j, field in ipairs(fields) do
-      if values[j] then
-        pairs_[#pairs_ + 1] = field
-        pairs_[#pairs_ + 1] = values[j]
-      end
-    end
-  end
   local held = {}
   local found = redis.call('HGET', roots, member)
   if found then
@@ -184,7 +173,7 @@ while id ~= '' and left >= 0 do
     end
   end
   local fields_ = items_of(record)
-  out[#out + 1] = {member, fields_[1], fields_[5], fields_[6], held, pairs_}
+  out[#out + 1] = {member, fields_[1], fields_[5], fields_[6], held, writes_of(member)}
   id, left = fields_[1], left - 1
 end
 return out

@@ -32,6 +32,7 @@ import json
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import count
 from typing import Any, Final, TypeAlias, TypeVar, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -84,20 +85,19 @@ from memfold.checkpoint_deltas import (
     unpack_items,
     version_key,
 )
-from memfold.checkpoint_history import spare_history
+from memfold.checkpoint_history import AncestorWalk, spare_history
 from memfold.checkpoint_model import (
     Blob,
     ChannelHistory,
     Checkpoint,
     Lease,
-    PendingWrite,
     RetentionPolicy,
     SequenceBlob,
     StorageStats,
     SweepResult,
 )
 from memfold.checkpoints import BaseCheckpointStore, claim_lease, matches_filter
-from memfold.errors import Conflict, InvalidInput
+from memfold.errors import Conflict, InvalidInput, NotFound
 from memfold.journal import JOURNAL_OPS
 from memfold.ops import Op
 from memfold.schema_steps import SchemaSteps
@@ -173,6 +173,16 @@ def _command(*command: str | bytes | int) -> Call[Any]:
 def _key_of(field: bytes) -> BlobKey:
     _ns, channel, version, owner = field.decode().split("\0")
     return channel, version, owner
+
+
+def _holds_row(
+    namespace: str, versions: dict[str, Any], refs: dict[str, str], held: set[bytes]
+) -> Callable[[str], bool]:
+    """Whether a checkpoint holds a channel's value: the row of the channel's version is one of
+    ``held`` (the rows it reads that hold a value)."""
+    return lambda ch: (
+        ch in versions and row_field(namespace, channel_key(ch, versions[ch], refs)) in held
+    )
 
 
 def _pairs(flat: list[Any]) -> Iterable[tuple[Any, Any]]:
@@ -562,10 +572,9 @@ class RedisCheckpointStore(BaseCheckpointStore):
 
     def _history(self, op: ops.ReadChannelHistory) -> Flow[dict[str, ChannelHistory] | None]:
         """`ReadChannelHistory`: the ancestry a page at a time (`scripts.WALK`, pages of
-        `ops.HISTORY_PAGES`), a checkpoint holding a channel's value when the row of the
-        channel's version exists; then each seed's checkpoint read as `get` reads it. None
-        when the parents loop or a seed's value does not rebuild (the paged walk reports or
-        skips them)."""
+        `ops.HISTORY_PAGES`) through an `AncestorWalk`, then each seed's checkpoint read as
+        `get` reads it. None when the parents loop or a seed's value does not rebuild (the
+        paged walk reports or skips them)."""
         keys, ns = self._keys(op.tenant, op.thread_id), op.namespace
         start = op.checkpoint_id
         if start is None:
@@ -574,51 +583,35 @@ class RedisCheckpointStore(BaseCheckpointStore):
                 "LIMIT", 0, 1,
             )  # fmt: skip
             start = split_member(newest[0])[1] if newest else None
-        writes: dict[str, list[PendingWrite]] = {ch: [] for ch in op.channels}
-        seeds: dict[str, str] = {}
-        remaining = set(op.channels)
-        visited: set[bytes] = set()
-        for page in range(1 << 30):
-            if start is None or not remaining:
-                break
+        if start is None:
+            return {ch: ChannelHistory() for ch in op.channels}
+        walk = AncestorWalk(op.thread_id, op.channels, start)
+        for page in count():
             limit = ops.HISTORY_PAGES[min(page, len(ops.HISTORY_PAGES) - 1)]
             walked = yield _script(scripts.WALK, keys.all, ns, start, limit)
-            full, start = len(walked) > limit, None
-            if page == 0 and walked:  # the checkpoint itself: only its parent is walked
-                visited.add(walked[0][0])
-                start = walked[0][1].decode() or None
-                walked = walked[1:]
-            for entry in walked:
-                if len(entry) == 1 or entry[0] in visited:
-                    return None  # parents that loop: the paged walk raises NotFound
-                m, parent, versions_json, refs_json, rows, pairs = entry
-                visited.add(m)
+            parent = walked[0][1] if page == 0 and walked else b""
+            for m, up, versions_json, refs_json, rows, pairs in walked[1 if page == 0 else 0 :]:
                 versions, refs = json.loads(versions_json), json.loads(refs_json)
                 own = [decode_write(self.codec, f, v) for f, v in _pairs(pairs)]
                 own.sort(key=lambda w: (w.task_path, w.task_id, w.idx))
-                for write in reversed(own):
-                    if write.channel in remaining:
-                        writes[write.channel].append(write)
-                held = set(rows)
-                for channel in [ch for ch in remaining if ch in versions]:
-                    if row_field(ns, channel_key(channel, versions[channel], refs)) in held:
-                        seeds[channel] = split_member(m)[1]
-                        remaining.discard(channel)
-                if not remaining:
+                try:
+                    walk.visit(split_member(m)[1], own, _holds_row(ns, versions, refs, set(rows)))
+                except NotFound:
+                    return None  # parents that loop: the paged walk reports it
+                if walk.done:
                     break
-                start = parent.decode() or None
-            if not full:
-                start = None  # the chain ended inside the page: no ancestor left to read
+                parent = up
+            if walk.done or not parent or len(walked) <= limit:
+                break  # every channel's value found, or no ancestor left to read
+            start = parent.decode()
         values: dict[str, Blob | SequenceBlob] = {}
-        for checkpoint_id in dict.fromkeys(seeds.values()):
-            stored = yield from self._get(op.tenant, op.thread_id, ns, checkpoint_id)
-            for channel in [ch for ch, seed in seeds.items() if seed == checkpoint_id]:
+        for seed in dict.fromkeys(walk.seeds.values()):
+            stored = yield from self._get(op.tenant, op.thread_id, ns, seed)
+            for channel in [ch for ch, at in walk.seeds.items() if at == seed]:
                 if stored is None or channel not in stored.values:
                     return None  # a value that does not rebuild: the paged walk goes past it
                 values[channel] = stored.values[channel]
-        return {
-            ch: ChannelHistory(tuple(reversed(writes[ch])), values.get(ch)) for ch in op.channels
-        }
+        return walk.result(values)
 
     def _list(self, op: ops.ListCheckpoints) -> Flow[list[Checkpoint]]:
         if op.thread_id is not None:

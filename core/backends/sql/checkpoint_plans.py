@@ -21,8 +21,9 @@ The semantics are those of `memfold.backends.memory_checkpoints`, on the layout 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from itertools import count
 from typing import Any
 
 from sqlalchemy import (
@@ -74,7 +75,7 @@ from memfold.checkpoint_deltas import (
     reachable,
     rebuild,
 )
-from memfold.checkpoint_history import spare_history
+from memfold.checkpoint_history import AncestorWalk, spare_history
 from memfold.checkpoint_model import (
     Blob,
     ChannelHistory,
@@ -86,7 +87,7 @@ from memfold.checkpoint_model import (
     Version,
 )
 from memfold.checkpoints import matches_filter
-from memfold.errors import Conflict, InvalidInput
+from memfold.errors import Conflict, InvalidInput, NotFound
 from memfold.journal import JOURNAL_OPS
 from memfold.model import JSON
 from memfold.ops import Op
@@ -701,11 +702,10 @@ class CheckpointPlans:
             start = bytes(found.rows[0][0]) if found.rows else None
         else:
             start = id_bytes(op.checkpoint_id)
+        if start is None:
+            return {ch: ChannelHistory() for ch in op.channels}
+        walk = AncestorWalk(op.thread_id, op.channels, id_text(start))
         wanted = set(op.channels)
-        writes: dict[str, list[PendingWrite]] = {ch: [] for ch in op.channels}
-        seeds: dict[str, bytes] = {}
-        remaining = set(wanted)
-        visited: set[bytes] = set()
         maps: dict[str, dict[str, Any]] = {}
 
         def mapping(text: str) -> dict[str, Any]:
@@ -714,9 +714,7 @@ class CheckpointPlans:
                 found = maps[text] = json.loads(text)
             return found
 
-        for page in range(1 << 30):
-            if start is None or not remaining:
-                break
+        for page in count():
             limit = ops.HISTORY_PAGES[min(page, len(ops.HISTORY_PAGES) - 1)]
             found = yield self._history_page, {**key, "start": start, "limit": limit, "own": page}
             chain: dict[int, tuple[bytes, Any, str, str, list[Any]]] = {}
@@ -725,43 +723,31 @@ class CheckpointPlans:
                     chain[depth] = (bytes(cid), parent, versions, refs, [])
                 if write[0] is not None and write[2] in wanted:
                     chain[depth][4].append(write)  # parsed only if walked
-            full, start = len(chain) > limit, None
-            walked = list(chain.values())
-            if page == 0 and walked:  # the checkpoint itself: only its parent is walked
-                visited.add(walked[0][0])
-                start = None if walked[0][1] is None else bytes(walked[0][1])
-                walked = walked[1:]
+            walked = list(chain.values())[1 if page == 0 else 0 :]  # not the checkpoint itself
+            start = chain[0][1] if page == 0 and chain else None
             for cid, parent, versions, refs, stored in walked:
-                if cid in visited:
-                    return None  # parents that loop: the paged walk raises NotFound
-                visited.add(cid)
                 own = sorted(map(_write, stored), key=lambda w: (w.task_path, w.task_id, w.idx))
-                for write in reversed(own):
-                    if write.channel in remaining:
-                        writes[write.channel].append(write)
-                versions_map, refs_map = mapping(versions), mapping(refs)
-                for channel in [ch for ch in remaining if ch in versions_map]:
-                    if refs_map.get(channel, "") != NO_VALUE:
-                        seeds[channel] = cid
-                        remaining.discard(channel)
-                if not remaining:
+                try:
+                    walk.visit(id_text(cid), own, _names_value(mapping(versions), mapping(refs)))
+                except NotFound:
+                    return None  # parents that loop: the paged walk reports it
+                if walk.done:
                     break
-                start = None if parent is None else bytes(parent)
-            if not full:
-                start = None  # the chain ended inside the page: no ancestor left to read
+                start = parent
+            if walk.done or start is None or len(chain) <= limit:
+                break  # every channel's value found, or no ancestor left to read
+            start = bytes(start)
         values: dict[str, Blob | SequenceBlob] = {}
-        for cid in dict.fromkeys(seeds.values()):
-            found = yield self._get_by_id, {**key, "checkpoint_id": cid}
+        for seed in dict.fromkeys(walk.seeds.values()):
+            found = yield self._get_by_id, {**key, "checkpoint_id": id_bytes(seed)}
             stored = yield from self._assemble(
                 op.tenant, [r[: len(_CP)] for r in found.rows[:1]], {}
             )
-            for channel in [ch for ch, seed in seeds.items() if seed == cid]:
+            for channel in [ch for ch, at in walk.seeds.items() if at == seed]:
                 if not stored or channel not in stored[0].values:
                     return None  # a value that does not rebuild: the paged walk goes past it
                 values[channel] = stored[0].values[channel]
-        return {
-            ch: ChannelHistory(tuple(reversed(writes[ch])), values.get(ch)) for ch in op.channels
-        }
+        return walk.result(values)
 
     def _stats(self, tenant: str, thread_id: str | None) -> Plan:
         t, c, v, w = (
@@ -1302,6 +1288,12 @@ def _parse_rows(
         if (row[2], row[3], row[4]) not in space:
             stored = parsed.parse(row, seen)[2]
             space[stored.key] = stored
+
+
+def _names_value(versions: dict[str, Any], refs: dict[str, Any]) -> Callable[[str], bool]:
+    """Whether a checkpoint's versions and refs name a value of a channel (`NO_VALUE` names
+    none; a row they name may still be missing)."""
+    return lambda channel: channel in versions and refs.get(channel, "") != NO_VALUE
 
 
 def _write(row: Any, seen: dict[bytes, bytes] | None = None) -> PendingWrite:
