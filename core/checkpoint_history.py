@@ -3,9 +3,10 @@ flow: what LangGraph's delta channels replay to rebuild their value.
 
 A delta channel stores a value only now and then; in between, its value is the last stored one
 (the *seed*) with the writes of every later step applied in order. `channel_history` walks the
-parent chain of a checkpoint (not the listing order, so a fork sees only its own branch), a
-page of the namespace's checkpoints at a time instead of one read per ancestor, and stops for
-each channel at the nearest ancestor that stores a value for it.
+parent chain of a checkpoint (not the listing order, so a fork sees only its own branch) and
+stops for each channel at the nearest ancestor that stores a value for it: in one read per page
+of ancestors where the store can (SQL, Redis), else a page of the namespace's checkpoints at a
+time, never one read per ancestor. `AncestorWalk` holds the rules of that walk for both.
 
 Retention must keep that history: `history_depth` reads from a checkpoint's metadata how many
 ancestors rebuilding it needs, and `spare_history` takes those ancestors out of what a sweep or
