@@ -31,9 +31,10 @@ from memfold.checkpoint_deltas import (
     reachable,
     rebuild,
 )
-from memfold.checkpoint_history import spare_history
+from memfold.checkpoint_history import AncestorWalk, spare_history
 from memfold.checkpoint_model import (
     Blob,
+    ChannelHistory,
     Checkpoint,
     PendingWrite,
     RetentionPolicy,
@@ -43,7 +44,7 @@ from memfold.checkpoint_model import (
     Version,
 )
 from memfold.checkpoints import BaseCheckpointStore, claim_lease, matches_filter
-from memfold.errors import Conflict, InvalidInput
+from memfold.errors import Conflict, InvalidInput, NotFound
 from memfold.journal import JOURNAL_OPS, RecordEffect
 from memfold.model import JSON
 from memfold.ops import Op
@@ -137,6 +138,7 @@ class MemoryCheckpointStore(BaseCheckpointStore):
     """
 
     name = "memory"
+    reads_channel_history = True
 
     def __init__(
         self,
@@ -180,6 +182,8 @@ class MemoryCheckpointStore(BaseCheckpointStore):
                 return self._get(tenant, thread_id, namespace, checkpoint_id)
             case ops.ListCheckpoints():
                 return self._list(op)
+            case ops.ReadChannelHistory():
+                return self._history(op)
             case ops.DeleteCheckpointThread(tenant, thread_id):
                 self._journal.drop(tenant, thread_id)
                 thread = self._threads.pop((tenant, thread_id), None)
@@ -325,7 +329,7 @@ class MemoryCheckpointStore(BaseCheckpointStore):
             record.body,
             dict(record.versions),
             values,
-            tuple(sorted(writes.values(), key=lambda w: (w.task_path, w.task_id, w.idx))),
+            tuple(sorted(writes.values(), key=_write_order)),
         )
 
     def _get(
@@ -340,6 +344,36 @@ class MemoryCheckpointStore(BaseCheckpointStore):
         elif checkpoint_id not in space.records:
             return None
         return self._checkpoint(thread_id, namespace, checkpoint_id, space)
+
+    def _history(self, op: ops.ReadChannelHistory) -> dict[str, ChannelHistory] | None:
+        """`ReadChannelHistory`, walking the records' parents (an `AncestorWalk`); None when
+        they loop (the paged walk reports it)."""
+        thread = self._threads.get((op.tenant, op.thread_id))
+        space = None if thread is None else thread.spaces.get(op.namespace)
+        start = op.checkpoint_id
+        if space is not None and start is None and space.ids:
+            start = space.ids[-1]
+        if space is None or start not in space.records:
+            return {ch: ChannelHistory() for ch in op.channels}
+        walk = AncestorWalk(op.thread_id, op.channels, start)
+        memo: ChainMemo = {}
+        values: dict[str, Blob | SequenceBlob] = {}
+        cursor = space.records[start].parent_id
+        while cursor is not None and cursor in space.records and not walk.done:
+            record = space.records[cursor]
+            held: dict[str, Blob | SequenceBlob] = {}
+            for channel in walk.remaining.intersection(record.versions):
+                row = space.blobs.get(channel_key(channel, record.versions[channel], record.refs))
+                if row is not None and (value := rebuild(row, space.blobs.get, memo)) is not None:
+                    held[channel] = value
+            writes = space.writes.get(cursor, {}).values()
+            try:
+                ended = walk.visit(cursor, sorted(writes, key=_write_order), held.__contains__)
+            except NotFound:
+                return None
+            values.update((channel, held[channel]) for channel in ended)
+            cursor = record.parent_id
+        return walk.result(values)
 
     def _list(self, op: ops.ListCheckpoints) -> list[Checkpoint]:
         if op.thread_id is not None:
@@ -536,3 +570,8 @@ class MemoryCheckpointStore(BaseCheckpointStore):
                 if not doomed:
                     self._collect(space, removed)  # rows left behind by re-put checkpoints
         return SweepResult(threads, removed.checkpoints, removed.blobs, removed.writes)
+
+
+def _write_order(write: PendingWrite) -> tuple[str, str, int]:
+    """The order a checkpoint's pending writes are read back in."""
+    return write.task_path, write.task_id, write.idx

@@ -229,11 +229,7 @@ async def test_delta_channel_history_matches_langgraphs_own_walk(
         walk_reads = len(reads)
         reads.clear()
         saver.get_delta_channel_history(config=thread(), channels=["messages"])
-        assert reads == (  # SQL reads it in one operation; elsewhere one page holds this walk
-            ["read_channel_history"]
-            if backend == "sqlite"
-            else ["read_channel_history", "list_checkpoints"]
-        )
+        assert reads == ["read_channel_history"]  # one store operation
         assert walk_reads > 1
 
 
