@@ -5,7 +5,7 @@ A delta channel stores a value only now and then; in between, its value is the l
 (the *seed*) with the writes of every later step applied in order. `channel_history` walks the
 parent chain of a checkpoint (not the listing order, so a fork sees only its own branch) and
 stops for each channel at the nearest ancestor that stores a value for it: in one read per page
-of ancestors where the store can (memory, SQL, Redis), else a page of the namespace's
+of ancestors where the store can (every memfold store), else a page of the namespace's
 checkpoints at a time, never one read per ancestor. `AncestorWalk` holds the rules of that walk
 for both.
 
@@ -110,7 +110,7 @@ def channel_history(
     the nearest ancestor that stores the channel's value (included), and that value. A
     missing checkpoint, or a missing ancestor, ends the walk there.
 
-    A store that reads the history in one operation does so (memory, SQL and Redis: see
+    A store that reads the history in one operation does so (every memfold store: see
     `memfold.checkpoints.BaseCheckpointStore.read_channel_history`). Elsewhere, only the
     store's ``get`` and ``list_checkpoints`` are used: ancestors are read a page at a time,
     newest first, in pages that grow fourfold (the newest checkpoint comes with its first

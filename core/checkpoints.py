@@ -319,8 +319,8 @@ class BaseCheckpointStore(BaseStore):
     """
 
     reads_channel_history: bool = False
-    """Whether the backend runs `memfold.checkpoint_ops.ReadChannelHistory` (memory, SQL,
-    Redis)."""
+    """Whether the backend runs `memfold.checkpoint_ops.ReadChannelHistory` (every memfold
+    backend does)."""
 
     def __init__(
         self,

@@ -6,7 +6,8 @@ The design of `memfold.backends.tiered.TieredThreadStore`, for checkpoints:
 - Every write goes to the durable store first, so a checkpoint acknowledged is a checkpoint
   committed there (leases are enforced there too); the same operation is then applied to the
   hot store, without the lease.
-- ``get`` and ``list`` of one thread are served hot when the hot store holds the whole thread:
+- ``get``, ``list`` and channel histories of one thread are served hot when the hot store
+  holds the whole thread:
   a mark (`memfold.backends.redis.checkpoint_store.MarkWhole`) that lives in the thread's own
   keys, so a Redis restart, an eviction, an expiry or a deletion takes it away, and that must
   be the same before and after the hot read. A read of a thread without the mark goes to the
@@ -103,6 +104,7 @@ class TieredCheckpointStore(BaseCheckpointStore):
     """
 
     name = "tiered"
+    reads_channel_history = True
 
     def __init__(
         self,
@@ -149,7 +151,8 @@ class TieredCheckpointStore(BaseCheckpointStore):
         return []
 
     def _flow(self, op: Op[Any]) -> Flow[Any]:
-        if isinstance(op, ops.GetCheckpoint | ops.ListCheckpoints) and op.thread_id is not None:
+        reads = (ops.GetCheckpoint, ops.ListCheckpoints, ops.ReadChannelHistory)
+        if isinstance(op, reads) and op.thread_id is not None:  # one thread's read
             return self._read(op, op.tenant, op.thread_id)
         if isinstance(op, EraseSubject | LiftTombstones | FindThreads):
             return self._erasure(op)
