@@ -7,6 +7,7 @@ import asyncio
 import random
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, TypedDict, cast
 
@@ -35,6 +36,8 @@ from memfold.checkpoints import (
     open_checkpoint_store,
 )
 from memfold.integrations.langgraph import MemfoldSaver
+from tests.backends.test_checkpoints import make_checkpoint_store
+from tests.support import drop_checkpoint_store
 
 
 class State(TypedDict):
@@ -124,6 +127,20 @@ class DeltaState(TypedDict):
     messages: Annotated[list[Any], DeltaChannel(_messages_delta_reducer, snapshot_frequency=3)]
 
 
+DELTA_BACKENDS = ["memory", "sqlite", "postgresql", "redis"]
+
+
+@contextmanager
+def saver_on(backend: str, tmp_path: Path) -> Iterator[MemfoldSaver]:
+    """A saver on a fresh checkpoint store of ``backend``, dropped afterwards."""
+    store = make_checkpoint_store(backend, tmp_path)
+    try:
+        yield MemfoldSaver(store)
+    finally:
+        store.close()
+        drop_checkpoint_store(store)
+
+
 def delta_chat_graph(saver: MemfoldSaver) -> CompiledStateGraph[Any]:
     """`chat_graph` with LangGraph's delta channel for messages (a stored value every 3
     updates; between them, the channel is rebuilt from the writes since)."""
@@ -190,15 +207,14 @@ async def test_time_travel_and_forks_leave_the_original_branch_intact(
         assert again.values == snapshot.values
 
 
-@pytest.mark.parametrize("backend", ["memory", "sqlite"])
+@pytest.mark.parametrize("backend", DELTA_BACKENDS)
 async def test_delta_channel_history_matches_langgraphs_own_walk(
     run: Runner, backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Under a delta channel, the saver's paged history gives exactly what LangGraph's
     default one-checkpoint-at-a-time walk gives, for every checkpoint of a forked thread, in
     fewer store reads, and the graph reads each branch's messages back."""
-    url = "memory://" if backend == "memory" else f"sqlite:///{tmp_path / 'delta.db'}"
-    with MemfoldSaver.from_url(url) as saver:
+    with saver_on(backend, tmp_path) as saver:
         graph = delta_chat_graph(saver)
         await chat(run, graph, 4)
         history = await run.history(graph, thread())
@@ -233,15 +249,14 @@ async def test_delta_channel_history_matches_langgraphs_own_walk(
         assert walk_reads > 1
 
 
-@pytest.mark.parametrize("backend", ["memory", "sqlite"])
+@pytest.mark.parametrize("backend", DELTA_BACKENDS)
 async def test_a_sweep_leaves_delta_channel_threads_reading_the_same(
     run: Runner, backend: str, tmp_path: Path
 ) -> None:
     """Retention keeps what LangGraph's delta channel rebuilds each kept checkpoint from: after
     a keep-last-2 sweep, the thread and every checkpoint left read as before, fewer remain,
     and the conversation goes on."""
-    url = "memory://" if backend == "memory" else f"sqlite:///{tmp_path / 'delta.db'}"
-    with MemfoldSaver.from_url(url) as saver:
+    with saver_on(backend, tmp_path) as saver:
         graph = delta_chat_graph(saver)
         await chat(run, graph, 7)  # the newest checkpoint is 3 supersteps past a stored value
         before = {s.config["configurable"]["checkpoint_id"]: s.values
