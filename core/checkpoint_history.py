@@ -34,8 +34,15 @@ from collections.abc import Set as AbstractSet
 from typing import Any, TypeVar
 
 from memfold.checkpoint_model import ChannelHistory
-from memfold.checkpoints import Blob, Checkpoint, CheckpointStore, PendingWrite, SequenceBlob
-from memfold.errors import InvalidInput, NotFound
+from memfold.checkpoints import (
+    Blob,
+    Checkpoint,
+    CheckpointStore,
+    PendingWrite,
+    SequenceBlob,
+    check_channels,
+)
+from memfold.errors import NotFound
 from memfold.flows import Call, Flow
 
 __all__ = ["ChannelHistory", "channel_history", "history_depth", "spare_history"]
@@ -88,6 +95,20 @@ class AncestorWalk:
             self.remaining.discard(channel)
         return ended
 
+    def result_from(
+        self, read: Mapping[str, Checkpoint | None]
+    ) -> dict[str, ChannelHistory] | None:
+        """`result` with each seed taken from its ancestor as read (``read``, by id, for every
+        id in `seeds`); None if one does not hold the value after all (a walk that looks
+        further is needed)."""
+        values: dict[str, Blob | SequenceBlob] = {}
+        for channel, checkpoint_id in self.seeds.items():
+            stored = read.get(checkpoint_id)
+            if stored is None or channel not in stored.values:
+                return None
+            values[channel] = stored.values[channel]
+        return self.result(values)
+
     def result(self, values: Mapping[str, Blob | SequenceBlob]) -> dict[str, ChannelHistory]:
         """Each channel's writes, oldest first, with ``values`` (by channel) as seeds."""
         return {
@@ -121,12 +142,7 @@ def channel_history(
         InvalidInput: ``channels`` is not a list of strings (or what the store refuses).
         NotFound: the parents loop back to a checkpoint already walked (damaged data).
     """
-    if isinstance(channels, str | bytes) or not isinstance(channels, Sequence | AbstractSet):
-        raise InvalidInput(f"channels must be a list of channel names, not {channels!r}")
-    names = list(channels)
-    if not all(isinstance(name, str) for name in names):
-        raise InvalidInput(f"channel names must be strings, got {names!r}")
-    wanted = list(dict.fromkeys(names))
+    wanted = list(check_channels(channels))
     if not wanted:
         return {}
     where = {"namespace": namespace, "tenant": tenant}

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
@@ -107,6 +108,16 @@ def check_namespace(value: object) -> str:
     if not isinstance(value, str):
         raise InvalidInput(f"checkpoint namespace must be a str, got {type(value).__name__}")
     return check_id(value, "checkpoint namespace") if value else value
+
+
+def check_channels(value: object) -> tuple[str, ...]:
+    """Channel names given as a list (or set) of strings, each once, in the order given."""
+    if isinstance(value, str | bytes) or not isinstance(value, Sequence | AbstractSet):
+        raise InvalidInput(f"channels must be a list of channel names, not {value!r}")
+    names = tuple(value)
+    if not all(isinstance(name, str) for name in names):
+        raise InvalidInput(f"channel names must be strings, got {names!r}")
+    return tuple(dict.fromkeys(names))
 
 
 def _check_limit(value: object) -> int | None:
@@ -435,12 +446,8 @@ class BaseCheckpointStore(BaseStore):
         checkpoint_id: str | None,
         tenant: str | None,
     ) -> ops.ReadChannelHistory:
-        if isinstance(channels, str | bytes) or not isinstance(channels, Sequence):
-            raise InvalidInput(f"channels must be a list of channel names, not {channels!r}")
-        if not all(isinstance(ch, str) for ch in channels):
-            raise InvalidInput(f"channel names must be strings, got {channels!r}")
+        names = check_channels(channels)
         get = self._get_op(thread_id, namespace, checkpoint_id, tenant)
-        names = tuple(dict.fromkeys(channels))
         return ops.ReadChannelHistory(
             get.tenant, get.thread_id, get.namespace, get.checkpoint_id, names
         )

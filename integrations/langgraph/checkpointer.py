@@ -391,8 +391,8 @@ class MemfoldSaver(BaseCheckpointSaver[int]):
         self, *, config: RunnableConfig, channels: Sequence[str]
     ) -> Mapping[str, Any]:
         """For LangGraph's delta channels: each channel's pending writes along the ancestors of
-        the checkpoint, oldest first, and the nearest stored value (``seed``), read a page of
-        checkpoints at a time rather than one ``get_tuple`` per ancestor (see
+        the checkpoint, oldest first, and the nearest stored value (``seed``), read in one store
+        operation per page of ancestors rather than one ``get_tuple`` per ancestor (see
         `memfold.checkpoint_history`)."""
         found = run(channel_history(self.store, channels=channels, **self._get_args(config)))
         return self._histories(found)

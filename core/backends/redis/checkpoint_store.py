@@ -604,14 +604,10 @@ class RedisCheckpointStore(BaseCheckpointStore):
             if walk.done or not parent or len(walked) <= limit:
                 break  # every channel's value found, or no ancestor left to read
             start = parent.decode()
-        values: dict[str, Blob | SequenceBlob] = {}
-        for seed in dict.fromkeys(walk.seeds.values()):
-            stored = yield from self._get(op.tenant, op.thread_id, ns, seed)
-            for channel in [ch for ch, at in walk.seeds.items() if at == seed]:
-                if stored is None or channel not in stored.values:
-                    return None  # a value that does not rebuild: the paged walk goes past it
-                values[channel] = stored.values[channel]
-        return walk.result(values)
+        read: dict[str, Checkpoint | None] = {}
+        for seed in set(walk.seeds.values()):
+            read[seed] = yield from self._get(op.tenant, op.thread_id, ns, seed)
+        return walk.result_from(read)
 
     def _list(self, op: ops.ListCheckpoints) -> Flow[list[Checkpoint]]:
         if op.thread_id is not None:

@@ -737,17 +737,11 @@ class CheckpointPlans:
             if walk.done or start is None or len(chain) <= limit:
                 break  # every channel's value found, or no ancestor left to read
             start = bytes(start)
-        values: dict[str, Blob | SequenceBlob] = {}
-        for seed in dict.fromkeys(walk.seeds.values()):
-            found = yield self._get_by_id, {**key, "checkpoint_id": id_bytes(seed)}
-            stored = yield from self._assemble(
-                op.tenant, [r[: len(_CP)] for r in found.rows[:1]], {}
-            )
-            for channel in [ch for ch, at in walk.seeds.items() if at == seed]:
-                if not stored or channel not in stored[0].values:
-                    return None  # a value that does not rebuild: the paged walk goes past it
-                values[channel] = stored[0].values[channel]
-        return walk.result(values)
+        read: dict[str, Checkpoint | None] = {}
+        for seed in set(walk.seeds.values()):
+            at = ops.GetCheckpoint(op.tenant, op.thread_id, op.namespace, seed)
+            read[seed] = yield from self.get(at, None, None)
+        return walk.result_from(read)  # None: a value that does not rebuild (see _names_value)
 
     def _stats(self, tenant: str, thread_id: str | None) -> Plan:
         t, c, v, w = (
