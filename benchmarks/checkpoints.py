@@ -18,6 +18,7 @@ Run:
     .venv/bin/python benchmarks/checkpoints.py            # 20 threads x 50 turns, a few minutes
     .venv/bin/python benchmarks/checkpoints.py --quick    # 4 threads x 10 turns, under a minute
     .venv/bin/python benchmarks/checkpoints.py --json results.json
+    .venv/bin/python benchmarks/checkpoints.py --split --only sqlite   # CPU per saver method
 
 PostgreSQL rows use the server at MEMFOLD_PG_URL (loopback default), each saver in a schema of its
 own, dropped at the end.
@@ -34,10 +35,11 @@ import random
 import sqlite3
 import statistics
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager, suppress
+from contextlib import asynccontextmanager, contextmanager, nullcontext, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, TypedDict
@@ -374,6 +376,8 @@ class Result:
     list_ms: float = 0.0
     listed: int = 0
     direct_ms: float | None = None
+    split: dict[str, float] | None = None
+    """``--split``: CPU ms per turn in each timed saver method, and the process's in all."""
     error: str | None = None
 
 
@@ -384,6 +388,7 @@ class Settings:
     direct_steps: int
     repeats: int
     uuid_threads: bool = False
+    split: bool = False
 
     def thread_id(self, th: int) -> str:
         """Thread ``th``'s id: ``t0``, ``t1``, ... or (``--uuid-threads``) a UUID, as apps use."""
@@ -472,16 +477,58 @@ def _median_ms(samples: list[float]) -> float:
     return statistics.median(samples) * 1000
 
 
+class MethodClock:
+    """The CPU time a saver's sync methods take in the threads that call them (``--split``).
+
+    LangGraph calls a saver from its loop and from a background thread at once, so a method's
+    wall time would count the other thread's work too; its thread's CPU time does not.
+    """
+
+    METHODS = ("put", "put_writes", "get_tuple")
+
+    def __init__(self, saver: BaseCheckpointSaver[Any]) -> None:
+        self.saver = saver
+        self.cpu = dict.fromkeys(self.METHODS, 0.0)
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> MethodClock:
+        for name in self.METHODS:
+            setattr(self.saver, name, self._timed(name, getattr(self.saver, name)))
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        for name in self.METHODS:
+            delattr(self.saver, name)
+
+    def _timed(self, name: str, method: Callable[..., Any]) -> Callable[..., Any]:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = time.thread_time()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                spent = time.thread_time() - start
+                with self._lock:
+                    self.cpu[name] += spent
+
+        return timed
+
+
 def run_sync(subject: Subject, settings: Settings, tmp: Path, result: Result) -> None:
     work = _workload(settings)
     with subject.open(tmp) as (saver, used):
         graph = build_graph(subject.delta).compile(checkpointer=saver)
-        start = CLOCK()
-        for turn in work:
-            for th, (human, node) in enumerate(turn):
-                graph.invoke({"messages": [human]}, _config(settings.thread_id(th), node))
-        elapsed = CLOCK() - start
-        result.turn_ms = elapsed * 1000 / (settings.threads * settings.turns)
+        turns = settings.threads * settings.turns
+        clock = MethodClock(saver)
+        with clock if settings.split else nullcontext():
+            cpu, start = time.process_time(), CLOCK()
+            for turn in work:
+                for th, (human, node) in enumerate(turn):
+                    graph.invoke({"messages": [human]}, _config(settings.thread_id(th), node))
+            elapsed, cpu = CLOCK() - start, time.process_time() - cpu
+        result.turn_ms = elapsed * 1000 / turns
+        if settings.split:
+            result.split = {k: v * 1000 / turns for k, v in clock.cpu.items()}
+            result.split["process"] = cpu * 1000 / turns
         size = used()
         result.bytes_per_thread = None if size is None else size / settings.threads
         samples = []
@@ -653,6 +700,16 @@ def print_table(report: Report) -> None:
             _fmt(floor["direct_ms"]),
         )
     console.print(table)
+    split = [r for r in report.results if r.split is not None]
+    if split:
+        table = Table(title="--split: CPU ms per turn in each saver method, sync savers")
+        for col in ("saver", *MethodClock.METHODS, "saver total", "process"):
+            table.add_column(col, justify="left" if col == "saver" else "right")
+        for r in split:
+            assert r.split is not None
+            methods = [r.split[m] for m in MethodClock.METHODS]
+            table.add_row(r.name, *map(_fmt, methods), _fmt(sum(methods)), _fmt(r.split["process"]))
+        console.print(table)
 
 
 def _find(report: Report, **want: Any) -> list[Result]:
@@ -737,6 +794,11 @@ def main() -> None:
         help="time columns in process CPU time (all threads) instead of wall time",
     )
     parser.add_argument(
+        "--split",
+        action="store_true",
+        help="also report the CPU time sync savers spend in put, put_writes and get_tuple",
+    )
+    parser.add_argument(
         "--uuid-threads",
         action="store_true",
         help="UUID thread ids (36 characters, as apps use) instead of t0, t1, ...",
@@ -751,9 +813,9 @@ def main() -> None:
     if args.cpu:
         CLOCK = time.process_time
     settings = (
-        Settings(4, 10, direct_steps=20, repeats=5, uuid_threads=args.uuid_threads)
+        Settings(4, 10, 20, 5, uuid_threads=args.uuid_threads, split=args.split)
         if args.quick
-        else Settings(20, 50, direct_steps=50, repeats=3, uuid_threads=args.uuid_threads)
+        else Settings(20, 50, 50, 3, uuid_threads=args.uuid_threads, split=args.split)
     )
     report = Report(settings)
     console.print(
