@@ -481,23 +481,24 @@ class MethodClock:
     """The CPU time a saver's sync methods take in the threads that call them (``--split``).
 
     LangGraph calls a saver from its loop and from a background thread at once, so a method's
-    wall time would count the other thread's work too; its thread's CPU time does not.
+    wall time would count the other thread's work too; its thread's CPU time does not. A
+    ``+delta`` graph also reads its messages through ``get_delta_channel_history``.
     """
 
-    METHODS = ("put", "put_writes", "get_tuple")
+    METHODS = ("put", "put_writes", "get_tuple", "get_delta_channel_history")
 
     def __init__(self, saver: BaseCheckpointSaver[Any]) -> None:
         self.saver = saver
-        self.cpu = dict.fromkeys(self.METHODS, 0.0)
+        self.cpu = {name: 0.0 for name in self.METHODS if hasattr(saver, name)}
         self._lock = threading.Lock()
 
     def __enter__(self) -> MethodClock:
-        for name in self.METHODS:
+        for name in self.cpu:
             setattr(self.saver, name, self._timed(name, getattr(self.saver, name)))
         return self
 
     def __exit__(self, *_: object) -> None:
-        for name in self.METHODS:
+        for name in self.cpu:
             delattr(self.saver, name)
 
     def _timed(self, name: str, method: Callable[..., Any]) -> Callable[..., Any]:
@@ -703,12 +704,14 @@ def print_table(report: Report) -> None:
     split = [r for r in report.results if r.split is not None]
     if split:
         table = Table(title="--split: CPU ms per turn in each saver method, sync savers")
-        for col in ("saver", *MethodClock.METHODS, "saver total", "process"):
+        for col in ("saver", "put", "put_writes", "get_tuple", "delta history", "saver total"):
             table.add_column(col, justify="left" if col == "saver" else "right")
+        table.add_column("process", justify="right")
         for r in split:
             assert r.split is not None
-            methods = [r.split[m] for m in MethodClock.METHODS]
-            table.add_row(r.name, *map(_fmt, methods), _fmt(sum(methods)), _fmt(r.split["process"]))
+            spent = [r.split.get(name) for name in MethodClock.METHODS]
+            total = sum(t for t in spent if t is not None)
+            table.add_row(r.name, *map(_fmt, spent), _fmt(total), _fmt(r.split["process"]))
         console.print(table)
 
 
@@ -813,9 +816,13 @@ def main() -> None:
     if args.cpu:
         CLOCK = time.process_time
     settings = (
-        Settings(4, 10, 20, 5, uuid_threads=args.uuid_threads, split=args.split)
+        Settings(
+            4, 10, direct_steps=20, repeats=5, uuid_threads=args.uuid_threads, split=args.split
+        )
         if args.quick
-        else Settings(20, 50, 50, 3, uuid_threads=args.uuid_threads, split=args.split)
+        else Settings(
+            20, 50, direct_steps=50, repeats=3, uuid_threads=args.uuid_threads, split=args.split
+        )
     )
     report = Report(settings)
     console.print(
