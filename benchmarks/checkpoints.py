@@ -80,6 +80,8 @@ WORDS = " ".join(WORDS).split(" ")
 console = Console(width=150)
 
 CLOCK = time.perf_counter
+STORE_QUERY = ""
+"""``--store-options``: URL query options for every memfold store (``min_growth=8``)."""
 """What every time column measures: wall time, or (``--cpu``) the process's CPU time, every
 thread included, which a machine busy with other work disturbs far less."""
 
@@ -271,14 +273,21 @@ async def alg_postgres(
         yield saver, lambda: pg_schema_bytes(schema) - empty
 
 
+def _with_options(url: str) -> str:
+    """``url`` with ``--store-options`` added to its query."""
+    if not STORE_QUERY:
+        return url
+    return f"{url}{'&' if '?' in url else '?'}{STORE_QUERY}"
+
+
 def _memfold_url(backend: str, tmp: Path) -> tuple[str, dict[str, Any], Callable[[], int]]:
     if backend == "memory":
-        return "memory://", {}, lambda: 0
+        return _with_options("memory://"), {}, lambda: 0
     if backend == "sqlite":
         path = tmp / f"mf-{uuid.uuid4().hex}.db"
-        return f"sqlite:///{path}", {}, lambda: sqlite_used_bytes(path)
+        return _with_options(f"sqlite:///{path}"), {}, lambda: sqlite_used_bytes(path)
     schema = pg_new_schema("mf")
-    return PG_URL, {"schema": schema}, lambda: pg_schema_bytes(schema)
+    return _with_options(PG_URL), {"schema": schema}, lambda: pg_schema_bytes(schema)
 
 
 def memfold(backend: str, **store_options: Any) -> SaverCM:
@@ -811,10 +820,17 @@ def main() -> None:
         action="append",
         help="run only savers whose name contains this text (any case; repeatable)",
     )
+    parser.add_argument(
+        "--store-options",
+        default="",
+        metavar="QUERY",
+        help="URL query options for every memfold store, e.g. 'min_growth=8&snapshot_every=32'",
+    )
     args = parser.parse_args()
-    global CLOCK
+    global CLOCK, STORE_QUERY
     if args.cpu:
         CLOCK = time.process_time
+    STORE_QUERY = args.store_options.lstrip("?")
     settings = (
         Settings(
             4, 10, direct_steps=20, repeats=5, uuid_threads=args.uuid_threads, split=args.split
@@ -830,6 +846,7 @@ def main() -> None:
         f"{'UUID' if settings.uuid_threads else 'short (t0, t1, ...)'} thread ids; "
         f"{'process CPU' if args.cpu else 'wall'} time; "
         f"LangGraph DeltaChannel: {'found' if HAS_DELTA else 'NOT in the installed langgraph'}"
+        + (f"; memfold stores opened with ?{STORE_QUERY}" if STORE_QUERY else "")
     )
     try:
         with tempfile.TemporaryDirectory() as tmp_name:
