@@ -939,9 +939,3 @@ def _exact(dump: _Dump, kept: list[bytes], thread: str, *, clean: bool) -> list[
 def _whole(dump: _Dump) -> SweepResult:
     """What deleting the whole thread of ``dump`` removes."""
     return SweepResult(0, len(dump.members), len(dump.headers), len(dump.write_fields))
-
-
-def _add(a: SweepResult, b: SweepResult) -> SweepResult:
-    return SweepResult(
-        a.threads + b.threads, a.checkpoints + b.checkpoints, a.blobs + b.blobs, a.writes + b.writes
-    )
