@@ -349,6 +349,14 @@ def subjects() -> list[Subject]:
             "memfold postgres +delta", "postgresql", "memfold", True, False, memfold("postgresql")
         ),
         Subject(
+            "memfold postgres statements",
+            "postgresql",
+            "memfold",
+            False,
+            False,
+            memfold("postgresql", server_functions=False),
+        ),
+        Subject(
             "memfold postgres prepared",
             "postgresql",
             "memfold",

@@ -710,3 +710,154 @@ def test_a_checkpoint_read_does_not_depend_on_string_escaping(
         reader.close()
         writer.close()
         drop_checkpoint_store(writer)
+
+
+# Puts as calls of server-side functions.
+
+
+def put_functions(admin: psycopg.Connection[Any], schema: str) -> dict[str, int]:
+    """The put functions in ``schema``: name -> argument count."""
+    rows = admin.execute(
+        "SELECT p.proname, p.pronargs FROM pg_proc p JOIN pg_namespace n "
+        "ON n.oid = p.pronamespace WHERE n.nspname = %s AND p.proname LIKE 'memfold\\_put\\_%%'",
+        (schema,),
+    ).fetchall()
+    return dict(rows)
+
+
+def put_steps(store: Any, thread: str, steps: range) -> None:
+    """Puts continuing one thread (the second on, a store's fast put), each with one value."""
+    for i in steps:
+        parent = cid(i - 1) if i else None
+        store.put(thread, cid(i), BODY, parent_id=parent, versions={"m": i + 1},
+                  values={"m": messages(i + 1)})  # fmt: skip
+
+
+def test_puts_run_as_calls_of_server_side_functions(admin: psycopg.Connection[Any]) -> None:
+    """A default store creates one function per shape of its put (another store on the schema
+    reuses it), and checkpoints read back; a function dropped behind the stores' backs costs
+    no put and is created again."""
+    store = postgres_checkpoint_store()
+    schema = store.tables.schema  # type: ignore[attr-defined]
+    other = open_checkpoint_store(PG_URL, schema=schema, setup=False)
+    try:
+        put_steps(store, "t", range(4))
+        made = put_functions(admin, schema)
+        assert len(made) == 1
+        assert next(iter(made.values())) > 10  # the statement's parameters
+        put_steps(other, "u", range(4))
+        assert put_functions(admin, schema) == made
+        for name in made:
+            admin.execute(sql.SQL("DROP FUNCTION {}.{}").format(
+                sql.Identifier(schema), sql.Identifier(name)))  # fmt: skip
+        put_steps(store, "t", range(4, 5))  # the call fails; the put runs as a statement
+        assert put_functions(admin, schema) == {}
+        put_steps(store, "t", range(5, 6))
+        assert put_functions(admin, schema) == made
+        for thread, last in (("t", 5), ("u", 3)):
+            found = other.get(thread)
+            assert found is not None
+            assert found.checkpoint_id == cid(last)
+            assert found.values == {"m": messages(last + 1)}
+    finally:
+        other.close()
+        store.close()
+        drop_checkpoint_store(store)
+
+
+async def test_async_puts_create_and_call_the_functions_too(
+    admin: psycopg.Connection[Any],
+) -> None:
+    """The async put path creates the function and reads back the same checkpoints."""
+    store = postgres_checkpoint_store()
+    schema = store.tables.schema  # type: ignore[attr-defined]
+    try:
+        for i in range(4):
+            await store.aput("t", cid(i), BODY, parent_id=cid(i - 1) if i else None,
+                             versions={"m": i + 1}, values={"m": messages(i + 1)})  # fmt: skip
+        assert len(put_functions(admin, schema)) == 1
+        found = await store.aget("t")
+        assert found is not None
+        assert found.values == {"m": messages(4)}
+    finally:
+        await store.aclose()
+        drop_checkpoint_store(store)
+
+
+def test_stores_creating_a_function_at_once_make_one(admin: psycopg.Connection[Any]) -> None:
+    """Four stores (own pools) making their first fast put at the same moment create the
+    shape's function once, and every put is stored."""
+    first = postgres_checkpoint_store()
+    schema = first.tables.schema  # type: ignore[attr-defined]
+    stores = [first, *(open_checkpoint_store(PG_URL, schema=schema, setup=False) for _ in range(3))]
+    barrier = threading.Barrier(len(stores))
+    errors: list[BaseException] = []
+
+    def run(n: int) -> None:
+        try:
+            put_steps(stores[n], f"t{n}", range(1))
+            barrier.wait(10)
+            put_steps(stores[n], f"t{n}", range(1, 3))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(len(stores))]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert errors == []
+        assert len(put_functions(admin, schema)) == 1
+        for n in range(len(stores)):
+            found = first.get(f"t{n}")
+            assert found is not None
+            assert found.checkpoint_id == cid(2)
+    finally:
+        for store in stores:
+            store.close()
+        drop_checkpoint_store(first)
+
+
+def test_without_create_privilege_or_with_prepared_statements_puts_stay_statements(
+    admin: psycopg.Connection[Any], tmp_path: Any
+) -> None:
+    """A role that may not create in the schema stores its puts as plain statements, as do a
+    store with ``prepared_statements`` (its server plans them once already) and one with
+    ``server_functions=False``; SQLite and a non-flag value are refused."""
+    owner = postgres_checkpoint_store()
+    schema = owner.tables.schema  # type: ignore[attr-defined]
+    role = f"memfold_test_{uuid.uuid4().hex[:12]}"
+    ident = sql.Identifier(schema)
+    admin.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+    try:
+        admin.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(ident, sql.Identifier(role)))
+        admin.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {} "
+                              "TO {}").format(ident, sql.Identifier(role)))  # fmt: skip
+        url = re.sub(r"//[^@/]*@", f"//{role}@", PG_URL) if "@" in PG_URL else PG_URL
+        limited = open_checkpoint_store(url, schema=schema, setup=False)
+        prepared = open_checkpoint_store(PG_URL, schema=schema, setup=False,
+                                         prepared_statements=True)  # fmt: skip
+        plain = open_checkpoint_store(PG_URL, schema=schema, setup=False, server_functions=False)
+        try:
+            put_steps(limited, "limited", range(3))
+            put_steps(prepared, "prepared", range(3))
+            put_steps(plain, "plain", range(3))
+            assert put_functions(admin, schema) == {}
+            for thread in ("limited", "prepared", "plain"):
+                found = owner.get(thread)
+                assert found is not None
+                assert found.values == {"m": messages(3)}
+        finally:
+            limited.close()
+            prepared.close()
+            plain.close()
+    finally:
+        owner.close()
+        drop_checkpoint_store(owner)
+        admin.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+        admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+    with pytest.raises(InvalidInput, match="server_functions is not an option of the sqlite"):
+        open_checkpoint_store(f"sqlite:///{tmp_path}/c.db", server_functions=True)
+    with pytest.raises(InvalidInput, match="server_functions must be True or False"):
+        open_checkpoint_store(PG_URL, server_functions="yes")

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
 
-from sqlalchemy import URL, ClauseElement, Dialect, Engine, Table
+from sqlalchemy import URL, ClauseElement, Dialect, Engine, Executable, Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from memfold import checkpoint_ops as ops
@@ -32,14 +32,16 @@ from memfold.backends.sql.checkpoint_plans import CheckpointPlans
 from memfold.backends.sql.checkpoint_schema import build_checkpoint_tables
 from memfold.backends.sql.checkpoint_writes import PutDone
 from memfold.backends.sql.migrations import CHECKPOINT_STEPS, SQLSchemaSteps
+from memfold.backends.sql.server_functions import ServerFunctions
 from memfold.backends.sql.store import _driver, _Runner, _Statements
 from memfold.backends.sql.tenancy import row_level_security_option
 from memfold.checkpoint_deltas import DeltaPolicy
 from memfold.checkpoint_model import RetentionPolicy
 from memfold.checkpoints import BaseCheckpointStore
+from memfold.errors import InvalidInput
 from memfold.ops import Op
 from memfold.schema_steps import SchemaSteps
-from memfold.stores import Capabilities
+from memfold.stores import Capabilities, check_flag
 from memfold.tombstones import EraseSubject
 
 __all__ = ["SQLCheckpointStore"]
@@ -96,18 +98,34 @@ class _WritesInFlight:
                 await asyncio.wait_for(event.wait(), _WAIT_S)
 
 
+def _routed(statement: ClauseElement) -> bool:
+    """Whether ``statement`` was built to run through a server-side function."""
+    options = statement.get_execution_options() if isinstance(statement, Executable) else {}
+    return bool(options.get("server_function"))
+
+
 class _KeptStatements(_Statements):
     """Compiles a statement built after start-up once too: the plans keep every statement
-    they build (one per query shape), so its id stays its own."""
+    they build (one per query shape), so its id stays its own. A statement built with the
+    execution option ``server_function`` is handed to ``functions`` (if any) to route."""
 
-    def __init__(self, dialect: Dialect, prepared: list[ClauseElement]) -> None:
+    def __init__(
+        self,
+        dialect: Dialect,
+        prepared: list[ClauseElement],
+        functions: ServerFunctions | None,
+    ) -> None:
         super().__init__(dialect, prepared)
         self._kept: list[ClauseElement] = []
+        self._functions = functions
 
     def bind(self, statement: ClauseElement, params: Any) -> tuple[str, Any, bool]:
         if id(statement) not in self._cache:
-            self._cache[id(statement)] = self._compile(statement)
+            compiled = self._cache[id(statement)] = self._compile(statement)
             self._kept.append(statement)
+            functions = self._functions
+            if functions is not None and _routed(statement):
+                functions.register(compiled[0])
         return super().bind(statement, params)
 
 
@@ -128,6 +146,9 @@ class SQLCheckpointStore(BaseCheckpointStore):
         retention: what `sweep` removes when called without a policy.
         row_level_security: PostgreSQL only: set each transaction's tenant for row-level
             security policies (see `memfold.backends.sql.tenancy`); also a URL option.
+        server_functions: PostgreSQL only: run puts as calls of functions the store creates
+            in its schema (default True; see `memfold.backends.sql.server_functions`); not
+            with ``prepared_statements``, which has the server plan them once already.
     """
 
     def __init__(
@@ -145,6 +166,7 @@ class SQLCheckpointStore(BaseCheckpointStore):
         delta_policy: DeltaPolicy | None = None,
         retention: RetentionPolicy | None = None,
         row_level_security: bool | None = None,
+        server_functions: bool | None = None,
     ) -> None:
         self.tables = build_checkpoint_tables(table_prefix, schema)
         url, rls = row_level_security_option(url, row_level_security)
@@ -166,8 +188,21 @@ class SQLCheckpointStore(BaseCheckpointStore):
         self._driver.binary_results = True
         dialect = self._driver.engine.dialect
         self._plans = CheckpointPlans(self.tables, dialect)
-        statements = _KeptStatements(self._driver.statement_dialect, self._plans.prepared)
-        self._runner = _Runner(self._driver, statements, f"{self.name} checkpoint store", rls)
+        functions = None
+        if server_functions is not None:
+            check_flag(server_functions, "server_functions")
+            if self.name != "postgresql":
+                raise InvalidInput(f"server_functions is not an option of the {self.name} backend")
+        routed = server_functions is not False and self.name == "postgresql"
+        if routed and getattr(self._driver, "prepare_threshold", 0) is None:
+            quote = dialect.identifier_preparer
+            functions = ServerFunctions(schema, table_prefix, quote)
+        statements = _KeptStatements(
+            self._driver.statement_dialect, self._plans.prepared, functions
+        )
+        self._runner = _Runner(
+            self._driver, statements, f"{self.name} checkpoint store", rls, functions
+        )
         self._schema = SQLSchemaSteps(
             self._runner, self.tables.base, self.tables, "checkpoints", CHECKPOINT_STEPS
         )

@@ -25,6 +25,7 @@ from memfold.backends.sql.driver import Driver
 from memfold.backends.sql.migrations import STEPS, SQLSchemaSteps
 from memfold.backends.sql.plans import Plan, Rows, ThreadPlans
 from memfold.backends.sql.schema import build_tables
+from memfold.backends.sql.server_functions import UNDEFINED_FUNCTION, ServerFunctions
 from memfold.backends.sql.tenancy import SET_TENANT, op_tenant, row_level_security_option
 from memfold.errors import BackendUnavailable, InvalidInput, MemfoldError
 from memfold.retention import RetentionPolicy
@@ -207,7 +208,8 @@ class _Runner:
     the SQL thread, checkpoint and memory stores).
 
     With ``row_level_security``, an operation's transaction first sets its tenant (see
-    `memfold.backends.sql.tenancy`)."""
+    `memfold.backends.sql.tenancy`); with ``functions``, the statements they route run as calls
+    of server-side functions (see `memfold.backends.sql.server_functions`)."""
 
     def __init__(
         self,
@@ -215,11 +217,13 @@ class _Runner:
         statements: _Statements,
         where: str,
         row_level_security: bool = False,
+        functions: ServerFunctions | None = None,
     ) -> None:
         self.driver = driver
         self.statements = statements
         self.where = where
         self.row_level_security = row_level_security
+        self.functions = functions
         statements.prepare(SET_TENANT)
 
     def tenant_of(self, op: Any) -> str | None:
@@ -277,8 +281,12 @@ class _Runner:
                     sql, args, many = self.statements.bind(statement, params)
                     if many:
                         cursor.executemany(sql, args)
-                    else:
+                    elif self.functions is None:
                         cursor.execute(sql, args)
+                    else:
+                        self._execute_routed(
+                            self.functions, cursor, conn, sql, args, in_transaction
+                        )
                     rows = cursor.fetchall() if driver.returns_rows(cursor) else []
                     statement, params = plan.send(Rows(rows, cursor.rowcount))
             except StopIteration as done:
@@ -303,6 +311,100 @@ class _Runner:
                     cursor.close()
             finally:
                 driver.checkin(lease, broken)
+
+    def _execute_routed(
+        self,
+        functions: ServerFunctions,
+        cursor: Any,
+        conn: Any,
+        sql: str,
+        args: Any,
+        in_transaction: bool,
+    ) -> None:
+        """Run ``sql`` as the call of its server-side function where it has one (created now
+        if it should be and no transaction is open). A function dropped behind the store's
+        back is created again by a later call; outside a transaction ``sql`` then runs as it
+        is."""
+        if not in_transaction and functions.wants(sql):
+            self._create_function(functions, cursor, conn, sql)
+        call = functions.call(sql)
+        if call is None:
+            cursor.execute(sql, args)
+            return
+        try:
+            cursor.execute(call, args)
+        except Exception as exc:
+            if getattr(exc, "sqlstate", None) != UNDEFINED_FUNCTION:
+                raise
+            functions.forget(sql)
+            if in_transaction:
+                raise
+            cursor.execute(sql, args)
+
+    async def _aexecute_routed(
+        self,
+        functions: ServerFunctions,
+        cursor: Any,
+        conn: Any,
+        sql: str,
+        args: Any,
+        in_transaction: bool,
+    ) -> None:
+        """Async `_execute_routed`."""
+        if not in_transaction and functions.wants(sql):
+            await self._acreate_function(functions, cursor, conn, sql)
+        call = functions.call(sql)
+        if call is None:
+            await cursor.execute(sql, args)
+            return
+        try:
+            await cursor.execute(call, args)
+        except Exception as exc:
+            if getattr(exc, "sqlstate", None) != UNDEFINED_FUNCTION:
+                raise
+            functions.forget(sql)
+            if in_transaction:
+                raise
+            await cursor.execute(sql, args)
+
+    def _create_function(
+        self, functions: ServerFunctions, cursor: Any, conn: Any, sql: str
+    ) -> None:
+        """Create ``sql``'s server-side function on ``cursor`` (outside any transaction); if
+        the database refuses, ``sql`` runs as it is from now on."""
+        steps = functions.creation(sql)
+        try:
+            query, args = next(steps)
+            while True:
+                cursor.execute(query, args)
+                rows = cursor.fetchall() if self.driver.returns_rows(cursor) else []
+                query, args = steps.send(rows)
+        except StopIteration:
+            return
+        except Exception as exc:
+            if self.driver.dropped(exc, conn):
+                raise
+            cursor.execute("ROLLBACK")
+            functions.refuse(sql)
+
+    async def _acreate_function(
+        self, functions: ServerFunctions, cursor: Any, conn: Any, sql: str
+    ) -> None:
+        """Async `_create_function`."""
+        steps = functions.creation(sql)
+        try:
+            query, args = next(steps)
+            while True:
+                await cursor.execute(query, args)
+                rows = await cursor.fetchall() if self.driver.returns_rows(cursor) else []
+                query, args = steps.send(rows)
+        except StopIteration:
+            return
+        except Exception as exc:
+            if self.driver.dropped(exc, conn):
+                raise
+            await cursor.execute("ROLLBACK")
+            functions.refuse(sql)
 
     def purge_deleted(self) -> None:
         """SQLite: move the write-ahead log into the database and truncate it, so the log
@@ -370,8 +472,12 @@ class _Runner:
                     sql, args, many = self.statements.bind(statement, params)
                     if many:
                         await cursor.executemany(sql, args)
-                    else:
+                    elif self.functions is None:
                         await cursor.execute(sql, args)
+                    else:
+                        await self._aexecute_routed(
+                            self.functions, cursor, conn, sql, args, in_transaction
+                        )
                     rows = await cursor.fetchall() if driver.returns_rows(cursor) else []
                     statement, params = plan.send(Rows(rows, cursor.rowcount))
             except StopIteration as done:
