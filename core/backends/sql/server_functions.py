@@ -24,9 +24,9 @@ import uuid
 from collections.abc import Generator
 from typing import Any
 
-__all__ = ["UNDEFINED_FUNCTION", "ServerFunctions"]
+__all__ = ["ServerFunctions"]
 
-UNDEFINED_FUNCTION = "42883"
+_UNDEFINED_FUNCTION = "42883"
 """The SQLSTATE of a call of a function that does not exist."""
 
 Step = Generator[tuple[str, Any], list[Any], None]
@@ -70,9 +70,13 @@ class ServerFunctions:
         """Run ``sql`` as it is from now on (its function could not be created)."""
         self._calls[sql] = None
 
-    def forget(self, sql: str) -> None:
-        """Drop the call of ``sql`` (its function is gone): the next use creates it again."""
+    def run_plain(self, sql: str, error: Exception, in_transaction: bool) -> bool:
+        """Whether ``sql`` should run as it is after its call raised ``error``: the function
+        is gone (the next use creates it again) and no transaction is open to abort."""
+        if getattr(error, "sqlstate", None) != _UNDEFINED_FUNCTION:
+            return False
         self._calls.pop(sql, None)
+        return not in_transaction
 
     def creation(self, sql: str) -> Step:
         """The statements that create ``sql``'s function (unless another connection did) in a

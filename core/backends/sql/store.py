@@ -25,7 +25,7 @@ from memfold.backends.sql.driver import Driver
 from memfold.backends.sql.migrations import STEPS, SQLSchemaSteps
 from memfold.backends.sql.plans import Plan, Rows, ThreadPlans
 from memfold.backends.sql.schema import build_tables
-from memfold.backends.sql.server_functions import UNDEFINED_FUNCTION, ServerFunctions
+from memfold.backends.sql.server_functions import ServerFunctions
 from memfold.backends.sql.tenancy import SET_TENANT, op_tenant, row_level_security_option
 from memfold.errors import BackendUnavailable, InvalidInput, MemfoldError
 from memfold.retention import RetentionPolicy
@@ -334,10 +334,7 @@ class _Runner:
         try:
             cursor.execute(call, args)
         except Exception as exc:
-            if getattr(exc, "sqlstate", None) != UNDEFINED_FUNCTION:
-                raise
-            functions.forget(sql)
-            if in_transaction:
+            if not functions.run_plain(sql, exc, in_transaction):
                 raise
             cursor.execute(sql, args)
 
@@ -360,10 +357,7 @@ class _Runner:
         try:
             await cursor.execute(call, args)
         except Exception as exc:
-            if getattr(exc, "sqlstate", None) != UNDEFINED_FUNCTION:
-                raise
-            functions.forget(sql)
-            if in_transaction:
+            if not functions.run_plain(sql, exc, in_transaction):
                 raise
             await cursor.execute(sql, args)
 
