@@ -725,6 +725,12 @@ def put_functions(admin: psycopg.Connection[Any], schema: str) -> dict[str, int]
     return dict(rows)
 
 
+def drop_put_functions(admin: psycopg.Connection[Any], schema: str) -> None:
+    for name in put_functions(admin, schema):
+        admin.execute(sql.SQL("DROP FUNCTION {}.{}").format(
+            sql.Identifier(schema), sql.Identifier(name)))  # fmt: skip
+
+
 def put_steps(store: Any, thread: str, steps: range) -> None:
     """Puts continuing one thread (the second on, a store's fast put), each with one value."""
     for i in steps:
@@ -747,9 +753,7 @@ def test_puts_run_as_calls_of_server_side_functions(admin: psycopg.Connection[An
         assert next(iter(made.values())) > 10  # the statement's parameters
         put_steps(other, "u", range(4))
         assert put_functions(admin, schema) == made
-        for name in made:
-            admin.execute(sql.SQL("DROP FUNCTION {}.{}").format(
-                sql.Identifier(schema), sql.Identifier(name)))  # fmt: skip
+        drop_put_functions(admin, schema)
         put_steps(store, "t", range(4, 5))  # the call fails; the put runs as a statement
         assert put_functions(admin, schema) == {}
         put_steps(store, "t", range(5, 6))
@@ -768,17 +772,28 @@ def test_puts_run_as_calls_of_server_side_functions(admin: psycopg.Connection[An
 async def test_async_puts_create_and_call_the_functions_too(
     admin: psycopg.Connection[Any],
 ) -> None:
-    """The async put path creates the function and reads back the same checkpoints."""
+    """The async put path creates the function, calls it (so it is made again after a
+    drop), and reads back the same checkpoints."""
     store = postgres_checkpoint_store()
     schema = store.tables.schema  # type: ignore[attr-defined]
-    try:
-        for i in range(4):
+
+    async def aput_steps(steps: range) -> None:
+        for i in steps:
             await store.aput("t", cid(i), BODY, parent_id=cid(i - 1) if i else None,
                              versions={"m": i + 1}, values={"m": messages(i + 1)})  # fmt: skip
-        assert len(put_functions(admin, schema)) == 1
+
+    try:
+        await aput_steps(range(4))
+        made = put_functions(admin, schema)
+        assert len(made) == 1
+        drop_put_functions(admin, schema)
+        await aput_steps(range(4, 5))  # the call fails; the put runs as a statement
+        assert put_functions(admin, schema) == {}
+        await aput_steps(range(5, 6))
+        assert put_functions(admin, schema) == made
         found = await store.aget("t")
         assert found is not None
-        assert found.values == {"m": messages(4)}
+        assert found.values == {"m": messages(6)}
     finally:
         await store.aclose()
         drop_checkpoint_store(store)
@@ -786,7 +801,8 @@ async def test_async_puts_create_and_call_the_functions_too(
 
 def test_stores_creating_a_function_at_once_make_one(admin: psycopg.Connection[Any]) -> None:
     """Four stores (own pools) making their first fast put at the same moment create the
-    shape's function once, and every put is stored."""
+    shape's function once, every put is stored, and every store calls the function (none fell
+    back to plain statements: each makes it again after a drop)."""
     first = postgres_checkpoint_store()
     schema = first.tables.schema  # type: ignore[attr-defined]
     stores = [first, *(open_checkpoint_store(PG_URL, schema=schema, setup=False) for _ in range(3))]
@@ -808,11 +824,16 @@ def test_stores_creating_a_function_at_once_make_one(admin: psycopg.Connection[A
         for t in threads:
             t.join(30)
         assert errors == []
-        assert len(put_functions(admin, schema)) == 1
+        made = put_functions(admin, schema)
+        assert len(made) == 1
         for n in range(len(stores)):
             found = first.get(f"t{n}")
             assert found is not None
             assert found.checkpoint_id == cid(2)
+        for n, store in enumerate(stores):
+            drop_put_functions(admin, schema)
+            put_steps(store, f"t{n}", range(3, 5))  # a failed call, then a new function
+            assert put_functions(admin, schema) == made
     finally:
         for store in stores:
             store.close()

@@ -89,17 +89,15 @@ class ServerFunctions:
         yield "BEGIN", None
         yield "SELECT pg_advisory_xact_lock($1)", (int.from_bytes(digest[:8], "big", signed=True),)
         found = yield (
-            "SELECT pronargs FROM pg_proc WHERE proname = $1 AND pronamespace = "
-            "(SELECT oid FROM pg_namespace WHERE nspname = COALESCE($2::text, current_schema()))",
+            "SELECT (SELECT pronargs FROM pg_proc WHERE proname = $1 AND pronamespace = "
+            "(SELECT oid FROM pg_namespace WHERE nspname = s)), has_schema_privilege(s, 'CREATE') "
+            "FROM COALESCE($2::text, current_schema()) AS s",
             (name, self._schema),
         )
-        allowed = yield (
-            "SELECT has_schema_privilege(COALESCE($1::text, current_schema()), 'CREATE')",
-            (self._schema,),
-        )
-        if found:
-            count = int(found[0][0])
-        elif not allowed[0][0]:
+        existing, allowed = found[0]
+        if existing is not None:
+            count = int(existing)
+        elif not allowed:
             yield "COMMIT", None
             self._calls[sql] = None
             return
