@@ -840,6 +840,44 @@ def test_stores_creating_a_function_at_once_make_one(admin: psycopg.Connection[A
         drop_checkpoint_store(first)
 
 
+@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
+def test_a_connection_lost_while_making_a_function_costs_no_put(
+    admin: psycopg.Connection[Any], monkeypatch: pytest.MonkeyPatch, use_async: bool
+) -> None:
+    """A dead connection the liveness check missed, found when a put first makes its function,
+    is replaced and the put runs once more (nothing had been stored): it is stored, the
+    function made, and no "may or may not be stored" error is raised."""
+    schema = f"memfold_test_{uuid.uuid4().hex}"
+    store = open_checkpoint_store(named(schema), schema=schema)
+
+    async def put(i: int) -> None:
+        if use_async:
+            await store.aput("t", cid(i), BODY, parent_id=cid(i - 1) if i else None,
+                             versions={"m": i + 1}, values={"m": messages(i + 1)})  # fmt: skip
+        else:
+            put_steps(store, "t", range(i, i + 1))
+
+    async def scenario() -> None:
+        await put(0)  # the full put, inside a transaction: it makes no function
+        assert put_functions(admin, schema) == {}
+        monkeypatch.setattr(pg_driver, "_alive", lambda conn: True)
+        assert kill_connections(admin, schema)
+        await put(1)  # a fast put: its function is made first, on the dead connection
+        assert len(put_functions(admin, schema)) == 1
+        found = await store.aget("t") if use_async else store.get("t")
+        assert found is not None
+        assert found.checkpoint_id == cid(1)
+        assert found.values == {"m": messages(2)}
+        if use_async:
+            await store.aclose()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        store.close()
+        drop_checkpoint_store(store)
+
+
 def test_without_create_privilege_or_with_prepared_statements_puts_stay_statements(
     admin: psycopg.Connection[Any], tmp_path: Any
 ) -> None:

@@ -295,6 +295,9 @@ class _Runner:
                 in_transaction, unknown = False, write and not dry_run
                 cursor.execute("ROLLBACK" if dry_run else "COMMIT")
             return result
+        except _Dropped as dropped:  # making a function, before the operation's statement
+            broken = dropped.error
+            raise
         except BaseException as exc:
             if driver.dropped(exc, conn):
                 broken = exc
@@ -365,7 +368,8 @@ class _Runner:
         self, functions: ServerFunctions, cursor: Any, conn: Any, sql: str
     ) -> None:
         """Create ``sql``'s server-side function on ``cursor`` (outside any transaction); if
-        the database refuses, ``sql`` runs as it is from now on."""
+        the database refuses, ``sql`` runs as it is from now on. A connection dropped meanwhile
+        leaves nothing stored, so the operation may run again."""
         steps = functions.creation(sql)
         try:
             query, args = next(steps)
@@ -376,8 +380,8 @@ class _Runner:
         except StopIteration:
             return
         except Exception as exc:
-            if self.driver.dropped(exc, conn):
-                raise
+            if self.driver.dropped(exc, conn):  # the operation's own statement never ran
+                raise _Dropped(exc, unknown=False) from exc
             cursor.execute("ROLLBACK")
             functions.refuse(sql)
 
@@ -395,8 +399,8 @@ class _Runner:
         except StopIteration:
             return
         except Exception as exc:
-            if self.driver.dropped(exc, conn):
-                raise
+            if self.driver.dropped(exc, conn):  # the operation's own statement never ran
+                raise _Dropped(exc, unknown=False) from exc
             await cursor.execute("ROLLBACK")
             functions.refuse(sql)
 
@@ -480,6 +484,9 @@ class _Runner:
                 in_transaction, unknown = False, write and not dry_run
                 await cursor.execute("ROLLBACK" if dry_run else "COMMIT")
             return result
+        except _Dropped as dropped:  # making a function, before the operation's statement
+            broken = dropped.error
+            raise
         except BaseException as exc:
             if driver.dropped(exc, conn):
                 broken = exc
