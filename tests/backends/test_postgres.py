@@ -715,18 +715,18 @@ def test_a_checkpoint_read_does_not_depend_on_string_escaping(
 # Puts as calls of server-side functions.
 
 
-def put_functions(admin: psycopg.Connection[Any], schema: str) -> dict[str, int]:
-    """The put functions in ``schema``: name -> argument count."""
+def put_functions(admin: psycopg.Connection[Any], schema: str, kind: str = "put") -> dict[str, int]:
+    """The put (or other ``kind``) functions in ``schema``: name -> argument count."""
     rows = admin.execute(
         "SELECT p.proname, p.pronargs FROM pg_proc p JOIN pg_namespace n "
-        "ON n.oid = p.pronamespace WHERE n.nspname = %s AND p.proname LIKE 'memfold\\_put\\_%%'",
-        (schema,),
+        "ON n.oid = p.pronamespace WHERE n.nspname = %s AND p.proname LIKE %s",
+        (schema, f"memfold\\_{kind}\\_%"),
     ).fetchall()
     return dict(rows)
 
 
-def drop_put_functions(admin: psycopg.Connection[Any], schema: str) -> None:
-    for name in put_functions(admin, schema):
+def drop_put_functions(admin: psycopg.Connection[Any], schema: str, kind: str = "put") -> None:
+    for name in put_functions(admin, schema, kind):
         admin.execute(sql.SQL("DROP FUNCTION {}.{}").format(
             sql.Identifier(schema), sql.Identifier(name)))  # fmt: skip
 
@@ -841,6 +841,51 @@ def test_stores_creating_a_function_at_once_make_one(admin: psycopg.Connection[A
 
 
 @pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
+def test_reads_run_as_calls_of_server_side_functions(
+    admin: psycopg.Connection[Any], use_async: bool
+) -> None:
+    """A store reading checkpoints another store wrote (the newest, and one by id) creates one
+    function per read shape after the shape's first plain run, and reads the same checkpoints
+    through them; functions dropped behind its back cost no read and are made again."""
+    writer = postgres_checkpoint_store()
+    schema = writer.tables.schema  # type: ignore[attr-defined]
+    reader = open_checkpoint_store(PG_URL, schema=schema, setup=False)
+
+    async def read_all() -> None:
+        for _ in range(2):
+            for checkpoint_id, size in ((None, 4), (cid(1), 2)):
+                if use_async:
+                    found = await reader.aget("t", checkpoint_id=checkpoint_id)
+                else:
+                    found = reader.get("t", checkpoint_id=checkpoint_id)
+                assert found is not None
+                assert found.checkpoint_id == (checkpoint_id or cid(3))
+                assert found.values == {"m": messages(size)}
+                assert [w.value for w in found.writes] == [Blob("json", b"1")]
+
+    async def scenario() -> None:
+        put_steps(writer, "t", range(4))
+        for i in (1, 3):
+            writer.put_writes("t", cid(i), [PendingWrite("task", 0, "w", Blob("json", b"1"))])
+        assert put_functions(admin, schema, "get") == {}
+        await read_all()
+        made = put_functions(admin, schema, "get")
+        assert len(made) == 2
+        drop_put_functions(admin, schema, "get")
+        await read_all()  # each call fails, runs plain, and the next makes the function again
+        assert put_functions(admin, schema, "get") == made
+        if use_async:
+            await reader.aclose()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        reader.close()
+        writer.close()
+        drop_checkpoint_store(writer)
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
 def test_a_connection_lost_while_making_a_function_costs_no_put(
     admin: psycopg.Connection[Any], monkeypatch: pytest.MonkeyPatch, use_async: bool
 ) -> None:
@@ -858,16 +903,17 @@ def test_a_connection_lost_while_making_a_function_costs_no_put(
             put_steps(store, "t", range(i, i + 1))
 
     async def scenario() -> None:
-        await put(0)  # the full put, inside a transaction: it makes no function
+        await put(0)  # the full put, inside a transaction
+        await put(1)  # the first fast put runs plain
         assert put_functions(admin, schema) == {}
         monkeypatch.setattr(pg_driver, "_alive", lambda conn: True)
         assert kill_connections(admin, schema)
-        await put(1)  # a fast put: its function is made first, on the dead connection
+        await put(2)  # the next makes its function first, on the dead connection
         assert len(put_functions(admin, schema)) == 1
         found = await store.aget("t") if use_async else store.get("t")
         assert found is not None
-        assert found.checkpoint_id == cid(1)
-        assert found.values == {"m": messages(2)}
+        assert found.checkpoint_id == cid(2)
+        assert found.values == {"m": messages(3)}
         if use_async:
             await store.aclose()
 

@@ -178,12 +178,15 @@ class CheckpointPlans:
         )
         space = self._space_where(c)
         joined = self._with_writes(c)
-        self._get_by_id = joined.where(space, c.c.checkpoint_id == bindparam("checkpoint_id"))
+        by_id = joined.where(space, c.c.checkpoint_id == bindparam("checkpoint_id"))
+        self._get_by_id = by_id.execution_options(server_function="get")
         newest = select(c).where(space).order_by(c.c.checkpoint_id.desc()).limit(1).subquery("c")
-        self._get_newest = self._with_writes(newest)
+        self._get_newest = self._with_writes(newest).execution_options(server_function="get")
         if self.dialect == "postgresql":
-            self._get_whole_newest = text(self._get_whole_sql(by_id=False))
-            self._get_whole_by_id = text(self._get_whole_sql(by_id=True))
+            whole = (text(self._get_whole_sql(by_id)) for by_id in (False, True))
+            self._get_whole_newest, self._get_whole_by_id = (
+                s.execution_options(server_function="get") for s in whole
+            )
         self._history_page = text(self._history_sql())
         self._values_by_key = text(self._values_sql(chains=False))
         self._values_with_chains = text(self._values_sql(chains=True))

@@ -98,16 +98,19 @@ class _WritesInFlight:
                 await asyncio.wait_for(event.wait(), _WAIT_S)
 
 
-def _routed(statement: ClauseElement) -> bool:
-    """Whether ``statement`` was built to run through a server-side function."""
+def _routed(statement: ClauseElement) -> str | None:
+    """The kind of server-side function ``statement`` was built to run through (None: it runs
+    as it is)."""
     options = statement.get_execution_options() if isinstance(statement, Executable) else {}
-    return bool(options.get("server_function"))
+    kind: str | None = options.get("server_function")
+    return kind
 
 
 class _KeptStatements(_Statements):
     """Compiles a statement built after start-up once too: the plans keep every statement
     they build (one per query shape), so its id stays its own. A statement built with the
-    execution option ``server_function`` is handed to ``functions`` (if any) to route."""
+    execution option ``server_function`` (the function's kind, ``put`` or ``get``) is handed
+    to ``functions`` (if any) to route."""
 
     def __init__(
         self,
@@ -118,14 +121,19 @@ class _KeptStatements(_Statements):
         super().__init__(dialect, prepared)
         self._kept: list[ClauseElement] = []
         self._functions = functions
+        for statement in prepared:
+            self._route(statement)
+
+    def _route(self, statement: ClauseElement) -> None:
+        kind = _routed(statement)
+        if self._functions is not None and kind is not None:
+            self._functions.register(self._cache[id(statement)][0], kind)
 
     def bind(self, statement: ClauseElement, params: Any) -> tuple[str, Any, bool]:
         if id(statement) not in self._cache:
-            compiled = self._cache[id(statement)] = self._compile(statement)
+            self._cache[id(statement)] = self._compile(statement)
             self._kept.append(statement)
-            functions = self._functions
-            if functions is not None and _routed(statement):
-                functions.register(compiled[0])
+            self._route(statement)
         return super().bind(statement, params)
 
 
@@ -146,9 +154,9 @@ class SQLCheckpointStore(BaseCheckpointStore):
         retention: what `sweep` removes when called without a policy.
         row_level_security: PostgreSQL only: set each transaction's tenant for row-level
             security policies (see `memfold.backends.sql.tenancy`); also a URL option.
-        server_functions: PostgreSQL only: run puts as calls of functions the store creates
-            in its schema (default True; see `memfold.backends.sql.server_functions`); not
-            with ``prepared_statements``, which has the server plan them once already.
+        server_functions: PostgreSQL only: run puts and reads as calls of functions the store
+            creates in its schema (default True; see `memfold.backends.sql.server_functions`);
+            not with ``prepared_statements``, which has the server plan them once already.
     """
 
     def __init__(

@@ -558,7 +558,7 @@ class CheckpointWrites:
             )
         return text(
             f"WITH claim AS ({claim}){value_rows}, c AS ({checkpoint}) SELECT count(*) FROM claim"
-        ).execution_options(server_function=True)
+        ).execution_options(server_function="put")
 
     def _sqlite_claim(self, fast: bool, lease: bool) -> ClauseElement:
         """The claim of the thread's row on SQLite (its row count tells whether it held)."""

@@ -1,20 +1,22 @@
-"""PostgreSQL: a checkpoint put as the call of a function whose body is its statement.
+"""PostgreSQL: the hot statements of a checkpoint store (puts and reads) as calls of functions
+whose body is the statement.
 
 Without prepared statements (memfold's default on PostgreSQL, since a pooler in transaction
 mode can hand one client's named statement to another), the server parses and plans every
-statement it receives. A checkpoint put is one large statement, and parsing and planning it
-takes several times as long as running it. PL/pgSQL keeps the plans of the statements in a
-function's body for the life of the connection: state that neither the client nor a pooler
-tracks. So a store runs each shape of its put statement as ``SELECT * FROM <name>($1, ...)``,
-where ``<name>`` is ``<table prefix>put_`` and a hash of the statement's text (a release that
-changes the statement calls a new function).
+statement it receives. A checkpoint put is one large statement, and a read joins a checkpoint
+with its writes and value rows; parsing and planning them takes longer than running them.
+PL/pgSQL keeps the plans of the statements in a function's body for the life of the
+connection: state that neither the client nor a pooler tracks. So a store runs each shape of
+those statements as ``SELECT * FROM <name>($1, ...)``, where ``<name>`` is the table prefix,
+the statement's kind (``put_``, ``get_``) and a hash of its text (a release that changes the
+statement calls a new function).
 
-A function is created by the first put of its shape that runs outside a transaction, in a
-transaction of its own: an advisory lock keeps two processes from creating it at once, and the
-parameter types are those the server infers for the statement (``PREPARE``). Where it cannot be
-created (no ``CREATE`` privilege on the schema, say), that shape runs as a plain statement. A
-function dropped behind a store's back is created again by a later put; a dropped schema takes
-its functions with it.
+A statement's first run is plain, and tells its result's column types. The function is then
+created by the next run outside a transaction, in a transaction of its own: an advisory lock
+keeps two processes from creating it at once, and the parameter types are those the server
+infers for the statement (``PREPARE``). Where it cannot be created (no ``CREATE`` privilege on
+the schema, say), the statement runs plain. A function dropped behind a store's back is
+created again by a later run; a dropped schema takes its functions with it.
 """
 
 from __future__ import annotations
@@ -33,11 +35,11 @@ Step = Generator[tuple[str, Any], list[Any], None]
 """What a runner executes to create a function: ``(sql, parameters)`` pairs, each sent back its
 rows."""
 
-_TAG = "$memfold_put$"
+_TAG = "$memfold_fn$"
 
 
 class ServerFunctions:
-    """The put statements a store routes through functions, and the calls of those made.
+    """The statements a store routes through functions, and the calls of those made.
 
     Args:
         schema: the schema holding the store's tables and its functions (None: the
@@ -50,21 +52,31 @@ class ServerFunctions:
         self._schema = schema
         self._prefix = prefix
         self._quote = quote
-        self._eligible: set[str] = set()
+        self._kinds: dict[str, str] = {}
+        """Statement text: the word its function's name starts with."""
+        self._types: dict[str, tuple[int, ...]] = {}
+        """Statement text: the type OIDs of its result's columns, from its first run."""
         self._calls: dict[str, str | None] = {}
         """Statement text: its call (None: runs as it is)."""
 
-    def register(self, sql: str) -> None:
-        """Route ``sql`` (a statement returning one ``bigint`` column) through a function."""
-        self._eligible.add(sql)
+    def register(self, sql: str, kind: str) -> None:
+        """Route ``sql`` (a statement returning rows) through a function named for ``kind``."""
+        self._kinds[sql] = kind
 
     def call(self, sql: str) -> str | None:
         """The call that runs ``sql``, once its function exists (None: run ``sql``)."""
         return self._calls.get(sql)
 
+    def ran(self, sql: str, description: Any) -> None:
+        """Note what ``sql`` returned on a plain run (a DB-API ``cursor.description``): its
+        column types, which its function returns."""
+        if sql in self._kinds and sql not in self._types and description:
+            self._types[sql] = tuple(int(column.type_code) for column in description)
+
     def wants(self, sql: str) -> bool:
-        """Whether ``sql`` is routed but has no function yet (`creation` makes it)."""
-        return sql in self._eligible and sql not in self._calls
+        """Whether ``sql`` is routed, has run plain, and has no function yet (`creation`
+        makes it)."""
+        return sql in self._types and sql not in self._calls
 
     def refuse(self, sql: str) -> None:
         """Run ``sql`` as it is from now on (its function could not be created)."""
@@ -82,7 +94,7 @@ class ServerFunctions:
         """The statements that create ``sql``'s function (unless another connection did) in a
         transaction of their own; records the call once they committed."""
         digest = hashlib.sha256(sql.encode()).digest()
-        name = f"{self._prefix}put_{digest.hex()[:16]}"
+        name = f"{self._prefix}{self._kinds[sql]}_{digest.hex()[:16]}"
         qualified = self._quote.quote(name)
         if self._schema is not None:
             qualified = f"{self._quote.quote_schema(self._schema)}.{qualified}"
@@ -105,15 +117,23 @@ class ServerFunctions:
             probe = f"memfold_probe_{uuid.uuid4().hex}"
             yield f"PREPARE {probe} AS {sql}", None
             types = yield (
-                "SELECT parameter_types::text[] FROM pg_prepared_statements WHERE name = $1",
-                (probe,),
+                "SELECT parameter_types::text[], ARRAY(SELECT format_type(t, NULL) FROM "
+                "unnest($2::oid[]) WITH ORDINALITY AS r(t, i) ORDER BY i) "
+                "FROM pg_prepared_statements WHERE name = $1",
+                (probe, list(self._types[sql])),
             )
             yield f"DEALLOCATE {probe}", None
-            arguments = list(types[0][0])
+            arguments, results = (list(column) for column in types[0])
             count = len(arguments)
+            returns = (
+                f"SETOF {results[0]}"
+                if len(results) == 1
+                else f"TABLE ({', '.join(f'out_{i} {t}' for i, t in enumerate(results))})"
+            )
             yield (
-                f"CREATE FUNCTION {qualified}({', '.join(arguments)}) RETURNS SETOF bigint "
-                f"LANGUAGE plpgsql AS {_TAG} BEGIN RETURN QUERY {sql}; END {_TAG}",
+                f"CREATE FUNCTION {qualified}({', '.join(arguments)}) RETURNS {returns} "
+                f"LANGUAGE plpgsql AS {_TAG} #variable_conflict use_column\n"
+                f"BEGIN RETURN QUERY {sql}; END {_TAG}",
                 None,
             )
         yield "COMMIT", None

@@ -325,14 +325,15 @@ class _Runner:
         in_transaction: bool,
     ) -> None:
         """Run ``sql`` as the call of its server-side function where it has one (created now
-        if it should be and no transaction is open). A function dropped behind the store's
-        back is created again by a later call; outside a transaction ``sql`` then runs as it
-        is."""
+        if it should be and no transaction is open), or else plain, noting its result types.
+        A function dropped behind the store's back is created again by a later call; outside
+        a transaction ``sql`` then runs as it is."""
         if not in_transaction and functions.wants(sql):
             self._create_function(functions, cursor, conn, sql)
         call = functions.call(sql)
         if call is None:
             cursor.execute(sql, args)
+            functions.ran(sql, cursor.description)
             return
         try:
             cursor.execute(call, args)
@@ -356,6 +357,7 @@ class _Runner:
         call = functions.call(sql)
         if call is None:
             await cursor.execute(sql, args)
+            functions.ran(sql, cursor.description)
             return
         try:
             await cursor.execute(call, args)
