@@ -844,9 +844,10 @@ def test_stores_creating_a_function_at_once_make_one(admin: psycopg.Connection[A
 def test_reads_run_as_calls_of_server_side_functions(
     admin: psycopg.Connection[Any], use_async: bool
 ) -> None:
-    """A store reading checkpoints another store wrote (the newest, and one by id) creates one
-    function per read shape after the shape's first plain run, and reads the same checkpoints
-    through them; functions dropped behind its back cost no read and are made again."""
+    """A store reading checkpoints another store wrote (the newest, one by id, a page of the
+    list) creates one function per read shape after the shape's first plain run, and reads the
+    same checkpoints through them; functions dropped behind its back cost no read and are made
+    again."""
     writer = postgres_checkpoint_store()
     schema = writer.tables.schema  # type: ignore[attr-defined]
     reader = open_checkpoint_store(PG_URL, schema=schema, setup=False)
@@ -862,18 +863,29 @@ def test_reads_run_as_calls_of_server_side_functions(
                 assert found.checkpoint_id == (checkpoint_id or cid(3))
                 assert found.values == {"m": messages(size)}
                 assert [w.value for w in found.writes] == [Blob("json", b"1")]
+            listed = (
+                await reader.alist_checkpoints("t", before=cid(3), limit=2)
+                if use_async
+                else reader.list_checkpoints("t", before=cid(3), limit=2)
+            )
+            assert [(c.checkpoint_id, c.values) for c in listed] == [
+                (cid(2), {"m": messages(3)}),
+                (cid(1), {"m": messages(2)}),
+            ]
 
     async def scenario() -> None:
         put_steps(writer, "t", range(4))
         for i in (1, 3):
             writer.put_writes("t", cid(i), [PendingWrite("task", 0, "w", Blob("json", b"1"))])
-        assert put_functions(admin, schema, "get") == {}
         await read_all()
-        made = put_functions(admin, schema, "get")
-        assert len(made) == 2
-        drop_put_functions(admin, schema, "get")
+        # a get of the newest and one by id (each with its value rows), a list page, and the
+        # value rows the page reads
+        made = {kind: put_functions(admin, schema, kind) for kind in ("get", "list")}
+        assert [len(made["get"]), len(made["list"])] == [3, 1]
+        for kind in made:
+            drop_put_functions(admin, schema, kind)
         await read_all()  # each call fails, runs plain, and the next makes the function again
-        assert put_functions(admin, schema, "get") == made
+        assert {kind: put_functions(admin, schema, kind) for kind in made} == made
         if use_async:
             await reader.aclose()
 

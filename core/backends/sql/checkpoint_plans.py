@@ -188,8 +188,10 @@ class CheckpointPlans:
                 s.execution_options(server_function="get") for s in whole
             )
         self._history_page = text(self._history_sql())
-        self._values_by_key = text(self._values_sql(chains=False))
-        self._values_with_chains = text(self._values_sql(chains=True))
+        self._values_by_key, self._values_with_chains = (
+            text(self._values_sql(chains)).execution_options(server_function="get")
+            for chains in (False, True)
+        )
         self.puts = CheckpointWrites(tables, dialect, self._values_by_key)
         self._new_stamp = update(t).where(thread_key).values(stamp=bindparam("stamp"))
         self._set_ttl = (
@@ -637,6 +639,7 @@ class CheckpointPlans:
                 select(*(found.c[n] for n in _CP), *(w.c[n] for n in _WRITE))
                 .select_from(source.outerjoin(w, on(w)))
                 .order_by(found.c.checkpoint_id.desc(), found.c.thread_id, found.c.namespace)
+                .execution_options(server_function="list")
             )
         return self._cache[("list", shape)], params, post
 

@@ -1,15 +1,15 @@
 """PostgreSQL: the hot statements of a checkpoint store (puts and reads) as calls of functions
 whose body is the statement.
 
-Without prepared statements (memfold's default on PostgreSQL, since a pooler in transaction
-mode can hand one client's named statement to another), the server parses and plans every
-statement it receives. A checkpoint put is one large statement, and a read joins a checkpoint
-with its writes and value rows; parsing and planning them takes longer than running them.
-PL/pgSQL keeps the plans of the statements in a function's body for the life of the
-connection: state that neither the client nor a pooler tracks. So a store runs each shape of
-those statements as ``SELECT * FROM <name>($1, ...)``, where ``<name>`` is the table prefix,
-the statement's kind (``put_``, ``get_``) and a hash of its text (a release that changes the
-statement calls a new function).
+Without prepared statements (memfold's default on PostgreSQL, since a pooler in transaction mode
+can hand one client's named statement to another), the server parses and plans every statement
+it receives. A checkpoint put is one large statement, and a read joins a checkpoint with its
+writes and value rows; parsing and planning them takes longer than running them. PL/pgSQL keeps
+the plans of the statements in a function's body for the life of the connection: state that
+neither the client nor a pooler tracks. So a store runs each shape of those statements as
+``SELECT * FROM <name>($1, ...)``, where ``<name>`` is the table prefix, the statement's kind
+(``put_``, ``get_``, ``list_``) and a hash of its text (a release that changes the statement
+calls a new function).
 
 A statement's first run is plain, and tells its result's column types. The function is then
 created by the next run outside a transaction, in a transaction of its own: an advisory lock
