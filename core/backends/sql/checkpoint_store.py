@@ -109,8 +109,8 @@ def _routed(statement: ClauseElement) -> str | None:
 class _KeptStatements(_Statements):
     """Compiles a statement built after start-up once too: the plans keep every statement
     they build (one per query shape), so its id stays its own. A statement built with the
-    execution option ``server_function`` (the function's kind: ``put``, ``get``, ``list``) is handed
-    to ``functions`` (if any) to route."""
+    execution option ``server_function`` (its function's kind: ``put``, ``get``, ``list``)
+    is handed to ``functions`` (if any) to route."""
 
     def __init__(
         self,
