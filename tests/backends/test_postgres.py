@@ -897,6 +897,43 @@ def test_reads_run_as_calls_of_server_side_functions(
         drop_checkpoint_store(writer)
 
 
+def test_a_changed_result_type_gets_a_function_of_its_own(admin: psycopg.Connection[Any]) -> None:
+    """When a column a read returns changes type under a running store (as a schema step may
+    do), the store's stale function fails, the read runs plain, and the next makes a function
+    named for the new types, which a new store finds; no read fails."""
+    writer = postgres_checkpoint_store()
+    schema = writer.tables.schema  # type: ignore[attr-defined]
+    reader = open_checkpoint_store(PG_URL, schema=schema, setup=False)
+    fresh = open_checkpoint_store(PG_URL, schema=schema, setup=False)
+
+    def read(store: Any) -> None:
+        for _ in range(3):
+            found = store.get("t", checkpoint_id=cid(2))
+            assert found is not None
+            assert found.values == {"m": messages(3)}
+            assert [(w.idx, w.value) for w in found.writes] == [(0, Blob("json", b"1"))]
+
+    try:
+        put_steps(writer, "t", range(3))
+        writer.put_writes("t", cid(2), [PendingWrite("task", 0, "w", Blob("json", b"1"))])
+        read(reader)
+        before = put_functions(admin, schema, "get")
+        assert len(before) == 1
+        admin.execute(sql.SQL("ALTER TABLE {}.memfold_cp_writes ALTER COLUMN idx TYPE bigint")
+                      .format(sql.Identifier(schema)))  # fmt: skip
+        read(reader)
+        after = put_functions(admin, schema, "get")
+        assert len(after) == 2
+        assert set(before) < set(after)
+        read(fresh)
+        assert put_functions(admin, schema, "get") == after
+    finally:
+        fresh.close()
+        reader.close()
+        writer.close()
+        drop_checkpoint_store(writer)
+
+
 @pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
 def test_a_connection_lost_while_making_a_function_costs_no_put(
     admin: psycopg.Connection[Any], monkeypatch: pytest.MonkeyPatch, use_async: bool

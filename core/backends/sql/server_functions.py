@@ -8,8 +8,8 @@ writes and value rows; parsing and planning them takes longer than running them.
 the plans of the statements in a function's body for the life of the connection: state that
 neither the client nor a pooler tracks. So a store runs each shape of those statements as
 ``SELECT * FROM <name>($1, ...)``, where ``<name>`` is the table prefix, the statement's kind
-(``put_``, ``get_``, ``list_``) and a hash of its text (a release that changes the statement
-calls a new function).
+(``put_``, ``get_``, ``list_``) and a hash of its text and result types (a release that changes
+the statement, or a schema step that changes the types it returns, calls a new function).
 
 A statement's first run is plain, and tells its result's column types. The function is then
 created by the next run outside a transaction, in a transaction of its own: an advisory lock
@@ -28,8 +28,9 @@ from typing import Any
 
 __all__ = ["ServerFunctions"]
 
-_UNDEFINED_FUNCTION = "42883"
-"""The SQLSTATE of a call of a function that does not exist."""
+_STALE = ("42883", "42804")
+"""The SQLSTATEs of a call of a function that does not exist, and of one whose result types are
+no longer its statement's (a schema step changed a column's type)."""
 
 Step = Generator[tuple[str, Any], list[Any], None]
 """What a runner executes to create a function: ``(sql, parameters)`` pairs, each sent back its
@@ -84,16 +85,19 @@ class ServerFunctions:
 
     def run_plain(self, sql: str, error: Exception, in_transaction: bool) -> bool:
         """Whether ``sql`` should run as it is after its call raised ``error``: the function
-        is gone (the next use creates it again) and no transaction is open to abort."""
-        if getattr(error, "sqlstate", None) != _UNDEFINED_FUNCTION:
+        is gone or stale (a later plain run notes the types again, and the use after it makes
+        a function for them) and no transaction is open to abort."""
+        if getattr(error, "sqlstate", None) not in _STALE:
             return False
         self._calls.pop(sql, None)
+        self._types.pop(sql, None)
         return not in_transaction
 
     def creation(self, sql: str) -> Step:
         """The statements that create ``sql``'s function (unless another connection did) in a
         transaction of their own; records the call once they committed."""
-        digest = hashlib.sha256(sql.encode()).digest()
+        signature = "\x00".join([sql, *map(str, self._types[sql])])
+        digest = hashlib.sha256(signature.encode()).digest()
         name = f"{self._prefix}{self._kinds[sql]}_{digest.hex()[:16]}"
         qualified = self._quote.quote(name)
         if self._schema is not None:

@@ -326,21 +326,21 @@ class _Runner:
     ) -> None:
         """Run ``sql`` as the call of its server-side function where it has one (created now
         if it should be and no transaction is open), or else plain, noting its result types.
-        A function dropped behind the store's back is created again by a later call; outside
-        a transaction ``sql`` then runs as it is."""
+        A function dropped behind the store's back, or returning other types than ``sql`` now
+        does, is made again by a later call; outside a transaction ``sql`` then runs as it
+        is."""
         if not in_transaction and functions.wants(sql):
             self._create_function(functions, cursor, conn, sql)
         call = functions.call(sql)
-        if call is None:
-            cursor.execute(sql, args)
-            functions.ran(sql, cursor.description)
-            return
-        try:
-            cursor.execute(call, args)
-        except Exception as exc:
-            if not functions.run_plain(sql, exc, in_transaction):
-                raise
-            cursor.execute(sql, args)
+        if call is not None:
+            try:
+                cursor.execute(call, args)
+                return
+            except Exception as exc:
+                if not functions.run_plain(sql, exc, in_transaction):
+                    raise
+        cursor.execute(sql, args)
+        functions.ran(sql, cursor.description)
 
     async def _aexecute_routed(
         self,
@@ -355,16 +355,15 @@ class _Runner:
         if not in_transaction and functions.wants(sql):
             await self._acreate_function(functions, cursor, conn, sql)
         call = functions.call(sql)
-        if call is None:
-            await cursor.execute(sql, args)
-            functions.ran(sql, cursor.description)
-            return
-        try:
-            await cursor.execute(call, args)
-        except Exception as exc:
-            if not functions.run_plain(sql, exc, in_transaction):
-                raise
-            await cursor.execute(sql, args)
+        if call is not None:
+            try:
+                await cursor.execute(call, args)
+                return
+            except Exception as exc:
+                if not functions.run_plain(sql, exc, in_transaction):
+                    raise
+        await cursor.execute(sql, args)
+        functions.ran(sql, cursor.description)
 
     def _create_function(
         self, functions: ServerFunctions, cursor: Any, conn: Any, sql: str
