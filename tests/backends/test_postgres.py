@@ -25,7 +25,13 @@ import memfold
 from memfold import BackendUnavailable, InvalidInput, Message, Part, ToolCall
 from memfold.backends.sql import SQLThreadStore, migrations
 from memfold.backends.sql import postgres as pg_driver
-from memfold.checkpoints import Blob, PendingWrite, SequenceBlob, open_checkpoint_store
+from memfold.checkpoints import (
+    Blob,
+    ChannelHistory,
+    PendingWrite,
+    SequenceBlob,
+    open_checkpoint_store,
+)
 from memfold.stores import BaseThreadStore
 from tests.backends.test_checkpoint_heads import BODY, statements
 from tests.backends.test_checkpoints import cid, messages, msg
@@ -845,9 +851,9 @@ def test_reads_run_as_calls_of_server_side_functions(
     admin: psycopg.Connection[Any], use_async: bool
 ) -> None:
     """A store reading checkpoints another store wrote (the newest, one by id, a page of the
-    list) creates one function per read shape after the shape's first plain run, and reads the
-    same checkpoints through them; functions dropped behind its back cost no read and are made
-    again."""
+    list, a channel's history) creates one function per read shape after the shape's first
+    plain run, and reads the same checkpoints through them; functions dropped behind its back
+    cost no read and are made again."""
     writer = postgres_checkpoint_store()
     schema = writer.tables.schema  # type: ignore[attr-defined]
     reader = open_checkpoint_store(PG_URL, schema=schema, setup=False)
@@ -872,16 +878,26 @@ def test_reads_run_as_calls_of_server_side_functions(
                 (cid(2), {"m": messages(3)}),
                 (cid(1), {"m": messages(2)}),
             ]
+            channels = ["m", "w"]
+            history = (
+                await reader.aread_channel_history("t", channels, checkpoint_id=cid(3))
+                if use_async
+                else reader.read_channel_history("t", channels, checkpoint_id=cid(3))
+            )
+            assert history is not None
+            assert history["m"] == ChannelHistory((), messages(3))
+            assert [w.value for w in history["w"].writes] == [Blob("json", b"1")]
+            assert history["w"].seed is None
 
     async def scenario() -> None:
         put_steps(writer, "t", range(4))
         for i in (1, 3):
             writer.put_writes("t", cid(i), [PendingWrite("task", 0, "w", Blob("json", b"1"))])
         await read_all()
-        # a get of the newest and one by id (each with its value rows), a list page, and the
-        # value rows the page reads
+        # a get of the newest and one by id (each with its value rows), the value rows a list
+        # page reads, a page of ancestors with their writes; and a list page
         made = {kind: put_functions(admin, schema, kind) for kind in ("get", "list")}
-        assert [len(made["get"]), len(made["list"])] == [3, 1]
+        assert [len(made["get"]), len(made["list"])] == [4, 1]
         for kind in made:
             drop_put_functions(admin, schema, kind)
         await read_all()  # each call fails, runs plain, and the next makes the function again

@@ -187,7 +187,7 @@ class CheckpointPlans:
             self._get_whole_newest, self._get_whole_by_id = (
                 s.execution_options(server_function="get") for s in whole
             )
-        self._history_page = text(self._history_sql())
+        self._history_page = text(self._history_sql()).execution_options(server_function="get")
         self._values_by_key, self._values_with_chains = (
             text(self._values_sql(chains)).execution_options(server_function="get")
             for chains in (False, True)
