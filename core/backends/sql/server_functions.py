@@ -12,11 +12,12 @@ neither the client nor a pooler tracks. So a store runs each shape of those stat
 the statement, or a schema step that changes the types it returns, calls a new function).
 
 A statement's first run is plain, and tells its result's column types. The function is then
-created by the next run outside a transaction, in a transaction of its own: an advisory lock
-keeps two processes from creating it at once, and the parameter types are those the server
-infers for the statement (``PREPARE``). Where it cannot be created (no ``CREATE`` privilege on
-the schema, say), the statement runs plain. A function dropped behind a store's back is
-created again by a later run; a dropped schema takes its functions with it.
+created when the store's next operation starts, before that operation's own transaction, in a
+transaction of its own: an advisory lock keeps two processes from creating it at once, and the
+parameter types are those the server infers for the statement (``PREPARE``). Where it cannot be
+created (no ``CREATE`` privilege on the schema, say), the statement runs plain. A function
+dropped behind a store's back is created again by a later run; a dropped schema takes its
+functions with it.
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ class ServerFunctions:
         """Statement text: the type OIDs of its result's columns, from its first run."""
         self._calls: dict[str, str | None] = {}
         """Statement text: its call (None: runs as it is)."""
+        self.waiting: set[str] = set()
+        """Statements that ran plain and have no function yet (`creation` makes them)."""
 
     def register(self, sql: str, kind: str) -> None:
         """Route ``sql`` (a statement returning rows) through a function named for ``kind``."""
@@ -73,25 +76,23 @@ class ServerFunctions:
         column types, which its function returns."""
         if sql in self._kinds and sql not in self._types and description:
             self._types[sql] = tuple(int(column.type_code) for column in description)
-
-    def wants(self, sql: str) -> bool:
-        """Whether ``sql`` is routed, has run plain, and has no function yet (`creation`
-        makes it)."""
-        return sql in self._types and sql not in self._calls
+            if sql not in self._calls:
+                self.waiting.add(sql)
 
     def refuse(self, sql: str) -> None:
         """Run ``sql`` as it is from now on (its function could not be created)."""
         self._calls[sql] = None
+        self.waiting.discard(sql)
 
-    def run_plain(self, sql: str, error: Exception, in_transaction: bool) -> bool:
-        """Whether ``sql`` should run as it is after its call raised ``error``: the function
-        is gone or stale (a later plain run notes the types again, and the use after it makes
-        a function for them) and no transaction is open to abort."""
+    def forget(self, sql: str, error: Exception) -> bool:
+        """Whether ``error``, raised by ``sql``'s call, says its function is gone or stale; if
+        so ``sql`` runs plain again (its next plain run notes its types, and a later operation
+        makes a function for them)."""
         if getattr(error, "sqlstate", None) not in _STALE:
             return False
         self._calls.pop(sql, None)
         self._types.pop(sql, None)
-        return not in_transaction
+        return True
 
     def creation(self, sql: str) -> Step:
         """The statements that create ``sql``'s function (unless another connection did) in a
@@ -115,7 +116,7 @@ class ServerFunctions:
             count = int(existing)
         elif not allowed:
             yield "COMMIT", None
-            self._calls[sql] = None
+            self.refuse(sql)
             return
         else:
             probe = f"memfold_probe_{uuid.uuid4().hex}"
@@ -143,3 +144,4 @@ class ServerFunctions:
         yield "COMMIT", None
         placeholders = ", ".join(f"${i}" for i in range(1, count + 1))
         self._calls[sql] = f"SELECT * FROM {qualified}({placeholders})"
+        self.waiting.discard(sql)

@@ -46,6 +46,16 @@ class _Dropped(Exception):
         self.unknown = unknown
 
 
+class _Rerun(Exception):
+    """A server-side function failed inside an operation's transaction because it is gone or
+    stale (see `memfold.backends.sql.server_functions`): the transaction rolled back, and the
+    operation can run again, with the statement plain."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 def _translated(
     driver: Driver, where: str, exc: Exception
 ) -> tuple[Exception, BaseException] | None:
@@ -53,6 +63,8 @@ def _translated(
     (None: raise ``exc`` itself)."""
     if isinstance(exc, MemfoldError):
         return None
+    if isinstance(exc, _Rerun):
+        return driver.translate(exc.error, where) or BackendUnavailable(str(exc.error)), exc.error
     if isinstance(exc, _Dropped):
         error = exc.error
         if exc.unknown:
@@ -239,14 +251,16 @@ class _Runner:
         dry_run: bool = False,
     ) -> Any:
         """Run a fresh ``plan()`` in one transaction (that first sets ``tenant``, if given),
-        once more if the connection dropped before anything could have been stored; a
-        ``dry_run`` rolls the transaction back."""
+        once more if the connection dropped before anything could have been stored or a stale
+        server-side function rolled it back; a ``dry_run`` rolls the transaction back."""
         try:  # not a context manager: this is the hot path of every operation
             try:
                 return self._attempt(plan(), write, alone, tenant, dry_run)
             except _Dropped as dropped:
                 if dropped.unknown or not self.driver.retries_dropped_connections:
                     raise
+            except _Rerun:
+                pass
             return self._attempt(plan(), write, alone, tenant, dry_run)
         except Exception as exc:
             found = _translated(self.driver, self.where, exc)
@@ -270,6 +284,8 @@ class _Runner:
         cursor = None
         try:
             cursor = driver.cursor(conn)
+            if self.functions is not None and self.functions.waiting:
+                self._create_functions(self.functions, cursor, conn)
             if begin:
                 cursor.execute(begin)
                 in_transaction = True
@@ -295,7 +311,7 @@ class _Runner:
                 in_transaction, unknown = False, write and not dry_run
                 cursor.execute("ROLLBACK" if dry_run else "COMMIT")
             return result
-        except _Dropped as dropped:  # making a function, before the operation's statement
+        except _Dropped as dropped:  # making functions, before the operation started
             broken = dropped.error
             raise
         except BaseException as exc:
@@ -324,21 +340,21 @@ class _Runner:
         args: Any,
         in_transaction: bool,
     ) -> None:
-        """Run ``sql`` as the call of its server-side function where it has one (created now
-        if it should be and no transaction is open), or else plain, noting its result types.
-        A function dropped behind the store's back, or returning other types than ``sql`` now
-        does, is made again by a later call; outside a transaction ``sql`` then runs as it
-        is."""
-        if not in_transaction and functions.wants(sql):
-            self._create_function(functions, cursor, conn, sql)
+        """Run ``sql`` as the call of its server-side function where it has one, or else plain,
+        noting its result types (a later operation creates the function). A function dropped
+        behind the store's back, or returning other types than ``sql`` now does, is made again
+        the same way; ``sql`` then runs as it is, or, inside a transaction, the operation runs
+        again (`_Rerun`)."""
         call = functions.call(sql)
         if call is not None:
             try:
                 cursor.execute(call, args)
                 return
             except Exception as exc:
-                if not functions.run_plain(sql, exc, in_transaction):
+                if not functions.forget(sql, exc):
                     raise
+                if in_transaction:  # it rolls back, and the operation runs again
+                    raise _Rerun(exc) from exc
         cursor.execute(sql, args)
         functions.ran(sql, cursor.description)
 
@@ -352,58 +368,57 @@ class _Runner:
         in_transaction: bool,
     ) -> None:
         """Async `_execute_routed`."""
-        if not in_transaction and functions.wants(sql):
-            await self._acreate_function(functions, cursor, conn, sql)
         call = functions.call(sql)
         if call is not None:
             try:
                 await cursor.execute(call, args)
                 return
             except Exception as exc:
-                if not functions.run_plain(sql, exc, in_transaction):
+                if not functions.forget(sql, exc):
                     raise
+                if in_transaction:  # it rolls back, and the operation runs again
+                    raise _Rerun(exc) from exc
         await cursor.execute(sql, args)
         functions.ran(sql, cursor.description)
 
-    def _create_function(
-        self, functions: ServerFunctions, cursor: Any, conn: Any, sql: str
-    ) -> None:
-        """Create ``sql``'s server-side function on ``cursor`` (outside any transaction); if
-        the database refuses, ``sql`` runs as it is from now on. A connection dropped meanwhile
-        leaves nothing stored, so the operation may run again."""
-        steps = functions.creation(sql)
-        try:
-            query, args = next(steps)
-            while True:
-                cursor.execute(query, args)
-                rows = cursor.fetchall() if self.driver.returns_rows(cursor) else []
-                query, args = steps.send(rows)
-        except StopIteration:
-            return
-        except Exception as exc:
-            if self.driver.dropped(exc, conn):  # the operation's own statement never ran
-                raise _Dropped(exc, unknown=False) from exc
-            cursor.execute("ROLLBACK")
-            functions.refuse(sql)
+    def _create_functions(self, functions: ServerFunctions, cursor: Any, conn: Any) -> None:
+        """Create the server-side functions of the statements that ran plain, each in a
+        transaction of its own on ``cursor``, before an operation starts; a statement whose
+        function the database refuses runs as it is from now on. A connection dropped
+        meanwhile leaves nothing of the operation stored, so it may run again."""
+        for sql in tuple(functions.waiting):
+            steps = functions.creation(sql)
+            try:
+                query, args = next(steps)
+                while True:
+                    cursor.execute(query, args)
+                    rows = cursor.fetchall() if self.driver.returns_rows(cursor) else []
+                    query, args = steps.send(rows)
+            except StopIteration:
+                continue
+            except Exception as exc:
+                if self.driver.dropped(exc, conn):  # the operation has not started
+                    raise _Dropped(exc, unknown=False) from exc
+                cursor.execute("ROLLBACK")
+                functions.refuse(sql)
 
-    async def _acreate_function(
-        self, functions: ServerFunctions, cursor: Any, conn: Any, sql: str
-    ) -> None:
-        """Async `_create_function`."""
-        steps = functions.creation(sql)
-        try:
-            query, args = next(steps)
-            while True:
-                await cursor.execute(query, args)
-                rows = await cursor.fetchall() if self.driver.returns_rows(cursor) else []
-                query, args = steps.send(rows)
-        except StopIteration:
-            return
-        except Exception as exc:
-            if self.driver.dropped(exc, conn):  # the operation's own statement never ran
-                raise _Dropped(exc, unknown=False) from exc
-            await cursor.execute("ROLLBACK")
-            functions.refuse(sql)
+    async def _acreate_functions(self, functions: ServerFunctions, cursor: Any, conn: Any) -> None:
+        """Async `_create_functions`."""
+        for sql in tuple(functions.waiting):
+            steps = functions.creation(sql)
+            try:
+                query, args = next(steps)
+                while True:
+                    await cursor.execute(query, args)
+                    rows = await cursor.fetchall() if self.driver.returns_rows(cursor) else []
+                    query, args = steps.send(rows)
+            except StopIteration:
+                continue
+            except Exception as exc:
+                if self.driver.dropped(exc, conn):  # the operation has not started
+                    raise _Dropped(exc, unknown=False) from exc
+                await cursor.execute("ROLLBACK")
+                functions.refuse(sql)
 
     def purge_deleted(self) -> None:
         """SQLite: move the write-ahead log into the database and truncate it, so the log
@@ -439,6 +454,8 @@ class _Runner:
             except _Dropped as dropped:
                 if dropped.unknown or not self.driver.retries_dropped_connections:
                     raise
+            except _Rerun:
+                pass
             return await self._aattempt(plan(), write, alone, tenant, dry_run)
         except Exception as exc:
             found = _translated(self.driver, self.where, exc)
@@ -460,6 +477,8 @@ class _Runner:
         cursor = None
         try:
             cursor = await driver.acursor(conn)
+            if self.functions is not None and self.functions.waiting:
+                await self._acreate_functions(self.functions, cursor, conn)
             if begin:
                 await cursor.execute(begin)
                 in_transaction = True
@@ -485,7 +504,7 @@ class _Runner:
                 in_transaction, unknown = False, write and not dry_run
                 await cursor.execute("ROLLBACK" if dry_run else "COMMIT")
             return result
-        except _Dropped as dropped:  # making a function, before the operation's statement
+        except _Dropped as dropped:  # making functions, before the operation started
             broken = dropped.error
             raise
         except BaseException as exc:
