@@ -63,15 +63,13 @@ def _translated(
     (None: raise ``exc`` itself)."""
     if isinstance(exc, MemfoldError):
         return None
-    if isinstance(exc, _Rerun):
-        return driver.translate(exc.error, where) or BackendUnavailable(str(exc.error)), exc.error
-    if isinstance(exc, _Dropped):
+    if isinstance(exc, _Dropped) and exc.unknown:
+        return BackendUnavailable(
+            f"{where}: the connection dropped while the write was committing, so it may "
+            f"or may not be stored: check before retrying it. Driver said: {exc.error}"
+        ), exc.error
+    if isinstance(exc, _Dropped | _Rerun):
         error = exc.error
-        if exc.unknown:
-            return BackendUnavailable(
-                f"{where}: the connection dropped while the write was committing, so it may "
-                f"or may not be stored: check before retrying it. Driver said: {error}"
-            ), error
         return driver.translate(error, where) or BackendUnavailable(str(error)), error
     if isinstance(exc, UnicodeEncodeError):
         return InvalidInput(f"text is not valid Unicode: {exc.reason}"), exc
@@ -300,9 +298,7 @@ class _Runner:
                     elif self.functions is None:
                         cursor.execute(sql, args)
                     else:
-                        self._execute_routed(
-                            self.functions, cursor, conn, sql, args, in_transaction
-                        )
+                        self._execute_routed(self.functions, cursor, sql, args, in_transaction)
                     rows = cursor.fetchall() if driver.returns_rows(cursor) else []
                     statement, params = plan.send(Rows(rows, cursor.rowcount))
             except StopIteration as done:
@@ -332,13 +328,7 @@ class _Runner:
                 driver.checkin(lease, broken)
 
     def _execute_routed(
-        self,
-        functions: ServerFunctions,
-        cursor: Any,
-        conn: Any,
-        sql: str,
-        args: Any,
-        in_transaction: bool,
+        self, functions: ServerFunctions, cursor: Any, sql: str, args: Any, in_transaction: bool
     ) -> None:
         """Run ``sql`` as the call of its server-side function where it has one, or else plain,
         noting its result types (a later operation creates the function). A function dropped
@@ -359,13 +349,7 @@ class _Runner:
         functions.ran(sql, cursor.description)
 
     async def _aexecute_routed(
-        self,
-        functions: ServerFunctions,
-        cursor: Any,
-        conn: Any,
-        sql: str,
-        args: Any,
-        in_transaction: bool,
+        self, functions: ServerFunctions, cursor: Any, sql: str, args: Any, in_transaction: bool
     ) -> None:
         """Async `_execute_routed`."""
         call = functions.call(sql)
@@ -494,7 +478,7 @@ class _Runner:
                         await cursor.execute(sql, args)
                     else:
                         await self._aexecute_routed(
-                            self.functions, cursor, conn, sql, args, in_transaction
+                            self.functions, cursor, sql, args, in_transaction
                         )
                     rows = await cursor.fetchall() if driver.returns_rows(cursor) else []
                     statement, params = plan.send(Rows(rows, cursor.rowcount))
