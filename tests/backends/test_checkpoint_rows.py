@@ -24,7 +24,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 import memfold.checkpoints
-from memfold import RetentionPolicy
+from memfold import BackendUnavailable, RetentionPolicy
 from memfold.backends.checkpoint_dictionary import DICTIONARY, DICTIONARY_SHA256
 from memfold.backends.sql import checkpoint_plans, checkpoint_rows
 from memfold.backends.sql.checkpoint_rows import ParsedRows, id_text, parse_value
@@ -107,6 +107,21 @@ async def test_compressible_payloads_are_stored_compressed_and_read_back_whole(
         conn.execute(update(w).where(w.c.idx == 1).values(data=raw, codec="deflate"))
     found_writes = (await api.get("t")).writes  # type: ignore[union-attr]
     assert [w.value for w in found_writes[:2]] == [Blob("json", talk), Blob("bytes", talk)]
+
+
+@pytest.mark.parametrize("codec", ["deflate-d1", "deflate", "zlib"])
+async def test_a_payload_that_does_not_inflate_is_a_typed_error(
+    store: BaseCheckpointStore, api: Api, codec: str
+) -> None:
+    """A damaged row (plain bytes under a codec) fails the read with `BackendUnavailable`
+    naming the codec, not with zlib's own error."""
+    await api.put("t", "c1", BODY, versions={})
+    await api.put_writes("t", "c1", [PendingWrite("t1", 0, "m", Blob("json", b"1" * 200), "")])
+    w = store.tables.writes  # type: ignore[attr-defined]
+    with store.engine.begin() as conn:  # type: ignore[attr-defined]
+        conn.execute(update(w).values(data=b"boom", codec=codec))
+    with pytest.raises(BackendUnavailable, match=f"says it is '{codec}' but does not inflate"):
+        await api.get("t")
 
 
 async def test_bodies_are_stored_compressed_with_the_preset_dictionary(

@@ -258,6 +258,16 @@ async def test_writes_are_insert_if_absent_and_special_writes_replace(api: Api) 
     assert [(w.idx, w.value.data) for w in got.writes] == [(-1, b"e2"), (0, b"first")]
 
 
+async def test_a_special_write_replaced_by_one_stored_otherwise_reads_back(api: Api) -> None:
+    """A long error that a store compresses, replaced by a short one it keeps as given, and
+    the other way round: each reads back as last written (the first case read as garbage)."""
+    await grow(api, "t", 1)
+    long = b"Traceback (most recent call last): " * 40
+    for data in (long, b"boom", long):
+        await api.put_writes("t", cid(0), [write("t1", -1, data=data)])
+        assert [w.value.data for w in (await api.get("t")).writes] == [data]
+
+
 async def test_writes_come_back_sorted_by_path_task_and_index(api: Api) -> None:
     """Pending writes are ordered by (task_path, task_id, idx), whatever the order of arrival."""
     await grow(api, "t", 1)

@@ -31,7 +31,7 @@ from typing import Any
 from memfold.backends.checkpoint_dictionary import DICTIONARY
 from memfold.checkpoint_deltas import StoredBlob, pack_items, unpack_items, version_key
 from memfold.checkpoint_model import Blob, Version
-from memfold.errors import NotFound
+from memfold.errors import BackendUnavailable, NotFound
 
 __all__ = [
     "EMPTY_VALUE",
@@ -108,13 +108,23 @@ def compress(data: bytes) -> tuple[bytes, str | None]:
 
 
 def _inflate(data: bytes, codec: str) -> bytes:
-    if codec != _CODEC:
-        return zlib.decompress(data, _WBITS[codec])
-    inflater = zlib.decompressobj(_WBITS[codec], zdict=DICTIONARY)
-    out = inflater.decompress(data)
+    try:
+        if codec != _CODEC:
+            return zlib.decompress(data, _WBITS[codec])
+        inflater = zlib.decompressobj(_WBITS[codec], zdict=DICTIONARY)
+        out = inflater.decompress(data)
+    except zlib.error as exc:
+        raise _damaged(codec, exc) from exc
     if not inflater.eof:
-        raise zlib.error("incomplete or truncated stream")  # as zlib.decompress says it
+        raise _damaged(codec, "incomplete or truncated stream")
     return out
+
+
+def _damaged(codec: str, detail: object) -> BackendUnavailable:
+    return BackendUnavailable(
+        f"a stored checkpoint payload says it is {codec!r} but does not inflate ({detail}): "
+        "the row is damaged: restore it from a backup, or delete the thread"
+    )
 
 
 def decompress(data: bytes, codec: str | None, seen: dict[bytes, bytes] | None = None) -> bytes:

@@ -118,6 +118,9 @@ _WRITE_ARRAYS = (
     ("task_path", "text"),
     ("codec", "text"),
 )
+_REPLACED = tuple(name for name, _ in _WRITE_ARRAYS if name not in ("task_id", "idx"))
+"""What a special write (negative ``idx``) written again replaces: every column outside the key,
+its codec too."""
 _CHECKPOINT = (
     "checkpoint_id",
     "parent_id",
@@ -246,7 +249,7 @@ class CheckpointWrites:
         self._replace_write = write_insert.on_conflict_do_update(
             index_elements=[w.c[n] for n in ("tenant", "thread_id", "namespace")]
             + [w.c.checkpoint_id, w.c.task_id, w.c.idx],
-            set_={n: write_insert.excluded[n] for n in ("channel", "tag", "data", "task_path")},
+            set_={n: write_insert.excluded[n] for n in _REPLACED},
         )
         recent = t.c.updated_us >= bindparam("recent")
         lease_live = and_(
@@ -737,7 +740,7 @@ class CheckpointWrites:
                 "r_",
                 replaced,
                 "(tenant, thread_id, namespace, checkpoint_id, task_id, idx) DO UPDATE SET "
-                + ", ".join(f"{n} = excluded.{n}" for n in ("channel", "tag", "data", "task_path")),
+                + ", ".join(f"{n} = excluded.{n}" for n in _REPLACED),
             ),
         ):
             if not wanted:
