@@ -4,8 +4,10 @@ interrupts, growth that follows new messages, and one writer per thread."""
 from __future__ import annotations
 
 import asyncio
+import operator
 import random
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,7 +23,7 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import _messages_delta_reducer, add_messages
 from langgraph.graph.state import CompiledStateGraph
-from langgraph.types import Command, interrupt
+from langgraph.types import Command, Send, interrupt
 from sqlalchemy import select
 
 from memfold import Conflict, InvalidInput
@@ -619,6 +621,46 @@ async def test_concurrent_writes_from_many_threads_all_land(cstore: BaseCheckpoi
     got = saver.get_tuple(saved)
     assert got is not None
     assert len(got.pending_writes or []) == 16 * 20
+
+
+class FanOut(TypedDict):
+    results: Annotated[list[int], operator.add]
+
+
+class Branch(TypedDict):
+    x: int
+    results: Annotated[list[int], operator.add]
+
+
+def test_a_wide_fan_out_of_subgraphs_stores_every_checkpoint(tmp_path: Path) -> None:
+    """24 `Send` branches, each a two-step subgraph, run at once on LangGraph's worker threads
+    (sync API, SQLite): each branch's saver calls come from a thread of its own, and all land.
+    The SQLite driver's pool once capped them at 15: the run stalled 30 s and lost puts."""
+
+    def slow(state: Branch) -> dict[str, Any]:
+        time.sleep(0.05)  # the branches' threads are alive together
+        return {"results": [state["x"]]}
+
+    branch = StateGraph(Branch, output_schema=FanOut)
+    branch.add_node("first", lambda state: {"results": []})
+    branch.add_node("second", slow)
+    branch.add_edge(START, "first")
+    branch.add_edge("first", "second")
+    fan = StateGraph(FanOut)
+    fan.add_node("branch", branch.compile())
+    fan.add_conditional_edges(
+        START, lambda _: [Send("branch", {"x": i}) for i in range(24)], ["branch"]
+    )
+    url = f"sqlite:///{tmp_path / 'fan.db'}"
+    config = thread()
+    with MemfoldSaver.from_url(url) as saver:
+        started = time.monotonic()
+        fan.compile(checkpointer=saver).invoke({"results": []}, config)
+        assert time.monotonic() - started < 15
+    with MemfoldSaver.from_url(url) as saver:
+        graph = fan.compile(checkpointer=saver)
+        assert sorted(graph.get_state(config).values["results"]) == list(range(24))
+        assert [s.metadata["step"] for s in graph.get_state_history(config)] == [1, 0, -1]
 
 
 async def test_lookups_and_maintenance_through_the_saver(run: Runner) -> None:

@@ -4,7 +4,10 @@ Files are opened in WAL mode with a busy timeout; writes take the lock up front
 (``BEGIN IMMEDIATE``), so concurrent writers queue instead of failing half-way. Each thread
 keeps one connection: a pool checkout per call would cost more than SQLite's own work. A thread
 that ends leaves its connection to the next new one (LangGraph runs each saver call on a
-short-lived thread), which keeps its statement and page caches.
+short-lived thread), which keeps its statement and page caches. Since the driver keeps the
+connections itself, the engine it makes pools none (``NullPool``): no cap on how many threads
+call one store at once (a LangGraph fan-out runs dozens). An engine you pass keeps its own
+pool, which then must hold a connection for each thread calling the store.
 
 ``sqlite3`` has no async I/O (``aiosqlite`` runs each statement on a thread of its own), so an
 async operation runs whole, every statement of its transaction, on one of the driver's worker
@@ -19,11 +22,12 @@ import sqlite3
 import threading
 import weakref
 from concurrent.futures import Executor, ThreadPoolExecutor
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import URL, Engine, create_engine, event
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.pool import PoolProxiedConnection
+from sqlalchemy.pool import NullPool, PoolProxiedConnection
 from sqlalchemy.util import greenlet_spawn
 
 from memfold.backends.sql.driver import Driver, Lease
@@ -52,6 +56,21 @@ def _configure(engine: Engine, busy_timeout_ms: int) -> None:
         cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.close()
+
+
+def _autocommit(conn: PoolProxiedConnection) -> None:
+    """Leave transactions to memfold's own ``BEGIN`` (``sqlite3`` would otherwise open one
+    before a lone write and never commit it), remembering what an engine of yours set."""
+    sqlite = cast(sqlite3.Connection, conn.driver_connection)
+    conn.info.setdefault("memfold_isolation_level", sqlite.isolation_level)
+    sqlite.isolation_level = None
+
+
+def _give_back(conn: PoolProxiedConnection) -> None:
+    """Close ``conn`` (back to your engine's pool, as it came)."""
+    if conn.driver_connection is not None and "memfold_isolation_level" in conn.info:
+        conn.driver_connection.isolation_level = conn.info.pop("memfold_isolation_level")
+    conn.close()
 
 
 class _Held:
@@ -100,7 +119,8 @@ class SQLiteDriver(Driver):
                     "an SQLite store needs a file path (sqlite:///path/to/memory.db); "
                     "for a store that lives only in this process use memory://"
                 )
-            self.engine, self._owns_engine = create_engine(url.set(drivername="sqlite")), True
+            self.engine = create_engine(url.set(drivername="sqlite"), poolclass=NullPool)
+            self._owns_engine = True
             _configure(self.engine, busy_timeout_ms)
         self._aengine = async_engine
         self._workers: ThreadPoolExecutor | None = None
@@ -135,6 +155,7 @@ class SQLiteDriver(Driver):
                 conn = self._idle.pop() if self._idle else None
             if conn is None:
                 conn = self.engine.raw_connection()
+                _autocommit(conn)
                 with self._lock:
                     self._connections.append(conn)
             held = self._local.held = _Held(conn)
@@ -153,7 +174,7 @@ class SQLiteDriver(Driver):
                 return
             if conn in self._connections:
                 self._connections.remove(conn)
-        conn.close()
+        _give_back(conn)
 
     def checkin(self, lease: Lease, dropped: BaseException | None) -> None:
         """The connection stays with its thread."""
@@ -187,6 +208,12 @@ class SQLiteDriver(Driver):
         return await connection.cursor()
 
     def translate(self, error: BaseException, where: str) -> MemfoldError | None:
+        if isinstance(error, PoolTimeout):
+            return BackendUnavailable(
+                f"{where}: every connection of your engine's pool is held (each thread calling "
+                "the store keeps one): give the engine a pool as big as the threads "
+                f"(pool_size=0 has no limit), or pass a URL instead. Driver said: {error}"
+            )
         if isinstance(error, sqlite3.IntegrityError) and (found := erased(str(error))):
             return found
         if isinstance(error, sqlite3.IntegrityError):
@@ -216,7 +243,7 @@ class SQLiteDriver(Driver):
         if workers is not None:
             workers.shutdown(wait=True)
         for conn in connections:
-            conn.close()
+            _give_back(conn)
         self._local = threading.local()
         if self._owns_engine:
             self.engine.dispose()
