@@ -252,6 +252,23 @@ def _expanded(op: ops.SearchMemories, first: list[MemoryHit]) -> ops.SearchMemor
     return None if not op.touch or op.k >= feedback.DEPTH else op
 
 
+def _expiring(records: Sequence[MemoryRecord]) -> dict[Namespace, list[str]]:
+    """The ids of ``records`` that have a TTL to restart, by namespace."""
+    out: dict[Namespace, list[str]] = {}
+    for r in records:
+        if r.ttl_seconds is not None and r.id is not None:
+            out.setdefault(r.namespace, []).append(r.id)
+    return out
+
+
+def _replaced(
+    listed: list[MemoryRecord], touched: Sequence[Sequence[MemoryRecord]]
+) -> list[MemoryRecord]:
+    """``listed`` with each record that was touched in its touched form."""
+    fresh = {(r.namespace, r.id): r for group in touched for r in group}
+    return [fresh.get((r.namespace, r.id), r) for r in listed]
+
+
 @runtime_checkable
 class MemoryStore(Sweepable, Protocol):
     """Long-term memories by namespace, searched by text and vector, with sync and async APIs."""
@@ -326,6 +343,7 @@ class MemoryStore(Sweepable, Protocol):
         filter: FilterSpec | None = None,
         limit: int = 100,
         offset: int = 0,
+        touch: bool = False,
         include_embedding: bool = False,
     ) -> list[MemoryRecord]: ...
     async def alist_records(
@@ -335,6 +353,7 @@ class MemoryStore(Sweepable, Protocol):
         filter: FilterSpec | None = None,
         limit: int = 100,
         offset: int = 0,
+        touch: bool = False,
         include_embedding: bool = False,
     ) -> list[MemoryRecord]: ...
     def count(self, prefix: Namespace, *, filter: FilterSpec | None = None) -> int: ...
@@ -936,11 +955,20 @@ class BaseMemoryStore(BaseStore):
         filter: FilterSpec | None = None,
         limit: int = 100,
         offset: int = 0,
+        touch: bool = False,
         include_embedding: bool = False,
     ) -> list[MemoryRecord]:
-        """A page of the live records under ``prefix`` passing ``filter``, oldest first."""
+        """A page of the live records under ``prefix`` passing ``filter``, oldest first.
+        ``touch`` marks those with a TTL used now and restarts it (as `get` and `search` do)."""
         found = self.execute(self._list_op(prefix, filter, limit, offset, include_embedding))
-        return open_records(self._keyring, found)
+        listed = open_records(self._keyring, found)
+        if not touch:
+            return listed
+        touched = [
+            self.get_many(ns, ids, touch=True, include_embedding=include_embedding)
+            for ns, ids in _expiring(listed).items()
+        ]
+        return _replaced(listed, touched)
 
     def count(self, prefix: Namespace, *, filter: FilterSpec | None = None) -> int:
         """How many live records under ``prefix`` pass ``filter``."""
@@ -1138,11 +1166,19 @@ class BaseMemoryStore(BaseStore):
         filter: FilterSpec | None = None,
         limit: int = 100,
         offset: int = 0,
+        touch: bool = False,
         include_embedding: bool = False,
     ) -> list[MemoryRecord]:
         """Async `list_records`."""
         found = await self.aexecute(self._list_op(prefix, filter, limit, offset, include_embedding))
-        return open_records(self._keyring, found)
+        listed = open_records(self._keyring, found)
+        if not touch:
+            return listed
+        touched = [
+            await self.aget_many(ns, ids, touch=True, include_embedding=include_embedding)
+            for ns, ids in _expiring(listed).items()
+        ]
+        return _replaced(listed, touched)
 
     async def acount(self, prefix: Namespace, *, filter: FilterSpec | None = None) -> int:
         """Async `count`."""

@@ -21,6 +21,7 @@ from memfold.memories import (
     check_namespace,
     open_memory_store,
 )
+from memfold.stores import check_id
 
 __all__ = ["MemfoldKVStore"]
 
@@ -55,7 +56,7 @@ def _pairs(pairs: object) -> dict[str, bytes]:
                 f"a byte store maps str keys to bytes, got {type(key).__name__} key and "
                 f"{type(value).__name__} value"
             )
-        latest[key] = value
+        latest[check_id(key, "a key")] = value  # "" would be given a fresh id
     return latest
 
 

@@ -37,6 +37,7 @@ from memfold.errors import InvalidInput, UnsupportedOperation
 from memfold.integrations.langchain.embeddings import EmbeddingsEmbedder
 from memfold.memories import MemoryHit, MemoryRecord, MemoryStore, open_memory_store
 from memfold.model import JSON
+from memfold.stores import check_id
 
 __all__ = ["MemfoldStore"]
 
@@ -65,6 +66,7 @@ def _checked(op: object) -> Op:
         if not isinstance(op.key, str):
             raise InvalidInput(f"key must be a str, got {op.key!r:.100}")
     if isinstance(op, PutOp):
+        check_id(op.key, "key")  # "" would be given a fresh id
         if op.value is not None and not isinstance(op.value, Mapping):
             raise InvalidInput(f"a put's value must be a dict or None, got {op.value!r:.100}")
         if op.index not in (None, False):
@@ -240,7 +242,11 @@ class MemfoldStore(BaseStore):
             if self._ranked(op):
                 k, touch = op.offset + op.limit, op.refresh_ttl
                 return self._hits(op, s.search(prefix, op.query, filter=f, k=k, touch=touch))
-            return self._listed(s.list_records(prefix, filter=f, limit=op.limit, offset=op.offset))
+            return self._listed(
+                s.list_records(
+                    prefix, filter=f, limit=op.limit, offset=op.offset, touch=op.refresh_ttl
+                )
+            )
         if isinstance(op, ListNamespacesOp):
             return [ns[1:] for ns in s.list_namespaces(**self._namespaces_args(op))]
         raise InvalidInput(f"unknown LangGraph store operation {type(op).__name__}")
@@ -262,7 +268,9 @@ class MemfoldStore(BaseStore):
                 k, touch = op.offset + op.limit, op.refresh_ttl
                 hits = await s.asearch(prefix, op.query, filter=f, k=k, touch=touch)
                 return self._hits(op, hits)
-            listed = await s.alist_records(prefix, filter=f, limit=op.limit, offset=op.offset)
+            listed = await s.alist_records(
+                prefix, filter=f, limit=op.limit, offset=op.offset, touch=op.refresh_ttl
+            )
             return self._listed(listed)
         if isinstance(op, ListNamespacesOp):
             return [ns[1:] for ns in await s.alist_namespaces(**self._namespaces_args(op))]

@@ -99,6 +99,14 @@ async def test_delete_and_delete_where(api: Api) -> None:
     assert await api.count(("acme",)) == 0
 
 
+async def test_no_ids_read_and_delete_nothing(api: Api) -> None:
+    """An empty id list is an empty answer (SQL stores once sent an ``IN ()`` and failed)."""
+    await api.put(NS, "kept", id="k")
+    assert await api.get_many(NS, []) == []
+    assert await api.delete(NS, []) == 0
+    assert [r.id for r in await api.list_records(NS)] == ["k"]
+
+
 async def test_list_pages_in_write_order_and_prefix(api: Api, clock: Clock) -> None:
     """list_records returns records under the prefix oldest first, paged."""
     for i in range(5):

@@ -105,3 +105,18 @@ def test_default_namespaces_need_a_tenant_where_one_is_required() -> None:
     kv = MemfoldKVStore(strict, namespace=("acme", "kv"))
     kv.mset([("k", b"v")])
     assert strict.count(("acme",)) == 1
+
+
+def test_an_empty_key_is_refused_where_a_key_names_the_item(memory_store: BaseMemoryStore) -> None:
+    """The byte store's ``mset`` and the LangGraph store's ``put`` refuse the key ``""`` (as
+    their reads and deletes do): it once stored the value under a fresh random id instead."""
+    from memfold import InvalidInput
+    from memfold.integrations.langchain import MemfoldKVStore
+
+    kv, lg = MemfoldKVStore(memory_store), MemfoldStore(memory_store)
+    with pytest.raises(InvalidInput, match="a key must not be empty"):
+        kv.mset([("fine", b"1"), ("", b"2")])
+    with pytest.raises(InvalidInput, match="key must not be empty"):
+        lg.put(("users",), "", {"v": 1})
+    assert list(kv.yield_keys()) == []
+    assert lg.search(("users",)) == []

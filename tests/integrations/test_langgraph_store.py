@@ -152,6 +152,27 @@ async def test_ttl_expires_and_reads_refresh_it(lg: Api, monkeypatch: pytest.Mon
     assert (await lg.get(USERS, "kept")).key == "kept"
 
 
+async def test_a_search_without_a_query_refreshes_what_it_returns(
+    lg: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A filtered search (no query) restarts the TTL of each item it returns, as a get does,
+    unless ``refresh_ttl=False`` (it once refreshed nothing)."""
+    clock = Clock()
+    monkeypatch.setattr(memfold.memories, "utcnow", clock)
+    await lg.put(USERS, "found", {"kind": "a"}, ttl=10)
+    await lg.put(USERS, "peeked", {"kind": "b"}, ttl=10)
+    await lg.put(USERS, "forever", {"kind": "a"})
+    clock.now += timedelta(minutes=8)
+    assert sorted(i.key for i in await lg.search(USERS, filter={"kind": "a"})) == [
+        "forever",
+        "found",
+    ]
+    peeked = await lg.search(USERS, filter={"kind": "b"}, refresh_ttl=False)
+    assert [i.key for i in peeked] == ["peeked"]
+    clock.now += timedelta(minutes=8)
+    assert sorted(i.key for i in await lg.search(USERS, refresh_ttl=False)) == ["forever", "found"]
+
+
 async def test_default_ttl_from_config(memory_store: BaseMemoryStore) -> None:
     """``TTLConfig.default_ttl`` applies to puts that give no ttl."""
     store = MemfoldStore(memory_store, ttl={"default_ttl": 1.0})

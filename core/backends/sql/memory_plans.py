@@ -447,6 +447,8 @@ class MemoryPlans:
         return None
 
     def _get(self, op: ops.GetMemories) -> Plan:
+        if not op.ids:  # an empty IN () is no SQL at all
+            return []
         m = self.m
         result = yield (
             self._select(op.include_embedding).where(
@@ -465,6 +467,8 @@ class MemoryPlans:
         return records
 
     def _delete(self, op: ops.DeleteMemories) -> Plan:
+        if not op.ids:
+            return 0
         m = self.m
         result = yield (
             delete(m).where(
