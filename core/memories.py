@@ -216,7 +216,8 @@ def rank_hits(
     records: Mapping[str, MemoryRecord],
 ) -> list[MemoryHit]:
     """The ``op.k`` best hits from each ranking's candidate scores (keys name ``records``):
-    fused, decayed, cut at ``min_score``; ties go to the newer record, then the lower id."""
+    fused, decayed, cut at ``min_score``; ties go to the more similar vector (negative
+    similarities all fuse to 0), then the newer record, then the lower id."""
     if not isinstance(op, ops.SearchMemories):
         raise InvalidInput(f"rank_hits ranks for a SearchMemories, got {type(op).__name__}")
     fused = fuse(text_scores, cosines, op.text_weight, op.vector_weight)
@@ -231,7 +232,14 @@ def rank_hits(
         if op.min_score is not None and score < op.min_score:
             continue
         hits.append(MemoryHit(record, score, t, v))
-    hits.sort(key=lambda h: (-h.score, -(h.record.updated_at or op.now).timestamp(), h.record.id))
+    hits.sort(
+        key=lambda h: (
+            -h.score,
+            -2.0 if h.vector_score is None else -h.vector_score,
+            -(h.record.updated_at or op.now).timestamp(),
+            h.record.id,
+        )
+    )
     return hits[: op.k]
 
 

@@ -5,8 +5,9 @@ Each ranking proposes candidates; every candidate gets both parts:
 - ``text``: its BM25 score divided by the best BM25 score among the candidates (0..1; 0 when
   it shares no term with the query);
 - ``vector``: its cosine similarity to the query vector divided by the best among the
-  candidates (0..1; negative similarities count as 0), so both parts share one scale while each
-  keeps how far its candidates are from its best one.
+  candidates (0..1; negative similarities count as 0, and `memfold.memories.rank_hits` orders
+  candidates whose fused scores tie by the similarity itself), so both parts share one scale
+  while each keeps how far its candidates are from its best one.
 
 The fused score is ``text_weight * text + vector_weight * vector`` (weights are normalised to
 sum to 1), multiplied by the recency factor (`memfold.recall.decay`). Normalising scores keeps

@@ -162,6 +162,21 @@ async def test_query_expansion_finds_a_memory_without_the_query_words(api: Api) 
     assert expanded[0].record.id == plain[0].record.id == "m0"
 
 
+async def test_vectors_that_all_point_away_still_rank_by_similarity(api: Api, clock: Clock) -> None:
+    """Every candidate's cosine is negative, so each fuses to 0: they still come back nearest
+    first, not newest first (the nearer one was written first)."""
+    query = np.zeros(DIMS)
+    query[0] = 1.0
+    for key, second in (("near", 0.9), ("far", 0.1)):
+        vector = np.zeros(DIMS)
+        vector[:2] = (-1.0, -second)  # near: cosine -0.74; far: -0.99
+        await api.put_many([MemoryRecord(NS, key, embedding=tuple(vector))])
+        clock.advance(1)
+    hits = await api.search(("acme",), vector=query.tolist(), k=2)
+    assert [h.record.id for h in hits] == ["near", "far"]
+    assert [h.score for h in hits] == [0.0, 0.0]
+
+
 async def test_filtered_search_returns_k_when_k_match(api: Api) -> None:
     """A selective filter still yields k hits when k records match, ranked among themselves."""
     rng = np.random.default_rng(7)
