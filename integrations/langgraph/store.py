@@ -102,6 +102,11 @@ def _filter(spec: Mapping[str, Any], path: tuple[str, ...] = ()) -> dict[str, JS
     for key, condition in spec.items():
         if not isinstance(key, str):
             raise InvalidInput(f"filter keys must be str, got {key!r:.100}")
+        if "." in key:  # memfold's filters would read it as a path into nested values
+            raise UnsupportedOperation(
+                f"filter key {key!r:.100} holds a '.': a value key with a dot cannot be "
+                "filtered on; filter on another field, or nest the value ({'a': {'b': 1}})"
+            )
         field = (*path, key)
         if isinstance(condition, Mapping) and not any(
             isinstance(k, str) and k.startswith("$") for k in condition

@@ -60,8 +60,8 @@ def to_filter(filters: MetadataFilters | None) -> dict[str, JSON]:
     for f in filters.filters:
         if isinstance(f, MetadataFilters):
             parts.append(to_filter(f))
-        elif f.operator == FilterOperator.IS_EMPTY:
-            parts.append({f.key: {"$exists": False}})
+        elif f.operator == FilterOperator.IS_EMPTY:  # missing, null or "" (not [])
+            parts.append({"$or": [{f.key: {"$exists": False}}, {f.key: None}, {f.key: ""}]})
         elif f.operator in _OPERATORS:
             value: JSON = f.value  # type: ignore[assignment]  # lists of scalars are JSON
             parts.append({f.key: {_OPERATORS[f.operator]: value}})

@@ -111,6 +111,9 @@ async def test_filters_follow_langgraph_semantics(lg: Api) -> None:
     assert await keys(filter={"n": 1}, limit=1, offset=0) == ["a"]
     with pytest.raises(UnsupportedOperation, match=r"\$in"):
         await lg.search(("users",), filter={"tags": ["x", "y"]})
+    # A dotted key names a key of the value in LangGraph: refused, never read as a path.
+    with pytest.raises(UnsupportedOperation, match=r"holds a '\.'"):
+        await lg.search(("users",), filter={"meta.lang": "en"})
 
 
 async def test_filtered_query_returns_limit_results_when_that_many_match(lg: Api) -> None:

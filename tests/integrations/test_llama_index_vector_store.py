@@ -133,6 +133,19 @@ async def test_delete_by_document_nodes_and_clear(index: VectorStoreIndex) -> No
     assert vs.get_nodes(filters=MetadataFilters(filters=[])) == []
 
 
+async def test_is_empty_matches_missing_null_and_empty_text(memory_store: BaseMemoryStore) -> None:
+    """``IS_EMPTY`` selects nodes whose field is missing, null or "", as LlamaIndex's own
+    stores do (it once selected only missing ones, so delete_nodes left the rest)."""
+    vs = MemfoldVectorStore(memory_store, namespace=NS)
+    tags = {"missing": {}, "null": {"tag": None}, "blank": {"tag": ""}, "set": {"tag": "x"}}
+    await vs.async_add([TextNode(id_=k, text=f"note {k}", metadata=m) for k, m in tags.items()])
+    is_empty = MetadataFilter(key="tag", value=None, operator=FilterOperator.IS_EMPTY)
+    empty = MetadataFilters(filters=[is_empty])
+    assert sorted(n.node_id for n in vs.get_nodes(filters=empty)) == ["blank", "missing", "null"]
+    await vs.adelete_nodes(filters=empty)
+    assert [n.node_id for n in vs.get_nodes(filters=MetadataFilters(filters=[]))] == ["set"]
+
+
 async def test_vector_memory_block_recalls_flushed_messages(memory_store: BaseMemoryStore) -> None:
     """LlamaIndex's VectorMemoryBlock stores flushed turns here and finds them for a session."""
     assert memory_store.embedder is not None
