@@ -15,7 +15,7 @@ Examples:
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -91,6 +91,16 @@ class _Namespace:
                 ids.discard(record_id)
                 if not ids:
                     del self.postings[term]
+
+
+def _copy(value: Any) -> Any:
+    """A copy of a JSON value sharing no dict or list with it (tuples become lists, as a
+    round trip through the other backends makes them)."""
+    if isinstance(value, Mapping):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_copy(v) for v in value]
+    return value
 
 
 def _live(record: MemoryRecord, now: datetime) -> bool:
@@ -274,10 +284,12 @@ class MemoryMemoryStore(BaseMemoryStore):
             self._expiring.pop((key, record_id), None)
 
     def _out(self, key: str, entry: _Entry, include_embedding: bool) -> MemoryRecord:
+        """The record as a read returns it: its value a copy, as other backends' are."""
+        record = replace(entry.record, value=_copy(entry.record.value))
         if not include_embedding or entry.row is None:
-            return entry.record
+            return record
         vector = self._spaces[key].matrix[entry.row]
-        return replace(entry.record, embedding=tuple(float(x) for x in vector))
+        return replace(record, embedding=tuple(float(x) for x in vector))
 
     # Operations.
 
@@ -312,7 +324,8 @@ class MemoryMemoryStore(BaseMemoryStore):
                     )  # fmt: skip
             if old is not None and not op.keep_times:
                 record = replace(record, created_at=old.record.created_at)
-            self._store(key, record, list(terms), vector)
+            # The caller keeps its value: changing it later must not change the stored one.
+            self._store(key, replace(record, value=_copy(record.value)), list(terms), vector)
             stored.append(record)
             written.add(key)
         if op.capacity is not None:

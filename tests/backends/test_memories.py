@@ -88,6 +88,19 @@ async def test_put_get_upsert(api: Api, clock: Clock) -> None:
     assert await api.count(("acme",)) == 1
 
 
+async def test_a_stored_value_is_never_shared_with_the_caller(api: Api) -> None:
+    """Changing the dict given to put, or one a read returned, leaves the stored value as
+    written (the memory backend once kept and returned the caller's own objects)."""
+    value = {"m": {"a": 1}, "tags": ["x"]}
+    await api.put(NS, "text", value, id="k")
+    value["m"]["a"] = 2
+    value["tags"].append("y")
+    got = await api.get(NS, "k")
+    got.value["m"]["a"] = 3
+    (await api.list_records(NS))[0].value["tags"].append("z")
+    assert (await api.get(NS, "k")).value == {"m": {"a": 1}, "tags": ["x"]}
+
+
 async def test_delete_and_delete_where(api: Api) -> None:
     """Deletes by id count what existed; delete_where removes only what the filter selects."""
     for i in range(6):
