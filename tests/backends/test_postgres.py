@@ -232,6 +232,27 @@ def test_a_store_without_setup_says_to_call_setup(schema: str) -> None:
     store.close()
 
 
+def test_a_memory_table_opens_by_url_alone_so_the_cli_erases_it(schema: str) -> None:
+    """A memory store opened without a vector length reads an existing table's; so
+    ``memfold erase`` by URL erases the memories too (it skipped them, reporting success)."""
+    from memfold.memories import open_memory_store
+    from tests.unit.test_cli import run
+
+    with pytest.raises(InvalidInput, match="vector length"):
+        open_memory_store(PG_URL, schema=schema)  # no table yet: nothing to read it from
+    with open_memory_store(PG_URL, schema=schema, dimensions=8) as made:
+        made.put(("acme", "ann"), "ann prefers tea")
+        made.put(("acme", "bob"), "bob prefers coffee")
+    with open_memory_store(PG_URL, schema=schema) as opened:
+        assert opened.dimensions == 8
+        assert opened.count(("acme",)) == 2
+    result = run("erase", "--url", f"{PG_URL}?schema={schema}", "--tenant", "acme", "--user", "ann")
+    assert result.exit_code == 0, result.output
+    assert "memories: 1" in result.output
+    with open_memory_store(PG_URL, schema=schema) as after:
+        assert [r.text for r in after.list_records(("acme",))] == ["bob prefers coffee"]
+
+
 # Dropped and idle-killed connections.
 
 

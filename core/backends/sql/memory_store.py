@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from memfold import memory_ops as ops
 from memfold.backends.sql import memory_schema
+from memfold.backends.sql.driver import Driver
 from memfold.backends.sql.memory_plans import MemoryPlans
 from memfold.backends.sql.memory_schema import build_memory_tables, memory_steps
 from memfold.backends.sql.store import _driver, _Runner, _Statements
@@ -111,10 +112,18 @@ class SQLMemoryStore(BaseMemoryStore):
             retention=retention,
         )
         if self.name == "postgresql" and self.dimensions is None:
+            # An existing table knows its own: erase, prune and export open it by URL alone.
+            runner, plan = _dimensions_reader(self._driver, schema, table_prefix)
+            try:
+                self.dimensions = runner._run(plan, write=False)
+            except BaseException:
+                self._driver.close()
+                raise
+        if self.name == "postgresql" and self.dimensions is None:
             self._driver.close()
             raise InvalidInput(
                 "a PostgreSQL memory store needs its vector length: pass dimensions=N or an "
-                "embedder that declares its dimensions"
+                "embedder that declares its dimensions (a table that exists has its own)"
             )
         self.tables = build_memory_tables(table_prefix, schema, self.dimensions)
         self._plans = MemoryPlans(self.tables, self.name)
@@ -174,9 +183,8 @@ class SQLMemoryStore(BaseMemoryStore):
 
 
 def _dimensions_reader(
-    url: str, schema: str | None, table_prefix: str
+    driver: Driver, schema: str | None, table_prefix: str
 ) -> tuple[_Runner, Callable[[], Any]]:
-    driver = _driver(url, None, schema, {})
     dialect = driver.engine.dialect
     tables = build_memory_tables(table_prefix, schema)
     statements = _Statements(driver.statement_dialect, [])
@@ -189,7 +197,7 @@ def stored_dimensions(
 ) -> int | None:
     """The vector length of the PostgreSQL memory table at ``url`` (None: it has none yet), so
     its schema can be inspected without knowing the embedder."""
-    runner, plan = _dimensions_reader(url, schema, table_prefix)
+    runner, plan = _dimensions_reader(_driver(url, None, schema, {}), schema, table_prefix)
     try:
         found: int | None = runner._run(plan, write=False)
         return found
@@ -201,7 +209,7 @@ async def astored_dimensions(
     url: str, *, schema: str | None = None, table_prefix: str = "memfold_"
 ) -> int | None:
     """Async `stored_dimensions`."""
-    runner, plan = _dimensions_reader(url, schema, table_prefix)
+    runner, plan = _dimensions_reader(_driver(url, None, schema, {}), schema, table_prefix)
     try:
         found: int | None = await runner._arun(plan, write=False)
         return found
