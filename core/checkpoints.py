@@ -520,9 +520,12 @@ class BaseCheckpointStore(BaseStore):
             raise InvalidInput(f"restore takes a Checkpoint, got {type(checkpoint).__name__}")
         c = checkpoint
         when = check_time(c.created_at, "a checkpoint's created_at")
+        # A read checkpoint holds every value it has: a channel it holds none of has "no
+        # value", which a put must be told (left out, it would keep a fork sibling's row).
+        values = {**dict.fromkeys(c.versions), **c.values}
         put = self._put_op(
             c.thread_id, c.checkpoint_id, c.body, c.namespace, c.parent_id, c.metadata,
-            c.versions, c.values, None, tenant,
+            c.versions, values, None, tenant,
         )  # fmt: skip
         if not c.writes:
             return None, replace(put, created_at=when)

@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from memfold.checkpoints import Blob
 from memfold.export import aexport_data, export_data
 from memfold.export_format import Counts
 from memfold.importer import aimport_data, import_data
 from memfold.memories import BaseMemoryStore, MemoryRecord
+from memfold.migrate import migrate
 from memfold.open import AnyStore
 from memfold.recall.embedders import HashingEmbedder
 from memfold.stores import BaseThreadStore
@@ -73,6 +75,34 @@ def test_threads_and_checkpoints_round_trip_across_backends(
     want, got = everything(src), everything(dst)
     for kind in ("threads", "checkpoints", "journal"):
         assert got[kind] == want[kind], kind
+
+
+@pytest.mark.parametrize(("source", "target"), PAIRS, ids=[f"{a}-{b}" for a, b in PAIRS])
+def test_a_fork_sibling_without_a_value_stays_without_one(
+    source: str, target: str, tmp_path: Path, made: list[Stores]
+) -> None:
+    """Two children of one checkpoint share a channel version (as LangGraph's forks do), one
+    with no value: after export and import, and after a migration, it still has none (it read
+    its sibling's value, so LangGraph would have run a finished branch again)."""
+    body, branch = Blob("json", b"{}"), Blob("json", b'"to b"')
+    for side in ("src", "imported", "migrated"):
+        (tmp_path / side).mkdir()
+    src = make_checkpoint_store(source, tmp_path / "src")
+    made.append(src)
+    src.put("t", "c1", body, versions={"ch": 1}, values={"ch": Blob("json", b'"v1"')})
+    src.put("t", "c2a", body, parent_id="c1", versions={"ch": 2}, values={"ch": None})
+    src.put("t", "c2b", body, parent_id="c1", versions={"ch": 2}, values={"ch": branch})
+    out = io.StringIO()
+    export_data(src, out)
+    out.seek(0)
+    imported = make_checkpoint_store(target, tmp_path / "imported")
+    migrated = make_checkpoint_store(target, tmp_path / "migrated")
+    made += [imported, migrated]
+    import_data(imported, out)
+    migrate(src, migrated)
+    for store in (src, imported, migrated):
+        assert store.get("t", checkpoint_id="c2a").values == {}  # type: ignore[union-attr]
+        assert store.get("t", checkpoint_id="c2b").values == {"ch": branch}  # type: ignore[union-attr]
 
 
 MEMORY_PAIRS = [
