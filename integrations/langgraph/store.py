@@ -123,7 +123,9 @@ def _filter(spec: Mapping[str, Any], path: tuple[str, ...] = ()) -> dict[str, JS
 
 
 class MemfoldStore(BaseStore):
-    """LangGraph's long-term memory store on memfold: every backend, hybrid search, TTL.
+    """LangGraph's long-term memory store on memfold: every backend, TTL, and hybrid search
+    where the backend ranks text and vectors (a Redis store answers ``query`` with
+    `UnsupportedOperation`; filtered listings work everywhere).
 
     Args:
         store: a memfold memory store, or its URL (opened with ``index["embed"]`` as its
