@@ -116,15 +116,14 @@ class SQLMemoryStore(BaseMemoryStore):
             runner, plan = _dimensions_reader(self._driver, schema, table_prefix)
             try:
                 self.dimensions = runner._run(plan, write=False)
-            except BaseException:
-                self._driver.close()
-                raise
-        if self.name == "postgresql" and self.dimensions is None:
-            self._driver.close()
-            raise InvalidInput(
-                "a PostgreSQL memory store needs its vector length: pass dimensions=N or an "
-                "embedder that declares its dimensions (a table that exists has its own)"
-            )
+            finally:
+                if self.dimensions is None:
+                    self._driver.close()
+            if self.dimensions is None:
+                raise InvalidInput(
+                    "a PostgreSQL memory store needs its vector length: pass dimensions=N or an "
+                    "embedder that declares its dimensions (a table that exists has its own)"
+                )
         self.tables = build_memory_tables(table_prefix, schema, self.dimensions)
         self._plans = MemoryPlans(self.tables, self.name)
         self._runner = _Runner(
