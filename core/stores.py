@@ -70,6 +70,7 @@ __all__ = [
     "check_time",
     "new_id",
     "not_following",
+    "random_10",
 ]
 
 T = TypeVar("T")
@@ -239,13 +240,14 @@ def _encoded(value: object, what: str) -> tuple[str, int]:
 
 
 _RANDOM: deque[bytes] = deque()
-"""Ten `os.urandom` bytes for each of the next ids, read 400 ids' worth at a time (a system
-call per id cost more than the rest of an append's Python); `deque.popleft` hands each out
-once, whichever thread asks."""
+"""Ten `os.urandom` bytes for each of the next ids and stamps, read 400 at a time (a system
+call per id cost more than the rest of an append's Python, and releases the GIL); `deque.popleft`
+hands each out once, whichever thread asks."""
 os.register_at_fork(after_in_child=_RANDOM.clear)  # a child must not make its parent's ids
 
 
-def _random_10() -> bytes:
+def random_10() -> bytes:
+    """Ten fresh random bytes from the pool (`os.urandom`, never repeated in a forked child)."""
     try:
         return _RANDOM.popleft()
     except IndexError:
@@ -256,7 +258,7 @@ def _random_10() -> bytes:
 
 def new_id() -> str:
     """A UUIDv7 as 32 hex digits: random, but sorting by creation time, so indexes stay local."""
-    r = _random_10()
+    r = random_10()
     # 48 bits of milliseconds, version 7 and 12 random bits, variant 0b10 and 62 random bits.
     head = (time.time_ns() // 1_000_000).to_bytes(6, "big")
     return (head + bytes((0x70 | r[0] & 0x0F, r[1], 0x80 | r[2] & 0x3F)) + r[3:]).hex()

@@ -21,7 +21,6 @@ instead of reading and rebuilding the value rows.
 
 from __future__ import annotations
 
-import secrets
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
@@ -31,6 +30,7 @@ from memfold.backends.sql.checkpoint_rows import has_row
 from memfold.checkpoint_deltas import BlobKey, ListState, StoredBlob, channel_key
 from memfold.checkpoint_model import Blob, ChannelValue, SequenceBlob, Version
 from memfold.checkpoint_ops import PutCheckpoint
+from memfold.stores import random_10
 
 __all__ = ["Head", "Heads", "Payload", "head_after", "new_stamp", "payload_after"]
 
@@ -47,7 +47,7 @@ Payload = Mapping[str, Blob | SequenceBlob]
 def new_stamp() -> int:
     """A fresh stamp: random (never repeated by a forked process, as a seeded generator
     would be), positive, and fitting a signed 64-bit column."""
-    return secrets.randbits(62) + 1
+    return (int.from_bytes(random_10()[:8]) >> 2) + 1
 
 
 @dataclass(frozen=True, slots=True)
