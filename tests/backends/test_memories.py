@@ -156,6 +156,17 @@ async def test_search_hybrid_text_and_vector(api: Api) -> None:
     ]
 
 
+async def test_text_search_matches_words_as_written(api: Api) -> None:
+    """Accents and underscores belong to words on every backend: ``naive`` finds no ``naïve``
+    (SQLite's tokenizer folds accents, so its candidates are checked against the terms)."""
+    await api.put(NS, "naïve café foo_bar", id="m")
+    for query in ("naive", "cafe", "foo"):
+        assert await api.search(("acme",), query, vector_weight=0, expand_query=False) == []
+    for query in ("naïve", "CAFÉ", "foo_bar"):
+        hits = await api.search(("acme",), query, vector_weight=0)
+        assert [h.record.id for h in hits] == ["m"], query
+
+
 async def test_query_expansion_finds_a_memory_without_the_query_words(api: Api) -> None:
     """The words the best hits share join the query: a memory sharing none of the query's
     words is found, and ``expand_query=False`` turns that off."""

@@ -50,6 +50,7 @@ RELEASED = {
         "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
         "2360236fa3f702c77af1457d7a99b1857eb7f607e06cbd546b40c874e311d815",
         "646dd393f66eb843eb6780634a2a4e80597613ef1a0823c1f133406f50f460e3",
+        "58976ab04c55f2b4698408f8e7e5444e8bcf9b3a7e255c77c276ee214fa1196b",
     ],
     ("threads", "postgresql"): [
         "805d2e7d17cc3b8482a63e37e3d153f42f21921cefc1c5be50ecf36bc8f7a3bf",
@@ -60,6 +61,7 @@ RELEASED = {
         "abdf8116c61f4d811a75817350ba469d2a282a0c1740478703a781d484870b59",
         "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
         "5705ee1e6c9892100dbbc9602c7227149d44b81671a42310f6e51da5d8380479",
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
     ],
     ("checkpoints", "sqlite"): [
         "61426ceab74aa6be50580e127e9705f897991933859ff15845c9298e89b5d6cc",
@@ -225,10 +227,10 @@ def test_a_release_1_thread_schema_upgrades_with_its_data(
     _write_as_release_1(old_store, "acme", "t1", thread, metadata='{"topic": "greeting"}')
     _write_as_release_1(old_store, "rival", "t1", secret)
     before = _only(old_store).status()
-    assert (before.version, [p.version for p in before.pending]) == (1, [2, 3, 4, 5, 6, 7, 8])
+    assert (before.version, [p.version for p in before.pending]) == (1, [2, 3, 4, 5, 6, 7, 8, 9])
 
-    assert old_store.setup() == migrations.STEPS[-1].version == 8
-    assert old_store.setup() == 8  # idempotent
+    assert old_store.setup() == migrations.STEPS[-1].version == 9
+    assert old_store.setup() == 9  # idempotent
     assert _only(old_store).status().up_to_date
     assert _tenant_columns(old_store, "messages", "thread_id") == {
         ("acme", "t1", "m1"), ("acme", "t1", "m2"), ("acme", "t1", "m3"), ("rival", "t1", "m1"),
@@ -315,9 +317,9 @@ def test_a_step_7_thread_schema_gets_first_message_times(
              for m in legacy]  # fmt: skip
     _write_as_step_7(store, "zoned", zoned)
     _write_as_step_7(store, "empty", [])
-    assert [p.version for p in _only(store).status().pending] == [8]
+    assert [p.version for p in _only(store).status().pending] == [8, 9]
 
-    assert store.setup() == 8
+    assert store.setup() == 9
     unknown = UNKNOWN_FIRST_US
     assert _first_times(store) == {
         "legacy": unknown, "utc": micros(old), "zoned": unknown, "empty": None,

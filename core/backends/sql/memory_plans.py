@@ -627,7 +627,9 @@ class MemoryPlans:
                     .columns(rowid=Integer)
                 )
             result = yield select(*self._columns, m.c.terms).where(*where, match), None
-            found = list(result.rows)
+            # SQLite's tokenizer folds accents: keep the rows that hold a query term as is.
+            wanted = set(op.terms)
+            found = [row for row in result.rows if wanted.intersection(row[12].split())]
             doc_terms = [row[12].split() for row in found]
             df = {t: sum(1 for d in doc_terms if t in d) for t in op.terms}
             scores = bm25(

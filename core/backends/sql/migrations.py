@@ -195,6 +195,23 @@ def _threads_and_messages(tables: Tables, dialect: Dialect) -> list[str]:
     return ddl
 
 
+_INDEXED_TEXT = "coalesce({0}.search_text, json_extract({0}.body, '$.content'))"
+"""The text SQLite's full-text index holds for a message row (``{0}``: old or new)."""
+
+
+def _fts_update_trigger(tables: Tables) -> list[str]:
+    """The trigger re-indexing an indexed message whose text changes."""
+    fts, state, m = tables.messages_fts, tables.fts_state, tables.messages.name
+    return [
+        f"CREATE TRIGGER {m}_fts_update AFTER UPDATE OF body, search_text ON {m} "
+        f"WHEN old.seq <= (SELECT indexed_upto FROM {state}) BEGIN "
+        f"INSERT INTO {fts}({fts}, rowid, search_text) "
+        f"VALUES ('delete', old.seq, {_INDEXED_TEXT.format('old')}); "
+        f"INSERT INTO {fts}(rowid, search_text) VALUES (new.seq, {_INDEXED_TEXT.format('new')});"
+        " END"
+    ]
+
+
 def _thread_keys(tables: Tables, dialect: Dialect) -> list[str]:
     """Messages name their thread by a small integer key, not by two strings; bodies leave out
     the id and UTC times (columns hold them); both databases index text they can read from the
@@ -260,25 +277,19 @@ def _thread_keys(tables: Tables, dialect: Dialect) -> list[str]:
         )
         return ddl
     # SQLite: a contentless FTS5 index of each message's text (its search_text, else the
-    # body's string content), caught up by the next search.
+    # body's string content), caught up by the next search (step 9 rebuilds it).
     fts, state, m, view = tables.messages_fts, tables.fts_state, m, tables.append_view
-    indexed = "coalesce({0}.search_text, json_extract({0}.body, '$.content'))"
+    indexed = _INDEXED_TEXT
     ddl += [
         f"CREATE VIRTUAL TABLE {fts} USING fts5(search_text, content='', tokenize='unicode61')",
         f"UPDATE {state} SET indexed_upto = 0",
-        # A seq is reused only above the highest one left, so the mark drops to that: every
-        # new message then lies above it, and the next search indexes it.
         f"CREATE TRIGGER {m}_fts_delete AFTER DELETE ON {m} "
         f"WHEN old.seq <= (SELECT indexed_upto FROM {state}) BEGIN "
         f"INSERT INTO {fts}({fts}, rowid, search_text) "
         f"VALUES ('delete', old.seq, {indexed.format('old')}); "
         f"UPDATE {state} SET indexed_upto = (SELECT coalesce(max(seq), 0) FROM {m}) "
         f"WHERE indexed_upto > (SELECT coalesce(max(seq), 0) FROM {m}); END",
-        f"CREATE TRIGGER {m}_fts_update AFTER UPDATE OF body, search_text ON {m} "
-        f"WHEN old.seq <= (SELECT indexed_upto FROM {state}) BEGIN "
-        f"INSERT INTO {fts}({fts}, rowid, search_text) "
-        f"VALUES ('delete', old.seq, {indexed.format('old')}); "
-        f"INSERT INTO {fts}(rowid, search_text) VALUES (new.seq, {indexed.format('new')}); END",
+        *_fts_update_trigger(tables),
         # An append of one message is one INSERT into this view: no BEGIN/COMMIT round trips.
         f"CREATE VIEW {view} (tenant, thread_id, now, message_id, body, created_us, "
         "search_text) AS SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL",
@@ -451,6 +462,37 @@ def _first_times(tables: Tables, dialect: Dialect) -> list[str]:
     ]
 
 
+def _search_index(tables: Tables, dialect: Dialect) -> list[str]:
+    """SQLite's full-text index is rebuilt (the next search indexes every message again):
+
+    - its words are those of `memfold.fulltext` on the other backends, as far as FTS5's
+      ``unicode61`` allows: accents kept (``naive`` no longer finds ``naïve``) and ``_`` inside
+      words (``foo`` no longer finds ``foo_bar``);
+    - a delete lowers the index's mark to the highest message left whether or not the deleted
+      rows were indexed. Step 2's trigger lowered it only for indexed rows, so deleting indexed
+      and not yet indexed messages together left the mark above every row; SQLite reused those
+      row numbers for new messages, which search then missed, and deleting one removed words the
+      index never had ("database disk image is malformed")."""
+    if dialect.name != "sqlite":
+        return []
+    fts, state, m = tables.messages_fts, tables.fts_state, tables.messages.name
+    left = f"(SELECT coalesce(max(seq), 0) FROM {m})"
+    return [
+        f"DROP TRIGGER {m}_fts_delete",
+        f"DROP TRIGGER {m}_fts_update",
+        f"DROP TABLE {fts}",
+        f"CREATE VIRTUAL TABLE {fts} USING fts5(search_text, content='', "
+        "tokenize=\"unicode61 remove_diacritics 0 tokenchars '_'\")",
+        f"UPDATE {state} SET indexed_upto = 0",
+        f"CREATE TRIGGER {m}_fts_delete AFTER DELETE ON {m} BEGIN "
+        f"INSERT INTO {fts}({fts}, rowid, search_text) "
+        f"SELECT 'delete', old.seq, {_INDEXED_TEXT.format('old')} "
+        f"WHERE old.seq <= (SELECT indexed_upto FROM {state}); "
+        f"UPDATE {state} SET indexed_upto = {left} WHERE indexed_upto > {left}; END",
+        *_fts_update_trigger(tables),
+    ]
+
+
 STEPS: tuple[Step, ...] = (
     Step(1, "threads and messages, with full-text search", _threads_and_messages),
     Step(2, "integer thread keys, ids out of bodies, one-statement appends", _thread_keys),
@@ -460,6 +502,11 @@ STEPS: tuple[Step, ...] = (
     Step(6, "PostgreSQL reads a thread's last messages by its primary key", _last_messages),
     Step(7, "SQLite appends no longer move a thread in an index by size", _sqlite_sizes),
     Step(8, "threads indexed by their first message's time, for max-age sweeps", _first_times),
+    Step(
+        9,
+        "SQLite's search index: the words of other backends, a mark every delete lowers",
+        _search_index,
+    ),
 )
 """The ``threads`` steps. Append-only: a new schema change is a new step at the end."""
 

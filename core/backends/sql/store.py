@@ -540,7 +540,7 @@ class SQLThreadStore(BaseThreadStore):
         >>> path = pathlib.Path(tempfile.mkdtemp()) / "memory.db"
         >>> store = SQLThreadStore(f"sqlite:///{path}")
         >>> store.setup()
-        8
+        9
     """
 
     def __init__(
