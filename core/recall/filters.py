@@ -2,7 +2,8 @@
 semantics.
 
 A filter is a JSON object over the fields of a record's ``value`` (``"a.b"`` reaches a nested
-field). Top-level entries are ANDed. A field maps to a scalar (equality) or to a dict of
+field; a part that reads as an integer, such as ``"0"`` or ``"-1"``, is refused: arrays have no
+fields). Top-level entries are ANDed. A field maps to a scalar (equality) or to a dict of
 operators (ANDed):
 
 - ``$eq`` (or a plain scalar): the field exists and equals it; ``true`` never equals ``1``,
@@ -27,6 +28,7 @@ from __future__ import annotations
 import json
 import math
 import operator
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
@@ -76,15 +78,24 @@ def _check_scalar(value: object, where: str) -> Scalar:
     )
 
 
+_INTEGER = re.compile(r"[ \t\n\v\f\r]*[+-]?[0-9]+")
+"""A part PostgreSQL's ``#>`` reads as an array position (as C's ``strtol`` does), not a key."""
+
+
 def _check_path(field: object) -> tuple[str, ...]:
     if not isinstance(field, str) or not field:
         raise InvalidInput(f"a filter field must be a non-empty str, got {field!r}")
     parts = tuple(field.split("."))
     for part in parts:
-        if not part or part.isdigit() or any(c in part for c in '"\\\x00$'):
+        if (
+            not part
+            or part.isdigit()
+            or _INTEGER.fullmatch(part)
+            or any(c in part for c in '"\\\x00$')
+        ):
             raise InvalidInput(
-                f"filter field {field!r}: each dotted part must be non-empty, not all digits, "
-                'and free of ", \\, $ and NUL'
+                f"filter field {field!r}: each dotted part must be non-empty, not an integer "
+                '(arrays have no fields), and free of ", \\, $ and NUL'
             )
     return parts
 
