@@ -51,7 +51,8 @@ _TEXT_MODES = (VectorStoreQueryMode.TEXT_SEARCH, VectorStoreQueryMode.SPARSE)
 
 
 def to_filter(filters: MetadataFilters | None) -> dict[str, JSON]:
-    """LlamaIndex ``MetadataFilters`` as a memfold filter (`memfold.recall.filters`)."""
+    """LlamaIndex ``MetadataFilters`` as a memfold filter (`memfold.recall.filters`); a key
+    holding a ``.`` is refused (`UnsupportedOperation`): memfold would read it as a path."""
     if filters is None:
         return {}
     if filters.condition == FilterCondition.NOT:
@@ -60,7 +61,13 @@ def to_filter(filters: MetadataFilters | None) -> dict[str, JSON]:
     for f in filters.filters:
         if isinstance(f, MetadataFilters):
             parts.append(to_filter(f))
-        elif f.operator == FilterOperator.IS_EMPTY:  # missing, null or "" (not [])
+            continue
+        if "." in f.key:  # memfold's filters would read it as a path into nested values
+            raise UnsupportedOperation(
+                f"filter key {f.key!r:.100} holds a '.': a metadata key with a dot cannot be "
+                "filtered on"
+            )
+        if f.operator == FilterOperator.IS_EMPTY:  # missing, null or "" (not [])
             parts.append({"$or": [{f.key: {"$exists": False}}, {f.key: None}, {f.key: ""}]})
         elif f.operator in _OPERATORS:
             value: JSON = f.value  # type: ignore[assignment]  # lists of scalars are JSON

@@ -168,3 +168,16 @@ async def test_vector_memory_block_recalls_flushed_messages(memory_store: BaseMe
     messages = await memory.aget()
     assert "lapsang souchong" in str(messages[0].content)
     assert memory_store.count(("acme", "chat")) >= 1
+
+
+async def test_a_filter_key_with_a_dot_is_refused(memory_store: BaseMemoryStore) -> None:
+    """A metadata key holding a '.' cannot be filtered on (memfold reads it as a nested path):
+    UnsupportedOperation, not an empty result, and nothing is deleted."""
+    vs = MemfoldVectorStore(memory_store, namespace=NS)
+    await vs.async_add([TextNode(id_="doc", text="a report", metadata={"file.ext": "pdf"})])
+    dotted = MetadataFilters(filters=[MetadataFilter(key="file.ext", value="pdf")])
+    with pytest.raises(UnsupportedOperation, match=r"file\.ext"):
+        vs.get_nodes(filters=dotted)
+    with pytest.raises(UnsupportedOperation, match=r"file\.ext"):
+        await vs.adelete_nodes(filters=dotted)
+    assert [n.node_id for n in vs.get_nodes(filters=MetadataFilters(filters=[]))] == ["doc"]
