@@ -18,7 +18,15 @@ import redis.asyncio
 from redis.exceptions import NoScriptError
 
 import memfold
-from memfold import BackendUnavailable, Conflict, InvalidInput, Message, Part, SchemaTooNew
+from memfold import (
+    BackendUnavailable,
+    Conflict,
+    InvalidInput,
+    Message,
+    Part,
+    SchemaTooNew,
+    ToolCall,
+)
 from memfold.backends.redis import RedisThreadStore
 from memfold.backends.redis.keys import LAYOUT_VERSION, layout_key, tenant_keys, thread_keys
 from memfold.retention import RetentionPolicy
@@ -165,6 +173,27 @@ def test_max_messages_drops_the_oldest(make: MakeStore) -> None:
     assert [m.content for m in store.load("t")] == ["4", "5", "1"]
     assert [m.content for m in store.replace("t", msgs("a", "b", "c", "d", "e"))] == list("abcde")
     assert [m.content for m in store.load("t")] == ["c", "d", "e"]
+
+
+@pytest.mark.parametrize("compress", [None, 1], ids=["plain", "compressed"])
+def test_max_messages_never_leaves_a_tool_result_without_its_call(
+    make: MakeStore, compress: int | None
+) -> None:
+    """The cap drops the tool results whose call it dropped, as every other trim does
+    (`memfold.retention.tool_safe_cut`), read from the element even when it is compressed; a
+    cap that leaves only tool results empties the thread, and it stays listed and writable."""
+    store = make(max_messages=3, compress_min_bytes=compress)
+    call = Message(role="assistant", content="", tool_calls=(ToolCall("c1", "f", {}),))
+    results = [Message(role="tool", content=f"r{i}", tool_call_id=f"c{i}") for i in (1, 2, 3)]
+    turn = [Message(role="user", content="q"), call, *results]
+    store.append("t", [*turn, Message(role="assistant", content="done")])
+    assert [m.content for m in store.load("t")] == ["done"]
+    assert store.count("t") == 1
+    store.replace("t", turn)
+    assert store.load("t") == []
+    assert [t.thread_id for t in store.list_threads()] == ["t"]
+    assert [m.content for m in store.append("t", msgs("x"))] == ["x"]
+    assert [m.content for m in store.load("t")] == ["x"]
 
 
 def test_deletes_and_updates_keep_paging_right(make: MakeStore) -> None:

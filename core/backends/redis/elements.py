@@ -6,6 +6,8 @@ in one thread and a reader never guesses:
 - ``b``/``c``: a 16-byte binary id (for ids of 32 lower-case hex digits, as memfold assigns),
   the time, then UTF-8 JSON (``b``) or zstd-compressed UTF-8 JSON (``c``);
 - ``t``/``u``: the id as UTF-8 and a NUL, the time, then JSON (``t``) or zstd JSON (``u``);
+- ``B``/``C``/``T``/``U``: the same for a tool result (role ``tool`` or ``function``), so that a
+  script capping a thread drops the results whose call it dropped;
 - ``j``/``z`` (layout 1, still read): the id, a NUL, then JSON or zstd JSON with the time in it.
 
 The time is 8 bytes, big-endian: microseconds since the epoch (UTC), or -2**63 when the JSON
@@ -36,6 +38,7 @@ import zstandard
 
 from memfold.backends.bodies import stored_message, stored_time
 from memfold.backends.checkpoint_dictionary import DICTIONARY
+from memfold.compaction.units import TOOL_ROLES
 from memfold.errors import BackendUnavailable, InvalidInput
 from memfold.model import Message
 
@@ -45,6 +48,8 @@ PLAIN, ZSTD = ord("j"), ord("z")  # layout 1
 BINARY_ID, BINARY_ID_ZSTD = ord("b"), ord("c")
 TEXT_ID, TEXT_ID_ZSTD = ord("t"), ord("u")
 _COMPRESSED = frozenset((ZSTD, BINARY_ID_ZSTD, TEXT_ID_ZSTD))
+_TOOL_FLAGS = frozenset(f & ~0x20 for f in (BINARY_ID, BINARY_ID_ZSTD, TEXT_ID, TEXT_ID_ZSTD))
+"""A tool result's flags: the others' in upper case."""
 NO_TIME = -(2**63)
 """The time field's value when the JSON holds the time (or there is none)."""
 
@@ -125,10 +130,11 @@ class ElementCodec:
             packed = self._compressor().compress(payload)
             if len(packed) < len(payload):
                 payload, compressed = packed, True
+        tool = ~0x20 if message.role in TOOL_ROLES else ~0
         if _HEX_ID.fullmatch(message_id):
-            flag = BINARY_ID_ZSTD if compressed else BINARY_ID
+            flag = (BINARY_ID_ZSTD if compressed else BINARY_ID) & tool
             return b"%c%s%s%s" % (flag, bytes.fromhex(message_id), _TIME.pack(micros), payload)
-        flag = TEXT_ID_ZSTD if compressed else TEXT_ID
+        flag = (TEXT_ID_ZSTD if compressed else TEXT_ID) & tool
         return b"%c%s\x00%s%s" % (flag, message_id.encode(), _TIME.pack(micros), payload)
 
     def pack(self, payload: bytes) -> bytes:
@@ -169,6 +175,8 @@ class ElementCodec:
         micros = NO_TIME
         try:
             flag = element[0]
+            if flag in _TOOL_FLAGS:
+                flag |= 0x20
             if flag == BINARY_ID:  # what memfold writes for its own ids: skip the checks below
                 message_id, micros, start = (
                     element[1:17].hex(),

@@ -91,10 +91,17 @@ end
 _HELPERS = """
 local function id_of(element)
   local flag = string.byte(element, 1)
-  if flag == 98 or flag == 99 then  -- 'b', 'c': a 16-byte binary id, shown as hex
+  if flag == 98 or flag == 99 or flag == 66 or flag == 67 then  -- 'b', 'c' ('B', 'C' for a
+    -- tool message): a 16-byte binary id, shown as hex
     return string.format(string.rep('%02x', 16), string.byte(element, 2, 17))
   end
   return string.sub(element, 2, string.find(element, '\\0', 2, true) - 1)
+end
+
+local function is_tool(element)
+  -- Whether an element holds a tool result (its flag in upper case: 'B', 'C', 'T', 'U').
+  local flag = string.byte(element, 1)
+  return flag == 66 or flag == 67 or flag == 84 or flag == 85
 end
 
 local function chunked(command, key, items)
@@ -106,9 +113,9 @@ end
 local function time_of(element)
   -- A message's creation time (µs) from its element; 0 when the element does not hold it.
   local flag, at = string.byte(element, 1), nil
-  if flag == 98 or flag == 99 then
+  if flag == 98 or flag == 99 or flag == 66 or flag == 67 then
     at = 18
-  elseif flag == 116 or flag == 117 then
+  elseif flag == 116 or flag == 117 or flag == 84 or flag == 85 then
     at = string.find(element, '\\0', 2, true) + 1
   end
   if not at or #element < at + 7 then return 0 end
@@ -234,6 +241,13 @@ if drop > 0 then
   for _, element in ipairs(redis.call('LPOP', messages, drop)) do
     dead[#dead + 1] = id_of(element)
   end
+  -- Tool results left at the front go too: the call they answer is gone.
+  local front = redis.call('LINDEX', messages, 0)
+  while front and is_tool(front) do
+    redis.call('LPOP', messages)
+    dead[#dead + 1], drop = id_of(front), drop + 1
+    front = redis.call('LINDEX', messages, 0)
+  end
   chunked('HDEL', ids, dead)
 end
 if ARGV[4] == '1' or not length then
@@ -243,6 +257,12 @@ end
 -- An append: `before` messages were there, `after` are; score only what changed.
 drop = math.max(drop, 0)
 local before, after = length - count, length - drop
+if after == 0 then  -- the cap took every message (all tool results)
+  redis.call('ZREM', tag .. 'sizes', member)
+  redis.call('ZREM', tag .. 'firsts', member)
+  touch(true)
+  return false
+end
 if size_class(after) ~= size_class(before) then
   redis.call('ZADD', tag .. 'sizes', size_class(after), member)
 end
