@@ -481,7 +481,8 @@ def _without_vectors(records: Sequence[MemoryRecord]) -> tuple[MemoryRecord, ...
 class _Plan:
     """What the first pass learned for the second."""
 
-    existing_threads: set[tuple[str, str]] = field(default_factory=set)
+    existing_threads: dict[tuple[str, str], ThreadInfo] = field(default_factory=dict)
+    """Threads already in the target, as they were found there."""
     owned: set[tuple[str, str]] = field(default_factory=set)
 
 
@@ -495,7 +496,7 @@ def _check_thread(stores: StoreSet, event: _ThreadEnd, plan: _Plan) -> Flow[None
         held = yield Call(store, "get_thread", (event.info.thread_id,), {"tenant": event.tenant})
     except NotFound:
         return
-    plan.existing_threads.add((event.tenant, event.info.thread_id))
+    plan.existing_threads[event.tenant, event.info.thread_id] = held
     if held.message_count and event.ids:
         stored = yield Call(store, "load", (event.info.thread_id,), {"tenant": event.tenant})
         clash = event.ids.intersection(m.id for m in stored if m.id)
@@ -578,12 +579,14 @@ def _write(
         )
         kind, n = "messages", len(event.messages)
     elif isinstance(event, _ThreadEnd) and stores.threads is not None and event.selected:
-        key = (event.tenant, event.info.thread_id)
-        if key in plan.existing_threads:
-            arguments = (event.info.thread_id, event.info.metadata)
-            yield Call(stores.threads, "set_thread_metadata", arguments, {"tenant": event.tenant})
-        else:
-            yield Call(stores.threads, "restore_thread", (event.info,))
+        info, held = event.info, plan.existing_threads.get((event.tenant, event.info.thread_id))
+        if held is not None:  # an incremental import: the thread spans both times
+            info = replace(
+                info,
+                created_at=min(held.created_at, info.created_at),
+                updated_at=max(held.updated_at, info.updated_at),
+            )
+        yield Call(stores.threads, "restore_thread", (info,))
         kind, n = "threads", 1
     elif isinstance(event, _Checkpoint) and stores.checkpoints is not None:
         yield Call(stores.checkpoints, "restore", (event.checkpoint,), {"tenant": event.tenant})

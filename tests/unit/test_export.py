@@ -767,6 +767,23 @@ def test_a_thread_whose_metadata_changed_in_the_window_comes_without_messages() 
     assert imported(open_store("memory://"), exported(store, until=T0)) == Counts()
 
 
+def test_an_incremental_import_keeps_the_threads_times_and_order() -> None:
+    """A backup up to a time, then the export since it, restore each thread's times (the newest
+    update, the first creation) and order: the second import stamped its own time instead."""
+    source = open_store("memory://")
+    for thread_id in ("a", "b"):
+        source.append(thread_id, Message(role="user", content="first", created_at=T0))
+        source.restore_thread(ThreadInfo(thread_id, "default", T0, T0, 0, {}))
+    for thread_id, day in (("a", 2), ("b", 3)):  # b is updated last
+        source.append(thread_id, Message(role="user", content="second", created_at=T0 + day * DAY))
+        source.restore_thread(ThreadInfo(thread_id, "default", T0, T0 + day * DAY, 0, {"n": day}))
+    target = open_store("memory://")
+    imported(target, exported(source, until=T0 + DAY))
+    imported(target, exported(source, since=T0 + DAY))
+    assert target.list_threads() == source.list_threads()
+    assert [m.text for m in target.load("a")] == ["first", "second"]
+
+
 # Clashes: a record already stored stops the import before it writes anything.
 
 
