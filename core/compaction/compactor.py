@@ -10,7 +10,9 @@ Thread stores have no compare-and-set on metadata, so saving a record re-reads t
 once the summarizer has returned and writes it back with the record added: a metadata change
 made while the summarizer runs is kept; one made by another writer between that read and the
 write (one store round trip) is lost. Of two concurrent folds of one thread, the record that
-covers more messages is kept.
+covers more messages is kept. If a message a record covers is deleted, the next view rebuilds
+the summary from scratch and saves it in place of the old record (or removes the old record
+if nothing needs folding).
 
 Examples:
     >>> from memfold import Message, open_store
@@ -78,13 +80,23 @@ def _slice(messages: list[Message], first_id: str, last_id: str) -> list[Message
     return messages[ids.index(first_id) : ids.index(last_id) + 1]
 
 
-def _with_record(fresh: ThreadInfo | None, record: CompactionRecord) -> dict[str, JSON] | None:
-    """The thread's current metadata with ``record`` added; None if a concurrent fold already
-    saved a record covering at least as many messages (keep that one)."""
+def _with_record(
+    fresh: ThreadInfo | None, new: CompactionRecord | None, old: CompactionRecord | None
+) -> dict[str, JSON] | None:
+    """The thread's current metadata with ``new`` in place of ``old`` (removed if None); None
+    if ``new`` is saved already, or a concurrent fold saved a record covering at least as many
+    messages (keep that one)."""
     current = _record(fresh)
-    if current is not None and current.covered >= record.covered:
+    if current == new or (
+        current not in (None, old) and (new is None or current.covered >= new.covered)
+    ):
         return None
-    return {**(fresh.metadata if fresh else {}), RECORD_KEY: record.to_dict()}
+    kept = {k: v for k, v in (fresh.metadata if fresh else {}).items() if k != RECORD_KEY}
+    return kept if new is None else {**kept, RECORD_KEY: new.to_dict()}
+
+
+def _shifted(record: CompactionRecord | None, shift: int) -> CompactionRecord | None:
+    return None if record is None else replace(record, end=record.end + shift)
 
 
 class Compactor:
@@ -128,10 +140,12 @@ class Compactor:
     def _evicted(
         self, messages: list[Message], old: CompactionRecord | None, new: CompactionRecord
     ) -> list[Message]:
-        """The messages the folds after ``old`` added to ``new``'s summary."""
+        """The messages the folds after ``old`` added to ``new``'s summary (all of its folds
+        if ``new`` was rebuilt from scratch)."""
         if self.memories is None:
             return []
-        ranges = new.folds[len(old.folds) if old else 0 :]
+        known = len(old.folds) if old and new.folds[: len(old.folds)] == old.folds else 0
+        ranges = new.folds[known:]
         return [m for first, last in ranges for m in _slice(messages, first, last)]
 
     # Sync API.
@@ -167,18 +181,18 @@ class Compactor:
         info = self._info(thread_id, tenant)
         record = _record(info)
         messages, shift = self._load(thread_id, tenant, info, record)
-        done = run(self.strategy.fold(messages, record), self.summarizer)
-        if done.folded and done.record is not None:
-            new = replace(done.record, end=done.record.end + shift)
-            meta = _with_record(self._info(thread_id, tenant), new)  # re-read after summarizing
+        done = run(self.strategy.fold(messages, _shifted(record, -shift)), self.summarizer)
+        new = _shifted(done.record, shift)
+        if new != record:  # a fold, or a rebuild after covered messages were deleted
+            meta = _with_record(self._info(thread_id, tenant), new, record)  # re-read
             if meta is not None:
                 self.store.set_thread_metadata(thread_id, meta, tenant=tenant)
+        if done.folded and new is not None:
             evicted = self._evicted(messages, record, new)
             if evicted and self.memories is not None and self.namespace is not None:
                 found = self.facts.extract(evicted)
                 self.memories.put_many(fact_records(found, self.namespace, thread_id, tenant))
-            done = replace(done, record=new)
-        return done
+        return replace(done, record=new)
 
     def view(self, thread_id: str, *, tenant: str | None = None) -> list[Message]:
         """The messages to send to the model for this thread (see `compact`)."""
@@ -235,19 +249,19 @@ class Compactor:
         info = await self._ainfo(thread_id, tenant)
         record = _record(info)
         messages, shift = await self._aload(thread_id, tenant, info, record)
-        done = await arun(self.strategy.fold(messages, record), self.summarizer)
-        if done.folded and done.record is not None:
-            new = replace(done.record, end=done.record.end + shift)
-            meta = _with_record(await self._ainfo(thread_id, tenant), new)
+        done = await arun(self.strategy.fold(messages, _shifted(record, -shift)), self.summarizer)
+        new = _shifted(done.record, shift)
+        if new != record:
+            meta = _with_record(await self._ainfo(thread_id, tenant), new, record)
             if meta is not None:
                 await self.store.aset_thread_metadata(thread_id, meta, tenant=tenant)
+        if done.folded and new is not None:
             evicted = self._evicted(messages, record, new)
             if evicted and self.memories is not None and self.namespace is not None:
                 found = await self.facts.aextract(evicted)
                 records = fact_records(found, self.namespace, thread_id, tenant)
                 await self.memories.aput_many(records)
-            done = replace(done, record=new)
-        return done
+        return replace(done, record=new)
 
     async def aview(self, thread_id: str, *, tenant: str | None = None) -> list[Message]:
         """Async `view`."""

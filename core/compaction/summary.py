@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Generator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 from memfold.compaction.excerpts import excerpt
@@ -166,6 +166,21 @@ def _flat(units: Sequence[Unit]) -> list[Message]:
     return [m for u in units for m in u]
 
 
+def _covered_end(messages: Sequence[Message], record: CompactionRecord) -> int | None:
+    """The index just after ``record.last_id`` in ``messages``; None if a message the record
+    covers was deleted. Messages are only appended after the covered ones, so ``last_id`` still
+    at ``end - 1`` means none before it was deleted; if it moved, ``first_id`` to ``last_id``
+    must still span ``covered`` messages (only messages before them were deleted)."""
+    at = record.end - 1
+    if 0 <= at < len(messages) and messages[at].id == record.last_id:
+        return record.end
+    ids = [m.id for m in messages]
+    if record.first_id not in ids or record.last_id not in ids:
+        return None
+    first, last = ids.index(record.first_id), ids.index(record.last_id)
+    return last + 1 if last - first + 1 == record.covered else None
+
+
 class RunningSummary:
     """Fold older messages into a summary once the view passes ``max_tokens``.
 
@@ -268,13 +283,10 @@ class RunningSummary:
             return pinned, units, None, len(pinned)
         messages = ensure_sequence(messages)
         pinned = pinned_prefix(messages)
-        at = record.end - 1
-        if not (0 <= at < len(messages) and messages[at].id == record.last_id):
-            found = [i for i, m in enumerate(messages) if m.id == record.last_id]
-            if not found:  # the covered messages were edited away: start again
-                return pinned, group(messages[len(pinned) :]), None, len(pinned)
-            at = found[0]
-        return pinned, group(messages[at + 1 :]), record, at + 1
+        end = _covered_end(messages, record)
+        if end is None:  # a covered message was deleted: start again
+            return pinned, group(messages[len(pinned) :]), None, len(pinned)
+        return pinned, group(messages[end:]), replace(record, end=end), end
 
     def view(self, messages: Sequence[Message], record: CompactionRecord | None) -> list[Message]:
         """The view of ``messages`` under ``record`` as it stands, without folding (it may be
@@ -285,11 +297,14 @@ class RunningSummary:
 
     def fold(self, messages: Sequence[Message], record: CompactionRecord | None) -> Fold:
         """Build the view of ``messages`` (the thread, or its pinned system messages followed
-        by the tail that starts at ``record.last_id``), folding if it is over budget.
+        by the tail that starts at ``record.last_id``, ``record.end`` then being the index just
+        after it), folding if it is over budget.
 
         A fold asks for a summary of the evicted messages (or of their `excerpt`) alone and
         adds it to the record as a segment; when the segment would not fit beside the summary
-        so far, it asks for one summary of both instead.
+        so far, it asks for one summary of both instead. If a message the record covers was
+        deleted, the summary is rebuilt from scratch: the result's record is then a new one,
+        or None if nothing needs folding.
 
         Raises:
             InvalidInput: the system messages, a summary and the newest message group cannot

@@ -5,6 +5,7 @@ the covered originals."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from memfold import InvalidInput, Message, ToolCall
 from memfold.compaction import (
     RECORD_KEY,
     ApproximateCounter,
+    CompactionRecord,
     Compactor,
     ExtractiveSummarizer,
     RunningSummary,
@@ -225,3 +227,118 @@ def test_small_summaries_get_segments_that_hold_a_sentence() -> None:
     assert (small.summary_tokens, small.segment_tokens, small.input_tokens) == (24, 24, 64)
     large = RunningSummary(2000, keep_tokens=800, summary_tokens=400)
     assert (large.segment_tokens, large.input_tokens) == (100, 300)
+
+
+class Quoting(Counting):
+    """Answers with the first word of each message it is sent, so a summary names exactly the
+    messages it covers (and counts them, as `Counting` does)."""
+
+    def summarize(self, request: SummarizeRequest) -> str:
+        self.sent += [m.id or "" for m in request.messages]
+        return " ".join(m.text.split()[0] for m in request.messages) or request.previous or ""
+
+
+async def _tagged_thread(tstore: BaseThreadStore, compactor: Compactor) -> CompactionRecord:
+    """40 messages, each starting with its own tag (``w00``…``w39``), folded once."""
+    await tstore.aappend("t", [
+        Message(role=("user", "assistant")[i % 2], content=f"w{i:02d} " + "pad " * 20)
+        for i in range(40)
+    ])  # fmt: skip
+    record = (await compactor.acompact("t")).record
+    assert record is not None
+    return record
+
+
+def _quoting(tstore: BaseThreadStore) -> Compactor:
+    strategy = RunningSummary(
+        300, keep_tokens=60, summary_tokens=200, segment_tokens=200, input_tokens=None,
+        counter=COUNTER,
+    )  # fmt: skip
+    return Compactor(tstore, strategy, Quoting())
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+@pytest.mark.parametrize("deleted", ["first", "middle", "last"])
+async def test_deleting_a_covered_message_rebuilds_and_saves_the_summary(
+    tstore: BaseThreadStore, deleted: str, use_async: bool
+) -> None:
+    """Deleting any message a summary covers rebuilds the summary without it on the next view
+    and saves that record: the deleted text leaves the view and the thread metadata, expand
+    returns the remaining messages, and later views summarize nothing again."""
+    compactor = _quoting(tstore)
+    old = await _tagged_thread(tstore, compactor)
+    covered = await compactor.aexpand(old, "t")
+    victim = covered[{"first": 0, "middle": len(covered) // 2, "last": -1}[deleted]]
+    tag = victim.text.split()[0]
+    assert tag in old.summary.split()
+    summarizer = compactor.summarizer
+    assert isinstance(summarizer, Quoting)
+    before = len(summarizer.sent)
+    if use_async:
+        await tstore.adelete_messages("t", [victim.id or ""])
+        done = await compactor.acompact("t")
+        info = await tstore.aget_thread("t")
+        expanded = await compactor.aexpand(done.view[0], "t")
+        again = await compactor.aview("t")
+    else:
+        tstore.delete_messages("t", [victim.id or ""])
+        done = compactor.compact("t")
+        info = tstore.get_thread("t")
+        expanded = compactor.expand(done.view[0], "t")
+        again = compactor.view("t")
+    assert done.record is not None
+    assert tag not in done.view[0].text.split()
+    assert info.metadata[RECORD_KEY] == done.record.to_dict()
+    assert tag not in str(info.metadata)
+    assert victim.id not in {m.id for m in expanded}
+    assert len(expanded) + len(done.view) - 1 == 39
+    assert again == done.view
+    resent = summarizer.sent[before:]
+    assert len(resent) == len(set(resent)) == len(expanded), "a message was summarized twice"
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+async def test_a_rebuilt_view_with_nothing_to_fold_drops_the_record(
+    tstore: BaseThreadStore, use_async: bool
+) -> None:
+    """Once covered messages are deleted and the rest fits unfolded, the old record (and the
+    deleted text in it) is removed from the thread metadata."""
+    compactor = _quoting(tstore)
+    old = await _tagged_thread(tstore, compactor)
+    gone = [m.id or "" for m in (await compactor.aexpand(old, "t"))[:-2]]
+    if use_async:
+        await tstore.adelete_messages("t", gone)
+        done = await compactor.acompact("t")
+        info = await tstore.aget_thread("t")
+    else:
+        tstore.delete_messages("t", gone)
+        done = compactor.compact("t")
+        info = tstore.get_thread("t")
+    assert done.record is None
+    assert [m.id for m in done.view] == [m.id for m in await tstore.aload("t")]
+    assert RECORD_KEY not in info.metadata
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+async def test_deleting_a_system_message_keeps_the_summary(
+    tstore: BaseThreadStore, use_async: bool
+) -> None:
+    """Deleting a message before the covered ones keeps the summary, summarizes nothing again,
+    and saves the record's new position."""
+    compactor = _quoting(tstore)
+    await tstore.aappend("t", Message(role="system", content="Be brief."))
+    old = await _tagged_thread(tstore, compactor)
+    system = (await tstore.aload("t"))[0]
+    summarizer = compactor.summarizer
+    assert isinstance(summarizer, Quoting)
+    before = list(summarizer.sent)
+    if use_async:
+        await tstore.adelete_messages("t", [system.id or ""])
+        done = await compactor.acompact("t")
+        saved = await compactor.arecord("t")
+    else:
+        tstore.delete_messages("t", [system.id or ""])
+        done = compactor.compact("t")
+        saved = compactor.record("t")
+    assert done.record == saved == replace(old, end=old.end - 1)
+    assert summarizer.sent == before

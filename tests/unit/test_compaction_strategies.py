@@ -337,3 +337,30 @@ def test_an_overlong_summary_is_cut_after_its_last_whole_sentence(text: str, end
     assert 0 < COUNTER.count_text(summary) <= 60
     assert text.startswith(summary)
     assert summary.endswith(ending) if ending else summary.endswith("word")
+
+
+@pytest.mark.parametrize("deleted", ["first", "middle", "last"])
+def test_running_summary_starts_again_without_a_deleted_covered_message(deleted: str) -> None:
+    """Given the thread without one of the messages a record covers (an agent state after a
+    RemoveMessage, say), a fold summarizes the rest from scratch instead of keeping the old
+    summary."""
+    thread = [
+        Message(
+            role=r, content=f"On May {i % 28 + 1} Ana paid {i} euros for tram {i}.", id=f"{r}{i}"
+        )
+        for i in range(40)
+        for r in ("user", "assistant")
+    ]
+    strategy = RunningSummary(300, counter=COUNTER, input_tokens=None)
+    record = run(strategy.fold(thread, None), Recording()).record
+    assert record is not None
+    last = record.end - 1
+    at = {"first": 0, "middle": last // 2, "last": last}[deleted]
+    summarizer = Recording()
+    done = run(strategy.fold(thread[:at] + thread[at + 1 :], record), summarizer)
+    assert done.record is not None
+    assert len(done.record.folds) == 1
+    sent = [m.id for r in summarizer.requests for m in r.messages]
+    assert sent[0] == thread[1 if at == 0 else 0].id
+    assert thread[at].id not in sent
+    assert all(r.previous is None for r in summarizer.requests if r.messages)
