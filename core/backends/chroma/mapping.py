@@ -11,22 +11,31 @@ queries skip it). Its metadata holds:
 - ``_exp`` (expiry in µs since the epoch, `NEVER` when none) and ``_created``, as ints for
   ``where`` tests; ``_model`` (the embedding model), ``_v``, ``_len`` (its number of terms) and
   ``_terms`` (its search terms, repeats kept for BM25; ``$contains`` finds them);
-- ``v.a.b``: each scalar field of the value reachable by a filter path (not null), so filters
-  are pushed down to Chroma.
+- ``v.a.b``: each scalar field of the value reachable by a filter path (not null; an int
+  beyond 64 bits as the nearest float), so filters are pushed down to Chroma.
+
+Chroma merges an upsert's metadata into the item's: `replacing` removes the keys the new
+version lacks.
 
 A pushed-down ``where`` (`to_where`) selects a superset of what the filter selects: parts Chroma
 cannot express exactly (``$ne``, ``$exists``, null, string order) are left out, and the store
 applies the core's predicate (`memfold.recall.filters.Filter.matches`) to what Chroma returns.
+Chroma compares an int field with a float bound truncated to an int, and a float field with an
+int bound rounded to a float, so ``$gt`` and ``$lt`` with a bound that is not exact both ways
+are pushed down as ``$gte`` and ``$lte``.
 
 Examples:
     >>> from memfold.recall.filters import parse_filter
     >>> to_where(parse_filter({"kind": "fact", "n": {"$gte": 2}, "tag": {"$ne": "x"}}))
     {'$and': [{'v.kind': {'$eq': 'fact'}}, {'v.n': {'$gte': 2}}]}
+    >>> to_where(parse_filter({"n": {"$lt": 0.5}}))
+    {'v.n': {'$lte': 0.5}}
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, TypeAlias
@@ -48,6 +57,7 @@ __all__ = [
     "micros",
     "placeholder",
     "record",
+    "replacing",
     "to_where",
     "under",
 ]
@@ -91,10 +101,19 @@ def _flatten(value: Mapping[str, Any], path: str, out: dict[str, Any]) -> None:
         name = f"{path}.{key}"
         if isinstance(item, Mapping):
             _flatten(item, name, out)
-        elif isinstance(item, bool | str | float) or (
-            isinstance(item, int) and -_INT64 <= item < _INT64
-        ):
+        elif isinstance(item, bool | str | float):
             out[name] = item
+        elif isinstance(item, int):
+            out[name] = item if -_INT64 <= item < _INT64 else _nearest_float(item)
+
+
+def _nearest_float(value: int) -> float:
+    """The float nearest ``value`` (the largest float, signed, when none is that large): a
+    rounding that keeps order, so inclusive tests on it select a superset."""
+    try:
+        return float(value)
+    except OverflowError:
+        return sys.float_info.max if value > 0 else -sys.float_info.max
 
 
 def metadata(
@@ -118,6 +137,14 @@ def metadata(
         fields["_terms"] = list(terms)
     _flatten(record.value, "v", fields)
     return fields
+
+
+def replacing(meta: Where, old: Mapping[str, Any] | None) -> Where:
+    """``meta`` for an upsert over an item whose metadata is ``old`` (None: no item): Chroma
+    keeps the old keys an upsert leaves out, so each is set to None, which removes it."""
+    if not old:
+        return meta
+    return {**dict.fromkeys(old.keys() - meta.keys()), **meta}
 
 
 def encode_fields(record: MemoryRecord, value_json: str) -> str:
@@ -171,10 +198,12 @@ def under(prefix_key: str, now: datetime | None) -> Where:
 def to_where(spec: Filter) -> Where | None:
     """A ``where`` selecting a superset of what ``spec`` selects (None: no pushdown)."""
     if isinstance(spec, _Compare):
-        kind = type(spec.value)
-        if spec.value is None or (spec.op != "$eq" and kind is str):
+        bound, op = spec.value, spec.op
+        if bound is None or (op != "$eq" and isinstance(bound, str)):
             return None  # null is not stored; Chroma orders only numbers
-        return {"v." + ".".join(spec.path): {spec.op: spec.value}}
+        if op in ("$gt", "$lt") and not (isinstance(bound, int) and float(bound) == bound):
+            op += "e"  # not exact as both an int and a float (see the module docstring)
+        return {"v." + ".".join(spec.path): {op: bound}}
     if isinstance(spec, _All):
         return all_of(*(to_where(f) for f in spec.items))
     if isinstance(spec, _Any):

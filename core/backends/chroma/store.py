@@ -446,11 +446,8 @@ class ChromaMemoryStore(BaseMemoryStore):
         keys = [namespace_key(r.namespace) for r in op.records]
         ids = [m.item_id(k, str(r.id)) for k, r in zip(keys, op.records, strict=True)]
         old = yield from self._fetch(ids, ["metadatas"])
-        previous = {
-            i: meta
-            for i, meta in zip(old["ids"], old["metadatas"], strict=True)
-            if int(meta["_exp"]) > now_us
-        }
+        existing: dict[str, dict[str, Any]] = dict(zip(old["ids"], old["metadatas"], strict=True))
+        previous = {i: meta for i, meta in existing.items() if int(meta["_exp"]) > now_us}
         batch: dict[str, tuple[MemoryRecord, dict[str, Any], Matrix | None, str]] = {}
         stored: list[MemoryRecord] = []
         for record, key, item, value, terms, vector in zip(
@@ -470,7 +467,13 @@ class ChromaMemoryStore(BaseMemoryStore):
             batch.pop(item, None)
             batch[item] = (record, meta, vector, record.text)
             stored.append(record)
-        items = list(batch.items())
+        # Chroma keeps the keys an upsert leaves out: clear those of every version overwritten
+        # (expired ones too, and the near duplicates merged into).
+        read = set(ids)
+        more = yield from self._fetch([i for i in batch if i not in read], ["metadatas"])
+        existing.update(zip(more["ids"], more["metadatas"], strict=True))
+        items = [(i, (r, m.replacing(meta, existing.get(i)), v, t))
+                 for i, (r, meta, v, t) in batch.items()]  # fmt: skip
         placeholder = m.placeholder(int(self.dimensions or 1))
         for chunk in _chunks(items, self._batch):
             yield Call(
@@ -695,8 +698,8 @@ class ChromaMemoryStore(BaseMemoryStore):
         return len(doomed)
 
     def _search(self, op: ops.SearchMemories) -> Flow[list[MemoryHit]]:
-        if not op.terms and op.vector is None:
-            raise InvalidInput("search needs query terms or a vector")
+        """Ranks by BM25 over ``op.terms`` and by cosine to ``op.vector``, each when given; a
+        search with neither (a query of stop words only) finds nothing."""
         include = ["documents", "embeddings"] if op.vector is not None else ["documents"]
         candidates: dict[str, tuple[Any, ...]] = {}
         text_scores: dict[str, float] | None = None
