@@ -868,9 +868,10 @@ class BaseCheckpointStore(BaseStore):
     # Key rotation.
 
     def rotate_key(self, *, tenant: str | None = None, progress: Progress | None = None) -> int:
-        """Re-encrypt the tenant's checkpoints (bodies, values, pending writes) under the
-        keyring's active key (plain ones too), each thread namespace parent first so list
-        values stay deltas; returns how many checkpoints were rewritten. Ids, parents, times
+        """Re-encrypt the tenant's checkpoints (bodies, values, pending writes) and their
+        threads' effect journal entries under the keyring's active key (plain ones too), each
+        thread namespace parent first so list values stay deltas; returns how many checkpoints
+        were rewritten. Ids, parents, times
         and metadata are kept; rows only the old key could read are swept; a rotated thread
         counts as written now (for its TTL). Idempotent. ``progress(done, total)`` counts
         checkpoints read.

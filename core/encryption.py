@@ -10,7 +10,8 @@ decrypt under whichever key a ciphertext names. A store opened with ``keyring=``
   and the compaction summary kept in thread metadata (`ENCRYPTED_METADATA`);
 - long-term memories: the text and the value (the value becomes ``{ENCRYPTED_KEY: ...}``);
 - checkpoints: the body, every channel value and every pending write (the tag gets
-  `ENCRYPTED_TAG` appended).
+  `ENCRYPTED_TAG` appended);
+- effect journal entries: the recorded result (its tag gets `ENCRYPTED_TAG` appended too).
 
 Roles, names, ids, tool names, times, the other thread and message metadata (where redaction
 counts go), checkpoint metadata and versions, memory namespaces, importance, TTLs and
@@ -23,17 +24,18 @@ matters). Full-text search needs the words, so an encrypted store declares
 store's search then ranks by vectors alone, and filters over memory values are refused.
 
 Every ciphertext is ``version (1 byte) | key id length (1 byte) | key id | nonce (12 bytes) |
-AES-GCM ciphertext and tag (16 bytes)``, authenticated together with what it is (a message,
-a memory, a checkpoint value of a given tag), so a ciphertext cannot be passed off as another
-kind. Messages and memories get a random nonce. Checkpoint values are encrypted
-deterministically, with a synthetic IV: the nonce is HMAC-SHA256 of the plaintext (and what it
-is) under a key derived from the data key, as in SIV mode. Equal plaintexts then give equal
-ciphertexts, which is what keeps list values stored as deltas: a new checkpoint's message
-list is matched item by item against its parent's by digest (`memfold.checkpoint_deltas`), and
-random nonces would make every item new, turning every step into a full snapshot. What it
-reveals is only which items are equal, which the delta layout shows anyway; and since the
-nonce is a function of the plaintext, a nonce repeats only for the same plaintext, so AES-GCM's
-nonce-reuse weakness does not apply. Each item costs `OVERHEAD` bytes plus the key id.
+AES-GCM ciphertext and tag (16 bytes)``, authenticated together with what it is (a message, a
+memory, a checkpoint value or journal entry of a given tag), so a ciphertext cannot be passed
+off as another kind. Messages, memories and journal entries get a random nonce. Checkpoint
+values are encrypted deterministically, with a synthetic IV: the nonce is HMAC-SHA256 of the
+plaintext (and what it is) under a key derived from the data key, as in SIV mode. Equal
+plaintexts then give equal ciphertexts, which is what keeps list values stored as deltas: a new
+checkpoint's message list is matched item by item against its parent's by digest
+(`memfold.checkpoint_deltas`), and random nonces would make every item new, turning every step
+into a full snapshot. What it reveals is only which items are equal, which the delta layout
+shows anyway; and since the nonce is a function of the plaintext, a nonce repeats only for the
+same plaintext, so AES-GCM's nonce-reuse weakness does not apply. Each item costs `OVERHEAD`
+bytes plus the key id.
 
 A missing key, a wrong key or altered data raises `memfold.errors.EncryptionError`, naming
 the key id needed. `rotate_key` on a store re-encrypts what it holds under the active key.
@@ -79,9 +81,11 @@ __all__ = [
     "Keyring",
     "check_keyring",
     "checkpoint_key_ids",
+    "effect_key_id",
     "key_id",
     "metadata_key_ids",
     "open_checkpoints",
+    "open_effect",
     "open_hits",
     "open_infos",
     "open_memory_hits",
@@ -91,6 +95,7 @@ __all__ = [
     "reseal_message",
     "reseal_record",
     "seal_blob",
+    "seal_effect",
     "seal_message",
     "seal_metadata",
     "seal_record",
@@ -109,7 +114,8 @@ ENCRYPTED_PART: Final = "memfold.encrypted"
 ENCRYPTED_KEY: Final = "memfold.encrypted"
 """The only key of an encrypted memory value."""
 ENCRYPTED_TAG: Final = "+memfold.aes"
-"""Appended to the type tag of an encrypted checkpoint body, value or write."""
+"""Appended to the type tag of an encrypted checkpoint body, value or write, or journal
+entry's result."""
 ENCRYPTED_METADATA: Final = frozenset({"memfold.compaction"})
 """Thread metadata keys whose values memfold derives from the messages (the compaction
 summary of `memfold.compaction`): encrypted like the messages, as ``{ENCRYPTED_KEY: ...}``."""
@@ -776,6 +782,39 @@ def checkpoint_key_ids(c: Checkpoint) -> set[str | None]:
         else:
             found.add(None)
     return found
+
+
+# Effect journal entries.
+
+
+def _effect_purpose(tag: str) -> bytes:
+    return b"journal entry " + tag.encode("utf-8", "surrogatepass")
+
+
+def seal_effect(keyring: Keyring, value: Blob) -> Blob:
+    """A journal entry's recorded result encrypted under the active key."""
+    return Blob(value.tag + ENCRYPTED_TAG, keyring.seal(value.data, _effect_purpose(value.tag)))
+
+
+def open_effect(keyring: Keyring | None, value: Blob, what: str) -> Blob:
+    """A recorded result as it was before `seal_effect` (a plain one as it is).
+
+    Raises:
+        EncryptionError: it is encrypted and ``keyring`` cannot decrypt it (or is None).
+    """
+    if not value.tag.endswith(ENCRYPTED_TAG):
+        return value
+    if keyring is None:
+        raise _no_keyring(what, key_id(value.data, what))
+    tag = value.tag[: -len(ENCRYPTED_TAG)]
+    return Blob(tag, keyring.open(value.data, _effect_purpose(tag), what))
+
+
+def effect_key_id(value: Blob) -> str | None:
+    """The key id a recorded result is encrypted with (None for a plain one)."""
+    if not value.tag.endswith(ENCRYPTED_TAG):
+        return None
+    return key_id(value.data, "a journal entry")
 
 
 def sealed_key_ids(messages: Iterable[Message]) -> set[str | None]:

@@ -14,7 +14,10 @@ later `record` of that key returns the first one (so two racing workers return t
 The journal lives in the checkpoint store: one URL opens both (`open_journal`, or
 `EffectJournal(saver.store)` for a LangGraph saver's store), and deleting a thread's checkpoints
 (``delete_thread``, ``prune(strategy="delete")``, a TTL sweep) deletes its journal too. Results
-are JSON, or a host serializer's typed bytes as a `Blob` (never pickle).
+are JSON, or a host serializer's typed bytes as a `Blob` (never pickle). A store opened with a
+keyring encrypts each result before it reaches the backend (`memfold.encryption.seal_effect`)
+and decrypts it on read; the key fields stay readable, and results recorded without a keyring
+read as they are.
 
 Examples:
     >>> from memfold.journal import open_journal
@@ -40,6 +43,7 @@ from typing import Any, Final, Self, TypeVar
 
 from memfold.checkpoint_model import Blob
 from memfold.checkpoints import CheckpointStore, open_checkpoint_store
+from memfold.encryption import open_effect, seal_effect
 from memfold.errors import InvalidInput
 from memfold.limits import Limits
 from memfold.model import JSON, utcnow
@@ -57,6 +61,7 @@ __all__ = [
     "JournalEntry",
     "ListEffects",
     "RecordEffect",
+    "ReplaceEffect",
     "aopen_journal",
     "open_journal",
     "sort_key",
@@ -127,6 +132,23 @@ class RecordEffect(Op[JournalEntry]):
 
 
 @dataclass(frozen=True, slots=True)
+class ReplaceEffect(Op[bool]):
+    """Replace the stored result of a recorded call, keeping its time (key rotation); records
+    nothing if the call is not recorded. Returns whether it was."""
+
+    tenant: str
+    thread_id: str
+    namespace: str
+    tool_call_id: str
+    value: Blob
+
+    def __post_init__(self) -> None:
+        _check_key(self.tenant, self.thread_id, self.namespace, self.tool_call_id)
+        if not isinstance(self.value, Blob):
+            raise InvalidInput(f"a recorded value is a Blob, got {type(self.value).__name__}")
+
+
+@dataclass(frozen=True, slots=True)
 class GetEffect(Op[JournalEntry | None]):
     """The recorded entry of one call, or None."""
 
@@ -162,7 +184,7 @@ class DeleteEffects(Op[int]):
         _check_key(self.tenant, self.thread_id)
 
 
-JOURNAL_OPS: Final = (RecordEffect, GetEffect, ListEffects, DeleteEffects)
+JOURNAL_OPS: Final = (RecordEffect, ReplaceEffect, GetEffect, ListEffects, DeleteEffects)
 """Every journal operation, for a backend's dispatch."""
 JOURNAL_READS: Final = (GetEffect, ListEffects)
 """The journal operations that change nothing."""
@@ -222,12 +244,14 @@ class EffectJournal:
         namespace: str,
         tenant: str | None,
     ) -> RecordEffect:
+        value = _value(result, self.store.limits)
+        keyring = self.store.keyring
         return RecordEffect(
             self.store.resolve_tenant(tenant),
             check_id(thread_id, "thread id"),
             _check_namespace(namespace),
             check_id(tool_call_id, "tool call id"),
-            _value(result, self.store.limits),
+            value if keyring is None else seal_effect(keyring, value),
             utcnow(),
         )
 
@@ -259,6 +283,15 @@ class EffectJournal:
     def _delete_op(self, thread_id: str, tenant: str | None) -> DeleteEffects:
         return DeleteEffects(self.store.resolve_tenant(tenant), check_id(thread_id, "thread id"))
 
+    def _opened(self, entry: JournalEntry) -> JournalEntry:
+        """``entry`` with its result decrypted (a plain one as it is)."""
+        what = f"journal entry {entry.tool_call_id!r} of thread {entry.thread_id!r}"
+        value = open_effect(self.store.keyring, entry.value, what)
+        return entry if value is entry.value else replace(entry, value=value)
+
+    def _found(self, entry: JournalEntry | None) -> JournalEntry | None:
+        return None if entry is None else self._opened(entry)
+
     # Sync API.
 
     def get(
@@ -269,8 +302,14 @@ class EffectJournal:
         namespace: str = "",
         tenant: str | None = None,
     ) -> JournalEntry | None:
-        """The recorded entry of a call, or None if it was never recorded."""
-        return self.store.execute(self._get_op(thread_id, tool_call_id, namespace, tenant))
+        """The recorded entry of a call, or None if it was never recorded.
+
+        Raises:
+            EncryptionError: the result is encrypted and the store's keyring cannot decrypt it.
+        """
+        return self._found(
+            self.store.execute(self._get_op(thread_id, tool_call_id, namespace, tenant))
+        )
 
     def record(
         self,
@@ -286,22 +325,24 @@ class EffectJournal:
 
         Raises:
             InvalidInput: a bad id, or a result that is neither JSON nor a `Blob`.
+            EncryptionError: the call's stored result is encrypted and the store's keyring
+                cannot decrypt it.
         """
-        return self.store.execute(
-            self._record_op(thread_id, tool_call_id, result, namespace, tenant)
-        )
+        op = self._record_op(thread_id, tool_call_id, result, namespace, tenant)
+        return self._opened(self.store.execute(op))
 
     def restore(self, entry: JournalEntry, *, tenant: str | None = None) -> JournalEntry:
         """Record ``entry`` as another store (or an export) held it, its ``recorded_at``
         included, unless its call is recorded already; returns the entry stored. For imports
         and migrations: a tool's own result is recorded with `record`."""
-        return self.store.execute(self._restore_op(entry, tenant))
+        return self._opened(self.store.execute(self._restore_op(entry, tenant)))
 
     def list_entries(
         self, thread_id: str, *, namespace: str | None = None, tenant: str | None = None
     ) -> list[JournalEntry]:
         """A thread's entries, oldest first (of every namespace unless one is given)."""
-        return self.store.execute(self._list_op(thread_id, namespace, tenant))
+        found = self.store.execute(self._list_op(thread_id, namespace, tenant))
+        return [self._opened(e) for e in found]
 
     def delete_thread(self, thread_id: str, *, tenant: str | None = None) -> int:
         """Remove a thread's journal; returns how many entries were removed. (Deleting the
@@ -319,7 +360,9 @@ class EffectJournal:
         tenant: str | None = None,
     ) -> JournalEntry | None:
         """Async `get`."""
-        return await self.store.aexecute(self._get_op(thread_id, tool_call_id, namespace, tenant))
+        return self._found(
+            await self.store.aexecute(self._get_op(thread_id, tool_call_id, namespace, tenant))
+        )
 
     async def arecord(
         self,
@@ -331,19 +374,19 @@ class EffectJournal:
         tenant: str | None = None,
     ) -> JournalEntry:
         """Async `record`."""
-        return await self.store.aexecute(
-            self._record_op(thread_id, tool_call_id, result, namespace, tenant)
-        )
+        op = self._record_op(thread_id, tool_call_id, result, namespace, tenant)
+        return self._opened(await self.store.aexecute(op))
 
     async def arestore(self, entry: JournalEntry, *, tenant: str | None = None) -> JournalEntry:
         """Async `restore`."""
-        return await self.store.aexecute(self._restore_op(entry, tenant))
+        return self._opened(await self.store.aexecute(self._restore_op(entry, tenant)))
 
     async def alist_entries(
         self, thread_id: str, *, namespace: str | None = None, tenant: str | None = None
     ) -> list[JournalEntry]:
         """Async `list_entries`."""
-        return await self.store.aexecute(self._list_op(thread_id, namespace, tenant))
+        found = await self.store.aexecute(self._list_op(thread_id, namespace, tenant))
+        return [self._opened(e) for e in found]
 
     async def adelete_thread(self, thread_id: str, *, tenant: str | None = None) -> int:
         """Async `delete_thread`."""

@@ -10,7 +10,8 @@ Each store kind rotates through its own operations, so every backend rotates the
 - checkpoints: each thread namespace is rewritten parent first, each checkpoint under its own
   id with its own time, so list values stay stored as deltas under the new key; pending writes
   are replaced, a sweep then removes the rows only the old key could read, and the rotation
-  counts as a write for the thread's TTL.
+  counts as a write for the thread's TTL; each thread's effect journal entries are re-encrypted
+  in place (their times kept).
 
 Rotation is idempotent and resumable: what is already under the active key is read but not
 rewritten, so a run that stopped part way is finished by running it again. Reads keep working
@@ -45,12 +46,15 @@ from memfold.checkpoint_model import ChannelValue, Checkpoint, RetentionPolicy, 
 from memfold.encryption import (
     Keyring,
     checkpoint_key_ids,
+    effect_key_id,
     metadata_key_ids,
     open_checkpoints,
+    open_effect,
     record_key_ids,
     reseal_message,
     reseal_record,
     seal_blob,
+    seal_effect,
     seal_metadata,
     seal_value,
     seal_write,
@@ -267,11 +271,24 @@ def _checkpoint_spaces(
             return spaces
 
 
+def _rotate_journal(keyring: Keyring, tenant: str, thread_id: str) -> Flow[None]:
+    """Re-encrypt a thread's journal entries that are not under the active key, in place."""
+    from memfold.journal import ListEffects, ReplaceEffect
+
+    for entry in (yield ListEffects(tenant, thread_id, None)):
+        if effect_key_id(entry.value) == keyring.active:
+            continue
+        what = f"journal entry {entry.tool_call_id!r} of thread {thread_id!r}"
+        value = seal_effect(keyring, open_effect(keyring, entry.value, what))
+        yield ReplaceEffect(tenant, thread_id, entry.namespace, entry.tool_call_id, value)
+
+
 def rotate_checkpoints(
     store: BaseCheckpointStore, tenant: str, batch_size: int, progress: Progress | None
 ) -> Flow[int]:
     """Rewrite the tenant's checkpoints (bodies, values, pending writes) that are not all under
-    the active key; returns how many checkpoints were rewritten."""
+    the active key, and their threads' journal entries; returns how many checkpoints were
+    rewritten."""
     keyring, _size = check_rotation(store.keyring, batch_size, progress)
     from memfold.stores import check_id, encode_json
 
@@ -317,6 +334,9 @@ def rotate_checkpoints(
                 tenant, thread_id, namespace, newest, (), None, utcnow()
             )
         _report(progress, done, total)
+    if store.capabilities.effect_journal:
+        for thread_id in dict.fromkeys(thread_id for thread_id, _ in spaces):
+            yield from _rotate_journal(keyring, tenant, thread_id)
     if rewritten:  # drop the rows only the old key could read
         yield checkpoint_ops.SweepCheckpoints(tenant, RetentionPolicy(), utcnow())
     return rewritten

@@ -19,6 +19,7 @@ from memfold.journal import (
     JournalEntry,
     ListEffects,
     RecordEffect,
+    ReplaceEffect,
     sort_key,
 )
 from memfold.ops import Op
@@ -39,6 +40,12 @@ class MemoryJournal:
             case RecordEffect(tenant, thread_id, namespace, tool_call_id):
                 entries = self._threads.setdefault((tenant, thread_id), {})
                 return entries.setdefault((namespace, tool_call_id), op.entry())
+            case ReplaceEffect(tenant, thread_id, namespace, tool_call_id, value):
+                entries = self._threads.get((tenant, thread_id), {})
+                stored = entries.get((namespace, tool_call_id))
+                if stored is not None:
+                    entries[(namespace, tool_call_id)] = replace(stored, value=value)
+                return stored is not None
             case GetEffect(tenant, thread_id, namespace, tool_call_id):
                 return self._threads.get((tenant, thread_id), {}).get((namespace, tool_call_id))
             case ListEffects(tenant, thread_id, namespace):

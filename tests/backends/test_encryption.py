@@ -4,6 +4,9 @@ rotation that leaves everything readable under the new key alone."""
 
 from __future__ import annotations
 
+import base64
+import io
+import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -16,8 +19,11 @@ from memfold import EncryptionError, Message, Part, ToolCall, UnsupportedOperati
 from memfold import ops as thread_ops
 from memfold.checkpoint_history import channel_history
 from memfold.checkpoints import BaseCheckpointStore, Blob, PendingWrite, SequenceBlob
-from memfold.encryption import Keyring, sealed_key_ids
+from memfold.encryption import ENCRYPTED_TAG, Keyring, effect_key_id, sealed_key_ids
+from memfold.export import export_data
 from memfold.flows import arun, run
+from memfold.importer import import_data
+from memfold.journal import EffectJournal, JournalEntry, ListEffects
 from memfold.memories import BaseMemoryStore
 from memfold.redaction import Redactor
 from memfold.stores import BaseThreadStore
@@ -410,6 +416,120 @@ async def test_checkpoint_rotation_rewrites_values_and_writes_under_the_new_key(
     assert await api.stats("t") == stats
     items = await put_run(api, "t", 2, first=12)  # continues as deltas under k2
     assert (await api.get("t")).values["messages"].items == tuple(items)
+
+
+# Effect journal entries.
+
+TOOL_RESULT = {"card": f"4111 {SECRET}"}
+
+
+def stored_entries(store: BaseCheckpointStore, thread: str) -> list[JournalEntry]:
+    """A thread's journal entries as the backend holds them (not decrypted)."""
+    return store.execute(ListEffects("default", thread, None))
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+async def test_journal_results_round_trip_encrypted(
+    sealed_checkpoints: BaseCheckpointStore, use_async: bool, tmp_path: Path
+) -> None:
+    """Recorded results (JSON and typed bytes) are stored encrypted, keys readable, and read
+    back decrypted through get, list_entries and a repeated record."""
+    store = sealed_checkpoints
+    api = Api(EffectJournal(store), use_async)  # type: ignore[arg-type]
+    first = await api.record("t", "call-1", TOOL_RESULT, namespace="tools:1")
+    typed = Blob("msgpack", SECRET.encode())
+    await api.record("t", "call-2", typed)
+    assert first.result == TOOL_RESULT
+    assert (await api.get("t", "call-1", namespace="tools:1")).result == TOOL_RESULT
+    assert (await api.record("t", "call-1", {"other": 1}, namespace="tools:1")) == first
+    listed = await api.list_entries("t")
+    assert [e.result for e in listed] == [TOOL_RESULT, typed]
+    raw = stored_entries(store, "t")
+    assert [(e.namespace, e.tool_call_id) for e in raw] == [("tools:1", "call-1"), ("", "call-2")]
+    assert [e.value.tag for e in raw] == ["json" + ENCRYPTED_TAG, "msgpack" + ENCRYPTED_TAG]
+    assert all(SECRET.encode() not in e.value.data for e in raw)
+    assert not holds(raw_storage(store, tmp_path), SECRET)
+
+
+async def test_journal_results_refuse_to_read_without_the_right_key(
+    sealed_checkpoints: BaseCheckpointStore,
+) -> None:
+    """A missing keyring, a missing key or a wrong key raise EncryptionError naming it."""
+    journal = EffectJournal(sealed_checkpoints)
+    journal.record("t", "call-1", TOOL_RESULT)
+    sealed_checkpoints.keyring = None
+    with pytest.raises(EncryptionError, match=r"journal entry 'call-1'.*'k1'.*no keyring"):
+        journal.get("t", "call-1")
+    with pytest.raises(EncryptionError, match=r"'k1'.*no keyring"):
+        journal.record("t", "call-1", {"other": 1})
+    sealed_checkpoints.keyring = keyring("k2")
+    with pytest.raises(EncryptionError, match="which this keyring lacks"):
+        journal.list_entries("t")
+    sealed_checkpoints.keyring = Keyring({"k1": K2})
+    with pytest.raises(EncryptionError, match="does not decrypt"):
+        journal.get("t", "call-1")
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+async def test_journal_rotation_reencrypts_entries_in_place(
+    sealed_checkpoints: BaseCheckpointStore, use_async: bool
+) -> None:
+    """rotate_key re-encrypts a checkpoint thread's journal entries under the new key (plain
+    ones too), keeping their keys and times: the new key alone reads them."""
+    store = sealed_checkpoints
+    api = Api(store, use_async)  # type: ignore[arg-type]
+    journal = Api(EffectJournal(store), use_async)  # type: ignore[arg-type]
+    await put_run(api, "t", 1)
+    await journal.record("t", "call-1", TOOL_RESULT, namespace="tools:1")
+    store.keyring = None
+    await journal.record("t", "call-2", "plain result")
+    assert {effect_key_id(e.value) for e in stored_entries(store, "t")} == {"k1", None}
+    store.keyring = keyring("k2", "k1")
+    before = await journal.list_entries("t")
+    await api.rotate_key()
+    assert {effect_key_id(e.value) for e in stored_entries(store, "t")} == {"k2"}
+    store.keyring = keyring("k2")
+    after = await journal.list_entries("t")
+    assert after == before
+    assert [e.result for e in after] == [TOOL_RESULT, "plain result"]
+
+
+async def test_plain_journal_entries_still_read_under_a_keyring(
+    sealed_checkpoints: BaseCheckpointStore, tmp_path: Path
+) -> None:
+    """Entries recorded before the store had a keyring read as they are; new ones are sealed."""
+    store = sealed_checkpoints
+    journal = EffectJournal(store)
+    store.keyring = None
+    old = journal.record("t", "call-1", TOOL_RESULT)
+    assert stored_entries(store, "t")[0].value.tag == "json"
+    store.keyring = keyring("k1")
+    assert journal.get("t", "call-1") == old
+    assert journal.record("t", "call-1", {"other": 1}) == old
+    journal.record("t", "call-2", "new")
+    assert [effect_key_id(e.value) for e in stored_entries(store, "t")] == [None, "k1"]
+    assert [e.result for e in journal.list_entries("t")] == [TOOL_RESULT, "new"]
+
+
+async def test_journal_results_export_as_written_and_import_encrypted(
+    sealed_checkpoints: BaseCheckpointStore, tmp_path: Path
+) -> None:
+    """An export holds the results as recorded (as it does checkpoint values); an import
+    into a store with a keyring encrypts them under its own key."""
+    source = make_checkpoint_store("memory", tmp_path)
+    source.keyring = keyring("k2")
+    source.put("t", "c1", Blob("json", b"{}"))
+    entry = EffectJournal(source).record("t", "call-1", TOOL_RESULT)
+    backup = io.StringIO()
+    export_data(source, backup)
+    [line] = [
+        x for x in map(json.loads, backup.getvalue().splitlines()) if x.get("type") == "journal"
+    ]
+    assert line["value"] == {"tag": "json", "data": base64.b64encode(entry.value.data).decode()}
+    backup.seek(0)
+    import_data(sealed_checkpoints, backup)
+    assert EffectJournal(sealed_checkpoints).get("t", "call-1") == entry
+    assert [effect_key_id(e.value) for e in stored_entries(sealed_checkpoints, "t")] == ["k1"]
 
 
 async def test_compaction_summaries_are_encrypted_and_rotated(api: Api, tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import threading
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from memfold import InvalidInput, UnsupportedOperation, open_store
 from memfold.backends.redis.checkpoint_keys import checkpoint_keys
 from memfold.backends.redis.checkpoint_store import RedisCheckpointStore
 from memfold.checkpoints import BaseCheckpointStore, Blob, RetentionPolicy
-from memfold.journal import EffectJournal, open_journal
+from memfold.journal import EffectJournal, ReplaceEffect, open_journal
 from memfold.model import utcnow
 from tests.support import (
     REDIS_URL,
@@ -92,6 +93,20 @@ async def test_typed_bytes_round_trip(api: Api) -> None:
     assert (await api.record("t1", "c", blob)).result == blob
     assert (await api.get("t1", "c")).result == blob
     assert (await api.get("t1", "c")).value == blob
+
+
+async def test_replace_rewrites_only_a_recorded_call(journal: EffectJournal) -> None:
+    """ReplaceEffect (key rotation) rewrites a recorded call's result, keeping its key and
+    time, and records nothing for a call that is not recorded."""
+    store = journal.store
+    entry = journal.record("t1", "c1", "old", namespace="ns")
+    blob = Blob("msgpack", b"\x00:\xff")
+    assert store.execute(ReplaceEffect("default", "t1", "ns", "c1", blob)) is True
+    assert journal.get("t1", "c1", namespace="ns") == replace(entry, value=blob)
+    assert await store.aexecute(ReplaceEffect("default", "t1", "", "c1", blob)) is False
+    assert journal.list_entries("t1") == [replace(entry, value=blob)]
+    assert await store.aexecute(ReplaceEffect("default", "t2", "", "c1", blob)) is False
+    assert journal.list_entries("t2") == []
 
 
 async def test_keys_are_isolated_by_tenant_thread_and_namespace(api: Api) -> None:

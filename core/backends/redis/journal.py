@@ -6,7 +6,8 @@ operations with the calls built here. A thread's journal is its key ``j`` (see
 to ``<recorded µs>:<tag>:<bytes>``. Being one of the thread's keys, it is deleted with the thread
 (``delete_thread``, ``prune(strategy="delete")``, a sweep), copied by ``copy_thread``, and expires
 with the thread's TTL. A record is one script (``HSETNX`` then ``HGET``), atomic and
-insert-if-absent.
+insert-if-absent; a replacement (key rotation) is one script that rewrites an entry only if it
+is there, keeping its time and its hash's TTL.
 
 Examples:
     >>> from memfold.backends.redis.checkpoint_keys import checkpoint_keys
@@ -34,11 +35,23 @@ from memfold.journal import (
     JournalEntry,
     ListEffects,
     RecordEffect,
+    ReplaceEffect,
     sort_key,
 )
 from memfold.ops import Op
 
-__all__ = ["journal_call"]
+__all__ = ["REPLACE_EFFECT", "journal_call"]
+
+REPLACE_EFFECT = Script(
+    r"""
+-- KEYS: the journal; ARGV: the entry's field, its new tag and bytes (``tag:bytes``). Rewrites
+-- the entry unless it is gone, keeping its recorded time; returns 1 if it did.
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+if not old then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], string.match(old, '^%d+:') .. ARGV[2])
+return 1
+"""
+)
 
 
 def _field(namespace: str, tool_call_id: str) -> str:
@@ -47,6 +60,10 @@ def _field(namespace: str, tool_call_id: str) -> str:
 
 def _pack(op: RecordEffect) -> bytes:
     return f"{micros(op.recorded_at)}:{escape(op.value.tag)}:".encode() + op.value.data
+
+
+def _packed_value(op: ReplaceEffect) -> bytes:
+    return f"{escape(op.value.tag)}:".encode() + op.value.data
 
 
 def _entry(thread_id: str, namespace: str, tool_call_id: str, packed: bytes) -> JournalEntry:
@@ -87,6 +104,10 @@ def journal_call(op: Op[Any], keys: CheckpointKeys, default_ttl_ms: int) -> Call
                 partial(_entry, op.thread_id, op.namespace, op.tool_call_id),
                 scripts.RECORD_EFFECT,
             )
+        case ReplaceEffect():
+            field = _field(op.namespace, op.tool_call_id)
+            command = ("EVALSHA", REPLACE_EFFECT.sha, 1, keys.journal, field, _packed_value(op))
+            return Call(command, bool, REPLACE_EFFECT)
         case GetEffect():
             return Call(
                 ("HGET", keys.journal, _field(op.namespace, op.tool_call_id)),

@@ -26,6 +26,7 @@ from sqlalchemy import (
     delete,
     insert,
     select,
+    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.schema import CreateTable
@@ -40,6 +41,7 @@ from memfold.journal import (
     JournalEntry,
     ListEffects,
     RecordEffect,
+    ReplaceEffect,
 )
 from memfold.ops import Op
 
@@ -87,6 +89,9 @@ class JournalPlans:
         self._record = (
             ins(j).values({c.name: bindparam(c.name) for c in j.columns}).on_conflict_do_nothing()
         )
+        self._replace = (
+            update(j).where(key).values(tag=bindparam("new_tag"), data=bindparam("new_data"))
+        )
         self._get = select(j.c.tag, j.c.data, j.c.recorded_us).where(key)
         columns = (j.c.namespace, j.c.tool_call_id, j.c.tag, j.c.data, j.c.recorded_us)
         order = (j.c.recorded_us, j.c.namespace, j.c.tool_call_id)
@@ -111,6 +116,8 @@ class JournalPlans:
         match op:
             case RecordEffect():
                 return self._record_plan(op)
+            case ReplaceEffect():
+                return self._replace_plan(op)
             case GetEffect():
                 return self._get_plan(op)
             case ListEffects():
@@ -152,6 +159,20 @@ class JournalPlans:
         return JournalEntry(
             op.thread_id, op.namespace, op.tool_call_id, Blob(tag, bytes(data)), _time(recorded_us)
         )
+
+    def _replace_plan(self, op: ReplaceEffect) -> Plan:
+        done = yield (
+            self._replace,
+            {
+                "tenant": op.tenant,
+                "thread_id": op.thread_id,
+                "namespace": op.namespace,
+                "tool_call_id": op.tool_call_id,
+                "new_tag": op.value.tag,
+                "new_data": op.value.data,
+            },
+        )
+        return done.rowcount == 1
 
     def _get_plan(self, op: GetEffect) -> Plan:
         found = yield (
