@@ -160,13 +160,11 @@ def rotate_threads(
             break
     total = sum(t.message_count for t in infos)
     wanted = {keyring.active}
-    for info in infos:  # the compaction summaries memfold keeps in thread metadata
-        if metadata_key_ids(info.metadata) - wanted:
-            metadata = seal_metadata(keyring, info.metadata)
-            encoded = encode_json(metadata, "thread metadata")
-            yield ops.SetThreadMetadata(tenant, info.thread_id, metadata, encoded)
     done = rewritten = 0
-    for thread_id in dict.fromkeys(t.thread_id for t in infos):
+    for info in {t.thread_id: t for t in infos}.values():
+        thread_id, metadata = info.thread_id, info.metadata
+        # The compaction summary memfold keeps in thread metadata.
+        changed = bool(metadata_key_ids(metadata) - wanted)
         before: str | None = None
         while True:
             messages = yield ops.LoadThread(tenant, thread_id, size, before)
@@ -177,12 +175,19 @@ def rotate_threads(
                     encode_json(m.to_dict(stored=True), f"message {m.id!r}") for m in sealed
                 )
                 yield ops.UpdateMessages(tenant, thread_id, sealed, bodies)
+                changed = True
             done += len(messages)
             rewritten += len(stale)
             _report(progress, done, total)
             if len(messages) < size:
                 break
             before = messages[0].id
+        if changed:  # the writes stamped the thread: give it back its metadata and times
+            metadata = seal_metadata(keyring, metadata)
+            encoded = encode_json(metadata, "thread metadata")
+            yield ops.RestoreThread(
+                tenant, thread_id, metadata, encoded, info.created_at, info.updated_at
+            )
     return rewritten
 
 

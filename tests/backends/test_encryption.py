@@ -175,6 +175,26 @@ async def test_thread_rotation_rewrites_every_message_under_the_new_key(api: Api
     assert len(await api.load("t0", tenant="acme")) == 3
 
 
+async def test_thread_rotation_keeps_thread_times_and_order(api: Api) -> None:
+    """Rotating messages and a sealed summary leaves each thread's creation and update times,
+    so threads list in the same order and a TTL sweep still finds the idle ones (the rewrites
+    stamped the rotation time)."""
+    from memfold.compaction import RECORD_KEY
+
+    store: BaseThreadStore = api.store
+    store.keyring = keyring("k1")
+    for thread_id in ("old", "new"):
+        await api.append(thread_id, [Message(role="user", content=f"secret {thread_id}")])
+    summary = {RECORD_KEY: {"summary": "sealed"}, "user_id": "ana"}
+    await api.set_thread_metadata("old", summary)
+    before = await api.list_threads()
+    assert [t.thread_id for t in before] == ["old", "new"]
+    store.keyring = keyring("k2", "k1")
+    assert await api.rotate_key() == 2
+    store.keyring = keyring("k2")
+    assert await api.list_threads() == before
+
+
 async def test_rotation_needs_a_keyring(api: Api) -> None:
     """A store without a keyring refuses to rotate."""
     with pytest.raises(Exception, match="needs a store opened with a keyring"):
