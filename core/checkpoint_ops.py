@@ -34,6 +34,7 @@ __all__ = [
     "DeleteCheckpointThread",
     "GetCheckpoint",
     "ListCheckpoints",
+    "ListEarlyWrites",
     "PruneCheckpointThreads",
     "PutCheckpoint",
     "PutCheckpointWrites",
@@ -109,6 +110,16 @@ class ListCheckpoints(Op[list[Checkpoint]]):
     filter: tuple[tuple[str, str], ...]
     before: str | None
     limit: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ListEarlyWrites(Op[list[tuple[str, str, tuple[PendingWrite, ...]]]]):
+    """A thread's pending writes whose checkpoint is not stored (yet), as ``(namespace,
+    checkpoint id, writes)``: LangGraph may store a step's writes before the checkpoint they
+    belong to, and a copy of the thread (a tiered store's warm-up) must carry them too."""
+
+    tenant: str
+    thread_id: str
 
 
 HISTORY_PAGES = (32, 128, 512, 2048)

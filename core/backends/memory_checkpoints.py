@@ -184,6 +184,8 @@ class MemoryCheckpointStore(BaseCheckpointStore):
                 return self._list(op)
             case ops.ReadChannelHistory():
                 return self._history(op)
+            case ops.ListEarlyWrites(tenant, thread_id):
+                return self._early_writes(tenant, thread_id)
             case ops.DeleteCheckpointThread(tenant, thread_id):
                 self._journal.drop(tenant, thread_id)
                 thread = self._threads.pop((tenant, thread_id), None)
@@ -331,6 +333,18 @@ class MemoryCheckpointStore(BaseCheckpointStore):
             values,
             tuple(sorted(writes.values(), key=_write_order)),
         )
+
+    def _early_writes(
+        self, tenant: str, thread_id: str
+    ) -> list[tuple[str, str, tuple[PendingWrite, ...]]]:
+        thread = self._threads.get((tenant, thread_id))
+        spaces = thread.spaces.items() if thread is not None else ()
+        return [
+            (namespace, cid, tuple(sorted(writes.values(), key=_write_order)))
+            for namespace, space in spaces
+            for cid, writes in space.writes.items()
+            if cid not in space.records and writes
+        ]
 
     def _get(
         self, tenant: str, thread_id: str, namespace: str, checkpoint_id: str | None

@@ -92,6 +92,8 @@ _THREAD_WRITES = (
     ops.SetCheckpointThreadTTL,
 )
 _TENANT_WRITES = (ops.DeleteCheckpointRuns, ops.SweepCheckpoints)
+_DURABLE_ONLY = (*JOURNAL_OPS, ops.ListEarlyWrites)
+"""Operations the durable store alone runs (the hot one cannot list early writes)."""
 
 
 class TieredCheckpointStore(BaseCheckpointStore):
@@ -185,7 +187,7 @@ class TieredCheckpointStore(BaseCheckpointStore):
 
     def _write(self, op: Op[T]) -> Flow[T]:
         result: T = yield _Step(self.durable, op)
-        if isinstance(op, (ops.ReleaseThread, ops.CheckpointStats, *JOURNAL_OPS)):
+        if isinstance(op, (ops.ReleaseThread, ops.CheckpointStats, *_DURABLE_ONLY)):
             return result  # leases, stats and the effect journal are the durable store's alone
         if isinstance(op, ops.SweepCheckpoints) and op.dry_run:
             return result  # the durable store's count is the answer
@@ -235,14 +237,18 @@ class TieredCheckpointStore(BaseCheckpointStore):
         The hot copy is claimed (emptied, under a token of this warm-up's) before the durable
         store is read, so a write committed after that read reaches the hot copy after the
         claim, and the mark is set only if no other warm-up or deletion claimed it since.
+        Pending writes stored before their checkpoint are read first: a checkpoint put between
+        the two reads is then in the second, and its writes in the first.
         """
         token = uuid.uuid4().hex
         yield _Step(self.hot, ClaimWhole(tenant, thread_id, token))
+        early = yield _Step(self.durable, ops.ListEarlyWrites(tenant, thread_id))
         everything = ops.ListCheckpoints(tenant, thread_id, None, None, (), None, None)
         found: list[Checkpoint] = yield _Step(self.durable, everything)
         if not found:
             yield _Step(self.hot, ops.DeleteCheckpointThread(tenant, thread_id))
             return
+        newest = max(c.created_at for c in found)
         for c in sorted(found, key=lambda c: (c.namespace, c.checkpoint_id)):
             values = tuple((ch, v, c.values.get(ch)) for ch, v in c.versions.items())
             yield _Step(
@@ -262,6 +268,13 @@ class TieredCheckpointStore(BaseCheckpointStore):
                         c.created_at,
                     ),
                 )  # fmt: skip
+        for namespace, checkpoint_id, writes in early:
+            yield _Step(
+                self.hot,
+                ops.PutCheckpointWrites(
+                    tenant, thread_id, namespace, checkpoint_id, writes, None, newest
+                ),
+            )
         yield _Step(self.hot, MarkWhole(tenant, thread_id, token))
 
     # Drivers: the same flows, run sync or awaited.

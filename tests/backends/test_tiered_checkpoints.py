@@ -173,3 +173,27 @@ def test_a_checkpoint_stored_during_a_warm_up_stays_in_the_hot_copy() -> None:
     finally:
         drop_checkpoint_store(hot)
         hot.close()
+
+
+def test_writes_stored_before_their_checkpoint_survive_a_warm_up(
+    durable: BaseCheckpointStore,
+) -> None:
+    """LangGraph may store a step's writes before its checkpoint: a read that warms the thread
+    in between copies them too (the warm-up emptied the hot copy and listed only stored
+    checkpoints, so the checkpoint was then served hot without its writes)."""
+    hot = redis_checkpoint_store()
+    store = TieredCheckpointStore(hot, durable)
+    write = PendingWrite("task", 0, "log", Blob("json", b'"hello"'))
+    try:
+        store.put("t", cid(0), BODY)
+        store.put_writes("t", cid(1), [write])
+        assert store.get("t") is not None  # warms the thread, before c1 is stored
+        store.put("t", cid(1), BODY, parent_id=cid(0))
+        assert hot.execute(IsWhole("default", "t")) is not None  # served hot
+        for reader in (store, hot, durable):
+            stored = reader.get("t", checkpoint_id=cid(1))
+            assert stored is not None
+            assert stored.writes == (write,)
+    finally:
+        drop_checkpoint_store(hot)
+        hot.close()

@@ -35,6 +35,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     delete,
+    exists,
     func,
     insert,
     literal,
@@ -411,6 +412,8 @@ class CheckpointPlans:
                 return self._list(op)
             case ops.ReadChannelHistory():
                 return self._history(op)
+            case ops.ListEarlyWrites(tenant, thread_id):
+                return self._early_writes(tenant, thread_id)
             case ops.DeleteCheckpointThread(tenant, thread_id):
                 return self._delete_thread(tenant, thread_id)
             case ops.DeleteCheckpointRuns(tenant, run_ids):
@@ -686,6 +689,26 @@ class CheckpointPlans:
             return []
         result: list[Checkpoint] = yield from self._assemble(op.tenant, headers, writes, seen=seen)
         return result
+
+    def _early_writes(self, tenant: str, thread_id: str) -> Plan:
+        c, w = self.tables.checkpoints, self.tables.writes
+        stored = exists().where(
+            c.c.tenant == w.c.tenant,
+            c.c.thread_id == w.c.thread_id,
+            c.c.namespace == w.c.namespace,
+            c.c.checkpoint_id == w.c.checkpoint_id,
+        )
+        statement = self._cached(
+            "early writes",
+            select(w.c.namespace, w.c.checkpoint_id, *(w.c[name] for name in _WRITE))
+            .where(self._thread_where(w), ~stored)
+            .order_by(w.c.namespace, w.c.checkpoint_id, w.c.task_path, w.c.task_id, w.c.idx),
+        )
+        found = yield statement, self._thread_params(tenant, thread_id)
+        early: dict[tuple[str, bytes], list[PendingWrite]] = {}
+        for namespace, checkpoint_id, *write in found.rows:
+            early.setdefault((namespace, bytes(checkpoint_id)), []).append(_write(write))
+        return [(ns, id_text(cid), tuple(writes)) for (ns, cid), writes in early.items()]
 
     def _history(self, op: ops.ReadChannelHistory) -> Plan:
         """`ReadChannelHistory`: the ancestry a page at a time (`_history_sql`, pages of
