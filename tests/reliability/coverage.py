@@ -122,6 +122,11 @@ COVERAGE: Final[dict[str, tuple[str, ...]]] = {
         "encryption.seal_value",
         "encryption.seal_write",
     ),
+    "test_fuzz_encryption.py::test_journal_results_open_exactly_or_refuse": (
+        "encryption.effect_key_id",
+        "encryption.open_effect",
+        "encryption.seal_effect",
+    ),
     "test_fuzz_compaction.py::test_counters_count_or_refuse": (
         "compaction.tokens.ApproximateCounter",
         "compaction.tokens.ApproximateCounter.count_message",
@@ -458,6 +463,7 @@ COVERAGE: Final[dict[str, tuple[str, ...]]] = {
         "journal.GetEffect",
         "journal.ListEffects",
         "journal.RecordEffect",
+        "journal.ReplaceEffect",
         "journal.sort_key",
     ),
     "test_fuzz_core_rest.py::test_erasure_answers_or_refuses": (

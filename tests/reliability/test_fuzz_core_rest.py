@@ -29,6 +29,7 @@ from memfold.journal import (
     JournalEntry,
     ListEffects,
     RecordEffect,
+    ReplaceEffect,
     sort_key,
 )
 from memfold.memories import BaseMemoryStore, namespace_key, prefix_range, rank_hits
@@ -331,9 +332,9 @@ async def test_journal_answers_or_refuses(
     when: Any,
 ) -> None:
     """EffectJournal record (read back exactly), get, list_entries, delete_thread and restore,
-    and the journal operations RecordEffect, GetEffect, ListEffects and DeleteEffects run by
-    the store, with hostile ids, results and times answer or raise a memfold error; so do an
-    EffectJournal over a non-store and sort_key of a non-entry."""
+    and the journal operations RecordEffect, ReplaceEffect, GetEffect, ListEffects and
+    DeleteEffects run by the store, with hostile ids, results and times answer or raise a
+    memfold error; so do an EffectJournal over a non-store and sort_key of a non-entry."""
     journal = stores.journal
     try:
         if op == "record":
@@ -362,6 +363,7 @@ async def test_journal_answers_or_refuses(
             value = result if isinstance(result, Blob) else Blob("json", b"1")
             for operation in (
                 RecordEffect(tenant, thread_id, namespace, call_id, value, when),
+                ReplaceEffect(tenant, thread_id, namespace, call_id, value),
                 GetEffect(tenant, thread_id, namespace, call_id),
                 ListEffects(tenant, thread_id, namespace),
                 DeleteEffects(tenant, thread_id),

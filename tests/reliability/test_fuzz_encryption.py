@@ -29,9 +29,11 @@ from memfold.encryption import (
     Keyring,
     check_keyring,
     checkpoint_key_ids,
+    effect_key_id,
     key_id,
     metadata_key_ids,
     open_checkpoints,
+    open_effect,
     open_hits,
     open_infos,
     open_memory_hits,
@@ -41,6 +43,7 @@ from memfold.encryption import (
     reseal_message,
     reseal_record,
     seal_blob,
+    seal_effect,
     seal_message,
     seal_metadata,
     seal_record,
@@ -391,6 +394,24 @@ def test_checkpoints_open_exactly_or_refuse(checkpoint: Checkpoint) -> None:
         open_checkpoints(None, [sealed])
     with pytest.raises(EncryptionError):
         open_checkpoints(STRANGER, [sealed])
+
+
+@FUZZ
+@given(result=st.builds(Blob, hostile_text(max_size=10), st.binary(max_size=40)))
+def test_journal_results_open_exactly_or_refuse(result: Blob) -> None:
+    """A recorded result with a hostile tag and bytes seals and opens to exactly what was
+    recorded, names its key, and raises EncryptionError under no keyring or the wrong key; a
+    plain result opens as it is."""
+    sealed = seal_effect(OLD, result)
+    assert sealed.tag == result.tag + ENCRYPTED_TAG
+    assert effect_key_id(sealed) == "old"
+    assert open_effect(ROTATED, sealed, "fuzz") == result
+    for keyring in (None, STRANGER):
+        with pytest.raises(EncryptionError):
+            open_effect(keyring, sealed, "fuzz")
+    if not result.tag.endswith(ENCRYPTED_TAG):
+        assert effect_key_id(result) is None
+        assert open_effect(None, result, "fuzz") is result
 
 
 @FUZZ
