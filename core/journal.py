@@ -60,6 +60,7 @@ __all__ = [
     "GetEffect",
     "JournalEntry",
     "ListEffects",
+    "ListJournalThreads",
     "RecordEffect",
     "ReplaceEffect",
     "aopen_journal",
@@ -174,6 +175,17 @@ class ListEffects(Op[list[JournalEntry]]):
 
 
 @dataclass(frozen=True, slots=True)
+class ListJournalThreads(Op[list[str]]):
+    """The ids of a tenant's threads that have a journal, sorted (a thread may have a journal
+    and no checkpoint: tools journaled outside a LangGraph run)."""
+
+    tenant: str
+
+    def __post_init__(self) -> None:
+        check_id(self.tenant, "tenant")
+
+
+@dataclass(frozen=True, slots=True)
 class DeleteEffects(Op[int]):
     """Remove a thread's whole journal; returns how many entries were removed."""
 
@@ -184,9 +196,16 @@ class DeleteEffects(Op[int]):
         _check_key(self.tenant, self.thread_id)
 
 
-JOURNAL_OPS: Final = (RecordEffect, ReplaceEffect, GetEffect, ListEffects, DeleteEffects)
+JOURNAL_OPS: Final = (
+    RecordEffect,
+    ReplaceEffect,
+    GetEffect,
+    ListEffects,
+    ListJournalThreads,
+    DeleteEffects,
+)
 """Every journal operation, for a backend's dispatch."""
-JOURNAL_READS: Final = (GetEffect, ListEffects)
+JOURNAL_READS: Final = (GetEffect, ListEffects, ListJournalThreads)
 """The journal operations that change nothing."""
 
 
@@ -337,6 +356,10 @@ class EffectJournal:
         and migrations: a tool's own result is recorded with `record`."""
         return self._opened(self.store.execute(self._restore_op(entry, tenant)))
 
+    def list_threads(self, *, tenant: str | None = None) -> list[str]:
+        """The ids of the tenant's threads that have a journal, sorted."""
+        return self.store.execute(ListJournalThreads(self.store.resolve_tenant(tenant)))
+
     def list_entries(
         self, thread_id: str, *, namespace: str | None = None, tenant: str | None = None
     ) -> list[JournalEntry]:
@@ -387,6 +410,10 @@ class EffectJournal:
         """Async `list_entries`."""
         found = await self.store.aexecute(self._list_op(thread_id, namespace, tenant))
         return [self._opened(e) for e in found]
+
+    async def alist_threads(self, *, tenant: str | None = None) -> list[str]:
+        """Async `list_threads`."""
+        return await self.store.aexecute(ListJournalThreads(self.store.resolve_tenant(tenant)))
 
     async def adelete_thread(self, thread_id: str, *, tenant: str | None = None) -> int:
         """Async `delete_thread`."""

@@ -115,9 +115,14 @@ def checkpoint_keys(
 
 def checkpoint_threads(store: BaseCheckpointStore, tenant: str, size: int) -> Flow[list[str]]:
     """The tenant's checkpoint threads, the most recent checkpoint's first (only their ids are
-    kept)."""
+    kept), then the threads that have an effect journal and no checkpoint."""
+    from memfold.journal import ListJournalThreads
+
     threads: dict[str, None] = {}
     yield from _each_checkpoint(
         store, None, tenant, size, lambda c: threads.setdefault(c.thread_id)
     )
+    if store.capabilities.effect_journal:
+        journaled = yield Call(store, "execute", (ListJournalThreads(tenant),))
+        threads.update(dict.fromkeys(journaled))
     return list(threads)

@@ -339,8 +339,10 @@ def rotate_checkpoints(
                 tenant, thread_id, namespace, newest, (), None, utcnow()
             )
         _report(progress, done, total)
-    if store.capabilities.effect_journal:
-        for thread_id in dict.fromkeys(thread_id for thread_id, _ in spaces):
+    if store.capabilities.effect_journal:  # every journal, with checkpoints or without
+        from memfold.journal import ListJournalThreads
+
+        for thread_id in (yield ListJournalThreads(tenant)):
             yield from _rotate_journal(keyring, tenant, thread_id)
     if rewritten:  # drop the rows only the old key could read
         yield checkpoint_ops.SweepCheckpoints(tenant, RetentionPolicy(), utcnow())

@@ -18,6 +18,7 @@ from memfold.journal import (
     GetEffect,
     JournalEntry,
     ListEffects,
+    ListJournalThreads,
     RecordEffect,
     ReplaceEffect,
     sort_key,
@@ -53,6 +54,10 @@ class MemoryJournal:
                 return sorted(
                     (e for e in found if namespace is None or e.namespace == namespace),
                     key=sort_key,
+                )
+            case ListJournalThreads(tenant):
+                return sorted(
+                    t for (k, t), entries in self._threads.items() if k == tenant and entries
                 )
             case DeleteEffects(tenant, thread_id):
                 return self.drop(tenant, thread_id)

@@ -494,24 +494,27 @@ async def test_journal_results_refuse_to_read_without_the_right_key(
 async def test_journal_rotation_reencrypts_entries_in_place(
     sealed_checkpoints: BaseCheckpointStore, use_async: bool
 ) -> None:
-    """rotate_key re-encrypts a checkpoint thread's journal entries under the new key (plain
-    ones too), keeping their keys and times: the new key alone reads them."""
+    """rotate_key re-encrypts every journal's entries under the new key (plain ones too, and
+    those of a thread without checkpoints, as tools journaled outside a graph leave), keeping
+    their keys and times: the new key alone reads them."""
     store = sealed_checkpoints
     api = Api(store, use_async)  # type: ignore[arg-type]
     journal = Api(EffectJournal(store), use_async)  # type: ignore[arg-type]
     await put_run(api, "t", 1)
     await journal.record("t", "call-1", TOOL_RESULT, namespace="tools:1")
+    await journal.record("tools-only", "call-1", TOOL_RESULT)
     store.keyring = None
     await journal.record("t", "call-2", "plain result")
     assert {effect_key_id(e.value) for e in stored_entries(store, "t")} == {"k1", None}
     store.keyring = keyring("k2", "k1")
-    before = await journal.list_entries("t")
+    before = [await journal.list_entries(t) for t in ("t", "tools-only")]
     await api.rotate_key()
-    assert {effect_key_id(e.value) for e in stored_entries(store, "t")} == {"k2"}
+    for thread_id in ("t", "tools-only"):
+        assert {effect_key_id(e.value) for e in stored_entries(store, thread_id)} == {"k2"}
     store.keyring = keyring("k2")
-    after = await journal.list_entries("t")
+    after = [await journal.list_entries(t) for t in ("t", "tools-only")]
     assert after == before
-    assert [e.result for e in after] == [TOOL_RESULT, "plain result"]
+    assert [e.result for e in after[0]] == [TOOL_RESULT, "plain result"]
 
 
 async def test_plain_journal_entries_still_read_under_a_keyring(

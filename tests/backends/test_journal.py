@@ -153,6 +153,20 @@ async def test_delete_thread_removes_only_that_threads_journal(api: Api) -> None
     assert await api.delete_thread("t1") == 0
 
 
+async def test_list_threads_names_every_thread_with_a_journal(api: Api) -> None:
+    """The tenant's threads with a journal, sorted, whatever their ids hold (Redis finds them by
+    their keys: a journal's thread may have no checkpoint); emptied journals drop out."""
+    odd = ["t:1", "{b}", "a*b", "ü", "t%3A1"]
+    for thread_id in odd:
+        await api.record(thread_id, "c", 1)
+    await api.record("mine", "c", 1, tenant="other")
+    assert await api.list_threads() == sorted(odd)
+    assert await api.list_threads(tenant="other") == ["mine"]
+    assert await api.list_threads(tenant="nobody") == []
+    await api.delete_thread("t:1")
+    assert await api.list_threads() == sorted(set(odd) - {"t:1"})
+
+
 @pytest.mark.parametrize(
     ("call", "match"),
     [

@@ -28,6 +28,7 @@ from memfold.journal import (
     GetEffect,
     JournalEntry,
     ListEffects,
+    ListJournalThreads,
     RecordEffect,
     ReplaceEffect,
     sort_key,
@@ -312,7 +313,9 @@ def earlier(journal: EffectJournal, *key: Any) -> Any:
 
 @FUZZ
 @given(
-    op=st.sampled_from(["record", "get", "list_entries", "delete_thread", "restore", "ops"]),
+    op=st.sampled_from(
+        ["record", "get", "list_entries", "list_threads", "delete_thread", "restore", "ops"]
+    ),
     thread_id=hostile_ids(),
     call_id=hostile_ids(),
     namespace=st.just("") | hostile_ids(),
@@ -331,10 +334,11 @@ async def test_journal_answers_or_refuses(
     tenant: Any,
     when: Any,
 ) -> None:
-    """EffectJournal record (read back exactly), get, list_entries, delete_thread and restore,
-    and the journal operations RecordEffect, ReplaceEffect, GetEffect, ListEffects and
-    DeleteEffects run by the store, with hostile ids, results and times answer or raise a
-    memfold error; so do an EffectJournal over a non-store and sort_key of a non-entry."""
+    """EffectJournal record (read back exactly), get, list_entries, list_threads, delete_thread
+    and restore, and the journal operations RecordEffect, ReplaceEffect, GetEffect, ListEffects,
+    ListJournalThreads and DeleteEffects run by the store, with hostile ids, results and times
+    answer or raise a memfold error; so do an EffectJournal over a non-store and sort_key of a
+    non-entry."""
     journal = stores.journal
     try:
         if op == "record":
@@ -350,6 +354,9 @@ async def test_journal_answers_or_refuses(
         elif op == "list_entries":
             found = await call(use_async, journal, "list_entries", thread_id, tenant=tenant)
             assert found == sorted(found, key=sort_key)
+        elif op == "list_threads":
+            found = await call(use_async, journal, "list_threads", tenant=tenant)
+            assert found == sorted(set(found))
         elif op == "delete_thread":
             await call(use_async, journal, "delete_thread", thread_id, tenant=tenant)
         elif op == "restore":
@@ -365,6 +372,7 @@ async def test_journal_answers_or_refuses(
                 RecordEffect(tenant, thread_id, namespace, call_id, value, when),
                 ReplaceEffect(tenant, thread_id, namespace, call_id, value),
                 GetEffect(tenant, thread_id, namespace, call_id),
+                ListJournalThreads(tenant),
                 ListEffects(tenant, thread_id, namespace),
                 DeleteEffects(tenant, thread_id),
             ):

@@ -784,6 +784,22 @@ def test_an_incremental_import_keeps_the_threads_times_and_order() -> None:
     assert [m.text for m in target.load("a")] == ["first", "second"]
 
 
+def test_a_journal_without_checkpoints_is_exported_and_imported() -> None:
+    """Tools journaled outside a LangGraph run leave a journal whose thread has no checkpoint:
+    an export carries it, and an import restores it (tools then do not run again), as for
+    threads that have checkpoints (it was left out)."""
+    source = memory_stores()
+    journal = EffectJournal(source[1])
+    journal.record("tools-only", "call-1", {"charged": 42}, tenant=T_ACME)
+    target = memory_stores()
+    assert imported(list(target), exported(list(source), tenant=T_ACME)) == Counts(
+        journal_entries=1
+    )
+    assert EffectJournal(target[1]).list_entries("tools-only", tenant=T_ACME) == (
+        journal.list_entries("tools-only", tenant=T_ACME)
+    )
+
+
 # Clashes: a record already stored stops the import before it writes anything.
 
 

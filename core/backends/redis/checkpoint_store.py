@@ -66,7 +66,7 @@ from memfold.backends.redis.checkpoint_keys import (
 )
 from memfold.backends.redis.elements import ElementCodec
 from memfold.backends.redis.erasure import erase_checkpoints, find_checkpoint_threads
-from memfold.backends.redis.journal import journal_call
+from memfold.backends.redis.journal import journal_call, journal_threads
 from memfold.backends.redis.keys import check_prefix, escape, unescape
 from memfold.backends.redis.layout import RedisLayout
 from memfold.backends.redis.scripts import Script
@@ -98,7 +98,7 @@ from memfold.checkpoint_model import (
 )
 from memfold.checkpoints import BaseCheckpointStore, claim_lease, matches_filter
 from memfold.errors import Conflict, InvalidInput, NotFound
-from memfold.journal import JOURNAL_OPS
+from memfold.journal import JOURNAL_OPS, ListJournalThreads
 from memfold.ops import Op
 from memfold.schema_steps import SchemaSteps
 from memfold.stores import Capabilities
@@ -348,6 +348,8 @@ class RedisCheckpointStore(BaseCheckpointStore):
 
     def _flow(self, op: Op[Any]) -> Flow[Any]:
         if isinstance(op, JOURNAL_OPS):
+            if isinstance(op, ListJournalThreads):
+                return journal_threads(self.key_prefix, op.tenant)
             keys = self._keys(op.tenant, op.thread_id)
             return self._one(journal_call(op, keys, self._default_ttl_ms), _reply)
         match op:

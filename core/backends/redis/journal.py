@@ -23,8 +23,9 @@ from functools import partial
 from typing import Any
 
 from memfold.backends.redis import checkpoint_scripts as scripts
-from memfold.backends.redis.calls import Call
+from memfold.backends.redis.calls import Call, Flow
 from memfold.backends.redis.checkpoint_keys import CheckpointKeys, from_micros, micros
+from memfold.backends.redis.erasure import scan
 from memfold.backends.redis.keys import escape, unescape
 from memfold.backends.redis.scripts import Script
 from memfold.checkpoint_model import Blob
@@ -40,7 +41,7 @@ from memfold.journal import (
 )
 from memfold.ops import Op
 
-__all__ = ["REPLACE_EFFECT", "journal_call"]
+__all__ = ["REPLACE_EFFECT", "journal_call", "journal_threads"]
 
 REPLACE_EFFECT = Script(
     r"""
@@ -118,3 +119,15 @@ def journal_call(op: Op[Any], keys: CheckpointKeys, default_ttl_ms: int) -> Call
         case DeleteEffects():
             return Call(_script(scripts.DELETE_EFFECTS, keys), int, scripts.DELETE_EFFECTS)
     raise InvalidInput(f"the Redis journal cannot run {type(op).__name__}")
+
+
+def journal_threads(key_prefix: str, tenant: str) -> Flow[list[str]]:
+    """The ids of ``tenant``'s threads that have a journal, sorted: one ``SCAN`` of the tenant's
+    checkpoint keys (a thread with a journal and no checkpoint is in no index)."""
+    base = f"{key_prefix}{{{escape(tenant)}}}:c:"
+    found: set[str] = set()
+    for key in (yield from scan(base)):
+        name, _, part = key.decode()[len(base) :].rpartition(":")
+        if part == "j" and name and ":" not in name:  # a thread's own key: escaped name, part
+            found.add(unescape(name))
+    return sorted(found)

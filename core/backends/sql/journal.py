@@ -40,6 +40,7 @@ from memfold.journal import (
     GetEffect,
     JournalEntry,
     ListEffects,
+    ListJournalThreads,
     RecordEffect,
     ReplaceEffect,
 )
@@ -99,6 +100,12 @@ class JournalPlans:
         self._list_namespace = (
             select(*columns).where(thread, j.c.namespace == bindparam("namespace")).order_by(*order)
         )
+        self._threads = (
+            select(j.c.thread_id)
+            .where(j.c.tenant == bindparam("tenant"))
+            .group_by(j.c.thread_id)
+            .order_by(j.c.thread_id)
+        )
         self._delete = delete(j).where(thread)
         names = [c.name for c in j.columns]
         copied = [
@@ -122,9 +129,15 @@ class JournalPlans:
                 return self._get_plan(op)
             case ListEffects():
                 return self._list_plan(op)
+            case ListJournalThreads(tenant):
+                return self._threads_plan(tenant)
             case DeleteEffects():
                 return self._delete_plan(op)
         raise InvalidInput(f"the SQL journal cannot run {type(op).__name__}")
+
+    def _threads_plan(self, tenant: str) -> Plan:
+        found = yield self._threads, {"tenant": tenant}
+        return [row[0] for row in found.rows]
 
     def delete_thread(self, tenant: str, thread_id: str) -> Plan:
         """Delete a thread's rows; returns how many there were."""
