@@ -283,6 +283,14 @@ class MemoryMemoryStore(BaseMemoryStore):
         else:
             self._expiring.pop((key, record_id), None)
 
+    def _expired(self, prefix: str, now: datetime) -> dict[str, list[_Entry]]:
+        """The entries under ``prefix`` past their TTL (not swept yet), by namespace key."""
+        found: dict[str, list[_Entry]] = {}
+        for (key, record_id), expires_at in self._expiring.items():
+            if expires_at <= now and key.startswith(prefix):
+                found.setdefault(key, []).append(self._spaces[key].entries[record_id])
+        return found
+
     def _out(self, key: str, entry: _Entry, include_embedding: bool) -> MemoryRecord:
         """The record as a read returns it: its value a copy, as other backends' are."""
         record = replace(entry.record, value=_copy(entry.record.value))
@@ -314,10 +322,14 @@ class MemoryMemoryStore(BaseMemoryStore):
             if old is not None and not _live(old.record, op.now):
                 old = None
             if old is None and space and vector is not None and op.dedupe_threshold is not None:
-                rows = space.vectors()
-                best = nearest_duplicate(vector, rows, op.dedupe_threshold)
-                if best is not None and _live(space.entries[space.row_ids[best]].record, op.now):
-                    old = space.entries[space.row_ids[best]]
+                live = np.ones(len(space.row_ids), dtype=bool)  # the nearest live record merges
+                for entry in self._expired(key, op.now).get(key, ()):
+                    if entry.row is not None:
+                        live[entry.row] = False
+                rows = np.flatnonzero(live)
+                best = nearest_duplicate(vector, space.vectors()[rows], op.dedupe_threshold)
+                if best is not None:
+                    old = space.entries[space.row_ids[rows[best]]]
                     record = replace(
                         record, id=old.record.id,
                         importance=max(record.importance, old.record.importance),
@@ -379,10 +391,12 @@ class MemoryMemoryStore(BaseMemoryStore):
         if op.terms:
             text_scores = {}
             n_docs, total = 0, 0
-            for _, space in spaces:
-                if op.filter.always:
-                    n_docs += len(space.entries)
-                    total += space.total_terms
+            gone = self._expired(op.prefix, op.now) if op.filter.always else {}
+            for key, space in spaces:
+                if op.filter.always:  # every record counts but the expired ones
+                    expired = gone.get(key, [])
+                    n_docs += len(space.entries) - len(expired)
+                    total += space.total_terms - sum(len(e.terms) for e in expired)
                 else:
                     matching = [e for e in space.entries.values() if ok(e)]
                     n_docs += len(matching)

@@ -291,6 +291,41 @@ async def test_expired_records_are_hidden_then_swept(api: Api, clock: Clock) -> 
     assert [r.id for r in await api.list_records(("acme",))] == ["f"]
 
 
+async def test_expired_records_neither_score_nor_take_duplicates(
+    memory_backend: str, tmp_path: Path, clock: Clock
+) -> None:
+    """A record past its TTL but not swept yet counts in no text score (with or without a
+    filter) and takes no near-duplicate: the write merges into the nearest live record (the
+    memory backend counted expired records and merged into nothing)."""
+    store = make_memory_store(memory_backend, tmp_path)
+    try:
+        store.put(NS, "user prefers green tea", id="a")
+        store.put(NS, "user prefers black coffee", id="d")
+        store.put(NS, "user prefers black coffee beans", id="old", ttl_seconds=10)
+        store.put(NS, "meeting notes about the budget", id="x", ttl_seconds=10)
+        clock.advance(20)
+
+        def scores(**options: Any) -> list[tuple[str, float | None]]:
+            hits = store.search(
+                ("acme",), "user prefers black coffee", expand_query=False, vector_weight=0,
+                **options,
+            )  # fmt: skip
+            return [(h.record.id, h.text_score) for h in hits]
+
+        unfiltered = scores()
+        assert unfiltered == scores(filter={"z": {"$exists": False}})
+        store.sweep()
+        assert unfiltered == scores()
+        store.put(NS, "user prefers black coffee beans", id="x", ttl_seconds=10)  # x: expired
+        clock.advance(20)
+        again = MemoryRecord(NS, text="user prefers black coffee beans")  # nearest: x
+        assert [r.id for r in store.put_many([again], dedupe_threshold=0.8)] == ["d"]
+        assert {r.id for r in store.list_records(("acme",))} == {"a", "d"}
+    finally:
+        store.close()
+        drop_checkpoint_store(store)  # type: ignore[arg-type]
+
+
 async def test_near_duplicates_merge_and_capacity_evicts(
     memory_backend: str, tmp_path: Path, clock: Clock
 ) -> None:
