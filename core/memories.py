@@ -245,19 +245,19 @@ def rank_hits(
 
 def _first_pass(op: ops.SearchMemories) -> ops.SearchMemories:
     """The search whose hits pick a query's expansion terms: at least `feedback.DEPTH` hits,
-    none touched (the hits of the final search are)."""
+    none touched (the hits of the final search are: the first's may not be among them)."""
     depth = max(op.k, feedback.DEPTH)
-    return replace(op, k=depth, pool=max(op.pool, depth), touch=op.touch and op.k >= depth)
+    return replace(op, k=depth, pool=max(op.pool, depth), touch=False)
 
 
 def _expanded(op: ops.SearchMemories, first: list[MemoryHit]) -> ops.SearchMemories | None:
     """``op`` with the expansion terms ``first`` suggests, or None when it suggests none and
-    ``first`` already answers ``op``."""
+    ``first`` already answers ``op`` (``op`` itself when its hits are to be touched)."""
     extra = feedback.expansion_terms(op.terms, [text_terms(h.record.text) for h in first])
     if extra:
         weights = (1.0,) * len(op.terms) + (feedback.WEIGHT,) * len(extra)
         return replace(op, terms=op.terms + extra, term_weights=weights)
-    return None if not op.touch or op.k >= feedback.DEPTH else op
+    return op if op.touch else None
 
 
 def _expiring(records: Sequence[MemoryRecord]) -> dict[Namespace, list[str]]:
@@ -275,6 +275,22 @@ def _replaced(
     """``listed`` with each record that was touched in its touched form."""
     fresh = {(r.namespace, r.id): r for group in touched for r in group}
     return [fresh.get((r.namespace, r.id), r) for r in listed]
+
+
+def _by_namespace(hits: Sequence[MemoryHit]) -> dict[Namespace, list[str]]:
+    """The ids of the records ``hits`` found, by namespace."""
+    out: dict[Namespace, list[str]] = {}
+    for h in hits:
+        out.setdefault(h.record.namespace, []).append(str(h.record.id))
+    return out
+
+
+def _touched_hits(
+    hits: list[MemoryHit], touched: Sequence[Sequence[MemoryRecord]]
+) -> list[MemoryHit]:
+    """``hits`` with each record that was touched in its touched form."""
+    records = _replaced([h.record for h in hits], touched)
+    return [replace(h, record=r) for h, r in zip(hits, records, strict=True)]
 
 
 @runtime_checkable
@@ -374,6 +390,7 @@ class MemoryStore(Sweepable, Protocol):
         vector: Sequence[float] | None = None,
         filter: FilterSpec | None = None,
         k: int = 10,
+        offset: int = 0,
         text_weight: float = ...,
         vector_weight: float = ...,
         min_score: float | None = None,
@@ -391,6 +408,7 @@ class MemoryStore(Sweepable, Protocol):
         vector: Sequence[float] | None = None,
         filter: FilterSpec | None = None,
         k: int = 10,
+        offset: int = 0,
         text_weight: float = ...,
         vector_weight: float = ...,
         min_score: float | None = None,
@@ -996,6 +1014,7 @@ class BaseMemoryStore(BaseStore):
         vector: Sequence[float] | None = None,
         filter: FilterSpec | None = None,
         k: int = 10,
+        offset: int = 0,
         text_weight: float | None = None,
         vector_weight: float | None = None,
         min_score: float | None = None,
@@ -1013,7 +1032,8 @@ class BaseMemoryStore(BaseStore):
         turns on recency decay (``decay_weight`` of the score halves each half-life); weights
         default to the store's. ``touch`` marks the hits used now. ``expand_query`` adds the
         words the best hits of a first search share to a text query and searches again
-        (`memfold.recall.feedback`).
+        (`memfold.recall.feedback`). ``offset`` skips that many of the best hits (a page
+        further; those skipped are not touched).
 
         Raises:
             InvalidInput: neither ``query`` nor ``vector``, or a bad filter or vector.
@@ -1021,16 +1041,25 @@ class BaseMemoryStore(BaseStore):
         """
         text = self._query_text(query, vector, vector_weight)
         qv = self._embed([text], "query")[0] if text is not None else None
+        offset = _check_int(offset, "offset", 0, MAX_K)
         op = self._search_op(
-            prefix, query, vector, qv, filter, k, text_weight, vector_weight, min_score,
-            half_life_seconds, decay_weight, touch, include_embedding,
+            prefix, query, vector, qv, filter, offset + k, text_weight, vector_weight,
+            min_score, half_life_seconds, decay_weight, touch and not offset, include_embedding,
         )  # fmt: skip
         if not (expand_query and op.terms):
-            return open_memory_hits(self._keyring, self.execute(op))
-        first = self.execute(_first_pass(op))
-        second = _expanded(op, first)
-        hits = first[: op.k] if second is None else self.execute(second)
-        return open_memory_hits(self._keyring, hits)
+            hits = self.execute(op)
+        else:
+            first = self.execute(_first_pass(op))
+            second = _expanded(op, first)
+            hits = first[: op.k] if second is None else self.execute(second)
+        page = open_memory_hits(self._keyring, hits[offset:])
+        if not (touch and offset):
+            return page
+        touched = [
+            self.get_many(ns, ids, touch=True, include_embedding=include_embedding)
+            for ns, ids in _by_namespace(page).items()
+        ]
+        return _touched_hits(page, touched)
 
     def list_namespaces(
         self,
@@ -1206,6 +1235,7 @@ class BaseMemoryStore(BaseStore):
         vector: Sequence[float] | None = None,
         filter: FilterSpec | None = None,
         k: int = 10,
+        offset: int = 0,
         text_weight: float | None = None,
         vector_weight: float | None = None,
         min_score: float | None = None,
@@ -1218,16 +1248,25 @@ class BaseMemoryStore(BaseStore):
         """Async `search`."""
         text = self._query_text(query, vector, vector_weight)
         qv = (await self._aembed([text], "query"))[0] if text is not None else None
+        offset = _check_int(offset, "offset", 0, MAX_K)
         op = self._search_op(
-            prefix, query, vector, qv, filter, k, text_weight, vector_weight, min_score,
-            half_life_seconds, decay_weight, touch, include_embedding,
+            prefix, query, vector, qv, filter, offset + k, text_weight, vector_weight,
+            min_score, half_life_seconds, decay_weight, touch and not offset, include_embedding,
         )  # fmt: skip
         if not (expand_query and op.terms):
-            return open_memory_hits(self._keyring, await self.aexecute(op))
-        first = await self.aexecute(_first_pass(op))
-        second = _expanded(op, first)
-        hits = first[: op.k] if second is None else await self.aexecute(second)
-        return open_memory_hits(self._keyring, hits)
+            hits = await self.aexecute(op)
+        else:
+            first = await self.aexecute(_first_pass(op))
+            second = _expanded(op, first)
+            hits = first[: op.k] if second is None else await self.aexecute(second)
+        page = open_memory_hits(self._keyring, hits[offset:])
+        if not (touch and offset):
+            return page
+        touched = [
+            await self.aget_many(ns, ids, touch=True, include_embedding=include_embedding)
+            for ns, ids in _by_namespace(page).items()
+        ]
+        return _touched_hits(page, touched)
 
     async def alist_namespaces(
         self,

@@ -203,8 +203,13 @@ class MemfoldStore(BaseStore):
         return SearchItem(item.namespace, item.key, item.value, item.created_at,
                           item.updated_at, score)  # fmt: skip
 
-    def _hits(self, op: SearchOp, hits: list[MemoryHit]) -> list[SearchItem]:
-        return [self._search_item(h.record, h.score) for h in hits[op.offset :]]
+    def _hits(self, hits: list[MemoryHit]) -> list[SearchItem]:
+        return [self._search_item(h.record, h.score) for h in hits]
+
+    @staticmethod
+    def _page(op: SearchOp) -> dict[str, Any]:
+        """A ranked search's page: LangGraph's limit and offset, and whether to touch it."""
+        return {"k": op.limit, "offset": op.offset, "touch": op.refresh_ttl}
 
     def _listed(self, records: list[MemoryRecord]) -> list[SearchItem]:
         return [self._search_item(r, None) for r in records]
@@ -246,9 +251,10 @@ class MemfoldStore(BaseStore):
             return None
         if isinstance(op, SearchOp):
             prefix, f = (self.tenant, *op.namespace_prefix), _filter(op.filter or {})
+            if not op.limit:
+                return []
             if self._ranked(op):
-                k, touch = op.offset + op.limit, op.refresh_ttl
-                return self._hits(op, s.search(prefix, op.query, filter=f, k=k, touch=touch))
+                return self._hits(s.search(prefix, op.query, **self._page(op), filter=f))
             return self._listed(
                 s.list_records(
                     prefix, filter=f, limit=op.limit, offset=op.offset, touch=op.refresh_ttl
@@ -271,10 +277,10 @@ class MemfoldStore(BaseStore):
             return None
         if isinstance(op, SearchOp):
             prefix, f = (self.tenant, *op.namespace_prefix), _filter(op.filter or {})
+            if not op.limit:
+                return []
             if self._ranked(op):
-                k, touch = op.offset + op.limit, op.refresh_ttl
-                hits = await s.asearch(prefix, op.query, filter=f, k=k, touch=touch)
-                return self._hits(op, hits)
+                return self._hits(await s.asearch(prefix, op.query, **self._page(op), filter=f))
             listed = await s.alist_records(
                 prefix, filter=f, limit=op.limit, offset=op.offset, touch=op.refresh_ttl
             )

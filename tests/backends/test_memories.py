@@ -326,6 +326,47 @@ async def test_expired_records_neither_score_nor_take_duplicates(
         drop_checkpoint_store(store)  # type: ignore[arg-type]
 
 
+async def test_a_touching_search_restarts_only_the_ttls_of_its_hits(api: Api, clock: Clock) -> None:
+    """With query expansion, only the final search's hits are touched: the first pass's hits
+    that the expanded search drops expire (they were kept alive, never returned)."""
+    for i, topic in enumerate(("agencies", "papers", "court")):
+        await api.put(NS, f"caroline research adoption {topic}", id=f"s{i}", ttl_seconds=60)
+    for i in range(20):
+        await api.put(
+            NS, f"caroline went to place{i} with friend{i} and cousin{i}", id=f"w{i:02}",
+            ttl_seconds=60,
+        )  # fmt: skip
+    for i in range(5):
+        await api.put(NS, f"adoption adoption form{i}", id=f"x{i}", ttl_seconds=60)
+    clock.advance(50)
+    hits = await api.search(("acme",), "caroline research", k=20, touch=True, vector_weight=0)
+    clock.advance(20)  # what was not touched has expired
+    alive = {r.id for r in await api.list_records(("acme",), limit=1000)}
+    assert alive == {h.record.id for h in hits}
+    assert {"x0", "s0"} <= alive  # the expansion found the adoption records
+
+
+async def test_search_pages_with_an_offset_and_touches_only_the_page(
+    api: Api, clock: Clock
+) -> None:
+    """``offset`` skips the best hits: the page is the full ranking's slice, and with
+    ``touch`` only its records restart their TTL."""
+    for i in range(4):
+        await api.put(NS, "green tea " + "lemon " * i, id=f"t{i}", ttl_seconds=60)
+    clock.advance(50)
+    full = await api.search(("acme",), "green tea lemon", k=4, vector_weight=0)
+    page = await api.search(
+        ("acme",), "green tea lemon", k=2, offset=1, touch=True, vector_weight=0
+    )
+    assert [h.record.id for h in page] == [h.record.id for h in full[1:3]]
+    assert all(h.record.expires_at == clock.now + timedelta(seconds=60) for h in page)
+    clock.advance(20)
+    alive = {r.id for r in await api.list_records(("acme",))}
+    assert alive == {h.record.id for h in page}
+    with pytest.raises(InvalidInput, match="offset"):
+        await api.search(("acme",), "tea", offset=-1)
+
+
 async def test_near_duplicates_merge_and_capacity_evicts(
     memory_backend: str, tmp_path: Path, clock: Clock
 ) -> None:

@@ -176,6 +176,23 @@ async def test_a_search_without_a_query_refreshes_what_it_returns(
     assert sorted(i.key for i in await lg.search(USERS, refresh_ttl=False)) == ["forever", "found"]
 
 
+async def test_a_query_search_refreshes_only_the_page_it_returns(
+    lg: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ranked search with an offset restarts the TTL of the items it returns, not of those it
+    skips (it refreshed them too, so a skipped item outlived its TTL)."""
+    clock = Clock()
+    monkeypatch.setattr(memfold.memories, "utcnow", clock)
+    await lg.put(USERS, "best", {"text": "green tea with lemon"}, ttl=10)
+    await lg.put(USERS, "next", {"text": "green tea"}, ttl=10)
+    clock.now += timedelta(minutes=8)
+    page = await lg.search(USERS, query="green tea with lemon", limit=1, offset=1)
+    assert [i.key for i in page] == ["next"]
+    assert await lg.search(USERS, query="green tea", limit=0) == []
+    clock.now += timedelta(minutes=8)
+    assert [i.key for i in await lg.search(USERS, refresh_ttl=False)] == ["next"]
+
+
 async def test_default_ttl_from_config(memory_store: BaseMemoryStore) -> None:
     """``TTLConfig.default_ttl`` applies to puts that give no ttl."""
     store = MemfoldStore(memory_store, ttl={"default_ttl": 1.0})
