@@ -367,6 +367,27 @@ async def test_search_pages_with_an_offset_and_touches_only_the_page(
         await api.search(("acme",), "tea", offset=-1)
 
 
+async def test_a_batch_merges_into_records_as_it_rewrites_them(
+    memory_backend: str, tmp_path: Path
+) -> None:
+    """A write's near-duplicate check sees a record the same write rewrote as rewritten: a
+    record like the old text of one it just replaced is stored, not merged into it (Chroma
+    compared it with the old text and lost the rewrite)."""
+    store = make_memory_store(memory_backend, tmp_path)
+    try:
+        store.put(NS, "meeting notes about the budget", id="b")
+        batch = [
+            MemoryRecord(NS, text="user prefers green tea", id="b"),
+            MemoryRecord(NS, text="meeting notes about the budget", id="x"),
+        ]
+        assert [r.id for r in store.put_many(batch, dedupe_threshold=0.9)] == ["b", "x"]
+        texts = {r.id: r.text for r in store.list_records(("acme",))}
+        assert texts == {"b": "user prefers green tea", "x": "meeting notes about the budget"}
+    finally:
+        store.close()
+        drop_checkpoint_store(store)  # type: ignore[arg-type]
+
+
 async def test_near_duplicates_merge_and_capacity_evicts(
     memory_backend: str, tmp_path: Path, clock: Clock
 ) -> None:

@@ -547,18 +547,24 @@ class ChromaMemoryStore(BaseMemoryStore):
         batch: dict[str, tuple[MemoryRecord, dict[str, Any], Matrix | None, str]],
     ) -> Flow[dict[str, Any] | None]:
         """The metadata of the most similar live record of namespace ``key`` (stored, or
-        earlier in this write) at or above the threshold, or None."""
+        earlier in this write) at or above the threshold, or None. A stored record this write
+        replaced counts as it is now written, not as it was stored."""
         threshold = float(op.dedupe_threshold or 1.0)
         best: tuple[float, dict[str, Any]] | None = None
         live = {"$and": [{"_ns": {"$eq": key}}, {"_v": {"$eq": True}},
                          {"_exp": {"$gt": m.micros(op.now)}}]}  # fmt: skip
+        replaced = sum(1 for meta in (v[1] for v in batch.values()) if meta["_ns"] == key)
         found = yield Call(
             "query",
-            {"query_embeddings": [vector], "n_results": 1, "where": live,
+            {"query_embeddings": [vector], "n_results": 1 + replaced, "where": live,
              "include": ["metadatas", "distances"]},
         )  # fmt: skip
-        if found["ids"][0]:
-            best = (1.0 - float(found["distances"][0][0]), found["metadatas"][0][0])
+        for item, distance, meta in zip(
+            found["ids"][0], found["distances"][0], found["metadatas"][0], strict=True
+        ):
+            if item not in batch:  # the nearest stored record this write leaves as it is
+                best = (1.0 - float(distance), meta)
+                break
         for _, (_record, meta, other, _) in batch.items():
             if other is not None and meta["_ns"] == key:
                 sim = float(other @ vector)
