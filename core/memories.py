@@ -1041,7 +1041,8 @@ class BaseMemoryStore(BaseStore):
         """
         text = self._query_text(query, vector, vector_weight)
         qv = self._embed([text], "query")[0] if text is not None else None
-        offset = _check_int(offset, "offset", 0, MAX_K)
+        k = _check_int(k, "k", 1, MAX_K)
+        offset = _check_int(offset, "offset", 0, MAX_K - k)
         op = self._search_op(
             prefix, query, vector, qv, filter, offset + k, text_weight, vector_weight,
             min_score, half_life_seconds, decay_weight, touch and not offset, include_embedding,
@@ -1248,7 +1249,8 @@ class BaseMemoryStore(BaseStore):
         """Async `search`."""
         text = self._query_text(query, vector, vector_weight)
         qv = (await self._aembed([text], "query"))[0] if text is not None else None
-        offset = _check_int(offset, "offset", 0, MAX_K)
+        k = _check_int(k, "k", 1, MAX_K)
+        offset = _check_int(offset, "offset", 0, MAX_K - k)
         op = self._search_op(
             prefix, query, vector, qv, filter, offset + k, text_weight, vector_weight,
             min_score, half_life_seconds, decay_weight, touch and not offset, include_embedding,
