@@ -322,14 +322,16 @@ class MemoryMemoryStore(BaseMemoryStore):
             if old is not None and not _live(old.record, op.now):
                 old = None
             if old is None and space and vector is not None and op.dedupe_threshold is not None:
-                live = np.ones(len(space.row_ids), dtype=bool)  # the nearest live record merges
-                for entry in self._expired(key, op.now).get(key, ()):
-                    if entry.row is not None:
-                        live[entry.row] = False
-                rows = np.flatnonzero(live)
-                best = nearest_duplicate(vector, space.vectors()[rows], op.dedupe_threshold)
+                # The nearest live record merges: expired rows are left out (copied only then).
+                rows = space.vectors()
+                expired = self._expired(key, op.now).get(key, ())
+                dead = [e.row for e in expired if e.row is not None]
+                live = np.delete(np.arange(len(rows)), dead) if dead else None
+                found = rows if live is None else rows[live]
+                best = nearest_duplicate(vector, found, op.dedupe_threshold)
                 if best is not None:
-                    old = space.entries[space.row_ids[rows[best]]]
+                    at = best if live is None else int(live[best])
+                    old = space.entries[space.row_ids[at]]
                     record = replace(
                         record, id=old.record.id,
                         importance=max(record.importance, old.record.importance),
