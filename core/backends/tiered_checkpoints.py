@@ -188,7 +188,7 @@ class TieredCheckpointStore(BaseCheckpointStore):
     def _write(self, op: Op[T]) -> Flow[T]:
         result: T = yield _Step(self.durable, op)
         if isinstance(op, (ops.ReleaseThread, ops.CheckpointStats, *_DURABLE_ONLY)):
-            return result  # leases, stats and the effect journal are the durable store's alone
+            return result  # leases, stats, early writes and the journal: the durable store's
         if isinstance(op, ops.SweepCheckpoints) and op.dry_run:
             return result  # the durable store's count is the answer
         hot_op: Op[Any] = op

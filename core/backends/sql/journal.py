@@ -150,12 +150,7 @@ class JournalPlans:
         yield self._copy, {"tenant": tenant, "thread_id": source, "target": target}
 
     def _record_plan(self, op: RecordEffect) -> Plan:
-        key = {
-            "tenant": op.tenant,
-            "thread_id": op.thread_id,
-            "namespace": op.namespace,
-            "tool_call_id": op.tool_call_id,
-        }
+        key = _key(op)
         done = yield (
             self._record,
             {
@@ -174,29 +169,12 @@ class JournalPlans:
         )
 
     def _replace_plan(self, op: ReplaceEffect) -> Plan:
-        done = yield (
-            self._replace,
-            {
-                "tenant": op.tenant,
-                "thread_id": op.thread_id,
-                "namespace": op.namespace,
-                "tool_call_id": op.tool_call_id,
-                "new_tag": op.value.tag,
-                "new_data": op.value.data,
-            },
-        )
+        params = {**_key(op), "new_tag": op.value.tag, "new_data": op.value.data}
+        done = yield self._replace, params
         return done.rowcount == 1
 
     def _get_plan(self, op: GetEffect) -> Plan:
-        found = yield (
-            self._get,
-            {
-                "tenant": op.tenant,
-                "thread_id": op.thread_id,
-                "namespace": op.namespace,
-                "tool_call_id": op.tool_call_id,
-            },
-        )
+        found = yield self._get, _key(op)
         if not found.rows:
             return None
         tag, data, recorded_us = found.rows[0]
@@ -221,3 +199,13 @@ class JournalPlans:
 
 def _time(us: int) -> datetime:
     return _EPOCH + timedelta(microseconds=int(us))
+
+
+def _key(op: RecordEffect | ReplaceEffect | GetEffect) -> dict[str, str]:
+    """The parameters naming one recorded call."""
+    return {
+        "tenant": op.tenant,
+        "thread_id": op.thread_id,
+        "namespace": op.namespace,
+        "tool_call_id": op.tool_call_id,
+    }
