@@ -80,10 +80,10 @@ WORDS = " ".join(WORDS).split(" ")
 console = Console(width=150)
 
 CLOCK = time.perf_counter
-STORE_QUERY = ""
-"""``--store-options``: URL query options for every memfold store (``min_growth=8``)."""
 """What every time column measures: wall time, or (``--cpu``) the process's CPU time, every
 thread included, which a machine busy with other work disturbs far less."""
+STORE_QUERY = ""
+"""``--store-options``: URL query options for every memfold store (``min_growth=8``)."""
 
 
 # The workload.

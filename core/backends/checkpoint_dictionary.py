@@ -1,5 +1,5 @@
 """The preset dictionary of checkpoint payloads: SQL stores deflate with it (codec
-``deflate-d1``, see `memfold.backends.sql.checkpoint_rows`), Redis zstd (flag ``d``, see
+``d1``, see `memfold.backends.sql.checkpoint_rows`), Redis zstd (flag ``d``, see
 `memfold.backends.redis.elements`).
 
 Raw deflate starts every payload with an empty window, so a short payload pays in full for
@@ -48,7 +48,7 @@ _HUMAN = (
 )
 
 DICTIONARY = _BODY + _SYSTEM + _TOOL + _AI + _HUMAN
-"""The ``deflate-d1`` dictionary (795 bytes)."""
+"""The ``d1`` dictionary (795 bytes)."""
 
 DICTIONARY_SHA256 = "5f47e3b3650e10f1ad9410a6caf4ff2dc6527448ec8b4d981f7227012b7de6b6"
 """The SHA-256 of `DICTIONARY`, which a test checks."""

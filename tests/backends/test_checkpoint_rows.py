@@ -92,10 +92,10 @@ async def test_compressible_payloads_are_stored_compressed_and_read_back_whole(
         Blob("json", talk), Blob("bytes", noise), Blob("json", b"7"),
     ]  # fmt: skip
     values, writes = stored(store, "values"), stored(store, "writes")
-    assert [codec for _, codec in values] == ["deflate-d1", None]
+    assert [codec for _, codec in values] == ["d1", None]
     assert values[0][0] < len(talk) // 5
     assert writes[0] == (1, None)
-    assert writes[1][1] == "deflate-d1"
+    assert writes[1][1] == "d1"
     assert writes[2] == (2000, None)
     assert writes[1][0] < len(talk) // 5
     assert [c.values["m"] for c in await api.list_checkpoints("t")] == [messages]
@@ -109,7 +109,7 @@ async def test_compressible_payloads_are_stored_compressed_and_read_back_whole(
     assert [w.value for w in found_writes[:2]] == [Blob("json", talk), Blob("bytes", talk)]
 
 
-@pytest.mark.parametrize("codec", ["deflate-d1", "deflate", "zlib"])
+@pytest.mark.parametrize("codec", ["d1", "deflate-d1", "deflate", "zlib"])
 async def test_a_payload_that_does_not_inflate_is_a_typed_error(
     store: BaseCheckpointStore, api: Api, codec: str
 ) -> None:
@@ -139,11 +139,24 @@ async def test_bodies_are_stored_compressed_with_the_preset_dictionary(
                 c.c.checkpoint_id
             )
         ).all()
-    assert rows[0][2] == "deflate-d1"
+    assert rows[0][2] == "d1"
     assert rows[0][1] < 40
     assert rows[1][1:] == (2, None)
     assert (await api.get("t", checkpoint_id="c1")).body == body
     assert [x.body for x in await api.list_checkpoints("t")] == [BODY, body]
+
+
+def test_the_dictionary_codec_reads_under_its_earlier_name_too() -> None:
+    """Payloads that lean on the preset dictionary are written as ``d1`` and read back under
+    that name and under ``deflate-d1`` (earlier releases), never without the dictionary."""
+    payload = DICTIONARY[-300:]
+    packed, codec = checkpoint_rows.compress(payload)
+    assert codec == "d1"
+    assert len(packed) < 40
+    assert checkpoint_rows.decompress(packed, "d1") == payload
+    assert checkpoint_rows.decompress(packed, "deflate-d1") == payload
+    with pytest.raises(BackendUnavailable, match="'deflate' but does not inflate"):
+        checkpoint_rows.decompress(packed, "deflate")
 
 
 def test_the_preset_dictionary_never_changes() -> None:

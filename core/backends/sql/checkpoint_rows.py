@@ -3,8 +3,9 @@ epoch, versions as their `memfold.checkpoint_deltas.version_key` text, value row
 parameters and back, and payloads (value rows' data, pending writes' values, checkpoint bodies)
 compressed when that saves a fifth or more (``codec`` says so; NULL: stored as given): raw
 deflate whose window starts with a preset dictionary of the strings every payload repeats
-(``deflate-d1``, see `memfold.backends.checkpoint_dictionary`); earlier releases stored
-plain raw deflate (``deflate``) and zlib (``zlib``), which reads still take.
+(``d1``, see `memfold.backends.checkpoint_dictionary`: a short name, since every compressed row
+repeats it); earlier releases stored the same as ``deflate-d1``, plain raw deflate
+(``deflate``) and zlib (``zlib``), which reads still take.
 
 Checkpoint and task ids are stored as bytes (see `id_bytes`): a canonical UUID (lowercase,
 hyphenated, as LangGraph makes them) as its 16 bytes, any other id as its UTF-8 followed by a
@@ -59,11 +60,18 @@ EMPTY_VALUE = NO_VALUE
 """What the owner refs name for a channel whose value is empty bytes starts with (its tag, never
 empty, follows: `NO_VALUE` alone names no value)."""
 
-_CODEC = "deflate-d1"
+_CODEC = "d1"
 _LEVEL = 6
-_WBITS = {_CODEC: -zlib.MAX_WBITS, "deflate": -zlib.MAX_WBITS, "zlib": zlib.MAX_WBITS}
-"""zlib's window bits per codec: raw deflate (with and without the preset dictionary), and the
-zlib format earlier releases stored."""
+_WBITS = {
+    _CODEC: -zlib.MAX_WBITS,
+    "deflate-d1": -zlib.MAX_WBITS,
+    "deflate": -zlib.MAX_WBITS,
+    "zlib": zlib.MAX_WBITS,
+}
+"""zlib's window bits per codec: raw deflate (with the preset dictionary, under its name now and
+its earlier one, and without), and the zlib format earlier releases stored."""
+_PRESET = frozenset({_CODEC, "deflate-d1"})
+"""The codecs whose window starts with the preset dictionary."""
 _COMPRESS_FROM = 64
 """Payloads shorter than this many bytes are stored as given."""
 
@@ -109,7 +117,7 @@ def compress(data: bytes) -> tuple[bytes, str | None]:
 
 def _inflate(data: bytes, codec: str) -> bytes:
     try:
-        if codec != _CODEC:
+        if codec not in _PRESET:
             return zlib.decompress(data, _WBITS[codec])
         inflater = zlib.decompressobj(_WBITS[codec], zdict=DICTIONARY)
         out = inflater.decompress(data)
