@@ -120,6 +120,16 @@ def check_channels(value: object) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
+def _filter_value(key: str, value: JSON) -> str:
+    """A list filter's value as JSON text; an int must fit in 64 bits (SQL compares no wider)."""
+    if isinstance(value, int) and not -MAX_COUNT - 1 <= value <= MAX_COUNT:
+        raise InvalidInput(
+            f"filter value for {key!r} must be an int of 64 bits (SQL compares no wider), "
+            f"got {value}: compare with a float instead"
+        )
+    return encode_json(value, f"filter value for {key!r}")
+
+
 def _check_limit(value: object) -> int | None:
     if value is None:
         return None
@@ -465,8 +475,7 @@ class BaseCheckpointStore(BaseStore):
         if filter is not None and not isinstance(filter, Mapping):
             raise InvalidInput("filter must be a mapping of metadata keys to JSON values")
         pairs = tuple(
-            (check_id(k, "filter key"), encode_json(v, f"filter value for {k!r}"))
-            for k, v in (filter or {}).items()
+            (check_id(k, "filter key"), _filter_value(k, v)) for k, v in (filter or {}).items()
         )
         return ops.ListCheckpoints(
             self.resolve_tenant(tenant),

@@ -452,6 +452,18 @@ async def test_list_is_newest_first_with_before_limit_and_filter(api: Api) -> No
     assert [c.checkpoint_id for c in only] == [cid(4)]
 
 
+async def test_a_list_filter_int_wider_than_64_bits_is_refused(api: Api) -> None:
+    """A filter int beyond 64 bits is `InvalidInput` on every backend (SQLite raised
+    OverflowError; found by differential testing against InMemorySaver); the widest ints
+    that fit still match."""
+    await api.put("t", cid(0), BODY, metadata={"x": 2**63 - 1, "y": -(2**63)})
+    for wide in (2**63, -(2**63) - 1, 2**70):
+        with pytest.raises(InvalidInput, match="must be an int of 64 bits"):
+            await api.list_checkpoints("t", filter={"x": wide})
+    assert len(await api.list_checkpoints("t", filter={"x": 2**63 - 1})) == 1
+    assert len(await api.list_checkpoints("t", filter={"y": -(2**63)})) == 1
+
+
 async def test_list_without_a_thread_spans_the_tenant(api: Api) -> None:
     """With no thread id, list covers every thread of the tenant and no other tenant."""
     await grow(api, "a", 1)
