@@ -51,6 +51,25 @@ async def test_rich_messages_round_trip_exactly(api: Api) -> None:
     assert await api.load("t") == [message, tool]
 
 
+async def test_plain_text_with_nul_elsewhere_is_kept_and_searchable(api: Api) -> None:
+    """A NUL in metadata or tool-call arguments is kept beside plain ASCII content, when the
+    message is appended and when it is edited, and its words are still found (PostgreSQL
+    refused it: its JSON cannot turn the escaped NUL into text; found by differential testing
+    of the LangChain chat history)."""
+    call = ToolCall(id="c1", name="grep", arguments={"sep": "\x00"})
+    message = Message(role="assistant", content="calling grep", id="m-1", tool_calls=(call,))
+    meta = Message(role="assistant", content="plain reply", id="m-2", metadata={"k": "a\x00b"})
+    stored = [*await api.append("t", [message]), *await api.append("t", [meta])]
+    assert [m.tool_calls for m in stored] == [(call,), ()]
+    assert await api.load("t") == stored
+    edited = replace(stored[1], content="edited reply", metadata={"k": "\x00"})
+    await api.update_messages("t", [edited])
+    assert await api.load("t") == [stored[0], edited]
+    if await has(api, "full_text_search"):
+        assert [h.message.id for h in await api.search("grep")] == ["m-1"]
+        assert [h.message.id for h in await api.search("edited")] == ["m-2"]
+
+
 async def test_last_n_returns_the_newest_messages(api: Api) -> None:
     """``last=n`` returns the newest n messages, oldest first."""
     await api.append("t", conversation(10))

@@ -68,7 +68,7 @@ def _time(value: float) -> datetime:
     return datetime.fromtimestamp(value, UTC)
 
 
-def _raw_text(message: Message) -> str | None:
+def _raw_text(message: Message, body: str) -> str | None:
     """SQLite's FTS5 tokenizes the text itself, read from the body when it is plain text
     (None); NUL would end it early, so such text is stored apart."""
     content = message.content
@@ -77,10 +77,12 @@ def _raw_text(message: Message) -> str | None:
     return message.text.replace("\x00", " ")
 
 
-def _words(message: Message) -> str | None:
-    """PostgreSQL reads the words of plain ASCII text from the body (None); others are stored."""
+def _words(message: Message, body: str) -> str | None:
+    """PostgreSQL reads the words of plain ASCII text from the body (None); others are stored,
+    as are those of a body holding an escaped NUL anywhere (in metadata, say), which
+    PostgreSQL's JSON cannot turn into text."""
     content = message.content
-    if isinstance(content, str) and words.derivable(content):
+    if isinstance(content, str) and words.derivable(content) and "\\u0000" not in body:
         return None
     return words.document(message.text)
 
@@ -408,7 +410,7 @@ class ThreadPlans:
                     "message_id": m.id,
                     "body": op.bodies[0],
                     "created_us": created_us,
-                    "search_text": self._search_text(m),
+                    "search_text": self._search_text(m, op.bodies[0]),
                     "first_us": micros(m.created_at) if created_us is None else created_us,
                 },
             )
@@ -424,7 +426,7 @@ class ThreadPlans:
                     "message_id": m.id,
                     "body": body,
                     "created_us": stored_time(m),
-                    "search_text": self._search_text(m),
+                    "search_text": self._search_text(m, body),
                 }
             )
         yield self._touch, touch  # locks the thread row
@@ -453,7 +455,7 @@ class ThreadPlans:
                     "k_message": m.id,
                     "new_body": body,
                     "new_created_us": stored_time(m),
-                    "new_text": self._search_text(m),
+                    "new_text": self._search_text(m, body),
                 }
             )
         times = [micros(m.created_at) for m in op.messages]
