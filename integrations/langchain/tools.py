@@ -4,14 +4,21 @@ The namespace a tool reads and writes is fixed when the tool is built; a label w
 ``"{user_id}"`` is filled from the run's ``config["configurable"]["user_id"]``. The model's
 arguments never name a namespace (the tools' schemas have no such field, and extra arguments
 are dropped), so a prompt cannot steer one user's agent into another user's memories.
+
+Arguments the store refuses (an empty or over-long id, text with NUL characters or over the
+size limit) are the model's mistake: the tool answers with the error (LangChain's
+``ToolException``, handled), so an agent's run goes on and the model can try again. A run whose
+config lacks a namespace label is the caller's mistake, and raises `memfold.errors.InvalidInput`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
-from langchain_core.tools import BaseTool
+from langchain_core.tools import BaseTool, ToolException
 from pydantic import BaseModel, ConfigDict, Field
 
 from memfold.errors import InvalidInput
@@ -49,6 +56,15 @@ def _listing(hits: list[MemoryHit]) -> str:
     return "\n".join(f"- {h.record.text} (id: {h.record.id})" for h in hits)
 
 
+@contextmanager
+def _answered() -> Iterator[None]:
+    """The store's refusal of the model's arguments, as the tool's answer to the model."""
+    try:
+        yield
+    except InvalidInput as exc:
+        raise ToolException(str(exc)) from exc
+
+
 class _MemoryTool(BaseTool):
     """A tool bound to one memory store and one namespace template."""
 
@@ -58,6 +74,8 @@ class _MemoryTool(BaseTool):
     """The memfold memory store the tool uses."""
     namespace: tuple[str, ...]
     """``(tenant, ...)``; a ``"{key}"`` label is filled from ``config["configurable"][key]``."""
+    handle_tool_error: bool = True
+    """Refused arguments go back to the model as the tool's answer (see the module)."""
 
     def __init__(self, **data: Any) -> None:
         if not isinstance(data.get("store"), MemoryStore):
@@ -89,10 +107,14 @@ class RememberTool(_MemoryTool):
     args_schema: type[BaseModel] = _RememberInput
 
     def _run(self, content: str, config: RunnableConfig) -> str:
-        return f"Remembered (id: {self.store.put(self._ns(config), content).id})."
+        ns = self._ns(config)
+        with _answered():
+            return f"Remembered (id: {self.store.put(ns, content).id})."
 
     async def _arun(self, content: str, config: RunnableConfig) -> str:
-        return f"Remembered (id: {(await self.store.aput(self._ns(config), content)).id})."
+        ns = self._ns(config)
+        with _answered():
+            return f"Remembered (id: {(await self.store.aput(ns, content)).id})."
 
 
 class RecallTool(_MemoryTool):
@@ -103,14 +125,18 @@ class RecallTool(_MemoryTool):
     args_schema: type[BaseModel] = _RecallInput
 
     def _run(self, query: str, config: RunnableConfig, limit: int = 5) -> str:
-        return _listing(self.store.search(self._ns(config), query, k=limit, touch=True))
+        ns = self._ns(config)
+        with _answered():
+            return _listing(self.store.search(ns, query, k=limit, touch=True))
 
     async def _arun(self, query: str, config: RunnableConfig, limit: int = 5) -> str:
-        return _listing(await self.store.asearch(self._ns(config), query, k=limit, touch=True))
+        ns = self._ns(config)
+        with _answered():
+            return _listing(await self.store.asearch(ns, query, k=limit, touch=True))
 
 
 class UpdateTool(_MemoryTool):
-    """Replace a memory's text, keeping its id, value and importance."""
+    """Replace a memory's text, keeping its id, value, importance and time to live."""
 
     name: str = "update_memory"
     description: str = "Correct a memory you recalled earlier, by its id."
@@ -118,18 +144,34 @@ class UpdateTool(_MemoryTool):
 
     def _run(self, id: str, content: str, config: RunnableConfig) -> str:
         ns = self._ns(config)
-        old = self.store.get(ns, id)
-        if old is None:
-            return f"No memory has id {id}: recall first to find its id."
-        self.store.put(ns, content, old.value, id=id, importance=old.importance)
+        with _answered():
+            old = self.store.get(ns, id)
+            if old is None:
+                return f"No memory has id {id}: recall first to find its id."
+            self.store.put(
+                ns,
+                content,
+                old.value,
+                id=id,
+                importance=old.importance,
+                ttl_seconds=old.ttl_seconds,
+            )
         return f"Updated memory {id}."
 
     async def _arun(self, id: str, content: str, config: RunnableConfig) -> str:
         ns = self._ns(config)
-        old = await self.store.aget(ns, id)
-        if old is None:
-            return f"No memory has id {id}: recall first to find its id."
-        await self.store.aput(ns, content, old.value, id=id, importance=old.importance)
+        with _answered():
+            old = await self.store.aget(ns, id)
+            if old is None:
+                return f"No memory has id {id}: recall first to find its id."
+            await self.store.aput(
+                ns,
+                content,
+                old.value,
+                id=id,
+                importance=old.importance,
+                ttl_seconds=old.ttl_seconds,
+            )
         return f"Updated memory {id}."
 
 
@@ -141,11 +183,15 @@ class ForgetTool(_MemoryTool):
     args_schema: type[BaseModel] = _ForgetInput
 
     def _run(self, id: str, config: RunnableConfig) -> str:
-        deleted = self.store.delete(self._ns(config), id)
+        ns = self._ns(config)
+        with _answered():
+            deleted = self.store.delete(ns, id)
         return f"Forgot memory {id}." if deleted else f"No memory has id {id}."
 
     async def _arun(self, id: str, config: RunnableConfig) -> str:
-        deleted = await self.store.adelete(self._ns(config), id)
+        ns = self._ns(config)
+        with _answered():
+            deleted = await self.store.adelete(ns, id)
         return f"Forgot memory {id}." if deleted else f"No memory has id {id}."
 
 

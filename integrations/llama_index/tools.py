@@ -63,7 +63,14 @@ class MemfoldToolSpec(BaseToolSpec):
         old = self.store.get(self.namespace, id)
         if old is None:
             return f"No memory has id {id}: recall first to find its id."
-        self.store.put(self.namespace, content, old.value, id=id, importance=old.importance)
+        self.store.put(
+            self.namespace,
+            content,
+            old.value,
+            id=id,
+            importance=old.importance,
+            ttl_seconds=old.ttl_seconds,
+        )
         return f"Updated memory {id}."
 
     async def aupdate_memory(self, id: str, content: str) -> str:
@@ -71,7 +78,14 @@ class MemfoldToolSpec(BaseToolSpec):
         old = await self.store.aget(self.namespace, id)
         if old is None:
             return f"No memory has id {id}: recall first to find its id."
-        await self.store.aput(self.namespace, content, old.value, id=id, importance=old.importance)
+        await self.store.aput(
+            self.namespace,
+            content,
+            old.value,
+            id=id,
+            importance=old.importance,
+            ttl_seconds=old.ttl_seconds,
+        )
         return f"Updated memory {id}."
 
     def forget(self, id: str) -> str:

@@ -109,6 +109,60 @@ async def test_update_and_forget_tools(memory_store: BaseMemoryStore) -> None:
     assert recall.invoke({"query": "Porto"}, config) == "No matching memories."
 
 
+async def test_update_tools_keep_the_time_to_live(memory_store: BaseMemoryStore) -> None:
+    """A memory corrected through either framework's update tool still expires (the tools
+    dropped its TTL; found by a differential test of the tools)."""
+    namespace = ("acme", "u1", "memories")
+    updates = [
+        lambda i: memory_tools(memory_store, TEMPLATE)[2].invoke(
+            {"id": i, "content": "Drinks black tea"}, _config("t", "u1")
+        ),
+        lambda i: MemfoldToolSpec(memory_store, namespace).update_memory(i, "Drinks green tea"),
+    ]
+    for update in updates:
+        old = memory_store.put(namespace, "Drinks oolong tea", {"k": 1}, ttl_seconds=3600)
+        assert update(old.id) == f"Updated memory {old.id}."
+        new = memory_store.get(namespace, str(old.id))
+        assert new is not None
+        assert (new.ttl_seconds, new.value, new.importance) == (3600, {"k": 1}, old.importance)
+        assert new.expires_at is not None
+        assert new.text != old.text
+    spec = MemfoldToolSpec(memory_store, namespace)
+    kept = memory_store.put(namespace, "Drinks coffee", ttl_seconds=60)
+    assert await spec.aupdate_memory(str(kept.id), "Drinks espresso") == (
+        f"Updated memory {kept.id}."
+    )
+    assert memory_store.get(namespace, str(kept.id)).ttl_seconds == 60  # type: ignore[union-attr]
+
+
+async def test_refused_arguments_are_answered_to_the_model(
+    memory_store: BaseMemoryStore, fake_model: Callable[..., FakeToolModel]
+) -> None:
+    """An id or text the store refuses is the tool's answer, so the agent's run goes on and
+    stores nothing (the tools raised and ended the run); a missing user in the config still
+    raises."""
+    too_long = "x" * 600
+    model = fake_model(
+        _call("forget", {"id": ""}, "c1"),
+        _call("update_memory", {"id": too_long, "content": "y"}, "c2"),
+        _call("remember", {"content": "nul \x00 inside"}, "c3"),
+        _call("recall", {"query": "nul \x00 inside"}, "c4"),
+        "Sorry, I could not do that.",
+    )
+    agent = create_agent(model, tools=memory_tools(memory_store, TEMPLATE))
+    result = await agent.ainvoke({"messages": [HumanMessage("hi")]}, _config("t", "u1"))
+    answers = [m for m in result["messages"] if isinstance(m, ToolMessage)]
+    assert [a.status for a in answers] == ["error"] * 4
+    assert all(isinstance(e, str) and e for e in (a.content for a in answers))
+    assert "NUL" in str(answers[2].content)
+    assert result["messages"][-1].content == "Sorry, I could not do that."
+    assert memory_store.count(("acme",)) == 0
+    forget = memory_tools(memory_store, TEMPLATE)[3]
+    assert "id" in forget.invoke({"id": ""}, _config("t", "u1"))
+    with pytest.raises(InvalidInput, match="user_id"):
+        forget.invoke({"id": ""}, {"configurable": {}})
+
+
 async def test_llama_index_tool_spec(memory_store: BaseMemoryStore) -> None:
     """The LlamaIndex tools remember, recall, update and forget in their own namespace only."""
     tools = {
@@ -165,8 +219,9 @@ async def test_langchain_tool_arguments_cannot_leave_the_configured_namespace(
     assert "u1 secret" not in found
     crafted = "deep\x1fpin"
     for tool, args in ((update, {"id": crafted, "content": "hacked"}), (forget, {"id": crafted})):
-        with pytest.raises(InvalidInput, match="separator"):
-            await tool.ainvoke(_tool_call(tool.name, args), config)
+        answer = await tool.ainvoke(_tool_call(tool.name, args), config)
+        assert answer.status == "error"
+        assert "separator" in answer.content
     assert keyed_store.get(("acme", "u2", "memories", "deep"), "pin").text == deeper.text
     assert keyed_store.get(("acme", "u1", "memories"), str(theirs.id)).text == theirs.text
 
