@@ -26,7 +26,7 @@ Examples:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar, runtime_checkable
@@ -207,6 +207,20 @@ def _check_policy(policy: object) -> RetentionPolicy:
 def expiry(now: datetime, ttl_seconds: float | None) -> datetime | None:
     """When a record written (or touched) at ``now`` expires."""
     return None if ttl_seconds is None else now + timedelta(seconds=ttl_seconds)
+
+
+def namespace_page(keys: Iterable[str], op: ops.ListMemoryNamespaces) -> list[Namespace]:
+    """The page of namespaces ``op`` asks for, from the keys of namespaces holding live records
+    under its prefix: those whose labels after the tenant end with ``op.suffix`` (a suffix never
+    reaches the tenant label), cut to ``max_depth`` labels, sorted and de-duplicated."""
+    n = len(op.suffix)
+    found: set[Namespace] = set()
+    for key in keys:
+        namespace = split_key(key)
+        if n and (len(namespace) <= n or namespace[-n:] != op.suffix):
+            continue
+        found.add(namespace[: op.max_depth] if op.max_depth else namespace)
+    return sorted(found)[op.offset : op.offset + op.limit]
 
 
 def rank_hits(
@@ -1071,8 +1085,9 @@ class BaseMemoryStore(BaseStore):
         limit: int = 100,
         offset: int = 0,
     ) -> list[Namespace]:
-        """The namespaces holding live records under ``prefix`` (ending with ``suffix``), cut
-        to ``max_depth`` labels, sorted and de-duplicated."""
+        """The namespaces holding live records under ``prefix`` (whose labels after the tenant
+        end with ``suffix``: a suffix never matches the tenant label), cut to ``max_depth``
+        labels, sorted, de-duplicated, then paged."""
         return self.execute(self._namespaces_op(prefix, suffix, max_depth, limit, offset))
 
     def _sweep_op(

@@ -138,8 +138,9 @@ class SearchMemories(Op[list[MemoryHit]]):
 
 @dataclass(frozen=True, slots=True)
 class ListMemoryNamespaces(Op[list[Namespace]]):
-    """Distinct namespaces holding live records under ``prefix`` and ending with ``suffix``,
-    cut to ``max_depth`` labels, sorted, then paged."""
+    """Distinct namespaces holding live records under ``prefix`` whose labels after the tenant
+    end with ``suffix``, cut to ``max_depth`` labels, sorted, then paged
+    (`memfold.memories.namespace_page`)."""
 
     prefix: str
     suffix: Namespace

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from memfold import memory_ops as ops
-from memfold.memories import BaseMemoryStore, expiry, namespace_key, rank_hits, split_key
+from memfold.memories import BaseMemoryStore, expiry, namespace_key, namespace_page, rank_hits
 from memfold.memory_model import MemoryHit, MemoryRecord, Namespace
 from memfold.ops import Op
 from memfold.recall.dedupe import nearest_duplicate
@@ -446,17 +446,13 @@ class MemoryMemoryStore(BaseMemoryStore):
         return out
 
     def _namespaces(self, op: ops.ListMemoryNamespaces) -> list[Namespace]:
-        found: set[Namespace] = set()
-        for key, space in self._spaces.items():
-            if not key.startswith(op.prefix):
-                continue
-            if not any(_live(e.record, op.now) for e in space.entries.values()):
-                continue
-            namespace = split_key(key)
-            if op.suffix and namespace[-len(op.suffix) :] != op.suffix:
-                continue
-            found.add(namespace[: op.max_depth] if op.max_depth else namespace)
-        return sorted(found)[op.offset : op.offset + op.limit]
+        keys = [
+            key
+            for key, space in self._spaces.items()
+            if key.startswith(op.prefix)
+            and any(_live(e.record, op.now) for e in space.entries.values())
+        ]
+        return namespace_page(keys, op)
 
 
 def _best_rows(

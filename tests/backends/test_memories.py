@@ -134,6 +134,26 @@ async def test_list_pages_in_write_order_and_prefix(api: Api, clock: Clock) -> N
     assert await api.list_namespaces(("acme",), suffix=("u1",)) == [("acme", "u1")]
 
 
+async def test_a_suffix_matches_only_the_labels_after_the_tenant(api: Api) -> None:
+    """A suffix never reaches the tenant label (it once matched ``("acme", "users")`` on the
+    tenant), and limit and offset page the namespaces that match."""
+    for ns in [("acme",), ("acme", "users"), ("acme", "x", "users"), ("acme", "y", "users")]:
+        await api.put(ns, "note", id="k")
+    assert await api.list_namespaces(("acme",), suffix=("acme",)) == []
+    assert await api.list_namespaces(("acme",), suffix=("acme", "users")) == []
+    assert await api.list_namespaces(("acme",), suffix=("acme", "x", "users")) == []
+    assert await api.list_namespaces(("acme",), suffix=("users",)) == [
+        ("acme", "users"), ("acme", "x", "users"), ("acme", "y", "users")
+    ]  # fmt: skip
+    assert await api.list_namespaces(("acme",), suffix=("x", "users")) == [("acme", "x", "users")]
+    assert await api.list_namespaces(("acme",), suffix=("users",), limit=1, offset=1) == [
+        ("acme", "x", "users")
+    ]  # fmt: skip
+    assert await api.list_namespaces(("acme",), suffix=("users",), max_depth=2) == [
+        ("acme", "users"), ("acme", "x"), ("acme", "y")
+    ]  # fmt: skip
+
+
 async def test_search_hybrid_text_and_vector(api: Api) -> None:
     """Text, vector and fused search each put the matching memory first."""
     texts = ["Prefers green tea in the morning", "Works on the billing service",

@@ -23,6 +23,7 @@ from tests.backends.test_memories import (  # noqa: F401  # the suite's fixtures
     clock,
     mstore,
     test_a_batch_merges_into_records_as_it_rewrites_them,
+    test_a_suffix_matches_only_the_labels_after_the_tenant,
     test_bad_filters_and_vectors_are_refused,
     test_delete_and_delete_where,
     test_expired_records_are_hidden_then_swept,

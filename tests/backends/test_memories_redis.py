@@ -28,6 +28,7 @@ from tests.backends.test_memories import (  # noqa: F401  # the suite's fixtures
     Clock,
     api,
     clock,
+    test_a_suffix_matches_only_the_labels_after_the_tenant,
     test_delete_and_delete_where,
     test_list_pages_in_write_order_and_prefix,
 )

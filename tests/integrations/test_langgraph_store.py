@@ -141,6 +141,22 @@ async def test_list_namespaces(lg: Api) -> None:
         await lg.list_namespaces(prefix=("users", "*"))
 
 
+async def test_a_suffix_never_reaches_the_hidden_tenant(lg: Api) -> None:
+    """A suffix matches namespaces as the caller sees them: one naming the tenant label matches
+    nothing, and limit and offset page the matches (found by differential testing against
+    LangGraph's InMemoryStore)."""
+    for ns in [("users",), ("x", "users"), ("y", "users")]:
+        await lg.put(ns, "k", {"text": "x"})
+    assert await lg.list_namespaces(suffix=("acme", "users")) == []
+    assert await lg.list_namespaces(suffix=("acme", "x", "users")) == []
+    assert await lg.list_namespaces(suffix=("users",)) == [
+        ("users",),
+        ("x", "users"),
+        ("y", "users"),
+    ]
+    assert await lg.list_namespaces(suffix=("users",), limit=1, offset=1) == [("x", "users")]
+
+
 async def test_ttl_expires_and_reads_refresh_it(lg: Api, monkeypatch: pytest.MonkeyPatch) -> None:
     """An item expires ``ttl`` minutes after its last write or refreshing read."""
     clock = Clock()

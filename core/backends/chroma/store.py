@@ -52,7 +52,7 @@ from memfold import memory_ops as ops
 from memfold.backends.chroma import mapping as m
 from memfold.backends.chroma import tombstones as stones
 from memfold.errors import BackendUnavailable, InvalidInput, MemfoldError
-from memfold.memories import BaseMemoryStore, expiry, namespace_key, rank_hits, split_key
+from memfold.memories import BaseMemoryStore, expiry, namespace_key, namespace_page, rank_hits
 from memfold.memory_model import MemoryHit, MemoryRecord, Namespace
 from memfold.ops import Op
 from memfold.recall.embedders import Embedder
@@ -650,13 +650,7 @@ class ChromaMemoryStore(BaseMemoryStore):
 
     def _namespaces(self, op: ops.ListMemoryNamespaces) -> Flow[list[Namespace]]:
         found = yield Call("get", {"where": m.under(op.prefix, op.now), "include": ["metadatas"]})
-        spaces: set[Namespace] = set()
-        for meta in found["metadatas"]:
-            namespace = split_key(meta["_ns"])
-            if op.suffix and namespace[-len(op.suffix) :] != op.suffix:
-                continue
-            spaces.add(namespace[: op.max_depth] if op.max_depth else namespace)
-        return sorted(spaces)[op.offset : op.offset + op.limit]
+        return namespace_page((meta["_ns"] for meta in found["metadatas"]), op)
 
     def _set_embeddings(self, op: ops.SetEmbeddings) -> Flow[int]:
         wanted = {m.item_id(op.namespace, i): v for i, v in zip(op.ids, op.vectors, strict=True)}

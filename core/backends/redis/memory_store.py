@@ -58,7 +58,7 @@ from memfold.backends.redis.scripts import TOMBSTONED, Script
 from memfold.backends.redis.store import DEFAULT_PREFIX, RedisThreadStore
 from memfold.backends.redis.tombstones import lift
 from memfold.errors import UnsupportedOperation
-from memfold.memories import BaseMemoryStore, prefix_range, split_key
+from memfold.memories import BaseMemoryStore, namespace_page, prefix_range, split_key
 from memfold.memory_model import MemoryRecord, Namespace
 from memfold.ops import Op
 from memfold.recall.embedders import Embedder
@@ -557,13 +557,7 @@ class RedisMemoryStore(BaseMemoryStore):
 
     def _namespaces(self, op: ops.ListMemoryNamespaces) -> Flow[list[Namespace]]:
         found = yield from self._scan(op.prefix, op.now, parse_filter(None))
-        spaces: set[Namespace] = set()
-        for key, _ in found:
-            namespace = split_key(key)
-            if op.suffix and namespace[-len(op.suffix) :] != op.suffix:
-                continue
-            spaces.add(namespace[: op.max_depth] if op.max_depth else namespace)
-        return sorted(spaces)[op.offset : op.offset + op.limit]
+        return namespace_page((key for key, _ in found), op)
 
     def _sweep(self, op: ops.SweepMemories) -> Flow[int]:
         """One script per tenant, reading its expiry, age and size indexes (see `SWEEP`)."""

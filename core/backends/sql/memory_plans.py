@@ -51,8 +51,8 @@ from memfold.backends.sql import words
 from memfold.backends.sql.memory_schema import MemoryTables
 from memfold.backends.sql.plans import Plan
 from memfold.backends.sql.tombstones import TombstonePlans, scrubbed
-from memfold.memories import namespace_key, prefix_range, rank_hits, split_key
-from memfold.memory_model import MemoryHit, MemoryRecord, Namespace
+from memfold.memories import namespace_key, namespace_page, prefix_range, rank_hits, split_key
+from memfold.memory_model import MemoryHit, MemoryRecord
 from memfold.ops import Op
 from memfold.recall.dedupe import nearest_duplicate
 from memfold.recall.filters import Filter, parse_filter
@@ -510,13 +510,7 @@ class MemoryPlans:
             select(m.c.ns).where(*self._where(op.prefix, op.now, parse_filter(None))).distinct(),
             None,
         )
-        found: set[Namespace] = set()
-        for (key,) in result.rows:
-            namespace = split_key(key)
-            if op.suffix and namespace[-len(op.suffix) :] != op.suffix:
-                continue
-            found.add(namespace[: op.max_depth] if op.max_depth else namespace)
-        return sorted(found)[op.offset : op.offset + op.limit]
+        return namespace_page((key for (key,) in result.rows), op)
 
     def _set_embeddings(self, op: ops.SetEmbeddings) -> Plan:
         m = self.m
