@@ -132,7 +132,8 @@ class MemfoldStore(BaseStore):
             embedder).
         index: LangGraph's ``IndexConfig``: ``embed`` and ``dims`` (only with a URL; a store
             object embeds with its own embedder) and ``fields`` (default ``["$"]``, the whole
-            value). Without it, ``query`` is ignored and search lists in insertion order.
+            value). Without it, ``query`` is ignored and search lists in insertion order, as
+            it does with ``query=""`` (no query, as in LangGraph).
         ttl: LangGraph's ``TTLConfig`` (``default_ttl`` in minutes, ``refresh_on_read``).
         tenant: the first label of every namespace this store touches, fixed here: no
             namespace or key a caller (or a model's tool call) passes can leave it (None: the
@@ -236,7 +237,8 @@ class MemfoldStore(BaseStore):
         }
 
     def _ranked(self, op: SearchOp) -> bool:
-        return op.query is not None and self.index_config is not None
+        """Whether ``op`` ranks: it has a query ("" is none, as in LangGraph) and an index."""
+        return bool(op.query) and self.index_config is not None
 
     def _run(self, op: Op) -> Result:
         s = self.store

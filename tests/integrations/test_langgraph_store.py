@@ -95,6 +95,20 @@ async def test_query_ranks_indexed_fields_and_skips_unindexed_items(lg: Api) -> 
     assert all(i.score is None for i in listed)
 
 
+async def test_an_empty_query_lists_as_no_query_does(lg: Api) -> None:
+    """``query=""`` is no query: the search lists every item in write order, those stored with
+    ``index=False`` too, without scores (it ranked them; found by differential testing against
+    LangGraph's InMemoryStore)."""
+    await lg.put(USERS, "a", {"text": "green tea", "kind": "pref"})
+    await lg.put(USERS, "b", {"text": "black coffee", "kind": "fact"})
+    await lg.put(USERS, "c", {"text": "not indexed", "kind": "pref"}, index=False)
+    listed = await lg.search(("users",), query="")
+    assert [(i.key, i.score) for i in listed] == [("a", None), ("b", None), ("c", None)]
+    assert listed == await lg.search(("users",))
+    filtered = await lg.search(("users",), query="", filter={"kind": "pref"}, offset=1)
+    assert [i.key for i in filtered] == ["c"]
+
+
 async def test_filters_follow_langgraph_semantics(lg: Api) -> None:
     """Plain values mean equality, nested dicts match partially, operators compare."""
     await lg.put(USERS, "a", {"text": "a", "meta": {"lang": "en", "stars": 5}, "n": 1})
