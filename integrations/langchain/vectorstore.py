@@ -177,12 +177,16 @@ class MemfoldVectorStore(VectorStore):
     ) -> list[tuple[Document, float]]:
         """The ``k`` best documents for ``query`` with their scores (0..1, higher better);
         ``kwargs`` (``filter``, ``text_weight``, ``min_score``, …) go to the store's search."""
+        if _none_wanted(k):
+            return []
         return _scored(self.store.search(self.namespace, query, k=k, **kwargs))
 
     async def asimilarity_search_with_score(
         self, query: str, k: int = 4, **kwargs: Any
     ) -> list[tuple[Document, float]]:
         """Async `similarity_search_with_score`."""
+        if _none_wanted(k):
+            return []
         return _scored(await self.store.asearch(self.namespace, query, k=k, **kwargs))
 
     def similarity_search(self, query: str, k: int = 4, **kwargs: Any) -> list[Document]:
@@ -197,6 +201,8 @@ class MemfoldVectorStore(VectorStore):
         self, embedding: list[float], k: int = 4, **kwargs: Any
     ) -> list[Document]:
         """The ``k`` documents nearest to ``embedding``."""
+        if _none_wanted(k):
+            return []
         hits = self.store.search(self.namespace, vector=embedding, k=k, **kwargs)
         return [_document(h.record) for h in hits]
 
@@ -204,6 +210,8 @@ class MemfoldVectorStore(VectorStore):
         self, embedding: list[float], k: int = 4, **kwargs: Any
     ) -> list[Document]:
         """Async `similarity_search_by_vector`."""
+        if _none_wanted(k):
+            return []
         hits = await self.store.asearch(self.namespace, vector=embedding, k=k, **kwargs)
         return [_document(h.record) for h in hits]
 
@@ -218,6 +226,8 @@ class MemfoldVectorStore(VectorStore):
         """``k`` documents near ``embedding`` and unlike each other, from the ``fetch_k``
         nearest."""
         _check_mmr(k, lambda_mult)
+        if _none_wanted(fetch_k):
+            return []
         hits = self.store.search(
             self.namespace, vector=embedding, k=fetch_k, include_embedding=True, **kwargs
         )
@@ -233,6 +243,8 @@ class MemfoldVectorStore(VectorStore):
     ) -> list[Document]:
         """Async `max_marginal_relevance_search_by_vector`."""
         _check_mmr(k, lambda_mult)
+        if _none_wanted(fetch_k):
+            return []
         hits = await self.store.asearch(
             self.namespace, vector=embedding, k=fetch_k, include_embedding=True, **kwargs
         )
@@ -319,6 +331,12 @@ def _documents(texts: object, metadatas: object) -> list[Document]:
     if not all(isinstance(m, dict) for m in metadatas):
         raise InvalidInput("each of metadatas must be a dict")
     return [Document(page_content=t, metadata=m) for t, m in zip(texts, metadatas, strict=True)]
+
+
+def _none_wanted(k: object) -> bool:
+    """Whether ``k`` is 0: no documents are wanted, and the answer is [] (as from LangChain's
+    own stores), never a search for none."""
+    return isinstance(k, int) and not isinstance(k, bool) and k == 0
 
 
 def _check_mmr(k: object, lambda_mult: object) -> None:

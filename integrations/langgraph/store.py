@@ -263,7 +263,8 @@ class MemfoldStore(BaseStore):
                 )
             )
         if isinstance(op, ListNamespacesOp):
-            return [ns[1:] for ns in s.list_namespaces(**self._namespaces_args(op))]
+            args = self._namespaces_args(op)
+            return [ns[1:] for ns in s.list_namespaces(**args)] if op.limit else []
         raise InvalidInput(f"unknown LangGraph store operation {type(op).__name__}")
 
     async def _arun(self, op: Op) -> Result:
@@ -288,7 +289,8 @@ class MemfoldStore(BaseStore):
             )
             return self._listed(listed)
         if isinstance(op, ListNamespacesOp):
-            return [ns[1:] for ns in await s.alist_namespaces(**self._namespaces_args(op))]
+            args = self._namespaces_args(op)
+            return [ns[1:] for ns in await s.alist_namespaces(**args)] if op.limit else []
         raise InvalidInput(f"unknown LangGraph store operation {type(op).__name__}")
 
     def batch(self, ops: Iterable[Op]) -> list[Result]:

@@ -171,6 +171,16 @@ async def test_a_suffix_never_reaches_the_hidden_tenant(lg: Api) -> None:
     assert await lg.list_namespaces(suffix=("users",), limit=1, offset=1) == [("x", "users")]
 
 
+async def test_a_zero_limit_lists_no_namespaces(lg: Api) -> None:
+    """``list_namespaces(limit=0)`` is [], as ``search(limit=0)`` is (it raised InvalidInput;
+    found by differential testing against LangGraph's InMemoryStore)."""
+    await lg.put(USERS, "k", {"text": "x"})
+    assert await lg.list_namespaces(limit=0) == []
+    assert await lg.list_namespaces(prefix=("users",), suffix=("u1",), limit=0, offset=1) == []
+    assert await lg.search(("users",), limit=0) == []
+    assert await lg.list_namespaces(limit=1) == [USERS]
+
+
 async def test_ttl_expires_and_reads_refresh_it(lg: Api, monkeypatch: pytest.MonkeyPatch) -> None:
     """An item expires ``ttl`` minutes after its last write or refreshing read."""
     clock = Clock()
