@@ -13,6 +13,9 @@ operators (ANDed):
 - ``$gt``, ``$gte``, ``$lt``, ``$lte``: the field is a number compared with a number, or a str
   compared with a str by code point; other types never match.
 - ``$exists``: the field is present (``true``), even if null, or absent (``false``).
+- ``$type``: the field is present and holds a value of that JSON type: ``"object"``,
+  ``"array"``, ``"string"``, ``"number"``, ``"boolean"`` or ``"null"`` (``{"a": {"$type":
+  "object"}}`` tells a nested object from a missing field or a scalar).
 
 ``{"$and": [f, ...]}`` and ``{"$or": [f, ...]}`` combine filters. Values are str, int, float,
 bool or None (an int within 64 bits); anything else is `memfold.errors.InvalidInput`.
@@ -55,6 +58,16 @@ _OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
 }
 _COMPARE = set(_OPERATORS)
 _JSONB_TYPES = {"bool": "boolean", "number": "number", "str": "string", "null": "null"}
+_SQLITE_TYPES: dict[str, tuple[str, ...]] = {
+    "object": ("object",),
+    "array": ("array",),
+    "string": ("text",),
+    "number": ("integer", "real"),
+    "boolean": ("true", "false"),
+    "null": ("null",),
+}
+"""Each ``$type`` name and what SQLite's ``json_type`` calls it (PostgreSQL's ``jsonb_typeof``
+uses the names themselves)."""
 _MISSING = object()
 
 
@@ -131,6 +144,15 @@ class Filter:
         raise NotImplementedError
 
 
+def _json_type(value: object) -> str:
+    """The ``$type`` name of a JSON value."""
+    if isinstance(value, Mapping):
+        return "object"
+    if isinstance(value, list | tuple):
+        return "array"
+    return _JSONB_TYPES.get(_kind(value), "other")
+
+
 def _lookup(value: Mapping[str, Any], path: tuple[str, ...]) -> Any:
     current: Any = value
     for part in path:
@@ -149,6 +171,24 @@ class _Exists(Filter):
 
     def to_sql(self, column: ColumnElement[Any], dialect: str) -> ColumnElement[bool]:
         return _extract(column, self.path, dialect)[0].is_not(None)
+
+
+@dataclass(frozen=True, slots=True)
+class _Type(Filter):
+    path: tuple[str, ...]
+    type: str  # a key of _SQLITE_TYPES
+
+    def matches(self, value: Mapping[str, Any]) -> bool:
+        found = _lookup(value, self.path)
+        return found is not _MISSING and _json_type(found) == self.type
+
+    def to_sql(self, column: ColumnElement[Any], dialect: str) -> ColumnElement[bool]:
+        typed = _extract(column, self.path, dialect)[0]
+        if dialect == "postgresql":
+            test = func.jsonb_typeof(typed) == bindparam(None, self.type, Text)
+        else:  # _extract gives SQLite's json_type already
+            test = or_(*(typed == bindparam(None, t, Text) for t in _SQLITE_TYPES[self.type]))
+        return func.coalesce(test, false())
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,10 +306,16 @@ def _parse_field(path: tuple[str, ...], field: str, condition: object) -> Filter
             if not isinstance(arg, bool):
                 raise InvalidInput(f"{where} takes true or false, got {arg!r}")
             parts.append(_Exists(path) if arg else _Not(_Exists(path)))
+        elif op == "$type":
+            if not isinstance(arg, str) or arg not in _SQLITE_TYPES:
+                raise InvalidInput(
+                    f"{where} takes one of {', '.join(map(repr, _SQLITE_TYPES))}, got {arg!r}"
+                )
+            parts.append(_Type(path, arg))
         else:
             raise InvalidInput(
                 f"unknown filter operator {op!r} on {field!r}: use $eq, $ne, $in, $nin, $gt, "
-                "$gte, $lt, $lte or $exists"
+                "$gte, $lt, $lte, $exists or $type"
             )
     return parts[0] if len(parts) == 1 else _All(tuple(parts))
 

@@ -6,8 +6,8 @@ its value the record's JSON value. With an ``IndexConfig``, the texts at the ind
 and meaning together; ``index=False`` stores an item unsearchable by query but still gettable,
 listable and filterable. TTLs are in minutes, as in LangGraph, and reads refresh them unless
 ``refresh_ttl=False``. Filters follow LangGraph's rules (plain values mean equality, a dict
-without ``$`` operators matches nested fields, ``$eq``/``$ne``/``$gt``/``$gte``/``$lt``/``$lte``)
-and run in the store, so ``limit`` results come back whenever that many match.
+without ``$`` operators matches the fields of an object there, ``$eq``/``$ne``/``$gt``/``$gte``/
+``$lt``/``$lte``) and run in the store, so ``limit`` results come back whenever that many match.
 
 Ops in a batch run in order, so a get after a put in the same batch sees the put.
 """
@@ -97,7 +97,8 @@ def _checked(op: object) -> Op:
 
 
 def _filter(spec: Mapping[str, Any], path: tuple[str, ...] = ()) -> dict[str, JSON]:
-    """LangGraph's filter as memfold's: nested partial matches become dotted paths."""
+    """LangGraph's filter as memfold's: nested partial matches become dotted paths, each
+    nested level also requiring an object there (``$type``), as LangGraph does."""
     out: dict[str, JSON] = {}
     for key, condition in spec.items():
         if not isinstance(key, str):
@@ -111,6 +112,7 @@ def _filter(spec: Mapping[str, Any], path: tuple[str, ...] = ()) -> dict[str, JS
         if isinstance(condition, Mapping) and not any(
             isinstance(k, str) and k.startswith("$") for k in condition
         ):
+            out[".".join(field)] = {"$type": "object"}  # even {"meta": {}} needs one
             out.update(_filter(condition, field))
         elif isinstance(condition, list | tuple):
             raise UnsupportedOperation(

@@ -254,6 +254,9 @@ FILTERS: list[dict[str, Any]] = [
     {"$or": [{"kind": "pref"}, {"n": {"$lt": 0}}]},
     {"$and": [{"kind": {"$exists": True}}, {"tag": {"$ne": "b"}}]}, {"kind": {"$gt": "q"}},
     {"sub.y": {"$exists": True}}, {"n": {"$eq": 1.0}}, {"$or": []},
+    {"sub": {"$type": "object"}}, {"sub.y": {"$type": "array"}}, {"n": {"$type": "number"}},
+    {"n": {"$type": "string"}}, {"ok": {"$type": "boolean"}}, {"tag": {"$type": "null"}},
+    {"$and": [{"sub": {"$type": "object"}}, {"sub.x": {"$ne": 3}}]},
 ]  # fmt: skip
 
 
@@ -268,6 +271,34 @@ async def test_filter_semantics_match_python_everywhere(api: Api) -> None:
         assert await api.count(("acme",), filter=spec) == len(wanted), spec
         searched = await api.search(("acme",), "record", k=20, filter=spec)
         assert {h.record.id for h in searched} == wanted, spec
+
+
+async def test_type_selects_the_fields_holding_that_json_type(api: Api) -> None:
+    """``$type`` selects the records whose field holds a value of that JSON type (a missing
+    field holds none), so a condition under an object can require the object itself."""
+    values: dict[str, Any] = {
+        "obj": {"m": {"s": "done"}}, "open": {"m": {"s": "open"}}, "empty": {"m": {}},
+        "arr": {"m": [1]}, "str": {"m": "x"}, "int": {"m": 2}, "float": {"m": 1.5},
+        "bool": {"m": False}, "null": {"m": None}, "none": {"x": 1},
+    }  # fmt: skip
+    for key, value in values.items():
+        await api.put(NS, f"record {key}", value, id=key)
+
+    async def ids(spec: dict[str, Any]) -> set[str]:
+        return {r.id for r in await api.list_records(("acme",), filter=spec)}
+
+    assert await ids({"m": {"$type": "object"}}) == {"obj", "open", "empty"}
+    assert await ids({"m": {"$type": "array"}}) == {"arr"}
+    assert await ids({"m": {"$type": "string"}}) == {"str"}
+    assert await ids({"m": {"$type": "number"}}) == {"int", "float"}
+    assert await ids({"m": {"$type": "boolean"}}) == {"bool"}
+    assert await ids({"m": {"$type": "null"}}) == {"null"}
+    assert await ids({"m": {"$type": "object"}, "m.s": {"$ne": "done"}}) == {"open", "empty"}
+    assert await ids({"m.s": {"$type": "string"}}) == {"obj", "open"}
+    assert await api.count(("acme",), filter={"m": {"$type": "object"}}) == 3
+    for bad in ("dict", "Object", ["object"], None, True):
+        with pytest.raises(InvalidInput, match=r"\$type"):
+            await api.list_records(("acme",), filter={"m": {"$type": bad}})
 
 
 async def test_bad_filters_and_vectors_are_refused(api: Api) -> None:

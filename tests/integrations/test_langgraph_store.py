@@ -130,6 +130,26 @@ async def test_filters_follow_langgraph_semantics(lg: Api) -> None:
         await lg.search(("users",), filter={"meta.lang": "en"})
 
 
+async def test_a_nested_filter_matches_only_where_the_value_there_is_a_dict(lg: Api) -> None:
+    """A nested filter needs an object at its key, in listings and ranked searches alike: a
+    negation under it, or an empty one, no longer matches items with no such object (found by
+    differential testing against LangGraph's InMemoryStore)."""
+    await lg.put(USERS, "open", {"text": "note", "meta": {"status": "open"}})
+    await lg.put(USERS, "done", {"text": "note", "meta": {"status": "done"}})
+    await lg.put(USERS, "no_meta", {"text": "note", "title": "x"})
+    await lg.put(USERS, "meta_not_obj", {"text": "note", "meta": "flat"})
+    await lg.put(USERS, "deep", {"text": "note", "meta": {"status": {"by": "bot"}}})
+
+    async def keys(spec: dict[str, Any], **kwargs: Any) -> list[str]:
+        return sorted(i.key for i in await lg.search(("users",), filter=spec, **kwargs))
+
+    for query in (None, "note"):
+        assert await keys({"meta": {"status": {"$ne": "done"}}}, query=query) == ["deep", "open"]
+        assert await keys({"meta": {}}, query=query) == ["deep", "done", "open"]
+        assert await keys({"meta": {"status": {}}}, query=query) == ["deep"]
+        assert await keys({"meta": {"status": {"by": {"$ne": "x"}}}}, query=query) == ["deep"]
+
+
 async def test_filtered_query_returns_limit_results_when_that_many_match(lg: Api) -> None:
     """A filter runs inside the ranking, so a query returns ``limit`` matching items."""
     for i in range(12):

@@ -40,7 +40,8 @@ CANARY = ("memfold-canary", "user")
 
 NUMBERS = numbers(-3, 30)
 FRACTIONS = st.one_of(st.floats(0, 1), st.floats(), st.integers(-2, 2), st.none(), st.just("x"))
-OPERATORS = ["$eq", "$ne", "$in", "$nin", "$gt", "$gte", "$lt", "$lte", "$exists"]
+OPERATORS = ["$eq", "$ne", "$in", "$nin", "$gt", "$gte", "$lt", "$lte", "$exists", "$type"]
+TYPES = ["object", "array", "string", "number", "boolean", "null"]
 
 
 def namespaces() -> st.SearchStrategy[Any]:
@@ -60,7 +61,9 @@ def filters() -> st.SearchStrategy[Any]:
     operator = st.sampled_from([*OPERATORS, "$and", "$or", "$not", "$regex"]) | hostile_text()
     condition = st.one_of(
         json_values(max_leaves=3),
-        st.dictionaries(operator, json_values(max_leaves=3), min_size=1, max_size=2),
+        st.dictionaries(
+            operator, json_values(max_leaves=3) | st.sampled_from(TYPES), min_size=1, max_size=2
+        ),
     )
     leaf = st.dictionaries(field, condition, max_size=3)
     return st.one_of(

@@ -18,8 +18,9 @@ Chroma merges an upsert's metadata into the item's: `replacing` removes the keys
 version lacks.
 
 A pushed-down ``where`` (`to_where`) selects a superset of what the filter selects: parts Chroma
-cannot express exactly (``$ne``, ``$exists``, null, string order) are left out, and the store
-applies the core's predicate (`memfold.recall.filters.Filter.matches`) to what Chroma returns.
+cannot express exactly (``$ne``, ``$exists``, ``$type``, null, string order) are left out, and
+the store applies the core's predicate (`memfold.recall.filters.Filter.matches`) to what Chroma
+returns.
 Chroma compares an int field with a float bound truncated to an int, and a float field with an
 int bound rounded to a float, so ``$gt`` and ``$lt`` with a bound that is not exact both ways
 are pushed down as ``$gte`` and ``$lte``.
