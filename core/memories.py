@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 from memfold import memory_ops as ops
 from memfold.encryption import open_memory_hits, open_records, seal_record, take_keyring
 from memfold.errors import InvalidInput, UnsupportedOperation
-from memfold.limits import MAX_NAMESPACE_BYTES, MAX_SECONDS, Limits, check_limits
+from memfold.limits import DEFAULT_LIMITS, MAX_NAMESPACE_BYTES, MAX_SECONDS, Limits, check_limits
 from memfold.memory_model import MemoryHit, MemoryRecord, Namespace
 from memfold.model import JSON, utcnow
 from memfold.recall import feedback
@@ -174,6 +174,20 @@ def _check_text(text: object, limits: Limits, what: str = "a memory's text") -> 
     return text
 
 
+def storable_text(text: str, limits: Limits = DEFAULT_LIMITS) -> str:
+    """``text`` as a memory's text or a query may hold it: a NUL character becomes a space (a
+    lone surrogate a ``?``), and the text is cut on a character boundary to
+    ``limits.max_memory_text_bytes`` of UTF-8. For adapters that store text they do not
+    choose (a chat message holding a NUL, a pasted log), where a refusal would lose the batch.
+
+    Examples:
+        >>> storable_text("a\\x00b"), storable_text("naïve", Limits(max_memory_text_bytes=3))
+        ('a b', 'na')
+    """
+    data = text.replace("\x00", " ").encode("utf-8", "replace")
+    return data[: limits.max_memory_text_bytes].decode("utf-8", "ignore")
+
+
 def _check_ttl(ttl: object) -> float | None:
     if ttl is None:
         return None
@@ -310,6 +324,8 @@ def _touched_hits(
 @runtime_checkable
 class MemoryStore(Sweepable, Protocol):
     """Long-term memories by namespace, searched by text and vector, with sync and async APIs."""
+
+    limits: Limits
 
     @property
     def capabilities(self) -> Capabilities: ...

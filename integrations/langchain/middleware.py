@@ -106,6 +106,9 @@ async def acompact_messages(
 class MemfoldCompactionMiddleware(AgentMiddleware[CompactionState, Any]):
     """Running-summary compaction for ``langchain.agents.create_agent``.
 
+    The strategy's budget covers the agent's messages; ``create_agent``'s ``system_prompt`` is
+    sent beside them, so leave room for it in ``max_tokens``.
+
     Args:
         strategy: budgets and token counter (`memfold.compaction.RunningSummary`).
         summarizer: writes summaries (default: the offline extractive one; see

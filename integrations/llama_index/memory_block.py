@@ -4,7 +4,10 @@ Messages ``Memory`` flushes from its short-term queue become memory records (one
 assistant message with text, near-duplicates merged when the store dedupes); on every read the
 block searches the namespace with the latest user message and hands ``Memory`` the best
 memories as text. Unlike ``FactExtractionMemoryBlock``, nothing lives only in the block: any
-session, process or framework using the same namespace sees the same memories.
+session, process or framework using the same namespace sees the same memories. A message the
+store could not hold as it is (a NUL character, text over the store's limit) is stored and
+searched as `memfold.memories.storable_text` makes it, since ``Memory`` has already taken the
+flushed messages out of the chat by the time the block gets them.
 """
 
 from __future__ import annotations
@@ -17,7 +20,13 @@ from llama_index.core.memory import BaseMemoryBlock
 from pydantic import Field, PrivateAttr
 
 from memfold.errors import InvalidInput
-from memfold.memories import MemoryRecord, MemoryStore, check_namespace, open_memory_store
+from memfold.memories import (
+    MemoryRecord,
+    MemoryStore,
+    check_namespace,
+    open_memory_store,
+    storable_text,
+)
 
 __all__ = ["MemfoldMemoryBlock"]
 
@@ -96,7 +105,7 @@ class MemfoldMemoryBlock(BaseMemoryBlock[str]):
         return [
             MemoryRecord(
                 self.namespace,
-                text=f"{m.role.value}: {m.content}",
+                text=storable_text(f"{m.role.value}: {m.content}", self._store.limits),
                 value={
                     "role": m.role.value,
                     **(
@@ -110,10 +119,9 @@ class MemfoldMemoryBlock(BaseMemoryBlock[str]):
             if m.role in _KEPT and m.content
         ]
 
-    @staticmethod
-    def _query(messages: list[ChatMessage] | None) -> str | None:
+    def _query(self, messages: list[ChatMessage] | None) -> str | None:
         users = [m.content for m in _checked(messages) if m.role == MessageRole.USER and m.content]
-        return users[-1] if users else None
+        return storable_text(users[-1], self._store.limits) if users else None
 
     @staticmethod
     def _format(hits: list[Any]) -> str:

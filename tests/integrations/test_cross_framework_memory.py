@@ -16,6 +16,7 @@ from memfold.integrations.langchain import MemfoldVectorStore as LangChainVector
 from memfold.integrations.langgraph import MemfoldStore
 from memfold.integrations.llama_index import MemfoldMemoryBlock
 from memfold.integrations.llama_index import MemfoldVectorStore as LlamaIndexVectorStore
+from memfold.limits import Limits
 from memfold.memories import BaseMemoryStore
 from tests.support import MEMORY_BACKENDS, drop_checkpoint_store, make_memory_store
 
@@ -85,6 +86,29 @@ async def test_memory_block_carries_memories_across_sessions(
     messages = await second.aget()
     assert "user: I keep bees on my roof in Lisbon." in str(messages[0].content)
     assert len(messages) == 2  # the memory system message and session two's own turn
+
+
+async def test_memory_block_keeps_messages_the_store_could_not_hold_as_they_are(
+    memory_store: BaseMemoryStore,
+) -> None:
+    """A flushed message with a NUL, or over the store's text limit, reaches long-term memory
+    cleaned and cut, with the rest of its batch, and a read with such a message is answered
+    (the block failed both, losing what Memory had already flushed; found by a differential
+    test of the memory blocks)."""
+    memory_store.limits = Limits(max_memory_text_bytes=64)
+    block = MemfoldMemoryBlock(memory_store, namespace=("acme", "u1"))
+    await block.aput([
+        ChatMessage(role="user", content="my cat is called Tom\x00"),
+        ChatMessage(role="assistant", content="Tom the cat! " + "meow " * 40),
+        ChatMessage(role="user", content="he is grey"),
+    ])  # fmt: skip
+    texts = sorted(r.text for r in memory_store.list_records(("acme", "u1")))
+    assert texts[0] == ("assistant: Tom the cat! " + "meow " * 40)[:64]
+    assert texts[1:] == ["user: he is grey", "user: my cat is called Tom "]
+    assert all(len(t.encode()) <= 64 for t in texts)
+    found = await block.aget([ChatMessage(role="user", content="Tom\x00 " + "cat " * 100)])
+    assert "my cat is called Tom" in found
+    assert "my cat is called Tom" in block.get([ChatMessage(role="user", content="cat\x00")])
 
 
 def test_default_namespaces_need_a_tenant_where_one_is_required() -> None:
