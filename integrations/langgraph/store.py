@@ -7,7 +7,8 @@ and meaning together; ``index=False`` stores an item unsearchable by query but s
 listable and filterable. TTLs are in minutes, as in LangGraph, and reads refresh them unless
 ``refresh_ttl=False``. Filters follow LangGraph's rules (plain values mean equality, a dict
 without ``$`` operators matches the fields of an object there, ``$eq``/``$ne``/``$gt``/``$gte``/
-``$lt``/``$lte``) and run in the store, so ``limit`` results come back whenever that many match.
+``$lt``/``$lte``; equality with None also matches a missing field) and run in the store, so
+``limit`` results come back whenever that many match.
 
 Ops in a batch run in order, so a get after a put in the same batch sees the put.
 """
@@ -15,7 +16,7 @@ Ops in a batch run in order, so a get after a put in the same batch sees the put
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 from langgraph.store.base import (
     BaseStore,
@@ -120,8 +121,24 @@ def _filter(spec: Mapping[str, Any], path: tuple[str, ...] = ()) -> dict[str, JS
                 "filter on scalar fields, or use {'$in': [...]} for one of several values"
             )
         else:
-            out[".".join(field)] = condition
+            _compare(".".join(field), condition, out)
     return out
+
+
+def _compare(field: str, condition: Any, out: dict[str, JSON]) -> None:
+    """Add LangGraph's test of ``field`` to ``out``: LangGraph compares ``value.get(key)``, so
+    equality with None also matches a missing field, and ``$ne`` None needs one."""
+    rest: dict[str, JSON] = {}
+    for op, arg in (condition if isinstance(condition, Mapping) else {"$eq": condition}).items():
+        if arg is None and op == "$eq":
+            either: list[JSON] = [{field: None}, {field: {"$exists": False}}]
+            cast(list[JSON], out.setdefault("$and", [])).append({"$or": either})
+        elif arg is None and op == "$ne":
+            rest.update({"$exists": True, "$ne": None})
+        else:
+            rest[op] = arg
+    if rest:
+        out[field] = rest
 
 
 class MemfoldStore(BaseStore):

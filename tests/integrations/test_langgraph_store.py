@@ -10,6 +10,7 @@ from typing import Any, TypedDict
 import pytest
 from langgraph.graph import START, StateGraph
 from langgraph.store.base import GetOp, PutOp, SearchOp
+from langgraph.store.memory import InMemoryStore
 
 import memfold.memories
 from memfold.errors import InvalidInput, UnsupportedOperation
@@ -148,6 +149,32 @@ async def test_a_nested_filter_matches_only_where_the_value_there_is_a_dict(lg: 
         assert await keys({"meta": {}}, query=query) == ["deep", "done", "open"]
         assert await keys({"meta": {"status": {}}}, query=query) == ["deep"]
         assert await keys({"meta": {"status": {"by": {"$ne": "x"}}}}, query=query) == ["deep"]
+
+
+async def test_none_filters_match_as_in_langgraph(lg: Api) -> None:
+    """Equality with None also matches a missing field and ``$ne`` None needs one, as in
+    LangGraph's InMemoryStore, which the same items and filters are checked against (memfold
+    asked for a present null; found by differential testing)."""
+    items = {
+        "null": {"text": "t", "x": None, "meta": {"y": None}},
+        "missing": {"text": "t", "meta": {}},
+        "set": {"text": "t", "x": 1, "meta": {"y": 2}},
+        "flat": {"text": "t", "x": 0, "meta": "flat"},
+    }
+    reference = InMemoryStore()
+    for key, value in items.items():
+        await lg.put(USERS, key, value)
+        reference.put(USERS, key, value)
+    filters: list[dict[str, Any]] = [
+        {"x": None}, {"x": {"$eq": None}}, {"x": {"$ne": None}}, {"meta": {"y": None}},
+        {"meta": {"y": {"$ne": None}}}, {"x": None, "meta": {"y": None}}, {"x": {"$ne": 1}},
+    ]  # fmt: skip
+    for spec in filters:
+        found = sorted(i.key for i in await lg.search(("users",), filter=spec))
+        assert found == sorted(i.key for i in reference.search(("users",), filter=spec)), spec
+    assert sorted(i.key for i in await lg.search(("users",), filter={"x": None})) == [
+        "missing", "null",
+    ]  # fmt: skip
 
 
 async def test_filtered_query_returns_limit_results_when_that_many_match(lg: Api) -> None:
