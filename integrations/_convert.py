@@ -1,13 +1,16 @@
-"""Turn a loaded thread into host objects without keeping both object graphs alive."""
+"""Helpers the host converters share: turning a loaded thread into host objects without keeping
+both object graphs alive, and reading an LLM's raw tool-call arguments."""
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from memfold import Message
 
-__all__ = ["convert_all"]
+__all__ = ["convert_all", "json_object"]
 
 T = TypeVar("T")
 
@@ -27,3 +30,32 @@ def convert_all(messages: list[Message], convert: Callable[[Message], T]) -> lis
     messages.reverse()
     pop = messages.pop
     return [convert(pop()) for _ in range(len(messages))]
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of range")
+    return value
+
+
+def _constant(text: str) -> Any:
+    raise ValueError(f"{text} is not JSON")
+
+
+def json_object(text: str) -> dict[str, Any] | None:
+    """The object the JSON ``text`` holds, or ``None`` if it holds another value or is not JSON
+    that memfold can store (``NaN``, out-of-range numbers and lone surrogates are not).
+
+    Examples:
+        >>> json_object('{"city": "Paris"}'), json_object("[1]"), json_object("{oops")
+        ({'city': 'Paris'}, None, None)
+    """
+    try:
+        value = json.loads(text, parse_float=_finite, parse_constant=_constant)
+        if not isinstance(value, dict):
+            return None
+        json.dumps(value, ensure_ascii=False).encode()  # a lone surrogate raises here
+    except (ValueError, RecursionError):  # UnicodeEncodeError is a ValueError
+        return None
+    return value

@@ -7,6 +7,8 @@ the same memfold fields (a tool call id ``None`` is stored as ``""``). List cont
 memfold ``Part`` objects: ``text``, ``url``, ``base64`` (as ``data``) and ``mime_type`` are
 promoted, other block keys stay in ``Part.extra``. LangChain-only fields go into
 ``Message.metadata`` under the ``langchain.*`` keys below. Chunks are stored as full messages.
+A tool call LlamaIndex stored with raw arguments that are not a JSON object reads back as an
+``invalid_tool_calls`` entry holding that text.
 
 Examples:
     >>> from langchain_core.messages import AIMessage
@@ -34,6 +36,7 @@ from langchain_core.messages import (
 )
 
 from memfold import InvalidInput, Message, Part, ToolCall
+from memfold.integrations._convert import json_object
 from memfold.model import JSON, ROLES
 
 __all__ = [
@@ -60,6 +63,8 @@ BARE_STRING: Final = "langchain.str"  # in Part.extra: the item was a plain str,
 _ROLES: Final = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
 _PROMOTED: Final = {"text": "text", "url": "url", "base64": "data", "mime_type": "mime_type"}
 _OPENAI_ROLE: Final = "__openai_role__"
+_NOT_AN_OBJECT: Final = "the arguments are not a JSON object"
+_RAW_ARGUMENTS: Final = "llama_index.raw_tool_kwargs"  # per call: its raw JSON text, or None
 
 
 def _to_part(item: str | dict[Any, Any]) -> Part:
@@ -81,6 +86,32 @@ def _from_part(part: Part) -> str | dict[str, Any]:
     )
     block.update(copy.deepcopy(dict(part.extra)))
     return block
+
+
+def _add_tool_calls(common: dict[str, Any], calls: tuple[ToolCall, ...], raw: JSON) -> None:
+    """Put ``calls`` in ``common`` as tool calls, or as invalid ones where ``raw`` holds their
+    arguments as text that is not a JSON object."""
+    texts = raw if isinstance(raw, list) else []
+    valid: list[dict[str, Any]] = []
+    invalid: list[dict[str, Any]] = []
+    for i, call in enumerate(calls):
+        text = texts[i] if i < len(texts) else None
+        if isinstance(text, str) and json_object(text) is None:
+            invalid.append(
+                {"id": call.id or None, "name": call.name, "args": text, "error": _NOT_AN_OBJECT}
+            )
+        else:
+            valid.append(
+                {
+                    "id": call.id or None,
+                    "name": call.name,
+                    "args": copy.deepcopy(dict(call.arguments)),
+                }
+            )
+    if valid:
+        common["tool_calls"] = valid
+    if invalid:
+        common["invalid_tool_calls"] = [*common.get("invalid_tool_calls", ()), *invalid]
 
 
 def to_memfold(message: BaseMessage) -> Message:
@@ -182,13 +213,10 @@ def _to_langchain(message: Message) -> BaseMessage:
                 common.setdefault("additional_kwargs", {}).setdefault(_OPENAI_ROLE, "developer")
             return SystemMessage(**common)
         case "assistant":
-            if message.tool_calls:
-                common["tool_calls"] = [
-                    {"id": c.id or None, "name": c.name, "args": copy.deepcopy(dict(c.arguments))}
-                    for c in message.tool_calls
-                ]
             if INVALID_TOOL_CALLS in meta:
                 common["invalid_tool_calls"] = meta[INVALID_TOOL_CALLS]
+            if message.tool_calls:
+                _add_tool_calls(common, message.tool_calls, meta.get(_RAW_ARGUMENTS))
             if USAGE_METADATA in meta:
                 common["usage_metadata"] = meta[USAGE_METADATA]
             return AIMessage(**common)

@@ -4,11 +4,13 @@
 content), ``ImageBlock`` an ``image`` part (``url``, base64 ``image`` -> ``data``,
 ``image_mimetype`` -> ``mime_type``; ``detail`` and ``path`` in ``extra``), and any other block a
 part of its ``block_type`` with its fields in ``extra``. Each ``ToolCallBlock`` becomes a
-`memfold.ToolCall` (id ``None`` is stored as ``""``). ``additional_kwargs["name"]``
-and ``["tool_call_id"]`` map to the memfold fields; the rest of ``additional_kwargs`` and the
-``chatbot``/``model`` roles go into ``Message.metadata`` under the ``llama_index.*`` keys below.
-Parts that LlamaIndex cannot represent (another host's block types) are left out of the
-``ChatMessage``; LlamaIndex has no message id or timestamp, so those are not carried.
+`memfold.ToolCall` (id ``None`` is stored as ``""``). String ``tool_kwargs`` (an LLM's raw
+JSON) are kept as written, and are also the call's arguments if they hold a JSON object.
+``additional_kwargs["name"]`` and ``["tool_call_id"]`` map to the memfold fields; the rest of
+``additional_kwargs`` and the ``chatbot``/``model`` roles go into ``Message.metadata`` under the
+``llama_index.*`` keys below. Parts that LlamaIndex cannot represent (another host's block
+types) are left out of the ``ChatMessage``; LlamaIndex has no message id or timestamp, so those
+are not carried.
 
 Examples:
     >>> from llama_index.core.llms import ChatMessage
@@ -30,6 +32,7 @@ from pydantic import TypeAdapter, ValidationError
 from pydantic_core import PydanticSerializationError
 
 from memfold import InvalidInput, Message, Part, ToolCall
+from memfold.integrations._convert import json_object
 from memfold.model import ROLES
 
 __all__ = [
@@ -47,7 +50,7 @@ ROLE: Final = "llama_index.role"
 TOOL_CALL_POSITIONS: Final = "llama_index.tool_call_positions"
 """Where the tool-call blocks sat among the blocks, kept only when not all at the end."""
 RAW_TOOL_KWARGS: Final = "llama_index.raw_tool_kwargs"
-"""Per tool call, its ``tool_kwargs`` when they were an unparsed string (else ``None``)."""
+"""Per tool call, its ``tool_kwargs`` when they were a string (else ``None``)."""
 
 _BLOCK: TypeAdapter[Any] = TypeAdapter(ContentBlock)
 _PROMOTED: Final = ("name", "tool_call_id")
@@ -104,13 +107,8 @@ def to_memfold(message: ChatMessage) -> Message:
             parts.append(_to_part(block))
             continue
         args = block["tool_kwargs"]
-        calls.append(
-            ToolCall(
-                block["tool_call_id"] or "",
-                block["tool_name"],
-                {} if isinstance(args, str) else args,
-            )
-        )
+        arguments = (json_object(args) or {}) if isinstance(args, str) else args
+        calls.append(ToolCall(block["tool_call_id"] or "", block["tool_name"], arguments))
         positions.append(i)
         raw.append(args if isinstance(args, str) else None)
     meta: dict[str, Any] = {ADDITIONAL_KWARGS: kwargs}

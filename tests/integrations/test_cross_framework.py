@@ -127,6 +127,41 @@ async def test_llama_index_thread_reads_in_langchain(
     check_langchain_view(read)
 
 
+RAW_CALLS = ChatMessage(
+    role="assistant",
+    blocks=[
+        ToolCallBlock(tool_call_id="c1", tool_name="weather", tool_kwargs='{"city": "Paris"}'),
+        ToolCallBlock(tool_call_id="c2", tool_name="weather", tool_kwargs='{"city": "Par'),
+    ],
+)
+"""Tool calls as LlamaIndex's OpenAI LLM gives them: the raw JSON text, here once cut short."""
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
+async def test_raw_tool_call_arguments_cross_hosts(store: BaseThreadStore, use_async: bool) -> None:
+    """Raw JSON tool arguments from LlamaIndex are LangChain tool-call args (or, not an object,
+    an invalid tool call with the text); LlamaIndex reads its text back, LangChain's copy too."""
+    history = MemfoldChatMessageHistory(store, "t1")
+    chat_store = MemfoldChatStore(store)
+    if use_async:
+        await chat_store.async_add_message("t1", RAW_CALLS)
+        [ai] = await history.aget_messages()
+    else:
+        chat_store.add_message("t1", RAW_CALLS)
+        [ai] = history.messages
+    assert isinstance(ai, AIMessage)
+    assert [(c["id"], c["name"], c["args"]) for c in ai.tool_calls] == [
+        ("c1", "weather", {"city": "Paris"})
+    ]
+    assert [(c["id"], c["name"], c["args"]) for c in ai.invalid_tool_calls] == [
+        ("c2", "weather", '{"city": "Par')
+    ]
+    assert chat_store.get_messages("t1") == [RAW_CALLS]
+    MemfoldChatMessageHistory(store, "t2").add_messages([ai])
+    [again] = chat_store.get_messages("t2")
+    assert [(b.tool_call_id, b.tool_kwargs) for b in again.blocks] == [("c1", {"city": "Paris"})]
+
+
 def test_both_hosts_append_to_one_thread_without_disturbing_each_other(
     store: BaseThreadStore,
 ) -> None:

@@ -138,6 +138,25 @@ def test_tool_call_oddities_are_kept() -> None:
     assert to_llama_index(through_json(m)) == message
 
 
+def test_string_tool_kwargs_holding_an_object_are_the_arguments() -> None:
+    """A JSON object in string tool kwargs is the call's arguments; other strings give none."""
+    texts = [
+        '{"city": "Paris", "days": [1, 2]}',
+        "[1]",
+        '{"a": NaN}',
+        '{"a": 1e999}',
+        '{"a": "\\ud800"}',
+    ]
+    message = ChatMessage(
+        role="assistant",
+        blocks=[ToolCallBlock(tool_call_id="c", tool_name="f", tool_kwargs=t) for t in texts],
+    )
+    m = to_memfold(message)
+    assert [c.arguments for c in m.tool_calls] == [{"city": "Paris", "days": [1, 2]}, *[{}] * 4]
+    assert m.metadata == {RAW_TOOL_KWARGS: texts}
+    assert to_llama_index(through_json(m)) == message
+
+
 def test_images_map_to_image_parts() -> None:
     """An image block by URL or by bytes becomes an image Part with url or base64 data."""
     by_url = ImageBlock(url="https://example.com/cat.png", detail="high")
