@@ -4,8 +4,9 @@
 ``system``/``tool``/``function`` (``developer`` for a system message tagged
 ``__openai_role__="developer"``); ``id``, ``name``, ``tool_calls`` and ``tool_call_id`` map to
 the same memfold fields (a tool call id ``None`` is stored as ``""``). List content becomes
-memfold ``Part`` objects: ``text``, ``url``, ``base64`` (as ``data``) and ``mime_type`` are
-promoted, other block keys stay in ``Part.extra``. LangChain-only fields go into
+memfold ``Part`` objects: ``text``, ``url``, ``base64`` (as ``data``; in an older
+``source_type="base64"`` block, ``data`` itself) and ``mime_type`` are promoted, other block keys
+stay in ``Part.extra``. LangChain-only fields go into
 ``Message.metadata`` under the ``langchain.*`` keys below. Chunks are stored as full messages.
 A tool call LlamaIndex stored with raw arguments that are not a JSON object reads back as an
 ``invalid_tool_calls`` entry holding that text.
@@ -62,6 +63,8 @@ BARE_STRING: Final = "langchain.str"  # in Part.extra: the item was a plain str,
 
 _ROLES: Final = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
 _PROMOTED: Final = {"text": "text", "url": "url", "base64": "data", "mime_type": "mime_type"}
+_PROMOTED_V0: Final = {"text": "text", "url": "url", "data": "data", "mime_type": "mime_type"}
+"""What a block with ``source_type="base64"`` (LangChain's older form) promotes."""
 _OPENAI_ROLE: Final = "__openai_role__"
 _NOT_AN_OBJECT: Final = "the arguments are not a JSON object"
 _RAW_ARGUMENTS: Final = "llama_index.raw_tool_kwargs"  # per call: its raw JSON text, or None
@@ -72,18 +75,18 @@ def _to_part(item: str | dict[Any, Any]) -> Part:
         return Part(type="text", text=item, extra={BARE_STRING: True})
     if not isinstance(item.get("type"), str):
         raise InvalidInput(f"a LangChain content block needs a str 'type', got {item!r}")
-    promoted = {k: v for k, v in item.items() if k in _PROMOTED and isinstance(v, str)}
+    keys = _PROMOTED_V0 if item.get("source_type") == "base64" else _PROMOTED
+    promoted = {k: v for k, v in item.items() if k in keys and isinstance(v, str)}
     extra = {k: copy.deepcopy(v) for k, v in item.items() if k != "type" and k not in promoted}
-    return Part(type=item["type"], extra=extra, **{_PROMOTED[k]: v for k, v in promoted.items()})
+    return Part(type=item["type"], extra=extra, **{keys[k]: v for k, v in promoted.items()})
 
 
 def _from_part(part: Part) -> str | dict[str, Any]:
     if part.type == "text" and part.text is not None and part.extra.get(BARE_STRING) is True:
         return part.text
     block: dict[str, Any] = {"type": part.type}
-    block.update(
-        {k: getattr(part, f) for k, f in _PROMOTED.items() if getattr(part, f) is not None}
-    )
+    keys = _PROMOTED_V0 if part.extra.get("source_type") == "base64" else _PROMOTED
+    block.update({k: getattr(part, f) for k, f in keys.items() if getattr(part, f) is not None})
     block.update(copy.deepcopy(dict(part.extra)))
     return block
 

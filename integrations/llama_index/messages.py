@@ -8,9 +8,11 @@ part of its ``block_type`` with its fields in ``extra``. Each ``ToolCallBlock`` 
 JSON) are kept as written, and are also the call's arguments if they hold a JSON object.
 ``additional_kwargs["name"]`` and ``["tool_call_id"]`` map to the memfold fields; the rest of
 ``additional_kwargs`` and the ``chatbot``/``model`` roles go into ``Message.metadata`` under the
-``llama_index.*`` keys below. Parts that LlamaIndex cannot represent (another host's block
-types) are left out of the ``ChatMessage``; LlamaIndex has no message id or timestamp, so those
-are not carried.
+``llama_index.*`` keys below. Another host's ``image``, ``audio``, ``video`` and ``file`` parts
+become the matching blocks, their ``data``, ``url`` and ``mime_type`` mapped (an audio type as its
+``format``, ``audio/wav`` -> ``wav``). Parts that LlamaIndex cannot represent (another host's
+block types, or media with no data, URL or path) are left out of the ``ChatMessage``; LlamaIndex
+has no message id or timestamp, so those are not carried.
 
 Examples:
     >>> from llama_index.core.llms import ChatMessage
@@ -26,6 +28,7 @@ import copy
 from collections.abc import Mapping
 from typing import Any, Final
 
+import filetype  # type: ignore[import-untyped]  # LlamaIndex maps audio formats with it
 from llama_index.core.base.llms.types import ContentBlock, TextBlock, ToolCallBlock
 from llama_index.core.llms import ChatMessage
 from pydantic import TypeAdapter, ValidationError
@@ -55,6 +58,17 @@ RAW_TOOL_KWARGS: Final = "llama_index.raw_tool_kwargs"
 _BLOCK: TypeAdapter[Any] = TypeAdapter(ContentBlock)
 _PROMOTED: Final = ("name", "tool_call_id")
 _IMAGE: Final = {"url": "url", "image": "data", "image_mimetype": "mime_type"}
+_DOCUMENT: Final = {"url": "url", "data": "data", "document_mimetype": "mime_type"}
+_MEDIA: Final[dict[str, tuple[str, dict[str, str]]]] = {
+    "image": ("image", _IMAGE),
+    "audio": ("audio", {"url": "url", "audio": "data"}),
+    "video": ("video", {"url": "url", "video": "data", "video_mimetype": "mime_type"}),
+    "file": ("document", _DOCUMENT),
+    "document": ("document", _DOCUMENT),
+}
+"""Per media part type: its LlamaIndex block type, and that block's fields for `Part` fields."""
+_SOURCE: Final = {"image": "image", "audio": "audio", "video": "video", "document": "data"}
+"""Per LlamaIndex media block type: its data field (``url`` and ``path`` are the others)."""
 
 
 def _to_part(block: dict[str, Any]) -> Part:
@@ -67,18 +81,31 @@ def _to_part(block: dict[str, Any]) -> Part:
     return Part(type=kind, extra=block)
 
 
+def _audio_format(mime_type: str) -> str | None:
+    """The file extension LlamaIndex names an audio type by (``audio/wav`` -> ``wav``)."""
+    subtype = mime_type.split(";")[0].strip().partition("/")[2].removeprefix("x-")
+    known = filetype.get_type(mime=f"audio/{subtype}") or filetype.get_type(
+        mime=f"audio/x-{subtype}"
+    )
+    return str(known.extension) if known else None
+
+
 def _to_block(part: Part) -> Any:
     if part.type == "text" and part.text is not None:
         return TextBlock(text=part.text)
-    data: dict[str, Any] = {"block_type": part.type, **copy.deepcopy(dict(part.extra))}
-    if part.type == "image":
-        data.update(
-            {k: getattr(part, f) for k, f in _IMAGE.items() if getattr(part, f) is not None}
-        )
+    kind, fields = _MEDIA.get(part.type, (part.type, {}))
+    data: dict[str, Any] = {"block_type": kind, **copy.deepcopy(dict(part.extra))}
+    data.update({k: getattr(part, f) for k, f in fields.items() if getattr(part, f) is not None})
+    if kind == "audio" and data.get("format") is None and part.mime_type:
+        data["format"] = _audio_format(part.mime_type)
     try:
-        return _BLOCK.validate_python(data)
+        block = _BLOCK.validate_python(data)
     except ValidationError:
         return None  # another host's block: LlamaIndex has no type for it
+    source = _SOURCE.get(block.block_type)
+    if source is not None and not (getattr(block, source) or block.url or block.path):
+        return None  # no data, URL or path (a provider's file id, say): LlamaIndex cannot use it
+    return block
 
 
 def to_memfold(message: ChatMessage) -> Message:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 from langchain_core.messages import (
     AIMessage,
@@ -10,7 +12,13 @@ from langchain_core.messages import (
     SystemMessage,
     ToolMessage,
 )
-from llama_index.core.base.llms.types import ImageBlock, TextBlock, ToolCallBlock
+from llama_index.core.base.llms.types import (
+    AudioBlock,
+    DocumentBlock,
+    ImageBlock,
+    TextBlock,
+    ToolCallBlock,
+)
 from llama_index.core.llms import ChatMessage
 from llama_index.core.memory import Memory
 
@@ -202,6 +210,48 @@ def test_images_cross_hosts(store: BaseThreadStore) -> None:
     assert isinstance(read.blocks[1], ImageBlock)
     assert str(read.blocks[1].url) == "https://example.com/cat.png"
     assert read.blocks[1].image_mimetype == "image/png"
+
+
+WAV, PNG, PDF = b"RIFF$\x00\x00\x00WAVE", b"\x89PNG\r\n\x1a\n", b"%PDF-1.4\n"
+MEDIA = HumanMessage(
+    [
+        {"type": "text", "text": "What is in these?"},
+        {"type": "audio", "base64": base64.b64encode(WAV).decode(), "mime_type": "audio/wav"},
+        {"type": "audio", "url": "https://example.com/a.wav"},
+        {"type": "image", "source_type": "base64", "data": base64.b64encode(PNG).decode()},
+        {"type": "file", "base64": base64.b64encode(PDF).decode(), "mime_type": "application/pdf"},
+        {"type": "image", "file_id": "file-123"},
+    ]
+)
+"""LangChain media blocks: audio by data and by URL, an older base64 image, a PDF, and an image
+known only by a provider's file id."""
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
+async def test_media_blocks_cross_hosts(store: BaseThreadStore, use_async: bool) -> None:
+    """LangChain's audio, older base64 image and file blocks are LlamaIndex blocks that resolve
+    to their data; one with no data or URL is left out; LangChain reads them back unchanged."""
+    history = MemfoldChatMessageHistory(store, "t1")
+    chat_store = MemfoldChatStore(store)
+    if use_async:
+        await history.aadd_messages([MEDIA])
+        [read] = await chat_store.aget_messages("t1")
+    else:
+        history.add_messages([MEDIA])
+        [read] = chat_store.get_messages("t1")
+    text, audio, by_url, image, document = read.blocks
+    assert isinstance(text, TextBlock)
+    assert isinstance(audio, AudioBlock)
+    assert (audio.resolve_audio().read(), audio.format) == (WAV, "wav")
+    assert isinstance(by_url, AudioBlock)
+    assert (str(by_url.url), by_url.format) == ("https://example.com/a.wav", "wav")
+    assert isinstance(image, ImageBlock)
+    assert (image.resolve_image().read(), image.image_mimetype) == (PNG, "image/png")
+    assert isinstance(document, DocumentBlock)
+    assert document.resolve_document().read() == PDF
+    assert document.document_mimetype == "application/pdf"
+    chat_store.add_message("t1", ChatMessage(role="assistant", content="A sound, a picture."))
+    assert [m.content for m in history.messages] == [MEDIA.content, "A sound, a picture."]
 
 
 async def test_memory_reads_a_langchain_thread(store: BaseThreadStore) -> None:

@@ -52,6 +52,8 @@ blocks = st.fixed_dictionaries(
         "text": st.text() | st.integers(),
         "url": st.just("https://example.com/cat.png"),
         "base64": st.just("iVBORw0KGgo="),
+        "source_type": st.sampled_from(["base64", "url", "id"]),
+        "data": st.just("iVBORw0KGgo=") | st.integers(),
         "mime_type": st.sampled_from(["image/png", "audio/wav"]),
         "id": st.text(min_size=1, max_size=8),
         "extras": json_objects,
@@ -205,6 +207,30 @@ def test_multi_part_content_maps_to_parts() -> None:
         type="image", data="iVBORw0KGgo=", mime_type="image/png", extra={"id": "b1"}
     )
     assert m.text == "bare string\nlook at this"
+    assert to_langchain(through_json(m)) == human
+
+
+def test_older_base64_blocks_promote_their_data() -> None:
+    """A block with source_type "base64" has its base64 under "data", which becomes Part.data."""
+    human = HumanMessage(
+        [
+            {
+                "type": "image",
+                "source_type": "base64",
+                "data": "iVBORw0KGgo=",
+                "mime_type": "image/png",
+            }
+        ]
+    )
+    m = to_memfold(human)
+    assert m.content == (
+        Part(
+            type="image",
+            data="iVBORw0KGgo=",
+            mime_type="image/png",
+            extra={"source_type": "base64"},
+        ),
+    )
     assert to_langchain(through_json(m)) == human
 
 
