@@ -2,6 +2,8 @@
 
 ``ChatMemoryBuffer``, ``ChatSummaryMemoryBuffer`` and chat engines use this interface; the newer
 ``Memory`` needs `memfold.integrations.llama_index.MemfoldDBChatStore` instead.
+``ChatSummaryMemoryBuffer`` rewrites the whole thread on every ``get()``, so what LlamaIndex
+cannot represent (other hosts' blocks, message ids, thread metadata) is lost.
 """
 
 from __future__ import annotations
