@@ -90,9 +90,24 @@ def _audio_format(mime_type: str) -> str | None:
     return str(known.extension) if known else None
 
 
+def _openai_image(part: Part) -> Part:
+    """An OpenAI ``image_url`` part (``{"image_url": {"url", "detail"}}``, a form LangChain
+    keeps) as an image part with that URL (a data URL too) and detail."""
+    value = part.extra.get("image_url")
+    found = value if isinstance(value, dict) else {"url": value}
+    url, detail = found.get("url"), found.get("detail")
+    return Part(
+        type="image",
+        url=url if isinstance(url, str) else None,
+        extra={"detail": detail} if isinstance(detail, str) else {},
+    )
+
+
 def _to_block(part: Part) -> Any:
     if part.type == "text" and part.text is not None:
         return TextBlock(text=part.text)
+    if part.type == "image_url":
+        part = _openai_image(part)
     kind, fields = _MEDIA.get(part.type, (part.type, {}))
     data: dict[str, Any] = {"block_type": kind, **copy.deepcopy(dict(part.extra))}
     data.update({k: getattr(part, f) for k, f in fields.items() if getattr(part, f) is not None})

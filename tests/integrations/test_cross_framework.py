@@ -212,6 +212,33 @@ def test_images_cross_hosts(store: BaseThreadStore) -> None:
     assert read.blocks[1].image_mimetype == "image/png"
 
 
+def test_openai_image_url_blocks_cross_hosts(store: BaseThreadStore) -> None:
+    """LangChain's OpenAI-style ``image_url`` blocks (by URL with a detail, by data URL, as a
+    bare string) are ImageBlocks in LlamaIndex (they were left out), and LangChain reads its
+    message back unchanged."""
+    png = base64.b64encode(b"\x89PNG\r\n\x1a\n").decode()
+    message = HumanMessage(
+        [
+            {"type": "text", "text": "Compare these."},
+            {"type": "image_url", "image_url": {"url": "https://x.test/a.png", "detail": "low"}},
+            {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{png}"}},
+            {"type": "image_url", "image_url": "https://x.test/b.jpg"},
+            {"type": "image_url", "image_url": {"detail": "high"}},
+        ]
+    )
+    history = MemfoldChatMessageHistory(store, "t1")
+    history.add_messages([message])
+    [read] = MemfoldChatStore(store).get_messages("t1")
+    _, by_url, by_data, bare = read.blocks
+    assert isinstance(by_url, ImageBlock)
+    assert (str(by_url.url), by_url.detail) == ("https://x.test/a.png", "low")
+    assert isinstance(by_data, ImageBlock)
+    assert by_data.resolve_image().read() == b"\x89PNG\r\n\x1a\n"
+    assert isinstance(bare, ImageBlock)
+    assert str(bare.url) == "https://x.test/b.jpg"
+    assert history.messages[0].content == message.content
+
+
 WAV, PNG, PDF = b"RIFF$\x00\x00\x00WAVE", b"\x89PNG\r\n\x1a\n", b"%PDF-1.4\n"
 MEDIA = HumanMessage(
     [
