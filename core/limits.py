@@ -21,12 +21,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from memfold.errors import InvalidInput, LimitExceeded
 
 __all__ = [
     "DEFAULT_LIMITS",
+    "EARLIEST_TIME",
+    "LATEST_TIME",
     "MAX_COUNT",
     "MAX_JSON_DEPTH",
     "MAX_NAMESPACE_BYTES",
@@ -49,6 +52,14 @@ larger ones overflowed SQLite and PostgreSQL)."""
 MAX_SECONDS: Final = 100 * 365 * 86_400
 """The longest TTL, lease or age accepted, in seconds (100 years: later instants overflow the
 date types of Python and the backends)."""
+
+EARLIEST_TIME: Final = datetime(1970, 1, 1, tzinfo=UTC)
+"""The earliest time a thread, checkpoint, memory or journal entry may be restored with (Redis's
+scripts read times with no sign)."""
+
+LATEST_TIME: Final = datetime(2200, 1, 1, tzinfo=UTC)
+"""Restored times fall before this (SQL keeps some times as float seconds, which hold every
+microsecond only until about 2255)."""
 
 MAX_JSON_DEPTH: Final = 500
 """The deepest nesting `Limits.max_json_depth` may allow (JSON codecs recurse per level)."""

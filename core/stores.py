@@ -36,7 +36,7 @@ from memfold.encryption import (
     seal_metadata,
 )
 from memfold.errors import Conflict, InvalidInput, UnsupportedOperation
-from memfold.limits import DEFAULT_LIMITS, Limits, check_tree
+from memfold.limits import DEFAULT_LIMITS, EARLIEST_TIME, LATEST_TIME, Limits, check_tree
 from memfold.model import (
     JSON,
     ROLES,
@@ -158,11 +158,18 @@ def check_flag(value: object, what: str) -> bool:
 
 
 def check_time(value: object, what: str) -> datetime:
-    """Return ``value`` if it is a timezone-aware datetime, else raise `InvalidInput`."""
+    """Return ``value`` if it is a timezone-aware datetime from `memfold.limits.EARLIEST_TIME`
+    to before `memfold.limits.LATEST_TIME` (the times every backend stores exactly), else
+    raise `InvalidInput`."""
     if not isinstance(value, datetime):
         raise InvalidInput(f"{what} must be a datetime, got {type(value).__name__}")
     if value.tzinfo is None or value.utcoffset() is None:
         raise InvalidInput(f"{what} must be timezone-aware: use datetime.now(UTC)")
+    if not EARLIEST_TIME <= value < LATEST_TIME:
+        raise InvalidInput(
+            f"{what} must be from 1970-01-01 to before 2200-01-01 (UTC), the times every "
+            f"backend stores exactly, got {value.isoformat()}"
+        )
     return value
 
 

@@ -14,6 +14,7 @@ import pytest
 from memfold import InvalidInput, Message, ThreadInfo, UnsupportedOperation
 from memfold.checkpoints import Blob, Checkpoint, PendingWrite, SequenceBlob
 from memfold.journal import EffectJournal, JournalEntry
+from memfold.limits import EARLIEST_TIME, LATEST_TIME
 from memfold.memories import BaseMemoryStore, MemoryRecord, open_memory_store
 from memfold.recall.vectors import unit
 from tests.backends.test_checkpoints import CHECKPOINT_BACKENDS, make_checkpoint_store
@@ -26,6 +27,9 @@ from tests.support import (
 )
 
 T1 = datetime(2025, 3, 4, 5, 6, 7, 891011, tzinfo=UTC)
+EDGES = (EARLIEST_TIME, LATEST_TIME - timedelta(microseconds=1))
+"""The first and last times every backend restores exactly."""
+OUTSIDE = (EARLIEST_TIME - timedelta(microseconds=1), LATEST_TIME)
 T2 = T1 + timedelta(days=2, microseconds=3)
 T3 = T1 + timedelta(days=30)
 
@@ -63,6 +67,20 @@ async def test_restore_thread_refuses_naive_times_and_other_types(api: Api) -> N
     with pytest.raises(InvalidInput, match="ThreadInfo"):
         await api.restore_thread({"thread_id": "t"})
     assert await api.list_threads() == []
+
+
+async def test_restore_thread_keeps_the_edge_times_and_refuses_beyond(api: Api) -> None:
+    """The first and last restorable times come back exactly; a time outside them is
+    InvalidInput and nothing is written (SQLite raised a raw ValueError in year 9999 after
+    writing, Redis refused 1969 half-way; found by fuzzing import)."""
+    for i, when in enumerate(EDGES):
+        info = await api.restore_thread(ThreadInfo(f"t{i}", "acme", when, when, 0, {}))
+        assert (info.created_at, info.updated_at) == (when, when)
+        assert await api.get_thread(f"t{i}", tenant="acme") == info
+    for when in OUTSIDE:
+        with pytest.raises(InvalidInput, match="from 1970-01-01 to before 2200-01-01"):
+            await api.restore_thread(ThreadInfo("x", "acme", T1, when, 0, {}))
+    assert [i.thread_id for i in await api.list_threads(tenant="acme")] == ["t1", "t0"]
 
 
 # Checkpoints.
@@ -127,6 +145,20 @@ async def test_checkpoint_restore_refuses_bad_input(checkpoints: Api) -> None:
         await checkpoints.restore(parent.body)
     with pytest.raises(InvalidInput, match="PendingWrite"):
         await checkpoints.restore(replace(parent, writes=("not a write",)))
+    assert await checkpoints.list_checkpoints("g") == []
+
+
+async def test_checkpoint_restore_keeps_the_edge_times_and_refuses_beyond(
+    checkpoints: Api,
+) -> None:
+    """A checkpoint restored at either edge time reads back exactly; beyond is InvalidInput."""
+    parent = chain()[0]
+    for i, when in enumerate(EDGES):
+        await checkpoints.restore(replace(parent, thread_id=f"g{i}", created_at=when))
+        assert (await checkpoints.get(f"g{i}")).created_at == when
+    for when in OUTSIDE:
+        with pytest.raises(InvalidInput, match="from 1970-01-01 to before 2200-01-01"):
+            await checkpoints.restore(replace(parent, created_at=when))
     assert await checkpoints.list_checkpoints("g") == []
 
 
@@ -229,6 +261,19 @@ async def test_memory_restore_refuses_bad_input(memories: Api) -> None:
         with pytest.raises(UnsupportedOperation):
             await memories.restore_many(records(with_vectors=True))
     assert await memories.count(("acme",)) == 0
+
+
+async def test_memory_restore_keeps_the_edge_times_and_refuses_beyond(memories: Api) -> None:
+    """A record restored with edge times reads back exactly; beyond is InvalidInput."""
+    first = records(with_vectors=False)[0]
+    for i, when in enumerate(EDGES):
+        given = replace(first, id=f"r{i}", created_at=when, updated_at=when, last_used_at=when)
+        assert await memories.restore_many([given]) == [given]
+        assert await memories.get(("acme", "ann", "prefs"), f"r{i}") == given
+    for when in OUTSIDE:
+        with pytest.raises(InvalidInput, match="from 1970-01-01 to before 2200-01-01"):
+            await memories.restore_many([replace(first, last_used_at=when)])
+    assert await memories.count(("acme",)) == 2
 
 
 async def test_memory_restore_async(tmp_path: Path) -> None:

@@ -385,6 +385,16 @@ BAD_INPUTS: list[tuple[str, Callable[[list[str]], list[str]], str]] = [
         "line 4: .* but 3 follow$",
     ),
     ("bad count", _set(4, _thread("b", -1)), "line 4: message_count must be an int >= 0"),
+    (
+        "time before 1970",
+        _set(4, _thread("b", 2, updated_at="1969-12-31T23:59:59+00:00")),
+        "line 4: updated_at must be from 1970-01-01 to before 2200-01-01",
+    ),
+    (
+        "time from 2200",
+        _set(2, _thread("a", 1, created_at="2200-01-01T00:00:00+00:00")),
+        "line 2: created_at must be from 1970-01-01 to before 2200-01-01",
+    ),
     ("no thread id", _set(4, {**_thread("b", 2), "thread_id": ""}), "line 4: thread id"),
     ("metadata list", _set(4, _thread("b", 2, metadata=[1])), "line 4: thread metadata"),
     ("twice", _set(4, _thread("a", 2)), "line 4: thread 'a' of tenant 'default' appears twice"),
