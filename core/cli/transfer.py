@@ -23,6 +23,7 @@ from memfold.cli.common import (
     plural,
     tally,
 )
+from memfold.errors import InvalidInput
 from memfold.export import export_data, iter_threads
 from memfold.export_format import Counts
 from memfold.importer import import_data
@@ -127,6 +128,19 @@ def import_(
     out().print(f"Imported {_summary(counts)}.", markup=False)
 
 
+def _messages(url: str, tenant: str, threads: list[str] | None) -> int | None:
+    """How many messages a migrate from ``url`` copies, for its progress bar (None: the URL
+    opens no thread store, as a Chroma URL does)."""
+    try:
+        source = open_store(url)
+    except InvalidInput:
+        return None
+    with source:
+        if threads is None:
+            return sum(info.message_count for info in iter_threads(source, tenant=tenant))
+        return sum(source.count(t, tenant=tenant) for t in threads)
+
+
 @app.command("migrate")
 def migrate_(
     source_url: Annotated[str, typer.Argument(metavar="SRC_URL", help="Store to copy from.")],
@@ -144,11 +158,7 @@ def migrate_(
         TimeRemainingColumn(),
     )  # fmt: skip
     with errors():
-        with open_store(source_url) as source:
-            if thread is None:
-                total = sum(info.message_count for info in iter_threads(source, tenant=tenant))
-            else:
-                total = sum(source.count(t, tenant=tenant) for t in thread)
+        total = _messages(source_url, tenant, thread)
         with Progress(*columns, console=err(), transient=True) as bar:
             task = bar.add_task("migrate", total=total)
 

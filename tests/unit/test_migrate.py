@@ -25,6 +25,7 @@ from memfold.integrations.langgraph import MemfoldSaver
 from memfold.journal import EffectJournal
 from memfold.memories import BaseMemoryStore, open_memory_store
 from memfold.memory_model import MemoryRecord
+from memfold.recall.embedders import HashingEmbedder
 from memfold.stores import BaseThreadStore
 from tests.support import (
     PG_URL,
@@ -457,4 +458,17 @@ def test_memory_urls_move_and_the_cli_says_so(tmp_path: Path) -> None:
     assert cli.exit_code == 0, cli.output
     assert "0 checkpoints and 11 memories" in cli.stdout
     with open_memory_store(dst) as target:
+        assert target.count(("default",)) == 11
+
+
+def test_the_cli_migrates_from_a_url_that_opens_only_memories(tmp_path: Path) -> None:
+    """A Chroma URL (memories only) migrates from the CLI as it does through the API (the CLI
+    failed with "unknown store URL" while sizing its progress bar; found by fuzzing migrate)."""
+    src = f"chroma://{tmp_path / 'src'}?dimensions=16"
+    with open_memory_store(src, embedder=HashingEmbedder(16)) as store:
+        fill_memories(store)
+    cli = CliRunner().invoke(app, ["migrate", src, f"sqlite:///{tmp_path / 'b.db'}"])
+    assert cli.exit_code == 0, cli.output
+    assert "0 checkpoints and 11 memories" in cli.stdout
+    with open_memory_store(f"sqlite:///{tmp_path / 'b.db'}") as target:
         assert target.count(("default",)) == 11
