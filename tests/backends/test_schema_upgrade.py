@@ -75,6 +75,7 @@ RELEASED = {
         "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
         "cd699194fcaa872c919d06362d798483db5367190ee997b3ee238d8df85a64d6",
         "b80e9a0d48048f9778e1315ce0b0076571a86b16dd13d7d8235716cabb3f16af",
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
     ],
     ("checkpoints", "postgresql"): [
         "56fbcc879fa07925bc89835ec8dc2907477e87f25245c450945e04e765edea8f",
@@ -88,6 +89,7 @@ RELEASED = {
         "846f240d4f9cc78c634f5536e88cdc8c7e9ef50ce37a051eac62f717ed5311f4",
         "cd699194fcaa872c919d06362d798483db5367190ee997b3ee238d8df85a64d6",
         "f86ecf0650b7e190677494c7bb546695b38307acdf5ec33e79b688be91e9ff8c",
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
     ],
     ("memories", "sqlite"): [
         "ef1c4dfb0e9f108d7d150db97280f42fc13cc9c4ee9a22f9b73f4a9a6199dce7",
@@ -347,19 +349,19 @@ async def test_a_release_1_checkpoint_schema_upgrades_with_its_data(
     the indexed time, so the TTL sweep finds idle threads as before), shared payloads
     (step 7), a sparse run index with SQLite's pending writes in key order (step 8),
     PostgreSQL's chain index on chain rows only (step 9), body codecs (step 10) and ids
-    stored as bytes (step 11): their chains of values, pending writes, bodies and tenants read
-    back as stored, and new checkpoints (compressed payloads and bodies among them) and
-    journal entries are recorded afterwards."""
+    stored as bytes (step 11), the d1 codec tag (step 12): their chains of values, pending
+    writes, bodies and tenants read back as stored, and new checkpoints (compressed payloads
+    and bodies among them) and journal entries are recorded afterwards."""
     url, options = release_1
     store = SQLCheckpointStore(url, **options)
     before = await _only(store).astatus()
     assert (before.version, before.latest, [p.version for p in before.pending]) == (
         1,
-        11,
-        [2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
+        12,
+        [2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12],
     )
     found = await _only(store).aupgrade()
-    assert [p.version for p in found.pending] == [2, 3, 4, 5, 6, 7, 8, 9, 10, 11]
+    assert [p.version for p in found.pending] == [2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]
     assert (await _only(store).aupgrade()).pending == ()  # nothing left to apply
     t = store.tables.threads
     with store.engine.connect() as conn:
@@ -537,7 +539,7 @@ def test_text_ids_become_bytes_and_read_back_as_stored(
             _insert(conn, _id_tables(old)[name], rows)
         threads = [dict(r._mapping) for r in read.execute(select(source.tables.threads))]
         _insert(conn, old.tables.threads, threads)
-    assert [p.version for p in _only(old).upgrade().pending] == [11]
+    assert [p.version for p in _only(old).upgrade().pending] == [11, 12]
     stored = _rows(old)
     assert stored == _rows(source)
     assert {len(r["checkpoint_id"]) for r in stored["checkpoints"] if r["thread_id"] == "t"} == {16}

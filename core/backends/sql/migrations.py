@@ -872,6 +872,12 @@ CHECKPOINT_STEPS: tuple[Step, ...] = (
     Step(9, "PostgreSQL reads value rows by key through the primary key", _checkpoint_chain_index),
     Step(10, "compressed checkpoint bodies", _checkpoint_body_codecs),
     Step(11, "checkpoint and task ids stored as bytes (a UUID in 16)", _checkpoint_binary_ids),
+    Step(
+        12,
+        "payloads compressed with the preset dictionary are tagged d1 (no DDL: a memfold from "
+        "before refuses the database instead of failing to read them)",
+        lambda tables, dialect: [],
+    ),
 )
 """The ``checkpoints`` component's steps; append-only like `STEPS`."""
 
