@@ -44,7 +44,7 @@ from typing import IO, TypeAlias
 
 from memfold import __version__
 from memfold.checkpoints import BaseCheckpointStore
-from memfold.errors import InvalidInput
+from memfold.errors import InvalidInput, NotFound
 from memfold.export_format import (
     KINDS,
     Counts,
@@ -70,6 +70,7 @@ from memfold.paging import (
     checkpoint_keys,
     checkpoint_threads,
     fresh,
+    holds_checkpoint_thread,
     load_page,
     message_cursors,
 )
@@ -323,6 +324,36 @@ def _export_memories(store: BaseMemoryStore, w: _Writer) -> Flow[None]:
         offset += PAGE_SIZE
 
 
+def _named_threads(
+    stores: StoreSet, kinds: tuple[str, ...], thread_ids: list[str], tenant: str
+) -> Flow[list[ThreadInfo] | None]:
+    """The named threads the thread store holds (None: threads are not exported); a name
+    that only the checkpoint store holds is exported from there alone.
+
+    Raises:
+        NotFound: a name is in none of the stores of ``kinds``.
+    """
+    threads = stores.threads if "threads" in kinds else None
+    checkpoints = stores.checkpoints if "checkpoints" in kinds else None
+    infos: list[ThreadInfo] = []
+    for thread_id in thread_ids:
+        if threads is not None:
+            try:
+                infos.append((yield Call(threads, "get_thread", (thread_id,), {"tenant": tenant})))
+                continue
+            except NotFound:
+                if checkpoints is None:
+                    raise
+        if checkpoints is not None and (
+            yield from holds_checkpoint_thread(checkpoints, thread_id, tenant)
+        ):
+            continue
+        if threads is not None or checkpoints is not None:
+            exported = " or ".join(k for k in kinds if k != "memories")
+            raise NotFound(f"no thread {thread_id!r} of tenant {tenant!r} in the {exported}")
+    return None if threads is None else infos
+
+
 def _export_flow(
     stores: StoreSet,
     kinds: tuple[str, ...],
@@ -330,12 +361,8 @@ def _export_flow(
     w: _Writer,
 ) -> Flow[Counts]:
     infos: list[ThreadInfo] | None = None
-    if thread_ids is not None and stores.threads is not None and "threads" in kinds:
-        infos = []  # every named thread is checked before anything is written
-        for thread_id in thread_ids:
-            infos.append(
-                (yield Call(stores.threads, "get_thread", (thread_id,), {"tenant": w.tenant}))
-            )
+    if thread_ids is not None:  # every named thread is checked before anything is written
+        infos = yield from _named_threads(stores, kinds, thread_ids, w.tenant)
     w.out.write(dumps(header_line(kinds, w.tenant, w.selection, utcnow(), __version__)))
     if stores.threads is not None and "threads" in kinds:
         yield from _export_threads(stores.threads, infos, w)
@@ -398,7 +425,8 @@ def export_data(
 
     Raises:
         InvalidInput: a bad argument, or a kind with no store (before anything is written).
-        NotFound: a thread of ``thread_ids`` does not exist (before anything is written).
+        NotFound: a thread of ``thread_ids`` is in none of the thread and checkpoint stores
+            exported (before anything is written); one in only some is exported from those.
     """
     selection = Selection(user, since, until)
     found = StoreSet.of(stores)

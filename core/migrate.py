@@ -42,6 +42,7 @@ from memfold.paging import (
     checkpoint_keys,
     checkpoint_threads,
     fresh,
+    holds_checkpoint_thread,
     load_page,
     message_cursors,
 )
@@ -90,6 +91,8 @@ class _Tally:
     memories: int = 0
     memory_namespaces: int = 0
     failed: dict[str, str] = field(default_factory=dict)
+    found: set[str] = field(default_factory=set)
+    """The named threads some source store holds."""
 
 
 def _check(thread_ids: Sequence[str] | None, tenant: str, batch_size: int) -> None:
@@ -135,10 +138,12 @@ def _move_thread(
     tenant: str,
     size: int,
     progress: Progress | None,
-) -> Flow[tuple[bool, int]]:
+) -> Flow[tuple[bool, int] | None]:
+    """Copy one thread; returns whether the target changed and how many messages moved, or
+    None when the source has no such thread."""
     info = yield from _info(source, thread_id, tenant)
     if info is None:
-        raise LookupError(f"thread {thread_id!r} is not in the source store")
+        return None
     there = yield from _info(target, thread_id, tenant)
     present: set[str] = set()
     if there is not None and there.message_count:
@@ -173,16 +178,21 @@ def _migrate_threads(
     tally: _Tally,
 ) -> Flow[None]:
     def one(thread_id: str) -> Flow[None]:
-        tally.seen += 1
         try:
-            changed, moved = yield from _move_thread(
-                source, target, thread_id, tenant, size, progress
-            )
+            done = yield from _move_thread(source, target, thread_id, tenant, size, progress)
         except (MemfoldError, LookupError) as exc:
+            tally.seen += 1
             tally.failed[thread_id] = f"{type(exc).__name__}: {exc}"
             return
-        tally.threads += changed
-        tally.messages += moved
+        if done is None:  # named: fails if no other source store holds it (_migrate_flow)
+            if thread_ids is None:  # listed, then deleted meanwhile
+                tally.seen += 1
+                tally.failed[thread_id] = f"NotFound: thread {thread_id!r} is not in the source"
+            return
+        tally.seen += 1
+        tally.found.add(thread_id)
+        tally.threads += done[0]
+        tally.messages += done[1]
 
     if thread_ids is not None:
         for thread_id in thread_ids:
@@ -255,9 +265,20 @@ def _migrate_checkpoints(
     progress: Progress | None,
     tally: _Tally,
 ) -> Flow[None]:
+    named = thread_ids is not None
     if thread_ids is None:
         thread_ids = yield from checkpoint_threads(source, tenant, size)
     for thread_id in thread_ids:
+        if named:
+            try:
+                held = yield from holds_checkpoint_thread(source, thread_id, tenant)
+            except MemfoldError as exc:
+                tally.checkpoint_threads += 1
+                tally.failed[f"checkpoints:{thread_id}"] = f"{type(exc).__name__}: {exc}"
+                continue
+            if not held:  # fails if no other source store holds it (_migrate_flow)
+                continue
+            tally.found.add(thread_id)
         tally.checkpoint_threads += 1
         try:
             moved, journaled = yield from _move_checkpoints(
@@ -407,13 +428,22 @@ def _migrate_flow(
     progress: Progress | None,
 ) -> Flow[_Tally]:
     tally = _Tally()
+    searched = False
     for src, dst in pairs:
         if isinstance(src, BaseThreadStore) and isinstance(dst, BaseThreadStore):
+            searched = True
             yield from _migrate_threads(src, dst, thread_ids, tenant, size, progress, tally)
         elif isinstance(src, BaseCheckpointStore) and isinstance(dst, BaseCheckpointStore):
+            searched = True
             yield from _migrate_checkpoints(src, dst, thread_ids, tenant, size, progress, tally)
         elif isinstance(src, BaseMemoryStore) and isinstance(dst, BaseMemoryStore):
             yield from _migrate_memories(src, dst, thread_ids, tenant, size, progress, tally)
+    for thread_id in thread_ids if searched and thread_ids is not None else ():
+        if thread_id not in tally.found and thread_id not in tally.failed:
+            tally.failed[thread_id] = (
+                f"NotFound: thread {thread_id!r} of tenant {tenant!r} is in none of the "
+                "source's thread and checkpoint stores"
+            )
     return tally
 
 
@@ -450,7 +480,9 @@ def migrate(
         InvalidInput: a bad tenant, thread id, batch size or URL, or stores of two kinds. A
             thread that fails to copy is listed in `MigrationResult.failed` instead (a
             checkpoint thread as ``"checkpoints:<thread id>"``, a memory namespace as
-            ``"memories:<label>/<label>..."``).
+            ``"memories:<label>/<label>..."``); so is a thread of ``thread_ids`` that none of
+            the source's thread and checkpoint stores holds (one that only some hold is
+            copied from those).
     """
     _check(thread_ids, tenant, batch_size)
     started = time.monotonic()

@@ -27,6 +27,7 @@ __all__ = [
     "checkpoint_keys",
     "checkpoint_threads",
     "fresh",
+    "holds_checkpoint_thread",
     "load_page",
     "message_cursors",
 ]
@@ -126,3 +127,16 @@ def checkpoint_threads(store: BaseCheckpointStore, tenant: str, size: int) -> Fl
         journaled = yield Call(store, "execute", (ListJournalThreads(tenant),))
         threads.update(dict.fromkeys(journaled))
     return list(threads)
+
+
+def holds_checkpoint_thread(store: BaseCheckpointStore, thread_id: str, tenant: str) -> Flow[bool]:
+    """Whether ``store`` holds a checkpoint or an effect journal entry of the thread."""
+    from memfold.journal import EffectJournal
+
+    where = {"tenant": tenant, "limit": 1}
+    if (yield Call(store, "list_checkpoints", (thread_id,), where)):
+        return True
+    if not store.capabilities.effect_journal:
+        return False
+    entries = yield Call(EffectJournal(store), "list_entries", (thread_id,), {"tenant": tenant})
+    return bool(entries)

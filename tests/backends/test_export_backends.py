@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from memfold.checkpoints import Blob
+from memfold.errors import NotFound
 from memfold.export import aexport_data, export_data
 from memfold.export_format import Counts
 from memfold.importer import aimport_data, import_data
@@ -75,6 +76,44 @@ def test_threads_and_checkpoints_round_trip_across_backends(
     want, got = everything(src), everything(dst)
     for kind in ("threads", "checkpoints", "journal"):
         assert got[kind] == want[kind], kind
+
+
+@pytest.mark.parametrize(("source", "target"), PAIRS, ids=[f"{a}-{b}" for a, b in PAIRS])
+def test_named_threads_held_by_one_store_kind_export_and_migrate_from_it(
+    source: str, target: str, tmp_path: Path, made: list[Stores]
+) -> None:
+    """A named thread only the checkpoint store holds (a LangGraph run) is exported and
+    migrated with its checkpoints, one only the thread store holds with its messages; a name
+    in none of the stores given fails."""
+    src = open_stores(source, "memory", tmp_path)
+    made += src
+    fill(src)
+    out = io.StringIO()
+    named = ["graph-ann", "chat-bob"]
+    counts = export_data(list(src[:2]), out, tenant=T_ACME, thread_ids=named)
+    assert counts == Counts(threads=1, messages=2, checkpoints=3, journal_entries=1)
+    out.seek(0)
+    dst = open_stores(target, "memory", tmp_path)
+    made += dst
+    assert import_data(list(dst[:2]), out) == counts
+    want, got = everything(src), everything(dst)
+    assert got["threads"] == [t for t in want["threads"] if t[0].thread_id == "chat-bob"]
+    assert got["checkpoints"] == [c for c in want["checkpoints"] if c.thread_id == "graph-ann"]
+    with pytest.raises(NotFound, match="nope"):
+        export_data(list(src[:2]), io.StringIO(), tenant=T_ACME, thread_ids=["graph-ann", "nope"])
+    with pytest.raises(NotFound, match="graph-ann"):  # the checkpoints are not exported
+        export_data(list(src[:2]), io.StringIO(), kinds=["threads"], thread_ids=["graph-ann"])
+    (tmp_path / "again").mkdir()
+    again = open_stores(target, "memory", tmp_path / "again")
+    made += again
+    names = ["graph-bob", "chat-ann", "nope"]
+    moved = migrate(src[1], again[1], tenant=T_ACME, thread_ids=names)
+    assert (moved.checkpoints_moved, moved.journal_entries_moved) == (3, 1)
+    assert set(moved.failed) == {"chat-ann", "nope"}  # in no checkpoint store: not moved
+    assert "none of the source" in moved.failed["nope"]
+    moved = migrate(src[0], again[0], tenant=T_ACME, thread_ids=names)
+    assert (moved.threads_moved, moved.messages_moved) == (1, 2)
+    assert set(moved.failed) == {"graph-bob", "nope"}
 
 
 @pytest.mark.parametrize(("source", "target"), PAIRS, ids=[f"{a}-{b}" for a, b in PAIRS])

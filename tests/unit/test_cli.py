@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from memfold import Message, ThreadInfo, ToolCall, open_store
+from memfold.checkpoints import Blob, open_checkpoint_store
 from memfold.cli import app
 from memfold.export import iter_threads
 
@@ -315,6 +316,21 @@ def test_export_of_an_unknown_thread_fails_and_writes_no_file(db: str, tmp_path:
     assert_failed_cleanly(result, "no thread 'nope'")
     assert not backup.exists()
     assert not [p for p in tmp_path.iterdir() if "backup" in p.name]
+
+
+def test_export_of_a_thread_only_the_checkpoint_store_holds(db: str) -> None:
+    """--thread of a LangGraph run (checkpoints, no chat thread) exports its checkpoints."""
+    with open_checkpoint_store(db) as checkpoints:
+        checkpoints.put("run-7", "c1", Blob("json", b"{}"), metadata={"user_id": "ann"})
+    result = run("export", "--url", db, "--thread", "run-7", "--thread", "notes")
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(r.get("type"), r.get("thread_id")) for r in lines[1:]] == [
+        ("thread", "notes"),
+        ("message", "notes"),
+        ("checkpoint", "run-7"),
+        ("end", None),
+    ]
 
 
 def test_import_reads_stdin(db: str, tmp_path: Path) -> None:

@@ -345,6 +345,44 @@ def test_urls_move_threads_and_checkpoints_together(tmp_path: Path) -> None:
     assert f", {sum(map(len, before))} checkpoints and 0 memories" in cli.stdout
 
 
+@pytest.mark.parametrize("use_async", [False, True])
+async def test_urls_move_a_named_thread_that_only_one_store_kind_holds(
+    tmp_path: Path, use_async: bool
+) -> None:
+    """A named LangGraph run (checkpoints, no chat thread) and a named chat thread (no
+    checkpoints) move from the kind that holds them, with nothing failed; a name that neither
+    holds fails, and the CLI exits 0 or 1 accordingly."""
+    src, dst = f"sqlite:///{tmp_path / 'a.db'}", f"sqlite:///{tmp_path / 'b.db'}"
+    with memfold.open_store(src) as threads:
+        fill(threads)
+    with open_checkpoint_store(src) as checkpoints:
+        before = run_graph(checkpoints)
+    named = ["g2", "t1"]
+    result = (
+        await amigrate(src, dst, thread_ids=named)
+        if use_async
+        else migrate(src, dst, thread_ids=named)
+    )
+    assert result.failed == {}
+    assert (result.messages_moved, result.checkpoints_moved) == (7, len(before[1]))
+    with open_checkpoint_store(dst) as checkpoints:
+        assert history(checkpoints)[1] == before[1]
+    with memfold.open_store(dst) as threads:
+        assert [i.thread_id for i in threads.list_threads()] == ["t1"]
+    missing = migrate(src, dst, thread_ids=["g1", "nope"])
+    assert list(missing.failed) == ["nope"]
+    assert missing.checkpoints_moved == len(before[0])
+    cli = CliRunner().invoke(
+        app, ["migrate", src, f"sqlite:///{tmp_path / 'c.db'}", "--thread", "g2"]
+    )
+    assert cli.exit_code == 0, cli.output
+    assert f", {len(before[1])} checkpoints and 0 memories" in cli.stdout
+    cli = CliRunner().invoke(
+        app, ["migrate", src, f"sqlite:///{tmp_path / 'd.db'}", "--thread", "nope"]
+    )
+    assert cli.exit_code == 1, cli.output
+
+
 @pytest.mark.parametrize(
     ("source", "target"),
     [
