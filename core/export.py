@@ -232,7 +232,8 @@ def _export_thread(store: BaseThreadStore, info: ThreadInfo, w: _Writer) -> Flow
     )
     if not count and not w.selection.covers(info.updated_at):
         return
-    w.write(thread_line(info, count), "threads")
+    ttl = yield Call(store, "get_thread_ttl", (info.thread_id,), {"tenant": w.tenant})
+    w.write(thread_line(info, count, ttl), "threads")
     for cursor in reversed(cursors):
         page = newest
         if cursor is not None:

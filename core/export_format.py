@@ -1,14 +1,15 @@
 """The memfold export format: versioned JSON lines holding every store kind.
 
-An export is UTF-8 text with one JSON object per line (blank lines are ignored). Version 2,
+An export is UTF-8 text with one JSON object per line (blank lines are ignored). Version 3,
 written by this memfold, holds one tenant's records:
 
-1. a ``header`` line: ``{"format": "memfold", "version": 2, "kinds": [...], "tenant": ...,
+1. a ``header`` line: ``{"format": "memfold", "version": 3, "kinds": [...], "tenant": ...,
    "selection": {...}, "exported_at": ..., "memfold_version": ...}``; ``kinds`` lists what
    the file may hold (``threads``, ``checkpoints``, ``memories``) and ``selection`` the
    user and time filters it was written with;
 2. ``threads``: per thread one ``thread`` line (`memfold.ThreadInfo.to_dict`, whose
-   ``message_count`` is how many ``message`` lines follow), then those ``message`` lines
+   ``message_count`` is how many ``message`` lines follow, and ``ttl_seconds``: the thread's
+   own TTL, `memfold.stores.BaseThreadStore.set_thread_ttl`, or null), then those ``message`` lines
    (``{"type": "message", "tenant", "thread_id", "message": Message.to_dict}``, oldest first,
    each with its ``id`` and ``created_at``);
 3. ``checkpoints``: per checkpoint thread its ``checkpoint`` lines, oldest first (a parent
@@ -34,11 +35,14 @@ base64 (standard alphabet, padded). The other lines hold:
 
 A channel value keeps the serializer's type tag beside its bytes (``items`` for a list stored
 item by item, `memfold.checkpoint_model.SequenceBlob`); every checkpoint line holds all its
-values, so a line stands alone. Key-value entries are memories. Leases are not exported (a
-restored thread has no writer), nor are checkpoint threads' own TTLs.
+values, so a line stands alone. Key-value entries are memories. A thread's own TTL still
+counts from its last write, whose time (``updated_at``) an import keeps: its clock does not
+restart. Leases are not exported (a restored thread has no writer), nor are checkpoint
+threads' own TTLs.
 
-Version 1 files (``"kind": "threads"``, thread and message lines, no end line) still import.
-A file of a newer version is refused rather than half-understood.
+Version 2 files (the same without ``ttl_seconds``: their threads import without a TTL of their
+own) and version 1 files (``"kind": "threads"``, thread and message lines, no end line) still
+import. A file of a newer version is refused rather than half-understood.
 
 Examples:
     >>> from datetime import UTC, datetime
@@ -68,11 +72,13 @@ from memfold.errors import InvalidInput
 from memfold.journal import JournalEntry
 from memfold.memory_model import MemoryRecord
 from memfold.model import JSON, Message, ThreadInfo
+from memfold.retention import check_seconds
 from memfold.stores import check_id, check_time, encode_json
 
 __all__ = [
     "FORMAT_VERSION",
     "KINDS",
+    "TTL_VERSION",
     "Counts",
     "Header",
     "Selection",
@@ -93,11 +99,15 @@ __all__ = [
     "read_memory",
     "read_message",
     "read_thread",
+    "read_thread_ttl",
     "thread_line",
 ]
 
-FORMAT_VERSION: Final = 2
-"""The export format version this memfold writes; it reads this one and version 1."""
+FORMAT_VERSION: Final = 3
+"""The export format version this memfold writes; it reads this one and versions 1 and 2."""
+
+TTL_VERSION: Final = 3
+"""The first version whose thread lines carry the thread's own TTL."""
 
 KINDS: Final = ("threads", "checkpoints", "memories")
 """The store kinds an export may hold, in file order."""
@@ -227,9 +237,9 @@ def header_line(
     }
 
 
-def thread_line(info: ThreadInfo, count: int) -> dict[str, JSON]:
-    """A thread line announcing ``count`` message lines."""
-    return {"type": "thread", **info.to_dict(), "message_count": count}
+def thread_line(info: ThreadInfo, count: int, ttl_seconds: float | None = None) -> dict[str, JSON]:
+    """A thread line announcing ``count`` message lines, with the thread's own TTL."""
+    return {"type": "thread", **info.to_dict(), "message_count": count, "ttl_seconds": ttl_seconds}
 
 
 def message_line(tenant: str, thread_id: str, message: Message) -> dict[str, JSON]:
@@ -454,6 +464,12 @@ def read_thread(number: int, data: Mapping[str, Any]) -> ThreadInfo:
             raise InvalidInput(f"message_count must be an int >= 0, got {count!r}")
         _json_object(info.metadata, "thread metadata")
     return info
+
+
+def read_thread_ttl(number: int, data: Mapping[str, Any]) -> float | None:
+    """A thread line's ``ttl_seconds``: the thread's own TTL, or None (also when absent)."""
+    with _at(number, "thread line"):
+        return check_seconds(data.get("ttl_seconds"), "ttl_seconds")
 
 
 def read_message(number: int, data: Mapping[str, Any]) -> Message:

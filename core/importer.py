@@ -8,8 +8,10 @@ second pass write, with the stores' ``restore`` methods, so threads, checkpoints
 entries and memories keep their ids and times; a malformed line or a clash raises before
 anything is stored (a non-seekable source such as stdin is spooled to a temporary file first).
 
-Threads new to the target get the file's metadata and times; a thread that already exists
-keeps its messages, gains the imported ones and takes the file's metadata. Memories with
+Threads new to the target get the file's metadata, times and own TTL (which counts from the
+thread's last write, as in the source: its clock does not restart); a thread that already
+exists keeps its messages, gains the imported ones and takes the file's metadata and TTL (a
+file older than version 3, which records no TTLs, leaves its TTL as it is). Memories with
 vectors go to a target without vector search without them. The algorithm is one
 `memfold.flows` flow, run by `import_data` with sync calls and by `aimport_data` with async
 ones.
@@ -19,7 +21,7 @@ Examples:
     >>> from memfold.importer import import_data
     >>> from memfold.memories import open_memory_store
     >>> lines = [
-    ...     '{"format": "memfold", "version": 2, "kinds": ["memories"], "tenant": "acme"}',
+    ...     '{"format": "memfold", "version": 3, "kinds": ["memories"], "tenant": "acme"}',
     ...     '{"type": "memory", "namespace": ["acme", "ann"], "id": "m1", "text": "likes tea",'
     ...     ' "value": {}, "embedding": null, "embedding_model": null, "importance": 0.5,'
     ...     ' "ttl_seconds": null, "created_at": "2026-01-01T00:00:00+00:00",'
@@ -49,6 +51,7 @@ from memfold.checkpoint_model import Checkpoint
 from memfold.errors import Conflict, InvalidInput, NotFound
 from memfold.export import Progress, StoreSet
 from memfold.export_format import (
+    TTL_VERSION,
     Counts,
     Header,
     Selection,
@@ -62,6 +65,7 @@ from memfold.export_format import (
     read_memory,
     read_message,
     read_thread,
+    read_thread_ttl,
 )
 from memfold.flows import Call, Flow, arun, run
 from memfold.journal import EffectJournal, JournalEntry
@@ -110,6 +114,10 @@ class _ThreadEnd:
     info: ThreadInfo
     ids: frozenset[str]
     selected: bool
+    ttl: float | None
+    """The thread's own TTL."""
+    carries_ttl: bool
+    """Whether the file records threads' own TTLs (older versions do not)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +165,7 @@ class _Thread:
     tenant: str
     info: ThreadInfo
     selected: bool
+    ttl: float | None
     ids: set[str] = field(default_factory=set)
     kept: list[Message] = field(default_factory=list)
     kept_ids: set[str] = field(default_factory=set)
@@ -224,6 +233,7 @@ class _Reader:
     def open_thread(self, number: int, data: Mapping[str, Any]) -> Iterator[_Event]:
         yield from self.close_all()
         info = read_thread(number, data)
+        ttl = read_thread_ttl(number, data) if self.header.version >= TTL_VERSION else None
         self.check_tenant(number, info.tenant)
         key = (self.target(info.tenant), info.thread_id)
         if key in self.threads_seen:
@@ -232,7 +242,7 @@ class _Reader:
             )
         self.threads_seen.add(key)
         selected = "threads" in self.kinds and self.selection.owns(info.metadata)
-        self.thread = _Thread(number, info.tenant, key[0], info, selected)
+        self.thread = _Thread(number, info.tenant, key[0], info, selected, ttl)
 
     def message(self, number: int, data: Mapping[str, Any]) -> Iterator[_Event]:
         thread = self.thread
@@ -288,7 +298,9 @@ class _Reader:
             bool(thread.kept_ids) or self.selection.covers(thread.info.updated_at)
         )
         info = replace(thread.info, tenant=thread.tenant)
-        yield _ThreadEnd(thread.line, thread.tenant, info, frozenset(thread.kept_ids), selected)
+        carries = self.header.version >= TTL_VERSION
+        kept = frozenset(thread.kept_ids)
+        yield _ThreadEnd(thread.line, thread.tenant, info, kept, selected, thread.ttl, carries)
         self.thread = None
 
     # Checkpoint threads.
@@ -492,6 +504,8 @@ def _check_thread(stores: StoreSet, event: _ThreadEnd, plan: _Plan) -> Flow[None
         return
     with _checked(event.line):
         store._restore_op(event.info)  # the store's own checks (the op is not run)
+    if event.ttl is not None:
+        store.capabilities.require("ttl", store.name)
     try:
         held = yield Call(store, "get_thread", (event.info.thread_id,), {"tenant": event.tenant})
     except NotFound:
@@ -587,6 +601,9 @@ def _write(
                 updated_at=max(held.updated_at, info.updated_at),
             )
         yield Call(stores.threads, "restore_thread", (info,))
+        if event.ttl is not None or (held is not None and event.carries_ttl):
+            where = {"tenant": event.tenant}  # a thread that was there takes the file's TTL
+            yield Call(stores.threads, "set_thread_ttl", (info.thread_id, event.ttl), where)
         kind, n = "threads", 1
     elif isinstance(event, _Checkpoint) and stores.checkpoints is not None:
         yield Call(stores.checkpoints, "restore", (event.checkpoint,), {"tenant": event.tenant})

@@ -145,6 +145,11 @@ def _move_thread(
     if info is None:
         return None
     there = yield from _info(target, thread_id, tenant)
+    where = {"tenant": tenant}
+    ttl = yield Call(source, "get_thread_ttl", (thread_id,), where)
+    there_ttl = (
+        None if there is None else (yield Call(target, "get_thread_ttl", (thread_id,), where))
+    )
     present: set[str] = set()
     if there is not None and there.message_count:
         yield from message_cursors(
@@ -165,7 +170,9 @@ def _move_thread(
     changed = moved > 0 or not _same_thread(there, info)
     if changed:
         yield Call(target, "restore_thread", (info,))
-    return changed, moved
+    if ttl != there_ttl:  # counted from the restored last write, as in the source
+        yield Call(target, "set_thread_ttl", (thread_id, ttl), where)
+    return changed or ttl != there_ttl, moved
 
 
 def _migrate_threads(
@@ -462,14 +469,15 @@ def migrate(
     stores), or two URLs: then every kind both URLs open is moved, and the stores opened
     are closed again.
 
-    Messages keep their ids and times, and threads their metadata and creation and update
-    times; messages already in the target (by id) are skipped, so a re-run moves nothing. At
+    Messages keep their ids and times, and threads their metadata, creation and update times
+    and own TTL (`memfold.stores.BaseThreadStore.set_thread_ttl`, still counted from the last
+    write); messages already in the target (by id) are skipped, so a re-run moves nothing. At
     most ``batch_size`` messages of one thread are held at a time (plus the ids already in the
     target for that thread). Checkpoints keep their ids, namespaces, parents, metadata,
     versions, channel values, pending writes and ``created_at``; those already in the target
     are skipped, and the thread's effect journal entries the target lacks are recorded with
-    their times. Thread TTLs are not copied (the checkpoint API cannot read them): set them
-    again on the target.
+    their times. Checkpoint threads' own TTLs are not copied (the checkpoint API cannot read
+    them): set them again on the target.
 
     Long-term memories (every namespace of ``tenant``; not when ``thread_ids`` is given) keep
     their ids, namespaces, text, value, importance, TTL, times and expiry, and embedding with

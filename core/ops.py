@@ -23,6 +23,7 @@ __all__ = [
     "DeleteMessages",
     "DeleteThread",
     "GetThread",
+    "GetThreadTTL",
     "ListThreads",
     "LoadThread",
     "Op",
@@ -208,6 +209,14 @@ class SearchMessages(Op[list[MessageHit]]):
     query: str
     thread_id: str | None
     limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class GetThreadTTL(Op[float | None]):
+    """A thread's own time to live in seconds (None: it has none, or there is no thread)."""
+
+    tenant: str
+    thread_id: str
 
 
 @dataclass(frozen=True, slots=True)

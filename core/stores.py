@@ -480,6 +480,10 @@ class ThreadStore(Sweepable, Protocol):
     async def asearch(
         self, query: str, *, thread_id: str | None = None, tenant: str | None = ..., limit: int = 10
     ) -> list[MessageHit]: ...
+    def get_thread_ttl(self, thread_id: str, *, tenant: str | None = ...) -> float | None: ...
+    async def aget_thread_ttl(
+        self, thread_id: str, *, tenant: str | None = ...
+    ) -> float | None: ...
     def set_thread_ttl(
         self, thread_id: str, ttl_seconds: float | None, *, tenant: str | None = ...
     ) -> bool: ...
@@ -879,6 +883,11 @@ class BaseThreadStore(BaseStore):
         hits = self.execute(self._search_op(query, thread_id, tenant, limit))
         return open_hits(self._keyring, hits)
 
+    def get_thread_ttl(self, thread_id: str, *, tenant: str | None = None) -> float | None:
+        """The thread's own TTL in seconds, set by `set_thread_ttl` (None: it has none, or
+        there is no such thread)."""
+        return self.execute(ops.GetThreadTTL(*self._thread_key(thread_id, tenant)))
+
     def set_thread_ttl(
         self, thread_id: str, ttl_seconds: float | None, *, tenant: str | None = None
     ) -> bool:
@@ -1040,6 +1049,10 @@ class BaseThreadStore(BaseStore):
         """Async `rotate_key`."""
         flow = rotate_threads(self, self.resolve_tenant(tenant), batch_size, progress)
         return await adrive(flow, self.aexecute)
+
+    async def aget_thread_ttl(self, thread_id: str, *, tenant: str | None = None) -> float | None:
+        """Async `get_thread_ttl`."""
+        return await self.aexecute(ops.GetThreadTTL(*self._thread_key(thread_id, tenant)))
 
     async def aset_thread_ttl(
         self, thread_id: str, ttl_seconds: float | None, *, tenant: str | None = None

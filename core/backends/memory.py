@@ -246,6 +246,9 @@ class MemoryThreadStore(BaseThreadStore):
                 return self._erase(op)
             case LiftTombstones():
                 return self._tombstones.lift(op)
+            case ops.GetThreadTTL(tenant, thread_id):
+                thread = self._threads.get((tenant, thread_id))
+                return None if thread is None else thread.ttl
             case ops.SetThreadTTL(tenant, thread_id, ttl):
                 thread = self._threads.get((tenant, thread_id))
                 if thread is not None:

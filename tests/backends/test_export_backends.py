@@ -23,7 +23,16 @@ from memfold.stores import BaseThreadStore
 from tests.backends.test_checkpoints import make_checkpoint_store
 from tests.backends.test_restore import open_memories
 from tests.support import drop_checkpoint_store, drop_store, make_store
-from tests.unit.test_export import DAY, T0, T_ACME, Stores, everything, fill, memories_of
+from tests.unit.test_export import (
+    DAY,
+    T0,
+    T_ACME,
+    Stores,
+    everything,
+    fill,
+    memories_of,
+    ttl_threads,
+)
 from tests.unit.test_migrate import history, run_graph
 
 
@@ -76,6 +85,37 @@ def test_threads_and_checkpoints_round_trip_across_backends(
     want, got = everything(src), everything(dst)
     for kind in ("threads", "checkpoints", "journal"):
         assert got[kind] == want[kind], kind
+
+
+@pytest.mark.parametrize(("source", "target"), PAIRS, ids=[f"{a}-{b}" for a, b in PAIRS])
+def test_a_threads_own_ttl_survives_export_import_and_migrate(
+    source: str, target: str, tmp_path: Path, made: list[Stores]
+) -> None:
+    """A thread's own TTL arrives by import and by migrate, still counted from the thread's
+    last write: the target's sweep removes the thread past it, as the source's would."""
+    src = open_stores(source, "memory", tmp_path)
+    made += src
+    ttl_threads(src[0])
+    out = io.StringIO()
+    export_data(src[0], out)
+    out.seek(0)
+    dst = open_stores(target, "memory", tmp_path)
+    made += dst
+    import_data(dst[0], out)
+    (tmp_path / "again").mkdir()
+    again = open_stores(target, "memory", tmp_path / "again")
+    made += again
+    assert migrate(src[0], again[0]).threads_moved == 3
+    assert migrate(src[0], again[0]).threads_moved == 0
+    want = {"gone": 3600.0, "kept": 1e6, "plain": None}
+    for store in (src[0], dst[0], again[0]):
+        assert {t: store.get_thread_ttl(t) for t in want} == want
+    assert src[0].set_thread_ttl("kept", None)
+    assert migrate(src[0], again[0]).threads_moved == 1  # a changed TTL is copied
+    assert again[0].get_thread_ttl("kept") is None
+    for store in (dst[0], again[0]):
+        assert store.sweep().threads == 1
+        assert sorted(i.thread_id for i in store.list_threads()) == ["kept", "plain"]
 
 
 @pytest.mark.parametrize(("source", "target"), PAIRS, ids=[f"{a}-{b}" for a, b in PAIRS])

@@ -199,6 +199,7 @@ COVERAGE: Final[dict[str, tuple[str, ...]]] = {
     "test_fuzz_stores.py::test_thread_store_calls_answer_or_refuse": (
         "stores.BaseStore.execute",
         "stores.BaseStore.resolve_tenant",
+        "stores.BaseThreadStore.get_thread_ttl",
         "stores.BaseThreadStore.restore_thread",
         "stores.BaseThreadStore.rotate_key",
         "stores.BaseThreadStore.set_thread_ttl",
@@ -287,6 +288,7 @@ COVERAGE: Final[dict[str, tuple[str, ...]]] = {
         "export_format.message_line",
         "export_format.read_message",
         "export_format.read_thread",
+        "export_format.read_thread_ttl",
         "export_format.thread_line",
         "model.ThreadInfo",
     ),

@@ -40,6 +40,7 @@ from memfold.export_format import (
     read_memory,
     read_message,
     read_thread,
+    read_thread_ttl,
     thread_line,
 )
 from memfold.importer import import_data
@@ -363,12 +364,14 @@ def stored(store_call: Callable[[], Any]) -> Any:
     thread_id=hostile_ids(),
     metadata=json_objects(),
     count=NUMBERS,
+    ttl=NUMBERS,
 )
 def test_message_and_thread_lines_read_back_exactly_or_refuse(
-    message: Message, tenant: Any, thread_id: Any, metadata: Any, count: Any
+    message: Message, tenant: Any, thread_id: Any, metadata: Any, count: Any, ttl: Any
 ) -> None:
     """A message or thread a store holds, whatever hostile fields it was given, is written as a
-    line that reads back exactly (the thread's count is refused unless it is an int)."""
+    line that reads back exactly (the thread's count is refused unless it is an int, and its
+    TTL, read by read_thread_ttl, unless it is a number of seconds the stores take)."""
     store = open_store()
     kept = stored(lambda: store.append(thread_id, message, tenant=tenant)[0])
     if kept is not None:
@@ -381,6 +384,11 @@ def test_message_and_thread_lines_read_back_exactly_or_refuse(
     if info is not None:
         got = round_trip(lambda: thread_line(info, count), lambda d: read_thread(1, d))
         assert got in (None, ThreadInfo(thread_id, tenant, T0, T0, count, info.metadata))
+        got = round_trip(lambda: thread_line(info, 0, ttl), lambda d: read_thread_ttl(1, d))
+        assert got is None or (got == ttl and type(got) is float)
+        if got is None and ttl is not None:
+            with contextlib.suppress(MemfoldError):  # refused alike by the store itself
+                assert not store.set_thread_ttl(thread_id, ttl, tenant=tenant)
 
 
 def blobs() -> st.SearchStrategy[Any]:
@@ -487,8 +495,8 @@ def test_header_end_and_arbitrary_lines_read_or_refuse(
         assert (header.kinds, header.tenant) == (tuple(kinds), tenant)
     with contextlib.suppress(MemfoldError):
         read_end(2, {**end_line(read_end(1, {"counts": counts})), "type": "end"})
-    for reader in (read_header, read_end, read_thread, read_message, read_checkpoint,
-                   read_journal, read_memory):  # fmt: skip
+    for reader in (read_header, read_end, read_thread, read_thread_ttl, read_message,
+                   read_checkpoint, read_journal, read_memory):  # fmt: skip
         try:
             reader(7, line)
         except MemfoldError as exc:

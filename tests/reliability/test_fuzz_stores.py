@@ -1,9 +1,9 @@
 """Hostile input to the thread-store base and its helpers: id, flag and time checks,
 capabilities, limits, the model's ``from_dict`` readers, store constructors, and the thread-store
 methods test_fuzz_threads leaves out (``execute``, ``resolve_tenant``, ``restore_thread``,
-``set_thread_ttl``, ``sweep``, ``rotate_key``) on memory, SQLite, PostgreSQL and Redis, sync and
-async: each answers exactly or raises a `memfold.errors` error, and the canary threads are
-unchanged."""
+``set_thread_ttl``, ``get_thread_ttl``, ``sweep``, ``rotate_key``) on memory, SQLite,
+PostgreSQL and Redis, sync and async: each answers exactly or raises a `memfold.errors` error,
+and the canary threads are unchanged."""
 
 from __future__ import annotations
 
@@ -282,8 +282,9 @@ async def test_thread_store_calls_answer_or_refuse(
     flag: Any,
 ) -> None:
     """execute of a non-operation, resolve_tenant, restore_thread of a hostile summary,
-    set_thread_ttl, sweep and rotate_key with hostile arguments answer or raise a memfold
-    error, and never touch the canary threads (which are in other tenants)."""
+    set_thread_ttl (read back by get_thread_ttl), sweep and rotate_key with hostile arguments
+    answer or raise a memfold error, and never touch the canary threads (which are in other
+    tenants)."""
     store = api.store
     try:
         if call == "execute":
@@ -298,6 +299,8 @@ async def test_thread_store_calls_answer_or_refuse(
         elif call == "set_thread_ttl":
             await api.append(thread_id, [Message("user", "x")], tenant=tenant)
             assert isinstance(await api.set_thread_ttl(thread_id, number, tenant=tenant), bool)
+            ttl = await api.get_thread_ttl(thread_id, tenant=tenant)
+            assert ttl == (None if number is None else float(number))
         elif call == "sweep":
             await api.sweep(policy, tenant=tenant, dry_run=flag)
         else:

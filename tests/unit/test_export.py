@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -114,7 +115,7 @@ def test_export_writes_a_header_then_each_thread_followed_by_its_messages(
     lines = [json.loads(line) for line in exported(source).splitlines()]
     header = lines[0]
     assert header["format"] == "memfold"
-    assert header["version"] == FORMAT_VERSION == 2
+    assert header["version"] == FORMAT_VERSION == 3
     assert header["kinds"] == ["threads"]
     assert header["tenant"] == "default"
     counts = {"threads": 2, "messages": 5, "checkpoints": 0, "journal_entries": 0, "memories": 0}
@@ -360,7 +361,7 @@ def _set(number: int, record: dict[str, Any] | str) -> Callable[[list[str]], lis
 BAD_INPUTS: list[tuple[str, Callable[[list[str]], list[str]], str]] = [
     ("empty input", lambda lines: [], "line 1: the input is empty"),
     ("no header", lambda lines: lines[1:], "line 1: .*not a memfold export"),
-    ("newer version", _set(1, {**HEADER, "version": 3}), "line 1: .*version 3.*upgrade memfold"),
+    ("newer version", _set(1, {**HEADER, "version": 4}), "line 1: .*version 4.*upgrade memfold"),
     ("version not int", _set(1, {**HEADER, "version": "1"}), "line 1: .*must be an int"),
     ("wrong kind", _set(1, {**HEADER, "kind": "memories"}), "line 1: .*'memories'"),
     ("not JSON", _set(5, '{"type": "message", oops'), "line 5: not valid JSON"),
@@ -610,6 +611,70 @@ def everything(stores: Stores, tenant: str = T_ACME) -> dict[str, Any]:
         "journal": [journal.list_entries(t, tenant=tenant) for t in graph_threads],
         "memories": memories.list_records((tenant,), limit=1000, include_embedding=True),
     }
+
+
+def ttl_threads(store: BaseThreadStore) -> None:
+    """Thread 'gone' past its own TTL (last written at T0), 'kept' within it, 'plain' with none."""
+    for thread_id in ("gone", "kept", "plain"):
+        store.append(thread_id, Message(role="user", content=thread_id, id=f"{thread_id}-1"))
+    store.restore_thread(replace(store.get_thread("gone"), created_at=T0, updated_at=T0))
+    assert store.set_thread_ttl("gone", 3600)
+    assert store.set_thread_ttl("kept", 1e6)
+
+
+def test_a_threads_own_ttl_is_exported_and_imported_with_its_clock() -> None:
+    """Each thread line carries the thread's own TTL (null: none); the import sets it, and it
+    still counts from the thread's last write, so the target's sweep removes what the
+    source's would."""
+    source, target = open_store("memory://"), open_store("memory://")
+    ttl_threads(source)
+    text = exported(source)
+    ttls = {
+        line["thread_id"]: line["ttl_seconds"]
+        for line in map(json.loads, text.splitlines())
+        if line.get("type") == "thread"
+    }
+    assert ttls == {"gone": 3600.0, "kept": 1e6, "plain": None}
+    assert imported(target, text).threads == 3
+    for thread_id, ttl in ttls.items():
+        assert target.get_thread_ttl(thread_id) == ttl
+    assert_same_threads(source, target)
+    assert target.sweep(dry_run=True) == source.sweep(dry_run=True)
+    assert target.sweep().threads == 1
+    assert sorted(i.thread_id for i in target.list_threads()) == ["kept", "plain"]
+
+
+async def test_async_export_and_import_carry_a_threads_own_ttl() -> None:
+    """aexport_data writes the TTLs export_data does, and aimport_data sets them."""
+    source, target = open_store("memory://"), open_store("memory://")
+    ttl_threads(source)
+    out = io.StringIO()
+    await aexport_data(source, out)
+    assert out.getvalue().splitlines()[1:] == exported(source).splitlines()[1:]
+    out.seek(0)
+    await aimport_data(target, out)
+    assert [target.get_thread_ttl(t) for t in ("gone", "kept", "plain")] == [3600.0, 1e6, None]
+
+
+def test_an_existing_thread_takes_the_files_ttl_but_not_from_a_version_2_file() -> None:
+    """An import into a thread that exists sets its TTL to the file's (none clears it); a
+    version-2 file, which records no TTLs, leaves it and imports its threads without one."""
+    source = open_store("memory://")
+    source.append("kept", Message(role="user", content="x", id="k1", created_at=T0))
+    text = exported(source)
+    target = open_store("memory://")
+    target.append("kept", Message(role="user", content="y", id="k0", created_at=T0))
+    assert target.set_thread_ttl("kept", 60)
+    imported(target, text.replace('"version":3', '"version":2').replace(',"ttl_seconds":null', ""))
+    assert target.get_thread_ttl("kept") == 60.0
+    assert target.count("kept") == 2
+    source.append("kept", Message(role="user", content="z", id="k2", created_at=T0))
+    imported(target, exported(source, since=T0 + timedelta(microseconds=1)))  # metadata only
+    assert target.get_thread_ttl("kept") is None
+    assert source.set_thread_ttl("kept", 120)
+    fresh = open_store("memory://")
+    imported(fresh, exported(source).replace('"version":3', '"version":2'))
+    assert fresh.get_thread_ttl("kept") is None  # a version-2 file holds no TTLs
 
 
 def test_every_kind_round_trips_exactly(full: Stores) -> None:
@@ -883,6 +948,8 @@ def duplicated(kind: str) -> Callable[[list[str]], list[str]]:
 
 
 V2_CASES: list[tuple[str, Callable[[list[str]], list[str]], str]] = [
+    ("thread ttl", edited("thread", ttl_seconds=-1), "ttl_seconds must be a number of seconds"),
+    ("thread ttl text", edited("thread", ttl_seconds="60"), "ttl_seconds must be a number"),
     ("no end line", lambda lines: lines[:-1], "ends without its end line .*truncated"),
     ("after end", lambda lines: [*lines, lines[1]], "a line after the end line"),
     ("end counts", edited("end", counts={"threads": 1}), "the end line needs counts"),

@@ -346,6 +346,27 @@ def test_urls_move_threads_and_checkpoints_together(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("use_async", [False, True])
+async def test_a_threads_own_ttl_is_copied(tmp_path: Path, use_async: bool) -> None:
+    """The target thread gets the source thread's own TTL; a re-run with the TTL cleared
+    clears it, and one with nothing changed changes nothing."""
+    source = memfold.open_store()
+    target = memfold.open_store(f"sqlite:///{tmp_path / 'b.db'}")
+    fill(source)
+    assert source.set_thread_ttl("t1", 90)
+
+    async def run() -> MigrationResult:
+        return await amigrate(source, target) if use_async else migrate(source, target)
+
+    assert (await run()).threads_moved == 3
+    assert [target.get_thread_ttl(f"t{i}") for i in range(3)] == [None, 90.0, None]
+    assert (await run()).threads_moved == 0
+    assert source.set_thread_ttl("t1", None)
+    assert (await run()).threads_moved == 1
+    assert target.get_thread_ttl("t1") is None
+    target.close()
+
+
+@pytest.mark.parametrize("use_async", [False, True])
 async def test_urls_move_a_named_thread_that_only_one_store_kind_holds(
     tmp_path: Path, use_async: bool
 ) -> None:

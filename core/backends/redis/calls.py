@@ -70,6 +70,10 @@ def _info(tenant: str, thread_id: str, row: list[Any]) -> ThreadInfo:
     )
 
 
+def _seconds(reply: bytes | float | None) -> float | None:
+    return None if reply is None else float(reply)
+
+
 class Calls:
     """Builds the `Call` for each operation on one key prefix with one store's settings."""
 
@@ -117,6 +121,9 @@ class Calls:
                 t = tenant_keys(self.prefix, tenant)
                 command = _evalsha(scripts.CLEAR_TENANT, t.all, t.base)
                 call = Call(command, int, scripts.CLEAR_TENANT)
+            case ops.GetThreadTTL(tenant, thread_id):
+                keys = thread_keys(self.prefix, tenant, thread_id)
+                call = Call(("ZSCORE", keys.ttls, keys.member), _seconds)
             case ops.SetThreadTTL(tenant, thread_id, ttl_seconds):
                 keys = thread_keys(self.prefix, tenant, thread_id)
                 ttl = "" if ttl_seconds is None else repr(ttl_seconds)

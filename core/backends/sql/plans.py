@@ -43,7 +43,14 @@ Statement: TypeAlias = tuple[ClauseElement, Any]
 """A statement and its parameters: a dict, a list of dicts (run once per dict), or None."""
 Plan: TypeAlias = Generator[Statement, "Rows", Any]
 
-_READS = (ops.LoadThread, ops.CountMessages, ops.GetThread, ops.ListThreads, FindThreads)
+_READS = (
+    ops.LoadThread,
+    ops.CountMessages,
+    ops.GetThread,
+    ops.GetThreadTTL,
+    ops.ListThreads,
+    FindThreads,
+)
 # Search is not a read on SQLite: it first brings the full-text index up to date.
 _PURE_READS = (*_READS, ops.SearchMessages)
 
@@ -389,6 +396,8 @@ class ThreadPlans:
                 return self._erase(op)
             case LiftTombstones():
                 return self._tombstones.lift(op)
+            case ops.GetThreadTTL():
+                return self._retention.get_ttl(op)
             case ops.SetThreadTTL():
                 return self._retention.set_ttl(op)
             case ops.SweepThreads():

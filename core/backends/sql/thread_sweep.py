@@ -42,7 +42,8 @@ PAGE: Final = 200
 
 
 class ThreadSweepPlans:
-    """The plans for ``set_thread_ttl`` and ``sweep`` on one set of thread tables."""
+    """The plans for ``get_thread_ttl``, ``set_thread_ttl`` and ``sweep`` on one set of thread
+    tables."""
 
     def __init__(self, tables: Tables) -> None:
         t, m = tables.threads, tables.messages
@@ -52,6 +53,9 @@ class ThreadSweepPlans:
             update(t)
             .where(t.c.tenant == bindparam("k_tenant"), t.c.thread_id == bindparam("k_thread"))
             .values(ttl=bindparam("ttl"))
+        )
+        self._get_ttl = select(t.c.ttl).where(
+            t.c.tenant == bindparam("k_tenant"), t.c.thread_id == bindparam("k_thread")
         )
         self._next_tenant = (
             select(t.c.tenant).where(t.c.tenant > bindparam("after")).order_by(t.c.tenant).limit(1)
@@ -110,6 +114,11 @@ class ThreadSweepPlans:
     def prepared(self) -> list[ClauseElement]:
         """Every statement the plans yield, for a driver to compile once."""
         return [v for v in vars(self).values() if isinstance(v, ClauseElement)]
+
+    def get_ttl(self, op: ops.GetThreadTTL) -> Plan:
+        """One thread's own TTL (None: none, or no such thread)."""
+        ttl = (yield self._get_ttl, {"k_tenant": op.tenant, "k_thread": op.thread_id}).scalar()
+        return None if ttl is None else float(ttl)
 
     def set_ttl(self, op: ops.SetThreadTTL) -> Plan:
         """Set or clear one thread's own TTL; returns whether the thread exists."""
