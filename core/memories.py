@@ -188,6 +188,33 @@ def storable_text(text: str, limits: Limits = DEFAULT_LIMITS) -> str:
     return data[: limits.max_memory_text_bytes].decode("utf-8", "ignore")
 
 
+def replace_text(
+    store: MemoryStore, namespace: Namespace, record_id: str, text: str
+) -> MemoryRecord | None:
+    """Give a memory new text, keeping its id, value, importance and time to live, as the
+    memory tools' ``update_memory`` does (None: no such memory)."""
+    old = store.get(namespace, record_id)
+    if old is None:
+        return None
+    return store.put(
+        namespace, text, old.value, id=record_id, importance=old.importance,
+        ttl_seconds=old.ttl_seconds,
+    )  # fmt: skip
+
+
+async def areplace_text(
+    store: MemoryStore, namespace: Namespace, record_id: str, text: str
+) -> MemoryRecord | None:
+    """Async `replace_text`."""
+    old = await store.aget(namespace, record_id)
+    if old is None:
+        return None
+    return await store.aput(
+        namespace, text, old.value, id=record_id, importance=old.importance,
+        ttl_seconds=old.ttl_seconds,
+    )  # fmt: skip
+
+
 def _check_ttl(ttl: object) -> float | None:
     if ttl is None:
         return None

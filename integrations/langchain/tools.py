@@ -24,9 +24,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from memfold.errors import InvalidInput
 from memfold.memories import (
     MemoryHit,
+    MemoryRecord,
     MemoryStore,
     Namespace,
+    areplace_text,
     check_namespace,
+    replace_text,
 )
 
 __all__ = ["ForgetTool", "RecallTool", "RememberTool", "UpdateTool", "memory_tools"]
@@ -54,6 +57,12 @@ def _listing(hits: list[MemoryHit]) -> str:
     if not hits:
         return "No matching memories."
     return "\n".join(f"- {h.record.text} (id: {h.record.id})" for h in hits)
+
+
+def _updated(record_id: str, record: MemoryRecord | None) -> str:
+    if record is None:
+        return f"No memory has id {record_id}: recall first to find its id."
+    return f"Updated memory {record_id}."
 
 
 @contextmanager
@@ -145,34 +154,14 @@ class UpdateTool(_MemoryTool):
     def _run(self, id: str, content: str, config: RunnableConfig) -> str:
         ns = self._ns(config)
         with _answered():
-            old = self.store.get(ns, id)
-            if old is None:
-                return f"No memory has id {id}: recall first to find its id."
-            self.store.put(
-                ns,
-                content,
-                old.value,
-                id=id,
-                importance=old.importance,
-                ttl_seconds=old.ttl_seconds,
-            )
-        return f"Updated memory {id}."
+            updated = replace_text(self.store, ns, id, content)
+        return _updated(id, updated)
 
     async def _arun(self, id: str, content: str, config: RunnableConfig) -> str:
         ns = self._ns(config)
         with _answered():
-            old = await self.store.aget(ns, id)
-            if old is None:
-                return f"No memory has id {id}: recall first to find its id."
-            await self.store.aput(
-                ns,
-                content,
-                old.value,
-                id=id,
-                importance=old.importance,
-                ttl_seconds=old.ttl_seconds,
-            )
-        return f"Updated memory {id}."
+            updated = await areplace_text(self.store, ns, id, content)
+        return _updated(id, updated)
 
 
 class ForgetTool(_MemoryTool):

@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from llama_index.core.tools.tool_spec.base import SPEC_FUNCTION_TYPE, BaseToolSpec
 
-from memfold.memories import MemoryHit, MemoryStore, Namespace, check_namespace
+from memfold.memories import (
+    MemoryHit,
+    MemoryRecord,
+    MemoryStore,
+    Namespace,
+    areplace_text,
+    check_namespace,
+    replace_text,
+)
 
 __all__ = ["MemfoldToolSpec"]
 
@@ -17,6 +25,12 @@ def _listing(hits: list[MemoryHit]) -> str:
     if not hits:
         return "No matching memories."
     return "\n".join(f"- {h.record.text} (id: {h.record.id})" for h in hits)
+
+
+def _updated(record_id: str, record: MemoryRecord | None) -> str:
+    if record is None:
+        return f"No memory has id {record_id}: recall first to find its id."
+    return f"Updated memory {record_id}."
 
 
 class MemfoldToolSpec(BaseToolSpec):
@@ -60,33 +74,11 @@ class MemfoldToolSpec(BaseToolSpec):
 
     def update_memory(self, id: str, content: str) -> str:
         """Replace the text of the memory with this id (from recall)."""
-        old = self.store.get(self.namespace, id)
-        if old is None:
-            return f"No memory has id {id}: recall first to find its id."
-        self.store.put(
-            self.namespace,
-            content,
-            old.value,
-            id=id,
-            importance=old.importance,
-            ttl_seconds=old.ttl_seconds,
-        )
-        return f"Updated memory {id}."
+        return _updated(id, replace_text(self.store, self.namespace, id, content))
 
     async def aupdate_memory(self, id: str, content: str) -> str:
         """Replace the text of the memory with this id (from recall)."""
-        old = await self.store.aget(self.namespace, id)
-        if old is None:
-            return f"No memory has id {id}: recall first to find its id."
-        await self.store.aput(
-            self.namespace,
-            content,
-            old.value,
-            id=id,
-            importance=old.importance,
-            ttl_seconds=old.ttl_seconds,
-        )
-        return f"Updated memory {id}."
+        return _updated(id, await areplace_text(self.store, self.namespace, id, content))
 
     def forget(self, id: str) -> str:
         """Delete the memory with this id (from recall)."""
