@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, replace
 from memfold.checkpoints import BaseCheckpointStore
 from memfold.errors import InvalidInput, MemfoldError
 from memfold.flows import Call, Flow, arun, run
-from memfold.journal import EffectJournal
+from memfold.journal import EffectJournal, ListJournalThreads
 from memfold.memories import BaseMemoryStore
 from memfold.memory_model import MemoryRecord, Namespace
 from memfold.model import ThreadInfo
@@ -78,6 +78,11 @@ class MigrationResult:
     """Long-term memory records written to the target (those it had already are not counted)."""
     memory_namespaces_seen: int = 0
     """Memory namespaces read from the source."""
+    kinds_not_moved: dict[str, str] = field(default_factory=dict)
+    """Store kind (``"threads"``, ``"checkpoints"``, ``"memories"``) → why none of it moved:
+    given two URLs, the source holds records of that kind (of those asked for) but the target
+    URL opens no store of that kind (a PostgreSQL URL without ``?dimensions=`` opens no memory
+    store until one has been created there, a Chroma URL opens only memories)."""
 
 
 @dataclass(slots=True)
@@ -91,6 +96,7 @@ class _Tally:
     memories: int = 0
     memory_namespaces: int = 0
     failed: dict[str, str] = field(default_factory=dict)
+    not_moved: dict[str, str] = field(default_factory=dict)
     found: set[str] = field(default_factory=set)
     """The named threads some source store holds."""
 
@@ -395,10 +401,18 @@ def _kind(store: object, side: str) -> type[Store]:
     )
 
 
+_KIND_NAMES: dict[type[Store], str] = {
+    BaseThreadStore: "threads",
+    BaseCheckpointStore: "checkpoints",
+    BaseMemoryStore: "memories",
+}
+
+
 def _pairs(
     source: str | Store, target: str | Store
-) -> tuple[list[tuple[Store, Store]], list[Store]]:
-    """The ``(source, target)`` store pairs to move, and the stores opened here (to close)."""
+) -> tuple[list[tuple[Store, Store]], list[tuple[Store, str]], list[Store]]:
+    """The ``(source, target)`` store pairs to move, the source stores whose kind the target
+    URL does not open (with the reason it gave), and the stores opened here (to close)."""
     if isinstance(source, str) and isinstance(target, str):
         sources = open_stores(source)
         try:
@@ -408,7 +422,9 @@ def _pairs(
                 store.close()
             raise
         pairs = [(s, t) for s in sources for t in targets if _kind(s, "") is _kind(t, "")]
-        return pairs, sources + targets
+        paired = {id(s) for s, _ in pairs}
+        unmatched = [(s, _why_not(target, s)) for s in sources if id(s) not in paired]
+        return pairs, unmatched, sources + targets
     if isinstance(source, str) or isinstance(target, str):
         raise InvalidInput("migrate takes two store URLs or two stores, not one of each")
     if _kind(source, "source") is not _kind(target, "target"):
@@ -416,25 +432,65 @@ def _pairs(
             f"cannot migrate a {type(source).__name__} into a {type(target).__name__}: "
             "give two stores of the same kind, or two URLs"
         )
-    return [(source, target)], []
+    return [(source, target)], [], []
+
+
+def _why_not(url: str, like: Store) -> str:
+    """Why ``url`` opens no store of ``like``'s kind (the opener's error)."""
+    try:
+        for store in open_stores(url, kinds=[_KIND_NAMES[_kind(like, "")]]):
+            store.close()
+    except InvalidInput as exc:
+        return f"the target URL opens no {_KIND_NAMES[_kind(like, '')]} store: {exc}"
+    return f"the target URL opened no {_KIND_NAMES[_kind(like, '')]} store"
+
+
+def _holds(store: Store, thread_ids: Sequence[str] | None, tenant: str) -> Flow[bool]:
+    """Whether ``store`` holds any of what a migration of ``thread_ids`` (None: all) moves."""
+    if isinstance(store, BaseMemoryStore):  # memories move only when no thread is named
+        return thread_ids is None and bool(
+            (yield Call(store, "list_namespaces", ((tenant,),), {"limit": 1}))
+        )
+    if isinstance(store, BaseCheckpointStore):
+        if thread_ids is not None:
+            for thread_id in thread_ids:
+                if (yield from holds_checkpoint_thread(store, thread_id, tenant)):
+                    return True
+            return False
+        where = {"tenant": tenant, "limit": 1}
+        if (yield Call(store, "list_checkpoints", (None,), where)):
+            return True
+        journal = store.capabilities.effect_journal
+        return journal and bool((yield Call(store, "execute", (ListJournalThreads(tenant),))))
+    assert isinstance(store, BaseThreadStore)
+    if thread_ids is None:
+        return bool((yield Call(store, "list_threads", (), {"tenant": tenant, "limit": 1})))
+    for thread_id in thread_ids:
+        if (yield from _info(store, thread_id, tenant)) is not None:
+            return True
+    return False
 
 
 def _result(tally: _Tally, started: float) -> MigrationResult:
     return MigrationResult(
         tally.threads, tally.messages, tally.failed, time.monotonic() - started, tally.seen,
         tally.checkpoints, tally.journal, tally.checkpoint_threads, tally.memories,
-        tally.memory_namespaces,
+        tally.memory_namespaces, tally.not_moved,
     )  # fmt: skip
 
 
 def _migrate_flow(
     pairs: list[tuple[Store, Store]],
+    unmatched: list[tuple[Store, str]],
     thread_ids: Sequence[str] | None,
     tenant: str,
     size: int,
     progress: Progress | None,
 ) -> Flow[_Tally]:
     tally = _Tally()
+    for src, why in unmatched:
+        if (yield from _holds(src, thread_ids, tenant)):
+            tally.not_moved[_KIND_NAMES[_kind(src, "")]] = why
     searched = False
     for src, dst in pairs:
         if isinstance(src, BaseThreadStore) and isinstance(dst, BaseThreadStore):
@@ -484,6 +540,11 @@ def migrate(
     its model (never embedded again); those already in the target (by id) are skipped, and no
     near-duplicate merge or ``capacity`` eviction runs.
 
+    Given two URLs, a kind the source holds but the target URL cannot open (a fresh PostgreSQL
+    URL without ``?dimensions=`` opens no memory store) is not moved, and
+    `MigrationResult.kinds_not_moved` says why; a kind the source does not hold is skipped
+    quietly.
+
     Raises:
         InvalidInput: a bad tenant, thread id, batch size or URL, or stores of two kinds. A
             thread that fails to copy is listed in `MigrationResult.failed` instead (a
@@ -494,9 +555,9 @@ def migrate(
     """
     _check(thread_ids, tenant, batch_size)
     started = time.monotonic()
-    pairs, opened = _pairs(source, target)
+    pairs, unmatched, opened = _pairs(source, target)
     try:
-        tally = run(_migrate_flow(pairs, thread_ids, tenant, batch_size, progress))
+        tally = run(_migrate_flow(pairs, unmatched, thread_ids, tenant, batch_size, progress))
     finally:
         for store in opened:
             store.close()
@@ -516,9 +577,11 @@ async def amigrate(
     running service)."""
     _check(thread_ids, tenant, batch_size)
     started = time.monotonic()
-    pairs, opened = _pairs(source, target)
+    pairs, unmatched, opened = _pairs(source, target)
     try:
-        tally = await arun(_migrate_flow(pairs, thread_ids, tenant, batch_size, progress))
+        tally = await arun(
+            _migrate_flow(pairs, unmatched, thread_ids, tenant, batch_size, progress)
+        )
     finally:
         for store in opened:
             await store.aclose()

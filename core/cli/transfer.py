@@ -173,6 +173,8 @@ def migrate_(
     for key, error in result.failed.items():
         what = "memory namespace" if key.startswith("memories:") else "thread"
         err().print(Text(f"failed: {what} {key!r}: {error}", style="red"))
+    for kind, why in result.kinds_not_moved.items():
+        err().print(Text(f"not migrated: {kind}: {why}", style="red"))
     out().print(
         f"Migrated {plural(result.messages_moved, 'message')} in "
         f"{plural(result.threads_moved, 'thread')}, "
@@ -181,5 +183,5 @@ def migrate_(
         f"({result.duration:.1f} s).",
         markup=False,
     )
-    if result.failed:
+    if result.failed or result.kinds_not_moved:
         raise typer.Exit(1)

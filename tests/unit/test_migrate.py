@@ -8,12 +8,15 @@ import subprocess
 import sys
 import textwrap
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, TypedDict, TypeVar
 
+import psycopg
 import pytest
 from langgraph.graph import START, StateGraph
+from psycopg import sql
 from typer.testing import CliRunner
 
 import memfold
@@ -531,3 +534,51 @@ def test_the_cli_migrates_from_a_url_that_opens_only_memories(tmp_path: Path) ->
     assert "0 checkpoints and 11 memories" in cli.stdout
     with open_memory_store(f"sqlite:///{tmp_path / 'b.db'}") as target:
         assert target.count(("default",)) == 11
+
+
+@pytest.fixture
+def pg_schema_url() -> Iterator[str]:
+    """A PostgreSQL URL of a schema no store has set up yet (dropped after the test)."""
+    schema = f"memfold_test_{uuid.uuid4().hex}"
+    yield f"{PG_URL}?schema={schema}"
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+async def test_a_kind_the_target_url_cannot_open_is_reported_not_skipped(
+    tmp_path: Path, pg_schema_url: str, use_async: bool
+) -> None:
+    """Memories migrated into a fresh PostgreSQL URL without ``?dimensions=`` were silently left
+    behind (the target opened no memory store, and the pair was dropped); now the result and
+    the CLI say which kind did not move and why, and the CLI exits 1. Threads still move."""
+    src = f"sqlite:///{tmp_path / 'a.db'}"
+    with open_memory_store(src) as store:
+        fill_memories(store)
+    with memfold.open_store(src) as threads:
+        fill(threads, threads=2)
+    result = await amigrate(src, pg_schema_url) if use_async else migrate(src, pg_schema_url)
+    assert (result.threads_moved, result.memories_moved, result.failed) == (2, 0, {})
+    assert list(result.kinds_not_moved) == ["memories"]
+    assert "dimensions" in result.kinds_not_moved["memories"]
+    cli = CliRunner().invoke(app, ["migrate", src, pg_schema_url])
+    assert cli.exit_code == 1
+    assert "not migrated: memories: the target URL opens no memories store" in cli.stderr
+    with_dimensions = migrate(src, f"{pg_schema_url}&dimensions=64")
+    assert (with_dimensions.memories_moved, with_dimensions.kinds_not_moved) == (11, {})
+
+
+def test_a_kind_the_source_does_not_hold_is_skipped_quietly(tmp_path: Path) -> None:
+    """SQLite threads into a Chroma URL (memories only) are reported; an SQLite file holding
+    only memories moves into it with nothing to report, and naming threads leaves memories
+    out of the check as it leaves them out of the move."""
+    src, chroma = f"sqlite:///{tmp_path / 'a.db'}", f"chroma://{tmp_path / 'c'}?dimensions=16"
+    with open_memory_store(src, embedder=HashingEmbedder(16)) as store:
+        fill_memories(store)
+    assert migrate(src, chroma).kinds_not_moved == {}
+    assert migrate(src, chroma, thread_ids=["t0"]).kinds_not_moved == {}
+    with memfold.open_store(src) as threads:
+        fill(threads, threads=1)
+    assert list(migrate(src, chroma).kinds_not_moved) == ["threads"]
+    assert list(migrate(src, chroma, thread_ids=["t0"]).kinds_not_moved) == ["threads"]
+    assert migrate(src, chroma, thread_ids=["t9"]).kinds_not_moved == {}
