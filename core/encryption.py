@@ -5,9 +5,11 @@ A `Keyring` maps key ids to 32-byte keys and names one active key: writes encryp
 decrypt under whichever key a ciphertext names. A store opened with ``keyring=`` (or
 ``?keyring=env``, which reads `KEYS_ENV`) encrypts, in its base class and so on every backend:
 
-- thread messages: the content (text or parts) and the tool-call arguments, together as one
-  ciphertext in a single content part of type `ENCRYPTED_PART` (the arguments are emptied),
-  and the compaction summary kept in thread metadata (`ENCRYPTED_METADATA`);
+- thread messages: the content (text or parts), the tool-call arguments and the metadata
+  keys that hold content (`memfold.model.CONTENT_METADATA`: what the framework adapters keep
+  beside it), together as one ciphertext in a single content part of type `ENCRYPTED_PART`
+  (the arguments are emptied and those keys taken out of the metadata), and the compaction
+  summary kept in thread metadata (`ENCRYPTED_METADATA`);
 - long-term memories: the text and the value (the value becomes ``{ENCRYPTED_KEY: ...}``);
 - checkpoints: the body, every channel value and every pending write (the tag gets
   `ENCRYPTED_TAG` appended);
@@ -65,7 +67,15 @@ from memfold.checkpoint_model import Blob, ChannelValue, Checkpoint, PendingWrit
 from memfold.errors import EncryptionError, InvalidInput
 from memfold.limits import MAX_JSON_DEPTH, Limits, check_tree
 from memfold.memory_model import MemoryHit, MemoryRecord
-from memfold.model import JSON, Message, MessageHit, Part, ThreadInfo, ToolCall
+from memfold.model import (
+    CONTENT_METADATA,
+    JSON,
+    Message,
+    MessageHit,
+    Part,
+    ThreadInfo,
+    ToolCall,
+)
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -459,15 +469,20 @@ def _sealed(message: Message) -> str | None:
 
 
 def seal_message(keyring: Keyring, message: Message) -> Message:
-    """``message`` with its content and tool-call arguments encrypted under the active key."""
+    """``message`` with its content, tool-call arguments and `CONTENT_METADATA` encrypted
+    under the active key (as one ``[content, arguments, content metadata]`` payload, shorter
+    when the last parts are empty)."""
     m = message
     content: JSON = m.content if isinstance(m.content, str) else [p.to_dict() for p in m.content]
-    payload = [content, [dict(c.arguments) for c in m.tool_calls]] if m.tool_calls else [content]
+    said = {k: v for k, v in m.metadata.items() if k in CONTENT_METADATA}
+    payload: list[JSON] = [content, [dict(c.arguments) for c in m.tool_calls], said]
+    payload = payload if said else payload[:2] if m.tool_calls else payload[:1]
     token = keyring.seal_text(_json_bytes(payload, f"message {m.id!r}"), _MESSAGE)
     calls = tuple(ToolCall(c.id, c.name) for c in m.tool_calls)
+    metadata = {k: v for k, v in m.metadata.items() if k not in said} if said else m.metadata
     return Message(
         m.role, (Part(ENCRYPTED_PART, data=token),), m.name, m.id, calls, m.tool_call_id,
-        m.created_at, m.metadata,
+        m.created_at, metadata,
     )  # fmt: skip
 
 
@@ -500,10 +515,11 @@ def _open_message(keyring: Keyring | None, message: Message) -> Message:
             ToolCall(c.id, c.name, arguments)
             for c, arguments in zip(m.tool_calls, payload[1] if m.tool_calls else (), strict=True)
         )
+        metadata = {**m.metadata, **payload[2]} if len(payload) > 2 else m.metadata
         return Message(
             m.role,
             content if isinstance(content, str) else tuple(map(Part.from_dict, content)),
-            m.name, m.id, calls, m.tool_call_id, m.created_at, m.metadata,
+            m.name, m.id, calls, m.tool_call_id, m.created_at, metadata,
         )  # fmt: skip
     except (ValueError, TypeError, LookupError) as exc:
         raise EncryptionError(f"{what} decrypted to something that is not a message") from exc

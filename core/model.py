@@ -19,6 +19,7 @@ from memfold.errors import InvalidInput
 from memfold.limits import MAX_JSON_DEPTH, Limits, check_tree
 
 __all__ = [
+    "CONTENT_METADATA",
     "JSON",
     "ROLES",
     "Message",
@@ -33,6 +34,21 @@ JSON: TypeAlias = bool | int | float | str | list["JSON"] | dict[str, "JSON"] | 
 
 ROLES: Final = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 """The roles a message may have."""
+
+CONTENT_METADATA: Final = frozenset(
+    {
+        "langchain.additional_kwargs",
+        "langchain.artifact",
+        "langchain.invalid_tool_calls",
+        "langchain.response_metadata",
+        "llama_index.additional_kwargs",
+        "llama_index.raw_tool_kwargs",
+    }
+)
+"""Message metadata keys whose values are part of what was said: the framework adapters keep
+there what `Message` has no field for (tool-call arguments as the model wrote them, tool
+artifacts, provider extras). Stores encrypt them with the content and redact every string in
+them, as they do tool-call arguments."""
 
 
 def _ts(value: datetime | None) -> str | None:

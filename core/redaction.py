@@ -7,11 +7,11 @@ numbers (only those passing the Luhn check), API keys and tokens (``sk-...``, Gi
 bearer tokens; add your own as labelled regular expressions or plain callables.
 
 Stores apply it on write when opened with ``redactor=`` (or the URL option ``redact=default``,
-or ``redact=email,phone`` for some default rules only): thread messages (text, text parts and
-tool-call arguments) and long-term memories (text and the strings of the value), before the
-store embeds or encrypts anything. What was removed is never kept: the message's metadata (a
-memory's value) records only the labels and counts, under `REDACTED_KEY`. Redaction is off
-unless asked for.
+or ``redact=email,phone`` for some default rules only): thread messages (text, text parts,
+tool-call arguments and the metadata that holds content, `memfold.model.CONTENT_METADATA`) and
+long-term memories (text and the strings of the value), before the store embeds or encrypts
+anything. What was removed is never kept: the message's metadata (a memory's value) records
+only the labels and counts, under `REDACTED_KEY`. Redaction is off unless asked for.
 
 Examples:
     >>> r = Redactor()
@@ -32,7 +32,7 @@ from typing import Any, Final, TypeAlias
 
 from memfold.errors import InvalidInput
 from memfold.memory_model import MemoryRecord
-from memfold.model import JSON, Message, Part, ToolCall
+from memfold.model import CONTENT_METADATA, JSON, Message, Part, ToolCall
 from memfold.urls import take_option
 
 __all__ = [
@@ -281,8 +281,9 @@ class Redactor:
         return value
 
     def redact_message(self, message: Message) -> Message:
-        """``message`` with its text, text parts and tool-call arguments redacted, and the
-        counts added to its metadata under `REDACTED_KEY` (unchanged if nothing matched).
+        """``message`` with its text, text parts, tool-call arguments and the strings of its
+        `memfold.model.CONTENT_METADATA` redacted, and the counts added to its metadata under
+        `REDACTED_KEY` (unchanged if nothing matched).
 
         Raises:
             InvalidInput: ``message`` is not a `Message`, or its arguments nest too deeply.
@@ -300,9 +301,14 @@ class Redactor:
         calls = tuple(
             ToolCall(c.id, c.name, self._arguments(c.arguments, counts)) for c in message.tool_calls
         )
+        said = {
+            k: self.redact_json(v, counts)
+            for k, v in message.metadata.items()
+            if k in CONTENT_METADATA
+        }
         if not counts:
             return message
-        metadata = {**message.metadata, REDACTED_KEY: _merged(message.metadata, counts)}
+        metadata = {**message.metadata, **said, REDACTED_KEY: _merged(message.metadata, counts)}
         return replace(message, content=content, tool_calls=calls, metadata=metadata)
 
     def redact_record(self, record: MemoryRecord) -> MemoryRecord:

@@ -131,6 +131,38 @@ async def test_threads_round_trip_encrypted_and_hold_no_plaintext(api: Api, tmp_
         await api.search("vault")
 
 
+async def test_metadata_that_holds_content_is_encrypted_with_it(api: Api, tmp_path: Path) -> None:
+    """The metadata keys where the framework adapters keep content (a tool's artifact, the
+    model's raw or unparsable tool-call arguments: `memfold.model.CONTENT_METADATA`) are
+    encrypted with the content and read back as given; the app's own metadata stays readable.
+    (They were stored in plaintext; found by fuzzing encryption.)"""
+    store: BaseThreadStore = api.store
+    store.keyring = keyring("k1")
+    messages = [
+        Message(
+            role="assistant",
+            content="",
+            metadata={
+                "llama_index.raw_tool_kwargs": [f'{{"code": "{SECRET}"}}'],
+                "langchain.invalid_tool_calls": [{"id": "c2", "args": f'{{"code": "{SECRET}"'}],
+            },
+        ),
+        Message(
+            role="tool",
+            content="saved",
+            tool_call_id="c1",
+            metadata={"langchain.artifact": {"code": SECRET}, "channel": "web"},
+        ),
+    ]
+    stored = await api.append("t", messages)
+    assert [m.metadata for m in await api.load("t")] == [m.metadata for m in messages]
+    assert [m.metadata for m in stored] == [m.metadata for m in messages]
+    backend_view = store.execute(thread_ops.LoadThread("default", "t"))
+    assert [m.metadata for m in backend_view] == [{}, {"channel": "web"}]
+    assert sealed_key_ids(backend_view) == {"k1"}
+    assert not holds(raw_storage(store, tmp_path), "vault")
+
+
 async def test_threads_refuse_to_read_without_the_right_key(api: Api) -> None:
     """Reading encrypted messages with no keyring, without their key, or with another key
     under their id raises EncryptionError naming the key id."""

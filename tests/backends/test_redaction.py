@@ -18,8 +18,9 @@ SECRET = "reach bob@example.com or +1 415 555 0100, key sk-proj-abcdefghijklmnop
 
 
 async def test_thread_messages_are_stored_redacted(api: Api) -> None:
-    """Text, text parts and tool-call arguments are redacted before they are stored, with
-    the labels and counts in the message's metadata, and nothing else changes."""
+    """Text, text parts, tool-call arguments and the metadata that holds content
+    (`memfold.model.CONTENT_METADATA`) are redacted before they are stored, with the labels and
+    counts in the message's metadata, and nothing else changes."""
     api.store.redactor = Redactor()
     messages = [
         Message(role="user", content=SECRET, metadata={"lang": "en"}),
@@ -29,6 +30,16 @@ async def test_thread_messages_are_stored_redacted(api: Api) -> None:
             tool_calls=(ToolCall("c1", "send_mail", {"to": "bob@example.com", "n": 1}),),
         ),
         Message(role="tool", content="sent", tool_call_id="c1"),
+        Message(
+            role="tool",
+            content="sent",
+            tool_call_id="c2",
+            metadata={
+                "langchain.artifact": {"to": ["ann@example.com"], "n": 2},
+                "llama_index.raw_tool_kwargs": ['{"to": "ann@example.com"}'],
+                "lang": "ann@example.com",
+            },
+        ),
     ]
     returned = await api.append("t", messages)
     loaded = await api.load("t")
@@ -41,6 +52,14 @@ async def test_thread_messages_are_stored_redacted(api: Api) -> None:
     assert loaded[1].metadata == {REDACTED_KEY: {"email": 2}}
     assert loaded[2].content == "sent"
     assert loaded[2].metadata == {}
+    # The metadata that holds content (what the adapters keep beside it) is redacted too; other
+    # metadata is the app's own and stays as given.
+    assert loaded[3].metadata == {
+        "langchain.artifact": {"to": ["[email]"], "n": 2},
+        "llama_index.raw_tool_kwargs": ['{"to": "[email]"}'],
+        "lang": "ann@example.com",
+        REDACTED_KEY: {"email": 2},
+    }
 
 
 async def test_replace_and_update_redact_too(api: Api) -> None:

@@ -22,8 +22,13 @@ from llama_index.core.base.llms.types import (
 from llama_index.core.llms import ChatMessage
 from llama_index.core.memory import Memory
 
+from memfold import open_store, ops
+from memfold.encryption import Keyring
 from memfold.integrations.langchain import MemfoldChatMessageHistory
+from memfold.integrations.langchain import messages as lc
 from memfold.integrations.llama_index import MemfoldChatStore, MemfoldDBChatStore
+from memfold.integrations.llama_index import messages as li
+from memfold.model import CONTENT_METADATA
 from memfold.stores import BaseThreadStore
 
 LANGCHAIN_THREAD: list[BaseMessage] = [
@@ -286,3 +291,53 @@ async def test_memory_reads_a_langchain_thread(store: BaseThreadStore) -> None:
     await MemfoldChatMessageHistory(store, "s1").aadd_messages(LANGCHAIN_THREAD)
     memory = Memory.from_defaults(session_id="s1", chat_store=MemfoldDBChatStore(store))
     check_llama_index_view(await memory.aget())
+
+
+def test_what_the_adapters_keep_in_metadata_is_encrypted_and_redacted() -> None:
+    """The raw tool-call arguments LlamaIndex's OpenAI LLM gives, LangChain's unparsable tool
+    calls and tool artifacts sit in message metadata, which stores keep readable; on a store
+    opened with a keyring and redaction they were stored in plaintext and unredacted, and the
+    unredacted text went back to the model (found by fuzzing encryption). Every metadata key
+    an adapter writes content to is in `memfold.model.CONTENT_METADATA`."""
+    store = open_store("memory://?redact=default", keyring=Keyring({"k1": bytes(32)}))
+    secret = "ann@example.com"
+    MemfoldChatStore(store).add_message(
+        "t",
+        ChatMessage(
+            role="assistant",
+            blocks=[
+                ToolCallBlock(
+                    tool_call_id="c1", tool_name="send", tool_kwargs=f'{{"to": "{secret}"}}'
+                )
+            ],
+        ),
+    )
+    MemfoldChatMessageHistory(store, "t").add_messages(
+        [
+            AIMessage(
+                "",
+                invalid_tool_calls=[
+                    {
+                        "id": "c2",
+                        "name": "send",
+                        "args": f'{{"to": "{secret}"',
+                        "error": "bad json",
+                        "type": "invalid_tool_call",
+                    }
+                ],
+                additional_kwargs={"refusal": secret},
+            ),
+            ToolMessage("sent", tool_call_id="c2", artifact={"to": secret}),
+        ]
+    )
+    stored = store.execute(ops.LoadThread("default", "t"))
+    assert not any(secret in m.to_json() or "[email]" in m.to_json() for m in stored)
+    read = MemfoldChatMessageHistory(store, "t").messages
+    assert read[1].invalid_tool_calls[0]["args"] == '{"to": "[email]"'  # type: ignore[attr-defined]
+    assert read[1].additional_kwargs == {"refusal": "[email]"}
+    assert read[2].artifact == {"to": "[email]"}  # type: ignore[attr-defined]
+    block = MemfoldChatStore(store).get_messages("t")[0].blocks[0]
+    assert isinstance(block, ToolCallBlock)
+    assert block.tool_kwargs == '{"to": "[email]"}'
+    written = {lc.ADDITIONAL_KWARGS, lc.ARTIFACT, lc.INVALID_TOOL_CALLS, lc.RESPONSE_METADATA}
+    assert written | {li.ADDITIONAL_KWARGS, li.RAW_TOOL_KWARGS} <= CONTENT_METADATA
