@@ -282,10 +282,11 @@ class RunningSummary:
             pinned, units = split(messages)
             return pinned, units, None, len(pinned)
         messages = ensure_sequence(messages)
-        pinned = pinned_prefix(messages)
         end = _covered_end(messages, record)
         if end is None:  # a covered message was deleted: start again
+            pinned = pinned_prefix(messages)
             return pinned, group(messages[len(pinned) :]), None, len(pinned)
+        pinned = pinned_prefix(messages[: end - 1])  # a covered system message is not pinned
         return pinned, group(messages[end:]), replace(record, end=end), end
 
     def view(self, messages: Sequence[Message], record: CompactionRecord | None) -> list[Message]:

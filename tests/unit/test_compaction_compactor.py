@@ -342,3 +342,31 @@ async def test_deleting_a_system_message_keeps_the_summary(
         saved = compactor.record("t")
     assert done.record == saved == replace(old, end=old.end - 1)
     assert summarizer.sent == before
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+async def test_a_covered_system_message_stays_in_the_summary(
+    tstore: BaseThreadStore, use_async: bool
+) -> None:
+    """A mid-thread system message that ends a fold is covered by the summary, not pinned:
+    the Compactor's view (which loads only the pinned prefix and the tail from ``last_id``) is
+    the strategy's view of the whole thread, and a system message after it keeps its place."""
+    strategy = RunningSummary(400, counter=COUNTER)
+    compactor = Compactor(tstore, strategy)
+    thread = await tstore.aappend("t", [
+        Message(role="system", content="You book travel."),
+        Message(role="user", content="Ana flies to Lisbon."),
+        Message(role="assistant", content="Booked."),
+        Message(role="system", content="Be terse from now on."),
+        Message(role="system", content="Answer in French."),
+        Message(role="user", content="And Bo?"),
+    ])  # fmt: skip
+    record = CompactionRecord(
+        ("Ana flies to Lisbon.",), thread[1].id or "", thread[3].id or "", 4, 3,
+        ((thread[1].id or "", thread[3].id or ""),),
+    )  # fmt: skip
+    await tstore.aset_thread_metadata("t", {RECORD_KEY: record.to_dict()})
+    view = await compactor.aview("t") if use_async else compactor.view("t")
+    assert view == strategy.view(thread, record)
+    assert [m.content for m in view[2:]] == ["Answer in French.", "And Bo?"]
+    assert view[0] == thread[0]
