@@ -183,15 +183,17 @@ class Compactor:
         messages, shift = self._load(thread_id, tenant, info, record)
         done = run(self.strategy.fold(messages, _shifted(record, -shift)), self.summarizer)
         new = _shifted(done.record, shift)
+        if done.folded and new is not None:  # facts first: if they fail, the fold is redone
+            evicted = self._evicted(messages, record, new)
+            if evicted and self.memories is not None and self.namespace is not None:
+                found = self.facts.extract(evicted)
+                limits = self.memories.limits
+                records = fact_records(found, self.namespace, thread_id, tenant, limits)
+                self.memories.put_many(records)
         if new != record:  # a fold, or a rebuild after covered messages were deleted
             meta = _with_record(self._info(thread_id, tenant), new, record)  # re-read
             if meta is not None:
                 self.store.set_thread_metadata(thread_id, meta, tenant=tenant)
-        if done.folded and new is not None:
-            evicted = self._evicted(messages, record, new)
-            if evicted and self.memories is not None and self.namespace is not None:
-                found = self.facts.extract(evicted)
-                self.memories.put_many(fact_records(found, self.namespace, thread_id, tenant))
         return replace(done, record=new)
 
     def view(self, thread_id: str, *, tenant: str | None = None) -> list[Message]:
@@ -251,16 +253,17 @@ class Compactor:
         messages, shift = await self._aload(thread_id, tenant, info, record)
         done = await arun(self.strategy.fold(messages, _shifted(record, -shift)), self.summarizer)
         new = _shifted(done.record, shift)
-        if new != record:
-            meta = _with_record(await self._ainfo(thread_id, tenant), new, record)
-            if meta is not None:
-                await self.store.aset_thread_metadata(thread_id, meta, tenant=tenant)
         if done.folded and new is not None:
             evicted = self._evicted(messages, record, new)
             if evicted and self.memories is not None and self.namespace is not None:
                 found = await self.facts.aextract(evicted)
-                records = fact_records(found, self.namespace, thread_id, tenant)
+                limits = self.memories.limits
+                records = fact_records(found, self.namespace, thread_id, tenant, limits)
                 await self.memories.aput_many(records)
+        if new != record:
+            meta = _with_record(await self._ainfo(thread_id, tenant), new, record)
+            if meta is not None:
+                await self.store.aset_thread_metadata(thread_id, meta, tenant=tenant)
         return replace(done, record=new)
 
     async def aview(self, thread_id: str, *, tenant: str | None = None) -> list[Message]:

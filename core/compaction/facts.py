@@ -5,7 +5,9 @@ worth more on its own: found by meaning in every later conversation, not only in
 summary. A `Compactor` given a memory store passes each fold's newly evicted messages to a
 `FactExtractor` and writes the facts as memory records under a namespace of your choice, each
 naming the thread and message it came from. Record ids are derived from that source, so a fold
-that runs twice (two workers, a retry) writes the same records again instead of duplicates.
+that runs twice (two workers, a retry) writes the same records again instead of duplicates;
+the facts are written before the fold's record is saved, so a failed write is retried by the
+next view.
 
 `ExtractiveFacts` needs no model: it keeps the user's sentences that carry a name, a number or a
 date, the most informative first. A model-backed extractor is any object with ``extract`` and
@@ -29,6 +31,8 @@ from typing import Protocol, runtime_checkable
 
 from memfold.compaction.summarizers import informativeness, sentences_of
 from memfold.errors import InvalidInput
+from memfold.limits import DEFAULT_LIMITS, Limits
+from memfold.memories import storable_text
 from memfold.memory_model import MemoryRecord, Namespace
 from memfold.model import Message, ensure_sequence
 
@@ -97,9 +101,14 @@ def _specific(sentence: str) -> bool:
 
 
 def fact_records(
-    facts: Sequence[Fact], namespace: Namespace, thread_id: str, tenant: str | None
+    facts: Sequence[Fact],
+    namespace: Namespace,
+    thread_id: str,
+    tenant: str | None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> list[MemoryRecord]:
-    """Memory records for ``facts`` from a thread, with ids derived from their source."""
+    """Memory records for ``facts`` from a thread, with ids derived from their source and
+    text a store under ``limits`` accepts (`memfold.memories.storable_text`)."""
     records = []
     for fact in facts:
         source = "\x00".join((tenant or "", thread_id, fact.message_id, fact.text))
@@ -107,7 +116,7 @@ def fact_records(
             MemoryRecord(
                 namespace,
                 id=hashlib.sha256(source.encode()).hexdigest()[:32],
-                text=fact.text,
+                text=storable_text(fact.text, limits),
                 value={
                     "source": "compaction",
                     "thread_id": thread_id,

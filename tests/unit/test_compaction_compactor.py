@@ -4,7 +4,7 @@ the covered originals."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,10 +16,13 @@ from memfold.compaction import (
     ApproximateCounter,
     CompactionRecord,
     Compactor,
+    ExtractiveFacts,
     ExtractiveSummarizer,
+    Fact,
     RunningSummary,
     SummarizeRequest,
 )
+from memfold.limits import Limits
 from memfold.memories import open_memory_store
 from memfold.stores import BaseThreadStore
 from tests.support import drop_store, make_store
@@ -199,6 +202,51 @@ async def test_folded_facts_become_long_term_memories(
     assert {r.id for r in kept} <= {r.id for r in again}
     assert len({(r.value["message_id"], r.text) for r in again}) == len(again)
     memories.close()
+
+
+class FailsOnce(ExtractiveFacts):
+    """The extractive facts, failing on the first call (as a memory store might)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed = False
+
+    def extract(self, messages: Sequence[Message]) -> list[Fact]:
+        if not self.failed:
+            self.failed = True
+            raise ConnectionError("memory store unreachable")
+        return super().extract(messages)
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+async def test_facts_are_stored_as_the_memory_store_accepts_them_or_the_fold_is_redone(
+    tstore: BaseThreadStore, use_async: bool
+) -> None:
+    """A fact holding a NUL character or over the store's text limit is stored cleaned and cut
+    (a refusal would lose it), and facts are written before the record: a fold whose facts
+    fail is not saved, so the next view redoes it and keeps them."""
+    memories = open_memory_store("memory://", limits=Limits(max_memory_text_bytes=40))
+    namespace = ("default", "ana", "facts")
+    compactor = Compactor(
+        tstore, RunningSummary(300, counter=COUNTER), memories=memories, namespace=namespace,
+        facts=FailsOnce(),
+    )  # fmt: skip
+    await tstore.aappend("t", [
+        Message(role="user", content=f"Ana paid {i} dollars in Lisbon on May {i}.\x00 Bo came.")
+        for i in range(30)
+    ])  # fmt: skip
+    with pytest.raises(ConnectionError):
+        await compactor.aview("t") if use_async else compactor.view("t")
+    assert compactor.record("t") is None
+    done = await compactor.acompact("t") if use_async else compactor.compact("t")
+    assert done.folded
+    assert compactor.record("t") == done.record
+    kept = memories.list_records(namespace, limit=1000)
+    assert kept, "no fact was kept"
+    for record in kept:
+        assert "\x00" not in record.text
+        assert len(record.text.encode()) <= 40
+        assert record.text.startswith("Ana paid")
 
 
 def test_memories_need_a_namespace() -> None:
