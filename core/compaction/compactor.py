@@ -36,7 +36,7 @@ from dataclasses import replace
 from typing import Final
 
 from memfold.compaction.facts import ExtractiveFacts, FactExtractor, fact_records
-from memfold.compaction.summarizers import ExtractiveSummarizer, Summarizer
+from memfold.compaction.summarizers import Summarizer, check_summarizer
 from memfold.compaction.summary import (
     SUMMARY_KEY,
     Compacted,
@@ -112,6 +112,10 @@ class Compactor:
             ``memories``.
         facts: what finds the facts (default: `ExtractiveFacts`, no model).
 
+    Raises:
+        InvalidInput: an argument is not of its kind (a chat model passed as ``summarizer``
+            must be wrapped, e.g. in `memfold.integrations.langchain.ChatModelSummarizer`).
+
     Saving a record re-reads the thread's metadata after summarizing and writes it back with
     the record added (see the module notes on concurrent metadata writes).
     """
@@ -130,11 +134,21 @@ class Compactor:
             raise InvalidInput(f"strategy must be a RunningSummary, got {type(strategy).__name__}")
         self.store = store
         self.strategy = strategy
-        self.summarizer: Summarizer = summarizer or ExtractiveSummarizer()
+        self.summarizer = check_summarizer(summarizer)
+        if memories is not None and not isinstance(memories, MemoryStore):
+            raise InvalidInput(
+                f"memories must be a memfold memory store (open_memory_store), got "
+                f"{type(memories).__name__}"
+            )
         if memories is not None and namespace is None:
             raise InvalidInput("pass namespace= with memories=, e.g. (tenant, user_id, 'facts')")
         self.memories = memories
         self.namespace = None if namespace is None else check_namespace(namespace)
+        if facts is not None and not isinstance(facts, FactExtractor):
+            raise InvalidInput(
+                f"facts must be a FactExtractor (extract and aextract methods), got "
+                f"{type(facts).__name__}"
+            )
         self.facts: FactExtractor = facts or ExtractiveFacts()
 
     def _evicted(

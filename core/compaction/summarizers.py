@@ -36,6 +36,7 @@ __all__ = [
     "ExtractiveSummarizer",
     "SummarizeRequest",
     "Summarizer",
+    "check_summarizer",
     "informativeness",
     "render_prompt",
     "render_transcript",
@@ -338,3 +339,18 @@ class ExtractiveSummarizer:
                 words.pop()
             return " ".join(words)
         return " ".join(sentences[i] for i in sorted(chosen))
+
+
+def check_summarizer(summarizer: object) -> Summarizer:
+    """``summarizer`` if it is a `Summarizer` (an `ExtractiveSummarizer` if None), else
+    `InvalidInput` saying what to pass."""
+    if summarizer is None:
+        return ExtractiveSummarizer()
+    if not isinstance(summarizer, Summarizer):
+        raise InvalidInput(
+            f"summarizer must be a Summarizer (summarize and asummarize methods), got "
+            f"{type(summarizer).__name__}: wrap a LangChain chat model in "
+            "memfold.integrations.langchain.ChatModelSummarizer, a LlamaIndex LLM in "
+            "memfold.integrations.llama_index.LLMSummarizer"
+        )
+    return summarizer

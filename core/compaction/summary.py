@@ -162,6 +162,12 @@ def _tokens(value: object, what: str, low: int) -> None:
         raise InvalidInput(f"{what} must be an int of at least {low}, got {value!r}")
 
 
+def _answer(text: object) -> str:
+    if not isinstance(text, str):
+        raise InvalidInput(f"a summarizer must return a str, got {type(text).__name__}")
+    return text.strip()
+
+
 def _flat(units: Sequence[Unit]) -> list[Message]:
     return [m for u in units for m in u]
 
@@ -370,10 +376,11 @@ class RunningSummary:
         return segments
 
     def _ask(self, request: SummarizeRequest) -> Generator[SummarizeRequest, str, str]:
-        """The summarizer's answer to ``request``, condensed (then cut) if over its budget."""
-        text = (yield request).strip()
+        """The summarizer's answer to ``request``, condensed (then cut) if over its budget;
+        `InvalidInput` if it is not a str."""
+        text = _answer((yield request))
         if self.counter.count_text(text) > request.max_tokens:
-            text = (yield SummarizeRequest((), text, request.max_tokens)).strip()
+            text = _answer((yield SummarizeRequest((), text, request.max_tokens)))
             text = self._cut(text, request.max_tokens)
         return text
 

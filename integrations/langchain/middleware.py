@@ -28,14 +28,8 @@ from langchain_core.messages import AnyMessage, BaseMessage
 from langgraph.runtime import Runtime
 
 from memfold import InvalidInput, Message
-from memfold.compaction import (
-    CompactionRecord,
-    ExtractiveSummarizer,
-    RunningSummary,
-    Summarizer,
-    arun,
-    run,
-)
+from memfold.compaction import CompactionRecord, RunningSummary, Summarizer, arun, run
+from memfold.compaction.summarizers import check_summarizer
 from memfold.integrations.langchain.messages import to_langchain, to_memfold
 
 __all__ = [
@@ -82,10 +76,8 @@ def compact_messages(
 ) -> tuple[list[BaseMessage], CompactionRecord | None]:
     """The view of ``messages`` and the (possibly new) record; keep the record for the next
     call. Messages need ids (LangGraph's ``add_messages`` assigns them)."""
-    done = run(
-        strategy.fold(_converted(messages), _record(record)),
-        summarizer or ExtractiveSummarizer(),
-    )
+    summarizer = check_summarizer(summarizer)
+    done = run(strategy.fold(_converted(messages), _record(record)), summarizer)
     return _back(done.view, messages), done.record
 
 
@@ -96,10 +88,8 @@ async def acompact_messages(
     record: Mapping[str, Any] | CompactionRecord | None = None,
 ) -> tuple[list[BaseMessage], CompactionRecord | None]:
     """Async `compact_messages`."""
-    done = await arun(
-        strategy.fold(_converted(messages), _record(record)),
-        summarizer or ExtractiveSummarizer(),
-    )
+    summarizer = check_summarizer(summarizer)
+    done = await arun(strategy.fold(_converted(messages), _record(record)), summarizer)
     return _back(done.view, messages), done.record
 
 
@@ -122,7 +112,7 @@ class MemfoldCompactionMiddleware(AgentMiddleware[CompactionState, Any]):
             raise InvalidInput(f"strategy must be a RunningSummary, got {type(strategy).__name__}")
         super().__init__()
         self.strategy = strategy
-        self.summarizer: Summarizer = summarizer or ExtractiveSummarizer()
+        self.summarizer = check_summarizer(summarizer)
 
     def _update(self, record: CompactionRecord | None, state: CompactionState) -> dict[str, Any]:
         old = state.get(RECORD_STATE_KEY)

@@ -33,6 +33,7 @@ from langgraph.graph.message import add_messages
 from langgraph.managed import RemainingSteps
 
 from memfold.compaction import CompactionRecord, RunningSummary, Summarizer
+from memfold.compaction.summarizers import check_summarizer
 from memfold.errors import InvalidInput
 from memfold.integrations.langchain.middleware import (
     RECORD_STATE_KEY,
@@ -84,6 +85,7 @@ def compaction_hook(
 
     if not isinstance(strategy, RunningSummary):
         raise InvalidInput(f"strategy must be a RunningSummary, got {type(strategy).__name__}")
+    summarizer = check_summarizer(summarizer)
 
     def hook(state: Mapping[str, Any]) -> dict[str, Any]:
         record = _state(state).get(RECORD_STATE_KEY)

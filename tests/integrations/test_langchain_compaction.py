@@ -9,16 +9,18 @@ from typing import Any
 
 import pytest
 from langchain.agents import create_agent
-from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+from langchain_core.language_models.fake_chat_models import FakeListChatModel, GenericFakeChatModel
 from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.tools import tool
 from langgraph.checkpoint.memory import InMemorySaver
 
+from memfold import InvalidInput
 from memfold.compaction import ApproximateCounter, RunningSummary
 from memfold.integrations.langchain import to_memfold
 from memfold.integrations.langchain.middleware import (
     RECORD_STATE_KEY,
     MemfoldCompactionMiddleware,
+    acompact_messages,
     compact_messages,
 )
 from memfold.integrations.langchain.summarizer import ChatModelSummarizer
@@ -100,3 +102,17 @@ def test_chat_model_summarizer_extends_its_summary() -> None:
         "PREV=" + "\n".join(f"Summary {i}: Ana flies." for i in range(first))
     )
     assert view[0].content == "Summary of the conversation so far:\n" + record.summary
+
+
+async def test_a_chat_model_passed_as_the_summarizer_is_refused() -> None:
+    """A chat model passed directly, not in ChatModelSummarizer, is refused with InvalidInput
+    naming the wrapper, by the middleware when built and by compact_messages and its twin."""
+    model = FakeListChatModel(responses=["Ana flies."])
+    strategy = RunningSummary(200, counter=COUNTER)
+    history = [HumanMessage(f"Fact {i}: Bo is {i}.", id=f"h{i}") for i in range(40)]
+    with pytest.raises(InvalidInput, match="ChatModelSummarizer"):
+        MemfoldCompactionMiddleware(strategy, model)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput, match="ChatModelSummarizer"):
+        compact_messages(history, strategy, model)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput, match="ChatModelSummarizer"):
+        await acompact_messages(history, strategy, model)  # type: ignore[arg-type]

@@ -13,6 +13,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import START, StateGraph
 from langgraph.prebuilt import create_react_agent
 
+from memfold import InvalidInput
 from memfold.compaction import (
     ApproximateCounter,
     ExtractiveSummarizer,
@@ -143,3 +144,9 @@ async def test_hook_in_a_hand_built_graph(fake_model: Callable[..., Any]) -> Non
     assert all(fits(seen) for seen in model.seen)
     assert str(model.seen[-1][0].content).startswith("Summary of the conversation so far:")
     assert state[RECORD_STATE_KEY]["covered"] > 0
+
+
+def test_hook_refuses_a_summarizer_of_the_wrong_kind() -> None:
+    """A model name (or a chat model without its wrapper) is refused when the hook is built."""
+    with pytest.raises(InvalidInput, match="ChatModelSummarizer"):
+        compaction_hook(RunningSummary(BUDGET, counter=COUNTER), "gpt-4o")  # type: ignore[arg-type]

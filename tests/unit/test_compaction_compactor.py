@@ -259,6 +259,51 @@ def test_memories_need_a_namespace() -> None:
         )
 
 
+@pytest.mark.parametrize(
+    ("argument", "value", "match"),
+    [
+        ("summarizer", "gpt-4o", "ChatModelSummarizer"),
+        ("summarizer", object(), "summarize and asummarize"),
+        ("memories", "sqlite:///facts.db", "memory store"),
+        ("facts", ExtractiveFacts().extract, "extract and aextract"),
+    ],
+)
+def test_arguments_of_the_wrong_kind_are_refused_up_front(
+    argument: str, value: object, match: str
+) -> None:
+    """A summarizer, memory store or fact extractor of the wrong kind (a model name, a chat
+    model passed without its wrapper) is refused when the Compactor is built, saying what to
+    pass, not with an AttributeError at the first fold."""
+    options: dict[str, object] = {argument: value}
+    if argument == "memories":
+        options["namespace"] = ("default", "ana", "facts")
+    store, strategy = make_store("memory", Path(".")), RunningSummary(300, counter=COUNTER)
+    with pytest.raises(InvalidInput, match=match):
+        Compactor(store, strategy, **options)  # type: ignore[arg-type]
+
+
+class AnswersNone(ExtractiveSummarizer):
+    """A summarizer that forgets to return its summary."""
+
+    def summarize(self, request: SummarizeRequest) -> str:
+        return None  # type: ignore[return-value]
+
+    async def asummarize(self, request: SummarizeRequest) -> str:
+        return None  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+async def test_a_summary_that_is_not_a_str_is_refused(use_async: bool) -> None:
+    """A summarizer answering something other than a str gets InvalidInput, and no record is
+    saved."""
+    store = make_store("memory", Path("."))
+    store.append("t", [m for i in range(20) for m in _turn(i)])
+    compactor = Compactor(store, RunningSummary(300, counter=COUNTER), AnswersNone())
+    with pytest.raises(InvalidInput, match="must return a str, got NoneType"):
+        await compactor.aview("t") if use_async else compactor.view("t")
+    assert compactor.record("t") is None
+
+
 def test_extractive_summary_is_never_empty_when_no_sentence_fits() -> None:
     """With a budget smaller than any sentence, the most informative one is cut at a word."""
     long = "Ana moved to Lisbon on 3 May 2021 with her two cats and a piano."
