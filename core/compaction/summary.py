@@ -313,30 +313,43 @@ class RunningSummary:
         deleted, the summary is rebuilt from scratch: the result's record is then a new one,
         or None if nothing needs folding.
 
+        A summary over its budget that leaves nothing to evict (one saved under a larger
+        ``max_tokens``) is condensed.
+
         Raises:
             InvalidInput: the system messages, a summary and the newest message group cannot
-                fit in ``max_tokens`` together.
+                fit in ``max_tokens`` together (or the system messages alone, with no other
+                message).
         """
         pinned, units, record, start = self._tail(messages, record)
         shown = units[1:] if units and is_orphan(units[0]) else units
         head = [*pinned] + ([self.summary_message(record)] if record else [])
         view = head + _flat(shown)
-        if REPLY_TOKENS + self._size(view) <= self.max_tokens or not units:
+        if REPLY_TOKENS + self._size(view) <= self.max_tokens:
             return Compacted(view, record, False)
+        if not units and record is None:
+            raise InvalidInput(
+                f"the system messages alone take {REPLY_TOKENS + self._size(pinned)} tokens, "
+                f"over max_tokens={self.max_tokens}: raise max_tokens or shorten them"
+            )
         fixed = REPLY_TOKENS + self._size(pinned) + self.summary_tokens
         fixed += self.counter.count_message(self._summary_message("", "x", "x"))
-        newest = self._size(units[-1])
+        newest = self._size(units[-1]) if units else 0
         if fixed + newest > self.max_tokens:
             raise InvalidInput(
                 f"the system messages, a {self.summary_tokens}-token summary and the newest "
                 f"message group ({newest} tokens) exceed max_tokens={self.max_tokens}: raise "
                 "max_tokens, lower summary_tokens, or shorten the newest message"
             )
-        cut = fitting_suffix(units, min(self.keep_tokens, self.max_tokens - fixed), self.counter)
-        cut = min(cut, len(units) - 1)
-        if is_orphan(units[cut]):  # only the first unit can be: it goes into the summary
+        keep = min(self.keep_tokens, self.max_tokens - fixed)
+        cut = min(fitting_suffix(units, keep, self.counter), len(units) - 1) if units else 0
+        if units and is_orphan(units[cut]):  # only the first unit can be: it is summarized
             cut += 1
         evicted = _flat(units[:cut])
+        if not evicted and record is not None:  # only the summary, from a larger budget, is over
+            request = SummarizeRequest((), record.summary, self.segment_tokens)
+            record = replace(record, segments=((yield from self._ask(request)),))
+            return Compacted([*pinned, self.summary_message(record), *_flat(units)], record, True)
         if not evicted:  # only an oversized newest group is left: it fits with a summary
             return Compacted(head + _flat(units[cut:]), record, False)
         first, last = evicted[0].id, evicted[-1].id

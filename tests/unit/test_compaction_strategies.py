@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import replace
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -262,6 +263,43 @@ def test_running_summary_refuses_budgets_that_cannot_fit() -> None:
         50,
         150,
     )
+
+
+def test_system_messages_alone_over_budget_are_refused() -> None:
+    """A thread of only system messages over max_tokens is refused as fold documents (and as
+    token_budget does), not returned over budget."""
+    thread = [Message(role="system", content="word " * 1000, id="s")]
+    with pytest.raises(InvalidInput, match="system messages alone"):
+        token_budget(thread, 200, COUNTER)
+    with pytest.raises(InvalidInput, match="system messages alone"):
+        run(RunningSummary(200, counter=COUNTER).fold(thread, None), ExtractiveSummarizer())
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+@pytest.mark.parametrize("after", [0, 3])
+def test_a_summary_from_a_larger_budget_is_condensed(after: int, use_async: bool) -> None:
+    """A record saved under a larger max_tokens whose summary no longer fits, with nothing to
+    evict (``after`` new messages that fit in keep_tokens, or none), has its summary condensed
+    to a segment: the view fits and the record covers the same messages."""
+    thread = [Message(role="system", content="Be brief.", id="s")] + [
+        Message(role=r, content=f"Turn {i}: Ana paid {i} dollars in Lisbon.", id=f"{r}{i}")
+        for i in range(20)
+        for r in ("user", "assistant")
+    ]
+    summary = " ".join(f"Ana paid {i} dollars in Lisbon on May {i}." for i in range(60))
+    old = CompactionRecord((summary,), "user0", "assistant9", 21, 20, (("user0", "assistant9"),))
+    strategy = RunningSummary(300, counter=COUNTER)
+    summarizer = Recording()
+    done = _drive(strategy.fold(thread[: old.end + after], old), summarizer, use_async)
+    assert COUNTER.count_messages(done.view) <= 300
+    assert done.folded
+    assert done.record is not None
+    assert replace(done.record, segments=old.segments) == old
+    assert COUNTER.count_text(done.record.summary) <= strategy.segment_tokens
+    assert [(r.messages, r.previous) for r in summarizer.requests][:1] == [((), summary)]
+    assert [m.id for m in done.view] == ["s", "memfold-summary-assistant9"] + [
+        m.id for m in thread[old.end : old.end + after]
+    ]
 
 
 def test_a_fold_sends_an_excerpt_of_its_messages() -> None:
