@@ -15,6 +15,13 @@ decrypt under whichever key a ciphertext names. A store opened with ``keyring=``
   `ENCRYPTED_TAG` appended);
 - effect journal entries: the recorded result (its tag gets `ENCRYPTED_TAG` appended too).
 
+These forms are memfold's own, on a store with or without a keyring: a message with a part of
+type `ENCRYPTED_PART`, a memory value with the key `ENCRYPTED_KEY` or text starting with
+``ENCRYPTED_TEXT``, and a compaction summary holding `ENCRYPTED_KEY` are refused with
+`memfold.errors.InvalidInput` before anything is written. Reading, a memory value is taken for
+encrypted only when `ENCRYPTED_KEY` is its only key (one an earlier release let in beside other
+keys reads as the plain value it is).
+
 Roles, names, ids, tool names, times, the other thread and message metadata (where redaction
 counts go), checkpoint metadata and versions, memory namespaces, importance, TTLs and
 embeddings stay as they are, so listing, paging, filters on checkpoint metadata and vector
@@ -122,7 +129,7 @@ KEYS_ENV: Final = "MEMFOLD_KEYS"
 ENCRYPTED_PART: Final = "memfold.encrypted"
 """The part type holding an encrypted message's content and tool-call arguments."""
 ENCRYPTED_KEY: Final = "memfold.encrypted"
-"""The only key of an encrypted memory value."""
+"""The only key of an encrypted memory value (a value with other keys too is plain)."""
 ENCRYPTED_TAG: Final = "+memfold.aes"
 """Appended to the type tag of an encrypted checkpoint body, value or write, or journal
 entry's result."""
@@ -468,6 +475,16 @@ def _sealed(message: Message) -> str | None:
     return content[0].data or ""
 
 
+def check_plain_parts(parts: Iterable[Part], what: str) -> None:
+    """`InvalidInput` if a part of a message to write has type `ENCRYPTED_PART`, which
+    memfold reserves: the message would read back as a ciphertext."""
+    if any(p.type == ENCRYPTED_PART for p in parts):
+        raise InvalidInput(
+            f"{what} has a part of type {ENCRYPTED_PART!r}, which memfold reserves for "
+            "encrypted messages: give the part another type"
+        )
+
+
 def seal_message(keyring: Keyring, message: Message) -> Message:
     """``message`` with its content, tool-call arguments and `CONTENT_METADATA` encrypted
     under the active key (as one ``[content, arguments, content metadata]`` payload, shorter
@@ -564,6 +581,18 @@ def seal_metadata(keyring: Keyring, metadata: Mapping[str, JSON]) -> dict[str, J
     return out
 
 
+def check_plain_metadata(metadata: Mapping[str, JSON]) -> None:
+    """`InvalidInput` if thread metadata to write holds an `ENCRYPTED_METADATA` value with
+    the key `ENCRYPTED_KEY`, which memfold reserves: it would read back as a ciphertext."""
+    for key in ENCRYPTED_METADATA.intersection(metadata):
+        value = metadata[key]
+        if isinstance(value, Mapping) and ENCRYPTED_KEY in value:
+            raise InvalidInput(
+                f"thread metadata {key!r} has the key {ENCRYPTED_KEY!r}, which memfold "
+                "reserves for encrypted values"
+            )
+
+
 def _sealed_value(value: object) -> str | None:
     """The base64 ciphertext of an encrypted JSON value (None for a plain one)."""
     if isinstance(value, dict) and len(value) == 1 and ENCRYPTED_KEY in value:
@@ -607,6 +636,21 @@ def metadata_key_ids(metadata: Mapping[str, JSON]) -> set[str | None]:
 # Long-term memories.
 
 
+def check_plain_record(text: str, value: Mapping[str, JSON], what: str) -> None:
+    """`InvalidInput` if a memory to write has text starting with `ENCRYPTED_TEXT` or a value
+    with the key `ENCRYPTED_KEY`, which memfold reserves: it would read back as a ciphertext."""
+    if text.startswith(ENCRYPTED_TEXT):
+        raise InvalidInput(
+            f"the text of {what} starts with {ENCRYPTED_TEXT!r}, which memfold reserves for "
+            "encrypted texts"
+        )
+    if ENCRYPTED_KEY in value:
+        raise InvalidInput(
+            f"the value of {what} has the key {ENCRYPTED_KEY!r}, which memfold reserves for "
+            "encrypted values: rename it"
+        )
+
+
 def seal_record(keyring: Keyring, record: MemoryRecord) -> MemoryRecord:
     """``record`` with its text and value encrypted under the active key (empty ones stay
     empty)."""
@@ -633,8 +677,9 @@ def reseal_record(keyring: Keyring, record: MemoryRecord) -> MemoryRecord:
     elif text:
         text = ENCRYPTED_TEXT + keyring.seal_text(_text_bytes(text, what), _MEMORY_TEXT)
     value: Mapping[str, JSON] = record.value
-    if ENCRYPTED_KEY in value:
-        value = {ENCRYPTED_KEY: keyring.reseal_text(str(value[ENCRYPTED_KEY]), _MEMORY_VALUE, what)}
+    token = _sealed_value(value)
+    if token is not None:
+        value = {ENCRYPTED_KEY: keyring.reseal_text(token, _MEMORY_VALUE, what)}
     elif value:
         value = {ENCRYPTED_KEY: keyring.seal_text(_json_bytes(dict(value), what), _MEMORY_VALUE)}
     return replace(record, text=text, value=value)
@@ -649,19 +694,19 @@ def _text_bytes(text: str, what: str) -> bytes:
 
 def _open_record(keyring: Keyring | None, record: MemoryRecord) -> MemoryRecord:
     sealed_text = record.text.startswith(ENCRYPTED_TEXT)
-    sealed_value = ENCRYPTED_KEY in record.value
-    if not (sealed_text or sealed_value):
+    sealed_value = _sealed_value(record.value)  # with other keys too, a value is plain
+    if not sealed_text and sealed_value is None:
         return record
     what = f"memory {record.id!r}"
     if keyring is None:
-        token = record.text[len(ENCRYPTED_TEXT) :] if sealed_text else record.value[ENCRYPTED_KEY]
+        token = record.text[len(ENCRYPTED_TEXT) :] if sealed_text else sealed_value
         raise _no_keyring(what, key_id(_unbase64(str(token), what), what))
     text = record.text
     if sealed_text:
         text = keyring.open_text(text[len(ENCRYPTED_TEXT) :], _MEMORY_TEXT, what).decode()
     value = record.value
-    if sealed_value:
-        value = json.loads(keyring.open_text(str(value[ENCRYPTED_KEY]), _MEMORY_VALUE, what))
+    if sealed_value is not None:
+        value = json.loads(keyring.open_text(sealed_value, _MEMORY_VALUE, what))
     return replace(record, text=text, value=value)
 
 
@@ -689,8 +734,8 @@ def record_key_ids(record: MemoryRecord) -> set[str | None]:
         else:
             found.add(None)
     if record.value:
-        token = record.value.get(ENCRYPTED_KEY)
-        found.add(None if token is None else key_id(_unbase64(str(token), what), what))
+        token = _sealed_value(record.value)
+        found.add(None if token is None else key_id(_unbase64(token, what), what))
     return found
 
 

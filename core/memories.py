@@ -33,7 +33,13 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 from urllib.parse import urlsplit
 
 from memfold import memory_ops as ops
-from memfold.encryption import open_memory_hits, open_records, seal_record, take_keyring
+from memfold.encryption import (
+    check_plain_record,
+    open_memory_hits,
+    open_records,
+    seal_record,
+    take_keyring,
+)
 from memfold.errors import InvalidInput, UnsupportedOperation
 from memfold.limits import DEFAULT_LIMITS, MAX_NAMESPACE_BYTES, MAX_SECONDS, Limits, check_limits
 from memfold.memory_model import MemoryHit, MemoryRecord, Namespace
@@ -596,10 +602,12 @@ class BaseMemoryStore(BaseStore):
             seen.add((namespace, record_id))
             if not isinstance(r.value, Mapping):
                 raise InvalidInput("a memory's value must be a JSON object (a dict)")
+            text = _check_text(r.text, self.limits, f"the text of memory {record_id!r}")
+            check_plain_record(text, r.value, f"memory {record_id!r}")
             record = MemoryRecord(
                 namespace,
                 record_id,
-                _check_text(r.text, self.limits, f"the text of memory {record_id!r}"),
+                text,
                 dict(r.value),
                 r.embedding,
                 r.embedding_model,

@@ -29,6 +29,8 @@ from memfold.encryption import (
     ENCRYPTED_METADATA,
     Keyring,
     check_keyring,
+    check_plain_metadata,
+    check_plain_parts,
     open_hits,
     open_infos,
     open_messages,
@@ -287,7 +289,8 @@ def check_message(message: Message, what: str, limits: Limits) -> str:
     Raises:
         LimitExceeded: the message is too large, or its metadata, tool-call arguments or
             part extras nest too deeply.
-        InvalidInput: something in it JSON cannot hold exactly.
+        InvalidInput: something in it JSON cannot hold exactly, or a part of the type
+            memfold reserves for encrypted messages (`memfold.encryption.ENCRYPTED_PART`).
     """
     content = message.content
     head = _PLAIN_HEAD.get(message.role)
@@ -304,6 +307,7 @@ def check_message(message: Message, what: str, limits: Limits) -> str:
     for call in message.tool_calls:
         rough += check_tree(call.arguments, f"the arguments of a tool call in {what}", limits)
     if not isinstance(content, str):
+        check_plain_parts(content, what)
         for part in content:
             rough += check_tree(part.extra, f"a part of {what}", limits)
     limits.check("max_message_bytes", what, rough, "bytes or more")
@@ -699,6 +703,7 @@ class BaseThreadStore(BaseStore):
             raise InvalidInput("thread metadata must be a mapping of str to JSON values")
         stored = dict(metadata)
         encoded = encode_json(stored, "thread metadata", self.limits, "max_metadata_bytes")
+        check_plain_metadata(stored)
         if self._keyring is not None and ENCRYPTED_METADATA.intersection(stored):
             stored = seal_metadata(self._keyring, stored)
             encoded = encode_json(stored, "thread metadata")

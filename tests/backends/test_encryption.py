@@ -15,16 +15,31 @@ from typing import Any
 
 import pytest
 
-from memfold import EncryptionError, Message, Part, ToolCall, UnsupportedOperation
+from memfold import (
+    EncryptionError,
+    InvalidInput,
+    Message,
+    Part,
+    ToolCall,
+    UnsupportedOperation,
+)
 from memfold import ops as thread_ops
 from memfold.checkpoint_history import channel_history
 from memfold.checkpoints import BaseCheckpointStore, Blob, PendingWrite, SequenceBlob
-from memfold.encryption import ENCRYPTED_TAG, Keyring, effect_key_id, sealed_key_ids
+from memfold.encryption import (
+    ENCRYPTED_KEY,
+    ENCRYPTED_PART,
+    ENCRYPTED_TAG,
+    ENCRYPTED_TEXT,
+    Keyring,
+    effect_key_id,
+    sealed_key_ids,
+)
 from memfold.export import export_data
 from memfold.flows import arun, run
 from memfold.importer import import_data
 from memfold.journal import EffectJournal, JournalEntry, ListEffects
-from memfold.memories import BaseMemoryStore
+from memfold.memories import BaseMemoryStore, MemoryRecord
 from memfold.redaction import Redactor
 from memfold.stores import BaseThreadStore
 from tests.backends.test_checkpoints import CHECKPOINT_BACKENDS, make_checkpoint_store
@@ -227,6 +242,30 @@ async def test_thread_rotation_keeps_thread_times_and_order(api: Api) -> None:
     assert await api.list_threads() == before
 
 
+async def test_threads_refuse_what_looks_encrypted(api: Api) -> None:
+    """A message with a part of the type memfold keeps ciphertexts in, or a compaction summary
+    holding the key of an encrypted value, is refused with InvalidInput before anything is
+    written, with or without a keyring, so the thread stays readable."""
+    from memfold.compaction import RECORD_KEY
+
+    store: BaseThreadStore = api.store
+    await api.append("t", Message(role="user", content="hi"))
+    posing = Message(role="user", content=(Part(ENCRYPTED_PART, data="x"),))
+    mixed = Message(role="user", content=(Part("text", text="a"), Part(ENCRYPTED_PART, data="x")))
+    for keys in (None, keyring("k1")):
+        store.keyring = keys
+        for messages in ([posing], [Message(role="user", content="ok"), mixed]):
+            with pytest.raises(InvalidInput, match="reserves"):
+                await api.append("t", messages)
+            with pytest.raises(InvalidInput, match="reserves"):
+                await api.replace("t", messages)
+        with pytest.raises(InvalidInput, match="reserves"):
+            await api.set_thread_metadata("t", {RECORD_KEY: {ENCRYPTED_KEY: "x", "n": 1}})
+    store.keyring = None
+    assert [m.content for m in await api.load("t")] == ["hi"]
+    assert (await api.get_thread("t")).metadata == {}
+
+
 async def test_rotation_needs_a_keyring(api: Api) -> None:
     """A store without a keyring refuses to rotate."""
     with pytest.raises(Exception, match="needs a store opened with a keyring"):
@@ -305,6 +344,40 @@ async def test_memories_round_trip_encrypted_and_search_by_vector(
     store.keyring = None
     with pytest.raises(EncryptionError, match="no keyring"):
         await api.list_records(ns)
+
+
+@pytest.mark.parametrize("backend", EVERY_MEMORY_BACKEND)
+@pytest.mark.parametrize("use_async", [False, True])
+async def test_memories_refuse_what_looks_encrypted(
+    backend: str, use_async: bool, tmp_path: Path
+) -> None:
+    """A value with the key of an encrypted value, or text starting as an encrypted text does,
+    is refused with InvalidInput before anything is written, so the namespace stays readable;
+    a value an earlier release stored with that key beside others reads as plain, and rotation
+    encrypts it."""
+    store = make_memory_store(backend, tmp_path)
+    api = Api(store, use_async)  # type: ignore[arg-type]
+    ns = ("acme", "u1")
+    kept = await api.put(ns, "Ann likes tea")
+    for keys in (None, keyring("k1")):
+        store.keyring = keys
+        with pytest.raises(InvalidInput, match="reserves"):
+            await api.put(ns, "imported note", {ENCRYPTED_KEY: "no", "source": "crm"})
+        with pytest.raises(InvalidInput, match="reserves"):
+            await api.put(ns, ENCRYPTED_TEXT + "AAAA")
+        with pytest.raises(InvalidInput, match="reserves"):
+            await api.restore_many([replace(kept, id="r2", value={ENCRYPTED_KEY: "x"})])
+    store.keyring = None
+    assert [r.text for r in await api.list_records(ns)] == ["Ann likes tea"]
+    legacy = MemoryRecord(ns, "legacy", "old note", {ENCRYPTED_KEY: "no", "source": "crm"})
+    store.execute(store._put_op([legacy], [], [], None))  # as an earlier release let it in
+    listed = await api.list_records(ns)
+    assert [r.value for r in listed] == [{}, legacy.value]
+    store.keyring = keyring("k1")
+    assert await api.rotate_key(("acme",)) == 2
+    assert await api.list_records(ns) == listed
+    await store.aclose()
+    drop_checkpoint_store(store)  # type: ignore[arg-type]
 
 
 def _get_raw(store: BaseMemoryStore, ns: tuple[str, ...], record_id: str) -> Any:
