@@ -30,7 +30,8 @@ Embeddings are made from the plaintext before it is encrypted and are stored une
 vector leaks something about its text: keep vector search off an encrypted store if that
 matters). Full-text search needs the words, so an encrypted store declares
 ``full_text_search=False`` and ``encrypted=True`` in its `memfold.Capabilities`; a memory
-store's search then ranks by vectors alone, and filters over memory values are refused.
+store's search then ranks by vectors alone (so it needs an embedder, or a ``vector=``), and
+filters over memory values are refused.
 
 Every ciphertext is ``version (1 byte) | key id length (1 byte) | key id | nonce (12 bytes) |
 AES-GCM ciphertext and tag (16 bytes)``, authenticated together with what it is (a message, a

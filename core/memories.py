@@ -773,6 +773,10 @@ class BaseMemoryStore(BaseStore):
         )
         if query is not None and tw > 0 and not self.capabilities.full_text_search:
             self.capabilities.require("full_text_search", self.name)
+        if self._keyring is not None and wanted is None and self._capabilities.vector_search:
+            raise UnsupportedOperation(
+                "an encrypted store searches by vectors: give it an embedder or pass vector="
+            )
         if min_score is not None and (
             isinstance(min_score, bool)
             or not isinstance(min_score, int | float)
@@ -1102,7 +1106,9 @@ class BaseMemoryStore(BaseStore):
 
         Raises:
             InvalidInput: neither ``query`` nor ``vector``, or a bad filter or vector.
-            UnsupportedOperation: the backend lacks the ranking asked for.
+            UnsupportedOperation: the backend lacks the ranking asked for, or the store
+                encrypts (it ranks by vectors alone) and has no embedder to embed ``query``
+                with, and no ``vector`` is given.
         """
         text = self._query_text(query, vector, vector_weight)
         qv = self._embed([text], "query")[0] if text is not None else None

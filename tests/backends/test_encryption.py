@@ -40,11 +40,19 @@ from memfold.flows import arun, run
 from memfold.importer import import_data
 from memfold.journal import EffectJournal, JournalEntry, ListEffects
 from memfold.memories import BaseMemoryStore, MemoryRecord
+from memfold.recall.embedders import HashingEmbedder
 from memfold.redaction import Redactor
 from memfold.stores import BaseThreadStore
 from tests.backends.test_checkpoints import CHECKPOINT_BACKENDS, make_checkpoint_store
 from tests.backends.test_redaction import EVERY_MEMORY_BACKEND, RecordingEmbedder
-from tests.support import PG_URL, REDIS_URL, Api, drop_checkpoint_store, make_memory_store
+from tests.support import (
+    MEMORY_DIMS,
+    PG_URL,
+    REDIS_URL,
+    Api,
+    drop_checkpoint_store,
+    make_memory_store,
+)
 
 SECRET = "the vault code is 4-8-15-16-23-42"
 K1, K2 = Keyring.generate_key(), Keyring.generate_key()
@@ -344,6 +352,30 @@ async def test_memories_round_trip_encrypted_and_search_by_vector(
     store.keyring = None
     with pytest.raises(EncryptionError, match="no keyring"):
         await api.list_records(ns)
+
+
+@pytest.mark.parametrize("backend", EVERY_MEMORY_BACKEND)
+@pytest.mark.parametrize("use_async", [False, True])
+async def test_encrypted_memories_without_an_embedder_refuse_a_text_search(
+    backend: str, use_async: bool, tmp_path: Path
+) -> None:
+    """An encrypted store ranks by vectors alone, so without an embedder a text query raises
+    UnsupportedOperation rather than finding nothing; with ``vector=`` it searches."""
+    store = make_memory_store(backend, tmp_path, embedder=None, dimensions=MEMORY_DIMS)
+    store.keyring = keyring("k1")
+    api = Api(store, use_async)  # type: ignore[arg-type]
+    vector = HashingEmbedder(MEMORY_DIMS).embed(["green tea lover"])[0]
+    searches_vectors = store.capabilities.vector_search
+    await api.put(("acme", "u"), "green tea lover", embedding=vector if searches_vectors else None)
+    with pytest.raises(UnsupportedOperation):
+        await api.search(("acme",), "tea")
+    if searches_vectors:
+        with pytest.raises(UnsupportedOperation, match="give it an embedder or pass vector="):
+            await api.search(("acme",), "tea", vector_weight=1.0)
+        [hit] = await api.search(("acme",), "tea", vector=vector, k=1)
+        assert hit.record.text == "green tea lover"
+    await store.aclose()
+    drop_checkpoint_store(store)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("backend", EVERY_MEMORY_BACKEND)
