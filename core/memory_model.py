@@ -15,10 +15,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Final
 
 from memfold.model import JSON
 
-__all__ = ["MemoryHit", "MemoryRecord", "Namespace"]
+__all__ = ["BYTES_KEY", "MemoryHit", "MemoryRecord", "Namespace"]
+
+BYTES_KEY: Final = "b64"
+"""The value key of a key-value entry's bytes, base64-encoded (LangChain's
+``MemfoldKVStore``): a record with no text whose value has this key alone is one, and
+redaction leaves its bytes as they are."""
 
 Namespace = tuple[str, ...]
 """A record's place, e.g. ``(tenant, user_id, scope)``; labels are non-empty str without NUL

@@ -9,9 +9,10 @@ bearer tokens; add your own as labelled regular expressions or plain callables.
 Stores apply it on write when opened with ``redactor=`` (or the URL option ``redact=default``,
 or ``redact=email,phone`` for some default rules only): thread messages (text, text parts,
 tool-call arguments and the metadata that holds content, `memfold.model.CONTENT_METADATA`) and
-long-term memories (text and the strings of the value), before the store embeds or encrypts
-anything. What was removed is never kept: the message's metadata (a memory's value) records
-only the labels and counts, under `REDACTED_KEY`. Redaction is off unless asked for.
+long-term memories (text and the strings of the value; not the bytes of a key-value entry,
+`memfold.memory_model.BYTES_KEY`), before the store embeds or encrypts anything. What was
+removed is never kept: the message's metadata (a memory's value) records only the labels and
+counts, under `REDACTED_KEY`. Redaction is off unless asked for.
 
 Examples:
     >>> r = Redactor()
@@ -31,7 +32,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Final, TypeAlias
 
 from memfold.errors import InvalidInput
-from memfold.memory_model import MemoryRecord
+from memfold.memory_model import BYTES_KEY, MemoryRecord
 from memfold.model import CONTENT_METADATA, JSON, Message, Part, ToolCall
 from memfold.urls import take_option
 
@@ -313,7 +314,8 @@ class Redactor:
 
     def redact_record(self, record: MemoryRecord) -> MemoryRecord:
         """``record`` with its text and the strings of its value redacted, and the counts
-        added to its value under `REDACTED_KEY` (unchanged if nothing matched).
+        added to its value under `REDACTED_KEY` (unchanged if nothing matched, or if it is a
+        key-value entry: no text, and `memfold.memory_model.BYTES_KEY` alone in its value).
 
         Raises:
             InvalidInput: ``record`` is not a `MemoryRecord`, its value is not a mapping or
@@ -321,6 +323,8 @@ class Redactor:
         """
         if not isinstance(record, MemoryRecord) or not isinstance(record.value, Mapping):
             raise InvalidInput("expected a MemoryRecord with a mapping as its value")
+        if not record.text and record.value.keys() == {BYTES_KEY}:
+            return record  # bytes, base64-encoded: not text, and redacting would corrupt them
         counts: Counter[str] = Counter()
         found = self.redact(record.text)
         counts.update(found.counts)

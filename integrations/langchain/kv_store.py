@@ -1,7 +1,8 @@
 """A LangChain byte store (``BaseStore[str, bytes]``) over a memfold memory store.
 
 Each key is a record id in the store's namespace; the bytes live base64-encoded in the
-record's JSON value, with no text and no vector. Use it wherever LangChain takes a
+record's JSON value (under `memfold.memory_model.BYTES_KEY`), with no text and no vector, so a
+store's redactor leaves them as they are. Use it wherever LangChain takes a
 ``ByteStore``: ``CacheBackedEmbeddings.from_bytes_store``, ``create_kv_docstore`` for a
 multi-vector retriever, or as a plain key-value cache.
 """
@@ -13,7 +14,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 
 from langchain_core.stores import BaseStore
 
-from memfold.errors import InvalidInput
+from memfold.errors import BackendUnavailable, InvalidInput
 from memfold.memories import (
     MemoryRecord,
     MemoryStore,
@@ -21,6 +22,7 @@ from memfold.memories import (
     check_namespace,
     open_memory_store,
 )
+from memfold.memory_model import BYTES_KEY
 from memfold.stores import check_id
 
 __all__ = ["MemfoldKVStore"]
@@ -29,7 +31,14 @@ _PAGE = 1000
 
 
 def _bytes(record: MemoryRecord) -> bytes:
-    return base64.b64decode(str(record.value["b64"]))
+    """The bytes of a key-value entry, or `BackendUnavailable` if its value holds none."""
+    try:
+        return base64.b64decode(str(record.value[BYTES_KEY]), validate=True)
+    except (KeyError, ValueError) as exc:  # binascii.Error is a ValueError
+        raise BackendUnavailable(
+            f"key {record.id!r} of {record.namespace!r} holds no valid base64 bytes under "
+            f"{BYTES_KEY!r} (damaged, or not written by a byte store): set or delete it"
+        ) from exc
 
 
 def _keys(keys: object) -> list[str]:
@@ -102,14 +111,19 @@ class MemfoldKVStore(BaseStore[str, bytes]):
             MemoryRecord(
                 self.namespace,
                 key,
-                value={"b64": base64.b64encode(value).decode()},
+                value={BYTES_KEY: base64.b64encode(value).decode()},
                 ttl_seconds=self.ttl_seconds,
             )
             for key, value in latest.items()
         ]
 
     def mget(self, keys: Sequence[str]) -> list[bytes | None]:
-        """The values of ``keys`` (None for missing ones), in order."""
+        """The values of ``keys`` (None for missing ones), in order.
+
+        Raises:
+            BackendUnavailable: a key's record holds no valid base64 bytes (damaged, or not
+                written by a byte store).
+        """
         keys = _keys(keys)
         found = {r.id: _bytes(r) for r in self.store.get_many(self.namespace, keys)}
         return [found.get(k) for k in keys]

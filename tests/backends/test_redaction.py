@@ -9,6 +9,7 @@ import pytest
 
 from memfold import Message, Part, ToolCall, open_store
 from memfold.memories import BaseMemoryStore, open_memory_store
+from memfold.memory_model import BYTES_KEY
 from memfold.recall.embedders import HashingEmbedder, Kind
 from memfold.redaction import REDACTED_KEY, Redactor
 from tests.support import MEMORY_DIMS, Api, drop_checkpoint_store, make_memory_store
@@ -142,3 +143,23 @@ async def test_memories_are_redacted_before_they_are_embedded_or_stored(
         [hit] = await api.search(ns, "reach email", k=1, text_weight=0.0, vector_weight=1.0)
         assert hit.record.text == expected_text
     assert all("bob@example.com" not in text for text in embedder.seen)
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+async def test_key_value_bytes_are_not_redacted(
+    redacting: tuple[BaseMemoryStore, RecordingEmbedder], use_async: bool
+) -> None:
+    """A key-value entry (no text, base64 bytes under BYTES_KEY alone) is stored as it is,
+    though its base64 reads as an AWS key id: redacting it corrupted the bytes. A record with
+    other keys beside it, or with text, is redacted as before."""
+    store, _ = redacting
+    api = Api(store, use_async)  # type: ignore[arg-type]
+    ns = ("acme", "kv")
+    looks_like_a_key = "AKIAABCDEFGHIJKLMNOP"  # the base64 of 15 bytes
+    entry = await api.put(ns, "", {BYTES_KEY: looks_like_a_key}, id="k")
+    assert entry.value == {BYTES_KEY: looks_like_a_key}
+    assert (await api.get(ns, "k")).value == entry.value
+    beside = await api.put(ns, "", {BYTES_KEY: looks_like_a_key, "note": "hi"})
+    assert beside.value == {BYTES_KEY: "[aws_key]", "note": "hi", REDACTED_KEY: {"aws_key": 1}}
+    texted = await api.put(ns, "a note", {BYTES_KEY: looks_like_a_key})
+    assert texted.value[BYTES_KEY] == "[aws_key]"

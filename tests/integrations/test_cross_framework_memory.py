@@ -3,6 +3,7 @@ and the LlamaIndex memory block carries memories from one session into the next.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,12 +13,15 @@ from llama_index.core.llms import ChatMessage
 from llama_index.core.memory import Memory
 from llama_index.core.vector_stores.types import MetadataFilter, MetadataFilters, VectorStoreQuery
 
+from memfold.errors import BackendUnavailable
+from memfold.integrations.langchain import MemfoldKVStore
 from memfold.integrations.langchain import MemfoldVectorStore as LangChainVectorStore
 from memfold.integrations.langgraph import MemfoldStore
 from memfold.integrations.llama_index import MemfoldMemoryBlock
 from memfold.integrations.llama_index import MemfoldVectorStore as LlamaIndexVectorStore
 from memfold.limits import Limits
 from memfold.memories import BaseMemoryStore
+from memfold.redaction import Redactor
 from tests.support import MEMORY_BACKENDS, drop_checkpoint_store, make_memory_store
 
 
@@ -129,6 +133,39 @@ def test_default_namespaces_need_a_tenant_where_one_is_required() -> None:
     kv = MemfoldKVStore(strict, namespace=("acme", "kv"))
     kv.mset([("k", b"v")])
     assert strict.count(("acme",)) == 1
+
+
+@pytest.mark.parametrize("backend", ["memory", "sqlite", "postgresql", "chroma", "redis"])
+@pytest.mark.parametrize("use_async", [False, True])
+async def test_byte_store_bytes_survive_a_redacting_store(
+    backend: str, use_async: bool, tmp_path: Path
+) -> None:
+    """Bytes whose base64 reads as an AWS key id or a phone number come back exactly from a
+    byte store over a store that redacts (the redactor rewrote them, and mget then raised a
+    raw binascii.Error); an entry holding no valid base64 raises BackendUnavailable."""
+    samples = {
+        "aws": base64.b64decode("AKIAABCDEFGHIJKLMNOP"),
+        "phone": base64.b64decode("call+14155550100xxx="),
+        "plain": b"\x00\x01hello",
+    }
+    store = make_memory_store(backend, tmp_path, redactor=Redactor())
+    kv = MemfoldKVStore(store, namespace=("acme", "kv"))
+
+    async def mget(keys: list[str]) -> list[bytes | None]:
+        return await kv.amget(keys) if use_async else kv.mget(keys)
+
+    if use_async:
+        await kv.amset(list(samples.items()))
+    else:
+        kv.mset(list(samples.items()))
+    assert await mget(list(samples)) == list(samples.values())
+    store.put(("acme", "kv"), "", {"b64": "not base64!"}, id="damaged")
+    store.put(("acme", "kv"), "a memory, not bytes", id="note")
+    for key in ("damaged", "note"):
+        with pytest.raises(BackendUnavailable, match=f"key {key!r}"):
+            await mget([key])
+    store.close()
+    drop_checkpoint_store(store)  # type: ignore[arg-type]
 
 
 def test_an_empty_key_is_refused_where_a_key_names_the_item(memory_store: BaseMemoryStore) -> None:
