@@ -5,7 +5,11 @@ the run's config. The wrapper keys the call by the config's ``thread_id`` and ``
 (the namespace of the tool's own task, which a resume from the same checkpoint repeats) and
 the call's ``id``. A recorded call returns its recorded output without running the tool;
 otherwise the tool runs and its output is recorded before it is returned. So a run killed after
-the tool ran, and resumed from its last checkpoint, does not repeat the tool's side effect.
+the tool ran, and resumed from its last checkpoint, does not repeat the tool's side effect, when
+the run stores each step's checkpoint before its tasks run (``durability="sync"``): with
+LangGraph's default (``"async"``) a crash can lose the checkpoint the tool's namespace derives
+from, and the resumed step, under a new namespace, runs the tool again. A journaled call in a
+run with a checkpointer and another durability warns (`memfold.errors.DurabilityWarning`).
 
 Outputs are stored as memfold JSON (a ``ToolMessage`` through the lossless message converter,
 or a JSON value); anything else (a LangGraph ``Command``) as LangGraph's serializer's typed
@@ -30,6 +34,7 @@ Examples:
 from __future__ import annotations
 
 import json
+import warnings
 from typing import Any
 
 from langchain_core.messages import ToolMessage
@@ -39,6 +44,7 @@ from pydantic import ConfigDict
 
 from memfold import InvalidInput, Message
 from memfold.checkpoint_model import Blob
+from memfold.errors import DurabilityWarning
 from memfold.integrations.langchain.messages import to_langchain, to_memfold
 from memfold.journal import JSON_TAG, EffectJournal, JournalEntry
 from memfold.stores import check_id, encode_json
@@ -60,6 +66,18 @@ def _key(tool_input: Any, config: RunnableConfig | None) -> tuple[str, str, Any]
         raise InvalidInput(
             "a journaled tool keys its calls by thread: run the graph with a checkpointer and "
             "config={'configurable': {'thread_id': ...}}"
+        )
+    if (
+        configurable.get("__pregel_checkpointer") is not None
+        and configurable.get("__pregel_durability", "async") != "sync"
+    ):
+        warnings.warn(
+            "a journaled tool replays its completed calls after a crash only when each step's "
+            "checkpoint is stored before the step runs: invoke the graph with "
+            "durability='sync' (LangGraph's default, 'async', can lose the checkpoint the "
+            "tool's namespace derives from, so the resumed step runs the tool again)",
+            DurabilityWarning,
+            stacklevel=4,
         )
     return str(thread_id), str(configurable.get("checkpoint_ns", "")), tool_input.get("id")
 
