@@ -33,6 +33,7 @@ __all__ = [
     "DeleteCheckpointRuns",
     "DeleteCheckpointThread",
     "GetCheckpoint",
+    "GetCheckpointThreadTTL",
     "ListCheckpoints",
     "ListEarlyWrites",
     "PruneCheckpointThreads",
@@ -172,6 +173,14 @@ class PruneCheckpointThreads(Op[int]):
     tenant: str
     thread_ids: tuple[str, ...]
     keep_latest: bool
+
+
+@dataclass(frozen=True, slots=True)
+class GetCheckpointThreadTTL(Op[float | None]):
+    """A thread's own time to live in seconds (None: it has none, or there is no thread)."""
+
+    tenant: str
+    thread_id: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -316,6 +316,10 @@ class CheckpointStore(Sweepable, Protocol):
     async def aprune(
         self, thread_ids: Sequence[str], *, strategy: PruneStrategy = ..., tenant: str | None = ...
     ) -> int: ...
+    def get_thread_ttl(self, thread_id: str, *, tenant: str | None = ...) -> float | None: ...
+    async def aget_thread_ttl(
+        self, thread_id: str, *, tenant: str | None = ...
+    ) -> float | None: ...
     def set_thread_ttl(
         self, thread_id: str, ttl_seconds: float | None, *, tenant: str | None = ...
     ) -> bool: ...
@@ -694,6 +698,11 @@ class BaseCheckpointStore(BaseStore):
         the threads outright (``strategy="delete"``); returns checkpoints removed."""
         return self.execute(self._prune_op(thread_ids, strategy, tenant))
 
+    def get_thread_ttl(self, thread_id: str, *, tenant: str | None = None) -> float | None:
+        """The thread's own TTL in seconds, set by `set_thread_ttl` (None: it has none, or
+        there is no such thread; Redis keeps it to the millisecond)."""
+        return self.execute(ops.GetCheckpointThreadTTL(*self._key(thread_id, tenant)))
+
     def set_thread_ttl(
         self, thread_id: str, ttl_seconds: float | None, *, tenant: str | None = None
     ) -> bool:
@@ -841,6 +850,10 @@ class BaseCheckpointStore(BaseStore):
     ) -> int:
         """Async `prune`."""
         return await self.aexecute(self._prune_op(thread_ids, strategy, tenant))
+
+    async def aget_thread_ttl(self, thread_id: str, *, tenant: str | None = None) -> float | None:
+        """Async `get_thread_ttl`."""
+        return await self.aexecute(ops.GetCheckpointThreadTTL(*self._key(thread_id, tenant)))
 
     async def aset_thread_ttl(
         self, thread_id: str, ttl_seconds: float | None, *, tenant: str | None = None

@@ -58,6 +58,7 @@ from memfold.export_format import (
     memory_line,
     message_line,
     thread_line,
+    with_thread_ttl,
 )
 from memfold.flows import Call, Flow, arun, run
 from memfold.journal import EffectJournal
@@ -268,7 +269,8 @@ def _export_threads(
 def _export_checkpoints(
     store: BaseCheckpointStore, thread_ids: list[str] | None, w: _Writer
 ) -> Flow[None]:
-    """Each checkpoint thread's checkpoints, oldest first, then its journal entries."""
+    """Each checkpoint thread's checkpoints, oldest first, then its journal entries; the
+    thread's first line written carries its own TTL."""
     if thread_ids is None:
         thread_ids = yield from checkpoint_threads(store, w.tenant, PAGE_SIZE)
     journal = EffectJournal(store) if store.capabilities.effect_journal else None
@@ -279,17 +281,23 @@ def _export_checkpoints(
             mine = yield Call(store, "list_checkpoints", (thread_id,), {**key, **owned})
             if not mine:
                 continue
+        ttl = yield Call(store, "get_thread_ttl", (thread_id,), key)
+        first = True
         keys = yield from checkpoint_keys(store, thread_id, w.tenant, PAGE_SIZE)
         for namespace, checkpoint_id in reversed(keys):
             where = {**key, "namespace": namespace, "checkpoint_id": checkpoint_id}
             c = yield Call(store, "get", (thread_id,), where)
             if c is not None and w.selection.covers(c.created_at):  # None: pruned meanwhile
-                w.write(checkpoint_line(w.tenant, c), "checkpoints")
+                line = checkpoint_line(w.tenant, c)
+                w.write(with_thread_ttl(line, ttl) if first else line, "checkpoints")
+                first = False
         if journal is not None:
             entries = yield Call(journal, "list_entries", (thread_id,), key)
             for entry in entries:
                 if w.selection.covers(entry.recorded_at):
-                    w.write(journal_line(w.tenant, entry), "journal_entries")
+                    line = journal_line(w.tenant, entry)
+                    w.write(with_thread_ttl(line, ttl) if first else line, "journal_entries")
+                    first = False
 
 
 def _export_namespace(store: BaseMemoryStore, namespace: Namespace, w: _Writer) -> Flow[None]:

@@ -1,9 +1,9 @@
 """The memfold export format: versioned JSON lines holding every store kind.
 
-An export is UTF-8 text with one JSON object per line (blank lines are ignored). Version 3,
+An export is UTF-8 text with one JSON object per line (blank lines are ignored). Version 4,
 written by this memfold, holds one tenant's records:
 
-1. a ``header`` line: ``{"format": "memfold", "version": 3, "kinds": [...], "tenant": ...,
+1. a ``header`` line: ``{"format": "memfold", "version": 4, "kinds": [...], "tenant": ...,
    "selection": {...}, "exported_at": ..., "memfold_version": ...}``; ``kinds`` lists what
    the file may hold (``threads``, ``checkpoints``, ``memories``) and ``selection`` the
    user and time filters it was written with;
@@ -13,7 +13,10 @@ written by this memfold, holds one tenant's records:
    (``{"type": "message", "tenant", "thread_id", "message": Message.to_dict}``, oldest first,
    each with its ``id`` and ``created_at``);
 3. ``checkpoints``: per checkpoint thread its ``checkpoint`` lines, oldest first (a parent
-   before its children), then its ``journal`` lines (effect journal entries);
+   before its children), then its ``journal`` lines (effect journal entries); the thread's
+   first line (its first checkpoint line, or its first journal line when the file holds none
+   of its checkpoints) also carries ``thread_ttl_seconds``: the checkpoint thread's own TTL,
+   `memfold.checkpoints.BaseCheckpointStore.set_thread_ttl`, or null (no other line may);
 4. ``memories``: per namespace its ``memory`` lines;
 5. an ``end`` line: ``{"type": "end", "counts": {"threads": n, "messages": n, "checkpoints":
    n, "journal_entries": n, "memories": n}}``, so a truncated file is refused.
@@ -35,14 +38,16 @@ base64 (standard alphabet, padded). The other lines hold:
 
 A channel value keeps the serializer's type tag beside its bytes (``items`` for a list stored
 item by item, `memfold.checkpoint_model.SequenceBlob`); every checkpoint line holds all its
-values, so a line stands alone. Key-value entries are memories. A thread's own TTL still
-counts from its last write, whose time (``updated_at``) an import keeps: its clock does not
-restart. Leases are not exported (a restored thread has no writer), nor are checkpoint
-threads' own TTLs.
+values, so a line stands alone. Key-value entries are memories. A thread's own TTL, of a
+thread or of a checkpoint thread, still counts from its last write, whose time (a thread's
+``updated_at``, its checkpoints' ``created_at``) an import keeps: its clock does not restart.
+Leases are not exported (a restored thread has no writer).
 
-Version 2 files (the same without ``ttl_seconds``: their threads import without a TTL of their
-own) and version 1 files (``"kind": "threads"``, thread and message lines, no end line) still
-import. A file of a newer version is refused rather than half-understood.
+Version 3 files (the same without ``thread_ttl_seconds``: their checkpoint threads import
+without a TTL of their own), version 2 files (also without the thread lines' ``ttl_seconds``:
+neither threads nor checkpoint threads have one) and version 1 files (``"kind": "threads"``,
+thread and message lines, no end line) still import. A file of a newer version is refused
+rather than half-understood.
 
 Examples:
     >>> from datetime import UTC, datetime
@@ -76,8 +81,10 @@ from memfold.retention import check_seconds
 from memfold.stores import check_id, check_time, encode_json
 
 __all__ = [
+    "CHECKPOINT_TTL_VERSION",
     "FORMAT_VERSION",
     "KINDS",
+    "THREAD_TTL_FIELD",
     "TTL_VERSION",
     "Counts",
     "Header",
@@ -92,6 +99,7 @@ __all__ = [
     "memory_line",
     "message_line",
     "read_checkpoint",
+    "read_checkpoint_thread_ttl",
     "read_end",
     "read_header",
     "read_journal",
@@ -101,13 +109,20 @@ __all__ = [
     "read_thread",
     "read_thread_ttl",
     "thread_line",
+    "with_thread_ttl",
 ]
 
-FORMAT_VERSION: Final = 3
-"""The export format version this memfold writes; it reads this one and versions 1 and 2."""
+FORMAT_VERSION: Final = 4
+"""The export format version this memfold writes; it reads this one and versions 1 to 3."""
 
 TTL_VERSION: Final = 3
 """The first version whose thread lines carry the thread's own TTL."""
+
+CHECKPOINT_TTL_VERSION: Final = 4
+"""The first version whose checkpoint threads' first lines carry the thread's own TTL."""
+
+THREAD_TTL_FIELD: Final = "thread_ttl_seconds"
+"""The field of a checkpoint thread's first line that holds the thread's own TTL."""
 
 KINDS: Final = ("threads", "checkpoints", "memories")
 """The store kinds an export may hold, in file order."""
@@ -225,7 +240,7 @@ def dumps(line: Mapping[str, JSON]) -> str:
 def header_line(
     kinds: Sequence[str], tenant: str, selection: Selection, exported_at: datetime, version: str
 ) -> dict[str, JSON]:
-    """The header of a version-2 file."""
+    """The header of a file of this memfold's version (`FORMAT_VERSION`)."""
     return {
         "format": "memfold",
         "version": FORMAT_VERSION,
@@ -326,6 +341,12 @@ def memory_line(record: MemoryRecord) -> dict[str, JSON]:
         "last_used_at": _iso(record.last_used_at),
         "expires_at": _iso(record.expires_at),
     }
+
+
+def with_thread_ttl(line: Mapping[str, JSON], ttl_seconds: float | None) -> dict[str, JSON]:
+    """A checkpoint thread's first line (a checkpoint or journal line) with the thread's own
+    TTL, `memfold.checkpoints.BaseCheckpointStore.set_thread_ttl` (None: it has none)."""
+    return {**line, THREAD_TTL_FIELD: ttl_seconds}
 
 
 def end_line(counts: Counts) -> dict[str, JSON]:
@@ -525,6 +546,13 @@ def read_checkpoint(number: int, data: Mapping[str, Any]) -> tuple[str, Checkpoi
             ),
         )
         return _text(data, "tenant"), checkpoint
+
+
+def read_checkpoint_thread_ttl(number: int, data: Mapping[str, Any]) -> float | None:
+    """A checkpoint thread's first line's ``thread_ttl_seconds``: the thread's own TTL, or None
+    (also when absent)."""
+    with _at(number, "checkpoint thread's first line"):
+        return check_seconds(data.get(THREAD_TTL_FIELD), THREAD_TTL_FIELD)
 
 
 def read_journal(number: int, data: Mapping[str, Any]) -> tuple[str, JournalEntry]:

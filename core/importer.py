@@ -11,7 +11,11 @@ anything is stored (a non-seekable source such as stdin is spooled to a temporar
 Threads new to the target get the file's metadata, times and own TTL (which counts from the
 thread's last write, as in the source: its clock does not restart); a thread that already
 exists keeps its messages, gains the imported ones and takes the file's metadata and TTL (a
-file older than version 3, which records no TTLs, leaves its TTL as it is). Memories with
+file older than version 3, which records no TTLs, leaves its TTL as it is). Checkpoint threads
+likewise get, or take, the file's own TTL once their checkpoints and journal entries are
+restored (at their times, so the clock does not restart either), when the import takes some
+of their lines; a file older than version 4 records none and leaves a checkpoint thread's TTL
+as it is. Memories with
 vectors go to a target without vector search without them. The algorithm is one
 `memfold.flows` flow, run by `import_data` with sync calls and by `aimport_data` with async
 ones.
@@ -21,7 +25,7 @@ Examples:
     >>> from memfold.importer import import_data
     >>> from memfold.memories import open_memory_store
     >>> lines = [
-    ...     '{"format": "memfold", "version": 3, "kinds": ["memories"], "tenant": "acme"}',
+    ...     '{"format": "memfold", "version": 4, "kinds": ["memories"], "tenant": "acme"}',
     ...     '{"type": "memory", "namespace": ["acme", "ann"], "id": "m1", "text": "likes tea",'
     ...     ' "value": {}, "embedding": null, "embedding_model": null, "importance": 0.5,'
     ...     ' "ttl_seconds": null, "created_at": "2026-01-01T00:00:00+00:00",'
@@ -51,6 +55,8 @@ from memfold.checkpoint_model import Checkpoint
 from memfold.errors import Conflict, InvalidInput, NotFound
 from memfold.export import Progress, StoreSet
 from memfold.export_format import (
+    CHECKPOINT_TTL_VERSION,
+    THREAD_TTL_FIELD,
     TTL_VERSION,
     Counts,
     Header,
@@ -58,6 +64,7 @@ from memfold.export_format import (
     bad,
     check_kinds,
     read_checkpoint,
+    read_checkpoint_thread_ttl,
     read_end,
     read_header,
     read_journal,
@@ -144,6 +151,11 @@ class _BlockEnd:
     checkpoints: frozenset[tuple[str, str]]
     calls: frozenset[tuple[str, str]]
     owned: bool
+    ttl: float | None
+    """The checkpoint thread's own TTL."""
+    takes_ttl: bool
+    """Whether the target's thread takes ``ttl``: the file records checkpoint threads' own
+    TTLs (older versions do not) and the import selects some of the thread's lines."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,9 +191,12 @@ class _Block:
     line: int
     tenant: str
     thread_id: str
+    ttl: float | None
     checkpoints: set[tuple[str, str]] = field(default_factory=set)
     calls: set[tuple[str, str]] = field(default_factory=set)
     owned: bool = False
+    selected: bool = False
+    """Whether the import selects some of its lines."""
 
 
 @dataclass(slots=True)
@@ -306,12 +321,15 @@ class _Reader:
     # Checkpoint threads.
 
     def enter_block(
-        self, number: int, tenant: str, thread_id: str
+        self, number: int, tenant: str, thread_id: str, data: Mapping[str, Any]
     ) -> Generator[_Event, None, _Block]:
-        """The checkpoint thread a line belongs to: the open one, or a new one."""
+        """The checkpoint thread a line belongs to: the open one, or a new one (whose first
+        line carries the thread's own TTL)."""
         key = (self.target(tenant), thread_id)
         if self.block is not None and (self.block.tenant, self.block.thread_id) == key:
             return self.block
+        carries = self.header.version >= CHECKPOINT_TTL_VERSION
+        ttl = read_checkpoint_thread_ttl(number, data) if carries else None
         yield from self.close_all()
         if key in self.blocks_seen:
             raise bad(
@@ -320,8 +338,22 @@ class _Reader:
                 "a thread's checkpoint and journal lines must be together",
             )
         self.blocks_seen.add(key)
-        self.block = _Block(number, key[0], thread_id)
+        self.block = _Block(number, key[0], thread_id, ttl)
         return self.block
+
+    def no_ttl_inside(self, number: int, data: Mapping[str, Any], block: _Block) -> None:
+        """Refuse a checkpoint thread's TTL on a line other than its first."""
+        if (
+            number != block.line
+            and THREAD_TTL_FIELD in data
+            and self.header.version >= CHECKPOINT_TTL_VERSION
+        ):
+            raise bad(
+                number,
+                f"{THREAD_TTL_FIELD} on a line that does not open checkpoint thread "
+                f"{block.thread_id!r} (line {block.line} does): only a checkpoint thread's "
+                "first line carries its TTL",
+            )
 
     def wanted(self, block: _Block) -> bool:
         """Whether a checkpoint thread's records are imported (in the second pass, when the
@@ -333,19 +365,23 @@ class _Reader:
     def checkpoint(self, number: int, data: Mapping[str, Any]) -> Iterator[_Event]:
         tenant, checkpoint = read_checkpoint(number, data)
         tenant = self.check_tenant(number, tenant)
-        block = yield from self.enter_block(number, tenant, checkpoint.thread_id)
+        block = yield from self.enter_block(number, tenant, checkpoint.thread_id, data)
         key = (checkpoint.namespace, checkpoint.checkpoint_id)
         _once(block.checkpoints, key, number, "checkpoint")
+        self.no_ttl_inside(number, data, block)
         block.owned = block.owned or self.selection.owns(checkpoint.metadata)
         if self.wanted(block) and self.selection.covers(checkpoint.created_at):
+            block.selected = True
             yield _Checkpoint(number, block.tenant, checkpoint)
 
     def journal(self, number: int, data: Mapping[str, Any]) -> Iterator[_Event]:
         tenant, entry = read_journal(number, data)
         tenant = self.check_tenant(number, tenant)
-        block = yield from self.enter_block(number, tenant, entry.thread_id)
+        block = yield from self.enter_block(number, tenant, entry.thread_id, data)
         _once(block.calls, (entry.namespace, entry.tool_call_id), number, "journal entry")
+        self.no_ttl_inside(number, data, block)
         if self.wanted(block) and self.selection.covers(entry.recorded_at):
+            block.selected = True
             yield _Entry(number, block.tenant, entry)
 
     def close_block(self) -> Iterator[_Event]:
@@ -353,7 +389,10 @@ class _Reader:
         if block is not None:
             owned = "checkpoints" in self.kinds and (self.selection.user is None or block.owned)
             keys = frozenset(block.checkpoints), frozenset(block.calls)
-            yield _BlockEnd(block.line, block.tenant, block.thread_id, *keys, owned)
+            takes = block.selected and self.header.version >= CHECKPOINT_TTL_VERSION
+            yield _BlockEnd(
+                block.line, block.tenant, block.thread_id, *keys, owned, block.ttl, takes
+            )
             self.block = None
 
     # Memory namespaces.
@@ -496,6 +535,8 @@ class _Plan:
     existing_threads: dict[tuple[str, str], ThreadInfo] = field(default_factory=dict)
     """Threads already in the target, as they were found there."""
     owned: set[tuple[str, str]] = field(default_factory=set)
+    checkpoint_ttls: dict[tuple[str, str], float | None] = field(default_factory=dict)
+    """The own TTLs of the checkpoint threads of the file, as they were found in the target."""
 
 
 def _check_thread(stores: StoreSet, event: _ThreadEnd, plan: _Plan) -> Flow[None]:
@@ -524,6 +565,12 @@ def _check_block(stores: StoreSet, event: _BlockEnd, plan: _Plan) -> Flow[None]:
     if store is None or not event.owned:
         return
     plan.owned.add((event.tenant, event.thread_id))
+    if event.takes_ttl:
+        if event.ttl is not None:
+            store.capabilities.require("ttl", store.name)
+        plan.checkpoint_ttls[event.tenant, event.thread_id] = yield Call(
+            store, "get_thread_ttl", (event.thread_id,), {"tenant": event.tenant}
+        )
     where = f"checkpoint thread {event.thread_id!r} of tenant {event.tenant!r}"
     if event.checkpoints:
         some = yield Call(
@@ -612,6 +659,11 @@ def _write(
         journal = EffectJournal(stores.checkpoints)
         yield Call(journal, "restore", (event.entry,), {"tenant": event.tenant})
         kind, n = "journal_entries", 1
+    elif isinstance(event, _BlockEnd) and stores.checkpoints is not None and event.owned:
+        there = plan.checkpoint_ttls.get((event.tenant, event.thread_id))
+        if event.takes_ttl and event.ttl != there:  # after its checkpoints, at their times
+            where = {"tenant": event.tenant}  # a thread that was there takes the file's TTL
+            yield Call(stores.checkpoints, "set_thread_ttl", (event.thread_id, event.ttl), where)
     elif isinstance(event, _Memories) and stores.memories is not None:
         records = event.records
         if not stores.memories.capabilities.vector_search:

@@ -227,7 +227,7 @@ def _migrate_threads(
 # Checkpoints: a thread's checkpoint keys are listed (newest first, a page at a time, only keys
 # kept), those the target lacks are restored oldest first, so each parent is stored before its
 # children. Pending writes go before their checkpoint: a copy interrupted between the two is
-# redone whole on the next run. The effect journal goes with the thread.
+# redone whole on the next run. The effect journal and the thread's own TTL go with the thread.
 
 
 def _move_journal(
@@ -266,7 +266,13 @@ def _move_checkpoints(
                 yield Call(target, "restore", (c,), {"tenant": tenant})
         if progress is not None:
             progress(f"checkpoints:{thread_id}", len(batch))
-    return len(missing), (yield from _move_journal(source, target, thread_id, tenant))
+    journaled = yield from _move_journal(source, target, thread_id, tenant)
+    where = {"tenant": tenant}
+    ttl = yield Call(source, "get_thread_ttl", (thread_id,), where)
+    if ttl != (yield Call(target, "get_thread_ttl", (thread_id,), where)):
+        # after the checkpoints: counted from the restored last write, as in the source
+        yield Call(target, "set_thread_ttl", (thread_id, ttl), where)
+    return len(missing), journaled
 
 
 def _migrate_checkpoints(
@@ -531,9 +537,9 @@ def migrate(
     most ``batch_size`` messages of one thread are held at a time (plus the ids already in the
     target for that thread). Checkpoints keep their ids, namespaces, parents, metadata,
     versions, channel values, pending writes and ``created_at``; those already in the target
-    are skipped, and the thread's effect journal entries the target lacks are recorded with
-    their times. Checkpoint threads' own TTLs are not copied (the checkpoint API cannot read
-    them): set them again on the target.
+    are skipped, the thread's effect journal entries the target lacks are recorded with
+    their times, and its own TTL (`memfold.checkpoints.BaseCheckpointStore.set_thread_ttl`,
+    still counted from the last write) is copied.
 
     Long-term memories (every namespace of ``tenant``; not when ``thread_ids`` is given) keep
     their ids, namespaces, text, value, importance, TTL, times and expiry, and embedding with

@@ -196,6 +196,9 @@ class MemoryCheckpointStore(BaseCheckpointStore):
                 return self._copy(tenant, source, target, now)
             case ops.PruneCheckpointThreads(tenant, thread_ids, keep_latest):
                 return self._prune(tenant, thread_ids, keep_latest)
+            case ops.GetCheckpointThreadTTL(tenant, thread_id):
+                thread = self._threads.get((tenant, thread_id))
+                return None if thread is None else thread.ttl
             case ops.SetCheckpointThreadTTL(tenant, thread_id, ttl_seconds):
                 thread = self._threads.get((tenant, thread_id))
                 if thread is not None:

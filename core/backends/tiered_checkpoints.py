@@ -13,8 +13,9 @@ The design of `memfold.backends.tiered.TieredThreadStore`, for checkpoints:
   be the same before and after the hot read. A read of a thread without the mark goes to the
   durable store and then copies the thread into the hot store and marks it (re-warming it);
   concurrent warm-ups and writes, from any number of processes, cannot leave a marked copy
-  incomplete (see ``_warm``). Listings across threads, stats and sweeps read the
-  durable store; sweeps and other removals are applied to both.
+  incomplete (see ``_warm``). Listings across threads, stats, a thread's own TTL
+  (``get_thread_ttl``) and sweeps read the durable store; sweeps and other removals are applied
+  to both.
 - The effect journal (`memfold.journal`) is the durable store's alone: its operations, reads
   included, run there only, and ``copy_thread`` and thread deletions carry it there.
 - When the hot store fails, reads and writes go on against the durable store and a warning is
@@ -92,8 +93,9 @@ _THREAD_WRITES = (
     ops.SetCheckpointThreadTTL,
 )
 _TENANT_WRITES = (ops.DeleteCheckpointRuns, ops.SweepCheckpoints)
-_DURABLE_ONLY = (*JOURNAL_OPS, ops.ListEarlyWrites)
-"""Operations the durable store alone runs (the hot one cannot list early writes)."""
+_DURABLE_ONLY = (*JOURNAL_OPS, ops.ListEarlyWrites, ops.GetCheckpointThreadTTL)
+"""Operations the durable store alone runs (the hot one cannot list early writes; a thread's
+own TTL is read from the store of record)."""
 
 
 class TieredCheckpointStore(BaseCheckpointStore):

@@ -709,6 +709,29 @@ async def test_a_ttl_counts_from_the_last_put(api: Api, clock: Clock) -> None:
     assert await api.get("default") is None
 
 
+async def test_a_threads_own_ttl_reads_back(api: Api) -> None:
+    """get_thread_ttl reads what set_thread_ttl set, per tenant; None when the thread has none,
+    it was cleared, or there is no such thread (also one holding only journal entries); a bad
+    thread id or tenant is refused."""
+    from memfold.journal import EffectJournal
+
+    await grow(api, "t", 2)
+    await grow(api, "t", 1, tenant="other")
+    EffectJournal(api.store).record("journal-only", "call-1", {"paid": 1})
+    for thread in ("t", "missing", "journal-only"):
+        assert await api.get_thread_ttl(thread) is None
+    assert not await api.set_thread_ttl("journal-only", 60)
+    assert await api.set_thread_ttl("t", 90.5)
+    assert await api.get_thread_ttl("t") == 90.5
+    assert await api.get_thread_ttl("t", tenant="other") is None
+    assert await api.get_thread_ttl("journal-only") is None
+    assert await api.set_thread_ttl("t", None)
+    assert await api.get_thread_ttl("t") is None
+    for bad in ({"thread_id": ""}, {"thread_id": "t", "tenant": ""}, {"thread_id": 5}):
+        with pytest.raises(InvalidInput):
+            await api.get_thread_ttl(**bad)
+
+
 async def test_a_dry_run_sweep_counts_what_a_sweep_removes_and_changes_nothing(
     api: Api, clock: Clock
 ) -> None:

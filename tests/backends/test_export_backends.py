@@ -16,7 +16,7 @@ from memfold.export import aexport_data, export_data
 from memfold.export_format import Counts
 from memfold.importer import aimport_data, import_data
 from memfold.memories import BaseMemoryStore, MemoryRecord
-from memfold.migrate import migrate
+from memfold.migrate import amigrate, migrate
 from memfold.open import AnyStore
 from memfold.recall.embedders import HashingEmbedder
 from memfold.stores import BaseThreadStore
@@ -24,6 +24,7 @@ from tests.backends.test_checkpoints import make_checkpoint_store
 from tests.backends.test_restore import open_memories
 from tests.support import drop_checkpoint_store, drop_store, make_store
 from tests.unit.test_export import (
+    CHECKPOINT_TTLS,
     DAY,
     T0,
     T_ACME,
@@ -31,6 +32,7 @@ from tests.unit.test_export import (
     everything,
     fill,
     memories_of,
+    ttl_checkpoint_threads,
     ttl_threads,
 )
 from tests.unit.test_migrate import history, run_graph
@@ -116,6 +118,45 @@ def test_a_threads_own_ttl_survives_export_import_and_migrate(
     for store in (dst[0], again[0]):
         assert store.sweep().threads == 1
         assert sorted(i.thread_id for i in store.list_threads()) == ["kept", "plain"]
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
+@pytest.mark.parametrize(("source", "target"), PAIRS, ids=[f"{a}-{b}" for a, b in PAIRS])
+async def test_a_checkpoint_threads_own_ttl_survives_export_import_and_migrate(
+    source: str, target: str, use_async: bool, tmp_path: Path, made: list[Stores]
+) -> None:
+    """A checkpoint thread's own TTL arrives by import and by migrate, still counted from the
+    thread's last write: the target's sweep removes the thread past it, as the source's would;
+    a migration run again moves and changes nothing, and copies a changed TTL."""
+    src = open_stores(source, "memory", tmp_path)
+    made += src
+    ttl_checkpoint_threads(src[1])
+    out = io.StringIO()
+    await aexport_data(src[1], out) if use_async else export_data(src[1], out)
+    out.seek(0)
+    dst = open_stores(target, "memory", tmp_path)
+    made += dst
+    await aimport_data(dst[1], out) if use_async else import_data(dst[1], out)
+    (tmp_path / "again").mkdir()
+    again = open_stores(target, "memory", tmp_path / "again")
+    made += again
+
+    async def copy() -> int:
+        done = await amigrate(src[1], again[1]) if use_async else migrate(src[1], again[1])
+        assert done.failed == {}
+        return done.checkpoints_moved + done.journal_entries_moved
+
+    assert await copy() == 5
+    for store in (src[1], dst[1], again[1]):
+        assert {t: store.get_thread_ttl(t) for t in CHECKPOINT_TTLS} == CHECKPOINT_TTLS
+    assert await copy() == 0
+    assert src[1].set_thread_ttl("kept", None)
+    assert src[1].set_thread_ttl("plain", 7200)
+    assert await copy() == 0
+    assert [again[1].get_thread_ttl(t) for t in ("kept", "plain")] == [None, 7200.0]
+    for store in (dst[1], again[1]):
+        assert store.sweep().threads == 1
+        assert {c.thread_id for c in store.list_checkpoints()} == {"kept", "plain"}
 
 
 @pytest.mark.parametrize(("source", "target"), PAIRS, ids=[f"{a}-{b}" for a, b in PAIRS])

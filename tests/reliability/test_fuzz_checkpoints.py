@@ -51,6 +51,16 @@ NUMBERS = numbers(-3, 30)
 TAGS = st.sampled_from(["msgpack", "json", "null", "bytes"]) | hostile_ids()
 
 
+def stored_seconds(store: BaseCheckpointStore, number: Any) -> float | None:
+    """``number`` seconds as get_thread_ttl reads them back after set_thread_ttl (Redis keeps
+    a thread's own TTL in whole milliseconds)."""
+    if number is None:
+        return None
+    if store.name == "redis":
+        return max(1, round(number * 1000)) / 1000
+    return float(number)
+
+
 def blobs() -> st.SearchStrategy[Any]:
     """Blobs with hostile tags and any bytes, and things that are not blobs."""
     return st.one_of(
@@ -271,9 +281,10 @@ async def test_every_call_answers_or_refuses(
     strategy: Any,
     newest: bool,
 ) -> None:
-    """Listing, deleting, copying, pruning, leases, sweeps, stats and channel histories with
-    hostile ids, channels, filters, numbers and policies, on a thread just written with a
-    hostile lease, answer or raise a memfold error, and never touch another thread."""
+    """Listing, deleting, copying, pruning, own TTLs (set_thread_ttl, read back by
+    get_thread_ttl), leases, sweeps, stats and channel histories with hostile ids, channels,
+    filters, numbers and policies, on a thread just written with a hostile lease, answer or
+    raise a memfold error, and never touch another thread."""
     with contextlib.suppress(MemfoldError):
         await call(use_async, cstore, "put", thread_id, "c1", BODY, lease=lease, tenant=FUZZ_TENANT)
     try:
@@ -291,7 +302,11 @@ async def test_every_call_answers_or_refuses(
                 use_async, cstore, "prune", [thread_id], strategy=strategy, tenant=FUZZ_TENANT
             )
         elif op == "set_thread_ttl":
-            await call(use_async, cstore, "set_thread_ttl", thread_id, number, tenant=FUZZ_TENANT)
+            held = await call(
+                use_async, cstore, "set_thread_ttl", thread_id, number, tenant=FUZZ_TENANT
+            )
+            ttl = await call(use_async, cstore, "get_thread_ttl", thread_id, tenant=FUZZ_TENANT)
+            assert ttl == (stored_seconds(cstore, number) if held else None)
         elif op == "release":
             await call(use_async, cstore, "release", thread_id, other, tenant=FUZZ_TENANT)
         elif op == "sweep":

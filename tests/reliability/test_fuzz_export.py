@@ -33,6 +33,7 @@ from memfold.export_format import (
     memory_line,
     message_line,
     read_checkpoint,
+    read_checkpoint_thread_ttl,
     read_end,
     read_header,
     read_journal,
@@ -42,6 +43,7 @@ from memfold.export_format import (
     read_thread,
     read_thread_ttl,
     thread_line,
+    with_thread_ttl,
 )
 from memfold.importer import import_data
 from memfold.journal import EffectJournal, JournalEntry
@@ -411,6 +413,7 @@ def blobs() -> st.SearchStrategy[Any]:
     namespace=st.lists(hostile_text(max_size=8), max_size=3).map(tuple),
     embedding=st.none() | st.lists(st.floats(width=32), min_size=DIMS, max_size=DIMS).map(tuple),
     importance=NUMBERS,
+    ttl=NUMBERS,
 )
 def test_checkpoint_journal_and_memory_lines_read_back_exactly_or_refuse(
     tenant: Any,
@@ -424,10 +427,13 @@ def test_checkpoint_journal_and_memory_lines_read_back_exactly_or_refuse(
     namespace: Any,
     embedding: Any,
     importance: Any,
+    ttl: Any,
 ) -> None:
     """A checkpoint, journal entry or memory a store holds, whatever hostile ids, blobs,
     versions, writes, text, namespaces, embeddings and numbers it was given, is written as a
-    line that reads back exactly."""
+    line that reads back exactly; a checkpoint thread's first line (checkpoint or journal)
+    also carries its own TTL (with_thread_ttl), which read_checkpoint_thread_ttl reads back or
+    refuses unless it is a number of seconds the stores take."""
     thread_id, checkpoint_id, parent_id, namespace_id = ids
     checkpoint = Checkpoint(
         thread_id, namespace_id, checkpoint_id, parent_id, T0, metadata, Blob("json", b"{}"),
@@ -440,12 +446,23 @@ def test_checkpoint_journal_and_memory_lines_read_back_exactly_or_refuse(
         tenant = checkpoints.resolve_tenant(tenant)  # None: the default tenant
         got = round_trip(lambda: checkpoint_line(tenant, kept), lambda d: read_checkpoint(1, d))
         assert got == (tenant, kept)
+        first = lambda: with_thread_ttl(checkpoint_line(tenant, kept), ttl)  # noqa: E731
+        assert round_trip(first, lambda d: read_checkpoint(1, d)) in (None, (tenant, kept))
+        got = round_trip(first, lambda d: read_checkpoint_thread_ttl(1, d))
+        assert got is None or (got == ttl and type(got) is float)
+        if got is None and ttl is not None:
+            with contextlib.suppress(MemfoldError):  # refused alike by the store itself
+                assert not checkpoints.set_thread_ttl(thread_id, ttl, tenant=tenant)
     entry = JournalEntry(thread_id, namespace_id, checkpoint_id, value, T0)
     kept = stored(lambda: EffectJournal(checkpoints).restore(entry, tenant=tenant))
     if kept is not None:
         tenant = checkpoints.resolve_tenant(tenant)
         got = round_trip(lambda: journal_line(tenant, kept), lambda d: read_journal(1, d))
         assert got == (tenant, kept)
+        line = lambda: with_thread_ttl(journal_line(tenant, kept), ttl)  # noqa: E731
+        assert round_trip(line, lambda d: read_journal(1, d)) in (None, (tenant, kept))
+        got = round_trip(line, lambda d: read_checkpoint_thread_ttl(1, d))
+        assert got is None or (got == ttl and type(got) is float)
     record = MemoryRecord((tenant, *namespace), checkpoint_id, text, metadata, embedding,
                           "hashing-8", importance, None, T0, T0, T0)  # fmt: skip
     memories = open_memory_store(embedder=HashingEmbedder(DIMS))
@@ -476,6 +493,7 @@ def test_checkpoint_journal_and_memory_lines_read_back_exactly_or_refuse(
                 "value",
                 "body",
                 "writes",
+                "thread_ttl_seconds",
             ]
         ),
         json_able(),
@@ -496,7 +514,8 @@ def test_header_end_and_arbitrary_lines_read_or_refuse(
     with contextlib.suppress(MemfoldError):
         read_end(2, {**end_line(read_end(1, {"counts": counts})), "type": "end"})
     for reader in (read_header, read_end, read_thread, read_thread_ttl, read_message,
-                   read_checkpoint, read_journal, read_memory):  # fmt: skip
+                   read_checkpoint, read_checkpoint_thread_ttl, read_journal,
+                   read_memory):  # fmt: skip
         try:
             reader(7, line)
         except MemfoldError as exc:

@@ -115,7 +115,7 @@ def test_export_writes_a_header_then_each_thread_followed_by_its_messages(
     lines = [json.loads(line) for line in exported(source).splitlines()]
     header = lines[0]
     assert header["format"] == "memfold"
-    assert header["version"] == FORMAT_VERSION == 3
+    assert header["version"] == FORMAT_VERSION == 4
     assert header["kinds"] == ["threads"]
     assert header["tenant"] == "default"
     counts = {"threads": 2, "messages": 5, "checkpoints": 0, "journal_entries": 0, "memories": 0}
@@ -361,7 +361,7 @@ def _set(number: int, record: dict[str, Any] | str) -> Callable[[list[str]], lis
 BAD_INPUTS: list[tuple[str, Callable[[list[str]], list[str]], str]] = [
     ("empty input", lambda lines: [], "line 1: the input is empty"),
     ("no header", lambda lines: lines[1:], "line 1: .*not a memfold export"),
-    ("newer version", _set(1, {**HEADER, "version": 4}), "line 1: .*version 4.*upgrade memfold"),
+    ("newer version", _set(1, {**HEADER, "version": 5}), "line 1: .*version 5.*upgrade memfold"),
     ("version not int", _set(1, {**HEADER, "version": "1"}), "line 1: .*must be an int"),
     ("wrong kind", _set(1, {**HEADER, "kind": "memories"}), "line 1: .*'memories'"),
     ("not JSON", _set(5, '{"type": "message", oops'), "line 5: not valid JSON"),
@@ -665,7 +665,7 @@ def test_an_existing_thread_takes_the_files_ttl_but_not_from_a_version_2_file() 
     target = open_store("memory://")
     target.append("kept", Message(role="user", content="y", id="k0", created_at=T0))
     assert target.set_thread_ttl("kept", 60)
-    imported(target, text.replace('"version":3', '"version":2').replace(',"ttl_seconds":null', ""))
+    imported(target, text.replace('"version":4', '"version":2').replace(',"ttl_seconds":null', ""))
     assert target.get_thread_ttl("kept") == 60.0
     assert target.count("kept") == 2
     source.append("kept", Message(role="user", content="z", id="k2", created_at=T0))
@@ -673,8 +673,99 @@ def test_an_existing_thread_takes_the_files_ttl_but_not_from_a_version_2_file() 
     assert target.get_thread_ttl("kept") is None
     assert source.set_thread_ttl("kept", 120)
     fresh = open_store("memory://")
-    imported(fresh, exported(source).replace('"version":3', '"version":2'))
+    imported(fresh, exported(source).replace('"version":4', '"version":2'))
     assert fresh.get_thread_ttl("kept") is None  # a version-2 file holds no TTLs
+
+
+def checkpoint(thread_id: str, checkpoint_id: str, when: datetime) -> Checkpoint:
+    """A plain checkpoint of ``thread_id`` stamped ``when``."""
+    return Checkpoint(thread_id, "", checkpoint_id, None, when, {}, Blob("json", b"1"), {}, {})
+
+
+def ttl_checkpoint_threads(store: BaseCheckpointStore) -> None:
+    """Checkpoint thread 'gone' past its own TTL (last written at T0), 'kept' (two checkpoints)
+    within it, 'plain' with none, and 'tools', which holds only a journal entry."""
+    store.restore(checkpoint("gone", "c1", T0))
+    now = datetime.now(UTC)
+    store.restore(checkpoint("kept", "c1", now - timedelta(seconds=1)))
+    store.restore(checkpoint("kept", "c2", now))
+    store.restore(checkpoint("plain", "c1", now))
+    EffectJournal(store).record("tools", "call-1", {"paid": 1})
+    assert store.set_thread_ttl("gone", 3600)
+    assert store.set_thread_ttl("kept", 1e6)
+
+
+CHECKPOINT_TTLS = {"gone": 3600.0, "kept": 1e6, "plain": None, "tools": None}
+
+
+def first_lines(text: str) -> dict[str, dict[str, Any]]:
+    """Each checkpoint thread's first line (checkpoint or journal) of an export."""
+    found: dict[str, dict[str, Any]] = {}
+    for line in map(json.loads, text.splitlines()):
+        if line.get("type") in ("checkpoint", "journal"):
+            found.setdefault(line["thread_id"], line)
+    return found
+
+
+def test_a_checkpoint_threads_own_ttl_is_exported_and_imported_with_its_clock() -> None:
+    """Each checkpoint thread's first line carries the thread's own TTL (null: none) and no
+    other line does; the import sets it after the thread's checkpoints, and it still counts
+    from their times, so the target's sweep removes what the source's would."""
+    source, target = open_checkpoint_store("memory://"), open_checkpoint_store("memory://")
+    ttl_checkpoint_threads(source)
+    text = exported(source)
+    firsts = first_lines(text)
+    assert {t: line["thread_ttl_seconds"] for t, line in firsts.items()} == CHECKPOINT_TTLS
+    carrying = [line for line in text.splitlines() if "thread_ttl_seconds" in line]
+    assert carrying == [json.dumps(line, separators=(",", ":")) for line in firsts.values()]
+    assert imported(target, text) == Counts(checkpoints=4, journal_entries=1)
+    assert {t: target.get_thread_ttl(t) for t in CHECKPOINT_TTLS} == CHECKPOINT_TTLS
+    assert target.sweep(dry_run=True) == source.sweep(dry_run=True)
+    assert target.sweep().threads == 1
+    assert {c.thread_id for c in target.list_checkpoints()} == {"kept", "plain"}
+
+
+async def test_async_export_and_import_carry_a_checkpoint_threads_own_ttl() -> None:
+    """aexport_data writes the checkpoint TTLs export_data does, and aimport_data sets them."""
+    source, target = open_checkpoint_store("memory://"), open_checkpoint_store("memory://")
+    ttl_checkpoint_threads(source)
+    out = io.StringIO()
+    await aexport_data(source, out)
+    assert out.getvalue().splitlines()[1:] == exported(source).splitlines()[1:]
+    out.seek(0)
+    await aimport_data(target, out)
+    assert {t: await target.aget_thread_ttl(t) for t in CHECKPOINT_TTLS} == CHECKPOINT_TTLS
+
+
+def test_an_existing_checkpoint_thread_takes_the_files_ttl_but_not_from_a_version_3_file() -> None:
+    """An import into a checkpoint thread that exists sets its TTL to the file's (none clears
+    it), also when the file holds only its journal entries (whose first line then carries the
+    TTL), unless the import selects none of the thread's lines; a version-3 file, which
+    records no checkpoint TTLs, leaves it and imports its checkpoint threads without one."""
+    source, target = open_checkpoint_store("memory://"), open_checkpoint_store("memory://")
+    source.restore(checkpoint("kept", "c1", T0))
+    target.restore(checkpoint("kept", "c0", T0))
+    assert target.set_thread_ttl("kept", 60)
+    assert source.set_thread_ttl("kept", 120)
+    assert imported(target, exported(source), until=T0) == Counts()
+    assert target.get_thread_ttl("kept") == 60.0
+    old = exported(source).replace('"version":4', '"version":3')
+    imported(target, old.replace(',"thread_ttl_seconds":120.0', ""))
+    assert target.get_thread_ttl("kept") == 60.0
+    assert len(target.list_checkpoints("kept")) == 2
+    fresh = open_checkpoint_store("memory://")
+    imported(fresh, old)  # the field a version-3 file does not have is not read
+    assert fresh.get_thread_ttl("kept") is None
+    assert source.set_thread_ttl("kept", None)
+    EffectJournal(source).restore(JournalEntry("kept", "", "call-1", Blob("json", b"1"), T0 + DAY))
+    text = exported(source, since=T0 + DAY)  # the journal entry alone
+    assert [json.loads(line)["type"] for line in text.splitlines()[1:]] == ["journal", "end"]
+    imported(target, text)
+    assert target.get_thread_ttl("kept") is None
+    assert source.set_thread_ttl("kept", 30)
+    source.restore(checkpoint("kept", "c2", T0 + 2 * DAY))
+    imported(target, exported(source, since=T0 + 2 * DAY))
+    assert target.get_thread_ttl("kept") == 30.0
 
 
 def test_every_kind_round_trips_exactly(full: Stores) -> None:
@@ -950,6 +1041,26 @@ def duplicated(kind: str) -> Callable[[list[str]], list[str]]:
 V2_CASES: list[tuple[str, Callable[[list[str]], list[str]], str]] = [
     ("thread ttl", edited("thread", ttl_seconds=-1), "ttl_seconds must be a number of seconds"),
     ("thread ttl text", edited("thread", ttl_seconds="60"), "ttl_seconds must be a number"),
+    (
+        "checkpoint thread ttl",
+        edited("checkpoint", thread_ttl_seconds=-1),
+        "thread_ttl_seconds must be a number of seconds",
+    ),
+    (
+        "checkpoint thread ttl text",
+        edited("checkpoint", thread_ttl_seconds="60"),
+        "thread_ttl_seconds must be a number",
+    ),
+    (
+        "checkpoint thread ttl bool",
+        edited("checkpoint", thread_ttl_seconds=True),
+        "thread_ttl_seconds must be a number",
+    ),
+    (
+        "checkpoint thread ttl inside",
+        edited("journal", thread_ttl_seconds=60),
+        "thread_ttl_seconds on a line that does not open checkpoint thread 'graph-ann' .line 8",
+    ),
     ("no end line", lambda lines: lines[:-1], "ends without its end line .*truncated"),
     ("after end", lambda lines: [*lines, lines[1]], "a line after the end line"),
     ("end counts", edited("end", counts={"threads": 1}), "the end line needs counts"),

@@ -370,6 +370,45 @@ async def test_a_threads_own_ttl_is_copied(tmp_path: Path, use_async: bool) -> N
 
 
 @pytest.mark.parametrize("use_async", [False, True])
+async def test_a_checkpoint_threads_own_ttl_is_copied(
+    tmp_path: Path, use_async: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The target checkpoint thread gets the source's own TTL; a re-run with nothing changed
+    moves and sets nothing, and one with the TTL changed or cleared copies that."""
+    source = open_checkpoint_store("memory://")
+    target = open_checkpoint_store(f"sqlite:///{tmp_path / 'b.db'}")
+    run_graph(source)
+    assert source.set_thread_ttl("g1", 90)
+    sets: list[tuple[Any, ...]] = []
+    for name in ("set_thread_ttl", "aset_thread_ttl"):
+        original = getattr(target, name)
+
+        def spy(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            sets.append(args)
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(target, name, spy)
+
+    async def run() -> MigrationResult:
+        return await amigrate(source, target) if use_async else migrate(source, target)
+
+    assert (await run()).checkpoints_moved > 0
+    assert [target.get_thread_ttl(t) for t in ("g1", "g2")] == [90.0, None]
+    assert sets == [("g1", 90.0)]
+    again = await run()
+    assert (again.checkpoints_moved, again.journal_entries_moved, again.failed) == (0, 0, {})
+    assert sets == [("g1", 90.0)]
+    assert source.set_thread_ttl("g1", 30)
+    assert source.set_thread_ttl("g2", 45)
+    assert (await run()).checkpoints_moved == 0
+    assert [target.get_thread_ttl(t) for t in ("g1", "g2")] == [30.0, 45.0]
+    assert source.set_thread_ttl("g1", None)
+    await run()
+    assert target.get_thread_ttl("g1") is None
+    target.close()
+
+
+@pytest.mark.parametrize("use_async", [False, True])
 async def test_urls_move_a_named_thread_that_only_one_store_kind_holds(
     tmp_path: Path, use_async: bool
 ) -> None:

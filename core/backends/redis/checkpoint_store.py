@@ -161,6 +161,11 @@ def _text(value: bytes | None) -> str | None:
     return None if value is None else value.decode()
 
 
+def _seconds(value: bytes | None) -> float | None:
+    """A thread's own TTL, stored in milliseconds, in seconds."""
+    return None if value is None else int(value) / 1000
+
+
 def _script(script: Script, keys: Iterable[str], *args: str | bytes | int) -> Call[Any]:
     keys = tuple(keys)
     return Call(("EVALSHA", script.sha, len(keys), *keys, *args), _reply, script)
@@ -371,6 +376,10 @@ class RedisCheckpointStore(BaseCheckpointStore):
                 return self._copy(tenant, source, target, now)
             case ops.PruneCheckpointThreads(tenant, thread_ids, keep_latest):
                 return self._prune(tenant, thread_ids, keep_latest)
+            case ops.GetCheckpointThreadTTL(tenant, thread_id):
+                return self._one(
+                    _command("HGET", self._keys(tenant, thread_id).info, "t"), _seconds
+                )
             case ops.SetCheckpointThreadTTL(tenant, thread_id, ttl_seconds):
                 return self._set_ttl(tenant, thread_id, ttl_seconds)
             case ops.ReleaseThread(tenant, thread_id, writer):

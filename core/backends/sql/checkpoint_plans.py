@@ -101,6 +101,7 @@ _READS = (
     ops.ListCheckpoints,
     ops.ReadChannelHistory,
     ops.CheckpointStats,
+    ops.GetCheckpointThreadTTL,
     FindThreads,
 )
 
@@ -203,6 +204,7 @@ class CheckpointPlans:
                 expires_us=t.c.updated_us + bindparam("ttl_us"),
             )
         )
+        self._get_ttl = select(t.c.ttl).where(thread_key)
         self._release = (
             update(t)
             .where(thread_key, t.c.holder == bindparam("writer"))
@@ -422,6 +424,8 @@ class CheckpointPlans:
                 return self._copy(op)
             case ops.PruneCheckpointThreads(tenant, thread_ids, keep_latest):
                 return self._prune(tenant, thread_ids, keep_latest)
+            case ops.GetCheckpointThreadTTL(tenant, thread_id):
+                return self._get_ttl_plan(tenant, thread_id)
             case ops.SetCheckpointThreadTTL(tenant, thread_id, ttl):
                 return self._ttl(tenant, thread_id, ttl)
             case ops.ReleaseThread(tenant, thread_id, writer):
@@ -919,6 +923,11 @@ class CheckpointPlans:
                     key,
                 )
         return total
+
+    def _get_ttl_plan(self, tenant: str, thread_id: str) -> Plan:
+        """A thread's own TTL (None: none, or no such thread)."""
+        ttl = (yield self._get_ttl, self._thread_params(tenant, thread_id)).scalar()
+        return None if ttl is None else float(ttl)
 
     def _ttl(self, tenant: str, thread_id: str, ttl: float | None) -> Plan:
         found = yield (
