@@ -9,7 +9,8 @@ Each store kind rotates through its own operations, so every backend rotates the
   rewritten with their times, vectors and TTLs kept (expired records are swept first);
 - checkpoints: each thread namespace is rewritten parent first, each checkpoint under its own
   id with its own time, so list values stay stored as deltas under the new key; pending writes
-  are replaced, a sweep then removes the rows only the old key could read, and the rotation
+  are replaced, a sweep then removes the rows only the old key could read (on every run, so a
+  resumed run finishes the sweep an interrupted one never reached), and the rotation
   counts as a write for the thread's TTL; each thread's effect journal entries are re-encrypted
   in place (their times kept).
 
@@ -344,6 +345,7 @@ def rotate_checkpoints(
 
         for thread_id in (yield ListJournalThreads(tenant)):
             yield from _rotate_journal(keyring, tenant, thread_id)
-    if rewritten:  # drop the rows only the old key could read
-        yield checkpoint_ops.SweepCheckpoints(tenant, RetentionPolicy(), utcnow())
+    # Drop the rows only the old key could read, even when nothing was rewritten: an earlier
+    # run may have stopped after its last rewrite but before this sweep.
+    yield checkpoint_ops.SweepCheckpoints(tenant, RetentionPolicy(), utcnow())
     return rewritten

@@ -575,6 +575,32 @@ async def test_checkpoint_rotation_rewrites_values_and_writes_under_the_new_key(
     assert (await api.get("t")).values["messages"].items == tuple(items)
 
 
+@pytest.mark.parametrize("use_async", [False, True])
+async def test_checkpoint_rotation_resumed_after_its_last_rewrite_still_sweeps(
+    sealed_checkpoints: BaseCheckpointStore, use_async: bool, tmp_path: Path
+) -> None:
+    """A rotation that encrypts a plain store and stops after its last rewrite, before its
+    sweep, is finished by running it again: the plain rows go although nothing is rewritten."""
+    store = sealed_checkpoints
+    api = Api(store, use_async)  # type: ignore[arg-type]
+    store.keyring = None
+    await put_run(api, "t", 3)
+    stats = await api.stats("t")
+    store.keyring = keyring("k1")
+
+    def stop(done: int, total: int) -> None:
+        if done == total:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        await api.rotate_key(progress=stop)
+    assert await api.rotate_key() == 0
+    assert (await api.stats("t")).blobs == stats.blobs  # no value row left behind
+    if store.name == "sqlite":
+        store.close()  # the deleted rows' pages leave the write-ahead log
+    assert not holds(raw_storage(store, tmp_path), SECRET)
+
+
 # Effect journal entries.
 
 TOOL_RESULT = {"card": f"4111 {SECRET}"}
