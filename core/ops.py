@@ -103,12 +103,14 @@ class ReplaceThread(Op[None]):
 
 @dataclass(frozen=True, slots=True)
 class UpdateMessages(Op[None]):
-    """Rewrite stored messages in place, matched by id; every id must be in the thread."""
+    """Rewrite stored messages in place, matched by id; every id must be in the thread. With
+    ``keep_times`` (a key rotation's rewrite), the thread's update time and TTL stay."""
 
     tenant: str
     thread_id: str
     messages: tuple[Message, ...]
     bodies: tuple[str, ...]
+    keep_times: bool = False
 
 
 @dataclass(frozen=True, slots=True)

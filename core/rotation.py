@@ -4,7 +4,9 @@ Each store kind rotates through its own operations, so every backend rotates the
 
 - threads: each thread of the tenant is read a page at a time, newest first, and the messages
   not under the active key (or not encrypted at all) are rewritten in place (ids, order, times
-  and metadata kept), as is the compaction summary kept in thread metadata;
+  and metadata kept; the rewrites leave the thread's update time and TTL, so a run that stopped
+  part way changes them no more than one that finished), as is the compaction summary kept in
+  thread metadata;
 - long-term memories: the live records under a namespace prefix are read a page at a time and
   rewritten with their times, vectors and TTLs kept (expired records are swept first);
 - checkpoints: each thread namespace is rewritten parent first, each checkpoint under its own
@@ -163,28 +165,25 @@ def rotate_threads(
     wanted = {keyring.active}
     done = rewritten = 0
     for info in {t.thread_id: t for t in infos}.values():
-        thread_id, metadata = info.thread_id, info.metadata
-        # The compaction summary memfold keeps in thread metadata.
-        changed = bool(metadata_key_ids(metadata) - wanted)
+        thread_id = info.thread_id
         before: str | None = None
         while True:
             messages = yield ops.LoadThread(tenant, thread_id, size, before)
             stale = [m for m in messages if sealed_key_ids((m,)) != wanted]
-            if stale:
+            if stale:  # rewritten in place, the thread's times kept (a rotation is no write)
                 sealed = tuple(reseal_message(keyring, m) for m in stale)
                 bodies = tuple(
                     encode_json(m.to_dict(stored=True), f"message {m.id!r}") for m in sealed
                 )
-                yield ops.UpdateMessages(tenant, thread_id, sealed, bodies)
-                changed = True
+                yield ops.UpdateMessages(tenant, thread_id, sealed, bodies, keep_times=True)
             done += len(messages)
             rewritten += len(stale)
             _report(progress, done, total)
             if len(messages) < size:
                 break
             before = messages[0].id
-        if changed:  # the writes stamped the thread: give it back its metadata and times
-            metadata = seal_metadata(keyring, metadata)
+        if metadata_key_ids(info.metadata) - wanted:  # the compaction summary in metadata
+            metadata = seal_metadata(keyring, info.metadata)
             encoded = encode_json(metadata, "thread metadata")
             yield ops.RestoreThread(
                 tenant, thread_id, metadata, encoded, info.created_at, info.updated_at

@@ -192,8 +192,8 @@ class MemoryThreadStore(BaseThreadStore):
                 emptied = self._touch((tenant, thread_id))
                 emptied.messages, emptied.positions, emptied.trimmed = [], {}, 0
                 return self._append((tenant, thread_id), messages)
-            case ops.UpdateMessages(tenant, thread_id, messages):
-                return self._update((tenant, thread_id), messages)
+            case ops.UpdateMessages(tenant, thread_id, messages, _, keep_times):
+                return self._update((tenant, thread_id), messages, keep_times)
             case ops.DeleteMessages(tenant, thread_id, message_ids):
                 return self._delete_messages((tenant, thread_id), set(message_ids))
             case ops.LoadThread(tenant, thread_id, last, before):
@@ -341,7 +341,9 @@ class MemoryThreadStore(BaseThreadStore):
                 _trim(self._threads[key], cut)
         return ops.ThreadSweep(removed, (*doomed, *cuts))
 
-    def _update(self, key: tuple[str, str], messages: tuple[Message, ...]) -> None:
+    def _update(
+        self, key: tuple[str, str], messages: tuple[Message, ...], keep_times: bool
+    ) -> None:
         found = self._threads.get(key)
         positions = found.positions if found is not None else {}
         missing = [m.id for m in messages if m.id not in positions]
@@ -351,7 +353,8 @@ class MemoryThreadStore(BaseThreadStore):
             return
         for m in messages:
             found.messages[positions[m.id or ""] - found.trimmed] = m
-        self._touch(key)
+        if not keep_times:
+            self._touch(key)
 
     def _delete_messages(self, key: tuple[str, str], ids: set[str]) -> list[Message]:
         found = self._threads.get(key)

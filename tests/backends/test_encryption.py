@@ -274,6 +274,32 @@ async def test_threads_refuse_what_looks_encrypted(api: Api) -> None:
     assert (await api.get_thread("t")).metadata == {}
 
 
+class Stop(Exception):
+    """Stands in for a rotation's process dying part way."""
+
+
+async def test_thread_rotation_resumed_after_an_interruption_keeps_thread_times(
+    api: Api,
+) -> None:
+    """A rotation that stopped after its first page, then ran again, leaves each thread's
+    times as they were: its rewrites are no writes (list order and TTL sweeps stay)."""
+    store: BaseThreadStore = api.store
+    store.keyring = keyring("k1")
+    await api.append("idle", [Message(role="user", content=f"m{i}") for i in range(6)])
+    await api.append("fresh", [Message(role="user", content="x")])
+    before = await api.list_threads()
+    store.keyring = keyring("k2", "k1")
+
+    def stop(done: int, total: int) -> None:
+        raise Stop
+
+    with pytest.raises(Stop):
+        await api.rotate_key(batch_size=4, progress=stop)
+    assert await api.rotate_key(batch_size=4) == 6
+    store.keyring = keyring("k2")
+    assert await api.list_threads() == before
+
+
 async def test_rotation_needs_a_keyring(api: Api) -> None:
     """A store without a keyring refuses to rotate."""
     with pytest.raises(Exception, match="needs a store opened with a keyring"):

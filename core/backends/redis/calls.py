@@ -191,7 +191,8 @@ class Calls:
                     f"no message {reply.decode()!r} in thread {op.thread_id!r}: nothing changed"
                 )
 
-        return self._write(scripts.UPDATE, keys, *pairs, decode=decode)
+        keep = "1" if op.keep_times else ""
+        return self._write(scripts.UPDATE, keys, keep, *pairs, decode=decode)
 
     def _delete_messages(self, op: ops.DeleteMessages) -> Call[list[Message]]:
         keys = thread_keys(self.prefix, op.tenant, op.thread_id)

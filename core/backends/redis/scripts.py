@@ -279,18 +279,19 @@ return false
 UPDATE = Script(
     _WRITE
     + """
--- ARGV[3..]: id, element pairs. Returns the first id not in the thread, or nil once written.
+-- ARGV[3]: '1' to keep the thread's update time and expiry (a key rotation's rewrite);
+-- ARGV[4..]: id, element pairs. Returns the first id not in the thread, or nil once written.
 if tombstoned(stones, 't:', 'h:' .. member) then return redis.error_reply('memfold-erased') end
-if #ARGV < 3 then return false end
-if redis.call('EXISTS', info) == 0 then return ARGV[3] end
+if #ARGV < 4 then return false end
+if redis.call('EXISTS', info) == 0 then return ARGV[4] end
 local offset, at = base(info, messages), {}
-for i = 3, #ARGV, 2 do
+for i = 4, #ARGV, 2 do
   local seq = redis.call('HGET', ids, ARGV[i])
   if not seq then return ARGV[i] end
   at[#at + 1] = tonumber(seq) - offset
 end
-for j, position in ipairs(at) do redis.call('LSET', messages, position, ARGV[2 * j + 2]) end
-touch()
+for j, position in ipairs(at) do redis.call('LSET', messages, position, ARGV[2 * j + 3]) end
+if ARGV[3] ~= '1' then touch() end
 return false
 """
 )

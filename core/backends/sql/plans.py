@@ -470,7 +470,10 @@ class ThreadPlans:
         times = [micros(m.created_at) for m in op.messages]
         earliest = min((us for us in times if us is not None), default=None)
         params = {**key, "removed": 0, "now": time.time(), "earliest": earliest}
-        yield self._shrink, params  # locks the thread row
+        if op.keep_times:
+            yield self._lock_thread, key
+        else:
+            yield self._shrink, params  # locks the thread row
         changed = (yield self._rewrite_message, rows).rowcount
         if changed != len(rows):
             raise NotFound(
