@@ -166,9 +166,12 @@ class SweepMemories(Op[int]):
     """Delete every record under ``prefix`` (a namespace key prefix; "" for all) expired at
     ``now`` (through the expiry index), then those ``policy`` removes: records created more
     than ``max_age_seconds`` ago, and all but the newest ``keep_last`` of each namespace. With
-    ``dry_run``, only count. Returns how many records went."""
+    ``dry_run``, only count. With ``scrub`` (after a key rotation), SQLite's full-text index is
+    rewritten so no segment keeps the words of records rewritten or deleted. Returns how many
+    records went."""
 
     now: datetime
     policy: RetentionPolicy = field(default_factory=RetentionPolicy)
     prefix: str = ""
     dry_run: bool = False
+    scrub: bool = False

@@ -29,6 +29,7 @@ __all__ = [
     "Op",
     "ReplaceThread",
     "RestoreThread",
+    "ScrubSearchIndex",
     "SearchMessages",
     "SetThreadMetadata",
     "SetThreadTTL",
@@ -111,6 +112,14 @@ class UpdateMessages(Op[None]):
     messages: tuple[Message, ...]
     bodies: tuple[str, ...]
     keep_times: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ScrubSearchIndex(Op[None]):
+    """Rewrite the full-text index so it keeps no word of messages rewritten or deleted
+    (SQLite's FTS5 keeps them in old segments until those merge); nothing elsewhere."""
+
+    tenant: str
 
 
 @dataclass(frozen=True, slots=True)

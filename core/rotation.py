@@ -9,6 +9,9 @@ Each store kind rotates through its own operations, so every backend rotates the
   thread metadata;
 - long-term memories: the live records under a namespace prefix are read a page at a time and
   rewritten with their times, vectors and TTLs kept (expired records are swept first);
+- on SQLite, both are rewritten with ``secure_delete`` on and each run ends by rewriting the
+  full-text index (FTS5 keeps a rewritten row's old words in its segments until they merge),
+  so the file keeps no words of what was plain;
 - checkpoints: each thread namespace is rewritten parent first, each checkpoint under its own
   id with its own time, so list values stay stored as deltas under the new key; pending writes
   are replaced, a sweep then removes the rows only the old key could read (on every run, so a
@@ -188,6 +191,8 @@ def rotate_threads(
             yield ops.RestoreThread(
                 tenant, thread_id, metadata, encoded, info.created_at, info.updated_at
             )
+    # Plain messages' words out of a search index, also when an earlier run stopped before this.
+    yield ops.ScrubSearchIndex(tenant)
     return rewritten
 
 
@@ -226,6 +231,8 @@ def rotate_memories(
         rewritten += len(stale)
         _report(progress, done, total)
         if len(page) < size:
+            # Plain records' words out of a search index (also after an earlier run stopped).
+            yield memory_ops.SweepMemories(utcnow(), prefix=prefix, scrub=True)
             return rewritten
 
 

@@ -194,6 +194,8 @@ class MemoryThreadStore(BaseThreadStore):
                 return self._append((tenant, thread_id), messages)
             case ops.UpdateMessages(tenant, thread_id, messages, _, keep_times):
                 return self._update((tenant, thread_id), messages, keep_times)
+            case ops.ScrubSearchIndex():
+                return None  # no index kept apart
             case ops.DeleteMessages(tenant, thread_id, message_ids):
                 return self._delete_messages((tenant, thread_id), set(message_ids))
             case ops.LoadThread(tenant, thread_id, last, before):

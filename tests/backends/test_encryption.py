@@ -488,6 +488,37 @@ async def test_memory_rotation_keeps_times_vectors_and_ttls(
         assert hit.record.value == {"i": 4}
 
 
+@pytest.mark.parametrize("use_async", [False, True])
+async def test_sqlite_rotation_leaves_no_plain_word_in_the_search_index(
+    tmp_path: Path, use_async: bool
+) -> None:
+    """Encrypting SQLite stores whose words were indexed for search leaves none of them in the
+    FTS5 index or the file (threads and memories), also when a run stopped part way."""
+    from memfold import open_store
+
+    threads = open_store(f"sqlite:///{tmp_path / 'threads.db'}")
+    for n in range(2):
+        threads.append(f"t{n}", [Message(role="user", content=f"hello zebrathread{n}")])
+    assert threads.search("zebrathread0")  # indexes the words
+    memories = make_memory_store("sqlite", tmp_path)
+    memories.put(("acme", "u"), "likes zebramemory tea")
+    assert memories.search(("acme",), "zebramemory", k=1, text_weight=1.0)
+    threads.keyring = memories.keyring = keyring("k1")
+    t_api, m_api = Api(threads, use_async), Api(memories, use_async)  # type: ignore[arg-type]
+
+    def stop(done: int, total: int) -> None:
+        raise Stop
+
+    with pytest.raises(Stop):
+        await t_api.rotate_key(batch_size=1, progress=stop)
+    assert await t_api.rotate_key() == 1
+    assert await m_api.rotate_key(("acme",)) == 1
+    await t_api.close()
+    await m_api.close()
+    for name, word in (("threads.db", "zebrathread"), ("memories.db", "zebramemory")):
+        assert word.encode() not in (tmp_path / name).read_bytes()
+
+
 # Checkpoints.
 
 

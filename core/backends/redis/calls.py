@@ -98,6 +98,8 @@ class Calls:
                 call = self._update(op)
             case ops.DeleteMessages():
                 call = self._delete_messages(op)
+            case ops.ScrubSearchIndex():
+                call = Call((), lambda _reply: None)  # no search index
             case ops.LoadThread():
                 call = self._load(op)
             case ops.CountMessages(tenant, thread_id):

@@ -260,6 +260,8 @@ class MemoryPlans:
         """The plan that runs ``op``."""
         match op:
             case ops.PutMemories():
+                if op.keep_times and not self.pg:  # a rotation: the old text's bytes go
+                    return scrubbed(self._put(op), None)
                 return self._put(op)
             case ops.GetMemories():
                 return self._get(op)
@@ -278,6 +280,8 @@ class MemoryPlans:
             case ops.SetEmbeddings():
                 return self._set_embeddings(op)
             case ops.SweepMemories():
+                if op.scrub and not op.dry_run and not self.pg:
+                    return scrubbed(self._sweep(op), self.tables.fts)
                 return self._sweep(op)
             case EraseSubject():
                 return self._erase(op)

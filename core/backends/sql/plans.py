@@ -30,7 +30,13 @@ from memfold import ops
 from memfold.backends.bodies import micros, stored_message, stored_time
 from memfold.backends.sql import words
 from memfold.backends.sql.schema import UNKNOWN_FIRST_US, Tables
-from memfold.backends.sql.tombstones import TombstonePlans, scrubbed, user_params, user_where
+from memfold.backends.sql.tombstones import (
+    TombstonePlans,
+    nothing,
+    scrubbed,
+    user_params,
+    user_where,
+)
 from memfold.errors import InvalidInput, NotFound
 from memfold.fulltext import fts5_query
 from memfold.model import Message, MessageHit, ThreadInfo
@@ -367,7 +373,13 @@ class ThreadPlans:
             case ops.ReplaceThread(tenant, thread_id, messages, bodies):
                 return self._replace(ops.AppendMessages(tenant, thread_id, messages, bodies))
             case ops.UpdateMessages():
+                if op.keep_times and self.dialect == "sqlite":  # a rotation: old bytes go
+                    return scrubbed(self._update(op), None)
                 return self._update(op)
+            case ops.ScrubSearchIndex():
+                if self.dialect == "sqlite":
+                    return scrubbed(nothing(), self.tables.messages_fts)
+                return nothing()
             case ops.DeleteMessages():
                 return self._delete_messages(op)
             case ops.LoadThread():

@@ -52,6 +52,7 @@ if TYPE_CHECKING:  # plans.py imports this module
 __all__ = [
     "TombstonePlans",
     "namespace_guard_ddl",
+    "nothing",
     "scrubbed",
     "thread_guard_ddl",
     "tombstone_ddl",
@@ -187,15 +188,23 @@ def user_params(user_id: str) -> dict[str, str]:
     return {"user_json": json.dumps(user_id)}
 
 
-def scrubbed(deletes: Plan, fts: str) -> Plan:
+def scrubbed(deletes: Plan, fts: str | None) -> Plan:
     """SQLite: run ``deletes`` with ``secure_delete`` on (freed bytes are overwritten with
-    zeros), then rewrite the FTS5 index ``fts`` so no segment keeps the deleted words."""
+    zeros), then rewrite the FTS5 index ``fts`` (if given) so no segment keeps the deleted
+    words."""
     previous = (yield text("PRAGMA secure_delete"), None).scalar()
     yield text("PRAGMA secure_delete = ON"), None
     result = yield from deletes
-    yield text(f"INSERT INTO {fts}({fts}) VALUES ('optimize')"), None
+    if fts is not None:
+        yield text(f"INSERT INTO {fts}({fts}) VALUES ('optimize')"), None
     yield text(f"PRAGMA secure_delete = {int(previous or 0)}"), None
     return result
+
+
+def nothing() -> Plan:
+    """A plan of no statements (for `scrubbed` to rewrite an index alone)."""
+    return None
+    yield  # a generator
 
 
 class TombstonePlans:
