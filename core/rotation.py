@@ -23,6 +23,8 @@ Rotation is idempotent and resumable: what is already under the active key is re
 rewritten, so a run that stopped part way is finished by running it again. Reads keep working
 throughout as long as the keyring holds both the old and the new key; afterwards the old key
 can be dropped. With a store that holds plain (unencrypted) data, a rotation encrypts it.
+Writes should wait: a record the application changes between a page's read and its write-back
+(a message updated, a memory put) is overwritten with its old content.
 
 The flows here are generators of store operations; `drive` and `adrive` run them with a
 store's ``execute`` or ``aexecute``.
@@ -186,11 +188,15 @@ def rotate_threads(
                 break
             before = messages[0].id
         if metadata_key_ids(info.metadata) - wanted:  # the compaction summary in metadata
-            metadata = seal_metadata(keyring, info.metadata)
-            encoded = encode_json(metadata, "thread metadata")
-            yield ops.RestoreThread(
-                tenant, thread_id, metadata, encoded, info.created_at, info.updated_at
-            )
+            # Read again: the metadata and times as they are now, not as listed (a write made
+            # meanwhile stays; only one between this read and the restore would be undone).
+            info = yield ops.GetThread(tenant, thread_id)
+            if metadata_key_ids(info.metadata) - wanted:
+                metadata = seal_metadata(keyring, info.metadata)
+                encoded = encode_json(metadata, "thread metadata")
+                yield ops.RestoreThread(
+                    tenant, thread_id, metadata, encoded, info.created_at, info.updated_at
+                )
     # Plain messages' words out of a search index, also when an earlier run stopped before this.
     yield ops.ScrubSearchIndex(tenant)
     return rewritten

@@ -300,6 +300,30 @@ async def test_thread_rotation_resumed_after_an_interruption_keeps_thread_times(
     assert await api.list_threads() == before
 
 
+async def test_thread_rotation_keeps_writes_made_while_it_runs(api: Api) -> None:
+    """Metadata set and a message appended while a rotation reads its pages stay: the sealed
+    summary is resealed in the metadata as it is then, under the thread's times then."""
+    from memfold.compaction import RECORD_KEY
+
+    store: BaseThreadStore = api.store
+    store.keyring = keyring("k1")
+    await api.append("t", [Message(role="user", content=f"m{i}") for i in range(4)])
+    await api.set_thread_metadata("t", {RECORD_KEY: {"summary": "s"}, "user_id": "ann"})
+    store.keyring = keyring("k2", "k1")
+    later = {RECORD_KEY: {"summary": "s"}, "user_id": "ann", "plan": "pro"}
+
+    def app_writes(done: int, total: int) -> None:  # another process, meanwhile
+        if done == 2:
+            store.set_thread_metadata("t", later)
+            store.append("t", Message(role="user", content="late"))
+
+    assert await api.rotate_key(batch_size=2, progress=app_writes) == 4
+    store.keyring = keyring("k2")
+    info = await api.get_thread("t")
+    assert (info.metadata, info.message_count) == (later, 5)
+    assert info.updated_at >= (await api.load("t"))[-1].created_at
+
+
 async def test_rotation_needs_a_keyring(api: Api) -> None:
     """A store without a keyring refuses to rotate."""
     with pytest.raises(Exception, match="needs a store opened with a keyring"):
