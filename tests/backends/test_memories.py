@@ -6,8 +6,12 @@ to ``tests.support.make_memory_store``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -464,6 +468,45 @@ async def test_near_duplicates_merge_and_capacity_evicts(
     finally:
         store.close()
         drop_checkpoint_store(store)  # type: ignore[arg-type]
+
+
+async def _together(use_async: bool, calls: list[Callable[[], Any]]) -> None:
+    """Runs ``calls`` at once: on threads (sync), or as tasks (each returns a coroutine)."""
+    if use_async:
+        await asyncio.gather(*(call() for call in calls))
+        return
+    start = threading.Barrier(len(calls), timeout=30)
+
+    def run(call: Callable[[], Any]) -> None:
+        start.wait()
+        call()
+
+    with ThreadPoolExecutor(len(calls)) as pool:
+        list(pool.map(run, calls))
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
+async def test_concurrent_puts_keep_the_capacity_and_merge_duplicates(
+    memory_backend: str, tmp_path: Path, use_async: bool
+) -> None:
+    """Puts racing on one namespace leave exactly ``capacity`` records, and copies of one text
+    written at once merge into one record."""
+    capped = make_memory_store(memory_backend, tmp_path, capacity=3)
+    merging = make_memory_store(memory_backend, tmp_path, dedupe_threshold=0.9)
+    try:
+        for round_ in range(5):
+            ns, other = ("acme", f"u{round_}"), ("acme", f"v{round_}")
+            put, same = (capped.aput, merging.aput) if use_async else (capped.put, merging.put)
+            facts = [partial(put, ns, f"fact number {i} word{i}") for i in range(12)]
+            await _together(use_async, facts)
+            assert capped.count(ns) == 3
+            copies = [partial(same, other, "Prefers green tea", {"i": i}) for i in range(8)]
+            await _together(use_async, copies)
+            assert merging.count(other) == 1
+    finally:
+        for store in (capped, merging):
+            store.close()
+            drop_checkpoint_store(store)  # type: ignore[arg-type]
 
 
 async def test_recency_decay_prefers_newer(api: Api, clock: Clock) -> None:

@@ -105,6 +105,13 @@ class MemoryPlans:
         self._embedding = embedding
         self._matrices: dict[str, _Matrix] = {}
         self._tombstones = TombstonePlans(tables.base.tombstones, dialect)
+        # PostgreSQL's per-namespace lock around a put that de-duplicates or evicts.
+        self._lock = (
+            select(func.pg_advisory_xact_lock(func.hashtextextended(bindparam("lock"), 0)))
+            if self.pg
+            else None
+        )
+        self._lock_name = f"memfold memories {m.schema or ''}.{m.name} "
         # The hot statements, built once with named parameters so the runner compiles them
         # once (see `prepared`); the rest are built per call around their filter.
         live = or_(m.c.expires_at.is_(None), m.c.expires_at > bindparam("now"))
@@ -133,7 +140,7 @@ class MemoryPlans:
         """The statements every plan may reuse, for the runner to compile once."""
         return [
             self._upsert, self._existing, self._rows_of, self._alive, self._version,
-            self._index_settings, self._nearest_all,
+            self._index_settings, self._nearest_all, *([] if self._lock is None else [self._lock]),
         ]  # fmt: skip
 
     def _listed(self, column: Any, name: str) -> ColumnElement[bool]:
@@ -333,10 +340,17 @@ class MemoryPlans:
     def _put(self, op: ops.PutMemories) -> Plan:
         """Without de-duplication: one read of the batch's existing records per namespace
         (they keep their creation time) and one batched upsert; with it, record by record,
-        as each may merge into one written before it."""
+        as each may merge into one written before it.
+
+        A put that de-duplicates or evicts first locks its namespaces (in order, so two puts
+        cannot deadlock) on PostgreSQL, so concurrent puts neither miss each other's duplicates
+        nor evict past the capacity; SQLite's ``BEGIN IMMEDIATE`` serialises writes already."""
         stored: list[MemoryRecord] = []
         params: list[dict[str, Any]] = []
         namespaces = ["".join(label + "\x1f" for label in r.namespace) for r in op.records]
+        if self._lock is not None and (op.capacity is not None or op.dedupe_threshold is not None):
+            for ns in sorted(set(namespaces)):
+                yield self._lock, {"lock": self._lock_name + ns}
         created_at: dict[tuple[str, str], float] = {}
         if op.dedupe_threshold is None and not op.keep_times:
             by_ns: dict[str, list[str]] = {}
