@@ -25,6 +25,7 @@ from tests.backends.test_memories import (  # noqa: F401  # the suite's fixtures
     test_a_batch_merges_into_records_as_it_rewrites_them,
     test_a_suffix_matches_only_the_labels_after_the_tenant,
     test_bad_filters_and_vectors_are_refused,
+    test_concurrent_puts_keep_the_capacity_and_merge_duplicates,
     test_delete_and_delete_where,
     test_expired_records_are_hidden_then_swept,
     test_filter_semantics_match_python_everywhere,

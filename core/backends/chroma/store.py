@@ -160,6 +160,13 @@ def _translated(where: str) -> Iterator[None]:
         raise
 
 
+def _writes(op: Op[Any]) -> bool:
+    """Whether ``op`` changes the collection (touching reads do)."""
+    if isinstance(op, ops.GetMemories | ops.SearchMemories):
+        return op.touch
+    return not isinstance(op, ops.ListMemories | ops.CountMemories | ops.ListMemoryNamespaces)
+
+
 class ChromaMemoryStore(BaseMemoryStore):
     """Long-term memories in a Chroma collection (see `BaseMemoryStore` for the memory
     arguments).
@@ -222,6 +229,9 @@ class ChromaMemoryStore(BaseMemoryStore):
         )
         self._batch = 1000
         self._lock = threading.Lock()
+        self._alocks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
         self._layout = ChromaLayout(self)
 
     # Clients and collections.
@@ -349,10 +359,18 @@ class ChromaMemoryStore(BaseMemoryStore):
                 return cast("T", done.value)
 
     async def aexecute(self, op: Op[T]) -> T:
-        """Run one operation on the async HTTP client, or in a worker thread for an embedded
-        store (chromadb has no async in-process client)."""
+        """Run one operation on the async HTTP client (writes one at a time on each event
+        loop), or in a worker thread for an embedded store (chromadb has no async in-process
+        client)."""
         if self.path is not None:
             return await asyncio.to_thread(self.execute, op)
+        if not _writes(op):
+            return await self._arun(op)
+        lock = self._alocks.setdefault(asyncio.get_running_loop(), asyncio.Lock())
+        async with lock:  # a put's duplicate look-up and eviction see the writes before it
+            return await self._arun(op)
+
+    async def _arun(self, op: Op[T]) -> T:
         flow = self._flow(op)
         with _translated(self._where):
             try:
