@@ -217,7 +217,7 @@ class _Compare(Filter):
                     text_value.collate("C").op(sql_op)(bindparam(None, self.value, Text)),
                 )
             else:
-                literal = func.cast(bindparam(None, json.dumps(self.value), Text), JSONB)
+                literal = func.cast(bindparam(None, _json_number(self.value), Text), JSONB)
                 test = and_(jtype == _JSONB_TYPES[kind], typed.op(sql_op)(literal))
             return func.coalesce(test, false())
         jtype = func.json_type(column, _sqlite_path(self.path))
@@ -265,6 +265,15 @@ class _Any(Filter):
 
     def to_sql(self, column: ColumnElement[Any], dialect: str) -> ColumnElement[bool]:
         return or_(false(), *(f.to_sql(column, dialect) for f in self.items))
+
+
+def _json_number(value: Scalar) -> str:
+    """``value`` as JSON for PostgreSQL to compare as a decimal: a whole float as its exact
+    digits (``json.dumps`` writes 2.0**60 as 1.152921504606847e+18, another number); any other
+    float as its shortest form, which is what a stored float holds and tells no two apart."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return json.dumps(value)
 
 
 def _sqlite_path(path: tuple[str, ...]) -> ColumnElement[str]:

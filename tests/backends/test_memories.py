@@ -277,6 +277,31 @@ async def test_filter_semantics_match_python_everywhere(api: Api) -> None:
         assert {h.record.id for h in searched} == wanted, spec
 
 
+async def test_whole_float_bounds_compare_by_value(api: Api) -> None:
+    """A float bound of 1e16 or more compares by its value, as the Python predicate does (not
+    by its shortest decimal form, once on PostgreSQL); fractional floats still equal their
+    stored selves. Deleting by such a filter deletes what it lists."""
+    values: dict[str, Any] = {
+        "i60": {"n": 2**60}, "i60+1": {"n": 2**60 + 1}, "i64": {"n": 2**64},
+        "tenth": {"n": 0.1}, "half": {"n": 4503599627370496.5}, "neg": {"n": -(2**60)},
+    }  # fmt: skip
+    for key, value in values.items():
+        await api.put(NS, f"record {key}", value, id=key)
+    bounds = [2.0**60, 2.0**64, -(2.0**60), 0.1, 4503599627370496.5, 1e16]
+    specs: list[dict[str, Any]] = [
+        {"n": {op: bound}}
+        for bound in bounds
+        for op in ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte")
+    ]
+    specs += [{"n": {"$in": [2.0**60, 0.1]}}, {"n": {"$nin": [2.0**64, -(2.0**60)]}}]
+    for spec in specs:
+        wanted = {k for k, v in values.items() if parse_filter(spec).matches(v)}
+        assert {r.id for r in await api.list_records(("acme",), filter=spec)} == wanted, spec
+        assert await api.count(("acme",), filter=spec) == len(wanted), spec
+    assert await api.delete_where(("acme",), {"n": {"$gte": 2.0**60}}) == 3
+    assert {r.id for r in await api.list_records(("acme",))} == {"tenth", "half", "neg"}
+
+
 async def test_type_selects_the_fields_holding_that_json_type(api: Api) -> None:
     """``$type`` selects the records whose field holds a value of that JSON type (a missing
     field holds none), so a condition under an object can require the object itself."""

@@ -38,6 +38,7 @@ from tests.backends.test_memories import (  # noqa: F401  # the suite's fixtures
     test_reembed_redoes_vectors_of_other_models,
     test_search_hybrid_text_and_vector,
     test_type_selects_the_fields_holding_that_json_type,
+    test_whole_float_bounds_compare_by_value,
 )
 from tests.support import MEMORY_DIMS as DIMS
 from tests.support import Api

@@ -32,6 +32,7 @@ from tests.backends.test_memories import (  # noqa: F401  # the suite's fixtures
     test_delete_and_delete_where,
     test_list_pages_in_write_order_and_prefix,
     test_type_selects_the_fields_holding_that_json_type,
+    test_whole_float_bounds_compare_by_value,
 )
 from tests.support import HOW_TO_START, MEMORY_DIMS, REDIS_URL, Api, drop_checkpoint_store
 
