@@ -16,6 +16,8 @@ operators (ANDed):
 - ``$type``: the field is present and holds a value of that JSON type: ``"object"``,
   ``"array"``, ``"string"``, ``"number"``, ``"boolean"`` or ``"null"`` (``{"a": {"$type":
   "object"}}`` tells a nested object from a missing field or a scalar).
+- ``$size``: the field is an array of that many elements (``{"tags": {"$size": 0}}``: an empty
+  array; a missing field, a string or an object has no size).
 
 ``{"$and": [f, ...]}`` and ``{"$or": [f, ...]}`` combine filters. Values are str, int, float,
 bool or None (an int within 64 bits); anything else is `memfold.errors.InvalidInput`.
@@ -36,7 +38,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
-from sqlalchemy import ColumnElement, Text, and_, bindparam, false, func, not_, or_, true
+from sqlalchemy import ColumnElement, Text, and_, bindparam, case, false, func, not_, or_, true
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 from memfold.errors import InvalidInput
@@ -192,6 +194,27 @@ class _Type(Filter):
 
 
 @dataclass(frozen=True, slots=True)
+class _Size(Filter):
+    path: tuple[str, ...]
+    size: int
+
+    def matches(self, value: Mapping[str, Any]) -> bool:
+        found = _lookup(value, self.path)
+        return isinstance(found, list | tuple) and len(found) == self.size
+
+    def to_sql(self, column: ColumnElement[Any], dialect: str) -> ColumnElement[bool]:
+        typed = _extract(column, self.path, dialect)[0]
+        size: ColumnElement[int] = bindparam(None, self.size)
+        if dialect == "postgresql":  # jsonb_array_length raises on anything but an array
+            length = case((func.jsonb_typeof(typed) == "array", func.jsonb_array_length(typed)))
+            test = length == size
+        else:  # json_array_length gives 0 for a scalar or an object
+            count = func.json_array_length(column, _sqlite_path(self.path))
+            test = and_(typed == "array", count == size)
+        return func.coalesce(test, false())
+
+
+@dataclass(frozen=True, slots=True)
 class _Compare(Filter):
     path: tuple[str, ...]
     op: str  # $eq $gt $gte $lt $lte
@@ -321,10 +344,14 @@ def _parse_field(path: tuple[str, ...], field: str, condition: object) -> Filter
                     f"{where} takes one of {', '.join(map(repr, _SQLITE_TYPES))}, got {arg!r}"
                 )
             parts.append(_Type(path, arg))
+        elif op == "$size":
+            if isinstance(arg, bool) or not isinstance(arg, int) or not 0 <= arg <= MAX_COUNT:
+                raise InvalidInput(f"{where} takes a count of elements (an int >= 0), got {arg!r}")
+            parts.append(_Size(path, arg))
         else:
             raise InvalidInput(
                 f"unknown filter operator {op!r} on {field!r}: use $eq, $ne, $in, $nin, $gt, "
-                "$gte, $lt, $lte, $exists or $type"
+                "$gte, $lt, $lte, $exists, $type or $size"
             )
     return parts[0] if len(parts) == 1 else _All(tuple(parts))
 

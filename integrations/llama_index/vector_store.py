@@ -67,8 +67,9 @@ def to_filter(filters: MetadataFilters | None) -> dict[str, JSON]:
                 f"filter key {f.key!r:.100} holds a '.': a metadata key with a dot cannot be "
                 "filtered on"
             )
-        if f.operator == FilterOperator.IS_EMPTY:  # missing, null or "" (not [])
-            parts.append({"$or": [{f.key: {"$exists": False}}, {f.key: None}, {f.key: ""}]})
+        if f.operator == FilterOperator.IS_EMPTY:  # missing, null, "" or []
+            empty: list[JSON] = [{f.key: {"$exists": False}}, {f.key: None}, {f.key: ""}]
+            parts.append({"$or": [*empty, {f.key: {"$size": 0}}]})
         elif f.operator in _OPERATORS:
             value: JSON = f.value  # type: ignore[assignment]  # lists of scalars are JSON
             parts.append({f.key: {_OPERATORS[f.operator]: value}})

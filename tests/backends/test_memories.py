@@ -330,6 +330,37 @@ async def test_type_selects_the_fields_holding_that_json_type(api: Api) -> None:
             await api.list_records(("acme",), filter={"m": {"$type": bad}})
 
 
+async def test_size_selects_arrays_of_that_length(api: Api) -> None:
+    """``$size`` selects the records whose field is an array of that many elements: ``0`` an
+    empty array, never a missing field, null, "", an empty object or a scalar."""
+    values: dict[str, Any] = {
+        "none": {"m": []}, "one": {"m": ["x"]}, "two": {"m": [1, [2]]}, "deep": {"d": {"m": []}},
+        "blank": {"m": ""}, "null": {"m": None}, "obj": {"m": {}}, "zero": {"m": 0},
+        "missing": {"x": 1},
+    }  # fmt: skip
+    for key, value in values.items():
+        await api.put(NS, f"record {key}", value, id=key)
+
+    async def ids(spec: dict[str, Any]) -> set[str]:
+        wanted = {k for k, v in values.items() if parse_filter(spec).matches(v)}
+        got = {r.id for r in await api.list_records(("acme",), filter=spec)}
+        assert got == wanted, spec
+        assert await api.count(("acme",), filter=spec) == len(got), spec
+        return got
+
+    assert await ids({"m": {"$size": 0}}) == {"none"}
+    assert await ids({"m": {"$size": 1}}) == {"one"}
+    assert await ids({"m": {"$size": 2}}) == {"two"}
+    assert await ids({"d.m": {"$size": 0}}) == {"deep"}
+    assert await ids({"$or": [{"m": {"$size": 0}}, {"m": ""}]}) == {"none", "blank"}
+    assert await ids({"m": {"$type": "array", "$size": 1}}) == {"one"}
+    for bad in (-1, 1.0, True, "0", None, [0]):
+        with pytest.raises(InvalidInput, match=r"\$size"):
+            await api.list_records(("acme",), filter={"m": {"$size": bad}})
+    assert await api.delete_where(("acme",), {"m": {"$size": 0}}) == 1
+    assert await api.count(("acme",)) == len(values) - 1
+
+
 async def test_bad_filters_and_vectors_are_refused(api: Api) -> None:
     """Bad filters and NaN, infinite, zero or wrong-length vectors raise InvalidInput."""
     specs: list[Any] = [{"n": {"$regex": "x"}}, {"n": [1, 2]}, {"$not": {}}, {"n": {"$gt": True}},

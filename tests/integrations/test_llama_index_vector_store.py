@@ -12,6 +12,7 @@ from llama_index.core import Document, StorageContext, VectorStoreIndex
 from llama_index.core.llms import ChatMessage
 from llama_index.core.memory import Memory, VectorMemoryBlock
 from llama_index.core.schema import TextNode
+from llama_index.core.vector_stores import SimpleVectorStore
 from llama_index.core.vector_stores.types import (
     FilterCondition,
     FilterOperator,
@@ -133,17 +134,38 @@ async def test_delete_by_document_nodes_and_clear(index: VectorStoreIndex) -> No
     assert vs.get_nodes(filters=MetadataFilters(filters=[])) == []
 
 
-async def test_is_empty_matches_missing_null_and_empty_text(memory_store: BaseMemoryStore) -> None:
-    """``IS_EMPTY`` selects nodes whose field is missing, null or "", as LlamaIndex's own
-    stores do (it once selected only missing ones, so delete_nodes left the rest)."""
-    vs = MemfoldVectorStore(memory_store, namespace=NS)
-    tags = {"missing": {}, "null": {"tag": None}, "blank": {"tag": ""}, "set": {"tag": "x"}}
-    await vs.async_add([TextNode(id_=k, text=f"note {k}", metadata=m) for k, m in tags.items()])
+@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
+async def test_is_empty_matches_what_llama_index_deletes(
+    memory_store: BaseMemoryStore, use_async: bool
+) -> None:
+    """``IS_EMPTY`` selects nodes whose field is missing, null, "" or [], as LlamaIndex's own
+    SimpleVectorStore does (it once selected only missing ones, then left [] out, so
+    delete_nodes left those behind)."""
+    tags = {
+        "missing": {}, "null": {"tag": None}, "blank": {"tag": ""}, "nothing": {"tag": []},
+        "list": {"tag": ["x"]}, "set": {"tag": "x"}, "zero": {"tag": 0},
+    }  # fmt: skip
     is_empty = MetadataFilter(key="tag", value=None, operator=FilterOperator.IS_EMPTY)
     empty = MetadataFilters(filters=[is_empty])
-    assert sorted(n.node_id for n in vs.get_nodes(filters=empty)) == ["blank", "missing", "null"]
-    await vs.adelete_nodes(filters=empty)
-    assert [n.node_id for n in vs.get_nodes(filters=MetadataFilters(filters=[]))] == ["set"]
+    reference = SimpleVectorStore()
+    reference.add([TextNode(id_=k, text="", metadata=m, embedding=[1.0]) for k, m in tags.items()])
+    reference.delete_nodes(filters=empty)
+    kept = sorted(reference.data.embedding_dict)
+    assert kept == ["list", "set", "zero"]
+    deleted = sorted(set(tags) - set(kept))
+    vs = MemfoldVectorStore(memory_store, namespace=NS)
+    nodes = [TextNode(id_=k, text=f"note {k}", metadata=m) for k, m in tags.items()]
+    everything = MetadataFilters(filters=[])
+    if use_async:
+        await vs.async_add(nodes)
+        assert sorted(n.node_id for n in await vs.aget_nodes(filters=empty)) == deleted
+        await vs.adelete_nodes(filters=empty)
+        assert sorted(n.node_id for n in await vs.aget_nodes(filters=everything)) == kept
+    else:
+        vs.add(nodes)
+        assert sorted(n.node_id for n in vs.get_nodes(filters=empty)) == deleted
+        vs.delete_nodes(filters=empty)
+        assert sorted(n.node_id for n in vs.get_nodes(filters=everything)) == kept
 
 
 async def test_vector_memory_block_recalls_flushed_messages(memory_store: BaseMemoryStore) -> None:

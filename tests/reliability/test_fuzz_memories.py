@@ -40,7 +40,7 @@ CANARY = ("memfold-canary", "user")
 
 NUMBERS = numbers(-3, 30)
 FRACTIONS = st.one_of(st.floats(0, 1), st.floats(), st.integers(-2, 2), st.none(), st.just("x"))
-OPERATORS = ["$eq", "$ne", "$in", "$nin", "$gt", "$gte", "$lt", "$lte", "$exists", "$type"]
+OPERATORS = ["$eq", "$ne", "$in", "$nin", "$gt", "$gte", "$lt", "$lte", "$exists", "$type", "$size"]
 TYPES = ["object", "array", "string", "number", "boolean", "null"]
 
 
@@ -62,7 +62,10 @@ def filters() -> st.SearchStrategy[Any]:
     condition = st.one_of(
         json_values(max_leaves=3),
         st.dictionaries(
-            operator, json_values(max_leaves=3) | st.sampled_from(TYPES), min_size=1, max_size=2
+            operator,
+            json_values(max_leaves=3) | st.sampled_from(TYPES) | st.integers(0, 3),
+            min_size=1,
+            max_size=2,
         ),
     )
     leaf = st.dictionaries(field, condition, max_size=3)
