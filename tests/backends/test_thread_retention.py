@@ -86,6 +86,28 @@ async def test_a_cut_never_leaves_a_tool_result_without_its_call(api: Api) -> No
     assert (await api.load("t"))[0].role == "assistant"
 
 
+async def test_keep_last_with_max_age_deletes_a_thread_its_cut_empties(
+    api: Api, clock: Clock
+) -> None:
+    """A thread that keep_last's tool-safe cut empties, not written within max_age, goes whole
+    (as under max_age alone), and a dry run counts the same."""
+    call = ToolCall(id="c1", name="f", arguments={})
+    await api.append(
+        "t",
+        [
+            Message(role="user", content="q"),
+            Message(role="assistant", content="", tool_calls=(call,)),
+            Message(role="tool", content="r", tool_call_id="c1"),
+        ],
+    )
+    clock.advance(7200)
+    policy = RetentionPolicy(keep_last=1, max_age_seconds=3600)
+    planned = await api.sweep(policy, dry_run=True)
+    assert (planned.threads, planned.messages) == (1, 3)
+    assert await api.sweep(policy) == planned
+    assert await api.list_threads() == []
+
+
 async def test_max_age_drops_old_messages_and_threads_left_empty(api: Api, clock: Clock) -> None:
     """max_age removes messages created longer ago than that; a thread it empties that was not
     written within max_age goes whole, and newer messages stay."""

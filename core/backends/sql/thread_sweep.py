@@ -144,12 +144,13 @@ class ThreadSweepPlans:
                 params = {**key, "max_threads": policy.max_threads}
                 for thread, thread_id, count in (yield self._past_max_threads, params).rows:
                     yield from self._delete(sweep, tenant, thread, thread_id, count)
+            cutoff = None if policy.max_age_seconds is None else now - policy.max_age_seconds
             if policy.keep_last is not None:
-                params = {**key, "keep": policy.keep_last}
+                keep = policy.keep_last
+                params = {**key, "keep": keep}
                 for thread, thread_id, _count in (yield self._over_count, params).rows:
-                    yield from self._trim(sweep, tenant, thread, thread_id, policy.keep_last, None)
-            if policy.max_age_seconds is not None:
-                cutoff = now - policy.max_age_seconds
+                    yield from self._trim(sweep, tenant, thread, thread_id, keep, cutoff)
+            if cutoff is not None:
                 # Every thread whose first message is older: a microsecond to spare for rounding.
                 params = {**key, "cutoff_us": math.ceil(cutoff * 1_000_000) + 1}
                 for thread, thread_id, _count in (yield self._aged, params).rows:
@@ -175,9 +176,9 @@ class ThreadSweepPlans:
         cutoff: float | None,
     ) -> Plan:
         """Remove a thread's oldest messages past ``keep`` or older than ``cutoff``; a thread
-        left empty by ``cutoff`` and not written since goes too. The thread's ``first_us``
-        becomes exact (a thread a max-age sweep finds nothing to cut from holds a message whose
-        time only its body has, or was updated to a later time)."""
+        left empty and not written since ``cutoff`` goes too (whichever rule emptied it). The
+        thread's ``first_us`` becomes exact (a thread a max-age sweep finds nothing to cut from
+        holds a message whose time only its body has, or was updated to a later time)."""
         found = (yield self._lock, {"id": thread}).rows
         if not found:
             return
