@@ -46,6 +46,8 @@ from memfold.errors import InvalidInput
 from memfold.limits import MAX_COUNT, MAX_SECONDS
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from memfold.model import Message
 
 __all__ = [
@@ -61,6 +63,7 @@ __all__ = [
     "check_kinds",
     "check_policy",
     "check_seconds",
+    "cut_takes",
     "policy_from_options",
     "prune",
     "tool_safe_cut",
@@ -258,12 +261,14 @@ def policy_from_options(options: dict[str, Any]) -> RetentionPolicy:
     )
 
 
-def tool_safe_cut(cut: int, following: Iterable[Message]) -> int:
+def tool_safe_cut(cut: int, following: Iterable[Message], cutoff: datetime | None = None) -> int:
     """Where to cut the front off a thread so that no tool result loses its call.
 
     ``cut`` is how many of the oldest messages a rule removes; ``following`` are the messages
     from position ``cut`` on, in order (only as many as needed are read). The cut moves past
-    every tool result at the front of what would stay: the call they answer is removed.
+    every tool result at the front of what would stay: the call they answer is removed. With
+    ``cutoff`` (a max-age sweep) it also moves past every message created before it, so what
+    stays starts with the first message `cut_takes` leaves, and a second sweep cuts nothing.
 
     Examples:
         >>> from memfold import Message
@@ -274,15 +279,23 @@ def tool_safe_cut(cut: int, following: Iterable[Message]) -> int:
         >>> tool_safe_cut(0, rest)
         0
     """
-    from memfold.compaction.units import TOOL_ROLES
-
-    if cut <= 0:
-        return 0
+    cut = max(cut, 0)
     for message in following:
-        if message.role not in TOOL_ROLES:
+        if not cut_takes(message, cut, cutoff):
             break
         cut += 1
     return cut
+
+
+def cut_takes(message: Message, cut: int, cutoff: datetime | None) -> bool:
+    """Whether a cut of ``cut`` messages off a thread's front takes the next one, ``message``,
+    too: it was created before ``cutoff``, or it is a tool result (whose call the cut took)."""
+    from memfold.compaction.units import TOOL_ROLES
+
+    created = message.created_at
+    if cutoff is not None and created is not None and created < cutoff:
+        return True
+    return cut > 0 and message.role in TOOL_ROLES
 
 
 def _kind_of(store: object) -> Kind:

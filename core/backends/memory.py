@@ -53,14 +53,6 @@ class _Thread:
         )  # fmt: skip
 
 
-def _first_newer(messages: list[Message], cutoff: datetime) -> int:
-    """How many of the oldest ``messages`` were created before ``cutoff``, in a row."""
-    for i, m in enumerate(messages):
-        if m.created_at is None or m.created_at >= cutoff:
-            return i
-    return len(messages)
-
-
 class MemoryThreadStore(BaseThreadStore):
     """Threads held in a dict, guarded by a lock so background threads can share it.
 
@@ -325,9 +317,7 @@ class MemoryThreadStore(BaseThreadStore):
                     thread = self._threads[key]
                     messages = thread.messages
                     cut = 0 if policy.keep_last is None else len(messages) - policy.keep_last
-                    if cutoff is not None:
-                        cut = max(cut, _first_newer(messages, cutoff))
-                    cut = tool_safe_cut(cut, messages[max(cut, 0) :])
+                    cut = tool_safe_cut(cut, messages[max(cut, 0) :], cutoff)
                     if cut <= 0:
                         continue
                     if cut == len(messages) and cutoff is not None and thread.updated_at < cutoff:

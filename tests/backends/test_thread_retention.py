@@ -108,6 +108,32 @@ async def test_keep_last_with_max_age_deletes_a_thread_its_cut_empties(
     assert await api.list_threads() == []
 
 
+async def test_keep_last_with_max_age_cuts_on_past_old_messages_out_of_order(
+    api: Api, clock: Clock
+) -> None:
+    """After keep_last's cut, the cut goes on past messages older than max_age and the tool
+    results they leave at the front, though newer ones come between: one sweep does it all,
+    and a second finds nothing."""
+    call = ToolCall(id="c1", name="f", arguments={})
+    old = clock.now - timedelta(days=2)
+    await api.append(
+        "t",
+        [
+            Message(role="user", content="m0"),
+            Message(role="assistant", content="m1", tool_calls=(call,), created_at=old),
+            Message(role="tool", content="m2", tool_call_id="c1"),
+            Message(role="user", content="m3", created_at=old),
+            Message(role="assistant", content="m4"),
+        ],
+    )
+    policy = RetentionPolicy(keep_last=4, max_age_seconds=86_400)
+    planned = await api.sweep(policy, dry_run=True)
+    assert (planned.threads, planned.messages) == (0, 4)
+    assert await api.sweep(policy) == planned
+    assert await contents(api, "t") == ["m4"]
+    assert (await api.sweep(policy)).total == 0
+
+
 async def test_max_age_drops_old_messages_and_threads_left_empty(api: Api, clock: Clock) -> None:
     """max_age removes messages created longer ago than that; a thread it empties that was not
     written within max_age goes whole, and newer messages stay."""

@@ -16,8 +16,9 @@ indexes are the key layout's step 3, `memfold.backends.redis.keys`):
 
 A thread is deleted only if it has not been written since it was picked, and its front cut
 only if the front is still the one read (`scripts.DROP_THREADS`, `scripts.TRIM_FRONT`); a cut
-never leaves a tool result without its call (`memfold.retention.tool_safe_cut`). A dry run
-picks the same and changes nothing.
+never leaves a tool result without its call, and goes on past every message older than
+``max_age_seconds`` (`memfold.retention.tool_safe_cut`). A dry run picks the same and changes
+nothing.
 """
 
 from __future__ import annotations
@@ -39,9 +40,8 @@ from memfold.backends.redis.keys import (
     thread_keys,
     unescape,
 )
-from memfold.compaction.units import TOOL_ROLES
 from memfold.model import Message
-from memfold.retention import SweepResult
+from memfold.retention import SweepResult, cut_takes
 
 __all__ = ["ThreadSweeps"]
 
@@ -143,15 +143,15 @@ class ThreadSweeps:
                     yield Call(("ZREM", keys.sizes, keys.member), _same)
                     yield Call(("ZREM", keys.firsts, keys.member), _same)
                 return SweepResult()
-            cut = 0 if keep is None else count - keep
-            if cutoff is not None:
-                cut = max(cut, (yield from self._older(keys, cutoff)))
-            if cut <= 0:
+            cut = 0 if keep is None else max(count - keep, 0)
+            if cut == 0 and cutoff is None:
                 return SweepResult()
-            boundary = yield from self._boundary(keys, cut)
+            boundary = yield from self._boundary(keys, cut, cutoff)
             if boundary is None:
                 continue
             cut, last, after = boundary
+            if cut == 0:
+                return SweepResult()
             stamp = "" if cutoff is None else micros(cutoff)
             if dry_run:
                 whole = False
@@ -170,29 +170,22 @@ class ThreadSweeps:
         messages: list[Message] = self.codec.decode_all(elements)
         return messages
 
-    def _older(self, keys: ThreadKeys, cutoff: datetime) -> Flow[int]:
-        """How many of a thread's oldest messages, in a row, were created before ``cutoff``."""
-        start = 0
-        while True:
-            page = yield from self._page(keys, start)
-            for i, message in enumerate(page):
-                if message.created_at is None or message.created_at >= cutoff:
-                    return start + i
-            start += len(page)
-            if len(page) < PAGE:
-                return start
-
-    def _boundary(self, keys: ThreadKeys, cut: int) -> Flow[tuple[int, str, str] | None]:
-        """The tool-safe cut at or after ``cut``, the id of its last message and of the message
-        after it ("" when none); None when the thread has fewer messages than ``cut``."""
-        position = cut - 1
+    def _boundary(
+        self, keys: ThreadKeys, cut: int, cutoff: datetime | None
+    ) -> Flow[tuple[int, str, str] | None]:
+        """The cut at or after ``cut`` that takes every message `cut_takes` does, the id of its
+        last message ("" when the cut is 0) and of the message after it ("" when none); None
+        when the thread has no message at ``cut - 1``."""
+        position = max(cut - 1, 0)
         page = yield from self._page(keys, position)
         if not page:
             return None
-        last, following = str(page[0].id), page[1:]
+        last, following = "", page
+        if cut > 0:
+            last, following = str(page[0].id), page[1:]
         while True:
             for message in following:
-                if message.role not in TOOL_ROLES:
+                if not cut_takes(message, cut, cutoff):
                     return cut, last, str(message.id)
                 cut, last = cut + 1, str(message.id)
             if len(page) < PAGE:

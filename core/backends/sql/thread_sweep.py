@@ -16,13 +16,15 @@ Every statement is an index search, never a scan of a table (schema step 5 adds 
   index), read from the front.
 
 The cut never leaves a tool result without its call: it moves past the tool results that would
-start what stays (`memfold.retention`). A sweep runs in one transaction; a dry run is the same
+start what stays, and past every message older than ``max_age_seconds`` after them
+(`memfold.retention.tool_safe_cut`). A sweep runs in one transaction; a dry run is the same
 sweep rolled back, so it counts exactly what the sweep would remove.
 """
 
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
 from typing import Final
 
 from sqlalchemy import BigInteger, ClauseElement, Integer, bindparam, delete, select, update
@@ -32,8 +34,7 @@ from memfold.backends.bodies import micros
 from memfold.backends.sql.plans import Plan
 from memfold.backends.sql.plans import _message as message_of
 from memfold.backends.sql.schema import Tables
-from memfold.compaction.units import TOOL_ROLES
-from memfold.retention import SweepResult
+from memfold.retention import SweepResult, cut_takes
 
 __all__ = ["ThreadSweepPlans"]
 
@@ -183,12 +184,11 @@ class ThreadSweepPlans:
         if not found:
             return
         count, updated_at = found[0]
-        cut = 0 if keep is None else count - keep
-        if cutoff is not None:
-            cut = max(cut, (yield from self._older(thread, cutoff)))
+        cut = 0 if keep is None else max(count - keep, 0)
         last = None
-        if cut > 0:
-            cut, last = yield from self._boundary(thread, cut)
+        if cut > 0 or cutoff is not None:
+            aged = None if cutoff is None else datetime.fromtimestamp(cutoff, UTC)
+            cut, last = yield from self._boundary(thread, cut, aged)
         if last is None:
             if cutoff is not None:
                 first = yield from self._first_us(thread)
@@ -209,38 +209,25 @@ class ThreadSweepPlans:
         rows = (yield self._first, {"id": thread}).rows
         return micros(message_of(*rows[0]).created_at) if rows else None
 
-    def _older(self, thread: int, cutoff: float) -> Plan:
-        """How many of a thread's oldest messages, in a row, were created before ``cutoff``."""
-        offset = 0
-        while True:
-            rows = (yield self._front, {"id": thread, "offset": offset}).rows
-            for i, row in enumerate(rows):
-                created = message_of(*row[1:]).created_at
-                if created is None or created.timestamp() >= cutoff:
-                    return offset + i
-            offset += len(rows)
-            if len(rows) < PAGE:
-                return offset
-
-    def _boundary(self, thread: int, cut: int) -> Plan:
-        """The tool-safe cut at or after ``cut``, and the seq of its last message (None: the
-        thread has fewer messages than that)."""
-        offset = cut - 1
+    def _boundary(self, thread: int, cut: int, cutoff: datetime | None) -> Plan:
+        """The cut at or after ``cut`` that takes every message `cut_takes` does, and the seq
+        of its last message (None: the cut is 0, or the thread has fewer messages than it)."""
+        offset = max(cut - 1, 0)
         rows = (yield self._front, {"id": thread, "offset": offset}).rows
         if not rows:
             return cut, None
-        last = rows[0][0]
-        following = rows[1:]
+        last, following = None, rows
+        if cut > 0:
+            last, following = rows[0][0], rows[1:]
         while True:
             for seq, message_id, body, created_us in following:
-                if message_of(message_id, body, created_us).role not in TOOL_ROLES:
+                if not cut_takes(message_of(message_id, body, created_us), cut, cutoff):
                     return cut, last
                 cut, last = cut + 1, seq
             if len(rows) < PAGE:
                 return cut, last
             offset += len(rows)
-            rows = (yield self._front, {"id": thread, "offset": offset}).rows
-            following = rows
+            rows = following = (yield self._front, {"id": thread, "offset": offset}).rows
 
 
 class _Sweep:
