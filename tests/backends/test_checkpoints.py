@@ -732,6 +732,21 @@ async def test_a_threads_own_ttl_reads_back(api: Api) -> None:
             await api.get_thread_ttl(**bad)
 
 
+async def test_keep_last_trims_a_thread_its_own_ttl_keeps_past_the_policys(
+    api: Api, clock: Clock
+) -> None:
+    """A thread idle past the policy's TTL but within its own longer one stays, and keep_last
+    still trims it in the same sweep; a dry run counts the same."""
+    await grow(api, "t", 3)
+    assert await api.set_thread_ttl("t", 10_000)
+    clock.advance(120)
+    policy = RetentionPolicy(keep_last=1, ttl_seconds=60)
+    planned = await api.sweep(policy, dry_run=True)
+    assert (planned.threads, planned.checkpoints) == (0, 2)
+    assert await api.sweep(policy) == planned
+    assert [c.checkpoint_id for c in await api.list_checkpoints("t")] == [cid(2)]
+
+
 async def test_a_dry_run_sweep_counts_what_a_sweep_removes_and_changes_nothing(
     api: Api, clock: Clock
 ) -> None:

@@ -830,15 +830,19 @@ class RedisCheckpointStore(BaseCheckpointStore):
             if policy.ttl_seconds is not None:
                 since = stamp - round(policy.ttl_seconds * 1_000_000)
                 idle.update((yield _command("ZRANGEBYSCORE", t.threads, "-inf", since)))
+            gone: set[bytes] = set()
             for thread in sorted(idle):
-                total += yield from self._expire(name, unescape(thread), policy, stamp, dry_run)
+                expired = yield from self._expire(name, unescape(thread), policy, stamp, dry_run)
+                if expired is not None:
+                    total += expired
+                    gone.add(thread)
             candidates: set[bytes] = set((yield _command("ZRANGE", t.dirty, 0, -1)))
             if policy.keep_last is not None:
                 over = ("ZRANGEBYSCORE", t.sizes, f"({policy.keep_last}", "+inf")
                 candidates.update((yield _command(*over)))
             if cutoff is not None:
                 candidates.update((yield _command("ZRANGEBYSCORE", t.firsts, "-inf", f"({cutoff}")))
-            for thread in sorted(candidates - idle):
+            for thread in sorted(candidates - gone):
                 total += yield from self._drop(
                     name, unescape(thread), doomed,
                     collect=True, dry_run=dry_run, index=True, spare=True,
@@ -847,9 +851,10 @@ class RedisCheckpointStore(BaseCheckpointStore):
 
     def _expire(
         self, tenant: str, thread_id: str, policy: RetentionPolicy, stamp: int, dry_run: bool
-    ) -> Flow[SweepResult]:
+    ) -> Flow[SweepResult | None]:
         """Delete a thread picked as idle if it is past its own TTL, or, without one, the
-        policy's (a thread Redis has expired already just leaves the indexes)."""
+        policy's (a thread Redis has expired already just leaves the indexes); None: it
+        stays."""
         keys = self._keys(tenant, thread_id)
         updated, own = yield _command("HMGET", keys.info, "u", "t")
         if updated is None:
@@ -858,7 +863,7 @@ class RedisCheckpointStore(BaseCheckpointStore):
             return SweepResult()
         ttl = policy.ttl_seconds if own is None else int(own) / 1000
         if ttl is None or int(updated) + ttl * 1_000_000 > stamp:
-            return SweepResult()
+            return None
         if dry_run:
             return SweepResult(1) + _whole(_Dump((yield _script(scripts.DUMP, keys.all, 0))))
         counts = yield from self._delete(tenant, thread_id)
