@@ -29,6 +29,7 @@ from memfold.ops import Op
 __all__ = [
     "HISTORY_PAGES",
     "CheckpointStats",
+    "CheckpointSweep",
     "CopyCheckpointThread",
     "DeleteCheckpointRuns",
     "DeleteCheckpointThread",
@@ -202,7 +203,16 @@ class ReleaseThread(Op[bool]):
 
 
 @dataclass(frozen=True, slots=True)
-class SweepCheckpoints(Op[SweepResult]):
+class CheckpointSweep:
+    """What a checkpoint sweep removed, and the ``(tenant, thread_id)`` of every thread it
+    deleted whole (a tiered store drops those from its hot tier)."""
+
+    removed: SweepResult
+    deleted: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SweepCheckpoints(Op[CheckpointSweep]):
     """Apply a retention policy to one tenant, or to all when ``tenant`` is None; with
     ``dry_run``, only count."""
 

@@ -726,7 +726,7 @@ class BaseCheckpointStore(BaseStore):
         only if the store does not `require_tenant`), leaving no values or writes that no
         checkpoint needs; returns what was removed. With ``dry_run``, count what would go
         and change nothing."""
-        return self.execute(self._sweep_op(policy, tenant, dry_run))
+        return self.execute(self._sweep_op(policy, tenant, dry_run)).removed
 
     def stats(self, thread_id: str | None = None, *, tenant: str | None = None) -> StorageStats:
         """Rows and payload bytes of one thread, or of the whole tenant."""
@@ -874,7 +874,7 @@ class BaseCheckpointStore(BaseStore):
         dry_run: bool = False,
     ) -> SweepResult:
         """Async `sweep`."""
-        return await self.aexecute(self._sweep_op(policy, tenant, dry_run))
+        return (await self.aexecute(self._sweep_op(policy, tenant, dry_run))).removed
 
     async def astats(
         self, thread_id: str | None = None, *, tenant: str | None = None

@@ -553,10 +553,10 @@ class MemoryCheckpointStore(BaseCheckpointStore):
 
     def _sweep(
         self, tenant: str | None, policy: RetentionPolicy, now: datetime, dry_run: bool
-    ) -> SweepResult:
+    ) -> ops.CheckpointSweep:
         """Apply ``policy``; a dry run works on copies of the namespaces and deletes nothing."""
         removed = _Removed()
-        threads = 0
+        deleted: list[tuple[str, str]] = []
         keys = [k for k in self._threads if tenant is None or k[0] == tenant]
         for key in keys:
             thread = self._threads[key]
@@ -565,7 +565,7 @@ class MemoryCheckpointStore(BaseCheckpointStore):
                 if not dry_run:
                     del self._threads[key]
                     self._journal.drop(*key)
-                threads += 1
+                deleted.append(key)
                 removed.checkpoints += thread.count()
                 for space in thread.spaces.values():
                     removed.blobs += len(space.blobs)
@@ -586,7 +586,8 @@ class MemoryCheckpointStore(BaseCheckpointStore):
                 self._drop(space, doomed, removed)
                 if not doomed:
                     self._collect(space, removed)  # rows left behind by re-put checkpoints
-        return SweepResult(threads, removed.checkpoints, removed.blobs, removed.writes)
+        counts = SweepResult(len(deleted), removed.checkpoints, removed.blobs, removed.writes)
+        return ops.CheckpointSweep(counts, tuple(deleted))
 
 
 def _write_order(write: PendingWrite) -> tuple[str, str, int]:

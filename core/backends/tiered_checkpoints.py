@@ -15,7 +15,8 @@ The design of `memfold.backends.tiered.TieredThreadStore`, for checkpoints:
   concurrent warm-ups and writes, from any number of processes, cannot leave a marked copy
   incomplete (see ``_warm``). Listings across threads, stats, a thread's own TTL
   (``get_thread_ttl``) and sweeps read the durable store; sweeps and other removals are applied
-  to both.
+  to both, and every thread a sweep deleted from the durable store is dropped from the hot one
+  (a warm-up copies no own TTL).
 - The effect journal (`memfold.journal`) is the durable store's alone: its operations, reads
   included, run there only, and ``copy_thread`` and thread deletions carry it there.
 - When the hot store fails, reads and writes go on against the durable store and a warning is
@@ -210,7 +211,19 @@ class TieredCheckpointStore(BaseCheckpointStore):
                 if isinstance(op, _TENANT_WRITES):
                     self._replay.append(op)
                 self._hot_failed(error)
+        if isinstance(op, ops.SweepCheckpoints):  # the hot copy may lack the TTL that ran out
+            yield from self._drop_hot(cast("ops.CheckpointSweep", result).deleted)
         return result
+
+    def _drop_hot(self, threads: tuple[tuple[str, str], ...]) -> Flow[None]:
+        """Drop ``threads`` from the hot store (those it fails to, once it is back)."""
+        for i, (tenant, thread_id) in enumerate(threads):
+            try:
+                yield _Step(self.hot, ops.DeleteCheckpointThread(tenant, thread_id))
+            except MemfoldError as error:
+                self._dirty.update(threads[i:])
+                self._hot_failed(error)
+                return
 
     def _read(self, op: Op[T], tenant: str, thread_id: str) -> Flow[T]:
         try:

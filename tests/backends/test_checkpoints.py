@@ -732,6 +732,20 @@ async def test_a_threads_own_ttl_reads_back(api: Api) -> None:
             await api.get_thread_ttl(**bad)
 
 
+async def test_a_thread_read_then_expired_by_its_own_ttl_is_gone(api: Api, clock: Clock) -> None:
+    """A thread read (a tiered store then copies it into Redis) before its own TTL runs out is
+    gone after the sweep: nothing reads it back, and a new put starts it afresh."""
+    await grow(api, "t", 2)
+    assert await api.set_thread_ttl("t", 10)
+    assert await api.get("t") is not None
+    clock.advance(120)
+    assert (await api.sweep(RetentionPolicy())).threads == 1
+    assert await api.get("t") is None
+    assert await api.list_checkpoints("t") == []
+    await api.put("t", cid(5), BODY)
+    assert [c.checkpoint_id for c in await api.list_checkpoints("t")] == [cid(5)]
+
+
 async def test_keep_last_trims_a_thread_its_own_ttl_keeps_past_the_policys(
     api: Api, clock: Clock
 ) -> None:

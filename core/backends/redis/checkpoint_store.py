@@ -790,7 +790,7 @@ class RedisCheckpointStore(BaseCheckpointStore):
 
     def _sweep(
         self, tenant: str | None, policy: RetentionPolicy, now: datetime, dry_run: bool
-    ) -> Flow[SweepResult]:
+    ) -> Flow[ops.CheckpointSweep]:
         """Find what to remove through each tenant's indexes (`TenantIndexes`): whole threads
         past their own TTL or idle past the policy's, then the threads whose largest namespace
         holds more than ``keep_last``, whose oldest removable checkpoint is older than
@@ -802,6 +802,7 @@ class RedisCheckpointStore(BaseCheckpointStore):
         else:
             tenants = [tenant]
         total = SweepResult()
+        deleted: list[tuple[str, str]] = []
         stamp = micros(now)
         cutoff = None
         if policy.max_age_seconds is not None:
@@ -836,6 +837,7 @@ class RedisCheckpointStore(BaseCheckpointStore):
                 if expired is not None:
                     total += expired
                     gone.add(thread)
+                    deleted.append((name, unescape(thread)))
             candidates: set[bytes] = set((yield _command("ZRANGE", t.dirty, 0, -1)))
             if policy.keep_last is not None:
                 over = ("ZRANGEBYSCORE", t.sizes, f"({policy.keep_last}", "+inf")
@@ -847,7 +849,7 @@ class RedisCheckpointStore(BaseCheckpointStore):
                     name, unescape(thread), doomed,
                     collect=True, dry_run=dry_run, index=True, spare=True,
                 )  # fmt: skip
-        return total
+        return ops.CheckpointSweep(total, tuple(deleted))
 
     def _expire(
         self, tenant: str, thread_id: str, policy: RetentionPolicy, stamp: int, dry_run: bool

@@ -1179,7 +1179,7 @@ class CheckpointPlans:
         t, c = self.tables.threads, self.tables.checkpoints
         policy, now = op.policy, to_us(op.now)
         removed = _Removed()
-        threads = 0
+        deleted: list[tuple[str, str]] = []
         params: dict[str, Any] = {"now": float(now)}
         tenant_t: list[Any] = []
         tenant_c: list[Any] = []
@@ -1207,7 +1207,7 @@ class CheckpointPlans:
         for tenant, thread_id in sorted(found.rows):
             stats = yield from self._stats(tenant, thread_id)
             yield from self._delete_thread(tenant, thread_id)
-            threads += 1
+            deleted.append((tenant, thread_id))
             removed.checkpoints += stats.checkpoints
             removed.blobs += stats.blobs
             removed.writes += stats.writes
@@ -1272,7 +1272,8 @@ class CheckpointPlans:
                 ),
                 [self._thread_params(tenant, thread_id) for tenant, thread_id in dirty],
             )
-        return SweepResult(threads, removed.checkpoints, removed.blobs, removed.writes)
+        counts = SweepResult(len(deleted), removed.checkpoints, removed.blobs, removed.writes)
+        return ops.CheckpointSweep(counts, tuple(deleted))
 
 
 # A read's delta chains: the deepest root of each chain (roots of one thread share chains),
