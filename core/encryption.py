@@ -506,10 +506,11 @@ def seal_message(keyring: Keyring, message: Message) -> Message:
 
 def reseal_message(keyring: Keyring, message: Message) -> Message:
     """``message`` encrypted under the active key: an encrypted one re-encrypted as it is (not
-    decoded), a plain one sealed."""
+    decoded), a plain one sealed, and one encrypted before `CONTENT_METADATA` was (its
+    metadata holds such keys in plaintext) opened and sealed again, those keys with it."""
     token = _sealed(message)
-    if token is None:
-        return seal_message(keyring, message)
+    if token is None or CONTENT_METADATA.intersection(message.metadata):
+        return seal_message(keyring, _open_message(keyring, message))
     m = message
     sealed = keyring.reseal_text(token, _MESSAGE, f"message {m.id!r}")
     return Message(

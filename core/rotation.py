@@ -69,7 +69,7 @@ from memfold.encryption import (
     sealed_key_ids,
 )
 from memfold.errors import InvalidInput
-from memfold.model import ThreadInfo, utcnow
+from memfold.model import CONTENT_METADATA, ThreadInfo, utcnow
 from memfold.recall.filters import parse_filter
 from memfold.recall.vectors import Matrix
 
@@ -174,7 +174,11 @@ def rotate_threads(
         before: str | None = None
         while True:
             messages = yield ops.LoadThread(tenant, thread_id, size, before)
-            stale = [m for m in messages if sealed_key_ids((m,)) != wanted]
+            stale = [
+                m
+                for m in messages
+                if sealed_key_ids((m,)) != wanted or CONTENT_METADATA.intersection(m.metadata)
+            ]
             if stale:  # rewritten in place, the thread's times kept (a rotation is no write)
                 sealed = tuple(reseal_message(keyring, m) for m in stale)
                 bodies = tuple(

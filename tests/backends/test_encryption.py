@@ -186,6 +186,26 @@ async def test_metadata_that_holds_content_is_encrypted_with_it(api: Api, tmp_pa
     assert not holds(raw_storage(store, tmp_path), "vault")
 
 
+async def test_rotation_encrypts_content_metadata_stored_before_it_was(api: Api) -> None:
+    """Messages encrypted before content metadata was (their stored metadata holds
+    `memfold.model.CONTENT_METADATA` keys in plaintext) are rewritten by a rotation, even
+    under the same key: the keys move into the ciphertext and read back unchanged."""
+    store: BaseThreadStore = api.store
+    store.keyring = keyring("k1")
+    [stored] = await api.append("t", [Message(role="tool", content="ok", tool_call_id="c1")])
+    [sealed] = store.execute(thread_ops.LoadThread("default", "t"))
+    old = replace(sealed, metadata={"langchain.artifact": {"code": SECRET}, "channel": "web"})
+    body = json.dumps(old.to_dict(stored=True))
+    store.execute(thread_ops.UpdateMessages("default", "t", (old,), (body,), keep_times=True))
+    assert await api.rotate_key() == 1
+    [now] = store.execute(thread_ops.LoadThread("default", "t"))
+    assert now.metadata == {"channel": "web"}
+    assert sealed_key_ids([now]) == {"k1"}
+    assert (await api.load("t"))[0].metadata == old.metadata
+    assert await api.rotate_key() == 0
+    assert [m.content for m in await api.load("t")] == [stored.content]
+
+
 async def test_threads_refuse_to_read_without_the_right_key(api: Api) -> None:
     """Reading encrypted messages with no keyring, without their key, or with another key
     under their id raises EncryptionError naming the key id."""
