@@ -213,10 +213,9 @@ APPLY = Script(
 -- ARGV: 1 expected v ('' skips the check), 2 now (µs; '' for a removal, which neither
 -- stamps the thread's last write nor refreshes its expiry), 3 default TTL (ms, 0 for none),
 -- 4 lease writer ('' for none), 5 lease end (µs), 6 handover ('1'/'0'; plus 2 for pending
--- writes, or a nested run's first checkpoint whose member 7 is the enclosing checkpoint it
--- starts from: their lease is neither checked nor taken while member 7 is not stored), 7 the
--- member whose being its namespace's newest checkpoint hands the lease over ('' for none), 8
--- the thread's member in the tenant index, 9 '1' to bump v, then mutations:
+-- writes, whose lease is neither checked nor taken while member 7 is not stored), 7 the member
+-- whose being the namespace's newest checkpoint hands the lease over ('' for none), 8 the thread's
+-- member in the tenant index, 9 '1' to bump v, then mutations:
 --   H key field value | N key field value (HSETNX) | D key field | Z key score member |
 --   R key member (ZREM) | S key member (SADD) | C member (drop a checkpoint and its writes)
 -- where key is an index into KEYS. Returns {'ok'}, {'stale'} (v moved: read again), or

@@ -10,8 +10,7 @@ form that reads nothing and a full form that reads under the thread's lock.
   runner's ``BEGIN IMMEDIATE`` on SQLite; the row is created on the thread's first write),
   reading in the same statement the newest checkpoint id, the parent's versions and refs and
   whether the checkpoint exists; then the value rows planning needs; then it checks the lease
-  (a nested run's first checkpoint against the enclosing checkpoint it starts from: see
-  `memfold.checkpoint_model.Lease`) and writes as the fast put does.
+  and writes as the fast put does.
 - *Fast pending writes* are stored without writing the thread's row when the thread's last
   write is recorded within the last minute and the writer's lease (if it has one) has more
   than half of its time left: on PostgreSQL in one statement, whose ``FOR KEY SHARE`` read of
@@ -36,7 +35,6 @@ expiry (``updated_us``, ``expires_us``) only once they lag by
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -71,7 +69,7 @@ from memfold.checkpoint_deltas import (
     version_key,
 )
 from memfold.checkpoint_model import SequenceBlob, Version
-from memfold.checkpoints import claim_lease, lease_origin
+from memfold.checkpoints import claim_lease
 from memfold.errors import Conflict
 
 __all__ = ["CheckpointWrites", "FastPut", "PutDone", "roots_params"]
@@ -362,16 +360,6 @@ class CheckpointWrites:
             )
             if seen == before:
                 break
-        continues = op.parent_id is not None and newest is not None
-        continues = continues and op.parent_id == id_text(newest)
-        origin = lease_origin(op)
-        if origin is not None:  # a nested run's first checkpoint: see Lease
-            enclosing_key = {**key, "namespace": origin[0], "checkpoint_id": id_bytes(origin[1])}
-            info = yield self._write_info, enclosing_key
-            enclosing, stored = info.rows[0]
-            if stored is None:  # not stored yet: the lease is neither checked nor taken
-                op = dataclasses.replace(op, lease=None)
-            continues = enclosing is not None and id_text(enclosing) == origin[1]
         if op.lease is not None:
             claim_lease(
                 op.thread_id,
@@ -379,7 +367,11 @@ class CheckpointWrites:
                 None if until is None else from_us(until),
                 op.lease,
                 op.created_at,
-                continues_head=continues,
+                continues_head=(
+                    op.parent_id is not None
+                    and newest is not None
+                    and op.parent_id == id_text(newest)
+                ),
             )
         parent = None
         if parent_versions is not None:
