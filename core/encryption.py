@@ -504,12 +504,18 @@ def seal_message(keyring: Keyring, message: Message) -> Message:
     )  # fmt: skip
 
 
+def holds_plain_content(message: Message) -> bool:
+    """Whether ``message``'s metadata holds `CONTENT_METADATA` keys as they are, which an
+    encrypted store keeps only inside the ciphertext (an older memfold kept them outside)."""
+    return not CONTENT_METADATA.isdisjoint(message.metadata)
+
+
 def reseal_message(keyring: Keyring, message: Message) -> Message:
     """``message`` encrypted under the active key: an encrypted one re-encrypted as it is (not
     decoded), a plain one sealed, and one encrypted before `CONTENT_METADATA` was (its
     metadata holds such keys in plaintext) opened and sealed again, those keys with it."""
     token = _sealed(message)
-    if token is None or CONTENT_METADATA.intersection(message.metadata):
+    if token is None or holds_plain_content(message):
         return seal_message(keyring, _open_message(keyring, message))
     m = message
     sealed = keyring.reseal_text(token, _MESSAGE, f"message {m.id!r}")

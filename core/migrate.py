@@ -443,12 +443,13 @@ def _pairs(
 
 def _why_not(url: str, like: Store) -> str:
     """Why ``url`` opens no store of ``like``'s kind (the opener's error)."""
+    kind = _KIND_NAMES[_kind(like, "")]
     try:
-        for store in open_stores(url, kinds=[_KIND_NAMES[_kind(like, "")]]):
+        for store in open_stores(url, kinds=[kind]):
             store.close()
     except InvalidInput as exc:
-        return f"the target URL opens no {_KIND_NAMES[_kind(like, '')]} store: {exc}"
-    return f"the target URL opened no {_KIND_NAMES[_kind(like, '')]} store"
+        return f"the target URL opens no {kind} store: {exc}"
+    return f"the target URL opened no {kind} store"
 
 
 def _holds(store: Store, thread_ids: Sequence[str] | None, tenant: str) -> Flow[bool]:

@@ -55,6 +55,7 @@ from memfold.encryption import (
     Keyring,
     checkpoint_key_ids,
     effect_key_id,
+    holds_plain_content,
     metadata_key_ids,
     open_checkpoints,
     open_effect,
@@ -69,7 +70,7 @@ from memfold.encryption import (
     sealed_key_ids,
 )
 from memfold.errors import InvalidInput
-from memfold.model import CONTENT_METADATA, ThreadInfo, utcnow
+from memfold.model import ThreadInfo, utcnow
 from memfold.recall.filters import parse_filter
 from memfold.recall.vectors import Matrix
 
@@ -175,9 +176,7 @@ def rotate_threads(
         while True:
             messages = yield ops.LoadThread(tenant, thread_id, size, before)
             stale = [
-                m
-                for m in messages
-                if sealed_key_ids((m,)) != wanted or CONTENT_METADATA.intersection(m.metadata)
+                m for m in messages if sealed_key_ids((m,)) != wanted or holds_plain_content(m)
             ]
             if stale:  # rewritten in place, the thread's times kept (a rotation is no write)
                 sealed = tuple(reseal_message(keyring, m) for m in stale)
