@@ -22,7 +22,6 @@ from __future__ import annotations
 __all__ = [
     "BackendUnavailable",
     "Conflict",
-    "DurabilityWarning",
     "EncryptionError",
     "Erased",
     "InvalidInput",
@@ -76,8 +75,3 @@ class EncryptionError(MemfoldError, RuntimeError):
 
 class BackendUnavailable(MemfoldError, ConnectionError):
     """The storage engine cannot be reached or its files are unreadable."""
-
-
-class DurabilityWarning(UserWarning):
-    """A guarantee holds only with a setting the run does not use: a journaled tool in a
-    LangGraph run without ``durability="sync"`` (see docs/journal.md)."""

@@ -1,9 +1,9 @@
 """The memfold export format: versioned JSON lines holding every store kind.
 
-An export is UTF-8 text with one JSON object per line (blank lines are ignored). Version 4,
+An export is UTF-8 text with one JSON object per line (blank lines are ignored). Version 5,
 written by this memfold, holds one tenant's records:
 
-1. a ``header`` line: ``{"format": "memfold", "version": 4, "kinds": [...], "tenant": ...,
+1. a ``header`` line: ``{"format": "memfold", "version": 5, "kinds": [...], "tenant": ...,
    "selection": {...}, "exported_at": ..., "memfold_version": ...}``; ``kinds`` lists what
    the file may hold (``threads``, ``checkpoints``, ``memories``) and ``selection`` the
    user and time filters it was written with;
@@ -30,7 +30,7 @@ base64 (standard alphabet, padded). The other lines hold:
  "body": {"tag", "data"}, "values": {channel: {"tag", "data"} or {"tag", "items": [...]}},
  "writes": [{"task_id", "idx", "channel", "task_path", "value": {"tag", "data"}}]}
 {"type": "journal", "tenant", "thread_id", "namespace", "tool_call_id", "recorded_at",
- "value": {"tag", "data"}}
+ "origin", "value": {"tag", "data"}}
 {"type": "memory", "namespace": [labels], "id", "text", "value": {...}, "embedding": base64
  of little-endian float32 or null, "embedding_model", "importance", "ttl_seconds",
  "created_at", "updated_at", "last_used_at", "expires_at"}
@@ -43,8 +43,10 @@ thread or of a checkpoint thread, still counts from its last write, whose time (
 ``updated_at``, its checkpoints' ``created_at``) an import keeps: its clock does not restart.
 Leases are not exported (a restored thread has no writer).
 
-Version 3 files (the same without ``thread_ttl_seconds``: their checkpoint threads import
-without a TTL of their own), version 2 files (also without the thread lines' ``ttl_seconds``:
+Version 4 files (the same without the journal lines' ``origin``: their entries name no
+checkpoint, `memfold.journal.JournalEntry`), version 3 files (also without
+``thread_ttl_seconds``: their checkpoint threads import without a TTL of their own), version 2
+files (also without the thread lines' ``ttl_seconds``:
 neither threads nor checkpoint threads have one) and version 1 files (``"kind": "threads"``,
 thread and message lines, no end line) still import. A file of a newer version is refused
 rather than half-understood.
@@ -112,8 +114,8 @@ __all__ = [
     "with_thread_ttl",
 ]
 
-FORMAT_VERSION: Final = 4
-"""The export format version this memfold writes; it reads this one and versions 1 to 3."""
+FORMAT_VERSION: Final = 5
+"""The export format version this memfold writes; it reads this one and versions 1 to 4."""
 
 TTL_VERSION: Final = 3
 """The first version whose thread lines carry the thread's own TTL."""
@@ -313,6 +315,7 @@ def journal_line(tenant: str, entry: JournalEntry) -> dict[str, JSON]:
         "namespace": entry.namespace,
         "tool_call_id": entry.tool_call_id,
         "recorded_at": entry.recorded_at.isoformat(),
+        "origin": entry.origin,
         "value": _blob(entry.value),
     }
 
@@ -564,6 +567,7 @@ def read_journal(number: int, data: Mapping[str, Any]) -> tuple[str, JournalEntr
             _text(data, "tool_call_id"),
             _typed(data["value"], "the entry's value"),
             _time(data, "recorded_at"),  # type: ignore[arg-type]  # required: never None
+            _text(data, "origin") if "origin" in data else "",  # absent before version 5
         )
         return _text(data, "tenant"), entry
 

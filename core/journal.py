@@ -42,9 +42,9 @@ from types import TracebackType
 from typing import Any, Final, Self, TypeVar
 
 from memfold.checkpoint_model import Blob
-from memfold.checkpoints import CheckpointStore, open_checkpoint_store
+from memfold.checkpoints import BaseCheckpointStore, CheckpointStore, open_checkpoint_store
 from memfold.encryption import open_effect, seal_effect
-from memfold.errors import InvalidInput
+from memfold.errors import InvalidInput, UnsupportedOperation
 from memfold.limits import Limits
 from memfold.model import JSON, utcnow
 from memfold.ops import Op
@@ -65,6 +65,7 @@ __all__ = [
     "ReplaceEffect",
     "aopen_journal",
     "open_journal",
+    "parent_namespace",
     "sort_key",
 ]
 
@@ -76,13 +77,15 @@ JSON_TAG: Final = "json"
 
 @dataclass(frozen=True, slots=True)
 class JournalEntry:
-    """One completed tool call: its key, its result as typed bytes, and when it was recorded."""
+    """One completed tool call: its key, its result as typed bytes, when it was recorded, and
+    the checkpoint its step ran from (``origin``, "" if not known; see `EffectJournal.recall`)."""
 
     thread_id: str
     namespace: str
     tool_call_id: str
     value: Blob
     recorded_at: datetime
+    origin: str = ""
 
     @property
     def result(self) -> JSON | Blob:
@@ -105,6 +108,12 @@ def _check_key(
         check_id(tool_call_id, "tool call id")
 
 
+def _check_origin(value: object) -> str:
+    if not isinstance(value, str):
+        raise InvalidInput(f"origin must be a str, got {type(value).__name__}")
+    return check_id(value, "origin") if value else value
+
+
 # Operations as data: a store that declares the ``effect_journal`` capability runs them.
 
 
@@ -118,17 +127,24 @@ class RecordEffect(Op[JournalEntry]):
     tool_call_id: str
     value: Blob
     recorded_at: datetime
+    origin: str = ""
 
     def __post_init__(self) -> None:
         _check_key(self.tenant, self.thread_id, self.namespace, self.tool_call_id)
         if not isinstance(self.value, Blob):
             raise InvalidInput(f"a recorded value is a Blob, got {type(self.value).__name__}")
         check_time(self.recorded_at, "recorded_at")
+        _check_origin(self.origin)
 
     def entry(self) -> JournalEntry:
         """The entry this operation stores if its key is new."""
         return JournalEntry(
-            self.thread_id, self.namespace, self.tool_call_id, self.value, self.recorded_at
+            self.thread_id,
+            self.namespace,
+            self.tool_call_id,
+            self.value,
+            self.recorded_at,
+            self.origin,
         )
 
 
@@ -164,14 +180,16 @@ class GetEffect(Op[JournalEntry | None]):
 
 @dataclass(frozen=True, slots=True)
 class ListEffects(Op[list[JournalEntry]]):
-    """A thread's entries (of one namespace, unless ``namespace`` is None), oldest first."""
+    """A thread's entries (of one namespace, unless ``namespace`` is None; of one call, unless
+    ``tool_call_id`` is None), oldest first."""
 
     tenant: str
     thread_id: str
     namespace: str | None
+    tool_call_id: str | None = None
 
     def __post_init__(self) -> None:
-        _check_key(self.tenant, self.thread_id, self.namespace)
+        _check_key(self.tenant, self.thread_id, self.namespace, self.tool_call_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +240,31 @@ def _check_namespace(value: object) -> str:
     return check_id(value, "namespace") if value else value
 
 
+def parent_namespace(namespace: str) -> str:
+    """The checkpoint namespace that a task's namespace runs in (LangGraph's ``|`` joins the
+    levels): ``""`` for ``"tools:1"``, ``"agent:7"`` for ``"agent:7|tools:1"``.
+
+    Raises:
+        InvalidInput: ``namespace`` is not a usable namespace.
+    """
+    return _check_namespace(namespace).rpartition("|")[0]
+
+
+def _nodes(namespace: str) -> list[str]:
+    """The node names of a namespace, its task ids (after each ``:``) left out."""
+    return [level.partition(":")[0] for level in namespace.split("|")]
+
+
+def _same_step(entry: JournalEntry, namespace: str, origin: str) -> bool:
+    """Whether ``entry`` may be an earlier attempt of the step that runs ``namespace`` from
+    checkpoint ``origin``: recorded with an origin of its own, another one, by the same nodes."""
+    return (
+        bool(entry.origin)
+        and entry.origin != origin
+        and _nodes(entry.namespace) == _nodes(namespace)
+    )
+
+
 def _value(result: JSON | Blob, limits: Limits) -> Blob:
     if isinstance(result, Blob):
         if not isinstance(result.tag, str) or not result.tag:
@@ -262,6 +305,7 @@ class EffectJournal:
         result: JSON | Blob,
         namespace: str,
         tenant: str | None,
+        origin: str = "",
     ) -> RecordEffect:
         value = _value(result, self.store.limits)
         keyring = self.store.keyring
@@ -272,15 +316,29 @@ class EffectJournal:
             check_id(tool_call_id, "tool call id"),
             value if keyring is None else seal_effect(keyring, value),
             utcnow(),
+            _check_origin(origin),
         )
 
     def _restore_op(self, entry: JournalEntry, tenant: str | None) -> RecordEffect:
         if not isinstance(entry, JournalEntry):
             raise InvalidInput(f"restore takes a JournalEntry, got {type(entry).__name__}")
         op = self._record_op(
-            entry.thread_id, entry.tool_call_id, entry.value, entry.namespace, tenant
+            entry.thread_id, entry.tool_call_id, entry.value, entry.namespace, tenant, entry.origin
         )
         return replace(op, recorded_at=check_time(entry.recorded_at, "recorded_at"))
+
+    def _attempts_op(
+        self, thread_id: str, tool_call_id: str, namespace: str, origin: str, tenant: str | None
+    ) -> ListEffects | None:
+        """The read of the call's entries that `recall` weighs, or None when it weighs none."""
+        if not _check_origin(origin):
+            return None
+        return ListEffects(
+            self.store.resolve_tenant(tenant),
+            check_id(thread_id, "thread id"),
+            None,
+            check_id(tool_call_id, "tool call id"),
+        )
 
     def _get_op(
         self, thread_id: str, tool_call_id: str, namespace: str, tenant: str | None
@@ -311,6 +369,36 @@ class EffectJournal:
     def _found(self, entry: JournalEntry | None) -> JournalEntry | None:
         return None if entry is None else self._opened(entry)
 
+    def _checkpoints(self) -> CheckpointStore:
+        if not isinstance(self.store, BaseCheckpointStore):
+            raise UnsupportedOperation(f"{self.store.name} keeps no checkpoints to recall from")
+        return self.store
+
+    def _stored(self, entry: JournalEntry, tenant: str | None) -> bool:
+        """Whether the checkpoint ``entry``'s step ran from is stored."""
+        namespace = parent_namespace(entry.namespace)
+        return bool(
+            self._checkpoints().list_checkpoints(
+                entry.thread_id,
+                namespace=namespace,
+                checkpoint_id=entry.origin,
+                limit=1,
+                tenant=tenant,
+            )
+        )
+
+    async def _astored(self, entry: JournalEntry, tenant: str | None) -> bool:
+        namespace = parent_namespace(entry.namespace)
+        return bool(
+            await self._checkpoints().alist_checkpoints(
+                entry.thread_id,
+                namespace=namespace,
+                checkpoint_id=entry.origin,
+                limit=1,
+                tenant=tenant,
+            )
+        )
+
     # Sync API.
 
     def get(
@@ -330,6 +418,45 @@ class EffectJournal:
             self.store.execute(self._get_op(thread_id, tool_call_id, namespace, tenant))
         )
 
+    def recall(
+        self,
+        thread_id: str,
+        tool_call_id: str,
+        *,
+        namespace: str = "",
+        origin: str = "",
+        tenant: str | None = None,
+    ) -> JournalEntry | None:
+        """The entry of a call about to run, or None if it must run: its own entry (`get`),
+        else, given the ``origin`` checkpoint its step runs from, the entry of the same call
+        that an earlier attempt of the same step recorded and that is recorded under this key
+        too before it is returned.
+
+        An earlier attempt is an entry of the same call id whose namespace names the same
+        nodes (``"tools:<task id>"``, the task ids aside) and whose own origin is no stored
+        checkpoint: the process crashed before that checkpoint was stored (LangGraph's
+        ``durability="async"`` stores it while the tools run), so the resumed run made the
+        step again under new ids. An entry whose origin is stored came from a fork (time
+        travel, ``update_state``) and is not replayed; nor is one whose origin a retention
+        sweep removed, which counts as an attempt that never was stored.
+        """
+        found = self.get(thread_id, tool_call_id, namespace=namespace, tenant=tenant)
+        attempts = self._attempts_op(thread_id, tool_call_id, namespace, origin, tenant)
+        if found is not None or attempts is None:
+            return found
+        for entry in self.store.execute(attempts):
+            if _same_step(entry, namespace, origin) and not self._stored(entry, tenant):
+                replayed = self._opened(entry).value
+                return self.record(
+                    thread_id,
+                    tool_call_id,
+                    replayed,
+                    namespace=namespace,
+                    origin=origin,
+                    tenant=tenant,
+                )
+        return None
+
     def record(
         self,
         thread_id: str,
@@ -337,17 +464,20 @@ class EffectJournal:
         result: JSON | Blob,
         *,
         namespace: str = "",
+        origin: str = "",
         tenant: str | None = None,
     ) -> JournalEntry:
         """Record a completed call's result (JSON, or a `Blob` of a host serializer's bytes)
         unless the call is recorded already; returns the entry stored, which is the first one.
+        ``origin`` is the id of the checkpoint the call's step ran from, in the namespace that
+        ``namespace`` is a task of (see `recall`).
 
         Raises:
             InvalidInput: a bad id, or a result that is neither JSON nor a `Blob`.
             EncryptionError: the call's stored result is encrypted and the store's keyring
                 cannot decrypt it.
         """
-        op = self._record_op(thread_id, tool_call_id, result, namespace, tenant)
+        op = self._record_op(thread_id, tool_call_id, result, namespace, tenant, origin)
         return self._opened(self.store.execute(op))
 
     def restore(self, entry: JournalEntry, *, tenant: str | None = None) -> JournalEntry:
@@ -387,6 +517,33 @@ class EffectJournal:
             await self.store.aexecute(self._get_op(thread_id, tool_call_id, namespace, tenant))
         )
 
+    async def arecall(
+        self,
+        thread_id: str,
+        tool_call_id: str,
+        *,
+        namespace: str = "",
+        origin: str = "",
+        tenant: str | None = None,
+    ) -> JournalEntry | None:
+        """Async `recall`."""
+        found = await self.aget(thread_id, tool_call_id, namespace=namespace, tenant=tenant)
+        attempts = self._attempts_op(thread_id, tool_call_id, namespace, origin, tenant)
+        if found is not None or attempts is None:
+            return found
+        for entry in await self.store.aexecute(attempts):
+            if _same_step(entry, namespace, origin) and not await self._astored(entry, tenant):
+                replayed = self._opened(entry).value
+                return await self.arecord(
+                    thread_id,
+                    tool_call_id,
+                    replayed,
+                    namespace=namespace,
+                    origin=origin,
+                    tenant=tenant,
+                )
+        return None
+
     async def arecord(
         self,
         thread_id: str,
@@ -394,10 +551,11 @@ class EffectJournal:
         result: JSON | Blob,
         *,
         namespace: str = "",
+        origin: str = "",
         tenant: str | None = None,
     ) -> JournalEntry:
         """Async `record`."""
-        op = self._record_op(thread_id, tool_call_id, result, namespace, tenant)
+        op = self._record_op(thread_id, tool_call_id, result, namespace, tenant, origin)
         return self._opened(await self.store.aexecute(op))
 
     async def arestore(self, entry: JournalEntry, *, tenant: str | None = None) -> JournalEntry:

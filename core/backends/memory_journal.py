@@ -49,10 +49,15 @@ class MemoryJournal:
                 return stored is not None
             case GetEffect(tenant, thread_id, namespace, tool_call_id):
                 return self._threads.get((tenant, thread_id), {}).get((namespace, tool_call_id))
-            case ListEffects(tenant, thread_id, namespace):
+            case ListEffects(tenant, thread_id, namespace, tool_call_id):
                 found = self._threads.get((tenant, thread_id), {}).values()
                 return sorted(
-                    (e for e in found if namespace is None or e.namespace == namespace),
+                    (
+                        e
+                        for e in found
+                        if namespace in (None, e.namespace)
+                        and tool_call_id in (None, e.tool_call_id)
+                    ),
                     key=sort_key,
                 )
             case ListJournalThreads(tenant):

@@ -3,13 +3,13 @@
 Inside a LangGraph run (``ToolNode``, ``create_agent``) a tool is invoked with a ``ToolCall`` and
 the run's config. The wrapper keys the call by the config's ``thread_id`` and ``checkpoint_ns``
 (the namespace of the tool's own task, which a resume from the same checkpoint repeats) and
-the call's ``id``. A recorded call returns its recorded output without running the tool;
-otherwise the tool runs and its output is recorded before it is returned. So a run killed after
-the tool ran, and resumed from its last checkpoint, does not repeat the tool's side effect, when
-the run stores each step's checkpoint before its tasks run (``durability="sync"``): with
-LangGraph's default (``"async"``) a crash can lose the checkpoint the tool's namespace derives
-from, and the resumed step, under a new namespace, runs the tool again. A journaled call in a
-run with a checkpointer and another durability warns (`memfold.errors.DurabilityWarning`).
+the call's ``id``, and records the checkpoint the task runs from (its ``checkpoint_map``). A
+recorded call returns its recorded output without running the tool; otherwise the tool runs
+and its output is recorded before it is returned. So a run killed after the tool ran, and
+resumed, does not repeat the tool's side effect: also when the crash lost the checkpoint the
+tool's task ran from (LangGraph's default ``durability="async"`` stores it while the tools
+run), and the resumed step runs the call under a new namespace, since `EffectJournal.recall`
+finds the call's entry from that unstored checkpoint.
 
 Outputs are stored as memfold JSON (a ``ToolMessage`` through the lossless message converter,
 or a JSON value); anything else (a LangGraph ``Command``) as LangGraph's serializer's typed
@@ -34,7 +34,6 @@ Examples:
 from __future__ import annotations
 
 import json
-import warnings
 from typing import Any
 
 from langchain_core.messages import ToolMessage
@@ -44,17 +43,16 @@ from pydantic import ConfigDict
 
 from memfold import InvalidInput, Message
 from memfold.checkpoint_model import Blob
-from memfold.errors import DurabilityWarning
 from memfold.integrations.langchain.messages import to_langchain, to_memfold
-from memfold.journal import JSON_TAG, EffectJournal, JournalEntry
+from memfold.journal import JSON_TAG, EffectJournal, JournalEntry, parent_namespace
 from memfold.stores import check_id, encode_json
 
 __all__ = ["JournaledTool", "journaled"]
 
 
-def _key(tool_input: Any, config: RunnableConfig | None) -> tuple[str, str, Any]:
-    """``(thread_id, namespace, tool_call_id)`` of a call, or `InvalidInput` saying what is
-    missing."""
+def _key(tool_input: Any, config: RunnableConfig | None) -> tuple[str, str, Any, str]:
+    """``(thread_id, namespace, tool_call_id, origin)`` of a call, or `InvalidInput` saying what
+    is missing."""
     if not (isinstance(tool_input, dict) and tool_input.get("type") == "tool_call"):
         raise InvalidInput(
             "a journaled tool needs the call's id: invoke it with a ToolCall "
@@ -67,19 +65,9 @@ def _key(tool_input: Any, config: RunnableConfig | None) -> tuple[str, str, Any]
             "a journaled tool keys its calls by thread: run the graph with a checkpointer and "
             "config={'configurable': {'thread_id': ...}}"
         )
-    if (
-        configurable.get("__pregel_checkpointer") is not None
-        and configurable.get("__pregel_durability", "async") != "sync"
-    ):
-        warnings.warn(
-            "a journaled tool replays its completed calls after a crash only when each step's "
-            "checkpoint is stored before the step runs: invoke the graph with "
-            "durability='sync' (LangGraph's default, 'async', can lose the checkpoint the "
-            "tool's namespace derives from, so the resumed step runs the tool again)",
-            DurabilityWarning,
-            stacklevel=4,
-        )
-    return str(thread_id), str(configurable.get("checkpoint_ns", "")), tool_input.get("id")
+    namespace = str(configurable.get("checkpoint_ns", ""))
+    origin = (configurable.get("checkpoint_map") or {}).get(parent_namespace(namespace))
+    return str(thread_id), namespace, tool_input.get("id"), str(origin or "")
 
 
 def _encode(output: Any) -> Blob:
@@ -134,27 +122,31 @@ class JournaledTool(BaseTool):
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         """Return the call's recorded output, or run the tool and record its output first."""
-        thread_id, namespace, call_id = _key(input, config)
-        found = self.journal.get(thread_id, call_id, namespace=namespace, tenant=self.tenant)
+        thread_id, namespace, call_id, origin = _key(input, config)
+        found = self.journal.recall(
+            thread_id, call_id, namespace=namespace, origin=origin, tenant=self.tenant
+        )
         if found is not None:
             return _decode(found)
         output = self.tool.invoke(input, config, **kwargs)
         value = _encode(output)
         entry = self.journal.record(
-            thread_id, call_id, value, namespace=namespace, tenant=self.tenant
+            thread_id, call_id, value, namespace=namespace, origin=origin, tenant=self.tenant
         )
         return output if entry.value == value else _decode(entry)
 
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         """Async `invoke`."""
-        thread_id, namespace, call_id = _key(input, config)
-        found = await self.journal.aget(thread_id, call_id, namespace=namespace, tenant=self.tenant)
+        thread_id, namespace, call_id, origin = _key(input, config)
+        found = await self.journal.arecall(
+            thread_id, call_id, namespace=namespace, origin=origin, tenant=self.tenant
+        )
         if found is not None:
             return _decode(found)
         output = await self.tool.ainvoke(input, config, **kwargs)
         value = _encode(output)
         entry = await self.journal.arecord(
-            thread_id, call_id, value, namespace=namespace, tenant=self.tenant
+            thread_id, call_id, value, namespace=namespace, origin=origin, tenant=self.tenant
         )
         return output if entry.value == value else _decode(entry)
 

@@ -109,6 +109,50 @@ async def test_replace_rewrites_only_a_recorded_call(journal: EffectJournal) -> 
     assert journal.list_entries("t2") == []
 
 
+async def test_an_entry_keeps_the_checkpoint_its_step_ran_from(
+    api: Api, journal: EffectJournal
+) -> None:
+    """record stores ``origin``; get, list_entries and a key rotation's replace keep it; an entry
+    recorded without one has ""."""
+    entry = await api.record("t1", "c1", "done", namespace="tools:1", origin="ck:1@x")
+    assert entry.origin == "ck:1@x"
+    assert (await api.get("t1", "c1", namespace="tools:1")).origin == "ck:1@x"
+    assert [e.origin for e in await api.list_entries("t1")] == ["ck:1@x"]
+    assert (await api.record("t1", "c2", "done")).origin == ""
+    blob = Blob("msgpack", b"\x00:@\xff")
+    await journal.store.aexecute(ReplaceEffect("default", "t1", "tools:1", "c1", blob))
+    assert await api.get("t1", "c1", namespace="tools:1") == replace(entry, value=blob)
+
+
+async def test_recall_replays_an_attempt_whose_checkpoint_was_never_stored(
+    api: Api, journal: EffectJournal
+) -> None:
+    """A step re-made after a crash lost its checkpoint runs its call under a new namespace and
+    origin: recall returns the earlier attempt's result and records it under the new key; an
+    attempt from a stored checkpoint is a fork, and is not replayed; nor are other nodes' calls,
+    entries without an origin, or anything when no origin is given."""
+    store = journal.store
+    assert isinstance(store, BaseCheckpointStore)
+    await api.record("t", "call-1", {"paid": 1}, namespace="tools:old", origin="lost")
+    found = await api.recall("t", "call-1", namespace="tools:new", origin="new")
+    assert (found.result, found.namespace, found.origin) == ({"paid": 1}, "tools:new", "new")
+    assert (await api.get("t", "call-1", namespace="tools:new")) == found
+    assert await api.recall("t", "call-1", namespace="tools:new") == found  # its own entry
+    assert await api.recall("t", "call-1", namespace="tools:x") is None  # no origin: no search
+    assert await api.recall("t", "call-1", namespace="other:x", origin="new") is None
+    assert await api.recall("t", "call-2", namespace="tools:x", origin="new") is None
+
+    store.put("t", "kept", BODY, namespace="agent:1")
+    await api.record("t", "call-3", 3, namespace="agent:1|tools:a", origin="kept")
+    assert await api.recall("t", "call-3", namespace="agent:1|tools:b", origin="fork") is None
+    await api.record("t", "call-4", 4, namespace="agent:1|tools:a", origin="gone")
+    redo = await api.recall("t", "call-4", namespace="agent:2|tools:b", origin="redo")
+    assert redo.result == 4
+    await api.record("t", "call-5", 5, namespace="tools:a")
+    assert await api.recall("t", "call-5", namespace="tools:b", origin="new") is None
+    assert {e.tool_call_id for e in await api.list_entries("t", namespace="tools:x")} == set()
+
+
 async def test_keys_are_isolated_by_tenant_thread_and_namespace(api: Api) -> None:
     """The same tool call id in another tenant, thread or namespace is another entry."""
     await api.record("t1", "c", 1)
@@ -180,6 +224,8 @@ async def test_list_threads_names_every_thread_with_a_journal(api: Api) -> None:
         (lambda a: a.record("t", "c", Blob("json", "text")), "bytes"),  # type: ignore[arg-type]
         (lambda a: a.get("t", "x" * 600), "limit"),
         (lambda a: a.list_entries("t", namespace="\x00"), "NUL"),
+        (lambda a: a.record("t", "c", 1, origin=5), "origin"),
+        (lambda a: a.recall("t", "c", origin="\x00"), "NUL"),
     ],
 )
 async def test_bad_input_is_refused(api: Api, call: Any, match: str) -> None:
@@ -244,8 +290,8 @@ async def test_deleting_checkpoint_threads_deletes_their_journal(
 
 @pytest.mark.parametrize("backend", JOURNAL_BACKENDS)
 async def test_copy_thread_copies_the_journal(backend: str, tmp_path: Path) -> None:
-    """copy_thread gives the target the source's journal (every namespace, same results and
-    times, replacing what the target held), so the copy replays its tools' calls; the two
+    """copy_thread gives the target the source's journal (every namespace, same results, times
+    and origins, replacing what the target held), so the copy replays its tools' calls; the two
     journals then change independently."""
     journal = make_journal(backend, tmp_path)
     store = journal.store
@@ -254,15 +300,13 @@ async def test_copy_thread_copies_the_journal(backend: str, tmp_path: Path) -> N
         await store.aput("src", "c1", BODY)
         recorded = [
             journal.record("src", "a", {"n": 1}),
-            journal.record("src", "b", 2, namespace="x"),
+            journal.record("src", "b", 2, namespace="x", origin="c1"),
         ]
         journal.record("dst", "stale", "dropped by the copy")
         journal.record("src", "a", 9, tenant="other")
         assert await store.acopy_thread("src", "dst") == 1
         copied = await journal.alist_entries("dst")
-        assert [(e.namespace, e.tool_call_id, e.value, e.recorded_at) for e in copied] == [
-            (e.namespace, e.tool_call_id, e.value, e.recorded_at) for e in recorded
-        ]
+        assert [replace(e, thread_id="src") for e in copied] == recorded
         assert {e.thread_id for e in copied} == {"dst"}
         assert (await journal.aget("dst", "a")).result == {"n": 1}  # type: ignore[union-attr]
         assert journal.record("dst", "a", "again").result == {"n": 1}

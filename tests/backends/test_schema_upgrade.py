@@ -76,6 +76,7 @@ RELEASED = {
         "cd699194fcaa872c919d06362d798483db5367190ee997b3ee238d8df85a64d6",
         "b80e9a0d48048f9778e1315ce0b0076571a86b16dd13d7d8235716cabb3f16af",
         "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+        "576c9a58cad596022db80aa4e794783904e72b7ed32a9344a9b8f19758f4ebed",
     ],
     ("checkpoints", "postgresql"): [
         "56fbcc879fa07925bc89835ec8dc2907477e87f25245c450945e04e765edea8f",
@@ -90,6 +91,7 @@ RELEASED = {
         "cd699194fcaa872c919d06362d798483db5367190ee997b3ee238d8df85a64d6",
         "f86ecf0650b7e190677494c7bb546695b38307acdf5ec33e79b688be91e9ff8c",
         "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+        "576c9a58cad596022db80aa4e794783904e72b7ed32a9344a9b8f19758f4ebed",
     ],
     ("memories", "sqlite"): [
         "ef1c4dfb0e9f108d7d150db97280f42fc13cc9c4ee9a22f9b73f4a9a6199dce7",
@@ -349,19 +351,20 @@ async def test_a_release_1_checkpoint_schema_upgrades_with_its_data(
     the indexed time, so the TTL sweep finds idle threads as before), shared payloads
     (step 7), a sparse run index with SQLite's pending writes in key order (step 8),
     PostgreSQL's chain index on chain rows only (step 9), body codecs (step 10) and ids
-    stored as bytes (step 11), the d1 codec tag (step 12): their chains of values, pending
-    writes, bodies and tenants read back as stored, and new checkpoints (compressed payloads
-    and bodies among them) and journal entries are recorded afterwards."""
+    stored as bytes (step 11), the d1 codec tag (step 12) and journal origins (step 13):
+    their chains of values, pending writes, bodies and tenants read back as stored, and new
+    checkpoints (compressed payloads and bodies among them) and journal entries are recorded
+    afterwards."""
     url, options = release_1
     store = SQLCheckpointStore(url, **options)
     before = await _only(store).astatus()
     assert (before.version, before.latest, [p.version for p in before.pending]) == (
         1,
-        12,
-        [2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12],
+        13,
+        [2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13],
     )
     found = await _only(store).aupgrade()
-    assert [p.version for p in found.pending] == [2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]
+    assert [p.version for p in found.pending] == [2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]
     assert (await _only(store).aupgrade()).pending == ()  # nothing left to apply
     t = store.tables.threads
     with store.engine.connect() as conn:
@@ -396,7 +399,9 @@ async def test_a_release_1_checkpoint_schema_upgrades_with_its_data(
     assert (rival.checkpoint_id, rival.body) == ("other", Blob("json", b"{}"))
 
     journal = EffectJournal(store)
-    assert (await journal.arecord("t1", "call-1", "refunded", tenant="acme")).result == "refunded"
+    entry = await journal.arecord("t1", "call-1", "refunded", origin="c2", tenant="acme")
+    assert (entry.result, entry.origin) == ("refunded", "c2")
+    assert await journal.aget("t1", "call-1", tenant="acme") == entry
     body = Blob("json", b'{"note": "%s"}' % (b"la " * 50))
     store.put("t1", "c3", body, parent_id="c2", tenant="acme")
     c3 = store.get("t1", tenant="acme")
@@ -539,7 +544,8 @@ def test_text_ids_become_bytes_and_read_back_as_stored(
             _insert(conn, _id_tables(old)[name], rows)
         threads = [dict(r._mapping) for r in read.execute(select(source.tables.threads))]
         _insert(conn, old.tables.threads, threads)
-    assert [p.version for p in _only(old).upgrade().pending] == [11, 12]
+    later = [step.version for step in migrations.CHECKPOINT_STEPS[10:]]
+    assert [p.version for p in _only(old).upgrade().pending] == later
     stored = _rows(old)
     assert stored == _rows(source)
     assert {len(r["checkpoint_id"]) for r in stored["checkpoints"] if r["thread_id"] == "t"} == {16}
@@ -570,3 +576,37 @@ def test_text_ids_become_bytes_and_read_back_as_stored(
     )
     assert old.delete_thread("u") == 3
     source.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_journal_entries_of_step_12_name_no_origin(backend: str, tmp_path: Path) -> None:
+    """Step 13 gives the journal its ``origin`` column: an entry recorded before reads back
+    with "" (so `EffectJournal.recall` finds it only under its own namespace), and new entries
+    keep theirs."""
+    if backend == "sqlite":
+        store = SQLCheckpointStore(f"sqlite:///{tmp_path / 'step-12.db'}")
+    else:
+        store = SQLCheckpointStore(PG_URL, schema=f"memfold_test_{uuid.uuid4().hex}")
+    try:
+        steps = migrations.SQLSchemaSteps(
+            store._runner, store.tables.base, store.tables, "checkpoints",
+            migrations.CHECKPOINT_STEPS[:12],
+        )  # fmt: skip
+        assert steps.upgrade().pending[-1].version == 12
+        row = {
+            "tenant": "default", "thread_id": "t", "namespace": "tools:1", "tool_call_id": "c",
+            "tag": "json", "data": b'"paid"', "recorded_us": 1_700_000_000_000_000,
+        }  # fmt: skip
+        with store.engine.begin() as conn:
+            _insert(conn, store.tables.journal, [row])
+        assert [p.version for p in _only(store).upgrade().pending] == [13]
+        journal = EffectJournal(store)
+        old = journal.get("t", "c", namespace="tools:1")
+        assert old is not None
+        assert (old.result, old.origin) == ("paid", "")
+        assert journal.recall("t", "c", namespace="tools:2", origin="c9") is None
+        assert journal.record("t", "d", 1, origin="c9").origin == "c9"
+        assert [e.origin for e in journal.list_entries("t")] == ["", "c9"]
+    finally:
+        store.close()
+        drop_checkpoint_store(store)

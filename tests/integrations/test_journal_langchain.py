@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,6 @@ from langgraph.prebuilt import ToolNode
 from langgraph.types import Command
 
 from memfold import InvalidInput
-from memfold.errors import DurabilityWarning
 from memfold.integrations.langchain import JournaledTool, journaled
 from memfold.integrations.langgraph import MemfoldSaver
 from memfold.journal import EffectJournal, open_journal
@@ -184,27 +182,3 @@ def test_a_retried_graph_step_replays_the_completed_call(tmp_path: Path) -> None
         done = graph.invoke(None, run, durability="sync")
     assert sorted(CALLS) == ["B2", "n", "n"]  # the calls run concurrently
     assert [m.content for m in done["messages"][1:]] == ["refunded 3 on B2 (#1)", "ok"]
-
-
-@pytest.mark.parametrize("durability", [None, "async", "exit", "sync"])
-def test_a_run_that_may_lose_its_step_checkpoint_warns(
-    tmp_path: Path, durability: str | None
-) -> None:
-    """With LangGraph's default durability ("async") a crash can lose the checkpoint a tool
-    task's namespace derives from, and the resumed step, under a new namespace, ran the tool
-    again with no word of it (found by fuzzing crashes); a journaled call in such a run now
-    warns, and a "sync" run does not."""
-    CALLS.clear()
-    with MemfoldSaver.from_url(f"sqlite:///{tmp_path / 'run.db'}") as saver:
-        builder = StateGraph(MessagesState)
-        builder.add_node("tools", ToolNode([journaled(refund, EffectJournal(saver.store))]))
-        builder.add_edge(START, "tools")
-        graph: Any = builder.compile(checkpointer=saver)
-        ask = AIMessage("", tool_calls=[call("call-9")])
-        options = {} if durability is None else {"durability": durability}
-        with warnings.catch_warnings(record=True) as seen:
-            warnings.simplefilter("always")
-            graph.invoke({"messages": [ask]}, {"configurable": {"thread_id": "w"}}, **options)
-    found = [w for w in seen if issubclass(w.category, DurabilityWarning)]
-    assert len(found) == (0 if durability == "sync" else 1)
-    assert CALLS == ["A1"]

@@ -464,6 +464,7 @@ COVERAGE: Final[dict[str, tuple[str, ...]]] = {
         "journal.EffectJournal.get",
         "journal.EffectJournal.list_entries",
         "journal.EffectJournal.list_threads",
+        "journal.EffectJournal.recall",
         "journal.EffectJournal.record",
         "journal.EffectJournal.restore",
         "journal.GetEffect",
@@ -471,6 +472,7 @@ COVERAGE: Final[dict[str, tuple[str, ...]]] = {
         "journal.ListJournalThreads",
         "journal.RecordEffect",
         "journal.ReplaceEffect",
+        "journal.parent_namespace",
         "journal.sort_key",
     ),
     "test_fuzz_core_rest.py::test_erasure_answers_or_refuses": (

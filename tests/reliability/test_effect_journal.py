@@ -5,7 +5,10 @@ The graph is a real LangGraph agent loop (a scripted model, ``ToolNode``, `Memfo
 tool adds one to a counter in an SQLite table and commits. In the first process the saver, asked
 to store the tools step's results (the tool's ToolMessage), signals the test through a file and
 blocks until the test SIGKILLs the process: the tool completed (and, journaled, was recorded),
-but neither its writes nor the step's checkpoint reached the store.
+but neither its writes nor the step's checkpoint reached the store. Under LangGraph's default
+``durability="async"`` the saver also holds back the checkpoint the tools step runs from (which
+that durability stores while the tools run) until the tool has committed: the crash loses it,
+and the resumed run makes the step again under new task ids.
 """
 
 from __future__ import annotations
@@ -63,18 +66,39 @@ class CrashingSaver(MemfoldSaver):
 
     def _stop_if_tool_ran(self, values: Any) -> None:
         if SETTINGS["block"] and any(isinstance(v, ToolMessage) for v in values):
-            Path(SETTINGS["marker"]).write_text("the tool ran")
+            if SETTINGS["durability"] != "async":  # there the held-back put signals
+                Path(SETTINGS["marker"]).write_text("the tool ran")
             time.sleep(120)  # killed here
 
     def _written(self, writes: Sequence[tuple[str, Any]]) -> list[Any]:
         return [v for _, value in writes for v in (value if isinstance(value, list) else [value])]
 
+    def _holds_back(self, checkpoint: Any) -> bool:
+        """Whether ``checkpoint`` is the one the tools step runs from, to be lost in the crash
+        (only under ``durability="async"``, which stores it while the tools run)."""
+        messages = checkpoint["channel_values"].get("messages", [])
+        calls = bool(messages) and isinstance(messages[-1], AIMessage) and messages[-1].tool_calls
+        return bool(SETTINGS["block"] and SETTINGS["durability"] == "async" and calls)
+
+    def _stop_once_tool_ran(self) -> None:
+        """Wait for the tool's commit, then signal and block until killed."""
+        while _count(Path(SETTINGS["counter"])) == 0:
+            time.sleep(0.01)
+        Path(SETTINGS["marker"]).write_text("the tool ran")
+        time.sleep(120)  # killed here
+
     def put(self, config: Any, checkpoint: Any, metadata: Any, new_versions: Any) -> Any:
+        if self._holds_back(checkpoint):
+            self._stop_once_tool_ran()
         self._stop_if_tool_ran(checkpoint["channel_values"].get("messages", []))
         return super().put(config, checkpoint, metadata, new_versions)
 
     async def aput(self, config: Any, checkpoint: Any, metadata: Any, new_versions: Any) -> Any:
-        self._stop_if_tool_ran(checkpoint["channel_values"].get("messages", []))
+        if self._holds_back(checkpoint):
+            await asyncio.to_thread(self._stop_once_tool_ran)  # the tools run meanwhile
+        await asyncio.to_thread(
+            self._stop_if_tool_ran, checkpoint["channel_values"].get("messages", [])
+        )
         return await super().aput(config, checkpoint, metadata, new_versions)
 
     def put_writes(
@@ -86,7 +110,7 @@ class CrashingSaver(MemfoldSaver):
     async def aput_writes(
         self, config: Any, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = ""
     ) -> None:
-        self._stop_if_tool_ran(self._written(writes))
+        await asyncio.to_thread(self._stop_if_tool_ran, self._written(writes))  # loop runs on
         await super().aput_writes(config, writes, task_id, task_path)
 
 
@@ -124,11 +148,12 @@ def child(
     store = open_checkpoint_store(url, setup=False, **options)
     graph = build(CrashingSaver(store), settings["journal"])
     start = None if settings["resume"] else {"messages": [HumanMessage("refund order 7")]}
+    durability = settings["durability"]
     for config in settings["configs"]:
         if use_async:
-            state = asyncio.run(graph.ainvoke(start, config, durability="sync"))
+            state = asyncio.run(graph.ainvoke(start, config, durability=durability))
         else:
-            state = graph.invoke(start, config, durability="sync")
+            state = graph.invoke(start, config, durability=durability)
         results.put(state["messages"][-1].content)
     store.close()
 
@@ -162,16 +187,22 @@ def crash_then_resume(
     use_journal: bool,
     use_async: bool,
     copy: bool = False,
+    durability: str = "sync",
 ) -> tuple[int, list[str]]:
     """Run the graph in a process killed right after the tool committed, resume it in a second
-    process (with ``copy``, also a `copy_thread` of it made after the crash); returns the
-    counter and the resumed runs' answers."""
+    process (with ``copy``, also a `copy_thread` of it made after the crash), both with
+    ``durability``; returns the counter and the resumed runs' answers."""
     counter, marker = tmp_path / "counter.db", tmp_path / "tool-ran"
     with sqlite3.connect(counter) as db:
         db.execute("CREATE TABLE counter (n INTEGER NOT NULL)")
         db.execute("INSERT INTO counter VALUES (0)")
     db.close()
-    settings = {"counter": str(counter), "marker": str(marker), "journal": use_journal}
+    settings = {
+        "counter": str(counter),
+        "marker": str(marker),
+        "journal": use_journal,
+        "durability": durability,
+    }
     ctx = multiprocessing.get_context("spawn")
     results = ctx.Queue()
 
@@ -200,7 +231,11 @@ def crash_then_resume(
     store = open_checkpoint_store(url, setup=False, **options)
     try:
         graph = build(MemfoldSaver(store), use_journal)
-        assert graph.get_state(CONFIG).next == ("tools",)
+        state = graph.get_state(CONFIG)
+        if durability == "async":  # lost: step 1's checkpoint (after the model), the tools' origin
+            assert state.metadata["step"] == 0
+        else:
+            assert (state.next, state.metadata["step"]) == (("tools",), 1)
         recorded = EffectJournal(store).list_entries("order-7")
         assert [e.tool_call_id for e in recorded] == (["call-1"] if use_journal else [])
         if copy:
@@ -257,3 +292,27 @@ def test_without_the_journal_the_resumed_run_repeats_the_side_effect(tmp_path: P
     count, answers = crash_then_resume(url, {}, tmp_path, use_journal=False, use_async=False)
     assert count == 2
     assert answers == ["done: count=2"]
+
+
+@pytest.mark.parametrize("use_journal", [True, False], ids=["journaled", "bare"])
+def test_a_run_that_lost_the_checkpoint_its_tools_ran_from_replays_the_call(
+    shared: tuple[str, dict[str, Any]], tmp_path: Path, use_journal: bool
+) -> None:
+    """Under LangGraph's default ``durability="async"`` the crash also loses the checkpoint the
+    tools step ran from, so the resumed run makes the step again under new task ids: the
+    journaled tool still runs once (the bare tool twice), on the original thread and on a copy
+    made after the crash."""
+    url, options = shared
+    use_async = not url.startswith("sqlite")
+    count, answers = crash_then_resume(
+        url,
+        options,
+        tmp_path,
+        use_journal=use_journal,
+        use_async=use_async,
+        copy=use_journal,
+        durability="async",
+    )
+    expected = 1 if use_journal else 2
+    assert count == expected
+    assert set(answers) == {f"done: count={expected}"}

@@ -31,6 +31,7 @@ from memfold.journal import (
     ListJournalThreads,
     RecordEffect,
     ReplaceEffect,
+    parent_namespace,
     sort_key,
 )
 from memfold.memories import BaseMemoryStore, namespace_key, prefix_range, rank_hits
@@ -314,11 +315,21 @@ def earlier(journal: EffectJournal, *key: Any) -> Any:
 @FUZZ
 @given(
     op=st.sampled_from(
-        ["record", "get", "list_entries", "list_threads", "delete_thread", "restore", "ops"]
+        [
+            "record",
+            "recall",
+            "get",
+            "list_entries",
+            "list_threads",
+            "delete_thread",
+            "restore",
+            "ops",
+        ]
     ),
     thread_id=hostile_ids(),
     call_id=hostile_ids(),
     namespace=st.just("") | hostile_ids(),
+    origin=st.just("") | hostile_ids(),
     result=json_values(max_leaves=6) | st.builds(Blob, hostile_ids(), st.binary(max_size=8)),
     tenant=TENANTS,
     when=WHEN,
@@ -330,24 +341,43 @@ async def test_journal_answers_or_refuses(
     thread_id: Any,
     call_id: Any,
     namespace: Any,
+    origin: Any,
     result: Any,
     tenant: Any,
     when: Any,
 ) -> None:
-    """EffectJournal record (read back exactly), get, list_entries, list_threads, delete_thread
-    and restore, and the journal operations RecordEffect, ReplaceEffect, GetEffect, ListEffects,
-    ListJournalThreads and DeleteEffects run by the store, with hostile ids, results and times
-    answer or raise a memfold error; so do an EffectJournal over a non-store and sort_key of a
-    non-entry."""
+    """EffectJournal record (read back exactly, its origin too), recall (of a call recorded from
+    an unstored checkpoint, under another task id), get, list_entries, list_threads,
+    delete_thread and restore, parent_namespace, and the journal operations RecordEffect,
+    ReplaceEffect, GetEffect, ListEffects, ListJournalThreads and DeleteEffects run by the
+    store, with hostile ids, results and times answer or raise a memfold error; so do an
+    EffectJournal over a non-store and sort_key of a non-entry."""
     journal = stores.journal
     try:
         if op == "record":
             before = earlier(journal, thread_id, call_id, namespace, tenant)
             entry = await call(use_async, journal, "record", thread_id, call_id, result,
-                               namespace=namespace, tenant=tenant)  # fmt: skip
+                               namespace=namespace, origin=origin, tenant=tenant)  # fmt: skip
             assert journal.get(thread_id, call_id, namespace=namespace, tenant=tenant) == entry
             if before is None:  # a key recorded already keeps its first result
                 assert entry.result == (result if isinstance(result, Blob) else as_json(result))
+                assert entry.origin == origin
+        elif op == "recall":
+            first = await call(use_async, journal, "record", thread_id, call_id, result,
+                               namespace="tools:1", origin=origin, tenant=tenant)  # fmt: skip
+            before = earlier(journal, thread_id, call_id, "tools:2", tenant)
+            found = await call(use_async, journal, "recall", thread_id, call_id,
+                               namespace="tools:2", origin="now", tenant=tenant)  # fmt: skip
+            stored = stores.checkpoints.list_checkpoints(
+                thread_id, namespace="", checkpoint_id=first.origin or None, tenant=tenant
+            )
+            if before is not None:
+                assert found == before
+            elif first.origin not in ("", "now") and not stored:  # a lost attempt: replayed
+                assert (found.value, found.origin) == (first.value, "now")
+            else:
+                assert found is None
+            assert parent_namespace(namespace) == namespace.rpartition("|")[0]
         elif op == "get":
             await call(use_async, journal, "get", thread_id, call_id, namespace=namespace,
                        tenant=tenant)  # fmt: skip
@@ -374,6 +404,7 @@ async def test_journal_answers_or_refuses(
                 GetEffect(tenant, thread_id, namespace, call_id),
                 ListJournalThreads(tenant),
                 ListEffects(tenant, thread_id, namespace),
+                ListEffects(tenant, thread_id, None, call_id),
                 DeleteEffects(tenant, thread_id),
             ):
                 if use_async:

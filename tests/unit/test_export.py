@@ -115,7 +115,7 @@ def test_export_writes_a_header_then_each_thread_followed_by_its_messages(
     lines = [json.loads(line) for line in exported(source).splitlines()]
     header = lines[0]
     assert header["format"] == "memfold"
-    assert header["version"] == FORMAT_VERSION == 4
+    assert header["version"] == FORMAT_VERSION == 5
     assert header["kinds"] == ["threads"]
     assert header["tenant"] == "default"
     counts = {"threads": 2, "messages": 5, "checkpoints": 0, "journal_entries": 0, "memories": 0}
@@ -361,7 +361,7 @@ def _set(number: int, record: dict[str, Any] | str) -> Callable[[list[str]], lis
 BAD_INPUTS: list[tuple[str, Callable[[list[str]], list[str]], str]] = [
     ("empty input", lambda lines: [], "line 1: the input is empty"),
     ("no header", lambda lines: lines[1:], "line 1: .*not a memfold export"),
-    ("newer version", _set(1, {**HEADER, "version": 5}), "line 1: .*version 5.*upgrade memfold"),
+    ("newer version", _set(1, {**HEADER, "version": 6}), "line 1: .*version 6.*upgrade memfold"),
     ("version not int", _set(1, {**HEADER, "version": "1"}), "line 1: .*must be an int"),
     ("wrong kind", _set(1, {**HEADER, "kind": "memories"}), "line 1: .*'memories'"),
     ("not JSON", _set(5, '{"type": "message", oops'), "line 5: not valid JSON"),
@@ -577,7 +577,7 @@ def fill(stores: Stores) -> None:
         for c in graph_run(f"graph-{user}", user, start):
             checkpoints.restore(c, tenant=T_ACME)
         entry = JournalEntry(
-            f"graph-{user}", "", "call-1", Blob("json", b'{"refund":42}'), start + DAY
+            f"graph-{user}", "", "call-1", Blob("json", b'{"refund":42}'), start + DAY, "c1"
         )
         EffectJournal(checkpoints).restore(entry, tenant=T_ACME)
         memories.restore_many(memories_of(user, start))
@@ -665,7 +665,7 @@ def test_an_existing_thread_takes_the_files_ttl_but_not_from_a_version_2_file() 
     target = open_store("memory://")
     target.append("kept", Message(role="user", content="y", id="k0", created_at=T0))
     assert target.set_thread_ttl("kept", 60)
-    imported(target, text.replace('"version":4', '"version":2').replace(',"ttl_seconds":null', ""))
+    imported(target, text.replace('"version":5', '"version":2').replace(',"ttl_seconds":null', ""))
     assert target.get_thread_ttl("kept") == 60.0
     assert target.count("kept") == 2
     source.append("kept", Message(role="user", content="z", id="k2", created_at=T0))
@@ -673,7 +673,7 @@ def test_an_existing_thread_takes_the_files_ttl_but_not_from_a_version_2_file() 
     assert target.get_thread_ttl("kept") is None
     assert source.set_thread_ttl("kept", 120)
     fresh = open_store("memory://")
-    imported(fresh, exported(source).replace('"version":4', '"version":2'))
+    imported(fresh, exported(source).replace('"version":5', '"version":2'))
     assert fresh.get_thread_ttl("kept") is None  # a version-2 file holds no TTLs
 
 
@@ -749,7 +749,7 @@ def test_an_existing_checkpoint_thread_takes_the_files_ttl_but_not_from_a_versio
     assert source.set_thread_ttl("kept", 120)
     assert imported(target, exported(source), until=T0) == Counts()
     assert target.get_thread_ttl("kept") == 60.0
-    old = exported(source).replace('"version":4', '"version":3')
+    old = exported(source).replace('"version":5', '"version":3')
     imported(target, old.replace(',"thread_ttl_seconds":120.0', ""))
     assert target.get_thread_ttl("kept") == 60.0
     assert len(target.list_checkpoints("kept")) == 2

@@ -3,11 +3,13 @@
 The Redis checkpoint store (`memfold.backends.redis.checkpoint_store`) runs the journal
 operations with the calls built here. A thread's journal is its key ``j`` (see
 `memfold.backends.redis.checkpoint_keys`): it maps ``<namespace>:<tool_call_id>`` (both escaped)
-to ``<recorded µs>:<tag>:<bytes>``. Being one of the thread's keys, it is deleted with the thread
-(``delete_thread``, ``prune(strategy="delete")``, a sweep), copied by ``copy_thread``, and expires
-with the thread's TTL. A record is one script (``HSETNX`` then ``HGET``), atomic and
-insert-if-absent; a replacement (key rotation) is one script that rewrites an entry only if it
-is there, keeping its time and its hash's TTL.
+to ``<recorded µs>:<tag>:<bytes>``, or ``<recorded µs>@<origin>:<tag>:<bytes>`` for an entry
+that names the checkpoint its step ran from (all escaped but the bytes). Being one of the
+thread's keys, it is deleted with the thread (``delete_thread``, ``prune(strategy="delete")``,
+a sweep), copied by ``copy_thread``, and expires with the thread's TTL. A record is one script
+(``HSETNX`` then ``HGET``), atomic and insert-if-absent; a replacement (key rotation) is one
+script that rewrites an entry only if it is there, keeping its time, its origin and its hash's
+TTL.
 
 Examples:
     >>> from memfold.backends.redis.checkpoint_keys import checkpoint_keys
@@ -46,10 +48,10 @@ __all__ = ["REPLACE_EFFECT", "journal_call", "journal_threads"]
 REPLACE_EFFECT = Script(
     r"""
 -- KEYS: the journal; ARGV: the entry's field, its new tag and bytes (``tag:bytes``). Rewrites
--- the entry unless it is gone, keeping its recorded time; returns 1 if it did.
+-- the entry unless it is gone, keeping its recorded time and origin; returns 1 if it did.
 local old = redis.call('HGET', KEYS[1], ARGV[1])
 if not old then return 0 end
-redis.call('HSET', KEYS[1], ARGV[1], string.match(old, '^%d+:') .. ARGV[2])
+redis.call('HSET', KEYS[1], ARGV[1], string.match(old, '^[^:]*:') .. ARGV[2])
 return 1
 """
 )
@@ -60,7 +62,8 @@ def _field(namespace: str, tool_call_id: str) -> str:
 
 
 def _pack(op: RecordEffect) -> bytes:
-    return f"{micros(op.recorded_at)}:{escape(op.value.tag)}:".encode() + op.value.data
+    stamp = f"{micros(op.recorded_at)}@{escape(op.origin)}" if op.origin else micros(op.recorded_at)
+    return f"{stamp}:{escape(op.value.tag)}:".encode() + op.value.data
 
 
 def _packed_value(op: ReplaceEffect) -> bytes:
@@ -68,9 +71,15 @@ def _packed_value(op: ReplaceEffect) -> bytes:
 
 
 def _entry(thread_id: str, namespace: str, tool_call_id: str, packed: bytes) -> JournalEntry:
-    recorded_us, tag, data = packed.split(b":", 2)
+    stamp, tag, data = packed.split(b":", 2)
+    recorded_us, _, origin = stamp.partition(b"@")
     return JournalEntry(
-        thread_id, namespace, tool_call_id, Blob(unescape(tag), data), from_micros(recorded_us)
+        thread_id,
+        namespace,
+        tool_call_id,
+        Blob(unescape(tag), data),
+        from_micros(recorded_us),
+        unescape(origin),
     )
 
 
@@ -80,13 +89,13 @@ def _found(
     return None if packed is None else _entry(thread_id, namespace, tool_call_id, packed)
 
 
-def _entries(thread_id: str, namespace: str | None, reply: Any) -> list[JournalEntry]:
+def _entries(op: ListEffects, reply: Any) -> list[JournalEntry]:
     found = reply.items() if isinstance(reply, dict) else zip(reply[::2], reply[1::2], strict=True)
     entries = []
     for field, packed in found:
         ns, call_id = (unescape(part) for part in field.split(b":", 1))
-        if namespace is None or ns == namespace:
-            entries.append(_entry(thread_id, ns, call_id, packed))
+        if op.namespace in (None, ns) and op.tool_call_id in (None, call_id):
+            entries.append(_entry(op.thread_id, ns, call_id, packed))
     return sorted(entries, key=sort_key)
 
 
@@ -115,7 +124,7 @@ def journal_call(op: Op[Any], keys: CheckpointKeys, default_ttl_ms: int) -> Call
                 partial(_found, op.thread_id, op.namespace, op.tool_call_id),
             )
         case ListEffects():
-            return Call(("HGETALL", keys.journal), partial(_entries, op.thread_id, op.namespace))
+            return Call(("HGETALL", keys.journal), partial(_entries, op))
         case DeleteEffects():
             return Call(_script(scripts.DELETE_EFFECTS, keys), int, scripts.DELETE_EFFECTS)
     raise InvalidInput(f"the Redis journal cannot run {type(op).__name__}")

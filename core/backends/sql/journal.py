@@ -1,7 +1,8 @@
 """The effect journal on SQL: its table, beside the checkpoint tables, and its plans.
 
 ``<prefix>cp_journal`` holds one row per completed tool call, keyed by ``(tenant, thread_id,
-namespace, tool_call_id)``; listing a thread reads a prefix of that key. A record is one
+namespace, tool_call_id)``, with the checkpoint its step ran from (``origin``, "" if not known;
+added by checkpoint schema step 13); listing a thread reads a prefix of that key. A record is one
 insert-if-absent (``ON CONFLICT DO NOTHING``) and, only when the key was taken, one read of
 the stored row, in one transaction. Deleting a checkpoint thread deletes its rows too, and
 copying one copies them (see `memfold.backends.sql.checkpoint_plans`).
@@ -65,6 +66,7 @@ def build_journal_table(metadata: MetaData, prefix: str) -> Table:
         Column("tag", String(_ID), nullable=False),
         Column("data", LargeBinary, nullable=False),
         Column("recorded_us", BigInteger, nullable=False),
+        Column("origin", String(_ID), nullable=False, server_default=""),
         PrimaryKeyConstraint("tenant", "thread_id", "namespace", "tool_call_id"),
     )
 
@@ -93,13 +95,18 @@ class JournalPlans:
         self._replace = (
             update(j).where(key).values(tag=bindparam("new_tag"), data=bindparam("new_data"))
         )
-        self._get = select(j.c.tag, j.c.data, j.c.recorded_us).where(key)
-        columns = (j.c.namespace, j.c.tool_call_id, j.c.tag, j.c.data, j.c.recorded_us)
+        self._get = select(j.c.tag, j.c.data, j.c.recorded_us, j.c.origin).where(key)
+        columns = (j.c.namespace, j.c.tool_call_id, j.c.tag, j.c.data, j.c.recorded_us, j.c.origin)
         order = (j.c.recorded_us, j.c.namespace, j.c.tool_call_id)
-        self._list = select(*columns).where(thread).order_by(*order)
-        self._list_namespace = (
-            select(*columns).where(thread, j.c.namespace == bindparam("namespace")).order_by(*order)
-        )
+        listed = select(*columns).order_by(*order)
+        namespace = j.c.namespace == bindparam("namespace")
+        call = j.c.tool_call_id == bindparam("tool_call_id")
+        self._lists = {
+            (False, False): listed.where(thread),
+            (True, False): listed.where(thread, namespace),
+            (False, True): listed.where(thread, call),
+            (True, True): listed.where(key),
+        }
         self._threads = (
             select(j.c.thread_id)
             .where(j.c.tenant == bindparam("tenant"))
@@ -158,15 +165,13 @@ class JournalPlans:
                 "tag": op.value.tag,
                 "data": op.value.data,
                 "recorded_us": (op.recorded_at - _EPOCH) // _US,
+                "origin": op.origin,
             },
         )
         if done.rowcount == 1:
             return op.entry()
         found = yield self._get, key
-        tag, data, recorded_us = found.rows[0]
-        return JournalEntry(
-            op.thread_id, op.namespace, op.tool_call_id, Blob(tag, bytes(data)), _time(recorded_us)
-        )
+        return _entry(op.thread_id, op.namespace, op.tool_call_id, *found.rows[0])
 
     def _replace_plan(self, op: ReplaceEffect) -> Plan:
         params = {**_key(op), "new_tag": op.value.tag, "new_data": op.value.data}
@@ -177,28 +182,37 @@ class JournalPlans:
         found = yield self._get, _key(op)
         if not found.rows:
             return None
-        tag, data, recorded_us = found.rows[0]
-        return JournalEntry(
-            op.thread_id, op.namespace, op.tool_call_id, Blob(tag, bytes(data)), _time(recorded_us)
-        )
+        return _entry(op.thread_id, op.namespace, op.tool_call_id, *found.rows[0])
 
     def _list_plan(self, op: ListEffects) -> Plan:
-        params = {"tenant": op.tenant, "thread_id": op.thread_id}
-        if op.namespace is None:
-            found = yield self._list, params
-        else:
-            found = yield self._list_namespace, {**params, "namespace": op.namespace}
-        return [
-            JournalEntry(op.thread_id, ns, call_id, Blob(tag, bytes(data)), _time(recorded_us))
-            for ns, call_id, tag, data, recorded_us in found.rows
-        ]
+        params = {
+            "tenant": op.tenant,
+            "thread_id": op.thread_id,
+            "namespace": op.namespace,
+            "tool_call_id": op.tool_call_id,
+        }
+        statement = self._lists[(op.namespace is not None, op.tool_call_id is not None)]
+        found = yield statement, {k: v for k, v in params.items() if v is not None}
+        return [_entry(op.thread_id, *row) for row in found.rows]
 
     def _delete_plan(self, op: DeleteEffects) -> Plan:
         return (yield from self.delete_thread(op.tenant, op.thread_id))
 
 
-def _time(us: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=int(us))
+def _entry(
+    thread_id: str,
+    namespace: str,
+    tool_call_id: str,
+    tag: str,
+    data: bytes,
+    recorded_us: int,
+    origin: str,
+) -> JournalEntry:
+    """The entry of a stored row."""
+    recorded_at = _EPOCH + timedelta(microseconds=int(recorded_us))
+    return JournalEntry(
+        thread_id, namespace, tool_call_id, Blob(tag, bytes(data)), recorded_at, origin
+    )
 
 
 def _key(op: RecordEffect | ReplaceEffect | GetEffect) -> dict[str, str]:

@@ -683,6 +683,29 @@ def _checkpoint_links(tables: CheckpointTables, dialect: Dialect) -> list[str]:
     ]
 
 
+def _v2_journal(tables: CheckpointTables) -> Table:
+    """The journal table as step 2 made it (frozen): without ``origin``."""
+    journal = tables.journal
+    return Table(
+        journal.name,
+        MetaData(schema=tables.schema),
+        *(
+            Column(c.name, c.type, nullable=c.nullable)
+            for c in journal.columns
+            if c.name != "origin"
+        ),
+        PrimaryKeyConstraint(*journal.primary_key.columns.keys()),
+    )
+
+
+def _journal_origins(tables: CheckpointTables, dialect: Dialect) -> list[str]:
+    """Each journal entry names the checkpoint its step ran from ("": recorded before, or not
+    known), so a resumed run can tell a crashed attempt from a fork (`memfold.journal`)."""
+    journal = dialect.identifier_preparer.format_table(tables.journal)
+    origin = String(512).compile(dialect=dialect)
+    return [f"ALTER TABLE {journal} ADD COLUMN origin {origin} NOT NULL DEFAULT ''"]
+
+
 def _v8_checkpoint_writes(tables: CheckpointTables) -> Table:
     """The pending-write table as step 8 made it (frozen): stored in its primary key's order
     on SQLite (``WITHOUT ROWID``)."""
@@ -862,7 +885,9 @@ def _checkpoint_binary_ids(tables: CheckpointTables, dialect: Dialect) -> list[s
 
 CHECKPOINT_STEPS: tuple[Step, ...] = (
     Step(1, "checkpoint threads, checkpoints, values and writes", _checkpoint_tables),
-    Step(2, "the effect journal", lambda tables, dialect: journal_ddl(tables.journal, dialect)),
+    Step(
+        2, "the effect journal", lambda tables, dialect: journal_ddl(_v2_journal(tables), dialect)
+    ),
     Step(3, "tombstones refuse writes to erased tenants and threads", _checkpoint_tombstones),
     Step(4, "a stamp per thread, so a writer's next put reads nothing back", _checkpoint_stamps),
     Step(5, "compressed values and pending writes", _checkpoint_codecs),
@@ -878,6 +903,7 @@ CHECKPOINT_STEPS: tuple[Step, ...] = (
         "before refuses the database instead of failing to read them)",
         lambda tables, dialect: [],
     ),
+    Step(13, "journal entries name the checkpoint their step ran from", _journal_origins),
 )
 """The ``checkpoints`` component's steps; append-only like `STEPS`."""
 
