@@ -5,7 +5,12 @@ The design of `memfold.backends.tiered.TieredThreadStore`, for checkpoints:
 
 - Every write goes to the durable store first, so a checkpoint acknowledged is a checkpoint
   committed there (leases are enforced there too); the same operation is then applied to the
-  hot store, without the lease.
+  hot store, without the lease. A write of one thread is marked in flight in the hot store
+  (`memfold.backends.redis.checkpoint_store.StartWrite`) before its durable write and unmarked
+  after its hot one: while marked, the hot copy is not served, so a writer killed between the
+  two tiers leaves no stale copy served as whole (which a later writer would fork from).
+  Reads of a thread with a write in flight go to the durable store; once a mark is older than
+  ``write_timeout`` its writer is taken for dead, and a read re-warms the thread.
 - ``get``, ``list`` and channel histories of one thread are served hot when the hot store
   holds the whole thread:
   a mark (`memfold.backends.redis.checkpoint_store.MarkWhole`) that lives in the thread's own
@@ -58,9 +63,12 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 from memfold import checkpoint_ops as ops
 from memfold.backends.redis.checkpoint_store import (
     ClaimWhole,
+    EndWrite,
     IsWhole,
     MarkWhole,
     RedisCheckpointStore,
+    StartWrite,
+    WritesInFlight,
 )
 from memfold.backends.tiered import MAX_DIRTY, hot_erasure_failed, log
 from memfold.checkpoint_model import Checkpoint
@@ -106,6 +114,7 @@ class TieredCheckpointStore(BaseCheckpointStore):
         hot: the fast store that serves reads of whole threads; may be unreachable at times.
         durable: the store of record; every acknowledged write is committed here first.
         warn_every: the least number of seconds between two "hot store unavailable" warnings.
+        write_timeout: seconds after which a write still marked in flight counts as dead.
     """
 
     name = "tiered"
@@ -117,10 +126,19 @@ class TieredCheckpointStore(BaseCheckpointStore):
         durable: BaseCheckpointStore,
         *,
         warn_every: float = 30.0,
+        write_timeout: float = 10.0,
     ) -> None:
         if not isinstance(hot, RedisCheckpointStore):
             raise InvalidInput(
                 f"the hot tier must be a RedisCheckpointStore, got {type(hot).__name__}"
+            )
+        if not (
+            isinstance(write_timeout, int | float)
+            and not isinstance(write_timeout, bool)
+            and 0 < write_timeout < 86_400
+        ):
+            raise InvalidInput(
+                f"write_timeout must be seconds in (0, 86400), got {write_timeout!r}"
             )
         super().__init__(
             durable.capabilities, delta_policy=durable.delta_policy, retention=durable.retention
@@ -128,6 +146,7 @@ class TieredCheckpointStore(BaseCheckpointStore):
         self.hot = hot
         self.durable = durable
         self.warn_every = warn_every
+        self._timeout_ms = max(1, round(write_timeout * 1000))
         self._last_warning = -float("inf")
         self._dirty: set[tuple[str, str]] = set()
         self._replay: list[Op[Any]] = []
@@ -188,7 +207,33 @@ class TieredCheckpointStore(BaseCheckpointStore):
             yield _Step(self.hot, ops.DeleteCheckpointThread(tenant, thread_id))
             self._dirty.discard((tenant, thread_id))
 
+    def _marked(self, op: Op[Any], token: str, start: bool) -> Flow[list[tuple[str, str]]]:
+        """Mark the threads ``op`` writes in flight (``start``) or unmark them; returns those
+        it marked (none once the hot store fails)."""
+        threads = self._threads(op) if self._trusted else []
+        for tenant, thread_id in threads:
+            step = StartWrite if start else EndWrite
+            try:
+                yield _Step(self.hot, step(tenant, thread_id, token))
+            except MemfoldError as error:
+                self._hot_failed(error)
+                return []
+        return threads
+
     def _write(self, op: Op[T]) -> Flow[T]:
+        token = uuid.uuid4().hex
+        marked = yield from self._marked(op, token, start=True)
+        try:
+            result: T = yield from self._write_both(op)
+        except MemfoldError:
+            if marked:
+                yield from self._marked(op, token, start=False)
+            raise
+        if marked:
+            yield from self._marked(op, token, start=False)
+        return result
+
+    def _write_both(self, op: Op[T]) -> Flow[T]:
         result: T = yield _Step(self.durable, op)
         if isinstance(op, (ops.ReleaseThread, ops.CheckpointStats, *_DURABLE_ONLY)):
             return result  # leases, stats, early writes and the journal: the durable store's
@@ -240,8 +285,9 @@ class TieredCheckpointStore(BaseCheckpointStore):
             durable: T = yield _Step(self.durable, op)
             return durable
         result: T = yield _Step(self.durable, op)
-        try:
-            yield from self._warm(tenant, thread_id)
+        try:  # a write in flight will change the thread: warm it up once it is done
+            if not (yield _Step(self.hot, WritesInFlight(tenant, thread_id, self._timeout_ms))):
+                yield from self._warm(tenant, thread_id)
         except MemfoldError as error:
             self._hot_failed(error)
         return result
@@ -256,7 +302,7 @@ class TieredCheckpointStore(BaseCheckpointStore):
         the two reads is then in the second, and its writes in the first.
         """
         token = uuid.uuid4().hex
-        yield _Step(self.hot, ClaimWhole(tenant, thread_id, token))
+        yield _Step(self.hot, ClaimWhole(tenant, thread_id, token, self._timeout_ms))
         early = yield _Step(self.durable, ops.ListEarlyWrites(tenant, thread_id))
         everything = ops.ListCheckpoints(tenant, thread_id, None, None, (), None, None)
         found: list[Checkpoint] = yield _Step(self.durable, everything)

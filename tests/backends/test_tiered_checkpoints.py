@@ -7,10 +7,15 @@ what only a tiered store does. They kill their own ``redis-server``, never the s
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
+import signal
 import threading
+import time
 import uuid
 from collections.abc import Iterator
-from typing import TypeVar
+from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
@@ -18,10 +23,23 @@ from memfold import checkpoint_ops
 from memfold.backends.memory_checkpoints import MemoryCheckpointStore
 from memfold.backends.redis.checkpoint_store import IsWhole, RedisCheckpointStore
 from memfold.backends.tiered_checkpoints import TieredCheckpointStore
-from memfold.checkpoints import BaseCheckpointStore, Blob, PendingWrite, SequenceBlob
+from memfold.checkpoints import (
+    BaseCheckpointStore,
+    Blob,
+    PendingWrite,
+    SequenceBlob,
+    open_checkpoint_store,
+)
+from memfold.errors import InvalidInput
 from memfold.ops import Op
 from tests.backends.test_tiered import OwnRedis
-from tests.support import drop_checkpoint_store, postgres_checkpoint_store, redis_checkpoint_store
+from tests.support import (
+    PG_URL,
+    REDIS_URL,
+    drop_checkpoint_store,
+    postgres_checkpoint_store,
+    redis_checkpoint_store,
+)
 
 T = TypeVar("T")
 
@@ -197,3 +215,129 @@ def test_writes_stored_before_their_checkpoint_survive_a_warm_up(
     finally:
         drop_checkpoint_store(hot)
         hot.close()
+
+
+class PausedAfterPut(MemoryCheckpointStore):
+    """A durable store that, once armed, holds the thread whose put it just committed until
+    released (a writer between its durable and its hot write)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.armed = False
+        self.committed = threading.Event()
+        self.release = threading.Event()
+
+    def execute(self, op: Op[T]) -> T:
+        result = super().execute(op)
+        if self.armed and isinstance(op, checkpoint_ops.PutCheckpoint):
+            self.armed = False
+            self.committed.set()
+            self.release.wait(10)
+        return result
+
+
+def test_a_write_in_flight_keeps_reads_off_the_hot_copy() -> None:
+    """Between a put's durable and hot writes the thread's hot copy is stale: reads then go to
+    the durable store (the new checkpoint) without re-warming the thread, and once the write is
+    done the copy, now holding it, is served again."""
+    hot, durable = redis_checkpoint_store(), PausedAfterPut()
+    assert isinstance(hot, RedisCheckpointStore)
+    reader, writer = TieredCheckpointStore(hot, durable), TieredCheckpointStore(hot, durable)
+    try:
+        writer.put("t", "c1", BODY)
+        assert reader.get("t") is not None  # warmed
+        token = hot.execute(IsWhole("default", "t"))
+        assert token is not None
+        durable.armed = True
+        putting = threading.Thread(
+            target=writer.put, args=("t", "c2", BODY), kwargs={"parent_id": "c1"}
+        )
+        putting.start()
+        assert durable.committed.wait(10)
+        assert hot.execute(IsWhole("default", "t")) is None
+        newest = reader.get("t")
+        assert newest is not None
+        assert newest.checkpoint_id == "c2"
+        assert [c.checkpoint_id for c in reader.list_checkpoints("t")] == ["c2", "c1"]
+        assert [c.checkpoint_id for c in hot.list_checkpoints("t")] == ["c1"]  # not re-warmed
+        durable.release.set()
+        putting.join()
+        assert hot.execute(IsWhole("default", "t")) == token  # the same copy, served again
+        assert [c.checkpoint_id for c in reader.list_checkpoints("t")] == ["c2", "c1"]
+    finally:
+        durable.release.set()
+        drop_checkpoint_store(hot)
+        hot.close()
+
+
+class DiesBeforeHotPut(RedisCheckpointStore):
+    """A hot store whose put of checkpoint c2 signals through a file and blocks until the
+    process is killed: the put is committed durably, and never reaches Redis."""
+
+    marker = ""
+
+    def execute(self, op: Op[T]) -> T:
+        if isinstance(op, checkpoint_ops.PutCheckpoint) and op.checkpoint_id == "c2":
+            Path(self.marker).write_text("durable, not hot")
+            time.sleep(120)  # killed here
+        return super().execute(op)
+
+
+def put_then_die(prefix: str, schema: str, marker: str) -> None:
+    """Put c2 through a tiered store whose process dies between the two tiers."""
+    hot = DiesBeforeHotPut.from_url(REDIS_URL, key_prefix=prefix)
+    hot.marker = marker
+    durable = open_checkpoint_store(PG_URL, schema=schema, setup=False)
+    TieredCheckpointStore(hot, durable).put("t", "c2", BODY, parent_id="c1")
+
+
+def test_a_writer_killed_between_the_tiers_leaves_no_stale_copy_served(
+    durable: BaseCheckpointStore, tmp_path: Path
+) -> None:
+    """A process SIGKILLed after its put reached PostgreSQL and before it reached Redis: reads
+    from another process return the new checkpoint, not the hot copy's older head (which a
+    writer continuing from it would fork the thread from); once the dead write's mark is older
+    than ``write_timeout``, a read warms the thread into Redis again."""
+    hot = redis_checkpoint_store()
+    assert isinstance(hot, RedisCheckpointStore)
+    store = TieredCheckpointStore(hot, durable, write_timeout=1)
+    try:
+        store.put("t", "c1", BODY)
+        assert store.get("t") is not None  # warmed: the hot copy is whole
+        marker = tmp_path / "died"
+        schema = durable.tables.schema  # type: ignore[attr-defined]
+        ctx = multiprocessing.get_context("spawn")
+        child = ctx.Process(target=put_then_die, args=(hot.key_prefix, schema, str(marker)))
+        child.start()
+        deadline = time.monotonic() + 60
+        while not marker.exists():
+            assert child.is_alive(), f"the put failed ({child.exitcode})"
+            assert time.monotonic() < deadline, "the put never ran"
+            time.sleep(0.05)
+        assert child.pid is not None
+        os.kill(child.pid, signal.SIGKILL)
+        child.join(30)
+
+        assert [c.checkpoint_id for c in hot.list_checkpoints("t")] == ["c1"]  # stale
+        newest = store.get("t")
+        assert newest is not None
+        assert newest.checkpoint_id == "c2"
+        assert hot.execute(IsWhole("default", "t")) is None
+        time.sleep(1.2)  # the dead write's mark is now older than write_timeout
+        assert store.get("t") is not None  # re-warms the thread
+        assert hot.execute(IsWhole("default", "t")) is not None
+        store.put("t", "c3", BODY, parent_id="c2")
+        for reader in (store, hot, durable):
+            assert [c.checkpoint_id for c in reader.list_checkpoints("t")] == ["c3", "c2", "c1"]
+    finally:
+        drop_checkpoint_store(hot)
+        store.close()
+
+
+@pytest.mark.parametrize("timeout", [0, -1, 86_400, "10", True, float("nan")])
+def test_a_bad_write_timeout_is_refused(timeout: Any) -> None:
+    """write_timeout is a number of seconds in (0, 86400)."""
+    hot = redis_checkpoint_store()
+    with pytest.raises(InvalidInput, match="write_timeout"):
+        TieredCheckpointStore(hot, MemoryCheckpointStore(), write_timeout=timeout)  # type: ignore[arg-type]
+    hot.close()

@@ -2,10 +2,11 @@
 
 Every script takes ``KEYS`` = `CheckpointKeys.all` (the thread's twelve keys, the tenant's
 thread index, its tombstones, then its four retention indexes), plus extra keys after them
-where noted. A write that adds a checkpoint keeps the retention indexes on the safe side (a
-namespace's count can only raise ``sizes``, the checkpoint it makes removable can only lower
-``firsts``, a re-put marks the thread ``dirty``); a sweep sets them exactly, in the same
-compare-and-set step as its removals. The writes that
+where noted; `START_WRITE` and `IS_WHOLE` take the thread's info hash alone. A write that
+adds a checkpoint keeps the retention indexes on the safe side (a namespace's count can only
+raise ``sizes``, the checkpoint it makes removable can only lower ``firsts``, a re-put marks
+the thread ``dirty``); a sweep sets them exactly, in the same compare-and-set step as its
+removals. The writes that
 could bring an erased thread back (a checkpoint, pending writes, a copy's target, a journal
 entry) are refused if the tombstones (`memfold.backends.redis.tombstones`) name the tenant or
 the thread. Decisions that need memfold's own
@@ -24,16 +25,19 @@ __all__ = [
     "ALL",
     "APPLY",
     "BACKFILL",
+    "CLAIM_WHOLE",
     "COPY",
     "DELETE",
     "DELETE_EFFECTS",
     "DUMP",
+    "IS_WHOLE",
     "MARK_WHOLE",
     "PUT_READ",
     "READ",
     "RECORD_EFFECT",
     "RELEASE",
     "SET_TTL",
+    "START_WRITE",
     "WALK",
 ]
 
@@ -324,20 +328,31 @@ return out
 """
 )
 
+_DELETE_THREAD = r"""
+-- Deletes the thread whose member is `member` (its runs indexed under `base`); returns
+-- {checkpoints, rows, writes} it held.
+local function delete_thread(member, base)
+  local removed = {
+    redis.call('ZCARD', ids), redis.call('HLEN', headers), redis.call('HLEN', writes)
+  }
+  for _, run in ipairs(redis.call('SMEMBERS', runs)) do
+    redis.call('SREM', base .. run, member)
+  end
+  for k = 1, own do redis.call('DEL', KEYS[k]) end
+  for _, index in ipairs({threads, sizes, firsts, ttls, dirty}) do
+    redis.call('ZREM', index, member)
+  end
+  return removed
+end
+"""
+
 DELETE = Script(
     _HELPERS
+    + _DELETE_THREAD
     + r"""
 -- ARGV: the thread's member, the tenant's run-index key base. Deletes the thread; returns
 -- {checkpoints, rows, writes} it held.
-local removed = {redis.call('ZCARD', ids), redis.call('HLEN', headers), redis.call('HLEN', writes)}
-for _, run in ipairs(redis.call('SMEMBERS', runs)) do
-  redis.call('SREM', ARGV[2] .. run, ARGV[1])
-end
-for k = 1, own do redis.call('DEL', KEYS[k]) end
-for _, index in ipairs({threads, sizes, firsts, ttls, dirty}) do
-  redis.call('ZREM', index, ARGV[1])
-end
-return removed
+return delete_thread(ARGV[1], ARGV[2])
 """
 )
 
@@ -425,6 +440,62 @@ return 1
 """
 )
 
+CLAIM_WHOLE = Script(
+    _HELPERS
+    + _DELETE_THREAD
+    + r"""
+-- ARGV: the thread's member, the tenant's run-index key base, a warm-up's token, a number of
+-- milliseconds. Deletes the thread and records the warm-up as copying it in (see MARK_WHOLE),
+-- keeping the marks of the writes in flight (START_WRITE) that started less than that long
+-- ago: until they end, the copy is not served whole.
+local now = redis.call('TIME')
+local since = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - tonumber(ARGV[4])
+local kept = {}
+local fields = redis.call('HGETALL', info)
+for i = 1, #fields, 2 do
+  if string.sub(fields[i], 1, 2) == 'f:' and tonumber(fields[i + 1]) > since then
+    table.insert(kept, fields[i])
+    table.insert(kept, fields[i + 1])
+  end
+end
+delete_thread(ARGV[1], ARGV[2])
+redis.call('HSET', info, 'warming', ARGV[3], unpack(kept))
+"""
+)
+
+START_WRITE = Script(
+    r"""
+-- KEYS[1]: a thread's info hash; ARGV[1]: a write's token. Marks the write in flight (a tiered
+-- store's, from before its durable write until its hot one is done), with the server's time in
+-- milliseconds: IS_WHOLE finds the thread not whole until END_WRITE (or a warm-up long after).
+local now = redis.call('TIME')
+local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+redis.call('HSET', KEYS[1], 'f:' .. ARGV[1], string.format('%d', ms))
+"""
+)
+
+IS_WHOLE = Script(
+    r"""
+-- KEYS[1]: a thread's info hash; ARGV[1]: a number of milliseconds. Returns {whole, busy}: the
+-- token of the warm-up that marked the thread whole, or false if it is not marked or a write
+-- is in flight; and 1 if a write in flight started less than that long ago, else 0.
+local now = redis.call('TIME')
+local since = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - tonumber(ARGV[1])
+local whole, flying, busy = false, false, 0
+local fields = redis.call('HGETALL', KEYS[1])
+for i = 1, #fields, 2 do
+  if string.sub(fields[i], 1, 2) == 'f:' then
+    flying = true
+    if tonumber(fields[i + 1]) > since then busy = 1 end
+  elseif fields[i] == 'whole' then
+    whole = fields[i + 1]
+  end
+end
+if flying then whole = false end
+return {whole, busy}
+"""
+)
+
 RECORD_EFFECT = Script(
     _HELPERS
     + r"""
@@ -490,7 +561,7 @@ return #page
 )
 
 ALL = (
-    READ, PUT_READ, APPLY, DUMP, DELETE, COPY, SET_TTL, RELEASE, MARK_WHOLE, RECORD_EFFECT,
-    DELETE_EFFECTS, BACKFILL,
+    READ, PUT_READ, APPLY, DUMP, DELETE, COPY, SET_TTL, RELEASE, MARK_WHOLE, CLAIM_WHOLE,
+    START_WRITE, IS_WHOLE, RECORD_EFFECT, DELETE_EFFECTS, BACKFILL,
 )  # fmt: skip
 """Every script, for ``setup()`` to load up front."""

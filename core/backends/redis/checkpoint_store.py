@@ -104,7 +104,15 @@ from memfold.schema_steps import SchemaSteps
 from memfold.stores import Capabilities
 from memfold.tombstones import EraseSubject, FindThreads, LiftTombstones
 
-__all__ = ["ClaimWhole", "IsWhole", "MarkWhole", "RedisCheckpointStore"]
+__all__ = [
+    "ClaimWhole",
+    "EndWrite",
+    "IsWhole",
+    "MarkWhole",
+    "RedisCheckpointStore",
+    "StartWrite",
+    "WritesInFlight",
+]
 
 T = TypeVar("T")
 
@@ -126,11 +134,43 @@ _PAGE: Final = 200
 class ClaimWhole(Op[None]):
     """Drop this store's copy of a thread and start copying it in, as warm-up ``token`` (a
     tiered store's): `MarkWhole` with the same token then marks the copy complete, unless a
-    deletion or another warm-up came in between."""
+    deletion or another warm-up came in between. The marks of writes in flight (`StartWrite`)
+    younger than ``keep_ms`` milliseconds stay."""
 
     tenant: str
     thread_id: str
     token: str
+    keep_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class StartWrite(Op[None]):
+    """Mark write ``token`` of a thread in flight (a tiered store's, from before its durable
+    write until its write here is done): until `EndWrite`, `IsWhole` finds the thread not
+    whole, so a writer that dies in between leaves no stale copy served as whole."""
+
+    tenant: str
+    thread_id: str
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class EndWrite(Op[None]):
+    """End the mark of `StartWrite` ``token`` (nothing if a deletion or warm-up dropped it)."""
+
+    tenant: str
+    thread_id: str
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class WritesInFlight(Op[bool]):
+    """Whether a write of the thread marked by `StartWrite` less than ``within_ms`` ago is in
+    flight (an older mark is taken for a writer that died)."""
+
+    tenant: str
+    thread_id: str
+    within_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,8 +186,8 @@ class MarkWhole(Op[bool]):
 
 @dataclass(frozen=True, slots=True)
 class IsWhole(Op[str | None]):
-    """The token of the warm-up that marked the thread whole (None: not marked, or a
-    deletion or expiry has dropped the mark since)."""
+    """The token of the warm-up that marked the thread whole (None: not marked, a deletion or
+    expiry has dropped the mark since, or a write is in flight)."""
 
     tenant: str
     thread_id: str
@@ -155,6 +195,10 @@ class IsWhole(Op[str | None]):
 
 def _reply(value: Any) -> Any:
     return value
+
+
+def _none(_: Any) -> None:
+    return None
 
 
 def _text(value: bytes | None) -> str | None:
@@ -389,14 +433,27 @@ class RedisCheckpointStore(BaseCheckpointStore):
                 return self._sweep(tenant, policy, now, dry_run)
             case ops.CheckpointStats(tenant, thread_id):
                 return self._stats(tenant, thread_id)
-            case ClaimWhole(tenant, thread_id, token):
-                return self._claim_whole(tenant, thread_id, token)
+            case ClaimWhole(tenant, thread_id, token, keep_ms):
+                keys, base = self._keys(tenant, thread_id), run_base(self.key_prefix, tenant)
+                claim = (keys.member, base, token, keep_ms)
+                return self._one(_script(scripts.CLAIM_WHOLE, keys.all, *claim), _none)
             case MarkWhole(tenant, thread_id, token):
                 keys = self._keys(tenant, thread_id)
                 return self._one(_script(scripts.MARK_WHOLE, keys.all, token), bool)
+            case StartWrite(tenant, thread_id, token):
+                keys = self._keys(tenant, thread_id)
+                return self._one(_script(scripts.START_WRITE, [keys.info], token), _none)
+            case EndWrite(tenant, thread_id, token):
+                keys = self._keys(tenant, thread_id)
+                return self._one(_command("HDEL", keys.info, f"f:{token}"), _none)
             case IsWhole(tenant, thread_id):
                 keys = self._keys(tenant, thread_id)
-                return self._one(_command("HGET", keys.info, "whole"), _text)
+                found = _script(scripts.IS_WHOLE, [keys.info], 0)
+                return self._one(found, lambda reply: _text(reply[0]))
+            case WritesInFlight(tenant, thread_id, within_ms):
+                keys = self._keys(tenant, thread_id)
+                found = _script(scripts.IS_WHOLE, [keys.info], within_ms)
+                return self._one(found, lambda reply: bool(reply[1]))
             case FindThreads():
                 return find_checkpoint_threads(self.key_prefix, op)
             case EraseSubject():
@@ -674,10 +731,6 @@ class RedisCheckpointStore(BaseCheckpointStore):
 
     def _delete_count(self, tenant: str, thread_id: str) -> Flow[int]:
         return (yield from self._delete(tenant, thread_id))[0]
-
-    def _claim_whole(self, tenant: str, thread_id: str, token: str) -> Flow[None]:
-        yield from self._delete(tenant, thread_id)
-        yield _command("HSET", self._keys(tenant, thread_id).info, "warming", token)
 
     def _drop(
         self,
