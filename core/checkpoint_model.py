@@ -136,11 +136,21 @@ class Lease:
     touching the lease: LangGraph stores a step's writes and its checkpoint concurrently, and
     the checkpoint's own ``put`` is what the lease checks (the writes of a refused ``put`` are
     never read, and go with the thread when it is deleted).
+
+    A nested run (a LangGraph subgraph) starts its own namespace with a checkpoint that has
+    no parent; ``origin`` names the checkpoint ``(namespace, checkpoint_id)`` of the enclosing
+    run it starts from (`memfold.integrations.langgraph.MemfoldSaver` sets it from LangGraph's
+    ``checkpoint_map``). Such a first checkpoint continues from the newest checkpoint when
+    ``origin`` is its namespace's newest, so it takes the lease over like a child of that
+    checkpoint would; otherwise (``origin`` older, or not stored yet), or without ``origin``,
+    it is checked as a write that does not continue. ``origin`` is ignored for a checkpoint
+    that has a parent.
     """
 
     writer: str
     seconds: float
     handover: bool = True
+    origin: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,9 +8,11 @@ since the parent checkpoint are stored (see `memfold.checkpoint_deltas`).
 One writer per thread: ``put`` and ``put_writes`` take a `Lease` naming the writer. While a
 writer's lease is live (``Lease.seconds`` after its last write) another writer's write raises
 `memfold.errors.Conflict`, unless it continues from the namespace's newest checkpoint, which
-hands the lease over (a new process picking up a finished or interrupted run). Either way two
-writers can never both extend a thread: whoever writes from a stale checkpoint is refused,
-while the lease holder itself may fork from any older checkpoint (time travel).
+hands the lease over (a new process picking up a finished or interrupted run); a nested run's
+first checkpoint (no parent) is judged by the enclosing checkpoint it starts from
+(``Lease.origin``). Either way two writers can never both extend a thread: whoever writes from
+a stale checkpoint is refused, while the lease holder itself may fork from any older
+checkpoint (time travel).
 
 Examples:
     >>> from memfold.checkpoints import Blob, SequenceBlob, open_checkpoint_store
@@ -195,6 +197,11 @@ def _check_lease(lease: object) -> Lease | None:
     check_id(lease.writer, "lease writer")
     if check_seconds(lease.seconds, "lease seconds") is None:
         raise InvalidInput("a lease needs its seconds: how long the writer's claim lasts")
+    if lease.origin is not None:
+        if not isinstance(lease.origin, tuple) or len(lease.origin) != 2:
+            raise InvalidInput("a lease's origin must be a (namespace, checkpoint_id) pair")
+        check_namespace(lease.origin[0])
+        check_id(lease.origin[1], "lease origin checkpoint id")
     return lease
 
 
@@ -1079,6 +1086,16 @@ def claim_lease(
             "newest checkpoint, or wait for the lease to end"
         )
     return now + timedelta(seconds=lease.seconds)
+
+
+def lease_origin(op: ops.PutCheckpoint) -> tuple[str, str] | None:
+    """The checkpoint ``(namespace, checkpoint_id)`` of an enclosing run that ``op`` (a
+    nested run's first checkpoint, without a parent) starts from, if its lease names one
+    (see `Lease`): the lease is checked against that checkpoint, not ``op``'s own namespace."""
+    if op.lease is None or op.lease.origin is None or op.parent_id is not None:
+        return None
+    namespace, checkpoint_id = op.lease.origin
+    return None if namespace == op.namespace else (namespace, checkpoint_id)
 
 
 def matches_filter(metadata: Mapping[str, JSON], pairs: tuple[tuple[str, str], ...]) -> bool:

@@ -43,7 +43,7 @@ from memfold.checkpoint_model import (
     SweepResult,
     Version,
 )
-from memfold.checkpoints import BaseCheckpointStore, claim_lease, matches_filter
+from memfold.checkpoints import BaseCheckpointStore, claim_lease, lease_origin, matches_filter
 from memfold.errors import Conflict, InvalidInput, NotFound
 from memfold.journal import JOURNAL_OPS, RecordEffect
 from memfold.model import JSON
@@ -238,15 +238,21 @@ class MemoryCheckpointStore(BaseCheckpointStore):
         thread = self._threads.get(key)
         space = None if thread is None else thread.spaces.get(op.namespace)
         until = None
-        if op.lease is not None:
-            head = space.ids[-1] if space is not None and space.ids else None
+        lease = op.lease
+        head = space.ids[-1] if space is not None and space.ids else None
+        continues = op.parent_id is not None and op.parent_id == head
+        origin = lease_origin(op)
+        if origin is not None:  # a nested run's first checkpoint: see Lease
+            enclosing = None if thread is None else thread.spaces.get(origin[0])
+            continues = enclosing is not None and enclosing.ids[-1:] == [origin[1]]
+        if lease is not None:
             until = claim_lease(
                 op.thread_id,
                 None if thread is None else thread.holder,
                 None if thread is None else thread.lease_until,
-                op.lease,
+                lease,
                 op.created_at,
-                continues_head=op.parent_id is not None and op.parent_id == head,
+                continues_head=continues,
             )
         parent = None
         if space is not None and op.parent_id is not None:
@@ -269,7 +275,7 @@ class MemoryCheckpointStore(BaseCheckpointStore):
             op.parent_id, op.created_at, json.loads(op.metadata_json), op.metadata_json,
             op.body, dict(op.versions), op.versions_json, refs,
         )  # fmt: skip
-        self._touch(thread, op.created_at, None if op.lease is None else op.lease.writer, until)
+        self._touch(thread, op.created_at, None if lease is None else lease.writer, until)
 
     def _put_writes(self, op: ops.PutCheckpointWrites) -> None:
         key = (op.tenant, op.thread_id)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager, suppress
+from dataclasses import replace
 from typing import Any, cast
 
 from langchain_core.runnables import RunnableConfig
@@ -98,8 +99,9 @@ class MemfoldSaver(BaseCheckpointSaver[int]):
     writes (``lease_seconds`` long, renewed by each checkpoint it stores, and by pending writes
     once half of it has run); another saver writing the same thread meanwhile gets
     `memfold.errors.Conflict`, unless it continues from the thread's newest checkpoint
-    (``handover``: another process picking up a finished or interrupted run), in which case
-    this saver's next write from an older checkpoint is refused instead. Time travel and forks
+    (``handover``: another process picking up a finished or interrupted run; a subgraph's
+    first checkpoint continues from the enclosing graph's checkpoint it runs from), in which
+    case this saver's next write from an older checkpoint is refused instead. Time travel and forks
     by this saver always work; `release` ends its lease early, and ``lease_seconds=None`` turns
     leases off.
 
@@ -230,16 +232,26 @@ class MemfoldSaver(BaseCheckpointSaver[int]):
             if ch in versions
         }
         body = {k: v for k, v in checkpoint.items() if k not in _NOT_IN_BODY}
+        namespace = conf.get("checkpoint_ns", "")
+        lease = self.lease
+        if lease is not None and namespace and conf.get("checkpoint_id") is None:
+            # A subgraph's first checkpoint: the lease is checked against the checkpoint of
+            # the enclosing graph that it starts from (see memfold.checkpoints.Lease).
+            enclosing = namespace.rpartition("|")[0] if isinstance(namespace, str) else ""
+            origins = conf.get("checkpoint_map")  # LangGraph's: namespace -> checkpoint id
+            origin = origins.get(enclosing) if isinstance(origins, Mapping) else None
+            if isinstance(origin, str):
+                lease = replace(lease, origin=(enclosing, origin))
         return {
             "thread_id": _thread(conf.get("thread_id")),
             "checkpoint_id": checkpoint.get("id"),
             "body": Blob(*self._dumps(body)),
-            "namespace": conf.get("checkpoint_ns", ""),
+            "namespace": namespace,
             "parent_id": conf.get("checkpoint_id"),
             "metadata": cast(Mapping[str, JSON], get_checkpoint_metadata(config, metadata)),
             "versions": versions,
             "values": values,
-            "lease": self.lease,
+            "lease": lease,
             "tenant": self.tenant,
         }
 

@@ -7,6 +7,7 @@ A backend joins the suite by adding its name to ``CHECKPOINT_BACKENDS`` and a br
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -882,6 +883,35 @@ async def test_writes_on_a_checkpoint_not_stored_yet_leave_the_lease_alone(api: 
         await api.put("t", "a-fork-2", BODY, parent_id=cid(0), lease=A)
 
 
+async def test_a_nested_runs_first_checkpoint_is_judged_by_its_origin(api: Api) -> None:
+    """A subgraph's first checkpoint (a new namespace, no parent) continues from the enclosing
+    checkpoint its lease names as origin: B's from the newest one takes the lease over, B's
+    from an older one, from one not stored yet, or without origin is refused (a stale writer
+    whose first subgraph checkpoint passed unchecked took the lease over with the next one)."""
+
+    def b_from(origin: str) -> Lease:
+        return replace(B, origin=("", origin))
+
+    await grow(api, "t", 2, lease=A)
+    with pytest.raises(Conflict):
+        await api.put("t", "sub-old", BODY, namespace="sub:1", lease=b_from(cid(0)))
+    with pytest.raises(Conflict):
+        await api.put("t", "sub-none", BODY, namespace="sub:1", lease=B)
+    with pytest.raises(Conflict):
+        await api.put("t", "sub-early", BODY, namespace="sub:2", lease=b_from(cid(9)))
+    await api.put("t", cid(2), BODY, parent_id=cid(0), lease=A)  # A still holds the lease
+    await api.put("t", "sub-new", BODY, namespace="sub:3", lease=b_from(cid(2)))
+    with pytest.raises(Conflict):  # B took the lease over: A may no longer fork
+        await api.put("t", "a-fork", BODY, parent_id=cid(1), lease=A)
+    await api.put("t", "sub-next", BODY, namespace="sub:3", parent_id="sub-new", lease=B)
+    await api.put("t", cid(3), BODY, parent_id=cid(2), lease=B)
+    stored = {"": [cid(3), cid(2), cid(1), cid(0)], "sub:1": [], "sub:2": []}
+    stored["sub:3"] = ["sub-next", "sub-new"]
+    for namespace, ids in stored.items():
+        got = await api.list_checkpoints("t", namespace=namespace)
+        assert [c.checkpoint_id for c in got] == ids
+
+
 async def test_without_handover_the_second_writer_always_waits(api: Api) -> None:
     """A lease with handover=False refuses B even when B continues from the newest checkpoint."""
     await grow(api, "t", 2, lease=A)
@@ -922,6 +952,8 @@ async def test_writes_without_a_lease_are_not_checked(api: Api) -> None:
         (("t", "c", BODY), {"versions": {"x": 1}, "values": {"x": "text"}}),
         (("t", "c", BODY), {"namespace": "a\x00b"}),
         (("t", "c", BODY), {"lease": Lease("w", 0)}),
+        (("t", "c", BODY), {"namespace": "s", "lease": Lease("w", 1, origin=("a\x00", "c"))}),
+        (("t", "c", BODY), {"namespace": "s", "lease": Lease("w", 1, origin=("", ""))}),
     ],
 )
 async def test_bad_puts_are_refused(

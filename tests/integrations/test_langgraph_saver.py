@@ -38,8 +38,8 @@ from memfold.checkpoints import (
     open_checkpoint_store,
 )
 from memfold.integrations.langgraph import MemfoldSaver
-from tests.backends.test_checkpoints import make_checkpoint_store
-from tests.support import drop_checkpoint_store
+from tests.backends.test_checkpoints import CHECKPOINT_BACKENDS, make_checkpoint_store
+from tests.support import PG_URL, REDIS_URL, drop_checkpoint_store
 
 
 class State(TypedDict):
@@ -437,6 +437,83 @@ async def test_an_expired_or_released_lease_lets_another_saver_fork(
     assert other.release("t")
     assert not holder.release("t")
     await run.invoke(chat_graph(holder), {"messages": [HumanMessage("again")]}, oldest)
+
+
+class LogState(TypedDict):
+    log: Annotated[list[str], operator.add]
+
+
+def subgraph_graph(saver: MemfoldSaver) -> CompiledStateGraph[Any]:
+    """a -> sub (x -> inner (z) -> y) -> end, paused before ``sub``."""
+
+    def step(name: str) -> Any:
+        return lambda state: {"log": [name]}
+
+    inner = StateGraph(LogState)
+    inner.add_node("z", step("z"))
+    inner.add_edge(START, "z")
+    sub = StateGraph(LogState)
+    sub.add_node("x", step("x"))
+    sub.add_node("inner", inner.compile())
+    sub.add_node("y", step("y"))
+    sub.add_edge(START, "x")
+    sub.add_edge("x", "inner")
+    sub.add_edge("inner", "y")
+    builder = StateGraph(LogState)
+    builder.add_node("a", step("a"))
+    builder.add_node("sub", sub.compile())
+    builder.add_edge(START, "a")
+    builder.add_edge("a", "sub")
+    builder.add_edge("sub", END)
+    return builder.compile(checkpointer=saver, interrupt_before=["sub"])
+
+
+def another_instance(store: BaseCheckpointStore, tmp_path: Path) -> BaseCheckpointStore:
+    """A second store on the same database as ``store`` (another process's), or ``store``
+    itself for memory."""
+    from memfold.backends.tiered_checkpoints import TieredCheckpointStore
+
+    if isinstance(store, TieredCheckpointStore):
+        hot, durable = (another_instance(s, tmp_path) for s in (store.hot, store.durable))
+        return TieredCheckpointStore(hot, durable)  # type: ignore[arg-type]
+    if store.name == "sqlite":
+        return open_checkpoint_store(f"sqlite:///{tmp_path / 'checkpoints.db'}", setup=False)
+    if store.name == "postgresql":
+        schema = store.tables.schema  # type: ignore[attr-defined]
+        return open_checkpoint_store(PG_URL, setup=False, schema=schema)
+    if store.name == "redis":
+        return open_checkpoint_store(REDIS_URL, key_prefix=store.key_prefix)  # type: ignore[attr-defined]
+    return store
+
+
+@pytest.mark.parametrize("backend", CHECKPOINT_BACKENDS)
+async def test_a_paused_run_resumes_into_a_subgraph_from_another_store(
+    run: Runner, backend: str, tmp_path: Path
+) -> None:
+    """A run paused before a subgraph resumes from another process (a second store on the
+    same database, another saver) while the first saver's lease is live: the subgraph's first
+    checkpoint starts from the thread's newest checkpoint, so it takes the lease over; the
+    first saver, resuming from the now older paused checkpoint, is refused with Conflict."""
+    first_store = make_checkpoint_store(backend, tmp_path)
+    second_store = another_instance(first_store, tmp_path)
+    try:
+        first = subgraph_graph(MemfoldSaver(first_store))
+        await run.invoke(first, {"log": []}, thread())
+        paused = await run.state(first, thread())
+        assert paused.next == ("sub",)
+        second = subgraph_graph(MemfoldSaver(second_store))
+        assert (await run.state(second, thread())).next == ("sub",)
+        done = await run.invoke(second, None, thread())
+        assert done["log"] == ["a", "a", "x", "a", "x", "z", "y"]
+        assert (await run.state(second, thread())).next == ()
+        with pytest.raises(Conflict):
+            await run.invoke(first, None, paused.config)
+        assert (await run.state(second, thread())).values == done
+    finally:
+        if second_store is not first_store:
+            await second_store.aclose()
+        await first_store.aclose()
+        drop_checkpoint_store(first_store)
 
 
 # The saver's own contract, beyond what the conformance suite checks.

@@ -96,7 +96,7 @@ from memfold.checkpoint_model import (
     StorageStats,
     SweepResult,
 )
-from memfold.checkpoints import BaseCheckpointStore, claim_lease, matches_filter
+from memfold.checkpoints import BaseCheckpointStore, claim_lease, lease_origin, matches_filter
 from memfold.errors import Conflict, InvalidInput, NotFound
 from memfold.journal import JOURNAL_OPS, ListJournalThreads
 from memfold.ops import Op
@@ -513,6 +513,7 @@ class RedisCheckpointStore(BaseCheckpointStore):
         keys, ns = self._keys(op.tenant, op.thread_id), op.namespace
         me = member(ns, op.checkpoint_id)
         parent = b"" if op.parent_id is None else member(ns, op.parent_id)
+        origin = lease_origin(op)  # a nested run's first checkpoint: see Lease
         candidates: dict[bytes, None] = {}
         for channel, version, _value in op.new_values:
             for owner in ("", op.checkpoint_id):
@@ -559,7 +560,8 @@ class RedisCheckpointStore(BaseCheckpointStore):
                 mutations += ("S", _KEYS["u"], escape(cast(str, run)))
                 mutations += ("S", len(keys.all) + 1, keys.member)
             reply = yield self._apply(
-                keys, expected, op.created_at, mutations, lease=op.lease, head=parent,
+                keys, expected, op.created_at, mutations, lease=op.lease,
+                head=parent if origin is None else member(*origin),
                 extra_keys=extra,
             )  # fmt: skip
             if reply[0] == b"ok":

@@ -10,7 +10,8 @@ form that reads nothing and a full form that reads under the thread's lock.
   runner's ``BEGIN IMMEDIATE`` on SQLite; the row is created on the thread's first write),
   reading in the same statement the newest checkpoint id, the parent's versions and refs and
   whether the checkpoint exists; then the value rows planning needs; then it checks the lease
-  and writes as the fast put does.
+  (a nested run's first checkpoint against the enclosing checkpoint it starts from: see
+  `memfold.checkpoint_model.Lease`) and writes as the fast put does.
 - *Fast pending writes* are stored without writing the thread's row when the thread's last
   write is recorded within the last minute and the writer's lease (if it has one) has more
   than half of its time left: on PostgreSQL in one statement, whose ``FOR KEY SHARE`` read of
@@ -69,7 +70,7 @@ from memfold.checkpoint_deltas import (
     version_key,
 )
 from memfold.checkpoint_model import SequenceBlob, Version
-from memfold.checkpoints import claim_lease
+from memfold.checkpoints import claim_lease, lease_origin
 from memfold.errors import Conflict
 
 __all__ = ["CheckpointWrites", "FastPut", "PutDone", "roots_params"]
@@ -360,6 +361,14 @@ class CheckpointWrites:
             )
             if seen == before:
                 break
+        continues = op.parent_id is not None and newest is not None
+        continues = continues and op.parent_id == id_text(newest)
+        origin = lease_origin(op)
+        if origin is not None:  # a nested run's first checkpoint: see Lease
+            enclosing_key = {**key, "namespace": origin[0], "checkpoint_id": id_bytes(origin[1])}
+            info = yield self._write_info, enclosing_key
+            enclosing = info.rows[0][0]
+            continues = enclosing is not None and id_text(enclosing) == origin[1]
         if op.lease is not None:
             claim_lease(
                 op.thread_id,
@@ -367,11 +376,7 @@ class CheckpointWrites:
                 None if until is None else from_us(until),
                 op.lease,
                 op.created_at,
-                continues_head=(
-                    op.parent_id is not None
-                    and newest is not None
-                    and op.parent_id == id_text(newest)
-                ),
+                continues_head=continues,
             )
         parent = None
         if parent_versions is not None:
