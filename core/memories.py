@@ -1053,8 +1053,9 @@ class BaseMemoryStore(BaseStore):
         touch: bool = False,
         include_embedding: bool = False,
     ) -> list[MemoryRecord]:
-        """A page of the live records under ``prefix`` passing ``filter``, oldest first.
-        ``touch`` marks those with a TTL used now and restarts it (as `get` and `search` do)."""
+        """A page of the live records under ``prefix`` passing ``filter``, oldest first (ties by
+        id, then namespace, on every backend). ``touch`` marks those with a TTL used now and
+        restarts it (as `get` and `search` do)."""
         found = self.execute(self._list_op(prefix, filter, limit, offset, include_embedding))
         listed = open_records(self._keyring, found)
         if not touch:

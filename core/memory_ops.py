@@ -84,7 +84,8 @@ class DeleteMemoriesWhere(Op[int]):
 
 @dataclass(frozen=True, slots=True)
 class ListMemories(Op[list[MemoryRecord]]):
-    """Live records under a namespace prefix passing ``filter``, oldest first (then by id).
+    """Live records under a namespace prefix passing ``filter``, oldest first, then by id, then
+    by namespace key (a total order, the same on every backend, so offsets page it).
 
     ``stale_model`` keeps only records with text whose vector is missing or was made by another
     model (what ``reembed`` redoes).

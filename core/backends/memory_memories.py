@@ -173,7 +173,7 @@ class MemoryMemoryStore(BaseMemoryStore):
                     for key, _, e in self._scan(op.prefix, op.now, op.filter)
                     if _stale(e, op.stale_model)
                 ]
-                found.sort(key=lambda pair: (pair[1].record.created_at, pair[1].record.id))
+                found.sort(key=lambda pair: (pair[1].record.created_at, pair[1].record.id, pair[0]))
                 page = found[op.offset : op.offset + op.limit]
                 return [self._out(key, e, op.include_embedding) for key, e in page]
             case ops.CountMemories():

@@ -138,6 +138,21 @@ async def test_list_pages_in_write_order_and_prefix(api: Api, clock: Clock) -> N
     assert await api.list_namespaces(("acme",), suffix=("u1",)) == [("acme", "u1")]
 
 
+async def test_list_breaks_ties_by_namespace(api: Api, clock: Clock) -> None:
+    """Records of one id and creation time in several namespaces list in namespace order, on
+    every backend and page by page (the order was the backend's own: write order in memory and
+    Chroma, and PostgreSQL's pages repeated a record and lost another)."""
+    tied = [("acme",), ("acme", "u1", "x"), *[("acme", f"u{i}") for i in range(8)]]
+    for ns in reversed(sorted(tied)):
+        await api.put(ns, "same time", id="k")
+    clock.advance(1)
+    await api.put(("acme", "a"), "later", id="k")
+    order = [*sorted(tied), ("acme", "a")]
+    assert [r.namespace for r in await api.list_records(("acme",))] == order
+    pages = [await api.list_records(("acme",), limit=2, offset=i) for i in range(0, 11, 2)]
+    assert [r.namespace for page in pages for r in page] == order
+
+
 async def test_a_suffix_matches_only_the_labels_after_the_tenant(api: Api) -> None:
     """A suffix never reaches the tenant label (it once matched ``("acme", "users")`` on the
     tenant), and limit and offset page the namespaces that match."""

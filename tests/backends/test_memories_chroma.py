@@ -30,6 +30,7 @@ from tests.backends.test_memories import (  # noqa: F401  # the suite's fixtures
     test_expired_records_are_hidden_then_swept,
     test_filter_semantics_match_python_everywhere,
     test_filtered_search_returns_k_when_k_match,
+    test_list_breaks_ties_by_namespace,
     test_list_pages_in_write_order_and_prefix,
     test_near_duplicates_merge_and_capacity_evicts,
     test_no_read_crosses_tenants,

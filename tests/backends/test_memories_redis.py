@@ -30,6 +30,7 @@ from tests.backends.test_memories import (  # noqa: F401  # the suite's fixtures
     clock,
     test_a_suffix_matches_only_the_labels_after_the_tenant,
     test_delete_and_delete_where,
+    test_list_breaks_ties_by_namespace,
     test_list_pages_in_write_order_and_prefix,
     test_size_selects_arrays_of_that_length,
     test_type_selects_the_fields_holding_that_json_type,

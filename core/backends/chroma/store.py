@@ -651,7 +651,7 @@ class ChromaMemoryStore(BaseMemoryStore):
 
     def _list(self, op: ops.ListMemories) -> Flow[list[MemoryRecord]]:
         rows = yield from self._stale_rows(op.prefix, op.now, op.filter, op.stale_model)
-        rows.sort(key=lambda r: (int(r[1]["_created"]), _head(r[1])[0]))
+        rows.sort(key=lambda r: (int(r[1]["_created"]), _head(r[1])[0], r[1]["_ns"]))
         page = [r[0] for r in rows[op.offset : op.offset + op.limit]]
         include = [*_ALL, "embeddings"] if op.include_embedding else list(_ALL)
         found = yield from self._fetch(page, include)

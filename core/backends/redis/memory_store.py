@@ -542,15 +542,15 @@ class RedisMemoryStore(BaseMemoryStore):
 
     def _listed(
         self, prefix: str, now: datetime, where: Filter, stale_model: str | None
-    ) -> Flow[list[MemoryRecord]]:
+    ) -> Flow[list[tuple[str, MemoryRecord]]]:
         found = yield from self._scan(prefix, now, where)
         # No record has a vector here, so every record with text is stale for any model.
-        return [r for _, r in found if stale_model is None or r.text]
+        return [(key, r) for key, r in found if stale_model is None or r.text]
 
     def _list(self, op: ops.ListMemories) -> Flow[list[MemoryRecord]]:
-        records = yield from self._listed(op.prefix, op.now, op.filter, op.stale_model)
-        records.sort(key=lambda r: (r.created_at, r.id))
-        return records[op.offset : op.offset + op.limit]
+        found = yield from self._listed(op.prefix, op.now, op.filter, op.stale_model)
+        found.sort(key=lambda pair: (pair[1].created_at, pair[1].id, pair[0]))
+        return [r for _, r in found[op.offset : op.offset + op.limit]]
 
     def _count(self, prefix: str, where: Filter, now: datetime, model: str | None) -> Flow[int]:
         return len((yield from self._listed(prefix, now, where, model)))

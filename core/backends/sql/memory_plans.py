@@ -506,7 +506,7 @@ class MemoryPlans:
         result = yield (
             self._select(op.include_embedding)
             .where(*self._where(op.prefix, op.now, op.filter), *self._stale(op.stale_model))
-            .order_by(m.c.created_at, m.c.id)
+            .order_by(m.c.created_at, m.c.id, m.c.ns)
             .limit(bindparam(None, op.limit, Integer))
             .offset(bindparam(None, op.offset, Integer)),
             None,
