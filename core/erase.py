@@ -45,7 +45,7 @@ Examples:
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Hashable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeAlias, runtime_checkable
@@ -124,7 +124,10 @@ class ErasureReport:
     counts: ErasureCounts
     """Counts per store kind, summed over the stores passed."""
     tombstones: int
-    """Tombstones placed in each store (0 in a dry run)."""
+    """Tombstones placed (0 in a dry run): one per erased tenant, thread or user in each place
+    that keeps tombstones, counted once where store kinds share that place (SQL stores of one
+    database and schema share a table, Redis stores of one key prefix share hashes; a tiered
+    store counts its durable store's). `lift_erasure` of the subject then lifts as many."""
     erased_at: datetime
 
     def as_dict(self) -> dict[str, Any]:
@@ -220,7 +223,7 @@ def _erasure(
                 found.update(dict.fromkeys(ids))
     thread_ids = tuple(found)
     counts = ErasureCounts()
-    placed = 0
+    placed: set[tuple[Hashable, str, str]] = set()
     for store in stores:
         stones = () if dry_run else _tombstones(subject, thread_ids, store, now, ttl)
         op = EraseSubject(
@@ -233,8 +236,8 @@ def _erasure(
             now,
         )
         counts += yield store, op
-        placed += len(stones)
-    return thread_ids, counts, placed
+        placed.update((store.tombstone_place, s.kind, s.name) for s in stones)
+    return thread_ids, counts, len(placed)
 
 
 def _check_subject(subject: object) -> Subject:

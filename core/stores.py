@@ -18,7 +18,7 @@ import os
 import time
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from types import TracebackType
@@ -572,6 +572,13 @@ class BaseStore(ABC):
         """The numbered schema steps of this store's backends and the record of those applied
         (see `memfold.schema_steps`); empty for a store that keeps no schema."""
         return []
+
+    @property
+    def tombstone_place(self) -> Hashable:
+        """Where this store keeps its tombstones (see `memfold.tombstones`), as a key equal for
+        the stores that share them, so `memfold.erase` counts a shared tombstone once; by
+        default the store itself (its tombstones are its own)."""
+        return self
 
     def purge_deleted(self) -> None:
         """Make the storage engine drop what it still keeps of deleted data outside its tables

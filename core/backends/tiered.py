@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Hashable
 from dataclasses import replace
 from typing import Any, Final, TypeVar, cast
 
@@ -101,6 +102,11 @@ class TieredThreadStore(BaseThreadStore):
         self._dirty: set[tuple[str, str]] = set()
         self._dirty_tenants: set[str] = set()
         self._trusted = True
+
+    @property
+    def tombstone_place(self) -> Hashable:
+        """The durable store's (the hot store's copies of its tombstones are not counted)."""
+        return self.durable.tombstone_place
 
     # Shared, pure bookkeeping.
 

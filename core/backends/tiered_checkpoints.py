@@ -55,7 +55,7 @@ from __future__ import annotations
 import dataclasses
 import time
 import uuid
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator, Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeAlias, TypeVar, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -151,6 +151,11 @@ class TieredCheckpointStore(BaseCheckpointStore):
         self._dirty: set[tuple[str, str]] = set()
         self._replay: list[Op[Any]] = []
         self._trusted = True
+
+    @property
+    def tombstone_place(self) -> Hashable:
+        """The durable store's (the hot store's copies of its tombstones are not counted)."""
+        return self.durable.tombstone_place
 
     # Shared, pure bookkeeping.
 

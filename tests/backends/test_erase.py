@@ -471,6 +471,30 @@ async def test_dry_run_counts_and_changes_nothing_and_erase_is_idempotent(world:
     assert (await aerase(subject, world.stores, dry_run=True)).counts == ErasureCounts()
 
 
+async def test_the_report_counts_each_tombstone_kept_once(world: World) -> None:
+    """report.tombstones counts each tombstone the stores keep once, so lift_erasure then
+    lifts as many (the thread and checkpoint stores of one database, or of one Redis key
+    prefix, share their tombstones, and each thread's was counted once per store kind)."""
+    fill(world, ANN, SECRET)
+    subject = Subject(TENANT, ANN, thread_ids=(f"{ANN}-tools",))
+    report = erase(subject, world.stores)
+    assert report.tombstones == lift(subject, world.stores)
+    tenant = erase(Subject(TENANT), world.stores)
+    assert tenant.tombstones == lift(Subject(TENANT), world.stores)
+
+
+@pytest.mark.parametrize("world", ["sqlite", "postgresql"], indirect=True)
+async def test_store_kinds_sharing_a_database_count_a_tombstone_once(world: World) -> None:
+    """With threads, checkpoints and memories in one database, a user's erasure counts one
+    tombstone per thread and one for the user, as many as the table holds, and a tenant's
+    counts one (it counted 7 and 3: once per store kind)."""
+    fill(world, ANN, SECRET)
+    report = await aerase(Subject(TENANT, ANN, thread_ids=(f"{ANN}-tools",)), world.stores)
+    table = [where for where, _ in world.raw() if where == "memfold_tombstones"]
+    assert report.tombstones == len(table) == len(ANN_THREADS) + 1
+    assert erase(Subject(TENANT), world.stores).tombstones == 1
+
+
 async def test_erasing_a_tenant_removes_all_of_it_and_closes_it(world: World) -> None:
     """Subject(tenant) erases every user of the tenant and refuses any write to it until the
     tenant's tombstone is lifted; another tenant is untouched."""

@@ -73,9 +73,9 @@ def test_erase_a_user_dry_run_then_for_real(tmp_path: Path) -> None:
     assert lines[0] == "Erased user 'ann' of tenant 'acme':"
     assert lines[1:5] == dry.output.splitlines()[1:5]
     assert lines[5] == (
-        "Placed 5 tombstones: writes to what was erased are refused until lifted "
+        "Placed 3 tombstones: writes to what was erased are refused until lifted "
         "(memfold.lift_erasure)."
-    )  # the two threads' in the thread and the checkpoint store, and the user's
+    )  # the two threads' and the user's, in the table the file's store kinds share
     assert not holds(path, SECRET)
     assert holds(path, "bobsecret")
     with open_store(url) as store:

@@ -29,7 +29,7 @@ Examples:
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator, Hashable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import count
@@ -380,6 +380,11 @@ class RedisCheckpointStore(BaseCheckpointStore):
     def client(self) -> redis.Redis:
         """The sync client."""
         return self._redis.client
+
+    @property
+    def tombstone_place(self) -> Hashable:
+        """The tombstone hashes of this server and key prefix (shared by its store kinds)."""
+        return self._redis.tombstone_place
 
     # Drivers.
 

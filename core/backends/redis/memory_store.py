@@ -41,7 +41,7 @@ Examples:
 from __future__ import annotations
 
 import json
-from collections.abc import Generator
+from collections.abc import Generator, Hashable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, TypeAlias, TypeVar
@@ -416,6 +416,11 @@ class RedisMemoryStore(BaseMemoryStore):
     def client(self) -> redis.Redis:
         """The sync client."""
         return self._redis.client
+
+    @property
+    def tombstone_place(self) -> Hashable:
+        """The tombstone hashes of this server and key prefix (shared by its store kinds)."""
+        return self._redis.tombstone_place
 
     # Keys.
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import weakref
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from functools import cache
@@ -295,6 +295,11 @@ class RedisThreadStore(BaseThreadStore):
                 "(aappend, aload, ...), or pass client=redis.Redis(...) or a URL too"
             )
         return self._client
+
+    @property
+    def tombstone_place(self) -> Hashable:
+        """The tombstone hashes of this server and key prefix (shared by its store kinds)."""
+        return "redis", self._where, self.key_prefix
 
     async def _async_client(self) -> redis.asyncio.Redis:
         """The async client: the one given, or one per event loop made from the URL.

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
 
@@ -35,6 +35,7 @@ from memfold.backends.sql.migrations import CHECKPOINT_STEPS, SQLSchemaSteps
 from memfold.backends.sql.server_functions import ServerFunctions
 from memfold.backends.sql.store import _driver, _Runner, _Statements
 from memfold.backends.sql.tenancy import row_level_security_option
+from memfold.backends.sql.tombstones import tombstone_place
 from memfold.checkpoint_deltas import DeltaPolicy
 from memfold.checkpoint_model import RetentionPolicy
 from memfold.checkpoints import BaseCheckpointStore
@@ -230,6 +231,11 @@ class SQLCheckpointStore(BaseCheckpointStore):
     def engine(self) -> Engine:
         """The sync SQLAlchemy engine."""
         return self._driver.engine
+
+    @property
+    def tombstone_place(self) -> Hashable:
+        """The tombstone table of this database and schema (shared by its store kinds)."""
+        return tombstone_place(self.engine, self.tables.base.tombstones)
 
     @property
     def tenant_tables(self) -> tuple[Table, ...]:

@@ -15,7 +15,7 @@ Examples:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any, TypeVar
 
 from sqlalchemy import URL, Engine, Table
@@ -28,6 +28,7 @@ from memfold.backends.sql.memory_plans import MemoryPlans
 from memfold.backends.sql.memory_schema import build_memory_tables, memory_steps
 from memfold.backends.sql.store import _driver, _Runner, _Statements
 from memfold.backends.sql.tenancy import row_level_security_option
+from memfold.backends.sql.tombstones import tombstone_place
 from memfold.errors import InvalidInput
 from memfold.memories import BaseMemoryStore
 from memfold.ops import Op
@@ -138,6 +139,11 @@ class SQLMemoryStore(BaseMemoryStore):
     def engine(self) -> Engine:
         """The sync SQLAlchemy engine."""
         return self._driver.engine
+
+    @property
+    def tombstone_place(self) -> Hashable:
+        """The tombstone table of this database and schema (shared by its store kinds)."""
+        return tombstone_place(self.engine, self.tables.base.tombstones)
 
     @property
     def tenant_tables(self) -> tuple[Table, ...]:

@@ -11,7 +11,7 @@ append. What differs between databases (engines, connections, transactions, erro
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from operator import itemgetter
 from typing import Any, TypeVar
 
@@ -27,6 +27,7 @@ from memfold.backends.sql.plans import Plan, Rows, ThreadPlans
 from memfold.backends.sql.schema import build_tables
 from memfold.backends.sql.server_functions import ServerFunctions
 from memfold.backends.sql.tenancy import SET_TENANT, op_tenant, row_level_security_option
+from memfold.backends.sql.tombstones import tombstone_place
 from memfold.errors import BackendUnavailable, InvalidInput, MemfoldError
 from memfold.retention import RetentionPolicy
 from memfold.schema_steps import SchemaSteps
@@ -590,6 +591,11 @@ class SQLThreadStore(BaseThreadStore):
     def engine(self) -> Engine:
         """The sync SQLAlchemy engine."""
         return self._driver.engine
+
+    @property
+    def tombstone_place(self) -> Hashable:
+        """The tombstone table of this database and schema (shared by its store kinds)."""
+        return tombstone_place(self.engine, self.tables.tombstones)
 
     @property
     def tenant_tables(self) -> tuple[Table, ...]:

@@ -23,7 +23,8 @@ turns the error into `memfold.errors.Erased`.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import os
+from collections.abc import Hashable, Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -31,6 +32,7 @@ from sqlalchemy import (
     ClauseElement,
     ColumnElement,
     Dialect,
+    Engine,
     Table,
     and_,
     bindparam,
@@ -56,6 +58,7 @@ __all__ = [
     "scrubbed",
     "thread_guard_ddl",
     "tombstone_ddl",
+    "tombstone_place",
     "user_params",
     "user_where",
 ]
@@ -64,6 +67,20 @@ __all__ = [
 def tombstone_ddl(table: Table, dialect: Dialect) -> list[str]:
     """The tombstone table, if no other component made it yet."""
     return [str(CreateTable(table, if_not_exists=True).compile(dialect=dialect))]
+
+
+def tombstone_place(engine: Engine, stones: Table) -> Hashable:
+    """Where ``stones`` lives, equal for the stores that share it: the database (SQLite: the
+    file; PostgreSQL: host, port and database name, as the URL gives them), schema and table."""
+    url = engine.url
+    if url.get_backend_name() == "sqlite":
+        database = url.database
+        where: Hashable = (
+            os.path.realpath(database) if database and database != ":memory:" else id(engine)
+        )
+    else:
+        where = (url.host, url.port, url.database)
+    return url.get_backend_name(), where, stones.schema, stones.name
 
 
 def _live(stones: str, now: str) -> str:
