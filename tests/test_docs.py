@@ -11,10 +11,12 @@ import re
 import shlex
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+import redis
 from typer.main import get_group
 from typer.testing import CliRunner
 
@@ -27,6 +29,14 @@ PAGES = sorted([ROOT / "README.md", *(ROOT / "docs").rglob("*.md")])
 PAGES_WITH_CODE = [p for p in PAGES if PYTHON_BLOCK.search(p.read_text(encoding="utf-8"))]
 # Modules whose docstrings promise an example: the public entry points.
 MUST_HAVE_EXAMPLES = ["memfold", "memfold.model", "memfold.open", "memfold.stores"]
+# Modules whose docstring examples write to the Redis at EXAMPLES_REDIS, each under a key prefix
+# of its own, ``doctest-<uuid4 hex>:``.
+REDIS_EXAMPLES = [
+    "memfold.backends.redis.checkpoint_store",
+    "memfold.backends.redis.memory_store",
+    "memfold.backends.tiered_checkpoints",
+]
+EXAMPLES_REDIS = "redis://127.0.0.1:6379/0"
 
 
 def memfold_modules() -> list[str]:
@@ -71,6 +81,30 @@ def test_docstring_examples_pass(name: str) -> None:
     """Every docstring example in this memfold module runs and prints what it shows."""
     results = run_doctests(importlib.import_module(name))
     assert results.failed == 0, f"{results.failed} of {results.attempted} examples failed in {name}"
+
+
+@pytest.mark.parametrize("name", REDIS_EXAMPLES)
+def test_redis_examples_leave_no_keys(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The docstring examples that write to Redis delete their keys (each run left two)."""
+    made: list[uuid.UUID] = []
+    new_uuid = uuid.uuid4
+
+    def recorded() -> uuid.UUID:
+        made.append(new_uuid())
+        return made[-1]
+
+    monkeypatch.setattr(uuid, "uuid4", recorded)  # to learn the prefixes the examples use
+    results = run_doctests(importlib.import_module(name))
+    assert results.attempted > 0
+    assert results.failed == 0
+    prefixes = {f"doctest-{u.hex}" for u in made}
+    assert prefixes
+    client = redis.Redis.from_url(EXAMPLES_REDIS)
+    try:
+        keys = [k.decode() for k in client.scan_iter(match="doctest-*", count=1000)]
+    finally:
+        client.close()
+    assert [k for k in keys if k.split(":", 1)[0] in prefixes] == []
 
 
 def test_docstring_examples_use_the_examples_heading() -> None:

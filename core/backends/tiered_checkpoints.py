@@ -47,6 +47,7 @@ Examples:
     True
     >>> store.delete_thread("t")
     1
+    >>> _ = hot.client.delete(*hot.client.scan_iter(f"{hot.key_prefix}*"))  # clean up
     >>> store.close()
 """
 

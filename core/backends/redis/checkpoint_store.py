@@ -23,6 +23,7 @@ Examples:
     Blob(tag='json', data=b'7')
     >>> store.delete_thread("t")
     1
+    >>> _ = store.client.delete(*store.client.scan_iter(f"{store.key_prefix}*"))  # clean up
     >>> store.close()
 """
 

@@ -35,6 +35,7 @@ Examples:
     ['likes tea']
     >>> store.capabilities.vector_search, store.delete_where(("acme",))
     (False, 1)
+    >>> _ = store.client.delete(*store.client.scan_iter(f"{store.key_prefix}*"))  # clean up
     >>> store.close()
 """
 
