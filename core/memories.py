@@ -278,7 +278,8 @@ def rank_hits(
 ) -> list[MemoryHit]:
     """The ``op.k`` best hits from each ranking's candidate scores (keys name ``records``):
     fused, decayed, cut at ``min_score``; ties go to the more similar vector (negative
-    similarities all fuse to 0), then the newer record, then the lower id."""
+    similarities all fuse to 0), then the newer record, then the lower id, then the lower
+    namespace (so the order is total, and equal on every backend)."""
     if not isinstance(op, ops.SearchMemories):
         raise InvalidInput(f"rank_hits ranks for a SearchMemories, got {type(op).__name__}")
     fused = fuse(text_scores, cosines, op.text_weight, op.vector_weight)
@@ -299,6 +300,7 @@ def rank_hits(
             -2.0 if h.vector_score is None else -h.vector_score,
             -(h.record.updated_at or op.now).timestamp(),
             h.record.id,
+            h.record.namespace,
         )
     )
     return hits[: op.k]

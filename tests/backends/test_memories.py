@@ -153,6 +153,16 @@ async def test_list_breaks_ties_by_namespace(api: Api, clock: Clock) -> None:
     assert [r.namespace for page in pages for r in page] == order
 
 
+async def test_search_breaks_ties_by_namespace(api: Api, clock: Clock) -> None:
+    """Hits tied on every score, time and id rank in namespace order (they kept the order the
+    backend returned them in)."""
+    tied = [("acme", f"u{i}") for i in range(6)]
+    for ns in [tied[3], tied[0], tied[5], tied[1], tied[4], tied[2]]:
+        await api.put(ns, "green tea every morning", id="k")
+    hits = await api.search(("acme",), "green tea", k=6)
+    assert [h.record.namespace for h in hits] == tied
+
+
 async def test_a_suffix_matches_only_the_labels_after_the_tenant(api: Api) -> None:
     """A suffix never reaches the tenant label (it once matched ``("acme", "users")`` on the
     tenant), and limit and offset page the namespaces that match."""

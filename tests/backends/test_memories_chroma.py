@@ -37,6 +37,7 @@ from tests.backends.test_memories import (  # noqa: F401  # the suite's fixtures
     test_put_get_upsert,
     test_recency_decay_prefers_newer,
     test_reembed_redoes_vectors_of_other_models,
+    test_search_breaks_ties_by_namespace,
     test_search_hybrid_text_and_vector,
     test_size_selects_arrays_of_that_length,
     test_type_selects_the_fields_holding_that_json_type,
