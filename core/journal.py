@@ -41,7 +41,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Final, Self, TypeVar
 
-from memfold.checkpoint_model import Blob
+from memfold.checkpoint_model import Blob, Checkpoint
 from memfold.checkpoints import BaseCheckpointStore, CheckpointStore, open_checkpoint_store
 from memfold.encryption import open_effect, seal_effect
 from memfold.errors import InvalidInput, UnsupportedOperation
@@ -265,6 +265,22 @@ def _same_step(entry: JournalEntry, namespace: str, origin: str) -> bool:
     )
 
 
+def _enclosing(checkpoint: Checkpoint) -> list[tuple[str, str]]:
+    """The checkpoints ``(namespace, id)`` of the enclosing runs that a nested run's
+    ``checkpoint`` was made in: LangGraph's ``parents`` metadata (its ``checkpoint_map``). A
+    crash can lose one of them (the step of the enclosing graph that runs the subgraph) while the
+    subgraph's own checkpoints are stored; the resumed run then starts the subgraph again under
+    a new namespace, so its calls are attempts of the lost one, not a fork."""
+    parents = checkpoint.metadata.get("parents")
+    if not isinstance(parents, dict):
+        return []
+    return [
+        (namespace, checkpoint_id)
+        for namespace, checkpoint_id in parents.items()
+        if isinstance(checkpoint_id, str) and checkpoint_id and namespace != checkpoint.namespace
+    ]
+
+
 def _value(result: JSON | Blob, limits: Limits) -> Blob:
     if isinstance(result, Blob):
         if not isinstance(result.tag, str) or not result.tag:
@@ -374,30 +390,44 @@ class EffectJournal:
             raise UnsupportedOperation(f"{self.store.name} keeps no checkpoints to recall from")
         return self.store
 
-    def _stored(self, entry: JournalEntry, tenant: str | None) -> bool:
-        """Whether the checkpoint ``entry``'s step ran from is stored."""
-        namespace = parent_namespace(entry.namespace)
-        return bool(
-            self._checkpoints().list_checkpoints(
-                entry.thread_id,
-                namespace=namespace,
-                checkpoint_id=entry.origin,
-                limit=1,
-                tenant=tenant,
-            )
+    def _find(
+        self, entry: JournalEntry, namespace: str, checkpoint_id: str, tenant: str | None
+    ) -> list[Checkpoint]:
+        return self._checkpoints().list_checkpoints(
+            entry.thread_id,
+            namespace=namespace,
+            checkpoint_id=checkpoint_id,
+            limit=1,
+            tenant=tenant,
         )
 
-    async def _astored(self, entry: JournalEntry, tenant: str | None) -> bool:
-        namespace = parent_namespace(entry.namespace)
-        return bool(
-            await self._checkpoints().alist_checkpoints(
-                entry.thread_id,
-                namespace=namespace,
-                checkpoint_id=entry.origin,
-                limit=1,
-                tenant=tenant,
-            )
+    async def _afind(
+        self, entry: JournalEntry, namespace: str, checkpoint_id: str, tenant: str | None
+    ) -> list[Checkpoint]:
+        return await self._checkpoints().alist_checkpoints(
+            entry.thread_id,
+            namespace=namespace,
+            checkpoint_id=checkpoint_id,
+            limit=1,
+            tenant=tenant,
         )
+
+    def _stored(self, entry: JournalEntry, tenant: str | None) -> bool:
+        """Whether the checkpoint ``entry``'s step ran from is stored, and so are those of the
+        enclosing runs it was made in (see `_enclosing`)."""
+        found = self._find(entry, parent_namespace(entry.namespace), entry.origin, tenant)
+        if not found:
+            return False
+        return all(self._find(entry, *enclosing, tenant) for enclosing in _enclosing(found[0]))
+
+    async def _astored(self, entry: JournalEntry, tenant: str | None) -> bool:
+        found = await self._afind(entry, parent_namespace(entry.namespace), entry.origin, tenant)
+        if not found:
+            return False
+        for enclosing in _enclosing(found[0]):
+            if not await self._afind(entry, *enclosing, tenant):
+                return False
+        return True
 
     # Sync API.
 

@@ -153,6 +153,27 @@ async def test_recall_replays_an_attempt_whose_checkpoint_was_never_stored(
     assert {e.tool_call_id for e in await api.list_entries("t", namespace="tools:x")} == set()
 
 
+async def test_recall_replays_a_subgraph_attempt_whose_enclosing_checkpoint_was_lost(
+    api: Api, journal: EffectJournal
+) -> None:
+    """A tool in a subgraph: the crash lost the enclosing graph's checkpoint the subgraph ran
+    from ("lost", named by the subgraph checkpoint's LangGraph ``parents`` metadata) while the
+    subgraph's own checkpoint, the call's origin, was stored; the resumed run starts the
+    subgraph under a new namespace, and recall replays the call. Once the enclosing checkpoint
+    is stored, the same entry is a fork's, and is not replayed."""
+    store = journal.store
+    assert isinstance(store, BaseCheckpointStore)
+    await store.aput("t", "s1", BODY, namespace="agent:1", metadata={"parents": {"": "lost"}})
+    await api.record("t", "call-1", {"paid": 1}, namespace="agent:1|tools:a", origin="s1")
+    redo = await api.recall("t", "call-1", namespace="agent:2|tools:b", origin="s2")
+    assert (redo.result, redo.namespace) == ({"paid": 1}, "agent:2|tools:b")
+
+    await store.aput("t", "kept", BODY)
+    await store.aput("t", "s3", BODY, namespace="agent:3", metadata={"parents": {"": "kept"}})
+    await api.record("t", "call-2", 2, namespace="agent:3|tools:a", origin="s3")
+    assert await api.recall("t", "call-2", namespace="agent:4|tools:b", origin="s4") is None
+
+
 async def test_keys_are_isolated_by_tenant_thread_and_namespace(api: Api) -> None:
     """The same tool call id in another tenant, thread or namespace is another entry."""
     await api.record("t1", "c", 1)
