@@ -35,7 +35,7 @@ Examples:
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from types import TracebackType
@@ -281,6 +281,18 @@ def _enclosing(checkpoint: Checkpoint) -> list[tuple[str, str]]:
     ]
 
 
+def _check_running(running: object) -> frozenset[str]:
+    if isinstance(running, str) or not isinstance(running, Sequence | frozenset | set):
+        raise InvalidInput(f"running is a sequence of checkpoint ids, got {running!r}")
+    return frozenset(check_id(c, "running checkpoint id") for c in running)
+
+
+def _after(entry: JournalEntry, newest: list[Checkpoint], running: frozenset[str]) -> bool:
+    """Whether one of ``newest`` (the root graph's newest checkpoints, newest first) that is
+    not ``running``'s was made after ``entry`` was recorded."""
+    return any(c.created_at > entry.recorded_at and c.checkpoint_id not in running for c in newest)
+
+
 def _value(result: JSON | Blob, limits: Limits) -> Blob:
     if isinstance(result, Blob):
         if not isinstance(result.tag, str) or not result.tag:
@@ -412,6 +424,21 @@ class EffectJournal:
             tenant=tenant,
         )
 
+    def _went_on(self, entry: JournalEntry, running: frozenset[str], tenant: str | None) -> bool:
+        """Whether the root graph stored a checkpoint after ``entry`` that is not ``running``'s."""
+        newest = self._checkpoints().list_checkpoints(
+            entry.thread_id, namespace="", limit=len(running) + 1, tenant=tenant
+        )
+        return _after(entry, newest, running)
+
+    async def _awent_on(
+        self, entry: JournalEntry, running: frozenset[str], tenant: str | None
+    ) -> bool:
+        newest = await self._checkpoints().alist_checkpoints(
+            entry.thread_id, namespace="", limit=len(running) + 1, tenant=tenant
+        )
+        return _after(entry, newest, running)
+
     def _stored(self, entry: JournalEntry, tenant: str | None) -> bool:
         """Whether the checkpoint ``entry``'s step ran from is stored, and so are those of the
         enclosing runs it was made in (see `_enclosing`)."""
@@ -455,6 +482,7 @@ class EffectJournal:
         *,
         namespace: str = "",
         origin: str = "",
+        running: Sequence[str] = (),
         tenant: str | None = None,
     ) -> JournalEntry | None:
         """The entry of a call about to run, or None if it must run: its own entry (`get`),
@@ -468,14 +496,23 @@ class EffectJournal:
         ``durability="async"`` stores it while the tools run), so the resumed run made the
         step again under new ids. An entry whose origin is stored came from a fork (time
         travel, ``update_state``) and is not replayed; nor is one whose origin a retention
-        sweep removed, which counts as an attempt that never was stored.
+        sweep removed, which counts as an attempt that never was stored. Nor is an entry after
+        which the root graph stored a checkpoint that is not one of ``running`` (the
+        checkpoints the calling run works from, LangGraph's ``checkpoint_map``): its run went
+        on, so it did not crash (``durability="exit"`` stores nothing but the run's last
+        checkpoint), and the call is a new one that reuses the call id.
         """
         found = self.get(thread_id, tool_call_id, namespace=namespace, tenant=tenant)
         attempts = self._attempts_op(thread_id, tool_call_id, namespace, origin, tenant)
         if found is not None or attempts is None:
             return found
+        ours = _check_running(running)
         for entry in self.store.execute(attempts):
-            if _same_step(entry, namespace, origin) and not self._stored(entry, tenant):
+            if (
+                _same_step(entry, namespace, origin)
+                and not self._stored(entry, tenant)
+                and not self._went_on(entry, ours, tenant)
+            ):
                 replayed = self._opened(entry).value
                 return self.record(
                     thread_id,
@@ -554,6 +591,7 @@ class EffectJournal:
         *,
         namespace: str = "",
         origin: str = "",
+        running: Sequence[str] = (),
         tenant: str | None = None,
     ) -> JournalEntry | None:
         """Async `recall`."""
@@ -561,8 +599,13 @@ class EffectJournal:
         attempts = self._attempts_op(thread_id, tool_call_id, namespace, origin, tenant)
         if found is not None or attempts is None:
             return found
+        ours = _check_running(running)
         for entry in await self.store.aexecute(attempts):
-            if _same_step(entry, namespace, origin) and not await self._astored(entry, tenant):
+            if (
+                _same_step(entry, namespace, origin)
+                and not await self._astored(entry, tenant)
+                and not await self._awent_on(entry, ours, tenant)
+            ):
                 replayed = self._opened(entry).value
                 return await self.arecord(
                     thread_id,

@@ -50,9 +50,12 @@ from memfold.stores import check_id, encode_json
 __all__ = ["JournaledTool", "journaled"]
 
 
-def _key(tool_input: Any, config: RunnableConfig | None) -> tuple[str, str, Any, str]:
-    """``(thread_id, namespace, tool_call_id, origin)`` of a call, or `InvalidInput` saying what
-    is missing."""
+def _key(
+    tool_input: Any, config: RunnableConfig | None
+) -> tuple[str, str, Any, str, tuple[str, ...]]:
+    """``(thread_id, namespace, tool_call_id, origin, running)`` of a call (``running``: the
+    checkpoints of its run, LangGraph's ``checkpoint_map``), or `InvalidInput` saying what is
+    missing."""
     if not (isinstance(tool_input, dict) and tool_input.get("type") == "tool_call"):
         raise InvalidInput(
             "a journaled tool needs the call's id: invoke it with a ToolCall "
@@ -66,8 +69,10 @@ def _key(tool_input: Any, config: RunnableConfig | None) -> tuple[str, str, Any,
             "config={'configurable': {'thread_id': ...}}"
         )
     namespace = str(configurable.get("checkpoint_ns", ""))
-    origin = (configurable.get("checkpoint_map") or {}).get(parent_namespace(namespace))
-    return str(thread_id), namespace, tool_input.get("id"), str(origin or "")
+    checkpoints = configurable.get("checkpoint_map") or {}
+    origin = checkpoints.get(parent_namespace(namespace))
+    running = tuple(str(c) for c in checkpoints.values() if c)
+    return str(thread_id), namespace, tool_input.get("id"), str(origin or ""), running
 
 
 def _encode(output: Any) -> Blob:
@@ -122,10 +127,11 @@ class JournaledTool(BaseTool):
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         """Return the call's recorded output, or run the tool and record its output first."""
-        thread_id, namespace, call_id, origin = _key(input, config)
+        thread_id, namespace, call_id, origin, running = _key(input, config)
         found = self.journal.recall(
-            thread_id, call_id, namespace=namespace, origin=origin, tenant=self.tenant
-        )
+            thread_id, call_id, namespace=namespace, origin=origin, running=running,
+            tenant=self.tenant,
+        )  # fmt: skip
         if found is not None:
             return _decode(found)
         output = self.tool.invoke(input, config, **kwargs)
@@ -137,10 +143,11 @@ class JournaledTool(BaseTool):
 
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         """Async `invoke`."""
-        thread_id, namespace, call_id, origin = _key(input, config)
+        thread_id, namespace, call_id, origin, running = _key(input, config)
         found = await self.journal.arecall(
-            thread_id, call_id, namespace=namespace, origin=origin, tenant=self.tenant
-        )
+            thread_id, call_id, namespace=namespace, origin=origin, running=running,
+            tenant=self.tenant,
+        )  # fmt: skip
         if found is not None:
             return _decode(found)
         output = await self.tool.ainvoke(input, config, **kwargs)

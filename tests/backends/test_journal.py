@@ -174,6 +174,24 @@ async def test_recall_replays_a_subgraph_attempt_whose_enclosing_checkpoint_was_
     assert await api.recall("t", "call-2", namespace="agent:4|tools:b", origin="s4") is None
 
 
+async def test_recall_runs_a_call_again_once_its_run_went_on(
+    api: Api, journal: EffectJournal
+) -> None:
+    """An entry whose origin was never stored is no crashed attempt when the root graph stored
+    a checkpoint after it that is not one of the calling run's own: that run finished (as with
+    durability="exit", which stores none of its steps), and the call reuses the call id."""
+    store = journal.store
+    assert isinstance(store, BaseCheckpointStore)
+    await api.record("t", "call-1", 1, namespace="tools:a", origin="never-stored")
+    store.put("t", "ck-1", BODY)  # the calling run's own checkpoint: a crash, replayed
+    found = await api.recall("t", "call-1", namespace="tools:b", origin="b", running=["ck-1"])
+    assert found.result == 1
+    await api.record("t", "call-2", 2, namespace="tools:a", origin="never-stored")
+    store.put("t", "ck-2", BODY)  # made after the entry by the run that recorded it
+    assert await api.recall("t", "call-2", namespace="tools:c", origin="c", running=["c"]) is None
+    assert await api.recall("t", "call-2", namespace="tools:c", origin="c") is None
+
+
 async def test_keys_are_isolated_by_tenant_thread_and_namespace(api: Api) -> None:
     """The same tool call id in another tenant, thread or namespace is another entry."""
     await api.record("t1", "c", 1)
@@ -247,6 +265,7 @@ async def test_list_threads_names_every_thread_with_a_journal(api: Api) -> None:
         (lambda a: a.list_entries("t", namespace="\x00"), "NUL"),
         (lambda a: a.record("t", "c", 1, origin=5), "origin"),
         (lambda a: a.recall("t", "c", origin="\x00"), "NUL"),
+        (lambda a: a.recall("t", "c", origin="o", running="abc"), "running"),
     ],
 )
 async def test_bad_input_is_refused(api: Api, call: Any, match: str) -> None:

@@ -182,3 +182,20 @@ def test_a_retried_graph_step_replays_the_completed_call(tmp_path: Path) -> None
         done = graph.invoke(None, run, durability="sync")
     assert sorted(CALLS) == ["B2", "n", "n"]  # the calls run concurrently
     assert [m.content for m in done["messages"][1:]] == ["refunded 3 on B2 (#1)", "ok"]
+
+
+@pytest.mark.parametrize("durability", ["sync", "async", "exit"])
+def test_a_later_turn_that_reuses_a_call_id_runs_the_tool(tmp_path: Path, durability: str) -> None:
+    """A finished run's call is no crashed attempt: a later turn whose model reuses the call id
+    (a scripted or cached model) runs the tool again, whatever the durability (with "exit",
+    which stores no step's checkpoint, the finished run's entry was replayed)."""
+    CALLS.clear()
+    with MemfoldSaver.from_url(f"sqlite:///{tmp_path / 'run.db'}") as saver:
+        builder = StateGraph(MessagesState)
+        builder.add_node("tools", ToolNode([journaled(refund, EffectJournal(saver.store))]))
+        builder.add_edge(START, "tools")
+        graph: Any = builder.compile(checkpointer=saver)
+        turn: Any = {"messages": [AIMessage("", tool_calls=[call("call-9")])]}
+        for _ in range(2):
+            graph.invoke(turn, {"configurable": {"thread_id": "w"}}, durability=durability)
+    assert CALLS == ["A1", "A1"]
