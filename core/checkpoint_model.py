@@ -143,8 +143,10 @@ class Lease:
     ``checkpoint_map``). Such a first checkpoint continues from the newest checkpoint when
     ``origin`` is its namespace's newest, so it takes the lease over like a child of that
     checkpoint would; otherwise (``origin`` older, or not stored yet), or without ``origin``,
-    it is checked as a write that does not continue. ``origin`` is ignored for a checkpoint
-    that has a parent.
+    it is checked as a write that does not continue. Refused while ``origin`` is not stored
+    yet, it is tried again for up to 5 seconds: LangGraph stores the enclosing checkpoint in the
+    background while the subgraph runs. ``origin`` is
+    ignored for a checkpoint that has a parent.
     """
 
     writer: str

@@ -29,12 +29,14 @@ Examples:
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
+from typing import Any, Final, Literal, Protocol, TypeVar, runtime_checkable
 from urllib.parse import urlsplit
 
 from memfold import checkpoint_ops as ops
@@ -585,7 +587,15 @@ class BaseCheckpointStore(BaseStore):
             thread_id, checkpoint_id, body, namespace, parent_id, metadata, versions, values,
             lease, tenant,
         )  # fmt: skip
-        self.execute(op)
+        waited = 0.0
+        while True:
+            try:
+                return self.execute(op)
+            except Conflict:
+                if not self._origin_due(op, waited):
+                    raise
+            time.sleep(_ORIGIN_POLL)
+            waited += _ORIGIN_POLL
 
     def put_writes(
         self,
@@ -765,7 +775,35 @@ class BaseCheckpointStore(BaseStore):
             thread_id, checkpoint_id, body, namespace, parent_id, metadata, versions, values,
             lease, tenant,
         )  # fmt: skip
-        await self.aexecute(op)
+        waited = 0.0
+        while True:
+            try:
+                return await self.aexecute(op)
+            except Conflict:
+                if not await self._aorigin_due(op, waited):
+                    raise
+            await asyncio.sleep(_ORIGIN_POLL)
+            waited += _ORIGIN_POLL
+
+    def _origin_due(self, op: ops.PutCheckpoint, waited: float) -> bool:
+        """Whether a refused ``op`` is a nested run's first checkpoint whose origin is not stored
+        yet, with time left to wait for it (see `Lease`)."""
+        origin = lease_origin(op)
+        if origin is None or waited >= _ORIGIN_PATIENCE:
+            return False
+        found = self.list_checkpoints(
+            op.thread_id, namespace=origin[0], checkpoint_id=origin[1], limit=1, tenant=op.tenant
+        )
+        return not found
+
+    async def _aorigin_due(self, op: ops.PutCheckpoint, waited: float) -> bool:
+        origin = lease_origin(op)
+        if origin is None or waited >= _ORIGIN_PATIENCE:
+            return False
+        found = await self.alist_checkpoints(
+            op.thread_id, namespace=origin[0], checkpoint_id=origin[1], limit=1, tenant=op.tenant
+        )
+        return not found
 
     async def aput_writes(
         self,
@@ -1086,6 +1124,13 @@ def claim_lease(
             "newest checkpoint, or wait for the lease to end"
         )
     return now + timedelta(seconds=lease.seconds)
+
+
+_ORIGIN_PATIENCE: Final = 5.0
+"""Seconds a nested run's first checkpoint, refused while its origin is not stored yet, waits
+for it (see `Lease`)."""
+_ORIGIN_POLL: Final = 0.02
+"""Seconds between two tries of such a checkpoint."""
 
 
 def lease_origin(op: ops.PutCheckpoint) -> tuple[str, str] | None:

@@ -486,6 +486,54 @@ def another_instance(store: BaseCheckpointStore, tmp_path: Path) -> BaseCheckpoi
     return store
 
 
+class SlowRootSaver(MemfoldSaver):
+    """A saver whose puts of the root graph's checkpoints take a while (a slow database)."""
+
+    def put(self, config: Any, checkpoint: Any, metadata: Any, new_versions: Any) -> Any:
+        if not config["configurable"].get("checkpoint_ns"):
+            time.sleep(0.2)
+        return super().put(config, checkpoint, metadata, new_versions)
+
+    async def aput(self, config: Any, checkpoint: Any, metadata: Any, new_versions: Any) -> Any:
+        if not config["configurable"].get("checkpoint_ns"):
+            await asyncio.sleep(0.2)
+        return await super().aput(config, checkpoint, metadata, new_versions)
+
+
+def straight_into_a_subgraph(saver: MemfoldSaver) -> CompiledStateGraph[Any]:
+    """START -> sub (x) -> END: the subgraph runs from the run's first step."""
+    sub = StateGraph(LogState)
+    sub.add_node("x", lambda state: {"log": ["x"]})
+    sub.add_edge(START, "x")
+    builder = StateGraph(LogState)
+    builder.add_node("sub", sub.compile())
+    builder.add_edge(START, "sub")
+    return builder.compile(checkpointer=saver)
+
+
+async def test_a_new_turn_from_another_saver_waits_for_its_own_root_checkpoint(
+    run: Runner, tmp_path: Path
+) -> None:
+    """A new turn sent through another saver while the last one's lease is live takes the
+    lease over with its root checkpoint; under durability="async" that put may still be on its
+    way when the subgraph it runs stores its first checkpoint, which names it as origin: the
+    subgraph's put waits for it instead of failing with Conflict (seen by fuzzing)."""
+    url = f"sqlite:///{tmp_path / 'checkpoints.db'}"
+    first_store, second_store = open_checkpoint_store(url), open_checkpoint_store(url)
+    try:
+        first = straight_into_a_subgraph(MemfoldSaver(first_store))
+        await run.invoke(first, {"log": ["1"]}, thread())
+        stale = (await run.state(first, thread())).config
+        second = straight_into_a_subgraph(SlowRootSaver(second_store))
+        done = await run.invoke(second, {"log": ["2"]}, thread())
+        assert done["log"][-2:] == ["2", "x"]
+        with pytest.raises(Conflict):  # the lease was taken over: no fork from the old head
+            await run.invoke(first, {"log": ["3"]}, stale, durability="sync")
+    finally:
+        second_store.close()
+        first_store.close()
+
+
 @pytest.mark.parametrize("backend", CHECKPOINT_BACKENDS)
 async def test_a_paused_run_resumes_into_a_subgraph_from_another_store(
     run: Runner, backend: str, tmp_path: Path
