@@ -494,13 +494,13 @@ class EffectJournal:
         nodes (``"tools:<task id>"``, the task ids aside) and whose own origin is no stored
         checkpoint: the process crashed before that checkpoint was stored (LangGraph's
         ``durability="async"`` stores it while the tools run), so the resumed run made the
-        step again under new ids. An entry whose origin is stored came from a fork (time
-        travel, ``update_state``) and is not replayed; nor is one whose origin a retention
-        sweep removed, which counts as an attempt that never was stored. Nor is an entry after
-        which the root graph stored a checkpoint that is not one of ``running`` (the
-        checkpoints the calling run works from, LangGraph's ``checkpoint_map``): its run went
-        on, so it did not crash (``durability="exit"`` stores nothing but the run's last
-        checkpoint), and the call is a new one that reuses the call id.
+        step again under new ids. An entry whose origin is stored (with the enclosing
+        checkpoints it was made in) came from a fork (time travel, ``update_state``) and is not
+        replayed. Nor is an entry after which the root graph stored a checkpoint that is not
+        one of ``running`` (the checkpoints the calling run works from, LangGraph's
+        ``checkpoint_map``): its run went on, so it did not crash (``durability="exit"`` stores
+        nothing but the run's last checkpoint, and a retention sweep may have removed the
+        origin), and the call is a new one that reuses the call id.
         """
         found = self.get(thread_id, tool_call_id, namespace=namespace, tenant=tenant)
         attempts = self._attempts_op(thread_id, tool_call_id, namespace, origin, tenant)
