@@ -340,4 +340,5 @@ def test_a_bad_write_timeout_is_refused(timeout: Any) -> None:
     hot = redis_checkpoint_store()
     with pytest.raises(InvalidInput, match="write_timeout"):
         TieredCheckpointStore(hot, MemoryCheckpointStore(), write_timeout=timeout)  # type: ignore[arg-type]
+    drop_checkpoint_store(hot)
     hot.close()
