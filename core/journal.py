@@ -45,6 +45,7 @@ from memfold.checkpoint_model import Blob, Checkpoint
 from memfold.checkpoints import BaseCheckpointStore, CheckpointStore, open_checkpoint_store
 from memfold.encryption import open_effect, seal_effect
 from memfold.errors import InvalidInput, UnsupportedOperation
+from memfold.flows import Call, Flow, arun, run
 from memfold.limits import Limits
 from memfold.model import JSON, utcnow
 from memfold.ops import Op
@@ -287,12 +288,6 @@ def _check_running(running: object) -> frozenset[str]:
     return frozenset(check_id(c, "running checkpoint id") for c in running)
 
 
-def _after(entry: JournalEntry, newest: list[Checkpoint], running: frozenset[str]) -> bool:
-    """Whether one of ``newest`` (the root graph's newest checkpoints, newest first) that is
-    not ``running``'s was made after ``entry`` was recorded."""
-    return any(c.created_at > entry.recorded_at and c.checkpoint_id not in running for c in newest)
-
-
 def _value(result: JSON | Blob, limits: Limits) -> Blob:
     if isinstance(result, Blob):
         if not isinstance(result.tag, str) or not result.tag:
@@ -355,19 +350,6 @@ class EffectJournal:
         )
         return replace(op, recorded_at=check_time(entry.recorded_at, "recorded_at"))
 
-    def _attempts_op(
-        self, thread_id: str, tool_call_id: str, namespace: str, origin: str, tenant: str | None
-    ) -> ListEffects | None:
-        """The read of the call's entries that `recall` weighs, or None when it weighs none."""
-        if not _check_origin(origin):
-            return None
-        return ListEffects(
-            self.store.resolve_tenant(tenant),
-            check_id(thread_id, "thread id"),
-            None,
-            check_id(tool_call_id, "tool call id"),
-        )
-
     def _get_op(
         self, thread_id: str, tool_call_id: str, namespace: str, tenant: str | None
     ) -> GetEffect:
@@ -397,64 +379,85 @@ class EffectJournal:
     def _found(self, entry: JournalEntry | None) -> JournalEntry | None:
         return None if entry is None else self._opened(entry)
 
-    def _checkpoints(self) -> CheckpointStore:
+    def _recall(
+        self,
+        thread_id: str,
+        tool_call_id: str,
+        namespace: str,
+        origin: str,
+        running: Sequence[str],
+        tenant: str | None,
+    ) -> Flow[JournalEntry | None]:
+        """`recall`, as a flow: one read of the call's entries, then checkpoint reads for an
+        entry of another namespace only."""
+        if not _check_origin(origin):
+            found = yield Call(
+                self.store, "execute", (self._get_op(thread_id, tool_call_id, namespace, tenant),)
+            )
+            return self._found(found)
+        _check_namespace(namespace)
+        ours = _check_running(running)
+        op = ListEffects(
+            self.store.resolve_tenant(tenant),
+            check_id(thread_id, "thread id"),
+            None,
+            check_id(tool_call_id, "tool call id"),
+        )
+        entries: list[JournalEntry] = yield Call(self.store, "execute", (op,))
+        for entry in entries:
+            if entry.namespace == namespace:
+                return self._opened(entry)
+        for entry in entries:
+            if (
+                _same_step(entry, namespace, origin)
+                and not (yield from self._stored(entry, tenant))
+                and not (yield from self._went_on(entry, ours, tenant))
+            ):
+                replayed = self._opened(entry).value
+                record = self._record_op(
+                    thread_id, tool_call_id, replayed, namespace, tenant, origin
+                )
+                return self._opened((yield Call(self.store, "execute", (record,))))
+        return None
+
+    def _checkpoints_of(
+        self, entry: JournalEntry, tenant: str | None, **where: str | int
+    ) -> Flow[list[Checkpoint]]:
         if not isinstance(self.store, BaseCheckpointStore):
             raise UnsupportedOperation(f"{self.store.name} keeps no checkpoints to recall from")
-        return self.store
-
-    def _find(
-        self, entry: JournalEntry, namespace: str, checkpoint_id: str, tenant: str | None
-    ) -> list[Checkpoint]:
-        return self._checkpoints().list_checkpoints(
-            entry.thread_id,
-            namespace=namespace,
-            checkpoint_id=checkpoint_id,
-            limit=1,
-            tenant=tenant,
+        found: list[Checkpoint] = yield Call(
+            self.store, "list_checkpoints", (entry.thread_id,), {**where, "tenant": tenant}
         )
+        return found
 
-    async def _afind(
-        self, entry: JournalEntry, namespace: str, checkpoint_id: str, tenant: str | None
-    ) -> list[Checkpoint]:
-        return await self._checkpoints().alist_checkpoints(
-            entry.thread_id,
-            namespace=namespace,
-            checkpoint_id=checkpoint_id,
-            limit=1,
-            tenant=tenant,
-        )
-
-    def _went_on(self, entry: JournalEntry, running: frozenset[str], tenant: str | None) -> bool:
-        """Whether the root graph stored a checkpoint after ``entry`` that is not ``running``'s."""
-        newest = self._checkpoints().list_checkpoints(
-            entry.thread_id, namespace="", limit=len(running) + 1, tenant=tenant
-        )
-        return _after(entry, newest, running)
-
-    async def _awent_on(
-        self, entry: JournalEntry, running: frozenset[str], tenant: str | None
-    ) -> bool:
-        newest = await self._checkpoints().alist_checkpoints(
-            entry.thread_id, namespace="", limit=len(running) + 1, tenant=tenant
-        )
-        return _after(entry, newest, running)
-
-    def _stored(self, entry: JournalEntry, tenant: str | None) -> bool:
+    def _stored(self, entry: JournalEntry, tenant: str | None) -> Flow[bool]:
         """Whether the checkpoint ``entry``'s step ran from is stored, and so are those of the
         enclosing runs it was made in (see `_enclosing`)."""
-        found = self._find(entry, parent_namespace(entry.namespace), entry.origin, tenant)
+        namespace = parent_namespace(entry.namespace)
+        found = yield from self._checkpoints_of(
+            entry, tenant, namespace=namespace, checkpoint_id=entry.origin, limit=1
+        )
         if not found:
             return False
-        return all(self._find(entry, *enclosing, tenant) for enclosing in _enclosing(found[0]))
-
-    async def _astored(self, entry: JournalEntry, tenant: str | None) -> bool:
-        found = await self._afind(entry, parent_namespace(entry.namespace), entry.origin, tenant)
-        if not found:
-            return False
-        for enclosing in _enclosing(found[0]):
-            if not await self._afind(entry, *enclosing, tenant):
+        for namespace, checkpoint_id in _enclosing(found[0]):
+            enclosing = yield from self._checkpoints_of(
+                entry, tenant, namespace=namespace, checkpoint_id=checkpoint_id, limit=1
+            )
+            if not enclosing:
                 return False
         return True
+
+    def _went_on(
+        self, entry: JournalEntry, running: frozenset[str], tenant: str | None
+    ) -> Flow[bool]:
+        """Whether the root graph stored a checkpoint after ``entry`` that is not one of
+        ``running`` (its newest ones, newest first, hold it if any does)."""
+        newest = yield from self._checkpoints_of(
+            entry, tenant, namespace="", limit=len(running) + 1
+        )
+        return any(
+            c.created_at > entry.recorded_at and c.checkpoint_id not in running for c in newest
+        )
 
     # Sync API.
 
@@ -498,31 +501,11 @@ class EffectJournal:
         checkpoints it was made in) came from a fork (time travel, ``update_state``) and is not
         replayed. Nor is an entry after which the root graph stored a checkpoint that is not
         one of ``running`` (the checkpoints the calling run works from, LangGraph's
-        ``checkpoint_map``): its run went on, so it did not crash (``durability="exit"`` stores
-        nothing but the run's last checkpoint, and a retention sweep may have removed the
-        origin), and the call is a new one that reuses the call id.
+        ``checkpoint_map``): its run went on, so it did not crash
+        (``durability="exit"`` stores nothing but the run's last checkpoint, and a retention
+        sweep may have removed the origin), and the call is a new one that reuses the call id.
         """
-        found = self.get(thread_id, tool_call_id, namespace=namespace, tenant=tenant)
-        attempts = self._attempts_op(thread_id, tool_call_id, namespace, origin, tenant)
-        if found is not None or attempts is None:
-            return found
-        ours = _check_running(running)
-        for entry in self.store.execute(attempts):
-            if (
-                _same_step(entry, namespace, origin)
-                and not self._stored(entry, tenant)
-                and not self._went_on(entry, ours, tenant)
-            ):
-                replayed = self._opened(entry).value
-                return self.record(
-                    thread_id,
-                    tool_call_id,
-                    replayed,
-                    namespace=namespace,
-                    origin=origin,
-                    tenant=tenant,
-                )
-        return None
+        return run(self._recall(thread_id, tool_call_id, namespace, origin, running, tenant))
 
     def record(
         self,
@@ -595,27 +578,8 @@ class EffectJournal:
         tenant: str | None = None,
     ) -> JournalEntry | None:
         """Async `recall`."""
-        found = await self.aget(thread_id, tool_call_id, namespace=namespace, tenant=tenant)
-        attempts = self._attempts_op(thread_id, tool_call_id, namespace, origin, tenant)
-        if found is not None or attempts is None:
-            return found
-        ours = _check_running(running)
-        for entry in await self.store.aexecute(attempts):
-            if (
-                _same_step(entry, namespace, origin)
-                and not await self._astored(entry, tenant)
-                and not await self._awent_on(entry, ours, tenant)
-            ):
-                replayed = self._opened(entry).value
-                return await self.arecord(
-                    thread_id,
-                    tool_call_id,
-                    replayed,
-                    namespace=namespace,
-                    origin=origin,
-                    tenant=tenant,
-                )
-        return None
+        flow = self._recall(thread_id, tool_call_id, namespace, origin, running, tenant)
+        return await arun(flow)
 
     async def arecord(
         self,
