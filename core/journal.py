@@ -450,13 +450,15 @@ class EffectJournal:
     def _went_on(
         self, entry: JournalEntry, running: frozenset[str], tenant: str | None
     ) -> Flow[bool]:
-        """Whether the root graph stored a checkpoint after ``entry`` that is not one of
-        ``running`` (its newest ones, newest first, hold it if any does)."""
+        """Whether the root graph stored a checkpoint made after ``entry``'s origin (a greater
+        id: LangGraph's ids grow with time) that is not one of ``running``. Ids, not the times
+        the store wrote them at: ``durability="async"`` may write the checkpoints before the
+        origin after the tool ran."""
         newest = yield from self._checkpoints_of(
             entry, tenant, namespace="", limit=len(running) + 1
         )
         return any(
-            c.created_at > entry.recorded_at and c.checkpoint_id not in running for c in newest
+            c.checkpoint_id > entry.origin and c.checkpoint_id not in running for c in newest
         )
 
     # Sync API.
@@ -499,9 +501,9 @@ class EffectJournal:
         ``durability="async"`` stores it while the tools run), so the resumed run made the
         step again under new ids. An entry whose origin is stored (with the enclosing
         checkpoints it was made in) came from a fork (time travel, ``update_state``) and is not
-        replayed. Nor is an entry after which the root graph stored a checkpoint that is not
-        one of ``running`` (the checkpoints the calling run works from, LangGraph's
-        ``checkpoint_map``): its run went on, so it did not crash
+        replayed. Nor is an entry whose origin is older than a checkpoint the root graph
+        stored that is not one of ``running`` (the checkpoints the calling run works from,
+        LangGraph's ``checkpoint_map``): its run went on, so it did not crash
         (``durability="exit"`` stores nothing but the run's last checkpoint, and a retention
         sweep may have removed the origin), and the call is a new one that reuses the call id.
         """

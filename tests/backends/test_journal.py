@@ -178,16 +178,19 @@ async def test_recall_runs_a_call_again_once_its_run_went_on(
     api: Api, journal: EffectJournal
 ) -> None:
     """An entry whose origin was never stored is no crashed attempt when the root graph stored
-    a checkpoint after it that is not one of the calling run's own: that run finished (as with
-    durability="exit", which stores none of its steps), and the call reuses the call id."""
+    a checkpoint newer than that origin that is not one of the calling run's own: that run
+    finished (as with durability="exit", which stores none of its steps), and the call reuses
+    the call id. Older checkpoints written after the entry (durability="async" writes them in
+    the background while the tools run) do not count."""
     store = journal.store
     assert isinstance(store, BaseCheckpointStore)
-    await api.record("t", "call-1", 1, namespace="tools:a", origin="never-stored")
-    store.put("t", "ck-1", BODY)  # the calling run's own checkpoint: a crash, replayed
-    found = await api.recall("t", "call-1", namespace="tools:b", origin="b", running=["ck-1"])
+    await api.record("t", "call-1", 1, namespace="tools:a", origin="ck-2")
+    store.put("t", "ck-1", BODY)  # older than the origin, written late
+    store.put("t", "ck-3", BODY)  # the calling run's own checkpoint: a crash, replayed
+    found = await api.recall("t", "call-1", namespace="tools:b", origin="ck-3", running=["ck-3"])
     assert found.result == 1
-    await api.record("t", "call-2", 2, namespace="tools:a", origin="never-stored")
-    store.put("t", "ck-2", BODY)  # made after the entry by the run that recorded it
+    await api.record("t", "call-2", 2, namespace="tools:a", origin="ck-4")
+    store.put("t", "ck-5", BODY)  # made after the origin by the run that recorded it
     assert await api.recall("t", "call-2", namespace="tools:c", origin="c", running=["c"]) is None
     assert await api.recall("t", "call-2", namespace="tools:c", origin="c") is None
 
