@@ -100,6 +100,7 @@ __all__ = [
     "Version",
     "aopen_checkpoint_store",
     "open_checkpoint_store",
+    "parent_namespace",
 ]
 
 T = TypeVar("T")
@@ -112,6 +113,16 @@ def check_namespace(value: object) -> str:
     if not isinstance(value, str):
         raise InvalidInput(f"checkpoint namespace must be a str, got {type(value).__name__}")
     return check_id(value, "checkpoint namespace") if value else value
+
+
+def parent_namespace(namespace: str) -> str:
+    """The checkpoint namespace that a task's namespace runs in (LangGraph's ``|`` joins the
+    levels): ``""`` for ``"tools:1"``, ``"agent:7"`` for ``"agent:7|tools:1"``.
+
+    Raises:
+        InvalidInput: ``namespace`` is not a usable namespace.
+    """
+    return check_namespace(namespace).rpartition("|")[0]
 
 
 def check_channels(value: object) -> tuple[str, ...]:

@@ -42,7 +42,12 @@ from types import TracebackType
 from typing import Any, Final, Self, TypeVar
 
 from memfold.checkpoint_model import Blob, Checkpoint
-from memfold.checkpoints import BaseCheckpointStore, CheckpointStore, open_checkpoint_store
+from memfold.checkpoints import (
+    BaseCheckpointStore,
+    CheckpointStore,
+    open_checkpoint_store,
+    parent_namespace,
+)
 from memfold.encryption import open_effect, seal_effect
 from memfold.errors import InvalidInput, UnsupportedOperation
 from memfold.flows import Call, Flow, arun, run
@@ -66,7 +71,6 @@ __all__ = [
     "ReplaceEffect",
     "aopen_journal",
     "open_journal",
-    "parent_namespace",
     "sort_key",
 ]
 
@@ -239,16 +243,6 @@ def _check_namespace(value: object) -> str:
     if not isinstance(value, str):
         raise InvalidInput(f"namespace must be a str, got {type(value).__name__}")
     return check_id(value, "namespace") if value else value
-
-
-def parent_namespace(namespace: str) -> str:
-    """The checkpoint namespace that a task's namespace runs in (LangGraph's ``|`` joins the
-    levels): ``""`` for ``"tools:1"``, ``"agent:7"`` for ``"agent:7|tools:1"``.
-
-    Raises:
-        InvalidInput: ``namespace`` is not a usable namespace.
-    """
-    return _check_namespace(namespace).rpartition("|")[0]
 
 
 def _nodes(namespace: str) -> list[str]:

@@ -43,8 +43,9 @@ from pydantic import ConfigDict
 
 from memfold import InvalidInput, Message
 from memfold.checkpoint_model import Blob
+from memfold.checkpoints import parent_namespace
 from memfold.integrations.langchain.messages import to_langchain, to_memfold
-from memfold.journal import JSON_TAG, EffectJournal, JournalEntry, parent_namespace
+from memfold.journal import JSON_TAG, EffectJournal, JournalEntry
 from memfold.stores import check_id, encode_json
 
 __all__ = ["JournaledTool", "journaled"]

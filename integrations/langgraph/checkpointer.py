@@ -40,6 +40,7 @@ from memfold.checkpoints import (
     SequenceBlob,
     aopen_checkpoint_store,
     open_checkpoint_store,
+    parent_namespace,
 )
 from memfold.errors import InvalidInput
 from memfold.flows import arun, run
@@ -237,7 +238,7 @@ class MemfoldSaver(BaseCheckpointSaver[int]):
         if lease is not None and namespace and conf.get("checkpoint_id") is None:
             # A subgraph's first checkpoint: the lease is checked against the checkpoint of
             # the enclosing graph that it starts from (see memfold.checkpoints.Lease).
-            enclosing = namespace.rpartition("|")[0] if isinstance(namespace, str) else ""
+            enclosing = parent_namespace(namespace)
             origins = conf.get("checkpoint_map")  # LangGraph's: namespace -> checkpoint id
             origin = origins.get(enclosing) if isinstance(origins, Mapping) else None
             if isinstance(origin, str):

@@ -472,7 +472,7 @@ COVERAGE: Final[dict[str, tuple[str, ...]]] = {
         "journal.ListJournalThreads",
         "journal.RecordEffect",
         "journal.ReplaceEffect",
-        "journal.parent_namespace",
+        "checkpoints.parent_namespace",
         "journal.sort_key",
     ),
     "test_fuzz_core_rest.py::test_erasure_answers_or_refuses": (

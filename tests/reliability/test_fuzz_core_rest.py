@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from memfold import InvalidInput, MemfoldError, Message
 from memfold.checkpoint_model import Blob, Checkpoint, PendingWrite, SequenceBlob
-from memfold.checkpoints import BaseCheckpointStore, open_checkpoint_store
+from memfold.checkpoints import BaseCheckpointStore, open_checkpoint_store, parent_namespace
 from memfold.encryption import Keyring
 from memfold.erase import Subject, aerase, alift_erasure, erase, lift_erasure
 from memfold.journal import (
@@ -31,7 +31,6 @@ from memfold.journal import (
     ListJournalThreads,
     RecordEffect,
     ReplaceEffect,
-    parent_namespace,
     sort_key,
 )
 from memfold.memories import BaseMemoryStore, namespace_key, prefix_range, rank_hits
