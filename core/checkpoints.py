@@ -63,6 +63,7 @@ from memfold.encryption import (
     take_keyring,
 )
 from memfold.errors import Conflict, InvalidInput
+from memfold.flows import Call, Flow, arun, run
 from memfold.limits import MAX_COUNT, Limits, check_limits
 from memfold.model import JSON, utcnow
 from memfold.retention import (
@@ -603,7 +604,7 @@ class BaseCheckpointStore(BaseStore):
             try:
                 return self.execute(op)
             except Conflict:
-                if not self._origin_due(op, waited):
+                if not run(self._origin_due(op, waited)):
                     raise
             time.sleep(_ORIGIN_POLL)
             waited += _ORIGIN_POLL
@@ -791,28 +792,20 @@ class BaseCheckpointStore(BaseStore):
             try:
                 return await self.aexecute(op)
             except Conflict:
-                if not await self._aorigin_due(op, waited):
+                if not await arun(self._origin_due(op, waited)):
                     raise
             await asyncio.sleep(_ORIGIN_POLL)
             waited += _ORIGIN_POLL
 
-    def _origin_due(self, op: ops.PutCheckpoint, waited: float) -> bool:
+    def _origin_due(self, op: ops.PutCheckpoint, waited: float) -> Flow[bool]:
         """Whether a refused ``op`` is a nested run's first checkpoint whose origin is not stored
         yet, with time left to wait for it (see `Lease`)."""
         origin = lease_origin(op)
         if origin is None or waited >= _ORIGIN_PATIENCE:
             return False
-        found = self.list_checkpoints(
-            op.thread_id, namespace=origin[0], checkpoint_id=origin[1], limit=1, tenant=op.tenant
-        )
-        return not found
-
-    async def _aorigin_due(self, op: ops.PutCheckpoint, waited: float) -> bool:
-        origin = lease_origin(op)
-        if origin is None or waited >= _ORIGIN_PATIENCE:
-            return False
-        found = await self.alist_checkpoints(
-            op.thread_id, namespace=origin[0], checkpoint_id=origin[1], limit=1, tenant=op.tenant
+        where = {"namespace": origin[0], "checkpoint_id": origin[1], "limit": 1}
+        found = yield Call(
+            self, "list_checkpoints", (op.thread_id,), {**where, "tenant": op.tenant}
         )
         return not found
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import atexit
+import multiprocessing
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -198,6 +200,22 @@ def tiered_checkpoint_store(**options: Any) -> BaseCheckpointStore:
     hot = redis_checkpoint_store(**options)
     assert isinstance(hot, RedisCheckpointStore)
     return TieredCheckpointStore(hot, postgres_checkpoint_store(**options))
+
+
+def kill_at_marker(
+    process: multiprocessing.process.BaseProcess, marker: Path, what: str, timeout: float = 120
+) -> None:
+    """SIGKILL ``process`` once it has written ``marker`` (the point a test kills it at); fail
+    the test if it ends first or ``what`` does not happen within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not marker.exists():
+        assert process.is_alive(), f"the process ended before {what} ({process.exitcode})"
+        assert time.monotonic() < deadline, f"{what} never happened"
+        time.sleep(0.05)
+    assert process.pid is not None
+    os.kill(process.pid, signal.SIGKILL)
+    process.join(30)
+    assert process.exitcode == -signal.SIGKILL
 
 
 def drop_checkpoint_store(store: BaseCheckpointStore) -> None:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import os
-import signal
 import threading
 import time
 import uuid
@@ -37,6 +35,7 @@ from tests.support import (
     PG_URL,
     REDIS_URL,
     drop_checkpoint_store,
+    kill_at_marker,
     postgres_checkpoint_store,
     redis_checkpoint_store,
 )
@@ -309,14 +308,7 @@ def test_a_writer_killed_between_the_tiers_leaves_no_stale_copy_served(
         ctx = multiprocessing.get_context("spawn")
         child = ctx.Process(target=put_then_die, args=(hot.key_prefix, schema, str(marker)))
         child.start()
-        deadline = time.monotonic() + 60
-        while not marker.exists():
-            assert child.is_alive(), f"the put failed ({child.exitcode})"
-            assert time.monotonic() < deadline, "the put never ran"
-            time.sleep(0.05)
-        assert child.pid is not None
-        os.kill(child.pid, signal.SIGKILL)
-        child.join(30)
+        kill_at_marker(child, marker, "its put reached PostgreSQL")
 
         assert [c.checkpoint_id for c in hot.list_checkpoints("t")] == ["c1"]  # stale
         newest = store.get("t")

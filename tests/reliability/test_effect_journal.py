@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
-import os
-import signal
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
@@ -38,6 +36,7 @@ from tests.support import (
     PG_URL,
     REDIS_URL,
     drop_checkpoint_store,
+    kill_at_marker,
     postgres_checkpoint_store,
     redis_checkpoint_store,
 )
@@ -217,15 +216,7 @@ def crash_then_resume(
         ),
     )
     first.start()
-    deadline = time.monotonic() + 120
-    while not marker.exists():
-        assert first.is_alive(), f"the first run ended before its tool ran ({first.exitcode})"
-        assert time.monotonic() < deadline, "the tool never ran"
-        time.sleep(0.05)
-    assert first.pid is not None
-    os.kill(first.pid, signal.SIGKILL)
-    first.join(30)
-    assert first.exitcode == -signal.SIGKILL
+    kill_at_marker(first, marker, "its tool ran")
 
     # The kill came between the tool's commit and the tools step's checkpoint.
     store = open_checkpoint_store(url, setup=False, **options)
